@@ -1,0 +1,268 @@
+//! Collector-style YAML configuration: loading, merging, `${env:...}`
+//! expansion, strict typed decoding with file:line:column errors, and
+//! validation of the service graph.
+//!
+//! Public surface used by components:
+//! - [`Node`]: a YAML value with its position, produced by the loader;
+//! - [`from_node`]: strict serde decoding of a component's typed config;
+//! - [`GoDuration`]: durations written the collector's way (`5s`, `200ms`, `1m30s`).
+
+mod de;
+mod duration;
+mod error;
+mod load;
+mod node;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+
+pub use de::from_node;
+pub use duration::GoDuration;
+pub use error::{ConfigError, ConfigErrors};
+pub use load::{load_files, load_str};
+pub use node::{Mark, Node, NodeValue};
+
+use crate::exporters::ExporterConfig;
+use crate::extensions::ExtensionConfig;
+use crate::pipeline::Signal;
+use crate::processors::ProcessorConfig;
+use crate::receivers::ReceiverConfig;
+
+/// `type[/name]`, as in the collector (`otlp`, `otlp/2`, `file_storage/queue`).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ComponentId {
+    /// The type as written (an alias such as `otlp_grpc` stays as written, so
+    /// messages quote what the user typed).
+    pub type_name: String,
+    pub name: Option<String>,
+}
+
+impl ComponentId {
+    pub fn new(type_name: &str, name: Option<&str>) -> Self {
+        ComponentId {
+            type_name: type_name.to_string(),
+            name: name.map(str::to_string),
+        }
+    }
+}
+
+impl fmt::Display for ComponentId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.name {
+            Some(n) => write!(f, "{}/{}", self.type_name, n),
+            None => f.write_str(&self.type_name),
+        }
+    }
+}
+
+impl FromStr for ComponentId {
+    type Err = String;
+
+    /// The collector's rules: type `^[a-zA-Z][0-9a-zA-Z_]{0,62}$`; name
+    /// 1..=1024 characters, none of them whitespace, control or symbol.
+    fn from_str(s: &str) -> Result<Self, String> {
+        let s = s.trim();
+        if s.is_empty() {
+            return Err("id must not be empty".to_string());
+        }
+        let (type_name, name) = match s.split_once('/') {
+            Some((t, n)) => (t, Some(n)),
+            None => (s, None),
+        };
+        let mut chars = type_name.chars();
+        let type_ok = type_name.len() <= 63
+            && chars.next().is_some_and(|c| c.is_ascii_alphabetic())
+            && chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !type_ok {
+            return Err(format!("invalid character(s) in type {type_name:?}"));
+        }
+        if let Some(n) = name {
+            if n.is_empty() {
+                return Err(format!("in {s:?} id: the part after / should not be empty"));
+            }
+            let bad = n.chars().count() > 1024
+                || n.chars().any(|c| {
+                    c.is_whitespace() || c.is_control() || (c.is_ascii_punctuation() && !"-_.:/@".contains(c))
+                });
+            if bad {
+                return Err(format!("in {s:?} id: invalid character(s) in name {n:?}"));
+            }
+        }
+        Ok(ComponentId::new(type_name, name))
+    }
+}
+
+/// `signal[/name]`: `logs`, `metrics/oom`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PipelineId {
+    pub signal: Signal,
+    pub name: Option<String>,
+}
+
+impl fmt::Display for PipelineId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.name {
+            Some(n) => write!(f, "{}/{}", self.signal, n),
+            None => write!(f, "{}", self.signal),
+        }
+    }
+}
+
+impl FromStr for PipelineId {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (sig, name) = match s.split_once('/') {
+            Some((t, n)) => (t, Some(n)),
+            None => (s, None),
+        };
+        let signal = match sig {
+            "logs" => Signal::Logs,
+            "metrics" => Signal::Metrics,
+            "traces" | "profiles" => {
+                return Err(format!("pipeline {s:?}: the {sig} signal is not supported by oomscope (logs, metrics)"))
+            }
+            other => return Err(format!("pipeline {s:?}: unknown signal {other:?} (valid values: [logs metrics])")),
+        };
+        if name == Some("") {
+            return Err(format!("in {s:?} id: the part after / should not be empty"));
+        }
+        Ok(PipelineId {
+            signal,
+            name: name.map(str::to_string),
+        })
+    }
+}
+
+/// One pipeline: `receivers -> processors -> exporters`.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct PipelineConfig {
+    pub receivers: Vec<ComponentId>,
+    pub processors: Vec<ComponentId>,
+    pub exporters: Vec<ComponentId>,
+}
+
+/// `service.telemetry`: the agent's own logs and metrics.
+#[derive(Clone, Debug, PartialEq, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TelemetryConfig {
+    pub logs: TelemetryLogsConfig,
+    pub metrics: TelemetryMetricsConfig,
+}
+
+impl Default for TelemetryConfig {
+    fn default() -> Self {
+        TelemetryConfig {
+            logs: TelemetryLogsConfig::default(),
+            metrics: TelemetryMetricsConfig::default(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TelemetryLogsConfig {
+    /// `debug`, `info`, `warn`, `error`.
+    pub level: String,
+    /// `console` or `json`.
+    pub encoding: String,
+}
+
+impl Default for TelemetryLogsConfig {
+    fn default() -> Self {
+        TelemetryLogsConfig {
+            level: "info".to_string(),
+            encoding: "console".to_string(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TelemetryMetricsConfig {
+    /// `none` turns the agent's own metrics off; `basic`, `normal`, `detailed` keep them.
+    pub level: String,
+    /// Prometheus scrape endpoint (`host:port`); empty disables it.
+    pub address: String,
+    /// Optional OTLP push of the agent's own metrics.
+    pub otlp: Option<TelemetryOtlpConfig>,
+}
+
+impl Default for TelemetryMetricsConfig {
+    fn default() -> Self {
+        TelemetryMetricsConfig {
+            level: "normal".to_string(),
+            address: "127.0.0.1:8888".to_string(),
+            otlp: None,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TelemetryOtlpConfig {
+    /// gRPC endpoint URL, for example `http://127.0.0.1:4317`.
+    pub endpoint: String,
+    #[serde(default = "TelemetryOtlpConfig::default_interval")]
+    pub interval: GoDuration,
+}
+
+impl TelemetryOtlpConfig {
+    fn default_interval() -> GoDuration {
+        GoDuration::from_secs(10)
+    }
+}
+
+/// `service`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ServiceConfig {
+    pub extensions: Vec<ComponentId>,
+    pub pipelines: BTreeMap<PipelineId, PipelineConfig>,
+    pub telemetry: TelemetryConfig,
+    /// The agent's own `/proc/self/oom_score_adj` (-1000..=1000), set at start
+    /// so that it outlives what it reports on. `null` leaves it unchanged.
+    pub oom_score_adj: Option<i32>,
+    /// How long shutdown may take to drain and flush what is in flight.
+    pub shutdown_timeout: GoDuration,
+}
+
+/// Default for `service.oom_score_adj`: far below any normal process, yet not
+/// -1000 (which would make the agent unkillable even when it is the problem).
+pub const DEFAULT_OOM_SCORE_ADJ: i32 = -900;
+
+/// A whole, validated configuration.
+#[derive(Debug)]
+pub struct Config {
+    pub receivers: BTreeMap<ComponentId, ReceiverConfig>,
+    pub processors: BTreeMap<ComponentId, ProcessorConfig>,
+    pub exporters: BTreeMap<ComponentId, ExporterConfig>,
+    pub extensions: BTreeMap<ComponentId, ExtensionConfig>,
+    pub service: ServiceConfig,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn component_ids_follow_the_collector_rules() {
+        assert_eq!(
+            "otlp/2".parse::<ComponentId>().ok(),
+            Some(ComponentId::new("otlp", Some("2")))
+        );
+        assert_eq!("".parse::<ComponentId>().err().as_deref(), Some("id must not be empty"));
+        assert!("1otlp".parse::<ComponentId>().is_err());
+        assert!("otlp/".parse::<ComponentId>().is_err());
+        assert!("ot-lp".parse::<ComponentId>().is_err());
+        assert!("metrics/oom".parse::<PipelineId>().is_ok());
+        assert!("traces".parse::<PipelineId>().is_err());
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for ComponentId {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}

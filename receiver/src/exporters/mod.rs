@@ -1,0 +1,72 @@
+//! Exporters: where data leaves. Each is an [`helper::ExportClient`] wrapped
+//! by the shared exporter helper (sending queue, retry, timeout, telemetry,
+//! acknowledgements), like the collector's exporterhelper.
+
+pub mod debug;
+pub mod file;
+pub mod helper;
+pub mod otlp_grpc;
+pub mod otlp_http;
+pub mod tls;
+
+use tokio::task::JoinHandle;
+
+use crate::component::BuildContext;
+use crate::config::{from_node, ConfigError, Node};
+use crate::pipeline::DynConsumer;
+
+#[derive(Debug, Clone)]
+pub enum ExporterConfig {
+    OtlpGrpc(otlp_grpc::OtlpGrpcExporterConfig),
+    OtlpHttp(otlp_http::OtlpHttpExporterConfig),
+    File(file::FileExporterConfig),
+    Debug(debug::DebugExporterConfig),
+}
+
+impl ExporterConfig {
+    /// `otlp`/`otlp_grpc` and `otlphttp`/`otlp_http`: the collector renamed
+    /// these; both spellings are accepted.
+    pub const TYPES: &'static [&'static str] =
+        &["debug", "file", "otlp", "otlp_grpc", "otlp_http", "otlphttp"];
+
+    pub fn from_node(type_name: &str, node: &Node) -> Option<Result<Self, ConfigError>> {
+        Some(match type_name {
+            "otlp" | "otlp_grpc" => from_node(node).map(ExporterConfig::OtlpGrpc),
+            "otlphttp" | "otlp_http" => from_node(node).map(ExporterConfig::OtlpHttp),
+            "file" => from_node(node).map(ExporterConfig::File),
+            "debug" => from_node(node).map(ExporterConfig::Debug),
+            _ => return None,
+        })
+    }
+
+    pub fn validate(&self) -> Result<(), String> {
+        match self {
+            ExporterConfig::OtlpGrpc(c) => c.validate(),
+            ExporterConfig::OtlpHttp(c) => c.validate(),
+            ExporterConfig::File(c) => c.validate(),
+            ExporterConfig::Debug(c) => c.validate(),
+        }
+    }
+
+    /// The `file_storage` extension a persistent sending queue uses, if any.
+    pub fn storage(&self) -> Option<&crate::config::ComponentId> {
+        match self {
+            ExporterConfig::OtlpGrpc(c) => c.sending_queue.storage.as_ref(),
+            ExporterConfig::OtlpHttp(c) => c.sending_queue.storage.as_ref(),
+            ExporterConfig::File(_) | ExporterConfig::Debug(_) => None,
+        }
+    }
+
+    /// Builds the one instance shared by every pipeline that names this
+    /// exporter (both signals go through it). The task ends after the consumer
+    /// is dropped and the queue is drained (or, for a persistent queue, left
+    /// on disk), or when the shutdown deadline passes.
+    pub async fn build(&self, ctx: &BuildContext) -> anyhow::Result<(DynConsumer, JoinHandle<()>)> {
+        match self {
+            ExporterConfig::OtlpGrpc(c) => otlp_grpc::build(c, ctx).await,
+            ExporterConfig::OtlpHttp(c) => otlp_http::build(c, ctx).await,
+            ExporterConfig::File(c) => file::build(c, ctx).await,
+            ExporterConfig::Debug(c) => debug::build(c, ctx).await,
+        }
+    }
+}

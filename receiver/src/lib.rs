@@ -1,0 +1,11 @@
+//! oomscope: a per-host agent that catches out-of-memory trouble on Linux and
+//! ships it as OpenTelemetry data, configured like the OpenTelemetry Collector.
+
+pub mod component;
+pub mod config;
+pub mod exporters;
+pub mod extensions;
+pub mod pipeline;
+pub mod processors;
+pub mod receivers;
+pub mod telemetry;

