@@ -8,4 +8,6 @@ pub mod extensions;
 pub mod pipeline;
 pub mod processors;
 pub mod receivers;
+pub mod self_protection;
+pub mod service;
 pub mod telemetry;

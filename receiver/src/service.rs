@@ -1,0 +1,174 @@
+//! The running agent: own telemetry, extensions, pipelines, signals.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use http_body_util::Full;
+use hyper::body::Bytes;
+use hyper::service::service_fn;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use opentelemetry_otlp::WithExportConfig as _;
+use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{Config, TelemetryConfig};
+use crate::extensions::{file_storage::FileStorage, health_check, ExtensionConfig, Extensions};
+use crate::pipeline::topology::Topology;
+use crate::self_protection;
+use crate::telemetry::Telemetry;
+
+/// Runs the agent until `stop` resolves (SIGINT/SIGTERM in `main`), then
+/// drains and flushes within `service.shutdown_timeout`.
+pub async fn run(config: Config, stop: impl std::future::Future<Output = ()>) -> anyhow::Result<()> {
+    if let Some(adj) = config.service.oom_score_adj {
+        match self_protection::set_oom_score_adj(adj) {
+            Ok(()) => tracing::info!(oom_score_adj = adj, "lowered own OOM score"),
+            Err(e) => tracing::warn!(oom_score_adj = adj, error = %e, "could not set own oom_score_adj; the agent is not protected from the OOM killer"),
+        }
+    }
+
+    let background = CancellationToken::new();
+    let telemetry = start_telemetry(&config.service.telemetry, &background).await?;
+
+    let mut extensions = Extensions::default();
+    let mut extension_tasks: Vec<JoinHandle<()>> = Vec::new();
+    for id in &config.service.extensions {
+        let Some(cfg) = config.extensions.get(id) else {
+            anyhow::bail!("extension {id} is not configured");
+        };
+        match cfg {
+            ExtensionConfig::FileStorage(c) => {
+                let storage = FileStorage::open(c, id).with_context(|| format!("failed to start extension {id}"))?;
+                extensions.storages.insert(id.clone(), storage);
+            }
+            ExtensionConfig::HealthCheck(c) => {
+                let handle = health_check::start(c, extensions.health.clone(), background.clone())
+                    .await
+                    .with_context(|| format!("failed to start extension {id}"))?;
+                extension_tasks.push(handle);
+            }
+        }
+    }
+    let extensions = Arc::new(extensions);
+
+    let topology = Topology::start(&config, Arc::clone(&telemetry), Arc::clone(&extensions)).await?;
+    extensions.health.set_ready(true);
+    tracing::info!(pipelines = config.service.pipelines.len(), "everything is ready; begin running and processing data");
+
+    stop.await;
+    tracing::info!("received shutdown request; draining pipelines");
+    extensions.health.set_ready(false);
+    topology.shutdown(config.service.shutdown_timeout.get()).await;
+    background.cancel();
+    for t in extension_tasks {
+        let _ = tokio::time::timeout(Duration::from_secs(2), t).await;
+    }
+    telemetry.shutdown();
+    tracing::info!("shutdown complete");
+    Ok(())
+}
+
+/// The agent's own metrics: a Prometheus endpoint (a port already taken is a
+/// warning, not fatal) and an optional OTLP push.
+async fn start_telemetry(cfg: &TelemetryConfig, background: &CancellationToken) -> anyhow::Result<Arc<Telemetry>> {
+    if cfg.metrics.level == "none" {
+        return Ok(Telemetry::noop());
+    }
+    let mut builder = SdkMeterProvider::builder();
+    let mut registry = None;
+    if !cfg.metrics.address.is_empty() {
+        let reg = prometheus::Registry::new();
+        let exporter = opentelemetry_prometheus::exporter()
+            .with_registry(reg.clone())
+            .without_target_info()
+            .scope_info_enabled(false)
+            .build()
+            .context("building the Prometheus exporter")?;
+        builder = builder.with_reader(exporter);
+        registry = Some(reg);
+    }
+    if let Some(otlp) = &cfg.metrics.otlp {
+        let exporter = opentelemetry_otlp::MetricExporter::builder()
+            .with_tonic()
+            .with_endpoint(otlp.endpoint.clone())
+            .build()
+            .context("building the OTLP exporter of own metrics")?;
+        builder = builder.with_reader(
+            PeriodicReader::builder(exporter)
+                .with_interval(otlp.interval.get())
+                .build(),
+        );
+    }
+    let telemetry = Telemetry::new(builder.build(), registry.clone());
+    if let Some(reg) = registry {
+        serve_prometheus(&cfg.metrics.address, reg, background.clone()).await;
+    }
+    Ok(telemetry)
+}
+
+async fn serve_prometheus(address: &str, registry: prometheus::Registry, stop: CancellationToken) {
+    let listener = match address.parse::<SocketAddr>() {
+        Ok(addr) => TcpListener::bind(addr).await,
+        Err(_) => TcpListener::bind(address).await,
+    };
+    let listener = match listener {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::warn!(address, error = %e, "cannot serve own metrics on this address; going on without them");
+            return;
+        }
+    };
+    tracing::info!(address, "serving own metrics at /metrics");
+    let registry = Arc::new(registry);
+    tokio::spawn(async move {
+        loop {
+            let accepted = tokio::select! {
+                () = stop.cancelled() => break,
+                a = listener.accept() => a,
+            };
+            let Ok((stream, _)) = accepted else { continue };
+            let registry = Arc::clone(&registry);
+            let stop = stop.clone();
+            tokio::spawn(async move {
+                let svc = service_fn(move |req: Request<hyper::body::Incoming>| {
+                    let registry = Arc::clone(&registry);
+                    async move { Ok::<_, std::convert::Infallible>(metrics_response(&req, &registry)) }
+                });
+                let conn = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+                let serve = conn.serve_connection(TokioIo::new(stream), svc);
+                tokio::select! {
+                    _ = serve => {}
+                    () = stop.cancelled() => {}
+                    () = tokio::time::sleep(Duration::from_secs(60)) => {}
+                }
+            });
+        }
+    });
+}
+
+fn metrics_response<B>(req: &Request<B>, registry: &prometheus::Registry) -> Response<Full<Bytes>> {
+    use prometheus::Encoder as _;
+    if req.uri().path() != "/metrics" {
+        return plain(StatusCode::NOT_FOUND, "not found; own metrics are at /metrics\n");
+    }
+    let encoder = prometheus::TextEncoder::new();
+    let mut buf = Vec::with_capacity(16 * 1024);
+    if let Err(e) = encoder.encode(&registry.gather(), &mut buf) {
+        return plain(StatusCode::INTERNAL_SERVER_ERROR, &format!("encoding metrics: {e}\n"));
+    }
+    Response::builder()
+        .header(http::header::CONTENT_TYPE, encoder.format_type())
+        .body(Full::new(Bytes::from(buf)))
+        .unwrap_or_else(|_| Response::new(Full::new(Bytes::new())))
+}
+
+fn plain(status: StatusCode, text: &str) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::from(text.to_string())));
+    *r.status_mut() = status;
+    r
+}
