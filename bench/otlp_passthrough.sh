@@ -1,0 +1,107 @@
+#!/usr/bin/env bash
+# OTLP logs pass-through benchmark: oomscope against rotel, in the same run.
+#
+# One load generator (receiver/examples/otlp_loadgen.rs, gRPC, 8 streams, 1000
+# records per request) sends RECORDS log records to each server in turn; each
+# server forwards over OTLP/gRPC (gzip, both servers' default) to one rotel
+# blackhole sink. Only the server's CPU time counts (utime+stime from
+# /proc/PID/stat, all threads), from before the first request until it has
+# forwarded everything (its CPU time stops growing).
+#
+# Output: records per CPU-second for both, and the ratio oomscope/rotel.
+set -euo pipefail
+
+RECORDS=${RECORDS:-1000000}
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+cd "$ROOT"
+"$ROOT/scripts/setup.sh" --with-peers >&2
+cargo build --release -q -p oomscope --bin oomscope --example otlp_loadgen
+PY="${OOMSCOPE_TOOLS_DIR:-$HOME/.cache/oomscope}/venv/bin/python"
+ROTEL="$("$PY" -c 'import rotel, os; print(os.path.dirname(rotel.__file__))')/rotel-agent"
+OOMSCOPE="$ROOT/target/release/oomscope"
+LOADGEN="$ROOT/target/release/examples/otlp_loadgen"
+WORK=$(mktemp -d)
+PIDS=()
+cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$WORK"; }
+trap cleanup EXIT
+
+free_port() { "$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_port() {
+    for _ in $(seq 100); do
+        if "$PY" -c "import socket,sys; socket.create_connection(('127.0.0.1',$1),0.2)" 2>/dev/null; then return 0; fi
+        sleep 0.1
+    done
+    echo "port $1 never opened" >&2; return 1
+}
+ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+CLK_TCK=$(getconf CLK_TCK)
+
+# Waits until the process's CPU time has not grown for 1 s (it has forwarded everything).
+wait_idle() {
+    local last now stable=0
+    last=$(ticks "$1")
+    for _ in $(seq 120); do
+        sleep 0.5
+        now=$(ticks "$1")
+        if [ "$now" = "$last" ]; then stable=$((stable + 1)); else stable=0; fi
+        last=$now
+        [ "$stable" -ge 2 ] && return 0
+    done
+}
+
+SINK_GRPC=$(free_port); SINK_HTTP=$(free_port)
+"$ROTEL" start --otlp-grpc-endpoint "127.0.0.1:$SINK_GRPC" --otlp-http-endpoint "127.0.0.1:$SINK_HTTP" \
+    --exporter blackhole >"$WORK/sink.log" 2>&1 &
+PIDS+=($!)
+wait_port "$SINK_GRPC"
+
+measure() { # name pid port -> prints records/CPU-second
+    local name=$1 pid=$2 port=$3 before after out
+    wait_port "$port"
+    sleep 0.5
+    before=$(ticks "$pid")
+    out=$("$LOADGEN" --endpoint "http://127.0.0.1:$port" --records "$RECORDS")
+    wait_idle "$pid"
+    after=$(ticks "$pid")
+    local cpu
+    cpu=$(awk -v a="$after" -v b="$before" -v t="$CLK_TCK" 'BEGIN { printf "%.3f", (a - b) / t }')
+    local rate
+    rate=$(awk -v n="$RECORDS" -v c="$cpu" 'BEGIN { if (c > 0) printf "%.0f", n / c; else print "inf" }')
+    echo "$name: $out cpu_seconds=$cpu records_per_cpu_second=$rate" >&2
+    echo "$rate"
+}
+
+# oomscope: otlp receiver -> batch -> otlp exporter (gzip) -> sink
+OOM_GRPC=$(free_port); OOM_HTTP=$(free_port); OOM_METRICS=$(free_port)
+cat >"$WORK/oomscope.yaml" <<YAML
+receivers:
+  otlp:
+    protocols:
+      grpc: { endpoint: "127.0.0.1:$OOM_GRPC" }
+processors:
+  batch: {}
+exporters:
+  otlp:
+    endpoint: "127.0.0.1:$SINK_GRPC"
+    tls: { insecure: true }
+service:
+  telemetry:
+    metrics: { address: "127.0.0.1:$OOM_METRICS" }
+  oom_score_adj: null
+  pipelines:
+    logs: { receivers: [otlp], processors: [batch], exporters: [otlp] }
+YAML
+"$OOMSCOPE" --config "$WORK/oomscope.yaml" >"$WORK/oomscope.log" 2>&1 &
+OOM_PID=$!; PIDS+=($OOM_PID)
+ours=$(measure oomscope "$OOM_PID" "$OOM_GRPC")
+
+# rotel: otlp receiver -> (its batching) -> otlp exporter (gzip) -> sink
+R_GRPC=$(free_port); R_HTTP=$(free_port)
+"$ROTEL" start --otlp-grpc-endpoint "127.0.0.1:$R_GRPC" --otlp-http-endpoint "127.0.0.1:$R_HTTP" \
+    --exporter otlp --otlp-exporter-endpoint "http://127.0.0.1:$SINK_GRPC" --otlp-exporter-protocol grpc \
+    >"$WORK/rotel.log" 2>&1 &
+ROTEL_PID=$!; PIDS+=($ROTEL_PID)
+theirs=$(measure rotel "$ROTEL_PID" "$R_GRPC")
+
+ratio=$(awk -v a="$ours" -v b="$theirs" 'BEGIN { printf "%.2f", a / b }')
+echo "records=$RECORDS oomscope_records_per_cpu_second=$ours rotel_records_per_cpu_second=$theirs ratio=$ratio"
