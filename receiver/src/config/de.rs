@@ -678,3 +678,206 @@ impl<'de> VariantAccess<'de> for NodeDeserializer<'de> {
         de::Deserializer::deserialize_map(self, visitor)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use serde::Deserialize;
+
+    use super::*;
+    use crate::config::node::parse;
+    use crate::config::{some_when_present, GoDuration};
+
+    #[derive(Debug, Default, PartialEq, Deserialize)]
+    #[serde(rename_all = "snake_case")]
+    enum Mode {
+        #[default]
+        Fast,
+        Slow,
+    }
+
+    #[derive(Debug, PartialEq, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Tls {
+        cert_file: String,
+        #[serde(default)]
+        insecure: bool,
+    }
+
+    #[derive(Debug, Default, PartialEq, Deserialize)]
+    #[serde(deny_unknown_fields, default)]
+    struct Server {
+        endpoint: String,
+        port: u16,
+        enabled: bool,
+        ratio: f64,
+        timeout: GoDuration,
+        tags: Vec<String>,
+        headers: BTreeMap<String, String>,
+        mode: Mode,
+        tls: Option<Tls>,
+        name: Option<String>,
+    }
+
+    #[derive(Debug, Default, PartialEq, Deserialize)]
+    #[serde(deny_unknown_fields, default)]
+    struct Protocols {
+        #[serde(deserialize_with = "some_when_present")]
+        grpc: Option<Server>,
+        #[serde(deserialize_with = "some_when_present")]
+        http: Option<Server>,
+    }
+
+    #[derive(Debug, Default, PartialEq, Deserialize)]
+    #[serde(deny_unknown_fields, default)]
+    struct Receiver {
+        protocols: Protocols,
+    }
+
+    fn decode<T: DeserializeOwned>(text: &str) -> Result<T, ConfigError> {
+        from_node(&parse("r.yaml", text).expect("valid yaml"))
+    }
+
+    fn error<T: DeserializeOwned + fmt::Debug>(text: &str) -> String {
+        decode::<T>(text).expect_err("must fail").to_string()
+    }
+
+    #[test]
+    fn decodes_every_kind_of_field() {
+        let server: Server = decode(
+            "endpoint: 8080\nport: 8080\nenabled: true\nratio: 0.5\ntimeout: 1m30s\n\
+             tags: [a, 'b']\nheaders: {x-token: abc, n: 1}\nmode: slow\n\
+             tls: {cert_file: /c.pem}\nname: ~\n",
+        )
+        .expect("decodes");
+        assert_eq!(
+            server,
+            Server {
+                endpoint: "8080".into(),
+                port: 8080,
+                enabled: true,
+                ratio: 0.5,
+                timeout: GoDuration::from_secs(90),
+                tags: vec!["a".into(), "b".into()],
+                headers: [("n".to_string(), "1".to_string()), ("x-token".to_string(), "abc".to_string())].into(),
+                mode: Mode::Slow,
+                tls: Some(Tls {
+                    cert_file: "/c.pem".into(),
+                    insecure: false
+                }),
+                name: None,
+            }
+        );
+    }
+
+    #[test]
+    fn null_struct_means_defaults_and_present_sections_are_some() {
+        assert_eq!(decode::<Server>("~").expect("defaults"), Server::default());
+        let r: Receiver = decode("protocols:\n  grpc:\n").expect("decodes");
+        assert_eq!(r.protocols.grpc, Some(Server::default()));
+        assert_eq!(r.protocols.http, None);
+    }
+
+    #[test]
+    fn quoted_scalars_are_strings_only() {
+        assert_eq!(
+            error::<Server>("port: \"8080\"\n"),
+            "r.yaml:1:7: 'port' expected an integer, got \"8080\""
+        );
+        assert_eq!(
+            error::<Server>("enabled: 'true'\n"),
+            "r.yaml:1:10: 'enabled' expected a boolean (true or false), got \"true\""
+        );
+        assert_eq!(
+            error::<Server>("enabled: yes\n"),
+            "r.yaml:1:10: 'enabled' expected a boolean (true or false), got \"yes\""
+        );
+    }
+
+    #[test]
+    fn unknown_keys_point_at_the_key() {
+        let text = "protocols:\n  grpc:\n    endpoint: x\n  htttp:\n    endpoint: y\n";
+        assert_eq!(error::<Receiver>(text), "r.yaml:4:3: 'protocols' has invalid keys: htttp");
+        assert_eq!(
+            error::<Server>("endpoint: a\nfoo: 1\nbar: 2\n"),
+            "r.yaml:2:1: has invalid keys: foo, bar"
+        );
+        // Unknown keys with an empty value are found too.
+        assert_eq!(
+            error::<Receiver>("protocols:\n  grpc:\n    nope:\n"),
+            "r.yaml:3:5: 'protocols::grpc' has invalid keys: nope"
+        );
+    }
+
+    #[test]
+    fn wrong_types_point_at_the_value_with_its_path() {
+        let text = "protocols:\n  grpc:\n    endpoint: [a, b]\n";
+        assert_eq!(
+            error::<Receiver>(text),
+            "r.yaml:3:15: 'protocols::grpc::endpoint' expected a string, got a sequence"
+        );
+        assert_eq!(
+            error::<Server>("tags:\n  - a\n  - {b: 1}\n"),
+            "r.yaml:3:5: 'tags[1]' expected a string, got a map"
+        );
+        assert_eq!(error::<Server>("tags: a\n"), "r.yaml:1:7: 'tags' expected a sequence, got \"a\"");
+        assert_eq!(error::<Server>("endpoint:\n"), "r.yaml:1:9: 'endpoint' expected a string, got null");
+    }
+
+    #[test]
+    fn numbers_are_range_checked() {
+        assert_eq!(
+            error::<Server>("port: 70000\n"),
+            "r.yaml:1:7: 'port' expected an integer between 0 and 65535, got 70000"
+        );
+        assert_eq!(
+            error::<Server>("port: -1\n"),
+            "r.yaml:1:7: 'port' expected an integer between 0 and 65535, got -1"
+        );
+        assert_eq!(decode::<Server>("port: 0x10\n").expect("hex").port, 16);
+        assert_eq!(decode::<Server>("ratio: 2\n").expect("int as float").ratio, 2.0);
+        assert_eq!(
+            error::<Server>("ratio: fast\n"),
+            "r.yaml:1:8: 'ratio' expected a number, got \"fast\""
+        );
+    }
+
+    #[test]
+    fn enums_durations_and_required_keys() {
+        assert_eq!(
+            error::<Server>("mode: medium\n"),
+            "r.yaml:1:7: 'mode' unknown value \"medium\" (valid values: [fast slow])"
+        );
+        let err = error::<Server>("timeout: 5 sec\n");
+        assert!(err.starts_with("r.yaml:1:10: 'timeout' invalid duration \"5 sec\""), "{err}");
+        assert_eq!(
+            decode::<Server>("timeout: 1000\n").expect("nanoseconds").timeout,
+            GoDuration(std::time::Duration::from_micros(1))
+        );
+        assert_eq!(
+            error::<Server>("tls:\n  insecure: true\n"),
+            "r.yaml:2:3: 'tls' missing required key \"cert_file\""
+        );
+    }
+
+    #[test]
+    fn untyped_values_follow_the_core_schema() {
+        let values: BTreeMap<String, serde_json::Value> =
+            decode("a: 1\nb: true\nc: 1.5\nd: \"1\"\ne: ~\nf: x\ng: 0o17\nh: -3\ni: 1e3\nj: True\n").expect("decodes");
+        let json = serde_json::to_string(&values).expect("json");
+        assert_eq!(
+            json,
+            r#"{"a":1,"b":true,"c":1.5,"d":"1","e":null,"f":"x","g":15,"h":-3,"i":1000.0,"j":true}"#
+        );
+    }
+
+    #[test]
+    fn expanded_unset_variable_reads_as_absent() {
+        let mut node = parse("r.yaml", "name: ${env:UNSET}\nendpoint: ${env:UNSET}\n").expect("parses");
+        crate::config::env::expand(&mut node, &|_| None).expect("expands");
+        let server: Server = from_node(&node).expect("decodes");
+        assert_eq!(server.name, None);
+        assert_eq!(server.endpoint, "");
+    }
+}

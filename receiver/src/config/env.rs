@@ -201,7 +201,7 @@ mod tests {
              c: ${env:MISSING:-fallback}\n\
              d: ${MISSING:-x}\n\
              e: ${env:HOST:-unused}\n\
-             f: cost $$5 and $$$${HOST}\n\
+             f: cost $$5 and $$${HOST} and $$$${HOST}\n\
              g: ${env:MISSING}\n\
              h: $HOST stays\n\
              i: ${env:EMPTY:-def}\n",
@@ -213,7 +213,7 @@ mod tests {
         assert_eq!(scalar(&node, "c"), ("fallback".into(), false));
         assert_eq!(scalar(&node, "d"), ("x".into(), false));
         assert_eq!(scalar(&node, "e"), ("db.local".into(), false));
-        assert_eq!(scalar(&node, "f"), ("cost $5 and $$db.local".into(), true));
+        assert_eq!(scalar(&node, "f"), ("cost $5 and $db.local and $${HOST}".into(), true));
         assert_eq!(scalar(&node, "g"), ("".into(), false));
         assert_eq!(scalar(&node, "h"), ("$HOST stays".into(), false));
         // Set but empty: the default is for unset variables only.

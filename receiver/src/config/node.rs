@@ -334,3 +334,132 @@ fn same_key(a: &Node, b: &Node) -> bool {
         _ => false,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(node: &Node) -> (usize, usize) {
+        (node.mark.line, node.mark.column)
+    }
+
+    #[test]
+    fn parses_maps_sequences_and_scalars_with_positions() {
+        let text = "receivers:\n  otlp:\n  other: {a: 1, b: \"2\"}\nlist:\n  - plain\n  - 'single'\n  - |\n    block\n";
+        let root = parse("c.yaml", text).expect("parses");
+        assert_eq!(at(&root), (1, 1));
+        let receivers = root.get("receivers").expect("receivers");
+        let otlp = receivers.get("otlp").expect("otlp");
+        assert!(otlp.is_null());
+        let NodeValue::Map(entries) = &receivers.value else {
+            panic!("receivers is not a map")
+        };
+        assert_eq!(at(&entries[0].0), (2, 3));
+        assert_eq!(at(&entries[1].0), (3, 3));
+        let other = receivers.get("other").expect("other");
+        assert_eq!(at(other), (3, 10));
+        assert_eq!(
+            other.get("a").map(|n| &n.value),
+            Some(&NodeValue::Scalar {
+                text: "1".into(),
+                quoted: false
+            })
+        );
+        assert_eq!(at(other.get("b").expect("b")), (3, 20));
+        assert_eq!(
+            other.get("b").map(|n| &n.value),
+            Some(&NodeValue::Scalar {
+                text: "2".into(),
+                quoted: true
+            })
+        );
+        let NodeValue::Seq(items) = &root.get("list").expect("list").value else {
+            panic!("list is not a sequence")
+        };
+        let styles: Vec<(&str, bool, (usize, usize))> = items
+            .iter()
+            .map(|n| match &n.value {
+                NodeValue::Scalar { text, quoted } => (text.as_str(), *quoted, at(n)),
+                _ => panic!("not a scalar"),
+            })
+            .collect();
+        assert_eq!(
+            styles,
+            [
+                ("plain", false, (5, 5)),
+                ("single", true, (6, 5)),
+                ("block\n", true, (8, 5))
+            ]
+        );
+        assert_eq!(&*root.mark.file, "c.yaml");
+    }
+
+    #[test]
+    fn null_forms_and_tagged_strings() {
+        let root = parse("n.yaml", "a: ~\nb: null\nc:\nd: 'null'\ne: !!str 5\n").expect("parses");
+        for key in ["a", "b", "c"] {
+            assert!(root.get(key).expect(key).is_null(), "{key}");
+        }
+        assert_eq!(root.get("d").and_then(Node::as_str), Some("null"));
+        assert_eq!(
+            root.get("e").map(|n| &n.value),
+            Some(&NodeValue::Scalar {
+                text: "5".into(),
+                quoted: true
+            })
+        );
+    }
+
+    #[test]
+    fn empty_text_is_null() {
+        let root = parse("e.yaml", "# only a comment\n").expect("parses");
+        assert!(root.is_null());
+        assert_eq!(root.mark.to_string(), "e.yaml:1:1");
+    }
+
+    #[test]
+    fn duplicate_keys_are_errors() {
+        let err = parse("d.yaml", "a: 1\nb:\n  x: 1\n  x: 2\n").expect_err("duplicate");
+        assert_eq!(err.to_string(), "d.yaml:4:3: mapping key \"x\" already defined at d.yaml:3:3");
+    }
+
+    #[test]
+    fn syntax_errors_have_positions() {
+        let err = parse("s.yaml", "a: [1, 2\nb: 3\n").expect_err("syntax error");
+        let text = err.to_string();
+        assert!(text.starts_with("s.yaml:"), "{text}");
+        assert!(text.contains("yaml: "), "{text}");
+        let err = parse("t.yaml", "a: 1\n  b: 2\n").expect_err("bad indentation");
+        assert_eq!(err.mark.as_ref().map(|m| m.line), Some(2), "{err}");
+    }
+
+    #[test]
+    fn several_documents_are_an_error() {
+        let err = parse("m.yaml", "a: 1\n---\nb: 2\n").expect_err("two documents");
+        assert_eq!(
+            err.to_string(),
+            "m.yaml:2:1: a configuration file must hold one YAML document, found several"
+        );
+    }
+
+    #[test]
+    fn aliases_are_resolved() {
+        let root = parse("a.yaml", "base: &b {x: 1}\ncopy: *b\n").expect("parses");
+        assert_eq!(root.get("copy").and_then(|c| c.get("x")).and_then(Node::as_str), Some("1"));
+    }
+
+    #[test]
+    fn alias_bombs_and_deep_nesting_are_refused() {
+        let mut bomb = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
+        for i in 1..8 {
+            let prev = format!("*a{}", i - 1);
+            bomb.push_str(&format!("a{i}: &a{i} [{}]\n", vec![prev.as_str(); 10].join(", ")));
+        }
+        let err = parse("bomb.yaml", &bomb).expect_err("too big");
+        assert!(err.message.contains("too many values"), "{err}");
+
+        let deep = format!("{}{}", "[".repeat(MAX_DEPTH + 1), "]".repeat(MAX_DEPTH + 1));
+        let err = parse("deep.yaml", &deep).expect_err("too deep");
+        assert!(err.message.contains("nested deeper"), "{err}");
+    }
+}
