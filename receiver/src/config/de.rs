@@ -760,7 +760,11 @@ mod tests {
                 ratio: 0.5,
                 timeout: GoDuration::from_secs(90),
                 tags: vec!["a".into(), "b".into()],
-                headers: [("n".to_string(), "1".to_string()), ("x-token".to_string(), "abc".to_string())].into(),
+                headers: [
+                    ("n".to_string(), "1".to_string()),
+                    ("x-token".to_string(), "abc".to_string())
+                ]
+                .into(),
                 mode: Mode::Slow,
                 tls: Some(Tls {
                     cert_file: "/c.pem".into(),
@@ -798,7 +802,10 @@ mod tests {
     #[test]
     fn unknown_keys_point_at_the_key() {
         let text = "protocols:\n  grpc:\n    endpoint: x\n  htttp:\n    endpoint: y\n";
-        assert_eq!(error::<Receiver>(text), "r.yaml:4:3: 'protocols' has invalid keys: htttp");
+        assert_eq!(
+            error::<Receiver>(text),
+            "r.yaml:4:3: 'protocols' has invalid keys: htttp"
+        );
         assert_eq!(
             error::<Server>("endpoint: a\nfoo: 1\nbar: 2\n"),
             "r.yaml:2:1: has invalid keys: foo, bar"
@@ -821,8 +828,14 @@ mod tests {
             error::<Server>("tags:\n  - a\n  - {b: 1}\n"),
             "r.yaml:3:5: 'tags[1]' expected a string, got a map"
         );
-        assert_eq!(error::<Server>("tags: a\n"), "r.yaml:1:7: 'tags' expected a sequence, got \"a\"");
-        assert_eq!(error::<Server>("endpoint:\n"), "r.yaml:1:9: 'endpoint' expected a string, got null");
+        assert_eq!(
+            error::<Server>("tags: a\n"),
+            "r.yaml:1:7: 'tags' expected a sequence, got \"a\""
+        );
+        assert_eq!(
+            error::<Server>("endpoint:\n"),
+            "r.yaml:1:9: 'endpoint' expected a string, got null"
+        );
     }
 
     #[test]
@@ -836,7 +849,10 @@ mod tests {
             "r.yaml:1:7: 'port' expected an integer between 0 and 65535, got -1"
         );
         assert_eq!(decode::<Server>("port: 0x10\n").expect("hex").port, 16);
-        assert_eq!(decode::<Server>("ratio: 2\n").expect("int as float").ratio, 2.0);
+        assert_eq!(
+            decode::<Server>("ratio: 2\n").expect("int as float").ratio,
+            2.0
+        );
         assert_eq!(
             error::<Server>("ratio: fast\n"),
             "r.yaml:1:8: 'ratio' expected a number, got \"fast\""
@@ -850,9 +866,14 @@ mod tests {
             "r.yaml:1:7: 'mode' unknown value \"medium\" (valid values: [fast slow])"
         );
         let err = error::<Server>("timeout: 5 sec\n");
-        assert!(err.starts_with("r.yaml:1:10: 'timeout' invalid duration \"5 sec\""), "{err}");
+        assert!(
+            err.starts_with("r.yaml:1:10: 'timeout' invalid duration \"5 sec\""),
+            "{err}"
+        );
         assert_eq!(
-            decode::<Server>("timeout: 1000\n").expect("nanoseconds").timeout,
+            decode::<Server>("timeout: 1000\n")
+                .expect("nanoseconds")
+                .timeout,
             GoDuration(std::time::Duration::from_micros(1))
         );
         assert_eq!(
@@ -863,8 +884,10 @@ mod tests {
 
     #[test]
     fn untyped_values_follow_the_core_schema() {
-        let values: BTreeMap<String, serde_json::Value> =
-            decode("a: 1\nb: true\nc: 1.5\nd: \"1\"\ne: ~\nf: x\ng: 0o17\nh: -3\ni: 1e3\nj: True\n").expect("decodes");
+        let values: BTreeMap<String, serde_json::Value> = decode(
+            "a: 1\nb: true\nc: 1.5\nd: \"1\"\ne: ~\nf: x\ng: 0o17\nh: -3\ni: 1e3\nj: True\n",
+        )
+        .expect("decodes");
         let json = serde_json::to_string(&values).expect("json");
         assert_eq!(
             json,
@@ -874,7 +897,8 @@ mod tests {
 
     #[test]
     fn expanded_unset_variable_reads_as_absent() {
-        let mut node = parse("r.yaml", "name: ${env:UNSET}\nendpoint: ${env:UNSET}\n").expect("parses");
+        let mut node =
+            parse("r.yaml", "name: ${env:UNSET}\nendpoint: ${env:UNSET}\n").expect("parses");
         crate::config::env::expand(&mut node, &|_| None).expect("expands");
         let server: Server = from_node(&node).expect("decodes");
         assert_eq!(server.name, None);

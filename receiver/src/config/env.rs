@@ -213,7 +213,10 @@ mod tests {
         assert_eq!(scalar(&node, "c"), ("fallback".into(), false));
         assert_eq!(scalar(&node, "d"), ("x".into(), false));
         assert_eq!(scalar(&node, "e"), ("db.local".into(), false));
-        assert_eq!(scalar(&node, "f"), ("cost $5 and $db.local and $${HOST}".into(), true));
+        assert_eq!(
+            scalar(&node, "f"),
+            ("cost $5 and $db.local and $${HOST}".into(), true)
+        );
         assert_eq!(scalar(&node, "g"), ("".into(), false));
         assert_eq!(scalar(&node, "h"), ("$HOST stays".into(), false));
         // Set but empty: the default is for unset variables only.

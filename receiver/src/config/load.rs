@@ -220,6 +220,33 @@ struct Component<T> {
     node: Node,
 }
 
+/// One decoded section.
+struct Section<T> {
+    ok: BTreeMap<ComponentId, Component<T>>,
+    /// Declared, but reported as invalid: references to these are not
+    /// reported again as "not configured".
+    failed: BTreeSet<ComponentId>,
+}
+
+impl<T> Section<T> {
+    fn get(&self, id: &ComponentId) -> Option<&Component<T>> {
+        self.ok.get(id)
+    }
+
+    fn contains_key(&self, id: &ComponentId) -> bool {
+        self.ok.contains_key(id)
+    }
+
+    /// Neither configured nor reported already.
+    fn missing(&self, id: &ComponentId) -> bool {
+        !self.ok.contains_key(id) && !self.failed.contains(id)
+    }
+
+    fn is_empty(&self) -> bool {
+        self.ok.is_empty() && self.failed.is_empty()
+    }
+}
+
 /// Decodes one section (`receivers:` ...) with its registry.
 fn section<T>(
     root: &Node,
@@ -228,8 +255,11 @@ fn section<T>(
     decode: impl Fn(&str, &Node) -> Option<Result<T, ConfigError>>,
     validate: impl Fn(&T) -> Result<(), String>,
     errors: &mut Vec<ConfigError>,
-) -> BTreeMap<ComponentId, Component<T>> {
-    let mut out = BTreeMap::new();
+) -> Section<T> {
+    let mut out = Section {
+        ok: BTreeMap::new(),
+        failed: BTreeSet::new(),
+    };
     let Some(node) = root.get(name) else {
         return out;
     };
@@ -245,7 +275,7 @@ fn section<T>(
             }
         };
         let path = format!("{name}::{id}");
-        if out.contains_key(&id) {
+        if out.ok.contains_key(&id) || out.failed.contains(&id) {
             errors.push(ConfigError::new(
                 Some(key.mark.clone()),
                 name,
@@ -257,6 +287,7 @@ fn section<T>(
             Some(Ok(config)) => config,
             Some(Err(e)) => {
                 errors.push(prefixed(e, &path));
+                out.failed.insert(id);
                 continue;
             }
             None if name == "exporters" && id.type_name == "logging" => {
@@ -265,6 +296,7 @@ fn section<T>(
                     path,
                     "the logging exporter has been deprecated, use the debug exporter instead",
                 ));
+                out.failed.insert(id);
                 continue;
             }
             None => {
@@ -280,14 +312,16 @@ fn section<T>(
                         valid.join(" ")
                     ),
                 ));
+                out.failed.insert(id);
                 continue;
             }
         };
         if let Err(message) = validate(&config) {
             errors.push(ConfigError::new(Some(key.mark.clone()), path, message));
+            out.failed.insert(id);
             continue;
         }
-        out.insert(
+        out.ok.insert(
             id,
             Component {
                 config,
@@ -552,6 +586,9 @@ fn build(root: &Node) -> Result<Config, ConfigErrors> {
     // service::extensions
     let mut seen_extensions = BTreeSet::new();
     for r in &service_extensions {
+        if extensions.failed.contains(&r.id) {
+            continue;
+        }
         if !extensions.contains_key(&r.id) {
             errors.push(ConfigError::new(
                 Some(r.mark.clone()),
@@ -597,7 +634,10 @@ fn build(root: &Node) -> Result<Config, ConfigErrors> {
         }
         for r in &refs.receivers {
             match receivers.get(&r.id) {
-                None => errors.push(not_configured(&path, "receiver", r)),
+                None if receivers.missing(&r.id) => {
+                    errors.push(not_configured(&path, "receiver", r))
+                }
+                None => {}
                 Some(c) if !c.config.signals().contains(&id.signal) => {
                     errors.push(ConfigError::new(
                         Some(r.mark.clone()),
@@ -614,7 +654,7 @@ fn build(root: &Node) -> Result<Config, ConfigErrors> {
         }
         let mut seen = BTreeSet::new();
         for r in &refs.processors {
-            if !processors.contains_key(&r.id) {
+            if processors.missing(&r.id) {
                 errors.push(not_configured(&path, "processor", r));
             } else if !seen.insert(r.id.clone()) {
                 errors.push(ConfigError::new(
@@ -626,14 +666,14 @@ fn build(root: &Node) -> Result<Config, ConfigErrors> {
         }
         for r in &refs.exporters {
             // Exporters take both signals.
-            if !exporters.contains_key(&r.id) {
+            if exporters.missing(&r.id) {
                 errors.push(not_configured(&path, "exporter", r));
             }
         }
     }
 
     // Persistent queues need a configured, enabled file_storage extension.
-    for (id, exporter) in &exporters {
+    for (id, exporter) in &exporters.ok {
         let Some(storage) = exporter.config.storage() else {
             continue;
         };
@@ -644,6 +684,7 @@ fn build(root: &Node) -> Result<Config, ConfigErrors> {
             .map_or_else(|| exporter.key_mark.clone(), |n| n.mark.clone());
         let path = format!("exporters::{id}::sending_queue::storage");
         let problem = match extensions.get(storage) {
+            None if extensions.failed.contains(storage) => None,
             None => Some("is not configured in extensions"),
             Some(ext) if !matches!(ext.config, ExtensionConfig::FileStorage(_)) => {
                 Some("is not a file_storage extension")
@@ -684,10 +725,10 @@ fn build(root: &Node) -> Result<Config, ConfigErrors> {
         })
         .collect();
     Ok(Config {
-        receivers: configs(receivers),
-        processors: configs(processors),
-        exporters: configs(exporters),
-        extensions: configs(extensions),
+        receivers: configs(receivers.ok),
+        processors: configs(processors.ok),
+        exporters: configs(exporters.ok),
+        extensions: configs(extensions.ok),
         service,
     })
 }
@@ -708,4 +749,392 @@ fn not_configured(path: &str, kind: &str, r: &IdRef) -> ConfigError {
             r.id.to_string()
         ),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+    use crate::pipeline::Signal;
+
+    fn load(text: &str) -> Result<Config, ConfigErrors> {
+        load_str_with_env("c.yaml", text, &|_| None)
+    }
+
+    fn errors(text: &str) -> Vec<String> {
+        load(text)
+            .expect_err("must be invalid")
+            .0
+            .iter()
+            .map(ToString::to_string)
+            .collect()
+    }
+
+    fn id(s: &str) -> ComponentId {
+        s.parse().expect("valid id")
+    }
+
+    const VALID: &str = "\
+receivers:
+  otlp:
+processors:
+  batch:
+exporters:
+  debug:
+  otlp/2:
+    sending_queue:
+      storage: file_storage/queue
+extensions:
+  health_check:
+  file_storage/queue:
+service:
+  extensions: [health_check, file_storage/queue]
+  pipelines:
+    logs:
+      receivers: [otlp]
+      processors: [batch]
+      exporters: [debug, otlp/2]
+    metrics/oom:
+      receivers: [otlp]
+      exporters: [debug]
+";
+
+    #[test]
+    fn loads_a_valid_config_with_defaults() {
+        let config = load(VALID).expect("valid");
+        assert_eq!(
+            config.receivers.keys().cloned().collect::<Vec<_>>(),
+            [id("otlp")]
+        );
+        assert_eq!(
+            config.processors.keys().cloned().collect::<Vec<_>>(),
+            [id("batch")]
+        );
+        assert_eq!(
+            config.exporters.keys().cloned().collect::<Vec<_>>(),
+            [id("debug"), id("otlp/2")]
+        );
+        assert_eq!(
+            config
+                .exporters
+                .get(&id("otlp/2"))
+                .and_then(ExporterConfig::storage),
+            Some(&id("file_storage/queue"))
+        );
+        assert_eq!(
+            config.service.extensions,
+            [id("health_check"), id("file_storage/queue")]
+        );
+        let logs = PipelineId {
+            signal: Signal::Logs,
+            name: None,
+        };
+        let oom = PipelineId {
+            signal: Signal::Metrics,
+            name: Some("oom".into()),
+        };
+        assert_eq!(
+            config.service.pipelines.get(&logs),
+            Some(&PipelineConfig {
+                receivers: vec![id("otlp")],
+                processors: vec![id("batch")],
+                exporters: vec![id("debug"), id("otlp/2")],
+            })
+        );
+        assert_eq!(
+            config
+                .service
+                .pipelines
+                .get(&oom)
+                .map(|p| p.exporters.clone()),
+            Some(vec![id("debug")])
+        );
+        assert_eq!(config.service.oom_score_adj, Some(DEFAULT_OOM_SCORE_ADJ));
+        assert_eq!(config.service.shutdown_timeout, GoDuration::from_secs(10));
+        assert_eq!(config.service.telemetry, TelemetryConfig::default());
+    }
+
+    #[test]
+    fn service_settings_decode() {
+        let with = |extra: &str| format!("{VALID}  {extra}\n");
+        let config = load(&with("oom_score_adj: 500")).expect("valid");
+        assert_eq!(config.service.oom_score_adj, Some(500));
+        let config = load(&with("oom_score_adj:")).expect("valid");
+        assert_eq!(config.service.oom_score_adj, None);
+        let config = load(&with("shutdown_timeout: 30s")).expect("valid");
+        assert_eq!(config.service.shutdown_timeout, GoDuration::from_secs(30));
+        let config = load(&with(
+            "telemetry: {logs: {level: debug}, metrics: {address: ''}}",
+        ))
+        .expect("valid");
+        assert_eq!(config.service.telemetry.logs.level, "debug");
+        assert_eq!(config.service.telemetry.logs.encoding, "console");
+        assert_eq!(config.service.telemetry.metrics.address, "");
+
+        assert_eq!(
+            errors(&with("oom_score_adj: 2000")),
+            ["c.yaml:23:18: 'service::oom_score_adj' must be between -1000 and 1000, got 2000"]
+        );
+        assert_eq!(
+            errors(&with("telemetry: {logs: {levle: debug}}")),
+            ["c.yaml:23:22: 'service::telemetry::logs' has invalid keys: levle"]
+        );
+        assert_eq!(
+            errors(&with("shutdown_timeout: [1]")),
+            ["c.yaml:23:21: 'service::shutdown_timeout' expected a duration such as 5s, 200ms or 1m30s, got a sequence"]
+        );
+    }
+
+    #[test]
+    fn reports_every_graph_error_at_the_entry_that_names_it() {
+        let text = "\
+receivers:
+  otlp:
+processors:
+  batch:
+exporters:
+  debug:
+  otlp:
+    sending_queue:
+      storage: file_storage/missing
+extensions:
+  health_check:
+service:
+  extensions: [health_check, pprof]
+  pipelines:
+    logs:
+      receivers: [otlp, nope]
+      processors: [batch, batch, ghost]
+      exporters: [debug, gone]
+    metrics:
+      receivers: []
+    traces:
+      receivers: [otlp]
+      exporters: [debug]
+";
+        assert_eq!(
+            errors(text),
+            [
+                "c.yaml:21:5: 'service::pipelines' pipeline \"traces\": the traces signal is not supported by oomscope (logs, metrics)",
+                "c.yaml:13:30: 'service::extensions' references extension \"pprof\" which is not configured",
+                "c.yaml:16:25: 'service::pipelines::logs' references receiver \"nope\" which is not configured",
+                "c.yaml:17:27: 'service::pipelines::logs' references processor \"batch\" multiple times",
+                "c.yaml:17:34: 'service::pipelines::logs' references processor \"ghost\" which is not configured",
+                "c.yaml:18:26: 'service::pipelines::logs' references exporter \"gone\" which is not configured",
+                "c.yaml:19:5: 'service::pipelines::metrics' must have at least one receiver",
+                "c.yaml:19:5: 'service::pipelines::metrics' must have at least one exporter",
+                "c.yaml:9:16: 'exporters::otlp::sending_queue::storage' storage \"file_storage/missing\" is not configured in extensions: a persistent sending queue needs a file_storage extension",
+            ]
+        );
+    }
+
+    #[test]
+    fn storage_must_be_an_enabled_file_storage() {
+        let text = "\
+receivers: {otlp: }
+exporters:
+  otlp:
+    sending_queue: {storage: health_check}
+  otlp/2:
+    sending_queue: {storage: file_storage}
+extensions: {health_check: , file_storage: }
+service:
+  extensions: [health_check]
+  pipelines:
+    logs: {receivers: [otlp], exporters: [otlp, otlp/2]}
+";
+        assert_eq!(
+            errors(text),
+            [
+                "c.yaml:4:30: 'exporters::otlp::sending_queue::storage' storage \"health_check\" is not a file_storage extension: a persistent sending queue needs a file_storage extension",
+                "c.yaml:6:30: 'exporters::otlp/2::sending_queue::storage' storage \"file_storage\" is not enabled in service::extensions: a persistent sending queue needs a file_storage extension",
+            ]
+        );
+    }
+
+    #[test]
+    fn empty_sections_are_reported() {
+        assert_eq!(
+            errors("receivers:\nservice:\n  pipelines:\n"),
+            [
+                "c.yaml:1:1: no receiver configuration specified in config",
+                "no exporter configuration specified in config",
+                "c.yaml:2:1: service must have at least one pipeline",
+            ]
+        );
+        assert_eq!(
+            errors("# nothing\n"),
+            ["c.yaml:1:1: empty configuration file"]
+        );
+        assert_eq!(
+            errors("- a\n"),
+            ["c.yaml:1:1: expected a map at the top level, got a sequence"]
+        );
+    }
+
+    #[test]
+    fn unknown_keys_types_and_ids() {
+        let text = "\
+receivers:
+  otlp:
+    protocols: {}
+  foo/1:
+  9bad:
+processors:
+  batch:
+exporters:
+  logging:
+  debug:
+connectors:
+  forward:
+extras: 1
+service:
+  extension: []
+  pipelines:
+    logs:
+      receivers: [otlp]
+      exporter: [debug]
+";
+        assert_eq!(
+            errors(text),
+            [
+                "c.yaml:13:1: has invalid keys: extras",
+                "c.yaml:3:5: 'receivers::otlp' has invalid keys: protocols",
+                "c.yaml:4:3: 'receivers' unknown type: \"foo\" for id: \"foo/1\" (valid values: [otlp])",
+                "c.yaml:5:3: 'receivers' invalid character(s) in type \"9bad\"",
+                "c.yaml:9:3: 'exporters::logging' the logging exporter has been deprecated, use the debug exporter instead",
+                "c.yaml:12:3: 'connectors' connectors are not supported by oomscope",
+                "c.yaml:15:3: 'service' has invalid keys: extension",
+                "c.yaml:19:7: 'service::pipelines::logs' has invalid keys: exporter",
+                "c.yaml:17:5: 'service::pipelines::logs' must have at least one exporter",
+            ]
+        );
+        assert_eq!(
+            errors("receivers: {otlp: }\nexporters: {nope: }\nservice: {pipelines: {logs: {receivers: [otlp], exporters: [nope]}}}\n"),
+            [
+                "c.yaml:2:13: 'exporters' unknown type: \"nope\" for id: \"nope\" (valid values: [debug file otlp otlp_grpc otlp_http otlphttp])",
+            ]
+        );
+    }
+
+    #[test]
+    fn environment_values_are_typed_like_the_collector() {
+        let vars: HashMap<&str, &str> = [("QS", "5")].into();
+        let env = |name: &str| vars.get(name).map(|v| v.to_string());
+        let text = "\
+receivers: {otlp: }
+exporters:
+  otlp:
+    sending_queue:
+      queue_size: ${env:QS}
+service:
+  pipelines:
+    logs: {receivers: [otlp], exporters: [otlp]}
+";
+        let config = load_str_with_env("c.yaml", text, &env).expect("valid");
+        let Some(ExporterConfig::OtlpGrpc(otlp)) = config.exporters.get(&id("otlp")) else {
+            panic!("otlp exporter missing");
+        };
+        assert_eq!(otlp.sending_queue.queue_size, 5);
+
+        let quoted = text.replace("${env:QS}", "\"${env:QS}\"");
+        let errs: Vec<String> = load_str_with_env("c.yaml", &quoted, &env)
+            .expect_err("string where a number is wanted")
+            .0
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert!(errs.contains(&"c.yaml:5:19: 'exporters::otlp::sending_queue::queue_size' expected an integer, got \"5\"".to_string()), "{errs:?}");
+    }
+
+    fn write(dir: &tempfile::TempDir, name: &str, text: &str) -> PathBuf {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).expect("write temp file");
+        path
+    }
+
+    #[test]
+    fn files_merge_in_order() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let base = write(
+            &dir,
+            "base.yaml",
+            "receivers: {otlp: }\nexporters: {debug: }\nservice:\n  oom_score_adj: 100\n  pipelines:\n    logs: {receivers: [otlp], exporters: [debug]}\n",
+        );
+        let over = write(
+            &dir,
+            "over.yaml",
+            "exporters:\n  otlp:\n    sending_queue: {queue_size: 7}\nservice:\n  oom_score_adj: 200\n  pipelines:\n    logs:\n      exporters: [otlp]\n",
+        );
+        let config = load_files_with_env(&[base, over], &|_| None).expect("valid");
+        assert_eq!(
+            config.exporters.keys().cloned().collect::<Vec<_>>(),
+            [id("debug"), id("otlp")]
+        );
+        let logs = config
+            .service
+            .pipelines
+            .values()
+            .next()
+            .expect("one pipeline");
+        assert_eq!(logs.receivers, [id("otlp")]);
+        assert_eq!(logs.exporters, [id("otlp")]);
+        assert_eq!(config.service.oom_score_adj, Some(200));
+    }
+
+    #[test]
+    fn merged_errors_point_into_the_file_that_wrote_the_value() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let base = write(
+            &dir,
+            "base.yaml",
+            "receivers: {otlp: }\nexporters: {debug: }\nservice:\n  pipelines:\n    logs: {receivers: [otlp], exporters: [debug]}\n",
+        );
+        let over = write(
+            &dir,
+            "over.yaml",
+            "service:\n  pipelines:\n    logs:\n      exporters: [gone]\n",
+        );
+        let errs = load_files_with_env(&[base, over.clone()], &|_| None).expect_err("invalid");
+        assert_eq!(
+            errs.to_string(),
+            format!(
+                "{}:4:19: 'service::pipelines::logs' references exporter \"gone\" which is not configured",
+                over.display()
+            )
+        );
+    }
+
+    #[test]
+    fn missing_and_empty_files_are_errors_naming_them() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let missing = dir.path().join("missing.yaml");
+        let empty = write(&dir, "empty.yaml", "");
+        let errs =
+            load_files_with_env(&[missing.clone(), empty.clone()], &|_| None).expect_err("invalid");
+        let texts: Vec<String> = errs.0.iter().map(ToString::to_string).collect();
+        assert_eq!(texts.len(), 2, "{texts:?}");
+        assert!(
+            texts[0].starts_with(&format!(
+                "cannot read configuration file {}: ",
+                missing.display()
+            )),
+            "{}",
+            texts[0]
+        );
+        assert_eq!(
+            texts[1],
+            format!("{}:1:1: empty configuration file", empty.display())
+        );
+        assert!(load_files(&[]).is_err());
+    }
+
+    #[test]
+    fn env_errors_carry_positions() {
+        assert_eq!(
+            errors("receivers:\n  otlp:\nexporters:\n  debug:\n    verbosity: ${env:no-good}\n"),
+            ["c.yaml:5:16: environment variable \"no-good\" has invalid name: must match regex ^[a-zA-Z_][a-zA-Z0-9_]*$"]
+        );
+    }
 }

@@ -420,7 +420,10 @@ mod tests {
     #[test]
     fn duplicate_keys_are_errors() {
         let err = parse("d.yaml", "a: 1\nb:\n  x: 1\n  x: 2\n").expect_err("duplicate");
-        assert_eq!(err.to_string(), "d.yaml:4:3: mapping key \"x\" already defined at d.yaml:3:3");
+        assert_eq!(
+            err.to_string(),
+            "d.yaml:4:3: mapping key \"x\" already defined at d.yaml:3:3"
+        );
     }
 
     #[test]
@@ -445,7 +448,12 @@ mod tests {
     #[test]
     fn aliases_are_resolved() {
         let root = parse("a.yaml", "base: &b {x: 1}\ncopy: *b\n").expect("parses");
-        assert_eq!(root.get("copy").and_then(|c| c.get("x")).and_then(Node::as_str), Some("1"));
+        assert_eq!(
+            root.get("copy")
+                .and_then(|c| c.get("x"))
+                .and_then(Node::as_str),
+            Some("1")
+        );
     }
 
     #[test]
@@ -453,7 +461,10 @@ mod tests {
         let mut bomb = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
         for i in 1..8 {
             let prev = format!("*a{}", i - 1);
-            bomb.push_str(&format!("a{i}: &a{i} [{}]\n", vec![prev.as_str(); 10].join(", ")));
+            bomb.push_str(&format!(
+                "a{i}: &a{i} [{}]\n",
+                vec![prev.as_str(); 10].join(", ")
+            ));
         }
         let err = parse("bomb.yaml", &bomb).expect_err("too big");
         assert!(err.message.contains("too many values"), "{err}");
