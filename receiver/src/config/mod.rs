@@ -9,6 +9,7 @@
 
 mod de;
 mod duration;
+mod env;
 mod error;
 mod load;
 mod node;
@@ -17,10 +18,10 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
 
-pub use de::from_node;
+pub use de::{from_node, some_when_present};
 pub use duration::GoDuration;
 pub use error::{ConfigError, ConfigErrors};
-pub use load::{load_files, load_str};
+pub use load::{load_files, load_files_with_env, load_str, load_str_with_env};
 pub use node::{Mark, Node, NodeValue};
 
 use crate::exporters::ExporterConfig;
