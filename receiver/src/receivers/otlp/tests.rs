@@ -964,3 +964,55 @@ async fn port_in_use_fails_start_naming_the_endpoint() {
         "{message}"
     );
 }
+
+#[tokio::test]
+async fn grpc_traces_are_unimplemented() {
+    let (logs, _logs_rx) = collect();
+    let rx = run(both_protocols(), Some(logs), None).await;
+    let client = reqwest::Client::builder().http2_prior_knowledge().build();
+    let Ok(client) = client else {
+        panic!("client: {client:?}")
+    };
+    // An empty, uncompressed gRPC message: flag 0, length 0.
+    let response = client
+        .post(format!(
+            "http://{}/opentelemetry.proto.collector.trace.v1.TraceService/Export",
+            rx.grpc
+        ))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(vec![0u8; 5])
+        .send()
+        .await;
+    let status = response
+        .as_ref()
+        .ok()
+        .and_then(|r| r.headers().get("grpc-status"));
+    assert_eq!(
+        status.map(|v| v.as_bytes()),
+        Some(&b"12"[..]),
+        "{response:?}"
+    );
+    rx.stop().await;
+}
+
+#[tokio::test]
+async fn missing_tls_files_fail_start_naming_the_file() {
+    let mut config = both_protocols();
+    config.protocols.http = None;
+    if let Some(g) = config.protocols.grpc.as_mut() {
+        g.endpoint = "127.0.0.1:0".to_string();
+        g.tls = Some(TlsServerConfig {
+            cert_file: Some("/nonexistent/server.crt".into()),
+            key_file: Some("/nonexistent/server.key".into()),
+            client_ca_file: None,
+        });
+    }
+    let outputs = ReceiverOutputs {
+        logs: None,
+        metrics: None,
+    };
+    let result = start(&config, context(CancellationToken::new()), outputs).await;
+    let message = result.err().map(|e| format!("{e:#}")).unwrap_or_default();
+    assert!(message.contains("/nonexistent/server.crt"), "{message}");
+}
