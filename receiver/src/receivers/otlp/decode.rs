@@ -1,0 +1,304 @@
+//! OTLP/HTTP bodies: content types, bounded decompression, protobuf and
+//! JSON decoding, and response encoding.
+
+use std::io::Read;
+
+use bytes::Bytes;
+use opentelemetry_proto::tonic::collector::logs::v1::{
+    ExportLogsServiceRequest, ExportLogsServiceResponse,
+};
+use opentelemetry_proto::tonic::collector::metrics::v1::{
+    ExportMetricsServiceRequest, ExportMetricsServiceResponse,
+};
+use opentelemetry_proto::tonic::logs::v1::ResourceLogs;
+use opentelemetry_proto::tonic::metrics::v1::ResourceMetrics;
+use prost::Message;
+use serde::Deserialize;
+
+use crate::pipeline::{Payload, Signal};
+
+/// Largest zstd window accepted (2^24 = 16 MiB): the decoder allocates the
+/// window the frame asks for, so this bounds its memory.
+const ZSTD_WINDOW_LOG_MAX: u32 = 24;
+
+/// How a body is encoded (`Content-Type`), and how responses are.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub(super) enum Encoding {
+    Protobuf,
+    Json,
+}
+
+impl Encoding {
+    /// `None` for a type OTLP does not define; parameters such as
+    /// `; charset=utf-8` are ignored.
+    pub(super) fn from_content_type(value: &str) -> Option<Self> {
+        let media_type = value.split(';').next().unwrap_or("").trim();
+        if media_type.eq_ignore_ascii_case("application/x-protobuf") {
+            Some(Encoding::Protobuf)
+        } else if media_type.eq_ignore_ascii_case("application/json") {
+            Some(Encoding::Json)
+        } else {
+            None
+        }
+    }
+
+    pub(super) fn content_type(self) -> &'static str {
+        match self {
+            Encoding::Protobuf => "application/x-protobuf",
+            Encoding::Json => "application/json",
+        }
+    }
+}
+
+/// `Content-Encoding` of a request body.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub(super) enum Compression {
+    None,
+    Gzip,
+    Zstd,
+    /// `deflate` and `zlib`: zlib-wrapped deflate, as the collector reads both.
+    Zlib,
+}
+
+impl Compression {
+    pub(super) fn from_content_encoding(value: Option<&str>) -> Result<Self, String> {
+        let value = value.unwrap_or("").trim();
+        match value.to_ascii_lowercase().as_str() {
+            "" | "identity" => Ok(Compression::None),
+            "gzip" | "x-gzip" => Ok(Compression::Gzip),
+            "zstd" => Ok(Compression::Zstd),
+            "deflate" | "zlib" => Ok(Compression::Zlib),
+            _ => Err(format!(
+                "unsupported Content-Encoding {value:?} (supported: gzip, zstd, deflate, zlib, identity)"
+            )),
+        }
+    }
+}
+
+#[derive(Debug, PartialEq)]
+pub(super) enum DecompressError {
+    /// The decompressed body is larger than the limit.
+    TooLarge,
+    Corrupt(String),
+}
+
+/// Decompresses `body`, reading at most `limit + 1` bytes of output so a
+/// small compressed body cannot inflate without bound.
+pub(super) fn decompress(
+    compression: Compression,
+    body: Bytes,
+    limit: usize,
+) -> Result<Bytes, DecompressError> {
+    let corrupt =
+        |e: std::io::Error| DecompressError::Corrupt(format!("cannot decompress the body: {e}"));
+    match compression {
+        Compression::None if body.len() > limit => Err(DecompressError::TooLarge),
+        Compression::None => Ok(body),
+        Compression::Gzip => read_bounded(
+            flate2::read::MultiGzDecoder::new(&body[..]),
+            limit,
+            body.len(),
+        ),
+        Compression::Zlib => {
+            read_bounded(flate2::read::ZlibDecoder::new(&body[..]), limit, body.len())
+        }
+        Compression::Zstd => {
+            let mut decoder =
+                zstd::stream::read::Decoder::with_buffer(&body[..]).map_err(corrupt)?;
+            decoder
+                .window_log_max(ZSTD_WINDOW_LOG_MAX)
+                .map_err(corrupt)?;
+            read_bounded(decoder, limit, body.len())
+        }
+    }
+}
+
+fn read_bounded(
+    reader: impl Read,
+    limit: usize,
+    compressed_len: usize,
+) -> Result<Bytes, DecompressError> {
+    let mut out = Vec::with_capacity(compressed_len.saturating_mul(4).min(limit));
+    reader
+        .take(u64::try_from(limit).unwrap_or(u64::MAX).saturating_add(1))
+        .read_to_end(&mut out)
+        .map_err(|e| DecompressError::Corrupt(format!("cannot decompress the body: {e}")))?;
+    if out.len() > limit {
+        return Err(DecompressError::TooLarge);
+    }
+    Ok(Bytes::from(out))
+}
+
+/// OTLP/JSON requests. The envelope is our own so that absent or null
+/// `resourceLogs`/`resourceMetrics` decode as empty (the generated types
+/// require the field); everything inside uses opentelemetry-proto's serde,
+/// which follows the OTLP JSON mapping (lowerCamelCase, hex ids, 64-bit
+/// integers as strings or numbers, enums as integers, unknown fields ignored).
+#[derive(Deserialize, Default)]
+#[serde(default, rename_all = "camelCase")]
+struct LogsJson {
+    #[serde(deserialize_with = "null_as_empty")]
+    resource_logs: Vec<ResourceLogs>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default, rename_all = "camelCase")]
+struct MetricsJson {
+    #[serde(deserialize_with = "null_as_empty")]
+    resource_metrics: Vec<ResourceMetrics>,
+}
+
+fn null_as_empty<'de, D, T>(deserializer: D) -> Result<Vec<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Ok(Option::<Vec<T>>::deserialize(deserializer)?.unwrap_or_default())
+}
+
+/// Decodes an export request of `signal`.
+pub(super) fn decode_request(
+    signal: Signal,
+    encoding: Encoding,
+    body: &[u8],
+) -> Result<Payload, String> {
+    match (signal, encoding) {
+        (Signal::Logs, Encoding::Protobuf) => ExportLogsServiceRequest::decode(body)
+            .map(|r| Payload::Logs(r.resource_logs))
+            .map_err(|e| format!("cannot decode the protobuf logs request: {e}")),
+        (Signal::Metrics, Encoding::Protobuf) => ExportMetricsServiceRequest::decode(body)
+            .map(|r| Payload::Metrics(r.resource_metrics))
+            .map_err(|e| format!("cannot decode the protobuf metrics request: {e}")),
+        (Signal::Logs, Encoding::Json) => serde_json::from_slice::<LogsJson>(body)
+            .map(|r| Payload::Logs(r.resource_logs))
+            .map_err(|e| format!("cannot decode the JSON logs request: {e}")),
+        (Signal::Metrics, Encoding::Json) => serde_json::from_slice::<MetricsJson>(body)
+            .map(|r| Payload::Metrics(r.resource_metrics))
+            .map_err(|e| format!("cannot decode the JSON metrics request: {e}")),
+    }
+}
+
+/// The success response of `signal`: an `Export*ServiceResponse` with
+/// `partial_success` unset.
+pub(super) fn encode_success(signal: Signal, encoding: Encoding) -> Bytes {
+    match encoding {
+        Encoding::Protobuf => Bytes::from(match signal {
+            Signal::Logs => ExportLogsServiceResponse {
+                partial_success: None,
+            }
+            .encode_to_vec(),
+            Signal::Metrics => ExportMetricsServiceResponse {
+                partial_success: None,
+            }
+            .encode_to_vec(),
+        }),
+        // An unset message field is absent in OTLP/JSON.
+        Encoding::Json => Bytes::from_static(b"{}"),
+    }
+}
+
+/// A `google.rpc.Status` with `code` and `message`, in `encoding`.
+pub(super) fn encode_status(code: tonic::Code, message: &str, encoding: Encoding) -> Bytes {
+    match encoding {
+        Encoding::Protobuf => Bytes::from(
+            tonic_types::Status {
+                code: code as i32,
+                message: message.to_string(),
+                details: Vec::new(),
+            }
+            .encode_to_vec(),
+        ),
+        Encoding::Json => {
+            Bytes::from(serde_json::json!({ "code": code as i32, "message": message }).to_string())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use super::*;
+
+    fn gzip(data: &[u8]) -> Bytes {
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        let _ = enc.write_all(data);
+        Bytes::from(enc.finish().unwrap_or_default())
+    }
+
+    #[test]
+    fn content_types_with_parameters() {
+        assert_eq!(
+            Encoding::from_content_type("application/json; charset=utf-8"),
+            Some(Encoding::Json)
+        );
+        assert_eq!(
+            Encoding::from_content_type("Application/X-Protobuf"),
+            Some(Encoding::Protobuf)
+        );
+        assert_eq!(Encoding::from_content_type("text/plain"), None);
+        assert_eq!(Encoding::from_content_type(""), None);
+    }
+
+    #[test]
+    fn content_encodings() {
+        assert_eq!(
+            Compression::from_content_encoding(None),
+            Ok(Compression::None)
+        );
+        assert_eq!(
+            Compression::from_content_encoding(Some("GZIP")),
+            Ok(Compression::Gzip)
+        );
+        assert_eq!(
+            Compression::from_content_encoding(Some("zstd")),
+            Ok(Compression::Zstd)
+        );
+        assert_eq!(
+            Compression::from_content_encoding(Some("deflate")),
+            Ok(Compression::Zlib)
+        );
+        assert!(Compression::from_content_encoding(Some("snappy")).is_err());
+    }
+
+    #[test]
+    fn decompression_is_bounded() {
+        let data = vec![b'a'; 10_000];
+        let compressed = gzip(&data);
+        assert_eq!(
+            decompress(Compression::Gzip, compressed.clone(), 10_000).map(|b| b.len()),
+            Ok(10_000)
+        );
+        assert_eq!(
+            decompress(Compression::Gzip, compressed, 9_999),
+            Err(DecompressError::TooLarge)
+        );
+        let zstd_compressed = zstd::encode_all(&data[..], 3).unwrap_or_default();
+        assert_eq!(
+            decompress(Compression::Zstd, Bytes::from(zstd_compressed), 9_999),
+            Err(DecompressError::TooLarge)
+        );
+        assert!(matches!(
+            decompress(Compression::Gzip, Bytes::from_static(b"not gzip"), 100),
+            Err(DecompressError::Corrupt(_))
+        ));
+    }
+
+    #[test]
+    fn empty_json_requests_decode() {
+        for body in [
+            &b"{}"[..],
+            br#"{"resourceLogs":null}"#,
+            br#"{"resourceLogs":[]}"#,
+        ] {
+            assert_eq!(
+                decode_request(Signal::Logs, Encoding::Json, body),
+                Ok(Payload::Logs(Vec::new()))
+            );
+        }
+        assert_eq!(
+            decode_request(Signal::Metrics, Encoding::Json, b"{}"),
+            Ok(Payload::Metrics(Vec::new()))
+        );
+    }
+}

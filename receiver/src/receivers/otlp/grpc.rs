@@ -1,0 +1,223 @@
+//! OTLP/gRPC: the `LogsService` and `MetricsService` of opentelemetry-proto
+//! served by tonic.
+//!
+//! Size limits: tonic checks the frame's declared length against
+//! `max_decoding_message_size` before reading it, and decompresses into a
+//! buffer capped at the same limit (tonic `codec/decode.rs`), so a small
+//! gzip/zstd frame cannot inflate past the limit; it answers
+//! RESOURCE_EXHAUSTED. An oversized frame gets OUT_OF_RANGE from tonic,
+//! which OTLP clients retry; [`out_of_range_to_resource_exhausted`] turns it
+//! into the RESOURCE_EXHAUSTED that the OTLP spec prescribes (not retried).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use opentelemetry_proto::tonic::collector::logs::v1::logs_service_server::{
+    LogsService, LogsServiceServer,
+};
+use opentelemetry_proto::tonic::collector::logs::v1::{
+    ExportLogsServiceRequest, ExportLogsServiceResponse,
+};
+use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_server::{
+    MetricsService, MetricsServiceServer,
+};
+use opentelemetry_proto::tonic::collector::metrics::v1::{
+    ExportMetricsServiceRequest, ExportMetricsServiceResponse,
+};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tonic::codec::CompressionEncoding;
+use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
+use tonic::{Code, Request, Response, Status};
+use tonic_types::{ErrorDetails, StatusExt};
+
+use super::listener::Acceptor;
+use super::{
+    GrpcServerConfig, Intake, Rejection, TlsServerConfig, DEFAULT_MAX_CONCURRENT_STREAMS,
+    HTTP2_KEEPALIVE_TIME, HTTP2_KEEPALIVE_TIMEOUT, MAX_CONNECTIONS, SHUTDOWN_GRACE,
+};
+use crate::pipeline::Payload;
+use crate::telemetry::ReceiverMetrics;
+
+/// Longest a single call may take (reading, decoding, waiting for the
+/// pipeline), so stalled streams do not hold resources forever.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// Calls served at once on one connection.
+const CONCURRENCY_PER_CONNECTION: usize = 64;
+
+/// Binds the services to `listener` and serves until `stop`.
+pub(super) async fn spawn(
+    cfg: &GrpcServerConfig,
+    listener: TcpListener,
+    intake: Arc<Intake>,
+    metrics: ReceiverMetrics,
+    stop: CancellationToken,
+) -> anyhow::Result<JoinHandle<()>> {
+    let max_message_size = cfg.max_recv_msg_size();
+    let handler = Arc::new(Handler { intake, metrics });
+    let logs = LogsServiceServer::from_arc(Arc::clone(&handler))
+        .accept_compressed(CompressionEncoding::Gzip)
+        .accept_compressed(CompressionEncoding::Zstd)
+        .send_compressed(CompressionEncoding::Gzip)
+        .send_compressed(CompressionEncoding::Zstd)
+        .max_decoding_message_size(max_message_size);
+    let metrics_service = MetricsServiceServer::from_arc(handler)
+        .accept_compressed(CompressionEncoding::Gzip)
+        .accept_compressed(CompressionEncoding::Zstd)
+        .send_compressed(CompressionEncoding::Gzip)
+        .send_compressed(CompressionEncoding::Zstd)
+        .max_decoding_message_size(max_message_size);
+
+    let keepalive = cfg
+        .keepalive
+        .as_ref()
+        .and_then(|k| k.server_parameters.as_ref());
+    let mut server = Server::builder()
+        .http2_keepalive_interval(Some(
+            keepalive
+                .and_then(|k| k.time)
+                .map_or(HTTP2_KEEPALIVE_TIME, |d| d.get()),
+        ))
+        .http2_keepalive_timeout(Some(
+            keepalive
+                .and_then(|k| k.timeout)
+                .map_or(HTTP2_KEEPALIVE_TIMEOUT, |d| d.get()),
+        ))
+        .max_concurrent_streams(
+            cfg.max_concurrent_streams
+                .unwrap_or(DEFAULT_MAX_CONCURRENT_STREAMS),
+        )
+        .concurrency_limit_per_connection(CONCURRENCY_PER_CONNECTION)
+        .timeout(REQUEST_TIMEOUT);
+    if let Some(age) = keepalive.and_then(|k| k.max_connection_age) {
+        server = server.max_connection_age(age.get());
+    }
+    if let Some(grace) = keepalive.and_then(|k| k.max_connection_age_grace) {
+        server = server.max_connection_age_grace(grace.get());
+    }
+    if let Some(tls) = &cfg.tls {
+        server = server
+            .tls_config(load_tls(tls).await?)
+            .context("invalid TLS settings")?;
+    }
+    let router = server
+        .layer(tower::util::MapResponseLayer::new(
+            out_of_range_to_resource_exhausted,
+        ))
+        .add_service(logs)
+        .add_service(metrics_service);
+
+    let incoming = Acceptor::new(listener, MAX_CONNECTIONS, stop.clone()).into_stream();
+    let serve = router.serve_with_incoming_shutdown(incoming, stop.clone().cancelled_owned());
+    Ok(tokio::spawn(async move {
+        tokio::pin!(serve);
+        let result = tokio::select! {
+            result = &mut serve => result,
+            _ = stop.cancelled() => match tokio::time::timeout(SHUTDOWN_GRACE, &mut serve).await {
+                Ok(result) => result,
+                Err(_) => {
+                    tracing::warn!("gRPC calls still running {}s after shutdown began; leaving them", SHUTDOWN_GRACE.as_secs());
+                    Ok(())
+                }
+            },
+        };
+        if let Err(e) = result {
+            tracing::error!(error = %e, "OTLP gRPC server failed");
+        }
+    }))
+}
+
+async fn load_tls(tls: &TlsServerConfig) -> anyhow::Result<ServerTlsConfig> {
+    async fn read(path: Option<&std::path::Path>, what: &str) -> anyhow::Result<Vec<u8>> {
+        let path = path.with_context(|| format!("tls: {what} is not set"))?;
+        tokio::fs::read(path)
+            .await
+            .with_context(|| format!("tls: cannot read {what} {}", path.display()))
+    }
+    let cert = read(tls.cert_file.as_deref(), "cert_file").await?;
+    let key = read(tls.key_file.as_deref(), "key_file").await?;
+    let mut config = ServerTlsConfig::new().identity(Identity::from_pem(cert, key));
+    if let Some(ca) = &tls.client_ca_file {
+        config = config.client_ca_root(Certificate::from_pem(
+            read(Some(ca), "client_ca_file").await?,
+        ));
+    }
+    Ok(config)
+}
+
+/// Rewrites tonic's OUT_OF_RANGE for an oversized message into
+/// RESOURCE_EXHAUSTED. Our handlers never return OUT_OF_RANGE, so every such
+/// status comes from tonic's decoder; errors travel in the headers
+/// (trailers-only response).
+fn out_of_range_to_resource_exhausted<B>(mut response: http::Response<B>) -> http::Response<B> {
+    let out_of_range = (Code::OutOfRange as i32).to_string();
+    if response
+        .headers()
+        .get("grpc-status")
+        .is_some_and(|v| v.as_bytes() == out_of_range.as_bytes())
+    {
+        response.headers_mut().insert(
+            "grpc-status",
+            http::HeaderValue::from(Code::ResourceExhausted as i32),
+        );
+    }
+    response
+}
+
+struct Handler {
+    intake: Arc<Intake>,
+    metrics: ReceiverMetrics,
+}
+
+impl Handler {
+    async fn submit(&self, payload: Payload) -> Result<(), Status> {
+        self.intake
+            .submit(payload, &self.metrics)
+            .await
+            .map_err(|r| to_status(&r, &self.intake.id))
+    }
+}
+
+fn to_status(rejection: &Rejection, id: &crate::config::ComponentId) -> Status {
+    let message = rejection.message(id);
+    match rejection {
+        Rejection::NoPipeline(_) => Status::unimplemented(message),
+        Rejection::Busy { retry_after, .. } => Status::with_error_details(
+            Code::Unavailable,
+            message,
+            ErrorDetails::with_retry_info(Some(*retry_after)),
+        ),
+        Rejection::Invalid(_) => Status::invalid_argument(message),
+        Rejection::ShuttingDown => Status::unavailable(message),
+    }
+}
+
+#[tonic::async_trait]
+impl LogsService for Handler {
+    async fn export(
+        &self,
+        request: Request<ExportLogsServiceRequest>,
+    ) -> Result<Response<ExportLogsServiceResponse>, Status> {
+        self.submit(Payload::Logs(request.into_inner().resource_logs))
+            .await?;
+        Ok(Response::new(ExportLogsServiceResponse {
+            partial_success: None,
+        }))
+    }
+}
+
+#[tonic::async_trait]
+impl MetricsService for Handler {
+    async fn export(
+        &self,
+        request: Request<ExportMetricsServiceRequest>,
+    ) -> Result<Response<ExportMetricsServiceResponse>, Status> {
+        self.submit(Payload::Metrics(request.into_inner().resource_metrics))
+            .await?;
+        Ok(Response::new(ExportMetricsServiceResponse {
+            partial_success: None,
+        }))
+    }
+}

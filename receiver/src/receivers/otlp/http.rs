@@ -1,0 +1,347 @@
+//! OTLP/HTTP on hyper: `POST` of protobuf or JSON export requests to the
+//! logs and metrics paths, HTTP/1.1 or HTTP/2 (h2c).
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{header, HeaderValue, Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use tokio::net::TcpListener;
+use tokio::task::{JoinHandle, JoinSet};
+use tokio_util::sync::CancellationToken;
+use tonic::Code;
+
+use super::decode::{self, Compression, DecompressError, Encoding};
+use super::listener::Acceptor;
+use super::{
+    HttpServerConfig, Intake, Rejection, DEFAULT_MAX_CONCURRENT_STREAMS, HTTP2_KEEPALIVE_TIME,
+    HTTP2_KEEPALIVE_TIMEOUT, MAX_CONNECTIONS, SHUTDOWN_GRACE,
+};
+use crate::pipeline::Signal;
+use crate::telemetry::ReceiverMetrics;
+
+/// Time a client has to send a request's headers (also bounds idle
+/// keep-alive connections, since hyper waits for the next head under it).
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// Time a client has to send a request body; slower clients are cut off.
+const BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
+
+type ResponseBody = Full<Bytes>;
+
+struct Routes {
+    logs: String,
+    metrics: String,
+    traces: String,
+}
+
+struct State {
+    routes: Routes,
+    max_body_size: usize,
+    intake: Arc<Intake>,
+    metrics: ReceiverMetrics,
+}
+
+/// Serves `listener` until `stop`, then lets open requests finish for up to
+/// [`SHUTDOWN_GRACE`] and closes the remaining connections.
+pub(super) fn spawn(
+    cfg: &HttpServerConfig,
+    listener: TcpListener,
+    intake: Arc<Intake>,
+    metrics: ReceiverMetrics,
+    stop: CancellationToken,
+) -> JoinHandle<()> {
+    let state = Arc::new(State {
+        routes: Routes {
+            logs: super::normalize_path(&cfg.logs_url_path),
+            metrics: super::normalize_path(&cfg.metrics_url_path),
+            traces: super::normalize_path(&cfg.traces_url_path),
+        },
+        max_body_size: cfg.max_body_size(),
+        intake,
+        metrics,
+    });
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(HTTP2_KEEPALIVE_TIME)
+        .keep_alive_timeout(HTTP2_KEEPALIVE_TIMEOUT)
+        .max_concurrent_streams(DEFAULT_MAX_CONCURRENT_STREAMS);
+    let builder = Arc::new(builder);
+    let acceptor = Acceptor::new(listener, MAX_CONNECTIONS, stop.clone());
+
+    tokio::spawn(async move {
+        let mut connections = JoinSet::new();
+        while let Some(conn) = acceptor.accept().await {
+            while connections.try_join_next().is_some() {}
+            let builder = Arc::clone(&builder);
+            let state = Arc::clone(&state);
+            let stop = stop.clone();
+            connections.spawn(async move {
+                let service = service_fn(move |req| {
+                    let state = Arc::clone(&state);
+                    async move { Ok::<_, Infallible>(handle(&state, req).await) }
+                });
+                let connection = builder.serve_connection(TokioIo::new(conn), service);
+                tokio::pin!(connection);
+                let result = tokio::select! {
+                    result = connection.as_mut() => result,
+                    _ = stop.cancelled() => {
+                        connection.as_mut().graceful_shutdown();
+                        connection.await
+                    }
+                };
+                if let Err(e) = result {
+                    tracing::debug!(error = %e, "OTLP/HTTP connection ended with an error");
+                }
+            });
+        }
+        // Stopped: the listener is closed when the acceptor is dropped.
+        drop(acceptor);
+        let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
+            while connections.join_next().await.is_some() {}
+        })
+        .await;
+        if drained.is_err() {
+            tracing::warn!(
+                open = connections.len(),
+                "OTLP/HTTP requests still running {}s after shutdown began; closing their connections",
+                SHUTDOWN_GRACE.as_secs()
+            );
+            connections.shutdown().await;
+        }
+    })
+}
+
+/// A response carrying a `google.rpc.Status` in the request's encoding, or
+/// plain text when the encoding is not known.
+fn error_response(
+    status: StatusCode,
+    code: Code,
+    message: &str,
+    encoding: Option<Encoding>,
+) -> Response<ResponseBody> {
+    let (content_type, body) = match encoding {
+        Some(e) => (e.content_type(), decode::encode_status(code, message, e)),
+        None => (
+            "text/plain; charset=utf-8",
+            Bytes::from(message.to_string()),
+        ),
+    };
+    let mut response = Response::new(Full::new(body));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    response
+}
+
+async fn handle(state: &State, req: Request<Incoming>) -> Response<ResponseBody> {
+    let path = req.uri().path();
+    let signal = if path == state.routes.logs {
+        Signal::Logs
+    } else if path == state.routes.metrics {
+        Signal::Metrics
+    } else if path == state.routes.traces {
+        return error_response(
+            StatusCode::NOT_FOUND,
+            Code::Unimplemented,
+            "traces are not supported by this receiver",
+            None,
+        );
+    } else {
+        return error_response(
+            StatusCode::NOT_FOUND,
+            Code::NotFound,
+            &format!("unknown path {path}"),
+            None,
+        );
+    };
+
+    if req.method() != Method::POST {
+        let mut response = error_response(
+            StatusCode::METHOD_NOT_ALLOWED,
+            Code::Unimplemented,
+            &format!("method {} is not allowed, use POST", req.method()),
+            None,
+        );
+        response
+            .headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static("POST"));
+        return response;
+    }
+
+    let content_type = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok());
+    let Some(encoding) = content_type.and_then(Encoding::from_content_type) else {
+        return error_response(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Code::InvalidArgument,
+            &format!(
+                "unsupported Content-Type {:?} (use application/x-protobuf or application/json)",
+                content_type.unwrap_or("")
+            ),
+            None,
+        );
+    };
+    let bad_request = |message: &str| {
+        error_response(
+            StatusCode::BAD_REQUEST,
+            Code::InvalidArgument,
+            message,
+            Some(encoding),
+        )
+    };
+    let too_large = |message: String| {
+        error_response(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            Code::InvalidArgument,
+            &message,
+            Some(encoding),
+        )
+    };
+
+    let content_encoding = match req
+        .headers()
+        .get(header::CONTENT_ENCODING)
+        .map(|v| v.to_str())
+    {
+        None => None,
+        Some(Ok(v)) => Some(v),
+        Some(Err(_)) => return bad_request("Content-Encoding is not valid text"),
+    };
+    let compression = match Compression::from_content_encoding(content_encoding) {
+        Ok(c) => c,
+        Err(message) => return bad_request(&message),
+    };
+
+    // Refuse before reading the body when nothing would take the data.
+    if let Err(rejection) = state.intake.consumer(signal) {
+        return rejection_response(state, &rejection, encoding);
+    }
+
+    let limit = state.max_body_size;
+    let read = tokio::time::timeout(
+        BODY_READ_TIMEOUT,
+        Limited::new(req.into_body(), limit).collect(),
+    )
+    .await;
+    let body = match read {
+        Ok(Ok(collected)) => collected.to_bytes(),
+        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
+            return too_large(format!("request body is larger than {limit} bytes"));
+        }
+        Ok(Err(e)) => return bad_request(&format!("cannot read the request body: {e}")),
+        Err(_) => {
+            let mut response = error_response(
+                StatusCode::REQUEST_TIMEOUT,
+                Code::DeadlineExceeded,
+                &format!(
+                    "request body not received within {}s",
+                    BODY_READ_TIMEOUT.as_secs()
+                ),
+                Some(encoding),
+            );
+            response
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            return response;
+        }
+    };
+
+    // Decompressing and decoding take CPU time; keep them off the reactor.
+    let decoded = tokio::task::spawn_blocking(move || {
+        let raw = decode::decompress(compression, body, limit)?;
+        decode::decode_request(signal, encoding, &raw).map_err(DecompressError::Corrupt)
+    })
+    .await;
+    let payload = match decoded {
+        Ok(Ok(payload)) => payload,
+        Ok(Err(DecompressError::TooLarge)) => {
+            return too_large(format!(
+                "decompressed request body is larger than {limit} bytes"
+            ));
+        }
+        Ok(Err(DecompressError::Corrupt(message))) => return bad_request(&message),
+        Err(e) => {
+            tracing::error!(error = %e, "OTLP/HTTP decoding task failed");
+            return error_response(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                Code::Internal,
+                "internal error while decoding the request",
+                Some(encoding),
+            );
+        }
+    };
+
+    match state.intake.submit(payload, &state.metrics).await {
+        Ok(()) => {
+            let mut response = Response::new(Full::new(decode::encode_success(signal, encoding)));
+            response.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static(encoding.content_type()),
+            );
+            response
+        }
+        Err(rejection) => rejection_response(state, &rejection, encoding),
+    }
+}
+
+fn rejection_response(
+    state: &State,
+    rejection: &Rejection,
+    encoding: Encoding,
+) -> Response<ResponseBody> {
+    let message = rejection.message(&state.intake.id);
+    match rejection {
+        Rejection::NoPipeline(_) => error_response(
+            StatusCode::NOT_FOUND,
+            Code::Unimplemented,
+            &message,
+            Some(encoding),
+        ),
+        Rejection::Busy { retry_after, .. } => {
+            let mut response = error_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                Code::Unavailable,
+                &message,
+                Some(encoding),
+            );
+            response.headers_mut().insert(
+                header::RETRY_AFTER,
+                HeaderValue::from(retry_after_seconds(*retry_after)),
+            );
+            response
+        }
+        Rejection::Invalid(_) => error_response(
+            StatusCode::BAD_REQUEST,
+            Code::InvalidArgument,
+            &message,
+            Some(encoding),
+        ),
+        Rejection::ShuttingDown => error_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            Code::Unavailable,
+            &message,
+            Some(encoding),
+        ),
+    }
+}
+
+/// `Retry-After` in whole seconds, rounded up, at least 1.
+fn retry_after_seconds(delay: Duration) -> u64 {
+    let secs = delay.as_secs() + u64::from(delay.subsec_nanos() > 0);
+    secs.max(1)
+}
