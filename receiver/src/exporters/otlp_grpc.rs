@@ -210,7 +210,9 @@ fn grpc_metadata(headers: &BTreeMap<String, String>) -> Result<MetadataMap, Stri
             ));
         }
         let value = AsciiMetadataValue::try_from(value.as_str()).map_err(|_| {
-            format!("headers: the value of {name:?} must be visible ASCII without control characters")
+            format!(
+                "headers: the value of {name:?} must be visible ASCII without control characters"
+            )
         })?;
         metadata.insert(key, value);
     }
@@ -222,8 +224,12 @@ pub async fn build(
     c: &OtlpGrpcExporterConfig,
     ctx: &BuildContext,
 ) -> anyhow::Result<(DynConsumer, JoinHandle<()>)> {
-    let client = OtlpGrpcClient::new(c)
-        .map_err(|e| e.context(format!("exporter {}: cannot set up the gRPC client", ctx.id)))?;
+    let client = OtlpGrpcClient::new(c).map_err(|e| {
+        e.context(format!(
+            "exporter {}: cannot set up the gRPC client",
+            ctx.id
+        ))
+    })?;
     let settings = ExporterSettings {
         timeout: c.timeout_opt(),
         retry: c.retry_on_failure.clone(),
@@ -427,6 +433,7 @@ fn classify_status(status: &Status, signal: &str, uri: &str) -> ExportError {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use std::net::SocketAddr;
     use std::sync::Mutex;
@@ -564,8 +571,7 @@ mod tests {
         // Only gzip is accepted: a zstd or other encoding would be refused.
         let router = builder
             .add_service(
-                LogsServiceServer::new(server.clone())
-                    .accept_compressed(CompressionEncoding::Gzip),
+                LogsServiceServer::new(server.clone()).accept_compressed(CompressionEncoding::Gzip),
             )
             .add_service(
                 MetricsServiceServer::new(server.clone())
@@ -704,8 +710,14 @@ mod tests {
         c.headers.insert("X-Api-Key".into(), "secret".into());
         let client = OtlpGrpcClient::new(&c).unwrap();
 
-        assert_eq!(client.export(&logs()).await.unwrap(), ExportResponse::default());
-        assert_eq!(client.export(&metrics()).await.unwrap(), ExportResponse::default());
+        assert_eq!(
+            client.export(&logs()).await.unwrap(),
+            ExportResponse::default()
+        );
+        assert_eq!(
+            client.export(&metrics()).await.unwrap(),
+            ExportResponse::default()
+        );
         {
             let seen = running.server.seen.lock().unwrap();
             assert_eq!(seen.bodies, vec![1]);

@@ -189,7 +189,8 @@ impl ClientIdentity {
 }
 
 fn read_file(path: &Path, key: &str) -> anyhow::Result<Vec<u8>> {
-    std::fs::read(path).map_err(|e| anyhow::anyhow!("tls::{key}: cannot read {}: {e}", path.display()))
+    std::fs::read(path)
+        .map_err(|e| anyhow::anyhow!("tls::{key}: cannot read {}: {e}", path.display()))
 }
 
 fn certs_from_pem(
@@ -211,7 +212,10 @@ fn roots_from_pem_file(path: &Path) -> anyhow::Result<RootCertStore> {
     let mut roots = RootCertStore::empty();
     for cert in certs_from_pem(&pem, path, "ca_file")? {
         roots.add(cert).map_err(|e| {
-            anyhow::anyhow!("tls::ca_file {}: unusable CA certificate: {e}", path.display())
+            anyhow::anyhow!(
+                "tls::ca_file {}: unusable CA certificate: {e}",
+                path.display()
+            )
         })?;
     }
     Ok(roots)
@@ -332,6 +336,7 @@ impl ServerCertVerifier for NoServerVerification {
 /// Test material: a CA, a server certificate for `localhost`/127.0.0.1 and a
 /// client certificate, all written as PEM files in a temporary directory.
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 pub(crate) mod testing {
     use std::path::PathBuf;
 
@@ -399,6 +404,7 @@ pub(crate) mod testing {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -408,7 +414,10 @@ mod tests {
             cert_file: Some("/x.pem".into()),
             ..Default::default()
         };
-        assert!(c.validate().unwrap_err().contains("both cert_file and key_file"));
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .contains("both cert_file and key_file"));
     }
 
     #[test]
