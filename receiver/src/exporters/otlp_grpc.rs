@@ -1,9 +1,894 @@
-//! placeholder
+//! The `otlp_grpc` exporter (old name `otlp`): OTLP over gRPC, like the
+//! collector's `otlpexporter`.
+//!
+//! One lazily connected tonic [`Channel`] serves both signals. Every request
+//! carries the configured headers as metadata, is compressed (gzip by
+//! default), and its outcome is classified as the OTLP specification and the
+//! collector's `shouldRetry` do: CANCELLED, DEADLINE_EXCEEDED, ABORTED,
+//! OUT_OF_RANGE, UNAVAILABLE and DATA_LOSS are retryable, RESOURCE_EXHAUSTED
+//! only when the server sent `google.rpc.RetryInfo`, anything else is
+//! permanent. A `RetryInfo.retry_delay` becomes the error's `retry_after`.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use opentelemetry_proto::tonic::collector::logs::v1::logs_service_client::LogsServiceClient;
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_client::MetricsServiceClient;
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+use prost::Message;
+use serde::Deserialize;
 use tokio::task::JoinHandle;
+use tonic::codec::CompressionEncoding;
+use tonic::metadata::{AsciiMetadataKey, AsciiMetadataValue, MetadataMap};
+use tonic::transport::{Channel, ClientTlsConfig, Endpoint, Identity};
+use tonic::{Code, Status};
+use tonic_types::StatusExt;
+
+use super::helper::{
+    ExportClient, ExportError, ExportErrorKind, ExportResponse, ExporterSettings, QueueConfig,
+    RetryConfig,
+};
+use super::tls::TlsClientConfig;
 use crate::component::BuildContext;
-use crate::pipeline::DynConsumer;
-#[derive(Debug, Clone, Default, serde::Deserialize)]
+use crate::config::GoDuration;
+use crate::pipeline::{DynConsumer, Payload};
+
+/// The largest request we send: a bigger one is refused before it goes out
+/// (permanently: resending cannot make it smaller). Servers usually accept 4 MiB.
+const MAX_REQUEST_BYTES: usize = 64 * 1024 * 1024;
+/// The largest response we read (responses are tiny `Export*ServiceResponse`s).
+const MAX_RESPONSE_BYTES: usize = 4 * 1024 * 1024;
+/// Connect timeout when the exporter has no `timeout`.
+const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// `compression` of the OTLP exporters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(try_from = "String")]
+pub enum Compression {
+    #[default]
+    Gzip,
+    Zstd,
+    None,
+}
+
+impl TryFrom<String> for Compression {
+    type Error = String;
+
+    fn try_from(s: String) -> Result<Self, String> {
+        match s.as_str() {
+            "gzip" => Ok(Compression::Gzip),
+            "zstd" => Ok(Compression::Zstd),
+            // The collector treats an empty value as no compression.
+            "none" | "" => Ok(Compression::None),
+            "snappy" | "zlib" | "deflate" | "lz4" => Err(format!(
+                "compression {s:?} is not supported by this agent (supported: gzip, zstd, none)"
+            )),
+            _ => Err(format!(
+                "unknown compression {s:?} (valid values: gzip, zstd, none)"
+            )),
+        }
+    }
+}
+
+/// `keepalive` of the gRPC client (HTTP/2 PING frames).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct OtlpGrpcExporterConfig { pub sending_queue: super::helper::QueueConfig }
-impl OtlpGrpcExporterConfig { pub fn validate(&self) -> Result<(), String> { Ok(()) } }
-pub async fn build(_c: &OtlpGrpcExporterConfig, _ctx: &BuildContext) -> anyhow::Result<(DynConsumer, JoinHandle<()>)> { anyhow::bail!("placeholder") }
+pub struct KeepaliveConfig {
+    /// Interval between pings; 0 disables keepalive.
+    pub time: GoDuration,
+    /// How long to wait for a ping's answer before the connection is closed.
+    pub timeout: GoDuration,
+    /// Ping also while no request is in flight.
+    pub permit_without_stream: bool,
+}
+
+impl Default for KeepaliveConfig {
+    fn default() -> Self {
+        KeepaliveConfig {
+            time: GoDuration::from_secs(30),
+            timeout: GoDuration::from_secs(10),
+            permit_without_stream: false,
+        }
+    }
+}
+
+/// `otlp_grpc` / `otlp`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OtlpGrpcExporterConfig {
+    /// `host:port` (also `http://host:port` for plain text, `https://host:port`
+    /// for TLS). Required.
+    pub endpoint: String,
+    /// TLS is on unless `tls.insecure: true` or the endpoint says `http://`.
+    pub tls: TlsClientConfig,
+    /// Sent as gRPC metadata with every request (for example an API key).
+    pub headers: BTreeMap<String, String>,
+    /// `gzip` (default), `zstd` or `none`.
+    pub compression: Compression,
+    /// Per attempt (default 5s); 0 for none.
+    pub timeout: GoDuration,
+    /// HTTP/2 keepalive pings; unset for none.
+    pub keepalive: Option<KeepaliveConfig>,
+    /// Retry with exponential backoff on retryable failures.
+    pub retry_on_failure: RetryConfig,
+    /// The bounded (optionally persistent) queue in front of the client.
+    pub sending_queue: QueueConfig,
+}
+
+impl Default for OtlpGrpcExporterConfig {
+    fn default() -> Self {
+        OtlpGrpcExporterConfig {
+            endpoint: String::new(),
+            tls: TlsClientConfig::default(),
+            headers: BTreeMap::new(),
+            compression: Compression::Gzip,
+            timeout: GoDuration::from_secs(5),
+            keepalive: None,
+            retry_on_failure: RetryConfig::default(),
+            sending_queue: QueueConfig::default(),
+        }
+    }
+}
+
+/// Where and how to connect, from `endpoint` and `tls.insecure`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct GrpcTarget {
+    /// `http://host:port` or `https://host:port`.
+    uri: String,
+    tls: bool,
+}
+
+impl OtlpGrpcExporterConfig {
+    pub fn validate(&self) -> Result<(), String> {
+        self.target()?;
+        self.tls.validate()?;
+        grpc_metadata(&self.headers)?;
+        self.retry_on_failure.validate()?;
+        self.sending_queue.validate()?;
+        if let Some(k) = &self.keepalive {
+            if !k.time.is_zero() && k.timeout.is_zero() {
+                return Err("keepalive::timeout must be greater than zero".into());
+            }
+        }
+        Ok(())
+    }
+
+    fn target(&self) -> Result<GrpcTarget, String> {
+        let endpoint = self.endpoint.trim();
+        if endpoint.is_empty() {
+            return Err("requires a non-empty \"endpoint\"".into());
+        }
+        // As in the collector: `https://` forces TLS, `http://` turns it off,
+        // and a bare `host:port` uses TLS unless `tls.insecure` is set.
+        let (authority, tls) = if let Some(rest) = endpoint.strip_prefix("https://") {
+            (rest, true)
+        } else if let Some(rest) = endpoint.strip_prefix("http://") {
+            (rest, false)
+        } else if let Some((scheme, _)) = endpoint.split_once("://") {
+            return Err(format!(
+                "endpoint {endpoint:?}: unsupported scheme {scheme:?} (use host:port, http:// or https://)"
+            ));
+        } else {
+            (endpoint, !self.tls.insecure)
+        };
+        let authority = authority.strip_suffix('/').unwrap_or(authority);
+        if authority.is_empty() || authority.contains('/') {
+            return Err(format!(
+                "endpoint {endpoint:?} must be host:port, without a path"
+            ));
+        }
+        let parsed: http::uri::Authority = authority
+            .parse()
+            .map_err(|e| format!("endpoint {endpoint:?} is not a valid host:port: {e}"))?;
+        if parsed.host().is_empty() || authority.contains('@') {
+            return Err(format!("endpoint {endpoint:?} is not a valid host:port"));
+        }
+        let scheme = if tls { "https" } else { "http" };
+        Ok(GrpcTarget {
+            uri: format!("{scheme}://{authority}"),
+            tls,
+        })
+    }
+
+    fn timeout_opt(&self) -> Option<Duration> {
+        (!self.timeout.is_zero()).then(|| self.timeout.get())
+    }
+}
+
+/// `headers` as gRPC metadata; an invalid name or value is a config error.
+fn grpc_metadata(headers: &BTreeMap<String, String>) -> Result<MetadataMap, String> {
+    let mut metadata = MetadataMap::new();
+    for (name, value) in headers {
+        let key = AsciiMetadataKey::from_bytes(name.as_bytes())
+            .map_err(|e| format!("headers: invalid header name {name:?}: {e}"))?;
+        if name.to_ascii_lowercase().ends_with("-bin") {
+            return Err(format!(
+                "headers: {name:?}: binary metadata (a name ending in -bin) is not supported"
+            ));
+        }
+        let value = AsciiMetadataValue::try_from(value.as_str()).map_err(|_| {
+            format!(
+                "headers: the value of {name:?} must be visible ASCII without control characters"
+            )
+        })?;
+        metadata.insert(key, value);
+    }
+    Ok(metadata)
+}
+
+/// Builds the exporter: the gRPC client behind the shared exporter helper.
+pub async fn build(
+    c: &OtlpGrpcExporterConfig,
+    ctx: &BuildContext,
+) -> anyhow::Result<(DynConsumer, JoinHandle<()>)> {
+    let client = OtlpGrpcClient::new(c).map_err(|e| {
+        e.context(format!(
+            "exporter {}: cannot set up the gRPC client",
+            ctx.id
+        ))
+    })?;
+    let settings = ExporterSettings {
+        timeout: c.timeout_opt(),
+        retry: c.retry_on_failure.clone(),
+        queue: c.sending_queue.clone(),
+    };
+    super::helper::spawn(ctx, settings, Arc::new(client)).await
+}
+
+/// One OTLP/gRPC connection (established lazily, re-established by tonic
+/// after failures) with a client per signal.
+pub struct OtlpGrpcClient {
+    logs: LogsServiceClient<Channel>,
+    metrics: MetricsServiceClient<Channel>,
+    metadata: MetadataMap,
+    timeout: Option<Duration>,
+    /// For messages.
+    uri: String,
+}
+
+impl OtlpGrpcClient {
+    /// Must be called within a tokio runtime. Reads the TLS files; does not
+    /// connect.
+    pub fn new(c: &OtlpGrpcExporterConfig) -> anyhow::Result<Self> {
+        c.validate().map_err(anyhow::Error::msg)?;
+        let target = c.target().map_err(anyhow::Error::msg)?;
+        let metadata = grpc_metadata(&c.headers).map_err(anyhow::Error::msg)?;
+        let timeout = c.timeout_opt();
+
+        let mut endpoint = Endpoint::from_shared(target.uri.clone())
+            .map_err(|e| anyhow::anyhow!("endpoint {:?}: {e}", c.endpoint))?
+            .connect_timeout(timeout.unwrap_or(DEFAULT_CONNECT_TIMEOUT))
+            .tcp_nodelay(true);
+        if let Some(k) = &c.keepalive {
+            if !k.time.is_zero() {
+                endpoint = endpoint
+                    .http2_keep_alive_interval(k.time.get())
+                    .keep_alive_timeout(k.timeout.get())
+                    .keep_alive_while_idle(k.permit_without_stream);
+            }
+        }
+        if target.tls {
+            let tls = c.tls.load()?;
+            let mut tonic_tls = ClientTlsConfig::new();
+            if let Some(name) = &tls.server_name {
+                tonic_tls = tonic_tls.domain_name(name.clone());
+            }
+            if let Some(id) = &tls.identity {
+                tonic_tls =
+                    tonic_tls.identity(Identity::from_pem(id.cert_pem.clone(), id.key_pem.clone()));
+            }
+            endpoint = endpoint
+                .tls_config_with_verifier(tonic_tls, tls.verifier.clone())
+                .map_err(|e| anyhow::anyhow!("tls: {e}"))?;
+        }
+        let channel = endpoint.connect_lazy();
+
+        let mut logs = LogsServiceClient::new(channel.clone())
+            .max_encoding_message_size(MAX_REQUEST_BYTES)
+            .max_decoding_message_size(MAX_RESPONSE_BYTES)
+            .accept_compressed(CompressionEncoding::Gzip)
+            .accept_compressed(CompressionEncoding::Zstd);
+        let mut metrics = MetricsServiceClient::new(channel)
+            .max_encoding_message_size(MAX_REQUEST_BYTES)
+            .max_decoding_message_size(MAX_RESPONSE_BYTES)
+            .accept_compressed(CompressionEncoding::Gzip)
+            .accept_compressed(CompressionEncoding::Zstd);
+        let encoding = match c.compression {
+            Compression::Gzip => Some(CompressionEncoding::Gzip),
+            Compression::Zstd => Some(CompressionEncoding::Zstd),
+            Compression::None => None,
+        };
+        if let Some(encoding) = encoding {
+            logs = logs.send_compressed(encoding);
+            metrics = metrics.send_compressed(encoding);
+        }
+        Ok(OtlpGrpcClient {
+            logs,
+            metrics,
+            metadata,
+            timeout,
+            uri: target.uri,
+        })
+    }
+
+    fn request<T: Message>(&self, message: T) -> Result<tonic::Request<T>, ExportError> {
+        let size = message.encoded_len();
+        if size > MAX_REQUEST_BYTES {
+            return Err(ExportError::permanent(format!(
+                "request of {size} bytes is larger than the {MAX_REQUEST_BYTES}-byte limit; not sent"
+            )));
+        }
+        let mut request = tonic::Request::new(message);
+        *request.metadata_mut() = self.metadata.clone();
+        if let Some(timeout) = self.timeout {
+            // Sent as `grpc-timeout` so the server can give up too.
+            request.set_timeout(timeout);
+        }
+        Ok(request)
+    }
+
+    async fn call<F, R>(&self, signal: &str, call: F) -> Result<R, ExportError>
+    where
+        F: std::future::Future<Output = Result<tonic::Response<R>, Status>>,
+    {
+        let outcome = match self.timeout {
+            Some(timeout) => match tokio::time::timeout(timeout, call).await {
+                Ok(outcome) => outcome,
+                Err(_) => {
+                    return Err(ExportError::retryable(format!(
+                        "exporting {signal} to {} timed out after {timeout:?}",
+                        self.uri
+                    )))
+                }
+            },
+            None => call.await,
+        };
+        outcome
+            .map(tonic::Response::into_inner)
+            .map_err(|status| classify_status(&status, signal, &self.uri))
+    }
+}
+
+#[async_trait]
+impl ExportClient for OtlpGrpcClient {
+    async fn export(&self, payload: &Payload) -> Result<ExportResponse, ExportError> {
+        // The OTLP specification: empty envelopes SHOULD NOT be sent.
+        if payload.is_empty() {
+            return Ok(ExportResponse::default());
+        }
+        match payload {
+            Payload::Logs(resource_logs) => {
+                let request = self.request(ExportLogsServiceRequest {
+                    resource_logs: resource_logs.clone(),
+                })?;
+                let mut client = self.logs.clone();
+                let response = self.call("logs", client.export(request)).await?;
+                Ok(match response.partial_success {
+                    Some(p) => partial(p.rejected_log_records, p.error_message),
+                    None => ExportResponse::default(),
+                })
+            }
+            Payload::Metrics(resource_metrics) => {
+                let request = self.request(ExportMetricsServiceRequest {
+                    resource_metrics: resource_metrics.clone(),
+                })?;
+                let mut client = self.metrics.clone();
+                let response = self.call("metrics", client.export(request)).await?;
+                Ok(match response.partial_success {
+                    Some(p) => partial(p.rejected_data_points, p.error_message),
+                    None => ExportResponse::default(),
+                })
+            }
+        }
+    }
+}
+
+fn partial(rejected: i64, message: String) -> ExportResponse {
+    ExportResponse {
+        rejected: u64::try_from(rejected).unwrap_or(0),
+        message,
+    }
+}
+
+/// The OTLP/gRPC retry rules (specification, "Failures"; collector `shouldRetry`).
+fn classify_status(status: &Status, signal: &str, uri: &str) -> ExportError {
+    let retry_info = status.get_details_retry_info();
+    let kind = match status.code() {
+        Code::Cancelled
+        | Code::DeadlineExceeded
+        | Code::Aborted
+        | Code::OutOfRange
+        | Code::Unavailable
+        | Code::DataLoss => ExportErrorKind::Retryable,
+        // The server is throttling only if it says when to come back;
+        // otherwise (for example a message over its size limit) retrying
+        // cannot help.
+        Code::ResourceExhausted if retry_info.is_some() => ExportErrorKind::Retryable,
+        _ => ExportErrorKind::Permanent,
+    };
+    let mut message = format!(
+        "exporting {signal} to {uri} failed: gRPC status {:?}: {}",
+        status.code(),
+        status.message()
+    );
+    // Transport errors (connection refused, TLS failures) hide their cause
+    // in the source chain.
+    let mut source = std::error::Error::source(status);
+    while let Some(cause) = source {
+        message.push_str(": ");
+        message.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    ExportError {
+        kind,
+        retry_after: match kind {
+            ExportErrorKind::Retryable => retry_info.and_then(|r| r.retry_delay),
+            ExportErrorKind::Permanent => None,
+        },
+        message,
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use std::net::SocketAddr;
+    use std::sync::Mutex;
+
+    use opentelemetry_proto::tonic::collector::logs::v1::logs_service_server::{
+        LogsService, LogsServiceServer,
+    };
+    use opentelemetry_proto::tonic::collector::logs::v1::{
+        ExportLogsPartialSuccess, ExportLogsServiceResponse,
+    };
+    use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_server::{
+        MetricsService, MetricsServiceServer,
+    };
+    use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceResponse;
+    use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue};
+    use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
+    use opentelemetry_proto::tonic::metrics::v1::{
+        metric, number_data_point, Gauge, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics,
+    };
+    use tokio_util::sync::CancellationToken;
+    use tonic::transport::{Certificate, Server, ServerTlsConfig};
+    use tonic_types::ErrorDetails;
+
+    use super::*;
+
+    /// What the test server answers.
+    #[derive(Clone, Debug)]
+    enum Reply {
+        Ok,
+        Partial(i64, &'static str),
+        Fail(Code),
+        FailWithRetryInfo(Code, Duration),
+    }
+
+    #[derive(Default)]
+    struct Seen {
+        bodies: Vec<usize>,
+        metadata: Vec<MetadataMap>,
+        metric_names: Vec<String>,
+    }
+
+    #[derive(Clone)]
+    struct TestServer {
+        reply: Arc<Mutex<Reply>>,
+        seen: Arc<Mutex<Seen>>,
+    }
+
+    impl TestServer {
+        fn answer<T>(&self, ok: T) -> Result<tonic::Response<T>, Status> {
+            let reply = self.reply.lock().unwrap().clone();
+            match reply {
+                Reply::Ok | Reply::Partial(..) => Ok(tonic::Response::new(ok)),
+                Reply::Fail(code) => Err(Status::new(code, "told to fail")),
+                Reply::FailWithRetryInfo(code, delay) => Err(Status::with_error_details(
+                    code,
+                    "slow down",
+                    ErrorDetails::with_retry_info(Some(delay)),
+                )),
+            }
+        }
+    }
+
+    #[tonic::async_trait]
+    impl LogsService for TestServer {
+        async fn export(
+            &self,
+            request: tonic::Request<ExportLogsServiceRequest>,
+        ) -> Result<tonic::Response<ExportLogsServiceResponse>, Status> {
+            {
+                let mut seen = self.seen.lock().unwrap();
+                seen.metadata.push(request.metadata().clone());
+                seen.bodies.push(request.get_ref().resource_logs.len());
+            }
+            let partial_success = match self.reply.lock().unwrap().clone() {
+                Reply::Partial(n, msg) => Some(ExportLogsPartialSuccess {
+                    rejected_log_records: n,
+                    error_message: msg.into(),
+                }),
+                _ => None,
+            };
+            self.answer(ExportLogsServiceResponse { partial_success })
+        }
+    }
+
+    #[tonic::async_trait]
+    impl MetricsService for TestServer {
+        async fn export(
+            &self,
+            request: tonic::Request<ExportMetricsServiceRequest>,
+        ) -> Result<tonic::Response<ExportMetricsServiceResponse>, Status> {
+            {
+                let mut seen = self.seen.lock().unwrap();
+                seen.metadata.push(request.metadata().clone());
+                for rm in &request.get_ref().resource_metrics {
+                    for sm in &rm.scope_metrics {
+                        seen.metric_names
+                            .extend(sm.metrics.iter().map(|m| m.name.clone()));
+                    }
+                }
+            }
+            self.answer(ExportMetricsServiceResponse::default())
+        }
+    }
+
+    struct Running {
+        addr: SocketAddr,
+        server: TestServer,
+        stop: CancellationToken,
+    }
+
+    impl Drop for Running {
+        fn drop(&mut self) {
+            self.stop.cancel();
+        }
+    }
+
+    impl Running {
+        fn set(&self, reply: Reply) {
+            *self.server.reply.lock().unwrap() = reply;
+        }
+    }
+
+    async fn start_server(tls: Option<ServerTlsConfig>) -> Running {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = TestServer {
+            reply: Arc::new(Mutex::new(Reply::Ok)),
+            seen: Arc::default(),
+        };
+        let stop = CancellationToken::new();
+        let mut builder = Server::builder();
+        if let Some(tls) = tls {
+            builder = builder.tls_config(tls).unwrap();
+        }
+        // Only gzip is accepted: a zstd or other encoding would be refused.
+        let router = builder
+            .add_service(
+                LogsServiceServer::new(server.clone()).accept_compressed(CompressionEncoding::Gzip),
+            )
+            .add_service(
+                MetricsServiceServer::new(server.clone())
+                    .accept_compressed(CompressionEncoding::Gzip),
+            );
+        let incoming = tonic::transport::server::TcpIncoming::from(listener);
+        let stopped = stop.clone();
+        tokio::spawn(async move {
+            let _ = router
+                .serve_with_incoming_shutdown(incoming, stopped.cancelled_owned())
+                .await;
+        });
+        Running { addr, server, stop }
+    }
+
+    fn config(endpoint: String) -> OtlpGrpcExporterConfig {
+        OtlpGrpcExporterConfig {
+            endpoint,
+            timeout: GoDuration::from_secs(20),
+            ..Default::default()
+        }
+    }
+
+    fn plain_config(addr: SocketAddr) -> OtlpGrpcExporterConfig {
+        let mut c = config(addr.to_string());
+        c.tls.insecure = true;
+        c
+    }
+
+    fn logs() -> Payload {
+        Payload::Logs(vec![ResourceLogs {
+            scope_logs: vec![ScopeLogs {
+                log_records: vec![LogRecord {
+                    time_unix_nano: 1,
+                    body: Some(AnyValue {
+                        value: Some(any_value::Value::StringValue("oom".into())),
+                    }),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }])
+    }
+
+    fn metrics() -> Payload {
+        Payload::Metrics(vec![ResourceMetrics {
+            scope_metrics: vec![ScopeMetrics {
+                metrics: vec![Metric {
+                    name: "system.memory.usage".into(),
+                    data: Some(metric::Data::Gauge(Gauge {
+                        data_points: vec![NumberDataPoint {
+                            value: Some(number_data_point::Value::AsInt(5)),
+                            ..Default::default()
+                        }],
+                    })),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }])
+    }
+
+    #[test]
+    fn config_validation() {
+        assert!(OtlpGrpcExporterConfig::default()
+            .validate()
+            .unwrap_err()
+            .contains("endpoint"));
+        let ok = |e: &str| config(e.into()).target();
+        assert_eq!(
+            ok("collector:4317").unwrap(),
+            GrpcTarget {
+                uri: "https://collector:4317".into(),
+                tls: true
+            }
+        );
+        assert!(!ok("http://collector:4317").unwrap().tls);
+        assert!(ok("https://collector:4317/").unwrap().tls);
+        assert!(ok("[::1]:4317").is_ok());
+        let mut insecure = config("collector:4317".into());
+        insecure.tls.insecure = true;
+        assert_eq!(insecure.target().unwrap().uri, "http://collector:4317");
+        // https forces TLS even with insecure.
+        insecure.endpoint = "https://collector:4317".into();
+        assert!(insecure.target().unwrap().tls);
+        assert!(ok("collector:4317/v1/logs").unwrap_err().contains("path"));
+        assert!(ok("unix:///tmp/sock").unwrap_err().contains("scheme"));
+        assert!(ok("bad host:1").is_err());
+
+        let mut c = config("collector:4317".into());
+        c.headers.insert("bad header".into(), "x".into());
+        assert!(c.validate().unwrap_err().contains("bad header"));
+        c.headers.clear();
+        c.headers.insert("api-key".into(), "line\nbreak".into());
+        assert!(c.validate().unwrap_err().contains("api-key"));
+        c.headers.clear();
+        c.headers.insert("Api-Key".into(), "secret".into());
+        c.validate().unwrap();
+    }
+
+    #[test]
+    fn config_from_collector_keys() {
+        let c: OtlpGrpcExporterConfig = serde_json::from_value(serde_json::json!({
+            "endpoint": "collector:4317",
+            "compression": "zstd",
+            "timeout": "10s",
+            "headers": {"x-api-key": "k"},
+            "tls": {"insecure": true},
+            "retry_on_failure": {"enabled": false},
+            "sending_queue": {"queue_size": 10},
+        }))
+        .unwrap();
+        assert_eq!(c.compression, Compression::Zstd);
+        assert_eq!(c.timeout, GoDuration::from_secs(10));
+        assert!(c.tls.insecure);
+        c.validate().unwrap();
+        let d = OtlpGrpcExporterConfig::default();
+        assert_eq!(
+            (d.compression, d.timeout),
+            (Compression::Gzip, GoDuration::from_secs(5))
+        );
+        let err = serde_json::from_value::<OtlpGrpcExporterConfig>(
+            serde_json::json!({"endpoint": "x:1", "compression": "snappy"}),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("not supported"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn ok_partial_success_and_headers() {
+        let running = start_server(None).await;
+        let mut c = plain_config(running.addr);
+        c.headers.insert("X-Api-Key".into(), "secret".into());
+        let client = OtlpGrpcClient::new(&c).unwrap();
+
+        assert_eq!(
+            client.export(&logs()).await.unwrap(),
+            ExportResponse::default()
+        );
+        assert_eq!(
+            client.export(&metrics()).await.unwrap(),
+            ExportResponse::default()
+        );
+        {
+            let seen = running.server.seen.lock().unwrap();
+            assert_eq!(seen.bodies, vec![1]);
+            assert_eq!(seen.metric_names, vec!["system.memory.usage".to_owned()]);
+            for md in &seen.metadata {
+                assert_eq!(md.get("x-api-key").unwrap(), "secret");
+                assert_eq!(md.get("grpc-encoding").unwrap(), "gzip");
+                assert!(md.get("grpc-timeout").is_some());
+            }
+        }
+
+        running.set(Reply::Partial(3, "bad records"));
+        assert_eq!(
+            client.export(&logs()).await.unwrap(),
+            ExportResponse {
+                rejected: 3,
+                message: "bad records".into()
+            }
+        );
+
+        // Nothing is sent for an empty payload.
+        client.export(&Payload::Logs(vec![])).await.unwrap();
+        assert_eq!(running.server.seen.lock().unwrap().bodies.len(), 2);
+    }
+
+    #[tokio::test]
+    async fn status_classification() {
+        let running = start_server(None).await;
+        let client = OtlpGrpcClient::new(&plain_config(running.addr)).unwrap();
+
+        running.set(Reply::Fail(Code::Unavailable));
+        let err = client.export(&logs()).await.unwrap_err();
+        assert_eq!(err.kind, ExportErrorKind::Retryable);
+        assert_eq!(err.retry_after, None);
+        assert!(err.message.contains("Unavailable"), "{}", err.message);
+        assert!(err.message.contains("told to fail"), "{}", err.message);
+
+        running.set(Reply::FailWithRetryInfo(
+            Code::Unavailable,
+            Duration::from_secs(7),
+        ));
+        let err = client.export(&metrics()).await.unwrap_err();
+        assert_eq!(err.kind, ExportErrorKind::Retryable);
+        assert_eq!(err.retry_after, Some(Duration::from_secs(7)));
+
+        running.set(Reply::Fail(Code::ResourceExhausted));
+        let err = client.export(&logs()).await.unwrap_err();
+        assert_eq!(err.kind, ExportErrorKind::Permanent);
+
+        running.set(Reply::FailWithRetryInfo(
+            Code::ResourceExhausted,
+            Duration::from_millis(1500),
+        ));
+        let err = client.export(&logs()).await.unwrap_err();
+        assert_eq!(err.kind, ExportErrorKind::Retryable);
+        assert_eq!(err.retry_after, Some(Duration::from_millis(1500)));
+
+        for code in [Code::InvalidArgument, Code::Unauthenticated, Code::Internal] {
+            running.set(Reply::Fail(code));
+            let err = client.export(&logs()).await.unwrap_err();
+            assert_eq!(err.kind, ExportErrorKind::Permanent, "{code:?}");
+        }
+        for code in [Code::Aborted, Code::DataLoss, Code::OutOfRange] {
+            running.set(Reply::Fail(code));
+            let err = client.export(&logs()).await.unwrap_err();
+            assert_eq!(err.kind, ExportErrorKind::Retryable, "{code:?}");
+        }
+
+        // The connection recovers after failures.
+        running.set(Reply::Ok);
+        client.export(&logs()).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn unsupported_compression_at_server_is_permanent() {
+        let running = start_server(None).await;
+        let mut c = plain_config(running.addr);
+        c.compression = Compression::Zstd;
+        let err = OtlpGrpcClient::new(&c)
+            .unwrap()
+            .export(&logs())
+            .await
+            .unwrap_err();
+        // The server accepts only gzip: UNIMPLEMENTED, permanent.
+        assert_eq!(err.kind, ExportErrorKind::Permanent, "{}", err.message);
+        c.compression = Compression::None;
+        OtlpGrpcClient::new(&c)
+            .unwrap()
+            .export(&logs())
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn connection_refused_is_retryable() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        drop(listener);
+        let client = OtlpGrpcClient::new(&plain_config(addr)).unwrap();
+        let err = client.export(&logs()).await.unwrap_err();
+        assert_eq!(err.kind, ExportErrorKind::Retryable, "{}", err.message);
+    }
+
+    #[tokio::test]
+    async fn tls_with_ca_file_and_mutual_tls() {
+        let pki = super::super::tls::testing::make_pki();
+        let identity = Identity::from_pem(&pki.server_cert_pem, &pki.server_key_pem);
+
+        // Server-side TLS only.
+        let running = start_server(Some(ServerTlsConfig::new().identity(identity.clone()))).await;
+        let mut c = config(format!("localhost:{}", running.addr.port()));
+        c.tls.ca_file = Some(pki.ca_file.clone());
+        OtlpGrpcClient::new(&c)
+            .unwrap()
+            .export(&logs())
+            .await
+            .unwrap();
+
+        // Without the CA the server is not trusted (system roots don't know it).
+        let mut untrusted = c.clone();
+        untrusted.tls.ca_file = None;
+        if let Ok(client) = OtlpGrpcClient::new(&untrusted) {
+            let err = client.export(&logs()).await.unwrap_err();
+            assert_eq!(err.kind, ExportErrorKind::Retryable, "{}", err.message);
+        }
+        // insecure_skip_verify accepts it.
+        untrusted.tls.insecure_skip_verify = true;
+        OtlpGrpcClient::new(&untrusted)
+            .unwrap()
+            .export(&logs())
+            .await
+            .unwrap();
+        // Plain text to a TLS server fails.
+        let mut plain = c.clone();
+        plain.tls.insecure = true;
+        assert!(OtlpGrpcClient::new(&plain)
+            .unwrap()
+            .export(&logs())
+            .await
+            .is_err());
+        // server_name_override: connect by IP, verify as localhost.
+        let mut by_ip = c.clone();
+        by_ip.endpoint = format!("https://{}", running.addr);
+        by_ip.tls.server_name_override = Some("localhost".into());
+        OtlpGrpcClient::new(&by_ip)
+            .unwrap()
+            .export(&logs())
+            .await
+            .unwrap();
+        drop(running);
+
+        // Mutual TLS: the server requires a client certificate from the CA.
+        let running = start_server(Some(
+            ServerTlsConfig::new()
+                .identity(identity)
+                .client_ca_root(Certificate::from_pem(&pki.ca_pem)),
+        ))
+        .await;
+        let mut c = config(format!("https://localhost:{}", running.addr.port()));
+        c.tls.ca_file = Some(pki.ca_file.clone());
+        assert!(OtlpGrpcClient::new(&c)
+            .unwrap()
+            .export(&logs())
+            .await
+            .is_err());
+        c.tls.cert_file = Some(pki.client_cert_file.clone());
+        c.tls.key_file = Some(pki.client_key_file.clone());
+        OtlpGrpcClient::new(&c)
+            .unwrap()
+            .export(&logs())
+            .await
+            .unwrap();
+    }
+}
