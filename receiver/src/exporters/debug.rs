@@ -28,7 +28,9 @@ use serde::Deserialize;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use super::helper::{ExportClient, ExportError, ExportResponse, ExporterSettings, QueueConfig, RetryConfig};
+use super::helper::{
+    ExportClient, ExportError, ExportResponse, ExporterSettings, QueueConfig, RetryConfig,
+};
 use crate::component::BuildContext;
 use crate::pipeline::data::{data_point_count, log_record_count};
 use crate::pipeline::{DynConsumer, Payload};
@@ -88,8 +90,12 @@ impl DebugExporterConfig {
     }
 }
 
-pub async fn build(c: &DebugExporterConfig, ctx: &BuildContext) -> anyhow::Result<(DynConsumer, JoinHandle<()>)> {
-    c.validate().map_err(|e| anyhow::anyhow!("{}: {e}", ctx.id))?;
+pub async fn build(
+    c: &DebugExporterConfig,
+    ctx: &BuildContext,
+) -> anyhow::Result<(DynConsumer, JoinHandle<()>)> {
+    c.validate()
+        .map_err(|e| anyhow::anyhow!("{}: {e}", ctx.id))?;
     let client = DebugClient::new(c, Box::new(std::io::stdout()));
     let settings = ExporterSettings {
         timeout: None,
@@ -124,7 +130,8 @@ impl Sampler {
             self.seen = 0;
         }
         self.seen += 1;
-        self.seen <= self.initial || (self.seen - self.initial) % self.thereafter.max(1) == 0
+        self.seen <= self.initial
+            || (self.seen - self.initial).is_multiple_of(self.thereafter.max(1))
     }
 }
 
@@ -161,7 +168,9 @@ impl ExportClient for DebugClient {
         // A closed stdout is no reason to hold data back: report it, do not retry.
         out.write_all(text.as_bytes())
             .and_then(|()| out.flush())
-            .map_err(|e| ExportError::permanent(format!("debug exporter: cannot write to stdout: {e}")))?;
+            .map_err(|e| {
+                ExportError::permanent(format!("debug exporter: cannot write to stdout: {e}"))
+            })?;
         Ok(ExportResponse::default())
     }
 }
@@ -217,7 +226,10 @@ fn typed_value(v: Option<&AnyValue>) -> String {
         Some(Value::IntValue(i)) => format!("Int({i})"),
         Some(Value::DoubleValue(d)) => format!("Double({d})"),
         Some(Value::BoolValue(b)) => format!("Bool({b})"),
-        Some(Value::BytesValue(b)) => format!("Bytes({})", base64::engine::general_purpose::STANDARD.encode(b)),
+        Some(Value::BytesValue(b)) => format!(
+            "Bytes({})",
+            base64::engine::general_purpose::STANDARD.encode(b)
+        ),
         Some(Value::ArrayValue(_)) => format!("Slice({})", plain_value(v)),
         Some(Value::KvlistValue(_)) => format!("Map({})", plain_value(v)),
         // Profiles-only: an index into a string table we do not have.
@@ -299,7 +311,13 @@ fn timestamp(unix_nanos: u64) -> String {
     s
 }
 
-fn resource_header(s: &mut String, kind: &str, i: usize, resource: Option<&Resource>, schema_url: &str) {
+fn resource_header(
+    s: &mut String,
+    kind: &str,
+    i: usize,
+    resource: Option<&Resource>,
+    schema_url: &str,
+) {
     let _ = writeln!(s, "{kind} #{i}");
     let _ = writeln!(s, "Resource SchemaURL: {schema_url}");
     if let Some(r) = resource {
@@ -307,21 +325,33 @@ fn resource_header(s: &mut String, kind: &str, i: usize, resource: Option<&Resou
     }
 }
 
-fn scope_header(s: &mut String, kind: &str, i: usize, scope: Option<&InstrumentationScope>, schema_url: &str) {
+fn scope_header(
+    s: &mut String,
+    kind: &str,
+    i: usize,
+    scope: Option<&InstrumentationScope>,
+    schema_url: &str,
+) {
     let _ = writeln!(s, "{kind} #{i}");
     let _ = writeln!(s, "{kind} SchemaURL: {schema_url}");
     let (name, version, attrs) = scope.map_or(("", "", &[][..]), |sc| {
-        (sc.name.as_str(), sc.version.as_str(), sc.attributes.as_slice())
+        (
+            sc.name.as_str(),
+            sc.version.as_str(),
+            sc.attributes.as_slice(),
+        )
     });
     let _ = writeln!(s, "InstrumentationScope {name} {version}");
     attributes(s, "InstrumentationScope attributes", attrs);
 }
 
 fn hex(bytes: &[u8]) -> String {
-    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut acc, b| {
-        let _ = write!(acc, "{b:02x}");
-        acc
-    })
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut acc, b| {
+            let _ = write!(acc, "{b:02x}");
+            acc
+        })
 }
 
 // ---- logs --------------------------------------------------------------
@@ -351,8 +381,17 @@ fn severity(n: i32) -> String {
 
 fn logs_normal(s: &mut String, rls: &[ResourceLogs]) {
     for (i, rl) in rls.iter().enumerate() {
-        let attrs = rl.resource.as_ref().map(|r| r.attributes.as_slice()).unwrap_or(&[]);
-        let _ = writeln!(s, "ResourceLog #{i} {} {}", rl.schema_url, inline_attributes(attrs));
+        let attrs = rl
+            .resource
+            .as_ref()
+            .map(|r| r.attributes.as_slice())
+            .unwrap_or(&[]);
+        let _ = writeln!(
+            s,
+            "ResourceLog #{i} {} {}",
+            rl.schema_url,
+            inline_attributes(attrs)
+        );
         for (j, sl) in rl.scope_logs.iter().enumerate() {
             let scope = sl
                 .scope
@@ -361,7 +400,12 @@ fn logs_normal(s: &mut String, rls: &[ResourceLogs]) {
                 .unwrap_or_default();
             let _ = writeln!(s, "ScopeLog #{j} {scope}");
             for r in &sl.log_records {
-                let _ = writeln!(s, "{} {}", plain_value(r.body.as_ref()), inline_attributes(&r.attributes));
+                let _ = writeln!(
+                    s,
+                    "{} {}",
+                    plain_value(r.body.as_ref()),
+                    inline_attributes(&r.attributes)
+                );
             }
         }
     }
@@ -374,7 +418,11 @@ fn logs_detailed(s: &mut String, rls: &[ResourceLogs]) {
             scope_header(s, "ScopeLogs", j, sl.scope.as_ref(), &sl.schema_url);
             for (k, r) in sl.log_records.iter().enumerate() {
                 let _ = writeln!(s, "LogRecord #{k}");
-                let _ = writeln!(s, "ObservedTimestamp: {}", timestamp(r.observed_time_unix_nano));
+                let _ = writeln!(
+                    s,
+                    "ObservedTimestamp: {}",
+                    timestamp(r.observed_time_unix_nano)
+                );
                 let _ = writeln!(s, "Timestamp: {}", timestamp(r.time_unix_nano));
                 let _ = writeln!(s, "SeverityText: {}", r.severity_text);
                 let _ = writeln!(s, "SeverityNumber: {}", severity(r.severity_number));
@@ -411,8 +459,17 @@ fn number(v: Option<&number_data_point::Value>) -> String {
 
 fn metrics_normal(s: &mut String, rms: &[ResourceMetrics]) {
     for (i, rm) in rms.iter().enumerate() {
-        let attrs = rm.resource.as_ref().map(|r| r.attributes.as_slice()).unwrap_or(&[]);
-        let _ = writeln!(s, "ResourceMetrics #{i} {} {}", rm.schema_url, inline_attributes(attrs));
+        let attrs = rm
+            .resource
+            .as_ref()
+            .map(|r| r.attributes.as_slice())
+            .unwrap_or(&[]);
+        let _ = writeln!(
+            s,
+            "ResourceMetrics #{i} {} {}",
+            rm.schema_url,
+            inline_attributes(attrs)
+        );
         for (j, sm) in rm.scope_metrics.iter().enumerate() {
             let scope = sm
                 .scope
@@ -422,21 +479,37 @@ fn metrics_normal(s: &mut String, rms: &[ResourceMetrics]) {
             let _ = writeln!(s, "ScopeMetrics #{j} {scope}");
             for m in &sm.metrics {
                 let mut line = |attrs: &[KeyValue], value: String| {
-                    let _ = writeln!(s, "{}{{{}}} {value}", m.name, inline_attributes(attrs).replace(' ', ","));
+                    let _ = writeln!(
+                        s,
+                        "{}{{{}}} {value}",
+                        m.name,
+                        inline_attributes(attrs).replace(' ', ",")
+                    );
                 };
                 match &m.data {
-                    Some(Data::Gauge(g)) => g.data_points.iter().for_each(|p| line(&p.attributes, number(p.value.as_ref()))),
-                    Some(Data::Sum(x)) => x.data_points.iter().for_each(|p| line(&p.attributes, number(p.value.as_ref()))),
-                    Some(Data::Histogram(h)) => h.data_points.iter().for_each(|p| {
-                        line(&p.attributes, format!("count={} sum={:.6}", p.count, p.sum.unwrap_or(0.0)))
-                    }),
-                    Some(Data::ExponentialHistogram(h)) => h.data_points.iter().for_each(|p| {
-                        line(&p.attributes, format!("count={} sum={:.6}", p.count, p.sum.unwrap_or(0.0)))
-                    }),
-                    Some(Data::Summary(x)) => x
+                    Some(Data::Gauge(g)) => g
                         .data_points
                         .iter()
-                        .for_each(|p| line(&p.attributes, format!("count={} sum={:.6}", p.count, p.sum))),
+                        .for_each(|p| line(&p.attributes, number(p.value.as_ref()))),
+                    Some(Data::Sum(x)) => x
+                        .data_points
+                        .iter()
+                        .for_each(|p| line(&p.attributes, number(p.value.as_ref()))),
+                    Some(Data::Histogram(h)) => h.data_points.iter().for_each(|p| {
+                        line(
+                            &p.attributes,
+                            format!("count={} sum={:.6}", p.count, p.sum.unwrap_or(0.0)),
+                        )
+                    }),
+                    Some(Data::ExponentialHistogram(h)) => h.data_points.iter().for_each(|p| {
+                        line(
+                            &p.attributes,
+                            format!("count={} sum={:.6}", p.count, p.sum.unwrap_or(0.0)),
+                        )
+                    }),
+                    Some(Data::Summary(x)) => x.data_points.iter().for_each(|p| {
+                        line(&p.attributes, format!("count={} sum={:.6}", p.count, p.sum))
+                    }),
                     None => {}
                 }
             }
@@ -472,7 +545,13 @@ fn exemplars(s: &mut String, ex: &[opentelemetry_proto::tonic::metrics::v1::Exem
 
 fn metrics_detailed(s: &mut String, rms: &[ResourceMetrics]) {
     for (i, rm) in rms.iter().enumerate() {
-        resource_header(s, "ResourceMetrics", i, rm.resource.as_ref(), &rm.schema_url);
+        resource_header(
+            s,
+            "ResourceMetrics",
+            i,
+            rm.resource.as_ref(),
+            &rm.schema_url,
+        );
         for (j, sm) in rm.scope_metrics.iter().enumerate() {
             scope_header(s, "ScopeMetrics", j, sm.scope.as_ref(), &sm.schema_url);
             for (k, m) in sm.metrics.iter().enumerate() {
@@ -493,13 +572,25 @@ fn metrics_detailed(s: &mut String, rms: &[ResourceMetrics]) {
                 match &m.data {
                     Some(Data::Sum(x)) => {
                         let _ = writeln!(s, "     -> IsMonotonic: {}", x.is_monotonic);
-                        let _ = writeln!(s, "     -> AggregationTemporality: {}", temporality(x.aggregation_temporality));
+                        let _ = writeln!(
+                            s,
+                            "     -> AggregationTemporality: {}",
+                            temporality(x.aggregation_temporality)
+                        );
                     }
                     Some(Data::Histogram(h)) => {
-                        let _ = writeln!(s, "     -> AggregationTemporality: {}", temporality(h.aggregation_temporality));
+                        let _ = writeln!(
+                            s,
+                            "     -> AggregationTemporality: {}",
+                            temporality(h.aggregation_temporality)
+                        );
                     }
                     Some(Data::ExponentialHistogram(h)) => {
-                        let _ = writeln!(s, "     -> AggregationTemporality: {}", temporality(h.aggregation_temporality));
+                        let _ = writeln!(
+                            s,
+                            "     -> AggregationTemporality: {}",
+                            temporality(h.aggregation_temporality)
+                        );
                     }
                     _ => {}
                 }
@@ -509,13 +600,27 @@ fn metrics_detailed(s: &mut String, rms: &[ResourceMetrics]) {
                     _ => &[],
                 };
                 for (n, p) in numbers.iter().enumerate() {
-                    point_header(s, "NumberDataPoints", n, &p.attributes, p.start_time_unix_nano, p.time_unix_nano);
+                    point_header(
+                        s,
+                        "NumberDataPoints",
+                        n,
+                        &p.attributes,
+                        p.start_time_unix_nano,
+                        p.time_unix_nano,
+                    );
                     let _ = writeln!(s, "Value: {}", number(p.value.as_ref()));
                     exemplars(s, &p.exemplars);
                 }
                 if let Some(Data::Histogram(h)) = &m.data {
                     for (n, p) in h.data_points.iter().enumerate() {
-                        point_header(s, "HistogramDataPoints", n, &p.attributes, p.start_time_unix_nano, p.time_unix_nano);
+                        point_header(
+                            s,
+                            "HistogramDataPoints",
+                            n,
+                            &p.attributes,
+                            p.start_time_unix_nano,
+                            p.time_unix_nano,
+                        );
                         let _ = writeln!(s, "Count: {}", p.count);
                         if let Some(v) = p.sum {
                             let _ = writeln!(s, "Sum: {v:.6}");
@@ -537,7 +642,14 @@ fn metrics_detailed(s: &mut String, rms: &[ResourceMetrics]) {
                 }
                 if let Some(Data::ExponentialHistogram(h)) = &m.data {
                     for (n, p) in h.data_points.iter().enumerate() {
-                        point_header(s, "ExponentialHistogramDataPoints", n, &p.attributes, p.start_time_unix_nano, p.time_unix_nano);
+                        point_header(
+                            s,
+                            "ExponentialHistogramDataPoints",
+                            n,
+                            &p.attributes,
+                            p.start_time_unix_nano,
+                            p.time_unix_nano,
+                        );
                         let _ = writeln!(s, "Count: {}", p.count);
                         if let Some(v) = p.sum {
                             let _ = writeln!(s, "Sum: {v:.6}");
@@ -550,9 +662,15 @@ fn metrics_detailed(s: &mut String, rms: &[ResourceMetrics]) {
                         }
                         let _ = writeln!(s, "Scale: {}", p.scale);
                         let _ = writeln!(s, "ZeroCount: {}", p.zero_count);
-                        for (label, buckets) in [("Positive", &p.positive), ("Negative", &p.negative)] {
+                        for (label, buckets) in
+                            [("Positive", &p.positive), ("Negative", &p.negative)]
+                        {
                             if let Some(b) = buckets {
-                                let _ = writeln!(s, "{label} Offset: {}, BucketCounts: {:?}", b.offset, b.bucket_counts);
+                                let _ = writeln!(
+                                    s,
+                                    "{label} Offset: {}, BucketCounts: {:?}",
+                                    b.offset, b.bucket_counts
+                                );
                             }
                         }
                         exemplars(s, &p.exemplars);
@@ -560,11 +678,22 @@ fn metrics_detailed(s: &mut String, rms: &[ResourceMetrics]) {
                 }
                 if let Some(Data::Summary(x)) = &m.data {
                     for (n, p) in x.data_points.iter().enumerate() {
-                        point_header(s, "SummaryDataPoints", n, &p.attributes, p.start_time_unix_nano, p.time_unix_nano);
+                        point_header(
+                            s,
+                            "SummaryDataPoints",
+                            n,
+                            &p.attributes,
+                            p.start_time_unix_nano,
+                            p.time_unix_nano,
+                        );
                         let _ = writeln!(s, "Count: {}", p.count);
                         let _ = writeln!(s, "Sum: {:.6}", p.sum);
                         for (q, qv) in p.quantile_values.iter().enumerate() {
-                            let _ = writeln!(s, "QuantileValue #{q}: Quantile {:.6}, Value {:.6}", qv.quantile, qv.value);
+                            let _ = writeln!(
+                                s,
+                                "QuantileValue #{q}: Quantile {:.6}, Value {:.6}",
+                                qv.quantile, qv.value
+                            );
                         }
                     }
                 }
@@ -586,7 +715,10 @@ mod tests {
 
     impl Write for SharedBuf {
         fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().map_err(|_| std::io::Error::other("poisoned"))?.extend_from_slice(buf);
+            self.0
+                .lock()
+                .map_err(|_| std::io::Error::other("poisoned"))?
+                .extend_from_slice(buf);
             Ok(buf.len())
         }
         fn flush(&mut self) -> std::io::Result<()> {
@@ -596,7 +728,10 @@ mod tests {
 
     impl SharedBuf {
         fn text(&self) -> String {
-            self.0.lock().map(|v| String::from_utf8_lossy(&v).into_owned()).unwrap_or_default()
+            self.0
+                .lock()
+                .map(|v| String::from_utf8_lossy(&v).into_owned())
+                .unwrap_or_default()
         }
     }
 
@@ -630,7 +765,9 @@ mod tests {
                     severity_number: 17,
                     severity_text: "ERROR".into(),
                     event_name: "oom.kill".into(),
-                    body: av(Value::StringValue("Out of memory: Killed process 42".into())),
+                    body: av(Value::StringValue(
+                        "Out of memory: Killed process 42".into(),
+                    )),
                     attributes: vec![
                         kv("process.pid", Value::IntValue(42)),
                         kv("ratio", Value::DoubleValue(0.5)),
@@ -639,8 +776,12 @@ mod tests {
                             "list",
                             Value::ArrayValue(ArrayValue {
                                 values: vec![
-                                    AnyValue { value: Some(Value::StringValue("a".into())) },
-                                    AnyValue { value: Some(Value::IntValue(1)) },
+                                    AnyValue {
+                                        value: Some(Value::StringValue("a".into())),
+                                    },
+                                    AnyValue {
+                                        value: Some(Value::IntValue(1)),
+                                    },
                                 ],
                             }),
                         ),
@@ -669,7 +810,10 @@ mod tests {
                     unit: "By".into(),
                     data: Some(Data::Sum(Sum {
                         data_points: vec![NumberDataPoint {
-                            attributes: vec![kv("state", any_value::Value::StringValue("used".into()))],
+                            attributes: vec![kv(
+                                "state",
+                                any_value::Value::StringValue("used".into()),
+                            )],
                             value: Some(number_data_point::Value::AsInt(1024)),
                             ..Default::default()
                         }],
@@ -751,10 +895,20 @@ mod tests {
     async fn normal_prints_a_line_per_item() {
         let (c, buf) = client(Verbosity::Normal);
         c.export(&sample_metrics()).await.expect("export");
-        assert!(buf.text().contains("system.memory.usage{state=used} 1024\n"), "{}", buf.text());
+        assert!(
+            buf.text()
+                .contains("system.memory.usage{state=used} 1024\n"),
+            "{}",
+            buf.text()
+        );
         let (c, buf) = client(Verbosity::Normal);
         c.export(&sample_logs()).await.expect("export");
-        assert!(buf.text().contains("Out of memory: Killed process 42 process.pid=42"), "{}", buf.text());
+        assert!(
+            buf.text()
+                .contains("Out of memory: Killed process 42 process.pid=42"),
+            "{}",
+            buf.text()
+        );
     }
 
     #[test]
@@ -767,8 +921,14 @@ mod tests {
         };
         let t0 = Instant::now();
         let admitted: Vec<bool> = (0..8).map(|_| s.admit(t0)).collect();
-        assert_eq!(admitted, vec![true, true, false, false, true, false, false, true]);
-        assert!(s.admit(t0 + Duration::from_secs(1)), "a new second starts over");
+        assert_eq!(
+            admitted,
+            vec![true, true, false, false, true, false, false, true]
+        );
+        assert!(
+            s.admit(t0 + Duration::from_secs(1)),
+            "a new second starts over"
+        );
     }
 
     #[test]
@@ -777,7 +937,10 @@ mod tests {
             serde_json::from_value(serde_json::json!({"verbosity": "detailed"})).expect("valid");
         assert_eq!(c.verbosity, Verbosity::Detailed);
         assert_eq!((c.sampling_initial, c.sampling_thereafter), (2, 1));
-        assert!(serde_json::from_value::<DebugExporterConfig>(serde_json::json!({"verbosity": "loud"})).is_err());
+        assert!(serde_json::from_value::<DebugExporterConfig>(
+            serde_json::json!({"verbosity": "loud"})
+        )
+        .is_err());
         assert_eq!(DebugExporterConfig::default().verbosity, Verbosity::Basic);
     }
 }

@@ -26,7 +26,9 @@ use async_trait::async_trait;
 use serde::Deserialize;
 use tokio::task::JoinHandle;
 
-use super::helper::{ExportClient, ExportError, ExportResponse, ExporterSettings, QueueConfig, RetryConfig};
+use super::helper::{
+    ExportClient, ExportError, ExportResponse, ExporterSettings, QueueConfig, RetryConfig,
+};
 use crate::component::BuildContext;
 use crate::config::GoDuration;
 use crate::pipeline::{DynConsumer, Payload};
@@ -104,7 +106,10 @@ impl FileExporterConfig {
         match self.format.as_str() {
             "json" => {}
             "proto" => {
-                return Err("format \"proto\" is not supported by oomscope's file exporter; use \"json\"".to_string())
+                return Err(
+                    "format \"proto\" is not supported by oomscope's file exporter; use \"json\""
+                        .to_string(),
+                )
             }
             other => return Err(format!("format {other:?} is not supported; use \"json\"")),
         }
@@ -119,14 +124,19 @@ impl FileExporterConfig {
     }
 }
 
-pub async fn build(c: &FileExporterConfig, ctx: &BuildContext) -> anyhow::Result<(DynConsumer, JoinHandle<()>)> {
-    c.validate().map_err(|e| anyhow::anyhow!("{}: {e}", ctx.id))?;
+pub async fn build(
+    c: &FileExporterConfig,
+    ctx: &BuildContext,
+) -> anyhow::Result<(DynConsumer, JoinHandle<()>)> {
+    c.validate()
+        .map_err(|e| anyhow::anyhow!("{}: {e}", ctx.id))?;
     let client = FileClient::new(
         PathBuf::from(&c.path),
         Rotation {
             max_bytes: c.rotation.max_megabytes.saturating_mul(MIB),
             max_backups: c.rotation.max_backups,
-            max_age: (c.rotation.max_days > 0).then(|| Duration::from_secs(c.rotation.max_days.saturating_mul(86_400))),
+            max_age: (c.rotation.max_days > 0)
+                .then(|| Duration::from_secs(c.rotation.max_days.saturating_mul(86_400))),
             localtime: c.rotation.localtime,
         },
         c.flush_interval.get(),
@@ -216,8 +226,9 @@ async fn flush_timer(writer: Weak<Mutex<FileWriter>>, every: Duration) {
 #[async_trait]
 impl ExportClient for FileClient {
     async fn export(&self, payload: &Payload) -> Result<ExportResponse, ExportError> {
-        let mut line = otlp_json::encode(payload)
-            .map_err(|e| ExportError::permanent(format!("file exporter: cannot encode OTLP/JSON: {e}")))?;
+        let mut line = otlp_json::encode(payload).map_err(|e| {
+            ExportError::permanent(format!("file exporter: cannot encode OTLP/JSON: {e}"))
+        })?;
         line.push(b'\n');
         self.with_writer(move |w| w.write_line(&line)).await?;
         Ok(ExportResponse::default())
@@ -242,7 +253,10 @@ struct FileWriter {
 
 impl FileWriter {
     fn io_error(&self, what: &str, e: std::io::Error) -> ExportError {
-        ExportError::retryable(format!("file exporter: cannot {what} {}: {e}", self.path.display()))
+        ExportError::retryable(format!(
+            "file exporter: cannot {what} {}: {e}",
+            self.path.display()
+        ))
     }
 
     fn ensure_open(&mut self) -> Result<(), ExportError> {
@@ -251,7 +265,10 @@ impl FileWriter {
         }
         if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| {
-                ExportError::retryable(format!("file exporter: cannot create directory {}: {e}", dir.display()))
+                ExportError::retryable(format!(
+                    "file exporter: cannot create directory {}: {e}",
+                    dir.display()
+                ))
             })?;
         }
         let file = OpenOptions::new()
@@ -324,7 +341,10 @@ impl FileWriter {
 
 /// (stem, extension with its dot) of the active file's name.
 fn name_parts(path: &Path) -> (String, String) {
-    let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    let stem = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let ext = path
         .extension()
         .map(|e| format!(".{}", e.to_string_lossy()))
@@ -391,7 +411,10 @@ fn list_backups(path: &Path) -> std::io::Result<Vec<PathBuf>> {
     for entry in std::fs::read_dir(&dir)? {
         let entry = entry?;
         let name = entry.file_name().to_string_lossy().into_owned();
-        let Some(stamp) = name.strip_prefix(&prefix).and_then(|r| r.strip_suffix(ext.as_str())) else {
+        let Some(stamp) = name
+            .strip_prefix(&prefix)
+            .and_then(|r| r.strip_suffix(ext.as_str()))
+        else {
             continue;
         };
         let looks_like_stamp = stamp.len() == STAMP_LEN
@@ -448,7 +471,9 @@ fn prune_backups(path: &Path, rotation: &Rotation) -> std::io::Result<()> {
 pub(crate) mod otlp_json {
     use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
     use opentelemetry_proto::tonic::logs::v1::ResourceLogs;
-    use opentelemetry_proto::tonic::metrics::v1::{exemplar, metric::Data, number_data_point, Exemplar, ResourceMetrics};
+    use opentelemetry_proto::tonic::metrics::v1::{
+        exemplar, metric::Data, number_data_point, Exemplar, ResourceMetrics,
+    };
     use serde::Serialize;
     use serde_json::{Map, Value};
 
@@ -488,7 +513,13 @@ pub(crate) mod otlp_json {
     ];
 
     /// 64-bit integer fields, written as strings; `"0"` is their default.
-    const U64_STRING_KEYS: &[&str] = &["timeUnixNano", "startTimeUnixNano", "observedTimeUnixNano", "count", "zeroCount"];
+    const U64_STRING_KEYS: &[&str] = &[
+        "timeUnixNano",
+        "startTimeUnixNano",
+        "observedTimeUnixNano",
+        "count",
+        "zeroCount",
+    ];
 
     /// One `ExportLogsServiceRequest` / `ExportMetricsServiceRequest` as compact JSON.
     pub(crate) fn encode(payload: &Payload) -> serde_json::Result<Vec<u8>> {
@@ -499,7 +530,9 @@ pub(crate) mod otlp_json {
                 v
             }
             Payload::Metrics(rm) => {
-                let mut v = serde_json::to_value(MetricsRequest { resource_metrics: rm })?;
+                let mut v = serde_json::to_value(MetricsRequest {
+                    resource_metrics: rm,
+                })?;
                 fix_metrics(rm, &mut v);
                 v
             }
@@ -544,7 +577,9 @@ pub(crate) mod otlp_json {
     }
 
     fn fix_attrs(attrs: &[KeyValue], json: Option<&mut Value>) {
-        let Some(Value::Array(items)) = json else { return };
+        let Some(Value::Array(items)) = json else {
+            return;
+        };
         for (kv, item) in attrs.iter().zip(items.iter_mut()) {
             if let Some(v) = &kv.value {
                 fix_any(v, item.get_mut("value"));
@@ -554,17 +589,23 @@ pub(crate) mod otlp_json {
 
     fn fix_logs(rls: &[ResourceLogs], json: &mut Value) {
         for (i, rl) in rls.iter().enumerate() {
-            let Some(rj) = json.pointer_mut(&format!("/resourceLogs/{i}")) else { continue };
+            let Some(rj) = json.pointer_mut(&format!("/resourceLogs/{i}")) else {
+                continue;
+            };
             if let Some(r) = &rl.resource {
                 fix_attrs(&r.attributes, rj.pointer_mut("/resource/attributes"));
             }
             for (j, sl) in rl.scope_logs.iter().enumerate() {
-                let Some(sj) = rj.pointer_mut(&format!("/scopeLogs/{j}")) else { continue };
+                let Some(sj) = rj.pointer_mut(&format!("/scopeLogs/{j}")) else {
+                    continue;
+                };
                 if let Some(s) = &sl.scope {
                     fix_attrs(&s.attributes, sj.pointer_mut("/scope/attributes"));
                 }
                 for (k, r) in sl.log_records.iter().enumerate() {
-                    let Some(lj) = sj.pointer_mut(&format!("/logRecords/{k}")) else { continue };
+                    let Some(lj) = sj.pointer_mut(&format!("/logRecords/{k}")) else {
+                        continue;
+                    };
                     if let Some(b) = &r.body {
                         fix_any(b, lj.get_mut("body"));
                     }
@@ -575,7 +616,9 @@ pub(crate) mod otlp_json {
     }
 
     fn fix_exemplars(ex: &[Exemplar], json: Option<&mut Value>) {
-        let Some(Value::Array(items)) = json else { return };
+        let Some(Value::Array(items)) = json else {
+            return;
+        };
         for (e, item) in ex.iter().zip(items.iter_mut()) {
             if let Some(exemplar::Value::AsDouble(d)) = e.value {
                 fix_double(Some(&mut *item), "asDouble", d);
@@ -592,17 +635,23 @@ pub(crate) mod otlp_json {
 
     fn fix_metrics(rms: &[ResourceMetrics], json: &mut Value) {
         for (i, rm) in rms.iter().enumerate() {
-            let Some(rj) = json.pointer_mut(&format!("/resourceMetrics/{i}")) else { continue };
+            let Some(rj) = json.pointer_mut(&format!("/resourceMetrics/{i}")) else {
+                continue;
+            };
             if let Some(r) = &rm.resource {
                 fix_attrs(&r.attributes, rj.pointer_mut("/resource/attributes"));
             }
             for (j, sm) in rm.scope_metrics.iter().enumerate() {
-                let Some(sj) = rj.pointer_mut(&format!("/scopeMetrics/{j}")) else { continue };
+                let Some(sj) = rj.pointer_mut(&format!("/scopeMetrics/{j}")) else {
+                    continue;
+                };
                 if let Some(s) = &sm.scope {
                     fix_attrs(&s.attributes, sj.pointer_mut("/scope/attributes"));
                 }
                 for (k, m) in sm.metrics.iter().enumerate() {
-                    let Some(mj) = sj.pointer_mut(&format!("/metrics/{k}")) else { continue };
+                    let Some(mj) = sj.pointer_mut(&format!("/metrics/{k}")) else {
+                        continue;
+                    };
                     fix_metric_data(m.data.as_ref(), mj);
                 }
             }
@@ -611,10 +660,14 @@ pub(crate) mod otlp_json {
 
     fn fix_metric_data(data: Option<&Data>, mj: &mut Value) {
         match data {
-            Some(Data::Gauge(g)) => fix_numbers(&g.data_points, mj.pointer_mut("/gauge/dataPoints")),
+            Some(Data::Gauge(g)) => {
+                fix_numbers(&g.data_points, mj.pointer_mut("/gauge/dataPoints"))
+            }
             Some(Data::Sum(s)) => fix_numbers(&s.data_points, mj.pointer_mut("/sum/dataPoints")),
             Some(Data::Histogram(h)) => {
-                let Some(Value::Array(items)) = mj.pointer_mut("/histogram/dataPoints") else { return };
+                let Some(Value::Array(items)) = mj.pointer_mut("/histogram/dataPoints") else {
+                    return;
+                };
                 for (p, pj) in h.data_points.iter().zip(items.iter_mut()) {
                     fix_optional(pj, "sum", p.sum);
                     fix_optional(pj, "min", p.min);
@@ -631,7 +684,10 @@ pub(crate) mod otlp_json {
                 }
             }
             Some(Data::ExponentialHistogram(h)) => {
-                let Some(Value::Array(items)) = mj.pointer_mut("/exponentialHistogram/dataPoints") else { return };
+                let Some(Value::Array(items)) = mj.pointer_mut("/exponentialHistogram/dataPoints")
+                else {
+                    return;
+                };
                 for (p, pj) in h.data_points.iter().zip(items.iter_mut()) {
                     fix_optional(pj, "sum", p.sum);
                     fix_optional(pj, "min", p.min);
@@ -642,7 +698,9 @@ pub(crate) mod otlp_json {
                 }
             }
             Some(Data::Summary(s)) => {
-                let Some(Value::Array(items)) = mj.pointer_mut("/summary/dataPoints") else { return };
+                let Some(Value::Array(items)) = mj.pointer_mut("/summary/dataPoints") else {
+                    return;
+                };
                 for (p, pj) in s.data_points.iter().zip(items.iter_mut()) {
                     fix_double(Some(&mut *pj), "sum", p.sum);
                     if let Some(Value::Array(qs)) = pj.get_mut("quantileValues") {
@@ -658,8 +716,13 @@ pub(crate) mod otlp_json {
         }
     }
 
-    fn fix_numbers(points: &[opentelemetry_proto::tonic::metrics::v1::NumberDataPoint], json: Option<&mut Value>) {
-        let Some(Value::Array(items)) = json else { return };
+    fn fix_numbers(
+        points: &[opentelemetry_proto::tonic::metrics::v1::NumberDataPoint],
+        json: Option<&mut Value>,
+    ) {
+        let Some(Value::Array(items)) = json else {
+            return;
+        };
         for (p, pj) in points.iter().zip(items.iter_mut()) {
             if let Some(number_data_point::Value::AsDouble(d)) = p.value {
                 fix_double(Some(&mut *pj), "asDouble", d);
@@ -705,11 +768,13 @@ pub(crate) mod otlp_json {
 mod tests {
     use super::*;
     use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
-    use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, InstrumentationScope, KeyValue};
+    use opentelemetry_proto::tonic::common::v1::{
+        any_value, AnyValue, InstrumentationScope, KeyValue,
+    };
     use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
     use opentelemetry_proto::tonic::metrics::v1::{
-        metric::Data, number_data_point, Gauge, Histogram, HistogramDataPoint, Metric, NumberDataPoint,
-        ResourceMetrics, ScopeMetrics, Sum,
+        metric::Data, number_data_point, Gauge, Histogram, HistogramDataPoint, Metric,
+        NumberDataPoint, ResourceMetrics, ScopeMetrics, Sum,
     };
     use opentelemetry_proto::tonic::resource::v1::Resource;
     use serde_json::json;
@@ -883,11 +948,19 @@ mod tests {
         let client = FileClient::new(path.clone(), rotation(MIB, 10), Duration::from_secs(3600));
         client.export(&logs(2, "a")).await.expect("export");
         client.export(&logs(1, "b")).await.expect("export");
-        assert_eq!(std::fs::read_to_string(&path).unwrap_or_default(), "", "still buffered");
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap_or_default(),
+            "",
+            "still buffered"
+        );
         client.shutdown().await;
         let lines = read_lines(&path);
         assert_eq!(lines.len(), 2);
-        let records = |v: &serde_json::Value| v["resourceLogs"][0]["scopeLogs"][0]["logRecords"].as_array().map_or(0, Vec::len);
+        let records = |v: &serde_json::Value| {
+            v["resourceLogs"][0]["scopeLogs"][0]["logRecords"]
+                .as_array()
+                .map_or(0, Vec::len)
+        };
         assert_eq!((records(&lines[0]), records(&lines[1])), (2, 1));
         // Appends after a restart.
         let again = FileClient::new(path.clone(), rotation(MIB, 10), Duration::from_secs(3600));
@@ -917,17 +990,32 @@ mod tests {
         let path = dir.path().join("oom.log");
         let one_line = otlp_json::encode(&logs(1, "x")).expect("encode").len() as u64 + 1;
         // Room for exactly two lines per file.
-        let client = FileClient::new(path.clone(), rotation(one_line * 2, 2), Duration::from_secs(3600));
+        let client = FileClient::new(
+            path.clone(),
+            rotation(one_line * 2, 2),
+            Duration::from_secs(3600),
+        );
         for _ in 0..2 {
             client.export(&logs(1, "x")).await.expect("export");
         }
-        assert!(list_backups(&path).expect("list").is_empty(), "two lines fit");
+        assert!(
+            list_backups(&path).expect("list").is_empty(),
+            "two lines fit"
+        );
         client.export(&logs(1, "x")).await.expect("export");
         let backups = list_backups(&path).expect("list");
         assert_eq!(backups.len(), 1, "the third line rotates");
         assert_eq!(read_lines(&backups[0]).len(), 2);
-        let name = backups[0].file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        assert!(name.starts_with("oom-") && name.ends_with(".log") && name.len() == "oom-".len() + STAMP_LEN + ".log".len(), "{name}");
+        let name = backups[0]
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        assert!(
+            name.starts_with("oom-")
+                && name.ends_with(".log")
+                && name.len() == "oom-".len() + STAMP_LEN + ".log".len(),
+            "{name}"
+        );
         for _ in 0..6 {
             client.export(&logs(1, "x")).await.expect("export");
         }
@@ -949,14 +1037,19 @@ mod tests {
         let path = dir.path().join("taken");
         std::fs::create_dir(&path).expect("mkdir");
         let client = FileClient::new(path.clone(), rotation(MIB, 1), Duration::from_secs(1));
-        let err = client.export(&logs(1, "a")).await.err().expect("fails");
+        let err = client.export(&logs(1, "a")).await.expect_err("fails");
         assert_eq!(err.kind, super::super::helper::ExportErrorKind::Retryable);
-        assert!(err.message.contains(&path.display().to_string()), "{}", err.message);
+        assert!(
+            err.message.contains(&path.display().to_string()),
+            "{}",
+            err.message
+        );
     }
 
     #[test]
     fn config_defaults_and_validation() {
-        let c: FileExporterConfig = serde_json::from_value(json!({"path": "/tmp/x.json"})).expect("valid");
+        let c: FileExporterConfig =
+            serde_json::from_value(json!({"path": "/tmp/x.json"})).expect("valid");
         assert!(c.validate().is_ok());
         assert_eq!(c.rotation, RotationConfig::default());
         assert_eq!(c.flush_interval, GoDuration::from_secs(1));
@@ -970,8 +1063,15 @@ mod tests {
             format: "proto".into(),
             ..c.clone()
         };
-        assert!(proto.validate().err().unwrap_or_default().contains("\"proto\" is not supported"));
-        assert!(serde_json::from_value::<FileExporterConfig>(json!({"path": "x", "rotation": {"max_mb": 1}})).is_err());
+        assert!(proto
+            .validate()
+            .err()
+            .unwrap_or_default()
+            .contains("\"proto\" is not supported"));
+        assert!(serde_json::from_value::<FileExporterConfig>(
+            json!({"path": "x", "rotation": {"max_mb": 1}})
+        )
+        .is_err());
     }
 
     #[test]
@@ -983,6 +1083,9 @@ mod tests {
         let first = backup_path(&p, t, false);
         assert_eq!(first, dir.path().join("server-2016-11-04T18-30-00.123.log"));
         std::fs::write(&first, "").expect("write");
-        assert_eq!(backup_path(&p, t, false), dir.path().join("server-2016-11-04T18-30-00.124.log"));
+        assert_eq!(
+            backup_path(&p, t, false),
+            dir.path().join("server-2016-11-04T18-30-00.124.log")
+        );
     }
 }

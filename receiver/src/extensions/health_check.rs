@@ -5,7 +5,6 @@
 //! that and during shutdown; any other path gives 404.
 
 use std::convert::Infallible;
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -69,7 +68,9 @@ struct HealthInner {
 
 impl std::fmt::Debug for HealthState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("HealthState").field("ready", &self.is_ready()).finish()
+        f.debug_struct("HealthState")
+            .field("ready", &self.is_ready())
+            .finish()
     }
 }
 
@@ -114,14 +115,19 @@ async fn start_on_free_port(
     path: &str,
     state: HealthState,
     shutdown: CancellationToken,
-) -> anyhow::Result<(SocketAddr, JoinHandle<()>)> {
+) -> anyhow::Result<(std::net::SocketAddr, JoinHandle<()>)> {
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     let task = tokio::spawn(serve(listener, Arc::from(path), state, shutdown));
     Ok((addr, task))
 }
 
-async fn serve(listener: TcpListener, path: Arc<str>, state: HealthState, shutdown: CancellationToken) {
+async fn serve(
+    listener: TcpListener,
+    path: Arc<str>,
+    state: HealthState,
+    shutdown: CancellationToken,
+) {
     loop {
         let (stream, peer) = tokio::select! {
             () = shutdown.cancelled() => return,
@@ -164,7 +170,10 @@ async fn serve(listener: TcpListener, path: Arc<str>, state: HealthState, shutdo
 
 fn respond(req: &Request<Incoming>, path: &str, state: &HealthState) -> Response<Full<Bytes>> {
     if req.uri().path() != path {
-        return json(StatusCode::NOT_FOUND, r#"{"status":"Not found"}"#.to_string());
+        return json(
+            StatusCode::NOT_FOUND,
+            r#"{"status":"Not found"}"#.to_string(),
+        );
     }
     if req.method() != Method::GET && req.method() != Method::HEAD {
         return json(
@@ -181,7 +190,10 @@ fn respond(req: &Request<Incoming>, path: &str, state: &HealthState) -> Response
     let since = state.up_since_nanos();
     let up_since = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(since))
         .ok()
-        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
         .unwrap_or_default();
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -213,7 +225,7 @@ mod tests {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     /// One HTTP/1.1 request over a fresh connection; returns (status, body).
-    async fn get(addr: SocketAddr, path: &str) -> (u16, String) {
+    async fn get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
         let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
         let req = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
         s.write_all(req.as_bytes()).await.expect("write");
@@ -228,7 +240,10 @@ mod tests {
             .nth(1)
             .and_then(|c| c.parse().ok())
             .unwrap_or(0);
-        let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+        let body = text
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_string())
+            .unwrap_or_default();
         (status, body)
     }
 
@@ -241,7 +256,10 @@ mod tests {
             .expect("start");
 
         let (status, body) = get(addr, "/health").await;
-        assert_eq!((status, body.as_str()), (503, r#"{"status":"Server not available"}"#));
+        assert_eq!(
+            (status, body.as_str()),
+            (503, r#"{"status":"Server not available"}"#)
+        );
 
         state.set_ready(true);
         let (status, body) = get(addr, "/health").await;
@@ -266,7 +284,10 @@ mod tests {
             .await
             .expect("stops on shutdown")
             .expect("join");
-        assert!(tokio::net::TcpStream::connect(addr).await.is_err(), "listener closed");
+        assert!(
+            tokio::net::TcpStream::connect(addr).await.is_err(),
+            "listener closed"
+        );
     }
 
     #[tokio::test]
@@ -290,7 +311,9 @@ mod tests {
             path: "/".to_string(),
         };
         let shutdown = CancellationToken::new();
-        let task = start(&free, HealthState::default(), shutdown.clone()).await.expect("start");
+        let task = start(&free, HealthState::default(), shutdown.clone())
+            .await
+            .expect("start");
         shutdown.cancel();
         task.await.expect("join");
     }
@@ -298,7 +321,10 @@ mod tests {
     #[test]
     fn defaults_and_validation() {
         let c = HealthCheckConfig::default();
-        assert_eq!((c.endpoint.as_str(), c.path.as_str()), ("127.0.0.1:13133", "/"));
+        assert_eq!(
+            (c.endpoint.as_str(), c.path.as_str()),
+            ("127.0.0.1:13133", "/")
+        );
         assert!(c.validate().is_ok());
         let bad = HealthCheckConfig {
             path: "health".to_string(),

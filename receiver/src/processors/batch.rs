@@ -21,7 +21,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use opentelemetry_proto::tonic::logs::v1::{ResourceLogs, ScopeLogs};
 use opentelemetry_proto::tonic::metrics::v1::{
-    metric::Data, ExponentialHistogram, Gauge, Histogram, Metric, ResourceMetrics, ScopeMetrics, Sum, Summary,
+    metric::Data, ExponentialHistogram, Gauge, Histogram, Metric, ResourceMetrics, ScopeMetrics,
+    Sum, Summary,
 };
 use serde::Deserialize;
 use tokio::sync::mpsc;
@@ -70,7 +71,9 @@ impl Default for BatchConfig {
 impl BatchConfig {
     pub fn validate(&self) -> Result<(), String> {
         if self.send_batch_max_size > 0 && self.send_batch_max_size < self.send_batch_size {
-            return Err("send_batch_max_size must be greater or equal to send_batch_size".to_string());
+            return Err(
+                "send_batch_max_size must be greater or equal to send_batch_size".to_string(),
+            );
         }
         Ok(())
     }
@@ -82,7 +85,8 @@ pub fn build(
     s: Signal,
     next: DynConsumer,
 ) -> anyhow::Result<(DynConsumer, Option<JoinHandle<()>>)> {
-    c.validate().map_err(|e| anyhow::anyhow!("{}: {e}", ctx.id))?;
+    c.validate()
+        .map_err(|e| anyhow::anyhow!("{}: {e}", ctx.id))?;
     let (tx, rx) = mpsc::channel(CHANNEL_CAPACITY);
     let batcher = Batcher {
         id: ctx.id.to_string(),
@@ -115,7 +119,10 @@ impl Consumer for BatchConsumer {
                 batch.signal()
             )));
         }
-        self.tx.send(batch).await.map_err(|_| ConsumeError::Shutdown)
+        self.tx
+            .send(batch)
+            .await
+            .map_err(|_| ConsumeError::Shutdown)
     }
 }
 
@@ -225,7 +232,8 @@ impl Batcher {
                 self.buffer = Some(buf);
                 return;
             }
-            self.send(buf.payload, buf.finalizers, buf.items, buf.urgent).await;
+            self.send(buf.payload, buf.finalizers, buf.items, buf.urgent)
+                .await;
             return;
         }
         let pieces = split_payload(buf.payload, self.send_batch_max_size);
@@ -292,7 +300,10 @@ async fn sleep_until_opt(deadline: Option<Instant>) {
 /// points) travel with the piece being filled, so nothing is lost.
 pub(crate) fn split_payload(payload: Payload, max_items: usize) -> Vec<Payload> {
     match payload {
-        Payload::Logs(rl) => split_logs(rl, max_items).into_iter().map(Payload::Logs).collect(),
+        Payload::Logs(rl) => split_logs(rl, max_items)
+            .into_iter()
+            .map(Payload::Logs)
+            .collect(),
         Payload::Metrics(rm) => split_metrics(rm, max_items)
             .into_iter()
             .map(Payload::Metrics)
@@ -507,7 +518,9 @@ mod tests {
     use crate::pipeline::consumer::testing::Collect;
     use crate::pipeline::{BatchNotifier, DeliveryStatus};
     use crate::telemetry::Telemetry;
-    use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, InstrumentationScope, KeyValue};
+    use opentelemetry_proto::tonic::common::v1::{
+        any_value, AnyValue, InstrumentationScope, KeyValue,
+    };
     use opentelemetry_proto::tonic::logs::v1::LogRecord;
     use opentelemetry_proto::tonic::metrics::v1::NumberDataPoint;
     use opentelemetry_proto::tonic::resource::v1::Resource;
@@ -581,7 +594,8 @@ mod tests {
             Some("send_batch_max_size must be greater or equal to send_batch_size")
         );
         let parsed: BatchConfig =
-            serde_json::from_value(serde_json::json!({"send_batch_size": 10, "timeout": "1s"})).expect("valid");
+            serde_json::from_value(serde_json::json!({"send_batch_size": 10, "timeout": "1s"}))
+                .expect("valid");
         assert_eq!(parsed, config(10, 0, Duration::from_secs(1)));
         assert!(serde_json::from_value::<BatchConfig>(serde_json::json!({"max_size": 1})).is_err());
     }
@@ -589,13 +603,27 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn flushes_when_send_batch_size_is_reached() {
         let (collect, mut out) = Collect::new(None);
-        let (consumer, task) =
-            build(&config(10, 0, Duration::from_secs(3600)), &ctx(), Signal::Logs, collect).expect("build");
-        consumer.consume(Batch::new(logs("a", &[4]))).await.expect("consume");
-        consumer.consume(Batch::new(logs("b", &[4]))).await.expect("consume");
+        let (consumer, task) = build(
+            &config(10, 0, Duration::from_secs(3600)),
+            &ctx(),
+            Signal::Logs,
+            collect,
+        )
+        .expect("build");
+        consumer
+            .consume(Batch::new(logs("a", &[4])))
+            .await
+            .expect("consume");
+        consumer
+            .consume(Batch::new(logs("b", &[4])))
+            .await
+            .expect("consume");
         tokio::task::yield_now().await;
         assert!(out.try_recv().is_err(), "8 < 10 items: nothing sent yet");
-        consumer.consume(Batch::new(logs("c", &[3]))).await.expect("consume");
+        consumer
+            .consume(Batch::new(logs("c", &[3])))
+            .await
+            .expect("consume");
         let got = tokio::time::timeout(Duration::from_secs(1), out.recv())
             .await
             .expect("a size flush, well before the 1h timeout")
@@ -612,41 +640,78 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn flushes_after_the_timeout() {
         let (collect, mut out) = Collect::new(None);
-        let (consumer, task) =
-            build(&config(1000, 0, Duration::from_millis(200)), &ctx(), Signal::Logs, collect).expect("build");
+        let (consumer, task) = build(
+            &config(1000, 0, Duration::from_millis(200)),
+            &ctx(),
+            Signal::Logs,
+            collect,
+        )
+        .expect("build");
         let start = Instant::now();
-        consumer.consume(Batch::new(logs("a", &[2]))).await.expect("consume");
+        consumer
+            .consume(Batch::new(logs("a", &[2])))
+            .await
+            .expect("consume");
         tokio::time::sleep(Duration::from_millis(150)).await;
-        consumer.consume(Batch::new(logs("b", &[3]))).await.expect("consume");
+        consumer
+            .consume(Batch::new(logs("b", &[3])))
+            .await
+            .expect("consume");
         let got = out.recv().await.expect("batch");
         assert_eq!(got.item_count(), 5);
         // Paused time: exactly the timeout after the first item, not the second.
         assert_eq!(start.elapsed(), Duration::from_millis(200));
         drop(consumer);
         task.expect("task").await.expect("join");
-        assert!(out.recv().await.is_none(), "nothing else, and `next` dropped");
+        assert!(
+            out.recv().await.is_none(),
+            "nothing else, and `next` dropped"
+        );
     }
 
     #[tokio::test(start_paused = true)]
     async fn urgent_batch_flushes_everything_at_once() {
         let (collect, mut out) = Collect::new(None);
-        let (consumer, _task) =
-            build(&config(1000, 0, Duration::from_secs(3600)), &ctx(), Signal::Logs, collect).expect("build");
+        let (consumer, _task) = build(
+            &config(1000, 0, Duration::from_secs(3600)),
+            &ctx(),
+            Signal::Logs,
+            collect,
+        )
+        .expect("build");
         let start = Instant::now();
-        consumer.consume(Batch::new(logs("a", &[2]))).await.expect("consume");
-        consumer.consume(Batch::new(logs("oom", &[1])).urgent()).await.expect("consume");
+        consumer
+            .consume(Batch::new(logs("a", &[2])))
+            .await
+            .expect("consume");
+        consumer
+            .consume(Batch::new(logs("oom", &[1])).urgent())
+            .await
+            .expect("consume");
         let got = out.recv().await.expect("batch");
         assert_eq!(start.elapsed(), Duration::ZERO);
-        assert_eq!(got.item_count(), 3, "what was buffered goes with the urgent data");
+        assert_eq!(
+            got.item_count(),
+            3,
+            "what was buffered goes with the urgent data"
+        );
         assert!(got.urgent);
     }
 
     #[tokio::test(start_paused = true)]
     async fn flushes_what_is_buffered_when_the_input_closes() {
         let (collect, mut out) = Collect::new(None);
-        let (consumer, task) =
-            build(&config(1000, 0, Duration::from_secs(3600)), &ctx(), Signal::Logs, collect).expect("build");
-        consumer.consume(Batch::new(logs("a", &[7]))).await.expect("consume");
+        let (consumer, task) = build(
+            &config(1000, 0, Duration::from_secs(3600)),
+            &ctx(),
+            Signal::Logs,
+            collect,
+        )
+        .expect("build");
+        consumer
+            .consume(Batch::new(logs("a", &[7])))
+            .await
+            .expect("consume");
         drop(consumer);
         task.expect("task").await.expect("join");
         assert_eq!(out.recv().await.expect("flushed at close").item_count(), 7);
@@ -654,7 +719,12 @@ mod tests {
     }
 
     fn resource_name(rl: &ResourceLogs) -> String {
-        match rl.resource.as_ref().and_then(|r| r.attributes.first()).and_then(|a| a.value.as_ref()) {
+        match rl
+            .resource
+            .as_ref()
+            .and_then(|r| r.attributes.first())
+            .and_then(|a| a.value.as_ref())
+        {
             Some(AnyValue {
                 value: Some(any_value::Value::StringValue(s)),
             }) => s.clone(),
@@ -671,30 +741,44 @@ mod tests {
         assert_eq!(counts, vec![4, 4, 3]);
         // Reassemble (resource, scope, record time) triples and compare.
         let flatten = |p: &Payload| -> Vec<(String, String, u64)> {
-            let Payload::Logs(rls) = p else { return Vec::new() };
+            let Payload::Logs(rls) = p else {
+                return Vec::new();
+            };
             let mut v = Vec::new();
             for rl in rls {
                 for sl in &rl.scope_logs {
                     for r in &sl.log_records {
-                        let scope = sl.scope.as_ref().map(|s| s.name.clone()).unwrap_or_default();
+                        let scope = sl
+                            .scope
+                            .as_ref()
+                            .map(|s| s.name.clone())
+                            .unwrap_or_default();
                         v.push((resource_name(rl), scope, r.time_unix_nano));
                     }
                 }
             }
             v
         };
-        let joined: Vec<_> = pieces.iter().flat_map(|p| flatten(p)).collect();
+        let joined: Vec<_> = pieces.iter().flat_map(&flatten).collect();
         assert_eq!(joined, flatten(&input));
         // The empty scope travelled along; resource schema URL is kept.
-        let Payload::Logs(first) = &pieces[1] else { panic!("logs") };
-        assert_eq!(first[0].schema_url, "https://opentelemetry.io/schemas/1.26.0");
+        let Payload::Logs(first) = &pieces[1] else {
+            panic!("logs")
+        };
+        assert_eq!(
+            first[0].schema_url,
+            "https://opentelemetry.io/schemas/1.26.0"
+        );
         let scopes: Vec<_> = first[0]
             .scope_logs
             .iter()
             .map(|s| s.scope.as_ref().map(|s| s.name.as_str()).unwrap_or(""))
             .collect();
         assert_eq!(scopes, vec!["scope0", "scope1", "scope2"]);
-        assert_eq!(first.iter().map(resource_name).collect::<Vec<_>>(), vec!["a", "b"]);
+        assert_eq!(
+            first.iter().map(resource_name).collect::<Vec<_>>(),
+            vec!["a", "b"]
+        );
     }
 
     fn gauge_metrics(points_per_metric: &[usize]) -> Payload {
@@ -737,9 +821,14 @@ mod tests {
     fn split_metrics_keeps_metric_metadata() {
         let input = gauge_metrics(&[3, 5, 1]);
         let pieces = split_payload(input.clone(), 3);
-        assert_eq!(pieces.iter().map(Payload::item_count).collect::<Vec<_>>(), vec![3, 3, 3]);
+        assert_eq!(
+            pieces.iter().map(Payload::item_count).collect::<Vec<_>>(),
+            vec![3, 3, 3]
+        );
         let flatten = |p: &Payload| -> Vec<(String, String, i32, bool, u64)> {
-            let Payload::Metrics(rms) = p else { return Vec::new() };
+            let Payload::Metrics(rms) = p else {
+                return Vec::new();
+            };
             let mut v = Vec::new();
             for rm in rms {
                 for sm in &rm.scope_metrics {
@@ -760,13 +849,22 @@ mod tests {
             }
             v
         };
-        let joined: Vec<_> = pieces.iter().flat_map(|p| flatten(p)).collect();
+        let joined: Vec<_> = pieces.iter().flat_map(&flatten).collect();
         assert_eq!(joined, flatten(&input));
-        let Payload::Metrics(second) = &pieces[1] else { panic!("metrics") };
-        let names: Vec<_> = second[0].scope_metrics[0].metrics.iter().map(|m| m.name.as_str()).collect();
+        let Payload::Metrics(second) = &pieces[1] else {
+            panic!("metrics")
+        };
+        let names: Vec<_> = second[0].scope_metrics[0]
+            .metrics
+            .iter()
+            .map(|m| m.name.as_str())
+            .collect();
         assert_eq!(names, vec!["m1"]);
         assert_eq!(
-            second[0].scope_metrics[0].scope.as_ref().map(|s| s.name.as_str()),
+            second[0].scope_metrics[0]
+                .scope
+                .as_ref()
+                .map(|s| s.name.as_str()),
             Some("hostmetrics")
         );
     }
@@ -774,8 +872,13 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn max_size_splits_and_every_share_settles() {
         let (collect, mut out) = Collect::new(Some(DeliveryStatus::Delivered));
-        let (consumer, task) =
-            build(&config(5, 5, Duration::from_secs(3600)), &ctx(), Signal::Logs, collect).expect("build");
+        let (consumer, task) = build(
+            &config(5, 5, Duration::from_secs(3600)),
+            &ctx(),
+            Signal::Logs,
+            collect,
+        )
+        .expect("build");
         let (f1, rx1) = BatchNotifier::new_pair();
         let (f2, rx2) = BatchNotifier::new_pair();
         consumer
@@ -791,7 +894,10 @@ mod tests {
         let b = out.recv().await.expect("piece");
         assert_eq!((a.item_count(), b.item_count()), (5, 5));
         tokio::task::yield_now().await;
-        assert!(out.try_recv().is_err(), "the short remainder waits for the timeout");
+        assert!(
+            out.try_recv().is_err(),
+            "the short remainder waits for the timeout"
+        );
         drop(consumer);
         task.expect("task").await.expect("join");
         let c = out.recv().await.expect("remainder flushed at close");
@@ -809,8 +915,13 @@ mod tests {
                 Err(ConsumeError::refused("full"))
             }
         }
-        let (consumer, task) =
-            build(&config(1, 0, Duration::from_secs(1)), &ctx(), Signal::Logs, Arc::new(Refuse)).expect("build");
+        let (consumer, task) = build(
+            &config(1, 0, Duration::from_secs(1)),
+            &ctx(),
+            Signal::Logs,
+            Arc::new(Refuse),
+        )
+        .expect("build");
         let (f, rx) = BatchNotifier::new_pair();
         consumer
             .consume(Batch::new(logs("a", &[1])).with_finalizers(Finalizers::new(f)))
@@ -824,7 +935,8 @@ mod tests {
     #[tokio::test]
     async fn wrong_signal_is_rejected() {
         let (collect, _out) = Collect::new(None);
-        let (consumer, _task) = build(&BatchConfig::default(), &ctx(), Signal::Metrics, collect).expect("build");
+        let (consumer, _task) =
+            build(&BatchConfig::default(), &ctx(), Signal::Metrics, collect).expect("build");
         let err = consumer.consume(Batch::new(logs("a", &[1]))).await.err();
         assert!(matches!(err, Some(ConsumeError::Permanent(_))));
     }

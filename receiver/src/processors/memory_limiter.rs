@@ -84,7 +84,9 @@ impl MemoryLimiterConfig {
             );
         }
         if self.limit_mib == 0 && self.spike_limit_percentage >= self.limit_percentage {
-            return Err("'spike_limit_percentage' must be smaller than 'limit_percentage'".to_string());
+            return Err(
+                "'spike_limit_percentage' must be smaller than 'limit_percentage'".to_string(),
+            );
         }
         Ok(())
     }
@@ -93,7 +95,10 @@ impl MemoryLimiterConfig {
     /// agent, read only when a percentage is configured.
     fn limits(&self, total: impl FnOnce() -> anyhow::Result<u64>) -> anyhow::Result<(u64, u64)> {
         let (hard, spike) = if self.limit_mib > 0 {
-            (self.limit_mib.saturating_mul(MIB), self.spike_limit_mib.saturating_mul(MIB))
+            (
+                self.limit_mib.saturating_mul(MIB),
+                self.spike_limit_mib.saturating_mul(MIB),
+            )
         } else {
             let total = total()?;
             (
@@ -125,7 +130,8 @@ fn build_with(
     next: DynConsumer,
     sampler: UsageSampler,
 ) -> anyhow::Result<(DynConsumer, Option<JoinHandle<()>>)> {
-    c.validate().map_err(|e| anyhow::anyhow!("{}: {e}", ctx.id))?;
+    c.validate()
+        .map_err(|e| anyhow::anyhow!("{}: {e}", ctx.id))?;
     let (hard, soft) = c
         .limits(available_memory)
         .map_err(|e| anyhow::anyhow!("{}: cannot determine the memory limit: {e}", ctx.id))?;
@@ -209,7 +215,12 @@ impl LimiterState {
     }
 }
 
-async fn sample_loop(state: Arc<LimiterState>, sampler: UsageSampler, every: Duration, stop: CancellationToken) {
+async fn sample_loop(
+    state: Arc<LimiterState>,
+    sampler: UsageSampler,
+    every: Duration,
+    stop: CancellationToken,
+) {
     let mut ticker = tokio::time::interval(every);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     ticker.tick().await; // the first tick is immediate; build() already sampled
@@ -258,7 +269,12 @@ fn read_rss() -> std::io::Result<u64> {
         .split_whitespace()
         .nth(1)
         .and_then(|f| f.parse().ok())
-        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidData, format!("/proc/self/statm: unexpected content {statm:?}")))?;
+        .ok_or_else(|| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("/proc/self/statm: unexpected content {statm:?}"),
+            )
+        })?;
     Ok(pages.saturating_mul(page_size()))
 }
 
@@ -273,7 +289,8 @@ fn page_size() -> u64 {
 fn available_memory() -> anyhow::Result<u64> {
     let meminfo = std::fs::read_to_string("/proc/meminfo")
         .map_err(|e| anyhow::anyhow!("cannot read /proc/meminfo: {e}"))?;
-    let total = mem_total(&meminfo).ok_or_else(|| anyhow::anyhow!("/proc/meminfo has no MemTotal"))?;
+    let total =
+        mem_total(&meminfo).ok_or_else(|| anyhow::anyhow!("/proc/meminfo has no MemTotal"))?;
     let cgroup = cgroup_memory_limit();
     Ok(cgroup.map_or(total, |c| c.min(total)))
 }
@@ -299,7 +316,8 @@ fn cgroup_memory_dirs(cgroups: &str, mountinfo: &str) -> Vec<(Vec<PathBuf>, &'st
     let mut out = Vec::new();
     for line in cgroups.lines() {
         let mut parts = line.splitn(3, ':');
-        let (Some(_), Some(controllers), Some(path)) = (parts.next(), parts.next(), parts.next()) else {
+        let (Some(_), Some(controllers), Some(path)) = (parts.next(), parts.next(), parts.next())
+        else {
             continue;
         };
         let (fstype, file) = if controllers.is_empty() {
@@ -336,7 +354,8 @@ fn cgroup_mounts(mountinfo: &str, fstype: &str) -> Vec<(String, String)> {
             let fs = r.next()?;
             let _source = r.next();
             let super_opts = r.next().unwrap_or("");
-            if fs != fstype || (fstype == "cgroup" && !super_opts.split(',').any(|o| o == "memory")) {
+            if fs != fstype || (fstype == "cgroup" && !super_opts.split(',').any(|o| o == "memory"))
+            {
                 return None;
             }
             let mut l = left.split_whitespace();
@@ -348,7 +367,10 @@ fn cgroup_mounts(mountinfo: &str, fstype: &str) -> Vec<(String, String)> {
 }
 
 fn lowest_limit_upwards(chain: &[PathBuf], file: &str) -> Option<u64> {
-    chain.iter().filter_map(|dir| read_limit(&dir.join(file))).min()
+    chain
+        .iter()
+        .filter_map(|dir| read_limit(&dir.join(file)))
+        .min()
 }
 
 /// A limit file's value; `max` (v2) means none.
@@ -430,14 +452,18 @@ mod tests {
             spike_limit_percentage: 10,
             ..Default::default()
         };
-        assert_eq!(pct.limits(|| Ok(1000 * MIB)).ok(), Some((500 * MIB, 400 * MIB)));
+        assert_eq!(
+            pct.limits(|| Ok(1000 * MIB)).ok(),
+            Some((500 * MIB, 400 * MIB))
+        );
         assert!(available_memory().is_ok_and(|m| m > 0));
     }
 
     #[test]
     fn finds_cgroup_v1_and_v2_limit_files() {
         let cgroups = "4:memory:/app/x\n0::/svc\n";
-        let mountinfo = "30 25 0:26 / /sys/fs/cgroup/memory rw,relatime shared:9 - cgroup cgroup rw,memory\n\
+        let mountinfo =
+            "30 25 0:26 / /sys/fs/cgroup/memory rw,relatime shared:9 - cgroup cgroup rw,memory\n\
                          31 25 0:27 / /sys/fs/cgroup/cpu rw - cgroup cgroup rw,cpu\n\
                          32 25 0:28 / /sys/fs/cgroup/unified rw - cgroup2 cgroup2 rw\n";
         let dirs = cgroup_memory_dirs(cgroups, mountinfo);
@@ -469,10 +495,16 @@ mod tests {
 
     #[tokio::test]
     async fn refuses_when_rss_is_above_the_limit() {
-        assert!(read_rss().is_ok_and(|r| r > MIB), "a test process uses more than 1 MiB");
+        assert!(
+            read_rss().is_ok_and(|r| r > MIB),
+            "a test process uses more than 1 MiB"
+        );
         let (collect, mut out) = Collect::new(None);
         let (consumer, task) = build(&cfg(1), &ctx(), Signal::Logs, collect).expect("build");
-        let err = consumer.consume(Batch::new(Payload::Logs(Vec::new()))).await.err();
+        let err = consumer
+            .consume(Batch::new(Payload::Logs(Vec::new())))
+            .await
+            .err();
         match err {
             Some(ConsumeError::Refused { retry_after, .. }) => {
                 assert_eq!(retry_after, Some(Duration::from_secs(1)))
@@ -506,13 +538,20 @@ mod tests {
         let sampler: UsageSampler = Arc::new(move || Ok(usage_for_sampler.load(Ordering::Relaxed)));
         let (collect, mut out) = Collect::new(None);
         // Hard 100 MiB, soft 80 MiB.
-        let (consumer, _task) = build_with(&cfg(100), &ctx(), Signal::Logs, collect, sampler).expect("build");
+        let (consumer, _task) =
+            build_with(&cfg(100), &ctx(), Signal::Logs, collect, sampler).expect("build");
         let batch = || Batch::new(Payload::Logs(Vec::new()));
         assert!(consumer.consume(batch()).await.is_err());
         usage.store(50 * MIB, Ordering::Relaxed);
-        assert!(consumer.consume(batch()).await.is_err(), "still refused until the next sample");
+        assert!(
+            consumer.consume(batch()).await.is_err(),
+            "still refused until the next sample"
+        );
         tokio::time::sleep(Duration::from_millis(1500)).await;
-        consumer.consume(batch()).await.expect("accepted after the next sample");
+        consumer
+            .consume(batch())
+            .await
+            .expect("accepted after the next sample");
         assert!(out.recv().await.is_some());
     }
 }

@@ -149,7 +149,8 @@ pub fn build(
     _s: Signal,
     next: DynConsumer,
 ) -> anyhow::Result<(DynConsumer, Option<JoinHandle<()>>)> {
-    c.validate().map_err(|e| anyhow::anyhow!("{}: {e}", ctx.id))?;
+    c.validate()
+        .map_err(|e| anyhow::anyhow!("{}: {e}", ctx.id))?;
     let detected = if c.detect { detect_host() } else { Vec::new() };
     if c.attributes.is_empty() && detected.is_empty() {
         // Nothing to do: no processor in the way.
@@ -248,7 +249,9 @@ pub fn detect_host() -> Vec<KeyValue> {
     }
     match machine_id() {
         Some(id) => attrs.push(string_kv("host.id", &id)),
-        None => tracing::debug!("resource detection: no /etc/machine-id or /var/lib/dbus/machine-id; host.id not set"),
+        None => tracing::debug!(
+            "resource detection: no /etc/machine-id or /var/lib/dbus/machine-id; host.id not set"
+        ),
     }
     if let Some(u) = &uname {
         attrs.push(string_kv("host.arch", semconv_arch(&u.machine)));
@@ -296,7 +299,11 @@ fn uname() -> Option<Uname> {
         return None;
     }
     fn field(chars: &[libc::c_char]) -> String {
-        let bytes: Vec<u8> = chars.iter().take_while(|&&c| c != 0).map(|&c| c as u8).collect();
+        let bytes: Vec<u8> = chars
+            .iter()
+            .take_while(|&&c| c != 0)
+            .map(|&c| c as u8)
+            .collect();
         String::from_utf8_lossy(&bytes).into_owned()
     }
     Some(Uname {
@@ -401,7 +408,10 @@ mod tests {
         let (collect, mut out) = Collect::new(None);
         let (consumer, task) = build(&cfg, &ctx(), payload.signal(), collect).expect("build");
         assert!(task.is_none());
-        consumer.consume(Batch::new(payload)).await.expect("consume");
+        consumer
+            .consume(Batch::new(payload))
+            .await
+            .expect("consume");
         let got = out.recv().await.expect("batch");
         Arc::try_unwrap(got.payload).unwrap_or_else(|a| (*a).clone())
     }
@@ -439,8 +449,12 @@ mod tests {
                 action(serde_json::json!({"key": "up1", "value": 1.5, "action": "upsert"})),
                 action(serde_json::json!({"key": "kept2", "value": true, "action": "upsert"})),
                 action(serde_json::json!({"key": "gone", "action": "delete"})),
-                action(serde_json::json!({"key": "copy", "from_attribute": "kept", "action": "upsert"})),
-                action(serde_json::json!({"key": "nocopy", "from_attribute": "missing", "action": "insert"})),
+                action(
+                    serde_json::json!({"key": "copy", "from_attribute": "kept", "action": "upsert"}),
+                ),
+                action(
+                    serde_json::json!({"key": "nocopy", "from_attribute": "missing", "action": "insert"}),
+                ),
             ],
         };
         assert!(cfg.validate().is_ok());
@@ -452,11 +466,24 @@ mod tests {
         ]);
         let attrs = resource_attrs(&run(cfg, input).await);
         assert_eq!(str_of(&attrs, "new").as_deref(), Some("x"));
-        assert_eq!(str_of(&attrs, "kept").as_deref(), Some("orig"), "insert does not overwrite");
+        assert_eq!(
+            str_of(&attrs, "kept").as_deref(),
+            Some("orig"),
+            "insert does not overwrite"
+        );
         assert!(get(&attrs, "absent").is_none(), "update does not create");
-        assert_eq!(get(&attrs, "present"), Some(&any_value::Value::IntValue(42)));
-        assert_eq!(get(&attrs, "up1"), Some(&any_value::Value::DoubleValue(1.5)));
-        assert_eq!(get(&attrs, "kept2"), Some(&any_value::Value::BoolValue(true)));
+        assert_eq!(
+            get(&attrs, "present"),
+            Some(&any_value::Value::IntValue(42))
+        );
+        assert_eq!(
+            get(&attrs, "up1"),
+            Some(&any_value::Value::DoubleValue(1.5))
+        );
+        assert_eq!(
+            get(&attrs, "kept2"),
+            Some(&any_value::Value::BoolValue(true))
+        );
         assert!(get(&attrs, "gone").is_none());
         assert_eq!(str_of(&attrs, "copy").as_deref(), Some("orig"));
         assert!(get(&attrs, "nocopy").is_none());
@@ -466,7 +493,9 @@ mod tests {
     async fn creates_a_missing_resource_on_metrics() {
         let cfg = ResourceConfig {
             detect: false,
-            attributes: vec![action(serde_json::json!({"key": "a", "value": "b", "action": "upsert"}))],
+            attributes: vec![action(
+                serde_json::json!({"key": "a", "value": "b", "action": "upsert"}),
+            )],
         };
         let out = run(cfg, Payload::Metrics(vec![ResourceMetrics::default()])).await;
         assert_eq!(str_of(&resource_attrs(&out), "a").as_deref(), Some("b"));
@@ -479,9 +508,16 @@ mod tests {
             attributes: vec![action(serde_json::json!({"key": "a", "action": "insert"}))],
         };
         let err = missing.validate().err().unwrap_or_default();
-        assert!(err.contains("missing required field \"value\" or \"from_attribute\""), "{err}");
-        assert!(serde_json::from_value::<AttributeAction>(serde_json::json!({"key": "a", "action": "hash"})).is_err());
-        let parsed: ResourceConfig = serde_json::from_value(serde_json::json!({"detect": false})).expect("valid");
+        assert!(
+            err.contains("missing required field \"value\" or \"from_attribute\""),
+            "{err}"
+        );
+        assert!(serde_json::from_value::<AttributeAction>(
+            serde_json::json!({"key": "a", "action": "hash"})
+        )
+        .is_err());
+        let parsed: ResourceConfig =
+            serde_json::from_value(serde_json::json!({"detect": false})).expect("valid");
         assert!(parsed.attributes.is_empty() && !parsed.detect);
         assert!(ResourceConfig::default().detect);
     }
@@ -491,7 +527,10 @@ mod tests {
         let cfg = ResourceConfig::default();
         let input = logs_with(vec![string_kv("host.name", "from-the-data")]);
         let attrs = resource_attrs(&run(cfg, input).await);
-        assert_eq!(str_of(&attrs, "host.name").as_deref(), Some("from-the-data"));
+        assert_eq!(
+            str_of(&attrs, "host.name").as_deref(),
+            Some("from-the-data")
+        );
         assert_eq!(str_of(&attrs, "os.type").as_deref(), Some("linux"));
 
         let detected = detect_host();
@@ -503,12 +542,22 @@ mod tests {
         assert_eq!(str_of(&detected, "host.id"), machine_id);
         assert_eq!(str_of(&attrs, "host.id"), machine_id);
 
-        let uname_r = std::process::Command::new("uname").arg("-r").output().expect("uname -r");
+        let uname_r = std::process::Command::new("uname")
+            .arg("-r")
+            .output()
+            .expect("uname -r");
         let release = String::from_utf8_lossy(&uname_r.stdout).trim().to_string();
         let description = str_of(&detected, "os.description").unwrap_or_default();
-        assert!(description.ends_with(&format!("(Linux {release})")) || description == format!("Linux {release}"), "{description}");
+        assert!(
+            description.ends_with(&format!("(Linux {release})"))
+                || description == format!("Linux {release}"),
+            "{description}"
+        );
 
-        let uname_n = std::process::Command::new("uname").arg("-n").output().expect("uname -n");
+        let uname_n = std::process::Command::new("uname")
+            .arg("-n")
+            .output()
+            .expect("uname -n");
         let hostname = String::from_utf8_lossy(&uname_n.stdout).trim().to_string();
         assert_eq!(str_of(&detected, "host.name"), Some(hostname));
         let expected_arch = match std::env::consts::ARCH {
@@ -516,15 +565,24 @@ mod tests {
             "aarch64" => "arm64",
             other => other,
         };
-        assert_eq!(str_of(&detected, "host.arch").as_deref(), Some(expected_arch));
+        assert_eq!(
+            str_of(&detected, "host.arch").as_deref(),
+            Some(expected_arch)
+        );
     }
 
     #[test]
     fn os_release_parsing() {
         let content = "NAME=\"Debian GNU/Linux\"\nPRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\nID=debian\n";
-        assert_eq!(os_release_value(content, "PRETTY_NAME").as_deref(), Some("Debian GNU/Linux 12 (bookworm)"));
+        assert_eq!(
+            os_release_value(content, "PRETTY_NAME").as_deref(),
+            Some("Debian GNU/Linux 12 (bookworm)")
+        );
         assert_eq!(os_release_value(content, "ID").as_deref(), Some("debian"));
-        assert_eq!(os_release_value("X='a \\\"b'", "X").as_deref(), Some("a \"b"));
+        assert_eq!(
+            os_release_value("X='a \\\"b'", "X").as_deref(),
+            Some("a \"b")
+        );
         assert_eq!(os_release_value(content, "VERSION"), None);
     }
 }
