@@ -1,9 +1,1091 @@
-//! placeholder
+//! The `file` exporter: writes each request as one line of OTLP/JSON
+//! (`{"resourceLogs":[...]}` / `{"resourceMetrics":[...]}`), the format of
+//! the collector's file exporter and of the OTLP file exporter spec, so
+//! `otlpjsonfile` receivers and `jq` can read it.
+//!
+//! - Buffered writes, flushed at least every `flush_interval` (a timer task)
+//!   and at shutdown.
+//! - Size-based rotation, always on so that disk use is bounded: when a write
+//!   would take the file past `rotation.max_megabytes`, the file is renamed to
+//!   `<stem>-<2006-01-02T15-04-05.000>.<ext>` (lumberjack's naming, UTC unless
+//!   `localtime`) and a new one is started; at most `max_backups` backups are
+//!   kept (0 keeps all), none older than `max_days` (0 keeps all).
+//! - Existing files are appended to (never truncated), so a restart loses nothing.
+//! - IO errors are retryable export errors naming the path.
+//!
+//! The JSON comes from opentelemetry-proto's serde support with fix-ups for
+//! the OTLP/JSON rules it does not follow (see [`otlp_json`]).
+
+use std::fs::{File, OpenOptions};
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant, SystemTime};
+
+use async_trait::async_trait;
+use serde::Deserialize;
 use tokio::task::JoinHandle;
+
+use super::helper::{
+    ExportClient, ExportError, ExportResponse, ExporterSettings, QueueConfig, RetryConfig,
+};
 use crate::component::BuildContext;
-use crate::pipeline::DynConsumer;
-#[derive(Debug, Clone, Default, serde::Deserialize)]
+use crate::config::GoDuration;
+use crate::pipeline::{DynConsumer, Payload};
+
+const MIB: u64 = 1024 * 1024;
+
+/// Write buffer size; a line larger than this goes straight to the file.
+const WRITE_BUFFER: usize = 256 * 1024;
+
+/// `file` exporter configuration.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct FileExporterConfig { pub sending_queue: super::helper::QueueConfig }
-impl FileExporterConfig { pub fn validate(&self) -> Result<(), String> { Ok(()) } }
-pub async fn build(_c: &FileExporterConfig, _ctx: &BuildContext) -> anyhow::Result<(DynConsumer, JoinHandle<()>)> { anyhow::bail!("placeholder") }
+pub struct FileExporterConfig {
+    /// The file to write; its directory is created when missing. Required.
+    pub path: String,
+    /// Size-based rotation (always on).
+    pub rotation: RotationConfig,
+    /// Buffered data is written to the file at least this often.
+    pub flush_interval: GoDuration,
+    /// Only `json` (OTLP/JSON, one request per line).
+    pub format: String,
+    /// The exporter helper's queue. One consumer by default, so that lines
+    /// are written in the order requests arrive.
+    pub sending_queue: QueueConfig,
+    /// Retries; off by default (a local file either works or needs a human).
+    pub retry_on_failure: RetryConfig,
+}
+
+/// `rotation`, with lumberjack's (the collector's) defaults.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RotationConfig {
+    /// Size in MiB at which the file is rotated.
+    pub max_megabytes: u64,
+    /// Rotated files kept; 0 keeps all.
+    pub max_backups: usize,
+    /// Rotated files older than this many days are removed; 0 keeps all.
+    pub max_days: u64,
+    /// Name backups after local time instead of UTC.
+    pub localtime: bool,
+}
+
+impl Default for RotationConfig {
+    fn default() -> Self {
+        RotationConfig {
+            max_megabytes: 100,
+            max_backups: 100,
+            max_days: 0,
+            localtime: false,
+        }
+    }
+}
+
+impl Default for FileExporterConfig {
+    fn default() -> Self {
+        FileExporterConfig {
+            path: String::new(),
+            rotation: RotationConfig::default(),
+            flush_interval: GoDuration::from_secs(1),
+            format: "json".to_string(),
+            sending_queue: QueueConfig {
+                num_consumers: 1,
+                ..QueueConfig::default()
+            },
+            retry_on_failure: RetryConfig::disabled(),
+        }
+    }
+}
+
+impl FileExporterConfig {
+    pub fn validate(&self) -> Result<(), String> {
+        if self.path.trim().is_empty() {
+            return Err("path must be non-empty".to_string());
+        }
+        match self.format.as_str() {
+            "json" => {}
+            "proto" => {
+                return Err(
+                    "format \"proto\" is not supported by oomscope's file exporter; use \"json\""
+                        .to_string(),
+                )
+            }
+            other => return Err(format!("format {other:?} is not supported; use \"json\"")),
+        }
+        if self.rotation.max_megabytes == 0 {
+            return Err("rotation::max_megabytes must be greater than zero".to_string());
+        }
+        if self.flush_interval.is_zero() {
+            return Err("flush_interval must be greater than zero".to_string());
+        }
+        self.sending_queue.validate()?;
+        self.retry_on_failure.validate()
+    }
+}
+
+pub async fn build(
+    c: &FileExporterConfig,
+    ctx: &BuildContext,
+) -> anyhow::Result<(DynConsumer, JoinHandle<()>)> {
+    c.validate()
+        .map_err(|e| anyhow::anyhow!("{}: {e}", ctx.id))?;
+    let client = FileClient::new(
+        PathBuf::from(&c.path),
+        Rotation {
+            max_bytes: c.rotation.max_megabytes.saturating_mul(MIB),
+            max_backups: c.rotation.max_backups,
+            max_age: (c.rotation.max_days > 0)
+                .then(|| Duration::from_secs(c.rotation.max_days.saturating_mul(86_400))),
+            localtime: c.rotation.localtime,
+        },
+        c.flush_interval.get(),
+    );
+    // Fail at start, not at the first export, when the file cannot be opened.
+    client
+        .with_writer(|w| w.ensure_open())
+        .await
+        .map_err(|e| anyhow::anyhow!("{}: {}", ctx.id, e.message))?;
+    let settings = ExporterSettings {
+        timeout: None,
+        retry: c.retry_on_failure.clone(),
+        queue: c.sending_queue.clone(),
+    };
+    super::helper::spawn(ctx, settings, Arc::new(client)).await
+}
+
+/// Rotation settings in bytes (tests use tiny sizes).
+#[derive(Debug, Clone)]
+pub(crate) struct Rotation {
+    pub max_bytes: u64,
+    pub max_backups: usize,
+    pub max_age: Option<Duration>,
+    pub localtime: bool,
+}
+
+/// Writes OTLP/JSON lines to a rotated file.
+pub(crate) struct FileClient {
+    writer: Arc<Mutex<FileWriter>>,
+}
+
+impl FileClient {
+    /// Also starts the flush timer, which ends when the client is dropped.
+    pub(crate) fn new(path: PathBuf, rotation: Rotation, flush_interval: Duration) -> Self {
+        let writer = Arc::new(Mutex::new(FileWriter {
+            path,
+            rotation,
+            flush_interval,
+            file: None,
+            size: 0,
+            last_flush: Instant::now(),
+        }));
+        tokio::spawn(flush_timer(Arc::downgrade(&writer), flush_interval));
+        FileClient { writer }
+    }
+
+    /// Runs `f` on the writer off the async threads (file IO blocks).
+    async fn with_writer<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut FileWriter) -> Result<T, ExportError> + Send + 'static,
+    ) -> Result<T, ExportError> {
+        let writer = Arc::clone(&self.writer);
+        tokio::task::spawn_blocking(move || {
+            let mut w = match writer.lock() {
+                Ok(w) => w,
+                Err(poisoned) => poisoned.into_inner(),
+            };
+            f(&mut w)
+        })
+        .await
+        .map_err(|e| ExportError::retryable(format!("file exporter: write task failed: {e}")))?
+    }
+}
+
+async fn flush_timer(writer: Weak<Mutex<FileWriter>>, every: Duration) {
+    let mut ticker = tokio::time::interval(every);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        let Some(writer) = writer.upgrade() else {
+            return;
+        };
+        let result = tokio::task::spawn_blocking(move || {
+            let mut w = match writer.lock() {
+                Ok(w) => w,
+                Err(poisoned) => poisoned.into_inner(),
+            };
+            w.flush_if_due()
+        })
+        .await;
+        if let Ok(Err(e)) = result {
+            tracing::warn!(error = %e.message, "file exporter: periodic flush failed");
+        }
+    }
+}
+
+#[async_trait]
+impl ExportClient for FileClient {
+    async fn export(&self, payload: &Payload) -> Result<ExportResponse, ExportError> {
+        let mut line = otlp_json::encode(payload).map_err(|e| {
+            ExportError::permanent(format!("file exporter: cannot encode OTLP/JSON: {e}"))
+        })?;
+        line.push(b'\n');
+        self.with_writer(move |w| w.write_line(&line)).await?;
+        Ok(ExportResponse::default())
+    }
+
+    async fn shutdown(&self) {
+        if let Err(e) = self.with_writer(|w| w.flush()).await {
+            tracing::warn!(error = %e.message, "file exporter: final flush failed");
+        }
+    }
+}
+
+struct FileWriter {
+    path: PathBuf,
+    rotation: Rotation,
+    flush_interval: Duration,
+    file: Option<BufWriter<File>>,
+    /// Bytes in the current file, buffered ones included.
+    size: u64,
+    last_flush: Instant,
+}
+
+impl FileWriter {
+    fn io_error(&self, what: &str, e: std::io::Error) -> ExportError {
+        ExportError::retryable(format!(
+            "file exporter: cannot {what} {}: {e}",
+            self.path.display()
+        ))
+    }
+
+    fn ensure_open(&mut self) -> Result<(), ExportError> {
+        if self.file.is_some() {
+            return Ok(());
+        }
+        if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| {
+                ExportError::retryable(format!(
+                    "file exporter: cannot create directory {}: {e}",
+                    dir.display()
+                ))
+            })?;
+        }
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.path)
+            .map_err(|e| self.io_error("open", e))?;
+        self.size = file.metadata().map(|m| m.len()).unwrap_or(0);
+        self.file = Some(BufWriter::with_capacity(WRITE_BUFFER, file));
+        Ok(())
+    }
+
+    fn write_line(&mut self, line: &[u8]) -> Result<(), ExportError> {
+        self.ensure_open()?;
+        let len = line.len() as u64;
+        // A line larger than the limit still goes out, alone in a fresh file.
+        if self.size > 0 && self.size.saturating_add(len) > self.rotation.max_bytes {
+            self.rotate()?;
+        }
+        let result = match self.file.as_mut() {
+            Some(f) => f.write_all(line),
+            None => Ok(()),
+        };
+        if let Err(e) = result {
+            // Start over with a fresh handle on the next attempt.
+            self.file = None;
+            return Err(self.io_error("write to", e));
+        }
+        self.size += len;
+        self.flush_if_due()
+    }
+
+    fn flush_if_due(&mut self) -> Result<(), ExportError> {
+        if self.last_flush.elapsed() >= self.flush_interval {
+            self.flush()
+        } else {
+            Ok(())
+        }
+    }
+
+    fn flush(&mut self) -> Result<(), ExportError> {
+        self.last_flush = Instant::now();
+        match self.file.as_mut().map(|f| f.flush()) {
+            Some(Err(e)) => {
+                self.file = None;
+                Err(self.io_error("write to", e))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn rotate(&mut self) -> Result<(), ExportError> {
+        self.flush()?;
+        self.file = None;
+        let backup = backup_path(&self.path, SystemTime::now(), self.rotation.localtime);
+        std::fs::rename(&self.path, &backup).map_err(|e| {
+            ExportError::retryable(format!(
+                "file exporter: cannot rotate {} to {}: {e}",
+                self.path.display(),
+                backup.display()
+            ))
+        })?;
+        self.ensure_open()?;
+        if let Err(e) = prune_backups(&self.path, &self.rotation) {
+            tracing::warn!(path = %self.path.display(), error = %e, "file exporter: cannot remove old backups");
+        }
+        Ok(())
+    }
+}
+
+/// (stem, extension with its dot) of the active file's name.
+fn name_parts(path: &Path) -> (String, String) {
+    let stem = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let ext = path
+        .extension()
+        .map(|e| format!(".{}", e.to_string_lossy()))
+        .unwrap_or_default();
+    (stem, ext)
+}
+
+/// Length of lumberjack's timestamp `2006-01-02T15-04-05.000`.
+const STAMP_LEN: usize = 23;
+
+fn format_stamp(t: SystemTime, localtime: bool) -> String {
+    let since = t.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
+    let secs = libc::time_t::try_from(since.as_secs()).unwrap_or(libc::time_t::MAX);
+    // SAFETY: `tm` is plain old data; the *_r variants write only into it
+    // and are thread-safe.
+    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
+    let ok = unsafe {
+        if localtime {
+            !libc::localtime_r(&secs, &mut tm).is_null()
+        } else {
+            !libc::gmtime_r(&secs, &mut tm).is_null()
+        }
+    };
+    if !ok {
+        return format!("{:0>23}", since.as_millis());
+    }
+    format!(
+        "{:04}-{:02}-{:02}T{:02}-{:02}-{:02}.{:03}",
+        tm.tm_year + 1900,
+        tm.tm_mon + 1,
+        tm.tm_mday,
+        tm.tm_hour,
+        tm.tm_min,
+        tm.tm_sec,
+        since.subsec_millis()
+    )
+}
+
+/// `<dir>/<stem>-<stamp><ext>`, unique: a name taken within the same
+/// millisecond moves on by a millisecond, keeping names in time order.
+fn backup_path(path: &Path, now: SystemTime, localtime: bool) -> PathBuf {
+    let (stem, ext) = name_parts(path);
+    let dir = path.parent().unwrap_or(Path::new(""));
+    let mut t = now;
+    for _ in 0..1000 {
+        let candidate = dir.join(format!("{stem}-{}{ext}", format_stamp(t, localtime)));
+        if !candidate.exists() {
+            return candidate;
+        }
+        t += Duration::from_millis(1);
+    }
+    dir.join(format!("{stem}-{}{ext}", format_stamp(t, localtime)))
+}
+
+/// Backups of `path`, oldest first.
+fn list_backups(path: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let (stem, ext) = name_parts(path);
+    let dir = match path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        Some(d) => d.to_path_buf(),
+        None => PathBuf::from("."),
+    };
+    let prefix = format!("{stem}-");
+    let mut backups: Vec<(String, PathBuf)> = Vec::new();
+    for entry in std::fs::read_dir(&dir)? {
+        let entry = entry?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(stamp) = name
+            .strip_prefix(&prefix)
+            .and_then(|r| r.strip_suffix(ext.as_str()))
+        else {
+            continue;
+        };
+        let looks_like_stamp = stamp.len() == STAMP_LEN
+            && stamp.bytes().enumerate().all(|(i, b)| match i {
+                4 | 7 | 13 | 16 => b == b'-',
+                10 => b == b'T',
+                19 => b == b'.',
+                _ => b.is_ascii_digit(),
+            });
+        if looks_like_stamp {
+            backups.push((stamp.to_string(), entry.path()));
+        }
+    }
+    backups.sort();
+    Ok(backups.into_iter().map(|(_, p)| p).collect())
+}
+
+fn prune_backups(path: &Path, rotation: &Rotation) -> std::io::Result<()> {
+    let mut backups = list_backups(path)?;
+    if let Some(max_age) = rotation.max_age {
+        let now = SystemTime::now();
+        backups.retain(|b| {
+            let old = std::fs::metadata(b)
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|m| now.duration_since(m).ok())
+                .is_some_and(|age| age > max_age);
+            if old {
+                let _ = std::fs::remove_file(b);
+            }
+            !old
+        });
+    }
+    if rotation.max_backups > 0 && backups.len() > rotation.max_backups {
+        let excess = backups.len() - rotation.max_backups;
+        for b in &backups[..excess] {
+            std::fs::remove_file(b)?;
+        }
+    }
+    Ok(())
+}
+
+/// OTLP/JSON encoding (https://opentelemetry.io/docs/specs/otlp/#json-protobuf-encoding)
+/// on top of opentelemetry-proto's serde support, which already gives
+/// lowerCamelCase keys, 64-bit integers as strings, enums as integers, hex
+/// trace and span ids and base64 bytes. Fixed up here:
+/// - fields at their default value are left out, like the collector does
+///   (the serde output lists every field, `"traceId":""` included); oneof
+///   members and proto3 `optional` fields are kept, since there presence
+///   carries meaning;
+/// - `null` (an unset optional) is left out;
+/// - NaN and infinities, which serde_json turns into `null`, are written as
+///   the strings `"NaN"`, `"Infinity"`, `"-Infinity"` as proto3 JSON requires.
+pub(crate) mod otlp_json {
+    use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
+    use opentelemetry_proto::tonic::logs::v1::ResourceLogs;
+    use opentelemetry_proto::tonic::metrics::v1::{
+        exemplar, metric::Data, number_data_point, Exemplar, ResourceMetrics,
+    };
+    use serde::Serialize;
+    use serde_json::{Map, Value};
+
+    use crate::pipeline::Payload;
+
+    #[derive(Serialize)]
+    #[serde(rename_all = "camelCase")]
+    struct LogsRequest<'a> {
+        resource_logs: &'a [ResourceLogs],
+    }
+
+    #[derive(Serialize)]
+    #[serde(rename_all = "camelCase")]
+    struct MetricsRequest<'a> {
+        resource_metrics: &'a [ResourceMetrics],
+    }
+
+    /// Keys whose presence matters even at the default value: oneof members
+    /// and proto3 `optional` fields.
+    const PRESENCE_KEYS: &[&str] = &[
+        "stringValue",
+        "boolValue",
+        "intValue",
+        "doubleValue",
+        "arrayValue",
+        "kvlistValue",
+        "bytesValue",
+        "asDouble",
+        "asInt",
+        "gauge",
+        "sum",
+        "histogram",
+        "exponentialHistogram",
+        "summary",
+        "min",
+        "max",
+    ];
+
+    /// 64-bit integer fields, written as strings; `"0"` is their default.
+    const U64_STRING_KEYS: &[&str] = &[
+        "timeUnixNano",
+        "startTimeUnixNano",
+        "observedTimeUnixNano",
+        "count",
+        "zeroCount",
+    ];
+
+    /// One `ExportLogsServiceRequest` / `ExportMetricsServiceRequest` as compact JSON.
+    pub(crate) fn encode(payload: &Payload) -> serde_json::Result<Vec<u8>> {
+        let mut v = match payload {
+            Payload::Logs(rl) => {
+                let mut v = serde_json::to_value(LogsRequest { resource_logs: rl })?;
+                fix_logs(rl, &mut v);
+                v
+            }
+            Payload::Metrics(rm) => {
+                let mut v = serde_json::to_value(MetricsRequest {
+                    resource_metrics: rm,
+                })?;
+                fix_metrics(rm, &mut v);
+                v
+            }
+        };
+        strip_defaults(&mut v);
+        serde_json::to_vec(&v)
+    }
+
+    fn non_finite(d: f64) -> Option<Value> {
+        if d.is_nan() {
+            Some(Value::from("NaN"))
+        } else if d == f64::INFINITY {
+            Some(Value::from("Infinity"))
+        } else if d == f64::NEG_INFINITY {
+            Some(Value::from("-Infinity"))
+        } else {
+            None
+        }
+    }
+
+    /// Sets `obj[key]` to the proto3 JSON string of `d` when it is not finite.
+    fn fix_double(obj: Option<&mut Value>, key: &str, d: f64) {
+        if let (Some(Value::Object(m)), Some(s)) = (obj, non_finite(d)) {
+            m.insert(key.to_string(), s);
+        }
+    }
+
+    fn fix_any(v: &AnyValue, json: Option<&mut Value>) {
+        let Some(json) = json else { return };
+        match &v.value {
+            Some(any_value::Value::DoubleValue(d)) => fix_double(Some(json), "doubleValue", *d),
+            Some(any_value::Value::ArrayValue(a)) => {
+                for (i, item) in a.values.iter().enumerate() {
+                    fix_any(item, json.pointer_mut(&format!("/arrayValue/values/{i}")));
+                }
+            }
+            Some(any_value::Value::KvlistValue(kv)) => {
+                fix_attrs(&kv.values, json.pointer_mut("/kvlistValue/values"));
+            }
+            _ => {}
+        }
+    }
+
+    fn fix_attrs(attrs: &[KeyValue], json: Option<&mut Value>) {
+        let Some(Value::Array(items)) = json else {
+            return;
+        };
+        for (kv, item) in attrs.iter().zip(items.iter_mut()) {
+            if let Some(v) = &kv.value {
+                fix_any(v, item.get_mut("value"));
+            }
+        }
+    }
+
+    fn fix_logs(rls: &[ResourceLogs], json: &mut Value) {
+        for (i, rl) in rls.iter().enumerate() {
+            let Some(rj) = json.pointer_mut(&format!("/resourceLogs/{i}")) else {
+                continue;
+            };
+            if let Some(r) = &rl.resource {
+                fix_attrs(&r.attributes, rj.pointer_mut("/resource/attributes"));
+            }
+            for (j, sl) in rl.scope_logs.iter().enumerate() {
+                let Some(sj) = rj.pointer_mut(&format!("/scopeLogs/{j}")) else {
+                    continue;
+                };
+                if let Some(s) = &sl.scope {
+                    fix_attrs(&s.attributes, sj.pointer_mut("/scope/attributes"));
+                }
+                for (k, r) in sl.log_records.iter().enumerate() {
+                    let Some(lj) = sj.pointer_mut(&format!("/logRecords/{k}")) else {
+                        continue;
+                    };
+                    if let Some(b) = &r.body {
+                        fix_any(b, lj.get_mut("body"));
+                    }
+                    fix_attrs(&r.attributes, lj.get_mut("attributes"));
+                }
+            }
+        }
+    }
+
+    fn fix_exemplars(ex: &[Exemplar], json: Option<&mut Value>) {
+        let Some(Value::Array(items)) = json else {
+            return;
+        };
+        for (e, item) in ex.iter().zip(items.iter_mut()) {
+            if let Some(exemplar::Value::AsDouble(d)) = e.value {
+                fix_double(Some(&mut *item), "asDouble", d);
+            }
+            fix_attrs(&e.filtered_attributes, item.get_mut("filteredAttributes"));
+        }
+    }
+
+    fn fix_optional(obj: &mut Value, key: &str, d: Option<f64>) {
+        if let Some(d) = d {
+            fix_double(Some(obj), key, d);
+        }
+    }
+
+    fn fix_metrics(rms: &[ResourceMetrics], json: &mut Value) {
+        for (i, rm) in rms.iter().enumerate() {
+            let Some(rj) = json.pointer_mut(&format!("/resourceMetrics/{i}")) else {
+                continue;
+            };
+            if let Some(r) = &rm.resource {
+                fix_attrs(&r.attributes, rj.pointer_mut("/resource/attributes"));
+            }
+            for (j, sm) in rm.scope_metrics.iter().enumerate() {
+                let Some(sj) = rj.pointer_mut(&format!("/scopeMetrics/{j}")) else {
+                    continue;
+                };
+                if let Some(s) = &sm.scope {
+                    fix_attrs(&s.attributes, sj.pointer_mut("/scope/attributes"));
+                }
+                for (k, m) in sm.metrics.iter().enumerate() {
+                    let Some(mj) = sj.pointer_mut(&format!("/metrics/{k}")) else {
+                        continue;
+                    };
+                    fix_metric_data(m.data.as_ref(), mj);
+                }
+            }
+        }
+    }
+
+    fn fix_metric_data(data: Option<&Data>, mj: &mut Value) {
+        match data {
+            Some(Data::Gauge(g)) => {
+                fix_numbers(&g.data_points, mj.pointer_mut("/gauge/dataPoints"))
+            }
+            Some(Data::Sum(s)) => fix_numbers(&s.data_points, mj.pointer_mut("/sum/dataPoints")),
+            Some(Data::Histogram(h)) => {
+                let Some(Value::Array(items)) = mj.pointer_mut("/histogram/dataPoints") else {
+                    return;
+                };
+                for (p, pj) in h.data_points.iter().zip(items.iter_mut()) {
+                    fix_optional(pj, "sum", p.sum);
+                    fix_optional(pj, "min", p.min);
+                    fix_optional(pj, "max", p.max);
+                    if let Some(Value::Array(bounds)) = pj.get_mut("explicitBounds") {
+                        for (b, bj) in p.explicit_bounds.iter().zip(bounds.iter_mut()) {
+                            if let Some(s) = non_finite(*b) {
+                                *bj = s;
+                            }
+                        }
+                    }
+                    fix_attrs(&p.attributes, pj.get_mut("attributes"));
+                    fix_exemplars(&p.exemplars, pj.get_mut("exemplars"));
+                }
+            }
+            Some(Data::ExponentialHistogram(h)) => {
+                let Some(Value::Array(items)) = mj.pointer_mut("/exponentialHistogram/dataPoints")
+                else {
+                    return;
+                };
+                for (p, pj) in h.data_points.iter().zip(items.iter_mut()) {
+                    fix_optional(pj, "sum", p.sum);
+                    fix_optional(pj, "min", p.min);
+                    fix_optional(pj, "max", p.max);
+                    fix_double(Some(&mut *pj), "zeroThreshold", p.zero_threshold);
+                    fix_attrs(&p.attributes, pj.get_mut("attributes"));
+                    fix_exemplars(&p.exemplars, pj.get_mut("exemplars"));
+                }
+            }
+            Some(Data::Summary(s)) => {
+                let Some(Value::Array(items)) = mj.pointer_mut("/summary/dataPoints") else {
+                    return;
+                };
+                for (p, pj) in s.data_points.iter().zip(items.iter_mut()) {
+                    fix_double(Some(&mut *pj), "sum", p.sum);
+                    if let Some(Value::Array(qs)) = pj.get_mut("quantileValues") {
+                        for (q, qj) in p.quantile_values.iter().zip(qs.iter_mut()) {
+                            fix_double(Some(&mut *qj), "quantile", q.quantile);
+                            fix_double(Some(&mut *qj), "value", q.value);
+                        }
+                    }
+                    fix_attrs(&p.attributes, pj.get_mut("attributes"));
+                }
+            }
+            None => {}
+        }
+    }
+
+    fn fix_numbers(
+        points: &[opentelemetry_proto::tonic::metrics::v1::NumberDataPoint],
+        json: Option<&mut Value>,
+    ) {
+        let Some(Value::Array(items)) = json else {
+            return;
+        };
+        for (p, pj) in points.iter().zip(items.iter_mut()) {
+            if let Some(number_data_point::Value::AsDouble(d)) = p.value {
+                fix_double(Some(&mut *pj), "asDouble", d);
+            }
+            fix_attrs(&p.attributes, pj.get_mut("attributes"));
+            fix_exemplars(&p.exemplars, pj.get_mut("exemplars"));
+        }
+    }
+
+    fn is_default(key: &str, v: &Value) -> bool {
+        match v {
+            Value::Null => true,
+            _ if PRESENCE_KEYS.contains(&key) => false,
+            Value::Bool(b) => !b,
+            Value::Number(n) => n.as_f64() == Some(0.0),
+            Value::String(s) => s.is_empty() || (s == "0" && U64_STRING_KEYS.contains(&key)),
+            Value::Array(a) => a.is_empty(),
+            Value::Object(o) => o.is_empty(),
+        }
+    }
+
+    /// Removes default-valued fields, innermost first, so that objects
+    /// emptied by it go too. Array elements are never removed.
+    pub(crate) fn strip_defaults(v: &mut Value) {
+        match v {
+            Value::Object(map) => {
+                let mut kept = Map::with_capacity(map.len());
+                for (k, mut child) in std::mem::take(map) {
+                    strip_defaults(&mut child);
+                    if !is_default(&k, &child) {
+                        kept.insert(k, child);
+                    }
+                }
+                *map = kept;
+            }
+            Value::Array(items) => items.iter_mut().for_each(strip_defaults),
+            _ => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+    use opentelemetry_proto::tonic::common::v1::{
+        any_value, AnyValue, InstrumentationScope, KeyValue,
+    };
+    use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
+    use opentelemetry_proto::tonic::metrics::v1::{
+        metric::Data, number_data_point, Gauge, Histogram, HistogramDataPoint, Metric,
+        NumberDataPoint, ResourceMetrics, ScopeMetrics, Sum,
+    };
+    use opentelemetry_proto::tonic::resource::v1::Resource;
+    use serde_json::json;
+
+    fn kv(k: &str, v: any_value::Value) -> KeyValue {
+        KeyValue {
+            key: k.to_string(),
+            value: Some(AnyValue { value: Some(v) }),
+            ..Default::default()
+        }
+    }
+
+    fn logs(n: usize, body: &str) -> Payload {
+        Payload::Logs(vec![ResourceLogs {
+            resource: Some(Resource {
+                attributes: vec![kv("host.name", any_value::Value::StringValue("box".into()))],
+                ..Default::default()
+            }),
+            scope_logs: vec![ScopeLogs {
+                scope: Some(InstrumentationScope {
+                    name: "oomscope".into(),
+                    ..Default::default()
+                }),
+                log_records: (0..n)
+                    .map(|i| LogRecord {
+                        time_unix_nano: 1_700_000_000_000_000_000 + i as u64,
+                        severity_number: 17,
+                        body: Some(AnyValue {
+                            value: Some(any_value::Value::StringValue(body.to_string())),
+                        }),
+                        attributes: vec![
+                            kv("process.pid", any_value::Value::IntValue(42)),
+                            kv("empty", any_value::Value::StringValue(String::new())),
+                            kv("zero", any_value::Value::IntValue(0)),
+                            kv("raw", any_value::Value::BytesValue(vec![0xff, 0])),
+                        ],
+                        trace_id: vec![0x01; 16],
+                        span_id: vec![0x02; 8],
+                        ..Default::default()
+                    })
+                    .collect(),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }])
+    }
+
+    #[test]
+    fn logs_json_follows_the_otlp_rules() {
+        let line = otlp_json::encode(&logs(1, "hello")).expect("encode");
+        let v: serde_json::Value = serde_json::from_slice(&line).expect("json");
+        let expected = json!({"resourceLogs": [{
+            "resource": {"attributes": [{"key": "host.name", "value": {"stringValue": "box"}}]},
+            "scopeLogs": [{
+                "scope": {"name": "oomscope"},
+                "logRecords": [{
+                    "timeUnixNano": "1700000000000000000",
+                    "severityNumber": 17,
+                    "body": {"stringValue": "hello"},
+                    "attributes": [
+                        {"key": "process.pid", "value": {"intValue": "42"}},
+                        {"key": "empty", "value": {"stringValue": ""}},
+                        {"key": "zero", "value": {"intValue": "0"}},
+                        {"key": "raw", "value": {"bytesValue": "/wA="}}
+                    ],
+                    "traceId": "01010101010101010101010101010101",
+                    "spanId": "0202020202020202"
+                }]
+            }]
+        }]});
+        assert_eq!(v, expected);
+        // And it reads back as the same request.
+        let back: ExportLogsServiceRequest = serde_json::from_slice(&line).expect("decode");
+        assert_eq!(Payload::Logs(back.resource_logs), logs(1, "hello"));
+    }
+
+    #[test]
+    fn metrics_json_follows_the_otlp_rules() {
+        let payload = Payload::Metrics(vec![ResourceMetrics {
+            scope_metrics: vec![ScopeMetrics {
+                metrics: vec![
+                    Metric {
+                        name: "g".into(),
+                        data: Some(Data::Gauge(Gauge {
+                            data_points: vec![
+                                NumberDataPoint {
+                                    value: Some(number_data_point::Value::AsDouble(0.0)),
+                                    ..Default::default()
+                                },
+                                NumberDataPoint {
+                                    value: Some(number_data_point::Value::AsDouble(f64::NAN)),
+                                    ..Default::default()
+                                },
+                                NumberDataPoint {
+                                    value: Some(number_data_point::Value::AsInt(-5)),
+                                    time_unix_nano: u64::MAX,
+                                    ..Default::default()
+                                },
+                            ],
+                        })),
+                        ..Default::default()
+                    },
+                    Metric {
+                        name: "s".into(),
+                        unit: "By".into(),
+                        data: Some(Data::Sum(Sum {
+                            data_points: vec![],
+                            aggregation_temporality: 2,
+                            is_monotonic: true,
+                        })),
+                        ..Default::default()
+                    },
+                    Metric {
+                        name: "h".into(),
+                        data: Some(Data::Histogram(Histogram {
+                            data_points: vec![HistogramDataPoint {
+                                count: 3,
+                                sum: Some(0.0),
+                                max: Some(f64::INFINITY),
+                                bucket_counts: vec![1, 0, 2],
+                                explicit_bounds: vec![1.0, 2.5],
+                                ..Default::default()
+                            }],
+                            aggregation_temporality: 1,
+                        })),
+                        ..Default::default()
+                    },
+                ],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }]);
+        let line = otlp_json::encode(&payload).expect("encode");
+        let v: serde_json::Value = serde_json::from_slice(&line).expect("json");
+        let expected = json!({"resourceMetrics": [{"scopeMetrics": [{"metrics": [
+            {"name": "g", "gauge": {"dataPoints": [
+                {"asDouble": 0.0},
+                {"asDouble": "NaN"},
+                {"asInt": "-5", "timeUnixNano": "18446744073709551615"}
+            ]}},
+            {"name": "s", "unit": "By", "sum": {"aggregationTemporality": 2, "isMonotonic": true}},
+            {"name": "h", "histogram": {"aggregationTemporality": 1, "dataPoints": [{
+                "count": "3", "sum": 0.0, "max": "Infinity",
+                "bucketCounts": ["1", "0", "2"], "explicitBounds": [1.0, 2.5]
+            }]}}
+        ]}]}]});
+        assert_eq!(v, expected);
+    }
+
+    fn rotation(max_bytes: u64, max_backups: usize) -> Rotation {
+        Rotation {
+            max_bytes,
+            max_backups,
+            max_age: None,
+            localtime: false,
+        }
+    }
+
+    fn read_lines(path: &Path) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(path)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("each line is JSON"))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn writes_one_request_per_line_and_flushes_on_shutdown() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("sub/dir/out.json");
+        let client = FileClient::new(path.clone(), rotation(MIB, 10), Duration::from_secs(3600));
+        client.export(&logs(2, "a")).await.expect("export");
+        client.export(&logs(1, "b")).await.expect("export");
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap_or_default(),
+            "",
+            "still buffered"
+        );
+        client.shutdown().await;
+        let lines = read_lines(&path);
+        assert_eq!(lines.len(), 2);
+        let records = |v: &serde_json::Value| {
+            v["resourceLogs"][0]["scopeLogs"][0]["logRecords"]
+                .as_array()
+                .map_or(0, Vec::len)
+        };
+        assert_eq!((records(&lines[0]), records(&lines[1])), (2, 1));
+        // Appends after a restart.
+        let again = FileClient::new(path.clone(), rotation(MIB, 10), Duration::from_secs(3600));
+        again.export(&logs(1, "c")).await.expect("export");
+        again.shutdown().await;
+        assert_eq!(read_lines(&path).len(), 3);
+    }
+
+    #[tokio::test]
+    async fn flushes_within_the_interval() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("out.json");
+        let client = FileClient::new(path.clone(), rotation(MIB, 10), Duration::from_millis(50));
+        client.export(&logs(1, "a")).await.expect("export");
+        // The timer flushes without further writes; poll with a generous bound.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while read_lines(&path).is_empty() {
+            assert!(Instant::now() < deadline, "not flushed by the timer");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(read_lines(&path).len(), 1);
+    }
+
+    #[tokio::test]
+    async fn rotates_at_the_size_limit_and_prunes_backups() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("oom.log");
+        let one_line = otlp_json::encode(&logs(1, "x")).expect("encode").len() as u64 + 1;
+        // Room for exactly two lines per file.
+        let client = FileClient::new(
+            path.clone(),
+            rotation(one_line * 2, 2),
+            Duration::from_secs(3600),
+        );
+        for _ in 0..2 {
+            client.export(&logs(1, "x")).await.expect("export");
+        }
+        assert!(
+            list_backups(&path).expect("list").is_empty(),
+            "two lines fit"
+        );
+        client.export(&logs(1, "x")).await.expect("export");
+        let backups = list_backups(&path).expect("list");
+        assert_eq!(backups.len(), 1, "the third line rotates");
+        assert_eq!(read_lines(&backups[0]).len(), 2);
+        let name = backups[0]
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        assert!(
+            name.starts_with("oom-")
+                && name.ends_with(".log")
+                && name.len() == "oom-".len() + STAMP_LEN + ".log".len(),
+            "{name}"
+        );
+        for _ in 0..6 {
+            client.export(&logs(1, "x")).await.expect("export");
+        }
+        client.shutdown().await;
+        // 9 lines: 4 full files rotated, 2 kept; the active file holds 1.
+        let backups = list_backups(&path).expect("list");
+        assert_eq!(backups.len(), 2, "pruned to max_backups: {backups:?}");
+        assert_eq!(read_lines(&path).len(), 1);
+        for b in &backups {
+            assert_eq!(read_lines(b).len(), 2);
+            assert!(std::fs::metadata(b).map(|m| m.len()).unwrap_or(0) <= one_line * 2);
+        }
+    }
+
+    #[tokio::test]
+    async fn io_errors_are_retryable_and_name_the_path() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        // A directory where the file should be: open fails.
+        let path = dir.path().join("taken");
+        std::fs::create_dir(&path).expect("mkdir");
+        let client = FileClient::new(path.clone(), rotation(MIB, 1), Duration::from_secs(1));
+        let err = client.export(&logs(1, "a")).await.expect_err("fails");
+        assert_eq!(err.kind, super::super::helper::ExportErrorKind::Retryable);
+        assert!(
+            err.message.contains(&path.display().to_string()),
+            "{}",
+            err.message
+        );
+    }
+
+    #[test]
+    fn config_defaults_and_validation() {
+        let c: FileExporterConfig =
+            serde_json::from_value(json!({"path": "/tmp/x.json"})).expect("valid");
+        assert!(c.validate().is_ok());
+        assert_eq!(c.rotation, RotationConfig::default());
+        assert_eq!(c.flush_interval, GoDuration::from_secs(1));
+        assert!(!c.retry_on_failure.enabled);
+        assert!(c.sending_queue.enabled);
+        assert_eq!(
+            FileExporterConfig::default().validate().err().as_deref(),
+            Some("path must be non-empty")
+        );
+        let proto = FileExporterConfig {
+            format: "proto".into(),
+            ..c.clone()
+        };
+        assert!(proto
+            .validate()
+            .err()
+            .unwrap_or_default()
+            .contains("\"proto\" is not supported"));
+        assert!(serde_json::from_value::<FileExporterConfig>(
+            json!({"path": "x", "rotation": {"max_mb": 1}})
+        )
+        .is_err());
+    }
+
+    #[test]
+    fn backup_names_follow_lumberjack() {
+        let t = SystemTime::UNIX_EPOCH + Duration::from_millis(1_478_284_200_123);
+        assert_eq!(format_stamp(t, false), "2016-11-04T18-30-00.123");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = dir.path().join("server.log");
+        let first = backup_path(&p, t, false);
+        assert_eq!(first, dir.path().join("server-2016-11-04T18-30-00.123.log"));
+        std::fs::write(&first, "").expect("write");
+        assert_eq!(
+            backup_path(&p, t, false),
+            dir.path().join("server-2016-11-04T18-30-00.124.log")
+        );
+    }
+}

@@ -1,9 +1,943 @@
-//! placeholder
+//! The `batch` processor: merges small batches into larger ones and splits
+//! oversized ones, like the collector's `batchprocessor`.
+//!
+//! The returned consumer only hands batches to a bounded channel (so a slow
+//! downstream pushes back on receivers); a task of its own buffers them and
+//! flushes to the next consumer when
+//! - the buffered item count reaches `send_batch_size`,
+//! - `timeout` has passed since the first item was buffered,
+//! - an urgent batch (an OOM kill) arrives: everything buffered goes at once,
+//! - the consumer is dropped (shutdown): what is buffered is flushed, then the
+//!   task ends and drops `next`.
+//!
+//! With `send_batch_max_size` > 0, no batch sent on holds more items than
+//! that: larger data is split across resources, scopes and metrics (resource,
+//! scope and metric metadata are copied to every piece), and each piece gets
+//! its own acknowledgement share.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use opentelemetry_proto::tonic::logs::v1::{ResourceLogs, ScopeLogs};
+use opentelemetry_proto::tonic::metrics::v1::{
+    metric::Data, ExponentialHistogram, Gauge, Histogram, Metric, ResourceMetrics, ScopeMetrics,
+    Sum, Summary,
+};
+use serde::Deserialize;
+use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
 use crate::component::BuildContext;
-use crate::pipeline::{DynConsumer, Signal};
-#[derive(Debug, Clone, Default, serde::Deserialize)]
+use crate::config::GoDuration;
+use crate::pipeline::{Batch, ConsumeError, Consumer, DynConsumer, Finalizers, Payload, Signal};
+use crate::telemetry::ProcessorMetrics;
+
+/// Batches waiting in the channel between the consumer and the batching task.
+/// Small on purpose: when the task is blocked on a slow `next`, senders wait.
+const CHANNEL_CAPACITY: usize = 16;
+
+/// At most one "dropped" log line per this interval.
+const DROP_LOG_INTERVAL: Duration = Duration::from_secs(10);
+
+/// `batch` configuration, with the collector's defaults.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct BatchConfig {}
-impl BatchConfig { pub fn validate(&self) -> Result<(), String> { Ok(()) } }
-pub fn build(_c: &BatchConfig, _ctx: &BuildContext, _s: Signal, next: DynConsumer) -> anyhow::Result<(DynConsumer, Option<JoinHandle<()>>)> { Ok((next, None)) }
+pub struct BatchConfig {
+    /// Item count (log records, metric data points) at which a batch is sent
+    /// regardless of the timeout. It triggers a flush; it does not bound the
+    /// batch size (see `send_batch_max_size`). 0 leaves only the timeout.
+    pub send_batch_size: usize,
+    /// Upper bound on the items of one batch sent on; larger data is split.
+    /// 0 means no bound. When set, it must be at least `send_batch_size`.
+    pub send_batch_max_size: usize,
+    /// Time after the first buffered item at which the batch is sent
+    /// regardless of its size. 0 sends every batch at once (then only
+    /// `send_batch_max_size` applies).
+    pub timeout: GoDuration,
+}
+
+impl Default for BatchConfig {
+    fn default() -> Self {
+        BatchConfig {
+            send_batch_size: 8192,
+            send_batch_max_size: 0,
+            timeout: GoDuration::from_millis(200),
+        }
+    }
+}
+
+impl BatchConfig {
+    pub fn validate(&self) -> Result<(), String> {
+        if self.send_batch_max_size > 0 && self.send_batch_max_size < self.send_batch_size {
+            return Err(
+                "send_batch_max_size must be greater or equal to send_batch_size".to_string(),
+            );
+        }
+        Ok(())
+    }
+}
+
+pub fn build(
+    c: &BatchConfig,
+    ctx: &BuildContext,
+    s: Signal,
+    next: DynConsumer,
+) -> anyhow::Result<(DynConsumer, Option<JoinHandle<()>>)> {
+    c.validate()
+        .map_err(|e| anyhow::anyhow!("{}: {e}", ctx.id))?;
+    let (tx, rx) = mpsc::channel(CHANNEL_CAPACITY);
+    let batcher = Batcher {
+        id: ctx.id.to_string(),
+        signal: s,
+        send_batch_size: c.send_batch_size,
+        send_batch_max_size: c.send_batch_max_size,
+        timeout: c.timeout.get(),
+        next,
+        metrics: ctx.telemetry.processor(&ctx.id),
+        buffer: None,
+        dropped_log: DropLog::default(),
+    };
+    let task = tokio::spawn(batcher.run(rx));
+    Ok((Arc::new(BatchConsumer { tx, signal: s }), Some(task)))
+}
+
+/// What the pipeline feeds: hands batches to the batching task.
+struct BatchConsumer {
+    tx: mpsc::Sender<Batch>,
+    signal: Signal,
+}
+
+#[async_trait]
+impl Consumer for BatchConsumer {
+    async fn consume(&self, batch: Batch) -> Result<(), ConsumeError> {
+        if batch.signal() != self.signal {
+            return Err(ConsumeError::Permanent(format!(
+                "batch processor of a {} pipeline got {} data",
+                self.signal,
+                batch.signal()
+            )));
+        }
+        self.tx
+            .send(batch)
+            .await
+            .map_err(|_| ConsumeError::Shutdown)
+    }
+}
+
+/// Data waiting to be sent.
+struct Buffered {
+    payload: Payload,
+    finalizers: Finalizers,
+    items: usize,
+    urgent: bool,
+}
+
+/// Why a flush happens.
+#[derive(Copy, Clone, PartialEq, Eq, Debug)]
+enum Flush {
+    /// `send_batch_size` reached: full pieces go, a short remainder stays.
+    Size,
+    /// Timeout, urgent data, shutdown: everything goes.
+    All,
+}
+
+#[derive(Default)]
+struct DropLog {
+    last: Option<Instant>,
+    suppressed_batches: u64,
+}
+
+struct Batcher {
+    id: String,
+    signal: Signal,
+    send_batch_size: usize,
+    send_batch_max_size: usize,
+    timeout: Duration,
+    next: DynConsumer,
+    metrics: ProcessorMetrics,
+    buffer: Option<Buffered>,
+    dropped_log: DropLog,
+}
+
+impl Batcher {
+    async fn run(mut self, mut rx: mpsc::Receiver<Batch>) {
+        // Set when the buffer goes from empty to non-empty.
+        let mut deadline: Option<Instant> = None;
+        loop {
+            tokio::select! {
+                received = rx.recv() => match received {
+                    Some(batch) => {
+                        let urgent = batch.urgent;
+                        if self.buffer.is_none() {
+                            deadline = Some(Instant::now() + self.timeout);
+                        }
+                        self.add(batch);
+                        if urgent || self.timeout.is_zero() {
+                            self.flush(Flush::All).await;
+                        } else if self.send_batch_size > 0
+                            && self.buffer.as_ref().is_some_and(|b| b.items >= self.send_batch_size)
+                        {
+                            self.flush(Flush::Size).await;
+                            if self.buffer.is_some() {
+                                // The remainder waits a full timeout, as in the collector.
+                                deadline = Some(Instant::now() + self.timeout);
+                            }
+                        }
+                        if self.buffer.is_none() {
+                            deadline = None;
+                        }
+                    }
+                    None => {
+                        self.flush(Flush::All).await;
+                        return;
+                    }
+                },
+                () = sleep_until_opt(deadline), if deadline.is_some() => {
+                    deadline = None;
+                    self.flush(Flush::All).await;
+                }
+            }
+        }
+    }
+
+    fn add(&mut self, batch: Batch) {
+        let items = batch.item_count();
+        let payload = Arc::try_unwrap(batch.payload).unwrap_or_else(|shared| (*shared).clone());
+        match &mut self.buffer {
+            None => {
+                self.buffer = Some(Buffered {
+                    payload,
+                    finalizers: batch.finalizers,
+                    items,
+                    urgent: batch.urgent,
+                })
+            }
+            Some(buf) => {
+                buf.payload.append(payload);
+                buf.finalizers.merge(batch.finalizers);
+                buf.items += items;
+                buf.urgent |= batch.urgent;
+            }
+        }
+    }
+
+    async fn flush(&mut self, why: Flush) {
+        let Some(buf) = self.buffer.take() else {
+            return;
+        };
+        if self.send_batch_max_size == 0 || buf.items <= self.send_batch_max_size {
+            if why == Flush::Size && buf.items < self.send_batch_size {
+                self.buffer = Some(buf);
+                return;
+            }
+            self.send(buf.payload, buf.finalizers, buf.items, buf.urgent)
+                .await;
+            return;
+        }
+        let pieces = split_payload(buf.payload, self.send_batch_max_size);
+        let shares = buf.finalizers.split(pieces.len());
+        let last = pieces.len().saturating_sub(1);
+        for (i, (piece, finalizers)) in pieces.into_iter().zip(shares).enumerate() {
+            let items = piece.item_count();
+            if i == last && why == Flush::Size && items < self.send_batch_size {
+                self.buffer = Some(Buffered {
+                    payload: piece,
+                    finalizers,
+                    items,
+                    urgent: buf.urgent,
+                });
+                return;
+            }
+            self.send(piece, finalizers, items, buf.urgent).await;
+        }
+    }
+
+    async fn send(&mut self, payload: Payload, finalizers: Finalizers, items: usize, urgent: bool) {
+        let batch = Batch {
+            payload: Arc::new(payload),
+            finalizers,
+            urgent,
+        };
+        // On error the batch (and its unsettled finalizers) is dropped:
+        // receivers waiting for acknowledgement see it as failed.
+        if let Err(e) = self.next.consume(batch).await {
+            self.metrics.dropped(self.signal, items);
+            let now = Instant::now();
+            let log_now = self
+                .dropped_log
+                .last
+                .is_none_or(|last| now.duration_since(last) >= DROP_LOG_INTERVAL);
+            if log_now {
+                tracing::warn!(
+                    processor = %self.id,
+                    items,
+                    suppressed_batches = self.dropped_log.suppressed_batches,
+                    error = %e,
+                    "batch dropped: the next component refused it"
+                );
+                self.dropped_log = DropLog {
+                    last: Some(now),
+                    suppressed_batches: 0,
+                };
+            } else {
+                self.dropped_log.suppressed_batches += 1;
+            }
+        }
+    }
+}
+
+async fn sleep_until_opt(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Splits `payload` into pieces of at most `max_items` items (`max_items` > 0).
+/// Containers without items (a resource without scopes, a metric without
+/// points) travel with the piece being filled, so nothing is lost.
+pub(crate) fn split_payload(payload: Payload, max_items: usize) -> Vec<Payload> {
+    match payload {
+        Payload::Logs(rl) => split_logs(rl, max_items)
+            .into_iter()
+            .map(Payload::Logs)
+            .collect(),
+        Payload::Metrics(rm) => split_metrics(rm, max_items)
+            .into_iter()
+            .map(Payload::Metrics)
+            .collect(),
+    }
+}
+
+/// Pieces being filled, up to `max` items each.
+struct Pieces<T> {
+    max: usize,
+    done: Vec<Vec<T>>,
+    current: Vec<T>,
+    count: usize,
+}
+
+impl<T> Pieces<T> {
+    fn new(max: usize) -> Self {
+        Pieces {
+            max: max.max(1),
+            done: Vec::new(),
+            current: Vec::new(),
+            count: 0,
+        }
+    }
+
+    /// Room left in the current piece; starts a new piece when it is full.
+    /// Returns true when a new piece was started.
+    fn make_room(&mut self) -> bool {
+        if self.count >= self.max {
+            self.done.push(std::mem::take(&mut self.current));
+            self.count = 0;
+            true
+        } else {
+            false
+        }
+    }
+
+    fn room(&self) -> usize {
+        self.max - self.count
+    }
+
+    fn finish(mut self) -> Vec<Vec<T>> {
+        if !self.current.is_empty() {
+            self.done.push(self.current);
+        }
+        self.done
+    }
+}
+
+fn split_logs(input: Vec<ResourceLogs>, max: usize) -> Vec<Vec<ResourceLogs>> {
+    let mut pieces = Pieces::new(max);
+    for mut rl in input {
+        let scopes = std::mem::take(&mut rl.scope_logs);
+        // Whether the last resource of the current piece is `rl`'s copy.
+        let mut resource_open = false;
+        for mut sl in scopes {
+            let mut records = std::mem::take(&mut sl.log_records).into_iter();
+            let mut scope_open = false;
+            loop {
+                if pieces.make_room() {
+                    resource_open = false;
+                    scope_open = false;
+                }
+                if !resource_open {
+                    pieces.current.push(ResourceLogs {
+                        resource: rl.resource.clone(),
+                        scope_logs: Vec::new(),
+                        schema_url: rl.schema_url.clone(),
+                    });
+                    resource_open = true;
+                }
+                let take = pieces.room().min(records.len());
+                let Some(resource) = pieces.current.last_mut() else {
+                    break;
+                };
+                if !scope_open {
+                    resource.scope_logs.push(ScopeLogs {
+                        scope: sl.scope.clone(),
+                        log_records: Vec::with_capacity(take),
+                        schema_url: sl.schema_url.clone(),
+                    });
+                    scope_open = true;
+                }
+                if let Some(scope) = resource.scope_logs.last_mut() {
+                    scope.log_records.extend(records.by_ref().take(take));
+                }
+                pieces.count += take;
+                if records.len() == 0 {
+                    break;
+                }
+            }
+        }
+        if !resource_open {
+            pieces.current.push(rl);
+        }
+    }
+    pieces.finish()
+}
+
+fn split_metrics(input: Vec<ResourceMetrics>, max: usize) -> Vec<Vec<ResourceMetrics>> {
+    let mut pieces = Pieces::new(max);
+    for mut rm in input {
+        let scopes = std::mem::take(&mut rm.scope_metrics);
+        let mut resource_open = false;
+        for mut sm in scopes {
+            let metrics = std::mem::take(&mut sm.metrics);
+            let mut scope_open = false;
+            for mut metric in metrics {
+                let mut data = metric.data.take();
+                loop {
+                    if pieces.make_room() {
+                        resource_open = false;
+                        scope_open = false;
+                    }
+                    let remaining = data.as_ref().map_or(0, point_count);
+                    let take = pieces.room().min(remaining);
+                    if !resource_open {
+                        pieces.current.push(ResourceMetrics {
+                            resource: rm.resource.clone(),
+                            scope_metrics: Vec::new(),
+                            schema_url: rm.schema_url.clone(),
+                        });
+                        resource_open = true;
+                    }
+                    let Some(resource) = pieces.current.last_mut() else {
+                        break;
+                    };
+                    if !scope_open {
+                        resource.scope_metrics.push(ScopeMetrics {
+                            scope: sm.scope.clone(),
+                            metrics: Vec::new(),
+                            schema_url: sm.schema_url.clone(),
+                        });
+                        scope_open = true;
+                    }
+                    let Some(scope) = resource.scope_metrics.last_mut() else {
+                        break;
+                    };
+                    let chunk = match &mut data {
+                        // The whole rest fits: move it instead of copying.
+                        Some(_) if take == remaining => data.take(),
+                        Some(d) => Some(take_points(d, take)),
+                        None => None,
+                    };
+                    // Every round is a new piece (or the last round), so the
+                    // chunk always opens a new copy of the metric.
+                    scope.metrics.push(Metric {
+                        name: metric.name.clone(),
+                        description: metric.description.clone(),
+                        unit: metric.unit.clone(),
+                        metadata: metric.metadata.clone(),
+                        data: chunk,
+                    });
+                    pieces.count += take;
+                    if data.is_none() {
+                        break;
+                    }
+                }
+            }
+        }
+        if !resource_open {
+            pieces.current.push(rm);
+        }
+    }
+    pieces.finish()
+}
+
+fn point_count(data: &Data) -> usize {
+    match data {
+        Data::Gauge(g) => g.data_points.len(),
+        Data::Sum(s) => s.data_points.len(),
+        Data::Histogram(h) => h.data_points.len(),
+        Data::ExponentialHistogram(h) => h.data_points.len(),
+        Data::Summary(s) => s.data_points.len(),
+    }
+}
+
+/// Moves the first `n` points of `data` into a new `Data` of the same kind.
+fn take_points(data: &mut Data, n: usize) -> Data {
+    fn front<T>(v: &mut Vec<T>, n: usize) -> Vec<T> {
+        let rest = v.split_off(n.min(v.len()));
+        std::mem::replace(v, rest)
+    }
+    match data {
+        Data::Gauge(g) => Data::Gauge(Gauge {
+            data_points: front(&mut g.data_points, n),
+        }),
+        Data::Sum(s) => Data::Sum(Sum {
+            data_points: front(&mut s.data_points, n),
+            aggregation_temporality: s.aggregation_temporality,
+            is_monotonic: s.is_monotonic,
+        }),
+        Data::Histogram(h) => Data::Histogram(Histogram {
+            data_points: front(&mut h.data_points, n),
+            aggregation_temporality: h.aggregation_temporality,
+        }),
+        Data::ExponentialHistogram(h) => Data::ExponentialHistogram(ExponentialHistogram {
+            data_points: front(&mut h.data_points, n),
+            aggregation_temporality: h.aggregation_temporality,
+        }),
+        Data::Summary(s) => Data::Summary(Summary {
+            data_points: front(&mut s.data_points, n),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::ComponentId;
+    use crate::extensions::Extensions;
+    use crate::pipeline::consumer::testing::Collect;
+    use crate::pipeline::{BatchNotifier, DeliveryStatus};
+    use crate::telemetry::Telemetry;
+    use opentelemetry_proto::tonic::common::v1::{
+        any_value, AnyValue, InstrumentationScope, KeyValue,
+    };
+    use opentelemetry_proto::tonic::logs::v1::LogRecord;
+    use opentelemetry_proto::tonic::metrics::v1::NumberDataPoint;
+    use opentelemetry_proto::tonic::resource::v1::Resource;
+    use tokio_util::sync::CancellationToken;
+
+    fn ctx() -> BuildContext {
+        BuildContext {
+            id: ComponentId::new("batch", None),
+            telemetry: Telemetry::noop(),
+            extensions: Arc::new(Extensions::default()),
+            shutdown: CancellationToken::new(),
+        }
+    }
+
+    fn kv(k: &str, v: &str) -> KeyValue {
+        KeyValue {
+            key: k.to_string(),
+            value: Some(AnyValue {
+                value: Some(any_value::Value::StringValue(v.to_string())),
+            }),
+            ..Default::default()
+        }
+    }
+
+    /// One resource (`host.name` = `host`) with one scope per entry of `scopes`,
+    /// each holding that many records.
+    fn logs(host: &str, scopes: &[usize]) -> Payload {
+        Payload::Logs(vec![ResourceLogs {
+            resource: Some(Resource {
+                attributes: vec![kv("host.name", host)],
+                ..Default::default()
+            }),
+            scope_logs: scopes
+                .iter()
+                .enumerate()
+                .map(|(i, &n)| ScopeLogs {
+                    scope: Some(InstrumentationScope {
+                        name: format!("scope{i}"),
+                        ..Default::default()
+                    }),
+                    log_records: (0..n)
+                        .map(|j| LogRecord {
+                            time_unix_nano: j as u64,
+                            ..Default::default()
+                        })
+                        .collect(),
+                    schema_url: String::new(),
+                })
+                .collect(),
+            schema_url: "https://opentelemetry.io/schemas/1.26.0".to_string(),
+        }])
+    }
+
+    fn config(size: usize, max: usize, timeout: Duration) -> BatchConfig {
+        BatchConfig {
+            send_batch_size: size,
+            send_batch_max_size: max,
+            timeout: GoDuration(timeout),
+        }
+    }
+
+    #[test]
+    fn defaults_and_validation() {
+        let c = BatchConfig::default();
+        assert_eq!((c.send_batch_size, c.send_batch_max_size), (8192, 0));
+        assert_eq!(c.timeout, GoDuration::from_millis(200));
+        assert!(c.validate().is_ok());
+        let bad = config(100, 10, Duration::from_secs(1));
+        assert_eq!(
+            bad.validate().err().as_deref(),
+            Some("send_batch_max_size must be greater or equal to send_batch_size")
+        );
+        let parsed: BatchConfig =
+            serde_json::from_value(serde_json::json!({"send_batch_size": 10, "timeout": "1s"}))
+                .expect("valid");
+        assert_eq!(parsed, config(10, 0, Duration::from_secs(1)));
+        assert!(serde_json::from_value::<BatchConfig>(serde_json::json!({"max_size": 1})).is_err());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn flushes_when_send_batch_size_is_reached() {
+        let (collect, mut out) = Collect::new(None);
+        let (consumer, task) = build(
+            &config(10, 0, Duration::from_secs(3600)),
+            &ctx(),
+            Signal::Logs,
+            collect,
+        )
+        .expect("build");
+        consumer
+            .consume(Batch::new(logs("a", &[4])))
+            .await
+            .expect("consume");
+        consumer
+            .consume(Batch::new(logs("b", &[4])))
+            .await
+            .expect("consume");
+        tokio::task::yield_now().await;
+        assert!(out.try_recv().is_err(), "8 < 10 items: nothing sent yet");
+        consumer
+            .consume(Batch::new(logs("c", &[3])))
+            .await
+            .expect("consume");
+        let got = tokio::time::timeout(Duration::from_secs(1), out.recv())
+            .await
+            .expect("a size flush, well before the 1h timeout")
+            .expect("batch");
+        assert_eq!(got.item_count(), 11);
+        match &*got.payload {
+            Payload::Logs(rl) => assert_eq!(rl.len(), 3),
+            Payload::Metrics(_) => panic!("logs expected"),
+        }
+        drop(consumer);
+        task.expect("task").await.expect("join");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn flushes_after_the_timeout() {
+        let (collect, mut out) = Collect::new(None);
+        let (consumer, task) = build(
+            &config(1000, 0, Duration::from_millis(200)),
+            &ctx(),
+            Signal::Logs,
+            collect,
+        )
+        .expect("build");
+        let start = Instant::now();
+        consumer
+            .consume(Batch::new(logs("a", &[2])))
+            .await
+            .expect("consume");
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        consumer
+            .consume(Batch::new(logs("b", &[3])))
+            .await
+            .expect("consume");
+        let got = out.recv().await.expect("batch");
+        assert_eq!(got.item_count(), 5);
+        // Paused time: exactly the timeout after the first item, not the second.
+        assert_eq!(start.elapsed(), Duration::from_millis(200));
+        drop(consumer);
+        task.expect("task").await.expect("join");
+        assert!(
+            out.recv().await.is_none(),
+            "nothing else, and `next` dropped"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn urgent_batch_flushes_everything_at_once() {
+        let (collect, mut out) = Collect::new(None);
+        let (consumer, _task) = build(
+            &config(1000, 0, Duration::from_secs(3600)),
+            &ctx(),
+            Signal::Logs,
+            collect,
+        )
+        .expect("build");
+        let start = Instant::now();
+        consumer
+            .consume(Batch::new(logs("a", &[2])))
+            .await
+            .expect("consume");
+        consumer
+            .consume(Batch::new(logs("oom", &[1])).urgent())
+            .await
+            .expect("consume");
+        let got = out.recv().await.expect("batch");
+        assert_eq!(start.elapsed(), Duration::ZERO);
+        assert_eq!(
+            got.item_count(),
+            3,
+            "what was buffered goes with the urgent data"
+        );
+        assert!(got.urgent);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn flushes_what_is_buffered_when_the_input_closes() {
+        let (collect, mut out) = Collect::new(None);
+        let (consumer, task) = build(
+            &config(1000, 0, Duration::from_secs(3600)),
+            &ctx(),
+            Signal::Logs,
+            collect,
+        )
+        .expect("build");
+        consumer
+            .consume(Batch::new(logs("a", &[7])))
+            .await
+            .expect("consume");
+        drop(consumer);
+        task.expect("task").await.expect("join");
+        assert_eq!(out.recv().await.expect("flushed at close").item_count(), 7);
+        assert!(out.recv().await.is_none());
+    }
+
+    fn resource_name(rl: &ResourceLogs) -> String {
+        match rl
+            .resource
+            .as_ref()
+            .and_then(|r| r.attributes.first())
+            .and_then(|a| a.value.as_ref())
+        {
+            Some(AnyValue {
+                value: Some(any_value::Value::StringValue(s)),
+            }) => s.clone(),
+            _ => String::new(),
+        }
+    }
+
+    #[test]
+    fn split_logs_keeps_every_record_with_its_resource_and_scope() {
+        let mut input = logs("a", &[5, 0, 2]);
+        input.append(logs("b", &[4]));
+        let pieces = split_payload(input.clone(), 4);
+        let counts: Vec<usize> = pieces.iter().map(Payload::item_count).collect();
+        assert_eq!(counts, vec![4, 4, 3]);
+        // Reassemble (resource, scope, record time) triples and compare.
+        let flatten = |p: &Payload| -> Vec<(String, String, u64)> {
+            let Payload::Logs(rls) = p else {
+                return Vec::new();
+            };
+            let mut v = Vec::new();
+            for rl in rls {
+                for sl in &rl.scope_logs {
+                    for r in &sl.log_records {
+                        let scope = sl
+                            .scope
+                            .as_ref()
+                            .map(|s| s.name.clone())
+                            .unwrap_or_default();
+                        v.push((resource_name(rl), scope, r.time_unix_nano));
+                    }
+                }
+            }
+            v
+        };
+        let joined: Vec<_> = pieces.iter().flat_map(&flatten).collect();
+        assert_eq!(joined, flatten(&input));
+        // The empty scope travelled along; resource schema URL is kept.
+        let Payload::Logs(first) = &pieces[1] else {
+            panic!("logs")
+        };
+        assert_eq!(
+            first[0].schema_url,
+            "https://opentelemetry.io/schemas/1.26.0"
+        );
+        let scopes: Vec<_> = first[0]
+            .scope_logs
+            .iter()
+            .map(|s| s.scope.as_ref().map(|s| s.name.as_str()).unwrap_or(""))
+            .collect();
+        assert_eq!(scopes, vec!["scope0", "scope1", "scope2"]);
+        assert_eq!(
+            first.iter().map(resource_name).collect::<Vec<_>>(),
+            vec!["a", "b"]
+        );
+    }
+
+    fn gauge_metrics(points_per_metric: &[usize]) -> Payload {
+        Payload::Metrics(vec![ResourceMetrics {
+            resource: Some(Resource {
+                attributes: vec![kv("host.name", "h")],
+                ..Default::default()
+            }),
+            scope_metrics: vec![ScopeMetrics {
+                scope: Some(InstrumentationScope {
+                    name: "hostmetrics".to_string(),
+                    ..Default::default()
+                }),
+                metrics: points_per_metric
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &n)| Metric {
+                        name: format!("m{i}"),
+                        unit: "By".to_string(),
+                        data: Some(Data::Sum(Sum {
+                            data_points: (0..n)
+                                .map(|j| NumberDataPoint {
+                                    time_unix_nano: j as u64,
+                                    ..Default::default()
+                                })
+                                .collect(),
+                            aggregation_temporality: 2,
+                            is_monotonic: true,
+                        })),
+                        ..Default::default()
+                    })
+                    .collect(),
+                schema_url: String::new(),
+            }],
+            schema_url: String::new(),
+        }])
+    }
+
+    #[test]
+    fn split_metrics_keeps_metric_metadata() {
+        let input = gauge_metrics(&[3, 5, 1]);
+        let pieces = split_payload(input.clone(), 3);
+        assert_eq!(
+            pieces.iter().map(Payload::item_count).collect::<Vec<_>>(),
+            vec![3, 3, 3]
+        );
+        let flatten = |p: &Payload| -> Vec<(String, String, i32, bool, u64)> {
+            let Payload::Metrics(rms) = p else {
+                return Vec::new();
+            };
+            let mut v = Vec::new();
+            for rm in rms {
+                for sm in &rm.scope_metrics {
+                    for m in &sm.metrics {
+                        if let Some(Data::Sum(s)) = &m.data {
+                            for dp in &s.data_points {
+                                v.push((
+                                    m.name.clone(),
+                                    m.unit.clone(),
+                                    s.aggregation_temporality,
+                                    s.is_monotonic,
+                                    dp.time_unix_nano,
+                                ));
+                            }
+                        }
+                    }
+                }
+            }
+            v
+        };
+        let joined: Vec<_> = pieces.iter().flat_map(&flatten).collect();
+        assert_eq!(joined, flatten(&input));
+        let Payload::Metrics(second) = &pieces[1] else {
+            panic!("metrics")
+        };
+        let names: Vec<_> = second[0].scope_metrics[0]
+            .metrics
+            .iter()
+            .map(|m| m.name.as_str())
+            .collect();
+        assert_eq!(names, vec!["m1"]);
+        assert_eq!(
+            second[0].scope_metrics[0]
+                .scope
+                .as_ref()
+                .map(|s| s.name.as_str()),
+            Some("hostmetrics")
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn max_size_splits_and_every_share_settles() {
+        let (collect, mut out) = Collect::new(Some(DeliveryStatus::Delivered));
+        let (consumer, task) = build(
+            &config(5, 5, Duration::from_secs(3600)),
+            &ctx(),
+            Signal::Logs,
+            collect,
+        )
+        .expect("build");
+        let (f1, rx1) = BatchNotifier::new_pair();
+        let (f2, rx2) = BatchNotifier::new_pair();
+        consumer
+            .consume(Batch::new(logs("a", &[3])).with_finalizers(Finalizers::new(f1)))
+            .await
+            .expect("consume");
+        consumer
+            .consume(Batch::new(logs("b", &[9])).with_finalizers(Finalizers::new(f2)))
+            .await
+            .expect("consume");
+        // 12 items: two pieces of 5 go on the size trigger, 2 stay buffered.
+        let a = out.recv().await.expect("piece");
+        let b = out.recv().await.expect("piece");
+        assert_eq!((a.item_count(), b.item_count()), (5, 5));
+        tokio::task::yield_now().await;
+        assert!(
+            out.try_recv().is_err(),
+            "the short remainder waits for the timeout"
+        );
+        drop(consumer);
+        task.expect("task").await.expect("join");
+        let c = out.recv().await.expect("remainder flushed at close");
+        assert_eq!(c.item_count(), 2);
+        assert_eq!(rx1.await.ok(), Some(DeliveryStatus::Delivered));
+        assert_eq!(rx2.await.ok(), Some(DeliveryStatus::Delivered));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn finalizers_fail_when_downstream_refuses() {
+        struct Refuse;
+        #[async_trait]
+        impl Consumer for Refuse {
+            async fn consume(&self, _batch: Batch) -> Result<(), ConsumeError> {
+                Err(ConsumeError::refused("full"))
+            }
+        }
+        let (consumer, task) = build(
+            &config(1, 0, Duration::from_secs(1)),
+            &ctx(),
+            Signal::Logs,
+            Arc::new(Refuse),
+        )
+        .expect("build");
+        let (f, rx) = BatchNotifier::new_pair();
+        consumer
+            .consume(Batch::new(logs("a", &[1])).with_finalizers(Finalizers::new(f)))
+            .await
+            .expect("the batch processor itself takes it");
+        assert_eq!(rx.await.ok(), Some(DeliveryStatus::Failed));
+        drop(consumer);
+        task.expect("task").await.expect("join");
+    }
+
+    #[tokio::test]
+    async fn wrong_signal_is_rejected() {
+        let (collect, _out) = Collect::new(None);
+        let (consumer, _task) =
+            build(&BatchConfig::default(), &ctx(), Signal::Metrics, collect).expect("build");
+        let err = consumer.consume(Batch::new(logs("a", &[1]))).await.err();
+        assert!(matches!(err, Some(ConsumeError::Permanent(_))));
+    }
+}

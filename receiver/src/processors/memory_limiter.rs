@@ -1,9 +1,557 @@
-//! placeholder
+//! The `memory_limiter` processor: refuses data while the agent uses too
+//! much memory, like the collector's `memorylimiterprocessor`, so that
+//! receivers push back (OTLP 429/503, file readers pause) instead of the agent
+//! growing until the kernel kills it.
+//!
+//! A background task samples the process's resident set size
+//! (`/proc/self/statm`) every `check_interval`. Limits:
+//! - hard limit: `limit_mib`, or `limit_percentage` of the memory available to
+//!   the agent (its cgroup's limit, v2 `memory.max` or v1
+//!   `memory.limit_in_bytes`, the smallest along the cgroup's ancestors, when
+//!   lower than `MemTotal`; else `MemTotal`);
+//! - soft limit: hard limit minus the spike allowance (`spike_limit_mib`, or
+//!   `spike_limit_percentage`; default 20% of the hard limit).
+//!
+//! Above the soft limit new data is refused (`ConsumeError::Refused` with
+//! `retry_after` = `check_interval`) until usage falls below it again. The
+//! collector also forces a garbage collection above the hard limit; Rust has
+//! no collector to run, memory is returned as soon as buffers drain, so above
+//! the hard limit we only keep refusing.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::Deserialize;
 use tokio::task::JoinHandle;
+use tokio_util::sync::{CancellationToken, DropGuard};
+
 use crate::component::BuildContext;
-use crate::pipeline::{DynConsumer, Signal};
-#[derive(Debug, Clone, Default, serde::Deserialize)]
+use crate::config::GoDuration;
+use crate::pipeline::{Batch, ConsumeError, Consumer, DynConsumer, Signal};
+use crate::telemetry::ProcessorMetrics;
+
+const MIB: u64 = 1024 * 1024;
+
+/// `memory_limiter` configuration (the collector's keys).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct MemoryLimiterConfig {}
-impl MemoryLimiterConfig { pub fn validate(&self) -> Result<(), String> { Ok(()) } }
-pub fn build(_c: &MemoryLimiterConfig, _ctx: &BuildContext, _s: Signal, next: DynConsumer) -> anyhow::Result<(DynConsumer, Option<JoinHandle<()>>)> { Ok((next, None)) }
+pub struct MemoryLimiterConfig {
+    /// Time between two memory usage samples; required (1s is recommended).
+    pub check_interval: GoDuration,
+    /// Hard limit on the agent's resident memory, in MiB.
+    pub limit_mib: u64,
+    /// Headroom below `limit_mib` for usage spikes between samples, in MiB;
+    /// data is refused above `limit_mib - spike_limit_mib`. 0 = 20% of the limit.
+    pub spike_limit_mib: u64,
+    /// Hard limit as a percentage of the memory available to the agent (its
+    /// cgroup limit, else the host's total); used when `limit_mib` is 0.
+    pub limit_percentage: u64,
+    /// Spike headroom as a percentage of the same total; 0 = 20% of the limit.
+    pub spike_limit_percentage: u64,
+}
+
+impl Default for MemoryLimiterConfig {
+    fn default() -> Self {
+        MemoryLimiterConfig {
+            check_interval: GoDuration::ZERO,
+            limit_mib: 0,
+            spike_limit_mib: 0,
+            limit_percentage: 0,
+            spike_limit_percentage: 0,
+        }
+    }
+}
+
+impl MemoryLimiterConfig {
+    /// The collector's checks and messages.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.check_interval.is_zero() {
+            return Err("'check_interval' must be greater than zero".to_string());
+        }
+        if self.limit_mib == 0 && self.limit_percentage == 0 {
+            return Err("'limit_mib' or 'limit_percentage' must be greater than zero".to_string());
+        }
+        if self.limit_mib > 0 && self.spike_limit_mib >= self.limit_mib {
+            return Err("'spike_limit_mib' must be smaller than 'limit_mib'".to_string());
+        }
+        if self.limit_percentage > 100 || self.spike_limit_percentage > 100 {
+            return Err(
+                "'limit_percentage' and 'spike_limit_percentage' must be greater than zero and less than or equal to hundred"
+                    .to_string(),
+            );
+        }
+        if self.limit_mib == 0 && self.spike_limit_percentage >= self.limit_percentage {
+            return Err(
+                "'spike_limit_percentage' must be smaller than 'limit_percentage'".to_string(),
+            );
+        }
+        Ok(())
+    }
+
+    /// (hard, soft) limits in bytes; `total` is the memory available to the
+    /// agent, read only when a percentage is configured.
+    fn limits(&self, total: impl FnOnce() -> anyhow::Result<u64>) -> anyhow::Result<(u64, u64)> {
+        let (hard, spike) = if self.limit_mib > 0 {
+            (
+                self.limit_mib.saturating_mul(MIB),
+                self.spike_limit_mib.saturating_mul(MIB),
+            )
+        } else {
+            let total = total()?;
+            (
+                total / 100 * self.limit_percentage,
+                total / 100 * self.spike_limit_percentage,
+            )
+        };
+        let spike = if spike == 0 { hard / 5 } else { spike };
+        Ok((hard, hard.saturating_sub(spike)))
+    }
+}
+
+pub fn build(
+    c: &MemoryLimiterConfig,
+    ctx: &BuildContext,
+    s: Signal,
+    next: DynConsumer,
+) -> anyhow::Result<(DynConsumer, Option<JoinHandle<()>>)> {
+    build_with(c, ctx, s, next, Arc::new(read_rss))
+}
+
+/// Reads the current memory usage in bytes.
+type UsageSampler = Arc<dyn Fn() -> std::io::Result<u64> + Send + Sync>;
+
+fn build_with(
+    c: &MemoryLimiterConfig,
+    ctx: &BuildContext,
+    s: Signal,
+    next: DynConsumer,
+    sampler: UsageSampler,
+) -> anyhow::Result<(DynConsumer, Option<JoinHandle<()>>)> {
+    c.validate()
+        .map_err(|e| anyhow::anyhow!("{}: {e}", ctx.id))?;
+    let (hard, soft) = c
+        .limits(available_memory)
+        .map_err(|e| anyhow::anyhow!("{}: cannot determine the memory limit: {e}", ctx.id))?;
+    let state = Arc::new(LimiterState {
+        id: ctx.id.to_string(),
+        hard,
+        soft,
+        refusing: AtomicBool::new(false),
+        last_usage: AtomicU64::new(0),
+    });
+    tracing::info!(
+        processor = %ctx.id,
+        limit_mib = hard / MIB,
+        soft_limit_mib = soft / MIB,
+        "memory limiter configured"
+    );
+    // Sample once now, so the first batches are already checked.
+    state.check(&sampler);
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(sample_loop(
+        Arc::clone(&state),
+        sampler,
+        c.check_interval.get(),
+        stop.clone(),
+    ));
+    let consumer = MemoryLimiter {
+        state,
+        retry_after: c.check_interval.get(),
+        signal: s,
+        metrics: ctx.telemetry.processor(&ctx.id),
+        next,
+        _stop_sampling: stop.drop_guard(),
+    };
+    Ok((Arc::new(consumer), Some(task)))
+}
+
+struct LimiterState {
+    id: String,
+    hard: u64,
+    soft: u64,
+    refusing: AtomicBool,
+    last_usage: AtomicU64,
+}
+
+impl LimiterState {
+    fn check(&self, sampler: &UsageSampler) {
+        let usage = match sampler() {
+            Ok(u) => u,
+            Err(e) => {
+                // Keep the previous decision: an unreadable /proc is no
+                // reason to start or stop refusing.
+                tracing::warn!(processor = %self.id, error = %e, "memory limiter: cannot read memory usage");
+                return;
+            }
+        };
+        self.last_usage.store(usage, Ordering::Relaxed);
+        let refuse = usage > self.soft;
+        let was = self.refusing.swap(refuse, Ordering::AcqRel);
+        match (was, refuse) {
+            (false, true) => tracing::warn!(
+                processor = %self.id,
+                cur_mem_mib = usage / MIB,
+                soft_limit_mib = self.soft / MIB,
+                hard_limit_mib = self.hard / MIB,
+                "memory usage is above the soft limit: refusing data"
+            ),
+            (true, false) => tracing::info!(
+                processor = %self.id,
+                cur_mem_mib = usage / MIB,
+                soft_limit_mib = self.soft / MIB,
+                "memory usage is below the soft limit again: accepting data"
+            ),
+            (true, true) if usage > self.hard => tracing::debug!(
+                processor = %self.id,
+                cur_mem_mib = usage / MIB,
+                hard_limit_mib = self.hard / MIB,
+                "memory usage is above the hard limit"
+            ),
+            _ => {}
+        }
+    }
+}
+
+async fn sample_loop(
+    state: Arc<LimiterState>,
+    sampler: UsageSampler,
+    every: Duration,
+    stop: CancellationToken,
+) {
+    let mut ticker = tokio::time::interval(every);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticker.tick().await; // the first tick is immediate; build() already sampled
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            _ = ticker.tick() => state.check(&sampler),
+        }
+    }
+}
+
+struct MemoryLimiter {
+    state: Arc<LimiterState>,
+    retry_after: Duration,
+    signal: Signal,
+    metrics: ProcessorMetrics,
+    next: DynConsumer,
+    /// Stops the sampling task when the consumer is dropped.
+    _stop_sampling: DropGuard,
+}
+
+#[async_trait]
+impl Consumer for MemoryLimiter {
+    async fn consume(&self, batch: Batch) -> Result<(), ConsumeError> {
+        if self.state.refusing.load(Ordering::Acquire) {
+            self.metrics.refused(self.signal, batch.item_count());
+            // The batch's finalizers drop unsettled: the source sees Failed
+            // and offers the data again.
+            return Err(ConsumeError::Refused {
+                reason: format!(
+                    "data refused due to high memory usage ({} MiB, soft limit {} MiB)",
+                    self.state.last_usage.load(Ordering::Relaxed) / MIB,
+                    self.state.soft / MIB
+                ),
+                retry_after: Some(self.retry_after),
+            });
+        }
+        self.next.consume(batch).await
+    }
+}
+
+/// The process's resident set size in bytes (`/proc/self/statm`, field 2, in pages).
+fn read_rss() -> std::io::Result<u64> {
+    let statm = std::fs::read_to_string("/proc/self/statm")?;
+    let pages: u64 = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|f| f.parse().ok())
+        .ok_or_else(|| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("/proc/self/statm: unexpected content {statm:?}"),
+            )
+        })?;
+    Ok(pages.saturating_mul(page_size()))
+}
+
+fn page_size() -> u64 {
+    // SAFETY: sysconf has no preconditions.
+    let n = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    u64::try_from(n).ok().filter(|&n| n > 0).unwrap_or(4096)
+}
+
+/// Memory available to the agent: its cgroup's limit when lower than the
+/// host's total, else the host's total.
+fn available_memory() -> anyhow::Result<u64> {
+    let meminfo = std::fs::read_to_string("/proc/meminfo")
+        .map_err(|e| anyhow::anyhow!("cannot read /proc/meminfo: {e}"))?;
+    let total =
+        mem_total(&meminfo).ok_or_else(|| anyhow::anyhow!("/proc/meminfo has no MemTotal"))?;
+    let cgroup = cgroup_memory_limit();
+    Ok(cgroup.map_or(total, |c| c.min(total)))
+}
+
+fn mem_total(meminfo: &str) -> Option<u64> {
+    let line = meminfo.lines().find(|l| l.starts_with("MemTotal:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib.saturating_mul(1024))
+}
+
+/// The lowest memory limit along this process's cgroup and its ancestors.
+fn cgroup_memory_limit() -> Option<u64> {
+    let cgroups = std::fs::read_to_string("/proc/self/cgroup").ok()?;
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    let dirs = cgroup_memory_dirs(&cgroups, &mountinfo);
+    dirs.iter()
+        .filter_map(|(dir, file)| lowest_limit_upwards(dir, file))
+        .min()
+}
+
+/// (cgroup directory, limit file name) for the memory controller, v2 and v1.
+fn cgroup_memory_dirs(cgroups: &str, mountinfo: &str) -> Vec<(Vec<PathBuf>, &'static str)> {
+    let mut out = Vec::new();
+    for line in cgroups.lines() {
+        let mut parts = line.splitn(3, ':');
+        let (Some(_), Some(controllers), Some(path)) = (parts.next(), parts.next(), parts.next())
+        else {
+            continue;
+        };
+        let (fstype, file) = if controllers.is_empty() {
+            ("cgroup2", "memory.max")
+        } else if controllers.split(',').any(|c| c == "memory") {
+            ("cgroup", "memory.limit_in_bytes")
+        } else {
+            continue;
+        };
+        for (root, mount_point) in cgroup_mounts(mountinfo, fstype) {
+            let rel = path.strip_prefix(root.as_str()).unwrap_or(path);
+            let mount_point = PathBuf::from(mount_point);
+            let mut chain = Vec::new();
+            let mut dir = mount_point.join(rel.trim_start_matches('/'));
+            loop {
+                chain.push(dir.clone());
+                if dir == mount_point || !dir.pop() || !dir.starts_with(&mount_point) {
+                    break;
+                }
+            }
+            out.push((chain, file));
+        }
+    }
+    out
+}
+
+/// (root, mount point) of the mounts of `fstype`; for v1 only memory ones.
+fn cgroup_mounts(mountinfo: &str, fstype: &str) -> Vec<(String, String)> {
+    mountinfo
+        .lines()
+        .filter_map(|line| {
+            let (left, right) = line.split_once(" - ")?;
+            let mut r = right.split_whitespace();
+            let fs = r.next()?;
+            let _source = r.next();
+            let super_opts = r.next().unwrap_or("");
+            if fs != fstype || (fstype == "cgroup" && !super_opts.split(',').any(|o| o == "memory"))
+            {
+                return None;
+            }
+            let mut l = left.split_whitespace();
+            let root = l.nth(3)?.to_string();
+            let mount_point = l.next()?.to_string();
+            Some((root, mount_point))
+        })
+        .collect()
+}
+
+fn lowest_limit_upwards(chain: &[PathBuf], file: &str) -> Option<u64> {
+    chain
+        .iter()
+        .filter_map(|dir| read_limit(&dir.join(file)))
+        .min()
+}
+
+/// A limit file's value; `max` (v2) means none.
+fn read_limit(path: &Path) -> Option<u64> {
+    let s = std::fs::read_to_string(path).ok()?;
+    s.trim().parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::ComponentId;
+    use crate::extensions::Extensions;
+    use crate::pipeline::consumer::testing::Collect;
+    use crate::pipeline::Payload;
+    use crate::telemetry::Telemetry;
+    use tokio_util::sync::CancellationToken;
+
+    fn ctx() -> BuildContext {
+        BuildContext {
+            id: ComponentId::new("memory_limiter", None),
+            telemetry: Telemetry::noop(),
+            extensions: Arc::new(Extensions::default()),
+            shutdown: CancellationToken::new(),
+        }
+    }
+
+    fn cfg(limit_mib: u64) -> MemoryLimiterConfig {
+        MemoryLimiterConfig {
+            check_interval: GoDuration::from_secs(1),
+            limit_mib,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn validation_uses_the_collector_messages() {
+        let zero = MemoryLimiterConfig::default();
+        assert_eq!(
+            zero.validate().err().as_deref(),
+            Some("'check_interval' must be greater than zero")
+        );
+        let no_limit = MemoryLimiterConfig {
+            check_interval: GoDuration::from_secs(1),
+            ..Default::default()
+        };
+        assert_eq!(
+            no_limit.validate().err().as_deref(),
+            Some("'limit_mib' or 'limit_percentage' must be greater than zero")
+        );
+        let spike = MemoryLimiterConfig {
+            spike_limit_mib: 100,
+            ..cfg(100)
+        };
+        assert_eq!(
+            spike.validate().err().as_deref(),
+            Some("'spike_limit_mib' must be smaller than 'limit_mib'")
+        );
+        let pct = MemoryLimiterConfig {
+            check_interval: GoDuration::from_secs(1),
+            limit_percentage: 80,
+            spike_limit_percentage: 25,
+            ..Default::default()
+        };
+        assert!(pct.validate().is_ok());
+        let parsed: MemoryLimiterConfig = serde_json::from_value(serde_json::json!({
+            "check_interval": "1s", "limit_mib": 512, "spike_limit_mib": 128
+        }))
+        .expect("valid");
+        assert_eq!(parsed.limits(|| Ok(0)).ok(), Some((512 * MIB, 384 * MIB)));
+    }
+
+    #[test]
+    fn limits_default_spike_is_a_fifth_and_percentages_use_the_total() {
+        assert_eq!(cfg(100).limits(|| Ok(0)).ok(), Some((100 * MIB, 80 * MIB)));
+        let pct = MemoryLimiterConfig {
+            check_interval: GoDuration::from_secs(1),
+            limit_percentage: 50,
+            spike_limit_percentage: 10,
+            ..Default::default()
+        };
+        assert_eq!(
+            pct.limits(|| Ok(1000 * MIB)).ok(),
+            Some((500 * MIB, 400 * MIB))
+        );
+        assert!(available_memory().is_ok_and(|m| m > 0));
+    }
+
+    #[test]
+    fn finds_cgroup_v1_and_v2_limit_files() {
+        let cgroups = "4:memory:/app/x\n0::/svc\n";
+        let mountinfo =
+            "30 25 0:26 / /sys/fs/cgroup/memory rw,relatime shared:9 - cgroup cgroup rw,memory\n\
+                         31 25 0:27 / /sys/fs/cgroup/cpu rw - cgroup cgroup rw,cpu\n\
+                         32 25 0:28 / /sys/fs/cgroup/unified rw - cgroup2 cgroup2 rw\n";
+        let dirs = cgroup_memory_dirs(cgroups, mountinfo);
+        assert_eq!(dirs.len(), 2);
+        assert_eq!(dirs[0].1, "memory.limit_in_bytes");
+        assert_eq!(
+            dirs[0].0,
+            vec![
+                PathBuf::from("/sys/fs/cgroup/memory/app/x"),
+                PathBuf::from("/sys/fs/cgroup/memory/app"),
+                PathBuf::from("/sys/fs/cgroup/memory"),
+            ]
+        );
+        assert_eq!(dirs[1].1, "memory.max");
+        assert_eq!(dirs[1].0[0], PathBuf::from("/sys/fs/cgroup/unified/svc"));
+    }
+
+    #[test]
+    fn reads_limit_files_with_max_meaning_none() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let child = dir.path().join("child");
+        std::fs::create_dir(&child).expect("mkdir");
+        std::fs::write(dir.path().join("memory.max"), "1048576\n").expect("write");
+        std::fs::write(child.join("memory.max"), "max\n").expect("write");
+        let chain = vec![child.clone(), dir.path().to_path_buf()];
+        assert_eq!(lowest_limit_upwards(&chain, "memory.max"), Some(1_048_576));
+        assert_eq!(lowest_limit_upwards(&chain[..1], "memory.max"), None);
+    }
+
+    #[tokio::test]
+    async fn refuses_when_rss_is_above_the_limit() {
+        assert!(
+            read_rss().is_ok_and(|r| r > MIB),
+            "a test process uses more than 1 MiB"
+        );
+        let (collect, mut out) = Collect::new(None);
+        let (consumer, task) = build(&cfg(1), &ctx(), Signal::Logs, collect).expect("build");
+        let err = consumer
+            .consume(Batch::new(Payload::Logs(Vec::new())))
+            .await
+            .err();
+        match err {
+            Some(ConsumeError::Refused { retry_after, .. }) => {
+                assert_eq!(retry_after, Some(Duration::from_secs(1)))
+            }
+            other => panic!("expected Refused, got {other:?}"),
+        }
+        assert!(out.try_recv().is_err());
+        drop(consumer);
+        let task = task.expect("sampling task");
+        tokio::time::timeout(Duration::from_secs(10), task)
+            .await
+            .expect("the sampling task ends when the consumer is dropped")
+            .expect("join");
+    }
+
+    #[tokio::test]
+    async fn passes_when_the_limit_is_high() {
+        let (collect, mut out) = Collect::new(None);
+        let (consumer, _task) = build(&cfg(1 << 30), &ctx(), Signal::Logs, collect).expect("build");
+        consumer
+            .consume(Batch::new(Payload::Logs(Vec::new())))
+            .await
+            .expect("accepted");
+        assert!(out.recv().await.is_some());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn stops_refusing_once_usage_falls() {
+        let usage = Arc::new(AtomicU64::new(90 * MIB));
+        let usage_for_sampler = Arc::clone(&usage);
+        let sampler: UsageSampler = Arc::new(move || Ok(usage_for_sampler.load(Ordering::Relaxed)));
+        let (collect, mut out) = Collect::new(None);
+        // Hard 100 MiB, soft 80 MiB.
+        let (consumer, _task) =
+            build_with(&cfg(100), &ctx(), Signal::Logs, collect, sampler).expect("build");
+        let batch = || Batch::new(Payload::Logs(Vec::new()));
+        assert!(consumer.consume(batch()).await.is_err());
+        usage.store(50 * MIB, Ordering::Relaxed);
+        assert!(
+            consumer.consume(batch()).await.is_err(),
+            "still refused until the next sample"
+        );
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        consumer
+            .consume(batch())
+            .await
+            .expect("accepted after the next sample");
+        assert!(out.recv().await.is_some());
+    }
+}

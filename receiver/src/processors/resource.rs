@@ -1,9 +1,588 @@
-//! placeholder
+//! The `resource` processor: changes resource attributes like the collector's
+//! `resourceprocessor`, and adds the host's own attributes like the
+//! `resource_detection` processor's `system` detector.
+//!
+//! Order of work on each resource:
+//! 1. detected host attributes (`detect: true`, the default) are *inserted*:
+//!    an attribute the data already has is left alone. Our own receivers do
+//!    not set these, so inserting is enough; data relayed from other hosts
+//!    keeps its origin's values (the collector's `override: false`).
+//! 2. the configured `attributes` actions run in order, so they can update
+//!    or delete a detected attribute.
+//!
+//! Detection runs once, at build.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
+use opentelemetry_proto::tonic::resource::v1::Resource;
+use serde::Deserialize;
 use tokio::task::JoinHandle;
+
 use crate::component::BuildContext;
-use crate::pipeline::{DynConsumer, Signal};
-#[derive(Debug, Clone, Default, serde::Deserialize)]
+use crate::pipeline::{Batch, ConsumeError, Consumer, DynConsumer, Payload, Signal};
+
+/// `resource` configuration.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct ResourceConfig {}
-impl ResourceConfig { pub fn validate(&self) -> Result<(), String> { Ok(()) } }
-pub fn build(_c: &ResourceConfig, _ctx: &BuildContext, _s: Signal, next: DynConsumer) -> anyhow::Result<(DynConsumer, Option<JoinHandle<()>>)> { Ok((next, None)) }
+pub struct ResourceConfig {
+    /// Actions on resource attributes, applied in order (after detection).
+    pub attributes: Vec<AttributeAction>,
+    /// Insert the host's attributes (`host.name`, `host.id`, `host.arch`,
+    /// `os.type`, `os.description`), detected once at build. On by default.
+    pub detect: bool,
+}
+
+impl Default for ResourceConfig {
+    fn default() -> Self {
+        ResourceConfig {
+            attributes: Vec::new(),
+            detect: true,
+        }
+    }
+}
+
+/// One entry of `attributes`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AttributeAction {
+    /// The attribute acted on.
+    pub key: String,
+    /// The value to set (string, int, float or bool); for insert, update and upsert.
+    #[serde(default)]
+    pub value: Option<AttributeValue>,
+    /// Copy the value of this attribute of the same resource instead of
+    /// `value`; nothing happens when it is absent.
+    #[serde(default)]
+    pub from_attribute: Option<String>,
+    pub action: Action,
+}
+
+/// What to do with `key`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    /// Set only when absent.
+    Insert,
+    /// Set only when present.
+    Update,
+    /// Set in both cases.
+    Upsert,
+    /// Remove.
+    Delete,
+}
+
+/// A configured attribute value.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(untagged)]
+pub enum AttributeValue {
+    Bool(bool),
+    Int(i64),
+    Double(f64),
+    String(String),
+}
+
+impl AttributeValue {
+    fn to_any_value(&self) -> AnyValue {
+        let value = match self {
+            AttributeValue::Bool(b) => any_value::Value::BoolValue(*b),
+            AttributeValue::Int(i) => any_value::Value::IntValue(*i),
+            AttributeValue::Double(d) => any_value::Value::DoubleValue(*d),
+            AttributeValue::String(s) => any_value::Value::StringValue(s.clone()),
+        };
+        AnyValue { value: Some(value) }
+    }
+}
+
+impl ResourceConfig {
+    pub fn validate(&self) -> Result<(), String> {
+        for (i, a) in self.attributes.iter().enumerate() {
+            if a.key.is_empty() {
+                return Err(format!("attributes[{i}]: missing required field \"key\""));
+            }
+            match a.action {
+                Action::Delete => {
+                    if a.value.is_some() || a.from_attribute.is_some() {
+                        return Err(format!(
+                            "attributes[{i}] (key {:?}): action \"delete\" takes neither \"value\" nor \"from_attribute\"",
+                            a.key
+                        ));
+                    }
+                }
+                Action::Insert | Action::Update | Action::Upsert => match (&a.value, &a.from_attribute) {
+                    (None, None) => {
+                        return Err(format!(
+                            "attributes[{i}] (key {:?}): missing required field \"value\" or \"from_attribute\" for action {:?}",
+                            a.key,
+                            a.action.as_str()
+                        ))
+                    }
+                    (Some(_), Some(_)) => {
+                        return Err(format!(
+                            "attributes[{i}] (key {:?}): set only one of \"value\" and \"from_attribute\"",
+                            a.key
+                        ))
+                    }
+                    _ => {}
+                },
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Action {
+    fn as_str(self) -> &'static str {
+        match self {
+            Action::Insert => "insert",
+            Action::Update => "update",
+            Action::Upsert => "upsert",
+            Action::Delete => "delete",
+        }
+    }
+}
+
+pub fn build(
+    c: &ResourceConfig,
+    ctx: &BuildContext,
+    _s: Signal,
+    next: DynConsumer,
+) -> anyhow::Result<(DynConsumer, Option<JoinHandle<()>>)> {
+    c.validate()
+        .map_err(|e| anyhow::anyhow!("{}: {e}", ctx.id))?;
+    let detected = if c.detect { detect_host() } else { Vec::new() };
+    if c.attributes.is_empty() && detected.is_empty() {
+        // Nothing to do: no processor in the way.
+        return Ok((next, None));
+    }
+    Ok((
+        Arc::new(ResourceProcessor {
+            detected,
+            actions: c.attributes.clone(),
+            next,
+        }),
+        None,
+    ))
+}
+
+struct ResourceProcessor {
+    detected: Vec<KeyValue>,
+    actions: Vec<AttributeAction>,
+    next: DynConsumer,
+}
+
+#[async_trait]
+impl Consumer for ResourceProcessor {
+    async fn consume(&self, mut batch: Batch) -> Result<(), ConsumeError> {
+        match Arc::make_mut(&mut batch.payload) {
+            Payload::Logs(rls) => rls
+                .iter_mut()
+                .for_each(|rl| self.apply(rl.resource.get_or_insert_with(Resource::default))),
+            Payload::Metrics(rms) => rms
+                .iter_mut()
+                .for_each(|rm| self.apply(rm.resource.get_or_insert_with(Resource::default))),
+        }
+        self.next.consume(batch).await
+    }
+}
+
+impl ResourceProcessor {
+    fn apply(&self, resource: &mut Resource) {
+        let attrs = &mut resource.attributes;
+        for kv in &self.detected {
+            if position(attrs, &kv.key).is_none() {
+                attrs.push(kv.clone());
+            }
+        }
+        for a in &self.actions {
+            apply_action(attrs, a);
+        }
+    }
+}
+
+fn position(attrs: &[KeyValue], key: &str) -> Option<usize> {
+    attrs.iter().position(|kv| kv.key == key)
+}
+
+fn apply_action(attrs: &mut Vec<KeyValue>, a: &AttributeAction) {
+    let existing = position(attrs, &a.key);
+    if a.action == Action::Delete {
+        // Duplicate keys are invalid OTLP but possible on the wire: remove all.
+        attrs.retain(|kv| kv.key != a.key);
+        return;
+    }
+    let set = matches!(
+        (a.action, existing),
+        (Action::Insert, None) | (Action::Update, Some(_)) | (Action::Upsert, _)
+    );
+    if !set {
+        return;
+    }
+    let value = match (&a.value, &a.from_attribute) {
+        (Some(v), _) => v.to_any_value(),
+        (None, Some(from)) => match position(attrs, from).and_then(|i| attrs[i].value.clone()) {
+            Some(v) => v,
+            None => return,
+        },
+        (None, None) => return,
+    };
+    match existing {
+        Some(i) => attrs[i].value = Some(value),
+        None => attrs.push(KeyValue {
+            key: a.key.clone(),
+            value: Some(value),
+            ..Default::default()
+        }),
+    }
+}
+
+/// The host's attributes, as far as they can be read; missing sources are
+/// skipped (logged at debug level), never an error.
+pub fn detect_host() -> Vec<KeyValue> {
+    let mut attrs = Vec::new();
+    let uname = uname();
+    if let Some(u) = &uname {
+        if !u.nodename.is_empty() {
+            attrs.push(string_kv("host.name", &u.nodename));
+        }
+    }
+    match machine_id() {
+        Some(id) => attrs.push(string_kv("host.id", &id)),
+        None => tracing::debug!(
+            "resource detection: no /etc/machine-id or /var/lib/dbus/machine-id; host.id not set"
+        ),
+    }
+    if let Some(u) = &uname {
+        attrs.push(string_kv("host.arch", semconv_arch(&u.machine)));
+    }
+    attrs.push(string_kv("os.type", "linux"));
+    let pretty = std::fs::read_to_string("/etc/os-release")
+        .or_else(|_| std::fs::read_to_string("/usr/lib/os-release"))
+        .ok()
+        .and_then(|s| os_release_value(&s, "PRETTY_NAME"));
+    let kernel = uname.as_ref().map(|u| format!("Linux {}", u.release));
+    let description = match (pretty, kernel) {
+        (Some(p), Some(k)) => Some(format!("{p} ({k})")),
+        (Some(p), None) => Some(p),
+        (None, Some(k)) => Some(k),
+        (None, None) => None,
+    };
+    if let Some(d) = description {
+        attrs.push(string_kv("os.description", &d));
+    }
+    attrs
+}
+
+fn string_kv(key: &str, value: &str) -> KeyValue {
+    KeyValue {
+        key: key.to_string(),
+        value: Some(AnyValue {
+            value: Some(any_value::Value::StringValue(value.to_string())),
+        }),
+        ..Default::default()
+    }
+}
+
+struct Uname {
+    nodename: String,
+    release: String,
+    machine: String,
+}
+
+fn uname() -> Option<Uname> {
+    // SAFETY: `utsname` is plain old data; uname(2) fills it with
+    // NUL-terminated strings and only reads the pointer we pass.
+    let mut u: libc::utsname = unsafe { std::mem::zeroed() };
+    if unsafe { libc::uname(&mut u) } != 0 {
+        tracing::debug!(error = %std::io::Error::last_os_error(), "resource detection: uname failed");
+        return None;
+    }
+    fn field(chars: &[libc::c_char]) -> String {
+        let bytes: Vec<u8> = chars
+            .iter()
+            .take_while(|&&c| c != 0)
+            .map(|&c| c as u8)
+            .collect();
+        String::from_utf8_lossy(&bytes).into_owned()
+    }
+    Some(Uname {
+        nodename: field(&u.nodename),
+        release: field(&u.release),
+        machine: field(&u.machine),
+    })
+}
+
+fn machine_id() -> Option<String> {
+    ["/etc/machine-id", "/var/lib/dbus/machine-id"]
+        .iter()
+        .filter_map(|p| std::fs::read_to_string(p).ok())
+        .map(|s| s.trim().to_string())
+        .find(|s| !s.is_empty())
+}
+
+/// The semantic-conventions `host.arch` value for a `uname -m` machine.
+fn semconv_arch(machine: &str) -> &str {
+    match machine {
+        "x86_64" | "amd64" => "amd64",
+        "aarch64" | "arm64" | "aarch64_be" => "arm64",
+        "i386" | "i486" | "i586" | "i686" | "x86" => "x86",
+        "ia64" => "ia64",
+        "ppc64" | "ppc64le" => "ppc64",
+        "ppc" | "ppcle" => "ppc32",
+        "s390x" => "s390x",
+        m if m.starts_with("arm") => "arm32",
+        other => other,
+    }
+}
+
+/// The unquoted value of `key` in os-release(5) content.
+fn os_release_value(content: &str, key: &str) -> Option<String> {
+    content.lines().find_map(|line| {
+        let (k, v) = line.trim().split_once('=')?;
+        if k != key {
+            return None;
+        }
+        let v = v.trim();
+        let unquoted = v
+            .strip_prefix('"')
+            .and_then(|s| s.strip_suffix('"'))
+            .or_else(|| v.strip_prefix('\'').and_then(|s| s.strip_suffix('\'')))
+            .unwrap_or(v);
+        let mut out = String::with_capacity(unquoted.len());
+        let mut chars = unquoted.chars();
+        while let Some(c) = chars.next() {
+            // Shell-style escapes: \" \\ \$ \`
+            if c == '\\' {
+                if let Some(n) = chars.next() {
+                    out.push(n);
+                }
+            } else {
+                out.push(c);
+            }
+        }
+        (!out.is_empty()).then_some(out)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::ComponentId;
+    use crate::extensions::Extensions;
+    use crate::pipeline::consumer::testing::Collect;
+    use crate::telemetry::Telemetry;
+    use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
+    use opentelemetry_proto::tonic::metrics::v1::ResourceMetrics;
+    use tokio_util::sync::CancellationToken;
+
+    fn ctx() -> BuildContext {
+        BuildContext {
+            id: ComponentId::new("resource", None),
+            telemetry: Telemetry::noop(),
+            extensions: Arc::new(Extensions::default()),
+            shutdown: CancellationToken::new(),
+        }
+    }
+
+    fn get<'a>(attrs: &'a [KeyValue], key: &str) -> Option<&'a any_value::Value> {
+        attrs
+            .iter()
+            .find(|kv| kv.key == key)
+            .and_then(|kv| kv.value.as_ref())
+            .and_then(|v| v.value.as_ref())
+    }
+
+    fn str_of(attrs: &[KeyValue], key: &str) -> Option<String> {
+        match get(attrs, key) {
+            Some(any_value::Value::StringValue(s)) => Some(s.clone()),
+            _ => None,
+        }
+    }
+
+    fn action(json: serde_json::Value) -> AttributeAction {
+        serde_json::from_value(json).expect("valid action")
+    }
+
+    async fn run(cfg: ResourceConfig, payload: Payload) -> Payload {
+        let (collect, mut out) = Collect::new(None);
+        let (consumer, task) = build(&cfg, &ctx(), payload.signal(), collect).expect("build");
+        assert!(task.is_none());
+        consumer
+            .consume(Batch::new(payload))
+            .await
+            .expect("consume");
+        let got = out.recv().await.expect("batch");
+        Arc::try_unwrap(got.payload).unwrap_or_else(|a| (*a).clone())
+    }
+
+    fn logs_with(attrs: Vec<KeyValue>) -> Payload {
+        Payload::Logs(vec![ResourceLogs {
+            resource: Some(Resource {
+                attributes: attrs,
+                ..Default::default()
+            }),
+            scope_logs: vec![ScopeLogs {
+                log_records: vec![LogRecord::default()],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }])
+    }
+
+    fn resource_attrs(p: &Payload) -> Vec<KeyValue> {
+        match p {
+            Payload::Logs(rl) => rl[0].resource.clone().unwrap_or_default().attributes,
+            Payload::Metrics(rm) => rm[0].resource.clone().unwrap_or_default().attributes,
+        }
+    }
+
+    #[tokio::test]
+    async fn insert_update_upsert_delete_follow_the_collector() {
+        let cfg = ResourceConfig {
+            detect: false,
+            attributes: vec![
+                action(serde_json::json!({"key": "new", "value": "x", "action": "insert"})),
+                action(serde_json::json!({"key": "kept", "value": "changed", "action": "insert"})),
+                action(serde_json::json!({"key": "absent", "value": 1, "action": "update"})),
+                action(serde_json::json!({"key": "present", "value": 42, "action": "update"})),
+                action(serde_json::json!({"key": "up1", "value": 1.5, "action": "upsert"})),
+                action(serde_json::json!({"key": "kept2", "value": true, "action": "upsert"})),
+                action(serde_json::json!({"key": "gone", "action": "delete"})),
+                action(
+                    serde_json::json!({"key": "copy", "from_attribute": "kept", "action": "upsert"}),
+                ),
+                action(
+                    serde_json::json!({"key": "nocopy", "from_attribute": "missing", "action": "insert"}),
+                ),
+            ],
+        };
+        assert!(cfg.validate().is_ok());
+        let input = logs_with(vec![
+            string_kv("kept", "orig"),
+            string_kv("present", "p"),
+            string_kv("kept2", "k"),
+            string_kv("gone", "g"),
+        ]);
+        let attrs = resource_attrs(&run(cfg, input).await);
+        assert_eq!(str_of(&attrs, "new").as_deref(), Some("x"));
+        assert_eq!(
+            str_of(&attrs, "kept").as_deref(),
+            Some("orig"),
+            "insert does not overwrite"
+        );
+        assert!(get(&attrs, "absent").is_none(), "update does not create");
+        assert_eq!(
+            get(&attrs, "present"),
+            Some(&any_value::Value::IntValue(42))
+        );
+        assert_eq!(
+            get(&attrs, "up1"),
+            Some(&any_value::Value::DoubleValue(1.5))
+        );
+        assert_eq!(
+            get(&attrs, "kept2"),
+            Some(&any_value::Value::BoolValue(true))
+        );
+        assert!(get(&attrs, "gone").is_none());
+        assert_eq!(str_of(&attrs, "copy").as_deref(), Some("orig"));
+        assert!(get(&attrs, "nocopy").is_none());
+    }
+
+    #[tokio::test]
+    async fn creates_a_missing_resource_on_metrics() {
+        let cfg = ResourceConfig {
+            detect: false,
+            attributes: vec![action(
+                serde_json::json!({"key": "a", "value": "b", "action": "upsert"}),
+            )],
+        };
+        let out = run(cfg, Payload::Metrics(vec![ResourceMetrics::default()])).await;
+        assert_eq!(str_of(&resource_attrs(&out), "a").as_deref(), Some("b"));
+    }
+
+    #[test]
+    fn validation_names_the_problem() {
+        let missing = ResourceConfig {
+            detect: false,
+            attributes: vec![action(serde_json::json!({"key": "a", "action": "insert"}))],
+        };
+        let err = missing.validate().err().unwrap_or_default();
+        assert!(
+            err.contains("missing required field \"value\" or \"from_attribute\""),
+            "{err}"
+        );
+        assert!(serde_json::from_value::<AttributeAction>(
+            serde_json::json!({"key": "a", "action": "hash"})
+        )
+        .is_err());
+        let parsed: ResourceConfig =
+            serde_json::from_value(serde_json::json!({"detect": false})).expect("valid");
+        assert!(parsed.attributes.is_empty() && !parsed.detect);
+        assert!(ResourceConfig::default().detect);
+    }
+
+    #[tokio::test]
+    async fn detection_matches_the_host_and_does_not_override() {
+        let cfg = ResourceConfig::default();
+        let input = logs_with(vec![string_kv("host.name", "from-the-data")]);
+        let attrs = resource_attrs(&run(cfg, input).await);
+        assert_eq!(
+            str_of(&attrs, "host.name").as_deref(),
+            Some("from-the-data")
+        );
+        assert_eq!(str_of(&attrs, "os.type").as_deref(), Some("linux"));
+
+        let detected = detect_host();
+        let machine_id = std::fs::read_to_string("/etc/machine-id")
+            .or_else(|_| std::fs::read_to_string("/var/lib/dbus/machine-id"))
+            .map(|s| s.trim().to_string())
+            .ok()
+            .filter(|s| !s.is_empty());
+        assert_eq!(str_of(&detected, "host.id"), machine_id);
+        assert_eq!(str_of(&attrs, "host.id"), machine_id);
+
+        let uname_r = std::process::Command::new("uname")
+            .arg("-r")
+            .output()
+            .expect("uname -r");
+        let release = String::from_utf8_lossy(&uname_r.stdout).trim().to_string();
+        let description = str_of(&detected, "os.description").unwrap_or_default();
+        assert!(
+            description.ends_with(&format!("(Linux {release})"))
+                || description == format!("Linux {release}"),
+            "{description}"
+        );
+
+        let uname_n = std::process::Command::new("uname")
+            .arg("-n")
+            .output()
+            .expect("uname -n");
+        let hostname = String::from_utf8_lossy(&uname_n.stdout).trim().to_string();
+        assert_eq!(str_of(&detected, "host.name"), Some(hostname));
+        let expected_arch = match std::env::consts::ARCH {
+            "x86_64" => "amd64",
+            "aarch64" => "arm64",
+            other => other,
+        };
+        assert_eq!(
+            str_of(&detected, "host.arch").as_deref(),
+            Some(expected_arch)
+        );
+    }
+
+    #[test]
+    fn os_release_parsing() {
+        let content = "NAME=\"Debian GNU/Linux\"\nPRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\nID=debian\n";
+        assert_eq!(
+            os_release_value(content, "PRETTY_NAME").as_deref(),
+            Some("Debian GNU/Linux 12 (bookworm)")
+        );
+        assert_eq!(os_release_value(content, "ID").as_deref(), Some("debian"));
+        assert_eq!(
+            os_release_value("X='a \\\"b'", "X").as_deref(),
+            Some("a \"b")
+        );
+        assert_eq!(os_release_value(content, "VERSION"), None);
+    }
+}
