@@ -119,19 +119,20 @@ impl FromStr for PipelineId {
             Some((t, n)) => (t, Some(n)),
             None => (s, None),
         };
-        let signal =
-            match sig {
-                "logs" => Signal::Logs,
-                "metrics" => Signal::Metrics,
-                "traces" | "profiles" => return Err(format!(
+        let signal = match sig {
+            "logs" => Signal::Logs,
+            "metrics" => Signal::Metrics,
+            "traces" | "profiles" => {
+                return Err(format!(
                     "pipeline {s:?}: the {sig} signal is not supported by oomscope (logs, metrics)"
-                )),
-                other => {
-                    return Err(format!(
-                        "pipeline {s:?}: unknown signal {other:?} (valid values: [logs metrics])"
-                    ))
-                }
-            };
+                ))
+            }
+            other => {
+                return Err(format!(
+                    "pipeline {s:?}: unknown signal {other:?} (valid values: [logs metrics])"
+                ))
+            }
+        };
         if name == Some("") {
             return Err(format!("in {s:?} id: the part after / should not be empty"));
         }
