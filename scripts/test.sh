@@ -24,7 +24,7 @@ cargo test --workspace --exclude receiver-ebpf --no-fail-fast "$@" -- --include-
 
 echo
 echo "==================== test results ===================="
-grep -E '^\s*Running |^test result:|^SKIPPED|FAILED|^error' "$log" || true
+grep -E '^\s*(Running|Doc-tests) |^test result:|^SKIPPED|FAILED|^error' "$log" || true
 if [ "$status" -eq 0 ]; then
     echo "ALL TESTS PASSED"
 else

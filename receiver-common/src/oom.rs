@@ -175,3 +175,55 @@ pub const OOM_EVENTS_MAP: &str = "OOM_EVENTS";
 pub const DROPS_MAP: &str = "DROPS";
 /// Size of the ring buffer, bytes (a power of two and a multiple of the page size).
 pub const OOM_EVENTS_BYTES: u32 = 256 * 1024;
+
+// The ABI, pinned: both sides compile these, so a reordering fails the build.
+const _: () = {
+    use core::mem::offset_of;
+    assert!(offset_of!(OomVictimEvent, ktime_ns) == 0);
+    assert!(offset_of!(OomVictimEvent, pgtables_kb) == 40);
+    assert!(offset_of!(OomVictimEvent, pid) == 48);
+    assert!(offset_of!(OomVictimEvent, flags) == 64);
+    assert!(offset_of!(OomVictimEvent, oom_score_adj) == 68);
+    assert!(offset_of!(OomVictimEvent, comm) == 72);
+    assert!(offset_of!(OomVictimEvent, trigger_comm) == 88);
+    assert!(offset_of!(MarkVictimLayout, oom_score_adj) == 16);
+};
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_are_distinct_bits() {
+        let all = [
+            flags::PID,
+            flags::COMM,
+            flags::TOTAL_VM,
+            flags::ANON_RSS,
+            flags::FILE_RSS,
+            flags::SHMEM_RSS,
+            flags::UID,
+            flags::PGTABLES,
+            flags::OOM_SCORE_ADJ,
+        ];
+        let union = all.iter().fold(0, |acc, f| {
+            assert_eq!(f.count_ones(), 1);
+            assert_eq!(acc & f, 0, "flag {f:#x} reused");
+            acc | f
+        });
+        assert_eq!(union, 0x1ff);
+        let mut event = OomVictimEvent::ZERO;
+        assert!(!event.has(flags::PID));
+        event.flags = flags::PID | flags::COMM;
+        assert!(event.has(flags::PID | flags::COMM));
+        assert!(!event.has(flags::PID | flags::UID));
+    }
+
+    #[test]
+    fn default_layout_has_every_field_absent() {
+        let layout = MarkVictimLayout::default();
+        assert_eq!(layout, MarkVictimLayout::ABSENT);
+        assert_eq!(layout.pid, FIELD_ABSENT);
+        assert_eq!(layout.oom_score_adj, FIELD_ABSENT);
+    }
+}

@@ -31,6 +31,13 @@ format:
 print fmt: \"pid=%d\", REC->pid
 ";
 
+/// Prints why a test is skipped. Writes to the stderr handle directly, which
+/// the test harness does not capture, so the line shows in every run.
+fn skip(test: &str, why: std::fmt::Arguments<'_>) {
+    use std::io::Write as _;
+    let _ = writeln!(std::io::stderr(), "SKIPPED {test}: {why}");
+}
+
 fn is_root() -> bool {
     // SAFETY: no preconditions.
     unsafe { libc::geteuid() == 0 }
@@ -42,13 +49,16 @@ fn load_or_skip(
     load: impl FnOnce() -> Result<MarkVictimProbe, LoadError>,
 ) -> Option<MarkVictimProbe> {
     if !is_root() {
-        eprintln!("SKIPPED {test}: needs root to load eBPF programs");
+        skip(test, format_args!("needs root to load eBPF programs"));
         return None;
     }
     match load() {
         Ok(probe) => Some(probe),
         Err(err) if err.is_unsupported() => {
-            eprintln!("SKIPPED {test}: no tracepoint support on this kernel: {err}");
+            skip(
+                test,
+                format_args!("no tracepoint support on this kernel: {err}"),
+            );
             None
         }
         Err(err) => panic!("{test}: loading the probe failed: {err:?}\n{err}"),
@@ -64,7 +74,10 @@ async fn oom_kill_and_catch(
 ) -> Option<(i32, OomVictimEvent)> {
     let Some(cgroup) = MemoryCgroup::create(OOM_LIMIT_BYTES).expect("create the test cgroup")
     else {
-        eprintln!("SKIPPED {test}: no memory cgroup controller to contain an OOM kill");
+        skip(
+            test,
+            format_args!("no memory cgroup controller to contain an OOM kill"),
+        );
         return None;
     };
     let mut child = cgroup.spawn_allocator().expect("spawn python3");

@@ -106,7 +106,7 @@ fn read_comm(ctx: &TracePointContext, offset: u16, out: &mut [u8; TASK_COMM_LEN]
         return false;
     };
     let str_offset = (data_loc & 0xffff) as usize;
-    let mut len = (data_loc >> 16) as u32;
+    let mut len = data_loc >> 16;
     if len > TASK_COMM_LEN as u32 {
         len = TASK_COMM_LEN as u32;
     }

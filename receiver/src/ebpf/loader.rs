@@ -190,10 +190,16 @@ pub fn load_mark_victim() -> Result<MarkVictimProbe, LoadError> {
 
 /// Loads and attaches the program with the given record layout. For tests
 /// (e.g. a pid-only layout as on older kernels) and for callers that got the
-/// layout elsewhere. Must be called within a tokio runtime.
+/// layout elsewhere. Must be called within a tokio runtime (the ring buffer
+/// is registered with its reactor).
 pub fn load_mark_victim_with_layout(
     layout: MarkVictimLayout,
 ) -> Result<MarkVictimProbe, LoadError> {
+    if tokio::runtime::Handle::try_current().is_err() {
+        return Err(LoadError::Reactor(io::Error::other(
+            "no tokio runtime: the ring buffer needs one to wait for events",
+        )));
+    }
     ensure_tracefs()?;
     raise_memlock_rlimit();
 
@@ -314,6 +320,18 @@ fn raise_memlock_rlimit() {
 mod tests {
     use super::*;
     use receiver_common::oom::flags;
+
+    #[test]
+    fn probe_can_move_to_a_task() {
+        fn assert_send<T: Send + 'static>() {}
+        assert_send::<MarkVictimProbe>();
+    }
+
+    #[test]
+    fn loading_outside_a_runtime_is_an_error_not_a_panic() {
+        let err = load_mark_victim_with_layout(MarkVictimLayout::ABSENT).expect_err("no runtime");
+        assert!(matches!(err, LoadError::Reactor(_)), "{err}");
+    }
 
     #[test]
     fn decodes_a_record_and_rejects_short_ones() {
