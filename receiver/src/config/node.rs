@@ -25,10 +25,7 @@ pub enum NodeValue {
     Null,
     /// A scalar as written, after `${env:...}` expansion. Typed on decoding:
     /// a plain scalar may become a bool or a number, a quoted one is a string.
-    Scalar {
-        text: String,
-        quoted: bool,
-    },
+    Scalar { text: String, quoted: bool },
     Seq(Vec<Node>),
     /// Keys in file order.
     Map(Vec<(Node, Node)>),

@@ -1,20 +1,9 @@
 //! placeholder
+use tokio::task::JoinHandle;
 use crate::component::BuildContext;
 use crate::pipeline::{DynConsumer, Signal};
-use tokio::task::JoinHandle;
 #[derive(Debug, Clone, Default, serde::Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct BatchConfig {}
-impl BatchConfig {
-    pub fn validate(&self) -> Result<(), String> {
-        Ok(())
-    }
-}
-pub fn build(
-    _c: &BatchConfig,
-    _ctx: &BuildContext,
-    _s: Signal,
-    next: DynConsumer,
-) -> anyhow::Result<(DynConsumer, Option<JoinHandle<()>>)> {
-    Ok((next, None))
-}
+impl BatchConfig { pub fn validate(&self) -> Result<(), String> { Ok(()) } }
+pub fn build(_c: &BatchConfig, _ctx: &BuildContext, _s: Signal, next: DynConsumer) -> anyhow::Result<(DynConsumer, Option<JoinHandle<()>>)> { Ok((next, None)) }
