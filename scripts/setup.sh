@@ -20,6 +20,18 @@ for arg in "$@"; do
     esac
 done
 
+# 0. what cannot be installed from here
+need() { command -v "$1" >/dev/null 2>&1 || { echo "setup: $1 not found: $2" >&2; exit 1; }; }
+need rustup "install rustup with the stable and nightly toolchains (https://rustup.rs)"
+need python3 "install Python 3 (with the venv module)"
+need cc "install a C toolchain (gcc or clang): cargo needs a linker"
+for toolchain in stable nightly; do
+    rustup run "$toolchain" rustc --version >/dev/null 2>&1 || {
+        echo "setup: the rustup toolchain '$toolchain' is not installed (rustup toolchain install $toolchain)" >&2
+        exit 1
+    }
+done
+
 # 1. nightly rust-src
 NIGHTLY_SYSROOT=$(rustup run nightly rustc --print sysroot)
 if [ ! -d "$NIGHTLY_SYSROOT/lib/rustlib/src/rust/library/core" ]; then
@@ -51,7 +63,11 @@ if [ "$with_peers" = 1 ]; then
     VENV="$TOOLS_DIR/venv"
     if [ ! -x "$VENV/bin/python" ]; then
         log "creating the peers' venv"
-        python3 -m venv "$VENV"
+        python3 -m venv "$VENV" || {
+            echo "setup: python3 -m venv failed (on Debian/Ubuntu: apt-get install python3-venv)" >&2
+            rm -rf "$VENV"
+            exit 1
+        }
     fi
     if ! "$VENV/bin/python" -c 'import rotel, otel_collector, opentelemetry.sdk, opentelemetry.exporter.otlp.proto.grpc, opentelemetry.exporter.otlp.proto.http' 2>/dev/null; then
         log "installing the Python peers"

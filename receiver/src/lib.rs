@@ -3,6 +3,7 @@
 
 pub mod component;
 pub mod config;
+pub mod ebpf;
 pub mod exporters;
 pub mod extensions;
 pub mod pipeline;

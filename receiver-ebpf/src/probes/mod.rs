@@ -1,0 +1,3 @@
+//! One probe per file.
+
+pub mod mark_victim;

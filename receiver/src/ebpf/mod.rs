@@ -1,0 +1,17 @@
+//! Kernel side of the `oom` receiver: loads oomscope's eBPF programs and
+//! streams their events.
+//!
+//! - [`format`]: parses a tracepoint's `format` file into the record layout the
+//!   program reads (offsets differ between kernels).
+//! - [`loader`]: mounts tracefs when needed, loads and attaches the
+//!   `oom/mark_victim` program, and yields [`OomVictimEvent`]s asynchronously.
+
+pub mod format;
+pub mod loader;
+
+pub use format::{parse_mark_victim_format, FormatError};
+pub use loader::{
+    load_mark_victim, load_mark_victim_with_layout, tracepoint_format_path, LoadError,
+    MarkVictimProbe,
+};
+pub use receiver_common::oom::{flags, MarkVictimLayout, OomVictimEvent, FIELD_ABSENT};

@@ -1,0 +1,173 @@
+//! A contained OOM kill for tests: a memory cgroup with a small limit and a
+//! python3 child that allocates inside it until the kernel kills it.
+//!
+//! Never allocate without a limit: an unbounded allocation wakes the global
+//! OOM killer, which may kill anything on the machine. The child is moved
+//! into the cgroup before `exec`, the limit is read back before the child
+//! starts, and the child also stops by itself after a bounded amount.
+
+use std::{
+    fs, io,
+    path::{Path, PathBuf},
+    process::{Child, Command, ExitStatus},
+    sync::atomic::{AtomicU32, Ordering},
+    thread,
+    time::{Duration, Instant},
+};
+
+/// The limit of the test cgroup.
+pub const OOM_LIMIT_BYTES: u64 = 50 * 1024 * 1024;
+
+/// The child allocates 10 MiB blocks, at most this many (far above the limit),
+/// and touches every page (`bytes * n` writes them).
+const PYTHON_ALLOCATOR: &str = "a = []
+for _ in range(60):
+    a.append(b'x' * (10 << 20))
+raise SystemExit('allocated 600 MiB without being OOM-killed')
+";
+
+/// Which cgroup hierarchy the test cgroup lives in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CgroupVersion {
+    /// cgroup v1 memory controller (`memory.limit_in_bytes`).
+    V1,
+    /// cgroup v2 (`memory.max`).
+    V2,
+}
+
+/// A memory cgroup with a limit; removed on drop.
+#[derive(Debug)]
+pub struct MemoryCgroup {
+    path: PathBuf,
+    version: CgroupVersion,
+}
+
+/// Where a memory controller is available, v2 first.
+fn find_memory_hierarchy() -> Option<(PathBuf, CgroupVersion)> {
+    for root in ["/sys/fs/cgroup", "/sys/fs/cgroup/unified"] {
+        let controllers = fs::read_to_string(Path::new(root).join("cgroup.controllers"));
+        if controllers.is_ok_and(|c| c.split_whitespace().any(|name| name == "memory")) {
+            return Some((PathBuf::from(root), CgroupVersion::V2));
+        }
+    }
+    let v1 = Path::new("/sys/fs/cgroup/memory");
+    if v1.join("memory.limit_in_bytes").is_file() {
+        return Some((v1.to_path_buf(), CgroupVersion::V1));
+    }
+    None
+}
+
+impl MemoryCgroup {
+    /// Creates a uniquely named cgroup limited to `limit` bytes (no swap).
+    /// `Ok(None)` when the host has no memory controller.
+    pub fn create(limit: u64) -> io::Result<Option<Self>> {
+        static SEQ: AtomicU32 = AtomicU32::new(0);
+        let Some((root, version)) = find_memory_hierarchy() else {
+            return Ok(None);
+        };
+        let name = format!(
+            "oomscope-test-{}-{}",
+            std::process::id(),
+            SEQ.fetch_add(1, Ordering::Relaxed)
+        );
+        let path = root.join(name);
+        if version == CgroupVersion::V2 {
+            // The memory controller must be enabled for the children of `root`.
+            let control = root.join("cgroup.subtree_control");
+            let enabled = fs::read_to_string(&control)?;
+            if !enabled.split_whitespace().any(|c| c == "memory") {
+                fs::write(&control, "+memory")?;
+            }
+        }
+        fs::create_dir(&path)?;
+        let cgroup = Self { path, version };
+        let limit_file = match version {
+            CgroupVersion::V1 => "memory.limit_in_bytes",
+            CgroupVersion::V2 => "memory.max",
+        };
+        fs::write(cgroup.path.join(limit_file), limit.to_string())?;
+        if version == CgroupVersion::V2 {
+            // Absent when swap accounting is off; then there is no swap to use.
+            let _ = fs::write(cgroup.path.join("memory.swap.max"), "0");
+        }
+        let read_back: u64 = fs::read_to_string(cgroup.path.join(limit_file))?
+            .trim()
+            .parse()
+            .map_err(|e| io::Error::other(format!("{limit_file}: {e}")))?;
+        if read_back == 0 || read_back > limit {
+            return Err(io::Error::other(format!(
+                "{limit_file} reads {read_back}, wanted at most {limit}: refusing to allocate"
+            )));
+        }
+        Ok(Some(cgroup))
+    }
+
+    /// The cgroup's directory.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The hierarchy it lives in.
+    pub fn version(&self) -> CgroupVersion {
+        self.version
+    }
+
+    /// Starts `python3` inside the cgroup, allocating until it is OOM-killed.
+    /// The child's pid is python's pid (`sh` execs it).
+    pub fn spawn_allocator(&self) -> io::Result<OomChild> {
+        let procs = self.path.join("cgroup.procs");
+        // `set -e`: if joining the cgroup fails, never exec the allocator.
+        let child = Command::new("sh")
+            .arg("-c")
+            .arg(r#"set -e; echo $$ > "$1"; exec python3 -c "$2""#)
+            .arg("sh")
+            .arg(&procs)
+            .arg(PYTHON_ALLOCATOR)
+            .spawn()?;
+        Ok(OomChild { child })
+    }
+}
+
+impl Drop for MemoryCgroup {
+    fn drop(&mut self) {
+        // rmdir fails with EBUSY until the killed task has fully exited.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            match fs::remove_dir(&self.path) {
+                Ok(()) => return,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => return,
+                Err(e) if Instant::now() >= deadline => {
+                    eprintln!("could not remove test cgroup {}: {e}", self.path.display());
+                    return;
+                }
+                Err(_) => thread::sleep(Duration::from_millis(50)),
+            }
+        }
+    }
+}
+
+/// The allocating child; killed and reaped on drop.
+#[derive(Debug)]
+pub struct OomChild {
+    child: Child,
+}
+
+impl OomChild {
+    /// The child's pid (python's).
+    pub fn pid(&self) -> i32 {
+        i32::try_from(self.child.id()).expect("pid fits in i32")
+    }
+
+    /// Waits for the child to exit (it is OOM-killed, or gives up after its
+    /// bounded allocation).
+    pub fn wait(&mut self) -> io::Result<ExitStatus> {
+        self.child.wait()
+    }
+}
+
+impl Drop for OomChild {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

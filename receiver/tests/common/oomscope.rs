@@ -1,0 +1,108 @@
+//! Runs the oomscope binary under test with a config file.
+
+use std::{
+    fs::File,
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    process::{Child, Command, ExitStatus, Stdio},
+    time::{Duration, Instant},
+};
+
+use super::{signal, wait_for_port};
+
+/// A running oomscope; killed (SIGKILL) on drop if still running.
+#[derive(Debug)]
+pub struct Oomscope {
+    child: Child,
+    output: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Oomscope {
+    /// Writes `config` (YAML) to a file and starts oomscope with `--config`
+    /// on it, plus `extra_args`. stdout and stderr go to a file
+    /// ([`Oomscope::output`]).
+    pub fn start(config: &str, extra_args: &[&str]) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config_path = dir.path().join("config.yaml");
+        std::fs::write(&config_path, config).expect("write config");
+        Self::start_with_file(&config_path, extra_args, dir)
+    }
+
+    fn start_with_file(config_path: &Path, extra_args: &[&str], dir: tempfile::TempDir) -> Self {
+        let output = dir.path().join("oomscope.out");
+        let out = File::create(&output).expect("create output file");
+        let err = out.try_clone().expect("clone output file");
+        let child = Command::new(env!("CARGO_BIN_EXE_oomscope"))
+            .arg("--config")
+            .arg(config_path)
+            .args(extra_args)
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .expect("spawn oomscope");
+        Self {
+            child,
+            output,
+            _dir: dir,
+        }
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Everything oomscope printed so far.
+    pub fn output(&self) -> String {
+        std::fs::read_to_string(&self.output).unwrap_or_default()
+    }
+
+    /// Waits until `addr` accepts connections; panics (with oomscope's output)
+    /// if it does not within `timeout` or oomscope exits.
+    pub fn wait_ready(&mut self, addr: SocketAddr, timeout: Duration) {
+        let result = wait_for_port(addr, timeout, || match self.child.try_wait() {
+            Ok(Some(status)) => Err(format!("oomscope exited: {status}")),
+            Ok(None) => Ok(()),
+            Err(e) => Err(format!("try_wait: {e}")),
+        });
+        if let Err(e) = result {
+            panic!("oomscope not ready: {e}\noutput:\n{}", self.output());
+        }
+    }
+
+    /// Whether the process has exited, without waiting.
+    pub fn try_status(&mut self) -> Option<ExitStatus> {
+        self.child.try_wait().expect("try_wait")
+    }
+
+    /// Sends SIGTERM and waits up to `timeout` for the exit; then SIGKILL.
+    /// Returns the exit status and whether it exited on SIGTERM in time.
+    pub fn stop(&mut self, timeout: Duration) -> (ExitStatus, bool) {
+        signal(self.child.id(), libc::SIGTERM);
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Some(status) = self.try_status() {
+                return (status, true);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        (self.kill(), false)
+    }
+
+    /// SIGKILL and reap.
+    pub fn kill(&mut self) -> ExitStatus {
+        let _ = self.child.kill();
+        self.child.wait().expect("wait oomscope")
+    }
+}
+
+impl Drop for Oomscope {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
