@@ -3,6 +3,7 @@
 //! - [`oom`]: a contained OOM kill (memory cgroup + python3 allocator).
 //! - [`rotel`]: rotel as an OTLP backend, and a parser for what it received.
 //! - [`oomscope`]: runs the oomscope binary with a config file.
+//! - [`otlp`]: OTLP requests to oomscope, and reading its file exporter output.
 //! - [`python`]: runs Python scripts with the peers' venv (OpenTelemetry SDK).
 //!
 //! The peers are installed by `scripts/setup.sh --with-peers` into
@@ -11,6 +12,7 @@
 
 pub mod oom;
 pub mod oomscope;
+pub mod otlp;
 pub mod python;
 pub mod rotel;
 
