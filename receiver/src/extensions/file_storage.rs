@@ -149,7 +149,10 @@ impl FileStorage {
         let dir = &cfg.directory;
         match fs::metadata(dir) {
             Ok(m) if m.is_dir() => {}
-            Ok(_) => anyhow::bail!("{id}: directory {} exists but is not a directory", dir.display()),
+            Ok(_) => anyhow::bail!(
+                "{id}: directory {} exists but is not a directory",
+                dir.display()
+            ),
             Err(e) if e.kind() == io::ErrorKind::NotFound && cfg.create_directory => {
                 fs::DirBuilder::new()
                     .recursive(true)
@@ -161,7 +164,10 @@ impl FileStorage {
                 "{id}: directory {} does not exist (create it, or set create_directory: true)",
                 dir.display()
             ),
-            Err(e) => return Err(e).with_context(|| format!("{id}: cannot access directory {}", dir.display())),
+            Err(e) => {
+                return Err(e)
+                    .with_context(|| format!("{id}: cannot access directory {}", dir.display()))
+            }
         }
         let nonce = rand::random::<u64>();
         let probe = dir.join(format!(".probe.{nonce:016x}.tmp"));
@@ -212,8 +218,16 @@ impl FileStorage {
     }
 
     /// `<directory>/<namespace>/<service>`, created if needed.
-    fn component_dir(&self, owner_kind: &str, owner: &ComponentId, service: &str) -> anyhow::Result<PathBuf> {
-        let dir = self.directory.join(namespace(owner_kind, owner)).join(service);
+    fn component_dir(
+        &self,
+        owner_kind: &str,
+        owner: &ComponentId,
+        service: &str,
+    ) -> anyhow::Result<PathBuf> {
+        let dir = self
+            .directory
+            .join(namespace(owner_kind, owner))
+            .join(service);
         if !dir.is_dir() {
             fs::DirBuilder::new()
                 .recursive(true)
@@ -223,8 +237,12 @@ impl FileStorage {
             if self.fsync {
                 // Make the new entries durable, so a checkpoint written next
                 // does not vanish with its directory on power loss.
-                for d in [dir.parent(), Some(self.directory.as_path())].into_iter().flatten() {
-                    sync_dir(d).with_context(|| format!("{}: cannot fsync {}", self.id, d.display()))?;
+                for d in [dir.parent(), Some(self.directory.as_path())]
+                    .into_iter()
+                    .flatten()
+                {
+                    sync_dir(d)
+                        .with_context(|| format!("{}: cannot fsync {}", self.id, d.display()))?;
                 }
             }
         }
@@ -240,7 +258,11 @@ impl FileStorage {
 pub fn namespace(owner_kind: &str, owner: &ComponentId) -> String {
     let kind = escape(owner_kind, "-");
     let type_name = escape(&owner.type_name, "_-");
-    let name = owner.name.as_deref().map(|n| escape(n, "-")).unwrap_or_default();
+    let name = owner
+        .name
+        .as_deref()
+        .map(|n| escape(n, "-"))
+        .unwrap_or_default();
     format!("{kind}_{type_name}_{name}")
 }
 
@@ -316,7 +338,8 @@ impl KvStore {
             Err(e) => return Err(e).with_context(|| format!("cannot delete {}", path.display())),
         }
         if self.inner.fsync {
-            sync_dir(&self.inner.dir).with_context(|| format!("cannot fsync {}", self.inner.dir.display()))?;
+            sync_dir(&self.inner.dir)
+                .with_context(|| format!("cannot fsync {}", self.inner.dir.display()))?;
         }
         Ok(())
     }
@@ -333,7 +356,10 @@ fn key_file_name(key: &str) -> anyhow::Result<String> {
     }
     let name = escape(key, "_-");
     if name.len() > MAX_KEY_FILE_NAME {
-        anyhow::bail!("storage key {key:?} is too long ({} bytes escaped, at most {MAX_KEY_FILE_NAME})", name.len());
+        anyhow::bail!(
+            "storage key {key:?} is too long ({} bytes escaped, at most {MAX_KEY_FILE_NAME})",
+            name.len()
+        );
     }
     Ok(name)
 }
@@ -412,7 +438,10 @@ impl PersistentQueue {
         }
         let mut state = QueueState::default();
         for name in list_names(&dir)? {
-            if let Some(seq) = name.strip_suffix(".item").and_then(|n| n.parse::<u64>().ok()) {
+            if let Some(seq) = name
+                .strip_suffix(".item")
+                .and_then(|n| n.parse::<u64>().ok())
+            {
                 state.pending.insert(seq);
             } else if name.starts_with('.') && name.ends_with(".tmp") {
                 // We hold the lock, so no one else is writing: a crash left it.
@@ -454,7 +483,10 @@ impl PersistentQueue {
     /// Appends an item; returns once it is on disk (durably with `fsync`).
     pub fn push(&self, data: &[u8]) -> anyhow::Result<u64> {
         if data.len() > MAX_ITEM_BYTES {
-            anyhow::bail!("queue item of {} bytes is larger than {MAX_ITEM_BYTES}", data.len());
+            anyhow::bail!(
+                "queue item of {} bytes is larger than {MAX_ITEM_BYTES}",
+                data.len()
+            );
         }
         let seq = {
             let mut st = self.state();
@@ -464,8 +496,14 @@ impl PersistentQueue {
         };
         let framed = frame(data)?;
         let name = item_name(seq);
-        write_atomic(&self.dir, &format!(".{seq:020}.tmp"), &name, &framed, self.fsync)
-            .with_context(|| format!("cannot write queue item {}", self.dir.join(&name).display()))?;
+        write_atomic(
+            &self.dir,
+            &format!(".{seq:020}.tmp"),
+            &name,
+            &framed,
+            self.fsync,
+        )
+        .with_context(|| format!("cannot write queue item {}", self.dir.join(&name).display()))?;
         self.state().pending.insert(seq);
         Ok(seq)
     }
@@ -515,7 +553,9 @@ impl PersistentQueue {
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
             // A delete that did not happen means a duplicate after restart,
             // not a loss; no directory fsync is needed for the same reason.
-            Err(e) => Err(e).with_context(|| format!("cannot delete queue item {}", path.display())),
+            Err(e) => {
+                Err(e).with_context(|| format!("cannot delete queue item {}", path.display()))
+            }
         }
     }
 
@@ -530,7 +570,9 @@ impl PersistentQueue {
     fn state(&self) -> MutexGuard<'_, QueueState> {
         // The state is a pair of sets updated in single statements: still
         // consistent if a holder panicked.
-        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -543,7 +585,8 @@ const FRAME_HEADER: usize = 12;
 
 /// `magic | len u32 LE | crc32 u32 LE | body`.
 fn frame(body: &[u8]) -> anyhow::Result<Vec<u8>> {
-    let len = u32::try_from(body.len()).map_err(|_| anyhow::anyhow!("{} bytes is too large to store", body.len()))?;
+    let len = u32::try_from(body.len())
+        .map_err(|_| anyhow::anyhow!("{} bytes is too large to store", body.len()))?;
     let mut out = Vec::with_capacity(FRAME_HEADER + body.len());
     out.extend_from_slice(FRAME_MAGIC);
     out.extend_from_slice(&len.to_le_bytes());
@@ -554,16 +597,23 @@ fn frame(body: &[u8]) -> anyhow::Result<Vec<u8>> {
 
 fn unframe(bytes: &[u8]) -> Result<&[u8], String> {
     if bytes.len() < FRAME_HEADER {
-        return Err(format!("truncated: {} bytes, shorter than the {FRAME_HEADER}-byte header", bytes.len()));
+        return Err(format!(
+            "truncated: {} bytes, shorter than the {FRAME_HEADER}-byte header",
+            bytes.len()
+        ));
     }
     let (header, body) = bytes.split_at(FRAME_HEADER);
     if &header[..4] != FRAME_MAGIC {
         return Err("bad magic (not written by oomscope, or damaged)".into());
     }
-    let word = |i: usize| u32::from_le_bytes([header[i], header[i + 1], header[i + 2], header[i + 3]]);
+    let word =
+        |i: usize| u32::from_le_bytes([header[i], header[i + 1], header[i + 2], header[i + 3]]);
     let len = word(4) as usize;
     if body.len() != len {
-        return Err(format!("length mismatch: header says {len} bytes, file has {}", body.len()));
+        return Err(format!(
+            "length mismatch: header says {len} bytes, file has {}",
+            body.len()
+        ));
     }
     if crc32fast::hash(body) != word(8) {
         return Err("checksum mismatch".into());
@@ -572,7 +622,13 @@ fn unframe(bytes: &[u8]) -> Result<&[u8], String> {
 }
 
 /// Writes `bytes` to `dir/tmp_name`, then renames it to `dir/final_name`.
-fn write_atomic(dir: &Path, tmp_name: &str, final_name: &str, bytes: &[u8], fsync: bool) -> io::Result<()> {
+fn write_atomic(
+    dir: &Path,
+    tmp_name: &str,
+    final_name: &str,
+    bytes: &[u8],
+    fsync: bool,
+) -> io::Result<()> {
     let tmp = dir.join(tmp_name);
     let result = (|| {
         let mut f = OpenOptions::new()
@@ -616,8 +672,12 @@ fn list_names(dir: &Path) -> anyhow::Result<Vec<String>> {
 
 fn remove_leftover(path: &Path) {
     match fs::remove_file(path) {
-        Ok(()) => tracing::info!(file = %path.display(), "removed an incomplete write left by an earlier run"),
-        Err(e) => tracing::warn!(file = %path.display(), error = %e, "cannot remove an incomplete write left by an earlier run"),
+        Ok(()) => {
+            tracing::info!(file = %path.display(), "removed an incomplete write left by an earlier run")
+        }
+        Err(e) => {
+            tracing::warn!(file = %path.display(), error = %e, "cannot remove an incomplete write left by an earlier run")
+        }
     }
 }
 
@@ -647,15 +707,22 @@ mod tests {
 
     #[test]
     fn defaults_and_strict_fields() {
-        let cfg: FileStorageConfig = serde_json::from_value(serde_json::json!({})).unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(cfg.directory, PathBuf::from("/var/lib/oomscope/file_storage"));
+        let cfg: FileStorageConfig =
+            serde_json::from_value(serde_json::json!({})).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            cfg.directory,
+            PathBuf::from("/var/lib/oomscope/file_storage")
+        );
         assert_eq!(cfg.timeout, GoDuration::from_secs(1));
         assert!(!cfg.fsync);
         assert!(cfg.create_directory);
         assert!(cfg.validate().is_ok());
-        let with_compaction = serde_json::json!({"directory": "/x", "compaction": {"on_start": true}});
+        let with_compaction =
+            serde_json::json!({"directory": "/x", "compaction": {"on_start": true}});
         assert!(serde_json::from_value::<FileStorageConfig>(with_compaction).is_ok());
-        assert!(serde_json::from_value::<FileStorageConfig>(serde_json::json!({"dir": "/x"})).is_err());
+        assert!(
+            serde_json::from_value::<FileStorageConfig>(serde_json::json!({"dir": "/x"})).is_err()
+        );
         let empty = FileStorageConfig {
             directory: PathBuf::new(),
             ..FileStorageConfig::default()
@@ -665,12 +732,27 @@ mod tests {
 
     #[test]
     fn namespaces_like_the_collector_and_never_collide() {
-        assert_eq!(namespace("exporter", &id("otlp/backend")), "exporter_otlp_backend");
-        assert_eq!(namespace("receiver", &id("filelog/logs")), "receiver_filelog_logs");
+        assert_eq!(
+            namespace("exporter", &id("otlp/backend")),
+            "exporter_otlp_backend"
+        );
+        assert_eq!(
+            namespace("receiver", &id("filelog/logs")),
+            "receiver_filelog_logs"
+        );
         assert_eq!(namespace("exporter", &id("otlp")), "exporter_otlp_");
-        assert_eq!(namespace("exporter", &id("otlp/a.b:c")), "exporter_otlp_a~2Eb~3Ac");
-        assert_ne!(namespace("exporter", &id("a_b/c")), namespace("exporter", &id("a/b_c")));
-        assert_ne!(namespace("exporter", &id("a_b")), namespace("exporter", &id("a/b")));
+        assert_eq!(
+            namespace("exporter", &id("otlp/a.b:c")),
+            "exporter_otlp_a~2Eb~3Ac"
+        );
+        assert_ne!(
+            namespace("exporter", &id("a_b/c")),
+            namespace("exporter", &id("a/b_c"))
+        );
+        assert_ne!(
+            namespace("exporter", &id("a_b")),
+            namespace("exporter", &id("a/b"))
+        );
     }
 
     #[test]
@@ -685,8 +767,16 @@ mod tests {
             create_directory: false,
             ..FileStorageConfig::default()
         };
-        let err = format!("{:#}", FileStorage::open(&missing, &id("file_storage/x")).err().unwrap_or_else(|| panic!("must fail")));
-        assert!(err.contains("file_storage/x") && err.contains("does not exist"), "{err}");
+        let err = format!(
+            "{:#}",
+            FileStorage::open(&missing, &id("file_storage/x"))
+                .err()
+                .unwrap_or_else(|| panic!("must fail"))
+        );
+        assert!(
+            err.contains("file_storage/x") && err.contains("does not exist"),
+            "{err}"
+        );
 
         let file = tmp.path().join("file");
         fs::write(&file, b"x").unwrap_or_else(|e| panic!("{e}"));
@@ -694,7 +784,12 @@ mod tests {
             directory: file,
             ..FileStorageConfig::default()
         };
-        let err = format!("{:#}", FileStorage::open(&not_dir, &id("file_storage")).err().unwrap_or_else(|| panic!("must fail")));
+        let err = format!(
+            "{:#}",
+            FileStorage::open(&not_dir, &id("file_storage"))
+                .err()
+                .unwrap_or_else(|| panic!("must fail"))
+        );
         assert!(err.contains("not a directory"), "{err}");
     }
 
@@ -702,17 +797,29 @@ mod tests {
     fn kv_get_set_delete() {
         let tmp = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
         let s = storage(tmp.path(), true);
-        let kv = s.kv("receiver", &id("filelog/app")).unwrap_or_else(|e| panic!("{e:#}"));
+        let kv = s
+            .kv("receiver", &id("filelog/app"))
+            .unwrap_or_else(|e| panic!("{e:#}"));
         assert_eq!(kv.get("offset/var/log/a.log").ok().flatten(), None);
-        kv.set("offset/var/log/a.log", b"42").unwrap_or_else(|e| panic!("{e:#}"));
-        kv.set("offset/var/log/a.log", b"43").unwrap_or_else(|e| panic!("{e:#}"));
+        kv.set("offset/var/log/a.log", b"42")
+            .unwrap_or_else(|e| panic!("{e:#}"));
+        kv.set("offset/var/log/a.log", b"43")
+            .unwrap_or_else(|e| panic!("{e:#}"));
         kv.set("other", b"").unwrap_or_else(|e| panic!("{e:#}"));
-        assert_eq!(kv.get("offset/var/log/a.log").ok().flatten(), Some(b"43".to_vec()));
+        assert_eq!(
+            kv.get("offset/var/log/a.log").ok().flatten(),
+            Some(b"43".to_vec())
+        );
         assert_eq!(kv.get("other").ok().flatten(), Some(Vec::new()));
-        assert!(tmp.path().join("receiver_filelog_app/kv/offset~2Fvar~2Flog~2Fa~2Elog").is_file());
+        assert!(tmp
+            .path()
+            .join("receiver_filelog_app/kv/offset~2Fvar~2Flog~2Fa~2Elog")
+            .is_file());
 
         // Another component's store is separate.
-        let other = s.kv("receiver", &id("filelog/sys")).unwrap_or_else(|e| panic!("{e:#}"));
+        let other = s
+            .kv("receiver", &id("filelog/sys"))
+            .unwrap_or_else(|e| panic!("{e:#}"));
         assert_eq!(other.get("other").ok().flatten(), None);
 
         kv.delete("other").unwrap_or_else(|e| panic!("{e:#}"));
@@ -724,26 +831,39 @@ mod tests {
         // Survives reopening.
         drop(kv);
         let s2 = storage(tmp.path(), false);
-        let kv = s2.kv("receiver", &id("filelog/app")).unwrap_or_else(|e| panic!("{e:#}"));
-        assert_eq!(kv.get("offset/var/log/a.log").ok().flatten(), Some(b"43".to_vec()));
+        let kv = s2
+            .kv("receiver", &id("filelog/app"))
+            .unwrap_or_else(|e| panic!("{e:#}"));
+        assert_eq!(
+            kv.get("offset/var/log/a.log").ok().flatten(),
+            Some(b"43".to_vec())
+        );
     }
 
     #[test]
     fn kv_ignores_leftover_temp_and_corrupt_values() {
         let tmp = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
         let s = storage(tmp.path(), false);
-        let kv = s.kv("receiver", &id("kmsg")).unwrap_or_else(|e| panic!("{e:#}"));
+        let kv = s
+            .kv("receiver", &id("kmsg"))
+            .unwrap_or_else(|e| panic!("{e:#}"));
         kv.set("seq", b"100").unwrap_or_else(|e| panic!("{e:#}"));
         let dir = tmp.path().join("receiver_kmsg_/kv");
         // A crash in the middle of the next set: the temp file is half written.
         let leftover = dir.join(".seq.00000000deadbeef.0.tmp");
         let full = frame(b"200").unwrap_or_else(|e| panic!("{e:#}"));
         fs::write(&leftover, &full[..7]).unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(kv.get("seq").ok().flatten(), Some(b"100".to_vec()), "old value stays");
+        assert_eq!(
+            kv.get("seq").ok().flatten(),
+            Some(b"100".to_vec()),
+            "old value stays"
+        );
 
         // The next run removes the leftover and still reads the old value.
         let s2 = storage(tmp.path(), false);
-        let kv2 = s2.kv("receiver", &id("kmsg")).unwrap_or_else(|e| panic!("{e:#}"));
+        let kv2 = s2
+            .kv("receiver", &id("kmsg"))
+            .unwrap_or_else(|e| panic!("{e:#}"));
         assert!(!leftover.exists());
         assert_eq!(kv2.get("seq").ok().flatten(), Some(b"100".to_vec()));
 
@@ -771,7 +891,9 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
         let s = storage(tmp.path(), true);
         let owner = id("otlp/backend");
-        let q = s.queue("exporter", &owner).unwrap_or_else(|e| panic!("{e:#}"));
+        let q = s
+            .queue("exporter", &owner)
+            .unwrap_or_else(|e| panic!("{e:#}"));
         for i in 0..5u8 {
             q.push(&[i; 3]).unwrap_or_else(|e| panic!("{e:#}"));
         }
@@ -785,20 +907,31 @@ mod tests {
         assert_eq!((q.len(), q.in_flight()), (3, 1));
 
         // One handle at a time.
-        let busy = s.queue("exporter", &owner).err().unwrap_or_else(|| panic!("must be locked"));
+        let busy = s
+            .queue("exporter", &owner)
+            .err()
+            .unwrap_or_else(|| panic!("must be locked"));
         assert!(format!("{busy:#}").contains("in use"), "{busy:#}");
         drop(q);
 
-        let q = s.queue("exporter", &owner).unwrap_or_else(|e| panic!("{e:#}"));
+        let q = s
+            .queue("exporter", &owner)
+            .unwrap_or_else(|e| panic!("{e:#}"));
         assert_eq!(q.len(), 4, "the in-flight item is resumed");
-        let got: Vec<u8> = std::iter::from_fn(|| pop_item(&q)).map(|i| i.data[0]).collect();
+        let got: Vec<u8> = std::iter::from_fn(|| pop_item(&q))
+            .map(|i| i.data[0])
+            .collect();
         assert_eq!(got, vec![1, 2, 3, 4]);
         // New items continue the sequence after the resumed ones.
         let seq = q.push(b"x").unwrap_or_else(|e| panic!("{e:#}"));
         assert!(seq > 5);
         let item = pop_item(&q).unwrap_or_else(|| panic!("item"));
         q.release(item.seq);
-        assert_eq!(pop_item(&q).map(|i| i.data), Some(b"x".to_vec()), "released items are taken again");
+        assert_eq!(
+            pop_item(&q).map(|i| i.data),
+            Some(b"x".to_vec()),
+            "released items are taken again"
+        );
     }
 
     #[test]
@@ -806,22 +939,35 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
         let s = storage(tmp.path(), false);
         let owner = id("otlp");
-        let q = s.queue("exporter", &owner).unwrap_or_else(|e| panic!("{e:#}"));
-        let seqs: Vec<u64> = (0..4u8).map(|i| q.push(&[i; 64]).unwrap_or_else(|e| panic!("{e:#}"))).collect();
+        let q = s
+            .queue("exporter", &owner)
+            .unwrap_or_else(|e| panic!("{e:#}"));
+        let seqs: Vec<u64> = (0..4u8)
+            .map(|i| q.push(&[i; 64]).unwrap_or_else(|e| panic!("{e:#}")))
+            .collect();
         drop(q);
         let dir = tmp.path().join("exporter_otlp_/queue");
         // Truncated, garbage, and empty items; plus a half-written temp file.
         let truncate = |seq: u64, len: u64| {
-            let f = OpenOptions::new().write(true).open(dir.join(item_name(seq))).unwrap_or_else(|e| panic!("{e}"));
+            let f = OpenOptions::new()
+                .write(true)
+                .open(dir.join(item_name(seq)))
+                .unwrap_or_else(|e| panic!("{e}"));
             f.set_len(len).unwrap_or_else(|e| panic!("{e}"));
         };
         truncate(seqs[0], 30);
         truncate(seqs[2], 0);
-        fs::write(dir.join(item_name(seqs[3])), b"not a frame at all, just bytes").unwrap_or_else(|e| panic!("{e}"));
+        fs::write(
+            dir.join(item_name(seqs[3])),
+            b"not a frame at all, just bytes",
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
         let tmp_file = dir.join(format!(".{:020}.tmp", 99));
         fs::write(&tmp_file, b"OSQ1").unwrap_or_else(|e| panic!("{e}"));
 
-        let q = s.queue("exporter", &owner).unwrap_or_else(|e| panic!("{e:#}"));
+        let q = s
+            .queue("exporter", &owner)
+            .unwrap_or_else(|e| panic!("{e:#}"));
         assert!(!tmp_file.exists());
         let mut popped = Vec::new();
         while let Some(p) = q.pop() {
