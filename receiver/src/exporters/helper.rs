@@ -1545,117 +1545,134 @@ mod tests {
         names
     }
 
+    /// Real-time tests (the persistent queue does its file I/O on blocking
+    /// threads, which paused time does not suit) are bounded as a whole, so
+    /// that a broken one fails within a minute.
+    async fn bounded(test: impl std::future::Future<Output = ()>) {
+        let finished = tokio::time::timeout(Duration::from_secs(60), test).await;
+        assert!(finished.is_ok(), "test did not finish within 60 s");
+    }
+
     /// Real time: the persistent queue does its file I/O on blocking threads.
     #[tokio::test]
     async fn persistent_queue_survives_a_restart_in_order() {
-        let tmp = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        bounded(async {
+            let tmp = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
 
-        // First run: the backend is down; everything is acknowledged once on disk.
-        let ctx = context(Some(tmp.path()));
-        let down = ScriptedClient::new(Vec::new(), Some(ExportError::retryable("down")), None);
-        let (consumer, handle) = start(&ctx, settings(persistent_queue(1, 10)), &down).await;
-        for m in ["a", "b", "c"] {
-            let rx = consume(&consumer, m).await;
-            assert_eq!(
-                status(rx).await,
-                DeliveryStatus::Delivered,
-                "durably queued"
-            );
-        }
-        down.wait_calls(2).await;
-        ctx.shutdown.cancel();
-        stop(consumer, handle).await;
-        drop(ctx);
-        assert_eq!(
-            queue_files(tmp.path()).len(),
-            3,
-            "all three stay on disk, the interrupted one too"
-        );
-
-        // Second run (as after kill -9 and restart): resumed, in order, then removed.
-        let ctx = context(Some(tmp.path()));
-        let up = ScriptedClient::ok();
-        let (consumer, handle) = start(&ctx, settings(persistent_queue(1, 10)), &up).await;
-        up.wait_calls(3).await;
-        let rx = consume(&consumer, "d").await;
-        assert_eq!(status(rx).await, DeliveryStatus::Delivered);
-        up.wait_calls(4).await;
-        let emptied = tokio::time::timeout(HANG, async {
-            while !queue_files(tmp.path()).is_empty() {
-                tokio::time::sleep(Duration::from_millis(10)).await;
+            // First run: the backend is down; everything is acknowledged once on disk.
+            let ctx = context(Some(tmp.path()));
+            let down = ScriptedClient::new(Vec::new(), Some(ExportError::retryable("down")), None);
+            let (consumer, handle) = start(&ctx, settings(persistent_queue(1, 10)), &down).await;
+            for m in ["a", "b", "c"] {
+                let rx = consume(&consumer, m).await;
+                assert_eq!(
+                    status(rx).await,
+                    DeliveryStatus::Delivered,
+                    "durably queued"
+                );
             }
+            down.wait_calls(2).await;
+            ctx.shutdown.cancel();
+            stop(consumer, handle).await;
+            drop(ctx);
+            assert_eq!(
+                queue_files(tmp.path()).len(),
+                3,
+                "all three stay on disk, the interrupted one too"
+            );
+
+            // Second run (as after kill -9 and restart): resumed, in order, then removed.
+            let ctx = context(Some(tmp.path()));
+            let up = ScriptedClient::ok();
+            let (consumer, handle) = start(&ctx, settings(persistent_queue(1, 10)), &up).await;
+            up.wait_calls(3).await;
+            let rx = consume(&consumer, "d").await;
+            assert_eq!(status(rx).await, DeliveryStatus::Delivered);
+            up.wait_calls(4).await;
+            let emptied = tokio::time::timeout(HANG, async {
+                while !queue_files(tmp.path()).is_empty() {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            })
+            .await;
+            assert!(emptied.is_ok(), "left: {:?}", queue_files(tmp.path()));
+            stop(consumer, handle).await;
+            assert_eq!(up.markers(), ["a", "b", "c", "d"]);
+            assert_eq!(up.calls()[0].1, log_payload("a"));
         })
         .await;
-        assert!(emptied.is_ok(), "left: {:?}", queue_files(tmp.path()));
-        stop(consumer, handle).await;
-        assert_eq!(up.markers(), ["a", "b", "c", "d"]);
-        assert_eq!(up.calls()[0].1, log_payload("a"));
     }
 
     #[tokio::test]
     async fn persistent_queue_skips_corrupt_items() {
-        let tmp = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-        let ctx = context(Some(tmp.path()));
-        let down = ScriptedClient::new(Vec::new(), Some(ExportError::retryable("down")), None);
-        let (consumer, handle) = start(&ctx, settings(persistent_queue(1, 10)), &down).await;
-        for m in ["a", "b", "c"] {
-            drop(consume(&consumer, m).await);
-        }
-        down.wait_calls(1).await;
-        ctx.shutdown.cancel();
-        stop(consumer, handle).await;
-        drop(ctx);
+        bounded(async {
+            let tmp = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+            let ctx = context(Some(tmp.path()));
+            let down = ScriptedClient::new(Vec::new(), Some(ExportError::retryable("down")), None);
+            let (consumer, handle) = start(&ctx, settings(persistent_queue(1, 10)), &down).await;
+            for m in ["a", "b", "c"] {
+                drop(consume(&consumer, m).await);
+            }
+            down.wait_calls(1).await;
+            ctx.shutdown.cancel();
+            stop(consumer, handle).await;
+            drop(ctx);
 
-        let files = queue_files(tmp.path());
-        let dir = tmp.path().join("exporter_otlp_backend/queue");
-        // "b" is torn in the middle (as after a power loss without fsync).
-        let b = dir.join(&files[1]);
-        let len = std::fs::metadata(&b)
-            .map(|m| m.len())
-            .unwrap_or_else(|e| panic!("{e}"));
-        let f = std::fs::OpenOptions::new()
-            .write(true)
-            .open(&b)
-            .unwrap_or_else(|e| panic!("{e}"));
-        f.set_len(len / 2).unwrap_or_else(|e| panic!("{e}"));
+            let files = queue_files(tmp.path());
+            let dir = tmp.path().join("exporter_otlp_backend/queue");
+            // "b" is torn in the middle (as after a power loss without fsync).
+            let b = dir.join(&files[1]);
+            let len = std::fs::metadata(&b)
+                .map(|m| m.len())
+                .unwrap_or_else(|e| panic!("{e}"));
+            let f = std::fs::OpenOptions::new()
+                .write(true)
+                .open(&b)
+                .unwrap_or_else(|e| panic!("{e}"));
+            f.set_len(len / 2).unwrap_or_else(|e| panic!("{e}"));
 
-        let ctx = context(Some(tmp.path()));
-        let up = ScriptedClient::ok();
-        let (consumer, handle) = start(&ctx, settings(persistent_queue(1, 10)), &up).await;
-        up.wait_calls(2).await;
-        stop(consumer, handle).await;
-        assert_eq!(up.markers(), ["a", "c"]);
-        assert!(queue_files(tmp.path()).is_empty());
+            let ctx = context(Some(tmp.path()));
+            let up = ScriptedClient::ok();
+            let (consumer, handle) = start(&ctx, settings(persistent_queue(1, 10)), &up).await;
+            up.wait_calls(2).await;
+            stop(consumer, handle).await;
+            assert_eq!(up.markers(), ["a", "c"]);
+            assert!(queue_files(tmp.path()).is_empty());
+        })
+        .await;
     }
 
     #[tokio::test]
     async fn persistent_queue_is_bounded() {
-        let tmp = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-        let ctx = context(Some(tmp.path()));
-        let gate = Arc::new(Semaphore::new(0));
-        let client = ScriptedClient::new(Vec::new(), None, Some(Arc::clone(&gate)));
-        let queue = QueueConfig {
-            block_on_overflow: false,
-            ..persistent_queue(1, 1)
-        };
-        let (consumer, handle) = start(&ctx, untimed(queue), &client).await;
-        drop(consume(&consumer, "1").await);
-        client.wait_calls(1).await;
-        drop(consume(&consumer, "2").await);
-        let (b, third) = batch("3");
-        assert!(matches!(
-            consumer.consume(b).await,
-            Err(ConsumeError::Refused { .. })
-        ));
-        assert_eq!(status(third).await, DeliveryStatus::Failed);
-        gate.add_permits(100);
-        client.wait_calls(2).await;
-        // Room again once the worker took "2".
-        let rx = consume(&consumer, "4").await;
-        assert_eq!(status(rx).await, DeliveryStatus::Delivered);
-        client.wait_calls(3).await;
-        stop(consumer, handle).await;
-        assert_eq!(client.markers(), ["1", "2", "4"]);
+        bounded(async {
+            let tmp = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+            let ctx = context(Some(tmp.path()));
+            let gate = Arc::new(Semaphore::new(0));
+            let client = ScriptedClient::new(Vec::new(), None, Some(Arc::clone(&gate)));
+            let queue = QueueConfig {
+                block_on_overflow: false,
+                ..persistent_queue(1, 1)
+            };
+            let (consumer, handle) = start(&ctx, untimed(queue), &client).await;
+            drop(consume(&consumer, "1").await);
+            client.wait_calls(1).await;
+            drop(consume(&consumer, "2").await);
+            let (b, third) = batch("3");
+            assert!(matches!(
+                consumer.consume(b).await,
+                Err(ConsumeError::Refused { .. })
+            ));
+            assert_eq!(status(third).await, DeliveryStatus::Failed);
+            gate.add_permits(100);
+            client.wait_calls(2).await;
+            // Room again once the worker took "2".
+            let rx = consume(&consumer, "4").await;
+            assert_eq!(status(rx).await, DeliveryStatus::Delivered);
+            client.wait_calls(3).await;
+            stop(consumer, handle).await;
+            assert_eq!(client.markers(), ["1", "2", "4"]);
+        })
+        .await;
     }
 
     #[test]
