@@ -6,6 +6,11 @@
 //!
 //! An exporter implements [`ExportClient`] (one attempt at sending one
 //! request) and calls [`spawn`].
+//!
+//! The persistent queue's storage (crash-safe FIFO of byte items) is
+//! [`PersistentQueue`] in the `file_storage` extension; this module encodes
+//! requests for it (a signal tag byte, then the OTLP `Export*ServiceRequest`
+//! in protobuf) and runs its workers.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -130,6 +135,9 @@ impl RetryConfig {
     }
 }
 
+/// Largest in-memory `queue_size`: the channel allocates its slots up front.
+pub const MAX_MEMORY_QUEUE_SIZE: usize = 100_000;
+
 /// `sending_queue`, with the collector's defaults (sizer: requests).
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -164,6 +172,12 @@ impl QueueConfig {
         }
         if self.enabled && self.num_consumers == 0 {
             return Err("sending_queue::num_consumers must be positive".into());
+        }
+        if self.enabled && self.storage.is_none() && self.queue_size > MAX_MEMORY_QUEUE_SIZE {
+            return Err(format!(
+                "sending_queue::queue_size must be at most {MAX_MEMORY_QUEUE_SIZE} for an in-memory queue \
+                 (its slots are allocated up front); set sending_queue::storage for a larger, persistent queue"
+            ));
         }
         Ok(())
     }
@@ -713,7 +727,7 @@ fn spawn_persistent(
     disk: PersistentQueue,
 ) -> (DynConsumer, JoinHandle<()>) {
     let resumed = disk.len();
-    let capacity = queue.queue_size;
+    let capacity = queue.queue_size.min(Semaphore::MAX_PERMITS);
     core.metrics.set_queue_size(resumed);
     let shared = Arc::new(PersistentShared {
         disk,
@@ -1673,6 +1687,23 @@ mod tests {
             assert_eq!(client.markers(), ["1", "2", "4"]);
         })
         .await;
+    }
+
+    #[test]
+    fn queue_and_retry_settings_are_checked() {
+        assert!(QueueConfig::default().validate().is_ok());
+        let huge = memory_queue(1, MAX_MEMORY_QUEUE_SIZE + 1);
+        assert!(huge.validate().is_err());
+        assert!(persistent_queue(1, MAX_MEMORY_QUEUE_SIZE + 1)
+            .validate()
+            .is_ok());
+        assert!(memory_queue(0, 1).validate().is_err());
+        let disabled = QueueConfig {
+            enabled: false,
+            ..memory_queue(0, 0)
+        };
+        assert!(disabled.validate().is_ok());
+        assert!(RetryConfig::default().validate().is_ok());
     }
 
     #[test]
