@@ -94,6 +94,15 @@ impl FromStr for ComponentId {
     }
 }
 
+/// Ids in typed configs (for example `sending_queue.storage`) are checked as
+/// they decode.
+impl<'de> serde::Deserialize<'de> for ComponentId {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
 /// `signal[/name]`: `logs`, `metrics/oom`.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct PipelineId {
@@ -145,20 +154,11 @@ pub struct PipelineConfig {
 }
 
 /// `service.telemetry`: the agent's own logs and metrics.
-#[derive(Clone, Debug, PartialEq, serde::Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, serde::Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TelemetryConfig {
     pub logs: TelemetryLogsConfig,
     pub metrics: TelemetryMetricsConfig,
-}
-
-impl Default for TelemetryConfig {
-    fn default() -> Self {
-        TelemetryConfig {
-            logs: TelemetryLogsConfig::default(),
-            metrics: TelemetryMetricsConfig::default(),
-        }
-    }
 }
 
 #[derive(Clone, Debug, PartialEq, serde::Deserialize)]
@@ -258,12 +258,5 @@ mod tests {
         assert!("ot-lp".parse::<ComponentId>().is_err());
         assert!("metrics/oom".parse::<PipelineId>().is_ok());
         assert!("traces".parse::<PipelineId>().is_err());
-    }
-}
-
-impl<'de> serde::Deserialize<'de> for ComponentId {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        s.parse().map_err(serde::de::Error::custom)
     }
 }
