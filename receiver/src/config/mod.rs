@@ -84,7 +84,9 @@ impl FromStr for ComponentId {
             }
             let bad = n.chars().count() > 1024
                 || n.chars().any(|c| {
-                    c.is_whitespace() || c.is_control() || (c.is_ascii_punctuation() && !"-_.:/@".contains(c))
+                    c.is_whitespace()
+                        || c.is_control()
+                        || (c.is_ascii_punctuation() && !"-_.:/@".contains(c))
                 });
             if bad {
                 return Err(format!("in {s:?} id: invalid character(s) in name {n:?}"));
@@ -131,9 +133,15 @@ impl FromStr for PipelineId {
             "logs" => Signal::Logs,
             "metrics" => Signal::Metrics,
             "traces" | "profiles" => {
-                return Err(format!("pipeline {s:?}: the {sig} signal is not supported by oomscope (logs, metrics)"))
+                return Err(format!(
+                    "pipeline {s:?}: the {sig} signal is not supported by oomscope (logs, metrics)"
+                ))
             }
-            other => return Err(format!("pipeline {s:?}: unknown signal {other:?} (valid values: [logs metrics])")),
+            other => {
+                return Err(format!(
+                    "pipeline {s:?}: unknown signal {other:?} (valid values: [logs metrics])"
+                ))
+            }
         };
         if name == Some("") {
             return Err(format!("in {s:?} id: the part after / should not be empty"));
@@ -252,7 +260,10 @@ mod tests {
             "otlp/2".parse::<ComponentId>().ok(),
             Some(ComponentId::new("otlp", Some("2")))
         );
-        assert_eq!("".parse::<ComponentId>().err().as_deref(), Some("id must not be empty"));
+        assert_eq!(
+            "".parse::<ComponentId>().err().as_deref(),
+            Some("id must not be empty")
+        );
         assert!("1otlp".parse::<ComponentId>().is_err());
         assert!("otlp/".parse::<ComponentId>().is_err());
         assert!("ot-lp".parse::<ComponentId>().is_err());
