@@ -82,7 +82,12 @@ async fn python_sdk_sends_logs_and_metrics_over_grpc_and_http() {
             .iter()
             .filter(|b| b.starts_with(&format!("interop {tag} record ")))
             .collect();
-        assert_eq!(mine.len(), N, "{tag}: log records written: {:?}", got.log_bodies);
+        assert_eq!(
+            mine.len(),
+            N,
+            "{tag}: log records written: {:?}",
+            got.log_bodies
+        );
         for i in 0..N {
             let want = format!("interop {tag} record {i}");
             assert!(mine.iter().any(|b| **b == want), "{tag}: missing {want:?}");
@@ -93,12 +98,17 @@ async fn python_sdk_sends_logs_and_metrics_over_grpc_and_http() {
             .iter()
             .filter(|(name, p)| {
                 name == "interop.requests"
-                    && json_attr(&p["attributes"], "tag").and_then(|v| v["stringValue"].as_str()) == Some(tag)
+                    && json_attr(&p["attributes"], "tag").and_then(|v| v["stringValue"].as_str())
+                        == Some(tag)
             })
             .filter_map(|(_, p)| point_int(p))
             .collect();
         // force_flush and shutdown each export the cumulative sum once.
-        assert!(!sum.is_empty() && sum.iter().all(|v| *v == N as i64), "{tag}: counter points {:?}", got.points);
+        assert!(
+            !sum.is_empty() && sum.iter().all(|v| *v == N as i64),
+            "{tag}: counter points {:?}",
+            got.points
+        );
     }
     // The SDK's resource came through untouched.
     let res = &got.log_resources[0];
@@ -107,7 +117,11 @@ async fn python_sdk_sends_logs_and_metrics_over_grpc_and_http() {
         Some("sdk-interop")
     );
     let (status, clean) = agent.stop(TIMEOUT);
-    assert!(clean && status.success(), "oomscope did not stop cleanly: {status:?}\n{}", agent.output());
+    assert!(
+        clean && status.success(),
+        "oomscope did not stop cleanly: {status:?}\n{}",
+        agent.output()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -120,7 +134,9 @@ async fn otelcol_filelog_sends_to_our_http_receiver() {
 
     const N: usize = 500;
     let log = dir.path().join("app.log");
-    let lines: Vec<String> = (0..N).map(|i| format!("otelcol line {i} java.lang.OutOfMemoryError: Java heap space")).collect();
+    let lines: Vec<String> = (0..N)
+        .map(|i| format!("otelcol line {i} java.lang.OutOfMemoryError: Java heap space"))
+        .collect();
     std::fs::write(&log, lines.join("\n") + "\n").expect("write log");
     let otel_config = dir.path().join("otelcol.yaml");
     std::fs::write(
@@ -146,7 +162,8 @@ service:
         ),
     )
     .expect("write otelcol config");
-    let otelcol_out = std::fs::File::create(dir.path().join("otelcol.out")).expect("otelcol output");
+    let otelcol_out =
+        std::fs::File::create(dir.path().join("otelcol.out")).expect("otelcol output");
     let mut otelcol = tokio::process::Command::new(otelcol_contrib_bin())
         .arg("--config")
         .arg(&otel_config)
@@ -211,7 +228,10 @@ service:
         bodies.sort();
         let mut want = sent.clone();
         want.sort();
-        assert_eq!(bodies, want, "{name} exporter: rotel received something else");
+        assert_eq!(
+            bodies, want,
+            "{name} exporter: rotel received something else"
+        );
         let first = &got.logs[0];
         assert_eq!(first.resource.get("service.name"), Some("interop-test"));
         assert_eq!(first.severity_text, "WARN");
@@ -224,12 +244,19 @@ service:
 fn forwarder_config(grpc: u16, backend: SocketAddr, storage_dir: Option<&Path>) -> String {
     let (extension, queue_storage) = match storage_dir {
         Some(d) => (
-            format!("extensions:\n  file_storage/queue:\n    directory: \"{}\"\n", d.display()),
+            format!(
+                "extensions:\n  file_storage/queue:\n    directory: \"{}\"\n",
+                d.display()
+            ),
             "\n      storage: file_storage/queue".to_owned(),
         ),
         None => (String::new(), String::new()),
     };
-    let service_extensions = if storage_dir.is_some() { "  extensions: [file_storage/queue]\n" } else { "" };
+    let service_extensions = if storage_dir.is_some() {
+        "  extensions: [file_storage/queue]\n"
+    } else {
+        ""
+    };
     format!(
         r#"
 receivers:
@@ -278,7 +305,11 @@ async fn backend_outage_loses_nothing() {
     let got = backend.wait_for_logs(300, TIMEOUT);
     let bodies = got.log_bodies();
     for b in before.iter().chain(&during) {
-        assert!(bodies.contains(b), "lost {b:?} across the outage; got {} records", bodies.len());
+        assert!(
+            bodies.contains(b),
+            "lost {b:?} across the outage; got {} records",
+            bodies.len()
+        );
     }
     let (status, clean) = agent.stop(TIMEOUT);
     assert!(clean && status.success(), "{}", agent.output());
@@ -309,9 +340,17 @@ async fn persistent_queue_survives_sigkill_during_outage() {
     let got = backend.wait_for_logs(300, TIMEOUT);
     let bodies = got.log_bodies();
     for b in &during {
-        assert!(bodies.contains(b), "lost {b:?} across kill -9; got {} records\n{}", bodies.len(), agent.output());
+        assert!(
+            bodies.contains(b),
+            "lost {b:?} across kill -9; got {} records\n{}",
+            bodies.len(),
+            agent.output()
+        );
     }
     let (status, clean) = agent.stop(TIMEOUT);
     assert!(clean && status.success(), "{}", agent.output());
-    assert!(wait_for_port(addr(grpc), Duration::from_millis(200), || Ok(())).is_err(), "port still open after stop");
+    assert!(
+        wait_for_port(addr(grpc), Duration::from_millis(200), || Ok(())).is_err(),
+        "port still open after stop"
+    );
 }

@@ -38,7 +38,11 @@ fn parse_args() -> Result<Args, String> {
             "--endpoint" => a.endpoint = value()?,
             "--records" => a.records = value()?.parse().map_err(|e| format!("--records: {e}"))?,
             "--batch" => a.batch = value()?.parse().map_err(|e| format!("--batch: {e}"))?,
-            "--concurrency" => a.concurrency = value()?.parse().map_err(|e| format!("--concurrency: {e}"))?,
+            "--concurrency" => {
+                a.concurrency = value()?
+                    .parse()
+                    .map_err(|e| format!("--concurrency: {e}"))?
+            }
             "--gzip" => a.gzip = true,
             other => return Err(format!("unknown flag {other}")),
         }
@@ -76,7 +80,10 @@ fn request(records: u64) -> ExportLogsServiceRequest {
             attributes: vec![
                 kv("http.method", any_value::Value::StringValue("GET".into())),
                 kv("http.status_code", any_value::Value::IntValue(200)),
-                kv("log.file.name", any_value::Value::StringValue("access.log".into())),
+                kv(
+                    "log.file.name",
+                    any_value::Value::StringValue("access.log".into()),
+                ),
             ],
             ..Default::default()
         })
@@ -85,8 +92,14 @@ fn request(records: u64) -> ExportLogsServiceRequest {
         resource_logs: vec![ResourceLogs {
             resource: Some(Resource {
                 attributes: vec![
-                    kv("service.name", any_value::Value::StringValue("loadgen".into())),
-                    kv("host.name", any_value::Value::StringValue("bench-host".into())),
+                    kv(
+                        "service.name",
+                        any_value::Value::StringValue("loadgen".into()),
+                    ),
+                    kv(
+                        "host.name",
+                        any_value::Value::StringValue("bench-host".into()),
+                    ),
                 ],
                 ..Default::default()
             }),
@@ -134,12 +147,17 @@ async fn main() {
     let start = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..args.concurrency {
-        let mut client = LogsServiceClient::new(channel.clone()).max_encoding_message_size(64 << 20);
+        let mut client =
+            LogsServiceClient::new(channel.clone()).max_encoding_message_size(64 << 20);
         if args.gzip {
             client = client.send_compressed(tonic::codec::CompressionEncoding::Gzip);
         }
-        let (template, next, accepted, retried) =
-            (Arc::clone(&template), Arc::clone(&next), Arc::clone(&accepted), Arc::clone(&retried));
+        let (template, next, accepted, retried) = (
+            Arc::clone(&template),
+            Arc::clone(&next),
+            Arc::clone(&accepted),
+            Arc::clone(&retried),
+        );
         let batch = args.batch;
         tasks.push(tokio::spawn(async move {
             while next.fetch_add(1, Ordering::Relaxed) < requests {

@@ -12,7 +12,11 @@ use oomscope::config::{self, Config, ConfigErrors};
 const DEFAULT_CONFIG: &str = include_str!("../../config/default.yaml");
 
 #[derive(Parser, Debug)]
-#[command(name = "oomscope", version, about = "Catches out-of-memory trouble on Linux and ships it as OpenTelemetry data")]
+#[command(
+    name = "oomscope",
+    version,
+    about = "Catches out-of-memory trouble on Linux and ships it as OpenTelemetry data"
+)]
 struct Cli {
     /// Configuration file; repeat to merge several in order (later files win).
     /// Without one, the built-in default pipeline (config/default.yaml) runs.
@@ -40,8 +44,14 @@ fn load(paths: &[PathBuf]) -> Result<Config, ConfigErrors> {
 fn init_logging(level: &str, json: bool) {
     // RUST_LOG wins over the config, for debugging a running setup.
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    let result = if json { builder.json().try_init() } else { builder.try_init() };
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let result = if json {
+        builder.json().try_init()
+    } else {
+        builder.try_init()
+    };
     if let Err(e) = result {
         eprintln!("oomscope: cannot set up logging: {e}");
     }
@@ -63,7 +73,10 @@ fn main() -> ExitCode {
     let logs = &config.service.telemetry.logs;
     init_logging(&logs.level, logs.encoding == "json");
 
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("oomscope: cannot start the async runtime: {e}");

@@ -24,11 +24,16 @@ use crate::telemetry::Telemetry;
 
 /// Runs the agent until `stop` resolves (SIGINT/SIGTERM in `main`), then
 /// drains and flushes within `service.shutdown_timeout`.
-pub async fn run(config: Config, stop: impl std::future::Future<Output = ()>) -> anyhow::Result<()> {
+pub async fn run(
+    config: Config,
+    stop: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<()> {
     if let Some(adj) = config.service.oom_score_adj {
         match self_protection::set_oom_score_adj(adj) {
             Ok(()) => tracing::info!(oom_score_adj = adj, "lowered own OOM score"),
-            Err(e) => tracing::warn!(oom_score_adj = adj, error = %e, "could not set own oom_score_adj; the agent is not protected from the OOM killer"),
+            Err(e) => {
+                tracing::warn!(oom_score_adj = adj, error = %e, "could not set own oom_score_adj; the agent is not protected from the OOM killer")
+            }
         }
     }
 
@@ -43,7 +48,8 @@ pub async fn run(config: Config, stop: impl std::future::Future<Output = ()>) ->
         };
         match cfg {
             ExtensionConfig::FileStorage(c) => {
-                let storage = FileStorage::open(c, id).with_context(|| format!("failed to start extension {id}"))?;
+                let storage = FileStorage::open(c, id)
+                    .with_context(|| format!("failed to start extension {id}"))?;
                 extensions.storages.insert(id.clone(), storage);
             }
             ExtensionConfig::HealthCheck(c) => {
@@ -56,14 +62,20 @@ pub async fn run(config: Config, stop: impl std::future::Future<Output = ()>) ->
     }
     let extensions = Arc::new(extensions);
 
-    let topology = Topology::start(&config, Arc::clone(&telemetry), Arc::clone(&extensions)).await?;
+    let topology =
+        Topology::start(&config, Arc::clone(&telemetry), Arc::clone(&extensions)).await?;
     extensions.health.set_ready(true);
-    tracing::info!(pipelines = config.service.pipelines.len(), "everything is ready; begin running and processing data");
+    tracing::info!(
+        pipelines = config.service.pipelines.len(),
+        "everything is ready; begin running and processing data"
+    );
 
     stop.await;
     tracing::info!("received shutdown request; draining pipelines");
     extensions.health.set_ready(false);
-    topology.shutdown(config.service.shutdown_timeout.get()).await;
+    topology
+        .shutdown(config.service.shutdown_timeout.get())
+        .await;
     background.cancel();
     for t in extension_tasks {
         let _ = tokio::time::timeout(Duration::from_secs(2), t).await;
@@ -75,7 +87,10 @@ pub async fn run(config: Config, stop: impl std::future::Future<Output = ()>) ->
 
 /// The agent's own metrics: a Prometheus endpoint (a port already taken is a
 /// warning, not fatal) and an optional OTLP push.
-async fn start_telemetry(cfg: &TelemetryConfig, background: &CancellationToken) -> anyhow::Result<Arc<Telemetry>> {
+async fn start_telemetry(
+    cfg: &TelemetryConfig,
+    background: &CancellationToken,
+) -> anyhow::Result<Arc<Telemetry>> {
     if cfg.metrics.level == "none" {
         return Ok(Telemetry::noop());
     }
@@ -154,12 +169,18 @@ async fn serve_prometheus(address: &str, registry: prometheus::Registry, stop: C
 fn metrics_response<B>(req: &Request<B>, registry: &prometheus::Registry) -> Response<Full<Bytes>> {
     use prometheus::Encoder as _;
     if req.uri().path() != "/metrics" {
-        return plain(StatusCode::NOT_FOUND, "not found; own metrics are at /metrics\n");
+        return plain(
+            StatusCode::NOT_FOUND,
+            "not found; own metrics are at /metrics\n",
+        );
     }
     let encoder = prometheus::TextEncoder::new();
     let mut buf = Vec::with_capacity(16 * 1024);
     if let Err(e) = encoder.encode(&registry.gather(), &mut buf) {
-        return plain(StatusCode::INTERNAL_SERVER_ERROR, &format!("encoding metrics: {e}\n"));
+        return plain(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            &format!("encoding metrics: {e}\n"),
+        );
     }
     Response::builder()
         .header(http::header::CONTENT_TYPE, encoder.format_type())

@@ -63,16 +63,32 @@ impl Telemetry {
             KeyValue::new("transport", transport.to_string()),
         ]);
         ReceiverMetrics {
-            accepted: SignalCounters::new(&self.meter, "otelcol_receiver_accepted", "accepted by the receiver and handed to the pipeline"),
-            refused: SignalCounters::new(&self.meter, "otelcol_receiver_refused", "refused by the pipeline (returned to the sender as an error)"),
+            accepted: SignalCounters::new(
+                &self.meter,
+                "otelcol_receiver_accepted",
+                "accepted by the receiver and handed to the pipeline",
+            ),
+            refused: SignalCounters::new(
+                &self.meter,
+                "otelcol_receiver_refused",
+                "refused by the pipeline (returned to the sender as an error)",
+            ),
             attrs,
         }
     }
 
     pub fn processor(&self, id: &ComponentId) -> ProcessorMetrics {
         ProcessorMetrics {
-            refused: SignalCounters::new(&self.meter, "otelcol_processor_refused", "refused by the processor"),
-            dropped: SignalCounters::new(&self.meter, "otelcol_processor_dropped", "dropped by the processor"),
+            refused: SignalCounters::new(
+                &self.meter,
+                "otelcol_processor_refused",
+                "refused by the processor",
+            ),
+            dropped: SignalCounters::new(
+                &self.meter,
+                "otelcol_processor_dropped",
+                "dropped by the processor",
+            ),
             attrs: Arc::new([KeyValue::new("processor", id.to_string())]),
         }
     }
@@ -87,7 +103,9 @@ impl Telemetry {
             .meter
             .i64_observable_gauge("otelcol_exporter_queue_size")
             .with_description("Current size of the sending queue, in requests")
-            .with_callback(move |obs| obs.observe(size_for_cb.load(Ordering::Relaxed), &attrs_for_cb))
+            .with_callback(move |obs| {
+                obs.observe(size_for_cb.load(Ordering::Relaxed), &attrs_for_cb)
+            })
             .build();
         let attrs_for_cap = Arc::clone(&attrs);
         let capacity_gauge = self
@@ -95,19 +113,37 @@ impl Telemetry {
             .i64_observable_gauge("otelcol_exporter_queue_capacity")
             .with_description("Capacity of the sending queue, in requests")
             .with_callback(move |obs| {
-                obs.observe(i64::try_from(queue_capacity).unwrap_or(i64::MAX), &attrs_for_cap)
+                obs.observe(
+                    i64::try_from(queue_capacity).unwrap_or(i64::MAX),
+                    &attrs_for_cap,
+                )
             })
             .build();
         ExporterMetrics {
-            sent: SignalCounters::new(&self.meter, "otelcol_exporter_sent", "successfully sent to the destination"),
-            send_failed: SignalCounters::new(&self.meter, "otelcol_exporter_send_failed", "that failed to be sent (after retries)"),
-            enqueue_failed: SignalCounters::new(&self.meter, "otelcol_exporter_enqueue_failed", "that failed to be added to the sending queue"),
+            sent: SignalCounters::new(
+                &self.meter,
+                "otelcol_exporter_sent",
+                "successfully sent to the destination",
+            ),
+            send_failed: SignalCounters::new(
+                &self.meter,
+                "otelcol_exporter_send_failed",
+                "that failed to be sent (after retries)",
+            ),
+            enqueue_failed: SignalCounters::new(
+                &self.meter,
+                "otelcol_exporter_enqueue_failed",
+                "that failed to be added to the sending queue",
+            ),
             latency: self
                 .meter
                 .f64_histogram("oomscope_exporter_export_duration")
                 .with_unit("s")
                 .with_description("Duration of one export request, retries included")
-                .with_boundaries(vec![0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0])
+                .with_boundaries(vec![
+                    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+                    30.0,
+                ])
                 .build(),
             queue_size,
             attrs,
@@ -128,7 +164,10 @@ impl SignalCounters {
         let make = |signal: Signal| {
             meter
                 .u64_counter(format!("{prefix}_{}", signal.item_name()))
-                .with_description(format!("Number of {} {what}", signal.item_name().replace('_', " ")))
+                .with_description(format!(
+                    "Number of {} {what}",
+                    signal.item_name().replace('_', " ")
+                ))
                 .build()
         };
         SignalCounters {

@@ -58,7 +58,12 @@ pub fn logs_request(bodies: &[String]) -> ExportLogsServiceRequest {
 
 /// Sends `bodies` to an OTLP/gRPC endpoint in requests of `per_request`,
 /// retrying a request the server refuses (push-back) until `timeout`.
-pub async fn send_logs_grpc(endpoint: &str, bodies: &[String], per_request: usize, timeout: Duration) {
+pub async fn send_logs_grpc(
+    endpoint: &str,
+    bodies: &[String],
+    per_request: usize,
+    timeout: Duration,
+) {
     let deadline = Instant::now() + timeout;
     let mut client = loop {
         match LogsServiceClient::connect(endpoint.to_owned()).await {
@@ -112,7 +117,8 @@ impl FileContents {
                 for sl in rl["scopeLogs"].as_array().into_iter().flatten() {
                     for lr in sl["logRecords"].as_array().into_iter().flatten() {
                         let body = &lr["body"]["stringValue"];
-                        out.log_bodies.push(body.as_str().unwrap_or_default().to_owned());
+                        out.log_bodies
+                            .push(body.as_str().unwrap_or_default().to_owned());
                         out.log_resources.push(rl["resource"].clone());
                     }
                 }
@@ -134,7 +140,11 @@ impl FileContents {
     }
 
     /// Polls `path` until `done` holds or `timeout` passes.
-    pub fn wait_for(path: &Path, timeout: Duration, done: impl Fn(&FileContents) -> bool) -> FileContents {
+    pub fn wait_for(
+        path: &Path,
+        timeout: Duration,
+        done: impl Fn(&FileContents) -> bool,
+    ) -> FileContents {
         let deadline = Instant::now() + timeout;
         loop {
             let c = FileContents::read(path);

@@ -30,7 +30,9 @@ impl GoDuration {
     /// Parses Go's `time.ParseDuration` syntax. A bare `0` is allowed.
     pub fn parse(s: &str) -> Result<Self, String> {
         let s = s.trim();
-        let err = || format!("invalid duration {s:?} (expected a number with a unit: ns, us, ms, s, m, h; for example 5s or 1m30s)");
+        let err = || {
+            format!("invalid duration {s:?} (expected a number with a unit: ns, us, ms, s, m, h; for example 5s or 1m30s)")
+        };
         if s == "0" {
             return Ok(GoDuration::ZERO);
         }

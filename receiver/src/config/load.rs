@@ -777,12 +777,13 @@ mod tests {
 
     const VALID: &str = "\
 receivers:
-  otlp:
+  otlp: {protocols: {grpc: }}
 processors:
   batch:
 exporters:
   debug:
   otlp/2:
+    endpoint: localhost:4317
     sending_queue:
       storage: file_storage/queue
 extensions:
@@ -874,15 +875,15 @@ service:
 
         assert_eq!(
             errors(&with("oom_score_adj: 2000")),
-            ["c.yaml:23:18: 'service::oom_score_adj' must be between -1000 and 1000, got 2000"]
+            ["c.yaml:24:18: 'service::oom_score_adj' must be between -1000 and 1000, got 2000"]
         );
         assert_eq!(
             errors(&with("telemetry: {logs: {levle: debug}}")),
-            ["c.yaml:23:22: 'service::telemetry::logs' has invalid keys: levle"]
+            ["c.yaml:24:22: 'service::telemetry::logs' has invalid keys: levle"]
         );
         assert_eq!(
             errors(&with("shutdown_timeout: [1]")),
-            ["c.yaml:23:21: 'service::shutdown_timeout' expected a duration such as 5s, 200ms or 1m30s, got a sequence"]
+            ["c.yaml:24:21: 'service::shutdown_timeout' expected a duration such as 5s, 200ms or 1m30s, got a sequence"]
         );
     }
 
@@ -890,12 +891,13 @@ service:
     fn reports_every_graph_error_at_the_entry_that_names_it() {
         let text = "\
 receivers:
-  otlp:
+  otlp: {protocols: {grpc: }}
 processors:
   batch:
 exporters:
   debug:
   otlp:
+    endpoint: localhost:4317
     sending_queue:
       storage: file_storage/missing
 extensions:
@@ -916,15 +918,15 @@ service:
         assert_eq!(
             errors(text),
             [
-                "c.yaml:21:5: 'service::pipelines' pipeline \"traces\": the traces signal is not supported by oomscope (logs, metrics)",
-                "c.yaml:13:30: 'service::extensions' references extension \"pprof\" which is not configured",
-                "c.yaml:16:25: 'service::pipelines::logs' references receiver \"nope\" which is not configured",
-                "c.yaml:17:27: 'service::pipelines::logs' references processor \"batch\" multiple times",
-                "c.yaml:17:34: 'service::pipelines::logs' references processor \"ghost\" which is not configured",
-                "c.yaml:18:26: 'service::pipelines::logs' references exporter \"gone\" which is not configured",
-                "c.yaml:19:5: 'service::pipelines::metrics' must have at least one receiver",
-                "c.yaml:19:5: 'service::pipelines::metrics' must have at least one exporter",
-                "c.yaml:9:16: 'exporters::otlp::sending_queue::storage' storage \"file_storage/missing\" is not configured in extensions: a persistent sending queue needs a file_storage extension",
+                "c.yaml:22:5: 'service::pipelines' pipeline \"traces\": the traces signal is not supported by oomscope (logs, metrics)",
+                "c.yaml:14:30: 'service::extensions' references extension \"pprof\" which is not configured",
+                "c.yaml:17:25: 'service::pipelines::logs' references receiver \"nope\" which is not configured",
+                "c.yaml:18:27: 'service::pipelines::logs' references processor \"batch\" multiple times",
+                "c.yaml:18:34: 'service::pipelines::logs' references processor \"ghost\" which is not configured",
+                "c.yaml:19:26: 'service::pipelines::logs' references exporter \"gone\" which is not configured",
+                "c.yaml:20:5: 'service::pipelines::metrics' must have at least one receiver",
+                "c.yaml:20:5: 'service::pipelines::metrics' must have at least one exporter",
+                "c.yaml:10:16: 'exporters::otlp::sending_queue::storage' storage \"file_storage/missing\" is not configured in extensions: a persistent sending queue needs a file_storage extension",
             ]
         );
     }
@@ -932,11 +934,13 @@ service:
     #[test]
     fn storage_must_be_an_enabled_file_storage() {
         let text = "\
-receivers: {otlp: }
+receivers: {otlp: {protocols: {grpc: }}}
 exporters:
   otlp:
+    endpoint: localhost:4317
     sending_queue: {storage: health_check}
   otlp/2:
+    endpoint: localhost:4317
     sending_queue: {storage: file_storage}
 extensions: {health_check: , file_storage: }
 service:
@@ -947,8 +951,8 @@ service:
         assert_eq!(
             errors(text),
             [
-                "c.yaml:4:30: 'exporters::otlp::sending_queue::storage' storage \"health_check\" is not a file_storage extension: a persistent sending queue needs a file_storage extension",
-                "c.yaml:6:30: 'exporters::otlp/2::sending_queue::storage' storage \"file_storage\" is not enabled in service::extensions: a persistent sending queue needs a file_storage extension",
+                "c.yaml:5:30: 'exporters::otlp::sending_queue::storage' storage \"health_check\" is not a file_storage extension: a persistent sending queue needs a file_storage extension",
+                "c.yaml:8:30: 'exporters::otlp/2::sending_queue::storage' storage \"file_storage\" is not enabled in service::extensions: a persistent sending queue needs a file_storage extension",
             ]
         );
     }
@@ -978,7 +982,7 @@ service:
         let text = "\
 receivers:
   otlp:
-    protocols: {}
+    protocol: {grpc: }
   foo/1:
   9bad:
 processors:
@@ -1000,7 +1004,7 @@ service:
             errors(text),
             [
                 "c.yaml:13:1: has invalid keys: extras",
-                "c.yaml:3:5: 'receivers::otlp' has invalid keys: protocols",
+                "c.yaml:3:5: 'receivers::otlp' has invalid keys: protocol",
                 "c.yaml:4:3: 'receivers' unknown type: \"foo\" for id: \"foo/1\" (valid values: [otlp])",
                 "c.yaml:5:3: 'receivers' invalid character(s) in type \"9bad\"",
                 "c.yaml:9:3: 'exporters::logging' the logging exporter has been deprecated, use the debug exporter instead",
@@ -1011,10 +1015,81 @@ service:
             ]
         );
         assert_eq!(
-            errors("receivers: {otlp: }\nexporters: {nope: }\nservice: {pipelines: {logs: {receivers: [otlp], exporters: [nope]}}}\n"),
+            errors("receivers: {otlp: {protocols: {grpc: }}}\nexporters: {nope: }\nservice: {pipelines: {logs: {receivers: [otlp], exporters: [nope]}}}\n"),
             [
                 "c.yaml:2:13: 'exporters' unknown type: \"nope\" for id: \"nope\" (valid values: [debug file otlp otlp_grpc otlp_http otlphttp])",
             ]
+        );
+    }
+
+    #[test]
+    fn component_validation_errors_carry_the_component_position_and_path() {
+        let text = "\
+receivers:
+  otlp:
+  otlp/http:
+    protocols:
+      http: {endpoint: localhost}
+exporters:
+  debug:
+  otlp:
+    compression: zstd
+  otlphttp: {}
+service:
+  pipelines:
+    logs: {receivers: [otlp, otlp/http], exporters: [debug, otlp, otlphttp]}
+";
+        // Each invalid component is reported once, at its id; the pipeline
+        // naming it does not report it again as "not configured".
+        assert_eq!(
+            errors(text),
+            [
+                "c.yaml:2:3: 'receivers::otlp' must specify at least one protocol when using the OTLP receiver",
+                "c.yaml:3:3: 'receivers::otlp/http' protocols::http: endpoint \"localhost\" must be host:port (for example 127.0.0.1:4317)",
+                "c.yaml:8:3: 'exporters::otlp' requires a non-empty \"endpoint\"",
+                "c.yaml:10:3: 'exporters::otlphttp' requires a non-empty \"endpoint\" (or both \"logs_endpoint\" and \"metrics_endpoint\"); logs_endpoint is not set",
+            ]
+        );
+    }
+
+    #[test]
+    fn old_collector_exporter_spellings_load() {
+        let text = "\
+receivers: {otlp: {protocols: {http: }}}
+exporters:
+  otlp_grpc:
+    endpoint: localhost:4317
+  otlp_http/backup:
+    endpoint: http://localhost:4318
+service:
+  pipelines:
+    metrics: {receivers: [otlp], exporters: [otlp_grpc, otlp_http/backup]}
+";
+        let config = load(text).expect("valid");
+        assert!(
+            matches!(
+                config.exporters.get(&id("otlp_grpc")),
+                Some(ExporterConfig::OtlpGrpc(c)) if c.endpoint == "localhost:4317"
+            ),
+            "{:?}",
+            config.exporters
+        );
+        assert!(
+            matches!(
+                config.exporters.get(&id("otlp_http/backup")),
+                Some(ExporterConfig::OtlpHttp(c)) if c.endpoint == "http://localhost:4318"
+            ),
+            "{:?}",
+            config.exporters
+        );
+        assert_eq!(
+            config
+                .service
+                .pipelines
+                .values()
+                .next()
+                .map(|p| p.exporters.clone()),
+            Some(vec![id("otlp_grpc"), id("otlp_http/backup")])
         );
     }
 
@@ -1023,9 +1098,10 @@ service:
         let vars: HashMap<&str, &str> = [("QS", "5")].into();
         let env = |name: &str| vars.get(name).map(|v| v.to_string());
         let text = "\
-receivers: {otlp: }
+receivers: {otlp: {protocols: {grpc: }}}
 exporters:
   otlp:
+    endpoint: localhost:4317
     sending_queue:
       queue_size: ${env:QS}
 service:
@@ -1045,7 +1121,7 @@ service:
             .iter()
             .map(ToString::to_string)
             .collect();
-        assert!(errs.contains(&"c.yaml:5:19: 'exporters::otlp::sending_queue::queue_size' expected an integer, got \"5\"".to_string()), "{errs:?}");
+        assert!(errs.contains(&"c.yaml:6:19: 'exporters::otlp::sending_queue::queue_size' expected an integer, got \"5\"".to_string()), "{errs:?}");
     }
 
     fn write(dir: &tempfile::TempDir, name: &str, text: &str) -> PathBuf {
@@ -1060,12 +1136,12 @@ service:
         let base = write(
             &dir,
             "base.yaml",
-            "receivers: {otlp: }\nexporters: {debug: }\nservice:\n  oom_score_adj: 100\n  pipelines:\n    logs: {receivers: [otlp], exporters: [debug]}\n",
+            "receivers: {otlp: {protocols: {grpc: }}}\nexporters: {debug: }\nservice:\n  oom_score_adj: 100\n  pipelines:\n    logs: {receivers: [otlp], exporters: [debug]}\n",
         );
         let over = write(
             &dir,
             "over.yaml",
-            "exporters:\n  otlp:\n    sending_queue: {queue_size: 7}\nservice:\n  oom_score_adj: 200\n  pipelines:\n    logs:\n      exporters: [otlp]\n",
+            "exporters:\n  otlp:\n    endpoint: localhost:4317\n    sending_queue: {queue_size: 7}\nservice:\n  oom_score_adj: 200\n  pipelines:\n    logs:\n      exporters: [otlp]\n",
         );
         let config = load_files_with_env(&[base, over], &|_| None).expect("valid");
         assert_eq!(
@@ -1089,7 +1165,7 @@ service:
         let base = write(
             &dir,
             "base.yaml",
-            "receivers: {otlp: }\nexporters: {debug: }\nservice:\n  pipelines:\n    logs: {receivers: [otlp], exporters: [debug]}\n",
+            "receivers: {otlp: {protocols: {grpc: }}}\nexporters: {debug: }\nservice:\n  pipelines:\n    logs: {receivers: [otlp], exporters: [debug]}\n",
         );
         let over = write(
             &dir,

@@ -84,13 +84,24 @@ impl FromStr for ComponentId {
             }
             let bad = n.chars().count() > 1024
                 || n.chars().any(|c| {
-                    c.is_whitespace() || c.is_control() || (c.is_ascii_punctuation() && !"-_.:/@".contains(c))
+                    c.is_whitespace()
+                        || c.is_control()
+                        || (c.is_ascii_punctuation() && !"-_.:/@".contains(c))
                 });
             if bad {
                 return Err(format!("in {s:?} id: invalid character(s) in name {n:?}"));
             }
         }
         Ok(ComponentId::new(type_name, name))
+    }
+}
+
+/// Ids in typed configs (for example `sending_queue.storage`) are checked as
+/// they decode.
+impl<'de> serde::Deserialize<'de> for ComponentId {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
     }
 }
 
@@ -122,9 +133,15 @@ impl FromStr for PipelineId {
             "logs" => Signal::Logs,
             "metrics" => Signal::Metrics,
             "traces" | "profiles" => {
-                return Err(format!("pipeline {s:?}: the {sig} signal is not supported by oomscope (logs, metrics)"))
+                return Err(format!(
+                    "pipeline {s:?}: the {sig} signal is not supported by oomscope (logs, metrics)"
+                ))
             }
-            other => return Err(format!("pipeline {s:?}: unknown signal {other:?} (valid values: [logs metrics])")),
+            other => {
+                return Err(format!(
+                    "pipeline {s:?}: unknown signal {other:?} (valid values: [logs metrics])"
+                ))
+            }
         };
         if name == Some("") {
             return Err(format!("in {s:?} id: the part after / should not be empty"));
@@ -145,20 +162,11 @@ pub struct PipelineConfig {
 }
 
 /// `service.telemetry`: the agent's own logs and metrics.
-#[derive(Clone, Debug, PartialEq, serde::Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, serde::Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TelemetryConfig {
     pub logs: TelemetryLogsConfig,
     pub metrics: TelemetryMetricsConfig,
-}
-
-impl Default for TelemetryConfig {
-    fn default() -> Self {
-        TelemetryConfig {
-            logs: TelemetryLogsConfig::default(),
-            metrics: TelemetryMetricsConfig::default(),
-        }
-    }
 }
 
 #[derive(Clone, Debug, PartialEq, serde::Deserialize)]
@@ -252,18 +260,14 @@ mod tests {
             "otlp/2".parse::<ComponentId>().ok(),
             Some(ComponentId::new("otlp", Some("2")))
         );
-        assert_eq!("".parse::<ComponentId>().err().as_deref(), Some("id must not be empty"));
+        assert_eq!(
+            "".parse::<ComponentId>().err().as_deref(),
+            Some("id must not be empty")
+        );
         assert!("1otlp".parse::<ComponentId>().is_err());
         assert!("otlp/".parse::<ComponentId>().is_err());
         assert!("ot-lp".parse::<ComponentId>().is_err());
         assert!("metrics/oom".parse::<PipelineId>().is_ok());
         assert!("traces".parse::<PipelineId>().is_err());
-    }
-}
-
-impl<'de> serde::Deserialize<'de> for ComponentId {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        s.parse().map_err(serde::de::Error::custom)
     }
 }

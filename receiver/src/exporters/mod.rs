@@ -26,8 +26,14 @@ pub enum ExporterConfig {
 impl ExporterConfig {
     /// `otlp`/`otlp_grpc` and `otlphttp`/`otlp_http`: the collector renamed
     /// these; both spellings are accepted.
-    pub const TYPES: &'static [&'static str] =
-        &["debug", "file", "otlp", "otlp_grpc", "otlp_http", "otlphttp"];
+    pub const TYPES: &'static [&'static str] = &[
+        "debug",
+        "file",
+        "otlp",
+        "otlp_grpc",
+        "otlp_http",
+        "otlphttp",
+    ];
 
     pub fn from_node(type_name: &str, node: &Node) -> Option<Result<Self, ConfigError>> {
         Some(match type_name {

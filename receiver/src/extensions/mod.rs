@@ -43,7 +43,11 @@ pub struct Extensions {
 
 impl Extensions {
     /// The `file_storage` extension named `id`; errors name the component that asked.
-    pub fn storage(&self, id: &ComponentId, asked_by: &ComponentId) -> anyhow::Result<Arc<file_storage::FileStorage>> {
+    pub fn storage(
+        &self,
+        id: &ComponentId,
+        asked_by: &ComponentId,
+    ) -> anyhow::Result<Arc<file_storage::FileStorage>> {
         self.storages.get(id).cloned().ok_or_else(|| {
             anyhow::anyhow!("{asked_by}: storage {id} is not a configured file_storage extension listed in service::extensions")
         })

@@ -181,12 +181,14 @@ mod tests {
     #[tokio::test]
     async fn worst_status_wins_and_split_keeps_pending() {
         let (f, mut rx) = BatchNotifier::new_pair();
-        let parts = Finalizers::new(f).split(3);
-        let mut parts = parts.into_iter();
-        parts.next().map(|p| p.settle(DeliveryStatus::Delivered));
-        parts.next().map(|p| p.settle(DeliveryStatus::Rejected));
+        let Ok([first, second, third]) = <[Finalizers; 3]>::try_from(Finalizers::new(f).split(3))
+        else {
+            panic!("split(3) must give three shares");
+        };
+        first.settle(DeliveryStatus::Delivered);
+        second.settle(DeliveryStatus::Rejected);
         assert!(rx.try_recv().is_err(), "must wait for the last share");
-        parts.next().map(|p| p.settle(DeliveryStatus::Delivered));
+        third.settle(DeliveryStatus::Delivered);
         assert_eq!(rx.await.ok(), Some(DeliveryStatus::Rejected));
     }
 }

@@ -60,11 +60,7 @@ impl Topology {
 
         // One instance per exporter, shared by every pipeline that names it.
         let mut exporters: BTreeMap<&ComponentId, DynConsumer> = BTreeMap::new();
-        let used_exporters = config
-            .service
-            .pipelines
-            .values()
-            .flat_map(|p| &p.exporters);
+        let used_exporters = config.service.pipelines.values().flat_map(|p| &p.exporters);
         for id in used_exporters {
             if exporters.contains_key(id) {
                 continue;
@@ -177,7 +173,9 @@ impl Topology {
             for (id, mut handle) in handles {
                 match tokio::time::timeout_at(deadline, &mut handle).await {
                     Ok(Ok(())) => tracing::debug!(component = %id, "{kind} stopped"),
-                    Ok(Err(e)) => tracing::error!(component = %id, error = %e, "{kind} task failed"),
+                    Ok(Err(e)) => {
+                        tracing::error!(component = %id, error = %e, "{kind} task failed")
+                    }
                     Err(_) => {
                         tracing::warn!(component = %id, "{kind} did not stop within the shutdown timeout; aborting it");
                         handle.abort();
