@@ -74,7 +74,14 @@ async fn python_sdk_sends_logs_and_metrics_over_grpc_and_http() {
     run_python_ok(SDK_SEND, &["http", &http_endpoint, &n, "sdk-http"], TIMEOUT).await;
 
     let got = FileContents::wait_for(&out, TIMEOUT, |c| {
-        c.log_bodies.len() >= 2 * N && c.points.len() >= 2
+        let has_point = |tag: &str| {
+            c.points.iter().any(|(name, p)| {
+                name == "interop.requests"
+                    && json_attr(&p["attributes"], "tag").and_then(|v| v["stringValue"].as_str())
+                        == Some(tag)
+            })
+        };
+        c.log_bodies.len() >= 2 * N && has_point("sdk-grpc") && has_point("sdk-http")
     });
     for tag in ["sdk-grpc", "sdk-http"] {
         let mine: Vec<&String> = got
