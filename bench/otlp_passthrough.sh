@@ -67,7 +67,9 @@ measure() { # name pid port -> prints records/CPU-second
     cpu=$(awk -v a="$after" -v b="$before" -v t="$CLK_TCK" 'BEGIN { printf "%.3f", (a - b) / t }')
     local rate
     rate=$(awk -v n="$RECORDS" -v c="$cpu" 'BEGIN { if (c > 0) printf "%.0f", n / c; else print "inf" }')
-    echo "$name: $out cpu_seconds=$cpu records_per_cpu_second=$rate" >&2
+    local hwm
+    hwm=$(awk '/VmHWM/ {print $2 / 1024 " MiB"}' "/proc/$pid/status")
+    echo "$name: $out cpu_seconds=$cpu records_per_cpu_second=$rate peak_rss=$hwm" >&2
     echo "$rate"
 }
 

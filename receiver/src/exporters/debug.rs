@@ -152,7 +152,8 @@ impl DebugClient {
 
 #[async_trait]
 impl ExportClient for DebugClient {
-    async fn export(&self, payload: &Payload) -> Result<ExportResponse, ExportError> {
+    async fn export(&self, payload: &Arc<Payload>) -> Result<ExportResponse, ExportError> {
+        let payload: &Payload = payload;
         let admitted = match self.sampler.lock() {
             Ok(mut s) => s.admit(Instant::now()),
             Err(poisoned) => poisoned.into_inner().admit(Instant::now()),
@@ -841,8 +842,12 @@ mod tests {
     #[tokio::test]
     async fn basic_prints_one_summary_line() {
         let (c, buf) = client(Verbosity::Basic);
-        c.export(&sample_logs()).await.expect("export");
-        c.export(&sample_metrics()).await.expect("export");
+        c.export(&std::sync::Arc::new(sample_logs()))
+            .await
+            .expect("export");
+        c.export(&std::sync::Arc::new(sample_metrics()))
+            .await
+            .expect("export");
         assert_eq!(
             buf.text(),
             "Logs: 1 resource logs, 1 log records\nMetrics: 1 resource metrics, 1 metrics, 1 data points\n"
@@ -852,7 +857,9 @@ mod tests {
     #[tokio::test]
     async fn detailed_prints_every_field() {
         let (c, buf) = client(Verbosity::Detailed);
-        c.export(&sample_logs()).await.expect("export");
+        c.export(&std::sync::Arc::new(sample_logs()))
+            .await
+            .expect("export");
         let text = buf.text();
         for expected in [
             "ResourceLog #0\n",
@@ -878,7 +885,9 @@ mod tests {
         }
 
         let (c, buf) = client(Verbosity::Detailed);
-        c.export(&sample_metrics()).await.expect("export");
+        c.export(&std::sync::Arc::new(sample_metrics()))
+            .await
+            .expect("export");
         let text = buf.text();
         for expected in [
             "ResourceMetrics #0\n",
@@ -894,7 +903,9 @@ mod tests {
     #[tokio::test]
     async fn normal_prints_a_line_per_item() {
         let (c, buf) = client(Verbosity::Normal);
-        c.export(&sample_metrics()).await.expect("export");
+        c.export(&std::sync::Arc::new(sample_metrics()))
+            .await
+            .expect("export");
         assert!(
             buf.text()
                 .contains("system.memory.usage{state=used} 1024\n"),
@@ -902,7 +913,9 @@ mod tests {
             buf.text()
         );
         let (c, buf) = client(Verbosity::Normal);
-        c.export(&sample_logs()).await.expect("export");
+        c.export(&std::sync::Arc::new(sample_logs()))
+            .await
+            .expect("export");
         assert!(
             buf.text()
                 .contains("Out of memory: Killed process 42 process.pid=42"),

@@ -225,7 +225,8 @@ async fn flush_timer(writer: Weak<Mutex<FileWriter>>, every: Duration) {
 
 #[async_trait]
 impl ExportClient for FileClient {
-    async fn export(&self, payload: &Payload) -> Result<ExportResponse, ExportError> {
+    async fn export(&self, payload: &Arc<Payload>) -> Result<ExportResponse, ExportError> {
+        let payload: &Payload = payload;
         let mut line = otlp_json::encode(payload).map_err(|e| {
             ExportError::permanent(format!("file exporter: cannot encode OTLP/JSON: {e}"))
         })?;
@@ -946,8 +947,14 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("sub/dir/out.json");
         let client = FileClient::new(path.clone(), rotation(MIB, 10), Duration::from_secs(3600));
-        client.export(&logs(2, "a")).await.expect("export");
-        client.export(&logs(1, "b")).await.expect("export");
+        client
+            .export(&std::sync::Arc::new(logs(2, "a")))
+            .await
+            .expect("export");
+        client
+            .export(&std::sync::Arc::new(logs(1, "b")))
+            .await
+            .expect("export");
         assert_eq!(
             std::fs::read_to_string(&path).unwrap_or_default(),
             "",
@@ -964,7 +971,10 @@ mod tests {
         assert_eq!((records(&lines[0]), records(&lines[1])), (2, 1));
         // Appends after a restart.
         let again = FileClient::new(path.clone(), rotation(MIB, 10), Duration::from_secs(3600));
-        again.export(&logs(1, "c")).await.expect("export");
+        again
+            .export(&std::sync::Arc::new(logs(1, "c")))
+            .await
+            .expect("export");
         again.shutdown().await;
         assert_eq!(read_lines(&path).len(), 3);
     }
@@ -974,7 +984,10 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("out.json");
         let client = FileClient::new(path.clone(), rotation(MIB, 10), Duration::from_millis(50));
-        client.export(&logs(1, "a")).await.expect("export");
+        client
+            .export(&std::sync::Arc::new(logs(1, "a")))
+            .await
+            .expect("export");
         // The timer flushes without further writes; poll with a generous bound.
         let deadline = Instant::now() + Duration::from_secs(10);
         while read_lines(&path).is_empty() {
@@ -996,13 +1009,19 @@ mod tests {
             Duration::from_secs(3600),
         );
         for _ in 0..2 {
-            client.export(&logs(1, "x")).await.expect("export");
+            client
+                .export(&std::sync::Arc::new(logs(1, "x")))
+                .await
+                .expect("export");
         }
         assert!(
             list_backups(&path).expect("list").is_empty(),
             "two lines fit"
         );
-        client.export(&logs(1, "x")).await.expect("export");
+        client
+            .export(&std::sync::Arc::new(logs(1, "x")))
+            .await
+            .expect("export");
         let backups = list_backups(&path).expect("list");
         assert_eq!(backups.len(), 1, "the third line rotates");
         assert_eq!(read_lines(&backups[0]).len(), 2);
@@ -1017,7 +1036,10 @@ mod tests {
             "{name}"
         );
         for _ in 0..6 {
-            client.export(&logs(1, "x")).await.expect("export");
+            client
+                .export(&std::sync::Arc::new(logs(1, "x")))
+                .await
+                .expect("export");
         }
         client.shutdown().await;
         // 9 lines: 4 full files rotated, 2 kept; the active file holds 1.
@@ -1037,7 +1059,10 @@ mod tests {
         let path = dir.path().join("taken");
         std::fs::create_dir(&path).expect("mkdir");
         let client = FileClient::new(path.clone(), rotation(MIB, 1), Duration::from_secs(1));
-        let err = client.export(&logs(1, "a")).await.expect_err("fails");
+        let err = client
+            .export(&std::sync::Arc::new(logs(1, "a")))
+            .await
+            .expect_err("fails");
         assert_eq!(err.kind, super::super::helper::ExportErrorKind::Retryable);
         assert!(
             err.message.contains(&path.display().to_string()),

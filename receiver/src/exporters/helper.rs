@@ -81,7 +81,9 @@ impl ExportError {
 /// One attempt at delivering one request.
 #[async_trait]
 pub trait ExportClient: Send + Sync + 'static {
-    async fn export(&self, payload: &Payload) -> Result<ExportResponse, ExportError>;
+    /// The payload is shared (`Arc`) so that a client can encode it, or hand
+    /// it to a transport, without copying the data.
+    async fn export(&self, payload: &Arc<Payload>) -> Result<ExportResponse, ExportError>;
 
     /// Called once after the queue has drained (flush files, close connections).
     async fn shutdown(&self) {}
@@ -337,7 +339,7 @@ impl Outcome {
 }
 
 impl Core {
-    async fn attempt(&self, payload: &Payload) -> Result<ExportResponse, ExportError> {
+    async fn attempt(&self, payload: &Arc<Payload>) -> Result<ExportResponse, ExportError> {
         match self.timeout {
             Some(limit) => match tokio::time::timeout(limit, self.client.export(payload)).await {
                 Ok(result) => result,
@@ -352,7 +354,7 @@ impl Core {
     /// Attempts until success, a permanent error, the end of the retry budget,
     /// or `stop` (checked only between attempts: every request gets at least
     /// one attempt, and an attempt in progress is not cut short).
-    async fn export_with_retry(&self, payload: &Payload, stop: &CancellationToken) -> Outcome {
+    async fn export_with_retry(&self, payload: &Arc<Payload>, stop: &CancellationToken) -> Outcome {
         let started = Instant::now();
         let mut backoff = Backoff::new(&self.retry);
         loop {
@@ -879,6 +881,7 @@ async fn persistent_worker(
                 continue;
             }
         };
+        let payload = Arc::new(payload);
         let started = Instant::now();
         let outcome = core.export_with_retry(&payload, &stop).await;
         if let Outcome::Stopped(error) = &outcome {
@@ -1026,7 +1029,8 @@ mod tests {
 
     #[async_trait]
     impl ExportClient for ScriptedClient {
-        async fn export(&self, payload: &Payload) -> Result<ExportResponse, ExportError> {
+        async fn export(&self, payload: &Arc<Payload>) -> Result<ExportResponse, ExportError> {
+            let payload: &Payload = payload;
             self.calls
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())

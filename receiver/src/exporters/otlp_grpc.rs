@@ -10,18 +10,19 @@
 //! permanent. A `RetryInfo.retry_delay` becomes the error's `retry_after`.
 
 use std::collections::BTreeMap;
+use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use opentelemetry_proto::tonic::collector::logs::v1::logs_service_client::LogsServiceClient;
-use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
-use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_client::MetricsServiceClient;
-use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+use http::uri::PathAndQuery;
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceResponse;
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceResponse;
 use prost::Message;
 use serde::Deserialize;
 use tokio::task::JoinHandle;
-use tonic::codec::CompressionEncoding;
+use tonic::client::Grpc;
+use tonic::codec::{Codec, CompressionEncoding, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::metadata::{AsciiMetadataKey, AsciiMetadataValue, MetadataMap};
 use tonic::transport::{Channel, ClientTlsConfig, Endpoint, Identity};
 use tonic::{Code, Status};
@@ -241,8 +242,9 @@ pub async fn build(
 /// One OTLP/gRPC connection (established lazily, re-established by tonic
 /// after failures) with a client per signal.
 pub struct OtlpGrpcClient {
-    logs: LogsServiceClient<Channel>,
-    metrics: MetricsServiceClient<Channel>,
+    /// One channel for both signals; requests are encoded by
+    /// [`SharedPayloadCodec`] straight from the shared payload.
+    grpc: Grpc<Channel>,
     metadata: MetadataMap,
     timeout: Option<Duration>,
     /// For messages.
@@ -286,12 +288,7 @@ impl OtlpGrpcClient {
         }
         let channel = endpoint.connect_lazy();
 
-        let mut logs = LogsServiceClient::new(channel.clone())
-            .max_encoding_message_size(MAX_REQUEST_BYTES)
-            .max_decoding_message_size(MAX_RESPONSE_BYTES)
-            .accept_compressed(CompressionEncoding::Gzip)
-            .accept_compressed(CompressionEncoding::Zstd);
-        let mut metrics = MetricsServiceClient::new(channel)
+        let mut grpc = Grpc::new(channel)
             .max_encoding_message_size(MAX_REQUEST_BYTES)
             .max_decoding_message_size(MAX_RESPONSE_BYTES)
             .accept_compressed(CompressionEncoding::Gzip)
@@ -302,32 +299,57 @@ impl OtlpGrpcClient {
             Compression::None => None,
         };
         if let Some(encoding) = encoding {
-            logs = logs.send_compressed(encoding);
-            metrics = metrics.send_compressed(encoding);
+            grpc = grpc.send_compressed(encoding);
         }
         Ok(OtlpGrpcClient {
-            logs,
-            metrics,
+            grpc,
             metadata,
             timeout,
             uri: target.uri,
         })
     }
 
-    fn request<T: Message>(&self, message: T) -> Result<tonic::Request<T>, ExportError> {
-        let size = message.encoded_len();
+    fn request(
+        &self,
+        payload: &Arc<Payload>,
+    ) -> Result<tonic::Request<SharedPayload>, ExportError> {
+        let size = encoded_len(payload);
         if size > MAX_REQUEST_BYTES {
             return Err(ExportError::permanent(format!(
                 "request of {size} bytes is larger than the {MAX_REQUEST_BYTES}-byte limit; not sent"
             )));
         }
-        let mut request = tonic::Request::new(message);
+        let mut request = tonic::Request::new(SharedPayload(Arc::clone(payload)));
         *request.metadata_mut() = self.metadata.clone();
         if let Some(timeout) = self.timeout {
             // Sent as `grpc-timeout` so the server can give up too.
             request.set_timeout(timeout);
         }
         Ok(request)
+    }
+
+    /// One unary `Export` call on `path`, answered by a `R` response.
+    async fn unary<R>(
+        &self,
+        path: &'static str,
+        payload: &Arc<Payload>,
+    ) -> Result<tonic::Response<R>, Status>
+    where
+        R: Message + Default + Send + 'static,
+    {
+        let request = self
+            .request(payload)
+            .map_err(|e| Status::invalid_argument(e.message))?;
+        let mut grpc = self.grpc.clone();
+        grpc.ready()
+            .await
+            .map_err(|e| Status::unavailable(format!("connection not ready: {e}")))?;
+        grpc.unary(
+            request,
+            PathAndQuery::from_static(path),
+            SharedPayloadCodec::<R>::default(),
+        )
+        .await
     }
 
     async fn call<F, R>(&self, signal: &str, call: F) -> Result<R, ExportError>
@@ -354,35 +376,120 @@ impl OtlpGrpcClient {
 
 #[async_trait]
 impl ExportClient for OtlpGrpcClient {
-    async fn export(&self, payload: &Payload) -> Result<ExportResponse, ExportError> {
+    async fn export(&self, payload: &Arc<Payload>) -> Result<ExportResponse, ExportError> {
         // The OTLP specification: empty envelopes SHOULD NOT be sent.
         if payload.is_empty() {
             return Ok(ExportResponse::default());
         }
-        match payload {
-            Payload::Logs(resource_logs) => {
-                let request = self.request(ExportLogsServiceRequest {
-                    resource_logs: resource_logs.clone(),
-                })?;
-                let mut client = self.logs.clone();
-                let response = self.call("logs", client.export(request)).await?;
+        // An oversized request is refused before any I/O, and permanently.
+        let size = encoded_len(payload);
+        if size > MAX_REQUEST_BYTES {
+            return Err(ExportError::permanent(format!(
+                "request of {size} bytes is larger than the {MAX_REQUEST_BYTES}-byte limit; not sent"
+            )));
+        }
+        match payload.as_ref() {
+            Payload::Logs(_) => {
+                let call = self.unary::<ExportLogsServiceResponse>(LOGS_EXPORT_PATH, payload);
+                let response = self.call("logs", call).await?;
                 Ok(match response.partial_success {
                     Some(p) => partial(p.rejected_log_records, p.error_message),
                     None => ExportResponse::default(),
                 })
             }
-            Payload::Metrics(resource_metrics) => {
-                let request = self.request(ExportMetricsServiceRequest {
-                    resource_metrics: resource_metrics.clone(),
-                })?;
-                let mut client = self.metrics.clone();
-                let response = self.call("metrics", client.export(request)).await?;
+            Payload::Metrics(_) => {
+                let call = self.unary::<ExportMetricsServiceResponse>(METRICS_EXPORT_PATH, payload);
+                let response = self.call("metrics", call).await?;
                 Ok(match response.partial_success {
                     Some(p) => partial(p.rejected_data_points, p.error_message),
                     None => ExportResponse::default(),
                 })
             }
         }
+    }
+}
+
+const LOGS_EXPORT_PATH: &str = "/opentelemetry.proto.collector.logs.v1.LogsService/Export";
+const METRICS_EXPORT_PATH: &str = "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export";
+
+/// A request body that is the shared pipeline payload itself: encoded as an
+/// `Export{Logs,Metrics}ServiceRequest` without copying the data first (the
+/// generated client would need an owned request, that is a deep copy of
+/// every record, on every attempt).
+struct SharedPayload(Arc<Payload>);
+
+/// Field 1 of both `ExportLogsServiceRequest` (`resource_logs`) and
+/// `ExportMetricsServiceRequest` (`resource_metrics`).
+const RESOURCES_FIELD: u32 = 1;
+
+fn encoded_len(payload: &Payload) -> usize {
+    use prost::encoding::message;
+    match payload {
+        Payload::Logs(rl) => rl
+            .iter()
+            .map(|r| message::encoded_len(RESOURCES_FIELD, r))
+            .sum(),
+        Payload::Metrics(rm) => rm
+            .iter()
+            .map(|r| message::encoded_len(RESOURCES_FIELD, r))
+            .sum(),
+    }
+}
+
+/// Encodes [`SharedPayload`] requests, decodes `R` responses with prost.
+struct SharedPayloadCodec<R>(PhantomData<fn() -> R>);
+
+impl<R> Default for SharedPayloadCodec<R> {
+    fn default() -> Self {
+        SharedPayloadCodec(PhantomData)
+    }
+}
+
+impl<R: Message + Default + Send + 'static> Codec for SharedPayloadCodec<R> {
+    type Encode = SharedPayload;
+    type Decode = R;
+    type Encoder = SharedPayloadEncoder;
+    type Decoder = ResponseDecoder<R>;
+
+    fn encoder(&mut self) -> Self::Encoder {
+        SharedPayloadEncoder
+    }
+
+    fn decoder(&mut self) -> Self::Decoder {
+        ResponseDecoder(PhantomData)
+    }
+}
+
+struct SharedPayloadEncoder;
+
+impl Encoder for SharedPayloadEncoder {
+    type Item = SharedPayload;
+    type Error = Status;
+
+    fn encode(&mut self, item: SharedPayload, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
+        use prost::encoding::message;
+        match item.0.as_ref() {
+            Payload::Logs(rl) => rl
+                .iter()
+                .for_each(|r| message::encode(RESOURCES_FIELD, r, dst)),
+            Payload::Metrics(rm) => rm
+                .iter()
+                .for_each(|r| message::encode(RESOURCES_FIELD, r, dst)),
+        }
+        Ok(())
+    }
+}
+
+struct ResponseDecoder<R>(PhantomData<fn() -> R>);
+
+impl<R: Message + Default> Decoder for ResponseDecoder<R> {
+    type Item = R;
+    type Error = Status;
+
+    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<R>, Status> {
+        R::decode(src)
+            .map(Some)
+            .map_err(|e| Status::internal(format!("undecodable response: {e}")))
     }
 }
 
@@ -435,6 +542,8 @@ fn classify_status(status: &Status, signal: &str, uri: &str) -> ExportError {
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
+    use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+    use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
     use std::net::SocketAddr;
     use std::sync::Mutex;
 
@@ -711,11 +820,14 @@ mod tests {
         let client = OtlpGrpcClient::new(&c).unwrap();
 
         assert_eq!(
-            client.export(&logs()).await.unwrap(),
+            client.export(&std::sync::Arc::new(logs())).await.unwrap(),
             ExportResponse::default()
         );
         assert_eq!(
-            client.export(&metrics()).await.unwrap(),
+            client
+                .export(&std::sync::Arc::new(metrics()))
+                .await
+                .unwrap(),
             ExportResponse::default()
         );
         {
@@ -731,7 +843,7 @@ mod tests {
 
         running.set(Reply::Partial(3, "bad records"));
         assert_eq!(
-            client.export(&logs()).await.unwrap(),
+            client.export(&std::sync::Arc::new(logs())).await.unwrap(),
             ExportResponse {
                 rejected: 3,
                 message: "bad records".into()
@@ -739,7 +851,10 @@ mod tests {
         );
 
         // Nothing is sent for an empty payload.
-        client.export(&Payload::Logs(vec![])).await.unwrap();
+        client
+            .export(&std::sync::Arc::new(Payload::Logs(vec![])))
+            .await
+            .unwrap();
         assert_eq!(running.server.seen.lock().unwrap().bodies.len(), 2);
     }
 
@@ -749,7 +864,10 @@ mod tests {
         let client = OtlpGrpcClient::new(&plain_config(running.addr)).unwrap();
 
         running.set(Reply::Fail(Code::Unavailable));
-        let err = client.export(&logs()).await.unwrap_err();
+        let err = client
+            .export(&std::sync::Arc::new(logs()))
+            .await
+            .unwrap_err();
         assert_eq!(err.kind, ExportErrorKind::Retryable);
         assert_eq!(err.retry_after, None);
         assert!(err.message.contains("Unavailable"), "{}", err.message);
@@ -759,36 +877,51 @@ mod tests {
             Code::Unavailable,
             Duration::from_secs(7),
         ));
-        let err = client.export(&metrics()).await.unwrap_err();
+        let err = client
+            .export(&std::sync::Arc::new(metrics()))
+            .await
+            .unwrap_err();
         assert_eq!(err.kind, ExportErrorKind::Retryable);
         assert_eq!(err.retry_after, Some(Duration::from_secs(7)));
 
         running.set(Reply::Fail(Code::ResourceExhausted));
-        let err = client.export(&logs()).await.unwrap_err();
+        let err = client
+            .export(&std::sync::Arc::new(logs()))
+            .await
+            .unwrap_err();
         assert_eq!(err.kind, ExportErrorKind::Permanent);
 
         running.set(Reply::FailWithRetryInfo(
             Code::ResourceExhausted,
             Duration::from_millis(1500),
         ));
-        let err = client.export(&logs()).await.unwrap_err();
+        let err = client
+            .export(&std::sync::Arc::new(logs()))
+            .await
+            .unwrap_err();
         assert_eq!(err.kind, ExportErrorKind::Retryable);
         assert_eq!(err.retry_after, Some(Duration::from_millis(1500)));
 
         for code in [Code::InvalidArgument, Code::Unauthenticated, Code::Internal] {
             running.set(Reply::Fail(code));
-            let err = client.export(&logs()).await.unwrap_err();
+            let err = client
+                .export(&std::sync::Arc::new(logs()))
+                .await
+                .unwrap_err();
             assert_eq!(err.kind, ExportErrorKind::Permanent, "{code:?}");
         }
         for code in [Code::Aborted, Code::DataLoss, Code::OutOfRange] {
             running.set(Reply::Fail(code));
-            let err = client.export(&logs()).await.unwrap_err();
+            let err = client
+                .export(&std::sync::Arc::new(logs()))
+                .await
+                .unwrap_err();
             assert_eq!(err.kind, ExportErrorKind::Retryable, "{code:?}");
         }
 
         // The connection recovers after failures.
         running.set(Reply::Ok);
-        client.export(&logs()).await.unwrap();
+        client.export(&std::sync::Arc::new(logs())).await.unwrap();
     }
 
     #[tokio::test]
@@ -798,7 +931,7 @@ mod tests {
         c.compression = Compression::Zstd;
         let err = OtlpGrpcClient::new(&c)
             .unwrap()
-            .export(&logs())
+            .export(&std::sync::Arc::new(logs()))
             .await
             .unwrap_err();
         // The server accepts only gzip: UNIMPLEMENTED, permanent.
@@ -806,7 +939,7 @@ mod tests {
         c.compression = Compression::None;
         OtlpGrpcClient::new(&c)
             .unwrap()
-            .export(&logs())
+            .export(&std::sync::Arc::new(logs()))
             .await
             .unwrap();
     }
@@ -817,7 +950,10 @@ mod tests {
         let addr = listener.local_addr().unwrap();
         drop(listener);
         let client = OtlpGrpcClient::new(&plain_config(addr)).unwrap();
-        let err = client.export(&logs()).await.unwrap_err();
+        let err = client
+            .export(&std::sync::Arc::new(logs()))
+            .await
+            .unwrap_err();
         assert_eq!(err.kind, ExportErrorKind::Retryable, "{}", err.message);
     }
 
@@ -832,7 +968,7 @@ mod tests {
         c.tls.ca_file = Some(pki.ca_file.clone());
         OtlpGrpcClient::new(&c)
             .unwrap()
-            .export(&logs())
+            .export(&std::sync::Arc::new(logs()))
             .await
             .unwrap();
 
@@ -840,14 +976,17 @@ mod tests {
         let mut untrusted = c.clone();
         untrusted.tls.ca_file = None;
         if let Ok(client) = OtlpGrpcClient::new(&untrusted) {
-            let err = client.export(&logs()).await.unwrap_err();
+            let err = client
+                .export(&std::sync::Arc::new(logs()))
+                .await
+                .unwrap_err();
             assert_eq!(err.kind, ExportErrorKind::Retryable, "{}", err.message);
         }
         // insecure_skip_verify accepts it.
         untrusted.tls.insecure_skip_verify = true;
         OtlpGrpcClient::new(&untrusted)
             .unwrap()
-            .export(&logs())
+            .export(&std::sync::Arc::new(logs()))
             .await
             .unwrap();
         // Plain text to a TLS server fails.
@@ -855,7 +994,7 @@ mod tests {
         plain.tls.insecure = true;
         assert!(OtlpGrpcClient::new(&plain)
             .unwrap()
-            .export(&logs())
+            .export(&std::sync::Arc::new(logs()))
             .await
             .is_err());
         // server_name_override: connect by IP, verify as localhost.
@@ -864,7 +1003,7 @@ mod tests {
         by_ip.tls.server_name_override = Some("localhost".into());
         OtlpGrpcClient::new(&by_ip)
             .unwrap()
-            .export(&logs())
+            .export(&std::sync::Arc::new(logs()))
             .await
             .unwrap();
         drop(running);
@@ -880,14 +1019,14 @@ mod tests {
         c.tls.ca_file = Some(pki.ca_file.clone());
         assert!(OtlpGrpcClient::new(&c)
             .unwrap()
-            .export(&logs())
+            .export(&std::sync::Arc::new(logs()))
             .await
             .is_err());
         c.tls.cert_file = Some(pki.client_cert_file.clone());
         c.tls.key_file = Some(pki.client_key_file.clone());
         OtlpGrpcClient::new(&c)
             .unwrap()
-            .export(&logs())
+            .export(&std::sync::Arc::new(logs()))
             .await
             .unwrap();
     }

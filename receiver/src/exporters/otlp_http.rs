@@ -314,7 +314,8 @@ fn compress(compression: Compression, body: Vec<u8>) -> std::io::Result<Vec<u8>>
 
 #[async_trait]
 impl ExportClient for OtlpHttpClient {
-    async fn export(&self, payload: &Payload) -> Result<ExportResponse, ExportError> {
+    async fn export(&self, payload: &Arc<Payload>) -> Result<ExportResponse, ExportError> {
+        let payload: &Payload = payload;
         // The OTLP specification: empty envelopes SHOULD NOT be sent.
         if payload.is_empty() {
             return Ok(ExportResponse::default());
@@ -877,12 +878,15 @@ mod tests {
             ExportLogsServiceResponse::default().encode_to_vec(),
         ));
 
-        let ok = client.export(&Payload::Logs(log_records())).await.unwrap();
+        let ok = client
+            .export(&std::sync::Arc::new(Payload::Logs(log_records())))
+            .await
+            .unwrap();
         assert_eq!(ok, ExportResponse::default());
         // An empty 200 is a success too.
         server.set(Reply::new(200));
         client
-            .export(&Payload::Metrics(metric_data()))
+            .export(&std::sync::Arc::new(Payload::Metrics(metric_data())))
             .await
             .unwrap();
 
@@ -912,7 +916,7 @@ mod tests {
         };
         let client = OtlpHttpClient::new(&c).unwrap();
         client
-            .export(&Payload::Metrics(metric_data()))
+            .export(&std::sync::Arc::new(Payload::Metrics(metric_data())))
             .await
             .unwrap();
         let seen = server.state.seen.lock().unwrap();
@@ -939,7 +943,10 @@ mod tests {
             ),
         );
         assert_eq!(
-            client.export(&Payload::Logs(log_records())).await.unwrap(),
+            client
+                .export(&std::sync::Arc::new(Payload::Logs(log_records())))
+                .await
+                .unwrap(),
             ExportResponse {
                 rejected: 4,
                 message: "too old".into()
@@ -951,7 +958,10 @@ mod tests {
             r#"{"partialSuccess":{"rejectedLogRecords":"2","errorMessage":"bad"}}"#,
         ));
         assert_eq!(
-            client.export(&Payload::Logs(log_records())).await.unwrap(),
+            client
+                .export(&std::sync::Arc::new(Payload::Logs(log_records())))
+                .await
+                .unwrap(),
             ExportResponse {
                 rejected: 2,
                 message: "bad".into()
@@ -963,7 +973,7 @@ mod tests {
         ));
         assert_eq!(
             client
-                .export(&Payload::Metrics(metric_data()))
+                .export(&std::sync::Arc::new(Payload::Metrics(metric_data())))
                 .await
                 .unwrap()
                 .rejected,
@@ -971,7 +981,10 @@ mod tests {
         );
         server.set(Reply::new(200).body(JSON, "{}"));
         assert_eq!(
-            client.export(&Payload::Logs(log_records())).await.unwrap(),
+            client
+                .export(&std::sync::Arc::new(Payload::Logs(log_records())))
+                .await
+                .unwrap(),
             ExportResponse::default()
         );
     }
@@ -983,14 +996,20 @@ mod tests {
         let logs = Payload::Logs(log_records());
 
         server.set(Reply::new(503).header("retry-after", "2"));
-        let err = client.export(&logs).await.unwrap_err();
+        let err = client
+            .export(&std::sync::Arc::new(logs.clone()))
+            .await
+            .unwrap_err();
         assert_eq!(err.kind, ExportErrorKind::Retryable);
         assert_eq!(err.retry_after, Some(Duration::from_secs(2)));
         assert!(err.message.contains("503"), "{}", err.message);
 
         let date = httpdate::fmt_http_date(SystemTime::now() + Duration::from_secs(3600));
         server.set(Reply::new(429).header("retry-after", date));
-        let err = client.export(&logs).await.unwrap_err();
+        let err = client
+            .export(&std::sync::Arc::new(logs.clone()))
+            .await
+            .unwrap_err();
         assert_eq!(err.kind, ExportErrorKind::Retryable);
         let wait = err.retry_after.unwrap();
         // About an hour; generous bounds for a slow machine.
@@ -999,7 +1018,10 @@ mod tests {
         for status in [502, 504] {
             // Retry-After only counts on 429 and 503.
             server.set(Reply::new(status).header("retry-after", "9"));
-            let err = client.export(&logs).await.unwrap_err();
+            let err = client
+                .export(&std::sync::Arc::new(logs.clone()))
+                .await
+                .unwrap_err();
             assert_eq!(err.kind, ExportErrorKind::Retryable, "{status}");
             assert_eq!(err.retry_after, None);
         }
@@ -1010,7 +1032,10 @@ mod tests {
             details: vec![],
         };
         server.set(Reply::new(400).body(PROTOBUF, status.encode_to_vec()));
-        let err = client.export(&logs).await.unwrap_err();
+        let err = client
+            .export(&std::sync::Arc::new(logs.clone()))
+            .await
+            .unwrap_err();
         assert_eq!(err.kind, ExportErrorKind::Permanent);
         assert!(
             err.message.contains("field resource_logs is broken"),
@@ -1019,20 +1044,29 @@ mod tests {
         );
 
         server.set(Reply::new(400).body(JSON, r#"{"code":3,"message":"json says no"}"#));
-        let err = client.export(&logs).await.unwrap_err();
+        let err = client
+            .export(&std::sync::Arc::new(logs.clone()))
+            .await
+            .unwrap_err();
         assert_eq!(err.kind, ExportErrorKind::Permanent);
         assert!(err.message.contains("json says no"), "{}", err.message);
 
         for status in [401, 404, 413, 500] {
             server.set(Reply::new(status).body("text/plain", "nope"));
-            let err = client.export(&logs).await.unwrap_err();
+            let err = client
+                .export(&std::sync::Arc::new(logs.clone()))
+                .await
+                .unwrap_err();
             assert_eq!(err.kind, ExportErrorKind::Permanent, "{status}");
             assert!(err.message.contains("nope"), "{}", err.message);
         }
 
         // A huge error body is read only in part and quoted briefly.
         server.set(Reply::new(500).body("text/plain", vec![b'x'; 1024 * 1024]));
-        let err = client.export(&logs).await.unwrap_err();
+        let err = client
+            .export(&std::sync::Arc::new(logs.clone()))
+            .await
+            .unwrap_err();
         assert!(
             err.message.len() < 2 * MAX_ERROR_EXCERPT,
             "{}",
@@ -1049,9 +1083,12 @@ mod tests {
         c.encoding = Encoding::Json;
         c.compression = Compression::None;
         let client = OtlpHttpClient::new(&c).unwrap();
-        client.export(&Payload::Logs(log_records())).await.unwrap();
         client
-            .export(&Payload::Metrics(metric_data()))
+            .export(&std::sync::Arc::new(Payload::Logs(log_records())))
+            .await
+            .unwrap();
+        client
+            .export(&std::sync::Arc::new(Payload::Metrics(metric_data())))
             .await
             .unwrap();
         let seen = server.state.seen.lock().unwrap();
@@ -1110,7 +1147,7 @@ mod tests {
         drop(listener);
         let client = OtlpHttpClient::new(&config(format!("http://{addr}"))).unwrap();
         let err = client
-            .export(&Payload::Logs(log_records()))
+            .export(&std::sync::Arc::new(Payload::Logs(log_records())))
             .await
             .unwrap_err();
         assert_eq!(err.kind, ExportErrorKind::Retryable, "{}", err.message);
@@ -1157,7 +1194,7 @@ mod tests {
         c.tls.ca_file = Some(pki.ca_file.clone());
         OtlpHttpClient::new(&c)
             .unwrap()
-            .export(&logs)
+            .export(&std::sync::Arc::new(logs.clone()))
             .await
             .unwrap();
 
@@ -1167,14 +1204,14 @@ mod tests {
         by_ip.tls.server_name_override = Some("localhost".into());
         OtlpHttpClient::new(&by_ip)
             .unwrap()
-            .export(&logs)
+            .export(&std::sync::Arc::new(logs.clone()))
             .await
             .unwrap();
         // A wrong override fails verification.
         by_ip.tls.server_name_override = Some("elsewhere.example".into());
         let err = OtlpHttpClient::new(&by_ip)
             .unwrap()
-            .export(&logs)
+            .export(&std::sync::Arc::new(logs.clone()))
             .await
             .unwrap_err();
         assert_eq!(err.kind, ExportErrorKind::Retryable, "{}", err.message);
@@ -1184,7 +1221,7 @@ mod tests {
         skip.tls.insecure_skip_verify = true;
         OtlpHttpClient::new(&skip)
             .unwrap()
-            .export(&logs)
+            .export(&std::sync::Arc::new(logs.clone()))
             .await
             .unwrap();
         drop(server);
@@ -1194,14 +1231,14 @@ mod tests {
         c.tls.ca_file = Some(pki.ca_file.clone());
         assert!(OtlpHttpClient::new(&c)
             .unwrap()
-            .export(&logs)
+            .export(&std::sync::Arc::new(logs.clone()))
             .await
             .is_err());
         c.tls.cert_file = Some(pki.client_cert_file.clone());
         c.tls.key_file = Some(pki.client_key_file.clone());
         OtlpHttpClient::new(&c)
             .unwrap()
-            .export(&logs)
+            .export(&std::sync::Arc::new(logs.clone()))
             .await
             .unwrap();
         assert_eq!(server.state.seen.lock().unwrap().len(), 1);
