@@ -5,16 +5,17 @@ use std::io::Read;
 
 use bytes::Bytes;
 use opentelemetry_proto::tonic::collector::logs::v1::{
-    ExportLogsServiceRequest, ExportLogsServiceResponse,
+    ExportLogsPartialSuccess, ExportLogsServiceRequest, ExportLogsServiceResponse,
 };
 use opentelemetry_proto::tonic::collector::metrics::v1::{
-    ExportMetricsServiceRequest, ExportMetricsServiceResponse,
+    ExportMetricsPartialSuccess, ExportMetricsServiceRequest, ExportMetricsServiceResponse,
 };
 use opentelemetry_proto::tonic::logs::v1::ResourceLogs;
 use opentelemetry_proto::tonic::metrics::v1::ResourceMetrics;
 use prost::Message;
 use serde::Deserialize;
 
+use super::sanitize::Dropped;
 use crate::pipeline::{Payload, Signal};
 
 /// Largest zstd window accepted (2^24 = 16 MiB): the decoder allocates the
@@ -180,20 +181,47 @@ pub(super) fn decode_request(
 
 /// The success response of `signal`: an `Export*ServiceResponse` with
 /// `partial_success` unset.
-pub(super) fn encode_success(signal: Signal, encoding: Encoding) -> Bytes {
+/// The success response; `partial_success` is set only when items were
+/// dropped (the spec: unset on full success).
+pub(super) fn encode_success(
+    signal: Signal,
+    encoding: Encoding,
+    dropped: Option<&Dropped>,
+) -> Bytes {
+    let rejected = dropped.map(|d| {
+        (
+            i64::try_from(d.items).unwrap_or(i64::MAX),
+            d.message.clone(),
+        )
+    });
     match encoding {
         Encoding::Protobuf => Bytes::from(match signal {
             Signal::Logs => ExportLogsServiceResponse {
-                partial_success: None,
+                partial_success: rejected.map(|(n, m)| ExportLogsPartialSuccess {
+                    rejected_log_records: n,
+                    error_message: m,
+                }),
             }
             .encode_to_vec(),
             Signal::Metrics => ExportMetricsServiceResponse {
-                partial_success: None,
+                partial_success: rejected.map(|(n, m)| ExportMetricsPartialSuccess {
+                    rejected_data_points: n,
+                    error_message: m,
+                }),
             }
             .encode_to_vec(),
         }),
-        // An unset message field is absent in OTLP/JSON.
-        Encoding::Json => Bytes::from_static(b"{}"),
+        Encoding::Json => match (signal, rejected) {
+            // An unset message field is absent in OTLP/JSON.
+            (_, None) => Bytes::from_static(b"{}"),
+            // int64 is a string in OTLP/JSON.
+            (Signal::Logs, Some((n, m))) => Bytes::from(
+                serde_json::json!({"partialSuccess": {"rejectedLogRecords": n.to_string(), "errorMessage": m}}).to_string(),
+            ),
+            (Signal::Metrics, Some((n, m))) => Bytes::from(
+                serde_json::json!({"partialSuccess": {"rejectedDataPoints": n.to_string(), "errorMessage": m}}).to_string(),
+            ),
+        },
     }
 }
 

@@ -17,13 +17,13 @@ use opentelemetry_proto::tonic::collector::logs::v1::logs_service_server::{
     LogsService, LogsServiceServer,
 };
 use opentelemetry_proto::tonic::collector::logs::v1::{
-    ExportLogsServiceRequest, ExportLogsServiceResponse,
+    ExportLogsPartialSuccess, ExportLogsServiceRequest, ExportLogsServiceResponse,
 };
 use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_server::{
     MetricsService, MetricsServiceServer,
 };
 use opentelemetry_proto::tonic::collector::metrics::v1::{
-    ExportMetricsServiceRequest, ExportMetricsServiceResponse,
+    ExportMetricsPartialSuccess, ExportMetricsServiceRequest, ExportMetricsServiceResponse,
 };
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
@@ -34,6 +34,7 @@ use tonic::{Code, Request, Response, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
 use super::listener::Acceptor;
+use super::sanitize::Dropped;
 use super::{
     GrpcServerConfig, Intake, Rejection, TlsServerConfig, DEFAULT_MAX_CONCURRENT_STREAMS,
     HTTP2_KEEPALIVE_TIME, HTTP2_KEEPALIVE_TIMEOUT, MAX_CONNECTIONS, SHUTDOWN_GRACE,
@@ -172,7 +173,7 @@ struct Handler {
 }
 
 impl Handler {
-    async fn submit(&self, payload: Payload) -> Result<(), Status> {
+    async fn submit(&self, payload: Payload) -> Result<Option<Dropped>, Status> {
         self.intake
             .submit(payload, &self.metrics)
             .await
@@ -200,10 +201,14 @@ impl LogsService for Handler {
         &self,
         request: Request<ExportLogsServiceRequest>,
     ) -> Result<Response<ExportLogsServiceResponse>, Status> {
-        self.submit(Payload::Logs(request.into_inner().resource_logs))
+        let dropped = self
+            .submit(Payload::Logs(request.into_inner().resource_logs))
             .await?;
         Ok(Response::new(ExportLogsServiceResponse {
-            partial_success: None,
+            partial_success: dropped.map(|d| ExportLogsPartialSuccess {
+                rejected_log_records: i64::try_from(d.items).unwrap_or(i64::MAX),
+                error_message: d.message,
+            }),
         }))
     }
 }
@@ -214,10 +219,14 @@ impl MetricsService for Handler {
         &self,
         request: Request<ExportMetricsServiceRequest>,
     ) -> Result<Response<ExportMetricsServiceResponse>, Status> {
-        self.submit(Payload::Metrics(request.into_inner().resource_metrics))
+        let dropped = self
+            .submit(Payload::Metrics(request.into_inner().resource_metrics))
             .await?;
         Ok(Response::new(ExportMetricsServiceResponse {
-            partial_success: None,
+            partial_success: dropped.map(|d| ExportMetricsPartialSuccess {
+                rejected_data_points: i64::try_from(d.items).unwrap_or(i64::MAX),
+                error_message: d.message,
+            }),
         }))
     }
 }

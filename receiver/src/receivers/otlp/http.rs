@@ -287,8 +287,12 @@ async fn handle(state: &State, req: Request<Incoming>) -> Response<ResponseBody>
     };
 
     match state.intake.submit(payload, &state.metrics).await {
-        Ok(()) => {
-            let mut response = Response::new(Full::new(decode::encode_success(signal, encoding)));
+        Ok(dropped) => {
+            let mut response = Response::new(Full::new(decode::encode_success(
+                signal,
+                encoding,
+                dropped.as_ref(),
+            )));
             response.headers_mut().insert(
                 header::CONTENT_TYPE,
                 HeaderValue::from_static(encoding.content_type()),

@@ -10,6 +10,7 @@ mod decode;
 mod grpc;
 mod http;
 mod listener;
+mod sanitize;
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -413,8 +414,18 @@ impl Intake {
     }
 
     /// Hands `payload` to the pipeline of its signal and counts the outcome.
-    async fn submit(&self, payload: Payload, metrics: &ReceiverMetrics) -> Result<(), Rejection> {
+    /// Invalid items are dropped first; what was dropped is returned, for the
+    /// response's `partial_success`.
+    async fn submit(
+        &self,
+        mut payload: Payload,
+        metrics: &ReceiverMetrics,
+    ) -> Result<Option<sanitize::Dropped>, Rejection> {
         let signal = payload.signal();
+        let dropped = sanitize::drop_invalid(&mut payload);
+        if let Some(d) = &dropped {
+            metrics.refused(signal, usize::try_from(d.items).unwrap_or(usize::MAX));
+        }
         let items = payload.item_count();
         let consumer = match self.consumer(signal) {
             Ok(c) => c,
@@ -425,7 +436,7 @@ impl Intake {
         };
         // An export without items carries nothing to deliver.
         if items == 0 {
-            return Ok(());
+            return Ok(dropped);
         }
         let outcome = match tokio::time::timeout(
             CONSUME_TIMEOUT,
@@ -455,7 +466,7 @@ impl Intake {
             Ok(()) => metrics.accepted(signal, items),
             Err(_) => metrics.refused(signal, items),
         }
-        outcome
+        outcome.map(|()| dropped)
     }
 }
 

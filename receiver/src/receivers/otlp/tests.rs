@@ -1016,3 +1016,62 @@ async fn missing_tls_files_fail_start_naming_the_file() {
     let message = result.err().map(|e| format!("{e:#}")).unwrap_or_default();
     assert!(message.contains("/nonexistent/server.crt"), "{message}");
 }
+
+/// Records the specification calls invalid (here: a 3-byte trace id) are
+/// dropped one by one and reported through `partial_success`; the rest goes
+/// through. gRPC, HTTP protobuf and HTTP JSON.
+#[tokio::test]
+async fn invalid_records_are_dropped_with_partial_success() {
+    let (logs, mut logs_rx) = collect();
+    let rx = run(both_protocols(), Some(logs), None).await;
+    let with_bad_ids = || {
+        let mut request = logs_request(4, "mixed");
+        let records = &mut request.resource_logs[0].scope_logs[0].log_records;
+        records[1].trace_id = vec![7; 3];
+        records[3].span_id = vec![7; 9];
+        request
+    };
+
+    let response = rx.logs_client().await.export(with_bad_ids()).await;
+    let partial = response
+        .map(|r| r.into_inner().partial_success)
+        .ok()
+        .flatten()
+        .expect("partial_success");
+    assert_eq!(partial.rejected_log_records, 2);
+    assert!(partial.error_message.contains("trace_id"), "{partial:?}");
+    assert_eq!(next_batch(&mut logs_rx).await.item_count(), 2);
+
+    let response = post(
+        &rx.http_url("/v1/logs"),
+        "application/x-protobuf",
+        None,
+        with_bad_ids().encode_to_vec(),
+    )
+    .await;
+    assert_eq!(response.status(), 200);
+    let decoded =
+        ExportLogsServiceResponse::decode(body_of(response).await).expect("response decodes");
+    assert_eq!(
+        decoded.partial_success.map(|p| p.rejected_log_records),
+        Some(2)
+    );
+    assert_eq!(next_batch(&mut logs_rx).await.item_count(), 2);
+
+    let json = serde_json::json!({"resourceLogs": [{"scopeLogs": [{"logRecords": [
+        {"body": {"stringValue": "ok"}},
+        {"body": {"stringValue": "bad"}, "traceId": "0102"}
+    ]}]}]});
+    let response = post(
+        &rx.http_url("/v1/logs"),
+        "application/json",
+        None,
+        json.to_string().into_bytes(),
+    )
+    .await;
+    assert_eq!(response.status(), 200);
+    let body: serde_json::Value = serde_json::from_slice(&body_of(response).await).expect("json");
+    assert_eq!(body["partialSuccess"]["rejectedLogRecords"], "1");
+    assert_eq!(next_batch(&mut logs_rx).await.item_count(), 1);
+    rx.stop().await;
+}

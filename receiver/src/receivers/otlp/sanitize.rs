@@ -1,0 +1,177 @@
+//! Items the OTLP specification calls invalid are dropped one by one, and the
+//! sender is told how many through `partial_success` (the spec's answer for
+//! "some of the data was rejected"), instead of refusing the whole request as
+//! the collector's strict decoding does.
+//!
+//! Invalid here: log records whose `trace_id` is not 0 or 16 bytes or whose
+//! `span_id` is not 0 or 8 bytes; histogram points whose `bucket_counts` do
+//! not have one entry more than `explicit_bounds` (when both are given);
+//! metrics without a name.
+
+use opentelemetry_proto::tonic::logs::v1::LogRecord;
+use opentelemetry_proto::tonic::metrics::v1::{metric::Data, HistogramDataPoint, Metric};
+
+use crate::pipeline::data::data_point_count;
+use crate::pipeline::Payload;
+
+/// What was dropped from one request.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub(super) struct Dropped {
+    pub items: u64,
+    /// Why, for `partial_success.error_message` (first reason; bounded).
+    pub message: String,
+}
+
+fn valid_ids(r: &LogRecord) -> bool {
+    matches!(r.trace_id.len(), 0 | 16) && matches!(r.span_id.len(), 0 | 8)
+}
+
+fn valid_histogram_point(p: &HistogramDataPoint) -> bool {
+    p.explicit_bounds.is_empty()
+        || p.bucket_counts.is_empty()
+        || p.bucket_counts.len() == p.explicit_bounds.len() + 1
+}
+
+fn metric_points(m: &Metric) -> usize {
+    data_point_count(&[opentelemetry_proto::tonic::metrics::v1::ResourceMetrics {
+        scope_metrics: vec![opentelemetry_proto::tonic::metrics::v1::ScopeMetrics {
+            metrics: vec![m.clone()],
+            ..Default::default()
+        }],
+        ..Default::default()
+    }])
+}
+
+/// Removes invalid items in place; `None` when everything was valid (the
+/// common case costs one pass over the records and no allocation).
+pub(super) fn drop_invalid(payload: &mut Payload) -> Option<Dropped> {
+    let mut dropped = Dropped::default();
+    let mut note = |n: usize, why: &str| {
+        if n > 0 {
+            dropped.items += n as u64;
+            if dropped.message.is_empty() {
+                dropped.message = why.to_string();
+            }
+        }
+    };
+    match payload {
+        Payload::Logs(resource_logs) => {
+            for sl in resource_logs
+                .iter_mut()
+                .flat_map(|rl| rl.scope_logs.iter_mut())
+            {
+                if sl.log_records.iter().all(valid_ids) {
+                    continue;
+                }
+                let before = sl.log_records.len();
+                sl.log_records.retain(valid_ids);
+                note(
+                    before - sl.log_records.len(),
+                    "log records with a trace_id other than 16 bytes or a span_id other than 8 bytes were dropped",
+                );
+            }
+        }
+        Payload::Metrics(resource_metrics) => {
+            for sm in resource_metrics
+                .iter_mut()
+                .flat_map(|rm| rm.scope_metrics.iter_mut())
+            {
+                let unnamed: usize = sm
+                    .metrics
+                    .iter()
+                    .filter(|m| m.name.is_empty())
+                    .map(metric_points)
+                    .sum();
+                if sm.metrics.iter().any(|m| m.name.is_empty()) {
+                    sm.metrics.retain(|m| !m.name.is_empty());
+                    note(unnamed, "metrics without a name were dropped");
+                }
+                for m in &mut sm.metrics {
+                    if let Some(Data::Histogram(h)) = &mut m.data {
+                        let before = h.data_points.len();
+                        h.data_points.retain(valid_histogram_point);
+                        note(
+                            before - h.data_points.len(),
+                            "histogram points whose bucket_counts do not match explicit_bounds were dropped",
+                        );
+                    }
+                }
+            }
+        }
+    }
+    (dropped.items > 0).then_some(dropped)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use opentelemetry_proto::tonic::logs::v1::{ResourceLogs, ScopeLogs};
+    use opentelemetry_proto::tonic::metrics::v1::{Histogram, ResourceMetrics, ScopeMetrics};
+
+    fn log(trace: usize, span: usize) -> LogRecord {
+        LogRecord {
+            trace_id: vec![1; trace],
+            span_id: vec![1; span],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn valid_data_is_untouched() {
+        let mut p = Payload::Logs(vec![ResourceLogs {
+            scope_logs: vec![ScopeLogs {
+                log_records: vec![log(0, 0), log(16, 8)],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }]);
+        let before = p.clone();
+        assert_eq!(drop_invalid(&mut p), None);
+        assert_eq!(p, before);
+    }
+
+    #[test]
+    fn bad_ids_are_dropped_and_counted() {
+        let mut p = Payload::Logs(vec![ResourceLogs {
+            scope_logs: vec![ScopeLogs {
+                log_records: vec![log(16, 8), log(3, 0), log(0, 9), log(0, 0)],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }]);
+        let d = drop_invalid(&mut p).expect("dropped");
+        assert_eq!(d.items, 2);
+        assert!(d.message.contains("trace_id"));
+        assert_eq!(p.item_count(), 2);
+    }
+
+    #[test]
+    fn bad_histograms_and_unnamed_metrics_are_dropped() {
+        let point = |bounds: usize, counts: usize| HistogramDataPoint {
+            explicit_bounds: vec![1.0; bounds],
+            bucket_counts: vec![1; counts],
+            ..Default::default()
+        };
+        let hist = |name: &str, points| Metric {
+            name: name.into(),
+            data: Some(Data::Histogram(Histogram {
+                data_points: points,
+                aggregation_temporality: 2,
+            })),
+            ..Default::default()
+        };
+        let mut p = Payload::Metrics(vec![ResourceMetrics {
+            scope_metrics: vec![ScopeMetrics {
+                metrics: vec![
+                    hist("ok", vec![point(2, 3), point(2, 2), point(0, 0)]),
+                    hist("", vec![point(1, 2)]),
+                ],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }]);
+        let d = drop_invalid(&mut p).expect("dropped");
+        assert_eq!(d.items, 2);
+        assert_eq!(p.item_count(), 2);
+    }
+}
