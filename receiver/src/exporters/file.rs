@@ -3,8 +3,10 @@
 //! the collector's file exporter and of the OTLP file exporter spec, so
 //! `otlpjsonfile` receivers and `jq` can read it.
 //!
-//! - Buffered writes, flushed at least every `flush_interval` (a timer task)
-//!   and at shutdown.
+//! - Each request is written through to the file before the export reports
+//!   success, so data acknowledged to a receiver (which then advances its
+//!   checkpoint) survives a kill -9. `flush_interval` is accepted for
+//!   collector compatibility; there is nothing left to flush periodically.
 //! - Size-based rotation, always on so that disk use is bounded: when a write
 //!   would take the file past `rotation.max_megabytes`, the file is renamed to
 //!   `<stem>-<2006-01-02T15-04-05.000>.<ext>` (lumberjack's naming, UTC unless
@@ -19,8 +21,8 @@
 use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, Weak};
-use std::time::{Duration, Instant, SystemTime};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use serde::Deserialize;
@@ -46,7 +48,8 @@ pub struct FileExporterConfig {
     pub path: String,
     /// Size-based rotation (always on).
     pub rotation: RotationConfig,
-    /// Buffered data is written to the file at least this often.
+    /// Accepted for collector compatibility; every request is written
+    /// through before it is acknowledged, so nothing waits for a flush.
     pub flush_interval: GoDuration,
     /// Only `json` (OTLP/JSON, one request per line).
     pub format: String,
@@ -139,7 +142,6 @@ pub async fn build(
                 .then(|| Duration::from_secs(c.rotation.max_days.saturating_mul(86_400))),
             localtime: c.rotation.localtime,
         },
-        c.flush_interval.get(),
     );
     // Fail at start, not at the first export, when the file cannot be opened.
     client
@@ -169,17 +171,13 @@ pub(crate) struct FileClient {
 }
 
 impl FileClient {
-    /// Also starts the flush timer, which ends when the client is dropped.
-    pub(crate) fn new(path: PathBuf, rotation: Rotation, flush_interval: Duration) -> Self {
+    pub(crate) fn new(path: PathBuf, rotation: Rotation) -> Self {
         let writer = Arc::new(Mutex::new(FileWriter {
             path,
             rotation,
-            flush_interval,
             file: None,
             size: 0,
-            last_flush: Instant::now(),
         }));
-        tokio::spawn(flush_timer(Arc::downgrade(&writer), flush_interval));
         FileClient { writer }
     }
 
@@ -198,28 +196,6 @@ impl FileClient {
         })
         .await
         .map_err(|e| ExportError::retryable(format!("file exporter: write task failed: {e}")))?
-    }
-}
-
-async fn flush_timer(writer: Weak<Mutex<FileWriter>>, every: Duration) {
-    let mut ticker = tokio::time::interval(every);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        ticker.tick().await;
-        let Some(writer) = writer.upgrade() else {
-            return;
-        };
-        let result = tokio::task::spawn_blocking(move || {
-            let mut w = match writer.lock() {
-                Ok(w) => w,
-                Err(poisoned) => poisoned.into_inner(),
-            };
-            w.flush_if_due()
-        })
-        .await;
-        if let Ok(Err(e)) = result {
-            tracing::warn!(error = %e.message, "file exporter: periodic flush failed");
-        }
     }
 }
 
@@ -245,11 +221,9 @@ impl ExportClient for FileClient {
 struct FileWriter {
     path: PathBuf,
     rotation: Rotation,
-    flush_interval: Duration,
     file: Option<BufWriter<File>>,
-    /// Bytes in the current file, buffered ones included.
+    /// Bytes in the current file.
     size: u64,
-    last_flush: Instant,
 }
 
 impl FileWriter {
@@ -299,19 +273,11 @@ impl FileWriter {
             return Err(self.io_error("write to", e));
         }
         self.size += len;
-        self.flush_if_due()
-    }
-
-    fn flush_if_due(&mut self) -> Result<(), ExportError> {
-        if self.last_flush.elapsed() >= self.flush_interval {
-            self.flush()
-        } else {
-            Ok(())
-        }
+        // Written through before success is reported (see the module doc).
+        self.flush()
     }
 
     fn flush(&mut self) -> Result<(), ExportError> {
-        self.last_flush = Instant::now();
         match self.file.as_mut().map(|f| f.flush()) {
             Some(Err(e)) => {
                 self.file = None;
@@ -943,10 +909,10 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn writes_one_request_per_line_and_flushes_on_shutdown() {
+    async fn writes_each_request_through_as_one_line() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("sub/dir/out.json");
-        let client = FileClient::new(path.clone(), rotation(MIB, 10), Duration::from_secs(3600));
+        let client = FileClient::new(path.clone(), rotation(MIB, 10));
         client
             .export(&std::sync::Arc::new(logs(2, "a")))
             .await
@@ -955,12 +921,8 @@ mod tests {
             .export(&std::sync::Arc::new(logs(1, "b")))
             .await
             .expect("export");
-        assert_eq!(
-            std::fs::read_to_string(&path).unwrap_or_default(),
-            "",
-            "still buffered"
-        );
-        client.shutdown().await;
+        // On disk (in the page cache) as soon as each export succeeded:
+        // acknowledged data must survive a kill -9 of the agent.
         let lines = read_lines(&path);
         assert_eq!(lines.len(), 2);
         let records = |v: &serde_json::Value| {
@@ -970,7 +932,7 @@ mod tests {
         };
         assert_eq!((records(&lines[0]), records(&lines[1])), (2, 1));
         // Appends after a restart.
-        let again = FileClient::new(path.clone(), rotation(MIB, 10), Duration::from_secs(3600));
+        let again = FileClient::new(path.clone(), rotation(MIB, 10));
         again
             .export(&std::sync::Arc::new(logs(1, "c")))
             .await
@@ -980,34 +942,12 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn flushes_within_the_interval() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("out.json");
-        let client = FileClient::new(path.clone(), rotation(MIB, 10), Duration::from_millis(50));
-        client
-            .export(&std::sync::Arc::new(logs(1, "a")))
-            .await
-            .expect("export");
-        // The timer flushes without further writes; poll with a generous bound.
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while read_lines(&path).is_empty() {
-            assert!(Instant::now() < deadline, "not flushed by the timer");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        assert_eq!(read_lines(&path).len(), 1);
-    }
-
-    #[tokio::test]
     async fn rotates_at_the_size_limit_and_prunes_backups() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("oom.log");
         let one_line = otlp_json::encode(&logs(1, "x")).expect("encode").len() as u64 + 1;
         // Room for exactly two lines per file.
-        let client = FileClient::new(
-            path.clone(),
-            rotation(one_line * 2, 2),
-            Duration::from_secs(3600),
-        );
+        let client = FileClient::new(path.clone(), rotation(one_line * 2, 2));
         for _ in 0..2 {
             client
                 .export(&std::sync::Arc::new(logs(1, "x")))
@@ -1058,7 +998,7 @@ mod tests {
         // A directory where the file should be: open fails.
         let path = dir.path().join("taken");
         std::fs::create_dir(&path).expect("mkdir");
-        let client = FileClient::new(path.clone(), rotation(MIB, 1), Duration::from_secs(1));
+        let client = FileClient::new(path.clone(), rotation(MIB, 1));
         let err = client
             .export(&std::sync::Arc::new(logs(1, "a")))
             .await

@@ -204,3 +204,116 @@ impl Topology {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::load_str;
+    use crate::pipeline::{Batch, BatchNotifier, DeliveryStatus, Finalizers, Payload};
+    use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
+
+    fn logs(n: usize) -> Payload {
+        Payload::Logs(vec![ResourceLogs {
+            scope_logs: vec![ScopeLogs {
+                log_records: vec![LogRecord::default(); n],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }])
+    }
+
+    /// Builds `pipeline`'s processors and exporters from `yaml` the way
+    /// `Topology::start` does, and returns the pipeline's head.
+    async fn pipeline_head(yaml: &str) -> (DynConsumer, Vec<JoinHandle<()>>) {
+        let config = match load_str("t.yaml", yaml) {
+            Ok(c) => c,
+            Err(e) => panic!("config: {e}"),
+        };
+        let ctx = |id: &ComponentId| BuildContext {
+            id: id.clone(),
+            telemetry: Telemetry::noop(),
+            extensions: Arc::new(Extensions::default()),
+            shutdown: CancellationToken::new(),
+        };
+        let (_, pipeline) = config.service.pipelines.iter().next().expect("a pipeline");
+        let mut tasks = Vec::new();
+        let mut exporters = Vec::new();
+        for id in &pipeline.exporters {
+            let (c, h) = config.exporters[id]
+                .build(&ctx(id))
+                .await
+                .expect("exporter builds");
+            exporters.push(c);
+            tasks.push(h);
+        }
+        let mut next = Fanout::build(exporters);
+        for id in pipeline.processors.iter().rev() {
+            let (c, h) = config.processors[id]
+                .build(&ctx(id), Signal::Logs, next)
+                .expect("processor builds");
+            next = c;
+            tasks.extend(h);
+        }
+        (next, tasks)
+    }
+
+    async fn send_and_wait(head: &DynConsumer, n: usize) -> DeliveryStatus {
+        let (finalizer, status) = BatchNotifier::new_pair();
+        head.consume(Batch::new(logs(n)).with_finalizers(Finalizers::new(finalizer)))
+            .await
+            .expect("consumed");
+        tokio::time::timeout(std::time::Duration::from_secs(30), status)
+            .await
+            .expect("acknowledged in time")
+            .expect("notifier resolved")
+    }
+
+    /// A receiver's acknowledgement travels through batching (merged with
+    /// other data, split by max size) and the exporter helper, and resolves
+    /// `Delivered` only once the file exporter has written the data.
+    #[tokio::test]
+    async fn delivered_after_batching_splitting_and_export() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let out = dir.path().join("out.jsonl");
+        let yaml = format!(
+            "receivers: {{otlp: {{protocols: {{grpc: }}}}}}\n\
+             processors: {{batch: {{timeout: 50ms, send_batch_size: 3, send_batch_max_size: 3}}}}\n\
+             exporters: {{file: {{path: \"{}\"}}}}\n\
+             service: {{pipelines: {{logs: {{receivers: [otlp], processors: [batch], exporters: [file]}}}}}}\n",
+            out.display()
+        );
+        let (head, tasks) = pipeline_head(&yaml).await;
+        assert_eq!(send_and_wait(&head, 7).await, DeliveryStatus::Delivered);
+        let written = std::fs::read_to_string(&out).unwrap_or_default();
+        assert_eq!(
+            written.lines().count(),
+            3,
+            "7 records split 3+3+1:\n{written}"
+        );
+        drop(head);
+        for t in tasks {
+            t.await.expect("task ends after its input closes");
+        }
+    }
+
+    /// With a fan-out, one exporter failing is enough: the batch is not
+    /// acknowledged as delivered even though the other exporter wrote it.
+    #[tokio::test]
+    async fn one_failing_branch_fails_the_acknowledgement() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let out = dir.path().join("out.jsonl");
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let dead = closed.local_addr().expect("addr");
+        drop(closed);
+        let yaml = format!(
+            "receivers: {{otlp: {{protocols: {{grpc: }}}}}}\n\
+             exporters:\n  file: {{path: \"{}\"}}\n  otlp:\n    endpoint: \"{dead}\"\n    tls: {{insecure: true}}\n    retry_on_failure: {{enabled: false}}\n\
+             service: {{pipelines: {{logs: {{receivers: [otlp], exporters: [file, otlp]}}}}}}\n",
+            out.display()
+        );
+        let (head, _tasks) = pipeline_head(&yaml).await;
+        assert_eq!(send_and_wait(&head, 2).await, DeliveryStatus::Failed);
+        let written = std::fs::read_to_string(&out).unwrap_or_default();
+        assert_eq!(written.lines().count(), 1, "the file branch still wrote it");
+    }
+}
