@@ -30,4 +30,10 @@ if [ "$status" -eq 0 ]; then
 else
     echo "TESTS FAILED (cargo test exit status $status)"
 fi
+# One closing line with the totals over every test binary, so that the last
+# line is not a doc-test run of a crate that has no doc tests.
+passed=$(awk '/^test result:/ { for (i = 1; i <= NF; i++) if ($i ~ /^passed;?$/) s += $(i - 1) } END { print s + 0 }' "$log")
+failed=$(awk '/^test result:/ { for (i = 1; i <= NF; i++) if ($i ~ /^failed;?$/) s += $(i - 1) } END { print s + 0 }' "$log")
+skipped=$(grep -c '^SKIPPED' "$log" || true)
+echo "total: $passed passed, $failed failed, $skipped skipped"
 exit "$status"
