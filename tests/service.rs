@@ -359,3 +359,77 @@ service:
     assert!(clean && status.success(), "{}", agent.output());
     assert!(!agent.output().contains("panicked"), "{}", agent.output());
 }
+
+/// A backend that does not answer fills the exporter's bounded queue; then
+/// the receiver pushes back (UNAVAILABLE with a retry delay) instead of
+/// buffering more. Once the backend is up, everything that was accepted
+/// arrives.
+#[tokio::test(flavor = "multi_thread")]
+async fn slow_backend_pushes_back_to_the_sender() {
+    use opentelemetry_proto::tonic::collector::logs::v1::logs_service_client::LogsServiceClient;
+    use tonic_types::StatusExt as _;
+
+    let mut backend = Rotel::start();
+    backend.stop();
+    let grpc = free_port();
+    let config = format!(
+        r#"
+receivers:
+  otlp:
+    protocols:
+      grpc: {{ endpoint: "127.0.0.1:{grpc}" }}
+exporters:
+  otlp:
+    endpoint: "{backend}"
+    tls: {{ insecure: true }}
+    retry_on_failure: {{ initial_interval: 100ms, max_interval: 200ms, max_elapsed_time: 0 }}
+    sending_queue: {{ queue_size: 3, num_consumers: 1 }}
+service:
+  telemetry: {{ metrics: {{ address: "" }} }}
+  oom_score_adj: null
+  pipelines:
+    logs: {{ receivers: [otlp], exporters: [otlp] }}
+"#,
+        backend = backend.grpc_addr()
+    );
+    let mut agent = Oomscope::start(&config, &[]);
+    agent.wait_ready(addr(grpc), TIMEOUT);
+    let mut client = LogsServiceClient::connect(format!("http://127.0.0.1:{grpc}"))
+        .await
+        .expect("connect");
+
+    // One request in the worker's hands plus three queued fit; the next
+    // ones must be refused, not buffered.
+    let mut accepted = Vec::new();
+    let mut refusal = None;
+    for i in 0..10 {
+        let body = format!("pushback record {i}");
+        let request = common::otlp::logs_request(std::slice::from_ref(&body));
+        match client.export(request).await {
+            Ok(_) => accepted.push(body),
+            Err(status) => {
+                refusal = Some(status);
+                break;
+            }
+        }
+    }
+    let status = refusal.expect("the receiver must push back once the queue is full");
+    assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
+    assert!(
+        status.get_details_retry_info().is_some(),
+        "a retry delay tells the sender when to come back"
+    );
+    assert!(
+        accepted.len() <= 5,
+        "at most the queue's worth is buffered: {accepted:?}"
+    );
+
+    backend.restart();
+    let got = backend.wait_for_logs(accepted.len(), TIMEOUT);
+    let bodies = got.log_bodies();
+    for b in &accepted {
+        assert!(bodies.contains(b), "accepted {b:?} never arrived");
+    }
+    let (status, clean) = agent.stop(TIMEOUT);
+    assert!(clean && status.success(), "{}", agent.output());
+}
