@@ -6,6 +6,7 @@ pub mod config;
 pub mod ebpf;
 pub mod exporters;
 pub mod extensions;
+pub mod kmsg;
 pub mod pipeline;
 pub mod processors;
 pub mod receivers;

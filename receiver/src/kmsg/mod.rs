@@ -1,0 +1,19 @@
+//! The kernel log, `/dev/kmsg`: records, a reader, and the kernel's OOM
+//! report assembled into one structured value.
+//!
+//! - [`record`]: one `/dev/kmsg` record (`prio,seq,usec,flags;message` plus
+//!   ` KEY=value` continuation lines), parsed without panicking on anything.
+//! - [`reader`]: an async reader (non-blocking fd + tokio `AsyncFd`) that
+//!   starts at the end, at the beginning, or after a saved sequence number,
+//!   and reports overwritten records (EPIPE) as a gap.
+//! - [`oom_report`]: groups "invoked oom-killer" ... "Killed process" into an
+//!   [`oom_report::OomReport`], emitted as soon as the "Killed process" line
+//!   arrives.
+
+pub mod oom_report;
+pub mod reader;
+pub mod record;
+
+pub use oom_report::{KilledProcess, OomReport, OomReportAssembler, OomTask};
+pub use reader::{KmsgEvent, KmsgReader, StartAt};
+pub use record::{KmsgRecord, RecordError};
