@@ -10,6 +10,7 @@ pub mod kmsg;
 pub mod pipeline;
 pub mod processors;
 pub mod receivers;
+pub mod redact;
 pub mod self_protection;
 pub mod service;
 pub mod telemetry;

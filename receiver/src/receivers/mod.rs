@@ -1,5 +1,6 @@
 //! Receivers: where data enters. One module per receiver type.
 
+pub mod oom;
 pub mod otlp;
 
 use tokio::task::JoinHandle;
@@ -11,6 +12,7 @@ use crate::pipeline::{DynConsumer, Signal};
 /// A configured receiver, by type.
 #[derive(Debug, Clone)]
 pub enum ReceiverConfig {
+    Oom(oom::OomReceiverConfig),
     Otlp(otlp::OtlpReceiverConfig),
 }
 
@@ -23,12 +25,13 @@ pub struct ReceiverOutputs {
 
 impl ReceiverConfig {
     /// Type names accepted in `receivers:` (aliases included).
-    pub const TYPES: &'static [&'static str] = &["otlp"];
+    pub const TYPES: &'static [&'static str] = &["oom", "otlp"];
 
     /// Decodes the config of a receiver of type `type_name`; `None` when the
     /// type is unknown.
     pub fn from_node(type_name: &str, node: &Node) -> Option<Result<Self, ConfigError>> {
         Some(match type_name {
+            "oom" => from_node(node).map(ReceiverConfig::Oom),
             "otlp" => from_node(node).map(ReceiverConfig::Otlp),
             _ => return None,
         })
@@ -37,6 +40,7 @@ impl ReceiverConfig {
     /// Checks beyond what decoding checks (the collector's `Validate`).
     pub fn validate(&self) -> Result<(), String> {
         match self {
+            ReceiverConfig::Oom(c) => c.validate(),
             ReceiverConfig::Otlp(c) => c.validate(),
         }
     }
@@ -44,7 +48,7 @@ impl ReceiverConfig {
     /// Signals this receiver can produce.
     pub fn signals(&self) -> &'static [Signal] {
         match self {
-            ReceiverConfig::Otlp(_) => &[Signal::Logs, Signal::Metrics],
+            ReceiverConfig::Oom(_) | ReceiverConfig::Otlp(_) => &[Signal::Logs, Signal::Metrics],
         }
     }
 
@@ -58,6 +62,7 @@ impl ReceiverConfig {
         outputs: ReceiverOutputs,
     ) -> anyhow::Result<JoinHandle<()>> {
         match self {
+            ReceiverConfig::Oom(c) => oom::start(c, ctx, outputs).await,
             ReceiverConfig::Otlp(c) => otlp::start(c, ctx, outputs).await,
         }
     }

@@ -1,0 +1,216 @@
+//! What the kernel event does not carry, read from /proc and cgroupfs the
+//! moment the event arrives (the victim is dying: every read may fail, and
+//! a failure only leaves the attribute out).
+
+use std::path::{Path, PathBuf};
+
+use crate::redact::redact_args;
+
+/// Facts about the victim read from /proc.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ProcessFacts {
+    /// Base name of /proc/PID/exe.
+    pub executable_name: Option<String>,
+    /// Arguments joined by spaces, secrets redacted.
+    pub command_line: Option<String>,
+    /// The cgroup path (v2 unified entry, else the v1 memory controller's).
+    pub cgroup: Option<String>,
+}
+
+/// Bound on what is read from /proc/PID/cmdline (the kernel caps it at a
+/// page per read anyway; long Java command lines are cut, not allocated).
+const MAX_CMDLINE: usize = 32 * 1024;
+
+pub fn read_process(proc_root: &Path, pid: i32, secret_keys: &[String]) -> ProcessFacts {
+    let dir = proc_root.join(pid.to_string());
+    let executable_name = std::fs::read_link(dir.join("exe"))
+        .ok()
+        .and_then(|p| {
+            // A deleted binary reads as "/path/x (deleted)".
+            let name = p.file_name()?.to_string_lossy().into_owned();
+            Some(name.trim_end_matches(" (deleted)").to_string())
+        })
+        .filter(|n| !n.is_empty());
+    let command_line = read_bounded(&dir.join("cmdline"), MAX_CMDLINE)
+        .map(|raw| {
+            let args: Vec<String> = raw
+                .split(|b| *b == 0)
+                .filter(|a| !a.is_empty())
+                .map(|a| String::from_utf8_lossy(a).into_owned())
+                .collect();
+            redact_args(&args, secret_keys).join(" ")
+        })
+        .filter(|c| !c.is_empty());
+    let cgroup = std::fs::read_to_string(dir.join("cgroup"))
+        .ok()
+        .and_then(|text| cgroup_from_proc(&text));
+    ProcessFacts {
+        executable_name,
+        command_line,
+        cgroup,
+    }
+}
+
+fn read_bounded(path: &Path, max: usize) -> Option<Vec<u8>> {
+    use std::io::Read;
+    let f = std::fs::File::open(path).ok()?;
+    let mut buf = Vec::new();
+    f.take(max as u64).read_to_end(&mut buf).ok()?;
+    Some(buf)
+}
+
+/// The memory cgroup of a process from /proc/PID/cgroup: the v1 `memory`
+/// controller's path when there is one, else the v2 (`0::`) path.
+pub fn cgroup_from_proc(text: &str) -> Option<String> {
+    let mut unified = None;
+    for line in text.lines() {
+        let mut parts = line.splitn(3, ':');
+        let (Some(_id), Some(controllers), Some(path)) = (parts.next(), parts.next(), parts.next())
+        else {
+            continue;
+        };
+        if controllers.split(',').any(|c| c == "memory") {
+            return Some(path.to_string());
+        }
+        if controllers.is_empty() {
+            unified = Some(path.to_string());
+        }
+    }
+    unified
+}
+
+/// Container and pod identity derived from a cgroup path.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ContainerIds {
+    pub container_id: Option<String>,
+    pub pod_uid: Option<String>,
+}
+
+fn is_container_id(s: &str) -> bool {
+    s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// Understands the cgroup path forms of docker (`/docker/<id>`,
+/// `docker-<id>.scope`), containerd (`cri-containerd-<id>.scope`,
+/// `/kubepods/.../pod<uid>/<id>`), cri-o (`crio-<id>.scope`), podman
+/// (`libpod-<id>.scope`), on cgroup v1 and v2, with the cgroupfs and the
+/// systemd drivers (whose pod slices write the uid with underscores).
+pub fn container_ids(cgroup: &str) -> ContainerIds {
+    let mut ids = ContainerIds::default();
+    for segment in cgroup.split('/').filter(|s| !s.is_empty()) {
+        let seg = segment.strip_suffix(".scope").unwrap_or(segment);
+        let seg = seg.strip_suffix(".slice").unwrap_or(seg);
+        // The last dash-separated part: docker-<id>, cri-containerd-<id>, crio-<id>, libpod-<id>.
+        let tail = seg.rsplit('-').next().unwrap_or(seg);
+        if is_container_id(seg) {
+            ids.container_id = Some(seg.to_string());
+        } else if is_container_id(tail) && seg != "crio-conmon" && !seg.starts_with("crio-conmon-")
+        {
+            ids.container_id = Some(tail.to_string());
+        }
+        // pod<uid> (cgroupfs) or kubepods-<qos>-pod<uid_with_underscores> (systemd).
+        if let Some(idx) = seg.rfind("pod") {
+            let candidate = &seg[idx + 3..];
+            let uid = candidate.replace('_', "-");
+            if is_uuid(&uid) {
+                ids.pod_uid = Some(uid);
+            }
+        }
+    }
+    ids
+}
+
+fn is_uuid(s: &str) -> bool {
+    let groups: Vec<&str> = s.split('-').collect();
+    groups.len() == 5
+        && [8, 4, 4, 4, 12]
+            .iter()
+            .zip(&groups)
+            .all(|(len, g)| g.len() == *len && g.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+/// The limit of memory cgroup `path` (as written in /proc/PID/cgroup or the
+/// kernel's report), from cgroupfs: v2 `memory.max`, v1 `memory.limit_in_bytes`.
+/// `None` when unlimited or unreadable.
+pub fn memcg_limit(cgroup_roots: &[PathBuf], path: &str) -> Option<u64> {
+    let rel = path.trim_start_matches('/');
+    for root in cgroup_roots {
+        let dir = root.join(rel);
+        for file in ["memory.max", "memory.limit_in_bytes"] {
+            if let Ok(text) = std::fs::read_to_string(dir.join(file)) {
+                let text = text.trim();
+                if text == "max" {
+                    return None;
+                }
+                // v1 reports "unlimited" as a huge page-aligned number.
+                return text.parse::<u64>().ok().filter(|v| *v < (1u64 << 62));
+            }
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ID: &str = "3f4b0c2c1d5e6f708192a3b4c5d6e7f8091a2b3c4d5e6f708192a3b4c5d6e7f8";
+
+    #[test]
+    fn cgroup_paths_of_every_runtime() {
+        let cases = [
+            (format!("/docker/{ID}"), Some(ID), None),
+            (format!("/system.slice/docker-{ID}.scope"), Some(ID), None),
+            (
+                format!("/kubepods/burstable/pod1b2c3d4e-5f60-4718-9a2b-3c4d5e6f7081/{ID}"),
+                Some(ID),
+                Some("1b2c3d4e-5f60-4718-9a2b-3c4d5e6f7081"),
+            ),
+            (
+                format!("/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod1b2c3d4e_5f60_4718_9a2b_3c4d5e6f7081.slice/cri-containerd-{ID}.scope"),
+                Some(ID),
+                Some("1b2c3d4e-5f60-4718-9a2b-3c4d5e6f7081"),
+            ),
+            (
+                format!("/kubepods.slice/kubepods-pod1b2c3d4e_5f60_4718_9a2b_3c4d5e6f7081.slice/crio-{ID}.scope"),
+                Some(ID),
+                Some("1b2c3d4e-5f60-4718-9a2b-3c4d5e6f7081"),
+            ),
+            (format!("/machine.slice/libpod-{ID}.scope/container"), Some(ID), None),
+            ("/user.slice/user-0.slice/session-3.scope".to_string(), None, None),
+            ("/oomtest".to_string(), None, None),
+            ("/".to_string(), None, None),
+        ];
+        for (path, id, pod) in cases {
+            let got = container_ids(&path);
+            assert_eq!(got.container_id.as_deref(), id, "{path}");
+            assert_eq!(got.pod_uid.as_deref(), pod, "{path}");
+        }
+    }
+
+    #[test]
+    fn memory_cgroup_from_proc_v1_and_v2() {
+        let v1 = "12:pids:/x\n5:memory:/oomtest\n0::/init.scope\n";
+        assert_eq!(cgroup_from_proc(v1).as_deref(), Some("/oomtest"));
+        let v2 = "0::/system.slice/app.service\n";
+        assert_eq!(
+            cgroup_from_proc(v2).as_deref(),
+            Some("/system.slice/app.service")
+        );
+        assert_eq!(cgroup_from_proc("garbage"), None);
+    }
+
+    #[test]
+    fn reads_this_process() {
+        let facts = read_process(
+            Path::new("/proc"),
+            std::process::id() as i32,
+            &crate::redact::default_keys(),
+        );
+        assert!(facts.executable_name.is_some());
+        assert!(facts.command_line.is_some());
+        assert!(facts.cgroup.is_some());
+        let gone = read_process(Path::new("/proc"), i32::MAX, &[]);
+        assert_eq!(gone, ProcessFacts::default());
+    }
+}

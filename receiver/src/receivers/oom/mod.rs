@@ -1,0 +1,838 @@
+//! The `oom` receiver: every kernel OOM kill, as one LogRecord
+//! (`event_name` `linux.oom.kill`) and the `linux.oom.kills` counter.
+//!
+//! Two sources, correlated by victim pid so that one kill is one record:
+//! - the `oom/mark_victim` tracepoint through eBPF (`crate::ebpf`): fires the
+//!   moment the kernel marks a victim, also for each `memory.oom.group`
+//!   member and for a victim that was already exiting;
+//! - the kernel's own OOM report on `/dev/kmsg` (`crate::kmsg`): constraint,
+//!   the cgroup whose limit was hit, gfp_mask, order, and the exact memory
+//!   figures of the "Killed process" line.
+//!
+//! An eBPF event waits at most `report_wait` for its report (this kernel
+//! prints no `oom_reaper` line, so nothing waits for one). A victim marked
+//! while already exiting gets no "Killed process" line: when the kernel log
+//! is being read and no report came within the wait, the record says
+//! `oom.victim.exiting: true`. Without eBPF (no CAP_BPF, no tracepoint,
+//! lockdown) the receiver says why once and builds the same records from
+//! the report alone (`oom.source: kmsg`). Kills are reported from the
+//! receiver's start on: the kernel log is read from its end.
+
+pub mod enrich;
+pub mod record;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, InstrumentationScope, KeyValue};
+use opentelemetry_proto::tonic::metrics::v1::{
+    metric, AggregationTemporality, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics, Sum,
+};
+use receiver_common::oom::{flags, OomVictimEvent};
+use serde::Deserialize;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use super::ReceiverOutputs;
+use crate::component::BuildContext;
+use crate::config::GoDuration;
+use crate::ebpf::loader::{load_mark_victim, MarkVictimProbe};
+use crate::kmsg::{KmsgEvent, KmsgReader, OomReport, OomReportAssembler, StartAt};
+use crate::pipeline::{Batch, ConsumeError, DynConsumer, Payload};
+use record::{OomKill, Scope, Source, Trigger, Victim};
+
+/// Which kernel sources the receiver uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// eBPF with the kernel report merged in; the report alone when eBPF
+    /// cannot be used.
+    #[default]
+    Auto,
+    /// eBPF is required: the receiver fails to start without it.
+    Ebpf,
+    /// The kernel report alone (`/dev/kmsg`), eBPF never loaded.
+    Kmsg,
+}
+
+/// `oom` receiver configuration.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OomReceiverConfig {
+    /// `auto`, `ebpf` or `kmsg`.
+    pub mode: Mode,
+    /// How long an eBPF event waits for the kernel's report of the same
+    /// kill; the report normally follows within a millisecond.
+    pub report_wait: GoDuration,
+    /// The kernel log device.
+    pub kmsg_path: PathBuf,
+    /// Where /proc is (a host's /proc mounted elsewhere when the agent runs
+    /// in a container).
+    pub proc_path: PathBuf,
+    /// Where cgroupfs is.
+    pub cgroup_path: PathBuf,
+    /// Argument names whose values are redacted from command lines
+    /// (case-insensitive substrings).
+    pub secret_keys: Vec<String>,
+    /// How often the counters (kills, missed kills, dropped events) are
+    /// reported besides each kill.
+    pub metrics_interval: GoDuration,
+}
+
+impl Default for OomReceiverConfig {
+    fn default() -> Self {
+        OomReceiverConfig {
+            mode: Mode::Auto,
+            report_wait: GoDuration::from_millis(250),
+            kmsg_path: PathBuf::from("/dev/kmsg"),
+            proc_path: PathBuf::from("/proc"),
+            cgroup_path: PathBuf::from("/sys/fs/cgroup"),
+            secret_keys: crate::redact::default_keys(),
+            metrics_interval: GoDuration::from_secs(10),
+        }
+    }
+}
+
+impl OomReceiverConfig {
+    pub fn validate(&self) -> Result<(), String> {
+        if self.report_wait.get() > Duration::from_secs(10) {
+            return Err("report_wait must be at most 10s (OOM records must not wait long)".into());
+        }
+        if self.metrics_interval.is_zero() {
+            return Err("metrics_interval must be greater than zero".into());
+        }
+        Ok(())
+    }
+
+    fn cgroup_roots(&self) -> Vec<PathBuf> {
+        // v1 memory controller first, then v2 (plain or hybrid).
+        ["memory", "", "unified"]
+            .iter()
+            .map(|sub| self.cgroup_path.join(sub))
+            .collect()
+    }
+}
+
+/// Upper bound on kills waiting for their other half (report or event).
+const MAX_PENDING: usize = 4096;
+/// Upper bound on distinct `linux.oom.kills` series; later ones share an
+/// overflow series so a fork bomb of distinct comms cannot grow memory.
+const MAX_SERIES: usize = 1000;
+/// Kills between the correlator and the emitter.
+const EMIT_QUEUE: usize = 1024;
+
+/// Starts the receiver: decides the sources (failing here when none can be
+/// used), then runs until shutdown.
+pub async fn start(
+    cfg: &OomReceiverConfig,
+    ctx: BuildContext,
+    outputs: ReceiverOutputs,
+) -> anyhow::Result<JoinHandle<()>> {
+    let cfg = cfg.clone();
+    let probe = match cfg.mode {
+        Mode::Kmsg => None,
+        Mode::Ebpf => Some(load_mark_victim().map_err(|e| {
+            anyhow::anyhow!(
+                "receiver {}: eBPF is required (mode: ebpf) but cannot be used: {e}",
+                ctx.id
+            )
+        })?),
+        Mode::Auto => match load_mark_victim() {
+            Ok(p) => Some(p),
+            Err(e) => {
+                tracing::warn!(receiver = %ctx.id, reason = %e, "eBPF cannot be used; OOM kills are built from the kernel log alone (oom.source: kmsg)");
+                None
+            }
+        },
+    };
+    let kmsg = match KmsgReader::open(&cfg.kmsg_path, StartAt::End) {
+        Ok(r) => Some(r),
+        Err(e) if probe.is_some() => {
+            tracing::warn!(receiver = %ctx.id, path = %cfg.kmsg_path.display(), error = %e, "cannot read the kernel log; OOM records will lack the kernel's report (constraint, memcg, gfp_mask)");
+            None
+        }
+        Err(e) => anyhow::bail!(
+            "receiver {}: cannot observe OOM kills: eBPF is not in use and {} cannot be read: {e}",
+            ctx.id,
+            cfg.kmsg_path.display()
+        ),
+    };
+    tracing::info!(
+        receiver = %ctx.id,
+        ebpf = probe.is_some(),
+        kmsg = kmsg.is_some(),
+        "watching for OOM kills"
+    );
+    let (tx, rx) = mpsc::channel(EMIT_QUEUE);
+    let emitter = Emitter::new(ctx.clone(), outputs, probe.is_some());
+    let emit_task = tokio::spawn(emitter.run(rx, ctx.shutdown.clone()));
+    let correlator = Correlator::new(cfg, probe, kmsg, tx);
+    let shutdown = ctx.shutdown.clone();
+    Ok(tokio::spawn(async move {
+        correlator.run(shutdown).await;
+        // The correlator dropped its sender: the emitter delivers what is
+        // queued, then ends.
+        let _ = emit_task.await;
+    }))
+}
+
+/// Messages from the correlator to the emitter.
+enum Emit {
+    Kill(Box<OomKill>),
+    /// Periodic counters: kills the kernel counted that produced no record,
+    /// and events the ring buffer dropped.
+    Stats {
+        missed: u64,
+        dropped: Option<u64>,
+    },
+}
+
+struct PendingEvent {
+    kill: OomKill,
+    deadline: Instant,
+}
+
+struct PendingReport {
+    report: OomReport,
+    deadline: Instant,
+}
+
+struct Correlator {
+    cfg: OomReceiverConfig,
+    probe: Option<MarkVictimProbe>,
+    kmsg: Option<KmsgReader>,
+    assembler: OomReportAssembler,
+    events: HashMap<i32, PendingEvent>,
+    reports: HashMap<i32, PendingReport>,
+    tx: mpsc::Sender<Emit>,
+    /// `/proc/vmstat` `oom_kill` at start; `None` where the kernel lacks it.
+    vmstat_base: Option<u64>,
+    /// Real kills (not exiting victims) handed to the emitter.
+    kills_emitted: u64,
+    missed: u64,
+}
+
+impl Correlator {
+    fn new(
+        cfg: OomReceiverConfig,
+        probe: Option<MarkVictimProbe>,
+        kmsg: Option<KmsgReader>,
+        tx: mpsc::Sender<Emit>,
+    ) -> Self {
+        let vmstat_base = read_vmstat_oom_kill(&cfg.proc_path);
+        Correlator {
+            cfg,
+            probe,
+            kmsg,
+            assembler: OomReportAssembler::new(),
+            events: HashMap::new(),
+            reports: HashMap::new(),
+            tx,
+            vmstat_base,
+            kills_emitted: 0,
+            missed: 0,
+        }
+    }
+
+    async fn run(mut self, shutdown: CancellationToken) {
+        let mut stats = tokio::time::interval(self.cfg.metrics_interval.get());
+        stats.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let deadline = self.next_deadline();
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                event = next_event(&mut self.probe) => match event {
+                    Ok(ev) => self.on_event(&ev).await,
+                    Err(e) => {
+                        tracing::error!(error = %e, "reading the eBPF ring buffer failed; going on with the kernel log alone");
+                        self.probe = None;
+                    }
+                },
+                record = next_kmsg(&mut self.kmsg) => match record {
+                    Ok(KmsgEvent::Record(rec)) => {
+                        if let Some(report) = self.assembler.push(&rec) {
+                            self.on_report(report).await;
+                        }
+                    }
+                    Ok(KmsgEvent::Gap { missed }) => {
+                        tracing::warn!(?missed, "kernel log records were overwritten before they were read; an OOM report may be incomplete");
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "reading the kernel log failed; OOM records will lack the kernel's report");
+                        self.kmsg = None;
+                        if self.probe.is_none() {
+                            tracing::error!("no source of OOM kills is left; the oom receiver stops");
+                            break;
+                        }
+                    }
+                },
+                () = sleep_until(deadline) => self.expire(Instant::now()).await,
+                _ = stats.tick() => self.send_stats().await,
+            }
+        }
+        // Shutdown: emit what is waiting, as it is.
+        self.expire(Instant::now() + Duration::from_secs(3600))
+            .await;
+        self.send_stats().await;
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        self.events
+            .values()
+            .map(|p| p.deadline)
+            .chain(self.reports.values().map(|p| p.deadline))
+            .min()
+    }
+
+    async fn on_event(&mut self, ev: &OomVictimEvent) {
+        let kill = self.kill_from_event(ev);
+        let pid = kill.victim.pid;
+        if let Some(pending) = self.reports.remove(&pid) {
+            let merged = self.merge(kill, &pending.report);
+            self.emit(merged).await;
+            return;
+        }
+        if self.kmsg.is_none() {
+            // Nothing to wait for.
+            self.emit(kill).await;
+            return;
+        }
+        if self.events.len() >= MAX_PENDING {
+            self.expire_oldest_event().await;
+        }
+        let deadline = Instant::now() + self.cfg.report_wait.get();
+        if let Some(previous) = self.events.insert(pid, PendingEvent { kill, deadline }) {
+            // The same pid marked twice within the wait (pid reuse is
+            // implausibly fast; an exiting victim re-marked is not): keep both.
+            self.emit_unreported(previous.kill).await;
+        }
+    }
+
+    async fn on_report(&mut self, report: OomReport) {
+        let pid = report.killed.pid;
+        if let Some(pending) = self.events.remove(&pid) {
+            let merged = self.merge(pending.kill, &report);
+            self.emit(merged).await;
+            return;
+        }
+        if self.probe.is_none() {
+            let kill = self.kill_from_report(&report);
+            self.emit(kill).await;
+            return;
+        }
+        // The report came before the event (the ring buffer is read later
+        // than the log, or dropped the event): wait for it just as long.
+        if self.reports.len() >= MAX_PENDING {
+            self.expire_oldest_report().await;
+        }
+        let deadline = Instant::now() + self.cfg.report_wait.get();
+        if let Some(previous) = self.reports.insert(pid, PendingReport { report, deadline }) {
+            let kill = self.kill_from_report(&previous.report);
+            self.emit(kill).await;
+        }
+    }
+
+    async fn expire(&mut self, now: Instant) {
+        let due: Vec<i32> = self
+            .events
+            .iter()
+            .filter(|(_, p)| p.deadline <= now)
+            .map(|(pid, _)| *pid)
+            .collect();
+        for pid in due {
+            if let Some(p) = self.events.remove(&pid) {
+                self.emit_unreported(p.kill).await;
+            }
+        }
+        let due: Vec<i32> = self
+            .reports
+            .iter()
+            .filter(|(_, p)| p.deadline <= now)
+            .map(|(pid, _)| *pid)
+            .collect();
+        for pid in due {
+            if let Some(p) = self.reports.remove(&pid) {
+                // eBPF did not see it (a dropped ring buffer event): the
+                // report alone still makes the record.
+                let kill = self.kill_from_report(&p.report);
+                self.emit(kill).await;
+            }
+        }
+    }
+
+    async fn expire_oldest_event(&mut self) {
+        let oldest = self
+            .events
+            .iter()
+            .min_by_key(|(_, p)| p.deadline)
+            .map(|(pid, _)| *pid);
+        if let Some(p) = oldest.and_then(|pid| self.events.remove(&pid)) {
+            self.emit_unreported(p.kill).await;
+        }
+    }
+
+    async fn expire_oldest_report(&mut self) {
+        let oldest = self
+            .reports
+            .iter()
+            .min_by_key(|(_, p)| p.deadline)
+            .map(|(pid, _)| *pid);
+        if let Some(p) = oldest.and_then(|pid| self.reports.remove(&pid)) {
+            let kill = self.kill_from_report(&p.report);
+            self.emit(kill).await;
+        }
+    }
+
+    /// An eBPF event whose report never came: with the kernel log being
+    /// read, the kernel printed no "Killed process" line, which it does only
+    /// for a victim that was already exiting.
+    async fn emit_unreported(&mut self, mut kill: OomKill) {
+        kill.victim.exiting = self.kmsg.is_some();
+        self.emit(kill).await;
+    }
+
+    async fn emit(&mut self, kill: OomKill) {
+        if !kill.victim.exiting {
+            self.kills_emitted += 1;
+        }
+        if self.tx.send(Emit::Kill(Box::new(kill))).await.is_err() {
+            tracing::debug!("OOM emitter is gone; a record was not delivered");
+        }
+    }
+
+    async fn send_stats(&mut self) {
+        if let (Some(base), Some(now)) =
+            (self.vmstat_base, read_vmstat_oom_kill(&self.cfg.proc_path))
+        {
+            // Kills still waiting for their other half are not missed.
+            let accounted = self.kills_emitted + (self.events.len() + self.reports.len()) as u64;
+            let missed = now.saturating_sub(base).saturating_sub(accounted);
+            // A counter: never goes down (a pending kill resolving later
+            // does not un-miss an earlier one).
+            self.missed = self.missed.max(missed);
+        }
+        let dropped = self.probe.as_ref().and_then(|p| p.drops().ok());
+        let _ = self
+            .tx
+            .send(Emit::Stats {
+                missed: self.missed,
+                dropped,
+            })
+            .await;
+    }
+
+    fn enrich(&self, victim: &mut Victim) {
+        let facts = enrich::read_process(&self.cfg.proc_path, victim.pid, &self.cfg.secret_keys);
+        victim.executable_name = facts.executable_name;
+        victim.command_line = facts.command_line;
+        if victim.cgroup.is_none() {
+            victim.cgroup = facts.cgroup;
+        }
+        self.set_container_ids(victim);
+    }
+
+    fn set_container_ids(&self, victim: &mut Victim) {
+        if let Some(cg) = &victim.cgroup {
+            let ids = enrich::container_ids(cg);
+            victim.container_id = ids.container_id;
+            victim.pod_uid = ids.pod_uid;
+        }
+    }
+
+    fn kill_from_event(&self, ev: &OomVictimEvent) -> OomKill {
+        let kb = |flag: u32, v: u64| ev.has(flag).then(|| v.saturating_mul(1024));
+        let mut victim = Victim {
+            pid: ev.pid,
+            comm: comm_str(&ev.comm),
+            uid: ev.has(flags::UID).then_some(ev.uid),
+            total_vm: kb(flags::TOTAL_VM, ev.total_vm_kb),
+            anon_rss: kb(flags::ANON_RSS, ev.anon_rss_kb),
+            file_rss: kb(flags::FILE_RSS, ev.file_rss_kb),
+            shmem_rss: kb(flags::SHMEM_RSS, ev.shmem_rss_kb),
+            pgtables: kb(flags::PGTABLES, ev.pgtables_kb),
+            oom_score_adj: ev
+                .has(flags::OOM_SCORE_ADJ)
+                .then_some(i32::from(ev.oom_score_adj)),
+            ..Victim::default()
+        };
+        // Read /proc now: the victim is dying.
+        self.enrich(&mut victim);
+        let trigger_comm = comm_str(&ev.trigger_comm);
+        OomKill {
+            time_unix_nano: monotonic_to_unix_nanos(ev.ktime_ns),
+            kernel_time_ns: Some(ev.ktime_ns),
+            source: Source::Ebpf,
+            victim,
+            trigger: Trigger {
+                // The thread group id is the process id users know.
+                pid: (ev.trigger_tgid > 0).then_some(ev.trigger_tgid),
+                comm: (!trigger_comm.is_empty()).then_some(trigger_comm),
+                gfp_mask: None,
+                order: None,
+            },
+            scope: Scope::default(),
+        }
+    }
+
+    fn kill_from_report(&self, r: &OomReport) -> OomKill {
+        let k = &r.killed;
+        let mut victim = Victim {
+            pid: k.pid,
+            comm: k.comm.clone(),
+            ..Victim::default()
+        };
+        self.enrich(&mut victim);
+        let mut kill = OomKill {
+            time_unix_nano: monotonic_to_unix_nanos(r.monotonic_us.saturating_mul(1000)),
+            kernel_time_ns: None,
+            source: Source::Kmsg,
+            victim,
+            trigger: Trigger::default(),
+            scope: Scope::default(),
+        };
+        self.apply_report(&mut kill, r);
+        kill
+    }
+
+    fn merge(&self, mut kill: OomKill, r: &OomReport) -> OomKill {
+        self.apply_report(&mut kill, r);
+        kill
+    }
+
+    /// The report's facts win for memory figures (they are what the kernel
+    /// printed) and fill what the event lacks.
+    fn apply_report(&self, kill: &mut OomKill, r: &OomReport) {
+        let k = &r.killed;
+        let v = &mut kill.victim;
+        if v.comm.is_empty() {
+            v.comm = k.comm.clone();
+        }
+        v.total_vm = Some(k.total_vm_kb.saturating_mul(1024));
+        v.anon_rss = Some(k.anon_rss_kb.saturating_mul(1024));
+        v.file_rss = Some(k.file_rss_kb.saturating_mul(1024));
+        v.shmem_rss = Some(k.shmem_rss_kb.saturating_mul(1024));
+        if let Some(p) = k.pgtables_kb {
+            v.pgtables = Some(p.saturating_mul(1024));
+        }
+        v.uid = v.uid.or(k.uid);
+        v.oom_score_adj = k.oom_score_adj.or(v.oom_score_adj);
+        if v.cgroup.is_none() {
+            v.cgroup = r.task_memcg.clone();
+            self.set_container_ids(v);
+        }
+        let t = &mut kill.trigger;
+        t.pid = t.pid.or(r.trigger_pid);
+        t.comm = t.comm.clone().or_else(|| r.trigger_comm.clone());
+        t.gfp_mask = r.gfp_mask.clone();
+        t.order = r.order;
+        let s = &mut kill.scope;
+        s.constraint = r.constraint.clone();
+        s.memcg = r.oom_memcg.clone();
+        let memcg_oom = r.constraint.as_deref() == Some("CONSTRAINT_MEMCG")
+            || (r.oom_memcg.is_some() && !r.global_oom);
+        s.trigger_type = Some(if memcg_oom { "cgroup" } else { "system" });
+        s.memcg_limit = if memcg_oom {
+            r.memcg_limit_bytes.or_else(|| {
+                r.oom_memcg
+                    .as_deref()
+                    .and_then(|cg| enrich::memcg_limit(&self.cfg.cgroup_roots(), cg))
+            })
+        } else {
+            None
+        };
+    }
+}
+
+async fn next_event(probe: &mut Option<MarkVictimProbe>) -> std::io::Result<OomVictimEvent> {
+    match probe {
+        Some(p) => p.next_event().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn next_kmsg(kmsg: &mut Option<KmsgReader>) -> std::io::Result<KmsgEvent> {
+    match kmsg {
+        Some(k) => k.next().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d.into()).await,
+        None => std::future::pending().await,
+    }
+}
+
+fn comm_str(raw: &[u8]) -> String {
+    let end = raw.iter().position(|b| *b == 0).unwrap_or(raw.len());
+    String::from_utf8_lossy(&raw[..end]).into_owned()
+}
+
+fn clock_ns(clock: libc::clockid_t) -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: plain syscall writing into a local.
+    unsafe { libc::clock_gettime(clock, &mut ts) };
+    u64::try_from(ts.tv_sec).unwrap_or(0) * 1_000_000_000 + u64::try_from(ts.tv_nsec).unwrap_or(0)
+}
+
+/// A CLOCK_MONOTONIC time (eBPF's `bpf_ktime_get_ns`, kmsg's usec) as Unix
+/// time, through the current offset between the two clocks.
+fn monotonic_to_unix_nanos(monotonic_ns: u64) -> u64 {
+    let mono_now = clock_ns(libc::CLOCK_MONOTONIC);
+    let real_now = clock_ns(libc::CLOCK_REALTIME);
+    real_now.saturating_sub(mono_now.saturating_sub(monotonic_ns))
+}
+
+fn unix_now_nanos() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+/// `oom_kill` from /proc/vmstat (kernel 4.13+).
+fn read_vmstat_oom_kill(proc_path: &std::path::Path) -> Option<u64> {
+    let text = std::fs::read_to_string(proc_path.join("vmstat")).ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("oom_kill "))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// Series key of `linux.oom.kills`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct SeriesKey {
+    trigger_type: &'static str,
+    comm: String,
+    cgroup: Option<String>,
+    container_id: Option<String>,
+}
+
+/// Turns kills into OTLP and hands them to the pipelines, retrying while a
+/// pipeline refuses (memory limiter): an OOM record is the last thing to drop.
+struct Emitter {
+    ctx: BuildContext,
+    logs: Option<DynConsumer>,
+    metrics: Option<DynConsumer>,
+    start_unix_nano: u64,
+    kills: BTreeMap<SeriesKey, u64>,
+    ebpf: bool,
+}
+
+impl Emitter {
+    fn new(ctx: BuildContext, outputs: ReceiverOutputs, ebpf: bool) -> Self {
+        Emitter {
+            ctx,
+            logs: outputs.logs,
+            metrics: outputs.metrics,
+            start_unix_nano: unix_now_nanos(),
+            kills: BTreeMap::new(),
+            ebpf,
+        }
+    }
+
+    async fn run(mut self, mut rx: mpsc::Receiver<Emit>, shutdown: CancellationToken) {
+        let metrics = self.ctx.telemetry.receiver(&self.ctx.id, "kernel");
+        while let Some(msg) = rx.recv().await {
+            match msg {
+                Emit::Kill(kill) => {
+                    tracing::warn!(receiver = %self.ctx.id, "{}", kill.summary());
+                    let key = self.count(&kill);
+                    if let Some(logs) = self.logs.clone() {
+                        let payload = Payload::Logs(vec![record::resource_logs(vec![
+                            kill.log_record(unix_now_nanos())
+                        ])]);
+                        deliver(&logs, payload, &shutdown, &metrics).await;
+                    }
+                    if let Some(m) = self.metrics.clone() {
+                        let payload =
+                            Payload::Metrics(vec![self.kill_metrics(Some(&key), None, None)]);
+                        deliver(&m, payload, &shutdown, &metrics).await;
+                    }
+                }
+                Emit::Stats { missed, dropped } => {
+                    if let Some(m) = self.metrics.clone() {
+                        let payload =
+                            Payload::Metrics(vec![self.kill_metrics(None, Some(missed), dropped)]);
+                        deliver(&m, payload, &shutdown, &metrics).await;
+                    }
+                }
+            }
+        }
+    }
+
+    fn count(&mut self, kill: &OomKill) -> SeriesKey {
+        let mut key = SeriesKey {
+            trigger_type: kill.scope.trigger_type.unwrap_or("unknown"),
+            comm: kill.victim.comm.clone(),
+            cgroup: kill.victim.cgroup.clone(),
+            container_id: kill.victim.container_id.clone(),
+        };
+        if !self.kills.contains_key(&key) && self.kills.len() >= MAX_SERIES {
+            key = SeriesKey {
+                trigger_type: key.trigger_type,
+                comm: "_other".to_string(),
+                cgroup: None,
+                container_id: None,
+            };
+        }
+        // Exiting victims were not killed; they are records, not kills.
+        let n = self.kills.entry(key.clone()).or_insert(0);
+        if !kill.victim.exiting {
+            *n += 1;
+        }
+        key
+    }
+
+    /// `linux.oom.kills` (one series, or all), and the trust counters.
+    fn kill_metrics(
+        &self,
+        only: Option<&SeriesKey>,
+        missed: Option<u64>,
+        dropped: Option<u64>,
+    ) -> ResourceMetrics {
+        let now = unix_now_nanos();
+        let point = |value: u64, attributes: Vec<KeyValue>| NumberDataPoint {
+            attributes,
+            start_time_unix_nano: self.start_unix_nano,
+            time_unix_nano: now,
+            value: Some(
+                opentelemetry_proto::tonic::metrics::v1::number_data_point::Value::AsInt(
+                    i64::try_from(value).unwrap_or(i64::MAX),
+                ),
+            ),
+            ..Default::default()
+        };
+        let sum =
+            |name: &str, unit: &str, description: &str, points: Vec<NumberDataPoint>| Metric {
+                name: name.to_string(),
+                description: description.to_string(),
+                unit: unit.to_string(),
+                data: Some(metric::Data::Sum(Sum {
+                    data_points: points,
+                    aggregation_temporality: AggregationTemporality::Cumulative as i32,
+                    is_monotonic: true,
+                })),
+                ..Default::default()
+            };
+        let str_kv = |k: &str, v: &str| KeyValue {
+            key: k.to_string(),
+            value: Some(AnyValue {
+                value: Some(any_value::Value::StringValue(v.to_string())),
+            }),
+            ..Default::default()
+        };
+        let kill_points: Vec<NumberDataPoint> = self
+            .kills
+            .iter()
+            .filter(|(k, _)| only.is_none_or(|o| o == *k))
+            .map(|(k, n)| {
+                let mut attrs = vec![
+                    str_kv("oom.trigger_type", k.trigger_type),
+                    str_kv("oom.victim.comm", &k.comm),
+                ];
+                if let Some(cg) = &k.cgroup {
+                    attrs.push(str_kv("oom.victim.cgroup", cg));
+                }
+                if let Some(id) = &k.container_id {
+                    attrs.push(str_kv("container.id", id));
+                }
+                point(*n, attrs)
+            })
+            .collect();
+        let mut metrics = Vec::new();
+        if !kill_points.is_empty() {
+            metrics.push(sum(
+                "linux.oom.kills",
+                "{kill}",
+                "OOM kills reported by the kernel",
+                kill_points,
+            ));
+        }
+        if let Some(m) = missed {
+            metrics.push(sum(
+                "linux.oom.kills.missed",
+                "{kill}",
+                "OOM kills the kernel counted (/proc/vmstat oom_kill) that produced no record",
+                vec![point(m, Vec::new())],
+            ));
+        }
+        if let Some(d) = dropped.filter(|_| self.ebpf) {
+            metrics.push(sum(
+                "oomscope.oom.ebpf.dropped_events",
+                "{event}",
+                "OOM events the eBPF ring buffer dropped because it was full",
+                vec![point(d, Vec::new())],
+            ));
+        }
+        ResourceMetrics {
+            resource: None,
+            scope_metrics: vec![ScopeMetrics {
+                scope: Some(InstrumentationScope {
+                    name: record::SCOPE_NAME.to_string(),
+                    version: env!("CARGO_PKG_VERSION").to_string(),
+                    ..Default::default()
+                }),
+                metrics,
+                ..Default::default()
+            }],
+            ..Default::default()
+        }
+    }
+}
+
+/// Hands one payload to a pipeline, urgent (no batching delay). While the
+/// pipeline refuses (memory limiter), retries until shutdown.
+async fn deliver(
+    to: &DynConsumer,
+    payload: Payload,
+    shutdown: &CancellationToken,
+    metrics: &crate::telemetry::ReceiverMetrics,
+) {
+    let payload = Arc::new(payload);
+    let signal = payload.signal();
+    let items = payload.item_count();
+    if items == 0 {
+        return;
+    }
+    loop {
+        let batch = Batch {
+            payload: Arc::clone(&payload),
+            finalizers: Default::default(),
+            urgent: true,
+        };
+        match to.consume(batch).await {
+            Ok(()) => {
+                metrics.accepted(signal, items);
+                return;
+            }
+            Err(ConsumeError::Refused {
+                reason,
+                retry_after,
+            }) => {
+                tracing::warn!(%reason, "pipeline refused an OOM record; retrying");
+                let wait = retry_after
+                    .unwrap_or(Duration::from_millis(200))
+                    .min(Duration::from_secs(5));
+                tokio::select! {
+                    () = shutdown.cancelled() => {
+                        metrics.refused(signal, items);
+                        return;
+                    }
+                    () = tokio::time::sleep(wait) => {}
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "pipeline rejected an OOM record");
+                metrics.refused(signal, items);
+                return;
+            }
+        }
+    }
+}

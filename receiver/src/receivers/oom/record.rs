@@ -1,0 +1,223 @@
+//! One OOM kill, assembled from the eBPF event and/or the kernel's report,
+//! and its OTLP form: a LogRecord with `event_name` `linux.oom.kill` and the
+//! attributes of design.md ("Data conventions").
+
+use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, InstrumentationScope, KeyValue};
+use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs, SeverityNumber};
+
+/// How the kill was seen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    Ebpf,
+    Kmsg,
+}
+
+impl Source {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::Ebpf => "ebpf",
+            Source::Kmsg => "kmsg",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Victim {
+    pub pid: i32,
+    /// The kernel's comm (at most 15 characters).
+    pub comm: String,
+    pub executable_name: Option<String>,
+    pub command_line: Option<String>,
+    pub uid: Option<u32>,
+    /// Bytes, as the kernel printed them in its "Killed process" line.
+    pub total_vm: Option<u64>,
+    pub anon_rss: Option<u64>,
+    pub file_rss: Option<u64>,
+    pub shmem_rss: Option<u64>,
+    pub pgtables: Option<u64>,
+    pub oom_score_adj: Option<i32>,
+    pub cgroup: Option<String>,
+    pub container_id: Option<String>,
+    pub pod_uid: Option<String>,
+    /// The kernel picked a victim that was already exiting and sent no kill.
+    pub exiting: bool,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Trigger {
+    pub pid: Option<i32>,
+    pub comm: Option<String>,
+    pub gfp_mask: Option<String>,
+    pub order: Option<i32>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Scope {
+    pub constraint: Option<String>,
+    pub memcg: Option<String>,
+    pub memcg_limit: Option<u64>,
+    /// `cgroup` or `system`; `None` when nothing said which.
+    pub trigger_type: Option<&'static str>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OomKill {
+    /// When the kernel marked the victim, Unix epoch nanoseconds.
+    pub time_unix_nano: u64,
+    /// CLOCK_MONOTONIC of the kernel event (eBPF), for latency measurement.
+    pub kernel_time_ns: Option<u64>,
+    pub source: Source,
+    pub victim: Victim,
+    pub trigger: Trigger,
+    pub scope: Scope,
+}
+
+pub const EVENT_NAME: &str = "linux.oom.kill";
+pub const SCOPE_NAME: &str = "oomscope/oom";
+
+fn kv(key: &str, value: any_value::Value) -> KeyValue {
+    KeyValue {
+        key: key.to_string(),
+        value: Some(AnyValue { value: Some(value) }),
+        ..Default::default()
+    }
+}
+
+fn s(v: &str) -> any_value::Value {
+    any_value::Value::StringValue(v.to_string())
+}
+
+fn i(v: i64) -> any_value::Value {
+    any_value::Value::IntValue(v)
+}
+
+fn bytes_i64(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+fn mib(v: u64) -> String {
+    format!("{:.1} MiB", v as f64 / (1024.0 * 1024.0))
+}
+
+impl OomKill {
+    /// The one-line human summary used as the record's body.
+    pub fn summary(&self) -> String {
+        let v = &self.victim;
+        let mut out = if v.exiting {
+            format!(
+                "OOM: {} (pid {}) was already exiting; no kill sent",
+                v.comm, v.pid
+            )
+        } else {
+            format!("OOM kill: {} (pid {})", v.comm, v.pid)
+        };
+        if let Some(cg) = self.scope.memcg.as_deref().or(v.cgroup.as_deref()) {
+            out.push_str(&format!(" in {cg}"));
+        }
+        if let Some(rss) = v.anon_rss {
+            out.push_str(&format!(": anon-rss {}", mib(rss)));
+        }
+        if let Some(limit) = self.scope.memcg_limit {
+            out.push_str(&format!(", limit {}", mib(limit)));
+        }
+        if let Some(c) = &self.scope.constraint {
+            out.push_str(&format!(" ({c})"));
+        }
+        if let (Some(comm), Some(pid)) = (&self.trigger.comm, self.trigger.pid) {
+            out.push_str(&format!("; triggered by {comm} (pid {pid})"));
+        }
+        out
+    }
+
+    /// The attributes of design.md, only those that are known.
+    pub fn attributes(&self) -> Vec<KeyValue> {
+        let v = &self.victim;
+        let mut a = vec![
+            kv("process.pid", i(i64::from(v.pid))),
+            kv("oom.victim.comm", s(&v.comm)),
+            kv(
+                "process.executable.name",
+                s(v.executable_name.as_deref().unwrap_or(&v.comm)),
+            ),
+        ];
+        let mut opt_s = |key: &str, val: &Option<String>| {
+            if let Some(val) = val {
+                a.push(kv(key, s(val)));
+            }
+        };
+        opt_s("process.command_line", &v.command_line);
+        opt_s("oom.victim.cgroup", &v.cgroup);
+        opt_s("container.id", &v.container_id);
+        opt_s("k8s.pod.uid", &v.pod_uid);
+        opt_s("oom.trigger.comm", &self.trigger.comm);
+        opt_s("oom.gfp_mask", &self.trigger.gfp_mask);
+        opt_s("oom.constraint", &self.scope.constraint);
+        opt_s("oom.memcg", &self.scope.memcg);
+        if let Some(uid) = v.uid {
+            a.push(kv("user.id", i(i64::from(uid))));
+        }
+        for (key, val) in [
+            ("oom.victim.total_vm", v.total_vm),
+            ("oom.victim.anon_rss", v.anon_rss),
+            ("oom.victim.file_rss", v.file_rss),
+            ("oom.victim.shmem_rss", v.shmem_rss),
+            ("oom.victim.pgtables", v.pgtables),
+            ("oom.memcg.limit", self.scope.memcg_limit),
+        ] {
+            if let Some(val) = val {
+                a.push(kv(key, i(bytes_i64(val))));
+            }
+        }
+        if let Some(adj) = v.oom_score_adj {
+            a.push(kv("oom.victim.oom_score_adj", i(i64::from(adj))));
+        }
+        if let Some(pid) = self.trigger.pid {
+            a.push(kv("oom.trigger.pid", i(i64::from(pid))));
+        }
+        if let Some(order) = self.trigger.order {
+            a.push(kv("oom.order", i(i64::from(order))));
+        }
+        if let Some(t) = self.scope.trigger_type {
+            a.push(kv("oom.trigger_type", s(t)));
+        }
+        a.push(kv(
+            "oom.victim.exiting",
+            any_value::Value::BoolValue(v.exiting),
+        ));
+        a.push(kv("oom.source", s(self.source.as_str())));
+        a
+    }
+
+    pub fn log_record(&self, observed_unix_nano: u64) -> LogRecord {
+        LogRecord {
+            time_unix_nano: self.time_unix_nano,
+            observed_time_unix_nano: observed_unix_nano,
+            severity_number: SeverityNumber::Error as i32,
+            severity_text: "ERROR".to_string(),
+            body: Some(AnyValue {
+                value: Some(s(&self.summary())),
+            }),
+            attributes: self.attributes(),
+            event_name: EVENT_NAME.to_string(),
+            ..Default::default()
+        }
+    }
+}
+
+/// Records under one resource (host attributes come from the `resource`
+/// processor) and the receiver's instrumentation scope.
+pub fn resource_logs(records: Vec<LogRecord>) -> ResourceLogs {
+    ResourceLogs {
+        resource: None,
+        scope_logs: vec![ScopeLogs {
+            scope: Some(InstrumentationScope {
+                name: SCOPE_NAME.to_string(),
+                version: env!("CARGO_PKG_VERSION").to_string(),
+                ..Default::default()
+            }),
+            log_records: records,
+            ..Default::default()
+        }],
+        ..Default::default()
+    }
+}
