@@ -94,6 +94,8 @@ pub async fn send_logs_grpc(
 /// text), log resource attributes, and metric data points by name.
 #[derive(Debug, Default)]
 pub struct FileContents {
+    /// Every log record, as OTLP JSON.
+    pub logs: Vec<serde_json::Value>,
     pub log_bodies: Vec<String>,
     pub log_resources: Vec<serde_json::Value>,
     /// (metric name, point JSON)
@@ -172,4 +174,19 @@ pub fn json_attr<'a>(attrs: &'a serde_json::Value, key: &str) -> Option<&'a serd
         .iter()
         .find(|kv| kv["key"] == key)
         .map(|kv| &kv["value"])
+}
+
+/// An attribute of an OTLP-JSON log record as a string: `stringValue`, or
+/// `intValue` (a string in OTLP JSON), or `boolValue` rendered.
+pub fn attr_str(record: &serde_json::Value, key: &str) -> Option<String> {
+    let v = json_attr(&record["attributes"], key)?;
+    if let Some(s) = v["stringValue"].as_str() {
+        return Some(s.to_owned());
+    }
+    match &v["intValue"] {
+        serde_json::Value::String(s) => return Some(s.clone()),
+        serde_json::Value::Number(n) => return Some(n.to_string()),
+        _ => {}
+    }
+    v["boolValue"].as_bool().map(|b| b.to_string())
 }

@@ -1,0 +1,320 @@
+//! The `oom` receiver end to end, against the real kernel: real OOM kills in
+//! memory cgroups (never an unbounded allocation), the built binary, records
+//! read back from its file exporter and from rotel. Needs root; skips with a
+//! printed reason where the host lacks the facility.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use common::kernel_log::killed_line;
+use common::oom::{MemoryCgroup, OOM_LIMIT_BYTES};
+use common::oomscope::Oomscope;
+use common::otlp::{attr_str, FileContents};
+use common::rotel::Rotel;
+use common::free_port;
+
+const TIMEOUT: Duration = Duration::from_secs(60);
+
+fn skip(test: &str, why: &str) {
+    use std::io::Write as _;
+    let _ = writeln!(std::io::stderr(), "SKIPPED {test}: {why}");
+}
+
+fn is_root() -> bool {
+    // SAFETY: no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// oomscope with the oom receiver feeding a file (logs and metrics), and
+/// optionally rotel. Ready once its health check answers (the receiver has
+/// attached by then).
+fn start_agent(out: &Path, mode: &str, rotel: Option<&Rotel>) -> (Oomscope, u16) {
+    let health = free_port();
+    let (rotel_exporter, rotel_name) = match rotel {
+        Some(r) => (
+            format!("  otlp:\n    endpoint: \"{}\"\n    tls: {{ insecure: true }}\n", r.grpc_addr()),
+            ", otlp",
+        ),
+        None => (String::new(), ""),
+    };
+    let config = format!(
+        r#"
+receivers:
+  oom:
+    mode: {mode}
+processors:
+  batch: {{ timeout: 5s }}
+exporters:
+  file: {{ path: "{out}" }}
+{rotel_exporter}extensions:
+  health_check: {{ endpoint: "127.0.0.1:{health}" }}
+service:
+  extensions: [health_check]
+  telemetry: {{ metrics: {{ address: "" }} }}
+  oom_score_adj: null
+  pipelines:
+    logs: {{ receivers: [oom], processors: [batch], exporters: [file{rotel_name}] }}
+    metrics: {{ receivers: [oom], processors: [batch], exporters: [file] }}
+"#,
+        out = out.display()
+    );
+    let mut agent = Oomscope::start(&config, &[]);
+    agent.wait_ready(([127, 0, 0, 1], health).into(), TIMEOUT);
+    (agent, health)
+}
+
+fn oom_records(out: &Path, n: usize) -> Vec<serde_json::Value> {
+    let got = FileContents::wait_for(out, TIMEOUT, |c| {
+        c.logs.iter().filter(|r| r["eventName"] == "linux.oom.kill").count() >= n
+    });
+    got.logs
+        .into_iter()
+        .filter(|r| r["eventName"] == "linux.oom.kill")
+        .collect()
+}
+
+fn record_for(records: &[serde_json::Value], pid: i32) -> &serde_json::Value {
+    let matching: Vec<&serde_json::Value> = records
+        .iter()
+        .filter(|r| attr_str(r, "process.pid") == Some(pid.to_string()))
+        .collect();
+    assert_eq!(matching.len(), 1, "exactly one record for pid {pid}: {records:#?}");
+    matching[0]
+}
+
+/// The memory figures equal the kernel's "Killed process" line, in bytes.
+fn assert_memory_matches_kernel(record: &serde_json::Value, pid: i32) {
+    let line = killed_line(pid, TIMEOUT);
+    let kib = |v: u64| Some((v * 1024).to_string());
+    assert_eq!(attr_str(record, "oom.victim.total_vm"), kib(line.total_vm_kb), "{}", line.line);
+    assert_eq!(attr_str(record, "oom.victim.anon_rss"), kib(line.anon_rss_kb), "{}", line.line);
+    assert_eq!(attr_str(record, "oom.victim.file_rss"), kib(line.file_rss_kb), "{}", line.line);
+    assert_eq!(attr_str(record, "oom.victim.shmem_rss"), kib(line.shmem_rss_kb), "{}", line.line);
+    if let Some(pg) = line.pgtables_kb {
+        assert_eq!(attr_str(record, "oom.victim.pgtables"), kib(pg), "{}", line.line);
+    }
+    assert_eq!(attr_str(record, "oom.victim.comm").as_deref(), Some(line.comm.as_str()));
+}
+
+fn cgroup_name(cg: &MemoryCgroup) -> String {
+    format!("/{}", cg.path().file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn one_contained_kill_is_one_complete_record() {
+    const TEST: &str = "one_contained_kill_is_one_complete_record";
+    if !is_root() {
+        return skip(TEST, "needs root (eBPF, /dev/kmsg, memory cgroups)");
+    }
+    let Some(cgroup) = MemoryCgroup::create(OOM_LIMIT_BYTES).expect("create the test cgroup") else {
+        return skip(TEST, "no memory cgroup controller to contain an OOM kill");
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("out.jsonl");
+    let backend = Rotel::start();
+    let (mut agent, _) = start_agent(&out, "auto", Some(&backend));
+
+    let mut child = cgroup.spawn_allocator().expect("spawn the allocator");
+    let pid = child.pid();
+    let status = child.wait().expect("wait");
+    assert_eq!(std::os::unix::process::ExitStatusExt::signal(&status), Some(libc::SIGKILL));
+
+    let records = oom_records(&out, 1);
+    let r = record_for(&records, pid);
+    assert_eq!(r["severityText"], "ERROR");
+    assert_eq!(r["severityNumber"], 17);
+    assert_eq!(attr_str(r, "oom.source").as_deref(), Some("ebpf"), "the eBPF path must be the one tested here: {r:#}");
+    assert_eq!(attr_str(r, "oom.victim.comm").as_deref(), Some("python3"));
+    assert_eq!(attr_str(r, "oom.trigger.pid"), Some(pid.to_string()), "python allocated itself");
+    assert_eq!(attr_str(r, "oom.trigger.comm").as_deref(), Some("python3"));
+    assert_eq!(attr_str(r, "oom.constraint").as_deref(), Some("CONSTRAINT_MEMCG"));
+    assert_eq!(attr_str(r, "oom.trigger_type").as_deref(), Some("cgroup"));
+    assert_eq!(attr_str(r, "oom.memcg"), Some(cgroup_name(&cgroup)));
+    assert_eq!(attr_str(r, "oom.victim.cgroup"), Some(cgroup_name(&cgroup)));
+    assert_eq!(attr_str(r, "oom.memcg.limit"), Some(OOM_LIMIT_BYTES.to_string()));
+    assert_eq!(attr_str(r, "oom.victim.exiting").as_deref(), Some("false"));
+    assert!(attr_str(r, "oom.gfp_mask").is_some_and(|g| g.starts_with("0x")), "{r:#}");
+    assert_eq!(attr_str(r, "oom.order").as_deref(), Some("0"));
+    assert_eq!(attr_str(r, "user.id").as_deref(), Some("0"));
+    assert_memory_matches_kernel(r, pid);
+
+    // A real backend got the same record.
+    let got = backend.wait_for(TIMEOUT, |rc| {
+        rc.logs.iter().any(|l| l.attributes.get("process.pid") == Some(&pid.to_string()))
+    });
+    let at_rotel = got
+        .logs
+        .iter()
+        .find(|l| l.attributes.get("process.pid") == Some(&pid.to_string()))
+        .expect("record at rotel");
+    assert_eq!(at_rotel.attributes.get("oom.constraint"), Some("CONSTRAINT_MEMCG"));
+    assert_eq!(at_rotel.attributes.get("oom.source"), Some("ebpf"));
+    assert_eq!(at_rotel.severity_text, "ERROR");
+
+    // The counter.
+    let metrics = FileContents::wait_for(&out, TIMEOUT, |c| c.points.iter().any(|(n, _)| n == "linux.oom.kills"));
+    let kills: Vec<i64> = metrics
+        .points
+        .iter()
+        .filter(|(n, p)| {
+            n == "linux.oom.kills"
+                && common::otlp::json_attr(&p["attributes"], "oom.victim.cgroup")
+                    .and_then(|v| v["stringValue"].as_str())
+                    == Some(cgroup_name(&cgroup).as_str())
+        })
+        .filter_map(|(_, p)| common::otlp::point_int(p))
+        .collect();
+    assert_eq!(kills.last(), Some(&1), "{:?}", metrics.points);
+    let (status, clean) = agent.stop(TIMEOUT);
+    assert!(clean && status.success(), "{}", agent.output());
+}
+
+/// A parent allocates inside a memory cgroup while two children with
+/// `oom_score_adj` 1000 hold memory: the kernel kills the children one after
+/// the other, both triggered by the parent. Each kill is one record naming
+/// the parent as the trigger (a per-trigger map, as in Datadog's check, loses
+/// one of them).
+const PARENT_AND_TWO_CHILDREN: &str = r#"
+import os, sys, time
+def child():
+    with open("/proc/self/oom_score_adj", "w") as f:
+        f.write("1000")
+    hold = b"c" * (4 << 20)
+    os.write(w, b"x")
+    time.sleep(120)
+    os._exit(0)
+r, w = os.pipe()
+kids = []
+for _ in range(2):
+    pid = os.fork()
+    if pid == 0:
+        child()
+    kids.append(pid)
+for _ in kids:
+    os.read(r, 1)
+print(" ".join(str(k) for k in kids), flush=True)
+alive = set(kids)
+a = []
+for _ in range(600):
+    a.append(b"p" * (1 << 20))
+    for k in list(alive):
+        done, _ = os.waitpid(k, os.WNOHANG)
+        if done:
+            alive.discard(k)
+    if not alive:
+        sys.exit(0)
+sys.exit("children were not OOM-killed")
+"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_kills_by_one_trigger_are_two_records() {
+    const TEST: &str = "two_kills_by_one_trigger_are_two_records";
+    if !is_root() {
+        return skip(TEST, "needs root (eBPF, /dev/kmsg, memory cgroups)");
+    }
+    let Some(cgroup) = MemoryCgroup::create(OOM_LIMIT_BYTES).expect("create the test cgroup") else {
+        return skip(TEST, "no memory cgroup controller to contain an OOM kill");
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("out.jsonl");
+    let (mut agent, _) = start_agent(&out, "auto", None);
+
+    let procs = cgroup.path().join("cgroup.procs");
+    let output = Command::new("sh")
+        .arg("-c")
+        .arg(r#"set -e; echo $$ > "$1"; exec python3 -c "$2""#)
+        .arg("sh")
+        .arg(&procs)
+        .arg(PARENT_AND_TWO_CHILDREN)
+        .output()
+        .expect("run the parent");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "parent: {:?}\n{stdout}\n{}", output.status, String::from_utf8_lossy(&output.stderr));
+    let kids: Vec<i32> = stdout.split_whitespace().filter_map(|p| p.parse().ok()).collect();
+    assert_eq!(kids.len(), 2, "{stdout}");
+
+    let records = oom_records(&out, 2);
+    // The parent is sh's exec'd python: the process whose pid wrote to cgroup.procs.
+    let mut triggers = Vec::new();
+    for kid in &kids {
+        let r = record_for(&records, *kid);
+        assert_eq!(attr_str(r, "oom.victim.oom_score_adj").as_deref(), Some("1000"));
+        assert_eq!(attr_str(r, "oom.source").as_deref(), Some("ebpf"));
+        assert_eq!(attr_str(r, "oom.victim.exiting").as_deref(), Some("false"));
+        assert_memory_matches_kernel(r, *kid);
+        triggers.push(attr_str(r, "oom.trigger.pid").expect("trigger pid"));
+    }
+    assert_eq!(triggers[0], triggers[1], "both kills were triggered by the parent");
+    assert!(!kids.iter().any(|k| k.to_string() == triggers[0]), "the trigger is the parent, not a victim");
+    assert_eq!(records.len(), 2, "one record per victim, no duplicates: {records:#?}");
+    let (status, clean) = agent.stop(TIMEOUT);
+    assert!(clean && status.success(), "{}", agent.output());
+}
+
+/// Kills in several cgroups at once: every one reported once.
+#[tokio::test(flavor = "multi_thread")]
+async fn kills_in_quick_succession_are_each_reported_once() {
+    const TEST: &str = "kills_in_quick_succession_are_each_reported_once";
+    if !is_root() {
+        return skip(TEST, "needs root (eBPF, /dev/kmsg, memory cgroups)");
+    }
+    let mut cgroups = Vec::new();
+    for _ in 0..4 {
+        match MemoryCgroup::create(OOM_LIMIT_BYTES).expect("create a test cgroup") {
+            Some(c) => cgroups.push(c),
+            None => return skip(TEST, "no memory cgroup controller to contain an OOM kill"),
+        }
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("out.jsonl");
+    let (mut agent, _) = start_agent(&out, "auto", None);
+    let mut children: Vec<_> = cgroups.iter().map(|c| c.spawn_allocator().expect("spawn")).collect();
+    let pids: Vec<i32> = children.iter().map(common::oom::OomChild::pid).collect();
+    for c in &mut children {
+        c.wait().expect("wait");
+    }
+    let records = oom_records(&out, pids.len());
+    for pid in &pids {
+        let r = record_for(&records, *pid);
+        assert_memory_matches_kernel(r, *pid);
+    }
+    assert_eq!(records.len(), pids.len(), "{records:#?}");
+    let (status, clean) = agent.stop(TIMEOUT);
+    assert!(clean && status.success(), "{}", agent.output());
+}
+
+/// With eBPF forced off, the kernel report alone gives the same facts.
+#[tokio::test(flavor = "multi_thread")]
+async fn kmsg_fallback_gives_the_same_facts() {
+    const TEST: &str = "kmsg_fallback_gives_the_same_facts";
+    if !is_root() {
+        return skip(TEST, "needs root (/dev/kmsg, memory cgroups)");
+    }
+    let Some(cgroup) = MemoryCgroup::create(OOM_LIMIT_BYTES).expect("create the test cgroup") else {
+        return skip(TEST, "no memory cgroup controller to contain an OOM kill");
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("out.jsonl");
+    let (mut agent, _) = start_agent(&out, "kmsg", None);
+    let mut child = cgroup.spawn_allocator().expect("spawn");
+    let pid = child.pid();
+    child.wait().expect("wait");
+
+    let records = oom_records(&out, 1);
+    let r = record_for(&records, pid);
+    assert_eq!(attr_str(r, "oom.source").as_deref(), Some("kmsg"));
+    assert_eq!(attr_str(r, "oom.victim.comm").as_deref(), Some("python3"));
+    assert_eq!(attr_str(r, "oom.constraint").as_deref(), Some("CONSTRAINT_MEMCG"));
+    assert_eq!(attr_str(r, "oom.trigger_type").as_deref(), Some("cgroup"));
+    assert_eq!(attr_str(r, "oom.memcg"), Some(cgroup_name(&cgroup)));
+    assert_eq!(attr_str(r, "oom.memcg.limit"), Some(OOM_LIMIT_BYTES.to_string()));
+    assert_eq!(attr_str(r, "oom.trigger.comm").as_deref(), Some("python3"));
+    assert_eq!(attr_str(r, "oom.trigger.pid"), Some(pid.to_string()));
+    assert_eq!(attr_str(r, "user.id").as_deref(), Some("0"));
+    assert_memory_matches_kernel(r, pid);
+    let (status, clean) = agent.stop(TIMEOUT);
+    assert!(clean && status.success(), "{}", agent.output());
+}
