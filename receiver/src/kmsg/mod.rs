@@ -14,6 +14,9 @@ pub mod oom_report;
 pub mod reader;
 pub mod record;
 
-pub use oom_report::{KilledProcess, OomReport, OomReportAssembler, OomTask};
+pub use oom_report::{
+    parse_constraint, parse_killed_process, KilledProcess, OomConstraint, OomReport,
+    OomReportAssembler, OomTask,
+};
 pub use reader::{KmsgEvent, KmsgReader, StartAt};
 pub use record::{KmsgRecord, RecordError};
