@@ -9,12 +9,12 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
+use common::free_port;
 use common::kernel_log::killed_line;
 use common::oom::{MemoryCgroup, OOM_LIMIT_BYTES};
 use common::oomscope::Oomscope;
 use common::otlp::{attr_str, FileContents};
 use common::rotel::Rotel;
-use common::free_port;
 
 const TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -35,7 +35,10 @@ fn start_agent(out: &Path, mode: &str, rotel: Option<&Rotel>) -> (Oomscope, u16)
     let health = free_port();
     let (rotel_exporter, rotel_name) = match rotel {
         Some(r) => (
-            format!("  otlp:\n    endpoint: \"{}\"\n    tls: {{ insecure: true }}\n", r.grpc_addr()),
+            format!(
+                "  otlp:\n    endpoint: \"{}\"\n    tls: {{ insecure: true }}\n",
+                r.grpc_addr()
+            ),
             ", otlp",
         ),
         None => (String::new(), ""),
@@ -62,18 +65,30 @@ service:
         out = out.display()
     );
     let mut agent = Oomscope::start(&config, &[]);
-    agent.wait_ready(([127, 0, 0, 1], health).into(), TIMEOUT);
+    agent.wait_healthy(health, TIMEOUT);
     (agent, health)
 }
 
-fn oom_records(out: &Path, n: usize) -> Vec<serde_json::Value> {
+fn oom_records(out: &Path, n: usize, agent: &Oomscope) -> Vec<serde_json::Value> {
     let got = FileContents::wait_for(out, TIMEOUT, |c| {
-        c.logs.iter().filter(|r| r["eventName"] == "linux.oom.kill").count() >= n
+        c.logs
+            .iter()
+            .filter(|r| r["eventName"] == "linux.oom.kill")
+            .count()
+            >= n
     });
-    got.logs
+    let records: Vec<serde_json::Value> = got
+        .logs
         .into_iter()
         .filter(|r| r["eventName"] == "linux.oom.kill")
-        .collect()
+        .collect();
+    assert!(
+        records.len() >= n,
+        "expected {n} OOM records, got {}; the agent said:\n{}",
+        records.len(),
+        agent.output()
+    );
+    records
 }
 
 fn record_for(records: &[serde_json::Value], pid: i32) -> &serde_json::Value {
@@ -81,7 +96,11 @@ fn record_for(records: &[serde_json::Value], pid: i32) -> &serde_json::Value {
         .iter()
         .filter(|r| attr_str(r, "process.pid") == Some(pid.to_string()))
         .collect();
-    assert_eq!(matching.len(), 1, "exactly one record for pid {pid}: {records:#?}");
+    assert_eq!(
+        matching.len(),
+        1,
+        "exactly one record for pid {pid}: {records:#?}"
+    );
     matching[0]
 }
 
@@ -89,18 +108,52 @@ fn record_for(records: &[serde_json::Value], pid: i32) -> &serde_json::Value {
 fn assert_memory_matches_kernel(record: &serde_json::Value, pid: i32) {
     let line = killed_line(pid, TIMEOUT);
     let kib = |v: u64| Some((v * 1024).to_string());
-    assert_eq!(attr_str(record, "oom.victim.total_vm"), kib(line.total_vm_kb), "{}", line.line);
-    assert_eq!(attr_str(record, "oom.victim.anon_rss"), kib(line.anon_rss_kb), "{}", line.line);
-    assert_eq!(attr_str(record, "oom.victim.file_rss"), kib(line.file_rss_kb), "{}", line.line);
-    assert_eq!(attr_str(record, "oom.victim.shmem_rss"), kib(line.shmem_rss_kb), "{}", line.line);
+    assert_eq!(
+        attr_str(record, "oom.victim.total_vm"),
+        kib(line.total_vm_kb),
+        "{}",
+        line.line
+    );
+    assert_eq!(
+        attr_str(record, "oom.victim.anon_rss"),
+        kib(line.anon_rss_kb),
+        "{}",
+        line.line
+    );
+    assert_eq!(
+        attr_str(record, "oom.victim.file_rss"),
+        kib(line.file_rss_kb),
+        "{}",
+        line.line
+    );
+    assert_eq!(
+        attr_str(record, "oom.victim.shmem_rss"),
+        kib(line.shmem_rss_kb),
+        "{}",
+        line.line
+    );
     if let Some(pg) = line.pgtables_kb {
-        assert_eq!(attr_str(record, "oom.victim.pgtables"), kib(pg), "{}", line.line);
+        assert_eq!(
+            attr_str(record, "oom.victim.pgtables"),
+            kib(pg),
+            "{}",
+            line.line
+        );
     }
-    assert_eq!(attr_str(record, "oom.victim.comm").as_deref(), Some(line.comm.as_str()));
+    assert_eq!(
+        attr_str(record, "oom.victim.comm").as_deref(),
+        Some(line.comm.as_str())
+    );
 }
 
 fn cgroup_name(cg: &MemoryCgroup) -> String {
-    format!("/{}", cg.path().file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default())
+    format!(
+        "/{}",
+        cg.path()
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    )
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -109,7 +162,8 @@ async fn one_contained_kill_is_one_complete_record() {
     if !is_root() {
         return skip(TEST, "needs root (eBPF, /dev/kmsg, memory cgroups)");
     }
-    let Some(cgroup) = MemoryCgroup::create(OOM_LIMIT_BYTES).expect("create the test cgroup") else {
+    let Some(cgroup) = MemoryCgroup::create(OOM_LIMIT_BYTES).expect("create the test cgroup")
+    else {
         return skip(TEST, "no memory cgroup controller to contain an OOM kill");
     };
     let dir = tempfile::tempdir().expect("tempdir");
@@ -120,42 +174,69 @@ async fn one_contained_kill_is_one_complete_record() {
     let mut child = cgroup.spawn_allocator().expect("spawn the allocator");
     let pid = child.pid();
     let status = child.wait().expect("wait");
-    assert_eq!(std::os::unix::process::ExitStatusExt::signal(&status), Some(libc::SIGKILL));
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&status),
+        Some(libc::SIGKILL)
+    );
 
-    let records = oom_records(&out, 1);
+    let records = oom_records(&out, 1, &agent);
     let r = record_for(&records, pid);
     assert_eq!(r["severityText"], "ERROR");
     assert_eq!(r["severityNumber"], 17);
-    assert_eq!(attr_str(r, "oom.source").as_deref(), Some("ebpf"), "the eBPF path must be the one tested here: {r:#}");
+    assert_eq!(
+        attr_str(r, "oom.source").as_deref(),
+        Some("ebpf"),
+        "the eBPF path must be the one tested here: {r:#}"
+    );
     assert_eq!(attr_str(r, "oom.victim.comm").as_deref(), Some("python3"));
-    assert_eq!(attr_str(r, "oom.trigger.pid"), Some(pid.to_string()), "python allocated itself");
+    assert_eq!(
+        attr_str(r, "oom.trigger.pid"),
+        Some(pid.to_string()),
+        "python allocated itself"
+    );
     assert_eq!(attr_str(r, "oom.trigger.comm").as_deref(), Some("python3"));
-    assert_eq!(attr_str(r, "oom.constraint").as_deref(), Some("CONSTRAINT_MEMCG"));
+    assert_eq!(
+        attr_str(r, "oom.constraint").as_deref(),
+        Some("CONSTRAINT_MEMCG")
+    );
     assert_eq!(attr_str(r, "oom.trigger_type").as_deref(), Some("cgroup"));
     assert_eq!(attr_str(r, "oom.memcg"), Some(cgroup_name(&cgroup)));
     assert_eq!(attr_str(r, "oom.victim.cgroup"), Some(cgroup_name(&cgroup)));
-    assert_eq!(attr_str(r, "oom.memcg.limit"), Some(OOM_LIMIT_BYTES.to_string()));
+    assert_eq!(
+        attr_str(r, "oom.memcg.limit"),
+        Some(OOM_LIMIT_BYTES.to_string())
+    );
     assert_eq!(attr_str(r, "oom.victim.exiting").as_deref(), Some("false"));
-    assert!(attr_str(r, "oom.gfp_mask").is_some_and(|g| g.starts_with("0x")), "{r:#}");
+    assert!(
+        attr_str(r, "oom.gfp_mask").is_some_and(|g| g.starts_with("0x")),
+        "{r:#}"
+    );
     assert_eq!(attr_str(r, "oom.order").as_deref(), Some("0"));
     assert_eq!(attr_str(r, "user.id").as_deref(), Some("0"));
     assert_memory_matches_kernel(r, pid);
 
     // A real backend got the same record.
     let got = backend.wait_for(TIMEOUT, |rc| {
-        rc.logs.iter().any(|l| l.attributes.get("process.pid") == Some(&pid.to_string()))
+        rc.logs
+            .iter()
+            .any(|l| l.attributes.get("process.pid") == Some(&pid.to_string()))
     });
     let at_rotel = got
         .logs
         .iter()
         .find(|l| l.attributes.get("process.pid") == Some(&pid.to_string()))
         .expect("record at rotel");
-    assert_eq!(at_rotel.attributes.get("oom.constraint"), Some("CONSTRAINT_MEMCG"));
+    assert_eq!(
+        at_rotel.attributes.get("oom.constraint"),
+        Some("CONSTRAINT_MEMCG")
+    );
     assert_eq!(at_rotel.attributes.get("oom.source"), Some("ebpf"));
     assert_eq!(at_rotel.severity_text, "ERROR");
 
     // The counter.
-    let metrics = FileContents::wait_for(&out, TIMEOUT, |c| c.points.iter().any(|(n, _)| n == "linux.oom.kills"));
+    let metrics = FileContents::wait_for(&out, TIMEOUT, |c| {
+        c.points.iter().any(|(n, _)| n == "linux.oom.kills")
+    });
     let kills: Vec<i64> = metrics
         .points
         .iter()
@@ -215,7 +296,8 @@ async fn two_kills_by_one_trigger_are_two_records() {
     if !is_root() {
         return skip(TEST, "needs root (eBPF, /dev/kmsg, memory cgroups)");
     }
-    let Some(cgroup) = MemoryCgroup::create(OOM_LIMIT_BYTES).expect("create the test cgroup") else {
+    let Some(cgroup) = MemoryCgroup::create(OOM_LIMIT_BYTES).expect("create the test cgroup")
+    else {
         return skip(TEST, "no memory cgroup controller to contain an OOM kill");
     };
     let dir = tempfile::tempdir().expect("tempdir");
@@ -232,24 +314,49 @@ async fn two_kills_by_one_trigger_are_two_records() {
         .output()
         .expect("run the parent");
     let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(output.status.success(), "parent: {:?}\n{stdout}\n{}", output.status, String::from_utf8_lossy(&output.stderr));
-    let kids: Vec<i32> = stdout.split_whitespace().filter_map(|p| p.parse().ok()).collect();
+    assert!(
+        output.status.success(),
+        "parent: {:?}\n{stdout}\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let kids: Vec<i32> = stdout
+        .split_whitespace()
+        .filter_map(|p| p.parse().ok())
+        .collect();
     assert_eq!(kids.len(), 2, "{stdout}");
 
-    let records = oom_records(&out, 2);
+    let records = oom_records(&out, 2, &agent);
     // The parent is sh's exec'd python: the process whose pid wrote to cgroup.procs.
     let mut triggers = Vec::new();
     for kid in &kids {
         let r = record_for(&records, *kid);
-        assert_eq!(attr_str(r, "oom.victim.oom_score_adj").as_deref(), Some("1000"));
+        assert_eq!(
+            attr_str(r, "oom.victim.oom_score_adj").as_deref(),
+            Some("1000")
+        );
         assert_eq!(attr_str(r, "oom.source").as_deref(), Some("ebpf"));
         assert_eq!(attr_str(r, "oom.victim.exiting").as_deref(), Some("false"));
         assert_memory_matches_kernel(r, *kid);
         triggers.push(attr_str(r, "oom.trigger.pid").expect("trigger pid"));
     }
-    assert_eq!(triggers[0], triggers[1], "both kills were triggered by the parent");
-    assert!(!kids.iter().any(|k| k.to_string() == triggers[0]), "the trigger is the parent, not a victim");
-    assert_eq!(records.len(), 2, "one record per victim, no duplicates: {records:#?}");
+    assert_eq!(
+        triggers[0], triggers[1],
+        "both kills were triggered by the parent"
+    );
+    assert!(
+        !kids.iter().any(|k| k.to_string() == triggers[0]),
+        "the trigger is the parent, not a victim"
+    );
+    // Other tests kill in their own cgroups at the same time: count ours.
+    let ours = records
+        .iter()
+        .filter(|r| attr_str(r, "oom.victim.cgroup") == Some(cgroup_name(&cgroup)))
+        .count();
+    assert_eq!(
+        ours, 2,
+        "one record per victim, no duplicates: {records:#?}"
+    );
     let (status, clean) = agent.stop(TIMEOUT);
     assert!(clean && status.success(), "{}", agent.output());
 }
@@ -271,17 +378,25 @@ async fn kills_in_quick_succession_are_each_reported_once() {
     let dir = tempfile::tempdir().expect("tempdir");
     let out = dir.path().join("out.jsonl");
     let (mut agent, _) = start_agent(&out, "auto", None);
-    let mut children: Vec<_> = cgroups.iter().map(|c| c.spawn_allocator().expect("spawn")).collect();
+    let mut children: Vec<_> = cgroups
+        .iter()
+        .map(|c| c.spawn_allocator().expect("spawn"))
+        .collect();
     let pids: Vec<i32> = children.iter().map(common::oom::OomChild::pid).collect();
     for c in &mut children {
         c.wait().expect("wait");
     }
-    let records = oom_records(&out, pids.len());
+    let records = oom_records(&out, pids.len(), &agent);
     for pid in &pids {
         let r = record_for(&records, *pid);
         assert_memory_matches_kernel(r, *pid);
     }
-    assert_eq!(records.len(), pids.len(), "{records:#?}");
+    let names: Vec<String> = cgroups.iter().map(cgroup_name).collect();
+    let ours = records
+        .iter()
+        .filter(|r| attr_str(r, "oom.victim.cgroup").is_some_and(|c| names.contains(&c)))
+        .count();
+    assert_eq!(ours, pids.len(), "one record per kill: {records:#?}");
     let (status, clean) = agent.stop(TIMEOUT);
     assert!(clean && status.success(), "{}", agent.output());
 }
@@ -293,7 +408,8 @@ async fn kmsg_fallback_gives_the_same_facts() {
     if !is_root() {
         return skip(TEST, "needs root (/dev/kmsg, memory cgroups)");
     }
-    let Some(cgroup) = MemoryCgroup::create(OOM_LIMIT_BYTES).expect("create the test cgroup") else {
+    let Some(cgroup) = MemoryCgroup::create(OOM_LIMIT_BYTES).expect("create the test cgroup")
+    else {
         return skip(TEST, "no memory cgroup controller to contain an OOM kill");
     };
     let dir = tempfile::tempdir().expect("tempdir");
@@ -303,14 +419,20 @@ async fn kmsg_fallback_gives_the_same_facts() {
     let pid = child.pid();
     child.wait().expect("wait");
 
-    let records = oom_records(&out, 1);
+    let records = oom_records(&out, 1, &agent);
     let r = record_for(&records, pid);
     assert_eq!(attr_str(r, "oom.source").as_deref(), Some("kmsg"));
     assert_eq!(attr_str(r, "oom.victim.comm").as_deref(), Some("python3"));
-    assert_eq!(attr_str(r, "oom.constraint").as_deref(), Some("CONSTRAINT_MEMCG"));
+    assert_eq!(
+        attr_str(r, "oom.constraint").as_deref(),
+        Some("CONSTRAINT_MEMCG")
+    );
     assert_eq!(attr_str(r, "oom.trigger_type").as_deref(), Some("cgroup"));
     assert_eq!(attr_str(r, "oom.memcg"), Some(cgroup_name(&cgroup)));
-    assert_eq!(attr_str(r, "oom.memcg.limit"), Some(OOM_LIMIT_BYTES.to_string()));
+    assert_eq!(
+        attr_str(r, "oom.memcg.limit"),
+        Some(OOM_LIMIT_BYTES.to_string())
+    );
     assert_eq!(attr_str(r, "oom.trigger.comm").as_deref(), Some("python3"));
     assert_eq!(attr_str(r, "oom.trigger.pid"), Some(pid.to_string()));
     assert_eq!(attr_str(r, "user.id").as_deref(), Some("0"));

@@ -17,15 +17,20 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use opentelemetry_proto::tonic::collector::logs::v1::logs_service_client::LogsServiceClient;
-use opentelemetry_proto::tonic::collector::logs::v1::logs_service_server::{LogsService, LogsServiceServer};
-use opentelemetry_proto::tonic::collector::logs::v1::{ExportLogsServiceRequest, ExportLogsServiceResponse};
+use opentelemetry_proto::tonic::collector::logs::v1::logs_service_server::{
+    LogsService, LogsServiceServer,
+};
+use opentelemetry_proto::tonic::collector::logs::v1::{
+    ExportLogsServiceRequest, ExportLogsServiceResponse,
+};
 use opentelemetry_proto::tonic::common::v1::any_value;
 use tokio::sync::mpsc;
 use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 
 const LIMIT: u64 = 32 << 20;
-const ALLOCATOR: &str = "a = []\nfor _ in range(40):\n    a.append(b'x' * (4 << 20))\nraise SystemExit('not killed')\n";
+const ALLOCATOR: &str =
+    "a = []\nfor _ in range(40):\n    a.append(b'x' * (4 << 20))\nraise SystemExit('not killed')\n";
 
 struct Proxy {
     rotel: LogsServiceClient<Channel>,
@@ -33,7 +38,10 @@ struct Proxy {
 }
 
 fn unix_nanos() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
 }
 
 #[tonic::async_trait]
@@ -69,13 +77,16 @@ impl LogsService for Proxy {
 
 fn memory_root() -> Option<(PathBuf, &'static str)> {
     for root in ["/sys/fs/cgroup", "/sys/fs/cgroup/unified"] {
-        let c = std::fs::read_to_string(Path::new(root).join("cgroup.controllers")).unwrap_or_default();
+        let c =
+            std::fs::read_to_string(Path::new(root).join("cgroup.controllers")).unwrap_or_default();
         if c.split_whitespace().any(|x| x == "memory") {
             return Some((PathBuf::from(root), "memory.max"));
         }
     }
     let v1 = Path::new("/sys/fs/cgroup/memory");
-    v1.join("memory.limit_in_bytes").is_file().then(|| (v1.to_path_buf(), "memory.limit_in_bytes"))
+    v1.join("memory.limit_in_bytes")
+        .is_file()
+        .then(|| (v1.to_path_buf(), "memory.limit_in_bytes"))
 }
 
 /// One contained kill; returns the victim's pid.
@@ -83,10 +94,15 @@ fn contained_kill(root: &Path, limit_file: &str, i: usize) -> std::io::Result<i3
     let dir = root.join(format!("oomscope-latency-{}-{i}", std::process::id()));
     std::fs::create_dir(&dir)?;
     std::fs::write(dir.join(limit_file), LIMIT.to_string())?;
-    let read_back: u64 = std::fs::read_to_string(dir.join(limit_file))?.trim().parse().unwrap_or(u64::MAX);
+    let read_back: u64 = std::fs::read_to_string(dir.join(limit_file))?
+        .trim()
+        .parse()
+        .unwrap_or(u64::MAX);
     if read_back > LIMIT {
         let _ = std::fs::remove_dir(&dir);
-        return Err(std::io::Error::other("the cgroup limit did not take; refusing to allocate"));
+        return Err(std::io::Error::other(
+            "the cgroup limit did not take; refusing to allocate",
+        ));
     }
     let mut child = std::process::Command::new("sh")
         .arg("-c")
@@ -141,7 +157,10 @@ async fn main() {
         }
     };
     let (tx, mut rx) = mpsc::unbounded_channel();
-    let proxy = Proxy { rotel: LogsServiceClient::new(channel), seen: tx };
+    let proxy = Proxy {
+        rotel: LogsServiceClient::new(channel),
+        seen: tx,
+    };
     let addr = match listen.parse() {
         Ok(a) => a,
         Err(e) => {

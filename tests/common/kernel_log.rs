@@ -56,9 +56,17 @@ pub fn killed_line(pid: i32, timeout: Duration) -> KilledLine {
     let deadline = Instant::now() + timeout;
     let needle = format!("Killed process {pid} (");
     loop {
-        if let Some(msg) = kernel_messages().into_iter().rev().find(|m| m.contains(&needle)) {
+        if let Some(msg) = kernel_messages()
+            .into_iter()
+            .rev()
+            .find(|m| m.contains(&needle))
+        {
             let comm_start = msg.find(&needle).map(|i| i + needle.len()).unwrap_or(0);
-            let comm = msg[comm_start..].split(')').next().unwrap_or_default().to_string();
+            let comm = msg[comm_start..]
+                .split(')')
+                .next()
+                .unwrap_or_default()
+                .to_string();
             return KilledLine {
                 comm,
                 total_vm_kb: field(&msg, "total-vm:").expect("total-vm"),
@@ -69,7 +77,10 @@ pub fn killed_line(pid: i32, timeout: Duration) -> KilledLine {
                 line: msg,
             };
         }
-        assert!(Instant::now() < deadline, "no 'Killed process {pid}' line in the kernel log");
+        assert!(
+            Instant::now() < deadline,
+            "no 'Killed process {pid}' line in the kernel log"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }

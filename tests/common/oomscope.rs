@@ -72,6 +72,34 @@ impl Oomscope {
         }
     }
 
+    /// Waits until the `health_check` extension on `port` answers 200, which
+    /// it does only once every pipeline and receiver has started (the port
+    /// itself opens earlier).
+    pub fn wait_healthy(&mut self, port: u16, timeout: Duration) {
+        use std::io::{Read as _, Write as _};
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+                let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+                let _ = s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+                let mut answer = String::new();
+                let _ = s.read_to_string(&mut answer);
+                if answer.starts_with("HTTP/1.1 200") {
+                    return;
+                }
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("oomscope exited: {status}\noutput:\n{}", self.output());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "oomscope not healthy within {timeout:?}:\n{}",
+                self.output()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// Whether the process has exited, without waiting.
     pub fn try_status(&mut self) -> Option<ExitStatus> {
         self.child.try_wait().expect("try_wait")

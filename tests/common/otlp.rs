@@ -122,6 +122,7 @@ impl FileContents {
                         out.log_bodies
                             .push(body.as_str().unwrap_or_default().to_owned());
                         out.log_resources.push(rl["resource"].clone());
+                        out.logs.push(lr.clone());
                     }
                 }
             }
