@@ -1,0 +1,1 @@
+//! Subcommands of the `oomscope` binary that are not the agent itself.
