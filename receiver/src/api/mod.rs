@@ -17,7 +17,7 @@ pub mod v1 {
     include!("oomscope.v1.rs");
 }
 
-// pub use events::{serve, EventsEndpoint, EventsListener, OomEventHub};
+pub use events::{connect, serve, serve_listener, EventsEndpoint, EventsListener, OomEventHub};
 
 #[cfg(test)]
 mod tests {

@@ -22,7 +22,9 @@ pub enum KmsgEvent {
     Record(KmsgRecord),
     /// Records were overwritten in the ring buffer before they were read
     /// (EPIPE, or a jump in sequence numbers); `missed` of them, when known.
-    Gap { missed: Option<u64> },
+    Gap {
+        missed: Option<u64>,
+    },
 }
 
 pub struct KmsgReader {
