@@ -1,1 +1,5 @@
-//! Subcommands of the `oomscope` binary that are not the agent itself.
+//! Subcommands of the `oomscope` binary besides running the agent:
+//! `events` (follow the live OOM stream) and `doctor` (what this host allows).
+
+pub mod doctor;
+pub mod events;
