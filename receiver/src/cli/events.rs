@@ -39,7 +39,7 @@ pub async fn run<W: Write + Send>(
     let mut header_written = false;
     loop {
         let attempt = async {
-            let mut client = connect(endpoint).await.map_err(|e| e.to_string())?;
+            let mut client = connect(endpoint).await.map_err(|e| error_chain(&e))?;
             client
                 .subscribe(SubscribeRequest {
                     cgroup_prefix: options.cgroup_prefix.clone(),
@@ -119,6 +119,19 @@ pub async fn run<W: Write + Send>(
             }
         }
     }
+}
+
+/// An error with its causes (tonic's transport error alone says only
+/// "transport error").
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
 
 /// Runs `write` and flushes; `Ok(false)` when the reader has gone away.
