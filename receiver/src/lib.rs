@@ -1,6 +1,8 @@
 //! oomscope: a per-host agent that catches out-of-memory trouble on Linux and
 //! ships it as OpenTelemetry data, configured like the OpenTelemetry Collector.
 
+pub mod api;
+pub mod cli;
 pub mod component;
 pub mod config;
 pub mod ebpf;

@@ -1,4 +1,5 @@
-//! `oomscope`: run the agent, validate a config.
+//! `oomscope`: run the agent, validate a config, follow live OOM kills
+//! (`events`), check what the host allows (`doctor`).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -6,7 +7,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
+use oomscope::api::EventsEndpoint;
+use oomscope::cli::doctor;
+use oomscope::cli::events::EventsOptions;
 use oomscope::config::{self, Config, ConfigErrors};
+use tokio_util::sync::CancellationToken;
 
 /// OTLP decoding and encoding allocate per record; mimalloc is markedly
 /// cheaper than glibc malloc for that pattern (see bench/otlp_passthrough.sh).
@@ -36,6 +41,31 @@ struct Cli {
 enum Command {
     /// Checks the configuration without starting anything (exit 0 when valid).
     Validate,
+    /// Follows the agent's live stream of OOM kills (Ctrl-C to stop).
+    Events {
+        /// The agent's events API: IP:PORT or unix:/path/to.sock.
+        #[arg(long, default_value = oomscope::api::events::DEFAULT_ENDPOINT)]
+        endpoint: String,
+        /// One JSON object per line instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// Only kills whose victim cgroup path starts with PREFIX.
+        #[arg(long = "cgroup", value_name = "PREFIX", default_value = "")]
+        cgroup_prefix: String,
+    },
+    /// Reports what this host allows the agent to see. Exit 0: full data;
+    /// 1: degraded; 2: OOM kills cannot be reported.
+    Doctor {
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+        /// Try loading the eBPF program (default when running as root).
+        #[arg(long, overrides_with = "no_probe")]
+        probe: bool,
+        /// Do not try loading the eBPF program.
+        #[arg(long, overrides_with = "probe")]
+        no_probe: bool,
+    },
 }
 
 fn load(paths: &[PathBuf]) -> Result<Config, ConfigErrors> {
@@ -64,6 +94,19 @@ fn init_logging(level: &str, json: bool) {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    match cli.command {
+        Some(Command::Events {
+            endpoint,
+            json,
+            cgroup_prefix,
+        }) => return events(&endpoint, json, cgroup_prefix),
+        Some(Command::Doctor {
+            json,
+            probe,
+            no_probe,
+        }) => return doctor(json, probe, no_probe),
+        Some(Command::Validate) | None => {}
+    }
     let config = match load(&cli.config) {
         Ok(c) => c,
         Err(errors) => {
@@ -96,6 +139,74 @@ fn main() -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// `oomscope events`: prints kills until Ctrl-C (exit 0).
+fn events(endpoint: &str, json: bool, cgroup_prefix: String) -> ExitCode {
+    let endpoint: EventsEndpoint = match endpoint.parse() {
+        Ok(endpoint) => endpoint,
+        Err(e) => {
+            eprintln!("oomscope events: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("oomscope events: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let options = EventsOptions {
+        json,
+        cgroup_prefix,
+    };
+    let result = runtime.block_on(async {
+        let stop = CancellationToken::new();
+        let on_signal = stop.clone();
+        tokio::spawn(async move {
+            shutdown_signal().await;
+            on_signal.cancel();
+        });
+        let mut out = std::io::stdout();
+        oomscope::cli::events::run(&endpoint, &options, &mut out, stop).await
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("oomscope events: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// `oomscope doctor`: prints the checks; the exit code is the verdict.
+fn doctor(json: bool, probe: bool, no_probe: bool) -> ExitCode {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let root = unsafe { libc::geteuid() } == 0;
+    let run_probe = probe || (root && !no_probe);
+    let why_not = if no_probe {
+        "--no-probe"
+    } else {
+        "not root; --probe to try anyway"
+    };
+    let facts = doctor::gather(run_probe, why_not);
+    let report = doctor::assess(&facts);
+    if json {
+        match serde_json::to_string_pretty(&report) {
+            Ok(text) => println!("{text}"),
+            Err(e) => {
+                eprintln!("oomscope doctor: cannot encode the report: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    } else {
+        print!("{}", doctor::render_text(&report));
+    }
+    ExitCode::from(report.exit_code)
 }
 
 /// Resolves on SIGINT or SIGTERM.
