@@ -176,8 +176,12 @@ async fn serve_prometheus(address: &str, registry: prometheus::Registry, stop: C
                 }
             });
         }
-        // Dropping the set closes connections still open.
-        drop(connections);
+        // Scrapes in progress get a short grace (each connection task
+        // bounds itself); dropping the set then closes what is left.
+        let _ = tokio::time::timeout(PROMETHEUS_SHUTDOWN_GRACE * 2, async {
+            while connections.join_next().await.is_some() {}
+        })
+        .await;
     });
 }
 
