@@ -84,7 +84,8 @@ fn assert_invalid(configs: &[&Path], env: &[(&str, &str)], expected: &[String]) 
     );
     assert!(output.stdout.is_empty(), "{}", describe(&output));
     let stderr = String::from_utf8_lossy(&output.stderr);
-    let mut lines = stderr.lines();
+    // Log lines written while loading (an empty variable, ...) may come first.
+    let mut lines = stderr.lines().skip_while(|l| *l != INVALID_HEADER);
     assert_eq!(lines.next(), Some(INVALID_HEADER), "{}", describe(&output));
     let errors: Vec<&str> = lines.collect();
     assert_eq!(errors, expected, "{}", describe(&output));
@@ -326,5 +327,38 @@ exporters:
         &[format!(
             "{b}:6:3: 'processors::batch' send_batch_max_size must be greater or equal to send_batch_size"
         )],
+    );
+}
+
+/// Messages logged while the configuration loads (before the configured
+/// logging exists) still reach stderr.
+#[test]
+fn warnings_while_loading_are_not_lost() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("empty_var.yaml");
+    std::fs::write(
+        &config,
+        "\
+receivers:
+  otlp:
+    protocols:
+      http:
+        endpoint: 127.0.0.1:4318${env:OOMSCOPE_TEST_EMPTY}
+exporters:
+  debug:
+service:
+  pipelines:
+    logs: {receivers: [otlp], exporters: [debug]}
+",
+    )
+    .expect("write config");
+    let output = validate(&[config.as_path()], &[("OOMSCOPE_TEST_EMPTY", "")]);
+    assert!(output.status.success(), "{}", describe(&output));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("Configuration references empty environment variable")
+            && stderr.contains("OOMSCOPE_TEST_EMPTY"),
+        "{}",
+        describe(&output)
     );
 }

@@ -10,7 +10,7 @@ use tracing_subscriber::EnvFilter;
 use oomscope::api::EventsEndpoint;
 use oomscope::cli::doctor;
 use oomscope::cli::events::EventsOptions;
-use oomscope::config::{self, Config, ConfigErrors};
+use oomscope::config::{self, Config, ConfigErrors, LogEncoding, LogLevel};
 use tokio_util::sync::CancellationToken;
 
 /// OTLP decoding and encoding allocate per record; mimalloc is markedly
@@ -76,9 +76,24 @@ fn load(paths: &[PathBuf]) -> Result<Config, ConfigErrors> {
     }
 }
 
-fn init_logging(level: &str, json: bool) {
+/// What is logged while the configuration loads (warnings such as an empty
+/// environment variable) goes to stderr before the configured logging is
+/// set up, so it is not lost.
+fn with_bootstrap_logging<T>(f: impl FnOnce() -> T) -> T {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let bootstrap = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .finish();
+    tracing::subscriber::with_default(bootstrap, f)
+}
+
+fn init_logging(level: LogLevel, encoding: LogEncoding) {
     // RUST_LOG wins over the config, for debugging a running setup.
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level.as_str()));
+    let json = encoding == LogEncoding::Json;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -107,7 +122,7 @@ fn main() -> ExitCode {
         }) => return doctor(json, probe, no_probe),
         Some(Command::Validate) | None => {}
     }
-    let config = match load(&cli.config) {
+    let config = match with_bootstrap_logging(|| load(&cli.config)) {
         Ok(c) => c,
         Err(errors) => {
             eprintln!("oomscope: invalid configuration:\n{errors}");
@@ -119,7 +134,7 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     let logs = &config.service.telemetry.logs;
-    init_logging(&logs.level, logs.encoding == "json");
+    init_logging(logs.level, logs.encoding);
 
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -41,16 +41,27 @@ mod tests {
         assert_eq!(std::fs::read_to_string(&f).expect("read"), "-900\n");
     }
 
+    /// The real file: raise a child's score through `set_oom_score_adj_at`
+    /// and read it back (raising needs no privilege).
     #[test]
-    fn raising_own_score_works_unprivileged() {
-        // Raising is always allowed; lowering below the inherited value needs
-        // CAP_SYS_RESOURCE, so only check a raise in a child process.
-        let out = std::process::Command::new("sh")
-            .arg("-c")
-            .arg("echo 500 > /proc/self/oom_score_adj && cat /proc/self/oom_score_adj")
-            .output()
-            .expect("sh runs");
-        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "500");
+    fn raising_a_real_process_score_works_unprivileged() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .expect("sleep runs");
+        let path = std::path::PathBuf::from(format!("/proc/{}/oom_score_adj", child.id()));
+        let before: i32 = std::fs::read_to_string(&path)
+            .expect("read")
+            .trim()
+            .parse()
+            .expect("a number");
+        let raised = (before + 100).min(1000);
+        let written = set_oom_score_adj_at(&path, raised);
+        let after = std::fs::read_to_string(&path).map(|t| t.trim().to_string());
+        let _ = child.kill();
+        let _ = child.wait();
+        written.expect("raising is allowed");
+        assert_eq!(after.ok(), Some(raised.to_string()));
         assert!(oom_score_adj().is_ok());
     }
 }

@@ -9,16 +9,17 @@ use http_body_util::Full;
 use hyper::body::Bytes;
 use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use opentelemetry_otlp::WithExportConfig as _;
 use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider};
 use tokio::net::TcpListener;
-use tokio::task::JoinHandle;
+use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{Config, TelemetryConfig};
+use crate::config::{Config, MetricsLevel, TelemetryConfig};
 use crate::extensions::{file_storage::FileStorage, health_check, ExtensionConfig, Extensions};
 use crate::pipeline::topology::Topology;
+use crate::receivers::otlp::listener::{Acceptor, ConnectionLimits};
 use crate::self_protection;
 use crate::telemetry::Telemetry;
 
@@ -91,7 +92,7 @@ async fn start_telemetry(
     cfg: &TelemetryConfig,
     background: &CancellationToken,
 ) -> anyhow::Result<Arc<Telemetry>> {
-    if cfg.metrics.level == "none" {
+    if cfg.metrics.level == MetricsLevel::None {
         return Ok(Telemetry::noop());
     }
     let mut builder = SdkMeterProvider::builder();
@@ -140,31 +141,62 @@ async fn serve_prometheus(address: &str, registry: prometheus::Registry, stop: C
     };
     tracing::info!(address, "serving own metrics at /metrics");
     let registry = Arc::new(registry);
+    // The OTLP receiver's acceptor: a connection cap (beyond it, connections
+    // are closed at once), backoff on accept errors, and timeouts for silent
+    // and idle connections.
+    let mut acceptor = Acceptor::new(listener, PROMETHEUS_CONNECTION_LIMITS, stop.clone());
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(PROMETHEUS_HEADER_READ_TIMEOUT);
+    let builder = Arc::new(builder);
     tokio::spawn(async move {
-        loop {
-            let accepted = tokio::select! {
-                () = stop.cancelled() => break,
-                a = listener.accept() => a,
-            };
-            let Ok((stream, _)) = accepted else { continue };
+        let mut connections = JoinSet::new();
+        while let Some(conn) = acceptor.accept().await {
+            while connections.try_join_next().is_some() {}
             let registry = Arc::clone(&registry);
+            let builder = Arc::clone(&builder);
             let stop = stop.clone();
-            tokio::spawn(async move {
+            let activity = conn.activity();
+            connections.spawn(async move {
                 let svc = service_fn(move |req: Request<hyper::body::Incoming>| {
-                    let registry = Arc::clone(&registry);
-                    async move { Ok::<_, std::convert::Infallible>(metrics_response(&req, &registry)) }
+                    let _in_flight = activity.request();
+                    let response = metrics_response(&req, &registry);
+                    async move { Ok::<_, std::convert::Infallible>(response) }
                 });
-                let conn = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-                let serve = conn.serve_connection(TokioIo::new(stream), svc);
+                let serve = builder.serve_connection(TokioIo::new(conn), svc);
+                tokio::pin!(serve);
                 tokio::select! {
-                    _ = serve => {}
-                    () = stop.cancelled() => {}
-                    () = tokio::time::sleep(Duration::from_secs(60)) => {}
+                    _ = serve.as_mut() => {}
+                    () = stop.cancelled() => {
+                        serve.as_mut().graceful_shutdown();
+                        let _ = tokio::time::timeout(PROMETHEUS_SHUTDOWN_GRACE, serve).await;
+                    }
                 }
             });
         }
+        // Scrapes in progress get a short grace (each connection task
+        // bounds itself); dropping the set then closes what is left.
+        let _ = tokio::time::timeout(PROMETHEUS_SHUTDOWN_GRACE * 2, async {
+            while connections.join_next().await.is_some() {}
+        })
+        .await;
     });
 }
+
+/// Bounds of the own-metrics endpoint: scrapers are few.
+const PROMETHEUS_CONNECTION_LIMITS: ConnectionLimits = ConnectionLimits {
+    max_connections: 64,
+    first_bytes_timeout: Duration::from_secs(10),
+    idle_timeout: Duration::from_secs(5 * 60),
+    body_read_timeout: Duration::from_secs(30),
+};
+/// Time a scraper has to send a request's headers (also bounds idle
+/// HTTP/1 keep-alive connections).
+const PROMETHEUS_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// Time a scrape in progress gets to finish at shutdown.
+const PROMETHEUS_SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 
 fn metrics_response<B>(req: &Request<B>, registry: &prometheus::Registry) -> Response<Full<Bytes>> {
     use prometheus::Encoder as _;

@@ -61,3 +61,42 @@ impl From<ConfigError> for ConfigErrors {
         ConfigErrors(vec![e])
     }
 }
+
+/// A component's `validate()` error, naming the offending key when it can
+/// (`protocols::grpc::endpoint`, relative to the component), so the loader
+/// points at that key's position instead of at the component's id.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ValidationError {
+    /// `::`-separated key path inside the component's config; `None` for an
+    /// error about the component as a whole.
+    pub key: Option<String>,
+    pub message: String,
+}
+
+impl ValidationError {
+    /// An error about the value of `key`.
+    pub fn at(key: impl Into<String>, message: impl Into<String>) -> Self {
+        ValidationError {
+            key: Some(key.into()),
+            message: message.into(),
+        }
+    }
+}
+
+/// Components whose `validate()` returns a plain message.
+impl From<String> for ValidationError {
+    fn from(message: String) -> Self {
+        ValidationError { key: None, message }
+    }
+}
+
+impl fmt::Display for ValidationError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.key {
+            Some(key) => write!(f, "{key}: {}", self.message),
+            None => f.write_str(&self.message),
+        }
+    }
+}
+
+impl std::error::Error for ValidationError {}

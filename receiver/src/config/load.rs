@@ -3,14 +3,15 @@
 //! collector), then decode every section and validate the service graph,
 //! collecting every error found.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::Read;
 use std::path::PathBuf;
 use std::str::FromStr;
 
 use super::{
     env, from_node, node, ComponentId, Config, ConfigError, ConfigErrors, GoDuration, Mark, Node,
-    NodeValue, PipelineConfig, PipelineId, ServiceConfig, TelemetryConfig, DEFAULT_OOM_SCORE_ADJ,
+    NodeValue, PipelineConfig, PipelineId, ServiceConfig, TelemetryConfig, ValidationError,
+    DEFAULT_OOM_SCORE_ADJ,
 };
 use crate::exporters::ExporterConfig;
 use crate::extensions::ExtensionConfig;
@@ -127,16 +128,31 @@ fn parse_and_expand(
 fn merge(base: Node, over: Node) -> Node {
     match (base.value, over.value) {
         (NodeValue::Map(mut entries), NodeValue::Map(over_entries)) => {
+            // Index the base's string keys once: merging stays linear in
+            // the size of both maps.
+            let mut index: HashMap<String, usize> = entries
+                .iter()
+                .enumerate()
+                .filter_map(|(i, (k, _))| k.as_str().map(|t| (t.to_string(), i)))
+                .collect();
             for (key, value) in over_entries {
-                let existing = entries
-                    .iter()
-                    .position(|(k, _)| k.as_str().is_some() && k.as_str() == key.as_str());
+                let existing = key.as_str().and_then(|t| index.get(t).copied());
                 match existing {
                     Some(i) => {
-                        let (_, old_value) = entries.remove(i);
-                        entries.insert(i, (key, merge(old_value, value)));
+                        let placeholder = Node {
+                            value: NodeValue::Null,
+                            mark: value.mark.clone(),
+                        };
+                        let placeholder = (key, placeholder);
+                        let (_, old_value) = std::mem::replace(&mut entries[i], placeholder);
+                        entries[i].1 = merge(old_value, value);
                     }
-                    None => entries.push((key, value)),
+                    None => {
+                        if let Some(t) = key.as_str() {
+                            index.insert(t.to_string(), entries.len());
+                        }
+                        entries.push((key, value));
+                    }
                 }
             }
             Node {
@@ -253,7 +269,7 @@ fn section<T>(
     name: &str,
     types: &[&str],
     decode: impl Fn(&str, &Node) -> Option<Result<T, ConfigError>>,
-    validate: impl Fn(&T) -> Result<(), String>,
+    validate: impl Fn(&T) -> Result<(), ValidationError>,
     errors: &mut Vec<ConfigError>,
 ) -> Section<T> {
     let mut out = Section {
@@ -316,8 +332,18 @@ fn section<T>(
                 continue;
             }
         };
-        if let Err(message) = validate(&config) {
-            errors.push(ConfigError::new(Some(key.mark.clone()), path, message));
+        if let Err(e) = validate(&config) {
+            let error = match &e.key {
+                // Point at the key when the config has it (it may be a
+                // default that was not written).
+                Some(key_path) => ConfigError::new(
+                    Some(key_mark(value, key_path).unwrap_or_else(|| key.mark.clone())),
+                    format!("{path}::{key_path}"),
+                    e.message,
+                ),
+                None => ConfigError::new(Some(key.mark.clone()), path, e.message),
+            };
+            errors.push(error);
             out.failed.insert(id);
             continue;
         }
@@ -331,6 +357,23 @@ fn section<T>(
         );
     }
     out
+}
+
+/// Where the deepest written key of `key_path` (`a::b::c`) is, inside `node`.
+fn key_mark(node: &Node, key_path: &str) -> Option<Mark> {
+    let mut current = node;
+    let mut mark = None;
+    for segment in key_path.split("::") {
+        let NodeValue::Map(entries) = &current.value else {
+            break;
+        };
+        let Some((k, v)) = entries.iter().find(|(k, _)| k.as_str() == Some(segment)) else {
+            break;
+        };
+        mark = Some(k.mark.clone());
+        current = v;
+    }
+    mark
 }
 
 /// A component id in a list, with where it was written.
@@ -420,7 +463,7 @@ fn build(root: &Node) -> Result<Config, ConfigErrors> {
         "processors",
         ProcessorConfig::TYPES,
         ProcessorConfig::from_node,
-        ProcessorConfig::validate,
+        |c: &ProcessorConfig| c.validate().map_err(ValidationError::from),
         &mut errors,
     );
     let exporters = section(
@@ -428,7 +471,7 @@ fn build(root: &Node) -> Result<Config, ConfigErrors> {
         "exporters",
         ExporterConfig::TYPES,
         ExporterConfig::from_node,
-        ExporterConfig::validate,
+        |c: &ExporterConfig| c.validate().map_err(ValidationError::from),
         &mut errors,
     );
     let extensions = section(
@@ -436,7 +479,7 @@ fn build(root: &Node) -> Result<Config, ConfigErrors> {
         "extensions",
         ExtensionConfig::TYPES,
         ExtensionConfig::from_node,
-        ExtensionConfig::validate,
+        |c: &ExtensionConfig| c.validate().map_err(ValidationError::from),
         &mut errors,
     );
 
@@ -869,8 +912,14 @@ service:
             "telemetry: {logs: {level: debug}, metrics: {address: ''}}",
         ))
         .expect("valid");
-        assert_eq!(config.service.telemetry.logs.level, "debug");
-        assert_eq!(config.service.telemetry.logs.encoding, "console");
+        assert_eq!(
+            config.service.telemetry.logs.level,
+            super::super::LogLevel::Debug
+        );
+        assert_eq!(
+            config.service.telemetry.logs.encoding,
+            super::super::LogEncoding::Console
+        );
         assert_eq!(config.service.telemetry.metrics.address, "");
 
         assert_eq!(
@@ -881,6 +930,28 @@ service:
             errors(&with("telemetry: {logs: {levle: debug}}")),
             ["c.yaml:24:22: 'service::telemetry::logs' has invalid keys: levle"]
         );
+        // Telemetry values are checked where they are written.
+        let config = load(&with(
+            "telemetry: {logs: {level: fatal, encoding: json}, metrics: {level: none}}",
+        ))
+        .expect("valid");
+        let telemetry = &config.service.telemetry;
+        assert_eq!(telemetry.logs.level, super::super::LogLevel::Error);
+        assert_eq!(telemetry.logs.encoding, super::super::LogEncoding::Json);
+        assert_eq!(telemetry.metrics.level, super::super::MetricsLevel::None);
+        for (bad, key) in [
+            ("logs: {level: verbose}", "logs::level"),
+            ("logs: {encoding: text}", "logs::encoding"),
+            ("metrics: {level: full}", "metrics::level"),
+        ] {
+            let e = errors(&with(&format!("telemetry: {{{bad}}}")));
+            assert_eq!(e.len(), 1, "{e:?}");
+            assert!(
+                e[0].starts_with("c.yaml:24:")
+                    && e[0].contains(&format!("'service::telemetry::{key}'")),
+                "{e:?}"
+            );
+        }
         assert_eq!(
             errors(&with("shutdown_timeout: [1]")),
             ["c.yaml:24:21: 'service::shutdown_timeout' expected a duration such as 5s, 200ms or 1m30s, got a sequence"]
@@ -1005,7 +1076,7 @@ service:
             [
                 "c.yaml:13:1: has invalid keys: extras",
                 "c.yaml:3:5: 'receivers::otlp' has invalid keys: protocol",
-                "c.yaml:4:3: 'receivers' unknown type: \"foo\" for id: \"foo/1\" (valid values: [otlp])",
+                "c.yaml:4:3: 'receivers' unknown type: \"foo\" for id: \"foo/1\" (valid values: [oom otlp])",
                 "c.yaml:5:3: 'receivers' invalid character(s) in type \"9bad\"",
                 "c.yaml:9:3: 'exporters::logging' the logging exporter has been deprecated, use the debug exporter instead",
                 "c.yaml:12:3: 'connectors' connectors are not supported by oomscope",
@@ -1045,7 +1116,8 @@ service:
             errors(text),
             [
                 "c.yaml:2:3: 'receivers::otlp' must specify at least one protocol when using the OTLP receiver",
-                "c.yaml:3:3: 'receivers::otlp/http' protocols::http: endpoint \"localhost\" must be host:port (for example 127.0.0.1:4317)",
+                // Pointed at the offending key, not at the component.
+                "c.yaml:5:14: 'receivers::otlp/http::protocols::http::endpoint' \"localhost\" must be host:port (for example 127.0.0.1:4317, or :4317 for every interface)",
                 "c.yaml:8:3: 'exporters::otlp' requires a non-empty \"endpoint\"",
                 "c.yaml:10:3: 'exporters::otlphttp' requires a non-empty \"endpoint\" (or both \"logs_endpoint\" and \"metrics_endpoint\"); logs_endpoint is not set",
             ]
@@ -1061,11 +1133,33 @@ exporters:
     endpoint: localhost:4317
   otlp_http/backup:
     endpoint: http://localhost:4318
+  otlp/classic:
+    endpoint: localhost:4319
+  otlphttp/classic:
+    endpoint: http://localhost:4320
 service:
   pipelines:
     metrics: {receivers: [otlp], exporters: [otlp_grpc, otlp_http/backup]}
+    logs: {receivers: [otlp], exporters: [otlp/classic, otlphttp/classic]}
 ";
         let config = load(text).expect("valid");
+        // The collector's long-standing names `otlp` and `otlphttp`.
+        assert!(
+            matches!(
+                config.exporters.get(&id("otlp/classic")),
+                Some(ExporterConfig::OtlpGrpc(c)) if c.endpoint == "localhost:4319"
+            ),
+            "{:?}",
+            config.exporters
+        );
+        assert!(
+            matches!(
+                config.exporters.get(&id("otlphttp/classic")),
+                Some(ExporterConfig::OtlpHttp(c)) if c.endpoint == "http://localhost:4320"
+            ),
+            "{:?}",
+            config.exporters
+        );
         assert!(
             matches!(
                 config.exporters.get(&id("otlp_grpc")),
@@ -1086,9 +1180,9 @@ service:
             config
                 .service
                 .pipelines
-                .values()
-                .next()
-                .map(|p| p.exporters.clone()),
+                .iter()
+                .find(|(pid, _)| pid.signal == Signal::Metrics)
+                .map(|(_, p)| p.exporters.clone()),
             Some(vec![id("otlp_grpc"), id("otlp_http/backup")])
         );
     }

@@ -20,7 +20,7 @@ use std::str::FromStr;
 
 pub use de::{from_node, some_when_present};
 pub use duration::GoDuration;
-pub use error::{ConfigError, ConfigErrors};
+pub use error::{ConfigError, ConfigErrors, ValidationError};
 pub use load::{load_files, load_files_with_env, load_str, load_str_with_env};
 pub use node::{Mark, Node, NodeValue};
 
@@ -169,29 +169,67 @@ pub struct TelemetryConfig {
     pub metrics: TelemetryMetricsConfig,
 }
 
-#[derive(Clone, Debug, PartialEq, serde::Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, serde::Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TelemetryLogsConfig {
-    /// `debug`, `info`, `warn`, `error`.
-    pub level: String,
-    /// `console` or `json`.
-    pub encoding: String,
+    /// `debug`, `info` (default), `warn`, `error`; the collector's `dpanic`,
+    /// `panic` and `fatal` are read as `error`.
+    pub level: LogLevel,
+    /// `console` (default) or `json`.
+    pub encoding: LogEncoding,
 }
 
-impl Default for TelemetryLogsConfig {
-    fn default() -> Self {
-        TelemetryLogsConfig {
-            level: "info".to_string(),
-            encoding: "console".to_string(),
+/// `service.telemetry.logs.level`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogLevel {
+    Debug,
+    #[default]
+    Info,
+    Warn,
+    #[serde(alias = "dpanic", alias = "panic", alias = "fatal")]
+    Error,
+}
+
+impl LogLevel {
+    /// The level as a `tracing` filter directive.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogLevel::Debug => "debug",
+            LogLevel::Info => "info",
+            LogLevel::Warn => "warn",
+            LogLevel::Error => "error",
         }
     }
+}
+
+/// `service.telemetry.logs.encoding`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogEncoding {
+    #[default]
+    Console,
+    Json,
+}
+
+/// `service.telemetry.metrics.level`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MetricsLevel {
+    /// The agent's own metrics are off.
+    None,
+    Basic,
+    #[default]
+    Normal,
+    Detailed,
 }
 
 #[derive(Clone, Debug, PartialEq, serde::Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TelemetryMetricsConfig {
-    /// `none` turns the agent's own metrics off; `basic`, `normal`, `detailed` keep them.
-    pub level: String,
+    /// `none` turns the agent's own metrics off; `basic`, `normal`
+    /// (default), `detailed` keep them.
+    pub level: MetricsLevel,
     /// Prometheus scrape endpoint (`host:port`); empty disables it.
     pub address: String,
     /// Optional OTLP push of the agent's own metrics.
@@ -201,7 +239,7 @@ pub struct TelemetryMetricsConfig {
 impl Default for TelemetryMetricsConfig {
     fn default() -> Self {
         TelemetryMetricsConfig {
-            level: "normal".to_string(),
+            level: MetricsLevel::Normal,
             address: "127.0.0.1:8888".to_string(),
             otlp: None,
         }

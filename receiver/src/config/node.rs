@@ -115,6 +115,8 @@ enum Frame {
         anchor: usize,
         entries: Vec<(Node, Node)>,
         key: Option<Node>,
+        /// Index of each scalar key in `entries`, for the duplicate check.
+        scalar_keys: HashMap<String, usize>,
     },
 }
 
@@ -216,6 +218,7 @@ impl Builder {
                             anchor,
                             entries: Vec::new(),
                             key: None,
+                            scalar_keys: HashMap::new(),
                         },
                     )?;
                 }
@@ -297,10 +300,28 @@ impl Builder {
                 self.root = Some(node);
             }
             Some(Frame::Seq { items, .. }) => items.push(node),
-            Some(Frame::Map { entries, key, .. }) => match key.take() {
-                Some(k) => entries.push((k, node)),
+            Some(Frame::Map {
+                entries,
+                key,
+                scalar_keys,
+                ..
+            }) => match key.take() {
+                Some(k) => {
+                    if let NodeValue::Scalar { text, .. } = &k.value {
+                        scalar_keys.insert(text.clone(), entries.len());
+                    }
+                    entries.push((k, node))
+                }
                 None => {
-                    if let Some((first, _)) = entries.iter().find(|(k, _)| same_key(k, &node)) {
+                    // Scalar keys (nearly all) are found through the index,
+                    // so a large map is checked in linear time.
+                    let first = match &node.value {
+                        NodeValue::Scalar { text, .. } => {
+                            scalar_keys.get(text).and_then(|&i| entries.get(i))
+                        }
+                        _ => entries.iter().find(|(k, _)| same_key(k, &node)),
+                    };
+                    if let Some((first, _)) = first {
                         let message = match &node.value {
                             NodeValue::Scalar { text, .. } => {
                                 format!("mapping key {text:?} already defined at {}", first.mark)
@@ -415,6 +436,21 @@ mod tests {
         let root = parse("e.yaml", "# only a comment\n").expect("parses");
         assert!(root.is_null());
         assert_eq!(root.mark.to_string(), "e.yaml:1:1");
+    }
+
+    #[test]
+    fn duplicate_keys_in_a_large_map_are_found() {
+        let mut text: String = (0..20_000).map(|i| format!("k{i}: {i}\n")).collect();
+        text.push_str("k17: again\n");
+        let e = parse("big.yaml", &text).expect_err("duplicate");
+        assert!(
+            e.to_string()
+                .contains("\"k17\" already defined at big.yaml:18:1"),
+            "{e}"
+        );
+        let mut ok: String = (0..20_000).map(|i| format!("k{i}: {i}\n")).collect();
+        ok.push_str("last: 1\n");
+        assert!(parse("big.yaml", &ok).is_ok());
     }
 
     #[test]

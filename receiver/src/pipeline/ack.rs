@@ -146,8 +146,13 @@ impl Finalizers {
     }
 
     /// Shares for `n` pieces of one batch (batch splitting); the original
-    /// shares are retired without affecting the status.
+    /// shares are retired without affecting the status. Splitting into no
+    /// pieces means nothing will be sent, so the batch is settled `Failed`.
     pub fn split(self, n: usize) -> Vec<Finalizers> {
+        if n == 0 {
+            self.settle(DeliveryStatus::Failed);
+            return Vec::new();
+        }
         let parts = (0..n).map(|_| self.clone()).collect();
         self.settle(DeliveryStatus::Delivered);
         parts
@@ -190,5 +195,12 @@ mod tests {
         assert!(rx.try_recv().is_err(), "must wait for the last share");
         third.settle(DeliveryStatus::Delivered);
         assert_eq!(rx.await.ok(), Some(DeliveryStatus::Rejected));
+    }
+
+    #[tokio::test]
+    async fn splitting_into_nothing_fails_the_batch() {
+        let (f, rx) = BatchNotifier::new_pair();
+        assert!(Finalizers::new(f).split(0).is_empty());
+        assert_eq!(rx.await.ok(), Some(DeliveryStatus::Failed));
     }
 }

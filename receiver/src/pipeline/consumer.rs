@@ -8,7 +8,8 @@ use async_trait::async_trait;
 use super::data::Batch;
 
 /// Why data was not taken. Receivers map this to their protocol's status
-/// (OTLP: `Refused` is retryable, 429/503 with Retry-After; `Permanent` is not).
+/// (OTLP: `Refused` is retryable, HTTP 503 with Retry-After or gRPC
+/// UNAVAILABLE with RetryInfo; `Permanent` is not).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConsumeError {
     /// Temporarily refused (memory limit, full queue): try again later.
@@ -54,48 +55,72 @@ pub type DynConsumer = Arc<dyn Consumer>;
 /// Sends each batch to several consumers: a receiver in several pipelines, or
 /// a pipeline with several exporters. The payload is shared, not copied; each
 /// branch gets its own acknowledgement share.
+///
+/// Branches are offered the batch concurrently, so a branch that blocks
+/// (a full queue pushing back) does not delay the others. When any branch
+/// refuses, `consume` reports the error and that branch's acknowledgement
+/// share is left unsettled, so the batch resolves `Failed` even though the
+/// other branches took it: a sender that retries re-delivers to every branch
+/// (duplicates on retry are within OTLP's at-least-once contract).
 pub struct Fanout {
     outputs: Vec<DynConsumer>,
 }
 
+/// A fan-out must have somewhere to send data.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("a fan-out needs at least one consumer")]
+pub struct EmptyFanout;
+
 impl Fanout {
-    /// One consumer is returned as it is; several are wrapped in a fan-out.
-    pub fn build(mut outputs: Vec<DynConsumer>) -> DynConsumer {
-        if outputs.len() == 1 {
-            if let Some(only) = outputs.pop() {
-                return only;
-            }
+    /// One consumer is returned as it is; several are wrapped in a fan-out;
+    /// none is an error (data sent there would be silently dropped).
+    pub fn build(mut outputs: Vec<DynConsumer>) -> Result<DynConsumer, EmptyFanout> {
+        match outputs.len() {
+            0 => Err(EmptyFanout),
+            1 => outputs.pop().ok_or(EmptyFanout),
+            _ => Ok(Arc::new(Fanout { outputs })),
         }
-        Arc::new(Fanout { outputs })
     }
+}
+
+/// How many branches of a fan-out refused a batch, and the first reason.
+fn fanout_error(errors: Vec<ConsumeError>, branches: usize) -> Option<ConsumeError> {
+    let refused = errors.len();
+    let first = errors.into_iter().next()?;
+    if branches <= 1 {
+        return Some(first);
+    }
+    // Keep the kind (and retry hint) of the first error; say how many refused.
+    Some(match first {
+        ConsumeError::Refused {
+            reason,
+            retry_after,
+        } => ConsumeError::Refused {
+            reason: format!("{refused} of {branches} branches refused the data: {reason}"),
+            retry_after,
+        },
+        ConsumeError::Permanent(reason) => ConsumeError::Permanent(format!(
+            "{refused} of {branches} branches rejected the data: {reason}"
+        )),
+        ConsumeError::Shutdown => ConsumeError::Shutdown,
+    })
 }
 
 #[async_trait]
 impl Consumer for Fanout {
     async fn consume(&self, batch: Batch) -> Result<(), ConsumeError> {
-        // Every branch is attempted; the first error is reported. A branch
-        // that refused leaves its acknowledgement share unsettled, so a
-        // receiver that waits for acknowledgement sees the batch as failed.
-        let mut first_error = None;
         let n = self.outputs.len();
-        let mut batch = Some(batch);
-        for (i, out) in self.outputs.iter().enumerate() {
-            let b = if i + 1 == n {
-                match batch.take() {
-                    Some(b) => b,
-                    None => break,
-                }
-            } else {
-                match batch.as_ref() {
-                    Some(b) => b.fork(),
-                    None => break,
-                }
-            };
-            if let Err(e) = out.consume(b).await {
-                first_error.get_or_insert(e);
-            }
-        }
-        match first_error {
+        let mut batches: Vec<Batch> = (1..n).map(|_| batch.fork()).collect();
+        batches.push(batch);
+        let results = futures::future::join_all(
+            self.outputs
+                .iter()
+                .zip(batches)
+                .map(|(out, b)| out.consume(b)),
+        )
+        .await;
+        let errors: Vec<ConsumeError> = results.into_iter().filter_map(Result::err).collect();
+        match fanout_error(errors, n) {
             None => Ok(()),
             Some(e) => Err(e),
         }
@@ -129,5 +154,76 @@ pub mod testing {
             }
             self.tx.send(batch).map_err(|_| ConsumeError::Shutdown)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testing::Collect;
+    use super::*;
+    use crate::pipeline::ack::{BatchNotifier, DeliveryStatus, Finalizers};
+    use crate::pipeline::data::Payload;
+    use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
+
+    fn logs(n: usize) -> Payload {
+        Payload::Logs(vec![ResourceLogs {
+            scope_logs: vec![ScopeLogs {
+                log_records: vec![LogRecord::default(); n],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }])
+    }
+
+    /// Takes nothing until `release` is notified; then refuses.
+    struct Blocked {
+        release: Arc<tokio::sync::Notify>,
+    }
+
+    #[async_trait]
+    impl Consumer for Blocked {
+        async fn consume(&self, _batch: Batch) -> Result<(), ConsumeError> {
+            self.release.notified().await;
+            Err(ConsumeError::refused("queue is full"))
+        }
+    }
+
+    #[test]
+    fn an_empty_fanout_is_an_error() {
+        assert!(matches!(Fanout::build(Vec::new()), Err(EmptyFanout)));
+        let (one, _rx) = Collect::new(None);
+        assert!(Fanout::build(vec![one]).is_ok());
+    }
+
+    /// A blocked branch does not hold back the other one, and its refusal
+    /// fails the batch's acknowledgement and is reported with a branch count.
+    #[tokio::test]
+    async fn a_blocked_branch_does_not_delay_the_others() {
+        let release = Arc::new(tokio::sync::Notify::new());
+        let (fast, mut rx) = Collect::new(Some(DeliveryStatus::Delivered));
+        let blocked: DynConsumer = Arc::new(Blocked {
+            release: Arc::clone(&release),
+        });
+        let fanout = match Fanout::build(vec![blocked, fast]) {
+            Ok(f) => f,
+            Err(e) => panic!("{e}"),
+        };
+        let (finalizer, status) = BatchNotifier::new_pair();
+        let batch = Batch::new(logs(3)).with_finalizers(Finalizers::new(finalizer));
+        let consume = tokio::spawn(async move { fanout.consume(batch).await });
+        // The fast branch gets the batch while the first branch is blocked
+        // (sequential branches would wait for the blocked one first).
+        let got = tokio::time::timeout(std::time::Duration::from_secs(30), rx.recv())
+            .await
+            .expect("the fast branch is not held back")
+            .expect("a batch");
+        assert_eq!(got.item_count(), 3);
+        release.notify_one();
+        let result = consume.await.expect("task");
+        assert!(
+            matches!(&result, Err(ConsumeError::Refused { reason, .. }) if reason.starts_with("1 of 2 branches refused")),
+            "{result:?}"
+        );
+        assert_eq!(status.await.ok(), Some(DeliveryStatus::Failed));
     }
 }

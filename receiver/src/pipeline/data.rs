@@ -7,7 +7,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use opentelemetry_proto::tonic::logs::v1::ResourceLogs;
-use opentelemetry_proto::tonic::metrics::v1::{metric::Data, ResourceMetrics};
+use opentelemetry_proto::tonic::metrics::v1::{metric::Data, Metric, ResourceMetrics};
 
 use super::ack::Finalizers;
 
@@ -76,13 +76,15 @@ impl Payload {
         self.item_count() == 0
     }
 
-    /// Moves `other`'s resources to the end of `self`. Both must be of one signal.
-    pub fn append(&mut self, other: Payload) {
+    /// Moves `other`'s resources to the end of `self`. Both must be of one
+    /// signal; otherwise nothing is moved and `other` is given back.
+    pub fn append(&mut self, other: Payload) -> Result<(), Payload> {
         match (self, other) {
             (Payload::Logs(a), Payload::Logs(b)) => a.extend(b),
             (Payload::Metrics(a), Payload::Metrics(b)) => a.extend(b),
-            (a, b) => debug_assert!(false, "append of {} to {}", b.signal(), a.signal()),
+            (_, b) => return Err(b),
         }
+        Ok(())
     }
 }
 
@@ -94,19 +96,24 @@ pub fn log_record_count(resource_logs: &[ResourceLogs]) -> usize {
         .sum()
 }
 
+/// Data points of one metric (0 when it has no data).
+pub fn metric_point_count(metric: &Metric) -> usize {
+    match &metric.data {
+        Some(Data::Gauge(g)) => g.data_points.len(),
+        Some(Data::Sum(s)) => s.data_points.len(),
+        Some(Data::Histogram(h)) => h.data_points.len(),
+        Some(Data::ExponentialHistogram(h)) => h.data_points.len(),
+        Some(Data::Summary(s)) => s.data_points.len(),
+        None => 0,
+    }
+}
+
 pub fn data_point_count(resource_metrics: &[ResourceMetrics]) -> usize {
     resource_metrics
         .iter()
         .flat_map(|rm| &rm.scope_metrics)
         .flat_map(|sm| &sm.metrics)
-        .map(|m| match &m.data {
-            Some(Data::Gauge(g)) => g.data_points.len(),
-            Some(Data::Sum(s)) => s.data_points.len(),
-            Some(Data::Histogram(h)) => h.data_points.len(),
-            Some(Data::ExponentialHistogram(h)) => h.data_points.len(),
-            Some(Data::Summary(s)) => s.data_points.len(),
-            None => 0,
-        })
+        .map(metric_point_count)
         .sum()
 }
 
@@ -159,5 +166,48 @@ impl Batch {
             finalizers: self.finalizers.clone(),
             urgent: self.urgent,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use opentelemetry_proto::tonic::logs::v1::{LogRecord, ScopeLogs};
+    use opentelemetry_proto::tonic::metrics::v1::{Gauge, NumberDataPoint, ScopeMetrics};
+
+    #[test]
+    fn append_of_another_signal_gives_the_data_back() {
+        let mut logs = Payload::Logs(vec![ResourceLogs {
+            scope_logs: vec![ScopeLogs {
+                log_records: vec![LogRecord::default()],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }]);
+        let metrics = Payload::Metrics(vec![ResourceMetrics::default()]);
+        assert_eq!(logs.append(metrics.clone()), Err(metrics));
+        assert_eq!(logs.item_count(), 1);
+        assert_eq!(logs.append(logs.clone()), Ok(()));
+        assert_eq!(logs.item_count(), 2);
+    }
+
+    #[test]
+    fn points_are_counted_per_metric() {
+        let gauge = Metric {
+            data: Some(Data::Gauge(Gauge {
+                data_points: vec![NumberDataPoint::default(); 3],
+            })),
+            ..Default::default()
+        };
+        assert_eq!(metric_point_count(&gauge), 3);
+        assert_eq!(metric_point_count(&Metric::default()), 0);
+        let rm = ResourceMetrics {
+            scope_metrics: vec![ScopeMetrics {
+                metrics: vec![gauge.clone(), gauge],
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        assert_eq!(data_point_count(&[rm]), 6);
     }
 }

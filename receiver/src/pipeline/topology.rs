@@ -66,6 +66,8 @@ impl Topology {
                 continue;
             }
             let Some(cfg) = config.exporters.get(id) else {
+                drop(exporters);
+                topology.abort().await;
                 anyhow::bail!("exporter {id} is not configured");
             };
             match cfg.build(&ctx(id, &pipelines_shutdown)).await {
@@ -84,15 +86,25 @@ impl Topology {
         // Each pipeline: exporters fan-out <- processors (built back to front).
         let mut heads: BTreeMap<&PipelineId, DynConsumer> = BTreeMap::new();
         for (pid, pipeline) in &config.service.pipelines {
-            let mut next = Fanout::build(
+            let built = Fanout::build(
                 pipeline
                     .exporters
                     .iter()
                     .filter_map(|id| exporters.get(id).cloned())
                     .collect(),
             );
+            let mut next = match built {
+                Ok(next) => next,
+                Err(e) => {
+                    drop((heads, exporters));
+                    topology.abort().await;
+                    anyhow::bail!("pipeline {pid}: {e} (it names no exporter)");
+                }
+            };
             for id in pipeline.processors.iter().rev() {
                 let Some(cfg) = config.processors.get(id) else {
+                    drop((heads, exporters, next));
+                    topology.abort().await;
                     anyhow::bail!("processor {id} is not configured");
                 };
                 let built = cfg
@@ -135,13 +147,16 @@ impl Topology {
                     .filter(|(pid, p)| pid.signal == signal && p.receivers.contains(id))
                     .filter_map(|(pid, _)| heads.get(pid).cloned())
                     .collect();
-                (!feeds.is_empty()).then(|| Fanout::build(feeds))
+                // No pipeline of this signal names the receiver: no output.
+                Fanout::build(feeds).ok()
             };
             let outputs = ReceiverOutputs {
                 logs: outputs_for(Signal::Logs),
                 metrics: outputs_for(Signal::Metrics),
             };
             let Some(cfg) = config.receivers.get(id) else {
+                drop((heads, outputs));
+                topology.abort().await;
                 anyhow::bail!("receiver {id} is not configured");
             };
             match cfg.start(ctx(id, &receivers_shutdown), outputs).await {
@@ -161,35 +176,24 @@ impl Topology {
     /// within `timeout`; what is still running then is aborted (a persistent
     /// queue keeps its data on disk; an in-memory queue's remainder is lost
     /// and counted as failed through its acknowledgements).
+    ///
+    /// Receivers get the first share of the budget ([`receiver_grace`]): a
+    /// receiver still running then (a client stuck in a request) is aborted,
+    /// which releases its pipeline heads, so processors and exporters keep the
+    /// rest of the budget to flush what was accepted.
     pub async fn shutdown(self, timeout: Duration) {
-        let deadline = tokio::time::Instant::now() + timeout;
+        let start = tokio::time::Instant::now();
+        let deadline = start + timeout;
+        let receivers_deadline = start + receiver_grace(timeout);
         self.receivers_shutdown.cancel();
-        let stages = [
-            ("receiver", self.receivers),
-            ("processor", self.processors),
-            ("exporter", self.exporters),
-        ];
-        for (kind, handles) in stages {
-            for (id, mut handle) in handles {
-                match tokio::time::timeout_at(deadline, &mut handle).await {
-                    Ok(Ok(())) => tracing::debug!(component = %id, "{kind} stopped"),
-                    Ok(Err(e)) => {
-                        tracing::error!(component = %id, error = %e, "{kind} task failed")
-                    }
-                    Err(_) => {
-                        tracing::warn!(component = %id, "{kind} did not stop within the shutdown timeout; aborting it");
-                        handle.abort();
-                    }
-                }
-            }
-            if kind == "receiver" {
-                // Receivers are done: nothing new arrives, so processors and
-                // exporters may now bound their remaining work.
-                self.pipelines_shutdown.cancel();
-            }
-        }
+        stop_stage("receiver", self.receivers, receivers_deadline).await;
+        // Receivers are done: nothing new arrives, so processors and
+        // exporters may now bound their remaining work.
+        self.pipelines_shutdown.cancel();
+        stop_stage("processor", self.processors, deadline).await;
+        stop_stage("exporter", self.exporters, deadline).await;
     }
-
+    /// Stops everything at once (a failed start).
     async fn abort(&mut self) {
         self.receivers_shutdown.cancel();
         self.pipelines_shutdown.cancel();
@@ -201,6 +205,39 @@ impl Topology {
         {
             h.abort();
             let _ = h.await;
+        }
+    }
+}
+
+/// The receivers' share of a shutdown `timeout`: a third of it, at most
+/// [`MAX_RECEIVER_GRACE`]; processors and exporters keep the rest.
+pub fn receiver_grace(timeout: Duration) -> Duration {
+    (timeout / 3).min(MAX_RECEIVER_GRACE)
+}
+
+/// Longest the receivers may take to finish in-flight requests at shutdown.
+pub const MAX_RECEIVER_GRACE: Duration = Duration::from_secs(5);
+
+/// Waits for each task of one stage until `deadline`; aborts (and awaits,
+/// so its resources are released) any task still running then.
+async fn stop_stage(
+    kind: &str,
+    handles: Vec<(ComponentId, JoinHandle<()>)>,
+    deadline: tokio::time::Instant,
+) {
+    for (id, mut handle) in handles {
+        match tokio::time::timeout_at(deadline, &mut handle).await {
+            Ok(Ok(())) => tracing::debug!(component = %id, "{kind} stopped"),
+            Ok(Err(e)) => {
+                tracing::error!(component = %id, error = %e, "{kind} task failed")
+            }
+            Err(_) => {
+                tracing::warn!(component = %id, "{kind} did not stop within its share of the shutdown timeout; aborting it");
+                handle.abort();
+                // An aborted task drops its future (and what it holds)
+                // before the handle resolves.
+                let _ = handle.await;
+            }
         }
     }
 }
@@ -246,7 +283,7 @@ mod tests {
             exporters.push(c);
             tasks.push(h);
         }
-        let mut next = Fanout::build(exporters);
+        let mut next = Fanout::build(exporters).expect("the pipeline names an exporter");
         for id in pipeline.processors.iter().rev() {
             let (c, h) = config.processors[id]
                 .build(&ctx(id), Signal::Logs, next)
@@ -315,5 +352,81 @@ mod tests {
         assert_eq!(send_and_wait(&head, 2).await, DeliveryStatus::Failed);
         let written = std::fs::read_to_string(&out).unwrap_or_default();
         assert_eq!(written.lines().count(), 1, "the file branch still wrote it");
+    }
+
+    /// A client stuck in a request must not cost data accepted before
+    /// shutdown: the receiver gets only its share of the budget, then lets go
+    /// of the pipeline, and the batch processor still flushes into the file.
+    #[tokio::test]
+    async fn accepted_data_is_flushed_despite_a_client_stuck_in_a_request() {
+        use prost::Message as _;
+        use tokio::io::AsyncWriteExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let out = dir.path().join("out.jsonl");
+        let port = {
+            let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+            probe.local_addr().expect("addr").port()
+        };
+        // The batch processor holds the data until its input closes.
+        let yaml = format!(
+            "receivers: {{otlp: {{protocols: {{http: {{endpoint: \"127.0.0.1:{port}\"}}}}}}}}\n\
+             processors: {{batch: {{timeout: 1h, send_batch_size: 1000}}}}\n\
+             exporters: {{file: {{path: \"{}\"}}}}\n\
+             service: {{pipelines: {{logs: {{receivers: [otlp], processors: [batch], exporters: [file]}}}}}}\n",
+            out.display()
+        );
+        let config = match load_str("t.yaml", &yaml) {
+            Ok(c) => c,
+            Err(e) => panic!("config: {e}"),
+        };
+        let topology = Topology::start(&config, Telemetry::noop(), Arc::new(Extensions::default()))
+            .await
+            .expect("starts");
+        let request = opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest {
+            resource_logs: match logs(2) {
+                Payload::Logs(rl) => rl,
+                Payload::Metrics(_) => Vec::new(),
+            },
+        };
+        let response = reqwest::Client::new()
+            .post(format!("http://127.0.0.1:{port}/v1/logs"))
+            .header("content-type", "application/x-protobuf")
+            .body(request.encode_to_vec())
+            .send()
+            .await
+            .expect("posted");
+        assert_eq!(response.status(), 200);
+        // A client that announces a body and never sends it.
+        let mut stuck = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .expect("connect");
+        stuck
+            .write_all(b"POST /v1/logs HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-protobuf\r\nContent-Length: 100\r\n\r\n")
+            .await
+            .expect("write");
+        // Let the server take the request head, so the request is in flight.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        tokio::time::timeout(
+            Duration::from_secs(30),
+            topology.shutdown(Duration::from_secs(3)),
+        )
+        .await
+        .expect("shutdown ends");
+        let written = std::fs::read_to_string(&out).unwrap_or_default();
+        assert_eq!(
+            written.lines().count(),
+            1,
+            "the accepted request was flushed:\n{written}"
+        );
+        drop(stuck);
+    }
+
+    #[test]
+    fn receivers_get_a_third_of_the_budget_at_most_5s() {
+        assert_eq!(
+            receiver_grace(Duration::from_secs(3)),
+            Duration::from_secs(1)
+        );
+        assert_eq!(receiver_grace(Duration::from_secs(60)), MAX_RECEIVER_GRACE);
     }
 }

@@ -31,7 +31,9 @@ use tokio::time::Instant;
 
 use crate::component::BuildContext;
 use crate::config::GoDuration;
-use crate::pipeline::{Batch, ConsumeError, Consumer, DynConsumer, Finalizers, Payload, Signal};
+use crate::pipeline::{
+    Batch, ConsumeError, Consumer, DeliveryStatus, DynConsumer, Finalizers, Payload, Signal,
+};
 use crate::telemetry::ProcessorMetrics;
 
 /// Batches waiting in the channel between the consumer and the batching task.
@@ -215,7 +217,17 @@ impl Batcher {
                 })
             }
             Some(buf) => {
-                buf.payload.append(payload);
+                if let Err(mismatched) = buf.payload.append(payload) {
+                    // A pipeline carries one signal, so this is a wiring bug;
+                    // the data is not silently lost: its sender learns it failed.
+                    tracing::error!(
+                        expected = %buf.payload.signal(),
+                        got = %mismatched.signal(),
+                        "batch processor received data of another signal; dropping it"
+                    );
+                    batch.finalizers.settle(DeliveryStatus::Failed);
+                    return;
+                }
                 buf.finalizers.merge(batch.finalizers);
                 buf.items += items;
                 buf.urgent |= batch.urgent;
@@ -516,7 +528,7 @@ mod tests {
     use crate::config::ComponentId;
     use crate::extensions::Extensions;
     use crate::pipeline::consumer::testing::Collect;
-    use crate::pipeline::{BatchNotifier, DeliveryStatus};
+    use crate::pipeline::BatchNotifier;
     use crate::telemetry::Telemetry;
     use opentelemetry_proto::tonic::common::v1::{
         any_value, AnyValue, InstrumentationScope, KeyValue,
@@ -735,7 +747,7 @@ mod tests {
     #[test]
     fn split_logs_keeps_every_record_with_its_resource_and_scope() {
         let mut input = logs("a", &[5, 0, 2]);
-        input.append(logs("b", &[4]));
+        input.append(logs("b", &[4])).expect("same signal");
         let pieces = split_payload(input.clone(), 4);
         let counts: Vec<usize> = pieces.iter().map(Payload::item_count).collect();
         assert_eq!(counts, vec![4, 4, 3]);

@@ -6,7 +6,7 @@ pub mod otlp;
 use tokio::task::JoinHandle;
 
 use crate::component::BuildContext;
-use crate::config::{from_node, ConfigError, Node};
+use crate::config::{from_node, ConfigError, Node, ValidationError};
 use crate::pipeline::{DynConsumer, Signal};
 
 /// A configured receiver, by type.
@@ -37,10 +37,11 @@ impl ReceiverConfig {
         })
     }
 
-    /// Checks beyond what decoding checks (the collector's `Validate`).
-    pub fn validate(&self) -> Result<(), String> {
+    /// Checks beyond what decoding checks (the collector's `Validate`); the
+    /// error may name the offending key.
+    pub fn validate(&self) -> Result<(), ValidationError> {
         match self {
-            ReceiverConfig::Oom(c) => c.validate(),
+            ReceiverConfig::Oom(c) => c.validate().map_err(ValidationError::from),
             ReceiverConfig::Otlp(c) => c.validate(),
         }
     }

@@ -9,6 +9,7 @@
 //! which OTLP clients retry; [`out_of_range_to_resource_exhausted`] turns it
 //! into the RESOURCE_EXHAUSTED that the OTLP spec prescribes (not retried).
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,19 +26,21 @@ use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_server::
 use opentelemetry_proto::tonic::collector::metrics::v1::{
     ExportMetricsPartialSuccess, ExportMetricsServiceRequest, ExportMetricsServiceResponse,
 };
+use prost::Message as _;
 use tokio::net::TcpListener;
-use tokio::task::JoinHandle;
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tonic::codec::CompressionEncoding;
 use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 use tonic::{Code, Request, Response, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
-use super::listener::Acceptor;
+use super::listener::{Acceptor, ConnectionLimits, TrackRequestsLayer};
 use super::sanitize::Dropped;
 use super::{
-    GrpcServerConfig, Intake, Rejection, TlsServerConfig, DEFAULT_MAX_CONCURRENT_STREAMS,
-    HTTP2_KEEPALIVE_TIME, HTTP2_KEEPALIVE_TIMEOUT, MAX_CONNECTIONS, SHUTDOWN_GRACE,
+    GrpcKeepaliveServerParameters, GrpcServerConfig, Intake, Rejection, TlsServerConfig,
+    DEFAULT_MAX_CONCURRENT_STREAMS, DEFAULT_RETRY_DELAY, HTTP2_KEEPALIVE_TIME,
+    HTTP2_KEEPALIVE_TIMEOUT, SHUTDOWN_GRACE,
 };
 use crate::pipeline::Payload;
 use crate::telemetry::ReceiverMetrics;
@@ -48,16 +51,47 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// Calls served at once on one connection.
 const CONCURRENCY_PER_CONNECTION: usize = 64;
 
-/// Binds the services to `listener` and serves until `stop`.
-pub(super) async fn spawn(
+/// The HTTP/2 keepalive of the server, with the collector's (grpc-go's)
+/// reading of zero: a zero duration means "not set".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Keepalive {
+    interval: Duration,
+    timeout: Duration,
+    max_connection_age: Option<Duration>,
+    max_connection_age_grace: Option<Duration>,
+}
+
+impl Keepalive {
+    fn from_config(params: Option<&GrpcKeepaliveServerParameters>) -> Self {
+        let set =
+            |d: Option<crate::config::GoDuration>| d.map(|d| d.get()).filter(|d| !d.is_zero());
+        Keepalive {
+            interval: set(params.and_then(|k| k.time)).unwrap_or(HTTP2_KEEPALIVE_TIME),
+            timeout: set(params.and_then(|k| k.timeout)).unwrap_or(HTTP2_KEEPALIVE_TIMEOUT),
+            max_connection_age: set(params.and_then(|k| k.max_connection_age)),
+            max_connection_age_grace: set(params.and_then(|k| k.max_connection_age_grace)),
+        }
+    }
+}
+
+/// Binds the services to `listener`; the returned future serves until
+/// `stop`, then lets calls finish for up to [`SHUTDOWN_GRACE`].
+pub(super) async fn server(
     cfg: &GrpcServerConfig,
     listener: TcpListener,
+    limits: ConnectionLimits,
     intake: Arc<Intake>,
     metrics: ReceiverMetrics,
     stop: CancellationToken,
-) -> anyhow::Result<JoinHandle<()>> {
+) -> anyhow::Result<impl Future<Output = ()> + Send + 'static> {
     let max_message_size = cfg.max_recv_msg_size();
-    let handler = Arc::new(Handler { intake, metrics });
+    let inflight_budget = cfg.max_inflight_bytes();
+    let handler = Arc::new(Handler {
+        intake,
+        metrics,
+        inflight: Arc::new(Semaphore::new(inflight_budget as usize)),
+        inflight_budget,
+    });
     let logs = LogsServiceServer::from_arc(Arc::clone(&handler))
         .accept_compressed(CompressionEncoding::Gzip)
         .accept_compressed(CompressionEncoding::Zstd)
@@ -71,48 +105,42 @@ pub(super) async fn spawn(
         .send_compressed(CompressionEncoding::Zstd)
         .max_decoding_message_size(max_message_size);
 
-    let keepalive = cfg
-        .keepalive
-        .as_ref()
-        .and_then(|k| k.server_parameters.as_ref());
+    let keepalive = Keepalive::from_config(
+        cfg.keepalive
+            .as_ref()
+            .and_then(|k| k.server_parameters.as_ref()),
+    );
     let mut server = Server::builder()
-        .http2_keepalive_interval(Some(
-            keepalive
-                .and_then(|k| k.time)
-                .map_or(HTTP2_KEEPALIVE_TIME, |d| d.get()),
-        ))
-        .http2_keepalive_timeout(Some(
-            keepalive
-                .and_then(|k| k.timeout)
-                .map_or(HTTP2_KEEPALIVE_TIMEOUT, |d| d.get()),
-        ))
+        .http2_keepalive_interval(Some(keepalive.interval))
+        .http2_keepalive_timeout(Some(keepalive.timeout))
         .max_concurrent_streams(
             cfg.max_concurrent_streams
                 .unwrap_or(DEFAULT_MAX_CONCURRENT_STREAMS),
         )
         .concurrency_limit_per_connection(CONCURRENCY_PER_CONNECTION)
         .timeout(REQUEST_TIMEOUT);
-    if let Some(age) = keepalive.and_then(|k| k.max_connection_age) {
-        server = server.max_connection_age(age.get());
+    if let Some(age) = keepalive.max_connection_age {
+        server = server.max_connection_age(age);
     }
-    if let Some(grace) = keepalive.and_then(|k| k.max_connection_age_grace) {
-        server = server.max_connection_age_grace(grace.get());
+    if let Some(grace) = keepalive.max_connection_age_grace {
+        server = server.max_connection_age_grace(grace);
     }
     if let Some(tls) = &cfg.tls {
-        server = server
-            .tls_config(load_tls(tls).await?)
-            .context("invalid TLS settings")?;
+        // An unfinished handshake must not hold a connection slot.
+        let tls = load_tls(tls).await?.timeout(limits.first_bytes_timeout);
+        server = server.tls_config(tls).context("invalid TLS settings")?;
     }
     let router = server
+        .layer(TrackRequestsLayer)
         .layer(tower::util::MapResponseLayer::new(
             out_of_range_to_resource_exhausted,
         ))
         .add_service(logs)
         .add_service(metrics_service);
 
-    let incoming = Acceptor::new(listener, MAX_CONNECTIONS, stop.clone()).into_stream();
+    let incoming = Acceptor::new(listener, limits, stop.clone()).into_stream();
     let serve = router.serve_with_incoming_shutdown(incoming, stop.clone().cancelled_owned());
-    Ok(tokio::spawn(async move {
+    Ok(async move {
         tokio::pin!(serve);
         let result = tokio::select! {
             result = &mut serve => result,
@@ -127,7 +155,7 @@ pub(super) async fn spawn(
         if let Err(e) = result {
             tracing::error!(error = %e, "OTLP gRPC server failed");
         }
-    }))
+    })
 }
 
 async fn load_tls(tls: &TlsServerConfig) -> anyhow::Result<ServerTlsConfig> {
@@ -170,10 +198,35 @@ fn out_of_range_to_resource_exhausted<B>(mut response: http::Response<B>) -> htt
 struct Handler {
     intake: Arc<Intake>,
     metrics: ReceiverMetrics,
+    /// Decoded request bytes held at once (permits are bytes).
+    inflight: Arc<Semaphore>,
+    inflight_budget: u32,
 }
 
 impl Handler {
-    async fn submit(&self, payload: Payload) -> Result<Option<Dropped>, Status> {
+    /// Hands a decoded request of `encoded_len` bytes on, holding that many
+    /// bytes of the in-flight budget meanwhile; a spent budget is UNAVAILABLE
+    /// with a retry hint.
+    async fn submit(
+        &self,
+        payload: Payload,
+        encoded_len: usize,
+    ) -> Result<Option<Dropped>, Status> {
+        let bytes = u32::try_from(encoded_len)
+            .unwrap_or(u32::MAX)
+            .min(self.inflight_budget);
+        let Ok(_permit) = self.inflight.try_acquire_many(bytes) else {
+            let signal = payload.signal();
+            self.metrics.refused(signal, payload.item_count());
+            let busy = Rejection::Busy {
+                reason: format!(
+                    "receiver {} holds its limit of {} bytes of requests in flight",
+                    self.intake.id, self.inflight_budget
+                ),
+                retry_after: DEFAULT_RETRY_DELAY,
+            };
+            return Err(to_status(&busy, &self.intake.id));
+        };
         self.intake
             .submit(payload, &self.metrics)
             .await
@@ -201,8 +254,10 @@ impl LogsService for Handler {
         &self,
         request: Request<ExportLogsServiceRequest>,
     ) -> Result<Response<ExportLogsServiceResponse>, Status> {
+        let request = request.into_inner();
+        let size = request.encoded_len();
         let dropped = self
-            .submit(Payload::Logs(request.into_inner().resource_logs))
+            .submit(Payload::Logs(request.resource_logs), size)
             .await?;
         Ok(Response::new(ExportLogsServiceResponse {
             partial_success: dropped.map(|d| ExportLogsPartialSuccess {
@@ -219,8 +274,10 @@ impl MetricsService for Handler {
         &self,
         request: Request<ExportMetricsServiceRequest>,
     ) -> Result<Response<ExportMetricsServiceResponse>, Status> {
+        let request = request.into_inner();
+        let size = request.encoded_len();
         let dropped = self
-            .submit(Payload::Metrics(request.into_inner().resource_metrics))
+            .submit(Payload::Metrics(request.resource_metrics), size)
             .await?;
         Ok(Response::new(ExportMetricsServiceResponse {
             partial_success: dropped.map(|d| ExportMetricsPartialSuccess {
@@ -228,5 +285,50 @@ impl MetricsService for Handler {
                 error_message: d.message,
             }),
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::GoDuration;
+
+    /// Zero keepalive durations mean "not set" (grpc-go): a zero ping
+    /// timeout would close every connection at its first ping, a zero
+    /// max_connection_age would send GOAWAY at once.
+    #[test]
+    fn zero_keepalive_durations_are_unset() {
+        let zero = Some(GoDuration::from_secs(0));
+        let params = GrpcKeepaliveServerParameters {
+            time: zero,
+            timeout: zero,
+            max_connection_age: zero,
+            max_connection_age_grace: zero,
+        };
+        assert_eq!(
+            Keepalive::from_config(Some(&params)),
+            Keepalive {
+                interval: HTTP2_KEEPALIVE_TIME,
+                timeout: HTTP2_KEEPALIVE_TIMEOUT,
+                max_connection_age: None,
+                max_connection_age_grace: None,
+            }
+        );
+        let params = GrpcKeepaliveServerParameters {
+            time: Some(GoDuration::from_secs(7)),
+            timeout: Some(GoDuration::from_secs(3)),
+            max_connection_age: Some(GoDuration::from_secs(60)),
+            max_connection_age_grace: None,
+        };
+        let k = Keepalive::from_config(Some(&params));
+        assert_eq!(
+            (k.interval, k.timeout, k.max_connection_age),
+            (
+                Duration::from_secs(7),
+                Duration::from_secs(3),
+                Some(Duration::from_secs(60))
+            )
+        );
+        assert_eq!(Keepalive::from_config(None).max_connection_age, None);
     }
 }

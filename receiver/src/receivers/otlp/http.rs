@@ -2,6 +2,7 @@
 //! logs and metrics paths, HTTP/1.1 or HTTP/2 (h2c).
 
 use std::convert::Infallible;
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,15 +14,16 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
-use tokio::task::{JoinHandle, JoinSet};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tonic::Code;
 
 use super::decode::{self, Compression, DecompressError, Encoding};
-use super::listener::Acceptor;
+use super::listener::{Acceptor, ConnectionLimits};
 use super::{
-    HttpServerConfig, Intake, Rejection, DEFAULT_MAX_CONCURRENT_STREAMS, HTTP2_KEEPALIVE_TIME,
-    HTTP2_KEEPALIVE_TIMEOUT, MAX_CONNECTIONS, SHUTDOWN_GRACE,
+    HttpServerConfig, Intake, Rejection, DEFAULT_MAX_CONCURRENT_STREAMS, DEFAULT_RETRY_DELAY,
+    HTTP2_KEEPALIVE_TIME, HTTP2_KEEPALIVE_TIMEOUT, SHUTDOWN_GRACE,
 };
 use crate::pipeline::Signal;
 use crate::telemetry::ReceiverMetrics;
@@ -29,8 +31,6 @@ use crate::telemetry::ReceiverMetrics;
 /// Time a client has to send a request's headers (also bounds idle
 /// keep-alive connections, since hyper waits for the next head under it).
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
-/// Time a client has to send a request body; slower clients are cut off.
-const BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 type ResponseBody = Full<Bytes>;
 
@@ -45,17 +45,24 @@ struct State {
     max_body_size: usize,
     intake: Arc<Intake>,
     metrics: ReceiverMetrics,
+    /// Request body bytes held at once (permits are bytes).
+    inflight: Arc<Semaphore>,
+    inflight_budget: u32,
+    body_read_timeout: Duration,
 }
 
-/// Serves `listener` until `stop`, then lets open requests finish for up to
-/// [`SHUTDOWN_GRACE`] and closes the remaining connections.
-pub(super) fn spawn(
+/// A future that serves `listener` until `stop`, then lets open requests
+/// finish for up to [`SHUTDOWN_GRACE`] and closes the remaining connections
+/// (dropping the future closes them at once).
+pub(super) fn server(
     cfg: &HttpServerConfig,
     listener: TcpListener,
+    limits: ConnectionLimits,
     intake: Arc<Intake>,
     metrics: ReceiverMetrics,
     stop: CancellationToken,
-) -> JoinHandle<()> {
+) -> impl Future<Output = ()> + Send + 'static {
+    let inflight_budget = cfg.max_inflight_bytes();
     let state = Arc::new(State {
         routes: Routes {
             logs: super::normalize_path(&cfg.logs_url_path),
@@ -65,6 +72,9 @@ pub(super) fn spawn(
         max_body_size: cfg.max_body_size(),
         intake,
         metrics,
+        inflight: Arc::new(Semaphore::new(inflight_budget as usize)),
+        inflight_budget,
+        body_read_timeout: limits.body_read_timeout,
     });
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
@@ -78,19 +88,27 @@ pub(super) fn spawn(
         .keep_alive_timeout(HTTP2_KEEPALIVE_TIMEOUT)
         .max_concurrent_streams(DEFAULT_MAX_CONCURRENT_STREAMS);
     let builder = Arc::new(builder);
-    let acceptor = Acceptor::new(listener, MAX_CONNECTIONS, stop.clone());
+    let mut acceptor = Acceptor::new(listener, limits, stop.clone());
 
-    tokio::spawn(async move {
+    async move {
         let mut connections = JoinSet::new();
         while let Some(conn) = acceptor.accept().await {
             while connections.try_join_next().is_some() {}
             let builder = Arc::clone(&builder);
             let state = Arc::clone(&state);
             let stop = stop.clone();
+            let activity = conn.activity();
             connections.spawn(async move {
                 let service = service_fn(move |req| {
                     let state = Arc::clone(&state);
-                    async move { Ok::<_, Infallible>(handle(&state, req).await) }
+                    // In flight until the response is produced: an idle
+                    // connection (no request) is closed after a while.
+                    let in_flight = activity.request();
+                    async move {
+                        let response = handle(&state, req).await;
+                        drop(in_flight);
+                        Ok::<_, Infallible>(response)
+                    }
                 });
                 let connection = builder.serve_connection(TokioIo::new(conn), service);
                 tokio::pin!(connection);
@@ -120,7 +138,7 @@ pub(super) fn spawn(
             );
             connections.shutdown().await;
         }
-    })
+    }
 }
 
 /// A response carrying a `google.rpc.Status` in the request's encoding, or
@@ -233,8 +251,28 @@ async fn handle(state: &State, req: Request<Incoming>) -> Response<ResponseBody>
     }
 
     let limit = state.max_body_size;
+    // Hold the body's bytes of the in-flight budget until the data is handed
+    // on: by Content-Length when given, else as large as it may grow.
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let _inflight = match reserve_inflight(state, declared, limit) {
+        Some(permit) => permit,
+        None => {
+            let busy = Rejection::Busy {
+                reason: format!(
+                    "receiver {} holds its limit of {} bytes of requests in flight",
+                    state.intake.id, state.inflight_budget
+                ),
+                retry_after: DEFAULT_RETRY_DELAY,
+            };
+            return rejection_response(state, &busy, encoding);
+        }
+    };
     let read = tokio::time::timeout(
-        BODY_READ_TIMEOUT,
+        state.body_read_timeout,
         Limited::new(req.into_body(), limit).collect(),
     )
     .await;
@@ -245,15 +283,16 @@ async fn handle(state: &State, req: Request<Incoming>) -> Response<ResponseBody>
         }
         Ok(Err(e)) => return bad_request(&format!("cannot read the request body: {e}")),
         Err(_) => {
-            let mut response = error_response(
-                StatusCode::REQUEST_TIMEOUT,
-                Code::DeadlineExceeded,
-                &format!(
-                    "request body not received within {}s",
-                    BODY_READ_TIMEOUT.as_secs()
+            // 503 with Retry-After, not 408: OTLP clients retry only
+            // 429/502/503/504, and a slow link deserves another try.
+            let slow = Rejection::Busy {
+                reason: format!(
+                    "request body not received within {:?}",
+                    state.body_read_timeout
                 ),
-                Some(encoding),
-            );
+                retry_after: DEFAULT_RETRY_DELAY,
+            };
+            let mut response = rejection_response(state, &slow, encoding);
             response
                 .headers_mut()
                 .insert(header::CONNECTION, HeaderValue::from_static("close"));
@@ -301,6 +340,22 @@ async fn handle(state: &State, req: Request<Incoming>) -> Response<ResponseBody>
         }
         Err(rejection) => rejection_response(state, &rejection, encoding),
     }
+}
+
+/// Takes `declared` bytes (or `limit` when unknown; at most the whole budget)
+/// of the in-flight budget; `None` when the budget is spent.
+fn reserve_inflight(
+    state: &State,
+    declared: Option<u64>,
+    limit: usize,
+) -> Option<OwnedSemaphorePermit> {
+    let wanted = declared.unwrap_or(limit as u64).min(limit as u64);
+    let bytes = u32::try_from(wanted)
+        .unwrap_or(u32::MAX)
+        .min(state.inflight_budget);
+    Arc::clone(&state.inflight)
+        .try_acquire_many_owned(bytes)
+        .ok()
 }
 
 fn rejection_response(

@@ -9,7 +9,7 @@
 mod decode;
 mod grpc;
 mod http;
-mod listener;
+pub(crate) mod listener;
 mod sanitize;
 
 use std::path::PathBuf;
@@ -17,13 +17,14 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context as _;
-use serde::{Deserialize, Deserializer};
+use serde::Deserialize;
 use tokio::net::TcpListener;
-use tokio::task::JoinHandle;
+use tokio::task::{JoinHandle, JoinSet};
+use tokio_util::sync::CancellationToken;
 
 use super::ReceiverOutputs;
 use crate::component::BuildContext;
-use crate::config::{ComponentId, GoDuration};
+use crate::config::{some_when_present, ComponentId, GoDuration, ValidationError};
 use crate::pipeline::{Batch, ConsumeError, DynConsumer, Payload, Signal};
 use crate::telemetry::ReceiverMetrics;
 
@@ -35,10 +36,25 @@ const NO_PROTOCOL_ERROR: &str = "must specify at least one protocol when using t
 const CONSUME_TIMEOUT: Duration = Duration::from_secs(5);
 /// Retry hint sent with a refusal when the pipeline gives none.
 const DEFAULT_RETRY_DELAY: Duration = Duration::from_secs(1);
-/// How long in-flight requests may take to finish once shutdown begins.
+/// How long in-flight requests may take to finish once shutdown begins. The
+/// service's shutdown gives receivers a share of `service.shutdown_timeout`
+/// (see `pipeline::topology::receiver_grace`) and aborts the receiver after
+/// it, which closes its pipeline outputs at once.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
-/// Open connections per protocol; further clients wait in the listen backlog.
+/// Open connections per protocol; further clients are accepted and closed at
+/// once (rather than left waiting in the listen backlog).
 const MAX_CONNECTIONS: usize = 1024;
+/// Time a new connection has to send its first bytes (TLS: to finish its
+/// handshake) before it is closed.
+const FIRST_BYTES_TIMEOUT: Duration = Duration::from_secs(10);
+/// A connection with no request in flight for this long is closed (HTTP/2
+/// pings do not count as activity).
+const CONNECTION_IDLE_TIMEOUT: Duration = Duration::from_secs(5 * 60);
+/// Time an HTTP client has to send a request body; slower clients are told
+/// to retry later.
+const BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default of `max_inflight_bytes`: request bytes held at once per protocol.
+const DEFAULT_MAX_INFLIGHT_BYTES: u64 = 64 * MIB;
 /// TCP keepalive, so connections to vanished peers are closed.
 const TCP_KEEPALIVE_TIME: Duration = Duration::from_secs(60);
 const TCP_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(15);
@@ -66,34 +82,29 @@ pub struct OtlpReceiverConfig {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ProtocolsConfig {
-    /// OTLP/gRPC server; off unless present.
-    #[serde(deserialize_with = "present_with_defaults")]
+    /// OTLP/gRPC server; off unless present (`grpc:` alone enables it with
+    /// defaults).
+    #[serde(deserialize_with = "some_when_present")]
     pub grpc: Option<GrpcServerConfig>,
     /// OTLP/HTTP server; off unless present.
-    #[serde(deserialize_with = "present_with_defaults")]
+    #[serde(deserialize_with = "some_when_present")]
     pub http: Option<HttpServerConfig>,
-}
-
-/// A present key enables its section; `null` means "with defaults".
-fn present_with_defaults<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
-where
-    D: Deserializer<'de>,
-    T: Deserialize<'de> + Default,
-{
-    Ok(Some(
-        Option::<T>::deserialize(deserializer)?.unwrap_or_default(),
-    ))
 }
 
 /// `protocols.grpc`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct GrpcServerConfig {
-    /// `host:port` to listen on.
+    /// `host:port` to listen on; an empty host (`:4317`) means every
+    /// interface.
     pub endpoint: String,
     /// Largest accepted message, in MiB, after decompression; 0 means the
     /// gRPC default of 4.
     pub max_recv_msg_size_mib: u64,
+    /// Bytes of decoded requests held at once (waiting for the pipeline);
+    /// beyond it calls get UNAVAILABLE with a retry hint. 0 means the
+    /// default of 64 MiB.
+    pub max_inflight_bytes: u64,
     /// Concurrent streams per HTTP/2 connection (default 100).
     pub max_concurrent_streams: Option<u32>,
     /// HTTP/2 keepalive of the server.
@@ -107,6 +118,7 @@ impl Default for GrpcServerConfig {
         GrpcServerConfig {
             endpoint: "127.0.0.1:4317".to_string(),
             max_recv_msg_size_mib: 4,
+            max_inflight_bytes: DEFAULT_MAX_INFLIGHT_BYTES,
             max_concurrent_streams: None,
             keepalive: None,
             tls: None,
@@ -124,6 +136,20 @@ impl GrpcServerConfig {
         };
         usize::try_from(mib.saturating_mul(MIB)).unwrap_or(usize::MAX)
     }
+
+    fn max_inflight_bytes(&self) -> u32 {
+        inflight_budget(self.max_inflight_bytes)
+    }
+}
+
+/// A `max_inflight_bytes` value as semaphore permits (validated to fit).
+fn inflight_budget(configured: u64) -> u32 {
+    let bytes = if configured == 0 {
+        DEFAULT_MAX_INFLIGHT_BYTES
+    } else {
+        configured
+    };
+    u32::try_from(bytes).unwrap_or(u32::MAX)
 }
 
 /// `protocols.grpc.keepalive`.
@@ -138,13 +164,16 @@ pub struct GrpcKeepaliveConfig {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct GrpcKeepaliveServerParameters {
-    /// Idle time after which the server pings the client (default 60s).
+    /// Idle time after which the server pings the client (default 60s;
+    /// 0 means the default, as in grpc-go).
     pub time: Option<GoDuration>,
-    /// How long to wait for the ping's answer before closing (default 20s).
+    /// How long to wait for the ping's answer before closing (default 20s;
+    /// 0 means the default).
     pub timeout: Option<GoDuration>,
-    /// Age after which a connection is asked to close (default: none).
+    /// Age after which a connection is asked to close (default and 0: none).
     pub max_connection_age: Option<GoDuration>,
-    /// Extra time a connection asked to close gets before it is closed.
+    /// Extra time a connection asked to close gets before it is closed
+    /// (default and 0: none).
     pub max_connection_age_grace: Option<GoDuration>,
 }
 
@@ -165,11 +194,16 @@ pub struct TlsServerConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct HttpServerConfig {
-    /// `host:port` to listen on.
+    /// `host:port` to listen on; an empty host (`:4318`) means every
+    /// interface.
     pub endpoint: String,
     /// Largest accepted request body in bytes, both as sent and after
     /// decompression; 0 means the default of 20 MiB.
     pub max_request_body_size: u64,
+    /// Request body bytes held at once (counted by `Content-Length`, or as
+    /// the body limit when it is absent); beyond it requests get 503 with
+    /// `Retry-After`. 0 means the default of 64 MiB.
+    pub max_inflight_bytes: u64,
     /// Path that takes logs.
     pub logs_url_path: String,
     /// Path that takes metrics.
@@ -183,6 +217,7 @@ impl Default for HttpServerConfig {
         HttpServerConfig {
             endpoint: "127.0.0.1:4318".to_string(),
             max_request_body_size: 20 * MIB,
+            max_inflight_bytes: DEFAULT_MAX_INFLIGHT_BYTES,
             logs_url_path: "/v1/logs".to_string(),
             metrics_url_path: "/v1/metrics".to_string(),
             traces_url_path: "/v1/traces".to_string(),
@@ -199,6 +234,10 @@ impl HttpServerConfig {
         };
         usize::try_from(bytes).unwrap_or(usize::MAX)
     }
+
+    fn max_inflight_bytes(&self) -> u32 {
+        inflight_budget(self.max_inflight_bytes)
+    }
 }
 
 /// Paths are normalised to start with `/`, as in the collector.
@@ -210,47 +249,73 @@ fn normalize_path(path: &str) -> String {
     }
 }
 
-fn validate_endpoint(key: &str, endpoint: &str) -> Result<(), String> {
-    let port = endpoint
-        .rsplit_once(':')
-        .map(|(host, port)| (host, port.parse::<u16>()));
-    match port {
-        Some((host, Ok(_))) if !host.is_empty() => Ok(()),
-        _ => Err(format!(
-            "{key}: endpoint {endpoint:?} must be host:port (for example 127.0.0.1:4317)"
+fn validate_endpoint(key: &str, endpoint: &str) -> Result<(), ValidationError> {
+    // An empty host (`:4317`) listens on every interface, as in the collector.
+    match endpoint.rsplit_once(':') {
+        Some((_host, port)) if port.parse::<u16>().is_ok() => Ok(()),
+        _ => Err(ValidationError::at(
+            format!("{key}::endpoint"),
+            format!("{endpoint:?} must be host:port (for example 127.0.0.1:4317, or :4317 for every interface)"),
         )),
     }
 }
 
+/// The address to bind for `endpoint`: an empty host means every interface.
+fn bind_address(endpoint: &str) -> String {
+    match endpoint.strip_prefix(':') {
+        Some(port) => format!("0.0.0.0:{port}"),
+        None => endpoint.to_string(),
+    }
+}
+
+fn validate_inflight(key: &str, bytes: u64) -> Result<(), ValidationError> {
+    if bytes > u64::from(u32::MAX) {
+        return Err(ValidationError::at(
+            format!("{key}::max_inflight_bytes"),
+            format!("{bytes} is above the limit of {}", u32::MAX),
+        ));
+    }
+    Ok(())
+}
+
 impl OtlpReceiverConfig {
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), ValidationError> {
         let ProtocolsConfig { grpc, http } = &self.protocols;
         if grpc.is_none() && http.is_none() {
-            return Err(NO_PROTOCOL_ERROR.to_string());
+            return Err(NO_PROTOCOL_ERROR.to_string().into());
         }
         if let Some(g) = grpc {
-            validate_endpoint("protocols::grpc", &g.endpoint)?;
+            const KEY: &str = "protocols::grpc";
+            validate_endpoint(KEY, &g.endpoint)?;
             if g.max_recv_msg_size_mib > MAX_RECV_MSG_SIZE_MIB_LIMIT {
-                return Err(format!(
-                    "protocols::grpc: max_recv_msg_size_mib {} is above the limit of {MAX_RECV_MSG_SIZE_MIB_LIMIT}",
-                    g.max_recv_msg_size_mib
+                return Err(ValidationError::at(
+                    format!("{KEY}::max_recv_msg_size_mib"),
+                    format!(
+                        "{} is above the limit of {MAX_RECV_MSG_SIZE_MIB_LIMIT}",
+                        g.max_recv_msg_size_mib
+                    ),
                 ));
             }
+            validate_inflight(KEY, g.max_inflight_bytes)?;
             if g.max_concurrent_streams == Some(0) {
-                return Err(
-                    "protocols::grpc: max_concurrent_streams must be greater than zero".to_string(),
-                );
+                return Err(ValidationError::at(
+                    format!("{KEY}::max_concurrent_streams"),
+                    "must be greater than zero",
+                ));
             }
             if let Some(tls) = &g.tls {
                 if tls.cert_file.is_none() || tls.key_file.is_none() {
-                    return Err(
-                        "protocols::grpc::tls: cert_file and key_file must both be set".to_string(),
-                    );
+                    return Err(ValidationError::at(
+                        format!("{KEY}::tls"),
+                        "cert_file and key_file must both be set",
+                    ));
                 }
             }
         }
         if let Some(h) = http {
-            validate_endpoint("protocols::http", &h.endpoint)?;
+            const KEY: &str = "protocols::http";
+            validate_endpoint(KEY, &h.endpoint)?;
+            validate_inflight(KEY, h.max_inflight_bytes)?;
             let paths = [
                 ("logs_url_path", normalize_path(&h.logs_url_path)),
                 ("metrics_url_path", normalize_path(&h.metrics_url_path)),
@@ -258,8 +323,9 @@ impl OtlpReceiverConfig {
             ];
             for (i, (key_a, a)) in paths.iter().enumerate() {
                 if let Some((key_b, _)) = paths[i + 1..].iter().find(|(_, b)| b == a) {
-                    return Err(format!(
-                        "protocols::http: {key_a} and {key_b} are both {a:?}"
+                    return Err(ValidationError::at(
+                        format!("{KEY}::{key_b}"),
+                        format!("{key_a} and {key_b} are both {a:?}"),
                     ));
                 }
             }
@@ -287,13 +353,20 @@ pub async fn start(
         Some(h) => Some(bind(&ctx.id, "http", &h.endpoint).await?),
         None => None,
     };
-    start_on(c, ctx, outputs, Listeners { grpc, http }).await
+    let listeners = Listeners {
+        grpc,
+        http,
+        limits: listener::ConnectionLimits::default(),
+    };
+    start_on(c, ctx, outputs, listeners).await
 }
 
 async fn bind(id: &ComponentId, protocol: &str, endpoint: &str) -> anyhow::Result<TcpListener> {
-    let listener = TcpListener::bind(endpoint).await.with_context(|| {
-        format!("receiver {id}: cannot listen on {protocol} endpoint {endpoint}")
-    })?;
+    let listener = TcpListener::bind(bind_address(endpoint))
+        .await
+        .with_context(|| {
+            format!("receiver {id}: cannot listen on {protocol} endpoint {endpoint}")
+        })?;
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(receiver = %id, %protocol, %addr, "OTLP receiver listening");
     }
@@ -304,6 +377,8 @@ async fn bind(id: &ComponentId, protocol: &str, endpoint: &str) -> anyhow::Resul
 struct Listeners {
     grpc: Option<TcpListener>,
     http: Option<TcpListener>,
+    /// Connection bounds of both (tests make them small).
+    limits: listener::ConnectionLimits,
 }
 
 async fn start_on(
@@ -316,36 +391,60 @@ async fn start_on(
     // Servers stop on the service's shutdown, or when a later protocol
     // fails to start.
     let stop = ctx.shutdown.child_token();
-    let mut servers = Vec::new();
+    // Children of the receiver task: aborted with it (dropping the set).
+    let mut servers = JoinSet::new();
     if let (Some(cfg), Some(listener)) = (&c.protocols.grpc, listeners.grpc) {
         let metrics = ctx.telemetry.receiver(&ctx.id, "grpc");
-        match grpc::spawn(cfg, listener, Arc::clone(&intake), metrics, stop.clone()).await {
-            Ok(task) => servers.push(task),
+        match grpc::server(
+            cfg,
+            listener,
+            listeners.limits,
+            Arc::clone(&intake),
+            metrics,
+            stop.clone(),
+        )
+        .await
+        {
+            Ok(server) => {
+                servers.spawn(server);
+            }
             Err(e) => {
                 stop.cancel();
+                intake.close();
                 return Err(e.context(format!("receiver {}: cannot start the gRPC server", ctx.id)));
             }
         }
     }
     if let (Some(cfg), Some(listener)) = (&c.protocols.http, listeners.http) {
         let metrics = ctx.telemetry.receiver(&ctx.id, "http");
-        servers.push(http::spawn(
+        servers.spawn(http::server(
             cfg,
             listener,
+            listeners.limits,
             Arc::clone(&intake),
             metrics,
             stop.clone(),
         ));
     }
     Ok(tokio::spawn(async move {
-        for server in servers {
-            if let Err(e) = server.await {
+        // However this task ends (servers done, or aborted by the service's
+        // shutdown deadline), the pipeline heads are released.
+        let _close = CloseOnDrop(Arc::clone(&intake));
+        while let Some(result) = servers.join_next().await {
+            if let Err(e) = result {
                 tracing::error!(receiver = %intake.id, error = %e, "OTLP server task failed");
             }
         }
-        // Requests still running past the grace period lose their pipeline.
-        intake.close();
     }))
+}
+
+/// Closes the intake when dropped.
+struct CloseOnDrop(Arc<Intake>);
+
+impl Drop for CloseOnDrop {
+    fn drop(&mut self) {
+        self.0.close();
+    }
 }
 
 /// Why data was not taken, in protocol-neutral terms.
@@ -383,6 +482,9 @@ struct Intake {
     id: ComponentId,
     /// `None` once closed.
     outputs: Mutex<Option<ReceiverOutputs>>,
+    /// Cancelled on close: requests still waiting for the pipeline give up
+    /// (and drop their reference to it) at once.
+    closed: CancellationToken,
 }
 
 impl Intake {
@@ -390,6 +492,7 @@ impl Intake {
         Intake {
             id,
             outputs: Mutex::new(Some(outputs)),
+            closed: CancellationToken::new(),
         }
     }
 
@@ -403,8 +506,10 @@ impl Intake {
         consumer.cloned().ok_or(Rejection::NoPipeline(signal))
     }
 
-    /// Drops the pipeline heads.
+    /// Drops the pipeline heads, and makes requests still waiting for them
+    /// give up.
     fn close(&self) {
+        self.closed.cancel();
         let taken = self
             .outputs
             .lock()
@@ -438,12 +543,19 @@ impl Intake {
         if items == 0 {
             return Ok(dropped);
         }
-        let outcome = match tokio::time::timeout(
-            CONSUME_TIMEOUT,
-            consumer.consume(Batch::new(payload)),
-        )
-        .await
-        {
+        let consumed = tokio::select! {
+            biased;
+            () = self.closed.cancelled() => None,
+            consumed = tokio::time::timeout(CONSUME_TIMEOUT, consumer.consume(Batch::new(payload))) => Some(consumed),
+        };
+        // Release the pipeline head before answering: once closed, this
+        // receiver must not keep the pipeline's input open.
+        drop(consumer);
+        let Some(consumed) = consumed else {
+            metrics.refused(signal, items);
+            return Err(Rejection::ShuttingDown);
+        };
+        let outcome = match consumed {
             Ok(Ok(())) => Ok(()),
             Ok(Err(ConsumeError::Refused {
                 reason,

@@ -9,9 +9,9 @@
 //! metrics without a name.
 
 use opentelemetry_proto::tonic::logs::v1::LogRecord;
-use opentelemetry_proto::tonic::metrics::v1::{metric::Data, HistogramDataPoint, Metric};
+use opentelemetry_proto::tonic::metrics::v1::{metric::Data, HistogramDataPoint};
 
-use crate::pipeline::data::data_point_count;
+use crate::pipeline::data::metric_point_count;
 use crate::pipeline::Payload;
 
 /// What was dropped from one request.
@@ -30,16 +30,6 @@ fn valid_histogram_point(p: &HistogramDataPoint) -> bool {
     p.explicit_bounds.is_empty()
         || p.bucket_counts.is_empty()
         || p.bucket_counts.len() == p.explicit_bounds.len() + 1
-}
-
-fn metric_points(m: &Metric) -> usize {
-    data_point_count(&[opentelemetry_proto::tonic::metrics::v1::ResourceMetrics {
-        scope_metrics: vec![opentelemetry_proto::tonic::metrics::v1::ScopeMetrics {
-            metrics: vec![m.clone()],
-            ..Default::default()
-        }],
-        ..Default::default()
-    }])
 }
 
 /// Removes invalid items in place; `None` when everything was valid (the
@@ -76,16 +66,17 @@ pub(super) fn drop_invalid(payload: &mut Payload) -> Option<Dropped> {
                 .iter_mut()
                 .flat_map(|rm| rm.scope_metrics.iter_mut())
             {
-                let unnamed: usize = sm
-                    .metrics
-                    .iter()
-                    .filter(|m| m.name.is_empty())
-                    .map(metric_points)
-                    .sum();
-                if sm.metrics.iter().any(|m| m.name.is_empty()) {
-                    sm.metrics.retain(|m| !m.name.is_empty());
-                    note(unnamed, "metrics without a name were dropped");
-                }
+                // One pass: count the points of unnamed metrics as they go.
+                let mut unnamed_points = 0;
+                sm.metrics.retain(|m| {
+                    if m.name.is_empty() {
+                        unnamed_points += metric_point_count(m);
+                        false
+                    } else {
+                        true
+                    }
+                });
+                note(unnamed_points, "metrics without a name were dropped");
                 for m in &mut sm.metrics {
                     if let Some(Data::Histogram(h)) = &mut m.data {
                         let before = h.data_points.len();
@@ -106,7 +97,9 @@ pub(super) fn drop_invalid(payload: &mut Payload) -> Option<Dropped> {
 mod tests {
     use super::*;
     use opentelemetry_proto::tonic::logs::v1::{ResourceLogs, ScopeLogs};
-    use opentelemetry_proto::tonic::metrics::v1::{Histogram, ResourceMetrics, ScopeMetrics};
+    use opentelemetry_proto::tonic::metrics::v1::{
+        Histogram, Metric, ResourceMetrics, ScopeMetrics,
+    };
 
     fn log(trace: usize, span: usize) -> LogRecord {
         LogRecord {

@@ -96,6 +96,15 @@ async fn run(
     logs: Option<DynConsumer>,
     metrics: Option<DynConsumer>,
 ) -> Running {
+    run_with_limits(config, logs, metrics, listener::ConnectionLimits::default()).await
+}
+
+async fn run_with_limits(
+    config: OtlpReceiverConfig,
+    logs: Option<DynConsumer>,
+    metrics: Option<DynConsumer>,
+    limits: listener::ConnectionLimits,
+) -> Running {
     let bind = || async {
         match TcpListener::bind("127.0.0.1:0").await {
             Ok(l) => l,
@@ -111,6 +120,7 @@ async fn run(
     let listeners = Listeners {
         grpc: Some(grpc),
         http: Some(http),
+        limits,
     };
     let task = start_on(
         &config,
@@ -205,35 +215,79 @@ fn gzip(data: &[u8]) -> Vec<u8> {
 
 // ---------------------------------------------------------------- config
 
+/// The receiver's config as the loader decodes it from YAML.
+fn from_yaml(receiver: &str) -> Result<OtlpReceiverConfig, String> {
+    let text = format!(
+        "receivers:\n  otlp: {receiver}\nexporters: {{debug: }}\n\
+         service: {{pipelines: {{logs: {{receivers: [otlp], exporters: [debug]}}}}}}\n"
+    );
+    let config = crate::config::load_str("t.yaml", &text).map_err(|e| e.to_string())?;
+    match config.receivers.get(&ComponentId::new("otlp", None)) {
+        Some(crate::receivers::ReceiverConfig::Otlp(c)) => Ok(c.clone()),
+        other => Err(format!("not an otlp receiver: {other:?}")),
+    }
+}
+
 #[test]
 fn config_protocol_presence() {
-    let parse = |v: serde_json::Value| serde_json::from_value::<OtlpReceiverConfig>(v);
-    let c = parse(serde_json::json!({"protocols": {"grpc": null}})).ok();
-    let grpc = c.as_ref().and_then(|c| c.protocols.grpc.as_ref());
+    // `grpc:` with no value enables it with the defaults.
+    let c = from_yaml("{protocols: {grpc: }}");
+    let grpc = c.as_ref().ok().and_then(|c| c.protocols.grpc.as_ref());
     assert_eq!(grpc.map(|g| g.endpoint.as_str()), Some("127.0.0.1:4317"));
     assert_eq!(grpc.map(|g| g.max_recv_msg_size()), Some(4 * 1024 * 1024));
-    assert!(c
-        .as_ref()
-        .is_some_and(|c| c.protocols.http.is_none() && c.validate().is_ok()));
+    assert!(c.as_ref().is_ok_and(|c| c.protocols.http.is_none()));
 
-    let c =
-        parse(serde_json::json!({"protocols": {"http": {"logs_url_path": "custom/logs"}}})).ok();
-    let http = c.as_ref().and_then(|c| c.protocols.http.as_ref());
+    let c = from_yaml("{protocols: {http: {logs_url_path: custom/logs}}}");
+    let http = c.as_ref().ok().and_then(|c| c.protocols.http.as_ref());
     assert_eq!(http.map(|h| h.max_body_size()), Some(20 * 1024 * 1024));
     assert_eq!(
         http.map(|h| normalize_path(&h.logs_url_path)),
         Some("/custom/logs".to_string())
     );
 
-    let none = parse(serde_json::json!({})).map(|c| c.validate());
-    assert_eq!(none.ok(), Some(Err(NO_PROTOCOL_ERROR.to_string())));
-    let none = parse(serde_json::json!({"protocols": {}})).map(|c| c.validate());
-    assert_eq!(none.ok(), Some(Err(NO_PROTOCOL_ERROR.to_string())));
+    for empty in ["", "{}", "{protocols: {}}", "{protocols: }"] {
+        let e = from_yaml(empty);
+        assert!(
+            e.as_ref().is_err_and(|e| e.contains(NO_PROTOCOL_ERROR)),
+            "{empty:?}: {e:?}"
+        );
+    }
+    let unknown = from_yaml("{protocols: {htttp: {}}}");
+    assert!(
+        unknown.as_ref().is_err_and(|e| e.contains("htttp")),
+        "{unknown:?}"
+    );
+    let unknown = from_yaml("{protocols: {grpc: {endpointt: x}}}");
+    assert!(
+        unknown.as_ref().is_err_and(|e| e.contains("endpointt")),
+        "{unknown:?}"
+    );
+}
 
-    let unknown = parse(serde_json::json!({"protocols": {"htttp": {}}}));
-    assert!(unknown.is_err_and(|e| e.to_string().contains("htttp")));
-    let unknown = parse(serde_json::json!({"protocols": {"grpc": {"endpointt": "x"}}}));
-    assert!(unknown.is_err_and(|e| e.to_string().contains("endpointt")));
+/// An empty host means every interface, as in the collector.
+#[tokio::test]
+async fn endpoint_without_host_listens_on_every_interface() {
+    let c = from_yaml("{protocols: {grpc: {endpoint: \":4317\"}, http: {endpoint: \":0\"}}}");
+    assert!(c.is_ok(), "{c:?}");
+    assert_eq!(bind_address(":4317"), "0.0.0.0:4317");
+    assert_eq!(bind_address("127.0.0.1:4317"), "127.0.0.1:4317");
+    let config = OtlpReceiverConfig {
+        protocols: ProtocolsConfig {
+            grpc: None,
+            http: Some(HttpServerConfig {
+                endpoint: ":0".to_string(),
+                ..Default::default()
+            }),
+        },
+    };
+    let shutdown = CancellationToken::new();
+    let outputs = ReceiverOutputs {
+        logs: None,
+        metrics: None,
+    };
+    let task = start(&config, context(shutdown.clone()), outputs).await;
+    assert!(task.is_ok(), "{:?}", task.err());
+    shutdown.cancel();
 }
 
 #[test]
@@ -243,9 +297,9 @@ fn config_validation_errors() {
     if let Some(h) = c.protocols.http.as_mut() {
         h.metrics_url_path = "v1/logs".to_string();
     }
-    assert!(c
-        .validate()
-        .is_err_and(|e| e.contains("logs_url_path and metrics_url_path")));
+    assert!(c.validate().is_err_and(|e| e.key.as_deref()
+        == Some("protocols::http::metrics_url_path")
+        && e.message.contains("logs_url_path and metrics_url_path")));
 
     let mut c = both_protocols();
     if let Some(g) = c.protocols.grpc.as_mut() {
@@ -253,13 +307,16 @@ fn config_validation_errors() {
     }
     assert!(c
         .validate()
-        .is_err_and(|e| e.contains("protocols::grpc") && e.contains("no-port")));
+        .is_err_and(|e| e.key.as_deref() == Some("protocols::grpc::endpoint")
+            && e.message.contains("no-port")));
 
     let mut c = both_protocols();
     if let Some(g) = c.protocols.grpc.as_mut() {
         g.tls = Some(TlsServerConfig::default());
     }
-    assert!(c.validate().is_err_and(|e| e.contains("cert_file")));
+    assert!(c
+        .validate()
+        .is_err_and(|e| e.to_string().contains("cert_file")));
 }
 
 // ---------------------------------------------------------------- gRPC
@@ -1073,5 +1130,178 @@ async fn invalid_records_are_dropped_with_partial_success() {
     let body: serde_json::Value = serde_json::from_slice(&body_of(response).await).expect("json");
     assert_eq!(body["partialSuccess"]["rejectedLogRecords"], "1");
     assert_eq!(next_batch(&mut logs_rx).await.item_count(), 1);
+    rx.stop().await;
+}
+
+// ---------------------------------------------------------------- limits
+
+/// Sends a request head announcing `length` body bytes and no body.
+async fn stalled_http_request(addr: SocketAddr, length: usize) -> tokio::net::TcpStream {
+    use tokio::io::AsyncWriteExt;
+    let mut stream = match tokio::net::TcpStream::connect(addr).await {
+        Ok(s) => s,
+        Err(e) => panic!("connect: {e}"),
+    };
+    let head = format!(
+        "POST /v1/logs HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-protobuf\r\nContent-Length: {length}\r\n\r\n"
+    );
+    assert!(stream.write_all(head.as_bytes()).await.is_ok());
+    stream
+}
+
+/// A body that does not arrive in time is 503 with Retry-After (retryable
+/// for OTLP clients), not 408.
+#[tokio::test]
+async fn http_slow_body_is_503_with_retry_after() {
+    use tokio::io::AsyncReadExt;
+    let (logs, _logs_rx) = collect();
+    let limits = listener::ConnectionLimits {
+        body_read_timeout: Duration::from_millis(200),
+        ..Default::default()
+    };
+    let rx = run_with_limits(both_protocols(), Some(logs), None, limits).await;
+    let mut stream = stalled_http_request(rx.http, 100).await;
+    let mut response = Vec::new();
+    let read = tokio::time::timeout(TEST_TIMEOUT, stream.read_to_end(&mut response)).await;
+    assert!(matches!(read, Ok(Ok(_))), "{read:?}");
+    let text = String::from_utf8_lossy(&response).to_ascii_lowercase();
+    assert!(text.starts_with("http/1.1 503"), "{text}");
+    assert!(text.contains("retry-after: 1"), "{text}");
+    rx.stop().await;
+}
+
+/// Requests beyond the in-flight byte budget are refused at once (503 with
+/// Retry-After) while others hold it, and served again once it is free.
+#[tokio::test]
+async fn http_inflight_bytes_are_bounded() {
+    let (logs, mut logs_rx) = collect();
+    let mut config = both_protocols();
+    if let Some(h) = config.protocols.http.as_mut() {
+        h.max_inflight_bytes = 1000;
+    }
+    let rx = run(config, Some(logs), None).await;
+    let body = logs_request(1, "x").encode_to_vec();
+    // A client announcing the whole budget and stalling holds it.
+    let stalled = stalled_http_request(rx.http, 1000).await;
+    let refused = tokio::time::timeout(TEST_TIMEOUT, async {
+        loop {
+            let resp = post(
+                &rx.http_url("/v1/logs"),
+                "application/x-protobuf",
+                None,
+                body.clone(),
+            )
+            .await;
+            if resp.status() == 503 {
+                return resp;
+            }
+            // The stalled head may not have been read yet.
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("refused while the budget is held");
+    assert!(refused.headers().contains_key("retry-after"));
+    let status = tonic_types::Status::decode(body_of(refused).await);
+    assert!(
+        status.is_ok_and(|s| s.code == Code::Unavailable as i32 && s.message.contains("in flight"))
+    );
+    drop(stalled);
+    let served = tokio::time::timeout(TEST_TIMEOUT, async {
+        loop {
+            let resp = post(
+                &rx.http_url("/v1/logs"),
+                "application/x-protobuf",
+                None,
+                body.clone(),
+            )
+            .await;
+            if resp.status() == 200 {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert!(served.is_ok(), "served once the budget is free");
+    assert_eq!(next_batch(&mut logs_rx).await.item_count(), 1);
+    rx.stop().await;
+}
+
+/// Takes nothing until released; tells the test when a call is waiting.
+struct Gate {
+    entered: tokio::sync::mpsc::UnboundedSender<()>,
+    release: Arc<tokio::sync::Notify>,
+}
+
+#[async_trait]
+impl Consumer for Gate {
+    async fn consume(&self, _batch: Batch) -> Result<(), ConsumeError> {
+        let _ = self.entered.send(());
+        self.release.notified().await;
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn grpc_inflight_bytes_are_bounded() {
+    let (entered_tx, mut entered) = tokio::sync::mpsc::unbounded_channel();
+    let release = Arc::new(tokio::sync::Notify::new());
+    let gate: DynConsumer = Arc::new(Gate {
+        entered: entered_tx,
+        release: Arc::clone(&release),
+    });
+    let mut config = both_protocols();
+    let request = logs_request(2, "payload");
+    if let Some(g) = config.protocols.grpc.as_mut() {
+        // Room for one request, not two.
+        g.max_inflight_bytes = request.encoded_len() as u64 + 1;
+    }
+    let rx = run(config, Some(gate), None).await;
+    let mut first_client = rx.logs_client().await;
+    let first_request = request.clone();
+    let first = tokio::spawn(async move { first_client.export(first_request).await });
+    let waiting = tokio::time::timeout(TEST_TIMEOUT, entered.recv()).await;
+    assert!(
+        matches!(waiting, Ok(Some(()))),
+        "first call reaches the pipeline"
+    );
+    let second = rx.logs_client().await.export(request).await;
+    let status = second.expect_err("over the budget");
+    assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+    assert!(status.get_details_retry_info().is_some(), "{status:?}");
+    release.notify_one();
+    let first = tokio::time::timeout(TEST_TIMEOUT, first).await;
+    assert!(matches!(first, Ok(Ok(Ok(_)))), "{first:?}");
+    rx.stop().await;
+}
+
+/// A call in flight keeps its connection open past the idle timeout (the
+/// call is seen through the connection's info in the request extensions).
+#[tokio::test]
+async fn grpc_call_in_flight_is_not_cut_by_the_idle_timeout() {
+    let (entered_tx, mut entered) = tokio::sync::mpsc::unbounded_channel();
+    let release = Arc::new(tokio::sync::Notify::new());
+    let gate: DynConsumer = Arc::new(Gate {
+        entered: entered_tx,
+        release: Arc::clone(&release),
+    });
+    let limits = listener::ConnectionLimits {
+        idle_timeout: Duration::from_millis(100),
+        ..Default::default()
+    };
+    let rx = run_with_limits(both_protocols(), Some(gate), None, limits).await;
+    let mut client = rx.logs_client().await;
+    let call = tokio::spawn(async move { client.export(logs_request(1, "x")).await });
+    let waiting = tokio::time::timeout(TEST_TIMEOUT, entered.recv()).await;
+    assert!(
+        matches!(waiting, Ok(Some(()))),
+        "the call reaches the pipeline"
+    );
+    // Several idle periods pass while the call waits for the pipeline.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    release.notify_one();
+    let done = tokio::time::timeout(TEST_TIMEOUT, call).await;
+    assert!(matches!(done, Ok(Ok(Ok(_)))), "{done:?}");
     rx.stop().await;
 }
