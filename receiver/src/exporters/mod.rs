@@ -7,6 +7,7 @@ pub mod file;
 pub mod helper;
 pub mod otlp_grpc;
 pub mod otlp_http;
+pub(crate) mod otlp_json;
 pub mod tls;
 
 use tokio::task::JoinHandle;
