@@ -20,6 +20,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Write};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
@@ -173,12 +174,7 @@ pub(crate) struct FileClient {
 
 impl FileClient {
     pub(crate) fn new(path: PathBuf, rotation: Rotation) -> Self {
-        let writer = Arc::new(Mutex::new(FileWriter {
-            path,
-            rotation,
-            file: None,
-            size: 0,
-        }));
+        let writer = Arc::new(Mutex::new(FileWriter::new(path, rotation)));
         FileClient { writer }
     }
 
@@ -223,11 +219,33 @@ struct FileWriter {
     path: PathBuf,
     rotation: Rotation,
     file: Option<BufWriter<File>>,
-    /// Bytes in the current file.
+    /// Bytes of complete lines in the current file.
     size: u64,
+    /// After a failed write: the file to cut back to its last complete line
+    /// when it is opened again.
+    truncate: Option<Truncate>,
+}
+
+/// A file left with part of a line by a failed write (ENOSPC mid-line).
+#[derive(Debug, Clone, Copy)]
+struct Truncate {
+    /// Its size up to the last complete line.
+    len: u64,
+    /// (device, inode): only this file is cut, not one that replaced it.
+    file_id: Option<(u64, u64)>,
 }
 
 impl FileWriter {
+    fn new(path: PathBuf, rotation: Rotation) -> Self {
+        FileWriter {
+            path,
+            rotation,
+            file: None,
+            size: 0,
+            truncate: None,
+        }
+    }
+
     fn io_error(&self, what: &str, e: std::io::Error) -> ExportError {
         ExportError::retryable(format!(
             "file exporter: cannot {what} {}: {e}",
@@ -252,9 +270,36 @@ impl FileWriter {
             .append(true)
             .open(&self.path)
             .map_err(|e| self.io_error("open", e))?;
-        self.size = file.metadata().map(|m| m.len()).unwrap_or(0);
+        let metadata = file.metadata().map_err(|e| self.io_error("stat", e))?;
+        self.size = metadata.len();
+        if let Some(cut) = self.truncate {
+            let same_file = cut.file_id == Some((metadata.dev(), metadata.ino()));
+            if same_file && metadata.len() > cut.len {
+                // Drop the fragment of the failed line, so that the next
+                // line does not continue it.
+                file.set_len(cut.len)
+                    .map_err(|e| self.io_error("truncate the partial line of", e))?;
+                self.size = cut.len;
+            }
+            self.truncate = None;
+        }
         self.file = Some(BufWriter::with_capacity(WRITE_BUFFER, file));
         Ok(())
+    }
+
+    /// After a failed write: closes the file without writing what is still
+    /// buffered (dropping the `BufWriter` would flush it after the fragment
+    /// already written) and marks the file to be cut back to its last
+    /// complete line on reopening.
+    fn discard_after_error(&mut self) {
+        if let Some(writer) = self.file.take() {
+            let (file, _unwritten) = writer.into_parts();
+            let file_id = file.metadata().ok().map(|m| (m.dev(), m.ino()));
+            self.truncate = Some(Truncate {
+                len: self.size,
+                file_id,
+            });
+        }
     }
 
     fn write_line(&mut self, line: &[u8]) -> Result<(), ExportError> {
@@ -264,24 +309,24 @@ impl FileWriter {
         if self.size > 0 && self.size.saturating_add(len) > self.rotation.max_bytes {
             self.rotate()?;
         }
+        // Written through before success is reported (see the module doc).
         let result = match self.file.as_mut() {
-            Some(f) => f.write_all(line),
+            Some(f) => f.write_all(line).and_then(|()| f.flush()),
             None => Ok(()),
         };
         if let Err(e) = result {
             // Start over with a fresh handle on the next attempt.
-            self.file = None;
+            self.discard_after_error();
             return Err(self.io_error("write to", e));
         }
         self.size += len;
-        // Written through before success is reported (see the module doc).
-        self.flush()
+        Ok(())
     }
 
     fn flush(&mut self) -> Result<(), ExportError> {
         match self.file.as_mut().map(|f| f.flush()) {
             Some(Err(e)) => {
-                self.file = None;
+                self.discard_after_error();
                 Err(self.io_error("write to", e))
             }
             _ => Ok(()),
@@ -703,6 +748,113 @@ mod tests {
             "{}",
             err.message
         );
+    }
+
+    /// A write that fails part-way (ENOSPC mid-line) must not leave a
+    /// fragment that the next line continues: what is still buffered is not
+    /// written, and the file is cut back to its last complete line.
+    #[test]
+    fn a_failed_write_leaves_no_fragment() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("out.json");
+        let mut w = FileWriter::new(path.clone(), rotation(MIB, 1));
+        w.write_line(b"{\"a\":1}\n").expect("write");
+        // The failed write: a part of the line reached the file, the rest
+        // still sits in the buffer.
+        let mut raw = OpenOptions::new().append(true).open(&path).expect("open");
+        raw.write_all(b"{\"frag").expect("write");
+        w.file
+            .as_mut()
+            .expect("open")
+            .write_all(b"ment\":2}\n")
+            .expect("buffered");
+        w.discard_after_error();
+        assert_eq!(
+            std::fs::read_to_string(&path).expect("read"),
+            "{\"a\":1}\n{\"frag",
+            "the buffer was written after the error"
+        );
+        w.write_line(b"{\"b\":3}\n").expect("write");
+        assert_eq!(
+            std::fs::read_to_string(&path).expect("read"),
+            "{\"a\":1}\n{\"b\":3}\n"
+        );
+    }
+
+    /// A file that cannot take data (`/dev/full`: ENOSPC) gives a
+    /// retryable error, also on the next attempt.
+    #[tokio::test]
+    async fn a_full_disk_is_a_retryable_error() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("full.json");
+        std::os::unix::fs::symlink("/dev/full", &path).expect("symlink");
+        let client = FileClient::new(path, rotation(MIB, 1));
+        for _ in 0..2 {
+            let err = client
+                .export(&std::sync::Arc::new(logs(1, "a")))
+                .await
+                .expect_err("fails");
+            assert_eq!(err.kind, super::super::helper::ExportErrorKind::Retryable);
+        }
+    }
+
+    /// `sending_queue.storage` works for the file exporter too.
+    #[tokio::test]
+    async fn a_persistent_queue_feeds_the_file() {
+        use crate::config::ComponentId;
+        use crate::extensions::file_storage::{FileStorage, FileStorageConfig};
+        use crate::extensions::Extensions;
+        use crate::pipeline::{Batch, BatchNotifier, DeliveryStatus, Finalizers};
+        use crate::telemetry::Telemetry;
+        use tokio_util::sync::CancellationToken;
+
+        let dir = tempfile::tempdir().expect("tempdir");
+        let storage_id = ComponentId::new("file_storage", Some("q"));
+        let storage = FileStorage::open(
+            &FileStorageConfig {
+                directory: dir.path().join("storage"),
+                ..FileStorageConfig::default()
+            },
+            &storage_id,
+        )
+        .expect("storage");
+        let ctx = BuildContext {
+            id: ComponentId::new("file", None),
+            telemetry: Telemetry::noop(),
+            extensions: Arc::new(Extensions {
+                storages: [(storage_id.clone(), storage)].into_iter().collect(),
+                ..Extensions::default()
+            }),
+            shutdown: CancellationToken::new(),
+        };
+        let path = dir.path().join("out.json");
+        let cfg = FileExporterConfig {
+            path: path.display().to_string(),
+            sending_queue: QueueConfig {
+                storage: Some(storage_id),
+                ..FileExporterConfig::default().sending_queue
+            },
+            ..FileExporterConfig::default()
+        };
+        let (consumer, handle) = build(&cfg, &ctx).await.expect("build");
+        let (finalizer, status) = BatchNotifier::new_pair();
+        let batch = Batch::new(logs(1, "queued")).with_finalizers(Finalizers::new(finalizer));
+        consumer.consume(batch).await.expect("consume");
+        let settled = tokio::time::timeout(Duration::from_secs(30), status).await;
+        assert!(
+            matches!(settled, Ok(Ok(DeliveryStatus::Delivered))),
+            "{settled:?}"
+        );
+        let written = tokio::time::timeout(Duration::from_secs(30), async {
+            while read_lines(&path).is_empty() {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await;
+        assert!(written.is_ok(), "nothing written to {}", path.display());
+        drop(consumer);
+        let joined = tokio::time::timeout(Duration::from_secs(30), handle).await;
+        assert!(matches!(joined, Ok(Ok(()))), "{joined:?}");
     }
 
     #[test]
