@@ -109,7 +109,8 @@ pub async fn build(
 pub(crate) struct DebugClient {
     verbosity: Verbosity,
     sampler: Mutex<Sampler>,
-    out: Mutex<Box<dyn Write + Send>>,
+    /// Written on a blocking thread: stdout may block (a full pipe).
+    out: Arc<Mutex<Box<dyn Write + Send>>>,
 }
 
 struct Sampler {
@@ -145,7 +146,7 @@ impl DebugClient {
                 window_start: None,
                 seen: 0,
             }),
-            out: Mutex::new(out),
+            out: Arc::new(Mutex::new(out)),
         }
     }
 }
@@ -153,7 +154,6 @@ impl DebugClient {
 #[async_trait]
 impl ExportClient for DebugClient {
     async fn export(&self, payload: &Arc<Payload>) -> Result<ExportResponse, ExportError> {
-        let payload: &Payload = payload;
         let admitted = match self.sampler.lock() {
             Ok(mut s) => s.admit(Instant::now()),
             Err(poisoned) => poisoned.into_inner().admit(Instant::now()),
@@ -161,18 +161,30 @@ impl ExportClient for DebugClient {
         if !admitted {
             return Ok(ExportResponse::default());
         }
-        let text = render(payload, self.verbosity);
-        let mut out = match self.out.lock() {
-            Ok(o) => o,
-            Err(poisoned) => poisoned.into_inner(),
-        };
+        let payload = Arc::clone(payload);
+        let verbosity = self.verbosity;
+        let out = Arc::clone(&self.out);
+        // Rendering is CPU work and a write to stdout can block (a pipe
+        // nobody reads): both off the async worker threads.
+        let written = tokio::task::spawn_blocking(move || {
+            let text = render(&payload, verbosity);
+            let mut out = match out.lock() {
+                Ok(o) => o,
+                Err(poisoned) => poisoned.into_inner(),
+            };
+            out.write_all(text.as_bytes()).and_then(|()| out.flush())
+        })
+        .await;
         // A closed stdout is no reason to hold data back: report it, do not retry.
-        out.write_all(text.as_bytes())
-            .and_then(|()| out.flush())
-            .map_err(|e| {
-                ExportError::permanent(format!("debug exporter: cannot write to stdout: {e}"))
-            })?;
-        Ok(ExportResponse::default())
+        match written {
+            Ok(Ok(())) => Ok(ExportResponse::default()),
+            Ok(Err(e)) => Err(ExportError::permanent(format!(
+                "debug exporter: cannot write to stdout: {e}"
+            ))),
+            Err(e) => Err(ExportError::permanent(format!(
+                "debug exporter: the write to stdout failed: {e}"
+            ))),
+        }
     }
 }
 
@@ -919,6 +931,60 @@ mod tests {
         assert!(
             buf.text()
                 .contains("Out of memory: Killed process 42 process.pid=42"),
+            "{}",
+            buf.text()
+        );
+    }
+
+    /// A writer whose first write blocks until the test lets it go (a
+    /// stdout pipe nobody reads), and gives up after 10 s.
+    struct BlockingWriter {
+        started: Option<tokio::sync::oneshot::Sender<()>>,
+        release: std::sync::mpsc::Receiver<()>,
+        buf: SharedBuf,
+    }
+
+    impl Write for BlockingWriter {
+        fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+            if let Some(started) = self.started.take() {
+                let _ = started.send(());
+                self.release
+                    .recv_timeout(Duration::from_secs(10))
+                    .map_err(|_| std::io::Error::other("never released"))?;
+            }
+            self.buf.write(data)
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// On a single-threaded runtime: if the write blocked the runtime's
+    /// thread, the test could not release it and the write would fail.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_blocked_stdout_does_not_block_the_runtime() {
+        let (started_tx, started_rx) = tokio::sync::oneshot::channel();
+        let (release_tx, release_rx) = std::sync::mpsc::channel();
+        let buf = SharedBuf::default();
+        let writer = BlockingWriter {
+            started: Some(started_tx),
+            release: release_rx,
+            buf: buf.clone(),
+        };
+        let cfg = DebugExporterConfig {
+            sampling_initial: 1000,
+            ..Default::default()
+        };
+        let client = Arc::new(DebugClient::new(&cfg, Box::new(writer)));
+        let exporting = Arc::clone(&client);
+        let export = tokio::spawn(async move { exporting.export(&Arc::new(sample_logs())).await });
+        started_rx.await.expect("the write started");
+        release_tx.send(()).expect("release");
+        let result = export.await.expect("join");
+        assert!(result.is_ok(), "{result:?}");
+        assert!(
+            buf.text().starts_with("Logs: 1 resource logs"),
             "{}",
             buf.text()
         );

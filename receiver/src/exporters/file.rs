@@ -16,10 +16,11 @@
 //! - IO errors are retryable export errors naming the path.
 //!
 //! The JSON comes from opentelemetry-proto's serde support with fix-ups for
-//! the OTLP/JSON rules it does not follow (see [`otlp_json`]).
+//! the OTLP/JSON rules it does not follow (see [`super::otlp_json`]).
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Write};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
@@ -31,6 +32,7 @@ use tokio::task::JoinHandle;
 use super::helper::{
     ExportClient, ExportError, ExportResponse, ExporterSettings, QueueConfig, RetryConfig,
 };
+use super::otlp_json;
 use crate::component::BuildContext;
 use crate::config::GoDuration;
 use crate::pipeline::{DynConsumer, Payload};
@@ -172,12 +174,7 @@ pub(crate) struct FileClient {
 
 impl FileClient {
     pub(crate) fn new(path: PathBuf, rotation: Rotation) -> Self {
-        let writer = Arc::new(Mutex::new(FileWriter {
-            path,
-            rotation,
-            file: None,
-            size: 0,
-        }));
+        let writer = Arc::new(Mutex::new(FileWriter::new(path, rotation)));
         FileClient { writer }
     }
 
@@ -222,11 +219,33 @@ struct FileWriter {
     path: PathBuf,
     rotation: Rotation,
     file: Option<BufWriter<File>>,
-    /// Bytes in the current file.
+    /// Bytes of complete lines in the current file.
     size: u64,
+    /// After a failed write: the file to cut back to its last complete line
+    /// when it is opened again.
+    truncate: Option<Truncate>,
+}
+
+/// A file left with part of a line by a failed write (ENOSPC mid-line).
+#[derive(Debug, Clone, Copy)]
+struct Truncate {
+    /// Its size up to the last complete line.
+    len: u64,
+    /// (device, inode): only this file is cut, not one that replaced it.
+    file_id: Option<(u64, u64)>,
 }
 
 impl FileWriter {
+    fn new(path: PathBuf, rotation: Rotation) -> Self {
+        FileWriter {
+            path,
+            rotation,
+            file: None,
+            size: 0,
+            truncate: None,
+        }
+    }
+
     fn io_error(&self, what: &str, e: std::io::Error) -> ExportError {
         ExportError::retryable(format!(
             "file exporter: cannot {what} {}: {e}",
@@ -251,9 +270,36 @@ impl FileWriter {
             .append(true)
             .open(&self.path)
             .map_err(|e| self.io_error("open", e))?;
-        self.size = file.metadata().map(|m| m.len()).unwrap_or(0);
+        let metadata = file.metadata().map_err(|e| self.io_error("stat", e))?;
+        self.size = metadata.len();
+        if let Some(cut) = self.truncate {
+            let same_file = cut.file_id == Some((metadata.dev(), metadata.ino()));
+            if same_file && metadata.len() > cut.len {
+                // Drop the fragment of the failed line, so that the next
+                // line does not continue it.
+                file.set_len(cut.len)
+                    .map_err(|e| self.io_error("truncate the partial line of", e))?;
+                self.size = cut.len;
+            }
+            self.truncate = None;
+        }
         self.file = Some(BufWriter::with_capacity(WRITE_BUFFER, file));
         Ok(())
+    }
+
+    /// After a failed write: closes the file without writing what is still
+    /// buffered (dropping the `BufWriter` would flush it after the fragment
+    /// already written) and marks the file to be cut back to its last
+    /// complete line on reopening.
+    fn discard_after_error(&mut self) {
+        if let Some(writer) = self.file.take() {
+            let (file, _unwritten) = writer.into_parts();
+            let file_id = file.metadata().ok().map(|m| (m.dev(), m.ino()));
+            self.truncate = Some(Truncate {
+                len: self.size,
+                file_id,
+            });
+        }
     }
 
     fn write_line(&mut self, line: &[u8]) -> Result<(), ExportError> {
@@ -263,24 +309,24 @@ impl FileWriter {
         if self.size > 0 && self.size.saturating_add(len) > self.rotation.max_bytes {
             self.rotate()?;
         }
+        // Written through before success is reported (see the module doc).
         let result = match self.file.as_mut() {
-            Some(f) => f.write_all(line),
+            Some(f) => f.write_all(line).and_then(|()| f.flush()),
             None => Ok(()),
         };
         if let Err(e) = result {
             // Start over with a fresh handle on the next attempt.
-            self.file = None;
+            self.discard_after_error();
             return Err(self.io_error("write to", e));
         }
         self.size += len;
-        // Written through before success is reported (see the module doc).
-        self.flush()
+        Ok(())
     }
 
     fn flush(&mut self) -> Result<(), ExportError> {
         match self.file.as_mut().map(|f| f.flush()) {
             Some(Err(e)) => {
-                self.file = None;
+                self.discard_after_error();
                 Err(self.io_error("write to", e))
             }
             _ => Ok(()),
@@ -422,313 +468,6 @@ fn prune_backups(path: &Path, rotation: &Rotation) -> std::io::Result<()> {
         }
     }
     Ok(())
-}
-
-/// OTLP/JSON encoding (https://opentelemetry.io/docs/specs/otlp/#json-protobuf-encoding)
-/// on top of opentelemetry-proto's serde support, which already gives
-/// lowerCamelCase keys, 64-bit integers as strings, enums as integers, hex
-/// trace and span ids and base64 bytes. Fixed up here:
-/// - fields at their default value are left out, like the collector does
-///   (the serde output lists every field, `"traceId":""` included); oneof
-///   members and proto3 `optional` fields are kept, since there presence
-///   carries meaning;
-/// - `null` (an unset optional) is left out;
-/// - NaN and infinities, which serde_json turns into `null`, are written as
-///   the strings `"NaN"`, `"Infinity"`, `"-Infinity"` as proto3 JSON requires.
-pub(crate) mod otlp_json {
-    use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
-    use opentelemetry_proto::tonic::logs::v1::ResourceLogs;
-    use opentelemetry_proto::tonic::metrics::v1::{
-        exemplar, metric::Data, number_data_point, Exemplar, ResourceMetrics,
-    };
-    use serde::Serialize;
-    use serde_json::{Map, Value};
-
-    use crate::pipeline::Payload;
-
-    #[derive(Serialize)]
-    #[serde(rename_all = "camelCase")]
-    struct LogsRequest<'a> {
-        resource_logs: &'a [ResourceLogs],
-    }
-
-    #[derive(Serialize)]
-    #[serde(rename_all = "camelCase")]
-    struct MetricsRequest<'a> {
-        resource_metrics: &'a [ResourceMetrics],
-    }
-
-    /// Keys whose presence matters even at the default value: oneof members
-    /// and proto3 `optional` fields.
-    const PRESENCE_KEYS: &[&str] = &[
-        "stringValue",
-        "boolValue",
-        "intValue",
-        "doubleValue",
-        "arrayValue",
-        "kvlistValue",
-        "bytesValue",
-        "asDouble",
-        "asInt",
-        "gauge",
-        "sum",
-        "histogram",
-        "exponentialHistogram",
-        "summary",
-        "min",
-        "max",
-    ];
-
-    /// 64-bit integer fields, written as strings; `"0"` is their default.
-    const U64_STRING_KEYS: &[&str] = &[
-        "timeUnixNano",
-        "startTimeUnixNano",
-        "observedTimeUnixNano",
-        "count",
-        "zeroCount",
-    ];
-
-    /// One `ExportLogsServiceRequest` / `ExportMetricsServiceRequest` as compact JSON.
-    pub(crate) fn encode(payload: &Payload) -> serde_json::Result<Vec<u8>> {
-        let mut v = match payload {
-            Payload::Logs(rl) => {
-                let mut v = serde_json::to_value(LogsRequest { resource_logs: rl })?;
-                fix_logs(rl, &mut v);
-                v
-            }
-            Payload::Metrics(rm) => {
-                let mut v = serde_json::to_value(MetricsRequest {
-                    resource_metrics: rm,
-                })?;
-                fix_metrics(rm, &mut v);
-                v
-            }
-        };
-        strip_defaults(&mut v);
-        serde_json::to_vec(&v)
-    }
-
-    fn non_finite(d: f64) -> Option<Value> {
-        if d.is_nan() {
-            Some(Value::from("NaN"))
-        } else if d == f64::INFINITY {
-            Some(Value::from("Infinity"))
-        } else if d == f64::NEG_INFINITY {
-            Some(Value::from("-Infinity"))
-        } else {
-            None
-        }
-    }
-
-    /// Sets `obj[key]` to the proto3 JSON string of `d` when it is not finite.
-    fn fix_double(obj: Option<&mut Value>, key: &str, d: f64) {
-        if let (Some(Value::Object(m)), Some(s)) = (obj, non_finite(d)) {
-            m.insert(key.to_string(), s);
-        }
-    }
-
-    fn fix_any(v: &AnyValue, json: Option<&mut Value>) {
-        let Some(json) = json else { return };
-        match &v.value {
-            Some(any_value::Value::DoubleValue(d)) => fix_double(Some(json), "doubleValue", *d),
-            Some(any_value::Value::ArrayValue(a)) => {
-                for (i, item) in a.values.iter().enumerate() {
-                    fix_any(item, json.pointer_mut(&format!("/arrayValue/values/{i}")));
-                }
-            }
-            Some(any_value::Value::KvlistValue(kv)) => {
-                fix_attrs(&kv.values, json.pointer_mut("/kvlistValue/values"));
-            }
-            _ => {}
-        }
-    }
-
-    fn fix_attrs(attrs: &[KeyValue], json: Option<&mut Value>) {
-        let Some(Value::Array(items)) = json else {
-            return;
-        };
-        for (kv, item) in attrs.iter().zip(items.iter_mut()) {
-            if let Some(v) = &kv.value {
-                fix_any(v, item.get_mut("value"));
-            }
-        }
-    }
-
-    fn fix_logs(rls: &[ResourceLogs], json: &mut Value) {
-        for (i, rl) in rls.iter().enumerate() {
-            let Some(rj) = json.pointer_mut(&format!("/resourceLogs/{i}")) else {
-                continue;
-            };
-            if let Some(r) = &rl.resource {
-                fix_attrs(&r.attributes, rj.pointer_mut("/resource/attributes"));
-            }
-            for (j, sl) in rl.scope_logs.iter().enumerate() {
-                let Some(sj) = rj.pointer_mut(&format!("/scopeLogs/{j}")) else {
-                    continue;
-                };
-                if let Some(s) = &sl.scope {
-                    fix_attrs(&s.attributes, sj.pointer_mut("/scope/attributes"));
-                }
-                for (k, r) in sl.log_records.iter().enumerate() {
-                    let Some(lj) = sj.pointer_mut(&format!("/logRecords/{k}")) else {
-                        continue;
-                    };
-                    if let Some(b) = &r.body {
-                        fix_any(b, lj.get_mut("body"));
-                    }
-                    fix_attrs(&r.attributes, lj.get_mut("attributes"));
-                }
-            }
-        }
-    }
-
-    fn fix_exemplars(ex: &[Exemplar], json: Option<&mut Value>) {
-        let Some(Value::Array(items)) = json else {
-            return;
-        };
-        for (e, item) in ex.iter().zip(items.iter_mut()) {
-            if let Some(exemplar::Value::AsDouble(d)) = e.value {
-                fix_double(Some(&mut *item), "asDouble", d);
-            }
-            fix_attrs(&e.filtered_attributes, item.get_mut("filteredAttributes"));
-        }
-    }
-
-    fn fix_optional(obj: &mut Value, key: &str, d: Option<f64>) {
-        if let Some(d) = d {
-            fix_double(Some(obj), key, d);
-        }
-    }
-
-    fn fix_metrics(rms: &[ResourceMetrics], json: &mut Value) {
-        for (i, rm) in rms.iter().enumerate() {
-            let Some(rj) = json.pointer_mut(&format!("/resourceMetrics/{i}")) else {
-                continue;
-            };
-            if let Some(r) = &rm.resource {
-                fix_attrs(&r.attributes, rj.pointer_mut("/resource/attributes"));
-            }
-            for (j, sm) in rm.scope_metrics.iter().enumerate() {
-                let Some(sj) = rj.pointer_mut(&format!("/scopeMetrics/{j}")) else {
-                    continue;
-                };
-                if let Some(s) = &sm.scope {
-                    fix_attrs(&s.attributes, sj.pointer_mut("/scope/attributes"));
-                }
-                for (k, m) in sm.metrics.iter().enumerate() {
-                    let Some(mj) = sj.pointer_mut(&format!("/metrics/{k}")) else {
-                        continue;
-                    };
-                    fix_metric_data(m.data.as_ref(), mj);
-                }
-            }
-        }
-    }
-
-    fn fix_metric_data(data: Option<&Data>, mj: &mut Value) {
-        match data {
-            Some(Data::Gauge(g)) => {
-                fix_numbers(&g.data_points, mj.pointer_mut("/gauge/dataPoints"))
-            }
-            Some(Data::Sum(s)) => fix_numbers(&s.data_points, mj.pointer_mut("/sum/dataPoints")),
-            Some(Data::Histogram(h)) => {
-                let Some(Value::Array(items)) = mj.pointer_mut("/histogram/dataPoints") else {
-                    return;
-                };
-                for (p, pj) in h.data_points.iter().zip(items.iter_mut()) {
-                    fix_optional(pj, "sum", p.sum);
-                    fix_optional(pj, "min", p.min);
-                    fix_optional(pj, "max", p.max);
-                    if let Some(Value::Array(bounds)) = pj.get_mut("explicitBounds") {
-                        for (b, bj) in p.explicit_bounds.iter().zip(bounds.iter_mut()) {
-                            if let Some(s) = non_finite(*b) {
-                                *bj = s;
-                            }
-                        }
-                    }
-                    fix_attrs(&p.attributes, pj.get_mut("attributes"));
-                    fix_exemplars(&p.exemplars, pj.get_mut("exemplars"));
-                }
-            }
-            Some(Data::ExponentialHistogram(h)) => {
-                let Some(Value::Array(items)) = mj.pointer_mut("/exponentialHistogram/dataPoints")
-                else {
-                    return;
-                };
-                for (p, pj) in h.data_points.iter().zip(items.iter_mut()) {
-                    fix_optional(pj, "sum", p.sum);
-                    fix_optional(pj, "min", p.min);
-                    fix_optional(pj, "max", p.max);
-                    fix_double(Some(&mut *pj), "zeroThreshold", p.zero_threshold);
-                    fix_attrs(&p.attributes, pj.get_mut("attributes"));
-                    fix_exemplars(&p.exemplars, pj.get_mut("exemplars"));
-                }
-            }
-            Some(Data::Summary(s)) => {
-                let Some(Value::Array(items)) = mj.pointer_mut("/summary/dataPoints") else {
-                    return;
-                };
-                for (p, pj) in s.data_points.iter().zip(items.iter_mut()) {
-                    fix_double(Some(&mut *pj), "sum", p.sum);
-                    if let Some(Value::Array(qs)) = pj.get_mut("quantileValues") {
-                        for (q, qj) in p.quantile_values.iter().zip(qs.iter_mut()) {
-                            fix_double(Some(&mut *qj), "quantile", q.quantile);
-                            fix_double(Some(&mut *qj), "value", q.value);
-                        }
-                    }
-                    fix_attrs(&p.attributes, pj.get_mut("attributes"));
-                }
-            }
-            None => {}
-        }
-    }
-
-    fn fix_numbers(
-        points: &[opentelemetry_proto::tonic::metrics::v1::NumberDataPoint],
-        json: Option<&mut Value>,
-    ) {
-        let Some(Value::Array(items)) = json else {
-            return;
-        };
-        for (p, pj) in points.iter().zip(items.iter_mut()) {
-            if let Some(number_data_point::Value::AsDouble(d)) = p.value {
-                fix_double(Some(&mut *pj), "asDouble", d);
-            }
-            fix_attrs(&p.attributes, pj.get_mut("attributes"));
-            fix_exemplars(&p.exemplars, pj.get_mut("exemplars"));
-        }
-    }
-
-    fn is_default(key: &str, v: &Value) -> bool {
-        match v {
-            Value::Null => true,
-            _ if PRESENCE_KEYS.contains(&key) => false,
-            Value::Bool(b) => !b,
-            Value::Number(n) => n.as_f64() == Some(0.0),
-            Value::String(s) => s.is_empty() || (s == "0" && U64_STRING_KEYS.contains(&key)),
-            Value::Array(a) => a.is_empty(),
-            Value::Object(o) => o.is_empty(),
-        }
-    }
-
-    /// Removes default-valued fields, innermost first, so that objects
-    /// emptied by it go too. Array elements are never removed.
-    pub(crate) fn strip_defaults(v: &mut Value) {
-        match v {
-            Value::Object(map) => {
-                let mut kept = Map::with_capacity(map.len());
-                for (k, mut child) in std::mem::take(map) {
-                    strip_defaults(&mut child);
-                    if !is_default(&k, &child) {
-                        kept.insert(k, child);
-                    }
-                }
-                *map = kept;
-            }
-            Value::Array(items) => items.iter_mut().for_each(strip_defaults),
-            _ => {}
-        }
-    }
 }
 
 #[cfg(test)]
@@ -1009,6 +748,113 @@ mod tests {
             "{}",
             err.message
         );
+    }
+
+    /// A write that fails part-way (ENOSPC mid-line) must not leave a
+    /// fragment that the next line continues: what is still buffered is not
+    /// written, and the file is cut back to its last complete line.
+    #[test]
+    fn a_failed_write_leaves_no_fragment() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("out.json");
+        let mut w = FileWriter::new(path.clone(), rotation(MIB, 1));
+        w.write_line(b"{\"a\":1}\n").expect("write");
+        // The failed write: a part of the line reached the file, the rest
+        // still sits in the buffer.
+        let mut raw = OpenOptions::new().append(true).open(&path).expect("open");
+        raw.write_all(b"{\"frag").expect("write");
+        w.file
+            .as_mut()
+            .expect("open")
+            .write_all(b"ment\":2}\n")
+            .expect("buffered");
+        w.discard_after_error();
+        assert_eq!(
+            std::fs::read_to_string(&path).expect("read"),
+            "{\"a\":1}\n{\"frag",
+            "the buffer was written after the error"
+        );
+        w.write_line(b"{\"b\":3}\n").expect("write");
+        assert_eq!(
+            std::fs::read_to_string(&path).expect("read"),
+            "{\"a\":1}\n{\"b\":3}\n"
+        );
+    }
+
+    /// A file that cannot take data (`/dev/full`: ENOSPC) gives a
+    /// retryable error, also on the next attempt.
+    #[tokio::test]
+    async fn a_full_disk_is_a_retryable_error() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("full.json");
+        std::os::unix::fs::symlink("/dev/full", &path).expect("symlink");
+        let client = FileClient::new(path, rotation(MIB, 1));
+        for _ in 0..2 {
+            let err = client
+                .export(&std::sync::Arc::new(logs(1, "a")))
+                .await
+                .expect_err("fails");
+            assert_eq!(err.kind, super::super::helper::ExportErrorKind::Retryable);
+        }
+    }
+
+    /// `sending_queue.storage` works for the file exporter too.
+    #[tokio::test]
+    async fn a_persistent_queue_feeds_the_file() {
+        use crate::config::ComponentId;
+        use crate::extensions::file_storage::{FileStorage, FileStorageConfig};
+        use crate::extensions::Extensions;
+        use crate::pipeline::{Batch, BatchNotifier, DeliveryStatus, Finalizers};
+        use crate::telemetry::Telemetry;
+        use tokio_util::sync::CancellationToken;
+
+        let dir = tempfile::tempdir().expect("tempdir");
+        let storage_id = ComponentId::new("file_storage", Some("q"));
+        let storage = FileStorage::open(
+            &FileStorageConfig {
+                directory: dir.path().join("storage"),
+                ..FileStorageConfig::default()
+            },
+            &storage_id,
+        )
+        .expect("storage");
+        let ctx = BuildContext {
+            id: ComponentId::new("file", None),
+            telemetry: Telemetry::noop(),
+            extensions: Arc::new(Extensions {
+                storages: [(storage_id.clone(), storage)].into_iter().collect(),
+                ..Extensions::default()
+            }),
+            shutdown: CancellationToken::new(),
+        };
+        let path = dir.path().join("out.json");
+        let cfg = FileExporterConfig {
+            path: path.display().to_string(),
+            sending_queue: QueueConfig {
+                storage: Some(storage_id),
+                ..FileExporterConfig::default().sending_queue
+            },
+            ..FileExporterConfig::default()
+        };
+        let (consumer, handle) = build(&cfg, &ctx).await.expect("build");
+        let (finalizer, status) = BatchNotifier::new_pair();
+        let batch = Batch::new(logs(1, "queued")).with_finalizers(Finalizers::new(finalizer));
+        consumer.consume(batch).await.expect("consume");
+        let settled = tokio::time::timeout(Duration::from_secs(30), status).await;
+        assert!(
+            matches!(settled, Ok(Ok(DeliveryStatus::Delivered))),
+            "{settled:?}"
+        );
+        let written = tokio::time::timeout(Duration::from_secs(30), async {
+            while read_lines(&path).is_empty() {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await;
+        assert!(written.is_ok(), "nothing written to {}", path.display());
+        drop(consumer);
+        let joined = tokio::time::timeout(Duration::from_secs(30), handle).await;
+        assert!(matches!(joined, Ok(Ok(()))), "{joined:?}");
     }
 
     #[test]

@@ -13,7 +13,7 @@
 //! in protobuf) and runs its workers.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -130,8 +130,25 @@ impl RetryConfig {
         if !(0.0..=1.0).contains(&self.randomization_factor) {
             return Err("retry_on_failure::randomization_factor must be between 0 and 1".into());
         }
-        if self.enabled && self.initial_interval.is_zero() {
+        if !self.enabled {
+            return Ok(());
+        }
+        // The collector's configretry rules; a zero wait would spin.
+        if self.initial_interval.is_zero() {
             return Err("retry_on_failure::initial_interval must be greater than zero".into());
+        }
+        if self.max_interval.get() < self.initial_interval.get() {
+            return Err(format!(
+                "retry_on_failure::max_interval ({}) must be at least initial_interval ({})",
+                self.max_interval, self.initial_interval
+            ));
+        }
+        let max_elapsed = self.max_elapsed_time.get();
+        if !max_elapsed.is_zero() && max_elapsed < self.max_interval.get() {
+            return Err(format!(
+                "retry_on_failure::max_elapsed_time ({}) must be 0 (retry forever) or at least max_interval ({})",
+                self.max_elapsed_time, self.max_interval
+            ));
         }
         Ok(())
     }
@@ -208,6 +225,10 @@ const DRAIN_ENQUEUE_WAIT: Duration = Duration::from_secs(5);
 /// that a bogus hint cannot park a request for days.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(600);
 
+/// Shortest pause before a persistent queue item whose retries ran out is
+/// tried again.
+const MIN_REQUEUE_PAUSE: Duration = Duration::from_secs(1);
+
 /// A broken backend fails every request: log each kind of failure at most
 /// this often (with the count of messages suppressed in between).
 const LOG_INTERVAL: Duration = Duration::from_secs(10);
@@ -220,9 +241,13 @@ const LOG_INTERVAL: Duration = Duration::from_secs(10);
 /// - In-memory queue: `consume` returns once the request is queued;
 ///   `num_consumers` workers export. The task ends once the consumer is
 ///   dropped and the queue is drained (after `ctx.shutdown` each remaining
-///   request gets one attempt, no retries), then calls `client.shutdown()`.
+///   request gets one attempt, no retries; once an attempt has failed during
+///   the drain, the rest is failed without attempts, counted and logged
+///   once), then calls `client.shutdown()`.
 /// - Persistent queue (`storage`): `consume` returns once the request is
-///   written to disk, and settles its finalizers `Delivered` then. Workers
+///   written to disk, and settles its finalizers `Delivered` then. An item is
+///   deleted once sent or permanently rejected; when its retries run out it
+///   goes back to the queue and is tried again after a pause. Workers
 ///   stop taking items at shutdown (or when the consumer is dropped); what is
 ///   left stays on disk for the next run, including a request whose export
 ///   was interrupted (at-least-once: it may be sent twice).
@@ -251,6 +276,9 @@ pub async fn spawn(
         shutdown: ctx.shutdown.clone(),
         log: LogLimiter::default(),
         failed_attempts: AtomicU64::new(0),
+        drain_failed: AtomicBool::new(false),
+        drain_dropped_requests: AtomicU64::new(0),
+        drain_dropped_items: AtomicU64::new(0),
     });
 
     if !queue.enabled {
@@ -290,6 +318,7 @@ pub async fn spawn(
     };
     let handle = tokio::spawn(async move {
         join_workers(&core.id, workers).await;
+        core.log_drain_drops();
         client.shutdown().await;
         tracing::debug!(exporter = %core.id, "sending queue drained; exporter stopped");
     });
@@ -308,6 +337,12 @@ struct Core {
     log: LogLimiter,
     /// Failed attempts since the last success, to log the recovery once.
     failed_attempts: AtomicU64,
+    /// An attempt failed (retryably) after shutdown began: the drain stops
+    /// attempting and fails what is left fast.
+    drain_failed: AtomicBool,
+    /// Requests and items failed fast during the drain, for one summary.
+    drain_dropped_requests: AtomicU64,
+    drain_dropped_items: AtomicU64,
 }
 
 /// How one request ended.
@@ -364,6 +399,12 @@ impl Core {
                 Err(e) => e,
             };
             self.failed_attempts.fetch_add(1, Ordering::Relaxed);
+            if self.shutdown.is_cancelled() {
+                // The backend fails during the drain: the rest of the
+                // in-memory queue is given up without attempts (see
+                // `memory_worker`).
+                self.drain_failed.store(true, Ordering::Relaxed);
+            }
             if !self.retry.enabled {
                 return Outcome::GaveUp {
                     error,
@@ -374,15 +415,32 @@ impl Core {
                 return Outcome::Stopped(error);
             }
             let mut wait = backoff.next_wait();
-            if let Some(hint) = error.retry_after {
-                wait = wait.max(hint.min(MAX_RETRY_AFTER));
-            }
             let max_elapsed = self.retry.max_elapsed_time.get();
-            if !max_elapsed.is_zero() && started.elapsed() + wait > max_elapsed {
-                return Outcome::GaveUp {
-                    error,
-                    why: "retry_on_failure::max_elapsed_time reached",
-                };
+            // What is left of max_elapsed_time; `None` when retrying forever.
+            let remaining =
+                (!max_elapsed.is_zero()).then(|| max_elapsed.saturating_sub(started.elapsed()));
+            match (error.retry_after, remaining) {
+                (Some(hint), Some(remaining)) => {
+                    wait = wait.max(hint.min(MAX_RETRY_AFTER));
+                    // A server hint longer than the budget left: wait what is
+                    // left and make a last attempt (as the collector does),
+                    // rather than giving up at once.
+                    if remaining.is_zero() {
+                        return Outcome::GaveUp {
+                            error,
+                            why: "retry_on_failure::max_elapsed_time reached",
+                        };
+                    }
+                    wait = wait.min(remaining);
+                }
+                (Some(hint), None) => wait = wait.max(hint.min(MAX_RETRY_AFTER)),
+                (None, Some(remaining)) if wait > remaining => {
+                    return Outcome::GaveUp {
+                        error,
+                        why: "retry_on_failure::max_elapsed_time reached",
+                    };
+                }
+                (None, _) => {}
             }
             if let Some(suppressed) = self.log.allow("retry") {
                 tracing::warn!(
@@ -472,6 +530,32 @@ impl Core {
                 self.metrics.send_failed(signal, items);
                 finalizers.settle(DeliveryStatus::Failed);
             }
+        }
+    }
+
+    /// The backend failed during the shutdown drain: a queued request is
+    /// failed without an attempt, so that the drain ends well inside the
+    /// shutdown deadline instead of being aborted with the rest uncounted.
+    /// Logged once for all of them by [`Core::log_drain_drops`].
+    fn drop_in_drain(&self, payload: &Payload, finalizers: Finalizers) {
+        let items = payload.item_count();
+        self.metrics.send_failed(payload.signal(), items);
+        self.drain_dropped_requests.fetch_add(1, Ordering::Relaxed);
+        self.drain_dropped_items
+            .fetch_add(u64::try_from(items).unwrap_or(u64::MAX), Ordering::Relaxed);
+        finalizers.settle(DeliveryStatus::Failed);
+    }
+
+    fn log_drain_drops(&self) {
+        let requests = self.drain_dropped_requests.swap(0, Ordering::Relaxed);
+        let items = self.drain_dropped_items.swap(0, Ordering::Relaxed);
+        if requests > 0 {
+            tracing::error!(
+                exporter = %self.id,
+                dropped_requests = requests,
+                dropped_items = items,
+                "Exporting failed during shutdown. Dropping the rest of the sending queue without further attempts."
+            );
         }
     }
 
@@ -688,6 +772,10 @@ impl Consumer for MemoryQueueConsumer {
 async fn memory_worker(core: Arc<Core>, rx: async_channel::Receiver<Request>) {
     while let Ok(request) = rx.recv().await {
         core.metrics.set_queue_size(rx.len());
+        if core.shutdown.is_cancelled() && core.drain_failed.load(Ordering::Relaxed) {
+            core.drop_in_drain(&request.payload, request.finalizers);
+            continue;
+        }
         let started = Instant::now();
         let outcome = core
             .export_with_retry(&request.payload, &core.shutdown)
@@ -857,16 +945,10 @@ async fn persistent_worker(
             Ok(permit) => permit.forget(),
             Err(_closed) => break,
         }
-        let taking = Arc::clone(&shared);
-        let popped = match tokio::task::spawn_blocking(move || taking.disk.pop()).await {
-            Ok(popped) => popped,
-            Err(e) => {
-                tracing::error!(exporter = %core.id, error = %e, "reading the persistent queue failed");
-                continue;
-            }
-        };
         // `ready` counts waiting items, so something is there.
-        let Some(popped) = popped else { continue };
+        let Some(popped) = take_item(&core, &shared, PersistentQueue::pop).await else {
+            continue;
+        };
         shared.give_back_room();
         core.metrics.set_queue_size(shared.disk.len());
         let item = match popped {
@@ -890,9 +972,61 @@ async fn persistent_worker(
             shared.ready.add_permits(1);
             continue;
         }
+        if let Outcome::GaveUp { error, why } = &outcome {
+            // Acknowledged as durable when it was written: a retryable
+            // failure must not delete it. It goes back to the queue and is
+            // tried again after a pause; only a permanent rejection (or an
+            // undecodable item) deletes an item.
+            let pause = requeue_pause(&core.retry);
+            if let Some(suppressed) = core.log.allow("requeue") {
+                tracing::warn!(
+                    exporter = %core.id,
+                    error = %error.message,
+                    reason = why,
+                    seq = item.seq,
+                    retry_in = ?pause,
+                    suppressed,
+                    "Exporting failed. The request stays in the persistent queue and will be retried."
+                );
+            }
+            core.metrics.export_latency(started.elapsed());
+            tokio::select! {
+                _ = tokio::time::sleep(pause) => {}
+                _ = stop.cancelled() => {}
+            }
+            shared.disk.release(item.seq);
+            shared.ready.add_permits(1);
+            continue;
+        }
         // Acknowledged when it was written; what is left is accounting.
         core.finish(&payload, Finalizers::default(), &outcome, started);
         remove_item(&core, &shared, item.seq).await;
+    }
+}
+
+/// How long a persistent queue item whose retries ran out waits before it is
+/// tried again: the longest backoff wait (at least [`MIN_REQUEUE_PAUSE`], so
+/// that a disabled or tiny retry configuration does not spin).
+fn requeue_pause(retry: &RetryConfig) -> Duration {
+    retry.max_interval.get().max(MIN_REQUEUE_PAUSE)
+}
+
+/// Takes the next item off the disk (blocking I/O, on a blocking thread).
+/// The caller holds a `ready` permit for it: if the read task fails (panics),
+/// the permit is given back, so that the item is not stranded.
+async fn take_item(
+    core: &Core,
+    shared: &Arc<PersistentShared>,
+    pop: fn(&PersistentQueue) -> Option<Popped>,
+) -> Option<Popped> {
+    let taking = Arc::clone(shared);
+    match tokio::task::spawn_blocking(move || pop(&taking.disk)).await {
+        Ok(popped) => popped,
+        Err(e) => {
+            tracing::error!(exporter = %core.id, error = %e, "reading the persistent queue failed");
+            shared.ready.add_permits(1);
+            None
+        }
     }
 }
 
@@ -952,7 +1086,6 @@ fn decode_request(bytes: &[u8]) -> Result<Payload, String> {
 mod tests {
     use std::collections::{BTreeMap, VecDeque};
     use std::path::Path;
-    use std::sync::atomic::AtomicBool;
 
     use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue};
     use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
@@ -1281,7 +1414,11 @@ mod tests {
             Step::Reply(Err(retryable_after(hint))),
         ];
         let client = ScriptedClient::new(script, None, None);
-        let (consumer, handle) = start(&ctx, settings(QueueConfig::default()), &client).await;
+        // Backoff alone waits at most 150 ms: only the hint explains 3 s.
+        let mut s = settings(QueueConfig::default());
+        s.retry.initial_interval = GoDuration::from_millis(100);
+        s.retry.max_interval = GoDuration::from_millis(100);
+        let (consumer, handle) = start(&ctx, s, &client).await;
         let rx = consume(&consumer, "a").await;
         assert_eq!(status(rx).await, DeliveryStatus::Delivered);
         let times: Vec<Instant> = client.calls().iter().map(|(t, _)| *t).collect();
@@ -1294,6 +1431,42 @@ mod tests {
             );
         }
         stop(consumer, handle).await;
+    }
+
+    /// A hint longer than what is left of max_elapsed_time: wait what is
+    /// left, then a last attempt (not an immediate give-up).
+    #[tokio::test(start_paused = true)]
+    async fn a_hint_beyond_the_budget_waits_the_rest_then_tries_once_more() {
+        let ctx = context(None);
+        let script = vec![Step::Reply(Err(retryable_after(Duration::from_secs(30))))];
+        let client = ScriptedClient::new(script, None, None);
+        let mut s = settings(QueueConfig::default());
+        s.retry.max_elapsed_time = GoDuration::from_secs(10);
+        let (consumer, handle) = start(&ctx, s, &client).await;
+        let rx = consume(&consumer, "a").await;
+        assert_eq!(status(rx).await, DeliveryStatus::Delivered);
+        let times: Vec<Instant> = client.calls().iter().map(|(t, _)| *t).collect();
+        assert_eq!(times.len(), 2);
+        let gap = times[1] - times[0];
+        assert!(
+            gap <= Duration::from_secs(10) && gap >= Duration::from_secs(9),
+            "last attempt after {gap:?}"
+        );
+
+        // And when that last attempt fails too, the request is given up.
+        let script = vec![
+            Step::Reply(Err(retryable_after(Duration::from_secs(30)))),
+            Step::Reply(Err(retryable_after(Duration::from_secs(30)))),
+        ];
+        let client = ScriptedClient::new(script, None, None);
+        let mut s = settings(QueueConfig::default());
+        s.retry.max_elapsed_time = GoDuration::from_secs(10);
+        let (consumer2, handle2) = start(&ctx, s, &client).await;
+        let rx = consume(&consumer2, "b").await;
+        assert_eq!(status(rx).await, DeliveryStatus::Failed);
+        assert_eq!(client.calls().len(), 2);
+        stop(consumer, handle).await;
+        stop(consumer2, handle2).await;
     }
 
     #[tokio::test(start_paused = true)]
@@ -1473,7 +1646,8 @@ mod tests {
         for rx in statuses {
             assert_eq!(status(rx).await, DeliveryStatus::Failed);
         }
-        // The rest got exactly one attempt each during the drain.
+        // "0" was waiting to retry: given up. "1" got one attempt during the
+        // drain; it failed, so "2" was failed without one.
         let markers = client.markers();
         assert_eq!(
             markers.iter().filter(|m| *m == "1").count(),
@@ -1482,9 +1656,42 @@ mod tests {
         );
         assert_eq!(
             markers.iter().filter(|m| *m == "2").count(),
-            1,
+            0,
             "{markers:?}"
         );
+    }
+
+    /// A dead backend with a long per-attempt timeout: once an attempt has
+    /// failed during the drain, the rest of the queue is failed without
+    /// attempts, so the drain ends after about one timeout, not one per
+    /// request.
+    #[tokio::test(start_paused = true)]
+    async fn drain_stops_attempting_after_the_first_failure() {
+        let ctx = context(None);
+        // Every attempt hangs until the 30 s per-attempt timeout.
+        let gate = Arc::new(Semaphore::new(0));
+        let client = ScriptedClient::new(Vec::new(), None, Some(gate));
+        let mut s = settings(memory_queue(1, 100));
+        s.timeout = Some(Duration::from_secs(30));
+        s.retry.max_elapsed_time = GoDuration::ZERO;
+        let (consumer, handle) = start(&ctx, s, &client).await;
+        let mut statuses = Vec::new();
+        for i in 0..20 {
+            statuses.push(consume(&consumer, &i.to_string()).await);
+        }
+        client.wait_calls(1).await;
+        let began = Instant::now();
+        ctx.shutdown.cancel();
+        stop(consumer, handle).await;
+        let drain = began.elapsed();
+        assert!(
+            drain <= Duration::from_secs(31),
+            "the drain took {drain:?} (paused time)"
+        );
+        for rx in statuses {
+            assert_eq!(status(rx).await, DeliveryStatus::Failed);
+        }
+        assert_eq!(client.calls().len(), 1, "no attempt after the failure");
     }
 
     #[tokio::test(start_paused = true)]
@@ -1621,6 +1828,76 @@ mod tests {
         .await;
     }
 
+    /// Retries running out must not delete a durably queued item: it goes
+    /// back to the queue and is sent once the backend is back. A permanent
+    /// rejection deletes it.
+    #[tokio::test]
+    async fn persistent_queue_keeps_an_item_whose_retries_ran_out() {
+        bounded(async {
+            let tmp = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+            let ctx = context(Some(tmp.path()));
+            // More failures than one retry cycle of 100 ms can use up.
+            let mut script: Vec<Step> = (0..10)
+                .map(|_| Step::Reply(Err(ExportError::retryable("down"))))
+                .collect();
+            script.push(Step::Reply(Ok(ExportResponse::default())));
+            script.push(Step::Reply(Err(ExportError::permanent("bad request"))));
+            let client = ScriptedClient::new(script, None, None);
+            let mut s = settings(persistent_queue(1, 10));
+            s.retry.max_elapsed_time = GoDuration::from_millis(100);
+            let (consumer, handle) = start(&ctx, s, &client).await;
+            drop(consume(&consumer, "a").await);
+            client.wait_calls(11).await;
+            drop(consume(&consumer, "b").await);
+            client.wait_calls(12).await;
+            let emptied = tokio::time::timeout(HANG, async {
+                while !queue_files(tmp.path()).is_empty() {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            })
+            .await;
+            assert!(emptied.is_ok(), "left: {:?}", queue_files(tmp.path()));
+            stop(consumer, handle).await;
+            let markers = client.markers();
+            assert_eq!(markers.iter().filter(|m| *m == "a").count(), 11);
+            assert_eq!(markers.last().map(String::as_str), Some("b"));
+        })
+        .await;
+    }
+
+    /// A failed read task gives back the `ready` permit it consumed.
+    #[tokio::test]
+    async fn a_failed_pop_gives_its_permit_back() {
+        let tmp = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let disk =
+            PersistentQueue::open(tmp.path().join("q"), false).unwrap_or_else(|e| panic!("{e:#}"));
+        let shared = Arc::new(PersistentShared {
+            disk,
+            room: Semaphore::new(1),
+            debt: AtomicUsize::new(0),
+            ready: Semaphore::new(0),
+            capacity: 1,
+        });
+        let ctx = context(None);
+        let client: Arc<dyn ExportClient> = ScriptedClient::ok();
+        let core = Core {
+            id: ctx.id.clone(),
+            client,
+            timeout: None,
+            retry: RetryConfig::default(),
+            metrics: ctx.telemetry.exporter(&ctx.id, 1),
+            shutdown: CancellationToken::new(),
+            log: LogLimiter::default(),
+            failed_attempts: AtomicU64::new(0),
+            drain_failed: AtomicBool::new(false),
+            drain_dropped_requests: AtomicU64::new(0),
+            drain_dropped_items: AtomicU64::new(0),
+        };
+        let popped = take_item(&core, &shared, |_| panic!("simulated read failure")).await;
+        assert!(popped.is_none());
+        assert_eq!(shared.ready.available_permits(), 1);
+    }
+
     #[tokio::test]
     async fn persistent_queue_skips_corrupt_items() {
         bounded(async {
@@ -1708,6 +1985,28 @@ mod tests {
         };
         assert!(disabled.validate().is_ok());
         assert!(RetryConfig::default().validate().is_ok());
+
+        let retry = |initial: u64, max: u64, elapsed: u64| RetryConfig {
+            initial_interval: GoDuration::from_millis(initial),
+            max_interval: GoDuration::from_millis(max),
+            max_elapsed_time: GoDuration::from_millis(elapsed),
+            ..RetryConfig::default()
+        };
+        assert!(retry(10, 50, 60_000).validate().is_ok());
+        assert!(retry(10, 50, 0).validate().is_ok(), "0 retries forever");
+        assert!(retry(50, 50, 50).validate().is_ok());
+        let err = retry(0, 50, 1000).validate().err().unwrap_or_default();
+        assert!(err.contains("initial_interval"), "{err}");
+        let err = retry(100, 50, 1000).validate().err().unwrap_or_default();
+        assert!(err.contains("max_interval"), "{err}");
+        let err = retry(10, 500, 100).validate().err().unwrap_or_default();
+        assert!(err.contains("max_elapsed_time"), "{err}");
+        // Not checked when retries are off.
+        let off = RetryConfig {
+            enabled: false,
+            ..retry(0, 0, 1)
+        };
+        assert!(off.validate().is_ok());
     }
 
     #[test]

@@ -7,6 +7,7 @@ pub mod file;
 pub mod helper;
 pub mod otlp_grpc;
 pub mod otlp_http;
+pub(crate) mod otlp_json;
 pub mod tls;
 
 use tokio::task::JoinHandle;
@@ -55,12 +56,16 @@ impl ExporterConfig {
     }
 
     /// The `file_storage` extension a persistent sending queue uses, if any.
+    /// Every exporter's queue is the exporter helper's, so every one can be
+    /// persistent.
     pub fn storage(&self) -> Option<&crate::config::ComponentId> {
-        match self {
-            ExporterConfig::OtlpGrpc(c) => c.sending_queue.storage.as_ref(),
-            ExporterConfig::OtlpHttp(c) => c.sending_queue.storage.as_ref(),
-            ExporterConfig::File(_) | ExporterConfig::Debug(_) => None,
-        }
+        let queue = match self {
+            ExporterConfig::OtlpGrpc(c) => &c.sending_queue,
+            ExporterConfig::OtlpHttp(c) => &c.sending_queue,
+            ExporterConfig::File(c) => &c.sending_queue,
+            ExporterConfig::Debug(c) => &c.sending_queue,
+        };
+        queue.storage.as_ref()
     }
 
     /// Builds the one instance shared by every pipeline that names this
@@ -74,5 +79,43 @@ impl ExporterConfig {
             ExporterConfig::File(c) => file::build(c, ctx).await,
             ExporterConfig::Debug(c) => debug::build(c, ctx).await,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::ComponentId;
+
+    #[test]
+    fn every_exporter_reports_its_queue_storage() {
+        let storage = ComponentId::new("file_storage", Some("q"));
+        let queue = helper::QueueConfig {
+            storage: Some(storage.clone()),
+            ..helper::QueueConfig::default()
+        };
+        let configs = [
+            ExporterConfig::OtlpGrpc(otlp_grpc::OtlpGrpcExporterConfig {
+                sending_queue: queue.clone(),
+                ..Default::default()
+            }),
+            ExporterConfig::OtlpHttp(otlp_http::OtlpHttpExporterConfig {
+                sending_queue: queue.clone(),
+                ..Default::default()
+            }),
+            ExporterConfig::File(file::FileExporterConfig {
+                sending_queue: queue.clone(),
+                ..Default::default()
+            }),
+            ExporterConfig::Debug(debug::DebugExporterConfig {
+                sending_queue: queue.clone(),
+                ..Default::default()
+            }),
+        ];
+        for c in &configs {
+            assert_eq!(c.storage(), Some(&storage), "{c:?}");
+        }
+        let plain = ExporterConfig::File(file::FileExporterConfig::default());
+        assert_eq!(plain.storage(), None);
     }
 }

@@ -8,6 +8,8 @@
 //! OUT_OF_RANGE, UNAVAILABLE and DATA_LOSS are retryable, RESOURCE_EXHAUSTED
 //! only when the server sent `google.rpc.RetryInfo`, anything else is
 //! permanent. A `RetryInfo.retry_delay` becomes the error's `retry_after`.
+//! A status tonic made locally from a transport failure (it carries the
+//! hyper/h2/io error as its source) is retryable whatever its code.
 
 use std::collections::BTreeMap;
 use std::marker::PhantomData;
@@ -309,23 +311,15 @@ impl OtlpGrpcClient {
         })
     }
 
-    fn request(
-        &self,
-        payload: &Arc<Payload>,
-    ) -> Result<tonic::Request<SharedPayload>, ExportError> {
-        let size = encoded_len(payload);
-        if size > MAX_REQUEST_BYTES {
-            return Err(ExportError::permanent(format!(
-                "request of {size} bytes is larger than the {MAX_REQUEST_BYTES}-byte limit; not sent"
-            )));
-        }
+    fn request(&self, payload: &Arc<Payload>) -> tonic::Request<SharedPayload> {
         let mut request = tonic::Request::new(SharedPayload(Arc::clone(payload)));
         *request.metadata_mut() = self.metadata.clone();
         if let Some(timeout) = self.timeout {
-            // Sent as `grpc-timeout` so the server can give up too.
+            // Sent as `grpc-timeout` so the server can give up too. The
+            // attempt itself is bounded by the exporter helper's timeout.
             request.set_timeout(timeout);
         }
-        Ok(request)
+        request
     }
 
     /// One unary `Export` call on `path`, answered by a `R` response.
@@ -337,9 +331,7 @@ impl OtlpGrpcClient {
     where
         R: Message + Default + Send + 'static,
     {
-        let request = self
-            .request(payload)
-            .map_err(|e| Status::invalid_argument(e.message))?;
+        let request = self.request(payload);
         let mut grpc = self.grpc.clone();
         grpc.ready()
             .await
@@ -356,19 +348,7 @@ impl OtlpGrpcClient {
     where
         F: std::future::Future<Output = Result<tonic::Response<R>, Status>>,
     {
-        let outcome = match self.timeout {
-            Some(timeout) => match tokio::time::timeout(timeout, call).await {
-                Ok(outcome) => outcome,
-                Err(_) => {
-                    return Err(ExportError::retryable(format!(
-                        "exporting {signal} to {} timed out after {timeout:?}",
-                        self.uri
-                    )))
-                }
-            },
-            None => call.await,
-        };
-        outcome
+        call.await
             .map(tonic::Response::into_inner)
             .map_err(|status| classify_status(&status, signal, &self.uri))
     }
@@ -500,10 +480,19 @@ fn partial(rejected: i64, message: String) -> ExportResponse {
     }
 }
 
-/// The OTLP/gRPC retry rules (specification, "Failures"; collector `shouldRetry`).
+/// The OTLP/gRPC retry rules (specification, "Failures"; collector `shouldRetry`)
+/// for a status a server sent.
+///
+/// A status that carries a `source()` was not sent by a server: tonic made it
+/// here from a transport error (hyper, h2 or I/O: connection reset, EOF,
+/// broken pipe, GOAWAY, RST_STREAM), mapping it to codes such as UNKNOWN or
+/// INTERNAL that the rules call permanent. The connection failed, not the
+/// request: retryable, so that a backend restart mid-call loses nothing.
 fn classify_status(status: &Status, signal: &str, uri: &str) -> ExportError {
     let retry_info = status.get_details_retry_info();
+    let local_transport_failure = std::error::Error::source(status).is_some();
     let kind = match status.code() {
+        _ if local_transport_failure => ExportErrorKind::Retryable,
         Code::Cancelled
         | Code::DeadlineExceeded
         | Code::Aborted
@@ -957,6 +946,105 @@ mod tests {
         assert_eq!(err.kind, ExportErrorKind::Retryable, "{}", err.message);
     }
 
+    /// How [`misbehaving_server`] fails a request.
+    #[derive(Clone, Copy, Debug)]
+    enum Misbehaviour {
+        /// Closes the connection once the request arrived (a backend restart).
+        DropConnection,
+        /// Resets the stream with INTERNAL_ERROR (hyper's answer to a failed
+        /// service), without a gRPC status.
+        ResetStream,
+    }
+
+    /// An HTTP/2 server that accepts connections and fails every request
+    /// below the gRPC layer.
+    async fn misbehaving_server(how: Misbehaviour) -> (SocketAddr, CancellationToken) {
+        use http_body_util::Full;
+        use hyper::body::Incoming;
+        use hyper_util::rt::{TokioExecutor, TokioIo};
+
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let stop = CancellationToken::new();
+        let stopped = stop.clone();
+        tokio::spawn(async move {
+            loop {
+                let stream = tokio::select! {
+                    _ = stopped.cancelled() => return,
+                    accepted = listener.accept() => accepted.unwrap().0,
+                };
+                tokio::spawn(async move {
+                    let got_request = Arc::new(tokio::sync::Notify::new());
+                    let notify = Arc::clone(&got_request);
+                    let service = hyper::service::service_fn(move |_: http::Request<Incoming>| {
+                        let notify = Arc::clone(&notify);
+                        async move {
+                            match how {
+                                Misbehaviour::ResetStream => {
+                                    Err(std::io::Error::other("told to fail"))
+                                }
+                                Misbehaviour::DropConnection => {
+                                    notify.notify_one();
+                                    std::future::pending::<
+                                        Result<http::Response<Full<bytes::Bytes>>, std::io::Error>,
+                                    >()
+                                    .await
+                                }
+                            }
+                        }
+                    });
+                    let conn = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                        .serve_connection(TokioIo::new(stream), service);
+                    // Dropping the connection closes the socket mid-request.
+                    tokio::select! {
+                        _ = conn => {}
+                        _ = got_request.notified() => {}
+                    }
+                });
+            }
+        });
+        (addr, stop)
+    }
+
+    #[tokio::test]
+    async fn transport_failures_mid_request_are_retryable() {
+        for how in [Misbehaviour::ResetStream, Misbehaviour::DropConnection] {
+            let (addr, stop) = misbehaving_server(how).await;
+            let client = OtlpGrpcClient::new(&plain_config(addr)).unwrap();
+            let err = tokio::time::timeout(
+                Duration::from_secs(60),
+                client.export(&std::sync::Arc::new(logs())),
+            )
+            .await
+            .unwrap()
+            .unwrap_err();
+            assert_eq!(
+                err.kind,
+                ExportErrorKind::Retryable,
+                "{how:?}: {}",
+                err.message
+            );
+            stop.cancel();
+        }
+    }
+
+    /// A status a real server sent keeps the specification's classification,
+    /// even with a code that a transport failure also maps to.
+    #[test]
+    fn sent_statuses_keep_the_spec_classification() {
+        for code in [Code::Unknown, Code::Internal] {
+            let err = classify_status(&Status::new(code, "boom"), "logs", "http://x:1");
+            assert_eq!(err.kind, ExportErrorKind::Permanent, "{code:?}");
+        }
+        let mut local = Status::new(Code::Internal, "h2 protocol error");
+        local.set_source(Arc::new(std::io::Error::from(
+            std::io::ErrorKind::ConnectionReset,
+        )));
+        let err = classify_status(&local, "logs", "http://x:1");
+        assert_eq!(err.kind, ExportErrorKind::Retryable);
+        assert!(err.message.contains("reset"), "{}", err.message);
+    }
+
     #[tokio::test]
     async fn tls_with_ca_file_and_mutual_tls() {
         let pki = super::super::tls::testing::make_pki();
@@ -972,16 +1060,17 @@ mod tests {
             .await
             .unwrap();
 
-        // Without the CA the server is not trusted (system roots don't know it).
+        // Trusting another CA only, the server is refused.
+        let other_pki = super::super::tls::testing::make_pki();
         let mut untrusted = c.clone();
+        untrusted.tls.ca_file = Some(other_pki.ca_file.clone());
+        let err = OtlpGrpcClient::new(&untrusted)
+            .unwrap()
+            .export(&std::sync::Arc::new(logs()))
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind, ExportErrorKind::Retryable, "{}", err.message);
         untrusted.tls.ca_file = None;
-        if let Ok(client) = OtlpGrpcClient::new(&untrusted) {
-            let err = client
-                .export(&std::sync::Arc::new(logs()))
-                .await
-                .unwrap_err();
-            assert_eq!(err.kind, ExportErrorKind::Retryable, "{}", err.message);
-        }
         // insecure_skip_verify accepts it.
         untrusted.tls.insecure_skip_verify = true;
         OtlpGrpcClient::new(&untrusted)

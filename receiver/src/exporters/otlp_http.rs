@@ -10,17 +10,17 @@
 
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
+use bytes::Bytes;
 use http::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_ENCODING, CONTENT_TYPE};
 use http::StatusCode;
-use opentelemetry_proto::tonic::logs::v1::ResourceLogs;
-use opentelemetry_proto::tonic::metrics::v1::ResourceMetrics;
 use prost::Message;
 use reqwest::Url;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use tokio::task::JoinHandle;
 
 use super::helper::{
@@ -183,6 +183,9 @@ pub struct OtlpHttpClient {
     encoding: Encoding,
     compression: Compression,
     timeout: Option<Duration>,
+    cache: BodyCache,
+    /// Bodies encoded so far (each request once, however often it is retried).
+    bodies_encoded: AtomicU64,
 }
 
 impl OtlpHttpClient {
@@ -231,22 +234,74 @@ impl OtlpHttpClient {
             encoding: c.encoding,
             compression: c.compression,
             timeout,
+            cache: BodyCache::default(),
+            bodies_encoded: AtomicU64::new(0),
         })
     }
 
-    fn body(&self, payload: &Payload) -> Result<Vec<u8>, ExportError> {
+    /// The request body, encoded and compressed.
+    fn body(&self, payload: &Payload) -> Result<Bytes, ExportError> {
+        self.bodies_encoded.fetch_add(1, Ordering::Relaxed);
         let encoded = match (self.encoding, payload) {
             (Encoding::Proto, Payload::Logs(rl)) => encode_repeated_field(rl),
             (Encoding::Proto, Payload::Metrics(rm)) => encode_repeated_field(rm),
-            (Encoding::Json, Payload::Logs(rl)) => {
-                otlp_json(&LogsRequestJson { resource_logs: rl })?
-            }
-            (Encoding::Json, Payload::Metrics(rm)) => otlp_json(&MetricsRequestJson {
-                resource_metrics: rm,
-            })?,
+            (Encoding::Json, _) => super::otlp_json::encode(payload)
+                .map_err(|e| ExportError::permanent(format!("cannot encode as OTLP JSON: {e}")))?,
         };
         compress(self.compression, encoded)
+            .map(Bytes::from)
             .map_err(|e| ExportError::permanent(format!("cannot compress the request: {e}")))
+    }
+}
+
+/// Bodies of requests that failed retryably, so that a retry sends the same
+/// bytes without encoding and compressing the payload again.
+///
+/// Keyed by the payload's `Arc`: the exporter helper retries with the same
+/// `Arc`. A `Weak` keeps the allocation, so its address cannot be reused by
+/// another payload while the entry exists; an entry whose payload is gone
+/// (delivered, given up) is dropped at the next lookup.
+#[derive(Default)]
+struct BodyCache {
+    entries: Mutex<Vec<(Weak<Payload>, Bytes)>>,
+}
+
+/// Most bodies kept (requests being retried at once, at most `num_consumers`
+/// in practice); the oldest goes first.
+const MAX_CACHED_BODIES: usize = 64;
+
+impl BodyCache {
+    fn entries(&self) -> MutexGuard<'_, Vec<(Weak<Payload>, Bytes)>> {
+        self.entries
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn get(&self, payload: &Arc<Payload>) -> Option<Bytes> {
+        let mut entries = self.entries();
+        entries.retain(|(weak, _)| weak.strong_count() > 0);
+        let key = Arc::downgrade(payload);
+        entries
+            .iter()
+            .find(|(weak, _)| weak.ptr_eq(&key))
+            .map(|(_, body)| body.clone())
+    }
+
+    fn keep(&self, payload: &Arc<Payload>, body: Bytes) {
+        let key = Arc::downgrade(payload);
+        let mut entries = self.entries();
+        if entries.iter().any(|(weak, _)| weak.ptr_eq(&key)) {
+            return;
+        }
+        if entries.len() >= MAX_CACHED_BODIES {
+            entries.remove(0);
+        }
+        entries.push((key, body));
+    }
+
+    fn forget(&self, payload: &Arc<Payload>) {
+        let key = Arc::downgrade(payload);
+        self.entries().retain(|(weak, _)| !weak.ptr_eq(&key));
     }
 }
 
@@ -257,44 +312,6 @@ fn encode_repeated_field<M: Message>(items: &[M]) -> Vec<u8> {
     let mut buf = Vec::with_capacity(prost::encoding::message::encoded_len_repeated(1, items));
     prost::encoding::message::encode_repeated(1, items, &mut buf);
     buf
-}
-
-/// `ExportLogsServiceRequest` in OTLP JSON, borrowing the data.
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct LogsRequestJson<'a> {
-    resource_logs: &'a [ResourceLogs],
-}
-
-/// `ExportMetricsServiceRequest` in OTLP JSON, borrowing the data.
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct MetricsRequestJson<'a> {
-    resource_metrics: &'a [ResourceMetrics],
-}
-
-/// OTLP JSON. opentelemetry-proto's serde already writes lowerCamelCase keys,
-/// 64-bit integers as strings and IDs in hex (tested below); it writes unset
-/// message and optional fields as `null`, which we drop: an absent field is
-/// the proto3 JSON default, while some decoders refuse `null` for a number
-/// (histogram `sum`, `min`, `max`).
-fn otlp_json<T: Serialize>(request: &T) -> Result<Vec<u8>, ExportError> {
-    let mut value = serde_json::to_value(request)
-        .map_err(|e| ExportError::permanent(format!("cannot encode as OTLP JSON: {e}")))?;
-    drop_nulls(&mut value);
-    serde_json::to_vec(&value)
-        .map_err(|e| ExportError::permanent(format!("cannot encode as OTLP JSON: {e}")))
-}
-
-fn drop_nulls(value: &mut serde_json::Value) {
-    match value {
-        serde_json::Value::Object(map) => {
-            map.retain(|_, v| !v.is_null());
-            map.values_mut().for_each(drop_nulls);
-        }
-        serde_json::Value::Array(items) => items.iter_mut().for_each(drop_nulls),
-        _ => {}
-    }
 }
 
 fn compress(compression: Compression, body: Vec<u8>) -> std::io::Result<Vec<u8>> {
@@ -315,17 +332,30 @@ fn compress(compression: Compression, body: Vec<u8>) -> std::io::Result<Vec<u8>>
 #[async_trait]
 impl ExportClient for OtlpHttpClient {
     async fn export(&self, payload: &Arc<Payload>) -> Result<ExportResponse, ExportError> {
-        let payload: &Payload = payload;
         // The OTLP specification: empty envelopes SHOULD NOT be sent.
         if payload.is_empty() {
             return Ok(ExportResponse::default());
         }
-        let signal = payload.signal();
+        let body = match self.cache.get(payload) {
+            Some(body) => body,
+            None => self.body(payload)?,
+        };
+        let result = self.send(payload.signal(), body.clone()).await;
+        match &result {
+            Err(e) if e.kind == ExportErrorKind::Retryable => self.cache.keep(payload, body),
+            _ => self.cache.forget(payload),
+        }
+        result
+    }
+}
+
+impl OtlpHttpClient {
+    /// One POST of a prepared body.
+    async fn send(&self, signal: Signal, body: Bytes) -> Result<ExportResponse, ExportError> {
         let url = match signal {
             Signal::Logs => &self.logs_url,
             Signal::Metrics => &self.metrics_url,
         };
-        let body = self.body(payload)?;
         let mut request = self
             .http
             .post(url.clone())
@@ -561,10 +591,10 @@ mod tests {
     };
     use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
     use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
-    use opentelemetry_proto::tonic::logs::v1::{LogRecord, ScopeLogs};
+    use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
     use opentelemetry_proto::tonic::metrics::v1::{
-        metric, number_data_point, Histogram, HistogramDataPoint, Metric, NumberDataPoint,
-        ScopeMetrics, Sum,
+        metric, number_data_point, Gauge, Histogram, HistogramDataPoint, Metric, NumberDataPoint,
+        ResourceMetrics, ScopeMetrics, Sum,
     };
     use tokio::io::{AsyncRead, AsyncWrite};
 
@@ -1125,6 +1155,69 @@ mod tests {
         // And a spec-following decoder reads back what was sent.
         let back: ExportLogsServiceRequest = serde_json::from_slice(&seen[0].body).unwrap();
         assert_eq!(back.resource_logs, log_records());
+    }
+
+    /// serde_json alone writes NaN as `null`; OTLP JSON wants `"NaN"`.
+    #[tokio::test]
+    async fn json_keeps_nan_and_infinities() {
+        let server = start_server(None).await;
+        let mut c = config(server.url());
+        c.encoding = Encoding::Json;
+        let client = OtlpHttpClient::new(&c).unwrap();
+        let point = |v: f64| NumberDataPoint {
+            value: Some(number_data_point::Value::AsDouble(v)),
+            ..Default::default()
+        };
+        let payload = Payload::Metrics(vec![ResourceMetrics {
+            scope_metrics: vec![ScopeMetrics {
+                metrics: vec![Metric {
+                    name: "ratio".into(),
+                    data: Some(metric::Data::Gauge(Gauge {
+                        data_points: vec![point(f64::NAN), point(f64::NEG_INFINITY)],
+                    })),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }]);
+        client.export(&Arc::new(payload)).await.unwrap();
+        let seen = server.state.seen.lock().unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&seen[0].body).unwrap();
+        let points =
+            &v["resourceMetrics"][0]["scopeMetrics"][0]["metrics"][0]["gauge"]["dataPoints"];
+        assert_eq!(points[0]["asDouble"], "NaN");
+        assert_eq!(points[1]["asDouble"], "-Infinity");
+    }
+
+    /// Retries of one request send the body encoded and compressed once.
+    #[tokio::test]
+    async fn a_retried_request_is_encoded_once() {
+        let server = start_server(None).await;
+        let client = OtlpHttpClient::new(&config(server.url())).unwrap();
+        let payload = Arc::new(Payload::Logs(log_records()));
+        server.set(Reply::new(503));
+        for _ in 0..3 {
+            let err = client.export(&payload).await.unwrap_err();
+            assert_eq!(err.kind, ExportErrorKind::Retryable);
+        }
+        server.set(Reply::new(200));
+        client.export(&payload).await.unwrap();
+        assert_eq!(client.bodies_encoded.load(Ordering::Relaxed), 1);
+        {
+            let seen = server.state.seen.lock().unwrap();
+            assert_eq!(seen.len(), 4);
+            assert!(seen.iter().all(|r| r.body == seen[0].body));
+            let sent = ExportLogsServiceRequest::decode(&seen[0].body[..]).unwrap();
+            assert_eq!(sent.resource_logs, log_records());
+        }
+        // Delivered: forgotten. Another payload (even an equal one) is encoded anew.
+        assert!(client.cache.entries().is_empty());
+        client
+            .export(&Arc::new(Payload::Logs(log_records())))
+            .await
+            .unwrap();
+        assert_eq!(client.bodies_encoded.load(Ordering::Relaxed), 2);
     }
 
     fn assert_no_snake_case_keys(value: &serde_json::Value) {

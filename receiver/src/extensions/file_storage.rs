@@ -43,6 +43,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use anyhow::Context as _;
+use bytes::Bytes;
 use serde::Deserialize;
 
 use crate::config::{ComponentId, GoDuration};
@@ -325,9 +326,15 @@ impl KvStore {
         let file_name = key_file_name(key)?;
         let n = self.inner.counter.fetch_add(1, Ordering::Relaxed);
         let tmp = format!(".{file_name}.{:016x}.{n}.tmp", self.inner.nonce);
-        let framed = frame(value).with_context(|| format!("value of key {key:?}"))?;
-        write_atomic(&self.inner.dir, &tmp, &file_name, &framed, self.inner.fsync)
-            .with_context(|| format!("cannot store key {key:?} in {}", self.inner.dir.display()))
+        let header = frame_header(value).with_context(|| format!("value of key {key:?}"))?;
+        write_atomic(
+            &self.inner.dir,
+            &tmp,
+            &file_name,
+            &[&header, value],
+            self.inner.fsync,
+        )
+        .with_context(|| format!("cannot store key {key:?} in {}", self.inner.dir.display()))
     }
 
     pub fn delete(&self, key: &str) -> anyhow::Result<()> {
@@ -369,7 +376,7 @@ fn key_file_name(key: &str) -> anyhow::Result<String> {
 #[derive(Debug)]
 pub struct QueueItem {
     pub seq: u64,
-    pub data: Vec<u8>,
+    pub data: Bytes,
 }
 
 /// What [`PersistentQueue::pop`] found at the head of the queue.
@@ -494,13 +501,13 @@ impl PersistentQueue {
             st.next_seq = seq.saturating_add(1);
             seq
         };
-        let framed = frame(data)?;
+        let header = frame_header(data)?;
         let name = item_name(seq);
         write_atomic(
             &self.dir,
             &format!(".{seq:020}.tmp"),
             &name,
-            &framed,
+            &[&header, data],
             self.fsync,
         )
         .with_context(|| format!("cannot write queue item {}", self.dir.join(&name).display()))?;
@@ -530,9 +537,10 @@ impl PersistentQueue {
             }
         };
         match unframe(&bytes) {
-            Ok(data) => Some(Popped::Item(QueueItem {
+            // The body is shared, not copied, out of the bytes read.
+            Ok(_) => Some(Popped::Item(QueueItem {
                 seq,
-                data: data.to_vec(),
+                data: Bytes::from(bytes).slice(FRAME_HEADER..),
             })),
             Err(reason) => {
                 tracing::warn!(file = %path.display(), %reason, "skipping a corrupt queue item");
@@ -583,16 +591,21 @@ fn item_name(seq: u64) -> String {
 const FRAME_MAGIC: &[u8; 4] = b"OSQ1";
 const FRAME_HEADER: usize = 12;
 
-/// `magic | len u32 LE | crc32 u32 LE | body`.
-fn frame(body: &[u8]) -> anyhow::Result<Vec<u8>> {
+/// The header of the frame `magic | len u32 LE | crc32 u32 LE | body`; the
+/// body follows it in the file without being copied next to it first.
+fn frame_header(body: &[u8]) -> anyhow::Result<[u8; FRAME_HEADER]> {
     let len = u32::try_from(body.len())
         .map_err(|_| anyhow::anyhow!("{} bytes is too large to store", body.len()))?;
-    let mut out = Vec::with_capacity(FRAME_HEADER + body.len());
-    out.extend_from_slice(FRAME_MAGIC);
-    out.extend_from_slice(&len.to_le_bytes());
-    out.extend_from_slice(&crc32fast::hash(body).to_le_bytes());
-    out.extend_from_slice(body);
-    Ok(out)
+    let mut header = [0u8; FRAME_HEADER];
+    header[..4].copy_from_slice(FRAME_MAGIC);
+    header[4..8].copy_from_slice(&len.to_le_bytes());
+    header[8..].copy_from_slice(&crc32fast::hash(body).to_le_bytes());
+    Ok(header)
+}
+
+#[cfg(test)]
+fn frame(body: &[u8]) -> anyhow::Result<Vec<u8>> {
+    Ok([&frame_header(body)?[..], body].concat())
 }
 
 fn unframe(bytes: &[u8]) -> Result<&[u8], String> {
@@ -621,12 +634,13 @@ fn unframe(bytes: &[u8]) -> Result<&[u8], String> {
     Ok(body)
 }
 
-/// Writes `bytes` to `dir/tmp_name`, then renames it to `dir/final_name`.
+/// Writes `parts` one after the other to `dir/tmp_name`, then renames it to
+/// `dir/final_name`.
 fn write_atomic(
     dir: &Path,
     tmp_name: &str,
     final_name: &str,
-    bytes: &[u8],
+    parts: &[&[u8]],
     fsync: bool,
 ) -> io::Result<()> {
     let tmp = dir.join(tmp_name);
@@ -637,7 +651,9 @@ fn write_atomic(
             .truncate(true)
             .mode(0o640)
             .open(&tmp)?;
-        f.write_all(bytes)?;
+        for part in parts {
+            f.write_all(part)?;
+        }
         if fsync {
             f.sync_data()?;
         }
@@ -929,7 +945,7 @@ mod tests {
         q.release(item.seq);
         assert_eq!(
             pop_item(&q).map(|i| i.data),
-            Some(b"x".to_vec()),
+            Some(Bytes::from_static(b"x")),
             "released items are taken again"
         );
     }

@@ -2,7 +2,8 @@
 //! agent's pipelines are running, with the collector's answers:
 //! `GET <path>` gives 200 `{"status":"Server available","upSince":...,"uptime":...}`
 //! once every pipeline runs, 503 `{"status":"Server not available"}` before
-//! that and during shutdown; any other path gives 404.
+//! that and during shutdown; any other path gives 404. HTTP/1 only, at most
+//! [`MAX_CONNECTIONS`] connections at once.
 
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
@@ -14,14 +15,18 @@ use http::{header, Method, Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioIo;
 use serde::Deserialize;
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 /// How long one connection may take to send its request headers.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Connections served at once; more wait in the listen backlog.
+const MAX_CONNECTIONS: usize = 64;
 
 /// `health_check` configuration, with the collector's defaults.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -106,7 +111,13 @@ pub async fn start(
     let local = listener.local_addr().ok();
     tracing::info!(endpoint = ?local, path = %cfg.path, "health_check listening");
     let path: Arc<str> = Arc::from(cfg.path.as_str());
-    Ok(tokio::spawn(serve(listener, path, state, shutdown)))
+    Ok(tokio::spawn(serve(
+        listener,
+        path,
+        state,
+        shutdown,
+        MAX_CONNECTIONS,
+    )))
 }
 
 /// The address `start` bound, for tests that listen on port 0.
@@ -116,9 +127,25 @@ async fn start_on_free_port(
     state: HealthState,
     shutdown: CancellationToken,
 ) -> anyhow::Result<(std::net::SocketAddr, JoinHandle<()>)> {
+    start_limited(path, state, shutdown, MAX_CONNECTIONS).await
+}
+
+#[cfg(test)]
+async fn start_limited(
+    path: &str,
+    state: HealthState,
+    shutdown: CancellationToken,
+    max_connections: usize,
+) -> anyhow::Result<(std::net::SocketAddr, JoinHandle<()>)> {
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
-    let task = tokio::spawn(serve(listener, Arc::from(path), state, shutdown));
+    let task = tokio::spawn(serve(
+        listener,
+        Arc::from(path),
+        state,
+        shutdown,
+        max_connections,
+    ));
     Ok((addr, task))
 }
 
@@ -127,8 +154,18 @@ async fn serve(
     path: Arc<str>,
     state: HealthState,
     shutdown: CancellationToken,
+    max_connections: usize,
 ) {
+    let slots = Arc::new(Semaphore::new(max_connections));
     loop {
+        // A free slot first: past the limit, connections wait in the backlog.
+        let slot = tokio::select! {
+            () = shutdown.cancelled() => return,
+            slot = Arc::clone(&slots).acquire_owned() => match slot {
+                Ok(slot) => slot,
+                Err(_closed) => return,
+            },
+        };
         let (stream, peer) = tokio::select! {
             () = shutdown.cancelled() => return,
             accepted = listener.accept() => match accepted {
@@ -150,9 +187,10 @@ async fn serve(
                 let response = respond(&req, &path, &state);
                 async move { Ok::<_, Infallible>(response) }
             });
-            let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+            // HTTP/1 only: probes (kubelet, load balancers, curl) speak it,
+            // and HTTP/2 would let one connection multiplex many requests.
+            let mut builder = hyper::server::conn::http1::Builder::new();
             builder
-                .http1()
                 .timer(hyper_util::rt::TokioTimer::new())
                 .header_read_timeout(HEADER_READ_TIMEOUT);
             let conn = builder.serve_connection(TokioIo::new(stream), service);
@@ -164,6 +202,7 @@ async fn serve(
                 }
                 () = shutdown.cancelled() => {}
             }
+            drop(slot);
         });
     }
 }
@@ -316,6 +355,57 @@ mod tests {
             .expect("start");
         shutdown.cancel();
         task.await.expect("join");
+    }
+
+    #[tokio::test]
+    async fn speaks_http1_only() {
+        let shutdown = CancellationToken::new();
+        let (addr, _task) = start_on_free_port("/", HealthState::default(), shutdown.clone())
+            .await
+            .expect("start");
+        let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        // The HTTP/2 connection preface (prior knowledge), then an empty SETTINGS frame.
+        s.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+            .await
+            .expect("write");
+        let mut buf = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut buf)).await;
+        assert!(
+            buf.is_empty() || buf.starts_with(b"HTTP/1.1 "),
+            "answered HTTP/2: {buf:?}"
+        );
+        shutdown.cancel();
+    }
+
+    #[tokio::test]
+    async fn connections_beyond_the_limit_wait() {
+        let state = HealthState::default();
+        let shutdown = CancellationToken::new();
+        let (addr, _task) = start_limited("/", state, shutdown.clone(), 1)
+            .await
+            .expect("start");
+        // Holds the only slot (sends nothing).
+        let idle = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        let mut waiting = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        waiting
+            .write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+            .await
+            .expect("write");
+        let mut byte = [0u8; 1];
+        assert!(
+            tokio::time::timeout(Duration::from_millis(500), waiting.read(&mut byte))
+                .await
+                .is_err(),
+            "served beyond the connection limit"
+        );
+        drop(idle);
+        let mut buf = Vec::new();
+        tokio::time::timeout(Duration::from_secs(10), waiting.read_to_end(&mut buf))
+            .await
+            .expect("served once a slot is free")
+            .expect("read");
+        assert!(buf.starts_with(b"HTTP/1.1 503"), "{buf:?}");
+        shutdown.cancel();
     }
 
     #[test]
