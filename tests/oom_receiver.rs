@@ -32,6 +32,16 @@ fn is_root() -> bool {
 /// optionally rotel. Ready once its health check answers (the receiver has
 /// attached by then).
 fn start_agent(out: &Path, mode: &str, rotel: Option<&Rotel>) -> (Oomscope, u16) {
+    start_agent_with_events(out, mode, rotel, free_port())
+}
+
+/// Like [`start_agent`], with the live events API on `events`.
+fn start_agent_with_events(
+    out: &Path,
+    mode: &str,
+    rotel: Option<&Rotel>,
+    events: u16,
+) -> (Oomscope, u16) {
     let health = free_port();
     let (rotel_exporter, rotel_name) = match rotel {
         Some(r) => (
@@ -48,6 +58,7 @@ fn start_agent(out: &Path, mode: &str, rotel: Option<&Rotel>) -> (Oomscope, u16)
 receivers:
   oom:
     mode: {mode}
+    events: {{ endpoint: "127.0.0.1:{events}" }}
 processors:
   batch: {{ timeout: 5s }}
 exporters:
@@ -162,6 +173,7 @@ async fn one_contained_kill_is_one_complete_record() {
     if !is_root() {
         return skip(TEST, "needs root (eBPF, /dev/kmsg, memory cgroups)");
     }
+    let _slot = common::oom::oom_test_slot().await;
     let Some(cgroup) = MemoryCgroup::create(OOM_LIMIT_BYTES).expect("create the test cgroup")
     else {
         return skip(TEST, "no memory cgroup controller to contain an OOM kill");
@@ -296,6 +308,7 @@ async fn two_kills_by_one_trigger_are_two_records() {
     if !is_root() {
         return skip(TEST, "needs root (eBPF, /dev/kmsg, memory cgroups)");
     }
+    let _slot = common::oom::oom_test_slot().await;
     let Some(cgroup) = MemoryCgroup::create(OOM_LIMIT_BYTES).expect("create the test cgroup")
     else {
         return skip(TEST, "no memory cgroup controller to contain an OOM kill");
@@ -368,6 +381,7 @@ async fn kills_in_quick_succession_are_each_reported_once() {
     if !is_root() {
         return skip(TEST, "needs root (eBPF, /dev/kmsg, memory cgroups)");
     }
+    let _slot = common::oom::oom_test_slot().await;
     let mut cgroups = Vec::new();
     for _ in 0..4 {
         match MemoryCgroup::create(OOM_LIMIT_BYTES).expect("create a test cgroup") {
@@ -408,6 +422,7 @@ async fn kmsg_fallback_gives_the_same_facts() {
     if !is_root() {
         return skip(TEST, "needs root (/dev/kmsg, memory cgroups)");
     }
+    let _slot = common::oom::oom_test_slot().await;
     let Some(cgroup) = MemoryCgroup::create(OOM_LIMIT_BYTES).expect("create the test cgroup")
     else {
         return skip(TEST, "no memory cgroup controller to contain an OOM kill");
@@ -437,6 +452,66 @@ async fn kmsg_fallback_gives_the_same_facts() {
     assert_eq!(attr_str(r, "oom.trigger.pid"), Some(pid.to_string()));
     assert_eq!(attr_str(r, "user.id").as_deref(), Some("0"));
     assert_memory_matches_kernel(r, pid);
+    let (status, clean) = agent.stop(TIMEOUT);
+    assert!(clean && status.success(), "{}", agent.output());
+}
+
+/// `oomscope events --json` connected to a running agent prints the kill,
+/// live, with the same facts as the OTLP record.
+#[tokio::test(flavor = "multi_thread")]
+async fn oomscope_events_streams_a_real_kill() {
+    const TEST: &str = "oomscope_events_streams_a_real_kill";
+    if !is_root() {
+        return skip(TEST, "needs root (eBPF, /dev/kmsg, memory cgroups)");
+    }
+    let _slot = common::oom::oom_test_slot().await;
+    let Some(cgroup) = MemoryCgroup::create(OOM_LIMIT_BYTES).expect("create the test cgroup")
+    else {
+        return skip(TEST, "no memory cgroup controller to contain an OOM kill");
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("out.jsonl");
+    let events_port = free_port();
+    let (mut agent, _) = start_agent_with_events(&out, "auto", None, events_port);
+    let mut events = tokio::process::Command::new(env!("CARGO_BIN_EXE_oomscope"))
+        .args([
+            "events",
+            "--json",
+            "--endpoint",
+            &format!("127.0.0.1:{events_port}"),
+        ])
+        .arg("--cgroup")
+        .arg(cgroup_name(&cgroup))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start oomscope events");
+    let stdout = events.stdout.take().expect("stdout");
+    // Give the subscriber a moment to connect: events are live, not replayed.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let mut child = cgroup.spawn_allocator().expect("spawn");
+    let pid = child.pid();
+    child.wait().expect("wait");
+
+    use tokio::io::AsyncBufReadExt as _;
+    let mut lines = tokio::io::BufReader::new(stdout).lines();
+    let line = tokio::time::timeout(TIMEOUT, lines.next_line())
+        .await
+        .expect("a kill within the timeout")
+        .expect("read")
+        .expect("a line");
+    let kill: serde_json::Value = serde_json::from_str(&line).expect("JSON line");
+    assert_eq!(kill["victim"]["pid"], pid, "{kill:#}");
+    assert_eq!(kill["victim"]["comm"], "python3");
+    assert_eq!(kill["source"], "ebpf");
+    assert_eq!(kill["scope"]["constraint"], "CONSTRAINT_MEMCG");
+    assert_eq!(kill["scope"]["memcg"], cgroup_name(&cgroup));
+    assert!(kill["kernel_time_ns"].as_u64().is_some_and(|t| t > 0));
+    let line = killed_line(pid, TIMEOUT);
+    assert_eq!(kill["victim"]["anon_rss_bytes"], line.anon_rss_kb * 1024);
+    let _ = events.kill().await;
     let (status, clean) = agent.stop(TIMEOUT);
     assert!(clean && status.success(), "{}", agent.output());
 }

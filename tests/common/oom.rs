@@ -171,3 +171,59 @@ impl Drop for OomChild {
         let _ = self.child.wait();
     }
 }
+
+/// The kernel prints the header of its OOM report (constraint, cgroup,
+/// gfp_mask) at most 10 times per 5 s (`oom_rs` ratelimit in mm/oom_kill.c).
+/// Tests that check those details serialize on this lock and wait, before
+/// killing, until the last kill on the machine is more than 5 s old, so that
+/// earlier tests' kills (from any test binary) cannot use up the budget.
+pub async fn oom_test_slot() -> tokio::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::OnceLock<tokio::sync::Mutex<()>> = std::sync::OnceLock::new();
+    let guard = LOCK
+        .get_or_init(|| tokio::sync::Mutex::new(()))
+        .lock()
+        .await;
+    let window = Duration::from_millis(5500);
+    if let Some(age) = last_kill_age() {
+        if age < window {
+            tokio::time::sleep(window - age).await;
+        }
+    }
+    guard
+}
+
+/// How long ago the kernel last printed "Killed process", from /dev/kmsg
+/// timestamps (CLOCK_MONOTONIC microseconds).
+fn last_kill_age() -> Option<Duration> {
+    use std::io::Read as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let mut f = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open("/dev/kmsg")
+        .ok()?;
+    let mut last_us = None;
+    let mut buf = vec![0u8; 8192];
+    loop {
+        match f.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                let rec = String::from_utf8_lossy(&buf[..n]);
+                if rec.contains("Killed process") {
+                    last_us = rec.split(',').nth(2).and_then(|t| t.parse::<u64>().ok());
+                }
+            }
+            Err(e) if e.raw_os_error() == Some(libc::EPIPE) => continue,
+            Err(_) => break,
+        }
+    }
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: plain syscall writing into a local.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    let now_us =
+        u64::try_from(ts.tv_sec).ok()? * 1_000_000 + u64::try_from(ts.tv_nsec).ok()? / 1000;
+    Some(Duration::from_micros(now_us.saturating_sub(last_us?)))
+}

@@ -41,9 +41,25 @@ pub fn read_process(proc_root: &Path, pid: i32, secret_keys: &[String]) -> Proce
             redact_args(&args, secret_keys).join(" ")
         })
         .filter(|c| !c.is_empty());
-    let cgroup = std::fs::read_to_string(dir.join("cgroup"))
+    // An exited task (zombie) has been moved to the root cgroup: its
+    // /proc/PID/cgroup no longer says where it ran.
+    let exited = std::fs::read_to_string(dir.join("stat"))
         .ok()
-        .and_then(|text| cgroup_from_proc(&text));
+        .and_then(|stat| {
+            let after_comm = stat.rsplit_once(')')?.1;
+            after_comm
+                .split_whitespace()
+                .next()
+                .map(|state| matches!(state, "Z" | "X" | "x"))
+        })
+        .unwrap_or(true);
+    let cgroup = if exited {
+        None
+    } else {
+        std::fs::read_to_string(dir.join("cgroup"))
+            .ok()
+            .and_then(|text| cgroup_from_proc(&text))
+    };
     ProcessFacts {
         executable_name,
         command_line,
@@ -129,6 +145,20 @@ fn is_uuid(s: &str) -> bool {
             .all(|(len, g)| g.len() == *len && g.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
+/// `/a/b/c`, `/a/b`, `/a` (the root `/` excluded: it has no limit).
+pub fn ancestors(path: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut p = path.trim_end_matches('/').to_string();
+    while !p.is_empty() && p != "/" {
+        out.push(p.clone());
+        match p.rfind('/') {
+            Some(0) | None => break,
+            Some(i) => p.truncate(i),
+        }
+    }
+    out
+}
+
 /// The limit of memory cgroup `path` (as written in /proc/PID/cgroup or the
 /// kernel's report), from cgroupfs: v2 `memory.max`, v1 `memory.limit_in_bytes`.
 /// `None` when unlimited or unreadable.
@@ -186,6 +216,13 @@ mod tests {
             assert_eq!(got.container_id.as_deref(), id, "{path}");
             assert_eq!(got.pod_uid.as_deref(), pod, "{path}");
         }
+    }
+
+    #[test]
+    fn ancestors_nearest_first() {
+        assert_eq!(ancestors("/a/b/c"), vec!["/a/b/c", "/a/b", "/a"]);
+        assert_eq!(ancestors("/"), Vec::<String>::new());
+        assert_eq!(ancestors("/oomtest/"), vec!["/oomtest"]);
     }
 
     #[test]

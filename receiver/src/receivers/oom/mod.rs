@@ -37,6 +37,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::ReceiverOutputs;
+use crate::api::events::OomEventHub;
 use crate::component::BuildContext;
 use crate::config::GoDuration;
 use crate::ebpf::loader::{load_mark_victim, MarkVictimProbe};
@@ -80,6 +81,25 @@ pub struct OomReceiverConfig {
     /// How often the counters (kills, missed kills, dropped events) are
     /// reported besides each kill.
     pub metrics_interval: GoDuration,
+    /// The live events API (`oomscope.v1.OomEvents/Subscribe`, used by
+    /// `oomscope events`); `null` turns it off.
+    pub events: Option<EventsConfig>,
+}
+
+/// `events`: where the live events API listens.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EventsConfig {
+    /// `127.0.0.1:PORT` or `unix:/path/to.sock`.
+    pub endpoint: String,
+}
+
+impl Default for EventsConfig {
+    fn default() -> Self {
+        EventsConfig {
+            endpoint: crate::api::events::DEFAULT_ENDPOINT.to_string(),
+        }
+    }
 }
 
 impl Default for OomReceiverConfig {
@@ -92,6 +112,7 @@ impl Default for OomReceiverConfig {
             cgroup_path: PathBuf::from("/sys/fs/cgroup"),
             secret_keys: crate::redact::default_keys(),
             metrics_interval: GoDuration::from_secs(10),
+            events: Some(EventsConfig::default()),
         }
     }
 }
@@ -103,6 +124,11 @@ impl OomReceiverConfig {
         }
         if self.metrics_interval.is_zero() {
             return Err("metrics_interval must be greater than zero".into());
+        }
+        if let Some(e) = &self.events {
+            e.endpoint
+                .parse::<crate::api::EventsEndpoint>()
+                .map_err(|err| format!("events::endpoint: {err}"))?;
         }
         Ok(())
     }
@@ -166,8 +192,19 @@ pub async fn start(
         kmsg = kmsg.is_some(),
         "watching for OOM kills"
     );
+    let hub = match &cfg.events {
+        Some(events) => {
+            let hub = OomEventHub::new(crate::api::events::HUB_CAPACITY);
+            crate::api::events::serve(&events.endpoint, hub.clone(), ctx.shutdown.clone())
+                .await
+                .map_err(|e| e.context(format!("receiver {}: live events API", ctx.id)))?;
+            tracing::info!(receiver = %ctx.id, endpoint = %events.endpoint, "serving live OOM events (oomscope events)");
+            Some(hub)
+        }
+        None => None,
+    };
     let (tx, rx) = mpsc::channel(EMIT_QUEUE);
-    let emitter = Emitter::new(ctx.clone(), outputs, probe.is_some());
+    let emitter = Emitter::new(ctx.clone(), outputs, probe.is_some(), hub);
     let emit_task = tokio::spawn(emitter.run(rx, ctx.shutdown.clone()));
     let correlator = Correlator::new(cfg, probe, kmsg, tx);
     let shutdown = ctx.shutdown.clone();
@@ -519,8 +556,10 @@ impl Correlator {
         }
         v.uid = v.uid.or(k.uid);
         v.oom_score_adj = k.oom_score_adj.or(v.oom_score_adj);
-        if v.cgroup.is_none() {
-            v.cgroup = r.task_memcg.clone();
+        // The kernel's view at the moment of the kill wins over /proc, which
+        // may already show the root cgroup for a victim that has exited.
+        if let Some(task_memcg) = &r.task_memcg {
+            v.cgroup = Some(task_memcg.clone());
             self.set_container_ids(v);
         }
         let t = &mut kill.trigger;
@@ -529,20 +568,53 @@ impl Correlator {
         t.gfp_mask = r.gfp_mask.clone();
         t.order = r.order;
         let s = &mut kill.scope;
-        s.constraint = r.constraint.clone();
-        s.memcg = r.oom_memcg.clone();
-        let memcg_oom = r.constraint.as_deref() == Some("CONSTRAINT_MEMCG")
-            || (r.oom_memcg.is_some() && !r.global_oom);
-        s.trigger_type = Some(if memcg_oom { "cgroup" } else { "system" });
-        s.memcg_limit = if memcg_oom {
-            r.memcg_limit_bytes.or_else(|| {
-                r.oom_memcg
-                    .as_deref()
-                    .and_then(|cg| enrich::memcg_limit(&self.cfg.cgroup_roots(), cg))
-            })
+        if r.constraint.is_some() || r.oom_memcg.is_some() || r.global_oom {
+            s.constraint = r.constraint.clone();
+            s.memcg = r.oom_memcg.clone();
+            let memcg_oom = r.constraint.as_deref() == Some("CONSTRAINT_MEMCG")
+                || (r.oom_memcg.is_some() && !r.global_oom);
+            s.trigger_type = Some(if memcg_oom { "cgroup" } else { "system" });
+            s.memcg_limit = if memcg_oom {
+                r.memcg_limit_bytes.or_else(|| {
+                    r.oom_memcg
+                        .as_deref()
+                        .and_then(|cg| enrich::memcg_limit(&self.cfg.cgroup_roots(), cg))
+                })
+            } else {
+                None
+            };
         } else {
-            None
+            // The kernel rate-limits the report's header (10 per 5 s): only
+            // the "Killed process" line came. Derive the scope from the
+            // trigger's memory cgroup: its nearest ancestor-or-self with a
+            // limit is the one that was hit; none means a system-wide OOM.
+            self.infer_scope(kill);
+        }
+    }
+
+    fn infer_scope(&self, kill: &mut OomKill) {
+        let Some(trigger) = kill.trigger.pid else {
+            return;
         };
+        let facts = enrich::read_process(&self.cfg.proc_path, trigger, &[]);
+        let Some(cgroup) = facts.cgroup else { return };
+        let roots = self.cfg.cgroup_roots();
+        let limited = enrich::ancestors(&cgroup)
+            .into_iter()
+            .find_map(|cg| enrich::memcg_limit(&roots, &cg).map(|limit| (cg, limit)));
+        let s = &mut kill.scope;
+        match limited {
+            Some((cg, limit)) => {
+                s.constraint = Some("CONSTRAINT_MEMCG".to_string());
+                s.memcg = Some(cg);
+                s.memcg_limit = Some(limit);
+                s.trigger_type = Some("cgroup");
+            }
+            None => {
+                s.constraint = Some("CONSTRAINT_NONE".to_string());
+                s.trigger_type = Some("system");
+            }
+        }
     }
 }
 
@@ -623,10 +695,16 @@ struct Emitter {
     start_unix_nano: u64,
     kills: BTreeMap<SeriesKey, u64>,
     ebpf: bool,
+    hub: Option<OomEventHub>,
 }
 
 impl Emitter {
-    fn new(ctx: BuildContext, outputs: ReceiverOutputs, ebpf: bool) -> Self {
+    fn new(
+        ctx: BuildContext,
+        outputs: ReceiverOutputs,
+        ebpf: bool,
+        hub: Option<OomEventHub>,
+    ) -> Self {
         Emitter {
             ctx,
             logs: outputs.logs,
@@ -634,6 +712,7 @@ impl Emitter {
             start_unix_nano: unix_now_nanos(),
             kills: BTreeMap::new(),
             ebpf,
+            hub,
         }
     }
 
@@ -643,6 +722,10 @@ impl Emitter {
             match msg {
                 Emit::Kill(kill) => {
                     tracing::warn!(receiver = %self.ctx.id, "{}", kill.summary());
+                    // Live subscribers first: they never wait on a pipeline.
+                    if let Some(hub) = &self.hub {
+                        hub.publish(kill.to_api());
+                    }
                     let key = self.count(&kill);
                     if let Some(logs) = self.logs.clone() {
                         let payload = Payload::Logs(vec![record::resource_logs(vec![

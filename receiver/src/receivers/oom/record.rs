@@ -221,3 +221,45 @@ pub fn resource_logs(records: Vec<LogRecord>) -> ResourceLogs {
         ..Default::default()
     }
 }
+
+impl OomKill {
+    /// The typed message of the live events API (`oomscope.v1`).
+    pub fn to_api(&self) -> crate::api::v1::OomKill {
+        use crate::api::v1;
+        let v = &self.victim;
+        v1::OomKill {
+            time_unix_nano: self.time_unix_nano,
+            kernel_time_ns: self.kernel_time_ns.unwrap_or(0),
+            source: self.source.as_str().to_string(),
+            victim: Some(v1::Victim {
+                pid: v.pid,
+                comm: v.comm.clone(),
+                executable_name: v.executable_name.clone().unwrap_or_else(|| v.comm.clone()),
+                command_line: v.command_line.clone().unwrap_or_default(),
+                uid: v.uid.unwrap_or(0),
+                total_vm_bytes: v.total_vm.unwrap_or(0),
+                anon_rss_bytes: v.anon_rss.unwrap_or(0),
+                file_rss_bytes: v.file_rss.unwrap_or(0),
+                shmem_rss_bytes: v.shmem_rss.unwrap_or(0),
+                pgtables_bytes: v.pgtables.unwrap_or(0),
+                oom_score_adj: v.oom_score_adj.unwrap_or(0),
+                cgroup: v.cgroup.clone().unwrap_or_default(),
+                container_id: v.container_id.clone().unwrap_or_default(),
+                k8s_pod_uid: v.pod_uid.clone().unwrap_or_default(),
+                exiting: v.exiting,
+            }),
+            trigger: Some(v1::Trigger {
+                pid: self.trigger.pid.unwrap_or(0),
+                comm: self.trigger.comm.clone().unwrap_or_default(),
+                gfp_mask: self.trigger.gfp_mask.clone().unwrap_or_default(),
+                order: self.trigger.order.unwrap_or(0),
+            }),
+            scope: Some(v1::Scope {
+                constraint: self.scope.constraint.clone().unwrap_or_default(),
+                memcg: self.scope.memcg.clone().unwrap_or_default(),
+                memcg_limit_bytes: self.scope.memcg_limit.unwrap_or(0),
+                trigger_type: self.scope.trigger_type.unwrap_or_default().to_string(),
+            }),
+        }
+    }
+}
