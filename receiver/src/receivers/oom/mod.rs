@@ -250,6 +250,9 @@ struct Correlator {
     /// Real kills (not exiting victims) handed to the emitter.
     kills_emitted: u64,
     missed: u64,
+    /// Events are expected from eBPF, so a report waits for its event.
+    /// Kept apart from `probe` so the correlation can be tested without one.
+    ebpf_active: bool,
 }
 
 impl Correlator {
@@ -260,6 +263,7 @@ impl Correlator {
         tx: mpsc::Sender<Emit>,
     ) -> Self {
         let vmstat_base = read_vmstat_oom_kill(&cfg.proc_path);
+        let ebpf_active = probe.is_some();
         Correlator {
             cfg,
             probe,
@@ -271,6 +275,7 @@ impl Correlator {
             vmstat_base,
             kills_emitted: 0,
             missed: 0,
+            ebpf_active,
         }
     }
 
@@ -286,6 +291,7 @@ impl Correlator {
                     Err(e) => {
                         tracing::error!(error = %e, "reading the eBPF ring buffer failed; going on with the kernel log alone");
                         self.probe = None;
+                        self.ebpf_active = false;
                     }
                 },
                 record = next_kmsg(&mut self.kmsg) => match record {
@@ -355,7 +361,7 @@ impl Correlator {
             self.emit(merged).await;
             return;
         }
-        if self.probe.is_none() {
+        if !self.ebpf_active {
             let kill = self.kill_from_report(&report);
             self.emit(kill).await;
             return;
@@ -917,5 +923,194 @@ async fn deliver(
                 return;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kmsg::KilledProcess;
+
+    fn event(pid: i32, trigger: i32) -> OomVictimEvent {
+        let mut ev = OomVictimEvent::ZERO;
+        ev.pid = pid;
+        ev.trigger_tgid = trigger;
+        ev.trigger_pid = trigger;
+        ev.ktime_ns = 1;
+        ev.anon_rss_kb = 100;
+        ev.flags = flags::PID | flags::COMM | flags::ANON_RSS;
+        ev.comm[..4].copy_from_slice(b"test");
+        ev
+    }
+
+    fn report(pid: i32) -> OomReport {
+        OomReport {
+            constraint: Some("CONSTRAINT_MEMCG".into()),
+            oom_memcg: Some("/limited".into()),
+            task_memcg: Some("/limited".into()),
+            memcg_limit_bytes: Some(50 << 20),
+            gfp_mask: Some("0xcc0(GFP_KERNEL)".into()),
+            order: Some(0),
+            killed: KilledProcess {
+                pid,
+                comm: "test".into(),
+                total_vm_kb: 300,
+                anon_rss_kb: 200,
+                file_rss_kb: 10,
+                shmem_rss_kb: 0,
+                uid: Some(7),
+                pgtables_kb: Some(4),
+                oom_score_adj: Some(0),
+                ..Default::default()
+            },
+            ..Default::default()
+        }
+    }
+
+    /// A correlator with a kernel log open (a regular file: never read in
+    /// these tests, it only makes the kernel report "expected").
+    fn correlator(
+        with_kmsg: bool,
+        proc_path: &std::path::Path,
+    ) -> (Correlator, mpsc::Receiver<Emit>, tempfile::NamedTempFile) {
+        let file = tempfile::NamedTempFile::new().expect("temp file");
+        let kmsg =
+            with_kmsg.then(|| KmsgReader::open(file.path(), StartAt::Beginning).expect("open"));
+        let cfg = OomReceiverConfig {
+            proc_path: proc_path.to_path_buf(),
+            ..OomReceiverConfig::default()
+        };
+        let (tx, rx) = mpsc::channel(16);
+        (Correlator::new(cfg, None, kmsg, tx), rx, file)
+    }
+
+    fn kill(msg: Option<Emit>) -> OomKill {
+        match msg {
+            Some(Emit::Kill(k)) => *k,
+            _ => panic!("expected a kill"),
+        }
+    }
+
+    #[tokio::test]
+    async fn event_then_report_is_one_record_with_the_kernel_figures() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (mut c, mut rx, _f) = correlator(true, dir.path());
+        c.on_event(&event(42, 41)).await;
+        assert!(rx.try_recv().is_err(), "waits for the report");
+        c.on_report(report(42)).await;
+        let k = kill(rx.recv().await);
+        assert_eq!(k.source, Source::Ebpf);
+        assert_eq!(
+            k.victim.anon_rss,
+            Some(200 * 1024),
+            "the report's figure wins"
+        );
+        assert_eq!(k.victim.uid, Some(7));
+        assert_eq!(k.trigger.pid, Some(41));
+        assert_eq!(k.scope.constraint.as_deref(), Some("CONSTRAINT_MEMCG"));
+        assert_eq!(k.scope.trigger_type, Some("cgroup"));
+        assert_eq!(k.victim.cgroup.as_deref(), Some("/limited"));
+        assert!(!k.victim.exiting);
+        c.expire(Instant::now() + Duration::from_secs(60)).await;
+        assert!(rx.try_recv().is_err(), "one kill, one record");
+    }
+
+    #[tokio::test]
+    async fn report_then_event_is_one_record_too() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (mut c, mut rx, _f) = correlator(true, dir.path());
+        // With a probe present the report waits for its event.
+        c.ebpf_active = true;
+        c.on_report(report(43)).await;
+        assert!(rx.try_recv().is_err());
+        c.on_event(&event(43, 43)).await;
+        let k = kill(rx.recv().await);
+        assert_eq!(k.source, Source::Ebpf);
+        assert_eq!(k.victim.file_rss, Some(10 * 1024));
+        assert!(rx.try_recv().is_err());
+    }
+
+    #[tokio::test]
+    async fn an_event_without_report_is_an_exiting_victim() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (mut c, mut rx, _f) = correlator(true, dir.path());
+        c.on_event(&event(44, 1)).await;
+        c.expire(Instant::now() + Duration::from_secs(1)).await;
+        let k = kill(rx.recv().await);
+        assert!(
+            k.victim.exiting,
+            "no Killed line while the log is read: the victim was exiting"
+        );
+        assert_eq!(
+            k.victim.anon_rss,
+            Some(100 * 1024),
+            "the eBPF figures stand"
+        );
+    }
+
+    #[tokio::test]
+    async fn without_the_kernel_log_events_go_out_at_once_and_are_not_called_exiting() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (mut c, mut rx, _f) = correlator(false, dir.path());
+        c.on_event(&event(45, 1)).await;
+        let k = kill(rx.try_recv().ok());
+        assert!(!k.victim.exiting);
+    }
+
+    #[tokio::test]
+    async fn a_report_whose_event_never_comes_still_makes_a_record() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (mut c, mut rx, _f) = correlator(true, dir.path());
+        c.ebpf_active = true;
+        c.on_report(report(46)).await;
+        c.expire(Instant::now() + Duration::from_secs(1)).await;
+        let k = kill(rx.recv().await);
+        assert_eq!(k.source, Source::Kmsg);
+        assert_eq!(k.victim.pid, 46);
+        assert_eq!(k.victim.anon_rss, Some(200 * 1024));
+    }
+
+    /// `linux.oom.kills.missed`: the kernel's `/proc/vmstat` `oom_kill` rose
+    /// more than the records emitted (and pending).
+    #[tokio::test]
+    async fn kills_the_kernel_counted_without_a_record_are_missed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("vmstat"), "pgfault 1\noom_kill 5\n").expect("vmstat");
+        let (mut c, mut rx, _f) = correlator(false, dir.path());
+        c.on_event(&event(47, 1)).await;
+        let _ = kill(rx.recv().await);
+        std::fs::write(dir.path().join("vmstat"), "pgfault 1\noom_kill 9\n").expect("vmstat");
+        c.send_stats().await;
+        match rx.recv().await {
+            Some(Emit::Stats { missed, .. }) => {
+                assert_eq!(missed, 3, "4 kills counted, 1 recorded")
+            }
+            _ => panic!("expected stats"),
+        }
+        // A counter: it does not go down.
+        std::fs::write(dir.path().join("vmstat"), "oom_kill 5\n").expect("vmstat");
+        c.send_stats().await;
+        match rx.recv().await {
+            Some(Emit::Stats { missed, .. }) => assert_eq!(missed, 3),
+            _ => panic!("expected stats"),
+        }
+    }
+
+    #[test]
+    fn config_checks() {
+        let ok = OomReceiverConfig::default();
+        assert!(ok.validate().is_ok());
+        let slow = OomReceiverConfig {
+            report_wait: GoDuration::from_secs(11),
+            ..OomReceiverConfig::default()
+        };
+        assert!(slow.validate().is_err());
+        let bad = OomReceiverConfig {
+            events: Some(EventsConfig {
+                endpoint: "nowhere".into(),
+            }),
+            ..OomReceiverConfig::default()
+        };
+        assert!(bad.validate().is_err());
     }
 }
