@@ -9,6 +9,7 @@ pub mod ebpf;
 pub mod exporters;
 pub mod extensions;
 pub mod kmsg;
+pub mod patterns;
 pub mod pipeline;
 pub mod processors;
 pub mod receivers;
