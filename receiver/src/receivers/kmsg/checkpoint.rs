@@ -98,7 +98,11 @@ pub fn spawn_writer(
                 match tokio::task::spawn_blocking(move || store(&kv, &checkpoint)).await {
                     Ok(Ok(())) => written = Some(seq),
                     Ok(Err(err)) => {
-                        tracing::warn!(error = format!("{err:#}"), seq, "cannot store the kmsg checkpoint; will retry with the next one")
+                        tracing::warn!(
+                            error = format!("{err:#}"),
+                            seq,
+                            "cannot store the kmsg checkpoint; will retry with the next one"
+                        )
                     }
                     Err(err) => tracing::warn!(error = %err, "the kmsg checkpoint write failed"),
                 }
@@ -168,7 +172,9 @@ impl AckTracker {
     fn lock(&self) -> MutexGuard<'_, Inner> {
         // The critical sections cannot panic midway; a poisoned lock still
         // holds consistent data.
-        self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.inner
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// A batch carrying records up to `through` is about to be sent; its id

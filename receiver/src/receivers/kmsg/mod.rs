@@ -330,8 +330,10 @@ impl KmsgReceiver {
                     ?missed,
                     "kernel log records were overwritten before they were read"
                 );
-                self.counters.records_lost =
-                    self.counters.records_lost.saturating_add(missed.unwrap_or(1));
+                self.counters.records_lost = self
+                    .counters
+                    .records_lost
+                    .saturating_add(missed.unwrap_or(1));
                 self.pending.push(record::gap_log(missed));
             }
         }
@@ -347,13 +349,10 @@ impl KmsgReceiver {
         let clock = Clock::now();
         let in_report = if let Some(report) = self.assembler.push(kernel_record) {
             let body = self.take_report_text(&report, kernel_record);
-            self.counters.count_match(OOM_REPORT_PATTERN, KERNEL_RUNTIME);
-            self.pending.push(record::oom_report_log(
-                &report,
-                body,
-                kernel_record,
-                clock,
-            ));
+            self.counters
+                .count_match(OOM_REPORT_PATTERN, KERNEL_RUNTIME);
+            self.pending
+                .push(record::oom_report_log(&report, body, kernel_record, clock));
             self.urgent = true;
             true
         } else if let Some(first_seq) = self.assembler.pending_first_seq() {

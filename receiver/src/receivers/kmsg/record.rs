@@ -108,10 +108,7 @@ fn kmsg_attributes(record: &KmsgRecord) -> Vec<KeyValue> {
         kv("kmsg.timestamp_monotonic_us", uint(record.monotonic_us)),
     ];
     if record.continuation {
-        attributes.push(kv(
-            "kmsg.continuation",
-            any_value::Value::BoolValue(true),
-        ));
+        attributes.push(kv("kmsg.continuation", any_value::Value::BoolValue(true)));
     }
     for (key, value) in &record.dict {
         attributes.push(kv(
@@ -134,8 +131,8 @@ pub fn record_log(record: &KmsgRecord, matched: Option<&Match<'_>>, clock: Clock
         for (key, value) in &matched.attributes {
             attributes.push(kv(key, string(value)));
         }
-        severity_number = SeverityNumber::try_from(matched.severity_number)
-            .unwrap_or(SeverityNumber::Error);
+        severity_number =
+            SeverityNumber::try_from(matched.severity_number).unwrap_or(SeverityNumber::Error);
         severity_text = matched.severity_text.to_owned();
     }
     LogRecord {
@@ -153,7 +150,12 @@ pub fn record_log(record: &KmsgRecord, matched: Option<&Match<'_>>, clock: Clock
 
 /// The grouped OOM report: `body` is the report's text block, `last` the
 /// record that completed it ("Killed process").
-pub fn oom_report_log(report: &OomReport, body: String, last: &KmsgRecord, clock: Clock) -> LogRecord {
+pub fn oom_report_log(
+    report: &OomReport,
+    body: String,
+    last: &KmsgRecord,
+    clock: Clock,
+) -> LogRecord {
     let mut attributes = kmsg_attributes(last);
     attributes.push(kv("kmsg.sequence.first", uint(report.first_seq)));
     attributes.push(kv("oom.pattern", string(OOM_REPORT_PATTERN)));
@@ -342,17 +344,18 @@ impl Counters {
             )),
             ..Default::default()
         };
-        let sum = |name: &str, unit: &str, description: &str, points: Vec<NumberDataPoint>| Metric {
-            name: name.to_owned(),
-            description: description.to_owned(),
-            unit: unit.to_owned(),
-            data: Some(metric::Data::Sum(Sum {
-                data_points: points,
-                aggregation_temporality: AggregationTemporality::Cumulative as i32,
-                is_monotonic: true,
-            })),
-            ..Default::default()
-        };
+        let sum =
+            |name: &str, unit: &str, description: &str, points: Vec<NumberDataPoint>| Metric {
+                name: name.to_owned(),
+                description: description.to_owned(),
+                unit: unit.to_owned(),
+                data: Some(metric::Data::Sum(Sum {
+                    data_points: points,
+                    aggregation_temporality: AggregationTemporality::Cumulative as i32,
+                    is_monotonic: true,
+                })),
+                ..Default::default()
+            };
         let mut metrics = vec![sum(
             "kmsg.records.lost",
             "{record}",

@@ -134,13 +134,18 @@ impl Harness {
             .unwrap()
             .unwrap();
         if let Some(writer) = launched.checkpoint_writer {
-            tokio::time::timeout(TIMEOUT, writer).await.unwrap().unwrap();
+            tokio::time::timeout(TIMEOUT, writer)
+                .await
+                .unwrap()
+                .unwrap();
         }
         records.extend(drain(&mut logs_rx).iter().flat_map(log_records));
-        let last_metrics = drain(&mut metrics_rx).last().map(|batch| match &*batch.payload {
-            Payload::Metrics(rm) => rm[0].clone(),
-            Payload::Logs(_) => panic!("logs on the metrics output"),
-        });
+        let last_metrics = drain(&mut metrics_rx)
+            .last()
+            .map(|batch| match &*batch.payload {
+                Payload::Metrics(rm) => rm[0].clone(),
+                Payload::Logs(_) => panic!("logs on the metrics output"),
+            });
         (records, last_metrics)
     }
 }
@@ -154,7 +159,9 @@ enum Until {
 impl Until {
     fn reached(self, records: &[LogRecord]) -> bool {
         match self {
-            Until::Seq(seq) => records.iter().any(|r| int_attr(r, "kmsg.sequence") == Some(seq as i64)),
+            Until::Seq(seq) => records
+                .iter()
+                .any(|r| int_attr(r, "kmsg.sequence") == Some(seq as i64)),
             Until::Records(n) => records.len() >= n,
         }
     }
@@ -249,7 +256,12 @@ fn assert_close(a: u64, b: u64) {
 /// `count` plain records from `first_seq` on.
 fn plain_lines(first_seq: u64, count: u64) -> String {
     (first_seq..first_seq + count)
-        .map(|seq| format!("6,{seq},{},-;plain line {seq}\n SUBSYSTEM=test\n", 500_000_000 + seq))
+        .map(|seq| {
+            format!(
+                "6,{seq},{},-;plain line {seq}\n SUBSYSTEM=test\n",
+                500_000_000 + seq
+            )
+        })
         .collect()
 }
 
@@ -281,7 +293,10 @@ async fn the_oom_report_is_one_record_with_its_fields() {
     assert_eq!(int_attr(report, "kmsg.sequence.first"), Some(341));
     assert_eq!(int_attr(report, "kmsg.priority"), Some(3));
     assert_eq!(int_attr(report, "kmsg.facility"), Some(0));
-    assert_eq!(int_attr(report, "kmsg.timestamp_monotonic_us"), Some(391799786));
+    assert_eq!(
+        int_attr(report, "kmsg.timestamp_monotonic_us"),
+        Some(391799786)
+    );
     assert_eq!(str_attr(report, "oom.trigger.comm"), Some("python3"));
     assert_eq!(int_attr(report, "oom.trigger.pid"), Some(11976));
     assert_eq!(str_attr(report, "oom.gfp_mask"), Some("0xcc0(GFP_KERNEL)"));
@@ -310,9 +325,15 @@ async fn the_oom_report_is_one_record_with_its_fields() {
     // The body is the whole block, first line to "Killed process".
     let text = body(report);
     assert!(text.starts_with("python3 invoked oom-killer:"), "{text}");
-    assert!(text.contains("\nTasks state (memory values in pages):\n"), "{text}");
     assert!(
-        text.lines().last().unwrap().starts_with("Memory cgroup out of memory: Killed process 11976"),
+        text.contains("\nTasks state (memory values in pages):\n"),
+        "{text}"
+    );
+    assert!(
+        text.lines()
+            .last()
+            .unwrap()
+            .starts_with("Memory cgroup out of memory: Killed process 11976"),
         "{text}"
     );
     assert_eq!(text.lines().count(), 78);
@@ -320,7 +341,10 @@ async fn the_oom_report_is_one_record_with_its_fields() {
     assert_close(report.time_unix_nano, Clock::now().unix_nano(391799786));
 
     let metrics = metrics.expect("metrics at shutdown");
-    assert_eq!(counter(&metrics, "log.oom.matches", Some("kernel.oom_report")), Some(1));
+    assert_eq!(
+        counter(&metrics, "log.oom.matches", Some("kernel.oom_report")),
+        Some(1)
+    );
     assert_eq!(counter(&metrics, "kmsg.records.lost", None), Some(0));
 }
 
@@ -375,7 +399,11 @@ async fn delivered_records_advance_the_checkpoint_and_a_restart_repeats_nothing(
     let (second, _) = harness
         .run(&cfg, DeliveryStatus::Delivered, Until::Seq(428))
         .await;
-    assert_eq!(seqs(&second), (424..=428).collect::<Vec<_>>(), "{second:#?}");
+    assert_eq!(
+        seqs(&second),
+        (424..=428).collect::<Vec<_>>(),
+        "{second:#?}"
+    );
     assert_eq!(harness.stored(), Some(428));
 }
 
@@ -394,7 +422,11 @@ async fn failed_records_do_not_advance_the_checkpoint_and_are_read_again() {
         .run(&cfg, DeliveryStatus::Failed, Until::Seq(10))
         .await;
     assert_eq!(seqs(&failed), (6..=10).collect::<Vec<_>>());
-    assert_eq!(harness.stored(), Some(5), "a failed batch moved the checkpoint");
+    assert_eq!(
+        harness.stored(),
+        Some(5),
+        "a failed batch moved the checkpoint"
+    );
 
     let (again, _) = harness
         .run(&cfg, DeliveryStatus::Rejected, Until::Seq(10))
@@ -415,14 +447,21 @@ async fn the_checkpoint_waits_for_an_oom_report_still_being_assembled() {
     assert_eq!(records.len(), 1);
     assert_eq!(harness.stored(), Some(418));
     // The rest of that report arrives after a restart: it is whole.
-    harness.append(&SAMPLE.lines().skip(2).take(76).map(|line| {
-        // Renumber the first report's lines 343..=418 as 421..=496.
-        let (head, message) = line.split_once(';').unwrap();
-        let mut fields = head.split(',');
-        let prefix = fields.next().unwrap();
-        let seq: u64 = fields.next().unwrap().parse().unwrap();
-        format!("{prefix},{},465071900,-;{message}\n", seq + 78)
-    }).collect::<String>());
+    harness.append(
+        &SAMPLE
+            .lines()
+            .skip(2)
+            .take(76)
+            .map(|line| {
+                // Renumber the first report's lines 343..=418 as 421..=496.
+                let (head, message) = line.split_once(';').unwrap();
+                let mut fields = head.split(',');
+                let prefix = fields.next().unwrap();
+                let seq: u64 = fields.next().unwrap().parse().unwrap();
+                format!("{prefix},{},465071900,-;{message}\n", seq + 78)
+            })
+            .collect::<String>(),
+    );
     let (records, _) = harness
         .run(&cfg, DeliveryStatus::Delivered, Until::Records(1))
         .await;
@@ -469,8 +508,13 @@ fn config_defaults_and_checks() {
     .unwrap();
     assert!(cfg.validate().is_ok());
     assert_eq!(cfg.start_at, StartAtConfig::Beginning);
-    assert!(serde_json::from_value::<KmsgReceiverConfig>(serde_json::json!({"start": "end"})).is_err());
-    assert!(serde_json::from_value::<KmsgReceiverConfig>(serde_json::json!({"start_at": "middle"})).is_err());
+    assert!(
+        serde_json::from_value::<KmsgReceiverConfig>(serde_json::json!({"start": "end"})).is_err()
+    );
+    assert!(serde_json::from_value::<KmsgReceiverConfig>(
+        serde_json::json!({"start_at": "middle"})
+    )
+    .is_err());
     for bad in [
         serde_json::json!({"max_batch_records": 0}),
         serde_json::json!({"max_unacknowledged_batches": 0}),
@@ -527,7 +571,9 @@ async fn dev_kmsg_records_arrive_with_their_kmsg_fields() {
     .await
     .unwrap();
     let token = format!("{:016x}", rand::random::<u64>());
-    let line = format!("<3>oomscope-kmsg-recv-test {token} page allocation failure: order:4, mode:0x40cc0\n");
+    let line = format!(
+        "<3>oomscope-kmsg-recv-test {token} page allocation failure: order:4, mode:0x40cc0\n"
+    );
     std::fs::OpenOptions::new()
         .write(true)
         .open("/dev/kmsg")
@@ -548,7 +594,10 @@ async fn dev_kmsg_records_arrive_with_their_kmsg_fields() {
     .await
     .expect("the record arrives");
     shutdown.cancel();
-    tokio::time::timeout(TIMEOUT, handle).await.unwrap().unwrap();
+    tokio::time::timeout(TIMEOUT, handle)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(
         body(&record),
         format!("oomscope-kmsg-recv-test {token} page allocation failure: order:4, mode:0x40cc0")
@@ -559,5 +608,8 @@ async fn dev_kmsg_records_arrive_with_their_kmsg_fields() {
     assert_eq!(record.severity_text, "ERROR");
     assert!(int_attr(&record, "kmsg.sequence").is_some());
     let monotonic_us = int_attr(&record, "kmsg.timestamp_monotonic_us").unwrap();
-    assert_close(record.time_unix_nano, Clock::now().unix_nano(monotonic_us as u64));
+    assert_close(
+        record.time_unix_nano,
+        Clock::now().unix_nano(monotonic_us as u64),
+    );
 }
