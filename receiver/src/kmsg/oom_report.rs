@@ -182,6 +182,15 @@ impl OomReportAssembler {
         }
     }
 
+    /// The sequence number of the first record of a report still waiting
+    /// for its "Killed process" line; a reader checkpointing its position
+    /// must not move past it, or a restart would lose the report's header.
+    pub fn pending_first_seq(&self) -> Option<u64> {
+        self.pending
+            .as_ref()
+            .map(|pending| pending.report.first_seq)
+    }
+
     /// Feeds the next record; returns the report its "Killed process" line
     /// completes.
     pub fn push(&mut self, record: &KmsgRecord) -> Option<OomReport> {

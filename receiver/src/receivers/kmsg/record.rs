@@ -1,0 +1,396 @@
+//! Kernel records as OTLP: one LogRecord per record kept, per grouped OOM
+//! report and per gap, and the receiver's counters.
+
+use opentelemetry_proto::tonic::common::v1::{
+    any_value, AnyValue, ArrayValue, InstrumentationScope, KeyValue,
+};
+use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs, SeverityNumber};
+use opentelemetry_proto::tonic::metrics::v1::{
+    metric, number_data_point, AggregationTemporality, Metric, NumberDataPoint, ResourceMetrics,
+    ScopeMetrics, Sum,
+};
+
+use crate::kmsg::{KmsgRecord, OomReport};
+use crate::patterns::Match;
+
+pub const SCOPE_NAME: &str = "oomscope/kmsg";
+
+/// `oom.pattern` of the grouped kernel OOM report.
+pub const OOM_REPORT_PATTERN: &str = "kernel.oom_report";
+/// `oom.runtime` of everything the kernel reports.
+pub const KERNEL_RUNTIME: &str = "kernel";
+
+fn kv(key: &str, value: any_value::Value) -> KeyValue {
+    KeyValue {
+        key: key.to_owned(),
+        value: Some(AnyValue { value: Some(value) }),
+        ..Default::default()
+    }
+}
+
+fn string(value: &str) -> any_value::Value {
+    any_value::Value::StringValue(value.to_owned())
+}
+
+fn int(value: i64) -> any_value::Value {
+    any_value::Value::IntValue(value)
+}
+
+fn uint(value: u64) -> any_value::Value {
+    int(i64::try_from(value).unwrap_or(i64::MAX))
+}
+
+/// Converts the kernel's CLOCK_MONOTONIC microseconds to Unix nanoseconds.
+#[derive(Debug, Clone, Copy)]
+pub struct Clock {
+    /// Unix time of boot (CLOCK_REALTIME - CLOCK_MONOTONIC), nanoseconds.
+    pub boot_unix_nano: u64,
+}
+
+impl Clock {
+    /// Boot time as of now; taken once per batch so that a clock step
+    /// (NTP) is followed.
+    pub fn now() -> Clock {
+        let monotonic = clock_ns(libc::CLOCK_MONOTONIC);
+        let realtime = clock_ns(libc::CLOCK_REALTIME);
+        Clock {
+            boot_unix_nano: realtime.saturating_sub(monotonic),
+        }
+    }
+
+    pub fn unix_nano(self, monotonic_us: u64) -> u64 {
+        self.boot_unix_nano
+            .saturating_add(monotonic_us.saturating_mul(1000))
+    }
+}
+
+fn clock_ns(clock: libc::clockid_t) -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: plain syscall writing into a local.
+    if unsafe { libc::clock_gettime(clock, &mut ts) } != 0 {
+        return 0;
+    }
+    u64::try_from(ts.tv_sec)
+        .unwrap_or(0)
+        .saturating_mul(1_000_000_000)
+        .saturating_add(u64::try_from(ts.tv_nsec).unwrap_or(0))
+}
+
+pub fn unix_now_nanos() -> u64 {
+    clock_ns(libc::CLOCK_REALTIME)
+}
+
+/// The OTLP severity of a syslog level (as the collector's syslog parser
+/// maps them).
+pub fn severity(level: u8) -> (SeverityNumber, &'static str) {
+    match level {
+        0 => (SeverityNumber::Fatal2, "FATAL2"),
+        1 => (SeverityNumber::Fatal, "FATAL"),
+        2 => (SeverityNumber::Error2, "ERROR2"),
+        3 => (SeverityNumber::Error, "ERROR"),
+        4 => (SeverityNumber::Warn, "WARN"),
+        5 => (SeverityNumber::Info2, "INFO2"),
+        6 => (SeverityNumber::Info, "INFO"),
+        _ => (SeverityNumber::Debug, "DEBUG"),
+    }
+}
+
+/// `kmsg.*` attributes of one record, dictionary lines included
+/// (`SUBSYSTEM=memory` as `kmsg.subsystem`).
+fn kmsg_attributes(record: &KmsgRecord) -> Vec<KeyValue> {
+    let mut attributes = vec![
+        kv("kmsg.sequence", uint(record.seq)),
+        kv("kmsg.priority", int(i64::from(record.level))),
+        kv("kmsg.facility", int(i64::from(record.facility))),
+        kv("kmsg.timestamp_monotonic_us", uint(record.monotonic_us)),
+    ];
+    if record.continuation {
+        attributes.push(kv("kmsg.continuation", any_value::Value::BoolValue(true)));
+    }
+    for (key, value) in &record.dict {
+        attributes.push(kv(
+            &format!("kmsg.{}", key.to_ascii_lowercase()),
+            string(value),
+        ));
+    }
+    attributes
+}
+
+/// One kernel record as it is (`include_all`), or with what a pattern of the
+/// library found in it.
+pub fn record_log(record: &KmsgRecord, matched: Option<&Match<'_>>, clock: Clock) -> LogRecord {
+    let mut attributes = kmsg_attributes(record);
+    let (mut severity_number, severity_text) = severity(record.level);
+    let mut severity_text = severity_text.to_owned();
+    if let Some(matched) = matched {
+        attributes.push(kv("oom.pattern", string(matched.pattern)));
+        attributes.push(kv("oom.runtime", string(matched.runtime)));
+        for (key, value) in &matched.attributes {
+            attributes.push(kv(key, string(value)));
+        }
+        severity_number =
+            SeverityNumber::try_from(matched.severity_number).unwrap_or(SeverityNumber::Error);
+        severity_text = matched.severity_text.to_owned();
+    }
+    LogRecord {
+        time_unix_nano: clock.unix_nano(record.monotonic_us),
+        observed_time_unix_nano: unix_now_nanos(),
+        severity_number: severity_number as i32,
+        severity_text,
+        body: Some(AnyValue {
+            value: Some(string(&record.message)),
+        }),
+        attributes,
+        ..Default::default()
+    }
+}
+
+/// The grouped OOM report: `body` is the report's text block, `last` the
+/// record that completed it ("Killed process").
+pub fn oom_report_log(
+    report: &OomReport,
+    body: String,
+    last: &KmsgRecord,
+    clock: Clock,
+) -> LogRecord {
+    let mut attributes = kmsg_attributes(last);
+    attributes.push(kv("kmsg.sequence.first", uint(report.first_seq)));
+    attributes.push(kv("oom.pattern", string(OOM_REPORT_PATTERN)));
+    attributes.push(kv("oom.runtime", string(KERNEL_RUNTIME)));
+    let mut opt_string = |key: &str, value: &Option<String>| {
+        if let Some(value) = value {
+            attributes.push(kv(key, string(value)));
+        }
+    };
+    opt_string("oom.trigger.comm", &report.trigger_comm);
+    opt_string("oom.gfp_mask", &report.gfp_mask);
+    opt_string("oom.constraint", &report.constraint);
+    opt_string("oom.memcg", &report.oom_memcg);
+    opt_string("oom.victim.cgroup", &report.task_memcg);
+    opt_string("oom.group", &report.oom_group);
+    opt_string("oom.reason", &report.killed.reason);
+    if let Some(pid) = report.trigger_pid {
+        attributes.push(kv("oom.trigger.pid", int(i64::from(pid))));
+    }
+    if let Some(order) = report.order {
+        attributes.push(kv("oom.order", int(i64::from(order))));
+    }
+    let trigger_type = if report.global_oom {
+        Some("system")
+    } else if report.oom_memcg.is_some() || report.constraint.as_deref() == Some("CONSTRAINT_MEMCG")
+    {
+        Some("cgroup")
+    } else {
+        None
+    };
+    if let Some(trigger_type) = trigger_type {
+        attributes.push(kv("oom.trigger_type", string(trigger_type)));
+    }
+    let killed = &report.killed;
+    attributes.push(kv("process.pid", int(i64::from(killed.pid))));
+    attributes.push(kv("oom.victim.comm", string(&killed.comm)));
+    for (key, kb) in [
+        ("oom.victim.total_vm", Some(killed.total_vm_kb)),
+        ("oom.victim.anon_rss", Some(killed.anon_rss_kb)),
+        ("oom.victim.file_rss", Some(killed.file_rss_kb)),
+        ("oom.victim.shmem_rss", Some(killed.shmem_rss_kb)),
+        ("oom.victim.pgtables", killed.pgtables_kb),
+    ] {
+        if let Some(kb) = kb {
+            attributes.push(kv(key, uint(kb.saturating_mul(1024))));
+        }
+    }
+    if let Some(uid) = killed.uid {
+        attributes.push(kv("user.id", int(i64::from(uid))));
+    }
+    if let Some(adj) = killed.oom_score_adj {
+        attributes.push(kv("oom.victim.oom_score_adj", int(i64::from(adj))));
+    }
+    for (key, value) in [
+        ("oom.memcg.usage", report.memcg_usage_bytes),
+        ("oom.memcg.limit", report.memcg_limit_bytes),
+        ("oom.memcg.failcnt", report.memcg_failcnt),
+        ("oom.memcg.swap.usage", report.memcg_swap_usage_bytes),
+        ("oom.memcg.swap.limit", report.memcg_swap_limit_bytes),
+    ] {
+        if let Some(value) = value {
+            attributes.push(kv(key, uint(value)));
+        }
+    }
+    if report.task_count > 0 {
+        attributes.push(kv(
+            "oom.tasks.count",
+            uint(u64::try_from(report.task_count).unwrap_or(u64::MAX)),
+        ));
+        let rows = report
+            .tasks
+            .iter()
+            .map(|task| AnyValue {
+                value: Some(string(&format!(
+                    "pid={} uid={} tgid={} total_vm={} rss={} pgtables={} swapents={} oom_score_adj={} name={}",
+                    task.pid,
+                    task.uid,
+                    task.tgid,
+                    task.total_vm_bytes,
+                    task.rss_bytes,
+                    task.pgtables_bytes,
+                    task.swapents,
+                    task.oom_score_adj,
+                    task.name
+                ))),
+            })
+            .collect();
+        attributes.push(kv(
+            "oom.tasks.largest",
+            any_value::Value::ArrayValue(ArrayValue { values: rows }),
+        ));
+    }
+    LogRecord {
+        time_unix_nano: clock.unix_nano(report.monotonic_us),
+        observed_time_unix_nano: unix_now_nanos(),
+        severity_number: SeverityNumber::Error as i32,
+        severity_text: "ERROR".to_owned(),
+        body: Some(AnyValue {
+            value: Some(string(&body)),
+        }),
+        attributes,
+        ..Default::default()
+    }
+}
+
+/// Records overwritten in the ring buffer before they were read.
+pub fn gap_log(missed: Option<u64>) -> LogRecord {
+    let now = unix_now_nanos();
+    let body = match missed {
+        Some(n) => format!("{n} kernel log records were overwritten before they were read"),
+        None => "kernel log records were overwritten before they were read".to_owned(),
+    };
+    let mut attributes = Vec::new();
+    if let Some(n) = missed {
+        attributes.push(kv("kmsg.gap.missed", uint(n)));
+    }
+    LogRecord {
+        time_unix_nano: now,
+        observed_time_unix_nano: now,
+        severity_number: SeverityNumber::Warn as i32,
+        severity_text: "WARN".to_owned(),
+        body: Some(AnyValue {
+            value: Some(string(&body)),
+        }),
+        attributes,
+        ..Default::default()
+    }
+}
+
+fn scope() -> InstrumentationScope {
+    InstrumentationScope {
+        name: SCOPE_NAME.to_owned(),
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        ..Default::default()
+    }
+}
+
+/// Records under one resource (host attributes come from the `resource`
+/// processor) and the receiver's scope.
+pub fn resource_logs(records: Vec<LogRecord>) -> ResourceLogs {
+    ResourceLogs {
+        resource: None,
+        scope_logs: vec![ScopeLogs {
+            scope: Some(scope()),
+            log_records: records,
+            ..Default::default()
+        }],
+        ..Default::default()
+    }
+}
+
+/// The receiver's cumulative counters.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Counters {
+    /// Records lost to ring-buffer overwrites (an overwrite of unknown size
+    /// counts one: at least one record was lost).
+    pub records_lost: u64,
+    /// Matches per (`oom.pattern`, `oom.runtime`).
+    pub matches: std::collections::BTreeMap<(String, String), u64>,
+}
+
+/// Most distinct (`oom.pattern`, `oom.runtime`) series; the library is a
+/// fixed set, so this only guards against a surprise.
+pub const MAX_MATCH_SERIES: usize = 1000;
+
+impl Counters {
+    pub fn count_match(&mut self, pattern: &str, runtime: &str) {
+        let key = (pattern.to_owned(), runtime.to_owned());
+        if let Some(count) = self.matches.get_mut(&key) {
+            *count += 1;
+        } else if self.matches.len() < MAX_MATCH_SERIES {
+            self.matches.insert(key, 1);
+        }
+    }
+
+    /// `kmsg.records.lost` and `log.oom.matches` (monotonic cumulative Sums
+    /// since `start_unix_nano`).
+    pub fn metrics(&self, start_unix_nano: u64) -> ResourceMetrics {
+        let now = unix_now_nanos();
+        let point = |value: u64, attributes: Vec<KeyValue>| NumberDataPoint {
+            attributes,
+            start_time_unix_nano: start_unix_nano,
+            time_unix_nano: now,
+            value: Some(number_data_point::Value::AsInt(
+                i64::try_from(value).unwrap_or(i64::MAX),
+            )),
+            ..Default::default()
+        };
+        let sum =
+            |name: &str, unit: &str, description: &str, points: Vec<NumberDataPoint>| Metric {
+                name: name.to_owned(),
+                description: description.to_owned(),
+                unit: unit.to_owned(),
+                data: Some(metric::Data::Sum(Sum {
+                    data_points: points,
+                    aggregation_temporality: AggregationTemporality::Cumulative as i32,
+                    is_monotonic: true,
+                })),
+                ..Default::default()
+            };
+        let mut metrics = vec![sum(
+            "kmsg.records.lost",
+            "{record}",
+            "Kernel log records overwritten in the ring buffer before they were read",
+            vec![point(self.records_lost, Vec::new())],
+        )];
+        if !self.matches.is_empty() {
+            let points = self
+                .matches
+                .iter()
+                .map(|((pattern, runtime), count)| {
+                    point(
+                        *count,
+                        vec![
+                            kv("oom.pattern", string(pattern)),
+                            kv("oom.runtime", string(runtime)),
+                        ],
+                    )
+                })
+                .collect();
+            metrics.push(sum(
+                "log.oom.matches",
+                "{match}",
+                "Log records that matched an OOM pattern",
+                points,
+            ));
+        }
+        ResourceMetrics {
+            resource: None,
+            scope_metrics: vec![ScopeMetrics {
+                scope: Some(scope()),
+                metrics,
+                ..Default::default()
+            }],
+            ..Default::default()
+        }
+    }
+}

@@ -1,0 +1,181 @@
+//! The `kmsg` receiver end to end, against the real `/dev/kmsg`: records go
+//! to rotel over OTLP; a crash (`kill -9`) while rotel is down loses nothing
+//! and, because the checkpoint moves only on acknowledgement, repeats
+//! nothing. Needs root; skips with a printed reason otherwise.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::io::Write as _;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use common::free_port;
+use common::oomscope::Oomscope;
+use common::rotel::{Received, Rotel};
+
+const TIMEOUT: Duration = Duration::from_secs(60);
+const TOKENS: usize = 20;
+
+fn skip(test: &str, why: &str) {
+    let _ = writeln!(std::io::stderr(), "SKIPPED {test}: {why}");
+}
+
+fn dev_kmsg_usable(test: &str) -> bool {
+    // SAFETY: no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        skip(test, "not root (writing /dev/kmsg needs root)");
+        return false;
+    }
+    if let Err(err) = std::fs::File::open("/dev/kmsg") {
+        skip(test, &format!("/dev/kmsg is not readable: {err}"));
+        return false;
+    }
+    true
+}
+
+fn start_agent(rotel: &Rotel, state: &Path) -> Oomscope {
+    let health = free_port();
+    let config = format!(
+        r#"
+receivers:
+  kmsg:
+    include_all: true
+    storage: file_storage
+    batch_wait: 50ms
+exporters:
+  otlp:
+    endpoint: "{endpoint}"
+    tls: {{ insecure: true }}
+    retry_on_failure: {{ initial_interval: 100ms, max_interval: 1s, max_elapsed_time: 0s }}
+extensions:
+  health_check: {{ endpoint: "127.0.0.1:{health}" }}
+  file_storage: {{ directory: "{state}" }}
+service:
+  extensions: [health_check, file_storage]
+  telemetry: {{ metrics: {{ address: "" }} }}
+  oom_score_adj: null
+  pipelines:
+    logs: {{ receivers: [kmsg], exporters: [otlp] }}
+"#,
+        endpoint = rotel.grpc_addr(),
+        state = state.display()
+    );
+    let mut agent = Oomscope::start(&config, &[]);
+    agent.wait_healthy(health, TIMEOUT);
+    agent
+}
+
+fn write_kmsg(line: &str) {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/kmsg")
+        .and_then(|mut kmsg| kmsg.write_all(line.as_bytes()))
+        .expect("write /dev/kmsg");
+}
+
+/// How many times each token's record arrived, and the highest kmsg
+/// sequence number among them.
+fn tokens_seen(received: &Received, tokens: &[String]) -> (BTreeMap<String, usize>, Option<u64>) {
+    let mut counts: BTreeMap<String, usize> = tokens.iter().map(|t| (t.clone(), 0)).collect();
+    let mut highest = None;
+    for record in &received.logs {
+        let Some(body) = &record.body else { continue };
+        for token in tokens {
+            if body.text.ends_with(token.as_str()) {
+                *counts.entry(token.clone()).or_default() += 1;
+                let seq = record
+                    .attributes
+                    .get("kmsg.sequence")
+                    .and_then(|seq| seq.parse::<u64>().ok());
+                highest = highest.max(seq);
+            }
+        }
+    }
+    (counts, highest)
+}
+
+/// The stored checkpoint's sequence number (the value is framed:
+/// 12 bytes of header, then JSON).
+fn stored_checkpoint(state: &Path) -> Option<u64> {
+    let path = state
+        .join("receiver_kmsg_")
+        .join("kv")
+        .join("kmsg_checkpoint");
+    let bytes = std::fs::read(path).ok()?;
+    let value: serde_json::Value = serde_json::from_slice(bytes.get(12..)?).ok()?;
+    value.get("seq")?.as_u64()
+}
+
+#[test]
+fn kill_9_while_the_backend_is_down_delivers_every_record_once() {
+    let test = "kill_9_while_the_backend_is_down_delivers_every_record_once";
+    if !dev_kmsg_usable(test) {
+        return;
+    }
+    let state = tempfile::tempdir().expect("tempdir");
+    let mut rotel = Rotel::start();
+    let mut agent = start_agent(&rotel, state.path());
+    let run = format!("{:08x}", rand::random::<u32>());
+    let token = |i: usize| format!("oomscope-kmsg-e2e {run} token-{i:03}");
+    let tokens: Vec<String> = (0..2 * TOKENS).map(token).collect();
+
+    // First half: delivered and acknowledged before anything breaks.
+    for t in &tokens[..TOKENS] {
+        write_kmsg(&format!("<5>{t}\n"));
+    }
+    let received = rotel.wait_for(TIMEOUT, |r| {
+        tokens_seen(r, &tokens[..TOKENS])
+            .0
+            .values()
+            .all(|&n| n >= 1)
+    });
+    let (_, first_half_seq) = tokens_seen(&received, &tokens[..TOKENS]);
+    let first_half_seq = first_half_seq.expect("kmsg.sequence on the records");
+    let deadline = Instant::now() + TIMEOUT;
+    while stored_checkpoint(state.path()).is_none_or(|seq| seq < first_half_seq) {
+        assert!(
+            Instant::now() < deadline,
+            "the checkpoint did not reach {first_half_seq}: {:?}\n{}",
+            stored_checkpoint(state.path()),
+            agent.output()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+
+    // Second half while the backend is down: read, sent, never acknowledged.
+    rotel.stop();
+    for t in &tokens[TOKENS..] {
+        write_kmsg(&format!("<5>{t}\n"));
+    }
+    // Let the agent read them and start retrying.
+    std::thread::sleep(Duration::from_millis(500));
+    let checkpoint_before_kill = stored_checkpoint(state.path());
+    agent.kill();
+
+    let mut agent = start_agent(&rotel, state.path());
+    rotel.restart();
+    let received = rotel.wait_for(TIMEOUT, |r| {
+        tokens_seen(r, &tokens).0.values().all(|&n| n >= 1)
+    });
+    // Anything late would show up now.
+    std::thread::sleep(Duration::from_secs(1));
+    let received = {
+        let later = rotel.received();
+        if later.logs.len() >= received.logs.len() {
+            later
+        } else {
+            received
+        }
+    };
+    let (counts, _) = tokens_seen(&received, &tokens);
+    let duplicates: usize = counts.values().map(|&n| n.saturating_sub(1)).sum();
+    let _ = writeln!(
+        std::io::stderr(),
+        "{test}: {} tokens, {duplicates} duplicates (checkpoint before kill: {checkpoint_before_kill:?}, first half up to seq {first_half_seq})",
+        tokens.len()
+    );
+    assert!(counts.values().all(|&n| n >= 1), "lost: {counts:?}");
+    assert_eq!(duplicates, 0, "repeated: {counts:?}\n{}", agent.output());
+    agent.stop(Duration::from_secs(10));
+}
