@@ -1,5 +1,6 @@
 //! Receivers: where data enters. One module per receiver type.
 
+pub mod filelog;
 pub mod oom;
 pub mod otlp;
 
@@ -12,6 +13,7 @@ use crate::pipeline::{DynConsumer, Signal};
 /// A configured receiver, by type.
 #[derive(Debug, Clone)]
 pub enum ReceiverConfig {
+    Filelog(filelog::FilelogReceiverConfig),
     Oom(oom::OomReceiverConfig),
     Otlp(otlp::OtlpReceiverConfig),
 }
@@ -25,12 +27,13 @@ pub struct ReceiverOutputs {
 
 impl ReceiverConfig {
     /// Type names accepted in `receivers:` (aliases included).
-    pub const TYPES: &'static [&'static str] = &["oom", "otlp"];
+    pub const TYPES: &'static [&'static str] = &["filelog", "file_log", "oom", "otlp"];
 
     /// Decodes the config of a receiver of type `type_name`; `None` when the
     /// type is unknown.
     pub fn from_node(type_name: &str, node: &Node) -> Option<Result<Self, ConfigError>> {
         Some(match type_name {
+            "filelog" | "file_log" => from_node(node).map(ReceiverConfig::Filelog),
             "oom" => from_node(node).map(ReceiverConfig::Oom),
             "otlp" => from_node(node).map(ReceiverConfig::Otlp),
             _ => return None,
@@ -41,6 +44,7 @@ impl ReceiverConfig {
     /// error may name the offending key.
     pub fn validate(&self) -> Result<(), ValidationError> {
         match self {
+            ReceiverConfig::Filelog(c) => c.validate().map_err(ValidationError::from),
             ReceiverConfig::Oom(c) => c.validate().map_err(ValidationError::from),
             ReceiverConfig::Otlp(c) => c.validate(),
         }
@@ -49,7 +53,9 @@ impl ReceiverConfig {
     /// Signals this receiver can produce.
     pub fn signals(&self) -> &'static [Signal] {
         match self {
-            ReceiverConfig::Oom(_) | ReceiverConfig::Otlp(_) => &[Signal::Logs, Signal::Metrics],
+            ReceiverConfig::Filelog(_) | ReceiverConfig::Oom(_) | ReceiverConfig::Otlp(_) => {
+                &[Signal::Logs, Signal::Metrics]
+            }
         }
     }
 
@@ -63,6 +69,7 @@ impl ReceiverConfig {
         outputs: ReceiverOutputs,
     ) -> anyhow::Result<JoinHandle<()>> {
         match self {
+            ReceiverConfig::Filelog(c) => filelog::start(c, ctx, outputs).await,
             ReceiverConfig::Oom(c) => oom::start(c, ctx, outputs).await,
             ReceiverConfig::Otlp(c) => otlp::start(c, ctx, outputs).await,
         }
