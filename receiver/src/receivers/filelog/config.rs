@@ -257,13 +257,13 @@ mod tests {
         assert!(FilelogReceiverConfig::default().validate().is_err());
         let mut c = base();
         c.include = vec!["/x/[".into()];
-        assert!(c.validate().unwrap_err().starts_with("include:"));
+        assert!(matches!(c.validate(), Err(e) if e.starts_with("include:")));
         let mut c = base();
         c.encoding = "utf-16le".into();
-        assert!(c.validate().unwrap_err().starts_with("encoding:"));
+        assert!(matches!(c.validate(), Err(e) if e.starts_with("encoding:")));
         let mut c = base();
         c.multiline.line_start_pattern = Some("(".into());
-        assert!(c.validate().unwrap_err().starts_with("multiline::"));
+        assert!(matches!(c.validate(), Err(e) if e.starts_with("multiline::")));
         let mut c = base();
         c.fingerprint_size = ByteSize(4);
         assert!(c.validate().is_err());

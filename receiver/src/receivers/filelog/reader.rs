@@ -87,7 +87,7 @@ impl FileReader {
         self.offset - self.partial.len() as u64
     }
 
-    pub fn len(&self) -> io::Result<u64> {
+    pub fn file_len(&self) -> io::Result<u64> {
         Ok(self.file.metadata()?.len())
     }
 
@@ -99,7 +99,7 @@ impl FileReader {
 
     /// Reads up to `budget` bytes, appending complete lines to `out`.
     pub fn read(&mut self, budget: usize, out: &mut Vec<Line>) -> io::Result<ReadOutcome> {
-        if self.len()? < self.offset {
+        if self.file_len()? < self.offset {
             return Ok(ReadOutcome::Truncated);
         }
         let mut buf = vec![0u8; CHUNK.min(budget.max(1))];
