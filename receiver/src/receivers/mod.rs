@@ -1,5 +1,6 @@
 //! Receivers: where data enters. One module per receiver type.
 
+pub mod filelog;
 pub mod kmsg;
 pub mod oom;
 pub mod otlp;
@@ -13,6 +14,7 @@ use crate::pipeline::{DynConsumer, Signal};
 /// A configured receiver, by type.
 #[derive(Debug, Clone)]
 pub enum ReceiverConfig {
+    Filelog(filelog::FilelogReceiverConfig),
     Kmsg(kmsg::KmsgReceiverConfig),
     Oom(oom::OomReceiverConfig),
     Otlp(otlp::OtlpReceiverConfig),
@@ -27,12 +29,13 @@ pub struct ReceiverOutputs {
 
 impl ReceiverConfig {
     /// Type names accepted in `receivers:` (aliases included).
-    pub const TYPES: &'static [&'static str] = &["kmsg", "oom", "otlp"];
+    pub const TYPES: &'static [&'static str] = &["file_log", "filelog", "kmsg", "oom", "otlp"];
 
     /// Decodes the config of a receiver of type `type_name`; `None` when the
     /// type is unknown.
     pub fn from_node(type_name: &str, node: &Node) -> Option<Result<Self, ConfigError>> {
         Some(match type_name {
+            "filelog" | "file_log" => from_node(node).map(ReceiverConfig::Filelog),
             "kmsg" => from_node(node).map(ReceiverConfig::Kmsg),
             "oom" => from_node(node).map(ReceiverConfig::Oom),
             "otlp" => from_node(node).map(ReceiverConfig::Otlp),
@@ -44,6 +47,7 @@ impl ReceiverConfig {
     /// error may name the offending key.
     pub fn validate(&self) -> Result<(), ValidationError> {
         match self {
+            ReceiverConfig::Filelog(c) => c.validate().map_err(ValidationError::from),
             ReceiverConfig::Kmsg(c) => c.validate().map_err(ValidationError::from),
             ReceiverConfig::Oom(c) => c.validate().map_err(ValidationError::from),
             ReceiverConfig::Otlp(c) => c.validate(),
@@ -53,9 +57,10 @@ impl ReceiverConfig {
     /// Signals this receiver can produce.
     pub fn signals(&self) -> &'static [Signal] {
         match self {
-            ReceiverConfig::Kmsg(_) | ReceiverConfig::Oom(_) | ReceiverConfig::Otlp(_) => {
-                &[Signal::Logs, Signal::Metrics]
-            }
+            ReceiverConfig::Filelog(_)
+            | ReceiverConfig::Kmsg(_)
+            | ReceiverConfig::Oom(_)
+            | ReceiverConfig::Otlp(_) => &[Signal::Logs, Signal::Metrics],
         }
     }
 
@@ -69,6 +74,7 @@ impl ReceiverConfig {
         outputs: ReceiverOutputs,
     ) -> anyhow::Result<JoinHandle<()>> {
         match self {
+            ReceiverConfig::Filelog(c) => filelog::start(c, ctx, outputs).await,
             ReceiverConfig::Kmsg(c) => kmsg::start(c, ctx, outputs).await,
             ReceiverConfig::Oom(c) => oom::start(c, ctx, outputs).await,
             ReceiverConfig::Otlp(c) => otlp::start(c, ctx, outputs).await,

@@ -1,0 +1,271 @@
+//! `filelog` receiver configuration: the collector's keys and defaults
+//! (contrib `receiver/filelogreceiver`), plus the pattern library's keys.
+
+use std::fmt;
+
+use serde::{Deserialize, Deserializer};
+
+use crate::config::{ComponentId, GoDuration};
+use crate::patterns::UserPattern;
+
+/// Where a file first seen is read from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum StartAt {
+    /// Only lines written after the receiver found the file (files that
+    /// appear later, or while the agent was down with `storage`, are read
+    /// from their start).
+    #[default]
+    End,
+    /// The whole file.
+    Beginning,
+}
+
+/// A size in bytes written as an integer or with a unit, the collector's
+/// way: `1kb` = 1000, `1KiB` = 1024, `1mb`, `1MiB`, `1gb`, `1GiB`
+/// (case-insensitive).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ByteSize(pub u64);
+
+impl ByteSize {
+    pub fn parse(s: &str) -> Result<ByteSize, String> {
+        let t = s.trim();
+        let split = t
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(t.len());
+        let (num, unit) = t.split_at(split);
+        let err = || {
+            format!(
+                "invalid size {s:?} (expected bytes, or a number with kb, KiB, mb, MiB, gb or GiB)"
+            )
+        };
+        let value: f64 = num.parse().map_err(|_| err())?;
+        let mult: f64 = match unit.trim().to_ascii_lowercase().as_str() {
+            "" | "b" => 1.0,
+            "kb" => 1e3,
+            "kib" => 1024.0,
+            "mb" => 1e6,
+            "mib" => 1024.0 * 1024.0,
+            "gb" => 1e9,
+            "gib" => 1024.0 * 1024.0 * 1024.0,
+            _ => return Err(err()),
+        };
+        let bytes = value * mult;
+        if !bytes.is_finite() || bytes < 0.0 || bytes > u64::MAX as f64 {
+            return Err(err());
+        }
+        Ok(ByteSize(bytes as u64))
+    }
+
+    pub fn get(self) -> u64 {
+        self.0
+    }
+}
+
+impl fmt::Display for ByteSize {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} bytes", self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for ByteSize {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Int(u64),
+            Text(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Int(n) => Ok(ByteSize(n)),
+            Raw::Text(s) => ByteSize::parse(&s).map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+/// `multiline`: how lines are grouped into one record.
+#[derive(Debug, Clone, PartialEq, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct MultilineConfig {
+    /// A record starts at each line matching this regex; the lines up to the
+    /// next match belong to it.
+    pub line_start_pattern: Option<String>,
+}
+
+/// `filelog` receiver configuration.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FilelogReceiverConfig {
+    /// Globs of the files to read (required).
+    pub include: Vec<String>,
+    /// Globs of files not to read, even when `include` matches them.
+    pub exclude: Vec<String>,
+    /// `end` or `beginning`: where a file found at the first poll is read from.
+    pub start_at: StartAt,
+    /// How often the globs are expanded and files are read.
+    pub poll_interval: GoDuration,
+    /// How many leading bytes identify a file (across renames and restarts).
+    pub fingerprint_size: ByteSize,
+    /// Longest record; longer entries are truncated to this size and the rest
+    /// of the line is skipped (counted as truncated).
+    pub max_log_size: ByteSize,
+    /// Most files open at once; more wait for a later poll.
+    pub max_concurrent_files: usize,
+    /// Add `log.file.name`.
+    pub include_file_name: bool,
+    /// Add `log.file.path`.
+    pub include_file_path: bool,
+    /// A `file_storage` extension keeping the read offsets across restarts;
+    /// without it, offsets live in memory only.
+    pub storage: Option<ComponentId>,
+    /// Patterns added to the built-in OOM pattern library.
+    pub patterns: Vec<UserPattern>,
+    /// `false`: only lines the pattern library matches become records;
+    /// `true`: every line does (matched ones carry `oom.*` attributes).
+    pub include_all: bool,
+    /// How long a partial line at the end of a file, or a multiline record,
+    /// waits for more before it is emitted as it is.
+    pub force_flush_period: GoDuration,
+    /// Grouping of lines into records.
+    pub multiline: MultilineConfig,
+    /// Only `utf-8` (invalid sequences are replaced by U+FFFD).
+    pub encoding: String,
+    /// How often the `log.oom.matches` counter is reported.
+    pub metrics_interval: GoDuration,
+}
+
+impl Default for FilelogReceiverConfig {
+    fn default() -> Self {
+        FilelogReceiverConfig {
+            include: Vec::new(),
+            exclude: Vec::new(),
+            start_at: StartAt::End,
+            poll_interval: GoDuration::from_millis(200),
+            fingerprint_size: ByteSize(1000),
+            max_log_size: ByteSize(1024 * 1024),
+            max_concurrent_files: 1024,
+            include_file_name: true,
+            include_file_path: false,
+            storage: None,
+            patterns: Vec::new(),
+            include_all: false,
+            force_flush_period: GoDuration::from_millis(500),
+            multiline: MultilineConfig::default(),
+            encoding: "utf-8".to_string(),
+            metrics_interval: GoDuration::from_secs(10),
+        }
+    }
+}
+
+/// Smallest fingerprint that still tells files apart (the collector's
+/// minimum is 16 bytes).
+pub const MIN_FINGERPRINT_SIZE: u64 = 16;
+/// Largest record we agree to assemble in memory.
+pub const MAX_MAX_LOG_SIZE: u64 = 64 * 1024 * 1024;
+
+impl FilelogReceiverConfig {
+    pub fn validate(&self) -> Result<(), String> {
+        if self.include.is_empty() {
+            return Err("include: at least one glob is required".into());
+        }
+        for (key, globs) in [("include", &self.include), ("exclude", &self.exclude)] {
+            for g in globs {
+                glob::Pattern::new(g).map_err(|e| format!("{key}: invalid glob {g:?}: {e}"))?;
+            }
+        }
+        if self.poll_interval.is_zero() {
+            return Err("poll_interval must be greater than zero".into());
+        }
+        if self.fingerprint_size.get() < MIN_FINGERPRINT_SIZE {
+            return Err(format!(
+                "fingerprint_size must be at least {MIN_FINGERPRINT_SIZE} bytes"
+            ));
+        }
+        if self.max_log_size.get() == 0 || self.max_log_size.get() > MAX_MAX_LOG_SIZE {
+            return Err(format!(
+                "max_log_size must be between 1 byte and {MAX_MAX_LOG_SIZE} bytes"
+            ));
+        }
+        if self.max_concurrent_files == 0 {
+            return Err("max_concurrent_files must be at least 1".into());
+        }
+        if self.metrics_interval.is_zero() {
+            return Err("metrics_interval must be greater than zero".into());
+        }
+        let enc = self.encoding.to_ascii_lowercase();
+        if enc != "utf-8" && enc != "utf8" {
+            return Err(format!(
+                "encoding: {:?} is not supported (only utf-8)",
+                self.encoding
+            ));
+        }
+        if let Some(p) = &self.multiline.line_start_pattern {
+            regex::Regex::new(p)
+                .map_err(|e| format!("multiline::line_start_pattern: invalid regex: {e}"))?;
+        }
+        crate::patterns::Library::with_user_patterns(&self.patterns)
+            .map_err(|e| format!("patterns: {e}"))?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_the_collectors() {
+        let c: FilelogReceiverConfig =
+            serde_json::from_value(serde_json::json!({"include": ["/var/log/*.log"]}))
+                .expect("decodes");
+        assert_eq!(c.start_at, StartAt::End);
+        assert_eq!(c.poll_interval, GoDuration::from_millis(200));
+        assert_eq!(c.fingerprint_size, ByteSize(1000));
+        assert_eq!(c.max_log_size, ByteSize(1 << 20));
+        assert_eq!(c.max_concurrent_files, 1024);
+        assert!(c.include_file_name && !c.include_file_path && !c.include_all);
+        assert_eq!(c.force_flush_period, GoDuration::from_millis(500));
+        assert_eq!(c.validate(), Ok(()));
+    }
+
+    #[test]
+    fn sizes_take_units_and_integers() {
+        assert_eq!(ByteSize::parse("1kb"), Ok(ByteSize(1000)));
+        assert_eq!(ByteSize::parse("1KiB"), Ok(ByteSize(1024)));
+        assert_eq!(ByteSize::parse("2MiB"), Ok(ByteSize(2 << 20)));
+        assert_eq!(ByteSize::parse("512"), Ok(ByteSize(512)));
+        assert!(ByteSize::parse("1 parsec").is_err());
+        let c: FilelogReceiverConfig = serde_json::from_value(serde_json::json!({
+            "include": ["/x"], "fingerprint_size": 2048, "max_log_size": "16KiB", "start_at": "beginning"
+        }))
+        .expect("decodes");
+        assert_eq!(c.fingerprint_size, ByteSize(2048));
+        assert_eq!(c.max_log_size, ByteSize(16384));
+        assert_eq!(c.start_at, StartAt::Beginning);
+    }
+
+    #[test]
+    fn bad_configs_are_refused() {
+        let unknown = serde_json::from_value::<FilelogReceiverConfig>(
+            serde_json::json!({"include": ["/x"], "operators": []}),
+        );
+        assert!(unknown.is_err());
+        let base = || FilelogReceiverConfig {
+            include: vec!["/x/*.log".into()],
+            ..Default::default()
+        };
+        assert!(FilelogReceiverConfig::default().validate().is_err());
+        let mut c = base();
+        c.include = vec!["/x/[".into()];
+        assert!(matches!(c.validate(), Err(e) if e.starts_with("include:")));
+        let mut c = base();
+        c.encoding = "utf-16le".into();
+        assert!(matches!(c.validate(), Err(e) if e.starts_with("encoding:")));
+        let mut c = base();
+        c.multiline.line_start_pattern = Some("(".into());
+        assert!(matches!(c.validate(), Err(e) if e.starts_with("multiline::")));
+        let mut c = base();
+        c.fingerprint_size = ByteSize(4);
+        assert!(c.validate().is_err());
+    }
+}

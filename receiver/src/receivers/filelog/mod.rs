@@ -1,0 +1,645 @@
+//! The `filelog` receiver (alias `file_log`): tails files, one LogRecord per
+//! line (or multiline block), with the OOM pattern library's attributes on
+//! matching lines, and the `log.oom.matches` counter.
+//!
+//! Files are identified by a fingerprint of their first bytes, not by name
+//! or inode, so renames (rename+create rotation) and copies (copytruncate)
+//! are followed: a renamed file keeps being read through its open handle to
+//! its end; a truncated file is read again from its start, and a copy with a
+//! known fingerprint continues at the known offset instead of being read
+//! twice. Offsets advance only when the batch carrying the lines was
+//! acknowledged (see [`checkpoint`]); with `storage`, a restart resumes
+//! there, and files that appeared while the agent was down are read from
+//! their start even with `start_at: end` (the collector skips them).
+//!
+//! Delivery is at least once across restarts: lines of a batch that failed
+//! downstream are read again after a restart; the receiver does not resend
+//! them while it runs. Inherent windows: with copytruncate, lines written
+//! between the copy and the truncation are lost (logrotate's own window);
+//! when the copy is not in `include`, lines written between the last poll
+//! and the truncation are lost too.
+
+pub mod checkpoint;
+pub mod config;
+pub mod multiline;
+pub mod reader;
+mod record;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::fs::File;
+use std::os::unix::fs::MetadataExt;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use opentelemetry_proto::tonic::logs::v1::LogRecord;
+use regex::Regex;
+use tokio::runtime::Handle;
+use tokio::sync::{mpsc, Semaphore};
+use tokio::task::JoinHandle;
+
+use super::ReceiverOutputs;
+use crate::component::BuildContext;
+use crate::patterns::Library;
+use crate::pipeline::ack::{BatchNotifier, Finalizers};
+use crate::pipeline::{Batch, ConsumeError, DynConsumer, Payload, Signal};
+use checkpoint::{Checkpoints, InFlight, Resumed};
+pub use config::{ByteSize, FilelogReceiverConfig, MultilineConfig, StartAt};
+use multiline::{Assembled, Assembler};
+use reader::{fingerprint, FileReader, ReadOutcome};
+
+/// Batches sent and not yet acknowledged, per receiver.
+const MAX_IN_FLIGHT: usize = 64;
+/// Records per batch.
+const MAX_BATCH_RECORDS: usize = 1000;
+/// Bytes read from one file per poll before moving on to the others.
+const MAX_READ_PER_FILE_POLL: usize = 16 * 1024 * 1024;
+/// Bytes read per read step (lines are handed on between steps).
+const READ_STEP: usize = 1024 * 1024;
+/// Polls a file that no longer matches `include` stays open (a writer may
+/// still append to a renamed file until it reopens its log).
+const CLOSE_AFTER_UNMATCHED_POLLS: u32 = 3;
+/// Paths taken from the globs per poll.
+const MAX_PATHS: usize = 100_000;
+/// Paths remembered for warn-once messages.
+const MAX_WARNED: usize = 10_000;
+
+/// (oom.pattern, oom.runtime) -> matches.
+type MatchCounts = Arc<Mutex<BTreeMap<(String, String), u64>>>;
+
+/// Starts the receiver: checks storage and patterns, then tails until shutdown.
+pub async fn start(
+    cfg: &FilelogReceiverConfig,
+    ctx: BuildContext,
+    outputs: ReceiverOutputs,
+) -> anyhow::Result<JoinHandle<()>> {
+    let cfg = cfg.clone();
+    let library = Arc::new(
+        Library::with_user_patterns(&cfg.patterns)
+            .map_err(|e| anyhow::anyhow!("receiver {}: patterns: {e}", ctx.id))?,
+    );
+    let kv = match &cfg.storage {
+        Some(id) => Some(
+            ctx.extensions
+                .storage(id, &ctx.id)?
+                .kv("receiver", &ctx.id)?,
+        ),
+        None => None,
+    };
+    let (checkpoints, resumed) = Checkpoints::load(kv)
+        .map_err(|e| e.context(format!("receiver {}: cannot load file offsets", ctx.id)))?;
+    let line_start = cfg
+        .multiline
+        .line_start_pattern
+        .as_deref()
+        .map(Regex::new)
+        .transpose()
+        .map_err(|e| anyhow::anyhow!("receiver {}: multiline::line_start_pattern: {e}", ctx.id))?;
+    let exclude = cfg
+        .exclude
+        .iter()
+        .map(|g| glob::Pattern::new(g))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| anyhow::anyhow!("receiver {}: exclude: {e}", ctx.id))?;
+    let counts: MatchCounts = Arc::default();
+    let (ack_tx, ack_rx) = mpsc::channel(MAX_IN_FLIGHT + 1);
+    let tracker = tokio::spawn(checkpoint::track(
+        ack_rx,
+        Arc::clone(&checkpoints),
+        ctx.shutdown.clone(),
+    ));
+    let metrics_task = outputs.metrics.clone().map(|m| {
+        tokio::spawn(record::report_matches(
+            m,
+            Arc::clone(&counts),
+            cfg.metrics_interval.get(),
+            ctx.shutdown.clone(),
+        ))
+    });
+    tracing::info!(receiver = %ctx.id, include = ?cfg.include, resumed = resumed.is_some(), "tailing files");
+    let tailer = Tailer::new(
+        cfg,
+        ctx.clone(),
+        library,
+        line_start,
+        exclude,
+        checkpoints,
+        resumed,
+        outputs.logs,
+        counts,
+        ack_tx,
+    );
+    let handle = Handle::current();
+    let blocking = tokio::task::spawn_blocking(move || tailer.run(&handle));
+    Ok(tokio::spawn(async move {
+        if let Err(e) = blocking.await {
+            tracing::error!(error = %e, "the file tailer panicked");
+        }
+        let _ = tracker.await;
+        if let Some(t) = metrics_task {
+            let _ = t.await;
+        }
+    }))
+}
+
+/// A file known by its fingerprint, open or not.
+struct Known {
+    id: u64,
+    fingerprint: Vec<u8>,
+    /// Where reading resumes when the file is opened again (a copy found
+    /// under another name): after the last line handed on.
+    offset: u64,
+    reader: Option<FileReader>,
+    assembler: Assembler,
+    last_seen_poll: u64,
+    unmatched_polls: u32,
+}
+
+struct Tailer {
+    cfg: FilelogReceiverConfig,
+    ctx: BuildContext,
+    library: Arc<Library>,
+    line_start: Option<Regex>,
+    exclude: Vec<glob::Pattern>,
+    checkpoints: Arc<Checkpoints>,
+    /// Files of an earlier run; `Some` also means that files unknown at the
+    /// first poll appeared while the agent was down.
+    resumed: Option<Vec<Resumed>>,
+    logs: Option<DynConsumer>,
+    counts: MatchCounts,
+    ack_tx: mpsc::Sender<InFlight>,
+    in_flight: Arc<Semaphore>,
+    files: Vec<Known>,
+    next_id: u64,
+    poll: u64,
+    warned: HashSet<PathBuf>,
+    records: Vec<LogRecord>,
+    offsets: HashMap<u64, u64>,
+    metrics: crate::telemetry::ReceiverMetrics,
+}
+
+impl Tailer {
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        cfg: FilelogReceiverConfig,
+        ctx: BuildContext,
+        library: Arc<Library>,
+        line_start: Option<Regex>,
+        exclude: Vec<glob::Pattern>,
+        checkpoints: Arc<Checkpoints>,
+        resumed: Option<Vec<Resumed>>,
+        logs: Option<DynConsumer>,
+        counts: MatchCounts,
+        ack_tx: mpsc::Sender<InFlight>,
+    ) -> Self {
+        let metrics = ctx.telemetry.receiver(&ctx.id, "file");
+        let mut t = Tailer {
+            cfg,
+            ctx,
+            library,
+            line_start,
+            exclude,
+            checkpoints,
+            resumed: None,
+            logs,
+            counts,
+            ack_tx,
+            in_flight: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
+            files: Vec::new(),
+            next_id: 0,
+            poll: 0,
+            warned: HashSet::new(),
+            records: Vec::new(),
+            offsets: HashMap::new(),
+            metrics,
+        };
+        if let Some(saved) = &resumed {
+            for r in saved {
+                t.add_known(r.fingerprint.clone(), r.offset);
+            }
+        }
+        t.resumed = resumed;
+        t
+    }
+
+    /// Adds a file; returns its index in `files`.
+    fn add_known(&mut self, fingerprint: Vec<u8>, offset: u64) -> usize {
+        let id = self.next_id;
+        self.next_id += 1;
+        self.checkpoints.register(id, fingerprint.clone(), offset);
+        self.files.push(Known {
+            id,
+            fingerprint,
+            offset,
+            reader: None,
+            assembler: Assembler::new(self.line_start.clone(), self.max_log_size()),
+            last_seen_poll: self.poll,
+            unmatched_polls: 0,
+        });
+        self.files.len() - 1
+    }
+
+    fn max_log_size(&self) -> usize {
+        usize::try_from(self.cfg.max_log_size.get()).unwrap_or(usize::MAX)
+    }
+
+    fn run(mut self, handle: &Handle) {
+        let shutdown = self.ctx.shutdown.clone();
+        let interval = self.cfg.poll_interval.get();
+        while !shutdown.is_cancelled() {
+            self.poll_once(handle);
+            handle.block_on(async {
+                tokio::select! {
+                    () = shutdown.cancelled() => {}
+                    () = tokio::time::sleep(interval) => {}
+                }
+            });
+        }
+        // Records held for multiline grouping are not sent: their offsets
+        // were not committed, so a restart with storage reads them again.
+    }
+
+    fn warn_once(&mut self, path: &std::path::Path, what: &str, error: &dyn std::fmt::Display) {
+        if self.warned.len() >= MAX_WARNED {
+            self.warned.clear();
+        }
+        if self.warned.insert(path.to_path_buf()) {
+            tracing::warn!(receiver = %self.ctx.id, path = %path.display(), error = %error, "{what}");
+        }
+    }
+
+    fn expand(&mut self) -> BTreeSet<PathBuf> {
+        let mut paths = BTreeSet::new();
+        for pattern in self.cfg.include.clone() {
+            let entries = match glob::glob(&pattern) {
+                Ok(e) => e,
+                Err(e) => {
+                    self.warn_once(std::path::Path::new(&pattern), "invalid include glob", &e);
+                    continue;
+                }
+            };
+            for entry in entries {
+                match entry {
+                    Ok(p) => {
+                        if !self.exclude.iter().any(|x| x.matches_path(&p)) {
+                            paths.insert(p);
+                        }
+                    }
+                    Err(e) => {
+                        let path = e.path().to_path_buf();
+                        self.warn_once(&path, "cannot list", &e);
+                    }
+                }
+                if paths.len() >= MAX_PATHS {
+                    tracing::warn!(receiver = %self.ctx.id, "include matches more than {MAX_PATHS} paths; the rest are ignored");
+                    return paths;
+                }
+            }
+        }
+        paths
+    }
+
+    fn open_readers(&self) -> usize {
+        self.files.iter().filter(|k| k.reader.is_some()).count()
+    }
+
+    /// The known file whose fingerprint starts `fp` (longest first).
+    fn find_known(&self, fp: &[u8]) -> Option<usize> {
+        self.files
+            .iter()
+            .enumerate()
+            .filter(|(_, k)| !k.fingerprint.is_empty() && fp.starts_with(&k.fingerprint))
+            .max_by_key(|(_, k)| k.fingerprint.len())
+            .map(|(i, _)| i)
+    }
+
+    fn discover(&mut self, first_poll: bool) {
+        let fp_size = usize::try_from(self.cfg.fingerprint_size.get()).unwrap_or(usize::MAX);
+        for path in self.expand() {
+            let meta = match std::fs::metadata(&path) {
+                Ok(m) => m,
+                Err(e) => {
+                    self.warn_once(&path, "cannot read file metadata", &e);
+                    continue;
+                }
+            };
+            if !meta.is_file() {
+                self.warn_once(&path, "not a regular file; skipped", &"include matched it");
+                continue;
+            }
+            let dev_ino = (meta.dev(), meta.ino());
+            let poll = self.poll;
+            if let Some(k) = self
+                .files
+                .iter_mut()
+                .find(|k| k.reader.as_ref().is_some_and(|r| r.dev_ino == dev_ino))
+            {
+                k.last_seen_poll = poll;
+                continue;
+            }
+            if self.open_readers() >= self.cfg.max_concurrent_files {
+                continue;
+            }
+            let file = match File::open(&path) {
+                Ok(f) => f,
+                Err(e) => {
+                    self.warn_once(&path, "cannot open file", &e);
+                    continue;
+                }
+            };
+            let fp = match fingerprint(&file, fp_size) {
+                Ok(fp) => fp,
+                Err(e) => {
+                    self.warn_once(&path, "cannot read file", &e);
+                    continue;
+                }
+            };
+            if fp.is_empty() {
+                // Nothing to identify it by yet.
+                continue;
+            }
+            if self
+                .files
+                .iter()
+                .any(|k| k.fingerprint.len() > fp.len() && k.fingerprint.starts_with(&fp))
+            {
+                // The first bytes of a known file, not all of them yet: most
+                // likely a copy being written (copytruncate). Decide once it
+                // is complete instead of reading it as a new file.
+                continue;
+            }
+            let max = self.max_log_size();
+            let idx = match self.find_known(&fp) {
+                Some(idx) if self.files[idx].reader.is_some() => {
+                    // Another name for an open file (a copy): read once.
+                    self.files[idx].last_seen_poll = poll;
+                    continue;
+                }
+                Some(idx) => idx,
+                None => {
+                    let offset = if self.cfg.start_at == StartAt::Beginning
+                        || !first_poll
+                        || self.resumed.is_some()
+                    {
+                        0
+                    } else {
+                        meta.len()
+                    };
+                    let idx = self.add_known(fp.clone(), offset);
+                    // Save the starting point even before any line.
+                    self.offsets.insert(self.files[idx].id, offset);
+                    idx
+                }
+            };
+            let k = &mut self.files[idx];
+            if fp.len() > k.fingerprint.len() {
+                k.fingerprint.clone_from(&fp);
+                self.checkpoints.update_fingerprint(k.id, fp);
+            }
+            let mut offset = k.offset;
+            if meta.len() < offset {
+                tracing::warn!(path = %path.display(), offset, len = meta.len(), "file is shorter than its offset; reading it from its start");
+                offset = 0;
+            }
+            match FileReader::new(file, path.clone(), offset, max) {
+                Ok(r) => {
+                    k.reader = Some(r);
+                    k.last_seen_poll = poll;
+                    k.unmatched_polls = 0;
+                }
+                Err(e) => self.warn_once(&path, "cannot read file metadata", &e),
+            }
+        }
+    }
+
+    fn poll_once(&mut self, handle: &Handle) {
+        self.poll += 1;
+        let first_poll = self.poll == 1;
+        self.discover(first_poll);
+        let flush_period = self.cfg.force_flush_period.get();
+        let fp_size = usize::try_from(self.cfg.fingerprint_size.get()).unwrap_or(usize::MAX);
+        for i in 0..self.files.len() {
+            if self.files[i].reader.is_none() {
+                continue;
+            }
+            let mut read = 0usize;
+            loop {
+                let mut lines = Vec::new();
+                let k = &mut self.files[i];
+                let Some(r) = k.reader.as_mut() else { break };
+                // The same content still? (A truncated file rewritten past
+                // our offset before this poll is not shorter, but its first
+                // bytes differ.)
+                let same = fingerprint(&r.file, k.fingerprint.len().min(fp_size))
+                    .map(|fp| fp == k.fingerprint)
+                    .unwrap_or(false);
+                let outcome = if same {
+                    r.read(READ_STEP, &mut lines)
+                } else {
+                    Ok(ReadOutcome::Truncated)
+                };
+                match outcome {
+                    Ok(ReadOutcome::Budget) => {
+                        read += READ_STEP;
+                        self.take_lines(i, lines, handle);
+                        if read >= MAX_READ_PER_FILE_POLL {
+                            break;
+                        }
+                    }
+                    Ok(ReadOutcome::Eof) => {
+                        if let Some(r) = self.files[i].reader.as_mut() {
+                            r.flush_partial(flush_period, &mut lines);
+                        }
+                        self.take_lines(i, lines, handle);
+                        break;
+                    }
+                    Ok(ReadOutcome::Truncated) => {
+                        self.take_lines(i, lines, handle);
+                        let path = self.files[i].reader.as_ref().map(|r| r.path.clone());
+                        tracing::info!(receiver = %self.ctx.id, path = ?path, "file was truncated; its new content is read from its start");
+                        self.close(i, handle);
+                        break;
+                    }
+                    Err(e) => {
+                        self.take_lines(i, lines, handle);
+                        if let Some(path) = self.files[i].reader.as_ref().map(|r| r.path.clone()) {
+                            self.warn_once(&path, "cannot read file", &e);
+                        }
+                        self.close(i, handle);
+                        break;
+                    }
+                }
+            }
+            let mut out = Vec::new();
+            self.files[i].assembler.flush_due(flush_period, &mut out);
+            self.take_assembled(i, out, handle);
+        }
+        // Close files that left `include` (renamed away, deleted) once read.
+        for i in 0..self.files.len() {
+            let k = &mut self.files[i];
+            let Some(r) = &k.reader else { continue };
+            if k.last_seen_poll == self.poll {
+                k.unmatched_polls = 0;
+                continue;
+            }
+            k.unmatched_polls += 1;
+            if r.is_deleted() || k.unmatched_polls >= CLOSE_AFTER_UNMATCHED_POLLS {
+                self.close(i, handle);
+            }
+        }
+        self.evict();
+        self.send(handle);
+    }
+
+    /// Closes file `i`'s handle after handing on what it holds.
+    fn close(&mut self, i: usize, handle: &Handle) {
+        let mut lines = Vec::new();
+        if let Some(r) = self.files[i].reader.as_mut() {
+            r.flush_partial(Duration::ZERO, &mut lines);
+        }
+        self.take_lines(i, lines, handle);
+        let mut out = Vec::new();
+        self.files[i].assembler.flush(&mut out);
+        self.take_assembled(i, out, handle);
+        self.files[i].reader = None;
+    }
+
+    /// Forgets closed files beyond the bound, least recently seen first.
+    fn evict(&mut self) {
+        let cap = self.cfg.max_concurrent_files.saturating_mul(4).max(4096);
+        if self.files.len() <= cap {
+            return;
+        }
+        let mut closed: Vec<(u64, u64)> = self
+            .files
+            .iter()
+            .filter(|k| k.reader.is_none())
+            .map(|k| (k.last_seen_poll, k.id))
+            .collect();
+        closed.sort_unstable();
+        let excess = self.files.len() - cap;
+        let gone: HashSet<u64> = closed.iter().take(excess).map(|(_, id)| *id).collect();
+        for id in &gone {
+            self.checkpoints.forget(*id);
+        }
+        self.files.retain(|k| !gone.contains(&k.id));
+    }
+
+    fn take_lines(&mut self, i: usize, lines: Vec<reader::Line>, handle: &Handle) {
+        if lines.is_empty() {
+            return;
+        }
+        let mut out = Vec::new();
+        for line in lines {
+            self.files[i].assembler.push(&self.library, line, &mut out);
+            if out.len() >= MAX_BATCH_RECORDS {
+                self.take_assembled(i, std::mem::take(&mut out), handle);
+            }
+        }
+        self.take_assembled(i, out, handle);
+    }
+
+    fn take_assembled(&mut self, i: usize, out: Vec<Assembled>, handle: &Handle) {
+        for a in out {
+            let k = &mut self.files[i];
+            k.offset = k.offset.max(a.end_offset);
+            let id = k.id;
+            if let Some(m) = &a.matched {
+                let mut counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+                *counts
+                    .entry((m.pattern.clone(), m.runtime.clone()))
+                    .or_insert(0) += 1;
+            }
+            if self.cfg.include_all || a.matched.is_some() {
+                let path = k.reader.as_ref().map(|r| r.path.clone());
+                self.records
+                    .push(record::log_record(&self.cfg, path.as_deref(), a.clone()));
+            }
+            let e = self.offsets.entry(id).or_insert(0);
+            *e = (*e).max(a.end_offset);
+            if self.records.len() >= MAX_BATCH_RECORDS {
+                self.send(handle);
+            }
+        }
+    }
+
+    /// Sends the records gathered so far and registers their offsets.
+    fn send(&mut self, handle: &Handle) {
+        let records = std::mem::take(&mut self.records);
+        let offsets: Vec<(u64, u64)> = self.offsets.drain().collect();
+        if records.is_empty() && offsets.is_empty() {
+            return;
+        }
+        let Some(logs) = self.logs.clone().filter(|_| !records.is_empty()) else {
+            let _ = self.ack_tx.blocking_send(InFlight {
+                offsets,
+                status: None,
+                permit: None,
+            });
+            return;
+        };
+        let shutdown = self.ctx.shutdown.clone();
+        let sem = Arc::clone(&self.in_flight);
+        let payload = Arc::new(Payload::Logs(vec![record::resource_logs(records)]));
+        let items = payload.item_count();
+        let metrics = &self.metrics;
+        let sent = handle.block_on(async {
+            let permit = tokio::select! {
+                p = sem.acquire_owned() => p.ok()?,
+                () = shutdown.cancelled() => return None,
+            };
+            loop {
+                let (finalizer, status) = BatchNotifier::new_pair();
+                let batch = Batch {
+                    payload: Arc::clone(&payload),
+                    finalizers: Finalizers::new(finalizer),
+                    urgent: false,
+                };
+                match logs.consume(batch).await {
+                    Ok(()) => {
+                        metrics.accepted(Signal::Logs, items);
+                        return Some((status, permit));
+                    }
+                    Err(ConsumeError::Refused { retry_after, .. }) => {
+                        let wait = retry_after
+                            .unwrap_or(Duration::from_millis(200))
+                            .min(Duration::from_secs(5));
+                        tokio::select! {
+                            () = shutdown.cancelled() => {
+                                metrics.refused(Signal::Logs, items);
+                                return None;
+                            }
+                            () = tokio::time::sleep(wait) => {}
+                        }
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "pipeline rejected file log records; they are read again after a restart");
+                        metrics.refused(Signal::Logs, items);
+                        return None;
+                    }
+                }
+            }
+        });
+        let in_flight = match sent {
+            Some((status, permit)) => InFlight {
+                offsets,
+                status: Some(status),
+                permit: Some(permit),
+            },
+            // Not taken: these offsets must not advance.
+            None => {
+                let (finalizer, status) = BatchNotifier::new_pair();
+                drop(finalizer);
+                InFlight {
+                    offsets,
+                    status: Some(status),
+                    permit: None,
+                }
+            }
+        };
+        let _ = self.ack_tx.blocking_send(in_flight);
+    }
+}
+
+#[cfg(test)]
+mod tests;

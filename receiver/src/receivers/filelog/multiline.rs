@@ -1,0 +1,229 @@
+//! Groups lines into records: `multiline.line_start_pattern` blocks, and the
+//! stack trace that follows a line the pattern library says expects one.
+
+use std::time::{Duration, Instant};
+
+use regex::Regex;
+
+use super::reader::Line;
+use crate::patterns::Library;
+
+/// A pattern library match, owned (it outlives the line).
+#[derive(Debug, Clone, PartialEq)]
+pub struct OwnedMatch {
+    pub pattern: String,
+    pub runtime: String,
+    pub severity_number: i32,
+    pub severity_text: String,
+    pub attributes: Vec<(String, String)>,
+}
+
+/// One record, or lines consumed without a record.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Assembled {
+    pub text: String,
+    /// File offset after the record's last line.
+    pub end_offset: u64,
+    pub matched: Option<OwnedMatch>,
+    pub truncated: bool,
+}
+
+#[derive(Debug)]
+struct Held {
+    rec: Assembled,
+    since: Instant,
+    /// Grouping by the runtime's stack trace (not by line_start_pattern).
+    trace: bool,
+    /// A Go trace: function lines are not indented.
+    go_trace: bool,
+}
+
+#[derive(Debug)]
+pub struct Assembler {
+    line_start: Option<Regex>,
+    max_size: usize,
+    held: Option<Held>,
+}
+
+/// Lines that continue a stack trace (Java, Python, Go, Node, .NET).
+fn is_trace_line(line: &str, go_trace: bool) -> bool {
+    line.is_empty()
+        || line.starts_with([' ', '\t'])
+        || line.starts_with("at ")
+        || line.starts_with("Caused by:")
+        || line.starts_with("Traceback")
+        || line.starts_with("File \"")
+        || line.starts_with("goroutine ")
+        || (go_trace && (line.ends_with(')') || line.starts_with("created by ")))
+}
+
+fn owned(library: &Library, line: &str) -> Option<(OwnedMatch, bool)> {
+    library.match_line(line).map(|m| {
+        (
+            OwnedMatch {
+                pattern: m.pattern.to_string(),
+                runtime: m.runtime.to_string(),
+                severity_number: m.severity_number,
+                severity_text: m.severity_text.to_string(),
+                attributes: m.attributes,
+            },
+            m.expects_stack_trace,
+        )
+    })
+}
+
+impl Assembler {
+    pub fn new(line_start: Option<Regex>, max_size: usize) -> Self {
+        Assembler {
+            line_start,
+            max_size,
+            held: None,
+        }
+    }
+
+    pub fn push(&mut self, library: &Library, line: Line, out: &mut Vec<Assembled>) {
+        if let Some(held) = &mut self.held {
+            let continues = match &self.line_start {
+                Some(start) => !start.is_match(&line.text),
+                None => held.trace && is_trace_line(&line.text, held.go_trace),
+            };
+            if continues {
+                if line.text.starts_with("goroutine ") {
+                    held.go_trace = true;
+                }
+                if held.rec.matched.is_none() {
+                    held.rec.matched = owned(library, &line.text).map(|(m, _)| m);
+                }
+                append_bounded(&mut held.rec, &line, self.max_size);
+                return;
+            }
+        }
+        self.flush(out);
+        let matched = owned(library, &line.text);
+        let expects_trace = matched.as_ref().is_some_and(|(_, t)| *t);
+        let rec = Assembled {
+            text: line.text,
+            end_offset: line.end_offset,
+            matched: matched.map(|(m, _)| m),
+            truncated: line.truncated,
+        };
+        let starts_block = self
+            .line_start
+            .as_ref()
+            .is_some_and(|s| s.is_match(&rec.text));
+        if starts_block || (self.line_start.is_none() && expects_trace) {
+            self.held = Some(Held {
+                rec,
+                since: Instant::now(),
+                trace: !starts_block,
+                go_trace: false,
+            });
+        } else {
+            out.push(rec);
+        }
+    }
+
+    /// Emits a held record that has waited `period`.
+    pub fn flush_due(&mut self, period: Duration, out: &mut Vec<Assembled>) {
+        if self
+            .held
+            .as_ref()
+            .is_some_and(|h| h.since.elapsed() >= period)
+        {
+            self.flush(out);
+        }
+    }
+
+    pub fn flush(&mut self, out: &mut Vec<Assembled>) {
+        if let Some(mut h) = self.held.take() {
+            let trimmed = h.rec.text.trim_end_matches('\n').len();
+            h.rec.text.truncate(trimmed);
+            out.push(h.rec);
+        }
+    }
+
+    /// Offset where the held record starts is not tracked: a held record
+    /// keeps the file's acknowledged offset where it was.
+    pub fn is_holding(&self) -> bool {
+        self.held.is_some()
+    }
+}
+
+fn append_bounded(rec: &mut Assembled, line: &Line, max: usize) {
+    rec.end_offset = line.end_offset;
+    if rec.truncated || rec.text.len() >= max {
+        rec.truncated = true;
+        return;
+    }
+    rec.text.push('\n');
+    let room = max.saturating_sub(rec.text.len());
+    if line.text.len() <= room {
+        rec.text.push_str(&line.text);
+        rec.truncated |= line.truncated;
+    } else {
+        let mut cut = room;
+        while !line.text.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        rec.text.push_str(&line.text[..cut]);
+        rec.truncated = true;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line(text: &str, end: u64) -> Line {
+        Line {
+            text: text.to_string(),
+            end_offset: end,
+            truncated: false,
+        }
+    }
+
+    #[test]
+    fn line_start_pattern_groups_blocks() {
+        let lib = Library::builtin();
+        let mut a = Assembler::new(Regex::new(r"^\d{4}-").ok(), 1000);
+        let mut out = Vec::new();
+        for (i, t) in ["orphan", "2024-01 a", "  cont", "2024-01 b"]
+            .iter()
+            .enumerate()
+        {
+            a.push(&lib, line(t, i as u64 + 1), &mut out);
+        }
+        assert_eq!(out.len(), 2);
+        assert_eq!(out[0].text, "orphan");
+        assert_eq!(out[1].text, "2024-01 a\n  cont");
+        assert_eq!(out[1].end_offset, 3);
+        assert!(a.is_holding());
+        a.flush_due(Duration::ZERO, &mut out);
+        assert_eq!(out[2].text, "2024-01 b");
+    }
+
+    #[test]
+    fn blocks_are_bounded() {
+        let lib = Library::builtin();
+        let mut a = Assembler::new(Regex::new("^S").ok(), 10);
+        let mut out = Vec::new();
+        a.push(&lib, line("S2345", 1), &mut out);
+        a.push(&lib, line(" 789012345", 2), &mut out);
+        a.flush(&mut out);
+        assert_eq!(out[0].text, "S2345\n 789");
+        assert!(out[0].truncated);
+        assert_eq!(out[0].end_offset, 2);
+    }
+
+    #[test]
+    fn trace_lines_are_recognised() {
+        assert!(is_trace_line("\tat com.x.Y(Y.java:1)", false));
+        assert!(is_trace_line(
+            "Caused by: java.lang.OutOfMemoryError",
+            false
+        ));
+        assert!(is_trace_line("main.main()", true));
+        assert!(!is_trace_line("main.main()", false));
+        assert!(!is_trace_line("2024-01-01 next entry", false));
+    }
+}

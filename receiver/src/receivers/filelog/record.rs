@@ -1,0 +1,172 @@
+//! LogRecords and the `log.oom.matches` counter.
+
+use std::path::Path;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, InstrumentationScope, KeyValue};
+use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
+use opentelemetry_proto::tonic::metrics::v1::{
+    metric, number_data_point, AggregationTemporality, Metric, NumberDataPoint, ResourceMetrics,
+    ScopeMetrics, Sum,
+};
+use tokio_util::sync::CancellationToken;
+
+use super::config::FilelogReceiverConfig;
+use super::multiline::Assembled;
+use super::MatchCounts;
+use crate::pipeline::{Batch, DynConsumer, Payload};
+
+pub const SCOPE_NAME: &str = "oomscope/filelog";
+
+fn unix_now_nanos() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+fn str_kv(key: &str, value: &str) -> KeyValue {
+    KeyValue {
+        key: key.to_string(),
+        value: Some(AnyValue {
+            value: Some(any_value::Value::StringValue(value.to_string())),
+        }),
+        ..Default::default()
+    }
+}
+
+pub fn log_record(cfg: &FilelogReceiverConfig, path: Option<&Path>, a: Assembled) -> LogRecord {
+    let mut attributes = Vec::new();
+    if let Some(path) = path {
+        if cfg.include_file_name {
+            if let Some(name) = path.file_name() {
+                attributes.push(str_kv("log.file.name", &name.to_string_lossy()));
+            }
+        }
+        if cfg.include_file_path {
+            attributes.push(str_kv("log.file.path", &path.to_string_lossy()));
+        }
+    }
+    let (mut severity_number, mut severity_text) = (0, String::new());
+    if let Some(m) = a.matched {
+        attributes.push(str_kv("oom.pattern", &m.pattern));
+        attributes.push(str_kv("oom.runtime", &m.runtime));
+        for (k, v) in &m.attributes {
+            attributes.push(str_kv(k, v));
+        }
+        severity_number = m.severity_number;
+        severity_text = m.severity_text;
+    }
+    if a.truncated {
+        attributes.push(KeyValue {
+            key: "log.truncated".to_string(),
+            value: Some(AnyValue {
+                value: Some(any_value::Value::BoolValue(true)),
+            }),
+            ..Default::default()
+        });
+    }
+    LogRecord {
+        observed_time_unix_nano: unix_now_nanos(),
+        severity_number,
+        severity_text,
+        body: Some(AnyValue {
+            value: Some(any_value::Value::StringValue(a.text)),
+        }),
+        attributes,
+        ..Default::default()
+    }
+}
+
+pub fn resource_logs(records: Vec<LogRecord>) -> ResourceLogs {
+    ResourceLogs {
+        resource: None,
+        scope_logs: vec![ScopeLogs {
+            scope: Some(InstrumentationScope {
+                name: SCOPE_NAME.to_string(),
+                version: env!("CARGO_PKG_VERSION").to_string(),
+                ..Default::default()
+            }),
+            log_records: records,
+            ..Default::default()
+        }],
+        ..Default::default()
+    }
+}
+
+/// `log.oom.matches` (cumulative) for every (pattern, runtime) seen.
+pub fn matches_metric(counts: &MatchCounts, start_unix_nano: u64) -> Option<ResourceMetrics> {
+    let now = unix_now_nanos();
+    let points: Vec<NumberDataPoint> = counts
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .iter()
+        .map(|((pattern, runtime), n)| NumberDataPoint {
+            attributes: vec![
+                str_kv("oom.pattern", pattern),
+                str_kv("oom.runtime", runtime),
+            ],
+            start_time_unix_nano: start_unix_nano,
+            time_unix_nano: now,
+            value: Some(number_data_point::Value::AsInt(
+                i64::try_from(*n).unwrap_or(i64::MAX),
+            )),
+            ..Default::default()
+        })
+        .collect();
+    if points.is_empty() {
+        return None;
+    }
+    Some(ResourceMetrics {
+        resource: None,
+        scope_metrics: vec![ScopeMetrics {
+            scope: Some(InstrumentationScope {
+                name: SCOPE_NAME.to_string(),
+                version: env!("CARGO_PKG_VERSION").to_string(),
+                ..Default::default()
+            }),
+            metrics: vec![Metric {
+                name: "log.oom.matches".to_string(),
+                description: "Log lines the OOM pattern library matched".to_string(),
+                unit: "{line}".to_string(),
+                data: Some(metric::Data::Sum(Sum {
+                    data_points: points,
+                    aggregation_temporality: AggregationTemporality::Cumulative as i32,
+                    is_monotonic: true,
+                })),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+        ..Default::default()
+    })
+}
+
+/// Reports the counter every `interval` until shutdown (and once more then).
+pub async fn report_matches(
+    to: DynConsumer,
+    counts: MatchCounts,
+    interval: Duration,
+    shutdown: CancellationToken,
+) {
+    let start = unix_now_nanos();
+    let mut tick = tokio::time::interval(interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    loop {
+        let stop = tokio::select! {
+            () = shutdown.cancelled() => true,
+            _ = tick.tick() => false,
+        };
+        if let Some(rm) = matches_metric(&counts, start) {
+            // Counters are cumulative: a refused report is superseded by the next.
+            let _ = to
+                .consume(Batch::new(Payload::Metrics(vec![rm])))
+                .await
+                .map_err(|e| tracing::debug!(error = %e, "log.oom.matches report refused"));
+        }
+        if stop {
+            return;
+        }
+    }
+}

@@ -1,0 +1,331 @@
+//! Tests against real files in temporary directories.
+
+use std::io::Write;
+use std::path::Path;
+
+use opentelemetry_proto::tonic::common::v1::any_value;
+use tokio::sync::mpsc::UnboundedReceiver;
+use tokio_util::sync::CancellationToken;
+
+use super::*;
+use crate::config::{ComponentId, GoDuration};
+use crate::extensions::file_storage::{FileStorage, FileStorageConfig};
+use crate::extensions::Extensions;
+use crate::pipeline::consumer::testing::Collect;
+use crate::pipeline::DeliveryStatus;
+use crate::telemetry::Telemetry;
+
+const WAIT: Duration = Duration::from_secs(20);
+
+fn config(dir: &Path, include: &str) -> FilelogReceiverConfig {
+    FilelogReceiverConfig {
+        include: vec![dir.join(include).to_string_lossy().into_owned()],
+        include_all: true,
+        start_at: StartAt::Beginning,
+        poll_interval: GoDuration::from_millis(20),
+        force_flush_period: GoDuration::from_millis(100),
+        ..Default::default()
+    }
+}
+
+struct Running {
+    shutdown: CancellationToken,
+    task: JoinHandle<()>,
+    rx: UnboundedReceiver<Batch>,
+}
+
+impl Running {
+    async fn stop(self) -> UnboundedReceiver<Batch> {
+        self.shutdown.cancel();
+        let _ = tokio::time::timeout(WAIT, self.task).await;
+        self.rx
+    }
+}
+
+async fn run(
+    cfg: &FilelogReceiverConfig,
+    settle: Option<DeliveryStatus>,
+    storage: Option<&Path>,
+) -> Running {
+    let mut extensions = Extensions::default();
+    if let Some(dir) = storage {
+        let id = ComponentId::new("file_storage", None);
+        let storage_cfg = FileStorageConfig {
+            directory: dir.to_path_buf(),
+            ..Default::default()
+        };
+        let fs = FileStorage::open(&storage_cfg, &id).expect("storage");
+        extensions.storages.insert(id, fs);
+    }
+    let (collect, rx) = Collect::new(settle);
+    let ctx = BuildContext {
+        id: ComponentId::new("filelog", None),
+        telemetry: Telemetry::noop(),
+        extensions: Arc::new(extensions),
+        shutdown: CancellationToken::new(),
+    };
+    let shutdown = ctx.shutdown.clone();
+    let outputs = ReceiverOutputs {
+        logs: Some(collect),
+        metrics: None,
+    };
+    let task = start(cfg, ctx, outputs).await.expect("starts");
+    Running { shutdown, task, rx }
+}
+
+fn bodies(batch: &Batch) -> Vec<String> {
+    let Payload::Logs(rl) = batch.payload.as_ref() else {
+        return Vec::new();
+    };
+    rl.iter()
+        .flat_map(|r| &r.scope_logs)
+        .flat_map(|s| &s.log_records)
+        .filter_map(|r| match r.body.as_ref().and_then(|b| b.value.as_ref()) {
+            Some(any_value::Value::StringValue(s)) => Some(s.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Receives until `n` lines came (or the generous timeout passed).
+async fn lines(rx: &mut UnboundedReceiver<Batch>, n: usize) -> Vec<String> {
+    let mut got = Vec::new();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while got.len() < n {
+        match tokio::time::timeout_at(deadline, rx.recv()).await {
+            Ok(Some(b)) => got.extend(bodies(&b)),
+            _ => break,
+        }
+    }
+    got
+}
+
+/// No more lines arrive within a few polls.
+async fn quiet(rx: &mut UnboundedReceiver<Batch>) -> Vec<String> {
+    let mut got = Vec::new();
+    while let Ok(Some(b)) = tokio::time::timeout(Duration::from_millis(500), rx.recv()).await {
+        got.extend(bodies(&b));
+    }
+    got
+}
+
+fn append(path: &Path, text: &[u8]) {
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .expect("open for append");
+    f.write_all(text).expect("append");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn appended_lines_are_read_with_file_name() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("app.log");
+    append(&path, b"first\r\n");
+    let mut r = run(
+        &config(dir.path(), "*.log"),
+        Some(DeliveryStatus::Delivered),
+        None,
+    )
+    .await;
+    assert_eq!(lines(&mut r.rx, 1).await, ["first"]);
+    append(&path, b"second\nbad \xff byte\n");
+    let b = tokio::time::timeout(WAIT, r.rx.recv())
+        .await
+        .expect("batch")
+        .expect("open");
+    let Payload::Logs(rl) = b.payload.as_ref() else {
+        panic!("logs")
+    };
+    let rec = &rl[0].scope_logs[0].log_records[0];
+    assert_eq!(rec.attributes[0].key, "log.file.name");
+    let mut got = bodies(&b);
+    got.extend(lines(&mut r.rx, 2 - got.len()).await);
+    assert_eq!(got, ["second", "bad \u{fffd} byte"]);
+    r.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn start_at_end_skips_what_is_there() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("app.log");
+    append(&path, b"old\n");
+    let mut cfg = config(dir.path(), "*.log");
+    cfg.start_at = StartAt::End;
+    let mut r = run(&cfg, Some(DeliveryStatus::Delivered), None).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    append(&path, b"new\n");
+    // A file created after the first poll is read from its start.
+    append(&dir.path().join("late.log"), b"late\n");
+    let mut got = lines(&mut r.rx, 2).await;
+    got.sort();
+    assert_eq!(got, ["late", "new"]);
+    r.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn long_lines_are_truncated_and_odd_paths_skipped() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir(dir.path().join("adir.log")).expect("mkdir");
+    let fifo = dir.path().join("fifo.log");
+    let c = std::ffi::CString::new(fifo.to_string_lossy().as_bytes()).expect("path");
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    let path = dir.path().join("app.log");
+    let mut content = vec![b'x'; 10 * 1024 * 1024];
+    content.extend_from_slice(b"\nafter\n");
+    append(&path, &content);
+    let mut cfg = config(dir.path(), "*.log");
+    cfg.max_log_size = ByteSize(1024);
+    let mut r = run(&cfg, Some(DeliveryStatus::Delivered), None).await;
+    let got = lines(&mut r.rx, 2).await;
+    assert_eq!(got.len(), 2);
+    assert_eq!(got[0].len(), 1024);
+    assert_eq!(got[1], "after");
+    r.stop().await;
+}
+
+/// Writes `n` numbered lines quickly; `rotate(i)` runs every `every` lines.
+/// A generation lives for several polls: a file rotated out of `include`
+/// before any poll saw it is not read (by the collector either).
+fn write_lines(path: &Path, n: usize, every: usize, rotate: impl Fn(usize)) {
+    for i in 0..n {
+        if i % 10 == 0 {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        if i > 0 && i % every == 0 {
+            rotate(i / every);
+        }
+        append(path, format!("line {i:06}\n").as_bytes());
+    }
+}
+
+fn assert_exactly_once(mut got: Vec<String>, n: usize) {
+    got.sort();
+    let want: Vec<String> = (0..n).map(|i| format!("line {i:06}")).collect();
+    let dups = got.windows(2).filter(|w| w[0] == w[1]).count();
+    got.dedup();
+    let missing: Vec<&String> = want
+        .iter()
+        .filter(|w| got.binary_search(w).is_err())
+        .collect();
+    let first_missing = missing.first().map(|s| s.to_string());
+    let missing = missing.len();
+    assert_eq!(first_missing, None, "first missing line");
+    assert_eq!((missing, dups), (0, 0), "missing and duplicated lines");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rename_and_create_rotation_loses_and_repeats_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("app.log");
+    let mut r = run(
+        &config(dir.path(), "app.log"),
+        Some(DeliveryStatus::Delivered),
+        None,
+    )
+    .await;
+    let n = 20_000;
+    let (p, d) = (path.clone(), dir.path().to_path_buf());
+    let writer = std::thread::spawn(move || {
+        write_lines(&p, n, 2_000, |gen| {
+            std::fs::rename(&p, d.join(format!("app.log.{gen}"))).expect("rename");
+        })
+    });
+    let got = lines(&mut r.rx, n).await;
+    writer.join().expect("writer");
+    let mut got = got;
+    got.extend(quiet(&mut r.rx).await);
+    assert_exactly_once(got, n);
+    r.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn copytruncate_rotation_loses_and_repeats_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("app.log");
+    let mut r = run(
+        &config(dir.path(), "app.log*"),
+        Some(DeliveryStatus::Delivered),
+        None,
+    )
+    .await;
+    let n = 20_000;
+    let (p, d) = (path.clone(), dir.path().to_path_buf());
+    let writer = std::thread::spawn(move || {
+        // The writer pauses while the file is copied and truncated: lines
+        // written in between are lost by copytruncate itself.
+        write_lines(&p, n, 2_000, |gen| {
+            let tmp = d.join(format!(".copy.{gen}"));
+            std::fs::copy(&p, &tmp).expect("copy");
+            std::fs::rename(&tmp, d.join(format!("app.log.{gen}"))).expect("rename");
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open(&p)
+                .and_then(|f| f.set_len(0))
+                .expect("truncate");
+        })
+    });
+    let got = lines(&mut r.rx, n).await;
+    writer.join().expect("writer");
+    let mut got = got;
+    got.extend(quiet(&mut r.rx).await);
+    assert_exactly_once(got, n);
+    r.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offsets_advance_only_when_delivered_and_restart_resumes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let storage = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("app.log");
+    let mut cfg = config(dir.path(), "*.log");
+    cfg.storage = Some(ComponentId::new("file_storage", None));
+    cfg.start_at = StartAt::End;
+
+    // Run 1: "a" delivered, then "b" failed downstream.
+    append(&path, b"before\n");
+    let mut r = run(&cfg, None, Some(storage.path())).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    append(&path, b"a\n");
+    let b = tokio::time::timeout(WAIT, r.rx.recv())
+        .await
+        .expect("batch")
+        .expect("open");
+    assert_eq!(bodies(&b), ["a"]);
+    b.finalizers.settle(DeliveryStatus::Delivered);
+    append(&path, b"b\n");
+    let b = tokio::time::timeout(WAIT, r.rx.recv())
+        .await
+        .expect("batch")
+        .expect("open");
+    assert_eq!(bodies(&b), ["b"]);
+    drop(b); // unsettled: Failed
+    append(&path, b"c\n");
+    let b = tokio::time::timeout(WAIT, r.rx.recv())
+        .await
+        .expect("batch")
+        .expect("open");
+    assert_eq!(bodies(&b), ["c"]);
+    b.finalizers.settle(DeliveryStatus::Delivered);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    r.stop().await;
+
+    // Run 2: resumes after "a" ("b" failed, so "c" is read again too);
+    // "before" is not read (start_at end at the first run); a file that
+    // appeared while the agent was down is read from its start.
+    append(&path, b"d\n");
+    append(&dir.path().join("new.log"), b"while down\n");
+    let mut r = run(&cfg, Some(DeliveryStatus::Delivered), Some(storage.path())).await;
+    let mut got = lines(&mut r.rx, 4).await;
+    got.extend(quiet(&mut r.rx).await);
+    got.sort();
+    assert_eq!(got, ["b", "c", "d", "while down"]);
+    r.stop().await;
+
+    // Run 3: everything was delivered: nothing again.
+    let mut r = run(&cfg, Some(DeliveryStatus::Delivered), Some(storage.path())).await;
+    assert_eq!(quiet(&mut r.rx).await, Vec::<String>::new());
+    r.stop().await;
+}
