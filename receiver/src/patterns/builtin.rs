@@ -521,6 +521,6 @@ pub(crate) static BUILTINS: &[Builtin] = &[
         conversions: &[],
         constants: &[("k8s.container.termination_reason", "OOMKilled")],
         expects_stack_trace: false,
-        example: "      Reason:       OOMKilled",
+        example: "Reason:       OOMKilled",
     },
 ];

@@ -292,25 +292,21 @@ impl Library {
             let Some(value) = caps.get(group.index).map(|m| m.as_str()) else {
                 continue;
             };
-            match group.conversion {
-                Some(Conversion::Flag(key, constant)) => {
-                    attributes.push((key.to_string(), constant.to_string()));
-                    continue;
-                }
-                Some(Conversion::AlsoSet(key, constant)) => {
-                    attributes.push((key.to_string(), constant.to_string()));
-                }
-                _ => {}
-            }
-            if value.is_empty() {
+            if let Some(Conversion::Flag(key, constant)) = group.conversion {
+                attributes.push((key.to_string(), constant.to_string()));
                 continue;
             }
-            let value = match group.conversion {
-                Some(Conversion::KibToBytes) => kib_to_bytes(value),
-                Some(Conversion::SizeToBytes) => size_to_bytes(value),
-                _ => value.to_string(),
-            };
-            attributes.push((group.attribute.clone(), value));
+            if !value.is_empty() {
+                let value = match group.conversion {
+                    Some(Conversion::KibToBytes) => kib_to_bytes(value),
+                    Some(Conversion::SizeToBytes) => size_to_bytes(value),
+                    _ => value.to_string(),
+                };
+                attributes.push((group.attribute.clone(), value));
+            }
+            if let Some(Conversion::AlsoSet(key, constant)) = group.conversion {
+                attributes.push((key.to_string(), constant.to_string()));
+            }
         }
         attributes.extend(pattern.constants.iter().cloned());
         Some(Match {
@@ -365,10 +361,7 @@ fn compile_user(u: &UserPattern) -> Result<(Pattern, Vec<Vec<u8>>), String> {
         ));
     }
     if u.runtime.trim().is_empty() {
-        return Err(format!(
-            "pattern {:?}: `runtime` must not be empty",
-            u.name
-        ));
+        return Err(format!("pattern {:?}: `runtime` must not be empty", u.name));
     }
     let (severity_number, severity_text) = parse_severity(&u.severity)
         .ok_or_else(|| {
@@ -410,8 +403,7 @@ fn compile_user(u: &UserPattern) -> Result<(Pattern, Vec<Vec<u8>>), String> {
 
 /// Compiles `regex` and extracts its required literals.
 fn compile_regex(name: &str, source: &str) -> Result<(Regex, Vec<Vec<u8>>), String> {
-    let regex =
-        Regex::new(source).map_err(|e| format!("pattern {name:?}: invalid regex: {e}"))?;
+    let regex = Regex::new(source).map_err(|e| format!("pattern {name:?}: invalid regex: {e}"))?;
     let hir = regex_syntax::Parser::new()
         .parse(source)
         .map_err(|e| format!("pattern {name:?}: invalid regex: {e}"))?;
@@ -446,9 +438,12 @@ fn required_literals(hir: &Hir) -> Option<Vec<Vec<u8>>> {
             (None, b) => b,
         }
     }
-    /// The longest JSON-safe piece of a literal run.
+    /// The longest JSON-safe piece of a literal run, without surrounding
+    /// spaces: the prefilter keys on a literal's first bytes, and ones
+    /// starting with a space (` in...`) would be found in every line.
     fn from_run(run: &[u8]) -> Option<Vec<Vec<u8>>> {
         run.split(|b| json_unsafe(*b))
+            .map(<[u8]>::trim_ascii)
             .max_by_key(|piece| piece.len())
             .filter(|piece| !piece.is_empty())
             .map(|piece| vec![piece.to_vec()])
