@@ -1,7 +1,53 @@
-//! placeholder: the OOM pattern library (see issue 4). Interface only; the
-//! implementation replaces this file.
+//! The OOM pattern library: recognises the out-of-memory messages of the
+//! kernel, Go, Java, Python, Node.js, C++, Rust, .NET, PHP and the kubelet in
+//! single log lines, plus patterns the user adds in YAML.
+//!
+//! # Matching
+//! A pattern matches anywhere in a line, so syslog, journald export
+//! (`MESSAGE=`), kmsg (`6,123,456,-;`) and CRI prefixes need no stripping.
+//! A Docker `json-file` line (`{"log":"...\n","stream":...}`) is decoded first,
+//! so captures hold the real text rather than JSON escapes.
+//!
+//! # Speed
+//! Every pattern has a *required literal*: text that every match contains,
+//! extracted from the regex itself (the longest fixed run; any of an
+//! alternation's branches). One Aho-Corasick automaton over all literals
+//! (SIMD "Teddy" search for a library of this size) scans each line once; a
+//! line that contains no literal is rejected there, without allocating. Only
+//! when a literal is found are the patterns owning it run as full regexes, in
+//! library order, and the first one that matches gives the [`Match`].
+//! Lines that contain a literal but match no pattern do not allocate either,
+//! except Docker JSON lines, which are decoded (one allocation) first.
+//!
+//! Literals never contain `"`, `\`, `<`, `>`, `&` or control characters,
+//! which a JSON encoder may escape, so the prefilter works on the raw Docker
+//! line too.
+//!
+//! # User patterns
+//! Compiled into the same structure, ahead of the built-in patterns (a user
+//! pattern wins over a built-in one for the same line). A user pattern must
+//! contain at least [`MIN_LITERAL_LEN`] bytes of literal text that every match
+//! contains (written case-sensitively: `(?i)` turns letters into classes);
+//! otherwise it is rejected with an error naming it, because it would have to
+//! run on every line. Named groups become attributes under their own names
+//! (`(?P<oom.requested_bytes>\d+)`; `.` is allowed in group names).
+//!
+//! The built-in table, with an example line and the captures of each pattern,
+//! is in `docs/patterns.md` (checked against this code by a unit test).
 
+mod builtin;
+#[cfg(test)]
+mod tests;
+
+use std::borrow::Cow;
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
+use regex::Regex;
+use regex_syntax::hir::{Hir, HirKind};
 use serde::Deserialize;
+
+use builtin::{Builtin, Conversion, BUILTINS};
 
 /// `oom.runtime` values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -19,6 +65,25 @@ pub enum Runtime {
     Kubelet,
     /// A user pattern's own label.
     Other,
+}
+
+impl Runtime {
+    /// The `oom.runtime` attribute value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Runtime::Kernel => "kernel",
+            Runtime::Go => "go",
+            Runtime::Java => "java",
+            Runtime::Python => "python",
+            Runtime::Node => "node",
+            Runtime::Cpp => "cpp",
+            Runtime::Rust => "rust",
+            Runtime::Dotnet => "dotnet",
+            Runtime::Php => "php",
+            Runtime::Kubelet => "kubelet",
+            Runtime::Other => "other",
+        }
+    }
 }
 
 /// A pattern a user adds in YAML (`patterns:` of the `kmsg`/`filelog` receivers).
@@ -57,26 +122,439 @@ pub struct Match<'a> {
     pub expects_stack_trace: bool,
 }
 
+/// The shortest required literal a pattern may have: shorter ones would
+/// make the prefilter fire on too many ordinary lines.
+pub const MIN_LITERAL_LEN: usize = 3;
+
+/// How one capture group is written out.
+#[derive(Debug, Clone)]
+struct GroupOutput {
+    /// Capture group index in the regex.
+    index: usize,
+    /// Attribute name (the group's name).
+    attribute: String,
+    conversion: Option<Conversion>,
+}
+
+/// A compiled pattern (built-in or user).
+#[derive(Debug)]
+struct Pattern {
+    name: String,
+    runtime: String,
+    severity_number: i32,
+    severity_text: String,
+    regex: Regex,
+    groups: Vec<GroupOutput>,
+    constants: Vec<(String, String)>,
+    expects_stack_trace: bool,
+}
+
 /// The compiled library: built-in patterns plus user patterns.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Library {
-    _private: (),
+    /// In priority order: user patterns, then built-in ones.
+    patterns: Vec<Pattern>,
+    /// Leftmost-first automaton over the distinct literals: the fast
+    /// "does this line contain any literal" test.
+    prefilter: AhoCorasick,
+    /// The same literals with standard semantics, for overlapping search
+    /// on the (rare) lines the prefilter lets through.
+    candidates: AhoCorasick,
+    /// Literal id -> indices into `patterns`, ascending.
+    literal_patterns: Vec<Vec<usize>>,
+}
+
+impl Default for Library {
+    fn default() -> Self {
+        Library::builtin()
+    }
 }
 
 impl Library {
     /// The built-in patterns only.
     pub fn builtin() -> Library {
-        Library::default()
+        // The table is a constant checked by the unit tests; failing here is
+        // a bug in this file, not bad input.
+        #[allow(clippy::expect_used)]
+        Library::with_user_patterns(&[]).expect("the built-in pattern table compiles")
     }
 
     /// Built-in plus user patterns; a bad regex is an error naming the pattern.
-    pub fn with_user_patterns(_user: &[UserPattern]) -> Result<Library, String> {
-        Ok(Library::default())
+    ///
+    /// User patterns come first: when both a user and a built-in pattern
+    /// match a line, the user's wins. Names must be unique across both.
+    pub fn with_user_patterns(user: &[UserPattern]) -> Result<Library, String> {
+        let mut patterns = Vec::with_capacity(user.len() + BUILTINS.len());
+        let mut literals: Vec<Vec<Vec<u8>>> = Vec::with_capacity(patterns.capacity());
+        let mut names = HashSet::new();
+        for u in user {
+            let (pattern, lits) = compile_user(u)?;
+            if !names.insert(pattern.name.clone()) {
+                return Err(format!(
+                    "pattern {:?}: the name is used by another user pattern",
+                    u.name
+                ));
+            }
+            patterns.push(pattern);
+            literals.push(lits);
+        }
+        for b in BUILTINS {
+            let (pattern, lits) = compile_builtin(b)?;
+            if !names.insert(pattern.name.clone()) {
+                return Err(format!(
+                    "pattern {:?}: the name is taken by a built-in pattern; choose another",
+                    b.name
+                ));
+            }
+            patterns.push(pattern);
+            literals.push(lits);
+        }
+
+        // Distinct literals, each with the patterns that require it.
+        let mut literal_ids: HashMap<Vec<u8>, usize> = HashMap::new();
+        let mut distinct: Vec<Vec<u8>> = Vec::new();
+        let mut literal_patterns: Vec<Vec<usize>> = Vec::new();
+        for (pattern_index, lits) in literals.into_iter().enumerate() {
+            for lit in lits {
+                let id = *literal_ids.entry(lit.clone()).or_insert_with(|| {
+                    distinct.push(lit);
+                    literal_patterns.push(Vec::new());
+                    distinct.len() - 1
+                });
+                if literal_patterns[id].last() != Some(&pattern_index) {
+                    literal_patterns[id].push(pattern_index);
+                }
+            }
+        }
+        let prefilter = AhoCorasickBuilder::new()
+            .match_kind(MatchKind::LeftmostFirst)
+            .build(&distinct)
+            .map_err(|e| format!("building the pattern prefilter: {e}"))?;
+        let candidates = AhoCorasickBuilder::new()
+            .match_kind(MatchKind::Standard)
+            .build(&distinct)
+            .map_err(|e| format!("building the pattern prefilter: {e}"))?;
+        Ok(Library {
+            patterns,
+            prefilter,
+            candidates,
+            literal_patterns,
+        })
+    }
+
+    /// The names of all patterns, in priority order.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.patterns.iter().map(|p| p.name.as_str())
     }
 
     /// One pass over `line`; `None` for the (common) non-matching line,
     /// without allocating.
-    pub fn match_line(&self, _line: &str) -> Option<Match<'_>> {
-        None
+    pub fn match_line(&self, line: &str) -> Option<Match<'_>> {
+        let line = line.trim_end_matches(['\n', '\r']);
+        if !self.prefilter.is_match(line) {
+            return None;
+        }
+        self.match_candidates(line)
     }
+
+    /// The slow path: run the patterns whose literal occurs in `line`.
+    fn match_candidates(&self, line: &str) -> Option<Match<'_>> {
+        let text: Cow<'_, str> = match unwrap_docker_json(line) {
+            Some(log) => Cow::Owned(log),
+            None => Cow::Borrowed(line),
+        };
+        // Patterns already tried (the first 512; beyond that a pattern may be
+        // tried twice when its literal occurs twice: slower, still correct).
+        let mut tried = [0u64; 8];
+        let mut best: Option<usize> = None;
+        for literal in self.candidates.find_overlapping_iter(line) {
+            for &index in &self.literal_patterns[literal.pattern().as_usize()] {
+                if best.is_some_and(|b| index >= b) {
+                    break;
+                }
+                if let Some(word) = tried.get_mut(index / 64) {
+                    let bit = 1u64 << (index % 64);
+                    if *word & bit != 0 {
+                        continue;
+                    }
+                    *word |= bit;
+                }
+                if self.patterns[index].regex.is_match(&text) {
+                    best = Some(index);
+                    break;
+                }
+            }
+        }
+        let pattern = &self.patterns[best?];
+        let caps = pattern.regex.captures(&text)?;
+        let mut attributes = Vec::with_capacity(pattern.groups.len() + pattern.constants.len());
+        for group in &pattern.groups {
+            let Some(value) = caps.get(group.index).map(|m| m.as_str()) else {
+                continue;
+            };
+            if let Some(Conversion::Flag(key, constant)) = group.conversion {
+                attributes.push((key.to_string(), constant.to_string()));
+                continue;
+            }
+            if !value.is_empty() {
+                let value = match group.conversion {
+                    Some(Conversion::KibToBytes) => kib_to_bytes(value),
+                    Some(Conversion::SizeToBytes) => size_to_bytes(value),
+                    _ => value.to_string(),
+                };
+                attributes.push((group.attribute.clone(), value));
+            }
+            if let Some(Conversion::AlsoSet(key, constant)) = group.conversion {
+                attributes.push((key.to_string(), constant.to_string()));
+            }
+        }
+        attributes.extend(pattern.constants.iter().cloned());
+        Some(Match {
+            pattern: &pattern.name,
+            runtime: &pattern.runtime,
+            severity_number: pattern.severity_number,
+            severity_text: &pattern.severity_text,
+            attributes,
+            expects_stack_trace: pattern.expects_stack_trace,
+        })
+    }
+}
+
+fn compile_builtin(b: &Builtin) -> Result<(Pattern, Vec<Vec<u8>>), String> {
+    let (regex, literals) = compile_regex(b.name, b.regex)?;
+    let mut groups = Vec::new();
+    for (index, name) in regex.capture_names().enumerate() {
+        let Some(name) = name else { continue };
+        let conversion = b
+            .conversions
+            .iter()
+            .find(|(group, _)| *group == name)
+            .map(|(_, c)| *c);
+        groups.push(GroupOutput {
+            index,
+            attribute: name.to_string(),
+            conversion,
+        });
+    }
+    let pattern = Pattern {
+        name: b.name.to_string(),
+        runtime: b.runtime.as_str().to_string(),
+        severity_number: b.severity.number,
+        severity_text: b.severity.text.to_string(),
+        regex,
+        groups,
+        constants: b
+            .constants
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        expects_stack_trace: b.expects_stack_trace,
+    };
+    Ok((pattern, literals))
+}
+
+fn compile_user(u: &UserPattern) -> Result<(Pattern, Vec<Vec<u8>>), String> {
+    if u.name.trim().is_empty() {
+        return Err(format!(
+            "user pattern with regex {:?}: `name` must not be empty",
+            u.regex
+        ));
+    }
+    if u.runtime.trim().is_empty() {
+        return Err(format!("pattern {:?}: `runtime` must not be empty", u.name));
+    }
+    let (severity_number, severity_text) = parse_severity(&u.severity)
+        .ok_or_else(|| {
+            format!(
+                "pattern {:?}: unknown severity {:?}; expected TRACE, DEBUG, INFO, WARN, ERROR or FATAL (optionally followed by 2, 3 or 4)",
+                u.name, u.severity
+            )
+        })?;
+    let (regex, literals) = compile_regex(&u.name, &u.regex)?;
+    let groups = regex
+        .capture_names()
+        .enumerate()
+        .filter_map(|(index, name)| {
+            name.map(|name| GroupOutput {
+                index,
+                attribute: name.to_string(),
+                conversion: None,
+            })
+        })
+        .collect();
+    let pattern = Pattern {
+        name: u.name.clone(),
+        runtime: u.runtime.clone(),
+        severity_number,
+        severity_text,
+        regex,
+        groups,
+        constants: u
+            .attributes
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect::<BTreeMap<_, _>>()
+            .into_iter()
+            .collect(),
+        expects_stack_trace: false,
+    };
+    Ok((pattern, literals))
+}
+
+/// Compiles `regex` and extracts its required literals.
+fn compile_regex(name: &str, source: &str) -> Result<(Regex, Vec<Vec<u8>>), String> {
+    let regex = Regex::new(source).map_err(|e| format!("pattern {name:?}: invalid regex: {e}"))?;
+    let hir = regex_syntax::Parser::new()
+        .parse(source)
+        .map_err(|e| format!("pattern {name:?}: invalid regex: {e}"))?;
+    let literals = required_literals(&hir)
+        .filter(|set| set.iter().all(|l| l.len() >= MIN_LITERAL_LEN))
+        .ok_or_else(|| {
+            format!(
+                "pattern {name:?}: the regex must contain at least {MIN_LITERAL_LEN} bytes of fixed, case-sensitive text that every match contains (without `\"`, `\\`, `<`, `>`, `&`), so that it can be found by the one-pass prefilter; for example `out of memory` in `(?P<what>\\w+) out of memory`"
+            )
+        })?;
+    Ok((regex, literals))
+}
+
+/// Bytes a JSON encoder may escape (Go's encoder escapes `<`, `>`, `&`):
+/// literals never contain them so that they also match raw Docker lines.
+fn json_unsafe(b: u8) -> bool {
+    matches!(b, b'"' | b'\\' | b'<' | b'>' | b'&' | 0x00..=0x1f | 0x7f)
+}
+
+/// A set of literals at least one of which occurs in every match of `hir`,
+/// or `None` when there is no such set. Chooses the set whose shortest
+/// literal is longest (the most selective).
+fn required_literals(hir: &Hir) -> Option<Vec<Vec<u8>>> {
+    fn better(a: Option<Vec<Vec<u8>>>, b: Option<Vec<Vec<u8>>>) -> Option<Vec<Vec<u8>>> {
+        fn score(s: &[Vec<u8>]) -> (usize, std::cmp::Reverse<usize>) {
+            let shortest = s.iter().map(Vec::len).min().unwrap_or(0);
+            (shortest, std::cmp::Reverse(s.len()))
+        }
+        match (a, b) {
+            (Some(a), Some(b)) => Some(if score(&b) > score(&a) { b } else { a }),
+            (a, None) => a,
+            (None, b) => b,
+        }
+    }
+    /// The longest JSON-safe piece of a literal run, without surrounding
+    /// spaces: the prefilter keys on a literal's first bytes, and ones
+    /// starting with a space (` in...`) would be found in every line.
+    fn from_run(run: &[u8]) -> Option<Vec<Vec<u8>>> {
+        run.split(|b| json_unsafe(*b))
+            .map(<[u8]>::trim_ascii)
+            .max_by_key(|piece| piece.len())
+            .filter(|piece| !piece.is_empty())
+            .map(|piece| vec![piece.to_vec()])
+    }
+    match hir.kind() {
+        HirKind::Literal(lit) => from_run(&lit.0),
+        HirKind::Capture(cap) => required_literals(&cap.sub),
+        HirKind::Repetition(rep) if rep.min >= 1 => required_literals(&rep.sub),
+        HirKind::Concat(children) => {
+            let mut best = None;
+            let mut run: Vec<u8> = Vec::new();
+            for child in children {
+                if let HirKind::Literal(lit) = child.kind() {
+                    run.extend_from_slice(&lit.0);
+                    continue;
+                }
+                best = better(best, from_run(&run));
+                run.clear();
+                best = better(best, required_literals(child));
+            }
+            better(best, from_run(&run))
+        }
+        HirKind::Alternation(branches) => {
+            let mut all = Vec::new();
+            for branch in branches {
+                for lit in required_literals(branch)? {
+                    if !all.contains(&lit) {
+                        all.push(lit);
+                    }
+                }
+            }
+            Some(all)
+        }
+        _ => None,
+    }
+}
+
+/// OTLP severity number for a severity text (`ERROR`, `warn`, `FATAL2`, ...).
+fn parse_severity(text: &str) -> Option<(i32, String)> {
+    let upper = text.trim().to_ascii_uppercase();
+    let (base, offset) = match upper.as_bytes().last() {
+        Some(d @ b'2'..=b'4') => (&upper[..upper.len() - 1], i32::from(d - b'1')),
+        _ => (upper.as_str(), 0),
+    };
+    let number = match base {
+        "TRACE" => 1,
+        "DEBUG" => 5,
+        "INFO" => 9,
+        "WARN" | "WARNING" => 13,
+        "ERROR" => 17,
+        "FATAL" => 21,
+        _ => return None,
+    };
+    let base = if base == "WARNING" { "WARN" } else { base };
+    let text = if offset == 0 {
+        base.to_string()
+    } else {
+        format!("{base}{}", offset + 1)
+    };
+    Some((number + offset, text))
+}
+
+/// `12345` (KiB) -> `12641280`; an unrepresentable value is kept as written.
+fn kib_to_bytes(kib: &str) -> String {
+    kib.parse::<u64>()
+        .ok()
+        .and_then(|v| v.checked_mul(1024))
+        .map_or_else(|| kib.to_string(), |v| v.to_string())
+}
+
+/// `7.45 GiB` -> `7999376588`, `512 bytes` -> `512`; kept as written when
+/// the unit is unknown.
+fn size_to_bytes(size: &str) -> String {
+    let Some((number, unit)) = size.split_once(' ') else {
+        return size.to_string();
+    };
+    let exponent = match unit {
+        "bytes" | "B" => 0,
+        "KiB" => 1,
+        "MiB" => 2,
+        "GiB" => 3,
+        "TiB" => 4,
+        "PiB" => 5,
+        "EiB" => 6,
+        _ => return size.to_string(),
+    };
+    match number.parse::<f64>() {
+        Ok(n) if n.is_finite() && n >= 0.0 => {
+            let bytes = (n * 1024f64.powi(exponent)).round();
+            if bytes < u64::MAX as f64 {
+                (bytes as u64).to_string()
+            } else {
+                size.to_string()
+            }
+        }
+        _ => size.to_string(),
+    }
+}
+
+/// The `log` field of a Docker `json-file` line, without its trailing
+/// newline; `None` for any other line.
+fn unwrap_docker_json(line: &str) -> Option<String> {
+    #[derive(Deserialize)]
+    struct DockerLine {
+        log: String,
+    }
+    if !line.starts_with('{') || !line.contains("\"log\":") {
+        return None;
+    }
+    let mut log = serde_json::from_str::<DockerLine>(line).ok()?.log;
+    let kept = log.trim_end_matches(['\n', '\r']).len();
+    log.truncate(kept);
+    Some(log)
 }

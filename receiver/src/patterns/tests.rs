@@ -1,0 +1,956 @@
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::collections::BTreeMap;
+
+use super::builtin::{Conversion, BUILTINS};
+use super::*;
+
+// ---------------------------------------------------------------- helpers
+
+/// Counts this thread's allocations, so a test can check that matching a
+/// line allocates nothing (other tests run on other threads).
+struct CountingAllocator;
+
+thread_local! {
+    static ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
+}
+
+fn count_allocation() {
+    let _ = ALLOCATIONS.try_with(|c| c.set(c.get() + 1));
+}
+
+// SAFETY: forwards to the system allocator; only counts.
+unsafe impl GlobalAlloc for CountingAllocator {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        count_allocation();
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        count_allocation();
+        unsafe { System.alloc_zeroed(layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        count_allocation();
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: CountingAllocator = CountingAllocator;
+
+fn allocations() -> u64 {
+    ALLOCATIONS.with(Cell::get)
+}
+
+fn attrs(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+/// A line as each common shipper writes it.
+fn with_prefixes(line: &str) -> Vec<(&'static str, String)> {
+    let docker = serde_json::json!({
+        "log": format!("{line}\n"),
+        "stream": "stderr",
+        "time": "2026-11-27T05:01:02.123456789Z",
+    })
+    .to_string()
+    // Docker's Go encoder also escapes HTML characters.
+    .replace('<', "\\u003c")
+    .replace('>', "\\u003e")
+    .replace('&', "\\u0026");
+    vec![
+        ("plain", line.to_string()),
+        ("syslog", format!("Nov 27 05:01:02 host app[123]: {line}")),
+        ("journald export", format!("MESSAGE={line}")),
+        ("kmsg", format!("6,123,456,-;{line}")),
+        (
+            "CRI",
+            format!("2026-11-27T05:01:02.123456789Z stderr F {line}"),
+        ),
+        ("docker json", docker),
+        ("trailing newline", format!("{line}\r\n")),
+    ]
+}
+
+/// The exact attributes of every built-in pattern's example line.
+fn expected_example_attributes() -> BTreeMap<&'static str, Vec<(String, String)>> {
+    let killed = |pid, comm, vm, anon, file, shmem: Option<&str>, tail: &[(&str, &str)]| {
+        let mut v = vec![
+            ("process.pid", pid),
+            ("oom.victim.comm", comm),
+            ("oom.victim.total_vm", vm),
+            ("oom.victim.anon_rss", anon),
+            ("oom.victim.file_rss", file),
+        ];
+        if let Some(s) = shmem {
+            v.push(("oom.victim.shmem_rss", s));
+        }
+        v.extend_from_slice(tail);
+        attrs(&v)
+    };
+    BTreeMap::from([
+        (
+            "kernel.oom_invoked",
+            attrs(&[
+                ("oom.trigger.comm", "python3"),
+                ("oom.gfp_mask", "0xcc0(GFP_KERNEL)"),
+                ("oom.order", "0"),
+                ("oom.trigger.oom_score_adj", "0"),
+            ]),
+        ),
+        (
+            "kernel.oom_kill_summary",
+            attrs(&[
+                ("oom.constraint", "CONSTRAINT_MEMCG"),
+                ("oom.nodemask", "(null)"),
+                ("oom.cpuset", "/"),
+                ("oom.mems_allowed", "0"),
+                ("oom.memcg", "/oomtest"),
+                ("oom.trigger_type", "cgroup"),
+                ("oom.victim.cgroup", "/oomtest"),
+                ("oom.victim.comm", "python3"),
+                ("process.pid", "11976"),
+                ("user.id", "0"),
+            ]),
+        ),
+        (
+            "kernel.memcg_oom_kill",
+            killed(
+                "11976",
+                "python3",
+                "69410816",
+                "52035584",
+                "5263360",
+                Some("0"),
+                &[
+                    ("user.id", "0"),
+                    ("oom.victim.pgtables", "159744"),
+                    ("oom.victim.oom_score_adj", "0"),
+                    ("oom.trigger_type", "cgroup"),
+                ],
+            ),
+        ),
+        (
+            "kernel.global_oom_kill",
+            killed(
+                "3103923",
+                "stress-ng-vm",
+                "16170409984",
+                "14714466304",
+                "4096",
+                Some("36864"),
+                &[
+                    ("user.id", "0"),
+                    ("oom.victim.pgtables", "28860416"),
+                    ("oom.victim.oom_score_adj", "1000"),
+                    ("oom.trigger_type", "system"),
+                ],
+            ),
+        ),
+        (
+            "kernel.killed_process",
+            killed(
+                "2592",
+                "java",
+                "4583260160",
+                "1958924288",
+                "0",
+                Some("0"),
+                &[],
+            ),
+        ),
+        (
+            "kernel.oom_kill_sacrifice",
+            attrs(&[
+                ("oom.trigger_type", "cgroup"),
+                ("process.pid", "2592"),
+                ("oom.victim.comm", "java"),
+                ("oom.victim.score", "1001"),
+            ]),
+        ),
+        (
+            "kernel.memcg_limit_legacy",
+            attrs(&[
+                ("oom.victim.cgroup", "/kubepods/burstable/pod6f1c/8d2e"),
+                ("oom.memcg", "/kubepods/burstable/pod6f1c"),
+                ("oom.trigger_type", "cgroup"),
+            ]),
+        ),
+        ("kernel.no_killable_processes", vec![]),
+        (
+            "kernel.panic_on_oom",
+            attrs(&[("oom.panic_mode", "system-wide")]),
+        ),
+        (
+            "kernel.page_allocation_failure",
+            attrs(&[
+                ("oom.trigger.comm", "kworker/u16:3"),
+                ("oom.order", "4"),
+                ("oom.gfp_mask", "0x40cc0(GFP_KERNEL|__GFP_COMP)"),
+                ("oom.nodemask", "(null)"),
+            ]),
+        ),
+        (
+            "go.cannot_allocate",
+            attrs(&[
+                ("oom.requested_bytes", "524288"),
+                ("oom.heap_in_use_bytes", "4234510336"),
+            ]),
+        ),
+        (
+            "go.fatal_out_of_memory",
+            attrs(&[("oom.go.error", "runtime: out of memory")]),
+        ),
+        (
+            "java.heap_space",
+            attrs(&[("thread.name", "main"), ("oom.java.error", "Java heap space")]),
+        ),
+        (
+            "java.gc_overhead_limit",
+            attrs(&[
+                ("thread.name", "http-nio-8080-exec-3"),
+                ("oom.java.error", "GC overhead limit exceeded"),
+            ]),
+        ),
+        ("java.metaspace", attrs(&[("oom.java.error", "Metaspace")])),
+        (
+            "java.compressed_class_space",
+            attrs(&[("oom.java.error", "Compressed class space")]),
+        ),
+        (
+            "java.direct_buffer_memory",
+            attrs(&[
+                (
+                    "oom.java.error",
+                    "Cannot reserve 1048576 bytes of direct buffer memory (allocated: 267386880, limit: 268435456)",
+                ),
+                ("oom.requested_bytes", "1048576"),
+                ("oom.in_use_bytes", "267386880"),
+                ("oom.limit_bytes", "268435456"),
+            ]),
+        ),
+        (
+            "java.native_thread",
+            attrs(&[
+                ("thread.name", "pool-1-thread-7"),
+                (
+                    "oom.java.error",
+                    "unable to create native thread: possibly out of memory or process/resource limits reached",
+                ),
+            ]),
+        ),
+        (
+            "java.array_size_limit",
+            attrs(&[("oom.java.error", "Requested array size exceeds VM limit")]),
+        ),
+        (
+            "java.out_of_memory_error",
+            attrs(&[("oom.java.error", "Map failed")]),
+        ),
+        ("java.insufficient_memory", vec![]),
+        (
+            "java.native_allocation_failed",
+            attrs(&[
+                ("oom.java.allocator", "mmap"),
+                ("oom.requested_bytes", "1073741824"),
+                ("oom.java.purpose", "committing reserved memory"),
+            ]),
+        ),
+        (
+            "java.commit_memory_failed",
+            attrs(&[
+                ("oom.requested_bytes", "715849728"),
+                ("error.message", "Cannot allocate memory"),
+                ("oom.errno", "12"),
+            ]),
+        ),
+        (
+            "python.numpy_array_memory_error",
+            attrs(&[
+                ("oom.requested_bytes", "7999376589"),
+                ("oom.python.array_shape", "(1000000000,)"),
+                ("oom.python.array_dtype", "float64"),
+            ]),
+        ),
+        (
+            "python.memory_error",
+            attrs(&[("exception.type", "MemoryError")]),
+        ),
+        (
+            "node.heap_out_of_memory",
+            attrs(&[
+                ("oom.node.reason", "Reached heap limit"),
+                ("oom.node.error", "JavaScript heap out of memory"),
+            ]),
+        ),
+        (
+            "node.v8_fatal_out_of_memory",
+            attrs(&[("oom.node.reason", "Reached heap limit")]),
+        ),
+        (
+            "node.worker_out_of_memory",
+            attrs(&[("oom.node.error", "JS heap out of memory")]),
+        ),
+        ("cpp.bad_alloc", vec![]),
+        ("cpp.libcxx_bad_alloc", vec![]),
+        (
+            "rust.alloc_failed",
+            attrs(&[("oom.requested_bytes", "1048576")]),
+        ),
+        (
+            "dotnet.out_of_memory_exception",
+            attrs(&[(
+                "exception.message",
+                "Exception of type 'System.OutOfMemoryException' was thrown.",
+            )]),
+        ),
+        (
+            "dotnet.gc_heap_init_failed",
+            attrs(&[("oom.dotnet.hresult", "0x8007000E")]),
+        ),
+        (
+            "php.memory_limit_exhausted",
+            attrs(&[
+                ("oom.limit_bytes", "134217728"),
+                ("oom.requested_bytes", "20480"),
+                ("code.file.path", "/var/www/html/index.php"),
+                ("code.line.number", "12"),
+            ]),
+        ),
+        (
+            "php.out_of_memory",
+            attrs(&[
+                ("oom.in_use_bytes", "2097152"),
+                ("oom.requested_bytes", "4096"),
+            ]),
+        ),
+        (
+            "kubelet.system_oom",
+            attrs(&[
+                ("oom.victim.comm", "stress-ng-vm"),
+                ("process.pid", "3103923"),
+                ("oom.trigger_type", "system"),
+            ]),
+        ),
+        (
+            "kubelet.oom_killed",
+            attrs(&[("k8s.container.termination_reason", "OOMKilled")]),
+        ),
+    ])
+}
+
+// ------------------------------------------------------------------ tests
+
+#[test]
+fn every_builtin_example_matches_its_pattern_with_exact_captures_under_every_prefix() {
+    let library = Library::builtin();
+    let expected = expected_example_attributes();
+    assert_eq!(
+        expected.len(),
+        BUILTINS.len(),
+        "every built-in pattern needs expected captures here"
+    );
+    for b in BUILTINS {
+        let want = expected
+            .get(b.name)
+            .unwrap_or_else(|| panic!("no expected captures for {}", b.name));
+        for (prefix, line) in with_prefixes(b.example) {
+            let m = library
+                .match_line(&line)
+                .unwrap_or_else(|| panic!("{} ({prefix}) did not match: {line}", b.name));
+            assert_eq!(m.pattern, b.name, "{prefix}: {line}");
+            assert_eq!(m.runtime, b.runtime.as_str());
+            assert_eq!(m.severity_number, b.severity.number);
+            assert_eq!(m.severity_text, b.severity.text);
+            assert_eq!(m.expects_stack_trace, b.expects_stack_trace);
+            assert_eq!(&m.attributes, want, "{} ({prefix}): {line}", b.name);
+        }
+    }
+}
+
+#[test]
+fn builtin_patterns_have_json_safe_required_literals_and_documented_groups() {
+    for b in BUILTINS {
+        let hir = regex_syntax::Parser::new()
+            .parse(b.regex)
+            .unwrap_or_else(|e| panic!("{}: {e}", b.name));
+        let lits = required_literals(&hir).unwrap_or_else(|| panic!("{}: no literal", b.name));
+        for lit in &lits {
+            assert!(lit.len() >= MIN_LITERAL_LEN, "{}: {lit:?}", b.name);
+            assert!(!lit.iter().any(|c| json_unsafe(*c)), "{}: {lit:?}", b.name);
+            // The literal really is in the example.
+        }
+        assert!(
+            lits.iter()
+                .any(|l| b.example.as_bytes().windows(l.len()).any(|w| w == &l[..])),
+            "{}: example lacks the literal",
+            b.name
+        );
+        let regex = Regex::new(b.regex).unwrap_or_else(|e| panic!("{}: {e}", b.name));
+        let names: Vec<&str> = regex.capture_names().flatten().collect();
+        for (group, _) in b.conversions {
+            assert!(names.contains(group), "{}: no group {group}", b.name);
+        }
+        // A group is an attribute (dotted name) unless it is a marker.
+        for name in names {
+            let marker = b
+                .conversions
+                .iter()
+                .any(|(g, c)| *g == name && matches!(c, Conversion::Flag(..)));
+            assert!(
+                marker || name.contains('.'),
+                "{}: group {name} is neither an attribute name nor a marker",
+                b.name
+            );
+        }
+    }
+    let mut names: Vec<&str> = BUILTINS.iter().map(|b| b.name).collect();
+    names.sort_unstable();
+    names.dedup();
+    assert_eq!(names.len(), BUILTINS.len(), "duplicate built-in names");
+}
+
+#[test]
+fn required_literal_extraction() {
+    let lits = |re: &str| {
+        required_literals(
+            &regex_syntax::Parser::new()
+                .parse(re)
+                .unwrap_or_else(|e| panic!("{e}")),
+        )
+        .map(|set| {
+            set.into_iter()
+                .map(|l| String::from_utf8_lossy(&l).into_owned())
+                .collect::<Vec<_>>()
+        })
+    };
+    assert_eq!(
+        lits(r"(?P<a>\w+) out of memory"),
+        Some(vec!["out of memory".into()])
+    );
+    assert_eq!(
+        lits(r"foo (?:bar baz|qux quux)"),
+        Some(vec!["bar baz".into(), "qux quux".into()])
+    );
+    // Split at characters a JSON encoder escapes.
+    assert_eq!(lits(r#"thread "main" died"#), Some(vec!["thread".into()]));
+    assert_eq!(lits(r"(?:abc)+defg"), Some(vec!["defg".into()]));
+    assert_eq!(lits(r"(?:abcdef)?x"), Some(vec!["x".into()]));
+    assert_eq!(lits(r"\d+|\w+"), None);
+    // Only the spaces are fixed: nothing usable, so a user pattern is rejected.
+    assert_eq!(lits(r"(?i)out of memory"), None);
+}
+
+#[test]
+fn real_kmsg_report_matches_its_oom_lines_only() {
+    let sample = include_str!("../../../tests/data/kmsg-memcg-oom.txt");
+    let library = Library::builtin();
+    let matched: Vec<(usize, &str)> = sample
+        .lines()
+        .enumerate()
+        .filter_map(|(i, line)| library.match_line(line).map(|m| (i, m.pattern)))
+        .collect();
+    assert_eq!(
+        matched,
+        vec![
+            (0, "kernel.oom_invoked"),
+            (76, "kernel.oom_kill_summary"),
+            (77, "kernel.memcg_oom_kill"),
+            (78, "kernel.oom_invoked"),
+        ]
+    );
+    let summary = library
+        .match_line(sample.lines().nth(76).unwrap_or_default())
+        .map(|m| m.attributes);
+    assert!(summary
+        .unwrap_or_default()
+        .contains(&("oom.memcg".to_string(), "/oomtest".to_string())));
+}
+
+#[test]
+fn real_java_heap_sample_matches_with_thread_and_error() {
+    // A real JVM heap OOM on stderr, byte for byte.
+    let sample = "Exception in thread \"main\" java.lang.OutOfMemoryError: Java heap space\n\tat Oom.main(Oom.java:2)\n";
+    let library = Library::builtin();
+    let mut lines = sample.lines();
+    let m = library
+        .match_line(lines.next().unwrap_or_default())
+        .map(|m| (m.pattern, m.attributes, m.expects_stack_trace));
+    assert_eq!(
+        m,
+        Some((
+            "java.heap_space",
+            attrs(&[
+                ("thread.name", "main"),
+                ("oom.java.error", "Java heap space")
+            ]),
+            true
+        ))
+    );
+    // The stack frame that follows is not a match of its own.
+    assert_eq!(library.match_line(lines.next().unwrap_or_default()), None);
+}
+
+#[test]
+fn kernel_comm_is_found_after_any_prefix() {
+    let library = Library::builtin();
+    for (line, comm) in [
+        ("Nov 27 05:01:02 host kernel: kworker/u8:2 invoked oom-killer: gfp_mask=0x0(), order=0, oom_score_adj=0", "kworker/u8:2"),
+        ("Nov 27 05:01:02 host kernel: [ 1234.567890] Web Content invoked oom-killer: gfp_mask=0x140dca(GFP_HIGHUSER_MOVABLE|__GFP_COMP|__GFP_ZERO), order=0, oom_score_adj=167", "Web Content"),
+        ("kernel: a invoked oom-killer: gfp_mask=0xcc0(GFP_KERNEL), order=-1, oom_score_adj=0", "a"),
+        ("MESSAGE=Xorg invoked oom-killer: gfp_mask=0x201da, order=0, oom_score_adj=0", "Xorg"),
+        ("6,1,2,-;java invoked oom-killer: gfp_mask=0xcc0(GFP_KERNEL), order=0, oom_score_adj=0", "java"),
+    ] {
+        let m = library.match_line(line).map(|m| m.attributes);
+        let comm_attr = m
+            .as_ref()
+            .and_then(|a| a.iter().find(|(k, _)| k == "oom.trigger.comm"))
+            .map(|(_, v)| v.as_str());
+        assert_eq!(comm_attr, Some(comm), "{line}");
+    }
+    // An older kernel: nodemask inside the invoked line, no flags.
+    let m = library
+        .match_line(
+            "stress invoked oom-killer: gfp_mask=0x24280ca, nodemask=0, order=0, oom_score_adj=0",
+        )
+        .map(|m| m.attributes);
+    assert!(m
+        .unwrap_or_default()
+        .contains(&("oom.nodemask".to_string(), "0".to_string())));
+}
+
+#[test]
+fn global_summary_line_sets_trigger_type_system() {
+    let library = Library::builtin();
+    let m = library.match_line(
+        "oom-kill:constraint=CONSTRAINT_NONE,nodemask=(null),cpuset=/,mems_allowed=0,global_oom,task_memcg=/system.slice/firewalld.service,task=firewalld,pid=5096,uid=0",
+    );
+    assert_eq!(
+        m.map(|m| m.attributes),
+        Some(attrs(&[
+            ("oom.constraint", "CONSTRAINT_NONE"),
+            ("oom.nodemask", "(null)"),
+            ("oom.cpuset", "/"),
+            ("oom.mems_allowed", "0"),
+            ("oom.trigger_type", "system"),
+            ("oom.victim.cgroup", "/system.slice/firewalld.service"),
+            ("oom.victim.comm", "firewalld"),
+            ("process.pid", "5096"),
+            ("user.id", "0"),
+        ]))
+    );
+}
+
+#[test]
+fn runtime_variants_and_docker_escapes() {
+    let library = Library::builtin();
+    /// (line, pattern, attributes)
+    type Case = (
+        &'static str,
+        &'static str,
+        &'static [(&'static str, &'static str)],
+    );
+    let cases: &[Case] = &[
+        (
+            r#"Exception in thread "main" java.lang.OutOfMemoryError: unable to create new native thread"#,
+            "java.native_thread",
+            &[("thread.name", "main"), ("oom.java.error", "unable to create new native thread")],
+        ),
+        (
+            "Terminating due to java.lang.OutOfMemoryError: Java heap space",
+            "java.heap_space",
+            &[("oom.java.error", "Java heap space")],
+        ),
+        (
+            "java.lang.OutOfMemoryError: Direct buffer memory",
+            "java.direct_buffer_memory",
+            &[("oom.java.error", "Direct buffer memory")],
+        ),
+        ("java.lang.OutOfMemoryError", "java.out_of_memory_error", &[]),
+        (
+            "# Native memory allocation (malloc) failed to allocate 32744 bytes for ChunkPool::allocate",
+            "java.native_allocation_failed",
+            &[
+                ("oom.java.allocator", "malloc"),
+                ("oom.requested_bytes", "32744"),
+                ("oom.java.purpose", "ChunkPool::allocate"),
+            ],
+        ),
+        (
+            "runtime: out of memory: cannot allocate 8192-byte block",
+            "go.cannot_allocate",
+            &[("oom.requested_bytes", "8192")],
+        ),
+        (
+            "fatal error: out of memory",
+            "go.fatal_out_of_memory",
+            &[("oom.go.error", "out of memory")],
+        ),
+        (
+            "fatal error: out of memory allocating heap arena metadata",
+            "go.fatal_out_of_memory",
+            &[("oom.go.error", "out of memory allocating heap arena metadata")],
+        ),
+        (
+            "FATAL ERROR: Ineffective mark-compacts near heap limit Allocation failed - JavaScript heap out of memory",
+            "node.heap_out_of_memory",
+            &[
+                ("oom.node.reason", "Ineffective mark-compacts near heap limit"),
+                ("oom.node.error", "JavaScript heap out of memory"),
+            ],
+        ),
+        (
+            "FATAL ERROR: CALL_AND_RETRY_LAST Allocation failed - process out of memory",
+            "node.heap_out_of_memory",
+            &[
+                ("oom.node.reason", "CALL_AND_RETRY_LAST"),
+                ("oom.node.error", "process out of memory"),
+            ],
+        ),
+        (
+            "libc++abi.dylib: terminating with uncaught exception of type std::bad_alloc: std::bad_alloc",
+            "cpp.libcxx_bad_alloc",
+            &[],
+        ),
+        (
+            "MemoryError: Unable to allocate array",
+            "python.memory_error",
+            &[("exception.type", "MemoryError"), ("exception.message", "Unable to allocate array")],
+        ),
+        (
+            "numpy.core._exceptions._ArrayMemoryError: Unable to allocate 512 bytes for an array with shape (64,) and data type int64",
+            "python.numpy_array_memory_error",
+            &[
+                ("oom.requested_bytes", "512"),
+                ("oom.python.array_shape", "(64,)"),
+                ("oom.python.array_dtype", "int64"),
+            ],
+        ),
+        (
+            "PHP Fatal error:  Allowed memory size of 134217728 bytes exhausted (tried to allocate 20480 bytes)",
+            "php.memory_limit_exhausted",
+            &[("oom.limit_bytes", "134217728"), ("oom.requested_bytes", "20480")],
+        ),
+        (
+            "Fatal error: Out of memory (allocated 2097152 bytes) (tried to allocate 4096 bytes)",
+            "php.out_of_memory",
+            &[("oom.in_use_bytes", "2097152"), ("oom.requested_bytes", "4096")],
+        ),
+        (
+            r#"{"reason":"OOMKilled","exitCode":137}"#,
+            "kubelet.oom_killed",
+            &[("k8s.container.termination_reason", "OOMKilled")],
+        ),
+        (
+            r#"containerName="cart" exitCode=137 reason="OOMKilled""#,
+            "kubelet.oom_killed",
+            &[("k8s.container.termination_reason", "OOMKilled")],
+        ),
+        (
+            "Out of memory (oom_kill_allocating_task): Killed process 77 (a b) total-vm:8kB, anon-rss:4kB, file-rss:0kB",
+            "kernel.global_oom_kill",
+            &[
+                ("process.pid", "77"),
+                ("oom.victim.comm", "a b"),
+                ("oom.victim.total_vm", "8192"),
+                ("oom.victim.anon_rss", "4096"),
+                ("oom.victim.file_rss", "0"),
+                ("oom.trigger_type", "system"),
+            ],
+        ),
+        (
+            "Out of memory: Kill process 3 (x) score 900 or sacrifice child",
+            "kernel.oom_kill_sacrifice",
+            &[
+                ("oom.trigger_type", "system"),
+                ("process.pid", "3"),
+                ("oom.victim.comm", "x"),
+                ("oom.victim.score", "900"),
+            ],
+        ),
+        (
+            "page allocation failure: order:0, mode:0x20",
+            "kernel.page_allocation_failure",
+            &[("oom.order", "0"), ("oom.gfp_mask", "0x20")],
+        ),
+    ];
+    for (line, pattern, want) in cases {
+        for (prefix, wrapped) in with_prefixes(line) {
+            let m = library
+                .match_line(&wrapped)
+                .map(|m| (m.pattern, m.attributes));
+            assert_eq!(m, Some((*pattern, attrs(want))), "{prefix}: {wrapped}");
+        }
+    }
+    // JSON escapes inside a Docker line are decoded before capturing.
+    let m = library.match_line(
+        r#"{"log":"Exception in thread \"worker\t\u003c7\u003e\" java.lang.OutOfMemoryError: Java heap space\n","stream":"stderr","time":"2026-11-27T05:01:02Z"}"#,
+    );
+    assert_eq!(
+        m.map(|m| m.attributes),
+        Some(attrs(&[
+            ("thread.name", "worker\t<7>"),
+            ("oom.java.error", "Java heap space")
+        ]))
+    );
+}
+
+#[test]
+fn ordinary_lines_do_not_match() {
+    let library = Library::builtin();
+    for line in [
+        "Nov 27 05:01:02 host sshd[811]: Accepted publickey for root from 10.0.0.1 port 51234 ssh2",
+        "Nov 27 05:01:02 host kernel: usb 1-1: new high-speed USB device number 2 using xhci_hcd",
+        "Nov 27 05:01:02 host systemd[1]: Started Session 4 of user root.",
+        "Nov 27 05:01:02 host systemd[1]: session-4.scope: Killing process 1234 (sleep) with signal SIGKILL.",
+        "Nov 27 05:01:02 host systemd[1]: Killed process 1234 (sleep) with signal SIGKILL.",
+        "the cache ran out of memory budget, evicting 12 entries",
+        "warning: build machine is nearly out of memory",
+        "Out of memory? No, the disk is full.",
+        "INFO retrying after MemoryError in worker 3",
+        "registering MemoryErrorHandler",
+        "FATAL ERROR: database connection lost",
+        "fatal error: unexpected signal during runtime execution",
+        "php: Allowed memory size is configured as 128M",
+        "std::bad_alloc is what operator new throws",
+        "terminate called after throwing an instance of 'std::runtime_error'",
+        "how to read 'invoked oom-killer' messages",
+        "System OOM encountered",
+        "pod status: reason=Completed exitCode=0",
+        "OOMKilled count: 0",
+        "GET /api/out-of-memory 200 12ms",
+        "memory allocation of many bytes failed",
+        "runtime: out of memory: cannot allocate huge block",
+        "Task in progress: killed as expected",
+        "page allocation failure statistics reset",
+        "",
+    ] {
+        assert_eq!(library.match_line(line), None, "{line:?}");
+    }
+}
+
+#[test]
+fn non_matching_lines_do_not_allocate() {
+    let library = Library::builtin();
+    let ordinary =
+        "Nov 27 05:01:02 host sshd[811]: Accepted publickey for root from 10.0.0.1 port 51234 ssh2";
+    // These pass the literal prefilter but fail the full regex.
+    let near_misses = [
+        "runtime: out of memory: cannot allocate huge block",
+        "Nov 27 05:01:02 host systemd[1]: Killed process 1234 (sleep) with signal SIGKILL.",
+        "INFO retrying after MemoryError in worker 3",
+        "FATAL ERROR: database connection lost; Allocation failed - retry",
+    ];
+    // Warm up: the regex engines create their per-thread caches once.
+    for line in near_misses.iter().chain([&ordinary]) {
+        assert_eq!(library.match_line(line), None);
+    }
+    let before = allocations();
+    for _ in 0..100 {
+        assert!(library.match_line(ordinary).is_none());
+        for line in &near_misses {
+            assert!(library.match_line(line).is_none());
+        }
+    }
+    assert_eq!(allocations() - before, 0, "a non-matching line allocated");
+    // The counter works: a match allocates its attributes.
+    let before = allocations();
+    assert!(library
+        .match_line("memory allocation of 8 bytes failed")
+        .is_some());
+    assert!(allocations() > before);
+}
+
+#[test]
+fn user_patterns_compile_into_the_same_pass_and_win_over_builtins() {
+    let user = vec![
+        UserPattern {
+            name: "myapp.cache_full".into(),
+            regex: r"cache full: (?P<myapp.cache.bytes>\d+) bytes".into(),
+            runtime: "my app".into(),
+            severity: "warn".into(),
+            attributes: BTreeMap::from([("team".to_string(), "storage".to_string())]),
+        },
+        UserPattern {
+            name: "myapp.rust_oom".into(),
+            regex: r"worker (?P<worker>\d+): memory allocation of (?P<oom.requested_bytes>\d+) bytes failed".into(),
+            runtime: "rust".into(),
+            severity: "FATAL".into(),
+            attributes: BTreeMap::new(),
+        },
+    ];
+    let library = Library::with_user_patterns(&user).unwrap_or_else(|e| panic!("{e}"));
+    let m = library.match_line("Nov 27 05:01:02 host cache[9]: cache full: 4096 bytes");
+    assert_eq!(
+        m,
+        Some(Match {
+            pattern: "myapp.cache_full",
+            runtime: "my app",
+            severity_number: 13,
+            severity_text: "WARN",
+            attributes: attrs(&[("myapp.cache.bytes", "4096"), ("team", "storage")]),
+            expects_stack_trace: false,
+        })
+    );
+    let m = library.match_line("worker 3: memory allocation of 64 bytes failed");
+    assert_eq!(
+        m.map(|m| (m.pattern, m.severity_number, m.attributes)),
+        Some((
+            "myapp.rust_oom",
+            21,
+            attrs(&[("worker", "3"), ("oom.requested_bytes", "64")])
+        ))
+    );
+    // Built-in patterns still match.
+    assert_eq!(
+        library
+            .match_line("memory allocation of 64 bytes failed")
+            .map(|m| m.pattern),
+        Some("rust.alloc_failed")
+    );
+    assert_eq!(library.names().count(), BUILTINS.len() + 2);
+}
+
+#[test]
+fn bad_user_patterns_are_errors_naming_the_pattern() {
+    let pattern = |name: &str, regex: &str, severity: &str| UserPattern {
+        name: name.into(),
+        regex: regex.into(),
+        runtime: "x".into(),
+        severity: severity.into(),
+        attributes: BTreeMap::new(),
+    };
+    let err = |p: UserPattern| Library::with_user_patterns(&[p]).err().unwrap_or_default();
+    let e = err(pattern("broken", r"foo (", "ERROR"));
+    assert!(
+        e.contains("\"broken\"") && e.contains("invalid regex"),
+        "{e}"
+    );
+    let e = err(pattern("no_literal", r"\d+ \w+", "ERROR"));
+    assert!(e.contains("\"no_literal\"") && e.contains("fixed"), "{e}");
+    let e = err(pattern("short", r"\d+ab\d+", "ERROR"));
+    assert!(e.contains("\"short\""), "{e}");
+    let e = err(pattern("sev", r"out of memory", "LOUD"));
+    assert!(e.contains("\"sev\"") && e.contains("severity"), "{e}");
+    let e = err(pattern("rust.alloc_failed", r"out of memory", "ERROR"));
+    assert!(e.contains("built-in"), "{e}");
+    let twice = [
+        pattern("a", "out of memory", "ERROR"),
+        pattern("a", "out of memory", "ERROR"),
+    ];
+    assert!(Library::with_user_patterns(&twice).is_err());
+}
+
+#[test]
+fn user_pattern_deserializes_with_defaults() {
+    let p: UserPattern = serde_json::from_value(serde_json::json!({
+        "name": "x", "regex": "boom", "runtime": "erlang"
+    }))
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(p.severity, "ERROR");
+    assert!(serde_json::from_value::<UserPattern>(serde_json::json!({
+        "name": "x", "regex": "boom", "runtime": "erlang", "colour": "red"
+    }))
+    .is_err());
+}
+
+#[test]
+fn severities_and_sizes() {
+    assert_eq!(parse_severity("error"), Some((17, "ERROR".into())));
+    assert_eq!(parse_severity("WARNING"), Some((13, "WARN".into())));
+    assert_eq!(parse_severity("FATAL4"), Some((24, "FATAL4".into())));
+    assert_eq!(parse_severity("INFO5"), None);
+    assert_eq!(parse_severity(""), None);
+    assert_eq!(kib_to_bytes("12"), "12288");
+    assert_eq!(kib_to_bytes("99999999999999999999"), "99999999999999999999");
+    assert_eq!(size_to_bytes("1 MiB"), "1048576");
+    assert_eq!(size_to_bytes("3 parsecs"), "3 parsecs");
+}
+
+// ------------------------------------------------------------------- docs
+
+const TABLE_BEGIN: &str = "<!-- BEGIN GENERATED: built-in pattern table -->";
+const TABLE_END: &str = "<!-- END GENERATED: built-in pattern table -->";
+
+/// The one table of docs/patterns.md, rendered from the built-in table.
+fn render_table() -> String {
+    let cell = |s: &str| s.replace('|', "\\|");
+    let mut out = String::from(
+        "| Pattern (`oom.pattern`) | `oom.runtime` | Severity | Stack trace follows | Example line | Attributes |\n\
+         |---|---|---|---|---|---|\n",
+    );
+    for b in BUILTINS {
+        let regex = Regex::new(b.regex).unwrap_or_else(|e| panic!("{}: {e}", b.name));
+        let mut attributes: Vec<String> = Vec::new();
+        let mut add = |a: String| {
+            if !attributes.contains(&a) {
+                attributes.push(a);
+            }
+        };
+        for name in regex.capture_names().flatten() {
+            match b
+                .conversions
+                .iter()
+                .find(|(g, _)| *g == name)
+                .map(|(_, c)| *c)
+            {
+                Some(Conversion::Flag(key, _)) => add(format!("`{key}`")),
+                Some(Conversion::AlsoSet(key, _)) => {
+                    add(format!("`{name}`"));
+                    add(format!("`{key}`"));
+                }
+                Some(Conversion::KibToBytes) | Some(Conversion::SizeToBytes) => {
+                    add(format!("`{name}` (bytes)"))
+                }
+                None => add(format!("`{name}`")),
+            }
+        }
+        for (key, value) in b.constants {
+            add(format!("`{key}`=`{value}`"));
+        }
+        out.push_str(&format!(
+            "| `{}` | {} | {} | {} | `{}` | {} |\n",
+            b.name,
+            b.runtime.as_str(),
+            b.severity.text,
+            if b.expects_stack_trace { "yes" } else { "no" },
+            cell(b.example),
+            cell(&attributes.join(", ")),
+        ));
+    }
+    out
+}
+
+#[test]
+fn docs_table_matches_the_code() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/patterns.md");
+    let doc = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    let fresh = render_table();
+    let current = doc
+        .split_once(TABLE_BEGIN)
+        .and_then(|(_, rest)| rest.split_once(TABLE_END))
+        .map(|(table, _)| table.trim());
+    if current != Some(fresh.trim()) {
+        if std::env::var_os("OOMSCOPE_BLESS_DOCS").is_some() {
+            let (head, rest) = doc
+                .split_once(TABLE_BEGIN)
+                .unwrap_or_else(|| panic!("{path}: no {TABLE_BEGIN}"));
+            let (_, tail) = rest
+                .split_once(TABLE_END)
+                .unwrap_or_else(|| panic!("{path}: no {TABLE_END}"));
+            let updated = format!("{head}{TABLE_BEGIN}\n{fresh}{TABLE_END}{tail}");
+            std::fs::write(path, updated).unwrap_or_else(|e| panic!("{path}: {e}"));
+        } else {
+            panic!(
+                "{path} is out of date; replace the table between the markers with \
+                 (or run with OOMSCOPE_BLESS_DOCS=1):\n{fresh}"
+            );
+        }
+    }
+}
