@@ -503,7 +503,7 @@ fn config_defaults_and_checks() {
         "path": "/tmp/k", "start_at": "beginning", "storage": "file_storage/kmsg",
         "include_all": true, "batch_wait": "1s", "max_batch_records": 10,
         "max_unacknowledged_batches": 2, "metrics_interval": "1m",
-        "patterns": [{"name": "mine", "regex": "x(?P<y>.)", "runtime": "other"}],
+        "patterns": [{"name": "mine", "regex": "xyz(?P<y>.)", "runtime": "other"}],
     }))
     .unwrap();
     assert!(cfg.validate().is_ok());
@@ -605,7 +605,19 @@ async fn dev_kmsg_records_arrive_with_their_kmsg_fields() {
     assert_eq!(int_attr(&record, "kmsg.priority"), Some(3));
     // Written from user space: LOG_USER.
     assert_eq!(int_attr(&record, "kmsg.facility"), Some(1));
-    assert_eq!(record.severity_text, "ERROR");
+    // The pattern library recognises the page allocation failure: its
+    // severity (WARN) wins over the record's level.
+    assert_eq!(record.severity_text, "WARN");
+    assert!(
+        record.attributes.iter().any(|kv| kv.key == "oom.pattern"
+            && kv.value.as_ref().and_then(|v| v.value.as_ref())
+                == Some(
+                    &opentelemetry_proto::tonic::common::v1::any_value::Value::StringValue(
+                        "kernel.page_allocation_failure".into()
+                    )
+                )),
+        "{record:?}"
+    );
     assert!(int_attr(&record, "kmsg.sequence").is_some());
     let monotonic_us = int_attr(&record, "kmsg.timestamp_monotonic_us").unwrap();
     assert_close(
