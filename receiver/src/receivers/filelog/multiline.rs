@@ -36,6 +36,9 @@ struct Held {
     trace: bool,
     /// A Go trace: function lines are not indented.
     go_trace: bool,
+    /// A Python traceback: its exception line (e.g. `MemoryError`) comes
+    /// after the frames and ends the block.
+    python_traceback: bool,
 }
 
 #[derive(Debug)]
@@ -45,16 +48,29 @@ pub struct Assembler {
     held: Option<Held>,
 }
 
+/// Python's traceback header: it comes before the frames and the
+/// exception line the pattern library matches.
+const PYTHON_TRACEBACK: &str = "Traceback (most recent call last):";
+
 /// Lines that continue a stack trace (Java, Python, Go, Node, .NET).
 fn is_trace_line(line: &str, go_trace: bool) -> bool {
     line.is_empty()
         || line.starts_with([' ', '\t'])
+        || is_numbered_frame(line)
+        || (line.starts_with("----- ") && line.ends_with(" -----"))
         || line.starts_with("at ")
         || line.starts_with("Caused by:")
         || line.starts_with("Traceback")
         || line.starts_with("File \"")
         || line.starts_with("goroutine ")
         || (go_trace && (line.ends_with(')') || line.starts_with("created by ")))
+}
+
+/// Node's numbered native frames (` 9: 0x...`, `10: 0x...`): only the
+/// first nine are indented.
+fn is_numbered_frame(line: &str) -> bool {
+    let rest = line.trim_start_matches(|c: char| c.is_ascii_digit());
+    rest.len() < line.len() && rest.starts_with(": 0x")
 }
 
 fn owned(library: &Library, line: &str) -> Option<(OwnedMatch, bool)> {
@@ -87,6 +103,15 @@ impl Assembler {
                 Some(start) => !start.is_match(&line.text),
                 None => held.trace && is_trace_line(&line.text, held.go_trace),
             };
+            if held.python_traceback && !continues && self.line_start.is_none() {
+                // The exception line: it belongs to the traceback and ends it.
+                if held.rec.matched.is_none() {
+                    held.rec.matched = owned(library, &line.text).map(|(m, _)| m);
+                }
+                append_bounded(&mut held.rec, &line, self.max_size);
+                self.flush(out);
+                return;
+            }
             if continues {
                 if line.text.starts_with("goroutine ") {
                     held.go_trace = true;
@@ -111,12 +136,14 @@ impl Assembler {
             .line_start
             .as_ref()
             .is_some_and(|s| s.is_match(&rec.text));
-        if starts_block || (self.line_start.is_none() && expects_trace) {
+        let python_traceback = self.line_start.is_none() && rec.text.trim_end() == PYTHON_TRACEBACK;
+        if starts_block || (self.line_start.is_none() && expects_trace) || python_traceback {
             self.held = Some(Held {
                 rec,
                 since: Instant::now(),
                 trace: !starts_block,
                 go_trace: false,
+                python_traceback,
             });
         } else {
             out.push(rec);
@@ -215,8 +242,67 @@ mod tests {
         assert_eq!(out[0].end_offset, 2);
     }
 
+    fn assemble(lines: &[&str]) -> Vec<Assembled> {
+        let lib = Library::builtin();
+        let mut a = Assembler::new(None, 10_000);
+        let mut out = Vec::new();
+        for (i, t) in lines.iter().enumerate() {
+            a.push(&lib, line(t, i as u64 + 1), &mut out);
+        }
+        a.flush(&mut out);
+        out
+    }
+
+    #[test]
+    fn python_traceback_is_one_record_ending_at_its_exception_line() {
+        let out = assemble(&[
+            "Traceback (most recent call last):",
+            "  File \"<string>\", line 3, in grow",
+            "MemoryError",
+            "next entry",
+        ]);
+        assert_eq!(out.len(), 2, "{out:?}");
+        assert_eq!(
+            out[0].text,
+            "Traceback (most recent call last):\n  File \"<string>\", line 3, in grow\nMemoryError"
+        );
+        assert_eq!(out[0].end_offset, 3);
+        let matched = out[0].matched.as_ref().map(|m| m.pattern.as_str());
+        assert_eq!(matched, Some("python.memory_error"));
+        assert_eq!(out[1].text, "next entry");
+        assert!(out[1].matched.is_none());
+    }
+
+    #[test]
+    fn python_traceback_of_another_exception_is_unmatched() {
+        let out = assemble(&[
+            "Traceback (most recent call last):",
+            "  File \"x.py\", line 1, in <module>",
+            "ValueError: nope",
+        ]);
+        assert_eq!(out.len(), 1, "{out:?}");
+        assert!(out[0].matched.is_none());
+    }
+
+    #[test]
+    fn node_native_stack_stays_with_the_fatal_error() {
+        let out = assemble(&[
+            "FATAL ERROR: Reached heap limit Allocation failed - JavaScript heap out of memory",
+            "----- Native stack trace -----",
+            "",
+            " 9: 0x15247d6 v8::internal::Runtime_AllocateInYoungGeneration [node]",
+            "10: 0x195e476  [node]",
+            "next entry",
+        ]);
+        assert_eq!(out.len(), 2, "{out:?}");
+        assert!(out[0].text.ends_with("10: 0x195e476  [node]"), "{out:?}");
+        assert_eq!(out[1].text, "next entry");
+    }
+
     #[test]
     fn trace_lines_are_recognised() {
+        assert!(is_trace_line("10: 0x195e476  [node]", false));
+        assert!(!is_trace_line("10: done", false));
         assert!(is_trace_line("\tat com.x.Y(Y.java:1)", false));
         assert!(is_trace_line(
             "Caused by: java.lang.OutOfMemoryError",
