@@ -151,10 +151,11 @@ impl Decoder {
         };
         let piece = match kind {
             Kind::Plain => None,
-            // A line cut at max_log_size is not a whole runtime line.
-            Kind::Cri if !line.truncated => parse_cri(&line.text),
+            // A CRI line cut at max_log_size keeps its prefix; a cut JSON
+            // line cannot be decoded.
+            Kind::Cri => parse_cri(&line.text),
             Kind::Docker if !line.truncated => parse_docker(&line.text),
-            Kind::Cri | Kind::Docker => None,
+            Kind::Docker => None,
         };
         let Some(piece) = piece else {
             if kind != Kind::Plain {
@@ -174,7 +175,7 @@ impl Decoder {
         });
         pending.end_offset = line.end_offset;
         pending.since = Instant::now();
-        if !push_bounded(&mut pending.text, &piece.message, self.max_size) {
+        if !push_bounded(&mut pending.text, &piece.message, self.max_size) || line.truncated {
             pending.truncated = true;
         }
         if piece.last {
@@ -477,6 +478,11 @@ mod tests {
         assert_eq!(out[0].text, "12345678");
         assert!(out[0].truncated);
         assert_eq!(out[0].time_unix_nano, 1_714_550_400_000_000_000);
+        let mut cut = raw("2024-05-01T10:00:00Z stdout F abc", 9);
+        cut.truncated = true;
+        d.push(cut, &mut out);
+        assert_eq!(out[1].text, "abc");
+        assert!(out[1].truncated);
     }
 
     #[test]
