@@ -21,6 +21,22 @@ pub enum StartAt {
     Beginning,
 }
 
+/// How each line of a file is decoded before grouping and matching.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Per file: CRI or docker `json-file` when its path has the kubelet's
+    /// or docker's layout, else decided by its first line's shape.
+    #[default]
+    Auto,
+    /// Lines as they are.
+    Plain,
+    /// containerd / CRI-O: `<time> <stdout|stderr> <P|F> <message>`.
+    Cri,
+    /// docker `json-file`: `{"log":"...","stream":"...","time":"..."}`.
+    Docker,
+}
+
 /// A size in bytes written as an integer or with a unit, the collector's
 /// way: `1kb` = 1000, `1KiB` = 1024, `1mb`, `1MiB`, `1gb`, `1GiB`
 /// (case-insensitive).
@@ -130,6 +146,9 @@ pub struct FilelogReceiverConfig {
     pub multiline: MultilineConfig,
     /// Only `utf-8` (invalid sequences are replaced by U+FFFD).
     pub encoding: String,
+    /// `auto`, `plain`, `cri` or `docker`: container runtime log formats are
+    /// decoded (partial lines joined, time and stream taken) before grouping.
+    pub format: LogFormat,
     /// How often the `log.oom.matches` counter is reported.
     pub metrics_interval: GoDuration,
 }
@@ -152,6 +171,7 @@ impl Default for FilelogReceiverConfig {
             force_flush_period: GoDuration::from_millis(500),
             multiline: MultilineConfig::default(),
             encoding: "utf-8".to_string(),
+            format: LogFormat::Auto,
             metrics_interval: GoDuration::from_secs(10),
         }
     }
@@ -225,6 +245,7 @@ mod tests {
         assert_eq!(c.max_concurrent_files, 1024);
         assert!(c.include_file_name && !c.include_file_path && !c.include_all);
         assert_eq!(c.force_flush_period, GoDuration::from_millis(500));
+        assert_eq!(c.format, LogFormat::Auto);
         assert_eq!(c.validate(), Ok(()));
     }
 
@@ -236,12 +257,14 @@ mod tests {
         assert_eq!(ByteSize::parse("512"), Ok(ByteSize(512)));
         assert!(ByteSize::parse("1 parsec").is_err());
         let c: FilelogReceiverConfig = serde_json::from_value(serde_json::json!({
-            "include": ["/x"], "fingerprint_size": 2048, "max_log_size": "16KiB", "start_at": "beginning"
+            "include": ["/x"], "fingerprint_size": 2048, "max_log_size": "16KiB", "start_at": "beginning",
+            "format": "cri"
         }))
         .expect("decodes");
         assert_eq!(c.fingerprint_size, ByteSize(2048));
         assert_eq!(c.max_log_size, ByteSize(16384));
         assert_eq!(c.start_at, StartAt::Beginning);
+        assert_eq!(c.format, LogFormat::Cri);
     }
 
     #[test]

@@ -21,6 +21,7 @@
 
 pub mod checkpoint;
 pub mod config;
+pub mod container;
 pub mod multiline;
 pub mod reader;
 mod record;
@@ -44,7 +45,8 @@ use crate::patterns::Library;
 use crate::pipeline::ack::{BatchNotifier, Finalizers};
 use crate::pipeline::{Batch, ConsumeError, DynConsumer, Payload, Signal};
 use checkpoint::{Checkpoints, InFlight, Resumed};
-pub use config::{ByteSize, FilelogReceiverConfig, MultilineConfig, StartAt};
+pub use config::{ByteSize, FilelogReceiverConfig, LogFormat, MultilineConfig, StartAt};
+use container::Decoder;
 use multiline::{Assembled, Assembler};
 use reader::{fingerprint, FileReader, ReadOutcome};
 
@@ -150,6 +152,8 @@ struct Known {
     /// under another name): after the last line handed on.
     offset: u64,
     reader: Option<FileReader>,
+    /// Container runtime format decoding, before `assembler`.
+    decoder: Decoder,
     assembler: Assembler,
     last_seen_poll: u64,
     unmatched_polls: u32,
@@ -232,6 +236,7 @@ impl Tailer {
             fingerprint,
             offset,
             reader: None,
+            decoder: Decoder::new(self.cfg.format, self.max_log_size()),
             assembler: Assembler::new(self.line_start.clone(), self.max_log_size()),
             last_seen_poll: self.poll,
             unmatched_polls: 0,
@@ -403,6 +408,7 @@ impl Tailer {
             }
             match FileReader::new(file, path.clone(), offset, max) {
                 Ok(r) => {
+                    k.decoder.attach(&path, offset);
                     k.reader = Some(r);
                     k.last_seen_poll = poll;
                     k.unmatched_polls = 0;
@@ -470,6 +476,9 @@ impl Tailer {
                     }
                 }
             }
+            let mut lines = Vec::new();
+            self.files[i].decoder.flush_due(flush_period, &mut lines);
+            self.assemble(i, lines, handle);
             let mut out = Vec::new();
             self.files[i].assembler.flush_due(flush_period, &mut out);
             self.take_assembled(i, out, handle);
@@ -498,6 +507,9 @@ impl Tailer {
             r.flush_partial(Duration::ZERO, &mut lines);
         }
         self.take_lines(i, lines, handle);
+        let mut lines = Vec::new();
+        self.files[i].decoder.flush_due(Duration::ZERO, &mut lines);
+        self.assemble(i, lines, handle);
         let mut out = Vec::new();
         self.files[i].assembler.flush(&mut out);
         self.take_assembled(i, out, handle);
@@ -525,7 +537,20 @@ impl Tailer {
         self.files.retain(|k| !gone.contains(&k.id));
     }
 
+    /// Raw lines of file `i`: decoded, then grouped into records.
     fn take_lines(&mut self, i: usize, lines: Vec<reader::Line>, handle: &Handle) {
+        if lines.is_empty() {
+            return;
+        }
+        let mut decoded = Vec::with_capacity(lines.len());
+        for line in lines {
+            self.files[i].decoder.push(line, &mut decoded);
+        }
+        self.assemble(i, decoded, handle);
+    }
+
+    /// Decoded lines of file `i`: grouped into records.
+    fn assemble(&mut self, i: usize, lines: Vec<reader::Line>, handle: &Handle) {
         if lines.is_empty() {
             return;
         }
@@ -551,9 +576,13 @@ impl Tailer {
                     .or_insert(0) += 1;
             }
             if self.cfg.include_all || a.matched.is_some() {
-                let path = k.reader.as_ref().map(|r| r.path.clone());
-                self.records
-                    .push(record::log_record(&self.cfg, path.as_deref(), a.clone()));
+                let path = k.reader.as_ref().map(|r| r.path.as_path());
+                self.records.push(record::log_record(
+                    &self.cfg,
+                    path,
+                    k.decoder.identity(),
+                    a.clone(),
+                ));
             }
             let e = self.offsets.entry(id).or_insert(0);
             *e = (*e).max(a.end_offset);

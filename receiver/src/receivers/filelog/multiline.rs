@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 
 use regex::Regex;
 
+use super::container::Stream;
 use super::reader::Line;
 use crate::patterns::Library;
 
@@ -26,6 +27,10 @@ pub struct Assembled {
     pub end_offset: u64,
     pub matched: Option<OwnedMatch>,
     pub truncated: bool,
+    /// When the record's first line was written (0: unknown).
+    pub time_unix_nano: u64,
+    /// stdout or stderr of the record's first line, when known.
+    pub stream: Option<Stream>,
 }
 
 #[derive(Debug)]
@@ -131,6 +136,8 @@ impl Assembler {
             end_offset: line.end_offset,
             matched: matched.map(|(m, _)| m),
             truncated: line.truncated,
+            time_unix_nano: line.time_unix_nano,
+            stream: line.stream,
         };
         let starts_block = self
             .line_start
@@ -205,7 +212,7 @@ mod tests {
         Line {
             text: text.to_string(),
             end_offset: end,
-            truncated: false,
+            ..Default::default()
         }
     }
 

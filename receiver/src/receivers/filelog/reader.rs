@@ -27,7 +27,7 @@ pub fn fingerprint(file: &File, size: usize) -> io::Result<Vec<u8>> {
 
 /// One line (or a flushed partial line), `\n` and a trailing `\r` removed,
 /// invalid UTF-8 replaced.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct Line {
     pub text: String,
     /// File offset just after this line: where reading resumes once it is
@@ -35,6 +35,11 @@ pub struct Line {
     pub end_offset: u64,
     /// Cut at `max_log_size`.
     pub truncated: bool,
+    /// When the line was written, from a container runtime's log format
+    /// (0: unknown).
+    pub time_unix_nano: u64,
+    /// stdout or stderr, from a container runtime's log format.
+    pub stream: Option<super::container::Stream>,
 }
 
 /// What a read found.
@@ -148,6 +153,7 @@ impl FileReader {
                     text,
                     end_offset: self.offset,
                     truncated: true,
+                    ..Default::default()
                 });
                 self.skipping = true;
                 // The skipped remainder of this piece.
@@ -182,7 +188,7 @@ impl FileReader {
                 Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
             },
             end_offset: self.offset,
-            truncated: false,
+            ..Default::default()
         }
     }
 

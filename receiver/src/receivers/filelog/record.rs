@@ -35,8 +35,14 @@ fn str_kv(key: &str, value: &str) -> KeyValue {
     }
 }
 
-pub fn log_record(cfg: &FilelogReceiverConfig, path: Option<&Path>, a: Assembled) -> LogRecord {
-    let mut attributes = Vec::new();
+/// `identity`: attributes of the file's container (see [`super::container`]).
+pub fn log_record(
+    cfg: &FilelogReceiverConfig,
+    path: Option<&Path>,
+    identity: &[KeyValue],
+    a: Assembled,
+) -> LogRecord {
+    let mut attributes = identity.to_vec();
     if let Some(path) = path {
         if cfg.include_file_name {
             if let Some(name) = path.file_name() {
@@ -46,6 +52,9 @@ pub fn log_record(cfg: &FilelogReceiverConfig, path: Option<&Path>, a: Assembled
         if cfg.include_file_path {
             attributes.push(str_kv("log.file.path", &path.to_string_lossy()));
         }
+    }
+    if let Some(stream) = a.stream {
+        attributes.push(str_kv("log.iostream", stream.as_str()));
     }
     let (mut severity_number, mut severity_text) = (0, String::new());
     if let Some(m) = a.matched {
@@ -67,6 +76,7 @@ pub fn log_record(cfg: &FilelogReceiverConfig, path: Option<&Path>, a: Assembled
         });
     }
     LogRecord {
+        time_unix_nano: a.time_unix_nano,
         observed_time_unix_nano: unix_now_nanos(),
         severity_number,
         severity_text,

@@ -329,3 +329,161 @@ async fn offsets_advance_only_when_delivered_and_restart_resumes() {
     assert_eq!(quiet(&mut r.rx).await, Vec::<String>::new());
     r.stop().await;
 }
+
+/// Receives until `n` records came (or the generous timeout passed).
+async fn records(rx: &mut UnboundedReceiver<Batch>, n: usize) -> Vec<LogRecord> {
+    let mut got = Vec::new();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while got.len() < n {
+        match tokio::time::timeout_at(deadline, rx.recv()).await {
+            Ok(Some(b)) => {
+                if let Payload::Logs(rl) = b.payload.as_ref() {
+                    got.extend(
+                        rl.iter()
+                            .flat_map(|r| &r.scope_logs)
+                            .flat_map(|s| s.log_records.iter().cloned()),
+                    );
+                }
+            }
+            _ => break,
+        }
+    }
+    got
+}
+
+fn body(r: &LogRecord) -> &str {
+    match r.body.as_ref().and_then(|b| b.value.as_ref()) {
+        Some(any_value::Value::StringValue(s)) => s,
+        _ => "",
+    }
+}
+
+fn attr<'a>(r: &'a LogRecord, key: &str) -> Option<&'a any_value::Value> {
+    r.attributes
+        .iter()
+        .find(|kv| kv.key == key)
+        .and_then(|kv| kv.value.as_ref()?.value.as_ref())
+}
+
+fn string(v: &str) -> any_value::Value {
+    any_value::Value::StringValue(v.to_string())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cri_files_are_reassembled_with_pod_identity_and_java_trace() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pod_dir = dir.path().join("var/log/pods/shop_cart-7d9f_uid-1/app");
+    std::fs::create_dir_all(&pod_dir).expect("mkdir");
+    let links = dir.path().join("var/log/containers");
+    std::fs::create_dir_all(&links).expect("mkdir");
+    let id = "0f".repeat(32);
+    append(
+        &pod_dir.join("0.log"),
+        concat!(
+            "2024-05-01T10:00:00.000000001Z stdout F starting\n",
+            "2024-05-01T10:00:01.5Z stderr P Exception in thread \"main\" java.lang.OutOfMem\n",
+            "2024-05-01T10:00:01.6Z stderr P oryError: Java hea\n",
+            "2024-05-01T10:00:01.7Z stderr F p space\n",
+            "2024-05-01T10:00:01.8Z stderr F \tat com.example.Cache.grow(Cache.java:42)\n",
+            "2024-05-01T10:00:01.9Z stderr F \tat com.example.Main.main(Main.java:7)\n",
+            "2024-05-01T10:00:02Z stdout F next\n",
+        )
+        .as_bytes(),
+    );
+    append(
+        &links.join(format!("cart-7d9f_shop_side-car-{id}.log")),
+        b"2024-05-01T10:00:03Z stdout F from the sidecar\n",
+    );
+    let mut cfg = config(dir.path(), "var/log/pods/*/*/*.log");
+    cfg.include.push(
+        dir.path()
+            .join("var/log/containers/*.log")
+            .to_string_lossy()
+            .into_owned(),
+    );
+    let mut r = run(&cfg, Some(DeliveryStatus::Delivered), None).await;
+    let mut got = records(&mut r.rx, 4).await;
+    r.stop().await;
+    got.sort_by_key(|r| r.time_unix_nano);
+    let bodies: Vec<&str> = got.iter().map(body).collect();
+    assert_eq!(
+        bodies,
+        [
+            "starting",
+            "Exception in thread \"main\" java.lang.OutOfMemoryError: Java heap space\n\
+             \tat com.example.Cache.grow(Cache.java:42)\n\
+             \tat com.example.Main.main(Main.java:7)",
+            "next",
+            "from the sidecar",
+        ]
+    );
+    let oom = &got[1];
+    assert_eq!(oom.time_unix_nano, 1_714_557_601_500_000_000);
+    assert_eq!(attr(oom, "log.iostream"), Some(&string("stderr")));
+    assert_eq!(attr(&got[0], "log.iostream"), Some(&string("stdout")));
+    assert!(attr(oom, "oom.pattern").is_some(), "{:?}", oom.attributes);
+    assert_eq!(attr(oom, "k8s.namespace.name"), Some(&string("shop")));
+    assert_eq!(attr(oom, "k8s.pod.name"), Some(&string("cart-7d9f")));
+    assert_eq!(attr(oom, "k8s.pod.uid"), Some(&string("uid-1")));
+    assert_eq!(attr(oom, "k8s.container.name"), Some(&string("app")));
+    assert_eq!(
+        attr(oom, "k8s.container.restart_count"),
+        Some(&any_value::Value::IntValue(0))
+    );
+    let side = &got[3];
+    assert_eq!(attr(side, "k8s.container.name"), Some(&string("side-car")));
+    assert_eq!(attr(side, "k8s.namespace.name"), Some(&string("shop")));
+    assert_eq!(attr(side, "container.id"), Some(&string(&id)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn docker_json_files_are_decoded_and_bad_lines_kept() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let id = "a1".repeat(32);
+    let cdir = dir.path().join("containers").join(&id);
+    std::fs::create_dir_all(&cdir).expect("mkdir");
+    let long = "x".repeat(16 * 1024);
+    let text = format!(
+        concat!(
+            r#"{{"log":"caf\u00e9 \"quoted\"\r\n","stream":"stdout","time":"2024-05-01T10:00:00.25Z"}}"#,
+            "\n",
+            r#"{{"log":"{long}","stream":"stderr","time":"2024-05-01T10:00:01Z"}}"#,
+            "\n",
+            r#"{{"log":"{long}","stream":"stderr","time":"2024-05-01T10:00:01Z"}}"#,
+            "\n",
+            r#"{{"log":"tail\n","stream":"stderr","time":"2024-05-01T10:00:01Z"}}"#,
+            "\n",
+            r#"{{"log":"broken"#,
+            "\n",
+            r#"{{"log":"after\n","stream":"stdout","time":"2024-05-01T10:00:02Z"}}"#,
+            "\n",
+        ),
+        long = long
+    );
+    append(&cdir.join(format!("{id}-json.log")), text.as_bytes());
+    let mut r = run(
+        &config(dir.path(), "containers/*/*-json.log"),
+        Some(DeliveryStatus::Delivered),
+        None,
+    )
+    .await;
+    let got = records(&mut r.rx, 4).await;
+    r.stop().await;
+    assert_eq!(
+        got.len(),
+        4,
+        "{:?}",
+        got.iter().map(body).collect::<Vec<_>>()
+    );
+    assert_eq!(body(&got[0]), "café \"quoted\"");
+    assert_eq!(got[0].time_unix_nano, 1_714_557_600_250_000_000);
+    assert_eq!(attr(&got[0], "log.iostream"), Some(&string("stdout")));
+    assert_eq!(attr(&got[0], "container.id"), Some(&string(&id)));
+    assert_eq!(body(&got[1]), format!("{long}{long}tail"));
+    assert_eq!(attr(&got[1], "log.iostream"), Some(&string("stderr")));
+    assert_eq!(body(&got[2]), r#"{"log":"broken"#);
+    assert_eq!(attr(&got[2], "log.iostream"), None);
+    assert_eq!(got[2].time_unix_nano, 0);
+    assert_eq!(attr(&got[2], "container.id"), Some(&string(&id)));
+    assert_eq!(body(&got[3]), "after");
+}
