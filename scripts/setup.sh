@@ -85,4 +85,11 @@ for p in [pathlib.Path(rotel.__file__).parent / "rotel-agent",
         os.chmod(p, 0o755)
 PY
 fi
+# 4. Go, for the test that makes the Go runtime run out of memory (Debian's
+# golang-go). Best effort: without it that one test says SKIPPED.
+if [ "$with_peers" = 1 ] && ! command -v go >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    log "installing golang-go"
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq golang-go) >&2 \
+        || log "could not install golang-go; the Go OOM test will be skipped"
+fi
 log "tools ready in $TOOLS_DIR"
