@@ -17,6 +17,14 @@ use common::rotel::{Received, Rotel};
 const TIMEOUT: Duration = Duration::from_secs(60);
 const TOKENS: usize = 20;
 
+/// These tests share the kernel's one ring buffer, and one of them floods
+/// it: they run one at a time.
+fn kmsg_lock() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 fn skip(test: &str, why: &str) {
     let _ = writeln!(std::io::stderr(), "SKIPPED {test}: {why}");
 }
@@ -113,6 +121,7 @@ fn kill_9_while_the_backend_is_down_delivers_every_record_once() {
     if !dev_kmsg_usable(test) {
         return;
     }
+    let _serial = kmsg_lock();
     let state = tempfile::tempdir().expect("tempdir");
     let mut rotel = Rotel::start();
     let mut agent = start_agent(&rotel, state.path());
@@ -178,4 +187,100 @@ fn kill_9_while_the_backend_is_down_delivers_every_record_once() {
     assert!(counts.values().all(|&n| n >= 1), "lost: {counts:?}");
     assert_eq!(duplicates, 0, "repeated: {counts:?}\n{}", agent.output());
     agent.stop(Duration::from_secs(10));
+}
+
+/// The kernel ring buffer is overrun while the agent is stopped: the records
+/// after its checkpoint are gone, and on restart the receiver reports the gap
+/// (a WARN record with `kmsg.gap.missed`) and goes on reading.
+#[test]
+fn records_overwritten_while_stopped_are_reported_as_a_gap() {
+    const TEST: &str = "records_overwritten_while_stopped_are_reported_as_a_gap";
+    if !dev_kmsg_usable(TEST) {
+        return;
+    }
+    let _serial = kmsg_lock();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("out.jsonl");
+    let state = dir.path().join("state");
+    let health = free_port();
+    let config = format!(
+        r#"
+receivers:
+  kmsg:
+    include_all: true
+    storage: file_storage
+    batch_wait: 50ms
+exporters:
+  file: {{ path: "{out}" }}
+extensions:
+  health_check: {{ endpoint: "127.0.0.1:{health}" }}
+  file_storage: {{ directory: "{state}" }}
+service:
+  extensions: [health_check, file_storage]
+  telemetry: {{ metrics: {{ address: "" }} }}
+  oom_score_adj: null
+  pipelines:
+    logs: {{ receivers: [kmsg], exporters: [file] }}
+"#,
+        out = out.display(),
+        state = state.display()
+    );
+    let mut agent = Oomscope::start(&config, &[]);
+    agent.wait_healthy(health, TIMEOUT);
+    let token = format!("oomscope-gap-test-{}", std::process::id());
+    write_kmsg(&format!("<6>{token} before\n"));
+    let seen = common::otlp::FileContents::wait_for(&out, TIMEOUT, |c| {
+        c.log_bodies.iter().any(|b| b.contains(&token))
+    });
+    assert!(
+        seen.log_bodies.iter().any(|b| b.contains(&token)),
+        "{}",
+        agent.output()
+    );
+    // The checkpoint is written once the batch is acknowledged.
+    std::thread::sleep(Duration::from_secs(1));
+    let (status, clean) = agent.stop(TIMEOUT);
+    assert!(clean && status.success(), "{}", agent.output());
+
+    // More than the whole ring buffer (log_buf_len; SYSLOG_ACTION_SIZE_BUFFER).
+    // SAFETY: klogctl with a null buffer only returns a size.
+    let buffer =
+        usize::try_from(unsafe { libc::klogctl(10, std::ptr::null_mut(), 0) }).unwrap_or(1 << 20);
+    let filler = "x".repeat(800);
+    let mut written = 0;
+    let mut i = 0;
+    while written < 2 * buffer {
+        // A fresh descriptor per record: user writes are rate-limited per
+        // open file (printk_devkmsg=ratelimit).
+        write_kmsg(&format!("<7>{token} flood {i} {filler}\n"));
+        written += filler.len() + 40;
+        i += 1;
+    }
+
+    let mut agent = Oomscope::start(&config, &[]);
+    agent.wait_healthy(health, TIMEOUT);
+    let deadline = Instant::now() + TIMEOUT;
+    let gap = loop {
+        let c = common::otlp::FileContents::read(&out);
+        if let Some(r) = c
+            .logs
+            .iter()
+            .find(|r| common::otlp::attr_str(r, "kmsg.gap.missed").is_some())
+        {
+            break r.clone();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no gap record after the overrun:\n{}",
+            agent.output()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(gap["severityText"], "WARN", "{gap:#}");
+    let missed: u64 = common::otlp::attr_str(&gap, "kmsg.gap.missed")
+        .and_then(|m| m.parse().ok())
+        .expect("kmsg.gap.missed is a number");
+    assert!(missed > 0, "{gap:#}");
+    let (status, clean) = agent.stop(TIMEOUT);
+    assert!(clean && status.success(), "{}", agent.output());
 }
