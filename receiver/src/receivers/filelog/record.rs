@@ -1,7 +1,7 @@
 //! LogRecords and the `log.oom.matches` counter.
 
 use std::path::Path;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, InstrumentationScope, KeyValue};
 use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
@@ -14,16 +14,10 @@ use tokio_util::sync::CancellationToken;
 use super::config::FilelogReceiverConfig;
 use super::multiline::Assembled;
 use super::MatchCounts;
+use crate::clock::unix_now_nanos;
 use crate::pipeline::{Batch, DynConsumer, Payload};
 
 pub const SCOPE_NAME: &str = "oomscope/filelog";
-
-fn unix_now_nanos() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
-        .unwrap_or(0)
-}
 
 fn str_kv(key: &str, value: &str) -> KeyValue {
     KeyValue {

@@ -40,48 +40,7 @@ fn uint(value: u64) -> any_value::Value {
     int(i64::try_from(value).unwrap_or(i64::MAX))
 }
 
-/// Converts the kernel's CLOCK_MONOTONIC microseconds to Unix nanoseconds.
-#[derive(Debug, Clone, Copy)]
-pub struct Clock {
-    /// Unix time of boot (CLOCK_REALTIME - CLOCK_MONOTONIC), nanoseconds.
-    pub boot_unix_nano: u64,
-}
-
-impl Clock {
-    /// Boot time as of now; taken once per batch so that a clock step
-    /// (NTP) is followed.
-    pub fn now() -> Clock {
-        let monotonic = clock_ns(libc::CLOCK_MONOTONIC);
-        let realtime = clock_ns(libc::CLOCK_REALTIME);
-        Clock {
-            boot_unix_nano: realtime.saturating_sub(monotonic),
-        }
-    }
-
-    pub fn unix_nano(self, monotonic_us: u64) -> u64 {
-        self.boot_unix_nano
-            .saturating_add(monotonic_us.saturating_mul(1000))
-    }
-}
-
-fn clock_ns(clock: libc::clockid_t) -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: plain syscall writing into a local.
-    if unsafe { libc::clock_gettime(clock, &mut ts) } != 0 {
-        return 0;
-    }
-    u64::try_from(ts.tv_sec)
-        .unwrap_or(0)
-        .saturating_mul(1_000_000_000)
-        .saturating_add(u64::try_from(ts.tv_nsec).unwrap_or(0))
-}
-
-pub fn unix_now_nanos() -> u64 {
-    clock_ns(libc::CLOCK_REALTIME)
-}
+pub use crate::clock::{unix_now_nanos, Clock};
 
 /// The OTLP severity of a syslog level (as the collector's syslog parser
 /// maps them).

@@ -24,7 +24,7 @@ pub mod record;
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, InstrumentationScope, KeyValue};
 use opentelemetry_proto::tonic::metrics::v1::{
@@ -38,6 +38,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::ReceiverOutputs;
 use crate::api::events::OomEventHub;
+use crate::clock::{unix_now_nanos, Clock};
 use crate::component::BuildContext;
 use crate::config::GoDuration;
 use crate::ebpf::loader::{load_mark_victim, MarkVictimProbe};
@@ -505,7 +506,7 @@ impl Correlator {
         self.enrich(&mut victim);
         let trigger_comm = comm_str(&ev.trigger_comm);
         OomKill {
-            time_unix_nano: monotonic_to_unix_nanos(ev.ktime_ns),
+            time_unix_nano: Clock::now().unix_nano_from_ns(ev.ktime_ns),
             kernel_time_ns: Some(ev.ktime_ns),
             source: Source::Ebpf,
             victim,
@@ -529,7 +530,7 @@ impl Correlator {
         };
         self.enrich(&mut victim);
         let mut kill = OomKill {
-            time_unix_nano: monotonic_to_unix_nanos(r.monotonic_us.saturating_mul(1000)),
+            time_unix_nano: Clock::now().unix_nano(r.monotonic_us),
             kernel_time_ns: None,
             source: Source::Kmsg,
             victim,
@@ -648,31 +649,6 @@ async fn sleep_until(deadline: Option<Instant>) {
 fn comm_str(raw: &[u8]) -> String {
     let end = raw.iter().position(|b| *b == 0).unwrap_or(raw.len());
     String::from_utf8_lossy(&raw[..end]).into_owned()
-}
-
-fn clock_ns(clock: libc::clockid_t) -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: plain syscall writing into a local.
-    unsafe { libc::clock_gettime(clock, &mut ts) };
-    u64::try_from(ts.tv_sec).unwrap_or(0) * 1_000_000_000 + u64::try_from(ts.tv_nsec).unwrap_or(0)
-}
-
-/// A CLOCK_MONOTONIC time (eBPF's `bpf_ktime_get_ns`, kmsg's usec) as Unix
-/// time, through the current offset between the two clocks.
-fn monotonic_to_unix_nanos(monotonic_ns: u64) -> u64 {
-    let mono_now = clock_ns(libc::CLOCK_MONOTONIC);
-    let real_now = clock_ns(libc::CLOCK_REALTIME);
-    real_now.saturating_sub(mono_now.saturating_sub(monotonic_ns))
-}
-
-fn unix_now_nanos() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
-        .unwrap_or(0)
 }
 
 /// `oom_kill` from /proc/vmstat (kernel 4.13+).
