@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use super::data::Batch;
+use super::ack::{BatchNotifier, BatchStatusReceiver, Finalizers};
+use super::data::{Batch, Payload};
 
 /// Why data was not taken. Receivers map this to their protocol's status
 /// (OTLP: `Refused` is retryable, HTTP 503 with Retry-After or gRPC
@@ -127,6 +128,57 @@ impl Consumer for Fanout {
     }
 }
 
+/// How long a receiver waits before offering refused data again when the
+/// pipeline gave no hint, and the longest it waits whatever the hint.
+const REFUSED_RETRY_DEFAULT: Duration = Duration::from_millis(200);
+const REFUSED_RETRY_MAX: Duration = Duration::from_secs(5);
+
+/// Hands `payload` to `to` the way the kernel and file receivers do: while
+/// the pipeline refuses it (push-back: memory limiter, full queue), waits and
+/// offers it again, until `shutdown`. With `acknowledge`, the batch carries a
+/// finalizer and its delivery status is returned. A permanent refusal, a
+/// pipeline shutting down, or `shutdown` while waiting ends with the error.
+pub async fn consume_retrying(
+    to: &dyn Consumer,
+    payload: &Arc<Payload>,
+    urgent: bool,
+    acknowledge: bool,
+    shutdown: &tokio_util::sync::CancellationToken,
+) -> Result<Option<BatchStatusReceiver>, ConsumeError> {
+    loop {
+        let (finalizers, status) = if acknowledge {
+            let (finalizer, status) = BatchNotifier::new_pair();
+            (Finalizers::new(finalizer), Some(status))
+        } else {
+            (Finalizers::default(), None)
+        };
+        let batch = Batch {
+            payload: Arc::clone(payload),
+            finalizers,
+            urgent,
+        };
+        match to.consume(batch).await {
+            Ok(()) => return Ok(status),
+            Err(ConsumeError::Refused {
+                reason,
+                retry_after,
+            }) => {
+                tracing::debug!(%reason, "the pipeline refused data; offering it again");
+                let wait = retry_after
+                    .unwrap_or(REFUSED_RETRY_DEFAULT)
+                    .min(REFUSED_RETRY_MAX);
+                tokio::select! {
+                    () = shutdown.cancelled() => {
+                        return Err(ConsumeError::Refused { reason, retry_after });
+                    }
+                    () = tokio::time::sleep(wait) => {}
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 #[cfg(test)]
 pub mod testing {
     //! A consumer that records what it gets, for unit tests of components.
@@ -225,5 +277,66 @@ mod tests {
             "{result:?}"
         );
         assert_eq!(status.await.ok(), Some(DeliveryStatus::Failed));
+    }
+}
+
+#[cfg(test)]
+mod retry_tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use tokio_util::sync::CancellationToken;
+
+    use super::*;
+    use crate::pipeline::DeliveryStatus;
+
+    /// Refuses the first `refusals` batches, then settles the rest Delivered.
+    struct RefuseFirst {
+        refusals: usize,
+        seen: AtomicUsize,
+    }
+
+    #[async_trait]
+    impl Consumer for RefuseFirst {
+        async fn consume(&self, mut batch: Batch) -> Result<(), ConsumeError> {
+            if self.seen.fetch_add(1, Ordering::SeqCst) < self.refusals {
+                return Err(ConsumeError::Refused {
+                    reason: "full".into(),
+                    retry_after: Some(Duration::from_millis(50)),
+                });
+            }
+            std::mem::take(&mut batch.finalizers).settle(DeliveryStatus::Delivered);
+            Ok(())
+        }
+    }
+
+    fn payload() -> Arc<Payload> {
+        Arc::new(Payload::Logs(Vec::new()))
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn offers_refused_data_again_and_returns_the_acknowledgement() {
+        let to = RefuseFirst {
+            refusals: 2,
+            seen: AtomicUsize::new(0),
+        };
+        let status = consume_retrying(&to, &payload(), false, true, &CancellationToken::new())
+            .await
+            .expect("taken on the third offer")
+            .expect("a status when acknowledging");
+        assert_eq!(to.seen.load(Ordering::SeqCst), 3);
+        assert_eq!(status.await.ok(), Some(DeliveryStatus::Delivered));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn shutdown_ends_the_wait_with_the_refusal() {
+        let to = RefuseFirst {
+            refusals: usize::MAX,
+            seen: AtomicUsize::new(0),
+        };
+        let shutdown = CancellationToken::new();
+        shutdown.cancel();
+        let got = consume_retrying(&to, &payload(), true, false, &shutdown).await;
+        assert!(matches!(got, Err(ConsumeError::Refused { .. })), "{got:?}");
+        assert_eq!(to.seen.load(Ordering::SeqCst), 1);
     }
 }

@@ -7,5 +7,5 @@ pub mod data;
 pub mod topology;
 
 pub use ack::{BatchNotifier, BatchStatusReceiver, DeliveryStatus, Finalizer, Finalizers};
-pub use consumer::{ConsumeError, Consumer, DynConsumer, EmptyFanout, Fanout};
+pub use consumer::{consume_retrying, ConsumeError, Consumer, DynConsumer, EmptyFanout, Fanout};
 pub use data::{Batch, Payload, Signal};

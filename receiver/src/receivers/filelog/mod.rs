@@ -42,8 +42,8 @@ use tokio::task::JoinHandle;
 use super::ReceiverOutputs;
 use crate::component::BuildContext;
 use crate::patterns::Library;
-use crate::pipeline::ack::{BatchNotifier, Finalizers};
-use crate::pipeline::{Batch, ConsumeError, DynConsumer, Payload, Signal};
+use crate::pipeline::ack::BatchNotifier;
+use crate::pipeline::{consume_retrying, ConsumeError, DynConsumer, Payload, Signal};
 use checkpoint::{Checkpoints, InFlight, Resumed};
 pub use config::{ByteSize, FilelogReceiverConfig, LogFormat, MultilineConfig, StartAt};
 use container::Decoder;
@@ -617,35 +617,17 @@ impl Tailer {
                 p = sem.acquire_owned() => p.ok()?,
                 () = shutdown.cancelled() => return None,
             };
-            loop {
-                let (finalizer, status) = BatchNotifier::new_pair();
-                let batch = Batch {
-                    payload: Arc::clone(&payload),
-                    finalizers: Finalizers::new(finalizer),
-                    urgent: false,
-                };
-                match logs.consume(batch).await {
-                    Ok(()) => {
-                        metrics.accepted(Signal::Logs, items);
-                        return Some((status, permit));
-                    }
-                    Err(ConsumeError::Refused { retry_after, .. }) => {
-                        let wait = retry_after
-                            .unwrap_or(Duration::from_millis(200))
-                            .min(Duration::from_secs(5));
-                        tokio::select! {
-                            () = shutdown.cancelled() => {
-                                metrics.refused(Signal::Logs, items);
-                                return None;
-                            }
-                            () = tokio::time::sleep(wait) => {}
-                        }
-                    }
-                    Err(e) => {
+            match consume_retrying(logs.as_ref(), &payload, false, true, &shutdown).await {
+                Ok(status) => {
+                    metrics.accepted(Signal::Logs, items);
+                    status.map(|s| (s, permit))
+                }
+                Err(e) => {
+                    if !matches!(e, ConsumeError::Refused { .. }) {
                         tracing::error!(error = %e, "pipeline rejected file log records; they are read again after a restart");
-                        metrics.refused(Signal::Logs, items);
-                        return None;
                     }
+                    metrics.refused(Signal::Logs, items);
+                    None
                 }
             }
         });

@@ -12,7 +12,7 @@ use crate::config::{ComponentId, GoDuration};
 use crate::extensions::file_storage::{FileStorage, FileStorageConfig};
 use crate::extensions::Extensions;
 use crate::pipeline::consumer::testing::Collect;
-use crate::pipeline::DeliveryStatus;
+use crate::pipeline::{Batch, DeliveryStatus};
 use crate::telemetry::Telemetry;
 
 const WAIT: Duration = Duration::from_secs(20);

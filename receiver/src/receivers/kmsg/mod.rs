@@ -34,7 +34,7 @@ use crate::config::{ComponentId, GoDuration};
 use crate::kmsg::{KmsgEvent, KmsgReader, KmsgRecord, OomReport, OomReportAssembler, StartAt};
 use crate::patterns::{Library, UserPattern};
 use crate::pipeline::{
-    Batch, BatchNotifier, ConsumeError, DeliveryStatus, DynConsumer, Finalizers, Payload, Signal,
+    consume_retrying, Batch, ConsumeError, DeliveryStatus, DynConsumer, Payload, Signal,
 };
 use crate::telemetry::ReceiverMetrics;
 use checkpoint::AckTracker;
@@ -452,43 +452,24 @@ impl KmsgReceiver {
         };
         let entry = through.map(|through| self.tracker.register(through));
         let payload = Arc::new(Payload::Logs(vec![record::resource_logs(records)]));
-        let status = loop {
-            let (finalizer, status) = BatchNotifier::new_pair();
-            let batch = Batch {
-                payload: Arc::clone(&payload),
-                finalizers: Finalizers::new(finalizer),
-                urgent,
-            };
-            match logs.consume(batch).await {
-                Ok(()) => {
-                    self.telemetry.accepted(Signal::Logs, items);
-                    break Some(status);
+        let status = match consume_retrying(logs.as_ref(), &payload, urgent, true, &self.shutdown)
+            .await
+        {
+            Ok(status) => {
+                self.telemetry.accepted(Signal::Logs, items);
+                status
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, records = items, "the pipeline did not take kernel log records");
+                self.telemetry.refused(Signal::Logs, items);
+                if let Some(entry) = entry {
+                    let outcome = match err {
+                        ConsumeError::Permanent(_) => DeliveryStatus::Rejected,
+                        _ => DeliveryStatus::Failed,
+                    };
+                    self.tracker.settle(entry, outcome);
                 }
-                Err(ConsumeError::Refused {
-                    reason,
-                    retry_after,
-                }) if !self.shutdown.is_cancelled() => {
-                    tracing::warn!(%reason, "the pipeline refused kernel log records; retrying");
-                    let wait = retry_after
-                        .unwrap_or(Duration::from_millis(200))
-                        .min(Duration::from_secs(5));
-                    tokio::select! {
-                        () = self.shutdown.cancelled() => {}
-                        () = tokio::time::sleep(wait) => {}
-                    }
-                }
-                Err(err) => {
-                    tracing::warn!(error = %err, records = items, "the pipeline did not take kernel log records");
-                    self.telemetry.refused(Signal::Logs, items);
-                    if let Some(entry) = entry {
-                        let outcome = match err {
-                            ConsumeError::Permanent(_) => DeliveryStatus::Rejected,
-                            _ => DeliveryStatus::Failed,
-                        };
-                        self.tracker.settle(entry, outcome);
-                    }
-                    break None;
-                }
+                None
             }
         };
         if let Some(status) = status {

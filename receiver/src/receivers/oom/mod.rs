@@ -43,7 +43,7 @@ use crate::component::BuildContext;
 use crate::config::GoDuration;
 use crate::ebpf::loader::{load_mark_victim, MarkVictimProbe};
 use crate::kmsg::{KmsgEvent, KmsgReader, OomReport, OomReportAssembler, StartAt};
-use crate::pipeline::{Batch, ConsumeError, DynConsumer, Payload};
+use crate::pipeline::{consume_retrying, DynConsumer, Payload};
 use record::{OomKill, Scope, Source, Trigger, Victim};
 
 /// Which kernel sources the receiver uses.
@@ -866,38 +866,11 @@ async fn deliver(
     if items == 0 {
         return;
     }
-    loop {
-        let batch = Batch {
-            payload: Arc::clone(&payload),
-            finalizers: Default::default(),
-            urgent: true,
-        };
-        match to.consume(batch).await {
-            Ok(()) => {
-                metrics.accepted(signal, items);
-                return;
-            }
-            Err(ConsumeError::Refused {
-                reason,
-                retry_after,
-            }) => {
-                tracing::warn!(%reason, "pipeline refused an OOM record; retrying");
-                let wait = retry_after
-                    .unwrap_or(Duration::from_millis(200))
-                    .min(Duration::from_secs(5));
-                tokio::select! {
-                    () = shutdown.cancelled() => {
-                        metrics.refused(signal, items);
-                        return;
-                    }
-                    () = tokio::time::sleep(wait) => {}
-                }
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "pipeline rejected an OOM record");
-                metrics.refused(signal, items);
-                return;
-            }
+    match consume_retrying(to.as_ref(), &payload, true, false, shutdown).await {
+        Ok(_) => metrics.accepted(signal, items),
+        Err(e) => {
+            tracing::error!(error = %e, "pipeline did not take an OOM record");
+            metrics.refused(signal, items);
         }
     }
 }
