@@ -162,6 +162,8 @@ pub struct Library {
     candidates: AhoCorasick,
     /// Literal id -> indices into `patterns`, ascending.
     literal_patterns: Vec<Vec<usize>>,
+    /// The distinct literals, by id.
+    literals: Vec<Vec<u8>>,
 }
 
 impl Default for Library {
@@ -184,6 +186,28 @@ impl Library {
     /// User patterns come first: when both a user and a built-in pattern
     /// match a line, the user's wins. Names must be unique across both.
     pub fn with_user_patterns(user: &[UserPattern]) -> Result<Library, String> {
+        Library::new(user, &[])
+    }
+
+    /// Built-in patterns except those whose name matches one of `disabled`
+    /// (names with `*` wildcards, e.g. `kernel.*`), plus user patterns. An
+    /// entry of `disabled` that names no built-in pattern is an error (a
+    /// typo would otherwise silently disable nothing).
+    pub fn new(user: &[UserPattern], disabled: &[String]) -> Result<Library, String> {
+        let disabled = disabled
+            .iter()
+            .map(|d| {
+                let pattern =
+                    glob::Pattern::new(d).map_err(|e| format!("disabled pattern {d:?}: {e}"))?;
+                if BUILTINS.iter().any(|b| pattern.matches(b.name)) {
+                    Ok(pattern)
+                } else {
+                    Err(format!(
+                        "disabled pattern {d:?} names no built-in pattern (see docs/patterns.md)"
+                    ))
+                }
+            })
+            .collect::<Result<Vec<_>, String>>()?;
         let mut patterns = Vec::with_capacity(user.len() + BUILTINS.len());
         let mut literals: Vec<Vec<Vec<u8>>> = Vec::with_capacity(patterns.capacity());
         let mut names = HashSet::new();
@@ -199,6 +223,9 @@ impl Library {
             literals.push(lits);
         }
         for b in BUILTINS {
+            if disabled.iter().any(|d| d.matches(b.name)) {
+                continue;
+            }
             let (pattern, lits) = compile_builtin(b)?;
             if !names.insert(pattern.name.clone()) {
                 return Err(format!(
@@ -239,7 +266,15 @@ impl Library {
             prefilter,
             candidates,
             literal_patterns,
+            literals: distinct,
         })
+    }
+
+    /// The fixed texts of which every match contains at least one: a text
+    /// without any of them matches no pattern. Readers use them to skip
+    /// whole stretches of input without splitting it into lines.
+    pub fn literals(&self) -> &[Vec<u8>] {
+        &self.literals
     }
 
     /// The names of all patterns, in priority order.

@@ -954,3 +954,21 @@ fn docs_table_matches_the_code() {
         }
     }
 }
+
+#[test]
+fn built_in_patterns_can_be_disabled_by_name() {
+    let line = "Out of memory: Killed process 3 (x) total-vm:1kB, anon-rss:1kB, file-rss:0kB";
+    let go = "fatal error: runtime: out of memory";
+    let all = Library::builtin();
+    assert!(all.match_line(line).is_some() && all.match_line(go).is_some());
+    let no_kernel = Library::new(&[], &["kernel.*".to_string()]).expect("library");
+    assert_eq!(no_kernel.match_line(line).map(|m| m.pattern), None);
+    assert_eq!(
+        no_kernel.match_line(go).map(|m| m.pattern),
+        Some("go.fatal_out_of_memory")
+    );
+    assert!(no_kernel.names().all(|n| !n.starts_with("kernel.")));
+    assert!(no_kernel.literals().len() < all.literals().len());
+    let err = Library::new(&[], &["kernel.killed_proces".to_string()]).expect_err("typo");
+    assert!(err.contains("names no built-in pattern"), "{err}");
+}

@@ -136,6 +136,9 @@ pub struct FilelogReceiverConfig {
     pub storage: Option<ComponentId>,
     /// Patterns added to the built-in OOM pattern library.
     pub patterns: Vec<UserPattern>,
+    /// Built-in patterns turned off, by name (`*` wildcards: `kernel.*`
+    /// where kernel lines come from the `kmsg` receiver instead).
+    pub disable_patterns: Vec<String>,
     /// `false`: only lines the pattern library matches become records;
     /// `true`: every line does (matched ones carry `oom.*` attributes).
     pub include_all: bool,
@@ -167,6 +170,7 @@ impl Default for FilelogReceiverConfig {
             include_file_path: false,
             storage: None,
             patterns: Vec::new(),
+            disable_patterns: Vec::new(),
             include_all: false,
             force_flush_period: GoDuration::from_millis(500),
             multiline: MultilineConfig::default(),
@@ -223,7 +227,7 @@ impl FilelogReceiverConfig {
             regex::Regex::new(p)
                 .map_err(|e| format!("multiline::line_start_pattern: invalid regex: {e}"))?;
         }
-        crate::patterns::Library::with_user_patterns(&self.patterns)
+        crate::patterns::Library::new(&self.patterns, &self.disable_patterns)
             .map_err(|e| format!("patterns: {e}"))?;
         Ok(())
     }

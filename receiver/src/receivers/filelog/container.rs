@@ -131,6 +131,17 @@ impl Decoder {
         }
     }
 
+    /// Lines are known to be taken as they are (format `plain`, or `auto`
+    /// decided so): nothing to decode, so lines may be skipped unread.
+    pub fn is_plain(&self) -> bool {
+        self.kind == Some(Kind::Plain)
+    }
+
+    /// The file's format is known (not `auto` still waiting for a line).
+    pub fn is_decided(&self) -> bool {
+        self.kind.is_some()
+    }
+
     /// `k8s.*` and `container.id` attributes from the file's path.
     pub fn identity(&self) -> &[KeyValue] {
         &self.identity

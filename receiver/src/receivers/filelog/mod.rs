@@ -33,6 +33,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use aho_corasick::AhoCorasick;
 use opentelemetry_proto::tonic::logs::v1::LogRecord;
 use regex::Regex;
 use tokio::runtime::Handle;
@@ -58,6 +59,12 @@ const MAX_BATCH_RECORDS: usize = 1000;
 const MAX_READ_PER_FILE_POLL: usize = 16 * 1024 * 1024;
 /// Bytes read per read step (lines are handed on between steps).
 const READ_STEP: usize = 1024 * 1024;
+/// Lines read per step while a record is being grouped (a stack trace) or
+/// a file's format is not known yet: those lines are handled one by one,
+/// and only until the fast skipping read can take over again.
+const LINE_BY_LINE_STEP: usize = 64;
+/// Bytes per read call of the fast skipping read.
+const SCAN_CHUNK: usize = 256 * 1024;
 /// Polls a file that no longer matches `include` stays open (a writer may
 /// still append to a renamed file until it reopens its log).
 const CLOSE_AFTER_UNMATCHED_POLLS: u32 = 3;
@@ -77,7 +84,7 @@ pub async fn start(
 ) -> anyhow::Result<JoinHandle<()>> {
     let cfg = cfg.clone();
     let library = Arc::new(
-        Library::with_user_patterns(&cfg.patterns)
+        Library::new(&cfg.patterns, &cfg.disable_patterns)
             .map_err(|e| anyhow::anyhow!("receiver {}: patterns: {e}", ctx.id))?,
     );
     let kv = match &cfg.storage {
@@ -180,6 +187,13 @@ struct Tailer {
     records: Vec<LogRecord>,
     offsets: HashMap<u64, u64>,
     metrics: crate::telemetry::ReceiverMetrics,
+    /// The pattern library's literals (and the Python traceback header),
+    /// for skipping lines that cannot produce a record without splitting
+    /// them; `None` when every line matters (`include_all`,
+    /// `line_start_pattern`).
+    finder: Option<AhoCorasick>,
+    /// The fast read's buffer (one for all files).
+    scan_buf: Vec<u8>,
 }
 
 impl Tailer {
@@ -197,6 +211,28 @@ impl Tailer {
         ack_tx: mpsc::Sender<InFlight>,
     ) -> Self {
         let metrics = ctx.telemetry.receiver(&ctx.id, "file");
+        let finder = if cfg.include_all || line_start.is_some() {
+            None
+        } else {
+            let mut literals = library.literals().to_vec();
+            literals.push(multiline::PYTHON_TRACEBACK.as_bytes().to_vec());
+            match AhoCorasick::builder()
+                .match_kind(aho_corasick::MatchKind::LeftmostFirst)
+                .build(&literals)
+            {
+                Ok(f) => Some(f),
+                Err(e) => {
+                    // Only slower: every line is then split and matched.
+                    tracing::warn!(receiver = %ctx.id, error = %e, "cannot build the line finder; reading line by line");
+                    None
+                }
+            }
+        };
+        let scan_buf = if finder.is_some() {
+            vec![0; SCAN_CHUNK]
+        } else {
+            Vec::new()
+        };
         let mut t = Tailer {
             cfg,
             ctx,
@@ -216,6 +252,8 @@ impl Tailer {
             records: Vec::new(),
             offsets: HashMap::new(),
             metrics,
+            finder,
+            scan_buf,
         };
         if let Some(saved) = &resumed {
             for r in saved {
@@ -252,7 +290,10 @@ impl Tailer {
         let shutdown = self.ctx.shutdown.clone();
         let interval = self.cfg.poll_interval.get();
         while !shutdown.is_cancelled() {
-            self.poll_once(handle);
+            if self.poll_once(handle) {
+                // A file stopped at its per-poll budget: more is waiting.
+                continue;
+            }
             handle.block_on(async {
                 tokio::select! {
                     () = shutdown.cancelled() => {}
@@ -418,19 +459,21 @@ impl Tailer {
         }
     }
 
-    fn poll_once(&mut self, handle: &Handle) {
+    /// One poll over all files; true when a file has more to read now.
+    fn poll_once(&mut self, handle: &Handle) -> bool {
         self.poll += 1;
         let first_poll = self.poll == 1;
         self.discover(first_poll);
         let flush_period = self.cfg.force_flush_period.get();
         let fp_size = usize::try_from(self.cfg.fingerprint_size.get()).unwrap_or(usize::MAX);
+        let mut more_waiting = false;
         for i in 0..self.files.len() {
-            if self.files[i].reader.is_none() {
+            let Some(start_offset) = self.files[i].reader.as_ref().map(|r| r.offset) else {
                 continue;
-            }
-            let mut read = 0usize;
+            };
             loop {
                 let mut lines = Vec::new();
+                let mut skipped_to = None;
                 let k = &mut self.files[i];
                 let Some(r) = k.reader.as_mut() else { break };
                 // The same content still? (A truncated file rewritten past
@@ -439,16 +482,34 @@ impl Tailer {
                 let same = fingerprint(&r.file, k.fingerprint.len().min(fp_size))
                     .map(|fp| fp == k.fingerprint)
                     .unwrap_or(false);
-                let outcome = if same {
-                    r.read(READ_STEP, &mut lines)
-                } else {
-                    Ok(ReadOutcome::Truncated)
+                let holding = k.assembler.is_holding();
+                let outcome = match &self.finder {
+                    _ if !same => Ok(ReadOutcome::Truncated),
+                    Some(finder) if k.decoder.is_plain() && !holding => r
+                        .read_filtered(READ_STEP, &mut self.scan_buf, finder, &mut lines)
+                        .map(|(outcome, to)| {
+                            skipped_to = Some(to);
+                            outcome
+                        }),
+                    // Nothing to switch back to the fast read for.
+                    None if k.decoder.is_decided() => r.read(READ_STEP, usize::MAX, &mut lines),
+                    Some(_) if k.decoder.is_decided() && !holding => {
+                        r.read(READ_STEP, usize::MAX, &mut lines)
+                    }
+                    _ => r.read(READ_STEP, LINE_BY_LINE_STEP, &mut lines),
                 };
+                let read = r.offset.saturating_sub(start_offset);
+                if let Some(to) = skipped_to {
+                    // Lines skipped unread: consumed, and nothing is held.
+                    k.offset = k.offset.max(to);
+                    let e = self.offsets.entry(k.id).or_insert(0);
+                    *e = (*e).max(to);
+                }
                 match outcome {
-                    Ok(ReadOutcome::Budget) => {
-                        read += READ_STEP;
+                    Ok(ReadOutcome::Budget | ReadOutcome::Hit) => {
                         self.take_lines(i, lines, handle);
-                        if read >= MAX_READ_PER_FILE_POLL {
+                        if read >= MAX_READ_PER_FILE_POLL as u64 {
+                            more_waiting = true;
                             break;
                         }
                     }
@@ -498,6 +559,7 @@ impl Tailer {
         }
         self.evict();
         self.send(handle);
+        more_waiting
     }
 
     /// Closes file `i`'s handle after handing on what it holds.

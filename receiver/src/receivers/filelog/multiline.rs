@@ -55,7 +55,7 @@ pub struct Assembler {
 
 /// Python's traceback header: it comes before the frames and the
 /// exception line the pattern library matches.
-const PYTHON_TRACEBACK: &str = "Traceback (most recent call last):";
+pub const PYTHON_TRACEBACK: &str = "Traceback (most recent call last):";
 
 /// Lines that continue a stack trace (Java, Python, Go, Node, .NET).
 fn is_trace_line(line: &str, go_trace: bool) -> bool {

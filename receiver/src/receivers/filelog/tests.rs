@@ -189,7 +189,24 @@ async fn long_lines_are_truncated_and_odd_paths_skipped() {
 /// Writes `n` numbered lines quickly; `rotate(i)` runs every `every` lines.
 /// A generation lives for several polls: a file rotated out of `include`
 /// before any poll saw it is not read (by the collector either).
-fn write_lines(path: &Path, n: usize, every: usize, rotate: impl Fn(usize)) {
+/// Line `i` as the rotation tests write it; with `oom_every`, every
+/// `oom_every`-th line is a kernel OOM line (the others match no pattern).
+fn line_text(i: usize, oom_every: Option<usize>) -> String {
+    match oom_every {
+        Some(k) if i.is_multiple_of(k) => format!(
+            "line {i:06} Out of memory: Killed process {i} (app) total-vm:1024kB, anon-rss:512kB, file-rss:0kB"
+        ),
+        _ => format!("line {i:06}"),
+    }
+}
+
+fn write_lines(
+    path: &Path,
+    n: usize,
+    every: usize,
+    oom_every: Option<usize>,
+    rotate: impl Fn(usize),
+) {
     for i in 0..n {
         if i % 10 == 0 {
             std::thread::sleep(Duration::from_millis(1));
@@ -197,13 +214,14 @@ fn write_lines(path: &Path, n: usize, every: usize, rotate: impl Fn(usize)) {
         if i > 0 && i % every == 0 {
             rotate(i / every);
         }
-        append(path, format!("line {i:06}\n").as_bytes());
+        append(path, format!("{}\n", line_text(i, oom_every)).as_bytes());
     }
 }
 
-fn assert_exactly_once(mut got: Vec<String>, n: usize) {
+/// Every line in `want` was received once, and nothing else.
+fn assert_exactly_once(mut got: Vec<String>, mut want: Vec<String>) {
     got.sort();
-    let want: Vec<String> = (0..n).map(|i| format!("line {i:06}")).collect();
+    want.sort();
     let dups = got.windows(2).filter(|w| w[0] == w[1]).count();
     got.dedup();
     let missing: Vec<&String> = want
@@ -212,51 +230,61 @@ fn assert_exactly_once(mut got: Vec<String>, n: usize) {
         .collect();
     let first_missing = missing.first().map(|s| s.to_string());
     let missing = missing.len();
+    let unexpected = got
+        .iter()
+        .filter(|g| want.binary_search(g).is_err())
+        .count();
     assert_eq!(first_missing, None, "first missing line");
-    assert_eq!((missing, dups), (0, 0), "missing and duplicated lines");
+    assert_eq!(
+        (missing, dups, unexpected),
+        (0, 0, 0),
+        "missing, duplicated and unexpected lines"
+    );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn rename_and_create_rotation_loses_and_repeats_nothing() {
+/// Rotation by rename+create while a writer appends. `oom_every`: only OOM
+/// lines are sent (the fast path that skips other lines unread).
+async fn rename_rotation(oom_every: Option<usize>) {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("app.log");
-    let mut r = run(
-        &config(dir.path(), "app.log"),
-        Some(DeliveryStatus::Delivered),
-        None,
-    )
-    .await;
+    let mut cfg = config(dir.path(), "app.log");
+    cfg.include_all = oom_every.is_none();
+    let mut r = run(&cfg, Some(DeliveryStatus::Delivered), None).await;
     let n = 20_000;
+    let want: Vec<String> = (0..n)
+        .filter(|i: &usize| oom_every.is_none_or(|k| i.is_multiple_of(k)))
+        .map(|i| line_text(i, oom_every))
+        .collect();
     let (p, d) = (path.clone(), dir.path().to_path_buf());
     let writer = std::thread::spawn(move || {
-        write_lines(&p, n, 2_000, |gen| {
+        write_lines(&p, n, 2_000, oom_every, |gen| {
             std::fs::rename(&p, d.join(format!("app.log.{gen}"))).expect("rename");
         })
     });
-    let got = lines(&mut r.rx, n).await;
+    let mut got = lines(&mut r.rx, want.len()).await;
     writer.join().expect("writer");
-    let mut got = got;
     got.extend(quiet(&mut r.rx).await);
-    assert_exactly_once(got, n);
+    assert_exactly_once(got, want);
     r.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn copytruncate_rotation_loses_and_repeats_nothing() {
+/// Rotation by copytruncate while a writer appends (see `rename_rotation`).
+async fn copytruncate_rotation(oom_every: Option<usize>) {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("app.log");
-    let mut r = run(
-        &config(dir.path(), "app.log*"),
-        Some(DeliveryStatus::Delivered),
-        None,
-    )
-    .await;
+    let mut cfg = config(dir.path(), "app.log*");
+    cfg.include_all = oom_every.is_none();
+    let mut r = run(&cfg, Some(DeliveryStatus::Delivered), None).await;
     let n = 20_000;
+    let want: Vec<String> = (0..n)
+        .filter(|i: &usize| oom_every.is_none_or(|k| i.is_multiple_of(k)))
+        .map(|i| line_text(i, oom_every))
+        .collect();
     let (p, d) = (path.clone(), dir.path().to_path_buf());
     let writer = std::thread::spawn(move || {
         // The writer pauses while the file is copied and truncated: lines
         // written in between are lost by copytruncate itself.
-        write_lines(&p, n, 2_000, |gen| {
+        write_lines(&p, n, 2_000, oom_every, |gen| {
             let tmp = d.join(format!(".copy.{gen}"));
             std::fs::copy(&p, &tmp).expect("copy");
             std::fs::rename(&tmp, d.join(format!("app.log.{gen}"))).expect("rename");
@@ -267,12 +295,31 @@ async fn copytruncate_rotation_loses_and_repeats_nothing() {
                 .expect("truncate");
         })
     });
-    let got = lines(&mut r.rx, n).await;
+    let mut got = lines(&mut r.rx, want.len()).await;
     writer.join().expect("writer");
-    let mut got = got;
     got.extend(quiet(&mut r.rx).await);
-    assert_exactly_once(got, n);
+    assert_exactly_once(got, want);
     r.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rename_and_create_rotation_loses_and_repeats_nothing() {
+    rename_rotation(None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rename_and_create_rotation_loses_no_oom_line_when_others_are_skipped() {
+    rename_rotation(Some(7)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn copytruncate_rotation_loses_and_repeats_nothing() {
+    copytruncate_rotation(None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn copytruncate_rotation_loses_no_oom_line_when_others_are_skipped() {
+    copytruncate_rotation(Some(7)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -327,6 +374,59 @@ async fn offsets_advance_only_when_delivered_and_restart_resumes() {
     // Run 3: everything was delivered: nothing again.
     let mut r = run(&cfg, Some(DeliveryStatus::Delivered), Some(storage.path())).await;
     assert_eq!(quiet(&mut r.rx).await, Vec::<String>::new());
+    r.stop().await;
+}
+
+/// With only matching lines sent, the lines skipped around them advance the
+/// checkpoint only together with the records: a failed record is read again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn skipped_lines_advance_the_checkpoint_only_with_the_records_around_them() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let storage = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("app.log");
+    let mut cfg = config(dir.path(), "*.log");
+    cfg.include_all = false;
+    cfg.storage = Some(ComponentId::new("file_storage", None));
+    let oom = |i: usize| line_text(i, Some(1));
+    append(
+        &path,
+        format!("noise\nnoise\n{}\nnoise\n", oom(1)).as_bytes(),
+    );
+
+    // Run 1: the record fails downstream.
+    let mut r = run(&cfg, None, Some(storage.path())).await;
+    let b = tokio::time::timeout(WAIT, r.rx.recv())
+        .await
+        .expect("batch")
+        .expect("open");
+    assert_eq!(bodies(&b), [oom(1)]);
+    drop(b); // unsettled: Failed
+    append(&path, format!("noise\n{}\n", oom(2)).as_bytes());
+    let b = tokio::time::timeout(WAIT, r.rx.recv())
+        .await
+        .expect("batch")
+        .expect("open");
+    assert_eq!(bodies(&b), [oom(2)]);
+    b.finalizers.settle(DeliveryStatus::Delivered);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    r.stop().await;
+
+    // Run 2: both again (the first failed, so the checkpoint stayed before
+    // it), then delivered.
+    let mut r = run(&cfg, Some(DeliveryStatus::Delivered), Some(storage.path())).await;
+    let mut got = lines(&mut r.rx, 2).await;
+    got.extend(quiet(&mut r.rx).await);
+    assert_eq!(got, [oom(1), oom(2)]);
+    append(&path, b"noise\nnoise\n");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    r.stop().await;
+
+    // Run 3: nothing left to send; a new OOM line is the only record.
+    append(&path, format!("{}\nnoise\n", oom(3)).as_bytes());
+    let mut r = run(&cfg, Some(DeliveryStatus::Delivered), Some(storage.path())).await;
+    let mut got = lines(&mut r.rx, 1).await;
+    got.extend(quiet(&mut r.rx).await);
+    assert_eq!(got, [oom(3)]);
     r.stop().await;
 }
 

@@ -66,6 +66,15 @@ pub struct KmsgReceiverConfig {
     pub include_all: bool,
     /// Patterns added to the built-in library.
     pub patterns: Vec<UserPattern>,
+    /// Built-in patterns turned off, by name (`*` wildcards).
+    pub disable_patterns: Vec<String>,
+    /// Send the kernel's OOM kill report as one record (and, where no
+    /// report could be assembled, its lines as pattern records). Turn off
+    /// where an `oom` receiver runs in the same agent: it reports every
+    /// kill with the same facts, read from the same report (the default
+    /// config does); the rest of the kernel's memory trouble (allocation
+    /// failures, no killable process, panic on OOM) is still sent.
+    pub oom_reports: bool,
     /// How long records are collected before a batch is sent.
     pub batch_wait: GoDuration,
     /// Records per batch at most; a full batch is sent at once.
@@ -84,6 +93,8 @@ impl Default for KmsgReceiverConfig {
             storage: None,
             include_all: false,
             patterns: Vec::new(),
+            disable_patterns: Vec::new(),
+            oom_reports: true,
             batch_wait: GoDuration::from_millis(200),
             max_batch_records: 1000,
             max_unacknowledged_batches: 64,
@@ -128,10 +139,24 @@ impl KmsgReceiverConfig {
                 ));
             }
         }
-        Library::with_user_patterns(&self.patterns).map_err(|err| format!("patterns: {err}"))?;
+        Library::new(&self.patterns, &self.disable_patterns)
+            .map_err(|err| format!("patterns: {err}"))?;
         Ok(())
     }
 }
+
+/// Patterns of the lines of an OOM kill report: with `oom_reports` off,
+/// such lines are left to the `oom` receiver even when no whole report was
+/// assembled (a header lost to the kernel's rate limit, a gap).
+const OOM_KILL_REPORT_PATTERNS: &[&str] = &[
+    "kernel.oom_invoked",
+    "kernel.oom_kill_summary",
+    "kernel.memcg_oom_kill",
+    "kernel.global_oom_kill",
+    "kernel.killed_process",
+    "kernel.oom_kill_sacrifice",
+    "kernel.memcg_limit_legacy",
+];
 
 /// Events read ahead of processing.
 const READ_QUEUE: usize = 1024;
@@ -173,7 +198,7 @@ async fn launch(
 ) -> anyhow::Result<Launched> {
     let cfg = cfg.clone();
     let id = ctx.id.clone();
-    let library = Library::with_user_patterns(&cfg.patterns)
+    let library = Library::new(&cfg.patterns, &cfg.disable_patterns)
         .map_err(|err| anyhow::anyhow!("receiver {id}: patterns: {err}"))?;
 
     let store = match &cfg.storage {
@@ -349,11 +374,13 @@ impl KmsgReceiver {
         let clock = Clock::now();
         let in_report = if let Some(report) = self.assembler.push(kernel_record) {
             let body = self.take_report_text(&report, kernel_record);
-            self.counters
-                .count_match(OOM_REPORT_PATTERN, KERNEL_RUNTIME);
-            self.pending
-                .push(record::oom_report_log(&report, body, kernel_record, clock));
-            self.urgent = true;
+            if self.cfg.oom_reports {
+                self.counters
+                    .count_match(OOM_REPORT_PATTERN, KERNEL_RUNTIME);
+                self.pending
+                    .push(record::oom_report_log(&report, body, kernel_record, clock));
+                self.urgent = true;
+            }
             true
         } else if let Some(first_seq) = self.assembler.pending_first_seq() {
             self.keep_report_line(first_seq, kernel_record);
@@ -368,7 +395,9 @@ impl KmsgReceiver {
         let matched = if in_report {
             None
         } else {
-            self.library.match_line(&kernel_record.message)
+            self.library
+                .match_line(&kernel_record.message)
+                .filter(|m| self.cfg.oom_reports || !OOM_KILL_REPORT_PATTERNS.contains(&m.pattern))
         };
         if let Some(matched) = &matched {
             self.counters.count_match(matched.pattern, matched.runtime);

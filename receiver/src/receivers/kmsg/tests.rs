@@ -348,6 +348,56 @@ async fn the_oom_report_is_one_record_with_its_fields() {
     assert_eq!(counter(&metrics, "kmsg.records.lost", None), Some(0));
 }
 
+/// `oom_reports: false` (an `oom` receiver reports kills): neither the
+/// assembled report nor a lone kill line is sent, other memory trouble is.
+#[tokio::test]
+async fn with_oom_reports_off_kills_are_left_to_the_oom_receiver() {
+    let dump = format!(
+        "{}{}{}",
+        sample_report(),
+        "3,419,400000000,-;Out of memory: Killed process 999 (x) total-vm:1000kB, anon-rss:500kB, file-rss:0kB, shmem-rss:0kB, UID:0 pgtables:10kB oom_score_adj:0\n",
+        "4,420,400000001,-;worker: page allocation failure: order:4, mode:0x40dc0(GFP_KERNEL|__GFP_COMP|__GFP_ZERO), nodemask=(null)\n",
+    );
+    let harness = Harness::new(&dump);
+    let cfg = KmsgReceiverConfig {
+        storage: None,
+        oom_reports: false,
+        ..harness.config(false)
+    };
+    let (records, metrics) = harness
+        .run(&cfg, DeliveryStatus::Delivered, Until::Seq(420))
+        .await;
+    let patterns: Vec<_> = records.iter().map(|r| str_attr(r, "oom.pattern")).collect();
+    assert_eq!(patterns, [Some("kernel.page_allocation_failure")]);
+    let metrics = metrics.expect("metrics at shutdown");
+    assert_eq!(
+        counter(&metrics, "log.oom.matches", Some("kernel.oom_report")),
+        None
+    );
+
+    // The same dump with the default: the report, the lone kill line (a
+    // report whose header the kernel's rate limit ate) and the rest.
+    let (records, _) = harness
+        .run(
+            &KmsgReceiverConfig {
+                storage: None,
+                ..harness.config(false)
+            },
+            DeliveryStatus::Delivered,
+            Until::Seq(420),
+        )
+        .await;
+    let patterns: Vec<_> = records.iter().map(|r| str_attr(r, "oom.pattern")).collect();
+    assert_eq!(
+        patterns,
+        [
+            Some("kernel.oom_report"),
+            Some("kernel.oom_report"),
+            Some("kernel.page_allocation_failure")
+        ]
+    );
+}
+
 #[tokio::test]
 async fn every_record_with_include_all_and_gaps_are_reported() {
     let harness = Harness::new("4,10,1000,-;first\n SUBSYSTEM=net\n DEVICE=n2\n6,11,2000,c;second\n6,15,3000,-;after the gap\n");

@@ -1,0 +1,112 @@
+//! The built-in default configuration (`config/default.yaml`, what runs with
+//! no `--config`) end to end against the real kernel: with the `oom`, `kmsg`
+//! and `filelog` receivers all on, one OOM kill is one record (the kmsg
+//! receiver leaves kill reports to the oom receiver), and the kernel's other
+//! memory trouble arrives from /dev/kmsg. Only the ports and the data
+//! directory are moved to the test's. Needs root; skips with a printed reason
+//! where the host lacks the facility.
+
+mod common;
+
+use std::io::Write as _;
+use std::time::Duration;
+
+use common::free_port;
+use common::oom::{MemoryCgroup, OOM_LIMIT_BYTES};
+use common::oomscope::Oomscope;
+use common::otlp::{attr_str, FileContents};
+
+const TIMEOUT: Duration = Duration::from_secs(60);
+const DEFAULT: &str = include_str!("../config/default.yaml");
+
+fn skip(test: &str, why: &str) {
+    let _ = writeln!(std::io::stderr(), "SKIPPED {test}: {why}");
+}
+
+fn is_root() -> bool {
+    // SAFETY: no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn default_config_reports_one_kill_once_and_other_kernel_memory_trouble() {
+    const TEST: &str = "default_config_reports_one_kill_once_and_other_kernel_memory_trouble";
+    if !is_root() {
+        return skip(TEST, "needs root (eBPF, /dev/kmsg, memory cgroups)");
+    }
+    let _slot = common::oom::oom_test_slot().await;
+    let Some(cgroup) = MemoryCgroup::create(OOM_LIMIT_BYTES).expect("create the test cgroup")
+    else {
+        return skip(TEST, "no memory cgroup controller to contain an OOM kill");
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let health = free_port();
+    let config = DEFAULT
+        .replace(
+            "${env:OOMSCOPE_DATA_DIR:-/var/lib/oomscope}",
+            &dir.path().display().to_string(),
+        )
+        .replace("127.0.0.1:4317", &format!("127.0.0.1:{}", free_port()))
+        .replace("127.0.0.1:4318", &format!("127.0.0.1:{}", free_port()))
+        .replace("127.0.0.1:13133", &format!("127.0.0.1:{health}"));
+    assert!(config.contains("kmsg:") && config.contains("filelog:"));
+    let mut agent = Oomscope::start(&config, &[]);
+    agent.wait_healthy(health, TIMEOUT);
+
+    // The kernel's other memory trouble: a page allocation failure line,
+    // written to the kernel log the way the kernel words it.
+    let marker = format!("oomscope-test-{}", std::process::id());
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/kmsg")
+        .and_then(|mut kmsg| {
+            kmsg.write_all(
+                format!(
+                    "<4>{marker}: page allocation failure: order:4, mode:0x40dc0(GFP_KERNEL|__GFP_COMP|__GFP_ZERO), nodemask=(null)\n"
+                )
+                .as_bytes(),
+            )
+        })
+        .expect("write to /dev/kmsg");
+
+    let mut child = cgroup.spawn_allocator().expect("spawn the allocator");
+    let pid = child.pid();
+    child.wait().expect("wait");
+
+    let out = dir.path().join("oomscope.otlp.jsonl");
+    FileContents::wait_for(&out, TIMEOUT, |c| {
+        let kill = c
+            .logs
+            .iter()
+            .any(|r| attr_str(r, "process.pid") == Some(pid.to_string()));
+        let failure = c.logs.iter().any(|r| {
+            attr_str(r, "oom.pattern").as_deref() == Some("kernel.page_allocation_failure")
+                && r["body"]["stringValue"]
+                    .as_str()
+                    .is_some_and(|b| b.contains(&marker))
+        });
+        kill && failure
+    });
+    // Whatever else was on its way: the batch processor's timeout is 200 ms.
+    std::thread::sleep(Duration::from_secs(2));
+    let got = FileContents::read(&out).logs;
+    let kills: Vec<_> = got
+        .iter()
+        .filter(|r| attr_str(r, "process.pid") == Some(pid.to_string()))
+        .collect();
+    assert_eq!(kills.len(), 1, "one record for the kill: {kills:#?}");
+    assert_eq!(kills[0]["eventName"], "linux.oom.kill");
+    let kernel_patterns: Vec<String> = got
+        .iter()
+        .filter_map(|r| attr_str(r, "oom.pattern"))
+        .filter(|p| p.starts_with("kernel."))
+        .collect();
+    assert_eq!(
+        kernel_patterns,
+        ["kernel.page_allocation_failure"],
+        "only the allocation failure came from kmsg; records: {got:#?}\nagent:\n{}",
+        agent.output()
+    );
+    let (status, _) = agent.stop(TIMEOUT);
+    assert!(status.success(), "agent exit: {status}\n{}", agent.output());
+}
