@@ -186,9 +186,38 @@ async fn long_lines_are_truncated_and_odd_paths_skipped() {
     r.stop().await;
 }
 
-/// Writes `n` numbered lines quickly; `rotate(i)` runs every `every` lines.
-/// A generation lives for several polls: a file rotated out of `include`
-/// before any poll saw it is not read (by the collector either).
+/// The same with only matching lines sent (lines skipped unread): a 10 MB
+/// line without a match costs nothing, one with a match is cut.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn long_lines_on_the_skipping_path() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("app.log");
+    let oom = line_text(1, Some(1));
+    let mut content = vec![b'x'; 10 * 1024 * 1024];
+    content.push(b'\n');
+    content.extend_from_slice(oom.as_bytes());
+    content.extend(std::iter::repeat_n(b'y', 10 * 1024 * 1024));
+    content.push(b'\n');
+    content.extend_from_slice(format!("{oom}\n").as_bytes());
+    append(&path, &content);
+    let mut cfg = config(dir.path(), "*.log");
+    cfg.include_all = false;
+    cfg.max_log_size = ByteSize(1024);
+    let mut r = run(&cfg, Some(DeliveryStatus::Delivered), None).await;
+    let mut got = lines(&mut r.rx, 2).await;
+    got.extend(quiet(&mut r.rx).await);
+    assert_eq!(
+        got.len(),
+        2,
+        "{:?}",
+        got.iter().map(|l| l.len()).collect::<Vec<_>>()
+    );
+    assert_eq!(got[0].len(), 1024);
+    assert!(got[0].starts_with(&oom));
+    assert_eq!(got[1], oom);
+    r.stop().await;
+}
+
 /// Line `i` as the rotation tests write it; with `oom_every`, every
 /// `oom_every`-th line is a kernel OOM line (the others match no pattern).
 fn line_text(i: usize, oom_every: Option<usize>) -> String {
@@ -200,6 +229,9 @@ fn line_text(i: usize, oom_every: Option<usize>) -> String {
     }
 }
 
+/// Writes `n` numbered lines quickly; `rotate(i)` runs every `every` lines.
+/// A generation lives for several polls: a file rotated out of `include`
+/// before any poll saw it is not read (by the collector either).
 fn write_lines(
     path: &Path,
     n: usize,
