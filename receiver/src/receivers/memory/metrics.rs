@@ -145,6 +145,90 @@ pub const SYSTEM_PSI_STALL_TIME: MetricDef = def(
 // Processes: /proc/PID/*.
 
 // Cgroups: the memory controller's files.
+pub const CGROUP_MEMORY_USAGE: MetricDef = def(
+    "cgroup.memory.usage",
+    "By",
+    Kind::UpDownCounter,
+    "Memory charged to the cgroup and its descendants",
+);
+pub const CGROUP_MEMORY_LIMIT: MetricDef = def(
+    "cgroup.memory.limit",
+    "By",
+    Kind::UpDownCounter,
+    "The hard limit; absent when unlimited",
+);
+pub const CGROUP_MEMORY_HIGH: MetricDef = def(
+    "cgroup.memory.high",
+    "By",
+    Kind::UpDownCounter,
+    "The throttling threshold (v2 memory.high); absent when unlimited",
+);
+pub const CGROUP_MEMORY_HEADROOM: MetricDef = def(
+    "cgroup.memory.headroom",
+    "By",
+    Kind::Gauge,
+    "limit - usage; negative when the limit was lowered below usage",
+);
+pub const CGROUP_MEMORY_TIME_TO_LIMIT: MetricDef = def(
+    "cgroup.memory.time_to_limit",
+    "s",
+    Kind::Gauge,
+    "Seconds until usage reaches the limit at the recent growth rate; absent when not growing",
+);
+pub const CGROUP_MEMORY_WORKING_SET: MetricDef = def(
+    "cgroup.memory.working_set",
+    "By",
+    Kind::UpDownCounter,
+    "usage - inactive_file, as the kubelet computes it",
+);
+pub const CGROUP_MEMORY_SWAP_USAGE: MetricDef = def(
+    "cgroup.memory.swap.usage",
+    "By",
+    Kind::UpDownCounter,
+    "Swap used by the cgroup",
+);
+pub const CGROUP_MEMORY_SWAP_LIMIT: MetricDef = def(
+    "cgroup.memory.swap.limit",
+    "By",
+    Kind::UpDownCounter,
+    "The swap limit (v2 memory.swap.max); absent when unlimited",
+);
+pub const CGROUP_MEMORY_EVENTS: MetricDef = def(
+    "cgroup.memory.events",
+    "{event}",
+    Kind::Counter,
+    "Memory events of the cgroup and its descendants since it was created",
+);
+pub const CGROUP_MEMORY_UNDER_OOM: MetricDef = def(
+    "cgroup.memory.under_oom",
+    "1",
+    Kind::Gauge,
+    "1 while the cgroup is under OOM with the OOM killer disabled (v1)",
+);
+pub const CGROUP_MEMORY_BREAKDOWN: MetricDef = def(
+    "cgroup.memory.breakdown",
+    "By",
+    Kind::UpDownCounter,
+    "Key memory.stat figures by type (overlapping: do not sum)",
+);
+pub const CGROUP_PAGING_FAULTS: MetricDef = def(
+    "cgroup.paging.faults",
+    "{fault}",
+    Kind::Counter,
+    "Page faults in the cgroup since it was created",
+);
+pub const CGROUP_PSI_AVG: MetricDef = def(
+    "cgroup.memory.psi.avg",
+    "1",
+    Kind::Gauge,
+    "Fraction of wall time in which the cgroup's tasks stalled on memory (v2)",
+);
+pub const CGROUP_PSI_STALL_TIME: MetricDef = def(
+    "cgroup.memory.psi.stall_time",
+    "s",
+    Kind::Counter,
+    "Total time the cgroup's tasks stalled on memory (v2)",
+);
 
 /// The whole catalog, in docs order.
 pub const ALL: &[MetricDef] = &[
@@ -162,6 +246,20 @@ pub const ALL: &[MetricDef] = &[
     SYSTEM_RECLAIM_RECLAIMED,
     SYSTEM_PSI_AVG,
     SYSTEM_PSI_STALL_TIME,
+    CGROUP_MEMORY_USAGE,
+    CGROUP_MEMORY_LIMIT,
+    CGROUP_MEMORY_HIGH,
+    CGROUP_MEMORY_HEADROOM,
+    CGROUP_MEMORY_TIME_TO_LIMIT,
+    CGROUP_MEMORY_WORKING_SET,
+    CGROUP_MEMORY_SWAP_USAGE,
+    CGROUP_MEMORY_SWAP_LIMIT,
+    CGROUP_MEMORY_EVENTS,
+    CGROUP_MEMORY_UNDER_OOM,
+    CGROUP_MEMORY_BREAKDOWN,
+    CGROUP_PAGING_FAULTS,
+    CGROUP_PSI_AVG,
+    CGROUP_PSI_STALL_TIME,
 ];
 
 /// A string attribute.

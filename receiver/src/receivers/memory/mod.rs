@@ -1,8 +1,9 @@
-//! The `memory` receiver: memory samples from /proc, as metrics.
+//! The `memory` receiver: memory samples from /proc and cgroups, as metrics.
 //!
 //! Every `collection_interval` one scrape reads
 //! - system memory (`/proc/meminfo`, `/proc/vmstat`: [`system`]),
 //! - memory pressure (`/proc/pressure/memory`: [`psi`]),
+//! - every memory cgroup that has a limit or holds processes ([`cgroup`]),
 //!
 //! and hands one metrics payload to the pipelines. When PSI is available a
 //! pressure trigger is registered with the kernel; while it fires, sampling
@@ -12,8 +13,10 @@
 //! Files are read with plain `open`/`read` into reused buffers and parsed in
 //! place (no `procfs` crate: it allocates a map per status file and a string
 //! per field, which is most of the cost of a scrape over thousands of
-//! processes). An unreadable file is reported once.
+//! processes). Processes and cgroups that vanish mid-scrape are skipped
+//! silently; any other unreadable file is reported once.
 
+pub mod cgroup;
 pub mod metrics;
 pub mod psi;
 pub mod system;
@@ -56,6 +59,8 @@ pub struct MemoryReceiverConfig {
     pub system: SystemConfig,
     /// Memory pressure (PSI).
     pub pressure: PressureConfig,
+    /// Memory cgroups.
+    pub cgroups: CgroupsConfig,
 }
 
 impl Default for MemoryReceiverConfig {
@@ -66,6 +71,7 @@ impl Default for MemoryReceiverConfig {
             root_path: PathBuf::from("/"),
             system: SystemConfig::default(),
             pressure: PressureConfig::default(),
+            cgroups: CgroupsConfig::default(),
         }
     }
 }
@@ -129,6 +135,37 @@ impl Default for TriggerConfig {
     }
 }
 
+/// `cgroups`: memory cgroups with a limit or processes.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CgroupsConfig {
+    pub enabled: bool,
+    /// At most this many cgroups are reported per scrape.
+    pub max_cgroups: usize,
+    /// Cgroup path globs (`/kubepods/**`); when set, only matching cgroups
+    /// are reported.
+    pub include: Vec<String>,
+    /// Cgroup path globs never reported.
+    pub exclude: Vec<String>,
+    /// Samples of this recent past feed `cgroup.memory.time_to_limit`.
+    pub growth_window: GoDuration,
+}
+
+impl Default for CgroupsConfig {
+    fn default() -> Self {
+        CgroupsConfig {
+            enabled: true,
+            max_cgroups: 500,
+            include: Vec::new(),
+            exclude: Vec::new(),
+            growth_window: GoDuration::from_secs(120),
+        }
+    }
+}
+
+/// Upper bounds of the config (everything a scrape holds is bounded by them).
+const MAX_CGROUPS: usize = 100_000;
+
 impl MemoryReceiverConfig {
     pub fn validate(&self) -> Result<(), String> {
         if self.collection_interval.is_zero() {
@@ -148,6 +185,23 @@ impl MemoryReceiverConfig {
             if t.interval.is_zero() {
                 return Err("pressure::trigger::interval must be greater than zero".into());
             }
+        }
+        if self.cgroups.max_cgroups == 0 || self.cgroups.max_cgroups > MAX_CGROUPS {
+            return Err(format!(
+                "cgroups::max_cgroups must be between 1 and {MAX_CGROUPS}"
+            ));
+        }
+        for (key, globs) in [
+            ("include", &self.cgroups.include),
+            ("exclude", &self.cgroups.exclude),
+        ] {
+            for g in globs {
+                glob::Pattern::new(g)
+                    .map_err(|e| format!("cgroups::{key}: invalid glob {g:?}: {e}"))?;
+            }
+        }
+        if self.cgroups.growth_window.is_zero() {
+            return Err("cgroups::growth_window must be greater than zero".into());
         }
         Ok(())
     }
@@ -212,7 +266,7 @@ pub struct Starts {
     pub receiver_unix_nano: u64,
 }
 
-/// One full scrape (system, pressure), reusable: the
+/// One full scrape (system, pressure, processes, cgroups), reusable: the
 /// scrapers keep their buffers and caches between scrapes. Public so the
 /// benchmark (`examples/memory_scrape.rs`) measures exactly what runs.
 pub struct Scraper {
@@ -220,6 +274,7 @@ pub struct Scraper {
     warn: WarnOnce,
     system: Option<system::SystemScraper>,
     pressure: Option<psi::PressureScraper>,
+    cgroups: Option<cgroup::CgroupScraper>,
 }
 
 impl Scraper {
@@ -242,10 +297,18 @@ impl Scraper {
                 .pressure
                 .enabled
                 .then(|| psi::PressureScraper::new(&proc_path)),
+            cgroups: if cfg.cgroups.enabled {
+                Some(cgroup::CgroupScraper::new(
+                    &cfg.root_path.join("sys/fs/cgroup"),
+                    &cfg.cgroups,
+                )?)
+            } else {
+                None
+            },
         })
     }
 
-    /// One scrape: the host's metrics (system, pressure) under one
+    /// One scrape: the host's metrics (system, pressure, cgroups) under one
     /// resource without attributes (the `resource` processor adds the
     /// host's).
     pub fn scrape(&mut self) -> Vec<ResourceMetrics> {
@@ -255,6 +318,9 @@ impl Scraper {
         }
         if let Some(p) = &mut self.pressure {
             p.scrape(&mut b, &self.starts, &mut self.warn);
+        }
+        if let Some(c) = &mut self.cgroups {
+            c.scrape(&mut b, &self.starts, &mut self.warn);
         }
         let mut out = Vec::new();
         if !b.is_empty() {

@@ -2,8 +2,10 @@
 //! (tests/fixtures/memory-root, through `root_path`) and against this
 //! machine's real /proc.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
 
 use opentelemetry_proto::tonic::common::v1::{any_value, KeyValue};
 use opentelemetry_proto::tonic::metrics::v1::{metric, number_data_point, ResourceMetrics};
@@ -102,6 +104,18 @@ fn fixture_config() -> MemoryReceiverConfig {
 }
 
 const KIB: f64 = 1024.0;
+const CONTAINER_ID: &str = "8a3f9d2c4b1e6f70a9b8c7d6e5f40312a1b2c3d4e5f60718293a4b5c6d7e8f90";
+const POD_UID: &str = "5d1c2b3a-4e5f-4a6b-8c7d-9e0f1a2b3c4d";
+
+fn container_cgroup() -> String {
+    format!(
+        "/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod5d1c2b3a_4e5f_4a6b_8c7d_9e0f1a2b3c4d.slice/cri-containerd-{CONTAINER_ID}.scope"
+    )
+}
+
+fn pod_cgroup() -> String {
+    "/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod5d1c2b3a_4e5f_4a6b_8c7d_9e0f1a2b3c4d.slice".to_string()
+}
 
 #[test]
 fn fixture_system_memory_and_pressure() {
@@ -233,10 +247,210 @@ fn fixture_system_memory_and_pressure() {
 }
 
 #[test]
+fn fixture_cgroup_v2_tree() {
+    let mut s = Scraper::new(&fixture_config()).expect("scraper");
+    let pts = flatten(&s.scrape());
+    let ctr = container_cgroup();
+    let pod = pod_cgroup();
+
+    // Reported: the root and every cgroup with a limit or processes.
+    let reported: BTreeSet<&str> = pts
+        .iter()
+        .filter_map(|p| p.attrs.get("cgroup.path").map(String::as_str))
+        .collect();
+    let expected: BTreeSet<&str> = [
+        "/",
+        "/init.scope",
+        "/kubepods.slice",
+        pod.as_str(),
+        ctr.as_str(),
+        "/system.slice/containerd.service",
+    ]
+    .into();
+    assert_eq!(reported, expected);
+
+    let c = [("cgroup.path", ctr.as_str())];
+    assert_eq!(one(&pts, "cgroup.memory.usage", &c), 251658240.0);
+    assert_eq!(one(&pts, "cgroup.memory.limit", &c), 268435456.0);
+    assert_eq!(
+        one(&pts, "cgroup.memory.headroom", &c),
+        268435456.0 - 251658240.0
+    );
+    assert_eq!(one(&pts, "cgroup.memory.high", &c), 201326592.0);
+    assert_eq!(one(&pts, "cgroup.memory.swap.usage", &c), 12582912.0);
+    assert!(
+        find(&pts, "cgroup.memory.swap.limit", &c).is_empty(),
+        "max = no limit"
+    );
+    assert_eq!(
+        one(&pts, "cgroup.memory.working_set", &c),
+        251658240.0 - 8500000.0
+    );
+    let ev = |e: &str| {
+        one(
+            &pts,
+            "cgroup.memory.events",
+            &[("cgroup.path", ctr.as_str()), ("cgroup.memory.event", e)],
+        )
+    };
+    assert_eq!(ev("oom_kill"), 1.0);
+    assert_eq!(ev("oom"), 1.0);
+    assert_eq!(ev("high"), 120.0);
+    assert_eq!(ev("max"), 3.0);
+    assert_eq!(ev("oom_group_kill"), 0.0);
+    assert_eq!(
+        one(
+            &pts,
+            "cgroup.memory.breakdown",
+            &[
+                ("cgroup.path", ctr.as_str()),
+                ("cgroup.memory.type", "anon")
+            ]
+        ),
+        230686720.0
+    );
+    assert_eq!(
+        one(
+            &pts,
+            "cgroup.paging.faults",
+            &[
+                ("cgroup.path", ctr.as_str()),
+                ("system.paging.fault.type", "major")
+            ]
+        ),
+        321.0
+    );
+    let psi = one(
+        &pts,
+        "cgroup.memory.psi.avg",
+        &[
+            ("cgroup.path", ctr.as_str()),
+            ("psi.type", "full"),
+            ("psi.window", "60s"),
+        ],
+    );
+    assert!((psi - 0.009).abs() < 1e-12, "{psi}");
+    // Container and pod from the path.
+    let usage = find(&pts, "cgroup.memory.usage", &c)[0];
+    assert_eq!(
+        usage.attrs.get("container.id").map(String::as_str),
+        Some(CONTAINER_ID)
+    );
+    assert_eq!(
+        usage.attrs.get("k8s.pod.uid").map(String::as_str),
+        Some(POD_UID)
+    );
+    let pod_usage = find(
+        &pts,
+        "cgroup.memory.usage",
+        &[("cgroup.path", pod.as_str())],
+    )[0];
+    assert_eq!(pod_usage.attrs.get("container.id"), None);
+    assert_eq!(
+        pod_usage.attrs.get("k8s.pod.uid").map(String::as_str),
+        Some(POD_UID)
+    );
+
+    // No limit: no limit, headroom or estimate; the v2 root has no usage.
+    let svc = [("cgroup.path", "/system.slice/containerd.service")];
+    assert_eq!(one(&pts, "cgroup.memory.usage", &svc), 98304000.0);
+    assert!(find(&pts, "cgroup.memory.limit", &svc).is_empty());
+    assert!(find(&pts, "cgroup.memory.headroom", &svc).is_empty());
+    let root = [("cgroup.path", "/")];
+    assert!(find(&pts, "cgroup.memory.usage", &root).is_empty());
+    assert_eq!(
+        one(
+            &pts,
+            "cgroup.memory.breakdown",
+            &[("cgroup.path", "/"), ("cgroup.memory.type", "file")]
+        ),
+        3216793600.0
+    );
+    assert!(
+        find(&pts, "cgroup.memory.time_to_limit", &[]).is_empty(),
+        "one sample only"
+    );
+    assert_eq!(s.warnings(), 0, "{:?}", s.warned());
+}
+
+#[test]
+fn cgroup_include_exclude_and_max() {
+    let mut cfg = fixture_config();
+    cfg.cgroups.include = vec!["/kubepods.slice/**".into()];
+    cfg.cgroups.exclude = vec!["**/*.scope".into()];
+    let pts = flatten(&Scraper::new(&cfg).expect("scraper").scrape());
+    let reported: BTreeSet<&str> = pts
+        .iter()
+        .filter_map(|p| p.attrs.get("cgroup.path").map(String::as_str))
+        .collect();
+    let pod = pod_cgroup();
+    assert_eq!(reported, [pod.as_str()].into());
+
+    let mut cfg = fixture_config();
+    cfg.cgroups.max_cgroups = 2;
+    let mut s = Scraper::new(&cfg).expect("scraper");
+    let pts = flatten(&s.scrape());
+    let reported: BTreeSet<&str> = pts
+        .iter()
+        .filter_map(|p| p.attrs.get("cgroup.path").map(String::as_str))
+        .collect();
+    assert_eq!(reported, ["/", "/init.scope"].into(), "depth first, sorted");
+    assert_eq!(s.warnings(), 1, "the cut is reported");
+    s.scrape();
+    assert_eq!(s.warnings(), 1, "once");
+}
+
+/// A copy of the fixture whose container's usage grows between scrapes:
+/// `time_to_limit` appears and is what the growth implies; flat usage has none.
+#[test]
+fn time_to_limit_follows_growth() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let status = Command::new("cp")
+        .arg("-a")
+        .arg(fixture_root().join("."))
+        .arg(dir.path())
+        .status()
+        .expect("cp");
+    assert!(status.success());
+    let cfg = MemoryReceiverConfig {
+        root_path: dir.path().to_path_buf(),
+        ..MemoryReceiverConfig::default()
+    };
+    let ctr = container_cgroup();
+    let current = dir
+        .path()
+        .join("sys/fs/cgroup")
+        .join(ctr.trim_start_matches('/'))
+        .join("memory.current");
+    let mut s = Scraper::new(&cfg).expect("scraper");
+    let mut last = Vec::new();
+    let started = std::time::Instant::now();
+    for step in 0..4u64 {
+        std::fs::write(&current, format!("{}\n", 200_000_000 + step * 10_000_000)).expect("write");
+        last = flatten(&s.scrape());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let c = [("cgroup.path", ctr.as_str())];
+    let t = one(&last, "cgroup.memory.time_to_limit", &c);
+    // 38.4 MB to go at 10 MB per scrape interval: about 3.84 intervals,
+    // whatever this machine's speed (bounded by the whole run, generously).
+    let elapsed = started.elapsed().as_secs_f64();
+    assert!(t > 0.0 && t < 10.0 * elapsed, "{t} after {elapsed}s");
+    // The flat cgroups have none.
+    assert!(find(
+        &last,
+        "cgroup.memory.time_to_limit",
+        &[("cgroup.path", "/kubepods.slice")]
+    )
+    .is_empty());
+}
+
+#[test]
 fn sections_can_be_turned_off() {
     let mut cfg = fixture_config();
     cfg.system.enabled = false;
     cfg.pressure.enabled = false;
+    cfg.cgroups.enabled = false;
     assert!(Scraper::new(&cfg).expect("scraper").scrape().is_empty());
 }
 
@@ -251,7 +465,7 @@ fn a_root_without_proc_or_cgroups() {
     let mut s = Scraper::new(&cfg).expect("scraper");
     assert!(s.scrape().is_empty());
     let n = s.warnings();
-    assert!(n >= 3, "meminfo, vmstat, pressure: {n}");
+    assert!(n >= 4, "meminfo, vmstat, pressure, cgroups: {n}");
     s.scrape();
     assert_eq!(s.warnings(), n);
 }
@@ -277,6 +491,9 @@ fn config_decodes_and_checks() {
     root_path: /hostfs
     pressure:
       trigger: null
+    cgroups:
+      max_cgroups: 50
+      exclude: ['/system.slice/**']
 ",
         "metrics",
     )
@@ -285,6 +502,7 @@ fn config_decodes_and_checks() {
     assert_eq!(cfg.root_path, PathBuf::from("/hostfs"));
     assert_eq!(cfg.pressure.trigger, None);
     assert!(cfg.pressure.enabled);
+    assert_eq!(cfg.cgroups.max_cgroups, 50);
     assert_eq!(
         load("", "metrics").expect("defaults"),
         MemoryReceiverConfig::default()
@@ -298,6 +516,7 @@ fn config_decodes_and_checks() {
     let d = MemoryReceiverConfig::default();
     assert!(d.validate().is_ok());
     assert_eq!(d.collection_interval, GoDuration::from_secs(10));
+    assert_eq!(d.cgroups.max_cgroups, 500);
     for (cfg, key) in [
         (
             MemoryReceiverConfig {
@@ -305,6 +524,16 @@ fn config_decodes_and_checks() {
                 ..d.clone()
             },
             "collection_interval",
+        ),
+        (
+            MemoryReceiverConfig {
+                cgroups: CgroupsConfig {
+                    include: vec!["[".into()],
+                    ..CgroupsConfig::default()
+                },
+                ..d.clone()
+            },
+            "cgroups::include",
         ),
         (
             MemoryReceiverConfig {
@@ -348,7 +577,13 @@ fn live_system_states_sum_to_memtotal() {
         .and_then(|v| v.split_whitespace().next())
         .and_then(|v| v.parse().ok())
         .expect("MemTotal");
-    let cfg = MemoryReceiverConfig::default();
+    let cfg = MemoryReceiverConfig {
+        cgroups: CgroupsConfig {
+            enabled: false,
+            ..CgroupsConfig::default()
+        },
+        ..MemoryReceiverConfig::default()
+    };
     let pts = flatten(&Scraper::new(&cfg).expect("scraper").scrape());
     let sum: f64 = find(&pts, "system.memory.usage", &[])
         .iter()
