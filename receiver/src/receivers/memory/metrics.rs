@@ -143,6 +143,42 @@ pub const SYSTEM_PSI_STALL_TIME: MetricDef = def(
 );
 
 // Processes: /proc/PID/*.
+pub const PROCESS_MEMORY_USAGE: MetricDef = def(
+    "process.memory.usage",
+    "By",
+    Kind::UpDownCounter,
+    "Resident memory (RSS)",
+);
+pub const PROCESS_MEMORY_VIRTUAL: MetricDef = def(
+    "process.memory.virtual",
+    "By",
+    Kind::UpDownCounter,
+    "Virtual memory size",
+);
+pub const PROCESS_MEMORY_SWAP: MetricDef = def(
+    "process.memory.swap",
+    "By",
+    Kind::UpDownCounter,
+    "Anonymous memory swapped out (VmSwap)",
+);
+pub const PROCESS_PAGING_FAULTS: MetricDef = def(
+    "process.paging.faults",
+    "{fault}",
+    Kind::Counter,
+    "Page faults of the process since it started",
+);
+pub const PROCESS_OOM_SCORE: MetricDef = def(
+    "process.linux.oom_score",
+    "1",
+    Kind::Gauge,
+    "The OOM killer's badness score (0-2000; the highest is killed first)",
+);
+pub const PROCESS_OOM_SCORE_ADJ: MetricDef = def(
+    "process.linux.oom_score_adj",
+    "1",
+    Kind::Gauge,
+    "The OOM score adjustment (-1000 never kill .. 1000)",
+);
 
 // Cgroups: the memory controller's files.
 pub const CGROUP_MEMORY_USAGE: MetricDef = def(
@@ -246,6 +282,12 @@ pub const ALL: &[MetricDef] = &[
     SYSTEM_RECLAIM_RECLAIMED,
     SYSTEM_PSI_AVG,
     SYSTEM_PSI_STALL_TIME,
+    PROCESS_MEMORY_USAGE,
+    PROCESS_MEMORY_VIRTUAL,
+    PROCESS_MEMORY_SWAP,
+    PROCESS_PAGING_FAULTS,
+    PROCESS_OOM_SCORE,
+    PROCESS_OOM_SCORE_ADJ,
     CGROUP_MEMORY_USAGE,
     CGROUP_MEMORY_LIMIT,
     CGROUP_MEMORY_HIGH,

@@ -3,6 +3,7 @@
 //! Every `collection_interval` one scrape reads
 //! - system memory (`/proc/meminfo`, `/proc/vmstat`: [`system`]),
 //! - memory pressure (`/proc/pressure/memory`: [`psi`]),
+//! - the top processes by resident memory (`/proc/PID/*`: [`process`]),
 //! - every memory cgroup that has a limit or holds processes ([`cgroup`]),
 //!
 //! and hands one metrics payload to the pipelines. When PSI is available a
@@ -18,6 +19,7 @@
 
 pub mod cgroup;
 pub mod metrics;
+pub mod process;
 pub mod psi;
 pub mod system;
 
@@ -59,6 +61,8 @@ pub struct MemoryReceiverConfig {
     pub system: SystemConfig,
     /// Memory pressure (PSI).
     pub pressure: PressureConfig,
+    /// The top processes by resident memory.
+    pub processes: ProcessesConfig,
     /// Memory cgroups.
     pub cgroups: CgroupsConfig,
 }
@@ -71,6 +75,7 @@ impl Default for MemoryReceiverConfig {
             root_path: PathBuf::from("/"),
             system: SystemConfig::default(),
             pressure: PressureConfig::default(),
+            processes: ProcessesConfig::default(),
             cgroups: CgroupsConfig::default(),
         }
     }
@@ -135,6 +140,53 @@ impl Default for TriggerConfig {
     }
 }
 
+/// How `names` are matched against a process name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum MatchType {
+    /// The whole name equals one of `names`.
+    #[default]
+    Strict,
+    /// One of `names` (a regular expression) matches somewhere in the name.
+    Regexp,
+}
+
+/// `include` / `exclude` of processes (hostmetrics' process scraper keys).
+#[derive(Debug, Clone, PartialEq, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct NameMatchConfig {
+    pub names: Vec<String>,
+    pub match_type: MatchType,
+}
+
+/// `processes`: the top `top` processes by resident memory.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProcessesConfig {
+    pub enabled: bool,
+    /// How many processes (the largest by RSS) are reported.
+    pub top: usize,
+    /// Only processes whose name (the kernel's comm) matches are candidates.
+    pub include: Option<NameMatchConfig>,
+    /// Processes whose name matches are never reported.
+    pub exclude: Option<NameMatchConfig>,
+    /// Argument names whose values are redacted from command lines
+    /// (case-insensitive substrings).
+    pub secret_keys: Vec<String>,
+}
+
+impl Default for ProcessesConfig {
+    fn default() -> Self {
+        ProcessesConfig {
+            enabled: true,
+            top: 20,
+            include: None,
+            exclude: None,
+            secret_keys: crate::redact::default_keys(),
+        }
+    }
+}
+
 /// `cgroups`: memory cgroups with a limit or processes.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -164,6 +216,7 @@ impl Default for CgroupsConfig {
 }
 
 /// Upper bounds of the config (everything a scrape holds is bounded by them).
+const MAX_TOP: usize = 10_000;
 const MAX_CGROUPS: usize = 100_000;
 
 impl MemoryReceiverConfig {
@@ -184,6 +237,17 @@ impl MemoryReceiverConfig {
             }
             if t.interval.is_zero() {
                 return Err("pressure::trigger::interval must be greater than zero".into());
+            }
+        }
+        if self.processes.top == 0 || self.processes.top > MAX_TOP {
+            return Err(format!("processes::top must be between 1 and {MAX_TOP}"));
+        }
+        for (key, m) in [
+            ("include", &self.processes.include),
+            ("exclude", &self.processes.exclude),
+        ] {
+            if let Some(m) = m {
+                process::NameFilter::new(m).map_err(|e| format!("processes::{key}: {e}"))?;
             }
         }
         if self.cgroups.max_cgroups == 0 || self.cgroups.max_cgroups > MAX_CGROUPS {
@@ -274,6 +338,7 @@ pub struct Scraper {
     warn: WarnOnce,
     system: Option<system::SystemScraper>,
     pressure: Option<psi::PressureScraper>,
+    processes: Option<process::ProcessScraper>,
     cgroups: Option<cgroup::CgroupScraper>,
 }
 
@@ -297,6 +362,15 @@ impl Scraper {
                 .pressure
                 .enabled
                 .then(|| psi::PressureScraper::new(&proc_path)),
+            processes: if cfg.processes.enabled {
+                Some(process::ProcessScraper::new(
+                    &cfg.root_path,
+                    &cfg.processes,
+                    starts.boot_unix_nano,
+                )?)
+            } else {
+                None
+            },
             cgroups: if cfg.cgroups.enabled {
                 Some(cgroup::CgroupScraper::new(
                     &cfg.root_path.join("sys/fs/cgroup"),
@@ -310,7 +384,7 @@ impl Scraper {
 
     /// One scrape: the host's metrics (system, pressure, cgroups) under one
     /// resource without attributes (the `resource` processor adds the
-    /// host's).
+    /// host's), then one resource per reported process.
     pub fn scrape(&mut self) -> Vec<ResourceMetrics> {
         let mut b = MetricsBuilder::new(unix_now_nanos());
         if let Some(s) = &mut self.system {
@@ -323,8 +397,12 @@ impl Scraper {
             c.scrape(&mut b, &self.starts, &mut self.warn);
         }
         let mut out = Vec::new();
+        let time = b.time_unix_nano();
         if !b.is_empty() {
             out.push(resource_metrics(None, b.into_metrics()));
+        }
+        if let Some(p) = &mut self.processes {
+            p.scrape(time, &mut self.warn, &mut out);
         }
         out
     }

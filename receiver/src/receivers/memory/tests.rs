@@ -3,8 +3,11 @@
 //! machine's real /proc.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use opentelemetry_proto::tonic::common::v1::{any_value, KeyValue};
@@ -115,6 +118,11 @@ fn container_cgroup() -> String {
 
 fn pod_cgroup() -> String {
     "/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod5d1c2b3a_4e5f_4a6b_8c7d_9e0f1a2b3c4d.slice".to_string()
+}
+
+fn page_size() -> f64 {
+    // SAFETY: no preconditions.
+    unsafe { libc::sysconf(libc::_SC_PAGESIZE) as f64 }
 }
 
 #[test]
@@ -446,11 +454,136 @@ fn time_to_limit_follows_growth() {
 }
 
 #[test]
+fn fixture_processes() {
+    let mut s = Scraper::new(&fixture_config()).expect("scraper");
+    let rms = s.scrape();
+    let pts = flatten(&rms);
+    let pids: Vec<String> = rms
+        .iter()
+        .filter_map(|rm| rm.resource.as_ref())
+        .map(|r| kv_map(&r.attributes)["process.pid"].clone())
+        .collect();
+    assert_eq!(
+        pids,
+        ["4242", "812"],
+        "largest first; kthreadd has no memory"
+    );
+
+    let java: Vec<Pt> = pts
+        .iter()
+        .filter(|p| p.resource.get("process.pid").map(String::as_str) == Some("4242"))
+        .cloned()
+        .collect();
+    let r = &java[0].resource;
+    let attr = |k: &str| r.get(k).map(String::as_str);
+    assert_eq!(attr("process.parent_pid"), Some("4180"));
+    assert_eq!(attr("process.executable.name"), Some("java"));
+    assert_eq!(
+        attr("process.executable.path"),
+        Some("/usr/lib/jvm/java-17-openjdk-amd64/bin/java")
+    );
+    assert_eq!(
+        attr("process.command_line"),
+        Some("/usr/lib/jvm/java-17-openjdk-amd64/bin/java -Xmx256m -Dspring.datasource.password=*** -jar /app/app.jar --api-key ***")
+    );
+    assert_eq!(attr("process.owner"), Some("app"));
+    assert_eq!(
+        attr("process.linux.cgroup"),
+        Some(container_cgroup().as_str())
+    );
+    assert_eq!(attr("container.id"), Some(CONTAINER_ID));
+    assert_eq!(attr("k8s.pod.uid"), Some(POD_UID));
+    assert_eq!(
+        one(&java, "process.memory.usage", &[]),
+        98304.0 * page_size()
+    );
+    assert_eq!(
+        one(&java, "process.memory.virtual", &[]),
+        1212416.0 * page_size()
+    );
+    assert_eq!(one(&java, "process.memory.swap", &[]), 12288.0 * KIB);
+    assert_eq!(one(&java, "process.linux.oom_score", &[]), 1021.0);
+    assert_eq!(one(&java, "process.linux.oom_score_adj", &[]), 969.0);
+    assert_eq!(
+        one(
+            &java,
+            "process.paging.faults",
+            &[("system.paging.fault.type", "minor")]
+        ),
+        912345.0
+    );
+    assert_eq!(
+        one(
+            &java,
+            "process.paging.faults",
+            &[("system.paging.fault.type", "major")]
+        ),
+        321.0
+    );
+    // Counters of a process start when it started (boot + 3456789 ticks).
+    let faults = find(&java, "process.paging.faults", &[])[0];
+    assert!(faults.start > 0 && faults.start < faults.time);
+
+    let containerd: Vec<&Pt> = pts
+        .iter()
+        .filter(|p| p.resource.get("process.pid").map(String::as_str) == Some("812"))
+        .collect();
+    assert_eq!(
+        containerd[0]
+            .resource
+            .get("process.owner")
+            .map(String::as_str),
+        Some("root")
+    );
+    assert_eq!(containerd[0].resource.get("container.id"), None);
+    assert_eq!(s.warnings(), 0, "{:?}", s.warned());
+}
+
+#[test]
+fn process_top_and_name_filters() {
+    let pids = |cfg: &MemoryReceiverConfig| -> Vec<String> {
+        Scraper::new(cfg)
+            .expect("scraper")
+            .scrape()
+            .iter()
+            .filter_map(|rm| rm.resource.as_ref())
+            .map(|r| kv_map(&r.attributes)["process.pid"].clone())
+            .collect()
+    };
+    let mut cfg = fixture_config();
+    cfg.processes.top = 1;
+    assert_eq!(pids(&cfg), ["4242"]);
+    let mut cfg = fixture_config();
+    cfg.processes.include = Some(NameMatchConfig {
+        names: vec!["containerd".into()],
+        match_type: MatchType::Strict,
+    });
+    assert_eq!(pids(&cfg), ["812"]);
+    let mut cfg = fixture_config();
+    cfg.processes.exclude = Some(NameMatchConfig {
+        names: vec!["^ja".into()],
+        match_type: MatchType::Regexp,
+    });
+    cfg.processes.top = 1;
+    assert_eq!(
+        pids(&cfg),
+        ["812"],
+        "the excluded one does not take a place"
+    );
+}
+
+#[test]
 fn sections_can_be_turned_off() {
     let mut cfg = fixture_config();
     cfg.system.enabled = false;
     cfg.pressure.enabled = false;
     cfg.cgroups.enabled = false;
+    let pts = flatten(&Scraper::new(&cfg).expect("scraper").scrape());
+    assert!(
+        pts.iter().all(|p| p.metric.starts_with("process.")),
+        "{pts:#?}"
+    );
+    cfg.processes.enabled = false;
     assert!(Scraper::new(&cfg).expect("scraper").scrape().is_empty());
 }
 
@@ -465,7 +598,7 @@ fn a_root_without_proc_or_cgroups() {
     let mut s = Scraper::new(&cfg).expect("scraper");
     assert!(s.scrape().is_empty());
     let n = s.warnings();
-    assert!(n >= 4, "meminfo, vmstat, pressure, cgroups: {n}");
+    assert!(n >= 4, "meminfo, vmstat, pressure, /proc, cgroups: {n}");
     s.scrape();
     assert_eq!(s.warnings(), n);
 }
@@ -491,6 +624,9 @@ fn config_decodes_and_checks() {
     root_path: /hostfs
     pressure:
       trigger: null
+    processes:
+      top: 5
+      include: { names: ['^java'], match_type: regexp }
     cgroups:
       max_cgroups: 50
       exclude: ['/system.slice/**']
@@ -502,20 +638,24 @@ fn config_decodes_and_checks() {
     assert_eq!(cfg.root_path, PathBuf::from("/hostfs"));
     assert_eq!(cfg.pressure.trigger, None);
     assert!(cfg.pressure.enabled);
+    assert_eq!(cfg.processes.top, 5);
     assert_eq!(cfg.cgroups.max_cgroups, 50);
     assert_eq!(
         load("", "metrics").expect("defaults"),
         MemoryReceiverConfig::default()
     );
 
-    let err = load("    system: { enabld: true }\n", "metrics").expect_err("unknown key");
-    assert!(err.contains("enabld"), "{err}");
+    let err = load("    processes: { topp: 5 }\n", "metrics").expect_err("unknown key");
+    assert!(err.contains("topp"), "{err}");
+    let err = load("    processes: { top: 0 }\n", "metrics").expect_err("top 0");
+    assert!(err.contains("processes::top"), "{err}");
     let err = load("", "logs").expect_err("metrics only");
     assert!(err.contains("does not support the logs signal"), "{err}");
 
     let d = MemoryReceiverConfig::default();
     assert!(d.validate().is_ok());
     assert_eq!(d.collection_interval, GoDuration::from_secs(10));
+    assert_eq!(d.processes.top, 20);
     assert_eq!(d.cgroups.max_cgroups, 500);
     for (cfg, key) in [
         (
@@ -524,6 +664,29 @@ fn config_decodes_and_checks() {
                 ..d.clone()
             },
             "collection_interval",
+        ),
+        (
+            MemoryReceiverConfig {
+                processes: ProcessesConfig {
+                    top: 0,
+                    ..ProcessesConfig::default()
+                },
+                ..d.clone()
+            },
+            "processes::top",
+        ),
+        (
+            MemoryReceiverConfig {
+                processes: ProcessesConfig {
+                    include: Some(NameMatchConfig {
+                        names: vec!["(".into()],
+                        match_type: MatchType::Regexp,
+                    }),
+                    ..ProcessesConfig::default()
+                },
+                ..d.clone()
+            },
+            "processes::include",
         ),
         (
             MemoryReceiverConfig {
@@ -567,6 +730,188 @@ fn config_decodes_and_checks() {
     }
 }
 
+// ---- this machine's /proc ----
+
+/// A python3 child that sets its comm to `name`, allocates and touches
+/// `mib` MiB (a bounded allocation), says "ready" and sleeps.
+struct Hog {
+    child: Child,
+}
+
+impl Hog {
+    fn spawn(name: &str, mib: usize, extra_args: &[&str]) -> Option<Hog> {
+        let script = format!(
+            "import ctypes, sys, time
+ctypes.CDLL(None).prctl(15, b'{name}', 0, 0, 0)
+a = bytearray({mib} << 20)
+for i in range(0, len(a), 4096): a[i] = 1
+print('ready', flush=True)
+time.sleep(120)"
+        );
+        let mut child = Command::new("python3")
+            .arg("-c")
+            .arg(script)
+            .args(extra_args)
+            .stdout(Stdio::piped())
+            .spawn()
+            .ok()?;
+        let stdout = child.stdout.take()?;
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).ok()?;
+        (line.trim() == "ready").then_some(Hog { child })
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    fn vm_rss(&self) -> f64 {
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", self.pid())).expect("status");
+        let kb: f64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .expect("VmRSS");
+        kb * KIB
+    }
+}
+
+impl Drop for Hog {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn live_config(include_regex: &str, top: usize) -> MemoryReceiverConfig {
+    MemoryReceiverConfig {
+        processes: ProcessesConfig {
+            top,
+            include: Some(NameMatchConfig {
+                names: vec![include_regex.to_string()],
+                match_type: MatchType::Regexp,
+            }),
+            ..ProcessesConfig::default()
+        },
+        cgroups: CgroupsConfig {
+            enabled: false,
+            ..CgroupsConfig::default()
+        },
+        ..MemoryReceiverConfig::default()
+    }
+}
+
+/// Three children of 16, 48 and 96 MiB: top 2 are the two largest, largest
+/// first, and each one's RSS is exactly its VmRSS (they sleep: it is stable).
+#[test]
+fn top_processes_of_this_machine_with_their_rss() {
+    let tag = format!("omt{}", std::process::id() % 100_000);
+    let (Some(small), Some(medium), Some(large)) = (
+        Hog::spawn(&format!("{tag}s"), 16, &[]),
+        Hog::spawn(&format!("{tag}m"), 48, &[]),
+        Hog::spawn(
+            &format!("{tag}l"),
+            96,
+            &["--password=hunter2", "--token", "t0k"],
+        ),
+    ) else {
+        eprintln!("SKIPPED top_processes_of_this_machine_with_their_rss: cannot run python3");
+        return;
+    };
+    let mut s = Scraper::new(&live_config(&format!("^{tag}"), 2)).expect("scraper");
+    let rms = s.scrape();
+    let pts = flatten(&rms);
+    let pids: Vec<String> = rms
+        .iter()
+        .filter_map(|rm| rm.resource.as_ref())
+        .map(|r| kv_map(&r.attributes)["process.pid"].clone())
+        .collect();
+    assert_eq!(pids, [large.pid().to_string(), medium.pid().to_string()]);
+    for hog in [&large, &medium] {
+        let mine: Vec<Pt> = pts
+            .iter()
+            .filter(|p| p.resource.get("process.pid") == Some(&hog.pid().to_string()))
+            .cloned()
+            .collect();
+        let rss = one(&mine, "process.memory.usage", &[]);
+        assert_eq!(rss, hog.vm_rss(), "pid {}", hog.pid());
+        assert!(rss >= 48.0 * KIB * KIB);
+        assert!(one(&mine, "process.memory.virtual", &[]) > rss);
+        // SAFETY: no preconditions.
+        let me = unsafe { libc::getpid() }.to_string();
+        assert_eq!(mine[0].resource.get("process.parent_pid"), Some(&me));
+        assert!(mine[0]
+            .resource
+            .get("process.executable.path")
+            .is_some_and(|p| p.contains("python")));
+    }
+    let large_cmd = rms
+        .iter()
+        .filter_map(|rm| rm.resource.as_ref())
+        .map(|r| kv_map(&r.attributes))
+        .find(|r| r["process.pid"] == large.pid().to_string())
+        .and_then(|r| r.get("process.command_line").cloned())
+        .expect("command line");
+    assert!(
+        large_cmd.ends_with("--password=*** --token ***"),
+        "{large_cmd}"
+    );
+    assert!(!large_cmd.contains("hunter2") && !large_cmd.contains("t0k"));
+    drop(small);
+    assert_eq!(s.warnings(), 0, "{:?}", s.warned());
+}
+
+/// Processes that exit between the listing and the reads are skipped
+/// without a word: scrape everything (top 10000) while a thread starts and
+/// kills short-lived processes as fast as it can. Problems of the processes
+/// that stay (here: pid 1's `exe` may be unreadable even to root) are those
+/// of a scrape before the churn.
+#[test]
+fn vanishing_processes_are_skipped_silently() {
+    let cfg = MemoryReceiverConfig {
+        processes: ProcessesConfig {
+            top: MAX_TOP,
+            ..ProcessesConfig::default()
+        },
+        ..MemoryReceiverConfig::default()
+    };
+    let mut s = Scraper::new(&cfg).expect("scraper");
+    s.scrape();
+    let before: BTreeSet<String> = s.warned().into_iter().map(str::to_string).collect();
+    let stop = Arc::new(AtomicBool::new(false));
+    let churn = {
+        let stop = Arc::clone(&stop);
+        std::thread::spawn(move || {
+            let mut spawned = 0u32;
+            while !stop.load(Ordering::Relaxed) {
+                let mut children: Vec<Child> = (0..8)
+                    .filter_map(|_| Command::new("sleep").arg("0.005").spawn().ok())
+                    .collect();
+                spawned += children.len() as u32;
+                for (i, c) in children.iter_mut().enumerate() {
+                    if i % 2 == 0 {
+                        let _ = c.kill();
+                    }
+                    let _ = c.wait();
+                }
+            }
+            spawned
+        })
+    };
+    let mut described = 0;
+    for _ in 0..100 {
+        described += s.scrape().len();
+    }
+    stop.store(true, Ordering::Relaxed);
+    let spawned = churn.join().expect("churn thread");
+    assert!(spawned > 100, "the churn ran: {spawned}");
+    assert!(described > 100, "processes were described: {described}");
+    let after: BTreeSet<String> = s.warned().into_iter().map(str::to_string).collect();
+    assert_eq!(after, before, "a vanished process is not a problem");
+}
+
 /// This machine's system figures: the states sum to the MemTotal read here.
 #[test]
 fn live_system_states_sum_to_memtotal() {
@@ -577,13 +922,8 @@ fn live_system_states_sum_to_memtotal() {
         .and_then(|v| v.split_whitespace().next())
         .and_then(|v| v.parse().ok())
         .expect("MemTotal");
-    let cfg = MemoryReceiverConfig {
-        cgroups: CgroupsConfig {
-            enabled: false,
-            ..CgroupsConfig::default()
-        },
-        ..MemoryReceiverConfig::default()
-    };
+    let mut cfg = live_config("^none$", 1);
+    cfg.processes.enabled = false;
     let pts = flatten(&Scraper::new(&cfg).expect("scraper").scrape());
     let sum: f64 = find(&pts, "system.memory.usage", &[])
         .iter()
