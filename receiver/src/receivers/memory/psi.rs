@@ -5,6 +5,7 @@
 use std::io;
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use opentelemetry_proto::tonic::common::v1::KeyValue;
@@ -164,12 +165,24 @@ impl PressureScraper {
 /// A registered PSI trigger: the kernel signals POLLPRI on the file when the
 /// "some" stall within a window exceeds the threshold (at most once per
 /// window). Dropping it closes the file, which removes the trigger.
+///
+/// Each firing is checked against the file's own "some" total: it counts
+/// only if the total grew by at least the threshold since the previous
+/// check (a real firing always did, its stall happened since). Kernels up to
+/// at least 6.18 start an unprivileged trigger's window from the real-time
+/// poller's total while updating it from the averager's, so its first
+/// windows see the difference of two unrelated totals as growth and fire on
+/// a quiet machine (seen here; a fix moving that `window_reset` was proposed
+/// upstream).
 pub struct PsiTrigger {
     fd: AsyncFd<OwnedFd>,
     /// The stall threshold in effect.
     pub stall: Duration,
     /// The window in effect.
     pub window: Duration,
+    path: PathBuf,
+    /// The "some" total (µs) at the previous check.
+    reference_us: AtomicU64,
 }
 
 /// Without CAP_SYS_RESOURCE the kernel accepts only windows that are
@@ -214,15 +227,40 @@ impl PsiTrigger {
         // SAFETY: the descriptor is valid and owned by the `AsyncFd` from here
         // on, so it stays open and the same for as long as it is registered.
         let fd = unsafe { AsyncFd::register_with_interest(fd, Interest::PRIORITY) }?;
-        Ok(PsiTrigger { fd, stall, window })
+        Ok(PsiTrigger {
+            fd,
+            stall,
+            window,
+            path: path.to_path_buf(),
+            reference_us: AtomicU64::new(some_total_us(path).unwrap_or(0)),
+        })
     }
 
-    /// Waits for the next firing.
+    /// Waits for the next firing that the stall total confirms.
     pub async fn triggered(&self) -> io::Result<()> {
-        let mut guard = self.fd.ready(Interest::PRIORITY).await?;
-        guard.clear_ready();
-        Ok(())
+        loop {
+            let mut guard = self.fd.ready(Interest::PRIORITY).await?;
+            guard.clear_ready();
+            let Some(now) = some_total_us(&self.path) else {
+                return Ok(());
+            };
+            let before = self.reference_us.swap(now, Ordering::Relaxed);
+            if u128::from(now.saturating_sub(before)) >= self.stall.as_micros() {
+                return Ok(());
+            }
+            tracing::debug!(
+                stall_us = now.saturating_sub(before),
+                "ignoring a PSI trigger firing the stall total does not confirm"
+            );
+        }
     }
+}
+
+/// The "some" total stall (µs) of a pressure file (reading it brings the
+/// total up to date).
+fn some_total_us(path: &Path) -> Option<u64> {
+    let text = std::fs::read(path).ok()?;
+    parse_pressure(&text).some.map(|l| l.total_us)
 }
 
 fn write_trigger(fd: &OwnedFd, stall: Duration, window: Duration) -> io::Result<()> {
