@@ -1,4 +1,5 @@
-//! Every metric the `memory` receiver emits (one catalog), and a small builder that
+//! Every metric the `memory` receiver emits (one catalog, which
+//! docs/metrics.md mirrors and a test checks), and a small builder that
 //! collects OTLP number points per metric.
 
 use std::collections::HashMap;
@@ -495,5 +496,41 @@ mod tests {
         let n = names.len();
         names.dedup();
         assert_eq!(names.len(), n);
+    }
+
+    /// docs/metrics.md has one row per catalog entry with the same unit and
+    /// type, and no other metric rows.
+    #[test]
+    fn docs_table_matches_the_catalog() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/metrics.md");
+        let text = std::fs::read_to_string(path).expect("docs/metrics.md");
+        let mut rows = Vec::new();
+        for line in text.lines() {
+            let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+            // | `name` | unit | type | attributes | source | meaning |
+            if cells.len() >= 7 && cells[1].starts_with('`') && cells[1].ends_with('`') {
+                let name = cells[1].trim_matches('`');
+                if name.contains('.') && (cells[3].starts_with("Sum") || cells[3] == "Gauge") {
+                    rows.push((
+                        name.to_string(),
+                        cells[2].trim_matches('`').to_string(),
+                        cells[3].to_string(),
+                    ));
+                }
+            }
+        }
+        for d in ALL {
+            let found: Vec<_> = rows.iter().filter(|r| r.0 == d.name).collect();
+            assert_eq!(found.len(), 1, "{} must have exactly one row", d.name);
+            assert_eq!(found[0].1, d.unit, "unit of {}", d.name);
+            assert_eq!(found[0].2, d.kind.doc_name(), "type of {}", d.name);
+        }
+        for r in &rows {
+            assert!(
+                ALL.iter().any(|d| d.name == r.0),
+                "{} is documented but not emitted",
+                r.0
+            );
+        }
     }
 }
