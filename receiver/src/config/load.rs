@@ -1076,7 +1076,7 @@ service:
             [
                 "c.yaml:13:1: has invalid keys: extras",
                 "c.yaml:3:5: 'receivers::otlp' has invalid keys: protocol",
-                "c.yaml:4:3: 'receivers' unknown type: \"foo\" for id: \"foo/1\" (valid values: [file_log filelog kmsg oom otlp])",
+                "c.yaml:4:3: 'receivers' unknown type: \"foo\" for id: \"foo/1\" (valid values: [file_log filelog kmsg memory oom otlp])",
                 "c.yaml:5:3: 'receivers' invalid character(s) in type \"9bad\"",
                 "c.yaml:9:3: 'exporters::logging' the logging exporter has been deprecated, use the debug exporter instead",
                 "c.yaml:12:3: 'connectors' connectors are not supported by oomscope",

@@ -2,6 +2,7 @@
 
 pub mod filelog;
 pub mod kmsg;
+pub mod memory;
 pub mod oom;
 pub mod otlp;
 
@@ -16,6 +17,7 @@ use crate::pipeline::{DynConsumer, Signal};
 pub enum ReceiverConfig {
     Filelog(filelog::FilelogReceiverConfig),
     Kmsg(kmsg::KmsgReceiverConfig),
+    Memory(memory::MemoryReceiverConfig),
     Oom(oom::OomReceiverConfig),
     Otlp(otlp::OtlpReceiverConfig),
 }
@@ -29,7 +31,8 @@ pub struct ReceiverOutputs {
 
 impl ReceiverConfig {
     /// Type names accepted in `receivers:` (aliases included).
-    pub const TYPES: &'static [&'static str] = &["file_log", "filelog", "kmsg", "oom", "otlp"];
+    pub const TYPES: &'static [&'static str] =
+        &["file_log", "filelog", "kmsg", "memory", "oom", "otlp"];
 
     /// Decodes the config of a receiver of type `type_name`; `None` when the
     /// type is unknown.
@@ -37,6 +40,7 @@ impl ReceiverConfig {
         Some(match type_name {
             "filelog" | "file_log" => from_node(node).map(ReceiverConfig::Filelog),
             "kmsg" => from_node(node).map(ReceiverConfig::Kmsg),
+            "memory" => from_node(node).map(ReceiverConfig::Memory),
             "oom" => from_node(node).map(ReceiverConfig::Oom),
             "otlp" => from_node(node).map(ReceiverConfig::Otlp),
             _ => return None,
@@ -49,6 +53,7 @@ impl ReceiverConfig {
         match self {
             ReceiverConfig::Filelog(c) => c.validate().map_err(ValidationError::from),
             ReceiverConfig::Kmsg(c) => c.validate().map_err(ValidationError::from),
+            ReceiverConfig::Memory(c) => c.validate().map_err(ValidationError::from),
             ReceiverConfig::Oom(c) => c.validate().map_err(ValidationError::from),
             ReceiverConfig::Otlp(c) => c.validate(),
         }
@@ -61,6 +66,7 @@ impl ReceiverConfig {
             | ReceiverConfig::Kmsg(_)
             | ReceiverConfig::Oom(_)
             | ReceiverConfig::Otlp(_) => &[Signal::Logs, Signal::Metrics],
+            ReceiverConfig::Memory(_) => &[Signal::Metrics],
         }
     }
 
@@ -76,6 +82,7 @@ impl ReceiverConfig {
         match self {
             ReceiverConfig::Filelog(c) => filelog::start(c, ctx, outputs).await,
             ReceiverConfig::Kmsg(c) => kmsg::start(c, ctx, outputs).await,
+            ReceiverConfig::Memory(c) => memory::start(c, ctx, outputs).await,
             ReceiverConfig::Oom(c) => oom::start(c, ctx, outputs).await,
             ReceiverConfig::Otlp(c) => otlp::start(c, ctx, outputs).await,
         }

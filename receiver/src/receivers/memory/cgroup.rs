@@ -1,0 +1,705 @@
+//! Per-cgroup memory from the memory controller's hierarchy, cgroup v1
+//! (`memory.usage_in_bytes`, `memory.limit_in_bytes`, `memory.oom_control`,
+//! ...) or v2 (`memory.current`, `memory.max`, `memory.events`, ...).
+//!
+//! Every scrape walks the hierarchy (depth first, sorted, so the first
+//! `max_cgroups` are the same ones each time) and reports every cgroup that
+//! has a limit set or holds processes and passes include/exclude. Besides
+//! the kernel's figures it derives `headroom` (limit - usage) and
+//! `time_to_limit`: the least-squares slope of usage over the samples of the
+//! last `growth_window` (at least [`MIN_GROWTH_SAMPLES`]), and (limit -
+//! usage) / slope when the slope is positive; absent when usage is flat or
+//! falling, or there is no limit.
+
+use std::collections::{HashMap, VecDeque};
+use std::io;
+use std::os::unix::fs::MetadataExt as _;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use opentelemetry_proto::tonic::common::v1::KeyValue;
+
+use super::metrics::{self as m, int, kv_str, MetricsBuilder};
+use super::psi;
+use super::system::parse_u64;
+use super::{read_file, vanished, CgroupsConfig, Starts, WarnOnce};
+use crate::receivers::oom::enrich::container_ids;
+
+/// Which cgroup version the memory controller is mounted with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Version {
+    V1,
+    V2,
+}
+
+/// Where the memory controller's hierarchy is under `cgroup_fs` (normally
+/// /sys/fs/cgroup): v2 when the unified hierarchy there (or at `unified/`,
+/// hybrid mode) lists `memory` in `cgroup.controllers`, else the v1
+/// `memory/` hierarchy. A controller is bound to one hierarchy at a time.
+pub fn find_memory_hierarchy(cgroup_fs: &Path) -> Option<(PathBuf, Version)> {
+    for dir in [cgroup_fs.to_path_buf(), cgroup_fs.join("unified")] {
+        if std::fs::read_to_string(dir.join("cgroup.controllers"))
+            .is_ok_and(|c| c.split_whitespace().any(|n| n == "memory"))
+        {
+            return Some((dir, Version::V2));
+        }
+    }
+    let v1 = cgroup_fs.join("memory");
+    v1.join("memory.usage_in_bytes")
+        .is_file()
+        .then_some((v1, Version::V1))
+}
+
+/// v1 writes "no limit" as PAGE_COUNTER_MAX pages (9223372036854771712 with
+/// 4 KiB pages); anything this large is no limit.
+const V1_UNLIMITED: u64 = 1 << 62;
+
+/// A limit file: `max` (v2) or the v1 sentinel is no limit (`None`).
+pub fn parse_limit(text: &[u8]) -> Option<u64> {
+    let t = text.trim_ascii();
+    if t == b"max" {
+        return None;
+    }
+    parse_u64(t).filter(|v| *v < V1_UNLIMITED)
+}
+
+/// `key value` lines (memory.stat, memory.events, memory.oom_control).
+pub fn parse_flat_keyed(text: &[u8]) -> impl Iterator<Item = (&[u8], u64)> {
+    text.split(|b| *b == b'\n').filter_map(|line| {
+        let sp = memchr::memchr(b' ', line)?;
+        Some((&line[..sp], parse_u64(line[sp + 1..].trim_ascii())?))
+    })
+}
+
+/// memory.stat figures reported as `cgroup.memory.breakdown`, by the
+/// `cgroup.memory.type` value, with their v2 and v1 (hierarchical) keys.
+const BREAKDOWN: &[(&str, &str, &str)] = &[
+    ("anon", "anon", "total_rss"),
+    ("file", "file", "total_cache"),
+    ("kernel", "kernel", ""),
+    ("kernel_stack", "kernel_stack", ""),
+    ("pagetables", "pagetables", ""),
+    ("sock", "sock", ""),
+    ("shmem", "shmem", "total_shmem"),
+    ("file_mapped", "file_mapped", "total_mapped_file"),
+    ("file_dirty", "file_dirty", "total_dirty"),
+    ("file_writeback", "file_writeback", "total_writeback"),
+    ("slab_reclaimable", "slab_reclaimable", ""),
+    ("slab_unreclaimable", "slab_unreclaimable", ""),
+    ("active_anon", "active_anon", "total_active_anon"),
+    ("inactive_anon", "inactive_anon", "total_inactive_anon"),
+    ("active_file", "active_file", "total_active_file"),
+    ("inactive_file", "inactive_file", "total_inactive_file"),
+    ("unevictable", "unevictable", "total_unevictable"),
+];
+
+/// The memory.stat figures used.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct MemoryStat {
+    /// By [`BREAKDOWN`] index.
+    pub breakdown: [Option<u64>; BREAKDOWN.len()],
+    pub pgfault: Option<u64>,
+    pub pgmajfault: Option<u64>,
+}
+
+impl MemoryStat {
+    fn inactive_file(&self) -> Option<u64> {
+        BREAKDOWN
+            .iter()
+            .position(|(name, _, _)| *name == "inactive_file")
+            .and_then(|i| self.breakdown[i])
+    }
+}
+
+/// Parses memory.stat of either version (v1: the hierarchical `total_*`
+/// figures, which include descendants as v2's do).
+pub fn parse_memory_stat(text: &[u8], version: Version) -> MemoryStat {
+    let mut stat = MemoryStat::default();
+    for (key, value) in parse_flat_keyed(text) {
+        let (pgfault, pgmajfault): (&[u8], &[u8]) = match version {
+            Version::V2 => (b"pgfault", b"pgmajfault"),
+            Version::V1 => (b"total_pgfault", b"total_pgmajfault"),
+        };
+        if key == pgfault {
+            stat.pgfault = Some(value);
+        } else if key == pgmajfault {
+            stat.pgmajfault = Some(value);
+        } else if let Some(i) = BREAKDOWN.iter().position(|(_, v2, v1)| {
+            let k = match version {
+                Version::V2 => *v2,
+                Version::V1 => *v1,
+            };
+            !k.is_empty() && k.as_bytes() == key
+        }) {
+            stat.breakdown[i] = Some(value);
+        }
+    }
+    stat
+}
+
+/// v1 memory.oom_control: (`oom_kill` count, `under_oom`).
+pub fn parse_oom_control(text: &[u8]) -> (Option<u64>, Option<u64>) {
+    let (mut kills, mut under) = (None, None);
+    for (key, value) in parse_flat_keyed(text) {
+        match key {
+            b"oom_kill" => kills = Some(value),
+            b"under_oom" => under = Some(value),
+            _ => {}
+        }
+    }
+    (kills, under)
+}
+
+/// Fewest samples `time_to_limit` is estimated from.
+pub const MIN_GROWTH_SAMPLES: usize = 3;
+/// Most samples kept per cgroup (fast sampling under pressure fills the
+/// window with more).
+const MAX_GROWTH_SAMPLES: usize = 256;
+
+/// Seconds until `limit` at the least-squares growth rate of `samples`
+/// (seconds, bytes), from the last sample's usage; `None` unless usage grows.
+pub fn time_to_limit(samples: &VecDeque<(f64, f64)>, limit: u64) -> Option<f64> {
+    if samples.len() < MIN_GROWTH_SAMPLES {
+        return None;
+    }
+    let n = samples.len() as f64;
+    let mean_t = samples.iter().map(|s| s.0).sum::<f64>() / n;
+    let mean_u = samples.iter().map(|s| s.1).sum::<f64>() / n;
+    let (mut sxx, mut sxy) = (0.0, 0.0);
+    for (t, u) in samples {
+        sxx += (t - mean_t) * (t - mean_t);
+        sxy += (t - mean_t) * (u - mean_u);
+    }
+    if sxx <= 0.0 {
+        return None;
+    }
+    let slope = sxy / sxx;
+    if !slope.is_finite() || slope <= 0.0 {
+        return None;
+    }
+    let last = samples.back()?.1;
+    Some(((limit as f64 - last).max(0.0)) / slope)
+}
+
+/// What is kept per cgroup between scrapes.
+#[derive(Debug)]
+struct Tracked {
+    /// The directory's inode: a cgroup removed and created again under the
+    /// same path is a new series.
+    ino: u64,
+    /// Start of its cumulative counters.
+    start_unix_nano: u64,
+    /// `cgroup.path` and container/pod ids, built once.
+    attributes: Vec<KeyValue>,
+    /// (seconds since the scraper started, usage bytes).
+    samples: VecDeque<(f64, f64)>,
+    seen: u64,
+}
+
+/// Bound on directories visited per scrape, whatever `max_cgroups` is.
+const MAX_VISITED: usize = 200_000;
+/// Bound on what is read of one cgroup file (memory.stat is about 1.5 KiB).
+const MAX_FILE: usize = 64 * 1024;
+
+/// Scrapes the memory cgroups.
+pub struct CgroupScraper {
+    cgroup_fs: PathBuf,
+    hierarchy: Option<(PathBuf, Version)>,
+    include: Vec<glob::Pattern>,
+    exclude: Vec<glob::Pattern>,
+    max_cgroups: usize,
+    growth_window: Duration,
+    tracked: HashMap<String, Tracked>,
+    buf: Vec<u8>,
+    epoch: Instant,
+    seq: u64,
+    /// Unix time of the previous scrape (start time of cgroups first seen
+    /// after the first scrape: their counters began after it).
+    previous_scrape: Option<u64>,
+}
+
+impl CgroupScraper {
+    pub fn new(cgroup_fs: &Path, cfg: &CgroupsConfig) -> Result<CgroupScraper, String> {
+        let globs = |key: &str, list: &[String]| -> Result<Vec<glob::Pattern>, String> {
+            list.iter()
+                .map(|g| {
+                    glob::Pattern::new(g)
+                        .map_err(|e| format!("cgroups::{key}: invalid glob {g:?}: {e}"))
+                })
+                .collect()
+        };
+        Ok(CgroupScraper {
+            cgroup_fs: cgroup_fs.to_path_buf(),
+            hierarchy: None,
+            include: globs("include", &cfg.include)?,
+            exclude: globs("exclude", &cfg.exclude)?,
+            max_cgroups: cfg.max_cgroups,
+            growth_window: cfg.growth_window.get(),
+            tracked: HashMap::new(),
+            buf: Vec::with_capacity(4096),
+            epoch: Instant::now(),
+            seq: 0,
+            previous_scrape: None,
+        })
+    }
+
+    /// The hierarchy in use, once found.
+    pub fn hierarchy(&self) -> Option<&(PathBuf, Version)> {
+        self.hierarchy.as_ref()
+    }
+
+    fn selected(&self, path: &str) -> bool {
+        let opts = glob::MatchOptions {
+            case_sensitive: true,
+            require_literal_separator: true,
+            require_literal_leading_dot: false,
+        };
+        (self.include.is_empty() || self.include.iter().any(|p| p.matches_with(path, opts)))
+            && !self.exclude.iter().any(|p| p.matches_with(path, opts))
+    }
+
+    pub fn scrape(&mut self, b: &mut MetricsBuilder, starts: &Starts, warn: &mut WarnOnce) {
+        if self.hierarchy.is_none() {
+            self.hierarchy = find_memory_hierarchy(&self.cgroup_fs);
+        }
+        let Some((root, version)) = self.hierarchy.clone() else {
+            warn.warn(
+                "cgroup-hierarchy",
+                format_args!(
+                    "memory receiver: no memory cgroup hierarchy under {} (neither cgroup2 with the memory controller nor v1 memory/); no cgroup metrics",
+                    self.cgroup_fs.display()
+                ),
+            );
+            return;
+        };
+        self.seq += 1;
+        let now_secs = self.epoch.elapsed().as_secs_f64();
+        let first_scrape_start = self.previous_scrape.unwrap_or(starts.boot_unix_nano);
+        let mut reported = 0usize;
+        let mut visited = 0usize;
+        // Relative paths ("" is the root), popped in sorted order.
+        let mut stack: Vec<String> = vec![String::new()];
+        while let Some(rel) = stack.pop() {
+            visited += 1;
+            if visited > MAX_VISITED {
+                warn.warn(
+                    "cgroup-visited",
+                    format_args!(
+                        "memory receiver: more than {MAX_VISITED} cgroups; the rest is not walked"
+                    ),
+                );
+                break;
+            }
+            let dir = if rel.is_empty() {
+                root.clone()
+            } else {
+                root.join(&rel)
+            };
+            let mut children: Vec<String> = match std::fs::read_dir(&dir) {
+                Ok(entries) => entries
+                    .filter_map(Result::ok)
+                    .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                    .filter_map(|e| e.file_name().into_string().ok())
+                    .map(|name| {
+                        if rel.is_empty() {
+                            name
+                        } else {
+                            format!("{rel}/{name}")
+                        }
+                    })
+                    .collect(),
+                Err(e) => {
+                    if !vanished(&e) {
+                        note(warn, &dir, &e);
+                    }
+                    continue;
+                }
+            };
+            children.sort_unstable_by(|a, b| b.cmp(a));
+            let path = format!("/{rel}");
+            if self.selected(&path) {
+                match self.scrape_one(b, &dir, &path, version, now_secs, first_scrape_start, warn) {
+                    Ok(true) => {
+                        reported += 1;
+                        if reported >= self.max_cgroups {
+                            if !stack.is_empty() || !children.is_empty() {
+                                warn.warn(
+                                    "cgroup-max",
+                                    format_args!(
+                                        "memory receiver: cgroups::max_cgroups ({}) reached; the cgroups after it in the walk are left out (raise it or narrow cgroups::include)",
+                                        self.max_cgroups
+                                    ),
+                                );
+                            }
+                            break;
+                        }
+                    }
+                    Ok(false) => {}
+                    Err(e) => {
+                        if !vanished(&e) {
+                            note(warn, &dir, &e);
+                        }
+                    }
+                }
+            }
+            // v2: a cgroup without the memory controller has no memory.*
+            // files, and neither can its children.
+            if version == Version::V2 && !rel.is_empty() && !dir.join("memory.current").exists() {
+                continue;
+            }
+            stack.extend(children);
+        }
+        let seq = self.seq;
+        self.tracked.retain(|_, t| t.seen == seq);
+        self.previous_scrape = Some(b.time_unix_nano());
+    }
+
+    /// Reports one cgroup; `Ok(false)` when it has neither a limit nor
+    /// processes (or no memory controller files).
+    #[allow(clippy::too_many_arguments)]
+    fn scrape_one(
+        &mut self,
+        b: &mut MetricsBuilder,
+        dir: &Path,
+        path: &str,
+        version: Version,
+        now_secs: f64,
+        new_series_start: u64,
+        warn: &mut WarnOnce,
+    ) -> io::Result<bool> {
+        let (usage_file, limit_file) = match version {
+            Version::V2 => ("memory.current", "memory.max"),
+            Version::V1 => ("memory.usage_in_bytes", "memory.limit_in_bytes"),
+        };
+        let is_root = path == "/";
+        let limit = match self.read(dir, limit_file, warn)? {
+            Some(()) => parse_limit(&self.buf),
+            // The v2 root has no memory.max; elsewhere no memory controller.
+            None if is_root => None,
+            None => return Ok(false),
+        };
+        if limit.is_none() && !self.holds_processes(dir)? {
+            return Ok(false);
+        }
+        let usage = self
+            .read(dir, usage_file, warn)?
+            .and_then(|()| parse_u64(self.buf.trim_ascii()));
+
+        let ino = std::fs::metadata(dir)?.ino();
+        let seq = self.seq;
+        let tracked = self
+            .tracked
+            .entry(path.to_string())
+            .or_insert_with(|| new_tracked(path, ino, new_series_start));
+        if tracked.ino != ino {
+            *tracked = new_tracked(path, ino, new_series_start);
+        }
+        tracked.seen = seq;
+        let attrs = tracked.attributes.clone();
+        let start = tracked.start_unix_nano;
+        if let Some(u) = usage {
+            tracked.samples.push_back((now_secs, u as f64));
+            let window = self.growth_window.as_secs_f64();
+            while tracked
+                .samples
+                .front()
+                .is_some_and(|(t, _)| now_secs - t > window)
+                || tracked.samples.len() > MAX_GROWTH_SAMPLES
+            {
+                tracked.samples.pop_front();
+            }
+        }
+        let growth = match (limit, usage) {
+            (Some(l), Some(_)) => time_to_limit(&tracked.samples, l),
+            _ => None,
+        };
+
+        let with = |extra: Option<(&str, &str)>| -> Vec<KeyValue> {
+            let mut a = attrs.clone();
+            if let Some((k, v)) = extra {
+                a.push(kv_str(k, v));
+            }
+            a
+        };
+        if let Some(u) = usage {
+            b.int(&m::CGROUP_MEMORY_USAGE, start, int(u), with(None));
+        }
+        if let Some(l) = limit {
+            b.int(&m::CGROUP_MEMORY_LIMIT, start, int(l), with(None));
+            if let Some(u) = usage {
+                let headroom = i128::from(l) - i128::from(u);
+                let headroom = i64::try_from(headroom).unwrap_or(if headroom < 0 {
+                    i64::MIN
+                } else {
+                    i64::MAX
+                });
+                b.int(&m::CGROUP_MEMORY_HEADROOM, start, headroom, with(None));
+            }
+        }
+        if let Some(t) = growth {
+            b.double(&m::CGROUP_MEMORY_TIME_TO_LIMIT, start, t, with(None));
+        }
+
+        let stat = self
+            .read(dir, "memory.stat", warn)?
+            .map(|()| parse_memory_stat(&self.buf, version));
+        if let Some(stat) = &stat {
+            for (i, (name, _, _)) in BREAKDOWN.iter().enumerate() {
+                if let Some(v) = stat.breakdown[i] {
+                    b.int(
+                        &m::CGROUP_MEMORY_BREAKDOWN,
+                        start,
+                        int(v),
+                        with(Some(("cgroup.memory.type", name))),
+                    );
+                }
+            }
+            if let (Some(u), Some(inactive)) = (usage, stat.inactive_file()) {
+                b.int(
+                    &m::CGROUP_MEMORY_WORKING_SET,
+                    start,
+                    int(u.saturating_sub(inactive)),
+                    with(None),
+                );
+            }
+            if let (Some(all), Some(major)) = (stat.pgfault, stat.pgmajfault) {
+                for (kind, v) in [("major", major), ("minor", all.saturating_sub(major))] {
+                    b.int(
+                        &m::CGROUP_PAGING_FAULTS,
+                        start,
+                        int(v),
+                        with(Some(("system.paging.fault.type", kind))),
+                    );
+                }
+            }
+        }
+
+        match version {
+            Version::V2 => {
+                if self.read(dir, "memory.high", warn)?.is_some() {
+                    if let Some(high) = parse_limit(&self.buf) {
+                        b.int(&m::CGROUP_MEMORY_HIGH, start, int(high), with(None));
+                    }
+                }
+                if self.read(dir, "memory.swap.current", warn)?.is_some() {
+                    if let Some(v) = parse_u64(self.buf.trim_ascii()) {
+                        b.int(&m::CGROUP_MEMORY_SWAP_USAGE, start, int(v), with(None));
+                    }
+                }
+                if self.read(dir, "memory.swap.max", warn)?.is_some() {
+                    if let Some(v) = parse_limit(&self.buf) {
+                        b.int(&m::CGROUP_MEMORY_SWAP_LIMIT, start, int(v), with(None));
+                    }
+                }
+                if self.read(dir, "memory.events", warn)?.is_some() {
+                    for (key, v) in parse_flat_keyed(&self.buf) {
+                        let event = String::from_utf8_lossy(key);
+                        b.int(
+                            &m::CGROUP_MEMORY_EVENTS,
+                            start,
+                            int(v),
+                            with(Some(("cgroup.memory.event", &event))),
+                        );
+                    }
+                }
+                if self.read(dir, "memory.pressure", warn)?.is_some() {
+                    let p = psi::parse_pressure(&self.buf);
+                    psi::record(
+                        b,
+                        &m::CGROUP_PSI_AVG,
+                        &m::CGROUP_PSI_STALL_TIME,
+                        &p,
+                        start,
+                        &attrs,
+                    );
+                }
+            }
+            Version::V1 => {
+                if self
+                    .read(dir, "memory.memsw.usage_in_bytes", warn)?
+                    .is_some()
+                {
+                    if let (Some(memsw), Some(u)) = (parse_u64(self.buf.trim_ascii()), usage) {
+                        b.int(
+                            &m::CGROUP_MEMORY_SWAP_USAGE,
+                            start,
+                            int(memsw.saturating_sub(u)),
+                            with(None),
+                        );
+                    }
+                }
+                if self.read(dir, "memory.oom_control", warn)?.is_some() {
+                    let (kills, under) = parse_oom_control(&self.buf);
+                    if let Some(k) = kills {
+                        b.int(
+                            &m::CGROUP_MEMORY_EVENTS,
+                            start,
+                            int(k),
+                            with(Some(("cgroup.memory.event", "oom_kill"))),
+                        );
+                    }
+                    if let Some(u) = under {
+                        b.int(&m::CGROUP_MEMORY_UNDER_OOM, start, int(u), with(None));
+                    }
+                }
+                if self.read(dir, "memory.failcnt", warn)?.is_some() {
+                    if let Some(v) = parse_u64(self.buf.trim_ascii()) {
+                        b.int(
+                            &m::CGROUP_MEMORY_EVENTS,
+                            start,
+                            int(v),
+                            with(Some(("cgroup.memory.event", "max"))),
+                        );
+                    }
+                }
+                if self
+                    .read(dir, "memory.kmem.usage_in_bytes", warn)?
+                    .is_some()
+                {
+                    if let Some(v) = parse_u64(self.buf.trim_ascii()) {
+                        b.int(
+                            &m::CGROUP_MEMORY_BREAKDOWN,
+                            start,
+                            int(v),
+                            with(Some(("cgroup.memory.type", "kernel"))),
+                        );
+                    }
+                }
+            }
+        }
+        Ok(true)
+    }
+
+    /// Whether `cgroup.procs` lists at least one process (only its start is
+    /// read).
+    fn holds_processes(&mut self, dir: &Path) -> io::Result<bool> {
+        match read_file(&dir.join("cgroup.procs"), &mut self.buf, 64) {
+            Ok(()) => Ok(self.buf.iter().any(u8::is_ascii_digit)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Reads `dir/file` into the buffer. `Ok(None)` when the file is absent
+    /// (kernel version, swap accounting off, the root cgroup); an error when
+    /// the cgroup vanished (the caller skips it); other errors are reported
+    /// once per file and give `Ok(None)`.
+    fn read(&mut self, dir: &Path, file: &str, warn: &mut WarnOnce) -> io::Result<Option<()>> {
+        let path = dir.join(file);
+        match read_file(&path, &mut self.buf, MAX_FILE) {
+            Ok(()) => Ok(Some(())),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                // The file, or the whole cgroup? Only the latter ends it.
+                if dir.exists() {
+                    Ok(None)
+                } else {
+                    Err(e)
+                }
+            }
+            Err(e) if vanished(&e) => Err(e),
+            Err(e) => {
+                note(warn, &path, &e);
+                Ok(None)
+            }
+        }
+    }
+}
+
+fn new_tracked(path: &str, ino: u64, start_unix_nano: u64) -> Tracked {
+    let mut attributes = vec![kv_str("cgroup.path", path)];
+    let ids = container_ids(path);
+    if let Some(id) = &ids.container_id {
+        attributes.push(kv_str("container.id", id));
+    }
+    if let Some(uid) = &ids.pod_uid {
+        attributes.push(kv_str("k8s.pod.uid", uid));
+    }
+    Tracked {
+        ino,
+        start_unix_nano,
+        attributes,
+        samples: VecDeque::new(),
+        seen: 0,
+    }
+}
+
+fn note(warn: &mut WarnOnce, path: &Path, e: &io::Error) {
+    warn.warn(
+        &path.to_string_lossy(),
+        format_args!(
+            "memory receiver: cannot read {}: {e} (reported once)",
+            path.display()
+        ),
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limits() {
+        assert_eq!(parse_limit(b"max\n"), None);
+        assert_eq!(parse_limit(b"52428800\n"), Some(52428800));
+        assert_eq!(parse_limit(b"9223372036854771712\n"), None, "v1 unlimited");
+        assert_eq!(parse_limit(b"garbage"), None);
+    }
+
+    #[test]
+    fn v2_memory_stat_and_events() {
+        let stat = b"anon 1000\nfile 2000\nkernel 300\nkernel_stack 16384\npagetables 4096\nsock 0\nshmem 50\nfile_mapped 60\nfile_dirty 7\nfile_writeback 0\nslab_reclaimable 100\nslab_unreclaimable 200\ninactive_anon 10\nactive_anon 990\ninactive_file 1500\nactive_file 500\nunevictable 0\npgfault 5000\npgmajfault 12\n";
+        let s = parse_memory_stat(stat, Version::V2);
+        assert_eq!(s.breakdown[0], Some(1000));
+        assert_eq!(s.breakdown[1], Some(2000));
+        assert_eq!(s.inactive_file(), Some(1500));
+        assert_eq!(s.pgfault, Some(5000));
+        assert_eq!(s.pgmajfault, Some(12));
+        let events: Vec<(&[u8], u64)> =
+            parse_flat_keyed(b"low 0\nhigh 3\nmax 17\noom 2\noom_kill 1\noom_group_kill 0\n")
+                .collect();
+        assert_eq!(events.len(), 6);
+        assert_eq!(events[2], (&b"max"[..], 17));
+        assert_eq!(events[4], (&b"oom_kill"[..], 1));
+    }
+
+    #[test]
+    fn v1_files() {
+        let stat = b"cache 4096\nrss 8192\nshmem 0\nmapped_file 0\ninactive_file 4096\npgfault 10\npgmajfault 1\nhierarchical_memory_limit 52428800\ntotal_cache 40960\ntotal_rss 81920\ntotal_shmem 0\ntotal_mapped_file 4096\ntotal_inactive_file 30000\ntotal_pgfault 100\ntotal_pgmajfault 3\n";
+        let s = parse_memory_stat(stat, Version::V1);
+        assert_eq!(s.breakdown[0], Some(81920), "anon = total_rss");
+        assert_eq!(s.breakdown[1], Some(40960), "file = total_cache");
+        assert_eq!(s.inactive_file(), Some(30000));
+        assert_eq!(s.pgfault, Some(100));
+        assert_eq!(s.pgmajfault, Some(3));
+        assert_eq!(
+            parse_oom_control(b"oom_kill_disable 0\nunder_oom 1\noom_kill 4\n"),
+            (Some(4), Some(1))
+        );
+    }
+
+    #[test]
+    fn growth_estimate() {
+        let mut s = VecDeque::new();
+        assert_eq!(time_to_limit(&s, 100), None);
+        // 10 bytes a second, at 50 now: 50 more bytes take 5 s.
+        for (t, u) in [(0.0, 30.0), (1.0, 40.0), (2.0, 50.0)] {
+            s.push_back((t, u));
+        }
+        let t = time_to_limit(&s, 100).expect("growing");
+        assert!((t - 5.0).abs() < 1e-9, "{t}");
+        // Noisy but growing: the fit, not the last two points.
+        let noisy: VecDeque<(f64, f64)> =
+            [(0.0, 0.0), (1.0, 20.0), (2.0, 10.0), (3.0, 30.0)].into();
+        let t = time_to_limit(&noisy, 100).expect("growing");
+        // slope 8: (100 - 30) / 8
+        assert!((t - 8.75).abs() < 1e-9, "{t}");
+        // Flat or shrinking: absent.
+        let flat: VecDeque<(f64, f64)> = [(0.0, 5.0), (1.0, 5.0), (2.0, 5.0)].into();
+        assert_eq!(time_to_limit(&flat, 100), None);
+        let down: VecDeque<(f64, f64)> = [(0.0, 9.0), (1.0, 5.0), (2.0, 1.0)].into();
+        assert_eq!(time_to_limit(&down, 100), None);
+        // Already over the limit: 0.
+        let over: VecDeque<(f64, f64)> = [(0.0, 90.0), (1.0, 100.0), (2.0, 110.0)].into();
+        assert_eq!(time_to_limit(&over, 100), Some(0.0));
+    }
+}

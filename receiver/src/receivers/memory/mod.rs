@@ -1,0 +1,583 @@
+//! The `memory` receiver: memory samples from /proc and cgroups, as metrics.
+//!
+//! Every `collection_interval` one scrape reads
+//! - system memory (`/proc/meminfo`, `/proc/vmstat`: [`system`]),
+//! - memory pressure (`/proc/pressure/memory`: [`psi`]),
+//! - the top processes by resident memory (`/proc/PID/*`: [`process`]),
+//! - every memory cgroup that has a limit or holds processes ([`cgroup`]),
+//!
+//! and hands one metrics payload to the pipelines. When PSI is available a
+//! pressure trigger is registered with the kernel; while it fires, sampling
+//! runs every `pressure.trigger.interval` instead (the build-up before an OOM
+//! kill is what this receiver is for).
+//!
+//! Files are read with plain `open`/`read` into reused buffers and parsed in
+//! place (no `procfs` crate: it allocates a map per status file and a string
+//! per field, which is most of the cost of a scrape over thousands of
+//! processes). Processes and cgroups that vanish mid-scrape are skipped
+//! silently; any other unreadable file is reported once.
+
+pub mod cgroup;
+pub mod metrics;
+pub mod process;
+pub mod psi;
+pub mod system;
+
+use std::collections::HashSet;
+use std::io::{self, Read as _};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use opentelemetry_proto::tonic::common::v1::InstrumentationScope;
+use opentelemetry_proto::tonic::metrics::v1::{ResourceMetrics, ScopeMetrics};
+use serde::Deserialize;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use super::ReceiverOutputs;
+use crate::clock::{unix_now_nanos, Clock};
+use crate::component::BuildContext;
+use crate::config::GoDuration;
+use crate::pipeline::{Batch, DynConsumer, Payload};
+use crate::telemetry::ReceiverMetrics;
+use metrics::MetricsBuilder;
+
+/// Instrumentation scope of every metric of this receiver.
+pub const SCOPE_NAME: &str = "oomscope/memory";
+
+/// `memory` receiver configuration.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MemoryReceiverConfig {
+    /// How often everything is scraped.
+    pub collection_interval: GoDuration,
+    /// Wait before the first scrape.
+    pub initial_delay: GoDuration,
+    /// Where the host's file system is: `/proc`, `/sys/fs/cgroup` and
+    /// `/etc/passwd` are read under it (`/hostfs` when the agent runs in a
+    /// container with the host's root mounted there).
+    pub root_path: PathBuf,
+    /// System memory, swap, paging and kernel counters.
+    pub system: SystemConfig,
+    /// Memory pressure (PSI).
+    pub pressure: PressureConfig,
+    /// The top processes by resident memory.
+    pub processes: ProcessesConfig,
+    /// Memory cgroups.
+    pub cgroups: CgroupsConfig,
+}
+
+impl Default for MemoryReceiverConfig {
+    fn default() -> Self {
+        MemoryReceiverConfig {
+            collection_interval: GoDuration::from_secs(10),
+            initial_delay: GoDuration::from_secs(1),
+            root_path: PathBuf::from("/"),
+            system: SystemConfig::default(),
+            pressure: PressureConfig::default(),
+            processes: ProcessesConfig::default(),
+            cgroups: CgroupsConfig::default(),
+        }
+    }
+}
+
+/// `system`: /proc/meminfo and /proc/vmstat.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SystemConfig {
+    pub enabled: bool,
+}
+
+impl Default for SystemConfig {
+    fn default() -> Self {
+        SystemConfig { enabled: true }
+    }
+}
+
+/// `pressure`: /proc/pressure/memory.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PressureConfig {
+    pub enabled: bool,
+    /// A kernel PSI trigger that speeds sampling up while pressure is high;
+    /// `null` turns it off.
+    pub trigger: Option<TriggerConfig>,
+}
+
+impl Default for PressureConfig {
+    fn default() -> Self {
+        PressureConfig {
+            enabled: true,
+            trigger: Some(TriggerConfig::default()),
+        }
+    }
+}
+
+/// `pressure.trigger`: "some" stall of `stall` within `window` fires it.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TriggerConfig {
+    /// Stall time within `window` that counts as high pressure.
+    pub stall: GoDuration,
+    /// The trigger's window (500ms..10s). Without CAP_SYS_RESOURCE the
+    /// kernel accepts only multiples of 2s: the window is then rounded up
+    /// and `stall` scaled alike.
+    pub window: GoDuration,
+    /// How often to scrape while the trigger fires.
+    pub interval: GoDuration,
+    /// How long after the last firing sampling stays fast.
+    pub hold: GoDuration,
+}
+
+impl Default for TriggerConfig {
+    fn default() -> Self {
+        TriggerConfig {
+            stall: GoDuration::from_millis(150),
+            window: GoDuration::from_secs(1),
+            interval: GoDuration::from_secs(1),
+            hold: GoDuration::from_secs(30),
+        }
+    }
+}
+
+/// How `names` are matched against a process name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum MatchType {
+    /// The whole name equals one of `names`.
+    #[default]
+    Strict,
+    /// One of `names` (a regular expression) matches somewhere in the name.
+    Regexp,
+}
+
+/// `include` / `exclude` of processes (hostmetrics' process scraper keys).
+#[derive(Debug, Clone, PartialEq, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct NameMatchConfig {
+    pub names: Vec<String>,
+    pub match_type: MatchType,
+}
+
+/// `processes`: the top `top` processes by resident memory.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProcessesConfig {
+    pub enabled: bool,
+    /// How many processes (the largest by RSS) are reported.
+    pub top: usize,
+    /// Only processes whose name (the kernel's comm) matches are candidates.
+    pub include: Option<NameMatchConfig>,
+    /// Processes whose name matches are never reported.
+    pub exclude: Option<NameMatchConfig>,
+    /// Argument names whose values are redacted from command lines
+    /// (case-insensitive substrings).
+    pub secret_keys: Vec<String>,
+}
+
+impl Default for ProcessesConfig {
+    fn default() -> Self {
+        ProcessesConfig {
+            enabled: true,
+            top: 20,
+            include: None,
+            exclude: None,
+            secret_keys: crate::redact::default_keys(),
+        }
+    }
+}
+
+/// `cgroups`: memory cgroups with a limit or processes.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CgroupsConfig {
+    pub enabled: bool,
+    /// At most this many cgroups are reported per scrape.
+    pub max_cgroups: usize,
+    /// Cgroup path globs (`/kubepods/**`); when set, only matching cgroups
+    /// are reported.
+    pub include: Vec<String>,
+    /// Cgroup path globs never reported.
+    pub exclude: Vec<String>,
+    /// Samples of this recent past feed `cgroup.memory.time_to_limit`.
+    pub growth_window: GoDuration,
+}
+
+impl Default for CgroupsConfig {
+    fn default() -> Self {
+        CgroupsConfig {
+            enabled: true,
+            max_cgroups: 500,
+            include: Vec::new(),
+            exclude: Vec::new(),
+            growth_window: GoDuration::from_secs(120),
+        }
+    }
+}
+
+/// Upper bounds of the config (everything a scrape holds is bounded by them).
+const MAX_TOP: usize = 10_000;
+const MAX_CGROUPS: usize = 100_000;
+
+impl MemoryReceiverConfig {
+    pub fn validate(&self) -> Result<(), String> {
+        if self.collection_interval.is_zero() {
+            return Err("collection_interval must be greater than zero".into());
+        }
+        if let Some(t) = &self.pressure.trigger {
+            let window = t.window.get();
+            if window < Duration::from_millis(500) || window > Duration::from_secs(10) {
+                return Err("pressure::trigger::window must be between 500ms and 10s".into());
+            }
+            if t.stall.is_zero() || t.stall.get() > window {
+                return Err(
+                    "pressure::trigger::stall must be greater than zero and at most the window"
+                        .into(),
+                );
+            }
+            if t.interval.is_zero() {
+                return Err("pressure::trigger::interval must be greater than zero".into());
+            }
+        }
+        if self.processes.top == 0 || self.processes.top > MAX_TOP {
+            return Err(format!("processes::top must be between 1 and {MAX_TOP}"));
+        }
+        for (key, m) in [
+            ("include", &self.processes.include),
+            ("exclude", &self.processes.exclude),
+        ] {
+            if let Some(m) = m {
+                process::NameFilter::new(m).map_err(|e| format!("processes::{key}: {e}"))?;
+            }
+        }
+        if self.cgroups.max_cgroups == 0 || self.cgroups.max_cgroups > MAX_CGROUPS {
+            return Err(format!(
+                "cgroups::max_cgroups must be between 1 and {MAX_CGROUPS}"
+            ));
+        }
+        for (key, globs) in [
+            ("include", &self.cgroups.include),
+            ("exclude", &self.cgroups.exclude),
+        ] {
+            for g in globs {
+                glob::Pattern::new(g)
+                    .map_err(|e| format!("cgroups::{key}: invalid glob {g:?}: {e}"))?;
+            }
+        }
+        if self.cgroups.growth_window.is_zero() {
+            return Err("cgroups::growth_window must be greater than zero".into());
+        }
+        Ok(())
+    }
+
+    fn proc_path(&self) -> PathBuf {
+        self.root_path.join("proc")
+    }
+}
+
+/// Reports each distinct problem once (an unreadable file is not news at
+/// every scrape). Bounded: past `MAX_KEYS` distinct problems it goes quiet.
+#[derive(Debug, Default)]
+pub struct WarnOnce {
+    seen: HashSet<String>,
+}
+
+impl WarnOnce {
+    const MAX_KEYS: usize = 1024;
+
+    /// Logs `message` unless `key` was logged before.
+    pub fn warn(&mut self, key: &str, message: std::fmt::Arguments<'_>) {
+        if self.seen.len() >= Self::MAX_KEYS || self.seen.contains(key) {
+            return;
+        }
+        self.seen.insert(key.to_string());
+        tracing::warn!("{message}");
+    }
+
+    /// How many distinct problems were reported.
+    pub fn count(&self) -> usize {
+        self.seen.len()
+    }
+
+    /// The keys of the problems reported (for tests and diagnostics).
+    pub fn keys(&self) -> Vec<&str> {
+        self.seen.iter().map(String::as_str).collect()
+    }
+}
+
+/// Whether an error means the process or cgroup went away while it was
+/// read (not worth a word): ENOENT, ESRCH (a task exiting), ENODEV (a
+/// removed cgroup's files).
+pub fn vanished(err: &io::Error) -> bool {
+    err.kind() == io::ErrorKind::NotFound
+        || matches!(err.raw_os_error(), Some(libc::ESRCH) | Some(libc::ENODEV))
+}
+
+/// Reads a whole small file into `buf` (cleared first), at most `max` bytes.
+pub fn read_file(path: &Path, buf: &mut Vec<u8>, max: usize) -> io::Result<()> {
+    buf.clear();
+    let f = std::fs::File::open(path)?;
+    f.take(max as u64).read_to_end(buf)?;
+    Ok(())
+}
+
+/// Start times shared by every part of a scrape.
+#[derive(Debug, Clone, Copy)]
+pub struct Starts {
+    /// Unix time of boot: start of the kernel's cumulative counters.
+    pub boot_unix_nano: u64,
+    /// Unix time the receiver started: start of non-monotonic sums.
+    pub receiver_unix_nano: u64,
+}
+
+/// One full scrape (system, pressure, processes, cgroups), reusable: the
+/// scrapers keep their buffers and caches between scrapes. Public so the
+/// benchmark (`examples/memory_scrape.rs`) measures exactly what runs.
+pub struct Scraper {
+    starts: Starts,
+    warn: WarnOnce,
+    system: Option<system::SystemScraper>,
+    pressure: Option<psi::PressureScraper>,
+    processes: Option<process::ProcessScraper>,
+    cgroups: Option<cgroup::CgroupScraper>,
+}
+
+impl Scraper {
+    /// Checks `cfg` and builds the scrapers it enables.
+    pub fn new(cfg: &MemoryReceiverConfig) -> Result<Scraper, String> {
+        cfg.validate()?;
+        let proc_path = cfg.proc_path();
+        let starts = Starts {
+            boot_unix_nano: Clock::now().boot_unix_nano,
+            receiver_unix_nano: unix_now_nanos(),
+        };
+        Ok(Scraper {
+            starts,
+            warn: WarnOnce::default(),
+            system: cfg
+                .system
+                .enabled
+                .then(|| system::SystemScraper::new(&proc_path)),
+            pressure: cfg
+                .pressure
+                .enabled
+                .then(|| psi::PressureScraper::new(&proc_path)),
+            processes: if cfg.processes.enabled {
+                Some(process::ProcessScraper::new(
+                    &cfg.root_path,
+                    &cfg.processes,
+                    starts.boot_unix_nano,
+                )?)
+            } else {
+                None
+            },
+            cgroups: if cfg.cgroups.enabled {
+                Some(cgroup::CgroupScraper::new(
+                    &cfg.root_path.join("sys/fs/cgroup"),
+                    &cfg.cgroups,
+                )?)
+            } else {
+                None
+            },
+        })
+    }
+
+    /// One scrape: the host's metrics (system, pressure, cgroups) under one
+    /// resource without attributes (the `resource` processor adds the
+    /// host's), then one resource per reported process.
+    pub fn scrape(&mut self) -> Vec<ResourceMetrics> {
+        let mut b = MetricsBuilder::new(unix_now_nanos());
+        if let Some(s) = &mut self.system {
+            s.scrape(&mut b, &self.starts, &mut self.warn);
+        }
+        if let Some(p) = &mut self.pressure {
+            p.scrape(&mut b, &self.starts, &mut self.warn);
+        }
+        if let Some(c) = &mut self.cgroups {
+            c.scrape(&mut b, &self.starts, &mut self.warn);
+        }
+        let mut out = Vec::new();
+        let time = b.time_unix_nano();
+        if !b.is_empty() {
+            out.push(resource_metrics(None, b.into_metrics()));
+        }
+        if let Some(p) = &mut self.processes {
+            p.scrape(time, &mut self.warn, &mut out);
+        }
+        out
+    }
+
+    /// Distinct problems reported so far (unreadable files and the like).
+    pub fn warnings(&self) -> usize {
+        self.warn.count()
+    }
+
+    /// What was reported (one key per distinct problem).
+    pub fn warned(&self) -> Vec<&str> {
+        self.warn.keys()
+    }
+}
+
+/// Metrics under `resource` and this receiver's scope.
+pub fn resource_metrics(
+    resource: Option<opentelemetry_proto::tonic::resource::v1::Resource>,
+    metrics: Vec<opentelemetry_proto::tonic::metrics::v1::Metric>,
+) -> ResourceMetrics {
+    ResourceMetrics {
+        resource,
+        scope_metrics: vec![ScopeMetrics {
+            scope: Some(InstrumentationScope {
+                name: SCOPE_NAME.to_string(),
+                version: env!("CARGO_PKG_VERSION").to_string(),
+                ..Default::default()
+            }),
+            metrics,
+            ..Default::default()
+        }],
+        ..Default::default()
+    }
+}
+
+/// Starts the receiver: builds the scrapers, registers the PSI trigger when
+/// PSI is there, then scrapes until shutdown.
+pub async fn start(
+    cfg: &MemoryReceiverConfig,
+    ctx: BuildContext,
+    outputs: ReceiverOutputs,
+) -> anyhow::Result<JoinHandle<()>> {
+    let cfg = cfg.clone();
+    let scraper = Scraper::new(&cfg).map_err(|e| anyhow::anyhow!("receiver {}: {e}", ctx.id))?;
+    let trigger = match (&cfg.pressure.trigger, cfg.pressure.enabled) {
+        (Some(t), true) => {
+            let path = cfg.proc_path().join("pressure/memory");
+            match psi::PsiTrigger::register(&path, t.stall.get(), t.window.get()) {
+                Ok(trigger) => {
+                    tracing::info!(
+                        receiver = %ctx.id,
+                        stall = ?trigger.stall,
+                        window = ?trigger.window,
+                        fast_interval = %t.interval,
+                        "memory pressure trigger registered; sampling speeds up while it fires"
+                    );
+                    Some(trigger)
+                }
+                Err(e) => {
+                    tracing::warn!(receiver = %ctx.id, path = %path.display(), error = %e, "no memory pressure trigger; sampling stays at collection_interval");
+                    None
+                }
+            }
+        }
+        _ => None,
+    };
+    let Some(to) = outputs.metrics else {
+        anyhow::bail!(
+            "receiver {}: the memory receiver produces metrics only; put it in a metrics pipeline",
+            ctx.id
+        );
+    };
+    tracing::info!(receiver = %ctx.id, interval = %cfg.collection_interval, "sampling memory");
+    let telemetry = ctx.telemetry.receiver(&ctx.id, "");
+    Ok(tokio::spawn(run(cfg, scraper, trigger, to, telemetry, ctx)))
+}
+
+async fn run(
+    cfg: MemoryReceiverConfig,
+    scraper: Scraper,
+    mut trigger: Option<psi::PsiTrigger>,
+    to: DynConsumer,
+    telemetry: ReceiverMetrics,
+    ctx: BuildContext,
+) {
+    let normal = cfg.collection_interval.get();
+    let (fast, hold) = cfg
+        .pressure
+        .trigger
+        .as_ref()
+        .map(|t| (t.interval.get().min(normal), t.hold.get()))
+        .unwrap_or((normal, Duration::ZERO));
+    let mut scraper = Some(scraper);
+    let mut next = Instant::now() + cfg.initial_delay.get();
+    let mut fast_until: Option<Instant> = None;
+    loop {
+        tokio::select! {
+            () = ctx.shutdown.cancelled() => break,
+            () = tokio::time::sleep_until(next) => {}
+            fired = triggered(&trigger) => {
+                match fired {
+                    Ok(()) => {
+                        let now = Instant::now();
+                        let was_fast = fast_until.is_some_and(|t| t > now);
+                        fast_until = Some(now + hold);
+                        if !was_fast {
+                            tracing::info!(receiver = %ctx.id, interval = ?fast, "memory pressure is high; sampling faster");
+                            next = next.min(now);
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(receiver = %ctx.id, error = %e, "the memory pressure trigger failed; sampling stays at collection_interval");
+                        trigger = None;
+                    }
+                }
+                continue;
+            }
+        }
+        let started = Instant::now();
+        let Some(mut s) = scraper.take() else { break };
+        // Reading /proc is blocking file I/O; keep it off the runtime's workers.
+        let joined = tokio::task::spawn_blocking(move || {
+            let out = s.scrape();
+            (s, out)
+        })
+        .await;
+        let out = match joined {
+            Ok((s, out)) => {
+                scraper = Some(s);
+                out
+            }
+            Err(e) => {
+                tracing::error!(receiver = %ctx.id, error = %e, "a memory scrape failed; the receiver stops");
+                break;
+            }
+        };
+        deliver(&to, out, &telemetry).await;
+        let now = Instant::now();
+        let interval = match fast_until {
+            Some(t) if t > now => fast,
+            Some(_) => {
+                tracing::info!(receiver = %ctx.id, "memory pressure is back to normal");
+                fast_until = None;
+                normal
+            }
+            None => normal,
+        };
+        next = (started + interval).max(now);
+    }
+}
+
+async fn triggered(trigger: &Option<psi::PsiTrigger>) -> io::Result<()> {
+    match trigger {
+        Some(t) => t.triggered().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Hands one scrape to the pipelines. A refused scrape is dropped (the
+/// next one brings fresher figures), as the collector's scrapers do.
+async fn deliver(to: &DynConsumer, out: Vec<ResourceMetrics>, telemetry: &ReceiverMetrics) {
+    let batch = Batch::new(Payload::Metrics(out));
+    let signal = batch.signal();
+    let items = batch.item_count();
+    if items == 0 {
+        return;
+    }
+    match to.consume(batch).await {
+        Ok(()) => telemetry.accepted(signal, items),
+        Err(e) => {
+            tracing::debug!(error = %e, "the pipeline refused a memory scrape; it is dropped");
+            telemetry.refused(signal, items);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

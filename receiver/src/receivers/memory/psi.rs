@@ -1,0 +1,380 @@
+//! Memory pressure (PSI): `/proc/pressure/memory` and cgroup v2
+//! `memory.pressure`, and the kernel's PSI trigger that tells when pressure
+//! crosses a threshold (Documentation/accounting/psi.rst).
+
+use std::io;
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use opentelemetry_proto::tonic::common::v1::KeyValue;
+use rustix::fs::{Mode, OFlags};
+use tokio::io::unix::AsyncFd;
+use tokio::io::Interest;
+
+use super::metrics::{self as m, kv_str, MetricDef, MetricsBuilder};
+use super::system::parse_u64;
+use super::{read_file, vanished, Starts, WarnOnce};
+
+/// One line of a pressure file: `some avg10=0.12 avg60=0.05 avg300=0.01 total=123456`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PsiLine {
+    /// Percentages of wall time, as the kernel prints them.
+    pub avg10: f64,
+    pub avg60: f64,
+    pub avg300: f64,
+    /// Total stall time, microseconds.
+    pub total_us: u64,
+}
+
+/// A pressure file: "some" (at least one task stalled) and "full" (all
+/// non-idle tasks stalled at once).
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Pressure {
+    pub some: Option<PsiLine>,
+    pub full: Option<PsiLine>,
+}
+
+/// Parses a pressure file; lines it does not understand are skipped.
+pub fn parse_pressure(text: &[u8]) -> Pressure {
+    let mut p = Pressure::default();
+    for line in text.split(|b| *b == b'\n') {
+        let mut fields = line.split(|b| *b == b' ').filter(|f| !f.is_empty());
+        let slot = match fields.next() {
+            Some(b"some") => &mut p.some,
+            Some(b"full") => &mut p.full,
+            _ => continue,
+        };
+        let (mut avg10, mut avg60, mut avg300, mut total) = (None, None, None, None);
+        for field in fields {
+            let Some(eq) = memchr::memchr(b'=', field) else {
+                continue;
+            };
+            let (key, value) = (&field[..eq], &field[eq + 1..]);
+            match key {
+                b"avg10" => avg10 = parse_f64(value),
+                b"avg60" => avg60 = parse_f64(value),
+                b"avg300" => avg300 = parse_f64(value),
+                b"total" => total = parse_u64(value),
+                _ => {}
+            }
+        }
+        if let (Some(avg10), Some(avg60), Some(avg300), Some(total_us)) =
+            (avg10, avg60, avg300, total)
+        {
+            *slot = Some(PsiLine {
+                avg10,
+                avg60,
+                avg300,
+                total_us,
+            });
+        }
+    }
+    p
+}
+
+fn parse_f64(s: &[u8]) -> Option<f64> {
+    std::str::from_utf8(s)
+        .ok()?
+        .parse::<f64>()
+        .ok()
+        .filter(|v| v.is_finite())
+}
+
+/// Adds the points of `p`: `avg_def` by `psi.type` and `psi.window` (the
+/// kernel's percentage as a fraction), `stall_def` by `psi.type` (seconds).
+pub fn record(
+    b: &mut MetricsBuilder,
+    avg_def: &MetricDef,
+    stall_def: &MetricDef,
+    p: &Pressure,
+    start_unix_nano: u64,
+    base: &[KeyValue],
+) {
+    for (kind, line) in [("some", &p.some), ("full", &p.full)] {
+        let Some(line) = line else { continue };
+        for (window, avg) in [
+            ("10s", line.avg10),
+            ("60s", line.avg60),
+            ("300s", line.avg300),
+        ] {
+            let mut attrs = base.to_vec();
+            attrs.push(kv_str("psi.type", kind));
+            attrs.push(kv_str("psi.window", window));
+            b.double(avg_def, start_unix_nano, avg / 100.0, attrs);
+        }
+        let mut attrs = base.to_vec();
+        attrs.push(kv_str("psi.type", kind));
+        b.double(
+            stall_def,
+            start_unix_nano,
+            line.total_us as f64 / 1e6,
+            attrs,
+        );
+    }
+}
+
+/// Reads /proc/pressure/memory each scrape.
+pub struct PressureScraper {
+    path: PathBuf,
+    buf: Vec<u8>,
+}
+
+impl PressureScraper {
+    pub fn new(proc_path: &Path) -> Self {
+        PressureScraper {
+            path: proc_path.join("pressure/memory"),
+            buf: Vec::with_capacity(256),
+        }
+    }
+
+    pub fn scrape(&mut self, b: &mut MetricsBuilder, starts: &Starts, warn: &mut WarnOnce) {
+        match read_file(&self.path, &mut self.buf, 4096) {
+            Ok(()) => {
+                let p = parse_pressure(&self.buf);
+                record(
+                    b,
+                    &m::SYSTEM_PSI_AVG,
+                    &m::SYSTEM_PSI_STALL_TIME,
+                    &p,
+                    starts.boot_unix_nano,
+                    &[],
+                );
+            }
+            // No PSI in this kernel (CONFIG_PSI off: no file; `psi=0` on the
+            // command line: EOPNOTSUPP).
+            Err(e) if vanished(&e) || e.raw_os_error() == Some(libc::EOPNOTSUPP) => warn.warn(
+                &self.path.to_string_lossy(),
+                format_args!(
+                    "memory receiver: no memory pressure (PSI) on this host ({}: {e}); no system.memory.psi.* metrics",
+                    self.path.display()
+                ),
+            ),
+            Err(e) => warn.warn(
+                &self.path.to_string_lossy(),
+                format_args!(
+                    "memory receiver: cannot read {}: {e}; no system.memory.psi.* metrics",
+                    self.path.display()
+                ),
+            ),
+        }
+    }
+}
+
+/// A registered PSI trigger: the kernel signals POLLPRI on the file when the
+/// "some" stall within a window exceeds the threshold (at most once per
+/// window). Dropping it closes the file, which removes the trigger.
+///
+/// Each firing is checked against the file's own "some" total: it counts
+/// only if the total grew by at least the threshold since the previous
+/// check (a real firing always did, its stall happened since). Kernels up to
+/// at least 6.18 start an unprivileged trigger's window from the real-time
+/// poller's total while updating it from the averager's, so its first
+/// windows see the difference of two unrelated totals as growth and fire on
+/// a quiet machine (seen here; a fix moving that `window_reset` was proposed
+/// upstream).
+pub struct PsiTrigger {
+    fd: AsyncFd<OwnedFd>,
+    /// The stall threshold in effect.
+    pub stall: Duration,
+    /// The window in effect.
+    pub window: Duration,
+    path: PathBuf,
+    /// The "some" total (µs) at the previous check.
+    reference_us: AtomicU64,
+}
+
+/// Without CAP_SYS_RESOURCE the kernel accepts only windows that are
+/// multiples of this.
+const UNPRIVILEGED_WINDOW: Duration = Duration::from_secs(2);
+
+impl PsiTrigger {
+    /// Registers "some `stall` within `window`" on `path`. Where the kernel
+    /// refuses the window for want of CAP_SYS_RESOURCE (EINVAL unless it is a
+    /// multiple of 2s), the window is rounded up to the next multiple of 2s
+    /// and the stall scaled alike. Needs a tokio runtime.
+    pub fn register(path: &Path, stall: Duration, window: Duration) -> io::Result<PsiTrigger> {
+        let fd = rustix::fs::open(
+            path,
+            OFlags::RDWR | OFlags::NONBLOCK | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?;
+        // Only a kernel pressure file takes a trigger: a regular file (a
+        // recorded host under `root_path`) would be overwritten.
+        if rustix::fs::fstatfs(&fd)?.f_type != rustix::fs::PROC_SUPER_MAGIC {
+            return Err(io::Error::other(format!(
+                "{} is not on procfs: no pressure trigger there",
+                path.display()
+            )));
+        }
+        let (stall, window) = match write_trigger(&fd, stall, window) {
+            Ok(()) => (stall, window),
+            Err(e)
+                if e.raw_os_error() == Some(libc::EINVAL)
+                    && !window
+                        .as_micros()
+                        .is_multiple_of(UNPRIVILEGED_WINDOW.as_micros()) =>
+            {
+                let factor = window.as_secs_f64() / UNPRIVILEGED_WINDOW.as_secs_f64();
+                let rounded = UNPRIVILEGED_WINDOW * (factor.ceil() as u32).max(1);
+                let scaled = stall.mul_f64(rounded.as_secs_f64() / window.as_secs_f64());
+                write_trigger(&fd, scaled, rounded)?;
+                (scaled, rounded)
+            }
+            Err(e) => return Err(e),
+        };
+        // SAFETY: the descriptor is valid and owned by the `AsyncFd` from here
+        // on, so it stays open and the same for as long as it is registered.
+        let fd = unsafe { AsyncFd::register_with_interest(fd, Interest::PRIORITY) }?;
+        Ok(PsiTrigger {
+            fd,
+            stall,
+            window,
+            path: path.to_path_buf(),
+            reference_us: AtomicU64::new(some_total_us(path).unwrap_or(0)),
+        })
+    }
+
+    /// Waits for the next firing that the stall total confirms.
+    pub async fn triggered(&self) -> io::Result<()> {
+        loop {
+            let mut guard = self.fd.ready(Interest::PRIORITY).await?;
+            guard.clear_ready();
+            let Some(now) = some_total_us(&self.path) else {
+                return Ok(());
+            };
+            let before = self.reference_us.swap(now, Ordering::Relaxed);
+            if u128::from(now.saturating_sub(before)) >= self.stall.as_micros() {
+                return Ok(());
+            }
+            tracing::debug!(
+                stall_us = now.saturating_sub(before),
+                "ignoring a PSI trigger firing the stall total does not confirm"
+            );
+        }
+    }
+}
+
+/// The "some" total stall (µs) of a pressure file (reading it brings the
+/// total up to date).
+fn some_total_us(path: &Path) -> Option<u64> {
+    let text = std::fs::read(path).ok()?;
+    parse_pressure(&text).some.map(|l| l.total_us)
+}
+
+fn write_trigger(fd: &OwnedFd, stall: Duration, window: Duration) -> io::Result<()> {
+    // The kernel reads at most 127 bytes and replaces the last byte it got
+    // with NUL: send the terminating NUL.
+    let text = format!("some {} {}\0", stall.as_micros(), window.as_micros());
+    let n = rustix::io::write(fd, text.as_bytes())?;
+    if n != text.len() {
+        return Err(io::Error::other(format!(
+            "short write of the PSI trigger ({n} of {} bytes)",
+            text.len()
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use opentelemetry_proto::tonic::metrics::v1::metric;
+
+    #[test]
+    fn parses_system_and_cgroup_pressure() {
+        let text = b"some avg10=1.50 avg60=0.25 avg300=0.00 total=11873244
+full avg10=0.75 avg60=0.10 avg300=0.00 total=6824315
+";
+        let p = parse_pressure(text);
+        assert_eq!(
+            p.some,
+            Some(PsiLine {
+                avg10: 1.5,
+                avg60: 0.25,
+                avg300: 0.0,
+                total_us: 11873244
+            })
+        );
+        assert_eq!(p.full.map(|l| l.total_us), Some(6824315));
+        // Older kernels have no "full" line for cpu; a broken line is skipped.
+        let p = parse_pressure(b"some avg10=0.00 avg60=0.00 avg300=0.00 total=5\nfull avg10=x\n");
+        assert!(p.some.is_some());
+        assert!(p.full.is_none());
+        assert_eq!(parse_pressure(b""), Pressure::default());
+    }
+
+    #[test]
+    fn points_are_fractions_and_seconds() {
+        let p = parse_pressure(b"some avg10=50.00 avg60=0.25 avg300=0.00 total=2500000\n");
+        let mut b = MetricsBuilder::new(1);
+        record(
+            &mut b,
+            &m::SYSTEM_PSI_AVG,
+            &m::SYSTEM_PSI_STALL_TIME,
+            &p,
+            0,
+            &[],
+        );
+        let metrics = b.into_metrics();
+        let Some(metric::Data::Gauge(g)) = &metrics[0].data else {
+            panic!("gauge expected")
+        };
+        assert_eq!(g.data_points.len(), 3);
+        assert_eq!(
+            g.data_points[0].value,
+            Some(opentelemetry_proto::tonic::metrics::v1::number_data_point::Value::AsDouble(0.5))
+        );
+        let Some(metric::Data::Sum(s)) = &metrics[1].data else {
+            panic!("sum expected")
+        };
+        assert!(s.is_monotonic);
+        assert_eq!(
+            s.data_points[0].value,
+            Some(opentelemetry_proto::tonic::metrics::v1::number_data_point::Value::AsDouble(2.5))
+        );
+    }
+
+    /// On this kernel: the 1s window is refused without CAP_SYS_RESOURCE
+    /// and registered as 2s; with it, as asked. Either way it registers.
+    #[tokio::test]
+    async fn a_trigger_registers_on_this_kernel() {
+        let path = Path::new("/proc/pressure/memory");
+        if !path.exists() {
+            eprintln!(
+                "SKIPPED a_trigger_registers_on_this_kernel: no /proc/pressure/memory (no PSI)"
+            );
+            return;
+        }
+        let t = PsiTrigger::register(path, Duration::from_millis(150), Duration::from_secs(1))
+            .expect("register");
+        assert!(t.window == Duration::from_secs(1) || t.window == Duration::from_secs(2));
+        assert_eq!(
+            t.stall.as_micros() * 1_000_000 / t.window.as_micros(),
+            150_000,
+            "the stall keeps its share of the window"
+        );
+        // A regular file (a recorded root) is left alone.
+        let file = tempfile::NamedTempFile::new().expect("temp file");
+        std::fs::write(
+            file.path(),
+            "some avg10=0.00 avg60=0.00 avg300=0.00 total=1\n",
+        )
+        .expect("write");
+        assert!(PsiTrigger::register(
+            file.path(),
+            Duration::from_millis(150),
+            Duration::from_secs(2)
+        )
+        .is_err());
+        assert_eq!(
+            std::fs::read_to_string(file.path()).expect("read"),
+            "some avg10=0.00 avg60=0.00 avg300=0.00 total=1\n"
+        );
+        // Nonsense is refused.
+        assert!(
+            PsiTrigger::register(path, Duration::from_secs(3), Duration::from_secs(2)).is_err()
+        );
+    }
+}

@@ -1,0 +1,936 @@
+//! The `memory` receiver's scrape against the recorded cgroup2 host root
+//! (tests/fixtures/memory-root, through `root_path`) and against this
+//! machine's real /proc.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{BufRead as _, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use opentelemetry_proto::tonic::common::v1::{any_value, KeyValue};
+use opentelemetry_proto::tonic::metrics::v1::{metric, number_data_point, ResourceMetrics};
+
+use super::*;
+
+/// One data point, flattened.
+#[derive(Debug, Clone)]
+struct Pt {
+    resource: BTreeMap<String, String>,
+    metric: String,
+    attrs: BTreeMap<String, String>,
+    value: f64,
+    start: u64,
+    time: u64,
+}
+
+fn kv_map(kvs: &[KeyValue]) -> BTreeMap<String, String> {
+    kvs.iter()
+        .map(|kv| {
+            let v = match kv.value.as_ref().and_then(|v| v.value.as_ref()) {
+                Some(any_value::Value::StringValue(s)) => s.clone(),
+                Some(any_value::Value::IntValue(i)) => i.to_string(),
+                other => format!("{other:?}"),
+            };
+            (kv.key.clone(), v)
+        })
+        .collect()
+}
+
+fn flatten(rms: &[ResourceMetrics]) -> Vec<Pt> {
+    let mut out = Vec::new();
+    for rm in rms {
+        let resource = rm
+            .resource
+            .as_ref()
+            .map(|r| kv_map(&r.attributes))
+            .unwrap_or_default();
+        for sm in &rm.scope_metrics {
+            assert_eq!(sm.scope.as_ref().map(|s| s.name.as_str()), Some(SCOPE_NAME));
+            for m in &sm.metrics {
+                let points = match &m.data {
+                    Some(metric::Data::Gauge(g)) => &g.data_points,
+                    Some(metric::Data::Sum(s)) => &s.data_points,
+                    other => panic!("unexpected data {other:?}"),
+                };
+                for p in points {
+                    let value = match p.value {
+                        Some(number_data_point::Value::AsInt(i)) => i as f64,
+                        Some(number_data_point::Value::AsDouble(d)) => d,
+                        None => panic!("point without value"),
+                    };
+                    out.push(Pt {
+                        resource: resource.clone(),
+                        metric: m.name.clone(),
+                        attrs: kv_map(&p.attributes),
+                        value,
+                        start: p.start_time_unix_nano,
+                        time: p.time_unix_nano,
+                    });
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The points of `metric` whose attributes include all of `attrs`.
+fn find<'a>(pts: &'a [Pt], metric: &str, attrs: &[(&str, &str)]) -> Vec<&'a Pt> {
+    pts.iter()
+        .filter(|p| p.metric == metric)
+        .filter(|p| {
+            attrs
+                .iter()
+                .all(|(k, v)| p.attrs.get(*k).map(String::as_str) == Some(*v))
+        })
+        .collect()
+}
+
+/// The single value of `metric` with `attrs`.
+fn one(pts: &[Pt], metric: &str, attrs: &[(&str, &str)]) -> f64 {
+    let found = find(pts, metric, attrs);
+    assert_eq!(found.len(), 1, "{metric} {attrs:?}: {found:#?}");
+    found[0].value
+}
+
+fn fixture_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/memory-root")
+}
+
+fn fixture_config() -> MemoryReceiverConfig {
+    MemoryReceiverConfig {
+        root_path: fixture_root(),
+        ..MemoryReceiverConfig::default()
+    }
+}
+
+const KIB: f64 = 1024.0;
+const CONTAINER_ID: &str = "8a3f9d2c4b1e6f70a9b8c7d6e5f40312a1b2c3d4e5f60718293a4b5c6d7e8f90";
+const POD_UID: &str = "5d1c2b3a-4e5f-4a6b-8c7d-9e0f1a2b3c4d";
+
+fn container_cgroup() -> String {
+    format!(
+        "/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod5d1c2b3a_4e5f_4a6b_8c7d_9e0f1a2b3c4d.slice/cri-containerd-{CONTAINER_ID}.scope"
+    )
+}
+
+fn pod_cgroup() -> String {
+    "/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod5d1c2b3a_4e5f_4a6b_8c7d_9e0f1a2b3c4d.slice".to_string()
+}
+
+fn page_size() -> f64 {
+    // SAFETY: no preconditions.
+    unsafe { libc::sysconf(libc::_SC_PAGESIZE) as f64 }
+}
+
+#[test]
+fn fixture_system_memory_and_pressure() {
+    let mut s = Scraper::new(&fixture_config()).expect("scraper");
+    let pts = flatten(&s.scrape());
+    let host: Vec<Pt> = pts
+        .iter()
+        .filter(|p| p.resource.is_empty())
+        .cloned()
+        .collect();
+
+    let total = 8039204.0 * KIB;
+    let usage = find(&host, "system.memory.usage", &[]);
+    assert_eq!(usage.len(), 6);
+    assert_eq!(
+        usage.iter().map(|p| p.value).sum::<f64>(),
+        total,
+        "states sum to MemTotal"
+    );
+    assert_eq!(
+        one(
+            &host,
+            "system.memory.usage",
+            &[("system.memory.state", "used")]
+        ),
+        (8039204.0 - 611424.0 - 120112.0 - 3021500.0 - 298804.0 - 159736.0) * KIB
+    );
+    assert_eq!(
+        one(
+            &host,
+            "system.memory.usage",
+            &[("system.memory.state", "cached")]
+        ),
+        3021500.0 * KIB
+    );
+    assert_eq!(
+        one(
+            &host,
+            "system.memory.usage",
+            &[("system.memory.state", "slab_unreclaimable")]
+        ),
+        159736.0 * KIB
+    );
+    let utilization: f64 = find(&host, "system.memory.utilization", &[])
+        .iter()
+        .map(|p| p.value)
+        .sum();
+    assert!((utilization - 1.0).abs() < 1e-9);
+    assert_eq!(one(&host, "system.memory.limit", &[]), total);
+    assert_eq!(
+        one(&host, "system.memory.linux.available", &[]),
+        3811208.0 * KIB
+    );
+    assert_eq!(
+        one(
+            &host,
+            "system.paging.usage",
+            &[("system.paging.state", "used")]
+        ),
+        (2097148.0 - 1835004.0) * KIB
+    );
+    assert_eq!(
+        one(
+            &host,
+            "system.paging.faults",
+            &[("system.paging.fault.type", "major")]
+        ),
+        41233.0
+    );
+    assert_eq!(
+        one(
+            &host,
+            "system.paging.faults",
+            &[("system.paging.fault.type", "minor")]
+        ),
+        1038842211.0 - 41233.0
+    );
+    assert_eq!(
+        one(
+            &host,
+            "system.paging.operations",
+            &[("system.paging.direction", "out")]
+        ),
+        66821.0
+    );
+    assert_eq!(one(&host, "system.memory.linux.oom_kills", &[]), 7.0);
+    assert_eq!(
+        one(&host, "system.memory.linux.allocation_stalls", &[]),
+        252.0
+    );
+    assert_eq!(
+        one(
+            &host,
+            "system.memory.linux.reclaim.scanned",
+            &[("system.memory.linux.reclaimer", "direct")]
+        ),
+        30112.0
+    );
+    assert_eq!(
+        one(
+            &host,
+            "system.memory.linux.reclaim.reclaimed",
+            &[("system.memory.linux.reclaimer", "kswapd")]
+        ),
+        4812231.0
+    );
+    let psi = one(
+        &host,
+        "system.memory.psi.avg",
+        &[("psi.type", "some"), ("psi.window", "10s")],
+    );
+    assert!((psi - 0.0231).abs() < 1e-12, "{psi}");
+    let stall = one(
+        &host,
+        "system.memory.psi.stall_time",
+        &[("psi.type", "full")],
+    );
+    assert!((stall - 412.345678).abs() < 1e-9, "{stall}");
+    assert_eq!(find(&host, "system.memory.psi.avg", &[]).len(), 6);
+
+    // Kernel counters start at boot, levels at the receiver's start.
+    let boot = find(&host, "system.memory.linux.oom_kills", &[])[0].start;
+    let started = find(&host, "system.memory.limit", &[])[0].start;
+    assert!(boot > 0 && boot < started, "{boot} {started}");
+    assert_eq!(find(&host, "system.memory.utilization", &[])[0].start, 0);
+    // One scrape, one timestamp.
+    assert!(pts.iter().all(|p| p.time == pts[0].time && p.time > 0));
+    assert_eq!(s.warnings(), 0, "{:?}", s.warned());
+}
+
+#[test]
+fn fixture_cgroup_v2_tree() {
+    let mut s = Scraper::new(&fixture_config()).expect("scraper");
+    let pts = flatten(&s.scrape());
+    let ctr = container_cgroup();
+    let pod = pod_cgroup();
+
+    // Reported: the root and every cgroup with a limit or processes.
+    let reported: BTreeSet<&str> = pts
+        .iter()
+        .filter_map(|p| p.attrs.get("cgroup.path").map(String::as_str))
+        .collect();
+    let expected: BTreeSet<&str> = [
+        "/",
+        "/init.scope",
+        "/kubepods.slice",
+        pod.as_str(),
+        ctr.as_str(),
+        "/system.slice/containerd.service",
+    ]
+    .into();
+    assert_eq!(reported, expected);
+
+    let c = [("cgroup.path", ctr.as_str())];
+    assert_eq!(one(&pts, "cgroup.memory.usage", &c), 251658240.0);
+    assert_eq!(one(&pts, "cgroup.memory.limit", &c), 268435456.0);
+    assert_eq!(
+        one(&pts, "cgroup.memory.headroom", &c),
+        268435456.0 - 251658240.0
+    );
+    assert_eq!(one(&pts, "cgroup.memory.high", &c), 201326592.0);
+    assert_eq!(one(&pts, "cgroup.memory.swap.usage", &c), 12582912.0);
+    assert!(
+        find(&pts, "cgroup.memory.swap.limit", &c).is_empty(),
+        "max = no limit"
+    );
+    assert_eq!(
+        one(&pts, "cgroup.memory.working_set", &c),
+        251658240.0 - 8500000.0
+    );
+    let ev = |e: &str| {
+        one(
+            &pts,
+            "cgroup.memory.events",
+            &[("cgroup.path", ctr.as_str()), ("cgroup.memory.event", e)],
+        )
+    };
+    assert_eq!(ev("oom_kill"), 1.0);
+    assert_eq!(ev("oom"), 1.0);
+    assert_eq!(ev("high"), 120.0);
+    assert_eq!(ev("max"), 3.0);
+    assert_eq!(ev("oom_group_kill"), 0.0);
+    assert_eq!(
+        one(
+            &pts,
+            "cgroup.memory.breakdown",
+            &[
+                ("cgroup.path", ctr.as_str()),
+                ("cgroup.memory.type", "anon")
+            ]
+        ),
+        230686720.0
+    );
+    assert_eq!(
+        one(
+            &pts,
+            "cgroup.paging.faults",
+            &[
+                ("cgroup.path", ctr.as_str()),
+                ("system.paging.fault.type", "major")
+            ]
+        ),
+        321.0
+    );
+    let psi = one(
+        &pts,
+        "cgroup.memory.psi.avg",
+        &[
+            ("cgroup.path", ctr.as_str()),
+            ("psi.type", "full"),
+            ("psi.window", "60s"),
+        ],
+    );
+    assert!((psi - 0.009).abs() < 1e-12, "{psi}");
+    // Container and pod from the path.
+    let usage = find(&pts, "cgroup.memory.usage", &c)[0];
+    assert_eq!(
+        usage.attrs.get("container.id").map(String::as_str),
+        Some(CONTAINER_ID)
+    );
+    assert_eq!(
+        usage.attrs.get("k8s.pod.uid").map(String::as_str),
+        Some(POD_UID)
+    );
+    let pod_usage = find(
+        &pts,
+        "cgroup.memory.usage",
+        &[("cgroup.path", pod.as_str())],
+    )[0];
+    assert_eq!(pod_usage.attrs.get("container.id"), None);
+    assert_eq!(
+        pod_usage.attrs.get("k8s.pod.uid").map(String::as_str),
+        Some(POD_UID)
+    );
+
+    // No limit: no limit, headroom or estimate; the v2 root has no usage.
+    let svc = [("cgroup.path", "/system.slice/containerd.service")];
+    assert_eq!(one(&pts, "cgroup.memory.usage", &svc), 98304000.0);
+    assert!(find(&pts, "cgroup.memory.limit", &svc).is_empty());
+    assert!(find(&pts, "cgroup.memory.headroom", &svc).is_empty());
+    let root = [("cgroup.path", "/")];
+    assert!(find(&pts, "cgroup.memory.usage", &root).is_empty());
+    assert_eq!(
+        one(
+            &pts,
+            "cgroup.memory.breakdown",
+            &[("cgroup.path", "/"), ("cgroup.memory.type", "file")]
+        ),
+        3216793600.0
+    );
+    assert!(
+        find(&pts, "cgroup.memory.time_to_limit", &[]).is_empty(),
+        "one sample only"
+    );
+    assert_eq!(s.warnings(), 0, "{:?}", s.warned());
+}
+
+#[test]
+fn cgroup_include_exclude_and_max() {
+    let mut cfg = fixture_config();
+    cfg.cgroups.include = vec!["/kubepods.slice/**".into()];
+    cfg.cgroups.exclude = vec!["**/*.scope".into()];
+    let pts = flatten(&Scraper::new(&cfg).expect("scraper").scrape());
+    let reported: BTreeSet<&str> = pts
+        .iter()
+        .filter_map(|p| p.attrs.get("cgroup.path").map(String::as_str))
+        .collect();
+    let pod = pod_cgroup();
+    assert_eq!(reported, [pod.as_str()].into());
+
+    let mut cfg = fixture_config();
+    cfg.cgroups.max_cgroups = 2;
+    let mut s = Scraper::new(&cfg).expect("scraper");
+    let pts = flatten(&s.scrape());
+    let reported: BTreeSet<&str> = pts
+        .iter()
+        .filter_map(|p| p.attrs.get("cgroup.path").map(String::as_str))
+        .collect();
+    assert_eq!(reported, ["/", "/init.scope"].into(), "depth first, sorted");
+    assert_eq!(s.warnings(), 1, "the cut is reported");
+    s.scrape();
+    assert_eq!(s.warnings(), 1, "once");
+}
+
+/// A copy of the fixture whose container's usage grows between scrapes:
+/// `time_to_limit` appears and is what the growth implies; flat usage has none.
+#[test]
+fn time_to_limit_follows_growth() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let status = Command::new("cp")
+        .arg("-a")
+        .arg(fixture_root().join("."))
+        .arg(dir.path())
+        .status()
+        .expect("cp");
+    assert!(status.success());
+    let cfg = MemoryReceiverConfig {
+        root_path: dir.path().to_path_buf(),
+        ..MemoryReceiverConfig::default()
+    };
+    let ctr = container_cgroup();
+    let current = dir
+        .path()
+        .join("sys/fs/cgroup")
+        .join(ctr.trim_start_matches('/'))
+        .join("memory.current");
+    let mut s = Scraper::new(&cfg).expect("scraper");
+    let mut last = Vec::new();
+    let started = std::time::Instant::now();
+    for step in 0..4u64 {
+        std::fs::write(&current, format!("{}\n", 200_000_000 + step * 10_000_000)).expect("write");
+        last = flatten(&s.scrape());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let c = [("cgroup.path", ctr.as_str())];
+    let t = one(&last, "cgroup.memory.time_to_limit", &c);
+    // 38.4 MB to go at 10 MB per scrape interval: about 3.84 intervals,
+    // whatever this machine's speed (bounded by the whole run, generously).
+    let elapsed = started.elapsed().as_secs_f64();
+    assert!(t > 0.0 && t < 10.0 * elapsed, "{t} after {elapsed}s");
+    // The flat cgroups have none.
+    assert!(find(
+        &last,
+        "cgroup.memory.time_to_limit",
+        &[("cgroup.path", "/kubepods.slice")]
+    )
+    .is_empty());
+}
+
+#[test]
+fn fixture_processes() {
+    let mut s = Scraper::new(&fixture_config()).expect("scraper");
+    let rms = s.scrape();
+    let pts = flatten(&rms);
+    let pids: Vec<String> = rms
+        .iter()
+        .filter_map(|rm| rm.resource.as_ref())
+        .map(|r| kv_map(&r.attributes)["process.pid"].clone())
+        .collect();
+    assert_eq!(
+        pids,
+        ["4242", "812"],
+        "largest first; kthreadd has no memory"
+    );
+
+    let java: Vec<Pt> = pts
+        .iter()
+        .filter(|p| p.resource.get("process.pid").map(String::as_str) == Some("4242"))
+        .cloned()
+        .collect();
+    let r = &java[0].resource;
+    let attr = |k: &str| r.get(k).map(String::as_str);
+    assert_eq!(attr("process.parent_pid"), Some("4180"));
+    assert_eq!(attr("process.executable.name"), Some("java"));
+    assert_eq!(
+        attr("process.executable.path"),
+        Some("/usr/lib/jvm/java-17-openjdk-amd64/bin/java")
+    );
+    assert_eq!(
+        attr("process.command_line"),
+        Some("/usr/lib/jvm/java-17-openjdk-amd64/bin/java -Xmx256m -Dspring.datasource.password=*** -jar /app/app.jar --api-key ***")
+    );
+    assert_eq!(attr("process.owner"), Some("app"));
+    assert_eq!(
+        attr("process.linux.cgroup"),
+        Some(container_cgroup().as_str())
+    );
+    assert_eq!(attr("container.id"), Some(CONTAINER_ID));
+    assert_eq!(attr("k8s.pod.uid"), Some(POD_UID));
+    assert_eq!(
+        one(&java, "process.memory.usage", &[]),
+        98304.0 * page_size()
+    );
+    assert_eq!(
+        one(&java, "process.memory.virtual", &[]),
+        1212416.0 * page_size()
+    );
+    assert_eq!(one(&java, "process.memory.swap", &[]), 12288.0 * KIB);
+    assert_eq!(one(&java, "process.linux.oom_score", &[]), 1021.0);
+    assert_eq!(one(&java, "process.linux.oom_score_adj", &[]), 969.0);
+    assert_eq!(
+        one(
+            &java,
+            "process.paging.faults",
+            &[("system.paging.fault.type", "minor")]
+        ),
+        912345.0
+    );
+    assert_eq!(
+        one(
+            &java,
+            "process.paging.faults",
+            &[("system.paging.fault.type", "major")]
+        ),
+        321.0
+    );
+    // Counters of a process start when it started (boot + 3456789 ticks).
+    let faults = find(&java, "process.paging.faults", &[])[0];
+    assert!(faults.start > 0 && faults.start < faults.time);
+
+    let containerd: Vec<&Pt> = pts
+        .iter()
+        .filter(|p| p.resource.get("process.pid").map(String::as_str) == Some("812"))
+        .collect();
+    assert_eq!(
+        containerd[0]
+            .resource
+            .get("process.owner")
+            .map(String::as_str),
+        Some("root")
+    );
+    assert_eq!(containerd[0].resource.get("container.id"), None);
+    assert_eq!(s.warnings(), 0, "{:?}", s.warned());
+}
+
+#[test]
+fn process_top_and_name_filters() {
+    let pids = |cfg: &MemoryReceiverConfig| -> Vec<String> {
+        Scraper::new(cfg)
+            .expect("scraper")
+            .scrape()
+            .iter()
+            .filter_map(|rm| rm.resource.as_ref())
+            .map(|r| kv_map(&r.attributes)["process.pid"].clone())
+            .collect()
+    };
+    let mut cfg = fixture_config();
+    cfg.processes.top = 1;
+    assert_eq!(pids(&cfg), ["4242"]);
+    let mut cfg = fixture_config();
+    cfg.processes.include = Some(NameMatchConfig {
+        names: vec!["containerd".into()],
+        match_type: MatchType::Strict,
+    });
+    assert_eq!(pids(&cfg), ["812"]);
+    let mut cfg = fixture_config();
+    cfg.processes.exclude = Some(NameMatchConfig {
+        names: vec!["^ja".into()],
+        match_type: MatchType::Regexp,
+    });
+    cfg.processes.top = 1;
+    assert_eq!(
+        pids(&cfg),
+        ["812"],
+        "the excluded one does not take a place"
+    );
+}
+
+#[test]
+fn sections_can_be_turned_off() {
+    let mut cfg = fixture_config();
+    cfg.system.enabled = false;
+    cfg.pressure.enabled = false;
+    cfg.cgroups.enabled = false;
+    let pts = flatten(&Scraper::new(&cfg).expect("scraper").scrape());
+    assert!(
+        pts.iter().all(|p| p.metric.starts_with("process.")),
+        "{pts:#?}"
+    );
+    cfg.processes.enabled = false;
+    assert!(Scraper::new(&cfg).expect("scraper").scrape().is_empty());
+}
+
+/// A missing root: nothing to report, each problem said once, no panic.
+#[test]
+fn a_root_without_proc_or_cgroups() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = MemoryReceiverConfig {
+        root_path: dir.path().to_path_buf(),
+        ..MemoryReceiverConfig::default()
+    };
+    let mut s = Scraper::new(&cfg).expect("scraper");
+    assert!(s.scrape().is_empty());
+    let n = s.warnings();
+    assert!(n >= 4, "meminfo, vmstat, pressure, /proc, cgroups: {n}");
+    s.scrape();
+    assert_eq!(s.warnings(), n);
+}
+
+fn load(receiver: &str, signal: &str) -> Result<MemoryReceiverConfig, String> {
+    let text = format!(
+        "receivers:\n  memory:\n{receiver}exporters:\n  debug:\nservice:\n  pipelines:\n    {signal}:\n      receivers: [memory]\n      exporters: [debug]\n"
+    );
+    let config = crate::config::load_str("c.yaml", &text).map_err(|e| e.to_string())?;
+    match config
+        .receivers
+        .get(&crate::config::ComponentId::new("memory", None))
+    {
+        Some(crate::receivers::ReceiverConfig::Memory(c)) => Ok(c.clone()),
+        other => Err(format!("not a memory receiver: {other:?}")),
+    }
+}
+
+#[test]
+fn config_decodes_and_checks() {
+    let cfg = load(
+        "    collection_interval: 5s
+    root_path: /hostfs
+    pressure:
+      trigger: null
+    processes:
+      top: 5
+      include: { names: ['^java'], match_type: regexp }
+    cgroups:
+      max_cgroups: 50
+      exclude: ['/system.slice/**']
+",
+        "metrics",
+    )
+    .expect("valid");
+    assert_eq!(cfg.collection_interval, GoDuration::from_secs(5));
+    assert_eq!(cfg.root_path, PathBuf::from("/hostfs"));
+    assert_eq!(cfg.pressure.trigger, None);
+    assert!(cfg.pressure.enabled);
+    assert_eq!(cfg.processes.top, 5);
+    assert_eq!(cfg.cgroups.max_cgroups, 50);
+    assert_eq!(
+        load("", "metrics").expect("defaults"),
+        MemoryReceiverConfig::default()
+    );
+
+    let err = load("    processes: { topp: 5 }\n", "metrics").expect_err("unknown key");
+    assert!(err.contains("topp"), "{err}");
+    let err = load("    processes: { top: 0 }\n", "metrics").expect_err("top 0");
+    assert!(err.contains("processes::top"), "{err}");
+    let err = load("", "logs").expect_err("metrics only");
+    assert!(err.contains("does not support the logs signal"), "{err}");
+
+    let d = MemoryReceiverConfig::default();
+    assert!(d.validate().is_ok());
+    assert_eq!(d.collection_interval, GoDuration::from_secs(10));
+    assert_eq!(d.processes.top, 20);
+    assert_eq!(d.cgroups.max_cgroups, 500);
+    for (cfg, key) in [
+        (
+            MemoryReceiverConfig {
+                collection_interval: GoDuration::ZERO,
+                ..d.clone()
+            },
+            "collection_interval",
+        ),
+        (
+            MemoryReceiverConfig {
+                processes: ProcessesConfig {
+                    top: 0,
+                    ..ProcessesConfig::default()
+                },
+                ..d.clone()
+            },
+            "processes::top",
+        ),
+        (
+            MemoryReceiverConfig {
+                processes: ProcessesConfig {
+                    include: Some(NameMatchConfig {
+                        names: vec!["(".into()],
+                        match_type: MatchType::Regexp,
+                    }),
+                    ..ProcessesConfig::default()
+                },
+                ..d.clone()
+            },
+            "processes::include",
+        ),
+        (
+            MemoryReceiverConfig {
+                cgroups: CgroupsConfig {
+                    include: vec!["[".into()],
+                    ..CgroupsConfig::default()
+                },
+                ..d.clone()
+            },
+            "cgroups::include",
+        ),
+        (
+            MemoryReceiverConfig {
+                pressure: PressureConfig {
+                    enabled: true,
+                    trigger: Some(TriggerConfig {
+                        stall: GoDuration::from_secs(2),
+                        ..TriggerConfig::default()
+                    }),
+                },
+                ..d.clone()
+            },
+            "pressure::trigger::stall",
+        ),
+        (
+            MemoryReceiverConfig {
+                pressure: PressureConfig {
+                    enabled: true,
+                    trigger: Some(TriggerConfig {
+                        window: GoDuration::from_secs(11),
+                        ..TriggerConfig::default()
+                    }),
+                },
+                ..d.clone()
+            },
+            "pressure::trigger::window",
+        ),
+    ] {
+        let err = cfg.validate().expect_err(key);
+        assert!(err.starts_with(key), "{err}");
+    }
+}
+
+// ---- this machine's /proc ----
+
+/// A python3 child that sets its comm to `name`, allocates and touches
+/// `mib` MiB (a bounded allocation), says "ready" and sleeps.
+struct Hog {
+    child: Child,
+}
+
+impl Hog {
+    fn spawn(name: &str, mib: usize, extra_args: &[&str]) -> Option<Hog> {
+        let script = format!(
+            "import ctypes, sys, time
+ctypes.CDLL(None).prctl(15, b'{name}', 0, 0, 0)
+a = bytearray({mib} << 20)
+for i in range(0, len(a), 4096): a[i] = 1
+print('ready', flush=True)
+time.sleep(120)"
+        );
+        let mut child = Command::new("python3")
+            .arg("-c")
+            .arg(script)
+            .args(extra_args)
+            .stdout(Stdio::piped())
+            .spawn()
+            .ok()?;
+        let stdout = child.stdout.take()?;
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).ok()?;
+        (line.trim() == "ready").then_some(Hog { child })
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    fn vm_rss(&self) -> f64 {
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", self.pid())).expect("status");
+        let kb: f64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .expect("VmRSS");
+        kb * KIB
+    }
+}
+
+impl Drop for Hog {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn live_config(include_regex: &str, top: usize) -> MemoryReceiverConfig {
+    MemoryReceiverConfig {
+        processes: ProcessesConfig {
+            top,
+            include: Some(NameMatchConfig {
+                names: vec![include_regex.to_string()],
+                match_type: MatchType::Regexp,
+            }),
+            ..ProcessesConfig::default()
+        },
+        cgroups: CgroupsConfig {
+            enabled: false,
+            ..CgroupsConfig::default()
+        },
+        ..MemoryReceiverConfig::default()
+    }
+}
+
+/// Three children of 16, 48 and 96 MiB: top 2 are the two largest, largest
+/// first, and each one's RSS is exactly its VmRSS (they sleep: it is stable).
+#[test]
+fn top_processes_of_this_machine_with_their_rss() {
+    let tag = format!("omt{}", std::process::id() % 100_000);
+    let (Some(small), Some(medium), Some(large)) = (
+        Hog::spawn(&format!("{tag}s"), 16, &[]),
+        Hog::spawn(&format!("{tag}m"), 48, &[]),
+        Hog::spawn(
+            &format!("{tag}l"),
+            96,
+            &["--password=hunter2", "--token", "t0k"],
+        ),
+    ) else {
+        eprintln!("SKIPPED top_processes_of_this_machine_with_their_rss: cannot run python3");
+        return;
+    };
+    let mut s = Scraper::new(&live_config(&format!("^{tag}"), 2)).expect("scraper");
+    let rms = s.scrape();
+    let pts = flatten(&rms);
+    let pids: Vec<String> = rms
+        .iter()
+        .filter_map(|rm| rm.resource.as_ref())
+        .map(|r| kv_map(&r.attributes)["process.pid"].clone())
+        .collect();
+    assert_eq!(pids, [large.pid().to_string(), medium.pid().to_string()]);
+    for hog in [&large, &medium] {
+        let mine: Vec<Pt> = pts
+            .iter()
+            .filter(|p| p.resource.get("process.pid") == Some(&hog.pid().to_string()))
+            .cloned()
+            .collect();
+        let rss = one(&mine, "process.memory.usage", &[]);
+        assert_eq!(rss, hog.vm_rss(), "pid {}", hog.pid());
+        assert!(rss >= 48.0 * KIB * KIB);
+        assert!(one(&mine, "process.memory.virtual", &[]) > rss);
+        // SAFETY: no preconditions.
+        let me = unsafe { libc::getpid() }.to_string();
+        assert_eq!(mine[0].resource.get("process.parent_pid"), Some(&me));
+        assert!(mine[0]
+            .resource
+            .get("process.executable.path")
+            .is_some_and(|p| p.contains("python")));
+    }
+    let large_cmd = rms
+        .iter()
+        .filter_map(|rm| rm.resource.as_ref())
+        .map(|r| kv_map(&r.attributes))
+        .find(|r| r["process.pid"] == large.pid().to_string())
+        .and_then(|r| r.get("process.command_line").cloned())
+        .expect("command line");
+    assert!(
+        large_cmd.ends_with("--password=*** --token ***"),
+        "{large_cmd}"
+    );
+    assert!(!large_cmd.contains("hunter2") && !large_cmd.contains("t0k"));
+    drop(small);
+    assert_eq!(s.warnings(), 0, "{:?}", s.warned());
+}
+
+/// Processes that exit between the listing and the reads are skipped
+/// without a word: scrape everything (top 10000) while a thread starts and
+/// kills short-lived processes as fast as it can. Problems of the processes
+/// that stay (here: pid 1's `exe` may be unreadable even to root) are those
+/// of a scrape before the churn.
+#[test]
+fn vanishing_processes_are_skipped_silently() {
+    let cfg = MemoryReceiverConfig {
+        processes: ProcessesConfig {
+            top: MAX_TOP,
+            ..ProcessesConfig::default()
+        },
+        ..MemoryReceiverConfig::default()
+    };
+    let mut s = Scraper::new(&cfg).expect("scraper");
+    s.scrape();
+    let before: BTreeSet<String> = s.warned().into_iter().map(str::to_string).collect();
+    let stop = Arc::new(AtomicBool::new(false));
+    let churn = {
+        let stop = Arc::clone(&stop);
+        std::thread::spawn(move || {
+            let mut spawned = 0u32;
+            while !stop.load(Ordering::Relaxed) {
+                let mut children: Vec<Child> = (0..8)
+                    .filter_map(|_| Command::new("sleep").arg("0.005").spawn().ok())
+                    .collect();
+                spawned += children.len() as u32;
+                for (i, c) in children.iter_mut().enumerate() {
+                    if i % 2 == 0 {
+                        let _ = c.kill();
+                    }
+                    let _ = c.wait();
+                }
+            }
+            spawned
+        })
+    };
+    let mut described = 0;
+    for _ in 0..100 {
+        described += s.scrape().len();
+    }
+    stop.store(true, Ordering::Relaxed);
+    let spawned = churn.join().expect("churn thread");
+    assert!(spawned > 100, "the churn ran: {spawned}");
+    assert!(described > 100, "processes were described: {described}");
+    let after: BTreeSet<String> = s.warned().into_iter().map(str::to_string).collect();
+    assert_eq!(after, before, "a vanished process is not a problem");
+}
+
+/// This machine's system figures: the states sum to the MemTotal read here.
+#[test]
+fn live_system_states_sum_to_memtotal() {
+    let meminfo = std::fs::read_to_string("/proc/meminfo").expect("meminfo");
+    let total: f64 = meminfo
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .expect("MemTotal");
+    let mut cfg = live_config("^none$", 1);
+    cfg.processes.enabled = false;
+    let pts = flatten(&Scraper::new(&cfg).expect("scraper").scrape());
+    let sum: f64 = find(&pts, "system.memory.usage", &[])
+        .iter()
+        .map(|p| p.value)
+        .sum();
+    assert_eq!(sum, total * KIB);
+    if Path::new("/proc/pressure/memory").exists() {
+        assert_eq!(find(&pts, "system.memory.psi.avg", &[]).len(), 6);
+    }
+}
