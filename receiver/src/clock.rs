@@ -48,6 +48,14 @@ fn clock_ns(clock: libc::clockid_t) -> u64 {
         .saturating_add(u64::try_from(ts.tv_nsec).unwrap_or(0))
 }
 
+/// Unix time of boot as CLOCK_REALTIME - CLOCK_BOOTTIME: the origin of
+/// `/proc/PID/stat` start times and of the kernel's cumulative counters,
+/// right across suspends (CLOCK_MONOTONIC stops while suspended).
+pub fn boot_unix_nanos() -> u64 {
+    let boottime = clock_ns(libc::CLOCK_BOOTTIME);
+    unix_now_nanos().saturating_sub(boottime)
+}
+
 /// Now, as Unix nanoseconds.
 pub fn unix_now_nanos() -> u64 {
     clock_ns(libc::CLOCK_REALTIME)

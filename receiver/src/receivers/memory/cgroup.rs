@@ -193,8 +193,19 @@ struct Tracked {
     attributes: Vec<KeyValue>,
     /// (seconds since the scraper started, usage bytes).
     samples: VecDeque<(f64, f64)>,
+    /// The walk that last passed it (it is forgotten once it is gone).
     seen: u64,
+    /// The scrape that last reported it (the bound drops the longest
+    /// unreported first).
+    reported: u64,
+    /// v1 `memory.failcnt`, which a write of 0 resets: its last value, and
+    /// the start of its series (a new one after a reset).
+    failcnt: Option<(u64, u64)>,
 }
+
+/// Tracked cgroups kept at most, as a multiple of `max_cgroups` (cgroups
+/// that come and go in the report keep their series).
+const TRACKED_PER_REPORTED: usize = 4;
 
 /// Bound on directories visited per scrape, whatever `max_cgroups` is.
 const MAX_VISITED: usize = 200_000;
@@ -213,10 +224,18 @@ pub struct CgroupScraper {
     buf: Vec<u8>,
     epoch: Instant,
     seq: u64,
-    /// Unix time of the previous scrape (start time of cgroups first seen
-    /// after the first scrape: their counters began after it).
-    previous_scrape: Option<u64>,
+    /// Whether a scrape ran: cgroups seen at the first one have counters
+    /// that began at boot at the earliest; for one first seen later, when
+    /// its counters began is unknown (it may have existed unreported), so
+    /// its series starts with a true reset point (start time = the time of
+    /// its first point), as the OpenTelemetry data model prescribes.
+    scraped_before: bool,
 }
+
+/// The tightest memory limit over a cgroup and its ancestors: a cgroup is
+/// OOM-killed at whichever of them it reaches first.
+#[derive(Debug, Clone, Copy)]
+struct Headroom(i128);
 
 impl CgroupScraper {
     pub fn new(cgroup_fs: &Path, cfg: &CgroupsConfig) -> Result<CgroupScraper, String> {
@@ -239,7 +258,7 @@ impl CgroupScraper {
             buf: Vec::with_capacity(4096),
             epoch: Instant::now(),
             seq: 0,
-            previous_scrape: None,
+            scraped_before: false,
         })
     }
 
@@ -274,12 +293,17 @@ impl CgroupScraper {
         };
         self.seq += 1;
         let now_secs = self.epoch.elapsed().as_secs_f64();
-        let first_scrape_start = self.previous_scrape.unwrap_or(starts.boot_unix_nano);
+        let new_series_start = if self.scraped_before {
+            b.time_unix_nano()
+        } else {
+            starts.boot_unix_nano
+        };
         let mut reported = 0usize;
         let mut visited = 0usize;
-        // Relative paths ("" is the root), popped in sorted order.
-        let mut stack: Vec<String> = vec![String::new()];
-        while let Some(rel) = stack.pop() {
+        // (relative path, "" for the root; the tightest headroom of its
+        // ancestors), popped in sorted order.
+        let mut stack: Vec<(String, Option<Headroom>)> = vec![(String::new(), None)];
+        while let Some((rel, inherited)) = stack.pop() {
             visited += 1;
             if visited > MAX_VISITED {
                 warn.warn(
@@ -317,8 +341,44 @@ impl CgroupScraper {
             };
             children.sort_unstable_by(|a, b| b.cmp(a));
             let path = format!("/{rel}");
+            let seq = self.seq;
+            if let Some(t) = self.tracked.get_mut(&path) {
+                t.seen = seq;
+            }
+            // Its own limit and usage: needed for its descendants' headroom
+            // even when it is not reported itself.
+            let own = match self.limit_and_usage(&dir, version, rel.is_empty(), warn) {
+                Ok(own) => own,
+                Err(e) => {
+                    if !vanished(&e) {
+                        note(warn, &dir, &e);
+                    }
+                    continue;
+                }
+            };
+            // v2: a cgroup without the memory controller has no memory.*
+            // files, and neither can its children.
+            let Some((limit, usage)) = own else {
+                continue;
+            };
+            let headroom = match (limit.zip(usage), inherited) {
+                (Some((l, u)), Some(Headroom(h))) => {
+                    Some(Headroom((i128::from(l) - i128::from(u)).min(h)))
+                }
+                (Some((l, u)), None) => Some(Headroom(i128::from(l) - i128::from(u))),
+                (None, inherited) => inherited,
+            };
             if self.selected(&path) {
-                match self.scrape_one(b, &dir, &path, version, now_secs, first_scrape_start, warn) {
+                let mark = b.mark();
+                let cgroup = Cgroup {
+                    dir: &dir,
+                    path: &path,
+                    version,
+                    limit,
+                    usage,
+                    headroom,
+                };
+                match self.scrape_one(b, &cgroup, now_secs, new_series_start, warn) {
                     Ok(true) => {
                         reported += 1;
                         if reported >= self.max_cgroups {
@@ -336,54 +396,80 @@ impl CgroupScraper {
                     }
                     Ok(false) => {}
                     Err(e) => {
+                        // Gone half read: none of it is reported.
+                        b.rollback(mark);
                         if !vanished(&e) {
                             note(warn, &dir, &e);
                         }
                     }
                 }
             }
-            // v2: a cgroup without the memory controller has no memory.*
-            // files, and neither can its children.
-            if version == Version::V2 && !rel.is_empty() && !dir.join("memory.current").exists() {
-                continue;
-            }
-            stack.extend(children);
+            stack.extend(children.into_iter().map(|c| (c, headroom)));
         }
         let seq = self.seq;
         self.tracked.retain(|_, t| t.seen == seq);
-        self.previous_scrape = Some(b.time_unix_nano());
+        let cap = self.max_cgroups.saturating_mul(TRACKED_PER_REPORTED);
+        if self.tracked.len() > cap {
+            let mut by_report: Vec<(u64, String)> = self
+                .tracked
+                .iter()
+                .map(|(p, t)| (t.reported, p.clone()))
+                .collect();
+            by_report.sort_unstable();
+            let excess = self.tracked.len() - cap;
+            for (_, path) in by_report.into_iter().take(excess) {
+                self.tracked.remove(&path);
+            }
+        }
+        self.scraped_before = true;
     }
 
-    /// Reports one cgroup; `Ok(false)` when it has neither a limit nor
-    /// processes (or no memory controller files).
-    #[allow(clippy::too_many_arguments)]
-    fn scrape_one(
+    /// A cgroup's own limit and usage; `None` when it has no memory
+    /// controller files (v2: the controller is not enabled for it).
+    fn limit_and_usage(
         &mut self,
-        b: &mut MetricsBuilder,
         dir: &Path,
-        path: &str,
         version: Version,
-        now_secs: f64,
-        new_series_start: u64,
+        is_root: bool,
         warn: &mut WarnOnce,
-    ) -> io::Result<bool> {
+    ) -> io::Result<Option<(Option<u64>, Option<u64>)>> {
         let (usage_file, limit_file) = match version {
             Version::V2 => ("memory.current", "memory.max"),
             Version::V1 => ("memory.usage_in_bytes", "memory.limit_in_bytes"),
         };
-        let is_root = path == "/";
         let limit = match self.read(dir, limit_file, warn)? {
             Some(()) => parse_limit(&self.buf),
             // The v2 root has no memory.max; elsewhere no memory controller.
             None if is_root => None,
-            None => return Ok(false),
+            None => return Ok(None),
         };
-        if limit.is_none() && !self.holds_processes(dir)? {
-            return Ok(false);
-        }
         let usage = self
             .read(dir, usage_file, warn)?
             .and_then(|()| parse_u64(self.buf.trim_ascii()));
+        Ok(Some((limit, usage)))
+    }
+
+    /// Reports one cgroup; `Ok(false)` when it has neither a limit nor
+    /// processes.
+    fn scrape_one(
+        &mut self,
+        b: &mut MetricsBuilder,
+        cgroup: &Cgroup<'_>,
+        now_secs: f64,
+        new_series_start: u64,
+        warn: &mut WarnOnce,
+    ) -> io::Result<bool> {
+        let Cgroup {
+            dir,
+            path,
+            version,
+            limit,
+            usage,
+            headroom,
+        } = *cgroup;
+        if limit.is_none() && !self.holds_processes(dir)? {
+            return Ok(false);
+        }
 
         let ino = std::fs::metadata(dir)?.ino();
         let seq = self.seq;
@@ -395,6 +481,12 @@ impl CgroupScraper {
             *tracked = new_tracked(path, ino, new_series_start);
         }
         tracked.seen = seq;
+        if tracked.reported + 1 != seq {
+            // Not reported last time: older samples do not describe the
+            // recent growth.
+            tracked.samples.clear();
+        }
+        tracked.reported = seq;
         let attrs = tracked.attributes.clone();
         let start = tracked.start_unix_nano;
         if let Some(u) = usage {
@@ -409,8 +501,11 @@ impl CgroupScraper {
                 tracked.samples.pop_front();
             }
         }
-        let growth = match (limit, usage) {
-            (Some(l), Some(_)) => time_to_limit(&tracked.samples, l),
+        let growth = match (headroom, usage) {
+            (Some(Headroom(h)), Some(u)) => {
+                let room = u64::try_from(h.max(0)).unwrap_or(u64::MAX);
+                time_to_limit(&tracked.samples, u.saturating_add(room))
+            }
             _ => None,
         };
 
@@ -426,15 +521,10 @@ impl CgroupScraper {
         }
         if let Some(l) = limit {
             b.int(&m::CGROUP_MEMORY_LIMIT, start, int(l), with(None));
-            if let Some(u) = usage {
-                let headroom = i128::from(l) - i128::from(u);
-                let headroom = i64::try_from(headroom).unwrap_or(if headroom < 0 {
-                    i64::MIN
-                } else {
-                    i64::MAX
-                });
-                b.int(&m::CGROUP_MEMORY_HEADROOM, start, headroom, with(None));
-            }
+        }
+        if let (Some(Headroom(h)), Some(_)) = (headroom, usage) {
+            let h = i64::try_from(h).unwrap_or(if h < 0 { i64::MIN } else { i64::MAX });
+            b.int(&m::CGROUP_MEMORY_HEADROOM, start, h, with(None));
         }
         if let Some(t) = growth {
             b.double(&m::CGROUP_MEMORY_TIME_TO_LIMIT, start, t, with(None));
@@ -544,9 +634,24 @@ impl CgroupScraper {
                 }
                 if self.read(dir, "memory.failcnt", warn)?.is_some() {
                     if let Some(v) = parse_u64(self.buf.trim_ascii()) {
+                        let now = b.time_unix_nano();
+                        let series_start = match self.tracked.get_mut(path).map(|t| &mut t.failcnt)
+                        {
+                            Some(failcnt) => {
+                                let series = match *failcnt {
+                                    // Reset by a write of 0: a new series.
+                                    Some((last, _)) if v < last => now,
+                                    Some((_, series)) => series,
+                                    None => start,
+                                };
+                                *failcnt = Some((v, series));
+                                series
+                            }
+                            None => start,
+                        };
                         b.int(
                             &m::CGROUP_MEMORY_EVENTS,
-                            start,
+                            series_start,
                             int(v),
                             with(Some(("cgroup.memory.event", "max"))),
                         );
@@ -605,6 +710,19 @@ impl CgroupScraper {
     }
 }
 
+/// One cgroup of the walk, with what the walk read of it.
+#[derive(Debug, Clone, Copy)]
+struct Cgroup<'a> {
+    dir: &'a Path,
+    path: &'a str,
+    version: Version,
+    /// Its own limit (none: no limit of its own).
+    limit: Option<u64>,
+    usage: Option<u64>,
+    /// The tightest (limit - usage) of it and its ancestors.
+    headroom: Option<Headroom>,
+}
+
 fn new_tracked(path: &str, ino: u64, start_unix_nano: u64) -> Tracked {
     let mut attributes = vec![kv_str("cgroup.path", path)];
     let ids = container_ids(path);
@@ -620,14 +738,22 @@ fn new_tracked(path: &str, ino: u64, start_unix_nano: u64) -> Tracked {
         attributes,
         samples: VecDeque::new(),
         seen: 0,
+        reported: 0,
+        failcnt: None,
     }
 }
 
+/// Reports an unreadable cgroup file once per file name and kind of error
+/// (one permission problem on `memory.stat` is one line, not one per cgroup).
 fn note(warn: &mut WarnOnce, path: &Path, e: &io::Error) {
+    let file = path
+        .file_name()
+        .map(|f| f.to_string_lossy().into_owned())
+        .unwrap_or_default();
     warn.warn(
-        &path.to_string_lossy(),
+        &format!("cgroup-file:{file}:{:?}", e.kind()),
         format_args!(
-            "memory receiver: cannot read {}: {e} (reported once)",
+            "memory receiver: cannot read {}: {e} (reported once for every cgroup's {file} with this error)",
             path.display()
         ),
     );

@@ -333,6 +333,10 @@ pub fn int(value: u64) -> i64 {
     i64::try_from(value).unwrap_or(i64::MAX)
 }
 
+/// Point counts per metric at one moment of a [`MetricsBuilder`].
+#[derive(Debug)]
+pub struct BuilderMark(Vec<usize>);
+
 /// Collects the points of one scrape, one `Metric` per catalog entry, in
 /// first-use order.
 #[derive(Debug)]
@@ -421,6 +425,36 @@ impl MetricsBuilder {
         self.metrics.is_empty()
     }
 
+    /// Where the points are now, for [`MetricsBuilder::rollback`].
+    pub fn mark(&self) -> BuilderMark {
+        BuilderMark(
+            self.metrics
+                .iter()
+                .map(|m| match &m.data {
+                    Some(metric::Data::Gauge(g)) => g.data_points.len(),
+                    Some(metric::Data::Sum(s)) => s.data_points.len(),
+                    _ => 0,
+                })
+                .collect(),
+        )
+    }
+
+    /// Drops every point added since `mark` (a cgroup that vanished half
+    /// read is not reported in part).
+    pub fn rollback(&mut self, mark: BuilderMark) {
+        let kept = mark.0.len();
+        for removed in self.metrics.drain(kept..) {
+            self.index.remove(removed.name.as_str());
+        }
+        for (m, len) in self.metrics.iter_mut().zip(mark.0) {
+            match &mut m.data {
+                Some(metric::Data::Gauge(g)) => g.data_points.truncate(len),
+                Some(metric::Data::Sum(s)) => s.data_points.truncate(len),
+                _ => {}
+            }
+        }
+    }
+
     pub fn into_metrics(self) -> Vec<Metric> {
         self.metrics
     }
@@ -449,6 +483,36 @@ fn empty_metric(def: &MetricDef) -> Metric {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rollback_drops_exactly_the_points_since_the_mark() {
+        let mut b = MetricsBuilder::new(7);
+        b.int(&SYSTEM_MEMORY_USAGE, 1, 10, Vec::new());
+        let mark = b.mark();
+        b.int(&SYSTEM_MEMORY_USAGE, 1, 11, Vec::new());
+        b.int(&SYSTEM_MEMORY_LIMIT, 1, 12, Vec::new());
+        b.rollback(mark);
+        b.int(&SYSTEM_MEMORY_AVAILABLE, 1, 13, Vec::new());
+        let metrics = b.into_metrics();
+        let shape: Vec<(String, usize)> = metrics
+            .iter()
+            .map(|m| {
+                let n = match &m.data {
+                    Some(metric::Data::Gauge(g)) => g.data_points.len(),
+                    Some(metric::Data::Sum(s)) => s.data_points.len(),
+                    _ => 0,
+                };
+                (m.name.clone(), n)
+            })
+            .collect();
+        assert_eq!(
+            shape,
+            [
+                (SYSTEM_MEMORY_USAGE.name.to_string(), 1),
+                (SYSTEM_MEMORY_AVAILABLE.name.to_string(), 1)
+            ]
+        );
+    }
 
     #[test]
     fn points_group_by_metric_with_the_right_shape() {

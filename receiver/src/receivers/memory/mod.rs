@@ -35,7 +35,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use super::ReceiverOutputs;
-use crate::clock::{unix_now_nanos, Clock};
+use crate::clock::unix_now_nanos;
 use crate::component::BuildContext;
 use crate::config::GoDuration;
 use crate::pipeline::{Batch, DynConsumer, Payload};
@@ -348,7 +348,7 @@ impl Scraper {
         cfg.validate()?;
         let proc_path = cfg.proc_path();
         let starts = Starts {
-            boot_unix_nano: Clock::now().boot_unix_nano,
+            boot_unix_nano: crate::clock::boot_unix_nanos(),
             receiver_unix_nano: unix_now_nanos(),
         };
         Ok(Scraper {

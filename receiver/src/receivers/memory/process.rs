@@ -165,7 +165,9 @@ fn parse_number(text: &[u8]) -> Option<i64> {
     parse_i64(&text[..end])
 }
 
-/// What does not change while a process lives (its exec is a new start).
+/// What does not change while a process runs one program (cached by pid,
+/// start time and comm: an exec changes the comm unless the new program has
+/// the same name).
 #[derive(Debug, Clone, Default)]
 struct StaticFacts {
     executable_path: Option<String>,
@@ -256,7 +258,7 @@ pub struct ProcessScraper {
     dir_buf: Vec<MaybeUninit<u8>>,
     path_buf: Vec<u8>,
     heap: BinaryHeap<Reverse<Candidate>>,
-    cache: HashMap<(i32, u64), StaticFacts>,
+    cache: HashMap<(i32, u64, String), StaticFacts>,
     users: Users,
     scrape_seq: u64,
 }
@@ -437,9 +439,14 @@ impl ProcessScraper {
         let comm = String::from_utf8_lossy(stat.comm).into_owned();
         let (ppid, minflt, majflt, starttime) =
             (stat.ppid, stat.minflt, stat.majflt, stat.starttime);
-        let start_unix_nano = self
-            .boot_unix_nano
-            .saturating_add(starttime.saturating_mul(1_000_000_000) / self.ticks_per_second.max(1));
+        // Seconds and the remainder apart: ticks * 1e9 overflows u64 after
+        // about 5.8 years of uptime at 100 Hz.
+        let hz = self.ticks_per_second.max(1);
+        let start_unix_nano = self.boot_unix_nano.saturating_add(
+            (starttime / hz)
+                .saturating_mul(1_000_000_000)
+                .saturating_add((starttime % hz).saturating_mul(1_000_000_000) / hz),
+        );
 
         let n = self.read(dir, pid, b"/status", MAX_PROC_FILE, warn)?;
         let status = parse_status(&self.buf[..n]);
@@ -453,13 +460,16 @@ impl ProcessScraper {
             .read(dir, pid, b"/cgroup", MAX_PROC_FILE, warn)
             .and_then(|n| cgroup_from_proc(&String::from_utf8_lossy(&self.buf[..n])));
 
-        let key = (c.pid, starttime);
+        // exec keeps the pid and the start time but changes the command
+        // line and the executable, and (nearly always) the comm.
+        let key = (c.pid, starttime, comm.clone());
         let seq = self.scrape_seq;
         if let Some(facts) = self.cache.get_mut(&key) {
             facts.seen = seq;
         } else {
             let facts = self.read_static(dir, pid, warn);
-            self.cache.insert(key, StaticFacts { seen: seq, ..facts });
+            self.cache
+                .insert(key.clone(), StaticFacts { seen: seq, ..facts });
         }
         let facts = self.cache.get(&key)?;
 

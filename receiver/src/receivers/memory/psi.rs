@@ -2,11 +2,12 @@
 //! `memory.pressure`, and the kernel's PSI trigger that tells when pressure
 //! crosses a threshold (Documentation/accounting/psi.rst).
 
+use std::collections::VecDeque;
 use std::io;
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use opentelemetry_proto::tonic::common::v1::KeyValue;
 use rustix::fs::{Mode, OFlags};
@@ -181,8 +182,10 @@ pub struct PsiTrigger {
     /// The window in effect.
     pub window: Duration,
     path: PathBuf,
-    /// The "some" total (µs) at the previous check.
-    reference_us: AtomicU64,
+    /// Recent (when, "some" total in µs) readings, oldest first, refreshed
+    /// every `window`: a firing is confirmed against the reading from at
+    /// least one window before it.
+    readings: Mutex<VecDeque<(Instant, u64)>>,
 }
 
 /// Without CAP_SYS_RESOURCE the kernel accepts only windows that are
@@ -232,32 +235,100 @@ impl PsiTrigger {
             stall,
             window,
             path: path.to_path_buf(),
-            reference_us: AtomicU64::new(some_total_us(path).unwrap_or(0)),
+            readings: Mutex::new(
+                some_total_us(path)
+                    .map(|total| (Instant::now(), total))
+                    .into_iter()
+                    .collect(),
+            ),
         })
     }
 
-    /// Waits for the next firing that the stall total confirms.
+    fn readings(&self) -> std::sync::MutexGuard<'_, VecDeque<(Instant, u64)>> {
+        self.readings.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Keeps a reading; those older than two windows (bar the newest of
+    /// them, the reference for the next window) are dropped.
+    fn record(&self, at: Instant, total_us: u64) {
+        let mut r = self.readings();
+        r.push_back((at, total_us));
+        while r.len() > 2
+            && r.get(1)
+                .is_some_and(|(t, _)| at.duration_since(*t) >= self.window * 2)
+        {
+            r.pop_front();
+        }
+        while r.len() > MAX_READINGS {
+            r.pop_front();
+        }
+    }
+
+    fn reference(&self, at: Instant) -> Option<u64> {
+        reference_total(&self.readings(), at, self.window)
+    }
+
+    /// Waits for the next firing that the stall total confirms: the kernel
+    /// on this machine kind sometimes fires unprivileged triggers on a quiet
+    /// system in their first windows, so a firing counts only when the "some"
+    /// total grew by `stall` since a reading at least one window old (a
+    /// superset of the kernel's window, so true firings always pass).
     pub async fn triggered(&self) -> io::Result<()> {
         loop {
-            let mut guard = self.fd.ready(Interest::PRIORITY).await?;
-            guard.clear_ready();
-            let Some(now) = some_total_us(&self.path) else {
-                return Ok(());
-            };
-            let before = self.reference_us.swap(now, Ordering::Relaxed);
-            if u128::from(now.saturating_sub(before)) >= self.stall.as_micros() {
-                return Ok(());
+            let next_reading = self
+                .readings()
+                .back()
+                .map_or_else(Instant::now, |(t, _)| *t + self.window);
+            tokio::select! {
+                ready = self.fd.ready(Interest::PRIORITY) => {
+                    let mut guard = ready?;
+                    guard.clear_ready();
+                    let at = Instant::now();
+                    let Some(now) = some_total_us(&self.path) else {
+                        return Ok(());
+                    };
+                    let grew = self.reference(at).map_or(u64::MAX, |r| now.saturating_sub(r));
+                    self.record(at, now);
+                    if u128::from(grew) >= self.stall.as_micros() {
+                        return Ok(());
+                    }
+                    tracing::debug!(
+                        stall_us = grew,
+                        "ignoring a PSI trigger firing the stall total does not confirm"
+                    );
+                }
+                () = tokio::time::sleep_until(next_reading.into()) => {
+                    if let Some(total) = some_total_us(&self.path) {
+                        self.record(Instant::now(), total);
+                    }
+                }
             }
-            tracing::debug!(
-                stall_us = now.saturating_sub(before),
-                "ignoring a PSI trigger firing the stall total does not confirm"
-            );
         }
     }
 }
 
+/// The stall total at least one `window` before `at` (the newest such
+/// reading), else the oldest one known.
+fn reference_total(
+    readings: &VecDeque<(Instant, u64)>,
+    at: Instant,
+    window: Duration,
+) -> Option<u64> {
+    readings
+        .iter()
+        .rev()
+        .find(|(t, _)| at.duration_since(*t) >= window)
+        .or_else(|| readings.front())
+        .map(|(_, total)| *total)
+}
+
+/// Readings kept at most (two windows' worth at the refresh rate, plus
+/// firings in between).
+const MAX_READINGS: usize = 64;
+
 /// The "some" total stall (µs) of a pressure file (reading it brings the
-/// total up to date).
+/// total up to date). A procfs read: no I/O wait, so fine on a runtime
+/// worker.
 fn some_total_us(path: &Path) -> Option<u64> {
     let text = std::fs::read(path).ok()?;
     parse_pressure(&text).some.map(|l| l.total_us)
@@ -281,6 +352,21 @@ fn write_trigger(fd: &OwnedFd, stall: Duration, window: Duration) -> io::Result<
 mod tests {
     use super::*;
     use opentelemetry_proto::tonic::metrics::v1::metric;
+
+    #[test]
+    fn a_firing_is_confirmed_against_a_reading_at_least_a_window_old() {
+        let t0 = Instant::now();
+        let s = Duration::from_secs;
+        let readings: VecDeque<(Instant, u64)> =
+            [(t0, 100), (t0 + s(2), 150), (t0 + s(4), 400)].into();
+        let w = s(2);
+        // At 5 s: the newest reading at least 2 s old is the one at 2 s.
+        assert_eq!(reference_total(&readings, t0 + s(5), w), Some(150));
+        assert_eq!(reference_total(&readings, t0 + s(6), w), Some(400));
+        // Nothing old enough yet: the oldest.
+        assert_eq!(reference_total(&readings, t0 + s(1), w), Some(100));
+        assert_eq!(reference_total(&VecDeque::new(), t0, w), None);
+    }
 
     #[test]
     fn parses_system_and_cgroup_pressure() {

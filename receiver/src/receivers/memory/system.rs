@@ -379,7 +379,26 @@ Hugepagesize:       2048 kB
         let text = std::fs::read("/proc/meminfo").expect("/proc/meminfo");
         let info = parse_meminfo(&text);
         let states = memory_states(&info).expect("states");
-        assert_eq!(Some(states.iter().sum::<u64>()), info.total);
+        // A live system is consistent: every state is its meminfo field
+        // (nothing clamped), and used is what remains of MemTotal.
+        let field = |name: &str| -> u64 {
+            let text = String::from_utf8_lossy(&text);
+            text.lines()
+                .find_map(|l| l.strip_prefix(name))
+                .and_then(|v| v.split_whitespace().next())
+                .and_then(|v| v.parse::<u64>().ok())
+                .expect(name)
+                * 1024
+        };
+        let others = [
+            field("MemFree:"),
+            field("Buffers:"),
+            field("Cached:"),
+            field("SReclaimable:"),
+            field("SUnreclaim:"),
+        ];
+        assert_eq!(states[1..], others);
+        assert_eq!(states[0], field("MemTotal:") - others.iter().sum::<u64>());
         assert!(states[0] > 0, "something is used: {states:?}");
     }
 

@@ -408,6 +408,120 @@ fn cgroup_include_exclude_and_max() {
     assert_eq!(s.warnings(), 1, "once");
 }
 
+/// A copy of the fixture tree under a temporary directory (to change it).
+fn fixture_copy() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let status = Command::new("cp")
+        .arg("-a")
+        .arg(fixture_root().join("."))
+        .arg(dir.path())
+        .status()
+        .expect("cp");
+    assert!(status.success());
+    dir
+}
+
+fn cgroup_file(root: &Path, cgroup: &str, file: &str) -> PathBuf {
+    root.join("sys/fs/cgroup")
+        .join(cgroup.trim_start_matches('/'))
+        .join(file)
+}
+
+/// A container without a limit of its own is OOM-killed at its pod's (or
+/// any ancestor's) limit: its headroom and estimate follow the tightest
+/// ancestor; its own `limit` stays absent.
+#[test]
+fn headroom_follows_the_tightest_ancestor_limit() {
+    let dir = fixture_copy();
+    let ctr = container_cgroup();
+    std::fs::write(cgroup_file(dir.path(), &ctr, "memory.max"), "max\n").expect("write");
+    let cfg = MemoryReceiverConfig {
+        root_path: dir.path().to_path_buf(),
+        ..MemoryReceiverConfig::default()
+    };
+    let mut s = Scraper::new(&cfg).expect("scraper");
+    let pts = flatten(&s.scrape());
+    let c = [("cgroup.path", ctr.as_str())];
+    assert!(find(&pts, "cgroup.memory.limit", &c).is_empty());
+    // The pod: 536870912 - 253755392; kubepods.slice has far more room.
+    assert_eq!(
+        one(&pts, "cgroup.memory.headroom", &c),
+        536870912.0 - 253755392.0
+    );
+    // With a limit of its own that is looser than the pod's room, the pod's
+    // room still binds.
+    std::fs::write(cgroup_file(dir.path(), &ctr, "memory.max"), "1073741824\n").expect("write");
+    let pts = flatten(&s.scrape());
+    assert_eq!(one(&pts, "cgroup.memory.limit", &c), 1073741824.0);
+    assert_eq!(
+        one(&pts, "cgroup.memory.headroom", &c),
+        536870912.0 - 253755392.0
+    );
+    // A cgroup with neither an own nor an ancestor limit has no headroom.
+    let svc = [("cgroup.path", "/system.slice/containerd.service")];
+    assert!(find(&pts, "cgroup.memory.headroom", &svc).is_empty());
+}
+
+/// Counter start times: cgroups of the first scrape count from boot; one
+/// first seen later starts with a true reset point (start = its first
+/// point's time), since its counters may predate it; one that drops out of
+/// the report for a scrape and comes back keeps its series.
+#[test]
+fn cgroup_series_start_times() {
+    let dir = fixture_copy();
+    let cfg = MemoryReceiverConfig {
+        root_path: dir.path().to_path_buf(),
+        ..MemoryReceiverConfig::default()
+    };
+    let mut s = Scraper::new(&cfg).expect("scraper");
+    let boot = crate::clock::boot_unix_nanos();
+    let events_start = |pts: &[Pt], path: &str| -> (u64, u64) {
+        let found = find(
+            pts,
+            "cgroup.memory.events",
+            &[("cgroup.path", path), ("cgroup.memory.event", "oom_kill")],
+        );
+        assert_eq!(found.len(), 1, "{path}: {found:#?}");
+        (found[0].start, found[0].time)
+    };
+    let ctr = container_cgroup();
+    let (ctr_start, _) = events_start(&flatten(&s.scrape()), &ctr);
+    assert!(
+        ctr_start.abs_diff(boot) < 1_000_000_000,
+        "{ctr_start} vs boot {boot}"
+    );
+
+    // A new cgroup with processes appears (with an old oom_kill count).
+    let late = "/system.slice/late.service";
+    let late_dir = cgroup_file(dir.path(), late, "");
+    std::fs::create_dir_all(&late_dir).expect("mkdir");
+    for (file, text) in [
+        ("memory.current", "1048576\n"),
+        ("memory.max", "max\n"),
+        ("cgroup.procs", "4242\n"),
+        (
+            "memory.events",
+            "low 0\nhigh 0\nmax 0\noom 2\noom_kill 2\noom_group_kill 0\n",
+        ),
+    ] {
+        std::fs::write(late_dir.join(file), text).expect("write");
+    }
+    let pts = flatten(&s.scrape());
+    let (start, time) = events_start(&pts, late);
+    assert_eq!(start, time, "a true reset point");
+    assert_eq!(events_start(&pts, &ctr).0, ctr_start, "unchanged");
+
+    // It loses its processes (not reported), then gets one back.
+    std::fs::write(late_dir.join("cgroup.procs"), "").expect("write");
+    let pts = flatten(&s.scrape());
+    assert!(find(&pts, "cgroup.memory.usage", &[("cgroup.path", late)]).is_empty());
+    std::fs::write(late_dir.join("cgroup.procs"), "4242\n").expect("write");
+    let pts = flatten(&s.scrape());
+    let (again, time_again) = events_start(&pts, late);
+    assert_eq!(again, start, "the same series");
+    assert!(time_again > start);
+}
+
 /// A copy of the fixture whose container's usage grows between scrapes:
 /// `time_to_limit` appears and is what the growth implies; flat usage has none.
 #[test]
