@@ -5,11 +5,12 @@
 //! Every scrape walks the hierarchy (depth first, sorted, so the first
 //! `max_cgroups` are the same ones each time) and reports every cgroup that
 //! has a limit set or holds processes and passes include/exclude. Besides
-//! the kernel's figures it derives `headroom` (limit - usage) and
-//! `time_to_limit`: the least-squares slope of usage over the samples of the
-//! last `growth_window` (at least [`MIN_GROWTH_SAMPLES`]), and (limit -
-//! usage) / slope when the slope is positive; absent when usage is flat or
-//! falling, or there is no limit.
+//! the kernel's figures it derives `headroom` (the smallest limit - usage of
+//! the cgroup and its ancestors) and `time_to_limit`: the least-squares
+//! slope of the working set (usage - inactive_file) over the samples of the
+//! last `growth_window` (at least [`MIN_GROWTH_SAMPLES`]), and the room left
+//! to it (headroom + inactive_file) / slope when the slope is positive;
+//! absent when it is flat or falling, or no limit is on the path.
 
 use std::collections::{HashMap, VecDeque};
 use std::io;
@@ -472,6 +473,19 @@ impl CgroupScraper {
         }
 
         let ino = std::fs::metadata(dir)?.ino();
+        let stat = self
+            .read(dir, "memory.stat", warn)?
+            .map(|()| parse_memory_stat(&self.buf, version));
+        // What grows toward an OOM kill: usage less the inactive page cache
+        // (reclaimed at the limit rather than killed for), the kubelet's
+        // working set. Plain usage when memory.stat is missing.
+        let working_set = usage.map(|u| {
+            u.saturating_sub(
+                stat.as_ref()
+                    .and_then(MemoryStat::inactive_file)
+                    .unwrap_or(0),
+            )
+        });
         let seq = self.seq;
         let tracked = self
             .tracked
@@ -489,8 +503,8 @@ impl CgroupScraper {
         tracked.reported = seq;
         let attrs = tracked.attributes.clone();
         let start = tracked.start_unix_nano;
-        if let Some(u) = usage {
-            tracked.samples.push_back((now_secs, u as f64));
+        if let Some(ws) = working_set {
+            tracked.samples.push_back((now_secs, ws as f64));
             let window = self.growth_window.as_secs_f64();
             while tracked
                 .samples
@@ -501,6 +515,8 @@ impl CgroupScraper {
                 tracked.samples.pop_front();
             }
         }
+        // The working set can grow by the headroom plus the inactive page
+        // cache it would push out: (usage + headroom) is its limit.
         let growth = match (headroom, usage) {
             (Some(Headroom(h)), Some(u)) => {
                 let room = u64::try_from(h.max(0)).unwrap_or(u64::MAX);
@@ -530,9 +546,6 @@ impl CgroupScraper {
             b.double(&m::CGROUP_MEMORY_TIME_TO_LIMIT, start, t, with(None));
         }
 
-        let stat = self
-            .read(dir, "memory.stat", warn)?
-            .map(|()| parse_memory_stat(&self.buf, version));
         if let Some(stat) = &stat {
             for (i, (name, _, _)) in BREAKDOWN.iter().enumerate() {
                 if let Some(v) = stat.breakdown[i] {

@@ -567,6 +567,44 @@ fn time_to_limit_follows_growth() {
     .is_empty());
 }
 
+/// Page cache filling a cgroup (usage and inactive_file growing together)
+/// is reclaimed at the limit, not killed for: no estimate.
+#[test]
+fn growing_page_cache_is_not_a_coming_oom() {
+    let dir = fixture_copy();
+    let ctr = container_cgroup();
+    let current = cgroup_file(dir.path(), &ctr, "memory.current");
+    let stat_path = cgroup_file(dir.path(), &ctr, "memory.stat");
+    let stat = std::fs::read_to_string(&stat_path).expect("memory.stat");
+    let cfg = MemoryReceiverConfig {
+        root_path: dir.path().to_path_buf(),
+        ..MemoryReceiverConfig::default()
+    };
+    let mut s = Scraper::new(&cfg).expect("scraper");
+    let mut last = Vec::new();
+    for step in 0..4u64 {
+        let grown = step * 3_000_000;
+        std::fs::write(&current, format!("{}\n", 200_000_000 + grown)).expect("write");
+        let stat: String = stat
+            .lines()
+            .map(|l| match l.strip_prefix("inactive_file ") {
+                Some(_) => format!("inactive_file {}\n", 8_500_000 + grown),
+                None => format!("{l}\n"),
+            })
+            .collect();
+        std::fs::write(&stat_path, stat).expect("write");
+        last = flatten(&s.scrape());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let c = [("cgroup.path", ctr.as_str())];
+    assert_eq!(
+        one(&last, "cgroup.memory.usage", &c),
+        209_000_000.0,
+        "usage did grow"
+    );
+    assert!(find(&last, "cgroup.memory.time_to_limit", &c).is_empty());
+}
+
 #[test]
 fn fixture_processes() {
     let mut s = Scraper::new(&fixture_config()).expect("scraper");
