@@ -15,18 +15,10 @@ use common::free_port;
 use common::oom::{MemoryCgroup, OOM_LIMIT_BYTES};
 use common::oomscope::Oomscope;
 use common::otlp::{attr_str, FileContents};
+use common::{is_root, skip};
 
 const TIMEOUT: Duration = Duration::from_secs(60);
 const DEFAULT: &str = include_str!("../config/default.yaml");
-
-fn skip(test: &str, why: &str) {
-    let _ = writeln!(std::io::stderr(), "SKIPPED {test}: {why}");
-}
-
-fn is_root() -> bool {
-    // SAFETY: no preconditions.
-    unsafe { libc::geteuid() == 0 }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn default_config_reports_one_kill_once_and_other_kernel_memory_trouble() {

@@ -8,6 +8,7 @@ mod common;
 use std::time::Duration;
 
 use common::oom::{MemoryCgroup, OOM_LIMIT_BYTES};
+use common::{is_root, skip};
 use oomscope::ebpf::{
     flags, load_mark_victim, load_mark_victim_with_layout, parse_mark_victim_format, LoadError,
     MarkVictimProbe, OomVictimEvent, FIELD_ABSENT,
@@ -30,18 +31,6 @@ format:
 
 print fmt: \"pid=%d\", REC->pid
 ";
-
-/// Prints why a test is skipped. Writes to the stderr handle directly, which
-/// the test harness does not capture, so the line shows in every run.
-fn skip(test: &str, why: std::fmt::Arguments<'_>) {
-    use std::io::Write as _;
-    let _ = writeln!(std::io::stderr(), "SKIPPED {test}: {why}");
-}
-
-fn is_root() -> bool {
-    // SAFETY: no preconditions.
-    unsafe { libc::geteuid() == 0 }
-}
 
 /// The probe, or `None` (after printing why) when this host cannot run it.
 fn load_or_skip(

@@ -9,7 +9,6 @@
 mod common;
 
 use std::fs::File;
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -17,6 +16,7 @@ use std::time::{Duration, Instant};
 use common::free_port;
 use common::oomscope::Oomscope;
 use common::otlp::{attr_str, FileContents};
+use common::skip;
 
 const TIMEOUT: Duration = Duration::from_secs(60);
 /// How long a program may run before it is killed and the test fails; each
@@ -25,10 +25,6 @@ const PROGRAM_TIMEOUT: Duration = Duration::from_secs(120);
 /// The address space cap (`ulimit -v`, KiB) for the runtimes without a heap
 /// cap of their own.
 const ULIMIT_V_KIB: u32 = 200_000;
-
-fn skip(test: &str, why: &str) {
-    let _ = writeln!(std::io::stderr(), "SKIPPED {test}: {why}");
-}
 
 /// Whether `tool` runs (`tool <version_arg>`); prints the skip reason if not.
 fn tool_available(test: &str, tool: &str, version_arg: &str) -> bool {
@@ -41,11 +37,11 @@ fn tool_available(test: &str, tool: &str, version_arg: &str) -> bool {
     {
         Ok(status) if status.success() => true,
         Ok(status) => {
-            skip(test, &format!("`{tool} {version_arg}` failed: {status}"));
+            skip(test, format!("`{tool} {version_arg}` failed: {status}"));
             false
         }
         Err(err) => {
-            skip(test, &format!("{tool} is not usable: {err}"));
+            skip(test, format!("{tool} is not usable: {err}"));
             false
         }
     }
@@ -202,7 +198,7 @@ fn compile(test: &str, command: &mut Command) -> bool {
             String::from_utf8_lossy(&output.stderr)
         ),
         Err(err) => {
-            skip(test, &format!("cannot run {command:?}: {err}"));
+            skip(test, format!("cannot run {command:?}: {err}"));
             false
         }
     }

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use common::free_port;
 use common::oomscope::Oomscope;
 use common::rotel::{Received, Rotel};
+use common::skip;
 
 const TIMEOUT: Duration = Duration::from_secs(60);
 const TOKENS: usize = 20;
@@ -25,10 +26,6 @@ fn kmsg_lock() -> std::sync::MutexGuard<'static, ()> {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-fn skip(test: &str, why: &str) {
-    let _ = writeln!(std::io::stderr(), "SKIPPED {test}: {why}");
-}
-
 fn dev_kmsg_usable(test: &str) -> bool {
     // SAFETY: no preconditions.
     if unsafe { libc::geteuid() } != 0 {
@@ -36,7 +33,7 @@ fn dev_kmsg_usable(test: &str) -> bool {
         return false;
     }
     if let Err(err) = std::fs::File::open("/dev/kmsg") {
-        skip(test, &format!("/dev/kmsg is not readable: {err}"));
+        skip(test, format!("/dev/kmsg is not readable: {err}"));
         return false;
     }
     true

@@ -16,19 +16,10 @@ use common::free_port;
 use common::oom::{CgroupVersion, MemoryCgroup, OOM_LIMIT_BYTES};
 use common::oomscope::Oomscope;
 use common::otlp::{json_attr, FileContents};
+use common::{is_root, skip};
 
 const TIMEOUT: Duration = Duration::from_secs(60);
 const MIB: u64 = 1024 * 1024;
-
-fn skip(test: &str, why: &str) {
-    use std::io::Write as _;
-    let _ = writeln!(std::io::stderr(), "SKIPPED {test}: {why}");
-}
-
-fn is_root() -> bool {
-    // SAFETY: no preconditions.
-    unsafe { libc::geteuid() == 0 }
-}
 
 /// oomscope with only the memory receiver (`receiver_yaml`: its keys,
 /// indented by 4) writing metrics to `out`.

@@ -15,18 +15,9 @@ use common::oom::{MemoryCgroup, OOM_LIMIT_BYTES};
 use common::oomscope::Oomscope;
 use common::otlp::{attr_str, FileContents};
 use common::rotel::Rotel;
+use common::{is_root, skip};
 
 const TIMEOUT: Duration = Duration::from_secs(60);
-
-fn skip(test: &str, why: &str) {
-    use std::io::Write as _;
-    let _ = writeln!(std::io::stderr(), "SKIPPED {test}: {why}");
-}
-
-fn is_root() -> bool {
-    // SAFETY: no preconditions.
-    unsafe { libc::geteuid() == 0 }
-}
 
 /// oomscope with the oom receiver feeding a file (logs and metrics), and
 /// optionally rotel. Ready once its health check answers (the receiver has

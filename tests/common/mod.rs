@@ -120,3 +120,17 @@ pub fn signal(pid: u32, signal: i32) {
         libc::kill(pid, signal);
     }
 }
+
+/// Prints why a test does not run on this host (the test then returns).
+/// Writes to the stderr handle directly, which the test harness does not
+/// capture (unlike `eprintln!`), so the line shows in every run.
+pub fn skip(test: &str, why: impl std::fmt::Display) {
+    use std::io::Write as _;
+    let _ = writeln!(std::io::stderr(), "SKIPPED {test}: {why}");
+}
+
+/// Running as root (eBPF, /dev/kmsg, memory cgroups).
+pub fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}

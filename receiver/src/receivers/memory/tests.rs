@@ -526,24 +526,13 @@ fn cgroup_series_start_times() {
 /// `time_to_limit` appears and is what the growth implies; flat usage has none.
 #[test]
 fn time_to_limit_follows_growth() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let status = Command::new("cp")
-        .arg("-a")
-        .arg(fixture_root().join("."))
-        .arg(dir.path())
-        .status()
-        .expect("cp");
-    assert!(status.success());
+    let dir = fixture_copy();
     let cfg = MemoryReceiverConfig {
         root_path: dir.path().to_path_buf(),
         ..MemoryReceiverConfig::default()
     };
     let ctr = container_cgroup();
-    let current = dir
-        .path()
-        .join("sys/fs/cgroup")
-        .join(ctr.trim_start_matches('/'))
-        .join("memory.current");
+    let current = cgroup_file(dir.path(), &ctr, "memory.current");
     let mut s = Scraper::new(&cfg).expect("scraper");
     let mut last = Vec::new();
     let started = std::time::Instant::now();
