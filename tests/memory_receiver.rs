@@ -146,16 +146,6 @@ fn vm_rss(pid: u32) -> u64 {
         * 1024
 }
 
-fn cgroup_path(cg: &MemoryCgroup) -> String {
-    format!(
-        "/{}",
-        cg.path()
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default()
-    )
-}
-
 /// python3 inside `cgroup`: names itself `name` (comm), allocates and
 /// touches `mib` MiB, says "ready", sleeps. Killed on drop.
 struct Sleeper {
@@ -222,7 +212,7 @@ async fn system_process_and_cgroup_figures_match_the_kernel() {
         .expect("a second cgroup where the first one could be made");
     let tag = format!("mrt{}", std::process::id() % 100_000);
     let sleeper = Sleeper::spawn(&home, &tag, 64, &["--db-password=hunter2", "--verbose"]);
-    let (home_path, oom_path) = (cgroup_path(&home), cgroup_path(&oom_cgroup));
+    let (home_path, oom_path) = (home.cgroup_path(), oom_cgroup.cgroup_path());
 
     let dir = tempfile::tempdir().expect("tempdir");
     let out = dir.path().join("out.jsonl");

@@ -148,16 +148,6 @@ fn assert_memory_matches_kernel(record: &serde_json::Value, pid: i32) {
     );
 }
 
-fn cgroup_name(cg: &MemoryCgroup) -> String {
-    format!(
-        "/{}",
-        cg.path()
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default()
-    )
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn one_contained_kill_is_one_complete_record() {
     const TEST: &str = "one_contained_kill_is_one_complete_record";
@@ -203,8 +193,8 @@ async fn one_contained_kill_is_one_complete_record() {
         Some("CONSTRAINT_MEMCG")
     );
     assert_eq!(attr_str(r, "oom.trigger_type").as_deref(), Some("cgroup"));
-    assert_eq!(attr_str(r, "oom.memcg"), Some(cgroup_name(&cgroup)));
-    assert_eq!(attr_str(r, "oom.victim.cgroup"), Some(cgroup_name(&cgroup)));
+    assert_eq!(attr_str(r, "oom.memcg"), Some(cgroup.cgroup_path()));
+    assert_eq!(attr_str(r, "oom.victim.cgroup"), Some(cgroup.cgroup_path()));
     assert_eq!(
         attr_str(r, "oom.memcg.limit"),
         Some(OOM_LIMIT_BYTES.to_string())
@@ -247,7 +237,7 @@ async fn one_contained_kill_is_one_complete_record() {
             n == "linux.oom.kills"
                 && common::otlp::json_attr(&p["attributes"], "oom.victim.cgroup")
                     .and_then(|v| v["stringValue"].as_str())
-                    == Some(cgroup_name(&cgroup).as_str())
+                    == Some(cgroup.cgroup_path().as_str())
         })
         .filter_map(|(_, p)| common::otlp::point_int(p))
         .collect();
@@ -355,7 +345,7 @@ async fn two_kills_by_one_trigger_are_two_records() {
     // Other tests kill in their own cgroups at the same time: count ours.
     let ours = records
         .iter()
-        .filter(|r| attr_str(r, "oom.victim.cgroup") == Some(cgroup_name(&cgroup)))
+        .filter(|r| attr_str(r, "oom.victim.cgroup") == Some(cgroup.cgroup_path()))
         .count();
     assert_eq!(
         ours, 2,
@@ -396,7 +386,7 @@ async fn kills_in_quick_succession_are_each_reported_once() {
         let r = record_for(&records, *pid);
         assert_memory_matches_kernel(r, *pid);
     }
-    let names: Vec<String> = cgroups.iter().map(cgroup_name).collect();
+    let names: Vec<String> = cgroups.iter().map(MemoryCgroup::cgroup_path).collect();
     let ours = records
         .iter()
         .filter(|r| attr_str(r, "oom.victim.cgroup").is_some_and(|c| names.contains(&c)))
@@ -434,7 +424,7 @@ async fn kmsg_fallback_gives_the_same_facts() {
         Some("CONSTRAINT_MEMCG")
     );
     assert_eq!(attr_str(r, "oom.trigger_type").as_deref(), Some("cgroup"));
-    assert_eq!(attr_str(r, "oom.memcg"), Some(cgroup_name(&cgroup)));
+    assert_eq!(attr_str(r, "oom.memcg"), Some(cgroup.cgroup_path()));
     assert_eq!(
         attr_str(r, "oom.memcg.limit"),
         Some(OOM_LIMIT_BYTES.to_string())
@@ -472,7 +462,7 @@ async fn oomscope_events_streams_a_real_kill() {
             &format!("127.0.0.1:{events_port}"),
         ])
         .arg("--cgroup")
-        .arg(cgroup_name(&cgroup))
+        .arg(cgroup.cgroup_path())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
         .kill_on_drop(true)
@@ -498,7 +488,7 @@ async fn oomscope_events_streams_a_real_kill() {
     assert_eq!(kill["victim"]["comm"], "python3");
     assert_eq!(kill["source"], "ebpf");
     assert_eq!(kill["scope"]["constraint"], "CONSTRAINT_MEMCG");
-    assert_eq!(kill["scope"]["memcg"], cgroup_name(&cgroup));
+    assert_eq!(kill["scope"]["memcg"], cgroup.cgroup_path());
     assert!(kill["kernel_time_ns"].as_u64().is_some_and(|t| t > 0));
     let line = killed_line(pid, TIMEOUT);
     assert_eq!(kill["victim"]["anon_rss_bytes"], line.anon_rss_kb * 1024);

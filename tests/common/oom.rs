@@ -107,6 +107,18 @@ impl MemoryCgroup {
         &self.path
     }
 
+    /// Its path inside the hierarchy, as the kernel names it (in
+    /// /proc/PID/cgroup and its OOM reports): `/<name>`.
+    pub fn cgroup_path(&self) -> String {
+        format!(
+            "/{}",
+            self.path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default()
+        )
+    }
+
     /// The hierarchy it lives in.
     pub fn version(&self) -> CgroupVersion {
         self.version

@@ -95,6 +95,14 @@ fn one(pts: &[Pt], metric: &str, attrs: &[(&str, &str)]) -> f64 {
     found[0].value
 }
 
+/// `process.pid` of each process Resource, in order.
+fn resource_pids(rms: &[ResourceMetrics]) -> Vec<String> {
+    rms.iter()
+        .filter_map(|rm| rm.resource.as_ref())
+        .map(|r| kv_map(&r.attributes)["process.pid"].clone())
+        .collect()
+}
+
 fn fixture_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/memory-root")
 }
@@ -599,11 +607,7 @@ fn fixture_processes() {
     let mut s = Scraper::new(&fixture_config()).expect("scraper");
     let rms = s.scrape();
     let pts = flatten(&rms);
-    let pids: Vec<String> = rms
-        .iter()
-        .filter_map(|rm| rm.resource.as_ref())
-        .map(|r| kv_map(&r.attributes)["process.pid"].clone())
-        .collect();
+    let pids = resource_pids(&rms);
     assert_eq!(
         pids,
         ["4242", "812"],
@@ -964,11 +968,7 @@ fn top_processes_of_this_machine_with_their_rss() {
     let mut s = Scraper::new(&live_config(&format!("^{tag}"), 2)).expect("scraper");
     let rms = s.scrape();
     let pts = flatten(&rms);
-    let pids: Vec<String> = rms
-        .iter()
-        .filter_map(|rm| rm.resource.as_ref())
-        .map(|r| kv_map(&r.attributes)["process.pid"].clone())
-        .collect();
+    let pids = resource_pids(&rms);
     assert_eq!(pids, [large.pid().to_string(), medium.pid().to_string()]);
     for hog in [&large, &medium] {
         let mine: Vec<Pt> = pts
