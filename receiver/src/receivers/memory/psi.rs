@@ -182,9 +182,9 @@ pub struct PsiTrigger {
     /// The window in effect.
     pub window: Duration,
     path: PathBuf,
-    /// Recent (when, "some" total in µs) readings, oldest first, refreshed
-    /// every `window`: a firing is confirmed against the reading from at
-    /// least one window before it.
+    /// Recent (when, "some" total in µs) readings, oldest first: a firing
+    /// is confirmed against the newest reading at least two windows before
+    /// it.
     readings: Mutex<VecDeque<(Instant, u64)>>,
 }
 
@@ -248,14 +248,14 @@ impl PsiTrigger {
         self.readings.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Keeps a reading; those older than two windows (bar the newest of
+    /// Keeps a reading; those older than three windows (bar the newest of
     /// them, the reference for the next window) are dropped.
     fn record(&self, at: Instant, total_us: u64) {
         let mut r = self.readings();
         r.push_back((at, total_us));
         while r.len() > 2
             && r.get(1)
-                .is_some_and(|(t, _)| at.duration_since(*t) >= self.window * 2)
+                .is_some_and(|(t, _)| at.duration_since(*t) >= self.window * 3)
         {
             r.pop_front();
         }
@@ -265,64 +265,72 @@ impl PsiTrigger {
     }
 
     fn reference(&self, at: Instant) -> Option<u64> {
-        reference_total(&self.readings(), at, self.window)
+        reference_total(&self.readings(), at, self.window * 2)
     }
 
     /// Waits for the next firing that the stall total confirms: the kernel
     /// on this machine kind sometimes fires unprivileged triggers on a quiet
     /// system in their first windows, so a firing counts only when the "some"
-    /// total grew by `stall` since a reading at least one window old (a
-    /// superset of the kernel's window, so true firings always pass).
+    /// total grew by `stall` since a reading at least two windows old. Two:
+    /// the kernel holds a breach back until a window has passed since its
+    /// previous event (one event per window), so an event can come up to a
+    /// window after the stall that caused it; the span still covers it.
     pub async fn triggered(&self) -> io::Result<()> {
+        // The caller comes back after every scrape and every firing: the
+        // readings stay at most a collection interval apart. (Not a timer
+        // racing the readiness here: with one, tokio missed firings.)
+        self.refresh();
         loop {
-            let next_reading = self
-                .readings()
-                .back()
-                .map_or_else(Instant::now, |(t, _)| *t + self.window);
-            tokio::select! {
-                ready = self.fd.ready(Interest::PRIORITY) => {
-                    let mut guard = ready?;
-                    guard.clear_ready();
-                    let at = Instant::now();
-                    let Some(now) = some_total_us(&self.path) else {
-                        return Ok(());
-                    };
-                    let grew = self.reference(at).map_or(u64::MAX, |r| now.saturating_sub(r));
-                    self.record(at, now);
-                    if u128::from(grew) >= self.stall.as_micros() {
-                        return Ok(());
-                    }
-                    tracing::debug!(
-                        stall_us = grew,
-                        "ignoring a PSI trigger firing the stall total does not confirm"
-                    );
-                }
-                () = tokio::time::sleep_until(next_reading.into()) => {
-                    if let Some(total) = some_total_us(&self.path) {
-                        self.record(Instant::now(), total);
-                    }
-                }
+            let mut guard = self.fd.ready(Interest::PRIORITY).await?;
+            guard.clear_ready();
+            let at = Instant::now();
+            let Some(now) = some_total_us(&self.path) else {
+                return Ok(());
+            };
+            let grew = self
+                .reference(at)
+                .map_or(u64::MAX, |r| now.saturating_sub(r));
+            self.record(at, now);
+            if u128::from(grew) >= self.stall.as_micros() {
+                return Ok(());
+            }
+            tracing::debug!(
+                stall_us = grew,
+                "ignoring a PSI trigger firing the stall total does not confirm"
+            );
+        }
+    }
+
+    /// Takes a reading when the newest is a window old or more.
+    fn refresh(&self) {
+        let stale = self
+            .readings()
+            .back()
+            .is_none_or(|(t, _)| t.elapsed() >= self.window);
+        if stale {
+            if let Some(total) = some_total_us(&self.path) {
+                self.record(Instant::now(), total);
             }
         }
     }
 }
 
-/// The stall total at least one `window` before `at` (the newest such
-/// reading), else the oldest one known.
+/// The stall total at least `span` before `at` (the newest such reading),
+/// else the oldest one known.
 fn reference_total(
     readings: &VecDeque<(Instant, u64)>,
     at: Instant,
-    window: Duration,
+    span: Duration,
 ) -> Option<u64> {
     readings
         .iter()
         .rev()
-        .find(|(t, _)| at.duration_since(*t) >= window)
+        .find(|(t, _)| at.duration_since(*t) >= span)
         .or_else(|| readings.front())
         .map(|(_, total)| *total)
 }
 
-/// Readings kept at most (two windows' worth at the refresh rate, plus
+/// Readings kept at most (three windows' worth at the refresh rate, plus
 /// firings in between).
 const MAX_READINGS: usize = 64;
 
@@ -354,7 +362,7 @@ mod tests {
     use opentelemetry_proto::tonic::metrics::v1::metric;
 
     #[test]
-    fn a_firing_is_confirmed_against_a_reading_at_least_a_window_old() {
+    fn a_firing_is_confirmed_against_a_reading_at_least_a_span_old() {
         let t0 = Instant::now();
         let s = Duration::from_secs;
         let readings: VecDeque<(Instant, u64)> =
