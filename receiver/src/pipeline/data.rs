@@ -6,8 +6,12 @@
 use std::fmt;
 use std::sync::Arc;
 
-use opentelemetry_proto::tonic::logs::v1::ResourceLogs;
-use opentelemetry_proto::tonic::metrics::v1::{metric::Data, Metric, ResourceMetrics};
+use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, InstrumentationScope, KeyValue};
+use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
+use opentelemetry_proto::tonic::metrics::v1::{
+    metric::Data, Metric, ResourceMetrics, ScopeMetrics,
+};
+use opentelemetry_proto::tonic::resource::v1::Resource;
 
 use super::ack::Finalizers;
 
@@ -166,6 +170,66 @@ impl Batch {
             finalizers: self.finalizers.clone(),
             urgent: self.urgent,
         }
+    }
+}
+
+/// An attribute.
+pub fn kv(key: &str, value: any_value::Value) -> KeyValue {
+    KeyValue {
+        key: key.to_string(),
+        value: Some(AnyValue { value: Some(value) }),
+        ..Default::default()
+    }
+}
+
+/// A string attribute.
+pub fn kv_str(key: &str, value: &str) -> KeyValue {
+    kv(key, any_value::Value::StringValue(value.to_string()))
+}
+
+/// An integer attribute.
+pub fn kv_int(key: &str, value: i64) -> KeyValue {
+    kv(key, any_value::Value::IntValue(value))
+}
+
+/// This agent's instrumentation scope `name` (e.g. `oomscope/oom`), at the
+/// agent's version.
+pub fn agent_scope(name: &str) -> InstrumentationScope {
+    InstrumentationScope {
+        name: name.to_string(),
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        ..Default::default()
+    }
+}
+
+/// A receiver's log records under one resource (none: the `resource`
+/// processor adds the host's) and its scope `scope`.
+pub fn scoped_logs(scope: &str, records: Vec<LogRecord>) -> ResourceLogs {
+    ResourceLogs {
+        resource: None,
+        scope_logs: vec![ScopeLogs {
+            scope: Some(agent_scope(scope)),
+            log_records: records,
+            ..Default::default()
+        }],
+        ..Default::default()
+    }
+}
+
+/// A receiver's metrics under `resource` and its scope `scope`.
+pub fn scoped_metrics(
+    scope: &str,
+    resource: Option<Resource>,
+    metrics: Vec<Metric>,
+) -> ResourceMetrics {
+    ResourceMetrics {
+        resource,
+        scope_metrics: vec![ScopeMetrics {
+            scope: Some(agent_scope(scope)),
+            metrics,
+            ..Default::default()
+        }],
+        ..Default::default()
     }
 }
 

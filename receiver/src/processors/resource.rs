@@ -21,6 +21,7 @@ use serde::Deserialize;
 use tokio::task::JoinHandle;
 
 use crate::component::BuildContext;
+use crate::pipeline::data::kv_str;
 use crate::pipeline::{Batch, ConsumeError, Consumer, DynConsumer, Payload, Signal};
 
 /// `resource` configuration.
@@ -244,19 +245,19 @@ pub fn detect_host() -> Vec<KeyValue> {
     let uname = uname();
     if let Some(u) = &uname {
         if !u.nodename.is_empty() {
-            attrs.push(string_kv("host.name", &u.nodename));
+            attrs.push(kv_str("host.name", &u.nodename));
         }
     }
     match machine_id() {
-        Some(id) => attrs.push(string_kv("host.id", &id)),
+        Some(id) => attrs.push(kv_str("host.id", &id)),
         None => tracing::debug!(
             "resource detection: no /etc/machine-id or /var/lib/dbus/machine-id; host.id not set"
         ),
     }
     if let Some(u) = &uname {
-        attrs.push(string_kv("host.arch", semconv_arch(&u.machine)));
+        attrs.push(kv_str("host.arch", semconv_arch(&u.machine)));
     }
-    attrs.push(string_kv("os.type", "linux"));
+    attrs.push(kv_str("os.type", "linux"));
     let pretty = std::fs::read_to_string("/etc/os-release")
         .or_else(|_| std::fs::read_to_string("/usr/lib/os-release"))
         .ok()
@@ -269,19 +270,9 @@ pub fn detect_host() -> Vec<KeyValue> {
         (None, None) => None,
     };
     if let Some(d) = description {
-        attrs.push(string_kv("os.description", &d));
+        attrs.push(kv_str("os.description", &d));
     }
     attrs
-}
-
-fn string_kv(key: &str, value: &str) -> KeyValue {
-    KeyValue {
-        key: key.to_string(),
-        value: Some(AnyValue {
-            value: Some(any_value::Value::StringValue(value.to_string())),
-        }),
-        ..Default::default()
-    }
 }
 
 struct Uname {
@@ -459,10 +450,10 @@ mod tests {
         };
         assert!(cfg.validate().is_ok());
         let input = logs_with(vec![
-            string_kv("kept", "orig"),
-            string_kv("present", "p"),
-            string_kv("kept2", "k"),
-            string_kv("gone", "g"),
+            kv_str("kept", "orig"),
+            kv_str("present", "p"),
+            kv_str("kept2", "k"),
+            kv_str("gone", "g"),
         ]);
         let attrs = resource_attrs(&run(cfg, input).await);
         assert_eq!(str_of(&attrs, "new").as_deref(), Some("x"));
@@ -525,7 +516,7 @@ mod tests {
     #[tokio::test]
     async fn detection_matches_the_host_and_does_not_override() {
         let cfg = ResourceConfig::default();
-        let input = logs_with(vec![string_kv("host.name", "from-the-data")]);
+        let input = logs_with(vec![kv_str("host.name", "from-the-data")]);
         let attrs = resource_attrs(&run(cfg, input).await);
         assert_eq!(
             str_of(&attrs, "host.name").as_deref(),

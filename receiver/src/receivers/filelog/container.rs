@@ -22,6 +22,7 @@ use time::OffsetDateTime;
 
 use super::config::LogFormat;
 use super::reader::Line;
+use crate::pipeline::data::kv_str;
 
 /// The stream a container wrote a line to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -329,16 +330,6 @@ fn parse_docker(line: &str) -> Option<Piece> {
     })
 }
 
-fn str_kv(key: &str, value: &str) -> KeyValue {
-    KeyValue {
-        key: key.to_string(),
-        value: Some(AnyValue {
-            value: Some(any_value::Value::StringValue(value.to_string())),
-        }),
-        ..Default::default()
-    }
-}
-
 fn is_container_id(s: &str) -> bool {
     s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit())
 }
@@ -370,10 +361,10 @@ fn identity_from_path(path: &Path) -> (Vec<KeyValue>, Option<Kind>) {
             if let Ok(restart) = restart.parse::<i64>() {
                 if !ns.is_empty() && !pod.is_empty() && !uid.is_empty() && !parent.is_empty() {
                     let attrs = vec![
-                        str_kv("k8s.namespace.name", ns),
-                        str_kv("k8s.pod.name", pod),
-                        str_kv("k8s.pod.uid", uid),
-                        str_kv("k8s.container.name", parent),
+                        kv_str("k8s.namespace.name", ns),
+                        kv_str("k8s.pod.name", pod),
+                        kv_str("k8s.pod.uid", uid),
+                        kv_str("k8s.container.name", parent),
                         KeyValue {
                             key: "k8s.container.restart_count".to_string(),
                             value: Some(AnyValue {
@@ -391,7 +382,7 @@ fn identity_from_path(path: &Path) -> (Vec<KeyValue>, Option<Kind>) {
     if is_container_id(parent) && nth_last(2) == Some("containers") {
         let expected = format!("{parent}-json.log");
         if file.starts_with(&expected) {
-            return (vec![str_kv("container.id", parent)], Some(Kind::Docker));
+            return (vec![kv_str("container.id", parent)], Some(Kind::Docker));
         }
     }
     // Kubelet symlinks: containers/<pod>_<ns>_<container>-<id>.log
@@ -402,10 +393,10 @@ fn identity_from_path(path: &Path) -> (Vec<KeyValue>, Option<Kind>) {
                 if let Some((container, id)) = rest.rsplit_once('-') {
                     if is_container_id(id) && !pod.is_empty() && !ns.is_empty() {
                         let attrs = vec![
-                            str_kv("k8s.namespace.name", ns),
-                            str_kv("k8s.pod.name", pod),
-                            str_kv("k8s.container.name", container),
-                            str_kv("container.id", id),
+                            kv_str("k8s.namespace.name", ns),
+                            kv_str("k8s.pod.name", pod),
+                            kv_str("k8s.container.name", container),
+                            kv_str("container.id", id),
                         ];
                         return (attrs, Some(Kind::Cri));
                     }

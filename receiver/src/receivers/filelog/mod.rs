@@ -44,6 +44,7 @@ use super::ReceiverOutputs;
 use crate::component::BuildContext;
 use crate::patterns::Library;
 use crate::pipeline::ack::BatchNotifier;
+use crate::pipeline::data::scoped_logs;
 use crate::pipeline::{consume_retrying, ConsumeError, DynConsumer, Payload, Signal};
 use checkpoint::{Checkpoints, InFlight, Resumed};
 pub use config::{ByteSize, FilelogReceiverConfig, LogFormat, MultilineConfig, StartAt};
@@ -671,7 +672,10 @@ impl Tailer {
         };
         let shutdown = self.ctx.shutdown.clone();
         let sem = Arc::clone(&self.in_flight);
-        let payload = Arc::new(Payload::Logs(vec![record::resource_logs(records)]));
+        let payload = Arc::new(Payload::Logs(vec![scoped_logs(
+            record::SCOPE_NAME,
+            records,
+        )]));
         let items = payload.item_count();
         let metrics = &self.metrics;
         let sent = handle.block_on(async {

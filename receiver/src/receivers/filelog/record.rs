@@ -3,11 +3,11 @@
 use std::path::Path;
 use std::time::Duration;
 
-use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, InstrumentationScope, KeyValue};
-use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
+use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
+use opentelemetry_proto::tonic::logs::v1::LogRecord;
 use opentelemetry_proto::tonic::metrics::v1::{
     metric, number_data_point, AggregationTemporality, Metric, NumberDataPoint, ResourceMetrics,
-    ScopeMetrics, Sum,
+    Sum,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -15,19 +15,10 @@ use super::config::FilelogReceiverConfig;
 use super::multiline::Assembled;
 use super::MatchCounts;
 use crate::clock::unix_now_nanos;
+use crate::pipeline::data::{kv_str, scoped_metrics};
 use crate::pipeline::{Batch, DynConsumer, Payload};
 
 pub const SCOPE_NAME: &str = "oomscope/filelog";
-
-fn str_kv(key: &str, value: &str) -> KeyValue {
-    KeyValue {
-        key: key.to_string(),
-        value: Some(AnyValue {
-            value: Some(any_value::Value::StringValue(value.to_string())),
-        }),
-        ..Default::default()
-    }
-}
 
 /// `identity`: attributes of the file's container (see [`super::container`]).
 pub fn log_record(
@@ -40,22 +31,22 @@ pub fn log_record(
     if let Some(path) = path {
         if cfg.include_file_name {
             if let Some(name) = path.file_name() {
-                attributes.push(str_kv("log.file.name", &name.to_string_lossy()));
+                attributes.push(kv_str("log.file.name", &name.to_string_lossy()));
             }
         }
         if cfg.include_file_path {
-            attributes.push(str_kv("log.file.path", &path.to_string_lossy()));
+            attributes.push(kv_str("log.file.path", &path.to_string_lossy()));
         }
     }
     if let Some(stream) = a.stream {
-        attributes.push(str_kv("log.iostream", stream.as_str()));
+        attributes.push(kv_str("log.iostream", stream.as_str()));
     }
     let (mut severity_number, mut severity_text) = (0, String::new());
     if let Some(m) = a.matched {
-        attributes.push(str_kv("oom.pattern", &m.pattern));
-        attributes.push(str_kv("oom.runtime", &m.runtime));
+        attributes.push(kv_str("oom.pattern", &m.pattern));
+        attributes.push(kv_str("oom.runtime", &m.runtime));
         for (k, v) in &m.attributes {
-            attributes.push(str_kv(k, v));
+            attributes.push(kv_str(k, v));
         }
         severity_number = m.severity_number;
         severity_text = m.severity_text;
@@ -82,22 +73,6 @@ pub fn log_record(
     }
 }
 
-pub fn resource_logs(records: Vec<LogRecord>) -> ResourceLogs {
-    ResourceLogs {
-        resource: None,
-        scope_logs: vec![ScopeLogs {
-            scope: Some(InstrumentationScope {
-                name: SCOPE_NAME.to_string(),
-                version: env!("CARGO_PKG_VERSION").to_string(),
-                ..Default::default()
-            }),
-            log_records: records,
-            ..Default::default()
-        }],
-        ..Default::default()
-    }
-}
-
 /// `log.oom.matches` (cumulative) for every (pattern, runtime) seen.
 pub fn matches_metric(counts: &MatchCounts, start_unix_nano: u64) -> Option<ResourceMetrics> {
     let now = unix_now_nanos();
@@ -107,8 +82,8 @@ pub fn matches_metric(counts: &MatchCounts, start_unix_nano: u64) -> Option<Reso
         .iter()
         .map(|((pattern, runtime), n)| NumberDataPoint {
             attributes: vec![
-                str_kv("oom.pattern", pattern),
-                str_kv("oom.runtime", runtime),
+                kv_str("oom.pattern", pattern),
+                kv_str("oom.runtime", runtime),
             ],
             start_time_unix_nano: start_unix_nano,
             time_unix_nano: now,
@@ -121,29 +96,21 @@ pub fn matches_metric(counts: &MatchCounts, start_unix_nano: u64) -> Option<Reso
     if points.is_empty() {
         return None;
     }
-    Some(ResourceMetrics {
-        resource: None,
-        scope_metrics: vec![ScopeMetrics {
-            scope: Some(InstrumentationScope {
-                name: SCOPE_NAME.to_string(),
-                version: env!("CARGO_PKG_VERSION").to_string(),
-                ..Default::default()
-            }),
-            metrics: vec![Metric {
-                name: "log.oom.matches".to_string(),
-                description: "Log lines the OOM pattern library matched".to_string(),
-                unit: "{line}".to_string(),
-                data: Some(metric::Data::Sum(Sum {
-                    data_points: points,
-                    aggregation_temporality: AggregationTemporality::Cumulative as i32,
-                    is_monotonic: true,
-                })),
-                ..Default::default()
-            }],
+    Some(scoped_metrics(
+        SCOPE_NAME,
+        None,
+        vec![Metric {
+            name: "log.oom.matches".to_string(),
+            description: "Log lines the OOM pattern library matched".to_string(),
+            unit: "{line}".to_string(),
+            data: Some(metric::Data::Sum(Sum {
+                data_points: points,
+                aggregation_temporality: AggregationTemporality::Cumulative as i32,
+                is_monotonic: true,
+            })),
             ..Default::default()
         }],
-        ..Default::default()
-    })
+    ))
 }
 
 /// Reports the counter every `interval` until shutdown (and once more then).

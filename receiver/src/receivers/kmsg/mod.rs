@@ -33,6 +33,7 @@ use crate::component::BuildContext;
 use crate::config::{ComponentId, GoDuration};
 use crate::kmsg::{KmsgEvent, KmsgReader, KmsgRecord, OomReport, OomReportAssembler, StartAt};
 use crate::patterns::{Library, UserPattern};
+use crate::pipeline::data::scoped_logs;
 use crate::pipeline::{
     consume_retrying, Batch, ConsumeError, DeliveryStatus, DynConsumer, Payload, Signal,
 };
@@ -480,7 +481,10 @@ impl KmsgReceiver {
             return;
         };
         let entry = through.map(|through| self.tracker.register(through));
-        let payload = Arc::new(Payload::Logs(vec![record::resource_logs(records)]));
+        let payload = Arc::new(Payload::Logs(vec![scoped_logs(
+            record::SCOPE_NAME,
+            records,
+        )]));
         let status = match consume_retrying(logs.as_ref(), &payload, urgent, true, &self.shutdown)
             .await
         {

@@ -1,17 +1,16 @@
 //! Kernel records as OTLP: one LogRecord per record kept, per grouped OOM
 //! report and per gap, and the receiver's counters.
 
-use opentelemetry_proto::tonic::common::v1::{
-    any_value, AnyValue, ArrayValue, InstrumentationScope, KeyValue,
-};
-use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs, SeverityNumber};
+use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, ArrayValue, KeyValue};
+use opentelemetry_proto::tonic::logs::v1::{LogRecord, SeverityNumber};
 use opentelemetry_proto::tonic::metrics::v1::{
     metric, number_data_point, AggregationTemporality, Metric, NumberDataPoint, ResourceMetrics,
-    ScopeMetrics, Sum,
+    Sum,
 };
 
 use crate::kmsg::{KmsgRecord, OomReport};
 use crate::patterns::Match;
+use crate::pipeline::data::{kv, scoped_metrics};
 
 pub const SCOPE_NAME: &str = "oomscope/kmsg";
 
@@ -19,14 +18,6 @@ pub const SCOPE_NAME: &str = "oomscope/kmsg";
 pub const OOM_REPORT_PATTERN: &str = "kernel.oom_report";
 /// `oom.runtime` of everything the kernel reports.
 pub const KERNEL_RUNTIME: &str = "kernel";
-
-fn kv(key: &str, value: any_value::Value) -> KeyValue {
-    KeyValue {
-        key: key.to_owned(),
-        value: Some(AnyValue { value: Some(value) }),
-        ..Default::default()
-    }
-}
 
 fn string(value: &str) -> any_value::Value {
     any_value::Value::StringValue(value.to_owned())
@@ -244,28 +235,6 @@ pub fn gap_log(missed: Option<u64>) -> LogRecord {
     }
 }
 
-fn scope() -> InstrumentationScope {
-    InstrumentationScope {
-        name: SCOPE_NAME.to_owned(),
-        version: env!("CARGO_PKG_VERSION").to_owned(),
-        ..Default::default()
-    }
-}
-
-/// Records under one resource (host attributes come from the `resource`
-/// processor) and the receiver's scope.
-pub fn resource_logs(records: Vec<LogRecord>) -> ResourceLogs {
-    ResourceLogs {
-        resource: None,
-        scope_logs: vec![ScopeLogs {
-            scope: Some(scope()),
-            log_records: records,
-            ..Default::default()
-        }],
-        ..Default::default()
-    }
-}
-
 /// The receiver's cumulative counters.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Counters {
@@ -342,14 +311,6 @@ impl Counters {
                 points,
             ));
         }
-        ResourceMetrics {
-            resource: None,
-            scope_metrics: vec![ScopeMetrics {
-                scope: Some(scope()),
-                metrics,
-                ..Default::default()
-            }],
-            ..Default::default()
-        }
+        scoped_metrics(SCOPE_NAME, None, metrics)
     }
 }

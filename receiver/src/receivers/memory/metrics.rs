@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
+use opentelemetry_proto::tonic::common::v1::KeyValue;
 use opentelemetry_proto::tonic::metrics::v1::{
     metric, number_data_point, AggregationTemporality, Gauge, Metric, NumberDataPoint, Sum,
 };
@@ -305,28 +305,6 @@ pub const ALL: &[MetricDef] = &[
     CGROUP_PSI_STALL_TIME,
 ];
 
-/// A string attribute.
-pub fn kv_str(key: &str, value: &str) -> KeyValue {
-    KeyValue {
-        key: key.to_string(),
-        value: Some(AnyValue {
-            value: Some(any_value::Value::StringValue(value.to_string())),
-        }),
-        ..Default::default()
-    }
-}
-
-/// An integer attribute.
-pub fn kv_int(key: &str, value: i64) -> KeyValue {
-    KeyValue {
-        key: key.to_string(),
-        value: Some(AnyValue {
-            value: Some(any_value::Value::IntValue(value)),
-        }),
-        ..Default::default()
-    }
-}
-
 /// A kernel figure as an OTLP integer (they never reach i64::MAX in practice;
 /// saturate rather than wrap if one does).
 pub fn int(value: u64) -> i64 {
@@ -483,6 +461,7 @@ fn empty_metric(def: &MetricDef) -> Metric {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pipeline::data::kv_str;
 
     #[test]
     fn rollback_drops_exactly_the_points_since_the_mark() {

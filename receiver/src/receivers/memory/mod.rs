@@ -28,8 +28,7 @@ use std::io::{self, Read as _};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use opentelemetry_proto::tonic::common::v1::InstrumentationScope;
-use opentelemetry_proto::tonic::metrics::v1::{ResourceMetrics, ScopeMetrics};
+use opentelemetry_proto::tonic::metrics::v1::ResourceMetrics;
 use serde::Deserialize;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -38,6 +37,7 @@ use super::ReceiverOutputs;
 use crate::clock::unix_now_nanos;
 use crate::component::BuildContext;
 use crate::config::GoDuration;
+use crate::pipeline::data::scoped_metrics;
 use crate::pipeline::{Batch, DynConsumer, Payload};
 use crate::telemetry::ReceiverMetrics;
 use metrics::MetricsBuilder;
@@ -399,7 +399,7 @@ impl Scraper {
         let mut out = Vec::new();
         let time = b.time_unix_nano();
         if !b.is_empty() {
-            out.push(resource_metrics(None, b.into_metrics()));
+            out.push(scoped_metrics(SCOPE_NAME, None, b.into_metrics()));
         }
         if let Some(p) = &mut self.processes {
             p.scrape(time, &mut self.warn, &mut out);
@@ -415,26 +415,6 @@ impl Scraper {
     /// What was reported (one key per distinct problem).
     pub fn warned(&self) -> Vec<&str> {
         self.warn.keys()
-    }
-}
-
-/// Metrics under `resource` and this receiver's scope.
-pub fn resource_metrics(
-    resource: Option<opentelemetry_proto::tonic::resource::v1::Resource>,
-    metrics: Vec<opentelemetry_proto::tonic::metrics::v1::Metric>,
-) -> ResourceMetrics {
-    ResourceMetrics {
-        resource,
-        scope_metrics: vec![ScopeMetrics {
-            scope: Some(InstrumentationScope {
-                name: SCOPE_NAME.to_string(),
-                version: env!("CARGO_PKG_VERSION").to_string(),
-                ..Default::default()
-            }),
-            metrics,
-            ..Default::default()
-        }],
-        ..Default::default()
     }
 }
 

@@ -24,10 +24,12 @@ use opentelemetry_proto::tonic::metrics::v1::ResourceMetrics;
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use rustix::fs::{Mode, OFlags, RawDir};
 
-use super::metrics::{self as m, int, kv_int, kv_str, MetricsBuilder};
+use super::metrics::{self as m, int, MetricsBuilder};
 use super::system::{parse_i64, parse_u64};
 use super::{read_file, WarnOnce};
-use super::{resource_metrics, vanished, MatchType, NameMatchConfig, ProcessesConfig};
+use super::{vanished, MatchType, NameMatchConfig, ProcessesConfig};
+use crate::pipeline::data::scoped_metrics;
+use crate::pipeline::data::{kv_int, kv_str};
 use crate::receivers::oom::enrich::{cgroup_from_proc, container_ids};
 use crate::redact::redact_args;
 
@@ -535,7 +537,8 @@ impl ProcessScraper {
         if let Some(v) = oom_score_adj {
             b.int(&m::PROCESS_OOM_SCORE_ADJ, start, v, Vec::new());
         }
-        Some(resource_metrics(
+        Some(scoped_metrics(
+            super::SCOPE_NAME,
             Some(Resource {
                 attributes,
                 ..Default::default()

@@ -26,9 +26,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, InstrumentationScope, KeyValue};
+use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
 use opentelemetry_proto::tonic::metrics::v1::{
-    metric, AggregationTemporality, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics, Sum,
+    metric, AggregationTemporality, Metric, NumberDataPoint, ResourceMetrics, Sum,
 };
 use receiver_common::oom::{flags, OomVictimEvent};
 use serde::Deserialize;
@@ -43,6 +43,7 @@ use crate::component::BuildContext;
 use crate::config::GoDuration;
 use crate::ebpf::loader::{load_mark_victim, MarkVictimProbe};
 use crate::kmsg::{KmsgEvent, KmsgReader, OomReport, OomReportAssembler, StartAt};
+use crate::pipeline::data::{scoped_logs, scoped_metrics};
 use crate::pipeline::{consume_retrying, DynConsumer, Payload};
 use record::{OomKill, Scope, Source, Trigger, Victim};
 
@@ -710,9 +711,10 @@ impl Emitter {
                     }
                     let key = self.count(&kill);
                     if let Some(logs) = self.logs.clone() {
-                        let payload = Payload::Logs(vec![record::resource_logs(vec![
-                            kill.log_record(unix_now_nanos())
-                        ])]);
+                        let payload = Payload::Logs(vec![scoped_logs(
+                            record::SCOPE_NAME,
+                            vec![kill.log_record(unix_now_nanos())],
+                        )]);
                         deliver(&logs, payload, &shutdown, &metrics).await;
                     }
                     if let Some(m) = self.metrics.clone() {
@@ -836,19 +838,7 @@ impl Emitter {
                 vec![point(d, Vec::new())],
             ));
         }
-        ResourceMetrics {
-            resource: None,
-            scope_metrics: vec![ScopeMetrics {
-                scope: Some(InstrumentationScope {
-                    name: record::SCOPE_NAME.to_string(),
-                    version: env!("CARGO_PKG_VERSION").to_string(),
-                    ..Default::default()
-                }),
-                metrics,
-                ..Default::default()
-            }],
-            ..Default::default()
-        }
+        scoped_metrics(record::SCOPE_NAME, None, metrics)
     }
 }
 

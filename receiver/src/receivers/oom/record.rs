@@ -2,8 +2,10 @@
 //! and its OTLP form: a LogRecord with `event_name` `linux.oom.kill` and the
 //! attributes of design.md ("Data conventions").
 
-use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, InstrumentationScope, KeyValue};
-use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs, SeverityNumber};
+use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
+use opentelemetry_proto::tonic::logs::v1::{LogRecord, SeverityNumber};
+
+use crate::pipeline::data::kv;
 
 /// How the kill was seen.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,14 +76,6 @@ pub struct OomKill {
 
 pub const EVENT_NAME: &str = "linux.oom.kill";
 pub const SCOPE_NAME: &str = "oomscope/oom";
-
-fn kv(key: &str, value: any_value::Value) -> KeyValue {
-    KeyValue {
-        key: key.to_string(),
-        value: Some(AnyValue { value: Some(value) }),
-        ..Default::default()
-    }
-}
 
 fn s(v: &str) -> any_value::Value {
     any_value::Value::StringValue(v.to_string())
@@ -201,24 +195,6 @@ impl OomKill {
             event_name: EVENT_NAME.to_string(),
             ..Default::default()
         }
-    }
-}
-
-/// Records under one resource (host attributes come from the `resource`
-/// processor) and the receiver's instrumentation scope.
-pub fn resource_logs(records: Vec<LogRecord>) -> ResourceLogs {
-    ResourceLogs {
-        resource: None,
-        scope_logs: vec![ScopeLogs {
-            scope: Some(InstrumentationScope {
-                name: SCOPE_NAME.to_string(),
-                version: env!("CARGO_PKG_VERSION").to_string(),
-                ..Default::default()
-            }),
-            log_records: records,
-            ..Default::default()
-        }],
-        ..Default::default()
     }
 }
 
