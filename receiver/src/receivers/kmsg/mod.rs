@@ -110,6 +110,16 @@ const MAX_UNACKNOWLEDGED_BATCHES: usize = 4096;
 const MAX_BATCH_WAIT: Duration = Duration::from_secs(60);
 
 impl KmsgReceiverConfig {
+    /// `disable_patterns`, plus the kill-report patterns when `oom_reports`
+    /// is off.
+    fn disabled_patterns(&self) -> Vec<String> {
+        let mut disabled = self.disable_patterns.clone();
+        if !self.oom_reports {
+            disabled.extend(OOM_KILL_REPORT_PATTERNS.iter().map(|p| p.to_string()));
+        }
+        disabled
+    }
+
     pub fn validate(&self) -> Result<(), String> {
         if self.path.as_os_str().is_empty() {
             return Err("path must not be empty".into());
@@ -140,15 +150,16 @@ impl KmsgReceiverConfig {
                 ));
             }
         }
-        Library::new(&self.patterns, &self.disable_patterns)
+        Library::new(&self.patterns, &self.disabled_patterns())
             .map_err(|err| format!("patterns: {err}"))?;
         Ok(())
     }
 }
 
-/// Patterns of the lines of an OOM kill report: with `oom_reports` off,
-/// such lines are left to the `oom` receiver even when no whole report was
-/// assembled (a header lost to the kernel's rate limit, a gap).
+/// Patterns of the lines of an OOM kill report: with `oom_reports` off they
+/// are left out of the library, so such lines are left to the `oom`
+/// receiver even when no whole report was assembled (a header lost to the
+/// kernel's rate limit, a gap).
 const OOM_KILL_REPORT_PATTERNS: &[&str] = &[
     "kernel.oom_invoked",
     "kernel.oom_kill_summary",
@@ -199,7 +210,7 @@ async fn launch(
 ) -> anyhow::Result<Launched> {
     let cfg = cfg.clone();
     let id = ctx.id.clone();
-    let library = Library::new(&cfg.patterns, &cfg.disable_patterns)
+    let library = Library::new(&cfg.patterns, &cfg.disabled_patterns())
         .map_err(|err| anyhow::anyhow!("receiver {id}: patterns: {err}"))?;
 
     let store = match &cfg.storage {
@@ -396,9 +407,7 @@ impl KmsgReceiver {
         let matched = if in_report {
             None
         } else {
-            self.library
-                .match_line(&kernel_record.message)
-                .filter(|m| self.cfg.oom_reports || !OOM_KILL_REPORT_PATTERNS.contains(&m.pattern))
+            self.library.match_line(&kernel_record.message)
         };
         if let Some(matched) = &matched {
             self.counters.count_match(matched.pattern, matched.runtime);

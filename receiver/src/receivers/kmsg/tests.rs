@@ -353,10 +353,12 @@ async fn the_oom_report_is_one_record_with_its_fields() {
 #[tokio::test]
 async fn with_oom_reports_off_kills_are_left_to_the_oom_receiver() {
     let dump = format!(
-        "{}{}{}",
+        "{}{}{}{}",
         sample_report(),
         "3,419,400000000,-;Out of memory: Killed process 999 (x) total-vm:1000kB, anon-rss:500kB, file-rss:0kB, shmem-rss:0kB, UID:0 pgtables:10kB oom_score_adj:0\n",
-        "4,420,400000001,-;worker: page allocation failure: order:4, mode:0x40dc0(GFP_KERNEL|__GFP_COMP|__GFP_ZERO), nodemask=(null)\n",
+        // A kill-report line no report is assembled from (older kernels).
+        "3,420,400000001,-;Task in /app killed as a result of limit of /app\n",
+        "4,421,400000002,-;worker: page allocation failure: order:4, mode:0x40dc0(GFP_KERNEL|__GFP_COMP|__GFP_ZERO), nodemask=(null)\n",
     );
     let harness = Harness::new(&dump);
     let cfg = KmsgReceiverConfig {
@@ -365,7 +367,7 @@ async fn with_oom_reports_off_kills_are_left_to_the_oom_receiver() {
         ..harness.config(false)
     };
     let (records, metrics) = harness
-        .run(&cfg, DeliveryStatus::Delivered, Until::Seq(420))
+        .run(&cfg, DeliveryStatus::Delivered, Until::Seq(421))
         .await;
     let patterns: Vec<_> = records.iter().map(|r| str_attr(r, "oom.pattern")).collect();
     assert_eq!(patterns, [Some("kernel.page_allocation_failure")]);
@@ -384,7 +386,7 @@ async fn with_oom_reports_off_kills_are_left_to_the_oom_receiver() {
                 ..harness.config(false)
             },
             DeliveryStatus::Delivered,
-            Until::Seq(420),
+            Until::Seq(421),
         )
         .await;
     let patterns: Vec<_> = records.iter().map(|r| str_attr(r, "oom.pattern")).collect();
@@ -393,6 +395,7 @@ async fn with_oom_reports_off_kills_are_left_to_the_oom_receiver() {
         [
             Some("kernel.oom_report"),
             Some("kernel.oom_report"),
+            Some("kernel.memcg_limit_legacy"),
             Some("kernel.page_allocation_failure")
         ]
     );
