@@ -28,25 +28,9 @@ cd "$ROOT"
 . scripts/env.sh
 scripts/setup.sh --with-peers >&2
 cargo build --release -q -p oomscope --bin oomscope
-PY="${OOMSCOPE_TOOLS_DIR:-$HOME/.cache/oomscope}/venv/bin/python"
-ROTEL="$("$PY" -c 'import rotel, os; print(os.path.dirname(rotel.__file__))')/rotel-agent"
+. bench/common.sh
 OTELCOL="$("$PY" -c 'import otel_collector, os; print(os.path.dirname(otel_collector.__file__))')/bin/otelcol-contrib_linux_amd64"
 OOMSCOPE="$ROOT/target/release/oomscope"
-WORK=$(mktemp -d)
-[ -n "${KEEP:-}" ] && echo "work dir: $WORK" >&2
-PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; [ -n "${KEEP:-}" ] || rm -rf "$WORK"; }
-trap cleanup EXIT
-
-free_port() { "$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() {
-    for _ in $(seq 100); do
-        "$PY" -c "import socket; socket.create_connection(('127.0.0.1',$1),0.2)" 2>/dev/null && return 0
-        sleep 0.1
-    done
-    echo "port $1 never opened" >&2; return 1
-}
-CLK_TCK=$(getconf CLK_TCK)
 cpu_seconds() { awk -v t="$CLK_TCK" '{printf "%.3f", ($14 + $15) / t}' "/proc/$1/stat"; }
 now() { date +%s.%N; }
 # Sum of a Prometheus counter family on an endpoint (0 when absent).

@@ -14,20 +14,7 @@ cd "$ROOT"
 . scripts/env.sh
 scripts/setup.sh --with-peers >&2
 cargo build --release -q -p oomscope --bin oomscope --example oom_latency
-PY="${OOMSCOPE_TOOLS_DIR:-$HOME/.cache/oomscope}/venv/bin/python"
-ROTEL="$("$PY" -c 'import rotel, os; print(os.path.dirname(rotel.__file__))')/rotel-agent"
-WORK=$(mktemp -d)
-PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$WORK"; }
-trap cleanup EXIT
-free_port() { "$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() {
-    for _ in $(seq 100); do
-        "$PY" -c "import socket; socket.create_connection(('127.0.0.1',$1),0.2)" 2>/dev/null && return 0
-        sleep 0.1
-    done
-    echo "port $1 never opened" >&2; return 1
-}
+. bench/common.sh
 
 R_GRPC=$(free_port); R_HTTP=$(free_port); PROXY=$(free_port); HEALTH=$(free_port)
 "$ROTEL" start --otlp-grpc-endpoint "127.0.0.1:$R_GRPC" --otlp-http-endpoint "127.0.0.1:$R_HTTP" \

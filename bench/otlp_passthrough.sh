@@ -16,25 +16,10 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
 "$ROOT/scripts/setup.sh" --with-peers >&2
 cargo build --release -q -p oomscope --bin oomscope --example otlp_loadgen
-PY="${OOMSCOPE_TOOLS_DIR:-$HOME/.cache/oomscope}/venv/bin/python"
-ROTEL="$("$PY" -c 'import rotel, os; print(os.path.dirname(rotel.__file__))')/rotel-agent"
+. bench/common.sh
 OOMSCOPE="$ROOT/target/release/oomscope"
 LOADGEN="$ROOT/target/release/examples/otlp_loadgen"
-WORK=$(mktemp -d)
-PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$WORK"; }
-trap cleanup EXIT
-
-free_port() { "$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() {
-    for _ in $(seq 100); do
-        if "$PY" -c "import socket,sys; socket.create_connection(('127.0.0.1',$1),0.2)" 2>/dev/null; then return 0; fi
-        sleep 0.1
-    done
-    echo "port $1 never opened" >&2; return 1
-}
 ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
-CLK_TCK=$(getconf CLK_TCK)
 
 # Waits until the process's CPU time has not grown for 1 s (it has forwarded everything).
 wait_idle() {
