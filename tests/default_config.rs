@@ -42,24 +42,27 @@ async fn default_config_reports_one_kill_once_and_other_kernel_memory_trouble() 
         .replace("127.0.0.1:4318", &format!("127.0.0.1:{}", free_port()))
         .replace("127.0.0.1:13133", &format!("127.0.0.1:{health}"));
     assert!(config.contains("kmsg:") && config.contains("filelog:"));
-    let mut agent = Oomscope::start(&config, &[]);
+    // The ports the default config leaves to their defaults, moved by a
+    // second file merged over it (as a user would).
+    let ports = dir.path().join("ports.yaml");
+    std::fs::write(
+        &ports,
+        format!(
+            "receivers:\n  oom:\n    events: {{ endpoint: \"127.0.0.1:{}\" }}\n\
+             service:\n  telemetry:\n    metrics: {{ address: \"127.0.0.1:{}\" }}\n",
+            free_port(),
+            free_port()
+        ),
+    )
+    .expect("write the ports file");
+    let ports = ports.display().to_string();
+    let mut agent = Oomscope::start(&config, &["--config", &ports]);
     agent.wait_healthy(health, TIMEOUT);
 
     // The kernel's other memory trouble: a page allocation failure line,
     // written to the kernel log the way the kernel words it.
     let marker = format!("oomscope-test-{}", std::process::id());
-    std::fs::OpenOptions::new()
-        .write(true)
-        .open("/dev/kmsg")
-        .and_then(|mut kmsg| {
-            kmsg.write_all(
-                format!(
-                    "<4>{marker}: page allocation failure: order:4, mode:0x40dc0(GFP_KERNEL|__GFP_COMP|__GFP_ZERO), nodemask=(null)\n"
-                )
-                .as_bytes(),
-            )
-        })
-        .expect("write to /dev/kmsg");
+    write_allocation_failure(&marker);
 
     let mut child = cgroup.spawn_allocator().expect("spawn the allocator");
     let pid = child.pid();
@@ -79,8 +82,15 @@ async fn default_config_reports_one_kill_once_and_other_kernel_memory_trouble() 
         });
         kill && failure
     });
-    // Whatever else was on its way: the batch processor's timeout is 200 ms.
-    std::thread::sleep(Duration::from_secs(2));
+    // A fence for the kmsg receiver, which reads the kernel log in order:
+    // once a later record has arrived, anything it made of the kill has too.
+    // (The oom receiver's record below is checked to be the merged one, so
+    // no lone half of the kill is still waiting for its other half.)
+    let fence = format!("{marker}-fence");
+    write_allocation_failure(&fence);
+    FileContents::wait_for(&out, TIMEOUT, |c| {
+        c.log_bodies.iter().any(|b| b.contains(&fence))
+    });
     let got = FileContents::read(&out).logs;
     let kills: Vec<_> = got
         .iter()
@@ -88,6 +98,13 @@ async fn default_config_reports_one_kill_once_and_other_kernel_memory_trouble() 
         .collect();
     assert_eq!(kills.len(), 1, "one record for the kill: {kills:#?}");
     assert_eq!(kills[0]["eventName"], "linux.oom.kill");
+    assert_eq!(attr_str(kills[0], "oom.source").as_deref(), Some("ebpf"));
+    assert_eq!(
+        attr_str(kills[0], "oom.constraint").as_deref(),
+        Some("CONSTRAINT_MEMCG"),
+        "the eBPF event merged with the kernel's report: {:#?}",
+        kills[0]
+    );
     let kernel_patterns: Vec<String> = got
         .iter()
         .filter_map(|r| attr_str(r, "oom.pattern"))
@@ -95,10 +112,27 @@ async fn default_config_reports_one_kill_once_and_other_kernel_memory_trouble() 
         .collect();
     assert_eq!(
         kernel_patterns,
-        ["kernel.page_allocation_failure"],
+        ["kernel.page_allocation_failure"; 2],
         "only the allocation failure came from kmsg; records: {got:#?}\nagent:\n{}",
         agent.output()
     );
     let (status, _) = agent.stop(TIMEOUT);
     assert!(status.success(), "agent exit: {status}\n{}", agent.output());
+}
+
+/// Writes a page allocation failure line to the kernel log, worded the way
+/// the kernel words it, with `marker` as the task name.
+fn write_allocation_failure(marker: &str) {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/kmsg")
+        .and_then(|mut kmsg| {
+            kmsg.write_all(
+                format!(
+                    "<4>{marker}: page allocation failure: order:4, mode:0x40dc0(GFP_KERNEL|__GFP_COMP|__GFP_ZERO), nodemask=(null)\n"
+                )
+                .as_bytes(),
+            )
+        })
+        .expect("write to /dev/kmsg");
 }

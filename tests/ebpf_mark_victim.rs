@@ -61,6 +61,7 @@ async fn oom_kill_and_catch(
     test: &str,
     probe: &mut MarkVictimProbe,
 ) -> Option<(i32, OomVictimEvent)> {
+    let _slot = common::oom::oom_test_slot().await;
     let Some(cgroup) = MemoryCgroup::create(OOM_LIMIT_BYTES).expect("create the test cgroup")
     else {
         skip(

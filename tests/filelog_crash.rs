@@ -9,17 +9,19 @@ mod common;
 use std::collections::BTreeMap;
 use std::io::Write as _;
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::free_port;
-use common::oomscope::Oomscope;
+use common::oomscope::{wait_for_own_metric, Oomscope};
 use common::rotel::{Received, Rotel};
 
 const TIMEOUT: Duration = Duration::from_secs(60);
 const LINES: usize = 200;
 
-fn start_agent(rotel: &Rotel, logs: &Path, state: &Path) -> Oomscope {
-    let health = free_port();
+/// The agent (filelog -> rotel, checkpointed in `state`) and the port of its
+/// own metrics.
+fn start_agent(rotel: &Rotel, logs: &Path, state: &Path) -> (Oomscope, u16) {
+    let (health, metrics) = (free_port(), free_port());
     let config = format!(
         r#"
 receivers:
@@ -39,7 +41,7 @@ extensions:
   file_storage: {{ directory: "{state}" }}
 service:
   extensions: [health_check, file_storage]
-  telemetry: {{ metrics: {{ address: "" }} }}
+  telemetry: {{ metrics: {{ address: "127.0.0.1:{metrics}" }} }}
   oom_score_adj: null
   pipelines:
     logs: {{ receivers: [filelog], exporters: [otlp] }}
@@ -50,7 +52,16 @@ service:
     );
     let mut agent = Oomscope::start(&config, &[]);
     agent.wait_healthy(health, TIMEOUT);
-    agent
+    (agent, metrics)
+}
+
+/// The highest offset the stored checkpoint holds for any file.
+fn stored_offset(state: &Path) -> Option<u64> {
+    common::stored_json(state, "receiver_filelog_", "file_offsets")?["files"]
+        .as_array()?
+        .iter()
+        .filter_map(|f| f["offset"].as_u64())
+        .max()
 }
 
 fn counts(received: &Received, lines: &[String]) -> BTreeMap<String, usize> {
@@ -83,7 +94,7 @@ fn kill_9_while_the_backend_is_down_loses_no_line() {
     let state = dir.path().join("state");
     std::fs::create_dir_all(&logs).expect("logs dir");
     let mut rotel = Rotel::start();
-    let mut agent = start_agent(&rotel, &logs, &state);
+    let (mut agent, metrics) = start_agent(&rotel, &logs, &state);
     let run = format!("{:08x}", rand::random::<u32>());
     let lines: Vec<String> = (0..3 * LINES)
         .map(|i| {
@@ -97,8 +108,18 @@ fn kill_9_while_the_backend_is_down_loses_no_line() {
     rotel.wait_for(TIMEOUT, |r| {
         counts(r, &lines[..LINES]).values().all(|&n| n >= 1)
     });
-    // Let the acknowledgement reach the checkpoint.
-    std::thread::sleep(Duration::from_millis(500));
+    // The acknowledgement reaches the checkpoint.
+    let first_part_end = std::fs::metadata(&app).expect("stat the log").len();
+    let deadline = Instant::now() + TIMEOUT;
+    while stored_offset(&state).is_none_or(|o| o < first_part_end) {
+        assert!(
+            Instant::now() < deadline,
+            "the checkpoint did not reach {first_part_end}: {:?}\n{}",
+            stored_offset(&state),
+            agent.output()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
 
     // Second part while the backend is down, with a rotation in the middle
     // (rename + create): read and sent, never acknowledged.
@@ -108,24 +129,32 @@ fn kill_9_while_the_backend_is_down_loses_no_line() {
     // The rotated file stays matched by the glob only through its old handle.
     std::fs::rename(logs.join("app.log.1"), logs.join("app-1.log")).expect("rename into the glob");
     append(&app, &lines[LINES + LINES / 2..2 * LINES]);
-    std::thread::sleep(Duration::from_millis(500));
+    // The agent has read all of it and fails to export it.
+    wait_for_own_metric(
+        metrics,
+        "otelcol_receiver_accepted_log_records_total",
+        &[("receiver", "filelog")],
+        (2 * LINES) as f64,
+        TIMEOUT,
+    );
+    agent.wait_for_output("Exporting failed", TIMEOUT);
     agent.kill();
 
     // Third part while the agent is down.
     append(&app, &lines[2 * LINES..]);
 
-    let mut agent = start_agent(&rotel, &logs, &state);
+    let (mut agent, _) = start_agent(&rotel, &logs, &state);
     rotel.restart();
-    let received = rotel.wait_for(TIMEOUT, |r| counts(r, &lines).values().all(|&n| n >= 1));
-    std::thread::sleep(Duration::from_secs(1));
-    let received = {
-        let later = rotel.received();
-        if later.logs.len() >= received.logs.len() {
-            later
-        } else {
-            received
-        }
-    };
+    rotel.wait_for(TIMEOUT, |r| counts(r, &lines).values().all(|&n| n >= 1));
+    // Fences: each file is read in order, so once a line appended to both
+    // files after everything has arrived, repeats read before it have too.
+    let fences: Vec<String> = ["app.log", "app-1.log"]
+        .iter()
+        .map(|f| format!("filelog-e2e {run} fence {f} java.lang.OutOfMemoryError: Java heap space"))
+        .collect();
+    append(&app, &fences[..1]);
+    append(&logs.join("app-1.log"), &fences[1..]);
+    let received = rotel.wait_for(TIMEOUT, |r| counts(r, &fences).values().all(|&n| n >= 1));
     let counts = counts(&received, &lines);
     let lost: Vec<&String> = counts
         .iter()

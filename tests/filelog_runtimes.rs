@@ -92,13 +92,16 @@ service:
         work
     }
 
-    /// Runs `command` with stdout and stderr in `logs/<name>.log`; it must
-    /// fail by itself (non-zero exit or a signal) within [`PROGRAM_TIMEOUT`].
-    /// Returns what it wrote, for failure messages.
+    /// Runs `command` with stdout and stderr in a file; it must fail by
+    /// itself (non-zero exit or a signal) within [`PROGRAM_TIMEOUT`]. Then
+    /// the whole output appears in the tailed `logs/<name>.log` at once (a
+    /// rename), so what the agent groups does not depend on how fast the
+    /// program wrote its lines (a runtime slowed down mid-stack-trace would
+    /// otherwise outlast `force_flush_period`). Returns what it wrote.
     fn run_failing(&self, name: &str, command: &mut Command) -> String {
-        let log = self.dir.path().join("logs").join(format!("{name}.log"));
-        let out = File::create(&log).expect("create program log");
-        let err = out.try_clone().expect("clone program log");
+        let written_path = self.work_dir().join(format!("{name}.out"));
+        let out = File::create(&written_path).expect("create program output");
+        let err = out.try_clone().expect("clone program output");
         let mut child = command
             .stdin(Stdio::null())
             .stdout(out)
@@ -115,33 +118,56 @@ service:
                 let _ = child.wait();
                 panic!(
                     "{command:?} did not fail within {PROGRAM_TIMEOUT:?}:\n{}",
-                    std::fs::read_to_string(&log).unwrap_or_default()
+                    std::fs::read_to_string(&written_path).unwrap_or_default()
                 );
             }
             std::thread::sleep(Duration::from_millis(50));
         };
-        let written = std::fs::read_to_string(&log).unwrap_or_default();
+        let written = std::fs::read_to_string(&written_path).unwrap_or_default();
         assert!(
             !status.success(),
             "{command:?} was expected to run out of memory, but succeeded:\n{written}"
         );
+        std::fs::rename(&written_path, self.log(name)).expect("move the output into the logs");
         written
     }
 
-    /// Waits for a record with `oom.runtime` = `runtime` and returns the
-    /// only one; panics with everything seen when there is none or several.
+    /// The tailed log of program `name`.
+    fn log(&self, name: &str) -> PathBuf {
+        self.dir.path().join("logs").join(format!("{name}.log"))
+    }
+
+    /// Waits for a record with `oom.runtime` = `runtime` from the log of the
+    /// program run as `runtime` and returns the only one; panics with
+    /// everything seen when there is none or several.
     fn one_record(&self, runtime: &str, program_output: &str) -> serde_json::Value {
+        let name = runtime;
         let out = self.dir.path().join("out.jsonl");
-        let has = |c: &FileContents| {
+        let first = FileContents::wait_for(&out, TIMEOUT, |c| {
             c.logs
                 .iter()
                 .any(|r| attr_str(r, "oom.runtime").as_deref() == Some(runtime))
-        };
-        let first = FileContents::wait_for(&out, TIMEOUT, has);
-        // A stack trace split into several records would show up as more
-        // records shortly after the first: give them the flush period.
-        std::thread::sleep(Duration::from_millis(1000));
-        let contents = FileContents::read(&out);
+        });
+        // A fence: a line of another runtime appended to the same log. The
+        // file is read in order, so once its record is out, any piece the
+        // runtime's output was split into is out too.
+        let fence = format!(
+            "PHP Fatal error:  Allowed memory size of 134217728 bytes exhausted \
+             (tried to allocate 20480 bytes) in /fence/{name}.php on line 1"
+        );
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(self.log(name))
+            .and_then(|mut f| std::io::Write::write_all(&mut f, format!("{fence}\n").as_bytes()))
+            .expect("append the fence");
+        let contents = FileContents::wait_for(&out, TIMEOUT, |c| {
+            c.log_bodies.iter().any(|b| b.contains(&fence))
+        });
+        assert!(
+            contents.log_bodies.iter().any(|b| b.contains(&fence)),
+            "the fence line was not read:\n{}",
+            self.agent.output()
+        );
         let records: Vec<&serde_json::Value> = contents
             .logs
             .iter()

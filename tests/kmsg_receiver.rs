@@ -10,21 +10,14 @@ use std::io::Write as _;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::free_port;
-use common::oomscope::Oomscope;
+use common::kernel_log::kernel_log_lock;
+use common::oomscope::{own_metric, wait_for_own_metric, Oomscope};
 use common::rotel::{Received, Rotel};
 use common::skip;
+use common::{free_port, LockMode};
 
 const TIMEOUT: Duration = Duration::from_secs(60);
 const TOKENS: usize = 20;
-
-/// These tests share the kernel's one ring buffer, and one of them floods
-/// it: they run one at a time.
-fn kmsg_lock() -> std::sync::MutexGuard<'static, ()> {
-    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    LOCK.lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-}
 
 fn dev_kmsg_usable(test: &str) -> bool {
     // SAFETY: no preconditions.
@@ -39,8 +32,10 @@ fn dev_kmsg_usable(test: &str) -> bool {
     true
 }
 
-fn start_agent(rotel: &Rotel, state: &Path) -> Oomscope {
-    let health = free_port();
+/// The agent (kmsg -> rotel, checkpointed in `state`) and the port of its
+/// own metrics.
+fn start_agent(rotel: &Rotel, state: &Path) -> (Oomscope, u16) {
+    let (health, metrics) = (free_port(), free_port());
     let config = format!(
         r#"
 receivers:
@@ -58,7 +53,7 @@ extensions:
   file_storage: {{ directory: "{state}" }}
 service:
   extensions: [health_check, file_storage]
-  telemetry: {{ metrics: {{ address: "" }} }}
+  telemetry: {{ metrics: {{ address: "127.0.0.1:{metrics}" }} }}
   oom_score_adj: null
   pipelines:
     logs: {{ receivers: [kmsg], exporters: [otlp] }}
@@ -68,7 +63,17 @@ service:
     );
     let mut agent = Oomscope::start(&config, &[]);
     agent.wait_healthy(health, TIMEOUT);
-    agent
+    (agent, metrics)
+}
+
+/// Log records the kmsg receiver has handed to its pipeline so far.
+fn accepted(metrics: u16) -> f64 {
+    own_metric(
+        metrics,
+        "otelcol_receiver_accepted_log_records_total",
+        &[("receiver", "kmsg")],
+    )
+    .unwrap_or(0.0)
 }
 
 fn write_kmsg(line: &str) {
@@ -100,16 +105,11 @@ fn tokens_seen(received: &Received, tokens: &[String]) -> (BTreeMap<String, usiz
     (counts, highest)
 }
 
-/// The stored checkpoint's sequence number (the value is framed:
-/// 12 bytes of header, then JSON).
+/// The stored checkpoint's sequence number.
 fn stored_checkpoint(state: &Path) -> Option<u64> {
-    let path = state
-        .join("receiver_kmsg_")
-        .join("kv")
-        .join("kmsg_checkpoint");
-    let bytes = std::fs::read(path).ok()?;
-    let value: serde_json::Value = serde_json::from_slice(bytes.get(12..)?).ok()?;
-    value.get("seq")?.as_u64()
+    common::stored_json(state, "receiver_kmsg_", "kmsg_checkpoint")?
+        .get("seq")?
+        .as_u64()
 }
 
 #[test]
@@ -118,10 +118,12 @@ fn kill_9_while_the_backend_is_down_delivers_every_record_once() {
     if !dev_kmsg_usable(test) {
         return;
     }
-    let _serial = kmsg_lock();
+    // Shared: other tests on the machine may write to the kernel log, but
+    // none may overrun it while this agent is down.
+    let _kernel_log = kernel_log_lock(LockMode::Shared);
     let state = tempfile::tempdir().expect("tempdir");
     let mut rotel = Rotel::start();
-    let mut agent = start_agent(&rotel, state.path());
+    let (mut agent, metrics) = start_agent(&rotel, state.path());
     let run = format!("{:08x}", rand::random::<u32>());
     let token = |i: usize| format!("oomscope-kmsg-e2e {run} token-{i:03}");
     let tokens: Vec<String> = (0..2 * TOKENS).map(token).collect();
@@ -151,29 +153,34 @@ fn kill_9_while_the_backend_is_down_delivers_every_record_once() {
 
     // Second half while the backend is down: read, sent, never acknowledged.
     rotel.stop();
+    let accepted_before = accepted(metrics);
     for t in &tokens[TOKENS..] {
         write_kmsg(&format!("<5>{t}\n"));
     }
-    // Let the agent read them and start retrying.
-    std::thread::sleep(Duration::from_millis(500));
+    // The agent has read them and fails to export them.
+    wait_for_own_metric(
+        metrics,
+        "otelcol_receiver_accepted_log_records_total",
+        &[("receiver", "kmsg")],
+        accepted_before + TOKENS as f64,
+        TIMEOUT,
+    );
+    agent.wait_for_output("Exporting failed", TIMEOUT);
     let checkpoint_before_kill = stored_checkpoint(state.path());
     agent.kill();
 
-    let mut agent = start_agent(&rotel, state.path());
+    let (mut agent, _) = start_agent(&rotel, state.path());
     rotel.restart();
-    let received = rotel.wait_for(TIMEOUT, |r| {
+    rotel.wait_for(TIMEOUT, |r| {
         tokens_seen(r, &tokens).0.values().all(|&n| n >= 1)
     });
-    // Anything late would show up now.
-    std::thread::sleep(Duration::from_secs(1));
-    let received = {
-        let later = rotel.received();
-        if later.logs.len() >= received.logs.len() {
-            later
-        } else {
-            received
-        }
-    };
+    // A fence: the receiver reads the kernel log in order, so once a record
+    // written after everything has arrived, repeats read before it have too.
+    let fence = format!("oomscope-kmsg-e2e {run} fence");
+    write_kmsg(&format!("<5>{fence}\n"));
+    let received = rotel.wait_for(TIMEOUT, |r| {
+        r.log_bodies().iter().any(|b| b.ends_with(fence.as_str()))
+    });
     let (counts, _) = tokens_seen(&received, &tokens);
     let duplicates: usize = counts.values().map(|&n| n.saturating_sub(1)).sum();
     let _ = writeln!(
@@ -195,7 +202,8 @@ fn records_overwritten_while_stopped_are_reported_as_a_gap() {
     if !dev_kmsg_usable(TEST) {
         return;
     }
-    let _serial = kmsg_lock();
+    // Exclusive: this test overruns the ring buffer every other test reads.
+    let _kernel_log = kernel_log_lock(LockMode::Exclusive);
     let dir = tempfile::tempdir().expect("tempdir");
     let out = dir.path().join("out.jsonl");
     let state = dir.path().join("state");
@@ -235,7 +243,27 @@ service:
         agent.output()
     );
     // The checkpoint is written once the batch is acknowledged.
-    std::thread::sleep(Duration::from_secs(1));
+    let token_seq: u64 = seen
+        .logs
+        .iter()
+        .find(|r| {
+            r["body"]["stringValue"]
+                .as_str()
+                .is_some_and(|b| b.contains(&token))
+        })
+        .and_then(|r| common::otlp::attr_str(r, "kmsg.sequence"))
+        .and_then(|s| s.parse().ok())
+        .expect("kmsg.sequence on the record");
+    let deadline = Instant::now() + TIMEOUT;
+    while stored_checkpoint(&state).is_none_or(|seq| seq < token_seq) {
+        assert!(
+            Instant::now() < deadline,
+            "the checkpoint did not reach {token_seq}: {:?}\n{}",
+            stored_checkpoint(&state),
+            agent.output()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let (status, clean) = agent.stop(TIMEOUT);
     assert!(clean && status.success(), "{}", agent.output());
 

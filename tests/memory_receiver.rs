@@ -382,9 +382,10 @@ fn uncached_file(dir: &Path, mib: usize) -> PathBuf {
 /// While the kernel's PSI trigger fires, sampling runs every
 /// `trigger.interval` instead of every `collection_interval` (a minute
 /// here). Real pressure: a process in a 32 MiB cgroup reads a 128 MiB file
-/// over and over for 4 s, so the cgroup keeps reclaiming its page cache
-/// (about 40 ms of "some" stall per second on this machine; the trigger asks
-/// for 10 ms in 2 s). Before that, a quiet machine must not speed up.
+/// over and over until sampling has sped up, so the cgroup keeps reclaiming
+/// its page cache (about 40 ms of "some" stall per second on this machine;
+/// the trigger asks for 10 ms in 2 s). Before that, a quiet machine must not
+/// speed up.
 #[tokio::test(flavor = "multi_thread")]
 async fn memory_pressure_speeds_sampling_up() {
     const TEST: &str = "memory_pressure_speeds_sampling_up";
@@ -444,25 +445,26 @@ async fn memory_pressure_speeds_sampling_up() {
     }
     let quiet_scrapes = scrapes(&c);
 
+    // Pressure until sampling has sped up (however much reclaim stall this
+    // machine's reads cause per window), then no more.
     let reader = format!(
-        "import time
-end = time.time() + 4
-while time.time() < end:
+        "while True:
     with open({:?}, 'rb') as f:
         while f.read(1 << 20): pass",
         file.display().to_string()
     );
     // `set -e`: never run outside the cgroup.
-    let status = Command::new("sh")
+    let mut reader = Command::new("sh")
         .arg("-c")
         .arg(r#"set -e; echo $$ > "$1"; exec python3 -c "$2""#)
         .arg("sh")
         .arg(cgroup.path().join("cgroup.procs"))
         .arg(reader)
-        .status()
+        .spawn()
         .expect("run the reader");
-    assert!(status.success(), "{status:?}");
     let c = FileContents::wait_for(&out, TIMEOUT, |c| scrapes(c) >= quiet_scrapes + 3);
+    let _ = reader.kill();
+    let _ = reader.wait();
     assert!(
         scrapes(&c) >= quiet_scrapes + 3,
         "sampling did not speed up ({} scrapes); the agent said:\n{}",

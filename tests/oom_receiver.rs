@@ -227,38 +227,50 @@ async fn one_contained_kill_is_one_complete_record() {
     assert_eq!(at_rotel.severity_text, "ERROR");
 
     // The counter.
-    let metrics = FileContents::wait_for(&out, TIMEOUT, |c| {
-        c.points.iter().any(|(n, _)| n == "linux.oom.kills")
-    });
-    let kills: Vec<i64> = metrics
-        .points
-        .iter()
-        .filter(|(n, p)| {
-            n == "linux.oom.kills"
-                && common::otlp::json_attr(&p["attributes"], "oom.victim.cgroup")
-                    .and_then(|v| v["stringValue"].as_str())
-                    == Some(cgroup.cgroup_path().as_str())
-        })
-        .filter_map(|(_, p)| common::otlp::point_int(p))
-        .collect();
+    let ours = |c: &FileContents| -> Vec<i64> {
+        c.points
+            .iter()
+            .filter(|(n, p)| {
+                n == "linux.oom.kills"
+                    && common::otlp::json_attr(&p["attributes"], "oom.victim.cgroup")
+                        .and_then(|v| v["stringValue"].as_str())
+                        == Some(cgroup.cgroup_path().as_str())
+            })
+            .filter_map(|(_, p)| common::otlp::point_int(p))
+            .collect()
+    };
+    let metrics = FileContents::wait_for(&out, TIMEOUT, |c| !ours(c).is_empty());
+    let kills = ours(&metrics);
     assert_eq!(kills.last(), Some(&1), "{:?}", metrics.points);
     let (status, clean) = agent.stop(TIMEOUT);
     assert!(clean && status.success(), "{}", agent.output());
 }
 
-/// A parent allocates inside a memory cgroup while two children with
+/// A trigger allocates inside a memory cgroup while two children with
 /// `oom_score_adj` 1000 hold memory: the kernel kills the children one after
-/// the other, both triggered by the parent. Each kill is one record naming
-/// the parent as the trigger (a per-trigger map, as in Datadog's check, loses
-/// one of them).
+/// the other, both triggered by the trigger. Each kill is one record naming
+/// the trigger (a per-trigger map, as in Datadog's check, loses one of
+/// them).
+///
+/// The set-up leaves the kernel one right answer each time, however fast
+/// the machine: the children's score is above any score the trigger can
+/// reach (adj 1000 adds the whole limit), and the trigger allocates a fixed
+/// amount, chosen from the cgroup's usage once the children hold their
+/// memory, that overshoots the limit by more than one child frees and less
+/// than both free. So exactly two kills are needed, and afterwards the
+/// trigger fits with room to spare (it never races the kills by watching
+/// for the children's exits). argv: the cgroup's usage file, its limit file.
 const PARENT_AND_TWO_CHILDREN: &str = r#"
 import os, sys, time
+MIB = 1 << 20
+HOLD = 24 * MIB       # each child's private memory is about this, plus a little
+OVERSHOOT = 36 * MIB  # > one child's memory, < two children's
 def child():
     with open("/proc/self/oom_score_adj", "w") as f:
         f.write("1000")
-    hold = b"c" * (4 << 20)
+    hold = b"c" * HOLD
     os.write(w, b"x")
-    time.sleep(120)
+    time.sleep(600)
     os._exit(0)
 r, w = os.pipe()
 kids = []
@@ -270,18 +282,20 @@ for _ in range(2):
 for _ in kids:
     os.read(r, 1)
 print(" ".join(str(k) for k in kids), flush=True)
-alive = set(kids)
+usage = int(open(sys.argv[1]).read())
+limit = int(open(sys.argv[2]).read())
 a = []
-for _ in range(600):
-    a.append(b"p" * (1 << 20))
-    for k in list(alive):
-        done, _ = os.waitpid(k, os.WNOHANG)
-        if done:
-            alive.discard(k)
-    if not alive:
-        sys.exit(0)
-sys.exit("children were not OOM-killed")
+for _ in range((limit - usage + OVERSHOOT) // MIB):
+    a.append(b"p" * MIB)
+for k in kids:
+    _, status = os.waitpid(k, 0)
+    if not os.WIFSIGNALED(status) or os.WTERMSIG(status) != 9:
+        sys.exit("child %d was not killed: status %d" % (k, status))
 "#;
+
+/// The limit of [`two_kills_by_one_trigger_are_two_records`]' cgroup: room
+/// for the trigger's interpreter and both children's memory below it.
+const TWO_KILLS_LIMIT_BYTES: u64 = 128 * 1024 * 1024;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn two_kills_by_one_trigger_are_two_records() {
@@ -290,7 +304,7 @@ async fn two_kills_by_one_trigger_are_two_records() {
         return skip(TEST, "needs root (eBPF, /dev/kmsg, memory cgroups)");
     }
     let _slot = common::oom::oom_test_slot().await;
-    let Some(cgroup) = MemoryCgroup::create(OOM_LIMIT_BYTES).expect("create the test cgroup")
+    let Some(cgroup) = MemoryCgroup::create(TWO_KILLS_LIMIT_BYTES).expect("create the test cgroup")
     else {
         return skip(TEST, "no memory cgroup controller to contain an OOM kill");
     };
@@ -299,12 +313,15 @@ async fn two_kills_by_one_trigger_are_two_records() {
     let (mut agent, _) = start_agent(&out, "auto", None);
 
     let procs = cgroup.path().join("cgroup.procs");
+    let (usage, limit) = cgroup.usage_and_limit_files();
     let output = Command::new("sh")
         .arg("-c")
-        .arg(r#"set -e; echo $$ > "$1"; exec python3 -c "$2""#)
+        .arg(r#"set -e; echo $$ > "$1"; exec python3 -c "$2" "$3" "$4""#)
         .arg("sh")
         .arg(&procs)
         .arg(PARENT_AND_TWO_CHILDREN)
+        .arg(&usage)
+        .arg(&limit)
         .output()
         .expect("run the parent");
     let stdout = String::from_utf8_lossy(&output.stdout);
@@ -441,6 +458,7 @@ async fn kmsg_fallback_gives_the_same_facts() {
 /// live, with the same facts as the OTLP record.
 #[tokio::test(flavor = "multi_thread")]
 async fn oomscope_events_streams_a_real_kill() {
+    use tokio::io::AsyncBufReadExt as _;
     const TEST: &str = "oomscope_events_streams_a_real_kill";
     if !is_root() {
         return skip(TEST, "needs root (eBPF, /dev/kmsg, memory cgroups)");
@@ -464,19 +482,29 @@ async fn oomscope_events_streams_a_real_kill() {
         .arg("--cgroup")
         .arg(cgroup.cgroup_path())
         .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
         .kill_on_drop(true)
         .spawn()
         .expect("start oomscope events");
     let stdout = events.stdout.take().expect("stdout");
-    // Give the subscriber a moment to connect: events are live, not replayed.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Events are live, not replayed: kill only once the subscription stands.
+    let stderr = events.stderr.take().expect("stderr");
+    let mut stderr_lines = tokio::io::BufReader::new(stderr).lines();
+    loop {
+        let line = tokio::time::timeout(TIMEOUT, stderr_lines.next_line())
+            .await
+            .expect("oomscope events connects within the timeout")
+            .expect("read stderr")
+            .expect("oomscope events ended before connecting");
+        if line.starts_with("connected to the agent") {
+            break;
+        }
+    }
 
     let mut child = cgroup.spawn_allocator().expect("spawn");
     let pid = child.pid();
     child.wait().expect("wait");
 
-    use tokio::io::AsyncBufReadExt as _;
     let mut lines = tokio::io::BufReader::new(stdout).lines();
     let line = tokio::time::timeout(TIMEOUT, lines.next_line())
         .await

@@ -305,8 +305,8 @@ async fn backend_outage_loses_nothing() {
     backend.stop();
     let during = bodies("during-outage", 200);
     send_logs_grpc(&endpoint, &during, 20, TIMEOUT).await;
-    // Long enough for several failed attempts against the closed port.
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // The agent tries the closed port and fails before the backend returns.
+    agent.wait_for_output("Exporting failed", TIMEOUT);
     backend.restart();
 
     let got = backend.wait_for_logs(300, TIMEOUT);

@@ -5,6 +5,15 @@ use std::io::Read;
 use std::os::unix::fs::OpenOptionsExt;
 use std::time::{Duration, Instant};
 
+use super::{machine_lock, LockMode, MachineLock};
+
+/// The kernel's log ring buffer, shared by every test that reads records
+/// back from /dev/kmsg (their own writes, their kills' reports) and held
+/// exclusively by a test that overruns it on purpose.
+pub fn kernel_log_lock(mode: LockMode) -> MachineLock {
+    machine_lock("kernel-log", mode)
+}
+
 /// The figures of one "Killed process" line, in kB as printed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KilledLine {

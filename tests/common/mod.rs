@@ -83,10 +83,94 @@ pub fn otelcol_contrib_bin() -> PathBuf {
         .unwrap_or_else(|| panic!("no otelcol-contrib* in {}", dir.display()))
 }
 
-/// A port on 127.0.0.1 that was free a moment ago (the OS picked it).
+/// The ports [`free_port`] hands out: below the kernel's ephemeral range
+/// (`ip_local_port_range`, 32768-60999 by default), so that no outgoing
+/// connection and no `bind(0)` anywhere on the machine can take one between
+/// the test picking it and a server binding it.
+const TEST_PORTS: std::ops::Range<u16> = 20000..32000;
+
+/// A port on 127.0.0.1 reserved for this test process until it exits.
+///
+/// The reservation is an exclusive `flock` on a file per port under
+/// `$TMPDIR/oomscope-test-ports`, held for the process's life, so no other
+/// test, in this process or in another suite running at the same time,
+/// gets the same port; the port is also checked to be unbound at the time.
 pub fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    listener.local_addr().expect("local addr").port()
+    use std::os::fd::AsRawFd as _;
+    static RESERVED: std::sync::Mutex<Vec<std::fs::File>> = std::sync::Mutex::new(Vec::new());
+    let dir = std::env::temp_dir().join("oomscope-test-ports");
+    std::fs::create_dir_all(&dir).expect("create the port reservation directory");
+    let span = TEST_PORTS.end - TEST_PORTS.start;
+    let first = rand::random::<u16>() % span;
+    for i in 0..span {
+        let port = TEST_PORTS.start + (first + i) % span;
+        let Ok(file) = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(dir.join(port.to_string()))
+        else {
+            continue;
+        };
+        // SAFETY: plain syscall on a descriptor this function owns.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+            continue; // another test holds it
+        }
+        if TcpListener::bind(("127.0.0.1", port)).is_err() {
+            continue; // something that is not a test listens there
+        }
+        RESERVED
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(file);
+        return port;
+    }
+    panic!("no free port in {TEST_PORTS:?} on 127.0.0.1");
+}
+
+/// Whether a [`machine_lock`] excludes every other holder or only exclusive ones.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LockMode {
+    Shared,
+    Exclusive,
+}
+
+/// A lock on a facility that every test on the machine shares (the kernel's
+/// log ring buffer, its OOM report rate limit), held until dropped. It is an
+/// `flock` on `$TMPDIR/oomscope-test-<name>.lock`, so it also excludes tests
+/// of other suites running at the same time, and other tests of this process
+/// (each lock opens the file anew).
+#[derive(Debug)]
+pub struct MachineLock {
+    _file: std::fs::File,
+}
+
+/// Takes the machine-wide lock `name`, waiting as long as other tests hold it
+/// (with a bound of 30 minutes, so that a stuck test fails instead of hanging).
+pub fn machine_lock(name: &str, mode: LockMode) -> MachineLock {
+    use std::os::fd::AsRawFd as _;
+    let path = std::env::temp_dir().join(format!("oomscope-test-{name}.lock"));
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
+    let op = match mode {
+        LockMode::Shared => libc::LOCK_SH,
+        LockMode::Exclusive => libc::LOCK_EX,
+    };
+    let deadline = Instant::now() + Duration::from_secs(30 * 60);
+    // SAFETY: plain syscall on a descriptor this function owns.
+    while unsafe { libc::flock(file.as_raw_fd(), op | libc::LOCK_NB) } != 0 {
+        assert!(
+            Instant::now() < deadline,
+            "{} stayed locked by another test for 30 minutes",
+            path.display()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    MachineLock { _file: file }
 }
 
 /// Waits until `addr` accepts TCP connections, or until `timeout`; `alive`
@@ -133,4 +217,17 @@ pub fn skip(test: &str, why: impl std::fmt::Display) {
 pub fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions.
     unsafe { libc::geteuid() == 0 }
+}
+
+/// The JSON value a component keeps under `key` in a `file_storage`
+/// directory (`<directory>/<namespace>/kv/<key>`, e.g. namespace
+/// `receiver_kmsg_`), or `None` while there is none. The file is framed: a
+/// 12-byte header, then the value.
+pub fn stored_json(
+    directory: &std::path::Path,
+    namespace: &str,
+    key: &str,
+) -> Option<serde_json::Value> {
+    let bytes = std::fs::read(directory.join(namespace).join("kv").join(key)).ok()?;
+    serde_json::from_slice(bytes.get(12..)?).ok()
 }

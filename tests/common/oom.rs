@@ -6,6 +6,9 @@
 //! into the cgroup before `exec`, the limit is read back before the child
 //! starts, and the child also stops by itself after a bounded amount.
 
+use super::kernel_log::kernel_log_lock;
+use super::{machine_lock, LockMode, MachineLock};
+
 use std::{
     fs, io,
     path::{Path, PathBuf},
@@ -119,6 +122,16 @@ impl MemoryCgroup {
         )
     }
 
+    /// Its memory usage and limit files (v1 `memory.usage_in_bytes` and
+    /// `memory.limit_in_bytes`, v2 `memory.current` and `memory.max`).
+    pub fn usage_and_limit_files(&self) -> (PathBuf, PathBuf) {
+        let (usage, limit) = match self.version {
+            CgroupVersion::V1 => ("memory.usage_in_bytes", "memory.limit_in_bytes"),
+            CgroupVersion::V2 => ("memory.current", "memory.max"),
+        };
+        (self.path.join(usage), self.path.join(limit))
+    }
+
     /// The hierarchy it lives in.
     pub fn version(&self) -> CgroupVersion {
         self.version
@@ -184,24 +197,43 @@ impl Drop for OomChild {
     }
 }
 
+/// The right to cause OOM kills, held by a test until dropped.
+#[derive(Debug)]
+pub struct OomSlot {
+    _kills: MachineLock,
+    _kernel_log: MachineLock,
+}
+
+/// Takes the machine-wide right to cause OOM kills.
+///
 /// The kernel prints the header of its OOM report (constraint, cgroup,
-/// gfp_mask) at most 10 times per 5 s (`oom_rs` ratelimit in mm/oom_kill.c).
-/// Tests that check those details serialize on this lock and wait, before
-/// killing, until the last kill on the machine is more than 5 s old, so that
-/// earlier tests' kills (from any test binary) cannot use up the budget.
-pub async fn oom_test_slot() -> tokio::sync::MutexGuard<'static, ()> {
-    static LOCK: std::sync::OnceLock<tokio::sync::Mutex<()>> = std::sync::OnceLock::new();
-    let guard = LOCK
-        .get_or_init(|| tokio::sync::Mutex::new(()))
-        .lock()
-        .await;
+/// gfp_mask) at most 10 times per 5 s (`oom_rs` ratelimit in
+/// mm/oom_kill.c), for the whole machine. So tests that kill take turns,
+/// across test binaries and across suites running at the same time, and each
+/// waits, before killing, until the last kill on the machine is more than
+/// 5 s old (by the kernel's own timestamps), so that earlier kills cannot
+/// have used up the budget. The slot also holds the kernel log shared (see
+/// [`kernel_log_lock`]): tests read their kills' reports back from it.
+pub async fn oom_test_slot() -> OomSlot {
+    tokio::task::spawn_blocking(oom_test_slot_blocking)
+        .await
+        .expect("take the OOM test slot")
+}
+
+/// [`oom_test_slot`] for tests that are not async.
+pub fn oom_test_slot_blocking() -> OomSlot {
+    let kills = machine_lock("oom-kills", LockMode::Exclusive);
+    let kernel_log = kernel_log_lock(LockMode::Shared);
     let window = Duration::from_millis(5500);
     if let Some(age) = last_kill_age() {
         if age < window {
-            tokio::time::sleep(window - age).await;
+            thread::sleep(window - age);
         }
     }
-    guard
+    OomSlot {
+        _kills: kills,
+        _kernel_log: kernel_log,
+    }
 }
 
 /// How long ago the kernel last printed "Killed process", from /dev/kmsg

@@ -100,6 +100,34 @@ impl Oomscope {
         }
     }
 
+    /// Waits until the agent's output holds `needle` (returns the output);
+    /// panics with the output if it does not within `timeout` or the agent
+    /// exits first.
+    pub fn wait_for_output(&mut self, needle: &str, timeout: Duration) -> String {
+        self.wait_for_output_count(needle, 1, timeout)
+    }
+
+    /// Waits until `needle` occurs at least `n` times in the agent's output.
+    pub fn wait_for_output_count(&mut self, needle: &str, n: usize, timeout: Duration) -> String {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let output = self.output();
+            if output.matches(needle).count() >= n {
+                return output;
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!(
+                    "oomscope exited ({status}) before printing {needle:?} {n} times:\n{output}"
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "oomscope did not print {needle:?} {n} times within {timeout:?}:\n{output}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// Whether the process has exited, without waiting.
     pub fn try_status(&mut self) -> Option<ExitStatus> {
         self.child.try_wait().expect("try_wait")
@@ -132,5 +160,58 @@ impl Drop for Oomscope {
             let _ = self.child.kill();
             let _ = self.child.wait();
         }
+    }
+}
+
+/// The agent's own metrics as served on Prometheus `127.0.0.1:{port}/metrics`:
+/// the sum of every sample of `name` whose labels include all of `labels`
+/// (0 when there is none yet). `None` when the endpoint does not answer.
+pub fn own_metric(port: u16, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    use std::io::{Read as _, Write as _};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .ok()?;
+    let mut text = String::new();
+    s.read_to_string(&mut text).ok()?;
+    let (_, body) = text.split_once("\r\n\r\n")?;
+    let mut total = 0.0;
+    for line in body.lines().filter(|l| !l.starts_with('#')) {
+        let Some((series, value)) = line.rsplit_once(' ') else {
+            continue;
+        };
+        let (metric, label_text) = series.split_once('{').unwrap_or((series, ""));
+        if metric != name {
+            continue;
+        }
+        if labels
+            .iter()
+            .all(|(k, v)| label_text.contains(&format!("{k}=\"{v}\"")))
+        {
+            total += value.parse::<f64>().unwrap_or(0.0);
+        }
+    }
+    Some(total)
+}
+
+/// Waits until [`own_metric`] is at least `at_least`; returns its value.
+pub fn wait_for_own_metric(
+    port: u16,
+    name: &str,
+    labels: &[(&str, &str)],
+    at_least: f64,
+    timeout: Duration,
+) -> f64 {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let value = own_metric(port, name, labels);
+        if let Some(v) = value.filter(|&v| v >= at_least) {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{name}{labels:?} stayed at {value:?} (< {at_least}) for {timeout:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
     }
 }

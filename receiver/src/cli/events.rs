@@ -76,9 +76,9 @@ pub async fn run<W: Write + Send>(
                 continue;
             }
         };
-        if said_waiting {
-            eprintln!("connected to the agent at {endpoint}");
-        }
+        // Every time, on stderr (stdout stays a clean table or JSON): it
+        // tells that kills from now on will show, which scripts can wait for.
+        eprintln!("connected to the agent at {endpoint}");
         said_waiting = false;
         backoff = INITIAL_BACKOFF;
         if !options.json && !header_written {
