@@ -119,7 +119,11 @@ impl KmsgReader {
             StartAt::End => libc::SEEK_END,
             StartAt::Beginning | StartAt::After(_) => libc::SEEK_SET,
         };
-        seek(&file, whence).map_err(|err| with_path(err, "cannot seek"))?;
+        match seek(&file, whence) {
+            // A pipe has no position: it gives what is written from now on.
+            Err(err) if err.raw_os_error() == Some(libc::ESPIPE) => {}
+            result => result.map_err(|err| with_path(err, "cannot seek"))?,
+        }
 
         let source = if is_regular_file {
             Source::File {

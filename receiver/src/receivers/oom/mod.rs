@@ -286,7 +286,14 @@ impl Correlator {
         stats.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let deadline = self.next_deadline();
+            // Biased, sources before the deadline: a half whose partner is
+            // already readable is not alone. The task may have been
+            // descheduled past a deadline while the partner waited (a host in
+            // an OOM storm is a busy one); the timer and the partner's
+            // readiness then come in the same reactor turn, and the partner
+            // must win.
             tokio::select! {
+                biased;
                 () = shutdown.cancelled() => break,
                 event = next_event(&mut self.probe) => match event {
                     Ok(ev) => self.on_event(&ev).await,
@@ -952,6 +959,70 @@ mod tests {
         assert!(!k.victim.exiting);
         c.expire(Instant::now() + Duration::from_secs(60)).await;
         assert!(rx.try_recv().is_err(), "one kill, one record");
+    }
+
+    /// The event's deadline has passed by the time the task runs again, and
+    /// its report is readable by then too (the task was descheduled, as on
+    /// a host in an OOM storm): the report wins, every time, and the kill is
+    /// one complete record. (With an unbiased choice between the two, this
+    /// split the kill about every other time; hence the repetitions.)
+    #[tokio::test]
+    async fn a_report_readable_when_the_deadline_passes_still_merges() {
+        use std::io::Write as _;
+        let dir = tempfile::tempdir().expect("tempdir");
+        for round in 0..32 {
+            let pid = 1000 + round;
+            // The kernel log is a pipe here: a device-like source that polls.
+            let fifo = dir.path().join(format!("kmsg-{round}"));
+            let c_path = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes())
+                .expect("no NUL in a temp path");
+            // SAFETY: a valid NUL-terminated path.
+            assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) }, 0);
+            let kmsg = KmsgReader::open(&fifo, StartAt::End).expect("open the pipe");
+            let mut writer = std::fs::OpenOptions::new()
+                .write(true)
+                .open(&fifo)
+                .expect("open the pipe's writing end");
+            let cfg = OomReceiverConfig {
+                proc_path: dir.path().to_path_buf(),
+                report_wait: GoDuration::from_millis(0),
+                ..OomReceiverConfig::default()
+            };
+            let (tx, mut rx) = mpsc::channel(16);
+            let mut c = Correlator::new(cfg, None, Some(kmsg), tx);
+            c.ebpf_active = true;
+            c.on_event(&event(pid, pid)).await;
+            writer
+                .write_all(
+                    format!(
+                    "3,418,391799786,-;Memory cgroup out of memory: Killed process {pid} (test) \
+                     total-vm:300kB, anon-rss:200kB, file-rss:10kB, shmem-rss:0kB, UID:7 \
+                     pgtables:4kB oom_score_adj:0\n"
+                )
+                    .as_bytes(),
+                )
+                .expect("write the report");
+            // One reactor turn, as the descheduled task gets on waking: the
+            // pipe's readiness is known, and the deadline is long past.
+            tokio::time::sleep(Duration::from_millis(1)).await;
+            let shutdown = CancellationToken::new();
+            let run = tokio::spawn(c.run(shutdown.clone()));
+            let k = kill(rx.recv().await);
+            assert_eq!(k.victim.pid, pid);
+            assert!(
+                !k.victim.exiting,
+                "round {round}: the report was left behind"
+            );
+            assert_eq!(k.victim.anon_rss, Some(200 * 1024), "round {round}");
+            shutdown.cancel();
+            run.await.expect("the correlator ends");
+            while let Ok(msg) = rx.try_recv() {
+                assert!(
+                    matches!(msg, Emit::Stats { .. }),
+                    "round {round}: one kill, one record"
+                );
+            }
+        }
     }
 
     #[tokio::test]
