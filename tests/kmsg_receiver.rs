@@ -84,20 +84,22 @@ fn write_kmsg(line: &str) {
         .expect("write /dev/kmsg");
 }
 
-/// How many times each token's record arrived, and the highest kmsg
-/// sequence number among them.
+/// How many times each token's record arrived (whole, with its sequence
+/// number), and the highest kmsg sequence number among them.
 fn tokens_seen(received: &Received, tokens: &[String]) -> (BTreeMap<String, usize>, Option<u64>) {
     let mut counts: BTreeMap<String, usize> = tokens.iter().map(|t| (t.clone(), 0)).collect();
     let mut highest = None;
     for record in &received.logs {
         let Some(body) = &record.body else { continue };
         for token in tokens {
-            if body.text.ends_with(token.as_str()) {
+            // Counted once its sequence number is there: rotel prints a
+            // record line by line, and the last one may still be half out.
+            let seq = record
+                .attributes
+                .get("kmsg.sequence")
+                .and_then(|seq| seq.parse::<u64>().ok());
+            if body.text.ends_with(token.as_str()) && seq.is_some() {
                 *counts.entry(token.clone()).or_default() += 1;
-                let seq = record
-                    .attributes
-                    .get("kmsg.sequence")
-                    .and_then(|seq| seq.parse::<u64>().ok());
                 highest = highest.max(seq);
             }
         }
