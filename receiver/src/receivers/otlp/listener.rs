@@ -459,9 +459,9 @@ mod tests {
             }
         });
         let wait = Duration::from_secs(30);
+        // Both wait in the backlog, which the server accepts from in order:
+        // the silent one takes the only slot, however late the server runs.
         let mut silent = TcpStream::connect(addr).await.expect("connect");
-        // Give the server time to take the silent connection's slot.
-        tokio::time::sleep(Duration::from_millis(50)).await;
         let mut refused = TcpStream::connect(addr).await.expect("connect");
         let mut buf = [0u8; 4];
         let r = tokio::time::timeout(wait, refused.read(&mut buf))
