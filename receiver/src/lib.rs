@@ -18,3 +18,5 @@ pub mod redact;
 pub mod self_protection;
 pub mod service;
 pub mod telemetry;
+#[cfg(test)]
+pub(crate) mod test_support;

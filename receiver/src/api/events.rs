@@ -518,7 +518,7 @@ pub(crate) mod tests {
     use super::*;
     use crate::api::v1::{Scope, Trigger, Victim};
 
-    const TIMEOUT: Duration = Duration::from_secs(10);
+    const TIMEOUT: Duration = crate::test_support::WAIT;
 
     /// A kill of `pid` in cgroup `cgroup`, as a receiver would publish it.
     pub(crate) fn kill(pid: i32, cgroup: &str) -> OomKill {

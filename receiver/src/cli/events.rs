@@ -349,7 +349,7 @@ mod tests {
     use crate::api::events::tests::{kill, wait_for_subscribers};
     use crate::api::{serve_listener, EventsListener, OomEventHub};
 
-    const TIMEOUT: Duration = Duration::from_secs(10);
+    const TIMEOUT: Duration = crate::test_support::WAIT;
 
     /// A `Write` the test can read while `run` holds it.
     #[derive(Clone, Default)]

@@ -937,7 +937,7 @@ mod tests {
     }
 
     /// A writer whose first write blocks until the test lets it go (a
-    /// stdout pipe nobody reads), and gives up after 10 s.
+    /// stdout pipe nobody reads), and gives up after a generous bound.
     struct BlockingWriter {
         started: Option<tokio::sync::oneshot::Sender<()>>,
         release: std::sync::mpsc::Receiver<()>,
@@ -949,7 +949,7 @@ mod tests {
             if let Some(started) = self.started.take() {
                 let _ = started.send(());
                 self.release
-                    .recv_timeout(Duration::from_secs(10))
+                    .recv_timeout(crate::test_support::WAIT)
                     .map_err(|_| std::io::Error::other("never released"))?;
             }
             self.buf.write(data)

@@ -688,7 +688,8 @@ mod tests {
     fn config(endpoint: String) -> OtlpGrpcExporterConfig {
         OtlpGrpcExporterConfig {
             endpoint,
-            timeout: GoDuration::from_secs(20),
+            // Only a bound on a local exchange; generous for a loaded machine.
+            timeout: GoDuration::from_secs(60),
             ..Default::default()
         }
     }
@@ -935,9 +936,8 @@ mod tests {
 
     #[tokio::test]
     async fn connection_refused_is_retryable() {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        drop(listener);
+        // Held for the whole test: nothing else can listen there meanwhile.
+        let (_refusing, addr) = crate::test_support::refused_addr();
         let client = OtlpGrpcClient::new(&plain_config(addr)).unwrap();
         let err = client
             .export(&std::sync::Arc::new(logs()))

@@ -746,7 +746,8 @@ mod tests {
     fn config(endpoint: String) -> OtlpHttpExporterConfig {
         OtlpHttpExporterConfig {
             endpoint,
-            timeout: GoDuration::from_secs(20),
+            // Only a bound on a local exchange; generous for a loaded machine.
+            timeout: GoDuration::from_secs(60),
             ..Default::default()
         }
     }
@@ -1235,9 +1236,8 @@ mod tests {
 
     #[tokio::test]
     async fn connection_refused_is_retryable() {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        drop(listener);
+        // Held for the whole test: nothing else can listen there meanwhile.
+        let (_refusing, addr) = crate::test_support::refused_addr();
         let client = OtlpHttpClient::new(&config(format!("http://{addr}"))).unwrap();
         let err = client
             .export(&std::sync::Arc::new(Payload::Logs(log_records())))

@@ -269,7 +269,7 @@ mod tests {
         let req = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
         s.write_all(req.as_bytes()).await.expect("write");
         let mut buf = Vec::new();
-        tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut buf))
+        tokio::time::timeout(crate::test_support::WAIT, s.read_to_end(&mut buf))
             .await
             .expect("response in time")
             .expect("read");
@@ -319,7 +319,7 @@ mod tests {
         assert_eq!(get(addr, "/health").await.0, 503);
 
         shutdown.cancel();
-        tokio::time::timeout(Duration::from_secs(10), task)
+        tokio::time::timeout(crate::test_support::WAIT, task)
             .await
             .expect("stops on shutdown")
             .expect("join");
@@ -369,7 +369,7 @@ mod tests {
             .await
             .expect("write");
         let mut buf = Vec::new();
-        let _ = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut buf)).await;
+        let _ = tokio::time::timeout(crate::test_support::WAIT, s.read_to_end(&mut buf)).await;
         assert!(
             buf.is_empty() || buf.starts_with(b"HTTP/1.1 "),
             "answered HTTP/2: {buf:?}"
@@ -400,7 +400,7 @@ mod tests {
         );
         drop(idle);
         let mut buf = Vec::new();
-        tokio::time::timeout(Duration::from_secs(10), waiting.read_to_end(&mut buf))
+        tokio::time::timeout(crate::test_support::WAIT, waiting.read_to_end(&mut buf))
             .await
             .expect("served once a slot is free")
             .expect("read");

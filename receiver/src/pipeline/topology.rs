@@ -248,6 +248,7 @@ mod tests {
     use crate::config::load_str;
     use crate::pipeline::{Batch, BatchNotifier, DeliveryStatus, Finalizers, Payload};
     use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
+    use std::net::SocketAddr;
 
     fn logs(n: usize) -> Payload {
         Payload::Logs(vec![ResourceLogs {
@@ -339,9 +340,9 @@ mod tests {
     async fn one_failing_branch_fails_the_acknowledgement() {
         let dir = tempfile::tempdir().expect("tempdir");
         let out = dir.path().join("out.jsonl");
-        let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        let dead = closed.local_addr().expect("addr");
-        drop(closed);
+        // Refuses connections for the whole test (a dropped listener's port
+        // could be taken by anything meanwhile).
+        let (_refusing, dead) = crate::test_support::refused_addr();
         let yaml = format!(
             "receivers: {{otlp: {{protocols: {{grpc: }}}}}}\n\
              exporters:\n  file: {{path: \"{}\"}}\n  otlp:\n    endpoint: \"{dead}\"\n    tls: {{insecure: true}}\n    retry_on_failure: {{enabled: false}}\n\
@@ -363,25 +364,33 @@ mod tests {
         use tokio::io::AsyncWriteExt;
         let dir = tempfile::tempdir().expect("tempdir");
         let out = dir.path().join("out.jsonl");
-        let port = {
-            let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-            probe.local_addr().expect("addr").port()
+        // A port that was free a moment ago may be taken by the time the
+        // receiver binds it (by anything on the machine): try another then.
+        let mut attempts = 0;
+        let (topology, port) = loop {
+            let port = {
+                let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+                probe.local_addr().expect("addr").port()
+            };
+            // The batch processor holds the data until its input closes.
+            let yaml = format!(
+                "receivers: {{otlp: {{protocols: {{http: {{endpoint: \"127.0.0.1:{port}\"}}}}}}}}\n\
+                 processors: {{batch: {{timeout: 1h, send_batch_size: 1000}}}}\n\
+                 exporters: {{file: {{path: \"{}\"}}}}\n\
+                 service: {{pipelines: {{logs: {{receivers: [otlp], processors: [batch], exporters: [file]}}}}}}\n",
+                out.display()
+            );
+            let config = match load_str("t.yaml", &yaml) {
+                Ok(c) => c,
+                Err(e) => panic!("config: {e}"),
+            };
+            match Topology::start(&config, Telemetry::noop(), Arc::new(Extensions::default())).await
+            {
+                Ok(t) => break (t, port),
+                Err(e) if attempts < 20 && in_use(&e) => attempts += 1,
+                Err(e) => panic!("starts: {e:#}"),
+            }
         };
-        // The batch processor holds the data until its input closes.
-        let yaml = format!(
-            "receivers: {{otlp: {{protocols: {{http: {{endpoint: \"127.0.0.1:{port}\"}}}}}}}}\n\
-             processors: {{batch: {{timeout: 1h, send_batch_size: 1000}}}}\n\
-             exporters: {{file: {{path: \"{}\"}}}}\n\
-             service: {{pipelines: {{logs: {{receivers: [otlp], processors: [batch], exporters: [file]}}}}}}\n",
-            out.display()
-        );
-        let config = match load_str("t.yaml", &yaml) {
-            Ok(c) => c,
-            Err(e) => panic!("config: {e}"),
-        };
-        let topology = Topology::start(&config, Telemetry::noop(), Arc::new(Extensions::default()))
-            .await
-            .expect("starts");
         let request = opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest {
             resource_logs: match logs(2) {
                 Payload::Logs(rl) => rl,
@@ -404,8 +413,16 @@ mod tests {
             .write_all(b"POST /v1/logs HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-protobuf\r\nContent-Length: 100\r\n\r\n")
             .await
             .expect("write");
-        // Let the server take the request head, so the request is in flight.
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        // Wait until the server has read the request head (nothing left
+        // unread on its end of the connection), so the request is in
+        // flight: hyper reads, parses and dispatches a head in one poll of
+        // its connection task, and this runtime has one thread.
+        let server_end = SocketAddr::from(([127, 0, 0, 1], port));
+        let client_end = stuck.local_addr().expect("addr");
+        crate::test_support::wait_until_async("the server read the request head", || {
+            crate::test_support::unread_bytes(server_end, client_end) == Some(0)
+        })
+        .await;
         tokio::time::timeout(
             Duration::from_secs(30),
             topology.shutdown(Duration::from_secs(3)),
@@ -419,6 +436,14 @@ mod tests {
             "the accepted request was flushed:\n{written}"
         );
         drop(stuck);
+    }
+
+    /// Whether starting failed because an address was in use.
+    fn in_use(e: &anyhow::Error) -> bool {
+        e.chain().any(|c| {
+            c.downcast_ref::<std::io::Error>()
+                .is_some_and(|io| io.kind() == std::io::ErrorKind::AddrInUse)
+        }) || format!("{e:#}").contains("in use")
     }
 
     #[test]

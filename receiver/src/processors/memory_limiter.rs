@@ -514,7 +514,7 @@ mod tests {
         assert!(out.try_recv().is_err());
         drop(consumer);
         let task = task.expect("sampling task");
-        tokio::time::timeout(Duration::from_secs(10), task)
+        tokio::time::timeout(crate::test_support::WAIT, task)
             .await
             .expect("the sampling task ends when the consumer is dropped")
             .expect("join");

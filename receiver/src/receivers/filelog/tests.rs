@@ -2,6 +2,7 @@
 
 use std::io::Write;
 use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use opentelemetry_proto::tonic::common::v1::any_value;
 use tokio::sync::mpsc::UnboundedReceiver;
@@ -14,8 +15,7 @@ use crate::extensions::Extensions;
 use crate::pipeline::consumer::testing::Collect;
 use crate::pipeline::{Batch, DeliveryStatus};
 use crate::telemetry::Telemetry;
-
-const WAIT: Duration = Duration::from_secs(20);
+use crate::test_support::{holds_open, wait_until, wait_until_async, WAIT};
 
 fn config(dir: &Path, include: &str) -> FilelogReceiverConfig {
     FilelogReceiverConfig {
@@ -37,7 +37,13 @@ struct Running {
 impl Running {
     async fn stop(self) -> UnboundedReceiver<Batch> {
         self.shutdown.cancel();
-        let _ = tokio::time::timeout(WAIT, self.task).await;
+        // Ended means the last offsets were saved: a run after this one
+        // must see them.
+        let ended = tokio::time::timeout(WAIT, self.task).await;
+        assert!(
+            matches!(ended, Ok(Ok(()))),
+            "the receiver did not end: {ended:?}"
+        );
         self.rx
     }
 }
@@ -100,7 +106,15 @@ async fn lines(rx: &mut UnboundedReceiver<Batch>, n: usize) -> Vec<String> {
     got
 }
 
-/// No more lines arrive within a few polls.
+/// The tailer's first poll is done once it holds `path` open: with
+/// `start_at: end` only what is appended after that is read (a duration
+/// slept instead would not do on a slow or loaded machine).
+async fn wait_first_poll(path: &Path) {
+    wait_until_async("the tailer opened the file", || holds_open(path)).await;
+}
+
+/// No more lines arrive within a few polls (nothing to wait for instead:
+/// this checks that something does not happen).
 async fn quiet(rx: &mut UnboundedReceiver<Batch>) -> Vec<String> {
     let mut got = Vec::new();
     while let Ok(Some(b)) = tokio::time::timeout(Duration::from_millis(500), rx.recv()).await {
@@ -154,7 +168,7 @@ async fn start_at_end_skips_what_is_there() {
     let mut cfg = config(dir.path(), "*.log");
     cfg.start_at = StartAt::End;
     let mut r = run(&cfg, Some(DeliveryStatus::Delivered), None).await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    wait_first_poll(&path).await;
     append(&path, b"new\n");
     // A file created after the first poll is read from its start.
     append(&dir.path().join("late.log"), b"late\n");
@@ -229,14 +243,19 @@ fn line_text(i: usize, oom_every: Option<usize>) -> String {
     }
 }
 
-/// Writes `n` numbered lines quickly; `rotate(i)` runs every `every` lines.
-/// A generation lives for several polls: a file rotated out of `include`
-/// before any poll saw it is not read (by the collector either).
+/// Writes `n` numbered lines; `rotate(i)` runs every `every` lines, once a
+/// line of the generation it rotates away was received (`received` is one
+/// more than the highest line number received): a file rotated out of
+/// `include` before any poll saw it is not read (by the collector either),
+/// so a generation must live until the tailer has it open, however slow
+/// the machine. The short pauses only spread the writing over several
+/// polls.
 fn write_lines(
     path: &Path,
     n: usize,
     every: usize,
     oom_every: Option<usize>,
+    received: &AtomicUsize,
     rotate: impl Fn(usize),
 ) {
     for i in 0..n {
@@ -244,10 +263,43 @@ fn write_lines(
             std::thread::sleep(Duration::from_millis(1));
         }
         if i > 0 && i % every == 0 {
+            wait_until(
+                &format!("a line from {i} - {every} on was received"),
+                || received.load(Ordering::SeqCst) > i - every,
+            );
             rotate(i / every);
         }
         append(path, format!("{}\n", line_text(i, oom_every)).as_bytes());
     }
+}
+
+/// `lines`, noting in `received` one more than the highest line number
+/// received so far (for `write_lines`).
+async fn lines_noting(
+    rx: &mut UnboundedReceiver<Batch>,
+    n: usize,
+    received: &AtomicUsize,
+) -> Vec<String> {
+    let mut got = Vec::new();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while got.len() < n {
+        match tokio::time::timeout_at(deadline, rx.recv()).await {
+            Ok(Some(b)) => {
+                for line in bodies(&b) {
+                    let number = line
+                        .strip_prefix("line ")
+                        .and_then(|l| l.get(..6))
+                        .and_then(|d| d.parse::<usize>().ok());
+                    if let Some(i) = number {
+                        received.fetch_max(i + 1, Ordering::SeqCst);
+                    }
+                    got.push(line);
+                }
+            }
+            _ => break,
+        }
+    }
+    got
 }
 
 /// Every line in `want` was received once, and nothing else.
@@ -288,12 +340,14 @@ async fn rename_rotation(oom_every: Option<usize>) {
         .map(|i| line_text(i, oom_every))
         .collect();
     let (p, d) = (path.clone(), dir.path().to_path_buf());
+    let received = Arc::new(AtomicUsize::new(0));
+    let noted = Arc::clone(&received);
     let writer = std::thread::spawn(move || {
-        write_lines(&p, n, 2_000, oom_every, |gen| {
+        write_lines(&p, n, 2_000, oom_every, &noted, |gen| {
             std::fs::rename(&p, d.join(format!("app.log.{gen}"))).expect("rename");
         })
     });
-    let mut got = lines(&mut r.rx, want.len()).await;
+    let mut got = lines_noting(&mut r.rx, want.len(), &received).await;
     writer.join().expect("writer");
     got.extend(quiet(&mut r.rx).await);
     assert_exactly_once(got, want);
@@ -313,10 +367,12 @@ async fn copytruncate_rotation(oom_every: Option<usize>) {
         .map(|i| line_text(i, oom_every))
         .collect();
     let (p, d) = (path.clone(), dir.path().to_path_buf());
+    let received = Arc::new(AtomicUsize::new(0));
+    let noted = Arc::clone(&received);
     let writer = std::thread::spawn(move || {
         // The writer pauses while the file is copied and truncated: lines
         // written in between are lost by copytruncate itself.
-        write_lines(&p, n, 2_000, oom_every, |gen| {
+        write_lines(&p, n, 2_000, oom_every, &noted, |gen| {
             let tmp = d.join(format!(".copy.{gen}"));
             std::fs::copy(&p, &tmp).expect("copy");
             std::fs::rename(&tmp, d.join(format!("app.log.{gen}"))).expect("rename");
@@ -327,7 +383,7 @@ async fn copytruncate_rotation(oom_every: Option<usize>) {
                 .expect("truncate");
         })
     });
-    let mut got = lines(&mut r.rx, want.len()).await;
+    let mut got = lines_noting(&mut r.rx, want.len(), &received).await;
     writer.join().expect("writer");
     got.extend(quiet(&mut r.rx).await);
     assert_exactly_once(got, want);
@@ -366,7 +422,7 @@ async fn offsets_advance_only_when_delivered_and_restart_resumes() {
     // Run 1: "a" delivered, then "b" failed downstream.
     append(&path, b"before\n");
     let mut r = run(&cfg, None, Some(storage.path())).await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    wait_first_poll(&path).await;
     append(&path, b"a\n");
     let b = tokio::time::timeout(WAIT, r.rx.recv())
         .await

@@ -12,7 +12,7 @@ use crate::pipeline::consumer::testing::Collect;
 use crate::telemetry::Telemetry;
 
 const SAMPLE: &str = include_str!("../../../../tests/data/kmsg-memcg-oom.txt");
-const TIMEOUT: Duration = Duration::from_secs(30);
+const TIMEOUT: Duration = crate::test_support::WAIT;
 
 struct Harness {
     _dir: tempfile::TempDir,
@@ -623,29 +623,40 @@ async fn dev_kmsg_records_arrive_with_their_kmsg_fields() {
     )
     .await
     .unwrap();
-    let token = format!("{:016x}", rand::random::<u64>());
-    let line = format!(
-        "<3>oomscope-kmsg-recv-test {token} page allocation failure: order:4, mode:0x40cc0\n"
-    );
-    std::fs::OpenOptions::new()
-        .write(true)
-        .open("/dev/kmsg")
-        .unwrap()
-        .write_all(line.as_bytes())
-        .unwrap();
-    let record = tokio::time::timeout(TIMEOUT, async {
+    // The kernel log is shared with everything else on the machine: a
+    // burst from another writer may overwrite the line before the receiver
+    // reads it (the receiver then reports a gap). Write another line then,
+    // until one arrives, within a generous bound.
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    let (token, record) = 'arrived: loop {
+        let token = format!("{:016x}", rand::random::<u64>());
+        let line = format!(
+            "<3>oomscope-kmsg-recv-test {token} page allocation failure: order:4, mode:0x40cc0\n"
+        );
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/kmsg")
+            .unwrap()
+            .write_all(line.as_bytes())
+            .unwrap();
         loop {
-            let batch = rx.recv().await.expect("receiver ended");
-            if let Some(record) = log_records(&batch)
-                .into_iter()
-                .find(|r| body(r).contains(&token))
-            {
-                return record;
+            let batch = tokio::time::timeout_at(deadline, rx.recv())
+                .await
+                .expect("the record arrives")
+                .expect("receiver ended");
+            let records = log_records(&batch);
+            if let Some(record) = records.into_iter().find(|r| body(r).contains(&token)) {
+                break 'arrived (token, record);
+            }
+            let gap = log_records(&batch).iter().any(|r| {
+                int_attr(r, "kmsg.sequence").is_none()
+                    && body(r).ends_with("were overwritten before they were read")
+            });
+            if gap {
+                continue 'arrived;
             }
         }
-    })
-    .await
-    .expect("the record arrives");
+    };
     shutdown.cancel();
     tokio::time::timeout(TIMEOUT, handle)
         .await

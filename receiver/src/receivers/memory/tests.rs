@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -949,9 +949,11 @@ fn live_config(include_regex: &str, top: usize) -> MemoryReceiverConfig {
 }
 
 /// Three children of 16, 48 and 96 MiB: top 2 are the two largest, largest
-/// first, and each one's RSS is exactly its VmRSS (they sleep: it is stable).
+/// first, and each one's RSS is exactly its VmRSS.
 #[test]
 fn top_processes_of_this_machine_with_their_rss() {
+    // Anchored at both ends: another test binary's children (tag omt1234
+    // against omt12345) must not match.
     let tag = format!("omt{}", std::process::id() % 100_000);
     let (Some(small), Some(medium), Some(large)) = (
         Hog::spawn(&format!("{tag}s"), 16, &[]),
@@ -965,19 +967,34 @@ fn top_processes_of_this_machine_with_their_rss() {
         eprintln!("SKIPPED top_processes_of_this_machine_with_their_rss: cannot run python3");
         return;
     };
-    let mut s = Scraper::new(&live_config(&format!("^{tag}"), 2)).expect("scraper");
-    let rms = s.scrape();
+    let mut s = Scraper::new(&live_config(&format!("^{tag}[sml]$"), 2)).expect("scraper");
+    // A child that said "ready" may still be on its way into its sleep
+    // (faulting pages in), so its RSS may change under a scrape: scrape
+    // until the RSS of both held still across one.
+    let deadline = std::time::Instant::now() + crate::test_support::WAIT;
+    let (rms, stable_rss) = loop {
+        let rss_before = [large.vm_rss(), medium.vm_rss()];
+        let rms = s.scrape();
+        let rss_after = [large.vm_rss(), medium.vm_rss()];
+        if rss_before == rss_after {
+            break (rms, rss_after);
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the children's RSS never held still: {rss_before:?} -> {rss_after:?}"
+        );
+    };
     let pts = flatten(&rms);
     let pids = resource_pids(&rms);
     assert_eq!(pids, [large.pid().to_string(), medium.pid().to_string()]);
-    for hog in [&large, &medium] {
+    for (hog, vm_rss) in [&large, &medium].into_iter().zip(stable_rss) {
         let mine: Vec<Pt> = pts
             .iter()
             .filter(|p| p.resource.get("process.pid") == Some(&hog.pid().to_string()))
             .cloned()
             .collect();
         let rss = one(&mine, "process.memory.usage", &[]);
-        assert_eq!(rss, hog.vm_rss(), "pid {}", hog.pid());
+        assert_eq!(rss, vm_rss, "pid {}", hog.pid());
         assert!(rss >= 48.0 * KIB * KIB);
         assert!(one(&mine, "process.memory.virtual", &[]) > rss);
         // SAFETY: no preconditions.
@@ -1009,12 +1026,25 @@ fn top_processes_of_this_machine_with_their_rss() {
 /// kills short-lived processes as fast as it can. Problems of the processes
 /// that stay (here: pid 1's `exe` may be unreadable even to root) are those
 /// of a scrape before the churn.
+///
+/// What is counted is controlled, not the machine's speed: the scrapes go
+/// on until the churn has started and reaped `CHURNED` processes during
+/// them and at least `SCRAPES` scrapes ran, whichever comes last (a fast
+/// machine scrapes faster than it churns, a slow one the other way round).
+/// Cgroups are not scraped: the machine's cgroup tree is shared with
+/// whatever else runs, and is not what this test is about.
 #[test]
 fn vanishing_processes_are_skipped_silently() {
+    const CHURNED: u32 = 200;
+    const SCRAPES: usize = 100;
     let cfg = MemoryReceiverConfig {
         processes: ProcessesConfig {
             top: MAX_TOP,
             ..ProcessesConfig::default()
+        },
+        cgroups: CgroupsConfig {
+            enabled: false,
+            ..CgroupsConfig::default()
         },
         ..MemoryReceiverConfig::default()
     };
@@ -1022,32 +1052,42 @@ fn vanishing_processes_are_skipped_silently() {
     s.scrape();
     let before: BTreeSet<String> = s.warned().into_iter().map(str::to_string).collect();
     let stop = Arc::new(AtomicBool::new(false));
+    // Processes started and reaped so far.
+    let reaped = Arc::new(AtomicU32::new(0));
     let churn = {
-        let stop = Arc::clone(&stop);
+        let (stop, reaped) = (Arc::clone(&stop), Arc::clone(&reaped));
         std::thread::spawn(move || {
-            let mut spawned = 0u32;
             while !stop.load(Ordering::Relaxed) {
                 let mut children: Vec<Child> = (0..8)
                     .filter_map(|_| Command::new("sleep").arg("0.005").spawn().ok())
                     .collect();
-                spawned += children.len() as u32;
                 for (i, c) in children.iter_mut().enumerate() {
                     if i % 2 == 0 {
                         let _ = c.kill();
                     }
-                    let _ = c.wait();
+                    if c.wait().is_ok() {
+                        reaped.fetch_add(1, Ordering::Relaxed);
+                    }
                 }
             }
-            spawned
         })
     };
-    let mut described = 0;
-    for _ in 0..100 {
+    let deadline = std::time::Instant::now() + crate::test_support::WAIT;
+    let reaped_at_start = reaped.load(Ordering::Relaxed);
+    let churned = || reaped.load(Ordering::Relaxed) - reaped_at_start;
+    let (mut scrapes, mut described) = (0, 0);
+    while scrapes < SCRAPES || churned() < CHURNED {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{scrapes} scrapes and {} processes churned in {:?}",
+            churned(),
+            crate::test_support::WAIT
+        );
         described += s.scrape().len();
+        scrapes += 1;
     }
     stop.store(true, Ordering::Relaxed);
-    let spawned = churn.join().expect("churn thread");
-    assert!(spawned > 100, "the churn ran: {spawned}");
+    churn.join().expect("churn thread");
     assert!(described > 100, "processes were described: {described}");
     let after: BTreeSet<String> = s.warned().into_iter().map(str::to_string).collect();
     assert_eq!(after, before, "a vanished process is not a problem");

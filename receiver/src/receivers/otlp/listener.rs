@@ -395,6 +395,7 @@ mod tests {
     use std::net::SocketAddr;
     use std::sync::atomic::AtomicU64;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::task::JoinHandle;
 
     /// A listener whose every accept fails, counting the attempts.
     struct Failing(Arc<AtomicU64>);
@@ -433,22 +434,15 @@ mod tests {
         (l, addr)
     }
 
-    /// Over the limit, a connection is closed at once instead of waiting in
-    /// the backlog; a silent connection gives its slot back after the
-    /// first-bytes timeout.
-    #[tokio::test]
-    async fn over_the_limit_is_refused_at_once_and_silent_connections_time_out() {
+    /// An echo server (it echoes the first bytes, as a server would answer)
+    /// behind an acceptor with `limits`.
+    async fn echo_server(
+        limits: ConnectionLimits,
+    ) -> (SocketAddr, CancellationToken, JoinHandle<()>) {
         let (l, addr) = listener().await;
-        let limits = ConnectionLimits {
-            max_connections: 1,
-            first_bytes_timeout: Duration::from_millis(300),
-            idle_timeout: Duration::from_secs(60),
-            ..ConnectionLimits::default()
-        };
         let stop = CancellationToken::new();
         let mut acceptor = Acceptor::new(l, limits, stop.clone());
         let server = tokio::spawn(async move {
-            // Echo the first bytes, like a server would answer.
             while let Some(mut conn) = acceptor.accept().await {
                 tokio::spawn(async move {
                     let mut buf = [0u8; 16];
@@ -458,29 +452,65 @@ mod tests {
                 });
             }
         });
-        let wait = Duration::from_secs(30);
+        (addr, stop, server)
+    }
+
+    /// Over the limit, a connection is closed at once instead of waiting in
+    /// the backlog; a silent connection gives its slot back after the
+    /// first-bytes timeout.
+    #[tokio::test]
+    async fn over_the_limit_is_refused_at_once_and_silent_connections_time_out() {
+        let wait = crate::test_support::WAIT;
+        // With a first-bytes timeout beyond any wait here, only the limit
+        // can close the second connection.
+        let (addr, stop, server) = echo_server(ConnectionLimits {
+            max_connections: 1,
+            first_bytes_timeout: wait * 2,
+            idle_timeout: wait * 2,
+            ..ConnectionLimits::default()
+        })
+        .await;
+        // Both wait in the backlog, which the server accepts from in order:
+        // the silent one takes the only slot, however late the server runs.
+        let _silent = TcpStream::connect(addr).await.expect("connect");
+        // The other one is closed at once: before its connect completes
+        // when the server runs first (the connect fails with the reset),
+        // or after (reads see the close).
+        if let Ok(mut refused) = TcpStream::connect(addr).await {
+            let mut buf = [0u8; 4];
+            let r = tokio::time::timeout(wait, refused.read(&mut buf))
+                .await
+                .expect("refused promptly, not left hanging");
+            assert!(matches!(r, Ok(0) | Err(_)), "{r:?}");
+        }
+        stop.cancel();
+        server.await.expect("server");
+
+        let (addr, stop, server) = echo_server(ConnectionLimits {
+            max_connections: 1,
+            first_bytes_timeout: Duration::from_millis(300),
+            idle_timeout: wait * 2,
+            ..ConnectionLimits::default()
+        })
+        .await;
+        // A silent connection is closed by the server (read returns EOF or
+        // reset).
         let mut silent = TcpStream::connect(addr).await.expect("connect");
-        // Give the server time to take the silent connection's slot.
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        let mut refused = TcpStream::connect(addr).await.expect("connect");
         let mut buf = [0u8; 4];
-        let r = tokio::time::timeout(wait, refused.read(&mut buf))
-            .await
-            .expect("refused promptly, not left hanging");
-        assert!(matches!(r, Ok(0) | Err(_)), "{r:?}");
-        // The silent one is closed by the server (read returns EOF or reset).
         let r = tokio::time::timeout(wait, silent.read(&mut buf))
             .await
             .expect("the silent connection is closed");
         assert!(matches!(r, Ok(0) | Err(_)), "{r:?}");
-        // Its slot is free again: a talking client is served.
+        // Its slot is free again (once the server let go of it): a talking
+        // client is served.
         let served = tokio::time::timeout(wait, async {
             loop {
-                let mut c = TcpStream::connect(addr).await.expect("connect");
-                if c.write_all(b"ping").await.is_ok() {
-                    let mut buf = [0u8; 4];
-                    if c.read_exact(&mut buf).await.is_ok() {
-                        return buf;
+                if let Ok(mut c) = TcpStream::connect(addr).await {
+                    if c.write_all(b"ping").await.is_ok() {
+                        let mut buf = [0u8; 4];
+                        if c.read_exact(&mut buf).await.is_ok() {
+                            return buf;
+                        }
                     }
                 }
                 tokio::time::sleep(Duration::from_millis(50)).await;
