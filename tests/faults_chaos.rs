@@ -24,7 +24,7 @@ use std::collections::BTreeMap;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -278,7 +278,7 @@ fn sigkill_at_random_moments_loses_nothing_acknowledged() {
     let writer = file_writer(app.clone(), run.clone(), Arc::clone(&stop));
     let sender = otlp_sender(grpc, run.clone(), Arc::clone(&stop));
     let killer = kills.then(Killer::start);
-    let outputs = Arc::new(Mutex::new(Vec::new()));
+    let mut outputs = Vec::new();
     let mut acked_offset = 0;
     let mut toggles = 0;
     let mut kill_requests = 0;
@@ -313,10 +313,7 @@ fn sigkill_at_random_moments_loses_nothing_acknowledged() {
         agent.kill();
         // Offsets stored before the kill are acknowledged lines.
         acked_offset = acked_offset.max(filelog_offset(&state, "receiver_filelog_").unwrap_or(0));
-        outputs
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(agent.output());
+        outputs.push(agent.output());
         thread::sleep(Duration::from_millis(rng.random_range(0..800)));
     }
 
@@ -364,10 +361,7 @@ fn sigkill_at_random_moments_loses_nothing_acknowledged() {
             break (received, line_counts, otlp_counts, reports);
         }
         if Instant::now() >= deadline {
-            let all_outputs = outputs
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .join("\n---\n");
+            let all_outputs = outputs.join("\n---\n");
             panic!(
                 "seed {seed}: {lines_missing} of {} lines, {otlp_missing} of {} acknowledged OTLP \
                  records and the OOM kills of pids {kills_missing:?} never arrived\n\
@@ -402,7 +396,6 @@ fn sigkill_at_random_moments_loses_nothing_acknowledged() {
         victims.len(),
         started.elapsed()
     ));
-    let mut outputs = outputs.lock().unwrap_or_else(|p| p.into_inner()).clone();
     outputs.push(agent.output());
     for (i, out) in outputs.iter().enumerate() {
         assert!(

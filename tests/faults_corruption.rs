@@ -275,11 +275,10 @@ service:
             .collect()
     };
     let checkpoint = state.join("receiver_filelog_/kv/file_offsets");
-    let wait_lines = |want: &[String], agent: &Oomscope| {
+    let wait_lines = |want: &[String]| {
         rotel.wait_for(TIMEOUT, |r| {
             occurrences(want, &r.log_bodies()).values().all(|&n| n >= 1)
         });
-        let _ = agent;
     };
 
     // Run 1: lines delivered, checkpoint saved.
@@ -287,7 +286,7 @@ service:
     let agent = start(&config, health);
     tailing(&app, &rotel, &run);
     append(&app, &first);
-    wait_lines(&first, &agent);
+    wait_lines(&first);
     let len = std::fs::metadata(&app).expect("log").len();
     wait_until(
         TIMEOUT,
@@ -315,7 +314,7 @@ service:
     );
     tailing(&app, &rotel, &run);
     append(&app, &after);
-    wait_lines(&after, &agent);
+    wait_lines(&after);
     assert_serving(&mut agent, health);
     // start_at: end, as on a first start: what was written while the agent
     // was down is not read (the checkpoint that said where to resume is gone).
@@ -347,7 +346,7 @@ service:
     tailing(&app, &rotel, &run);
     let last = lines("after-garbage");
     append(&app, &last);
-    wait_lines(&last, &agent);
+    wait_lines(&last);
     assert_serving(&mut agent, health);
     let (status, clean) = agent.stop(TIMEOUT);
     assert!(clean && status.success(), "{}", agent.output());
