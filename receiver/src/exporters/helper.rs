@@ -229,6 +229,12 @@ const MAX_RETRY_AFTER: Duration = Duration::from_secs(600);
 /// tried again.
 const MIN_REQUEUE_PAUSE: Duration = Duration::from_secs(1);
 
+/// While the persistent queue's storage cannot be written (a full disk), a
+/// waiting request tries again after this long at first, then up to
+/// [`STORAGE_RETRY_MAX`].
+const STORAGE_RETRY_MIN: Duration = Duration::from_millis(100);
+const STORAGE_RETRY_MAX: Duration = Duration::from_secs(2);
+
 /// A broken backend fails every request: log each kind of failure at most
 /// this often (with the count of messages suppressed in between).
 const LOG_INTERVAL: Duration = Duration::from_secs(10);
@@ -584,6 +590,26 @@ impl Core {
     }
 }
 
+impl Core {
+    /// A request the persistent queue could not store (and will not wait
+    /// for): counted, refused (the sender may offer it again). Failing
+    /// writes themselves are logged once by the storage extension.
+    fn queue_write_failed(
+        &self,
+        signal: Signal,
+        items: usize,
+        finalizers: Finalizers,
+        error: &str,
+    ) -> ConsumeError {
+        self.metrics.enqueue_failed(signal, items);
+        finalizers.settle(DeliveryStatus::Failed);
+        if let Some(suppressed) = self.log.allow("queue_write") {
+            tracing::warn!(exporter = %self.id, %error, refused_items = items, suppressed, "Cannot write to the persistent queue. Refusing data.");
+        }
+        ConsumeError::refused(format!("exporter {}: {error}", self.id))
+    }
+}
+
 /// Rate limit per message kind.
 #[derive(Default)]
 struct LogLimiter {
@@ -788,7 +814,9 @@ async fn memory_worker(core: Arc<Core>, rx: async_channel::Receiver<Request>) {
 /// The persistent queue's state shared by the consumer and the workers.
 struct PersistentShared {
     disk: PersistentQueue,
-    /// Free places: a push takes one, a worker taking the item gives it back.
+    /// Free places: a push takes one; it comes back when the item leaves
+    /// the queue (sent, rejected, skipped), not when a worker takes it, so
+    /// the items on disk, taken or waiting, never exceed the capacity.
     room: Semaphore,
     /// Items found on disk beyond `queue_size` (the last run had a larger
     /// one): their places are not given back, so the bound is restored.
@@ -894,39 +922,107 @@ impl Consumer for PersistentQueueConsumer {
                 }
             }
         }
-        // The write runs to its end even if this future is dropped: the
-        // request is then still queued and acknowledged.
-        let shared = Arc::clone(&self.shared);
-        let (payload, finalizers) = (batch.payload, batch.finalizers);
-        let written = tokio::task::spawn_blocking(move || {
-            let result = shared.disk.push(&encode_request(&payload));
-            match &result {
-                Ok(_) => {
-                    shared.ready.add_permits(1);
-                    finalizers.settle(DeliveryStatus::Delivered);
+        // Holds the place taken above; gives it back unless the write worked.
+        let mut place = Place {
+            shared: Some(Arc::clone(&self.shared)),
+        };
+        let data = batch.payload;
+        let mut finalizers = batch.finalizers;
+        let mut wait = STORAGE_RETRY_MIN;
+        let mut drain_deadline = None;
+        loop {
+            // An attempt runs to its end even if this future is dropped: the
+            // request is then still queued and acknowledged (or, when the
+            // write failed, its finalizers and place are dropped with the
+            // result: reported as failed, place given back).
+            let shared = Arc::clone(&self.shared);
+            let payload = Arc::clone(&data);
+            let written = tokio::task::spawn_blocking(move || {
+                match shared.disk.push(&encode_request(&payload)) {
+                    Ok(seq) => {
+                        place.keep();
+                        shared.ready.add_permits(1);
+                        finalizers.settle(DeliveryStatus::Delivered);
+                        Ok(seq)
+                    }
+                    Err(e) => Err((e, finalizers, place)),
                 }
-                Err(_) => {
-                    shared.give_back_room();
-                    finalizers.settle(DeliveryStatus::Failed);
+            })
+            .await;
+            self.core.metrics.set_queue_size(self.shared.disk.len());
+            let (error, returned, kept) = match written {
+                Ok(Ok(_seq)) => return Ok(()),
+                Ok(Err(failed)) => failed,
+                // Finalizers and place were dropped with the task.
+                Err(e) => {
+                    return Err(self.core.queue_write_failed(
+                        signal,
+                        items,
+                        Finalizers::default(),
+                        &format!("persistent queue write did not finish: {e}"),
+                    ))
+                }
+            };
+            (finalizers, place) = (returned, kept);
+            let detail = format!("{error:#}");
+            // Only a failed write (a full disk, above all) is worth waiting
+            // for; anything else (an item too large to store) never works.
+            if error.downcast_ref::<std::io::Error>().is_none() {
+                drop(place);
+                finalizers.settle(DeliveryStatus::Rejected);
+                self.core.metrics.enqueue_failed(signal, items);
+                tracing::error!(exporter = %self.core.id, error = %detail, dropped_items = items, "Cannot store the request in the persistent queue. Dropping data.");
+                return Err(ConsumeError::Permanent(format!(
+                    "exporter {}: {detail}",
+                    self.core.id
+                )));
+            }
+            // The storage extension logs that writes fail, once; the
+            // pipeline waits (pushes back) like on a full queue.
+            tracing::debug!(exporter = %self.core.id, error = %detail, "persistent queue write failed; waiting for the storage");
+            if !self.block_on_overflow {
+                drop(place);
+                return Err(self
+                    .core
+                    .queue_write_failed(signal, items, finalizers, &detail));
+            }
+            if self.core.shutdown.is_cancelled() {
+                let deadline =
+                    *drain_deadline.get_or_insert_with(|| Instant::now() + DRAIN_ENQUEUE_WAIT);
+                if Instant::now() >= deadline {
+                    drop(place);
+                    return Err(self
+                        .core
+                        .queue_write_failed(signal, items, finalizers, &detail));
                 }
             }
-            result
-        })
-        .await;
-        self.core.metrics.set_queue_size(self.shared.disk.len());
-        let error = match written {
-            Ok(Ok(_seq)) => return Ok(()),
-            Ok(Err(e)) => format!("{e:#}"),
-            Err(e) => format!("persistent queue write did not finish: {e}"),
-        };
-        self.core.metrics.enqueue_failed(signal, items);
-        if let Some(suppressed) = self.core.log.allow("queue_write") {
-            tracing::error!(exporter = %self.core.id, %error, dropped_items = items, suppressed, "Cannot write to the persistent queue");
+            tokio::select! {
+                () = tokio::time::sleep(wait) => {}
+                // Shutdown starts the bounded drain wait at once.
+                () = self.core.shutdown.cancelled(), if drain_deadline.is_none() => {}
+            }
+            wait = (wait * 2).min(STORAGE_RETRY_MAX);
         }
-        Err(ConsumeError::refused(format!(
-            "exporter {}: {error}",
-            self.core.id
-        )))
+    }
+}
+
+/// A place in the persistent queue's capacity, given back when dropped
+/// unless [`Place::keep`] was called (the item was written).
+struct Place {
+    shared: Option<Arc<PersistentShared>>,
+}
+
+impl Place {
+    fn keep(mut self) {
+        self.shared = None;
+    }
+}
+
+impl Drop for Place {
+    fn drop(&mut self) {
+        if let Some(shared) = self.shared.take() {
+            shared.give_back_room();
+        }
     }
 }
 
@@ -949,16 +1045,21 @@ async fn persistent_worker(
         let Some(popped) = take_item(&core, &shared, PersistentQueue::pop).await else {
             continue;
         };
-        shared.give_back_room();
         core.metrics.set_queue_size(shared.disk.len());
+        // A taken item keeps its place until it leaves the queue, so that an
+        // item put back after a failed export does not push the queue past
+        // its capacity.
         let item = match popped {
             Popped::Item(item) => item,
-            Popped::Skipped => continue,
+            Popped::Skipped => {
+                shared.give_back_room();
+                continue;
+            }
         };
         let payload = match decode_request(&item.data) {
             Ok(payload) => payload,
             Err(reason) => {
-                tracing::warn!(exporter = %core.id, seq = item.seq, %reason, "skipping an undecodable persistent queue item");
+                tracing::warn!(exporter = %core.id, file = %shared.disk.item_path(item.seq).display(), %reason, "skipping an undecodable persistent queue item");
                 remove_item(&core, &shared, item.seq).await;
                 continue;
             }
@@ -1030,9 +1131,13 @@ async fn take_item(
     }
 }
 
+/// Deletes a finished item and gives its place back (an item whose file
+/// could not be deleted is no longer tracked either: it is sent again after
+/// a restart).
 async fn remove_item(core: &Core, shared: &Arc<PersistentShared>, seq: u64) {
     let removing = Arc::clone(shared);
     let removed = tokio::task::spawn_blocking(move || removing.disk.remove(seq)).await;
+    shared.give_back_room();
     let error = match removed {
         Ok(Ok(())) => return,
         Ok(Err(e)) => format!("{e:#}"),
@@ -1946,12 +2051,13 @@ mod tests {
             let client = ScriptedClient::new(Vec::new(), None, Some(Arc::clone(&gate)));
             let queue = QueueConfig {
                 block_on_overflow: false,
-                ..persistent_queue(1, 1)
+                ..persistent_queue(1, 2)
             };
             let (consumer, handle) = start(&ctx, untimed(queue), &client).await;
             drop(consume(&consumer, "1").await);
             client.wait_calls(1).await;
             drop(consume(&consumer, "2").await);
+            // "1" being exported still holds its place.
             let (b, third) = batch("3");
             assert!(matches!(
                 consumer.consume(b).await,
@@ -1960,12 +2066,93 @@ mod tests {
             assert_eq!(status(third).await, DeliveryStatus::Failed);
             gate.add_permits(100);
             client.wait_calls(2).await;
-            // Room again once the worker took "2".
+            // Room again once "1" was sent and removed.
             let rx = consume(&consumer, "4").await;
             assert_eq!(status(rx).await, DeliveryStatus::Delivered);
             client.wait_calls(3).await;
             stop(consumer, handle).await;
             assert_eq!(client.markers(), ["1", "2", "4"]);
+        })
+        .await;
+    }
+
+    /// An item put back after its retries ran out keeps its place: the items
+    /// on disk never exceed `queue_size`, however long the backend fails.
+    #[tokio::test]
+    async fn persistent_queue_requeue_stays_within_capacity() {
+        bounded(async {
+            let tmp = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+            let ctx = context(Some(tmp.path()));
+            let client =
+                ScriptedClient::new(Vec::new(), Some(ExportError::retryable("down")), None);
+            let mut s = settings(QueueConfig {
+                block_on_overflow: false,
+                ..persistent_queue(1, 2)
+            });
+            s.retry.max_elapsed_time = GoDuration::from_millis(50);
+            let (consumer, handle) = start(&ctx, s, &client).await;
+            drop(consume(&consumer, "a").await);
+            drop(consume(&consumer, "b").await);
+            // "a" has failed, been put back and been taken again.
+            client.wait_calls(8).await;
+            for marker in ["c", "d"] {
+                let (b, rx) = batch(marker);
+                assert!(
+                    matches!(consumer.consume(b).await, Err(ConsumeError::Refused { .. })),
+                    "{marker} must not fit"
+                );
+                assert_eq!(status(rx).await, DeliveryStatus::Failed);
+                assert_eq!(queue_files(tmp.path()).len(), 2);
+            }
+            ctx.shutdown.cancel();
+            stop(consumer, handle).await;
+            assert_eq!(queue_files(tmp.path()).len(), 2);
+        })
+        .await;
+    }
+
+    /// A write that fails (a full disk; here, the queue directory is gone)
+    /// makes the request wait, like a full queue, until the write works:
+    /// pushed back, never dropped. Without `block_on_overflow` it is refused.
+    #[tokio::test]
+    async fn persistent_queue_waits_while_storage_cannot_be_written() {
+        bounded(async {
+            let tmp = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+            let ctx = context(Some(tmp.path()));
+            let client = ScriptedClient::ok();
+            let (consumer, handle) = start(&ctx, settings(persistent_queue(1, 10)), &client).await;
+            let dir = tmp.path().join("exporter_otlp_backend/queue");
+            let moved = tmp.path().join("moved");
+            std::fs::rename(&dir, &moved).unwrap_or_else(|e| panic!("{e}"));
+            let (b, rx) = batch("a");
+            let waiting = {
+                let consumer = Arc::clone(&consumer);
+                tokio::spawn(async move { consumer.consume(b).await })
+            };
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            assert!(!waiting.is_finished(), "nothing could be written yet");
+            std::fs::rename(&moved, &dir).unwrap_or_else(|e| panic!("{e}"));
+            let consumed = tokio::time::timeout(HANG, waiting).await;
+            assert!(matches!(consumed, Ok(Ok(Ok(())))), "{consumed:?}");
+            assert_eq!(status(rx).await, DeliveryStatus::Delivered);
+            client.wait_calls(1).await;
+            stop(consumer, handle).await;
+            assert_eq!(client.markers(), ["a"]);
+
+            let ctx = context(Some(tmp.path()));
+            let queue = QueueConfig {
+                block_on_overflow: false,
+                ..persistent_queue(1, 10)
+            };
+            let (consumer, handle) = start(&ctx, settings(queue), &client).await;
+            std::fs::rename(&dir, &moved).unwrap_or_else(|e| panic!("{e}"));
+            let (b, rx) = batch("b");
+            assert!(matches!(
+                consumer.consume(b).await,
+                Err(ConsumeError::Refused { .. })
+            ));
+            assert_eq!(status(rx).await, DeliveryStatus::Failed);
+            stop(consumer, handle).await;
         })
         .await;
     }

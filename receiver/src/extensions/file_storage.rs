@@ -33,6 +33,11 @@
 //! frame additionally catches what rename cannot: with `fsync: false`, a
 //! power loss may persist the rename before the data (a zero-length or
 //! garbage file); such files are skipped with a warning, never trusted.
+//!
+//! A write that fails (a full disk, above all) is reported once per
+//! extension when writes start failing and once when they work again, not
+//! once per item: callers wait and retry (the persistent queue pushes back,
+//! checkpoints are saved again), so a full disk costs no acknowledged data.
 
 use std::collections::BTreeSet;
 use std::fs::{self, File, OpenOptions};
@@ -41,6 +46,7 @@ use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use bytes::Bytes;
@@ -142,6 +148,102 @@ pub struct FileStorage {
     fsync: bool,
     /// Tells this run's temp files from those a crashed run left behind.
     nonce: u64,
+    /// Shared by every store and queue of this extension: one disk.
+    health: Arc<WriteHealth>,
+}
+
+/// After a failing-writes warning, the next one (after a recovery) waits at
+/// least this long, so that a disk hovering at full (small writes fit, large
+/// ones do not) is not reported once per write.
+const REWARN_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Whether writes to the storage directory work, so that a full disk is
+/// reported once when writes start failing and once when they work again.
+#[derive(Debug)]
+struct WriteHealth {
+    id: String,
+    directory: PathBuf,
+    state: Mutex<HealthState>,
+}
+
+#[derive(Debug, Default)]
+struct HealthState {
+    failing: bool,
+    /// The current failing period was logged (so its end is logged too).
+    reported: bool,
+    failed_writes: u64,
+    last_warning: Option<Instant>,
+}
+
+impl WriteHealth {
+    fn new(id: String, directory: PathBuf) -> Arc<Self> {
+        Arc::new(WriteHealth {
+            id,
+            directory,
+            state: Mutex::new(HealthState::default()),
+        })
+    }
+
+    fn state(&self) -> MutexGuard<'_, HealthState> {
+        // Plain fields updated in single statements: consistent if poisoned.
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Passes `result` through, noting whether the write worked.
+    fn observe<T>(&self, file: &Path, result: io::Result<T>) -> io::Result<T> {
+        match &result {
+            Ok(_) => self.succeeded(),
+            Err(e) => self.failed(file, e),
+        }
+        result
+    }
+
+    fn failed(&self, file: &Path, error: &io::Error) {
+        let mut st = self.state();
+        st.failed_writes = st.failed_writes.saturating_add(1);
+        if st.failing && st.reported {
+            return;
+        }
+        st.failing = true;
+        // A failing period that began too soon after the last warning is
+        // reported once that interval has passed, if it still lasts.
+        let now = Instant::now();
+        if st
+            .last_warning
+            .is_some_and(|at| now.duration_since(at) < REWARN_INTERVAL)
+        {
+            return;
+        }
+        st.reported = true;
+        st.last_warning = Some(now);
+        tracing::warn!(
+            extension = %self.id,
+            directory = %self.directory.display(),
+            file = %file.display(),
+            %error,
+            "cannot write to storage; queued data and checkpoints wait and are written \
+             when writing works again (logged once until then)"
+        );
+    }
+
+    fn succeeded(&self) {
+        let mut st = self.state();
+        if !st.failing {
+            return;
+        }
+        st.failing = false;
+        let failed_writes = std::mem::take(&mut st.failed_writes);
+        if std::mem::take(&mut st.reported) {
+            tracing::info!(
+                extension = %self.id,
+                directory = %self.directory.display(),
+                failed_writes,
+                "writing to storage works again"
+            );
+        }
+    }
 }
 
 impl FileStorage {
@@ -180,6 +282,7 @@ impl FileStorage {
             directory: dir.clone(),
             fsync: cfg.fsync,
             nonce,
+            health: WriteHealth::new(id.to_string(), dir.clone()),
         }))
     }
 
@@ -206,6 +309,7 @@ impl FileStorage {
                 fsync: self.fsync,
                 nonce: self.nonce,
                 counter: AtomicU64::new(0),
+                health: Arc::clone(&self.health),
             }),
         })
     }
@@ -215,7 +319,7 @@ impl FileStorage {
     /// of one queue would send and delete each other's items.
     pub fn queue(&self, owner_kind: &str, owner: &ComponentId) -> anyhow::Result<PersistentQueue> {
         let dir = self.component_dir(owner_kind, owner, "queue")?;
-        PersistentQueue::open(dir, self.fsync)
+        PersistentQueue::open_with(dir, self.fsync, Arc::clone(&self.health))
     }
 
     /// `<directory>/<namespace>/<service>`, created if needed.
@@ -299,6 +403,7 @@ struct KvInner {
     fsync: bool,
     nonce: u64,
     counter: AtomicU64,
+    health: Arc<WriteHealth>,
 }
 
 impl KvStore {
@@ -314,7 +419,7 @@ impl KvStore {
         match unframe(&bytes) {
             Ok(value) => Ok(Some(value.to_vec())),
             Err(reason) => {
-                tracing::warn!(file = %path.display(), %reason, "ignoring a corrupt stored value");
+                tracing::warn!(file = %path.display(), %reason, "ignoring a corrupt stored value; its owner starts as if nothing was stored");
                 Ok(None)
             }
         }
@@ -327,14 +432,17 @@ impl KvStore {
         let n = self.inner.counter.fetch_add(1, Ordering::Relaxed);
         let tmp = format!(".{file_name}.{:016x}.{n}.tmp", self.inner.nonce);
         let header = frame_header(value).with_context(|| format!("value of key {key:?}"))?;
-        write_atomic(
+        let written = write_atomic(
             &self.inner.dir,
             &tmp,
             &file_name,
             &[&header, value],
             self.inner.fsync,
-        )
-        .with_context(|| format!("cannot store key {key:?} in {}", self.inner.dir.display()))
+        );
+        self.inner
+            .health
+            .observe(&self.inner.dir.join(&file_name), written)
+            .with_context(|| format!("cannot store key {key:?} in {}", self.inner.dir.display()))
     }
 
     pub fn delete(&self, key: &str) -> anyhow::Result<()> {
@@ -351,7 +459,8 @@ impl KvStore {
         Ok(())
     }
 
-    fn path(&self, key: &str) -> anyhow::Result<PathBuf> {
+    /// The file holding `key` (for messages about it).
+    pub fn path(&self, key: &str) -> anyhow::Result<PathBuf> {
         Ok(self.inner.dir.join(key_file_name(key)?))
     }
 }
@@ -399,6 +508,7 @@ pub enum Popped {
 pub struct PersistentQueue {
     dir: PathBuf,
     fsync: bool,
+    health: Arc<WriteHealth>,
     state: Mutex<QueueState>,
     /// Held (flock) while the queue is open; released on drop or process death.
     _lock: File,
@@ -420,6 +530,15 @@ const MAX_ITEM_BYTES: usize = u32::MAX as usize;
 impl PersistentQueue {
     /// Opens (or creates) the queue in `dir` and resumes the items found there.
     pub fn open(dir: PathBuf, fsync: bool) -> anyhow::Result<PersistentQueue> {
+        let health = WriteHealth::new("persistent queue".into(), dir.clone());
+        Self::open_with(dir, fsync, health)
+    }
+
+    fn open_with(
+        dir: PathBuf,
+        fsync: bool,
+        health: Arc<WriteHealth>,
+    ) -> anyhow::Result<PersistentQueue> {
         fs::DirBuilder::new()
             .recursive(true)
             .mode(0o750)
@@ -464,6 +583,7 @@ impl PersistentQueue {
         Ok(PersistentQueue {
             dir,
             fsync,
+            health,
             state: Mutex::new(state),
             _lock: lock,
         })
@@ -471,6 +591,11 @@ impl PersistentQueue {
 
     pub fn directory(&self) -> &Path {
         &self.dir
+    }
+
+    /// The file of item `seq` (for messages about it).
+    pub fn item_path(&self, seq: u64) -> PathBuf {
+        self.dir.join(item_name(seq))
     }
 
     /// Items waiting to be taken.
@@ -503,14 +628,17 @@ impl PersistentQueue {
         };
         let header = frame_header(data)?;
         let name = item_name(seq);
-        write_atomic(
+        let path = self.dir.join(&name);
+        let written = write_atomic(
             &self.dir,
             &format!(".{seq:020}.tmp"),
             &name,
             &[&header, data],
             self.fsync,
-        )
-        .with_context(|| format!("cannot write queue item {}", self.dir.join(&name).display()))?;
+        );
+        self.health
+            .observe(&path, written)
+            .with_context(|| format!("cannot write queue item {}", path.display()))?;
         self.state().pending.insert(seq);
         Ok(seq)
     }

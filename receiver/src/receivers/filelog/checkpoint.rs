@@ -85,7 +85,8 @@ impl Checkpoints {
                         .collect(),
                 ),
                 Err(e) => {
-                    tracing::warn!(error = %e, "ignoring unreadable file offsets; files are read per start_at");
+                    let file = kv.as_ref().and_then(|kv| kv.path(KEY).ok());
+                    tracing::warn!(file = ?file, error = %e, "ignoring unreadable file offsets; files are read per start_at");
                     None
                 }
             },
@@ -167,13 +168,31 @@ pub struct InFlight {
 /// How long acknowledgements are awaited once the receiver is shutting down.
 const SHUTDOWN_ACK_WAIT: Duration = Duration::from_secs(10);
 
+/// How long after a failed save (a full disk) the offsets are saved again
+/// when no new acknowledgement comes to trigger it.
+const SAVE_RETRY: Duration = Duration::from_secs(1);
+
 /// Applies settled batches in the order they were sent, and saves.
 pub async fn track(
     mut rx: mpsc::Receiver<InFlight>,
     checkpoints: Arc<Checkpoints>,
     shutdown: CancellationToken,
 ) {
-    while let Some(item) = rx.recv().await {
+    // The last save failed: what was acknowledged is not on disk yet.
+    let mut unsaved = false;
+    loop {
+        let next = if unsaved {
+            tokio::select! {
+                next = rx.recv() => next,
+                () = tokio::time::sleep(SAVE_RETRY) => {
+                    unsaved = !save(&checkpoints).await;
+                    continue;
+                }
+            }
+        } else {
+            rx.recv().await
+        };
+        let Some(item) = next else { break };
         let status = match item.status {
             None => DeliveryStatus::Delivered,
             Some(status_rx) if shutdown.is_cancelled() => {
@@ -192,16 +211,90 @@ pub async fn track(
         }
         // Coalesce: save once the settled run is done.
         if rx.is_empty() {
-            let cp = Arc::clone(&checkpoints);
-            match tokio::task::spawn_blocking(move || cp.save()).await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => tracing::error!(error = %e, "cannot save file offsets"),
-                Err(e) => tracing::error!(error = %e, "saving file offsets panicked"),
-            }
+            unsaved = !save(&checkpoints).await;
         }
     }
-    let cp = Arc::clone(&checkpoints);
-    if let Ok(Err(e)) = tokio::task::spawn_blocking(move || cp.save()).await {
-        tracing::error!(error = %e, "cannot save file offsets");
+    save(&checkpoints).await;
+}
+
+/// Saves on a blocking thread; false when it failed. A write that fails is
+/// reported by the storage extension (once while it keeps failing), so it
+/// is only a debug message here.
+async fn save(checkpoints: &Arc<Checkpoints>) -> bool {
+    let cp = Arc::clone(checkpoints);
+    match tokio::task::spawn_blocking(move || cp.save()).await {
+        Ok(Ok(())) => true,
+        Ok(Err(e)) => {
+            tracing::debug!(
+                error = format!("{e:#}"),
+                "cannot save file offsets; saving again later"
+            );
+            false
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "saving file offsets panicked");
+            false
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::ComponentId;
+    use crate::extensions::file_storage::{FileStorage, FileStorageConfig};
+
+    /// Offsets whose save failed (a full disk; here the store's directory
+    /// is gone) are saved again without a new acknowledgement to trigger it.
+    #[tokio::test]
+    async fn a_failed_save_is_tried_again() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let cfg = FileStorageConfig {
+            directory: dir.path().to_path_buf(),
+            ..FileStorageConfig::default()
+        };
+        let storage = FileStorage::open(&cfg, &ComponentId::new("file_storage", None))
+            .unwrap_or_else(|e| panic!("{e:#}"));
+        let kv = storage
+            .kv("receiver", &ComponentId::new("filelog", None))
+            .unwrap_or_else(|e| panic!("{e:#}"));
+        let kv_dir = dir.path().join("receiver_filelog_/kv");
+        let moved = dir.path().join("moved");
+        std::fs::rename(&kv_dir, &moved).unwrap_or_else(|e| panic!("{e}"));
+        let (checkpoints, _) =
+            Checkpoints::load(Some(kv.clone())).unwrap_or_else(|e| panic!("{e:#}"));
+        checkpoints.register(1, b"fingerprint".to_vec(), 0);
+        let (tx, rx) = mpsc::channel(4);
+        let tracker = tokio::spawn(track(
+            rx,
+            Arc::clone(&checkpoints),
+            CancellationToken::new(),
+        ));
+        let sent = tx
+            .send(InFlight {
+                offsets: vec![(1, 42)],
+                status: None,
+                permit: None,
+            })
+            .await;
+        assert!(sent.is_ok());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        std::fs::rename(&moved, &kv_dir).unwrap_or_else(|e| panic!("{e}"));
+        let saved = tokio::time::timeout(Duration::from_secs(30), async {
+            loop {
+                let (_, resumed) =
+                    Checkpoints::load(Some(kv.clone())).unwrap_or_else(|e| panic!("{e:#}"));
+                if resumed.is_some_and(|r| r.first().is_some_and(|f| f.offset == 42)) {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await;
+        assert!(saved.is_ok(), "the failed save was not tried again");
+        drop(tx);
+        assert!(tokio::time::timeout(Duration::from_secs(30), tracker)
+            .await
+            .is_ok());
     }
 }

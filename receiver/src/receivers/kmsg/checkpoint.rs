@@ -10,6 +10,7 @@
 use std::collections::VecDeque;
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
@@ -58,7 +59,8 @@ pub fn load(store: &KvStore, boot_id: &str) -> anyhow::Result<Option<u64>> {
     let checkpoint: Checkpoint = match serde_json::from_slice(&bytes) {
         Ok(checkpoint) => checkpoint,
         Err(err) => {
-            tracing::warn!(error = %err, "ignoring an unreadable kmsg checkpoint");
+            let file = store.path(CHECKPOINT_KEY).ok();
+            tracing::warn!(file = ?file, error = %err, "ignoring an unreadable kmsg checkpoint; reading starts per start_at");
             return Ok(None);
         }
     };
@@ -78,8 +80,13 @@ pub fn store(store: &KvStore, checkpoint: &Checkpoint) -> anyhow::Result<()> {
     store.set(CHECKPOINT_KEY, &bytes)
 }
 
+/// How long after a failed write (a full disk) the checkpoint is written
+/// again when no newer value comes to trigger it.
+const WRITE_RETRY: Duration = Duration::from_secs(1);
+
 /// Writes each new checkpoint value (coalesced: only the latest one counts)
-/// until every [`AckTracker`] handle is gone.
+/// until every [`AckTracker`] handle is gone. A failed write is tried again
+/// (the storage extension reports failing writes, once while they fail).
 pub fn spawn_writer(
     kv: KvStore,
     boot_id: String,
@@ -89,40 +96,57 @@ pub fn spawn_writer(
         let mut written: Option<u64> = None;
         loop {
             let seq = *updates.borrow_and_update();
+            let mut failed = false;
             if let Some(seq) = seq.filter(|&seq| Some(seq) != written) {
-                let kv = kv.clone();
-                let checkpoint = Checkpoint {
-                    boot_id: boot_id.clone(),
-                    seq,
-                };
-                match tokio::task::spawn_blocking(move || store(&kv, &checkpoint)).await {
-                    Ok(Ok(())) => written = Some(seq),
-                    Ok(Err(err)) => {
-                        tracing::warn!(
-                            error = format!("{err:#}"),
-                            seq,
-                            "cannot store the kmsg checkpoint; will retry with the next one"
-                        )
-                    }
-                    Err(err) => tracing::warn!(error = %err, "the kmsg checkpoint write failed"),
+                if write(&kv, &boot_id, seq).await {
+                    written = Some(seq);
+                } else {
+                    failed = true;
                 }
             }
-            if updates.changed().await.is_err() {
+            let changed = if failed {
+                tokio::select! {
+                    changed = updates.changed() => changed,
+                    () = tokio::time::sleep(WRITE_RETRY) => continue,
+                }
+            } else {
+                updates.changed().await
+            };
+            if changed.is_err() {
                 // Every sender is gone: the last value was handled above,
                 // unless it arrived together with the close.
                 let last = *updates.borrow();
                 if let Some(seq) = last.filter(|&seq| Some(seq) != written) {
-                    let checkpoint = Checkpoint {
-                        boot_id: boot_id.clone(),
-                        seq,
-                    };
-                    let kv = kv.clone();
-                    let _ = tokio::task::spawn_blocking(move || store(&kv, &checkpoint)).await;
+                    write(&kv, &boot_id, seq).await;
                 }
                 return;
             }
         }
     })
+}
+
+/// Stores `seq` on a blocking thread; false when that failed.
+async fn write(kv: &KvStore, boot_id: &str, seq: u64) -> bool {
+    let kv = kv.clone();
+    let checkpoint = Checkpoint {
+        boot_id: boot_id.to_owned(),
+        seq,
+    };
+    match tokio::task::spawn_blocking(move || store(&kv, &checkpoint)).await {
+        Ok(Ok(())) => true,
+        Ok(Err(err)) => {
+            tracing::debug!(
+                error = format!("{err:#}"),
+                seq,
+                "cannot store the kmsg checkpoint; will try again"
+            );
+            false
+        }
+        Err(err) => {
+            tracing::warn!(error = %err, "the kmsg checkpoint write failed");
+            false
+        }
+    }
 }
 
 /// One batch (or a run of records that produced nothing) in sending order.
@@ -308,6 +332,31 @@ mod tests {
         assert_eq!(load(&store_, "boot-b").unwrap(), None);
         store_.set(CHECKPOINT_KEY, b"not json").unwrap();
         assert_eq!(load(&store_, "boot-a").unwrap(), None);
+    }
+
+    /// A write that fails (a full disk; here the store's directory is gone)
+    /// is tried again without a newer value to trigger it.
+    #[tokio::test]
+    async fn the_writer_tries_a_failed_write_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let store_ = kv(dir.path());
+        let kv_dir = dir.path().join("receiver_kmsg_/kv");
+        let moved = dir.path().join("moved");
+        std::fs::rename(&kv_dir, &moved).unwrap();
+        let (tracker, rx) = AckTracker::new();
+        let writer = spawn_writer(store_.clone(), "boot-a".into(), rx);
+        tracker.skip_through(7);
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        std::fs::rename(&moved, &kv_dir).unwrap();
+        let stored = tokio::time::timeout(std::time::Duration::from_secs(30), async {
+            while load(&store_, "boot-a").unwrap() != Some(7) {
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+        })
+        .await;
+        assert!(stored.is_ok(), "the failed write was not tried again");
+        drop(tracker);
+        writer.await.unwrap();
     }
 
     #[tokio::test]
