@@ -8,7 +8,6 @@
 
 mod common;
 
-use std::io::Write as _;
 use std::time::Duration;
 
 use common::free_port;
@@ -123,16 +122,7 @@ async fn default_config_reports_one_kill_once_and_other_kernel_memory_trouble() 
 /// Writes a page allocation failure line to the kernel log, worded the way
 /// the kernel words it, with `marker` as the task name.
 fn write_allocation_failure(marker: &str) {
-    std::fs::OpenOptions::new()
-        .write(true)
-        .open("/dev/kmsg")
-        .and_then(|mut kmsg| {
-            kmsg.write_all(
-                format!(
-                    "<4>{marker}: page allocation failure: order:4, mode:0x40dc0(GFP_KERNEL|__GFP_COMP|__GFP_ZERO), nodemask=(null)\n"
-                )
-                .as_bytes(),
-            )
-        })
-        .expect("write to /dev/kmsg");
+    common::kernel_log::write_kmsg(&format!(
+        "<4>{marker}: page allocation failure: order:4, mode:0x40dc0(GFP_KERNEL|__GFP_COMP|__GFP_ZERO), nodemask=(null)\n"
+    ));
 }

@@ -31,9 +31,7 @@ use std::time::{Duration, Instant};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use common::faults::{
-    filelog_offset, has_panic, logs_client, missing_and_duplicates, occurrences, send_once,
-};
+use common::faults::{has_panic, logs_client, missing_and_duplicates, occurrences, send_once};
 use common::oom::{MemoryCgroup, OOM_LIMIT_BYTES};
 use common::oomscope::Oomscope;
 use common::rotel::{Received, Rotel};
@@ -253,6 +251,9 @@ fn sigkill_at_random_moments_loses_nothing_acknowledged() {
     } else {
         true
     };
+    // The kills take the machine's OOM slot (and hold the kernel log shared)
+    // for the whole run: the kmsg checkpoint is what promises them.
+    let _slot = kills.then(common::oom::oom_test_slot_blocking);
     let started = Instant::now();
     let dir = tempfile::tempdir().expect("tempdir");
     let logs = dir.path().join("logs");
@@ -312,7 +313,8 @@ fn sigkill_at_random_moments_loses_nothing_acknowledged() {
         thread::sleep(up_for.saturating_sub(cycle_start.elapsed()));
         agent.kill();
         // Offsets stored before the kill are acknowledged lines.
-        acked_offset = acked_offset.max(filelog_offset(&state, "receiver_filelog_").unwrap_or(0));
+        acked_offset =
+            acked_offset.max(common::filelog_offset(&state, "receiver_filelog_").unwrap_or(0));
         outputs.push(agent.output());
         thread::sleep(Duration::from_millis(rng.random_range(0..800)));
     }

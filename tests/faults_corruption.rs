@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use common::faults::{
-    has_panic, healthy, lines_with, logs_client, occurrences, send_once, stored_value, wait_until,
+    has_panic, healthy, lines_with, logs_client, occurrences, send_once, wait_until,
 };
 use common::oomscope::Oomscope;
 use common::rotel::Rotel;
@@ -291,7 +291,7 @@ service:
     wait_until(
         TIMEOUT,
         || format!("checkpoint not saved:\n{}", agent.output()),
-        || common::faults::filelog_offset(&state, "receiver_filelog_") == Some(len),
+        || common::filelog_offset(&state, "receiver_filelog_") == Some(len),
     );
     drop(agent); // SIGKILL
 
@@ -324,7 +324,7 @@ service:
     wait_until(
         TIMEOUT,
         || format!("checkpoint not saved again:\n{}", agent.output()),
-        || common::faults::filelog_offset(&state, "receiver_filelog_") == Some(len),
+        || common::filelog_offset(&state, "receiver_filelog_") == Some(len),
     );
     let (status, clean) = agent.stop(TIMEOUT);
     assert!(clean && status.success(), "{}", agent.output());
@@ -355,25 +355,9 @@ service:
     let mut agent = start(&config, health);
     assert!(lines_with(&agent.output(), "ignoring").is_empty());
     assert_serving(&mut agent, health);
-    let body = stored_value(&checkpoint).expect("checkpoint");
+    let body = common::stored_value(&checkpoint).expect("checkpoint");
     assert!(serde_json::from_slice::<serde_json::Value>(&body).is_ok());
     elapsed(TEST, started);
-}
-
-fn write_kmsg(line: &str) {
-    std::fs::OpenOptions::new()
-        .write(true)
-        .open("/dev/kmsg")
-        .and_then(|mut kmsg| kmsg.write_all(line.as_bytes()))
-        .expect("write /dev/kmsg");
-}
-
-fn kmsg_checkpoint(state: &Path) -> Option<u64> {
-    let body = stored_value(&state.join("receiver_kmsg_/kv/kmsg_checkpoint"))?;
-    serde_json::from_slice::<serde_json::Value>(&body)
-        .ok()?
-        .get("seq")?
-        .as_u64()
 }
 
 #[test]
@@ -387,6 +371,8 @@ fn a_corrupt_kmsg_checkpoint_falls_back_to_start_at() {
         skip(TEST, format!("/dev/kmsg is not readable: {e}"));
         return;
     }
+    // Its records must not be overrun by another test while it reads them.
+    let _kernel_log = common::kernel_log::kernel_log_lock(common::LockMode::Shared);
     let started = Instant::now();
     let state = tempfile::tempdir().expect("tempdir");
     let rotel = Rotel::start();
@@ -437,7 +423,7 @@ service:
     let agent = start(&config, health);
     let first = tokens("first");
     for t in &first {
-        write_kmsg(&format!("<5>{t}\n"));
+        common::kernel_log::write_kmsg(&format!("<5>{t}\n"));
     }
     wait_until(
         TIMEOUT,
@@ -447,13 +433,13 @@ service:
     wait_until(
         TIMEOUT,
         || format!("no checkpoint:\n{}", agent.output()),
-        || kmsg_checkpoint(state.path()).is_some(),
+        || common::kmsg_checkpoint(state.path()).is_some(),
     );
     drop(agent); // SIGKILL
 
     let while_down = tokens("while-down");
     for t in &while_down {
-        write_kmsg(&format!("<5>{t}\n"));
+        common::kernel_log::write_kmsg(&format!("<5>{t}\n"));
     }
     flip_last_byte(&checkpoint);
     let mut agent = start(&config, health);
@@ -470,7 +456,7 @@ service:
     );
     let after = tokens("after");
     for t in &after {
-        write_kmsg(&format!("<5>{t}\n"));
+        common::kernel_log::write_kmsg(&format!("<5>{t}\n"));
     }
     wait_until(
         TIMEOUT,
@@ -490,7 +476,7 @@ service:
     wait_until(
         TIMEOUT,
         || format!("checkpoint not written again:\n{}", agent.output()),
-        || kmsg_checkpoint(state.path()).is_some(),
+        || common::kmsg_checkpoint(state.path()).is_some(),
     );
     let (status, clean) = agent.stop(TIMEOUT);
     assert!(clean && status.success(), "{}", agent.output());

@@ -16,8 +16,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::faults::{
-    filelog_offset, has_panic, healthy, lines_with, logs_client, missing_and_duplicates,
-    occurrences, send_once, wait_until, Tmpfs,
+    has_panic, healthy, lines_with, logs_client, missing_and_duplicates, occurrences, send_once,
+    wait_until, Tmpfs,
 };
 use common::oomscope::Oomscope;
 use common::rotel::Rotel;
@@ -265,7 +265,7 @@ fn a_full_disk_pushes_back_and_writing_resumes_when_space_returns() {
                 agent.output()
             )
         },
-        || filelog_offset(&state, "receiver_filelog_") == Some(len),
+        || common::filelog_offset(&state, "receiver_filelog_") == Some(len),
     );
 
     // The disk fills up.
@@ -284,7 +284,7 @@ fn a_full_disk_pushes_back_and_writing_resumes_when_space_returns() {
         rounds += 1;
     }
     assert_eq!(
-        filelog_offset(&state, "receiver_filelog_"),
+        common::filelog_offset(&state, "receiver_filelog_"),
         Some(len),
         "the checkpoint moved past lines that could not be stored"
     );
@@ -373,7 +373,7 @@ fn the_agent_restarts_on_a_full_disk_and_loses_nothing_acknowledged() {
                 agent.output()
             )
         },
-        || filelog_offset(&state, "receiver_filelog_") == Some(len),
+        || common::filelog_offset(&state, "receiver_filelog_") == Some(len),
     );
 
     tmpfs.fill("filler");

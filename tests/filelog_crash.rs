@@ -55,15 +55,6 @@ service:
     (agent, metrics)
 }
 
-/// The highest offset the stored checkpoint holds for any file.
-fn stored_offset(state: &Path) -> Option<u64> {
-    common::stored_json(state, "receiver_filelog_", "file_offsets")?["files"]
-        .as_array()?
-        .iter()
-        .filter_map(|f| f["offset"].as_u64())
-        .max()
-}
-
 fn counts(received: &Received, lines: &[String]) -> BTreeMap<String, usize> {
     let mut counts: BTreeMap<String, usize> = lines.iter().map(|l| (l.clone(), 0)).collect();
     for record in &received.logs {
@@ -111,11 +102,11 @@ fn kill_9_while_the_backend_is_down_loses_no_line() {
     // The acknowledgement reaches the checkpoint.
     let first_part_end = std::fs::metadata(&app).expect("stat the log").len();
     let deadline = Instant::now() + TIMEOUT;
-    while stored_offset(&state).is_none_or(|o| o < first_part_end) {
+    while common::filelog_offset(&state, "receiver_filelog_").is_none_or(|o| o < first_part_end) {
         assert!(
             Instant::now() < deadline,
             "the checkpoint did not reach {first_part_end}: {:?}\n{}",
-            stored_offset(&state),
+            common::filelog_offset(&state, "receiver_filelog_"),
             agent.output()
         );
         std::thread::sleep(Duration::from_millis(20));

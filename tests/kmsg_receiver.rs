@@ -10,7 +10,7 @@ use std::io::Write as _;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::kernel_log::kernel_log_lock;
+use common::kernel_log::{kernel_log_lock, write_kmsg};
 use common::oomscope::{own_metric, wait_for_own_metric, Oomscope};
 use common::rotel::{Received, Rotel};
 use common::skip;
@@ -76,14 +76,6 @@ fn accepted(metrics: u16) -> f64 {
     .unwrap_or(0.0)
 }
 
-fn write_kmsg(line: &str) {
-    std::fs::OpenOptions::new()
-        .write(true)
-        .open("/dev/kmsg")
-        .and_then(|mut kmsg| kmsg.write_all(line.as_bytes()))
-        .expect("write /dev/kmsg");
-}
-
 /// How many times each token's record arrived (whole, with its sequence
 /// number), and the highest kmsg sequence number among them.
 fn tokens_seen(received: &Received, tokens: &[String]) -> (BTreeMap<String, usize>, Option<u64>) {
@@ -105,13 +97,6 @@ fn tokens_seen(received: &Received, tokens: &[String]) -> (BTreeMap<String, usiz
         }
     }
     (counts, highest)
-}
-
-/// The stored checkpoint's sequence number.
-fn stored_checkpoint(state: &Path) -> Option<u64> {
-    common::stored_json(state, "receiver_kmsg_", "kmsg_checkpoint")?
-        .get("seq")?
-        .as_u64()
 }
 
 #[test]
@@ -143,11 +128,11 @@ fn kill_9_while_the_backend_is_down_delivers_every_record_once() {
     let (_, first_half_seq) = tokens_seen(&received, &tokens[..TOKENS]);
     let first_half_seq = first_half_seq.expect("kmsg.sequence on the records");
     let deadline = Instant::now() + TIMEOUT;
-    while stored_checkpoint(state.path()).is_none_or(|seq| seq < first_half_seq) {
+    while common::kmsg_checkpoint(state.path()).is_none_or(|seq| seq < first_half_seq) {
         assert!(
             Instant::now() < deadline,
             "the checkpoint did not reach {first_half_seq}: {:?}\n{}",
-            stored_checkpoint(state.path()),
+            common::kmsg_checkpoint(state.path()),
             agent.output()
         );
         std::thread::sleep(Duration::from_millis(20));
@@ -168,7 +153,7 @@ fn kill_9_while_the_backend_is_down_delivers_every_record_once() {
         TIMEOUT,
     );
     agent.wait_for_output("Exporting failed", TIMEOUT);
-    let checkpoint_before_kill = stored_checkpoint(state.path());
+    let checkpoint_before_kill = common::kmsg_checkpoint(state.path());
     agent.kill();
 
     let (mut agent, _) = start_agent(&rotel, state.path());
@@ -257,11 +242,11 @@ service:
         .and_then(|s| s.parse().ok())
         .expect("kmsg.sequence on the record");
     let deadline = Instant::now() + TIMEOUT;
-    while stored_checkpoint(&state).is_none_or(|seq| seq < token_seq) {
+    while common::kmsg_checkpoint(&state).is_none_or(|seq| seq < token_seq) {
         assert!(
             Instant::now() < deadline,
             "the checkpoint did not reach {token_seq}: {:?}\n{}",
-            stored_checkpoint(&state),
+            common::kmsg_checkpoint(&state),
             agent.output()
         );
         std::thread::sleep(Duration::from_millis(20));

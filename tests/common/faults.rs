@@ -362,25 +362,6 @@ pub fn missing_and_duplicates(counts: &BTreeMap<String, usize>) -> (Vec<&String>
     (missing, duplicates)
 }
 
-/// A stored `file_storage` value: the body of its frame (`OSQ1`, length,
-/// CRC, body), unchecked.
-pub fn stored_value(path: &Path) -> Option<Vec<u8>> {
-    let bytes = std::fs::read(path).ok()?;
-    bytes.get(12..).map(<[u8]>::to_vec)
-}
-
-/// The filelog receiver `id`'s checkpoint: the largest offset stored, from
-/// `<state>/receiver_<type>_<name>/kv/file_offsets`.
-pub fn filelog_offset(state: &Path, namespace: &str) -> Option<u64> {
-    let body = stored_value(&state.join(namespace).join("kv/file_offsets"))?;
-    let v: serde_json::Value = serde_json::from_slice(&body).ok()?;
-    v["files"]
-        .as_array()?
-        .iter()
-        .filter_map(|f| f["offset"].as_u64())
-        .max()
-}
-
 /// Waits until `done` holds, or panics with `what` after `timeout`.
 pub fn wait_until(timeout: Duration, what: impl Fn() -> String, mut done: impl FnMut() -> bool) {
     let deadline = Instant::now() + timeout;

@@ -14,6 +14,18 @@ pub fn kernel_log_lock(mode: LockMode) -> MachineLock {
     machine_lock("kernel-log", mode)
 }
 
+/// Writes one record to the kernel log (`<priority>text\n`). A fresh
+/// descriptor per record: user writes are rate-limited per open file
+/// (`printk_devkmsg=ratelimit`).
+pub fn write_kmsg(line: &str) {
+    use std::io::Write as _;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/kmsg")
+        .and_then(|mut kmsg| kmsg.write_all(line.as_bytes()))
+        .expect("write /dev/kmsg");
+}
+
 /// The figures of one "Killed process" line, in kB as printed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KilledLine {

@@ -220,15 +220,38 @@ pub fn is_root() -> bool {
     unsafe { libc::geteuid() == 0 }
 }
 
+/// A value stored by a `file_storage` extension: the body of its frame
+/// (`OSQ1`, length, CRC, body), unchecked.
+pub fn stored_value(path: &std::path::Path) -> Option<Vec<u8>> {
+    let bytes = std::fs::read(path).ok()?;
+    bytes.get(12..).map(<[u8]>::to_vec)
+}
+
 /// The JSON value a component keeps under `key` in a `file_storage`
 /// directory (`<directory>/<namespace>/kv/<key>`, e.g. namespace
-/// `receiver_kmsg_`), or `None` while there is none. The file is framed: a
-/// 12-byte header, then the value.
+/// `receiver_kmsg_`), or `None` while there is none.
 pub fn stored_json(
     directory: &std::path::Path,
     namespace: &str,
     key: &str,
 ) -> Option<serde_json::Value> {
-    let bytes = std::fs::read(directory.join(namespace).join("kv").join(key)).ok()?;
-    serde_json::from_slice(bytes.get(12..)?).ok()
+    let body = stored_value(&directory.join(namespace).join("kv").join(key))?;
+    serde_json::from_slice(&body).ok()
+}
+
+/// A filelog receiver's checkpoint (`namespace` e.g. `receiver_filelog_`):
+/// the largest offset it stored for any file.
+pub fn filelog_offset(state: &std::path::Path, namespace: &str) -> Option<u64> {
+    stored_json(state, namespace, "file_offsets")?["files"]
+        .as_array()?
+        .iter()
+        .filter_map(|f| f["offset"].as_u64())
+        .max()
+}
+
+/// The `kmsg` receiver's checkpoint: the last acknowledged sequence number.
+pub fn kmsg_checkpoint(state: &std::path::Path) -> Option<u64> {
+    stored_json(state, "receiver_kmsg_", "kmsg_checkpoint")?
+        .get("seq")?
+        .as_u64()
 }
