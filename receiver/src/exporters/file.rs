@@ -396,15 +396,23 @@ fn format_stamp(t: SystemTime, localtime: bool) -> String {
     )
 }
 
-/// `<dir>/<stem>-<stamp><ext>`, unique: a name taken within the same
-/// millisecond moves on by a millisecond, keeping names in time order.
+/// `<dir>/<stem>-<stamp><ext>`, unique and newer than every backup there:
+/// a name taken within the same millisecond moves on by a millisecond, and
+/// so does one at or before the newest backup (left by rotations faster than
+/// one per millisecond after the oldest was pruned), so names stay in
+/// rotation order and pruning removes the oldest data.
 fn backup_path(path: &Path, now: SystemTime, localtime: bool) -> PathBuf {
     let (stem, ext) = name_parts(path);
     let dir = path.parent().unwrap_or(Path::new(""));
+    let newest = backups_by_stamp(path)
+        .ok()
+        .and_then(|mut backups| backups.pop())
+        .map(|(stamp, _)| stamp);
     let mut t = now;
     for _ in 0..1000 {
-        let candidate = dir.join(format!("{stem}-{}{ext}", format_stamp(t, localtime)));
-        if !candidate.exists() {
+        let stamp = format_stamp(t, localtime);
+        let candidate = dir.join(format!("{stem}-{stamp}{ext}"));
+        if newest.as_ref().is_none_or(|n| stamp > *n) && !candidate.exists() {
             return candidate;
         }
         t += Duration::from_millis(1);
@@ -414,6 +422,14 @@ fn backup_path(path: &Path, now: SystemTime, localtime: bool) -> PathBuf {
 
 /// Backups of `path`, oldest first.
 fn list_backups(path: &Path) -> std::io::Result<Vec<PathBuf>> {
+    Ok(backups_by_stamp(path)?
+        .into_iter()
+        .map(|(_, p)| p)
+        .collect())
+}
+
+/// Backups of `path` with their stamps, oldest first.
+fn backups_by_stamp(path: &Path) -> std::io::Result<Vec<(String, PathBuf)>> {
     let (stem, ext) = name_parts(path);
     let dir = match path.parent().filter(|d| !d.as_os_str().is_empty()) {
         Some(d) => d.to_path_buf(),
@@ -442,7 +458,7 @@ fn list_backups(path: &Path) -> std::io::Result<Vec<PathBuf>> {
         }
     }
     backups.sort();
-    Ok(backups.into_iter().map(|(_, p)| p).collect())
+    Ok(backups)
 }
 
 fn prune_backups(path: &Path, rotation: &Rotation) -> std::io::Result<()> {
@@ -898,5 +914,25 @@ mod tests {
             backup_path(&p, t, false),
             dir.path().join("server-2016-11-04T18-30-00.124.log")
         );
+    }
+
+    /// Rotations faster than one per millisecond: once the oldest backup is
+    /// pruned, its name is free again, but a new backup must not take it
+    /// (it would sort oldest, and the next prune would delete the newest
+    /// data).
+    #[test]
+    fn a_pruned_name_is_not_reused_by_a_newer_backup() {
+        let t = SystemTime::UNIX_EPOCH + Duration::from_millis(1_478_284_200_123);
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = dir.path().join("server.log");
+        let first = backup_path(&p, t, false);
+        std::fs::write(&first, "oldest").expect("write");
+        let second = backup_path(&p, t, false);
+        std::fs::write(&second, "newer").expect("write");
+        std::fs::remove_file(&first).expect("prune the oldest");
+        let third = backup_path(&p, t, false);
+        assert!(third > second, "{third:?} must sort after {second:?}");
+        std::fs::write(&third, "newest").expect("write");
+        assert_eq!(list_backups(&p).expect("list"), [second, third]);
     }
 }
