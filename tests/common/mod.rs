@@ -10,6 +10,7 @@
 //! `$OOMSCOPE_TOOLS_DIR` (default `~/.cache/oomscope`).
 #![allow(dead_code)]
 
+pub mod adversarial;
 pub mod kernel_log;
 pub mod oom;
 pub mod oomscope;
