@@ -801,7 +801,8 @@ pub const LOGS_EXPORT_PATH: &str = "/opentelemetry.proto.collector.logs.v1.LogsS
 pub const METRICS_EXPORT_PATH: &str =
     "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export";
 
-/// A gRPC client that sends raw message bytes.
+/// A gRPC client that sends raw message bytes (clones share the connection).
+#[derive(Clone)]
 pub struct RawGrpc(tonic::client::Grpc<tonic::transport::Channel>);
 
 impl RawGrpc {

@@ -132,7 +132,7 @@ pub fn build(
     s: Signal,
     next: DynConsumer,
 ) -> anyhow::Result<(DynConsumer, Option<JoinHandle<()>>)> {
-    build_with(c, ctx, s, next, Arc::new(read_rss))
+    build_with(c, ctx, s, next, Arc::new(read_rss), release_freed_memory)
 }
 
 /// Reads the current memory usage in bytes.
@@ -144,6 +144,7 @@ fn build_with(
     s: Signal,
     next: DynConsumer,
     sampler: UsageSampler,
+    release: fn(),
 ) -> anyhow::Result<(DynConsumer, Option<JoinHandle<()>>)> {
     c.validate()
         .map_err(|e| anyhow::anyhow!("{}: {e}", ctx.id))?;
@@ -158,6 +159,7 @@ fn build_with(
         last_usage: AtomicU64::new(0),
         epoch: Instant::now(),
         read_at: AtomicU64::new(0),
+        release,
     });
     tracing::info!(
         processor = %ctx.id,
@@ -198,6 +200,8 @@ struct LimiterState {
     epoch: Instant,
     /// When the usage was last read (or a read began).
     read_at: AtomicU64,
+    /// Gives freed memory back to the OS ([`release_freed_memory`]).
+    release: fn(),
 }
 
 impl LimiterState {
@@ -233,11 +237,21 @@ impl LimiterState {
         }
     }
 
-    /// The sampler's reading: logs when refusing starts or stops (as seen
-    /// every `check_interval`, so that readings at consume time near the
-    /// soft limit do not flood the log).
+    /// The sampler's reading: above the soft limit, the allocators are
+    /// first asked to give freed memory back (as the collector forces a
+    /// garbage collection), so that memory the agent no longer uses does not
+    /// refuse data. Logs when refusing starts or stops (as seen every
+    /// `check_interval`, so that readings at consume time near the soft
+    /// limit do not flood the log).
     fn check(&self, sampler: &UsageSampler, was_refusing: &mut bool) {
-        let usage = match self.read(sampler) {
+        let reading = self.read(sampler).and_then(|usage| {
+            if usage <= self.soft {
+                return Ok(usage);
+            }
+            (self.release)();
+            self.read(sampler)
+        });
+        let usage = match reading {
             Ok(u) => u,
             Err(e) => {
                 tracing::warn!(processor = %self.id, error = %e, "memory limiter: cannot read memory usage");
@@ -318,6 +332,22 @@ impl Consumer for MemoryLimiter {
             });
         }
         self.next.consume(batch).await
+    }
+}
+
+/// Has the allocators give memory that was freed back to the OS now.
+/// mimalloc returns freed memory a second later, and only when it allocates
+/// again; glibc's malloc (used by the C libraries: zstd) keeps freed heap
+/// memory. After a burst of large requests an idle agent kept hundreds of
+/// MiB it did not use, the next burst came on top, and this limiter refused
+/// data because of memory that was free. The collector forces a garbage
+/// collection above its limit for the same reason.
+pub(crate) fn release_freed_memory() {
+    // SAFETY: both only walk the allocators' own free lists.
+    unsafe {
+        libmimalloc_sys::mi_collect(true);
+        #[cfg(target_env = "gnu")]
+        libc::malloc_trim(0);
     }
 }
 
@@ -604,7 +634,7 @@ mod tests {
         let sampler: UsageSampler = Arc::new(move || Ok(usage_for_sampler.load(Ordering::Relaxed)));
         let (collect, out) = Collect::new(None);
         let (consumer, _task) =
-            build_with(&cfg(100), &ctx(), Signal::Logs, collect, sampler).expect("build");
+            build_with(&cfg(100), &ctx(), Signal::Logs, collect, sampler, || {}).expect("build");
         (usage, consumer, out)
     }
 
@@ -656,5 +686,35 @@ mod tests {
             .consume(batch())
             .await
             .expect("fresh reading is low");
+    }
+
+    /// Above the soft limit the allocators give freed memory back before
+    /// data is refused: usage that was only freed memory refuses nothing.
+    #[tokio::test(start_paused = true)]
+    async fn freed_memory_is_given_back_before_refusing() {
+        static USAGE: AtomicU64 = AtomicU64::new(0);
+        USAGE.store(90 * MIB, Ordering::Relaxed);
+        let sampler: UsageSampler = Arc::new(|| Ok(USAGE.load(Ordering::Relaxed)));
+        // Giving back what is free brings usage under the soft limit.
+        fn release() {
+            USAGE.store(50 * MIB, Ordering::Relaxed);
+        }
+        let (collect, mut out) = Collect::new(None);
+        let (consumer, _task) =
+            build_with(&cfg(100), &ctx(), Signal::Logs, collect, sampler, release).expect("build");
+        consumer
+            .consume(Batch::new(Payload::Logs(Vec::new())))
+            .await
+            .expect("not refused for memory that was free");
+        assert!(out.recv().await.is_some());
+    }
+
+    /// The real release runs (mimalloc and glibc calls) without harm.
+    #[test]
+    fn release_freed_memory_runs() {
+        let block = std::hint::black_box(vec![1u8; 8 << 20]);
+        drop(block);
+        release_freed_memory();
+        assert!(read_rss().is_ok());
     }
 }
