@@ -18,6 +18,21 @@ use tokio_util::sync::CancellationToken;
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// Large blocks of glibc's malloc (which the C libraries use: zstd's
+/// windows) are mapped and unmapped when freed. By default glibc raises its
+/// mmap threshold after each large free and keeps later large blocks in its
+/// per-thread heaps: after a burst of zstd-compressed requests an idle agent
+/// held the windows it no longer used (tests/otlp_adversarial.rs). The Rust
+/// side (mimalloc) is asked to give freed memory back where large transient
+/// buffers are freed (`memory_limiter::release_freed_memory`).
+fn return_freed_memory_promptly() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: sets a tunable of glibc's allocator.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
+    }
+}
+
 /// The default pipeline, used when no `--config` is given.
 const DEFAULT_CONFIG: &str = include_str!("../../config/default.yaml");
 
@@ -111,6 +126,7 @@ fn init_logging(level: LogLevel, encoding: LogEncoding) {
 }
 
 fn main() -> ExitCode {
+    return_freed_memory_promptly();
     let cli = Cli::parse();
     match cli.command {
         Some(Command::Events {
@@ -241,5 +257,45 @@ async fn shutdown_signal() {
     tokio::select! {
         _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
         _ = term.recv() => tracing::info!("SIGTERM received"),
+    }
+}
+
+#[cfg(all(test, target_env = "gnu"))]
+mod tests {
+    /// The resident set of this process, in bytes.
+    fn rss() -> u64 {
+        let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|kib| kib.parse::<u64>().ok())
+            .map_or(0, |kib| kib * 1024)
+    }
+
+    const MIB: u64 = 1 << 20;
+
+    /// A large block that C code frees leaves the resident set at once, also
+    /// the second time (glibc kept it after a first large free had raised
+    /// its mmap threshold).
+    #[test]
+    fn large_blocks_freed_by_c_code_go_back_to_the_os() {
+        super::return_freed_memory_promptly();
+        for round in 0..2 {
+            let size = 16 << 20;
+            // SAFETY: a plain malloc/memset/free of a block this test owns.
+            let (held, freed) = unsafe {
+                let p = libc::malloc(size);
+                assert!(!p.is_null());
+                libc::memset(p, 1, size);
+                let held = rss();
+                libc::free(p);
+                (held, rss())
+            };
+            assert!(
+                freed + 12 * MIB <= held,
+                "glibc kept round {round}: {held} -> {freed}"
+            );
+        }
     }
 }

@@ -11,6 +11,7 @@
 #![allow(dead_code)]
 
 pub mod faults;
+pub mod adversarial;
 pub mod kernel_log;
 pub mod oom;
 pub mod oomscope;

@@ -17,6 +17,15 @@
 //! collector also forces a garbage collection above the hard limit; Rust has
 //! no collector to run, memory is returned as soon as buffers drain, so above
 //! the hard limit we only keep refusing.
+//!
+//! Unlike the collector, a decision never rests on a reading older than
+//! [`MAX_READING_AGE`]: data is offered each time faster than
+//! `check_interval` lets the sampler see usage grow (at tens of MB/s a
+//! second's intake is more than a spike allowance, and usage went from below
+//! the soft limit to above the hard one between two samples), so `consume`
+//! reads the usage again when the last reading is older. The sampler still
+//! reads every `check_interval` (usage falls while nothing is offered) and
+//! logs the changes.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -26,6 +35,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde::Deserialize;
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 use tokio_util::sync::{CancellationToken, DropGuard};
 
 use crate::component::BuildContext;
@@ -34,6 +44,11 @@ use crate::pipeline::{Batch, ConsumeError, Consumer, DynConsumer, Signal};
 use crate::telemetry::ProcessorMetrics;
 
 const MIB: u64 = 1024 * 1024;
+
+/// Oldest reading of the usage a decision may rest on; `consume` reads it
+/// again when the last one is older (reading `/proc/self/statm` costs a few
+/// microseconds).
+const MAX_READING_AGE: Duration = Duration::from_millis(10);
 
 /// `memory_limiter` configuration (the collector's keys).
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -117,7 +132,7 @@ pub fn build(
     s: Signal,
     next: DynConsumer,
 ) -> anyhow::Result<(DynConsumer, Option<JoinHandle<()>>)> {
-    build_with(c, ctx, s, next, Arc::new(read_rss))
+    build_with(c, ctx, s, next, Arc::new(read_rss), release_freed_memory)
 }
 
 /// Reads the current memory usage in bytes.
@@ -129,6 +144,7 @@ fn build_with(
     s: Signal,
     next: DynConsumer,
     sampler: UsageSampler,
+    release: fn(),
 ) -> anyhow::Result<(DynConsumer, Option<JoinHandle<()>>)> {
     c.validate()
         .map_err(|e| anyhow::anyhow!("{}: {e}", ctx.id))?;
@@ -141,6 +157,9 @@ fn build_with(
         soft,
         refusing: AtomicBool::new(false),
         last_usage: AtomicU64::new(0),
+        epoch: Instant::now(),
+        read_at: AtomicU64::new(0),
+        release,
     });
     tracing::info!(
         processor = %ctx.id,
@@ -149,16 +168,19 @@ fn build_with(
         "memory limiter configured"
     );
     // Sample once now, so the first batches are already checked.
-    state.check(&sampler);
+    let mut refusing = false;
+    state.check(&sampler, &mut refusing);
     let stop = CancellationToken::new();
     let task = tokio::spawn(sample_loop(
         Arc::clone(&state),
-        sampler,
+        Arc::clone(&sampler),
         c.check_interval.get(),
+        refusing,
         stop.clone(),
     ));
     let consumer = MemoryLimiter {
         state,
+        sampler,
         retry_after: c.check_interval.get(),
         signal: s,
         metrics: ctx.telemetry.processor(&ctx.id),
@@ -174,23 +196,70 @@ struct LimiterState {
     soft: u64,
     refusing: AtomicBool,
     last_usage: AtomicU64,
+    /// `read_at` counts nanoseconds from here.
+    epoch: Instant,
+    /// When the usage was last read (or a read began).
+    read_at: AtomicU64,
+    /// Gives freed memory back to the OS ([`release_freed_memory`]).
+    release: fn(),
 }
 
 impl LimiterState {
-    fn check(&self, sampler: &UsageSampler) {
-        let usage = match sampler() {
+    fn nanos_now(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    /// Reads the usage and decides on it. An unreadable /proc keeps the
+    /// previous decision: it is no reason to start or stop refusing.
+    fn read(&self, sampler: &UsageSampler) -> std::io::Result<u64> {
+        self.read_at.store(self.nanos_now(), Ordering::Release);
+        let usage = sampler()?;
+        self.last_usage.store(usage, Ordering::Relaxed);
+        self.refusing.store(usage > self.soft, Ordering::Release);
+        Ok(usage)
+    }
+
+    /// Reads the usage again when the last reading is older than
+    /// [`MAX_READING_AGE`]; of concurrent callers, one reads.
+    fn refresh(&self, sampler: &UsageSampler) {
+        let now = self.nanos_now();
+        let last = self.read_at.load(Ordering::Acquire);
+        if now.saturating_sub(last) < MAX_READING_AGE.as_nanos() as u64 {
+            return;
+        }
+        if self
+            .read_at
+            .compare_exchange(last, now, Ordering::AcqRel, Ordering::Relaxed)
+            .is_ok()
+        {
+            // Errors are the sampler's to report, every check_interval.
+            let _ = self.read(sampler);
+        }
+    }
+
+    /// The sampler's reading: above the soft limit, the allocators are
+    /// first asked to give freed memory back (as the collector forces a
+    /// garbage collection), so that memory the agent no longer uses does not
+    /// refuse data. Logs when refusing starts or stops (as seen every
+    /// `check_interval`, so that readings at consume time near the soft
+    /// limit do not flood the log).
+    fn check(&self, sampler: &UsageSampler, was_refusing: &mut bool) {
+        let reading = self.read(sampler).and_then(|usage| {
+            if usage <= self.soft {
+                return Ok(usage);
+            }
+            (self.release)();
+            self.read(sampler)
+        });
+        let usage = match reading {
             Ok(u) => u,
             Err(e) => {
-                // Keep the previous decision: an unreadable /proc is no
-                // reason to start or stop refusing.
                 tracing::warn!(processor = %self.id, error = %e, "memory limiter: cannot read memory usage");
                 return;
             }
         };
-        self.last_usage.store(usage, Ordering::Relaxed);
         let refuse = usage > self.soft;
-        let was = self.refusing.swap(refuse, Ordering::AcqRel);
-        match (was, refuse) {
+        match (*was_refusing, refuse) {
             (false, true) => tracing::warn!(
                 processor = %self.id,
                 cur_mem_mib = usage / MIB,
@@ -212,6 +281,7 @@ impl LimiterState {
             ),
             _ => {}
         }
+        *was_refusing = refuse;
     }
 }
 
@@ -219,6 +289,7 @@ async fn sample_loop(
     state: Arc<LimiterState>,
     sampler: UsageSampler,
     every: Duration,
+    mut refusing: bool,
     stop: CancellationToken,
 ) {
     let mut ticker = tokio::time::interval(every);
@@ -227,13 +298,14 @@ async fn sample_loop(
     loop {
         tokio::select! {
             () = stop.cancelled() => return,
-            _ = ticker.tick() => state.check(&sampler),
+            _ = ticker.tick() => state.check(&sampler, &mut refusing),
         }
     }
 }
 
 struct MemoryLimiter {
     state: Arc<LimiterState>,
+    sampler: UsageSampler,
     retry_after: Duration,
     signal: Signal,
     metrics: ProcessorMetrics,
@@ -245,6 +317,7 @@ struct MemoryLimiter {
 #[async_trait]
 impl Consumer for MemoryLimiter {
     async fn consume(&self, batch: Batch) -> Result<(), ConsumeError> {
+        self.state.refresh(&self.sampler);
         if self.state.refusing.load(Ordering::Acquire) {
             self.metrics.refused(self.signal, batch.item_count());
             // The batch's finalizers drop unsettled: the source sees Failed
@@ -259,6 +332,22 @@ impl Consumer for MemoryLimiter {
             });
         }
         self.next.consume(batch).await
+    }
+}
+
+/// Has the allocators give memory that was freed back to the OS now.
+/// mimalloc returns freed memory a second later, and only when it allocates
+/// again; glibc's malloc (used by the C libraries: zstd) keeps freed heap
+/// memory. After a burst of large requests an idle agent kept hundreds of
+/// MiB it did not use, the next burst came on top, and this limiter refused
+/// data because of memory that was free. The collector forces a garbage
+/// collection above its limit for the same reason.
+pub(crate) fn release_freed_memory() {
+    // SAFETY: both only walk the allocators' own free lists.
+    unsafe {
+        libmimalloc_sys::mi_collect(true);
+        #[cfg(target_env = "gnu")]
+        libc::malloc_trim(0);
     }
 }
 
@@ -531,21 +620,33 @@ mod tests {
         assert!(out.recv().await.is_some());
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn stops_refusing_once_usage_falls() {
-        let usage = Arc::new(AtomicU64::new(90 * MIB));
+    /// A limiter over a usage the test sets: hard 100 MiB, soft 80 MiB,
+    /// sampled every second.
+    fn with_usage(
+        start: u64,
+    ) -> (
+        Arc<AtomicU64>,
+        DynConsumer,
+        tokio::sync::mpsc::UnboundedReceiver<Batch>,
+    ) {
+        let usage = Arc::new(AtomicU64::new(start));
         let usage_for_sampler = Arc::clone(&usage);
         let sampler: UsageSampler = Arc::new(move || Ok(usage_for_sampler.load(Ordering::Relaxed)));
-        let (collect, mut out) = Collect::new(None);
-        // Hard 100 MiB, soft 80 MiB.
+        let (collect, out) = Collect::new(None);
         let (consumer, _task) =
-            build_with(&cfg(100), &ctx(), Signal::Logs, collect, sampler).expect("build");
+            build_with(&cfg(100), &ctx(), Signal::Logs, collect, sampler, || {}).expect("build");
+        (usage, consumer, out)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn stops_refusing_once_usage_falls() {
+        let (usage, consumer, mut out) = with_usage(90 * MIB);
         let batch = || Batch::new(Payload::Logs(Vec::new()));
         assert!(consumer.consume(batch()).await.is_err());
         usage.store(50 * MIB, Ordering::Relaxed);
         assert!(
             consumer.consume(batch()).await.is_err(),
-            "still refused until the next sample"
+            "still refused on a reading younger than MAX_READING_AGE"
         );
         tokio::time::sleep(Duration::from_millis(1500)).await;
         consumer
@@ -553,5 +654,67 @@ mod tests {
             .await
             .expect("accepted after the next sample");
         assert!(out.recv().await.is_some());
+    }
+
+    /// Data offered faster than `check_interval` is checked against a fresh
+    /// reading: usage that jumps above the soft limit between two samples of
+    /// the background task is refused within MAX_READING_AGE, not up to a
+    /// whole check_interval later (10x the sustainable OTLP load took RSS
+    /// from below the soft limit to 30% above the hard one between two
+    /// samples; tests/otlp_overload.rs).
+    #[tokio::test(start_paused = true)]
+    async fn usage_growing_between_samples_is_refused_on_a_fresh_reading() {
+        let (usage, consumer, mut out) = with_usage(50 * MIB);
+        let batch = || Batch::new(Payload::Logs(Vec::new()));
+        consumer
+            .consume(batch())
+            .await
+            .expect("below the soft limit");
+        assert!(out.recv().await.is_some());
+        usage.store(120 * MIB, Ordering::Relaxed);
+        tokio::time::sleep(MAX_READING_AGE).await;
+        match consumer.consume(batch()).await {
+            Err(ConsumeError::Refused { reason, .. }) => {
+                assert!(reason.contains("120 MiB"), "{reason}")
+            }
+            other => panic!("expected a refusal well before the next sample, got {other:?}"),
+        }
+        // And it accepts again as soon as a fresh reading is low.
+        usage.store(60 * MIB, Ordering::Relaxed);
+        tokio::time::sleep(MAX_READING_AGE).await;
+        consumer
+            .consume(batch())
+            .await
+            .expect("fresh reading is low");
+    }
+
+    /// Above the soft limit the allocators give freed memory back before
+    /// data is refused: usage that was only freed memory refuses nothing.
+    #[tokio::test(start_paused = true)]
+    async fn freed_memory_is_given_back_before_refusing() {
+        static USAGE: AtomicU64 = AtomicU64::new(0);
+        USAGE.store(90 * MIB, Ordering::Relaxed);
+        let sampler: UsageSampler = Arc::new(|| Ok(USAGE.load(Ordering::Relaxed)));
+        // Giving back what is free brings usage under the soft limit.
+        fn release() {
+            USAGE.store(50 * MIB, Ordering::Relaxed);
+        }
+        let (collect, mut out) = Collect::new(None);
+        let (consumer, _task) =
+            build_with(&cfg(100), &ctx(), Signal::Logs, collect, sampler, release).expect("build");
+        consumer
+            .consume(Batch::new(Payload::Logs(Vec::new())))
+            .await
+            .expect("not refused for memory that was free");
+        assert!(out.recv().await.is_some());
+    }
+
+    /// The real release runs (mimalloc and glibc calls) without harm.
+    #[test]
+    fn release_freed_memory_runs() {
+        let block = std::hint::black_box(vec![1u8; 8 << 20]);
+        drop(block);
+        release_freed_memory();
+        assert!(read_rss().is_ok());
     }
 }

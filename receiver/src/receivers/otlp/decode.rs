@@ -78,17 +78,27 @@ impl Compression {
 
 #[derive(Debug, PartialEq)]
 pub(super) enum DecompressError {
-    /// The decompressed body is larger than the limit.
     TooLarge,
     Corrupt(String),
+    /// The in-flight budget cannot hold the decompressed bytes now.
+    Busy,
 }
 
+/// Bytes decompressed per step: the output's share of the in-flight budget
+/// is taken a step ahead of the bytes written.
+const DECOMPRESS_STEP: usize = 1 << 20;
+
 /// Decompresses `body`, reading at most `limit + 1` bytes of output so a
-/// small compressed body cannot inflate without bound.
+/// small compressed body cannot inflate without bound. Before the output
+/// grows, `reserve(n)` must grant room for `n` bytes of it (the receiver's
+/// in-flight budget): a body of a few KiB may inflate to the whole limit, so
+/// the compressed size that was reserved for it says nothing about the
+/// memory it takes, and many such bodies at once would hold many limits.
 pub(super) fn decompress(
     compression: Compression,
     body: Bytes,
     limit: usize,
+    reserve: &mut dyn FnMut(usize) -> bool,
 ) -> Result<Bytes, DecompressError> {
     let corrupt =
         |e: std::io::Error| DecompressError::Corrupt(format!("cannot decompress the body: {e}"));
@@ -99,35 +109,69 @@ pub(super) fn decompress(
             flate2::read::MultiGzDecoder::new(&body[..]),
             limit,
             body.len(),
+            reserve,
         ),
-        Compression::Zlib => {
-            read_bounded(flate2::read::ZlibDecoder::new(&body[..]), limit, body.len())
-        }
+        Compression::Zlib => read_bounded(
+            flate2::read::ZlibDecoder::new(&body[..]),
+            limit,
+            body.len(),
+            reserve,
+        ),
         Compression::Zstd => {
             let mut decoder =
                 zstd::stream::read::Decoder::with_buffer(&body[..]).map_err(corrupt)?;
             decoder
                 .window_log_max(ZSTD_WINDOW_LOG_MAX)
                 .map_err(corrupt)?;
-            read_bounded(decoder, limit, body.len())
+            // The decoder keeps the last window of output in a buffer of its
+            // own, filled as the output grows: that is as much again, up to
+            // the window (a burst of zstd bombs took twice what the output
+            // reservations held).
+            let window = 1usize << ZSTD_WINDOW_LOG_MAX;
+            read_bounded(decoder, limit, body.len(), &mut |n| {
+                reserve(n.saturating_add(n.min(window)))
+            })
         }
     }
 }
 
 fn read_bounded(
-    reader: impl Read,
+    mut reader: impl Read,
     limit: usize,
     compressed_len: usize,
+    reserve: &mut dyn FnMut(usize) -> bool,
 ) -> Result<Bytes, DecompressError> {
-    let mut out = Vec::with_capacity(compressed_len.saturating_mul(4).min(limit));
-    reader
-        .take(u64::try_from(limit).unwrap_or(u64::MAX).saturating_add(1))
-        .read_to_end(&mut out)
-        .map_err(|e| DecompressError::Corrupt(format!("cannot decompress the body: {e}")))?;
-    if out.len() > limit {
-        return Err(DecompressError::TooLarge);
+    // One byte past the limit tells "too large" from "exactly the limit".
+    let cap = limit.saturating_add(1);
+    // Room for what bodies usually inflate to; past that, room up to the
+    // limit at once. A doubling Vec would copy the output at each step and
+    // hold the old and the new copy together (a bomb of a few KiB held
+    // twice the limit); untouched capacity costs no resident memory.
+    let mut out = Vec::with_capacity(
+        compressed_len
+            .saturating_mul(8)
+            .max(DECOMPRESS_STEP)
+            .min(cap),
+    );
+    loop {
+        let step = DECOMPRESS_STEP.min(cap - out.len());
+        if !reserve(out.len() + step) {
+            return Err(DecompressError::Busy);
+        }
+        if out.capacity() - out.len() < step {
+            out.reserve_exact(cap - out.len());
+        }
+        let read = (&mut reader)
+            .take(step as u64)
+            .read_to_end(&mut out)
+            .map_err(|e| DecompressError::Corrupt(format!("cannot decompress the body: {e}")))?;
+        if out.len() > limit {
+            return Err(DecompressError::TooLarge);
+        }
+        if read < step {
+            return Ok(Bytes::from(out));
+        }
     }
-    Ok(Bytes::from(out))
 }
 
 /// OTLP/JSON requests. The envelope is our own so that absent or null
@@ -163,6 +207,14 @@ pub(super) fn decode_request(
     encoding: Encoding,
     body: &[u8],
 ) -> Result<Payload, String> {
+    // serde's derived structs also take a JSON array (fields by position),
+    // so `[]` would pass as an empty request; an OTLP/JSON request is an
+    // object.
+    if encoding == Encoding::Json && body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(format!(
+            "cannot decode the JSON {signal} request: it must be a JSON object"
+        ));
+    }
     match (signal, encoding) {
         (Signal::Logs, Encoding::Protobuf) => ExportLogsServiceRequest::decode(body)
             .map(|r| Payload::Logs(r.resource_logs))
@@ -289,27 +341,119 @@ mod tests {
         assert!(Compression::from_content_encoding(Some("snappy")).is_err());
     }
 
+    fn unbounded(_: usize) -> bool {
+        true
+    }
+
     #[test]
     fn decompression_is_bounded() {
         let data = vec![b'a'; 10_000];
         let compressed = gzip(&data);
         assert_eq!(
-            decompress(Compression::Gzip, compressed.clone(), 10_000).map(|b| b.len()),
+            decompress(
+                Compression::Gzip,
+                compressed.clone(),
+                10_000,
+                &mut unbounded
+            )
+            .map(|b| b.len()),
             Ok(10_000)
         );
         assert_eq!(
-            decompress(Compression::Gzip, compressed, 9_999),
+            decompress(Compression::Gzip, compressed, 9_999, &mut unbounded),
             Err(DecompressError::TooLarge)
         );
         let zstd_compressed = zstd::encode_all(&data[..], 3).unwrap_or_default();
         assert_eq!(
-            decompress(Compression::Zstd, Bytes::from(zstd_compressed), 9_999),
+            decompress(
+                Compression::Zstd,
+                Bytes::from(zstd_compressed),
+                9_999,
+                &mut unbounded
+            ),
             Err(DecompressError::TooLarge)
         );
         assert!(matches!(
-            decompress(Compression::Gzip, Bytes::from_static(b"not gzip"), 100),
+            decompress(
+                Compression::Gzip,
+                Bytes::from_static(b"not gzip"),
+                100,
+                &mut unbounded
+            ),
             Err(DecompressError::Corrupt(_))
         ));
+    }
+
+    /// The output is reserved before it is written, a step at a time: a
+    /// bomb that would inflate past what the budget grants is refused as
+    /// busy with at most a step more than granted written (48 bombs of a few
+    /// KiB at once inflated to 20 MiB each held 486 MiB; tests/otlp_adversarial.rs).
+    #[test]
+    fn decompressed_output_is_reserved_before_it_is_written() {
+        let data = vec![0u8; 5 * DECOMPRESS_STEP + 17];
+        let limit = 20 * DECOMPRESS_STEP;
+        for (compression, body) in [
+            (Compression::Gzip, gzip(&data)),
+            (
+                Compression::Zstd,
+                Bytes::from(zstd::encode_all(&data[..], 3).unwrap_or_default()),
+            ),
+        ] {
+            // zstd's window is as much again as the output.
+            let per_step = match compression {
+                Compression::Zstd => 2 * DECOMPRESS_STEP,
+                _ => DECOMPRESS_STEP,
+            };
+            let mut asked = Vec::new();
+            let mut grant_three_steps = |n: usize| {
+                asked.push(n);
+                n <= 3 * per_step
+            };
+            assert_eq!(
+                decompress(compression, body.clone(), limit, &mut grant_three_steps),
+                Err(DecompressError::Busy),
+                "{compression:?}"
+            );
+            assert_eq!(asked, [1, 2, 3, 4].map(|k| k * per_step), "{compression:?}");
+            let mut total = 0;
+            let out = decompress(compression, body, limit, &mut |n| {
+                total = n;
+                true
+            });
+            assert_eq!(out.map(|b| b.len()), Ok(data.len()), "{compression:?}");
+            assert_eq!(total, 6 * per_step, "{compression:?}: reserved");
+        }
+        // The output is not copied into ever larger buffers on its way to
+        // the limit: at most once, from the first guess to the limit.
+        let out = decompress(Compression::Gzip, gzip(&data), limit, &mut unbounded)
+            .map(Vec::from)
+            .unwrap_or_default();
+        assert_eq!(out.len(), data.len());
+        assert_eq!(out.capacity(), limit + 1, "grown once, to the limit");
+        // Uncompressed bodies are reserved by their length before they are read.
+        assert_eq!(
+            decompress(
+                Compression::None,
+                Bytes::from_static(b"abc"),
+                3,
+                &mut |_| false
+            ),
+            Ok(Bytes::from_static(b"abc"))
+        );
+    }
+
+    /// An OTLP/JSON request is an object; serde's derive would take `[]`
+    /// (fields by position) as an empty request.
+    #[test]
+    fn json_requests_must_be_objects() {
+        for body in [&b"[]"[..], b" [[]]", b"null", b"1", b"\"x\"", b""] {
+            let r = decode_request(Signal::Logs, Encoding::Json, body);
+            assert!(r.is_err(), "{:?}: {r:?}", String::from_utf8_lossy(body));
+        }
+        assert_eq!(
+            decode_request(Signal::Metrics, Encoding::Json, b" \n {}"),
+            Ok(Payload::Metrics(Vec::new()))
+        );
     }
 
     #[test]

@@ -28,6 +28,11 @@ use super::{
 use crate::pipeline::Signal;
 use crate::telemetry::ReceiverMetrics;
 
+/// A body that inflated to at least this many bytes has the allocator give
+/// freed memory back once it is decoded (see
+/// `memory_limiter::release_freed_memory`).
+const RELEASE_AFTER_BYTES: u32 = 4 << 20;
+
 /// Time a client has to send a request's headers (also bounds idle
 /// keep-alive connections, since hyper waits for the next head under it).
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
@@ -258,18 +263,26 @@ async fn handle(state: &State, req: Request<Incoming>) -> Response<ResponseBody>
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    let _inflight = match reserve_inflight(state, declared, limit) {
-        Some(permit) => permit,
-        None => {
-            let busy = Rejection::Busy {
-                reason: format!(
-                    "receiver {} holds its limit of {} bytes of requests in flight",
-                    state.intake.id, state.inflight_budget
-                ),
-                retry_after: DEFAULT_RETRY_DELAY,
-            };
-            return rejection_response(state, &busy, encoding);
-        }
+    if let Some(declared) = declared.filter(|&d| d > limit as u64) {
+        // Certain to exceed the limit: say so now rather than read it, or
+        // wait for bytes a lying client never sends.
+        tokio::spawn(discard(req.into_body(), limit, state.body_read_timeout));
+        return too_large(format!(
+            "request body of {declared} bytes is larger than {limit} bytes"
+        ));
+    }
+    let busy = || {
+        let busy = Rejection::Busy {
+            reason: format!(
+                "receiver {} holds its limit of {} bytes of requests in flight",
+                state.intake.id, state.inflight_budget
+            ),
+            retry_after: DEFAULT_RETRY_DELAY,
+        };
+        rejection_response(state, &busy, encoding)
+    };
+    let Some((_inflight, reserved)) = reserve_inflight(state, declared, limit) else {
+        return busy();
     };
     let read = tokio::time::timeout(
         state.body_read_timeout,
@@ -301,18 +314,32 @@ async fn handle(state: &State, req: Request<Incoming>) -> Response<ResponseBody>
     };
 
     // Decompressing and decoding take CPU time; keep them off the reactor.
+    // The decompressed bytes take their own share of the in-flight budget,
+    // held (with the body's) until the data is handed on.
+    let mut output = OutputReservation::new(
+        Arc::clone(&state.inflight),
+        state.inflight_budget - reserved,
+    );
     let decoded = tokio::task::spawn_blocking(move || {
-        let raw = decode::decompress(compression, body, limit)?;
-        decode::decode_request(signal, encoding, &raw).map_err(DecompressError::Corrupt)
+        let decoded = decode::decompress(compression, body, limit, &mut |n| output.grow(n))
+            .and_then(|raw| {
+                decode::decode_request(signal, encoding, &raw).map_err(DecompressError::Corrupt)
+            });
+        if output.held_bytes >= RELEASE_AFTER_BYTES {
+            // The inflated body is freed; have the allocator give it back.
+            crate::processors::memory_limiter::release_freed_memory();
+        }
+        decoded.map(|payload| (payload, output))
     })
     .await;
-    let payload = match decoded {
-        Ok(Ok(payload)) => payload,
+    let (payload, _output) = match decoded {
+        Ok(Ok(decoded)) => decoded,
         Ok(Err(DecompressError::TooLarge)) => {
             return too_large(format!(
                 "decompressed request body is larger than {limit} bytes"
             ));
         }
+        Ok(Err(DecompressError::Busy)) => return busy(),
         Ok(Err(DecompressError::Corrupt(message))) => return bad_request(&message),
         Err(e) => {
             tracing::error!(error = %e, "OTLP/HTTP decoding task failed");
@@ -342,20 +369,81 @@ async fn handle(state: &State, req: Request<Incoming>) -> Response<ResponseBody>
     }
 }
 
+/// Reads and drops up to `max` bytes of a body answered without being read,
+/// for at most `timeout`. A client that writes its whole body before it
+/// reads the answer would otherwise have the connection reset under it
+/// (closing a socket with unread data sends a reset) and never see the
+/// answer. Nothing is kept, so this holds no budget.
+async fn discard(mut body: Incoming, max: usize, timeout: Duration) {
+    let _ = tokio::time::timeout(timeout, async {
+        let mut seen = 0usize;
+        while seen <= max {
+            match body.frame().await {
+                Some(Ok(frame)) => seen += frame.data_ref().map_or(0, Bytes::len),
+                _ => return,
+            }
+        }
+    })
+    .await;
+}
+
 /// Takes `declared` bytes (or `limit` when unknown; at most the whole budget)
-/// of the in-flight budget; `None` when the budget is spent.
+/// of the in-flight budget, and says how many; `None` when the budget is
+/// spent.
 fn reserve_inflight(
     state: &State,
     declared: Option<u64>,
     limit: usize,
-) -> Option<OwnedSemaphorePermit> {
+) -> Option<(OwnedSemaphorePermit, u32)> {
     let wanted = declared.unwrap_or(limit as u64).min(limit as u64);
     let bytes = u32::try_from(wanted)
         .unwrap_or(u32::MAX)
         .min(state.inflight_budget);
-    Arc::clone(&state.inflight)
+    let permit = Arc::clone(&state.inflight)
         .try_acquire_many_owned(bytes)
-        .ok()
+        .ok()?;
+    Some((permit, bytes))
+}
+
+/// The in-flight budget taken by a body's decompressed bytes, grown as they
+/// are written. At most `cap` bytes are taken (the budget less the body's
+/// own share), so that a request larger than the budget alone still
+/// passes, as its body does.
+struct OutputReservation {
+    budget: Arc<Semaphore>,
+    held: Option<OwnedSemaphorePermit>,
+    held_bytes: u32,
+    cap: u32,
+}
+
+impl OutputReservation {
+    fn new(budget: Arc<Semaphore>, cap: u32) -> Self {
+        OutputReservation {
+            budget,
+            held: None,
+            held_bytes: 0,
+            cap,
+        }
+    }
+
+    /// Room for `bytes` of output; `false` when the budget cannot give it now.
+    fn grow(&mut self, bytes: usize) -> bool {
+        let wanted = u32::try_from(bytes).unwrap_or(u32::MAX).min(self.cap);
+        if wanted <= self.held_bytes {
+            return true;
+        }
+        match Arc::clone(&self.budget).try_acquire_many_owned(wanted - self.held_bytes) {
+            Ok(more) => {
+                match &mut self.held {
+                    Some(held) => held.merge(more),
+                    None => self.held = Some(more),
+                }
+                self.held_bytes = wanted;
+                true
+            }
+            Err(_) => false,
+        }
+    }
 }
 
 fn rejection_response(
