@@ -15,12 +15,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::faults::{
-    has_panic, lines_with, logs_client, metric, missing_and_duplicates, occurrences, scrape,
-    send_once, vm_kib, Proxy, ProxyMode,
+    has_panic, lines_with, logs_client, missing_and_duplicates, occurrences, send_once, Proxy,
+    ProxyMode,
 };
-use common::free_port;
-use common::oomscope::Oomscope;
+use common::oomscope::{own_metric, Oomscope};
 use common::rotel::Rotel;
+use common::{free_port, proc_status_bytes};
 
 const TIMEOUT: Duration = Duration::from_secs(90);
 /// Records per request and bytes per record body: 64 KiB requests.
@@ -33,7 +33,7 @@ const OFFERED: u64 = 256 << 20;
 /// lets it hold: 1 MiB of requests in flight at the receiver, 10 or 20
 /// queued requests of 64 KiB, two being exported; decoded, that is a few
 /// times the wire size, far below this.
-const RSS_GROWTH_BOUND_KIB: u64 = 128 << 10;
+const RSS_GROWTH_BOUND: u64 = 128 << 20;
 
 /// A client sending distinct records as fast as the agent takes them, on
 /// `concurrency` concurrent calls; remembers what was acknowledged.
@@ -183,20 +183,22 @@ fn flood_while_hanging(
     enough: impl Fn(&str) -> bool,
 ) -> Vec<String> {
     let pid = agent.pid();
-    let rss_start = vm_kib(pid, "VmRSS").expect("VmRSS");
+    let rss_start = proc_status_bytes(pid, "VmRSS").expect("VmRSS");
     let run = format!("{:08x}", rand::random::<u32>());
     // More calls than the receiver holds (16 of 64 KiB): the others are
     // refused at once and offered again, so the volume offered is large.
     let flood = Flood::start(grpc, &run, 32);
-    let label = format!("exporter=\"{exporter}\"");
     let mut max_queue = 0.0_f64;
     let deadline = Instant::now() + TIMEOUT;
     loop {
-        let page = scrape(metrics_port);
-        if let Some(size) = metric(&page, "otelcol_exporter_queue_size", &label) {
+        if let Some(size) = own_metric(
+            metrics_port,
+            "otelcol_exporter_queue_size",
+            &[("exporter", exporter)],
+        ) {
             assert!(
                 size <= capacity,
-                "queue size {size} above its capacity {capacity}:\n{page}"
+                "queue size {size} above its capacity {capacity}"
             );
             max_queue = max_queue.max(size);
         }
@@ -213,7 +215,7 @@ fn flood_while_hanging(
     }
     let offered = flood.offered();
     let (acked, refused) = flood.stop();
-    let hwm = vm_kib(pid, "VmHWM").expect("VmHWM");
+    let hwm = proc_status_bytes(pid, "VmHWM").expect("VmHWM");
     let _ = writeln!(
         std::io::stderr(),
         "{test}: offered {} MiB in {} requests ({refused} refused), {} records acknowledged; \
@@ -221,12 +223,12 @@ fn flood_while_hanging(
         offered >> 20,
         offered / (RECORDS * BODY) as u64,
         acked.len(),
-        rss_start >> 10,
-        hwm >> 10
+        rss_start >> 20,
+        hwm >> 20
     );
     assert!(
-        hwm <= rss_start + RSS_GROWTH_BOUND_KIB,
-        "peak RSS {hwm} KiB grew more than {RSS_GROWTH_BOUND_KIB} KiB over {rss_start} KiB"
+        hwm <= rss_start + RSS_GROWTH_BOUND,
+        "peak RSS {hwm} bytes grew more than {RSS_GROWTH_BOUND} over {rss_start} bytes"
     );
     assert!(!acked.is_empty(), "nothing was acknowledged at all");
     acked

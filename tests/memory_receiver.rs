@@ -135,17 +135,6 @@ fn mem_total_bytes() -> u64 {
         * 1024
 }
 
-fn vm_rss(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse::<u64>().ok())
-        .expect("VmRSS")
-        * 1024
-}
-
 /// python3 inside `cgroup`: names itself `name` (comm), allocates and
 /// touches `mib` MiB, says "ready", sleeps. Killed on drop.
 struct Sleeper {
@@ -270,7 +259,7 @@ async fn system_process_and_cgroup_figures_match_the_kernel() {
         .find(|(_, n, _)| n == "process.memory.usage")
         .map(|(_, _, p)| value(p) as u64)
         .expect("process.memory.usage");
-    assert_eq!(rss, vm_rss(sleeper.pid()));
+    assert_eq!(Some(rss), common::proc_status_bytes(sleeper.pid(), "VmRSS"));
     assert!(rss >= 64 * MIB, "{rss}");
     let resource = &mine[0].0;
     let cmd = resource.get("process.command_line").expect("command line");

@@ -20,8 +20,6 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -38,7 +36,8 @@ use common::adversarial::{
     confine, logs_request, seeded_rng, RawGrpc, RssWatch, LOGS_EXPORT_PATH, MIB,
 };
 use common::oomscope::Oomscope;
-use common::{free_port, rotel_agent_bin, signal, skip, wait_for_port};
+use common::rotel::Rotel;
+use common::{free_port, skip};
 
 const TEST: &str = "otlp_overload";
 /// The figure.
@@ -140,85 +139,6 @@ impl SlowLink {
 impl Drop for SlowLink {
     fn drop(&mut self) {
         self.task.abort();
-    }
-}
-
-// ---------------------------------------------------------------------------
-// rotel counting what it receives.
-
-/// rotel with `--debug-log logs` at basic verbosity: one JSON line per batch
-/// it receives, with the batch's record count (`"logs":N`), which is cheap
-/// to count at any volume (the detailed dump of `common::rotel` prints every
-/// record).
-struct CountingRotel {
-    child: Child,
-    grpc: SocketAddr,
-    output: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl CountingRotel {
-    fn start() -> Self {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let output = dir.path().join("rotel.out");
-        let out = std::fs::File::create(&output).expect("rotel output");
-        let grpc = addr(free_port());
-        let http = addr(free_port());
-        let mut child = Command::new(rotel_agent_bin())
-            .arg("start")
-            .args(["--otlp-grpc-endpoint", &grpc.to_string()])
-            .args(["--otlp-http-endpoint", &http.to_string()])
-            .args(["--exporter", "blackhole", "--debug-log", "logs"])
-            .args(["--debug-log-verbosity", "basic", "--log-format", "json"])
-            .arg("--pid-file")
-            .arg(dir.path().join("rotel.pid"))
-            .arg("--log-file")
-            .arg(dir.path().join("rotel.log"))
-            .stdin(Stdio::null())
-            .stdout(out.try_clone().expect("clone"))
-            .stderr(out)
-            .spawn()
-            .expect("spawn rotel-agent");
-        wait_for_port(grpc, TIMEOUT, || match child.try_wait() {
-            Ok(Some(status)) => Err(format!("rotel-agent exited: {status}")),
-            _ => Ok(()),
-        })
-        .expect("rotel ready");
-        CountingRotel {
-            child,
-            grpc,
-            output,
-            _dir: dir,
-        }
-    }
-
-    /// Log records received so far.
-    fn count(&self) -> u64 {
-        let text = std::fs::read_to_string(&self.output).unwrap_or_default();
-        text.lines()
-            .filter(|l| l.contains("Received logs."))
-            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-            .filter_map(|v| v["logs"].as_u64())
-            .sum()
-    }
-
-    /// Waits until at least `n` records arrived; the count then.
-    fn wait_for(&self, n: u64, timeout: Duration) -> u64 {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let got = self.count();
-            if got >= n || Instant::now() >= deadline {
-                return got;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-}
-
-impl Drop for CountingRotel {
-    fn drop(&mut self) {
-        signal(self.child.id(), libc::SIGKILL);
-        let _ = self.child.wait();
     }
 }
 
@@ -425,8 +345,8 @@ service:
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn ten_times_the_sustainable_load_for_60s() {
-    let rotel = CountingRotel::start();
-    let link = SlowLink::start(rotel.grpc, LINK_BYTES_PER_SEC).await;
+    let rotel = Rotel::start_counting();
+    let link = SlowLink::start(rotel.grpc_addr(), LINK_BYTES_PER_SEC).await;
     let (grpc, http) = (free_port(), free_port());
     let mut agent = Oomscope::start(&config(grpc, http, link.addr), &[]);
     let Some(_cgroup) = confine(agent.pid(), CGROUP_LIMIT) else {
@@ -458,7 +378,7 @@ async fn ten_times_the_sustainable_load_for_60s() {
     }
     let calibrated = (CALIBRATION_REQUESTS * RECORDS_PER_REQUEST) as u64;
     assert_eq!(
-        rotel.wait_for(calibrated, DRAIN_TIMEOUT),
+        rotel.wait_for_log_count(calibrated, DRAIN_TIMEOUT),
         calibrated,
         "calibration records at rotel"
     );
@@ -492,7 +412,7 @@ async fn ten_times_the_sustainable_load_for_60s() {
     // The backlog drains over a fast link.
     link.unthrottle();
     let accepted = calibrated + http_tally.accepted_records + grpc_tally.accepted_records;
-    let counted = rotel.wait_for(accepted, DRAIN_TIMEOUT);
+    let counted = rotel.wait_for_log_count(accepted, DRAIN_TIMEOUT);
 
     // Once drained, the limiter lets data in again.
     let recovered = {

@@ -54,16 +54,6 @@ pub fn seeded_rng(test: &str) -> StdRng {
 // ---------------------------------------------------------------------------
 // Memory of the agent.
 
-/// A field of `/proc/PID/status` in bytes (`VmHWM`, `VmRSS`).
-pub fn proc_status_bytes(pid: u32, field: &str) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status
-        .lines()
-        .find(|l| l.split(':').next() == Some(field))?;
-    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib * 1024)
-}
-
 /// Samples a process's resident memory in a thread until stopped; the
 /// kernel's own peak (`VmHWM`) is read at the end as well, which catches a
 /// spike between two samples.
@@ -98,7 +88,7 @@ impl RssWatch {
             let (stop, max_rss) = (Arc::clone(&stop), Arc::clone(&max_rss));
             std::thread::spawn(move || {
                 while !stop.load(Ordering::Relaxed) {
-                    if let Some(rss) = proc_status_bytes(pid, "VmRSS") {
+                    if let Some(rss) = super::proc_status_bytes(pid, "VmRSS") {
                         max_rss.fetch_max(rss, Ordering::Relaxed);
                     }
                     std::thread::sleep(Duration::from_millis(20));
@@ -117,7 +107,7 @@ impl RssWatch {
     pub fn now(&self) -> RssPeak {
         RssPeak {
             max_sampled: self.max_rss.load(Ordering::Relaxed),
-            hwm: proc_status_bytes(self.pid, "VmHWM").unwrap_or(0),
+            hwm: super::proc_status_bytes(self.pid, "VmHWM").unwrap_or(0),
         }
     }
 

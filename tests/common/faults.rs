@@ -153,40 +153,6 @@ pub fn has_panic(output: &str) -> bool {
     output.contains("panicked at")
 }
 
-/// GET `/metrics` of the agent's Prometheus endpoint; empty on failure.
-pub fn scrape(port: u16) -> String {
-    let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
-        return String::new();
-    };
-    let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
-    let _ = s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
-    let mut out = String::new();
-    let _ = s.read_to_string(&mut out);
-    out
-}
-
-/// The value of the sample of `name` whose labels contain `label` (e.g.
-/// `exporter="otlp"`), from a Prometheus text page.
-pub fn metric(page: &str, name: &str, label: &str) -> Option<f64> {
-    page.lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter(|l| {
-            l.strip_prefix(name)
-                .is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' '))
-        })
-        .filter(|l| l.contains(label))
-        .find_map(|l| l.rsplit(' ').next()?.parse().ok())
-}
-
-/// A `VmRSS`/`VmHWM`-style field of /proc/PID/status, in KiB.
-pub fn vm_kib(pid: u32, field: &str) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status.lines().find_map(|l| {
-        let rest = l.strip_prefix(field)?.strip_prefix(':')?;
-        rest.split_whitespace().next()?.parse().ok()
-    })
-}
-
 /// What a [`Proxy`] does with new connections.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ProxyMode {

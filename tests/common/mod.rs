@@ -10,8 +10,8 @@
 //! `$OOMSCOPE_TOOLS_DIR` (default `~/.cache/oomscope`).
 #![allow(dead_code)]
 
-pub mod faults;
 pub mod adversarial;
+pub mod faults;
 pub mod kernel_log;
 pub mod oom;
 pub mod oomscope;
@@ -255,4 +255,15 @@ pub fn kmsg_checkpoint(state: &std::path::Path) -> Option<u64> {
     stored_json(state, "receiver_kmsg_", "kmsg_checkpoint")?
         .get("seq")?
         .as_u64()
+}
+
+/// A field of `/proc/PID/status` in bytes (`VmRSS`, `VmHWM`: the kernel
+/// prints them in kB).
+pub fn proc_status_bytes(pid: u32, field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status
+        .lines()
+        .find(|l| l.split(':').next() == Some(field))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
 }

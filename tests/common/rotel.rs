@@ -38,12 +38,26 @@ pub struct Rotel {
     http: SocketAddr,
     output: PathBuf,
     dir: tempfile::TempDir,
+    /// `--debug-log-verbosity`: `detailed` dumps every record (read back by
+    /// [`Rotel::received`]), `basic` prints one line per batch with its
+    /// count (read back by [`Rotel::log_count`]), cheap at any volume.
+    verbosity: &'static str,
 }
 
 impl Rotel {
     /// Starts rotel on two free ports of 127.0.0.1 and waits until both accept
     /// connections.
     pub fn start() -> Self {
+        Self::start_with("detailed")
+    }
+
+    /// Like [`Rotel::start`], for counting many records: only
+    /// [`Rotel::log_count`] reads what it received.
+    pub fn start_counting() -> Self {
+        Self::start_with("basic")
+    }
+
+    fn start_with(verbosity: &'static str) -> Self {
         let grpc = SocketAddr::from(([127, 0, 0, 1], free_port()));
         let http = SocketAddr::from(([127, 0, 0, 1], free_port()));
         let dir = tempfile::tempdir().expect("tempdir");
@@ -54,6 +68,7 @@ impl Rotel {
             http,
             output,
             dir,
+            verbosity,
         };
         rotel.spawn();
         rotel
@@ -73,7 +88,7 @@ impl Rotel {
             .args(["--otlp-http-endpoint", &self.http.to_string()])
             .args(["--exporter", "blackhole"])
             .args(["--debug-log", "logs", "--debug-log", "metrics"])
-            .args(["--debug-log-verbosity", "detailed"])
+            .args(["--debug-log-verbosity", self.verbosity])
             .args(["--log-format", "json"])
             // Not used in the foreground, but keep it out of the shared /tmp default.
             .arg("--pid-file")
@@ -178,6 +193,30 @@ impl Rotel {
                 );
             }
             std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Log records received so far, across restarts, from the one line per
+    /// batch that [`Rotel::start_counting`]'s verbosity prints.
+    pub fn log_count(&self) -> u64 {
+        self.raw_output()
+            .lines()
+            .filter(|l| l.contains("Received logs."))
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter_map(|v| v["logs"].as_u64())
+            .sum()
+    }
+
+    /// Waits until [`Rotel::log_count`] reaches `n`, or `timeout`; returns
+    /// the count then.
+    pub fn wait_for_log_count(&self, n: u64, timeout: Duration) -> u64 {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let got = self.log_count();
+            if got >= n || Instant::now() >= deadline {
+                return got;
+            }
+            std::thread::sleep(Duration::from_millis(100));
         }
     }
 
