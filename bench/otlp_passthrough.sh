@@ -9,6 +9,8 @@
 # forwarded everything (its CPU time stops growing).
 #
 # Output: records per CPU-second for both, and the ratio oomscope/rotel.
+# RECORDS=N sets the volume; LIMITER=1 adds a memory_limiter to oomscope's
+# pipeline, as in its default config (rotel has none).
 set -euo pipefail
 
 RECORDS=${RECORDS:-1000000}
@@ -58,7 +60,16 @@ measure() { # name pid port -> prints records/CPU-second
     echo "$rate"
 }
 
-# oomscope: otlp receiver -> batch -> otlp exporter (gzip) -> sink
+# oomscope: otlp receiver -> batch -> otlp exporter (gzip) -> sink.
+# LIMITER=1 puts a memory_limiter before batch, as the default config does
+# (with limits far above what the run uses, so it only costs, never refuses).
+if [ "${LIMITER:-0}" = 1 ]; then
+    LIMITER_CONFIG='  memory_limiter: { check_interval: 1s, limit_mib: 2048, spike_limit_mib: 256 }'
+    CHAIN='[memory_limiter, batch]'
+else
+    LIMITER_CONFIG=''
+    CHAIN='[batch]'
+fi
 OOM_GRPC=$(free_port); OOM_HTTP=$(free_port); OOM_METRICS=$(free_port)
 cat >"$WORK/oomscope.yaml" <<YAML
 receivers:
@@ -66,6 +77,7 @@ receivers:
     protocols:
       grpc: { endpoint: "127.0.0.1:$OOM_GRPC" }
 processors:
+$LIMITER_CONFIG
   batch: {}
 exporters:
   otlp:
@@ -76,7 +88,7 @@ service:
     metrics: { address: "127.0.0.1:$OOM_METRICS" }
   oom_score_adj: null
   pipelines:
-    logs: { receivers: [otlp], processors: [batch], exporters: [otlp] }
+    logs: { receivers: [otlp], processors: $CHAIN, exporters: [otlp] }
 YAML
 "$OOMSCOPE" --config "$WORK/oomscope.yaml" >"$WORK/oomscope.log" 2>&1 &
 OOM_PID=$!; PIDS+=($OOM_PID)
@@ -91,4 +103,4 @@ ROTEL_PID=$!; PIDS+=($ROTEL_PID)
 theirs=$(measure rotel "$ROTEL_PID" "$R_GRPC")
 
 ratio=$(awk -v a="$ours" -v b="$theirs" 'BEGIN { printf "%.2f", a / b }')
-echo "records=$RECORDS oomscope_records_per_cpu_second=$ours rotel_records_per_cpu_second=$theirs ratio=$ratio"
+echo "records=$RECORDS limiter=${LIMITER:-0} oomscope_records_per_cpu_second=$ours rotel_records_per_cpu_second=$theirs ratio=$ratio"
