@@ -179,6 +179,19 @@ pub(super) fn decode_request(
     }
 }
 
+/// A request body as received: decompressed (bounded by `limit`), then
+/// decoded as an export request of `signal`.
+pub(super) fn decode_body(
+    signal: Signal,
+    encoding: Encoding,
+    compression: Compression,
+    body: Bytes,
+    limit: usize,
+) -> Result<Payload, DecompressError> {
+    let raw = decompress(compression, body, limit)?;
+    decode_request(signal, encoding, &raw).map_err(DecompressError::Corrupt)
+}
+
 /// The success response of `signal`: an `Export*ServiceResponse` with
 /// `partial_success` unset.
 /// The success response; `partial_success` is set only when items were

@@ -302,8 +302,7 @@ async fn handle(state: &State, req: Request<Incoming>) -> Response<ResponseBody>
 
     // Decompressing and decoding take CPU time; keep them off the reactor.
     let decoded = tokio::task::spawn_blocking(move || {
-        let raw = decode::decompress(compression, body, limit)?;
-        decode::decode_request(signal, encoding, &raw).map_err(DecompressError::Corrupt)
+        decode::decode_body(signal, encoding, compression, body, limit)
     })
     .await;
     let payload = match decoded {
