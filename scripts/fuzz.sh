@@ -48,6 +48,15 @@ if ! cargo fuzz --version 2>/dev/null | grep -q "^cargo-fuzz $CARGO_FUZZ_VERSION
         --root "$OOMSCOPE_TOOLS_DIR"
 fi
 
+# A quick build for short runs (CI): optimised less, no debug info and no
+# AddressSanitizer (the code is safe Rust: panics, overflow checks and the
+# targets' assertions are what finds bugs); about half the cold build time.
+build_flags=()
+if [ "${OOMSCOPE_FUZZ_QUICK_BUILD:-0}" = 1 ]; then
+    export CARGO_PROFILE_RELEASE_OPT_LEVEL=1 CARGO_PROFILE_RELEASE_DEBUG=0
+    build_flags=(--sanitizer none)
+fi
+
 # The eBPF object is not built for the fuzz targets: its nested nightly build
 # must not get the sanitizer flags, and the targets never load it.
 export AYA_BUILD_SKIP=1
@@ -60,7 +69,7 @@ fi
 
 start=$SECONDS
 log "building ${#targets[@]} targets (the first build with sanitizers takes a while)"
-cargo +nightly fuzz build
+cargo +nightly fuzz build "${build_flags[@]}"
 log "build took $((SECONDS - start))s"
 
 work=fuzz/work
@@ -105,7 +114,7 @@ for target in "${targets[@]}"; do
     mkdir -p "$corpus" "$artifacts" "fuzz/seeds/$target"
     status=0
     # New inputs go to the first directory only: the seeds stay as committed.
-    TMPDIR="$scratch" limited cargo +nightly fuzz run "$target" "$corpus" "fuzz/seeds/$target" -- \
+    TMPDIR="$scratch" limited cargo +nightly fuzz run "${build_flags[@]}" "$target" "$corpus" "fuzz/seeds/$target" -- \
         -max_total_time="$seconds" -artifact_prefix="$artifacts/" "${FUZZ_OPTIONS[@]}" \
         >"$target_log" 2>&1 || status=$?
     done_line=$(grep -E '^Done [0-9]+ runs' "$target_log" | tail -n1 || true)

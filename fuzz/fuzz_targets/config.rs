@@ -25,9 +25,6 @@ fuzz_target!(|data: &[u8]| {
     let lookup = |name: &str| env.get(name).cloned();
     match load_str_with_env("fuzz.yaml", yaml, &lookup) {
         Ok(config) => {
-            // The same text loads the same way again (no hidden state).
-            let again = load_str_with_env("fuzz.yaml", yaml, &lookup);
-            assert!(again.is_ok(), "a config that loaded once fails the second time");
             let _ = format!("{config:?}");
         }
         Err(errors) => {

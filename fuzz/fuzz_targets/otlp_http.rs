@@ -56,10 +56,64 @@ fn protobuf(payload: &Payload) -> Vec<u8> {
     }
 }
 
+/// Members of a oneof: set at their default value they still mean
+/// something (an attribute whose value is 0), so never "empty".
+const ONEOF_MEMBERS: &[&str] = &[
+    "stringValue",
+    "boolValue",
+    "intValue",
+    "doubleValue",
+    "arrayValue",
+    "kvlistValue",
+    "bytesValue",
+    "asDouble",
+    "asInt",
+    "gauge",
+    "sum",
+    "histogram",
+    "exponentialHistogram",
+    "summary",
+];
+
+/// A value that says nothing: null, a default scalar, or a message with
+/// nothing set. An absent message field and a present empty one are the same
+/// data in OTLP (`resource: {}` or none), and OTLP/JSON writes neither.
+fn is_empty(v: &serde_json::Value) -> bool {
+    use serde_json::Value;
+    match v {
+        Value::Null => true,
+        Value::Bool(b) => !b,
+        Value::Number(n) => n.as_f64() == Some(0.0),
+        Value::String(s) => s.is_empty() || s == "0",
+        Value::Array(a) => a.is_empty(),
+        Value::Object(o) => {
+            !o.keys().any(|k| ONEOF_MEMBERS.contains(&k.as_str())) && o.values().all(is_empty)
+        }
+    }
+}
+
+/// Message fields that hold an empty message are dropped, so that an
+/// absent and an empty message compare equal; everything else is kept.
+fn drop_empty_messages(v: &mut serde_json::Value) {
+    use serde_json::Value;
+    match v {
+        Value::Object(o) => {
+            o.retain(|key, child| {
+                ONEOF_MEMBERS.contains(&key.as_str())
+                    || !(matches!(child, Value::Object(_) | Value::Null) && is_empty(child))
+            });
+            o.values_mut().for_each(drop_empty_messages);
+        }
+        Value::Array(a) => a.iter_mut().for_each(drop_empty_messages),
+        _ => {}
+    }
+}
+
 /// Every field as opentelemetry-proto's serde writes it (NaN and the
-/// infinities as null, so that NaN payload bits do not count).
+/// infinities as null, so that NaN payload bits do not count), empty
+/// messages left out.
 fn fields(payload: &Payload) -> serde_json::Value {
-    match payload {
+    let mut value = match payload {
         Payload::Logs(rl) => serde_json::to_value(ExportLogsServiceRequest {
             resource_logs: rl.clone(),
         }),
@@ -67,7 +121,9 @@ fn fields(payload: &Payload) -> serde_json::Value {
             resource_metrics: rm.clone(),
         }),
     }
-    .expect("serde")
+    .expect("serde");
+    drop_empty_messages(&mut value);
+    value
 }
 
 fuzz_target!(|data: &[u8]| {

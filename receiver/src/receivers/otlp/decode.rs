@@ -325,6 +325,32 @@ mod tests {
         ));
     }
 
+    /// Found by the `otlp_http` fuzz target: serde_json's default float
+    /// parser read some doubles one unit in the last place off, so a value
+    /// written by the file exporter came back changed.
+    #[test]
+    fn json_doubles_decode_exactly() {
+        use opentelemetry_proto::tonic::metrics::v1::{metric::Data, number_data_point};
+        for value in [7.670458539527698e-90, 750.000000000291, f64::MAX, 5e-324] {
+            let body = format!(
+                r#"{{"resourceMetrics":[{{"scopeMetrics":[{{"metrics":[{{"name":"m","gauge":{{"dataPoints":[{{"asDouble":{value:?}}}]}}}}]}}]}}]}}"#
+            );
+            let decoded = decode_request(Signal::Metrics, Encoding::Json, body.as_bytes());
+            let Ok(Payload::Metrics(rm)) = decoded else {
+                panic!("{body} does not decode: {decoded:?}");
+            };
+            let data = &rm[0].scope_metrics[0].metrics[0].data;
+            let Some(Data::Gauge(gauge)) = data else {
+                panic!("not a gauge: {data:?}");
+            };
+            assert_eq!(
+                gauge.data_points[0].value,
+                Some(number_data_point::Value::AsDouble(value)),
+                "{body}"
+            );
+        }
+    }
+
     #[test]
     fn empty_json_requests_decode() {
         for body in [
