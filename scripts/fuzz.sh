@@ -48,9 +48,9 @@ if ! cargo fuzz --version 2>/dev/null | grep -q "^cargo-fuzz $CARGO_FUZZ_VERSION
         --root "$OOMSCOPE_TOOLS_DIR"
 fi
 
-# A quick build for short runs (CI): optimised less, no debug info and no
+# A quicker cold build for short runs (CI): opt-level 1 and no
 # AddressSanitizer (the code is safe Rust: panics, overflow checks and the
-# targets' assertions are what finds bugs); about half the cold build time.
+# targets' assertions are what finds bugs); run without it for real fuzzing.
 build_flags=()
 if [ "${OOMSCOPE_FUZZ_QUICK_BUILD:-0}" = 1 ]; then
     export CARGO_PROFILE_RELEASE_OPT_LEVEL=1 CARGO_PROFILE_RELEASE_DEBUG=0

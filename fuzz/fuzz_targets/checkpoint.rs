@@ -44,7 +44,10 @@ fuzz_target!(|data: &[u8]| {
     let flags = input.byte();
     let rest = input.rest();
     let (boot_id, value) = match rest.iter().position(|&b| b == b'\n') {
-        Some(i) => (String::from_utf8_lossy(&rest[..i]).into_owned(), &rest[i + 1..]),
+        Some(i) => (
+            String::from_utf8_lossy(&rest[..i]).into_owned(),
+            &rest[i + 1..],
+        ),
         None => (String::new(), rest),
     };
     let raw = flags & 1 == 1;
@@ -53,7 +56,8 @@ fuzz_target!(|data: &[u8]| {
         directory: root.clone(),
         ..FileStorageConfig::default()
     };
-    let storage = FileStorage::open(&cfg, &ComponentId::new("file_storage", None)).expect("storage");
+    let storage =
+        FileStorage::open(&cfg, &ComponentId::new("file_storage", None)).expect("storage");
 
     if flags & 2 == 0 {
         // filelog: the file offsets.
@@ -61,7 +65,8 @@ fuzz_target!(|data: &[u8]| {
             .kv("receiver", &ComponentId::new("filelog", None))
             .expect("kv");
         put(&kv, &kv_dir(&root), "file_offsets", value, raw);
-        let (_, resumed) = Checkpoints::load(Some(kv.clone())).expect("a stored value loads or is ignored");
+        let (_, resumed) =
+            Checkpoints::load(Some(kv.clone())).expect("a stored value loads or is ignored");
         let Some(resumed) = resumed else { return };
         let (checkpoints, _) = Checkpoints::load(Some(kv.clone())).expect("load");
         for (id, file) in resumed.iter().enumerate() {
@@ -69,14 +74,20 @@ fuzz_target!(|data: &[u8]| {
         }
         checkpoints.save().expect("save");
         let (_, again) = Checkpoints::load(Some(kv)).expect("load");
-        assert_eq!(again.as_ref(), Some(&resumed), "file offsets changed in a save and load");
+        assert_eq!(
+            again.as_ref(),
+            Some(&resumed),
+            "file offsets changed in a save and load"
+        );
     } else {
         // kmsg: the sequence number of this boot.
         let kv = storage
             .kv("receiver", &ComponentId::new("kmsg", None))
             .expect("kv");
         put(&kv, &kv_dir(&root), CHECKPOINT_KEY, value, raw);
-        let Some(seq) = checkpoint::load(&kv, &boot_id).expect("a stored value loads or is ignored") else {
+        let Some(seq) =
+            checkpoint::load(&kv, &boot_id).expect("a stored value loads or is ignored")
+        else {
             return;
         };
         let stored = Checkpoint {

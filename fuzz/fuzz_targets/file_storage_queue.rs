@@ -55,7 +55,10 @@ fuzz_target!(|data: &[u8]| {
                 // Pushed, then torn (truncated) at some length.
                 2 => {
                     let seq = queue.push(bytes).expect("push");
-                    let file = OpenOptions::new().write(true).open(item_path(&dir, seq)).expect("item");
+                    let file = OpenOptions::new()
+                        .write(true)
+                        .open(item_path(&dir, seq))
+                        .expect("item");
                     let size = file.metadata().expect("stat").len();
                     file.set_len(u64::from(kind) % size).expect("truncate");
                     expect.insert(seq, Expect::Damaged);
@@ -63,7 +66,11 @@ fuzz_target!(|data: &[u8]| {
                 // Pushed, then one byte changed.
                 3 => {
                     let seq = queue.push(bytes).expect("push");
-                    let file = OpenOptions::new().read(true).write(true).open(item_path(&dir, seq)).expect("item");
+                    let file = OpenOptions::new()
+                        .read(true)
+                        .write(true)
+                        .open(item_path(&dir, seq))
+                        .expect("item");
                     let size = file.metadata().expect("stat").len();
                     let at = u64::from(kind) % size;
                     let mut b = [0u8];
@@ -100,11 +107,17 @@ fuzz_target!(|data: &[u8]| {
             }
             (Popped::Item(item), Expect::Raw(bytes)) => {
                 assert_eq!(item.seq, seq);
-                assert!(bytes.ends_with(&item.data), "an item's body is not the file's tail");
+                assert!(
+                    bytes.ends_with(&item.data),
+                    "an item's body is not the file's tail"
+                );
                 kept += 1;
             }
             (Popped::Skipped, Expect::Damaged | Expect::Raw(_)) => {
-                assert!(!item_path(&dir, seq).exists(), "a corrupt item stays on disk");
+                assert!(
+                    !item_path(&dir, seq).exists(),
+                    "a corrupt item stays on disk"
+                );
             }
             (popped, expected) => panic!("item {seq}: {popped:?}, expected {expected:?}"),
         }
@@ -132,6 +145,9 @@ fuzz_target!(|data: &[u8]| {
     assert!(queue.is_empty(), "removed items came back");
     for entry in std::fs::read_dir(&dir).expect("list") {
         let name = entry.expect("entry").file_name();
-        assert!(!name.to_string_lossy().ends_with(".tmp"), "a leftover temp file stays");
+        assert!(
+            !name.to_string_lossy().ends_with(".tmp"),
+            "a leftover temp file stays"
+        );
     }
 });

@@ -102,8 +102,12 @@ fuzz_target!(|data: &[u8]| {
     let max = 16 + usize::from(input.byte()) * 4;
     let crash = input.byte();
     let content = input.rest();
-    let format = [LogFormat::Auto, LogFormat::Plain, LogFormat::Cri, LogFormat::Docker]
-        [usize::from(flags & 3)];
+    let format = [
+        LogFormat::Auto,
+        LogFormat::Plain,
+        LogFormat::Cri,
+        LogFormat::Docker,
+    ][usize::from(flags & 3)];
     let path = match (flags >> 2) & 3 {
         0 => "/var/log/app.log".to_owned(),
         1 => "/var/log/pods/default_web-1_0f1e2d3c/app/0.log".to_owned(),
@@ -122,7 +126,11 @@ fuzz_target!(|data: &[u8]| {
 
     // Lines, in one read and in small steps.
     let lines = read_all(&file, 0, max, usize::MAX, usize::MAX);
-    assert_eq!(read_all(&file, 0, max, step, step), lines, "lines depend on the read size");
+    assert_eq!(
+        read_all(&file, 0, max, step, step),
+        lines,
+        "lines depend on the read size"
+    );
     let mut start = 0usize;
     // Offsets a reader may stop at: line starts and ends, and anywhere in
     // the skipped rest of a cut line (which is then read as a line of its
@@ -140,7 +148,11 @@ fuzz_target!(|data: &[u8]| {
             let raw = raw.strip_suffix(b"\n").unwrap_or(raw);
             raw.strip_suffix(b"\r").unwrap_or(raw)
         };
-        assert_eq!(line.text, String::from_utf8_lossy(expected), "line text is not the file's");
+        assert_eq!(
+            line.text,
+            String::from_utf8_lossy(expected),
+            "line text is not the file's"
+        );
         boundaries.push(line.end_offset);
         // After a cut line the rest of it is skipped.
         start = if line.truncated {
@@ -169,9 +181,15 @@ fuzz_target!(|data: &[u8]| {
         let (outcome, skipped_to) = r
             .read_filtered(step * 7, &mut buf, &FINDER, &mut filtered)
             .expect("read_filtered");
-        assert!(is_boundary(skipped_to), "skipped to {skipped_to}, not a line boundary");
+        assert!(
+            is_boundary(skipped_to),
+            "skipped to {skipped_to}, not a line boundary"
+        );
         if let Some(first) = filtered.get(before) {
-            assert!(skipped_to < first.end_offset, "skipped past a line handed on");
+            assert!(
+                skipped_to < first.end_offset,
+                "skipped past a line handed on"
+            );
         }
         match outcome {
             ReadOutcome::Eof => break,
@@ -190,16 +208,26 @@ fuzz_target!(|data: &[u8]| {
         .iter()
         .filter(|l| FINDER.is_match(l.text.as_bytes()))
         .collect();
-    assert_eq!(filtered.iter().collect::<Vec<_>>(), expected, "the skipping read differs");
+    assert_eq!(
+        filtered.iter().collect::<Vec<_>>(),
+        expected,
+        "the skipping read differs"
+    );
     assert_eq!(tail.first(), partial, "the unfinished last line differs");
 
     // Decoding and grouping, and a crash after `crash` lines: nothing lost.
     let (decoded, all) = records(&lines, format, path, 0, line_start.as_ref(), max, true);
     for line in &decoded {
-        assert!(line.text.len() <= 3 * max + 3, "a decoded line outgrew max_log_size");
+        assert!(
+            line.text.len() <= 3 * max + 3,
+            "a decoded line outgrew max_log_size"
+        );
     }
     for record in &all {
-        assert!(record.text.len() <= 3 * max + 3, "a record outgrew max_log_size");
+        assert!(
+            record.text.len() <= 3 * max + 3,
+            "a record outgrew max_log_size"
+        );
     }
     if format == LogFormat::Auto {
         // The format is decided by the first line read, which a resumed
@@ -207,19 +235,38 @@ fuzz_target!(|data: &[u8]| {
         return;
     }
     let k = usize::from(crash) % (lines.len() + 1);
-    let (_, before_crash) = records(&lines[..k], format, path, 0, line_start.as_ref(), max, false);
+    let (_, before_crash) = records(
+        &lines[..k],
+        format,
+        path,
+        0,
+        line_start.as_ref(),
+        max,
+        false,
+    );
     let resume_at = before_crash.iter().map(|r| r.end_offset).max().unwrap_or(0);
     assert!(
         is_boundary(resume_at),
         "a checkpoint at {resume_at} is not a line boundary"
     );
     let rest = read_all(&file, resume_at, max, usize::MAX, usize::MAX);
-    let (_, after) = records(&rest, format, path, resume_at, line_start.as_ref(), max, true);
+    let (_, after) = records(
+        &rest,
+        format,
+        path,
+        resume_at,
+        line_start.as_ref(),
+        max,
+        true,
+    );
     let delivered: Vec<&Assembled> = before_crash.iter().chain(&after).collect();
     if delivered.iter().any(|r| r.truncated) {
         return;
     }
-    for line in decoded.iter().filter(|l| !l.truncated && !l.text.is_empty()) {
+    for line in decoded
+        .iter()
+        .filter(|l| !l.truncated && !l.text.is_empty())
+    {
         assert!(
             delivered.iter().any(|r| r.text.contains(&line.text)),
             "line {:?} lost by a restart at {resume_at} (crash after {k} lines)",

@@ -57,7 +57,12 @@ fuzz_target!(|data: &[u8]| {
     assert_eq!(again, record);
 
     let matched = LIBRARY.match_line(&record.message);
-    for clock in [Clock { boot_unix_nano: 0 }, Clock { boot_unix_nano: u64::MAX }] {
+    for clock in [
+        Clock { boot_unix_nano: 0 },
+        Clock {
+            boot_unix_nano: u64::MAX,
+        },
+    ] {
         let log = record_log(&record, matched.as_ref(), clock);
         assert!(log.severity_number > 0);
     }

@@ -31,7 +31,10 @@ fuzz_target!(|data: &[u8]| {
         let report = assembler.push(&record);
         assert!(assembler.pending_records() <= MAX_REPORT_RECORDS);
         if let Some(first) = assembler.pending_first_seq() {
-            assert!(first <= seq, "a pending report starts after the record just read");
+            assert!(
+                first <= seq,
+                "a pending report starts after the record just read"
+            );
         }
         let Some(report) = report else { continue };
         assert_eq!(report.last_seq, seq);
@@ -40,7 +43,10 @@ fuzz_target!(|data: &[u8]| {
         assert!(report.tasks.len() <= MAX_TASKS);
         assert!(report.task_count >= report.tasks.len());
         assert!(
-            report.tasks.windows(2).all(|w| w[0].rss_bytes >= w[1].rss_bytes),
+            report
+                .tasks
+                .windows(2)
+                .all(|w| w[0].rss_bytes >= w[1].rss_bytes),
             "tasks are not sorted by rss"
         );
         let log = oom_report_log(&report, record.message.clone(), &record, clock);

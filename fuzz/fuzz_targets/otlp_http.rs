@@ -17,9 +17,9 @@ use oomscope::exporters::helper::{decode_request, encode_request};
 use oomscope::exporters::otlp_json;
 use oomscope::pipeline::{Payload, Signal};
 use oomscope::receivers::otlp::decode_http_body;
+use oomscope_fuzz::Input;
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
-use oomscope_fuzz::Input;
 use prost::Message;
 
 /// Decompressed bodies larger than this are refused (the receiver's limit
@@ -129,7 +129,11 @@ fn fields(payload: &Payload) -> serde_json::Value {
 fuzz_target!(|data: &[u8]| {
     let mut input = Input::new(data);
     let flags = input.byte();
-    let signal = if flags & 1 == 0 { Signal::Logs } else { Signal::Metrics };
+    let signal = if flags & 1 == 0 {
+        Signal::Logs
+    } else {
+        Signal::Metrics
+    };
     let content_type = if flags & 2 == 0 {
         "application/x-protobuf"
     } else {
@@ -142,22 +146,32 @@ fuzz_target!(|data: &[u8]| {
     } else {
         body.to_vec()
     };
-    let (payload, _dropped) =
-        match decode_http_body(signal, content_type, Some(encoding), Bytes::from(body), LIMIT) {
-            Ok(decoded) => decoded,
-            Err(message) => {
-                assert!(!message.is_empty());
-                return;
-            }
-        };
+    let (payload, _dropped) = match decode_http_body(
+        signal,
+        content_type,
+        Some(encoding),
+        Bytes::from(body),
+        LIMIT,
+    ) {
+        Ok(decoded) => decoded,
+        Err(message) => {
+            assert!(!message.is_empty());
+            return;
+        }
+    };
     assert_eq!(payload.signal(), signal);
 
     // Protobuf: what the exporters send decodes to the same bytes again,
     // with nothing left to drop.
     let proto = protobuf(&payload);
-    let (again, dropped) =
-        decode_http_body(signal, "application/x-protobuf", None, Bytes::from(proto.clone()), usize::MAX)
-            .expect("our protobuf encoding decodes");
+    let (again, dropped) = decode_http_body(
+        signal,
+        "application/x-protobuf",
+        None,
+        Bytes::from(proto.clone()),
+        usize::MAX,
+    )
+    .expect("our protobuf encoding decodes");
     assert_eq!(dropped, 0);
     assert_eq!(protobuf(&again), proto, "protobuf round trip");
 
@@ -167,14 +181,19 @@ fuzz_target!(|data: &[u8]| {
 
     // OTLP/JSON as the file and otlphttp exporters write it.
     let json = otlp_json::encode(&payload).expect("OTLP/JSON encoding");
-    let (from_json, dropped) =
-        match decode_http_body(signal, "application/json", None, Bytes::from(json.clone()), usize::MAX) {
-            Ok(decoded) => decoded,
-            Err(message) => panic!(
-                "our OTLP/JSON does not decode: {message}\n{}",
-                String::from_utf8_lossy(&json)
-            ),
-        };
+    let (from_json, dropped) = match decode_http_body(
+        signal,
+        "application/json",
+        None,
+        Bytes::from(json.clone()),
+        usize::MAX,
+    ) {
+        Ok(decoded) => decoded,
+        Err(message) => panic!(
+            "our OTLP/JSON does not decode: {message}\n{}",
+            String::from_utf8_lossy(&json)
+        ),
+    };
     assert_eq!(dropped, 0);
     assert_eq!(
         fields(&from_json),

@@ -49,10 +49,7 @@ impl<'a> Input<'a> {
 /// An empty directory for this run of a target, under `$TMPDIR` (tmpfs in
 /// `scripts/fuzz.sh`): emptied on every call, so each input starts afresh.
 pub fn scratch_dir(target: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "oomscope-fuzz-{target}-{}",
-        std::process::id()
-    ));
+    let dir = std::env::temp_dir().join(format!("oomscope-fuzz-{target}-{}", std::process::id()));
     match std::fs::remove_dir_all(&dir) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}

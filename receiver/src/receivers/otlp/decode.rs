@@ -157,6 +157,69 @@ where
     Ok(Option::<Vec<T>>::deserialize(deserializer)?.unwrap_or_default())
 }
 
+/// An OTLP/JSON request. proto3 JSON lets a sender leave out any field at
+/// its default value (Go's protojson and oomscope's own encoder do), but
+/// opentelemetry-proto's serde requires a few: `KeyValue.key` (an empty
+/// key), `ArrayValue.values` and `KeyValueList.values` (empty lists) and the
+/// fields of `EntityRef`. A request missing one is read again with them
+/// filled in; the common case is parsed once.
+fn from_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> serde_json::Result<T> {
+    match serde_json::from_slice::<T>(body) {
+        Err(e) if e.is_data() && e.to_string().starts_with("missing field") => {
+            let mut value: serde_json::Value = serde_json::from_slice(body)?;
+            fill_required_defaults(&mut value, None);
+            serde_json::from_value(value)
+        }
+        result => result,
+    }
+}
+
+/// Adds the fields opentelemetry-proto's serde requires, at their default
+/// value, wherever they are missing; `key` is the field `value` is held in.
+fn fill_required_defaults(value: &mut serde_json::Value, key: Option<&str>) {
+    use serde_json::Value;
+    match value {
+        Value::Object(map) => {
+            if matches!(key, Some("arrayValue" | "kvlistValue")) {
+                map.entry("values")
+                    .or_insert_with(|| Value::Array(Vec::new()));
+            }
+            let kvlist = key == Some("kvlistValue");
+            for (field, child) in map.iter_mut() {
+                // A kvlistValue's values are KeyValues, like attributes.
+                let field = if kvlist && field == "values" {
+                    "attributes"
+                } else {
+                    field.as_str()
+                };
+                fill_required_defaults(child, Some(field));
+            }
+        }
+        Value::Array(items) => {
+            for item in items {
+                if let Value::Object(map) = item {
+                    match key {
+                        Some("attributes" | "filteredAttributes" | "metadata") => {
+                            map.entry("key")
+                                .or_insert_with(|| Value::String(String::new()));
+                        }
+                        Some("entityRefs") => {
+                            map.entry("schemaUrl")
+                                .or_insert_with(|| Value::String(String::new()));
+                            for list in ["idKeys", "descriptionKeys"] {
+                                map.entry(list).or_insert_with(|| Value::Array(Vec::new()));
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+                fill_required_defaults(item, None);
+            }
+        }
+        _ => {}
+    }
+}
+
 /// Decodes an export request of `signal`.
 pub(super) fn decode_request(
     signal: Signal,
@@ -170,10 +233,10 @@ pub(super) fn decode_request(
         (Signal::Metrics, Encoding::Protobuf) => ExportMetricsServiceRequest::decode(body)
             .map(|r| Payload::Metrics(r.resource_metrics))
             .map_err(|e| format!("cannot decode the protobuf metrics request: {e}")),
-        (Signal::Logs, Encoding::Json) => serde_json::from_slice::<LogsJson>(body)
+        (Signal::Logs, Encoding::Json) => from_json::<LogsJson>(body)
             .map(|r| Payload::Logs(r.resource_logs))
             .map_err(|e| format!("cannot decode the JSON logs request: {e}")),
-        (Signal::Metrics, Encoding::Json) => serde_json::from_slice::<MetricsJson>(body)
+        (Signal::Metrics, Encoding::Json) => from_json::<MetricsJson>(body)
             .map(|r| Payload::Metrics(r.resource_metrics))
             .map_err(|e| format!("cannot decode the JSON metrics request: {e}")),
     }
@@ -349,6 +412,53 @@ mod tests {
                 "{body}"
             );
         }
+    }
+
+    /// Found by the `otlp_http` fuzz target: OTLP/JSON that leaves out
+    /// fields at their default value (as proto3 JSON allows, and as the file
+    /// exporter writes it) was refused when the field was an attribute's
+    /// empty key or an empty array or key/value list.
+    #[test]
+    fn json_fields_at_their_default_may_be_left_out() {
+        use opentelemetry_proto::tonic::common::v1::{
+            any_value::Value, AnyValue, ArrayValue, KeyValue, KeyValueList,
+        };
+        let body =
+            br#"{"resourceLogs":[{"resource":{"attributes":[{"value":{"stringValue":"no key"}}]},
+            "scopeLogs":[{"logRecords":[{"attributes":[
+                {"key":"empty.array","value":{"arrayValue":{}}},
+                {"key":"empty.kvlist","value":{"kvlistValue":{}}},
+                {"key":"kvlist","value":{"kvlistValue":{"values":[{"value":{"intValue":"1"}}]}}}
+            ]}]}]}]}"#;
+        let decoded = decode_request(Signal::Logs, Encoding::Json, body);
+        let Ok(Payload::Logs(rl)) = decoded else {
+            panic!("does not decode: {decoded:?}");
+        };
+        let kv = |key: &str, value: Value| KeyValue {
+            key: key.into(),
+            value: Some(AnyValue { value: Some(value) }),
+            ..Default::default()
+        };
+        let resource = rl[0].resource.as_ref().expect("resource");
+        assert_eq!(
+            resource.attributes,
+            [kv("", Value::StringValue("no key".into()))]
+        );
+        assert_eq!(
+            rl[0].scope_logs[0].log_records[0].attributes,
+            [
+                kv("empty.array", Value::ArrayValue(ArrayValue::default())),
+                kv("empty.kvlist", Value::KvlistValue(KeyValueList::default())),
+                kv(
+                    "kvlist",
+                    Value::KvlistValue(KeyValueList {
+                        values: vec![kv("", Value::IntValue(1))]
+                    })
+                ),
+            ]
+        );
+        // Still an error when the JSON itself is wrong.
+        assert!(decode_request(Signal::Logs, Encoding::Json, br#"{"resourceLogs":[{"#).is_err());
     }
 
     #[test]

@@ -86,14 +86,13 @@ pub fn decode_http_body(
     let encoding = decode::Encoding::from_content_type(content_type)
         .ok_or_else(|| format!("unsupported Content-Type {content_type:?}"))?;
     let compression = decode::Compression::from_content_encoding(content_encoding)?;
-    let mut payload = decode::decode_body(signal, encoding, compression, body, limit).map_err(
-        |e| match e {
+    let mut payload =
+        decode::decode_body(signal, encoding, compression, body, limit).map_err(|e| match e {
             decode::DecompressError::TooLarge => {
                 format!("decompressed request body is larger than {limit} bytes")
             }
             decode::DecompressError::Corrupt(message) => message,
-        },
-    )?;
+        })?;
     let dropped = sanitize::drop_invalid(&mut payload).map_or(0, |d| d.items);
     Ok((payload, dropped))
 }
