@@ -126,6 +126,14 @@ fn fields(payload: &Payload) -> serde_json::Value {
     value
 }
 
+/// Whether the JSON holds a non-finite double as proto3 JSON writes it.
+fn has_non_finite_string(json: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(json);
+    ["\"NaN\"", "\"Infinity\"", "\"-Infinity\""]
+        .iter()
+        .any(|token| text.contains(token))
+}
+
 fuzz_target!(|data: &[u8]| {
     let mut input = Input::new(data);
     let flags = input.byte();
@@ -181,6 +189,12 @@ fuzz_target!(|data: &[u8]| {
 
     // OTLP/JSON as the file and otlphttp exporters write it.
     let json = otlp_json::encode(&payload).expect("OTLP/JSON encoding");
+    if has_non_finite_string(&json) {
+        // Known gap: opentelemetry-proto's serde reads proto3 JSON's "NaN"
+        // and "Infinity" only in summary quantiles (see the report of the
+        // fuzzing work); such requests are not compared.
+        return;
+    }
     let (from_json, dropped) = match decode_http_body(
         signal,
         "application/json",

@@ -10,8 +10,13 @@ use opentelemetry_proto::tonic::collector::logs::v1::{
 use opentelemetry_proto::tonic::collector::metrics::v1::{
     ExportMetricsPartialSuccess, ExportMetricsServiceRequest, ExportMetricsServiceResponse,
 };
+use opentelemetry_proto::tonic::common::v1::{InstrumentationScope, KeyValue};
 use opentelemetry_proto::tonic::logs::v1::ResourceLogs;
-use opentelemetry_proto::tonic::metrics::v1::ResourceMetrics;
+use opentelemetry_proto::tonic::metrics::v1::metric::Data;
+use opentelemetry_proto::tonic::metrics::v1::{
+    ExponentialHistogram, Gauge, Histogram, Metric, ResourceMetrics, ScopeMetrics, Sum, Summary,
+};
+use opentelemetry_proto::tonic::resource::v1::Resource;
 use prost::Message;
 use serde::Deserialize;
 
@@ -146,7 +151,82 @@ struct LogsJson {
 #[serde(default, rename_all = "camelCase")]
 struct MetricsJson {
     #[serde(deserialize_with = "null_as_empty")]
-    resource_metrics: Vec<ResourceMetrics>,
+    resource_metrics: Vec<ResourceMetricsJson>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default, rename_all = "camelCase")]
+struct ResourceMetricsJson {
+    resource: Option<Resource>,
+    #[serde(deserialize_with = "null_as_empty")]
+    scope_metrics: Vec<ScopeMetricsJson>,
+    schema_url: String,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default, rename_all = "camelCase")]
+struct ScopeMetricsJson {
+    scope: Option<InstrumentationScope>,
+    #[serde(deserialize_with = "null_as_empty")]
+    metrics: Vec<MetricJson>,
+    schema_url: String,
+}
+
+/// A `Metric` read with each kind of data as a field of its own.
+/// opentelemetry-proto flattens the data oneof into an `Option`, and serde
+/// turns any error inside a flattened `Option` into `None`: a histogram with
+/// one bad field vanished from a request that was then accepted. Here an
+/// error in the data is an error of the request.
+#[derive(Deserialize, Default)]
+#[serde(default, rename_all = "camelCase")]
+struct MetricJson {
+    name: String,
+    description: String,
+    unit: String,
+    #[serde(deserialize_with = "null_as_empty")]
+    metadata: Vec<KeyValue>,
+    gauge: Option<Gauge>,
+    sum: Option<Sum>,
+    histogram: Option<Histogram>,
+    exponential_histogram: Option<ExponentialHistogram>,
+    summary: Option<Summary>,
+}
+
+impl From<ResourceMetricsJson> for ResourceMetrics {
+    fn from(r: ResourceMetricsJson) -> Self {
+        ResourceMetrics {
+            resource: r.resource,
+            scope_metrics: r
+                .scope_metrics
+                .into_iter()
+                .map(|s| ScopeMetrics {
+                    scope: s.scope,
+                    metrics: s.metrics.into_iter().map(Metric::from).collect(),
+                    schema_url: s.schema_url,
+                })
+                .collect(),
+            schema_url: r.schema_url,
+        }
+    }
+}
+
+impl From<MetricJson> for Metric {
+    fn from(m: MetricJson) -> Self {
+        let data = m
+            .gauge
+            .map(Data::Gauge)
+            .or(m.sum.map(Data::Sum))
+            .or(m.histogram.map(Data::Histogram))
+            .or(m.exponential_histogram.map(Data::ExponentialHistogram))
+            .or(m.summary.map(Data::Summary));
+        Metric {
+            name: m.name,
+            description: m.description,
+            unit: m.unit,
+            metadata: m.metadata,
+            data,
+        }
+    }
 }
 
 fn null_as_empty<'de, D, T>(deserializer: D) -> Result<Vec<T>, D::Error>
@@ -237,7 +317,14 @@ pub(super) fn decode_request(
             .map(|r| Payload::Logs(r.resource_logs))
             .map_err(|e| format!("cannot decode the JSON logs request: {e}")),
         (Signal::Metrics, Encoding::Json) => from_json::<MetricsJson>(body)
-            .map(|r| Payload::Metrics(r.resource_metrics))
+            .map(|r| {
+                Payload::Metrics(
+                    r.resource_metrics
+                        .into_iter()
+                        .map(ResourceMetrics::from)
+                        .collect(),
+                )
+            })
             .map_err(|e| format!("cannot decode the JSON metrics request: {e}")),
     }
 }
@@ -459,6 +546,33 @@ mod tests {
         );
         // Still an error when the JSON itself is wrong.
         assert!(decode_request(Signal::Logs, Encoding::Json, br#"{"resourceLogs":[{"#).is_err());
+    }
+
+    /// Found by the `otlp_http` fuzz target: a histogram whose data did not
+    /// decode (here a bound written as a string) was dropped from the metric
+    /// and the request accepted; it is refused now, with the reason.
+    #[test]
+    fn json_metric_data_that_does_not_decode_is_an_error() {
+        let body = br#"{"resourceMetrics":[{"scopeMetrics":[{"metrics":[{"name":"latency",
+            "histogram":{"aggregationTemporality":2,"dataPoints":[{"count":"1",
+            "bucketCounts":["0","1"],"explicitBounds":["five"]}]}}]}]}]}"#;
+        let decoded = decode_request(Signal::Metrics, Encoding::Json, body);
+        assert!(
+            matches!(&decoded, Err(message) if message.contains("line")),
+            "{decoded:?}"
+        );
+        // The same histogram with a number decodes, with its data.
+        let body = String::from_utf8_lossy(body).replace(r#"["five"]"#, "[5.0]");
+        let Ok(Payload::Metrics(rm)) =
+            decode_request(Signal::Metrics, Encoding::Json, body.as_bytes())
+        else {
+            panic!("does not decode");
+        };
+        let data = &rm[0].scope_metrics[0].metrics[0].data;
+        assert!(
+            matches!(data, Some(Data::Histogram(h)) if h.data_points[0].explicit_bounds == [5.0]),
+            "{data:?}"
+        );
     }
 
     #[test]
