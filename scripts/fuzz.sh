@@ -53,7 +53,7 @@ fi
 # targets' assertions are what finds bugs); run without it for real fuzzing.
 build_flags=()
 if [ "${OOMSCOPE_FUZZ_QUICK_BUILD:-0}" = 1 ]; then
-    export CARGO_PROFILE_RELEASE_OPT_LEVEL=1 CARGO_PROFILE_RELEASE_DEBUG=0
+    export CARGO_PROFILE_RELEASE_OPT_LEVEL=1
     build_flags=(--sanitizer none)
 fi
 
