@@ -18,7 +18,7 @@ static LIBRARY: LazyLock<Library> = LazyLock::new(Library::builtin);
 /// `msg_print_ext_body`); escaping more than it does is still valid.
 fn escape(out: &mut String, text: &str) {
     for &b in text.as_bytes() {
-        if b < b' ' || b >= 0x7f || b == b'\\' {
+        if !(b' '..0x7f).contains(&b) || b == b'\\' {
             let _ = write!(out, "\\x{b:02x}");
         } else {
             out.push(char::from(b));
