@@ -4,7 +4,10 @@
 //!
 //! bpf-linker is looked up on `PATH`, then in `$OOMSCOPE_TOOLS_DIR/bin` and
 //! `$HOME/.cache/oomscope/bin`, where `scripts/setup.sh` installs it.
-//! `AYA_BUILD_SKIP=1` skips the eBPF build (aya-build's switch).
+//! `AYA_BUILD_SKIP=1` skips the eBPF build (aya-build's switch) and embeds an
+//! empty object instead, so that the library builds where the eBPF toolchain
+//! cannot run (the fuzz targets: their sanitizer flags must not reach it); the
+//! loader then fails with a clear error.
 
 use std::{
     env,
@@ -20,6 +23,14 @@ const EBPF_PACKAGE: &str = "receiver-ebpf";
 fn main() -> anyhow::Result<()> {
     println!("cargo:rerun-if-env-changed=OOMSCOPE_TOOLS_DIR");
     println!("cargo:rerun-if-env-changed=PATH");
+    println!("cargo:rerun-if-env-changed=AYA_BUILD_SKIP");
+    if env::var_os("AYA_BUILD_SKIP").is_some_and(|v| v == "1" || v.eq_ignore_ascii_case("true")) {
+        let out_dir = PathBuf::from(env::var_os("OUT_DIR").context("OUT_DIR not set")?);
+        std::fs::write(out_dir.join(EBPF_PACKAGE), b"")
+            .context("writing the empty eBPF object placeholder")?;
+        println!("cargo:warning=AYA_BUILD_SKIP is set: no eBPF object is embedded");
+        return Ok(());
+    }
     add_bpf_linker_to_path()?;
 
     let metadata = cargo_metadata::MetadataCommand::new()

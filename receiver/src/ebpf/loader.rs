@@ -62,6 +62,10 @@ pub enum LoadError {
         #[source]
         source: FormatError,
     },
+    /// The binary was built with `AYA_BUILD_SKIP=1` (fuzzing builds): it
+    /// embeds no eBPF object.
+    #[error("this oomscope was built without its eBPF object (AYA_BUILD_SKIP); rebuild it without AYA_BUILD_SKIP")]
+    NoObject,
     /// The eBPF object could not be loaded (maps created, relocations applied).
     #[error("loading the eBPF object: {0}")]
     Object(#[source] EbpfError),
@@ -199,6 +203,9 @@ pub fn load_mark_victim_with_layout(
         return Err(LoadError::Reactor(io::Error::other(
             "no tokio runtime: the ring buffer needs one to wait for events",
         )));
+    }
+    if EBPF_OBJECT.is_empty() {
+        return Err(LoadError::NoObject);
     }
     ensure_tracefs()?;
     raise_memlock_rlimit();

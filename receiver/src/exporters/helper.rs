@@ -1152,8 +1152,9 @@ async fn remove_item(core: &Core, shared: &Arc<PersistentShared>, seq: u64) {
 const TAG_LOGS: u8 = 1;
 const TAG_METRICS: u8 = 2;
 
-/// The on-disk form of a request.
-fn encode_request(payload: &Payload) -> Vec<u8> {
+/// The on-disk form of a request (public for the fuzz targets, `fuzz/`).
+#[doc(hidden)]
+pub fn encode_request(payload: &Payload) -> Vec<u8> {
     // Encoded as the repeated field 1 of the service request, without first
     // copying the resources into one.
     fn encode_all<M: prost::Message>(tag: u8, resources: &[M]) -> Vec<u8> {
@@ -1174,7 +1175,9 @@ fn encode_request(payload: &Payload) -> Vec<u8> {
     }
 }
 
-fn decode_request(bytes: &[u8]) -> Result<Payload, String> {
+/// A request from its on-disk form (public for the fuzz targets, `fuzz/`).
+#[doc(hidden)]
+pub fn decode_request(bytes: &[u8]) -> Result<Payload, String> {
     let (tag, body) = bytes.split_first().ok_or("empty item")?;
     match *tag {
         TAG_LOGS => ExportLogsServiceRequest::decode(body)

@@ -7,7 +7,9 @@ pub mod file;
 pub mod helper;
 pub mod otlp_grpc;
 pub mod otlp_http;
-pub(crate) mod otlp_json;
+// Public for the fuzz targets' JSON round trip (`fuzz/`).
+#[doc(hidden)]
+pub mod otlp_json;
 pub mod tls;
 
 use tokio::task::JoinHandle;

@@ -66,7 +66,7 @@ const U64_STRING_KEYS: &[&str] = &[
 ];
 
 /// One `ExportLogsServiceRequest` / `ExportMetricsServiceRequest` as compact JSON.
-pub(crate) fn encode(payload: &Payload) -> serde_json::Result<Vec<u8>> {
+pub fn encode(payload: &Payload) -> serde_json::Result<Vec<u8>> {
     let mut v = match payload {
         Payload::Logs(rl) => {
             let mut v = serde_json::to_value(LogsRequest { resource_logs: rl })?;

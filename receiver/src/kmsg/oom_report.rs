@@ -191,6 +191,13 @@ impl OomReportAssembler {
             .map(|pending| pending.report.first_seq)
     }
 
+    /// Records held for the report still waiting for its "Killed process"
+    /// line (at most [`MAX_REPORT_RECORDS`]); for the fuzz targets' bound check.
+    #[doc(hidden)]
+    pub fn pending_records(&self) -> usize {
+        self.pending.as_ref().map_or(0, |pending| pending.records)
+    }
+
     /// Feeds the next record; returns the report its "Killed process" line
     /// completes.
     pub fn push(&mut self, record: &KmsgRecord) -> Option<OomReport> {

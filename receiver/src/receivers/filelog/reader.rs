@@ -257,7 +257,10 @@ impl FileReader {
             return;
         }
         let room = self.max_log_size - self.partial.len();
-        if piece.len() > room || (piece.len() == room && !complete) {
+        // A piece that exactly fills the room without its `\n` is kept: the
+        // `\n` may come next (a line of exactly max_log_size bytes is whole),
+        // and whether it does must not depend on where a read ended.
+        if piece.len() > room {
             // Too long: emit the first max_log_size bytes and skip the rest
             // of the line. A `\r` at the cut is kept (it is text).
             self.partial.extend_from_slice(&piece[..room]);
@@ -360,6 +363,44 @@ mod tests {
         assert!(out[0].truncated);
         assert_eq!(out[1].text, "next");
         assert_eq!(out[1].end_offset, content.len() as u64);
+    }
+
+    /// Found by the `filelog` fuzz target: a line of exactly max_log_size
+    /// bytes was cut (and its offset left before its `\n`) when a read
+    /// ended right before the `\n`, and kept whole otherwise.
+    #[test]
+    fn a_line_of_exactly_max_log_size_is_whole_wherever_reads_end() {
+        let content = b"0123456789\nnext\n";
+        for budget in 1..=content.len() {
+            let (_d, mut r) = reader(content, 10);
+            let mut out = Vec::new();
+            while r.read(budget, usize::MAX, &mut out).expect("read") != ReadOutcome::Eof {}
+            let lines: Vec<_> = out
+                .iter()
+                .map(|l| (l.text.as_str(), l.end_offset, l.truncated))
+                .collect();
+            assert_eq!(
+                lines,
+                [("0123456789", 11, false), ("next", 16, false)],
+                "reads of {budget} bytes"
+            );
+        }
+        // One byte more is cut, wherever the reads end.
+        let content = b"0123456789A\nnext\n";
+        for budget in 1..=content.len() {
+            let (_d, mut r) = reader(content, 10);
+            let mut out = Vec::new();
+            while r.read(budget, usize::MAX, &mut out).expect("read") != ReadOutcome::Eof {}
+            let lines: Vec<_> = out
+                .iter()
+                .map(|l| (l.text.as_str(), l.end_offset, l.truncated))
+                .collect();
+            assert_eq!(
+                lines,
+                [("0123456789", 10, true), ("next", 17, false)],
+                "reads of {budget} bytes"
+            );
+        }
     }
 
     fn finder(words: &[&str]) -> AhoCorasick {

@@ -10,8 +10,13 @@ use opentelemetry_proto::tonic::collector::logs::v1::{
 use opentelemetry_proto::tonic::collector::metrics::v1::{
     ExportMetricsPartialSuccess, ExportMetricsServiceRequest, ExportMetricsServiceResponse,
 };
+use opentelemetry_proto::tonic::common::v1::{InstrumentationScope, KeyValue};
 use opentelemetry_proto::tonic::logs::v1::ResourceLogs;
-use opentelemetry_proto::tonic::metrics::v1::ResourceMetrics;
+use opentelemetry_proto::tonic::metrics::v1::metric::Data;
+use opentelemetry_proto::tonic::metrics::v1::{
+    ExponentialHistogram, Gauge, Histogram, Metric, ResourceMetrics, ScopeMetrics, Sum, Summary,
+};
+use opentelemetry_proto::tonic::resource::v1::Resource;
 use prost::Message;
 use serde::Deserialize;
 
@@ -190,7 +195,82 @@ struct LogsJson {
 #[serde(default, rename_all = "camelCase")]
 struct MetricsJson {
     #[serde(deserialize_with = "null_as_empty")]
-    resource_metrics: Vec<ResourceMetrics>,
+    resource_metrics: Vec<ResourceMetricsJson>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default, rename_all = "camelCase")]
+struct ResourceMetricsJson {
+    resource: Option<Resource>,
+    #[serde(deserialize_with = "null_as_empty")]
+    scope_metrics: Vec<ScopeMetricsJson>,
+    schema_url: String,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default, rename_all = "camelCase")]
+struct ScopeMetricsJson {
+    scope: Option<InstrumentationScope>,
+    #[serde(deserialize_with = "null_as_empty")]
+    metrics: Vec<MetricJson>,
+    schema_url: String,
+}
+
+/// A `Metric` read with each kind of data as a field of its own.
+/// opentelemetry-proto flattens the data oneof into an `Option`, and serde
+/// turns any error inside a flattened `Option` into `None`: a histogram with
+/// one bad field vanished from a request that was then accepted. Here an
+/// error in the data is an error of the request.
+#[derive(Deserialize, Default)]
+#[serde(default, rename_all = "camelCase")]
+struct MetricJson {
+    name: String,
+    description: String,
+    unit: String,
+    #[serde(deserialize_with = "null_as_empty")]
+    metadata: Vec<KeyValue>,
+    gauge: Option<Gauge>,
+    sum: Option<Sum>,
+    histogram: Option<Histogram>,
+    exponential_histogram: Option<ExponentialHistogram>,
+    summary: Option<Summary>,
+}
+
+impl From<ResourceMetricsJson> for ResourceMetrics {
+    fn from(r: ResourceMetricsJson) -> Self {
+        ResourceMetrics {
+            resource: r.resource,
+            scope_metrics: r
+                .scope_metrics
+                .into_iter()
+                .map(|s| ScopeMetrics {
+                    scope: s.scope,
+                    metrics: s.metrics.into_iter().map(Metric::from).collect(),
+                    schema_url: s.schema_url,
+                })
+                .collect(),
+            schema_url: r.schema_url,
+        }
+    }
+}
+
+impl From<MetricJson> for Metric {
+    fn from(m: MetricJson) -> Self {
+        let data = m
+            .gauge
+            .map(Data::Gauge)
+            .or(m.sum.map(Data::Sum))
+            .or(m.histogram.map(Data::Histogram))
+            .or(m.exponential_histogram.map(Data::ExponentialHistogram))
+            .or(m.summary.map(Data::Summary));
+        Metric {
+            name: m.name,
+            description: m.description,
+            unit: m.unit,
+            metadata: m.metadata,
+            data,
+        }
+    }
 }
 
 fn null_as_empty<'de, D, T>(deserializer: D) -> Result<Vec<T>, D::Error>
@@ -199,6 +279,69 @@ where
     T: Deserialize<'de>,
 {
     Ok(Option::<Vec<T>>::deserialize(deserializer)?.unwrap_or_default())
+}
+
+/// An OTLP/JSON request. proto3 JSON lets a sender leave out any field at
+/// its default value (Go's protojson and oomscope's own encoder do), but
+/// opentelemetry-proto's serde requires a few: `KeyValue.key` (an empty
+/// key), `ArrayValue.values` and `KeyValueList.values` (empty lists) and the
+/// fields of `EntityRef`. A request missing one is read again with them
+/// filled in; the common case is parsed once.
+fn from_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> serde_json::Result<T> {
+    match serde_json::from_slice::<T>(body) {
+        Err(e) if e.is_data() && e.to_string().starts_with("missing field") => {
+            let mut value: serde_json::Value = serde_json::from_slice(body)?;
+            fill_required_defaults(&mut value, None);
+            serde_json::from_value(value)
+        }
+        result => result,
+    }
+}
+
+/// Adds the fields opentelemetry-proto's serde requires, at their default
+/// value, wherever they are missing; `key` is the field `value` is held in.
+fn fill_required_defaults(value: &mut serde_json::Value, key: Option<&str>) {
+    use serde_json::Value;
+    match value {
+        Value::Object(map) => {
+            if matches!(key, Some("arrayValue" | "kvlistValue")) {
+                map.entry("values")
+                    .or_insert_with(|| Value::Array(Vec::new()));
+            }
+            let kvlist = key == Some("kvlistValue");
+            for (field, child) in map.iter_mut() {
+                // A kvlistValue's values are KeyValues, like attributes.
+                let field = if kvlist && field == "values" {
+                    "attributes"
+                } else {
+                    field.as_str()
+                };
+                fill_required_defaults(child, Some(field));
+            }
+        }
+        Value::Array(items) => {
+            for item in items {
+                if let Value::Object(map) = item {
+                    match key {
+                        Some("attributes" | "filteredAttributes" | "metadata") => {
+                            map.entry("key")
+                                .or_insert_with(|| Value::String(String::new()));
+                        }
+                        Some("entityRefs") => {
+                            map.entry("schemaUrl")
+                                .or_insert_with(|| Value::String(String::new()));
+                            for list in ["idKeys", "descriptionKeys"] {
+                                map.entry(list).or_insert_with(|| Value::Array(Vec::new()));
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+                fill_required_defaults(item, None);
+            }
+        }
+        _ => {}
+    }
 }
 
 /// Decodes an export request of `signal`.
@@ -222,13 +365,35 @@ pub(super) fn decode_request(
         (Signal::Metrics, Encoding::Protobuf) => ExportMetricsServiceRequest::decode(body)
             .map(|r| Payload::Metrics(r.resource_metrics))
             .map_err(|e| format!("cannot decode the protobuf metrics request: {e}")),
-        (Signal::Logs, Encoding::Json) => serde_json::from_slice::<LogsJson>(body)
+        (Signal::Logs, Encoding::Json) => from_json::<LogsJson>(body)
             .map(|r| Payload::Logs(r.resource_logs))
             .map_err(|e| format!("cannot decode the JSON logs request: {e}")),
-        (Signal::Metrics, Encoding::Json) => serde_json::from_slice::<MetricsJson>(body)
-            .map(|r| Payload::Metrics(r.resource_metrics))
+        (Signal::Metrics, Encoding::Json) => from_json::<MetricsJson>(body)
+            .map(|r| {
+                Payload::Metrics(
+                    r.resource_metrics
+                        .into_iter()
+                        .map(ResourceMetrics::from)
+                        .collect(),
+                )
+            })
             .map_err(|e| format!("cannot decode the JSON metrics request: {e}")),
     }
+}
+
+/// A request body as received: decompressed (bounded by `limit`, each step
+/// of output granted by `reserve` first, see [`decompress`]), then decoded as
+/// an export request of `signal`.
+pub(super) fn decode_body(
+    signal: Signal,
+    encoding: Encoding,
+    compression: Compression,
+    body: Bytes,
+    limit: usize,
+    reserve: &mut dyn FnMut(usize) -> bool,
+) -> Result<Payload, DecompressError> {
+    let raw = decompress(compression, body, limit, reserve)?;
+    decode_request(signal, encoding, &raw).map_err(DecompressError::Corrupt)
 }
 
 /// The success response of `signal`: an `Export*ServiceResponse` with
@@ -453,6 +618,106 @@ mod tests {
         assert_eq!(
             decode_request(Signal::Metrics, Encoding::Json, b" \n {}"),
             Ok(Payload::Metrics(Vec::new()))
+        );
+    }
+
+    /// Found by the `otlp_http` fuzz target: serde_json's default float
+    /// parser read some doubles one unit in the last place off, so a value
+    /// written by the file exporter came back changed.
+    #[test]
+    fn json_doubles_decode_exactly() {
+        use opentelemetry_proto::tonic::metrics::v1::{metric::Data, number_data_point};
+        for value in [7.670458539527698e-90, 750.000000000291, f64::MAX, 5e-324] {
+            let body = format!(
+                r#"{{"resourceMetrics":[{{"scopeMetrics":[{{"metrics":[{{"name":"m","gauge":{{"dataPoints":[{{"asDouble":{value:?}}}]}}}}]}}]}}]}}"#
+            );
+            let decoded = decode_request(Signal::Metrics, Encoding::Json, body.as_bytes());
+            let Ok(Payload::Metrics(rm)) = decoded else {
+                panic!("{body} does not decode: {decoded:?}");
+            };
+            let data = &rm[0].scope_metrics[0].metrics[0].data;
+            let Some(Data::Gauge(gauge)) = data else {
+                panic!("not a gauge: {data:?}");
+            };
+            assert_eq!(
+                gauge.data_points[0].value,
+                Some(number_data_point::Value::AsDouble(value)),
+                "{body}"
+            );
+        }
+    }
+
+    /// Found by the `otlp_http` fuzz target: OTLP/JSON that leaves out
+    /// fields at their default value (as proto3 JSON allows, and as the file
+    /// exporter writes it) was refused when the field was an attribute's
+    /// empty key or an empty array or key/value list.
+    #[test]
+    fn json_fields_at_their_default_may_be_left_out() {
+        use opentelemetry_proto::tonic::common::v1::{
+            any_value::Value, AnyValue, ArrayValue, KeyValue, KeyValueList,
+        };
+        let body =
+            br#"{"resourceLogs":[{"resource":{"attributes":[{"value":{"stringValue":"no key"}}]},
+            "scopeLogs":[{"logRecords":[{"attributes":[
+                {"key":"empty.array","value":{"arrayValue":{}}},
+                {"key":"empty.kvlist","value":{"kvlistValue":{}}},
+                {"key":"kvlist","value":{"kvlistValue":{"values":[{"value":{"intValue":"1"}}]}}}
+            ]}]}]}]}"#;
+        let decoded = decode_request(Signal::Logs, Encoding::Json, body);
+        let Ok(Payload::Logs(rl)) = decoded else {
+            panic!("does not decode: {decoded:?}");
+        };
+        let kv = |key: &str, value: Value| KeyValue {
+            key: key.into(),
+            value: Some(AnyValue { value: Some(value) }),
+            ..Default::default()
+        };
+        let resource = rl[0].resource.as_ref().expect("resource");
+        assert_eq!(
+            resource.attributes,
+            [kv("", Value::StringValue("no key".into()))]
+        );
+        assert_eq!(
+            rl[0].scope_logs[0].log_records[0].attributes,
+            [
+                kv("empty.array", Value::ArrayValue(ArrayValue::default())),
+                kv("empty.kvlist", Value::KvlistValue(KeyValueList::default())),
+                kv(
+                    "kvlist",
+                    Value::KvlistValue(KeyValueList {
+                        values: vec![kv("", Value::IntValue(1))]
+                    })
+                ),
+            ]
+        );
+        // Still an error when the JSON itself is wrong.
+        assert!(decode_request(Signal::Logs, Encoding::Json, br#"{"resourceLogs":[{"#).is_err());
+    }
+
+    /// Found by the `otlp_http` fuzz target: a histogram whose data did not
+    /// decode (here a bound written as a string) was dropped from the metric
+    /// and the request accepted; it is refused now, with the reason.
+    #[test]
+    fn json_metric_data_that_does_not_decode_is_an_error() {
+        let body = br#"{"resourceMetrics":[{"scopeMetrics":[{"metrics":[{"name":"latency",
+            "histogram":{"aggregationTemporality":2,"dataPoints":[{"count":"1",
+            "bucketCounts":["0","1"],"explicitBounds":["five"]}]}}]}]}]}"#;
+        let decoded = decode_request(Signal::Metrics, Encoding::Json, body);
+        assert!(
+            matches!(&decoded, Err(message) if message.contains("line")),
+            "{decoded:?}"
+        );
+        // The same histogram with a number decodes, with its data.
+        let body = String::from_utf8_lossy(body).replace(r#"["five"]"#, "[5.0]");
+        let Ok(Payload::Metrics(rm)) =
+            decode_request(Signal::Metrics, Encoding::Json, body.as_bytes())
+        else {
+            panic!("does not decode");
+        };
+        let data = &rm[0].scope_metrics[0].metrics[0].data;
+        assert!(
+            matches!(data, Some(Data::Histogram(h)) if h.data_points[0].explicit_bounds == [5.0]),
+            "{data:?}"
         );
     }
 

@@ -321,10 +321,9 @@ async fn handle(state: &State, req: Request<Incoming>) -> Response<ResponseBody>
         state.inflight_budget - reserved,
     );
     let decoded = tokio::task::spawn_blocking(move || {
-        let decoded = decode::decompress(compression, body, limit, &mut |n| output.grow(n))
-            .and_then(|raw| {
-                decode::decode_request(signal, encoding, &raw).map_err(DecompressError::Corrupt)
-            });
+        let decoded = decode::decode_body(signal, encoding, compression, body, limit, &mut |n| {
+            output.grow(n)
+        });
         if output.held_bytes >= RELEASE_AFTER_BYTES {
             // The inflated body is freed; have the allocator give it back.
             crate::processors::memory_limiter::release_freed_memory();

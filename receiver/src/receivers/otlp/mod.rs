@@ -69,6 +69,38 @@ const MIB: u64 = 1024 * 1024;
 /// Largest accepted `max_recv_msg_size_mib` (gRPC frames carry a u32 length).
 const MAX_RECV_MSG_SIZE_MIB_LIMIT: u64 = 2047;
 
+/// An OTLP/HTTP request body taken as the server takes it: `Content-Type`
+/// and `Content-Encoding` understood, decompressed within `limit` bytes,
+/// decoded, and invalid items dropped. Returns the payload handed to the
+/// pipeline and the number of items dropped, or the message the client would
+/// get (with a 4xx status). For the fuzz targets (`fuzz/`); the server calls
+/// the same functions one by one, answering each failure with its own status.
+#[doc(hidden)]
+pub fn decode_http_body(
+    signal: Signal,
+    content_type: &str,
+    content_encoding: Option<&str>,
+    body: bytes::Bytes,
+    limit: usize,
+) -> Result<(Payload, u64), String> {
+    let encoding = decode::Encoding::from_content_type(content_type)
+        .ok_or_else(|| format!("unsupported Content-Type {content_type:?}"))?;
+    let compression = decode::Compression::from_content_encoding(content_encoding)?;
+    let mut payload =
+        decode::decode_body(signal, encoding, compression, body, limit, &mut |_| true).map_err(
+            |e| match e {
+                decode::DecompressError::TooLarge => {
+                    format!("decompressed request body is larger than {limit} bytes")
+                }
+                decode::DecompressError::Corrupt(message) => message,
+                // Never: nothing is refused a reservation here.
+                decode::DecompressError::Busy => "the in-flight budget is used up".to_owned(),
+            },
+        )?;
+    let dropped = sanitize::drop_invalid(&mut payload).map_or(0, |d| d.items);
+    Ok((payload, dropped))
+}
+
 /// Config of the `otlp` receiver.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]

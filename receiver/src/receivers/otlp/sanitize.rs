@@ -6,7 +6,10 @@
 //! Invalid here: log records whose `trace_id` is not 0 or 16 bytes or whose
 //! `span_id` is not 0 or 8 bytes; histogram points whose `bucket_counts` do
 //! not have one entry more than `explicit_bounds` (when both are given);
-//! metrics without a name.
+//! gauge and sum points without a value (OTLP: "a point is considered invalid
+//! when one of the recognized value fields is not present"; also what an
+//! OTLP/JSON value opentelemetry-proto cannot read, such as `"asDouble":"NaN"`,
+//! becomes); metrics without a name.
 
 use opentelemetry_proto::tonic::logs::v1::LogRecord;
 use opentelemetry_proto::tonic::metrics::v1::{metric::Data, HistogramDataPoint};
@@ -78,14 +81,26 @@ pub(super) fn drop_invalid(payload: &mut Payload) -> Option<Dropped> {
                 });
                 note(unnamed_points, "metrics without a name were dropped");
                 for m in &mut sm.metrics {
-                    if let Some(Data::Histogram(h)) = &mut m.data {
-                        let before = h.data_points.len();
-                        h.data_points.retain(valid_histogram_point);
-                        note(
-                            before - h.data_points.len(),
-                            "histogram points whose bucket_counts do not match explicit_bounds were dropped",
-                        );
-                    }
+                    let points = match &mut m.data {
+                        Some(Data::Histogram(h)) => {
+                            let before = h.data_points.len();
+                            h.data_points.retain(valid_histogram_point);
+                            note(
+                                before - h.data_points.len(),
+                                "histogram points whose bucket_counts do not match explicit_bounds were dropped",
+                            );
+                            continue;
+                        }
+                        Some(Data::Gauge(g)) => &mut g.data_points,
+                        Some(Data::Sum(s)) => &mut s.data_points,
+                        _ => continue,
+                    };
+                    let before = points.len();
+                    points.retain(|p| p.value.is_some());
+                    note(
+                        before - points.len(),
+                        "gauge or sum points without a value were dropped",
+                    );
                 }
             }
         }
@@ -136,6 +151,63 @@ mod tests {
         assert_eq!(d.items, 2);
         assert!(d.message.contains("trace_id"));
         assert_eq!(p.item_count(), 2);
+    }
+
+    /// Seen while fixing what the `otlp_http` fuzz target found (metric data
+    /// vanishing through opentelemetry-proto's flattened oneof): a point
+    /// whose value could not be read (`"asDouble":"NaN"` in OTLP/JSON, or
+    /// none sent) went on without a value and without a word to the sender.
+    #[test]
+    fn number_points_without_a_value_are_dropped_and_counted() {
+        use opentelemetry_proto::tonic::metrics::v1::{
+            number_data_point, Gauge, NumberDataPoint, Sum,
+        };
+        let point = |value: Option<f64>| NumberDataPoint {
+            value: value.map(number_data_point::Value::AsDouble),
+            ..Default::default()
+        };
+        let metric = |name: &str, data| Metric {
+            name: name.into(),
+            data: Some(data),
+            ..Default::default()
+        };
+        let mut p = Payload::Metrics(vec![ResourceMetrics {
+            scope_metrics: vec![ScopeMetrics {
+                metrics: vec![
+                    metric(
+                        "g",
+                        Data::Gauge(Gauge {
+                            data_points: vec![point(Some(1.0)), point(None)],
+                        }),
+                    ),
+                    metric(
+                        "s",
+                        Data::Sum(Sum {
+                            data_points: vec![point(None), point(Some(f64::NAN))],
+                            ..Default::default()
+                        }),
+                    ),
+                ],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }]);
+        let d = drop_invalid(&mut p).expect("dropped");
+        assert_eq!(d.items, 2);
+        assert!(d.message.contains("without a value"), "{}", d.message);
+        assert_eq!(p.item_count(), 2);
+        // JSON that opentelemetry-proto reads without the value.
+        let body = br#"{"resourceMetrics":[{"scopeMetrics":[{"metrics":[{"name":"g",
+            "gauge":{"dataPoints":[{"asDouble":"NaN"},{"asDouble":2.5}]}}]}]}]}"#;
+        let (payload, dropped) = crate::receivers::otlp::decode_http_body(
+            crate::pipeline::Signal::Metrics,
+            "application/json",
+            None,
+            bytes::Bytes::from_static(body),
+            1 << 20,
+        )
+        .expect("decodes");
+        assert_eq!((payload.item_count(), dropped), (1, 1));
     }
 
     #[test]
