@@ -28,7 +28,7 @@ fn main() -> anyhow::Result<()> {
         let out_dir = PathBuf::from(env::var_os("OUT_DIR").context("OUT_DIR not set")?);
         std::fs::write(out_dir.join(EBPF_PACKAGE), b"")
             .context("writing the empty eBPF object placeholder")?;
-        println!("cargo:warning=AYA_BUILD_SKIP is set: no eBPF object is embedded");
+        println!("cargo:warning=AYA_BUILD_SKIP is set: no eBPF object is embedded; this build's oom receiver can only read the kernel log");
         return Ok(());
     }
     add_bpf_linker_to_path()?;

@@ -399,8 +399,9 @@ fn format_stamp(t: SystemTime, localtime: bool) -> String {
 /// `<dir>/<stem>-<stamp><ext>`, unique and newer than every backup there:
 /// a name taken within the same millisecond moves on by a millisecond, and
 /// so does one at or before the newest backup (left by rotations faster than
-/// one per millisecond after the oldest was pruned), so names stay in
-/// rotation order and pruning removes the oldest data.
+/// one per millisecond after the oldest was pruned, or by a clock that
+/// stepped back), so names stay in rotation order and pruning removes the
+/// oldest data.
 fn backup_path(path: &Path, now: SystemTime, localtime: bool) -> PathBuf {
     let (stem, ext) = name_parts(path);
     let dir = path.parent().unwrap_or(Path::new(""));
@@ -408,7 +409,12 @@ fn backup_path(path: &Path, now: SystemTime, localtime: bool) -> PathBuf {
         .ok()
         .and_then(|mut backups| backups.pop())
         .map(|(stamp, _)| stamp);
-    let mut t = now;
+    let mut t = newest
+        .as_deref()
+        .and_then(|stamp| parse_stamp(stamp, localtime))
+        .map_or(now, |newest| now.max(newest + Duration::from_millis(1)));
+    // Bounded: a stamp that cannot be read back (a hand-made name) must not
+    // hold rotation; then a free name is what matters.
     for _ in 0..1000 {
         let stamp = format_stamp(t, localtime);
         let candidate = dir.join(format!("{stem}-{stamp}{ext}"));
@@ -417,7 +423,39 @@ fn backup_path(path: &Path, now: SystemTime, localtime: bool) -> PathBuf {
         }
         t += Duration::from_millis(1);
     }
-    dir.join(format!("{stem}-{}{ext}", format_stamp(t, localtime)))
+    loop {
+        let candidate = dir.join(format!("{stem}-{}{ext}", format_stamp(t, localtime)));
+        if !candidate.exists() {
+            return candidate;
+        }
+        t += Duration::from_millis(1);
+    }
+}
+
+/// The time a backup stamp names (the inverse of [`format_stamp`]).
+fn parse_stamp(stamp: &str, localtime: bool) -> Option<SystemTime> {
+    let field = |range: std::ops::Range<usize>| stamp.get(range)?.parse::<i32>().ok();
+    // SAFETY: `tm` is plain old data.
+    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
+    tm.tm_year = field(0..4)? - 1900;
+    tm.tm_mon = field(5..7)? - 1;
+    tm.tm_mday = field(8..10)?;
+    tm.tm_hour = field(11..13)?;
+    tm.tm_min = field(14..16)?;
+    tm.tm_sec = field(17..19)?;
+    tm.tm_isdst = -1;
+    let millis = u64::try_from(field(20..23)?).ok()?;
+    // SAFETY: `tm` is a valid, initialised struct; both only read and
+    // normalise it.
+    let secs = unsafe {
+        if localtime {
+            libc::mktime(&mut tm)
+        } else {
+            libc::timegm(&mut tm)
+        }
+    };
+    let secs = u64::try_from(secs).ok()?;
+    Some(SystemTime::UNIX_EPOCH + Duration::from_secs(secs) + Duration::from_millis(millis))
 }
 
 /// Backups of `path`, oldest first.
@@ -934,5 +972,28 @@ mod tests {
         assert!(third > second, "{third:?} must sort after {second:?}");
         std::fs::write(&third, "newest").expect("write");
         assert_eq!(list_backups(&p).expect("list"), [second, third]);
+    }
+
+    /// A clock that stepped back (or a backup from the future) does not
+    /// make a new backup sort before the newest one.
+    #[test]
+    fn a_new_backup_sorts_after_one_stamped_later_than_now() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_millis(1_478_284_200_123);
+        let later = now + Duration::from_secs(3600);
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = dir.path().join("server.log");
+        for localtime in [false, true] {
+            let future = dir
+                .path()
+                .join(format!("server-{}.log", format_stamp(later, localtime)));
+            std::fs::write(&future, "from the future").expect("write");
+            assert_eq!(
+                parse_stamp(&format_stamp(later, localtime), localtime),
+                Some(later)
+            );
+            let next = backup_path(&p, now, localtime);
+            assert!(next > future, "{next:?} must sort after {future:?}");
+            std::fs::remove_file(&future).expect("remove");
+        }
     }
 }

@@ -13,10 +13,10 @@
 //!   `spike_limit_percentage`; default 20% of the hard limit).
 //!
 //! Above the soft limit new data is refused (`ConsumeError::Refused` with
-//! `retry_after` = `check_interval`) until usage falls below it again. The
-//! collector also forces a garbage collection above the hard limit; Rust has
-//! no collector to run, memory is returned as soon as buffers drain, so above
-//! the hard limit we only keep refusing.
+//! `retry_after` = `check_interval`) until usage falls below it again. Where
+//! the collector forces a garbage collection, a reading above the soft limit
+//! first has the allocators give freed memory back to the OS (at most once a
+//! second) and is taken again, so memory already freed refuses no data.
 //!
 //! Unlike the collector, a decision never rests on a reading older than
 //! [`MAX_READING_AGE`]: data is offered each time faster than
@@ -49,6 +49,10 @@ const MIB: u64 = 1024 * 1024;
 /// again when the last one is older (reading `/proc/self/statm` costs a few
 /// microseconds).
 const MAX_READING_AGE: Duration = Duration::from_millis(10);
+
+/// Least time between two forced releases of freed memory
+/// ([`release_freed_memory`]).
+const RELEASE_INTERVAL: Duration = Duration::from_secs(1);
 
 /// `memory_limiter` configuration (the collector's keys).
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -144,7 +148,7 @@ fn build_with(
     s: Signal,
     next: DynConsumer,
     sampler: UsageSampler,
-    release: fn(),
+    release: fn() -> bool,
 ) -> anyhow::Result<(DynConsumer, Option<JoinHandle<()>>)> {
     c.validate()
         .map_err(|e| anyhow::anyhow!("{}: {e}", ctx.id))?;
@@ -200,8 +204,9 @@ struct LimiterState {
     epoch: Instant,
     /// When the usage was last read (or a read began).
     read_at: AtomicU64,
-    /// Gives freed memory back to the OS ([`release_freed_memory`]).
-    release: fn(),
+    /// Gives freed memory back to the OS, at most once a second; whether it
+    /// did ([`release_freed_memory`]).
+    release: fn() -> bool,
 }
 
 impl LimiterState {
@@ -209,11 +214,18 @@ impl LimiterState {
         u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX)
     }
 
-    /// Reads the usage and decides on it. An unreadable /proc keeps the
-    /// previous decision: it is no reason to start or stop refusing.
+    /// Reads the usage and decides on it. Above the soft limit the
+    /// allocators are first asked to give freed memory back (as the
+    /// collector forces a garbage collection) and the usage is read again,
+    /// so that memory the agent no longer uses refuses no data. An
+    /// unreadable /proc keeps the previous decision: it is no reason to start
+    /// or stop refusing.
     fn read(&self, sampler: &UsageSampler) -> std::io::Result<u64> {
         self.read_at.store(self.nanos_now(), Ordering::Release);
-        let usage = sampler()?;
+        let mut usage = sampler()?;
+        if usage > self.soft && (self.release)() {
+            usage = sampler()?;
+        }
         self.last_usage.store(usage, Ordering::Relaxed);
         self.refusing.store(usage > self.soft, Ordering::Release);
         Ok(usage)
@@ -237,21 +249,11 @@ impl LimiterState {
         }
     }
 
-    /// The sampler's reading: above the soft limit, the allocators are
-    /// first asked to give freed memory back (as the collector forces a
-    /// garbage collection), so that memory the agent no longer uses does not
-    /// refuse data. Logs when refusing starts or stops (as seen every
-    /// `check_interval`, so that readings at consume time near the soft
-    /// limit do not flood the log).
+    /// The sampler's reading. Logs when refusing starts or stops (as seen
+    /// every `check_interval`, so that readings at consume time near the
+    /// soft limit do not flood the log).
     fn check(&self, sampler: &UsageSampler, was_refusing: &mut bool) {
-        let reading = self.read(sampler).and_then(|usage| {
-            if usage <= self.soft {
-                return Ok(usage);
-            }
-            (self.release)();
-            self.read(sampler)
-        });
-        let usage = match reading {
+        let usage = match self.read(sampler) {
             Ok(u) => u,
             Err(e) => {
                 tracing::warn!(processor = %self.id, error = %e, "memory limiter: cannot read memory usage");
@@ -335,20 +337,40 @@ impl Consumer for MemoryLimiter {
     }
 }
 
-/// Has the allocators give memory that was freed back to the OS now.
+/// Has the allocators give memory that was freed back to the OS, unless
+/// that was done less than [`RELEASE_INTERVAL`] ago; returns whether it ran.
+///
 /// mimalloc returns freed memory a second later, and only when it allocates
 /// again; glibc's malloc (used by the C libraries: zstd) keeps freed heap
 /// memory. After a burst of large requests an idle agent kept hundreds of
 /// MiB it did not use, the next burst came on top, and this limiter refused
 /// data because of memory that was free. The collector forces a garbage
-/// collection above its limit for the same reason.
-pub(crate) fn release_freed_memory() {
+/// collection above its limit for the same reason. A forced collection
+/// costs milliseconds (it also purges what mimalloc would soon reuse), so
+/// under sustained load it runs at most once an interval.
+pub(crate) fn release_freed_memory() -> bool {
+    static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    static LAST_MS: AtomicU64 = AtomicU64::new(0);
+    let start = START.get_or_init(std::time::Instant::now);
+    // +1: a first call right at start is not "0 ms after the last".
+    let now_ms = u64::try_from(start.elapsed().as_millis())
+        .unwrap_or(u64::MAX)
+        .saturating_add(RELEASE_INTERVAL.as_millis() as u64);
+    let last = LAST_MS.load(Ordering::Relaxed);
+    if now_ms.saturating_sub(last) < RELEASE_INTERVAL.as_millis() as u64
+        || LAST_MS
+            .compare_exchange(last, now_ms, Ordering::Relaxed, Ordering::Relaxed)
+            .is_err()
+    {
+        return false;
+    }
     // SAFETY: both only walk the allocators' own free lists.
     unsafe {
         libmimalloc_sys::mi_collect(true);
         #[cfg(target_env = "gnu")]
         libc::malloc_trim(0);
     }
+    true
 }
 
 /// The process's resident set size in bytes (`/proc/self/statm`, field 2, in pages).
@@ -634,7 +656,7 @@ mod tests {
         let sampler: UsageSampler = Arc::new(move || Ok(usage_for_sampler.load(Ordering::Relaxed)));
         let (collect, out) = Collect::new(None);
         let (consumer, _task) =
-            build_with(&cfg(100), &ctx(), Signal::Logs, collect, sampler, || {}).expect("build");
+            build_with(&cfg(100), &ctx(), Signal::Logs, collect, sampler, || false).expect("build");
         (usage, consumer, out)
     }
 
@@ -696,8 +718,9 @@ mod tests {
         USAGE.store(90 * MIB, Ordering::Relaxed);
         let sampler: UsageSampler = Arc::new(|| Ok(USAGE.load(Ordering::Relaxed)));
         // Giving back what is free brings usage under the soft limit.
-        fn release() {
+        fn release() -> bool {
             USAGE.store(50 * MIB, Ordering::Relaxed);
+            true
         }
         let (collect, mut out) = Collect::new(None);
         let (consumer, _task) =
@@ -709,12 +732,41 @@ mod tests {
         assert!(out.recv().await.is_some());
     }
 
-    /// The real release runs (mimalloc and glibc calls) without harm.
+    /// A reading taken when data arrives also gives freed memory back
+    /// before it refuses: usage that grew between two samples, but only by
+    /// memory that was freed, refuses nothing.
+    #[tokio::test(start_paused = true)]
+    async fn a_fresh_reading_at_consume_time_gives_freed_memory_back_first() {
+        static USAGE: AtomicU64 = AtomicU64::new(0);
+        USAGE.store(50 * MIB, Ordering::Relaxed);
+        let sampler: UsageSampler = Arc::new(|| Ok(USAGE.load(Ordering::Relaxed)));
+        fn release() -> bool {
+            USAGE.store(50 * MIB, Ordering::Relaxed);
+            true
+        }
+        let (collect, mut out) = Collect::new(None);
+        let (consumer, _task) =
+            build_with(&cfg(100), &ctx(), Signal::Logs, collect, sampler, release).expect("build");
+        // Between two samples of the background task, usage grows by
+        // memory that is already free.
+        USAGE.store(90 * MIB, Ordering::Relaxed);
+        tokio::time::sleep(MAX_READING_AGE).await;
+        consumer
+            .consume(Batch::new(Payload::Logs(Vec::new())))
+            .await
+            .expect("not refused for memory that was free");
+        assert!(out.recv().await.is_some());
+    }
+
+    /// The real release runs (mimalloc and glibc calls) without harm, and
+    /// at most once an interval.
     #[test]
-    fn release_freed_memory_runs() {
+    fn release_freed_memory_runs_at_most_once_an_interval() {
         let block = std::hint::black_box(vec![1u8; 8 << 20]);
         drop(block);
-        release_freed_memory();
+        let first = release_freed_memory();
+        let second = release_freed_memory();
+        assert!(!(first && second), "twice within {RELEASE_INTERVAL:?}");
         assert!(read_rss().is_ok());
     }
 }

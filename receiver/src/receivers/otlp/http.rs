@@ -325,7 +325,8 @@ async fn handle(state: &State, req: Request<Incoming>) -> Response<ResponseBody>
             output.grow(n)
         });
         if output.held_bytes >= RELEASE_AFTER_BYTES {
-            // The inflated body is freed; have the allocator give it back.
+            // The inflated body is freed; have the allocator give it back
+            // (at most once a second: under sustained load it costs).
             crate::processors::memory_limiter::release_freed_memory();
         }
         decoded.map(|payload| (payload, output))
