@@ -25,9 +25,9 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// held the windows it no longer used (tests/otlp_adversarial.rs). A fixed
 /// threshold trades CPU for memory: each zstd window of 1 MiB or more is
 /// mapped and unmapped per request (under a millisecond per 8 MiB request
-/// here); for an agent that must not become the OOM victim, memory wins. The
-/// Rust side (mimalloc) is asked to give freed memory back where large
-/// transient buffers are freed (`memory_limiter::release_freed_memory`).
+/// here); for an agent that must not become the OOM victim, memory wins. On
+/// the Rust side, large decompressed bodies live in mappings of their own
+/// (`receivers::otlp::decode`), unmapped when freed.
 fn return_freed_memory_promptly() {
     #[cfg(target_env = "gnu")]
     // SAFETY: sets a tunable of glibc's allocator.

@@ -110,18 +110,14 @@ pub(super) fn decompress(
     match compression {
         Compression::None if body.len() > limit => Err(DecompressError::TooLarge),
         Compression::None => Ok(body),
-        Compression::Gzip => read_bounded(
-            flate2::read::MultiGzDecoder::new(&body[..]),
-            limit,
-            body.len(),
-            reserve,
-        ),
-        Compression::Zlib => read_bounded(
-            flate2::read::ZlibDecoder::new(&body[..]),
-            limit,
-            body.len(),
-            reserve,
-        ),
+        Compression::Gzip => {
+            read_bounded(flate2::read::MultiGzDecoder::new(&body[..]), limit, reserve)
+                .map(Inflated::into_bytes)
+        }
+        Compression::Zlib => {
+            read_bounded(flate2::read::ZlibDecoder::new(&body[..]), limit, reserve)
+                .map(Inflated::into_bytes)
+        }
         Compression::Zstd => {
             let mut decoder =
                 zstd::stream::read::Decoder::with_buffer(&body[..]).map_err(corrupt)?;
@@ -133,9 +129,10 @@ pub(super) fn decompress(
             // the window (a burst of zstd bombs took twice what the output
             // reservations held).
             let window = 1usize << ZSTD_WINDOW_LOG_MAX;
-            read_bounded(decoder, limit, body.len(), &mut |n| {
+            read_bounded(decoder, limit, &mut |n| {
                 reserve(n.saturating_add(n.min(window)))
             })
+            .map(Inflated::into_bytes)
         }
     }
 }
@@ -143,38 +140,174 @@ pub(super) fn decompress(
 fn read_bounded(
     mut reader: impl Read,
     limit: usize,
-    compressed_len: usize,
     reserve: &mut dyn FnMut(usize) -> bool,
-) -> Result<Bytes, DecompressError> {
+) -> Result<Inflated, DecompressError> {
+    let corrupt =
+        |e: std::io::Error| DecompressError::Corrupt(format!("cannot decompress the body: {e}"));
     // One byte past the limit tells "too large" from "exactly the limit".
     let cap = limit.saturating_add(1);
-    // Room for what bodies usually inflate to; past that, room up to the
-    // limit at once. A doubling Vec would copy the output at each step and
-    // hold the old and the new copy together (a bomb of a few KiB held
-    // twice the limit); untouched capacity costs no resident memory.
-    let mut out = Vec::with_capacity(
-        compressed_len
-            .saturating_mul(8)
-            .max(DECOMPRESS_STEP)
-            .min(cap),
-    );
+    // Room for what bodies usually inflate to, from the allocator; past
+    // that, a mapping (below). A doubling Vec would copy the output at each
+    // step and hold the old and the new copy together (a bomb of a few KiB
+    // held twice the limit).
+    let mut small = Vec::with_capacity(MAPPED_OUTPUT_FROM.min(cap));
+    let mut mapped: Option<MappedBuffer> = None;
     loop {
-        let step = DECOMPRESS_STEP.min(cap - out.len());
-        if !reserve(out.len() + step) {
+        let len = mapped.as_ref().map_or(small.len(), MappedBuffer::len);
+        let step = DECOMPRESS_STEP.min(cap - len);
+        if !reserve(len + step) {
             return Err(DecompressError::Busy);
         }
-        if out.capacity() - out.len() < step {
-            out.reserve_exact(cap - out.len());
-        }
-        let read = (&mut reader)
-            .take(step as u64)
-            .read_to_end(&mut out)
-            .map_err(|e| DecompressError::Corrupt(format!("cannot decompress the body: {e}")))?;
-        if out.len() > limit {
+        let read = match &mut mapped {
+            None if small.len() + step <= small.capacity() => (&mut reader)
+                .take(step as u64)
+                .read_to_end(&mut small)
+                .map_err(corrupt)?,
+            None => {
+                // Past what bodies usually inflate to: the rest goes to a
+                // mapping of its own, the limit's size (untouched pages cost
+                // no memory), given back to the OS the moment it is dropped.
+                let mut buffer = MappedBuffer::new(cap).map_err(corrupt)?;
+                buffer.extend_from_slice(&small);
+                small = Vec::new();
+                let read = buffer.read_from(&mut reader, step).map_err(corrupt)?;
+                mapped = Some(buffer);
+                read
+            }
+            Some(buffer) => buffer.read_from(&mut reader, step).map_err(corrupt)?,
+        };
+        let len = mapped.as_ref().map_or(small.len(), MappedBuffer::len);
+        if len > limit {
             return Err(DecompressError::TooLarge);
         }
         if read < step {
-            return Ok(Bytes::from(out));
+            return Ok(match mapped {
+                Some(buffer) => Inflated::Mapped(buffer),
+                None => Inflated::Heap(small),
+            });
+        }
+    }
+}
+
+/// What a body inflated to.
+enum Inflated {
+    /// Up to [`MAPPED_OUTPUT_FROM`] bytes, from the allocator.
+    Heap(Vec<u8>),
+    /// More, in a mapping of its own.
+    Mapped(MappedBuffer),
+}
+
+impl Inflated {
+    fn into_bytes(self) -> Bytes {
+        match self {
+            Inflated::Heap(v) => Bytes::from(v),
+            Inflated::Mapped(m) => Bytes::from_owner(m),
+        }
+    }
+}
+
+/// Decompressed output larger than this goes to its own mapping
+/// ([`MappedBuffer`]).
+const MAPPED_OUTPUT_FROM: usize = 1 << 20;
+
+/// A byte buffer in an anonymous mapping of its own, unmapped when dropped.
+///
+/// Large decompressed bodies live here rather than in the allocator: freed
+/// memory of the allocator stays in the per-thread caches of whichever
+/// blocking thread decoded the body, so a burst of large bodies left an
+/// idle agent holding hundreds of MiB it no longer used (and the
+/// `memory_limiter` refusing data because of them); asking the allocator to
+/// give it back costs milliseconds per body. A mapping is given back at
+/// once, and its untouched pages never cost memory.
+struct MappedBuffer {
+    ptr: std::ptr::NonNull<u8>,
+    cap: usize,
+    len: usize,
+}
+
+// SAFETY: the mapping is owned by this value alone; `&self` only reads it.
+unsafe impl Send for MappedBuffer {}
+// SAFETY: as above.
+unsafe impl Sync for MappedBuffer {}
+
+impl MappedBuffer {
+    fn new(cap: usize) -> std::io::Result<Self> {
+        // SAFETY: a fresh private anonymous mapping; nothing else refers to it.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                cap.max(1),
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+                -1,
+                0,
+            )
+        };
+        if ptr == libc::MAP_FAILED {
+            return Err(std::io::Error::last_os_error());
+        }
+        let ptr = std::ptr::NonNull::new(ptr.cast::<u8>())
+            .ok_or_else(|| std::io::Error::other("mmap returned null"))?;
+        Ok(Self {
+            ptr,
+            cap: cap.max(1),
+            len: 0,
+        })
+    }
+
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    fn spare(&mut self) -> &mut [u8] {
+        // SAFETY: `len..cap` is inside the mapping, which `&mut self` owns.
+        unsafe {
+            std::slice::from_raw_parts_mut(self.ptr.as_ptr().add(self.len), self.cap - self.len)
+        }
+    }
+
+    /// Appends `bytes`; the caller keeps within the capacity.
+    fn extend_from_slice(&mut self, bytes: &[u8]) {
+        let n = bytes.len().min(self.cap - self.len);
+        self.spare()[..n].copy_from_slice(&bytes[..n]);
+        self.len += n;
+    }
+
+    /// Reads from `reader` until `max` bytes came (or fewer at its end, or
+    /// the capacity is full); returns how many.
+    fn read_from(&mut self, reader: &mut impl Read, max: usize) -> std::io::Result<usize> {
+        let mut read = 0;
+        while read < max {
+            let want = (max - read).min(self.cap - self.len);
+            if want == 0 {
+                break;
+            }
+            match reader.read(&mut self.spare()[..want]) {
+                Ok(0) => break,
+                Ok(n) => {
+                    self.len += n;
+                    read += n;
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(read)
+    }
+}
+
+impl AsRef<[u8]> for MappedBuffer {
+    fn as_ref(&self) -> &[u8] {
+        // SAFETY: `0..len` is inside the mapping and was written.
+        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
+    }
+}
+
+impl Drop for MappedBuffer {
+    fn drop(&mut self) {
+        // SAFETY: the mapping made in `new`, unmapped once.
+        unsafe {
+            libc::munmap(self.ptr.as_ptr().cast(), self.cap);
         }
     }
 }
@@ -588,13 +721,25 @@ mod tests {
             assert_eq!(out.map(|b| b.len()), Ok(data.len()), "{compression:?}");
             assert_eq!(total, 6 * per_step, "{compression:?}: reserved");
         }
-        // The output is not copied into ever larger buffers on its way to
-        // the limit: at most once, from the first guess to the limit.
-        let out = decompress(Compression::Gzip, gzip(&data), limit, &mut unbounded)
-            .map(Vec::from)
-            .unwrap_or_default();
-        assert_eq!(out.len(), data.len());
-        assert_eq!(out.capacity(), limit + 1, "grown once, to the limit");
+        // Output past the first step is not copied into ever larger
+        // buffers on its way to the limit: it moves once, into a mapping of
+        // its own (given back to the OS when dropped, not kept by the
+        // allocator); what inflates to less stays in the allocator.
+        let inflated = read_bounded(
+            flate2::read::MultiGzDecoder::new(&gzip(&data)[..]),
+            limit,
+            &mut unbounded,
+        );
+        assert!(
+            matches!(&inflated, Ok(Inflated::Mapped(m)) if m.as_ref() == data.as_slice()),
+            "a large output is in a mapping"
+        );
+        let inflated = read_bounded(
+            flate2::read::MultiGzDecoder::new(&gzip(b"small")[..]),
+            limit,
+            &mut unbounded,
+        );
+        assert!(matches!(&inflated, Ok(Inflated::Heap(v)) if v == b"small"));
         // Uncompressed bodies are reserved by their length before they are read.
         assert_eq!(
             decompress(
@@ -605,6 +750,28 @@ mod tests {
             ),
             Ok(Bytes::from_static(b"abc"))
         );
+    }
+
+    /// A mapped buffer is a mapping of its own, unmapped when dropped.
+    #[test]
+    fn a_mapped_buffer_is_given_back_when_dropped() {
+        // Larger than any arena the allocator reserves, so that nothing else
+        // of this process is mapped over the whole range after the drop.
+        let size = (3 << 30) + 3 * 4096;
+        let mut buffer = MappedBuffer::new(size).expect("map");
+        buffer.extend_from_slice(b"abc");
+        assert_eq!(buffer.as_ref(), b"abc");
+        let start = buffer.as_ref().as_ptr();
+        // mincore fails with ENOMEM when any page of the range is unmapped.
+        let mapped = || {
+            let mut residency = vec![0u8; size.div_ceil(4096)];
+            // SAFETY: `residency` has a byte per page of the range; the range
+            // is only inspected, not touched.
+            unsafe { libc::mincore(start.cast_mut().cast(), size, residency.as_mut_ptr()) == 0 }
+        };
+        assert!(mapped(), "the buffer is not mapped");
+        drop(buffer);
+        assert!(!mapped(), "the buffer is still mapped after the drop");
     }
 
     /// An OTLP/JSON request is an object; serde's derive would take `[]`

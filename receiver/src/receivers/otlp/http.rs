@@ -28,11 +28,6 @@ use super::{
 use crate::pipeline::Signal;
 use crate::telemetry::ReceiverMetrics;
 
-/// A body that inflated to at least this many bytes has the allocator give
-/// freed memory back once it is decoded (see
-/// `memory_limiter::release_freed_memory`).
-const RELEASE_AFTER_BYTES: u32 = 4 << 20;
-
 /// Time a client has to send a request's headers (also bounds idle
 /// keep-alive connections, since hyper waits for the next head under it).
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
@@ -324,11 +319,6 @@ async fn handle(state: &State, req: Request<Incoming>) -> Response<ResponseBody>
         let decoded = decode::decode_body(signal, encoding, compression, body, limit, &mut |n| {
             output.grow(n)
         });
-        if output.held_bytes >= RELEASE_AFTER_BYTES {
-            // The inflated body is freed; have the allocator give it back
-            // (at most once a second: under sustained load it costs).
-            crate::processors::memory_limiter::release_freed_memory();
-        }
         decoded.map(|payload| (payload, output))
     })
     .await;
