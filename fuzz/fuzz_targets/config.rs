@@ -23,7 +23,7 @@ fuzz_target!(|data: &[u8]| {
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
         .collect();
     let lookup = |name: &str| env.get(name).cloned();
-    match load_str_with_env("fuzz.yaml", yaml, &lookup) {
+    match load_str_with_env(oomscope::components::registry(), "fuzz.yaml", yaml, &lookup) {
         Ok(config) => {
             let _ = format!("{config:?}");
         }

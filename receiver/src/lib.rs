@@ -5,6 +5,7 @@ pub mod api;
 pub mod cli;
 pub mod clock;
 pub mod component;
+pub mod components;
 pub mod config;
 pub mod ebpf;
 pub mod exporters;

@@ -88,9 +88,13 @@ enum Command {
 
 fn load(paths: &[PathBuf]) -> Result<Config, ConfigErrors> {
     if paths.is_empty() {
-        config::load_str("config/default.yaml (built in)", DEFAULT_CONFIG)
+        config::load_str(
+            oomscope::components::registry(),
+            "config/default.yaml (built in)",
+            DEFAULT_CONFIG,
+        )
     } else {
-        config::load_files(paths)
+        config::load_files(oomscope::components::registry(), paths)
     }
 }
 

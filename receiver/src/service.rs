@@ -17,7 +17,7 @@ use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, MetricsLevel, TelemetryConfig};
-use crate::extensions::{file_storage::FileStorage, health_check, ExtensionConfig, Extensions};
+use crate::extensions::Extensions;
 use crate::pipeline::topology::Topology;
 use crate::receivers::otlp::listener::{Acceptor, ConnectionLimits};
 use crate::self_protection;
@@ -47,18 +47,12 @@ pub async fn run(
         let Some(cfg) = config.extensions.get(id) else {
             anyhow::bail!("extension {id} is not configured");
         };
-        match cfg {
-            ExtensionConfig::FileStorage(c) => {
-                let storage = FileStorage::open(c, id)
-                    .with_context(|| format!("failed to start extension {id}"))?;
-                extensions.storages.insert(id.clone(), storage);
-            }
-            ExtensionConfig::HealthCheck(c) => {
-                let handle = health_check::start(c, extensions.health.clone(), background.clone())
-                    .await
-                    .with_context(|| format!("failed to start extension {id}"))?;
-                extension_tasks.push(handle);
-            }
+        if let Some(task) = cfg
+            .start(id, &mut extensions, background.clone())
+            .await
+            .with_context(|| format!("failed to start extension {id}"))?
+        {
+            extension_tasks.push(task);
         }
     }
     let extensions = Arc::new(extensions);

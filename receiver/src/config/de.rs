@@ -607,7 +607,7 @@ impl<'de> MapAccess<'de> for MapDeserializer<'de> {
                         return e;
                     }
                     invalid.dedup();
-                    e.message = format!("has invalid keys: {}", invalid.join(", "));
+                    e.message = super::walk::invalid_keys_message(&invalid, expected);
                 }
                 e
             })
@@ -804,7 +804,7 @@ mod tests {
         let text = "protocols:\n  grpc:\n    endpoint: x\n  htttp:\n    endpoint: y\n";
         assert_eq!(
             error::<Receiver>(text),
-            "r.yaml:4:3: 'protocols' has invalid keys: htttp"
+            "r.yaml:4:3: 'protocols' has invalid keys: htttp; did you mean \"http\"?"
         );
         assert_eq!(
             error::<Server>("endpoint: a\nfoo: 1\nbar: 2\n"),

@@ -83,7 +83,29 @@ impl ValidationError {
     }
 }
 
-/// Components whose `validate()` returns a plain message.
+impl ValidationError {
+    /// An error about the component as a whole, not one key.
+    pub fn whole(message: impl Into<String>) -> Self {
+        ValidationError {
+            key: None,
+            message: message.into(),
+        }
+    }
+
+    /// This error of a nested section's check, its key placed under `prefix`
+    /// (`tls` + `cert_file` is `tls::cert_file`).
+    pub fn within(self, prefix: &str) -> Self {
+        ValidationError {
+            key: Some(match self.key {
+                Some(key) => format!("{prefix}::{key}"),
+                None => prefix.to_string(),
+            }),
+            message: self.message,
+        }
+    }
+}
+
+/// A check whose message names no key.
 impl From<String> for ValidationError {
     fn from(message: String) -> Self {
         ValidationError { key: None, message }

@@ -7,12 +7,16 @@
 //! - [`from_node`]: strict serde decoding of a component's typed config;
 //! - [`GoDuration`]: durations written the collector's way (`5s`, `200ms`, `1m30s`).
 
+mod build;
 mod de;
 mod duration;
 mod env;
 mod error;
 mod load;
 mod node;
+mod references;
+pub mod suggest;
+mod walk;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -24,11 +28,8 @@ pub use error::{ConfigError, ConfigErrors, ValidationError};
 pub use load::{load_files, load_files_with_env, load_str, load_str_with_env};
 pub use node::{Mark, Node, NodeValue};
 
-use crate::exporters::ExporterConfig;
-use crate::extensions::ExtensionConfig;
+use crate::component::{ExporterConfig, ExtensionConfig, ProcessorConfig, ReceiverConfig};
 use crate::pipeline::Signal;
-use crate::processors::ProcessorConfig;
-use crate::receivers::ReceiverConfig;
 
 /// `type[/name]`, as in the collector (`otlp`, `otlp/2`, `file_storage/queue`).
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -281,10 +282,10 @@ pub const DEFAULT_OOM_SCORE_ADJ: i32 = -900;
 /// A whole, validated configuration.
 #[derive(Debug)]
 pub struct Config {
-    pub receivers: BTreeMap<ComponentId, ReceiverConfig>,
-    pub processors: BTreeMap<ComponentId, ProcessorConfig>,
-    pub exporters: BTreeMap<ComponentId, ExporterConfig>,
-    pub extensions: BTreeMap<ComponentId, ExtensionConfig>,
+    pub receivers: BTreeMap<ComponentId, Box<dyn ReceiverConfig>>,
+    pub processors: BTreeMap<ComponentId, Box<dyn ProcessorConfig>>,
+    pub exporters: BTreeMap<ComponentId, Box<dyn ExporterConfig>>,
+    pub extensions: BTreeMap<ComponentId, Box<dyn ExtensionConfig>>,
     pub service: ServiceConfig,
 }
 

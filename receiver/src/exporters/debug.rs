@@ -31,7 +31,11 @@ use tokio::time::Instant;
 use super::helper::{
     ExportClient, ExportError, ExportResponse, ExporterSettings, QueueConfig, RetryConfig,
 };
-use crate::component::BuildContext;
+use crate::component::{
+    BuildContext, ComponentConfig, ExporterConfig, ExporterFactory, Factory, Reference, Stability,
+    StartFuture,
+};
+use crate::config::{from_node, ConfigError, Node, ValidationError};
 use crate::pipeline::data::{data_point_count, log_record_count};
 use crate::pipeline::{DynConsumer, Payload};
 
@@ -81,12 +85,51 @@ impl Default for DebugExporterConfig {
     }
 }
 
-impl DebugExporterConfig {
-    pub fn validate(&self) -> Result<(), String> {
+impl ComponentConfig for DebugExporterConfig {
+    fn validate(&self) -> Result<(), ValidationError> {
         if self.sampling_thereafter == 0 {
-            return Err("sampling_thereafter must be greater than zero".to_string());
+            return Err(ValidationError::at(
+                "sampling_thereafter",
+                "must be greater than zero",
+            ));
         }
-        self.sending_queue.validate()
+        self.sending_queue.validate().map_err(ValidationError::from)
+    }
+
+    fn references(&self) -> Vec<Reference> {
+        super::queue_references(&self.sending_queue)
+    }
+}
+
+/// Makes `debug` exporters.
+pub struct DebugExporterFactory;
+
+impl Factory for DebugExporterFactory {
+    fn type_names(&self) -> &'static [&'static str] {
+        &["debug"]
+    }
+
+    fn stability(&self) -> Stability {
+        Stability::Beta
+    }
+
+    fn description(&self) -> &'static str {
+        "prints what passes to stdout (basic, normal or detailed), for trying out a pipeline"
+    }
+}
+
+impl ExporterFactory for DebugExporterFactory {
+    fn decode(&self, node: &Node) -> Result<Box<dyn ExporterConfig>, ConfigError> {
+        Ok(Box::new(from_node::<DebugExporterConfig>(node)?))
+    }
+}
+
+impl ExporterConfig for DebugExporterConfig {
+    fn build<'a>(
+        &'a self,
+        ctx: &'a BuildContext,
+    ) -> StartFuture<'a, (DynConsumer, JoinHandle<()>)> {
+        Box::pin(build(self, ctx))
     }
 }
 

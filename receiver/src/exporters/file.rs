@@ -33,8 +33,11 @@ use super::helper::{
     ExportClient, ExportError, ExportResponse, ExporterSettings, QueueConfig, RetryConfig,
 };
 use super::otlp_json;
-use crate::component::BuildContext;
-use crate::config::GoDuration;
+use crate::component::{
+    BuildContext, ComponentConfig, ExporterConfig, ExporterFactory, Factory, Reference, Stability,
+    StartFuture,
+};
+use crate::config::{from_node, ConfigError, GoDuration, Node, ValidationError};
 use crate::pipeline::{DynConsumer, Payload};
 
 const MIB: u64 = 1024 * 1024;
@@ -103,29 +106,80 @@ impl Default for FileExporterConfig {
     }
 }
 
-impl FileExporterConfig {
-    pub fn validate(&self) -> Result<(), String> {
+impl ComponentConfig for FileExporterConfig {
+    fn validate(&self) -> Result<(), ValidationError> {
         if self.path.trim().is_empty() {
-            return Err("path must be non-empty".to_string());
+            return Err(ValidationError::at("path", "must be non-empty"));
         }
         match self.format.as_str() {
             "json" => {}
             "proto" => {
-                return Err(
-                    "format \"proto\" is not supported by oomscope's file exporter; use \"json\""
-                        .to_string(),
-                )
+                return Err(ValidationError::at(
+                    "format",
+                    "\"proto\" is not supported by oomscope's file exporter; use \"json\"",
+                ))
             }
-            other => return Err(format!("format {other:?} is not supported; use \"json\"")),
+            other => {
+                return Err(ValidationError::at(
+                    "format",
+                    format!("{other:?} is not supported; use \"json\""),
+                ))
+            }
         }
         if self.rotation.max_megabytes == 0 {
-            return Err("rotation::max_megabytes must be greater than zero".to_string());
+            return Err(ValidationError::at(
+                "rotation::max_megabytes",
+                "must be greater than zero",
+            ));
         }
         if self.flush_interval.is_zero() {
-            return Err("flush_interval must be greater than zero".to_string());
+            return Err(ValidationError::at(
+                "flush_interval",
+                "must be greater than zero",
+            ));
         }
-        self.sending_queue.validate()?;
-        self.retry_on_failure.validate()
+        self.sending_queue
+            .validate()
+            .map_err(ValidationError::from)?;
+        self.retry_on_failure
+            .validate()
+            .map_err(ValidationError::from)
+    }
+
+    fn references(&self) -> Vec<Reference> {
+        super::queue_references(&self.sending_queue)
+    }
+}
+
+/// Makes `file` exporters.
+pub struct FileExporterFactory;
+
+impl Factory for FileExporterFactory {
+    fn type_names(&self) -> &'static [&'static str] {
+        &["file"]
+    }
+
+    fn stability(&self) -> Stability {
+        Stability::Beta
+    }
+
+    fn description(&self) -> &'static str {
+        "writes OTLP/JSON lines to a file, with rotation"
+    }
+}
+
+impl ExporterFactory for FileExporterFactory {
+    fn decode(&self, node: &Node) -> Result<Box<dyn ExporterConfig>, ConfigError> {
+        Ok(Box::new(from_node::<FileExporterConfig>(node)?))
+    }
+}
+
+impl ExporterConfig for FileExporterConfig {
+    fn build<'a>(
+        &'a self,
+        ctx: &'a BuildContext,
+    ) -> StartFuture<'a, (DynConsumer, JoinHandle<()>)> {
+        Box::pin(build(self, ctx))
     }
 }
 
@@ -921,8 +975,12 @@ mod tests {
         assert!(!c.retry_on_failure.enabled);
         assert!(c.sending_queue.enabled);
         assert_eq!(
-            FileExporterConfig::default().validate().err().as_deref(),
-            Some("path must be non-empty")
+            FileExporterConfig::default()
+                .validate()
+                .err()
+                .map(|e| e.to_string())
+                .as_deref(),
+            Some("path: must be non-empty")
         );
         let proto = FileExporterConfig {
             format: "proto".into(),
@@ -931,6 +989,7 @@ mod tests {
         assert!(proto
             .validate()
             .err()
+            .map(|e| e.to_string())
             .unwrap_or_default()
             .contains("\"proto\" is not supported"));
         assert!(serde_json::from_value::<FileExporterConfig>(

@@ -35,8 +35,11 @@ use super::helper::{
     RetryConfig,
 };
 use super::tls::TlsClientConfig;
-use crate::component::BuildContext;
-use crate::config::GoDuration;
+use crate::component::{
+    BuildContext, ComponentConfig, ExporterConfig, ExporterFactory, Factory, Reference, Stability,
+    StartFuture,
+};
+use crate::config::{from_node, ConfigError, GoDuration, Node, ValidationError};
 use crate::pipeline::{DynConsumer, Payload};
 
 /// The largest request we send: a bigger one is refused before it goes out
@@ -144,21 +147,67 @@ struct GrpcTarget {
     tls: bool,
 }
 
-impl OtlpGrpcExporterConfig {
-    pub fn validate(&self) -> Result<(), String> {
-        self.target()?;
-        self.tls.validate()?;
-        grpc_metadata(&self.headers)?;
-        self.retry_on_failure.validate()?;
-        self.sending_queue.validate()?;
+impl ComponentConfig for OtlpGrpcExporterConfig {
+    fn validate(&self) -> Result<(), ValidationError> {
+        self.target()
+            .map_err(|e| ValidationError::at("endpoint", e))?;
+        self.tls.validate().map_err(|e| e.within("tls"))?;
+        grpc_metadata(&self.headers).map_err(|e| ValidationError::at("headers", e))?;
+        self.retry_on_failure
+            .validate()
+            .map_err(ValidationError::from)?;
+        self.sending_queue
+            .validate()
+            .map_err(ValidationError::from)?;
         if let Some(k) = &self.keepalive {
             if !k.time.is_zero() && k.timeout.is_zero() {
-                return Err("keepalive::timeout must be greater than zero".into());
+                return Err(ValidationError::at(
+                    "keepalive::timeout",
+                    "must be greater than zero",
+                ));
             }
         }
         Ok(())
     }
 
+    fn references(&self) -> Vec<Reference> {
+        super::queue_references(&self.sending_queue)
+    }
+}
+
+/// Makes `otlp_grpc` exporters.
+pub struct OtlpGrpcExporterFactory;
+
+impl Factory for OtlpGrpcExporterFactory {
+    fn type_names(&self) -> &'static [&'static str] {
+        &["otlp_grpc", "otlp"]
+    }
+
+    fn stability(&self) -> Stability {
+        Stability::Beta
+    }
+
+    fn description(&self) -> &'static str {
+        "sends OTLP over gRPC (the collector's `otlp` exporter)"
+    }
+}
+
+impl ExporterFactory for OtlpGrpcExporterFactory {
+    fn decode(&self, node: &Node) -> Result<Box<dyn ExporterConfig>, ConfigError> {
+        Ok(Box::new(from_node::<OtlpGrpcExporterConfig>(node)?))
+    }
+}
+
+impl ExporterConfig for OtlpGrpcExporterConfig {
+    fn build<'a>(
+        &'a self,
+        ctx: &'a BuildContext,
+    ) -> StartFuture<'a, (DynConsumer, JoinHandle<()>)> {
+        Box::pin(build(self, ctx))
+    }
+}
+
+impl OtlpGrpcExporterConfig {
     fn target(&self) -> Result<GrpcTarget, String> {
         let endpoint = self.endpoint.trim();
         if endpoint.is_empty() {
@@ -206,7 +255,7 @@ fn grpc_metadata(headers: &BTreeMap<String, String>) -> Result<MetadataMap, Stri
     let mut metadata = MetadataMap::new();
     for (name, value) in headers {
         let key = AsciiMetadataKey::from_bytes(name.as_bytes())
-            .map_err(|e| format!("headers: invalid header name {name:?}: {e}"))?;
+            .map_err(|e| format!("invalid header name {name:?}: {e}"))?;
         if name.to_ascii_lowercase().ends_with("-bin") {
             return Err(format!(
                 "headers: {name:?}: binary metadata (a name ending in -bin) is not supported"
@@ -257,7 +306,7 @@ impl OtlpGrpcClient {
     /// Must be called within a tokio runtime. Reads the TLS files; does not
     /// connect.
     pub fn new(c: &OtlpGrpcExporterConfig) -> anyhow::Result<Self> {
-        c.validate().map_err(anyhow::Error::msg)?;
+        c.validate().map_err(anyhow::Error::new)?;
         let target = c.target().map_err(anyhow::Error::msg)?;
         let metadata = grpc_metadata(&c.headers).map_err(anyhow::Error::msg)?;
         let timeout = c.timeout_opt();
@@ -740,6 +789,7 @@ mod tests {
         assert!(OtlpGrpcExporterConfig::default()
             .validate()
             .unwrap_err()
+            .to_string()
             .contains("endpoint"));
         let ok = |e: &str| config(e.into()).target();
         assert_eq!(
@@ -764,10 +814,10 @@ mod tests {
 
         let mut c = config("collector:4317".into());
         c.headers.insert("bad header".into(), "x".into());
-        assert!(c.validate().unwrap_err().contains("bad header"));
+        assert!(c.validate().unwrap_err().to_string().contains("bad header"));
         c.headers.clear();
         c.headers.insert("api-key".into(), "line\nbreak".into());
-        assert!(c.validate().unwrap_err().contains("api-key"));
+        assert!(c.validate().unwrap_err().to_string().contains("api-key"));
         c.headers.clear();
         c.headers.insert("Api-Key".into(), "secret".into());
         c.validate().unwrap();

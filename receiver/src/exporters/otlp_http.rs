@@ -29,8 +29,11 @@ use super::helper::{
 };
 use super::otlp_grpc::Compression;
 use super::tls::TlsClientConfig;
-use crate::component::BuildContext;
-use crate::config::GoDuration;
+use crate::component::{
+    BuildContext, ComponentConfig, ExporterConfig, ExporterFactory, Factory, Reference, Stability,
+    StartFuture,
+};
+use crate::config::{from_node, ConfigError, GoDuration, Node, ValidationError};
 use crate::pipeline::{DynConsumer, Payload, Signal};
 
 /// The most of a response body we read (the collector reads 64 KiB too).
@@ -93,20 +96,62 @@ impl Default for OtlpHttpExporterConfig {
     }
 }
 
-impl OtlpHttpExporterConfig {
-    pub fn validate(&self) -> Result<(), String> {
+impl ComponentConfig for OtlpHttpExporterConfig {
+    fn validate(&self) -> Result<(), ValidationError> {
         self.signal_url(Signal::Logs)?;
         self.signal_url(Signal::Metrics)?;
-        self.tls.validate()?;
-        http_headers(&self.headers)?;
-        self.retry_on_failure.validate()?;
-        self.sending_queue.validate()?;
+        self.tls.validate().map_err(|e| e.within("tls"))?;
+        http_headers(&self.headers).map_err(|e| ValidationError::at("headers", e))?;
+        self.retry_on_failure
+            .validate()
+            .map_err(ValidationError::from)?;
+        self.sending_queue
+            .validate()
+            .map_err(ValidationError::from)?;
         Ok(())
     }
 
+    fn references(&self) -> Vec<Reference> {
+        super::queue_references(&self.sending_queue)
+    }
+}
+
+/// Makes `otlp_http` exporters.
+pub struct OtlpHttpExporterFactory;
+
+impl Factory for OtlpHttpExporterFactory {
+    fn type_names(&self) -> &'static [&'static str] {
+        &["otlp_http", "otlphttp"]
+    }
+
+    fn stability(&self) -> Stability {
+        Stability::Beta
+    }
+
+    fn description(&self) -> &'static str {
+        "sends OTLP over HTTP, protobuf or JSON (the collector's `otlphttp` exporter)"
+    }
+}
+
+impl ExporterFactory for OtlpHttpExporterFactory {
+    fn decode(&self, node: &Node) -> Result<Box<dyn ExporterConfig>, ConfigError> {
+        Ok(Box::new(from_node::<OtlpHttpExporterConfig>(node)?))
+    }
+}
+
+impl ExporterConfig for OtlpHttpExporterConfig {
+    fn build<'a>(
+        &'a self,
+        ctx: &'a BuildContext,
+    ) -> StartFuture<'a, (DynConsumer, JoinHandle<()>)> {
+        Box::pin(build(self, ctx))
+    }
+}
+
+impl OtlpHttpExporterConfig {
     /// The URL a signal is sent to: its own `*_endpoint`, or `endpoint` plus
     /// `/v1/<signal>`.
-    fn signal_url(&self, signal: Signal) -> Result<Url, String> {
+    fn signal_url(&self, signal: Signal) -> Result<Url, ValidationError> {
         let (key, explicit) = match signal {
             Signal::Logs => ("logs_endpoint", self.logs_endpoint.as_deref()),
             Signal::Metrics => ("metrics_endpoint", self.metrics_endpoint.as_deref()),
@@ -116,8 +161,11 @@ impl OtlpHttpExporterConfig {
             None => {
                 let base = self.endpoint.trim();
                 if base.is_empty() {
-                    return Err(format!(
-                        "requires a non-empty \"endpoint\" (or both \"logs_endpoint\" and \"metrics_endpoint\"); {key} is not set"
+                    return Err(ValidationError::at(
+                        "endpoint",
+                        format!(
+                            "requires a non-empty \"endpoint\" (or both \"logs_endpoint\" and \"metrics_endpoint\"); {key} is not set"
+                        ),
                     ));
                 }
                 let path = format!("v1/{}", signal.as_str());
@@ -129,10 +177,12 @@ impl OtlpHttpExporterConfig {
                 ("endpoint", url)
             }
         };
-        let parsed = Url::parse(&url).map_err(|e| format!("{key} {url:?} is not a URL: {e}"))?;
+        let parsed = Url::parse(&url)
+            .map_err(|e| ValidationError::at(key, format!("{url:?} is not a URL: {e}")))?;
         if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
-            return Err(format!(
-                "{key} {url:?} must be an http:// or https:// URL with a host"
+            return Err(ValidationError::at(
+                key,
+                format!("{url:?} must be an http:// or https:// URL with a host"),
             ));
         }
         Ok(parsed)
@@ -147,9 +197,9 @@ fn http_headers(headers: &BTreeMap<String, String>) -> Result<HeaderMap, String>
     let mut map = HeaderMap::new();
     for (name, value) in headers {
         let key = HeaderName::from_bytes(name.as_bytes())
-            .map_err(|e| format!("headers: invalid header name {name:?}: {e}"))?;
+            .map_err(|e| format!("invalid header name {name:?}: {e}"))?;
         let value = HeaderValue::from_str(value)
-            .map_err(|_| format!("headers: the value of {name:?} contains invalid characters"))?;
+            .map_err(|_| format!("the value of {name:?} contains invalid characters"))?;
         map.insert(key, value);
     }
     Ok(map)
@@ -191,9 +241,9 @@ pub struct OtlpHttpClient {
 impl OtlpHttpClient {
     /// Reads the TLS files if a URL is `https://`; does not connect.
     pub fn new(c: &OtlpHttpExporterConfig) -> anyhow::Result<Self> {
-        c.validate().map_err(anyhow::Error::msg)?;
-        let logs_url = c.signal_url(Signal::Logs).map_err(anyhow::Error::msg)?;
-        let metrics_url = c.signal_url(Signal::Metrics).map_err(anyhow::Error::msg)?;
+        c.validate().map_err(anyhow::Error::new)?;
+        let logs_url = c.signal_url(Signal::Logs)?;
+        let metrics_url = c.signal_url(Signal::Metrics)?;
         let mut headers = http_headers(&c.headers).map_err(anyhow::Error::msg)?;
         let content_type = match c.encoding {
             Encoding::Proto => PROTOBUF,
@@ -824,7 +874,10 @@ mod tests {
 
     #[test]
     fn config_validation_and_urls() {
-        let err = OtlpHttpExporterConfig::default().validate().unwrap_err();
+        let err = OtlpHttpExporterConfig::default()
+            .validate()
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("endpoint"), "{err}");
 
         let c = config("https://collector:4318".into());
@@ -852,7 +905,7 @@ mod tests {
 
         let mut c = config("http://c:4318".into());
         c.headers.insert("bad header".into(), "v".into());
-        assert!(c.validate().unwrap_err().contains("bad header"));
+        assert!(c.validate().unwrap_err().to_string().contains("bad header"));
 
         let c: OtlpHttpExporterConfig = serde_json::from_value(serde_json::json!({
             "endpoint": "https://collector:4318",

@@ -10,6 +10,8 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use crate::config::ValidationError;
+
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::WebPkiServerVerifier;
 use rustls::crypto::{self, CryptoProvider};
@@ -41,22 +43,30 @@ pub struct TlsClientConfig {
 }
 
 impl TlsClientConfig {
-    pub fn validate(&self) -> Result<(), String> {
+    /// Errors name keys inside the `tls` section.
+    pub fn validate(&self) -> Result<(), ValidationError> {
         if self.cert_file.is_some() != self.key_file.is_some() {
-            return Err(
-                "tls: for auth via TLS, provide both cert_file and key_file, or neither".into(),
-            );
+            return Err(ValidationError::at(
+                if self.cert_file.is_some() {
+                    "cert_file"
+                } else {
+                    "key_file"
+                },
+                "for auth via TLS, provide both cert_file and key_file, or neither",
+            ));
         }
         if let Some(name) = &self.server_name_override {
-            ServerName::try_from(name.as_str())
-                .map_err(|e| format!("tls::server_name_override {name:?} is invalid: {e}"))?;
+            ServerName::try_from(name.as_str()).map_err(|e| {
+                ValidationError::at("server_name_override", format!("{name:?} is invalid: {e}"))
+            })?;
         }
         Ok(())
     }
 
     /// Reads the files named in the config and builds what a TLS client needs.
     pub fn load(&self) -> anyhow::Result<ClientTls> {
-        self.validate().map_err(anyhow::Error::msg)?;
+        self.validate()
+            .map_err(|e| anyhow::Error::new(e.within("tls")))?;
         let provider = Arc::new(crypto::ring::default_provider());
         let verifier: Arc<dyn ServerCertVerifier> = if self.insecure_skip_verify {
             Arc::new(NoServerVerification {
@@ -417,6 +427,7 @@ mod tests {
         assert!(c
             .validate()
             .unwrap_err()
+            .to_string()
             .contains("both cert_file and key_file"));
     }
 

@@ -52,7 +52,13 @@ use anyhow::Context as _;
 use bytes::Bytes;
 use serde::Deserialize;
 
-use crate::config::{ComponentId, GoDuration};
+use crate::component::{
+    ComponentConfig, ExtensionConfig, ExtensionFactory, Factory, Stability, StartFuture,
+};
+use crate::config::{from_node, ComponentId, ConfigError, GoDuration, Node, ValidationError};
+use crate::extensions::Extensions;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 
 /// `file_storage` settings, with the collector's defaults except where noted.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -94,12 +100,50 @@ impl Default for FileStorageConfig {
     }
 }
 
-impl FileStorageConfig {
-    pub fn validate(&self) -> Result<(), String> {
+impl ComponentConfig for FileStorageConfig {
+    fn validate(&self) -> Result<(), ValidationError> {
         if self.directory.as_os_str().is_empty() {
-            return Err("directory must not be empty".into());
+            return Err(ValidationError::at("directory", "must not be empty"));
         }
         Ok(())
+    }
+}
+
+/// Makes `file_storage` extensions.
+pub struct FileStorageExtensionFactory;
+
+impl Factory for FileStorageExtensionFactory {
+    fn type_names(&self) -> &'static [&'static str] {
+        &["file_storage"]
+    }
+
+    fn stability(&self) -> Stability {
+        Stability::Beta
+    }
+
+    fn description(&self) -> &'static str {
+        "keeps persistent sending queues and receiver checkpoints on disk"
+    }
+}
+
+impl ExtensionFactory for FileStorageExtensionFactory {
+    fn decode(&self, node: &Node) -> Result<Box<dyn ExtensionConfig>, ConfigError> {
+        Ok(Box::new(from_node::<FileStorageConfig>(node)?))
+    }
+}
+
+impl ExtensionConfig for FileStorageConfig {
+    fn start<'a>(
+        &'a self,
+        id: &'a ComponentId,
+        host: &'a mut Extensions,
+        _shutdown: CancellationToken,
+    ) -> StartFuture<'a, Option<JoinHandle<()>>> {
+        Box::pin(async move {
+            let storage = FileStorage::open(self, id)?;
+            host.storages.insert(id.clone(), storage);
+            Ok(None)
+        })
     }
 }
 

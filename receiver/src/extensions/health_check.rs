@@ -22,6 +22,12 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::component::{
+    ComponentConfig, ExtensionConfig, ExtensionFactory, Factory, Stability, StartFuture,
+};
+use crate::config::{from_node, ComponentId, ConfigError, Node, ValidationError};
+use crate::extensions::Extensions;
+
 /// How long one connection may take to send its request headers.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -47,15 +53,53 @@ impl Default for HealthCheckConfig {
     }
 }
 
-impl HealthCheckConfig {
-    pub fn validate(&self) -> Result<(), String> {
+impl ComponentConfig for HealthCheckConfig {
+    fn validate(&self) -> Result<(), ValidationError> {
         if self.endpoint.trim().is_empty() {
-            return Err("endpoint must not be empty".to_string());
+            return Err(ValidationError::at("endpoint", "must not be empty"));
         }
         if !self.path.starts_with('/') {
-            return Err(format!("path {:?} must start with /", self.path));
+            return Err(ValidationError::at(
+                "path",
+                format!("{:?} must start with /", self.path),
+            ));
         }
         Ok(())
+    }
+}
+
+/// Makes `health_check` extensions.
+pub struct HealthCheckExtensionFactory;
+
+impl Factory for HealthCheckExtensionFactory {
+    fn type_names(&self) -> &'static [&'static str] {
+        &["health_check"]
+    }
+
+    fn stability(&self) -> Stability {
+        Stability::Beta
+    }
+
+    fn description(&self) -> &'static str {
+        "serves the agent's health over HTTP, as the collector's health_check"
+    }
+}
+
+impl ExtensionFactory for HealthCheckExtensionFactory {
+    fn decode(&self, node: &Node) -> Result<Box<dyn ExtensionConfig>, ConfigError> {
+        Ok(Box::new(from_node::<HealthCheckConfig>(node)?))
+    }
+}
+
+impl ExtensionConfig for HealthCheckConfig {
+    fn start<'a>(
+        &'a self,
+        _id: &'a ComponentId,
+        host: &'a mut Extensions,
+        shutdown: CancellationToken,
+    ) -> StartFuture<'a, Option<JoinHandle<()>>> {
+        let health = host.health.clone();
+        Box::pin(async move { start(self, health, shutdown).await.map(Some) })
     }
 }
 

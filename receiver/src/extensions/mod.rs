@@ -1,4 +1,5 @@
-//! Extensions: services beside the pipelines.
+//! Extensions: services beside the pipelines. Each registers its factory in
+//! `crate::components`.
 
 pub mod file_storage;
 pub mod health_check;
@@ -6,32 +7,7 @@ pub mod health_check;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use crate::config::{from_node, ComponentId, ConfigError, Node};
-
-#[derive(Debug, Clone)]
-pub enum ExtensionConfig {
-    HealthCheck(health_check::HealthCheckConfig),
-    FileStorage(file_storage::FileStorageConfig),
-}
-
-impl ExtensionConfig {
-    pub const TYPES: &'static [&'static str] = &["file_storage", "health_check"];
-
-    pub fn from_node(type_name: &str, node: &Node) -> Option<Result<Self, ConfigError>> {
-        Some(match type_name {
-            "health_check" => from_node(node).map(ExtensionConfig::HealthCheck),
-            "file_storage" => from_node(node).map(ExtensionConfig::FileStorage),
-            _ => return None,
-        })
-    }
-
-    pub fn validate(&self) -> Result<(), String> {
-        match self {
-            ExtensionConfig::HealthCheck(c) => c.validate(),
-            ExtensionConfig::FileStorage(c) => c.validate(),
-        }
-    }
-}
+use crate::config::ComponentId;
 
 /// The started extensions, as components see them.
 #[derive(Default)]

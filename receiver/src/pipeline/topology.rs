@@ -14,10 +14,10 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::component::BuildContext;
+use crate::component::ReceiverOutputs;
 use crate::config::{ComponentId, Config, PipelineId};
 use crate::extensions::Extensions;
 use crate::pipeline::{DynConsumer, Fanout, Signal};
-use crate::receivers::ReceiverOutputs;
 use crate::telemetry::Telemetry;
 use std::sync::Arc;
 
@@ -263,7 +263,7 @@ mod tests {
     /// Builds `pipeline`'s processors and exporters from `yaml` the way
     /// `Topology::start` does, and returns the pipeline's head.
     async fn pipeline_head(yaml: &str) -> (DynConsumer, Vec<JoinHandle<()>>) {
-        let config = match load_str("t.yaml", yaml) {
+        let config = match load_str(crate::components::registry(), "t.yaml", yaml) {
             Ok(c) => c,
             Err(e) => panic!("config: {e}"),
         };
@@ -380,7 +380,7 @@ mod tests {
                  service: {{pipelines: {{logs: {{receivers: [otlp], processors: [batch], exporters: [file]}}}}}}\n",
                 out.display()
             );
-            let config = match load_str("t.yaml", &yaml) {
+            let config = match load_str(crate::components::registry(), "t.yaml", &yaml) {
                 Ok(c) => c,
                 Err(e) => panic!("config: {e}"),
             };

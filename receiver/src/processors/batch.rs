@@ -29,8 +29,11 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use crate::component::BuildContext;
+use crate::component::{
+    BuildContext, ComponentConfig, Factory, ProcessorConfig, ProcessorFactory, Stability,
+};
 use crate::config::GoDuration;
+use crate::config::{from_node, ConfigError, Node, ValidationError};
 use crate::pipeline::{
     Batch, ConsumeError, Consumer, DeliveryStatus, DynConsumer, Finalizers, Payload, Signal,
 };
@@ -70,14 +73,49 @@ impl Default for BatchConfig {
     }
 }
 
-impl BatchConfig {
-    pub fn validate(&self) -> Result<(), String> {
+impl ComponentConfig for BatchConfig {
+    fn validate(&self) -> Result<(), ValidationError> {
         if self.send_batch_max_size > 0 && self.send_batch_max_size < self.send_batch_size {
-            return Err(
-                "send_batch_max_size must be greater or equal to send_batch_size".to_string(),
-            );
+            return Err(ValidationError::at(
+                "send_batch_max_size",
+                "must be greater or equal to send_batch_size",
+            ));
         }
         Ok(())
+    }
+}
+
+/// Makes `batch` processors.
+pub struct BatchProcessorFactory;
+
+impl Factory for BatchProcessorFactory {
+    fn type_names(&self) -> &'static [&'static str] {
+        &["batch"]
+    }
+
+    fn stability(&self) -> Stability {
+        Stability::Beta
+    }
+
+    fn description(&self) -> &'static str {
+        "groups records into batches by size and time before export"
+    }
+}
+
+impl ProcessorFactory for BatchProcessorFactory {
+    fn decode(&self, node: &Node) -> Result<Box<dyn ProcessorConfig>, ConfigError> {
+        Ok(Box::new(from_node::<BatchConfig>(node)?))
+    }
+}
+
+impl ProcessorConfig for BatchConfig {
+    fn build(
+        &self,
+        ctx: &BuildContext,
+        signal: Signal,
+        next: DynConsumer,
+    ) -> anyhow::Result<(DynConsumer, Option<JoinHandle<()>>)> {
+        build(self, ctx, signal, next)
     }
 }
 
@@ -602,8 +640,8 @@ mod tests {
         assert!(c.validate().is_ok());
         let bad = config(100, 10, Duration::from_secs(1));
         assert_eq!(
-            bad.validate().err().as_deref(),
-            Some("send_batch_max_size must be greater or equal to send_batch_size")
+            bad.validate().err().map(|e| e.to_string()).as_deref(),
+            Some("send_batch_max_size: must be greater or equal to send_batch_size")
         );
         let parsed: BatchConfig =
             serde_json::from_value(serde_json::json!({"send_batch_size": 10, "timeout": "1s"}))

@@ -38,8 +38,10 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::{CancellationToken, DropGuard};
 
-use crate::component::BuildContext;
-use crate::config::GoDuration;
+use crate::component::{
+    BuildContext, ComponentConfig, Factory, ProcessorConfig, ProcessorFactory, Stability,
+};
+use crate::config::{from_node, ConfigError, GoDuration, Node, ValidationError};
 use crate::pipeline::{Batch, ConsumeError, Consumer, DynConsumer, Signal};
 use crate::telemetry::ProcessorMetrics;
 
@@ -84,32 +86,76 @@ impl Default for MemoryLimiterConfig {
     }
 }
 
-impl MemoryLimiterConfig {
+impl ComponentConfig for MemoryLimiterConfig {
     /// The collector's checks and messages.
-    pub fn validate(&self) -> Result<(), String> {
+    fn validate(&self) -> Result<(), ValidationError> {
         if self.check_interval.is_zero() {
-            return Err("'check_interval' must be greater than zero".to_string());
+            return Err(ValidationError::at(
+                "check_interval",
+                "must be greater than zero",
+            ));
         }
         if self.limit_mib == 0 && self.limit_percentage == 0 {
-            return Err("'limit_mib' or 'limit_percentage' must be greater than zero".to_string());
+            return Err(ValidationError::whole(
+                "'limit_mib' or 'limit_percentage' must be greater than zero",
+            ));
         }
         if self.limit_mib > 0 && self.spike_limit_mib >= self.limit_mib {
-            return Err("'spike_limit_mib' must be smaller than 'limit_mib'".to_string());
+            return Err(ValidationError::at(
+                "spike_limit_mib",
+                "must be smaller than 'limit_mib'",
+            ));
         }
         if self.limit_percentage > 100 || self.spike_limit_percentage > 100 {
-            return Err(
-                "'limit_percentage' and 'spike_limit_percentage' must be greater than zero and less than or equal to hundred"
-                    .to_string(),
-            );
+            return Err(ValidationError::whole(
+                "'limit_percentage' and 'spike_limit_percentage' must be greater than zero and less than or equal to hundred",
+            ));
         }
         if self.limit_mib == 0 && self.spike_limit_percentage >= self.limit_percentage {
-            return Err(
-                "'spike_limit_percentage' must be smaller than 'limit_percentage'".to_string(),
-            );
+            return Err(ValidationError::at(
+                "spike_limit_percentage",
+                "must be smaller than 'limit_percentage'",
+            ));
         }
         Ok(())
     }
+}
 
+/// Makes `memory_limiter` processors.
+pub struct MemoryLimiterProcessorFactory;
+
+impl Factory for MemoryLimiterProcessorFactory {
+    fn type_names(&self) -> &'static [&'static str] {
+        &["memory_limiter"]
+    }
+
+    fn stability(&self) -> Stability {
+        Stability::Beta
+    }
+
+    fn description(&self) -> &'static str {
+        "refuses data while the agent's own memory is above its limit, so the agent never becomes an OOM itself"
+    }
+}
+
+impl ProcessorFactory for MemoryLimiterProcessorFactory {
+    fn decode(&self, node: &Node) -> Result<Box<dyn ProcessorConfig>, ConfigError> {
+        Ok(Box::new(from_node::<MemoryLimiterConfig>(node)?))
+    }
+}
+
+impl ProcessorConfig for MemoryLimiterConfig {
+    fn build(
+        &self,
+        ctx: &BuildContext,
+        signal: Signal,
+        next: DynConsumer,
+    ) -> anyhow::Result<(DynConsumer, Option<JoinHandle<()>>)> {
+        build(self, ctx, signal, next)
+    }
+}
+
+impl MemoryLimiterConfig {
     /// (hard, soft) limits in bytes; `total` is the memory available to the
     /// agent, read only when a percentage is configured.
     fn limits(&self, total: impl FnOnce() -> anyhow::Result<u64>) -> anyhow::Result<(u64, u64)> {
@@ -521,15 +567,15 @@ mod tests {
     fn validation_uses_the_collector_messages() {
         let zero = MemoryLimiterConfig::default();
         assert_eq!(
-            zero.validate().err().as_deref(),
-            Some("'check_interval' must be greater than zero")
+            zero.validate().err().map(|e| e.to_string()).as_deref(),
+            Some("check_interval: must be greater than zero")
         );
         let no_limit = MemoryLimiterConfig {
             check_interval: GoDuration::from_secs(1),
             ..Default::default()
         };
         assert_eq!(
-            no_limit.validate().err().as_deref(),
+            no_limit.validate().err().map(|e| e.to_string()).as_deref(),
             Some("'limit_mib' or 'limit_percentage' must be greater than zero")
         );
         let spike = MemoryLimiterConfig {
@@ -537,8 +583,8 @@ mod tests {
             ..cfg(100)
         };
         assert_eq!(
-            spike.validate().err().as_deref(),
-            Some("'spike_limit_mib' must be smaller than 'limit_mib'")
+            spike.validate().err().map(|e| e.to_string()).as_deref(),
+            Some("spike_limit_mib: must be smaller than 'limit_mib'")
         );
         let pct = MemoryLimiterConfig {
             check_interval: GoDuration::from_secs(1),

@@ -20,7 +20,10 @@ use opentelemetry_proto::tonic::resource::v1::Resource;
 use serde::Deserialize;
 use tokio::task::JoinHandle;
 
-use crate::component::BuildContext;
+use crate::component::{
+    BuildContext, ComponentConfig, Factory, ProcessorConfig, ProcessorFactory, Stability,
+};
+use crate::config::{from_node, ConfigError, Node, ValidationError};
 use crate::pipeline::data::kv_str;
 use crate::pipeline::{Batch, ConsumeError, Consumer, DynConsumer, Payload, Signal};
 
@@ -96,40 +99,73 @@ impl AttributeValue {
     }
 }
 
-impl ResourceConfig {
-    pub fn validate(&self) -> Result<(), String> {
+impl ComponentConfig for ResourceConfig {
+    fn validate(&self) -> Result<(), ValidationError> {
         for (i, a) in self.attributes.iter().enumerate() {
-            if a.key.is_empty() {
-                return Err(format!("attributes[{i}]: missing required field \"key\""));
-            }
-            match a.action {
-                Action::Delete => {
-                    if a.value.is_some() || a.from_attribute.is_some() {
-                        return Err(format!(
-                            "attributes[{i}] (key {:?}): action \"delete\" takes neither \"value\" nor \"from_attribute\"",
-                            a.key
-                        ));
-                    }
-                }
-                Action::Insert | Action::Update | Action::Upsert => match (&a.value, &a.from_attribute) {
-                    (None, None) => {
-                        return Err(format!(
-                            "attributes[{i}] (key {:?}): missing required field \"value\" or \"from_attribute\" for action {:?}",
-                            a.key,
-                            a.action.as_str()
-                        ))
-                    }
-                    (Some(_), Some(_)) => {
-                        return Err(format!(
-                            "attributes[{i}] (key {:?}): set only one of \"value\" and \"from_attribute\"",
-                            a.key
-                        ))
-                    }
-                    _ => {}
-                },
-            }
+            a.validate()
+                .map_err(|message| ValidationError::at(format!("attributes[{i}]"), message))?;
         }
         Ok(())
+    }
+}
+
+impl AttributeAction {
+    /// The collector's rules for one action.
+    fn validate(&self) -> Result<(), String> {
+        if self.key.is_empty() {
+            return Err("missing required field \"key\"".to_string());
+        }
+        match (self.action, &self.value, &self.from_attribute) {
+            (Action::Delete, None, None) => Ok(()),
+            (Action::Delete, _, _) => Err(format!(
+                "(key {:?}): action \"delete\" takes neither \"value\" nor \"from_attribute\"",
+                self.key
+            )),
+            (_, None, None) => Err(format!(
+                "(key {:?}): missing required field \"value\" or \"from_attribute\" for action {:?}",
+                self.key,
+                self.action.as_str()
+            )),
+            (_, Some(_), Some(_)) => Err(format!(
+                "(key {:?}): set only one of \"value\" and \"from_attribute\"",
+                self.key
+            )),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Makes `resource` processors.
+pub struct ResourceProcessorFactory;
+
+impl Factory for ResourceProcessorFactory {
+    fn type_names(&self) -> &'static [&'static str] {
+        &["resource"]
+    }
+
+    fn stability(&self) -> Stability {
+        Stability::Beta
+    }
+
+    fn description(&self) -> &'static str {
+        "sets, changes or removes resource attributes, and can add the host's own"
+    }
+}
+
+impl ProcessorFactory for ResourceProcessorFactory {
+    fn decode(&self, node: &Node) -> Result<Box<dyn ProcessorConfig>, ConfigError> {
+        Ok(Box::new(from_node::<ResourceConfig>(node)?))
+    }
+}
+
+impl ProcessorConfig for ResourceConfig {
+    fn build(
+        &self,
+        ctx: &BuildContext,
+        signal: Signal,
+        next: DynConsumer,
+    ) -> anyhow::Result<(DynConsumer, Option<JoinHandle<()>>)> {
+        build(self, ctx, signal, next)
     }
 }
 
@@ -498,7 +534,11 @@ mod tests {
             detect: false,
             attributes: vec![action(serde_json::json!({"key": "a", "action": "insert"}))],
         };
-        let err = missing.validate().err().unwrap_or_default();
+        let err = missing
+            .validate()
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
         assert!(
             err.contains("missing required field \"value\" or \"from_attribute\""),
             "{err}"

@@ -5,7 +5,8 @@ use std::fmt;
 
 use serde::{Deserialize, Deserializer};
 
-use crate::config::{ComponentId, GoDuration};
+use crate::component::{ComponentConfig, Reference};
+use crate::config::{ComponentId, GoDuration, ValidationError};
 use crate::patterns::UserPattern;
 
 /// Where a file first seen is read from.
@@ -187,49 +188,82 @@ pub const MIN_FINGERPRINT_SIZE: u64 = 16;
 /// Largest record we agree to assemble in memory.
 pub const MAX_MAX_LOG_SIZE: u64 = 64 * 1024 * 1024;
 
-impl FilelogReceiverConfig {
-    pub fn validate(&self) -> Result<(), String> {
+impl ComponentConfig for FilelogReceiverConfig {
+    /// The collector's checks plus the pattern library's.
+    fn validate(&self) -> Result<(), ValidationError> {
         if self.include.is_empty() {
-            return Err("include: at least one glob is required".into());
+            return Err(ValidationError::at(
+                "include",
+                "at least one glob is required",
+            ));
         }
         for (key, globs) in [("include", &self.include), ("exclude", &self.exclude)] {
             for g in globs {
-                glob::Pattern::new(g).map_err(|e| format!("{key}: invalid glob {g:?}: {e}"))?;
+                glob::Pattern::new(g)
+                    .map_err(|e| ValidationError::at(key, format!("invalid glob {g:?}: {e}")))?;
             }
         }
         if self.poll_interval.is_zero() {
-            return Err("poll_interval must be greater than zero".into());
+            return Err(ValidationError::at(
+                "poll_interval",
+                "must be greater than zero",
+            ));
         }
         if self.fingerprint_size.get() < MIN_FINGERPRINT_SIZE {
-            return Err(format!(
-                "fingerprint_size must be at least {MIN_FINGERPRINT_SIZE} bytes"
+            return Err(ValidationError::at(
+                "fingerprint_size",
+                format!("must be at least {MIN_FINGERPRINT_SIZE} bytes"),
             ));
         }
         if self.max_log_size.get() == 0 || self.max_log_size.get() > MAX_MAX_LOG_SIZE {
-            return Err(format!(
-                "max_log_size must be between 1 byte and {MAX_MAX_LOG_SIZE} bytes"
+            return Err(ValidationError::at(
+                "max_log_size",
+                format!("must be between 1 byte and {MAX_MAX_LOG_SIZE} bytes"),
             ));
         }
         if self.max_concurrent_files == 0 {
-            return Err("max_concurrent_files must be at least 1".into());
+            return Err(ValidationError::at(
+                "max_concurrent_files",
+                "must be at least 1",
+            ));
         }
         if self.metrics_interval.is_zero() {
-            return Err("metrics_interval must be greater than zero".into());
+            return Err(ValidationError::at(
+                "metrics_interval",
+                "must be greater than zero",
+            ));
         }
         let enc = self.encoding.to_ascii_lowercase();
         if enc != "utf-8" && enc != "utf8" {
-            return Err(format!(
-                "encoding: {:?} is not supported (only utf-8)",
-                self.encoding
+            return Err(ValidationError::at(
+                "encoding",
+                format!("{:?} is not supported (only utf-8)", self.encoding),
             ));
         }
         if let Some(p) = &self.multiline.line_start_pattern {
-            regex::Regex::new(p)
-                .map_err(|e| format!("multiline::line_start_pattern: invalid regex: {e}"))?;
+            regex::Regex::new(p).map_err(|e| {
+                ValidationError::at(
+                    "multiline::line_start_pattern",
+                    format!("invalid regex: {e}"),
+                )
+            })?;
         }
         crate::patterns::Library::new(&self.patterns, &self.disable_patterns)
-            .map_err(|e| format!("patterns: {e}"))?;
+            .map_err(|e| ValidationError::at("patterns", e.to_string()))?;
         Ok(())
+    }
+
+    fn references(&self) -> Vec<Reference> {
+        self.storage
+            .iter()
+            .map(|id| {
+                Reference::file_storage(
+                    "storage",
+                    id,
+                    "file offsets are kept in a file_storage extension",
+                )
+            })
+            .collect()
     }
 }
 
@@ -284,13 +318,15 @@ mod tests {
         assert!(FilelogReceiverConfig::default().validate().is_err());
         let mut c = base();
         c.include = vec!["/x/[".into()];
-        assert!(matches!(c.validate(), Err(e) if e.starts_with("include:")));
+        assert!(matches!(c.validate(), Err(e) if e.key.as_deref() == Some("include")));
         let mut c = base();
         c.encoding = "utf-16le".into();
-        assert!(matches!(c.validate(), Err(e) if e.starts_with("encoding:")));
+        assert!(matches!(c.validate(), Err(e) if e.key.as_deref() == Some("encoding")));
         let mut c = base();
         c.multiline.line_start_pattern = Some("(".into());
-        assert!(matches!(c.validate(), Err(e) if e.starts_with("multiline::")));
+        assert!(
+            matches!(c.validate(), Err(e) if e.key.as_deref() == Some("multiline::line_start_pattern"))
+        );
         let mut c = base();
         c.fingerprint_size = ByteSize(4);
         assert!(c.validate().is_err());

@@ -41,7 +41,10 @@ use tokio::sync::{mpsc, Semaphore};
 use tokio::task::JoinHandle;
 
 use super::ReceiverOutputs;
-use crate::component::BuildContext;
+use crate::component::{
+    BuildContext, Factory, ReceiverConfig, ReceiverFactory, Stability, StartFuture,
+};
+use crate::config::{from_node, ConfigError, Node};
 use crate::patterns::Library;
 use crate::pipeline::ack::BatchNotifier;
 use crate::pipeline::data::scoped_logs;
@@ -76,6 +79,39 @@ const MAX_WARNED: usize = 10_000;
 
 /// (oom.pattern, oom.runtime) -> matches.
 type MatchCounts = Arc<Mutex<BTreeMap<(String, String), u64>>>;
+
+/// Makes `filelog` receivers (`file_log` is the collector's older spelling).
+pub struct FilelogReceiverFactory;
+
+impl Factory for FilelogReceiverFactory {
+    fn type_names(&self) -> &'static [&'static str] {
+        &["filelog", "file_log"]
+    }
+
+    fn stability(&self) -> Stability {
+        Stability::Beta
+    }
+
+    fn description(&self) -> &'static str {
+        "tails log files (plain, CRI, docker json-file) and reports lines that announce memory exhaustion"
+    }
+}
+
+impl ReceiverFactory for FilelogReceiverFactory {
+    fn decode(&self, node: &Node) -> Result<Box<dyn ReceiverConfig>, ConfigError> {
+        Ok(Box::new(from_node::<FilelogReceiverConfig>(node)?))
+    }
+}
+
+impl ReceiverConfig for FilelogReceiverConfig {
+    fn start(
+        &self,
+        ctx: BuildContext,
+        outputs: ReceiverOutputs,
+    ) -> StartFuture<'_, JoinHandle<()>> {
+        Box::pin(start(self, ctx, outputs))
+    }
+}
 
 /// Starts the receiver: checks storage and patterns, then tails until shutdown.
 pub async fn start(

@@ -29,8 +29,11 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::ReceiverOutputs;
-use crate::component::BuildContext;
-use crate::config::{ComponentId, GoDuration};
+use crate::component::{
+    BuildContext, ComponentConfig, Factory, ReceiverConfig, ReceiverFactory, Reference, Stability,
+    StartFuture,
+};
+use crate::config::{from_node, ComponentId, ConfigError, GoDuration, Node, ValidationError};
 use crate::kmsg::{KmsgEvent, KmsgReader, KmsgRecord, OomReport, OomReportAssembler, StartAt};
 use crate::patterns::{Library, UserPattern};
 use crate::pipeline::data::scoped_logs;
@@ -119,40 +122,86 @@ impl KmsgReceiverConfig {
         }
         disabled
     }
+}
 
-    pub fn validate(&self) -> Result<(), String> {
+impl ComponentConfig for KmsgReceiverConfig {
+    fn validate(&self) -> Result<(), ValidationError> {
         if self.path.as_os_str().is_empty() {
-            return Err("path must not be empty".into());
+            return Err(ValidationError::at("path", "must not be empty"));
         }
         if self.batch_wait.get() > MAX_BATCH_WAIT {
-            return Err(format!(
-                "batch_wait must be at most {}s",
-                MAX_BATCH_WAIT.as_secs()
+            return Err(ValidationError::at(
+                "batch_wait",
+                format!("must be at most {}s", MAX_BATCH_WAIT.as_secs()),
             ));
         }
         if !(1..=MAX_BATCH_RECORDS).contains(&self.max_batch_records) {
-            return Err(format!(
-                "max_batch_records must be between 1 and {MAX_BATCH_RECORDS}"
+            return Err(ValidationError::at(
+                "max_batch_records",
+                format!("must be between 1 and {MAX_BATCH_RECORDS}"),
             ));
         }
         if !(1..=MAX_UNACKNOWLEDGED_BATCHES).contains(&self.max_unacknowledged_batches) {
-            return Err(format!(
-                "max_unacknowledged_batches must be between 1 and {MAX_UNACKNOWLEDGED_BATCHES}"
+            return Err(ValidationError::at(
+                "max_unacknowledged_batches",
+                format!("must be between 1 and {MAX_UNACKNOWLEDGED_BATCHES}"),
             ));
         }
         if self.metrics_interval.is_zero() {
-            return Err("metrics_interval must be greater than zero".into());
-        }
-        if let Some(storage) = &self.storage {
-            if storage.type_name != "file_storage" {
-                return Err(format!(
-                    "storage: {storage} is not a file_storage extension"
-                ));
-            }
+            return Err(ValidationError::at(
+                "metrics_interval",
+                "must be greater than zero",
+            ));
         }
         Library::new(&self.patterns, &self.disabled_patterns())
-            .map_err(|err| format!("patterns: {err}"))?;
+            .map_err(|err| ValidationError::at("patterns", err.to_string()))?;
         Ok(())
+    }
+
+    fn references(&self) -> Vec<Reference> {
+        self.storage
+            .iter()
+            .map(|id| {
+                Reference::file_storage(
+                    "storage",
+                    id,
+                    "the read position is kept in a file_storage extension",
+                )
+            })
+            .collect()
+    }
+}
+
+/// Makes `kmsg` receivers.
+pub struct KmsgReceiverFactory;
+
+impl Factory for KmsgReceiverFactory {
+    fn type_names(&self) -> &'static [&'static str] {
+        &["kmsg"]
+    }
+
+    fn stability(&self) -> Stability {
+        Stability::Beta
+    }
+
+    fn description(&self) -> &'static str {
+        "reads the kernel log (/dev/kmsg): each OOM report as one record, and lines that announce memory exhaustion"
+    }
+}
+
+impl ReceiverFactory for KmsgReceiverFactory {
+    fn decode(&self, node: &Node) -> Result<Box<dyn ReceiverConfig>, ConfigError> {
+        Ok(Box::new(from_node::<KmsgReceiverConfig>(node)?))
+    }
+}
+
+impl ReceiverConfig for KmsgReceiverConfig {
+    fn start(
+        &self,
+        ctx: BuildContext,
+        outputs: ReceiverOutputs,
+    ) -> StartFuture<'_, JoinHandle<()>> {
+        Box::pin(start(self, ctx, outputs))
     }
 }
 

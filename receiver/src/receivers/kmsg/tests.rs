@@ -573,7 +573,6 @@ fn config_defaults_and_checks() {
         serde_json::json!({"max_unacknowledged_batches": 0}),
         serde_json::json!({"metrics_interval": "0s"}),
         serde_json::json!({"batch_wait": "2m"}),
-        serde_json::json!({"storage": "otlp"}),
         serde_json::json!({"path": ""}),
     ] {
         let cfg: KmsgReceiverConfig = serde_json::from_value(bad.clone()).unwrap();

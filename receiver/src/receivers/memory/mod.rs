@@ -35,10 +35,12 @@ use tokio::time::Instant;
 
 use super::ReceiverOutputs;
 use crate::clock::unix_now_nanos;
-use crate::component::BuildContext;
-use crate::config::GoDuration;
+use crate::component::{
+    BuildContext, ComponentConfig, Factory, ReceiverConfig, ReceiverFactory, Stability, StartFuture,
+};
+use crate::config::{from_node, ConfigError, GoDuration, Node, ValidationError};
 use crate::pipeline::data::scoped_metrics;
-use crate::pipeline::{Batch, DynConsumer, Payload};
+use crate::pipeline::{Batch, DynConsumer, Payload, Signal};
 use crate::telemetry::ReceiverMetrics;
 use metrics::MetricsBuilder;
 
@@ -219,57 +221,116 @@ impl Default for CgroupsConfig {
 const MAX_TOP: usize = 10_000;
 const MAX_CGROUPS: usize = 100_000;
 
-impl MemoryReceiverConfig {
-    pub fn validate(&self) -> Result<(), String> {
+impl ComponentConfig for MemoryReceiverConfig {
+    fn validate(&self) -> Result<(), ValidationError> {
         if self.collection_interval.is_zero() {
-            return Err("collection_interval must be greater than zero".into());
+            return Err(ValidationError::at(
+                "collection_interval",
+                "must be greater than zero",
+            ));
         }
         if let Some(t) = &self.pressure.trigger {
-            let window = t.window.get();
-            if window < Duration::from_millis(500) || window > Duration::from_secs(10) {
-                return Err("pressure::trigger::window must be between 500ms and 10s".into());
-            }
-            if t.stall.is_zero() || t.stall.get() > window {
-                return Err(
-                    "pressure::trigger::stall must be greater than zero and at most the window"
-                        .into(),
-                );
-            }
-            if t.interval.is_zero() {
-                return Err("pressure::trigger::interval must be greater than zero".into());
-            }
+            validate_trigger(t).map_err(|e| e.within("pressure::trigger"))?;
         }
         if self.processes.top == 0 || self.processes.top > MAX_TOP {
-            return Err(format!("processes::top must be between 1 and {MAX_TOP}"));
+            return Err(ValidationError::at(
+                "processes::top",
+                format!("must be between 1 and {MAX_TOP}"),
+            ));
         }
         for (key, m) in [
-            ("include", &self.processes.include),
-            ("exclude", &self.processes.exclude),
+            ("processes::include", &self.processes.include),
+            ("processes::exclude", &self.processes.exclude),
         ] {
             if let Some(m) = m {
-                process::NameFilter::new(m).map_err(|e| format!("processes::{key}: {e}"))?;
+                process::NameFilter::new(m).map_err(|e| ValidationError::at(key, e.to_string()))?;
             }
         }
         if self.cgroups.max_cgroups == 0 || self.cgroups.max_cgroups > MAX_CGROUPS {
-            return Err(format!(
-                "cgroups::max_cgroups must be between 1 and {MAX_CGROUPS}"
+            return Err(ValidationError::at(
+                "cgroups::max_cgroups",
+                format!("must be between 1 and {MAX_CGROUPS}"),
             ));
         }
         for (key, globs) in [
-            ("include", &self.cgroups.include),
-            ("exclude", &self.cgroups.exclude),
+            ("cgroups::include", &self.cgroups.include),
+            ("cgroups::exclude", &self.cgroups.exclude),
         ] {
             for g in globs {
                 glob::Pattern::new(g)
-                    .map_err(|e| format!("cgroups::{key}: invalid glob {g:?}: {e}"))?;
+                    .map_err(|e| ValidationError::at(key, format!("invalid glob {g:?}: {e}")))?;
             }
         }
         if self.cgroups.growth_window.is_zero() {
-            return Err("cgroups::growth_window must be greater than zero".into());
+            return Err(ValidationError::at(
+                "cgroups::growth_window",
+                "must be greater than zero",
+            ));
         }
         Ok(())
     }
+}
 
+/// `pressure::trigger`: a window the kernel accepts (500ms..=10s) and a
+/// stall that fits in it.
+fn validate_trigger(t: &TriggerConfig) -> Result<(), ValidationError> {
+    let window = t.window.get();
+    if window < Duration::from_millis(500) || window > Duration::from_secs(10) {
+        return Err(ValidationError::at(
+            "window",
+            "must be between 500ms and 10s",
+        ));
+    }
+    if t.stall.is_zero() || t.stall.get() > window {
+        return Err(ValidationError::at(
+            "stall",
+            "must be greater than zero and at most the window",
+        ));
+    }
+    if t.interval.is_zero() {
+        return Err(ValidationError::at("interval", "must be greater than zero"));
+    }
+    Ok(())
+}
+
+/// Makes `memory` receivers.
+pub struct MemoryReceiverFactory;
+
+impl Factory for MemoryReceiverFactory {
+    fn type_names(&self) -> &'static [&'static str] {
+        &["memory"]
+    }
+
+    fn stability(&self) -> Stability {
+        Stability::Beta
+    }
+
+    fn description(&self) -> &'static str {
+        "samples memory from /proc and cgroups: system memory, PSI pressure, processes, cgroup usage against limits"
+    }
+
+    fn signals(&self) -> &'static [Signal] {
+        &[Signal::Metrics]
+    }
+}
+
+impl ReceiverFactory for MemoryReceiverFactory {
+    fn decode(&self, node: &Node) -> Result<Box<dyn ReceiverConfig>, ConfigError> {
+        Ok(Box::new(from_node::<MemoryReceiverConfig>(node)?))
+    }
+}
+
+impl ReceiverConfig for MemoryReceiverConfig {
+    fn start(
+        &self,
+        ctx: BuildContext,
+        outputs: ReceiverOutputs,
+    ) -> StartFuture<'_, JoinHandle<()>> {
+        Box::pin(start(self, ctx, outputs))
+    }
+}
+
+impl MemoryReceiverConfig {
     fn proc_path(&self) -> PathBuf {
         self.root_path.join("proc")
     }
@@ -345,7 +406,7 @@ pub struct Scraper {
 impl Scraper {
     /// Checks `cfg` and builds the scrapers it enables.
     pub fn new(cfg: &MemoryReceiverConfig) -> Result<Scraper, String> {
-        cfg.validate()?;
+        cfg.validate().map_err(|e| e.to_string())?;
         let proc_path = cfg.proc_path();
         let starts = Starts {
             boot_unix_nano: crate::clock::boot_unix_nanos(),

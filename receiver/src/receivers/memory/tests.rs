@@ -752,14 +752,16 @@ fn load(receiver: &str, signal: &str) -> Result<MemoryReceiverConfig, String> {
     let text = format!(
         "receivers:\n  memory:\n{receiver}exporters:\n  debug:\nservice:\n  pipelines:\n    {signal}:\n      receivers: [memory]\n      exporters: [debug]\n"
     );
-    let config = crate::config::load_str("c.yaml", &text).map_err(|e| e.to_string())?;
-    match config
+    let config = crate::config::load_str(crate::components::registry(), "c.yaml", &text)
+        .map_err(|e| e.to_string())?;
+    let receiver = config
         .receivers
         .get(&crate::config::ComponentId::new("memory", None))
-    {
-        Some(crate::receivers::ReceiverConfig::Memory(c)) => Ok(c.clone()),
-        other => Err(format!("not a memory receiver: {other:?}")),
-    }
+        .ok_or("no memory receiver")?;
+    (receiver.as_ref() as &dyn std::any::Any)
+        .downcast_ref::<MemoryReceiverConfig>()
+        .cloned()
+        .ok_or_else(|| format!("not a memory receiver: {receiver:?}"))
 }
 
 #[test]
@@ -871,7 +873,7 @@ fn config_decodes_and_checks() {
         ),
     ] {
         let err = cfg.validate().expect_err(key);
-        assert!(err.starts_with(key), "{err}");
+        assert_eq!(err.key.as_deref(), Some(key), "{err}");
     }
 }
 

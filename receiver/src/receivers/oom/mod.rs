@@ -39,8 +39,10 @@ use tokio_util::sync::CancellationToken;
 use super::ReceiverOutputs;
 use crate::api::events::OomEventHub;
 use crate::clock::{unix_now_nanos, Clock};
-use crate::component::BuildContext;
-use crate::config::GoDuration;
+use crate::component::{
+    BuildContext, ComponentConfig, Factory, ReceiverConfig, ReceiverFactory, Stability, StartFuture,
+};
+use crate::config::{from_node, ConfigError, GoDuration, Node, ValidationError};
 use crate::ebpf::loader::{load_mark_victim, MarkVictimProbe};
 use crate::kmsg::{KmsgEvent, KmsgReader, OomReport, OomReportAssembler, StartAt};
 use crate::pipeline::data::{scoped_logs, scoped_metrics};
@@ -119,22 +121,63 @@ impl Default for OomReceiverConfig {
     }
 }
 
-impl OomReceiverConfig {
-    pub fn validate(&self) -> Result<(), String> {
+impl ComponentConfig for OomReceiverConfig {
+    fn validate(&self) -> Result<(), ValidationError> {
         if self.report_wait.get() > Duration::from_secs(10) {
-            return Err("report_wait must be at most 10s (OOM records must not wait long)".into());
+            return Err(ValidationError::at(
+                "report_wait",
+                "must be at most 10s (OOM records must not wait long)",
+            ));
         }
         if self.metrics_interval.is_zero() {
-            return Err("metrics_interval must be greater than zero".into());
+            return Err(ValidationError::at(
+                "metrics_interval",
+                "must be greater than zero",
+            ));
         }
         if let Some(e) = &self.events {
             e.endpoint
                 .parse::<crate::api::EventsEndpoint>()
-                .map_err(|err| format!("events::endpoint: {err}"))?;
+                .map_err(|err| ValidationError::at("events::endpoint", err.to_string()))?;
         }
         Ok(())
     }
+}
 
+/// Makes `oom` receivers.
+pub struct OomReceiverFactory;
+
+impl Factory for OomReceiverFactory {
+    fn type_names(&self) -> &'static [&'static str] {
+        &["oom"]
+    }
+
+    fn stability(&self) -> Stability {
+        Stability::Beta
+    }
+
+    fn description(&self) -> &'static str {
+        "reports each kernel OOM kill as it happens (eBPF on the mark_victim tracepoint, joined with the kernel's report)"
+    }
+}
+
+impl ReceiverFactory for OomReceiverFactory {
+    fn decode(&self, node: &Node) -> Result<Box<dyn ReceiverConfig>, ConfigError> {
+        Ok(Box::new(from_node::<OomReceiverConfig>(node)?))
+    }
+}
+
+impl ReceiverConfig for OomReceiverConfig {
+    fn start(
+        &self,
+        ctx: BuildContext,
+        outputs: ReceiverOutputs,
+    ) -> StartFuture<'_, JoinHandle<()>> {
+        Box::pin(start(self, ctx, outputs))
+    }
+}
+
+impl OomReceiverConfig {
     fn cgroup_roots(&self) -> Vec<PathBuf> {
         // v1 memory controller first, then v2 (plain or hybrid).
         ["memory", "", "unified"]

@@ -23,8 +23,12 @@ use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 
 use super::ReceiverOutputs;
-use crate::component::BuildContext;
-use crate::config::{some_when_present, ComponentId, GoDuration, ValidationError};
+use crate::component::{
+    BuildContext, ComponentConfig, Factory, ReceiverConfig, ReceiverFactory, Stability, StartFuture,
+};
+use crate::config::{
+    from_node, some_when_present, ComponentId, ConfigError, GoDuration, Node, ValidationError,
+};
 use crate::pipeline::{Batch, ConsumeError, DynConsumer, Payload, Signal};
 use crate::telemetry::ReceiverMetrics;
 
@@ -310,11 +314,11 @@ fn validate_inflight(key: &str, bytes: u64) -> Result<(), ValidationError> {
     Ok(())
 }
 
-impl OtlpReceiverConfig {
-    pub fn validate(&self) -> Result<(), ValidationError> {
+impl ComponentConfig for OtlpReceiverConfig {
+    fn validate(&self) -> Result<(), ValidationError> {
         let ProtocolsConfig { grpc, http } = &self.protocols;
         if grpc.is_none() && http.is_none() {
-            return Err(NO_PROTOCOL_ERROR.to_string().into());
+            return Err(ValidationError::whole(NO_PROTOCOL_ERROR));
         }
         if let Some(g) = grpc {
             const KEY: &str = "protocols::grpc";
@@ -363,6 +367,39 @@ impl OtlpReceiverConfig {
             }
         }
         Ok(())
+    }
+}
+
+/// Makes `otlp` receivers.
+pub struct OtlpReceiverFactory;
+
+impl Factory for OtlpReceiverFactory {
+    fn type_names(&self) -> &'static [&'static str] {
+        &["otlp"]
+    }
+
+    fn stability(&self) -> Stability {
+        Stability::Beta
+    }
+
+    fn description(&self) -> &'static str {
+        "serves OTLP over gRPC and HTTP (protobuf and JSON) for collectors and SDKs"
+    }
+}
+
+impl ReceiverFactory for OtlpReceiverFactory {
+    fn decode(&self, node: &Node) -> Result<Box<dyn ReceiverConfig>, ConfigError> {
+        Ok(Box::new(from_node::<OtlpReceiverConfig>(node)?))
+    }
+}
+
+impl ReceiverConfig for OtlpReceiverConfig {
+    fn start(
+        &self,
+        ctx: BuildContext,
+        outputs: ReceiverOutputs,
+    ) -> StartFuture<'_, JoinHandle<()>> {
+        Box::pin(start(self, ctx, outputs))
     }
 }
 

@@ -221,11 +221,16 @@ fn from_yaml(receiver: &str) -> Result<OtlpReceiverConfig, String> {
         "receivers:\n  otlp: {receiver}\nexporters: {{debug: }}\n\
          service: {{pipelines: {{logs: {{receivers: [otlp], exporters: [debug]}}}}}}\n"
     );
-    let config = crate::config::load_str("t.yaml", &text).map_err(|e| e.to_string())?;
-    match config.receivers.get(&ComponentId::new("otlp", None)) {
-        Some(crate::receivers::ReceiverConfig::Otlp(c)) => Ok(c.clone()),
-        other => Err(format!("not an otlp receiver: {other:?}")),
-    }
+    let config = crate::config::load_str(crate::components::registry(), "t.yaml", &text)
+        .map_err(|e| e.to_string())?;
+    let receiver = config
+        .receivers
+        .get(&crate::config::ComponentId::new("otlp", None))
+        .ok_or("no otlp receiver")?;
+    (receiver.as_ref() as &dyn std::any::Any)
+        .downcast_ref::<OtlpReceiverConfig>()
+        .cloned()
+        .ok_or_else(|| format!("not a otlp receiver: {receiver:?}"))
 }
 
 #[test]
