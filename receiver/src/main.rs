@@ -1,7 +1,7 @@
-//! `oomscope`: run the agent, validate a config, follow live OOM kills
-//! (`events`), check what the host allows (`doctor`).
+//! `oomscope`: run the agent, validate or print a config, list the
+//! components, follow live OOM kills (`events`), check what the host allows
+//! (`doctor`).
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -10,7 +10,8 @@ use tracing_subscriber::EnvFilter;
 use oomscope::api::EventsEndpoint;
 use oomscope::cli::doctor;
 use oomscope::cli::events::EventsOptions;
-use oomscope::config::{self, Config, ConfigErrors, LogEncoding, LogLevel};
+use oomscope::components::registry;
+use oomscope::config::{self, Config, ConfigErrors, ConfigSource, LogEncoding, LogLevel, Node};
 use tokio_util::sync::CancellationToken;
 
 /// OTLP decoding and encoding allocate per record; mimalloc is markedly
@@ -46,10 +47,17 @@ const DEFAULT_CONFIG: &str = include_str!("../../config/default.yaml");
     about = "Catches out-of-memory trouble on Linux and ships it as OpenTelemetry data"
 )]
 struct Cli {
-    /// Configuration file; repeat to merge several in order (later files win).
-    /// Without one, the built-in default pipeline (config/default.yaml) runs.
-    #[arg(long = "config", global = true, value_name = "FILE")]
-    config: Vec<PathBuf>,
+    /// Configuration: a file path or a `file:`, `env:` or `yaml:` URI, as
+    /// the collector takes them; repeat to merge several in order (later
+    /// ones win). Without one, the built-in default pipeline
+    /// (config/default.yaml) runs.
+    #[arg(long = "config", global = true, value_name = "URI")]
+    config: Vec<ConfigSource>,
+
+    /// Sets one value on top of every --config: `KEY::PATH=VALUE` (the value
+    /// is YAML), e.g. `--set processors::batch::timeout=2s`.
+    #[arg(long = "set", global = true, value_name = "KEY::PATH=VALUE")]
+    set: Vec<String>,
 
     #[command(subcommand)]
     command: Option<Command>,
@@ -59,6 +67,14 @@ struct Cli {
 enum Command {
     /// Checks the configuration without starting anything (exit 0 when valid).
     Validate,
+    /// Prints the configuration as the agent reads it: merged, variables
+    /// expanded, --set applied; secrets masked unless --mode unredacted.
+    PrintConfig {
+        #[arg(long, value_enum, default_value_t = PrintMode::Redacted)]
+        mode: PrintMode,
+    },
+    /// Lists every component of this build by kind, with its stability.
+    Components,
     /// Follows the agent's live stream of OOM kills (Ctrl-C to stop).
     Events {
         /// The agent's events API: IP:PORT or unix:/path/to.sock.
@@ -86,15 +102,50 @@ enum Command {
     },
 }
 
-fn load(paths: &[PathBuf]) -> Result<Config, ConfigErrors> {
-    if paths.is_empty() {
-        config::load_str(
-            oomscope::components::registry(),
-            "config/default.yaml (built in)",
-            DEFAULT_CONFIG,
-        )
-    } else {
-        config::load_files(oomscope::components::registry(), paths)
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum PrintMode {
+    Redacted,
+    Unredacted,
+}
+
+/// Every source of configuration: `--config` (or the built-in default), then
+/// `--set`.
+fn sources(cli: &Cli) -> Vec<ConfigSource> {
+    let mut sources = cli.config.clone();
+    if sources.is_empty() {
+        sources.push(ConfigSource::Text {
+            name: "config/default.yaml (built in)".to_string(),
+            text: DEFAULT_CONFIG.to_string(),
+        });
+    }
+    sources.extend(cli.set.iter().cloned().map(ConfigSource::Set));
+    sources
+}
+
+fn environment(name: &str) -> Option<String> {
+    std::env::var(name).ok()
+}
+
+fn load(cli: &Cli) -> Result<Config, ConfigErrors> {
+    config::load(registry(), &sources(cli), &environment)
+}
+
+/// `oomscope print-config`: the resolved tree, after checking that it loads.
+fn print_config(cli: &Cli, mode: PrintMode) -> ExitCode {
+    let resolved: Result<Node, ConfigErrors> = with_bootstrap_logging(|| {
+        let sources = sources(cli);
+        config::load(registry(), &sources, &environment)?;
+        config::resolve(&sources, &environment)
+    });
+    match resolved {
+        Ok(node) => {
+            print!("{}", config::to_yaml(&node, mode == PrintMode::Redacted));
+            ExitCode::SUCCESS
+        }
+        Err(errors) => {
+            eprintln!("oomscope: invalid configuration:\n{errors}");
+            ExitCode::from(1)
+        }
     }
 }
 
@@ -146,9 +197,14 @@ fn main() -> ExitCode {
             probe,
             no_probe,
         }) => return doctor(json, probe, no_probe),
+        Some(Command::Components) => {
+            print!("{}", oomscope::cli::components::render(registry()));
+            return ExitCode::SUCCESS;
+        }
+        Some(Command::PrintConfig { mode }) => return print_config(&cli, mode),
         Some(Command::Validate) | None => {}
     }
-    let config = match with_bootstrap_logging(|| load(&cli.config)) {
+    let config = match with_bootstrap_logging(|| load(&cli)) {
         Ok(c) => c,
         Err(errors) => {
             eprintln!("oomscope: invalid configuration:\n{errors}");

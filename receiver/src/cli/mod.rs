@@ -1,5 +1,7 @@
 //! Subcommands of the `oomscope` binary besides running the agent:
-//! `events` (follow the live OOM stream) and `doctor` (what this host allows).
+//! `events` (follow the live OOM stream), `doctor` (what this host allows)
+//! and `components` (what this build has).
 
+pub mod components;
 pub mod doctor;
 pub mod events;

@@ -63,7 +63,7 @@ impl fmt::Display for Kind {
     }
 }
 
-/// The collector's stability levels (`oomscope components` prints them).
+/// The collector's stability levels, spelt as `components` prints them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Stability {
     Development,
@@ -76,11 +76,11 @@ pub enum Stability {
 impl fmt::Display for Stability {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
-            Stability::Development => "development",
-            Stability::Alpha => "alpha",
-            Stability::Beta => "beta",
-            Stability::Stable => "stable",
-            Stability::Deprecated => "deprecated",
+            Stability::Development => "Development",
+            Stability::Alpha => "Alpha",
+            Stability::Beta => "Beta",
+            Stability::Stable => "Stable",
+            Stability::Deprecated => "Deprecated",
         })
     }
 }

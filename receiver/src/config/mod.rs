@@ -14,6 +14,7 @@ mod env;
 mod error;
 mod load;
 mod node;
+mod print;
 mod references;
 pub mod suggest;
 mod walk;
@@ -25,8 +26,11 @@ use std::str::FromStr;
 pub use de::{from_node, some_when_present};
 pub use duration::GoDuration;
 pub use error::{ConfigError, ConfigErrors, ValidationError};
-pub use load::{load_files, load_files_with_env, load_str, load_str_with_env};
+pub use load::{
+    load, load_files, load_files_with_env, load_str, load_str_with_env, resolve, ConfigSource,
+};
 pub use node::{Mark, Node, NodeValue};
+pub use print::to_yaml;
 
 use crate::component::{ExporterConfig, ExtensionConfig, ProcessorConfig, ReceiverConfig};
 use crate::pipeline::Signal;
