@@ -144,16 +144,16 @@ fn examples_with_required_variables_fail_without_them() {
     let cases = [
         (
             "otlp-collector-gateway.yaml",
-            "31:3: 'exporters::otlp/gateway' requires a non-empty \"endpoint\"",
+            "32:5: 'exporters::otlp/gateway::endpoint' requires a non-empty \"endpoint\"",
         ),
         (
             "grafana-cloud-otlp.yaml",
-            "29:3: 'exporters::otlphttp/grafana_cloud' requires a non-empty \"endpoint\" \
+            "30:5: 'exporters::otlphttp/grafana_cloud::endpoint' requires a non-empty \"endpoint\" \
              (or both \"logs_endpoint\" and \"metrics_endpoint\"); logs_endpoint is not set",
         ),
         (
             "elastic.yaml",
-            "27:3: 'exporters::otlp/elastic' requires a non-empty \"endpoint\"",
+            "28:5: 'exporters::otlp/elastic::endpoint' requires a non-empty \"endpoint\"",
         ),
     ];
     for (name, error) in cases {
@@ -202,7 +202,7 @@ fn broken_configs_name_file_position_and_key() {
         (
             "typo.yaml",
             VALID.replace("    timeout: 1s", "    timout: 1s"),
-            &["8:5: 'processors::batch' has invalid keys: timout"],
+            &["8:5: 'processors::batch' has invalid keys: timout; did you mean \"timeout\"?"],
         ),
         (
             "unknown-type.yaml",
@@ -210,7 +210,7 @@ fn broken_configs_name_file_position_and_key() {
             VALID.replace("debug", "debugg"),
             &[
                 "10:3: 'exporters' unknown type: \"debugg\" for id: \"debugg\" \
-                 (valid values: [debug file otlp otlp_grpc otlp_http otlphttp])",
+                 (valid values: [debug file otlp otlp_grpc otlp_http otlphttp]); did you mean \"debug\"?",
             ],
         ),
         (
@@ -242,6 +242,30 @@ fn broken_configs_name_file_position_and_key() {
             "tab.yaml",
             VALID.replace("  batch:", "\tbatch:"),
             &["7:2: yaml: tabs disallowed within this context (block indentation)"],
+        ),
+        (
+            "receiver-storage.yaml",
+            VALID.replace(
+                "receivers:\n",
+                "receivers:\n  kmsg:\n    storage: file_storage/kmsg\n",
+            ),
+            &["3:14: 'receivers::kmsg::storage' storage \"file_storage/kmsg\" is not configured in extensions: the read position is kept in a file_storage extension"],
+        ),
+        (
+            // Four mistakes, four errors in one run, each at its line.
+            "four-mistakes.yaml",
+            VALID
+                .replace("    timeout: 1s", "    timout: 1s")
+                .replace("exporters:\n  debug:", "exporters:\n  debug:\n  otlp_htp:")
+                .replace("exporters: [debug]", "exporters: [debugg]")
+                .replace("receivers:\n", "receivers:\n  kmsg:\n    storage: file_storage\n"),
+            &[
+                "10:5: 'processors::batch' has invalid keys: timout; did you mean \"timeout\"?",
+                "13:3: 'exporters' unknown type: \"otlp_htp\" for id: \"otlp_htp\" \
+                 (valid values: [debug file otlp otlp_grpc otlp_http otlphttp]); did you mean \"otlp_http\"?",
+                "19:19: 'service::pipelines::logs' references exporter \"debugg\" which is not configured; did you mean \"debug\"?",
+                "3:14: 'receivers::kmsg::storage' storage \"file_storage\" is not configured in extensions: the read position is kept in a file_storage extension",
+            ],
         ),
     ];
     for (name, text, errors) in cases {
@@ -305,7 +329,7 @@ exporters:
         &[base.as_path()],
         &[],
         &[
-            format!("{b}:6:3: 'processors::batch' send_batch_max_size must be greater or equal to send_batch_size"),
+            format!("{b}:8:5: 'processors::batch::send_batch_max_size' must be greater or equal to send_batch_size"),
             "no exporter configuration specified in config".to_string(),
             format!("{b}:14:19: 'service::pipelines::metrics' references exporter \"debug\" which is not configured"),
         ],
@@ -325,7 +349,7 @@ exporters:
         &[overlay.as_path(), base.as_path()],
         &[],
         &[format!(
-            "{b}:6:3: 'processors::batch' send_batch_max_size must be greater or equal to send_batch_size"
+            "{b}:8:5: 'processors::batch::send_batch_max_size' must be greater or equal to send_batch_size"
         )],
     );
 }
@@ -358,6 +382,103 @@ service:
     assert!(
         stderr.contains("Configuration references empty environment variable")
             && stderr.contains("OOMSCOPE_TEST_EMPTY"),
+        "{}",
+        describe(&output)
+    );
+}
+
+/// Runs the binary with `args` and no environment but `env`.
+fn oomscope(args: &[&str], env: &[(&str, &str)]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_oomscope"))
+        .env_clear()
+        .envs(env.iter().copied())
+        .args(args)
+        .current_dir(repo_root())
+        .output()
+        .expect("run the oomscope binary")
+}
+
+#[test]
+fn components_lists_every_kind_and_type() {
+    let output = oomscope(&["components"], &[]);
+    assert!(output.status.success(), "{}", describe(&output));
+    let text = String::from_utf8_lossy(&output.stdout);
+    for (section, names) in [
+        (
+            "receivers",
+            &["filelog", "kmsg", "memory", "oom", "otlp"][..],
+        ),
+        ("processors", &["batch", "memory_limiter", "resource"][..]),
+        (
+            "exporters",
+            &["debug", "file", "otlp_grpc", "otlp_http"][..],
+        ),
+        ("extensions", &["file_storage", "health_check"][..]),
+    ] {
+        assert!(text.contains(&format!("\n{section}:\n")), "{text}");
+        for name in names {
+            assert!(
+                text.contains(&format!("  - name: {name}\n")),
+                "{name}: {text}"
+            );
+        }
+    }
+}
+
+#[test]
+fn config_uris_and_set_build_a_config_that_print_config_shows_masked() {
+    let args = [
+        "--config",
+        "env:BASE",
+        "--config",
+        "yaml:exporters::otlp::endpoint: collector:4317",
+        "--set",
+        "exporters::otlp::headers::x-api-key=${env:KEY}",
+        "--set",
+        "service::pipelines::logs::exporters=[otlp]",
+        "print-config",
+    ];
+    let env = [
+        (
+            "BASE",
+            "receivers: {otlp: {protocols: {grpc: {endpoint: '127.0.0.1:0'}}}}\n\
+             service: {pipelines: {logs: {receivers: [otlp], exporters: [debug]}}}\n",
+        ),
+        ("KEY", "not-for-your-eyes"),
+    ];
+    let output = oomscope(&args, &env);
+    assert!(output.status.success(), "{}", describe(&output));
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(text.contains("    endpoint: collector:4317\n"), "{text}");
+    assert!(text.contains("      x-api-key: [REDACTED]\n"), "{text}");
+    assert!(
+        text.contains("      exporters:\n        - otlp\n"),
+        "{text}"
+    );
+    assert!(!text.contains("not-for-your-eyes"), "{text}");
+
+    let mut unredacted = args.to_vec();
+    unredacted.extend(["--mode", "unredacted"]);
+    let output = oomscope(&unredacted, &env);
+    assert!(String::from_utf8_lossy(&output.stdout).contains("x-api-key: not-for-your-eyes"));
+
+    // What print-config prints loads again, to the same configuration.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let printed = dir.path().join("printed.yaml");
+    std::fs::write(&printed, &output.stdout).expect("write");
+    assert_valid(&[printed.as_path()], &[]);
+
+    // An invalid result is refused with its errors, as by validate.
+    let mut broken = args[..args.len() - 1].to_vec();
+    broken.extend([
+        "--set",
+        "service::pipelines::logs::exporters=[otlpp]",
+        "print-config",
+    ]);
+    let output = oomscope(&broken, &env);
+    assert_eq!(output.status.code(), Some(1), "{}", describe(&output));
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("did you mean \"otlp\"?"),
         "{}",
         describe(&output)
     );
