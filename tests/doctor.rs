@@ -79,7 +79,7 @@ fn json_report_has_every_check_and_a_consistent_verdict() {
         .is_some_and(|r| r.contains("--no-probe")));
 }
 
-/// As root on this project's kernel (Linux 6.18, shared/toolchain.md): the
+/// As root on this project's kernel (Linux 6.18): the
 /// tracepoint exists with every field, /dev/kmsg is readable and the eBPF
 /// program loads, so the agent uses eBPF.
 #[test]

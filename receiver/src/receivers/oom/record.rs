@@ -1,6 +1,6 @@
 //! One OOM kill, assembled from the eBPF event and/or the kernel's report,
 //! and its OTLP form: a LogRecord with `event_name` `linux.oom.kill` and the
-//! attributes of design.md ("Data conventions").
+//! attributes listed in docs/configuration.md ("oom receiver", record attributes).
 
 use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
 use opentelemetry_proto::tonic::logs::v1::{LogRecord, SeverityNumber};
@@ -123,7 +123,7 @@ impl OomKill {
         out
     }
 
-    /// The attributes of design.md, only those that are known.
+    /// The documented record attributes, only those that are known.
     pub fn attributes(&self) -> Vec<KeyValue> {
         let v = &self.victim;
         let mut a = vec![
