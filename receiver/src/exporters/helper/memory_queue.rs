@@ -1,0 +1,279 @@
+//! The in-memory sending queue: a bounded channel read by `num_consumers`
+//! workers. Fast, but lost with the process; `sending_queue::storage` picks
+//! the persistent queue instead.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use tokio::time::Instant;
+
+use super::{wait_for_room, Core};
+use crate::pipeline::{Batch, ConsumeError, Consumer, DeliveryStatus, Finalizers, Payload};
+
+/// A request in the in-memory queue.
+pub(super) struct Request {
+    pub(super) payload: Arc<Payload>,
+    pub(super) finalizers: Finalizers,
+}
+
+/// In-memory queue: a bounded MPMC channel of `queue_size` requests (requests
+/// being exported do not count, like the collector's), read by
+/// `num_consumers` workers. The channel closes when this consumer is dropped;
+/// the workers then drain what is left and end.
+pub(super) struct MemoryQueueConsumer {
+    pub(super) core: Arc<Core>,
+    pub(super) tx: async_channel::Sender<Request>,
+    pub(super) block_on_overflow: bool,
+}
+
+#[async_trait]
+impl Consumer for MemoryQueueConsumer {
+    async fn consume(&self, batch: Batch) -> Result<(), ConsumeError> {
+        let (signal, items) = (batch.signal(), batch.item_count());
+        if items == 0 {
+            batch.finalizers.settle(DeliveryStatus::Delivered);
+            return Ok(());
+        }
+        let request = Request {
+            payload: batch.payload,
+            finalizers: batch.finalizers,
+        };
+        let request = match self.tx.try_send(request) {
+            Ok(()) => {
+                self.core.metrics.set_queue_size(self.tx.len());
+                return Ok(());
+            }
+            Err(async_channel::TrySendError::Full(r)) => r,
+            Err(async_channel::TrySendError::Closed(r)) => {
+                r.finalizers.settle(DeliveryStatus::Failed);
+                return Err(ConsumeError::Shutdown);
+            }
+        };
+        let capacity = self.tx.capacity().unwrap_or(0);
+        if !self.block_on_overflow {
+            return Err(self
+                .core
+                .queue_full(signal, items, request.finalizers, capacity));
+        }
+        // If the wait is abandoned, the request is dropped inside the send
+        // future: its unsettled finalizers report it as failed.
+        match wait_for_room(&self.core.shutdown, self.tx.send(request)).await {
+            Some(Ok(())) => {
+                self.core.metrics.set_queue_size(self.tx.len());
+                Ok(())
+            }
+            Some(Err(async_channel::SendError(r))) => {
+                r.finalizers.settle(DeliveryStatus::Failed);
+                Err(ConsumeError::Shutdown)
+            }
+            None => Err(self
+                .core
+                .queue_full(signal, items, Finalizers::default(), capacity)),
+        }
+    }
+}
+
+pub(super) async fn memory_worker(core: Arc<Core>, rx: async_channel::Receiver<Request>) {
+    while let Ok(request) = rx.recv().await {
+        core.metrics.set_queue_size(rx.len());
+        if core.shutdown.is_cancelled() && core.drain_failed.load(Ordering::Relaxed) {
+            core.drop_in_drain(&request.payload, request.finalizers);
+            continue;
+        }
+        let started = Instant::now();
+        let outcome = core
+            .export_with_retry(&request.payload, &core.shutdown)
+            .await
+            .stopped_gives_up();
+        core.finish(&request.payload, request.finalizers, &outcome, started);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::Ordering;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use tokio::sync::Semaphore;
+    use tokio::time::Instant;
+
+    use crate::config::GoDuration;
+    use crate::exporters::helper::tests::{
+        batch, consume, context, memory_queue, settings, start, status, stop, untimed,
+        ScriptedClient, HANG,
+    };
+    use crate::exporters::helper::{ExportError, QueueConfig};
+    use crate::pipeline::{ConsumeError, DeliveryStatus};
+
+    /// One worker, `queue_size` 2: the first request is taken by the worker
+    /// (in flight requests do not count, as in the collector), two wait in
+    /// the queue, the next consume waits for room.
+    #[tokio::test(start_paused = true)]
+    async fn full_queue_blocks_until_room() {
+        let ctx = context(None);
+        let gate = Arc::new(Semaphore::new(0));
+        let client = ScriptedClient::new(Vec::new(), None, Some(Arc::clone(&gate)));
+        let (consumer, handle) = start(&ctx, untimed(memory_queue(1, 2)), &client).await;
+        let first = consume(&consumer, "1").await;
+        client.wait_calls(1).await;
+        let queued = [consume(&consumer, "2").await, consume(&consumer, "3").await];
+
+        let (b, fourth) = batch("4");
+        let mut blocked = consumer.consume(b);
+        assert!(
+            tokio::time::timeout(Duration::from_secs(30), &mut blocked)
+                .await
+                .is_err(),
+            "a consume into a full queue must wait"
+        );
+        gate.add_permits(100);
+        let consumed = tokio::time::timeout(HANG, &mut blocked).await;
+        assert!(matches!(consumed, Ok(Ok(()))), "{consumed:?}");
+        drop(blocked);
+        assert_eq!(status(first).await, DeliveryStatus::Delivered);
+        for rx in queued {
+            assert_eq!(status(rx).await, DeliveryStatus::Delivered);
+        }
+        assert_eq!(status(fourth).await, DeliveryStatus::Delivered);
+        stop(consumer, handle).await;
+        assert_eq!(client.markers(), ["1", "2", "3", "4"]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn full_queue_refuses_when_not_blocking() {
+        let ctx = context(None);
+        let gate = Arc::new(Semaphore::new(0));
+        let client = ScriptedClient::new(Vec::new(), None, Some(Arc::clone(&gate)));
+        let queue = QueueConfig {
+            block_on_overflow: false,
+            ..memory_queue(1, 1)
+        };
+        let (consumer, handle) = start(&ctx, untimed(queue), &client).await;
+        let first = consume(&consumer, "1").await;
+        client.wait_calls(1).await;
+        let second = consume(&consumer, "2").await;
+        let (b, third) = batch("3");
+        let refused = consumer.consume(b).await;
+        assert!(
+            matches!(refused, Err(ConsumeError::Refused { .. })),
+            "{refused:?}"
+        );
+        assert_eq!(status(third).await, DeliveryStatus::Failed);
+        gate.add_permits(100);
+        assert_eq!(status(first).await, DeliveryStatus::Delivered);
+        assert_eq!(status(second).await, DeliveryStatus::Delivered);
+        stop(consumer, handle).await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn drain_delivers_what_was_queued() {
+        let ctx = context(None);
+        let gate = Arc::new(Semaphore::new(0));
+        let client = ScriptedClient::new(Vec::new(), None, Some(Arc::clone(&gate)));
+        let (consumer, handle) = start(&ctx, untimed(memory_queue(1, 10)), &client).await;
+        let mut statuses = Vec::new();
+        for i in 0..5 {
+            statuses.push(consume(&consumer, &i.to_string()).await);
+        }
+        ctx.shutdown.cancel();
+        drop(consumer);
+        gate.add_permits(100);
+        let joined = tokio::time::timeout(HANG, handle).await;
+        assert!(matches!(joined, Ok(Ok(()))));
+        for rx in statuses {
+            assert_eq!(status(rx).await, DeliveryStatus::Delivered);
+        }
+        assert_eq!(client.markers(), ["0", "1", "2", "3", "4"]);
+        assert!(client.shut_down.load(Ordering::SeqCst));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn drain_against_a_dead_backend_ends_and_reports_failure() {
+        let ctx = context(None);
+        let client = ScriptedClient::new(Vec::new(), Some(ExportError::retryable("down")), None);
+        let mut s = settings(memory_queue(1, 10));
+        s.retry.max_elapsed_time = GoDuration::ZERO; // forever, but for shutdown
+        let (consumer, handle) = start(&ctx, s, &client).await;
+        let mut statuses = Vec::new();
+        for i in 0..3 {
+            statuses.push(consume(&consumer, &i.to_string()).await);
+        }
+        client.wait_calls(5).await;
+        ctx.shutdown.cancel();
+        stop(consumer, handle).await;
+        for rx in statuses {
+            assert_eq!(status(rx).await, DeliveryStatus::Failed);
+        }
+        // "0" was waiting to retry: given up. "1" got one attempt during the
+        // drain; it failed, so "2" was failed without one.
+        let markers = client.markers();
+        assert_eq!(
+            markers.iter().filter(|m| *m == "1").count(),
+            1,
+            "{markers:?}"
+        );
+        assert_eq!(
+            markers.iter().filter(|m| *m == "2").count(),
+            0,
+            "{markers:?}"
+        );
+    }
+
+    /// A dead backend with a long per-attempt timeout: once an attempt has
+    /// failed during the drain, the rest of the queue is failed without
+    /// attempts, so the drain ends after about one timeout, not one per
+    /// request.
+    #[tokio::test(start_paused = true)]
+    async fn drain_stops_attempting_after_the_first_failure() {
+        let ctx = context(None);
+        // Every attempt hangs until the 30 s per-attempt timeout.
+        let gate = Arc::new(Semaphore::new(0));
+        let client = ScriptedClient::new(Vec::new(), None, Some(gate));
+        let mut s = settings(memory_queue(1, 100));
+        s.timeout = Some(Duration::from_secs(30));
+        s.retry.max_elapsed_time = GoDuration::ZERO;
+        let (consumer, handle) = start(&ctx, s, &client).await;
+        let mut statuses = Vec::new();
+        for i in 0..20 {
+            statuses.push(consume(&consumer, &i.to_string()).await);
+        }
+        client.wait_calls(1).await;
+        let began = Instant::now();
+        ctx.shutdown.cancel();
+        stop(consumer, handle).await;
+        let drain = began.elapsed();
+        assert!(
+            drain <= Duration::from_secs(31),
+            "the drain took {drain:?} (paused time)"
+        );
+        for rx in statuses {
+            assert_eq!(status(rx).await, DeliveryStatus::Failed);
+        }
+        assert_eq!(client.calls().len(), 1, "no attempt after the failure");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn blocked_consume_is_refused_after_the_drain_wait() {
+        let ctx = context(None);
+        let gate = Arc::new(Semaphore::new(0));
+        let client = ScriptedClient::new(Vec::new(), None, Some(Arc::clone(&gate)));
+        let (consumer, handle) = start(&ctx, untimed(memory_queue(1, 1)), &client).await;
+        let first = consume(&consumer, "1").await;
+        client.wait_calls(1).await;
+        let second = consume(&consumer, "2").await;
+        ctx.shutdown.cancel();
+        let (b, third) = batch("3");
+        let refused = tokio::time::timeout(HANG, consumer.consume(b)).await;
+        assert!(
+            matches!(refused, Ok(Err(ConsumeError::Refused { .. }))),
+            "{refused:?}"
+        );
+        assert_eq!(status(third).await, DeliveryStatus::Failed);
+        gate.add_permits(100);
+        stop(consumer, handle).await;
+        assert_eq!(status(first).await, DeliveryStatus::Delivered);
+        assert_eq!(status(second).await, DeliveryStatus::Delivered);
+    }
+}
