@@ -93,11 +93,13 @@ impl ComponentConfig for DebugExporterConfig {
                 "must be greater than zero",
             ));
         }
-        self.sending_queue.validate().map_err(ValidationError::from)
+        self.sending_queue
+            .validate()
+            .map_err(|e| e.within("sending_queue"))
     }
 
     fn references(&self) -> Vec<Reference> {
-        super::queue_references(&self.sending_queue)
+        self.sending_queue.references()
     }
 }
 

@@ -140,14 +140,14 @@ impl ComponentConfig for FileExporterConfig {
         }
         self.sending_queue
             .validate()
-            .map_err(ValidationError::from)?;
+            .map_err(|e| e.within("sending_queue"))?;
         self.retry_on_failure
             .validate()
-            .map_err(ValidationError::from)
+            .map_err(|e| e.within("retry_on_failure"))
     }
 
     fn references(&self) -> Vec<Reference> {
-        super::queue_references(&self.sending_queue)
+        self.sending_queue.references()
     }
 }
 

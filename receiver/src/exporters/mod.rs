@@ -13,25 +13,6 @@ pub mod otlp_http;
 pub mod otlp_json;
 pub mod tls;
 
-use crate::component::Reference;
-
-/// The `file_storage` extension a persistent sending queue names, if any.
-/// Every exporter's queue is the exporter helper's, so every one can be
-/// persistent.
-fn queue_references(queue: &helper::QueueConfig) -> Vec<Reference> {
-    queue
-        .storage
-        .iter()
-        .map(|id| {
-            Reference::file_storage(
-                "sending_queue::storage",
-                id,
-                "a persistent sending queue needs a file_storage extension",
-            )
-        })
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use crate::component::{ComponentConfig, Reference};

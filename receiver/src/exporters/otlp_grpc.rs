@@ -155,10 +155,10 @@ impl ComponentConfig for OtlpGrpcExporterConfig {
         grpc_metadata(&self.headers).map_err(|e| ValidationError::at("headers", e))?;
         self.retry_on_failure
             .validate()
-            .map_err(ValidationError::from)?;
+            .map_err(|e| e.within("retry_on_failure"))?;
         self.sending_queue
             .validate()
-            .map_err(ValidationError::from)?;
+            .map_err(|e| e.within("sending_queue"))?;
         if let Some(k) = &self.keepalive {
             if !k.time.is_zero() && k.timeout.is_zero() {
                 return Err(ValidationError::at(
@@ -171,7 +171,7 @@ impl ComponentConfig for OtlpGrpcExporterConfig {
     }
 
     fn references(&self) -> Vec<Reference> {
-        super::queue_references(&self.sending_queue)
+        self.sending_queue.references()
     }
 }
 

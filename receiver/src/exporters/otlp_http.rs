@@ -104,15 +104,15 @@ impl ComponentConfig for OtlpHttpExporterConfig {
         http_headers(&self.headers).map_err(|e| ValidationError::at("headers", e))?;
         self.retry_on_failure
             .validate()
-            .map_err(ValidationError::from)?;
+            .map_err(|e| e.within("retry_on_failure"))?;
         self.sending_queue
             .validate()
-            .map_err(ValidationError::from)?;
+            .map_err(|e| e.within("sending_queue"))?;
         Ok(())
     }
 
     fn references(&self) -> Vec<Reference> {
-        super::queue_references(&self.sending_queue)
+        self.sending_queue.references()
     }
 }
 

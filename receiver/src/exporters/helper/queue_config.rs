@@ -3,7 +3,8 @@
 
 use serde::Deserialize;
 
-use crate::config::ComponentId;
+use crate::component::Reference;
+use crate::config::{ComponentId, ValidationError};
 
 /// Largest in-memory `queue_size`: the channel allocates its slots up front.
 pub const MAX_MEMORY_QUEUE_SIZE: usize = 100_000;
@@ -36,20 +37,39 @@ impl Default for QueueConfig {
 }
 
 impl QueueConfig {
-    pub fn validate(&self) -> Result<(), String> {
+    /// Errors name keys inside `sending_queue`.
+    pub fn validate(&self) -> Result<(), ValidationError> {
         if self.enabled && self.queue_size == 0 {
-            return Err("sending_queue::queue_size must be positive".into());
+            return Err(ValidationError::at("queue_size", "must be positive"));
         }
         if self.enabled && self.num_consumers == 0 {
-            return Err("sending_queue::num_consumers must be positive".into());
+            return Err(ValidationError::at("num_consumers", "must be positive"));
         }
         if self.enabled && self.storage.is_none() && self.queue_size > MAX_MEMORY_QUEUE_SIZE {
-            return Err(format!(
-                "sending_queue::queue_size must be at most {MAX_MEMORY_QUEUE_SIZE} for an in-memory queue \
-                 (its slots are allocated up front); set sending_queue::storage for a larger, persistent queue"
+            return Err(ValidationError::at(
+                "queue_size",
+                format!(
+                    "must be at most {MAX_MEMORY_QUEUE_SIZE} for an in-memory queue \
+                     (its slots are allocated up front); set sending_queue::storage for a larger, persistent queue"
+                ),
             ));
         }
         Ok(())
+    }
+
+    /// The `file_storage` extension a persistent queue names, as a reference
+    /// of the exporter's config (key `sending_queue::storage`).
+    pub fn references(&self) -> Vec<Reference> {
+        self.storage
+            .iter()
+            .map(|id| {
+                Reference::file_storage(
+                    "sending_queue::storage",
+                    id,
+                    "a persistent sending queue needs a file_storage extension",
+                )
+            })
+            .collect()
     }
 }
 

@@ -4,7 +4,7 @@
 
 use serde::Deserialize;
 
-use crate::config::GoDuration;
+use crate::config::{GoDuration, ValidationError};
 
 /// `retry_on_failure`, with the collector's defaults.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -40,31 +40,45 @@ impl RetryConfig {
         }
     }
 
-    pub fn validate(&self) -> Result<(), String> {
+    /// The collector's configretry rules; errors name keys inside
+    /// `retry_on_failure`.
+    pub fn validate(&self) -> Result<(), ValidationError> {
         if self.multiplier < 1.0 || !self.multiplier.is_finite() {
-            return Err("retry_on_failure::multiplier must be at least 1".into());
+            return Err(ValidationError::at("multiplier", "must be at least 1"));
         }
         if !(0.0..=1.0).contains(&self.randomization_factor) {
-            return Err("retry_on_failure::randomization_factor must be between 0 and 1".into());
+            return Err(ValidationError::at(
+                "randomization_factor",
+                "must be between 0 and 1",
+            ));
         }
         if !self.enabled {
             return Ok(());
         }
-        // The collector's configretry rules; a zero wait would spin.
+        // A zero wait would spin.
         if self.initial_interval.is_zero() {
-            return Err("retry_on_failure::initial_interval must be greater than zero".into());
+            return Err(ValidationError::at(
+                "initial_interval",
+                "must be greater than zero",
+            ));
         }
         if self.max_interval.get() < self.initial_interval.get() {
-            return Err(format!(
-                "retry_on_failure::max_interval ({}) must be at least initial_interval ({})",
-                self.max_interval, self.initial_interval
+            return Err(ValidationError::at(
+                "max_interval",
+                format!(
+                    "({}) must be at least initial_interval ({})",
+                    self.max_interval, self.initial_interval
+                ),
             ));
         }
         let max_elapsed = self.max_elapsed_time.get();
         if !max_elapsed.is_zero() && max_elapsed < self.max_interval.get() {
-            return Err(format!(
-                "retry_on_failure::max_elapsed_time ({}) must be 0 (retry forever) or at least max_interval ({})",
-                self.max_elapsed_time, self.max_interval
+            return Err(ValidationError::at(
+                "max_elapsed_time",
+                format!(
+                    "({}) must be 0 (retry forever) or at least max_interval ({})",
+                    self.max_elapsed_time, self.max_interval
+                ),
             ));
         }
         Ok(())
@@ -88,11 +102,23 @@ mod tests {
         assert!(retry(10, 50, 60_000).validate().is_ok());
         assert!(retry(10, 50, 0).validate().is_ok(), "0 retries forever");
         assert!(retry(50, 50, 50).validate().is_ok());
-        let err = retry(0, 50, 1000).validate().err().unwrap_or_default();
+        let err = retry(0, 50, 1000)
+            .validate()
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
         assert!(err.contains("initial_interval"), "{err}");
-        let err = retry(100, 50, 1000).validate().err().unwrap_or_default();
+        let err = retry(100, 50, 1000)
+            .validate()
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
         assert!(err.contains("max_interval"), "{err}");
-        let err = retry(10, 500, 100).validate().err().unwrap_or_default();
+        let err = retry(10, 500, 100)
+            .validate()
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
         assert!(err.contains("max_elapsed_time"), "{err}");
         // Not checked when retries are off.
         let off = RetryConfig {
