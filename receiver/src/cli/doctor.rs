@@ -417,320 +417,386 @@ pub fn gather(probe: bool, no_probe_reason: &str) -> Facts {
 /// what is missing for full data.
 #[must_use]
 pub fn assess(facts: &Facts) -> Report {
-    let mut checks = Vec::new();
-    let mut missing = Vec::new();
-    let mut check = |name, status, reason: String| {
-        checks.push(Check {
-            name,
-            status,
-            reason,
-        })
-    };
-
-    match &facts.kernel {
-        Ok(release) => check("kernel", Status::Ok, release.clone()),
-        Err(e) => check("kernel", Status::Missing, e.clone()),
-    }
-    if facts.btf {
-        check("btf", Status::Ok, format!("{BTF_PATH} present"));
-    } else {
-        check(
-            "btf",
-            Status::Limited,
-            format!(
-                "no {BTF_PATH}: not needed by the tracepoint program; BTF-based hooks unavailable"
-            ),
-        );
-    }
-
-    let tracefs_ok = !facts.tracefs_mounts.is_empty() || facts.tracefs_supported;
-    let mounts = facts
-        .tracefs_mounts
-        .iter()
-        .map(|p| p.display().to_string())
-        .collect::<Vec<_>>()
-        .join(", ");
-    if facts.tracefs_mounted_by_doctor {
-        check(
-            "tracefs",
-            Status::Ok,
-            format!(
-                "mounted at {mounts} (it was not mounted; doctor mounted it, as the agent does)"
-            ),
-        );
-    } else if !facts.tracefs_mounts.is_empty() {
-        check("tracefs", Status::Ok, format!("mounted at {mounts}"));
-    } else if facts.tracefs_supported {
-        check(
-            "tracefs",
-            Status::Ok,
-            "not mounted; the kernel supports it and the agent mounts it at /sys/kernel/tracing \
-             (needs CAP_SYS_ADMIN)"
-                .into(),
-        );
-    } else {
-        check(
-            "tracefs",
-            Status::Missing,
-            "not mounted and not in /proc/filesystems: the kernel has no tracefs".into(),
-        );
-    }
-
-    let tracepoint_absent = match &facts.tracepoint {
-        TracepointFact::Found { path, layout } => {
-            let absent = absent_fields(layout);
-            if absent.is_empty() {
-                check(
-                    "tracepoint",
-                    Status::Ok,
-                    format!(
-                        "oom/mark_victim found ({}); all fields present",
-                        path.display()
-                    ),
-                );
-            } else {
-                check(
-                    "tracepoint",
-                    Status::Limited,
-                    format!(
-                        "oom/mark_victim found ({}); absent fields: {}",
-                        path.display(),
-                        absent.join(", ")
-                    ),
-                );
-            }
-            Some(absent)
-        }
-        TracepointFact::Unavailable(why) => {
-            let status = if tracefs_ok && facts.tracefs_mounts.is_empty() {
-                Status::Limited
-            } else {
-                Status::Missing
-            };
-            check("tracepoint", status, why.clone());
-            None
-        }
-    };
-
+    let mut findings = Findings::default();
     let caps = facts.cap_eff.as_ref().ok().copied();
-    match &facts.cap_eff {
-        Ok(mask) => {
-            let decoded = decode_caps(*mask);
-            let lacking: Vec<&str> = decoded
-                .iter()
-                .filter(|(_, present)| !present)
-                .map(|(name, _)| *name)
-                .collect();
-            let listing = decoded
-                .iter()
-                .map(|(name, present)| format!("{name}{}", if *present { "+" } else { "-" }))
-                .collect::<Vec<_>>()
-                .join(" ");
-            if lacking.is_empty() {
-                check(
-                    "capabilities",
-                    Status::Ok,
-                    format!("CapEff={mask:016x}: {listing}"),
-                );
-            } else {
-                let mut reason = format!("CapEff={mask:016x}: {listing}");
-                if lacking.contains(&"CAP_SYS_RESOURCE") {
-                    reason.push_str(
-                        "; without CAP_SYS_RESOURCE the agent cannot lower its own oom_score_adj",
-                    );
-                }
-                check("capabilities", Status::Limited, reason);
-            }
-        }
-        Err(e) => check(
-            "capabilities",
-            Status::Missing,
-            format!("cannot read CapEff: {e}"),
-        ),
-    }
     let can_bpf = caps.is_some_and(|mask| {
         has_cap(mask, CAP_SYS_ADMIN) || (has_cap(mask, CAP_BPF) && has_cap(mask, CAP_PERFMON))
     });
+    let tracefs_ok = !facts.tracefs_mounts.is_empty() || facts.tracefs_supported;
 
-    match &facts.lockdown {
-        Ok(None) => check(
-            "lockdown",
-            Status::Ok,
-            format!("no {LOCKDOWN_PATH} (securityfs not mounted or no lockdown LSM)"),
-        ),
-        Ok(Some(Lockdown::None)) => check("lockdown", Status::Ok, "none".into()),
-        Ok(Some(Lockdown::Integrity)) => check(
-            "lockdown",
-            Status::Ok,
-            "integrity: tracepoint programs load; fentry/kprobe-style hooks may be refused".into(),
-        ),
-        Ok(Some(Lockdown::Confidentiality)) => check(
-            "lockdown",
-            Status::Limited,
-            "confidentiality: eBPF reads of kernel memory are refused; the program may fail to load"
-                .into(),
-        ),
-        Err(e) => check("lockdown", Status::Limited, e.clone()),
+    findings.check_kernel(&facts.kernel);
+    findings.check_btf(facts.btf);
+    findings.check_tracefs(facts);
+    let tracepoint_absent = findings.check_tracepoint(facts, tracefs_ok);
+    findings.check_capabilities(&facts.cap_eff);
+    findings.check_lockdown(&facts.lockdown);
+    findings.check_unprivileged_bpf(facts.unprivileged_bpf_disabled, can_bpf);
+    findings.check_cgroup(&facts.cgroup);
+    findings.check_psi(&facts.psi_memory);
+    findings.check_kmsg(&facts.kmsg, caps);
+    findings.check_vmstat_oom_kill(&facts.vmstat_oom_kill);
+    let ebpf_likely = tracepoint_absent.is_some() && tracefs_ok && can_bpf;
+    let ebpf_ok = findings.check_ebpf_probe(&facts.probe, ebpf_likely);
+    findings.verdict(ebpf_ok, tracepoint_absent, facts.kmsg.is_ok())
+}
+
+/// What [`assess`] collects: the checks, in report order, and what is
+/// missing for full data.
+#[derive(Default)]
+struct Findings {
+    checks: Vec<Check>,
+    missing: Vec<String>,
+}
+
+impl Findings {
+    fn check(&mut self, name: &'static str, status: Status, reason: String) {
+        self.checks.push(Check {
+            name,
+            status,
+            reason,
+        });
     }
 
-    match facts.unprivileged_bpf_disabled {
-        Some(value) => {
-            let meaning = if value == 0 {
-                "unprivileged BPF allowed"
-            } else {
-                "unprivileged BPF disabled"
-            };
-            if can_bpf || value == 0 {
-                check(
-                    "unprivileged_bpf_disabled",
-                    Status::Ok,
-                    format!("{value}: {meaning}; the agent loads eBPF with its own capabilities"),
-                );
-            } else {
-                check(
-                    "unprivileged_bpf_disabled",
-                    Status::Limited,
-                    format!("{value}: {meaning}, and this process lacks CAP_BPF/CAP_SYS_ADMIN"),
-                );
-            }
+    fn check_kernel(&mut self, kernel: &Result<String, String>) {
+        match kernel {
+            Ok(release) => self.check("kernel", Status::Ok, release.clone()),
+            Err(e) => self.check("kernel", Status::Missing, e.clone()),
         }
-        None => check(
-            "unprivileged_bpf_disabled",
-            Status::Ok,
-            format!("{UNPRIVILEGED_BPF_PATH} not readable (no such sysctl on this kernel)"),
-        ),
     }
 
-    let cgroup = &facts.cgroup;
-    let v2_memory = cgroup.v2.iter().find(|(_, memory)| *memory);
-    let mut hierarchies = Vec::new();
-    if let Some(path) = &cgroup.v1_memory {
-        hierarchies.push(format!("v1 memory controller at {}", path.display()));
-    }
-    for (path, memory) in &cgroup.v2 {
-        hierarchies.push(format!(
-            "cgroup2 at {} {} memory",
-            path.display(),
-            if *memory { "with" } else { "without" }
-        ));
-    }
-    if cgroup.v1_memory.is_some() || v2_memory.is_some() {
-        check("cgroup", Status::Ok, hierarchies.join("; "));
-    } else {
-        missing.push("a memory cgroup controller (per-cgroup usage and limits)".to_owned());
-        let found = if hierarchies.is_empty() {
-            "no cgroup mounted".to_owned()
+    fn check_btf(&mut self, btf: bool) {
+        if btf {
+            self.check("btf", Status::Ok, format!("{BTF_PATH} present"));
         } else {
-            hierarchies.join("; ")
-        };
-        check(
-            "cgroup",
-            Status::Limited,
-            format!("{found}: no memory controller"),
-        );
-    }
-
-    match &facts.psi_memory {
-        Ok(()) => check("psi", Status::Ok, format!("{PSI_MEMORY_PATH} readable")),
-        Err(e) => {
-            missing.push("PSI memory pressure (CONFIG_PSI, psi=1)".to_owned());
-            check(
-                "psi",
+            self.check(
+                "btf",
                 Status::Limited,
-                format!("{e}: no memory pressure metrics"),
-            );
-        }
-    }
-
-    let kmsg_ok = facts.kmsg.is_ok();
-    match &facts.kmsg {
-        Ok(()) => check("kmsg", Status::Ok, format!("{KMSG_PATH} readable")),
-        Err(e) => {
-            let mut reason = e.clone();
-            if caps.is_some_and(|mask| !has_cap(mask, CAP_SYSLOG)) {
-                reason.push_str(" (CAP_SYSLOG is needed when kernel.dmesg_restrict=1)");
-            }
-            check("kmsg", Status::Missing, reason);
-        }
-    }
-
-    match &facts.vmstat_oom_kill {
-        Ok(count) => check(
-            "vmstat_oom_kill",
-            Status::Ok,
-            format!("oom_kill = {count} since boot"),
-        ),
-        Err(e) => {
-            missing.push("/proc/vmstat oom_kill (the count of missed kills)".to_owned());
-            check("vmstat_oom_kill", Status::Limited, e.clone());
-        }
-    }
-
-    let ebpf_ok = match &facts.probe {
-        ProbeFact::Loaded => {
-            check(
-                "ebpf_probe",
-                Status::Ok,
-                "loaded and attached oom/mark_victim, then detached".into(),
-            );
-            true
-        }
-        ProbeFact::Failed(e) => {
-            check("ebpf_probe", Status::Missing, e.clone());
-            false
-        }
-        ProbeFact::NotRun(why) => {
-            let likely = tracepoint_absent.is_some() && tracefs_ok && can_bpf;
-            check(
-                "ebpf_probe",
-                if likely { Status::Ok } else { Status::Limited },
                 format!(
-                    "not tried ({why}); {}",
-                    if likely {
-                        "the tracepoint and capabilities are there"
-                    } else {
-                        "the tracepoint or the capabilities to use it are missing"
-                    }
+                    "no {BTF_PATH}: not needed by the tracepoint program; BTF-based hooks unavailable"
                 ),
             );
-            likely
         }
-    };
+    }
 
-    if !ebpf_ok {
-        missing.insert(
-            0,
-            "the eBPF tracepoint program (kills arrive later, from the kernel log only)".to_owned(),
-        );
-    } else if let Some(absent) = tracepoint_absent.filter(|absent| !absent.is_empty()) {
-        missing.insert(
-            0,
-            format!(
-                "tracepoint fields {} (taken from /dev/kmsg or /proc instead)",
-                absent.join(", ")
+    fn check_tracefs(&mut self, facts: &Facts) {
+        let mounts = facts
+            .tracefs_mounts
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ");
+        if facts.tracefs_mounted_by_doctor {
+            self.check(
+                "tracefs",
+                Status::Ok,
+                format!(
+                    "mounted at {mounts} (it was not mounted; doctor mounted it, as the agent does)"
+                ),
+            );
+        } else if !facts.tracefs_mounts.is_empty() {
+            self.check("tracefs", Status::Ok, format!("mounted at {mounts}"));
+        } else if facts.tracefs_supported {
+            self.check(
+                "tracefs",
+                Status::Ok,
+                "not mounted; the kernel supports it and the agent mounts it at /sys/kernel/tracing \
+                 (needs CAP_SYS_ADMIN)"
+                    .into(),
+            );
+        } else {
+            self.check(
+                "tracefs",
+                Status::Missing,
+                "not mounted and not in /proc/filesystems: the kernel has no tracefs".into(),
+            );
+        }
+    }
+
+    /// The tracepoint's absent fields, when it was found.
+    fn check_tracepoint(&mut self, facts: &Facts, tracefs_ok: bool) -> Option<Vec<&'static str>> {
+        match &facts.tracepoint {
+            TracepointFact::Found { path, layout } => {
+                let absent = absent_fields(layout);
+                if absent.is_empty() {
+                    self.check(
+                        "tracepoint",
+                        Status::Ok,
+                        format!(
+                            "oom/mark_victim found ({}); all fields present",
+                            path.display()
+                        ),
+                    );
+                } else {
+                    self.check(
+                        "tracepoint",
+                        Status::Limited,
+                        format!(
+                            "oom/mark_victim found ({}); absent fields: {}",
+                            path.display(),
+                            absent.join(", ")
+                        ),
+                    );
+                }
+                Some(absent)
+            }
+            TracepointFact::Unavailable(why) => {
+                let status = if tracefs_ok && facts.tracefs_mounts.is_empty() {
+                    Status::Limited
+                } else {
+                    Status::Missing
+                };
+                self.check("tracepoint", status, why.clone());
+                None
+            }
+        }
+    }
+
+    fn check_capabilities(&mut self, cap_eff: &Result<u64, String>) {
+        let mask = match cap_eff {
+            Ok(mask) => mask,
+            Err(e) => {
+                self.check(
+                    "capabilities",
+                    Status::Missing,
+                    format!("cannot read CapEff: {e}"),
+                );
+                return;
+            }
+        };
+        let decoded = decode_caps(*mask);
+        let lacking: Vec<&str> = decoded
+            .iter()
+            .filter(|(_, present)| !present)
+            .map(|(name, _)| *name)
+            .collect();
+        let listing = decoded
+            .iter()
+            .map(|(name, present)| format!("{name}{}", if *present { "+" } else { "-" }))
+            .collect::<Vec<_>>()
+            .join(" ");
+        if lacking.is_empty() {
+            self.check(
+                "capabilities",
+                Status::Ok,
+                format!("CapEff={mask:016x}: {listing}"),
+            );
+        } else {
+            let mut reason = format!("CapEff={mask:016x}: {listing}");
+            if lacking.contains(&"CAP_SYS_RESOURCE") {
+                reason.push_str(
+                    "; without CAP_SYS_RESOURCE the agent cannot lower its own oom_score_adj",
+                );
+            }
+            self.check("capabilities", Status::Limited, reason);
+        }
+    }
+
+    fn check_lockdown(&mut self, lockdown: &Result<Option<Lockdown>, String>) {
+        match lockdown {
+            Ok(None) => self.check(
+                "lockdown",
+                Status::Ok,
+                format!("no {LOCKDOWN_PATH} (securityfs not mounted or no lockdown LSM)"),
             ),
-        );
+            Ok(Some(Lockdown::None)) => self.check("lockdown", Status::Ok, "none".into()),
+            Ok(Some(Lockdown::Integrity)) => self.check(
+                "lockdown",
+                Status::Ok,
+                "integrity: tracepoint programs load; fentry/kprobe-style hooks may be refused"
+                    .into(),
+            ),
+            Ok(Some(Lockdown::Confidentiality)) => self.check(
+                "lockdown",
+                Status::Limited,
+                "confidentiality: eBPF reads of kernel memory are refused; the program may fail to load"
+                    .into(),
+            ),
+            Err(e) => self.check("lockdown", Status::Limited, e.clone()),
+        }
     }
-    if !kmsg_ok {
-        missing.push("/dev/kmsg (trigger, constraint and memcg of a kill)".to_owned());
+
+    fn check_unprivileged_bpf(&mut self, disabled: Option<u32>, can_bpf: bool) {
+        let Some(value) = disabled else {
+            self.check(
+                "unprivileged_bpf_disabled",
+                Status::Ok,
+                format!("{UNPRIVILEGED_BPF_PATH} not readable (no such sysctl on this kernel)"),
+            );
+            return;
+        };
+        let meaning = if value == 0 {
+            "unprivileged BPF allowed"
+        } else {
+            "unprivileged BPF disabled"
+        };
+        if can_bpf || value == 0 {
+            self.check(
+                "unprivileged_bpf_disabled",
+                Status::Ok,
+                format!("{value}: {meaning}; the agent loads eBPF with its own capabilities"),
+            );
+        } else {
+            self.check(
+                "unprivileged_bpf_disabled",
+                Status::Limited,
+                format!("{value}: {meaning}, and this process lacks CAP_BPF/CAP_SYS_ADMIN"),
+            );
+        }
     }
-    let source = if ebpf_ok {
-        Source::Ebpf
-    } else if kmsg_ok {
-        Source::Kmsg
-    } else {
-        Source::None
-    };
-    let exit_code = match source {
-        Source::None => 2,
-        _ if missing.is_empty() => 0,
-        _ => 1,
-    };
-    Report {
-        checks,
-        source,
-        missing_for_full_data: missing,
-        exit_code,
+
+    fn check_cgroup(&mut self, cgroup: &CgroupFact) {
+        let v2_memory = cgroup.v2.iter().find(|(_, memory)| *memory);
+        let mut hierarchies = Vec::new();
+        if let Some(path) = &cgroup.v1_memory {
+            hierarchies.push(format!("v1 memory controller at {}", path.display()));
+        }
+        for (path, memory) in &cgroup.v2 {
+            hierarchies.push(format!(
+                "cgroup2 at {} {} memory",
+                path.display(),
+                if *memory { "with" } else { "without" }
+            ));
+        }
+        if cgroup.v1_memory.is_some() || v2_memory.is_some() {
+            self.check("cgroup", Status::Ok, hierarchies.join("; "));
+        } else {
+            self.missing
+                .push("a memory cgroup controller (per-cgroup usage and limits)".to_owned());
+            let found = if hierarchies.is_empty() {
+                "no cgroup mounted".to_owned()
+            } else {
+                hierarchies.join("; ")
+            };
+            self.check(
+                "cgroup",
+                Status::Limited,
+                format!("{found}: no memory controller"),
+            );
+        }
+    }
+
+    fn check_psi(&mut self, psi_memory: &Result<(), String>) {
+        match psi_memory {
+            Ok(()) => self.check("psi", Status::Ok, format!("{PSI_MEMORY_PATH} readable")),
+            Err(e) => {
+                self.missing
+                    .push("PSI memory pressure (CONFIG_PSI, psi=1)".to_owned());
+                self.check(
+                    "psi",
+                    Status::Limited,
+                    format!("{e}: no memory pressure metrics"),
+                );
+            }
+        }
+    }
+
+    fn check_kmsg(&mut self, kmsg: &Result<(), String>, caps: Option<u64>) {
+        match kmsg {
+            Ok(()) => self.check("kmsg", Status::Ok, format!("{KMSG_PATH} readable")),
+            Err(e) => {
+                let mut reason = e.clone();
+                if caps.is_some_and(|mask| !has_cap(mask, CAP_SYSLOG)) {
+                    reason.push_str(" (CAP_SYSLOG is needed when kernel.dmesg_restrict=1)");
+                }
+                self.check("kmsg", Status::Missing, reason);
+            }
+        }
+    }
+
+    fn check_vmstat_oom_kill(&mut self, vmstat_oom_kill: &Result<u64, String>) {
+        match vmstat_oom_kill {
+            Ok(count) => self.check(
+                "vmstat_oom_kill",
+                Status::Ok,
+                format!("oom_kill = {count} since boot"),
+            ),
+            Err(e) => {
+                self.missing
+                    .push("/proc/vmstat oom_kill (the count of missed kills)".to_owned());
+                self.check("vmstat_oom_kill", Status::Limited, e.clone());
+            }
+        }
+    }
+
+    /// Whether the eBPF program works (or, not probed, `likely` does: the
+    /// tracepoint and the capabilities to use it are there).
+    fn check_ebpf_probe(&mut self, probe: &ProbeFact, likely: bool) -> bool {
+        match probe {
+            ProbeFact::Loaded => {
+                self.check(
+                    "ebpf_probe",
+                    Status::Ok,
+                    "loaded and attached oom/mark_victim, then detached".into(),
+                );
+                true
+            }
+            ProbeFact::Failed(e) => {
+                self.check("ebpf_probe", Status::Missing, e.clone());
+                false
+            }
+            ProbeFact::NotRun(why) => {
+                self.check(
+                    "ebpf_probe",
+                    if likely { Status::Ok } else { Status::Limited },
+                    format!(
+                        "not tried ({why}); {}",
+                        if likely {
+                            "the tracepoint and capabilities are there"
+                        } else {
+                            "the tracepoint or the capabilities to use it are missing"
+                        }
+                    ),
+                );
+                likely
+            }
+        }
+    }
+
+    /// The source the agent will use and the exit code; what the OOM source
+    /// lacks goes first among the missing items.
+    fn verdict(
+        mut self,
+        ebpf_ok: bool,
+        tracepoint_absent: Option<Vec<&str>>,
+        kmsg_ok: bool,
+    ) -> Report {
+        if !ebpf_ok {
+            self.missing.insert(
+                0,
+                "the eBPF tracepoint program (kills arrive later, from the kernel log only)"
+                    .to_owned(),
+            );
+        } else if let Some(absent) = tracepoint_absent.filter(|absent| !absent.is_empty()) {
+            self.missing.insert(
+                0,
+                format!(
+                    "tracepoint fields {} (taken from /dev/kmsg or /proc instead)",
+                    absent.join(", ")
+                ),
+            );
+        }
+        if !kmsg_ok {
+            self.missing
+                .push("/dev/kmsg (trigger, constraint and memcg of a kill)".to_owned());
+        }
+        let source = if ebpf_ok {
+            Source::Ebpf
+        } else if kmsg_ok {
+            Source::Kmsg
+        } else {
+            Source::None
+        };
+        let exit_code = match source {
+            Source::None => 2,
+            _ if self.missing.is_empty() => 0,
+            _ => 1,
+        };
+        Report {
+            checks: self.checks,
+            source,
+            missing_for_full_data: self.missing,
+            exit_code,
+        }
     }
 }
 

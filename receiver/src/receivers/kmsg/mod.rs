@@ -236,27 +236,17 @@ pub async fn start(
     ctx: BuildContext,
     outputs: ReceiverOutputs,
 ) -> anyhow::Result<JoinHandle<()>> {
-    let launched = launch(cfg, ctx, outputs, Path::new(checkpoint::BOOT_ID_PATH)).await?;
-    Ok(launched.receiver)
+    launch(cfg, ctx, outputs, Path::new(checkpoint::BOOT_ID_PATH)).await
 }
 
-/// The receiver's tasks.
-struct Launched {
-    /// Ends after shutdown once everything read was handed on.
-    receiver: JoinHandle<()>,
-    /// Ends once every batch sent was settled (and the last checkpoint
-    /// written): detached at shutdown, since acknowledgements come while
-    /// the pipelines drain, after the receiver stopped.
-    #[cfg_attr(not(test), allow(dead_code))]
-    checkpoint_writer: Option<JoinHandle<()>>,
-}
-
+/// [`start`] with this boot's id read from `boot_id_path`. The receiver's
+/// task ends after shutdown once everything read was handed on.
 async fn launch(
     cfg: &KmsgReceiverConfig,
     ctx: BuildContext,
     outputs: ReceiverOutputs,
     boot_id_path: &Path,
-) -> anyhow::Result<Launched> {
+) -> anyhow::Result<JoinHandle<()>> {
     let cfg = cfg.clone();
     let id = ctx.id.clone();
     let library = Library::new(&cfg.patterns, &cfg.disabled_patterns())
@@ -292,8 +282,12 @@ async fn launch(
     tracing::info!(receiver = %id, path = %cfg.path.display(), ?start_at, "reading the kernel log");
 
     let (tracker, updates) = AckTracker::new();
-    let checkpoint_writer =
-        store.map(|(kv, boot_id)| checkpoint::spawn_writer(kv, boot_id, updates));
+    if let Some((kv, boot_id)) = store {
+        // Ends once every batch sent was settled (and the last checkpoint
+        // written): detached, since acknowledgements come while the
+        // pipelines drain, after the receiver stopped.
+        drop(checkpoint::spawn_writer(kv, boot_id, updates));
+    }
 
     let (events_tx, events_rx) = mpsc::channel(READ_QUEUE);
     let read_task = tokio::spawn(read_kernel_log(reader, events_tx, ctx.shutdown.clone()));
@@ -317,14 +311,10 @@ async fn launch(
         start_unix_nano: record::unix_now_nanos(),
         shutdown: ctx.shutdown.clone(),
     };
-    let receiver = tokio::spawn(async move {
+    Ok(tokio::spawn(async move {
         receiver.run(events_rx).await;
         read_task.abort();
-    });
-    Ok(Launched {
-        receiver,
-        checkpoint_writer,
-    })
+    }))
 }
 
 /// Reads ahead into a bounded queue, so that the receiver's timers never

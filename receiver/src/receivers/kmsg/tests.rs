@@ -10,6 +10,7 @@ use crate::extensions::file_storage::{FileStorage, FileStorageConfig};
 use crate::extensions::Extensions;
 use crate::pipeline::consumer::testing::Collect;
 use crate::telemetry::Telemetry;
+use crate::test_support::wait_until_async;
 
 const SAMPLE: &str = include_str!("../../../../tests/data/kmsg-memcg-oom.txt");
 const TIMEOUT: Duration = crate::test_support::WAIT;
@@ -108,7 +109,7 @@ impl Harness {
         };
         let (logs, mut logs_rx) = Collect::new(Some(settle));
         let (metrics, mut metrics_rx) = Collect::new(Some(DeliveryStatus::Delivered));
-        let launched = launch(
+        let receiver = launch(
             cfg,
             ctx,
             ReceiverOutputs {
@@ -129,16 +130,20 @@ impl Harness {
         .await
         .unwrap_or_else(|_| panic!("no {until:?} within {TIMEOUT:?}: {records:#?}"));
         shutdown.cancel();
-        tokio::time::timeout(TIMEOUT, launched.receiver)
+        tokio::time::timeout(TIMEOUT, receiver)
             .await
             .unwrap()
             .unwrap();
-        if let Some(writer) = launched.checkpoint_writer {
-            tokio::time::timeout(TIMEOUT, writer)
-                .await
-                .unwrap()
-                .unwrap();
-        }
+        // The checkpoint writer is detached: it ends once every batch was
+        // settled and the last checkpoint written. The runtime is this
+        // test's own, so once no task is alive it is done.
+        wait_until_async("the receiver's tasks ending", || {
+            tokio::runtime::Handle::current()
+                .metrics()
+                .num_alive_tasks()
+                == 0
+        })
+        .await;
         records.extend(drain(&mut logs_rx).iter().flat_map(log_records));
         let last_metrics = drain(&mut metrics_rx)
             .last()

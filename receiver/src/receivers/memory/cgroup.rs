@@ -239,6 +239,20 @@ pub struct CgroupScraper {
 #[derive(Debug, Clone, Copy)]
 struct Headroom(i128);
 
+impl Headroom {
+    /// The headroom of a cgroup with `limit` and `usage` whose ancestors
+    /// leave it `inherited`.
+    fn of(limit: Option<u64>, usage: Option<u64>, inherited: Option<Headroom>) -> Option<Headroom> {
+        match (limit.zip(usage), inherited) {
+            (Some((l, u)), Some(Headroom(h))) => {
+                Some(Headroom((i128::from(l) - i128::from(u)).min(h)))
+            }
+            (Some((l, u)), None) => Some(Headroom(i128::from(l) - i128::from(u))),
+            (None, inherited) => inherited,
+        }
+    }
+}
+
 impl CgroupScraper {
     pub fn new(cgroup_fs: &Path, cfg: &CgroupsConfig) -> Result<CgroupScraper, String> {
         let globs = |key: &str, list: &[String]| -> Result<Vec<glob::Pattern>, String> {
@@ -280,17 +294,7 @@ impl CgroupScraper {
     }
 
     pub fn scrape(&mut self, b: &mut MetricsBuilder, starts: &Starts, warn: &mut WarnOnce) {
-        if self.hierarchy.is_none() {
-            self.hierarchy = find_memory_hierarchy(&self.cgroup_fs);
-        }
-        let Some((root, version)) = self.hierarchy.clone() else {
-            warn.warn(
-                "cgroup-hierarchy",
-                format_args!(
-                    "memory receiver: no memory cgroup hierarchy under {} (neither cgroup2 with the memory controller nor v1 memory/); no cgroup metrics",
-                    self.cgroup_fs.display()
-                ),
-            );
+        let Some((root, version)) = self.find_hierarchy(warn) else {
             return;
         };
         self.seq += 1;
@@ -321,19 +325,8 @@ impl CgroupScraper {
             } else {
                 root.join(&rel)
             };
-            let mut children: Vec<String> = match std::fs::read_dir(&dir) {
-                Ok(entries) => entries
-                    .filter_map(Result::ok)
-                    .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
-                    .filter_map(|e| e.file_name().into_string().ok())
-                    .map(|name| {
-                        if rel.is_empty() {
-                            name
-                        } else {
-                            format!("{rel}/{name}")
-                        }
-                    })
-                    .collect(),
+            let children = match child_cgroups(&dir, &rel) {
+                Ok(children) => children,
                 Err(e) => {
                     if !vanished(&e) {
                         note(warn, &dir, &e);
@@ -341,7 +334,6 @@ impl CgroupScraper {
                     continue;
                 }
             };
-            children.sort_unstable_by(|a, b| b.cmp(a));
             let path = format!("/{rel}");
             let seq = self.seq;
             if let Some(t) = self.tracked.get_mut(&path) {
@@ -363,13 +355,7 @@ impl CgroupScraper {
             let Some((limit, usage)) = own else {
                 continue;
             };
-            let headroom = match (limit.zip(usage), inherited) {
-                (Some((l, u)), Some(Headroom(h))) => {
-                    Some(Headroom((i128::from(l) - i128::from(u)).min(h)))
-                }
-                (Some((l, u)), None) => Some(Headroom(i128::from(l) - i128::from(u))),
-                (None, inherited) => inherited,
-            };
+            let headroom = Headroom::of(limit, usage, inherited);
             if self.selected(&path) {
                 let mark = b.mark();
                 let cgroup = Cgroup {
@@ -408,6 +394,31 @@ impl CgroupScraper {
             }
             stack.extend(children.into_iter().map(|c| (c, headroom)));
         }
+        self.prune_tracked();
+        self.scraped_before = true;
+    }
+
+    /// The memory controller's hierarchy, looked for until found (warned
+    /// about while it is not).
+    fn find_hierarchy(&mut self, warn: &mut WarnOnce) -> Option<(PathBuf, Version)> {
+        if self.hierarchy.is_none() {
+            self.hierarchy = find_memory_hierarchy(&self.cgroup_fs);
+        }
+        if self.hierarchy.is_none() {
+            warn.warn(
+                "cgroup-hierarchy",
+                format_args!(
+                    "memory receiver: no memory cgroup hierarchy under {} (neither cgroup2 with the memory controller nor v1 memory/); no cgroup metrics",
+                    self.cgroup_fs.display()
+                ),
+            );
+        }
+        self.hierarchy.clone()
+    }
+
+    /// Forgets the cgroups this walk did not pass; beyond the bound on
+    /// tracked cgroups, also those unreported the longest.
+    fn prune_tracked(&mut self) {
         let seq = self.seq;
         self.tracked.retain(|_, t| t.seen == seq);
         let cap = self.max_cgroups.saturating_mul(TRACKED_PER_REPORTED);
@@ -423,7 +434,6 @@ impl CgroupScraper {
                 self.tracked.remove(&path);
             }
         }
-        self.scraped_before = true;
     }
 
     /// A cgroup's own limit and usage; `None` when it has no memory
@@ -487,7 +497,45 @@ impl CgroupScraper {
                     .unwrap_or(0),
             )
         });
+        let tracked = self.track(path, ino, new_series_start, now_secs, working_set);
+        // The working set can grow by the headroom plus the inactive page
+        // cache it would push out: (usage + headroom) is its limit.
+        let growth = match (headroom, usage) {
+            (Some(Headroom(h)), Some(u)) => {
+                let room = u64::try_from(h.max(0)).unwrap_or(u64::MAX);
+                time_to_limit(&tracked.samples, u.saturating_add(room))
+            }
+            _ => None,
+        };
+        let series = Series {
+            start: tracked.start_unix_nano,
+            attributes: tracked.attributes.clone(),
+        };
+
+        record_levels(b, &series, cgroup, growth);
+        if let Some(stat) = &stat {
+            record_memory_stat(b, &series, stat, usage);
+        }
+        match version {
+            Version::V2 => self.scrape_v2_files(b, dir, &series, warn)?,
+            Version::V1 => self.scrape_v1_files(b, cgroup, &series, warn)?,
+        }
+        Ok(true)
+    }
+
+    /// The kept state of the cgroup at `path`, brought up to this scrape:
+    /// marked seen and reported, with `working_set` as its newest growth
+    /// sample.
+    fn track(
+        &mut self,
+        path: &str,
+        ino: u64,
+        new_series_start: u64,
+        now_secs: f64,
+        working_set: Option<u64>,
+    ) -> &Tracked {
         let seq = self.seq;
+        let window = self.growth_window.as_secs_f64();
         let tracked = self
             .tracked
             .entry(path.to_string())
@@ -502,11 +550,8 @@ impl CgroupScraper {
             tracked.samples.clear();
         }
         tracked.reported = seq;
-        let attrs = tracked.attributes.clone();
-        let start = tracked.start_unix_nano;
         if let Some(ws) = working_set {
             tracked.samples.push_back((now_secs, ws as f64));
-            let window = self.growth_window.as_secs_f64();
             while tracked
                 .samples
                 .front()
@@ -516,177 +561,138 @@ impl CgroupScraper {
                 tracked.samples.pop_front();
             }
         }
-        // The working set can grow by the headroom plus the inactive page
-        // cache it would push out: (usage + headroom) is its limit.
-        let growth = match (headroom, usage) {
-            (Some(Headroom(h)), Some(u)) => {
-                let room = u64::try_from(h.max(0)).unwrap_or(u64::MAX);
-                time_to_limit(&tracked.samples, u.saturating_add(room))
-            }
-            _ => None,
-        };
+        tracked
+    }
 
-        let with = |extra: Option<(&str, &str)>| -> Vec<KeyValue> {
-            let mut a = attrs.clone();
-            if let Some((k, v)) = extra {
-                a.push(kv_str(k, v));
+    /// The v2-only files: memory.high, swap, memory.events and
+    /// memory.pressure.
+    fn scrape_v2_files(
+        &mut self,
+        b: &mut MetricsBuilder,
+        dir: &Path,
+        series: &Series,
+        warn: &mut WarnOnce,
+    ) -> io::Result<()> {
+        let start = series.start;
+        if self.read(dir, "memory.high", warn)?.is_some() {
+            if let Some(high) = parse_limit(&self.buf) {
+                b.int(&m::CGROUP_MEMORY_HIGH, start, int(high), series.attrs());
             }
-            a
-        };
-        if let Some(u) = usage {
-            b.int(&m::CGROUP_MEMORY_USAGE, start, int(u), with(None));
         }
-        if let Some(l) = limit {
-            b.int(&m::CGROUP_MEMORY_LIMIT, start, int(l), with(None));
-        }
-        if let (Some(Headroom(h)), Some(_)) = (headroom, usage) {
-            let h = i64::try_from(h).unwrap_or(if h < 0 { i64::MIN } else { i64::MAX });
-            b.int(&m::CGROUP_MEMORY_HEADROOM, start, h, with(None));
-        }
-        if let Some(t) = growth {
-            b.double(&m::CGROUP_MEMORY_TIME_TO_LIMIT, start, t, with(None));
-        }
-
-        if let Some(stat) = &stat {
-            for (i, (name, _, _)) in BREAKDOWN.iter().enumerate() {
-                if let Some(v) = stat.breakdown[i] {
-                    b.int(
-                        &m::CGROUP_MEMORY_BREAKDOWN,
-                        start,
-                        int(v),
-                        with(Some(("cgroup.memory.type", name))),
-                    );
-                }
+        if self.read(dir, "memory.swap.current", warn)?.is_some() {
+            if let Some(v) = parse_u64(self.buf.trim_ascii()) {
+                b.int(&m::CGROUP_MEMORY_SWAP_USAGE, start, int(v), series.attrs());
             }
-            if let (Some(u), Some(inactive)) = (usage, stat.inactive_file()) {
+        }
+        if self.read(dir, "memory.swap.max", warn)?.is_some() {
+            if let Some(v) = parse_limit(&self.buf) {
+                b.int(&m::CGROUP_MEMORY_SWAP_LIMIT, start, int(v), series.attrs());
+            }
+        }
+        if self.read(dir, "memory.events", warn)?.is_some() {
+            for (key, v) in parse_flat_keyed(&self.buf) {
+                let event = String::from_utf8_lossy(key);
                 b.int(
-                    &m::CGROUP_MEMORY_WORKING_SET,
+                    &m::CGROUP_MEMORY_EVENTS,
                     start,
-                    int(u.saturating_sub(inactive)),
-                    with(None),
+                    int(v),
+                    series.attrs_with("cgroup.memory.event", &event),
                 );
             }
-            if let (Some(all), Some(major)) = (stat.pgfault, stat.pgmajfault) {
-                for (kind, v) in [("major", major), ("minor", all.saturating_sub(major))] {
-                    b.int(
-                        &m::CGROUP_PAGING_FAULTS,
-                        start,
-                        int(v),
-                        with(Some(("system.paging.fault.type", kind))),
-                    );
-                }
-            }
         }
+        if self.read(dir, "memory.pressure", warn)?.is_some() {
+            let p = psi::parse_pressure(&self.buf);
+            psi::record(
+                b,
+                &m::CGROUP_PSI_AVG,
+                &m::CGROUP_PSI_STALL_TIME,
+                &p,
+                start,
+                &series.attributes,
+            );
+        }
+        Ok(())
+    }
 
-        match version {
-            Version::V2 => {
-                if self.read(dir, "memory.high", warn)?.is_some() {
-                    if let Some(high) = parse_limit(&self.buf) {
-                        b.int(&m::CGROUP_MEMORY_HIGH, start, int(high), with(None));
-                    }
-                }
-                if self.read(dir, "memory.swap.current", warn)?.is_some() {
-                    if let Some(v) = parse_u64(self.buf.trim_ascii()) {
-                        b.int(&m::CGROUP_MEMORY_SWAP_USAGE, start, int(v), with(None));
-                    }
-                }
-                if self.read(dir, "memory.swap.max", warn)?.is_some() {
-                    if let Some(v) = parse_limit(&self.buf) {
-                        b.int(&m::CGROUP_MEMORY_SWAP_LIMIT, start, int(v), with(None));
-                    }
-                }
-                if self.read(dir, "memory.events", warn)?.is_some() {
-                    for (key, v) in parse_flat_keyed(&self.buf) {
-                        let event = String::from_utf8_lossy(key);
-                        b.int(
-                            &m::CGROUP_MEMORY_EVENTS,
-                            start,
-                            int(v),
-                            with(Some(("cgroup.memory.event", &event))),
-                        );
-                    }
-                }
-                if self.read(dir, "memory.pressure", warn)?.is_some() {
-                    let p = psi::parse_pressure(&self.buf);
-                    psi::record(
-                        b,
-                        &m::CGROUP_PSI_AVG,
-                        &m::CGROUP_PSI_STALL_TIME,
-                        &p,
-                        start,
-                        &attrs,
-                    );
-                }
-            }
-            Version::V1 => {
-                if self
-                    .read(dir, "memory.memsw.usage_in_bytes", warn)?
-                    .is_some()
-                {
-                    if let (Some(memsw), Some(u)) = (parse_u64(self.buf.trim_ascii()), usage) {
-                        b.int(
-                            &m::CGROUP_MEMORY_SWAP_USAGE,
-                            start,
-                            int(memsw.saturating_sub(u)),
-                            with(None),
-                        );
-                    }
-                }
-                if self.read(dir, "memory.oom_control", warn)?.is_some() {
-                    let (kills, under) = parse_oom_control(&self.buf);
-                    if let Some(k) = kills {
-                        b.int(
-                            &m::CGROUP_MEMORY_EVENTS,
-                            start,
-                            int(k),
-                            with(Some(("cgroup.memory.event", "oom_kill"))),
-                        );
-                    }
-                    if let Some(u) = under {
-                        b.int(&m::CGROUP_MEMORY_UNDER_OOM, start, int(u), with(None));
-                    }
-                }
-                if self.read(dir, "memory.failcnt", warn)?.is_some() {
-                    if let Some(v) = parse_u64(self.buf.trim_ascii()) {
-                        let now = b.time_unix_nano();
-                        let series_start = match self.tracked.get_mut(path).map(|t| &mut t.failcnt)
-                        {
-                            Some(failcnt) => {
-                                let series = match *failcnt {
-                                    // Reset by a write of 0: a new series.
-                                    Some((last, _)) if v < last => now,
-                                    Some((_, series)) => series,
-                                    None => start,
-                                };
-                                *failcnt = Some((v, series));
-                                series
-                            }
-                            None => start,
-                        };
-                        b.int(
-                            &m::CGROUP_MEMORY_EVENTS,
-                            series_start,
-                            int(v),
-                            with(Some(("cgroup.memory.event", "max"))),
-                        );
-                    }
-                }
-                if self
-                    .read(dir, "memory.kmem.usage_in_bytes", warn)?
-                    .is_some()
-                {
-                    if let Some(v) = parse_u64(self.buf.trim_ascii()) {
-                        b.int(
-                            &m::CGROUP_MEMORY_BREAKDOWN,
-                            start,
-                            int(v),
-                            with(Some(("cgroup.memory.type", "kernel"))),
-                        );
-                    }
-                }
+    /// The v1-only files: memsw (swap), memory.oom_control, memory.failcnt
+    /// and kmem.
+    fn scrape_v1_files(
+        &mut self,
+        b: &mut MetricsBuilder,
+        cgroup: &Cgroup<'_>,
+        series: &Series,
+        warn: &mut WarnOnce,
+    ) -> io::Result<()> {
+        let (dir, start) = (cgroup.dir, series.start);
+        if self
+            .read(dir, "memory.memsw.usage_in_bytes", warn)?
+            .is_some()
+        {
+            if let (Some(memsw), Some(u)) = (parse_u64(self.buf.trim_ascii()), cgroup.usage) {
+                b.int(
+                    &m::CGROUP_MEMORY_SWAP_USAGE,
+                    start,
+                    int(memsw.saturating_sub(u)),
+                    series.attrs(),
+                );
             }
         }
-        Ok(true)
+        if self.read(dir, "memory.oom_control", warn)?.is_some() {
+            let (kills, under) = parse_oom_control(&self.buf);
+            if let Some(k) = kills {
+                b.int(
+                    &m::CGROUP_MEMORY_EVENTS,
+                    start,
+                    int(k),
+                    series.attrs_with("cgroup.memory.event", "oom_kill"),
+                );
+            }
+            if let Some(u) = under {
+                b.int(&m::CGROUP_MEMORY_UNDER_OOM, start, int(u), series.attrs());
+            }
+        }
+        if self.read(dir, "memory.failcnt", warn)?.is_some() {
+            if let Some(v) = parse_u64(self.buf.trim_ascii()) {
+                let series_start =
+                    self.failcnt_series_start(cgroup.path, v, b.time_unix_nano(), start);
+                b.int(
+                    &m::CGROUP_MEMORY_EVENTS,
+                    series_start,
+                    int(v),
+                    series.attrs_with("cgroup.memory.event", "max"),
+                );
+            }
+        }
+        if self
+            .read(dir, "memory.kmem.usage_in_bytes", warn)?
+            .is_some()
+        {
+            if let Some(v) = parse_u64(self.buf.trim_ascii()) {
+                b.int(
+                    &m::CGROUP_MEMORY_BREAKDOWN,
+                    start,
+                    int(v),
+                    series.attrs_with("cgroup.memory.type", "kernel"),
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// The start of the series of the cgroup's v1 `memory.failcnt`, now
+    /// `value`; remembers the value.
+    fn failcnt_series_start(&mut self, path: &str, value: u64, now: u64, start: u64) -> u64 {
+        let Some(failcnt) = self.tracked.get_mut(path).map(|t| &mut t.failcnt) else {
+            return start;
+        };
+        let series = match *failcnt {
+            // Reset by a write of 0: a new series.
+            Some((last, _)) if value < last => now,
+            Some((_, series)) => series,
+            None => start,
+        };
+        *failcnt = Some((value, series));
+        series
     }
 
     /// Whether `cgroup.procs` lists at least one process (only its start is
@@ -735,6 +741,108 @@ struct Cgroup<'a> {
     usage: Option<u64>,
     /// The tightest (limit - usage) of it and its ancestors.
     headroom: Option<Headroom>,
+}
+
+/// Where one cgroup's points go: the start of its series and its
+/// attributes.
+struct Series {
+    start: u64,
+    attributes: Vec<KeyValue>,
+}
+
+impl Series {
+    /// The attributes of a point of the cgroup.
+    fn attrs(&self) -> Vec<KeyValue> {
+        self.attributes.clone()
+    }
+
+    /// The attributes of a point of the cgroup, plus `key` = `value`.
+    fn attrs_with(&self, key: &str, value: &str) -> Vec<KeyValue> {
+        let mut a = self.attributes.clone();
+        a.push(kv_str(key, value));
+        a
+    }
+}
+
+/// Usage, limit, headroom and time to limit (`growth`).
+fn record_levels(
+    b: &mut MetricsBuilder,
+    series: &Series,
+    cgroup: &Cgroup<'_>,
+    growth: Option<f64>,
+) {
+    let start = series.start;
+    if let Some(u) = cgroup.usage {
+        b.int(&m::CGROUP_MEMORY_USAGE, start, int(u), series.attrs());
+    }
+    if let Some(l) = cgroup.limit {
+        b.int(&m::CGROUP_MEMORY_LIMIT, start, int(l), series.attrs());
+    }
+    if let (Some(Headroom(h)), Some(_)) = (cgroup.headroom, cgroup.usage) {
+        let h = i64::try_from(h).unwrap_or(if h < 0 { i64::MIN } else { i64::MAX });
+        b.int(&m::CGROUP_MEMORY_HEADROOM, start, h, series.attrs());
+    }
+    if let Some(t) = growth {
+        b.double(&m::CGROUP_MEMORY_TIME_TO_LIMIT, start, t, series.attrs());
+    }
+}
+
+/// The memory.stat figures: the breakdown, the working set and the page
+/// faults.
+fn record_memory_stat(
+    b: &mut MetricsBuilder,
+    series: &Series,
+    stat: &MemoryStat,
+    usage: Option<u64>,
+) {
+    let start = series.start;
+    for (i, (name, _, _)) in BREAKDOWN.iter().enumerate() {
+        if let Some(v) = stat.breakdown[i] {
+            b.int(
+                &m::CGROUP_MEMORY_BREAKDOWN,
+                start,
+                int(v),
+                series.attrs_with("cgroup.memory.type", name),
+            );
+        }
+    }
+    if let (Some(u), Some(inactive)) = (usage, stat.inactive_file()) {
+        b.int(
+            &m::CGROUP_MEMORY_WORKING_SET,
+            start,
+            int(u.saturating_sub(inactive)),
+            series.attrs(),
+        );
+    }
+    if let (Some(all), Some(major)) = (stat.pgfault, stat.pgmajfault) {
+        for (kind, v) in [("major", major), ("minor", all.saturating_sub(major))] {
+            b.int(
+                &m::CGROUP_PAGING_FAULTS,
+                start,
+                int(v),
+                series.attrs_with("system.paging.fault.type", kind),
+            );
+        }
+    }
+}
+
+/// The subdirectories of `dir`, the cgroup at `rel`, as paths relative to
+/// the root, in reverse order: the walk pops them off its stack sorted.
+fn child_cgroups(dir: &Path, rel: &str) -> io::Result<Vec<String>> {
+    let mut children: Vec<String> = std::fs::read_dir(dir)?
+        .filter_map(Result::ok)
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .filter_map(|e| e.file_name().into_string().ok())
+        .map(|name| {
+            if rel.is_empty() {
+                name
+            } else {
+                format!("{rel}/{name}")
+            }
+        })
+        .collect();
+    children.sort_unstable_by(|a, b| b.cmp(a));
+    Ok(children)
 }
 
 fn new_tracked(path: &str, ino: u64, start_unix_nano: u64) -> Tracked {

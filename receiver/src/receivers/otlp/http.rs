@@ -25,7 +25,7 @@ use super::{
     HttpServerConfig, Intake, Rejection, DEFAULT_MAX_CONCURRENT_STREAMS, DEFAULT_RETRY_DELAY,
     HTTP2_KEEPALIVE_TIME, HTTP2_KEEPALIVE_TIMEOUT, SHUTDOWN_GRACE,
 };
-use crate::pipeline::Signal;
+use crate::pipeline::{Payload, Signal};
 use crate::telemetry::ReceiverMetrics;
 
 /// Time a client has to send a request's headers (also bounds idle
@@ -164,26 +164,79 @@ fn error_response(
     response
 }
 
+/// Answers one request: the export's response, or why it was refused.
 async fn handle(state: &State, req: Request<Incoming>) -> Response<ResponseBody> {
+    match export(state, req).await {
+        Ok(response) => response,
+        Err(refusal) => *refusal,
+    }
+}
+
+/// A response that refuses a request: an error or a rejection (boxed, so
+/// that the results of the steps of a request stay small).
+type Refusal = Box<Response<ResponseBody>>;
+
+/// Checks, reads, decodes and hands on one export request.
+async fn export(state: &State, req: Request<Incoming>) -> Result<Response<ResponseBody>, Refusal> {
+    let signal = route(&state.routes, &req)?;
+    let encoding = request_encoding(&req)?;
+    let refuse = Refusals { state, encoding };
+    let compression = request_compression(&req, &refuse)?;
+
+    // Refuse before reading the body when nothing would take the data.
+    if let Err(rejection) = state.intake.consumer(signal) {
+        return Err(refuse.rejection(&rejection));
+    }
+
+    // Both shares of the in-flight budget are held until the data is
+    // handed on.
+    let ReceivedBody {
+        bytes,
+        reserved,
+        permit: _body_share,
+    } = read_body(state, req, &refuse).await?;
+    let (payload, _output_share) =
+        decode_off_reactor(state, signal, compression, bytes, reserved, &refuse).await?;
+
+    match state.intake.submit(payload, &state.metrics).await {
+        Ok(dropped) => {
+            let mut response = Response::new(Full::new(decode::encode_success(
+                signal,
+                encoding,
+                dropped.as_ref(),
+            )));
+            response.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static(encoding.content_type()),
+            );
+            Ok(response)
+        }
+        Err(rejection) => Err(refuse.rejection(&rejection)),
+    }
+}
+
+/// The signal of the request's path; refused for another path, or for a
+/// method other than `POST`.
+fn route(routes: &Routes, req: &Request<Incoming>) -> Result<Signal, Refusal> {
     let path = req.uri().path();
-    let signal = if path == state.routes.logs {
+    let signal = if path == routes.logs {
         Signal::Logs
-    } else if path == state.routes.metrics {
+    } else if path == routes.metrics {
         Signal::Metrics
-    } else if path == state.routes.traces {
-        return error_response(
+    } else if path == routes.traces {
+        return Err(Box::new(error_response(
             StatusCode::NOT_FOUND,
             Code::Unimplemented,
             "traces are not supported by this receiver",
             None,
-        );
+        )));
     } else {
-        return error_response(
+        return Err(Box::new(error_response(
             StatusCode::NOT_FOUND,
             Code::NotFound,
             &format!("unknown path {path}"),
             None,
-        );
+        )));
     };
 
     if req.method() != Method::POST {
@@ -196,41 +249,37 @@ async fn handle(state: &State, req: Request<Incoming>) -> Response<ResponseBody>
         response
             .headers_mut()
             .insert(header::ALLOW, HeaderValue::from_static("POST"));
-        return response;
+        return Err(Box::new(response));
     }
+    Ok(signal)
+}
 
+/// The request's encoding, by its `Content-Type`.
+fn request_encoding(req: &Request<Incoming>) -> Result<Encoding, Refusal> {
     let content_type = req
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok());
-    let Some(encoding) = content_type.and_then(Encoding::from_content_type) else {
-        return error_response(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            Code::InvalidArgument,
-            &format!(
-                "unsupported Content-Type {:?} (use application/x-protobuf or application/json)",
-                content_type.unwrap_or("")
-            ),
-            None,
-        );
-    };
-    let bad_request = |message: &str| {
-        error_response(
-            StatusCode::BAD_REQUEST,
-            Code::InvalidArgument,
-            message,
-            Some(encoding),
-        )
-    };
-    let too_large = |message: String| {
-        error_response(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            Code::InvalidArgument,
-            &message,
-            Some(encoding),
-        )
-    };
+    content_type
+        .and_then(Encoding::from_content_type)
+        .ok_or_else(|| {
+            Box::new(error_response(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                Code::InvalidArgument,
+                &format!(
+                    "unsupported Content-Type {:?} (use application/x-protobuf or application/json)",
+                    content_type.unwrap_or("")
+                ),
+                None,
+            ))
+        })
+}
 
+/// The request body's compression, by its `Content-Encoding`.
+fn request_compression(
+    req: &Request<Incoming>,
+    refuse: &Refusals<'_>,
+) -> Result<Compression, Refusal> {
     let content_encoding = match req
         .headers()
         .get(header::CONTENT_ENCODING)
@@ -238,18 +287,69 @@ async fn handle(state: &State, req: Request<Incoming>) -> Response<ResponseBody>
     {
         None => None,
         Some(Ok(v)) => Some(v),
-        Some(Err(_)) => return bad_request("Content-Encoding is not valid text"),
+        Some(Err(_)) => return Err(refuse.bad_request("Content-Encoding is not valid text")),
     };
-    let compression = match Compression::from_content_encoding(content_encoding) {
-        Ok(c) => c,
-        Err(message) => return bad_request(&message),
-    };
+    Compression::from_content_encoding(content_encoding)
+        .map_err(|message| refuse.bad_request(&message))
+}
 
-    // Refuse before reading the body when nothing would take the data.
-    if let Err(rejection) = state.intake.consumer(signal) {
-        return rejection_response(state, &rejection, encoding);
+/// The error responses to one request, in its encoding.
+struct Refusals<'a> {
+    state: &'a State,
+    encoding: Encoding,
+}
+
+impl Refusals<'_> {
+    fn bad_request(&self, message: &str) -> Refusal {
+        Box::new(error_response(
+            StatusCode::BAD_REQUEST,
+            Code::InvalidArgument,
+            message,
+            Some(self.encoding),
+        ))
     }
 
+    fn too_large(&self, message: String) -> Refusal {
+        Box::new(error_response(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            Code::InvalidArgument,
+            &message,
+            Some(self.encoding),
+        ))
+    }
+
+    /// The in-flight budget is spent.
+    fn busy(&self) -> Refusal {
+        let busy = Rejection::Busy {
+            reason: format!(
+                "receiver {} holds its limit of {} bytes of requests in flight",
+                self.state.intake.id, self.state.inflight_budget
+            ),
+            retry_after: DEFAULT_RETRY_DELAY,
+        };
+        self.rejection(&busy)
+    }
+
+    fn rejection(&self, rejection: &Rejection) -> Refusal {
+        Box::new(rejection_response(self.state, rejection, self.encoding))
+    }
+}
+
+/// A request body read whole, with its share of the in-flight budget.
+struct ReceivedBody {
+    bytes: Bytes,
+    /// Holds `reserved` bytes of the in-flight budget.
+    permit: OwnedSemaphorePermit,
+    reserved: u32,
+}
+
+/// Reads the request body, at most `max_body_size` bytes within the body
+/// read timeout.
+async fn read_body(
+    state: &State,
+    req: Request<Incoming>,
+    refuse: &Refusals<'_>,
+) -> Result<ReceivedBody, Refusal> {
     let limit = state.max_body_size;
     // Hold the body's bytes of the in-flight budget until the data is handed
     // on: by Content-Length when given, else as large as it may grow.
@@ -262,34 +362,24 @@ async fn handle(state: &State, req: Request<Incoming>) -> Response<ResponseBody>
         // Certain to exceed the limit: say so now rather than read it, or
         // wait for bytes a lying client never sends.
         tokio::spawn(discard(req.into_body(), limit, state.body_read_timeout));
-        return too_large(format!(
+        return Err(refuse.too_large(format!(
             "request body of {declared} bytes is larger than {limit} bytes"
-        ));
+        )));
     }
-    let busy = || {
-        let busy = Rejection::Busy {
-            reason: format!(
-                "receiver {} holds its limit of {} bytes of requests in flight",
-                state.intake.id, state.inflight_budget
-            ),
-            retry_after: DEFAULT_RETRY_DELAY,
-        };
-        rejection_response(state, &busy, encoding)
-    };
-    let Some((_inflight, reserved)) = reserve_inflight(state, declared, limit) else {
-        return busy();
+    let Some((permit, reserved)) = reserve_inflight(state, declared, limit) else {
+        return Err(refuse.busy());
     };
     let read = tokio::time::timeout(
         state.body_read_timeout,
         Limited::new(req.into_body(), limit).collect(),
     )
     .await;
-    let body = match read {
+    let bytes = match read {
         Ok(Ok(collected)) => collected.to_bytes(),
         Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
-            return too_large(format!("request body is larger than {limit} bytes"));
+            return Err(refuse.too_large(format!("request body is larger than {limit} bytes")));
         }
-        Ok(Err(e)) => return bad_request(&format!("cannot read the request body: {e}")),
+        Ok(Err(e)) => return Err(refuse.bad_request(&format!("cannot read the request body: {e}"))),
         Err(_) => {
             // 503 with Retry-After, not 408: OTLP clients retry only
             // 429/502/503/504, and a slow link deserves another try.
@@ -300,14 +390,31 @@ async fn handle(state: &State, req: Request<Incoming>) -> Response<ResponseBody>
                 ),
                 retry_after: DEFAULT_RETRY_DELAY,
             };
-            let mut response = rejection_response(state, &slow, encoding);
+            let mut response = refuse.rejection(&slow);
             response
                 .headers_mut()
                 .insert(header::CONNECTION, HeaderValue::from_static("close"));
-            return response;
+            return Err(response);
         }
     };
+    Ok(ReceivedBody {
+        bytes,
+        permit,
+        reserved,
+    })
+}
 
+/// Decompresses and decodes a body whose read holds `reserved` bytes of the
+/// in-flight budget; the output's share of the budget comes with the data.
+async fn decode_off_reactor(
+    state: &State,
+    signal: Signal,
+    compression: Compression,
+    body: Bytes,
+    reserved: u32,
+    refuse: &Refusals<'_>,
+) -> Result<(Payload, OutputReservation), Refusal> {
+    let (encoding, limit) = (refuse.encoding, state.max_body_size);
     // Decompressing and decoding take CPU time; keep them off the reactor.
     // The decompressed bytes take their own share of the in-flight budget,
     // held (with the body's) until the data is handed on.
@@ -322,40 +429,22 @@ async fn handle(state: &State, req: Request<Incoming>) -> Response<ResponseBody>
         decoded.map(|payload| (payload, output))
     })
     .await;
-    let (payload, _output) = match decoded {
-        Ok(Ok(decoded)) => decoded,
-        Ok(Err(DecompressError::TooLarge)) => {
-            return too_large(format!(
-                "decompressed request body is larger than {limit} bytes"
-            ));
-        }
-        Ok(Err(DecompressError::Busy)) => return busy(),
-        Ok(Err(DecompressError::Corrupt(message))) => return bad_request(&message),
+    match decoded {
+        Ok(Ok(decoded)) => Ok(decoded),
+        Ok(Err(DecompressError::TooLarge)) => Err(refuse.too_large(format!(
+            "decompressed request body is larger than {limit} bytes"
+        ))),
+        Ok(Err(DecompressError::Busy)) => Err(refuse.busy()),
+        Ok(Err(DecompressError::Corrupt(message))) => Err(refuse.bad_request(&message)),
         Err(e) => {
             tracing::error!(error = %e, "OTLP/HTTP decoding task failed");
-            return error_response(
+            Err(Box::new(error_response(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 Code::Internal,
                 "internal error while decoding the request",
                 Some(encoding),
-            );
+            )))
         }
-    };
-
-    match state.intake.submit(payload, &state.metrics).await {
-        Ok(dropped) => {
-            let mut response = Response::new(Full::new(decode::encode_success(
-                signal,
-                encoding,
-                dropped.as_ref(),
-            )));
-            response.headers_mut().insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static(encoding.content_type()),
-            );
-            response
-        }
-        Err(rejection) => rejection_response(state, &rejection, encoding),
     }
 }
 
