@@ -8,7 +8,7 @@ use std::sync::LazyLock;
 
 use libfuzzer_sys::fuzz_target;
 use oomscope::clock::Clock;
-use oomscope::kmsg::record::{KmsgRecord, MAX_DICT_ENTRIES, MAX_MESSAGE_BYTES};
+use oomscope::kernel_log::kmsg_record::{KmsgRecord, MAX_DICT_ENTRIES, MAX_MESSAGE_BYTES};
 use oomscope::patterns::Library;
 use oomscope::receivers::kmsg::record::record_log;
 

@@ -6,8 +6,8 @@
 
 use libfuzzer_sys::fuzz_target;
 use oomscope::clock::Clock;
-use oomscope::kmsg::oom_report::{OomReportAssembler, MAX_REPORT_RECORDS, MAX_TASKS};
-use oomscope::kmsg::record::KmsgRecord;
+use oomscope::kernel_log::oom_report::{OomReportAssembler, MAX_REPORT_RECORDS, MAX_TASKS};
+use oomscope::kernel_log::kmsg_record::KmsgRecord;
 use oomscope::receivers::kmsg::record::oom_report_log;
 use oomscope_fuzz::Input;
 

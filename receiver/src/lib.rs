@@ -10,7 +10,7 @@ pub mod config;
 pub mod ebpf;
 pub mod exporters;
 pub mod extensions;
-pub mod kmsg;
+pub mod kernel_log;
 pub mod patterns;
 pub mod pipeline;
 pub mod processors;

@@ -34,7 +34,9 @@ use crate::component::{
     StartFuture,
 };
 use crate::config::{from_node, ComponentId, ConfigError, GoDuration, Node, ValidationError};
-use crate::kmsg::{KmsgEvent, KmsgReader, KmsgRecord, OomReport, OomReportAssembler, StartAt};
+use crate::kernel_log::{
+    KmsgEvent, KmsgReader, KmsgRecord, OomReport, OomReportAssembler, StartAt,
+};
 use crate::patterns::{Library, UserPattern};
 use crate::pipeline::data::scoped_logs;
 use crate::pipeline::{
@@ -223,7 +225,7 @@ const OOM_KILL_REPORT_PATTERNS: &[&str] = &[
 const READ_QUEUE: usize = 1024;
 /// Lines kept for the text of one OOM report (the assembler gives up on a
 /// report after as many records), and their bytes.
-const MAX_REPORT_LINES: usize = crate::kmsg::oom_report::MAX_REPORT_RECORDS;
+const MAX_REPORT_LINES: usize = crate::kernel_log::oom_report::MAX_REPORT_RECORDS;
 const MAX_REPORT_BYTES: usize = 256 * 1024;
 /// At shutdown, how long the last batch waits for room among the
 /// unacknowledged ones before it is left for the next start to read again.

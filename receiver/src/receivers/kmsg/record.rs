@@ -8,7 +8,7 @@ use opentelemetry_proto::tonic::metrics::v1::{
     Sum,
 };
 
-use crate::kmsg::{KmsgRecord, OomReport};
+use crate::kernel_log::{KmsgRecord, OomReport};
 use crate::patterns::Match;
 use crate::pipeline::data::{kv, scoped_metrics};
 

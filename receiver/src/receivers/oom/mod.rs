@@ -5,7 +5,7 @@
 //! - the `oom/mark_victim` tracepoint through eBPF (`crate::ebpf`): fires the
 //!   moment the kernel marks a victim, also for each `memory.oom.group`
 //!   member and for a victim that was already exiting;
-//! - the kernel's own OOM report on `/dev/kmsg` (`crate::kmsg`): constraint,
+//! - the kernel's own OOM report on `/dev/kmsg` (`crate::kernel_log`): constraint,
 //!   the cgroup whose limit was hit, gfp_mask, order, and the exact memory
 //!   figures of the "Killed process" line.
 //!
@@ -44,7 +44,7 @@ use crate::component::{
 };
 use crate::config::{from_node, ConfigError, GoDuration, Node, ValidationError};
 use crate::ebpf::loader::{load_mark_victim, MarkVictimProbe};
-use crate::kmsg::{KmsgEvent, KmsgReader, OomReport, OomReportAssembler, StartAt};
+use crate::kernel_log::{KmsgEvent, KmsgReader, OomReport, OomReportAssembler, StartAt};
 use crate::pipeline::data::{scoped_logs, scoped_metrics};
 use crate::pipeline::{consume_retrying, DynConsumer, Payload};
 use record::{OomKill, Scope, Source, Trigger, Victim};
@@ -918,7 +918,7 @@ async fn deliver(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kmsg::KilledProcess;
+    use crate::kernel_log::KilledProcess;
 
     fn event(pid: i32, trigger: i32) -> OomVictimEvent {
         let mut ev = OomVictimEvent::ZERO;

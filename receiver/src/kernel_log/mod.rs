@@ -1,7 +1,8 @@
-//! The kernel log, `/dev/kmsg`: records, a reader, and the kernel's OOM
-//! report assembled into one structured value.
+//! The kernel log library, `/dev/kmsg`: records, a reader, and the kernel's
+//! OOM report assembled into one structured value. Used by the `kmsg` and
+//! `oom` receivers (`crate::receivers::kmsg`, `crate::receivers::oom`).
 //!
-//! - [`record`]: one `/dev/kmsg` record (`prio,seq,usec,flags;message` plus
+//! - [`kmsg_record`]: one `/dev/kmsg` record (`prio,seq,usec,flags;message` plus
 //!   ` KEY=value` continuation lines), parsed without panicking on anything.
 //! - [`reader`]: an async reader (non-blocking fd + tokio `AsyncFd`) that
 //!   starts at the end, at the beginning, or after a saved sequence number,
@@ -10,13 +11,13 @@
 //!   [`oom_report::OomReport`], emitted as soon as the "Killed process" line
 //!   arrives.
 
+pub mod kmsg_record;
 pub mod oom_report;
 pub mod reader;
-pub mod record;
 
+pub use kmsg_record::{KmsgRecord, RecordError};
 pub use oom_report::{
     parse_constraint, parse_killed_process, KilledProcess, OomConstraint, OomReport,
     OomReportAssembler, OomTask,
 };
 pub use reader::{KmsgEvent, KmsgReader, StartAt};
-pub use record::{KmsgRecord, RecordError};

@@ -27,7 +27,7 @@ use std::path::{Path, PathBuf};
 use tokio::io::unix::AsyncFd;
 use tokio::io::{AsyncBufReadExt, BufReader, Interest};
 
-use super::record::KmsgRecord;
+use super::kmsg_record::KmsgRecord;
 
 /// The read buffer for one record.
 pub const RECORD_BUFFER_BYTES: usize = 8 * 1024;

@@ -22,7 +22,7 @@
 //! after "Tasks in /path are going to be killed due to memory.oom.group set"
 //! and are reported with the victim's context.
 
-use super::record::KmsgRecord;
+use super::kmsg_record::KmsgRecord;
 
 /// Records after which a report whose "Killed process" line never came is
 /// dropped.
