@@ -11,6 +11,7 @@ pub mod ebpf;
 pub mod exporters;
 pub mod extensions;
 pub mod kernel_log;
+pub mod metric_catalog;
 pub mod patterns;
 pub mod pipeline;
 pub mod processors;

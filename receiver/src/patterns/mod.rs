@@ -36,6 +36,7 @@
 //! is in `docs/patterns.md` (checked against this code by a unit test).
 
 mod builtin;
+pub mod match_counts;
 #[cfg(test)]
 mod tests;
 

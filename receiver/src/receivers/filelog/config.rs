@@ -153,7 +153,7 @@ pub struct FilelogReceiverConfig {
     /// `auto`, `plain`, `cri` or `docker`: container runtime log formats are
     /// decoded (partial lines joined, time and stream taken) before grouping.
     pub format: LogFormat,
-    /// How often the `log.oom.matches` counter is reported.
+    /// How often the `oom.log.matches` counter is reported.
     pub metrics_interval: GoDuration,
 }
 

@@ -1,6 +1,6 @@
 //! The `filelog` receiver (alias `file_log`): tails files, one LogRecord per
 //! line (or multiline block), with the OOM pattern library's attributes on
-//! matching lines, and the `log.oom.matches` counter.
+//! matching lines, and the `oom.log.matches` counter.
 //!
 //! Files are identified by a fingerprint of their first bytes, not by name
 //! or inode, so renames (rename+create rotation) and copies (copytruncate)
@@ -22,11 +22,12 @@
 pub mod checkpoint;
 pub mod config;
 pub mod container;
+pub mod metrics;
 pub mod multiline;
 pub mod reader;
 mod record;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fs::File;
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
@@ -45,6 +46,7 @@ use crate::component::{
     BuildContext, Factory, ReceiverConfig, ReceiverFactory, Stability, StartFuture,
 };
 use crate::config::{from_node, ConfigError, Node};
+use crate::patterns::match_counts::MatchCounts;
 use crate::patterns::Library;
 use crate::pipeline::ack::BatchNotifier;
 use crate::pipeline::data::scoped_logs;
@@ -77,8 +79,8 @@ const MAX_PATHS: usize = 100_000;
 /// Paths remembered for warn-once messages.
 const MAX_WARNED: usize = 10_000;
 
-/// (oom.pattern, oom.runtime) -> matches.
-type MatchCounts = Arc<Mutex<BTreeMap<(String, String), u64>>>;
+/// `oom.log.matches`, counted by the tailer and reported by its own task.
+type SharedMatchCounts = Arc<Mutex<MatchCounts>>;
 
 /// Makes `filelog` receivers (`file_log` is the collector's older spelling).
 pub struct FilelogReceiverFactory;
@@ -147,7 +149,7 @@ pub async fn start(
         .map(|g| glob::Pattern::new(g))
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| anyhow::anyhow!("receiver {}: exclude: {e}", ctx.id))?;
-    let counts: MatchCounts = Arc::default();
+    let counts: SharedMatchCounts = Arc::default();
     let (ack_tx, ack_rx) = mpsc::channel(MAX_IN_FLIGHT + 1);
     let tracker = tokio::spawn(checkpoint::track(
         ack_rx,
@@ -214,7 +216,7 @@ struct Tailer {
     /// first poll appeared while the agent was down.
     resumed: Option<Vec<Resumed>>,
     logs: Option<DynConsumer>,
-    counts: MatchCounts,
+    counts: SharedMatchCounts,
     ack_tx: mpsc::Sender<InFlight>,
     in_flight: Arc<Semaphore>,
     files: Vec<Known>,
@@ -244,7 +246,7 @@ impl Tailer {
         checkpoints: Arc<Checkpoints>,
         resumed: Option<Vec<Resumed>>,
         logs: Option<DynConsumer>,
-        counts: MatchCounts,
+        counts: SharedMatchCounts,
         ack_tx: mpsc::Sender<InFlight>,
     ) -> Self {
         let metrics = ctx.telemetry.receiver(&ctx.id, "file");
@@ -669,10 +671,10 @@ impl Tailer {
             k.offset = k.offset.max(a.end_offset);
             let id = k.id;
             if let Some(m) = &a.matched {
-                let mut counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
-                *counts
-                    .entry((m.pattern.clone(), m.runtime.clone()))
-                    .or_insert(0) += 1;
+                self.counts
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .count(&m.pattern, &m.runtime);
             }
             if self.cfg.include_all || a.matched.is_some() {
                 let path = k.reader.as_ref().map(|r| r.path.as_path());

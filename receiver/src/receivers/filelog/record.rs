@@ -1,20 +1,19 @@
-//! LogRecords and the `log.oom.matches` counter.
+//! LogRecords and the `oom.log.matches` counter.
 
 use std::path::Path;
 use std::time::Duration;
 
 use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
 use opentelemetry_proto::tonic::logs::v1::LogRecord;
-use opentelemetry_proto::tonic::metrics::v1::{
-    metric, number_data_point, AggregationTemporality, Metric, NumberDataPoint, ResourceMetrics,
-    Sum,
-};
+use opentelemetry_proto::tonic::metrics::v1::ResourceMetrics;
 use tokio_util::sync::CancellationToken;
 
 use super::config::FilelogReceiverConfig;
+use super::metrics::OOM_LOG_MATCHES;
 use super::multiline::Assembled;
-use super::MatchCounts;
+use super::SharedMatchCounts;
 use crate::clock::unix_now_nanos;
+use crate::metric_catalog::MetricsBuilder;
 use crate::pipeline::data::{kv_str, scoped_metrics};
 use crate::pipeline::{Batch, DynConsumer, Payload};
 
@@ -73,50 +72,24 @@ pub fn log_record(
     }
 }
 
-/// `log.oom.matches` (cumulative) for every (pattern, runtime) seen.
-pub fn matches_metric(counts: &MatchCounts, start_unix_nano: u64) -> Option<ResourceMetrics> {
-    let now = unix_now_nanos();
-    let points: Vec<NumberDataPoint> = counts
+/// `oom.log.matches` (cumulative since `start_unix_nano`); `None` before
+/// the first match.
+pub fn matches_metric(counts: &SharedMatchCounts, start_unix_nano: u64) -> Option<ResourceMetrics> {
+    let mut b = MetricsBuilder::new(unix_now_nanos());
+    counts
         .lock()
         .unwrap_or_else(|p| p.into_inner())
-        .iter()
-        .map(|((pattern, runtime), n)| NumberDataPoint {
-            attributes: vec![
-                kv_str("oom.pattern", pattern),
-                kv_str("oom.runtime", runtime),
-            ],
-            start_time_unix_nano: start_unix_nano,
-            time_unix_nano: now,
-            value: Some(number_data_point::Value::AsInt(
-                i64::try_from(*n).unwrap_or(i64::MAX),
-            )),
-            ..Default::default()
-        })
-        .collect();
-    if points.is_empty() {
+        .record(&mut b, start_unix_nano);
+    if b.is_empty() {
         return None;
     }
-    Some(scoped_metrics(
-        SCOPE_NAME,
-        None,
-        vec![Metric {
-            name: "log.oom.matches".to_string(),
-            description: "Log lines the OOM pattern library matched".to_string(),
-            unit: "{line}".to_string(),
-            data: Some(metric::Data::Sum(Sum {
-                data_points: points,
-                aggregation_temporality: AggregationTemporality::Cumulative as i32,
-                is_monotonic: true,
-            })),
-            ..Default::default()
-        }],
-    ))
+    Some(scoped_metrics(SCOPE_NAME, None, b.into_metrics()))
 }
 
 /// Reports the counter every `interval` until shutdown (and once more then).
 pub async fn report_matches(
     to: DynConsumer,
-    counts: MatchCounts,
+    counts: SharedMatchCounts,
     interval: Duration,
     shutdown: CancellationToken,
 ) {
@@ -134,7 +107,9 @@ pub async fn report_matches(
             let _ = to
                 .consume(Batch::new(Payload::Metrics(vec![rm])))
                 .await
-                .map_err(|e| tracing::debug!(error = %e, "log.oom.matches report refused"));
+                .map_err(|e| {
+                    tracing::debug!(error = %e, metric = OOM_LOG_MATCHES.name, "report refused")
+                });
         }
         if stop {
             return;

@@ -675,3 +675,67 @@ async fn docker_json_files_are_decoded_and_bad_lines_kept() {
     assert_eq!(attr(&got[2], "container.id"), Some(&string(&id)));
     assert_eq!(body(&got[3]), "after");
 }
+
+/// `oom.log.matches` counts matched records per pattern and runtime, as the
+/// shared catalog entry says; the last report comes at shutdown.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn matches_are_counted_per_pattern_and_runtime() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("app.log");
+    append(
+        &path,
+        b"fatal error: runtime: out of memory\nplain line\nfatal error: runtime: out of memory\n",
+    );
+    let cfg = FilelogReceiverConfig {
+        include_all: false,
+        ..config(dir.path(), "*.log")
+    };
+    let (logs, mut logs_rx) = Collect::new(None);
+    let (metrics_out, mut metrics_rx) = Collect::new(None);
+    let ctx = BuildContext {
+        id: ComponentId::new("filelog", None),
+        telemetry: Telemetry::noop(),
+        extensions: Arc::default(),
+        shutdown: CancellationToken::new(),
+    };
+    let shutdown = ctx.shutdown.clone();
+    let outputs = ReceiverOutputs {
+        logs: Some(logs),
+        metrics: Some(metrics_out),
+    };
+    let task = start(&cfg, ctx, outputs).await.expect("starts");
+    assert_eq!(lines(&mut logs_rx, 2).await.len(), 2);
+    shutdown.cancel();
+    tokio::time::timeout(WAIT, task)
+        .await
+        .expect("the receiver ends")
+        .expect("no panic");
+
+    let mut last = None;
+    while let Ok(batch) = metrics_rx.try_recv() {
+        last = Some(batch);
+    }
+    let last = last.expect("a report at shutdown");
+    let Payload::Metrics(rm) = last.payload.as_ref() else {
+        panic!("logs on the metrics output");
+    };
+    crate::metric_catalog::checks::assert_emitted_per_catalog(rm, metrics::ALL);
+    let matches = &rm[0].scope_metrics[0].metrics[0];
+    assert_eq!(matches.name, "oom.log.matches");
+    let Some(opentelemetry_proto::tonic::metrics::v1::metric::Data::Sum(sum)) = &matches.data
+    else {
+        panic!("{matches:?}");
+    };
+    let [point] = sum.data_points.as_slice() else {
+        panic!("one series: {sum:?}");
+    };
+    assert_eq!(
+        point.value,
+        Some(opentelemetry_proto::tonic::metrics::v1::number_data_point::Value::AsInt(2))
+    );
+    let runtime = point.attributes.iter().find(|a| a.key == "oom.runtime");
+    assert_eq!(
+        runtime.and_then(|a| a.value.as_ref()?.value.clone()),
+        Some(any_value::Value::StringValue("go".into()))
+    );
+}

@@ -13,6 +13,7 @@
 //! failed, nor past the start of an OOM report still being assembled.
 
 pub mod checkpoint;
+pub mod metrics;
 pub mod record;
 
 use std::collections::VecDeque;
@@ -87,7 +88,7 @@ pub struct KmsgReceiverConfig {
     pub max_batch_records: usize,
     /// Batches sent but not yet acknowledged, at most; reading waits beyond.
     pub max_unacknowledged_batches: usize,
-    /// How often `kmsg.records.lost` and `log.oom.matches` are reported.
+    /// How often `kmsg.records.lost` and `oom.log.matches` are reported.
     pub metrics_interval: GoDuration,
 }
 

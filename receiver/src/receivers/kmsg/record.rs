@@ -3,12 +3,12 @@
 
 use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, ArrayValue, KeyValue};
 use opentelemetry_proto::tonic::logs::v1::{LogRecord, SeverityNumber};
-use opentelemetry_proto::tonic::metrics::v1::{
-    metric, number_data_point, AggregationTemporality, Metric, NumberDataPoint, ResourceMetrics,
-    Sum,
-};
+use opentelemetry_proto::tonic::metrics::v1::ResourceMetrics;
 
+use super::metrics;
 use crate::kernel_log::{KmsgRecord, OomReport};
+use crate::metric_catalog::{self, MetricsBuilder};
+use crate::patterns::match_counts::MatchCounts;
 use crate::patterns::Match;
 use crate::pipeline::data::{kv, scoped_metrics};
 
@@ -241,76 +241,25 @@ pub struct Counters {
     /// Records lost to ring-buffer overwrites (an overwrite of unknown size
     /// counts one: at least one record was lost).
     pub records_lost: u64,
-    /// Matches per (`oom.pattern`, `oom.runtime`).
-    pub matches: std::collections::BTreeMap<(String, String), u64>,
+    pub matches: MatchCounts,
 }
-
-/// Most distinct (`oom.pattern`, `oom.runtime`) series; the library is a
-/// fixed set, so this only guards against a surprise.
-pub const MAX_MATCH_SERIES: usize = 1000;
 
 impl Counters {
     pub fn count_match(&mut self, pattern: &str, runtime: &str) {
-        let key = (pattern.to_owned(), runtime.to_owned());
-        if let Some(count) = self.matches.get_mut(&key) {
-            *count += 1;
-        } else if self.matches.len() < MAX_MATCH_SERIES {
-            self.matches.insert(key, 1);
-        }
+        self.matches.count(pattern, runtime);
     }
 
-    /// `kmsg.records.lost` and `log.oom.matches` (monotonic cumulative Sums
-    /// since `start_unix_nano`).
+    /// `kmsg.records.lost` and `oom.log.matches` (cumulative since
+    /// `start_unix_nano`).
     pub fn metrics(&self, start_unix_nano: u64) -> ResourceMetrics {
-        let now = unix_now_nanos();
-        let point = |value: u64, attributes: Vec<KeyValue>| NumberDataPoint {
-            attributes,
-            start_time_unix_nano: start_unix_nano,
-            time_unix_nano: now,
-            value: Some(number_data_point::Value::AsInt(
-                i64::try_from(value).unwrap_or(i64::MAX),
-            )),
-            ..Default::default()
-        };
-        let sum =
-            |name: &str, unit: &str, description: &str, points: Vec<NumberDataPoint>| Metric {
-                name: name.to_owned(),
-                description: description.to_owned(),
-                unit: unit.to_owned(),
-                data: Some(metric::Data::Sum(Sum {
-                    data_points: points,
-                    aggregation_temporality: AggregationTemporality::Cumulative as i32,
-                    is_monotonic: true,
-                })),
-                ..Default::default()
-            };
-        let mut metrics = vec![sum(
-            "kmsg.records.lost",
-            "{record}",
-            "Kernel log records overwritten in the ring buffer before they were read",
-            vec![point(self.records_lost, Vec::new())],
-        )];
-        if !self.matches.is_empty() {
-            let points = self
-                .matches
-                .iter()
-                .map(|((pattern, runtime), count)| {
-                    point(
-                        *count,
-                        vec![
-                            kv("oom.pattern", string(pattern)),
-                            kv("oom.runtime", string(runtime)),
-                        ],
-                    )
-                })
-                .collect();
-            metrics.push(sum(
-                "log.oom.matches",
-                "{match}",
-                "Log records that matched an OOM pattern",
-                points,
-            ));
-        }
-        scoped_metrics(SCOPE_NAME, None, metrics)
+        let mut b = MetricsBuilder::new(unix_now_nanos());
+        b.int(
+            &metrics::KMSG_RECORDS_LOST,
+            start_unix_nano,
+            metric_catalog::int(self.records_lost),
+            Vec::new(),
+        );
+        self.matches.record(&mut b, start_unix_nano);
+        scoped_metrics(SCOPE_NAME, None, b.into_metrics())
     }
 }

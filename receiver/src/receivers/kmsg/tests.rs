@@ -8,6 +8,7 @@ use tokio::sync::mpsc::UnboundedReceiver;
 use super::*;
 use crate::extensions::file_storage::{FileStorage, FileStorageConfig};
 use crate::extensions::Extensions;
+use crate::metric_catalog::checks::assert_emitted_per_catalog;
 use crate::pipeline::consumer::testing::Collect;
 use crate::telemetry::Telemetry;
 use crate::test_support::wait_until_async;
@@ -151,6 +152,9 @@ impl Harness {
                 Payload::Metrics(rm) => rm[0].clone(),
                 Payload::Logs(_) => panic!("logs on the metrics output"),
             });
+        if let Some(rm) = &last_metrics {
+            assert_emitted_per_catalog(std::slice::from_ref(rm), metrics::ALL);
+        }
         (records, last_metrics)
     }
 }
@@ -347,7 +351,7 @@ async fn the_oom_report_is_one_record_with_its_fields() {
 
     let metrics = metrics.expect("metrics at shutdown");
     assert_eq!(
-        counter(&metrics, "log.oom.matches", Some("kernel.oom_report")),
+        counter(&metrics, "oom.log.matches", Some("kernel.oom_report")),
         Some(1)
     );
     assert_eq!(counter(&metrics, "kmsg.records.lost", None), Some(0));
@@ -378,7 +382,7 @@ async fn with_oom_reports_off_kills_are_left_to_the_oom_receiver() {
     assert_eq!(patterns, [Some("kernel.page_allocation_failure")]);
     let metrics = metrics.expect("metrics at shutdown");
     assert_eq!(
-        counter(&metrics, "log.oom.matches", Some("kernel.oom_report")),
+        counter(&metrics, "oom.log.matches", Some("kernel.oom_report")),
         None
     );
 

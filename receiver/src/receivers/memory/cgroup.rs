@@ -20,10 +20,11 @@ use std::time::{Duration, Instant};
 
 use opentelemetry_proto::tonic::common::v1::KeyValue;
 
-use super::metrics::{self as m, int, MetricsBuilder};
+use super::metrics as m;
 use super::psi;
 use super::system::parse_u64;
 use super::{read_file, vanished, CgroupsConfig, Starts, WarnOnce};
+use crate::metric_catalog::{int, MetricsBuilder};
 use crate::pipeline::data::kv_str;
 use crate::receivers::oom::enrich::container_ids;
 

@@ -39,10 +39,10 @@ use crate::component::{
     BuildContext, ComponentConfig, Factory, ReceiverConfig, ReceiverFactory, Stability, StartFuture,
 };
 use crate::config::{from_node, ConfigError, GoDuration, Node, ValidationError};
+use crate::metric_catalog::MetricsBuilder;
 use crate::pipeline::data::scoped_metrics;
 use crate::pipeline::{Batch, DynConsumer, Payload, Signal};
 use crate::telemetry::ReceiverMetrics;
-use metrics::MetricsBuilder;
 
 /// Instrumentation scope of every metric of this receiver.
 pub const SCOPE_NAME: &str = "oomscope/memory";

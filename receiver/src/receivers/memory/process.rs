@@ -24,10 +24,11 @@ use opentelemetry_proto::tonic::metrics::v1::ResourceMetrics;
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use rustix::fs::{Mode, OFlags, RawDir};
 
-use super::metrics::{self as m, int, MetricsBuilder};
+use super::metrics as m;
 use super::system::{parse_i64, parse_u64};
 use super::{read_file, WarnOnce};
 use super::{vanished, MatchType, NameMatchConfig, ProcessesConfig};
+use crate::metric_catalog::{int, MetricsBuilder};
 use crate::pipeline::data::scoped_metrics;
 use crate::pipeline::data::{kv_int, kv_str};
 use crate::receivers::oom::enrich::{cgroup_from_proc, container_ids};

@@ -14,9 +14,10 @@ use rustix::fs::{Mode, OFlags};
 use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
 
-use super::metrics::{self as m, MetricDef, MetricsBuilder};
+use super::metrics as m;
 use super::system::parse_u64;
 use super::{read_file, vanished, Starts, WarnOnce};
+use crate::metric_catalog::{MetricDef, MetricsBuilder};
 use crate::pipeline::data::kv_str;
 
 /// One line of a pressure file: `some avg10=0.12 avg60=0.05 avg300=0.01 total=123456`.

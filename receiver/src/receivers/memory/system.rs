@@ -4,8 +4,9 @@
 
 use std::path::{Path, PathBuf};
 
-use super::metrics::{self as m, int, MetricsBuilder};
+use super::metrics as m;
 use super::{read_file, Starts, WarnOnce};
+use crate::metric_catalog::{int, MetricsBuilder};
 use crate::pipeline::data::kv_str;
 
 /// The /proc/meminfo figures used, in bytes; `None` when the kernel does not

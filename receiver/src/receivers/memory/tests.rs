@@ -14,6 +14,7 @@ use opentelemetry_proto::tonic::common::v1::{any_value, KeyValue};
 use opentelemetry_proto::tonic::metrics::v1::{metric, number_data_point, ResourceMetrics};
 
 use super::*;
+use crate::metric_catalog::checks::assert_emitted_per_catalog;
 
 /// One data point, flattened.
 #[derive(Debug, Clone)]
@@ -39,7 +40,9 @@ fn kv_map(kvs: &[KeyValue]) -> BTreeMap<String, String> {
         .collect()
 }
 
+/// The points of a scrape, checked against the catalog on the way.
 fn flatten(rms: &[ResourceMetrics]) -> Vec<Pt> {
+    assert_emitted_per_catalog(rms, metrics::ALL);
     let mut out = Vec::new();
     for rm in rms {
         let resource = rm

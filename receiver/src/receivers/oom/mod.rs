@@ -19,6 +19,7 @@
 //! receiver's start on: the kernel log is read from its end.
 
 pub mod enrich;
+pub mod metrics;
 pub mod record;
 
 use std::collections::{BTreeMap, HashMap};
@@ -26,10 +27,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
-use opentelemetry_proto::tonic::metrics::v1::{
-    metric, AggregationTemporality, Metric, NumberDataPoint, ResourceMetrics, Sum,
-};
+use opentelemetry_proto::tonic::metrics::v1::ResourceMetrics;
 use receiver_common::oom::{flags, OomVictimEvent};
 use serde::Deserialize;
 use tokio::sync::mpsc;
@@ -45,7 +43,8 @@ use crate::component::{
 use crate::config::{from_node, ConfigError, GoDuration, Node, ValidationError};
 use crate::ebpf::loader::{load_mark_victim, MarkVictimProbe};
 use crate::kernel_log::{KmsgEvent, KmsgReader, OomReport, OomReportAssembler, StartAt};
-use crate::pipeline::data::{scoped_logs, scoped_metrics};
+use crate::metric_catalog::{int, MetricsBuilder, OVERFLOW_VALUE};
+use crate::pipeline::data::{kv_str, scoped_logs, scoped_metrics};
 use crate::pipeline::{consume_retrying, DynConsumer, Payload};
 use record::{OomKill, Scope, Source, Trigger, Victim};
 
@@ -189,9 +188,6 @@ impl OomReceiverConfig {
 
 /// Upper bound on kills waiting for their other half (report or event).
 const MAX_PENDING: usize = 4096;
-/// Upper bound on distinct `linux.oom.kills` series; later ones share an
-/// overflow series so a fork bomb of distinct comms cannot grow memory.
-const MAX_SERIES: usize = 1000;
 /// Kills between the correlator and the emitter.
 const EMIT_QUEUE: usize = 1024;
 
@@ -791,10 +787,10 @@ impl Emitter {
             cgroup: kill.victim.cgroup.clone(),
             container_id: kill.victim.container_id.clone(),
         };
-        if !self.kills.contains_key(&key) && self.kills.len() >= MAX_SERIES {
+        if !self.kills.contains_key(&key) && self.kills.len() >= metrics::MAX_KILL_SERIES {
             key = SeriesKey {
                 trigger_type: key.trigger_type,
-                comm: "_other".to_string(),
+                comm: OVERFLOW_VALUE.to_string(),
                 cgroup: None,
                 container_id: None,
             };
@@ -814,81 +810,32 @@ impl Emitter {
         missed: Option<u64>,
         dropped: Option<u64>,
     ) -> ResourceMetrics {
-        let now = unix_now_nanos();
-        let point = |value: u64, attributes: Vec<KeyValue>| NumberDataPoint {
-            attributes,
-            start_time_unix_nano: self.start_unix_nano,
-            time_unix_nano: now,
-            value: Some(
-                opentelemetry_proto::tonic::metrics::v1::number_data_point::Value::AsInt(
-                    i64::try_from(value).unwrap_or(i64::MAX),
-                ),
-            ),
-            ..Default::default()
-        };
-        let sum =
-            |name: &str, unit: &str, description: &str, points: Vec<NumberDataPoint>| Metric {
-                name: name.to_string(),
-                description: description.to_string(),
-                unit: unit.to_string(),
-                data: Some(metric::Data::Sum(Sum {
-                    data_points: points,
-                    aggregation_temporality: AggregationTemporality::Cumulative as i32,
-                    is_monotonic: true,
-                })),
-                ..Default::default()
-            };
-        let str_kv = |k: &str, v: &str| KeyValue {
-            key: k.to_string(),
-            value: Some(AnyValue {
-                value: Some(any_value::Value::StringValue(v.to_string())),
-            }),
-            ..Default::default()
-        };
-        let kill_points: Vec<NumberDataPoint> = self
+        let start = self.start_unix_nano;
+        let mut b = MetricsBuilder::new(unix_now_nanos());
+        for (k, n) in self
             .kills
             .iter()
             .filter(|(k, _)| only.is_none_or(|o| o == *k))
-            .map(|(k, n)| {
-                let mut attrs = vec![
-                    str_kv("oom.trigger_type", k.trigger_type),
-                    str_kv("oom.victim.comm", &k.comm),
-                ];
-                if let Some(cg) = &k.cgroup {
-                    attrs.push(str_kv("oom.victim.cgroup", cg));
-                }
-                if let Some(id) = &k.container_id {
-                    attrs.push(str_kv("container.id", id));
-                }
-                point(*n, attrs)
-            })
-            .collect();
-        let mut metrics = Vec::new();
-        if !kill_points.is_empty() {
-            metrics.push(sum(
-                "linux.oom.kills",
-                "{kill}",
-                "OOM kills reported by the kernel",
-                kill_points,
-            ));
+        {
+            let mut attrs = vec![
+                kv_str("oom.trigger_type", k.trigger_type),
+                kv_str("oom.victim.comm", &k.comm),
+            ];
+            if let Some(cg) = &k.cgroup {
+                attrs.push(kv_str("oom.victim.cgroup", cg));
+            }
+            if let Some(id) = &k.container_id {
+                attrs.push(kv_str("container.id", id));
+            }
+            b.int(&metrics::LINUX_OOM_KILLS, start, int(*n), attrs);
         }
         if let Some(m) = missed {
-            metrics.push(sum(
-                "linux.oom.kills.missed",
-                "{kill}",
-                "OOM kills the kernel counted (/proc/vmstat oom_kill) that produced no record",
-                vec![point(m, Vec::new())],
-            ));
+            b.int(&metrics::LINUX_OOM_KILLS_MISSED, start, int(m), Vec::new());
         }
         if let Some(d) = dropped.filter(|_| self.ebpf) {
-            metrics.push(sum(
-                "oomscope.oom.ebpf.dropped_events",
-                "{event}",
-                "OOM events the eBPF ring buffer dropped because it was full",
-                vec![point(d, Vec::new())],
-            ));
+            b.int(&metrics::EBPF_DROPPED_EVENTS, start, int(d), Vec::new());
         }
-        scoped_metrics(record::SCOPE_NAME, None, metrics)
+        scoped_metrics(record::SCOPE_NAME, None, b.into_metrics())
     }
 }
 
@@ -919,6 +866,7 @@ async fn deliver(
 mod tests {
     use super::*;
     use crate::kernel_log::KilledProcess;
+    use opentelemetry_proto::tonic::metrics::v1::{metric, number_data_point};
 
     fn event(pid: i32, trigger: i32) -> OomVictimEvent {
         let mut ev = OomVictimEvent::ZERO;
@@ -1147,6 +1095,71 @@ mod tests {
             Some(Emit::Stats { missed, .. }) => assert_eq!(missed, 3),
             _ => panic!("expected stats"),
         }
+    }
+
+    /// The counters are shaped as the catalog says, and kills past the cap
+    /// share the overflow series of their trigger type.
+    #[test]
+    fn kill_metrics_follow_the_catalog_and_the_cap() {
+        let ctx = BuildContext {
+            id: crate::config::ComponentId::new("oom", None),
+            telemetry: crate::telemetry::Telemetry::noop(),
+            extensions: Arc::default(),
+            shutdown: CancellationToken::new(),
+        };
+        let outputs = ReceiverOutputs {
+            logs: None,
+            metrics: None,
+        };
+        let mut emitter = Emitter::new(ctx, outputs, true, None);
+        let mut kill = OomKill {
+            time_unix_nano: 1,
+            kernel_time_ns: None,
+            source: Source::Kmsg,
+            victim: Victim {
+                pid: 1,
+                cgroup: Some("/app".into()),
+                container_id: Some("c0ffee".into()),
+                ..Victim::default()
+            },
+            trigger: Trigger::default(),
+            scope: Scope {
+                trigger_type: Some("cgroup"),
+                ..Scope::default()
+            },
+        };
+        for i in 0..metrics::MAX_KILL_SERIES + 2 {
+            kill.victim.comm = format!("comm{i}");
+            emitter.count(&kill);
+        }
+        let rm = emitter.kill_metrics(None, Some(3), Some(2));
+        crate::metric_catalog::checks::assert_emitted_per_catalog(
+            std::slice::from_ref(&rm),
+            metrics::ALL,
+        );
+        let emitted = &rm.scope_metrics[0].metrics;
+        let names: Vec<&str> = emitted.iter().map(|m| m.name.as_str()).collect();
+        assert_eq!(
+            names,
+            metrics::ALL.iter().map(|d| d.name).collect::<Vec<_>>()
+        );
+        let Some(metric::Data::Sum(kills)) = &emitted[0].data else {
+            panic!("{:?}", emitted[0]);
+        };
+        assert_eq!(kills.data_points.len(), metrics::MAX_KILL_SERIES + 1);
+        let overflow_comm = kv_str("oom.victim.comm", OVERFLOW_VALUE);
+        let overflow: Vec<_> = kills
+            .data_points
+            .iter()
+            .filter(|p| p.attributes.contains(&overflow_comm))
+            .collect();
+        assert_eq!(overflow.len(), 1);
+        assert_eq!(overflow[0].value, Some(number_data_point::Value::AsInt(2)));
+        assert_eq!(
+            overflow[0].attributes.len(),
+            2,
+            "trigger type and comm only"
+        );
     }
 
     #[test]
