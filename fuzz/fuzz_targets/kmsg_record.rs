@@ -10,7 +10,7 @@ use libfuzzer_sys::fuzz_target;
 use oomscope::clock::Clock;
 use oomscope::kernel_log::kmsg_record::{KmsgRecord, MAX_DICT_ENTRIES, MAX_MESSAGE_BYTES};
 use oomscope::patterns::Library;
-use oomscope::receivers::kmsg::record::record_log;
+use oomscope::receivers::kmsg::kernel_records::record_log;
 
 static LIBRARY: LazyLock<Library> = LazyLock::new(Library::builtin);
 

@@ -8,7 +8,7 @@ use libfuzzer_sys::fuzz_target;
 use oomscope::clock::Clock;
 use oomscope::kernel_log::oom_report::{OomReportAssembler, MAX_REPORT_RECORDS, MAX_TASKS};
 use oomscope::kernel_log::kmsg_record::KmsgRecord;
-use oomscope::receivers::kmsg::record::oom_report_log;
+use oomscope::receivers::kmsg::kernel_records::oom_report_log;
 use oomscope_fuzz::Input;
 
 fuzz_target!(|data: &[u8]| {

@@ -22,10 +22,10 @@
 pub mod checkpoint;
 pub mod config;
 pub mod container;
+mod line_records;
 pub mod metrics;
 pub mod multiline;
 pub mod reader;
-mod record;
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fs::File;
@@ -157,7 +157,7 @@ pub async fn start(
         ctx.shutdown.clone(),
     ));
     let metrics_task = outputs.metrics.clone().map(|m| {
-        tokio::spawn(record::report_matches(
+        tokio::spawn(line_records::report_matches(
             m,
             Arc::clone(&counts),
             cfg.metrics_interval.get(),
@@ -678,7 +678,7 @@ impl Tailer {
             }
             if self.cfg.include_all || a.matched.is_some() {
                 let path = k.reader.as_ref().map(|r| r.path.as_path());
-                self.records.push(record::log_record(
+                self.records.push(line_records::log_record(
                     &self.cfg,
                     path,
                     k.decoder.identity(),
@@ -711,7 +711,7 @@ impl Tailer {
         let shutdown = self.ctx.shutdown.clone();
         let sem = Arc::clone(&self.in_flight);
         let payload = Arc::new(Payload::Logs(vec![scoped_logs(
-            record::SCOPE_NAME,
+            line_records::SCOPE_NAME,
             records,
         )]));
         let items = payload.item_count();

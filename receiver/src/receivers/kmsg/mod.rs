@@ -13,8 +13,8 @@
 //! failed, nor past the start of an OOM report still being assembled.
 
 pub mod checkpoint;
+pub mod kernel_records;
 pub mod metrics;
-pub mod record;
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
@@ -45,7 +45,7 @@ use crate::pipeline::{
 };
 use crate::telemetry::ReceiverMetrics;
 use checkpoint::AckTracker;
-use record::{Clock, Counters, KERNEL_RUNTIME, OOM_REPORT_PATTERN};
+use kernel_records::{Clock, Counters, KERNEL_RUNTIME, OOM_REPORT_PATTERN};
 
 /// Where reading starts when there is no checkpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
@@ -311,7 +311,7 @@ async fn launch(
         logs: outputs.logs,
         metrics: outputs.metrics,
         counters: Counters::default(),
-        start_unix_nano: record::unix_now_nanos(),
+        start_unix_nano: kernel_records::unix_now_nanos(),
         shutdown: ctx.shutdown.clone(),
     };
     Ok(tokio::spawn(async move {
@@ -413,7 +413,7 @@ impl KmsgReceiver {
                     .counters
                     .records_lost
                     .saturating_add(missed.unwrap_or(1));
-                self.pending.push(record::gap_log(missed));
+                self.pending.push(kernel_records::gap_log(missed));
             }
         }
         if self.pending.len() >= self.cfg.max_batch_records || self.urgent {
@@ -431,8 +431,12 @@ impl KmsgReceiver {
             if self.cfg.oom_reports {
                 self.counters
                     .count_match(OOM_REPORT_PATTERN, KERNEL_RUNTIME);
-                self.pending
-                    .push(record::oom_report_log(&report, body, kernel_record, clock));
+                self.pending.push(kernel_records::oom_report_log(
+                    &report,
+                    body,
+                    kernel_record,
+                    clock,
+                ));
                 self.urgent = true;
             }
             true
@@ -455,8 +459,11 @@ impl KmsgReceiver {
             self.counters.count_match(matched.pattern, matched.runtime);
         }
         if matched.is_some() || self.cfg.include_all {
-            self.pending
-                .push(record::record_log(kernel_record, matched.as_ref(), clock));
+            self.pending.push(kernel_records::record_log(
+                kernel_record,
+                matched.as_ref(),
+                clock,
+            ));
         }
     }
 
@@ -533,7 +540,7 @@ impl KmsgReceiver {
         };
         let entry = through.map(|through| self.tracker.register(through));
         let payload = Arc::new(Payload::Logs(vec![scoped_logs(
-            record::SCOPE_NAME,
+            kernel_records::SCOPE_NAME,
             records,
         )]));
         let status = match consume_retrying(logs.as_ref(), &payload, urgent, true, &self.shutdown)

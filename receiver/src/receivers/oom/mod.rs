@@ -19,8 +19,8 @@
 //! receiver's start on: the kernel log is read from its end.
 
 pub mod enrich;
+pub mod kill;
 pub mod metrics;
-pub mod record;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -46,7 +46,7 @@ use crate::kernel_log::{KmsgEvent, KmsgReader, OomReport, OomReportAssembler, St
 use crate::metric_catalog::{int, MetricsBuilder, OVERFLOW_VALUE};
 use crate::pipeline::data::{kv_str, scoped_logs, scoped_metrics};
 use crate::pipeline::{consume_retrying, DynConsumer, Payload};
-use record::{OomKill, Scope, Source, Trigger, Victim};
+use kill::{OomKill, Scope, Source, Trigger, Victim};
 
 /// Which kernel sources the receiver uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
@@ -758,7 +758,7 @@ impl Emitter {
                     let key = self.count(&kill);
                     if let Some(logs) = self.logs.clone() {
                         let payload = Payload::Logs(vec![scoped_logs(
-                            record::SCOPE_NAME,
+                            kill::SCOPE_NAME,
                             vec![kill.log_record(unix_now_nanos())],
                         )]);
                         deliver(&logs, payload, &shutdown, &metrics).await;
@@ -835,7 +835,7 @@ impl Emitter {
         if let Some(d) = dropped.filter(|_| self.ebpf) {
             b.int(&metrics::EBPF_DROPPED_EVENTS, start, int(d), Vec::new());
         }
-        scoped_metrics(record::SCOPE_NAME, None, b.into_metrics())
+        scoped_metrics(kill::SCOPE_NAME, None, b.into_metrics())
     }
 }
 
