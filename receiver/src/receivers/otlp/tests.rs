@@ -96,14 +96,14 @@ async fn run(
     logs: Option<DynConsumer>,
     metrics: Option<DynConsumer>,
 ) -> Running {
-    run_with_limits(config, logs, metrics, listener::ConnectionLimits::default()).await
+    run_with_limits(config, logs, metrics, ServerLimits::default()).await
 }
 
 async fn run_with_limits(
     config: OtlpReceiverConfig,
     logs: Option<DynConsumer>,
     metrics: Option<DynConsumer>,
-    limits: listener::ConnectionLimits,
+    limits: ServerLimits,
 ) -> Running {
     let bind = || async {
         match TcpListener::bind("127.0.0.1:0").await {
@@ -1160,7 +1160,7 @@ async fn stalled_http_request(addr: SocketAddr, length: usize) -> tokio::net::Tc
 async fn http_slow_body_is_503_with_retry_after() {
     use tokio::io::AsyncReadExt;
     let (logs, _logs_rx) = collect();
-    let limits = listener::ConnectionLimits {
+    let limits = ServerLimits {
         body_read_timeout: Duration::from_millis(200),
         ..Default::default()
     };
@@ -1293,7 +1293,7 @@ async fn http_decompressed_bytes_count_against_the_inflight_budget() {
 async fn http_content_length_over_the_limit_is_413_at_once() {
     use tokio::io::AsyncReadExt;
     let (logs, _logs_rx) = collect();
-    let limits = listener::ConnectionLimits {
+    let limits = ServerLimits {
         // Far beyond TEST_TIMEOUT: only an answer without reading the body
         // comes in time.
         body_read_timeout: Duration::from_secs(600),
@@ -1399,9 +1399,13 @@ async fn grpc_call_in_flight_is_not_cut_by_the_idle_timeout() {
         entered: entered_tx,
         release: Arc::clone(&release),
     });
-    let limits = listener::ConnectionLimits {
-        idle_timeout: Duration::from_millis(100),
-        ..Default::default()
+    let defaults = ServerLimits::default();
+    let limits = ServerLimits {
+        connections: ConnectionLimits {
+            idle_timeout: Duration::from_millis(100),
+            ..defaults.connections
+        },
+        ..defaults
     };
     let rx = run_with_limits(both_protocols(), Some(gate), None, limits).await;
     let mut client = rx.logs_client().await;
