@@ -18,6 +18,7 @@ pub mod processors;
 pub mod receivers;
 pub mod redact;
 pub mod self_protection;
+pub(crate) mod server;
 pub mod service;
 pub mod telemetry;
 #[cfg(test)]

@@ -19,8 +19,8 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{Config, MetricsLevel, TelemetryConfig};
 use crate::extensions::Extensions;
 use crate::pipeline::topology::Topology;
-use crate::receivers::otlp::listener::{Acceptor, ConnectionLimits};
 use crate::self_protection;
+use crate::server::{Acceptor, ConnectionLimits};
 use crate::telemetry::Telemetry;
 
 /// Runs the agent until `stop` resolves (SIGINT/SIGTERM in `main`), then
@@ -135,7 +135,7 @@ async fn serve_prometheus(address: &str, registry: prometheus::Registry, stop: C
     };
     tracing::info!(address, "serving own metrics at /metrics");
     let registry = Arc::new(registry);
-    // The OTLP receiver's acceptor: a connection cap (beyond it, connections
+    // The servers' shared acceptor: a connection cap (beyond it, connections
     // are closed at once), backoff on accept errors, and timeouts for silent
     // and idle connections.
     let mut acceptor = Acceptor::new(listener, PROMETHEUS_CONNECTION_LIMITS, stop.clone());
@@ -180,12 +180,7 @@ async fn serve_prometheus(address: &str, registry: prometheus::Registry, stop: C
 }
 
 /// Bounds of the own-metrics endpoint: scrapers are few.
-const PROMETHEUS_CONNECTION_LIMITS: ConnectionLimits = ConnectionLimits {
-    max_connections: 64,
-    first_bytes_timeout: Duration::from_secs(10),
-    idle_timeout: Duration::from_secs(5 * 60),
-    body_read_timeout: Duration::from_secs(30),
-};
+const PROMETHEUS_CONNECTION_LIMITS: ConnectionLimits = ConnectionLimits::with_max_connections(64);
 /// Time a scraper has to send a request's headers (also bounds idle
 /// HTTP/1 keep-alive connections).
 const PROMETHEUS_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);

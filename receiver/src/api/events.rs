@@ -37,6 +37,7 @@ use tonic::{Request, Response, Status};
 use super::v1::oom_events_client::OomEventsClient;
 use super::v1::oom_events_server::{OomEvents, OomEventsServer};
 use super::v1::{OomKill, SubscribeRequest};
+use crate::server::{Acceptor, ConnInfo, ConnectionLimits, RequestGuard, TrackRequestsLayer};
 
 /// Kills the hub holds for subscribers that have not read them yet.
 pub const HUB_CAPACITY: usize = 1024;
@@ -46,9 +47,11 @@ pub const MAX_SUBSCRIBERS: usize = 64;
 pub const DEFAULT_ENDPOINT: &str = "127.0.0.1:4320";
 /// Mode of the Unix socket: owner and group may connect.
 const SOCKET_MODE: u32 = 0o660;
-/// Pause after a failed `accept` (e.g. out of file descriptors), so that a
-/// persistent error does not spin.
-const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
+/// Connections open at once (beyond, new ones are closed at once): twice
+/// [`MAX_SUBSCRIBERS`], so that while the subscriber slots are taken a
+/// further client still gets its `RESOURCE_EXHAUSTED` rather than a reset.
+const CONNECTION_LIMITS: ConnectionLimits =
+    ConnectionLimits::with_max_connections(2 * MAX_SUBSCRIBERS);
 /// HTTP/2 pings find subscribers that vanished without closing the
 /// connection, so their slot is freed.
 const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
@@ -319,6 +322,18 @@ pub fn serve_listener(
     hub: OomEventHub,
     shutdown: CancellationToken,
 ) -> JoinHandle<()> {
+    serve_with_limits(listener, hub, shutdown, CONNECTION_LIMITS)
+}
+
+/// Serves through the shared acceptor (`crate::server`): connection cap,
+/// accept-error backoff, first-bytes and idle timeouts, on TCP and Unix
+/// sockets alike.
+fn serve_with_limits(
+    listener: EventsListener,
+    hub: OomEventHub,
+    shutdown: CancellationToken,
+    limits: ConnectionLimits,
+) -> JoinHandle<()> {
     let EventsListener { socket, endpoint } = listener;
     let service = EventsService {
         hub,
@@ -329,18 +344,19 @@ pub fn serve_listener(
         .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
         .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT))
         .max_concurrent_streams(Some(MAX_STREAMS_PER_CONNECTION))
+        .layer(TrackRequestsLayer)
         .add_service(OomEventsServer::new(service));
     tokio::spawn(async move {
         tracing::info!(%endpoint, "OOM events API listening");
         let result = match socket {
             BoundSocket::Tcp(listener) => {
-                let incoming = accept_loop(listener);
+                let incoming = Acceptor::new(listener, limits, shutdown.clone()).into_stream();
                 router
                     .serve_with_incoming_shutdown(incoming, shutdown.cancelled_owned())
                     .await
             }
             BoundSocket::Unix { listener, file } => {
-                let incoming = accept_loop(listener);
+                let incoming = Acceptor::new(listener, limits, shutdown.clone()).into_stream();
                 let result = router
                     .serve_with_incoming_shutdown(incoming, shutdown.cancelled_owned())
                     .await;
@@ -351,43 +367,6 @@ pub fn serve_listener(
         match result {
             Ok(()) => tracing::info!(%endpoint, "OOM events API stopped"),
             Err(e) => tracing::error!(%endpoint, error = %e, "OOM events API failed"),
-        }
-    })
-}
-
-/// A listening socket, for [`accept_loop`].
-trait Accept: Send + Sync + 'static {
-    type Connection: Send + 'static;
-    fn accept_one(&self) -> impl std::future::Future<Output = io::Result<Self::Connection>> + Send;
-}
-
-impl Accept for TcpListener {
-    type Connection = tokio::net::TcpStream;
-    async fn accept_one(&self) -> io::Result<Self::Connection> {
-        self.accept().await.map(|(stream, _)| stream)
-    }
-}
-
-impl Accept for UnixListener {
-    type Connection = UnixStream;
-    async fn accept_one(&self) -> io::Result<Self::Connection> {
-        self.accept().await.map(|(stream, _)| stream)
-    }
-}
-
-/// Turns a listener into the connection stream tonic serves. Accept errors
-/// (out of descriptors, a connection reset before accept) are logged and
-/// retried after a pause rather than ending the server.
-fn accept_loop<L: Accept>(listener: L) -> impl Stream<Item = io::Result<L::Connection>> + Send {
-    futures::stream::unfold(listener, |listener| async move {
-        loop {
-            match listener.accept_one().await {
-                Ok(connection) => return Some((Ok(connection), listener)),
-                Err(e) => {
-                    tracing::warn!(error = %e, "OOM events API: accepting a connection failed");
-                    tokio::time::sleep(ACCEPT_ERROR_PAUSE).await;
-                }
-            }
         }
     })
 }
@@ -415,9 +394,13 @@ impl OomEvents for EventsService {
                     "{MAX_SUBSCRIBERS} subscribers are already connected; try again later"
                 ))
             })?;
-        let peer = request
-            .remote_addr()
+        let connection = request.extensions().get::<ConnInfo>();
+        let peer = connection
+            .and_then(|info| info.peer)
             .map_or_else(|| "local socket".to_owned(), |addr| addr.to_string());
+        // The stream outlives this call: it keeps its connection busy, so
+        // the idle timeout does not cut a subscriber waiting for kills.
+        let in_flight = connection.map(|info| info.activity.request());
         let cgroup_prefix = request.into_inner().cgroup_prefix;
         tracing::debug!(%peer, %cgroup_prefix, "OOM events subscriber connected");
         let subscription = Subscription {
@@ -427,6 +410,7 @@ impl OomEvents for EventsService {
             peer,
             skipped: 0,
             _permit: permit,
+            _in_flight: in_flight,
         };
         Ok(Response::new(Box::pin(futures::stream::unfold(
             subscription,
@@ -445,6 +429,8 @@ struct Subscription {
     skipped: u64,
     /// The subscriber slot, freed when the stream is dropped.
     _permit: OwnedSemaphorePermit,
+    /// Marks the subscription as a request in flight on its connection.
+    _in_flight: Option<RequestGuard>,
 }
 
 impl Subscription {
@@ -614,6 +600,64 @@ pub(crate) mod tests {
         filtered_stream_over(&EventsEndpoint::Unix(path.clone())).await;
         // The socket file is removed when the server stops.
         assert!(!path.exists(), "socket file left behind");
+    }
+
+    /// A subscription over a Unix socket, served through the shared
+    /// acceptor: beyond its connection cap a client is refused, the
+    /// subscription outlives the idle timeout (it is a request in flight),
+    /// and its slot serves again once it closes.
+    #[tokio::test]
+    async fn unix_socket_goes_through_the_shared_acceptor() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let endpoint = EventsEndpoint::Unix(dir.path().join("events.sock"));
+        let hub = OomEventHub::default();
+        let shutdown = CancellationToken::new();
+        let listener = EventsListener::bind(&endpoint).await.expect("bind");
+        let limits = ConnectionLimits {
+            max_connections: 1,
+            first_bytes_timeout: TIMEOUT,
+            idle_timeout: Duration::from_millis(300),
+        };
+        let _server = serve_with_limits(listener, hub.clone(), shutdown.clone(), limits);
+        let subscribe = || async {
+            let mut client = connect(&endpoint).await.ok()?;
+            let stream = client
+                .subscribe(SubscribeRequest::default())
+                .await
+                .ok()?
+                .into_inner();
+            Some((client, stream))
+        };
+
+        let (first_client, mut first) = subscribe().await.expect("first subscriber");
+        wait_for_subscribers(&hub, 1).await;
+        let refused = tokio::time::timeout(TIMEOUT, subscribe())
+            .await
+            .expect("refused promptly");
+        assert!(refused.is_none(), "served beyond the connection cap");
+
+        // Well past the idle timeout, the subscription still gets kills.
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        hub.publish(kill(7, "/a"));
+        let next = tokio::time::timeout(TIMEOUT, first.message())
+            .await
+            .expect("kill in time")
+            .expect("stream ok")
+            .expect("stream open");
+        assert_eq!(next.victim.map(|v| v.pid), Some(7));
+
+        drop((first, first_client));
+        let again = tokio::time::timeout(TIMEOUT, async {
+            loop {
+                if let Some(subscribed) = subscribe().await {
+                    return subscribed;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await;
+        assert!(again.is_ok(), "served again once the slot is free");
+        shutdown.cancel();
     }
 
     #[tokio::test]

@@ -3,7 +3,7 @@
 //! `GET <path>` gives 200 `{"status":"Server available","upSince":...,"uptime":...}`
 //! once every pipeline runs, 503 `{"status":"Server not available"}` before
 //! that and during shutdown; any other path gives 404. HTTP/1 only, at most
-//! [`MAX_CONNECTIONS`] connections at once.
+//! 64 connections at once (more are closed at once).
 
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
@@ -18,7 +18,6 @@ use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use serde::Deserialize;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -27,12 +26,14 @@ use crate::component::{
 };
 use crate::config::{from_node, ComponentId, ConfigError, Node, ValidationError};
 use crate::extensions::Extensions;
+use crate::server::{Acceptor, ConnectionLimits};
 
 /// How long one connection may take to send its request headers.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Connections served at once; more wait in the listen backlog.
-const MAX_CONNECTIONS: usize = 64;
+/// Connections served at once; more are closed at once (see
+/// [`Acceptor`]).
+const CONNECTION_LIMITS: ConnectionLimits = ConnectionLimits::with_max_connections(64);
 
 /// `health_check` configuration, with the collector's defaults.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -160,7 +161,7 @@ pub async fn start(
         path,
         state,
         shutdown,
-        MAX_CONNECTIONS,
+        CONNECTION_LIMITS,
     )))
 }
 
@@ -171,7 +172,7 @@ async fn start_on_free_port(
     state: HealthState,
     shutdown: CancellationToken,
 ) -> anyhow::Result<(std::net::SocketAddr, JoinHandle<()>)> {
-    start_limited(path, state, shutdown, MAX_CONNECTIONS).await
+    start_limited(path, state, shutdown, CONNECTION_LIMITS.max_connections).await
 }
 
 #[cfg(test)]
@@ -183,13 +184,11 @@ async fn start_limited(
 ) -> anyhow::Result<(std::net::SocketAddr, JoinHandle<()>)> {
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
-    let task = tokio::spawn(serve(
-        listener,
-        Arc::from(path),
-        state,
-        shutdown,
+    let limits = ConnectionLimits {
         max_connections,
-    ));
+        ..CONNECTION_LIMITS
+    };
+    let task = tokio::spawn(serve(listener, Arc::from(path), state, shutdown, limits));
     Ok((addr, task))
 }
 
@@ -198,36 +197,20 @@ async fn serve(
     path: Arc<str>,
     state: HealthState,
     shutdown: CancellationToken,
-    max_connections: usize,
+    limits: ConnectionLimits,
 ) {
-    let slots = Arc::new(Semaphore::new(max_connections));
-    loop {
-        // A free slot first: past the limit, connections wait in the backlog.
-        let slot = tokio::select! {
-            () = shutdown.cancelled() => return,
-            slot = Arc::clone(&slots).acquire_owned() => match slot {
-                Ok(slot) => slot,
-                Err(_closed) => return,
-            },
-        };
-        let (stream, peer) = tokio::select! {
-            () = shutdown.cancelled() => return,
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                Err(e) => {
-                    // Out of file descriptors and the like: wait a little
-                    // instead of spinning.
-                    tracing::warn!(error = %e, "health_check: accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
-        };
+    let mut acceptor = Acceptor::new(listener, limits, shutdown.clone());
+    while let Some(conn) = acceptor.accept().await {
         let path = Arc::clone(&path);
         let state = state.clone();
         let shutdown = shutdown.clone();
         tokio::spawn(async move {
+            let peer = conn.peer();
+            let activity = conn.activity();
             let service = service_fn(move |req| {
+                // In flight while answered: the idle timeout closes only
+                // connections with no request.
+                let _in_flight = activity.request();
                 let response = respond(&req, &path, &state);
                 async move { Ok::<_, Infallible>(response) }
             });
@@ -237,16 +220,15 @@ async fn serve(
             builder
                 .timer(hyper_util::rt::TokioTimer::new())
                 .header_read_timeout(HEADER_READ_TIMEOUT);
-            let conn = builder.serve_connection(TokioIo::new(stream), service);
+            let connection = builder.serve_connection(TokioIo::new(conn), service);
             tokio::select! {
-                result = conn => {
+                result = connection => {
                     if let Err(e) = result {
-                        tracing::debug!(%peer, error = %e, "health_check: connection error");
+                        tracing::debug!(?peer, error = %e, "health_check: connection error");
                     }
                 }
                 () = shutdown.cancelled() => {}
             }
-            drop(slot);
         });
     }
 }
@@ -421,34 +403,53 @@ mod tests {
         shutdown.cancel();
     }
 
+    /// Beyond the cap, connections are closed at once (by the shared
+    /// acceptor) instead of waiting; once the open ones close, requests are
+    /// served again.
     #[tokio::test]
-    async fn connections_beyond_the_limit_wait() {
-        let state = HealthState::default();
+    async fn connections_beyond_the_cap_are_refused_until_one_closes() {
+        let wait = crate::test_support::WAIT;
         let shutdown = CancellationToken::new();
-        let (addr, _task) = start_limited("/", state, shutdown.clone(), 1)
+        let (addr, _task) = start_limited("/", HealthState::default(), shutdown.clone(), 1)
             .await
             .expect("start");
-        // Holds the only slot (sends nothing).
-        let idle = tokio::net::TcpStream::connect(addr).await.expect("connect");
-        let mut waiting = tokio::net::TcpStream::connect(addr).await.expect("connect");
-        waiting
-            .write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
-            .await
-            .expect("write");
-        let mut byte = [0u8; 1];
-        assert!(
-            tokio::time::timeout(Duration::from_millis(500), waiting.read(&mut byte))
+        // Holds the only slot (sends nothing). Connections are accepted in
+        // order, so it has the slot before the next one is looked at.
+        let holder = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        // Refused: the connect fails with the reset, or reads see the close.
+        if let Ok(mut refused) = tokio::net::TcpStream::connect(addr).await {
+            let _ = refused
+                .write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+                .await;
+            let mut buf = Vec::new();
+            let r = tokio::time::timeout(wait, refused.read_to_end(&mut buf))
                 .await
-                .is_err(),
-            "served beyond the connection limit"
-        );
-        drop(idle);
-        let mut buf = Vec::new();
-        tokio::time::timeout(crate::test_support::WAIT, waiting.read_to_end(&mut buf))
-            .await
-            .expect("served once a slot is free")
-            .expect("read");
-        assert!(buf.starts_with(b"HTTP/1.1 503"), "{buf:?}");
+                .expect("refused promptly, not left waiting");
+            assert!(
+                matches!(r, Ok(0) | Err(_)),
+                "served beyond the cap: {r:?} {buf:?}"
+            );
+        }
+        drop(holder);
+        // The server frees the slot once it sees the close.
+        let status = tokio::time::timeout(wait, async {
+            loop {
+                if let Ok(mut s) = tokio::net::TcpStream::connect(addr).await {
+                    let req = b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
+                    let mut buf = Vec::new();
+                    if s.write_all(req).await.is_ok()
+                        && s.read_to_end(&mut buf).await.is_ok()
+                        && !buf.is_empty()
+                    {
+                        return buf;
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await
+        .expect("served again once the slot is free");
+        assert!(status.starts_with(b"HTTP/1.1 503"), "{status:?}");
         shutdown.cancel();
     }
 

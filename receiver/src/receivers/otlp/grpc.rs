@@ -35,7 +35,6 @@ use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 use tonic::{Code, Request, Response, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
-use super::listener::{Acceptor, ConnectionLimits, TrackRequestsLayer};
 use super::sanitize::Dropped;
 use super::{
     GrpcKeepaliveServerParameters, GrpcServerConfig, Intake, Rejection, TlsServerConfig,
@@ -43,6 +42,7 @@ use super::{
     HTTP2_KEEPALIVE_TIMEOUT, SHUTDOWN_GRACE,
 };
 use crate::pipeline::Payload;
+use crate::server::{Acceptor, ConnectionLimits, TrackRequestsLayer};
 use crate::telemetry::ReceiverMetrics;
 
 /// Longest a single call may take (reading, decoding, waiting for the

@@ -20,12 +20,13 @@ use tokio_util::sync::CancellationToken;
 use tonic::Code;
 
 use super::decode::{self, Compression, DecompressError, Encoding};
-use super::listener::{Acceptor, ConnectionLimits};
+use super::ServerLimits;
 use super::{
     HttpServerConfig, Intake, Rejection, DEFAULT_MAX_CONCURRENT_STREAMS, DEFAULT_RETRY_DELAY,
     HTTP2_KEEPALIVE_TIME, HTTP2_KEEPALIVE_TIMEOUT, SHUTDOWN_GRACE,
 };
 use crate::pipeline::{Payload, Signal};
+use crate::server::Acceptor;
 use crate::telemetry::ReceiverMetrics;
 
 /// Time a client has to send a request's headers (also bounds idle
@@ -57,7 +58,7 @@ struct State {
 pub(super) fn server(
     cfg: &HttpServerConfig,
     listener: TcpListener,
-    limits: ConnectionLimits,
+    limits: ServerLimits,
     intake: Arc<Intake>,
     metrics: ReceiverMetrics,
     stop: CancellationToken,
@@ -88,7 +89,7 @@ pub(super) fn server(
         .keep_alive_timeout(HTTP2_KEEPALIVE_TIMEOUT)
         .max_concurrent_streams(DEFAULT_MAX_CONCURRENT_STREAMS);
     let builder = Arc::new(builder);
-    let mut acceptor = Acceptor::new(listener, limits, stop.clone());
+    let mut acceptor = Acceptor::new(listener, limits.connections, stop.clone());
 
     async move {
         let mut connections = JoinSet::new();

@@ -9,7 +9,6 @@
 mod decode;
 mod grpc;
 mod http;
-pub(crate) mod listener;
 mod sanitize;
 
 use std::path::PathBuf;
@@ -30,6 +29,7 @@ use crate::config::{
     from_node, some_when_present, ComponentId, ConfigError, GoDuration, Node, ValidationError,
 };
 use crate::pipeline::{Batch, ConsumeError, DynConsumer, Payload, Signal};
+use crate::server::ConnectionLimits;
 use crate::telemetry::ReceiverMetrics;
 
 /// The collector's error when no protocol is configured.
@@ -59,10 +59,6 @@ const CONNECTION_IDLE_TIMEOUT: Duration = Duration::from_secs(5 * 60);
 const BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// Default of `max_inflight_bytes`: request bytes held at once per protocol.
 const DEFAULT_MAX_INFLIGHT_BYTES: u64 = 64 * MIB;
-/// TCP keepalive, so connections to vanished peers are closed.
-const TCP_KEEPALIVE_TIME: Duration = Duration::from_secs(60);
-const TCP_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(15);
-const TCP_KEEPALIVE_RETRIES: u32 = 4;
 /// HTTP/2 pings (both protocols), so half-open connections are detected.
 const HTTP2_KEEPALIVE_TIME: Duration = Duration::from_secs(60);
 const HTTP2_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
@@ -425,7 +421,7 @@ pub async fn start(
     let listeners = Listeners {
         grpc,
         http,
-        limits: listener::ConnectionLimits::default(),
+        limits: ServerLimits::default(),
     };
     start_on(c, ctx, outputs, listeners).await
 }
@@ -447,7 +443,28 @@ struct Listeners {
     grpc: Option<TcpListener>,
     http: Option<TcpListener>,
     /// Connection bounds of both (tests make them small).
-    limits: listener::ConnectionLimits,
+    limits: ServerLimits,
+}
+
+/// Bounds of the OTLP servers: their connections (per protocol) and, for
+/// HTTP, the time a request body may take.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct ServerLimits {
+    connections: ConnectionLimits,
+    body_read_timeout: Duration,
+}
+
+impl Default for ServerLimits {
+    fn default() -> Self {
+        ServerLimits {
+            connections: ConnectionLimits {
+                max_connections: MAX_CONNECTIONS,
+                first_bytes_timeout: FIRST_BYTES_TIMEOUT,
+                idle_timeout: CONNECTION_IDLE_TIMEOUT,
+            },
+            body_read_timeout: BODY_READ_TIMEOUT,
+        }
+    }
 }
 
 async fn start_on(
@@ -467,7 +484,7 @@ async fn start_on(
         match grpc::server(
             cfg,
             listener,
-            listeners.limits,
+            listeners.limits.connections,
             Arc::clone(&intake),
             metrics,
             stop.clone(),

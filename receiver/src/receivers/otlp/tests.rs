@@ -96,14 +96,14 @@ async fn run(
     logs: Option<DynConsumer>,
     metrics: Option<DynConsumer>,
 ) -> Running {
-    run_with_limits(config, logs, metrics, listener::ConnectionLimits::default()).await
+    run_with_limits(config, logs, metrics, ServerLimits::default()).await
 }
 
 async fn run_with_limits(
     config: OtlpReceiverConfig,
     logs: Option<DynConsumer>,
     metrics: Option<DynConsumer>,
-    limits: listener::ConnectionLimits,
+    limits: ServerLimits,
 ) -> Running {
     let bind = || async {
         match TcpListener::bind("127.0.0.1:0").await {
@@ -1160,7 +1160,7 @@ async fn stalled_http_request(addr: SocketAddr, length: usize) -> tokio::net::Tc
 async fn http_slow_body_is_503_with_retry_after() {
     use tokio::io::AsyncReadExt;
     let (logs, _logs_rx) = collect();
-    let limits = listener::ConnectionLimits {
+    let limits = ServerLimits {
         body_read_timeout: Duration::from_millis(200),
         ..Default::default()
     };
@@ -1293,7 +1293,7 @@ async fn http_decompressed_bytes_count_against_the_inflight_budget() {
 async fn http_content_length_over_the_limit_is_413_at_once() {
     use tokio::io::AsyncReadExt;
     let (logs, _logs_rx) = collect();
-    let limits = listener::ConnectionLimits {
+    let limits = ServerLimits {
         // Far beyond TEST_TIMEOUT: only an answer without reading the body
         // comes in time.
         body_read_timeout: Duration::from_secs(600),
@@ -1399,12 +1399,73 @@ async fn grpc_call_in_flight_is_not_cut_by_the_idle_timeout() {
         entered: entered_tx,
         release: Arc::clone(&release),
     });
-    let limits = listener::ConnectionLimits {
-        idle_timeout: Duration::from_millis(100),
-        ..Default::default()
+    let defaults = ServerLimits::default();
+    let limits = ServerLimits {
+        connections: ConnectionLimits {
+            idle_timeout: Duration::from_millis(100),
+            ..defaults.connections
+        },
+        ..defaults
     };
     let rx = run_with_limits(both_protocols(), Some(gate), None, limits).await;
     let mut client = rx.logs_client().await;
+    let call = tokio::spawn(async move { client.export(logs_request(1, "x")).await });
+    let waiting = tokio::time::timeout(TEST_TIMEOUT, entered.recv()).await;
+    assert!(
+        matches!(waiting, Ok(Some(()))),
+        "the call reaches the pipeline"
+    );
+    // Several idle periods pass while the call waits for the pipeline.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    release.notify_one();
+    let done = tokio::time::timeout(TEST_TIMEOUT, call).await;
+    assert!(matches!(done, Ok(Ok(Ok(_)))), "{done:?}");
+    rx.stop().await;
+}
+
+/// The same over TLS: the call tracking finds the connection's info through
+/// the TLS layer too.
+#[tokio::test]
+async fn grpc_call_in_flight_over_tls_is_not_cut_by_the_idle_timeout() {
+    let pki = crate::exporters::tls::testing::make_pki();
+    let cert_file = pki._dir.path().join("server.crt");
+    let key_file = pki._dir.path().join("server.key");
+    std::fs::write(&cert_file, &pki.server_cert_pem).expect("write cert");
+    std::fs::write(&key_file, &pki.server_key_pem).expect("write key");
+    let mut config = both_protocols();
+    if let Some(g) = config.protocols.grpc.as_mut() {
+        g.tls = Some(TlsServerConfig {
+            cert_file: Some(cert_file),
+            key_file: Some(key_file),
+            client_ca_file: None,
+        });
+    }
+    let (entered_tx, mut entered) = tokio::sync::mpsc::unbounded_channel();
+    let release = Arc::new(tokio::sync::Notify::new());
+    let gate: DynConsumer = Arc::new(Gate {
+        entered: entered_tx,
+        release: Arc::clone(&release),
+    });
+    let defaults = ServerLimits::default();
+    let limits = ServerLimits {
+        connections: ConnectionLimits {
+            idle_timeout: Duration::from_millis(100),
+            ..defaults.connections
+        },
+        ..defaults
+    };
+    let rx = run_with_limits(config, Some(gate), None, limits).await;
+    let tls = tonic::transport::ClientTlsConfig::new()
+        .ca_certificate(tonic::transport::Certificate::from_pem(&pki.ca_pem))
+        .domain_name("localhost");
+    let channel = tonic::transport::Channel::from_shared(format!("https://{}", rx.grpc))
+        .expect("uri")
+        .tls_config(tls)
+        .expect("tls config")
+        .connect()
+        .await
+        .expect("TLS connect");
+    let mut client = LogsServiceClient::new(channel);
     let call = tokio::spawn(async move { client.export(logs_request(1, "x")).await });
     let waiting = tokio::time::timeout(TEST_TIMEOUT, entered.recv()).await;
     assert!(
