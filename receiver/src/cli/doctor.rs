@@ -8,6 +8,7 @@
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
+use procfs::FromRead;
 use serde::Serialize;
 
 use crate::ebpf::{parse_mark_victim_format, MarkVictimLayout, FIELD_ABSENT};
@@ -344,14 +345,25 @@ fn tracepoint_fact(mounts: &[PathBuf]) -> TracepointFact {
     }
 }
 
+/// `oom_kill` from /proc/vmstat, parsed by procfs (its map of every counter).
 fn vmstat_oom_kill() -> Result<u64, String> {
     let text = read(VMSTAT_PATH)?;
-    text.lines()
-        .find_map(|line| line.strip_prefix("oom_kill "))
-        .ok_or_else(|| format!("no oom_kill line in {VMSTAT_PATH} (kernel before 4.13)"))?
-        .trim()
-        .parse()
-        .map_err(|e| format!("{VMSTAT_PATH} oom_kill: {e}"))
+    let vmstat =
+        procfs::VmStat::from_read(text.as_bytes()).map_err(|e| format!("{VMSTAT_PATH}: {e}"))?;
+    let value = *vmstat
+        .0
+        .get("oom_kill")
+        .ok_or_else(|| format!("no oom_kill line in {VMSTAT_PATH} (kernel before 4.13)"))?;
+    u64::try_from(value).map_err(|e| format!("{VMSTAT_PATH} oom_kill: {e}"))
+}
+
+/// /proc/pressure/memory readable and parsed by procfs (its "some" and
+/// "full" records).
+fn psi_memory() -> Result<(), String> {
+    let text = read(PSI_MEMORY_PATH)?;
+    procfs::MemoryPressure::from_read(text.as_bytes())
+        .map(drop)
+        .map_err(|e| format!("{PSI_MEMORY_PATH}: {e}"))
 }
 
 fn probe_ebpf() -> ProbeFact {
@@ -404,7 +416,7 @@ pub fn gather(probe: bool, no_probe_reason: &str) -> Facts {
             .ok()
             .and_then(|text| text.trim().parse().ok()),
         cgroup: cgroup_fact(&mounts_text, |path| std::fs::read_to_string(path).ok()),
-        psi_memory: read(PSI_MEMORY_PATH).map(drop),
+        psi_memory: psi_memory(),
         kmsg: std::fs::File::open(KMSG_PATH)
             .map(drop)
             .map_err(|e| format!("opening {KMSG_PATH}: {e}")),

@@ -11,6 +11,12 @@
 //! built in a reused buffer, and read into a reused buffer: the loop over
 //! all pids does not allocate. Command line and executable are cached by
 //! (pid, start time), for the processes selected in the last scrape only.
+//!
+//! The per-pid loop therefore does not use the procfs crate: its
+//! `Process::new_with_root` and `statm()` allocate a path, a directory
+//! descriptor and a `String` per pid (see README "Performance"). Of the
+//! selected processes' files, `cgroup` is parsed by procfs
+//! ([`cgroup_from_proc`]); `status` is not (see [`parse_status`]).
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, HashSet};
@@ -137,6 +143,11 @@ pub struct Status {
     pub uid: Option<u32>,
 }
 
+/// Parses /proc/PID/status for the selected processes. Not procfs's
+/// `Status`: it fails the whole file unless some 20 lines are there (Tgid,
+/// Gid, FDSize, Groups, SigQ, Sig*, Cap*, ...), none of which is used here;
+/// a status without them (a restricted or emulated /proc, or a recorded
+/// host under `root_path`) would lose the process's owner and swap.
 pub fn parse_status(text: &[u8]) -> Status {
     let mut status = Status::default();
     for line in text.split(|b| *b == b'\n') {

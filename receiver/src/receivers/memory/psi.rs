@@ -15,7 +15,6 @@ use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
 
 use super::metrics as m;
-use super::system::parse_u64;
 use super::{read_file, vanished, Starts, WarnOnce};
 use crate::metric_catalog::{MetricDef, MetricsBuilder};
 use crate::pipeline::data::kv_str;
@@ -39,50 +38,46 @@ pub struct Pressure {
     pub full: Option<PsiLine>,
 }
 
-/// Parses a pressure file; lines it does not understand are skipped.
+/// Parses a pressure file; lines it does not understand are skipped. Each
+/// line goes through procfs's record parser (one line at a time, not its
+/// `MemoryPressure`, which fails the whole file when one of its two lines
+/// does not parse: a kernel without a "full" line would lose "some" too).
 pub fn parse_pressure(text: &[u8]) -> Pressure {
     let mut p = Pressure::default();
     for line in text.split(|b| *b == b'\n') {
-        let mut fields = line.split(|b| *b == b' ').filter(|f| !f.is_empty());
-        let slot = match fields.next() {
-            Some(b"some") => &mut p.some,
-            Some(b"full") => &mut p.full,
+        let slot = match line.get(..5) {
+            Some(b"some ") => &mut p.some,
+            Some(b"full ") => &mut p.full,
             _ => continue,
         };
-        let (mut avg10, mut avg60, mut avg300, mut total) = (None, None, None, None);
-        for field in fields {
-            let Some(eq) = memchr::memchr(b'=', field) else {
-                continue;
-            };
-            let (key, value) = (&field[..eq], &field[eq + 1..]);
-            match key {
-                b"avg10" => avg10 = parse_f64(value),
-                b"avg60" => avg60 = parse_f64(value),
-                b"avg300" => avg300 = parse_f64(value),
-                b"total" => total = parse_u64(value),
-                _ => {}
-            }
-        }
-        if let (Some(avg10), Some(avg60), Some(avg300), Some(total_us)) =
-            (avg10, avg60, avg300, total)
+        // procfs slices the line at byte 5: checked above (a shorter line
+        // would make it panic), and the rest must be UTF-8.
+        let Ok(line) = std::str::from_utf8(line) else {
+            continue;
+        };
+        let Ok(r) = procfs::parse_pressure_record(line) else {
+            continue;
+        };
+        if let (Some(avg10), Some(avg60), Some(avg300)) =
+            (percent(r.avg10), percent(r.avg60), percent(r.avg300))
         {
             *slot = Some(PsiLine {
                 avg10,
                 avg60,
                 avg300,
-                total_us,
+                total_us: r.total,
             });
         }
     }
     p
 }
 
-fn parse_f64(s: &[u8]) -> Option<f64> {
-    std::str::from_utf8(s)
-        .ok()?
-        .parse::<f64>()
-        .ok()
-        .filter(|v| v.is_finite())
+/// procfs keeps the averages as f32; the kernel prints them with two
+/// decimals (at most 100.00), so rounding to hundredths gives back exactly
+/// the f64 the printed text parses to (`n / 100.0` is correctly rounded).
+fn percent(v: f32) -> Option<f64> {
+    let hundredths = (f64::from(v) * 100.0).round();
+    hundredths.is_finite().then_some(hundredths / 100.0)
 }
 
 /// Adds the points of `p`: `avg_def` by `psi.type` and `psi.window` (the
@@ -399,6 +394,23 @@ full avg10=0.75 avg60=0.10 avg300=0.00 total=6824315
         assert!(p.some.is_some());
         assert!(p.full.is_none());
         assert_eq!(parse_pressure(b""), Pressure::default());
+    }
+
+    /// Through procfs's f32 and back, every average the kernel can print
+    /// (two decimals, 0.00 to 100.00) is the f64 its text parses to.
+    #[test]
+    fn averages_are_exactly_the_printed_text() {
+        for n in 0..=10_000u32 {
+            let text = format!("{}.{:02}", n / 100, n % 100);
+            let line = format!("some avg10={text} avg60=0.00 avg300=0.00 total=1\n");
+            let got = parse_pressure(line.as_bytes()).some.map(|l| l.avg10);
+            assert_eq!(got, text.parse::<f64>().ok(), "{text}");
+        }
+        // procfs would panic on a bare "some"; such lines are skipped.
+        assert_eq!(parse_pressure(b"some\nfull\nsome \n"), Pressure::default());
+        assert!(parse_pressure(b"some avg10=inf avg60=0 avg300=0 total=1\n")
+            .some
+            .is_none());
     }
 
     #[test]

@@ -26,6 +26,12 @@ pub struct MemInfo {
 
 /// Parses /proc/meminfo (`Key:   value kB` lines; values without a unit
 /// are counts and kept as they are).
+///
+/// Not procfs's `Meminfo`: it fails the whole file unless some 16 lines are
+/// there (Inactive, Dirty, Mapped, Committed_AS, Vmalloc*, ...), none of
+/// which is used here; gVisor's meminfo, for one, has no Slab or Vmalloc*
+/// lines, so the host would lose every system memory metric. This reads the
+/// nine lines used, whichever are there.
 pub fn parse_meminfo(text: &[u8]) -> MemInfo {
     let mut info = MemInfo::default();
     for line in text.split(|b| *b == b'\n') {
@@ -149,6 +155,10 @@ fn add(slot: &mut Option<u64>, v: u64) {
 }
 
 /// Parses /proc/vmstat (`name value` lines).
+///
+/// Not procfs's `VmStat` (a `HashMap<String, i64>` of every counter): it
+/// fails the whole file on one line that is not `name integer`, where this
+/// skips that line and keeps the other counters.
 pub fn parse_vmstat(text: &[u8]) -> VmStat {
     let mut vm = VmStat::default();
     for line in text.split(|b| *b == b'\n') {

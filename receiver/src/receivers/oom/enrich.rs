@@ -4,6 +4,8 @@
 
 use std::path::{Path, PathBuf};
 
+use procfs::{FromRead, ProcessCGroups};
+
 use crate::redact::redact_args;
 
 /// Facts about the victim read from /proc.
@@ -23,7 +25,12 @@ const MAX_CMDLINE: usize = 32 * 1024;
 
 pub fn read_process(proc_root: &Path, pid: i32, secret_keys: &[String]) -> ProcessFacts {
     let dir = proc_root.join(pid.to_string());
-    let executable_name = std::fs::read_link(dir.join("exe"))
+    // Opens the /proc/PID directory once; fails when the victim is gone.
+    let Ok(process) = procfs::process::Process::new_with_root(dir.clone()) else {
+        return ProcessFacts::default();
+    };
+    let executable_name = process
+        .exe()
         .ok()
         .and_then(|p| {
             // A deleted binary reads as "/path/x (deleted)".
@@ -31,6 +38,8 @@ pub fn read_process(proc_root: &Path, pid: i32, secret_keys: &[String]) -> Proce
             Some(name.trim_end_matches(" (deleted)").to_string())
         })
         .filter(|n| !n.is_empty());
+    // Not procfs's `cmdline()`: it reads the whole file, however long, and
+    // fails on an argument that is not UTF-8; this read is bounded and lossy.
     let command_line = read_bounded(&dir.join("cmdline"), MAX_CMDLINE)
         .map(|raw| {
             let args: Vec<String> = raw
@@ -43,22 +52,16 @@ pub fn read_process(proc_root: &Path, pid: i32, secret_keys: &[String]) -> Proce
         .filter(|c| !c.is_empty());
     // An exited task (zombie) has been moved to the root cgroup: its
     // /proc/PID/cgroup no longer says where it ran.
-    let exited = std::fs::read_to_string(dir.join("stat"))
-        .ok()
-        .and_then(|stat| {
-            let after_comm = stat.rsplit_once(')')?.1;
-            after_comm
-                .split_whitespace()
-                .next()
-                .map(|state| matches!(state, "Z" | "X" | "x"))
-        })
-        .unwrap_or(true);
+    let exited = process
+        .stat()
+        .map_or(true, |stat| matches!(stat.state, 'Z' | 'X' | 'x'));
     let cgroup = if exited {
         None
     } else {
-        std::fs::read_to_string(dir.join("cgroup"))
+        process
+            .cgroups()
             .ok()
-            .and_then(|text| cgroup_from_proc(&text))
+            .and_then(|groups| memory_cgroup(&groups))
     };
     ProcessFacts {
         executable_name,
@@ -75,21 +78,24 @@ fn read_bounded(path: &Path, max: usize) -> Option<Vec<u8>> {
     Some(buf)
 }
 
-/// The memory cgroup of a process from /proc/PID/cgroup: the v1 `memory`
-/// controller's path when there is one, else the v2 (`0::`) path.
+/// The memory cgroup of a process from the text of /proc/PID/cgroup (parsed
+/// by procfs): see [`memory_cgroup`]. `None` when it does not parse.
 pub fn cgroup_from_proc(text: &str) -> Option<String> {
+    ProcessCGroups::from_read(text.as_bytes())
+        .ok()
+        .and_then(|groups| memory_cgroup(&groups))
+}
+
+/// The v1 `memory` controller's path when there is one, else the v2 (`0::`)
+/// path.
+pub fn memory_cgroup(groups: &ProcessCGroups) -> Option<String> {
     let mut unified = None;
-    for line in text.lines() {
-        let mut parts = line.splitn(3, ':');
-        let (Some(_id), Some(controllers), Some(path)) = (parts.next(), parts.next(), parts.next())
-        else {
-            continue;
-        };
-        if controllers.split(',').any(|c| c == "memory") {
-            return Some(path.to_string());
+    for group in groups {
+        if group.controllers.iter().any(|c| c == "memory") {
+            return Some(group.pathname.clone());
         }
-        if controllers.is_empty() {
-            unified = Some(path.to_string());
+        if group.controllers.is_empty() {
+            unified = Some(group.pathname.clone());
         }
     }
     unified
