@@ -10,7 +10,7 @@
 #
 # - otelcol-contrib: filelog (start_at beginning) with a filter operator
 #   keeping `Killed process|out of memory|OutOfMemoryError`, batch, otlphttp to
-#   a rotel blackhole (../shared/peers.md).
+#   a rotel blackhole.
 # - oomscope: filelog (start_at beginning) with the whole built-in pattern
 #   library (37 patterns), batch, otlphttp to the same rotel blackhole.
 # - grep -c -E with the three-pattern expression.

@@ -1,4 +1,4 @@
-//! oomscope against real OTLP peers (shared/peers.md), no mock servers:
+//! oomscope against real OTLP peers (rotel, otelcol-contrib, the OpenTelemetry Python SDK), no mock servers:
 //! - the OpenTelemetry Python SDK sends logs and metrics to our receiver over
 //!   gRPC and over HTTP;
 //! - otelcol-contrib (filelog -> otlphttp) sends to our HTTP receiver;
