@@ -75,6 +75,44 @@ enum Source {
     },
 }
 
+/// The sequence number of the newest record the kernel log device holds now
+/// (`None` when it holds none, or `path` is not a character device: a file
+/// or a pipe is not scanned, since reading a pipe would consume it). Reads
+/// the ring buffer once from its start through a separate descriptor;
+/// blocking, but bounded by the kernel's buffer size.
+///
+/// A receiver that starts at the end stores this as its first checkpoint,
+/// so that a restart before any new record resumes from here instead of
+/// from the end again, which would skip what was logged in between.
+pub fn newest_seq(path: &Path) -> io::Result<Option<u64>> {
+    use std::io::Read as _;
+    use std::os::unix::fs::FileTypeExt as _;
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path)?;
+    if !file.metadata()?.file_type().is_char_device() {
+        return Ok(None);
+    }
+    let mut buffer = vec![0u8; MAX_RECORD_BUFFER_BYTES];
+    let mut newest = None;
+    loop {
+        match file.read(&mut buffer) {
+            Ok(0) => return Ok(newest),
+            Ok(n) => {
+                if let Ok(record) = KmsgRecord::parse(&buffer[..n]) {
+                    newest = Some(record.seq);
+                }
+            }
+            Err(err) if err.kind() == ErrorKind::WouldBlock => return Ok(newest),
+            // Overwritten while we read: the next read goes on from the oldest.
+            Err(err) if err.raw_os_error() == Some(libc::EPIPE) => {}
+            Err(err) if err.kind() == ErrorKind::Interrupted => {}
+            Err(err) => return Err(err),
+        }
+    }
+}
+
 pub struct KmsgReader {
     path: PathBuf,
     source: Source,

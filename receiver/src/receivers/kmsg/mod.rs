@@ -280,11 +280,26 @@ async fn launch(
         (None, StartAtConfig::End) => StartAt::End,
         (None, StartAtConfig::Beginning) => StartAt::Beginning,
     };
+    // Starting at the end with a checkpoint store: the end as it is now is
+    // the first checkpoint, so a restart before any new record does not
+    // start at the (later) end again and skip what came in between.
+    let first_checkpoint = if store.is_some() && start_at == StartAt::End {
+        let path = cfg.path.clone();
+        tokio::task::spawn_blocking(move || crate::kernel_log::reader::newest_seq(&path))
+            .await
+            .context("reading the kernel log's newest record")?
+            .map_err(|err| anyhow::anyhow!("receiver {id}: {}: {err}", cfg.path.display()))?
+    } else {
+        None
+    };
     let reader = KmsgReader::open(&cfg.path, start_at)
         .map_err(|err| anyhow::anyhow!("receiver {id}: {err}"))?;
     tracing::info!(receiver = %id, path = %cfg.path.display(), ?start_at, "reading the kernel log");
 
     let (tracker, updates) = AckTracker::new();
+    if let Some(seq) = first_checkpoint {
+        tracker.skip_through(seq);
+    }
     if let Some((kv, boot_id)) = store {
         // Ends once every batch sent was settled (and the last checkpoint
         // written): detached, since acknowledgements come while the

@@ -163,6 +163,8 @@ impl Harness {
 enum Until {
     Seq(u64),
     Records(usize),
+    /// A record whose body contains this text.
+    Body(&'static str),
 }
 
 impl Until {
@@ -172,6 +174,7 @@ impl Until {
                 .iter()
                 .any(|r| int_attr(r, "kmsg.sequence") == Some(seq as i64)),
             Until::Records(n) => records.len() >= n,
+            Until::Body(text) => records.iter().any(|r| body(r).contains(text)),
         }
     }
 }
@@ -696,4 +699,79 @@ async fn dev_kmsg_records_arrive_with_their_kmsg_fields() {
         record.time_unix_nano,
         Clock::now().unix_nano(monotonic_us as u64),
     );
+}
+
+/// Started at the end with no checkpoint, the receiver stores the end as
+/// its first checkpoint: stopped before any new record and started again,
+/// it reads what was logged while it was down (it used to start at the end
+/// again and skip it).
+#[tokio::test]
+async fn a_first_start_at_the_end_is_checkpointed_so_a_restart_misses_nothing() {
+    const TEST: &str = "a_first_start_at_the_end_is_checkpointed_so_a_restart_misses_nothing";
+    if !dev_kmsg_usable(TEST) {
+        return;
+    }
+    let harness = Harness::new("");
+    let cfg = KmsgReceiverConfig {
+        path: "/dev/kmsg".into(),
+        start_at: StartAtConfig::End,
+        batch_wait: GoDuration::from_millis(20),
+        ..harness.config(false)
+    };
+    // Up and down again before anything new is logged.
+    let shutdown = CancellationToken::new();
+    let mut extensions = Extensions::default();
+    extensions.storages.insert(
+        "file_storage".parse().unwrap(),
+        Arc::clone(&harness.storage),
+    );
+    let ctx = BuildContext {
+        id: "kmsg".parse().unwrap(),
+        telemetry: Telemetry::noop(),
+        extensions: Arc::new(extensions),
+        shutdown: shutdown.clone(),
+    };
+    let (logs, _logs_rx) = Collect::new(Some(DeliveryStatus::Delivered));
+    let receiver = launch(
+        &cfg,
+        ctx,
+        ReceiverOutputs {
+            logs: Some(logs),
+            metrics: None,
+        },
+        &harness.boot_id,
+    )
+    .await
+    .unwrap();
+    wait_until_async("the first checkpoint is stored", || {
+        harness.stored().is_some()
+    })
+    .await;
+    shutdown.cancel();
+    tokio::time::timeout(TIMEOUT, receiver)
+        .await
+        .unwrap()
+        .unwrap();
+    wait_until_async("the receiver's tasks ending", || {
+        tokio::runtime::Handle::current()
+            .metrics()
+            .num_alive_tasks()
+            == 0
+    })
+    .await;
+
+    // Logged while the receiver is down.
+    const TOKEN: &str = "oomscope-kmsg-first-checkpoint-test";
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/kmsg")
+        .unwrap()
+        .write_all(
+            format!("<3>{TOKEN} page allocation failure: order:4, mode:0x40cc0\n").as_bytes(),
+        )
+        .unwrap();
+    let (records, _) = harness
+        .run(&cfg, DeliveryStatus::Delivered, Until::Body(TOKEN))
+        .await;
+    assert!(records.iter().any(|r| body(r).contains(TOKEN)));
 }
