@@ -133,9 +133,9 @@ fn load(cli: &Cli) -> Result<Config, ConfigErrors> {
 /// `oomscope print-config`: the resolved tree, after checking that it loads.
 fn print_config(cli: &Cli, mode: PrintMode) -> ExitCode {
     let resolved: Result<Node, ConfigErrors> = with_bootstrap_logging(|| {
-        let sources = sources(cli);
-        config::load(registry(), &sources, &environment)?;
-        config::resolve(&sources, &environment)
+        let node = config::resolve(&sources(cli), &environment)?;
+        config::decode(registry(), &node)?;
+        Ok(node)
     });
     match resolved {
         Ok(node) => {

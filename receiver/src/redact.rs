@@ -23,9 +23,10 @@ pub const DEFAULT_SECRET_KEYS: &[&str] = &[
 
 pub const REDACTED: &str = "***";
 
-fn is_secret_key(name: &str, keys: &[String]) -> bool {
+/// Whether `name` contains one of `keys` (lowercase), ignoring case.
+pub(crate) fn is_secret_key<K: AsRef<str>>(name: &str, keys: &[K]) -> bool {
     let lower = name.to_ascii_lowercase();
-    keys.iter().any(|k| lower.contains(k.as_str()))
+    keys.iter().any(|k| lower.contains(k.as_ref()))
 }
 
 /// `user:password@` in a URL-like argument.

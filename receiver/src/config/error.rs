@@ -105,13 +105,6 @@ impl ValidationError {
     }
 }
 
-/// A check whose message names no key.
-impl From<String> for ValidationError {
-    fn from(message: String) -> Self {
-        ValidationError { key: None, message }
-    }
-}
-
 impl fmt::Display for ValidationError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.key {

@@ -105,7 +105,12 @@ pub fn load(
     sources: &[ConfigSource],
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Config, ConfigErrors> {
-    build(registry, &resolve(sources, env)?)
+    decode(registry, &resolve(sources, env)?)
+}
+
+/// Decodes and validates a resolved tree ([`resolve`]).
+pub fn decode(registry: &Registry, root: &Node) -> Result<Config, ConfigErrors> {
+    build(registry, root)
 }
 
 /// Reads every source, expands `${env:...}` and merges them in order (`--set`

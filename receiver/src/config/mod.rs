@@ -27,7 +27,8 @@ pub use de::{from_node, some_when_present};
 pub use duration::GoDuration;
 pub use error::{ConfigError, ConfigErrors, ValidationError};
 pub use load::{
-    load, load_files, load_files_with_env, load_str, load_str_with_env, resolve, ConfigSource,
+    decode, load, load_files, load_files_with_env, load_str, load_str_with_env, resolve,
+    ConfigSource,
 };
 pub use node::{Mark, Node, NodeValue};
 pub use print::to_yaml;

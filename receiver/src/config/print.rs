@@ -8,6 +8,8 @@ pub const MASKED: &str = "[REDACTED]";
 
 /// Keys whose values are secrets (case-insensitive substring), and `headers`,
 /// whose values often carry credentials (the collector's `configopaque`).
+/// Not the command-line list of `crate::redact`: its `auth` and `pwd` would
+/// mask config keys such as `authenticator` that name no secret.
 const SECRET_KEYS: &[&str] = &[
     "password",
     "passwd",
@@ -36,18 +38,13 @@ pub fn to_yaml(node: &Node, redact: bool) -> String {
     out
 }
 
-fn is_secret(key: &str) -> bool {
-    let lower = key.to_ascii_lowercase();
-    SECRET_KEYS.iter().any(|k| lower.contains(k))
-}
-
 fn map(entries: &[(Node, Node)], indent: usize, redact: bool, mask_all: bool, out: &mut String) {
     for (key, value) in entries {
         let key_text = key.as_str().unwrap_or_default();
         out.push_str(&" ".repeat(indent));
         out.push_str(&scalar(key));
         out.push(':');
-        let secret = redact && (mask_all || is_secret(key_text));
+        let secret = redact && (mask_all || crate::redact::is_secret_key(key_text, SECRET_KEYS));
         let masks_children = redact && key_text == "headers";
         value_after_key(value, indent, redact, secret, masks_children, out);
     }
