@@ -13,16 +13,10 @@ use serde::Serialize;
 
 use crate::ebpf::{parse_mark_victim_format, MarkVictimLayout, FIELD_ABSENT};
 
-/// Capability numbers (linux/capability.h).
-pub const CAP_SYS_ADMIN: u32 = 21;
-/// Needed to lower the agent's own `oom_score_adj`.
-pub const CAP_SYS_RESOURCE: u32 = 24;
-/// Needed to read /dev/kmsg when `kernel.dmesg_restrict` = 1.
-pub const CAP_SYSLOG: u32 = 34;
-/// Needed (with CAP_BPF) to attach a tracepoint program (Linux 5.8+).
-pub const CAP_PERFMON: u32 = 38;
-/// Needed to load eBPF programs (Linux 5.8+; CAP_SYS_ADMIN before).
-pub const CAP_BPF: u32 = 39;
+use crate::ebpf::access::{can_load_bpf, CallOutcome, EbpfAccess};
+pub use crate::ebpf::access::{
+    has_cap, parse_cap_eff, CAP_BPF, CAP_PERFMON, CAP_SYSLOG, CAP_SYS_ADMIN, CAP_SYS_RESOURCE,
+};
 
 const CAP_NAMES: [(u32, &str); 5] = [
     (CAP_BPF, "CAP_BPF"),
@@ -140,6 +134,9 @@ pub struct Facts {
     pub tracepoint: TracepointFact,
     /// Effective capabilities, or why they could not be read.
     pub cap_eff: Result<u64, String>,
+    /// Whether capabilities and seccomp let this process call `bpf` and
+    /// `perf_event_open`.
+    pub access: EbpfAccess,
     /// Lockdown mode; `Ok(None)` when the file does not exist.
     pub lockdown: Result<Option<Lockdown>, String>,
     /// kernel.unprivileged_bpf_disabled, when readable.
@@ -179,21 +176,6 @@ pub struct Report {
     pub missing_for_full_data: Vec<String>,
     /// 0 full data, 1 degraded, 2 no OOM kills at all.
     pub exit_code: u8,
-}
-
-/// Whether capability `cap` is in the mask.
-#[must_use]
-pub fn has_cap(mask: u64, cap: u32) -> bool {
-    cap < 64 && mask & (1 << cap) != 0
-}
-
-/// Reads the `CapEff:` line of a /proc/PID/status text.
-pub fn parse_cap_eff(status: &str) -> Result<u64, String> {
-    let line = status
-        .lines()
-        .find_map(|line| line.strip_prefix("CapEff:"))
-        .ok_or("no CapEff line")?;
-    u64::from_str_radix(line.trim(), 16).map_err(|e| format!("CapEff {:?}: {e}", line.trim()))
 }
 
 /// Names of the capabilities doctor cares about: (name, present).
@@ -411,6 +393,7 @@ pub fn gather(probe: bool, no_probe_reason: &str) -> Facts {
         tracepoint: tracepoint_fact(&tracefs_now),
         tracefs_mounts: tracefs_now,
         cap_eff: read("/proc/self/status").and_then(|text| parse_cap_eff(&text)),
+        access: EbpfAccess::probe(),
         lockdown,
         unprivileged_bpf_disabled: read(UNPRIVILEGED_BPF_PATH)
             .ok()
@@ -431,9 +414,8 @@ pub fn gather(probe: bool, no_probe_reason: &str) -> Facts {
 pub fn assess(facts: &Facts) -> Report {
     let mut findings = Findings::default();
     let caps = facts.cap_eff.as_ref().ok().copied();
-    let can_bpf = caps.is_some_and(|mask| {
-        has_cap(mask, CAP_SYS_ADMIN) || (has_cap(mask, CAP_BPF) && has_cap(mask, CAP_PERFMON))
-    });
+    let caps_allow_bpf = caps.is_some_and(can_load_bpf);
+    let can_bpf = caps_allow_bpf && facts.access.denied_by_seccomp().is_empty();
     let tracefs_ok = !facts.tracefs_mounts.is_empty() || facts.tracefs_supported;
 
     findings.check_kernel(&facts.kernel);
@@ -441,8 +423,9 @@ pub fn assess(facts: &Facts) -> Report {
     findings.check_tracefs(facts);
     let tracepoint_absent = findings.check_tracepoint(facts, tracefs_ok);
     findings.check_capabilities(&facts.cap_eff);
+    findings.check_seccomp(&facts.access);
     findings.check_lockdown(&facts.lockdown);
-    findings.check_unprivileged_bpf(facts.unprivileged_bpf_disabled, can_bpf);
+    findings.check_unprivileged_bpf(facts.unprivileged_bpf_disabled, caps_allow_bpf);
     findings.check_cgroup(&facts.cgroup);
     findings.check_psi(&facts.psi_memory);
     findings.check_kmsg(&facts.kmsg, caps);
@@ -600,6 +583,48 @@ impl Findings {
                 );
             }
             self.check("capabilities", Status::Limited, reason);
+        }
+    }
+
+    fn check_seccomp(&mut self, access: &EbpfAccess) {
+        let mode = match access.seccomp {
+            Some(0) => "no seccomp filter".to_string(),
+            Some(2) => "a seccomp filter is installed".to_string(),
+            Some(n) => format!("seccomp mode {n}"),
+            None => "seccomp mode unknown".to_string(),
+        };
+        let denied = access.denied_by_seccomp();
+        if denied.is_empty() {
+            let perf = match access.perf_event_open {
+                CallOutcome::Refused(libc::EACCES) => {
+                    "; perf_event_open is refused by kernel.perf_event_paranoid (EACCES)"
+                }
+                _ => "",
+            };
+            self.check(
+                "seccomp",
+                Status::Ok,
+                format!("{mode}; bpf and perf_event_open reach the kernel{perf}"),
+            );
+        } else {
+            let calls = denied
+                .iter()
+                .map(|(call, errno)| {
+                    format!("{call} ({})", crate::ebpf::access::errno_name(*errno))
+                })
+                .collect::<Vec<_>>()
+                .join(", ");
+            self.check(
+                "seccomp",
+                Status::Missing,
+                format!(
+                    "{mode} and it denies {calls}: eBPF cannot be used; run with a profile \
+                     that allows them (deploy/kubernetes/seccomp/oomscope.json) or \
+                     CAP_SYS_ADMIN under a container runtime's default profile"
+                ),
+            );
+            self.missing
+                .push("a seccomp profile that allows bpf and perf_event_open".into());
         }
     }
 
@@ -876,6 +901,13 @@ mod tests {
                 layout: full_layout(),
             },
             cap_eff: Ok(0x1ff_ffff_ffff),
+            access: EbpfAccess {
+                cap_eff: Some(0x1ff_ffff_ffff),
+                seccomp: Some(0),
+                unprivileged_bpf_disabled: Some(2),
+                bpf: CallOutcome::Reached,
+                perf_event_open: CallOutcome::Reached,
+            },
             lockdown: Ok(Some(Lockdown::Integrity)),
             unprivileged_bpf_disabled: Some(2),
             cgroup: CgroupFact {
@@ -958,6 +990,41 @@ mod tests {
                 ("/sys/fs/cgroup/unified".into(), false),
                 ("/mnt/my cg".into(), true)
             ]
+        );
+    }
+
+    #[test]
+    fn a_container_default_seccomp_profile_is_named() {
+        // podman's default profile, CAP_BPF and CAP_PERFMON added but not
+        // CAP_SYS_ADMIN: the load fails and the report says it is seccomp.
+        let caps = 1 << CAP_BPF | 1 << CAP_PERFMON | 1 << CAP_SYSLOG;
+        let mut facts = healthy();
+        facts.cap_eff = Ok(caps);
+        facts.access.cap_eff = Some(caps);
+        facts.access.seccomp = Some(2);
+        facts.access.bpf = CallOutcome::Refused(libc::EPERM);
+        facts.access.perf_event_open = CallOutcome::Refused(libc::EPERM);
+        facts.probe = ProbeFact::Failed("failed to create map DROPS".into());
+        let report = assess(&facts);
+        assert_eq!(status_of(&report, "seccomp"), Status::Missing);
+        let seccomp = report
+            .checks
+            .iter()
+            .find(|c| c.name == "seccomp")
+            .map(|c| c.reason.clone())
+            .unwrap_or_default();
+        assert!(
+            seccomp.contains("bpf (EPERM), perf_event_open (EPERM)"),
+            "{seccomp}"
+        );
+        assert_eq!(report.source, Source::Kmsg);
+        assert!(
+            report
+                .missing_for_full_data
+                .iter()
+                .any(|m| m.contains("seccomp profile")),
+            "{:?}",
+            report.missing_for_full_data
         );
     }
 

@@ -93,6 +93,17 @@ pub enum LoadError {
         #[source]
         source: MapError,
     },
+    /// Loading failed and this process is denied eBPF: `why` names the
+    /// missing capabilities or the seccomp filter (the kernel's own error,
+    /// e.g. "failed to create map", does not).
+    #[error("{why} (the load failed with: {source})")]
+    Denied {
+        /// From [`super::access::EbpfAccess::explain`].
+        why: String,
+        /// The load error.
+        #[source]
+        source: Box<LoadError>,
+    },
     /// The ring buffer could not be registered with the tokio reactor.
     #[error("registering the ring buffer with the tokio reactor: {0}")]
     Reactor(#[source] io::Error),
@@ -192,6 +203,23 @@ pub fn load_mark_victim() -> Result<MarkVictimProbe, LoadError> {
     load_mark_victim_with_layout(layout)
 }
 
+/// Wraps a load error in what denies eBPF to this process, when something
+/// does (probed only after a failure: a healthy start makes no extra calls).
+fn with_access_diagnosis(error: LoadError) -> LoadError {
+    match error {
+        LoadError::Object(_) | LoadError::Program { .. } | LoadError::Map { .. } => {
+            match super::access::EbpfAccess::probe().explain() {
+                Some(why) => LoadError::Denied {
+                    why,
+                    source: Box::new(error),
+                },
+                None => error,
+            }
+        }
+        other => other,
+    }
+}
+
 /// Loads and attaches the program with the given record layout. For tests
 /// (e.g. a pid-only layout as on older kernels) and for callers that got the
 /// layout elsewhere. Must be called within a tokio runtime (the ring buffer
@@ -199,6 +227,10 @@ pub fn load_mark_victim() -> Result<MarkVictimProbe, LoadError> {
 pub fn load_mark_victim_with_layout(
     layout: MarkVictimLayout,
 ) -> Result<MarkVictimProbe, LoadError> {
+    attach_mark_victim(layout).map_err(with_access_diagnosis)
+}
+
+fn attach_mark_victim(layout: MarkVictimLayout) -> Result<MarkVictimProbe, LoadError> {
     if tokio::runtime::Handle::try_current().is_err() {
         return Err(LoadError::Reactor(io::Error::other(
             "no tokio runtime: the ring buffer needs one to wait for events",

@@ -5,7 +5,10 @@
 //!   program reads (offsets differ between kernels).
 //! - [`loader`]: mounts tracefs when needed, loads and attaches the
 //!   `oom/mark_victim` program, and yields [`OomVictimEvent`]s asynchronously.
+//! - [`access`]: says whether missing capabilities or a seccomp filter keep
+//!   eBPF from this process.
 
+pub mod access;
 pub mod format;
 pub mod loader;
 
