@@ -4,6 +4,7 @@
 //! - [`rotel`]: rotel as an OTLP backend, and a parser for what it received.
 //! - [`oomscope`]: runs the oomscope binary with a config file.
 //! - [`otlp`]: OTLP requests to oomscope, and reading its file exporter output.
+//! - [`podman`]: real containers (images from local files, removed on drop).
 //! - [`python`]: runs Python scripts with the peers' venv (OpenTelemetry SDK).
 //!
 //! The peers are installed by `scripts/setup.sh --with-peers` into
@@ -16,6 +17,7 @@ pub mod kernel_log;
 pub mod oom;
 pub mod oomscope;
 pub mod otlp;
+pub mod podman;
 pub mod python;
 pub mod rotel;
 

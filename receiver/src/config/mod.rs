@@ -30,7 +30,7 @@ pub use load::{
     decode, load, load_files, load_files_with_env, load_str, load_str_with_env, resolve,
     ConfigSource,
 };
-pub use node::{Mark, Node, NodeValue};
+pub use node::{parse as parse_yaml, Mark, Node, NodeValue};
 pub use print::to_yaml;
 
 use crate::component::{ExporterConfig, ExtensionConfig, ProcessorConfig, ReceiverConfig};

@@ -1,0 +1,370 @@
+//! The agent as Kubernetes runs it: its image (the repository's
+//! Containerfile), started with exactly the DaemonSet's host mounts,
+//! capabilities, seccomp profile and read-only root (translated from
+//! deploy/kubernetes/base/daemonset.yaml to podman options, not written
+//! again here), catches an OOM kill in another container with a complete
+//! record. Without the seccomp profile or a capability, the agent and
+//! `oomscope doctor` say exactly which is missing.
+//!
+//! Needs root and podman (scripts/setup.sh installs podman, runc and
+//! busybox-static); skips with a message otherwise.
+
+mod common;
+
+use std::{
+    path::Path,
+    time::{Duration, Instant},
+};
+
+use common::otlp::{attr_str, json_attr, FileContents};
+use common::podman::{self, Container};
+use serde_json::Value;
+
+const DAEMONSET: &str = "deploy/kubernetes/base/daemonset.yaml";
+const SECCOMP_PROFILE: &str = "deploy/kubernetes/seccomp/oomscope.json";
+
+fn skip_reason() -> Option<String> {
+    podman::unavailable()
+}
+
+/// The DaemonSet's pod spec, as JSON.
+fn daemonset_pod_spec() -> Value {
+    let path = podman::repo_root().join(DAEMONSET);
+    let text = std::fs::read_to_string(&path).expect("read the DaemonSet manifest");
+    let node = oomscope::config::parse_yaml(DAEMONSET, &text).expect("the manifest parses");
+    let manifest: Value = oomscope::config::from_node(&node).expect("the manifest decodes");
+    assert_eq!(
+        manifest["kind"], "DaemonSet",
+        "{DAEMONSET} is not a DaemonSet"
+    );
+    manifest["spec"]["template"]["spec"].clone()
+}
+
+fn is_true(v: &Value) -> bool {
+    v.as_bool() == Some(true) || v.as_str() == Some("true")
+}
+
+/// What `podman run` needs to give the agent container the DaemonSet's
+/// privileges and mounts: hostPID, capabilities (drop then add), the
+/// Localhost seccomp profile, a read-only root, each hostPath volume at its
+/// mountPath (char devices as devices), and the configMap volume from
+/// `config_dir`. Asserts the spec keeps least privilege (not privileged).
+struct PodOptions {
+    args: Vec<String>,
+    caps_added: Vec<String>,
+}
+
+fn pod_options(spec: &Value, config_dir: &Path, seccomp: SeccompChoice) -> PodOptions {
+    let container = &spec["containers"][0];
+    let security = &container["securityContext"];
+    assert!(
+        !is_true(&security["privileged"]),
+        "the DaemonSet must not run privileged"
+    );
+    let mut args: Vec<String> = podman::run_args().iter().map(|s| s.to_string()).collect();
+    if is_true(&spec["hostPID"]) {
+        args.push("--pid=host".into());
+    }
+    for cap in security["capabilities"]["drop"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
+        args.push(format!("--cap-drop={}", cap.as_str().unwrap_or_default()));
+    }
+    let mut caps_added = Vec::new();
+    for cap in security["capabilities"]["add"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
+        let cap = cap.as_str().unwrap_or_default().to_string();
+        if let SeccompChoice::WithoutCapability(dropped) = seccomp {
+            if cap == dropped {
+                continue;
+            }
+        }
+        args.push(format!("--cap-add={cap}"));
+        caps_added.push(cap);
+    }
+    let profile = &spec["securityContext"]["seccompProfile"];
+    assert_eq!(profile["type"], "Localhost", "the pod's seccomp profile");
+    match seccomp {
+        SeccompChoice::RuntimeDefault => {}
+        _ => {
+            let path = podman::repo_root().join(SECCOMP_PROFILE);
+            assert_eq!(
+                profile["localhostProfile"].as_str(),
+                path.file_name().and_then(|n| n.to_str()),
+                "the DaemonSet names {SECCOMP_PROFILE}"
+            );
+            args.push(format!("--security-opt=seccomp={}", path.display()));
+        }
+    }
+    if is_true(&security["readOnlyRootFilesystem"]) {
+        args.push("--read-only".into());
+    }
+    let volumes = spec["volumes"].as_array().cloned().unwrap_or_default();
+    for mount in container["volumeMounts"].as_array().into_iter().flatten() {
+        let name = mount["name"].as_str().unwrap_or_default();
+        let target = mount["mountPath"].as_str().unwrap_or_default();
+        let ro = if is_true(&mount["readOnly"]) {
+            ":ro"
+        } else {
+            ""
+        };
+        let volume = volumes
+            .iter()
+            .find(|v| v["name"] == name)
+            .unwrap_or_else(|| panic!("volumeMount {name} has no volume"));
+        if volume["configMap"].is_object() {
+            args.push(format!("--volume={}:{target}{ro}", config_dir.display()));
+        } else if let Some(host) = volume["hostPath"]["path"].as_str() {
+            if volume["hostPath"]["type"] == "CharDevice" {
+                args.push(format!("--device={host}:{target}:r"));
+            } else if name == "state" {
+                // Each test run gets its own state, not the host's.
+                args.push(format!(
+                    "--volume={}:{target}",
+                    config_dir.join("state").display()
+                ));
+            } else {
+                if volume["hostPath"]["type"] == "DirectoryOrCreate" {
+                    std::fs::create_dir_all(host).expect("create a hostPath directory");
+                }
+                args.push(format!("--volume={host}:{target}{ro}"));
+            }
+        } else {
+            panic!("volume {name}: neither hostPath nor configMap");
+        }
+    }
+    PodOptions { args, caps_added }
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum SeccompChoice {
+    /// The DaemonSet as written.
+    Profile,
+    /// The runtime's default profile instead of oomscope.json.
+    RuntimeDefault,
+    /// The profile, but without this capability.
+    WithoutCapability(&'static str),
+}
+
+/// A config dir standing in for the ConfigMap: the image's own container
+/// config, plus a file exporter on a mounted directory the test reads.
+fn config_dir() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir_all(dir.path().join("state")).expect("state dir");
+    std::fs::create_dir_all(dir.path().join("out")).expect("out dir");
+    dir
+}
+
+/// Starts the agent container with `pod`'s options; its output goes to the
+/// file exporter at `<config_dir>/out/records.json` (mounted at /out).
+fn start_agent(name: &str, pod: &PodOptions, config_dir: &Path) -> Container {
+    let agent = Container::named(name);
+    let mut args: Vec<String> = vec!["run".into(), "-d".into(), "--name".into(), name.into()];
+    args.extend(pod.args.iter().cloned());
+    args.push(format!(
+        "--volume={}:/out",
+        config_dir.join("out").display()
+    ));
+    args.push(podman::agent_image().into());
+    args.extend(
+        [
+            "--config",
+            "/etc/oomscope/config.yaml",
+            "--config",
+            "yaml:exporters: {file: {path: /out/records.json}}",
+            "--set",
+            "service::pipelines::logs::exporters=[file]",
+            "--set",
+            "service::pipelines::metrics::exporters=[file]",
+        ]
+        .map(String::from),
+    );
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    podman::podman(&refs);
+    agent
+}
+
+fn wait_for_log(container: &Container, needle: &str, timeout: Duration) -> String {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let logs = container.logs();
+        if logs.contains(needle) {
+            return logs;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "container {} did not log {needle:?} in {timeout:?}:\n{logs}",
+            container.name
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Runs a busybox container limited to 64 MiB whose `tail /dev/zero` is
+/// OOM-killed; returns the container (kept until the test ends, so its
+/// state is there to be read) and its id.
+fn run_victim(name: &str) -> (Container, String) {
+    let victim = Container::named(name);
+    let mut args = vec![
+        "run",
+        "--name",
+        name,
+        "--memory",
+        "64m",
+        "--memory-swap",
+        "64m",
+    ];
+    args.extend(podman::run_args());
+    args.extend([podman::busybox_image(), "/bin/tail", "/dev/zero"]);
+    let out = podman::podman_output(&args);
+    assert_eq!(
+        out.status.code(),
+        Some(137),
+        "the victim should be OOM-killed (SIGKILL, exit 137): {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let id = victim.id();
+    (victim, id)
+}
+
+fn kill_record_for(contents: &FileContents, container_id: &str) -> Option<(Value, Value)> {
+    contents
+        .logs
+        .iter()
+        .zip(&contents.log_resources)
+        .find(|(record, resource)| {
+            record["eventName"] == "linux.oom.kill"
+                && (attr_str(resource, "container.id").as_deref() == Some(container_id)
+                    || attr_str(record, "container.id").as_deref() == Some(container_id))
+        })
+        .map(|(r, res)| (r.clone(), res.clone()))
+}
+
+#[test]
+#[ignore = "needs root and podman; run with --include-ignored"]
+fn the_agent_in_its_image_with_the_daemonsets_privileges_reports_a_kill_in_another_container() {
+    if let Some(reason) = skip_reason() {
+        println!("SKIPPED: {reason}");
+        return;
+    }
+    let _slot = common::oom::oom_test_slot_blocking();
+    let dir = config_dir();
+    let pod = pod_options(&daemonset_pod_spec(), dir.path(), SeccompChoice::Profile);
+    assert!(
+        !pod.caps_added.iter().any(|c| c == "SYS_ADMIN"),
+        "least privilege: {:?}",
+        pod.caps_added
+    );
+    let agent = start_agent("oomscope-test-agent", &pod, dir.path());
+    let logs = wait_for_log(&agent, "everything is ready", Duration::from_secs(120));
+    assert!(logs.contains("ebpf=true"), "eBPF in the container:\n{logs}");
+
+    let (_victim, victim_id) = run_victim("oomscope-test-victim");
+    let records = dir.path().join("out/records.json");
+    let contents = FileContents::wait_for(&records, Duration::from_secs(60), |c| {
+        kill_record_for(c, &victim_id).is_some()
+    });
+    let Some((record, resource)) = kill_record_for(&contents, &victim_id) else {
+        panic!(
+            "no kill record for container {victim_id}; agent output:\n{}",
+            agent.logs()
+        );
+    };
+    let attrs = &record["attributes"];
+    let text = |key: &str| {
+        json_attr(attrs, key)
+            .and_then(|v| v["stringValue"].as_str())
+            .map(str::to_owned)
+    };
+    let int = |key: &str| {
+        json_attr(attrs, key)
+            .and_then(|v| v["intValue"].as_str().and_then(|s| s.parse::<i64>().ok()))
+    };
+    assert_eq!(
+        text("process.command_line").as_deref(),
+        Some("/bin/tail /dev/zero"),
+        "{record:#}"
+    );
+    assert_eq!(text("oom.source").as_deref(), Some("ebpf"), "{record:#}");
+    assert_eq!(
+        text("oom.constraint").as_deref(),
+        Some("CONSTRAINT_MEMCG"),
+        "{record:#}"
+    );
+    assert_eq!(int("oom.memcg.limit"), Some(64 << 20), "{record:#}");
+    assert!(
+        int("oom.victim.anon_rss").is_some_and(|v| v > 32 << 20),
+        "{record:#}"
+    );
+    assert!(
+        text("oom.victim.cgroup").is_some_and(|c| c.contains(&victim_id)),
+        "{record:#}"
+    );
+    assert!(int("process.pid").is_some_and(|p| p > 0), "{record:#}");
+    let _ = resource;
+}
+
+#[test]
+#[ignore = "needs root and podman; run with --include-ignored"]
+fn without_the_seccomp_profile_or_a_capability_doctor_and_the_agent_say_which() {
+    if let Some(reason) = skip_reason() {
+        println!("SKIPPED: {reason}");
+        return;
+    }
+    let spec = daemonset_pod_spec();
+    let doctor = |choice: SeccompChoice| {
+        let dir = config_dir();
+        let pod = pod_options(&spec, dir.path(), choice);
+        let mut args = vec!["run".to_string(), "--rm".to_string()];
+        args.extend(pod.args.iter().cloned());
+        args.push(podman::agent_image().into());
+        args.push("doctor".into());
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = podman::podman_output(&refs);
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+
+    // As the DaemonSet is written: eBPF works.
+    let report = doctor(SeccompChoice::Profile);
+    assert!(
+        report.contains("OK       seccomp") && report.contains("OK       ebpf_probe"),
+        "{report}"
+    );
+    // The runtime's default seccomp profile: it denies bpf and
+    // perf_event_open to a container without CAP_SYS_ADMIN.
+    let report = doctor(SeccompChoice::RuntimeDefault);
+    assert!(
+        report.contains("MISSING  seccomp")
+            && report.contains("denies bpf (EPERM), perf_event_open (EPERM)"),
+        "{report}"
+    );
+    assert!(
+        report.contains("eBPF is blocked: a seccomp filter denies the system calls bpf"),
+        "{report}"
+    );
+    // The profile but not CAP_PERFMON.
+    let report = doctor(SeccompChoice::WithoutCapability("PERFMON"));
+    assert!(
+        report.contains("eBPF is blocked: the capability CAP_PERFMON is missing"),
+        "{report}"
+    );
+    assert!(!report.contains("MISSING  seccomp"), "{report}");
+
+    // The agent itself says the same once and goes on with the kernel log.
+    let dir = config_dir();
+    let pod = pod_options(&spec, dir.path(), SeccompChoice::RuntimeDefault);
+    let agent = start_agent("oomscope-test-agent-seccomp", &pod, dir.path());
+    let logs = wait_for_log(&agent, "everything is ready", Duration::from_secs(120));
+    assert!(
+        logs.contains(
+            "a seccomp filter denies the system calls bpf (EPERM) and perf_event_open (EPERM)"
+        ),
+        "{logs}"
+    );
+    assert!(logs.contains("ebpf=false"), "{logs}");
+}
