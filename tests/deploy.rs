@@ -327,10 +327,14 @@ fn check_objects(name: &str, docs: &[serde_json::Value]) {
     );
 }
 
-/// A podman image built from this test's binary, removed when dropped.
+/// A podman image built from this test's binary, removed when dropped with
+/// the intermediate images of its build (they carry the label `LABEL`).
 struct Image {
     tag: String,
+    label: String,
 }
+
+const LABEL: &str = "oomscope.test.build";
 
 impl Image {
     /// `scripts/image-rootfs.sh` on the test's binary, then the
@@ -341,12 +345,15 @@ impl Image {
                 .arg(env!("CARGO_BIN_EXE_oomscope"))
                 .arg(context.join("rootfs")),
         );
-        let tag = format!("localhost/oomscope-test:{}", std::process::id());
-        let image = Image { tag };
+        let id = std::process::id();
+        let image = Image {
+            tag: format!("localhost/oomscope-test:{id}"),
+            label: format!("{LABEL}={id}"),
+        };
         run_ok(
             Command::new("podman")
                 .args(["build", "--quiet", "--build-arg", "BINARY_STAGE=prebuilt"])
-                .args(["--tag", &image.tag, "--file"])
+                .args(["--label", &image.label, "--tag", &image.tag, "--file"])
                 .arg(repo_root().join("Containerfile"))
                 .arg(context),
         );
@@ -356,8 +363,15 @@ impl Image {
 
 impl Drop for Image {
     fn drop(&mut self) {
+        let filter = format!("label={}", self.label);
+        let ids = Command::new("podman")
+            .args(["images", "--all", "--quiet", "--filter", &filter])
+            .output()
+            .map(|o| stdout(&o))
+            .unwrap_or_default();
         let _ = Command::new("podman")
             .args(["rmi", "--force", &self.tag])
+            .args(ids.split_whitespace())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status();
