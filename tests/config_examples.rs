@@ -174,6 +174,46 @@ fn default_config_validates() {
     assert_valid(&[default], &[]);
 }
 
+#[test]
+fn container_and_kubernetes_configs_validate() {
+    // The image's built-in config; its one variable has a default.
+    let container = Path::new("config/container.yaml");
+    assert_valid(&[container], &[]);
+    assert_valid(
+        &[container],
+        &[(
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+            "https://otel-gateway.example:4317",
+        )],
+    );
+    // The DaemonSet's ConfigMap, with the variables the DaemonSet sets, alone
+    // and with the files the kernel-log component and the example overlay merge over it.
+    let kubernetes = Path::new("deploy/kubernetes/base/config.yaml");
+    let env = [
+        (
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+            "http://otel-gateway.observability.svc:4317",
+        ),
+        ("K8S_NODE_NAME", "node-1"),
+    ];
+    assert_valid(&[kubernetes], &env);
+    for extra in [
+        "deploy/kubernetes/components/kernel-log/kernel-log.yaml",
+        "deploy/kubernetes/overlays/example/headers.yaml",
+    ] {
+        assert_valid(&[kubernetes, Path::new(extra)], &env);
+    }
+    // Without the endpoint the DaemonSet sets, it says so.
+    assert_invalid(
+        &[kubernetes],
+        &[("K8S_NODE_NAME", "node-1")],
+        &[format!(
+            "{}:43:5: 'exporters::otlp/gateway::endpoint' requires a non-empty \"endpoint\"",
+            kubernetes.display()
+        )],
+    );
+}
+
 /// A complete, valid configuration the broken cases below start from.
 const VALID: &str = "\
 receivers:
