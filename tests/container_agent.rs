@@ -17,138 +17,13 @@ use std::{
 };
 
 use common::otlp::{attr_str, json_attr, FileContents};
-use common::podman::{self, Container};
+use common::podman::{
+    self, daemonset_pod_spec, pod_options, AgentImage, Container, PodOptions, SeccompChoice,
+};
 use serde_json::Value;
-
-const DAEMONSET: &str = "deploy/kubernetes/base/daemonset.yaml";
-const SECCOMP_PROFILE: &str = "deploy/kubernetes/seccomp/oomscope.json";
 
 fn skip_reason() -> Option<String> {
     podman::unavailable()
-}
-
-/// The DaemonSet's pod spec, as JSON.
-fn daemonset_pod_spec() -> Value {
-    let path = podman::repo_root().join(DAEMONSET);
-    let text = std::fs::read_to_string(&path).expect("read the DaemonSet manifest");
-    let node = oomscope::config::parse_yaml(DAEMONSET, &text).expect("the manifest parses");
-    let manifest: Value = oomscope::config::from_node(&node).expect("the manifest decodes");
-    assert_eq!(
-        manifest["kind"], "DaemonSet",
-        "{DAEMONSET} is not a DaemonSet"
-    );
-    manifest["spec"]["template"]["spec"].clone()
-}
-
-fn is_true(v: &Value) -> bool {
-    v.as_bool() == Some(true) || v.as_str() == Some("true")
-}
-
-/// What `podman run` needs to give the agent container the DaemonSet's
-/// privileges and mounts: hostPID, capabilities (drop then add), the
-/// Localhost seccomp profile, a read-only root, each hostPath volume at its
-/// mountPath (char devices as devices), and the configMap volume from
-/// `config_dir`. Asserts the spec keeps least privilege (not privileged).
-struct PodOptions {
-    args: Vec<String>,
-    caps_added: Vec<String>,
-}
-
-fn pod_options(spec: &Value, config_dir: &Path, seccomp: SeccompChoice) -> PodOptions {
-    let container = &spec["containers"][0];
-    let security = &container["securityContext"];
-    assert!(
-        !is_true(&security["privileged"]),
-        "the DaemonSet must not run privileged"
-    );
-    let mut args: Vec<String> = podman::run_args().iter().map(|s| s.to_string()).collect();
-    if is_true(&spec["hostPID"]) {
-        args.push("--pid=host".into());
-    }
-    for cap in security["capabilities"]["drop"]
-        .as_array()
-        .into_iter()
-        .flatten()
-    {
-        args.push(format!("--cap-drop={}", cap.as_str().unwrap_or_default()));
-    }
-    let mut caps_added = Vec::new();
-    for cap in security["capabilities"]["add"]
-        .as_array()
-        .into_iter()
-        .flatten()
-    {
-        let cap = cap.as_str().unwrap_or_default().to_string();
-        if let SeccompChoice::WithoutCapability(dropped) = seccomp {
-            if cap == dropped {
-                continue;
-            }
-        }
-        args.push(format!("--cap-add={cap}"));
-        caps_added.push(cap);
-    }
-    let profile = &spec["securityContext"]["seccompProfile"];
-    assert_eq!(profile["type"], "Localhost", "the pod's seccomp profile");
-    match seccomp {
-        SeccompChoice::RuntimeDefault => {}
-        _ => {
-            let path = podman::repo_root().join(SECCOMP_PROFILE);
-            assert_eq!(
-                profile["localhostProfile"].as_str(),
-                path.file_name().and_then(|n| n.to_str()),
-                "the DaemonSet names {SECCOMP_PROFILE}"
-            );
-            args.push(format!("--security-opt=seccomp={}", path.display()));
-        }
-    }
-    if is_true(&security["readOnlyRootFilesystem"]) {
-        args.push("--read-only".into());
-    }
-    let volumes = spec["volumes"].as_array().cloned().unwrap_or_default();
-    for mount in container["volumeMounts"].as_array().into_iter().flatten() {
-        let name = mount["name"].as_str().unwrap_or_default();
-        let target = mount["mountPath"].as_str().unwrap_or_default();
-        let ro = if is_true(&mount["readOnly"]) {
-            ":ro"
-        } else {
-            ""
-        };
-        let volume = volumes
-            .iter()
-            .find(|v| v["name"] == name)
-            .unwrap_or_else(|| panic!("volumeMount {name} has no volume"));
-        if volume["configMap"].is_object() {
-            args.push(format!("--volume={}:{target}{ro}", config_dir.display()));
-        } else if let Some(host) = volume["hostPath"]["path"].as_str() {
-            if volume["hostPath"]["type"] == "CharDevice" {
-                args.push(format!("--device={host}:{target}:r"));
-            } else if name == "state" {
-                // Each test run gets its own state, not the host's.
-                args.push(format!(
-                    "--volume={}:{target}",
-                    config_dir.join("state").display()
-                ));
-            } else {
-                if volume["hostPath"]["type"] == "DirectoryOrCreate" {
-                    std::fs::create_dir_all(host).expect("create a hostPath directory");
-                }
-                args.push(format!("--volume={host}:{target}{ro}"));
-            }
-        } else {
-            panic!("volume {name}: neither hostPath nor configMap");
-        }
-    }
-    PodOptions { args, caps_added }
-}
-
-#[derive(Clone, Copy, PartialEq)]
-enum SeccompChoice {
-    /// The DaemonSet as written.
-    Profile,
-    /// The runtime's default profile instead of oomscope.json.
-    RuntimeDefault,
-    /// The profile, but without this capability.
-    WithoutCapability(&'static str),
 }
 
 /// A config dir standing in for the ConfigMap: the image's own container
@@ -162,7 +37,7 @@ fn config_dir() -> tempfile::TempDir {
 
 /// Starts the agent container with `pod`'s options; its output goes to the
 /// file exporter at `<config_dir>/out/records.json` (mounted at /out).
-fn start_agent(name: &str, pod: &PodOptions, config_dir: &Path) -> Container {
+fn start_agent(image: &AgentImage, name: &str, pod: &PodOptions, config_dir: &Path) -> Container {
     let agent = Container::named(name);
     let mut args: Vec<String> = vec!["run".into(), "-d".into(), "--name".into(), name.into()];
     args.extend(pod.args.iter().cloned());
@@ -170,7 +45,7 @@ fn start_agent(name: &str, pod: &PodOptions, config_dir: &Path) -> Container {
         "--volume={}:/out",
         config_dir.join("out").display()
     ));
-    args.push(podman::agent_image().into());
+    args.push(image.tag.clone());
     args.extend(
         [
             "--config",
@@ -252,6 +127,8 @@ fn the_agent_in_its_image_with_the_daemonsets_privileges_reports_a_kill_in_anoth
         println!("SKIPPED: {reason}");
         return;
     }
+    let context = tempfile::tempdir().expect("tempdir");
+    let image = AgentImage::build(context.path(), "kill");
     let _slot = common::oom::oom_test_slot_blocking();
     let dir = config_dir();
     let pod = pod_options(&daemonset_pod_spec(), dir.path(), SeccompChoice::Profile);
@@ -260,7 +137,7 @@ fn the_agent_in_its_image_with_the_daemonsets_privileges_reports_a_kill_in_anoth
         "least privilege: {:?}",
         pod.caps_added
     );
-    let agent = start_agent("oomscope-test-agent", &pod, dir.path());
+    let agent = start_agent(&image, "oomscope-test-agent", &pod, dir.path());
     let logs = wait_for_log(&agent, "everything is ready", Duration::from_secs(120));
     assert!(logs.contains("ebpf=true"), "eBPF in the container:\n{logs}");
 
@@ -316,13 +193,15 @@ fn without_the_seccomp_profile_or_a_capability_doctor_and_the_agent_say_which() 
         println!("SKIPPED: {reason}");
         return;
     }
+    let context = tempfile::tempdir().expect("tempdir");
+    let image = AgentImage::build(context.path(), "denied");
     let spec = daemonset_pod_spec();
     let doctor = |choice: SeccompChoice| {
         let dir = config_dir();
         let pod = pod_options(&spec, dir.path(), choice);
         let mut args = vec!["run".to_string(), "--rm".to_string()];
         args.extend(pod.args.iter().cloned());
-        args.push(podman::agent_image().into());
+        args.push(image.tag.clone());
         args.push("doctor".into());
         let refs: Vec<&str> = args.iter().map(String::as_str).collect();
         let out = podman::podman_output(&refs);
@@ -358,7 +237,7 @@ fn without_the_seccomp_profile_or_a_capability_doctor_and_the_agent_say_which() 
     // The agent itself says the same once and goes on with the kernel log.
     let dir = config_dir();
     let pod = pod_options(&spec, dir.path(), SeccompChoice::RuntimeDefault);
-    let agent = start_agent("oomscope-test-agent-seccomp", &pod, dir.path());
+    let agent = start_agent(&image, "oomscope-test-agent-seccomp", &pod, dir.path());
     let logs = wait_for_log(&agent, "everything is ready", Duration::from_secs(120));
     assert!(
         logs.contains(

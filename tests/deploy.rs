@@ -20,6 +20,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use common::podman::{daemonset_pod_spec, pod_options, AgentImage as Image, SeccompChoice};
 use common::{free_port, is_root, machine_lock, skip, venv_python, LockMode};
 
 const TIMEOUT: Duration = Duration::from_secs(90);
@@ -75,7 +76,7 @@ fn have(tool: &str) -> bool {
 /// since 1.27 (Debian 12's kubernetes-client, 1.20, has kustomize v2).
 fn kustomize_missing() -> Option<String> {
     if !have("kubectl") {
-        return Some("kubectl is not installed (scripts/setup.sh installs it as root)".into());
+        return Some("kubectl is not installed (scripts/setup.sh --with-peers installs it)".into());
     }
     let output = Command::new("kubectl")
         .args(["version", "--client"])
@@ -327,57 +328,6 @@ fn check_objects(name: &str, docs: &[serde_json::Value]) {
     );
 }
 
-/// A podman image built from this test's binary, removed when dropped with
-/// the intermediate images of its build (they carry the label `LABEL`).
-struct Image {
-    tag: String,
-    label: String,
-}
-
-const LABEL: &str = "oomscope.test.build";
-
-impl Image {
-    /// `scripts/image-rootfs.sh` on the test's binary, then the
-    /// Containerfile's `prebuilt` path: local layers only.
-    fn build(context: &Path) -> Image {
-        run_ok(
-            Command::new(repo_root().join("scripts/image-rootfs.sh"))
-                .arg(env!("CARGO_BIN_EXE_oomscope"))
-                .arg(context.join("rootfs")),
-        );
-        let id = std::process::id();
-        let image = Image {
-            tag: format!("localhost/oomscope-test:{id}"),
-            label: format!("{LABEL}={id}"),
-        };
-        run_ok(
-            Command::new("podman")
-                .args(["build", "--quiet", "--build-arg", "BINARY_STAGE=prebuilt"])
-                .args(["--label", &image.label, "--tag", &image.tag, "--file"])
-                .arg(repo_root().join("Containerfile"))
-                .arg(context),
-        );
-        image
-    }
-}
-
-impl Drop for Image {
-    fn drop(&mut self) {
-        let filter = format!("label={}", self.label);
-        let ids = Command::new("podman")
-            .args(["images", "--all", "--quiet", "--filter", &filter])
-            .output()
-            .map(|o| stdout(&o))
-            .unwrap_or_default();
-        let _ = Command::new("podman")
-            .args(["rmi", "--force", &self.tag])
-            .args(ids.split_whitespace())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
-    }
-}
-
 /// Runs a podman command with the options this machine needs (runc: crun
 /// refuses hybrid cgroups; root lacks CAP_SYS_RESOURCE for podman's ulimits).
 fn podman_run(image: &Image, options: &[&str], command: &[&str]) -> Output {
@@ -505,7 +455,7 @@ fn container_image_builds_runs_and_plays_the_daemonset_pod() {
     }
     let dir = tempfile::tempdir().expect("tempdir");
     let context = dir.path().join("context");
-    let image = Image::build(&context);
+    let image = Image::build(&context, "deploy");
 
     // No shell, and the binary runs from its own libraries.
     let version = podman_run(&image, &[], &["--version"]);
@@ -535,7 +485,7 @@ fn container_image_builds_runs_and_plays_the_daemonset_pod() {
 
     ensure_tracefs();
     let seccomp = repo_root().join("deploy/kubernetes/seccomp/oomscope.json");
-    run_container(&image, dir.path(), &seccomp);
+    run_container(&image, dir.path());
     match kustomize_missing() {
         None => play_daemonset_pod(&image, dir.path(), &seccomp),
         Some(why) => skip(TEST, format!("the DaemonSet's pod was not played: {why}")),
@@ -544,44 +494,19 @@ fn container_image_builds_runs_and_plays_the_daemonset_pod() {
 
 /// The agent from the image with the DaemonSet's mounts, capabilities and
 /// seccomp profile, its built-in config: healthy, eBPF loaded.
-fn run_container(image: &Image, dir: &Path, seccomp: &Path) {
+fn run_container(image: &Image, dir: &Path) {
     let name = format!("oomscope-test-{}", std::process::id());
+    let pod = pod_options(&daemonset_pod_spec(), dir, SeccompChoice::Profile);
+    assert_eq!(pod.caps_added, CAPABILITIES, "the DaemonSet's capabilities");
     let state = dir.join("state");
-    std::fs::create_dir(&state).expect("mkdir state");
+    std::fs::create_dir_all(&state).expect("mkdir state");
     let health = free_port();
     let guard = PodmanGuard::Container(name.clone());
-    let caps = CAPABILITIES.join(",");
     let publish = format!("127.0.0.1:{health}:13133");
-    let seccomp_opt = format!("seccomp={}", seccomp.display());
-    let state_volume = format!("{}:/var/lib/oomscope", state.display());
     let output = Command::new("podman")
         .args(["--runtime", "runc", "run", "--detach", "--name", &name])
-        .args([
-            "--ulimit",
-            "nofile=20000:20000",
-            "--ulimit",
-            "nproc=4096:4096",
-        ])
-        .args([
-            "--pid",
-            "host",
-            "--read-only",
-            "--cap-drop",
-            "all",
-            "--cap-add",
-            &caps,
-        ])
-        .args(["--security-opt", &seccomp_opt])
-        .args(["--device", "/dev/kmsg:/dev/kmsg:r"])
-        .args([
-            "--volume",
-            "/proc:/host/proc:ro",
-            "--volume",
-            "/sys:/host/sys:ro",
-        ])
-        .args(["--volume", "/sys/kernel/tracing:/sys/kernel/tracing:ro"])
-        .args(["--volume", "/etc/passwd:/host/etc/passwd:ro"])
-        .args(["--volume", &state_volume, "--publish", &publish])
+        .args(&pod.args)
+        .args(["--publish", &publish])
         .arg(&image.tag)
         .output()
         .expect("podman run");

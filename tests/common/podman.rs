@@ -5,6 +5,7 @@
 //! ulimits (root lacks CAP_SYS_RESOURCE, so podman's defaults cannot be
 //! applied): [`run_args`] adds both.
 
+use serde_json::Value;
 use std::{
     path::{Path, PathBuf},
     process::{Command, Output},
@@ -98,15 +99,13 @@ impl Drop for Container {
     }
 }
 
-/// Builds `tag` from `containerfile` with `context`, plus `--build-arg`s.
-pub fn build(tag: &str, containerfile: &Path, context: &Path, build_args: &[&str]) {
-    let mut args = vec!["build", "-q", "-t", tag, "-f"];
+/// Builds `tag` from `containerfile` with `context`, plus `options` (such
+/// as `--build-arg`, `--label`).
+pub fn build(tag: &str, containerfile: &Path, context: &Path, options: &[&str]) {
     let file = containerfile.to_string_lossy().into_owned();
     let ctx = context.to_string_lossy().into_owned();
-    args.push(&file);
-    for a in build_args {
-        args.extend(["--build-arg", a]);
-    }
+    let mut args = vec!["build", "-q", "-t", tag, "-f", &file];
+    args.extend(options);
     args.push(&ctx);
     podman(&args);
 }
@@ -145,28 +144,178 @@ pub fn repo_root() -> PathBuf {
         .to_path_buf()
 }
 
-/// `localhost/oomscope:test`: the repository's Containerfile, its runtime
-/// stage fed with this test build's binary (the `prebuilt` way: no
-/// registry, no toolchain in a container).
-pub fn agent_image() -> &'static str {
-    static IMAGE: OnceLock<()> = OnceLock::new();
-    const TAG: &str = "localhost/oomscope:test";
-    IMAGE.get_or_init(|| {
-        let repo = repo_root();
-        let ctx = tempfile::tempdir().expect("tempdir");
-        let rootfs = ctx.path().join("rootfs");
-        let status = Command::new(repo.join("scripts/image-rootfs.sh"))
+/// The repository's image (Containerfile), its runtime stage fed with this
+/// test build's binary through `scripts/image-rootfs.sh` (the `prebuilt`
+/// way: local layers only, no registry, no toolchain in a container).
+/// Removed when dropped, with the intermediate images of its build (they
+/// carry the label).
+pub struct AgentImage {
+    pub tag: String,
+    label: String,
+}
+
+const BUILD_LABEL: &str = "oomscope.test.build";
+
+impl AgentImage {
+    /// Builds the image in `context` (a directory that must not exist yet
+    /// or be empty); `name` makes the tag unique per test.
+    pub fn build(context: &Path, name: &str) -> AgentImage {
+        let status = Command::new(repo_root().join("scripts/image-rootfs.sh"))
             .arg(env!("CARGO_BIN_EXE_oomscope"))
-            .arg(&rootfs)
+            .arg(context.join("rootfs"))
             .status()
             .expect("run scripts/image-rootfs.sh");
         assert!(status.success(), "scripts/image-rootfs.sh failed: {status}");
+        let id = format!("{name}-{}", std::process::id());
+        let image = AgentImage {
+            tag: format!("localhost/oomscope-test:{id}"),
+            label: format!("{BUILD_LABEL}={id}"),
+        };
+        let label = format!("--label={}", image.label);
         build(
-            TAG,
-            &repo.join("Containerfile"),
-            ctx.path(),
-            &["BINARY_STAGE=prebuilt"],
+            &image.tag,
+            &repo_root().join("Containerfile"),
+            context,
+            &["--build-arg", "BINARY_STAGE=prebuilt", &label],
         );
-    });
-    TAG
+        image
+    }
+}
+
+impl Drop for AgentImage {
+    fn drop(&mut self) {
+        let filter = format!("label={}", self.label);
+        let ids = podman_output(&["images", "--all", "--quiet", "--filter", &filter]);
+        let ids = String::from_utf8_lossy(&ids.stdout).into_owned();
+        let mut args = vec!["rmi", "--force", self.tag.as_str()];
+        args.extend(ids.split_whitespace());
+        let _ = podman_output(&args);
+    }
+}
+
+pub const DAEMONSET: &str = "deploy/kubernetes/base/daemonset.yaml";
+pub const SECCOMP_PROFILE: &str = "deploy/kubernetes/seccomp/oomscope.json";
+
+/// The DaemonSet's pod spec, as JSON.
+pub fn daemonset_pod_spec() -> Value {
+    let path = repo_root().join(DAEMONSET);
+    let text = std::fs::read_to_string(&path).expect("read the DaemonSet manifest");
+    let node = oomscope::config::parse_yaml(DAEMONSET, &text).expect("the manifest parses");
+    let manifest: Value = oomscope::config::from_node(&node).expect("the manifest decodes");
+    assert_eq!(
+        manifest["kind"], "DaemonSet",
+        "{DAEMONSET} is not a DaemonSet"
+    );
+    manifest["spec"]["template"]["spec"].clone()
+}
+
+fn is_true(v: &Value) -> bool {
+    v.as_bool() == Some(true) || v.as_str() == Some("true")
+}
+
+/// What `podman run` needs to give the agent container the DaemonSet's
+/// privileges and mounts: hostPID, capabilities (drop then add), the
+/// Localhost seccomp profile, a read-only root, each hostPath volume at its
+/// mountPath (char devices as devices), and the configMap volume from
+/// `config_dir`. Asserts the spec keeps least privilege (not privileged).
+pub struct PodOptions {
+    pub args: Vec<String>,
+    pub caps_added: Vec<String>,
+}
+
+pub fn pod_options(spec: &Value, config_dir: &Path, seccomp: SeccompChoice) -> PodOptions {
+    let container = &spec["containers"][0];
+    let security = &container["securityContext"];
+    assert!(
+        !is_true(&security["privileged"]),
+        "the DaemonSet must not run privileged"
+    );
+    let mut args: Vec<String> = run_args().iter().map(|s| s.to_string()).collect();
+    if is_true(&spec["hostPID"]) {
+        args.push("--pid=host".into());
+    }
+    for cap in security["capabilities"]["drop"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
+        args.push(format!("--cap-drop={}", cap.as_str().unwrap_or_default()));
+    }
+    let mut caps_added = Vec::new();
+    for cap in security["capabilities"]["add"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
+        let cap = cap.as_str().unwrap_or_default().to_string();
+        if let SeccompChoice::WithoutCapability(dropped) = seccomp {
+            if cap == dropped {
+                continue;
+            }
+        }
+        args.push(format!("--cap-add={cap}"));
+        caps_added.push(cap);
+    }
+    let profile = &spec["securityContext"]["seccompProfile"];
+    assert_eq!(profile["type"], "Localhost", "the pod's seccomp profile");
+    match seccomp {
+        SeccompChoice::RuntimeDefault => {}
+        _ => {
+            let path = repo_root().join(SECCOMP_PROFILE);
+            assert_eq!(
+                profile["localhostProfile"].as_str(),
+                path.file_name().and_then(|n| n.to_str()),
+                "the DaemonSet names {SECCOMP_PROFILE}"
+            );
+            args.push(format!("--security-opt=seccomp={}", path.display()));
+        }
+    }
+    if is_true(&security["readOnlyRootFilesystem"]) {
+        args.push("--read-only".into());
+    }
+    let volumes = spec["volumes"].as_array().cloned().unwrap_or_default();
+    for mount in container["volumeMounts"].as_array().into_iter().flatten() {
+        let name = mount["name"].as_str().unwrap_or_default();
+        let target = mount["mountPath"].as_str().unwrap_or_default();
+        let ro = if is_true(&mount["readOnly"]) {
+            ":ro"
+        } else {
+            ""
+        };
+        let volume = volumes
+            .iter()
+            .find(|v| v["name"] == name)
+            .unwrap_or_else(|| panic!("volumeMount {name} has no volume"));
+        if volume["configMap"].is_object() {
+            args.push(format!("--volume={}:{target}{ro}", config_dir.display()));
+        } else if let Some(host) = volume["hostPath"]["path"].as_str() {
+            if volume["hostPath"]["type"] == "CharDevice" {
+                args.push(format!("--device={host}:{target}:r"));
+            } else if name == "state" {
+                // Each test run gets its own state, not the host's.
+                args.push(format!(
+                    "--volume={}:{target}",
+                    config_dir.join("state").display()
+                ));
+            } else {
+                if volume["hostPath"]["type"] == "DirectoryOrCreate" {
+                    std::fs::create_dir_all(host).expect("create a hostPath directory");
+                }
+                args.push(format!("--volume={host}:{target}{ro}"));
+            }
+        } else {
+            panic!("volume {name}: neither hostPath nor configMap");
+        }
+    }
+    PodOptions { args, caps_added }
+}
+
+#[derive(Clone, Copy, PartialEq)]
+pub enum SeccompChoice {
+    /// The DaemonSet as written.
+    Profile,
+    /// The runtime's default profile instead of oomscope.json.
+    RuntimeDefault,
+    /// The profile, but without this capability.
+    WithoutCapability(&'static str),
 }
