@@ -1,6 +1,7 @@
 //! Shared helpers for the integration tests. Each test crate uses a subset.
 //!
 //! - [`oom`]: a contained OOM kill (memory cgroup + python3 allocator).
+//! - [`fleet`]: simulated nodes (one agent each) behind one gateway, and a backend.
 //! - [`rotel`]: rotel as an OTLP backend, and a parser for what it received.
 //! - [`oomscope`]: runs the oomscope binary with a config file.
 //! - [`otlp`]: OTLP requests to oomscope, and reading its file exporter output.
@@ -13,6 +14,7 @@
 
 pub mod adversarial;
 pub mod faults;
+pub mod fleet;
 pub mod kernel_log;
 pub mod oom;
 pub mod oomscope;

@@ -38,15 +38,20 @@ pub enum CgroupVersion {
     V2,
 }
 
-/// A memory cgroup with a limit; removed on drop.
+/// A memory cgroup, with a limit unless it only groups others; removed on
+/// drop (its children must be dropped first).
 #[derive(Debug)]
 pub struct MemoryCgroup {
     path: PathBuf,
+    /// Its path inside the hierarchy, as the kernel names it: `/a/b`.
+    relative: String,
     version: CgroupVersion,
+    /// Whether it has a limit of its own (only then may it hold an allocator).
+    limited: bool,
 }
 
 /// Where a memory controller is available, v2 first.
-fn find_memory_hierarchy() -> Option<(PathBuf, CgroupVersion)> {
+pub fn find_memory_hierarchy() -> Option<(PathBuf, CgroupVersion)> {
     for root in ["/sys/fs/cgroup", "/sys/fs/cgroup/unified"] {
         let controllers = fs::read_to_string(Path::new(root).join("cgroup.controllers"));
         if controllers.is_ok_and(|c| c.split_whitespace().any(|name| name == "memory")) {
@@ -65,25 +70,44 @@ impl MemoryCgroup {
     /// `Ok(None)` when the host has no memory controller.
     pub fn create(limit: u64) -> io::Result<Option<Self>> {
         static SEQ: AtomicU32 = AtomicU32::new(0);
-        let Some((root, version)) = find_memory_hierarchy() else {
-            return Ok(None);
-        };
         let name = format!(
             "oomscope-test-{}-{}",
             std::process::id(),
             SEQ.fetch_add(1, Ordering::Relaxed)
         );
-        let path = root.join(name);
+        Self::create_at(&name, Some(limit))
+    }
+
+    /// Creates the cgroup `relative` (`a/b/c`, inside the memory hierarchy;
+    /// its parent must exist), limited to `limit` bytes (no swap), or without
+    /// a limit of its own when `limit` is `None` (a cgroup that groups
+    /// others). On cgroup v2 the memory controller is enabled for the
+    /// parent's children. `Ok(None)` when the host has no memory controller.
+    pub fn create_at(relative: &str, limit: Option<u64>) -> io::Result<Option<Self>> {
+        let Some((root, version)) = find_memory_hierarchy() else {
+            return Ok(None);
+        };
+        let relative = relative.trim_matches('/');
+        let path = root.join(relative);
         if version == CgroupVersion::V2 {
-            // The memory controller must be enabled for the children of `root`.
-            let control = root.join("cgroup.subtree_control");
+            // The memory controller must be enabled for the children of the parent.
+            let parent = path.parent().unwrap_or(&root);
+            let control = parent.join("cgroup.subtree_control");
             let enabled = fs::read_to_string(&control)?;
             if !enabled.split_whitespace().any(|c| c == "memory") {
                 fs::write(&control, "+memory")?;
             }
         }
         fs::create_dir(&path)?;
-        let cgroup = Self { path, version };
+        let cgroup = Self {
+            path,
+            relative: format!("/{relative}"),
+            version,
+            limited: limit.is_some(),
+        };
+        let Some(limit) = limit else {
+            return Ok(Some(cgroup));
+        };
         let limit_file = match version {
             CgroupVersion::V1 => "memory.limit_in_bytes",
             CgroupVersion::V2 => "memory.max",
@@ -111,15 +135,10 @@ impl MemoryCgroup {
     }
 
     /// Its path inside the hierarchy, as the kernel names it (in
-    /// /proc/PID/cgroup and its OOM reports): `/<name>`.
+    /// /proc/PID/cgroup and its OOM reports): `/<name>`, or `/a/b/<name>`
+    /// for one made with [`MemoryCgroup::create_at`].
     pub fn cgroup_path(&self) -> String {
-        format!(
-            "/{}",
-            self.path
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default()
-        )
+        self.relative.clone()
     }
 
     /// Its memory usage and limit files (v1 `memory.usage_in_bytes` and
@@ -140,6 +159,12 @@ impl MemoryCgroup {
     /// Starts `python3` inside the cgroup, allocating until it is OOM-killed.
     /// The child's pid is python's pid (`sh` execs it).
     pub fn spawn_allocator(&self) -> io::Result<OomChild> {
+        if !self.limited {
+            return Err(io::Error::other(format!(
+                "{} has no limit of its own: refusing to allocate in it",
+                self.path.display()
+            )));
+        }
         let procs = self.path.join("cgroup.procs");
         // `set -e`: if joining the cgroup fails, never exec the allocator.
         let child = Command::new("sh")

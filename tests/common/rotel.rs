@@ -42,6 +42,9 @@ pub struct Rotel {
     /// [`Rotel::received`]), `basic` prints one line per batch with its
     /// count (read back by [`Rotel::log_count`]), cheap at any volume.
     verbosity: &'static str,
+    /// A gateway's next hop: rotel forwards everything there over OTLP/gRPC
+    /// instead of dumping it (see [`Rotel::start_gateway`]).
+    forward_to: Option<SocketAddr>,
 }
 
 impl Rotel {
@@ -57,7 +60,19 @@ impl Rotel {
         Self::start_with("basic")
     }
 
+    /// rotel as a collector gateway: what it receives goes on to `backend`'s
+    /// OTLP/gRPC endpoint (with a generous request timeout, so that a slow
+    /// backend does not make rotel resend, and duplicate, a request).
+    /// Nothing is dumped: read what arrived at the backend.
+    pub fn start_gateway(backend: SocketAddr) -> Self {
+        Self::start_inner("basic", Some(backend))
+    }
+
     fn start_with(verbosity: &'static str) -> Self {
+        Self::start_inner(verbosity, None)
+    }
+
+    fn start_inner(verbosity: &'static str, forward_to: Option<SocketAddr>) -> Self {
         let grpc = SocketAddr::from(([127, 0, 0, 1], free_port()));
         let http = SocketAddr::from(([127, 0, 0, 1], free_port()));
         let dir = tempfile::tempdir().expect("tempdir");
@@ -69,6 +84,7 @@ impl Rotel {
             output,
             dir,
             verbosity,
+            forward_to,
         };
         rotel.spawn();
         rotel
@@ -82,13 +98,23 @@ impl Rotel {
             .open(&self.output)
             .expect("open rotel output file");
         let err = out.try_clone().expect("clone output file");
-        let child = Command::new(rotel_agent_bin())
+        let mut command = Command::new(rotel_agent_bin());
+        command
             .arg("start")
             .args(["--otlp-grpc-endpoint", &self.grpc.to_string()])
-            .args(["--otlp-http-endpoint", &self.http.to_string()])
-            .args(["--exporter", "blackhole"])
-            .args(["--debug-log", "logs", "--debug-log", "metrics"])
-            .args(["--debug-log-verbosity", self.verbosity])
+            .args(["--otlp-http-endpoint", &self.http.to_string()]);
+        match self.forward_to {
+            Some(backend) => command
+                .args(["--exporter", "otlp"])
+                .args(["--otlp-exporter-endpoint", &format!("http://{backend}")])
+                .args(["--otlp-exporter-protocol", "grpc"])
+                .args(["--otlp-exporter-request-timeout", "60s"]),
+            None => command
+                .args(["--exporter", "blackhole"])
+                .args(["--debug-log", "logs", "--debug-log", "metrics"])
+                .args(["--debug-log-verbosity", self.verbosity]),
+        };
+        let child = command
             .args(["--log-format", "json"])
             // Not used in the foreground, but keep it out of the shared /tmp default.
             .arg("--pid-file")
@@ -156,6 +182,22 @@ impl Rotel {
         }
         let _ = child.kill();
         let _ = child.wait();
+    }
+
+    /// Kills rotel with SIGKILL (a gateway that crashes): what it holds in
+    /// memory is gone, and its ports stop accepting.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Whether rotel is running (started and not exited).
+    pub fn is_running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
     }
 
     /// Starts rotel again on the same ports (after [`Rotel::stop`]).
