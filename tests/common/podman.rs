@@ -45,8 +45,11 @@ pub fn podman(args: &[&str]) -> String {
 }
 
 /// Runs podman with `args` (using runc) and returns its output, whatever it is.
+/// From the temp directory: conmon writes a file named `oom` into its working
+/// directory when its container is OOM-killed.
 pub fn podman_output(args: &[&str]) -> Output {
     Command::new("podman")
+        .current_dir(std::env::temp_dir())
         .args(["--runtime", "runc"])
         .args(args)
         .output()
