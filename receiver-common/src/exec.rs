@@ -16,19 +16,20 @@ pub const EXEC_ARGS_BYTES: usize = 512;
 /// Arguments read at most (the verifier needs a bounded loop).
 pub const EXEC_ARGS_MAX_ARGS: u32 = 64;
 /// Entries of [`PENDING_ARGS_MAP`]: execs between their syscall entry and
-/// their success (a failed exec's entry stays until evicted). About
-/// 256 × 608 bytes ≈ 150 KiB.
+/// their success (a failed exec's entry stays until evicted). 256 × 624
+/// bytes ≈ 160 KB.
 pub const PENDING_ARGS_ENTRIES: u32 = 256;
 
 /// Entries of [`EXEC_ARGS_MAP`]: processes exec'd since the agent started and
 /// still alive (a dead one's entry moves to [`EXITED_ARGS_MAP`]). The map is
-/// preallocated: about 4096 × 608 bytes (value, key and the kernel's
-/// per-element header) ≈ 2.4 MiB, charged to the agent's memory cgroup on
-/// kernels ≥ 5.11 (to RLIMIT_MEMLOCK before).
+/// preallocated: 4096 × 624 bytes (value, key and the kernel's per-element
+/// header; `memlock` in the map's fdinfo on Linux 6.18) ≈ 2.4 MiB, charged to
+/// the agent's memory cgroup on kernels ≥ 5.11 (to RLIMIT_MEMLOCK before).
+/// With the other two maps and the scratch slot, the hook costs ≈ 3.2 MiB.
 pub const EXEC_ARGS_ENTRIES: u32 = 4096;
 /// Entries of [`EXITED_ARGS_MAP`]: the most recently exited processes (an OOM
 /// victim's entry must outlive its exit until user space reads it, within
-/// milliseconds). About 1024 × 608 bytes ≈ 0.6 MiB.
+/// milliseconds). 1024 × 624 bytes ≈ 0.6 MiB.
 pub const EXITED_ARGS_ENTRIES: u32 = 1024;
 
 /// Bits of [`ExecArgs::flags`].

@@ -5,7 +5,9 @@ use aya_ebpf::{
     maps::{LruHashMap, PerCpuArray, RingBuf},
 };
 use receiver_common::{
-    exec::{ExecArgs, EXEC_ARGS_BYTES, EXEC_ARGS_ENTRIES, EXITED_ARGS_ENTRIES, PENDING_ARGS_ENTRIES},
+    exec::{
+        ExecArgs, EXEC_ARGS_BYTES, EXEC_ARGS_ENTRIES, EXITED_ARGS_ENTRIES, PENDING_ARGS_ENTRIES,
+    },
     oom::OOM_EVENTS_BYTES,
 };
 

@@ -3,7 +3,9 @@
 //! however many short-lived ones come and go, and an OOM victim's entry
 //! outlives its exit for as long as user space needs to read it.
 
-use aya_ebpf::{helpers::bpf_get_current_pid_tgid, macros::tracepoint, programs::TracePointContext};
+use aya_ebpf::{
+    helpers::bpf_get_current_pid_tgid, macros::tracepoint, programs::TracePointContext,
+};
 use receiver_common::oom::FIELD_ABSENT;
 
 use super::exec_args::{layout, read_field};

@@ -162,15 +162,17 @@ format:
         assert_eq!(parse_exec_format(EXECVE_6_18), Ok(24));
         assert_eq!(parse_exec_format(EXECVEAT_6_18), Ok(32));
         assert_eq!(parse_exit_format(EXIT_6_18), Some(32));
-        let old_exit = EXIT_6_18.replace("\tfield:bool group_dead;\toffset:32;\tsize:1;\tsigned:0;\n", "");
+        let old_exit = EXIT_6_18.replace(
+            "\tfield:bool group_dead;\toffset:32;\tsize:1;\tsigned:0;\n",
+            "",
+        );
         assert_eq!(parse_exit_format(&old_exit), None);
         assert!(parse_exec_format(&EXECVE_6_18.replace("argv", "args")).is_err());
         assert!(parse_exec_format("").is_err());
         // A 32-bit kernel's 4-byte pointers are not read.
-        assert!(parse_exec_format(&EXECVE_6_18.replace(
-            "argv;\toffset:24;\tsize:8",
-            "argv;\toffset:24;\tsize:4"
-        ))
+        assert!(parse_exec_format(
+            &EXECVE_6_18.replace("argv;\toffset:24;\tsize:8", "argv;\toffset:24;\tsize:4")
+        )
         .is_err());
     }
 

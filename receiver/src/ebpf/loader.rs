@@ -462,8 +462,7 @@ fn attach_exec_hooks(
     };
     // The commit first: an entry recorded at exec is of use only once it
     // is committed.
-    if let Err(why) = attach_tracepoint(ebpf, PROCESS_EXEC_PROGRAM, "sched", "sched_process_exec")
-    {
+    if let Err(why) = attach_tracepoint(ebpf, PROCESS_EXEC_PROGRAM, "sched", "sched_process_exec") {
         return unavailable(why);
     }
     if let Err(why) = attach_tracepoint(ebpf, EXECVE_PROGRAM, "syscalls", "sys_enter_execve") {

@@ -82,15 +82,19 @@ pub fn recorded_command_line(
     kill_ktime_ns: Option<u64>,
     secret_keys: &[String],
 ) -> Option<String> {
-    recorded.iter().find_map(|entry| {
-        match victim_args(entry, comm, kill_ktime_ns) {
+    recorded
+        .iter()
+        .find_map(|entry| match victim_args(entry, comm, kill_ktime_ns) {
             Ok(args) => Some(redact_args(&args, secret_keys).join(" ")),
             Err(why) => {
-                tracing::debug!(?why, comm, "an exec record for the victim's pid is not the victim's");
+                tracing::debug!(
+                    ?why,
+                    comm,
+                    "an exec record for the victim's pid is not the victim's"
+                );
                 None
             }
-        }
-    })
+        })
 }
 
 fn read_bounded(path: &Path, max: usize) -> Option<Vec<u8>> {
