@@ -5,12 +5,13 @@ use std::process::Command;
 
 use serde_json::Value;
 
-const CHECKS: [&str; 13] = [
+const CHECKS: [&str; 14] = [
     "kernel",
     "btf",
     "tracefs",
     "tracepoint",
     "capabilities",
+    "seccomp",
     "lockdown",
     "unprivileged_bpf_disabled",
     "cgroup",
