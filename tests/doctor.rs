@@ -5,12 +5,13 @@ use std::process::Command;
 
 use serde_json::Value;
 
-const CHECKS: [&str; 12] = [
+const CHECKS: [&str; 14] = [
     "kernel",
     "btf",
     "tracefs",
     "tracepoint",
     "capabilities",
+    "seccomp",
     "lockdown",
     "unprivileged_bpf_disabled",
     "cgroup",
@@ -18,6 +19,7 @@ const CHECKS: [&str; 12] = [
     "kmsg",
     "vmstat_oom_kill",
     "ebpf_probe",
+    "exec_hook",
 ];
 
 fn doctor(args: &[&str]) -> (Option<i32>, Value) {
@@ -94,6 +96,7 @@ fn as_root_the_tracepoint_kmsg_and_probe_are_ok() {
         "tracepoint",
         "kmsg",
         "ebpf_probe",
+        "exec_hook",
         "btf",
         "vmstat_oom_kill",
     ] {

@@ -33,6 +33,18 @@ fn start_agent_with_events(
     rotel: Option<&Rotel>,
     events: u16,
 ) -> (Oomscope, u16) {
+    start_agent_configured(out, mode, rotel, events, "")
+}
+
+/// Like [`start_agent_with_events`], with `oom_extra` (indented YAML lines)
+/// added to the oom receiver's config.
+fn start_agent_configured(
+    out: &Path,
+    mode: &str,
+    rotel: Option<&Rotel>,
+    events: u16,
+    oom_extra: &str,
+) -> (Oomscope, u16) {
     let health = free_port();
     let (rotel_exporter, rotel_name) = match rotel {
         Some(r) => (
@@ -50,7 +62,7 @@ receivers:
   oom:
     mode: {mode}
     events: {{ endpoint: "127.0.0.1:{events}" }}
-processors:
+{oom_extra}processors:
   batch: {{ timeout: 5s }}
 exporters:
   file: {{ path: "{out}" }}
@@ -546,4 +558,138 @@ async fn oomscope_events_streams_a_real_kill() {
     let _ = events.kill().await;
     let (status, clean) = agent.stop(TIMEOUT);
     assert!(clean && status.success(), "{}", agent.output());
+}
+
+/// Kills `rounds` allocators one after the other, each with `extra`
+/// arguments, and returns each record's `process.command_line` with the
+/// allocator's argv. The agent reads /proc from `proc_path` (`None`: the
+/// real one).
+async fn command_lines_of_kills(
+    test: &str,
+    rounds: usize,
+    extra: &[String],
+    proc_path: Option<&Path>,
+) -> Option<Vec<(Option<String>, Vec<String>)>> {
+    if !is_root() {
+        skip(test, "needs root (eBPF, /dev/kmsg, memory cgroups)");
+        return None;
+    }
+    let _slot = common::oom::oom_test_slot().await;
+    let Some(cgroup) = MemoryCgroup::create(OOM_LIMIT_BYTES).expect("create the test cgroup")
+    else {
+        skip(test, "no memory cgroup controller to contain an OOM kill");
+        return None;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("out.jsonl");
+    let oom_extra = proc_path
+        .map(|p| format!("    proc_path: \"{}\"\n", p.display()))
+        .unwrap_or_default();
+    let (mut agent, _) = start_agent_configured(&out, "ebpf", None, free_port(), &oom_extra);
+    let mut kills = Vec::new();
+    for _ in 0..rounds {
+        let (mut child, argv) = cgroup
+            .spawn_allocator_with_args(extra)
+            .expect("spawn the allocator");
+        let pid = child.pid();
+        let status = child.wait().expect("wait");
+        assert_eq!(
+            std::os::unix::process::ExitStatusExt::signal(&status),
+            Some(libc::SIGKILL),
+            "the allocator was OOM-killed"
+        );
+        kills.push((pid, argv));
+    }
+    let records = oom_records(&out, rounds, &agent);
+    let lines = kills
+        .into_iter()
+        .map(|(pid, argv)| {
+            let r = record_for(&records, pid);
+            assert_eq!(attr_str(r, "oom.source").as_deref(), Some("ebpf"), "{r:#}");
+            (attr_str(r, "process.command_line"), argv)
+        })
+        .collect();
+    let (status, clean) = agent.stop(TIMEOUT);
+    assert!(clean && status.success(), "{}", agent.output());
+    Some(lines)
+}
+
+/// Arguments that identify a round and make the command line longer than
+/// the kernel's first read of the victim's stack could race for.
+fn marker_args(n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("--marker-{i}=value{i}")).collect()
+}
+
+/// The victim dies within microseconds of being marked and its memory goes
+/// with it; /proc is read when the event arrives, often too late. Over
+/// several kills in a row, every record still has the exact command line
+/// (from /proc or from the exec hook).
+#[tokio::test(flavor = "multi_thread")]
+async fn every_kill_has_its_exact_command_line() {
+    let Some(lines) = command_lines_of_kills(
+        "every_kill_has_its_exact_command_line",
+        5,
+        &marker_args(3),
+        None,
+    )
+    .await
+    else {
+        return;
+    };
+    for (got, argv) in lines {
+        assert_eq!(got, Some(argv.join(" ")));
+    }
+}
+
+/// /proc gives nothing (an empty `proc_path`), as when every victim has
+/// exited before it is read: the command lines come from the exec hook alone,
+/// exact.
+#[tokio::test(flavor = "multi_thread")]
+async fn without_proc_the_exec_hook_gives_the_exact_command_line() {
+    let empty_proc = tempfile::tempdir().expect("tempdir");
+    let Some(lines) = command_lines_of_kills(
+        "without_proc_the_exec_hook_gives_the_exact_command_line",
+        5,
+        &marker_args(3),
+        Some(empty_proc.path()),
+    )
+    .await
+    else {
+        return;
+    };
+    for (got, argv) in lines {
+        assert_eq!(got, Some(argv.join(" ")));
+    }
+}
+
+/// An argv longer than the exec hook's bound (512 bytes, NUL-separated) is
+/// cut at the bound: the command line is exactly its first 512 bytes, the
+/// last argument cut, nothing else.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_long_command_line_from_the_exec_hook_is_cut_not_garbled() {
+    const BOUND: usize = 512;
+    let empty_proc = tempfile::tempdir().expect("tempdir");
+    let Some(lines) = command_lines_of_kills(
+        "a_long_command_line_from_the_exec_hook_is_cut_not_garbled",
+        1,
+        &marker_args(60),
+        Some(empty_proc.path()),
+    )
+    .await
+    else {
+        return;
+    };
+    for (got, argv) in lines {
+        let mut recorded: Vec<u8> = argv.iter().flat_map(|a| a.bytes().chain([0])).collect();
+        assert!(recorded.len() > BOUND, "the argv must exceed the bound");
+        recorded.truncate(BOUND);
+        let expected = recorded
+            .split(|b| *b == 0)
+            .filter(|a| !a.is_empty())
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect::<Vec<_>>()
+            .join(" ");
+        assert!(argv.join(" ").starts_with(&expected));
+        assert_eq!(got, Some(expected));
+    }
 }

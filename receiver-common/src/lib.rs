@@ -5,4 +5,5 @@
 //! One module per event.
 #![no_std]
 
+pub mod exec;
 pub mod oom;

@@ -2,9 +2,14 @@
 
 use aya_ebpf::{
     macros::map,
-    maps::{PerCpuArray, RingBuf},
+    maps::{LruHashMap, PerCpuArray, RingBuf},
 };
-use receiver_common::oom::OOM_EVENTS_BYTES;
+use receiver_common::{
+    exec::{
+        ExecArgs, EXEC_ARGS_BYTES, EXEC_ARGS_ENTRIES, EXITED_ARGS_ENTRIES, PENDING_ARGS_ENTRIES,
+    },
+    oom::OOM_EVENTS_BYTES,
+};
 
 /// `OomVictimEvent`s for user space.
 #[map]
@@ -23,3 +28,40 @@ pub fn count_drop() {
         unsafe { *slot += 1 };
     }
 }
+
+/// argv of execs in flight, by tgid: moved to `EXEC_ARGS` when the exec
+/// succeeds.
+#[map]
+pub static PENDING_ARGS: LruHashMap<u32, ExecArgs> =
+    LruHashMap::with_max_entries(PENDING_ARGS_ENTRIES, 0);
+
+/// argv of live processes, by tgid (`receiver_common::exec`).
+#[map]
+pub static EXEC_ARGS: LruHashMap<u32, ExecArgs> =
+    LruHashMap::with_max_entries(EXEC_ARGS_ENTRIES, 0);
+
+/// argv of recently exited processes, by tgid: an OOM victim's entry moves
+/// here when it exits, which may be before user space has read it.
+#[map]
+pub static EXITED_ARGS: LruHashMap<u32, ExecArgs> =
+    LruHashMap::with_max_entries(EXITED_ARGS_ENTRIES, 0);
+
+/// Where an exec's entry is built before it is stored (too big for the
+/// 512-byte stack).
+#[repr(C)]
+pub struct ExecScratch {
+    /// `bpf_get_current_pid_tgid()` of the run filling it: a run preempted
+    /// by another exec on its CPU (syscall tracepoints may run preemptibly)
+    /// sees another owner before storing, and drops its mixed entry.
+    pub owner: u64,
+    /// The entry to store.
+    pub entry: ExecArgs,
+    /// Room after `entry.args`: each argument is read with the full
+    /// `EXEC_ARGS_BYTES` as its bound at an offset below `EXEC_ARGS_BYTES`,
+    /// so a read may run this far past the end (that part is dropped).
+    pub overflow: [u8; EXEC_ARGS_BYTES],
+}
+
+/// Slot 0: this CPU's [`ExecScratch`].
+#[map]
+pub static EXEC_SCRATCH: PerCpuArray<ExecScratch> = PerCpuArray::with_max_entries(1, 0);

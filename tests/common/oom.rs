@@ -178,6 +178,40 @@ impl MemoryCgroup {
     }
 }
 
+impl MemoryCgroup {
+    /// Like [`Self::spawn_allocator`], with `extra` arguments after the
+    /// script (python ignores them). Returns the child and the allocator's
+    /// exact argv (`python3 -c SCRIPT EXTRA...`).
+    pub fn spawn_allocator_with_args(
+        &self,
+        extra: &[String],
+    ) -> io::Result<(OomChild, Vec<String>)> {
+        // The interpreter itself, not a wrapper on PATH (pyenv's shim execs
+        // it with another argv[0]).
+        let output = Command::new("python3")
+            .args(["-c", "import sys; print(sys.executable)"])
+            .output()?;
+        let python = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+        if !output.status.success() || python.is_empty() {
+            return Err(io::Error::other("python3 does not name its executable"));
+        }
+        let procs = self.path.join("cgroup.procs");
+        let child = Command::new("sh")
+            .arg("-c")
+            .arg(r#"set -e; echo $$ > "$1"; shift; exec "$@""#)
+            .arg("sh")
+            .arg(&procs)
+            .arg(&python)
+            .arg("-c")
+            .arg(PYTHON_ALLOCATOR)
+            .args(extra)
+            .spawn()?;
+        let mut argv = vec![python, "-c".to_owned(), PYTHON_ALLOCATOR.to_owned()];
+        argv.extend(extra.iter().cloned());
+        Ok((OomChild { child }, argv))
+    }
+}
+
 impl Drop for MemoryCgroup {
     fn drop(&mut self) {
         // rmdir fails with EBUSY until the killed task has fully exited.

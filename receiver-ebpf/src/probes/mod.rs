@@ -1,3 +1,6 @@
 //! One probe per file.
 
+pub mod exec_args;
+pub mod exec_commit;
 pub mod mark_victim;
+pub mod process_exit;

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use procfs::FromRead;
 use serde::Serialize;
 
-use crate::ebpf::{parse_mark_victim_format, MarkVictimLayout, FIELD_ABSENT};
+use crate::ebpf::{parse_mark_victim_format, ExecHookStatus, MarkVictimLayout, FIELD_ABSENT};
 
 use crate::ebpf::access::{can_load_bpf, CallOutcome, EbpfAccess};
 pub use crate::ebpf::access::{
@@ -151,6 +151,9 @@ pub struct Facts {
     pub vmstat_oom_kill: Result<u64, String>,
     /// The eBPF load attempt.
     pub probe: ProbeFact,
+    /// The exec hook (command lines recorded at exec): what it records, or
+    /// why it cannot.
+    pub exec_hook: Result<String, String>,
 }
 
 /// The OOM source the agent will use.
@@ -348,21 +351,41 @@ fn psi_memory() -> Result<(), String> {
         .map_err(|e| format!("{PSI_MEMORY_PATH}: {e}"))
 }
 
-fn probe_ebpf() -> ProbeFact {
+/// The load attempt, and the exec hook's status when the load succeeded.
+fn probe_ebpf() -> (ProbeFact, Option<ExecHookStatus>) {
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
     {
         Ok(runtime) => runtime,
-        Err(e) => return ProbeFact::Failed(format!("cannot start a tokio runtime: {e}")),
+        Err(e) => {
+            return (
+                ProbeFact::Failed(format!("cannot start a tokio runtime: {e}")),
+                None,
+            )
+        }
     };
-    // Dropping the probe detaches the program again.
+    // Dropping the probe detaches the programs again.
     runtime.block_on(async {
         match crate::ebpf::load_mark_victim() {
-            Ok(_probe) => ProbeFact::Loaded,
-            Err(e) => ProbeFact::Failed(format!("{e:#}")),
+            Ok(probe) => (ProbeFact::Loaded, Some(probe.exec_hooks().clone())),
+            Err(e) => (ProbeFact::Failed(format!("{e:#}")), None),
         }
     })
+}
+
+/// The exec hook as the probe found it, else whether its tracepoint is there.
+fn exec_hook_fact(probed: Option<ExecHookStatus>) -> Result<String, String> {
+    match probed {
+        Some(status @ ExecHookStatus::Attached { .. }) => Ok(format!("{status}, then detached")),
+        Some(ExecHookStatus::Unavailable(why)) => Err(why),
+        None => crate::ebpf::exec_layout().map(|_| {
+            format!(
+                "syscalls/sys_enter_execve found ({}; not attached: no probe)",
+                crate::ebpf::loader::EXECVE_FORMAT
+            )
+        }),
+    }
 }
 
 /// Reads the facts of this host. With `probe`, first tries to load and
@@ -372,10 +395,10 @@ fn probe_ebpf() -> ProbeFact {
 pub fn gather(probe: bool, no_probe_reason: &str) -> Facts {
     let mounts_before = read(MOUNTS_PATH).unwrap_or_default();
     let tracefs_before = tracefs_mounts(&mounts_before);
-    let probe = if probe {
+    let (probe, exec_hook) = if probe {
         probe_ebpf()
     } else {
-        ProbeFact::NotRun(no_probe_reason.to_owned())
+        (ProbeFact::NotRun(no_probe_reason.to_owned()), None)
     };
     let mounts_text = read(MOUNTS_PATH).unwrap_or_default();
     let tracefs_now = tracefs_mounts(&mounts_text);
@@ -405,6 +428,7 @@ pub fn gather(probe: bool, no_probe_reason: &str) -> Facts {
             .map_err(|e| format!("opening {KMSG_PATH}: {e}")),
         vmstat_oom_kill: vmstat_oom_kill(),
         probe,
+        exec_hook: exec_hook_fact(exec_hook),
     }
 }
 
@@ -432,6 +456,7 @@ pub fn assess(facts: &Facts) -> Report {
     findings.check_vmstat_oom_kill(&facts.vmstat_oom_kill);
     let ebpf_likely = tracepoint_absent.is_some() && tracefs_ok && can_bpf;
     let ebpf_ok = findings.check_ebpf_probe(&facts.probe, ebpf_likely);
+    findings.check_exec_hook(&facts.exec_hook, ebpf_ok);
     findings.verdict(ebpf_ok, tracepoint_absent, facts.kmsg.is_ok())
 }
 
@@ -789,6 +814,36 @@ impl Findings {
         }
     }
 
+    /// The exec hook: without it, a victim that has exited its memory before
+    /// /proc is read (a small process dies within microseconds) has no
+    /// command line. Counted as missing only when eBPF itself works.
+    fn check_exec_hook(&mut self, exec_hook: &Result<String, String>, ebpf_ok: bool) {
+        match exec_hook {
+            Ok(what) => self.check(
+                "exec_hook",
+                Status::Ok,
+                format!(
+                    "{what}: the command line of a process started after the agent survives its exit"
+                ),
+            ),
+            Err(why) => {
+                self.check(
+                    "exec_hook",
+                    Status::Limited,
+                    format!(
+                        "{why}; a victim that exits before /proc is read gets no command line"
+                    ),
+                );
+                if ebpf_ok {
+                    self.missing.push(
+                        "the exec hook (syscalls/sys_enter_execve): command lines of victims that exit fast"
+                            .to_owned(),
+                    );
+                }
+            }
+        }
+    }
+
     /// The source the agent will use and the exit code; what the OOM source
     /// lacks goes first among the missing items.
     fn verdict(
@@ -918,6 +973,7 @@ mod tests {
             kmsg: Ok(()),
             vmstat_oom_kill: Ok(3),
             probe: ProbeFact::Loaded,
+            exec_hook: Ok("syscalls/sys_enter_execve and sys_enter_execveat attached".into()),
         }
     }
 
@@ -1053,6 +1109,30 @@ mod tests {
         assert_eq!(report.exit_code, 1);
         assert_eq!(status_of(&report, "ebpf_probe"), Status::Missing);
         assert!(report.missing_for_full_data[0].contains("eBPF"));
+    }
+
+    /// A kernel without CONFIG_FTRACE_SYSCALLS: kills are still seen by
+    /// eBPF; the exec hook's line says what is lost.
+    #[test]
+    fn without_syscall_tracepoints_command_lines_may_be_missing() {
+        let mut facts = healthy();
+        facts.exec_hook = Err("the kernel has no syscalls/sys_enter_execve tracepoint".into());
+        let report = assess(&facts);
+        assert_eq!(report.source, Source::Ebpf);
+        assert_eq!(report.exit_code, 1);
+        assert_eq!(status_of(&report, "exec_hook"), Status::Limited);
+        assert!(report.missing_for_full_data[0].contains("exec hook"));
+        // Without eBPF the larger loss is the one named.
+        facts.probe = ProbeFact::Failed("loading program: EPERM".into());
+        let report = assess(&facts);
+        assert!(
+            !report
+                .missing_for_full_data
+                .iter()
+                .any(|m| m.contains("exec hook")),
+            "{:?}",
+            report.missing_for_full_data
+        );
     }
 
     #[test]

@@ -23,6 +23,9 @@ pub enum FormatError {
     /// The record has no `pid` field, which every kernel's `mark_victim` has.
     #[error("no usable `pid` field (int, 4 bytes) in the mark_victim format")]
     NoPid,
+    /// A field the program needs is not in the record (or has another size).
+    #[error("no usable {0} field in the format")]
+    MissingField(&'static str),
 }
 
 /// One `field:` line of a format file.

@@ -1,5 +1,9 @@
 //! Loads and attaches the `oom/mark_victim` tracepoint program and streams
-//! its [`OomVictimEvent`]s.
+//! its [`OomVictimEvent`]s; next to it, when the kernel has the syscall
+//! tracepoints, the exec hook that records command lines
+//! ([`super::exec_args`]). The exec hook is optional: without it (no
+//! `CONFIG_FTRACE_SYSCALLS`, or its programs refused) mark_victim works as
+//! before and [`MarkVictimProbe::exec_hooks`] says why.
 //!
 //! Needs root (CAP_BPF + CAP_PERFMON, or CAP_SYS_ADMIN) and a kernel with the
 //! `oom/mark_victim` tracepoint and BPF ring buffers (5.8+).
@@ -12,17 +16,22 @@ use std::{
 };
 
 use aya::{
-    maps::{MapData, MapError, PerCpuArray, RingBuf},
+    maps::{HashMap as BpfHashMap, MapData, MapError, PerCpuArray, RingBuf},
     programs::{ProgramError, TracePoint},
     util::KernelVersion,
     Ebpf, EbpfError, EbpfLoader,
 };
+use receiver_common::exec::{
+    ExecArgs, ExecLayout, EXECVEAT_PROGRAM, EXECVE_PROGRAM, EXEC_ARGS_MAP, EXEC_LAYOUT_GLOBAL,
+    EXITED_ARGS_MAP, PENDING_ARGS_MAP, PROCESS_EXEC_PROGRAM, PROCESS_EXIT_PROGRAM,
+};
 use receiver_common::oom::{
-    MarkVictimLayout, OomVictimEvent, DROPS_MAP, MARK_VICTIM_LAYOUT_GLOBAL, MARK_VICTIM_PROGRAM,
-    OOM_EVENTS_MAP,
+    MarkVictimLayout, OomVictimEvent, DROPS_MAP, FIELD_ABSENT, MARK_VICTIM_LAYOUT_GLOBAL,
+    MARK_VICTIM_PROGRAM, OOM_EVENTS_MAP,
 };
 use tokio::io::{unix::AsyncFd, Interest};
 
+use super::exec_args::{parse_exec_format, parse_exit_format};
 use super::format::{parse_mark_victim_format, FormatError};
 
 /// The eBPF object built by `build.rs` from the `receiver-ebpf` crate.
@@ -34,6 +43,53 @@ pub const TRACEFS_DIRS: [&str; 2] = ["/sys/kernel/tracing", "/sys/kernel/debug/t
 const MARK_VICTIM_FORMAT: &str = "events/oom/mark_victim/format";
 const TRACEPOINT_CATEGORY: &str = "oom";
 const TRACEPOINT_NAME: &str = "mark_victim";
+/// The exec hook's tracepoints' format files, relative to a tracefs directory.
+pub const EXECVE_FORMAT: &str = "events/syscalls/sys_enter_execve/format";
+const EXECVEAT_FORMAT: &str = "events/syscalls/sys_enter_execveat/format";
+const PROCESS_EXIT_FORMAT: &str = "events/sched/sched_process_exit/format";
+/// Longest explanation kept of why the exec hook is off (a verifier log can
+/// run to pages).
+const MAX_REASON: usize = 400;
+
+/// Whether the exec hook records command lines, and if not, why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExecHookStatus {
+    /// `sys_enter_execve` is attached.
+    Attached {
+        /// `sys_enter_execveat` is attached too.
+        execveat: bool,
+        /// `sched_process_exit` is attached: a dead process's entry moves
+        /// to the map of exited ones (else the map only evicts its oldest).
+        exit: bool,
+    },
+    /// Not recording; why.
+    Unavailable(String),
+}
+
+impl std::fmt::Display for ExecHookStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Attached { execveat, exit } => {
+                write!(f, "syscalls/sys_enter_execve")?;
+                if *execveat {
+                    write!(f, " and sys_enter_execveat")?;
+                }
+                write!(f, " attached")?;
+                if !*exit {
+                    write!(f, " (sched/sched_process_exit not attached: entries of dead processes stay until evicted)")?;
+                }
+                Ok(())
+            }
+            Self::Unavailable(why) => f.write_str(why),
+        }
+    }
+}
+
+/// The exec hook's maps: argv of live and of recently exited processes.
+struct ExecArgsMaps {
+    live: BpfHashMap<MapData, u32, ExecArgs>,
+    exited: BpfHashMap<MapData, u32, ExecArgs>,
+}
 
 /// Why the probe could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -124,6 +180,8 @@ pub struct MarkVictimProbe {
     events: AsyncFd<RingBuf<MapData>>,
     drops: PerCpuArray<MapData, u64>,
     layout: MarkVictimLayout,
+    exec_args: Option<ExecArgsMaps>,
+    exec_hooks: ExecHookStatus,
     // Owns the program and its link; kept last so it is dropped after the maps.
     _ebpf: Ebpf,
 }
@@ -132,6 +190,7 @@ impl std::fmt::Debug for MarkVictimProbe {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("MarkVictimProbe")
             .field("layout", &self.layout)
+            .field("exec_hooks", &self.exec_hooks)
             .finish_non_exhaustive()
     }
 }
@@ -163,6 +222,26 @@ impl MarkVictimProbe {
         }
     }
 
+    /// Whether command lines are recorded at exec, and if not, why.
+    #[must_use]
+    pub fn exec_hooks(&self) -> &ExecHookStatus {
+        &self.exec_hooks
+    }
+
+    /// The argv entries recorded for `pid`: the live process's, then the
+    /// exited one's (which are not necessarily the same process: the caller
+    /// checks, see [`super::exec_args::victim_args`]).
+    #[must_use]
+    pub fn exec_args(&self, pid: i32) -> Vec<ExecArgs> {
+        let (Some(maps), Ok(key)) = (&self.exec_args, u32::try_from(pid)) else {
+            return Vec::new();
+        };
+        [&maps.live, &maps.exited]
+            .into_iter()
+            .filter_map(|map| map.get(&key, 0).ok())
+            .collect()
+    }
+
     /// Events dropped so far because the ring buffer was full, summed over CPUs.
     pub fn drops(&self) -> Result<u64, MapError> {
         let per_cpu = self.drops.get(&0, 0)?;
@@ -188,6 +267,42 @@ pub fn tracepoint_format_path() -> Result<PathBuf, LoadError> {
         .map(|dir| Path::new(dir).join(MARK_VICTIM_FORMAT))
         .find(|path| path.is_file())
         .ok_or(LoadError::NoTracepoint)
+}
+
+/// Reads the first of `relative` found under a tracefs directory.
+fn read_tracefs(relative: &str) -> Result<String, String> {
+    let path = TRACEFS_DIRS
+        .iter()
+        .map(|dir| Path::new(dir).join(relative))
+        .find(|path| path.is_file())
+        .ok_or_else(|| format!("no {relative} under {TRACEFS_DIRS:?}"))?;
+    std::fs::read_to_string(&path).map_err(|e| format!("reading {}: {e}", path.display()))
+}
+
+/// The exec hook's layout from this kernel's format files (tracefs must be
+/// mounted), or why the hook cannot run: `sys_enter_execve` is required;
+/// `sys_enter_execveat` and `sched_process_exit`'s `group_dead` are used
+/// when present.
+pub fn exec_layout() -> Result<ExecLayout, String> {
+    let execve = read_tracefs(EXECVE_FORMAT).map_err(|e| {
+        format!("the kernel has no syscalls/sys_enter_execve tracepoint (CONFIG_FTRACE_SYSCALLS off?): {e}")
+    })?;
+    let argv = parse_exec_format(&execve).map_err(|e| format!("parsing {EXECVE_FORMAT}: {e}"))?;
+    let mut layout = ExecLayout {
+        execve_argv: argv,
+        ..ExecLayout::ABSENT
+    };
+    if let Some(argv) = read_tracefs(EXECVEAT_FORMAT)
+        .ok()
+        .and_then(|text| parse_exec_format(&text).ok())
+    {
+        layout.execveat_argv = argv;
+    }
+    layout.exit_group_dead = read_tracefs(PROCESS_EXIT_FORMAT)
+        .ok()
+        .and_then(|text| parse_exit_format(&text))
+        .unwrap_or(FIELD_ABSENT);
+    Ok(layout)
 }
 
 /// Loads and attaches the program with the layout read from this kernel's
@@ -242,10 +357,20 @@ fn attach_mark_victim(layout: MarkVictimLayout) -> Result<MarkVictimProbe, LoadE
     ensure_tracefs()?;
     raise_memlock_rlimit();
 
-    let mut ebpf = EbpfLoader::new()
+    let exec = exec_layout();
+    let exec_layout = exec.as_ref().copied().unwrap_or(ExecLayout::ABSENT);
+    let mut loader = EbpfLoader::new();
+    loader
         .override_global(MARK_VICTIM_LAYOUT_GLOBAL, &layout, true)
-        .load(EBPF_OBJECT)
-        .map_err(LoadError::Object)?;
+        .override_global(EXEC_LAYOUT_GLOBAL, &exec_layout, true);
+    if exec.is_err() {
+        // The maps are preallocated: do not pay for a hook that cannot run.
+        loader
+            .map_max_entries(PENDING_ARGS_MAP, 1)
+            .map_max_entries(EXEC_ARGS_MAP, 1)
+            .map_max_entries(EXITED_ARGS_MAP, 1);
+    }
+    let mut ebpf = loader.load(EBPF_OBJECT).map_err(LoadError::Object)?;
 
     let program: &mut TracePoint = ebpf
         .program_mut(MARK_VICTIM_PROGRAM)
@@ -286,12 +411,81 @@ fn attach_mark_victim(layout: MarkVictimLayout) -> Result<MarkVictimProbe, LoadE
         source,
     })?;
 
+    let (exec_args, exec_hooks) = match exec {
+        Ok(exec_layout) => attach_exec_hooks(&mut ebpf, &exec_layout),
+        Err(why) => (None, ExecHookStatus::Unavailable(why)),
+    };
+
     Ok(MarkVictimProbe {
         events,
         drops,
         layout,
+        exec_args,
+        exec_hooks,
         _ebpf: ebpf,
     })
+}
+
+/// Loads and attaches the tracepoint program `name` on `category/event`.
+fn attach_tracepoint(
+    ebpf: &mut Ebpf,
+    name: &str,
+    category: &str,
+    event: &str,
+) -> Result<(), String> {
+    let program: &mut TracePoint = ebpf
+        .program_mut(name)
+        .ok_or_else(|| format!("program {name} not found in the eBPF object"))?
+        .try_into()
+        .map_err(|e| format!("program {name}: {e}"))?;
+    program
+        .load()
+        .map_err(|e| format!("loading program {name}: {e:#}"))?;
+    program
+        .attach(category, event)
+        .map_err(|e| format!("attaching program {name} to {category}/{event}: {e:#}"))?;
+    Ok(())
+}
+
+/// Attaches the exec hook's programs and opens its maps; any failure leaves
+/// the hook off (mark_victim works without it) and says why.
+fn attach_exec_hooks(
+    ebpf: &mut Ebpf,
+    layout: &ExecLayout,
+) -> (Option<ExecArgsMaps>, ExecHookStatus) {
+    let unavailable = |why: String| {
+        let why = match why.char_indices().nth(MAX_REASON) {
+            Some((at, _)) => format!("{}…", &why[..at]),
+            None => why,
+        };
+        (None, ExecHookStatus::Unavailable(why))
+    };
+    // The commit first: an entry recorded at exec is of use only once it
+    // is committed.
+    if let Err(why) = attach_tracepoint(ebpf, PROCESS_EXEC_PROGRAM, "sched", "sched_process_exec") {
+        return unavailable(why);
+    }
+    if let Err(why) = attach_tracepoint(ebpf, EXECVE_PROGRAM, "syscalls", "sys_enter_execve") {
+        return unavailable(why);
+    }
+    let execveat = layout.execveat_argv != FIELD_ABSENT
+        && attach_tracepoint(ebpf, EXECVEAT_PROGRAM, "syscalls", "sys_enter_execveat")
+            .inspect_err(|why| tracing::debug!(%why, "exec hook: execveat not recorded"))
+            .is_ok();
+    let exit = attach_tracepoint(ebpf, PROCESS_EXIT_PROGRAM, "sched", "sched_process_exit")
+        .inspect_err(|why| tracing::debug!(%why, "exec hook: exits not followed"))
+        .is_ok();
+    let mut open = |name: &'static str| -> Result<BpfHashMap<MapData, u32, ExecArgs>, String> {
+        let map = ebpf
+            .take_map(name)
+            .ok_or_else(|| format!("map {name} not found in the eBPF object"))?;
+        BpfHashMap::try_from(map).map_err(|e| format!("opening map {name}: {e}"))
+    };
+    let maps = match (open(EXEC_ARGS_MAP), open(EXITED_ARGS_MAP)) {
+        (Ok(live), Ok(exited)) => ExecArgsMaps { live, exited },
+        (Err(why), _) | (_, Err(why)) => return unavailable(why),
+    };
+    (Some(maps), ExecHookStatus::Attached { execveat, exit })
 }
 
 /// Whether `dir` is a mounted tracefs (aya's test: it exists and is not empty).

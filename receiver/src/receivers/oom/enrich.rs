@@ -5,7 +5,9 @@
 use std::path::{Path, PathBuf};
 
 use procfs::{FromRead, ProcessCGroups};
+use receiver_common::exec::ExecArgs;
 
+use crate::ebpf::exec_args::victim_args;
 use crate::redact::redact_args;
 
 /// Facts about the victim read from /proc.
@@ -68,6 +70,31 @@ pub fn read_process(proc_root: &Path, pid: i32, secret_keys: &[String]) -> Proce
         command_line,
         cgroup,
     }
+}
+
+/// The command line from the first of `recorded` (argv entries of the exec
+/// hook, see [`crate::ebpf::exec_args`]) that is the victim's, secrets
+/// redacted as from /proc. `None` when none is: the record then has no
+/// command line.
+pub fn recorded_command_line(
+    recorded: &[ExecArgs],
+    comm: &str,
+    kill_ktime_ns: Option<u64>,
+    secret_keys: &[String],
+) -> Option<String> {
+    recorded
+        .iter()
+        .find_map(|entry| match victim_args(entry, comm, kill_ktime_ns) {
+            Ok(args) => Some(redact_args(&args, secret_keys).join(" ")),
+            Err(why) => {
+                tracing::debug!(
+                    ?why,
+                    comm,
+                    "an exec record for the victim's pid is not the victim's"
+                );
+                None
+            }
+        })
 }
 
 fn read_bounded(path: &Path, max: usize) -> Option<Vec<u8>> {
@@ -241,6 +268,31 @@ mod tests {
             Some("/system.slice/app.service")
         );
         assert_eq!(cgroup_from_proc("garbage"), None);
+    }
+
+    #[test]
+    fn a_recorded_command_line_is_the_victims_and_redacted() {
+        let mut entry = ExecArgs::ZERO;
+        entry.comm[..5].copy_from_slice(b"mysql");
+        let args = b"/usr/bin/mysql\0--password=hunter2\0-h\0db\0";
+        entry.args[..args.len()].copy_from_slice(args);
+        entry.args_len = args.len() as u32;
+        entry.ktime_ns = 10;
+        let keys = crate::redact::default_keys();
+        assert_eq!(
+            recorded_command_line(&[entry], "mysql", Some(20), &keys).as_deref(),
+            Some("/usr/bin/mysql --password=*** -h db")
+        );
+        // Another process's entry first (the pid reused): the next one is taken.
+        let mut other = entry;
+        other.comm = [0; 16];
+        other.comm[..2].copy_from_slice(b"sh");
+        assert_eq!(
+            recorded_command_line(&[other, entry], "mysql", Some(20), &keys).as_deref(),
+            Some("/usr/bin/mysql --password=*** -h db")
+        );
+        assert_eq!(recorded_command_line(&[other], "mysql", None, &keys), None);
+        assert_eq!(recorded_command_line(&[], "mysql", None, &keys), None);
     }
 
     #[test]

@@ -28,6 +28,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use opentelemetry_proto::tonic::metrics::v1::ResourceMetrics;
+use receiver_common::exec::ExecArgs;
 use receiver_common::oom::{flags, OomVictimEvent};
 use serde::Deserialize;
 use tokio::sync::mpsc;
@@ -41,7 +42,7 @@ use crate::component::{
     BuildContext, ComponentConfig, Factory, ReceiverConfig, ReceiverFactory, Stability, StartFuture,
 };
 use crate::config::{from_node, ConfigError, GoDuration, Node, ValidationError};
-use crate::ebpf::loader::{load_mark_victim, MarkVictimProbe};
+use crate::ebpf::loader::{load_mark_victim, ExecHookStatus, MarkVictimProbe};
 use crate::kernel_log::{KmsgEvent, KmsgReader, OomReport, OomReportAssembler, StartAt};
 use crate::metric_catalog::{int, MetricsBuilder, OVERFLOW_VALUE};
 use crate::pipeline::data::{kv_str, scoped_logs, scoped_metrics};
@@ -215,6 +216,16 @@ pub async fn start(
             }
         },
     };
+    if let Some(probe) = &probe {
+        match probe.exec_hooks() {
+            ExecHookStatus::Unavailable(why) => {
+                tracing::warn!(receiver = %ctx.id, reason = %why, "the exec hook is off: a victim that exits before /proc is read gets no process.command_line");
+            }
+            attached => {
+                tracing::debug!(receiver = %ctx.id, hooks = %attached, "recording command lines at exec");
+            }
+        }
+    }
     let kmsg = match KmsgReader::open(&cfg.kmsg_path, StartAt::End) {
         Ok(r) => Some(r),
         Err(e) if probe.is_some() => {
@@ -515,10 +526,29 @@ impl Correlator {
             .await;
     }
 
-    fn enrich(&self, victim: &mut Victim) {
+    /// The argv entries the exec hook recorded for `pid`. Read first, when a
+    /// kill arrives: the entry of a victim that exits moves to a small map
+    /// of its own, which keeps only the latest exits.
+    fn recorded_args(&self, pid: i32) -> Vec<ExecArgs> {
+        self.probe
+            .as_ref()
+            .map(|probe| probe.exec_args(pid))
+            .unwrap_or_default()
+    }
+
+    /// /proc's facts; the command line from the exec hook's `recorded`
+    /// entries when /proc has none (the victim has already exited its memory).
+    fn enrich(&self, victim: &mut Victim, recorded: &[ExecArgs], kill_ktime_ns: Option<u64>) {
         let facts = enrich::read_process(&self.cfg.proc_path, victim.pid, &self.cfg.secret_keys);
         victim.executable_name = facts.executable_name;
-        victim.command_line = facts.command_line;
+        victim.command_line = facts.command_line.or_else(|| {
+            enrich::recorded_command_line(
+                recorded,
+                &victim.comm,
+                kill_ktime_ns,
+                &self.cfg.secret_keys,
+            )
+        });
         if victim.cgroup.is_none() {
             victim.cgroup = facts.cgroup;
         }
@@ -549,8 +579,9 @@ impl Correlator {
                 .then_some(i32::from(ev.oom_score_adj)),
             ..Victim::default()
         };
-        // Read /proc now: the victim is dying.
-        self.enrich(&mut victim);
+        // Read now: the victim is dying.
+        let recorded = self.recorded_args(ev.pid);
+        self.enrich(&mut victim, &recorded, Some(ev.ktime_ns));
         let trigger_comm = comm_str(&ev.trigger_comm);
         OomKill {
             time_unix_nano: Clock::now().unix_nano_from_ns(ev.ktime_ns),
@@ -575,7 +606,8 @@ impl Correlator {
             comm: k.comm.clone(),
             ..Victim::default()
         };
-        self.enrich(&mut victim);
+        let recorded = self.recorded_args(k.pid);
+        self.enrich(&mut victim, &recorded, None);
         let mut kill = OomKill {
             time_unix_nano: Clock::now().unix_nano(r.monotonic_us),
             kernel_time_ns: None,
