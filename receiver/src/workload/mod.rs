@@ -386,9 +386,9 @@ impl Resolver {
         }
         // Gone already (its conmon or shim exited): what stays on disk.
         let found = self
-            .from_task_dirs(id)
-            .or_else(|| self.from_storage(id))
-            .or_else(|| self.from_kubelet(id));
+            .in_task_dirs(id)
+            .or_else(|| self.in_storage(id))
+            .or_else(|| self.in_kubelet_logs(id));
         match found {
             Some(w) => Some(self.insert(w)),
             None => {
@@ -479,7 +479,7 @@ impl Resolver {
                         self.storage_roots.insert(r);
                     }
                 }
-                let w = self.from_conmon(c);
+                let w = self.read_conmon(c);
                 self.insert(w);
             }
             RuntimeProcess::Shim(s) => {
@@ -493,7 +493,7 @@ impl Resolver {
                 }
                 if let Some(e) = self.cache.get_mut(&s.id) {
                     e.seen = Instant::now();
-                } else if let Some(w) = self.from_containerd_bundle(&s.namespace, &s.id, &bundle) {
+                } else if let Some(w) = self.read_containerd_bundle(&s.namespace, &s.id, &bundle) {
                     self.insert(w);
                 }
             }
@@ -513,12 +513,8 @@ impl Resolver {
             // docker's own containerd keeps its state under `daemon/`.
             [state.join(&rel), state.join("daemon").join(&rel)]
         }));
-        for c in candidates {
-            if host_path(&self.root, &c.join("config.json")).is_file() {
-                return Some(c);
-            }
-        }
-        None
+        let mut candidates = candidates;
+        candidates.find(|c| host_path(&self.root, &c.join("config.json")).is_file())
     }
 
     /// Looks up every container in the known containerd task directories
@@ -541,7 +537,7 @@ impl Resolver {
             for id in ids {
                 if let Some(e) = self.cache.get_mut(&id) {
                     e.seen = Instant::now();
-                } else if let Some(w) = self.from_containerd_bundle(&namespace, &id, &dir.join(&id))
+                } else if let Some(w) = self.read_containerd_bundle(&namespace, &id, &dir.join(&id))
                 {
                     self.insert(w);
                 }
@@ -549,15 +545,15 @@ impl Resolver {
         }
     }
 
-    fn from_task_dirs(&self, id: &str) -> Option<Workload> {
+    fn in_task_dirs(&self, id: &str) -> Option<Workload> {
         self.task_dirs.iter().find_map(|dir| {
             let namespace = dir.file_name()?.to_str()?;
-            self.from_containerd_bundle(namespace, id, &dir.join(id))
+            self.read_containerd_bundle(namespace, id, &dir.join(id))
         })
     }
 
     /// A containerd container from its bundle (a host path).
-    fn from_containerd_bundle(&self, namespace: &str, id: &str, bundle: &Path) -> Option<Workload> {
+    fn read_containerd_bundle(&self, namespace: &str, id: &str, bundle: &Path) -> Option<Workload> {
         let spec = oci::read_spec(&self.root, bundle)?;
         let mut w = Workload {
             container_id: Some(id.to_string()),
@@ -600,7 +596,7 @@ impl Resolver {
     }
 
     /// A podman or CRI-O container from its conmon.
-    fn from_conmon(&self, c: &procs::Conmon) -> Workload {
+    fn read_conmon(&self, c: &procs::Conmon) -> Workload {
         let mut w = Workload {
             container_id: Some(c.container_id.clone()),
             container_name: c.name.clone(),
@@ -668,7 +664,7 @@ impl Resolver {
 
     /// A podman container whose conmon is gone: containers.json of the
     /// storage roots seen before.
-    fn from_storage(&self, id: &str) -> Option<Workload> {
+    fn in_storage(&self, id: &str) -> Option<Workload> {
         for root in &self.storage_roots {
             for file in storage::containers_json_files(&self.root, root) {
                 if let Some(stored) = storage::read_containers_json(&file).remove(id) {
@@ -691,7 +687,7 @@ impl Resolver {
     }
 
     /// Kubernetes facts alone, from the kubelet's container log link.
-    fn from_kubelet(&self, id: &str) -> Option<Workload> {
+    fn in_kubelet_logs(&self, id: &str) -> Option<Workload> {
         self.kubelet.containers.contains_key(id).then(|| Workload {
             container_id: Some(id.to_string()),
             ..Workload::default()

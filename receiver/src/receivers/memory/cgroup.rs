@@ -386,23 +386,20 @@ impl CgroupScraper {
                         ));
                     }
                 }
-                match scraped {
-                    Ok(true) => {
-                        reported += 1;
-                        if reported >= self.max_cgroups {
-                            if !stack.is_empty() || !children.is_empty() {
-                                warn.warn(
-                                    "cgroup-max",
-                                    format_args!(
-                                        "memory receiver: cgroups::max_cgroups ({}) reached; the cgroups after it in the walk are left out (raise it or narrow cgroups::include)",
-                                        self.max_cgroups
-                                    ),
-                                );
-                            }
-                            break;
+                if let Ok(true) = scraped {
+                    reported += 1;
+                    if reported >= self.max_cgroups {
+                        if !stack.is_empty() || !children.is_empty() {
+                            warn.warn(
+                                "cgroup-max",
+                                format_args!(
+                                    "memory receiver: cgroups::max_cgroups ({}) reached; the cgroups after it in the walk are left out (raise it or narrow cgroups::include)",
+                                    self.max_cgroups
+                                ),
+                            );
                         }
+                        break;
                     }
-                    Ok(false) | Err(_) => {}
                 }
             }
             stack.extend(children.into_iter().map(|c| (c, headroom)));
