@@ -211,7 +211,7 @@ pub fn host_path(root: &Path, p: &Path) -> PathBuf {
 }
 
 /// A whole file of at most `max` bytes; `None` when larger or unreadable.
-fn read_bounded(path: &Path, max: usize) -> Option<Vec<u8>> {
+pub(crate) fn read_bounded(path: &Path, max: usize) -> Option<Vec<u8>> {
     let f = std::fs::File::open(path).ok()?;
     let mut buf = Vec::new();
     f.take(max as u64 + 1).read_to_end(&mut buf).ok()?;

@@ -38,6 +38,11 @@ pub struct Mount {
     pub source: String,
 }
 
+/// Parses the text of a config.json (`None` when it does not parse).
+pub fn parse_spec(bytes: &[u8]) -> Option<Spec> {
+    serde_json::from_slice(bytes).ok()
+}
+
 /// Reads `<bundle>/config.json` (a host path, under `root`).
 pub fn read_spec(root: &Path, bundle: &Path) -> Option<Spec> {
     read_json(

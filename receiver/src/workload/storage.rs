@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use super::{host_path, read_json};
+use super::host_path;
 
 /// Most bytes of a containers.json read (about 1 KiB per container).
 const MAX_CONTAINERS_JSON: usize = 32 << 20;
@@ -57,7 +57,15 @@ pub fn containers_json_files(root: &Path, graphroot: &Path) -> Vec<PathBuf> {
 /// Every container in one containers.json (a path already under the host
 /// root), by id.
 pub fn read_containers_json(path: &Path) -> HashMap<String, StoredIdentity> {
-    let list: Vec<StoredContainer> = read_json(path, MAX_CONTAINERS_JSON).unwrap_or_default();
+    super::read_bounded(path, MAX_CONTAINERS_JSON)
+        .map(|bytes| parse_containers_json(&bytes))
+        .unwrap_or_default()
+}
+
+/// Every container in the text of a containers.json, by id (none when it
+/// does not parse).
+pub fn parse_containers_json(bytes: &[u8]) -> HashMap<String, StoredIdentity> {
+    let list: Vec<StoredContainer> = serde_json::from_slice(bytes).unwrap_or_default();
     list.into_iter()
         .filter(|c| !c.id.is_empty())
         .map(|c| {
