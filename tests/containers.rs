@@ -156,12 +156,16 @@ fn build_image() {
 /// A container, removed (`podman rm -f`) on drop.
 struct Container {
     name: String,
+    /// conmon's working directory (podman's), where conmon writes a file
+    /// named `oom` when the container is OOM-killed: not the test's.
+    cwd: tempfile::TempDir,
 }
 
 impl Container {
     fn name(test: &str) -> Container {
         Container {
             name: format!("oomscope-test-{test}-{}", std::process::id()),
+            cwd: tempfile::tempdir().expect("tempdir"),
         }
     }
 
@@ -188,7 +192,19 @@ impl Container {
             &image,
         ];
         args.extend_from_slice(command);
-        podman_ok(&args)
+        let out = Command::new("podman")
+            .args(&args)
+            .current_dir(self.cwd.path())
+            .stdin(Stdio::null())
+            .output()
+            .expect("run podman");
+        assert!(
+            out.status.success(),
+            "podman {args:?}: {}\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
     }
 
     fn inspect(&self, format: &str) -> String {
