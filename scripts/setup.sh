@@ -128,4 +128,19 @@ os.replace(tmp, target)
 PY
     rm -rf "$work"
 fi
+# containers: podman, runc, busybox-static
+# For the container tests (tests/containers.rs): podman with runc, and a
+# static busybox to build test images FROM scratch (no registry needed).
+if [ "$with_peers" = 1 ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    container_pkgs=""
+    command -v podman >/dev/null 2>&1 || container_pkgs="$container_pkgs podman"
+    command -v runc >/dev/null 2>&1 || container_pkgs="$container_pkgs runc"
+    dpkg-query -W -f='${Status}' busybox-static 2>/dev/null | grep -q "install ok installed" \
+        || container_pkgs="$container_pkgs busybox-static"
+    if [ -n "$container_pkgs" ]; then
+        log "installing$container_pkgs"
+        (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $container_pkgs) >&2 \
+            || log "could not install$container_pkgs; the container tests will be skipped or fail"
+    fi
+fi
 log "tools ready in $TOOLS_DIR"

@@ -85,6 +85,14 @@ fn points<'a>(
 /// Each process resource's attributes and its metrics' points, from the
 /// file exporter's lines (the flat `FileContents::points` drops resources).
 fn process_points(out: &Path) -> Vec<(BTreeMap<String, String>, String, serde_json::Value)> {
+    resource_points(out)
+        .into_iter()
+        .filter(|(r, _, _)| r.contains_key("process.pid"))
+        .collect()
+}
+
+/// Every resource's string and int attributes with its metrics' points.
+fn resource_points(out: &Path) -> Vec<(BTreeMap<String, String>, String, serde_json::Value)> {
     let text = std::fs::read_to_string(out).unwrap_or_default();
     let mut found = Vec::new();
     for line in text.lines() {
@@ -106,9 +114,6 @@ fn process_points(out: &Path) -> Vec<(BTreeMap<String, String>, String, serde_js
                     Some((key, value))
                 })
                 .collect();
-            if !resource.contains_key("process.pid") {
-                continue;
-            }
             for sm in rm["scopeMetrics"].as_array().into_iter().flatten() {
                 for m in sm["metrics"].as_array().into_iter().flatten() {
                     let name = m["name"].as_str().unwrap_or_default().to_string();
@@ -493,9 +498,30 @@ async fn root_path_reads_a_recorded_cgroup2_host() {
     let ctr = "/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod5d1c2b3a_4e5f_4a6b_8c7d_9e0f1a2b3c4d.slice/cri-containerd-8a3f9d2c4b1e6f70a9b8c7d6e5f40312a1b2c3d4e5f60718293a4b5c6d7e8f90.scope";
     let limit = points(&c, "cgroup.memory.limit", &[("cgroup.path", ctr)]);
     assert_eq!(value(limit[0]) as u64, 268435456);
+    // The container is the resource of its cgroup's points, named from the
+    // recorded kubelet log links.
+    let ctr_resource = resource_points(&out)
+        .into_iter()
+        .find(|(_, name, p)| {
+            name == "cgroup.memory.limit" && attr(p, "cgroup.path").as_deref() == Some(ctr)
+        })
+        .map(|(r, _, _)| r)
+        .expect("the container's limit");
     assert_eq!(
-        attr(limit[0], "container.id").as_deref(),
+        ctr_resource.get("container.id").map(String::as_str),
         Some("8a3f9d2c4b1e6f70a9b8c7d6e5f40312a1b2c3d4e5f60718293a4b5c6d7e8f90")
+    );
+    assert_eq!(
+        ctr_resource.get("k8s.pod.name").map(String::as_str),
+        Some("cart-7d9f")
+    );
+    assert_eq!(
+        ctr_resource.get("k8s.namespace.name").map(String::as_str),
+        Some("shop")
+    );
+    assert_eq!(
+        ctr_resource.get("k8s.container.name").map(String::as_str),
+        Some("app")
     );
     let procs = process_points(&out);
     let java = procs

@@ -23,3 +23,4 @@ pub mod service;
 pub mod telemetry;
 #[cfg(test)]
 pub(crate) mod test_support;
+pub mod workload;

@@ -617,3 +617,55 @@ service:
         ]
     );
 }
+
+/// The `oom` receiver's `cgroups` and `workload` blocks: the shape the
+/// fleet uses loads; bad values point at their key; unknown keys are
+/// refused.
+#[test]
+fn oom_cgroups_and_workload_blocks() {
+    let ok = "\
+receivers:
+  oom:
+    cgroups: {include: [\"/oomscope-fleet/node-07/**\"]}
+    workload: {node_name: node-07, refresh_interval: 5s}
+exporters:
+  debug: {}
+service:
+  pipelines:
+    logs: {receivers: [oom], exporters: [debug]}
+";
+    assert!(load(ok).is_ok(), "{:?}", errors(ok));
+    let bad = "\
+receivers:
+  oom:
+    cgroups:
+      include: [\"[\"]
+    workload:
+      cache_size: 0
+  memory:
+    workload:
+      refresh_interval: 10ms
+exporters:
+  debug: {}
+service:
+  pipelines:
+    logs: {receivers: [oom], exporters: [debug]}
+    metrics: {receivers: [memory], exporters: [debug]}
+";
+    let errs = errors(bad);
+    assert_eq!(errs.len(), 2, "{errs:#?}");
+    assert!(
+        errs[0].starts_with("c.yaml:4:7: 'receivers::oom::cgroups::include' invalid glob"),
+        "{errs:#?}"
+    );
+    assert!(
+        errs[1].starts_with(
+            "c.yaml:9:7: 'receivers::memory::workload::refresh_interval' must be at least 1s"
+        ),
+        "{errs:#?}"
+    );
+    let unknown = ok.replace("node_name:", "nodename:");
+    assert!(errors(&unknown)
+        .iter()
+        .any(|e| e.contains("nodename") && e.contains("node_name")));
+}

@@ -2,6 +2,7 @@
 //! its factory in `crate::components` and defines the metrics it emits in
 //! its `metrics` catalog (see `crate::metric_catalog`).
 
+pub mod cgroup_filter;
 pub mod filelog;
 pub mod kmsg;
 pub mod memory;

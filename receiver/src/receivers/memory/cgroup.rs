@@ -25,8 +25,12 @@ use super::psi;
 use super::system::parse_u64;
 use super::{read_file, vanished, CgroupsConfig, Starts, WarnOnce};
 use crate::metric_catalog::{int, MetricsBuilder};
-use crate::pipeline::data::kv_str;
-use crate::receivers::oom::enrich::container_ids;
+use opentelemetry_proto::tonic::metrics::v1::ResourceMetrics;
+use opentelemetry_proto::tonic::resource::v1::Resource;
+
+use crate::pipeline::data::{kv_str, scoped_metrics};
+use crate::receivers::cgroup_filter::CgroupFilter;
+use crate::workload::Resolver;
 
 /// Which cgroup version the memory controller is mounted with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -192,7 +196,7 @@ struct Tracked {
     ino: u64,
     /// Start of its cumulative counters.
     start_unix_nano: u64,
-    /// `cgroup.path` and container/pod ids, built once.
+    /// `cgroup.path`, built once.
     attributes: Vec<KeyValue>,
     /// (seconds since the scraper started, usage bytes).
     samples: VecDeque<(f64, f64)>,
@@ -219,8 +223,7 @@ const MAX_FILE: usize = 64 * 1024;
 pub struct CgroupScraper {
     cgroup_fs: PathBuf,
     hierarchy: Option<(PathBuf, Version)>,
-    include: Vec<glob::Pattern>,
-    exclude: Vec<glob::Pattern>,
+    filter: CgroupFilter,
     max_cgroups: usize,
     growth_window: Duration,
     tracked: HashMap<String, Tracked>,
@@ -256,19 +259,10 @@ impl Headroom {
 
 impl CgroupScraper {
     pub fn new(cgroup_fs: &Path, cfg: &CgroupsConfig) -> Result<CgroupScraper, String> {
-        let globs = |key: &str, list: &[String]| -> Result<Vec<glob::Pattern>, String> {
-            list.iter()
-                .map(|g| {
-                    glob::Pattern::new(g)
-                        .map_err(|e| format!("cgroups::{key}: invalid glob {g:?}: {e}"))
-                })
-                .collect()
-        };
         Ok(CgroupScraper {
             cgroup_fs: cgroup_fs.to_path_buf(),
             hierarchy: None,
-            include: globs("include", &cfg.include)?,
-            exclude: globs("exclude", &cfg.exclude)?,
+            filter: CgroupFilter::new(&cfg.include, &cfg.exclude)?,
             max_cgroups: cfg.max_cgroups,
             growth_window: cfg.growth_window.get(),
             tracked: HashMap::new(),
@@ -284,17 +278,17 @@ impl CgroupScraper {
         self.hierarchy.as_ref()
     }
 
-    fn selected(&self, path: &str) -> bool {
-        let opts = glob::MatchOptions {
-            case_sensitive: true,
-            require_literal_separator: true,
-            require_literal_leading_dot: false,
-        };
-        (self.include.is_empty() || self.include.iter().any(|p| p.matches_with(path, opts)))
-            && !self.exclude.iter().any(|p| p.matches_with(path, opts))
-    }
-
-    pub fn scrape(&mut self, b: &mut MetricsBuilder, starts: &Starts, warn: &mut WarnOnce) {
+    /// Scrapes every selected cgroup: those of no container or pod into
+    /// `b` (the host's resource), each container's or pod's into a
+    /// ResourceMetrics of its own in `out`, whose resource is its workload.
+    pub fn scrape(
+        &mut self,
+        b: &mut MetricsBuilder,
+        starts: &Starts,
+        warn: &mut WarnOnce,
+        workloads: &mut Resolver,
+        out: &mut Vec<ResourceMetrics>,
+    ) {
         let Some((root, version)) = self.find_hierarchy(warn) else {
             return;
         };
@@ -357,8 +351,13 @@ impl CgroupScraper {
                 continue;
             };
             let headroom = Headroom::of(limit, usage, inherited);
-            if self.selected(&path) {
-                let mark = b.mark();
+            if self.filter.selected(&path) {
+                let workload = workloads.resolve(&path, None);
+                let mut own = workload
+                    .as_ref()
+                    .map(|_| MetricsBuilder::new(b.time_unix_nano()));
+                let into = own.as_mut().unwrap_or(&mut *b);
+                let mark = into.mark();
                 let cgroup = Cgroup {
                     dir: &dir,
                     path: &path,
@@ -367,29 +366,39 @@ impl CgroupScraper {
                     usage,
                     headroom,
                 };
-                match self.scrape_one(b, &cgroup, now_secs, new_series_start, warn) {
-                    Ok(true) => {
-                        reported += 1;
-                        if reported >= self.max_cgroups {
-                            if !stack.is_empty() || !children.is_empty() {
-                                warn.warn(
-                                    "cgroup-max",
-                                    format_args!(
-                                        "memory receiver: cgroups::max_cgroups ({}) reached; the cgroups after it in the walk are left out (raise it or narrow cgroups::include)",
-                                        self.max_cgroups
-                                    ),
-                                );
-                            }
-                            break;
-                        }
+                let scraped = self.scrape_one(into, &cgroup, now_secs, new_series_start, warn);
+                if let Err(e) = &scraped {
+                    // Gone half read: none of it is reported.
+                    into.rollback(mark);
+                    if !vanished(e) {
+                        note(warn, &dir, e);
                     }
-                    Ok(false) => {}
-                    Err(e) => {
-                        // Gone half read: none of it is reported.
-                        b.rollback(mark);
-                        if !vanished(&e) {
-                            note(warn, &dir, &e);
+                }
+                if let (Some(own), Some(w)) = (own, &workload) {
+                    if !own.is_empty() {
+                        out.push(scoped_metrics(
+                            super::SCOPE_NAME,
+                            Some(Resource {
+                                attributes: w.resource_attributes(),
+                                ..Default::default()
+                            }),
+                            own.into_metrics(),
+                        ));
+                    }
+                }
+                if let Ok(true) = scraped {
+                    reported += 1;
+                    if reported >= self.max_cgroups {
+                        if !stack.is_empty() || !children.is_empty() {
+                            warn.warn(
+                                "cgroup-max",
+                                format_args!(
+                                    "memory receiver: cgroups::max_cgroups ({}) reached; the cgroups after it in the walk are left out (raise it or narrow cgroups::include)",
+                                    self.max_cgroups
+                                ),
+                            );
                         }
+                        break;
                     }
                 }
             }
@@ -847,14 +856,8 @@ fn child_cgroups(dir: &Path, rel: &str) -> io::Result<Vec<String>> {
 }
 
 fn new_tracked(path: &str, ino: u64, start_unix_nano: u64) -> Tracked {
-    let mut attributes = vec![kv_str("cgroup.path", path)];
-    let ids = container_ids(path);
-    if let Some(id) = &ids.container_id {
-        attributes.push(kv_str("container.id", id));
-    }
-    if let Some(uid) = &ids.pod_uid {
-        attributes.push(kv_str("k8s.pod.uid", uid));
-    }
+    // Container and pod identity is the resource, not a point attribute.
+    let attributes = vec![kv_str("cgroup.path", path)];
     Tracked {
         ino,
         start_unix_nano,

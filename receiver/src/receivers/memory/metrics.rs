@@ -3,9 +3,10 @@
 
 use crate::metric_catalog::{MetricDef, MetricKind};
 
-/// What every cgroup point carries: the cgroup, and the container and pod
-/// its path names (when it names them).
-const CGROUP: &[&str] = &["cgroup.path", "container.id", "k8s.pod.uid"];
+/// What every cgroup point carries: the cgroup. The container and pod it
+/// belongs to are its resource (one ResourceMetrics per container or pod
+/// cgroup), not point attributes.
+const CGROUP: &[&str] = &["cgroup.path"];
 
 // System: /proc/meminfo, /proc/vmstat.
 pub const SYSTEM_MEMORY_USAGE: MetricDef = MetricDef::new(
@@ -207,12 +208,7 @@ pub const CGROUP_MEMORY_EVENTS: MetricDef = MetricDef::new(
     MetricKind::Counter,
     "Memory events of the cgroup and its descendants since it was created",
 )
-.with_attributes(&[
-    "cgroup.path",
-    "container.id",
-    "k8s.pod.uid",
-    "cgroup.memory.event",
-]);
+.with_attributes(&["cgroup.path", "cgroup.memory.event"]);
 pub const CGROUP_MEMORY_UNDER_OOM: MetricDef = MetricDef::new(
     "cgroup.memory.under_oom",
     "1",
@@ -226,44 +222,28 @@ pub const CGROUP_MEMORY_BREAKDOWN: MetricDef = MetricDef::new(
     MetricKind::UpDownCounter,
     "Key memory.stat figures by type (overlapping: do not sum)",
 )
-.with_attributes(&[
-    "cgroup.path",
-    "container.id",
-    "k8s.pod.uid",
-    "cgroup.memory.type",
-]);
+.with_attributes(&["cgroup.path", "cgroup.memory.type"]);
 pub const CGROUP_PAGING_FAULTS: MetricDef = MetricDef::new(
     "cgroup.paging.faults",
     "{fault}",
     MetricKind::Counter,
     "Page faults in the cgroup since it was created",
 )
-.with_attributes(&[
-    "cgroup.path",
-    "container.id",
-    "k8s.pod.uid",
-    "system.paging.fault.type",
-]);
+.with_attributes(&["cgroup.path", "system.paging.fault.type"]);
 pub const CGROUP_PSI_AVG: MetricDef = MetricDef::new(
     "cgroup.memory.psi.avg",
     "1",
     MetricKind::Gauge,
     "Fraction of wall time in which the cgroup's tasks stalled on memory (v2)",
 )
-.with_attributes(&[
-    "cgroup.path",
-    "container.id",
-    "k8s.pod.uid",
-    "psi.type",
-    "psi.window",
-]);
+.with_attributes(&["cgroup.path", "psi.type", "psi.window"]);
 pub const CGROUP_PSI_STALL_TIME: MetricDef = MetricDef::new(
     "cgroup.memory.psi.stall_time",
     "s",
     MetricKind::Counter,
     "Total time the cgroup's tasks stalled on memory (v2)",
 )
-.with_attributes(&["cgroup.path", "container.id", "k8s.pod.uid", "psi.type"]);
+.with_attributes(&["cgroup.path", "psi.type"]);
 
 /// The whole catalog, in docs order.
 pub const ALL: &[MetricDef] = &[

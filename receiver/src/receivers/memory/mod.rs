@@ -42,7 +42,9 @@ use crate::config::{from_node, ConfigError, GoDuration, Node, ValidationError};
 use crate::metric_catalog::MetricsBuilder;
 use crate::pipeline::data::scoped_metrics;
 use crate::pipeline::{Batch, DynConsumer, Payload, Signal};
+use crate::receivers::cgroup_filter::CgroupFilter;
 use crate::telemetry::ReceiverMetrics;
+use crate::workload::{Resolver, WorkloadConfig};
 
 /// Instrumentation scope of every metric of this receiver.
 pub const SCOPE_NAME: &str = "oomscope/memory";
@@ -65,8 +67,11 @@ pub struct MemoryReceiverConfig {
     pub pressure: PressureConfig,
     /// The top processes by resident memory.
     pub processes: ProcessesConfig,
-    /// Memory cgroups.
+    /// Memory cgroups (`include`/`exclude` also select processes).
     pub cgroups: CgroupsConfig,
+    /// Container and pod identity of cgroups and processes (their
+    /// resource).
+    pub workload: WorkloadConfig,
 }
 
 impl Default for MemoryReceiverConfig {
@@ -79,6 +84,7 @@ impl Default for MemoryReceiverConfig {
             pressure: PressureConfig::default(),
             processes: ProcessesConfig::default(),
             cgroups: CgroupsConfig::default(),
+            workload: WorkloadConfig::default(),
         }
     }
 }
@@ -267,6 +273,7 @@ impl ComponentConfig for MemoryReceiverConfig {
                 "must be greater than zero",
             ));
         }
+        self.workload.validate().map_err(|e| e.within("workload"))?;
         Ok(())
     }
 }
@@ -401,6 +408,7 @@ pub struct Scraper {
     pressure: Option<psi::PressureScraper>,
     processes: Option<process::ProcessScraper>,
     cgroups: Option<cgroup::CgroupScraper>,
+    workloads: Resolver,
 }
 
 impl Scraper {
@@ -427,6 +435,7 @@ impl Scraper {
                 Some(process::ProcessScraper::new(
                     &cfg.root_path,
                     &cfg.processes,
+                    CgroupFilter::new(&cfg.cgroups.include, &cfg.cgroups.exclude)?,
                     starts.boot_unix_nano,
                 )?)
             } else {
@@ -440,14 +449,21 @@ impl Scraper {
             } else {
                 None
             },
+            workloads: Resolver::new(&cfg.workload, &proc_path, &cfg.root_path),
         })
     }
 
-    /// One scrape: the host's metrics (system, pressure, cgroups) under one
-    /// resource without attributes (the `resource` processor adds the
-    /// host's), then one resource per reported process.
+    /// One scrape: the host's metrics (system, pressure, cgroups of no
+    /// container or pod) under one resource without attributes (the
+    /// `resource` processor adds the host's), then one resource per
+    /// container or pod cgroup (its workload), then one per reported
+    /// process.
     pub fn scrape(&mut self) -> Vec<ResourceMetrics> {
+        if self.cgroups.is_some() || self.processes.is_some() {
+            self.workloads.refresh_if_due();
+        }
         let mut b = MetricsBuilder::new(unix_now_nanos());
+        let mut workload_metrics = Vec::new();
         if let Some(s) = &mut self.system {
             s.scrape(&mut b, &self.starts, &mut self.warn);
         }
@@ -455,15 +471,22 @@ impl Scraper {
             p.scrape(&mut b, &self.starts, &mut self.warn);
         }
         if let Some(c) = &mut self.cgroups {
-            c.scrape(&mut b, &self.starts, &mut self.warn);
+            c.scrape(
+                &mut b,
+                &self.starts,
+                &mut self.warn,
+                &mut self.workloads,
+                &mut workload_metrics,
+            );
         }
         let mut out = Vec::new();
         let time = b.time_unix_nano();
         if !b.is_empty() {
             out.push(scoped_metrics(SCOPE_NAME, None, b.into_metrics()));
         }
+        out.append(&mut workload_metrics);
         if let Some(p) = &mut self.processes {
-            p.scrape(time, &mut self.warn, &mut out);
+            p.scrape(time, &mut self.warn, &mut self.workloads, &mut out);
         }
         out
     }

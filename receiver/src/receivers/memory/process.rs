@@ -37,8 +37,10 @@ use super::{vanished, MatchType, NameMatchConfig, ProcessesConfig};
 use crate::metric_catalog::{int, MetricsBuilder};
 use crate::pipeline::data::scoped_metrics;
 use crate::pipeline::data::{kv_int, kv_str};
-use crate::receivers::oom::enrich::{cgroup_from_proc, container_ids};
+use crate::receivers::cgroup_filter::CgroupFilter;
+use crate::receivers::oom::enrich::cgroup_from_proc;
 use crate::redact::redact_args;
+use crate::workload::Resolver;
 
 /// Process names to keep or drop, matched against the kernel's comm.
 #[derive(Debug)]
@@ -263,6 +265,9 @@ pub struct ProcessScraper {
     top: usize,
     include: Option<NameFilter>,
     exclude: Option<NameFilter>,
+    /// The receiver's `cgroups.include`/`exclude`, applied to each
+    /// process's memory cgroup.
+    cgroups: CgroupFilter,
     secret_keys: Vec<String>,
     page_size: u64,
     ticks_per_second: u64,
@@ -281,6 +286,7 @@ impl ProcessScraper {
     pub fn new(
         root_path: &Path,
         cfg: &ProcessesConfig,
+        cgroups: CgroupFilter,
         boot_unix_nano: u64,
     ) -> Result<ProcessScraper, String> {
         let include = cfg
@@ -300,6 +306,7 @@ impl ProcessScraper {
             top: cfg.top,
             include,
             exclude,
+            cgroups,
             secret_keys: cfg
                 .secret_keys
                 .iter()
@@ -324,6 +331,7 @@ impl ProcessScraper {
         &mut self,
         time_unix_nano: u64,
         warn: &mut WarnOnce,
+        workloads: &mut Resolver,
         out: &mut Vec<ResourceMetrics>,
     ) {
         self.scrape_seq += 1;
@@ -349,7 +357,7 @@ impl ProcessScraper {
         selected.sort_unstable_by(|a, b| b.cmp(a));
         self.users.refresh();
         for c in selected {
-            if let Some(rm) = self.describe(&dir, c, time_unix_nano, warn) {
+            if let Some(rm) = self.describe(&dir, c, time_unix_nano, warn, workloads) {
                 out.push(rm);
             }
         }
@@ -411,6 +419,9 @@ impl ProcessScraper {
             {
                 continue;
             }
+            if !self.cgroups.is_empty() && !self.cgroup_passes(dir.as_fd(), name, warn) {
+                continue;
+            }
             if self.heap.len() >= self.top {
                 self.heap.pop();
             }
@@ -436,6 +447,24 @@ impl ProcessScraper {
             && !self.exclude.as_ref().is_some_and(|f| f.matches(&comm))
     }
 
+    /// Whether the process's memory cgroup passes `cgroups` (read only for
+    /// pids that would enter the top N); one of no known cgroup passes
+    /// only when `include` is unset.
+    fn cgroup_passes(&mut self, dir: BorrowedFd<'_>, pid: &[u8], warn: &mut WarnOnce) -> bool {
+        path_in(&mut self.path_buf, pid, b"/cgroup");
+        let cgroup = match read_at(dir, &self.path_buf, &mut self.buf, MAX_PROC_FILE) {
+            Ok(n) => cgroup_from_proc(&String::from_utf8_lossy(&self.buf[..n])),
+            Err(e) => {
+                note_error(warn, "cgroup", &e);
+                None
+            }
+        };
+        match cgroup {
+            Some(cg) => self.cgroups.selected(&cg),
+            None => !self.cgroups.has_include(),
+        }
+    }
+
     /// Reads the selected process's details; `None` when it vanished.
     fn describe(
         &mut self,
@@ -443,6 +472,7 @@ impl ProcessScraper {
         c: Candidate,
         time_unix_nano: u64,
         warn: &mut WarnOnce,
+        workloads: &mut Resolver,
     ) -> Option<ResourceMetrics> {
         let pid_text = c.pid.to_string();
         let pid = pid_text.as_bytes();
@@ -509,12 +539,8 @@ impl ProcessScraper {
         }
         if let Some(cg) = &cgroup {
             attributes.push(kv_str("process.linux.cgroup", cg));
-            let ids = container_ids(cg);
-            if let Some(id) = &ids.container_id {
-                attributes.push(kv_str("container.id", id));
-            }
-            if let Some(uid) = &ids.pod_uid {
-                attributes.push(kv_str("k8s.pod.uid", uid));
+            if let Some(w) = workloads.resolve(cg, Some(c.pid)) {
+                attributes.extend(w.resource_attributes());
             }
         }
 

@@ -102,7 +102,7 @@ fn one(pts: &[Pt], metric: &str, attrs: &[(&str, &str)]) -> f64 {
 fn resource_pids(rms: &[ResourceMetrics]) -> Vec<String> {
     rms.iter()
         .filter_map(|rm| rm.resource.as_ref())
-        .map(|r| kv_map(&r.attributes)["process.pid"].clone())
+        .filter_map(|r| kv_map(&r.attributes).get("process.pid").cloned())
         .collect()
 }
 
@@ -349,26 +349,41 @@ fn fixture_cgroup_v2_tree() {
         ],
     );
     assert!((psi - 0.009).abs() < 1e-12, "{psi}");
-    // Container and pod from the path.
+    // Container and pod are the resource: ids from the path, names from
+    // the recorded kubelet log directories (var/log/pods, var/log/containers).
     let usage = find(&pts, "cgroup.memory.usage", &c)[0];
     assert_eq!(
-        usage.attrs.get("container.id").map(String::as_str),
-        Some(CONTAINER_ID)
+        usage.attrs.get("container.id"),
+        None,
+        "not a point attribute"
     );
-    assert_eq!(
-        usage.attrs.get("k8s.pod.uid").map(String::as_str),
-        Some(POD_UID)
-    );
+    let r = |k: &str| usage.resource.get(k).map(String::as_str);
+    assert_eq!(r("container.id"), Some(CONTAINER_ID));
+    assert_eq!(r("k8s.pod.uid"), Some(POD_UID));
+    assert_eq!(r("k8s.pod.name"), Some("cart-7d9f"));
+    assert_eq!(r("k8s.namespace.name"), Some("shop"));
+    assert_eq!(r("k8s.container.name"), Some("app"));
     let pod_usage = find(
         &pts,
         "cgroup.memory.usage",
         &[("cgroup.path", pod.as_str())],
     )[0];
-    assert_eq!(pod_usage.attrs.get("container.id"), None);
+    assert_eq!(pod_usage.resource.get("container.id"), None);
     assert_eq!(
-        pod_usage.attrs.get("k8s.pod.uid").map(String::as_str),
+        pod_usage.resource.get("k8s.pod.uid").map(String::as_str),
         Some(POD_UID)
     );
+    assert_eq!(
+        pod_usage.resource.get("k8s.pod.name").map(String::as_str),
+        Some("cart-7d9f")
+    );
+    // A cgroup of no container or pod stays on the host's resource.
+    let svc = find(
+        &pts,
+        "cgroup.memory.usage",
+        &[("cgroup.path", "/system.slice/containerd.service")],
+    )[0];
+    assert!(svc.resource.is_empty(), "{:?}", svc.resource);
 
     // No limit: no limit, headroom or estimate; the v2 root has no usage.
     let svc = [("cgroup.path", "/system.slice/containerd.service")];
@@ -641,6 +656,8 @@ fn fixture_processes() {
     );
     assert_eq!(attr("container.id"), Some(CONTAINER_ID));
     assert_eq!(attr("k8s.pod.uid"), Some(POD_UID));
+    assert_eq!(attr("k8s.pod.name"), Some("cart-7d9f"));
+    assert_eq!(attr("k8s.container.name"), Some("app"));
     assert_eq!(
         one(&java, "process.memory.usage", &[]),
         98304.0 * page_size()
@@ -687,6 +704,24 @@ fn fixture_processes() {
     assert_eq!(s.warnings(), 0, "{:?}", s.warned());
 }
 
+/// `cgroups.include`/`exclude` select processes by their memory cgroup
+/// too (a simulated node reports only its own subtree's processes).
+#[test]
+fn processes_follow_the_cgroup_filter() {
+    let pids = |include: &[&str], exclude: &[&str]| -> Vec<String> {
+        let mut cfg = fixture_config();
+        cfg.system.enabled = false;
+        cfg.pressure.enabled = false;
+        cfg.cgroups.include = include.iter().map(|s| s.to_string()).collect();
+        cfg.cgroups.exclude = exclude.iter().map(|s| s.to_string()).collect();
+        resource_pids(&Scraper::new(&cfg).expect("scraper").scrape())
+    };
+    assert_eq!(pids(&[], &[]), ["4242", "812"]);
+    assert_eq!(pids(&["/kubepods.slice/**"], &[]), ["4242"]);
+    assert_eq!(pids(&[], &["/kubepods.slice/**"]), ["812"]);
+    assert!(pids(&["/nowhere/**"], &[]).is_empty());
+}
+
 #[test]
 fn process_top_and_name_filters() {
     let pids = |cfg: &MemoryReceiverConfig| -> Vec<String> {
@@ -695,7 +730,7 @@ fn process_top_and_name_filters() {
             .scrape()
             .iter()
             .filter_map(|rm| rm.resource.as_ref())
-            .map(|r| kv_map(&r.attributes)["process.pid"].clone())
+            .filter_map(|r| kv_map(&r.attributes).get("process.pid").cloned())
             .collect()
     };
     let mut cfg = fixture_config();

@@ -5,7 +5,12 @@
 use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
 use opentelemetry_proto::tonic::logs::v1::{LogRecord, SeverityNumber};
 
+use std::sync::Arc;
+
+use opentelemetry_proto::tonic::resource::v1::Resource;
+
 use crate::pipeline::data::kv;
+use crate::workload::Workload;
 
 /// How the kill was seen.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,6 +46,8 @@ pub struct Victim {
     pub cgroup: Option<String>,
     pub container_id: Option<String>,
     pub pod_uid: Option<String>,
+    /// Who the victim is (container, pod): the record's resource.
+    pub workload: Option<Arc<Workload>>,
     /// The kernel picked a victim that was already exiting and sent no kill.
     pub exiting: bool,
 }
@@ -141,8 +148,6 @@ impl OomKill {
         };
         opt_s("process.command_line", &v.command_line);
         opt_s("oom.victim.cgroup", &v.cgroup);
-        opt_s("container.id", &v.container_id);
-        opt_s("k8s.pod.uid", &v.pod_uid);
         opt_s("oom.trigger.comm", &self.trigger.comm);
         opt_s("oom.gfp_mask", &self.trigger.gfp_mask);
         opt_s("oom.constraint", &self.scope.constraint);
@@ -180,6 +185,26 @@ impl OomKill {
         ));
         a.push(kv("oom.source", s(self.source.as_str())));
         a
+    }
+
+    /// The record's resource: the victim's workload (`container.*`,
+    /// `k8s.*`), or the ids its cgroup path names; `None` for a victim in
+    /// no container or pod (the `resource` processor adds the host's).
+    pub fn resource(&self) -> Option<Resource> {
+        let v = &self.victim;
+        let attributes = match &v.workload {
+            Some(w) => w.resource_attributes(),
+            None => Workload {
+                container_id: v.container_id.clone(),
+                pod_uid: v.pod_uid.clone(),
+                ..Workload::default()
+            }
+            .resource_attributes(),
+        };
+        (!attributes.is_empty()).then(|| Resource {
+            attributes,
+            ..Default::default()
+        })
     }
 
     pub fn log_record(&self, observed_unix_nano: u64) -> LogRecord {

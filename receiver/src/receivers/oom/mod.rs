@@ -17,6 +17,12 @@
 //! lockdown) the receiver says why once and builds the same records from
 //! the report alone (`oom.source: kmsg`). Kills are reported from the
 //! receiver's start on: the kernel log is read from its end.
+//!
+//! Each kill is one ResourceLogs whose resource is the victim's workload
+//! (`container.*`, `k8s.*`: [`crate::workload`]), resolved the moment the
+//! event arrives, while the victim and its runtime process are still there.
+//! `cgroups.include`/`exclude` drop kills of other cgroups before they are
+//! recorded or counted.
 
 pub mod enrich;
 pub mod kill;
@@ -24,7 +30,7 @@ pub mod metrics;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use opentelemetry_proto::tonic::metrics::v1::ResourceMetrics;
@@ -47,6 +53,8 @@ use crate::kernel_log::{KmsgEvent, KmsgReader, OomReport, OomReportAssembler, St
 use crate::metric_catalog::{int, MetricsBuilder, OVERFLOW_VALUE};
 use crate::pipeline::data::{kv_str, scoped_logs, scoped_metrics};
 use crate::pipeline::{consume_retrying, DynConsumer, Payload};
+use crate::receivers::cgroup_filter::{CgroupFilter, CgroupFilterConfig};
+use crate::workload::{Resolver, WorkloadConfig};
 use kill::{OomKill, Scope, Source, Trigger, Victim};
 
 /// Which kernel sources the receiver uses.
@@ -79,6 +87,14 @@ pub struct OomReceiverConfig {
     pub proc_path: PathBuf,
     /// Where cgroupfs is.
     pub cgroup_path: PathBuf,
+    /// Where the host's files are: paths container runtimes name (bundles,
+    /// storage, kubelet logs) are read under it (`/hostfs` when the agent
+    /// runs in a container with the host's `/` mounted there).
+    pub root_path: PathBuf,
+    /// Only kills whose victim's cgroup passes are reported and counted.
+    pub cgroups: CgroupFilterConfig,
+    /// Container and pod identity of the victim (the record's resource).
+    pub workload: WorkloadConfig,
     /// Argument names whose values are redacted from command lines
     /// (case-insensitive substrings).
     pub secret_keys: Vec<String>,
@@ -114,6 +130,9 @@ impl Default for OomReceiverConfig {
             kmsg_path: PathBuf::from("/dev/kmsg"),
             proc_path: PathBuf::from("/proc"),
             cgroup_path: PathBuf::from("/sys/fs/cgroup"),
+            root_path: PathBuf::from("/"),
+            cgroups: CgroupFilterConfig::default(),
+            workload: WorkloadConfig::default(),
             secret_keys: crate::redact::default_keys(),
             metrics_interval: GoDuration::from_secs(10),
             events: Some(EventsConfig::default()),
@@ -140,6 +159,8 @@ impl ComponentConfig for OomReceiverConfig {
                 .parse::<crate::api::EventsEndpoint>()
                 .map_err(|err| ValidationError::at("events::endpoint", err.to_string()))?;
         }
+        self.cgroups.validate().map_err(|e| e.within("cgroups"))?;
+        self.workload.validate().map_err(|e| e.within("workload"))?;
         Ok(())
     }
 }
@@ -200,6 +221,8 @@ pub async fn start(
     outputs: ReceiverOutputs,
 ) -> anyhow::Result<JoinHandle<()>> {
     let cfg = cfg.clone();
+    CgroupFilter::new(&cfg.cgroups.include, &cfg.cgroups.exclude)
+        .map_err(|e| anyhow::anyhow!("receiver {}: {e}", ctx.id))?;
     let probe = match cfg.mode {
         Mode::Kmsg => None,
         Mode::Ebpf => Some(load_mark_victim().map_err(|e| {
@@ -258,7 +281,15 @@ pub async fn start(
     let (tx, rx) = mpsc::channel(EMIT_QUEUE);
     let emitter = Emitter::new(ctx.clone(), outputs, probe.is_some(), hub);
     let emit_task = tokio::spawn(emitter.run(rx, ctx.shutdown.clone()));
+    let refresh = cfg.workload.refresh_interval.get();
     let correlator = Correlator::new(cfg, probe, kmsg, tx);
+    if correlator.cfg.workload.enabled {
+        tokio::spawn(refresh_workloads(
+            correlator.workload.clone(),
+            refresh,
+            ctx.shutdown.clone(),
+        ));
+    }
     let shutdown = ctx.shutdown.clone();
     Ok(tokio::spawn(async move {
         correlator.run(shutdown).await;
@@ -266,6 +297,34 @@ pub async fn start(
         // queued, then ends.
         let _ = emit_task.await;
     }))
+}
+
+/// Looks running containers up every `interval` (off the async workers), so
+/// that a victim's workload is known before its runtime process exits.
+async fn refresh_workloads(
+    resolver: Arc<Mutex<Resolver>>,
+    interval: Duration,
+    shutdown: CancellationToken,
+) {
+    let mut tick = tokio::time::interval(interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => break,
+            _ = tick.tick() => {}
+        }
+        let r = resolver.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            lock(&r).refresh();
+        })
+        .await;
+    }
+}
+
+/// The resolver, whatever a panicking holder left behind (its state is a
+/// cache: at worst stale).
+fn lock(r: &Mutex<Resolver>) -> std::sync::MutexGuard<'_, Resolver> {
+    r.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// Messages from the correlator to the emitter.
@@ -301,6 +360,10 @@ struct Correlator {
     vmstat_base: Option<u64>,
     /// Real kills (not exiting victims) handed to the emitter.
     kills_emitted: u64,
+    /// Real kills left out by `cgroups` (not missed: seen and dropped).
+    kills_filtered: u64,
+    filter: CgroupFilter,
+    workload: Arc<Mutex<Resolver>>,
     missed: u64,
     /// Events are expected from eBPF, so a report waits for its event.
     /// Kept apart from `probe` so the correlation can be tested without one.
@@ -316,7 +379,18 @@ impl Correlator {
     ) -> Self {
         let vmstat_base = read_vmstat_oom_kill(&cfg.proc_path);
         let ebpf_active = probe.is_some();
+        // Checked by `start` (and the config's validation) already.
+        let filter =
+            CgroupFilter::new(&cfg.cgroups.include, &cfg.cgroups.exclude).unwrap_or_default();
+        let workload = Arc::new(Mutex::new(Resolver::new(
+            &cfg.workload,
+            &cfg.proc_path,
+            &cfg.root_path,
+        )));
         Correlator {
+            kills_filtered: 0,
+            filter,
+            workload,
             cfg,
             probe,
             kmsg,
@@ -496,7 +570,32 @@ impl Correlator {
         self.emit(kill).await;
     }
 
+    /// Whether `cgroups` lets the kill through: by the victim's cgroup, or
+    /// the memcg when the victim's is unknown; with `include` set, a kill
+    /// of no known cgroup does not pass.
+    fn selected(&self, kill: &OomKill) -> bool {
+        if self.filter.is_empty() {
+            return true;
+        }
+        match kill
+            .victim
+            .cgroup
+            .as_deref()
+            .or(kill.scope.memcg.as_deref())
+        {
+            Some(cgroup) => self.filter.selected(cgroup),
+            None => !self.filter.has_include(),
+        }
+    }
+
     async fn emit(&mut self, kill: OomKill) {
+        if !self.selected(&kill) {
+            if !kill.victim.exiting {
+                self.kills_filtered += 1;
+            }
+            tracing::debug!(pid = kill.victim.pid, cgroup = ?kill.victim.cgroup, "OOM kill outside cgroups.include/exclude; not reported");
+            return;
+        }
         if !kill.victim.exiting {
             self.kills_emitted += 1;
         }
@@ -510,7 +609,9 @@ impl Correlator {
             (self.vmstat_base, read_vmstat_oom_kill(&self.cfg.proc_path))
         {
             // Kills still waiting for their other half are not missed.
-            let accounted = self.kills_emitted + (self.events.len() + self.reports.len()) as u64;
+            let accounted = self.kills_emitted
+                + self.kills_filtered
+                + (self.events.len() + self.reports.len()) as u64;
             let missed = now.saturating_sub(base).saturating_sub(accounted);
             // A counter: never goes down (a pending kill resolving later
             // does not un-miss an earlier one).
@@ -555,11 +656,14 @@ impl Correlator {
         self.set_container_ids(victim);
     }
 
+    /// Container and pod ids from the cgroup path, and the workload they
+    /// name (the victim's runtime process is looked for above its pid).
     fn set_container_ids(&self, victim: &mut Victim) {
         if let Some(cg) = &victim.cgroup {
             let ids = enrich::container_ids(cg);
             victim.container_id = ids.container_id;
             victim.pod_uid = ids.pod_uid;
+            victim.workload = lock(&self.workload).resolve(cg, Some(victim.pid));
         }
     }
 
@@ -789,10 +893,10 @@ impl Emitter {
                     }
                     let key = self.count(&kill);
                     if let Some(logs) = self.logs.clone() {
-                        let payload = Payload::Logs(vec![scoped_logs(
-                            kill::SCOPE_NAME,
-                            vec![kill.log_record(unix_now_nanos())],
-                        )]);
+                        let mut resource_logs =
+                            scoped_logs(kill::SCOPE_NAME, vec![kill.log_record(unix_now_nanos())]);
+                        resource_logs.resource = kill.resource();
+                        let payload = Payload::Logs(vec![resource_logs]);
                         deliver(&logs, payload, &shutdown, &metrics).await;
                     }
                     if let Some(m) = self.metrics.clone() {
@@ -1194,6 +1298,108 @@ mod tests {
         );
     }
 
+    /// `cgroups`: a kill outside `include` (or inside `exclude`) makes no
+    /// record, and it is not missed either (it was seen).
+    #[tokio::test]
+    async fn kills_outside_the_cgroup_filter_are_dropped_not_missed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("vmstat"), "oom_kill 0\n").expect("vmstat");
+        let run = |include: &[&str], exclude: &[&str]| {
+            let cfg = OomReceiverConfig {
+                proc_path: dir.path().to_path_buf(),
+                cgroups: CgroupFilterConfig {
+                    include: include.iter().map(|s| s.to_string()).collect(),
+                    exclude: exclude.iter().map(|s| s.to_string()).collect(),
+                },
+                ..OomReceiverConfig::default()
+            };
+            let (tx, rx) = mpsc::channel(16);
+            (Correlator::new(cfg, None, None, tx), rx)
+        };
+        // The report's task memcg is `/limited`.
+        for (include, exclude, kept) in [
+            (&[][..], &[][..], true),
+            (&["/limited"][..], &[][..], true),
+            (&["/fleet/node-07/**"][..], &[][..], false),
+            (&[][..], &["/lim*"][..], false),
+        ] {
+            let (mut c, mut rx) = run(include, exclude);
+            c.on_report(report(48)).await;
+            std::fs::write(dir.path().join("vmstat"), "oom_kill 1\n").expect("vmstat");
+            c.send_stats().await;
+            let mut kills = 0;
+            let mut missed = None;
+            while let Ok(msg) = rx.try_recv() {
+                match msg {
+                    Emit::Kill(_) => kills += 1,
+                    Emit::Stats { missed: m, .. } => missed = Some(m),
+                }
+            }
+            assert_eq!(kills, usize::from(kept), "{include:?} {exclude:?}");
+            assert_eq!(missed, Some(0), "{include:?} {exclude:?}");
+            std::fs::write(dir.path().join("vmstat"), "oom_kill 0\n").expect("vmstat");
+        }
+    }
+
+    /// The victim's container is the record's resource, not a record
+    /// attribute; a victim in no container has no resource of its own.
+    #[test]
+    fn the_workload_is_the_resource() {
+        let id = "337a88232145e348ea79b36d30c171bcbc569fb7c6dac82f15185a0b42276bb1";
+        let workload = crate::workload::Workload {
+            container_id: Some(id.to_string()),
+            container_name: Some("victim1".into()),
+            runtime: Some("podman"),
+            image_name: Some("localhost/bb".into()),
+            image_tags: vec!["1.0".into()],
+            ..Default::default()
+        };
+        let mut kill = OomKill {
+            time_unix_nano: 1,
+            kernel_time_ns: None,
+            source: Source::Ebpf,
+            victim: Victim {
+                pid: 7,
+                comm: "alloc".into(),
+                cgroup: Some(format!("/libpod_parent/libpod-{id}")),
+                container_id: Some(id.to_string()),
+                workload: Some(Arc::new(workload)),
+                ..Victim::default()
+            },
+            trigger: Trigger::default(),
+            scope: Scope::default(),
+        };
+        let resource = kill.resource().expect("a resource");
+        let keys: Vec<&str> = resource
+            .attributes
+            .iter()
+            .map(|kv| kv.key.as_str())
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                "container.id",
+                "container.name",
+                "container.runtime.name",
+                "container.image.name",
+                "container.image.tags"
+            ]
+        );
+        let record = kill.log_record(2);
+        assert!(record
+            .attributes
+            .iter()
+            .all(|kv| !kv.key.starts_with("container.") && !kv.key.starts_with("k8s.")));
+        assert!(record
+            .attributes
+            .iter()
+            .any(|kv| kv.key == "oom.victim.cgroup"));
+        kill.victim.workload = None;
+        kill.victim.container_id = None;
+        kill.victim.cgroup = Some("/oomtest".into());
+        assert_eq!(kill.resource(), None);
+    }
+
     #[test]
     fn config_checks() {
         let ok = OomReceiverConfig::default();
@@ -1210,5 +1416,13 @@ mod tests {
             ..OomReceiverConfig::default()
         };
         assert!(bad.validate().is_err());
+        let bad_glob = OomReceiverConfig {
+            cgroups: CgroupFilterConfig {
+                include: vec!["[".into()],
+                exclude: Vec::new(),
+            },
+            ..OomReceiverConfig::default()
+        };
+        assert!(bad_glob.validate().is_err());
     }
 }
