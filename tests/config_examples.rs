@@ -203,12 +203,17 @@ fn container_and_kubernetes_configs_validate() {
     ] {
         assert_valid(&[kubernetes, Path::new(extra)], &env);
     }
-    // Without the endpoint the DaemonSet sets, it says so.
+    // Without the endpoint the DaemonSet sets, it says so, at that key.
+    let text = std::fs::read_to_string(repo_root().join(kubernetes)).expect("read the config");
+    let line = 1 + text
+        .lines()
+        .position(|l| l.contains("endpoint: ${env:OTEL_EXPORTER_OTLP_ENDPOINT}"))
+        .expect("the gateway endpoint");
     assert_invalid(
         &[kubernetes],
         &[("K8S_NODE_NAME", "node-1")],
         &[format!(
-            "{}:43:5: 'exporters::otlp/gateway::endpoint' requires a non-empty \"endpoint\"",
+            "{}:{line}:5: 'exporters::otlp/gateway::endpoint' requires a non-empty \"endpoint\"",
             kubernetes.display()
         )],
     );

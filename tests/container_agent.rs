@@ -18,7 +18,8 @@ use std::{
 
 use common::otlp::{attr_str, json_attr, FileContents};
 use common::podman::{
-    self, daemonset_pod_spec, pod_options, AgentImage, Container, PodOptions, SeccompChoice,
+    self, daemonset_pod_spec, pod_options, AgentImage, AllocImage, Container, PodOptions,
+    SeccompChoice, ALLOC_IMAGE_NAME, ALLOC_IMAGE_TAG,
 };
 use serde_json::Value;
 
@@ -80,30 +81,19 @@ fn wait_for_log(container: &Container, needle: &str, timeout: Duration) -> Strin
     }
 }
 
-/// Runs a busybox container limited to 64 MiB whose `tail /dev/zero` is
-/// OOM-killed; returns the container (kept until the test ends, so its
-/// state is there to be read) and its id.
+/// Runs the alloc image's `/alloc` limited to 64 MiB, OOM-killed; returns
+/// the container (kept until the test ends, so its state is there to be
+/// read) and its id.
 fn run_victim(name: &str) -> (Container, String) {
     let victim = Container::named(name);
-    let mut args = vec![
-        "run",
-        "--name",
-        name,
-        "--memory",
-        "64m",
-        "--memory-swap",
-        "64m",
-    ];
-    args.extend(podman::run_args());
-    args.extend([podman::busybox_image(), "/bin/tail", "/dev/zero"]);
-    let out = podman::podman_output(&args);
+    let id = victim.run_limited(AllocImage::reference(), "64m", &["/alloc"]);
+    let exit = podman::podman(&["wait", name]);
     assert_eq!(
-        out.status.code(),
-        Some(137),
-        "the victim should be OOM-killed (SIGKILL, exit 137): {}",
-        String::from_utf8_lossy(&out.stderr)
+        exit,
+        "137",
+        "the victim was not OOM-killed:\n{}",
+        victim.logs()
     );
-    let id = victim.id();
     (victim, id)
 }
 
@@ -129,6 +119,7 @@ fn the_agent_in_its_image_with_the_daemonsets_privileges_reports_a_kill_in_anoth
     }
     let context = tempfile::tempdir().expect("tempdir");
     let image = AgentImage::build(context.path(), "kill");
+    let alloc = AllocImage::get();
     let _slot = common::oom::oom_test_slot_blocking();
     let dir = config_dir();
     let pod = pod_options(&daemonset_pod_spec(), dir.path(), SeccompChoice::Profile);
@@ -164,7 +155,7 @@ fn the_agent_in_its_image_with_the_daemonsets_privileges_reports_a_kill_in_anoth
     };
     assert_eq!(
         text("process.command_line").as_deref(),
-        Some("/bin/tail /dev/zero"),
+        Some("/alloc"),
         "{record:#}"
     );
     assert_eq!(text("oom.source").as_deref(), Some("ebpf"), "{record:#}");
@@ -183,7 +174,43 @@ fn the_agent_in_its_image_with_the_daemonsets_privileges_reports_a_kill_in_anoth
         "{record:#}"
     );
     assert!(int("process.pid").is_some_and(|p| p > 0), "{record:#}");
-    let _ = resource;
+    // The victim's container is the record's resource.
+    let resource_text = |key: &str| {
+        json_attr(&resource["attributes"], key)
+            .and_then(|v| v["stringValue"].as_str())
+            .map(str::to_owned)
+    };
+    assert_eq!(
+        resource_text("container.id").as_deref(),
+        Some(victim_id.as_str()),
+        "{resource:#}"
+    );
+    assert_eq!(
+        resource_text("container.name").as_deref(),
+        Some("oomscope-test-victim"),
+        "{resource:#}"
+    );
+    assert_eq!(
+        resource_text("container.runtime.name").as_deref(),
+        Some("podman"),
+        "{resource:#}"
+    );
+    assert_eq!(
+        resource_text("container.image.name").as_deref(),
+        Some(ALLOC_IMAGE_NAME),
+        "{resource:#}"
+    );
+    let tags: Vec<&str> = json_attr(&resource["attributes"], "container.image.tags")
+        .and_then(|v| v["arrayValue"]["values"].as_array())
+        .map(|values| {
+            values
+                .iter()
+                .filter_map(|v| v["stringValue"].as_str())
+                .collect()
+        })
+        .unwrap_or_default();
+    assert_eq!(tags, [ALLOC_IMAGE_TAG], "{resource:#}");
+    drop(alloc);
 }
 
 #[test]

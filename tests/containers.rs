@@ -10,214 +10,18 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
-use std::sync::Mutex;
 use std::time::Duration;
 
 use common::oom::oom_test_slot_blocking;
 use common::oomscope::Oomscope;
 use common::otlp::{attr_str, json_attr};
-use common::{free_port, is_root, skip};
+use common::podman::{
+    podman, AllocImage as TestImage, Container, ALLOC_IMAGE_NAME as IMAGE_NAME,
+    ALLOC_IMAGE_TAG as IMAGE_TAG,
+};
+use common::{free_port, skip};
 
 const TIMEOUT: Duration = Duration::from_secs(90);
-/// The test image, built once per test binary (idempotent name and tag).
-const IMAGE_NAME: &str = "localhost/oomscope-test-alloc";
-const IMAGE_TAG: &str = "1.0";
-
-/// Allocates 1 MiB blocks and touches every page, at most 1 GiB, but only
-/// after it has read a memory limit of at most 256 MiB on its own cgroup
-/// (v1 or v2): without one it allocates nothing.
-const ALLOCATOR_C: &str = r#"
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-static long long limit(void) {
-    const char *files[] = {"/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"};
-    for (int i = 0; i < 2; i++) {
-        FILE *f = fopen(files[i], "r");
-        long long v = -1;
-        if (!f) continue;
-        if (fscanf(f, "%lld", &v) != 1) v = -1;
-        fclose(f);
-        return v;
-    }
-    return -1;
-}
-int main(void) {
-    long long l = limit();
-    if (l <= 0 || l > 256LL << 20) {
-        fprintf(stderr, "no memory limit of at most 256 MiB (%lld): not allocating\n", l);
-        return 2;
-    }
-    for (int i = 0; i < 1024; i++) {
-        char *p = malloc(1 << 20);
-        if (!p) return 3;
-        memset(p, 1, 1 << 20);
-    }
-    fprintf(stderr, "allocated 1 GiB without being OOM-killed\n");
-    return 4;
-}
-"#;
-
-fn podman(args: &[&str]) -> Output {
-    Command::new("podman")
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run podman")
-}
-
-fn podman_ok(args: &[&str]) -> String {
-    let out = podman(args);
-    assert!(
-        out.status.success(),
-        "podman {args:?}: {}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
-/// Why the host cannot run these tests, if it cannot.
-fn unsupported() -> Option<String> {
-    if !is_root() {
-        return Some("needs root (podman as root, eBPF, memory cgroups)".into());
-    }
-    match Command::new("podman").arg("--version").output() {
-        Ok(o) if o.status.success() => None,
-        _ => Some("podman is not installed (scripts/setup.sh installs it)".into()),
-    }
-}
-
-/// Test binaries using the image; the last one out removes it.
-static IMAGE_USERS: Mutex<usize> = Mutex::new(0);
-
-/// The test image, built for this binary's tests; removed (`podman rmi`)
-/// when the last holder drops it.
-struct TestImage;
-
-impl TestImage {
-    fn get() -> TestImage {
-        let mut users = IMAGE_USERS.lock().unwrap_or_else(|e| e.into_inner());
-        if *users == 0 {
-            build_image();
-        }
-        *users += 1;
-        TestImage
-    }
-
-    fn reference() -> String {
-        format!("{IMAGE_NAME}:{IMAGE_TAG}")
-    }
-}
-
-impl Drop for TestImage {
-    fn drop(&mut self) {
-        let mut users = IMAGE_USERS.lock().unwrap_or_else(|e| e.into_inner());
-        *users -= 1;
-        if *users == 0 {
-            let _ = podman(&["rmi", "-f", &TestImage::reference()]);
-        }
-    }
-}
-
-fn build_image() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let src = dir.path().join("alloc.c");
-    std::fs::write(&src, ALLOCATOR_C).expect("write the allocator");
-    let status = Command::new("gcc")
-        .args(["-static", "-O1", "-o"])
-        .arg(dir.path().join("alloc"))
-        .arg(&src)
-        .status()
-        .expect("run gcc");
-    assert!(status.success(), "gcc -static failed");
-    let busybox = ["/bin/busybox", "/usr/bin/busybox"]
-        .into_iter()
-        .find(|p| Path::new(p).is_file())
-        .expect("busybox-static (scripts/setup.sh installs it)");
-    std::fs::copy(busybox, dir.path().join("busybox")).expect("copy busybox");
-    std::fs::write(
-        dir.path().join("Containerfile"),
-        "FROM scratch\nCOPY busybox /bin/busybox\nCOPY busybox /bin/sh\nCOPY busybox /bin/sleep\nCOPY alloc /alloc\nCMD [\"/alloc\"]\n",
-    )
-    .expect("Containerfile");
-    let context = dir.path().to_string_lossy().into_owned();
-    podman_ok(&[
-        "build",
-        "--runtime",
-        "runc",
-        "-t",
-        &TestImage::reference(),
-        &context,
-    ]);
-}
-
-/// A container, removed (`podman rm -f`) on drop.
-struct Container {
-    name: String,
-    /// conmon's working directory (podman's), where conmon writes a file
-    /// named `oom` when the container is OOM-killed: not the test's.
-    cwd: tempfile::TempDir,
-}
-
-impl Container {
-    fn name(test: &str) -> Container {
-        Container {
-            name: format!("oomscope-test-{test}-{}", std::process::id()),
-            cwd: tempfile::tempdir().expect("tempdir"),
-        }
-    }
-
-    /// `podman run -d` of the test image with a 64 MiB limit and this
-    /// machine's settings; returns the full id.
-    fn run(&self, command: &[&str]) -> String {
-        let _ = podman(&["rm", "-f", &self.name]);
-        let image = TestImage::reference();
-        let mut args = vec![
-            "run",
-            "-d",
-            "--name",
-            &self.name,
-            "--runtime",
-            "runc",
-            "--ulimit",
-            "nofile=20000:20000",
-            "--ulimit",
-            "nproc=4096:4096",
-            "--memory",
-            "64m",
-            "--memory-swap",
-            "64m",
-            &image,
-        ];
-        args.extend_from_slice(command);
-        let out = Command::new("podman")
-            .args(&args)
-            .current_dir(self.cwd.path())
-            .stdin(Stdio::null())
-            .output()
-            .expect("run podman");
-        assert!(
-            out.status.success(),
-            "podman {args:?}: {}\n{}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).trim().to_string()
-    }
-
-    fn inspect(&self, format: &str) -> String {
-        podman_ok(&["inspect", "-f", format, &self.name])
-    }
-}
-
-impl Drop for Container {
-    fn drop(&mut self) {
-        let _ = podman(&["rm", "-f", "-t", "0", &self.name]);
-    }
-}
-
 /// Each resource's attributes (JSON) with its log records or its metric
 /// points (name, point), from the file exporter's lines.
 struct Exported {
@@ -316,7 +120,7 @@ service:
 /// its tag).
 #[test]
 fn a_container_oom_kill_names_the_container_on_the_resource() {
-    if let Some(why) = unsupported() {
+    if let Some(why) = common::podman::unavailable() {
         skip(
             "a_container_oom_kill_names_the_container_on_the_resource",
             why,
@@ -335,14 +139,14 @@ fn a_container_oom_kill_names_the_container_on_the_resource() {
         ),
         "    logs: { receivers: [oom], processors: [batch], exporters: [file] }",
     );
-    let container = Container::name("oom");
-    let id = container.run(&["/alloc"]);
-    let exit_code = podman_ok(&["wait", &container.name]);
+    let container = Container::named(&format!("oomscope-test-oom-{}", std::process::id()));
+    let id = container.run_limited(TestImage::reference(), "64m", &["/alloc"]);
+    let exit_code = podman(&["wait", &container.name]);
     assert_eq!(
         exit_code,
         "137",
         "the allocator was not OOM-killed: {}",
-        podman_ok(&["logs", &container.name])
+        container.logs()
     );
     let got = wait_exported(&out, |e| {
         e.logs.iter().any(|(r, rec)| {
@@ -405,7 +209,7 @@ fn a_container_oom_kill_names_the_container_on_the_resource() {
 /// container (name, image), its points carry only the cgroup path.
 #[test]
 fn a_running_container_is_the_resource_of_its_cgroup_metrics() {
-    if let Some(why) = unsupported() {
+    if let Some(why) = common::podman::unavailable() {
         skip(
             "a_running_container_is_the_resource_of_its_cgroup_metrics",
             why,
@@ -413,9 +217,12 @@ fn a_running_container_is_the_resource_of_its_cgroup_metrics() {
         return;
     }
     let image = TestImage::get();
-    let container = Container::name("mem");
-    let id = container.run(&["/bin/sleep", "600"]);
-    assert_eq!(container.inspect("{{.State.Running}}"), "true");
+    let container = Container::named(&format!("oomscope-test-mem-{}", std::process::id()));
+    let id = container.run_limited(TestImage::reference(), "64m", &["/bin/sleep", "600"]);
+    assert_eq!(
+        podman(&["inspect", "-f", "{{.State.Running}}", &container.name]),
+        "true"
+    );
     let dir = tempfile::tempdir().expect("tempdir");
     let out = dir.path().join("out.jsonl");
     let mut agent = start_agent(

@@ -9,7 +9,7 @@ use serde_json::Value;
 use std::{
     path::{Path, PathBuf},
     process::{Command, Output},
-    sync::OnceLock,
+    sync::Mutex,
 };
 
 /// Why podman cannot be used here, or `None` when it can.
@@ -85,6 +85,18 @@ impl Container {
         podman(&["inspect", "--format", "{{.Id}}", &self.name])
     }
 
+    /// `podman run -d` of `image` with `command`, limited to `memory` (swap
+    /// included); returns the full id.
+    pub fn run_limited(&self, image: &str, memory: &str, command: &[&str]) -> String {
+        let swap = format!("--memory-swap={memory}");
+        let memory = format!("--memory={memory}");
+        let mut args = vec!["run", "-d", "--name", &self.name, &memory, &swap];
+        args.extend(run_args());
+        args.push(image);
+        args.extend(command);
+        podman(&args)
+    }
+
     /// stdout and stderr of the container so far.
     pub fn logs(&self) -> String {
         let out = podman_output(&["logs", &self.name]);
@@ -113,30 +125,100 @@ pub fn build(tag: &str, containerfile: &Path, context: &Path, options: &[&str]) 
     podman(&args);
 }
 
-/// `localhost/oomscope-test-busybox:1.0`: Debian's static busybox on
-/// `scratch`. `busybox tail /dev/zero` allocates until its limit kills it
-/// (it looks for a newline that never comes).
-pub fn busybox_image() -> &'static str {
-    static IMAGE: OnceLock<()> = OnceLock::new();
-    const TAG: &str = "localhost/oomscope-test-busybox:1.0";
-    IMAGE.get_or_init(|| {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let root = dir.path().join("root/bin");
-        std::fs::create_dir_all(&root).expect("mkdir");
-        std::fs::copy("/bin/busybox", root.join("busybox"))
-            .expect("copy /bin/busybox (Debian's busybox-static)");
-        for applet in ["sh", "sleep", "tail", "cat"] {
-            std::os::unix::fs::symlink("busybox", root.join(applet)).expect("symlink");
+/// The victim image: a static allocator (plus busybox) on `scratch`.
+pub const ALLOC_IMAGE_NAME: &str = "localhost/oomscope-test-alloc";
+pub const ALLOC_IMAGE_TAG: &str = "1.0";
+
+/// `/alloc` allocates 1 MiB blocks and touches every page, at most 1 GiB,
+/// but only after it has read a memory limit of at most 256 MiB on its own
+/// cgroup (v1 or v2): without one it allocates nothing.
+const ALLOCATOR_C: &str = r#"
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+static long long limit(void) {
+    const char *files[] = {"/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"};
+    for (int i = 0; i < 2; i++) {
+        FILE *f = fopen(files[i], "r");
+        long long v = -1;
+        if (!f) continue;
+        if (fscanf(f, "%lld", &v) != 1) v = -1;
+        fclose(f);
+        return v;
+    }
+    return -1;
+}
+int main(void) {
+    long long l = limit();
+    if (l <= 0 || l > 256LL << 20) {
+        fprintf(stderr, "no memory limit of at most 256 MiB (%lld): not allocating\n", l);
+        return 2;
+    }
+    for (int i = 0; i < 1024; i++) {
+        char *p = malloc(1 << 20);
+        if (!p) return 3;
+        memset(p, 1, 1 << 20);
+    }
+    fprintf(stderr, "allocated 1 GiB without being OOM-killed\n");
+    return 4;
+}
+"#;
+
+/// Tests of this binary holding the alloc image; the last one out removes it.
+static ALLOC_IMAGE_USERS: Mutex<usize> = Mutex::new(0);
+
+/// The alloc image (`/alloc`, `/bin/sleep`), built for this binary's tests;
+/// removed when the last holder drops it.
+pub struct AllocImage;
+
+impl AllocImage {
+    pub fn get() -> AllocImage {
+        let mut users = ALLOC_IMAGE_USERS.lock().unwrap_or_else(|e| e.into_inner());
+        if *users == 0 {
+            build_alloc_image();
         }
-        let file = dir.path().join("Containerfile");
-        std::fs::write(
-            &file,
-            "FROM scratch\nCOPY root/ /\nCMD [\"/bin/sleep\", \"3600\"]\n",
-        )
-        .expect("write Containerfile");
-        build(TAG, &file, dir.path(), &[]);
-    });
-    TAG
+        *users += 1;
+        AllocImage
+    }
+
+    pub fn reference() -> &'static str {
+        "localhost/oomscope-test-alloc:1.0"
+    }
+}
+
+impl Drop for AllocImage {
+    fn drop(&mut self) {
+        let mut users = ALLOC_IMAGE_USERS.lock().unwrap_or_else(|e| e.into_inner());
+        *users -= 1;
+        if *users == 0 {
+            let _ = podman_output(&["rmi", "-f", AllocImage::reference()]);
+        }
+    }
+}
+
+fn build_alloc_image() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let src = dir.path().join("alloc.c");
+    std::fs::write(&src, ALLOCATOR_C).expect("write the allocator");
+    let status = Command::new("gcc")
+        .args(["-static", "-O1", "-o"])
+        .arg(dir.path().join("alloc"))
+        .arg(&src)
+        .status()
+        .expect("run gcc");
+    assert!(status.success(), "gcc -static failed");
+    let busybox = ["/bin/busybox", "/usr/bin/busybox"]
+        .into_iter()
+        .find(|p| Path::new(p).is_file())
+        .expect("busybox-static (scripts/setup.sh installs it)");
+    std::fs::copy(busybox, dir.path().join("busybox")).expect("copy busybox");
+    let file = dir.path().join("Containerfile");
+    std::fs::write(
+        &file,
+        "FROM scratch\nCOPY busybox /bin/busybox\nCOPY busybox /bin/sh\nCOPY busybox /bin/sleep\nCOPY alloc /alloc\nCMD [\"/alloc\"]\n",
+    )
+    .expect("Containerfile");
+    build(AllocImage::reference(), &file, dir.path(), &[]);
 }
 
 /// The repository root.
