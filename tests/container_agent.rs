@@ -19,7 +19,7 @@ use std::{
 use common::otlp::{attr_str, json_attr, FileContents};
 use common::podman::{
     self, daemonset_pod_spec, pod_options, AgentImage, AllocImage, Container, PodOptions,
-    SeccompChoice, ALLOC_IMAGE_NAME, ALLOC_IMAGE_TAG,
+    SeccompChoice,
 };
 use serde_json::Value;
 
@@ -175,41 +175,11 @@ fn the_agent_in_its_image_with_the_daemonsets_privileges_reports_a_kill_in_anoth
     );
     assert!(int("process.pid").is_some_and(|p| p > 0), "{record:#}");
     // The victim's container is the record's resource.
-    let resource_text = |key: &str| {
-        json_attr(&resource["attributes"], key)
-            .and_then(|v| v["stringValue"].as_str())
-            .map(str::to_owned)
-    };
-    assert_eq!(
-        resource_text("container.id").as_deref(),
-        Some(victim_id.as_str()),
-        "{resource:#}"
+    podman::assert_alloc_container_resource(
+        &resource["attributes"],
+        "oomscope-test-victim",
+        &victim_id,
     );
-    assert_eq!(
-        resource_text("container.name").as_deref(),
-        Some("oomscope-test-victim"),
-        "{resource:#}"
-    );
-    assert_eq!(
-        resource_text("container.runtime.name").as_deref(),
-        Some("podman"),
-        "{resource:#}"
-    );
-    assert_eq!(
-        resource_text("container.image.name").as_deref(),
-        Some(ALLOC_IMAGE_NAME),
-        "{resource:#}"
-    );
-    let tags: Vec<&str> = json_attr(&resource["attributes"], "container.image.tags")
-        .and_then(|v| v["arrayValue"]["values"].as_array())
-        .map(|values| {
-            values
-                .iter()
-                .filter_map(|v| v["stringValue"].as_str())
-                .collect()
-        })
-        .unwrap_or_default();
-    assert_eq!(tags, [ALLOC_IMAGE_TAG], "{resource:#}");
     drop(alloc);
 }
 

@@ -16,8 +16,7 @@ use common::oom::oom_test_slot_blocking;
 use common::oomscope::Oomscope;
 use common::otlp::{attr_str, json_attr};
 use common::podman::{
-    podman, AllocImage as TestImage, Container, ALLOC_IMAGE_NAME as IMAGE_NAME,
-    ALLOC_IMAGE_TAG as IMAGE_TAG,
+    assert_alloc_container_resource, podman, resource_str, AllocImage as TestImage, Container,
 };
 use common::{free_port, skip};
 
@@ -73,20 +72,6 @@ fn wait_exported(path: &Path, done: impl Fn(&Exported) -> bool) -> Exported {
         }
         std::thread::sleep(Duration::from_millis(200));
     }
-}
-
-fn resource_str(attrs: &serde_json::Value, key: &str) -> Option<String> {
-    json_attr(attrs, key)?["stringValue"]
-        .as_str()
-        .map(str::to_string)
-}
-
-fn resource_tags(attrs: &serde_json::Value) -> Option<Vec<String>> {
-    let values = json_attr(attrs, "container.image.tags")?["arrayValue"]["values"].as_array()?;
-    values
-        .iter()
-        .map(|v| v["stringValue"].as_str().map(str::to_string))
-        .collect()
 }
 
 fn start_agent(out: &Path, receivers: &str, pipeline: &str) -> Oomscope {
@@ -170,20 +155,7 @@ fn a_container_oom_kill_names_the_container_on_the_resource() {
         agent.output()
     );
     let (resource, record) = records[0];
-    assert_eq!(
-        resource_str(resource, "container.name").as_deref(),
-        Some(container.name.as_str()),
-        "{resource:#}"
-    );
-    assert_eq!(
-        resource_str(resource, "container.runtime.name").as_deref(),
-        Some("podman")
-    );
-    assert_eq!(
-        resource_str(resource, "container.image.name").as_deref(),
-        Some(IMAGE_NAME)
-    );
-    assert_eq!(resource_tags(resource), Some(vec![IMAGE_TAG.to_string()]));
+    assert_alloc_container_resource(resource, &container.name, &id);
     assert_eq!(
         resource_str(resource, "k8s.node.name"),
         None,
@@ -250,20 +222,7 @@ fn a_running_container_is_the_resource_of_its_cgroup_metrics() {
             )
         });
     let (resource, _, point) = limit;
-    assert_eq!(
-        resource_str(resource, "container.name").as_deref(),
-        Some(container.name.as_str()),
-        "{resource:#}"
-    );
-    assert_eq!(
-        resource_str(resource, "container.runtime.name").as_deref(),
-        Some("podman")
-    );
-    assert_eq!(
-        resource_str(resource, "container.image.name").as_deref(),
-        Some(IMAGE_NAME)
-    );
-    assert_eq!(resource_tags(resource), Some(vec![IMAGE_TAG.to_string()]));
+    assert_alloc_container_resource(resource, &container.name, &id);
     assert_eq!(
         common::otlp::point_int(point),
         Some(64 << 20),

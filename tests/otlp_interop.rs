@@ -33,27 +33,12 @@ fn bodies(tag: &str, n: usize) -> Vec<String> {
 
 /// oomscope with an OTLP receiver (gRPC and HTTP) writing to a file.
 fn receiver_to_file_config(grpc: u16, http: u16, out: &Path) -> String {
-    format!(
-        r#"
-receivers:
-  otlp:
-    protocols:
-      grpc: {{ endpoint: "127.0.0.1:{grpc}" }}
-      http: {{ endpoint: "127.0.0.1:{http}" }}
-processors:
-  batch: {{ timeout: 100ms }}
-exporters:
-  file:
-    path: "{out}"
-    flush_interval: 100ms
-service:
-  telemetry: {{ metrics: {{ address: "" }} }}
-  oom_score_adj: null
-  pipelines:
-    logs: {{ receivers: [otlp], processors: [batch], exporters: [file] }}
-    metrics: {{ receivers: [otlp], processors: [batch], exporters: [file] }}
-"#,
-        out = out.display()
+    common::otlp::otlp_to_file_config(
+        &[
+            format!(r#"grpc: {{ endpoint: "127.0.0.1:{grpc}" }}"#),
+            format!(r#"http: {{ endpoint: "127.0.0.1:{http}" }}"#),
+        ],
+        out,
     )
 }
 

@@ -174,27 +174,8 @@ impl Backend {
         let dir = tempfile::tempdir().expect("tempdir");
         let out = dir.path().join("backend.jsonl");
         let grpc = SocketAddr::from(([127, 0, 0, 1], free_port()));
-        let config = format!(
-            r#"
-receivers:
-  otlp:
-    protocols:
-      grpc: {{ endpoint: "{grpc}" }}
-processors:
-  batch: {{ timeout: 100ms }}
-exporters:
-  file:
-    path: "{out}"
-    flush_interval: 100ms
-service:
-  telemetry: {{ metrics: {{ address: "" }} }}
-  oom_score_adj: null
-  pipelines:
-    logs: {{ receivers: [otlp], processors: [batch], exporters: [file] }}
-    metrics: {{ receivers: [otlp], processors: [batch], exporters: [file] }}
-"#,
-            out = out.display()
-        );
+        let config =
+            super::otlp::otlp_to_file_config(&[format!(r#"grpc: {{ endpoint: "{grpc}" }}"#)], &out);
         let mut agent = Oomscope::start(&config, &[]);
         agent.wait_ready(grpc, timeout);
         Self {

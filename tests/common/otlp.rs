@@ -191,3 +191,30 @@ pub fn attr_str(record: &serde_json::Value, key: &str) -> Option<String> {
     }
     v["boolValue"].as_bool().map(|b| b.to_string())
 }
+
+/// An oomscope config with an OTLP receiver (`protocols`, YAML flow style,
+/// e.g. `grpc: { endpoint: "127.0.0.1:4317" }`) writing every log and metric
+/// to the file exporter at `out`: the backend of the end-to-end tests.
+pub fn otlp_to_file_config(protocols: &[String], out: &Path) -> String {
+    let protocols: String = protocols.iter().map(|p| format!("      {p}\n")).collect();
+    format!(
+        r#"
+receivers:
+  otlp:
+    protocols:
+{protocols}processors:
+  batch: {{ timeout: 100ms }}
+exporters:
+  file:
+    path: "{out}"
+    flush_interval: 100ms
+service:
+  telemetry: {{ metrics: {{ address: "" }} }}
+  oom_score_adj: null
+  pipelines:
+    logs: {{ receivers: [otlp], processors: [batch], exporters: [file] }}
+    metrics: {{ receivers: [otlp], processors: [batch], exporters: [file] }}
+"#,
+        out = out.display()
+    )
+}

@@ -404,3 +404,50 @@ pub enum SeccompChoice {
     /// The profile, but without this capability.
     WithoutCapability(&'static str),
 }
+
+/// A string attribute of a resource's `attributes` (OTLP JSON).
+pub fn resource_str(attrs: &Value, key: &str) -> Option<String> {
+    super::otlp::json_attr(attrs, key)?["stringValue"]
+        .as_str()
+        .map(str::to_string)
+}
+
+/// `container.image.tags`, a string array.
+pub fn resource_tags(attrs: &Value) -> Option<Vec<String>> {
+    let values = super::otlp::json_attr(attrs, "container.image.tags")?["arrayValue"]["values"]
+        .as_array()?;
+    values
+        .iter()
+        .map(|v| v["stringValue"].as_str().map(str::to_string))
+        .collect()
+}
+
+/// Asserts that a resource's `attributes` name the podman container `name`
+/// (id `id`) running the alloc image.
+pub fn assert_alloc_container_resource(attrs: &Value, name: &str, id: &str) {
+    assert_eq!(
+        resource_str(attrs, "container.id").as_deref(),
+        Some(id),
+        "{attrs:#}"
+    );
+    assert_eq!(
+        resource_str(attrs, "container.name").as_deref(),
+        Some(name),
+        "{attrs:#}"
+    );
+    assert_eq!(
+        resource_str(attrs, "container.runtime.name").as_deref(),
+        Some("podman"),
+        "{attrs:#}"
+    );
+    assert_eq!(
+        resource_str(attrs, "container.image.name").as_deref(),
+        Some(ALLOC_IMAGE_NAME),
+        "{attrs:#}"
+    );
+    assert_eq!(
+        resource_tags(attrs),
+        Some(vec![ALLOC_IMAGE_TAG.to_string()]),
+        "{attrs:#}"
+    );
+}
