@@ -143,4 +143,14 @@ if [ "$with_peers" = 1 ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 
             || log "could not install$container_pkgs; the container tests will be skipped or fail"
     fi
 fi
+# kernel matrix: qemu-system-x86
+# tests/kernel_matrix.rs boots Debian's 6.1 and 6.12 cloud kernels under qemu
+# (TCG) and fetches the kernel packages itself (apt-get download). Best
+# effort: without qemu that test says SKIPPED.
+if [ "$with_peers" = 1 ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 \
+    && ! command -v qemu-system-x86_64 >/dev/null 2>&1; then
+    log "installing qemu-system-x86"
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends qemu-system-x86) >&2 \
+        || log "could not install qemu-system-x86; the kernel matrix will be skipped"
+fi
 log "tools ready in $TOOLS_DIR"

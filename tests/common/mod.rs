@@ -1,5 +1,6 @@
 //! Shared helpers for the integration tests. Each test crate uses a subset.
 //!
+//! - [`alloc`]: the static allocator of the container and kernel-matrix tests.
 //! - [`oom`]: a contained OOM kill (memory cgroup + python3 allocator).
 //! - [`fleet`]: simulated nodes (one agent each) behind one gateway, and a backend.
 //! - [`rotel`]: rotel as an OTLP backend, and a parser for what it received.
@@ -13,6 +14,7 @@
 #![allow(dead_code)]
 
 pub mod adversarial;
+pub mod alloc;
 pub mod faults;
 pub mod fleet;
 pub mod kernel_log;

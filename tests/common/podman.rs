@@ -129,41 +129,6 @@ pub fn build(tag: &str, containerfile: &Path, context: &Path, options: &[&str]) 
 pub const ALLOC_IMAGE_NAME: &str = "localhost/oomscope-test-alloc";
 pub const ALLOC_IMAGE_TAG: &str = "1.0";
 
-/// `/alloc` allocates 1 MiB blocks and touches every page, at most 1 GiB,
-/// but only after it has read a memory limit of at most 256 MiB on its own
-/// cgroup (v1 or v2): without one it allocates nothing.
-const ALLOCATOR_C: &str = r#"
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-static long long limit(void) {
-    const char *files[] = {"/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"};
-    for (int i = 0; i < 2; i++) {
-        FILE *f = fopen(files[i], "r");
-        long long v = -1;
-        if (!f) continue;
-        if (fscanf(f, "%lld", &v) != 1) v = -1;
-        fclose(f);
-        return v;
-    }
-    return -1;
-}
-int main(void) {
-    long long l = limit();
-    if (l <= 0 || l > 256LL << 20) {
-        fprintf(stderr, "no memory limit of at most 256 MiB (%lld): not allocating\n", l);
-        return 2;
-    }
-    for (int i = 0; i < 1024; i++) {
-        char *p = malloc(1 << 20);
-        if (!p) return 3;
-        memset(p, 1, 1 << 20);
-    }
-    fprintf(stderr, "allocated 1 GiB without being OOM-killed\n");
-    return 4;
-}
-"#;
-
 /// Tests of this binary holding the alloc image; the last one out removes it.
 static ALLOC_IMAGE_USERS: Mutex<usize> = Mutex::new(0);
 
@@ -198,15 +163,8 @@ impl Drop for AllocImage {
 
 fn build_alloc_image() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let src = dir.path().join("alloc.c");
-    std::fs::write(&src, ALLOCATOR_C).expect("write the allocator");
-    let status = Command::new("gcc")
-        .args(["-static", "-O1", "-o"])
-        .arg(dir.path().join("alloc"))
-        .arg(&src)
-        .status()
-        .expect("run gcc");
-    assert!(status.success(), "gcc -static failed");
+    // `/alloc`: allocates only under a memory limit of at most 256 MiB.
+    super::alloc::build_static(&dir.path().join("alloc"));
     let busybox = ["/bin/busybox", "/usr/bin/busybox"]
         .into_iter()
         .find(|p| Path::new(p).is_file())

@@ -1,0 +1,165 @@
+#!/bin/busybox sh
+# /init of the kernel-matrix guest (tests/kernel_matrix.rs): runs oomscope on
+# the booted kernel and prints what the host checks on the serial console,
+# as `@@MATRIX key value` lines and `@@MATRIX-BEGIN name` ... `@@MATRIX-END
+# name` blocks, then powers off.
+#
+# Steps: `oomscope doctor --json`; under cgroup v2 an agent in `mode: auto`
+# and a contained OOM kill, then an agent in `mode: kmsg` and a kill; then,
+# where the kernel still has the v1 memory controller, the memory controller
+# moved to a v1 hierarchy, an agent in `mode: auto` and a kill there.
+#
+# Every kill is of /alloc, which allocates only under a memory limit of at
+# most 256 MiB (the guest has 1 GiB). Waits poll for a condition with a
+# bound; the host bounds the whole boot and fails with this console.
+/bin/busybox --install -s /bin
+export PATH=/bin
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+mount -t tmpfs tmpfs /tmp
+# Kernel messages go to the log only (printed at the end): on the console
+# they could cut into the lines the host parses.
+dmesg -n 1
+mount -t tracefs tracefs /sys/kernel/tracing 2>/dev/null
+# For doctor's lockdown check, as on a host.
+mount -t securityfs securityfs /sys/kernel/security 2>/dev/null
+ifconfig lo 127.0.0.1 up
+
+fact() { echo "@@MATRIX $*"; }
+block() { # name file
+    echo "@@MATRIX-BEGIN $1"
+    cat "$2"
+    echo
+    echo "@@MATRIX-END $1"
+}
+
+LIMIT=33554432 # 32 MiB
+
+# Polls `$@` every 0.1 s, at most `tries` times.
+poll() { # tries command...
+    tries=$1
+    shift
+    while ! "$@"; do
+        tries=$((tries - 1))
+        [ "$tries" -gt 0 ] || return 1
+        sleep 0.1
+    done
+}
+
+healthy() { wget -q -O /dev/null http://127.0.0.1:13133/ 2>/dev/null; }
+
+start_agent() { # name mode
+    cat >"/tmp/$1.yaml" <<EOF
+receivers:
+  oom:
+    mode: $2
+processors:
+  batch: { timeout: 100ms }
+exporters:
+  file: { path: "/tmp/$1.jsonl", flush_interval: 100ms }
+extensions:
+  health_check: { endpoint: "127.0.0.1:13133" }
+service:
+  extensions: [health_check]
+  telemetry: { metrics: { address: "" } }
+  pipelines:
+    logs: { receivers: [oom], processors: [batch], exporters: [file] }
+EOF
+    oomscope --config "/tmp/$1.yaml" >"/tmp/$1.log" 2>&1 &
+    agent=$!
+    if poll 1200 healthy; then
+        fact "agent_ready $1"
+    else
+        fact "agent_not_ready $1"
+    fi
+}
+
+stop_agent() { # name
+    kill -TERM "$agent"
+    wait "$agent"
+    fact "agent_exit $1 $?"
+    block "records $1" "/tmp/$1.jsonl"
+    block "agent_log $1" "/tmp/$1.log"
+}
+
+has_record() { # file pid
+    grep -q '"linux.oom.kill"' "$1" 2>/dev/null && grep -qF "\"intValue\":\"$2\"" "$1"
+}
+
+# A contained OOM kill of /alloc in cgroup directory $2 (limit set), and a
+# wait for the agent's record of it in /tmp/$1.jsonl.
+kill_in() { # name cgroup_dir
+    sh -c "echo \$\$ > $2/cgroup.procs && exec /alloc --matrix-kill=$1" &
+    victim=$!
+    wait "$victim"
+    status=$?
+    fact "kill $1 pid=$victim status=$status cgroup=${2#/sys/fs/cgroup}"
+    if poll 600 has_record "/tmp/$1.jsonl" "$victim"; then
+        fact "record_seen $1"
+    else
+        fact "record_missing $1"
+    fi
+}
+
+fact "kernel $(uname -r)"
+fact "version $(cat /proc/version)"
+
+# cgroup v2, the memory controller enabled for the root's children.
+mount -t cgroup2 cgroup2 /sys/fs/cgroup
+echo +memory >/sys/fs/cgroup/cgroup.subtree_control
+fact "v2_controllers $(cat /sys/fs/cgroup/cgroup.subtree_control)"
+
+doctor() { # name
+    oomscope doctor --json >"/tmp/doctor-$1.json" 2>"/tmp/doctor-$1.err"
+    fact "doctor_exit $1 $?"
+    block "doctor $1" "/tmp/doctor-$1.json"
+    block "doctor_stderr $1" "/tmp/doctor-$1.err"
+}
+
+doctor v2
+
+for mode in auto kmsg; do
+    name=v2-$mode
+    dir=/sys/fs/cgroup/matrix-$name
+    mkdir "$dir" && echo $LIMIT >"$dir/memory.max"
+    echo 0 >"$dir/memory.swap.max" 2>/dev/null
+    start_agent "$name" "$mode"
+    kill_in "$name" "$dir"
+    stop_agent "$name"
+    rmdir "$dir"
+done
+
+# cgroup v1: the memory controller leaves the v2 hierarchy (no child uses
+# it any more) for a v1 one, as on a hybrid host. A memcg that is still
+# being freed keeps it busy for a moment: retried.
+echo -memory >/sys/fs/cgroup/cgroup.subtree_control
+umount /sys/fs/cgroup
+mount -t tmpfs cgroup /sys/fs/cgroup
+mkdir /sys/fs/cgroup/unified /sys/fs/cgroup/memory
+mount -t cgroup2 cgroup2 /sys/fs/cgroup/unified
+v1=no
+mount_v1() { # done when mounted or failed for another reason than EBUSY
+    mount -t cgroup -o memory memory /sys/fs/cgroup/memory 2>/tmp/v1.err && v1=yes && return 0
+    ! grep -qi busy /tmp/v1.err
+}
+poll 100 mount_v1
+if [ $v1 = yes ]; then
+    fact "v1 mounted"
+    doctor v1
+    name=v1-auto
+    dir=/sys/fs/cgroup/memory/matrix-$name
+    mkdir "$dir" && echo $LIMIT >"$dir/memory.limit_in_bytes"
+    start_agent "$name" auto
+    kill_in "$name" "$dir"
+    stop_agent "$name"
+    rmdir "$dir"
+else
+    fact "v1 unavailable: $(cat /tmp/v1.err)"
+fi
+
+echo "@@MATRIX-BEGIN dmesg"
+dmesg
+echo "@@MATRIX-END dmesg"
+fact done
+poweroff -f
