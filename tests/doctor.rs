@@ -104,3 +104,32 @@ fn as_root_the_tracepoint_kmsg_and_probe_are_ok() {
     }
     assert_eq!(report["source"], "ebpf", "{report:#}");
 }
+
+/// A reader that has gone away (`oomscope doctor | head`) ends the output
+/// quietly: no panic ("failed printing to stdout"), the command's own exit
+/// code.
+#[test]
+fn output_into_a_closed_pipe_is_not_a_panic() {
+    for args in [
+        &["doctor", "--no-probe"][..],
+        &["doctor", "--no-probe", "--json"][..],
+        &["components"][..],
+        &["print-config"][..],
+    ] {
+        let (reader, writer) = std::io::pipe().expect("pipe");
+        // Closed before oomscope writes: every write fails with EPIPE.
+        drop(reader);
+        let output = Command::new(env!("CARGO_BIN_EXE_oomscope"))
+            .args(args)
+            .stdout(writer)
+            .output()
+            .expect("run oomscope");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        assert!(
+            matches!(output.status.code(), Some(0..=2)),
+            "{args:?}: {:?}\n{stderr}",
+            output.status
+        );
+    }
+}

@@ -130,6 +130,19 @@ fn load(cli: &Cli) -> Result<Config, ConfigErrors> {
     config::load(registry(), &sources(cli), &environment)
 }
 
+/// Writes a command's output. A reader that went away (`oomscope doctor |
+/// head`) is not an error worth a panic, as `print!` would make it; the
+/// command's exit code stays its own.
+fn write_stdout(text: &str) {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        if e.kind() != std::io::ErrorKind::BrokenPipe {
+            eprintln!("oomscope: cannot write to stdout: {e}");
+        }
+    }
+}
+
 /// `oomscope print-config`: the resolved tree, after checking that it loads.
 fn print_config(cli: &Cli, mode: PrintMode) -> ExitCode {
     let resolved: Result<Node, ConfigErrors> = with_bootstrap_logging(|| {
@@ -139,7 +152,7 @@ fn print_config(cli: &Cli, mode: PrintMode) -> ExitCode {
     });
     match resolved {
         Ok(node) => {
-            print!("{}", config::to_yaml(&node, mode == PrintMode::Redacted));
+            write_stdout(&config::to_yaml(&node, mode == PrintMode::Redacted));
             ExitCode::SUCCESS
         }
         Err(errors) => {
@@ -198,7 +211,7 @@ fn main() -> ExitCode {
             no_probe,
         }) => return doctor(json, probe, no_probe),
         Some(Command::Components) => {
-            print!("{}", oomscope::cli::components::render(registry()));
+            write_stdout(&oomscope::cli::components::render(registry()));
             return ExitCode::SUCCESS;
         }
         Some(Command::PrintConfig { mode }) => return print_config(&cli, mode),
@@ -212,7 +225,7 @@ fn main() -> ExitCode {
         }
     };
     if let Some(Command::Validate) = cli.command {
-        println!("configuration is valid");
+        write_stdout("configuration is valid\n");
         return ExitCode::SUCCESS;
     }
     let logs = &config.service.telemetry.logs;
@@ -294,14 +307,14 @@ fn doctor(json: bool, probe: bool, no_probe: bool) -> ExitCode {
     let report = doctor::assess(&facts);
     if json {
         match serde_json::to_string_pretty(&report) {
-            Ok(text) => println!("{text}"),
+            Ok(text) => write_stdout(&format!("{text}\n")),
             Err(e) => {
                 eprintln!("oomscope doctor: cannot encode the report: {e}");
                 return ExitCode::from(2);
             }
         }
     } else {
-        print!("{}", doctor::render_text(&report));
+        write_stdout(&doctor::render_text(&report));
     }
     ExitCode::from(report.exit_code)
 }
