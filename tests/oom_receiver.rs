@@ -15,7 +15,7 @@ use common::oom::{MemoryCgroup, OOM_LIMIT_BYTES};
 use common::oomscope::Oomscope;
 use common::otlp::{attr_str, FileContents};
 use common::rotel::Rotel;
-use common::{is_root, skip};
+use common::{is_root, signal, skip};
 
 const TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -692,4 +692,55 @@ async fn a_long_command_line_from_the_exec_hook_is_cut_not_garbled() {
         assert!(argv.join(" ").starts_with(&expected));
         assert_eq!(got, Some(expected));
     }
+}
+
+/// The agent is stopped (SIGSTOP: as slow as under heavy memory pressure)
+/// from after the victim's exec until the victim was killed and reaped; on
+/// SIGCONT its record still has the exact command line (the exec hook keeps
+/// it past the victim's exit; /proc has nothing by then).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stopped_agent_still_gives_the_command_line_of_a_victim_gone_meanwhile() {
+    const TEST: &str = "a_stopped_agent_still_gives_the_command_line_of_a_victim_gone_meanwhile";
+    if !is_root() {
+        return skip(TEST, "needs root (eBPF, /dev/kmsg, memory cgroups)");
+    }
+    let _slot = common::oom::oom_test_slot().await;
+    let Some(cgroup) = MemoryCgroup::create(OOM_LIMIT_BYTES).expect("create the test cgroup")
+    else {
+        return skip(TEST, "no memory cgroup controller to contain an OOM kill");
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("out.jsonl");
+    let (mut agent, _) = start_agent_configured(&out, "ebpf", None, free_port(), "");
+    let (mut victim, argv) = cgroup
+        .spawn_gated_allocator(&marker_args(3))
+        .expect("spawn the allocator");
+    let pid = victim.child.pid();
+    signal(agent.pid(), libc::SIGSTOP);
+    victim.release().expect("release the allocator");
+    let status = victim.child.wait().expect("wait");
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&status),
+        Some(libc::SIGKILL),
+        "the allocator was OOM-killed"
+    );
+    assert!(
+        !Path::new(&format!("/proc/{pid}")).exists(),
+        "the victim is reaped before the agent runs again"
+    );
+    signal(agent.pid(), libc::SIGCONT);
+    let records = oom_records(&out, 1, &agent);
+    let record = record_for(&records, pid);
+    assert_eq!(
+        attr_str(record, "oom.source").as_deref(),
+        Some("ebpf"),
+        "{record:#}"
+    );
+    assert_eq!(
+        attr_str(record, "process.command_line"),
+        Some(argv.join(" ")),
+        "{record:#}"
+    );
+    let (status, clean) = agent.stop(TIMEOUT);
+    assert!(clean && status.success(), "{}", agent.output());
 }

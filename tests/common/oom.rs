@@ -29,6 +29,16 @@ for _ in range(60):
 raise SystemExit('allocated 600 MiB without being OOM-killed')
 ";
 
+/// [`PYTHON_ALLOCATOR`] behind a gate: it allocates only after a line on
+/// its stdin, so a test can act between its exec and its death.
+const GATED_PYTHON_ALLOCATOR: &str = "import sys
+sys.stdin.readline()
+a = []
+for _ in range(60):
+    a.append(b'x' * (10 << 20))
+raise SystemExit('allocated 600 MiB without being OOM-killed')
+";
+
 /// Which cgroup hierarchy the test cgroup lives in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CgroupVersion {
@@ -209,6 +219,90 @@ impl MemoryCgroup {
         let mut argv = vec![python, "-c".to_owned(), PYTHON_ALLOCATOR.to_owned()];
         argv.extend(extra.iter().cloned());
         Ok((OomChild { child }, argv))
+    }
+}
+
+impl MemoryCgroup {
+    /// An allocator in the cgroup that waits, exec'd, until
+    /// [`GatedAllocator::release`]; returns it with its exact argv.
+    pub fn spawn_gated_allocator(
+        &self,
+        extra: &[String],
+    ) -> io::Result<(GatedAllocator, Vec<String>)> {
+        if !self.limited {
+            return Err(io::Error::other(
+                "no limit of its own: refusing to allocate in it",
+            ));
+        }
+        let output = Command::new("python3")
+            .args(["-c", "import sys; print(sys.executable)"])
+            .output()?;
+        let python = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+        if !output.status.success() || python.is_empty() {
+            return Err(io::Error::other("python3 does not name its executable"));
+        }
+        let child = Command::new("sh")
+            .arg("-c")
+            .arg(r#"set -e; echo $$ > "$1"; shift; exec "$@""#)
+            .arg("sh")
+            .arg(self.path.join("cgroup.procs"))
+            .arg(&python)
+            .arg("-c")
+            .arg(GATED_PYTHON_ALLOCATOR)
+            .args(extra)
+            .stdin(std::process::Stdio::piped())
+            .spawn()?;
+        let mut argv = vec![
+            python.clone(),
+            "-c".to_owned(),
+            GATED_PYTHON_ALLOCATOR.to_owned(),
+        ];
+        argv.extend(extra.iter().cloned());
+        let gated = GatedAllocator {
+            child: OomChild { child },
+            python,
+        };
+        gated.wait_for_exec()?;
+        Ok((gated, argv))
+    }
+}
+
+/// See [`MemoryCgroup::spawn_gated_allocator`].
+#[derive(Debug)]
+pub struct GatedAllocator {
+    pub child: OomChild,
+    python: String,
+}
+
+impl GatedAllocator {
+    /// Until `sh` has exec'd python (its /proc/PID/exe is the interpreter).
+    fn wait_for_exec(&self) -> io::Result<()> {
+        let exe = format!("/proc/{}/exe", self.child.pid());
+        // /proc/PID/exe names the file, links resolved.
+        let python = fs::canonicalize(&self.python)?;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if fs::read_link(&exe).is_ok_and(|p| p == python) {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(io::Error::other("the allocator never exec'd python"));
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Lets it allocate (until its cgroup's limit kills it).
+    pub fn release(&mut self) -> io::Result<()> {
+        use std::io::Write as _;
+        let stdin = self
+            .child
+            .child
+            .stdin
+            .as_mut()
+            .ok_or_else(|| io::Error::other("no stdin"))?;
+        stdin.write_all(b"go\n")?;
+        stdin.flush()
     }
 }
 
