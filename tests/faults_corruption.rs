@@ -210,9 +210,13 @@ fn append(path: &Path, lines: &[String]) {
 /// `start_at: end` and no checkpoint, lines appended before its first poll
 /// are skipped, so marker lines are appended until one arrives.
 fn tailing(app: &Path, rotel: &Rotel, run: &str) {
+    // Markers are new on every call: one an earlier agent delivered must not
+    // count for this one (it would return before this agent tails the file).
+    static CALL: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let call = CALL.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let deadline = Instant::now() + TIMEOUT;
     for i in 0.. {
-        let marker = format!("corrupt-filelog {run} marker-{i}");
+        let marker = format!("corrupt-filelog {run} marker-{call}-{i}");
         append(app, std::slice::from_ref(&marker));
         let seen = Instant::now() + Duration::from_secs(2);
         while Instant::now() < seen {
