@@ -432,8 +432,9 @@ fn linked_libraries(binary: &Path) -> Vec<(String, PathBuf)> {
 
 /// Boots `kernel` with the initramfs to power-off; its serial console.
 fn boot(kernel: &Kernel, initramfs: &Path) -> Result<String, String> {
-    let mut child = Command::new("nice")
-        .args(["-n", "15", "qemu-system-x86_64"])
+    // Not niced: on a loaded machine a niced emulator starves and its guest
+    // misses its timers; the boot's own time bound is what protects CI.
+    let mut child = Command::new("qemu-system-x86_64")
         .args(["-accel", "tcg", "-cpu", "max", "-smp", "2", "-m", "1024"])
         .args(["-nodefaults", "-display", "none", "-serial", "stdio"])
         .arg("-no-reboot")
@@ -441,7 +442,10 @@ fn boot(kernel: &Kernel, initramfs: &Path) -> Result<String, String> {
         .arg(&kernel.vmlinuz)
         .arg("-initrd")
         .arg(initramfs)
-        .args(["-append", "console=ttyS0 panic=-1"])
+        // no_timer_check: on a loaded host the emulated guest's IO-APIC timer
+        // check can miss its ticks and panic ("IO-APIC + timer doesn't
+        // work!"): seen under stress-ng; the check proves nothing here.
+        .args(["-append", "console=ttyS0 panic=-1 no_timer_check"])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
