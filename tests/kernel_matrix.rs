@@ -677,7 +677,8 @@ fn host_row() -> Row {
 /// The hooks a kill was caught with, given the record's `oom.source`.
 fn hooks_of(doctor: &serde_json::Value, source: &str) -> String {
     if source != "ebpf" {
-        return "/dev/kmsg".into();
+        // `process_tracking: auto` without the exec hook.
+        return "/dev/kmsg; netlink process events".into();
     }
     if doctor_check_ok(doctor, "exec_hook") {
         "tracepoints oom/mark_victim, sys_enter_execve(at); /dev/kmsg".into()
@@ -732,16 +733,7 @@ fn check_guest(kernel: &Kernel, guest: &Guest, seconds: f64) -> (Vec<Row>, Vec<S
         let doctor = &doctors[cgroup];
         let ebpf_loads = doctor["source"] == "ebpf";
         let mut missing = Vec::new();
-        let mut notes = Vec::new();
-        let source = check_kill(
-            guest,
-            dmesg,
-            name,
-            mode,
-            ebpf_loads,
-            &mut missing,
-            &mut notes,
-        );
+        let source = check_kill(guest, dmesg, name, mode, ebpf_loads, &mut missing);
         rows.push(Row {
             kernel: format!("{label}, {seconds:.0} s boot"),
             cgroup: cgroup.into(),
@@ -750,10 +742,8 @@ fn check_guest(kernel: &Kernel, guest: &Guest, seconds: f64) -> (Vec<Row>, Vec<S
                 .as_deref()
                 .map_or_else(|| "?".into(), |s| hooks_of(doctor, s)),
             doctor: doctor_verdict(doctor),
-            complete: if missing.is_empty() && notes.is_empty() {
+            complete: if missing.is_empty() {
                 "yes".into()
-            } else if missing.is_empty() {
-                format!("yes, {}", notes.join("; "))
             } else {
                 format!("no: {}", missing.join("; "))
             },
@@ -787,7 +777,6 @@ fn check_kill(
     mode: &str,
     ebpf_loads: bool,
     missing: &mut Vec<String>,
-    notes: &mut Vec<String>,
 ) -> Option<String> {
     let Some(kill) = guest.fact(&format!("kill {name} ")) else {
         missing.push("the kill did not run".into());
@@ -851,15 +840,15 @@ fn check_kill(
     expect("oom.constraint", Some("CONSTRAINT_MEMCG".into()));
     expect("oom.memcg", Some(memcg));
     expect("oom.memcg.limit", Some(GUEST_LIMIT_BYTES.to_string()));
-    let command_line = format!("/alloc --matrix-kill={name}");
-    match attr_str(record, "process.command_line") {
-        // In kmsg mode there is no exec hook, and the victim is gone from
-        // /proc by the time its report is read (issue 12, item 3).
-        None if mode == "kmsg" => notes.push(
-            "except process.command_line (kmsg mode: no exec hook, the victim left /proc first)"
-                .into(),
-        ),
-        _ => expect("process.command_line", Some(command_line)),
+    // The victim is often gone from /proc by the time its kill is read:
+    // the exec hook (eBPF) or the process table (kmsg mode) kept it.
+    expect(
+        "process.command_line",
+        Some(format!("/alloc --matrix-kill={name}")),
+    );
+    if mode == "kmsg" {
+        // The process table also kept its executable.
+        expect("process.executable.path", Some("/alloc".into()));
     }
     let want_source = if mode == "kmsg" || !ebpf_loads {
         "kmsg"
@@ -867,6 +856,9 @@ fn check_kill(
         "ebpf"
     };
     expect("oom.source", Some(want_source.into()));
+    if mode == "kmsg" && attr_str(record, "process.creation.time").is_none() {
+        missing.push("no process.creation.time".into());
+    }
     if !missing.is_empty() {
         missing.push(format!("kernel: {}", line.line));
     }

@@ -489,6 +489,128 @@ async fn kmsg_fallback_gives_the_same_facts() {
     assert!(clean && status.success(), "{}", agent.output());
 }
 
+/// Without eBPF the process connector's table keeps who the victim was. The
+/// agent is stopped (SIGSTOP) once it has read the victim's exec, until the
+/// victim was killed and reaped: on SIGCONT its record still has the
+/// command line, executable, parent and start, which /proc no longer had.
+#[tokio::test(flavor = "multi_thread")]
+async fn kmsg_mode_records_who_a_victim_gone_meanwhile_was() {
+    const TEST: &str = "kmsg_mode_records_who_a_victim_gone_meanwhile_was";
+    if !is_root() {
+        return skip(
+            TEST,
+            "needs root (/dev/kmsg, memory cgroups, the process connector)",
+        );
+    }
+    let _slot = common::oom::oom_test_slot().await;
+    let Some(cgroup) = MemoryCgroup::create(OOM_LIMIT_BYTES).expect("create the test cgroup")
+    else {
+        return skip(TEST, "no memory cgroup controller to contain an OOM kill");
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("out.jsonl");
+    let (mut agent, _) = start_agent_configured(
+        &out,
+        "kmsg",
+        None,
+        free_port(),
+        "    process_tracking: netlink\n",
+    );
+    let before = std::time::SystemTime::now();
+    let (mut victim, argv) = cgroup
+        .spawn_gated_allocator(&marker_args(4))
+        .expect("spawn the allocator");
+    let pid = victim.child.pid();
+    victim
+        .wait_until_gated()
+        .expect("the allocator at its gate");
+    wait_for_process_events_read(agent.pid());
+    signal(agent.pid(), libc::SIGSTOP);
+    victim.release().expect("release the allocator");
+    let status = victim.child.wait().expect("wait");
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&status),
+        Some(libc::SIGKILL),
+        "the allocator was OOM-killed"
+    );
+    assert!(
+        !Path::new(&format!("/proc/{pid}")).exists(),
+        "the victim is reaped before the agent runs again"
+    );
+    signal(agent.pid(), libc::SIGCONT);
+
+    let records = oom_records(&out, 1, &agent);
+    let r = record_for(&records, pid);
+    assert_eq!(attr_str(r, "oom.source").as_deref(), Some("kmsg"), "{r:#}");
+    assert_eq!(
+        attr_str(r, "process.command_line"),
+        Some(argv.join(" ")),
+        "{r:#}"
+    );
+    let python = std::fs::canonicalize(&argv[0]).expect("the interpreter's path");
+    assert_eq!(
+        attr_str(r, "process.executable.path").as_deref(),
+        python.to_str(),
+        "{r:#}"
+    );
+    // `sh` exec'd the allocator: its parent is this test.
+    assert_eq!(
+        attr_str(r, "process.parent_pid"),
+        Some(std::process::id().to_string()),
+        "{r:#}"
+    );
+    let created = attr_str(r, "process.creation.time").expect("process.creation.time");
+    let created =
+        time::OffsetDateTime::parse(&created, &time::format_description::well_known::Rfc3339)
+            .expect("ISO 8601");
+    // /proc's start is in clock ticks (10 ms at 100 Hz) after a boot time
+    // the agent derived from two clocks: a second covers both.
+    let before = time::OffsetDateTime::from(before) - time::Duration::seconds(1);
+    assert!(
+        created >= before && created <= time::OffsetDateTime::now_utc(),
+        "{created} not in [{before}, now]"
+    );
+    let (status, clean) = agent.stop(TIMEOUT);
+    assert!(clean && status.success(), "{}", agent.output());
+}
+
+/// Until the agent's process-events thread has read every event queued so
+/// far: it sleeps in recvfrom(2) only when its socket's queue is empty
+/// (/proc/PID/task/TID/syscall names the syscall a task is blocked in).
+fn wait_for_process_events_read(agent: u32) {
+    let tasks = format!("/proc/{agent}/task");
+    let deadline = std::time::Instant::now() + TIMEOUT;
+    let thread = loop {
+        let found = std::fs::read_dir(&tasks)
+            .expect("the agent's tasks")
+            .filter_map(Result::ok)
+            .find(|t| {
+                std::fs::read_to_string(t.path().join("comm"))
+                    .is_ok_and(|c| c.trim() == "oom-proc-events")
+            });
+        if let Some(t) = found {
+            break t.path();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the agent has no oom-proc-events thread"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let recvfrom = libc::SYS_recvfrom.to_string();
+    loop {
+        let syscall = std::fs::read_to_string(thread.join("syscall")).unwrap_or_default();
+        if syscall.split_whitespace().next() == Some(recvfrom.as_str()) {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the process-events thread never waited for more: {syscall}"
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
 /// `oomscope events --json` connected to a running agent prints the kill,
 /// live, with the same facts as the OTLP record.
 #[tokio::test(flavor = "multi_thread")]

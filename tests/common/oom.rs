@@ -293,6 +293,26 @@ impl GatedAllocator {
     }
 
     /// Lets it allocate (until its cgroup's limit kills it).
+    /// Until python waits at its gate (blocked in read(2) on stdin): its
+    /// exec has returned, so the kernel has sent every event of it.
+    pub fn wait_until_gated(&self) -> io::Result<()> {
+        let syscall = format!("/proc/{}/syscall", self.child.pid());
+        let read = libc::SYS_read.to_string();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let text = fs::read_to_string(&syscall).unwrap_or_default();
+            if text.split_whitespace().next() == Some(read.as_str()) {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(io::Error::other(format!(
+                    "the allocator never waited at its gate: {text}"
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+
     pub fn release(&mut self) -> io::Result<()> {
         use std::io::Write as _;
         let stdin = self

@@ -15,6 +15,11 @@ use crate::redact::redact_args;
 pub struct ProcessFacts {
     /// Base name of /proc/PID/exe.
     pub executable_name: Option<String>,
+    /// /proc/PID/exe (a deleted binary without " (deleted)").
+    pub executable_path: Option<String>,
+    pub parent_pid: Option<i32>,
+    /// Start of the process, Unix ns.
+    pub start_unix_nano: Option<u64>,
     /// Arguments joined by spaces, secrets redacted.
     pub command_line: Option<String>,
     /// The cgroup path (v2 unified entry, else the v1 memory controller's).
@@ -31,15 +36,17 @@ pub fn read_process(proc_root: &Path, pid: i32, secret_keys: &[String]) -> Proce
     let Ok(process) = procfs::process::Process::new_with_root(dir.clone()) else {
         return ProcessFacts::default();
     };
-    let executable_name = process
+    // A deleted binary reads as "/path/x (deleted)".
+    let executable_path = process
         .exe()
         .ok()
-        .and_then(|p| {
-            // A deleted binary reads as "/path/x (deleted)".
-            let name = p.file_name()?.to_string_lossy().into_owned();
-            Some(name.trim_end_matches(" (deleted)").to_string())
+        .map(|p| {
+            p.to_string_lossy()
+                .trim_end_matches(" (deleted)")
+                .to_string()
         })
-        .filter(|n| !n.is_empty());
+        .filter(|p| !p.is_empty());
+    let executable_name = executable_path.as_deref().and_then(base_name);
     // Not procfs's `cmdline()`: it reads the whole file, however long, and
     // fails on an argument that is not UTF-8; this read is bounded and lossy.
     let command_line = read_bounded(&dir.join("cmdline"), MAX_CMDLINE)
@@ -52,11 +59,12 @@ pub fn read_process(proc_root: &Path, pid: i32, secret_keys: &[String]) -> Proce
             redact_args(&args, secret_keys).join(" ")
         })
         .filter(|c| !c.is_empty());
+    let stat = process.stat().ok();
     // An exited task (zombie) has been moved to the root cgroup: its
     // /proc/PID/cgroup no longer says where it ran.
-    let exited = process
-        .stat()
-        .map_or(true, |stat| matches!(stat.state, 'Z' | 'X' | 'x'));
+    let exited = stat
+        .as_ref()
+        .is_none_or(|stat| matches!(stat.state, 'Z' | 'X' | 'x'));
     let cgroup = if exited {
         None
     } else {
@@ -67,9 +75,22 @@ pub fn read_process(proc_root: &Path, pid: i32, secret_keys: &[String]) -> Proce
     };
     ProcessFacts {
         executable_name,
+        executable_path,
+        parent_pid: stat.as_ref().map(|s| s.ppid),
+        start_unix_nano: stat
+            .as_ref()
+            .map(|s| crate::process_table::start_unix_nano(s.starttime)),
         command_line,
         cgroup,
     }
+}
+
+/// The last component of a path, if any.
+pub fn base_name(path: &str) -> Option<String> {
+    path.rsplit('/')
+        .next()
+        .filter(|n| !n.is_empty())
+        .map(str::to_owned)
 }
 
 /// The command line from the first of `recorded` (argv entries of the exec

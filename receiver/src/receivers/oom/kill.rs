@@ -34,7 +34,11 @@ pub struct Victim {
     /// The kernel's comm (at most 15 characters).
     pub comm: String,
     pub executable_name: Option<String>,
+    pub executable_path: Option<String>,
     pub command_line: Option<String>,
+    pub parent_pid: Option<i32>,
+    /// Start of the process, Unix ns.
+    pub start_unix_nano: Option<u64>,
     pub uid: Option<u32>,
     /// Bytes, as the kernel printed them in its "Killed process" line.
     pub total_vm: Option<u64>,
@@ -100,6 +104,14 @@ fn mib(v: u64) -> String {
     format!("{:.1} MiB", v as f64 / (1024.0 * 1024.0))
 }
 
+/// Unix ns as ISO 8601 (semconv's `process.creation.time`).
+fn rfc3339_nanos(unix_nano: u64) -> Option<String> {
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(unix_nano))
+        .ok()?
+        .format(&time::format_description::well_known::Rfc3339)
+        .ok()
+}
+
 impl OomKill {
     /// The one-line human summary used as the record's body.
     pub fn summary(&self) -> String {
@@ -147,6 +159,11 @@ impl OomKill {
             }
         };
         opt_s("process.command_line", &v.command_line);
+        opt_s("process.executable.path", &v.executable_path);
+        opt_s(
+            "process.creation.time",
+            &v.start_unix_nano.and_then(rfc3339_nanos),
+        );
         opt_s("oom.victim.cgroup", &v.cgroup);
         opt_s("oom.trigger.comm", &self.trigger.comm);
         opt_s("oom.gfp_mask", &self.trigger.gfp_mask);
@@ -154,6 +171,9 @@ impl OomKill {
         opt_s("oom.memcg", &self.scope.memcg);
         if let Some(uid) = v.uid {
             a.push(kv("user.id", i(i64::from(uid))));
+        }
+        if let Some(ppid) = v.parent_pid {
+            a.push(kv("process.parent_pid", i(i64::from(ppid))));
         }
         for (key, val) in [
             ("oom.victim.total_vm", v.total_vm),

@@ -53,6 +53,8 @@ use crate::kernel_log::{KmsgEvent, KmsgReader, OomReport, OomReportAssembler, St
 use crate::metric_catalog::{int, MetricsBuilder, OVERFLOW_VALUE};
 use crate::pipeline::data::{kv_str, scoped_logs, scoped_metrics};
 use crate::pipeline::{consume_retrying, DynConsumer, Payload};
+use crate::process_table::connector::{self, Connector, ReaderStats};
+use crate::process_table::{ProcReader, ProcessTable};
 use crate::receivers::cgroup_filter::{CgroupFilter, CgroupFilterConfig};
 use crate::workload::{Resolver, WorkloadConfig};
 use kill::{OomKill, Scope, Source, Trigger, Victim};
@@ -69,6 +71,25 @@ pub enum Mode {
     Ebpf,
     /// The kernel report alone (`/dev/kmsg`), eBPF never loaded.
     Kmsg,
+}
+
+/// How the receiver keeps the command line, executable, parent and start
+/// of processes for victims gone from /proc before their kill is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum ProcessTracking {
+    /// The eBPF exec hook when it is attached (command lines only, no
+    /// agent CPU per exec), else the netlink process connector when it can
+    /// be opened, else neither.
+    #[default]
+    Auto,
+    /// The eBPF exec hook only.
+    Ebpf,
+    /// The netlink process connector (besides the exec hook, if attached):
+    /// also the executable, parent and start of a vanished victim, at the
+    /// cost of reading /proc at each exec. The receiver fails to start
+    /// without it.
+    Netlink,
 }
 
 /// `oom` receiver configuration.
@@ -98,6 +119,9 @@ pub struct OomReceiverConfig {
     /// Argument names whose values are redacted from command lines
     /// (case-insensitive substrings).
     pub secret_keys: Vec<String>,
+    /// `auto`, `ebpf` or `netlink`: how victims that vanish before /proc is
+    /// read keep their command line.
+    pub process_tracking: ProcessTracking,
     /// How often the counters (kills, missed kills, dropped events) are
     /// reported besides each kill.
     pub metrics_interval: GoDuration,
@@ -134,6 +158,7 @@ impl Default for OomReceiverConfig {
             cgroups: CgroupFilterConfig::default(),
             workload: WorkloadConfig::default(),
             secret_keys: crate::redact::default_keys(),
+            process_tracking: ProcessTracking::Auto,
             metrics_interval: GoDuration::from_secs(10),
             events: Some(EventsConfig::default()),
         }
@@ -249,6 +274,7 @@ pub async fn start(
             }
         }
     }
+    let processes = track_processes(&cfg, &ctx, probe.as_ref())?;
     let kmsg = match KmsgReader::open(&cfg.kmsg_path, StartAt::End) {
         Ok(r) => Some(r),
         Err(e) if probe.is_some() => {
@@ -265,6 +291,7 @@ pub async fn start(
         receiver = %ctx.id,
         ebpf = probe.is_some(),
         kmsg = kmsg.is_some(),
+        process_events = processes.is_some(),
         "watching for OOM kills"
     );
     let hub = match &cfg.events {
@@ -282,7 +309,8 @@ pub async fn start(
     let emitter = Emitter::new(ctx.clone(), outputs, probe.is_some(), hub);
     let emit_task = tokio::spawn(emitter.run(rx, ctx.shutdown.clone()));
     let refresh = cfg.workload.refresh_interval.get();
-    let correlator = Correlator::new(cfg, probe, kmsg, tx);
+    let mut correlator = Correlator::new(cfg, probe, kmsg, tx);
+    correlator.processes = processes;
     if correlator.cfg.workload.enabled {
         tokio::spawn(refresh_workloads(
             correlator.workload.clone(),
@@ -297,6 +325,64 @@ pub async fn start(
         // queued, then ends.
         let _ = emit_task.await;
     }))
+}
+
+/// What /proc and the exec hook did not give, from the process table.
+fn fill_from_record(victim: &mut Victim, r: &crate::process_table::ProcessRecord) {
+    if victim.command_line.is_none() {
+        victim.command_line = r.command_line.clone();
+    }
+    if victim.executable_path.is_none() {
+        victim.executable_path = r.executable_path.clone();
+        victim.executable_name = r.executable_path.as_deref().and_then(enrich::base_name);
+    }
+    victim.parent_pid = victim.parent_pid.or(r.parent_pid);
+    victim.start_unix_nano = victim.start_unix_nano.or(r.start_unix_nano);
+    if victim.cgroup.is_none() {
+        victim.cgroup = r.cgroup.clone();
+    }
+}
+
+/// The netlink process table, when `process_tracking` asks for it (and, in
+/// `auto`, the exec hook is not attached). `netlink` fails without it.
+fn track_processes(
+    cfg: &OomReceiverConfig,
+    ctx: &BuildContext,
+    probe: Option<&MarkVictimProbe>,
+) -> anyhow::Result<Option<Arc<Mutex<ProcessTable>>>> {
+    let exec_hook =
+        probe.is_some_and(|p| !matches!(p.exec_hooks(), ExecHookStatus::Unavailable(_)));
+    let wanted = match cfg.process_tracking {
+        ProcessTracking::Ebpf => false,
+        ProcessTracking::Auto => !exec_hook,
+        ProcessTracking::Netlink => true,
+    };
+    if !wanted {
+        return Ok(None);
+    }
+    let connector = match Connector::open() {
+        Ok(c) => c,
+        Err(e) if cfg.process_tracking == ProcessTracking::Netlink => anyhow::bail!(
+            "receiver {}: process_tracking: netlink, but the process connector cannot be used: {e}",
+            ctx.id
+        ),
+        Err(e) => {
+            tracing::warn!(receiver = %ctx.id, error = %e, "neither the exec hook nor the process connector can be used: a victim that exits before /proc is read gets no process.command_line");
+            return Ok(None);
+        }
+    };
+    let table = Arc::new(Mutex::new(ProcessTable::new()));
+    let reader = ProcReader::new(&cfg.proc_path, &cfg.secret_keys);
+    connector::spawn_reader(
+        connector,
+        reader,
+        table.clone(),
+        Arc::new(ReaderStats::default()),
+        ctx.shutdown.clone(),
+    )
+    .map_err(|e| anyhow::anyhow!("receiver {}: process events thread: {e}", ctx.id))?;
+    tracing::debug!(receiver = %ctx.id, "recording processes from the kernel's process events");
+    Ok(Some(table))
 }
 
 /// Looks running containers up every `interval` (off the async workers), so
@@ -364,6 +450,8 @@ struct Correlator {
     kills_filtered: u64,
     filter: CgroupFilter,
     workload: Arc<Mutex<Resolver>>,
+    /// Processes recorded from the kernel's process events, when in use.
+    processes: Option<Arc<Mutex<ProcessTable>>>,
     missed: u64,
     /// Events are expected from eBPF, so a report waits for its event.
     /// Kept apart from `probe` so the correlation can be tested without one.
@@ -391,6 +479,7 @@ impl Correlator {
             kills_filtered: 0,
             filter,
             workload,
+            processes: None,
             cfg,
             probe,
             kmsg,
@@ -642,6 +731,9 @@ impl Correlator {
     fn enrich(&self, victim: &mut Victim, recorded: &[ExecArgs], kill_ktime_ns: Option<u64>) {
         let facts = enrich::read_process(&self.cfg.proc_path, victim.pid, &self.cfg.secret_keys);
         victim.executable_name = facts.executable_name;
+        victim.executable_path = facts.executable_path;
+        victim.parent_pid = facts.parent_pid;
+        victim.start_unix_nano = facts.start_unix_nano;
         victim.command_line = facts.command_line.or_else(|| {
             enrich::recorded_command_line(
                 recorded,
@@ -652,6 +744,11 @@ impl Correlator {
         });
         if victim.cgroup.is_none() {
             victim.cgroup = facts.cgroup;
+        }
+        if let Some(table) = &self.processes {
+            if let Some(r) = connector::lock(table).lookup(victim.pid, &victim.comm) {
+                fill_from_record(victim, r);
+            }
         }
         self.set_container_ids(victim);
     }
