@@ -107,6 +107,12 @@ fn kernel_matrix() {
             }
         };
         let seconds = boot_started.elapsed().as_secs_f64();
+        // For a look at everything the guest printed.
+        if let Some(dir) = std::env::var_os("OOMSCOPE_MATRIX_CONSOLE_DIR") {
+            let path = Path::new(&dir).join(format!("{}.console", kernel.release));
+            std::fs::write(&path, &console).expect("write the console");
+            eprintln!("console of {}: {}", kernel.release, path.display());
+        }
         let guest = Guest::parse(&console);
         let (kernel_rows, problems) = check_guest(kernel, &guest, seconds);
         rows.extend(kernel_rows);

@@ -106,6 +106,12 @@ pub struct OomReport {
     /// Set on the member kills of a `memory.oom.group`: the group's cgroup.
     /// Such a report repeats the context of the kill that triggered it.
     pub oom_group: Option<String>,
+    /// This member kill is the report's own victim again: the kernel kills
+    /// the chosen victim, then every task of its `memory.oom.group`, itself
+    /// included while its memory is not yet gone, printing a second
+    /// "Killed process" line and counting a second kill (seen on Linux 6.1
+    /// and 6.12), but marking the victim only once.
+    pub repeated_victim: bool,
     /// Sequence numbers of the first and last record of the report.
     pub first_seq: u64,
     pub last_seq: u64,
@@ -297,6 +303,7 @@ impl OomReportAssembler {
             // A member of the victim's memory.oom.group: same OOM.
             (None, Some(group), Some(last)) => OomReport {
                 oom_group: Some(group.clone()),
+                repeated_victim: last.killed.pid == killed.pid,
                 ..last.clone()
             },
             // The header was rate-limited (or overwritten): only this line.
@@ -754,6 +761,7 @@ mod tests {
             }],
             task_count: 1,
             oom_group: None,
+            repeated_victim: false,
             first_seq: 341,
             last_seq: 418,
             monotonic_us: 391799786,
@@ -1180,6 +1188,34 @@ Memory cgroup out of memory: Killed process 2 (x) total-vm:1kB, anon-rss:1kB, fi
         assert_eq!(member.trigger_pid, Some(11976));
         assert_eq!(member.oom_memcg.as_deref(), Some("/oomtest"));
         assert_eq!((member.first_seq, member.last_seq), (341, 420));
+        assert!(!member.repeated_victim);
+    }
+
+    /// Linux 6.1 and 6.12 kill the chosen victim a second time as a member
+    /// of its own group (a guest of tests/kernel_matrix.rs printed this).
+    #[test]
+    fn the_victim_killed_again_as_a_group_member_is_flagged() {
+        let mut records = records(SAMPLE);
+        records.truncate(78);
+        records.extend(messages(
+            419,
+            "Tasks in /oomtest are going to be killed due to memory.oom.group set\n\
+             Memory cgroup out of memory: Killed process 11980 (sleep) total-vm:2260kB, anon-rss:0kB, file-rss:0kB, shmem-rss:1324kB, UID:0 pgtables:36kB oom_score_adj:0\n\
+             Memory cgroup out of memory: Killed process 11976 (python3) total-vm:67784kB, anon-rss:50816kB, file-rss:5140kB, shmem-rss:0kB, UID:0 pgtables:156kB oom_score_adj:0",
+        ));
+        let reports = assemble(&records);
+        assert_eq!(reports.len(), 3);
+        assert_eq!(reports[0].killed.pid, 11976);
+        assert!(!reports[0].repeated_victim);
+        assert_eq!(
+            (reports[1].killed.pid, reports[1].repeated_victim),
+            (11980, false)
+        );
+        assert_eq!(
+            (reports[2].killed.pid, reports[2].repeated_victim),
+            (11976, true)
+        );
+        assert_eq!(reports[2].oom_group.as_deref(), Some("/oomtest"));
     }
 
     #[test]

@@ -234,9 +234,70 @@ pub fn memcg_limit(cgroup_roots: &[PathBuf], path: &str) -> Option<u64> {
     None
 }
 
+/// The cgroup whose `memory.oom.group` made the kernel kill every task in
+/// it along with the victim: as the kernel picks it
+/// (`mem_cgroup_get_oom_group`), the highest cgroup with `memory.oom.group`
+/// set on the path from the victim's cgroup up to `domain` (the cgroup
+/// whose limit was hit; the root for a system-wide OOM). cgroup v2 only;
+/// `None` when none is set or the files are gone.
+pub fn oom_group(
+    cgroup_roots: &[PathBuf],
+    victim_cgroup: &str,
+    domain: Option<&str>,
+) -> Option<String> {
+    let root = cgroup_roots
+        .iter()
+        .find(|root| root.join("cgroup.controllers").is_file())?;
+    let mut group = None;
+    let mut path = victim_cgroup.trim_end_matches('/');
+    // Bounded by the path's depth.
+    while !path.is_empty() {
+        let file = root
+            .join(path.trim_start_matches('/'))
+            .join("memory.oom.group");
+        if std::fs::read_to_string(file).is_ok_and(|v| v.trim() == "1") {
+            group = Some(path.to_owned());
+        }
+        if Some(path) == domain.map(|d| d.trim_end_matches('/')) {
+            break;
+        }
+        path = match path.rfind('/') {
+            Some(at) => &path[..at],
+            None => "",
+        };
+    }
+    group
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_oom_group_is_the_highest_set_up_to_the_domain() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path();
+        std::fs::write(root.join("cgroup.controllers"), "memory\n").expect("write");
+        for (path, set) in [("a", "1"), ("a/b", "1"), ("a/b/c", "0"), ("x", "0")] {
+            std::fs::create_dir_all(root.join(path)).expect("mkdir");
+            std::fs::write(root.join(path).join("memory.oom.group"), set).expect("write");
+        }
+        let roots = [root.join("memory"), root.to_path_buf()];
+        assert_eq!(
+            oom_group(&roots, "/a/b/c", Some("/a")).as_deref(),
+            Some("/a")
+        );
+        // Not above the domain whose limit was hit.
+        assert_eq!(
+            oom_group(&roots, "/a/b/c", Some("/a/b")).as_deref(),
+            Some("/a/b")
+        );
+        assert_eq!(oom_group(&roots, "/a/b/c", None).as_deref(), Some("/a"));
+        assert_eq!(oom_group(&roots, "/x", None), None);
+        assert_eq!(oom_group(&roots, "/gone/away", None), None);
+        // cgroup v1 has no memory.oom.group.
+        assert_eq!(oom_group(&[root.join("memory")], "/a/b", None), None);
+    }
 
     const ID: &str = "3f4b0c2c1d5e6f708192a3b4c5d6e7f8091a2b3c4d5e6f708192a3b4c5d6e7f8";
 

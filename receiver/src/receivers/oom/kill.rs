@@ -71,6 +71,9 @@ pub struct Scope {
     pub memcg_limit: Option<u64>,
     /// `cgroup` or `system`; `None` when nothing said which.
     pub trigger_type: Option<&'static str>,
+    /// The `memory.oom.group` cgroup all of whose tasks were killed with
+    /// the victim: the same on the record of each of them.
+    pub group: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -169,6 +172,7 @@ impl OomKill {
         opt_s("oom.gfp_mask", &self.trigger.gfp_mask);
         opt_s("oom.constraint", &self.scope.constraint);
         opt_s("oom.memcg", &self.scope.memcg);
+        opt_s("oom.group", &self.scope.group);
         if let Some(uid) = v.uid {
             a.push(kv("user.id", i(i64::from(uid))));
         }

@@ -448,6 +448,9 @@ struct Correlator {
     kills_emitted: u64,
     /// Real kills left out by `cgroups` (not missed: seen and dropped).
     kills_filtered: u64,
+    /// Second kills of a victim as a member of its own memory.oom.group:
+    /// counted by the kernel, one record.
+    kills_repeated: u64,
     filter: CgroupFilter,
     workload: Arc<Mutex<Resolver>>,
     /// Processes recorded from the kernel's process events, when in use.
@@ -477,6 +480,7 @@ impl Correlator {
         )));
         Correlator {
             kills_filtered: 0,
+            kills_repeated: 0,
             filter,
             workload,
             processes: None,
@@ -577,6 +581,15 @@ impl Correlator {
     }
 
     async fn on_report(&mut self, report: OomReport) {
+        if report.repeated_victim {
+            // Its record is out (or waiting for its event) already.
+            self.kills_repeated += 1;
+            tracing::debug!(
+                pid = report.killed.pid,
+                "the kernel killed the victim again as a member of its memory.oom.group"
+            );
+            return;
+        }
         let pid = report.killed.pid;
         if let Some(pending) = self.events.remove(&pid) {
             let merged = self.merge(pending.kill, &report);
@@ -677,7 +690,18 @@ impl Correlator {
         }
     }
 
-    async fn emit(&mut self, kill: OomKill) {
+    async fn emit(&mut self, mut kill: OomKill) {
+        if kill.scope.group.is_none() {
+            // The victim chosen first: its report came before the kernel
+            // named the group, or there was none.
+            if let Some(cgroup) = kill.victim.cgroup.as_deref() {
+                kill.scope.group = enrich::oom_group(
+                    &self.cfg.cgroup_roots(),
+                    cgroup,
+                    kill.scope.memcg.as_deref(),
+                );
+            }
+        }
         if !self.selected(&kill) {
             if !kill.victim.exiting {
                 self.kills_filtered += 1;
@@ -700,6 +724,7 @@ impl Correlator {
             // Kills still waiting for their other half are not missed.
             let accounted = self.kills_emitted
                 + self.kills_filtered
+                + self.kills_repeated
                 + (self.events.len() + self.reports.len()) as u64;
             let missed = now.saturating_sub(base).saturating_sub(accounted);
             // A counter: never goes down (a pending kill resolving later
@@ -855,6 +880,7 @@ impl Correlator {
         t.gfp_mask = r.gfp_mask.clone();
         t.order = r.order;
         let s = &mut kill.scope;
+        s.group = r.oom_group.clone();
         if r.constraint.is_some() || r.oom_memcg.is_some() || r.global_oom {
             s.constraint = r.constraint.clone();
             s.memcg = r.oom_memcg.clone();
