@@ -1,5 +1,8 @@
 //! `oomscope doctor --json` on this machine: the report has its keys, and
-//! the facts this project's CI kernel is known to have are reported OK.
+//! the facts this project's CI kernel is known to have are reported OK; in
+//! private mount namespaces, a read-only tracefs (still enough for the
+//! probe) and a tracefs that cannot be mounted (the fix named, the agent
+//! on kmsg).
 
 use std::process::Command;
 
@@ -132,4 +135,218 @@ fn output_into_a_closed_pipe_is_not_a_panic() {
             output.status
         );
     }
+}
+
+/// Why a private mount namespace cannot be built here, if it cannot: the
+/// tests below change mounts only inside one (`unshare --mount
+/// --propagation private`), never the host's.
+fn namespace_skip_reason() -> Option<String> {
+    if !is_root() {
+        return Some("needs root (CI runs as root)".into());
+    }
+    for tool in ["unshare", "setpriv", "mountpoint"] {
+        let found = Command::new(tool)
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if !found {
+            return Some(format!("{tool} (util-linux) is not installed"));
+        }
+    }
+    let probe = Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "true"])
+        .status();
+    if !probe.is_ok_and(|s| s.success()) {
+        return Some("unshare --mount is refused here".into());
+    }
+    None
+}
+
+/// `script` run by sh in a private mount namespace, with the oomscope
+/// binary as `$1` and `args` after it.
+fn in_mount_namespace(script: &str, args: &[&str]) -> Command {
+    let mut command = Command::new("unshare");
+    command
+        .args(["--mount", "--propagation", "private", "--", "sh", "-c"])
+        .arg(script)
+        .arg("sh")
+        .arg(env!("CARGO_BIN_EXE_oomscope"))
+        .args(args);
+    command
+}
+
+fn json_of(output: &std::process::Output) -> Value {
+    let text = String::from_utf8_lossy(&output.stdout);
+    serde_json::from_str(&text).unwrap_or_else(|e| {
+        panic!(
+            "doctor --json printed no JSON ({e}):\n{text}\nstderr:\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        )
+    })
+}
+
+/// /sys/kernel/tracing made read-only (as a container's read-only hostPath
+/// of it is: a read-only bind mount), in a namespace of its own.
+const READ_ONLY_TRACEFS: &str = r#"set -e
+mountpoint -q /sys/kernel/tracing || mount -t tracefs nodev /sys/kernel/tracing
+mount --bind /sys/kernel/tracing /sys/kernel/tracing
+mount -o remount,bind,ro /sys/kernel/tracing
+if (: > /sys/kernel/tracing/trace_marker) 2>/dev/null; then
+    echo "/sys/kernel/tracing is still writable" >&2; exit 3
+fi
+bin=$1; shift
+exec "$bin" "$@"
+"#;
+
+/// No tracefs at all (the namespace's copies of the mounts are removed),
+/// and no CAP_SYS_ADMIN to mount one.
+const NO_TRACEFS_NO_SYS_ADMIN: &str = r#"set -e
+for dir in /sys/kernel/tracing /sys/kernel/debug/tracing /sys/kernel/debug; do
+    while mountpoint -q "$dir"; do umount -l "$dir"; done
+done
+if grep -q ' tracefs ' /proc/self/mounts; then
+    echo "a tracefs is still mounted" >&2; exit 3
+fi
+bin=$1; shift
+exec setpriv --inh-caps=-sys_admin --bounding-set=-sys_admin -- "$bin" "$@"
+"#;
+
+/// A read-only tracefs serves the agent: doctor says it is read-only and
+/// enough, and really loads and attaches the program through it.
+#[test]
+fn read_only_tracefs_still_serves_the_probe() {
+    if let Some(reason) = namespace_skip_reason() {
+        println!("SKIPPED: {reason}");
+        return;
+    }
+    let output = in_mount_namespace(READ_ONLY_TRACEFS, &["doctor", "--json"])
+        .output()
+        .expect("run unshare");
+    let report = json_of(&output);
+    let tracefs = check(&report, "tracefs");
+    assert_eq!(tracefs["status"], "OK", "{report:#}");
+    assert!(
+        tracefs["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("/sys/kernel/tracing (read-only): enough")),
+        "{report:#}"
+    );
+    let mounts = report["tracefs"]["mounts"].as_array().expect("mounts");
+    assert!(
+        mounts
+            .iter()
+            .any(|m| m["path"] == "/sys/kernel/tracing" && m["read_only"] == true),
+        "{report:#}"
+    );
+    for name in ["tracepoint", "ebpf_probe", "exec_hook"] {
+        assert_eq!(check(&report, name)["status"], "OK", "{name}: {report:#}");
+    }
+    assert_eq!(report["source"], "ebpf", "{report:#}");
+}
+
+/// No tracefs and no way to mount it: doctor says so with the errno and
+/// the fix, and the agent falls back to the kernel log.
+#[test]
+fn tracefs_that_cannot_be_mounted_is_limited_with_the_fix() {
+    if let Some(reason) = namespace_skip_reason() {
+        println!("SKIPPED: {reason}");
+        return;
+    }
+    let output = in_mount_namespace(NO_TRACEFS_NO_SYS_ADMIN, &["doctor", "--json"])
+        .output()
+        .expect("run unshare");
+    let report = json_of(&output);
+    let tracefs = check(&report, "tracefs");
+    assert_eq!(tracefs["status"], "LIMITED", "{report:#}");
+    let reason = tracefs["reason"].as_str().unwrap_or("");
+    assert!(
+        reason.contains(
+            "mounting it at /sys/kernel/tracing failed (EPERM: this process lacks CAP_SYS_ADMIN"
+        ),
+        "{report:#}"
+    );
+    let fix = tracefs["fix"].as_str().unwrap_or("");
+    assert!(
+        fix.contains("mount -t tracefs nodev /sys/kernel/tracing")
+            && fix.contains("-v /sys/kernel/tracing:/sys/kernel/tracing:ro"),
+        "{report:#}"
+    );
+    assert!(
+        report["tracefs"]["mount_error"]
+            .as_str()
+            .is_some_and(|e| e.starts_with("EPERM")),
+        "{report:#}"
+    );
+    assert_eq!(check(&report, "ebpf_probe")["status"], "MISSING");
+    assert_eq!(report["source"], "kmsg", "{report:#}");
+    assert_eq!(output.status.code(), Some(1));
+}
+
+/// The agent where tracefs cannot be mounted: one warning naming the
+/// failed mount, then it watches the kernel log (no crash).
+#[test]
+fn agent_without_tracefs_warns_once_and_uses_kmsg() {
+    if let Some(reason) = namespace_skip_reason() {
+        println!("SKIPPED: {reason}");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("config.yaml");
+    std::fs::write(
+        &config,
+        "receivers:\n  oom: { mode: auto, events: null }\nexporters:\n  debug: {}\nservice:\n  \
+         telemetry: { metrics: { address: \"\" } }\n  oom_score_adj: null\n  pipelines:\n    \
+         logs: { receivers: [oom], exporters: [debug] }\n",
+    )
+    .expect("write config");
+    let log = dir.path().join("agent.log");
+    let out = std::fs::File::create(&log).expect("log file");
+    let err = out.try_clone().expect("log file");
+    let config_arg = config.to_string_lossy().into_owned();
+    let mut agent = in_mount_namespace(NO_TRACEFS_NO_SYS_ADMIN, &["--config", &config_arg])
+        .stdin(std::process::Stdio::null())
+        .stdout(out)
+        .stderr(err)
+        .spawn()
+        .expect("start the agent");
+    // Killed on every exit of this test (also a failed assertion).
+    struct Kill<'a>(&'a mut std::process::Child);
+    impl Drop for Kill<'_> {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let agent = Kill(&mut agent);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let text = loop {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        if text.contains("watching for OOM kills") {
+            break text;
+        }
+        if let Ok(Some(status)) = agent.0.try_wait() {
+            panic!("the agent exited ({status}):\n{text}");
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the agent did not start watching:\n{text}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let warnings: Vec<&str> = text.lines().filter(|l| l.contains("WARN")).collect();
+    let tracefs_warnings: Vec<&&str> = warnings
+        .iter()
+        .filter(|l| {
+            l.contains("tracefs is not mounted and mounting it at /sys/kernel/tracing failed")
+        })
+        .collect();
+    assert_eq!(tracefs_warnings.len(), 1, "{text}");
+    assert!(tracefs_warnings[0].contains("oom.source: kmsg"), "{text}");
+    assert!(
+        text.lines().any(|l| l.contains("watching for OOM kills")
+            && l.contains("ebpf=false")
+            && l.contains("kmsg=true")),
+        "{text}"
+    );
+    assert!(!text.contains("panicked"), "{text}");
 }

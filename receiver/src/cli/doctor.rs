@@ -17,6 +17,9 @@ use crate::ebpf::access::{can_load_bpf, CallOutcome, EbpfAccess};
 pub use crate::ebpf::access::{
     has_cap, parse_cap_eff, CAP_BPF, CAP_PERFMON, CAP_SYSLOG, CAP_SYS_ADMIN, CAP_SYS_RESOURCE,
 };
+use crate::ebpf::loader::TRACEFS_DIRS;
+use crate::ebpf::tracefs;
+use crate::receivers::memory::cgroup::{find_memory_hierarchy, Version as MemoryVersion};
 
 const CAP_NAMES: [(u32, &str); 5] = [
     (CAP_BPF, "CAP_BPF"),
@@ -33,7 +36,40 @@ const PSI_MEMORY_PATH: &str = "/proc/pressure/memory";
 const KMSG_PATH: &str = "/dev/kmsg";
 const VMSTAT_PATH: &str = "/proc/vmstat";
 const MOUNTS_PATH: &str = "/proc/self/mounts";
+const MOUNTINFO_PATH: &str = "/proc/self/mountinfo";
+const PROC_CGROUPS_PATH: &str = "/proc/cgroups";
+const CGROUP_NS_PATH: &str = "/proc/self/ns/cgroup";
+/// The initial cgroup namespace's inode (PROC_CGROUP_INIT_INO, fixed in the
+/// kernel): any other means a namespace of its own, as in a container.
+const INITIAL_CGROUP_NS: &str = "cgroup:[4026531835]";
+/// Where cgroup file systems are mounted, and where the memory receiver
+/// looks by default.
+const CGROUP_FS: &str = "/sys/fs/cgroup";
+/// Where this project's container configs (config/container.yaml,
+/// deploy/kubernetes) have the host's cgroup file systems.
+const HOST_CGROUP_FS: &str = "/host/sys/fs/cgroup";
+/// cgroup v1 controllers, to tell them from other mount options.
+const V1_CONTROLLERS: [&str; 15] = [
+    "cpu",
+    "cpuacct",
+    "cpuset",
+    "memory",
+    "devices",
+    "freezer",
+    "net_cls",
+    "net_prio",
+    "blkio",
+    "perf_event",
+    "hugetlb",
+    "pids",
+    "rdma",
+    "misc",
+    "debug",
+];
+/// The kernel command line that gives every controller to cgroup v2.
+const UNIFIED_BOOT: &str = "systemd.unified_cgroup_hierarchy=1 cgroup_no_v1=all";
 const MARK_VICTIM_FORMAT: &str = "events/oom/mark_victim/format";
+const MARK_VICTIM_ID: &str = "events/oom/mark_victim/id";
 
 /// How one check came out.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -68,6 +104,12 @@ pub struct Check {
     pub status: Status,
     /// One line saying why.
     pub reason: String,
+    /// More lines: what was found (e.g. which controllers are where).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub details: Vec<String>,
+    /// The exact fix, when the check is not OK and there is one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fix: Option<String>,
 }
 
 /// Kernel lockdown mode (`/sys/kernel/security/lockdown`).
@@ -107,14 +149,150 @@ pub enum ProbeFact {
     Failed(String),
 }
 
-/// Where the cgroup hierarchies are and whether memory is controlled.
+/// A cgroup version.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum CgroupVersion {
+    /// cgroup v1: one hierarchy per set of controllers.
+    #[serde(rename = "v1")]
+    V1,
+    /// cgroup v2: the unified hierarchy.
+    #[serde(rename = "v2")]
+    V2,
+}
+
+impl From<MemoryVersion> for CgroupVersion {
+    fn from(version: MemoryVersion) -> Self {
+        match version {
+            MemoryVersion::V1 => Self::V1,
+            MemoryVersion::V2 => Self::V2,
+        }
+    }
+}
+
+/// How the cgroup hierarchies are laid out under /sys/fs/cgroup.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CgroupLayout {
+    /// v1 hierarchies only.
+    V1,
+    /// The unified hierarchy only (named v1 hierarchies without controllers
+    /// aside).
+    V2,
+    /// v1 hierarchies with controllers plus a cgroup2 mount (typically
+    /// /sys/fs/cgroup/unified).
+    Hybrid,
+    /// No cgroup file system mounted.
+    None,
+}
+
+impl CgroupLayout {
+    fn label(self) -> &'static str {
+        match self {
+            Self::V1 => "v1",
+            Self::V2 => "v2",
+            Self::Hybrid => "hybrid",
+            Self::None => "none",
+        }
+    }
+}
+
+/// One mounted cgroup hierarchy.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct CgroupHierarchy {
+    /// Its mount point.
+    pub mount: PathBuf,
+    /// v1 or v2.
+    pub version: CgroupVersion,
+    /// v1: the controllers in its mount options (a named hierarchy as
+    /// `name=...`); v2: the root's `cgroup.controllers`; `None` when that
+    /// file is unreadable.
+    pub controllers: Option<Vec<String>>,
+    /// v2: the root's `cgroup.subtree_control` (the controllers child
+    /// cgroups get); `None` for v1 or when unreadable.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subtree_control: Option<Vec<String>>,
+}
+
+impl CgroupHierarchy {
+    fn has(&self, controller: &str) -> bool {
+        self.controllers
+            .as_ref()
+            .is_some_and(|list| list.iter().any(|c| c == controller))
+    }
+
+    fn describe(&self) -> String {
+        let list = |names: &Option<Vec<String>>| match names {
+            None => "unreadable".to_owned(),
+            Some(names) if names.is_empty() => "none".to_owned(),
+            Some(names) => names.join(" "),
+        };
+        match self.version {
+            CgroupVersion::V1 => {
+                format!("v1 {}: {}", self.mount.display(), list(&self.controllers))
+            }
+            CgroupVersion::V2 => format!(
+                "cgroup2 {}: cgroup.controllers {}; cgroup.subtree_control {}",
+                self.mount.display(),
+                list(&self.controllers),
+                list(&self.subtree_control)
+            ),
+        }
+    }
+}
+
+/// Where the cgroup hierarchies are and what the memory receiver will read.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct CgroupFact {
-    /// Mount point of a cgroup v1 hierarchy with the memory controller.
-    pub v1_memory: Option<PathBuf>,
-    /// cgroup2 mount points, each with whether `memory` is in its
-    /// `cgroup.controllers`.
-    pub v2: Vec<(PathBuf, bool)>,
+    /// The hierarchies at /sys/fs/cgroup and directly under it.
+    pub hierarchies: Vec<CgroupHierarchy>,
+    /// cgroup hierarchies mounted elsewhere (not where the memory receiver
+    /// looks).
+    pub elsewhere: Vec<CgroupHierarchy>,
+    /// What the memory receiver finds under /sys/fs/cgroup (its own search).
+    pub memory_reader: Option<(PathBuf, CgroupVersion)>,
+    /// The `memory` line of /proc/cgroups: (hierarchy id, enabled); `None`
+    /// when the kernel has no memory controller (or no /proc/cgroups).
+    pub proc_cgroups_memory: Option<(u32, bool)>,
+    /// Why /sys/fs/cgroup shows only this container's own cgroup, if it does.
+    pub container_view: Option<String>,
+    /// In a container: what the memory receiver finds under the host's
+    /// cgroup file system at /host/sys/fs/cgroup (`None`: nothing there).
+    pub host_memory_reader: Option<(PathBuf, CgroupVersion)>,
+}
+
+impl CgroupFact {
+    /// v1, v2, hybrid or none, from the hierarchies at /sys/fs/cgroup.
+    #[must_use]
+    pub fn layout(&self) -> CgroupLayout {
+        let v1 = self
+            .hierarchies
+            .iter()
+            .filter(|h| h.version == CgroupVersion::V1);
+        let v1_any = v1.clone().next().is_some();
+        let v1_controllers = v1
+            .flat_map(|h| h.controllers.iter().flatten())
+            .any(|c| !c.starts_with("name="));
+        let v2 = self
+            .hierarchies
+            .iter()
+            .any(|h| h.version == CgroupVersion::V2);
+        match (v1_controllers, v2) {
+            (true, true) => CgroupLayout::Hybrid,
+            (true, false) => CgroupLayout::V1,
+            (false, true) => CgroupLayout::V2,
+            (false, false) if v1_any => CgroupLayout::V1,
+            (false, false) => CgroupLayout::None,
+        }
+    }
+}
+
+/// A tracefs mount.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct TracefsMount {
+    /// Its mount point.
+    pub path: PathBuf,
+    /// Mounted read-only (`ro`): enough, the probe only reads tracefs.
+    pub read_only: bool,
 }
 
 /// Everything doctor looks at, as read from the host.
@@ -125,9 +303,12 @@ pub struct Facts {
     /// Whether /sys/kernel/btf/vmlinux exists.
     pub btf: bool,
     /// tracefs mount points.
-    pub tracefs_mounts: Vec<PathBuf>,
+    pub tracefs_mounts: Vec<TracefsMount>,
     /// Whether doctor itself mounted tracefs (while probing).
     pub tracefs_mounted_by_doctor: bool,
+    /// Doctor's own attempt to mount tracefs (as the agent does) failed:
+    /// the errno.
+    pub tracefs_mount_error: Option<Option<i32>>,
     /// Whether the kernel supports tracefs (/proc/filesystems).
     pub tracefs_supported: bool,
     /// The mark_victim tracepoint.
@@ -179,6 +360,39 @@ pub struct Report {
     pub missing_for_full_data: Vec<String>,
     /// 0 full data, 1 degraded, 2 no OOM kills at all.
     pub exit_code: u8,
+    /// The tracefs mounts found.
+    pub tracefs: TracefsSummary,
+    /// The cgroup layout and which controllers are where.
+    pub cgroup: CgroupSummary,
+}
+
+/// The `tracefs` key of the JSON report.
+#[derive(Clone, Debug, Serialize)]
+pub struct TracefsSummary {
+    /// Each tracefs mount.
+    pub mounts: Vec<TracefsMount>,
+    /// Why mounting tracefs failed (errno and cause), when doctor tried.
+    pub mount_error: Option<String>,
+}
+
+/// The `cgroup` key of the JSON report.
+#[derive(Clone, Debug, Serialize)]
+pub struct CgroupSummary {
+    /// `v1`, `v2`, `hybrid` or `none`.
+    pub layout: CgroupLayout,
+    /// The hierarchies at /sys/fs/cgroup, then those elsewhere.
+    pub hierarchies: Vec<CgroupHierarchy>,
+    /// What the memory receiver reads, `null` when it finds nothing.
+    pub memory: Option<MemoryReader>,
+}
+
+/// The hierarchy the memory receiver reads.
+#[derive(Clone, Debug, Serialize)]
+pub struct MemoryReader {
+    /// v1 or v2.
+    pub version: CgroupVersion,
+    /// Its directory.
+    pub path: PathBuf,
 }
 
 /// Names of the capabilities doctor cares about: (name, present).
@@ -223,7 +437,7 @@ pub fn absent_fields(layout: &MarkVictimLayout) -> Vec<&'static str> {
     .collect()
 }
 
-/// (device, mount point, type, options) of each line of /proc/self/mounts.
+/// (mount point, type, options) of each line of /proc/self/mounts.
 fn mounts(text: &str) -> impl Iterator<Item = (&str, &str, &str)> {
     text.lines().filter_map(|line| {
         let mut fields = line.split_whitespace();
@@ -235,13 +449,23 @@ fn mounts(text: &str) -> impl Iterator<Item = (&str, &str, &str)> {
     })
 }
 
-/// Mount points of tracefs in a /proc/self/mounts text.
+/// The tracefs mounts in a /proc/self/mounts text. Of mounts stacked on
+/// one path (a read-only bind over a read-write mount), the last is the one
+/// seen there.
 #[must_use]
-pub fn tracefs_mounts(mounts_text: &str) -> Vec<PathBuf> {
-    mounts(mounts_text)
-        .filter(|&(_, fstype, _)| fstype == "tracefs")
-        .map(|(target, _, _)| PathBuf::from(unescape_mount(target)))
-        .collect()
+pub fn tracefs_mounts(mounts_text: &str) -> Vec<TracefsMount> {
+    let mut found: Vec<TracefsMount> = Vec::new();
+    for (target, _, options) in mounts(mounts_text).filter(|&(_, fstype, _)| fstype == "tracefs") {
+        let mount = TracefsMount {
+            path: PathBuf::from(unescape_mount(target)),
+            read_only: options.split(',').any(|option| option == "ro"),
+        };
+        match found.iter_mut().find(|m| m.path == mount.path) {
+            Some(earlier) => *earlier = mount,
+            None => found.push(mount),
+        }
+    }
+    found
 }
 
 /// /proc/mounts escapes space, tab, newline and backslash as octal.
@@ -252,25 +476,100 @@ fn unescape_mount(path: &str) -> String {
         .replace("\\134", "\\")
 }
 
-/// The cgroup hierarchies in a /proc/self/mounts text; `controllers` reads
-/// a cgroup2 mount's `cgroup.controllers`.
-pub fn cgroup_fact(mounts_text: &str, controllers: impl Fn(&Path) -> Option<String>) -> CgroupFact {
-    let mut fact = CgroupFact::default();
+fn words(text: &str) -> Vec<String> {
+    text.split_whitespace().map(str::to_owned).collect()
+}
+
+/// The cgroup hierarchies in a /proc/self/mounts text: those at `base` or
+/// directly under it (where the memory receiver looks), and those
+/// elsewhere. `read` reads a cgroup2 root's `cgroup.controllers` and
+/// `cgroup.subtree_control`.
+pub fn cgroup_hierarchies(
+    mounts_text: &str,
+    base: &Path,
+    read: impl Fn(&Path) -> Option<String>,
+) -> (Vec<CgroupHierarchy>, Vec<CgroupHierarchy>) {
+    let mut at_base = Vec::new();
+    let mut elsewhere = Vec::new();
     for (target, fstype, options) in mounts(mounts_text) {
-        let target = PathBuf::from(unescape_mount(target));
-        match fstype {
-            "cgroup" if options.split(',').any(|option| option == "memory") => {
-                fact.v1_memory.get_or_insert(target);
-            }
-            "cgroup2" => {
-                let memory = controllers(&target.join("cgroup.controllers"))
-                    .is_some_and(|text| text.split_whitespace().any(|c| c == "memory"));
-                fact.v2.push((target, memory));
-            }
-            _ => {}
+        let mount = PathBuf::from(unescape_mount(target));
+        let hierarchy = match fstype {
+            "cgroup" => CgroupHierarchy {
+                controllers: Some(
+                    options
+                        .split(',')
+                        .filter(|o| V1_CONTROLLERS.contains(o) || o.starts_with("name="))
+                        .map(str::to_owned)
+                        .collect(),
+                ),
+                version: CgroupVersion::V1,
+                subtree_control: None,
+                mount,
+            },
+            "cgroup2" => CgroupHierarchy {
+                controllers: read(&mount.join("cgroup.controllers")).map(|t| words(&t)),
+                subtree_control: read(&mount.join("cgroup.subtree_control")).map(|t| words(&t)),
+                version: CgroupVersion::V2,
+                mount,
+            },
+            _ => continue,
+        };
+        if hierarchy.mount == base || hierarchy.mount.parent() == Some(base) {
+            at_base.push(hierarchy);
+        } else {
+            elsewhere.push(hierarchy);
         }
     }
-    fact
+    (at_base, elsewhere)
+}
+
+/// The `memory` line of a /proc/cgroups text: (hierarchy id, enabled).
+#[must_use]
+pub fn proc_cgroups_memory(text: &str) -> Option<(u32, bool)> {
+    text.lines().find_map(|line| {
+        let mut fields = line.split_whitespace();
+        if fields.next()? != "memory" {
+            return None;
+        }
+        let hierarchy = fields.next()?.parse().ok()?;
+        let _cgroups = fields.next()?;
+        let enabled = fields.next()? != "0";
+        Some((hierarchy, enabled))
+    })
+}
+
+/// Why `base` shows only this process's container's cgroup, if it does:
+/// a cgroup namespace of its own (`ns_link`, the target of
+/// /proc/self/ns/cgroup), or a cgroup mount there whose root (the 4th field
+/// of /proc/self/mountinfo) is a subtree of the host's hierarchy.
+#[must_use]
+pub fn cgroup_container_view(
+    ns_link: Option<&str>,
+    mountinfo: &str,
+    base: &Path,
+) -> Option<String> {
+    if let Some(link) = ns_link.filter(|link| *link != INITIAL_CGROUP_NS) {
+        return Some(format!(
+            "this process is in a cgroup namespace of its own ({link}), so {} shows only its \
+             container's cgroup",
+            base.display()
+        ));
+    }
+    mountinfo.lines().find_map(|line| {
+        let (mount_fields, fs_fields) = line.split_once(" - ")?;
+        let fields: Vec<&str> = mount_fields.split_whitespace().collect();
+        let (root, target) = (*fields.get(3)?, *fields.get(4)?);
+        let fstype = fs_fields.split_whitespace().next()?;
+        let target = PathBuf::from(unescape_mount(target));
+        let under_base = target == base || target.parent() == Some(base);
+        (matches!(fstype, "cgroup" | "cgroup2") && under_base && root != "/").then(|| {
+            format!(
+                "{} is only {} of the host's hierarchy (a container's own cgroup)",
+                target.display(),
+                unescape_mount(root)
+            )
+        })
+    })
 }
 
 fn read(path: &str) -> Result<String, String> {
@@ -300,30 +599,36 @@ fn kernel_release() -> Result<String, String> {
     ))
 }
 
-fn tracepoint_fact(mounts: &[PathBuf]) -> TracepointFact {
+fn tracepoint_fact(mounts: &[TracefsMount]) -> TracepointFact {
     if mounts.is_empty() {
         return TracepointFact::Unavailable(
             "tracefs is not mounted, so the tracepoint cannot be looked up".into(),
         );
     }
-    let Some(path) = mounts
+    let Some(dir) = mounts
         .iter()
-        .map(|dir| dir.join(MARK_VICTIM_FORMAT))
-        .find(|path| path.exists())
+        .map(|mount| &mount.path)
+        .find(|dir| dir.join(MARK_VICTIM_FORMAT).exists())
     else {
         return TracepointFact::Unavailable(format!(
             "no {MARK_VICTIM_FORMAT} under {}: the kernel has no oom/mark_victim tracepoint",
             mounts
                 .iter()
-                .map(|p| p.display().to_string())
+                .map(|m| m.path.display().to_string())
                 .collect::<Vec<_>>()
                 .join(", ")
         ));
     };
+    let path = dir.join(MARK_VICTIM_FORMAT);
     let text = match std::fs::read_to_string(&path) {
         Ok(text) => text,
         Err(e) => return TracepointFact::Unavailable(format!("{}: {e}", path.display())),
     };
+    // The id is what the attach passes to perf_event_open.
+    let id_path = dir.join(MARK_VICTIM_ID);
+    if let Err(e) = std::fs::read_to_string(&id_path) {
+        return TracepointFact::Unavailable(format!("{}: {e}", id_path.display()));
+    }
     match parse_mark_victim_format(&text) {
         Ok(layout) => TracepointFact::Found { path, layout },
         Err(e) => TracepointFact::Unavailable(format!("{}: {e}", path.display())),
@@ -375,10 +680,13 @@ fn probe_ebpf() -> (ProbeFact, Option<ExecHookStatus>) {
 }
 
 /// The exec hook as the probe found it, else whether its tracepoint is there.
-fn exec_hook_fact(probed: Option<ExecHookStatus>) -> Result<String, String> {
+fn exec_hook_fact(probed: Option<ExecHookStatus>, tracefs_mounted: bool) -> Result<String, String> {
     match probed {
         Some(status @ ExecHookStatus::Attached { .. }) => Ok(format!("{status}, then detached")),
         Some(ExecHookStatus::Unavailable(why)) => Err(why),
+        None if !tracefs_mounted => {
+            Err("tracefs is not mounted, so its tracepoints cannot be looked up".into())
+        }
         None => crate::ebpf::exec_layout().map(|_| {
             format!(
                 "syscalls/sys_enter_execve found ({}; not attached: no probe)",
@@ -388,13 +696,63 @@ fn exec_hook_fact(probed: Option<ExecHookStatus>) -> Result<String, String> {
     }
 }
 
-/// Reads the facts of this host. With `probe`, first tries to load and
-/// attach the eBPF program (which mounts tracefs when needed, as the agent
-/// does). Must not be called from within an async runtime.
+/// Whether a tracefs is where aya looks for it (its test: the directory
+/// exists and is not empty).
+fn tracefs_where_aya_looks() -> bool {
+    TRACEFS_DIRS
+        .iter()
+        .any(|dir| std::fs::read_dir(dir).is_ok_and(|mut entries| entries.next().is_some()))
+}
+
+/// The cgroup facts: the hierarchies under /sys/fs/cgroup, what the memory
+/// receiver finds there, and in a container what it finds under the
+/// host's cgroup file system at /host/sys/fs/cgroup.
+fn gather_cgroup(mounts_text: &str) -> CgroupFact {
+    let base = Path::new(CGROUP_FS);
+    let (hierarchies, elsewhere) =
+        cgroup_hierarchies(mounts_text, base, |path| std::fs::read_to_string(path).ok());
+    let ns_link = std::fs::read_link(CGROUP_NS_PATH)
+        .ok()
+        .map(|link| link.display().to_string());
+    let container_view = cgroup_container_view(
+        ns_link.as_deref(),
+        &read(MOUNTINFO_PATH).unwrap_or_default(),
+        base,
+    );
+    let host_memory_reader = if container_view.is_some() {
+        find_memory_hierarchy(Path::new(HOST_CGROUP_FS))
+            .map(|(path, version)| (path, version.into()))
+    } else {
+        None
+    };
+    CgroupFact {
+        hierarchies,
+        elsewhere,
+        memory_reader: find_memory_hierarchy(base).map(|(path, version)| (path, version.into())),
+        proc_cgroups_memory: read(PROC_CGROUPS_PATH)
+            .ok()
+            .and_then(|text| proc_cgroups_memory(&text)),
+        container_view,
+        host_memory_reader,
+    }
+}
+
+/// Reads the facts of this host. With `probe`, first mounts tracefs when
+/// none is mounted (as the agent does; a failure is a finding), then tries
+/// to load and attach the eBPF program. Must not be called from within an
+/// async runtime.
 #[must_use]
 pub fn gather(probe: bool, no_probe_reason: &str) -> Facts {
-    let mounts_before = read(MOUNTS_PATH).unwrap_or_default();
-    let tracefs_before = tracefs_mounts(&mounts_before);
+    let tracefs_supported = read("/proc/filesystems")
+        .is_ok_and(|text| text.split_whitespace().any(|word| word == "tracefs"));
+    let mut tracefs_mounted_by_doctor = false;
+    let mut tracefs_mount_error = None;
+    if probe && tracefs_supported && !tracefs_where_aya_looks() {
+        match tracefs::mount() {
+            Ok(()) => tracefs_mounted_by_doctor = true,
+            Err(e) => tracefs_mount_error = Some(e.raw_os_error()),
+        }
+    }
     let (probe, exec_hook) = if probe {
         probe_ebpf()
     } else {
@@ -410,9 +768,9 @@ pub fn gather(probe: bool, no_probe_reason: &str) -> Facts {
     Facts {
         kernel: kernel_release(),
         btf: Path::new(BTF_PATH).exists(),
-        tracefs_mounted_by_doctor: tracefs_before.is_empty() && !tracefs_now.is_empty(),
-        tracefs_supported: read("/proc/filesystems")
-            .is_ok_and(|text| text.split_whitespace().any(|word| word == "tracefs")),
+        tracefs_mounted_by_doctor,
+        tracefs_mount_error,
+        tracefs_supported,
         tracepoint: tracepoint_fact(&tracefs_now),
         tracefs_mounts: tracefs_now,
         cap_eff: read("/proc/self/status").and_then(|text| parse_cap_eff(&text)),
@@ -421,14 +779,14 @@ pub fn gather(probe: bool, no_probe_reason: &str) -> Facts {
         unprivileged_bpf_disabled: read(UNPRIVILEGED_BPF_PATH)
             .ok()
             .and_then(|text| text.trim().parse().ok()),
-        cgroup: cgroup_fact(&mounts_text, |path| std::fs::read_to_string(path).ok()),
+        cgroup: gather_cgroup(&mounts_text),
         psi_memory: psi_memory(),
         kmsg: std::fs::File::open(KMSG_PATH)
             .map(drop)
             .map_err(|e| format!("opening {KMSG_PATH}: {e}")),
         vmstat_oom_kill: vmstat_oom_kill(),
         probe,
-        exec_hook: exec_hook_fact(exec_hook),
+        exec_hook: exec_hook_fact(exec_hook, tracefs_where_aya_looks()),
     }
 }
 
@@ -440,7 +798,10 @@ pub fn assess(facts: &Facts) -> Report {
     let caps = facts.cap_eff.as_ref().ok().copied();
     let caps_allow_bpf = caps.is_some_and(can_load_bpf);
     let can_bpf = caps_allow_bpf && facts.access.denied_by_seccomp().is_empty();
-    let tracefs_ok = !facts.tracefs_mounts.is_empty() || facts.tracefs_supported;
+    let tracefs_ok = !facts.tracefs_mounts.is_empty()
+        || (facts.tracefs_supported
+            && facts.tracefs_mount_error.is_none()
+            && caps.is_none_or(|mask| has_cap(mask, CAP_SYS_ADMIN)));
 
     findings.check_kernel(&facts.kernel);
     findings.check_btf(facts.btf);
@@ -457,7 +818,32 @@ pub fn assess(facts: &Facts) -> Report {
     let ebpf_likely = tracepoint_absent.is_some() && tracefs_ok && can_bpf;
     let ebpf_ok = findings.check_ebpf_probe(&facts.probe, ebpf_likely);
     findings.check_exec_hook(&facts.exec_hook, ebpf_ok);
-    findings.verdict(ebpf_ok, tracepoint_absent, facts.kmsg.is_ok())
+    let tracefs = TracefsSummary {
+        mounts: facts.tracefs_mounts.clone(),
+        mount_error: facts.tracefs_mount_error.map(tracefs::mount_failure_cause),
+    };
+    let cgroup = CgroupSummary {
+        layout: facts.cgroup.layout(),
+        hierarchies: facts
+            .cgroup
+            .hierarchies
+            .iter()
+            .chain(&facts.cgroup.elsewhere)
+            .cloned()
+            .collect(),
+        memory: facts
+            .cgroup
+            .memory_reader
+            .clone()
+            .map(|(path, version)| MemoryReader { version, path }),
+    };
+    findings.verdict(
+        ebpf_ok,
+        tracepoint_absent,
+        facts.kmsg.is_ok(),
+        tracefs,
+        cgroup,
+    )
 }
 
 /// What [`assess`] collects: the checks, in report order, and what is
@@ -474,6 +860,26 @@ impl Findings {
             name,
             status,
             reason,
+            details: Vec::new(),
+            fix: None,
+        });
+    }
+
+    /// A check with more lines and, when there is one, the fix.
+    fn check_with(
+        &mut self,
+        name: &'static str,
+        status: Status,
+        reason: String,
+        details: Vec<String>,
+        fix: Option<String>,
+    ) {
+        self.checks.push(Check {
+            name,
+            status,
+            reason,
+            details,
+            fix,
         });
     }
 
@@ -502,9 +908,17 @@ impl Findings {
         let mounts = facts
             .tracefs_mounts
             .iter()
-            .map(|p| p.display().to_string())
+            .map(|m| {
+                let ro = if m.read_only { " (read-only)" } else { "" };
+                format!("{}{ro}", m.path.display())
+            })
             .collect::<Vec<_>>()
             .join(", ");
+        let read_only = facts.tracefs_mounts.iter().any(|m| m.read_only);
+        let lacks_sys_admin = facts
+            .cap_eff
+            .as_ref()
+            .is_ok_and(|&mask| !has_cap(mask, CAP_SYS_ADMIN));
         if facts.tracefs_mounted_by_doctor {
             self.check(
                 "tracefs",
@@ -513,8 +927,48 @@ impl Findings {
                     "mounted at {mounts} (it was not mounted; doctor mounted it, as the agent does)"
                 ),
             );
+        } else if read_only {
+            self.check_with(
+                "tracefs",
+                Status::Ok,
+                format!(
+                    "mounted at {mounts}: enough, the agent only reads tracefs \
+                     (events/<category>/<name>/id and format)"
+                ),
+                vec![
+                    "the tracepoint is attached with perf_event_open and the id read from \
+                     tracefs; nothing is written there"
+                        .into(),
+                ],
+                None,
+            );
         } else if !facts.tracefs_mounts.is_empty() {
             self.check("tracefs", Status::Ok, format!("mounted at {mounts}"));
+        } else if let Some(errno) = facts.tracefs_mount_error {
+            self.check_with(
+                "tracefs",
+                Status::Limited,
+                format!(
+                    "not mounted, and mounting it at {} failed ({}): the agent cannot \
+                     find the tracepoint and falls back to /dev/kmsg",
+                    tracefs::MOUNT_POINT,
+                    tracefs::mount_failure_cause(errno)
+                ),
+                Vec::new(),
+                Some(tracefs::MOUNT_FIX.into()),
+            );
+        } else if facts.tracefs_supported && lacks_sys_admin {
+            self.check_with(
+                "tracefs",
+                Status::Limited,
+                format!(
+                    "not mounted, and without CAP_SYS_ADMIN the agent cannot mount it at {}: \
+                     it falls back to /dev/kmsg",
+                    tracefs::MOUNT_POINT
+                ),
+                Vec::new(),
+                Some(tracefs::MOUNT_FIX.into()),
+            );
         } else if facts.tracefs_supported {
             self.check(
                 "tracefs",
@@ -707,33 +1161,139 @@ impl Findings {
     }
 
     fn check_cgroup(&mut self, cgroup: &CgroupFact) {
-        let v2_memory = cgroup.v2.iter().find(|(_, memory)| *memory);
-        let mut hierarchies = Vec::new();
-        if let Some(path) = &cgroup.v1_memory {
-            hierarchies.push(format!("v1 memory controller at {}", path.display()));
+        let layout = cgroup.layout();
+        let mut details = describe_hierarchies(&cgroup.hierarchies, Path::new(CGROUP_FS));
+        details.extend(
+            cgroup
+                .elsewhere
+                .iter()
+                .map(|h| format!("{} (not where the memory receiver looks)", h.describe())),
+        );
+        let layout_text = format!("{} ({CGROUP_FS})", layout.label());
+        if let Some(why) = &cgroup.container_view {
+            details.push(why.clone());
+            match &cgroup.host_memory_reader {
+                Some((path, version)) => self.check_with(
+                    "cgroup",
+                    Status::Ok,
+                    format!(
+                        "{layout_text} is this container's own; the host's is at \
+                         {HOST_CGROUP_FS}, where a memory receiver with root_path /host reads {} \
+                         (config/container.yaml)",
+                        memory_text(path, *version)
+                    ),
+                    details,
+                    None,
+                ),
+                None => {
+                    self.missing.push(
+                        "the host's cgroup hierarchy (usage and limits of other containers' cgroups)"
+                            .to_owned(),
+                    );
+                    self.check_with(
+                        "cgroup",
+                        Status::Limited,
+                        format!(
+                            "{layout_text} is this container's own and {HOST_CGROUP_FS} has no \
+                             memory hierarchy: the memory receiver sees only this container"
+                        ),
+                        details,
+                        Some(format!(
+                            "mount the host's /sys at /host/sys (podman `-v /sys:/host/sys:ro`, \
+                             or `-v /sys/fs/cgroup:{HOST_CGROUP_FS}:ro`; in Kubernetes a hostPath \
+                             of /sys at /host/sys, as deploy/kubernetes/base/daemonset.yaml does) \
+                             and read it from there (config/container.yaml: memory root_path \
+                             /host, oom cgroup_path {HOST_CGROUP_FS})"
+                        )),
+                    );
+                }
+            }
+            return;
         }
-        for (path, memory) in &cgroup.v2 {
-            hierarchies.push(format!(
-                "cgroup2 at {} {} memory",
-                path.display(),
-                if *memory { "with" } else { "without" }
-            ));
-        }
-        if cgroup.v1_memory.is_some() || v2_memory.is_some() {
-            self.check("cgroup", Status::Ok, hierarchies.join("; "));
-        } else {
-            self.missing
-                .push("a memory cgroup controller (per-cgroup usage and limits)".to_owned());
-            let found = if hierarchies.is_empty() {
-                "no cgroup mounted".to_owned()
-            } else {
-                hierarchies.join("; ")
-            };
-            self.check(
-                "cgroup",
-                Status::Limited,
-                format!("{found}: no memory controller"),
-            );
+        match &cgroup.memory_reader {
+            Some((path, CgroupVersion::V2)) => {
+                let subtree_lacks_memory = cgroup
+                    .hierarchies
+                    .iter()
+                    .find(|h| &h.mount == path)
+                    .and_then(|h| h.subtree_control.as_ref())
+                    .is_some_and(|list| !list.iter().any(|c| c == "memory"));
+                if subtree_lacks_memory {
+                    self.missing.push(
+                        "memory in the cgroup2 root's cgroup.subtree_control (per-cgroup usage and limits)"
+                            .to_owned(),
+                    );
+                    self.check_with(
+                        "cgroup",
+                        Status::Limited,
+                        format!(
+                            "{layout_text}: the memory receiver reads cgroup v2 at {}, but memory \
+                             is not in its cgroup.subtree_control: child cgroups have no memory.* \
+                             files",
+                            path.display()
+                        ),
+                        details,
+                        Some(format!(
+                            "echo +memory > {}",
+                            path.join("cgroup.subtree_control").display()
+                        )),
+                    );
+                } else {
+                    self.check_with(
+                        "cgroup",
+                        Status::Ok,
+                        format!(
+                            "{layout_text}: the memory receiver reads {}",
+                            memory_text(path, CgroupVersion::V2)
+                        ),
+                        details,
+                        None,
+                    );
+                }
+            }
+            Some((path, CgroupVersion::V1)) => {
+                for v2 in cgroup
+                    .hierarchies
+                    .iter()
+                    .filter(|h| h.version == CgroupVersion::V2 && !h.has("memory"))
+                {
+                    details.push(format!(
+                        "memory is not in {}/cgroup.controllers because the v1 hierarchy at {} \
+                         holds it (a controller belongs to one hierarchy at a time)",
+                        v2.mount.display(),
+                        path.display()
+                    ));
+                }
+                if layout == CgroupLayout::Hybrid {
+                    details.push(format!(
+                        "to move memory to cgroup v2: boot with `{UNIFIED_BOOT}`"
+                    ));
+                }
+                self.check_with(
+                    "cgroup",
+                    Status::Ok,
+                    format!(
+                        "{layout_text}: the memory receiver reads {}",
+                        memory_text(path, CgroupVersion::V1)
+                    ),
+                    details,
+                    None,
+                );
+            }
+            None => {
+                self.missing
+                    .push("a memory cgroup controller (per-cgroup usage and limits)".to_owned());
+                let (why, fix) = no_memory_reader(cgroup);
+                self.check_with(
+                    "cgroup",
+                    Status::Limited,
+                    format!(
+                        "{layout_text}: no memory controller the memory receiver can read: {why}"
+                    ),
+                    details,
+                    fix,
+                );
+            }
         }
     }
 
@@ -851,6 +1411,8 @@ impl Findings {
         ebpf_ok: bool,
         tracepoint_absent: Option<Vec<&str>>,
         kmsg_ok: bool,
+        tracefs: TracefsSummary,
+        cgroup: CgroupSummary,
     ) -> Report {
         if !ebpf_ok {
             self.missing.insert(
@@ -888,7 +1450,125 @@ impl Findings {
             source,
             missing_for_full_data: self.missing,
             exit_code,
+            tracefs,
+            cgroup,
         }
+    }
+}
+
+/// One line for the v1 hierarchies (a hierarchy mounted at
+/// `<base>/<its controllers>` by its controllers alone), one per cgroup2
+/// mount.
+fn describe_hierarchies(hierarchies: &[CgroupHierarchy], base: &Path) -> Vec<String> {
+    let v1: Vec<String> = hierarchies
+        .iter()
+        .filter(|h| h.version == CgroupVersion::V1)
+        .map(|h| {
+            let label = h.controllers.as_deref().unwrap_or_default().join(",");
+            if h.mount == base.join(label.trim_start_matches("name=")) {
+                label
+            } else {
+                format!("{label} at {}", h.mount.display())
+            }
+        })
+        .collect();
+    let mut lines = Vec::new();
+    if !v1.is_empty() {
+        lines.push(format!(
+            "v1 hierarchies (at {}/<name> unless said): {}",
+            base.display(),
+            v1.join("; ")
+        ));
+    }
+    lines.extend(
+        hierarchies
+            .iter()
+            .filter(|h| h.version == CgroupVersion::V2)
+            .map(CgroupHierarchy::describe),
+    );
+    lines
+}
+
+/// "the v1 memory hierarchy at X" / "cgroup v2 at X".
+fn memory_text(path: &Path, version: CgroupVersion) -> String {
+    match version {
+        CgroupVersion::V1 => format!("the v1 memory hierarchy at {}", path.display()),
+        CgroupVersion::V2 => format!("cgroup v2 at {}", path.display()),
+    }
+}
+
+/// Why the memory receiver finds no memory hierarchy, and the fix.
+fn no_memory_reader(cgroup: &CgroupFact) -> (String, Option<String>) {
+    let v1_memory_dir = Path::new(CGROUP_FS).join("memory");
+    if let Some((_, false)) = cgroup.proc_cgroups_memory {
+        return (
+            "the memory controller is disabled (/proc/cgroups: enabled 0)".into(),
+            Some("remove `cgroup_disable=memory` from the kernel command line and reboot".into()),
+        );
+    }
+    // Mounted, but not where the receiver looks (it reads /sys/fs/cgroup or
+    // /sys/fs/cgroup/unified for v2, /sys/fs/cgroup/memory for v1).
+    if let Some(h) = cgroup
+        .hierarchies
+        .iter()
+        .chain(&cgroup.elsewhere)
+        .find(|h| h.has("memory"))
+    {
+        let (expected, fix) = match h.version {
+            CgroupVersion::V1 => (
+                v1_memory_dir.display().to_string(),
+                format!(
+                    "mkdir -p {0} && mount --bind {1} {0}",
+                    v1_memory_dir.display(),
+                    h.mount.display()
+                ),
+            ),
+            CgroupVersion::V2 => (
+                CGROUP_FS.to_owned(),
+                format!("mount --bind {} {CGROUP_FS}", h.mount.display()),
+            ),
+        };
+        return (
+            format!(
+                "memory is mounted at {} ({}), but the memory receiver looks at {expected}",
+                h.mount.display(),
+                match h.version {
+                    CgroupVersion::V1 => "v1",
+                    CgroupVersion::V2 => "cgroup2",
+                }
+            ),
+            Some(fix),
+        );
+    }
+    let v1_mount = format!(
+        "mkdir -p {0} && mount -t cgroup -o memory cgroup {0}",
+        v1_memory_dir.display()
+    );
+    match cgroup.proc_cgroups_memory {
+        None => (
+            "the kernel has no memory controller (no memory line in /proc/cgroups: CONFIG_MEMCG off)"
+                .into(),
+            None,
+        ),
+        Some((hierarchy, _)) if hierarchy != 0 => (
+            format!(
+                "a v1 hierarchy (id {hierarchy} in /proc/cgroups) holds memory but is not mounted \
+                 here, so cgroup2 cannot have it"
+            ),
+            Some(format!(
+                "mount it ({v1_mount}), or boot with `{UNIFIED_BOOT}` to give memory to cgroup v2"
+            )),
+        ),
+        Some(_) if cgroup.layout() == CgroupLayout::None => (
+            format!("no cgroup file system is mounted at {CGROUP_FS}"),
+            Some(format!("mount -t cgroup2 none {CGROUP_FS}")),
+        ),
+        Some(_) => (
+            "memory is in no mounted hierarchy's controllers".into(),
+            Some(format!(
+                "mount -t cgroup2 none {CGROUP_FS} (cgroup v2), or {v1_mount} (v1)"
+            )),
+        ),
     }
 }
 
@@ -904,6 +1584,13 @@ pub fn render_text(report: &Report) -> String {
             check.name,
             check.reason
         );
+        // Under the reason.
+        for detail in &check.details {
+            let _ = writeln!(text, "{:38}{detail}", "");
+        }
+        if let Some(fix) = &check.fix {
+            let _ = writeln!(text, "{:38}fix: {fix}", "");
+        }
     }
     let source = match report.source {
         Source::Ebpf => {
@@ -948,8 +1635,9 @@ mod tests {
         Facts {
             kernel: Ok("Linux 6.18.0 (x86_64)".into()),
             btf: true,
-            tracefs_mounts: vec!["/sys/kernel/tracing".into()],
+            tracefs_mounts: tracefs_mounts(THIS_HOST_MOUNTS),
             tracefs_mounted_by_doctor: false,
+            tracefs_mount_error: None,
             tracefs_supported: true,
             tracepoint: TracepointFact::Found {
                 path: "/sys/kernel/tracing/events/oom/mark_victim/format".into(),
@@ -965,10 +1653,7 @@ mod tests {
             },
             lockdown: Ok(Some(Lockdown::Integrity)),
             unprivileged_bpf_disabled: Some(2),
-            cgroup: CgroupFact {
-                v1_memory: Some("/sys/fs/cgroup/memory".into()),
-                v2: vec![("/sys/fs/cgroup/unified".into(), false)],
-            },
+            cgroup: this_host_cgroup(),
             psi_memory: Ok(()),
             kmsg: Ok(()),
             vmstat_oom_kill: Ok(3),
@@ -1026,6 +1711,107 @@ mod tests {
         assert!(parse_lockdown("").is_err());
     }
 
+    /// `cat /proc/self/mounts` on this project's machine (cgroup hybrid:
+    /// v1 controllers, memory among them, and cgroup2 at unified/).
+    const THIS_HOST_MOUNTS: &str = "\
+proc /proc proc rw,relatime 0 0
+sysfs /sys sysfs rw,relatime 0 0
+devtmpfs /dev devtmpfs rw,relatime,size=12335016k,nr_inodes=3083754,mode=755 0 0
+/dev/vda / ext4 rw,relatime,discard,resv_strict,resuid=65534,resgid=65534 0 0
+tmpfs /sys/fs/cgroup tmpfs rw,relatime,mode=755 0 0
+cgroup /sys/fs/cgroup/cpu cgroup rw,relatime,cpu 0 0
+cgroup /sys/fs/cgroup/cpuacct cgroup rw,relatime,cpuacct 0 0
+cgroup /sys/fs/cgroup/cpuset cgroup rw,relatime,cpuset 0 0
+cgroup /sys/fs/cgroup/memory cgroup rw,relatime,memory 0 0
+cgroup /sys/fs/cgroup/devices cgroup rw,relatime,devices 0 0
+cgroup /sys/fs/cgroup/freezer cgroup rw,relatime,freezer 0 0
+cgroup /sys/fs/cgroup/blkio cgroup rw,relatime,blkio 0 0
+cgroup /sys/fs/cgroup/pids cgroup rw,relatime,pids 0 0
+cgroup /sys/fs/cgroup/systemd cgroup rw,relatime,name=systemd 0 0
+cgroup2 /sys/fs/cgroup/unified cgroup2 rw,relatime 0 0
+nodev /sys/kernel/tracing tracefs rw,relatime 0 0
+";
+
+    /// A cgroup v1 host (CentOS 7 style: systemd's named hierarchy,
+    /// co-mounted cpu,cpuacct, no cgroup2).
+    const V1_MOUNTS: &str = "\
+tmpfs /sys/fs/cgroup tmpfs ro,nosuid,nodev,noexec,mode=755 0 0
+cgroup /sys/fs/cgroup/systemd cgroup rw,nosuid,nodev,noexec,relatime,xattr,release_agent=/usr/lib/systemd/systemd-cgroups-agent,name=systemd 0 0
+cgroup /sys/fs/cgroup/cpu,cpuacct cgroup rw,nosuid,nodev,noexec,relatime,cpu,cpuacct 0 0
+cgroup /sys/fs/cgroup/memory cgroup rw,nosuid,nodev,noexec,relatime,memory 0 0
+cgroup /sys/fs/cgroup/pids cgroup rw,nosuid,nodev,noexec,relatime,pids 0 0
+cgroup /sys/fs/cgroup/net_cls,net_prio cgroup rw,nosuid,nodev,noexec,relatime,net_prio,net_cls 0 0
+";
+
+    /// A cgroup v2 host (Debian 12).
+    const V2_MOUNTS: &str = "\
+sysfs /sys sysfs rw,nosuid,nodev,noexec,relatime 0 0
+cgroup2 /sys/fs/cgroup cgroup2 rw,nosuid,nodev,noexec,relatime,nsdelegate,memory_recursiveprot 0 0
+tracefs /sys/kernel/tracing tracefs rw,nosuid,nodev,noexec,relatime 0 0
+";
+
+    /// A container's read-only hostPath of /sys/kernel/tracing.
+    const READ_ONLY_TRACEFS_MOUNTS: &str = "\
+overlay / overlay ro,relatime,lowerdir=/var/lib/containers/storage/overlay/l/X 0 0
+tracefs /sys/kernel/tracing tracefs ro,nosuid,nodev,noexec,relatime 0 0
+cgroup2 /sys/fs/cgroup cgroup2 ro,nosuid,nodev,noexec,relatime 0 0
+";
+
+    /// No tracefs (a kernel that does not mount it at boot).
+    const NO_TRACEFS_MOUNTS: &str = "\
+sysfs /sys sysfs rw,relatime 0 0
+cgroup2 /sys/fs/cgroup cgroup2 rw,nosuid,nodev,noexec,relatime 0 0
+";
+
+    const V2_CONTROLLERS: &str = "cpuset cpu io memory hugetlb pids rdma misc\n";
+
+    /// cgroup facts from a mounts text; `files` gives the cgroup2 roots'
+    /// files by path.
+    fn cgroup_from(mounts: &str, files: &[(&str, &str)]) -> CgroupFact {
+        let (hierarchies, elsewhere) = cgroup_hierarchies(mounts, Path::new(CGROUP_FS), |path| {
+            files
+                .iter()
+                .find(|(file, _)| Path::new(file) == path)
+                .map(|(_, text)| (*text).to_owned())
+        });
+        CgroupFact {
+            hierarchies,
+            elsewhere,
+            proc_cgroups_memory: Some((0, true)),
+            ..CgroupFact::default()
+        }
+    }
+
+    fn this_host_cgroup() -> CgroupFact {
+        CgroupFact {
+            memory_reader: Some(("/sys/fs/cgroup/memory".into(), CgroupVersion::V1)),
+            proc_cgroups_memory: Some((4, true)),
+            ..cgroup_from(
+                THIS_HOST_MOUNTS,
+                &[
+                    ("/sys/fs/cgroup/unified/cgroup.controllers", "hugetlb\n"),
+                    ("/sys/fs/cgroup/unified/cgroup.subtree_control", "\n"),
+                ],
+            )
+        }
+    }
+
+    fn check_of<'a>(report: &'a Report, name: &str) -> &'a Check {
+        report
+            .checks
+            .iter()
+            .find(|check| check.name == name)
+            .unwrap_or_else(|| panic!("no check {name}"))
+    }
+
+    fn cgroup_check(cgroup: CgroupFact) -> (Report, Check) {
+        let mut facts = healthy();
+        facts.cgroup = cgroup;
+        let report = assess(&facts);
+        let check = check_of(&report, "cgroup").clone();
+        (report, check)
+    }
+
     #[test]
     fn reads_mounts() {
         let text = "nodev /sys/kernel/tracing tracefs rw 0 0\n\
@@ -1034,19 +1820,387 @@ mod tests {
                     cgroup2 /sys/fs/cgroup/unified cgroup2 rw 0 0\n\
                     cgroup2 /mnt/my\\040cg cgroup2 rw 0 0\n\
                     garbage\n";
-        assert_eq!(tracefs_mounts(text), [PathBuf::from("/sys/kernel/tracing")]);
-        let fact = cgroup_fact(text, |path| {
-            (path == Path::new("/mnt/my cg/cgroup.controllers"))
-                .then(|| "cpu io memory pids\n".into())
-        });
-        assert_eq!(fact.v1_memory, Some("/sys/fs/cgroup/memory".into()));
         assert_eq!(
-            fact.v2,
+            tracefs_mounts(text),
+            [TracefsMount {
+                path: "/sys/kernel/tracing".into(),
+                read_only: false
+            }]
+        );
+        let fact = cgroup_from(
+            text,
+            &[("/mnt/my cg/cgroup.controllers", "cpu io memory pids\n")],
+        );
+        let mounts: Vec<_> = fact.hierarchies.iter().map(|h| h.mount.clone()).collect();
+        assert_eq!(
+            mounts,
             [
-                ("/sys/fs/cgroup/unified".into(), false),
-                ("/mnt/my cg".into(), true)
+                PathBuf::from("/sys/fs/cgroup/cpu"),
+                "/sys/fs/cgroup/memory".into(),
+                "/sys/fs/cgroup/unified".into()
             ]
         );
+        assert_eq!(fact.hierarchies[1].controllers, Some(vec!["memory".into()]));
+        assert_eq!(fact.hierarchies[2].controllers, None, "unreadable");
+        assert_eq!(fact.elsewhere.len(), 1);
+        assert_eq!(fact.elsewhere[0].mount, PathBuf::from("/mnt/my cg"));
+        assert!(fact.elsewhere[0].has("memory"));
+        assert_eq!(fact.layout(), CgroupLayout::Hybrid);
+    }
+
+    #[test]
+    fn parses_proc_cgroups() {
+        let text = "#subsys_name\thierarchy\tnum_cgroups\tenabled\n\
+                    cpuset\t3\t3\t1\nmemory\t4\t113\t1\npids\t8\t3\t1\n";
+        assert_eq!(proc_cgroups_memory(text), Some((4, true)));
+        assert_eq!(proc_cgroups_memory("memory\t0\t1\t0\n"), Some((0, false)));
+        assert_eq!(proc_cgroups_memory("cpu\t1\t1\t1\n"), None);
+        assert_eq!(proc_cgroups_memory("memory\tx\t1\t1\n"), None);
+    }
+
+    /// This machine: hybrid, memory on v1; it works, and the report says
+    /// why cgroup2 lacks memory and how to move it there.
+    #[test]
+    fn hybrid_with_memory_on_v1_reads_v1_and_says_how_to_move() {
+        let cgroup = this_host_cgroup();
+        assert_eq!(cgroup.layout(), CgroupLayout::Hybrid);
+        assert_eq!(
+            describe_hierarchies(&cgroup.hierarchies, Path::new(CGROUP_FS)),
+            [
+                "v1 hierarchies (at /sys/fs/cgroup/<name> unless said): cpu; cpuacct; cpuset; \
+                 memory; devices; freezer; blkio; pids; name=systemd",
+                "cgroup2 /sys/fs/cgroup/unified: cgroup.controllers hugetlb; \
+                 cgroup.subtree_control none"
+            ]
+        );
+        let (report, check) = cgroup_check(cgroup);
+        assert_eq!(check.status, Status::Ok);
+        assert_eq!(
+            check.reason,
+            "hybrid (/sys/fs/cgroup): the memory receiver reads the v1 memory hierarchy at \
+             /sys/fs/cgroup/memory"
+        );
+        let details = check.details.join("\n");
+        assert!(
+            details.contains(
+                "memory is not in /sys/fs/cgroup/unified/cgroup.controllers because the v1 \
+                 hierarchy at /sys/fs/cgroup/memory holds it"
+            ) && details
+                .contains("boot with `systemd.unified_cgroup_hierarchy=1 cgroup_no_v1=all`"),
+            "{details}"
+        );
+        assert_eq!(check.fix, None);
+        let json = serde_json::to_value(&report).expect("JSON");
+        assert_eq!(json["cgroup"]["layout"], "hybrid");
+        assert_eq!(json["cgroup"]["memory"]["version"], "v1");
+        assert_eq!(json["cgroup"]["memory"]["path"], "/sys/fs/cgroup/memory");
+        assert_eq!(json["cgroup"]["hierarchies"][3]["controllers"][0], "memory");
+        let text = render_text(&report);
+        assert!(text.contains("cgroup_no_v1=all"), "{text}");
+    }
+
+    #[test]
+    fn v1_host_lists_each_hierarchy() {
+        let cgroup = CgroupFact {
+            memory_reader: Some(("/sys/fs/cgroup/memory".into(), CgroupVersion::V1)),
+            ..cgroup_from(V1_MOUNTS, &[])
+        };
+        assert_eq!(cgroup.layout(), CgroupLayout::V1);
+        let controllers: Vec<_> = cgroup
+            .hierarchies
+            .iter()
+            .map(|h| h.controllers.clone().unwrap_or_default().join(","))
+            .collect();
+        assert_eq!(
+            controllers,
+            [
+                "name=systemd",
+                "cpu,cpuacct",
+                "memory",
+                "pids",
+                "net_prio,net_cls"
+            ]
+        );
+        assert_eq!(
+            describe_hierarchies(&cgroup.hierarchies, Path::new(CGROUP_FS)),
+            ["v1 hierarchies (at /sys/fs/cgroup/<name> unless said): name=systemd; cpu,cpuacct; \
+              memory; pids; net_prio,net_cls at /sys/fs/cgroup/net_cls,net_prio"]
+        );
+        let (_, check) = cgroup_check(cgroup);
+        assert_eq!(check.status, Status::Ok);
+        assert!(check
+            .reason
+            .starts_with("v1 (/sys/fs/cgroup): the memory receiver reads the v1"));
+        assert!(!check.details.iter().any(|d| d.contains("unified_cgroup")));
+    }
+
+    #[test]
+    fn v2_host_reads_v2_and_names_a_missing_subtree_control() {
+        let files = [
+            ("/sys/fs/cgroup/cgroup.controllers", V2_CONTROLLERS),
+            ("/sys/fs/cgroup/cgroup.subtree_control", V2_CONTROLLERS),
+        ];
+        let cgroup = CgroupFact {
+            memory_reader: Some(("/sys/fs/cgroup".into(), CgroupVersion::V2)),
+            ..cgroup_from(V2_MOUNTS, &files)
+        };
+        assert_eq!(cgroup.layout(), CgroupLayout::V2);
+        let (_, check) = cgroup_check(cgroup);
+        assert_eq!(check.status, Status::Ok, "{check:?}");
+        assert_eq!(
+            check.reason,
+            "v2 (/sys/fs/cgroup): the memory receiver reads cgroup v2 at /sys/fs/cgroup"
+        );
+
+        // memory available at the root, not delegated to its children.
+        let cgroup = CgroupFact {
+            memory_reader: Some(("/sys/fs/cgroup".into(), CgroupVersion::V2)),
+            ..cgroup_from(
+                V2_MOUNTS,
+                &[
+                    ("/sys/fs/cgroup/cgroup.controllers", V2_CONTROLLERS),
+                    ("/sys/fs/cgroup/cgroup.subtree_control", "cpu pids\n"),
+                ],
+            )
+        };
+        let (report, check) = cgroup_check(cgroup);
+        assert_eq!(check.status, Status::Limited);
+        assert_eq!(
+            check.fix.as_deref(),
+            Some("echo +memory > /sys/fs/cgroup/cgroup.subtree_control")
+        );
+        assert_eq!(report.exit_code, 1);
+        let json = serde_json::to_value(&report).expect("JSON");
+        assert_eq!(
+            json["checks"][8]["fix"],
+            "echo +memory > /sys/fs/cgroup/cgroup.subtree_control"
+        );
+    }
+
+    /// cgroup2 without memory: a v1 hierarchy not mounted here holds it, or
+    /// it is disabled, or mounted where the receiver does not look.
+    #[test]
+    fn memory_missing_or_elsewhere_gets_the_exact_fix() {
+        let files = [
+            ("/sys/fs/cgroup/cgroup.controllers", "cpu io pids\n"),
+            ("/sys/fs/cgroup/cgroup.subtree_control", "cpu io pids\n"),
+        ];
+        let held = CgroupFact {
+            proc_cgroups_memory: Some((4, true)),
+            ..cgroup_from(V2_MOUNTS, &files)
+        };
+        let (report, check) = cgroup_check(held);
+        assert_eq!(check.status, Status::Limited);
+        assert!(
+            check
+                .reason
+                .contains("a v1 hierarchy (id 4 in /proc/cgroups) holds memory"),
+            "{}",
+            check.reason
+        );
+        let fix = check.fix.unwrap_or_default();
+        assert!(
+            fix.contains("mount -t cgroup -o memory cgroup /sys/fs/cgroup/memory")
+                && fix.contains("cgroup_no_v1=all"),
+            "{fix}"
+        );
+        assert!(report
+            .missing_for_full_data
+            .iter()
+            .any(|m| m.contains("memory cgroup controller")));
+
+        let disabled = CgroupFact {
+            proc_cgroups_memory: Some((0, false)),
+            ..cgroup_from(V2_MOUNTS, &files)
+        };
+        let (_, check) = cgroup_check(disabled);
+        assert_eq!(
+            check.fix.as_deref(),
+            Some("remove `cgroup_disable=memory` from the kernel command line and reboot")
+        );
+
+        let co_mounted = cgroup_from(
+            "cgroup /sys/fs/cgroup/cpu,memory cgroup rw,cpu,memory 0 0\n",
+            &[],
+        );
+        let (_, check) = cgroup_check(co_mounted);
+        assert_eq!(
+            check.fix.as_deref(),
+            Some(
+                "mkdir -p /sys/fs/cgroup/memory && mount --bind /sys/fs/cgroup/cpu,memory \
+                 /sys/fs/cgroup/memory"
+            )
+        );
+
+        let (_, check) = cgroup_check(cgroup_from("", &[]));
+        assert!(
+            check.reason.starts_with("none (/sys/fs/cgroup)"),
+            "{}",
+            check.reason
+        );
+        assert_eq!(
+            check.fix.as_deref(),
+            Some("mount -t cgroup2 none /sys/fs/cgroup")
+        );
+    }
+
+    #[test]
+    fn a_containers_own_cgroup_view_is_named() {
+        // runc without a cgroup namespace (v1): the container's memory
+        // hierarchy is a bind of its own subtree.
+        let mountinfo = "\
+1260 1250 0:22 / /sys ro,nosuid,nodev,noexec,relatime - sysfs sysfs rw
+1262 1261 0:32 /libpod_parent/libpod-8e3f /sys/fs/cgroup/memory ro,nosuid,nodev,noexec,relatime - cgroup cgroup rw,memory
+";
+        let why = cgroup_container_view(Some(INITIAL_CGROUP_NS), mountinfo, Path::new(CGROUP_FS))
+            .expect("a subtree");
+        assert!(
+            why.contains("/sys/fs/cgroup/memory is only /libpod_parent/libpod-8e3f"),
+            "{why}"
+        );
+        // A cgroup namespace of its own (cgroup v2 containers).
+        let why = cgroup_container_view(Some("cgroup:[4026532561]"), "", Path::new(CGROUP_FS))
+            .expect("a namespace");
+        assert!(why.contains("cgroup namespace of its own"), "{why}");
+        // This machine.
+        let host = "35 31 0:32 / /sys/fs/cgroup/memory rw,relatime - cgroup cgroup rw,memory\n";
+        assert_eq!(
+            cgroup_container_view(Some(INITIAL_CGROUP_NS), host, Path::new(CGROUP_FS)),
+            None
+        );
+
+        let container = CgroupFact {
+            memory_reader: Some(("/sys/fs/cgroup".into(), CgroupVersion::V2)),
+            container_view: Some(why),
+            ..cgroup_from(
+                V2_MOUNTS,
+                &[("/sys/fs/cgroup/cgroup.controllers", V2_CONTROLLERS)],
+            )
+        };
+        let (report, check) = cgroup_check(container.clone());
+        assert_eq!(check.status, Status::Limited);
+        let fix = check.fix.unwrap_or_default();
+        assert!(
+            fix.contains("-v /sys:/host/sys:ro") && fix.contains("/host/sys/fs/cgroup"),
+            "{fix}"
+        );
+        assert_eq!(report.exit_code, 1);
+        // With the host's /sys at /host/sys, as the DaemonSet mounts it.
+        let (_, check) = cgroup_check(CgroupFact {
+            host_memory_reader: Some(("/host/sys/fs/cgroup/memory".into(), CgroupVersion::V1)),
+            ..container
+        });
+        assert_eq!(check.status, Status::Ok);
+        assert!(
+            check
+                .reason
+                .contains("reads the v1 memory hierarchy at /host/sys/fs/cgroup/memory"),
+            "{}",
+            check.reason
+        );
+    }
+
+    /// A read-only tracefs serves: the agent only reads it.
+    #[test]
+    fn read_only_tracefs_is_enough() {
+        let stacked = "nodev /sys/kernel/tracing tracefs rw,relatime 0 0\n\
+                       nodev /sys/kernel/tracing tracefs ro,relatime 0 0\n";
+        assert_eq!(
+            tracefs_mounts(stacked),
+            tracefs_mounts(READ_ONLY_TRACEFS_MOUNTS)
+        );
+        let mounts = tracefs_mounts(READ_ONLY_TRACEFS_MOUNTS);
+        assert_eq!(
+            mounts,
+            [TracefsMount {
+                path: "/sys/kernel/tracing".into(),
+                read_only: true
+            }]
+        );
+        let mut facts = healthy();
+        facts.tracefs_mounts = mounts;
+        let report = assess(&facts);
+        let check = check_of(&report, "tracefs");
+        assert_eq!(check.status, Status::Ok);
+        assert!(
+            check
+                .reason
+                .starts_with("mounted at /sys/kernel/tracing (read-only): enough"),
+            "{}",
+            check.reason
+        );
+        assert_eq!(report.exit_code, 0);
+        let json = serde_json::to_value(&report).expect("JSON");
+        assert_eq!(json["tracefs"]["mounts"][0]["read_only"], true);
+    }
+
+    /// No tracefs, and mounting it is refused: LIMITED with the errno and
+    /// the fix; the probe cannot work, kmsg is the source.
+    #[test]
+    fn absent_tracefs_that_cannot_be_mounted_gets_the_fix() {
+        let mut facts = healthy();
+        facts.tracefs_mounts = tracefs_mounts(NO_TRACEFS_MOUNTS);
+        assert!(facts.tracefs_mounts.is_empty());
+        facts.tracefs_mount_error = Some(Some(libc::EPERM));
+        facts.tracepoint = TracepointFact::Unavailable(
+            "tracefs is not mounted, so the tracepoint cannot be looked up".into(),
+        );
+        facts.probe = ProbeFact::Failed(
+            "tracefs is not mounted and mounting it at /sys/kernel/tracing failed: \
+             Operation not permitted (os error 1)"
+                .into(),
+        );
+        let report = assess(&facts);
+        let check = check_of(&report, "tracefs");
+        assert_eq!(check.status, Status::Limited);
+        assert!(
+            check
+                .reason
+                .contains("failed (EPERM: this process lacks CAP_SYS_ADMIN"),
+            "{}",
+            check.reason
+        );
+        let fix = check.fix.clone().unwrap_or_default();
+        assert!(
+            fix.contains("mount -t tracefs nodev /sys/kernel/tracing")
+                && fix.contains(
+                    "hostPath volume of /sys/kernel/tracing mounted at /sys/kernel/tracing"
+                )
+                && fix.contains("-v /sys/kernel/tracing:/sys/kernel/tracing:ro"),
+            "{fix}"
+        );
+        assert_eq!(status_of(&report, "tracepoint"), Status::Missing);
+        assert_eq!(report.source, Source::Kmsg);
+        let json = serde_json::to_value(&report).expect("JSON");
+        assert!(
+            json["tracefs"]["mount_error"]
+                .as_str()
+                .is_some_and(|e| e.starts_with("EPERM")),
+            "{json:#}"
+        );
+        assert!(render_text(&report).contains("fix: mount it on the host"));
+
+        // Not probed, not mounted, no CAP_SYS_ADMIN: the same fix, and eBPF
+        // is not counted on.
+        facts.tracefs_mount_error = None;
+        facts.probe = ProbeFact::NotRun("--no-probe".into());
+        let caps = 1 << CAP_BPF | 1 << CAP_PERFMON | 1 << CAP_SYSLOG;
+        facts.cap_eff = Ok(caps);
+        facts.access.cap_eff = Some(caps);
+        let report = assess(&facts);
+        let check = check_of(&report, "tracefs");
+        assert_eq!(check.status, Status::Limited);
+        assert!(
+            check.reason.contains("without CAP_SYS_ADMIN"),
+            "{}",
+            check.reason
+        );
+        assert!(check.fix.is_some());
+        assert_eq!(report.source, Source::Kmsg);
+        // With CAP_SYS_ADMIN the agent mounts it itself.
+        facts.cap_eff = Ok(caps | 1 << CAP_SYS_ADMIN);
+        let report = assess(&facts);
+        assert_eq!(status_of(&report, "tracefs"), Status::Ok);
     }
 
     #[test]
@@ -1226,5 +2380,13 @@ mod tests {
         assert_eq!(value["exit_code"], 0);
         assert_eq!(value["checks"][0]["name"], "kernel");
         assert_eq!(value["checks"][0]["status"], "OK");
+        assert_eq!(value["checks"][0]["reason"], "Linux 6.18.0 (x86_64)");
+        // Only checks that have them carry `details` and `fix`.
+        assert!(value["checks"][0].get("details").is_none());
+        assert!(value["checks"][0].get("fix").is_none());
+        assert!(value["missing_for_full_data"].is_array());
+        assert_eq!(value["cgroup"]["layout"], "hybrid");
+        assert_eq!(value["tracefs"]["mounts"][0]["path"], "/sys/kernel/tracing");
+        assert_eq!(value["tracefs"]["mount_error"], serde_json::Value::Null);
     }
 }

@@ -9,11 +9,13 @@
 //!   recorded entry (the command line when /proc no longer has it).
 //! - [`access`]: says whether missing capabilities or a seccomp filter keep
 //!   eBPF from this process.
+//! - [`tracefs`]: mounting tracefs, why a mount fails and the fix.
 
 pub mod access;
 pub mod exec_args;
 pub mod format;
 pub mod loader;
+pub mod tracefs;
 
 pub use format::{parse_mark_victim_format, FormatError};
 pub use loader::{
