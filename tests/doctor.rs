@@ -342,6 +342,12 @@ fn agent_without_tracefs_warns_once_and_uses_kmsg() {
         .collect();
     assert_eq!(tracefs_warnings.len(), 1, "{text}");
     assert!(tracefs_warnings[0].contains("oom.source: kmsg"), "{text}");
+    // The cause and the fix, in the one warning.
+    assert!(
+        tracefs_warnings[0].contains("EPERM: this process lacks CAP_SYS_ADMIN")
+            && tracefs_warnings[0].contains("mount -t tracefs nodev /sys/kernel/tracing"),
+        "{text}"
+    );
     assert!(
         text.lines().any(|l| l.contains("watching for OOM kills")
             && l.contains("ebpf=false")

@@ -725,7 +725,7 @@ fn check_guest(kernel: &Kernel, guest: &Guest, seconds: f64) -> (Vec<Row>, Vec<S
         HashMap::from([("v2", doctor_of("v2"))])
     };
     let dmesg = guest.block("dmesg");
-    let mut kills = vec![("v2-auto", "v2"), ("v2-kmsg", "v2")];
+    let mut kills = vec![("v2-auto", "v2"), ("v2-kmsg", "v2"), ("v2-live", "v2")];
     match guest.fact("v1 ") {
         Some("mounted") => kills.push(("v1-auto", "v1")),
         other if kernel.memcg_v1 => problems.push(format!(
@@ -735,7 +735,12 @@ fn check_guest(kernel: &Kernel, guest: &Guest, seconds: f64) -> (Vec<Row>, Vec<S
     }
     let mut rows = Vec::new();
     for (name, cgroup) in kills {
-        let mode = name.rsplit('-').next().unwrap_or(name);
+        // v2-live: an agent in `auto` mode with the memory receiver, the
+        // allocator throttled above memory.high first.
+        let mode = match name {
+            "v2-live" => "auto",
+            _ => name.rsplit('-').next().unwrap_or(name),
+        };
         let doctor = &doctors[cgroup];
         let ebpf_loads = doctor["source"] == "ebpf";
         let mut missing = Vec::new();
@@ -743,7 +748,11 @@ fn check_guest(kernel: &Kernel, guest: &Guest, seconds: f64) -> (Vec<Row>, Vec<S
         rows.push(Row {
             kernel: format!("{label}, {seconds:.0} s boot"),
             cgroup: cgroup.into(),
-            mode: mode.into(),
+            mode: if name == "v2-live" {
+                "auto, above memory.high first".into()
+            } else {
+                mode.into()
+            },
             hooks: source
                 .as_deref()
                 .map_or_else(|| "?".into(), |s| hooks_of(doctor, s)),
@@ -756,6 +765,15 @@ fn check_guest(kernel: &Kernel, guest: &Guest, seconds: f64) -> (Vec<Row>, Vec<S
         });
         problems.extend(missing.into_iter().map(|m| format!("{name}: {m}")));
     }
+    let doctor = &doctors["v2"];
+    rows.push(check_group_kill(
+        guest,
+        dmesg,
+        &label,
+        doctor,
+        &mut problems,
+    ));
+    rows.push(check_live_samples(guest, &label, doctor, &mut problems));
     if kernel.memcg_v1 {
         // Named in the rows only where it ran; say so when it did not.
         if !rows.iter().any(|r| r.cgroup == "v1") {
@@ -772,6 +790,283 @@ fn check_guest(kernel: &Kernel, guest: &Guest, seconds: f64) -> (Vec<Row>, Vec<S
         });
     }
     (rows, problems)
+}
+
+/// The guest's memory.oom.group kill (v2): three tasks killed as one group,
+/// one record each, each equal to its "Killed process" line, all naming
+/// the group and the one trigger; the kernel's second kill of the chosen
+/// victim makes no record and no missed kill.
+fn check_group_kill(
+    guest: &Guest,
+    dmesg: &str,
+    label: &str,
+    doctor: &serde_json::Value,
+    problems: &mut Vec<String>,
+) -> Row {
+    let mut missing = Vec::new();
+    let fact = guest.fact("group_kill ").unwrap_or("");
+    // "pids=275,270,271 status=137,137,137 cgroup=/matrix-v2-group"
+    let value = |key: &str| {
+        fact.split_whitespace()
+            .find_map(|kv| kv.strip_prefix(key))
+            .unwrap_or("")
+            .to_owned()
+    };
+    let pids: Vec<u32> = value("pids=")
+        .split(',')
+        .filter_map(|p| p.parse().ok())
+        .collect();
+    let group = value("cgroup=");
+    if pids.len() != 3 {
+        missing.push(format!("the group kill did not run: {fact:?}"));
+    }
+    if value("status=") != "137,137,137" {
+        missing.push(format!("not every member was SIGKILLed: {fact}"));
+    }
+    let records = kill_records(guest.block("records v2-live"));
+    for (i, pid) in pids.iter().enumerate() {
+        let mine: Vec<&serde_json::Value> = records
+            .iter()
+            .filter(|r| attr_str(r, "process.pid") == Some(pid.to_string()))
+            .collect();
+        let [record] = mine.as_slice() else {
+            missing.push(format!("{} records for group member {pid}", mine.len()));
+            continue;
+        };
+        let mut expect = |key: &str, want: Option<String>| {
+            let got = attr_str(record, key);
+            if got != want {
+                missing.push(format!("member {pid}: {key} is {got:?}, expected {want:?}"));
+            }
+        };
+        expect("oom.group", Some(group.clone()));
+        expect("oom.memcg", Some(group.clone()));
+        expect("oom.trigger.pid", Some(pids[0].to_string()));
+        expect("oom.constraint", Some("CONSTRAINT_MEMCG".into()));
+        // The allocator was chosen; the kernel killed the sleepers with it.
+        let command_line = if i == 0 {
+            "/alloc --matrix-kill=v2-group"
+        } else {
+            "/bin/busybox sleep 1000"
+        };
+        expect("process.command_line", Some(command_line.into()));
+        match killed_line(dmesg, *pid) {
+            Some(line) => {
+                expect("oom.victim.comm", Some(line.comm.clone()));
+                for (key, kb) in &line.figures {
+                    if key == &"oom.victim.pgtables" && kb.is_none() {
+                        continue;
+                    }
+                    expect(key, kb.map(|kb| (kb * 1024).to_string()));
+                }
+            }
+            None => missing.push(format!("no 'Killed process {pid}' line")),
+        }
+    }
+    let points = metric_points(guest.block("records v2-live"));
+    match points.last("linux.oom.kills.missed", "", "") {
+        Some(missed) if missed == 0.0 => {}
+        other => missing.push(format!("linux.oom.kills.missed is {other:?}, expected 0")),
+    }
+    let row = Row {
+        kernel: label.to_owned(),
+        cgroup: "v2".into(),
+        mode: "auto, memory.oom.group kill of 3 tasks".into(),
+        hooks: hooks_of(doctor, "ebpf"),
+        doctor: doctor_verdict(doctor),
+        complete: if missing.is_empty() {
+            "yes: one record per task, each with oom.group".into()
+        } else {
+            format!("no: {}", missing.join("; "))
+        },
+    };
+    problems.extend(missing.into_iter().map(|m| format!("group kill: {m}")));
+    row
+}
+
+/// The memory receiver's samples of the guest's v2 cgroups under real
+/// pressure: the throttled allocator's cgroup (`memory.high`, then killed
+/// at `memory.max`) and the group-killed one.
+fn check_live_samples(
+    guest: &Guest,
+    label: &str,
+    doctor: &serde_json::Value,
+    problems: &mut Vec<String>,
+) -> Row {
+    const HIGH: f64 = 28.0 * 1024.0 * 1024.0; // HIGH in the init script
+    let limit = GUEST_LIMIT_BYTES as f64;
+    let live = "/matrix-v2-live";
+    let group = "/matrix-v2-group";
+    let points = metric_points(guest.block("records v2-live"));
+    let mut missing = Vec::new();
+    let series = |metric: &str, cgroup: &str| points.series(metric, cgroup, "");
+    let usage = series("cgroup.memory.usage", live);
+    if usage.len() < 3 {
+        missing.push(format!("{} usage samples of {live}", usage.len()));
+    }
+    if series("cgroup.memory.limit", live)
+        .iter()
+        .any(|(_, v)| *v != limit)
+    {
+        missing.push("cgroup.memory.limit is not memory.max".into());
+    }
+    let high = series("cgroup.memory.high", live);
+    if high.is_empty() || high.iter().any(|(_, v)| *v != HIGH) {
+        missing.push(format!("cgroup.memory.high is not memory.high: {high:?}"));
+    }
+    if !usage.iter().any(|(_, v)| *v > HIGH) {
+        missing.push("no sample saw the usage above memory.high".into());
+    }
+    // Headroom is the limit less the usage (the root has no limit); the
+    // working set is at most the usage.
+    let headroom = series("cgroup.memory.headroom", live);
+    let working_set = series("cgroup.memory.working_set", live);
+    for (at, used) in usage {
+        match headroom.iter().find(|(t, _)| t == at) {
+            Some((_, h)) if *h == limit - used => {}
+            other => missing.push(format!("headroom {other:?} at usage {used}")),
+        }
+        match working_set.iter().find(|(t, _)| t == at) {
+            Some((_, w)) if w <= used => {}
+            other => missing.push(format!("working set {other:?} at usage {used}")),
+        }
+    }
+    if !series("cgroup.memory.time_to_limit", live)
+        .iter()
+        .any(|(_, v)| *v > 0.0)
+    {
+        missing.push("no cgroup.memory.time_to_limit while the usage grew".into());
+    }
+    let event = |cgroup: &str, name: &str| points.last("cgroup.memory.events", cgroup, name);
+    for (cgroup, name, want) in [
+        (live, "oom_kill", Some(1.0)),
+        (live, "oom_group_kill", Some(0.0)),
+        (group, "oom_group_kill", Some(1.0)),
+    ] {
+        let got = event(cgroup, name);
+        if got != want {
+            missing.push(format!(
+                "{cgroup} memory.events {name} is {got:?}, expected {want:?}"
+            ));
+        }
+    }
+    for (cgroup, name) in [
+        (live, "high"),
+        (live, "max"),
+        (live, "oom"),
+        (group, "oom_kill"),
+    ] {
+        if !event(cgroup, name).is_some_and(|v| v > 0.0) {
+            missing.push(format!("{cgroup} memory.events {name} never counted"));
+        }
+    }
+    if !points
+        .last("cgroup.memory.psi.stall_time", live, "some")
+        .is_some_and(|v| v > 0.0)
+    {
+        missing.push(format!("no memory.pressure stall of {live}"));
+    }
+    let row = Row {
+        kernel: label.to_owned(),
+        cgroup: "v2".into(),
+        mode: "memory receiver, 200 ms".into(),
+        hooks: "memory.current, .max, .high, .events, .pressure, .stat".into(),
+        doctor: doctor_verdict(doctor),
+        complete: if missing.is_empty() {
+            format!(
+                "yes: {} samples; usage above high, headroom, time to limit, events, PSI",
+                usage.len()
+            )
+        } else {
+            format!("no: {}", missing.join("; "))
+        },
+    };
+    problems.extend(missing.into_iter().map(|m| format!("live samples: {m}")));
+    row
+}
+
+/// Metric points of a file exporter's output by (metric, `cgroup.path`,
+/// the other attributes' values in key order joined by `,`), in time order.
+struct Points(HashMap<(String, String, String), Vec<(u64, f64)>>);
+
+impl Points {
+    fn series(&self, metric: &str, cgroup: &str, attrs: &str) -> &[(u64, f64)] {
+        self.0
+            .get(&(metric.to_owned(), cgroup.to_owned(), attrs.to_owned()))
+            .map_or(&[], Vec::as_slice)
+    }
+
+    fn last(&self, metric: &str, cgroup: &str, attrs: &str) -> Option<f64> {
+        self.series(metric, cgroup, attrs).last().map(|(_, v)| *v)
+    }
+}
+
+fn metric_points(jsonl: &str) -> Points {
+    let mut points: HashMap<(String, String, String), Vec<(u64, f64)>> = HashMap::new();
+    for line in jsonl.lines() {
+        let Ok(request) = serde_json::from_str::<serde_json::Value>(line) else {
+            continue;
+        };
+        for rm in request["resourceMetrics"].as_array().into_iter().flatten() {
+            for sm in rm["scopeMetrics"].as_array().into_iter().flatten() {
+                for metric in sm["metrics"].as_array().into_iter().flatten() {
+                    let name = metric["name"].as_str().unwrap_or("").to_owned();
+                    let data = if metric["sum"].is_object() {
+                        &metric["sum"]
+                    } else {
+                        &metric["gauge"]
+                    };
+                    for point in data["dataPoints"].as_array().into_iter().flatten() {
+                        let mut attrs: Vec<(String, String)> = point["attributes"]
+                            .as_array()
+                            .into_iter()
+                            .flatten()
+                            .map(|kv| {
+                                let value = &kv["value"];
+                                let text = value["stringValue"]
+                                    .as_str()
+                                    .map(str::to_owned)
+                                    .unwrap_or_else(|| value.to_string());
+                                (kv["key"].as_str().unwrap_or("").to_owned(), text)
+                            })
+                            .collect();
+                        attrs.sort();
+                        let cgroup = attrs
+                            .iter()
+                            .find(|(k, _)| k == "cgroup.path")
+                            .map(|(_, v)| v.clone())
+                            .unwrap_or_default();
+                        let others = attrs
+                            .iter()
+                            .filter(|(k, _)| k != "cgroup.path")
+                            .map(|(_, v)| v.as_str())
+                            .collect::<Vec<_>>()
+                            .join(",");
+                        // int64 as a JSON string, doubles as numbers.
+                        let value = match (&point["asInt"], &point["asDouble"]) {
+                            (serde_json::Value::String(s), _) => s.parse().ok(),
+                            (serde_json::Value::Number(n), _) => n.as_f64(),
+                            (_, d) => d.as_f64(),
+                        };
+                        let at = point["timeUnixNano"]
+                            .as_str()
+                            .and_then(|t| t.parse().ok())
+                            .unwrap_or(0);
+                        if let Some(value) = value {
+                            points
+                                .entry((name.clone(), cgroup, others))
+                                .or_default()
+                                .push((at, value));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    for series in points.values_mut() {
+        series.sort_by_key(|(at, _)| *at);
+    }
+    Points(points)
 }
 
 /// Checks the kill `name`: its record against the kernel's line and the

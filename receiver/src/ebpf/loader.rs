@@ -95,7 +95,7 @@ struct ExecArgsMaps {
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
     /// tracefs is not mounted and mounting it failed.
-    #[error("tracefs is not mounted and mounting it at /sys/kernel/tracing failed: {0}")]
+    #[error("{}", super::tracefs::mount_failure_warning(.0))]
     MountTracefs(#[source] io::Error),
     /// The kernel has no `oom/mark_victim` tracepoint.
     #[error("the kernel has no oom/mark_victim tracepoint (no {MARK_VICTIM_FORMAT} under {TRACEFS_DIRS:?})")]

@@ -124,10 +124,7 @@ pub fn oom_report_log(
     opt_string("oom.reason", &report.killed.reason);
     if report.repeated_victim {
         // The kernel's second "Killed process" line for the group's victim.
-        attributes.push(kv(
-            "oom.victim.repeated",
-            any_value::Value::BoolValue(true),
-        ));
+        attributes.push(kv("oom.victim.repeated", any_value::Value::BoolValue(true)));
     }
     if let Some(pid) = report.trigger_pid {
         attributes.push(kv("oom.trigger.pid", int(i64::from(pid))));

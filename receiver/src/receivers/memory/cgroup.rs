@@ -188,6 +188,26 @@ pub fn time_to_limit(samples: &VecDeque<(f64, f64)>, limit: u64) -> Option<f64> 
     Some(((limit as f64 - last).max(0.0)) / slope)
 }
 
+/// Adds a working-set sample to a cgroup's recent growth, forgetting what
+/// is older than `window` seconds. A fall to under half of the previous
+/// sample is a step, not a trend (an OOM kill or a restart emptied the
+/// cgroup): the growth before it says nothing about the next, and would
+/// keep a time to limit on an idle cgroup for a whole window.
+fn push_growth_sample(samples: &mut VecDeque<(f64, f64)>, now: f64, working_set: f64, window: f64) {
+    if samples
+        .back()
+        .is_some_and(|(_, previous)| working_set < previous / 2.0)
+    {
+        samples.clear();
+    }
+    samples.push_back((now, working_set));
+    while samples.front().is_some_and(|(t, _)| now - t > window)
+        || samples.len() > MAX_GROWTH_SAMPLES
+    {
+        samples.pop_front();
+    }
+}
+
 /// What is kept per cgroup between scrapes.
 #[derive(Debug)]
 struct Tracked {
@@ -561,15 +581,7 @@ impl CgroupScraper {
         }
         tracked.reported = seq;
         if let Some(ws) = working_set {
-            tracked.samples.push_back((now_secs, ws as f64));
-            while tracked
-                .samples
-                .front()
-                .is_some_and(|(t, _)| now_secs - t > window)
-                || tracked.samples.len() > MAX_GROWTH_SAMPLES
-            {
-                tracked.samples.pop_front();
-            }
+            push_growth_sample(&mut tracked.samples, now_secs, ws as f64, window);
         }
         tracked
     }
@@ -927,6 +939,26 @@ mod tests {
             parse_oom_control(b"oom_kill_disable 0\nunder_oom 1\noom_kill 4\n"),
             (Some(4), Some(1))
         );
+    }
+
+    #[test]
+    fn a_step_down_starts_the_growth_afresh() {
+        let mut s = VecDeque::new();
+        for (t, ws) in [(0.0, 10e6), (1.0, 20e6), (2.0, 30e6)] {
+            push_growth_sample(&mut s, t, ws, 120.0);
+        }
+        assert!(time_to_limit(&s, 32_000_000).is_some());
+        // Killed: 30 MB to 12 kB. No estimate from the growth before.
+        push_growth_sample(&mut s, 3.0, 12e3, 120.0);
+        assert_eq!(s.len(), 1);
+        assert_eq!(time_to_limit(&s, 32_000_000), None);
+        // A small dip is noise, not a step.
+        push_growth_sample(&mut s, 4.0, 16e3, 120.0);
+        push_growth_sample(&mut s, 5.0, 10e3, 120.0);
+        assert_eq!(s.len(), 3);
+        // Old samples leave the window.
+        push_growth_sample(&mut s, 200.0, 10e3, 120.0);
+        assert_eq!(s.len(), 1);
     }
 
     #[test]
