@@ -7,3 +7,4 @@
 
 pub mod exec;
 pub mod oom;
+pub mod oom_scope;

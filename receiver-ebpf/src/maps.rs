@@ -9,13 +9,19 @@ use receiver_common::{
         ExecArgs, EXEC_ARGS_BYTES, EXEC_ARGS_ENTRIES, EXITED_ARGS_ENTRIES, PENDING_ARGS_ENTRIES,
     },
     oom::OOM_EVENTS_BYTES,
+    oom_scope::OOM_SCOPE_EVENTS_BYTES,
 };
 
 /// `OomVictimEvent`s for user space.
 #[map]
 pub static OOM_EVENTS: RingBuf = RingBuf::with_byte_size(OOM_EVENTS_BYTES, 0);
 
-/// Slot 0: events dropped because `OOM_EVENTS` was full.
+/// `OomScopeEvent`s for user space (the `oom_kill_process` hook).
+#[map]
+pub static OOM_SCOPE_EVENTS: RingBuf = RingBuf::with_byte_size(OOM_SCOPE_EVENTS_BYTES, 0);
+
+/// Slot 0: events dropped because `OOM_EVENTS` or `OOM_SCOPE_EVENTS` was
+/// full.
 #[map]
 pub static DROPS: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
 
