@@ -653,6 +653,67 @@ mod tests {
     use receiver_common::oom::flags;
 
     #[test]
+    fn the_hook_says_what_it_records_and_why_not() {
+        let all = ExecFacts {
+            path: true,
+            parent: true,
+            start: true,
+            btf_error: None,
+        };
+        let status = ExecHookStatus::Attached {
+            execveat: true,
+            exit: true,
+            facts: all,
+        };
+        assert_eq!(
+            status.to_string(),
+            "syscalls/sys_enter_execve and sys_enter_execveat attached (argv, exec'd path, parent and start)"
+        );
+        let no_btf = ExecFacts::of(
+            &ExecLayout {
+                execve_argv: 24,
+                exec_filename: 8,
+                ..ExecLayout::ABSENT
+            },
+            Some("reading /sys/kernel/btf/vmlinux: No such file or directory".into()),
+        );
+        assert_eq!(
+            no_btf.missing().as_deref(),
+            Some("the parent pid, the start time (kernel BTF: reading /sys/kernel/btf/vmlinux: No such file or directory)")
+        );
+        // A tgid without real_parent is no parent.
+        let half = ExecFacts::of(
+            &ExecLayout {
+                exec_filename: 8,
+                task_tgid: 1268,
+                task_start_boottime: 1560,
+                ..ExecLayout::ABSENT
+            },
+            None,
+        );
+        assert_eq!(
+            half.missing().as_deref(),
+            Some("the parent pid (not found in /sys/kernel/btf/vmlinux)")
+        );
+    }
+
+    /// This kernel (root, tracefs mountable): every fact has its offset.
+    #[test]
+    fn this_kernels_exec_layout_has_every_fact() {
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            println!("SKIPPED: this_kernels_exec_layout_has_every_fact: needs root (tracefs)");
+            return;
+        }
+        ensure_tracefs().expect("tracefs");
+        let (layout, btf_error) = exec_layout_and_btf_error().expect("the exec hook's layout");
+        assert_eq!(btf_error, None);
+        let facts = ExecFacts::of(&layout, btf_error);
+        assert_eq!(facts.missing(), None, "{layout:?}");
+        assert_eq!(layout.exec_filename, 8, "Linux 6.18's sched_process_exec");
+    }
+
+    #[test]
     fn probe_can_move_to_a_task() {
         fn assert_send<T: Send + 'static>() {}
         assert_send::<MarkVictimProbe>();
