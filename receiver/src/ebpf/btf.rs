@@ -278,7 +278,7 @@ impl Btf {
             let bits = base_bits + u64::from(bits);
             match self.name(name_off) {
                 Some(member) if member == name => {
-                    if bitfield != 0 || bits % 8 != 0 {
+                    if bitfield != 0 || !bits.is_multiple_of(8) {
                         return None;
                     }
                     return Some(Member {
