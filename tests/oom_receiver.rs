@@ -682,16 +682,50 @@ async fn oomscope_events_streams_a_real_kill() {
     assert!(clean && status.success(), "{}", agent.output());
 }
 
+/// One allocator's kill: its record, its argv and when it was spawned.
+struct KilledAllocator {
+    record: serde_json::Value,
+    argv: Vec<String>,
+    spawned: std::time::SystemTime,
+}
+
+impl KilledAllocator {
+    fn command_line(&self) -> Option<String> {
+        attr_str(&self.record, "process.command_line")
+    }
+}
+
+/// The record's `process.parent_pid` is this test's pid (the allocator's
+/// `sh`, which exec'd it, was spawned here) and its
+/// `process.creation.time` is between a second before `spawned` and now
+/// (/proc's start is in clock ticks, 10 ms at 100 Hz, and the agent's boot
+/// time comes from two clocks: a second covers both).
+fn assert_parent_and_start(record: &serde_json::Value, spawned: std::time::SystemTime) {
+    assert_eq!(
+        attr_str(record, "process.parent_pid"),
+        Some(std::process::id().to_string()),
+        "{record:#}"
+    );
+    let created = attr_str(record, "process.creation.time").expect("process.creation.time");
+    let created =
+        time::OffsetDateTime::parse(&created, &time::format_description::well_known::Rfc3339)
+            .expect("ISO 8601");
+    let earliest = time::OffsetDateTime::from(spawned) - time::Duration::seconds(1);
+    assert!(
+        created >= earliest && created <= time::OffsetDateTime::now_utc(),
+        "{created} not in [{earliest}, now]"
+    );
+}
+
 /// Kills `rounds` allocators one after the other, each with `extra`
-/// arguments, and returns each record's `process.command_line` with the
-/// allocator's argv. The agent reads /proc from `proc_path` (`None`: the
-/// real one).
-async fn command_lines_of_kills(
+/// arguments, and returns each kill's record with the allocator's argv.
+/// The agent reads /proc from `proc_path` (`None`: the real one).
+async fn kills_of_allocators(
     test: &str,
     rounds: usize,
     extra: &[String],
     proc_path: Option<&Path>,
-) -> Option<Vec<(Option<String>, Vec<String>)>> {
+) -> Option<Vec<KilledAllocator>> {
     if !is_root() {
         skip(test, "needs root (eBPF, /dev/kmsg, memory cgroups)");
         return None;
@@ -710,6 +744,7 @@ async fn command_lines_of_kills(
     let (mut agent, _) = start_agent_configured(&out, "ebpf", None, free_port(), &oom_extra);
     let mut kills = Vec::new();
     for _ in 0..rounds {
+        let spawned = std::time::SystemTime::now();
         let (mut child, argv) = cgroup
             .spawn_allocator_with_args(extra)
             .expect("spawn the allocator");
@@ -720,20 +755,28 @@ async fn command_lines_of_kills(
             Some(libc::SIGKILL),
             "the allocator was OOM-killed"
         );
-        kills.push((pid, argv));
+        kills.push((pid, argv, spawned));
     }
     let records = oom_records(&out, rounds, &agent);
-    let lines = kills
+    let kills = kills
         .into_iter()
-        .map(|(pid, argv)| {
-            let r = record_for(&records, pid);
-            assert_eq!(attr_str(r, "oom.source").as_deref(), Some("ebpf"), "{r:#}");
-            (attr_str(r, "process.command_line"), argv)
+        .map(|(pid, argv, spawned)| {
+            let record = record_for(&records, pid).clone();
+            assert_eq!(
+                attr_str(&record, "oom.source").as_deref(),
+                Some("ebpf"),
+                "{record:#}"
+            );
+            KilledAllocator {
+                record,
+                argv,
+                spawned,
+            }
         })
         .collect();
     let (status, clean) = agent.stop(TIMEOUT);
     assert!(clean && status.success(), "{}", agent.output());
-    Some(lines)
+    Some(kills)
 }
 
 /// Arguments that identify a round and make the command line longer than
@@ -744,11 +787,11 @@ fn marker_args(n: usize) -> Vec<String> {
 
 /// The victim dies within microseconds of being marked and its memory goes
 /// with it; /proc is read when the event arrives, often too late. Over
-/// several kills in a row, every record still has the exact command line
-/// (from /proc or from the exec hook).
+/// several kills in a row, every record still has the exact command line,
+/// parent and start (from /proc or from the exec hook).
 #[tokio::test(flavor = "multi_thread")]
 async fn every_kill_has_its_exact_command_line() {
-    let Some(lines) = command_lines_of_kills(
+    let Some(kills) = kills_of_allocators(
         "every_kill_has_its_exact_command_line",
         5,
         &marker_args(3),
@@ -758,18 +801,20 @@ async fn every_kill_has_its_exact_command_line() {
     else {
         return;
     };
-    for (got, argv) in lines {
-        assert_eq!(got, Some(argv.join(" ")));
+    for kill in kills {
+        assert_eq!(kill.command_line(), Some(kill.argv.join(" ")));
+        assert_parent_and_start(&kill.record, kill.spawned);
     }
 }
 
 /// /proc gives nothing (an empty `proc_path`), as when every victim has
-/// exited before it is read: the command lines come from the exec hook alone,
-/// exact.
+/// exited before it is read: the command line, the executable (the path
+/// passed to exec: the interpreter's path as `sh` exec'd it, argv[0]), the
+/// parent and the start come from the exec hook alone, exact.
 #[tokio::test(flavor = "multi_thread")]
 async fn without_proc_the_exec_hook_gives_the_exact_command_line() {
     let empty_proc = tempfile::tempdir().expect("tempdir");
-    let Some(lines) = command_lines_of_kills(
+    let Some(kills) = kills_of_allocators(
         "without_proc_the_exec_hook_gives_the_exact_command_line",
         5,
         &marker_args(3),
@@ -779,8 +824,15 @@ async fn without_proc_the_exec_hook_gives_the_exact_command_line() {
     else {
         return;
     };
-    for (got, argv) in lines {
-        assert_eq!(got, Some(argv.join(" ")));
+    for kill in kills {
+        assert_eq!(kill.command_line(), Some(kill.argv.join(" ")));
+        assert_eq!(
+            attr_str(&kill.record, "process.executable.path").as_ref(),
+            Some(&kill.argv[0]),
+            "{:#}",
+            kill.record
+        );
+        assert_parent_and_start(&kill.record, kill.spawned);
     }
 }
 
@@ -791,7 +843,7 @@ async fn without_proc_the_exec_hook_gives_the_exact_command_line() {
 async fn a_long_command_line_from_the_exec_hook_is_cut_not_garbled() {
     const BOUND: usize = 512;
     let empty_proc = tempfile::tempdir().expect("tempdir");
-    let Some(lines) = command_lines_of_kills(
+    let Some(kills) = kills_of_allocators(
         "a_long_command_line_from_the_exec_hook_is_cut_not_garbled",
         1,
         &marker_args(60),
@@ -801,7 +853,8 @@ async fn a_long_command_line_from_the_exec_hook_is_cut_not_garbled() {
     else {
         return;
     };
-    for (got, argv) in lines {
+    for kill in kills {
+        let (got, argv) = (kill.command_line(), kill.argv);
         let mut recorded: Vec<u8> = argv.iter().flat_map(|a| a.bytes().chain([0])).collect();
         assert!(recorded.len() > BOUND, "the argv must exceed the bound");
         recorded.truncate(BOUND);
@@ -818,8 +871,10 @@ async fn a_long_command_line_from_the_exec_hook_is_cut_not_garbled() {
 
 /// The agent is stopped (SIGSTOP: as slow as under heavy memory pressure)
 /// from after the victim's exec until the victim was killed and reaped; on
-/// SIGCONT its record still has the exact command line (the exec hook keeps
-/// it past the victim's exit; /proc has nothing by then).
+/// SIGCONT its record still has the exact command line, the executable (the
+/// path `sh` exec'd: the interpreter's, argv[0], links not resolved), the
+/// parent and the start (the exec hook keeps them past the victim's exit;
+/// /proc has nothing by then).
 #[tokio::test(flavor = "multi_thread")]
 async fn a_stopped_agent_still_gives_the_command_line_of_a_victim_gone_meanwhile() {
     const TEST: &str = "a_stopped_agent_still_gives_the_command_line_of_a_victim_gone_meanwhile";
@@ -834,6 +889,7 @@ async fn a_stopped_agent_still_gives_the_command_line_of_a_victim_gone_meanwhile
     let dir = tempfile::tempdir().expect("tempdir");
     let out = dir.path().join("out.jsonl");
     let (mut agent, _) = start_agent_configured(&out, "ebpf", None, free_port(), "");
+    let spawned = std::time::SystemTime::now();
     let (mut victim, argv) = cgroup
         .spawn_gated_allocator(&marker_args(3))
         .expect("spawn the allocator");
@@ -863,6 +919,12 @@ async fn a_stopped_agent_still_gives_the_command_line_of_a_victim_gone_meanwhile
         Some(argv.join(" ")),
         "{record:#}"
     );
+    assert_eq!(
+        attr_str(record, "process.executable.path").as_ref(),
+        Some(&argv[0]),
+        "{record:#}"
+    );
+    assert_parent_and_start(record, spawned);
     let (status, clean) = agent.stop(TIMEOUT);
     assert!(clean && status.success(), "{}", agent.output());
 }

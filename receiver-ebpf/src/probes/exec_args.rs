@@ -78,8 +78,12 @@ fn record(ctx: &TracePointContext, argv_at: u16) {
     entry.argc = 0;
     entry.flags = 0;
     entry._pad0 = 0;
-    // Set by `exec_args_commit` once the exec has succeeded.
+    // Set by `exec_args_commit` once the exec has succeeded (the path's
+    // bytes past `path_len` are not read).
     entry.comm = [0; TASK_COMM_LEN];
+    entry.start_boottime_ns = 0;
+    entry.parent_tgid = 0;
+    entry.path_len = 0;
     read_args(scratch, argv);
 
     if scratch.owner != pid_tgid {

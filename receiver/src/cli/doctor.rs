@@ -892,13 +892,17 @@ impl Findings {
 
     fn check_btf(&mut self, btf: bool) {
         if btf {
-            self.check("btf", Status::Ok, format!("{BTF_PATH} present"));
+            self.check(
+                "btf",
+                Status::Ok,
+                format!("{BTF_PATH} present: the exec hook records each process's parent pid and start time (task_struct offsets from it)"),
+            );
         } else {
             self.check(
                 "btf",
                 Status::Limited,
                 format!(
-                    "no {BTF_PATH}: not needed by the tracepoint program; BTF-based hooks unavailable"
+                    "no {BTF_PATH}: not needed by the tracepoint program, but the exec hook records no parent pid or start time (a victim gone from /proc gets neither) and BTF-based hooks are unavailable"
                 ),
             );
         }

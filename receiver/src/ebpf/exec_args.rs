@@ -1,15 +1,15 @@
 //! User side of the exec hook (`receiver-ebpf/src/probes/exec_args.rs`,
-//! `process_exit.rs`): the record layouts read from the tracepoints'
-//! `format` files, and the turning of a recorded [`ExecArgs`] into a victim's
-//! arguments.
+//! `exec_commit.rs`, `process_exit.rs`): the record layouts read from the
+//! tracepoints' `format` files, and the turning of a recorded [`ExecArgs`]
+//! into a victim's arguments, exec'd path, parent and start.
 //!
 //! An entry is taken for the victim only when it is the victim's: its comm
 //! (what the kernel set at that exec) equals the victim's comm and the exec
 //! happened before the kill. On a mismatch (the pid was reused, or the
 //! process renamed itself with `prctl(PR_SET_NAME)` after its exec) the entry
-//! is not used and the record has no command line, as before the hook.
+//! is not used and the record has none of its facts, as before the hook.
 
-use receiver_common::exec::{ExecArgs, ExecLayout, EXEC_ARGS_BYTES};
+use receiver_common::exec::{exec_flags, ExecArgs, ExecLayout, EXEC_ARGS_BYTES, EXEC_PATH_BYTES};
 use receiver_common::oom::{FIELD_ABSENT, TASK_COMM_LEN};
 
 use super::format::{parse_fields, FormatError};
@@ -36,6 +36,20 @@ pub fn parse_exit_format(text: &str) -> Option<u16> {
         .filter(|&offset| offset != FIELD_ABSENT)
 }
 
+/// The `filename` offset of a `sched_process_exec` record, when it has one
+/// as the program reads it: a `__data_loc char[]` (a 4-byte descriptor:
+/// low 16 bits the string's offset in the record, high 16 bits its length).
+pub fn parse_process_exec_format(text: &str) -> Option<u16> {
+    parse_fields(text)
+        .ok()?
+        .iter()
+        .find(|field| {
+            field.name == "filename" && field.size == 4 && field.c_type.starts_with("__data_loc")
+        })
+        .and_then(|field| u16::try_from(field.offset).ok())
+        .filter(|&offset| offset != FIELD_ABSENT)
+}
+
 /// Whether the exec programs have anything to do with this layout.
 #[must_use]
 pub fn records_execs(layout: &ExecLayout) -> bool {
@@ -49,19 +63,33 @@ pub enum Mismatch {
     Comm,
     /// The exec came after the kill (a new process with the victim's pid).
     Later,
-    /// The entry has no argument.
+    /// The entry has no argument, path, parent or start.
     Empty,
 }
 
-/// The victim's arguments from `entry`, when `entry` is the victim's: its
+/// What the exec hook recorded of the victim.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RecordedExec {
+    /// argv (possibly cut at the bound; empty when exec got none).
+    pub args: Vec<String>,
+    /// The path passed to exec, as spelled (links not resolved); `None`
+    /// when not recorded or cut at the bound (a cut path names no file).
+    pub executable_path: Option<String>,
+    /// The parent's pid at the exec.
+    pub parent_pid: Option<i32>,
+    /// The process's start, ns since boot (CLOCK_BOOTTIME).
+    pub start_boottime_ns: Option<u64>,
+}
+
+/// What `entry` recorded of the victim, when `entry` is the victim's: its
 /// comm equals `victim_comm` (the kernel's, at most 15 bytes) and, when the
 /// kill's time is known, the exec was before it. A cut argument is kept as
 /// far as it was recorded; bytes that are not UTF-8 are replaced.
-pub fn victim_args(
+pub fn victim_exec(
     entry: &ExecArgs,
     victim_comm: &str,
     kill_ktime_ns: Option<u64>,
-) -> Result<Vec<String>, Mismatch> {
+) -> Result<RecordedExec, Mismatch> {
     if !same_comm(&entry.comm, victim_comm) {
         return Err(Mismatch::Comm);
     }
@@ -74,10 +102,30 @@ pub fn victim_args(
         .filter(|arg| !arg.is_empty())
         .map(|arg| String::from_utf8_lossy(arg).into_owned())
         .collect();
-    if args.is_empty() {
+    let recorded = RecordedExec {
+        args,
+        executable_path: recorded_path(entry),
+        parent_pid: (entry.flags & exec_flags::PARENT != 0)
+            .then(|| i32::try_from(entry.parent_tgid).ok())
+            .flatten(),
+        start_boottime_ns: (entry.flags & exec_flags::START != 0)
+            .then_some(entry.start_boottime_ns),
+    };
+    if recorded == RecordedExec::default() {
         return Err(Mismatch::Empty);
     }
-    Ok(args)
+    Ok(recorded)
+}
+
+/// The recorded path, unless absent or cut.
+fn recorded_path(entry: &ExecArgs) -> Option<String> {
+    if entry.flags & exec_flags::PATH_TRUNCATED != 0 {
+        return None;
+    }
+    let len = (entry.path_len as usize).min(EXEC_PATH_BYTES - 1);
+    let path = &entry.path[..len];
+    let path = path.split(|b| *b == 0).next().unwrap_or(path);
+    (!path.is_empty()).then(|| String::from_utf8_lossy(path).into_owned())
 }
 
 /// Whether the NUL-padded comm recorded at exec equals `comm`, both taken to
@@ -147,6 +195,30 @@ format:
 \tfield:bool group_dead;\toffset:32;\tsize:1;\tsigned:0;
 ";
 
+    /// `events/sched/sched_process_exec/format` of Linux 6.18.
+    const PROCESS_EXEC_6_18: &str = "name: sched_process_exec
+ID: 365
+format:
+\tfield:unsigned short common_type;\toffset:0;\tsize:2;\tsigned:0;
+\tfield:unsigned char common_flags;\toffset:2;\tsize:1;\tsigned:0;
+\tfield:unsigned char common_preempt_count;\toffset:3;\tsize:1;\tsigned:0;
+\tfield:int common_pid;\toffset:4;\tsize:4;\tsigned:1;
+
+\tfield:__data_loc char[] filename;\toffset:8;\tsize:4;\tsigned:0;
+\tfield:pid_t pid;\toffset:12;\tsize:4;\tsigned:1;
+\tfield:pid_t old_pid;\toffset:16;\tsize:4;\tsigned:1;
+
+print fmt: \"filename=%s pid=%d old_pid=%d\", __get_str(filename), REC->pid, REC->old_pid
+";
+
+    fn args_of(
+        entry: &ExecArgs,
+        comm: &str,
+        kill_ktime_ns: Option<u64>,
+    ) -> Result<Vec<String>, Mismatch> {
+        victim_exec(entry, comm, kill_ktime_ns).map(|r| r.args)
+    }
+
     fn entry(comm: &str, args: &[u8], flags: u32) -> ExecArgs {
         let mut e = ExecArgs::ZERO;
         e.comm[..comm.len()].copy_from_slice(comm.as_bytes());
@@ -177,33 +249,135 @@ format:
     }
 
     #[test]
+    fn parses_the_6_18_exec_record() {
+        assert_eq!(parse_process_exec_format(PROCESS_EXEC_6_18), Some(8));
+        // A fixed array, another size or no such field: absent.
+        assert_eq!(
+            parse_process_exec_format(
+                &PROCESS_EXEC_6_18.replace("__data_loc char[] filename", "char filename[4]")
+            ),
+            None
+        );
+        assert_eq!(
+            parse_process_exec_format(&PROCESS_EXEC_6_18.replace(
+                "size:4;\tsigned:0;\n\tfield:pid_t pid",
+                "size:8;\tsigned:0;\n\tfield:pid_t pid"
+            )),
+            None
+        );
+        assert_eq!(
+            parse_process_exec_format(&PROCESS_EXEC_6_18.replace("filename;", "file;")),
+            None
+        );
+        assert_eq!(parse_process_exec_format(""), None);
+    }
+
+    #[test]
+    fn the_victims_entry_gives_its_path_parent_and_start() {
+        let mut e = entry("python3", b"/usr/bin/python3\0-c\0pass\0", 0);
+        let path = b"/usr/local/bin/python3";
+        e.path[..path.len()].copy_from_slice(path);
+        e.path_len = path.len() as u32;
+        e.parent_tgid = 4242;
+        e.start_boottime_ns = 12_345_678_901;
+        e.flags = exec_flags::PARENT | exec_flags::START;
+        let got = victim_exec(&e, "python3", Some(200)).expect("the victim's");
+        assert_eq!(
+            got,
+            RecordedExec {
+                args: vec!["/usr/bin/python3".into(), "-c".into(), "pass".into()],
+                executable_path: Some("/usr/local/bin/python3".into()),
+                parent_pid: Some(4242),
+                start_boottime_ns: Some(12_345_678_901),
+            }
+        );
+        // Without their flags (no BTF), parent and start are absent.
+        let mut no_btf = e;
+        no_btf.flags = 0;
+        let got = victim_exec(&no_btf, "python3", None).expect("the victim's");
+        assert_eq!((got.parent_pid, got.start_boottime_ns), (None, None));
+        assert_eq!(
+            got.executable_path.as_deref(),
+            Some("/usr/local/bin/python3")
+        );
+        // A cut path names no file: left out.
+        let mut cut = e;
+        cut.flags |= exec_flags::PATH_TRUNCATED;
+        assert_eq!(
+            victim_exec(&cut, "python3", None)
+                .expect("ok")
+                .executable_path,
+            None
+        );
+        // A length past the buffer is bounded; bytes after a NUL are not
+        // the path's; no path, no attribute.
+        let mut corrupt = e;
+        corrupt.path_len = u32::MAX;
+        corrupt.path = [b'x'; EXEC_PATH_BYTES];
+        let got = victim_exec(&corrupt, "python3", None).expect("ok");
+        assert_eq!(
+            got.executable_path.map(|p| p.len()),
+            Some(EXEC_PATH_BYTES - 1)
+        );
+        let mut nul = e;
+        nul.path[4] = 0;
+        assert_eq!(
+            victim_exec(&nul, "python3", None)
+                .expect("ok")
+                .executable_path
+                .as_deref(),
+            Some("/usr")
+        );
+        let mut none = e;
+        none.path_len = 0;
+        assert_eq!(
+            victim_exec(&none, "python3", None)
+                .expect("ok")
+                .executable_path,
+            None
+        );
+        // A parent pid that is no pid_t is left out.
+        let mut odd = e;
+        odd.parent_tgid = u32::MAX;
+        assert_eq!(
+            victim_exec(&odd, "python3", None).expect("ok").parent_pid,
+            None
+        );
+    }
+
+    #[test]
     fn the_victims_entry_gives_its_arguments() {
         let e = entry("tail", b"/bin/tail\0-f\0/dev/zero\0", 0);
         assert_eq!(
-            victim_args(&e, "tail", Some(200)),
+            args_of(&e, "tail", Some(200)),
             Ok(vec!["/bin/tail".into(), "-f".into(), "/dev/zero".into()])
         );
-        assert_eq!(victim_args(&e, "tail", None).map(|a| a.len()), Ok(3));
+        assert_eq!(args_of(&e, "tail", None).map(|a| a.len()), Ok(3));
     }
 
     #[test]
     fn another_processes_entry_is_refused() {
         let e = entry("tail", b"/bin/tail\0/dev/zero\0", 0);
-        assert_eq!(victim_args(&e, "sh", Some(200)), Err(Mismatch::Comm));
-        assert_eq!(victim_args(&e, "tail", Some(99)), Err(Mismatch::Later));
+        assert_eq!(args_of(&e, "sh", Some(200)), Err(Mismatch::Comm));
+        assert_eq!(args_of(&e, "tail", Some(99)), Err(Mismatch::Later));
         let empty = entry("tail", b"", 0);
-        assert_eq!(victim_args(&empty, "tail", None), Err(Mismatch::Empty));
+        assert_eq!(args_of(&empty, "tail", None), Err(Mismatch::Empty));
+        // A path alone is something.
+        let mut path_only = empty;
+        path_only.path[..9].copy_from_slice(b"/bin/tail");
+        path_only.path_len = 9;
+        assert_eq!(args_of(&path_only, "tail", None), Ok(vec![]));
         let blank = ExecArgs::ZERO;
-        assert_eq!(victim_args(&blank, "", None), Err(Mismatch::Comm));
+        assert_eq!(args_of(&blank, "", None), Err(Mismatch::Comm));
     }
 
     #[test]
     fn comms_compare_on_the_kernels_15_bytes() {
         // The kernel keeps 15 bytes of "a-very-long-program-name".
         let e = entry("a-very-long-pro", b"./a-very-long-program-name\0", 0);
-        assert!(victim_args(&e, "a-very-long-pro", None).is_ok());
-        assert!(victim_args(&e, "a-very-long-program-name", None).is_ok());
-        assert_eq!(victim_args(&e, "a-very-long-pr", None), Err(Mismatch::Comm));
+        assert!(args_of(&e, "a-very-long-pro", None).is_ok());
+        assert!(args_of(&e, "a-very-long-program-name", None).is_ok());
+        assert_eq!(args_of(&e, "a-very-long-pr", None), Err(Mismatch::Comm));
     }
 
     #[test]
@@ -211,17 +385,17 @@ format:
         let mut args = b"/usr/bin/java\0".to_vec();
         args.resize(EXEC_ARGS_BYTES, b'x');
         let e = entry("java", &args, exec_flags::TRUNCATED);
-        let got = victim_args(&e, "java", None).expect("the victim's");
+        let got = args_of(&e, "java", None).expect("the victim's");
         assert_eq!(got.len(), 2);
         assert_eq!(got[1].len(), EXEC_ARGS_BYTES - "/usr/bin/java\0".len());
         // A length past the buffer (a corrupt entry) is bounded.
         let mut corrupt = e;
         corrupt.args_len = u32::MAX;
-        assert_eq!(victim_args(&corrupt, "java", None), Ok(got));
+        assert_eq!(args_of(&corrupt, "java", None), Ok(got));
         // Bytes that are not UTF-8 are replaced, not refused.
         let e = entry("x", b"x\0\xff\xfe\0", 0);
         assert_eq!(
-            victim_args(&e, "x", None),
+            args_of(&e, "x", None),
             Ok(vec!["x".into(), "\u{fffd}\u{fffd}".into()])
         );
     }

@@ -31,7 +31,8 @@ use receiver_common::oom::{
 };
 use tokio::io::{unix::AsyncFd, Interest};
 
-use super::exec_args::{parse_exec_format, parse_exit_format};
+use super::btf::{TaskOffsets, VMLINUX_BTF};
+use super::exec_args::{parse_exec_format, parse_exit_format, parse_process_exec_format};
 use super::format::{parse_mark_victim_format, FormatError};
 
 /// The eBPF object built by `build.rs` from the `receiver-ebpf` crate.
@@ -47,6 +48,7 @@ const TRACEPOINT_NAME: &str = "mark_victim";
 pub const EXECVE_FORMAT: &str = "events/syscalls/sys_enter_execve/format";
 const EXECVEAT_FORMAT: &str = "events/syscalls/sys_enter_execveat/format";
 const PROCESS_EXIT_FORMAT: &str = "events/sched/sched_process_exit/format";
+const PROCESS_EXEC_FORMAT: &str = "events/sched/sched_process_exec/format";
 /// Longest explanation kept of why the exec hook is off (a verifier log can
 /// run to pages).
 const MAX_REASON: usize = 400;
@@ -61,20 +63,82 @@ pub enum ExecHookStatus {
         /// `sched_process_exit` is attached: a dead process's entry moves
         /// to the map of exited ones (else the map only evicts its oldest).
         exit: bool,
+        /// The facts recorded besides argv, and why any is not.
+        facts: ExecFacts,
     },
     /// Not recording; why.
     Unavailable(String),
 }
 
+/// What the exec hook records besides argv, from the layout it was loaded
+/// with.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ExecFacts {
+    /// The exec'd path (`sched_process_exec`'s `filename`).
+    pub path: bool,
+    /// The parent's pid (BTF: `task_struct.real_parent`, `.tgid`).
+    pub parent: bool,
+    /// The start time (BTF: `task_struct.start_boottime`).
+    pub start: bool,
+    /// Why BTF gave no offsets, when it did not.
+    pub btf_error: Option<String>,
+}
+
+impl ExecFacts {
+    fn of(layout: &ExecLayout, btf_error: Option<String>) -> Self {
+        Self {
+            path: layout.exec_filename != FIELD_ABSENT,
+            parent: layout.task_real_parent != FIELD_ABSENT && layout.task_tgid != FIELD_ABSENT,
+            start: layout.task_start_boottime != FIELD_ABSENT,
+            btf_error,
+        }
+    }
+
+    /// What is not recorded and why, or `None` when everything is.
+    #[must_use]
+    pub fn missing(&self) -> Option<String> {
+        let missing: Vec<&str> = [
+            (
+                !self.path,
+                "the exec'd path (no filename in sched/sched_process_exec)",
+            ),
+            (!self.parent, "the parent pid"),
+            (!self.start, "the start time"),
+        ]
+        .into_iter()
+        .filter_map(|(missing, what)| missing.then_some(what))
+        .collect();
+        if missing.is_empty() {
+            return None;
+        }
+        let mut text = missing.join(", ");
+        if !self.parent || !self.start {
+            match &self.btf_error {
+                Some(why) => text.push_str(&format!(" (kernel BTF: {why})")),
+                None => text.push_str(&format!(" (not found in {VMLINUX_BTF})")),
+            }
+        }
+        Some(text)
+    }
+}
+
 impl std::fmt::Display for ExecHookStatus {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Self::Attached { execveat, exit } => {
+            Self::Attached {
+                execveat,
+                exit,
+                facts,
+            } => {
                 write!(f, "syscalls/sys_enter_execve")?;
                 if *execveat {
                     write!(f, " and sys_enter_execveat")?;
                 }
                 write!(f, " attached")?;
+                match facts.missing() {
+                    None => write!(f, " (argv, exec'd path, parent and start)")?,
+                    Some(missing) => write!(f, " (not recorded: {missing})")?,
+                }
                 if !*exit {
                     write!(f, " (sched/sched_process_exit not attached: entries of dead processes stay until evicted)")?;
                 }
@@ -280,10 +344,16 @@ fn read_tracefs(relative: &str) -> Result<String, String> {
 }
 
 /// The exec hook's layout from this kernel's format files (tracefs must be
-/// mounted), or why the hook cannot run: `sys_enter_execve` is required;
-/// `sys_enter_execveat` and `sched_process_exit`'s `group_dead` are used
+/// mounted) and BTF, or why the hook cannot run: `sys_enter_execve` is
+/// required; `sys_enter_execveat`, `sched_process_exit`'s `group_dead`,
+/// `sched_process_exec`'s `filename` and the `task_struct` offsets are used
 /// when present.
 pub fn exec_layout() -> Result<ExecLayout, String> {
+    exec_layout_and_btf_error().map(|(layout, _)| layout)
+}
+
+/// [`exec_layout`], and why the kernel's BTF gave no offsets, when it did not.
+fn exec_layout_and_btf_error() -> Result<(ExecLayout, Option<String>), String> {
     let execve = read_tracefs(EXECVE_FORMAT).map_err(|e| {
         format!("the kernel has no syscalls/sys_enter_execve tracepoint (CONFIG_FTRACE_SYSCALLS off?): {e}")
     })?;
@@ -302,7 +372,23 @@ pub fn exec_layout() -> Result<ExecLayout, String> {
         .ok()
         .and_then(|text| parse_exit_format(&text))
         .unwrap_or(FIELD_ABSENT);
-    Ok(layout)
+    layout.exec_filename = read_tracefs(PROCESS_EXEC_FORMAT)
+        .ok()
+        .and_then(|text| parse_process_exec_format(&text))
+        .unwrap_or(FIELD_ABSENT);
+    // Read once, here; the raw BTF and its index are dropped on return.
+    let btf_error = match TaskOffsets::read(Path::new(VMLINUX_BTF)) {
+        Ok(task) => {
+            if task.has_parent() {
+                layout.task_real_parent = task.real_parent.unwrap_or(FIELD_ABSENT);
+                layout.task_tgid = task.tgid.unwrap_or(FIELD_ABSENT);
+            }
+            layout.task_start_boottime = task.start_boottime.unwrap_or(FIELD_ABSENT);
+            None
+        }
+        Err(e) => Some(e.to_string()),
+    };
+    Ok((layout, btf_error))
 }
 
 /// Loads and attaches the program with the layout read from this kernel's
@@ -357,8 +443,11 @@ fn attach_mark_victim(layout: MarkVictimLayout) -> Result<MarkVictimProbe, LoadE
     ensure_tracefs()?;
     raise_memlock_rlimit();
 
-    let exec = exec_layout();
-    let exec_layout = exec.as_ref().copied().unwrap_or(ExecLayout::ABSENT);
+    let exec = exec_layout_and_btf_error();
+    let exec_layout = exec
+        .as_ref()
+        .map(|(layout, _)| *layout)
+        .unwrap_or(ExecLayout::ABSENT);
     let mut loader = EbpfLoader::new();
     loader
         .override_global(MARK_VICTIM_LAYOUT_GLOBAL, &layout, true)
@@ -412,7 +501,7 @@ fn attach_mark_victim(layout: MarkVictimLayout) -> Result<MarkVictimProbe, LoadE
     })?;
 
     let (exec_args, exec_hooks) = match exec {
-        Ok(exec_layout) => attach_exec_hooks(&mut ebpf, &exec_layout),
+        Ok((exec_layout, btf_error)) => attach_exec_hooks(&mut ebpf, &exec_layout, btf_error),
         Err(why) => (None, ExecHookStatus::Unavailable(why)),
     };
 
@@ -452,6 +541,7 @@ fn attach_tracepoint(
 fn attach_exec_hooks(
     ebpf: &mut Ebpf,
     layout: &ExecLayout,
+    btf_error: Option<String>,
 ) -> (Option<ExecArgsMaps>, ExecHookStatus) {
     let unavailable = |why: String| {
         let why = match why.char_indices().nth(MAX_REASON) {
@@ -485,7 +575,15 @@ fn attach_exec_hooks(
         (Ok(live), Ok(exited)) => ExecArgsMaps { live, exited },
         (Err(why), _) | (_, Err(why)) => return unavailable(why),
     };
-    (Some(maps), ExecHookStatus::Attached { execveat, exit })
+    let facts = ExecFacts::of(layout, btf_error);
+    (
+        Some(maps),
+        ExecHookStatus::Attached {
+            execveat,
+            exit,
+            facts,
+        },
+    )
 }
 
 /// Whether `dir` is a mounted tracefs (aya's test: it exists and is not empty).
@@ -553,6 +651,67 @@ fn raise_memlock_rlimit() {
 mod tests {
     use super::*;
     use receiver_common::oom::flags;
+
+    #[test]
+    fn the_hook_says_what_it_records_and_why_not() {
+        let all = ExecFacts {
+            path: true,
+            parent: true,
+            start: true,
+            btf_error: None,
+        };
+        let status = ExecHookStatus::Attached {
+            execveat: true,
+            exit: true,
+            facts: all,
+        };
+        assert_eq!(
+            status.to_string(),
+            "syscalls/sys_enter_execve and sys_enter_execveat attached (argv, exec'd path, parent and start)"
+        );
+        let no_btf = ExecFacts::of(
+            &ExecLayout {
+                execve_argv: 24,
+                exec_filename: 8,
+                ..ExecLayout::ABSENT
+            },
+            Some("reading /sys/kernel/btf/vmlinux: No such file or directory".into()),
+        );
+        assert_eq!(
+            no_btf.missing().as_deref(),
+            Some("the parent pid, the start time (kernel BTF: reading /sys/kernel/btf/vmlinux: No such file or directory)")
+        );
+        // A tgid without real_parent is no parent.
+        let half = ExecFacts::of(
+            &ExecLayout {
+                exec_filename: 8,
+                task_tgid: 1268,
+                task_start_boottime: 1560,
+                ..ExecLayout::ABSENT
+            },
+            None,
+        );
+        assert_eq!(
+            half.missing().as_deref(),
+            Some("the parent pid (not found in /sys/kernel/btf/vmlinux)")
+        );
+    }
+
+    /// This kernel (root, tracefs mountable): every fact has its offset.
+    #[test]
+    fn this_kernels_exec_layout_has_every_fact() {
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            println!("SKIPPED: this_kernels_exec_layout_has_every_fact: needs root (tracefs)");
+            return;
+        }
+        ensure_tracefs().expect("tracefs");
+        let (layout, btf_error) = exec_layout_and_btf_error().expect("the exec hook's layout");
+        assert_eq!(btf_error, None);
+        let facts = ExecFacts::of(&layout, btf_error);
+        assert_eq!(facts.missing(), None, "{layout:?}");
+        assert_eq!(layout.exec_filename, 8, "Linux 6.18's sched_process_exec");
+    }
 
     #[test]
     fn probe_can_move_to_a_task() {

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use procfs::{FromRead, ProcessCGroups};
 use receiver_common::exec::ExecArgs;
 
-use crate::ebpf::exec_args::victim_args;
+use crate::ebpf::exec_args::victim_exec;
 use crate::redact::redact_args;
 
 /// Facts about the victim read from /proc.
@@ -93,20 +93,44 @@ pub fn base_name(path: &str) -> Option<String> {
         .map(str::to_owned)
 }
 
-/// The command line from the first of `recorded` (argv entries of the exec
-/// hook, see [`crate::ebpf::exec_args`]) that is the victim's, secrets
-/// redacted as from /proc. `None` when none is: the record then has no
-/// command line.
-pub fn recorded_command_line(
+/// What the exec hook recorded of the victim, in the terms of /proc's
+/// facts.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct RecordedFacts {
+    /// Arguments joined by spaces, secrets redacted.
+    pub command_line: Option<String>,
+    /// The path passed to exec (links not resolved).
+    pub executable_path: Option<String>,
+    /// The parent at the exec.
+    pub parent_pid: Option<i32>,
+    /// Start of the process, Unix ns.
+    pub start_unix_nano: Option<u64>,
+}
+
+/// The facts from the first of `recorded` (entries of the exec hook, see
+/// [`crate::ebpf::exec_args`]) that is the victim's, the command line's
+/// secrets redacted as from /proc; the start, ns after boot, as Unix time
+/// through `boot_unix_nano` (CLOCK_REALTIME - CLOCK_BOOTTIME). `None` when
+/// none is: the record then has none of them.
+pub fn recorded_facts(
     recorded: &[ExecArgs],
     comm: &str,
     kill_ktime_ns: Option<u64>,
     secret_keys: &[String],
-) -> Option<String> {
+    boot_unix_nano: u64,
+) -> Option<RecordedFacts> {
     recorded
         .iter()
-        .find_map(|entry| match victim_args(entry, comm, kill_ktime_ns) {
-            Ok(args) => Some(redact_args(&args, secret_keys).join(" ")),
+        .find_map(|entry| match victim_exec(entry, comm, kill_ktime_ns) {
+            Ok(exec) => Some(RecordedFacts {
+                command_line: (!exec.args.is_empty())
+                    .then(|| redact_args(&exec.args, secret_keys).join(" ")),
+                executable_path: exec.executable_path,
+                parent_pid: exec.parent_pid,
+                start_unix_nano: exec
+                    .start_boottime_ns
+                    .map(|ns| boot_unix_nano.saturating_add(ns)),
+            }),
             Err(why) => {
                 tracing::debug!(
                     ?why,
@@ -352,6 +376,15 @@ mod tests {
         assert_eq!(cgroup_from_proc("garbage"), None);
     }
 
+    fn recorded_command_line(
+        recorded: &[ExecArgs],
+        comm: &str,
+        kill_ktime_ns: Option<u64>,
+        keys: &[String],
+    ) -> Option<String> {
+        recorded_facts(recorded, comm, kill_ktime_ns, keys, 0).and_then(|f| f.command_line)
+    }
+
     #[test]
     fn a_recorded_command_line_is_the_victims_and_redacted() {
         let mut entry = ExecArgs::ZERO;
@@ -375,6 +408,31 @@ mod tests {
         );
         assert_eq!(recorded_command_line(&[other], "mysql", None, &keys), None);
         assert_eq!(recorded_command_line(&[], "mysql", None, &keys), None);
+    }
+
+    #[test]
+    fn recorded_path_parent_and_start_are_the_victims() {
+        use receiver_common::exec::exec_flags;
+        let mut entry = ExecArgs::ZERO;
+        entry.comm[..5].copy_from_slice(b"mysql");
+        let path = b"/usr/sbin/mysqld";
+        entry.path[..path.len()].copy_from_slice(path);
+        entry.path_len = path.len() as u32;
+        entry.parent_tgid = 1;
+        entry.start_boottime_ns = 5_000_000_000;
+        entry.flags = exec_flags::PARENT | exec_flags::START;
+        let boot = 1_700_000_000_000_000_000;
+        assert_eq!(
+            recorded_facts(&[entry], "mysql", None, &[], boot),
+            Some(RecordedFacts {
+                command_line: None,
+                executable_path: Some("/usr/sbin/mysqld".into()),
+                parent_pid: Some(1),
+                start_unix_nano: Some(boot + 5_000_000_000),
+            })
+        );
+        // Not the victim's: nothing.
+        assert_eq!(recorded_facts(&[entry], "sh", None, &[], boot), None);
     }
 
     #[test]

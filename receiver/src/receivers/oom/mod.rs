@@ -269,8 +269,11 @@ pub async fn start(
             ExecHookStatus::Unavailable(why) => {
                 tracing::warn!(receiver = %ctx.id, reason = %why, "the exec hook is off: a victim that exits before /proc is read gets no process.command_line");
             }
-            attached => {
+            attached @ ExecHookStatus::Attached { facts, .. } => {
                 tracing::debug!(receiver = %ctx.id, hooks = %attached, "recording command lines at exec");
+                if let Some(missing) = facts.missing() {
+                    tracing::info!(receiver = %ctx.id, %missing, "the exec hook records no such facts: a victim gone from /proc before its kill is read has only what it recorded");
+                }
             }
         }
     }
@@ -325,6 +328,19 @@ pub async fn start(
         // queued, then ends.
         let _ = emit_task.await;
     }))
+}
+
+/// What /proc did not give, from the exec hook's entry.
+fn fill_from_exec(victim: &mut Victim, exec: enrich::RecordedFacts) {
+    if victim.command_line.is_none() {
+        victim.command_line = exec.command_line;
+    }
+    if victim.executable_path.is_none() && exec.executable_path.is_some() {
+        victim.executable_name = exec.executable_path.as_deref().and_then(enrich::base_name);
+        victim.executable_path = exec.executable_path;
+    }
+    victim.parent_pid = victim.parent_pid.or(exec.parent_pid);
+    victim.start_unix_nano = victim.start_unix_nano.or(exec.start_unix_nano);
 }
 
 /// What /proc and the exec hook did not give, from the process table.
@@ -751,22 +767,24 @@ impl Correlator {
             .unwrap_or_default()
     }
 
-    /// /proc's facts; the command line from the exec hook's `recorded`
-    /// entries when /proc has none (the victim has already exited its memory).
+    /// /proc's facts; what /proc no longer has (the victim has exited its
+    /// memory, or was reaped) from the exec hook's `recorded` entries.
     fn enrich(&self, victim: &mut Victim, recorded: &[ExecArgs], kill_ktime_ns: Option<u64>) {
         let facts = enrich::read_process(&self.cfg.proc_path, victim.pid, &self.cfg.secret_keys);
         victim.executable_name = facts.executable_name;
         victim.executable_path = facts.executable_path;
         victim.parent_pid = facts.parent_pid;
         victim.start_unix_nano = facts.start_unix_nano;
-        victim.command_line = facts.command_line.or_else(|| {
-            enrich::recorded_command_line(
-                recorded,
-                &victim.comm,
-                kill_ktime_ns,
-                &self.cfg.secret_keys,
-            )
-        });
+        victim.command_line = facts.command_line;
+        if let Some(exec) = enrich::recorded_facts(
+            recorded,
+            &victim.comm,
+            kill_ktime_ns,
+            &self.cfg.secret_keys,
+            crate::clock::boot_unix_nanos(),
+        ) {
+            fill_from_exec(victim, exec);
+        }
         if victim.cgroup.is_none() {
             victim.cgroup = facts.cgroup;
         }
