@@ -667,7 +667,7 @@ fn host_row() -> Row {
         .ok()
         .and_then(|out| serde_json::from_slice::<serde_json::Value>(&out.stdout).ok());
     let (hooks, verdict) = match &doctor {
-        Some(report) => (hooks_of(report, "ebpf"), doctor_verdict(report)),
+        Some(report) => (hooks_of(report, "ebpf", None, true), doctor_verdict(report)),
         None => ("?".into(), "doctor printed no JSON".into()),
     };
     Row {
@@ -681,16 +681,24 @@ fn host_row() -> Row {
 }
 
 /// The hooks a kill was caught with, given the record's `oom.source`.
-fn hooks_of(doctor: &serde_json::Value, source: &str) -> String {
+/// `hook`: the record's `oom.hook`; `kmsg`: whether the agent read the
+/// kernel log.
+fn hooks_of(doctor: &serde_json::Value, source: &str, hook: Option<&str>, kmsg: bool) -> String {
     if source != "ebpf" {
         // `process_tracking: auto` without the exec hook.
         return "/dev/kmsg; netlink process events".into();
     }
-    if doctor_check_ok(doctor, "exec_hook") {
-        "tracepoints oom/mark_victim, sys_enter_execve(at); /dev/kmsg".into()
-    } else {
-        "tracepoint oom/mark_victim; /dev/kmsg".into()
+    let mut hooks = vec!["tracepoint oom/mark_victim".to_owned()];
+    if let Some(hook @ ("fentry" | "kprobe")) = hook {
+        hooks.push(format!("{hook} oom_kill_process"));
     }
+    if doctor_check_ok(doctor, "exec_hook") {
+        hooks.push("sys_enter_execve(at)".into());
+    }
+    if kmsg {
+        hooks.push("/dev/kmsg".into());
+    }
+    hooks.join(", ")
 }
 
 /// Checks every kill the guest reported; the table rows and the problems.
@@ -725,7 +733,13 @@ fn check_guest(kernel: &Kernel, guest: &Guest, seconds: f64) -> (Vec<Row>, Vec<S
         HashMap::from([("v2", doctor_of("v2"))])
     };
     let dmesg = guest.block("dmesg");
-    let mut kills = vec![("v2-auto", "v2"), ("v2-kmsg", "v2"), ("v2-live", "v2")];
+    let mut kills = vec![
+        ("v2-auto", "v2"),
+        ("v2-kmsg", "v2"),
+        ("v2-live", "v2"),
+        ("v2-fentry", "v2"),
+        ("v2-kprobe", "v2"),
+    ];
     match guest.fact("v1 ") {
         Some("mounted") => kills.push(("v1-auto", "v1")),
         other if kernel.memcg_v1 => problems.push(format!(
@@ -741,21 +755,26 @@ fn check_guest(kernel: &Kernel, guest: &Guest, seconds: f64) -> (Vec<Row>, Vec<S
             "v2-live" => "auto",
             _ => name.rsplit('-').next().unwrap_or(name),
         };
+        let mode_label = match name {
+            "v2-live" => "auto, above memory.high first",
+            "v2-fentry" => "ebpf, fentry hook, no kernel log",
+            "v2-kprobe" => "ebpf, kprobe hook, no kernel log",
+            _ => mode,
+        };
         let doctor = &doctors[cgroup];
         let ebpf_loads = doctor["source"] == "ebpf";
         let mut missing = Vec::new();
+        // Agents that do not read the kernel log: the hook alone.
+        let hook_only = matches!(name, "v2-fentry" | "v2-kprobe");
         let source = check_kill(guest, dmesg, name, mode, ebpf_loads, &mut missing);
         rows.push(Row {
             kernel: format!("{label}, {seconds:.0} s boot"),
             cgroup: cgroup.into(),
-            mode: if name == "v2-live" {
-                "auto, above memory.high first".into()
-            } else {
-                mode.into()
-            },
-            hooks: source
-                .as_deref()
-                .map_or_else(|| "?".into(), |s| hooks_of(doctor, s)),
+            mode: mode_label.into(),
+            hooks: source.as_ref().map_or_else(
+                || "?".into(),
+                |(s, hook)| hooks_of(doctor, s, hook.as_deref(), !hook_only),
+            ),
             doctor: doctor_verdict(doctor),
             complete: if missing.is_empty() {
                 "yes".into()
@@ -872,7 +891,7 @@ fn check_group_kill(
         kernel: label.to_owned(),
         cgroup: "v2".into(),
         mode: "auto, memory.oom.group kill of 3 tasks".into(),
-        hooks: hooks_of(doctor, "ebpf"),
+        hooks: hooks_of(doctor, "ebpf", Some("fentry"), true),
         doctor: doctor_verdict(doctor),
         complete: if missing.is_empty() {
             "yes: one record per task, each with oom.group".into()
@@ -1078,7 +1097,7 @@ fn check_kill(
     mode: &str,
     ebpf_loads: bool,
     missing: &mut Vec<String>,
-) -> Option<String> {
+) -> Option<(String, Option<String>)> {
     let Some(kill) = guest.fact(&format!("kill {name} ")) else {
         missing.push("the kill did not run".into());
         return None;
@@ -1119,9 +1138,10 @@ fn check_kill(
         ));
         return None;
     };
+    let source_and_hook = attr_str(record, "oom.source").map(|s| (s, attr_str(record, "oom.hook")));
     let Some(line) = killed_line(dmesg, pid) else {
         missing.push(format!("no 'Killed process {pid}' line in the kernel log"));
-        return attr_str(record, "oom.source");
+        return source_and_hook;
     };
     let mut expect = |key: &str, want: Option<String>| {
         let got = attr_str(record, key);
@@ -1157,13 +1177,47 @@ fn check_kill(
         "ebpf"
     };
     expect("oom.source", Some(want_source.into()));
+    // The richest hook: Debian's kernels allow fentry on oom_kill_process;
+    // the kprobe kill asks for a kprobe.
+    let want_hook = match (name, want_source) {
+        (_, "kmsg") => None,
+        ("v2-kprobe", _) => Some("kprobe"),
+        _ => Some("fentry"),
+    };
+    expect("oom.hook", want_hook.map(str::to_owned));
+    if matches!(name, "v2-fentry" | "v2-kprobe") {
+        // No kernel log read: the gfp mask (as the hook has it, in hex)
+        // and the memcg's usage come from the hook and agree with the log.
+        expect("oom.gfp_mask", gfp_mask_before(dmesg, &line.line));
+    }
+    // The charge that failed was within a batch of the limit.
+    let usage = attr_str(record, "oom.memcg.usage").and_then(|u| u.parse::<u64>().ok());
+    let near_limit = GUEST_LIMIT_BYTES - (1 << 20)..=GUEST_LIMIT_BYTES;
+    let usage_ok = usage.is_some_and(|u| near_limit.contains(&u));
     if mode == "kmsg" && attr_str(record, "process.creation.time").is_none() {
         missing.push("no process.creation.time".into());
+    }
+    if !usage_ok {
+        missing.push(format!(
+            "oom.memcg.usage is {usage:?}, expected within 1 MiB below the limit"
+        ));
     }
     if !missing.is_empty() {
         missing.push(format!("kernel: {}", line.line));
     }
-    attr_str(record, "oom.source")
+    source_and_hook
+}
+
+/// The hex gfp mask of the last "invoked oom-killer" line before `killed`
+/// in the kernel log (`gfp_mask=0xcc0(GFP_KERNEL)` gives `0xcc0`).
+fn gfp_mask_before(dmesg: &str, killed: &str) -> Option<String> {
+    let end = dmesg.find(killed)?;
+    let line = dmesg[..end]
+        .lines()
+        .rev()
+        .find(|l| l.contains("invoked oom-killer: gfp_mask="))?;
+    let rest = line.split("gfp_mask=").nth(1)?;
+    Some(rest.split(['(', ',']).next()?.to_owned())
 }
 
 fn print_table(rows: &[Row], took: Duration) {

@@ -70,6 +70,7 @@ start_agent() { # name mode [memory]
 receivers:
   oom:
     mode: $2
+$OOM_EXTRA
 $memory_receiver
 processors:
   batch: { timeout: 100ms }
@@ -143,6 +144,22 @@ for mode in auto kmsg; do
     mkdir "$dir" && echo $LIMIT >"$dir/memory.max"
     echo 0 >"$dir/memory.swap.max" 2>/dev/null
     start_agent "$name" "$mode"
+    kill_in "$name" "$dir"
+    stop_agent "$name"
+    rmdir "$dir"
+done
+
+# The oom_kill_process hook alone, as fentry and as kprobe: the kernel log
+# is not read, so constraint, memcg, limit and trigger come from the hook.
+for hook in fentry kprobe; do
+    name=v2-$hook
+    dir=/sys/fs/cgroup/matrix-$name
+    mkdir "$dir" && echo $LIMIT >"$dir/memory.max"
+    echo 0 >"$dir/memory.swap.max" 2>/dev/null
+    OOM_EXTRA="    scope_hook: $hook
+    kmsg_path: /nonexistent"
+    start_agent "$name" ebpf
+    OOM_EXTRA=
     kill_in "$name" "$dir"
     stop_agent "$name"
     rmdir "$dir"

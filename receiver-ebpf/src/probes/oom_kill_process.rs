@@ -9,7 +9,9 @@
 //! else `kprobe`; user space loads one of them.
 
 use aya_ebpf::{
-    helpers::{bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_kernel},
+    helpers::{
+        bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_kernel,
+    },
     macros::{fentry, kprobe},
     programs::{FEntryContext, ProbeContext},
 };

@@ -17,7 +17,7 @@ use std::{
 
 use aya::{
     maps::{HashMap as BpfHashMap, MapData, MapError, PerCpuArray, RingBuf},
-    programs::{ProgramError, TracePoint},
+    programs::{FEntry, KProbe, ProgramError, TracePoint},
     util::KernelVersion,
     Ebpf, EbpfError, EbpfLoader,
 };
@@ -29,7 +29,13 @@ use receiver_common::oom::{
     MarkVictimLayout, OomVictimEvent, DROPS_MAP, FIELD_ABSENT, MARK_VICTIM_LAYOUT_GLOBAL,
     MARK_VICTIM_PROGRAM, OOM_EVENTS_MAP,
 };
+use receiver_common::oom_scope::{
+    OomControlLayout, OomScopeEvent, OOM_CONTROL_LAYOUT_GLOBAL, OOM_KILL_FUNCTION,
+    OOM_SCOPE_EVENTS_MAP, SCOPE_FENTRY_PROGRAM, SCOPE_KPROBE_PROGRAM,
+};
 use tokio::io::{unix::AsyncFd, Interest};
+
+use super::scope_hook::{layout_from_btf, ScopeHookChoice, ScopeHookStatus};
 
 use super::btf::{TaskOffsets, VMLINUX_BTF};
 use super::exec_args::{parse_exec_format, parse_exit_format, parse_process_exec_format};
@@ -246,6 +252,10 @@ pub struct MarkVictimProbe {
     layout: MarkVictimLayout,
     exec_args: Option<ExecArgsMaps>,
     exec_hooks: ExecHookStatus,
+    scope_events: Option<AsyncFd<RingBuf<MapData>>>,
+    scope_hook: ScopeHookStatus,
+    /// A victim event read while its hook event was still unread.
+    held_victim: Option<OomVictimEvent>,
     // Owns the program and its link; kept last so it is dropped after the maps.
     _ebpf: Ebpf,
 }
@@ -269,21 +279,52 @@ impl MarkVictimProbe {
     /// Waits for the next event. Cancel-safe: an event is taken off the ring
     /// buffer only in the poll that returns it.
     pub async fn next_event(&mut self) -> io::Result<OomVictimEvent> {
-        loop {
-            let mut guard = self.events.readable_mut().await?;
-            let ring = guard.get_inner_mut();
-            while let Some(item) = ring.next() {
-                if let Some(event) = decode_event(&item) {
-                    return Ok(event);
-                }
-                tracing::warn!(
-                    len = item.len(),
-                    "skipping a ring buffer record of unexpected size"
-                );
-            }
-            // Drained: wait for the kernel's next wake-up.
-            guard.clear_ready();
+        next_victim(&mut self.events).await
+    }
+
+    /// Waits for the next event of either program. An `oom_kill_process`
+    /// event comes before the victim event the kernel sent after it: the
+    /// hook's ring buffer is read without waiting for its wake-up before a
+    /// victim event is handed out. Cancel-safe, as [`Self::next_event`].
+    pub async fn next_any(&mut self) -> io::Result<ProbeEvent> {
+        if let Some(scope) = self.try_scope() {
+            return Ok(ProbeEvent::Scope(scope));
         }
+        if let Some(victim) = self.held_victim.take() {
+            return Ok(ProbeEvent::Victim(victim));
+        }
+        let event = {
+            let Self {
+                events,
+                scope_events,
+                ..
+            } = self;
+            tokio::select! {
+                biased;
+                scope = next_scope(scope_events) => scope.map(ProbeEvent::Scope)?,
+                victim = next_victim(events) => victim.map(ProbeEvent::Victim)?,
+            }
+        };
+        if let ProbeEvent::Victim(victim) = event {
+            if let Some(scope) = self.try_scope() {
+                self.held_victim = Some(victim);
+                return Ok(ProbeEvent::Scope(scope));
+            }
+        }
+        Ok(event)
+    }
+
+    /// An `oom_kill_process` event already in its ring buffer.
+    fn try_scope(&mut self) -> Option<OomScopeEvent> {
+        let ring = self.scope_events.as_mut()?.get_mut();
+        let item = ring.next()?;
+        decode_scope(&item)
+    }
+
+    /// The `oom_kill_process` hook in use, or why none is.
+    #[must_use]
+    pub fn scope_hook(&self) -> &ScopeHookStatus {
+        &self.scope_hook
     }
 
     /// Whether command lines are recorded at exec, and if not, why.
@@ -311,6 +352,63 @@ impl MarkVictimProbe {
         let per_cpu = self.drops.get(&0, 0)?;
         Ok(per_cpu.iter().fold(0u64, |sum, n| sum.wrapping_add(*n)))
     }
+}
+
+/// An event of the loaded programs.
+#[derive(Debug, Clone, Copy)]
+pub enum ProbeEvent {
+    /// `oom/mark_victim`.
+    Victim(OomVictimEvent),
+    /// The `oom_kill_process` hook.
+    Scope(OomScopeEvent),
+}
+
+async fn next_victim(events: &mut AsyncFd<RingBuf<MapData>>) -> io::Result<OomVictimEvent> {
+    loop {
+        let mut guard = events.readable_mut().await?;
+        let ring = guard.get_inner_mut();
+        while let Some(item) = ring.next() {
+            if let Some(event) = decode_event(&item) {
+                return Ok(event);
+            }
+            tracing::warn!(
+                len = item.len(),
+                "skipping a ring buffer record of unexpected size"
+            );
+        }
+        // Drained: wait for the kernel's next wake-up.
+        guard.clear_ready();
+    }
+}
+
+/// Never returns without the hook.
+async fn next_scope(events: &mut Option<AsyncFd<RingBuf<MapData>>>) -> io::Result<OomScopeEvent> {
+    let Some(events) = events else {
+        return std::future::pending().await;
+    };
+    loop {
+        let mut guard = events.readable_mut().await?;
+        let ring = guard.get_inner_mut();
+        while let Some(item) = ring.next() {
+            if let Some(event) = decode_scope(&item) {
+                return Ok(event);
+            }
+        }
+        guard.clear_ready();
+    }
+}
+
+fn decode_scope(bytes: &[u8]) -> Option<OomScopeEvent> {
+    if bytes.len() < size_of::<OomScopeEvent>() {
+        tracing::warn!(
+            len = bytes.len(),
+            "skipping a scope record of unexpected size"
+        );
+        return None;
+    }
+    // SAFETY: length checked; `OomScopeEvent` is `Pod` (any bit pattern is
+    // valid); the ring buffer aligns to 8 only, so read unaligned.
+    Some(unsafe { bytes.as_ptr().cast::<OomScopeEvent>().read_unaligned() })
 }
 
 fn decode_event(bytes: &[u8]) -> Option<OomVictimEvent> {
@@ -391,9 +489,21 @@ fn exec_layout_and_btf_error() -> Result<(ExecLayout, Option<String>), String> {
     Ok((layout, btf_error))
 }
 
+/// What the loader attaches besides `oom/mark_victim`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LoadOptions {
+    /// The `oom_kill_process` hook's attach type.
+    pub scope_hook: ScopeHookChoice,
+}
+
 /// Loads and attaches the program with the layout read from this kernel's
 /// tracepoint format file.
 pub fn load_mark_victim() -> Result<MarkVictimProbe, LoadError> {
+    load_mark_victim_with(LoadOptions::default())
+}
+
+/// [`load_mark_victim`] with `options`.
+pub fn load_mark_victim_with(options: LoadOptions) -> Result<MarkVictimProbe, LoadError> {
     let path = tracepoint_format_path()?;
     let text = std::fs::read_to_string(&path).map_err(|source| LoadError::ReadFormat {
         path: path.clone(),
@@ -401,7 +511,7 @@ pub fn load_mark_victim() -> Result<MarkVictimProbe, LoadError> {
     })?;
     let layout =
         parse_mark_victim_format(&text).map_err(|source| LoadError::Format { path, source })?;
-    load_mark_victim_with_layout(layout)
+    attach_mark_victim(layout, options).map_err(with_access_diagnosis)
 }
 
 /// Wraps a load error in what denies eBPF to this process, when something
@@ -428,10 +538,13 @@ fn with_access_diagnosis(error: LoadError) -> LoadError {
 pub fn load_mark_victim_with_layout(
     layout: MarkVictimLayout,
 ) -> Result<MarkVictimProbe, LoadError> {
-    attach_mark_victim(layout).map_err(with_access_diagnosis)
+    attach_mark_victim(layout, LoadOptions::default()).map_err(with_access_diagnosis)
 }
 
-fn attach_mark_victim(layout: MarkVictimLayout) -> Result<MarkVictimProbe, LoadError> {
+fn attach_mark_victim(
+    layout: MarkVictimLayout,
+    options: LoadOptions,
+) -> Result<MarkVictimProbe, LoadError> {
     if tokio::runtime::Handle::try_current().is_err() {
         return Err(LoadError::Reactor(io::Error::other(
             "no tokio runtime: the ring buffer needs one to wait for events",
@@ -448,10 +561,19 @@ fn attach_mark_victim(layout: MarkVictimLayout) -> Result<MarkVictimProbe, LoadE
         .as_ref()
         .map(|(layout, _)| *layout)
         .unwrap_or(ExecLayout::ABSENT);
+    let scope_layout = match options.scope_hook {
+        ScopeHookChoice::Off => Err("scope_hook: off".to_owned()),
+        _ => scope_layout(),
+    };
     let mut loader = EbpfLoader::new();
     loader
         .override_global(MARK_VICTIM_LAYOUT_GLOBAL, &layout, true)
-        .override_global(EXEC_LAYOUT_GLOBAL, &exec_layout, true);
+        .override_global(EXEC_LAYOUT_GLOBAL, &exec_layout, true)
+        .override_global(
+            OOM_CONTROL_LAYOUT_GLOBAL,
+            scope_layout.as_ref().unwrap_or(&OomControlLayout::ABSENT),
+            true,
+        );
     if exec.is_err() {
         // The maps are preallocated: do not pay for a hook that cannot run.
         loader
@@ -504,6 +626,10 @@ fn attach_mark_victim(layout: MarkVictimLayout) -> Result<MarkVictimProbe, LoadE
         Ok((exec_layout, btf_error)) => attach_exec_hooks(&mut ebpf, &exec_layout, btf_error),
         Err(why) => (None, ExecHookStatus::Unavailable(why)),
     };
+    let (scope_events, scope_hook) = match scope_layout {
+        Ok(_) => attach_scope_hook(&mut ebpf, options.scope_hook),
+        Err(why) => (None, ScopeHookStatus::Unavailable(why)),
+    };
 
     Ok(MarkVictimProbe {
         events,
@@ -511,8 +637,98 @@ fn attach_mark_victim(layout: MarkVictimLayout) -> Result<MarkVictimProbe, LoadE
         layout,
         exec_args,
         exec_hooks,
+        scope_events,
+        scope_hook,
+        held_victim: None,
         _ebpf: ebpf,
     })
+}
+
+/// The `oom_kill_process` hook's offsets from the kernel's BTF, or why they
+/// cannot be had.
+fn scope_layout() -> Result<OomControlLayout, String> {
+    let btf = super::btf::Btf::read(Path::new(VMLINUX_BTF))
+        .map_err(|e| format!("no kernel BTF ({VMLINUX_BTF}): {e}"))?;
+    layout_from_btf(&btf).ok_or_else(|| {
+        "the kernel's BTF lacks struct oom_control's chosen, constraint or memcg".to_owned()
+    })
+}
+
+/// Attaches the `oom_kill_process` hook as `choice` allows (fentry first)
+/// and opens its ring buffer; any failure leaves it off and says why.
+fn attach_scope_hook(
+    ebpf: &mut Ebpf,
+    choice: ScopeHookChoice,
+) -> (Option<AsyncFd<RingBuf<MapData>>>, ScopeHookStatus) {
+    let mut refused = Vec::new();
+    let mut hook = None;
+    if matches!(choice, ScopeHookChoice::Auto | ScopeHookChoice::Fentry) {
+        match attach_fentry(ebpf) {
+            Ok(()) => hook = Some(ScopeHookStatus::Fentry),
+            Err(why) => refused.push(format!("fentry: {why}")),
+        }
+    }
+    if hook.is_none() && matches!(choice, ScopeHookChoice::Auto | ScopeHookChoice::Kprobe) {
+        match attach_kprobe(ebpf) {
+            Ok(()) => hook = Some(ScopeHookStatus::Kprobe),
+            Err(why) => refused.push(format!("kprobe: {why}")),
+        }
+    }
+    let unavailable = |why: String| {
+        let why = match why.char_indices().nth(MAX_REASON) {
+            Some((at, _)) => format!("{}…", &why[..at]),
+            None => why,
+        };
+        (None, ScopeHookStatus::Unavailable(why))
+    };
+    let Some(hook) = hook else {
+        return unavailable(refused.join("; "));
+    };
+    let Some(map) = ebpf.take_map(OOM_SCOPE_EVENTS_MAP) else {
+        return unavailable(format!("no {OOM_SCOPE_EVENTS_MAP} map in the eBPF object"));
+    };
+    let ring = match RingBuf::try_from(map) {
+        Ok(ring) => ring,
+        Err(e) => return unavailable(format!("{OOM_SCOPE_EVENTS_MAP}: {e}")),
+    };
+    // SAFETY: as for OOM_EVENTS: the ring buffer owns its fd for as long
+    // as the AsyncFd lives.
+    match unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) } {
+        Ok(fd) => (Some(fd), hook),
+        Err(e) => unavailable(format!(
+            "registering {OOM_SCOPE_EVENTS_MAP}: {}",
+            e.into_parts().1
+        )),
+    }
+}
+
+fn attach_fentry(ebpf: &mut Ebpf) -> Result<(), String> {
+    let btf = aya::Btf::from_sys_fs().map_err(|e| format!("kernel BTF: {e}"))?;
+    let program: &mut FEntry = ebpf
+        .program_mut(SCOPE_FENTRY_PROGRAM)
+        .ok_or_else(|| format!("program {SCOPE_FENTRY_PROGRAM} not in the eBPF object"))?
+        .try_into()
+        .map_err(|e| format!("{e}"))?;
+    program
+        .load(OOM_KILL_FUNCTION, &btf)
+        .map_err(|e| format!("loading: {e:#}"))?;
+    program
+        .attach()
+        .map(|_| ())
+        .map_err(|e| format!("attaching to {OOM_KILL_FUNCTION}: {e:#}"))
+}
+
+fn attach_kprobe(ebpf: &mut Ebpf) -> Result<(), String> {
+    let program: &mut KProbe = ebpf
+        .program_mut(SCOPE_KPROBE_PROGRAM)
+        .ok_or_else(|| format!("program {SCOPE_KPROBE_PROGRAM} not in the eBPF object"))?
+        .try_into()
+        .map_err(|e| format!("{e}"))?;
+    program.load().map_err(|e| format!("loading: {e:#}"))?;
+    program
+        .attach(OOM_KILL_FUNCTION, 0)
+        .map(|_| ())
+        .map_err(|e| format!("attaching to {OOM_KILL_FUNCTION}: {e:#}"))
 }
 
 /// Loads and attaches the tracepoint program `name` on `category/event`.

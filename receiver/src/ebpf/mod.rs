@@ -10,6 +10,8 @@
 //!   longer has the victim).
 //! - [`btf`]: `task_struct` member offsets from the kernel's BTF, for the
 //!   exec hook's reads of the parent and the start time.
+//! - [`scope_hook`]: the `oom_kill_process` hook (fentry or kprobe): its
+//!   offsets from BTF and the memcg's path from its kernfs id.
 //! - [`access`]: says whether missing capabilities or a seccomp filter keep
 //!   eBPF from this process.
 //! - [`tracefs`]: mounting tracefs, why a mount fails and the fix.
@@ -19,11 +21,12 @@ pub mod btf;
 pub mod exec_args;
 pub mod format;
 pub mod loader;
+pub mod scope_hook;
 pub mod tracefs;
 
 pub use format::{parse_mark_victim_format, FormatError};
 pub use loader::{
-    exec_layout, load_mark_victim, load_mark_victim_with_layout, tracepoint_format_path, ExecFacts,
-    ExecHookStatus, LoadError, MarkVictimProbe,
+    exec_layout, load_mark_victim, load_mark_victim_with, load_mark_victim_with_layout,
+    tracepoint_format_path, ExecFacts, ExecHookStatus, LoadError, LoadOptions, MarkVictimProbe,
 };
 pub use receiver_common::oom::{flags, MarkVictimLayout, OomVictimEvent, FIELD_ABSENT};

@@ -101,7 +101,12 @@ pub fn layout_from_btf(btf: &Btf) -> Option<OomControlLayout> {
         kn_id: at("kernfs_node", "id", Some(Shape::Int(8))),
         _pad0: 0,
     };
-    let essentials = [layout.oc_chosen, layout.task_tgid, layout.oc_constraint, layout.oc_memcg];
+    let essentials = [
+        layout.oc_chosen,
+        layout.task_tgid,
+        layout.oc_constraint,
+        layout.oc_memcg,
+    ];
     essentials
         .iter()
         .all(|v| *v != FIELD_ABSENT)

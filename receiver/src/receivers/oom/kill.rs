@@ -74,6 +74,14 @@ pub struct Scope {
     /// The `memory.oom.group` cgroup all of whose tasks were killed with
     /// the victim: the same on the record of each of them.
     pub group: Option<String>,
+    /// The memcg's usage when the victim was chosen, bytes.
+    pub memcg_usage: Option<u64>,
+    /// The memcg's kernfs id (the `oom_kill_process` hook), to find its path
+    /// when no report named it.
+    pub memcg_id: Option<u64>,
+    /// The hook that gave the scope at the moment of the kill (`fentry`,
+    /// `kprobe`); `None` when only the tracepoint and the report did.
+    pub hook: Option<&'static str>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -186,6 +194,7 @@ impl OomKill {
             ("oom.victim.shmem_rss", v.shmem_rss),
             ("oom.victim.pgtables", v.pgtables),
             ("oom.memcg.limit", self.scope.memcg_limit),
+            ("oom.memcg.usage", self.scope.memcg_usage),
         ] {
             if let Some(val) = val {
                 a.push(kv(key, i(bytes_i64(val))));
@@ -208,6 +217,10 @@ impl OomKill {
             any_value::Value::BoolValue(v.exiting),
         ));
         a.push(kv("oom.source", s(self.source.as_str())));
+        if self.source == Source::Ebpf {
+            // The richest hook that saw the kill.
+            a.push(kv("oom.hook", s(self.scope.hook.unwrap_or("tracepoint"))));
+        }
         a
     }
 

@@ -36,6 +36,7 @@ use std::time::{Duration, Instant};
 use opentelemetry_proto::tonic::metrics::v1::ResourceMetrics;
 use receiver_common::exec::ExecArgs;
 use receiver_common::oom::{flags, OomVictimEvent};
+use receiver_common::oom_scope::{scope_flags, scope_hook, OomScopeEvent, CONSTRAINT_NAMES};
 use serde::Deserialize;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -48,7 +49,10 @@ use crate::component::{
     BuildContext, ComponentConfig, Factory, ReceiverConfig, ReceiverFactory, Stability, StartFuture,
 };
 use crate::config::{from_node, ConfigError, GoDuration, Node, ValidationError};
-use crate::ebpf::loader::{load_mark_victim, ExecHookStatus, MarkVictimProbe};
+use crate::ebpf::loader::{
+    load_mark_victim_with, ExecHookStatus, LoadOptions, MarkVictimProbe, ProbeEvent,
+};
+use crate::ebpf::scope_hook::{MemcgPaths, ScopeHookChoice, ScopeHookStatus};
 use crate::kernel_log::{KmsgEvent, KmsgReader, OomReport, OomReportAssembler, StartAt};
 use crate::metric_catalog::{int, MetricsBuilder, OVERFLOW_VALUE};
 use crate::pipeline::data::{kv_str, scoped_logs, scoped_metrics};
@@ -122,6 +126,10 @@ pub struct OomReceiverConfig {
     /// `auto`, `ebpf` or `netlink`: how victims that vanish before /proc is
     /// read keep their command line.
     pub process_tracking: ProcessTracking,
+    /// `auto`, `fentry`, `kprobe` or `off`: the hook on the kernel's
+    /// `oom_kill_process` that gives the constraint, the memcg with its
+    /// usage and limit, and the trigger at the moment of the kill.
+    pub scope_hook: ScopeHookChoice,
     /// How often the counters (kills, missed kills, dropped events) are
     /// reported besides each kill.
     pub metrics_interval: GoDuration,
@@ -159,6 +167,7 @@ impl Default for OomReceiverConfig {
             workload: WorkloadConfig::default(),
             secret_keys: crate::redact::default_keys(),
             process_tracking: ProcessTracking::Auto,
+            scope_hook: ScopeHookChoice::Auto,
             metrics_interval: GoDuration::from_secs(10),
             events: Some(EventsConfig::default()),
         }
@@ -235,6 +244,8 @@ impl OomReceiverConfig {
 
 /// Upper bound on kills waiting for their other half (report or event).
 const MAX_PENDING: usize = 4096;
+/// How long an `oom_kill_process` event waits for its victim's event.
+const SCOPE_TTL: Duration = Duration::from_secs(10);
 /// Kills between the correlator and the emitter.
 const EMIT_QUEUE: usize = 1024;
 
@@ -248,15 +259,18 @@ pub async fn start(
     let cfg = cfg.clone();
     CgroupFilter::new(&cfg.cgroups.include, &cfg.cgroups.exclude)
         .map_err(|e| anyhow::anyhow!("receiver {}: {e}", ctx.id))?;
+    let options = LoadOptions {
+        scope_hook: cfg.scope_hook,
+    };
     let probe = match cfg.mode {
         Mode::Kmsg => None,
-        Mode::Ebpf => Some(load_mark_victim().map_err(|e| {
+        Mode::Ebpf => Some(load_mark_victim_with(options).map_err(|e| {
             anyhow::anyhow!(
                 "receiver {}: eBPF is required (mode: ebpf) but cannot be used: {e}",
                 ctx.id
             )
         })?),
-        Mode::Auto => match load_mark_victim() {
+        Mode::Auto => match load_mark_victim_with(options) {
             Ok(p) => Some(p),
             Err(e) => {
                 tracing::warn!(receiver = %ctx.id, reason = %e, "eBPF cannot be used; OOM kills are built from the kernel log alone (oom.source: kmsg)");
@@ -274,6 +288,14 @@ pub async fn start(
                 if let Some(missing) = facts.missing() {
                     tracing::info!(receiver = %ctx.id, %missing, "the exec hook records no such facts: a victim gone from /proc before its kill is read has only what it recorded");
                 }
+            }
+        }
+        match probe.scope_hook() {
+            ScopeHookStatus::Unavailable(why) if cfg.scope_hook != ScopeHookChoice::Off => {
+                tracing::info!(receiver = %ctx.id, reason = %why, "no hook on oom_kill_process: the constraint and memcg of a kill come from the kernel log (rate-limited)");
+            }
+            hook => {
+                tracing::debug!(receiver = %ctx.id, %hook, "the OOM killer's decisions are read in the kernel")
             }
         }
     }
@@ -471,6 +493,10 @@ struct Correlator {
     workload: Arc<Mutex<Resolver>>,
     /// Processes recorded from the kernel's process events, when in use.
     processes: Option<Arc<Mutex<ProcessTable>>>,
+    /// `oom_kill_process` events waiting for their victim's event, by
+    /// victim pid.
+    scopes: HashMap<i32, (OomScopeEvent, Instant)>,
+    memcg_paths: MemcgPaths,
     missed: u64,
     /// Events are expected from eBPF, so a report waits for its event.
     /// Kept apart from `probe` so the correlation can be tested without one.
@@ -500,6 +526,8 @@ impl Correlator {
             filter,
             workload,
             processes: None,
+            scopes: HashMap::new(),
+            memcg_paths: MemcgPaths::new(&cfg.cgroup_path),
             cfg,
             probe,
             kmsg,
@@ -529,7 +557,8 @@ impl Correlator {
                 biased;
                 () = shutdown.cancelled() => break,
                 event = next_event(&mut self.probe) => match event {
-                    Ok(ev) => self.on_event(&ev).await,
+                    Ok(ProbeEvent::Scope(ev)) => self.on_scope(ev),
+                    Ok(ProbeEvent::Victim(ev)) => self.on_event(&ev).await,
                     Err(e) => {
                         tracing::error!(error = %e, "reading the eBPF ring buffer failed; going on with the kernel log alone");
                         self.probe = None;
@@ -570,6 +599,29 @@ impl Correlator {
             .map(|p| p.deadline)
             .chain(self.reports.values().map(|p| p.deadline))
             .min()
+    }
+
+    /// An `oom_kill_process` call: for the victim's event, which the kernel
+    /// sends right after (or already waits for its report).
+    fn on_scope(&mut self, ev: OomScopeEvent) {
+        if !ev.has(scope_flags::VICTIM) {
+            return;
+        }
+        if let Some(pending) = self.events.get_mut(&ev.victim_tgid) {
+            apply_scope(&mut pending.kill, &ev);
+            return;
+        }
+        if self.scopes.len() >= MAX_PENDING {
+            let oldest = self
+                .scopes
+                .iter()
+                .min_by_key(|(_, (_, at))| *at)
+                .map(|(pid, _)| *pid);
+            if let Some(pid) = oldest {
+                self.scopes.remove(&pid);
+            }
+        }
+        self.scopes.insert(ev.victim_tgid, (ev, Instant::now()));
     }
 
     async fn on_event(&mut self, ev: &OomVictimEvent) {
@@ -630,6 +682,9 @@ impl Correlator {
     }
 
     async fn expire(&mut self, now: Instant) {
+        // A hook event whose victim event never came (dropped, or filtered).
+        self.scopes
+            .retain(|_, (_, at)| now.saturating_duration_since(*at) < SCOPE_TTL);
         let due: Vec<i32> = self
             .events
             .iter()
@@ -684,7 +739,8 @@ impl Correlator {
     /// read, the kernel printed no "Killed process" line, which it does only
     /// for a victim that was already exiting.
     async fn emit_unreported(&mut self, mut kill: OomKill) {
-        kill.victim.exiting = self.kmsg.is_some();
+        // oom_kill_process saw it (the hook): killed, not exiting.
+        kill.victim.exiting = self.kmsg.is_some() && kill.scope.hook.is_none();
         self.emit(kill).await;
     }
 
@@ -707,6 +763,10 @@ impl Correlator {
     }
 
     async fn emit(&mut self, mut kill: OomKill) {
+        if let (None, Some(id)) = (&kill.scope.memcg, kill.scope.memcg_id) {
+            // No report named it: the hook's kernfs id does.
+            kill.scope.memcg = self.memcg_paths.path(id);
+        }
         if kill.scope.group.is_none() {
             // The victim chosen first: its report came before the kernel
             // named the group, or there was none.
@@ -807,7 +867,7 @@ impl Correlator {
         }
     }
 
-    fn kill_from_event(&self, ev: &OomVictimEvent) -> OomKill {
+    fn kill_from_event(&mut self, ev: &OomVictimEvent) -> OomKill {
         let kb = |flag: u32, v: u64| ev.has(flag).then(|| v.saturating_mul(1024));
         let mut victim = Victim {
             pid: ev.pid,
@@ -827,7 +887,7 @@ impl Correlator {
         let recorded = self.recorded_args(ev.pid);
         self.enrich(&mut victim, &recorded, Some(ev.ktime_ns));
         let trigger_comm = comm_str(&ev.trigger_comm);
-        OomKill {
+        let mut kill = OomKill {
             time_unix_nano: Clock::now().unix_nano_from_ns(ev.ktime_ns),
             kernel_time_ns: Some(ev.ktime_ns),
             source: Source::Ebpf,
@@ -840,7 +900,11 @@ impl Correlator {
                 order: None,
             },
             scope: Scope::default(),
+        };
+        if let Some((scope, _)) = self.scopes.remove(&ev.pid) {
+            apply_scope(&mut kill, &scope);
         }
+        kill
     }
 
     fn kill_from_report(&self, r: &OomReport) -> OomKill {
@@ -905,6 +969,7 @@ impl Correlator {
             let memcg_oom = r.constraint.as_deref() == Some("CONSTRAINT_MEMCG")
                 || (r.oom_memcg.is_some() && !r.global_oom);
             s.trigger_type = Some(if memcg_oom { "cgroup" } else { "system" });
+            s.memcg_usage = r.memcg_usage_bytes.or(s.memcg_usage);
             s.memcg_limit = if memcg_oom {
                 r.memcg_limit_bytes.or_else(|| {
                     r.oom_memcg
@@ -914,11 +979,12 @@ impl Correlator {
             } else {
                 None
             };
-        } else {
+        } else if kill.scope.hook.is_none() {
             // The kernel rate-limits the report's header (10 per 5 s): only
-            // the "Killed process" line came. Derive the scope from the
-            // trigger's memory cgroup: its nearest ancestor-or-self with a
-            // limit is the one that was hit; none means a system-wide OOM.
+            // the "Killed process" line came, and no hook saw the kill.
+            // Derive the scope from the trigger's memory cgroup: its nearest
+            // ancestor-or-self with a limit is the one that was hit; none
+            // means a system-wide OOM.
             self.infer_scope(kill);
         }
     }
@@ -949,9 +1015,62 @@ impl Correlator {
     }
 }
 
-async fn next_event(probe: &mut Option<MarkVictimProbe>) -> std::io::Result<OomVictimEvent> {
+/// What the `oom_kill_process` hook read, into `kill` where the kill lacks
+/// it (the kernel's report, merged later, wins for what it prints).
+fn apply_scope(kill: &mut OomKill, ev: &OomScopeEvent) {
+    kill.scope.hook = match ev.hook {
+        scope_hook::FENTRY => Some("fentry"),
+        scope_hook::KPROBE => Some("kprobe"),
+        _ => None,
+    };
+    // oom_kill_process runs only for a victim it kills.
+    kill.victim.exiting = false;
+    let s = &mut kill.scope;
+    if ev.has(scope_flags::CONSTRAINT) {
+        if let Some(name) = CONSTRAINT_NAMES.get(ev.constraint as usize) {
+            s.constraint = Some((*name).to_owned());
+        }
+    }
+    if ev.has(scope_flags::MEMCG) {
+        s.trigger_type = Some("cgroup");
+        let page = page_size();
+        if ev.has(scope_flags::MEMCG_MAX) && ev.memcg_max_pages < (i64::MAX as u64) / page {
+            s.memcg_limit = Some(ev.memcg_max_pages.saturating_mul(page));
+        }
+        if ev.has(scope_flags::MEMCG_USAGE) {
+            s.memcg_usage = Some(ev.memcg_usage_pages.saturating_mul(page));
+        }
+        if ev.has(scope_flags::MEMCG_ID) {
+            s.memcg_id = Some(ev.memcg_id);
+        }
+    } else if ev.has(scope_flags::CONSTRAINT) {
+        s.trigger_type = Some("system");
+    }
+    let t = &mut kill.trigger;
+    if t.pid.is_none() && ev.trigger_tgid > 0 {
+        t.pid = Some(ev.trigger_tgid);
+    }
+    if t.comm.is_none() {
+        let comm = comm_str(&ev.trigger_comm);
+        t.comm = (!comm.is_empty()).then_some(comm);
+    }
+    if t.gfp_mask.is_none() && ev.has(scope_flags::GFP_MASK) {
+        t.gfp_mask = Some(format!("{:#x}", ev.gfp_mask));
+    }
+    if t.order.is_none() && ev.has(scope_flags::ORDER) {
+        t.order = Some(ev.order);
+    }
+}
+
+fn page_size() -> u64 {
+    // SAFETY: sysconf has no preconditions.
+    let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    u64::try_from(size).ok().filter(|s| *s > 0).unwrap_or(4096)
+}
+
+async fn next_event(probe: &mut Option<MarkVictimProbe>) -> std::io::Result<ProbeEvent> {
     match probe {
-        Some(p) => p.next_event().await,
+        Some(p) => p.next_any().await,
         None => std::future::pending().await,
     }
 }
