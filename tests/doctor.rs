@@ -8,7 +8,7 @@ use std::process::Command;
 
 use serde_json::Value;
 
-const CHECKS: [&str; 14] = [
+const CHECKS: [&str; 15] = [
     "kernel",
     "btf",
     "tracefs",
@@ -23,6 +23,7 @@ const CHECKS: [&str; 14] = [
     "vmstat_oom_kill",
     "ebpf_probe",
     "exec_hook",
+    "scope_hook",
 ];
 
 fn doctor(args: &[&str]) -> (Option<i32>, Value) {
@@ -106,6 +107,24 @@ fn as_root_the_tracepoint_kmsg_and_probe_are_ok() {
         assert_eq!(check(&report, name)["status"], "OK", "{name}: {report:#}");
     }
     assert_eq!(report["source"], "ebpf", "{report:#}");
+    // The oom_kill_process hook: attached (fentry or kprobe), or the
+    // reason for each; this kernel (lockdown=integrity, no CONFIG_KPROBES)
+    // refuses both, Debian's allow fentry (tests/kernel_matrix.rs).
+    let scope = check(&report, "scope_hook");
+    let reason = scope["reason"].as_str().unwrap_or("");
+    match scope["status"].as_str() {
+        Some("OK") => assert!(
+            reason.starts_with("fentry on oom_kill_process")
+                || reason.starts_with("kprobe on oom_kill_process"),
+            "{scope}"
+        ),
+        _ => assert!(
+            reason.starts_with("no hook on oom_kill_process")
+                && reason.contains("fentry")
+                && reason.contains("kprobe"),
+            "{scope}"
+        ),
+    }
 }
 
 /// A reader that has gone away (`oomscope doctor | head`) ends the output
@@ -242,6 +261,24 @@ fn read_only_tracefs_still_serves_the_probe() {
         assert_eq!(check(&report, name)["status"], "OK", "{name}: {report:#}");
     }
     assert_eq!(report["source"], "ebpf", "{report:#}");
+    // The oom_kill_process hook: attached (fentry or kprobe), or the
+    // reason for each; this kernel (lockdown=integrity, no CONFIG_KPROBES)
+    // refuses both, Debian's allow fentry (tests/kernel_matrix.rs).
+    let scope = check(&report, "scope_hook");
+    let reason = scope["reason"].as_str().unwrap_or("");
+    match scope["status"].as_str() {
+        Some("OK") => assert!(
+            reason.starts_with("fentry on oom_kill_process")
+                || reason.starts_with("kprobe on oom_kill_process"),
+            "{scope}"
+        ),
+        _ => assert!(
+            reason.starts_with("no hook on oom_kill_process")
+                && reason.contains("fentry")
+                && reason.contains("kprobe"),
+            "{scope}"
+        ),
+    }
 }
 
 /// No tracefs and no way to mount it: doctor says so with the errno and

@@ -884,7 +884,7 @@ fn check_group_kill(
     }
     let points = metric_points(guest.block("records v2-live"));
     match points.last("linux.oom.kills.missed", "", "") {
-        Some(missed) if missed == 0.0 => {}
+        Some(0.0) => {}
         other => missing.push(format!("linux.oom.kills.missed is {other:?}, expected 0")),
     }
     let row = Row {

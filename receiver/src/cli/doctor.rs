@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use procfs::FromRead;
 use serde::Serialize;
 
+use crate::ebpf::scope_hook::ScopeHookStatus;
 use crate::ebpf::{parse_mark_victim_format, ExecHookStatus, MarkVictimLayout, FIELD_ABSENT};
 
 use crate::ebpf::access::{can_load_bpf, CallOutcome, EbpfAccess};
@@ -335,6 +336,8 @@ pub struct Facts {
     /// The exec hook (command lines recorded at exec): what it records, or
     /// why it cannot.
     pub exec_hook: Result<String, String>,
+    /// The `oom_kill_process` hook: which attach type, or why none.
+    pub scope_hook: Result<String, String>,
 }
 
 /// The OOM source the agent will use.
@@ -657,7 +660,7 @@ fn psi_memory() -> Result<(), String> {
 }
 
 /// The load attempt, and the exec hook's status when the load succeeded.
-fn probe_ebpf() -> (ProbeFact, Option<ExecHookStatus>) {
+fn probe_ebpf() -> (ProbeFact, Option<ExecHookStatus>, Option<ScopeHookStatus>) {
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -667,14 +670,19 @@ fn probe_ebpf() -> (ProbeFact, Option<ExecHookStatus>) {
             return (
                 ProbeFact::Failed(format!("cannot start a tokio runtime: {e}")),
                 None,
+                None,
             )
         }
     };
     // Dropping the probe detaches the programs again.
     runtime.block_on(async {
         match crate::ebpf::load_mark_victim() {
-            Ok(probe) => (ProbeFact::Loaded, Some(probe.exec_hooks().clone())),
-            Err(e) => (ProbeFact::Failed(format!("{e:#}")), None),
+            Ok(probe) => (
+                ProbeFact::Loaded,
+                Some(probe.exec_hooks().clone()),
+                Some(probe.scope_hook().clone()),
+            ),
+            Err(e) => (ProbeFact::Failed(format!("{e:#}")), None, None),
         }
     })
 }
@@ -753,10 +761,10 @@ pub fn gather(probe: bool, no_probe_reason: &str) -> Facts {
             Err(e) => tracefs_mount_error = Some(e.raw_os_error()),
         }
     }
-    let (probe, exec_hook) = if probe {
+    let (probe, exec_hook, scope_hook) = if probe {
         probe_ebpf()
     } else {
-        (ProbeFact::NotRun(no_probe_reason.to_owned()), None)
+        (ProbeFact::NotRun(no_probe_reason.to_owned()), None, None)
     };
     let mounts_text = read(MOUNTS_PATH).unwrap_or_default();
     let tracefs_now = tracefs_mounts(&mounts_text);
@@ -787,6 +795,11 @@ pub fn gather(probe: bool, no_probe_reason: &str) -> Facts {
         vmstat_oom_kill: vmstat_oom_kill(),
         probe,
         exec_hook: exec_hook_fact(exec_hook, tracefs_where_aya_looks()),
+        scope_hook: match scope_hook {
+            Some(ScopeHookStatus::Unavailable(why)) => Err(why),
+            Some(hook) => Ok(format!("{hook} attached, then detached")),
+            None => Err("not tried: the eBPF program was not loaded".to_owned()),
+        },
     }
 }
 
@@ -818,6 +831,7 @@ pub fn assess(facts: &Facts) -> Report {
     let ebpf_likely = tracepoint_absent.is_some() && tracefs_ok && can_bpf;
     let ebpf_ok = findings.check_ebpf_probe(&facts.probe, ebpf_likely);
     findings.check_exec_hook(&facts.exec_hook, ebpf_ok);
+    findings.check_scope_hook(&facts.scope_hook, &facts.lockdown);
     let tracefs = TracefsSummary {
         mounts: facts.tracefs_mounts.clone(),
         mount_error: facts.tracefs_mount_error.map(tracefs::mount_failure_cause),
@@ -1408,6 +1422,56 @@ impl Findings {
         }
     }
 
+    /// The `oom_kill_process` hook: not needed for complete records (the
+    /// kernel log has the same facts), but without it they wait for the
+    /// log, whose report headers are rate-limited.
+    fn check_scope_hook(
+        &mut self,
+        scope_hook: &Result<String, String>,
+        lockdown: &Result<Option<Lockdown>, String>,
+    ) {
+        let mut causes = Vec::new();
+        if let (Err(why), Ok(Some(mode @ (Lockdown::Integrity | Lockdown::Confidentiality)))) =
+            (scope_hook, lockdown)
+        {
+            if why.contains("fentry: loading") {
+                causes.push(format!(
+                    "lockdown={} refuses fentry programs (tracepoints still load)",
+                    if *mode == Lockdown::Integrity {
+                        "integrity"
+                    } else {
+                        "confidentiality"
+                    }
+                ));
+            }
+        }
+        if let Err(why) = scope_hook {
+            if why.contains("kprobe/type") {
+                causes.push("no kprobe PMU: the kernel has no CONFIG_KPROBES".to_owned());
+            }
+        }
+        let scope_hook = match (scope_hook, causes.is_empty()) {
+            (Err(why), false) => Err(format!("{}; {why}", causes.join("; "))),
+            (other, _) => other.clone(),
+        };
+        match &scope_hook {
+            Ok(hook) => self.check(
+                "scope_hook",
+                Status::Ok,
+                format!(
+                    "{hook}: constraint, memcg with usage and limit, and trigger read at the kill"
+                ),
+            ),
+            Err(why) => self.check(
+                "scope_hook",
+                Status::Limited,
+                format!(
+                    "no hook on oom_kill_process ({why}): constraint, memcg and limit come from the kernel log, whose report headers are rate-limited (10 per 5 s)"
+                ),
+            ),
+        }
+    }
+
     /// The source the agent will use and the exit code; what the OOM source
     /// lacks goes first among the missing items.
     fn verdict(
@@ -1663,6 +1727,7 @@ mod tests {
             vmstat_oom_kill: Ok(3),
             probe: ProbeFact::Loaded,
             exec_hook: Ok("syscalls/sys_enter_execve and sys_enter_execveat attached".into()),
+            scope_hook: Ok("fentry on oom_kill_process attached, then detached".into()),
         }
     }
 
@@ -2291,6 +2356,30 @@ cgroup2 /sys/fs/cgroup cgroup2 rw,nosuid,nodev,noexec,relatime 0 0
             "{:?}",
             report.missing_for_full_data
         );
+    }
+
+    /// Without the oom_kill_process hook records are still complete (the
+    /// kernel log has the facts): LIMITED, nothing missing, and the cause.
+    #[test]
+    fn without_the_scope_hook_the_cause_is_named() {
+        let mut facts = healthy();
+        assert_eq!(status_of(&assess(&facts), "scope_hook"), Status::Ok);
+        facts.lockdown = Ok(Some(Lockdown::Integrity));
+        facts.scope_hook = Err("fentry: loading: EPERM; kprobe: attaching to oom_kill_process: `/sys/bus/event_source/devices/kprobe/type`".into());
+        let report = assess(&facts);
+        assert_eq!(status_of(&report, "scope_hook"), Status::Limited);
+        assert_eq!(report.exit_code, 0, "{:?}", report.missing_for_full_data);
+        let reason = &report
+            .checks
+            .iter()
+            .find(|c| c.name == "scope_hook")
+            .expect("scope_hook check")
+            .reason;
+        assert!(
+            reason.contains("lockdown=integrity refuses fentry"),
+            "{reason}"
+        );
+        assert!(reason.contains("no CONFIG_KPROBES"), "{reason}");
     }
 
     #[test]

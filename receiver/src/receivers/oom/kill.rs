@@ -36,6 +36,8 @@ pub struct Victim {
     pub executable_name: Option<String>,
     pub executable_path: Option<String>,
     pub command_line: Option<String>,
+    /// `command_line` is argv as exec'd (the exec hook), not /proc's.
+    pub command_line_from_exec: bool,
     pub parent_pid: Option<i32>,
     /// Start of the process, Unix ns.
     pub start_unix_nano: Option<u64>,

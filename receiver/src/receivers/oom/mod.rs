@@ -354,8 +354,12 @@ pub async fn start(
 
 /// What /proc did not give, from the exec hook's entry.
 fn fill_from_exec(victim: &mut Victim, exec: enrich::RecordedFacts) {
-    if victim.command_line.is_none() {
+    // argv as exec'd wins over /proc's: read at the kill, the victim's
+    // stack may be half torn down or reaped (the oom_reaper unmaps a slow
+    // victim's memory), and a partial command line reads as a whole one.
+    if exec.command_line.is_some() {
         victim.command_line = exec.command_line;
+        victim.command_line_from_exec = true;
     }
     if victim.executable_path.is_none() && exec.executable_path.is_some() {
         victim.executable_name = exec.executable_path.as_deref().and_then(enrich::base_name);
@@ -365,9 +369,10 @@ fn fill_from_exec(victim: &mut Victim, exec: enrich::RecordedFacts) {
     victim.start_unix_nano = victim.start_unix_nano.or(exec.start_unix_nano);
 }
 
-/// What /proc and the exec hook did not give, from the process table.
+/// What the exec hook did not give, from the process table; its command
+/// line (read at exec) wins over /proc's at the kill, as the hook's does.
 fn fill_from_record(victim: &mut Victim, r: &crate::process_table::ProcessRecord) {
-    if victim.command_line.is_none() {
+    if r.command_line.is_some() && !victim.command_line_from_exec {
         victim.command_line = r.command_line.clone();
     }
     if victim.executable_path.is_none() {
