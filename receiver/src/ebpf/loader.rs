@@ -9,7 +9,6 @@
 //! `oom/mark_victim` tracepoint and BPF ring buffers (5.8+).
 
 use std::{
-    ffi::CStr,
     io,
     mem::size_of,
     path::{Path, PathBuf},
@@ -816,24 +815,10 @@ fn ensure_tracefs() -> Result<(), LoadError> {
     {
         return Ok(());
     }
-    const SOURCE: &CStr = c"nodev";
-    const TARGET: &CStr = c"/sys/kernel/tracing";
-    const FSTYPE: &CStr = c"tracefs";
-    // SAFETY: all pointers are valid NUL-terminated strings; no data argument.
-    let rc = unsafe {
-        libc::mount(
-            SOURCE.as_ptr(),
-            TARGET.as_ptr(),
-            FSTYPE.as_ptr(),
-            0,
-            std::ptr::null(),
-        )
-    };
-    if rc == 0 {
+    let Err(err) = super::tracefs::mount() else {
         tracing::info!("mounted tracefs at /sys/kernel/tracing");
         return Ok(());
-    }
-    let err = io::Error::last_os_error();
+    };
     // Someone else mounted it in the meantime.
     if err.raw_os_error() == Some(libc::EBUSY) && tracefs_mounted(Path::new(TRACEFS_DIRS[0])) {
         return Ok(());
