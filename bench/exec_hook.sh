@@ -4,12 +4,21 @@
 # exec hook), in alternating rounds so both see the same machine; plus the
 # agent's own CPU per exec while the execs run (its user space does no work
 # per exec: the hook's cost is in the kernel, charged to the exec'ing task).
-# Usage: bench/exec_hook.sh [BINARY] [EXECS_PER_ROUND] [ROUNDS]  (as root)
+# With TRACKING=netlink the agent runs without eBPF (`mode: kmsg`) and keeps
+# its process table from the netlink process connector instead: that one
+# reads /proc at each exec, in the agent.
+# Usage: [TRACKING=ebpf|netlink] bench/exec_hook.sh [BINARY] [EXECS_PER_ROUND] [ROUNDS]  (as root)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 BIN=${1:-target/release/oomscope}
 N=${2:-5000}
 ROUNDS=${3:-3}
+TRACKING=${TRACKING:-ebpf}
+case "$TRACKING" in
+    ebpf) OOM='{ events: null }'; STARTED="ebpf=true" ;;
+    netlink) OOM='{ events: null, mode: kmsg, process_tracking: netlink }'; STARTED="process_events=true" ;;
+    *) echo "TRACKING is ebpf or netlink" >&2; exit 2 ;;
+esac
 [ "$(id -u)" = 0 ] || { echo "needs root (eBPF)" >&2; exit 1; }
 [ -x "$BIN" ] || { echo "no $BIN: cargo build --release -p oomscope" >&2; exit 1; }
 WORK=$(mktemp -d)
@@ -42,9 +51,9 @@ int main(int argc, char **argv) {
 C
 gcc -O2 -o "$WORK/spawn" "$WORK/spawn.c"
 
-cat >"$WORK/agent.yaml" <<'YAML'
+cat >"$WORK/agent.yaml" <<YAML
 receivers:
-  oom: { events: null }
+  oom: $OOM
 exporters:
   debug: { verbosity: basic }
 service:
@@ -63,7 +72,7 @@ for round in $(seq "$ROUNDS"); do
         grep -q "watching for OOM kills" "$WORK/agent.log" && break
         sleep 0.1
     done
-    grep -q "ebpf=true" "$WORK/agent.log" || { cat "$WORK/agent.log" >&2; exit 1; }
+    grep -q "$STARTED" "$WORK/agent.log" || { cat "$WORK/agent.log" >&2; exit 1; }
     if grep -q "exec hook is off" "$WORK/agent.log"; then
         grep "exec hook is off" "$WORK/agent.log" >&2
         exit 1
@@ -76,7 +85,7 @@ for round in $(seq "$ROUNDS"); do
 done
 median() { printf '%s\n' "$@" | sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
 mw=$(median "${without[@]}"); mh=$(median "${with[@]}"); ma=$(median "${agent_us[@]}")
-echo "fork+exec of /bin/true, $N per round, $ROUNDS rounds (median):"
+echo "fork+exec of /bin/true, $N per round, $ROUNDS rounds (median), process tracking: $TRACKING:"
 echo "  without the agent: ${mw} us per exec   (rounds: ${without[*]})"
 echo "  with the agent:    ${mh} us per exec   (rounds: ${with[*]})"
 echo "  ratio with/without: $(awk -v a="$mh" -v b="$mw" 'BEGIN { printf "%.3f", a / b }')"
