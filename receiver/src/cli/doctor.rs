@@ -1445,6 +1445,13 @@ impl Findings {
                 ));
             }
         }
+        if let (Err(why), Ok(None)) = (scope_hook, lockdown) {
+            if why.contains("fentry: loading") && why.contains("Operation not permitted") {
+                causes.push(format!(
+                    "fentry refused with EPERM although the tracepoint loads: most likely kernel lockdown (its mode is in {LOCKDOWN_PATH} once securityfs is mounted)"
+                ));
+            }
+        }
         if let Err(why) = scope_hook {
             if why.contains("kprobe/type") {
                 causes.push("no kprobe PMU: the kernel has no CONFIG_KPROBES".to_owned());
