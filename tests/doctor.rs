@@ -393,3 +393,51 @@ fn agent_without_tracefs_warns_once_and_uses_kmsg() {
     );
     assert!(!text.contains("panicked"), "{text}");
 }
+
+/// The kernel's BTF hidden (an empty file bound over it, as on a kernel
+/// built without `CONFIG_DEBUG_INFO_BTF`), in a namespace of its own.
+const NO_BTF: &str = r#"set -e
+empty=$(mktemp)
+mount --bind "$empty" /sys/kernel/btf/vmlinux
+if [ -s /sys/kernel/btf/vmlinux ]; then
+    echo "/sys/kernel/btf/vmlinux still has BTF" >&2; exit 3
+fi
+bin=$1; shift
+exec "$bin" "$@"
+"#;
+
+/// Without BTF the tracepoint program and the exec hook's command lines
+/// still work; the hook on oom_kill_process and the exec hook's parent and
+/// start time (offsets from BTF) are off, and doctor says why.
+#[test]
+fn without_btf_the_offset_based_parts_are_off_and_said_so() {
+    if let Some(reason) = namespace_skip_reason() {
+        println!("SKIPPED: {reason}");
+        return;
+    }
+    if !std::path::Path::new("/sys/kernel/btf/vmlinux").exists() {
+        println!("SKIPPED: this kernel has no BTF to hide");
+        return;
+    }
+    let output = in_mount_namespace(NO_BTF, &["doctor", "--json"])
+        .output()
+        .expect("run unshare");
+    let report = json_of(&output);
+    for name in ["tracepoint", "ebpf_probe", "exec_hook"] {
+        assert_eq!(check(&report, name)["status"], "OK", "{name}: {report:#}");
+    }
+    assert_eq!(report["source"], "ebpf", "{report:#}");
+    let exec_hook = check(&report, "exec_hook")["reason"].as_str().unwrap_or("");
+    assert!(
+        !exec_hook.contains("parent and start"),
+        "no BTF, no parent or start: {exec_hook}"
+    );
+    let scope = check(&report, "scope_hook");
+    assert_eq!(scope["status"], "LIMITED", "{scope}");
+    assert!(
+        scope["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("no kernel BTF")),
+        "{scope}"
+    );
+}
