@@ -114,7 +114,7 @@ kill_in() { # name cgroup_dir
     wait "$victim"
     status=$?
     fact "kill $1 pid=$victim status=$status cgroup=${2#/sys/fs/cgroup}"
-    if poll 600 has_record "/tmp/$1.jsonl" "$victim"; then
+    if poll 1800 has_record "/tmp/$1.jsonl" "$victim"; then
         fact "record_seen $1"
     else
         fact "record_missing $1"
@@ -149,21 +149,6 @@ for mode in auto kmsg; do
     rmdir "$dir"
 done
 
-# The oom_kill_process hook alone, as fentry and as kprobe: the kernel log
-# is not read, so constraint, memcg, limit and trigger come from the hook.
-for hook in fentry kprobe; do
-    name=v2-$hook
-    dir=/sys/fs/cgroup/matrix-$name
-    mkdir "$dir" && echo $LIMIT >"$dir/memory.max"
-    echo 0 >"$dir/memory.swap.max" 2>/dev/null
-    OOM_EXTRA="    scope_hook: $hook
-    kmsg_path: /nonexistent"
-    start_agent "$name" ebpf
-    OOM_EXTRA=
-    kill_in "$name" "$dir"
-    stop_agent "$name"
-    rmdir "$dir"
-done
 
 # cgroup v2 live: the memory receiver samples a cgroup whose allocator is
 # throttled above memory.high (memory pressure, `high` events, a growing
@@ -182,7 +167,7 @@ start_agent "$name" auto memory
 scrapes() { grep -o '"cgroup.memory.high"' "/tmp/$name.jsonl" 2>/dev/null | wc -l; }
 scraped() { test "$(scrapes)" -ge "$1"; }
 # Samples of the cgroup before anything runs in it.
-poll 600 scraped 2
+poll 1800 scraped 2
 kill_in "$name" "$dir"
 group=/sys/fs/cgroup/matrix-v2-group
 mkdir "$group" && echo $LIMIT >"$group/memory.max" && echo 1 >"$group/memory.oom.group"
@@ -193,7 +178,7 @@ member1=$!
 sh -c "echo \$\$ > $group/cgroup.procs && exec /bin/busybox sleep 1000" &
 member2=$!
 members_in() { test "$(wc -l <"$group/cgroup.procs")" -ge 2; }
-poll 600 members_in
+poll 1800 members_in
 sh -c "echo \$\$ > $group/cgroup.procs && exec /alloc --matrix-kill=v2-group" &
 victim=$!
 wait "$victim"
@@ -207,13 +192,29 @@ all_recorded() {
     has_record "/tmp/$name.jsonl" "$victim" && has_record "/tmp/$name.jsonl" "$member1" &&
         has_record "/tmp/$name.jsonl" "$member2"
 }
-if poll 600 all_recorded; then fact "group_records_seen"; else fact "group_records_missing"; fi
+if poll 1800 all_recorded; then fact "group_records_seen"; else fact "group_records_missing"; fi
 # Two more samples: the second began after the kills.
 after=$(($(scrapes) + 2))
-poll 600 scraped "$after"
+poll 1800 scraped "$after"
 fact "live_scrapes $(scrapes)"
 stop_agent "$name"
 rmdir "$group" "$dir"
+
+# The oom_kill_process hook alone, as fentry and as kprobe: the kernel log
+# is not read, so constraint, memcg, limit and trigger come from the hook.
+for hook in fentry kprobe; do
+    name=v2-$hook
+    dir=/sys/fs/cgroup/matrix-$name
+    mkdir "$dir" && echo $LIMIT >"$dir/memory.max"
+    echo 0 >"$dir/memory.swap.max" 2>/dev/null
+    OOM_EXTRA="    scope_hook: $hook
+    kmsg_path: /nonexistent"
+    start_agent "$name" ebpf
+    OOM_EXTRA=
+    kill_in "$name" "$dir"
+    stop_agent "$name"
+    rmdir "$dir"
+done
 
 # cgroup v1: the memory controller leaves the v2 hierarchy (no child uses
 # it any more) for a v1 one, as on a hybrid host. A memcg that is still
