@@ -33,6 +33,10 @@ const NLMSG_HDR_LEN: usize = 16;
 const CN_MSG_LEN: usize = 20;
 /// `struct proc_event`: `what`, `cpu`, `timestamp_ns`, then `event_data`.
 const EVENT_DATA: usize = 16;
+/// At most this many execs a second are read from /proc (the reader's CPU
+/// is bounded on a host that execs faster: a build server, a CI runner);
+/// the others are not recorded, and a warning says so once.
+const MAX_READS_PER_SECOND: u32 = 1000;
 /// Receive buffer asked of the kernel: room for bursts of thousands of
 /// events while the reader thread reads /proc.
 const SOCKET_BUFFER: libc::c_int = 4 << 20;
@@ -276,6 +280,8 @@ fn with_context(e: io::Error, what: &str) -> io::Error {
 #[derive(Debug, Default)]
 pub struct ReaderStats {
     pub execs: std::sync::atomic::AtomicU64,
+    /// Execs not read from /proc: over [`MAX_READS_PER_SECOND`].
+    pub skipped: std::sync::atomic::AtomicU64,
     /// Times the socket's buffer overflowed and events were lost.
     pub overruns: std::sync::atomic::AtomicU64,
 }
@@ -316,6 +322,9 @@ fn run(
     tracing::debug!(seeded, "process table seeded from /proc");
     let mut buf = vec![0u8; 64 * 1024];
     let mut overrun_warned = false;
+    let mut budget_warned = false;
+    let mut window = std::time::Instant::now();
+    let mut reads_in_window = 0u32;
     while !shutdown.is_cancelled() {
         let n = match connector.recv(&mut buf) {
             Ok(Some(n)) => n,
@@ -337,6 +346,21 @@ fn run(
             match event {
                 ProcEvent::Exec { tgid } => {
                     stats.execs.fetch_add(1, Relaxed);
+                    if window.elapsed() >= std::time::Duration::from_secs(1) {
+                        window = std::time::Instant::now();
+                        reads_in_window = 0;
+                    }
+                    if reads_in_window >= MAX_READS_PER_SECOND {
+                        stats.skipped.fetch_add(1, Relaxed);
+                        if !budget_warned {
+                            budget_warned = true;
+                            tracing::warn!(max = MAX_READS_PER_SECOND, "more execs a second than the process table reads from /proc; the others are not recorded (reported once)");
+                        }
+                        // The earlier image's entry is not this one's.
+                        lock(&table).forget(tgid);
+                        continue;
+                    }
+                    reads_in_window += 1;
                     // Read outside the lock: /proc reads can be slow.
                     if let Some(record) = reader.read(tgid) {
                         lock(&table).insert(tgid, record);

@@ -144,6 +144,12 @@ impl ProcessTable {
         }
     }
 
+    /// Forgets the live entry of `pid` (an exec that was not read: the
+    /// entry describes the image before it).
+    pub fn forget(&mut self, pid: i32) {
+        self.remove_live(pid);
+    }
+
     /// The process exited: its entry moves to the recent exits.
     pub fn exit(&mut self, pid: i32) {
         let Some(record) = self.remove_live(pid) else {
