@@ -7,9 +7,11 @@
 //! Three syscalls on a raw netlink socket through `libc`: a netlink crate
 //! would add a dependency for no less code here.
 
+use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
@@ -37,6 +39,17 @@ const EVENT_DATA: usize = 16;
 /// is bounded on a host that execs faster: a build server, a CI runner);
 /// the others are not recorded, and a warning says so once.
 const MAX_READS_PER_SECOND: u32 = 1000;
+/// How long an exec waits before its /proc files are read: a process that
+/// exits sooner (most execs on a busy host: `/bin/true`, shell helpers) is
+/// never read. An OOM victim lives longer than this: it has to fill its
+/// memory first.
+const READ_DELAY: Duration = Duration::from_millis(5);
+/// Pause after a batch of events, so that the next wake-up finds several.
+const BATCH_PAUSE: Duration = Duration::from_millis(5);
+/// Datagrams read per batch at most, before the queue's reads are due.
+const MAX_DATAGRAMS_PER_BATCH: usize = 4096;
+/// Execs waiting for their read, at most; beyond, the oldest is read now.
+const MAX_WAITING: usize = 4096;
 /// Receive buffer asked of the kernel: room for bursts of thousands of
 /// events while the reader thread reads /proc.
 const SOCKET_BUFFER: libc::c_int = 4 << 20;
@@ -250,10 +263,35 @@ impl Connector {
     }
 
     /// One datagram into `buf`: its length, `Ok(None)` on the receive
-    /// timeout.
-    pub fn recv(&self, buf: &mut [u8]) -> io::Result<Option<usize>> {
+    /// timeout. `wait`: `None` blocks (up to the socket's receive timeout);
+    /// `Some(d)` waits at most `d` (zero: only what is queued).
+    pub fn recv(&self, buf: &mut [u8], wait: Option<Duration>) -> io::Result<Option<usize>> {
+        let mut flags = 0;
+        if let Some(wait) = wait {
+            let mut fds = libc::pollfd {
+                fd: self.fd.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            // Rounded up: a wait rounded down to 0 ms would spin.
+            let ms =
+                libc::c_int::try_from(wait.as_micros().div_ceil(1000)).unwrap_or(libc::c_int::MAX);
+            // SAFETY: one pollfd on the stack.
+            let ready = unsafe { libc::poll(&mut fds, 1, ms) };
+            if ready <= 0 {
+                return Ok(None);
+            }
+            flags = libc::MSG_DONTWAIT;
+        }
         // SAFETY: receives into a live buffer of the given length.
-        let n = unsafe { libc::recv(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+        let n = unsafe {
+            libc::recv(
+                self.fd.as_raw_fd(),
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+                flags,
+            )
+        };
         if n < 0 {
             let e = io::Error::last_os_error();
             return match e.raw_os_error() {
@@ -322,71 +360,185 @@ fn run(
     tracing::debug!(seeded, "process table seeded from /proc");
     let mut buf = vec![0u8; 64 * 1024];
     let mut overrun_warned = false;
-    let mut budget_warned = false;
-    let mut window = std::time::Instant::now();
-    let mut reads_in_window = 0u32;
+    let mut reads = ReadBudget::default();
+    // Execs waiting for READ_DELAY, in order; `waiting` has the live ones
+    // (an exit or a later exec of the pid takes it out or replaces it).
+    let mut queue: VecDeque<(i32, Instant)> = VecDeque::new();
+    let mut waiting: HashMap<i32, Instant> = HashMap::new();
     while !shutdown.is_cancelled() {
-        let n = match connector.recv(&mut buf) {
-            Ok(Some(n)) => n,
-            Ok(None) => continue,
-            Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => {
-                stats.overruns.fetch_add(1, Relaxed);
-                if !overrun_warned {
-                    overrun_warned = true;
-                    tracing::warn!("process events came faster than they were read; some were lost (a victim started meanwhile may lack its command line; reported once)");
-                }
-                continue;
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "reading process events failed; victims that exit before /proc is read lack their command line from now on");
-                return;
-            }
-        };
-        for event in parse_datagram(&buf[..n]) {
-            match event {
-                ProcEvent::Exec { tgid } => {
-                    stats.execs.fetch_add(1, Relaxed);
-                    if window.elapsed() >= std::time::Duration::from_secs(1) {
-                        window = std::time::Instant::now();
-                        reads_in_window = 0;
+        // Blocks in recvfrom only with nothing waiting: then every event
+        // read so far has been handled (tests watch for it).
+        let wait = queue
+            .front()
+            .map(|(_, at)| (*at + READ_DELAY).saturating_duration_since(Instant::now()));
+        let mut received = connector.recv(&mut buf, wait);
+        let mut got_any = false;
+        // What else is queued is read at once: one wake-up per batch.
+        for _ in 0..MAX_DATAGRAMS_PER_BATCH {
+            let n = match received {
+                Ok(Some(n)) => n,
+                Ok(None) => break,
+                Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => {
+                    stats.overruns.fetch_add(1, Relaxed);
+                    if !overrun_warned {
+                        overrun_warned = true;
+                        tracing::warn!("process events came faster than they were read; some were lost (a victim started meanwhile may lack its command line; reported once)");
                     }
-                    if reads_in_window >= MAX_READS_PER_SECOND {
-                        stats.skipped.fetch_add(1, Relaxed);
-                        if !budget_warned {
-                            budget_warned = true;
-                            tracing::warn!(max = MAX_READS_PER_SECOND, "more execs a second than the process table reads from /proc; the others are not recorded (reported once)");
-                        }
-                        // The earlier image's entry is not this one's.
-                        lock(&table).forget(tgid);
-                        continue;
-                    }
-                    reads_in_window += 1;
-                    // Read outside the lock: /proc reads can be slow.
-                    if let Some(record) = reader.read(tgid) {
-                        lock(&table).insert(tgid, record);
-                    }
+                    received = connector.recv(&mut buf, Some(Duration::ZERO));
+                    continue;
                 }
-                ProcEvent::Fork {
-                    parent_tgid,
-                    child_tgid,
-                    timestamp_ns,
-                } => {
-                    let start = Clock::now().unix_nano_from_ns(timestamp_ns);
-                    lock(&table).fork(parent_tgid, child_tgid, Some(start));
-                }
-                ProcEvent::Comm { tgid, comm } => lock(&table).rename(tgid, &comm),
-                ProcEvent::Exit { tgid } => lock(&table).exit(tgid),
-                ProcEvent::Ack { err } if err != 0 => {
-                    tracing::error!(
-                        errno = err,
-                        error = %io::Error::from_raw_os_error(err as i32),
-                        "the kernel refused the process-events subscription (needs CAP_NET_ADMIN in the initial user namespace)"
-                    );
+                Err(e) => {
+                    tracing::error!(error = %e, "reading process events failed; victims that exit before /proc is read lack their command line from now on");
                     return;
                 }
-                ProcEvent::Ack { .. } | ProcEvent::Other => {}
+            };
+            got_any = true;
+            for event in parse_datagram(&buf[..n]) {
+                let handled = handle(
+                    event,
+                    &mut queue,
+                    &mut waiting,
+                    &reader,
+                    &table,
+                    &mut reads,
+                    &stats,
+                );
+                if !handled {
+                    return;
+                }
+            }
+            received = connector.recv(&mut buf, Some(Duration::ZERO));
+        }
+        let now = Instant::now();
+        while let Some(&(pid, at)) = queue.front() {
+            if at + READ_DELAY > now {
+                break;
+            }
+            queue.pop_front();
+            read_if_waiting(pid, at, &mut waiting, &reader, &table, &mut reads, &stats);
+        }
+        if got_any {
+            // Let events gather: on a host that execs a lot the reader
+            // wakes once per batch, not once per event.
+            std::thread::sleep(BATCH_PAUSE);
+        }
+    }
+}
+
+/// One event into the table or the read queue; `false` when the reader
+/// must stop (the kernel refused the subscription).
+fn handle(
+    event: ProcEvent,
+    queue: &mut VecDeque<(i32, Instant)>,
+    waiting: &mut HashMap<i32, Instant>,
+    reader: &ProcReader,
+    table: &Mutex<ProcessTable>,
+    reads: &mut ReadBudget,
+    stats: &ReaderStats,
+) -> bool {
+    use std::sync::atomic::Ordering::Relaxed;
+    match event {
+        ProcEvent::Exec { tgid } => {
+            stats.execs.fetch_add(1, Relaxed);
+            let now = Instant::now();
+            waiting.insert(tgid, now);
+            queue.push_back((tgid, now));
+            if queue.len() > MAX_WAITING {
+                if let Some((pid, at)) = queue.pop_front() {
+                    read_if_waiting(pid, at, waiting, reader, table, reads, stats);
+                }
             }
         }
+        ProcEvent::Fork {
+            parent_tgid,
+            child_tgid,
+            timestamp_ns,
+        } => {
+            let start = Clock::now().unix_nano_from_ns(timestamp_ns);
+            lock(table).fork(parent_tgid, child_tgid, Some(start));
+        }
+        ProcEvent::Comm { tgid, comm } => lock(table).rename(tgid, &comm),
+        ProcEvent::Exit { tgid } => {
+            // Gone before its read: never read.
+            waiting.remove(&tgid);
+            lock(table).exit(tgid);
+        }
+        ProcEvent::Ack { err } if err != 0 => {
+            tracing::error!(
+                errno = err,
+                error = %io::Error::from_raw_os_error(err as i32),
+                "the kernel refused the process-events subscription (needs CAP_NET_ADMIN in the initial user namespace)"
+            );
+            return false;
+        }
+        ProcEvent::Ack { .. } | ProcEvent::Other => {}
+    }
+    true
+}
+
+/// At most [`MAX_READS_PER_SECOND`] reads a second.
+struct ReadBudget {
+    window: Instant,
+    used: u32,
+    warned: bool,
+}
+
+impl Default for ReadBudget {
+    fn default() -> Self {
+        ReadBudget {
+            window: Instant::now(),
+            used: 0,
+            warned: false,
+        }
+    }
+}
+
+impl ReadBudget {
+    fn take(&mut self) -> bool {
+        if self.window.elapsed() >= Duration::from_secs(1) {
+            self.window = Instant::now();
+            self.used = 0;
+        }
+        if self.used >= MAX_READS_PER_SECOND {
+            if !self.warned {
+                self.warned = true;
+                tracing::warn!(max = MAX_READS_PER_SECOND, "more execs a second than the process table reads from /proc; the others are not recorded (reported once)");
+            }
+            return false;
+        }
+        self.used += 1;
+        true
+    }
+}
+
+/// Reads the exec of `pid` queued at `at` into the table, unless the
+/// process exited or exec'd again since.
+fn read_if_waiting(
+    pid: i32,
+    at: Instant,
+    waiting: &mut HashMap<i32, Instant>,
+    reader: &ProcReader,
+    table: &Mutex<ProcessTable>,
+    reads: &mut ReadBudget,
+    stats: &ReaderStats,
+) {
+    use std::sync::atomic::Ordering::Relaxed;
+    if waiting.get(&pid) != Some(&at) {
+        return;
+    }
+    waiting.remove(&pid);
+    if !reads.take() {
+        stats.skipped.fetch_add(1, Relaxed);
+        // The entry left is the image before this exec's.
+        lock(table).forget(pid);
+        return;
+    }
+    // Read outside the lock: /proc reads can be slow.
+    match reader.read(pid) {
+        Some(record) => lock(table).insert(pid, record),
+        // Gone meanwhile (its exit not read yet): the old image's entry
+        // is not this one's.
+        None => lock(table).forget(pid),
     }
 }
 
@@ -399,7 +551,6 @@ pub fn lock(t: &Mutex<ProcessTable>) -> std::sync::MutexGuard<'_, ProcessTable> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
     /// A datagram as the kernel sends it: nlmsghdr, cn_msg, proc_event.
     fn datagram(what: u32, data: &[u8]) -> Vec<u8> {
