@@ -36,7 +36,7 @@ use tokio::io::{unix::AsyncFd, Interest};
 
 use super::scope_hook::{layout_from_btf, ScopeHookChoice, ScopeHookStatus};
 
-use super::btf::{TaskOffsets, VMLINUX_BTF};
+use super::btf::{Btf, TaskOffsets, VMLINUX_BTF};
 use super::exec_args::{parse_exec_format, parse_exit_format, parse_process_exec_format};
 use super::format::{parse_mark_victim_format, FormatError};
 
@@ -446,11 +446,19 @@ fn read_tracefs(relative: &str) -> Result<String, String> {
 /// `sched_process_exec`'s `filename` and the `task_struct` offsets are used
 /// when present.
 pub fn exec_layout() -> Result<ExecLayout, String> {
-    exec_layout_and_btf_error().map(|(layout, _)| layout)
+    exec_layout_and_btf_error(&kernel_btf()).map(|(layout, _)| layout)
+}
+
+/// The kernel's BTF, parsed once for every program that needs offsets from
+/// it (dropped before the programs load).
+fn kernel_btf() -> Result<Btf, String> {
+    Btf::read(Path::new(VMLINUX_BTF)).map_err(|e| e.to_string())
 }
 
 /// [`exec_layout`], and why the kernel's BTF gave no offsets, when it did not.
-fn exec_layout_and_btf_error() -> Result<(ExecLayout, Option<String>), String> {
+fn exec_layout_and_btf_error(
+    btf: &Result<Btf, String>,
+) -> Result<(ExecLayout, Option<String>), String> {
     let execve = read_tracefs(EXECVE_FORMAT).map_err(|e| {
         format!("the kernel has no syscalls/sys_enter_execve tracepoint (CONFIG_FTRACE_SYSCALLS off?): {e}")
     })?;
@@ -473,8 +481,7 @@ fn exec_layout_and_btf_error() -> Result<(ExecLayout, Option<String>), String> {
         .ok()
         .and_then(|text| parse_process_exec_format(&text))
         .unwrap_or(FIELD_ABSENT);
-    // Read once, here; the raw BTF and its index are dropped on return.
-    let btf_error = match TaskOffsets::read(Path::new(VMLINUX_BTF)) {
+    let btf_error = match btf.as_ref().map(TaskOffsets::from_btf) {
         Ok(task) => {
             if task.has_parent() {
                 layout.task_real_parent = task.real_parent.unwrap_or(FIELD_ABSENT);
@@ -483,7 +490,7 @@ fn exec_layout_and_btf_error() -> Result<(ExecLayout, Option<String>), String> {
             layout.task_start_boottime = task.start_boottime.unwrap_or(FIELD_ABSENT);
             None
         }
-        Err(e) => Some(e.to_string()),
+        Err(e) => Some(e.clone()),
     };
     Ok((layout, btf_error))
 }
@@ -555,15 +562,18 @@ fn attach_mark_victim(
     ensure_tracefs()?;
     raise_memlock_rlimit();
 
-    let exec = exec_layout_and_btf_error();
+    let btf = kernel_btf();
+    let exec = exec_layout_and_btf_error(&btf);
     let exec_layout = exec
         .as_ref()
         .map(|(layout, _)| *layout)
         .unwrap_or(ExecLayout::ABSENT);
     let scope_layout = match options.scope_hook {
         ScopeHookChoice::Off => Err("scope_hook: off".to_owned()),
-        _ => scope_layout(),
+        _ => scope_layout(&btf),
     };
+    // The raw BTF and its index are not needed past the offsets.
+    drop(btf);
     let mut loader = EbpfLoader::new();
     loader
         .override_global(MARK_VICTIM_LAYOUT_GLOBAL, &layout, true)
@@ -645,10 +655,11 @@ fn attach_mark_victim(
 
 /// The `oom_kill_process` hook's offsets from the kernel's BTF, or why they
 /// cannot be had.
-fn scope_layout() -> Result<OomControlLayout, String> {
-    let btf = super::btf::Btf::read(Path::new(VMLINUX_BTF))
+fn scope_layout(btf: &Result<Btf, String>) -> Result<OomControlLayout, String> {
+    let btf = btf
+        .as_ref()
         .map_err(|e| format!("no kernel BTF ({VMLINUX_BTF}): {e}"))?;
-    layout_from_btf(&btf).ok_or_else(|| {
+    layout_from_btf(btf).ok_or_else(|| {
         "the kernel's BTF lacks struct oom_control's chosen, constraint or memcg".to_owned()
     })
 }
@@ -907,7 +918,8 @@ mod tests {
             return;
         }
         ensure_tracefs().expect("tracefs");
-        let (layout, btf_error) = exec_layout_and_btf_error().expect("the exec hook's layout");
+        let (layout, btf_error) =
+            exec_layout_and_btf_error(&kernel_btf()).expect("the exec hook's layout");
         assert_eq!(btf_error, None);
         let facts = ExecFacts::of(&layout, btf_error);
         assert_eq!(facts.missing(), None, "{layout:?}");

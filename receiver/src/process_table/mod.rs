@@ -295,7 +295,9 @@ fn ticks_per_second() -> u64 {
     u64::try_from(hz).ok().filter(|v| *v > 0).unwrap_or(100)
 }
 
-fn ticks_to_unix_nano(boot_unix_nano: u64, hz: u64, ticks: u64) -> u64 {
+/// Clock ticks after boot (`/proc/PID/stat` start) as Unix ns, given the
+/// boot time and the tick rate.
+pub fn ticks_to_unix_nano(boot_unix_nano: u64, hz: u64, ticks: u64) -> u64 {
     // Seconds and the remainder apart: ticks * 1e9 overflows u64 after
     // about 5.8 years of uptime at 100 Hz.
     let hz = hz.max(1);

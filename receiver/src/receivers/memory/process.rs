@@ -483,13 +483,10 @@ impl ProcessScraper {
         let comm = String::from_utf8_lossy(stat.comm).into_owned();
         let (ppid, minflt, majflt, starttime) =
             (stat.ppid, stat.minflt, stat.majflt, stat.starttime);
-        // Seconds and the remainder apart: ticks * 1e9 overflows u64 after
-        // about 5.8 years of uptime at 100 Hz.
-        let hz = self.ticks_per_second.max(1);
-        let start_unix_nano = self.boot_unix_nano.saturating_add(
-            (starttime / hz)
-                .saturating_mul(1_000_000_000)
-                .saturating_add((starttime % hz).saturating_mul(1_000_000_000) / hz),
+        let start_unix_nano = crate::process_table::ticks_to_unix_nano(
+            self.boot_unix_nano,
+            self.ticks_per_second,
+            starttime,
         );
 
         let n = self.read(dir, pid, b"/status", MAX_PROC_FILE, warn)?;
