@@ -234,3 +234,81 @@ fn a_running_container_is_the_resource_of_its_cgroup_metrics() {
     drop(container);
     drop(image);
 }
+
+/// Containers whose conmon no scan ever saw running (as after a kill so
+/// fast that the conmon exited before the agent looked): their identity
+/// comes from podman's real storage on disk, found under the host's
+/// configured storage roots: the bundle of one that ran and exited, the
+/// containers.json entry of one only created.
+#[test]
+fn containers_no_scan_saw_running_are_found_in_podmans_storage() {
+    if let Some(why) = common::podman::unavailable() {
+        skip(
+            "containers_no_scan_saw_running_are_found_in_podmans_storage",
+            why,
+        );
+        return;
+    }
+    let image = TestImage::get();
+    let pid = std::process::id();
+    let exited = Container::named(&format!("oomscope-test-exited-{pid}"));
+    let mut run = vec!["run", "-d", "--name", &exited.name];
+    run.extend(common::podman::run_args());
+    run.extend([TestImage::reference(), "/bin/sh", "-c", "exit 0"]);
+    let exited_id = podman(&run);
+    assert_eq!(podman(&["wait", &exited.name]), "0");
+    // Its conmon outlives the container briefly: wait until it is gone.
+    let deadline = std::time::Instant::now() + TIMEOUT;
+    while conmon_of(&exited_id).is_some() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "conmon of {exited_id} still running"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let created = Container::named(&format!("oomscope-test-created-{pid}"));
+    let created_id = podman(&[
+        "create",
+        "--name",
+        &created.name,
+        TestImage::reference(),
+        "/alloc",
+    ]);
+    let mut resolver = oomscope::workload::Resolver::new(
+        &oomscope::workload::WorkloadConfig::default(),
+        Path::new("/proc"),
+        Path::new("/"),
+    );
+    resolver.refresh();
+    for (container, id) in [(&exited, &exited_id), (&created, &created_id)] {
+        let w = resolver
+            .resolve(&format!("/libpod_parent/libpod-{id}"), None)
+            .expect("a container id in the path");
+        assert_eq!(w.container_id.as_deref(), Some(id.as_str()));
+        assert_eq!(
+            w.container_name.as_deref(),
+            Some(container.name.as_str()),
+            "{w:?}"
+        );
+        assert_eq!(w.runtime, Some("podman"), "{w:?}");
+        assert_eq!(
+            w.image_name.as_deref(),
+            Some(common::podman::ALLOC_IMAGE_NAME),
+            "{w:?}"
+        );
+        assert_eq!(w.image_tags, [common::podman::ALLOC_IMAGE_TAG], "{w:?}");
+    }
+    drop((exited, created));
+    drop(image);
+}
+
+/// The pid of the conmon of container `id`, if one runs.
+fn conmon_of(id: &str) -> Option<u32> {
+    std::fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
+        let pid: u32 = e.file_name().to_str()?.parse().ok()?;
+        let comm = std::fs::read_to_string(e.path().join("comm")).ok()?;
+        let cmdline = std::fs::read(e.path().join("cmdline")).ok()?;
+        (comm.trim_end() == "conmon" && cmdline.split(|b| *b == 0).any(|arg| arg == id.as_bytes()))
+            .then_some(pid)
+    })
+}

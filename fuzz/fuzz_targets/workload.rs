@@ -1,6 +1,6 @@
 //! What workload identity reads from the node: container runtimes' process
 //! arguments (conmon, containerd shims), OCI `config.json`,
-//! containers/storage's `containers.json`, the kubelet's log names and image
+//! containers/storage's `containers.json` and `storage.conf`, the kubelet's log names and image
 //! references. The first byte picks the parser.
 #![no_main]
 
@@ -28,6 +28,7 @@ fuzz_target!(|data: &[u8]| {
         }
         2 => {
             let _ = storage::parse_containers_json(rest);
+            let _ = storage::parse_storage_conf(&String::from_utf8_lossy(rest));
         }
         3 => {
             if let Ok(text) = std::str::from_utf8(rest) {

@@ -31,7 +31,11 @@
 //! runtime processes (so a container is known before it is OOM-killed: its
 //! conmon exits right after it), and forgotten when no scan or lookup has
 //! seen them for four intervals. A lookup that misses rescans /proc at most
-//! once a second.
+//! once a second, then looks on disk: containerd task directories seen
+//! before, and the containers/storage roots seen in conmon arguments or
+//! configured on the host (storage.conf, else `/var/lib/containers/storage`
+//! and `/run/containers/storage`), so a container killed before any scan
+//! saw it, its conmon already gone, is still named.
 
 pub mod docker;
 pub mod image;
@@ -251,6 +255,8 @@ pub struct Resolver {
     misses: HashMap<String, Instant>,
     /// podman/containers-storage graph roots seen in conmon arguments.
     storage_roots: BTreeSet<PathBuf>,
+    /// The host's own storage roots (storage.conf or the defaults).
+    configured_roots: Vec<PathBuf>,
     /// containerd task directories (`.../io.containerd.runtime.v2.task/<ns>`,
     /// host paths) seen through shims.
     task_dirs: BTreeSet<PathBuf>,
@@ -280,6 +286,7 @@ impl Resolver {
             cache: HashMap::new(),
             misses: HashMap::new(),
             storage_roots: BTreeSet::new(),
+            configured_roots: storage::configured_roots(root),
             task_dirs: BTreeSet::new(),
             kubelet: kubelet::KubeletIndex::default(),
             last_refresh: None,
@@ -662,11 +669,33 @@ impl Resolver {
             .find_map(|file| storage::read_containers_json(&file).remove(&c.container_id))
     }
 
-    /// A podman container whose conmon is gone: containers.json of the
-    /// storage roots seen before.
+    /// A podman or CRI-O container whose conmon is gone (or was never
+    /// seen: it can be OOM-killed and its conmon exit before any scan):
+    /// its bundle and containers.json under the storage roots seen in
+    /// conmon arguments and the host's configured ones.
     fn in_storage(&self, id: &str) -> Option<Workload> {
-        for root in &self.storage_roots {
-            for file in storage::containers_json_files(&self.root, root) {
+        let mut roots: Vec<&PathBuf> = self.storage_roots.iter().collect();
+        roots.extend(
+            self.configured_roots
+                .iter()
+                .filter(|r| !self.storage_roots.contains(*r)),
+        );
+        for storage_root in &roots {
+            if let Some(bundle) = storage::bundles(&self.root, storage_root, id)
+                .into_iter()
+                .next()
+            {
+                let conmon = procs::Conmon {
+                    container_id: id.to_string(),
+                    bundle: Some(bundle),
+                    storage_root: Some((*storage_root).clone()),
+                    ..procs::Conmon::default()
+                };
+                return Some(self.read_conmon(&conmon));
+            }
+        }
+        for storage_root in roots {
+            for file in storage::containers_json_files(&self.root, storage_root) {
                 if let Some(stored) = storage::read_containers_json(&file).remove(id) {
                     let mut w = Workload {
                         container_id: Some(id.to_string()),

@@ -484,6 +484,103 @@ fn podman_with_a_custom_root_and_after_its_conmon_exited() {
     assert!(gone.image_tags.is_empty(), "a digest is not a tag");
 }
 
+/// A container OOM-killed so soon that no scan ever saw its conmon (it has
+/// exited by the time of the lookup): found on disk under the host's
+/// default storage roots, with its runtime told apart by its bundle.
+#[test]
+fn containers_never_seen_running_are_found_under_the_default_roots() {
+    let node = Node::new();
+    let graphroot = "/var/lib/containers/storage";
+    node.file(
+        &format!("{graphroot}/overlay-containers/{APP_ID}/userdata/config.json"),
+        &fixture("podman-bundle-config.json", APP_ID),
+    );
+    node.file(
+        &format!("{graphroot}/overlay-containers/containers.json"),
+        &fixture("podman-containers.json", APP_ID),
+    );
+    // CRI-O's bundle is under the runroot.
+    node.file(
+        &format!("/run/containers/storage/overlay-containers/{OTHER_ID}/userdata/config.json"),
+        &fixture("crio-container-config.json", OTHER_ID),
+    );
+    let mut r = node.resolver(WorkloadConfig::default());
+    r.refresh();
+    assert_eq!(r.cached(), 0, "no runtime process: nothing known ahead");
+    let podman = r
+        .resolve(&format!("/libpod_parent/libpod-{APP_ID}"), None)
+        .expect("a container");
+    assert_eq!(podman.runtime, Some("podman"));
+    assert_eq!(podman.container_name.as_deref(), Some("victim1"));
+    assert_eq!(podman.image_name.as_deref(), Some("localhost/bb"));
+    assert_eq!(podman.image_tags, ["1.0"]);
+    let crio = r
+        .resolve(
+            &format!(
+                "/kubepods.slice/kubepods-pod{}.slice/crio-{OTHER_ID}.scope",
+                POD_UID.replace('-', "_")
+            ),
+            None,
+        )
+        .expect("a container");
+    assert_eq!(crio.runtime, Some("cri-o"));
+    assert_eq!(crio.k8s_container_name.as_deref(), Some("app"));
+    assert_eq!(crio.pod_name.as_deref(), Some("cart-7d9f"));
+    assert_eq!(r.cached(), 2, "both remembered");
+}
+
+/// storage.conf moves the roots: the administrator's file wins over the
+/// distribution's, and the defaults are then not looked at.
+#[test]
+fn storage_conf_names_the_roots() {
+    let node = Node::new();
+    node.file(
+        "/usr/share/containers/storage.conf",
+        "[storage]\ngraphroot = \"/ignored\"\n",
+    );
+    node.file(
+        "/etc/containers/storage.conf",
+        "# comment\n[storage]\ndriver = \"overlay\"\nrunroot = '/run/cs'\ngraphroot = \"/data/cs\"  # moved\n[storage.options]\ngraphroot = \"/not/this\"\n",
+    );
+    node.file(
+        &format!("/data/cs/overlay-containers/{APP_ID}/userdata/config.json"),
+        &fixture("podman-bundle-config.json", APP_ID),
+    );
+    node.file(
+        "/data/cs/overlay-containers/containers.json",
+        &fixture("podman-containers.json", APP_ID),
+    );
+    // Under the default root, a different answer that must not be used.
+    node.file(
+        "/var/lib/containers/storage/overlay-containers/containers.json",
+        &fixture("podman-containers.json", APP_ID).replace("victim1", "wrong"),
+    );
+    assert_eq!(
+        storage::configured_roots(node.root()),
+        [PathBuf::from("/data/cs"), PathBuf::from("/run/cs")]
+    );
+    let mut r = node.resolver(WorkloadConfig::default());
+    let w = r
+        .resolve(&format!("/libpod_parent/libpod-{APP_ID}"), None)
+        .expect("a container");
+    assert_eq!(w.container_name.as_deref(), Some("victim1"));
+}
+
+#[test]
+fn storage_conf_parsing() {
+    use storage::parse_storage_conf as parse;
+    assert_eq!(parse(""), (None, None));
+    // Outside [storage], relative, unterminated or unquoted: ignored.
+    assert_eq!(
+        parse("graphroot = \"/a\"\n[storage]\nrunroot = \"rel\"\ngraphroot = \"/b\nrunroot = /c\n"),
+        (None, None)
+    );
+    assert_eq!(
+        parse("[storage]\n  graphroot=\"/g\"\n\trunroot = '/r'\n"),
+        (Some(PathBuf::from("/g")), Some(PathBuf::from("/r")))
+    );
+}
+
 #[test]
 fn the_cache_is_bounded() {
     let node = Node::new();
