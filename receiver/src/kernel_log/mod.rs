@@ -14,10 +14,13 @@
 pub mod kmsg_record;
 pub mod oom_report;
 pub mod reader;
+pub mod report_record;
+pub mod text;
+pub mod text_reports;
 
 pub use kmsg_record::{KmsgRecord, RecordError};
 pub use oom_report::{
-    parse_constraint, parse_killed_process, KilledProcess, OomConstraint, OomReport,
-    OomReportAssembler, OomTask,
+    parse_constraint, parse_killed_process, parse_reaped, parse_selected, KilledProcess,
+    OomConstraint, OomReport, OomReportAssembler, OomTask, Reaped, SelectedTask, Unfinished,
 };
 pub use reader::{KmsgEvent, KmsgReader, StartAt};

@@ -36,11 +36,13 @@ pub const MAX_TASKS: usize = 10;
 pub struct KilledProcess {
     pub pid: i32,
     pub comm: String,
-    pub total_vm_kb: u64,
-    pub anon_rss_kb: u64,
-    pub file_rss_kb: u64,
-    /// 0 on kernels that do not print it.
-    pub shmem_rss_kb: u64,
+    /// `total-vm` (`vsz` on 2.6.33-35); the sizes are `None` where the
+    /// kernel did not print them (2.6.32 printed the pid and comm alone).
+    pub total_vm_kb: Option<u64>,
+    pub anon_rss_kb: Option<u64>,
+    pub file_rss_kb: Option<u64>,
+    /// Printed since about 4.9.
+    pub shmem_rss_kb: Option<u64>,
     pub uid: Option<u32>,
     pub pgtables_kb: Option<u64>,
     pub oom_score_adj: Option<i32>,
@@ -48,6 +50,66 @@ pub struct KilledProcess {
     /// `Out of memory`, `Out of memory (oom_kill_allocating_task)`), when
     /// printed (absent before about 4.19).
     pub reason: Option<String>,
+}
+
+/// The task the OOM killer chose, as kernels before 4.19 announced it
+/// before killing: "Out of memory: Kill process 1200 (bash) score 800 or
+/// sacrifice child". The process killed ("Killed process") may be one of
+/// its children.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct SelectedTask {
+    pub pid: i32,
+    pub comm: String,
+    /// The badness score (0-1000).
+    pub score: Option<u64>,
+    /// `Out of memory`, `Memory cgroup out of memory`, ...
+    pub reason: Option<String>,
+}
+
+/// "oom_reaper: reaped process 11976 (python3), now anon-rss:0kB,
+/// file-rss:0kB, shmem-rss:0kB": the memory of a killed process was freed
+/// (4.6+). Printed after the report, possibly after other lines.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Reaped {
+    pub pid: i32,
+    pub comm: String,
+    pub anon_rss_kb: Option<u64>,
+    pub file_rss_kb: Option<u64>,
+    pub shmem_rss_kb: Option<u64>,
+}
+
+/// Why a report ended without a "Killed process" line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Unfinished {
+    /// Another report started first.
+    NextReportStarted,
+    /// More than [`MAX_REPORT_RECORDS`] lines came without it.
+    TooLong,
+    /// The input ended (a file read to its end, a truncated paste).
+    InputEnded,
+    /// "OOM victim N (comm) is already exiting. Skip killing the task": the
+    /// kernel let the victim exit on its own; no process was killed.
+    VictimExiting { pid: i32, comm: String },
+}
+
+impl Unfinished {
+    /// A note for people (`oom.report.incomplete`).
+    pub fn note(&self) -> String {
+        match self {
+            Unfinished::NextReportStarted => {
+                "the report has no \"Killed process\" line: another report started first".to_owned()
+            }
+            Unfinished::TooLong => format!(
+                "the report has no \"Killed process\" line within {MAX_REPORT_RECORDS} lines"
+            ),
+            Unfinished::InputEnded => {
+                "the report has no \"Killed process\" line: the text ends first".to_owned()
+            }
+            Unfinished::VictimExiting { pid, comm } => {
+                format!("no process was killed: the victim {pid} ({comm}) was already exiting")
+            }
+        }
+    }
 }
 
 /// One row of the "Tasks state" table (memory values in pages in the kernel
@@ -98,6 +160,8 @@ pub struct OomReport {
     pub memcg_swap_usage_bytes: Option<u64>,
     pub memcg_swap_limit_bytes: Option<u64>,
     pub killed: KilledProcess,
+    /// The "Kill process ... or sacrifice child" line (before 4.19).
+    pub selected: Option<SelectedTask>,
     /// The largest entries of the task table, by rss (largest first), at
     /// most [`MAX_TASKS`].
     pub tasks: Vec<OomTask>,
@@ -117,6 +181,9 @@ pub struct OomReport {
     pub last_seq: u64,
     /// CLOCK_MONOTONIC of the "Killed process" record, microseconds.
     pub monotonic_us: u64,
+    /// Set on a report that ended without its "Killed process" line (see
+    /// [`OomReportAssembler::take_unfinished`]); `killed` is then empty.
+    pub unfinished: Option<Unfinished>,
 }
 
 /// The "oom-kill:" summary line (kernel 5.0+).
@@ -131,9 +198,13 @@ pub struct OomConstraint {
     pub oom_memcg: Option<String>,
     pub global_oom: bool,
     pub task_memcg: Option<String>,
-    pub task: String,
-    pub pid: i32,
-    pub uid: u32,
+    /// `None` when the line was cut before them.
+    pub task: Option<String>,
+    pub pid: Option<i32>,
+    pub uid: Option<u32>,
+    /// The line was cut short (a log line length limit): fields after the
+    /// cut are `None`; a field the cut went through is left out.
+    pub truncated: bool,
 }
 
 /// Feeds records in order; returns a report when its "Killed process" line
@@ -149,6 +220,11 @@ pub struct OomReportAssembler {
     since_last_report: usize,
     /// The `memory.oom.group` cgroup announced after `last_report`.
     oom_group: Option<String>,
+    /// The last report that ended without a "Killed process" line.
+    unfinished: Option<OomReport>,
+    /// Lines found only inside a report start one (see
+    /// [`Self::headerless_reports`]).
+    headerless: bool,
 }
 
 #[derive(Debug)]
@@ -185,7 +261,19 @@ impl OomReportAssembler {
             last_report: None,
             since_last_report: 0,
             oom_group: None,
+            unfinished: None,
+            headerless: false,
         }
+    }
+
+    /// Also assembles reports whose first lines are missing from the text
+    /// (cut or filtered before them) from the memcg lines and the task
+    /// table. For log text; the kernel log itself drops the header only
+    /// with the whole dump (its rate limit), so there such a line starts
+    /// nothing.
+    pub fn headerless_reports(mut self) -> Self {
+        self.headerless = true;
+        self
     }
 
     /// The sequence number of the first record of a report still waiting
@@ -207,15 +295,24 @@ impl OomReportAssembler {
     /// Feeds the next record; returns the report its "Killed process" line
     /// completes.
     pub fn push(&mut self, record: &KmsgRecord) -> Option<OomReport> {
-        let message = record.message.trim_end();
+        self.push_message(record.seq, record.monotonic_us, &record.message)
+    }
+
+    /// Feeds the next kernel message (prefix already removed): `seq`
+    /// increases by one per message (a kmsg sequence number, a line
+    /// number); `monotonic_us` is its time since boot, when known (0 if
+    /// not). Returns the report its "Killed process" line completes. A
+    /// report ended without one is kept for [`Self::take_unfinished`].
+    pub fn push_message(
+        &mut self,
+        seq: u64,
+        monotonic_us: u64,
+        message: &str,
+    ) -> Option<OomReport> {
+        let message = message.trim_end();
 
         if let Some(invoked) = parse_invoked(message) {
-            if self.pending.is_some() {
-                tracing::debug!(
-                    seq = record.seq,
-                    "an OOM report without a \"Killed process\" line was dropped"
-                );
-            }
+            self.abandon(Unfinished::NextReportStarted);
             self.forget_last_report();
             self.pending = Some(Pending {
                 report: OomReport {
@@ -223,8 +320,9 @@ impl OomReportAssembler {
                     gfp_mask: Some(invoked.gfp_mask),
                     order: invoked.order,
                     trigger_oom_score_adj: invoked.oom_score_adj,
-                    first_seq: record.seq,
-                    last_seq: record.seq,
+                    first_seq: seq,
+                    last_seq: seq,
+                    monotonic_us,
                     ..OomReport::default()
                 },
                 records: 1,
@@ -234,22 +332,14 @@ impl OomReportAssembler {
         }
 
         if let Some(killed) = parse_killed_process(message) {
-            return Some(self.complete(record, killed));
+            return Some(self.complete(seq, monotonic_us, killed));
         }
 
         if let Some(constraint) = parse_constraint(message) {
             // The summary is part of the rate-limited header; seen without
             // the "invoked" line (reading started mid-report), it still
             // belongs to the coming "Killed process" line.
-            self.forget_last_report();
-            let pending = self.pending.get_or_insert_with(|| Pending {
-                report: OomReport {
-                    first_seq: record.seq,
-                    ..OomReport::default()
-                },
-                records: 0,
-                columns: None,
-            });
+            let pending = self.pending_or_new(seq);
             let report = &mut pending.report;
             report.constraint = Some(constraint.constraint);
             report.global_oom = constraint.global_oom;
@@ -260,8 +350,38 @@ impl OomReportAssembler {
                 report.task_memcg = constraint.task_memcg;
             }
             pending.records += 1;
-            report.last_seq = record.seq;
+            report.last_seq = seq;
+            report.monotonic_us = monotonic_us;
             return None;
+        }
+
+        if let Some(selected) = parse_selected(message) {
+            // Before 4.19 the choice came right before the kill; also
+            // without its (rate-limited) header.
+            let pending = self.pending_or_new(seq);
+            pending.report.selected = Some(selected);
+            pending.records += 1;
+            pending.report.last_seq = seq;
+            pending.report.monotonic_us = monotonic_us;
+            return None;
+        }
+
+        if let Some((pid, comm)) = parse_victim_exiting(message) {
+            if let Some(pending) = &mut self.pending {
+                pending.report.last_seq = seq;
+                pending.report.monotonic_us = monotonic_us;
+            }
+            self.abandon(Unfinished::VictimExiting {
+                pid,
+                comm: comm.to_owned(),
+            });
+            return None;
+        }
+
+        if self.headerless && self.pending.is_none() && starts_headerless_report(message) {
+            // The report's first lines are missing (a rate-limited header,
+            // text cut or filtered before them): what follows still is one.
+            self.pending_or_new(seq);
         }
 
         if let Some(pending) = &mut self.pending {
@@ -271,11 +391,12 @@ impl OomReportAssembler {
                     first_seq = pending.report.first_seq,
                     "an OOM report without a \"Killed process\" line was dropped"
                 );
-                self.pending = None;
+                self.abandon(Unfinished::TooLong);
                 return None;
             }
             if pending.absorb(message, self.page_size) {
-                pending.report.last_seq = record.seq;
+                pending.report.last_seq = seq;
+                pending.report.monotonic_us = monotonic_us;
             }
             return None;
         }
@@ -291,7 +412,47 @@ impl OomReportAssembler {
         None
     }
 
-    fn complete(&mut self, record: &KmsgRecord, killed: KilledProcess) -> OomReport {
+    /// The input ended: a report still waiting for its "Killed process"
+    /// line is unfinished (see [`Self::take_unfinished`]).
+    pub fn finish(&mut self) {
+        self.abandon(Unfinished::InputEnded);
+        self.forget_last_report();
+    }
+
+    /// The last report that ended without a "Killed process" line (another
+    /// report started, it grew too long, the victim was already exiting, or
+    /// [`Self::finish`]), with what it had; at most one is kept, so call
+    /// this after each [`Self::push_message`] to see them all.
+    pub fn take_unfinished(&mut self) -> Option<OomReport> {
+        self.unfinished.take()
+    }
+
+    fn abandon(&mut self, why: Unfinished) {
+        if let Some(pending) = self.pending.take() {
+            let mut report = pending.report;
+            report
+                .tasks
+                .sort_by_key(|task| std::cmp::Reverse(task.rss_bytes));
+            report.unfinished = Some(why);
+            self.unfinished = Some(report);
+        }
+    }
+
+    fn pending_or_new(&mut self, seq: u64) -> &mut Pending {
+        if self.pending.is_none() {
+            self.forget_last_report();
+        }
+        self.pending.get_or_insert_with(|| Pending {
+            report: OomReport {
+                first_seq: seq,
+                ..OomReport::default()
+            },
+            records: 0,
+            columns: None,
+        })
+    }
+
+    fn complete(&mut self, seq: u64, monotonic_us: u64, killed: KilledProcess) -> OomReport {
         let mut report = match (self.pending.take(), &self.oom_group, &self.last_report) {
             (Some(pending), _, _) => {
                 let mut report = pending.report;
@@ -308,18 +469,22 @@ impl OomReportAssembler {
             },
             // The header was rate-limited (or overwritten): only this line.
             (None, _, _) => OomReport {
-                first_seq: record.seq,
+                first_seq: seq,
                 ..OomReport::default()
             },
         };
+        report.killed = killed;
+        if report.killed.reason.is_none() {
+            // Before 4.19 the reason was on the "Kill process" line.
+            report.killed.reason = report.selected.as_ref().and_then(|s| s.reason.clone());
+        }
         if report.constraint.is_none() {
-            if let Some(reason) = &killed.reason {
+            if let Some(reason) = &report.killed.reason {
                 report.global_oom = reason.starts_with("Out of memory");
             }
         }
-        report.killed = killed;
-        report.last_seq = record.seq;
-        report.monotonic_us = record.monotonic_us;
+        report.last_seq = seq;
+        report.monotonic_us = monotonic_us;
         if report.oom_group.is_none() {
             self.last_report = Some(report.clone());
             self.oom_group = None;
@@ -343,6 +508,13 @@ impl Pending {
         if let Some(rest) = message.strip_prefix("CPU: ") {
             if report.trigger_pid.is_none() {
                 report.trigger_pid = field_after(rest, "PID: ").and_then(|pid| pid.parse().ok());
+            }
+            return true;
+        }
+        // 2.6.x: "Pid: 2602, comm: java Not tainted 2.6.32-431.el6.x86_64 #1".
+        if let Some(rest) = message.strip_prefix("Pid: ") {
+            if report.trigger_pid.is_none() {
+                report.trigger_pid = field_after(rest, "").and_then(|pid| pid.parse().ok());
             }
             return true;
         }
@@ -394,6 +566,16 @@ impl Pending {
         }
         false
     }
+}
+
+/// Lines printed only inside an OOM report, which can begin what is left
+/// of one: the memcg lines and the task table's titles.
+fn starts_headerless_report(message: &str) -> bool {
+    parse_legacy_memcg(message).is_some()
+        || message.starts_with("Memory cgroup stats for ")
+        || message == "Tasks state (memory values in pages):"
+        || TaskColumns::parse_header(message).is_some()
+        || parse_memcg_counter(message).is_some_and(|c| c.counter == "memory")
 }
 
 /// Adds `task`, keeping only the [`MAX_TASKS`] largest by rss.
@@ -451,47 +633,127 @@ fn parse_invoked(message: &str) -> Option<Invoked> {
 /// `Memory cgroup out of memory: Killed process 11976 (python3) total-vm:67784kB,
 /// anon-rss:50816kB, file-rss:5140kB, shmem-rss:0kB, UID:0 pgtables:156kB oom_score_adj:0`
 ///
-/// Also the global (`Out of memory: ...`) and older forms (no prefix, no
-/// shmem-rss, UID, pgtables, oom_score_adj).
+/// Also every older form: without the reason prefix and with fewer fields
+/// (before 4.19), `vsz:` for `total-vm:` (2.6.33-35), the pid and comm
+/// alone (2.6.32), RHEL 6's `Killed process 2602, UID 0, (java) total-vm:...`
+/// and RHEL 7's `Killed process 9013 (java), UID 1000, total-vm:...`. A
+/// field that is printed must parse; one that is not stays `None`.
 pub fn parse_killed_process(message: &str) -> Option<KilledProcess> {
     let (reason, rest) = match message.split_once(": Killed process ") {
         Some((reason, rest)) => (Some(reason), rest),
         None => (None, message.strip_prefix("Killed process ")?),
     };
-    let (pid, rest) = rest.split_once(" (")?;
-    let pid: i32 = pid.parse().ok()?;
-    // The comm may contain ") "; the fields after it never do.
-    let (comm, fields) = rest.rsplit_once(") total-vm:")?;
+    let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+    let pid: i32 = rest[..digits].parse().ok()?;
+    let mut rest = &rest[digits..];
+    let mut uid = None;
+    // RHEL 6: the uid comes before the comm.
+    if let Some(after) = rest.strip_prefix(", UID ") {
+        let (value, after) = after.split_once(", ")?;
+        uid = Some(value.parse().ok()?);
+        rest = after;
+    } else {
+        rest = rest.strip_prefix(' ')?;
+    }
+    let rest = rest.strip_prefix('(')?;
+    // The comm may contain ") " and anything else; the text after it is one
+    // of these (found from the end).
+    let (comm, fields) = [") total-vm:", ") vsz:", "), UID "]
+        .iter()
+        .filter_map(|tail| rest.rfind(tail).map(|at| (&rest[..at], &rest[at + 1..])))
+        .max_by_key(|(comm, _)| comm.len())
+        .or_else(|| rest.strip_suffix(')').map(|comm| (comm, "")))?;
     let mut killed = KilledProcess {
         pid,
         comm: comm.to_owned(),
+        uid,
         reason: reason.map(str::to_owned),
         ..KilledProcess::default()
     };
-    let mut total_vm = None;
-    let mut anon_rss = None;
-    let mut file_rss = None;
-    let fields = format!("total-vm:{fields}");
+    let mut fields = fields.trim_start();
+    // RHEL 7: ", UID 1000, " after the comm.
+    if let Some(after) = fields.strip_prefix(", UID ") {
+        let (value, after) = after.split_once(", ").unwrap_or((after, ""));
+        killed.uid = Some(value.parse().ok()?);
+        fields = after;
+    }
     for field in fields.split([',', ' ']).filter(|field| !field.is_empty()) {
         let Some((key, value)) = field.split_once(':') else {
             continue;
         };
         let kb = || value.strip_suffix("kB").and_then(|n| n.parse::<u64>().ok());
         match key {
-            "total-vm" => total_vm = kb(),
-            "anon-rss" => anon_rss = kb(),
-            "file-rss" => file_rss = kb(),
-            "shmem-rss" => killed.shmem_rss_kb = kb()?,
+            "total-vm" | "vsz" => killed.total_vm_kb = Some(kb()?),
+            "anon-rss" => killed.anon_rss_kb = Some(kb()?),
+            "file-rss" => killed.file_rss_kb = Some(kb()?),
+            "shmem-rss" => killed.shmem_rss_kb = Some(kb()?),
             "UID" => killed.uid = Some(value.parse().ok()?),
             "pgtables" => killed.pgtables_kb = Some(kb()?),
             "oom_score_adj" => killed.oom_score_adj = Some(value.parse().ok()?),
             _ => {}
         }
     }
-    killed.total_vm_kb = total_vm?;
-    killed.anon_rss_kb = anon_rss?;
-    killed.file_rss_kb = file_rss?;
     Some(killed)
+}
+
+/// The choice of kernels before 4.19:
+/// `Out of memory: Kill process 1200 (bash) score 800 or sacrifice child`
+/// (2.6.36+), `... kill process 1200 (bash) score 800 or a child` (2.6.32-35),
+/// with `Memory cgroup out of memory` or `Out of memory
+/// (oom_kill_allocating_task)` as the reason.
+pub fn parse_selected(message: &str) -> Option<SelectedTask> {
+    let (reason, rest) = message
+        .split_once(": Kill process ")
+        .or_else(|| message.split_once(": kill process "))?;
+    let (pid, rest) = rest.split_once(" (")?;
+    let (comm, score) = rest.rsplit_once(") score ")?;
+    let score = score
+        .strip_suffix(" or sacrifice child")
+        .or_else(|| score.strip_suffix(" or a child"))?;
+    Some(SelectedTask {
+        pid: pid.parse().ok()?,
+        comm: comm.to_owned(),
+        score: Some(score.parse().ok()?),
+        reason: Some(reason.to_owned()),
+    })
+}
+
+/// `Memory cgroup out of memory: OOM victim 123 (java) is already exiting.
+/// Skip killing the task` (4.19+): the victim's pid and comm.
+fn parse_victim_exiting(message: &str) -> Option<(i32, &str)> {
+    let (_, rest) = message.split_once(": OOM victim ")?;
+    let rest = rest.strip_suffix(" is already exiting. Skip killing the task")?;
+    let (pid, comm) = rest.split_once(" (")?;
+    Some((pid.parse().ok()?, comm.strip_suffix(')')?))
+}
+
+/// `oom_reaper: reaped process 11976 (python3), now anon-rss:0kB,
+/// file-rss:0kB, shmem-rss:0kB` (the sizes since 4.7).
+pub fn parse_reaped(message: &str) -> Option<Reaped> {
+    let rest = message.strip_prefix("oom_reaper: reaped process ")?;
+    let (pid, rest) = rest.split_once(" (")?;
+    let (comm, fields) = match rest.rsplit_once("), now ") {
+        Some(split) => split,
+        None => (rest.strip_suffix(')')?, ""),
+    };
+    let mut reaped = Reaped {
+        pid: pid.parse().ok()?,
+        comm: comm.to_owned(),
+        ..Reaped::default()
+    };
+    for field in fields.split(", ") {
+        let Some((key, value)) = field.split_once(':') else {
+            continue;
+        };
+        let kb = value.strip_suffix("kB").and_then(|n| n.parse::<u64>().ok());
+        match key {
+            "anon-rss" => reaped.anon_rss_kb = kb,
+            "file-rss" => reaped.file_rss_kb = kb,
+            "shmem-rss" => reaped.shmem_rss_kb = kb,
+            _ => {}
+        }
+    }
+    Some(reaped)
 }
 
 /// The "oom-kill:" summary (5.0+):
@@ -501,8 +763,13 @@ pub fn parse_killed_process(message: &str) -> Option<KilledProcess> {
 /// or with `global_oom` in place of `oom_memcg=...`. `nodemask` and
 /// `mems_allowed` are node lists that may contain commas, so the fields are
 /// found by their names, and the trailing ones from the end (a comm may
-/// contain anything).
+/// contain anything). A line cut short (a syslog line limit) gives what it
+/// still holds whole.
 pub fn parse_constraint(message: &str) -> Option<OomConstraint> {
+    parse_whole_constraint(message).or_else(|| parse_cut_constraint(message))
+}
+
+fn parse_whole_constraint(message: &str) -> Option<OomConstraint> {
     let rest = message.strip_prefix("oom-kill:constraint=")?;
     let (rest, uid) = rest.rsplit_once(",uid=")?;
     let (rest, pid) = rest.rsplit_once(",pid=")?;
@@ -540,9 +807,51 @@ pub fn parse_constraint(message: &str) -> Option<OomConstraint> {
         oom_memcg,
         global_oom,
         task_memcg,
-        task: task.to_owned(),
-        pid: pid.parse().ok()?,
-        uid: uid.parse().ok()?,
+        task: Some(task.to_owned()),
+        pid: Some(pid.parse().ok()?),
+        uid: Some(uid.trim_end().parse().ok()?),
+        truncated: false,
+    })
+}
+
+/// A summary cut short (or odd): each field is taken only when the next
+/// field's name follows it (so it is whole).
+fn parse_cut_constraint(message: &str) -> Option<OomConstraint> {
+    let rest = message.strip_prefix("oom-kill:constraint=")?;
+    let uid = rest
+        .rsplit_once(",uid=")
+        .and_then(|(_, uid)| uid.trim_end().parse::<u32>().ok());
+    let (constraint, rest) = rest.split_once(',')?;
+    if constraint.is_empty()
+        || !constraint
+            .bytes()
+            .all(|b| b.is_ascii_uppercase() || b == b'_')
+    {
+        return None;
+    }
+    // The value of `key` up to the first of `next` keys after it.
+    let whole = |key: &str, next: &[&str]| -> Option<String> {
+        let start = rest.find(key)? + key.len();
+        let value = &rest[start..];
+        next.iter()
+            .filter_map(|n| value.find(n))
+            .min()
+            .map(|end| value[..end].to_owned())
+    };
+    let global_oom = rest.contains(",global_oom,") || rest.ends_with(",global_oom");
+    Some(OomConstraint {
+        constraint: constraint.to_owned(),
+        nodemask: whole("nodemask=", &[",cpuset=", ",oom_memcg=", ",global_oom"])
+            .unwrap_or_default(),
+        cpuset: whole(",cpuset=", &[",mems_allowed="]),
+        mems_allowed: whole(",mems_allowed=", &[",oom_memcg=", ",global_oom"]),
+        oom_memcg: whole(",oom_memcg=", &[",task_memcg="]),
+        global_oom,
+        task_memcg: whole(",task_memcg=", &[",task="]),
+        task: whole(",task=", &[",pid="]),
+        pid: whole(",pid=", &[",uid="]).and_then(|pid| pid.parse().ok()),
+        uid,
+        truncated: uid.is_none(),
     })
 }
 
@@ -736,10 +1045,10 @@ mod tests {
             killed: KilledProcess {
                 pid: 11976,
                 comm: "python3".into(),
-                total_vm_kb: 67784,
-                anon_rss_kb: 50816,
-                file_rss_kb: 5140,
-                shmem_rss_kb: 0,
+                total_vm_kb: Some(67784),
+                anon_rss_kb: Some(50816),
+                file_rss_kb: Some(5140),
+                shmem_rss_kb: Some(0),
                 uid: Some(0),
                 pgtables_kb: Some(156),
                 oom_score_adj: Some(0),
@@ -762,6 +1071,8 @@ mod tests {
             task_count: 1,
             oom_group: None,
             repeated_victim: false,
+            selected: None,
+            unfinished: None,
             first_seq: 341,
             last_seq: 418,
             monotonic_us: 391799786,
@@ -843,7 +1154,7 @@ Out of memory: Killed process 4242 (stress) total-vm:2000000kB, anon-rss:1919600
         assert_eq!(report.killed.reason.as_deref(), Some("Out of memory"));
         assert_eq!(report.killed.pid, 4242);
         assert_eq!(report.killed.uid, Some(1000));
-        assert_eq!(report.killed.anon_rss_kb, 1919600);
+        assert_eq!(report.killed.anon_rss_kb, Some(1919600));
         assert_eq!(report.task_count, 3);
         let rows: Vec<(i32, &str, u64, i32)> = report
             .tasks
@@ -882,10 +1193,10 @@ Out of memory: Killed process 4242 (stress) total-vm:2000000kB, anon-rss:1919600
                 killed: KilledProcess {
                     pid: 300,
                     comm: "java".into(),
-                    total_vm_kb: 4000,
-                    anon_rss_kb: 3000,
-                    file_rss_kb: 100,
-                    shmem_rss_kb: 8,
+                    total_vm_kb: Some(4000),
+                    anon_rss_kb: Some(3000),
+                    file_rss_kb: Some(100),
+                    shmem_rss_kb: Some(8),
                     uid: Some(33),
                     pgtables_kb: Some(40),
                     oom_score_adj: Some(900),
@@ -927,9 +1238,9 @@ Out of memory: Killed process 4242 (stress) total-vm:2000000kB, anon-rss:1919600
             KilledProcess {
                 pid: 2592,
                 comm: "oom".into(),
-                total_vm_kb: 842956,
-                anon_rss_kb: 800000,
-                file_rss_kb: 12,
+                total_vm_kb: Some(842956),
+                anon_rss_kb: Some(800000),
+                file_rss_kb: Some(12),
                 ..KilledProcess::default()
             }
         );
@@ -942,7 +1253,7 @@ Out of memory: Killed process 4242 (stress) total-vm:2000000kB, anon-rss:1919600
         )
         .unwrap();
         assert_eq!(killed.comm, "a (b) c");
-        assert_eq!(killed.shmem_rss_kb, 2);
+        assert_eq!(killed.shmem_rss_kb, Some(2));
         assert_eq!(
             (killed.uid, killed.pgtables_kb, killed.oom_score_adj),
             (None, None, None)
@@ -965,7 +1276,6 @@ Out of memory: Killed process 4242 (stress) total-vm:2000000kB, anon-rss:1919600
         for message in [
             "Killed process",
             "Killed process x (a) total-vm:1kB, anon-rss:1kB, file-rss:1kB",
-            "Killed process 1 (a) total-vm:1kB, anon-rss:1kB",
             "Killed process 1 (a) total-vm:1MB, anon-rss:1kB, file-rss:1kB",
             "Killed process 1 (a total-vm:1kB, anon-rss:1kB, file-rss:1kB",
             "Out of memory: Killed process 1 (a) total-vm:1kB, anon-rss:1kB, file-rss:1kB, UID:x",
@@ -1126,7 +1436,7 @@ Killed process 812 (sshd) total-vm:112004kB, anon-rss:48000kB, file-rss:0kB, shm
         );
         // "Kill process ... or sacrifice child" is not a kill yet.
         assert_eq!(report.killed.pid, 812);
-        assert_eq!(report.killed.total_vm_kb, 112004);
+        assert_eq!(report.killed.total_vm_kb, Some(112004));
     }
 
     #[test]
@@ -1230,9 +1540,10 @@ Memory cgroup out of memory: Killed process 2 (x) total-vm:1kB, anon-rss:1kB, fi
                 oom_memcg: None,
                 global_oom: true,
                 task_memcg: Some("/".into()),
-                task: "a,b pid=1".into(),
-                pid: 5096,
-                uid: 0,
+                task: Some("a,b pid=1".into()),
+                pid: Some(5096),
+                uid: Some(0),
+                truncated: false,
             })
         );
         let memcg = parse_constraint("oom-kill:constraint=CONSTRAINT_MEMCG,nodemask=(null),cpuset=ef80a8,mems_allowed=0,oom_memcg=/kubepods/burstable/podfbdf,task_memcg=/kubepods/burstable/podfbdf/ef80a8,task=manager,pid=966,uid=0").unwrap();
@@ -1248,12 +1559,49 @@ Memory cgroup out of memory: Killed process 2 (x) total-vm:1kB, anon-rss:1kB, fi
         assert!(!memcg.global_oom);
         for bad in [
             "oom-kill:constraint=X",
-            "oom-kill:constraint=X,nodemask=(null),cpuset=/,mems_allowed=0,task=a,pid=1,uid=0",
-            "oom-kill:constraint=X,nodemask=(null),global_oom,task_memcg=/,task=a,pid=x,uid=0",
+            "oom-kill:constraint=x y,nodemask=(null),cpuset=/,mems_allowed=0,task=a,pid=1,ui",
             "constraint=X,nodemask=(null),global_oom,task_memcg=/,task=a,pid=1,uid=0",
         ] {
             assert_eq!(parse_constraint(bad), None, "{bad}");
         }
+        // Whole but without the OOM domain: what it has.
+        let odd = parse_constraint(
+            "oom-kill:constraint=X,nodemask=(null),cpuset=/,mems_allowed=0,task=a,pid=1,uid=0",
+        )
+        .unwrap();
+        assert_eq!(
+            (odd.task.as_deref(), odd.pid, odd.uid, odd.truncated),
+            (Some("a"), Some(1), Some(0), false)
+        );
+    }
+
+    #[test]
+    fn a_constraint_line_cut_short_gives_its_whole_fields() {
+        let cut = parse_constraint(
+            "oom-kill:constraint=CONSTRAINT_MEMCG,nodemask=(null),cpuset=/,mems_allowed=0,oom_memcg=/kubepods/burstable/pod1,task_memcg=/kubepods/burs",
+        )
+        .unwrap();
+        assert_eq!(cut.constraint, "CONSTRAINT_MEMCG");
+        assert_eq!(cut.oom_memcg.as_deref(), Some("/kubepods/burstable/pod1"));
+        assert_eq!(cut.task_memcg, None, "cut inside: unknown");
+        assert_eq!((cut.task, cut.pid, cut.uid), (None, None, None));
+        assert!(cut.truncated);
+        let cut = parse_constraint(
+            "oom-kill:constraint=CONSTRAINT_NONE,nodemask=(null),cpuset=/,mems_allowed=0,global_oom,task_memcg=/user.slice,task=stress,pid=42",
+        )
+        .unwrap();
+        assert!(cut.global_oom && cut.truncated);
+        assert_eq!(cut.task_memcg.as_deref(), Some("/user.slice"));
+        assert_eq!(cut.task.as_deref(), Some("stress"));
+        assert_eq!(cut.pid, None, "the pid may be cut");
+        // In a report, the cut summary still gives the domain.
+        let reports = assemble(&messages(
+            1,
+            "oom-kill:constraint=CONSTRAINT_MEMCG,nodemask=(null),cpuset=/,mems_allowed=0,oom_memcg=/k,task_memcg=/k/c,task=jav\n\
+             Memory cgroup out of memory: Killed process 5 (java) total-vm:1kB, anon-rss:1kB, file-rss:0kB, shmem-rss:0kB, UID:0 pgtables:4kB oom_score_adj:0",
+        ));
+        assert_eq!(reports[0].oom_memcg.as_deref(), Some("/k"));
+        assert_eq!(reports[0].task_memcg.as_deref(), Some("/k/c"));
     }
 
     #[test]

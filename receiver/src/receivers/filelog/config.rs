@@ -143,6 +143,10 @@ pub struct FilelogReceiverConfig {
     /// `false`: only lines the pattern library matches become records;
     /// `true`: every line does (matched ones carry `oom.*` attributes).
     pub include_all: bool,
+    /// The kernel's OOM report found in a file (kern.log, messages, a
+    /// saved dmesg) becomes one record with the `kmsg` receiver's report
+    /// attributes, instead of a record per matching line.
+    pub oom_reports: bool,
     /// How long a partial line at the end of a file, or a multiline record,
     /// waits for more before it is emitted as it is.
     pub force_flush_period: GoDuration,
@@ -173,6 +177,7 @@ impl Default for FilelogReceiverConfig {
             patterns: Vec::new(),
             disable_patterns: Vec::new(),
             include_all: false,
+            oom_reports: true,
             force_flush_period: GoDuration::from_millis(500),
             multiline: MultilineConfig::default(),
             encoding: "utf-8".to_string(),

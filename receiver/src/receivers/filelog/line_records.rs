@@ -19,6 +19,20 @@ use crate::pipeline::{Batch, DynConsumer, Payload};
 
 pub const SCOPE_NAME: &str = "oomscope/filelog";
 
+/// `log.file.name` and `log.file.path`, as configured.
+pub fn file_attributes(cfg: &FilelogReceiverConfig, path: &Path) -> Vec<KeyValue> {
+    let mut attributes = Vec::new();
+    if cfg.include_file_name {
+        if let Some(name) = path.file_name() {
+            attributes.push(kv_str("log.file.name", &name.to_string_lossy()));
+        }
+    }
+    if cfg.include_file_path {
+        attributes.push(kv_str("log.file.path", &path.to_string_lossy()));
+    }
+    attributes
+}
+
 /// `identity`: attributes of the file's container (see [`super::container`]).
 pub fn log_record(
     cfg: &FilelogReceiverConfig,
@@ -28,14 +42,7 @@ pub fn log_record(
 ) -> LogRecord {
     let mut attributes = identity.to_vec();
     if let Some(path) = path {
-        if cfg.include_file_name {
-            if let Some(name) = path.file_name() {
-                attributes.push(kv_str("log.file.name", &name.to_string_lossy()));
-            }
-        }
-        if cfg.include_file_path {
-            attributes.push(kv_str("log.file.path", &path.to_string_lossy()));
-        }
+        attributes.extend(file_attributes(cfg, path));
     }
     if let Some(stream) = a.stream {
         attributes.push(kv_str("log.iostream", stream.as_str()));

@@ -46,16 +46,43 @@ use crate::component::{
     BuildContext, Factory, ReceiverConfig, ReceiverFactory, Stability, StartFuture,
 };
 use crate::config::{from_node, ConfigError, Node};
+use crate::kernel_log::report_record::{self, KERNEL_RUNTIME};
+use crate::kernel_log::text::TimeContext;
+use crate::kernel_log::text_reports::{TextEvent, TextReports};
 use crate::patterns::match_counts::MatchCounts;
 use crate::patterns::Library;
 use crate::pipeline::ack::BatchNotifier;
-use crate::pipeline::data::scoped_logs;
+use crate::pipeline::data::{kv_str, scoped_logs};
 use crate::pipeline::{consume_retrying, ConsumeError, DynConsumer, Payload, Signal};
 use checkpoint::{Checkpoints, InFlight, Resumed};
 pub use config::{ByteSize, FilelogReceiverConfig, LogFormat, MultilineConfig, StartAt};
 use container::Decoder;
 use multiline::{Assembled, Assembler};
 use reader::{fingerprint, FileReader, ReadOutcome};
+
+/// How times in a file's line prefixes are read when they state no zone or
+/// year: this host's zone now, this year.
+fn report_time_context() -> TimeContext {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+    TimeContext::from_reference(now, local_utc_offset(now))
+}
+
+/// This host's UTC offset at `unix_seconds`, in seconds (0 when unknown).
+fn local_utc_offset(unix_seconds: i64) -> i32 {
+    // time_t is i64 on the 64-bit targets this agent is built for.
+    let t: libc::time_t = unix_seconds;
+    // SAFETY: localtime_r writes only into `tm`, which outlives the call;
+    // it is the thread-safe variant.
+    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
+    let ok = unsafe { !libc::localtime_r(&t, &mut tm).is_null() };
+    if ok {
+        i32::try_from(tm.tm_gmtoff).unwrap_or(0)
+    } else {
+        0
+    }
+}
 
 /// Batches sent and not yet acknowledged, per receiver.
 const MAX_IN_FLIGHT: usize = 64;
@@ -74,6 +101,20 @@ const SCAN_CHUNK: usize = 256 * 1024;
 /// Polls a file that no longer matches `include` stays open (a writer may
 /// still append to a renamed file until it reopens its log).
 const CLOSE_AFTER_UNMATCHED_POLLS: u32 = 3;
+/// Text that starts a kernel OOM report (or what is left of one whose
+/// header the kernel's rate limit dropped).
+const REPORT_LITERALS: &[&str] = &[
+    " invoked oom-killer: ",
+    "oom-kill:constraint=",
+    "Killed process ",
+    "ill process ",
+];
+/// How long a report waits for its "Killed process" line while its file
+/// does not grow.
+const REPORT_WAIT: Duration = Duration::from_secs(5);
+/// Most report line offsets remembered per file (far more than a report
+/// has lines; reset when full).
+const MAX_REPORT_LINE_OFFSETS: usize = 64 * 1024;
 /// Paths taken from the globs per poll.
 const MAX_PATHS: usize = 100_000;
 /// Paths remembered for warn-once messages.
@@ -201,6 +242,13 @@ struct Known {
     /// Container runtime format decoding, before `assembler`.
     decoder: Decoder,
     assembler: Assembler,
+    /// The kernel's OOM reports in the file (`oom_reports`).
+    reports: Option<TextReports>,
+    /// End offsets of lines that went into a report: their own pattern
+    /// records are not sent (the report carries them).
+    report_lines: HashSet<u64>,
+    /// Since when a report has waited without the file growing.
+    report_wait_since: Option<std::time::Instant>,
     last_seen_poll: u64,
     unmatched_polls: u32,
 }
@@ -255,6 +303,12 @@ impl Tailer {
         } else {
             let mut literals = library.literals().to_vec();
             literals.push(multiline::PYTHON_TRACEBACK.as_bytes().to_vec());
+            if cfg.oom_reports {
+                // A report's first lines stop the fast read even when
+                // their patterns are disabled; the rest is then read line
+                // by line until the report ends.
+                literals.extend(REPORT_LITERALS.iter().map(|l| l.as_bytes().to_vec()));
+            }
             match AhoCorasick::builder()
                 .match_kind(aho_corasick::MatchKind::LeftmostFirst)
                 .build(&literals)
@@ -315,6 +369,12 @@ impl Tailer {
             reader: None,
             decoder: Decoder::new(self.cfg.format, self.max_log_size()),
             assembler: Assembler::new(self.line_start.clone(), self.max_log_size()),
+            reports: self
+                .cfg
+                .oom_reports
+                .then(|| TextReports::new(report_time_context())),
+            report_lines: HashSet::new(),
+            report_wait_since: None,
             last_seen_poll: self.poll,
             unmatched_polls: 0,
         });
@@ -521,7 +581,8 @@ impl Tailer {
                 let same = fingerprint(&r.file, k.fingerprint.len().min(fp_size))
                     .map(|fp| fp == k.fingerprint)
                     .unwrap_or(false);
-                let holding = k.assembler.is_holding();
+                let holding = k.assembler.is_holding()
+                    || k.reports.as_ref().is_some_and(TextReports::is_pending);
                 let outcome = match &self.finder {
                     _ if !same => Ok(ReadOutcome::Truncated),
                     Some(finder) if k.decoder.is_plain() && !holding => r
@@ -576,6 +637,7 @@ impl Tailer {
                     }
                 }
             }
+            self.finish_stalled_report(i, start_offset);
             let mut lines = Vec::new();
             self.files[i].decoder.flush_due(flush_period, &mut lines);
             self.assemble(i, lines, handle);
@@ -614,6 +676,12 @@ impl Tailer {
         let mut out = Vec::new();
         self.files[i].assembler.flush(&mut out);
         self.take_assembled(i, out, handle);
+        if let Some(reports) = &mut self.files[i].reports {
+            // A report the file ended inside of is sent with what it has.
+            let mut events = Vec::new();
+            reports.finish(&mut events);
+            self.take_report_events(i, &mut events);
+        }
         self.files[i].reader = None;
     }
 
@@ -656,13 +724,74 @@ impl Tailer {
             return;
         }
         let mut out = Vec::new();
+        let mut events = Vec::new();
         for line in lines {
+            let k = &mut self.files[i];
+            if let Some(reports) = &mut k.reports {
+                if reports.push_line(&line.text, &mut events) {
+                    if k.report_lines.len() >= MAX_REPORT_LINE_OFFSETS {
+                        k.report_lines.clear();
+                    }
+                    k.report_lines.insert(line.end_offset);
+                }
+                self.take_report_events(i, &mut events);
+            }
             self.files[i].assembler.push(&self.library, line, &mut out);
             if out.len() >= MAX_BATCH_RECORDS {
                 self.take_assembled(i, std::mem::take(&mut out), handle);
             }
         }
         self.take_assembled(i, out, handle);
+    }
+
+    /// A report of file `i` that waits for its "Killed process" line while
+    /// nothing is written for [`REPORT_WAIT`] is sent with what it has: the
+    /// kernel writes a report at once, so the rest is not coming (a file
+    /// holding part of a report).
+    fn finish_stalled_report(&mut self, i: usize, start_offset: u64) {
+        let k = &mut self.files[i];
+        let Some(reports) = &mut k.reports else {
+            return;
+        };
+        let grew = k.reader.as_ref().is_some_and(|r| r.offset != start_offset);
+        if !reports.is_pending() || grew {
+            k.report_wait_since = None;
+            return;
+        }
+        let since = *k.report_wait_since.get_or_insert_with(std::time::Instant::now);
+        if since.elapsed() >= REPORT_WAIT {
+            k.report_wait_since = None;
+            let mut events = Vec::new();
+            reports.finish(&mut events);
+            self.take_report_events(i, &mut events);
+        }
+    }
+
+    /// Kernel OOM reports of file `i` as records.
+    fn take_report_events(&mut self, i: usize, events: &mut Vec<TextEvent>) {
+        for event in events.drain(..) {
+            let TextEvent::Report(text) = event else {
+                continue;
+            };
+            let k = &self.files[i];
+            let mut extra = k.decoder.identity().to_vec();
+            if let Some(path) = k.reader.as_ref().map(|r| r.path.as_path()) {
+                extra.extend(line_records::file_attributes(&self.cfg, path));
+            }
+            if let Some(host) = &text.host {
+                extra.push(kv_str("hostname", host));
+            }
+            self.counts.lock().unwrap_or_else(|p| p.into_inner()).count(
+                report_record::OOM_REPORT_PATTERN,
+                report_record::KERNEL_RUNTIME,
+            );
+            self.records.push(report_record::report_log(
+                &text.report,
+                text.body,
+                text.time_unix_nano.unwrap_or(0),
+                extra,
+            ));
+        }
     }
 
     fn take_assembled(&mut self, i: usize, out: Vec<Assembled>, handle: &Handle) {
@@ -675,6 +804,16 @@ impl Tailer {
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
                     .count(&m.pattern, &m.runtime);
+            }
+            // A report's line: sent within the report's record.
+            let in_report = k.report_lines.remove(&a.end_offset)
+                && a.matched
+                    .as_ref()
+                    .is_some_and(|m| m.runtime == KERNEL_RUNTIME);
+            if in_report && !self.cfg.include_all {
+                let e = self.offsets.entry(id).or_insert(0);
+                *e = (*e).max(a.end_offset);
+                continue;
             }
             if self.cfg.include_all || a.matched.is_some() {
                 let path = k.reader.as_ref().map(|r| r.path.as_path());

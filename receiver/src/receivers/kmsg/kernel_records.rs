@@ -1,12 +1,12 @@
 //! Kernel records as OTLP: one LogRecord per record kept, per grouped OOM
 //! report and per gap, and the receiver's counters.
 
-use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, ArrayValue, KeyValue};
+use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
 use opentelemetry_proto::tonic::logs::v1::{LogRecord, SeverityNumber};
 use opentelemetry_proto::tonic::metrics::v1::ResourceMetrics;
 
 use super::metrics;
-use crate::kernel_log::{KmsgRecord, OomReport};
+use crate::kernel_log::{report_record, KmsgRecord, OomReport};
 use crate::metric_catalog::{self, MetricsBuilder};
 use crate::patterns::match_counts::MatchCounts;
 use crate::patterns::Match;
@@ -14,10 +14,7 @@ use crate::pipeline::data::{kv, scoped_metrics};
 
 pub const SCOPE_NAME: &str = "oomscope/kmsg";
 
-/// `oom.pattern` of the grouped kernel OOM report.
-pub const OOM_REPORT_PATTERN: &str = "kernel.oom_report";
-/// `oom.runtime` of everything the kernel reports.
-pub const KERNEL_RUNTIME: &str = "kernel";
+pub use crate::kernel_log::report_record::{KERNEL_RUNTIME, OOM_REPORT_PATTERN};
 
 fn string(value: &str) -> any_value::Value {
     any_value::Value::StringValue(value.to_owned())
@@ -108,111 +105,12 @@ pub fn oom_report_log(
 ) -> LogRecord {
     let mut attributes = kmsg_attributes(last);
     attributes.push(kv("kmsg.sequence.first", uint(report.first_seq)));
-    attributes.push(kv("oom.pattern", string(OOM_REPORT_PATTERN)));
-    attributes.push(kv("oom.runtime", string(KERNEL_RUNTIME)));
-    let mut opt_string = |key: &str, value: &Option<String>| {
-        if let Some(value) = value {
-            attributes.push(kv(key, string(value)));
-        }
-    };
-    opt_string("oom.trigger.comm", &report.trigger_comm);
-    opt_string("oom.gfp_mask", &report.gfp_mask);
-    opt_string("oom.constraint", &report.constraint);
-    opt_string("oom.memcg", &report.oom_memcg);
-    opt_string("oom.victim.cgroup", &report.task_memcg);
-    opt_string("oom.group", &report.oom_group);
-    opt_string("oom.reason", &report.killed.reason);
-    if report.repeated_victim {
-        // The kernel's second "Killed process" line for the group's victim.
-        attributes.push(kv("oom.victim.repeated", any_value::Value::BoolValue(true)));
-    }
-    if let Some(pid) = report.trigger_pid {
-        attributes.push(kv("oom.trigger.pid", int(i64::from(pid))));
-    }
-    if let Some(order) = report.order {
-        attributes.push(kv("oom.order", int(i64::from(order))));
-    }
-    let trigger_type = if report.global_oom {
-        Some("system")
-    } else if report.oom_memcg.is_some() || report.constraint.as_deref() == Some("CONSTRAINT_MEMCG")
-    {
-        Some("cgroup")
-    } else {
-        None
-    };
-    if let Some(trigger_type) = trigger_type {
-        attributes.push(kv("oom.trigger_type", string(trigger_type)));
-    }
-    let killed = &report.killed;
-    attributes.push(kv("process.pid", int(i64::from(killed.pid))));
-    attributes.push(kv("oom.victim.comm", string(&killed.comm)));
-    for (key, kb) in [
-        ("oom.victim.total_vm", Some(killed.total_vm_kb)),
-        ("oom.victim.anon_rss", Some(killed.anon_rss_kb)),
-        ("oom.victim.file_rss", Some(killed.file_rss_kb)),
-        ("oom.victim.shmem_rss", Some(killed.shmem_rss_kb)),
-        ("oom.victim.pgtables", killed.pgtables_kb),
-    ] {
-        if let Some(kb) = kb {
-            attributes.push(kv(key, uint(kb.saturating_mul(1024))));
-        }
-    }
-    if let Some(uid) = killed.uid {
-        attributes.push(kv("user.id", int(i64::from(uid))));
-    }
-    if let Some(adj) = killed.oom_score_adj {
-        attributes.push(kv("oom.victim.oom_score_adj", int(i64::from(adj))));
-    }
-    for (key, value) in [
-        ("oom.memcg.usage", report.memcg_usage_bytes),
-        ("oom.memcg.limit", report.memcg_limit_bytes),
-        ("oom.memcg.failcnt", report.memcg_failcnt),
-        ("oom.memcg.swap.usage", report.memcg_swap_usage_bytes),
-        ("oom.memcg.swap.limit", report.memcg_swap_limit_bytes),
-    ] {
-        if let Some(value) = value {
-            attributes.push(kv(key, uint(value)));
-        }
-    }
-    if report.task_count > 0 {
-        attributes.push(kv(
-            "oom.tasks.count",
-            uint(u64::try_from(report.task_count).unwrap_or(u64::MAX)),
-        ));
-        let rows = report
-            .tasks
-            .iter()
-            .map(|task| AnyValue {
-                value: Some(string(&format!(
-                    "pid={} uid={} tgid={} total_vm={} rss={} pgtables={} swapents={} oom_score_adj={} name={}",
-                    task.pid,
-                    task.uid,
-                    task.tgid,
-                    task.total_vm_bytes,
-                    task.rss_bytes,
-                    task.pgtables_bytes,
-                    task.swapents,
-                    task.oom_score_adj,
-                    task.name
-                ))),
-            })
-            .collect();
-        attributes.push(kv(
-            "oom.tasks.largest",
-            any_value::Value::ArrayValue(ArrayValue { values: rows }),
-        ));
-    }
-    LogRecord {
-        time_unix_nano: clock.unix_nano(report.monotonic_us),
-        observed_time_unix_nano: unix_now_nanos(),
-        severity_number: SeverityNumber::Error as i32,
-        severity_text: "ERROR".to_owned(),
-        body: Some(AnyValue {
-            value: Some(string(&body)),
-        }),
+    report_record::report_log(
+        report,
+        body,
+        clock.unix_nano(report.monotonic_us),
         attributes,
-        ..Default::default()
-    }
+    )
 }
 
 /// Records overwritten in the ring buffer before they were read.

@@ -441,7 +441,20 @@ impl KmsgReceiver {
     fn on_record(&mut self, kernel_record: &KmsgRecord) {
         self.read_through = Some(kernel_record.seq);
         let clock = Clock::now();
-        let in_report = if let Some(report) = self.assembler.push(kernel_record) {
+        let completed = self.assembler.push(kernel_record);
+        if let Some(unfinished) = self.assembler.take_unfinished() {
+            // What a report without its "Killed process" line had, noted.
+            let body = self.take_unfinished_text(&unfinished, kernel_record);
+            if self.cfg.oom_reports {
+                self.pending.push(kernel_records::oom_report_log(
+                    &unfinished,
+                    body,
+                    kernel_record,
+                    clock,
+                ));
+            }
+        }
+        let in_report = if let Some(report) = completed {
             let body = self.take_report_text(&report, kernel_record);
             if self.cfg.oom_reports {
                 self.counters
@@ -513,6 +526,24 @@ impl KmsgReceiver {
         }
         self.report_bytes = 0;
         text.push_str(&last.message);
+        text
+    }
+
+    /// The text of a report that ended without its "Killed process" line:
+    /// its lines, `current` included when it is the report's last.
+    fn take_unfinished_text(&mut self, report: &OomReport, current: &KmsgRecord) -> String {
+        let mut lines: Vec<&str> = self
+            .report_lines
+            .iter()
+            .filter(|(seq, _)| (report.first_seq..=report.last_seq).contains(seq))
+            .map(|(_, line)| line.as_str())
+            .collect();
+        if current.seq == report.last_seq {
+            lines.push(&current.message);
+        }
+        let text = lines.join("\n");
+        self.report_lines.clear();
+        self.report_bytes = 0;
         text
     }
 

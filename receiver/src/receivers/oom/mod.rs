@@ -946,13 +946,12 @@ impl Correlator {
         if v.comm.is_empty() {
             v.comm = k.comm.clone();
         }
-        v.total_vm = Some(k.total_vm_kb.saturating_mul(1024));
-        v.anon_rss = Some(k.anon_rss_kb.saturating_mul(1024));
-        v.file_rss = Some(k.file_rss_kb.saturating_mul(1024));
-        v.shmem_rss = Some(k.shmem_rss_kb.saturating_mul(1024));
-        if let Some(p) = k.pgtables_kb {
-            v.pgtables = Some(p.saturating_mul(1024));
-        }
+        let bytes = |kb: Option<u64>| kb.map(|kb| kb.saturating_mul(1024));
+        v.total_vm = bytes(k.total_vm_kb).or(v.total_vm);
+        v.anon_rss = bytes(k.anon_rss_kb).or(v.anon_rss);
+        v.file_rss = bytes(k.file_rss_kb).or(v.file_rss);
+        v.shmem_rss = bytes(k.shmem_rss_kb).or(v.shmem_rss);
+        v.pgtables = bytes(k.pgtables_kb).or(v.pgtables);
         v.uid = v.uid.or(k.uid);
         v.oom_score_adj = k.oom_score_adj.or(v.oom_score_adj);
         // The kernel's view at the moment of the kill wins over /proc, which
@@ -1292,10 +1291,10 @@ mod tests {
             killed: KilledProcess {
                 pid,
                 comm: "test".into(),
-                total_vm_kb: 300,
-                anon_rss_kb: 200,
-                file_rss_kb: 10,
-                shmem_rss_kb: 0,
+                total_vm_kb: Some(300),
+                anon_rss_kb: Some(200),
+                file_rss_kb: Some(10),
+                shmem_rss_kb: Some(0),
                 uid: Some(7),
                 pgtables_kb: Some(4),
                 oom_score_adj: Some(0),
