@@ -1271,6 +1271,123 @@ Out of memory: Killed process 4242 (stress) total-vm:2000000kB, anon-rss:1919600
         assert_eq!(reports[0].killed.pid, 2592);
     }
 
+    /// Forms of 2.6.32-3.x kernels the collected samples do not all hold
+    /// (format strings of mm/oom_kill.c at v2.6.32, v2.6.33 and v2.6.36).
+    #[test]
+    fn parses_the_forms_of_the_oldest_kernels() {
+        // 2.6.32: the pid and comm alone.
+        let bare = parse_killed_process("Killed process 2602 (java)").unwrap();
+        assert_eq!((bare.pid, bare.comm.as_str()), (2602, "java"));
+        assert_eq!((bare.total_vm_kb, bare.anon_rss_kb), (None, None));
+        // 2.6.33-35: vsz.
+        let vsz = parse_killed_process(
+            "Killed process 2602 (java) vsz:2099216kB, anon-rss:1183668kB, file-rss:172kB",
+        )
+        .unwrap();
+        assert_eq!(vsz.total_vm_kb, Some(2099216));
+        assert_eq!(vsz.anon_rss_kb, Some(1183668));
+        // RHEL 6 and 7.
+        let rhel6 = parse_killed_process(
+            "Killed process 2602, UID 498, (java) total-vm:2099216kB, anon-rss:1183668kB, file-rss:172kB",
+        )
+        .unwrap();
+        assert_eq!(
+            (rhel6.pid, rhel6.uid, rhel6.comm.as_str()),
+            (2602, Some(498), "java")
+        );
+        let rhel7 = parse_killed_process(
+            "Killed process 9013 (my (odd) app), UID 1000, total-vm:3427264kB, anon-rss:1245792kB, file-rss:0kB, shmem-rss:0kB",
+        )
+        .unwrap();
+        assert_eq!(
+            (
+                rhel7.pid,
+                rhel7.uid,
+                rhel7.comm.as_str(),
+                rhel7.shmem_rss_kb
+            ),
+            (9013, Some(1000), "my (odd) app", Some(0))
+        );
+        // The choice: "or a child" (2.6.32-35) and "or sacrifice child".
+        let old =
+            parse_selected("Out of memory: kill process 1200 (bash) score 800 or a child").unwrap();
+        assert_eq!((old.pid, old.score), (1200, Some(800)));
+        let memcg = parse_selected(
+            "Memory cgroup out of memory: Kill process 1200 (a) b) score 0 or sacrifice child",
+        )
+        .unwrap();
+        assert_eq!(memcg.comm, "a) b");
+        assert_eq!(memcg.reason.as_deref(), Some("Memory cgroup out of memory"));
+        assert_eq!(
+            parse_selected("Kill process 1 (a) sharing same memory"),
+            None
+        );
+        // The report: a child of the chosen task killed; the reason and
+        // the trigger pid from the old lines.
+        let reports = assemble(&messages(
+            1,
+            "bash invoked oom-killer: gfp_mask=0x201da, order=0, oom_adj=0, oom_score_adj=0\n\
+             Pid: 1200, comm: bash Not tainted 2.6.32-431.el6.x86_64 #1\n\
+             Out of memory: Kill process 1200 (bash) score 800 or sacrifice child\n\
+             Killed process 1300, UID 0, (sleep) total-vm:4000kB, anon-rss:100kB, file-rss:10kB",
+        ));
+        assert_eq!(reports.len(), 1);
+        let r = &reports[0];
+        assert_eq!((r.killed.pid, r.killed.comm.as_str()), (1300, "sleep"));
+        assert_eq!(r.selected.as_ref().map(|s| s.pid), Some(1200));
+        assert_eq!(r.killed.reason.as_deref(), Some("Out of memory"));
+        assert!(r.global_oom);
+        assert_eq!(r.trigger_pid, Some(1200));
+        assert_eq!(r.trigger_oom_score_adj, Some(0));
+    }
+
+    #[test]
+    fn reaper_lines_and_exiting_victims() {
+        assert_eq!(
+            parse_reaped(
+                "oom_reaper: reaped process 11976 (python3), now anon-rss:0kB, file-rss:0kB, shmem-rss:4kB"
+            ),
+            Some(Reaped {
+                pid: 11976,
+                comm: "python3".into(),
+                anon_rss_kb: Some(0),
+                file_rss_kb: Some(0),
+                shmem_rss_kb: Some(4),
+            })
+        );
+        let mut assembler = OomReportAssembler::with_page_size(PAGE);
+        for (seq, message) in [
+            "java invoked oom-killer: gfp_mask=0xcc0(GFP_KERNEL), order=0, oom_score_adj=0",
+            "Memory cgroup out of memory: OOM victim 77 (java) is already exiting. Skip killing the task",
+        ]
+        .iter()
+        .enumerate()
+        {
+            assert_eq!(assembler.push_message(seq as u64, 5, message), None);
+        }
+        let unfinished = assembler.take_unfinished().unwrap();
+        assert_eq!(
+            unfinished.unfinished,
+            Some(Unfinished::VictimExiting {
+                pid: 77,
+                comm: "java".into()
+            })
+        );
+        assert_eq!((unfinished.first_seq, unfinished.last_seq), (0, 1));
+        assert_eq!(assembler.take_unfinished(), None);
+        // The end of the text ends a report too.
+        assembler.push_message(
+            2,
+            6,
+            "x invoked oom-killer: gfp_mask=0xcc0(GFP_KERNEL), order=0, oom_score_adj=0",
+        );
+        assembler.finish();
+        assert_eq!(
+            assembler.take_unfinished().and_then(|r| r.unfinished),
+            Some(Unfinished::InputEnded)
+        );
+    }
+
     #[test]
     fn rejects_malformed_killed_lines() {
         for message in [

@@ -734,7 +734,11 @@ impl Tailer {
                     }
                     k.report_lines.insert(line.end_offset);
                 }
-                self.take_report_events(i, &mut events);
+                if !events.is_empty() {
+                    // Records of the lines before the report go first.
+                    self.take_assembled(i, std::mem::take(&mut out), handle);
+                    self.take_report_events(i, &mut events);
+                }
             }
             self.files[i].assembler.push(&self.library, line, &mut out);
             if out.len() >= MAX_BATCH_RECORDS {
@@ -758,7 +762,9 @@ impl Tailer {
             k.report_wait_since = None;
             return;
         }
-        let since = *k.report_wait_since.get_or_insert_with(std::time::Instant::now);
+        let since = *k
+            .report_wait_since
+            .get_or_insert_with(std::time::Instant::now);
         if since.elapsed() >= REPORT_WAIT {
             k.report_wait_since = None;
             let mut events = Vec::new();

@@ -739,3 +739,153 @@ async fn matches_are_counted_per_pattern_and_runtime() {
         Some(any_value::Value::StringValue("go".into()))
     );
 }
+
+/// A kern.log holding a real report (an AKS node's syslog, 6 kills of one
+/// memory.oom.group, see tests/data/oom-reports/new/samples.json) between
+/// other lines, written in two parts: one record per kill with the report's
+/// attributes (ints where the oom receiver has ints), no record per report
+/// line, and the lines around it still matched on their own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kernel_report_in_a_file_is_one_record_per_kill() {
+    let sample = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../tests/data/oom-reports/new/aks-syslog-kubepods-oom-group-bash.txt"),
+    )
+    .expect("sample");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("kern.log");
+    // Cut after the line in the middle.
+    let cut = sample
+        .match_indices('\n')
+        .map(|(i, _)| i + 1)
+        .nth(sample.lines().count() / 2)
+        .expect("lines");
+    append(&path, b"fatal error: runtime: out of memory\n");
+    append(&path, sample[..cut].as_bytes());
+    let cfg = FilelogReceiverConfig {
+        include_all: false,
+        ..config(dir.path(), "*.log")
+    };
+    let running = run(&cfg, None, None).await;
+    wait_first_poll(&path).await;
+    // The report's rest comes later, as a tailed file's would.
+    append(&path, sample[cut..].as_bytes());
+    append(&path, b"fatal error: runtime: out of memory\n");
+    let mut rx = running.rx;
+    let got = records(&mut rx, 8).await;
+    let patterns: Vec<_> = got
+        .iter()
+        .map(|r| match attr(r, "oom.pattern") {
+            Some(any_value::Value::StringValue(p)) => p.as_str(),
+            _ => "",
+        })
+        .collect();
+    assert_eq!(
+        patterns,
+        [
+            "go.fatal_out_of_memory",
+            "kernel.oom_report",
+            "kernel.oom_report",
+            "kernel.oom_report",
+            "kernel.oom_report",
+            "kernel.oom_report",
+            "kernel.oom_report",
+            "go.fatal_out_of_memory",
+        ],
+        "{got:#?}"
+    );
+    let first = &got[1];
+    assert_eq!(
+        attr(first, "process.pid"),
+        Some(&any_value::Value::IntValue(7788))
+    );
+    assert_eq!(attr(first, "oom.victim.comm"), Some(&string("bash")));
+    assert_eq!(
+        attr(first, "oom.victim.anon_rss"),
+        Some(&any_value::Value::IntValue(7165824 * 1024))
+    );
+    assert_eq!(attr(first, "oom.memcg"), Some(&string("/kubepods.slice")));
+    assert_eq!(
+        attr(first, "oom.memcg.limit"),
+        Some(&any_value::Value::IntValue(7464436 * 1024))
+    );
+    assert_eq!(
+        attr(first, "oom.tasks.count"),
+        Some(&any_value::Value::IntValue(28))
+    );
+    assert_eq!(
+        attr(first, "oom.trigger.pid"),
+        Some(&any_value::Value::IntValue(7788))
+    );
+    assert_eq!(
+        attr(first, "hostname"),
+        Some(&string("aks-np0cas-14924781-vmss000008"))
+    );
+    assert_eq!(attr(first, "log.file.name"), Some(&string("kern.log")));
+    assert!(
+        body(first).starts_with("bash invoked oom-killer: "),
+        "{}",
+        body(first)
+    );
+    assert!(
+        body(first).contains("[   7788]"),
+        "the task table is in the body"
+    );
+    // The record's time is the syslog prefix's, read in this host's zone.
+    assert_ne!(first.time_unix_nano, 0);
+    let members: Vec<_> = got[2..7]
+        .iter()
+        .map(|r| {
+            (
+                attr(r, "process.pid").cloned(),
+                attr(r, "oom.group").cloned(),
+            )
+        })
+        .collect();
+    assert!(
+        members
+            .iter()
+            .all(|(_, group)| matches!(group, Some(any_value::Value::StringValue(g)) if g.ends_with(".scope"))),
+        "{members:?}"
+    );
+    assert!(quiet(&mut rx).await.is_empty(), "nothing more");
+}
+
+/// A report cut off inside its file is sent once the file stops growing,
+/// with what it has and a note.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_report_the_file_ends_inside_of_is_sent_with_a_note() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("messages");
+    append(
+        &path,
+        b"Mar  2 03:04:05 db1 kernel: [12345.678901] mysqld invoked oom-killer: gfp_mask=0x201da, order=0, oom_score_adj=0\n\
+          Mar  2 03:04:05 db1 kernel: [12345.678950] Pid: 2602, comm: mysqld Not tainted 2.6.32-431.el6.x86_64 #1\n\
+          Mar  2 03:04:05 db1 kernel: [12345.679001] Out of memory: Kill process 2602 (mysqld) score 901 or sacrifice child\n",
+    );
+    let cfg = FilelogReceiverConfig {
+        include_all: false,
+        ..config(dir.path(), "messages")
+    };
+    let running = run(&cfg, None, None).await;
+    let mut rx = running.rx;
+    let got = records(&mut rx, 1).await;
+    assert_eq!(got.len(), 1, "{got:#?}");
+    let r = &got[0];
+    assert_eq!(attr(r, "oom.pattern"), Some(&string("kernel.oom_report")));
+    assert_eq!(r.severity_text, "WARN");
+    assert!(
+        matches!(attr(r, "oom.report.incomplete"), Some(any_value::Value::StringValue(n)) if n.contains("Killed process")),
+        "{r:#?}"
+    );
+    assert_eq!(
+        attr(r, "oom.selected.pid"),
+        Some(&any_value::Value::IntValue(2602))
+    );
+    assert_eq!(
+        attr(r, "oom.trigger.pid"),
+        Some(&any_value::Value::IntValue(2602))
+    );
+    assert_eq!(attr(r, "process.pid"), None, "no process was killed");
+    assert_eq!(body(r).lines().count(), 3);
+}

@@ -775,3 +775,54 @@ async fn a_first_start_at_the_end_is_checkpointed_so_a_restart_misses_nothing() 
         .await;
     assert!(records.iter().any(|r| body(r).contains(TOKEN)));
 }
+
+/// A report that ends without its "Killed process" line (the kernel let an
+/// exiting victim go; a report cut by the next one) is still sent, with
+/// what it had and a note, as a warning.
+#[tokio::test]
+async fn reports_without_a_kill_are_sent_with_a_note() {
+    let dump = "\
+4,1,1000,-;java invoked oom-killer: gfp_mask=0xcc0(GFP_KERNEL), order=0, oom_score_adj=0
+4,2,1001,-;CPU: 1 UID: 0 PID: 77 Comm: java Not tainted 6.1.0 #1
+3,3,1002,-;Memory cgroup out of memory: OOM victim 77 (java) is already exiting. Skip killing the task
+4,4,2000,-;bash invoked oom-killer: gfp_mask=0xcc0(GFP_KERNEL), order=0, oom_score_adj=0
+4,5,3000,-;bash invoked oom-killer: gfp_mask=0xcc0(GFP_KERNEL), order=0, oom_score_adj=0
+3,6,3001,-;Memory cgroup out of memory: Killed process 88 (bash) total-vm:10kB, anon-rss:5kB, file-rss:1kB, shmem-rss:0kB, UID:0 pgtables:4kB oom_score_adj:0
+";
+    let harness = Harness::new(dump);
+    let cfg = KmsgReceiverConfig {
+        storage: None,
+        ..harness.config(false)
+    };
+    let (records, _) = harness
+        .run(&cfg, DeliveryStatus::Delivered, Until::Records(3))
+        .await;
+    let summary: Vec<_> = records
+        .iter()
+        .map(|r| {
+            (
+                r.severity_text.as_str(),
+                str_attr(r, "oom.report.incomplete")
+                    .map(|n| n.split(':').next().unwrap_or(n).to_owned()),
+                body(r).lines().count(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            ("WARN", Some("no process was killed".to_owned()), 3),
+            (
+                "WARN",
+                Some("the report has no \"Killed process\" line".to_owned()),
+                1
+            ),
+            ("ERROR", None, 2),
+        ],
+        "{records:#?}"
+    );
+    assert_eq!(
+        attr(&records[0].attributes, "oom.selected.pid"),
+        Some(&any_value::Value::IntValue(77))
+    );
+}
