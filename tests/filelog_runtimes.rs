@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use common::free_port;
 use common::oomscope::Oomscope;
-use common::otlp::{attr_str, FileContents};
+use common::otlp::{attr_int, attr_str, FileContents};
 use common::skip;
 
 const TIMEOUT: Duration = Duration::from_secs(60);
@@ -447,8 +447,8 @@ fn rust_allocation_failure_is_one_record() {
         "memory allocation of 1099511627776 bytes failed"
     );
     assert_eq!(
-        attr_str(&record, "oom.requested_bytes").as_deref(),
-        Some("1099511627776"),
+        attr_int(&record, "oom.requested_bytes"),
+        Some(1099511627776),
         "{record:#}"
     );
 }

@@ -34,6 +34,7 @@ fuzz_target!(|data: &[u8]| {
             runtime: "fuzz".into(),
             severity: "ERROR".into(),
             attributes: Default::default(),
+            types: Default::default(),
         };
         // Only the user pattern: every built-in one disabled.
         match Library::new(&[pattern], &["*".to_owned()]) {

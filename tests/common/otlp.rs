@@ -177,6 +177,16 @@ pub fn json_attr<'a>(attrs: &'a serde_json::Value, key: &str) -> Option<&'a serd
         .map(|kv| &kv["value"])
 }
 
+/// An `intValue` attribute of an OTLP-JSON log record (a string in OTLP
+/// JSON); `None` when absent or of another type.
+pub fn attr_int(record: &serde_json::Value, key: &str) -> Option<i64> {
+    match &json_attr(&record["attributes"], key)?["intValue"] {
+        serde_json::Value::String(s) => s.parse().ok(),
+        serde_json::Value::Number(n) => n.as_i64(),
+        _ => None,
+    }
+}
+
 /// An attribute of an OTLP-JSON log record as a string: `stringValue`, or
 /// `intValue` (a string in OTLP JSON), or `boolValue` rendered.
 pub fn attr_str(record: &serde_json::Value, key: &str) -> Option<String> {

@@ -2,8 +2,10 @@
 //!
 //! Every named capture group is named after the attribute it becomes
 //! (`regex` allows `.` in group names), so the regex is the documentation of
-//! its output. [`Conversion`]s only change how a value is written (kB to
-//! bytes) or turn a marker group into a constant attribute.
+//! its output. [`Conversion`]s change how a value is written (an integer, kB
+//! to bytes) or turn a marker group into a constant attribute. An attribute
+//! listed in [`TYPED_ATTRIBUTES`] has that type in every pattern that
+//! captures it, the type the `oom` receiver's record gives it.
 //!
 //! Patterns match anywhere in a line; the order of this table is the
 //! priority when several patterns match one line (specific before generic).
@@ -36,18 +38,47 @@ pub(crate) const FATAL: Severity = Severity {
     text: "FATAL",
 };
 
-/// How a capture group's text becomes an attribute value.
+/// How a capture group's text becomes an attribute value. Without one it
+/// is the captured text.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Conversion {
-    /// A decimal number of KiB (the kernel's `kB`), written as bytes.
+    /// A decimal integer (a pid, uid, order, score, errno, line number), as
+    /// an int; left out of the match when it is not one in the i64 range
+    /// (a saturated pid would be a wrong pid).
+    Int,
+    /// A decimal number of bytes, as an int saturating at `i64::MAX` (as the
+    /// `oom` and `kmsg` receivers write byte counts).
+    Bytes,
+    /// A decimal number of KiB (the kernel's `kB`), as an int of bytes
+    /// (saturating).
     KibToBytes,
-    /// A size with a binary unit (`7.45 GiB`, `512 bytes`), written as bytes.
+    /// A size with a binary unit (`7.45 GiB`, `512 bytes`), as an int of
+    /// bytes (saturating).
     SizeToBytes,
     /// The group only marks an alternative: emit `(attribute, value)` instead of its text.
     Flag(&'static str, &'static str),
     /// Emit the group's text and also `(attribute, value)`.
     AlsoSet(&'static str, &'static str),
 }
+
+/// The attributes that are integers wherever a built-in pattern captures
+/// them, unless its own `conversions` say how (kB or a size to bytes, also
+/// an int). The same name has the same type in every pattern and in the
+/// `oom` receiver's record (a unit test checks both).
+pub(crate) const TYPED_ATTRIBUTES: &[(&str, Conversion)] = &[
+    ("process.pid", Conversion::Int),
+    ("user.id", Conversion::Int),
+    ("oom.order", Conversion::Int),
+    ("oom.trigger.oom_score_adj", Conversion::Int),
+    ("oom.victim.oom_score_adj", Conversion::Int),
+    ("oom.victim.score", Conversion::Int),
+    ("oom.errno", Conversion::Int),
+    ("code.line.number", Conversion::Int),
+    ("oom.requested_bytes", Conversion::Bytes),
+    ("oom.heap_in_use_bytes", Conversion::Bytes),
+    ("oom.in_use_bytes", Conversion::Bytes),
+    ("oom.limit_bytes", Conversion::Bytes),
+];
 
 /// One built-in pattern.
 #[derive(Debug)]
@@ -57,7 +88,8 @@ pub(crate) struct Builtin {
     pub runtime: Runtime,
     pub severity: Severity,
     pub regex: &'static str,
-    /// Group name -> conversion; groups not listed are copied as text.
+    /// Group name -> conversion; groups not listed here follow
+    /// [`TYPED_ATTRIBUTES`], or else are copied as text.
     pub conversions: &'static [(&'static str, Conversion)],
     /// Attributes added to every match.
     pub constants: &'static [(&'static str, &'static str)],
@@ -66,6 +98,17 @@ pub(crate) struct Builtin {
     /// A real-looking line, shown in docs/patterns.md and tested.
     #[cfg_attr(not(test), allow(dead_code))]
     pub example: &'static str,
+}
+
+impl Builtin {
+    /// How capture group `group` is written out.
+    pub fn conversion(&self, group: &str) -> Option<Conversion> {
+        self.conversions
+            .iter()
+            .chain(TYPED_ATTRIBUTES)
+            .find(|(name, _)| *name == group)
+            .map(|(_, c)| *c)
+    }
 }
 
 /// The start of a task name (`comm`) printed at the start of a kernel

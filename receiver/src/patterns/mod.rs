@@ -30,7 +30,16 @@
 //! contains (written case-sensitively: `(?i)` turns letters into classes);
 //! otherwise it is rejected with an error naming it, because it would have to
 //! run on every line. Named groups become attributes under their own names
-//! (`(?P<oom.requested_bytes>\d+)`; `.` is allowed in group names).
+//! (`(?P<oom.requested_bytes>\d+)`; `.` is allowed in group names), as
+//! strings unless the pattern's `types` makes one an int.
+//!
+//! # Attribute types
+//! An attribute is an [`AttrValue`]: text, or an integer where the `oom`
+//! receiver's record has the same attribute as an integer (`process.pid`,
+//! `user.id`, byte counts, ...; see `builtin::TYPED_ATTRIBUTES`). A capture
+//! that should be an integer but is not one (out of the 64-bit range) is
+//! left out; the rest of the match is kept. Byte counts saturate at
+//! `i64::MAX` instead, as the receivers' own byte counts do.
 //!
 //! The built-in table, with an example line and the captures of each pattern,
 //! is in `docs/patterns.md` (checked against this code by a unit test).
@@ -44,6 +53,7 @@ use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
+use opentelemetry_proto::tonic::common::v1::any_value;
 use regex::Regex;
 use regex_syntax::hir::{Hir, HirKind};
 use serde::Deserialize;
@@ -101,6 +111,44 @@ pub struct UserPattern {
     /// Constant attributes added to every match.
     #[serde(default)]
     pub attributes: std::collections::BTreeMap<String, String>,
+    /// Named group -> type of its attribute (default `string`).
+    #[serde(default)]
+    pub types: BTreeMap<String, AttrType>,
+}
+
+/// The type of a user pattern's captured attribute (`types:`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AttrType {
+    /// The captured text.
+    String,
+    /// A decimal integer (i64); a capture that is not one is left out.
+    Int,
+}
+
+/// The value of a matched attribute.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AttrValue {
+    Str(String),
+    Int(i64),
+}
+
+impl From<AttrValue> for any_value::Value {
+    fn from(value: AttrValue) -> Self {
+        match value {
+            AttrValue::Str(s) => any_value::Value::StringValue(s),
+            AttrValue::Int(i) => any_value::Value::IntValue(i),
+        }
+    }
+}
+
+impl std::fmt::Display for AttrValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AttrValue::Str(s) => f.write_str(s),
+            AttrValue::Int(i) => write!(f, "{i}"),
+        }
+    }
 }
 
 fn default_severity() -> String {
@@ -118,7 +166,7 @@ pub struct Match<'a> {
     pub severity_number: i32,
     pub severity_text: &'a str,
     /// Named captures (attribute name, value) and the pattern's constant attributes.
-    pub attributes: Vec<(String, String)>,
+    pub attributes: Vec<(String, AttrValue)>,
     /// The runtime's stack trace follows this line (multiline grouping hint).
     pub expects_stack_trace: bool,
 }
@@ -146,7 +194,7 @@ struct Pattern {
     severity_text: String,
     regex: Regex,
     groups: Vec<GroupOutput>,
-    constants: Vec<(String, String)>,
+    constants: Vec<(String, AttrValue)>,
     expects_stack_trace: bool,
 }
 
@@ -346,19 +394,16 @@ impl Library {
                 continue;
             };
             if let Some(Conversion::Flag(key, constant)) = group.conversion {
-                attributes.push((key.to_string(), constant.to_string()));
+                attributes.push((key.to_string(), AttrValue::Str(constant.to_string())));
                 continue;
             }
             if !value.is_empty() {
-                let value = match group.conversion {
-                    Some(Conversion::KibToBytes) => kib_to_bytes(value),
-                    Some(Conversion::SizeToBytes) => size_to_bytes(value),
-                    _ => value.to_string(),
-                };
-                attributes.push((group.attribute.clone(), value));
+                if let Some(value) = convert(group.conversion, value) {
+                    attributes.push((group.attribute.clone(), value));
+                }
             }
             if let Some(Conversion::AlsoSet(key, constant)) = group.conversion {
-                attributes.push((key.to_string(), constant.to_string()));
+                attributes.push((key.to_string(), AttrValue::Str(constant.to_string())));
             }
         }
         attributes.extend(pattern.constants.iter().cloned());
@@ -378,11 +423,7 @@ fn compile_builtin(b: &Builtin) -> Result<(Pattern, Vec<Vec<u8>>), String> {
     let mut groups = Vec::new();
     for (index, name) in regex.capture_names().enumerate() {
         let Some(name) = name else { continue };
-        let conversion = b
-            .conversions
-            .iter()
-            .find(|(group, _)| *group == name)
-            .map(|(_, c)| *c);
+        let conversion = b.conversion(name);
         groups.push(GroupOutput {
             index,
             attribute: name.to_string(),
@@ -399,7 +440,7 @@ fn compile_builtin(b: &Builtin) -> Result<(Pattern, Vec<Vec<u8>>), String> {
         constants: b
             .constants
             .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .map(|(k, v)| (k.to_string(), AttrValue::Str(v.to_string())))
             .collect(),
         expects_stack_trace: b.expects_stack_trace,
     };
@@ -424,6 +465,17 @@ fn compile_user(u: &UserPattern) -> Result<(Pattern, Vec<Vec<u8>>), String> {
             )
         })?;
     let (regex, literals) = compile_regex(&u.name, &u.regex)?;
+    if let Some(unknown) = u.types.keys().find(|key| {
+        !regex
+            .capture_names()
+            .flatten()
+            .any(|name| name == key.as_str())
+    }) {
+        return Err(format!(
+            "pattern {:?}: `types` names {unknown:?}, which is not a named group of the regex",
+            u.name
+        ));
+    }
     let groups = regex
         .capture_names()
         .enumerate()
@@ -431,7 +483,10 @@ fn compile_user(u: &UserPattern) -> Result<(Pattern, Vec<Vec<u8>>), String> {
             name.map(|name| GroupOutput {
                 index,
                 attribute: name.to_string(),
-                conversion: None,
+                conversion: match u.types.get(name) {
+                    Some(AttrType::Int) => Some(Conversion::Int),
+                    Some(AttrType::String) | None => None,
+                },
             })
         })
         .collect();
@@ -445,9 +500,7 @@ fn compile_user(u: &UserPattern) -> Result<(Pattern, Vec<Vec<u8>>), String> {
         constants: u
             .attributes
             .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect::<BTreeMap<_, _>>()
-            .into_iter()
+            .map(|(k, v)| (k.clone(), AttrValue::Str(v.clone())))
             .collect(),
         expects_stack_trace: false,
     };
@@ -559,20 +612,39 @@ fn parse_severity(text: &str) -> Option<(i32, String)> {
     Some((number + offset, text))
 }
 
-/// `12345` (KiB) -> `12641280`; an unrepresentable value is kept as written.
-fn kib_to_bytes(kib: &str) -> String {
-    kib.parse::<u64>()
-        .ok()
-        .and_then(|v| v.checked_mul(1024))
-        .map_or_else(|| kib.to_string(), |v| v.to_string())
+/// The attribute value of a capture's `text`; `None` when the conversion
+/// expects a number and `text` is not one (the attribute is then left out).
+fn convert(conversion: Option<Conversion>, text: &str) -> Option<AttrValue> {
+    match conversion {
+        None | Some(Conversion::AlsoSet(..)) => Some(AttrValue::Str(text.to_string())),
+        Some(Conversion::Int) => text.parse().ok().map(AttrValue::Int),
+        Some(Conversion::Bytes) => decimal_saturating(text).map(saturating_i64),
+        Some(Conversion::KibToBytes) => {
+            decimal_saturating(text).map(|kib| saturating_i64(kib.saturating_mul(1024)))
+        }
+        Some(Conversion::SizeToBytes) => size_to_bytes(text),
+        // Handled by the caller: the group's text is not used.
+        Some(Conversion::Flag(..)) => None,
+    }
 }
 
-/// `7.45 GiB` -> `7999376588`, `512 bytes` -> `512`; kept as written when
-/// the unit is unknown.
-fn size_to_bytes(size: &str) -> String {
-    let Some((number, unit)) = size.split_once(' ') else {
-        return size.to_string();
-    };
+/// ASCII digits as a number, saturating at `u64::MAX`; `None` for anything else.
+fn decimal_saturating(text: &str) -> Option<u64> {
+    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    // All digits: parsing fails only on overflow.
+    Some(text.parse().unwrap_or(u64::MAX))
+}
+
+fn saturating_i64(value: u64) -> AttrValue {
+    AttrValue::Int(i64::try_from(value).unwrap_or(i64::MAX))
+}
+
+/// `7.45 GiB` -> 7999376589, `512 bytes` -> 512 (saturating at
+/// `i64::MAX`); `None` for an unknown unit or a bad number.
+fn size_to_bytes(size: &str) -> Option<AttrValue> {
+    let (number, unit) = size.split_once(' ')?;
     let exponent = match unit {
         "bytes" | "B" => 0,
         "KiB" => 1,
@@ -581,19 +653,13 @@ fn size_to_bytes(size: &str) -> String {
         "TiB" => 4,
         "PiB" => 5,
         "EiB" => 6,
-        _ => return size.to_string(),
+        _ => return None,
     };
-    match number.parse::<f64>() {
-        Ok(n) if n.is_finite() && n >= 0.0 => {
-            let bytes = (n * 1024f64.powi(exponent)).round();
-            if bytes < u64::MAX as f64 {
-                (bytes as u64).to_string()
-            } else {
-                size.to_string()
-            }
-        }
-        _ => size.to_string(),
-    }
+    let number = number.parse::<f64>().ok().filter(|n| *n >= 0.0)?;
+    // `as` saturates (infinity too) at i64::MAX.
+    Some(AttrValue::Int(
+        (number * 1024f64.powi(exponent)).round() as i64
+    ))
 }
 
 /// The `log` field of a Docker `json-file` line, without its trailing

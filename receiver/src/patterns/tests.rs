@@ -45,11 +45,29 @@ fn allocations() -> u64 {
     ALLOCATIONS.with(Cell::get)
 }
 
-fn attrs(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+/// An expected attribute value (`Copy`, so tables of them can be `static`).
+#[derive(Debug, Clone, Copy)]
+enum Val {
+    S(&'static str),
+    I(i64),
+}
+use Val::{I, S};
+
+fn attrs(pairs: &[(&str, Val)]) -> Vec<(String, AttrValue)> {
     pairs
         .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .map(|(k, v)| {
+            let v = match *v {
+                S(s) => AttrValue::Str(s.to_string()),
+                I(i) => AttrValue::Int(i),
+            };
+            (k.to_string(), v)
+        })
         .collect()
+}
+
+fn str_attr(key: &str, value: &str) -> (String, AttrValue) {
+    (key.to_string(), AttrValue::Str(value.to_string()))
 }
 
 /// A line as each common shipper writes it.
@@ -79,17 +97,17 @@ fn with_prefixes(line: &str) -> Vec<(&'static str, String)> {
 }
 
 /// The exact attributes of every built-in pattern's example line.
-fn expected_example_attributes() -> BTreeMap<&'static str, Vec<(String, String)>> {
-    let killed = |pid, comm, vm, anon, file, shmem: Option<&str>, tail: &[(&str, &str)]| {
+fn expected_example_attributes() -> BTreeMap<&'static str, Vec<(String, AttrValue)>> {
+    let killed = |pid, comm, vm, anon, file, shmem: Option<i64>, tail: &[(&str, Val)]| {
         let mut v = vec![
-            ("process.pid", pid),
-            ("oom.victim.comm", comm),
-            ("oom.victim.total_vm", vm),
-            ("oom.victim.anon_rss", anon),
-            ("oom.victim.file_rss", file),
+            ("process.pid", I(pid)),
+            ("oom.victim.comm", S(comm)),
+            ("oom.victim.total_vm", I(vm)),
+            ("oom.victim.anon_rss", I(anon)),
+            ("oom.victim.file_rss", I(file)),
         ];
         if let Some(s) = shmem {
-            v.push(("oom.victim.shmem_rss", s));
+            v.push(("oom.victim.shmem_rss", I(s)));
         }
         v.extend_from_slice(tail);
         attrs(&v)
@@ -98,249 +116,249 @@ fn expected_example_attributes() -> BTreeMap<&'static str, Vec<(String, String)>
         (
             "kernel.oom_invoked",
             attrs(&[
-                ("oom.trigger.comm", "python3"),
-                ("oom.gfp_mask", "0xcc0(GFP_KERNEL)"),
-                ("oom.order", "0"),
-                ("oom.trigger.oom_score_adj", "0"),
+                ("oom.trigger.comm", S("python3")),
+                ("oom.gfp_mask", S("0xcc0(GFP_KERNEL)")),
+                ("oom.order", I(0)),
+                ("oom.trigger.oom_score_adj", I(0)),
             ]),
         ),
         (
             "kernel.oom_kill_summary",
             attrs(&[
-                ("oom.constraint", "CONSTRAINT_MEMCG"),
-                ("oom.nodemask", "(null)"),
-                ("oom.cpuset", "/"),
-                ("oom.mems_allowed", "0"),
-                ("oom.memcg", "/oomtest"),
-                ("oom.trigger_type", "cgroup"),
-                ("oom.victim.cgroup", "/oomtest"),
-                ("oom.victim.comm", "python3"),
-                ("process.pid", "11976"),
-                ("user.id", "0"),
+                ("oom.constraint", S("CONSTRAINT_MEMCG")),
+                ("oom.nodemask", S("(null)")),
+                ("oom.cpuset", S("/")),
+                ("oom.mems_allowed", S("0")),
+                ("oom.memcg", S("/oomtest")),
+                ("oom.trigger_type", S("cgroup")),
+                ("oom.victim.cgroup", S("/oomtest")),
+                ("oom.victim.comm", S("python3")),
+                ("process.pid", I(11976)),
+                ("user.id", I(0)),
             ]),
         ),
         (
             "kernel.memcg_oom_kill",
             killed(
-                "11976",
+                11976,
                 "python3",
-                "69410816",
-                "52035584",
-                "5263360",
-                Some("0"),
+                69410816,
+                52035584,
+                5263360,
+                Some(0),
                 &[
-                    ("user.id", "0"),
-                    ("oom.victim.pgtables", "159744"),
-                    ("oom.victim.oom_score_adj", "0"),
-                    ("oom.trigger_type", "cgroup"),
+                    ("user.id", I(0)),
+                    ("oom.victim.pgtables", I(159744)),
+                    ("oom.victim.oom_score_adj", I(0)),
+                    ("oom.trigger_type", S("cgroup")),
                 ],
             ),
         ),
         (
             "kernel.global_oom_kill",
             killed(
-                "3103923",
+                3103923,
                 "stress-ng-vm",
-                "16170409984",
-                "14714466304",
-                "4096",
-                Some("36864"),
+                16170409984,
+                14714466304,
+                4096,
+                Some(36864),
                 &[
-                    ("user.id", "0"),
-                    ("oom.victim.pgtables", "28860416"),
-                    ("oom.victim.oom_score_adj", "1000"),
-                    ("oom.trigger_type", "system"),
+                    ("user.id", I(0)),
+                    ("oom.victim.pgtables", I(28860416)),
+                    ("oom.victim.oom_score_adj", I(1000)),
+                    ("oom.trigger_type", S("system")),
                 ],
             ),
         ),
         (
             "kernel.killed_process",
             killed(
-                "2592",
+                2592,
                 "java",
-                "4583260160",
-                "1958924288",
-                "0",
-                Some("0"),
+                4583260160,
+                1958924288,
+                0,
+                Some(0),
                 &[],
             ),
         ),
         (
             "kernel.oom_kill_sacrifice",
             attrs(&[
-                ("oom.trigger_type", "cgroup"),
-                ("process.pid", "2592"),
-                ("oom.victim.comm", "java"),
-                ("oom.victim.score", "1001"),
+                ("oom.trigger_type", S("cgroup")),
+                ("process.pid", I(2592)),
+                ("oom.victim.comm", S("java")),
+                ("oom.victim.score", I(1001)),
             ]),
         ),
         (
             "kernel.memcg_limit_legacy",
             attrs(&[
-                ("oom.victim.cgroup", "/kubepods/burstable/pod6f1c/8d2e"),
-                ("oom.memcg", "/kubepods/burstable/pod6f1c"),
-                ("oom.trigger_type", "cgroup"),
+                ("oom.victim.cgroup", S("/kubepods/burstable/pod6f1c/8d2e")),
+                ("oom.memcg", S("/kubepods/burstable/pod6f1c")),
+                ("oom.trigger_type", S("cgroup")),
             ]),
         ),
         ("kernel.no_killable_processes", vec![]),
         (
             "kernel.panic_on_oom",
-            attrs(&[("oom.panic_mode", "system-wide")]),
+            attrs(&[("oom.panic_mode", S("system-wide"))]),
         ),
         (
             "kernel.page_allocation_failure",
             attrs(&[
-                ("oom.trigger.comm", "kworker/u16:3"),
-                ("oom.order", "4"),
-                ("oom.gfp_mask", "0x40cc0(GFP_KERNEL|__GFP_COMP)"),
-                ("oom.nodemask", "(null)"),
+                ("oom.trigger.comm", S("kworker/u16:3")),
+                ("oom.order", I(4)),
+                ("oom.gfp_mask", S("0x40cc0(GFP_KERNEL|__GFP_COMP)")),
+                ("oom.nodemask", S("(null)")),
             ]),
         ),
         (
             "go.cannot_allocate",
             attrs(&[
-                ("oom.requested_bytes", "524288"),
-                ("oom.heap_in_use_bytes", "4234510336"),
+                ("oom.requested_bytes", I(524288)),
+                ("oom.heap_in_use_bytes", I(4234510336)),
             ]),
         ),
         (
             "go.fatal_out_of_memory",
-            attrs(&[("oom.go.error", "runtime: out of memory")]),
+            attrs(&[("oom.go.error", S("runtime: out of memory"))]),
         ),
         (
             "java.heap_space",
-            attrs(&[("thread.name", "main"), ("oom.java.error", "Java heap space")]),
+            attrs(&[("thread.name", S("main")), ("oom.java.error", S("Java heap space"))]),
         ),
         (
             "java.gc_overhead_limit",
             attrs(&[
-                ("thread.name", "http-nio-8080-exec-3"),
-                ("oom.java.error", "GC overhead limit exceeded"),
+                ("thread.name", S("http-nio-8080-exec-3")),
+                ("oom.java.error", S("GC overhead limit exceeded")),
             ]),
         ),
-        ("java.metaspace", attrs(&[("oom.java.error", "Metaspace")])),
+        ("java.metaspace", attrs(&[("oom.java.error", S("Metaspace"))])),
         (
             "java.compressed_class_space",
-            attrs(&[("oom.java.error", "Compressed class space")]),
+            attrs(&[("oom.java.error", S("Compressed class space"))]),
         ),
         (
             "java.direct_buffer_memory",
             attrs(&[
                 (
                     "oom.java.error",
-                    "Cannot reserve 1048576 bytes of direct buffer memory (allocated: 267386880, limit: 268435456)",
+                    S("Cannot reserve 1048576 bytes of direct buffer memory (allocated: 267386880, limit: 268435456)"),
                 ),
-                ("oom.requested_bytes", "1048576"),
-                ("oom.in_use_bytes", "267386880"),
-                ("oom.limit_bytes", "268435456"),
+                ("oom.requested_bytes", I(1048576)),
+                ("oom.in_use_bytes", I(267386880)),
+                ("oom.limit_bytes", I(268435456)),
             ]),
         ),
         (
             "java.native_thread",
             attrs(&[
-                ("thread.name", "pool-1-thread-7"),
+                ("thread.name", S("pool-1-thread-7")),
                 (
                     "oom.java.error",
-                    "unable to create native thread: possibly out of memory or process/resource limits reached",
+                    S("unable to create native thread: possibly out of memory or process/resource limits reached"),
                 ),
             ]),
         ),
         (
             "java.array_size_limit",
-            attrs(&[("oom.java.error", "Requested array size exceeds VM limit")]),
+            attrs(&[("oom.java.error", S("Requested array size exceeds VM limit"))]),
         ),
         (
             "java.out_of_memory_error",
-            attrs(&[("oom.java.error", "Map failed")]),
+            attrs(&[("oom.java.error", S("Map failed"))]),
         ),
         ("java.insufficient_memory", vec![]),
         (
             "java.native_allocation_failed",
             attrs(&[
-                ("oom.java.allocator", "mmap"),
-                ("oom.requested_bytes", "1073741824"),
-                ("oom.java.purpose", "committing reserved memory"),
+                ("oom.java.allocator", S("mmap")),
+                ("oom.requested_bytes", I(1073741824)),
+                ("oom.java.purpose", S("committing reserved memory")),
             ]),
         ),
         (
             "java.commit_memory_failed",
             attrs(&[
-                ("oom.requested_bytes", "715849728"),
-                ("error.message", "Cannot allocate memory"),
-                ("oom.errno", "12"),
+                ("oom.requested_bytes", I(715849728)),
+                ("error.message", S("Cannot allocate memory")),
+                ("oom.errno", I(12)),
             ]),
         ),
         (
             "python.numpy_array_memory_error",
             attrs(&[
-                ("oom.requested_bytes", "7999376589"),
-                ("oom.python.array_shape", "(1000000000,)"),
-                ("oom.python.array_dtype", "float64"),
+                ("oom.requested_bytes", I(7999376589)),
+                ("oom.python.array_shape", S("(1000000000,)")),
+                ("oom.python.array_dtype", S("float64")),
             ]),
         ),
         (
             "python.memory_error",
-            attrs(&[("exception.type", "MemoryError")]),
+            attrs(&[("exception.type", S("MemoryError"))]),
         ),
         (
             "node.heap_out_of_memory",
             attrs(&[
-                ("oom.node.reason", "Reached heap limit"),
-                ("oom.node.error", "JavaScript heap out of memory"),
+                ("oom.node.reason", S("Reached heap limit")),
+                ("oom.node.error", S("JavaScript heap out of memory")),
             ]),
         ),
         (
             "node.v8_fatal_out_of_memory",
-            attrs(&[("oom.node.reason", "Reached heap limit")]),
+            attrs(&[("oom.node.reason", S("Reached heap limit"))]),
         ),
         (
             "node.worker_out_of_memory",
-            attrs(&[("oom.node.error", "JS heap out of memory")]),
+            attrs(&[("oom.node.error", S("JS heap out of memory"))]),
         ),
         ("cpp.bad_alloc", vec![]),
         ("cpp.libcxx_bad_alloc", vec![]),
         (
             "rust.alloc_failed",
-            attrs(&[("oom.requested_bytes", "1048576")]),
+            attrs(&[("oom.requested_bytes", I(1048576))]),
         ),
         (
             "dotnet.out_of_memory_exception",
             attrs(&[(
                 "exception.message",
-                "Exception of type 'System.OutOfMemoryException' was thrown.",
+                S("Exception of type 'System.OutOfMemoryException' was thrown."),
             )]),
         ),
         (
             "dotnet.gc_heap_init_failed",
-            attrs(&[("oom.dotnet.hresult", "0x8007000E")]),
+            attrs(&[("oom.dotnet.hresult", S("0x8007000E"))]),
         ),
         (
             "php.memory_limit_exhausted",
             attrs(&[
-                ("oom.limit_bytes", "134217728"),
-                ("oom.requested_bytes", "20480"),
-                ("code.file.path", "/var/www/html/index.php"),
-                ("code.line.number", "12"),
+                ("oom.limit_bytes", I(134217728)),
+                ("oom.requested_bytes", I(20480)),
+                ("code.file.path", S("/var/www/html/index.php")),
+                ("code.line.number", I(12)),
             ]),
         ),
         (
             "php.out_of_memory",
             attrs(&[
-                ("oom.in_use_bytes", "2097152"),
-                ("oom.requested_bytes", "4096"),
+                ("oom.in_use_bytes", I(2097152)),
+                ("oom.requested_bytes", I(4096)),
             ]),
         ),
         (
             "kubelet.system_oom",
             attrs(&[
-                ("oom.victim.comm", "stress-ng-vm"),
-                ("process.pid", "3103923"),
-                ("oom.trigger_type", "system"),
+                ("oom.victim.comm", S("stress-ng-vm")),
+                ("process.pid", I(3103923)),
+                ("oom.trigger_type", S("system")),
             ]),
         ),
         (
             "kubelet.oom_killed",
-            attrs(&[("k8s.container.termination_reason", "OOMKilled")]),
+            attrs(&[("k8s.container.termination_reason", S("OOMKilled"))]),
         ),
     ])
 }
@@ -468,9 +486,9 @@ fn real_kmsg_report_matches_its_oom_lines_only() {
     let summary = library
         .match_line(sample.lines().nth(76).unwrap_or_default())
         .map(|m| m.attributes);
-    assert!(summary
-        .unwrap_or_default()
-        .contains(&("oom.memcg".to_string(), "/oomtest".to_string())));
+    let summary = summary.unwrap_or_default();
+    assert!(summary.contains(&str_attr("oom.memcg", "/oomtest")));
+    assert!(summary.contains(&("process.pid".to_string(), AttrValue::Int(11976))));
 }
 
 #[test]
@@ -487,8 +505,8 @@ fn real_java_heap_sample_matches_with_thread_and_error() {
         Some((
             "java.heap_space",
             attrs(&[
-                ("thread.name", "main"),
-                ("oom.java.error", "Java heap space")
+                ("thread.name", S("main")),
+                ("oom.java.error", S("Java heap space"))
             ]),
             true
         ))
@@ -511,8 +529,12 @@ fn kernel_comm_is_found_after_any_prefix() {
         let comm_attr = m
             .as_ref()
             .and_then(|a| a.iter().find(|(k, _)| k == "oom.trigger.comm"))
-            .map(|(_, v)| v.as_str());
-        assert_eq!(comm_attr, Some(comm), "{line}");
+            .map(|(_, v)| v);
+        assert_eq!(
+            comm_attr,
+            Some(&AttrValue::Str(comm.to_string())),
+            "{line}"
+        );
     }
     // An older kernel: nodemask inside the invoked line, no flags.
     let m = library
@@ -522,7 +544,7 @@ fn kernel_comm_is_found_after_any_prefix() {
         .map(|m| m.attributes);
     assert!(m
         .unwrap_or_default()
-        .contains(&("oom.nodemask".to_string(), "0".to_string())));
+        .contains(&str_attr("oom.nodemask", "0")));
 }
 
 #[test]
@@ -534,15 +556,15 @@ fn global_summary_line_sets_trigger_type_system() {
     assert_eq!(
         m.map(|m| m.attributes),
         Some(attrs(&[
-            ("oom.constraint", "CONSTRAINT_NONE"),
-            ("oom.nodemask", "(null)"),
-            ("oom.cpuset", "/"),
-            ("oom.mems_allowed", "0"),
-            ("oom.trigger_type", "system"),
-            ("oom.victim.cgroup", "/system.slice/firewalld.service"),
-            ("oom.victim.comm", "firewalld"),
-            ("process.pid", "5096"),
-            ("user.id", "0"),
+            ("oom.constraint", S("CONSTRAINT_NONE")),
+            ("oom.nodemask", S("(null)")),
+            ("oom.cpuset", S("/")),
+            ("oom.mems_allowed", S("0")),
+            ("oom.trigger_type", S("system")),
+            ("oom.victim.cgroup", S("/system.slice/firewalld.service")),
+            ("oom.victim.comm", S("firewalld")),
+            ("process.pid", I(5096)),
+            ("user.id", I(0)),
         ]))
     );
 }
@@ -551,66 +573,62 @@ fn global_summary_line_sets_trigger_type_system() {
 fn runtime_variants_and_docker_escapes() {
     let library = Library::builtin();
     /// (line, pattern, attributes)
-    type Case = (
-        &'static str,
-        &'static str,
-        &'static [(&'static str, &'static str)],
-    );
+    type Case = (&'static str, &'static str, &'static [(&'static str, Val)]);
     let cases: &[Case] = &[
         (
             r#"Exception in thread "main" java.lang.OutOfMemoryError: unable to create new native thread"#,
             "java.native_thread",
-            &[("thread.name", "main"), ("oom.java.error", "unable to create new native thread")],
+            &[("thread.name", S("main")), ("oom.java.error", S("unable to create new native thread"))],
         ),
         (
             "Terminating due to java.lang.OutOfMemoryError: Java heap space",
             "java.heap_space",
-            &[("oom.java.error", "Java heap space")],
+            &[("oom.java.error", S("Java heap space"))],
         ),
         (
             "java.lang.OutOfMemoryError: Direct buffer memory",
             "java.direct_buffer_memory",
-            &[("oom.java.error", "Direct buffer memory")],
+            &[("oom.java.error", S("Direct buffer memory"))],
         ),
         ("java.lang.OutOfMemoryError", "java.out_of_memory_error", &[]),
         (
             "# Native memory allocation (malloc) failed to allocate 32744 bytes for ChunkPool::allocate",
             "java.native_allocation_failed",
             &[
-                ("oom.java.allocator", "malloc"),
-                ("oom.requested_bytes", "32744"),
-                ("oom.java.purpose", "ChunkPool::allocate"),
+                ("oom.java.allocator", S("malloc")),
+                ("oom.requested_bytes", I(32744)),
+                ("oom.java.purpose", S("ChunkPool::allocate")),
             ],
         ),
         (
             "runtime: out of memory: cannot allocate 8192-byte block",
             "go.cannot_allocate",
-            &[("oom.requested_bytes", "8192")],
+            &[("oom.requested_bytes", I(8192))],
         ),
         (
             "fatal error: out of memory",
             "go.fatal_out_of_memory",
-            &[("oom.go.error", "out of memory")],
+            &[("oom.go.error", S("out of memory"))],
         ),
         (
             "fatal error: out of memory allocating heap arena metadata",
             "go.fatal_out_of_memory",
-            &[("oom.go.error", "out of memory allocating heap arena metadata")],
+            &[("oom.go.error", S("out of memory allocating heap arena metadata"))],
         ),
         (
             "FATAL ERROR: Ineffective mark-compacts near heap limit Allocation failed - JavaScript heap out of memory",
             "node.heap_out_of_memory",
             &[
-                ("oom.node.reason", "Ineffective mark-compacts near heap limit"),
-                ("oom.node.error", "JavaScript heap out of memory"),
+                ("oom.node.reason", S("Ineffective mark-compacts near heap limit")),
+                ("oom.node.error", S("JavaScript heap out of memory")),
             ],
         ),
         (
             "FATAL ERROR: CALL_AND_RETRY_LAST Allocation failed - process out of memory",
             "node.heap_out_of_memory",
             &[
-                ("oom.node.reason", "CALL_AND_RETRY_LAST"),
-                ("oom.node.error", "process out of memory"),
+                ("oom.node.reason", S("CALL_AND_RETRY_LAST")),
+                ("oom.node.error", S("process out of memory")),
             ],
         ),
         (
@@ -621,63 +639,63 @@ fn runtime_variants_and_docker_escapes() {
         (
             "MemoryError: Unable to allocate array",
             "python.memory_error",
-            &[("exception.type", "MemoryError"), ("exception.message", "Unable to allocate array")],
+            &[("exception.type", S("MemoryError")), ("exception.message", S("Unable to allocate array"))],
         ),
         (
             "numpy.core._exceptions._ArrayMemoryError: Unable to allocate 512 bytes for an array with shape (64,) and data type int64",
             "python.numpy_array_memory_error",
             &[
-                ("oom.requested_bytes", "512"),
-                ("oom.python.array_shape", "(64,)"),
-                ("oom.python.array_dtype", "int64"),
+                ("oom.requested_bytes", I(512)),
+                ("oom.python.array_shape", S("(64,)")),
+                ("oom.python.array_dtype", S("int64")),
             ],
         ),
         (
             "PHP Fatal error:  Allowed memory size of 134217728 bytes exhausted (tried to allocate 20480 bytes)",
             "php.memory_limit_exhausted",
-            &[("oom.limit_bytes", "134217728"), ("oom.requested_bytes", "20480")],
+            &[("oom.limit_bytes", I(134217728)), ("oom.requested_bytes", I(20480))],
         ),
         (
             "Fatal error: Out of memory (allocated 2097152 bytes) (tried to allocate 4096 bytes)",
             "php.out_of_memory",
-            &[("oom.in_use_bytes", "2097152"), ("oom.requested_bytes", "4096")],
+            &[("oom.in_use_bytes", I(2097152)), ("oom.requested_bytes", I(4096))],
         ),
         (
             r#"{"reason":"OOMKilled","exitCode":137}"#,
             "kubelet.oom_killed",
-            &[("k8s.container.termination_reason", "OOMKilled")],
+            &[("k8s.container.termination_reason", S("OOMKilled"))],
         ),
         (
             r#"containerName="cart" exitCode=137 reason="OOMKilled""#,
             "kubelet.oom_killed",
-            &[("k8s.container.termination_reason", "OOMKilled")],
+            &[("k8s.container.termination_reason", S("OOMKilled"))],
         ),
         (
             "Out of memory (oom_kill_allocating_task): Killed process 77 (a b) total-vm:8kB, anon-rss:4kB, file-rss:0kB",
             "kernel.global_oom_kill",
             &[
-                ("process.pid", "77"),
-                ("oom.victim.comm", "a b"),
-                ("oom.victim.total_vm", "8192"),
-                ("oom.victim.anon_rss", "4096"),
-                ("oom.victim.file_rss", "0"),
-                ("oom.trigger_type", "system"),
+                ("process.pid", I(77)),
+                ("oom.victim.comm", S("a b")),
+                ("oom.victim.total_vm", I(8192)),
+                ("oom.victim.anon_rss", I(4096)),
+                ("oom.victim.file_rss", I(0)),
+                ("oom.trigger_type", S("system")),
             ],
         ),
         (
             "Out of memory: Kill process 3 (x) score 900 or sacrifice child",
             "kernel.oom_kill_sacrifice",
             &[
-                ("oom.trigger_type", "system"),
-                ("process.pid", "3"),
-                ("oom.victim.comm", "x"),
-                ("oom.victim.score", "900"),
+                ("oom.trigger_type", S("system")),
+                ("process.pid", I(3)),
+                ("oom.victim.comm", S("x")),
+                ("oom.victim.score", I(900)),
             ],
         ),
         (
             "page allocation failure: order:0, mode:0x20",
             "kernel.page_allocation_failure",
-            &[("oom.order", "0"), ("oom.gfp_mask", "0x20")],
+            &[("oom.order", I(0)), ("oom.gfp_mask", S("0x20"))],
         ),
     ];
     for (line, pattern, want) in cases {
@@ -695,8 +713,8 @@ fn runtime_variants_and_docker_escapes() {
     assert_eq!(
         m.map(|m| m.attributes),
         Some(attrs(&[
-            ("thread.name", "worker\t<7>"),
-            ("oom.java.error", "Java heap space")
+            ("thread.name", S("worker\t<7>")),
+            ("oom.java.error", S("Java heap space"))
         ]))
     );
 }
@@ -776,6 +794,7 @@ fn user_patterns_compile_into_the_same_pass_and_win_over_builtins() {
             runtime: "my app".into(),
             severity: "warn".into(),
             attributes: BTreeMap::from([("team".to_string(), "storage".to_string())]),
+            types: BTreeMap::new(),
         },
         UserPattern {
             name: "myapp.rust_oom".into(),
@@ -783,6 +802,7 @@ fn user_patterns_compile_into_the_same_pass_and_win_over_builtins() {
             runtime: "rust".into(),
             severity: "FATAL".into(),
             attributes: BTreeMap::new(),
+            types: BTreeMap::new(),
         },
     ];
     let library = Library::with_user_patterns(&user).unwrap_or_else(|e| panic!("{e}"));
@@ -794,7 +814,7 @@ fn user_patterns_compile_into_the_same_pass_and_win_over_builtins() {
             runtime: "my app",
             severity_number: 13,
             severity_text: "WARN",
-            attributes: attrs(&[("myapp.cache.bytes", "4096"), ("team", "storage")]),
+            attributes: attrs(&[("myapp.cache.bytes", S("4096")), ("team", S("storage"))]),
             expects_stack_trace: false,
         })
     );
@@ -804,7 +824,8 @@ fn user_patterns_compile_into_the_same_pass_and_win_over_builtins() {
         Some((
             "myapp.rust_oom",
             21,
-            attrs(&[("worker", "3"), ("oom.requested_bytes", "64")])
+            // A user pattern's captures are strings unless its `types` say otherwise.
+            attrs(&[("worker", S("3")), ("oom.requested_bytes", S("64"))])
         ))
     );
     // Built-in patterns still match.
@@ -818,6 +839,56 @@ fn user_patterns_compile_into_the_same_pass_and_win_over_builtins() {
 }
 
 #[test]
+fn user_pattern_types_make_captures_ints() {
+    let p: UserPattern = serde_json::from_value(serde_json::json!({
+        "name": "myapp.cache_full",
+        "regex": r"cache (?P<myapp.cache>\w+) full: (?P<myapp.cache.bytes>\w+) bytes after (?P<myapp.tries>\d+)",
+        "runtime": "myapp",
+        "types": {"myapp.cache.bytes": "int", "myapp.cache": "string"},
+    }))
+    .unwrap_or_else(|e| panic!("{e}"));
+    let library =
+        Library::with_user_patterns(std::slice::from_ref(&p)).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        library
+            .match_line("cache lru full: 4096 bytes after 3")
+            .map(|m| m.attributes),
+        Some(attrs(&[
+            ("myapp.cache", S("lru")),
+            ("myapp.cache.bytes", I(4096)),
+            ("myapp.tries", S("3")),
+        ]))
+    );
+    // Not an integer: that attribute is left out, the match stays.
+    assert_eq!(
+        library
+            .match_line("cache lru full: many bytes after 3")
+            .map(|m| (m.pattern, m.attributes)),
+        Some((
+            "myapp.cache_full",
+            attrs(&[("myapp.cache", S("lru")), ("myapp.tries", S("3"))])
+        ))
+    );
+    // A type for a group the regex does not have is an error naming both.
+    let typo = UserPattern {
+        types: BTreeMap::from([("myapp.cache.byte".to_string(), AttrType::Int)]),
+        ..p
+    };
+    let e = Library::with_user_patterns(&[typo])
+        .err()
+        .unwrap_or_default();
+    assert!(
+        e.contains("\"myapp.cache_full\"") && e.contains("\"myapp.cache.byte\""),
+        "{e}"
+    );
+    // Only `string` and `int`.
+    assert!(serde_json::from_value::<UserPattern>(serde_json::json!({
+        "name": "x", "regex": r"boom (?P<n>\d+)", "runtime": "y", "types": {"n": "float"}
+    }))
+    .is_err());
+}
+
+#[test]
 fn bad_user_patterns_are_errors_naming_the_pattern() {
     let pattern = |name: &str, regex: &str, severity: &str| UserPattern {
         name: name.into(),
@@ -825,6 +896,7 @@ fn bad_user_patterns_are_errors_naming_the_pattern() {
         runtime: "x".into(),
         severity: severity.into(),
         attributes: BTreeMap::new(),
+        types: BTreeMap::new(),
     };
     let err = |p: UserPattern| Library::with_user_patterns(&[p]).err().unwrap_or_default();
     let e = err(pattern("broken", r"foo (", "ERROR"));
@@ -867,10 +939,32 @@ fn severities_and_sizes() {
     assert_eq!(parse_severity("FATAL4"), Some((24, "FATAL4".into())));
     assert_eq!(parse_severity("INFO5"), None);
     assert_eq!(parse_severity(""), None);
-    assert_eq!(kib_to_bytes("12"), "12288");
-    assert_eq!(kib_to_bytes("99999999999999999999"), "99999999999999999999");
-    assert_eq!(size_to_bytes("1 MiB"), "1048576");
-    assert_eq!(size_to_bytes("3 parsecs"), "3 parsecs");
+    let kib = |text| convert(Some(Conversion::KibToBytes), text);
+    assert_eq!(kib("12"), Some(AttrValue::Int(12288)));
+    // Saturating, as the receivers' byte counts.
+    assert_eq!(kib("9007199254740993"), Some(AttrValue::Int(i64::MAX)));
+    assert_eq!(kib("99999999999999999999"), Some(AttrValue::Int(i64::MAX)));
+    assert_eq!(kib("12x"), None);
+    let size = |text| convert(Some(Conversion::SizeToBytes), text);
+    assert_eq!(size("1 MiB"), Some(AttrValue::Int(1048576)));
+    assert_eq!(size("0.5 KiB"), Some(AttrValue::Int(512)));
+    assert_eq!(size("99999 EiB"), Some(AttrValue::Int(i64::MAX)));
+    assert_eq!(size("3 parsecs"), None);
+    assert_eq!(size("NaN GiB"), None);
+    let bytes = |text| convert(Some(Conversion::Bytes), text);
+    assert_eq!(bytes("4096"), Some(AttrValue::Int(4096)));
+    assert_eq!(
+        bytes("18446744073709551615"),
+        Some(AttrValue::Int(i64::MAX))
+    );
+    assert_eq!(bytes("-1"), None);
+    let int = |text| convert(Some(Conversion::Int), text);
+    assert_eq!(int("-17"), Some(AttrValue::Int(-17)));
+    assert_eq!(int("9223372036854775807"), Some(AttrValue::Int(i64::MAX)));
+    // A pid out of range is not clamped into a wrong pid.
+    assert_eq!(int("9223372036854775808"), None);
+    assert_eq!(int("0x1f"), None);
+    assert_eq!(convert(None, "12"), Some(AttrValue::Str("12".to_string())));
 }
 
 // ------------------------------------------------------------------- docs
@@ -894,20 +988,16 @@ fn render_table() -> String {
             }
         };
         for name in regex.capture_names().flatten() {
-            match b
-                .conversions
-                .iter()
-                .find(|(g, _)| *g == name)
-                .map(|(_, c)| *c)
-            {
+            match b.conversion(name) {
                 Some(Conversion::Flag(key, _)) => add(format!("`{key}`")),
                 Some(Conversion::AlsoSet(key, _)) => {
                     add(format!("`{name}`"));
                     add(format!("`{key}`"));
                 }
-                Some(Conversion::KibToBytes) | Some(Conversion::SizeToBytes) => {
-                    add(format!("`{name}` (bytes)"))
-                }
+                Some(Conversion::Int) => add(format!("`{name}` (int)")),
+                Some(Conversion::Bytes) => add(format!("`{name}` (int, bytes)")),
+                Some(Conversion::KibToBytes) => add(format!("`{name}` (int, bytes from kB)")),
+                Some(Conversion::SizeToBytes) => add(format!("`{name}` (int, bytes from a size)")),
                 None => add(format!("`{name}`")),
             }
         }
@@ -953,6 +1043,193 @@ fn docs_table_matches_the_code() {
             );
         }
     }
+}
+
+/// The kind of a value, for comparing types across records.
+fn kind_of_otlp(v: &opentelemetry_proto::tonic::common::v1::any_value::Value) -> &'static str {
+    use opentelemetry_proto::tonic::common::v1::any_value::Value;
+    match v {
+        Value::StringValue(_) => "string",
+        Value::IntValue(_) => "int",
+        _ => "other",
+    }
+}
+
+fn kind_of(v: &AttrValue) -> &'static str {
+    match v {
+        AttrValue::Str(_) => "string",
+        AttrValue::Int(_) => "int",
+    }
+}
+
+/// The type each built-in capture group's attribute gets.
+fn builtin_group_kinds() -> Vec<(&'static str, String, &'static str)> {
+    let mut out = Vec::new();
+    for b in BUILTINS {
+        let regex = Regex::new(b.regex).unwrap_or_else(|e| panic!("{}: {e}", b.name));
+        for name in regex.capture_names().flatten() {
+            let kind = match b.conversion(name) {
+                Some(
+                    Conversion::Int
+                    | Conversion::Bytes
+                    | Conversion::KibToBytes
+                    | Conversion::SizeToBytes,
+                ) => "int",
+                Some(Conversion::Flag(..)) => continue,
+                Some(Conversion::AlsoSet(..)) | None => "string",
+            };
+            out.push((b.name, name.to_string(), kind));
+        }
+    }
+    out
+}
+
+#[test]
+fn an_attribute_has_one_type_in_every_builtin_pattern() {
+    let mut seen: BTreeMap<String, (&str, &str)> = BTreeMap::new();
+    for (pattern, name, kind) in builtin_group_kinds() {
+        if let Some((other, other_kind)) = seen.get(&name) {
+            assert_eq!(
+                kind, *other_kind,
+                "{name} is {kind} in {pattern} but {other_kind} in {other}"
+            );
+        } else {
+            seen.insert(name, (pattern, kind));
+        }
+    }
+    // Every typed name is captured by some pattern (no stale entries).
+    for (name, _) in super::builtin::TYPED_ATTRIBUTES {
+        assert!(seen.contains_key(*name), "{name} is captured by no pattern");
+    }
+}
+
+#[test]
+fn builtin_attributes_have_the_oom_receivers_types() {
+    use crate::receivers::oom::kill::{OomKill, Scope, Source, Trigger, Victim};
+    // Every attribute the oom receiver can write, each present.
+    let kill = OomKill {
+        time_unix_nano: 1,
+        kernel_time_ns: Some(1),
+        source: Source::Kmsg,
+        victim: Victim {
+            pid: 1,
+            comm: "c".into(),
+            executable_name: Some("e".into()),
+            executable_path: Some("/e".into()),
+            command_line: Some("e".into()),
+            command_line_from_exec: false,
+            parent_pid: Some(1),
+            start_unix_nano: Some(1),
+            uid: Some(1),
+            total_vm: Some(1),
+            anon_rss: Some(1),
+            file_rss: Some(1),
+            shmem_rss: Some(1),
+            pgtables: Some(1),
+            oom_score_adj: Some(1),
+            cgroup: Some("/c".into()),
+            container_id: None,
+            pod_uid: None,
+            workload: None,
+            exiting: false,
+        },
+        trigger: Trigger {
+            pid: Some(1),
+            comm: Some("t".into()),
+            gfp_mask: Some("0x0".into()),
+            order: Some(0),
+        },
+        scope: Scope {
+            constraint: Some("CONSTRAINT_MEMCG".into()),
+            memcg: Some("/m".into()),
+            memcg_limit: Some(1),
+            trigger_type: Some("cgroup"),
+            group: Some("/g".into()),
+            memcg_usage: Some(1),
+            memcg_id: Some(1),
+            hook: None,
+        },
+    };
+    let oom: BTreeMap<String, &str> = kill
+        .attributes()
+        .iter()
+        .filter_map(|kv| {
+            let value = kv.value.as_ref()?.value.as_ref()?;
+            Some((kv.key.clone(), kind_of_otlp(value)))
+        })
+        .collect();
+    let mut shared = 0;
+    for (pattern, name, kind) in builtin_group_kinds() {
+        if let Some(oom_kind) = oom.get(&name) {
+            shared += 1;
+            assert_eq!(
+                kind, *oom_kind,
+                "{pattern}: {name} is {kind}, the oom receiver's is {oom_kind}"
+            );
+        }
+    }
+    assert!(shared > 10, "only {shared} shared attributes: renamed?");
+    // And as matched: every example's values, also the constants.
+    let library = Library::builtin();
+    for b in BUILTINS {
+        let m = library
+            .match_line(b.example)
+            .unwrap_or_else(|| panic!("{}", b.name));
+        for (key, value) in &m.attributes {
+            if let Some(oom_kind) = oom.get(key) {
+                assert_eq!(kind_of(value), *oom_kind, "{}: {key}", b.name);
+            }
+        }
+    }
+}
+
+#[test]
+fn the_killed_process_example_gives_int_pid_and_bytes() {
+    let library = Library::builtin();
+    let killed = BUILTINS
+        .iter()
+        .find(|b| b.name == "kernel.killed_process")
+        .map(|b| b.example)
+        .unwrap_or_default();
+    let m = library.match_line(killed).expect("matches");
+    let get = |key: &str| {
+        m.attributes
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.clone())
+    };
+    assert_eq!(get("process.pid"), Some(AttrValue::Int(2592)));
+    assert_eq!(
+        get("oom.victim.anon_rss"),
+        Some(AttrValue::Int(1913012 * 1024))
+    );
+    assert_eq!(get("oom.victim.comm"), Some(AttrValue::Str("java".into())));
+}
+
+#[test]
+fn a_number_out_of_range_leaves_the_rest_of_the_match() {
+    let library = Library::builtin();
+    let m = library.match_line(
+        "Out of memory: Killed process 99999999999999999999 (x) total-vm:99999999999999999999kB, anon-rss:4kB, file-rss:0kB, shmem-rss:0kB, UID:0 pgtables:8kB oom_score_adj:-99999999999999999999",
+    );
+    assert_eq!(
+        m.map(|m| (m.pattern, m.attributes)),
+        Some((
+            "kernel.global_oom_kill",
+            attrs(&[
+                // process.pid and oom_score_adj left out: no clamped pid.
+                ("oom.victim.comm", S("x")),
+                // Byte counts saturate, as the receivers' do.
+                ("oom.victim.total_vm", I(i64::MAX)),
+                ("oom.victim.anon_rss", I(4096)),
+                ("oom.victim.file_rss", I(0)),
+                ("oom.victim.shmem_rss", I(0)),
+                ("user.id", I(0)),
+                ("oom.victim.pgtables", I(8192)),
+                ("oom.trigger_type", S("system")),
+            ])
+        ))
+    );
 }
 
 #[test]

@@ -14,7 +14,7 @@ use super::multiline::Assembled;
 use super::SharedMatchCounts;
 use crate::clock::unix_now_nanos;
 use crate::metric_catalog::MetricsBuilder;
-use crate::pipeline::data::{kv_str, scoped_metrics};
+use crate::pipeline::data::{kv, kv_str, scoped_metrics};
 use crate::pipeline::{Batch, DynConsumer, Payload};
 
 pub const SCOPE_NAME: &str = "oomscope/filelog";
@@ -51,8 +51,8 @@ pub fn log_record(
     if let Some(m) = a.matched {
         attributes.push(kv_str("oom.pattern", &m.pattern));
         attributes.push(kv_str("oom.runtime", &m.runtime));
-        for (k, v) in &m.attributes {
-            attributes.push(kv_str(k, v));
+        for (k, v) in m.attributes {
+            attributes.push(kv(&k, v.into()));
         }
         severity_number = m.severity_number;
         severity_text = m.severity_text;

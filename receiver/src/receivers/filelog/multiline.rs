@@ -7,7 +7,7 @@ use regex::Regex;
 
 use super::container::Stream;
 use super::reader::Line;
-use crate::patterns::Library;
+use crate::patterns::{AttrValue, Library};
 
 /// A pattern library match, owned (it outlives the line).
 #[derive(Debug, Clone, PartialEq)]
@@ -16,7 +16,7 @@ pub struct OwnedMatch {
     pub runtime: String,
     pub severity_number: i32,
     pub severity_text: String,
-    pub attributes: Vec<(String, String)>,
+    pub attributes: Vec<(String, AttrValue)>,
 }
 
 /// One record, or lines consumed without a record.

@@ -558,6 +558,48 @@ fn string(v: &str) -> any_value::Value {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn matched_attributes_have_the_oom_receivers_types() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    append(
+        &dir.path().join("kern.log"),
+        concat!(
+            "Nov 27 05:01:02 host kernel: [ 812.123456] Memory cgroup out of memory: Killed process 4242 (java) total-vm:4475840kB, anon-rss:1913012kB, file-rss:0kB, shmem-rss:0kB, UID:1000 pgtables:4096kB oom_score_adj:-998\n",
+            "Nov 27 05:01:03 host app[7]: memory allocation of 1099511627776 bytes failed\n",
+        )
+        .as_bytes(),
+    );
+    let cfg = FilelogReceiverConfig {
+        include_all: false,
+        ..config(dir.path(), "*.log")
+    };
+    let mut r = run(&cfg, Some(DeliveryStatus::Delivered), None).await;
+    let got = records(&mut r.rx, 2).await;
+    r.stop().await;
+    assert_eq!(got.len(), 2, "{got:#?}");
+    let int = |v: i64| any_value::Value::IntValue(v);
+    let kill = &got[0];
+    assert_eq!(
+        attr(kill, "oom.pattern"),
+        Some(&string("kernel.memcg_oom_kill"))
+    );
+    assert_eq!(attr(kill, "process.pid"), Some(&int(4242)));
+    assert_eq!(attr(kill, "user.id"), Some(&int(1000)));
+    assert_eq!(attr(kill, "oom.victim.oom_score_adj"), Some(&int(-998)));
+    assert_eq!(
+        attr(kill, "oom.victim.anon_rss"),
+        Some(&int(1913012 * 1024))
+    );
+    assert_eq!(attr(kill, "oom.victim.comm"), Some(&string("java")));
+    assert_eq!(attr(kill, "oom.trigger_type"), Some(&string("cgroup")));
+    let alloc = &got[1];
+    assert_eq!(
+        attr(alloc, "oom.pattern"),
+        Some(&string("rust.alloc_failed"))
+    );
+    assert_eq!(attr(alloc, "oom.requested_bytes"), Some(&int(1 << 40)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cri_files_are_reassembled_with_pod_identity_and_java_trace() {
     let dir = tempfile::tempdir().expect("tempdir");
     let pod_dir = dir.path().join("var/log/pods/shop_cart-7d9f_uid-1/app");

@@ -76,7 +76,7 @@ pub fn record_log(record: &KmsgRecord, matched: Option<&Match<'_>>, clock: Clock
         attributes.push(kv("oom.pattern", string(matched.pattern)));
         attributes.push(kv("oom.runtime", string(matched.runtime)));
         for (key, value) in &matched.attributes {
-            attributes.push(kv(key, string(value)));
+            attributes.push(kv(key, value.clone().into()));
         }
         severity_number =
             SeverityNumber::try_from(matched.severity_number).unwrap_or(SeverityNumber::Error);

@@ -383,6 +383,13 @@ async fn with_oom_reports_off_kills_are_left_to_the_oom_receiver() {
         .await;
     let patterns: Vec<_> = records.iter().map(|r| str_attr(r, "oom.pattern")).collect();
     assert_eq!(patterns, [Some("kernel.page_allocation_failure")]);
+    // Captures are typed as in the oom receiver's record.
+    assert_eq!(int_attr(&records[0], "oom.order"), Some(4));
+    assert_eq!(str_attr(&records[0], "oom.trigger.comm"), Some("worker"));
+    assert_eq!(
+        str_attr(&records[0], "oom.gfp_mask"),
+        Some("0x40dc0(GFP_KERNEL|__GFP_COMP|__GFP_ZERO)")
+    );
     let metrics = metrics.expect("metrics at shutdown");
     assert_eq!(
         counter(&metrics, "oom.log.matches", Some("kernel.oom_report")),
