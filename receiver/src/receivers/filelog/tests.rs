@@ -568,8 +568,11 @@ async fn matched_attributes_have_the_oom_receivers_types() {
         )
         .as_bytes(),
     );
+    // The line's own pattern record (with reports on, a lone "Killed
+    // process" line is a report record, typed the same way).
     let cfg = FilelogReceiverConfig {
         include_all: false,
+        oom_reports: false,
         ..config(dir.path(), "*.log")
     };
     let mut r = run(&cfg, Some(DeliveryStatus::Delivered), None).await;
