@@ -423,6 +423,144 @@ mod tests {
         }
     }
 
+    /// One real kill on this project's test machine as every tool printed
+    /// it (tests/data/log-prefixes/README.md: dmesg in every time format,
+    /// /dev/kmsg, journalctl's short formats, rsyslog's three file
+    /// formats): the same one kill with the same facts from each.
+    #[test]
+    fn a_kill_on_this_machine_reads_the_same_from_every_tool() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/data/log-prefixes");
+        let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "txt"))
+            .collect();
+        files.sort();
+        assert!(files.len() >= 20, "{files:?}");
+        for file in files {
+            let name = file.file_name().unwrap().to_string_lossy().into_owned();
+            let text = std::fs::read_to_string(&file).unwrap();
+            let events = events(&text);
+            let got = kills(&events);
+            assert_eq!(got.len(), 1, "{name}: {events:#?}");
+            let k = got[0];
+            let r = &k.report;
+            assert_eq!(
+                (r.killed.pid, r.killed.comm.as_str(), r.killed.anon_rss_kb),
+                (28526, "python3", Some(50944)),
+                "{name}"
+            );
+            assert_eq!(r.trigger_pid, Some(28526), "{name}");
+            assert_eq!(
+                r.oom_memcg.as_deref(),
+                Some("/oomscope-fleet/node-16/kill-2"),
+                "{name}"
+            );
+            assert_eq!(r.memcg_limit_bytes, Some(51200 * 1024), "{name}");
+            assert_eq!(r.task_count, 1, "{name}");
+            assert_eq!(r.constraint.as_deref(), Some("CONSTRAINT_MEMCG"), "{name}");
+            assert!(
+                k.body.starts_with("python3 invoked oom-killer: "),
+                "{name}: {}",
+                k.body
+            );
+            assert!(k.body.ends_with("oom_score_adj:0"), "{name}");
+            if name.starts_with("journal") || name.starts_with("rsyslog") {
+                assert_eq!(k.host.as_deref(), Some("vm"), "{name}");
+            }
+            // Only Java's lines follow the report in the rsyslog files.
+            assert!(
+                events
+                    .iter()
+                    .all(|e| !matches!(e, TextEvent::Report(r) if r.report.unfinished.is_some())),
+                "{name}: {events:#?}"
+            );
+        }
+    }
+
+    /// Two hosts' reports interleaved line by line in one file (a central
+    /// syslog): each assembled apart, with its own facts.
+    #[test]
+    fn interleaved_hosts_are_assembled_apart() {
+        let dir = samples_dir().join("new");
+        let text = std::fs::read_to_string(dir.join("aks-syslog-kubepods-cgroupv2-stress-ng.txt"))
+            .unwrap();
+        let host = text
+            .lines()
+            .next()
+            .and_then(|l| l.split_whitespace().nth(3))
+            .unwrap()
+            .to_owned();
+        let other: Vec<String> = text
+            .lines()
+            .map(|l| {
+                l.replacen(&host, "other-node", 1)
+                    .replace("stress-ng", "stress-ng2")
+            })
+            .collect();
+        let mut mixed = String::new();
+        for (a, b) in text.lines().zip(&other) {
+            mixed.push_str(a);
+            mixed.push('\n');
+            mixed.push_str(b);
+            mixed.push('\n');
+        }
+        let alone = events(&text);
+        let events = events(&mixed);
+        let got = kills(&events);
+        assert_eq!(got.len(), 2 * kills(&alone).len(), "{got:#?}");
+        for k in got {
+            let r = &k.report;
+            let (want_host, want_comm) = if k.host.as_deref() == Some("other-node") {
+                ("other-node", "stress-ng2")
+            } else {
+                (host.as_str(), "stress-ng")
+            };
+            assert_eq!(k.host.as_deref(), Some(want_host));
+            assert!(r.killed.comm.starts_with(want_comm), "{r:#?}");
+            let alone = &kills(&alone)[0].report;
+            assert_eq!(r.task_count, alone.task_count);
+            assert_eq!(r.memcg_usage_bytes, alone.memcg_usage_bytes);
+        }
+    }
+
+    /// Truncated, garbage and over-long input: what is known still comes
+    /// out (with a note), bounded, without panicking.
+    #[test]
+    fn bad_text_gives_what_is_known() {
+        let mut text = String::from("\u{0}\u{1}garbage \u{fffd}\u{fffd}\n");
+        text.push_str("[  1.000000] x invoked oom-killer: gfp_mask=0xcc0(GFP_KERNEL), order=0, oom_score_adj=0\n");
+        text.push_str(&"[  1.000001] [  pid  ]   uid  tgid total_vm      rss pgtables_bytes swapents oom_score_adj name\n");
+        for pid in 0..10_000 {
+            text.push_str(&format!("[  1.000002] [ {pid:6}]     0 {pid:6}     100     {pid}    4096        0             0 t{pid}\n"));
+        }
+        text.push_str(&"A".repeat(10 << 20));
+        text.push('\n');
+        let events = events(&text);
+        let reports: Vec<&TextReport> = events
+            .iter()
+            .filter_map(|e| match e {
+                TextEvent::Report(r) => Some(r),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(reports.len(), 1, "one unfinished report");
+        let r = reports[0];
+        assert_eq!(
+            r.report.unfinished,
+            Some(super::super::oom_report::Unfinished::TooLong)
+        );
+        assert_eq!(r.report.trigger_comm.as_deref(), Some("x"));
+        assert!(r.report.tasks.len() <= super::super::oom_report::MAX_TASKS);
+        // The header, the table's title and rows up to the bound.
+        let last_row = super::super::oom_report::MAX_REPORT_RECORDS as i32 - 3;
+        assert_eq!(
+            r.report.tasks[0].pid, last_row,
+            "the largest kept before the bound"
+        );
+        assert!(r.body.len() <= MAX_BODY_BYTES);
+    }
+
     /// Every real report collected from public sources (see each
     /// directory's samples.json for the source of each file) gives one
     /// record per "Killed process" line, with every fact its text states.
