@@ -281,6 +281,9 @@ struct Tailer {
     finder: Option<AhoCorasick>,
     /// The fast read's buffer (one for all files).
     scan_buf: Vec<u8>,
+    /// `oom_reports`, unless `disable_patterns` covers `kernel.oom_report`
+    /// (`kernel.*`: kernel lines come from the `kmsg` or `oom` receiver).
+    reports_on: bool,
 }
 
 impl Tailer {
@@ -298,12 +301,16 @@ impl Tailer {
         ack_tx: mpsc::Sender<InFlight>,
     ) -> Self {
         let metrics = ctx.telemetry.receiver(&ctx.id, "file");
+        let reports_on = cfg.oom_reports
+            && !cfg.disable_patterns.iter().any(|d| {
+                glob::Pattern::new(d).is_ok_and(|g| g.matches(report_record::OOM_REPORT_PATTERN))
+            });
         let finder = if cfg.include_all || line_start.is_some() {
             None
         } else {
             let mut literals = library.literals().to_vec();
             literals.push(multiline::PYTHON_TRACEBACK.as_bytes().to_vec());
-            if cfg.oom_reports {
+            if reports_on {
                 // A report's first lines stop the fast read even when
                 // their patterns are disabled; the rest is then read line
                 // by line until the report ends.
@@ -347,6 +354,7 @@ impl Tailer {
             metrics,
             finder,
             scan_buf,
+            reports_on,
         };
         if let Some(saved) = &resumed {
             for r in saved {
@@ -370,8 +378,7 @@ impl Tailer {
             decoder: Decoder::new(self.cfg.format, self.max_log_size()),
             assembler: Assembler::new(self.line_start.clone(), self.max_log_size()),
             reports: self
-                .cfg
-                .oom_reports
+                .reports_on
                 .then(|| TextReports::new(report_time_context())),
             report_lines: HashSet::new(),
             report_wait_since: None,

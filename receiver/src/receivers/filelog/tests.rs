@@ -934,3 +934,30 @@ async fn a_report_the_file_ends_inside_of_is_sent_with_a_note() {
     assert_eq!(attr(r, "process.pid"), None, "no process was killed");
     assert_eq!(body(r).lines().count(), 3);
 }
+
+/// `disable_patterns: ["kernel.*"]` (kernel lines come from kmsg): no
+/// report record either.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disabled_kernel_patterns_turn_reports_off() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("syslog");
+    append(
+        &path,
+        b"Mar  2 03:04:05 db1 kernel: [1.5] Out of memory: Killed process 7 (a) total-vm:1kB, anon-rss:1kB, file-rss:0kB\n\
+          fatal error: runtime: out of memory\n",
+    );
+    let cfg = FilelogReceiverConfig {
+        include_all: false,
+        disable_patterns: vec!["kernel.*".into()],
+        ..config(dir.path(), "syslog")
+    };
+    let mut r = run(&cfg, Some(DeliveryStatus::Delivered), None).await;
+    let got = records(&mut r.rx, 1).await;
+    assert_eq!(got.len(), 1, "{got:#?}");
+    assert_eq!(
+        attr(&got[0], "oom.pattern"),
+        Some(&string("go.fatal_out_of_memory"))
+    );
+    assert!(quiet(&mut r.rx).await.is_empty());
+    r.stop().await;
+}
