@@ -48,8 +48,9 @@ pub struct TextReport {
 /// What the text holds, in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TextEvent {
-    /// A kill (or a report without one: `report.unfinished`).
-    Report(TextReport),
+    /// A kill (or a report without one: `report.unfinished`); boxed, as
+    /// reports are few and large.
+    Report(Box<TextReport>),
     /// "oom_reaper: reaped process ...": a killed process's memory was freed.
     Reaped {
         reaped: Reaped,
@@ -226,9 +227,9 @@ impl TextReports {
             host.assembler.finish();
             if let Some(report) = host.assembler.take_unfinished() {
                 let host_name = (!name.is_empty()).then_some(name);
-                out.push(TextEvent::Report(Self::text_report(
+                out.push(TextEvent::Report(Box::new(Self::text_report(
                     &mut host, report, host_name, None, None,
-                )));
+                ))));
             }
         }
     }
@@ -267,23 +268,23 @@ impl TextReports {
             } else {
                 (None, None)
             };
-            out.push(TextEvent::Report(Self::text_report(
+            out.push(TextEvent::Report(Box::new(Self::text_report(
                 host,
                 unfinished,
                 host_name.clone(),
                 time,
                 kernel_time,
-            )));
+            ))));
         }
         if let Some(report) = completed {
             keep_line(host, self.seq, self.line, message);
-            out.push(TextEvent::Report(Self::text_report(
+            out.push(TextEvent::Report(Box::new(Self::text_report(
                 host,
                 report,
                 host_name,
                 time,
                 line.kernel_time_us,
-            )));
+            ))));
             true
         } else if let Some(first) = host.assembler.pending_first_seq() {
             if host.lines.front().is_some_and(|(seq, _, _)| *seq < first) {
@@ -354,9 +355,9 @@ impl TextReports {
             host.assembler.finish();
             if let Some(report) = host.assembler.take_unfinished() {
                 let name = (!oldest.is_empty()).then_some(oldest);
-                out.push(TextEvent::Report(Self::text_report(
+                out.push(TextEvent::Report(Box::new(Self::text_report(
                     &mut host, report, name, None, None,
-                )));
+                ))));
             }
         }
     }
@@ -398,7 +399,7 @@ mod tests {
         events
             .iter()
             .filter_map(|e| match e {
-                TextEvent::Report(r) if r.report.unfinished.is_none() => Some(r),
+                TextEvent::Report(r) if r.report.unfinished.is_none() => Some(&**r),
                 _ => None,
             })
             .collect()
@@ -530,7 +531,7 @@ mod tests {
     fn bad_text_gives_what_is_known() {
         let mut text = String::from("\u{0}\u{1}garbage \u{fffd}\u{fffd}\n");
         text.push_str("[  1.000000] x invoked oom-killer: gfp_mask=0xcc0(GFP_KERNEL), order=0, oom_score_adj=0\n");
-        text.push_str(&"[  1.000001] [  pid  ]   uid  tgid total_vm      rss pgtables_bytes swapents oom_score_adj name\n");
+        text.push_str("[  1.000001] [  pid  ]   uid  tgid total_vm      rss pgtables_bytes swapents oom_score_adj name\n");
         for pid in 0..10_000 {
             text.push_str(&format!("[  1.000002] [ {pid:6}]     0 {pid:6}     100     {pid}    4096        0             0 t{pid}\n"));
         }
@@ -540,7 +541,7 @@ mod tests {
         let reports: Vec<&TextReport> = events
             .iter()
             .filter_map(|e| match e {
-                TextEvent::Report(r) => Some(r),
+                TextEvent::Report(r) => Some(&**r),
                 _ => None,
             })
             .collect();

@@ -806,7 +806,7 @@ async fn a_kernel_report_in_a_file_is_one_record_per_kill() {
         .nth(sample.lines().count() / 2)
         .expect("lines");
     append(&path, b"fatal error: runtime: out of memory\n");
-    append(&path, sample[..cut].as_bytes());
+    append(&path, &sample.as_bytes()[..cut]);
     let cfg = FilelogReceiverConfig {
         include_all: false,
         ..config(dir.path(), "*.log")
@@ -814,7 +814,7 @@ async fn a_kernel_report_in_a_file_is_one_record_per_kill() {
     let running = run(&cfg, None, None).await;
     wait_first_poll(&path).await;
     // The report's rest comes later, as a tailed file's would.
-    append(&path, sample[cut..].as_bytes());
+    append(&path, &sample.as_bytes()[cut..]);
     append(&path, b"fatal error: runtime: out of memory\n");
     let mut rx = running.rx;
     let got = records(&mut rx, 8).await;
