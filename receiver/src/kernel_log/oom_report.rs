@@ -90,6 +90,9 @@ pub enum Unfinished {
     /// "OOM victim N (comm) is already exiting. Skip killing the task": the
     /// kernel let the victim exit on its own; no process was killed.
     VictimExiting { pid: i32, comm: String },
+    /// "Out of memory and no killable processes...": nothing could be
+    /// killed (the kernel panics next, or the allocation fails).
+    NoKillableProcesses,
 }
 
 impl Unfinished {
@@ -107,6 +110,9 @@ impl Unfinished {
             }
             Unfinished::VictimExiting { pid, comm } => {
                 format!("no process was killed: the victim {pid} ({comm}) was already exiting")
+            }
+            Unfinished::NoKillableProcesses => {
+                "no process was killed: the kernel found no killable process".to_owned()
             }
         }
     }
@@ -363,6 +369,15 @@ impl OomReportAssembler {
             pending.records += 1;
             pending.report.last_seq = seq;
             pending.report.monotonic_us = monotonic_us;
+            return None;
+        }
+
+        if message.starts_with("Out of memory and no killable processes") {
+            if let Some(pending) = &mut self.pending {
+                pending.report.last_seq = seq;
+                pending.report.monotonic_us = monotonic_us;
+            }
+            self.abandon(Unfinished::NoKillableProcesses);
             return None;
         }
 

@@ -525,6 +525,29 @@ mod tests {
         }
     }
 
+    /// The second report of a real ARM NAS (tests/data/oom-reports/new,
+    /// nfsd-6.8-arm-back-to-back-no-killable) ends with "Out of memory and
+    /// no killable processes": a report without a kill, saying so.
+    #[test]
+    fn no_killable_processes_is_a_report_without_a_kill() {
+        let text = std::fs::read_to_string(
+            samples_dir().join("new/nfsd-6.8-arm-back-to-back-no-killable.txt"),
+        )
+        .unwrap();
+        let events = events(&text);
+        let unfinished: Vec<_> = events
+            .iter()
+            .filter_map(|e| match e {
+                TextEvent::Report(r) => r.report.unfinished.clone(),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            unfinished,
+            [super::super::oom_report::Unfinished::NoKillableProcesses]
+        );
+    }
+
     /// Truncated, garbage and over-long input: what is known still comes
     /// out (with a note), bounded, without panicking.
     #[test]
