@@ -14,6 +14,7 @@
 pub mod kmsg_record;
 pub mod oom_report;
 pub mod reader;
+pub mod text;
 
 pub use kmsg_record::{KmsgRecord, RecordError};
 pub use oom_report::{
