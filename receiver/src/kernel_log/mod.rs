@@ -9,7 +9,12 @@
 //!   and reports overwritten records (EPIPE) as a gap.
 //! - [`oom_report`]: groups "invoked oom-killer" ... "Killed process" into an
 //!   [`oom_report::OomReport`], emitted as soon as the "Killed process" line
-//!   arrives.
+//!   arrives; every report format from 2.6.32 on.
+//! - [`text`]: a log line's prefix (dmesg, syslog, journalctl, RFC 5424, ...)
+//!   taken off; [`text_reports`]: reports assembled from any log text (files,
+//!   `oomscope analyze`).
+//! - [`report_record`]: a report as an OTLP LogRecord, the same from every
+//!   source.
 
 pub mod kmsg_record;
 pub mod oom_report;

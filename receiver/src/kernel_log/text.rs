@@ -868,6 +868,7 @@ fn rfc5424(mut c: Cursor, priority: u16) -> Option<TextLine> {
     line.host = host;
     line.tag = app;
     if c.at_end() {
+        line.message = c.rest();
         return Some(line);
     }
     c.expect(b' ')?;
@@ -2218,7 +2219,11 @@ mod tests {
             (line.time, line.host, line.tag, line.message),
             (None, None, None, "hello")
         );
-        assert_eq!(split("<14>1 - h a p m").message, "");
+        let text = "<14>1 - h a p m";
+        let line = split(text);
+        assert_eq!(line.message, "");
+        // The empty message is the end of the line, as every message is.
+        assert_eq!(line.message.as_ptr(), text[text.len()..].as_ptr());
         // Malformed structured data: the rest is the message.
         let line = split("<14>1 - h a p m [unclosed x");
         assert_eq!(
