@@ -147,6 +147,9 @@ pub struct FilelogReceiverConfig {
     /// saved dmesg) becomes one record with the `kmsg` receiver's report
     /// attributes, instead of a record per matching line.
     pub oom_reports: bool,
+    /// How long a report waits for its "Killed process" line while its
+    /// file does not grow, before it is sent with what it has.
+    pub oom_report_wait: GoDuration,
     /// How long a partial line at the end of a file, or a multiline record,
     /// waits for more before it is emitted as it is.
     pub force_flush_period: GoDuration,
@@ -178,6 +181,7 @@ impl Default for FilelogReceiverConfig {
             disable_patterns: Vec::new(),
             include_all: false,
             oom_reports: true,
+            oom_report_wait: GoDuration::from_secs(5),
             force_flush_period: GoDuration::from_millis(500),
             multiline: MultilineConfig::default(),
             encoding: "utf-8".to_string(),

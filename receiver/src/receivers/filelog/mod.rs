@@ -109,9 +109,6 @@ const REPORT_LITERALS: &[&str] = &[
     "Killed process ",
     "ill process ",
 ];
-/// How long a report waits for its "Killed process" line while its file
-/// does not grow.
-const REPORT_WAIT: Duration = Duration::from_secs(5);
 /// Most report line offsets remembered per file (far more than a report
 /// has lines; reset when full).
 const MAX_REPORT_LINE_OFFSETS: usize = 64 * 1024;
@@ -247,6 +244,10 @@ struct Known {
     /// End offsets of lines that went into a report: their own pattern
     /// records are not sent (the report carries them).
     report_lines: HashSet<u64>,
+    /// Where the line that started the report being read begins.
+    report_start: Option<u64>,
+    /// Where the last line given to `reports` ends.
+    last_line_end: u64,
     /// Since when a report has waited without the file growing.
     report_wait_since: Option<std::time::Instant>,
     last_seen_poll: u64,
@@ -382,6 +383,8 @@ impl Tailer {
                 .then(|| TextReports::new(report_time_context())),
             report_lines: HashSet::new(),
             report_wait_since: None,
+            report_start: None,
+            last_line_end: offset,
             last_seen_poll: self.poll,
             unmatched_polls: 0,
         });
@@ -735,7 +738,16 @@ impl Tailer {
         for line in lines {
             let k = &mut self.files[i];
             if let Some(reports) = &mut k.reports {
-                if reports.push_line(&line.text, &mut events) {
+                let was_pending = reports.is_pending();
+                let in_report = reports.push_line(&line.text, &mut events);
+                if !reports.is_pending() {
+                    k.report_start = None;
+                } else if !was_pending {
+                    // This line starts a report.
+                    k.report_start = Some(k.last_line_end);
+                }
+                k.last_line_end = line.end_offset;
+                if in_report {
                     if k.report_lines.len() >= MAX_REPORT_LINE_OFFSETS {
                         k.report_lines.clear();
                     }
@@ -756,7 +768,7 @@ impl Tailer {
     }
 
     /// A report of file `i` that waits for its "Killed process" line while
-    /// nothing is written for [`REPORT_WAIT`] is sent with what it has: the
+    /// nothing is written for `oom_report_wait` is sent with what it has: the
     /// kernel writes a report at once, so the rest is not coming (a file
     /// holding part of a report).
     fn finish_stalled_report(&mut self, i: usize, start_offset: u64) {
@@ -772,8 +784,9 @@ impl Tailer {
         let since = *k
             .report_wait_since
             .get_or_insert_with(std::time::Instant::now);
-        if since.elapsed() >= REPORT_WAIT {
+        if since.elapsed() >= self.cfg.oom_report_wait.get() {
             k.report_wait_since = None;
+            k.report_start = None;
             let mut events = Vec::new();
             reports.finish(&mut events);
             self.take_report_events(i, &mut events);
@@ -812,20 +825,23 @@ impl Tailer {
             let k = &mut self.files[i];
             k.offset = k.offset.max(a.end_offset);
             let id = k.id;
-            if let Some(m) = &a.matched {
+            // Not past the start of a report still being read: a restart
+            // reads it again whole.
+            let end = a.end_offset.min(k.report_start.unwrap_or(u64::MAX));
+            // A report's line: sent (and counted) within the report's record.
+            let in_report = k.report_lines.remove(&a.end_offset)
+                && a.matched
+                    .as_ref()
+                    .is_some_and(|m| m.runtime == KERNEL_RUNTIME);
+            if let Some(m) = a.matched.as_ref().filter(|_| !in_report) {
                 self.counts
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
                     .count(&m.pattern, &m.runtime);
             }
-            // A report's line: sent within the report's record.
-            let in_report = k.report_lines.remove(&a.end_offset)
-                && a.matched
-                    .as_ref()
-                    .is_some_and(|m| m.runtime == KERNEL_RUNTIME);
             if in_report && !self.cfg.include_all {
                 let e = self.offsets.entry(id).or_insert(0);
-                *e = (*e).max(a.end_offset);
+                *e = (*e).max(end);
                 continue;
             }
             if self.cfg.include_all || a.matched.is_some() {
@@ -838,7 +854,7 @@ impl Tailer {
                 ));
             }
             let e = self.offsets.entry(id).or_insert(0);
-            *e = (*e).max(a.end_offset);
+            *e = (*e).max(end);
             if self.records.len() >= MAX_BATCH_RECORDS {
                 self.send(handle);
             }

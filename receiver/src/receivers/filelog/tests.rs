@@ -961,3 +961,63 @@ async fn disabled_kernel_patterns_turn_reports_off() {
     assert!(quiet(&mut r.rx).await.is_empty());
     r.stop().await;
 }
+
+/// A restart while a report is half read: the saved offset stayed before
+/// the report's first line, so the report is read again whole (one record
+/// with its header's facts), not from its middle.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_in_the_middle_of_a_report_reads_it_whole() {
+    let sample = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../tests/data/oom-reports/new/aks-syslog-kubepods-cgroupv2-stress-ng.txt"),
+    )
+    .expect("sample");
+    let lines: Vec<&str> = sample.lines().collect();
+    let killed = lines
+        .iter()
+        .position(|l| l.contains("Killed process"))
+        .expect("a kill");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let storage = tempfile::tempdir().expect("storage");
+    let path = dir.path().join("syslog");
+    // Another program's OOM line in the middle of the report shows how far
+    // the first run read.
+    let mut first = lines[..killed - 3].join("\n");
+    first.push_str("\nMay 19 18:14:43 node app[9]: fatal error: runtime: out of memory\n");
+    append(&path, first.as_bytes());
+    let cfg = FilelogReceiverConfig {
+        include_all: false,
+        storage: Some(ComponentId::new("file_storage", None)),
+        oom_report_wait: GoDuration::from_secs(3600),
+        ..config(dir.path(), "syslog")
+    };
+    let mut r = run(&cfg, Some(DeliveryStatus::Delivered), Some(storage.path())).await;
+    let got = records(&mut r.rx, 1).await;
+    assert_eq!(
+        got.iter()
+            .map(|r| attr(r, "oom.pattern").cloned())
+            .collect::<Vec<_>>(),
+        [Some(string("go.fatal_out_of_memory"))]
+    );
+    r.stop().await;
+
+    let mut rest = lines[killed - 3..].join("\n");
+    rest.push('\n');
+    append(&path, rest.as_bytes());
+    let mut r = run(&cfg, Some(DeliveryStatus::Delivered), Some(storage.path())).await;
+    let got = records(&mut r.rx, 2).await;
+    let reports: Vec<_> = got
+        .iter()
+        .filter(|r| attr(r, "oom.pattern") == Some(&string("kernel.oom_report")))
+        .collect();
+    assert_eq!(reports.len(), 1, "{got:#?}");
+    let report = reports[0];
+    assert_eq!(report.severity_text, "ERROR");
+    assert_eq!(
+        attr(report, "oom.trigger.comm"),
+        Some(&string("stress-ng-vm")),
+        "{report:#?}"
+    );
+    assert!(attr(report, "oom.tasks.count").is_some(), "{report:#?}");
+    r.stop().await;
+}
