@@ -90,6 +90,10 @@ pub enum Unfinished {
     /// "OOM victim N (comm) is already exiting. Skip killing the task": the
     /// kernel let the victim exit on its own; no process was killed.
     VictimExiting { pid: i32, comm: String },
+    /// Reports of more hosts than are tracked at once were open (text
+    /// interleaving many hosts): this one, the least recently seen, was
+    /// sent as it was.
+    TooManyHosts,
     /// "Out of memory and no killable processes...": nothing could be
     /// killed (the kernel panics next, or the allocation fails).
     NoKillableProcesses,
@@ -110,6 +114,9 @@ impl Unfinished {
             }
             Unfinished::VictimExiting { pid, comm } => {
                 format!("no process was killed: the victim {pid} ({comm}) was already exiting")
+            }
+            Unfinished::TooManyHosts => {
+                "the report has no \"Killed process\" line yet: too many hosts' reports were open at once".to_owned()
             }
             Unfinished::NoKillableProcesses => {
                 "no process was killed: the kernel found no killable process".to_owned()
@@ -430,7 +437,12 @@ impl OomReportAssembler {
     /// The input ended: a report still waiting for its "Killed process"
     /// line is unfinished (see [`Self::take_unfinished`]).
     pub fn finish(&mut self) {
-        self.abandon(Unfinished::InputEnded);
+        self.finish_because(Unfinished::InputEnded);
+    }
+
+    /// [`Self::finish`], saying why.
+    pub fn finish_because(&mut self, why: Unfinished) {
+        self.abandon(why);
         self.forget_last_report();
     }
 

@@ -8,15 +8,16 @@
 //! (with a note) when another report starts, it grows too long, the victim
 //! was already exiting, or the text ends ([`TextReports::finish`]).
 //!
-//! Bounded: at most [`MAX_HOSTS`] hosts are tracked (the least recently
-//! seen is forgotten), each keeps at most [`MAX_BODY_LINES`] lines /
+//! Bounded: at most [`MAX_HOSTS`] hosts (or fewer, see
+//! [`TextReports::max_hosts`]) are tracked (the least recently seen is
+//! forgotten, its report sent as it is), each keeps at most [`MAX_BODY_LINES`] lines /
 //! [`MAX_BODY_BYTES`] bytes of the report being assembled, and the
 //! assembler drops a report after [`super::oom_report::MAX_REPORT_RECORDS`]
 //! lines.
 
 use std::collections::{HashMap, VecDeque};
 
-use super::oom_report::{parse_reaped, OomReport, OomReportAssembler, Reaped};
+use super::oom_report::{parse_reaped, OomReport, OomReportAssembler, Reaped, Unfinished};
 use super::text::{split_prefix, unfold_rsyslog, PrefixForm, TimeContext};
 
 /// Most hosts whose reports are assembled at once.
@@ -78,6 +79,8 @@ pub struct TextReports {
     seq: u64,
     /// Input lines seen.
     line: u64,
+    /// Most hosts tracked at once.
+    max_hosts: usize,
     /// A line that looks cut by wrapping, waiting for its rest.
     held: Option<Held>,
 }
@@ -140,6 +143,7 @@ impl TextReports {
             hosts: HashMap::new(),
             seq: 0,
             line: 0,
+            max_hosts: MAX_HOSTS,
             held: None,
         }
     }
@@ -151,6 +155,14 @@ impl TextReports {
             page_size: Some(page_size),
             ..Self::new(ctx)
         }
+    }
+
+    /// At most `max_hosts` hosts' reports assembled at once (at least one;
+    /// [`MAX_HOSTS`] by default): a receiver tailing many files keeps less
+    /// per file.
+    pub fn max_hosts(mut self, max_hosts: usize) -> Self {
+        self.max_hosts = max_hosts.clamp(1, MAX_HOSTS);
+        self
     }
 
     /// The next line of text (without its newline). True when the line is
@@ -236,7 +248,7 @@ impl TextReports {
 
     fn push_message(&mut self, line: &Meta<'_>, message: &str, out: &mut Vec<TextEvent>) -> bool {
         let name = line.host.unwrap_or_default();
-        if !self.hosts.contains_key(name) && self.hosts.len() >= MAX_HOSTS {
+        if !self.hosts.contains_key(name) && self.hosts.len() >= self.max_hosts {
             self.forget_oldest_host(out);
         }
         let page_size = self.page_size;
@@ -352,7 +364,7 @@ impl TextReports {
             return;
         };
         if let Some(mut host) = self.hosts.remove(&oldest) {
-            host.assembler.finish();
+            host.assembler.finish_because(Unfinished::TooManyHosts);
             if let Some(report) = host.assembler.take_unfinished() {
                 let name = (!oldest.is_empty()).then_some(oldest);
                 out.push(TextEvent::Report(Box::new(Self::text_report(
@@ -545,6 +557,39 @@ mod tests {
         assert_eq!(
             unfinished,
             [super::super::oom_report::Unfinished::NoKillableProcesses]
+        );
+    }
+
+    /// Past the host bound, the least recently seen host's report is sent
+    /// as it is (bounded memory), and the newcomer's assembled.
+    #[test]
+    fn the_host_bound_sends_the_oldest_report_as_it_is() {
+        let mut reports = TextReports::with_page_size(TimeContext::utc(2024), PAGE).max_hosts(1);
+        let mut out = Vec::new();
+        for line in [
+            "Mar  2 03:04:05 a kernel: x invoked oom-killer: gfp_mask=0xcc0(GFP_KERNEL), order=0, oom_score_adj=0",
+            "Mar  2 03:04:05 b kernel: y invoked oom-killer: gfp_mask=0xcc0(GFP_KERNEL), order=0, oom_score_adj=0",
+            "Mar  2 03:04:05 b kernel: Out of memory: Killed process 5 (y) total-vm:8kB, anon-rss:4kB, file-rss:0kB",
+        ] {
+            reports.push_line(line, &mut out);
+        }
+        let got: Vec<_> = out
+            .iter()
+            .filter_map(|e| match e {
+                TextEvent::Report(r) => Some((
+                    r.host.as_deref(),
+                    r.report.unfinished.clone(),
+                    r.report.killed.pid,
+                )),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (Some("a"), Some(Unfinished::TooManyHosts), 0),
+                (Some("b"), None, 5),
+            ]
         );
     }
 

@@ -109,6 +109,10 @@ const REPORT_LITERALS: &[&str] = &[
     "Killed process ",
     "ill process ",
 ];
+/// Hosts whose reports one file's lines are assembled for at once (a
+/// central syslog interleaves hosts): with a report's text (at most 256
+/// KiB) each, about as much as the largest record a file holds.
+const REPORT_HOSTS: usize = 4;
 /// Most report line offsets remembered per file (far more than a report
 /// has lines; reset when full).
 const MAX_REPORT_LINE_OFFSETS: usize = 64 * 1024;
@@ -380,7 +384,7 @@ impl Tailer {
             assembler: Assembler::new(self.line_start.clone(), self.max_log_size()),
             reports: self
                 .reports_on
-                .then(|| TextReports::new(report_time_context())),
+                .then(|| TextReports::new(report_time_context()).max_hosts(REPORT_HOSTS)),
             report_lines: HashSet::new(),
             report_wait_since: None,
             report_start: None,
