@@ -15,15 +15,16 @@ pub const OOM_REPORT_PATTERN: &str = "kernel.oom_report";
 /// `oom.runtime` of everything the kernel reports.
 pub const KERNEL_RUNTIME: &str = "kernel";
 
-fn string(value: &str) -> any_value::Value {
+pub(crate) fn string(value: &str) -> any_value::Value {
     any_value::Value::StringValue(value.to_owned())
 }
 
-fn int(value: i64) -> any_value::Value {
+pub(crate) fn int(value: i64) -> any_value::Value {
     any_value::Value::IntValue(value)
 }
 
-fn uint(value: u64) -> any_value::Value {
+/// An unsigned count as an OTLP int (saturating: OTLP ints are signed).
+pub(crate) fn uint(value: u64) -> any_value::Value {
     int(i64::try_from(value).unwrap_or(i64::MAX))
 }
 

@@ -15,18 +15,7 @@ use crate::pipeline::data::{kv, scoped_metrics};
 pub const SCOPE_NAME: &str = "oomscope/kmsg";
 
 pub use crate::kernel_log::report_record::{KERNEL_RUNTIME, OOM_REPORT_PATTERN};
-
-fn string(value: &str) -> any_value::Value {
-    any_value::Value::StringValue(value.to_owned())
-}
-
-fn int(value: i64) -> any_value::Value {
-    any_value::Value::IntValue(value)
-}
-
-fn uint(value: u64) -> any_value::Value {
-    int(i64::try_from(value).unwrap_or(i64::MAX))
-}
+use crate::kernel_log::report_record::{int, string, uint};
 
 pub use crate::clock::{unix_now_nanos, Clock};
 
