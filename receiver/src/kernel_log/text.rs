@@ -691,6 +691,13 @@ fn caller_id<'a>(c: &mut Cursor<'a>) -> Option<&'a str> {
     Some(id)
 }
 
+/// `T123` (a task) or `C1` (a CPU), as `CONFIG_PRINTK_CALLER` writes them.
+fn is_caller_id(id: &str) -> bool {
+    id.strip_prefix(['T', 'C']).is_some_and(|number| {
+        (1..=10).contains(&number.len()) && number.bytes().all(|b| b.is_ascii_digit())
+    })
+}
+
 /// The rest of the line as the message, leading blanks removed.
 fn message_at(mut c: Cursor<'_>) -> &str {
     c.skip_blanks();
@@ -948,7 +955,7 @@ fn kmsg(mut c: Cursor) -> Option<TextLine> {
             c.pos += 1;
         }
         let field = c.text.get(field_start..c.pos)?;
-        if let Some(id) = field.strip_prefix("caller=") {
+        if let Some(id) = field.strip_prefix("caller=").filter(|id| is_caller_id(id)) {
             caller = Some(id);
         }
     }
@@ -1932,6 +1939,9 @@ mod tests {
             "Memory cgroup out of memory: Killed process 1 (x)"
         );
         assert_eq!(split("12,7,99,c;continued").message, "continued");
+        // Only a task or CPU is a caller.
+        assert_eq!(split("6,1,2,-,caller=x 1;m").caller, None);
+        assert_eq!(split("6,1,2,-,caller=C12;m").caller, Some("C12"));
         for text in [
             "6,1234,5678901;x",
             "6,1234,5678901,x;y",
