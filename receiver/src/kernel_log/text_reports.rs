@@ -120,19 +120,6 @@ fn is_report_line(message: &str) -> bool {
         || message.starts_with("Task in ")
 }
 
-/// `** 3 printk messages dropped ** ` that the kernel glues before the next
-/// line when its log buffer overflowed.
-fn strip_dropped_notice(line: &str) -> &str {
-    let trimmed = line.trim_start();
-    let Some(rest) = trimmed.strip_prefix("** ") else {
-        return line;
-    };
-    match rest.split_once(" ** ") {
-        Some((notice, after)) if notice.ends_with("messages dropped") => after,
-        _ => line,
-    }
-}
-
 impl TextReports {
     /// Reports from text whose times without zone or year are read in `ctx`;
     /// task tables are converted with this host's page size.
@@ -169,7 +156,7 @@ impl TextReports {
     /// part of a report (its text is in the report's body).
     pub fn push_line(&mut self, raw: &str, out: &mut Vec<TextEvent>) -> bool {
         self.line += 1;
-        let line = split_prefix(strip_dropped_notice(raw), &self.ctx);
+        let line = split_prefix(raw, &self.ctx);
         if line.from_kernel() == Some(false) {
             return false;
         }

@@ -14,8 +14,8 @@ use crate::pipeline::data::{kv, scoped_metrics};
 
 pub const SCOPE_NAME: &str = "oomscope/kmsg";
 
-pub use crate::kernel_log::report_record::{KERNEL_RUNTIME, OOM_REPORT_PATTERN};
 use crate::kernel_log::report_record::{int, string, uint};
+pub use crate::kernel_log::report_record::{KERNEL_RUNTIME, OOM_REPORT_PATTERN};
 
 pub use crate::clock::{unix_now_nanos, Clock};
 
