@@ -15,6 +15,8 @@ pub const MAX_DIRECTORY_FILES: usize = 10_000;
 const MAX_DEPTH: usize = 32;
 /// Bytes looked at to tell a binary file (a journal, wtmp) from text.
 const SNIFF_BYTES: usize = 8192;
+/// Bytes that tell a compressed input.
+const MAGIC_BYTES: usize = 6;
 /// Read buffer of every input.
 const READ_BUFFER_BYTES: usize = 64 * 1024;
 
@@ -181,7 +183,7 @@ pub enum OpenError {
 
 /// Opens `input`, decompressing gzip and zstd (told by their magic bytes,
 /// not by the name). A file found in a directory that is binary (a NUL in
-/// its first bytes, after decompression) is [`OpenError::Binary`].
+/// its first 8 KiB, after decompression) is [`OpenError::Binary`].
 pub fn open(input: &Input) -> Result<Opened, OpenError> {
     let (raw, modified, from_directory): (Box<dyn Read>, _, _) = match input {
         Input::Stdin => (Box::new(io::stdin()), None, false),
@@ -201,11 +203,17 @@ pub fn open(input: &Input) -> Result<Opened, OpenError> {
     };
     let (mut reader, compression) = decode(raw).map_err(|e| OpenError::Unreadable(e.to_string()))?;
     if from_directory {
-        match looks_binary(reader.as_mut()) {
-            Ok(true) => return Err(OpenError::Binary),
-            Ok(false) => {}
-            Err(e) => return Err(OpenError::Unreadable(e.to_string())),
+        // The head is read whole (a decoder may hand out little per read),
+        // then put back in front of the rest.
+        let head = read_head(reader.as_mut(), SNIFF_BYTES)
+            .map_err(|e| OpenError::Unreadable(e.to_string()))?;
+        if head.contains(&0) {
+            return Err(OpenError::Binary);
         }
+        reader = Box::new(BufReader::with_capacity(
+            READ_BUFFER_BYTES,
+            io::Cursor::new(head).chain(reader),
+        ));
     }
     Ok(Opened {
         reader,
@@ -214,22 +222,29 @@ pub fn open(input: &Input) -> Result<Opened, OpenError> {
     })
 }
 
-/// Wraps `raw` in a decompressor when its first bytes say it is compressed.
-pub fn decode(mut raw: Box<dyn Read>) -> io::Result<(Box<dyn BufRead>, Compression)> {
-    // The head is read whole first (a pipe may hand out a byte at a time),
-    // then put back in front of the rest.
-    let mut head = [0u8; 6];
+/// Up to `n` bytes from the start of `reader` (fewer only at its end).
+fn read_head(reader: &mut dyn Read, n: usize) -> io::Result<Vec<u8>> {
+    let mut head = vec![0u8; n];
     let mut len = 0;
-    while len < head.len() {
-        match raw.read(&mut head[len..]) {
+    while len < n {
+        match reader.read(&mut head[len..]) {
             Ok(0) => break,
-            Ok(n) => len += n,
+            Ok(read) => len += read,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(e),
         }
     }
-    let head = &head[..len];
-    let rejoined: Box<dyn Read> = Box::new(io::Cursor::new(head.to_vec()).chain(raw));
+    head.truncate(len);
+    Ok(head)
+}
+
+/// Wraps `raw` in a decompressor when its first bytes say it is compressed.
+pub fn decode(mut raw: Box<dyn Read>) -> io::Result<(Box<dyn BufRead>, Compression)> {
+    // The magic bytes are read whole first (a pipe may hand out a byte at a
+    // time), then put back in front of the rest.
+    let head = read_head(raw.as_mut(), MAGIC_BYTES)?;
+    let rejoined: Box<dyn Read> = Box::new(io::Cursor::new(head.clone()).chain(raw));
+    let head = head.as_slice();
     let buffered = BufReader::with_capacity(READ_BUFFER_BYTES, rejoined);
     if head.starts_with(&[0x1f, 0x8b]) {
         // Multi-member: `cat a.gz b.gz` and some rotators write several.
@@ -261,17 +276,6 @@ pub fn decode(mut raw: Box<dyn Read>) -> io::Result<(Box<dyn BufRead>, Compressi
         )));
     }
     Ok((Box::new(buffered), Compression::None))
-}
-
-/// Whether the buffered head holds a NUL byte: no log text does.
-fn looks_binary(reader: &mut dyn BufRead) -> io::Result<bool> {
-    loop {
-        match reader.fill_buf() {
-            Ok(buf) => return Ok(buf[..buf.len().min(SNIFF_BYTES)].contains(&0)),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        }
-    }
 }
 
 /// One line as read.
@@ -413,7 +417,8 @@ mod tests {
         std::fs::create_dir(dir.path().join("b")).unwrap();
         std::fs::write(dir.path().join("b/inner.log"), "x\n").unwrap();
         std::fs::write(dir.path().join("a.log"), "x\n").unwrap();
-        std::fs::write(dir.path().join("c.bin"), b"\x00\x01binary").unwrap();
+        // The NUL after the first read of the head.
+        std::fs::write(dir.path().join("c.bin"), b"some text first\x00\x01binary").unwrap();
         std::os::unix::fs::symlink(dir.path().join("a.log"), dir.path().join("d.link")).unwrap();
         let expanded = expand(&[
             dir.path().as_os_str().to_owned(),

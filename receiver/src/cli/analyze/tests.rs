@@ -34,7 +34,7 @@ fn json_lines(out: &str) -> Vec<serde_json::Value> {
 }
 
 /// A report of this machine's kernel (tests/data/kmsg-memcg-oom.txt, as
-/// `dmesg` prints it), cut before its "Killed process" line.
+/// `cat /dev/kmsg` writes it), cut before its "Killed process" line.
 fn truncated_report() -> String {
     let text = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),
