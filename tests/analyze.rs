@@ -126,7 +126,9 @@ fn every_kill_of_the_real_samples_is_in_the_json_output() {
         for record in records.iter().filter(|r| r["kind"] == "kill") {
             assert_eq!(record["severity"], "ERROR");
             assert_eq!(record["file"], file.display().to_string());
-            assert!(record["body"].as_str().is_some_and(|b| b.contains("Killed process")));
+            assert!(record["body"]
+                .as_str()
+                .is_some_and(|b| b.contains("Killed process")));
             let (first, last) = (record["first_line"].as_u64(), record["last_line"].as_u64());
             assert!(first.is_some() && first <= last, "{record}");
         }
@@ -171,15 +173,26 @@ fn gzip_files_a_directory_and_stdin_give_the_same_kills() {
     let samples = samples();
     let mut one_by_one = Vec::new();
     for (i, (file, _)) in samples.iter().enumerate() {
-        let name = file.file_name().expect("name").to_string_lossy().into_owned();
+        let name = file
+            .file_name()
+            .expect("name")
+            .to_string_lossy()
+            .into_owned();
         let data = std::fs::read(file).expect("read sample");
         // Half of them one level down: the walk goes into directories.
-        let target = if i % 2 == 0 { plain.join(&name) } else { plain.join("nested").join(&name) };
+        let target = if i % 2 == 0 {
+            plain.join(&name)
+        } else {
+            plain.join("nested").join(&name)
+        };
         std::fs::write(target, &data).expect("copy sample");
         let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
         encoder.write_all(&data).expect("gzip");
-        std::fs::write(gz.join(format!("{name}.gz")), encoder.finish().expect("gzip"))
-            .expect("write gz");
+        std::fs::write(
+            gz.join(format!("{name}.gz")),
+            encoder.finish().expect("gzip"),
+        )
+        .expect("write gz");
         one_by_one.extend(json_records(&analyze(
             &["--json", &file.display().to_string()],
             None,
@@ -187,15 +200,26 @@ fn gzip_files_a_directory_and_stdin_give_the_same_kills() {
     }
     let want = kills_by_place(&one_by_one);
     let from_dir = json_records(&analyze(&["--json", &plain.display().to_string()], None));
-    assert_eq!(kills_by_place(&from_dir), want, "a directory of the samples");
+    assert_eq!(
+        kills_by_place(&from_dir),
+        want,
+        "a directory of the samples"
+    );
     let from_gz = json_records(&analyze(&["--json", &gz.display().to_string()], None));
     assert_eq!(kills_by_place(&from_gz), want, "gzip'd samples");
     // A gzip'd file named on the command line, and stdin (`-` and nothing).
     let (file, expected) = &samples[0];
-    let name = file.file_name().expect("name").to_string_lossy().into_owned();
+    let name = file
+        .file_name()
+        .expect("name")
+        .to_string_lossy()
+        .into_owned();
     let gz_file = gz.join(format!("{name}.gz"));
     assert_eq!(
-        &kills(&json_records(&analyze(&["--json", &gz_file.display().to_string()], None))),
+        &kills(&json_records(&analyze(
+            &["--json", &gz_file.display().to_string()],
+            None
+        ))),
         expected
     );
     let data = std::fs::read(file).expect("read sample");
@@ -219,11 +243,23 @@ fn human_output_has_one_block_per_kill_and_a_summary() {
     assert_eq!(output.status.code(), Some(0));
     let out = text(&output.stdout);
     // The child 27019 (sudo) was killed for bash, 26794, as the text states.
-    assert!(out.contains("pid 27019 sudo  anon-rss 612.0 KiB  file-rss 1.9 MiB"), "{out}");
-    assert!(out.contains("selected   pid 26794 bash, score 0; the kernel killed its child 27019"), "{out}");
-    assert!(out.contains("trigger    systemd (pid 1) gfp_mask=0x200da order=0"), "{out}");
-    assert!(out.contains("tasks      5 largest of 29 by rss:"), "{out}");
-    assert!(out.contains("Summary: 1 OOM kill, 0 reports without a kill"), "{out}");
+    assert!(
+        out.contains("pid 27019 sudo  anon-rss 612.0 KiB  file-rss 1.9 MiB"),
+        "{out}"
+    );
+    assert!(
+        out.contains("selected   pid 26794 bash, score 0; the kernel killed its child 27019"),
+        "{out}"
+    );
+    assert!(
+        out.contains("trigger    systemd (pid 1) gfp_mask=0x200da order=0"),
+        "{out}"
+    );
+    assert!(out.contains("tasks      largest by rss, 5 of 29:"), "{out}");
+    assert!(
+        out.contains("Summary: 1 OOM kill, 0 reports without a kill"),
+        "{out}"
+    );
     assert!(!out.contains('\x1b'), "no colour with --color never");
     let output = analyze(&["--color", "always", &file.display().to_string()], None);
     assert!(text(&output.stdout).contains("\x1b[1;31mOOM kill\x1b[0m"));
@@ -240,15 +276,19 @@ fn bad_input_is_read_without_panic() {
         state ^= state >> 7;
         state ^= state << 17;
         garbage.extend_from_slice(&state.to_le_bytes());
-        if state % 61 == 0 {
-            garbage.extend_from_slice(b"\nMemory cgroup out of memory: Killed process \xff (\x00) \n");
+        if state.is_multiple_of(61) {
+            garbage
+                .extend_from_slice(b"\nMemory cgroup out of memory: Killed process \xff (\x00) \n");
         }
     }
     // A real report (of this machine's kernel) cut before its kill, then a
     // 10 MiB line.
     let kmsg = std::fs::read_to_string(samples_dir().join("../kmsg-memcg-oom.txt"))
         .expect("read kmsg sample");
-    let cut: Vec<&str> = kmsg.lines().take_while(|l| !l.contains("Killed process")).collect();
+    let cut: Vec<&str> = kmsg
+        .lines()
+        .take_while(|l| !l.contains("Killed process"))
+        .collect();
     let mut truncated = cut.join("\n").into_bytes();
     truncated.push(b'\n');
     truncated.extend(std::iter::repeat_n(b'y', 10 << 20));
@@ -273,7 +313,10 @@ fn bad_input_is_read_without_panic() {
     let output = analyze(&[&dir.path().display().to_string()], None);
     let err = text(&output.stderr);
     assert_eq!(output.status.code(), Some(0), "{err}");
-    assert!(err.contains("skipped") && err.contains("garbage: binary"), "{err}");
+    assert!(
+        err.contains("skipped") && err.contains("garbage: binary"),
+        "{err}"
+    );
     // A missing file is named; nothing read is exit 2.
     let output = analyze(&["/nonexistent/oomscope-analyze.log"], None);
     assert_eq!(output.status.code(), Some(2));
@@ -311,7 +354,11 @@ fn otlp_and_otlp_http_deliver_the_records_to_a_real_receiver() {
         None,
     );
     assert_eq!(sent.status.code(), Some(0), "{}", text(&sent.stderr));
-    assert!(text(&sent.stderr).contains("sent 2 records over OTLP"), "{}", text(&sent.stderr));
+    assert!(
+        text(&sent.stderr).contains("sent 2 records over OTLP"),
+        "{}",
+        text(&sent.stderr)
+    );
     let sent = analyze(
         &[
             "--otlp-http",
@@ -323,7 +370,11 @@ fn otlp_and_otlp_http_deliver_the_records_to_a_real_receiver() {
     assert_eq!(sent.status.code(), Some(0), "{}", text(&sent.stderr));
 
     let got = FileContents::wait_for(&out, TIMEOUT, |c| {
-        let pids: Vec<_> = c.logs.iter().filter_map(|r| attr_str(r, "process.pid")).collect();
+        let pids: Vec<_> = c
+            .logs
+            .iter()
+            .filter_map(|r| attr_str(r, "process.pid"))
+            .collect();
         pids.contains(&"183960".to_owned()) && pids.contains(&"27019".to_owned())
     });
     let mut by_pid = BTreeMap::new();
@@ -331,13 +382,25 @@ fn otlp_and_otlp_http_deliver_the_records_to_a_real_receiver() {
         if let Some(pid) = json_attr(&record["attributes"], "process.pid") {
             // An int, as the oom receiver sends it (OTLP JSON writes int64
             // as a string in `intValue`).
-            assert!(pid["intValue"].is_string(), "process.pid is not an int: {pid}");
-            by_pid.insert(attr_str(record, "process.pid").unwrap_or_default(), (record, resource));
+            assert!(
+                pid["intValue"].is_string(),
+                "process.pid is not an int: {pid}"
+            );
+            by_pid.insert(
+                attr_str(record, "process.pid").unwrap_or_default(),
+                (record, resource),
+            );
         }
     }
     let (record, resource) = by_pid.get("183960").unwrap_or_else(|| panic!("{got:#?}"));
-    assert_eq!(attr_str(record, "oom.victim.comm").as_deref(), Some("stress-ng-vm"));
-    assert_eq!(attr_str(record, "oom.memcg.limit").as_deref(), Some("104857600"));
+    assert_eq!(
+        attr_str(record, "oom.victim.comm").as_deref(),
+        Some("stress-ng-vm")
+    );
+    assert_eq!(
+        attr_str(record, "oom.memcg.limit").as_deref(),
+        Some("104857600")
+    );
     assert_eq!(record["severityText"], "ERROR");
     assert_eq!(
         attr_str(resource, "service.name").as_deref(),
@@ -348,7 +411,10 @@ fn otlp_and_otlp_http_deliver_the_records_to_a_real_receiver() {
         Some("aks-nodepool1-24207654-vmss000001")
     );
     let (record, resource) = by_pid.get("27019").unwrap_or_else(|| panic!("{got:#?}"));
-    assert_eq!(attr_str(record, "oom.selected.pid").as_deref(), Some("26794"));
+    assert_eq!(
+        attr_str(record, "oom.selected.pid").as_deref(),
+        Some("26794")
+    );
     assert_eq!(attr_str(resource, "host.name"), None, "dmesg names no host");
     // The report without a kill of the syslog sample arrived too, as WARN.
     assert!(
@@ -400,7 +466,10 @@ fn syslog_stamp(unix_seconds: i64) -> String {
 /// Unix time of boot (CLOCK_REALTIME - CLOCK_BOOTTIME, as `dmesg -T`).
 fn boot_unix_seconds() -> f64 {
     let now = |clock| {
-        let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
         // SAFETY: plain syscall writing into a local.
         unsafe { libc::clock_gettime(clock, &mut ts) };
         ts.tv_sec as f64 + ts.tv_nsec as f64 / 1e9
@@ -498,13 +567,20 @@ fn three_contained_kills_are_found_in_dmesg_dmesg_t_and_syslog_text() {
             .expect("run journalctl");
         text(&output.stdout)
     } else {
-        eprintln!(
+        // Straight to stderr (the harness does not capture it): every run
+        // says how the file was made.
+        let _ = writeln!(
+            std::io::stderr(),
             "{TEST}: journald is not running here; the syslog file is `Mon DD HH:MM:SS host kernel: ` + each dmesg line"
         );
         as_syslog(&dmesg, &hostname())
     };
     let dir = tempfile::tempdir().expect("tempdir");
-    for (name, content) in [("dmesg.txt", &dmesg), ("dmesg-T.txt", &dmesg_t), ("kern.log", &syslog)] {
+    for (name, content) in [
+        ("dmesg.txt", &dmesg),
+        ("dmesg-T.txt", &dmesg_t),
+        ("kern.log", &syslog),
+    ] {
         let path = dir.path().join(name);
         std::fs::write(&path, content).expect("write the kernel log text");
         let path = path.display().to_string();
@@ -516,24 +592,40 @@ fn three_contained_kills_are_found_in_dmesg_dmesg_t_and_syslog_text() {
                 .collect();
             assert_eq!(found.len(), 1, "{name}: kill of {pid}: {found:#?}");
             let attributes = &found[0]["attributes"];
-            assert_eq!(attributes["oom.victim.comm"], "python3", "{name}: {attributes}");
-            assert_eq!(attributes["oom.memcg"], cgroup.as_str(), "{name}: {attributes}");
+            assert_eq!(
+                attributes["oom.victim.comm"], "python3",
+                "{name}: {attributes}"
+            );
+            assert_eq!(
+                attributes["oom.memcg"],
+                cgroup.as_str(),
+                "{name}: {attributes}"
+            );
             assert_eq!(attributes["oom.victim.cgroup"], cgroup.as_str(), "{name}");
             assert_eq!(
-                attributes["oom.memcg.limit"],
-                OOM_LIMIT_BYTES,
+                attributes["oom.memcg.limit"], OOM_LIMIT_BYTES,
                 "{name}: {attributes}"
             );
             if name != "dmesg.txt" {
-                assert!(found[0]["time"].is_string(), "{name}: a wall-clock time: {}", found[0]);
+                assert!(
+                    found[0]["time"].is_string(),
+                    "{name}: a wall-clock time: {}",
+                    found[0]
+                );
             }
         }
         // The human blocks name each victim and its cgroup.
         let output = analyze(&["--color", "never", &path], None);
         let out = text(&output.stdout);
         for (pid, cgroup) in &kills {
-            assert!(out.contains(&format!("pid {pid} python3")), "{name}:\n{out}");
-            assert!(out.contains(&format!("cgroup     {cgroup}: usage")), "{name}:\n{out}");
+            assert!(
+                out.contains(&format!("pid {pid} python3")),
+                "{name}:\n{out}"
+            );
+            assert!(
+                out.contains(&format!("cgroup     {cgroup}: usage")),
+                "{name}:\n{out}"
+            );
         }
     }
     drop(cgroups);

@@ -28,8 +28,9 @@ pub const NEARBY_SECONDS: u64 = 5;
 const NEARBY_NANOS: u64 = NEARBY_SECONDS * 1_000_000_000;
 /// A report is held at most this many lines for messages after it.
 pub const MAX_HOLD_LINES: u64 = 10_000;
-/// Reports held at once (the oldest is let go first).
-pub const MAX_HELD: usize = 1024;
+/// Reports held at once (the oldest is let go first): each holds up to
+/// `text_reports::MAX_BODY_BYTES` of text.
+pub const MAX_HELD: usize = 64;
 /// Runtime messages remembered for reports to come.
 pub const MAX_RECENT_MESSAGES: usize = 64;
 /// Runtime messages shown per report (the closest).
@@ -371,7 +372,8 @@ fn indented_message<'a>(line: &'a str, parsed: &TextLine<'a>) -> &'a str {
     }
     let before = &line[..start];
     let blanks = before.len() - before.trim_end_matches([' ', '\t']).len();
-    line.get(start - blanks.saturating_sub(1)..).unwrap_or(message)
+    line.get(start - blanks.saturating_sub(1)..)
+        .unwrap_or(message)
 }
 
 /// The first [`MAX_MESSAGE_LINES`] lines (and [`MAX_MESSAGE_BYTES`]) of
@@ -418,8 +420,14 @@ mod tests {
     fn indentation_is_kept_after_a_prefix() {
         let ctx = TimeContext::utc(2024);
         for (line, want) in [
-            ("Mar  2 03:04:05 host java[12]:     at Foo.main(Foo.java:3)", "    at Foo.main(Foo.java:3)"),
-            ("Mar  2 03:04:05 host java[12]: Exception in thread", "Exception in thread"),
+            (
+                "Mar  2 03:04:05 host java[12]:     at Foo.main(Foo.java:3)",
+                "    at Foo.main(Foo.java:3)",
+            ),
+            (
+                "Mar  2 03:04:05 host java[12]: Exception in thread",
+                "Exception in thread",
+            ),
             ("\tat Foo.main(Foo.java:3)", "\tat Foo.main(Foo.java:3)"),
             ("[  12.000000]  indented", " indented"),
         ] {
@@ -469,7 +477,9 @@ Mar  2 03:09:05 web1 sshd[1]: much later
 
     #[test]
     fn far_messages_are_not_nearby_and_long_traces_are_cut() {
-        let mut text = String::from("Exception in thread \"main\" java.lang.OutOfMemoryError: Java heap space\n");
+        let mut text = String::from(
+            "Exception in thread \"main\" java.lang.OutOfMemoryError: Java heap space\n",
+        );
         for i in 0..30 {
             text.push_str(&format!("\tat Frame{i}.run(Frame.java:{i})\n"));
         }
@@ -487,6 +497,9 @@ Mar  2 03:09:05 web1 sshd[1]: much later
         // The first message, far away, is not near; its cut is checked on
         // its own.
         let (kept, total, cut) = first_lines(&"l\n".repeat(30));
-        assert_eq!((kept.lines().count(), total, cut), (MAX_MESSAGE_LINES, 30, true));
+        assert_eq!(
+            (kept.lines().count(), total, cut),
+            (MAX_MESSAGE_LINES, 30, true)
+        );
     }
 }

@@ -201,7 +201,8 @@ pub fn open(input: &Input) -> Result<Opened, OpenError> {
             (Box::new(file), modified, *from_directory)
         }
     };
-    let (mut reader, compression) = decode(raw).map_err(|e| OpenError::Unreadable(e.to_string()))?;
+    let (mut reader, compression) =
+        decode(raw).map_err(|e| OpenError::Unreadable(e.to_string()))?;
     if from_directory {
         // The head is read whole (a decoder may hand out little per read),
         // then put back in front of the rest.
@@ -428,11 +429,9 @@ mod tests {
             .inputs
             .iter()
             .map(|input| match input {
-                Input::File { path, .. } => path
-                    .strip_prefix(dir.path())
-                    .unwrap()
-                    .display()
-                    .to_string(),
+                Input::File { path, .. } => {
+                    path.strip_prefix(dir.path()).unwrap().display().to_string()
+                }
                 Input::Stdin => "-".to_owned(),
             })
             .collect();
@@ -441,10 +440,7 @@ mod tests {
         assert!(expanded.failed[0].0.contains("/nonexistent/"));
         assert_eq!(expanded.skipped.len(), 1, "{:?}", expanded.skipped);
         assert!(expanded.skipped[0].1.contains("symbolic link"));
-        assert!(matches!(
-            open(&expanded.inputs[2]),
-            Err(OpenError::Binary)
-        ));
+        assert!(matches!(open(&expanded.inputs[2]), Err(OpenError::Binary)));
         assert!(open(&expanded.inputs[0]).is_ok());
         // Named, a binary file is read.
         let named = Input::File {

@@ -218,7 +218,14 @@ fn read_input(
         }
         let text = String::from_utf8_lossy(line.bytes);
         analysis.push_line(&text, ids, &mut findings);
-        emit(&mut findings, output, summary, sink.as_deref_mut(), style, json);
+        emit(
+            &mut findings,
+            output,
+            summary,
+            sink.as_deref_mut(),
+            style,
+            json,
+        );
         if output.out_closed && sink.is_none() {
             break;
         }

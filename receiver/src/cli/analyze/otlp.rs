@@ -6,6 +6,7 @@
 use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::sync::Arc;
 
+use opentelemetry_proto::tonic::common::v1::any_value;
 use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use tokio::task::JoinHandle;
@@ -25,6 +26,8 @@ use crate::telemetry::Telemetry;
 pub const SERVICE_NAME: &str = "oomscope-analyze";
 /// Records per request.
 const BATCH_RECORDS: usize = 500;
+/// Body bytes per request (a report's body is up to 256 KiB).
+const BATCH_BYTES: usize = 4 << 20;
 /// Runtime message ids remembered so that each is sent once.
 const MAX_SENT_IDS: usize = 4096;
 
@@ -46,6 +49,7 @@ pub struct OtlpSink {
     /// Records waiting, by host.
     pending: BTreeMap<Option<String>, Vec<LogRecord>>,
     pending_count: usize,
+    pending_bytes: usize,
     sent_ids: HashSet<u64>,
     sent_order: VecDeque<u64>,
     /// Records sent (accepted by the endpoint).
@@ -105,6 +109,7 @@ impl OtlpSink {
             task: Some(task),
             pending: BTreeMap::new(),
             pending_count: 0,
+            pending_bytes: 0,
             sent_ids: HashSet::new(),
             sent_order: VecDeque::new(),
             sent: 0,
@@ -117,12 +122,13 @@ impl OtlpSink {
         if self.error.is_some() {
             return;
         }
+        self.pending_bytes += body_bytes(&record);
         self.pending
             .entry(host.map(str::to_owned))
             .or_default()
             .push(record);
         self.pending_count += 1;
-        if self.pending_count >= BATCH_RECORDS {
+        if self.pending_count >= BATCH_RECORDS || self.pending_bytes >= BATCH_BYTES {
             self.flush();
         }
     }
@@ -144,6 +150,7 @@ impl OtlpSink {
     fn flush(&mut self) {
         let pending = std::mem::take(&mut self.pending);
         let count = std::mem::take(&mut self.pending_count);
+        self.pending_bytes = 0;
         if count == 0 || self.error.is_some() {
             return;
         }
@@ -173,6 +180,13 @@ impl OtlpSink {
             Some(error) => Err(error),
             None => Ok(self.sent),
         }
+    }
+}
+
+fn body_bytes(record: &LogRecord) -> usize {
+    match record.body.as_ref().and_then(|body| body.value.as_ref()) {
+        Some(any_value::Value::StringValue(text)) => text.len(),
+        _ => 0,
     }
 }
 

@@ -123,10 +123,12 @@ fn json_value(value: &any_value::Value) -> serde_json::Value {
                 .map(|v| v.value.as_ref().map_or(serde_json::Value::Null, json_value))
                 .collect(),
         ),
-        Value::KvlistValue(list) => serde_json::Value::Object(flatten(&list.values).into_iter().collect()),
-        Value::BytesValue(bytes) => serde_json::Value::String(
-            bytes.iter().map(|b| format!("{b:02x}")).collect(),
-        ),
+        Value::KvlistValue(list) => {
+            serde_json::Value::Object(flatten(&list.values).into_iter().collect())
+        }
+        Value::BytesValue(bytes) => {
+            serde_json::Value::String(bytes.iter().map(|b| format!("{b:02x}")).collect())
+        }
         Value::StringValueStrindex(index) => serde_json::Value::from(*index),
     }
 }
@@ -134,7 +136,8 @@ fn json_value(value: &any_value::Value) -> serde_json::Value {
 /// RFC 3339 in UTC with nanoseconds, for JSON.
 pub fn rfc3339(unix_nanos: u64) -> Option<String> {
     let time = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(unix_nanos)).ok()?;
-    time.format(&time::format_description::well_known::Rfc3339).ok()
+    time.format(&time::format_description::well_known::Rfc3339)
+        .ok()
 }
 
 /// One line of `--json`: a kill, or a report without one.

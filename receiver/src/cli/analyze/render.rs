@@ -15,6 +15,8 @@ pub const TASKS_SHOWN: usize = 5;
 pub const MAX_SUMMARY_KEYS: usize = 10_000;
 /// Largest consumers listed in the summary.
 pub const LARGEST_SHOWN: usize = 10;
+/// Bytes of a summary key (a cgroup path, a name) kept.
+const MAX_KEY_BYTES: usize = 512;
 /// Rows of each summary table.
 const SUMMARY_ROWS: usize = 15;
 
@@ -171,7 +173,12 @@ pub fn finding_block(finding: &Finding, style: Style) -> String {
         style.dim(&lines)
     );
     if let Some(unfinished) = &report.unfinished {
-        let _ = writeln!(out, "  {}{}", style.label("note"), style.yellow(&unfinished.note()));
+        let _ = writeln!(
+            out,
+            "  {}{}",
+            style.label("note"),
+            style.yellow(&unfinished.note())
+        );
     } else {
         victim_lines(&mut out, report, style);
     }
@@ -269,12 +276,17 @@ pub fn finding_block(finding: &Finding, style: Style) -> String {
     if !report.tasks.is_empty() {
         let _ = writeln!(
             out,
-            "  {}{} largest of {} by rss:",
+            "  {}largest by rss, {} of {}:",
             style.label("tasks"),
             report.tasks.len().min(TASKS_SHOWN),
             report.task_count
         );
-        let _ = writeln!(out, "  {:11}{}", "", style.dim(&format!("{:>8}  {:>10}  name", "pid", "rss")));
+        let _ = writeln!(
+            out,
+            "  {:11}{}",
+            "",
+            style.dim(&format!("{:>8}  {:>10}  name", "pid", "rss"))
+        );
         for task in report.tasks.iter().take(TASKS_SHOWN) {
             let _ = writeln!(
                 out,
@@ -327,7 +339,11 @@ fn victim_lines(out: &mut String, report: &OomReport, style: Style) {
         out,
         "  {}{}  {}",
         style.label("victim"),
-        style.red(&format!("pid {} {}", killed.pid, printable(&killed.comm, false))),
+        style.red(&format!(
+            "pid {} {}",
+            killed.pid,
+            printable(&killed.comm, false)
+        )),
         sizes.join("  ")
     );
     let mut more = Vec::new();
@@ -409,6 +425,11 @@ pub struct Summary {
 }
 
 fn count(map: &mut BTreeMap<String, u64>, others: &mut u64, key: &str) {
+    let mut end = key.len().min(MAX_KEY_BYTES);
+    while !key.is_char_boundary(end) {
+        end -= 1;
+    }
+    let key = &key[..end];
     if let Some(n) = map.get_mut(key) {
         *n += 1;
     } else if map.len() < MAX_SUMMARY_KEYS {
@@ -432,20 +453,24 @@ impl Summary {
             _ => "(not stated)".to_owned(),
         };
         count(&mut self.per_cgroup, &mut self.other_cgroups, &cgroup);
-        count(&mut self.per_name, &mut self.other_names, &report.killed.comm);
+        count(
+            &mut self.per_name,
+            &mut self.other_names,
+            &report.killed.comm,
+        );
         if let Some(anon_rss_kb) = report.killed.anon_rss_kb {
             self.largest.push(Consumer {
                 anon_rss_kb,
                 pid: report.killed.pid,
                 comm: report.killed.comm.clone(),
-                cgroup: report.oom_memcg.clone().or_else(|| report.task_memcg.clone()),
-                place: format!(
-                    "{}:{}",
-                    finding.source.display, finding.report.last_line
-                ),
+                cgroup: report
+                    .oom_memcg
+                    .clone()
+                    .or_else(|| report.task_memcg.clone()),
+                place: format!("{}:{}", finding.source.display, finding.report.last_line),
             });
             self.largest
-                .sort_by(|a, b| b.anon_rss_kb.cmp(&a.anon_rss_kb));
+                .sort_by_key(|consumer| std::cmp::Reverse(consumer.anon_rss_kb));
             self.largest.truncate(LARGEST_SHOWN);
         }
     }
@@ -453,15 +478,18 @@ impl Summary {
     /// The summary's text.
     pub fn render(&self, style: Style) -> String {
         let mut out = String::new();
-        let plural = |n: u64, one: &str, many: &str| {
-            format!("{n} {}", if n == 1 { one } else { many })
-        };
+        let plural =
+            |n: u64, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });
         let _ = writeln!(
             out,
             "{} {}, {}",
             style.bold("Summary:"),
             plural(self.kills, "OOM kill", "OOM kills"),
-            plural(self.without_kill, "report without a kill", "reports without a kill")
+            plural(
+                self.without_kill,
+                "report without a kill",
+                "reports without a kill"
+            )
         );
         let mut read = format!(
             "  read {} ({} lines, {})",
@@ -530,7 +558,12 @@ fn table(out: &mut String, style: Style, title: &str, counts: &BTreeMap<String, 
     for (key, n) in rows.iter().take(SUMMARY_ROWS) {
         let _ = writeln!(out, "    {n:>6}  {}", printable(key, false));
     }
-    let rest: u64 = rows.iter().skip(SUMMARY_ROWS).map(|(_, n)| **n).sum::<u64>() + others;
+    let rest: u64 = rows
+        .iter()
+        .skip(SUMMARY_ROWS)
+        .map(|(_, n)| **n)
+        .sum::<u64>()
+        + others;
     if rest > 0 {
         let _ = writeln!(out, "    {rest:>6}  {}", style.dim("(others)"));
     }

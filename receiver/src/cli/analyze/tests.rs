@@ -79,7 +79,7 @@ fn binary_garbage_and_very_long_lines_do_not_panic() {
         state ^= state >> 7;
         state ^= state << 17;
         garbage.extend_from_slice(&state.to_le_bytes());
-        if state % 97 == 0 {
+        if state.is_multiple_of(97) {
             garbage.extend_from_slice(b"\n[ 1.000000] Killed process (x) invoked oom-killer: \n");
         }
     }
@@ -145,5 +145,8 @@ fn gzip_from_a_trickling_pipe_is_decompressed() {
         input::decode(Box::new(Trickle(std::io::Cursor::new(gz)))).unwrap();
     let mut text = String::new();
     reader.read_to_string(&mut text).unwrap();
-    assert_eq!((text.as_str(), compression), ("one\ntwo\n", input::Compression::Gzip));
+    assert_eq!(
+        (text.as_str(), compression),
+        ("one\ntwo\n", input::Compression::Gzip)
+    );
 }
