@@ -1,7 +1,10 @@
 //! Time conversions shared by the kernel-facing receivers.
 //!
 //! The kernel stamps its events with CLOCK_MONOTONIC (`bpf_ktime_get_ns`,
-//! /dev/kmsg's microseconds); OTLP wants Unix time.
+//! /dev/kmsg's microseconds); OTLP wants Unix time. Log text states civil
+//! times without zone or year: [`text_time_context`] says how to read them.
+
+use crate::kernel_log::text::TimeContext;
 
 /// Converts CLOCK_MONOTONIC times to Unix nanoseconds through the current
 /// offset between the two clocks.
@@ -61,6 +64,37 @@ pub fn unix_now_nanos() -> u64 {
     clock_ns(libc::CLOCK_REALTIME)
 }
 
+/// This host's UTC offset at `unix_seconds`, in seconds east of UTC (0 when
+/// unknown).
+pub fn local_utc_offset(unix_seconds: i64) -> i32 {
+    // time_t is i64 on the 64-bit targets this agent is built for.
+    let t: libc::time_t = unix_seconds;
+    // SAFETY: localtime_r writes only into `tm`, which outlives the call;
+    // it is the thread-safe variant.
+    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
+    let ok = unsafe { !libc::localtime_r(&t, &mut tm).is_null() };
+    if ok {
+        i32::try_from(tm.tm_gmtoff).unwrap_or(0)
+    } else {
+        0
+    }
+}
+
+/// How to read times that log text states without zone or year, for text
+/// last written at `reference_unix_seconds` (a file's modification time, or
+/// now): in this host's zone at that time, and no later than it.
+pub fn text_time_context(reference_unix_seconds: i64) -> TimeContext {
+    TimeContext::from_reference(
+        reference_unix_seconds,
+        local_utc_offset(reference_unix_seconds),
+    )
+}
+
+/// Now, as Unix seconds.
+pub fn unix_now_seconds() -> i64 {
+    i64::try_from(unix_now_nanos() / 1_000_000_000).unwrap_or(i64::MAX)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -73,5 +107,15 @@ mod tests {
         let now = unix_now_nanos();
         assert!(now.abs_diff(unix) < 5_000_000_000, "{unix} vs {now}");
         assert_eq!(clock.unix_nano(7), clock.unix_nano_from_ns(7000));
+    }
+
+    #[test]
+    fn text_time_context_uses_the_local_zone_of_the_reference_time() {
+        // 2025-01-01T23:30:00Z.
+        let reference = 1_735_774_200;
+        let ctx = text_time_context(reference);
+        assert_eq!(ctx.default_offset_seconds, local_utc_offset(reference));
+        assert!(ctx.default_offset_seconds.abs() <= 14 * 3600);
+        assert!((2025..=2026).contains(&ctx.default_year), "{ctx:?}");
     }
 }

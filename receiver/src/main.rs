@@ -1,6 +1,6 @@
 //! `oomscope`: run the agent, validate or print a config, list the
 //! components, follow live OOM kills (`events`), check what the host allows
-//! (`doctor`).
+//! (`doctor`), explain OOM kills from log text (`analyze`).
 
 use std::process::ExitCode;
 
@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
 use oomscope::api::EventsEndpoint;
+use oomscope::cli::analyze::{self, otlp::Endpoint, AnalyzeOptions};
 use oomscope::cli::doctor;
 use oomscope::cli::events::EventsOptions;
 use oomscope::components::registry;
@@ -100,6 +101,37 @@ enum Command {
         #[arg(long, overrides_with = "probe")]
         no_probe: bool,
     },
+    /// Explains the kernel's OOM kills found in log text: dmesg (also -T),
+    /// kern.log / messages, journalctl -k, an sosreport, a paste; gzip'd and
+    /// zstd'd files; every file below a directory. One block per kill, then
+    /// a summary. Exit 0: every input read; 1: some input unreadable or the
+    /// OTLP send failed; 2: nothing could be read.
+    Analyze {
+        /// Files or directories to read; `-` or none: standard input.
+        #[arg(value_name = "FILE")]
+        inputs: Vec<std::ffi::OsString>,
+        /// One JSON object per line per report (kill or report without one).
+        #[arg(long)]
+        json: bool,
+        /// Colours: when stdout is a terminal (auto), always or never.
+        #[arg(long, value_enum, default_value_t = ColorMode::Auto)]
+        color: ColorMode,
+        /// Also send the records as OTLP logs over gRPC to ENDPOINT
+        /// (`host:port` with TLS, `http://host:port` without).
+        #[arg(long, value_name = "ENDPOINT", conflicts_with = "otlp_http")]
+        otlp: Option<String>,
+        /// Also send the records as OTLP logs over HTTP to URL (the base:
+        /// `/v1/logs` is appended), e.g. `http://localhost:4318`.
+        #[arg(long = "otlp-http", value_name = "URL")]
+        otlp_http: Option<String>,
+    },
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum ColorMode {
+    Auto,
+    Always,
+    Never,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -215,6 +247,33 @@ fn main() -> ExitCode {
             return ExitCode::SUCCESS;
         }
         Some(Command::PrintConfig { mode }) => return print_config(&cli, mode),
+        Some(Command::Analyze {
+            inputs,
+            json,
+            color,
+            otlp,
+            otlp_http,
+        }) => {
+            let color = match color {
+                ColorMode::Always => true,
+                ColorMode::Never => false,
+                ColorMode::Auto => std::io::IsTerminal::is_terminal(&std::io::stdout()),
+            };
+            let options = AnalyzeOptions {
+                inputs,
+                json,
+                color,
+                otlp: otlp
+                    .map(Endpoint::Grpc)
+                    .or_else(|| otlp_http.map(Endpoint::Http)),
+            };
+            let code = analyze::run(
+                &options,
+                &mut std::io::stdout().lock(),
+                &mut std::io::stderr().lock(),
+            );
+            return ExitCode::from(code);
+        }
         Some(Command::Validate) | None => {}
     }
     let config = match with_bootstrap_logging(|| load(&cli)) {
