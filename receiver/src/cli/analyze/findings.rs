@@ -63,7 +63,7 @@ pub struct RuntimeMessage {
     pub severity_number: i32,
     pub severity_text: String,
     /// The pattern's captures.
-    pub attributes: Vec<(String, String)>,
+    pub attributes: Vec<(String, crate::patterns::AttrValue)>,
     pub first_line: u64,
     pub last_line: u64,
     /// From the first line's prefix.
@@ -186,7 +186,7 @@ impl<'l> InputAnalysis<'l> {
             match event {
                 TextEvent::Report(report) => self.held.push_back(Finding {
                     source: Arc::clone(&self.source),
-                    report,
+                    report: *report,
                     reaped: None,
                     nearby: Vec::new(),
                 }),

@@ -11,6 +11,7 @@ use serde::Serialize;
 use super::findings::{Finding, RuntimeMessage, SourceName};
 use crate::clock::unix_now_nanos;
 use crate::kernel_log::report_record::report_log;
+use crate::patterns::AttrValue;
 use crate::pipeline::data::{kv, kv_int, kv_str};
 
 fn kb_bytes(kb: u64) -> i64 {
@@ -75,7 +76,7 @@ pub fn runtime_record(message: &RuntimeMessage) -> LogRecord {
     attributes.push(kv_str("oom.pattern", &message.pattern));
     attributes.push(kv_str("oom.runtime", &message.runtime));
     for (key, value) in &message.attributes {
-        attributes.push(kv_str(key, value));
+        attributes.push(kv(key, value.clone().into()));
     }
     attributes.extend(line_attributes(message.first_line, message.last_line));
     if message.truncated {
@@ -184,7 +185,8 @@ pub struct JsonRuntimeMessage<'a> {
     pub first_line: u64,
     pub last_line: u64,
     pub time: Option<String>,
-    pub attributes: BTreeMap<&'a str, &'a str>,
+    /// Typed as the pattern library types them (ints stay numbers).
+    pub attributes: BTreeMap<&'a str, serde_json::Value>,
     /// The message and its stack trace, at most 20 lines.
     pub text: &'a str,
     /// Lines the message had.
@@ -232,7 +234,13 @@ pub fn json_finding<'a>(finding: &'a Finding, record: &'a LogRecord) -> JsonFind
                 attributes: m
                     .attributes
                     .iter()
-                    .map(|(k, v)| (k.as_str(), v.as_str()))
+                    .map(|(k, v)| {
+                        let v = match v {
+                            AttrValue::Str(s) => serde_json::Value::from(s.as_str()),
+                            AttrValue::Int(i) => serde_json::Value::from(*i),
+                        };
+                        (k.as_str(), v)
+                    })
                     .collect(),
                 text: &m.text,
                 lines: m.total_lines,

@@ -47,7 +47,6 @@ use crate::component::{
 };
 use crate::config::{from_node, ConfigError, Node};
 use crate::kernel_log::report_record::{self, KERNEL_RUNTIME};
-use crate::kernel_log::text::TimeContext;
 use crate::kernel_log::text_reports::{TextEvent, TextReports};
 use crate::patterns::match_counts::MatchCounts;
 use crate::patterns::Library;
@@ -59,30 +58,6 @@ pub use config::{ByteSize, FilelogReceiverConfig, LogFormat, MultilineConfig, St
 use container::Decoder;
 use multiline::{Assembled, Assembler};
 use reader::{fingerprint, FileReader, ReadOutcome};
-
-/// How times in a file's line prefixes are read when they state no zone or
-/// year: this host's zone now, this year.
-fn report_time_context() -> TimeContext {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
-    TimeContext::from_reference(now, local_utc_offset(now))
-}
-
-/// This host's UTC offset at `unix_seconds`, in seconds (0 when unknown).
-fn local_utc_offset(unix_seconds: i64) -> i32 {
-    // time_t is i64 on the 64-bit targets this agent is built for.
-    let t: libc::time_t = unix_seconds;
-    // SAFETY: localtime_r writes only into `tm`, which outlives the call;
-    // it is the thread-safe variant.
-    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
-    let ok = unsafe { !libc::localtime_r(&t, &mut tm).is_null() };
-    if ok {
-        i32::try_from(tm.tm_gmtoff).unwrap_or(0)
-    } else {
-        0
-    }
-}
 
 /// Batches sent and not yet acknowledged, per receiver.
 const MAX_IN_FLIGHT: usize = 64;
@@ -382,9 +357,12 @@ impl Tailer {
             reader: None,
             decoder: Decoder::new(self.cfg.format, self.max_log_size()),
             assembler: Assembler::new(self.line_start.clone(), self.max_log_size()),
-            reports: self
-                .reports_on
-                .then(|| TextReports::new(report_time_context()).max_hosts(REPORT_HOSTS)),
+            reports: self.reports_on.then(|| {
+                TextReports::new(crate::clock::text_time_context(
+                    crate::clock::unix_now_seconds(),
+                ))
+                .max_hosts(REPORT_HOSTS)
+            }),
             report_lines: HashSet::new(),
             report_wait_since: None,
             report_start: None,
