@@ -7,6 +7,7 @@ use crate::{exporters, extensions, processors, receivers};
 static REGISTRY: Registry = Registry {
     receivers: &[
         &receivers::filelog::FilelogReceiverFactory,
+        &receivers::journald::JournaldReceiverFactory,
         &receivers::kmsg::KmsgReceiverFactory,
         &receivers::memory::MemoryReceiverFactory,
         &receivers::oom::OomReceiverFactory,

@@ -25,6 +25,9 @@ pub struct Assembled {
     pub text: String,
     /// File offset after the record's last line.
     pub end_offset: u64,
+    /// The `end_offset` of the record's first line (the `journald` receiver
+    /// numbers entries there, to find the entry a record started with).
+    pub first_end_offset: u64,
     pub matched: Option<OwnedMatch>,
     pub truncated: bool,
     /// When the record's first line was written (0: unknown).
@@ -134,6 +137,7 @@ impl Assembler {
         let rec = Assembled {
             text: line.text,
             end_offset: line.end_offset,
+            first_end_offset: line.end_offset,
             matched: matched.map(|(m, _)| m),
             truncated: line.truncated,
             time_unix_nano: line.time_unix_nano,
@@ -180,6 +184,11 @@ impl Assembler {
     /// keeps the file's acknowledged offset where it was.
     pub fn is_holding(&self) -> bool {
         self.held.is_some()
+    }
+
+    /// The `end_offset` of the held record's first line.
+    pub fn held_first_end_offset(&self) -> Option<u64> {
+        self.held.as_ref().map(|h| h.rec.first_end_offset)
     }
 }
 
