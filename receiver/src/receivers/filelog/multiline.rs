@@ -71,6 +71,7 @@ fn is_trace_line(line: &str, go_trace: bool) -> bool {
         || line.starts_with("Traceback")
         || line.starts_with("File \"")
         || line.starts_with("goroutine ")
+        || line == "runtime stack:"
         || (go_trace && (line.ends_with(')') || line.starts_with("created by ")))
 }
 
@@ -121,7 +122,7 @@ impl Assembler {
                 return;
             }
             if continues {
-                if line.text.starts_with("goroutine ") {
+                if line.text.starts_with("goroutine ") || line.text == "runtime stack:" {
                     held.go_trace = true;
                 }
                 if held.rec.matched.is_none() {
@@ -312,6 +313,25 @@ mod tests {
         ]);
         assert_eq!(out.len(), 2, "{out:?}");
         assert!(out[0].text.ends_with("10: 0x195e476  [node]"), "{out:?}");
+        assert_eq!(out[1].text, "next entry");
+    }
+
+    #[test]
+    fn go_fatal_error_keeps_its_runtime_stack_and_goroutines() {
+        let out = assemble(&[
+            "fatal error: runtime: out of memory",
+            "",
+            "runtime stack:",
+            "runtime.throw({0x4b0a1e?, 0x400000?})",
+            "\t/usr/lib/go-1.19/src/runtime/panic.go:1047 +0x5d",
+            "",
+            "goroutine 1 [running]:",
+            "main.main()",
+            "\t/tmp/grow.go:9 +0x45",
+            "next entry",
+        ]);
+        assert_eq!(out.len(), 2, "{out:?}");
+        assert!(out[0].text.ends_with("/tmp/grow.go:9 +0x45"), "{out:?}");
         assert_eq!(out[1].text, "next entry");
     }
 

@@ -205,22 +205,32 @@ impl Groups {
         }
     }
 
-    /// Sends the groups open for `period` or longer.
+    /// Sends the groups open for `period` or longer, oldest first.
     pub fn flush_due(&mut self, period: Duration, out: &mut Vec<Output>) {
-        let include_all = self.include_all;
-        self.held.retain(|_, held| {
+        let mut keys: Vec<(u64, GroupKey)> = self
+            .held
+            .iter()
+            .map(|(k, h)| (h.start.pos, k.clone()))
+            .collect();
+        keys.sort_unstable();
+        for (_, key) in keys {
+            let Some(held) = self.held.get_mut(&key) else {
+                continue;
+            };
             let mut assembled = Vec::new();
             held.assembler.flush_due(period, &mut assembled);
             for a in assembled {
-                if a.matched.is_some() || include_all {
+                if a.matched.is_some() || self.include_all {
                     out.push(Output {
                         assembled: a,
                         start: Arc::clone(&held.start),
                     });
                 }
             }
-            held.assembler.is_holding()
-        });
+            if !held.assembler.is_holding() {
+                self.held.remove(&key);
+            }
+        }
     }
 
     /// Sends every open group.

@@ -866,13 +866,30 @@ impl Reader {
         let entry = checkpoint.map(|value| self.tracker.register(through, value));
         let payload = Arc::new(Payload::Logs(batch.into_resource_logs()));
         let shutdown = self.shutdown.clone();
-        let sent = handle.block_on(consume_retrying(
-            logs.as_ref(),
-            &payload,
-            false,
-            true,
-            &shutdown,
-        ));
+        let sent = handle.block_on(async {
+            let send = consume_retrying(logs.as_ref(), &payload, false, true, &shutdown);
+            tokio::pin!(send);
+            tokio::select! {
+                biased;
+                sent = &mut send => Some(sent),
+                // Shutting down behind a pipeline that does not take it:
+                // a bounded wait, then the batch is left to the next start.
+                () = shutdown.cancelled() => tokio::time::timeout(SHUTDOWN_SEND_WAIT, &mut send).await.ok(),
+            }
+        });
+        let Some(sent) = sent else {
+            tracing::warn!(
+                receiver = %self.id,
+                records = items,
+                "shutting down with the pipeline still busy; the last journal records are left to be read again at the next start"
+            );
+            self.telemetry.refused(Signal::Logs, items);
+            if let Some(entry) = entry {
+                self.tracker.settle(entry, DeliveryStatus::Failed);
+            }
+            self.stalled = true;
+            return;
+        };
         match sent {
             Ok(status) => {
                 self.telemetry.accepted(Signal::Logs, items);
