@@ -3,8 +3,10 @@
 //! receivers push back (OTLP 429/503, file readers pause) instead of the agent
 //! growing until the kernel kills it.
 //!
-//! A background task samples the process's resident set size
-//! (`/proc/self/statm`) every `check_interval`. Limits:
+//! A background task samples the process's own resident memory (resident
+//! minus shared pages in `/proc/self/statm`: mapped file pages such as the
+//! journal files the `journald` receiver reads are page cache, not the
+//! agent's) every `check_interval`. Limits:
 //! - hard limit: `limit_mib`, or `limit_percentage` of the memory available to
 //!   the agent (its cgroup's limit, v2 `memory.max` or v1
 //!   `memory.limit_in_bytes`, the smallest along the cgroup's ancestors, when
@@ -419,20 +421,20 @@ pub(crate) fn release_freed_memory() -> bool {
     true
 }
 
-/// The process's resident set size in bytes (`/proc/self/statm`, field 2, in pages).
+/// The process's own resident memory in bytes: resident minus shared pages
+/// (`/proc/self/statm` fields 2 and 3, i.e. `RssAnon`). File pages do not
+/// count: the `journald` receiver maps journal files, whose pages the
+/// kernel may drop at any time (page cache, not the agent's to give back).
 fn read_rss() -> std::io::Result<u64> {
     let statm = std::fs::read_to_string("/proc/self/statm")?;
-    let pages: u64 = statm
-        .split_whitespace()
-        .nth(1)
-        .and_then(|f| f.parse().ok())
-        .ok_or_else(|| {
-            std::io::Error::new(
-                std::io::ErrorKind::InvalidData,
-                format!("/proc/self/statm: unexpected content {statm:?}"),
-            )
-        })?;
-    Ok(pages.saturating_mul(page_size()))
+    let mut fields = statm.split_whitespace().skip(1).map(str::parse::<u64>);
+    let (Some(Ok(resident)), Some(Ok(shared))) = (fields.next(), fields.next()) else {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("/proc/self/statm: unexpected content {statm:?}"),
+        ));
+    };
+    Ok(resident.saturating_sub(shared).saturating_mul(page_size()))
 }
 
 fn page_size() -> u64 {
