@@ -22,10 +22,13 @@
 #   its peak and anonymous RSS from /proc/PID/status.
 #
 # Output: CPU-seconds of each and the ratio journalctl / oomscope.
-# OOMSCOPE_BIN=path uses a built binary instead of building one.
+# OOMSCOPE_BIN=path uses a built binary instead of building one;
+# PRIORITY=debug reads without the default priority filter (no sd-journal
+# match: every entry is visited in file order).
 set -euo pipefail
 
 ENTRIES=${ENTRIES:-1000000}
+PRIORITY=${PRIORITY:-info}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
 . scripts/env.sh
@@ -111,6 +114,7 @@ ru = resource.getrusage(resource.RUSAGE_CHILDREN)
 print(f"{ru.ru_utime + ru.ru_stime:.3f} {ru.ru_maxrss / 1024:.0f}")
 PY
 }
+# Peak RSS is each run's own: one Python process per measurement.
 read -r JSON_CPU JSON_RSS <<<"$(measure_journalctl -o json)"
 read -r JSON_ALL_CPU JSON_ALL_RSS <<<"$(measure_journalctl -o json --all)"
 read -r EXPORT_CPU EXPORT_RSS <<<"$(measure_journalctl -o export)"
@@ -121,6 +125,7 @@ receivers:
   journald:
     directory: "$JOURNAL"
     start_at: beginning
+    priority: $PRIORITY
 processors:
   batch: {}
 exporters:
@@ -151,13 +156,13 @@ PID=""
 
 awk -v jc="$JSON_CPU" -v jr="$JSON_RSS" -v ac="$JSON_ALL_CPU" -v ar="$JSON_ALL_RSS" \
     -v ec="$EXPORT_CPU" -v er="$EXPORT_RSS" -v uc="$OURS_CPU" -v uh="$OURS_HWM" \
-    -v ua="$OURS_ANON" -v uf="$OURS_FILE" -v n="$COUNT" -v r="$taken" 'BEGIN {
+    -v ua="$OURS_ANON" -v uf="$OURS_FILE" -v n="$COUNT" -v r="$taken" -v p="$PRIORITY" 'BEGIN {
     m = 0.001
     u = uc > m ? uc : m
     printf "journalctl -o json:        %7.3f CPU-s, peak RSS %s MB\n", jc, jr
     printf "journalctl -o json --all:  %7.3f CPU-s, peak RSS %s MB\n", ac, ar
     printf "journalctl -o export:      %7.3f CPU-s, peak RSS %s MB\n", ec, er
-    printf "oomscope journald:         %7.3f CPU-s for %d entries and %d records (whole agent), peak RSS %s MB (anonymous %s MB, mapped journal files %s MB)\n", uc, n, r, uh, ua, uf
+    printf "oomscope journald (priority %s): %7.3f CPU-s for %d entries and %d records (whole agent), peak RSS %s MB (anonymous %s MB, mapped journal files %s MB)\n", p, uc, n, r, uh, ua, uf
     printf "ratio CPU-seconds, journalctl -o json / oomscope: %.1f\n", jc / u
     printf "ratio CPU-seconds, journalctl -o json --all / oomscope: %.1f\n", ac / u
     printf "ratio CPU-seconds, journalctl -o export / oomscope: %.1f\n", ec / u

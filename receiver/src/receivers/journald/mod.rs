@@ -459,12 +459,18 @@ impl Reader {
                 return Err(REOPEN_BACKOFF.max(self.cfg.poll_interval.get()));
             }
         };
-        let missing_dirs: Vec<PathBuf> = self
-            .location
-            .directories()
-            .into_iter()
-            .filter(|d| !d.is_dir())
-            .collect();
+        let dirs = self.location.directories();
+        let missing_dirs: Vec<PathBuf> = dirs.iter().filter(|d| !d.is_dir()).cloned().collect();
+        let none_yet = !dirs.is_empty() && missing_dirs.len() == dirs.len();
+        if none_yet {
+            // No journal at all yet (the system journal opens anyway): what
+            // appears later is all new.
+            if !self.missing_warned {
+                tracing::warn!(receiver = %self.id, dirs = ?dirs, "no journal directory exists yet; reading it once one appears");
+                self.missing_warned = true;
+            }
+            self.was_missing = true;
+        }
         let start = match (self.known_cursor(), &self.initial_start) {
             // A reopen: after the last entry read.
             (Some(cursor), _) => StartPosition::Cursor(Checkpoint {
@@ -482,7 +488,7 @@ impl Reader {
                 return Err(REOPEN_BACKOFF);
             }
         };
-        if self.missing_warned {
+        if self.missing_warned && !none_yet {
             tracing::info!(receiver = %self.id, location = ?self.location, "the journal is there now; reading it");
             self.missing_warned = false;
         }
@@ -624,6 +630,15 @@ impl Reader {
             }
         };
         if self.skip_kernel && field_opt(journal, "_TRANSPORT\0") == Some(b"kernel".as_slice()) {
+            return;
+        }
+        // journalctl's --priority: entries without a priority are left out
+        // unless every level is wanted.
+        let levels = self.cfg.priority;
+        if !levels.is_all()
+            && !field_int(journal, "PRIORITY\0")
+                .is_some_and(|p| (i64::from(levels.min)..=i64::from(levels.max)).contains(&p))
+        {
             return;
         }
         let pid = field_int(journal, "_PID\0").unwrap_or(-1);
