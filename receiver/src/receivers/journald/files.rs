@@ -166,7 +166,8 @@ impl FileChecks {
                 // smaller, or was replaced, is looked at again (and a bad
                 // one when it changed).
                 let replaced = before.inode != now.inode || now.size < before.size;
-                if !replaced && !(*was_bad && *before != now) {
+                let bad_and_changed = *was_bad && *before != now;
+                if !(replaced || bad_and_changed) {
                     continue;
                 }
             }
