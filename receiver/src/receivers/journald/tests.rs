@@ -164,9 +164,12 @@ fn config(dir: &Path) -> JournaldReceiverConfig {
     }
 }
 
+/// A receiver under test; shut down when dropped (a failed assertion must
+/// not leave its reading thread running, which would keep the test's
+/// runtime from ending).
 struct Running {
     shutdown: CancellationToken,
-    task: JoinHandle<()>,
+    task: Option<JoinHandle<()>>,
     logs: UnboundedReceiver<Batch>,
     metrics: UnboundedReceiver<Batch>,
     received: Vec<(Vec<KeyValue>, LogRecord)>,
@@ -214,7 +217,7 @@ async fn run_with(
     .expect("starts");
     Running {
         shutdown,
-        task,
+        task: Some(task),
         logs: logs_rx,
         metrics: metrics_rx,
         received: Vec::new(),
@@ -294,19 +297,41 @@ impl Running {
         }
     }
 
-    async fn stop(self) -> Vec<(Vec<KeyValue>, LogRecord)> {
+    async fn stop(mut self) -> Vec<(Vec<KeyValue>, LogRecord)> {
         self.shutdown.cancel();
-        let ended = tokio::time::timeout(WAIT, self.task).await;
-        assert!(
-            matches!(ended, Ok(Ok(()))),
-            "the receiver did not end: {ended:?}"
-        );
-        let mut received = self.received;
-        let mut logs = self.logs;
-        while let Ok(b) = logs.try_recv() {
+        if let Some(task) = self.task.take() {
+            let ended = tokio::time::timeout(WAIT, task).await;
+            assert!(
+                matches!(ended, Ok(Ok(()))),
+                "the receiver did not end: {ended:?}"
+            );
+        }
+        let mut received = std::mem::take(&mut self.received);
+        while let Ok(b) = self.logs.try_recv() {
             received.extend(records(&b));
         }
         received
+    }
+
+    /// [`Running::stop`], then waits until its checkpoint writer (detached)
+    /// is done too: the runtime is this test's own, so that is when no task
+    /// is left. Only for a receiver running alone.
+    async fn stop_and_settle(self) -> Vec<(Vec<KeyValue>, LogRecord)> {
+        let received = self.stop().await;
+        crate::test_support::wait_until_async("the receiver's tasks ending", || {
+            tokio::runtime::Handle::current()
+                .metrics()
+                .num_alive_tasks()
+                == 0
+        })
+        .await;
+        received
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
     }
 }
 
@@ -579,7 +604,7 @@ async fn a_restart_resumes_after_the_acknowledged_entry() {
     // Followed: appended entries arrive while it runs.
     write_journal(&remote, &file, &(3..5).map(oom).collect::<Vec<_>>());
     r.until(5).await;
-    let first = r.stop().await;
+    let first = r.stop_and_settle().await;
     assert_eq!(first.len(), 5);
     write_journal(&remote, &file, &(5..8).map(oom).collect::<Vec<_>>());
     let mut r = run(&cfg, Some(&state)).await;
@@ -622,7 +647,7 @@ async fn an_undelivered_batch_is_read_again_after_a_restart() {
     let (failing, rx) = Collect::new(Some(DeliveryStatus::Failed));
     let mut r = run_with(&cfg, Some(&state), &[], failing, rx).await;
     r.until(4).await;
-    r.stop().await;
+    r.stop_and_settle().await;
     let mut r = run(&cfg, Some(&state)).await;
     r.until(4).await;
     r.quiet().await;
@@ -652,7 +677,7 @@ async fn start_at_end_reads_only_new_entries_and_checkpoints_the_end() {
     cfg.storage = Some("file_storage".parse().unwrap());
     let r = run(&cfg, Some(&state)).await;
     // Stopped before anything new: the end was stored...
-    assert!(r.stop().await.is_empty());
+    assert!(r.stop_and_settle().await.is_empty());
     // ...so what came while it was down is read at the next start.
     write_journal(&remote, &file, &[oom(1)]);
     let mut r = run(&cfg, Some(&state)).await;
@@ -767,7 +792,7 @@ async fn a_vacuumed_checkpoint_gives_a_warning_record() {
     cfg.storage = Some("file_storage".parse().unwrap());
     let mut r = run(&cfg, Some(&state)).await;
     r.until(1).await;
-    r.stop().await;
+    r.stop_and_settle().await;
     // While it is down: newer entries, and the file of the checkpoint removed.
     write_journal(&remote, &journal.join("new.journal"), &[oom(1)]);
     std::fs::remove_file(&old).unwrap();
@@ -1163,6 +1188,46 @@ async fn a_file_truncated_while_read_does_not_kill_the_agent() {
         }
     }
     r.stop().await;
+}
+
+/// A file replaced (renamed over) while it is open: the new file is read,
+/// what was read is not read again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_replaced_while_open_is_read_anew() {
+    let Some(remote) = tool("a_file_replaced_while_open_is_read_anew") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let scratch = tempfile::tempdir().unwrap();
+    let oom = |k: &str| {
+        Entry::unit(
+            "web.service",
+            5,
+            &format!("java.lang.OutOfMemoryError: Java heap space {k}"),
+        )
+    };
+    let file = dir.path().join("system.journal");
+    write_journal(&remote, &file, &[oom("old 0"), oom("old 1")]);
+    let mut r = run(&config(dir.path()), None).await;
+    r.until(2).await;
+    let replacement = scratch.path().join("replacement.journal");
+    write_journal(
+        &remote,
+        &replacement,
+        &[oom("new 0"), oom("new 1"), oom("new 2")],
+    );
+    std::fs::rename(&replacement, &file).unwrap();
+    r.until(5).await;
+    r.quiet().await;
+    let mut bodies: Vec<String> = r.stop().await.iter().map(|(_, rec)| body(rec)).collect();
+    bodies.sort();
+    assert_eq!(
+        bodies,
+        ["new 0", "new 1", "new 2", "old 0", "old 1"]
+            .iter()
+            .map(|k| format!("java.lang.OutOfMemoryError: Java heap space {k}"))
+            .collect::<Vec<_>>()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
