@@ -30,10 +30,24 @@ pub fn check_header(path: &Path) -> Result<(), String> {
         .metadata()
         .map_err(|e| format!("cannot stat: {e}"))?
         .len();
-    let mut header = [0u8; 144];
+    let mut header = [0u8; HEADER_READ];
     let n = read_full(&file, &mut header)?;
-    if n < 16 || &header[..8] != b"LPKSHHRH" {
+    check_header_bytes(&header[..n], size)
+}
+
+/// Bytes of the header looked at.
+const HEADER_READ: usize = 144;
+
+/// What is wrong with a journal file whose first bytes are `header` (at
+/// most [`HEADER_READ`] are looked at) and whose size is `size`.
+pub fn check_header_bytes(header: &[u8], size: u64) -> Result<(), String> {
+    if header.len() < 16 || &header[..8] != b"LPKSHHRH" {
         return Err("not a journal file (no journal signature)".to_owned());
+    }
+    if header.len() < HEADER_READ {
+        return Err(format!(
+            "truncated: {size} bytes, shorter than a journal header"
+        ));
     }
     let le32 = |at: usize| {
         u32::from_le_bytes([header[at], header[at + 1], header[at + 2], header[at + 3]])
@@ -43,11 +57,6 @@ pub fn check_header(path: &Path) -> Result<(), String> {
         b.copy_from_slice(&header[at..at + 8]);
         u64::from_le_bytes(b)
     };
-    if n < header.len() {
-        return Err(format!(
-            "truncated: {size} bytes, shorter than a journal header"
-        ));
-    }
     let unknown = le32(12) & !KNOWN_INCOMPATIBLE_FLAGS;
     if unknown != 0 {
         return Err(format!("uses a newer journal format (incompatible flags {unknown:#x}) than this libsystemd reads"));

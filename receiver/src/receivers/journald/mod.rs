@@ -471,8 +471,11 @@ impl Reader {
             }
             self.was_missing = true;
         }
-        let start = match (self.known_cursor(), &self.initial_start) {
-            // A reopen: after the last entry read.
+        let last_cursor = self.cursor_at_pos.as_ref().map(|(_, c)| c.clone());
+        let start = match (last_cursor, &self.initial_start) {
+            // A reopen: after the last entry read (or, when its cursor could
+            // not be had, the last one whose cursor is known: the entries
+            // after it are read again).
             (Some(cursor), _) => StartPosition::Cursor(Checkpoint {
                 cursor,
                 resume: Resume::After,
@@ -592,6 +595,9 @@ impl Reader {
                 self.flush(Some(&mut *journal), handle);
             }
         }
+        // Where a reopen resumes should the journal fail before the next
+        // cursor is asked for (a cursor per READ_STEP entries costs nothing).
+        self.remember_cursor(journal);
         Ok(Step::More)
     }
 

@@ -1187,7 +1187,12 @@ async fn a_file_truncated_while_read_does_not_kill_the_agent() {
             _ => panic!("nothing read after the truncation"),
         }
     }
-    r.stop().await;
+    let got = r.stop().await;
+    let mut bodies: Vec<String> = got.iter().map(|(_, rec)| body(rec)).collect();
+    let n = bodies.len();
+    bodies.sort();
+    bodies.dedup();
+    assert_eq!(bodies.len(), n, "an entry was read twice after the reopen");
 }
 
 /// A file replaced (renamed over) while it is open: the new file is read,
