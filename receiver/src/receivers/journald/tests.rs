@@ -1258,8 +1258,11 @@ async fn files_are_read_and_polled() {
     r.until(1).await;
     write_journal(&remote, &dir.path().join("b.journal"), &[oom(1)]);
     r.until(2).await;
+    // Appended to a file already open (no inotify here: polled).
+    write_journal(&remote, &dir.path().join("a.journal"), &[oom(2)]);
+    r.until(3).await;
     r.quiet().await;
-    assert_eq!(r.stop().await.len(), 2);
+    assert_eq!(r.stop().await.len(), 3);
 }
 
 #[test]
