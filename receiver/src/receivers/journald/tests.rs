@@ -770,6 +770,54 @@ async fn a_directory_that_does_not_exist_yet_is_waited_for() {
     r2.stop().await;
 }
 
+/// The system journal under a host root (the container config) that has
+/// no journal directory yet: the receiver starts, and reads the journal
+/// once journald creates it (here /run/log/journal, then /var/log/journal).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_system_journal_is_read_once_it_appears_under_root_path() {
+    let Some(remote) = tool("the_system_journal_is_read_once_it_appears_under_root_path") else {
+        return;
+    };
+    let root = tempfile::tempdir().unwrap();
+    let cfg = JournaldReceiverConfig {
+        directory: None,
+        root_path: Some(root.path().to_owned()),
+        start_at: StartAt::End,
+        ..config(root.path())
+    };
+    let mut r = run(&cfg, None).await;
+    let machine = "3d1219c7c4c5404aaa1f6d2a48adfda4";
+    let oom = |k: &str| {
+        Entry::unit(
+            "web.service",
+            5,
+            &format!("java.lang.OutOfMemoryError: Java heap space {k}"),
+        )
+    };
+    let runtime = root.path().join("run/log/journal").join(machine);
+    std::fs::create_dir_all(&runtime).unwrap();
+    write_journal(&remote, &runtime.join("system.journal"), &[oom("runtime")]);
+    r.until(1).await;
+    let persistent = root.path().join("var/log/journal").join(machine);
+    std::fs::create_dir_all(&persistent).unwrap();
+    write_journal(
+        &remote,
+        &persistent.join("system.journal"),
+        &[oom("persistent")],
+    );
+    r.until(2).await;
+    r.quiet().await;
+    let mut bodies: Vec<String> = r.stop().await.iter().map(|(_, rec)| body(rec)).collect();
+    bodies.sort();
+    assert_eq!(
+        bodies,
+        [
+            "java.lang.OutOfMemoryError: Java heap space persistent",
+            "java.lang.OutOfMemoryError: Java heap space runtime"
+        ]
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_vacuumed_checkpoint_gives_a_warning_record() {
     let Some(remote) = tool("a_vacuumed_checkpoint_gives_a_warning_record") else {
