@@ -31,19 +31,49 @@ pub struct EntryFacts {
     pub realtime_usec: u64,
     pub priority: Option<i64>,
     pub facility: Option<i64>,
-    pub unit: Option<String>,
-    pub user_unit: Option<String>,
     pub identifier: Option<String>,
     pub pid: Option<i64>,
     pub comm: Option<String>,
     pub exe: Option<String>,
     pub cmdline: Option<String>,
     pub uid: Option<i64>,
-    pub boot_id: Option<String>,
-    pub transport: Option<String>,
     pub cgroup: Option<String>,
     pub container_id: Option<String>,
     pub container_name: Option<String>,
+    /// Every other field, as `journald.<FIELD>` (or a semantic-convention
+    /// name where one fits), sorted by field name.
+    pub other: Vec<(String, String)>,
+}
+
+/// Fields mapped to named attributes above, or not repeated as
+/// `journald.<FIELD>` (`_CMDLINE` only redacted, as `process.command_line`).
+const MAPPED_FIELDS: &[&str] = &[
+    "MESSAGE",
+    "PRIORITY",
+    "SYSLOG_FACILITY",
+    "SYSLOG_IDENTIFIER",
+    "_PID",
+    "_UID",
+    "_EXE",
+    "_CMDLINE",
+    "CONTAINER_ID",
+    "CONTAINER_ID_FULL",
+    "CONTAINER_NAME",
+];
+/// Other fields kept per record at most (an entry may have up to 1024).
+const MAX_OTHER_FIELDS: usize = 64;
+
+/// The attribute name of another field: the semantic conventions' where one
+/// fits, the collector's proposal (`syslog.pid`, `journald.<FIELD>`) else.
+fn other_field_key(field: &str) -> String {
+    match field {
+        "SYSLOG_PID" => "syslog.pid".to_owned(),
+        "SYSLOG_TIMESTAMP" => "syslog.timestamp".to_owned(),
+        "CODE_FILE" => "code.file.path".to_owned(),
+        "CODE_LINE" => "code.line.number".to_owned(),
+        "CODE_FUNC" => "code.function.name".to_owned(),
+        _ => format!("journald.{field}"),
+    }
 }
 
 impl EntryFacts {
@@ -56,20 +86,17 @@ impl EntryFacts {
             realtime_usec: journal.timestamp_usec().unwrap_or(0),
             priority: field_int(journal, "PRIORITY\0"),
             facility: field_int(journal, "SYSLOG_FACILITY\0"),
-            unit: s(journal, "_SYSTEMD_UNIT\0"),
-            user_unit: s(journal, "_SYSTEMD_USER_UNIT\0"),
             identifier: s(journal, "SYSLOG_IDENTIFIER\0"),
             pid: field_int(journal, "_PID\0"),
             comm: s(journal, "_COMM\0"),
             exe: s(journal, "_EXE\0"),
             cmdline: field_string(journal, "_CMDLINE\0", MAX_CMDLINE).filter(|v| !v.is_empty()),
             uid: field_int(journal, "_UID\0"),
-            boot_id: s(journal, "_BOOT_ID\0"),
-            transport: s(journal, "_TRANSPORT\0"),
             cgroup: s(journal, "_SYSTEMD_CGROUP\0"),
             container_id: s(journal, "CONTAINER_ID_FULL\0")
                 .or_else(|| s(journal, "CONTAINER_ID\0")),
             container_name: s(journal, "CONTAINER_NAME\0"),
+            other: other_fields(journal),
         }
     }
 
@@ -128,18 +155,42 @@ impl EntryFacts {
         if let Some(facility) = self.facility {
             out.push(kv_int("syslog.facility.code", facility));
         }
-        for (key, value) in [
-            ("journald._SYSTEMD_UNIT", &self.unit),
-            ("journald._SYSTEMD_USER_UNIT", &self.user_unit),
-            ("journald._COMM", &self.comm),
-            ("journald._TRANSPORT", &self.transport),
-            ("journald._BOOT_ID", &self.boot_id),
-        ] {
-            if let Some(v) = value {
-                out.push(kv_str(key, v));
+        for (field, value) in &self.other {
+            let key = other_field_key(field);
+            match (field.as_str(), value.trim().parse::<i64>()) {
+                ("SYSLOG_PID" | "CODE_LINE", Ok(n)) => out.push(kv_int(&key, n)),
+                _ => out.push(kv_str(&key, value)),
             }
         }
     }
+}
+
+/// The current entry's fields other than [`MAPPED_FIELDS`], as text
+/// (bounded), sorted by name; a field repeated in the entry keeps its first
+/// value.
+fn other_fields(journal: &mut Journal) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = Vec::new();
+    journal.restart_data();
+    loop {
+        let data = match journal.enumerate_data() {
+            Ok(Some(data)) => data,
+            // The end, or an unreadable field (a corrupt object): stop there.
+            Ok(None) | Err(_) => break,
+        };
+        let (Ok(name), Some(value)) = (std::str::from_utf8(data.name()), data.value()) else {
+            continue;
+        };
+        if MAPPED_FIELDS.contains(&name) || out.iter().any(|(n, _)| n == name) {
+            continue;
+        }
+        let (text, _) = super::journal::lossy_bounded(value, MAX_FIELD);
+        out.push((name.to_owned(), text));
+        if out.len() >= MAX_OTHER_FIELDS {
+            break;
+        }
+    }
+    out.sort();
+    out
 }
 
 /// The collector's proposed mapping of syslog priorities: number and text.

@@ -431,6 +431,15 @@ async fn a_java_trace_from_a_units_stdout_is_one_record_amid_other_units() {
     );
     assert!(record.time_unix_nano > 0);
     assert!(record.severity_number >= 17, "{record:?}");
+    // Every other field as journald.<FIELD>; the command line only redacted.
+    assert_eq!(
+        attr(&record.attributes, "journald._SYSTEMD_CGROUP"),
+        s("/system.slice/web.service")
+    );
+    assert_eq!(attr(&record.attributes, "journald._COMM"), s("java"));
+    for absent in ["journald._CMDLINE", "journald.MESSAGE", "journald._PID"] {
+        assert_eq!(attr(&record.attributes, absent), None, "{absent}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1007,6 +1016,8 @@ async fn container_entries_carry_the_container_on_the_resource() {
         .with("CONTAINER_ID_FULL", id)
         .with("CONTAINER_NAME", "web")
         .with("CONTAINER_TAG", "web")
+        .with("CODE_LINE", "42")
+        .with("SYSLOG_PID", "900")
         .with("SYSLOG_IDENTIFIER", "web")
         .with("_PID", "900")
         .with("_TRANSPORT", "journal")
@@ -1018,6 +1029,16 @@ async fn container_entries_carry_the_container_on_the_resource() {
     assert_eq!(attr(&got[0].0, "container.id"), s(id));
     assert_eq!(attr(&got[0].0, "container.name"), s("web"));
     assert_eq!(attr(&got[0].1.attributes, "syslog.identifier"), s("web"));
+    assert_eq!(
+        attr(&got[0].1.attributes, "journald.CONTAINER_TAG"),
+        s("web")
+    );
+    assert_eq!(attr(&got[0].1.attributes, "code.line.number"), i(42));
+    assert_eq!(attr(&got[0].1.attributes, "syslog.pid"), i(900));
+    assert_eq!(
+        attr(&got[0].1.attributes, "journald.CONTAINER_ID_FULL"),
+        None
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
