@@ -56,7 +56,7 @@ impl Counters {
             Vec::new(),
         );
         self.matches.record(&mut b, start_unix_nano);
-        scoped_metrics(super::records::SCOPE_NAME, None, b.into_metrics())
+        scoped_metrics(super::SCOPE_NAME, None, b.into_metrics())
     }
 }
 

@@ -17,7 +17,7 @@ use crate::receivers::filelog::multiline::Assembled;
 use crate::receivers::oom::enrich::container_ids;
 use crate::redact::redact_args;
 
-pub const SCOPE_NAME: &str = "oomscope/journald";
+pub use super::SCOPE_NAME;
 
 /// Longest value kept of a field other than the message.
 const MAX_FIELD: usize = 4096;
@@ -171,12 +171,8 @@ impl EntryFacts {
 fn other_fields(journal: &mut Journal) -> Vec<(String, String)> {
     let mut out: Vec<(String, String)> = Vec::new();
     journal.restart_data();
-    loop {
-        let data = match journal.enumerate_data() {
-            Ok(Some(data)) => data,
-            // The end, or an unreadable field (a corrupt object): stop there.
-            Ok(None) | Err(_) => break,
-        };
+    // Up to the end, or an unreadable field (a corrupt object).
+    while let Ok(Some(data)) = journal.enumerate_data() {
         let (Ok(name), Some(value)) = (std::str::from_utf8(data.name()), data.value()) else {
             continue;
         };

@@ -15,12 +15,21 @@ use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs};
 use opentelemetry_proto::tonic::metrics::v1::{metric, number_data_point, ResourceMetrics};
 use tokio::sync::mpsc::UnboundedReceiver;
 
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
 use super::*;
-use crate::component::ComponentConfig as _;
+use crate::component::{BuildContext, ComponentConfig as _};
+use crate::config::ComponentId;
 use crate::extensions::file_storage::{FileStorage, FileStorageConfig};
 use crate::extensions::Extensions;
 use crate::pipeline::consumer::testing::Collect;
+use crate::pipeline::{Batch, Payload};
 use crate::pipeline::{Consumer, DeliveryStatus};
+use crate::receivers::ReceiverOutputs;
 use crate::telemetry::Telemetry;
 use crate::test_support::WAIT;
 
