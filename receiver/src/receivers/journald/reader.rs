@@ -283,6 +283,8 @@ struct Reader {
     was_missing: bool,
     /// A warning about unreadable entries was given (once per open).
     entry_error_warned: bool,
+    /// A warning that the journal cannot be watched was given.
+    wait_warned: bool,
 }
 
 impl Reader {
@@ -355,6 +357,7 @@ impl Reader {
             missing_warned: false,
             was_missing: false,
             entry_error_warned: false,
+            wait_warned: false,
         }
     }
 
@@ -698,7 +701,13 @@ impl Reader {
                 Ok(JournalWaitResult::Invalidate) => true,
                 Ok(_) => false,
                 Err(e) => {
-                    tracing::debug!(error = %e, "cannot wait for the journal; polling it");
+                    // No inotify (its limits reached): polled instead; new
+                    // files are then found only when the journal is opened
+                    // again.
+                    if !self.wait_warned {
+                        tracing::warn!(receiver = %self.id, error = %e, "cannot watch the journal for changes; polling it every poll_interval");
+                        self.wait_warned = true;
+                    }
                     self.sleep(wait.min(self.cfg.poll_interval.get()));
                     false
                 }
