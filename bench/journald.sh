@@ -6,7 +6,7 @@
 # The journal: ENTRIES entries (default 1,000,000) written into journal
 # files by systemd's own systemd-journal-remote from a generated export
 # stream (zstd-compressed, keyed hash, compact: what journald 252 writes):
-# 18 fields per entry as journald writes a service's stdout line (unit,
+# 17 fields per entry as journald writes a service's stdout line (unit,
 # pid, uid, comm, exe, cmdline, cgroup, boot id, ...), 50 units, a unique
 # MESSAGE each, and every 1000th entry a Java OutOfMemoryError followed by
 # two stack frames from the same unit and pid (three entries). The files
