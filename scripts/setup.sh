@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
 # Installs what building and testing oomscope needs and is missing:
+#   - libsystemd-dev and pkg-config (the journald receiver links libsystemd);
+#     with --with-peers also systemd-journal-remote and systemd (its tests)
 #   - nightly rust-src (for -Z build-std=core on bpfel-unknown-none)
 #   - bpf-linker 0.13.0 built against the nightly's own LLVM (versions must match)
 #   - the Python peers used by the interop tests and benchmarks (in a venv)
@@ -31,6 +33,36 @@ for toolchain in stable nightly; do
         exit 1
     }
 done
+
+# 0b. libsystemd: the journald receiver reads journal files through it
+# (libsystemd-dev and pkg-config to build; libsystemd0, which every systemd
+# distribution has, to run). With --with-peers also systemd-journal-remote
+# (its tests write real journal files with it) and systemd (journalctl and
+# systemd-journald, which its tests start in private namespaces). Installing
+# systemd-journal-remote may upgrade systemd and libsystemd0 to the same
+# version (an exact dependency).
+journal_pkgs=""
+if ! pkg-config --exists libsystemd 2>/dev/null; then
+    command -v pkg-config >/dev/null 2>&1 || journal_pkgs="$journal_pkgs pkg-config"
+    journal_pkgs="$journal_pkgs libsystemd-dev"
+fi
+if [ "$with_peers" = 1 ]; then
+    [ -x /lib/systemd/systemd-journal-remote ] || [ -x /usr/lib/systemd/systemd-journal-remote ] \
+        || journal_pkgs="$journal_pkgs systemd-journal-remote"
+    command -v journalctl >/dev/null 2>&1 || journal_pkgs="$journal_pkgs systemd"
+fi
+if [ -n "$journal_pkgs" ]; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        log "installing$journal_pkgs"
+        (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $journal_pkgs) >&2 || {
+            echo "setup: could not install$journal_pkgs" >&2
+            exit 1
+        }
+    else
+        echo "setup: missing$journal_pkgs (on Debian/Ubuntu as root: apt-get install$journal_pkgs; on Fedora/RHEL: dnf install systemd-devel pkgconf systemd-journal-remote)" >&2
+        exit 1
+    fi
+fi
 
 # 1. nightly rust-src
 NIGHTLY_SYSROOT=$(rustup run nightly rustc --print sysroot)

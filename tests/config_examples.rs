@@ -451,7 +451,7 @@ fn components_lists_every_kind_and_type() {
     for (section, names) in [
         (
             "receivers",
-            &["filelog", "kmsg", "memory", "oom", "otlp"][..],
+            &["filelog", "journald", "kmsg", "memory", "oom", "otlp"][..],
         ),
         ("processors", &["batch", "memory_limiter", "resource"][..]),
         (

@@ -40,7 +40,9 @@ async fn default_config_reports_one_kill_once_and_other_kernel_memory_trouble() 
         .replace("127.0.0.1:4317", &format!("127.0.0.1:{}", free_port()))
         .replace("127.0.0.1:4318", &format!("127.0.0.1:{}", free_port()))
         .replace("127.0.0.1:13133", &format!("127.0.0.1:{health}"));
-    assert!(config.contains("kmsg:") && config.contains("filelog:"));
+    assert!(
+        config.contains("kmsg:") && config.contains("filelog:") && config.contains("journald:")
+    );
     // The ports the default config leaves to their defaults, moved by a
     // second file merged over it (as a user would).
     let ports = dir.path().join("ports.yaml");

@@ -3,6 +3,7 @@
 //! - [`alloc`]: the static allocator of the container and kernel-matrix tests.
 //! - [`oom`]: a contained OOM kill (memory cgroup + python3 allocator).
 //! - [`fleet`]: simulated nodes (one agent each) behind one gateway, and a backend.
+//! - [`journald`]: a real systemd-journald in private namespaces, and writers for it.
 //! - [`rotel`]: rotel as an OTLP backend, and a parser for what it received.
 //! - [`oomscope`]: runs the oomscope binary with a config file.
 //! - [`otlp`]: OTLP requests to oomscope, and reading its file exporter output.
@@ -17,6 +18,7 @@ pub mod adversarial;
 pub mod alloc;
 pub mod faults;
 pub mod fleet;
+pub mod journald;
 pub mod kernel_log;
 pub mod oom;
 pub mod oomscope;

@@ -157,6 +157,20 @@ pub trait ReceiverConfig: ComponentConfig {
     /// dropping its outputs.
     fn start(&self, ctx: BuildContext, outputs: ReceiverOutputs)
         -> StartFuture<'_, JoinHandle<()>>;
+
+    /// [`ReceiverConfig::start`], told the types of every receiver the
+    /// agent runs (this one included), so that a receiver can leave to
+    /// another what that one reports (`journald` leaves the kernel's
+    /// entries to `kmsg` and `oom`). The service starts receivers this way.
+    fn start_in_agent(
+        &self,
+        ctx: BuildContext,
+        outputs: ReceiverOutputs,
+        receiver_types: &[String],
+    ) -> StartFuture<'_, JoinHandle<()>> {
+        let _ = receiver_types;
+        self.start(ctx, outputs)
+    }
 }
 
 pub trait ProcessorFactory: Factory {

@@ -292,7 +292,7 @@ service:
             [
                 "c.yaml:13:1: has invalid keys: extras",
                 "c.yaml:3:5: 'receivers::otlp' has invalid keys: protocol; did you mean \"protocols\"?",
-                "c.yaml:4:3: 'receivers' unknown type: \"foo\" for id: \"foo/1\" (valid values: [file_log filelog kmsg memory oom otlp])",
+                "c.yaml:4:3: 'receivers' unknown type: \"foo\" for id: \"foo/1\" (valid values: [file_log filelog journald kmsg memory oom otlp])",
                 "c.yaml:5:3: 'receivers' invalid character(s) in type \"9bad\"",
                 "c.yaml:9:3: 'exporters::logging' the logging exporter has been deprecated, use the debug exporter instead",
                 "c.yaml:12:3: 'connectors' connectors are not supported by oomscope",
@@ -546,7 +546,7 @@ service:
     assert_eq!(
         errors(text),
         [
-            "c.yaml:2:3: 'receivers' unknown type: \"filelogs\" for id: \"filelogs\" (valid values: [file_log filelog kmsg memory oom otlp]); did you mean \"filelog\"?",
+            "c.yaml:2:3: 'receivers' unknown type: \"filelogs\" for id: \"filelogs\" (valid values: [file_log filelog journald kmsg memory oom otlp]); did you mean \"filelog\"?",
             "c.yaml:8:5: 'exporters::debug' has invalid keys: verbosty; did you mean \"verbosity\"?",
             "c.yaml:15:19: 'service::pipelines::logs' references exporter \"otlp/backnd\" which is not configured; did you mean \"otlp/backend\"?",
             "c.yaml:5:14: 'receivers::kmsg::storage' storage \"file_storage/kmsg\" is not configured in extensions: the read position is kept in a file_storage extension",

@@ -7,6 +7,8 @@ use crate::{exporters, extensions, processors, receivers};
 static REGISTRY: Registry = Registry {
     receivers: &[
         &receivers::filelog::FilelogReceiverFactory,
+        #[cfg(feature = "journald")]
+        &receivers::journald::JournaldReceiverFactory,
         &receivers::kmsg::KmsgReceiverFactory,
         &receivers::memory::MemoryReceiverFactory,
         &receivers::oom::OomReceiverFactory,

@@ -138,6 +138,8 @@ impl Topology {
             .collect();
         receiver_ids.sort();
         receiver_ids.dedup();
+        let receiver_types: Vec<String> =
+            receiver_ids.iter().map(|id| id.type_name.clone()).collect();
         for id in receiver_ids {
             let outputs_for = |signal: Signal| {
                 let feeds: Vec<DynConsumer> = config
@@ -159,7 +161,10 @@ impl Topology {
                 topology.abort().await;
                 anyhow::bail!("receiver {id} is not configured");
             };
-            match cfg.start(ctx(id, &receivers_shutdown), outputs).await {
+            match cfg
+                .start_in_agent(ctx(id, &receivers_shutdown), outputs, &receiver_types)
+                .await
+            {
                 Ok(handle) => topology.receivers.push((id.clone(), handle)),
                 Err(e) => {
                     drop(heads);

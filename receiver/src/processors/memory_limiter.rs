@@ -3,8 +3,11 @@
 //! receivers push back (OTLP 429/503, file readers pause) instead of the agent
 //! growing until the kernel kills it.
 //!
-//! A background task samples the process's resident set size
-//! (`/proc/self/statm`) every `check_interval`. Limits:
+//! A background task samples the process's resident memory
+//! (`/proc/self/statm`) every `check_interval`, less the resident pages of
+//! mapped systemd journal files: the `journald` receiver reads them through
+//! libsystemd's mappings, and those pages are page cache the kernel drops at
+//! will, not the agent's. Limits:
 //! - hard limit: `limit_mib`, or `limit_percentage` of the memory available to
 //!   the agent (its cgroup's limit, v2 `memory.max` or v1
 //!   `memory.limit_in_bytes`, the smallest along the cgroup's ancestors, when
@@ -49,7 +52,7 @@ const MIB: u64 = 1024 * 1024;
 
 /// Oldest reading of the usage a decision may rest on; `consume` reads it
 /// again when the last one is older (reading `/proc/self/statm` costs a few
-/// microseconds).
+/// microseconds; see [`read_rss`] for when more is read).
 const MAX_READING_AGE: Duration = Duration::from_millis(10);
 
 /// Least time between two forced releases of freed memory
@@ -419,20 +422,71 @@ pub(crate) fn release_freed_memory() -> bool {
     true
 }
 
-/// The process's resident set size in bytes (`/proc/self/statm`, field 2, in pages).
+/// Above this much resident file-backed memory (`statm`'s shared pages: the
+/// binary, its libraries, and mapped files), the mapped journal files are
+/// looked up in `/proc/self/smaps`; below it reading `statm` is all.
+const FILE_PAGES_LOOKED_INTO: u64 = 64 * MIB;
+
+/// Least time between two walks of `/proc/self/smaps` (a walk costs about a
+/// millisecond; `consume` may read the usage every [`MAX_READING_AGE`]).
+const JOURNAL_MAPPINGS_MAX_AGE: Duration = Duration::from_secs(1);
+
+/// The process's resident memory in bytes (`/proc/self/statm` field 2) less
+/// the resident pages of mapped journal files (see the module's comment).
 fn read_rss() -> std::io::Result<u64> {
     let statm = std::fs::read_to_string("/proc/self/statm")?;
-    let pages: u64 = statm
-        .split_whitespace()
-        .nth(1)
-        .and_then(|f| f.parse().ok())
-        .ok_or_else(|| {
-            std::io::Error::new(
-                std::io::ErrorKind::InvalidData,
-                format!("/proc/self/statm: unexpected content {statm:?}"),
-            )
-        })?;
-    Ok(pages.saturating_mul(page_size()))
+    let mut fields = statm.split_whitespace().skip(1).map(str::parse::<u64>);
+    let (Some(Ok(resident)), Some(Ok(shared))) = (fields.next(), fields.next()) else {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("/proc/self/statm: unexpected content {statm:?}"),
+        ));
+    };
+    let page = page_size();
+    let resident = resident.saturating_mul(page);
+    if shared.saturating_mul(page) < FILE_PAGES_LOOKED_INTO {
+        return Ok(resident);
+    }
+    Ok(resident.saturating_sub(mapped_journal_resident_cached()))
+}
+
+/// [`mapped_journal_resident`] of `/proc/self/smaps`, walked at most once a
+/// [`JOURNAL_MAPPINGS_MAX_AGE`]; 0 when smaps cannot be read (all counts).
+fn mapped_journal_resident_cached() -> u64 {
+    static LAST: std::sync::Mutex<Option<(std::time::Instant, u64)>> =
+        std::sync::Mutex::new(None);
+    let mut last = LAST.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some((at, bytes)) = *last {
+        if at.elapsed() < JOURNAL_MAPPINGS_MAX_AGE {
+            return bytes;
+        }
+    }
+    let bytes = std::fs::read_to_string("/proc/self/smaps")
+        .map(|smaps| mapped_journal_resident(&smaps))
+        .unwrap_or(0);
+    *last = Some((std::time::Instant::now(), bytes));
+    bytes
+}
+
+/// Sum of `Rss:` over the mappings in `smaps` text whose file is a systemd
+/// journal file (`*.journal`, or `*.journal~` for one journald set aside).
+fn mapped_journal_resident(smaps: &str) -> u64 {
+    let mut in_journal = false;
+    let mut kib = 0u64;
+    for line in smaps.lines() {
+        let mut words = line.split_ascii_whitespace();
+        let Some(first) = words.next() else { continue };
+        if first == "Rss:" {
+            if in_journal {
+                kib = kib.saturating_add(words.next().and_then(|n| n.parse().ok()).unwrap_or(0));
+            }
+        } else if !first.ends_with(':') {
+            // A mapping's header: range, perms, offset, device, inode, path.
+            let path = words.nth(4).unwrap_or("");
+            in_journal = path.ends_with(".journal") || path.ends_with(".journal~");
+        }
+    }
+    kib.saturating_mul(1024)
 }
 
 fn page_size() -> u64 {
@@ -805,6 +859,27 @@ mod tests {
     }
 
     /// The real release runs (mimalloc and glibc calls) without harm, and
+    #[test]
+    fn journal_mappings_are_summed_from_smaps() {
+        let smaps = "\
+55d0c0a00000-55d0c0b00000 r-xp 00000000 fe:00 1234 /usr/bin/oomscope
+Size:               1024 kB
+Rss:                 900 kB
+VmFlags: rd ex mr mw me
+7f0000000000-7f0000800000 r--s 00000000 fe:00 99 /var/log/journal/0123/system.journal
+Size:               8192 kB
+Rss:                4096 kB
+7f0000800000-7f0001000000 r--s 00800000 fe:00 98 /var/log/journal/0123/user-1000@0005-0006.journal~
+Rss:                 100 kB
+7f0001000000-7f0001100000 rw-p 00000000 00:00 0 
+Rss:                 200 kB
+7f0001100000-7f0001200000 r--s 00000000 fe:00 97 /tmp/not a journal.journal.gz
+Rss:                  50 kB
+";
+        assert_eq!(mapped_journal_resident(smaps), (4096 + 100) * 1024);
+        assert_eq!(mapped_journal_resident(""), 0);
+    }
+
     /// at most once an interval.
     #[test]
     fn release_freed_memory_runs_at_most_once_an_interval() {

@@ -24,6 +24,12 @@ const DOCUMENTED: &[Documented] = &[
         section: Some("### `filelog`"),
     },
     Documented {
+        receiver: "journald",
+        catalog: super::journald::metrics::ALL,
+        file: "configuration.md",
+        section: Some("### `journald`"),
+    },
+    Documented {
         receiver: "kmsg",
         catalog: super::kmsg::metrics::ALL,
         file: "configuration.md",

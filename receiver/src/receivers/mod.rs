@@ -4,6 +4,7 @@
 
 pub mod cgroup_filter;
 pub mod filelog;
+pub mod journald;
 pub mod kmsg;
 pub mod memory;
 pub mod oom;

@@ -25,6 +25,9 @@ pub struct Assembled {
     pub text: String,
     /// File offset after the record's last line.
     pub end_offset: u64,
+    /// The `end_offset` of the record's first line (the `journald` receiver
+    /// numbers entries there, to find the entry a record started with).
+    pub first_end_offset: u64,
     pub matched: Option<OwnedMatch>,
     pub truncated: bool,
     /// When the record's first line was written (0: unknown).
@@ -68,6 +71,7 @@ fn is_trace_line(line: &str, go_trace: bool) -> bool {
         || line.starts_with("Traceback")
         || line.starts_with("File \"")
         || line.starts_with("goroutine ")
+        || line == "runtime stack:"
         || (go_trace && (line.ends_with(')') || line.starts_with("created by ")))
 }
 
@@ -118,7 +122,7 @@ impl Assembler {
                 return;
             }
             if continues {
-                if line.text.starts_with("goroutine ") {
+                if line.text.starts_with("goroutine ") || line.text == "runtime stack:" {
                     held.go_trace = true;
                 }
                 if held.rec.matched.is_none() {
@@ -134,6 +138,7 @@ impl Assembler {
         let rec = Assembled {
             text: line.text,
             end_offset: line.end_offset,
+            first_end_offset: line.end_offset,
             matched: matched.map(|(m, _)| m),
             truncated: line.truncated,
             time_unix_nano: line.time_unix_nano,
@@ -180,6 +185,11 @@ impl Assembler {
     /// keeps the file's acknowledged offset where it was.
     pub fn is_holding(&self) -> bool {
         self.held.is_some()
+    }
+
+    /// The `end_offset` of the held record's first line.
+    pub fn held_first_end_offset(&self) -> Option<u64> {
+        self.held.as_ref().map(|h| h.rec.first_end_offset)
     }
 }
 
@@ -303,6 +313,25 @@ mod tests {
         ]);
         assert_eq!(out.len(), 2, "{out:?}");
         assert!(out[0].text.ends_with("10: 0x195e476  [node]"), "{out:?}");
+        assert_eq!(out[1].text, "next entry");
+    }
+
+    #[test]
+    fn go_fatal_error_keeps_its_runtime_stack_and_goroutines() {
+        let out = assemble(&[
+            "fatal error: runtime: out of memory",
+            "",
+            "runtime stack:",
+            "runtime.throw({0x4b0a1e?, 0x400000?})",
+            "\t/usr/lib/go-1.19/src/runtime/panic.go:1047 +0x5d",
+            "",
+            "goroutine 1 [running]:",
+            "main.main()",
+            "\t/tmp/grow.go:9 +0x45",
+            "next entry",
+        ]);
+        assert_eq!(out.len(), 2, "{out:?}");
+        assert!(out[0].text.ends_with("/tmp/grow.go:9 +0x45"), "{out:?}");
         assert_eq!(out[1].text, "next entry");
     }
 

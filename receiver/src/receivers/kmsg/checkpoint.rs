@@ -166,6 +166,8 @@ struct Inner {
     stalled: bool,
     committed: Option<u64>,
     updates: watch::Sender<Option<u64>>,
+    /// Whose checkpoint this is, for the warning when a batch fails.
+    receiver: &'static str,
 }
 
 /// Turns out-of-order batch acknowledgements into the highest contiguous
@@ -178,6 +180,12 @@ pub struct AckTracker {
 impl AckTracker {
     /// A tracker and the receiving end of its checkpoint values.
     pub fn new() -> (AckTracker, watch::Receiver<Option<u64>>) {
+        AckTracker::for_receiver("kmsg")
+    }
+
+    /// [`AckTracker::new`] for another receiver type (`journald`), named in
+    /// its warning.
+    pub fn for_receiver(receiver: &'static str) -> (AckTracker, watch::Receiver<Option<u64>>) {
         let (updates, rx) = watch::channel(None);
         (
             AckTracker {
@@ -187,6 +195,7 @@ impl AckTracker {
                     stalled: false,
                     committed: None,
                     updates,
+                    receiver,
                 })),
             },
             rx,
@@ -244,7 +253,8 @@ impl AckTracker {
                 Some(DeliveryStatus::Failed) => {
                     tracing::warn!(
                         through = front.through,
-                        "a batch of kernel log records was not delivered; the kmsg checkpoint stays before it until a restart, which reads those records again"
+                        receiver = inner.receiver,
+                        "a batch of records was not delivered; the receiver's checkpoint stays before it until a restart, which reads those records again"
                     );
                     inner.stalled = true;
                     inner.entries.clear();

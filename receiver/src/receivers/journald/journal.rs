@@ -1,0 +1,484 @@
+//! Opening the journal (libsystemd's sd-journal through the `systemd`
+//! crate), its filters with journalctl's semantics, and where reading
+//! starts: a checkpoint's cursor (telling whether its entry still exists),
+//! the head or the tail.
+//!
+//! A [`Journal`] is not `Send`: everything here runs on the receiver's
+//! reading thread.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use systemd::journal::{JournalWaitResult, OpenDirectoryOptions, OpenFilesOptions, OpenOptions};
+use systemd::Journal;
+
+use super::checkpoint::{Checkpoint, CursorFields, Resume};
+use super::config::JournaldReceiverConfig;
+
+/// A field of the current entry: its value (after `NAME=`), borrowed from
+/// libsystemd until the next call on the journal.
+pub fn field<'a>(
+    journal: &'a mut Journal,
+    name_nul: &str,
+) -> Result<Option<&'a [u8]>, systemd::Error> {
+    let Some(data) = journal.get_data(name_nul)? else {
+        return Ok(None);
+    };
+    let Some(value) = data.value() else {
+        return Ok(Some(&[]));
+    };
+    // SAFETY: the bytes are libsystemd's (in the file's mapping or its
+    // decompression buffer) and stay valid until the next call on the
+    // journal, which the `&'a mut` borrow rules out for 'a; the crate's
+    // accessor only ties them to its wrapper.
+    Ok(Some(unsafe {
+        std::slice::from_raw_parts(value.as_ptr(), value.len())
+    }))
+}
+
+/// [`field`], an unreadable one (a corrupt object) taken as absent.
+pub fn field_opt<'a>(journal: &'a mut Journal, name_nul: &str) -> Option<&'a [u8]> {
+    field(journal, name_nul).ok().flatten()
+}
+
+/// A field as text (invalid UTF-8 replaced), at most `max` bytes of it.
+pub fn field_string(journal: &mut Journal, name_nul: &str, max: usize) -> Option<String> {
+    field_opt(journal, name_nul).map(|v| lossy_bounded(v, max).0)
+}
+
+/// `bytes` as text, cut at `max` bytes (on a character boundary); true when cut.
+pub fn lossy_bounded(bytes: &[u8], max: usize) -> (String, bool) {
+    let cut = bytes.len() > max;
+    let text = String::from_utf8_lossy(&bytes[..bytes.len().min(max)]);
+    let mut text = text.into_owned();
+    if text.len() > max {
+        // Replacement characters are longer than the bytes they replace.
+        let mut end = max;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+    }
+    (text, cut)
+}
+
+/// A field parsed as an integer.
+pub fn field_int(journal: &mut Journal, name_nul: &str) -> Option<i64> {
+    field_opt(journal, name_nul)
+        .and_then(|v| std::str::from_utf8(v).ok())
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// Where the receiver's journal files are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Location {
+    /// The local system journal (journalctl's default).
+    System,
+    /// The system journal of the host whose root is mounted here.
+    OsRoot(PathBuf),
+    /// A directory (and its machine-id subdirectories).
+    Directory(PathBuf),
+    /// Files matching these globs.
+    Files(Vec<String>),
+}
+
+impl Location {
+    pub fn of(cfg: &JournaldReceiverConfig) -> Location {
+        if let Some(dir) = &cfg.directory {
+            Location::Directory(dir.clone())
+        } else if !cfg.files.is_empty() {
+            Location::Files(cfg.files.clone())
+        } else if let Some(root) = cfg
+            .root_path
+            .as_ref()
+            .filter(|r| r.as_path() != Path::new("/"))
+        {
+            Location::OsRoot(root.clone())
+        } else {
+            Location::System
+        }
+    }
+
+    /// The directories whose journal files this location reads (for
+    /// noticing one that appears, and for checking file headers).
+    pub fn directories(&self) -> Vec<PathBuf> {
+        let root = match self {
+            Location::System => Path::new("/"),
+            Location::OsRoot(root) => root.as_path(),
+            Location::Directory(dir) => return vec![dir.clone()],
+            Location::Files(_) => return Vec::new(),
+        };
+        vec![root.join("var/log/journal"), root.join("run/log/journal")]
+    }
+
+    /// The files `Files` globs match now, sorted.
+    pub fn expand_files(&self) -> Vec<PathBuf> {
+        let Location::Files(globs) = self else {
+            return Vec::new();
+        };
+        let mut files: Vec<PathBuf> = globs
+            .iter()
+            .filter_map(|g| glob::glob(g).ok())
+            .flatten()
+            .filter_map(Result::ok)
+            .filter(|p| p.is_file())
+            .take(MAX_FILES)
+            .collect();
+        files.sort();
+        files.dedup();
+        files
+    }
+
+    /// Whether libsystemd is told about changes (inotify); `files` are
+    /// followed by polling.
+    pub fn is_watched(&self) -> bool {
+        !matches!(self, Location::Files(_))
+    }
+}
+
+/// Most files `files` may name.
+const MAX_FILES: usize = 4096;
+
+/// Why the journal could not be opened.
+#[derive(Debug)]
+pub enum OpenError {
+    /// The directory, or every file, is missing: looked for again later.
+    Missing(String),
+    Failed(String),
+}
+
+impl std::fmt::Display for OpenError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            OpenError::Missing(m) | OpenError::Failed(m) => f.write_str(m),
+        }
+    }
+}
+
+/// Opens the journal files of `location`, with the data threshold (the
+/// longest field libsystemd decompresses whole for us) and no filter.
+pub fn open(
+    location: &Location,
+    data_threshold: usize,
+) -> Result<(Journal, Vec<PathBuf>), OpenError> {
+    let failed = |what: &str, err: systemd::Error| OpenError::Failed(format!("{what}: {err}"));
+    let (mut journal, files) = match location {
+        Location::System => (
+            OpenOptions::default()
+                .local_only(true)
+                .open()
+                .map_err(|e| failed("opening the system journal", e))?,
+            Vec::new(),
+        ),
+        Location::OsRoot(root) => {
+            if !root.is_dir() {
+                return Err(OpenError::Missing(format!(
+                    "{} does not exist",
+                    root.display()
+                )));
+            }
+            let journal = OpenDirectoryOptions::default()
+                .os_root(true)
+                .open_directory(path_str(root)?)
+                .map_err(|e| failed(&format!("opening the journal under {}", root.display()), e))?;
+            (journal, Vec::new())
+        }
+        Location::Directory(dir) => {
+            if !dir.is_dir() {
+                return Err(OpenError::Missing(format!(
+                    "{} does not exist (yet)",
+                    dir.display()
+                )));
+            }
+            let journal = OpenDirectoryOptions::default()
+                .open_directory(path_str(dir)?)
+                .map_err(|e| failed(&format!("opening {}", dir.display()), e))?;
+            (journal, Vec::new())
+        }
+        Location::Files(globs) => {
+            let files = location.expand_files();
+            if files.is_empty() {
+                return Err(OpenError::Missing(format!(
+                    "no file matches {globs:?} (yet)"
+                )));
+            }
+            let names = files
+                .iter()
+                .map(|p| path_str(p).map(str::to_owned))
+                .collect::<Result<Vec<_>, _>>()?;
+            let journal = OpenFilesOptions::default()
+                .open_files(names.iter().map(String::as_str))
+                .map_err(|e| failed("opening the journal files", e))?;
+            (journal, files)
+        }
+    };
+    journal
+        .set_data_threshold(data_threshold)
+        .map_err(|e| failed("setting the data threshold", e))?;
+    Ok((journal, files))
+}
+
+fn path_str(p: &Path) -> Result<&str, OpenError> {
+    p.to_str()
+        .filter(|s| !s.contains('\0'))
+        .ok_or_else(|| OpenError::Failed(format!("{} is not a UTF-8 path", p.display())))
+}
+
+/// The filters of the config, added the way journalctl adds its options
+/// (`--unit`, `--identifier`, `FIELD=value [+ ...]`): each option's terms
+/// OR'ed, the options AND'ed. `priority` is not among them: it is checked
+/// by the reader on the few entries that may become records, which costs
+/// far less than a match on every entry (`--priority` AND'ed with the rest
+/// selects the same entries).
+pub fn add_filters(journal: &mut Journal, cfg: &JournaldReceiverConfig) -> Result<(), String> {
+    let err = |e: systemd::Error| format!("adding a journal match: {e}");
+    // Units first: a glob is expanded over the units the journal has now.
+    let units = expand_units(journal, &cfg.units);
+    if !cfg.units.is_empty() {
+        if units.is_empty() {
+            // No unit matched a glob: match nothing rather than everything.
+            journal
+                .match_add("_SYSTEMD_UNIT", "\u{1}oomscope-no-unit")
+                .map_err(err)?;
+        }
+        for unit in &units {
+            add_matches_for_unit(journal, unit).map_err(err)?;
+            journal.match_or().map_err(err)?;
+        }
+        journal.match_and().map_err(err)?;
+    }
+    if !cfg.identifiers.is_empty() {
+        for id in &cfg.identifiers {
+            journal
+                .match_add("SYSLOG_IDENTIFIER", id.as_bytes())
+                .map_err(err)?;
+        }
+        journal.match_and().map_err(err)?;
+    }
+    for (i, map) in cfg.matches.iter().enumerate() {
+        if i > 0 {
+            journal.match_or().map_err(err)?;
+        }
+        for (field, value) in map {
+            journal.match_add(field, value.as_bytes()).map_err(err)?;
+        }
+    }
+    Ok(())
+}
+
+/// Whether any sd-journal match is configured.
+pub fn has_filters(cfg: &JournaldReceiverConfig) -> bool {
+    !cfg.units.is_empty() || !cfg.identifiers.is_empty() || !cfg.matches.is_empty()
+}
+
+/// journalctl's `add_matches_for_unit`: the unit's own entries, its
+/// coredumps, systemd's messages about it and those of trusted daemons.
+fn add_matches_for_unit(journal: &mut Journal, unit: &str) -> Result<(), systemd::Error> {
+    journal.match_add("_SYSTEMD_UNIT", unit)?;
+    journal.match_or()?;
+    journal.match_add("MESSAGE_ID", "fc2e22bc6ee647b6b90729ab34a250b1")?;
+    journal.match_add("_UID", "0")?;
+    journal.match_add("COREDUMP_UNIT", unit)?;
+    journal.match_or()?;
+    journal.match_add("_PID", "1")?;
+    journal.match_add("UNIT", unit)?;
+    journal.match_or()?;
+    journal.match_add("_UID", "0")?;
+    journal.match_add("OBJECT_SYSTEMD_UNIT", unit)?;
+    if unit.ends_with(".slice") {
+        journal.match_or()?;
+        journal.match_add("_SYSTEMD_SLICE", unit)?;
+    }
+    Ok(())
+}
+
+/// Unit types a name can end with; a name without one is a service
+/// (journalctl's unit name mangling: `ssh` is `ssh.service`).
+const UNIT_SUFFIXES: &[&str] = &[
+    ".service",
+    ".socket",
+    ".target",
+    ".device",
+    ".mount",
+    ".automount",
+    ".swap",
+    ".timer",
+    ".path",
+    ".slice",
+    ".scope",
+];
+
+pub fn mangle_unit(name: &str) -> String {
+    if UNIT_SUFFIXES.iter().any(|s| name.ends_with(s)) || is_glob(name) {
+        name.to_owned()
+    } else {
+        format!("{name}.service")
+    }
+}
+
+fn is_glob(name: &str) -> bool {
+    name.contains(['*', '?', '['])
+}
+
+/// Most distinct units looked at when expanding a glob.
+const MAX_UNIQUE_UNITS: usize = 100_000;
+
+/// The configured units, mangled; globs replaced by the units of the
+/// journal they match (as journalctl does).
+fn expand_units(journal: &mut Journal, units: &[String]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    let globs: Vec<glob::Pattern> = units
+        .iter()
+        .filter(|u| is_glob(u))
+        .filter_map(|u| glob::Pattern::new(u).ok())
+        .collect();
+    out.extend(units.iter().filter(|u| !is_glob(u)).map(|u| mangle_unit(u)));
+    if !globs.is_empty() && journal.query_unique("_SYSTEMD_UNIT").is_ok() {
+        let mut seen = 0;
+        while let Ok(Some(data)) = journal.enumerate_unique() {
+            seen += 1;
+            if seen > MAX_UNIQUE_UNITS {
+                break;
+            }
+            let Some(unit) = data.value().and_then(|v| std::str::from_utf8(v).ok()) else {
+                continue;
+            };
+            if globs.iter().any(|g| g.matches(unit)) {
+                out.push(unit.to_owned());
+            }
+        }
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// Where reading starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StartPosition {
+    Head,
+    Tail,
+    Cursor(Checkpoint),
+}
+
+/// Entries known to be gone between a checkpoint and the first entry
+/// that is left (vacuumed while the agent was down or behind).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Gap {
+    /// The checkpoint's cursor.
+    pub from_cursor: String,
+    /// The first entry left after it.
+    pub to_cursor: String,
+    /// Most entries that can have been lost, when both cursors are of
+    /// the same writer's sequence.
+    pub at_most: Option<u64>,
+    /// When the checkpoint's entry and the first one left were written
+    /// (microseconds since the epoch).
+    pub from_usec: Option<u64>,
+    pub to_usec: Option<u64>,
+}
+
+/// Where the journal was positioned.
+#[derive(Debug, Default)]
+pub struct Positioned {
+    /// The journal is on an entry not read yet (else the next `next()`
+    /// gives the first one to read).
+    pub on_unread_entry: bool,
+    /// The tail's cursor when starting at the end (the first checkpoint).
+    pub tail_cursor: Option<String>,
+    /// The entry the journal stands on, read already (the tail's, or the
+    /// checkpoint's): where a reopen resumes before anything else is read.
+    pub standing_cursor: Option<String>,
+    pub gap: Option<Gap>,
+}
+
+/// Positions a journal opened without filters, then adds the filters.
+/// For a cursor, whether its entry still exists is found out without the
+/// filters (a filtered-out entry is not a vacuumed one).
+pub fn position(
+    journal: &mut Journal,
+    cfg: &JournaldReceiverConfig,
+    start: &StartPosition,
+) -> Result<Positioned, String> {
+    let err = |what: &str, e: systemd::Error| format!("{what}: {e}");
+    let mut out = Positioned::default();
+    let filtered = has_filters(cfg);
+    match start {
+        StartPosition::Head => {
+            add_filters(journal, cfg)?;
+            journal
+                .seek_head()
+                .map_err(|e| err("seeking the head", e))?;
+        }
+        StartPosition::Tail => {
+            add_filters(journal, cfg)?;
+            journal
+                .seek_tail()
+                .map_err(|e| err("seeking the tail", e))?;
+            // On the last entry (read already, by definition of the end).
+            if journal.previous().map_err(|e| err("reading the tail", e))? > 0 {
+                out.tail_cursor = journal.cursor().ok();
+                out.standing_cursor.clone_from(&out.tail_cursor);
+            }
+        }
+        StartPosition::Cursor(checkpoint) => {
+            let cursor = checkpoint.cursor.as_str();
+            journal
+                .seek_cursor(cursor)
+                .map_err(|e| err("seeking the checkpoint's cursor", e))?;
+            let found = journal
+                .next()
+                .map_err(|e| err("reading after the checkpoint", e))?
+                > 0;
+            let exists = found && journal.test_cursor(cursor).unwrap_or(false);
+            if found && !exists {
+                out.gap = journal.cursor().ok().map(|to| gap(checkpoint, &to));
+            }
+            if filtered {
+                add_filters(journal, cfg)?;
+                journal
+                    .seek_cursor(cursor)
+                    .map_err(|e| err("seeking the checkpoint's cursor", e))?;
+                let found = journal
+                    .next()
+                    .map_err(|e| err("reading after the checkpoint", e))?
+                    > 0;
+                let on_checkpoint = found && journal.test_cursor(cursor).unwrap_or(false);
+                out.on_unread_entry =
+                    found && !(on_checkpoint && checkpoint.resume == Resume::After);
+            } else {
+                out.on_unread_entry = found && !(exists && checkpoint.resume == Resume::After);
+            }
+            if exists && !out.on_unread_entry {
+                out.standing_cursor = Some(checkpoint.cursor.clone());
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn gap(checkpoint: &Checkpoint, to: &str) -> Gap {
+    let from = CursorFields::parse(&checkpoint.cursor);
+    let first = CursorFields::parse(to);
+    let at_most = match (&from.seqnum_id, from.seqnum, &first.seqnum_id, first.seqnum) {
+        (Some(a), Some(i), Some(b), Some(j)) if a == b && j > i => {
+            // The checkpoint's own entry counts when it was to be read again.
+            let own = u64::from(checkpoint.resume == Resume::At);
+            Some(j - i - 1 + own)
+        }
+        _ => None,
+    };
+    Gap {
+        from_cursor: checkpoint.cursor.clone(),
+        to_cursor: to.to_owned(),
+        at_most,
+        from_usec: from.realtime_usec,
+        to_usec: first.realtime_usec,
+    }
+}
+
+/// Waits for the journal to change, at most `timeout`. `None` when this
+/// journal cannot be waited on (`files`: followed by polling).
+pub fn wait(journal: &mut Journal, timeout: Duration) -> Result<JournalWaitResult, systemd::Error> {
+    journal.wait(Some(timeout))
+}

@@ -1,0 +1,930 @@
+//! The reading thread of the `journald` receiver (see the module's docs)
+//! and its factory: built with the `journald` feature, which links
+//! libsystemd.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use aho_corasick::AhoCorasick;
+use opentelemetry_proto::tonic::common::v1::KeyValue;
+use systemd::journal::JournalWaitResult;
+use systemd::Journal;
+use tokio::runtime::Handle;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use super::checkpoint::{self, Checkpoint, CursorTracker, Resume};
+use super::config::{JournaldReceiverConfig, StartAt};
+use super::group::{Groups, Output, Start};
+use super::journal::{
+    self, field, field_int, field_opt, field_string, lossy_bounded, Location, OpenError,
+    StartPosition,
+};
+use super::metrics::Counters;
+use super::records::{self, EntryFacts};
+use super::{files, sigbus, skips_kernel_entries};
+use crate::component::{
+    BuildContext, Factory, ReceiverConfig, ReceiverFactory, Stability, StartFuture,
+};
+use crate::config::{from_node, ComponentId, ConfigError, Node};
+use crate::patterns::Library;
+use crate::pipeline::{
+    consume_retrying, Batch, ConsumeError, DeliveryStatus, DynConsumer, Payload, Signal,
+};
+use crate::receivers::filelog::multiline::PYTHON_TRACEBACK;
+use crate::receivers::ReceiverOutputs;
+use crate::telemetry::ReceiverMetrics;
+
+/// Makes `journald` receivers.
+pub struct JournaldReceiverFactory;
+
+impl Factory for JournaldReceiverFactory {
+    fn type_names(&self) -> &'static [&'static str] {
+        &["journald"]
+    }
+
+    fn stability(&self) -> Stability {
+        Stability::Alpha
+    }
+
+    fn description(&self) -> &'static str {
+        "reads the systemd journal (libsystemd) and reports entries that announce memory exhaustion, stack traces grouped"
+    }
+}
+
+impl ReceiverFactory for JournaldReceiverFactory {
+    fn decode(&self, node: &Node) -> Result<Box<dyn ReceiverConfig>, ConfigError> {
+        Ok(Box::new(from_node::<JournaldReceiverConfig>(node)?))
+    }
+}
+
+impl ReceiverConfig for JournaldReceiverConfig {
+    fn start(
+        &self,
+        ctx: BuildContext,
+        outputs: ReceiverOutputs,
+    ) -> StartFuture<'_, JoinHandle<()>> {
+        Box::pin(start(self, ctx, outputs, Vec::new()))
+    }
+
+    fn start_in_agent(
+        &self,
+        ctx: BuildContext,
+        outputs: ReceiverOutputs,
+        receiver_types: &[String],
+    ) -> StartFuture<'_, JoinHandle<()>> {
+        Box::pin(start(self, ctx, outputs, receiver_types.to_vec()))
+    }
+}
+
+/// Entries read between looks at the clock, the batch and shutdown.
+const READ_STEP: usize = 4096;
+/// Longest idle wait for the journal to change (the batch deadline and
+/// open groups shorten it).
+const MAX_IDLE_WAIT: Duration = Duration::from_millis(250);
+/// After a read error, how long before the journal is opened again.
+const REOPEN_BACKOFF: Duration = Duration::from_secs(1);
+/// How often the journal files' headers are looked at while reading (and
+/// after the journal reports a change in its files).
+const FILE_CHECK_INTERVAL: Duration = Duration::from_secs(10);
+/// At shutdown, how long the last batch waits for room among the
+/// unacknowledged ones before it is left for the next start to read again.
+const SHUTDOWN_SEND_WAIT: Duration = Duration::from_secs(5);
+
+/// Checks the config, loads the checkpoint and spawns the reading thread.
+/// A journal that does not exist yet is not an error: it is looked for
+/// every `poll_interval`.
+pub async fn start(
+    cfg: &JournaldReceiverConfig,
+    ctx: BuildContext,
+    outputs: ReceiverOutputs,
+    receiver_types: Vec<String>,
+) -> anyhow::Result<JoinHandle<()>> {
+    let cfg = cfg.clone();
+    let id = ctx.id.clone();
+    let library = cfg
+        .library()
+        .map_err(|e| anyhow::anyhow!("receiver {id}: patterns: {e}"))?;
+    let kv = match &cfg.storage {
+        Some(storage_id) => Some(
+            ctx.extensions
+                .storage(storage_id, &id)?
+                .kv("receiver", &id)?,
+        ),
+        None => None,
+    };
+    let resume = match &kv {
+        Some(kv) => {
+            let kv = kv.clone();
+            tokio::task::spawn_blocking(move || checkpoint::load(&kv))
+                .await
+                .map_err(|e| anyhow::anyhow!("loading the journald checkpoint: {e}"))?
+                .map_err(|e| e.context(format!("receiver {id}: cannot read the checkpoint")))?
+        }
+        None => None,
+    };
+    if !sigbus::install() {
+        tracing::warn!(receiver = %id, "cannot install the SIGBUS guard: a journal file truncated while it is read would end the agent");
+    }
+    let skip_kernel = skips_kernel_entries(cfg.kernel_transport, &receiver_types);
+    let (tracker, updates) = CursorTracker::new();
+    if let Some(kv) = kv.clone() {
+        // Detached: acknowledgements come while the pipelines drain, after
+        // the receiver stopped; it ends with the last tracker handle.
+        drop(checkpoint::spawn_writer(kv, tracker.book(), updates));
+    }
+    let counters = Arc::new(Mutex::new(Counters::default()));
+    let metrics_task = outputs.metrics.clone().map(|to| {
+        tokio::spawn(report_counters(
+            to,
+            Arc::clone(&counters),
+            cfg.metrics_interval.get(),
+            ctx.shutdown.clone(),
+            ctx.telemetry.receiver(&id, "journald"),
+        ))
+    });
+    let location = Location::of(&cfg);
+    tracing::info!(
+        receiver = %id,
+        location = ?location,
+        resume = resume.is_some(),
+        kernel_entries = if skip_kernel { "skipped" } else { "read" },
+        "reading the systemd journal"
+    );
+    let reader = Reader::new(
+        cfg,
+        id,
+        library,
+        location,
+        skip_kernel,
+        resume,
+        kv.is_some(),
+        tracker,
+        outputs.logs,
+        counters,
+        ctx.telemetry.receiver(&ctx.id, "journald"),
+        ctx.shutdown.clone(),
+    );
+    let handle = Handle::current();
+    let blocking = tokio::task::spawn_blocking(move || reader.run(&handle));
+    Ok(tokio::spawn(async move {
+        if let Err(e) = blocking.await {
+            tracing::error!(error = %e, "the journald reader panicked");
+        }
+        if let Some(task) = metrics_task {
+            let _ = task.await;
+        }
+    }))
+}
+
+/// Reports the counters every `interval` until shutdown (and once more then).
+async fn report_counters(
+    to: DynConsumer,
+    counters: Arc<Mutex<Counters>>,
+    interval: Duration,
+    shutdown: CancellationToken,
+    telemetry: ReceiverMetrics,
+) {
+    let start = crate::clock::unix_now_nanos();
+    let mut tick = tokio::time::interval(interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    loop {
+        let stop = tokio::select! {
+            () = shutdown.cancelled() => true,
+            _ = tick.tick() => false,
+        };
+        let snapshot = counters
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .metrics(start);
+        let payload = Payload::Metrics(vec![snapshot]);
+        let items = payload.item_count();
+        match to.consume(Batch::new(payload)).await {
+            Ok(()) => telemetry.accepted(Signal::Metrics, items),
+            Err(e) => {
+                // Cumulative: the next report carries the counts.
+                tracing::debug!(error = %e, "the pipeline did not take the journald counters");
+                telemetry.refused(Signal::Metrics, items);
+            }
+        }
+        if stop {
+            return;
+        }
+    }
+}
+
+/// What reading a stretch of entries ended with.
+enum Step {
+    /// No entry left for now.
+    CaughtUp,
+    /// More may be waiting.
+    More,
+}
+
+/// The journal as open, and what is known of its directories.
+struct Open {
+    journal: Journal,
+    /// Directories of the location that did not exist when it was opened:
+    /// one appearing later makes the journal be opened again.
+    missing_dirs: Vec<PathBuf>,
+    /// `files`: the files opened (the globs are expanded again each poll).
+    files: Vec<PathBuf>,
+    /// SIGBUS repairs counted when it was opened.
+    faults_at_open: u64,
+}
+
+struct Reader {
+    cfg: JournaldReceiverConfig,
+    id: ComponentId,
+    library: Library,
+    /// The library's literals and the Python traceback header, for
+    /// passing over messages that cannot match without splitting them;
+    /// `None` when every entry matters (`include_all`).
+    finder: Option<AhoCorasick>,
+    location: Location,
+    skip_kernel: bool,
+    max_log_size: usize,
+    /// Where reading starts while no entry was read (a stored checkpoint,
+    /// else `start_at`).
+    initial_start: StartPosition,
+    /// Whether checkpoints are stored (the tail's cursor is then the first).
+    storing: bool,
+    groups: Groups,
+    batch: records::Batch,
+    /// When the batch being collected is sent.
+    deadline: Option<Instant>,
+    /// Position of the last entry read (entries are numbered from 1 in
+    /// this run; 0: none).
+    pos: u64,
+    /// The journal is on an entry not processed yet.
+    on_unread_entry: bool,
+    /// The cursor of the entry at `pos`, once asked for.
+    cursor_at_pos: Option<(u64, String)>,
+    /// The last position handed to the tracker.
+    flushed_through: Option<u64>,
+    /// A batch could not be handed on at shutdown: no later position may
+    /// be checkpointed.
+    stalled: bool,
+    tracker: CursorTracker,
+    in_flight: Arc<Semaphore>,
+    logs: Option<DynConsumer>,
+    counters: Arc<Mutex<Counters>>,
+    telemetry: ReceiverMetrics,
+    shutdown: CancellationToken,
+    /// Headers of the journal files, checked once per change.
+    file_checks: files::FileChecks,
+    last_file_check: Option<Instant>,
+    /// The location was missing (warned once until it appears).
+    missing_warned: bool,
+    /// The location was missing at some point: what appears later is all new.
+    was_missing: bool,
+    /// A warning about unreadable entries was given (once per open).
+    entry_error_warned: bool,
+    /// A warning that the journal cannot be watched was given.
+    wait_warned: bool,
+}
+
+impl Reader {
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        cfg: JournaldReceiverConfig,
+        id: ComponentId,
+        library: Library,
+        location: Location,
+        skip_kernel: bool,
+        resume: Option<Checkpoint>,
+        storing: bool,
+        tracker: CursorTracker,
+        logs: Option<DynConsumer>,
+        counters: Arc<Mutex<Counters>>,
+        telemetry: ReceiverMetrics,
+        shutdown: CancellationToken,
+    ) -> Reader {
+        let finder = if cfg.include_all {
+            None
+        } else {
+            let mut literals = library.literals().to_vec();
+            literals.push(PYTHON_TRACEBACK.as_bytes().to_vec());
+            match AhoCorasick::builder()
+                .match_kind(aho_corasick::MatchKind::LeftmostFirst)
+                .build(&literals)
+            {
+                Ok(f) => Some(f),
+                Err(e) => {
+                    // Only slower: every message is then matched.
+                    tracing::warn!(receiver = %id, error = %e, "cannot build the message finder; matching every entry");
+                    None
+                }
+            }
+        };
+        let initial_start = match resume {
+            Some(c) => StartPosition::Cursor(c),
+            None => match cfg.start_at {
+                StartAt::End => StartPosition::Tail,
+                StartAt::Beginning => StartPosition::Head,
+            },
+        };
+        let max_log_size = usize::try_from(cfg.max_log_size.get()).unwrap_or(usize::MAX);
+        Reader {
+            groups: Groups::new(max_log_size, cfg.include_all),
+            in_flight: Arc::new(Semaphore::new(cfg.max_unacknowledged_batches)),
+            cfg,
+            id,
+            library,
+            finder,
+            location,
+            skip_kernel,
+            max_log_size,
+            initial_start,
+            storing,
+            batch: records::Batch::default(),
+            deadline: None,
+            pos: 0,
+            on_unread_entry: false,
+            cursor_at_pos: None,
+            flushed_through: None,
+            stalled: false,
+            tracker,
+            logs,
+            counters,
+            telemetry,
+            shutdown,
+            file_checks: files::FileChecks::default(),
+            last_file_check: None,
+            missing_warned: false,
+            was_missing: false,
+            entry_error_warned: false,
+            wait_warned: false,
+        }
+    }
+
+    fn run(mut self, handle: &Handle) {
+        let mut open: Option<Open> = None;
+        while !self.shutdown.is_cancelled() {
+            let Some(current) = open.as_mut() else {
+                match self.open() {
+                    Ok(o) => open = Some(o),
+                    Err(wait) => self.idle_closed(handle, wait),
+                }
+                continue;
+            };
+            let step = self.read_some(&mut current.journal, handle);
+            let faults = sigbus::faults();
+            if faults != current.faults_at_open {
+                tracing::warn!(
+                    receiver = %self.id,
+                    faults = faults - current.faults_at_open,
+                    "a journal file was truncated while it was being read; opening the journal again (entries in the cut part are lost)"
+                );
+                self.count(|c| c.files_failed += 1);
+                self.close(open.take(), handle);
+                continue;
+            }
+            match step {
+                Ok(Step::More) => self.after_step(Some(&mut current.journal), handle),
+                Ok(Step::CaughtUp) => {
+                    if self.idle_open(current, handle) {
+                        self.close(open.take(), handle);
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(receiver = %self.id, error = %e, "reading the journal failed; opening it again");
+                    self.close(open.take(), handle);
+                    self.sleep(REOPEN_BACKOFF);
+                }
+            }
+        }
+        // Shutdown: what is grouped is sent as it is, with the last batch.
+        let mut out = Vec::new();
+        self.groups.flush_all(&mut out);
+        self.take_outputs(out);
+        let journal = open.as_mut().map(|o| &mut o.journal);
+        self.flush(journal, handle);
+    }
+
+    /// Opens the journal and positions it. On failure, how long to wait
+    /// before the next try.
+    fn open(&mut self) -> Result<Open, Duration> {
+        let threshold = self.max_log_size.max(1);
+        let (mut journal, opened_files) = match journal::open(&self.location, threshold) {
+            Ok(opened) => opened,
+            Err(OpenError::Missing(what)) => {
+                if !self.missing_warned {
+                    tracing::warn!(receiver = %self.id, "no journal to read yet: {what}; looking again every {:?}", self.cfg.poll_interval.get());
+                    self.missing_warned = true;
+                }
+                self.was_missing = true;
+                return Err(self.cfg.poll_interval.get());
+            }
+            Err(OpenError::Failed(what)) => {
+                tracing::warn!(receiver = %self.id, "cannot open the journal: {what}; trying again");
+                return Err(REOPEN_BACKOFF.max(self.cfg.poll_interval.get()));
+            }
+        };
+        let dirs = self.location.directories();
+        let missing_dirs: Vec<PathBuf> = dirs.iter().filter(|d| !d.is_dir()).cloned().collect();
+        let none_yet = !dirs.is_empty() && missing_dirs.len() == dirs.len();
+        if none_yet {
+            // No journal at all yet (the system journal opens anyway): what
+            // appears later is all new.
+            if !self.missing_warned {
+                tracing::warn!(receiver = %self.id, dirs = ?dirs, "no journal directory exists yet; reading it once one appears");
+                self.missing_warned = true;
+            }
+            self.was_missing = true;
+        }
+        let last_cursor = self.cursor_at_pos.as_ref().map(|(_, c)| c.clone());
+        let start = match (last_cursor, &self.initial_start) {
+            // A reopen: after the last entry read (or, when its cursor could
+            // not be had, the last one whose cursor is known: the entries
+            // after it are read again).
+            (Some(cursor), _) => StartPosition::Cursor(Checkpoint {
+                cursor,
+                resume: Resume::After,
+            }),
+            // The journal appeared after the receiver started: all of it is new.
+            (None, StartPosition::Tail) if self.was_missing => StartPosition::Head,
+            (None, start) => start.clone(),
+        };
+        let positioned = match journal::position(&mut journal, &self.cfg, &start) {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!(receiver = %self.id, "cannot position the journal: {e}; trying again");
+                return Err(REOPEN_BACKOFF);
+            }
+        };
+        if self.missing_warned && !none_yet {
+            tracing::info!(receiver = %self.id, location = ?self.location, "the journal is there now; reading it");
+            self.missing_warned = false;
+        }
+        self.on_unread_entry = positioned.on_unread_entry;
+        self.entry_error_warned = false;
+        // Where the journal stands when nothing is to be read again: a
+        // reopen before the next entry resumes there.
+        if let Some(cursor) = positioned.standing_cursor.clone() {
+            if self.known_cursor().is_none() {
+                self.cursor_at_pos = Some((self.pos, cursor));
+            }
+        }
+        if let (Some(tail), true, None) =
+            (&positioned.tail_cursor, self.storing, self.flushed_through)
+        {
+            // The end as it is now is the first checkpoint: a restart before
+            // anything new was read resumes here, not at a later end.
+            self.tracker.skip_through(
+                self.pos,
+                Some(Checkpoint {
+                    cursor: tail.clone(),
+                    resume: Resume::After,
+                }),
+            );
+            self.flushed_through = Some(self.pos);
+        }
+        if let Some(gap) = positioned.gap {
+            tracing::warn!(
+                receiver = %self.id,
+                from = %gap.from_cursor,
+                to = %gap.to_cursor,
+                at_most = ?gap.at_most,
+                "journal entries were removed before they were read (vacuumed or rotated away)"
+            );
+            let lost = gap.at_most.unwrap_or(1).max(1);
+            self.count(|c| c.entries_lost = c.entries_lost.saturating_add(lost));
+            self.batch.push(Vec::new(), records::gap_record(&gap));
+            self.deadline.get_or_insert_with(Instant::now);
+        }
+        let mut open = Open {
+            journal,
+            missing_dirs,
+            files: opened_files,
+            faults_at_open: sigbus::faults(),
+        };
+        self.last_file_check = None;
+        self.check_files(&mut open, true);
+        Ok(open)
+    }
+
+    /// The cursor of the last entry read, when one was read in this run.
+    fn known_cursor(&self) -> Option<String> {
+        self.cursor_at_pos
+            .as_ref()
+            .filter(|(pos, _)| *pos == self.pos)
+            .map(|(_, c)| c.clone())
+    }
+
+    /// Closes the journal after caching the last entry's cursor (the
+    /// reopen resumes after it).
+    fn close(&mut self, open: Option<Open>, handle: &Handle) {
+        if let Some(mut open) = open {
+            self.remember_cursor(&mut open.journal);
+            self.after_step(None, handle);
+        }
+    }
+
+    /// Notes the cursor of the entry at `pos`, when the journal is still on it.
+    fn remember_cursor(&mut self, journal: &mut Journal) {
+        if self.pos == 0
+            || self
+                .cursor_at_pos
+                .as_ref()
+                .is_some_and(|(p, _)| *p == self.pos)
+        {
+            return;
+        }
+        if let Ok(cursor) = journal.cursor() {
+            self.cursor_at_pos = Some((self.pos, cursor));
+        }
+    }
+
+    /// Reads up to [`READ_STEP`] entries.
+    fn read_some(
+        &mut self,
+        journal: &mut Journal,
+        handle: &Handle,
+    ) -> Result<Step, systemd::Error> {
+        for _ in 0..READ_STEP {
+            if self.on_unread_entry {
+                self.on_unread_entry = false;
+            } else if journal.next()? == 0 {
+                // Still on the last entry read: its cursor, before a wait
+                // may invalidate it.
+                self.remember_cursor(journal);
+                return Ok(Step::CaughtUp);
+            }
+            self.pos += 1;
+            self.on_entry(journal);
+            if self.batch.len() >= self.cfg.max_batch_records {
+                self.flush(Some(&mut *journal), handle);
+            }
+        }
+        // Where a reopen resumes should the journal fail before the next
+        // cursor is asked for (a cursor per READ_STEP entries costs nothing).
+        self.remember_cursor(journal);
+        Ok(Step::More)
+    }
+
+    /// One entry: passed over unless its message may matter, or it may
+    /// continue an open stack trace.
+    fn on_entry(&mut self, journal: &mut Journal) {
+        let (text, truncated) = {
+            let message = match field(journal, "MESSAGE\0") {
+                Ok(Some(message)) => message,
+                Ok(None) => return,
+                Err(e) => {
+                    if !self.entry_error_warned {
+                        tracing::warn!(receiver = %self.id, error = %e, "an entry of the journal cannot be read (corrupt?); passing over it (warned once per open)");
+                        self.entry_error_warned = true;
+                    }
+                    return;
+                }
+            };
+            let hit = self.finder.as_ref().is_none_or(|f| f.is_match(message));
+            if !hit && self.groups.is_empty() {
+                return;
+            }
+            if !hit {
+                // Only a continuation of an open group matters: the pid first.
+                match field_int(journal, "_PID\0") {
+                    Some(pid) if self.groups.holds_pid(pid) => {}
+                    _ => return,
+                }
+                // get_data again: the borrow above ended.
+                match field_opt(journal, "MESSAGE\0") {
+                    Some(m) => lossy_bounded(m, self.max_log_size),
+                    None => return,
+                }
+            } else {
+                lossy_bounded(message, self.max_log_size)
+            }
+        };
+        if self.skip_kernel && field_opt(journal, "_TRANSPORT\0") == Some(b"kernel".as_slice()) {
+            return;
+        }
+        // journalctl's --priority: entries without a priority are left out
+        // unless every level is wanted.
+        let levels = self.cfg.priority;
+        if !levels.is_all()
+            && !field_int(journal, "PRIORITY\0")
+                .is_some_and(|p| (i64::from(levels.min)..=i64::from(levels.max)).contains(&p))
+        {
+            return;
+        }
+        let pid = field_int(journal, "_PID\0").unwrap_or(-1);
+        let unit = field_string(journal, "_SYSTEMD_UNIT\0", 1024)
+            .or_else(|| field_string(journal, "SYSLOG_IDENTIFIER\0", 1024))
+            .unwrap_or_default();
+        let key = (unit, pid);
+        let hit = self.finder.as_ref().is_none_or(|f| f.is_match(&text));
+        if !hit && !self.groups.holds(&key) {
+            return;
+        }
+        let pos = self.pos;
+        let secret_keys = &self.cfg.secret_keys;
+        let mut cached: Option<Arc<Start>> = None;
+        let mut start = || {
+            Arc::clone(cached.get_or_insert_with(|| {
+                let facts = EntryFacts::read(journal);
+                let resource = facts.resource_attributes(secret_keys);
+                Arc::new(Start {
+                    pos,
+                    facts,
+                    cursor: journal.cursor().ok(),
+                    resource,
+                })
+            }))
+        };
+        let mut out = Vec::new();
+        self.groups.push(
+            &self.library,
+            key,
+            &text,
+            truncated,
+            pos,
+            &mut start,
+            &mut out,
+        );
+        self.take_outputs(out);
+    }
+
+    /// Records of assembled outputs into the batch.
+    fn take_outputs(&mut self, out: Vec<Output>) {
+        if out.is_empty() {
+            return;
+        }
+        for o in out {
+            if let Some(m) = &o.assembled.matched {
+                let (pattern, runtime) = (m.pattern.clone(), m.runtime.clone());
+                self.count(|c| c.matches.count(&pattern, &runtime));
+            }
+            let resource: Vec<KeyValue> = o.start.resource.clone();
+            let record = records::log_record(o.assembled, &o.start.facts);
+            self.batch.push(resource, record);
+        }
+        self.deadline
+            .get_or_insert_with(|| Instant::now() + self.cfg.batch_wait.get());
+    }
+
+    fn count(&self, f: impl FnOnce(&mut Counters)) {
+        f(&mut self.counters.lock().unwrap_or_else(|p| p.into_inner()));
+    }
+
+    /// Between reading steps: groups that waited long enough, and the
+    /// batch when its time has come.
+    fn after_step(&mut self, journal: Option<&mut Journal>, handle: &Handle) {
+        let mut out = Vec::new();
+        self.groups
+            .flush_due(self.cfg.force_flush_period.get(), &mut out);
+        self.take_outputs(out);
+        if self.deadline.is_some_and(|d| Instant::now() >= d) {
+            self.flush(journal, handle);
+        }
+    }
+
+    /// Caught up: waits for the journal to change (or a deadline), then
+    /// looks for what changed. True when the journal must be opened again.
+    fn idle_open(&mut self, open: &mut Open, handle: &Handle) -> bool {
+        self.after_step(Some(&mut open.journal), handle);
+        // Nothing left to read: the checkpoint may move up to here.
+        if self
+            .flushed_through
+            .is_none_or(|f| f < self.checkpoint_position())
+            && self.batch.is_empty()
+        {
+            self.flush(Some(&mut open.journal), handle);
+        }
+        let wait = self.idle_wait();
+        let changed = if self.location.is_watched() {
+            match journal::wait(&mut open.journal, wait) {
+                Ok(JournalWaitResult::Invalidate) => true,
+                Ok(_) => false,
+                Err(e) => {
+                    // No inotify (its limits reached): polled instead; new
+                    // files are then found only when the journal is opened
+                    // again.
+                    if !self.wait_warned {
+                        tracing::warn!(receiver = %self.id, error = %e, "cannot watch the journal for changes; polling it every poll_interval");
+                        self.wait_warned = true;
+                    }
+                    self.sleep(wait.min(self.cfg.poll_interval.get()));
+                    false
+                }
+            }
+        } else {
+            self.sleep(wait.min(self.cfg.poll_interval.get()));
+            false
+        };
+        if changed {
+            // Files came or went: look at their headers soon.
+            self.last_file_check = None;
+        }
+        self.check_files(open, false);
+        // A directory that appeared, or other `files`: open again.
+        if open.missing_dirs.iter().any(|d| d.is_dir()) {
+            tracing::info!(receiver = %self.id, "a journal directory appeared; opening the journal again");
+            return true;
+        }
+        if !self.location.is_watched() && self.location.expand_files() != open.files {
+            return true;
+        }
+        false
+    }
+
+    /// The journal could not be opened: waits `wait` (sending what is due).
+    fn idle_closed(&mut self, handle: &Handle, wait: Duration) {
+        let mut out = Vec::new();
+        self.groups.flush_due(Duration::ZERO, &mut out);
+        self.take_outputs(out);
+        if !self.batch.is_empty() {
+            self.flush(None, handle);
+        }
+        self.sleep(wait);
+    }
+
+    /// How long an idle wait may last: until the batch is due or the
+    /// oldest group may be flushed, at most [`MAX_IDLE_WAIT`].
+    fn idle_wait(&self) -> Duration {
+        let mut wait = MAX_IDLE_WAIT;
+        if let Some(d) = self.deadline {
+            wait = wait.min(d.saturating_duration_since(Instant::now()));
+        }
+        if !self.groups.is_empty() {
+            wait = wait.min(self.cfg.force_flush_period.get());
+        }
+        wait.max(Duration::from_millis(1))
+    }
+
+    /// Sleeps, waking up for shutdown.
+    fn sleep(&self, d: Duration) {
+        let deadline = Instant::now() + d;
+        while !self.shutdown.is_cancelled() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return;
+            }
+            std::thread::sleep(left.min(Duration::from_millis(50)));
+        }
+    }
+
+    /// Looks at the headers of the journal files (rate-limited unless `now`).
+    fn check_files(&mut self, open: &mut Open, now: bool) {
+        if !now
+            && self
+                .last_file_check
+                .is_some_and(|t| t.elapsed() < FILE_CHECK_INTERVAL)
+        {
+            return;
+        }
+        self.last_file_check = Some(Instant::now());
+        let paths: Vec<PathBuf> = match &self.location {
+            Location::Files(_) => open.files.clone(),
+            location => location
+                .directories()
+                .iter()
+                .flat_map(|d| files::journal_files(d))
+                .collect(),
+        };
+        for bad in self.file_checks.check(&paths) {
+            tracing::warn!(
+                receiver = %self.id,
+                file = %bad.path.display(),
+                problem = %bad.problem,
+                "a journal file cannot be read; the other files are read (journalctl --verify --file tells more)"
+            );
+            self.count(|c| c.files_failed += 1);
+        }
+    }
+
+    /// The position up to which everything read was handled: the last
+    /// entry, or just before the entry that started the oldest open group.
+    fn checkpoint_position(&self) -> u64 {
+        match self.groups.oldest() {
+            Some(start) => start.pos.saturating_sub(1),
+            None => self.pos,
+        }
+    }
+
+    /// Where a restart resumes once everything up to
+    /// [`Reader::checkpoint_position`] is delivered.
+    fn checkpoint_value(&mut self, journal: Option<&mut Journal>) -> Option<Checkpoint> {
+        if let Some(start) = self.groups.oldest() {
+            return start.cursor.clone().map(|cursor| Checkpoint {
+                cursor,
+                resume: Resume::At,
+            });
+        }
+        if let Some(journal) = journal {
+            self.remember_cursor(journal);
+        }
+        self.known_cursor().map(|cursor| Checkpoint {
+            cursor,
+            resume: Resume::After,
+        })
+    }
+
+    /// Sends the batch being collected with a finalizer whose outcome moves
+    /// the checkpoint.
+    fn flush(&mut self, journal: Option<&mut Journal>, handle: &Handle) {
+        self.deadline = None;
+        let batch = std::mem::take(&mut self.batch);
+        let through = self.checkpoint_position();
+        let advance = !self.stalled && self.flushed_through.is_none_or(|f| through > f);
+        let checkpoint = if advance {
+            self.flushed_through = Some(through);
+            Some(self.checkpoint_value(journal))
+        } else {
+            None
+        };
+        let Some(logs) = self.logs.clone().filter(|_| !batch.is_empty()) else {
+            if let Some(value) = checkpoint {
+                self.tracker.skip_through(through, value);
+            }
+            return;
+        };
+        let items = batch.len();
+        let permit = handle.block_on(self.acquire_send_slot());
+        let Some(permit) = permit else {
+            tracing::warn!(
+                receiver = %self.id,
+                records = items,
+                "shutting down with the pipeline still busy; the last journal records are left to be read again at the next start"
+            );
+            self.telemetry.refused(Signal::Logs, items);
+            self.stalled = true;
+            return;
+        };
+        let entry = checkpoint.map(|value| self.tracker.register(through, value));
+        let payload = Arc::new(Payload::Logs(batch.into_resource_logs()));
+        let shutdown = self.shutdown.clone();
+        let sent = handle.block_on(async {
+            let send = consume_retrying(logs.as_ref(), &payload, false, true, &shutdown);
+            tokio::pin!(send);
+            tokio::select! {
+                biased;
+                sent = &mut send => Some(sent),
+                // Shutting down behind a pipeline that does not take it:
+                // a bounded wait, then the batch is left to the next start.
+                () = shutdown.cancelled() => tokio::time::timeout(SHUTDOWN_SEND_WAIT, &mut send).await.ok(),
+            }
+        });
+        let Some(sent) = sent else {
+            tracing::warn!(
+                receiver = %self.id,
+                records = items,
+                "shutting down with the pipeline still busy; the last journal records are left to be read again at the next start"
+            );
+            self.telemetry.refused(Signal::Logs, items);
+            if let Some(entry) = entry {
+                self.tracker.settle(entry, DeliveryStatus::Failed);
+            }
+            self.stalled = true;
+            return;
+        };
+        match sent {
+            Ok(status) => {
+                self.telemetry.accepted(Signal::Logs, items);
+                let tracker = self.tracker.clone();
+                handle.spawn(async move {
+                    let outcome = match status {
+                        Some(status) => status.await.unwrap_or(DeliveryStatus::Failed),
+                        None => DeliveryStatus::Delivered,
+                    };
+                    if let Some(entry) = entry {
+                        tracker.settle(entry, outcome);
+                    }
+                    drop(permit);
+                });
+            }
+            Err(err) => {
+                tracing::warn!(receiver = %self.id, error = %err, records = items, "the pipeline did not take journal records");
+                self.telemetry.refused(Signal::Logs, items);
+                if let Some(entry) = entry {
+                    let outcome = match err {
+                        ConsumeError::Permanent(_) => DeliveryStatus::Rejected,
+                        _ => DeliveryStatus::Failed,
+                    };
+                    self.tracker.settle(entry, outcome);
+                }
+            }
+        }
+    }
+
+    /// A place among the unacknowledged batches: waits while all are taken;
+    /// at shutdown, waits a bounded time.
+    async fn acquire_send_slot(&self) -> Option<OwnedSemaphorePermit> {
+        let acquire = Arc::clone(&self.in_flight).acquire_owned();
+        tokio::pin!(acquire);
+        tokio::select! {
+            biased;
+            permit = &mut acquire => permit.ok(),
+            () = self.shutdown.cancelled() => {
+                tokio::time::timeout(SHUTDOWN_SEND_WAIT, &mut acquire)
+                    .await
+                    .ok()
+                    .and_then(Result::ok)
+            }
+        }
+    }
+}
