@@ -363,7 +363,11 @@ impl Reader {
 
     fn run(mut self, handle: &Handle) {
         let mut open: Option<Open> = None;
-        while !self.shutdown.is_cancelled() {
+        // The journal is opened once even when shutdown came first: with
+        // `start_at: end` that stores where the journal ended, so a restart
+        // reads what was written while the agent was down.
+        let mut first_open = true;
+        while std::mem::take(&mut first_open) || !self.shutdown.is_cancelled() {
             let Some(current) = open.as_mut() else {
                 match self.open() {
                     Ok(o) => open = Some(o),
