@@ -281,7 +281,8 @@ fn runtimes_running_out_of_memory_in_units_are_one_record_each() {
 }
 
 /// OOM lines written while journald rotates its file again and again (and
-/// rotates by size): every one arrives once.
+/// rotates by size): every one arrives once; the archived files vacuumed
+/// while followed, and what comes after still arrives, once.
 #[test]
 fn rotation_while_reading_loses_and_repeats_nothing() {
     const TEST: &str = "rotation_while_reading_loses_and_repeats_nothing";
@@ -320,6 +321,27 @@ fn rotation_while_reading_loses_and_repeats_nothing() {
         expected.iter().all(|m| c.log_bodies.contains(m))
     });
     let _ = contents;
+    let archived = journald.archived_files().len();
+    assert!(archived >= 8, "rotated: {:?}", journald.files());
+    // Vacuumed while followed: every archived file removed under the
+    // reader (journalctl's own vacuum); the reader goes on.
+    journald.rotate();
+    let vacuum = Command::new("journalctl")
+        .arg("-D")
+        .arg(journald.journal_dir())
+        .arg("--vacuum-files=1")
+        .output()
+        .expect("journalctl --vacuum-files");
+    assert!(
+        vacuum.status.success(),
+        "{}",
+        String::from_utf8_lossy(&vacuum.stderr)
+    );
+    assert!(
+        journald.archived_files().len() <= 1,
+        "vacuumed: {:?}",
+        journald.files()
+    );
     // A fence after everything: once it is there, any repeat is too.
     let fence = format!("java.lang.OutOfMemoryError: Java heap space {run} fence");
     journald.rotate();
@@ -334,11 +356,6 @@ fn rotation_while_reading_loses_and_repeats_nothing() {
             got.iter().filter(|b| b.contains(&run)).collect::<Vec<_>>()
         );
     }
-    assert!(
-        journald.archived_files().len() >= 8,
-        "rotated: {:?}",
-        journald.files()
-    );
     drop(agent);
 }
 

@@ -453,9 +453,10 @@ fn read_rss() -> std::io::Result<u64> {
 /// [`mapped_journal_resident`] of `/proc/self/smaps`, walked at most once a
 /// [`JOURNAL_MAPPINGS_MAX_AGE`]; 0 when smaps cannot be read (all counts).
 fn mapped_journal_resident_cached() -> u64 {
-    static LAST: std::sync::Mutex<Option<(std::time::Instant, u64)>> =
-        std::sync::Mutex::new(None);
-    let mut last = LAST.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    static LAST: std::sync::Mutex<Option<(std::time::Instant, u64)>> = std::sync::Mutex::new(None);
+    let mut last = LAST
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     if let Some((at, bytes)) = *last {
         if at.elapsed() < JOURNAL_MAPPINGS_MAX_AGE {
             return bytes;
