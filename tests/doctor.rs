@@ -8,7 +8,7 @@ use std::process::Command;
 
 use serde_json::Value;
 
-const CHECKS: [&str; 15] = [
+const CHECKS: [&str; 16] = [
     "kernel",
     "btf",
     "tracefs",
@@ -24,6 +24,7 @@ const CHECKS: [&str; 15] = [
     "ebpf_probe",
     "exec_hook",
     "scope_hook",
+    "journal",
 ];
 
 fn doctor(args: &[&str]) -> (Option<i32>, Value) {

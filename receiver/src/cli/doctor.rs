@@ -16,7 +16,8 @@ use crate::ebpf::{parse_mark_victim_format, ExecHookStatus, MarkVictimLayout, FI
 
 use crate::ebpf::access::{can_load_bpf, CallOutcome, EbpfAccess};
 pub use crate::ebpf::access::{
-    has_cap, parse_cap_eff, CAP_BPF, CAP_PERFMON, CAP_SYSLOG, CAP_SYS_ADMIN, CAP_SYS_RESOURCE,
+    has_cap, parse_cap_eff, CAP_BPF, CAP_DAC_READ_SEARCH, CAP_PERFMON, CAP_SYSLOG, CAP_SYS_ADMIN,
+    CAP_SYS_RESOURCE,
 };
 use crate::ebpf::loader::TRACEFS_DIRS;
 use crate::ebpf::tracefs;
@@ -338,7 +339,41 @@ pub struct Facts {
     pub exec_hook: Result<String, String>,
     /// The `oom_kill_process` hook: which attach type, or why none.
     pub scope_hook: Result<String, String>,
+    /// The systemd journal the `journald` receiver reads by default.
+    pub journal: JournalFact,
 }
+
+/// The system journal as the `journald` receiver finds it by default.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct JournalFact {
+    /// Whether this binary has the `journald` receiver (cargo feature
+    /// `journald`, which links libsystemd).
+    pub receiver_built: bool,
+    /// Each system journal directory looked at.
+    pub dirs: Vec<JournalDir>,
+}
+
+/// One system journal directory.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct JournalDir {
+    /// The directory.
+    pub path: PathBuf,
+    /// Whether it exists.
+    pub exists: bool,
+    /// Journal files in it and its machine-id subdirectories.
+    pub files: usize,
+    /// Files that cannot be opened or whose header is damaged (the first
+    /// [`JOURNAL_BAD_KEPT`]), with why.
+    pub bad: Vec<(PathBuf, String)>,
+    /// How many files are bad in all.
+    pub bad_count: usize,
+}
+
+/// Bad journal files named in the report, per directory.
+const JOURNAL_BAD_KEPT: usize = 5;
+
+/// Where journald keeps the system journal: persistent, then volatile.
+const SYSTEM_JOURNAL_DIRS: [&str; 2] = ["/var/log/journal", "/run/log/journal"];
 
 /// The OOM source the agent will use.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -800,6 +835,52 @@ pub fn gather(probe: bool, no_probe_reason: &str) -> Facts {
             Some(hook) => Ok(format!("{hook} attached, then detached")),
             None => Err("not tried: the eBPF program was not loaded".to_owned()),
         },
+        journal: gather_journal(),
+    }
+}
+
+/// The system journal directories, and the host's under /host when the
+/// host's file system is mounted there (the container config's
+/// `root_path: /host`).
+fn gather_journal() -> JournalFact {
+    let mut paths: Vec<PathBuf> = SYSTEM_JOURNAL_DIRS.iter().map(PathBuf::from).collect();
+    let under_host: Vec<PathBuf> = SYSTEM_JOURNAL_DIRS
+        .iter()
+        .map(|d| Path::new("/host").join(d.trim_start_matches('/')))
+        .collect();
+    if under_host.iter().any(|d| d.is_dir()) {
+        paths.extend(under_host);
+    }
+    JournalFact {
+        receiver_built: cfg!(feature = "journald"),
+        dirs: paths.into_iter().map(journal_dir).collect(),
+    }
+}
+
+fn journal_dir(path: PathBuf) -> JournalDir {
+    use crate::receivers::journald::files;
+    let exists = path.is_dir();
+    let found = if exists {
+        files::journal_files(&path)
+    } else {
+        Vec::new()
+    };
+    let mut bad = Vec::new();
+    let mut bad_count = 0;
+    for file in &found {
+        if let Err(problem) = files::check_header(file) {
+            bad_count += 1;
+            if bad.len() < JOURNAL_BAD_KEPT {
+                bad.push((file.clone(), problem));
+            }
+        }
+    }
+    JournalDir {
+        files: found.len(),
+        path,
+        exists,
+        bad,
+        bad_count,
     }
 }
 
@@ -832,6 +913,7 @@ pub fn assess(facts: &Facts) -> Report {
     let ebpf_ok = findings.check_ebpf_probe(&facts.probe, ebpf_likely);
     findings.check_exec_hook(&facts.exec_hook, ebpf_ok);
     findings.check_scope_hook(&facts.scope_hook, &facts.lockdown);
+    findings.check_journal(&facts.journal, caps);
     let tracefs = TracefsSummary {
         mounts: facts.tracefs_mounts.clone(),
         mount_error: facts.tracefs_mount_error.map(tracefs::mount_failure_cause),
@@ -1343,6 +1425,91 @@ impl Findings {
         }
     }
 
+    /// Runtime and service OOM messages in the systemd journal. Not part of
+    /// the verdict, which is about OOM kills.
+    fn check_journal(&mut self, journal: &JournalFact, caps: Option<u64>) {
+        let present: Vec<&JournalDir> = journal.dirs.iter().filter(|d| d.files > 0).collect();
+        let where_looked = journal
+            .dirs
+            .iter()
+            .map(|d| d.path.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ");
+        if present.is_empty() {
+            let existing: Vec<String> = journal
+                .dirs
+                .iter()
+                .filter(|d| d.exists)
+                .map(|d| d.path.display().to_string())
+                .collect();
+            let reason = if existing.is_empty() {
+                format!("no systemd journal ({where_looked} do not exist)")
+            } else {
+                format!("no journal files yet in {}", existing.join(", "))
+            };
+            self.check_with(
+                "journal",
+                Status::Limited,
+                format!("{reason}: the journald receiver waits for one; services' OOM messages come from log files only"),
+                Vec::new(),
+                Some(
+                    "where services log to syslog files instead, add /var/log/syslog or /var/log/messages to the filelog receiver's include; in a container, mount the host's journal (`-v /var/log/journal:/host/var/log/journal:ro`, or /run/log/journal where it is volatile)"
+                        .to_owned(),
+                ),
+            );
+            return;
+        }
+        let files: usize = present.iter().map(|d| d.files).sum();
+        let bad: usize = present.iter().map(|d| d.bad_count).sum();
+        let dirs = present
+            .iter()
+            .map(|d| d.path.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ");
+        let details: Vec<String> = present
+            .iter()
+            .flat_map(|d| d.bad.iter())
+            .map(|(file, problem)| format!("{}: {problem}", file.display()))
+            .collect();
+        if !journal.receiver_built {
+            self.check_with(
+                "journal",
+                Status::Missing,
+                format!("{files} journal files in {dirs}, but this oomscope was built without the journald receiver (cargo feature `journald`)"),
+                details,
+                Some("build with the default features (libsystemd-dev installed), or use the release binary".to_owned()),
+            );
+            return;
+        }
+        if bad == 0 {
+            self.check(
+                "journal",
+                Status::Ok,
+                format!("{files} journal files in {dirs}, headers readable: the journald receiver reads them"),
+            );
+            return;
+        }
+        let denied = present
+            .iter()
+            .flat_map(|d| d.bad.iter())
+            .any(|(_, problem)| problem.contains("Permission denied"));
+        let fix = denied.then(|| {
+            let cap = if caps.is_some_and(|mask| !has_cap(mask, CAP_DAC_READ_SEARCH)) {
+                "CAP_DAC_READ_SEARCH is missing: "
+            } else {
+                ""
+            };
+            format!("{cap}run the agent with CAP_DAC_READ_SEARCH or in the systemd-journal group (journal files are mode 0640, group systemd-journal)")
+        });
+        self.check_with(
+            "journal",
+            Status::Limited,
+            format!("{bad} of {files} journal files in {dirs} cannot be read (the journald receiver reads the others)"),
+            details,
+            fix,
+        );
+    }
+
     fn check_vmstat_oom_kill(&mut self, vmstat_oom_kill: &Result<u64, String>) {
         match vmstat_oom_kill {
             Ok(count) => self.check(
@@ -1735,7 +1902,172 @@ mod tests {
             probe: ProbeFact::Loaded,
             exec_hook: Ok("syscalls/sys_enter_execve and sys_enter_execveat attached".into()),
             scope_hook: Ok("fentry on oom_kill_process attached, then detached".into()),
+            journal: JournalFact {
+                receiver_built: true,
+                dirs: vec![
+                    JournalDir {
+                        path: "/var/log/journal".into(),
+                        exists: true,
+                        files: 3,
+                        bad: Vec::new(),
+                        bad_count: 0,
+                    },
+                    JournalDir {
+                        path: "/run/log/journal".into(),
+                        exists: false,
+                        files: 0,
+                        bad: Vec::new(),
+                        bad_count: 0,
+                    },
+                ],
+            },
         }
+    }
+
+    fn check_named<'a>(report: &'a Report, name: &str) -> &'a Check {
+        report
+            .checks
+            .iter()
+            .find(|check| check.name == name)
+            .unwrap_or_else(|| panic!("no check {name}"))
+    }
+
+    #[test]
+    fn a_readable_journal_is_ok() {
+        let report = assess(&healthy());
+        let journal = check_named(&report, "journal");
+        assert_eq!(journal.status, Status::Ok);
+        assert!(
+            journal
+                .reason
+                .contains("3 journal files in /var/log/journal"),
+            "{}",
+            journal.reason
+        );
+        assert_eq!(report.exit_code, 0);
+    }
+
+    /// A host without journald: said, with where to look instead; the
+    /// verdict (about OOM kills) does not change.
+    #[test]
+    fn no_journal_is_limited_with_the_fix_and_keeps_the_verdict() {
+        let mut facts = healthy();
+        for dir in &mut facts.journal.dirs {
+            dir.exists = false;
+            dir.files = 0;
+        }
+        let report = assess(&facts);
+        let journal = check_named(&report, "journal");
+        assert_eq!(journal.status, Status::Limited);
+        assert!(
+            journal.reason.contains("no systemd journal"),
+            "{}",
+            journal.reason
+        );
+        assert!(journal
+            .fix
+            .as_deref()
+            .is_some_and(|f| f.contains("/var/log/syslog")));
+        assert_eq!(report.exit_code, 0);
+        // A directory without files yet.
+        facts.journal.dirs[0].exists = true;
+        let report = assess(&facts);
+        let journal = check_named(&report, "journal");
+        assert!(
+            journal
+                .reason
+                .contains("no journal files yet in /var/log/journal"),
+            "{}",
+            journal.reason
+        );
+    }
+
+    #[test]
+    fn unreadable_journal_files_name_the_capability() {
+        let mut facts = healthy();
+        facts.cap_eff = Ok(1 << CAP_BPF | 1 << CAP_PERFMON | 1 << CAP_SYSLOG);
+        facts.journal.dirs[0].bad = vec![(
+            "/var/log/journal/m/system.journal".into(),
+            "cannot open: Permission denied (os error 13)".into(),
+        )];
+        facts.journal.dirs[0].bad_count = 2;
+        let report = assess(&facts);
+        let journal = check_named(&report, "journal");
+        assert_eq!(journal.status, Status::Limited);
+        assert!(
+            journal.reason.starts_with("2 of 3 journal files"),
+            "{}",
+            journal.reason
+        );
+        assert_eq!(
+            journal.details,
+            ["/var/log/journal/m/system.journal: cannot open: Permission denied (os error 13)"]
+        );
+        let fix = journal.fix.as_deref().unwrap_or_default();
+        assert!(fix.starts_with("CAP_DAC_READ_SEARCH is missing"), "{fix}");
+        assert!(fix.contains("systemd-journal group"), "{fix}");
+    }
+
+    #[test]
+    fn a_build_without_the_receiver_is_said() {
+        let mut facts = healthy();
+        facts.journal.receiver_built = false;
+        let report = assess(&facts);
+        let journal = check_named(&report, "journal");
+        assert_eq!(journal.status, Status::Missing);
+        assert!(
+            journal.reason.contains("cargo feature `journald`"),
+            "{}",
+            journal.reason
+        );
+    }
+
+    /// Real files: a journal written by systemd-journal-remote is readable,
+    /// text named `.journal` is reported as not a journal.
+    #[test]
+    fn journal_files_are_counted_and_their_headers_checked() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let machine = dir.path().join("3d1219c7c4c5404aaa1f6d2a48adfda4");
+        std::fs::create_dir(&machine).expect("mkdir");
+        std::fs::write(machine.join("fake.journal"), "not a journal\n").expect("write");
+        std::fs::write(machine.join("notes.txt"), "ignored\n").expect("write");
+        let found = journal_dir(dir.path().to_path_buf());
+        assert!(found.exists);
+        assert_eq!(found.files, 1);
+        assert_eq!(found.bad_count, 1);
+        assert!(
+            found.bad[0].1.contains("not a journal file"),
+            "{:?}",
+            found.bad
+        );
+        let Some(remote) = [
+            "/lib/systemd/systemd-journal-remote",
+            "/usr/lib/systemd/systemd-journal-remote",
+        ]
+        .into_iter()
+        .map(PathBuf::from)
+        .find(|p| p.exists()) else {
+            eprintln!("SKIPPED journal_files_are_counted_and_their_headers_checked (real file part): systemd-journal-remote is not installed (scripts/setup.sh installs it)");
+            return;
+        };
+        std::fs::remove_file(machine.join("fake.journal")).expect("rm");
+        let mut child = std::process::Command::new(remote)
+            .arg("-o")
+            .arg(machine.join("remote.journal"))
+            .arg("-")
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .expect("systemd-journal-remote");
+        {
+            use std::io::Write as _;
+            let mut stdin = child.stdin.take().expect("stdin");
+            stdin
+                .write_all(b"__REALTIME_TIMESTAMP=1700000000000000\n__MONOTONIC_TIMESTAMP=1\n_BOOT_ID=0123456789abcdef0123456789abcdef\nMESSAGE=hello\n\n")
+                .expect("export entry");
+        }
+        assert!(child.wait().expect("wait").success());
+        let found = journal_dir(dir.path().to_path_buf());
+        assert_eq!((found.files, found.bad_count), (1, 0), "{:?}", found.bad);
     }
 
     fn status_of(report: &Report, name: &str) -> Status {

@@ -15,6 +15,9 @@ use std::io;
 
 /// Capability numbers (linux/capability.h).
 pub const CAP_SYS_ADMIN: u32 = 21;
+/// Reads any file and searches any directory (other users' log and
+/// journal files).
+pub const CAP_DAC_READ_SEARCH: u32 = 2;
 /// Needed to lower the agent's own `oom_score_adj`.
 pub const CAP_SYS_RESOURCE: u32 = 24;
 /// Needed to read /dev/kmsg when `kernel.dmesg_restrict` = 1.
