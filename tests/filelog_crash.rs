@@ -6,14 +6,12 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::io::Write as _;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::free_port;
-use common::oomscope::{wait_for_own_metric, Oomscope};
-use common::rotel::{Received, Rotel};
+use common::oomscope::{start_checkpointed_logs_agent, wait_for_own_metric, Oomscope};
+use common::rotel::Rotel;
 
 const TIMEOUT: Duration = Duration::from_secs(60);
 const LINES: usize = 200;
@@ -21,50 +19,20 @@ const LINES: usize = 200;
 /// The agent (filelog -> rotel, checkpointed in `state`) and the port of its
 /// own metrics.
 fn start_agent(rotel: &Rotel, logs: &Path, state: &Path) -> (Oomscope, u16) {
-    let (health, metrics) = (free_port(), free_port());
-    let config = format!(
-        r#"
-receivers:
-  filelog:
-    include: ["{logs}/*.log"]
-    start_at: beginning
-    include_all: true
-    poll_interval: 50ms
-    storage: file_storage
-exporters:
-  otlp:
-    endpoint: "{endpoint}"
-    tls: {{ insecure: true }}
-    retry_on_failure: {{ initial_interval: 100ms, max_interval: 1s, max_elapsed_time: 0s }}
-extensions:
-  health_check: {{ endpoint: "127.0.0.1:{health}" }}
-  file_storage: {{ directory: "{state}" }}
-service:
-  extensions: [health_check, file_storage]
-  telemetry: {{ metrics: {{ address: "127.0.0.1:{metrics}" }} }}
-  oom_score_adj: null
-  pipelines:
-    logs: {{ receivers: [filelog], exporters: [otlp] }}
-"#,
-        logs = logs.display(),
-        endpoint = rotel.grpc_addr(),
-        state = state.display()
-    );
-    let mut agent = Oomscope::start(&config, &[]);
-    agent.wait_healthy(health, TIMEOUT);
-    (agent, metrics)
-}
-
-fn counts(received: &Received, lines: &[String]) -> BTreeMap<String, usize> {
-    let mut counts: BTreeMap<String, usize> = lines.iter().map(|l| (l.clone(), 0)).collect();
-    for record in &received.logs {
-        if let Some(body) = &record.body {
-            if let Some(n) = counts.get_mut(&body.text) {
-                *n += 1;
-            }
-        }
-    }
-    counts
+    let include = format!("include: [\"{}/*.log\"]", logs.display());
+    start_checkpointed_logs_agent(
+        rotel,
+        "filelog",
+        &[
+            &include,
+            "start_at: beginning",
+            "include_all: true",
+            "poll_interval: 50ms",
+            "storage: file_storage",
+        ],
+        state,
+        TIMEOUT,
+    )
 }
 
 fn append(path: &Path, lines: &[String]) {
@@ -97,7 +65,7 @@ fn kill_9_while_the_backend_is_down_loses_no_line() {
     // First part: delivered before anything breaks.
     append(&app, &lines[..LINES]);
     rotel.wait_for(TIMEOUT, |r| {
-        counts(r, &lines[..LINES]).values().all(|&n| n >= 1)
+        r.body_counts(&lines[..LINES]).values().all(|&n| n >= 1)
     });
     // The acknowledgement reaches the checkpoint.
     let first_part_end = std::fs::metadata(&app).expect("stat the log").len();
@@ -136,7 +104,7 @@ fn kill_9_while_the_backend_is_down_loses_no_line() {
 
     let (mut agent, _) = start_agent(&rotel, &logs, &state);
     rotel.restart();
-    rotel.wait_for(TIMEOUT, |r| counts(r, &lines).values().all(|&n| n >= 1));
+    rotel.wait_for(TIMEOUT, |r| r.body_counts(&lines).values().all(|&n| n >= 1));
     // Fences: each file is read in order, so once a line appended to both
     // files after everything has arrived, repeats read before it have too.
     let fences: Vec<String> = ["app.log", "app-1.log"]
@@ -145,8 +113,10 @@ fn kill_9_while_the_backend_is_down_loses_no_line() {
         .collect();
     append(&app, &fences[..1]);
     append(&logs.join("app-1.log"), &fences[1..]);
-    let received = rotel.wait_for(TIMEOUT, |r| counts(r, &fences).values().all(|&n| n >= 1));
-    let counts = counts(&received, &lines);
+    let received = rotel.wait_for(TIMEOUT, |r| {
+        r.body_counts(&fences).values().all(|&n| n >= 1)
+    });
+    let counts = received.body_counts(&lines);
     let lost: Vec<&String> = counts
         .iter()
         .filter(|(_, &n)| n == 0)

@@ -22,9 +22,9 @@ use std::time::{Duration, Instant};
 
 use common::free_port;
 use common::journald::{Journald, UnitCgroup};
-use common::oomscope::{wait_for_own_metric, Oomscope};
+use common::oomscope::{start_checkpointed_logs_agent, wait_for_own_metric, Oomscope};
 use common::otlp::{attr_str, json_attr, FileContents};
-use common::rotel::{Received, Rotel};
+use common::rotel::Rotel;
 use common::skip;
 
 const TIMEOUT: Duration = Duration::from_secs(60);
@@ -359,52 +359,17 @@ fn rotation_while_reading_loses_and_repeats_nothing() {
     drop(agent);
 }
 
-fn counts(received: &Received, lines: &[String]) -> std::collections::BTreeMap<String, usize> {
-    let mut counts: std::collections::BTreeMap<String, usize> =
-        lines.iter().map(|l| (l.clone(), 0)).collect();
-    for record in &received.logs {
-        if let Some(body) = &record.body {
-            if let Some(n) = counts.get_mut(&body.text) {
-                *n += 1;
-            }
-        }
-    }
-    counts
-}
-
 /// The agent (journald -> rotel over OTLP, checkpointed in `state`) and the
 /// port of its own metrics.
 fn start_exporting_agent(rotel: &Rotel, journal: &Path, state: &Path) -> (Oomscope, u16) {
-    let (health, metrics) = (free_port(), free_port());
-    let config = format!(
-        r#"
-receivers:
-  journald:
-    directory: "{journal}"
-    start_at: beginning
-    storage: file_storage
-exporters:
-  otlp:
-    endpoint: "{endpoint}"
-    tls: {{ insecure: true }}
-    retry_on_failure: {{ initial_interval: 100ms, max_interval: 1s, max_elapsed_time: 0s }}
-extensions:
-  health_check: {{ endpoint: "127.0.0.1:{health}" }}
-  file_storage: {{ directory: "{state}" }}
-service:
-  extensions: [health_check, file_storage]
-  telemetry: {{ metrics: {{ address: "127.0.0.1:{metrics}" }} }}
-  oom_score_adj: null
-  pipelines:
-    logs: {{ receivers: [journald], exporters: [otlp] }}
-"#,
-        journal = journal.display(),
-        endpoint = rotel.grpc_addr(),
-        state = state.display()
-    );
-    let mut agent = Oomscope::start(&config, &[]);
-    agent.wait_healthy(health, TIMEOUT);
-    (agent, metrics)
+    let directory = format!("directory: \"{}\"", journal.display());
+    start_checkpointed_logs_agent(
+        rotel,
+        "journald",
+        &[&directory, "start_at: beginning", "storage: file_storage"],
+        state,
+        TIMEOUT,
+    )
 }
 
 /// The collector checkpoints a cursor before the entry is handed on
@@ -441,7 +406,7 @@ fn kill_9_while_the_backend_is_down_loses_no_entry() {
     // Delivered (and checkpointed) before anything breaks.
     send(0..LINES);
     rotel.wait_for(TIMEOUT, |r| {
-        counts(r, &lines[..LINES]).values().all(|&n| n >= 1)
+        r.body_counts(&lines[..LINES]).values().all(|&n| n >= 1)
     });
     let deadline = Instant::now() + TIMEOUT;
     while !checkpoint_is_at(&state, &journald, &lines[LINES - 1]) {
@@ -473,8 +438,8 @@ fn kill_9_while_the_backend_is_down_loses_no_entry() {
     send(2 * LINES..3 * LINES);
     let (mut agent, _) = start_exporting_agent(&rotel, &journald.journal_dir(), &state);
     rotel.restart();
-    let received = rotel.wait_for(TIMEOUT, |r| counts(r, &lines).values().all(|&n| n >= 1));
-    let counts = counts(&received, &lines);
+    let received = rotel.wait_for(TIMEOUT, |r| r.body_counts(&lines).values().all(|&n| n >= 1));
+    let counts = received.body_counts(&lines);
     let lost: Vec<&String> = counts
         .iter()
         .filter(|(_, &n)| n == 0)

@@ -11,7 +11,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::kernel_log::{kernel_log_lock, write_kmsg};
-use common::oomscope::{own_metric, wait_for_own_metric, Oomscope};
+use common::oomscope::{own_metric, start_checkpointed_logs_agent, wait_for_own_metric, Oomscope};
 use common::rotel::{Received, Rotel};
 use common::skip;
 use common::{free_port, LockMode};
@@ -35,35 +35,17 @@ fn dev_kmsg_usable(test: &str) -> bool {
 /// The agent (kmsg -> rotel, checkpointed in `state`) and the port of its
 /// own metrics.
 fn start_agent(rotel: &Rotel, state: &Path) -> (Oomscope, u16) {
-    let (health, metrics) = (free_port(), free_port());
-    let config = format!(
-        r#"
-receivers:
-  kmsg:
-    include_all: true
-    storage: file_storage
-    batch_wait: 50ms
-exporters:
-  otlp:
-    endpoint: "{endpoint}"
-    tls: {{ insecure: true }}
-    retry_on_failure: {{ initial_interval: 100ms, max_interval: 1s, max_elapsed_time: 0s }}
-extensions:
-  health_check: {{ endpoint: "127.0.0.1:{health}" }}
-  file_storage: {{ directory: "{state}" }}
-service:
-  extensions: [health_check, file_storage]
-  telemetry: {{ metrics: {{ address: "127.0.0.1:{metrics}" }} }}
-  oom_score_adj: null
-  pipelines:
-    logs: {{ receivers: [kmsg], exporters: [otlp] }}
-"#,
-        endpoint = rotel.grpc_addr(),
-        state = state.display()
-    );
-    let mut agent = Oomscope::start(&config, &[]);
-    agent.wait_healthy(health, TIMEOUT);
-    (agent, metrics)
+    start_checkpointed_logs_agent(
+        rotel,
+        "kmsg",
+        &[
+            "include_all: true",
+            "storage: file_storage",
+            "batch_wait: 50ms",
+        ],
+        state,
+        TIMEOUT,
+    )
 }
 
 /// Log records the kmsg receiver has handed to its pipeline so far.

@@ -8,7 +8,8 @@ use std::{
     time::{Duration, Instant},
 };
 
-use super::{signal, wait_for_port};
+use super::rotel::Rotel;
+use super::{free_port, signal, wait_for_port};
 
 /// A running oomscope; killed (SIGKILL) on drop if still running.
 #[derive(Debug)]
@@ -214,4 +215,44 @@ pub fn wait_for_own_metric(
         );
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// An agent whose one logs pipeline runs the receiver `name` (configured by
+/// `settings`, YAML lines at the receiver's indentation) into `rotel` over
+/// OTLP/gRPC, checkpointed in a `file_storage` at `state`; with the port of
+/// its own metrics. Waits until it is healthy.
+pub fn start_checkpointed_logs_agent(
+    rotel: &Rotel,
+    name: &str,
+    settings: &[&str],
+    state: &Path,
+    timeout: Duration,
+) -> (Oomscope, u16) {
+    let (health, metrics) = (free_port(), free_port());
+    let settings: String = settings.iter().map(|s| format!("    {s}\n")).collect();
+    let config = format!(
+        r#"
+receivers:
+  {name}:
+{settings}exporters:
+  otlp:
+    endpoint: "{endpoint}"
+    tls: {{ insecure: true }}
+    retry_on_failure: {{ initial_interval: 100ms, max_interval: 1s, max_elapsed_time: 0s }}
+extensions:
+  health_check: {{ endpoint: "127.0.0.1:{health}" }}
+  file_storage: {{ directory: "{state}" }}
+service:
+  extensions: [health_check, file_storage]
+  telemetry: {{ metrics: {{ address: "127.0.0.1:{metrics}" }} }}
+  oom_score_adj: null
+  pipelines:
+    logs: {{ receivers: [{name}], exporters: [otlp] }}
+"#,
+        endpoint = rotel.grpc_addr(),
+        state = state.display()
+    );
+    let mut agent = Oomscope::start(&config, &[]);
+    agent.wait_healthy(health, timeout);
+    (agent, metrics)
 }

@@ -390,6 +390,20 @@ pub struct Received {
 }
 
 impl Received {
+    /// How many records have each of `lines` as their body.
+    pub fn body_counts(&self, lines: &[String]) -> std::collections::BTreeMap<String, usize> {
+        let mut counts: std::collections::BTreeMap<String, usize> =
+            lines.iter().map(|l| (l.clone(), 0)).collect();
+        for record in &self.logs {
+            if let Some(body) = &record.body {
+                if let Some(n) = counts.get_mut(&body.text) {
+                    *n += 1;
+                }
+            }
+        }
+        counts
+    }
+
     /// The bodies' texts of all log records (empty string for no body).
     pub fn log_bodies(&self) -> Vec<String> {
         self.logs
