@@ -14,6 +14,7 @@ pub mod kernel_log;
 pub mod metric_catalog;
 pub mod patterns;
 pub mod pipeline;
+pub mod privileges;
 pub mod process_table;
 pub mod processors;
 pub mod receivers;

@@ -59,6 +59,9 @@ pub async fn run(
 
     let topology =
         Topology::start(&config, Arc::clone(&telemetry), Arc::clone(&extensions)).await?;
+    if config.service.drop_capabilities {
+        drop_start_up_capabilities(&config).await;
+    }
     extensions.health.set_ready(true);
     tracing::info!(
         pipelines = config.service.pipelines.len(),
@@ -78,6 +81,33 @@ pub async fn run(
     telemetry.shutdown();
     tracing::info!("shutdown complete");
     Ok(())
+}
+
+/// Gives up every capability the configured receivers do not need while
+/// running (eBPF is loaded and attached, tracefs mounted, the OOM score
+/// set by now). A failure is a warning: the agent works on, with more.
+async fn drop_start_up_capabilities(config: &Config) {
+    let receiver_types: Vec<String> = config
+        .service
+        .pipelines
+        .values()
+        .flat_map(|p| &p.receivers)
+        .map(|id| id.type_name.clone())
+        .collect();
+    let keep = crate::privileges::runtime_mask(&receiver_types);
+    match tokio::task::spawn_blocking(move || crate::privileges::drop_all_but(keep)).await {
+        Ok(Ok(d)) if d.dropped != 0 => tracing::info!(
+            kept = ?crate::privileges::mask_names(d.kept),
+            dropped = d.dropped.count_ones(),
+            threads = d.threads,
+            "gave up the capabilities only start-up needed"
+        ),
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "could not give up start-up capabilities; running with them")
+        }
+        Err(e) => tracing::warn!(error = %e, "could not give up start-up capabilities"),
+    }
 }
 
 /// The agent's own metrics: a Prometheus endpoint (a port already taken is a

@@ -30,11 +30,38 @@ impl Oomscope {
         Self::start_with_file(&config_path, extra_args, dir)
     }
 
+    /// Like [`Oomscope::start`], run through `wrapper` (a command that ends
+    /// by exec'ing its arguments, e.g. `setpriv ... --`), so that the pid is
+    /// still the agent's.
+    pub fn start_wrapped(wrapper: &[&str], config: &str) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config_path = dir.path().join("config.yaml");
+        std::fs::write(&config_path, config).expect("write config");
+        Self::spawn(wrapper, &config_path, &[], dir)
+    }
+
     fn start_with_file(config_path: &Path, extra_args: &[&str], dir: tempfile::TempDir) -> Self {
+        Self::spawn(&[], config_path, extra_args, dir)
+    }
+
+    fn spawn(
+        wrapper: &[&str],
+        config_path: &Path,
+        extra_args: &[&str],
+        dir: tempfile::TempDir,
+    ) -> Self {
         let output = dir.path().join("oomscope.out");
         let out = File::create(&output).expect("create output file");
         let err = out.try_clone().expect("clone output file");
-        let child = Command::new(env!("CARGO_BIN_EXE_oomscope"))
+        let mut command = match wrapper.split_first() {
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(args).arg(env!("CARGO_BIN_EXE_oomscope"));
+                c
+            }
+            None => Command::new(env!("CARGO_BIN_EXE_oomscope")),
+        };
+        let child = command
             .arg("--config")
             .arg(config_path)
             .args(extra_args)

@@ -942,6 +942,40 @@ pub fn assess(facts: &Facts) -> Report {
     )
 }
 
+/// One line per receiver (and `service`): the capabilities it needs, `+`
+/// held or `-` not, and what each missing one stops.
+fn capabilities_by_part(mask: u64) -> Vec<String> {
+    use crate::privileges::{capability_name, needs_by_part, Phase};
+    needs_by_part()
+        .into_iter()
+        .map(|(part, needs)| {
+            let listing = needs
+                .iter()
+                .map(|n| {
+                    let held = if has_cap(mask, n.cap) { "+" } else { "-" };
+                    let when = if n.phase == Phase::Start {
+                        " (start)"
+                    } else {
+                        ""
+                    };
+                    format!("{}{held}{when}", capability_name(n.cap))
+                })
+                .collect::<Vec<_>>()
+                .join(" ");
+            let missing: Vec<String> = needs
+                .iter()
+                .filter(|n| !has_cap(mask, n.cap))
+                .map(|n| format!("no {}: cannot {}", capability_name(n.cap), n.why))
+                .collect();
+            if missing.is_empty() {
+                format!("{part}: {listing}")
+            } else {
+                format!("{part}: {listing}; {}", missing.join("; "))
+            }
+        })
+        .collect()
+}
+
 /// What [`assess`] collects: the checks, in report order, and what is
 /// missing for full data.
 #[derive(Default)]
@@ -1148,11 +1182,14 @@ impl Findings {
             .map(|(name, present)| format!("{name}{}", if *present { "+" } else { "-" }))
             .collect::<Vec<_>>()
             .join(" ");
+        let details = capabilities_by_part(*mask);
         if lacking.is_empty() {
-            self.check(
+            self.check_with(
                 "capabilities",
                 Status::Ok,
                 format!("CapEff={mask:016x}: {listing}"),
+                details,
+                None,
             );
         } else {
             let mut reason = format!("CapEff={mask:016x}: {listing}");
@@ -1161,7 +1198,7 @@ impl Findings {
                     "; without CAP_SYS_RESOURCE the agent cannot lower its own oom_score_adj",
                 );
             }
-            self.check("capabilities", Status::Limited, reason);
+            self.check_with("capabilities", Status::Limited, reason, details, None);
         }
     }
 

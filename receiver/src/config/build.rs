@@ -36,6 +36,7 @@ const SERVICE_KEYS: &[&str] = &[
     "telemetry",
     "oom_score_adj",
     "shutdown_timeout",
+    "drop_capabilities",
 ];
 
 /// A decoded component: its config, the factory's type and where it is written.
@@ -296,6 +297,7 @@ fn decode_service(root: &Node, errors: &mut Vec<ConfigError>) -> Service {
             telemetry: TelemetryConfig::default(),
             oom_score_adj: Some(DEFAULT_OOM_SCORE_ADJ),
             shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
+            drop_capabilities: true,
         },
         extensions: Vec::new(),
         pipelines: BTreeMap::new(),
@@ -361,7 +363,7 @@ fn decode_pipelines(
     out
 }
 
-/// `telemetry`, `oom_score_adj`, `shutdown_timeout`.
+/// `telemetry`, `oom_score_adj`, `shutdown_timeout`, `drop_capabilities`.
 fn decode_service_settings(node: &Node, config: &mut ServiceConfig, errors: &mut Vec<ConfigError>) {
     if let Some(telemetry) = node.get("telemetry") {
         match from_node::<TelemetryConfig>(telemetry) {
@@ -381,6 +383,14 @@ fn decode_service_settings(node: &Node, config: &mut ServiceConfig, errors: &mut
                     format!("must be between -1000 and 1000, got {v}"),
                 )),
                 Err(e) => errors.push(prefixed(e, "service::oom_score_adj")),
+            }
+        }
+    }
+    if let Some(drop) = node.get("drop_capabilities") {
+        if !drop.is_null() {
+            match from_node::<bool>(drop) {
+                Ok(v) => config.drop_capabilities = v,
+                Err(e) => errors.push(prefixed(e, "service::drop_capabilities")),
             }
         }
     }

@@ -278,6 +278,9 @@ pub struct ServiceConfig {
     pub oom_score_adj: Option<i32>,
     /// How long shutdown may take to drain and flush what is in flight.
     pub shutdown_timeout: GoDuration,
+    /// Give up, once the pipelines have started, every capability the
+    /// receivers do not need while running (`crate::privileges`).
+    pub drop_capabilities: bool,
 }
 
 /// Default for `service.oom_score_adj`: far below any normal process, yet not
