@@ -441,3 +441,26 @@ fn matches_any_compares_whole_values() {
     assert!(!matches_any(b"abcd", [b"abc".as_slice()]));
     assert!(!matches_any(b"abc", []));
 }
+
+#[test]
+fn print_config_masks_every_credential_of_the_auth_extensions() {
+    let text = "\
+extensions:
+  bearertokenauth:
+    token: tok-one
+    tokens: [tok-two]
+    filename: /run/token
+  basicauth/server:
+    htpasswd: {inline: \"alice:pw-three\"}
+  basicauth/client:
+    client_auth: {username: bob, password: pw-four}
+  headers_setter:
+    headers:
+      - {key: X-Scope-OrgID, value: val-five}
+";
+    let node = crate::config::parse_yaml("c.yaml", text).unwrap();
+    let printed = crate::config::to_yaml(&node, true);
+    for secret in ["tok-one", "tok-two", "pw-three", "pw-four", "val-five"] {
+        assert!(!printed.contains(secret), "{secret} shown in:\n{printed}");
+    }
+}
