@@ -153,8 +153,18 @@ async fn python_sdk_and_otelcol_need_the_bearer_token() {
     let http_endpoint = format!("http://127.0.0.1:{http}");
     const N: usize = 20;
     let n = N.to_string();
-    run_python_ok(&script, &[good, "grpc", &grpc_endpoint, &n, "auth-grpc"], TIMEOUT).await;
-    run_python_ok(&script, &[good, "http", &http_endpoint, &n, "auth-http"], TIMEOUT).await;
+    run_python_ok(
+        &script,
+        &[good, "grpc", &grpc_endpoint, &n, "auth-grpc"],
+        TIMEOUT,
+    )
+    .await;
+    run_python_ok(
+        &script,
+        &[good, "http", &http_endpoint, &n, "auth-http"],
+        TIMEOUT,
+    )
+    .await;
     let got = FileContents::wait_for(&out, TIMEOUT, |c| c.log_bodies.len() >= 2 * N);
     for tag in ["auth-grpc", "auth-http"] {
         let mine = got
@@ -185,7 +195,10 @@ async fn python_sdk_and_otelcol_need_the_bearer_token() {
                 String::from_utf8_lossy(&output.stdout),
                 String::from_utf8_lossy(&output.stderr)
             );
-            assert!(!output.status.success(), "{protocol} {tag} was accepted: {said}");
+            assert!(
+                !output.status.success(),
+                "{protocol} {tag} was accepted: {said}"
+            );
             let expected = if protocol == "grpc" {
                 "UNAUTHENTICATED"
             } else {
@@ -247,7 +260,11 @@ service:
             .expect("start otelcol-contrib");
         if tag == "right" {
             let got = FileContents::wait_for(&out, TIMEOUT, |c| {
-                c.log_bodies.iter().filter(|b| b.starts_with("otelcol auth line")).count() >= 30
+                c.log_bodies
+                    .iter()
+                    .filter(|b| b.starts_with("otelcol auth line"))
+                    .count()
+                    >= 30
             });
             let n = got
                 .log_bodies
@@ -260,7 +277,11 @@ service:
             wait_for_own_metric(
                 metrics,
                 UNAUTHENTICATED,
-                &[("receiver", "otlp"), ("transport", "http"), ("reason", "wrong credentials")],
+                &[
+                    ("receiver", "otlp"),
+                    ("transport", "http"),
+                    ("reason", "wrong credentials"),
+                ],
                 1.0,
                 TIMEOUT,
             );
@@ -292,7 +313,9 @@ service:
     let status = post_with_huge_authorization(http, 1024 * 1024);
     eprintln!("a 1 MB Authorization header got: {status:?}");
     assert!(
-        status.as_deref().is_none_or(|s| s.contains(" 431 ") || s.contains(" 401 ")),
+        status
+            .as_deref()
+            .is_none_or(|s| s.contains(" 431 ") || s.contains(" 401 ")),
         "{status:?}"
     );
     let status = post_with_huge_authorization(http, 100 * 1024);
@@ -301,7 +324,9 @@ service:
         "{status:?}"
     );
     let huge = format!("Bearer {}", "a".repeat(1024 * 1024));
-    assert!(grpc_export(grpc, Some(&huge), &bodies("huge", 1)).await.is_err());
+    assert!(grpc_export(grpc, Some(&huge), &bodies("huge", 1))
+        .await
+        .is_err());
     grpc_export(grpc, Some("Bearer sdk-token-1"), &bodies("after-huge", 1))
         .await
         .expect("served after the huge headers");
@@ -449,14 +474,22 @@ service:
     std::fs::write(path("server.token.new"), "rotate-2\n").expect("token");
     std::fs::rename(path("server.token.new"), path("server.token")).expect("rename");
     wait_until("the server refuses the old token", || async {
-        grpc_export(bearer_port, Some("Bearer rotate-1"), &bodies("probe-old", 1))
-            .await
-            .is_err_and(|s| s.code() == tonic::Code::Unauthenticated)
+        grpc_export(
+            bearer_port,
+            Some("Bearer rotate-1"),
+            &bodies("probe-old", 1),
+        )
+        .await
+        .is_err_and(|s| s.code() == tonic::Code::Unauthenticated)
     })
     .await;
-    grpc_export(bearer_port, Some("Bearer rotate-2"), &bodies("probe-new", 1))
-        .await
-        .expect("the new token is accepted");
+    grpc_export(
+        bearer_port,
+        Some("Bearer rotate-2"),
+        &bodies("probe-new", 1),
+    )
+    .await
+    .expect("the new token is accepted");
 
     // The client's token file replaced too: its exports are accepted again.
     std::fs::write(path("client.token.new"), "rotate-2\n").expect("token");
@@ -465,11 +498,15 @@ service:
     wait_until("the sending agent uses the new token", || {
         round += 1;
         let tag = format!("second-{round}");
-        let in_port = in_port;
         let bearer_file = path("bearer.jsonl");
         async move {
-            send_logs_grpc(&format!("http://127.0.0.1:{in_port}"), &bodies(&tag, 1), 1, TIMEOUT)
-                .await;
+            send_logs_grpc(
+                &format!("http://127.0.0.1:{in_port}"),
+                &bodies(&tag, 1),
+                1,
+                TIMEOUT,
+            )
+            .await;
             // Give the export its time: wait until this round's record
             // either arrived or was counted as refused.
             let before = refusals(metrics, "otlp/bearer", "grpc");
@@ -498,18 +535,26 @@ service:
     std::fs::remove_file(path("server.token")).expect("remove");
     std::os::unix::fs::symlink(path("elsewhere"), path("server.token")).expect("symlink");
     wait_until("a symlinked token file leaves no valid token", || async {
-        grpc_export(bearer_port, Some("Bearer rotate-2"), &bodies("probe-link", 1))
-            .await
-            .is_err_and(|s| s.code() == tonic::Code::Unauthenticated)
+        grpc_export(
+            bearer_port,
+            Some("Bearer rotate-2"),
+            &bodies("probe-link", 1),
+        )
+        .await
+        .is_err_and(|s| s.code() == tonic::Code::Unauthenticated)
     })
     .await;
     server.wait_for_output("symbolic link", TIMEOUT);
     std::fs::remove_file(path("server.token")).expect("remove link");
     std::fs::write(path("server.token"), "rotate-3\n").expect("token");
     wait_until("a regular token file again is used", || async {
-        grpc_export(bearer_port, Some("Bearer rotate-3"), &bodies("probe-back", 1))
-            .await
-            .is_ok()
+        grpc_export(
+            bearer_port,
+            Some("Bearer rotate-3"),
+            &bodies("probe-back", 1),
+        )
+        .await
+        .is_ok()
     })
     .await;
 
@@ -531,7 +576,11 @@ fn failed_start(config: &str) -> String {
         if let Some(status) = agent.try_status() {
             break status;
         }
-        assert!(Instant::now() < deadline, "still running:\n{}", agent.output());
+        assert!(
+            Instant::now() < deadline,
+            "still running:\n{}",
+            agent.output()
+        );
         std::thread::sleep(Duration::from_millis(50));
     };
     let output = agent.output();
@@ -564,9 +613,14 @@ service:
 "#
         )
     };
-    let config = |type_name: &str, body: &str| config(&format!("{type_name}:\n    {body}"))
-        .replace("authenticator: auth", &format!("authenticator: {type_name}"))
-        .replace("extensions: [auth]", &format!("extensions: [{type_name}]"));
+    let config = |type_name: &str, body: &str| {
+        config(&format!("{type_name}:\n    {body}"))
+            .replace(
+                "authenticator: auth",
+                &format!("authenticator: {type_name}"),
+            )
+            .replace("extensions: [auth]", &format!("extensions: [{type_name}]"))
+    };
 
     let missing = dir.path().join("missing.token");
     let output = failed_start(&config(

@@ -331,4 +331,5 @@ fn matches_any<'a>(given: &[u8], known: impl IntoIterator<Item = &'a [u8]>) -> b
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests;
