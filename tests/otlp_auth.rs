@@ -105,6 +105,28 @@ fn post_with_huge_authorization(port: u16, len: usize) -> Option<String> {
     answer.lines().next().map(str::to_owned)
 }
 
+/// The head of the answer to a small OTLP/JSON POST with `authorization`
+/// (none if None).
+fn post_head(port: u16, authorization: Option<&str>) -> String {
+    use std::io::{Read as _, Write as _};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(30))).ok();
+    let auth = authorization
+        .map(|a| format!("Authorization: {a}\r\n"))
+        .unwrap_or_default();
+    let request = format!(
+        "POST /v1/logs HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n{auth}\r\n{{}}"
+    );
+    s.write_all(request.as_bytes()).expect("send");
+    let mut answer = String::new();
+    let _ = s.read_to_string(&mut answer);
+    answer
+        .split("\r\n\r\n")
+        .next()
+        .unwrap_or_default()
+        .to_ascii_lowercase()
+}
+
 fn agent_config(grpc: u16, http: u16, metrics: u16, token_file: &Path, out: &Path) -> String {
     format!(
         r#"
@@ -307,6 +329,15 @@ service:
         30
     );
 
+    // The 401 names the scheme to use.
+    let head = post_head(http, Some("Bearer wrong"));
+    assert!(
+        head.starts_with("http/1.1 401")
+            && head.contains("www-authenticate: bearer realm=\"oomscope\""),
+        "{head}"
+    );
+    assert!(post_head(http, Some("Bearer sdk-token-1")).starts_with("http/1.1 200"));
+
     // Bounded: a 1 MB Authorization header gets 431 from the HTTP/1 parser
     // (or the connection is closed), a 100 kB one 401; a 1 MB gRPC metadata
     // value is refused; the agent keeps serving.
@@ -467,6 +498,15 @@ service:
     );
     assert_eq!(count("bearer.jsonl", "first"), N);
     assert_eq!(refusals(metrics, "otlp/basic", "http"), 0.0);
+    let head = post_head(basic_port, None);
+    assert!(
+        head.starts_with("http/1.1 401")
+            && head.contains("www-authenticate: basic realm=\"oomscope\""),
+        "{head}"
+    );
+    // "sender:wrong", then "sender:basic-pw".
+    assert!(post_head(basic_port, Some("Basic c2VuZGVyOndyb25n")).starts_with("http/1.1 401"));
+    assert!(post_head(basic_port, Some("Basic c2VuZGVyOmJhc2ljLXB3")).starts_with("http/1.1 200"));
     assert_eq!(refusals(metrics, "otlp/header", "http"), 0.0);
 
     // The server's token file replaced (rename, as Kubernetes and editors
