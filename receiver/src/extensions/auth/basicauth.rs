@@ -48,13 +48,23 @@ pub struct BasicAuthConfig {
 }
 
 /// `htpasswd`.
-#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+#[derive(Clone, PartialEq, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct HtpasswdConfig {
     /// Path of an htpasswd file.
     pub file: Option<PathBuf>,
     /// htpasswd content, inline; its users take precedence over the file's.
     pub inline: Option<String>,
+}
+
+// By hand: inline entries may hold plain-text passwords.
+impl std::fmt::Debug for HtpasswdConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HtpasswdConfig")
+            .field("file", &self.file)
+            .field("inline", &self.inline.as_ref().map(|_| "[REDACTED]"))
+            .finish()
+    }
 }
 
 /// `client_auth`.

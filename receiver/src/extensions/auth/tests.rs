@@ -309,6 +309,7 @@ async fn basicauth_sides_and_config_errors() {
         }),
     };
     assert!(both.validate().is_err());
+    assert!(!format!("{both:?}").contains("a:b"), "{both:?}");
     assert!(BasicAuthConfig::default().validate().is_err());
 
     let client = BasicAuthConfig {
