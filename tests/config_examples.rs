@@ -458,7 +458,16 @@ fn components_lists_every_kind_and_type() {
             "exporters",
             &["debug", "file", "otlp_grpc", "otlp_http"][..],
         ),
-        ("extensions", &["file_storage", "health_check"][..]),
+        (
+            "extensions",
+            &[
+                "basicauth",
+                "bearertokenauth",
+                "file_storage",
+                "headers_setter",
+                "health_check",
+            ][..],
+        ),
     ] {
         assert!(text.contains(&format!("\n{section}:\n")), "{text}");
         for name in names {

@@ -73,6 +73,14 @@ impl Telemetry {
                 "otelcol_receiver_refused",
                 "refused by the pipeline (returned to the sender as an error)",
             ),
+            unauthenticated: self
+                .meter
+                .u64_counter("oomscope_receiver_unauthenticated_requests")
+                .with_unit("{request}")
+                .with_description(
+                    "Number of requests refused by the receiver's authenticator (HTTP 401, gRPC UNAUTHENTICATED), by reason",
+                )
+                .build(),
             attrs,
         }
     }
@@ -192,6 +200,7 @@ impl SignalCounters {
 pub struct ReceiverMetrics {
     accepted: SignalCounters,
     refused: SignalCounters,
+    unauthenticated: Counter<u64>,
     attrs: Arc<[KeyValue; 2]>,
 }
 
@@ -201,6 +210,18 @@ impl ReceiverMetrics {
     }
     pub fn refused(&self, signal: Signal, items: usize) {
         self.refused.add(signal, items, &self.attrs[..]);
+    }
+    /// A request refused by the authenticator, before its items were read.
+    pub fn unauthenticated(&self, reason: &'static str) {
+        let [receiver, transport] = &*self.attrs;
+        self.unauthenticated.add(
+            1,
+            &[
+                receiver.clone(),
+                transport.clone(),
+                KeyValue::new("reason", reason),
+            ],
+        );
     }
 }
 

@@ -94,8 +94,8 @@ pub struct Reference {
     pub key: String,
     pub id: ComponentId,
     pub kind: Kind,
-    /// The type the target must have (its first spelling), if any.
-    pub type_name: Option<&'static str>,
+    /// The types the target may have (their first spellings); empty for any.
+    pub type_names: &'static [&'static str],
     /// Why the target is needed, for the error message.
     pub purpose: &'static str,
 }
@@ -107,7 +107,7 @@ impl Reference {
             key: key.into(),
             id: id.clone(),
             kind: Kind::Extension,
-            type_name: Some("file_storage"),
+            type_names: &["file_storage"],
             purpose,
         }
     }

@@ -26,7 +26,10 @@ static REGISTRY: Registry = Registry {
         &exporters::otlp_http::OtlpHttpExporterFactory,
     ],
     extensions: &[
+        &extensions::auth::basicauth::BasicAuthExtensionFactory,
+        &extensions::auth::bearertokenauth::BearerTokenAuthExtensionFactory,
         &extensions::file_storage::FileStorageExtensionFactory,
+        &extensions::auth::headers_setter::HeadersSetterExtensionFactory,
         &extensions::health_check::HealthCheckExtensionFactory,
     ],
     retired: &[Retired {

@@ -71,7 +71,8 @@ fn value_after_key(
         }
         NodeValue::Seq(items) if !items.is_empty() => {
             out.push('\n');
-            seq(items, indent + 2, redact, secret, out);
+            // `headers_setter::headers` is a list: every entry is masked.
+            seq(items, indent + 2, redact, secret || masks_children, out);
         }
         NodeValue::Null => out.push('\n'),
         _ => {

@@ -1,6 +1,6 @@
 //! Every reference between components, checked in one pass: pipelines and
 //! `service::extensions` naming components, and the references each
-//! component's config declares (`storage:`; `auth:` later).
+//! component's config declares (`storage:`, `auth::authenticator`).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -60,7 +60,7 @@ enum From {
     Key {
         /// The key's last segment (`storage`), the noun of the message.
         noun: String,
-        type_name: Option<&'static str>,
+        type_names: &'static [&'static str],
         purpose: &'static str,
     },
 }
@@ -75,7 +75,7 @@ impl Link {
             kind: r.kind,
             from: From::Key {
                 noun,
-                type_name: r.type_name,
+                type_names: r.type_names,
                 purpose: r.purpose,
             },
         }
@@ -144,13 +144,14 @@ pub(super) fn check(links: &[Link], declared: &Declared, errors: &mut Vec<Config
                 Some((type_name, _)),
                 From::Key {
                     noun,
-                    type_name: Some(want),
+                    type_names: wants,
                     purpose,
                 },
-            ) if type_name != want => Some(format!(
-                "{noun} {:?} is not a {want} {}: {purpose}",
+            ) if !wants.is_empty() && !wants.contains(type_name) => Some(format!(
+                "{noun} {:?} is not a {} {kind}: {purpose}",
                 link.id.to_string(),
-                link.kind
+                one_of(wants),
+                kind = link.kind
             )),
             (Some(_), From::Key { noun, purpose, .. })
                 if link.kind == Kind::Extension
@@ -170,6 +171,15 @@ pub(super) fn check(links: &[Link], declared: &Declared, errors: &mut Vec<Config
                 message,
             ));
         }
+    }
+}
+
+/// `a`, `a or b`, `a, b or c`.
+fn one_of(names: &[&str]) -> String {
+    match names.split_last() {
+        Some((last, [])) => (*last).to_string(),
+        Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
+        None => String::new(),
     }
 }
 

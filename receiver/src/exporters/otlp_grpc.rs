@@ -40,6 +40,7 @@ use crate::component::{
     StartFuture,
 };
 use crate::config::{from_node, ConfigError, GoDuration, Node, ValidationError};
+use crate::extensions::auth::{self, AuthConfig, ClientAuthenticator};
 use crate::pipeline::{DynConsumer, Payload};
 
 /// The largest request we send: a bigger one is refused before it goes out
@@ -122,6 +123,8 @@ pub struct OtlpGrpcExporterConfig {
     pub retry_on_failure: RetryConfig,
     /// The bounded (optionally persistent) queue in front of the client.
     pub sending_queue: QueueConfig,
+    /// `authenticator`: the extension that adds credentials to each call.
+    pub auth: Option<AuthConfig>,
 }
 
 impl Default for OtlpGrpcExporterConfig {
@@ -135,6 +138,7 @@ impl Default for OtlpGrpcExporterConfig {
             keepalive: None,
             retry_on_failure: RetryConfig::default(),
             sending_queue: QueueConfig::default(),
+            auth: None,
         }
     }
 }
@@ -171,7 +175,9 @@ impl ComponentConfig for OtlpGrpcExporterConfig {
     }
 
     fn references(&self) -> Vec<Reference> {
-        self.sending_queue.references()
+        let mut refs = self.sending_queue.references();
+        refs.extend(self.auth.as_ref().map(AuthConfig::client_reference));
+        refs
     }
 }
 
@@ -276,12 +282,13 @@ pub async fn build(
     c: &OtlpGrpcExporterConfig,
     ctx: &BuildContext,
 ) -> anyhow::Result<(DynConsumer, JoinHandle<()>)> {
-    let client = OtlpGrpcClient::new(c).map_err(|e| {
+    let mut client = OtlpGrpcClient::new(c).map_err(|e| {
         e.context(format!(
             "exporter {}: cannot set up the gRPC client",
             ctx.id
         ))
     })?;
+    client.auth = auth::resolve_client(c.auth.as_ref(), &ctx.extensions, &ctx.id)?;
     let settings = ExporterSettings {
         timeout: c.timeout_opt(),
         retry: c.retry_on_failure.clone(),
@@ -300,6 +307,8 @@ pub struct OtlpGrpcClient {
     timeout: Option<Duration>,
     /// For messages.
     uri: String,
+    /// Adds credentials to each call (`auth`).
+    pub auth: Option<ClientAuthenticator>,
 }
 
 impl OtlpGrpcClient {
@@ -357,18 +366,27 @@ impl OtlpGrpcClient {
             metadata,
             timeout,
             uri: target.uri,
+            auth: None,
         })
     }
 
-    fn request(&self, payload: &Arc<Payload>) -> tonic::Request<SharedPayload> {
+    fn request(&self, payload: &Arc<Payload>) -> Result<tonic::Request<SharedPayload>, Status> {
         let mut request = tonic::Request::new(SharedPayload(Arc::clone(payload)));
-        *request.metadata_mut() = self.metadata.clone();
+        *request.metadata_mut() = match &self.auth {
+            None => self.metadata.clone(),
+            Some(auth) => {
+                let mut headers = self.metadata.clone().into_headers();
+                auth.apply(&mut headers)
+                    .map_err(|e| Status::unavailable(format!("no credentials: {e}")))?;
+                MetadataMap::from_headers(headers)
+            }
+        };
         if let Some(timeout) = self.timeout {
             // Sent as `grpc-timeout` so the server can give up too. The
             // attempt itself is bounded by the exporter helper's timeout.
             request.set_timeout(timeout);
         }
-        request
+        Ok(request)
     }
 
     /// One unary `Export` call on `path`, answered by a `R` response.
@@ -380,7 +398,7 @@ impl OtlpGrpcClient {
     where
         R: Message + Default + Send + 'static,
     {
-        let request = self.request(payload);
+        let request = self.request(payload)?;
         let mut grpc = self.grpc.clone();
         grpc.ready()
             .await

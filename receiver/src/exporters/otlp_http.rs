@@ -34,6 +34,7 @@ use crate::component::{
     StartFuture,
 };
 use crate::config::{from_node, ConfigError, GoDuration, Node, ValidationError};
+use crate::extensions::auth::{self, AuthConfig, ClientAuthenticator};
 use crate::pipeline::{DynConsumer, Payload, Signal};
 
 /// The most of a response body we read (the collector reads 64 KiB too).
@@ -77,6 +78,8 @@ pub struct OtlpHttpExporterConfig {
     pub retry_on_failure: RetryConfig,
     /// The bounded (optionally persistent) queue in front of the client.
     pub sending_queue: QueueConfig,
+    /// `authenticator`: the extension that adds credentials to each request.
+    pub auth: Option<AuthConfig>,
 }
 
 impl Default for OtlpHttpExporterConfig {
@@ -92,6 +95,7 @@ impl Default for OtlpHttpExporterConfig {
             tls: TlsClientConfig::default(),
             retry_on_failure: RetryConfig::default(),
             sending_queue: QueueConfig::default(),
+            auth: None,
         }
     }
 }
@@ -112,7 +116,9 @@ impl ComponentConfig for OtlpHttpExporterConfig {
     }
 
     fn references(&self) -> Vec<Reference> {
-        self.sending_queue.references()
+        let mut refs = self.sending_queue.references();
+        refs.extend(self.auth.as_ref().map(AuthConfig::client_reference));
+        refs
     }
 }
 
@@ -210,12 +216,13 @@ pub async fn build(
     c: &OtlpHttpExporterConfig,
     ctx: &BuildContext,
 ) -> anyhow::Result<(DynConsumer, JoinHandle<()>)> {
-    let client = OtlpHttpClient::new(c).map_err(|e| {
+    let mut client = OtlpHttpClient::new(c).map_err(|e| {
         e.context(format!(
             "exporter {}: cannot set up the HTTP client",
             ctx.id
         ))
     })?;
+    client.auth = auth::resolve_client(c.auth.as_ref(), &ctx.extensions, &ctx.id)?;
     let settings = ExporterSettings {
         timeout: c.timeout_opt(),
         retry: c.retry_on_failure.clone(),
@@ -236,6 +243,8 @@ pub struct OtlpHttpClient {
     cache: BodyCache,
     /// Bodies encoded so far (each request once, however often it is retried).
     bodies_encoded: AtomicU64,
+    /// Adds credentials to each request (`auth`).
+    pub auth: Option<ClientAuthenticator>,
 }
 
 impl OtlpHttpClient {
@@ -286,6 +295,7 @@ impl OtlpHttpClient {
             timeout,
             cache: BodyCache::default(),
             bodies_encoded: AtomicU64::new(0),
+            auth: None,
         })
     }
 
@@ -406,11 +416,13 @@ impl OtlpHttpClient {
             Signal::Logs => &self.logs_url,
             Signal::Metrics => &self.metrics_url,
         };
-        let mut request = self
-            .http
-            .post(url.clone())
-            .headers(self.headers.clone())
-            .body(body);
+        let mut headers = self.headers.clone();
+        if let Some(auth) = &self.auth {
+            auth.apply(&mut headers).map_err(|e| {
+                ExportError::retryable(format!("exporting {signal} to {url}: no credentials: {e}"))
+            })?;
+        }
+        let mut request = self.http.post(url.clone()).headers(headers).body(body);
         if let Some(timeout) = self.timeout {
             request = request.timeout(timeout);
         }

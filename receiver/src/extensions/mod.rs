@@ -1,6 +1,7 @@
 //! Extensions: services beside the pipelines. Each registers its factory in
 //! `crate::components`.
 
+pub mod auth;
 pub mod file_storage;
 pub mod health_check;
 
@@ -15,6 +16,8 @@ pub struct Extensions {
     pub storages: BTreeMap<ComponentId, Arc<file_storage::FileStorage>>,
     /// Set once every pipeline runs; cleared at shutdown (health_check reports it).
     pub health: health_check::HealthState,
+    /// Started authenticators (`bearertokenauth`, `basicauth`, `headers_setter`).
+    pub auth: auth::Authenticators,
 }
 
 impl Extensions {

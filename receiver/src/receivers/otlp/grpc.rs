@@ -41,6 +41,7 @@ use super::{
     DEFAULT_MAX_CONCURRENT_STREAMS, DEFAULT_RETRY_DELAY, HTTP2_KEEPALIVE_TIME,
     HTTP2_KEEPALIVE_TIMEOUT, SHUTDOWN_GRACE,
 };
+use crate::extensions::auth::{GrpcServerAuth, ServerAuth};
 use crate::pipeline::Payload;
 use crate::server::{Acceptor, ConnectionLimits, TrackRequestsLayer};
 use crate::telemetry::ReceiverMetrics;
@@ -81,7 +82,7 @@ pub(super) async fn server(
     listener: TcpListener,
     limits: ConnectionLimits,
     intake: Arc<Intake>,
-    metrics: ReceiverMetrics,
+    (metrics, auth): (ReceiverMetrics, Option<ServerAuth>),
     stop: CancellationToken,
 ) -> anyhow::Result<impl Future<Output = ()> + Send + 'static> {
     let max_message_size = cfg.max_recv_msg_size();
@@ -135,8 +136,8 @@ pub(super) async fn server(
         .layer(tower::util::MapResponseLayer::new(
             out_of_range_to_resource_exhausted,
         ))
-        .add_service(logs)
-        .add_service(metrics_service);
+        .add_service(GrpcServerAuth::new(logs, auth.clone()))
+        .add_service(GrpcServerAuth::new(metrics_service, auth));
 
     let incoming = Acceptor::new(listener, limits, stop.clone()).into_stream();
     let serve = router.serve_with_incoming_shutdown(incoming, stop.clone().cancelled_owned());

@@ -25,6 +25,7 @@ use super::{
     HttpServerConfig, Intake, Rejection, DEFAULT_MAX_CONCURRENT_STREAMS, DEFAULT_RETRY_DELAY,
     HTTP2_KEEPALIVE_TIME, HTTP2_KEEPALIVE_TIMEOUT, SHUTDOWN_GRACE,
 };
+use crate::extensions::auth::ServerAuth;
 use crate::pipeline::{Payload, Signal};
 use crate::server::Acceptor;
 use crate::telemetry::ReceiverMetrics;
@@ -50,6 +51,8 @@ struct State {
     inflight: Arc<Semaphore>,
     inflight_budget: u32,
     body_read_timeout: Duration,
+    /// Checks each request's credentials before anything else.
+    auth: Option<ServerAuth>,
 }
 
 /// A future that serves `listener` until `stop`, then lets open requests
@@ -60,7 +63,7 @@ pub(super) fn server(
     listener: TcpListener,
     limits: ServerLimits,
     intake: Arc<Intake>,
-    metrics: ReceiverMetrics,
+    (metrics, auth): (ReceiverMetrics, Option<ServerAuth>),
     stop: CancellationToken,
 ) -> impl Future<Output = ()> + Send + 'static {
     let inflight_budget = cfg.max_inflight_bytes();
@@ -76,6 +79,7 @@ pub(super) fn server(
         inflight: Arc::new(Semaphore::new(inflight_budget as usize)),
         inflight_budget,
         body_read_timeout: limits.body_read_timeout,
+        auth,
     });
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
@@ -167,6 +171,11 @@ fn error_response(
 
 /// Answers one request: the export's response, or why it was refused.
 async fn handle(state: &State, req: Request<Incoming>) -> Response<ResponseBody> {
+    if let Some(auth) = &state.auth {
+        if let Err(unauthorized) = auth.check_http(req.headers()).await {
+            return unauthorized;
+        }
+    }
     match export(state, req).await {
         Ok(response) => response,
         Err(refusal) => *refusal,

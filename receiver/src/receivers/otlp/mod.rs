@@ -22,12 +22,14 @@ use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 
 use super::ReceiverOutputs;
+use crate::component::Reference;
 use crate::component::{
     BuildContext, ComponentConfig, Factory, ReceiverConfig, ReceiverFactory, Stability, StartFuture,
 };
 use crate::config::{
     from_node, some_when_present, ComponentId, ConfigError, GoDuration, Node, ValidationError,
 };
+use crate::extensions::auth::{AuthConfig, ServerAuth};
 use crate::pipeline::{Batch, ConsumeError, DynConsumer, Payload, Signal};
 use crate::server::ConnectionLimits;
 use crate::telemetry::ReceiverMetrics;
@@ -143,6 +145,8 @@ pub struct GrpcServerConfig {
     pub keepalive: Option<GrpcKeepaliveConfig>,
     /// Serve TLS instead of plaintext.
     pub tls: Option<TlsServerConfig>,
+    /// `authenticator`: the extension that checks each call's credentials.
+    pub auth: Option<AuthConfig>,
 }
 
 impl Default for GrpcServerConfig {
@@ -154,6 +158,7 @@ impl Default for GrpcServerConfig {
             max_concurrent_streams: None,
             keepalive: None,
             tls: None,
+            auth: None,
         }
     }
 }
@@ -242,6 +247,8 @@ pub struct HttpServerConfig {
     pub metrics_url_path: String,
     /// Path of traces; recognised so that it answers 404 "not supported".
     pub traces_url_path: String,
+    /// `authenticator`: the extension that checks each request's credentials.
+    pub auth: Option<AuthConfig>,
 }
 
 impl Default for HttpServerConfig {
@@ -253,6 +260,7 @@ impl Default for HttpServerConfig {
             logs_url_path: "/v1/logs".to_string(),
             metrics_url_path: "/v1/metrics".to_string(),
             traces_url_path: "/v1/traces".to_string(),
+            auth: None,
         }
     }
 }
@@ -364,6 +372,18 @@ impl ComponentConfig for OtlpReceiverConfig {
         }
         Ok(())
     }
+
+    fn references(&self) -> Vec<Reference> {
+        let grpc = self.protocols.grpc.as_ref().and_then(|g| g.auth.as_ref());
+        let http = self.protocols.http.as_ref().and_then(|h| h.auth.as_ref());
+        [
+            ("protocols::grpc::auth", grpc),
+            ("protocols::http::auth", http),
+        ]
+        .into_iter()
+        .filter_map(|(key, auth)| auth.map(|a| a.server_reference(key)))
+        .collect()
+    }
 }
 
 /// Makes `otlp` receivers.
@@ -473,6 +493,24 @@ async fn start_on(
     outputs: ReceiverOutputs,
     listeners: Listeners,
 ) -> anyhow::Result<JoinHandle<()>> {
+    let grpc_metrics = ctx.telemetry.receiver(&ctx.id, "grpc");
+    let http_metrics = ctx.telemetry.receiver(&ctx.id, "http");
+    let grpc_auth = c.protocols.grpc.as_ref().and_then(|g| g.auth.as_ref());
+    let grpc_auth = ServerAuth::resolve(
+        grpc_auth,
+        &ctx.extensions,
+        &ctx.id,
+        "protocols::grpc",
+        &grpc_metrics,
+    )?;
+    let http_auth = c.protocols.http.as_ref().and_then(|h| h.auth.as_ref());
+    let http_auth = ServerAuth::resolve(
+        http_auth,
+        &ctx.extensions,
+        &ctx.id,
+        "protocols::http",
+        &http_metrics,
+    )?;
     let intake = Arc::new(Intake::new(ctx.id.clone(), outputs));
     // Servers stop on the service's shutdown, or when a later protocol
     // fails to start.
@@ -480,13 +518,12 @@ async fn start_on(
     // Children of the receiver task: aborted with it (dropping the set).
     let mut servers = JoinSet::new();
     if let (Some(cfg), Some(listener)) = (&c.protocols.grpc, listeners.grpc) {
-        let metrics = ctx.telemetry.receiver(&ctx.id, "grpc");
         match grpc::server(
             cfg,
             listener,
             listeners.limits.connections,
             Arc::clone(&intake),
-            metrics,
+            (grpc_metrics, grpc_auth),
             stop.clone(),
         )
         .await
@@ -502,13 +539,12 @@ async fn start_on(
         }
     }
     if let (Some(cfg), Some(listener)) = (&c.protocols.http, listeners.http) {
-        let metrics = ctx.telemetry.receiver(&ctx.id, "http");
         servers.spawn(http::server(
             cfg,
             listener,
             listeners.limits,
             Arc::clone(&intake),
-            metrics,
+            (http_metrics, http_auth),
             stop.clone(),
         ));
     }
