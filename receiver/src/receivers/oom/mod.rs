@@ -48,7 +48,7 @@ use crate::clock::{unix_now_nanos, Clock};
 use crate::component::{
     BuildContext, ComponentConfig, Factory, ReceiverConfig, ReceiverFactory, Stability, StartFuture,
 };
-use crate::config::{from_node, ConfigError, GoDuration, Node, ValidationError};
+use crate::config::{from_node, ComponentId, ConfigError, GoDuration, Node, ValidationError};
 use crate::ebpf::loader::{
     load_mark_victim_with, ExecHookStatus, LoadOptions, MarkVictimProbe, ProbeEvent,
 };
@@ -144,14 +144,130 @@ pub struct OomReceiverConfig {
 pub struct EventsConfig {
     /// `127.0.0.1:PORT` or `unix:/path/to.sock`.
     pub endpoint: String,
+    /// Unix endpoint: permission bits of the socket, octal ("0660").
+    pub unix_socket_mode: Option<String>,
+    /// Unix endpoint: group of the socket (name or number).
+    pub unix_socket_group: Option<String>,
+    /// TCP endpoint: serve TLS (the collector's server `tls` keys).
+    pub tls: Option<crate::tls::TlsServerConfig>,
 }
 
 impl Default for EventsConfig {
     fn default() -> Self {
         EventsConfig {
             endpoint: crate::api::events::DEFAULT_ENDPOINT.to_string(),
+            unix_socket_mode: None,
+            unix_socket_group: None,
+            tls: None,
         }
     }
+}
+
+impl EventsConfig {
+    fn validate(&self) -> Result<(), ValidationError> {
+        let endpoint = self
+            .endpoint
+            .parse::<crate::api::EventsEndpoint>()
+            .map_err(|err| ValidationError::at("endpoint", err.to_string()))?;
+        let unix = matches!(endpoint, crate::api::EventsEndpoint::Unix(_));
+        if let Some(mode) = &self.unix_socket_mode {
+            parse_socket_mode(mode).map_err(|e| ValidationError::at("unix_socket_mode", e))?;
+        }
+        for (key, set) in [
+            ("unix_socket_mode", self.unix_socket_mode.is_some()),
+            ("unix_socket_group", self.unix_socket_group.is_some()),
+        ] {
+            if set && !unix {
+                return Err(ValidationError::at(
+                    key,
+                    "applies to a Unix socket endpoint (unix:/path) only",
+                ));
+            }
+        }
+        if let Some(tls) = &self.tls {
+            if unix {
+                return Err(ValidationError::at(
+                    "tls",
+                    "applies to a TCP endpoint; a Unix socket is guarded by unix_socket_mode and unix_socket_group",
+                ));
+            }
+            tls.validate().map_err(|e| e.within("tls"))?;
+        }
+        Ok(())
+    }
+
+    /// The serving options, with the group looked up and the TLS files read.
+    fn serve_options(&self, id: &ComponentId) -> anyhow::Result<crate::api::events::ServeOptions> {
+        let mut unix = crate::api::events::UnixSocketOptions::default();
+        if let Some(mode) = &self.unix_socket_mode {
+            unix.mode = parse_socket_mode(mode)
+                .map_err(|e| anyhow::anyhow!("events::unix_socket_mode: {e}"))?;
+        }
+        if let Some(group) = &self.unix_socket_group {
+            unix.group = Some(
+                group_id(group)
+                    .map_err(|e| anyhow::anyhow!("events::unix_socket_group: {e}"))?,
+            );
+        }
+        let tls = match &self.tls {
+            Some(tls) => Some(
+                crate::tls::ServerTls::load(tls, &[b"h2"], format!("receiver {id}, events::tls"))?,
+            ),
+            None => None,
+        };
+        Ok(crate::api::events::ServeOptions {
+            unix_socket: unix,
+            tls,
+        })
+    }
+}
+
+/// `"0660"` (octal, with or without the leading 0) as permission bits.
+fn parse_socket_mode(text: &str) -> Result<u32, String> {
+    let digits = text.trim();
+    let mode = u32::from_str_radix(digits, 8)
+        .map_err(|_| format!("{text:?} is not an octal mode such as \"0660\""))?;
+    if mode > 0o777 {
+        return Err(format!("{text:?} is above 0777"));
+    }
+    if mode & 0o600 != 0o600 {
+        return Err(format!(
+            "{text:?} must let the owner (the agent) read and write the socket (0600)"
+        ));
+    }
+    Ok(mode)
+}
+
+/// A group name or number as a gid.
+fn group_id(group: &str) -> Result<u32, String> {
+    if let Ok(gid) = group.trim().parse::<u32>() {
+        return Ok(gid);
+    }
+    let name = std::ffi::CString::new(group.trim())
+        .map_err(|_| format!("{group:?} is not a valid group name"))?;
+    let mut entry: libc::group = unsafe { std::mem::zeroed() };
+    let mut buffer = vec![0 as libc::c_char; 16 * 1024];
+    let mut found: *mut libc::group = std::ptr::null_mut();
+    // SAFETY: every pointer is valid for the call; the buffer outlives it.
+    let rc = unsafe {
+        libc::getgrnam_r(
+            name.as_ptr(),
+            &mut entry,
+            buffer.as_mut_ptr(),
+            buffer.len(),
+            &mut found,
+        )
+    };
+    if rc != 0 {
+        return Err(format!(
+            "cannot look up group {group:?}: {}",
+            std::io::Error::from_raw_os_error(rc)
+        ));
+    }
+    if found.is_null() {
+        return Err(format!("no group named {group:?} on this host"));
+    }
+    Ok(entry.gr_gid)
 }
 
 impl Default for OomReceiverConfig {
@@ -189,9 +305,7 @@ impl ComponentConfig for OomReceiverConfig {
             ));
         }
         if let Some(e) = &self.events {
-            e.endpoint
-                .parse::<crate::api::EventsEndpoint>()
-                .map_err(|err| ValidationError::at("events::endpoint", err.to_string()))?;
+            e.validate().map_err(|err| err.within("events"))?;
         }
         self.cgroups.validate().map_err(|e| e.within("cgroups"))?;
         self.workload.validate().map_err(|e| e.within("workload"))?;
@@ -322,7 +436,10 @@ pub async fn start(
     let hub = match &cfg.events {
         Some(events) => {
             let hub = OomEventHub::new(crate::api::events::HUB_CAPACITY);
-            crate::api::events::serve(&events.endpoint, hub.clone(), ctx.shutdown.clone())
+            let options = events
+                .serve_options(&ctx.id)
+                .map_err(|e| e.context(format!("receiver {}: live events API", ctx.id)))?;
+            crate::api::events::serve_with(&events.endpoint, options, hub.clone(), ctx.shutdown.clone())
                 .await
                 .map_err(|e| e.context(format!("receiver {}: live events API", ctx.id)))?;
             tracing::info!(receiver = %ctx.id, endpoint = %events.endpoint, "serving live OOM events (oomscope events)");
@@ -1676,6 +1793,7 @@ mod tests {
         let bad = OomReceiverConfig {
             events: Some(EventsConfig {
                 endpoint: "nowhere".into(),
+                ..EventsConfig::default()
             }),
             ..OomReceiverConfig::default()
         };

@@ -11,7 +11,6 @@ mod grpc;
 mod http;
 mod sanitize;
 
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -209,18 +208,7 @@ pub struct GrpcKeepaliveServerParameters {
     pub max_connection_age_grace: Option<GoDuration>,
 }
 
-/// `tls` of a server.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct TlsServerConfig {
-    /// PEM certificate chain of the server.
-    pub cert_file: Option<PathBuf>,
-    /// PEM private key of the server.
-    pub key_file: Option<PathBuf>,
-    /// PEM CA certificates; when set, clients must present a certificate
-    /// signed by one of them (mutual TLS).
-    pub client_ca_file: Option<PathBuf>,
-}
+pub use crate::tls::TlsServerConfig;
 
 /// `protocols.http`.
 #[derive(Debug, Clone, Deserialize)]
@@ -242,6 +230,8 @@ pub struct HttpServerConfig {
     pub metrics_url_path: String,
     /// Path of traces; recognised so that it answers 404 "not supported".
     pub traces_url_path: String,
+    /// Serve TLS (HTTPS) instead of plaintext.
+    pub tls: Option<TlsServerConfig>,
 }
 
 impl Default for HttpServerConfig {
@@ -253,6 +243,7 @@ impl Default for HttpServerConfig {
             logs_url_path: "/v1/logs".to_string(),
             metrics_url_path: "/v1/metrics".to_string(),
             traces_url_path: "/v1/traces".to_string(),
+            tls: None,
         }
     }
 }
@@ -336,18 +327,16 @@ impl ComponentConfig for OtlpReceiverConfig {
                 ));
             }
             if let Some(tls) = &g.tls {
-                if tls.cert_file.is_none() || tls.key_file.is_none() {
-                    return Err(ValidationError::at(
-                        format!("{KEY}::tls"),
-                        "cert_file and key_file must both be set",
-                    ));
-                }
+                tls.validate().map_err(|e| e.within(&format!("{KEY}::tls")))?;
             }
         }
         if let Some(h) = http {
             const KEY: &str = "protocols::http";
             validate_endpoint(KEY, &h.endpoint)?;
             validate_inflight(KEY, h.max_inflight_bytes)?;
+            if let Some(tls) = &h.tls {
+                tls.validate().map_err(|e| e.within(&format!("{KEY}::tls")))?;
+            }
             let paths = [
                 ("logs_url_path", normalize_path(&h.logs_url_path)),
                 ("metrics_url_path", normalize_path(&h.metrics_url_path)),
@@ -502,11 +491,27 @@ async fn start_on(
         }
     }
     if let (Some(cfg), Some(listener)) = (&c.protocols.http, listeners.http) {
+        let tls = match &cfg.tls {
+            Some(tls) => match crate::tls::ServerTls::load(
+                tls,
+                &[b"h2", b"http/1.1"],
+                format!("receiver {}, protocols::http::tls", ctx.id),
+            ) {
+                Ok(tls) => Some(tls),
+                Err(e) => {
+                    stop.cancel();
+                    intake.close();
+                    return Err(e.context(format!("receiver {}: cannot start the HTTP server", ctx.id)));
+                }
+            },
+            None => None,
+        };
         let metrics = ctx.telemetry.receiver(&ctx.id, "http");
         servers.spawn(http::server(
             cfg,
             listener,
             listeners.limits,
+            tls,
             Arc::clone(&intake),
             metrics,
             stop.clone(),
