@@ -397,4 +397,271 @@ mod tests {
         let debug = format!("{config:?}");
         assert!(!debug.contains("PRIVATE KEY"), "{debug}");
     }
+
+    /// A TLS echo server on 127.0.0.1 through the servers' accept path.
+    struct EchoServer {
+        addr: std::net::SocketAddr,
+        stop: tokio_util::sync::CancellationToken,
+    }
+
+    impl Drop for EchoServer {
+        fn drop(&mut self) {
+            self.stop.cancel();
+        }
+    }
+
+    async fn echo_server(config: &TlsServerConfig) -> EchoServer {
+        use futures::StreamExt as _;
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let tls = ServerTls::load(config, &[b"h2"], "test").unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let stop = tokio_util::sync::CancellationToken::new();
+        let acceptor = crate::server::Acceptor::new(
+            listener,
+            crate::server::ConnectionLimits::with_max_connections(16),
+            stop.clone(),
+        );
+        let mut incoming = Box::pin(crate::tls::incoming::tls_incoming(
+            acceptor,
+            tls,
+            crate::test_support::WAIT,
+        ));
+        tokio::spawn(async move {
+            while let Some(Ok(mut conn)) = incoming.next().await {
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 4];
+                    if conn.read_exact(&mut buf).await.is_ok() {
+                        let _ = conn.write_all(&buf).await;
+                        let _ = conn.flush().await;
+                    }
+                });
+            }
+        });
+        EchoServer { addr, stop }
+    }
+
+    /// A TLS client that trusts `ca_file`, offers `versions` and, when
+    /// given, the client certificate: completes a round trip and returns the
+    /// server's certificate and the negotiated suite, or why it failed (a
+    /// refused client certificate shows in TLS 1.3 only after the client's
+    /// handshake, hence the round trip).
+    async fn talk(
+        addr: std::net::SocketAddr,
+        ca_file: &std::path::Path,
+        versions: &[&'static rustls::SupportedProtocolVersion],
+        client: Option<&testing::CertFiles>,
+    ) -> Result<(Vec<u8>, rustls::CipherSuite), String> {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let c = crate::tls::TlsClientConfig {
+            ca_file: Some(ca_file.to_owned()),
+            cert_file: client.map(|c| c.cert.clone()),
+            key_file: client.map(|c| c.key.clone()),
+            ..Default::default()
+        };
+        let loaded = c.load().unwrap();
+        let mut config = loaded.rustls_config(&[b"h2"]).unwrap();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        // Only the versions asked for.
+        let verifier = Arc::clone(&loaded.verifier);
+        let resolver = Arc::clone(&config.client_auth_cert_resolver);
+        config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_protocol_versions(versions)
+            .unwrap()
+            .dangerous()
+            .with_custom_certificate_verifier(verifier)
+            .with_client_cert_resolver(resolver);
+        let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+        let tcp = tokio::net::TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
+        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+        let mut stream = connector.connect(name, tcp).await.map_err(|e| e.to_string())?;
+        stream.write_all(b"ping").await.map_err(|e| e.to_string())?;
+        stream.flush().await.map_err(|e| e.to_string())?;
+        let mut buf = [0u8; 4];
+        stream.read_exact(&mut buf).await.map_err(|e| e.to_string())?;
+        let (_, session) = stream.get_ref();
+        let cert = session
+            .peer_certificates()
+            .and_then(|c| c.first())
+            .map(|c| c.as_ref().to_vec())
+            .unwrap_or_default();
+        let suite = session.negotiated_cipher_suite().unwrap().suite();
+        Ok((cert, suite))
+    }
+
+    fn der(pem: &str) -> Vec<u8> {
+        use rustls::pki_types::pem::PemObject as _;
+        rustls::pki_types::CertificateDer::from_pem_slice(pem.as_bytes())
+            .unwrap()
+            .as_ref()
+            .to_vec()
+    }
+
+    const BOTH: &[&rustls::SupportedProtocolVersion] =
+        &[&rustls::version::TLS13, &rustls::version::TLS12];
+    const TLS12: &[&rustls::SupportedProtocolVersion] = &[&rustls::version::TLS12];
+    const TLS13: &[&rustls::SupportedProtocolVersion] = &[&rustls::version::TLS13];
+
+    fn server_config(pki: &testing::TestPki) -> TlsServerConfig {
+        let files = pki.server_files();
+        TlsServerConfig {
+            cert_file: Some(files.cert),
+            key_file: Some(files.key),
+            ..Default::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn min_and_max_version_are_enforced() {
+        let pki = testing::make_pki();
+        let server = echo_server(&server_config(&pki)).await;
+        talk(server.addr, &pki.ca_file, TLS12, None).await.unwrap();
+        talk(server.addr, &pki.ca_file, TLS13, None).await.unwrap();
+
+        let only13 = echo_server(&TlsServerConfig {
+            min_version: Some("1.3".into()),
+            ..server_config(&pki)
+        })
+        .await;
+        let refused = talk(only13.addr, &pki.ca_file, TLS12, None).await;
+        assert!(refused.is_err(), "TLS 1.2 accepted with min_version 1.3");
+        talk(only13.addr, &pki.ca_file, BOTH, None).await.unwrap();
+
+        let only12 = echo_server(&TlsServerConfig {
+            max_version: Some("1.2".into()),
+            ..server_config(&pki)
+        })
+        .await;
+        assert!(talk(only12.addr, &pki.ca_file, TLS13, None).await.is_err());
+        talk(only12.addr, &pki.ca_file, BOTH, None).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn cipher_suites_limit_what_is_negotiated() {
+        let pki = testing::make_pki();
+        let server = echo_server(&TlsServerConfig {
+            cipher_suites: vec!["TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256".into()],
+            max_version: Some("1.2".into()),
+            ..server_config(&pki)
+        })
+        .await;
+        let (_, suite) = talk(server.addr, &pki.ca_file, BOTH, None).await.unwrap();
+        assert_eq!(
+            suite,
+            rustls::CipherSuite::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256
+        );
+    }
+
+    #[tokio::test]
+    async fn mutual_tls_refuses_missing_expired_and_foreign_client_certificates() {
+        let pki = testing::make_pki();
+        let server = echo_server(&TlsServerConfig {
+            client_ca_file: Some(pki.ca_file.clone()),
+            ..server_config(&pki)
+        })
+        .await;
+        let good = pki.client("good", false, false);
+        let expired = pki.client("expired-client", true, false);
+        let foreign = pki.client("foreign-client", false, true);
+        for versions in [TLS12, TLS13] {
+            talk(server.addr, &pki.ca_file, versions, Some(&good))
+                .await
+                .unwrap();
+            for (what, client) in [
+                ("no certificate", None),
+                ("an expired certificate", Some(&expired)),
+                ("another CA's certificate", Some(&foreign)),
+            ] {
+                let r = talk(server.addr, &pki.ca_file, versions, client).await;
+                assert!(r.is_err(), "{what} accepted over {versions:?}");
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn clients_refuse_expired_and_foreign_server_certificates() {
+        let pki = testing::make_pki();
+        for files in [pki.expired_server(), pki.foreign_server()] {
+            let server = echo_server(&TlsServerConfig {
+                cert_file: Some(files.cert.clone()),
+                key_file: Some(files.key.clone()),
+                ..Default::default()
+            })
+            .await;
+            let r = talk(server.addr, &pki.ca_file, BOTH, None).await;
+            let e = r.unwrap_err();
+            assert!(
+                e.contains("expired") || e.contains("UnknownIssuer") || e.contains("invalid peer certificate"),
+                "{e}"
+            );
+        }
+    }
+
+    /// New connections get rotated certificate files once reload_interval
+    /// has passed; a broken file keeps the last good certificate.
+    #[tokio::test]
+    async fn reload_interval_serves_rotated_certificates() {
+        let pki = testing::make_pki();
+        let files = pki.server_files();
+        let server = echo_server(&TlsServerConfig {
+            cert_file: Some(files.cert.clone()),
+            key_file: Some(files.key.clone()),
+            reload_interval: Some(GoDuration::from_millis(50)),
+            ..Default::default()
+        })
+        .await;
+        let (first, _) = talk(server.addr, &pki.ca_file, BOTH, None).await.unwrap();
+        assert_eq!(first, der(&files.cert_pem));
+
+        let rotated = pki.another_server("rotated", "rotated server");
+        // Replace as deployment tools do: write aside, rename over.
+        let (new_key, new_cert) = (files.key.with_extension("key-new"), files.cert.with_extension("crt-new"));
+        std::fs::copy(&rotated.key, &new_key).unwrap();
+        std::fs::copy(&rotated.cert, &new_cert).unwrap();
+        std::fs::rename(&new_key, &files.key).unwrap();
+        std::fs::rename(&new_cert, &files.cert).unwrap();
+        let want = der(&rotated.cert_pem);
+        let deadline = tokio::time::Instant::now() + crate::test_support::WAIT;
+        loop {
+            let (seen, _) = talk(server.addr, &pki.ca_file, BOTH, None).await.unwrap();
+            if seen == want {
+                break;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "the rotated certificate was never served");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+
+        // A broken file: the last good certificate stays in use.
+        std::fs::write(&files.cert, "garbage").unwrap();
+        tokio::time::sleep(Duration::from_millis(120)).await;
+        let (seen, _) = talk(server.addr, &pki.ca_file, BOTH, None).await.unwrap();
+        assert_eq!(seen, want);
+    }
+
+    /// With client_ca_file_reload, a replaced client CA file takes effect
+    /// for new connections.
+    #[tokio::test]
+    async fn client_ca_file_reload_follows_the_file() {
+        let pki = testing::make_pki();
+        let client_ca = pki._dir.path().join("client-ca.pem");
+        std::fs::copy(&pki.ca_file, &client_ca).unwrap();
+        let server = echo_server(&TlsServerConfig {
+            client_ca_file: Some(client_ca.clone()),
+            client_ca_file_reload: true,
+            ..server_config(&pki)
+        })
+        .await;
+        let foreign = pki.client("newco", false, true);
+        assert!(talk(server.addr, &pki.ca_file, TLS13, Some(&foreign))
+            .await
+            .is_err());
+        let tmp = client_ca.with_extension("new");
+        std::fs::copy(pki._dir.path().join("newco-ca.crt"), &tmp).unwrap();
+        std::fs::rename(&tmp, &client_ca).unwrap();
+        let deadline = tokio::time::Instant::now() + crate::test_support::WAIT;
+        while talk(server.addr, &pki.ca_file, TLS13, Some(&foreign)).await.is_err() {
+            assert!(tokio::time::Instant::now() < deadline, "the new client CA was never used");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
 }

@@ -126,4 +126,32 @@ impl TestPki {
         let (cert, key) = server_cert(&other, "foreign", false);
         self.write("foreign", cert, &key)
     }
+
+    /// A client certificate: of this CA (`expired` or not), or of another
+    /// CA (`foreign`), whose CA is written to `<name>-ca.crt`.
+    pub fn client(&self, name: &str, expired: bool, foreign: bool) -> CertFiles {
+        let other;
+        let issuer = if foreign {
+            let (other_cert, other_issuer) = ca("another client CA");
+            std::fs::write(
+                self._dir.path().join(format!("{name}-ca.crt")),
+                other_cert.pem(),
+            )
+            .expect("write ca");
+            other = other_issuer;
+            &other
+        } else {
+            &self.issuer
+        };
+        let key = KeyPair::generate().expect("client key");
+        let mut params =
+            CertificateParams::new(vec!["oomscope-client".to_owned()]).expect("client params");
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        if expired {
+            params.not_before = rcgen::date_time_ymd(2020, 1, 1);
+            params.not_after = rcgen::date_time_ymd(2021, 1, 1);
+        }
+        let cert = params.signed_by(&key, issuer).expect("client cert");
+        self.write(name, cert.pem(), &key.serialize_pem())
+    }
 }
