@@ -94,7 +94,13 @@ impl Pki {
     }
 }
 
-fn leaf(dir: &Path, name: &str, issuer: &Issuer<'static, KeyPair>, server: bool, expired: bool) -> Pair {
+fn leaf(
+    dir: &Path,
+    name: &str,
+    issuer: &Issuer<'static, KeyPair>,
+    server: bool,
+    expired: bool,
+) -> Pair {
     let key = KeyPair::generate().expect("key");
     let names = if server {
         vec!["localhost".to_owned(), "127.0.0.1".to_owned()]
@@ -164,10 +170,7 @@ async fn probe(port: u16, ca: &Path, extra: &[&str]) -> Probe {
 fn sha256_of_pem(path: &Path) -> String {
     // The DER inside the PEM, hashed like tls_probe.py hashes the peer's.
     let pem = std::fs::read_to_string(path).expect("read pem");
-    let b64: String = pem
-        .lines()
-        .filter(|l| !l.starts_with("-----"))
-        .collect();
+    let b64: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
     let output = std::process::Command::new("python3")
         .arg("-c")
         .arg("import base64,hashlib,sys; print(hashlib.sha256(base64.b64decode(sys.argv[1])).hexdigest())")
@@ -269,17 +272,22 @@ service:
         .expect("start otelcol-contrib");
 
     let got = FileContents::wait_for(&out, TIMEOUT, |c| {
-        let count = |prefix: &str| c.log_bodies.iter().filter(|b| b.starts_with(prefix)).count();
+        let count = |prefix: &str| {
+            c.log_bodies
+                .iter()
+                .filter(|b| b.starts_with(prefix))
+                .count()
+        };
         count("interop tls-grpc record ") >= N
             && count("interop tls-http record ") >= N
             && count("otelcol tls line ") >= N
     });
     let _ = otelcol.kill().await;
-    for i in 0..N {
+    for (i, line) in lines.iter().enumerate() {
         for want in [
             format!("interop tls-grpc record {i}"),
             format!("interop tls-http record {i}"),
-            lines[i].clone(),
+            line.clone(),
         ] {
             assert!(got.log_bodies.contains(&want), "missing {want:?}");
         }
@@ -367,7 +375,10 @@ service:
         TIMEOUT,
     )
     .await;
-    assert!(!output.status.success(), "the SDK export without a client certificate succeeded");
+    assert!(
+        !output.status.success(),
+        "the SDK export without a client certificate succeeded"
+    );
 
     let (status, clean) = agent.stop(TIMEOUT);
     assert!(clean && status.success(), "{}", agent.output());
@@ -421,7 +432,10 @@ async fn rotated_certificate_files_are_served_without_restart() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(agent.pid(), pid);
-    assert!(agent.try_status().is_none(), "the agent restarted or exited");
+    assert!(
+        agent.try_status().is_none(),
+        "the agent restarted or exited"
+    );
     let (status, clean) = agent.stop(TIMEOUT);
     assert!(clean && status.success(), "{}", agent.output());
 }
@@ -433,7 +447,11 @@ fn exit_output(mut agent: Oomscope) -> (std::process::ExitStatus, String) {
         if let Some(status) = agent.try_status() {
             return (status, agent.output());
         }
-        assert!(Instant::now() < deadline, "the agent kept running: {}", agent.output());
+        assert!(
+            Instant::now() < deadline,
+            "the agent kept running: {}",
+            agent.output()
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }
@@ -567,7 +585,10 @@ service:
   pipelines:
     logs: {{ receivers: [oom, oom/unix], exporters: [file] }}
 "#,
-        tls = tls(&pki.server, &format!(r#", client_ca_file: "{}""#, p(&pki.ca))),
+        tls = tls(
+            &pki.server,
+            &format!(r#", client_ca_file: "{}""#, p(&pki.ca))
+        ),
         socket = socket.display(),
         out = out.display(),
     );
@@ -614,4 +635,102 @@ service:
 
     let (status, clean) = agent.stop(TIMEOUT);
     assert!(clean && status.success(), "{}", agent.output());
+}
+
+/// oomscope's own `otlp` and `otlphttp` exporters to an oomscope receiver
+/// over mutual TLS with `min_version`, `cipher_suites` and a client
+/// certificate; an exporter held to TLS 1.2 is refused by a receiver that
+/// asks for 1.3, and says why.
+#[tokio::test(flavor = "multi_thread")]
+async fn exporters_send_over_mutual_tls_and_respect_versions() {
+    let pki = Pki::new();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("backend.jsonl");
+    let (b_grpc, b_http) = (free_port(), free_port());
+    let mtls = format!(r#", client_ca_file: "{}", min_version: "1.3""#, p(&pki.ca));
+    let backend_config = common::otlp::otlp_to_file_config(
+        &[
+            format!(
+                r#"grpc: {{ endpoint: "127.0.0.1:{b_grpc}", tls: {} }}"#,
+                tls(&pki.server, &mtls)
+            ),
+            format!(
+                r#"http: {{ endpoint: "127.0.0.1:{b_http}", tls: {} }}"#,
+                tls(&pki.server, &mtls)
+            ),
+        ],
+        &out,
+    );
+    let mut backend = Oomscope::start(&backend_config, &[]);
+    backend.wait_ready(addr(b_grpc), TIMEOUT);
+    backend.wait_ready(addr(b_http), TIMEOUT);
+
+    let (a_good, a_old) = (free_port(), free_port());
+    let client_tls = |extra: &str| {
+        format!(
+            r#"{{ ca_file: "{}", cert_file: "{}", key_file: "{}", reload_interval: 1m{extra} }}"#,
+            p(&pki.ca),
+            p(&pki.client.cert),
+            p(&pki.client.key)
+        )
+    };
+    let retry = "retry_on_failure: { initial_interval: 100ms, max_interval: 200ms }";
+    let forwarder_config = format!(
+        r#"
+receivers:
+  otlp:
+    protocols:
+      grpc: {{ endpoint: "127.0.0.1:{a_good}" }}
+  otlp/old:
+    protocols:
+      grpc: {{ endpoint: "127.0.0.1:{a_old}" }}
+exporters:
+  otlp:
+    endpoint: "127.0.0.1:{b_grpc}"
+    tls: {grpc_tls}
+    {retry}
+  otlphttp:
+    endpoint: "https://localhost:{b_http}"
+    tls: {http_tls}
+    {retry}
+  otlp/old:
+    endpoint: "127.0.0.1:{b_grpc}"
+    tls: {old_tls}
+    {retry}
+service:
+  telemetry: {{ metrics: {{ address: "" }} }}
+  oom_score_adj: null
+  pipelines:
+    logs: {{ receivers: [otlp], exporters: [otlp, otlphttp] }}
+    logs/old: {{ receivers: [otlp/old], exporters: [otlp/old] }}
+"#,
+        grpc_tls = client_tls(r#", min_version: "1.3", cipher_suites: [TLS_AES_256_GCM_SHA384]"#),
+        http_tls = client_tls(r#", server_name_override: localhost"#),
+        old_tls = client_tls(r#", max_version: "1.2""#),
+    );
+    let mut forwarder = Oomscope::start(&forwarder_config, &[]);
+    forwarder.wait_ready(addr(a_good), TIMEOUT);
+    forwarder.wait_ready(addr(a_old), TIMEOUT);
+
+    let bodies: Vec<String> = (0..10).map(|i| format!("forwarded over tls {i}")).collect();
+    common::otlp::send_logs_grpc(&format!("http://127.0.0.1:{a_good}"), &bodies, 5, TIMEOUT).await;
+    let old = vec!["sent with tls 1.2".to_owned()];
+    common::otlp::send_logs_grpc(&format!("http://127.0.0.1:{a_old}"), &old, 1, TIMEOUT).await;
+
+    // Each body arrives twice: through the gRPC and the HTTP exporter.
+    FileContents::wait_for(&out, TIMEOUT, |c| {
+        bodies
+            .iter()
+            .all(|b| c.log_bodies.iter().filter(|x| *x == b).count() >= 2)
+    });
+    // The receiver refuses the handshake; the exporter says so and retries.
+    forwarder.wait_for_output("exporter=otlp/old", TIMEOUT);
+    forwarder.wait_for_output("received fatal alert: ProtocolVersion", TIMEOUT);
+    assert!(
+        !FileContents::read(&out).log_bodies.contains(&old[0]),
+        "a TLS 1.2 exporter got through a min_version 1.3 receiver"
+    );
+    forwarder.stop(TIMEOUT);
+    let (status, clean) = backend.stop(TIMEOUT);
+    assert!(clean && status.success(), "{}", backend.output());
 }

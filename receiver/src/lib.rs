@@ -22,7 +22,7 @@ pub mod self_protection;
 pub(crate) mod server;
 pub mod service;
 pub mod telemetry;
-pub mod tls;
 #[cfg(test)]
 pub(crate) mod test_support;
+pub mod tls;
 pub mod workload;

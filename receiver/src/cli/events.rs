@@ -7,8 +7,8 @@ use std::time::Duration;
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
-use crate::api::v1::{OomKill, SubscribeRequest};
 use crate::api::events::connect_with;
+use crate::api::v1::{OomKill, SubscribeRequest};
 use crate::api::EventsEndpoint;
 
 /// First pause before reconnecting; doubled per failure up to [`MAX_BACKOFF`].

@@ -21,6 +21,8 @@ const SECRET_KEYS: &[&str] = &[
     "credential",
     "private_key",
     "authorization",
+    // tls::key_pem: an inline private key.
+    "key_pem",
 ];
 
 /// `node` as block YAML that parses back to the same tree. With `redact`,

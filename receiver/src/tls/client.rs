@@ -89,14 +89,23 @@ impl TlsClientConfig {
             (Some(cert), Some(key)) => Ok(Some((cert, key))),
             (None, None) => Ok(None),
             (cert, _) => Err(ValidationError::at(
-                if cert.is_some() { "cert_file" } else { "key_file" },
+                if cert.is_some() {
+                    "cert_file"
+                } else {
+                    "key_file"
+                },
                 "for auth via TLS, provide both cert_file and key_file, or neither",
             )),
         }
     }
 
     fn ca_source(&self) -> Result<Option<PemSource>, ValidationError> {
-        PemSource::pick("ca_file", self.ca_file.as_ref(), "ca_pem", self.ca_pem.as_ref())
+        PemSource::pick(
+            "ca_file",
+            self.ca_file.as_ref(),
+            "ca_pem",
+            self.ca_pem.as_ref(),
+        )
     }
 
     /// Errors name keys inside the `tls` section.
@@ -200,7 +209,9 @@ impl ClientTls {
             .dangerous()
             .with_custom_certificate_verifier(self.verifier.clone());
         let mut config = match &self.identity {
-            Some(id) => builder.with_client_cert_resolver(Arc::clone(id) as Arc<dyn ResolvesClientCert>),
+            Some(id) => {
+                builder.with_client_cert_resolver(Arc::clone(id) as Arc<dyn ResolvesClientCert>)
+            }
             None => builder.with_no_client_auth(),
         };
         config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
@@ -254,7 +265,11 @@ fn tcp_connector(
     http::Uri,
     Response = hyper_util::rt::TokioIo<tokio_rustls::client::TlsStream<tokio::net::TcpStream>>,
     Error = std::io::Error,
-    Future = impl std::future::Future<Output = std::io::Result<hyper_util::rt::TokioIo<tokio_rustls::client::TlsStream<tokio::net::TcpStream>>>> + Send,
+    Future = impl std::future::Future<
+        Output = std::io::Result<
+            hyper_util::rt::TokioIo<tokio_rustls::client::TlsStream<tokio::net::TcpStream>>,
+        >,
+    > + Send,
 > + Clone
        + Send
        + 'static {
@@ -263,7 +278,8 @@ fn tcp_connector(
         let connector = connector.clone();
         let server_name = server_name.clone();
         async move {
-            let invalid = |what: String| std::io::Error::new(std::io::ErrorKind::InvalidInput, what);
+            let invalid =
+                |what: String| std::io::Error::new(std::io::ErrorKind::InvalidInput, what);
             let host = uri
                 .host()
                 .ok_or_else(|| invalid(format!("{uri} has no host")))?
@@ -510,5 +526,41 @@ mod tests {
             ..Default::default()
         };
         assert!(c.validate().is_err());
+    }
+
+    /// The client certificate is re-read once reload_interval has passed;
+    /// a file that no longer loads keeps the last good one.
+    #[tokio::test]
+    async fn client_certificate_is_reloaded() {
+        let pki = crate::tls::testing::make_pki();
+        let cert = pki._dir.path().join("rotating.crt");
+        let key = pki._dir.path().join("rotating.key");
+        std::fs::copy(&pki.client_cert_file, &cert).unwrap();
+        std::fs::copy(&pki.client_key_file, &key).unwrap();
+        let c = TlsClientConfig {
+            ca_file: Some(pki.ca_file.clone()),
+            cert_file: Some(cert.clone()),
+            key_file: Some(key.clone()),
+            reload_interval: Some(GoDuration::from_millis(20)),
+            ..Default::default()
+        };
+        let tls = c.load().unwrap();
+        let identity = tls.identity.clone().unwrap();
+        let first = identity.current().cert[0].clone();
+        let next = pki.client("next", false, false);
+        std::fs::copy(&next.key, &key).unwrap();
+        std::fs::copy(&next.cert, &cert).unwrap();
+        let deadline = Instant::now() + crate::test_support::WAIT;
+        while identity.current().cert[0] == first {
+            assert!(
+                Instant::now() < deadline,
+                "the new client certificate was never used"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let second = identity.current().cert[0].clone();
+        std::fs::write(&cert, "broken").unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(identity.current().cert[0], second);
     }
 }

@@ -334,13 +334,14 @@ pub(crate) fn certified_key(
 ) -> anyhow::Result<Arc<rustls::sign::CertifiedKey>> {
     let chain = cert.certificates()?;
     let private = key.private_key()?;
-    let certified = rustls::sign::CertifiedKey::from_der(chain, private, provider).map_err(|e| {
-        anyhow::anyhow!(
-            "tls: the certificate ({}) and the key ({}) do not make a usable pair: {e}",
-            cert.describe(),
-            key.describe()
-        )
-    })?;
+    let certified =
+        rustls::sign::CertifiedKey::from_der(chain, private, provider).map_err(|e| {
+            anyhow::anyhow!(
+                "tls: the certificate ({}) and the key ({}) do not make a usable pair: {e}",
+                cert.describe(),
+                key.describe()
+            )
+        })?;
     Ok(Arc::new(certified))
 }
 
@@ -358,10 +359,7 @@ pub(crate) fn root_store(
     if let Some(source) = source {
         for cert in source.certificates()? {
             roots.add(cert).map_err(|e| {
-                anyhow::anyhow!(
-                    "tls::{}: unusable CA certificate: {e}",
-                    source.describe()
-                )
+                anyhow::anyhow!("tls::{}: unusable CA certificate: {e}", source.describe())
             })?;
         }
     }
@@ -413,7 +411,10 @@ mod tests {
         );
         // 1.0 and 1.1 as minimum: rustls's lowest, 1.2.
         assert_eq!(protocol("1.0", "", &[]).versions().unwrap().len(), 2);
-        let e = protocol("1.3", "1.2", &[]).versions().unwrap_err().to_string();
+        let e = protocol("1.3", "1.2", &[])
+            .versions()
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("min_version"), "{e}");
         let e = protocol("", "1.1", &[]).versions().unwrap_err().to_string();
         assert!(e.contains("max_version"), "{e}");
@@ -436,8 +437,14 @@ mod tests {
         let names: Vec<_> = p.unwrap().cipher_suites.iter().map(|s| s.suite()).collect();
         assert_eq!(names, [rustls::CipherSuite::TLS13_AES_128_GCM_SHA256]);
 
-        let e = protocol("", "", &["TLS_BOGUS"]).validate().unwrap_err().to_string();
-        assert!(e.contains("cipher_suites") && e.contains("TLS_BOGUS"), "{e}");
+        let e = protocol("", "", &["TLS_BOGUS"])
+            .validate()
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("cipher_suites") && e.contains("TLS_BOGUS"),
+            "{e}"
+        );
         let e = protocol("", "", &["TLS_RSA_WITH_AES_128_CBC_SHA"])
             .validate()
             .unwrap_err()

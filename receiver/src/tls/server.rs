@@ -80,7 +80,12 @@ impl TlsServerConfig {
             "key_pem",
             self.key_pem.as_ref(),
         )?;
-        PemSource::pick("ca_file", self.ca_file.as_ref(), "ca_pem", self.ca_pem.as_ref())?;
+        PemSource::pick(
+            "ca_file",
+            self.ca_file.as_ref(),
+            "ca_pem",
+            self.ca_pem.as_ref(),
+        )?;
         let (cert, key) = match (cert, key) {
             (Some(cert), Some(key)) => (cert, key),
             (Some(_), None) => {
@@ -128,7 +133,9 @@ impl TlsServerConfig {
 
     /// Reads the files and builds a rustls config offering `alpn`.
     fn build(&self, alpn: &[&[u8]]) -> anyhow::Result<rustls::ServerConfig> {
-        let sources = self.sources().map_err(|e| anyhow::Error::new(e.within("tls")))?;
+        let sources = self
+            .sources()
+            .map_err(|e| anyhow::Error::new(e.within("tls")))?;
         let protocol = self.protocol();
         let within = |e: ValidationError| anyhow::Error::new(e.within("tls"));
         let versions = protocol.versions().map_err(within)?;
@@ -291,7 +298,10 @@ mod tests {
 
     #[test]
     fn a_server_needs_cert_and_key_once_each() {
-        let e = TlsServerConfig::default().validate().unwrap_err().to_string();
+        let e = TlsServerConfig::default()
+            .validate()
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("cert_file"), "{e}");
         let e = TlsServerConfig {
             cert_file: Some("/c.pem".into()),
@@ -318,7 +328,11 @@ mod tests {
         let pki = testing::make_pki();
         let dir = tempfile::tempdir().unwrap();
         let garbage = dir.path().join("garbage.pem");
-        std::fs::write(&garbage, "-----BEGIN CERTIFICATE-----\nnot base64!\n-----END CERTIFICATE-----\n").unwrap();
+        std::fs::write(
+            &garbage,
+            "-----BEGIN CERTIFICATE-----\nnot base64!\n-----END CERTIFICATE-----\n",
+        )
+        .unwrap();
         let missing = dir.path().join("missing.pem");
         let good = pki.server_files();
         let cases = [
@@ -371,7 +385,10 @@ mod tests {
             ),
         ];
         for (config, key, file) in cases {
-            let e = format!("{:#}", ServerTls::load(&config, &[b"h2"], "test").unwrap_err());
+            let e = format!(
+                "{:#}",
+                ServerTls::load(&config, &[b"h2"], "test").unwrap_err()
+            );
             assert!(e.contains(key), "{e}");
             assert!(e.contains(&file.display().to_string()), "{e}");
         }
@@ -381,7 +398,10 @@ mod tests {
             key_file: Some(good.key.clone()),
             ..Default::default()
         };
-        let e = format!("{:#}", ServerTls::load(&config, &[b"h2"], "test").unwrap_err());
+        let e = format!(
+            "{:#}",
+            ServerTls::load(&config, &[b"h2"], "test").unwrap_err()
+        );
         assert!(e.contains("cert_file") && e.contains("cannot read"), "{e}");
     }
 
@@ -472,13 +492,21 @@ mod tests {
             .with_custom_certificate_verifier(verifier)
             .with_client_cert_resolver(resolver);
         let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
-        let tcp = tokio::net::TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
+        let tcp = tokio::net::TcpStream::connect(addr)
+            .await
+            .map_err(|e| e.to_string())?;
         let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
-        let mut stream = connector.connect(name, tcp).await.map_err(|e| e.to_string())?;
+        let mut stream = connector
+            .connect(name, tcp)
+            .await
+            .map_err(|e| e.to_string())?;
         stream.write_all(b"ping").await.map_err(|e| e.to_string())?;
         stream.flush().await.map_err(|e| e.to_string())?;
         let mut buf = [0u8; 4];
-        stream.read_exact(&mut buf).await.map_err(|e| e.to_string())?;
+        stream
+            .read_exact(&mut buf)
+            .await
+            .map_err(|e| e.to_string())?;
         let (_, session) = stream.get_ref();
         let cert = session
             .peer_certificates()
@@ -591,7 +619,9 @@ mod tests {
             let r = talk(server.addr, &pki.ca_file, BOTH, None).await;
             let e = r.unwrap_err();
             assert!(
-                e.contains("expired") || e.contains("UnknownIssuer") || e.contains("invalid peer certificate"),
+                e.contains("expired")
+                    || e.contains("UnknownIssuer")
+                    || e.contains("invalid peer certificate"),
                 "{e}"
             );
         }
@@ -615,7 +645,10 @@ mod tests {
 
         let rotated = pki.another_server("rotated", "rotated server");
         // Replace as deployment tools do: write aside, rename over.
-        let (new_key, new_cert) = (files.key.with_extension("key-new"), files.cert.with_extension("crt-new"));
+        let (new_key, new_cert) = (
+            files.key.with_extension("key-new"),
+            files.cert.with_extension("crt-new"),
+        );
         std::fs::copy(&rotated.key, &new_key).unwrap();
         std::fs::copy(&rotated.cert, &new_cert).unwrap();
         std::fs::rename(&new_key, &files.key).unwrap();
@@ -627,7 +660,10 @@ mod tests {
             if seen == want {
                 break;
             }
-            assert!(tokio::time::Instant::now() < deadline, "the rotated certificate was never served");
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the rotated certificate was never served"
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
 
@@ -659,8 +695,14 @@ mod tests {
         std::fs::copy(pki._dir.path().join("newco-ca.crt"), &tmp).unwrap();
         std::fs::rename(&tmp, &client_ca).unwrap();
         let deadline = tokio::time::Instant::now() + crate::test_support::WAIT;
-        while talk(server.addr, &pki.ca_file, TLS13, Some(&foreign)).await.is_err() {
-            assert!(tokio::time::Instant::now() < deadline, "the new client CA was never used");
+        while talk(server.addr, &pki.ca_file, TLS13, Some(&foreign))
+            .await
+            .is_err()
+        {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the new client CA was never used"
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }

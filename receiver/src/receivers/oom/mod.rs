@@ -205,14 +205,15 @@ impl EventsConfig {
         }
         if let Some(group) = &self.unix_socket_group {
             unix.group = Some(
-                group_id(group)
-                    .map_err(|e| anyhow::anyhow!("events::unix_socket_group: {e}"))?,
+                group_id(group).map_err(|e| anyhow::anyhow!("events::unix_socket_group: {e}"))?,
             );
         }
         let tls = match &self.tls {
-            Some(tls) => Some(
-                crate::tls::ServerTls::load(tls, &[b"h2"], format!("receiver {id}, events::tls"))?,
-            ),
+            Some(tls) => Some(crate::tls::ServerTls::load(
+                tls,
+                &[b"h2"],
+                format!("receiver {id}, events::tls"),
+            )?),
             None => None,
         };
         Ok(crate::api::events::ServeOptions {
@@ -439,9 +440,14 @@ pub async fn start(
             let options = events
                 .serve_options(&ctx.id)
                 .map_err(|e| e.context(format!("receiver {}: live events API", ctx.id)))?;
-            crate::api::events::serve_with(&events.endpoint, options, hub.clone(), ctx.shutdown.clone())
-                .await
-                .map_err(|e| e.context(format!("receiver {}: live events API", ctx.id)))?;
+            crate::api::events::serve_with(
+                &events.endpoint,
+                options,
+                hub.clone(),
+                ctx.shutdown.clone(),
+            )
+            .await
+            .map_err(|e| e.context(format!("receiver {}: live events API", ctx.id)))?;
             tracing::info!(receiver = %ctx.id, endpoint = %events.endpoint, "serving live OOM events (oomscope events)");
             Some(hub)
         }

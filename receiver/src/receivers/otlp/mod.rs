@@ -327,7 +327,8 @@ impl ComponentConfig for OtlpReceiverConfig {
                 ));
             }
             if let Some(tls) = &g.tls {
-                tls.validate().map_err(|e| e.within(&format!("{KEY}::tls")))?;
+                tls.validate()
+                    .map_err(|e| e.within(&format!("{KEY}::tls")))?;
             }
         }
         if let Some(h) = http {
@@ -335,7 +336,8 @@ impl ComponentConfig for OtlpReceiverConfig {
             validate_endpoint(KEY, &h.endpoint)?;
             validate_inflight(KEY, h.max_inflight_bytes)?;
             if let Some(tls) = &h.tls {
-                tls.validate().map_err(|e| e.within(&format!("{KEY}::tls")))?;
+                tls.validate()
+                    .map_err(|e| e.within(&format!("{KEY}::tls")))?;
             }
             let paths = [
                 ("logs_url_path", normalize_path(&h.logs_url_path)),
@@ -501,7 +503,9 @@ async fn start_on(
                 Err(e) => {
                     stop.cancel();
                     intake.close();
-                    return Err(e.context(format!("receiver {}: cannot start the HTTP server", ctx.id)));
+                    return Err(
+                        e.context(format!("receiver {}: cannot start the HTTP server", ctx.id))
+                    );
                 }
             },
             None => None,
