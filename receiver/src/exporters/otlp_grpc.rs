@@ -312,8 +312,8 @@ impl OtlpGrpcClient {
         let timeout = c.timeout_opt();
 
         // With TLS, our own connector does the handshake (the versions,
-        // suites and reloaded client certificate of `tls`); tonic then sees
-        // a plain `http://` endpoint.
+        // suites and reloaded client certificate of `tls`); tonic dials a
+        // plain `http://` endpoint through it.
         let plain_uri = match target.uri.strip_prefix("https://") {
             Some(authority) => format!("http://{authority}"),
             None => target.uri.clone(),
@@ -331,7 +331,14 @@ impl OtlpGrpcClient {
             }
         }
         let channel = if target.tls {
-            endpoint.connect_with_connector_lazy(c.tls.load()?.dialer()?.connector())
+            // Requests still say `https` (`:scheme`), as the server expects.
+            let origin = target
+                .uri
+                .parse::<http::Uri>()
+                .map_err(|e| anyhow::anyhow!("endpoint {:?}: {e}", c.endpoint))?;
+            endpoint
+                .origin(origin)
+                .connect_with_connector_lazy(c.tls.load()?.dialer()?.connector())
         } else {
             endpoint.connect_lazy()
         };
