@@ -461,4 +461,23 @@ mod tests {
             .to_string();
         assert!(e.contains("usable"), "{e}");
     }
+
+    /// `include_system_ca_certs_pool` adds the system's CAs to ca_file's.
+    #[test]
+    fn system_pool_is_added_when_asked() {
+        let Ok(system) = root_store(None, false) else {
+            eprintln!("SKIPPED: system_pool_is_added_when_asked: this host has no system CA store");
+            return;
+        };
+        let pki = testing::make_pki();
+        let source = PemSource::File {
+            key: "ca_file",
+            path: pki.ca_file.clone(),
+        };
+        assert_eq!(root_store(Some(&source), false).unwrap().len(), 1);
+        assert_eq!(
+            root_store(Some(&source), true).unwrap().len(),
+            system.len() + 1
+        );
+    }
 }
