@@ -564,21 +564,20 @@ pub async fn connect_with(
     tls: Option<&TlsDialer>,
 ) -> Result<OomEventsClient<Channel>, tonic::transport::Error> {
     const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-    let channel = match endpoint {
-        EventsEndpoint::Tcp(addr) if tls.is_some() => {
-            let connector = tls.map(TlsDialer::connector).expect("checked");
+    let channel = match (endpoint, tls) {
+        (EventsEndpoint::Tcp(addr), Some(tls)) => {
             Endpoint::from_shared(format!("http://{addr}"))?
                 .connect_timeout(CONNECT_TIMEOUT)
-                .connect_with_connector(connector)
+                .connect_with_connector(tls.connector())
                 .await?
         }
-        EventsEndpoint::Tcp(addr) => {
+        (EventsEndpoint::Tcp(addr), None) => {
             Endpoint::from_shared(format!("http://{addr}"))?
                 .connect_timeout(CONNECT_TIMEOUT)
                 .connect()
                 .await?
         }
-        EventsEndpoint::Unix(path) => {
+        (EventsEndpoint::Unix(path), _) => {
             let path = path.clone();
             // The URI is required by the API but unused: the connector
             // ignores it and dials the socket.

@@ -246,6 +246,8 @@ fn group_id(group: &str) -> Result<u32, String> {
     }
     let name = std::ffi::CString::new(group.trim())
         .map_err(|_| format!("{group:?} is not a valid group name"))?;
+    // SAFETY: `group` is plain data (integers and pointers); all zeroes is
+    // a valid value, which getgrnam_r overwrites.
     let mut entry: libc::group = unsafe { std::mem::zeroed() };
     let mut buffer = vec![0 as libc::c_char; 16 * 1024];
     let mut found: *mut libc::group = std::ptr::null_mut();
@@ -1388,6 +1390,46 @@ async fn deliver(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The events API's socket mode and group, and where TLS applies.
+    #[test]
+    #[allow(clippy::unwrap_used)]
+    fn events_socket_mode_group_and_tls_are_checked() {
+        assert_eq!(parse_socket_mode("0660"), Ok(0o660));
+        assert_eq!(parse_socket_mode("600"), Ok(0o600));
+        assert!(parse_socket_mode("0860").is_err());
+        assert!(parse_socket_mode("01777").is_err());
+        assert!(parse_socket_mode("0060").unwrap_err().contains("owner"));
+        assert_eq!(group_id("root"), Ok(0));
+        assert_eq!(group_id("1234"), Ok(1234));
+        assert!(group_id("no-such-group-oomscope")
+            .unwrap_err()
+            .contains("no group"));
+        let tcp_with_mode = EventsConfig {
+            unix_socket_mode: Some("0600".into()),
+            ..EventsConfig::default()
+        };
+        let e = tcp_with_mode.validate().unwrap_err().to_string();
+        assert!(e.contains("unix_socket_mode"), "{e}");
+        let unix_with_tls = EventsConfig {
+            endpoint: "unix:/run/oomscope.sock".into(),
+            tls: Some(crate::tls::TlsServerConfig {
+                cert_file: Some("/c.pem".into()),
+                key_file: Some("/k.pem".into()),
+                ..Default::default()
+            }),
+            ..EventsConfig::default()
+        };
+        let e = unix_with_tls.validate().unwrap_err().to_string();
+        assert!(e.contains("tls"), "{e}");
+        let unix = EventsConfig {
+            endpoint: "unix:/run/oomscope.sock".into(),
+            unix_socket_mode: Some("0600".into()),
+            unix_socket_group: Some("root".into()),
+            tls: None,
+        };
+        unix.validate().unwrap();
+    }
     use crate::kernel_log::KilledProcess;
     use opentelemetry_proto::tonic::metrics::v1::{metric, number_data_point};
 
