@@ -221,4 +221,19 @@ extensions:
         assert!(printed.contains("username: u"), "{printed}");
         assert!(to_yaml(&node, false).contains("hunter2"));
     }
+
+    #[test]
+    fn inline_tls_keys_are_masked() {
+        let text = "\
+receivers:
+  otlp:
+    protocols:
+      http:
+        tls: {cert_pem: CERTTEXT, key_pem: KEYTEXT}
+";
+        let node = parse("t.yaml", text).expect("valid");
+        let printed = to_yaml(&node, true);
+        assert!(!printed.contains("KEYTEXT"), "{printed}");
+        assert!(printed.contains("CERTTEXT"), "{printed}");
+    }
 }
