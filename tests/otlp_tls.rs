@@ -171,7 +171,7 @@ fn sha256_of_pem(path: &Path) -> String {
     // The DER inside the PEM, hashed like tls_probe.py hashes the peer's.
     let pem = std::fs::read_to_string(path).expect("read pem");
     let b64: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
-    let output = std::process::Command::new("python3")
+    let output = std::process::Command::new(common::venv_python())
         .arg("-c")
         .arg("import base64,hashlib,sys; print(hashlib.sha256(base64.b64decode(sys.argv[1])).hexdigest())")
         .arg(b64)
