@@ -25,4 +25,5 @@ pub mod service;
 pub mod telemetry;
 #[cfg(test)]
 pub(crate) mod test_support;
+pub mod tls;
 pub mod workload;

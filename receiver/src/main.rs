@@ -87,6 +87,19 @@ enum Command {
         /// Only kills whose victim cgroup path starts with PREFIX.
         #[arg(long = "cgroup", value_name = "PREFIX", default_value = "")]
         cgroup_prefix: String,
+        /// TLS: the CA certificates (PEM) that verify the agent. Any --tls-*
+        /// option, or an https:// endpoint, turns TLS on.
+        #[arg(long, value_name = "FILE")]
+        tls_ca_file: Option<std::path::PathBuf>,
+        /// TLS: the client certificate (PEM) for an agent that requires one.
+        #[arg(long, value_name = "FILE", requires = "tls_key_file")]
+        tls_cert_file: Option<std::path::PathBuf>,
+        /// TLS: the key of --tls-cert-file (PEM).
+        #[arg(long, value_name = "FILE", requires = "tls_cert_file")]
+        tls_key_file: Option<std::path::PathBuf>,
+        /// TLS: the name to verify the agent's certificate against.
+        #[arg(long, value_name = "NAME")]
+        tls_server_name_override: Option<String>,
     },
     /// Reports what this host allows the agent to see. Exit 0: full data;
     /// 1: degraded; 2: OOM kills cannot be reported.
@@ -236,7 +249,20 @@ fn main() -> ExitCode {
             endpoint,
             json,
             cgroup_prefix,
-        }) => return events(&endpoint, json, cgroup_prefix),
+            tls_ca_file,
+            tls_cert_file,
+            tls_key_file,
+            tls_server_name_override,
+        }) => {
+            let tls = oomscope::tls::TlsClientConfig {
+                ca_file: tls_ca_file,
+                cert_file: tls_cert_file,
+                key_file: tls_key_file,
+                server_name_override: tls_server_name_override,
+                ..Default::default()
+            };
+            return events(&endpoint, json, cgroup_prefix, tls);
+        }
         Some(Command::Doctor {
             json,
             probe,
@@ -311,7 +337,28 @@ fn main() -> ExitCode {
 }
 
 /// `oomscope events`: prints kills until Ctrl-C (exit 0).
-fn events(endpoint: &str, json: bool, cgroup_prefix: String) -> ExitCode {
+fn events(
+    endpoint: &str,
+    json: bool,
+    cgroup_prefix: String,
+    tls: oomscope::tls::TlsClientConfig,
+) -> ExitCode {
+    let (endpoint, https) = match endpoint.trim().strip_prefix("https://") {
+        Some(rest) => (rest.trim_end_matches('/'), true),
+        None => (endpoint, false),
+    };
+    let use_tls = https || tls != oomscope::tls::TlsClientConfig::default();
+    let tls = if use_tls {
+        match tls.load().and_then(|tls| tls.dialer()) {
+            Ok(dialer) => Some(dialer),
+            Err(e) => {
+                eprintln!("oomscope events: {e:#}");
+                return ExitCode::from(2);
+            }
+        }
+    } else {
+        None
+    };
     let endpoint: EventsEndpoint = match endpoint.parse() {
         Ok(endpoint) => endpoint,
         Err(e) => {
@@ -329,9 +376,14 @@ fn events(endpoint: &str, json: bool, cgroup_prefix: String) -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    if tls.is_some() && matches!(endpoint, EventsEndpoint::Unix(_)) {
+        eprintln!("oomscope events: TLS applies to a TCP endpoint, not to {endpoint}");
+        return ExitCode::from(2);
+    }
     let options = EventsOptions {
         json,
         cgroup_prefix,
+        tls,
     };
     let result = runtime.block_on(async {
         let stop = CancellationToken::new();

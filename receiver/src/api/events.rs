@@ -38,6 +38,8 @@ use super::v1::oom_events_client::OomEventsClient;
 use super::v1::oom_events_server::{OomEvents, OomEventsServer};
 use super::v1::{OomKill, SubscribeRequest};
 use crate::server::{Acceptor, ConnInfo, ConnectionLimits, RequestGuard, TrackRequestsLayer};
+use crate::tls::incoming::tls_incoming;
+use crate::tls::{ServerTls, TlsDialer};
 
 /// Kills the hub holds for subscribers that have not read them yet.
 pub const HUB_CAPACITY: usize = 1024;
@@ -45,8 +47,8 @@ pub const HUB_CAPACITY: usize = 1024;
 pub const MAX_SUBSCRIBERS: usize = 64;
 /// The endpoint `oomscope events` connects to by default.
 pub const DEFAULT_ENDPOINT: &str = "127.0.0.1:4320";
-/// Mode of the Unix socket: owner and group may connect.
-const SOCKET_MODE: u32 = 0o660;
+/// Mode of the Unix socket unless configured: owner and group may connect.
+pub const DEFAULT_SOCKET_MODE: u32 = 0o660;
 /// Connections open at once (beyond, new ones are closed at once): twice
 /// [`MAX_SUBSCRIBERS`], so that while the subscriber slots are taken a
 /// further client still gets its `RESOURCE_EXHAUSTED` rather than a reset.
@@ -169,11 +171,46 @@ enum BoundSocket {
     },
 }
 
+/// Who may connect to the API's Unix socket: its mode and group.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UnixSocketOptions {
+    /// Permission bits of the socket file (default 0660).
+    pub mode: u32,
+    /// Group of the socket file (default: the agent's).
+    pub group: Option<u32>,
+}
+
+impl Default for UnixSocketOptions {
+    fn default() -> Self {
+        UnixSocketOptions {
+            mode: DEFAULT_SOCKET_MODE,
+            group: None,
+        }
+    }
+}
+
+/// How the API is served besides its endpoint.
+#[derive(Clone, Debug, Default)]
+pub struct ServeOptions {
+    /// Mode and group of a Unix socket.
+    pub unix_socket: UnixSocketOptions,
+    /// TLS on a TCP endpoint.
+    pub tls: Option<Arc<ServerTls>>,
+}
+
 impl EventsListener {
-    /// Binds the endpoint. A Unix socket replaces a stale socket file (one no
-    /// process listens on) and gets mode 0660; a live one is an error, as is
-    /// any other kind of file at that path.
+    /// Binds the endpoint (a Unix socket with mode 0660, see [`Self::bind_with`]).
     pub async fn bind(endpoint: &EventsEndpoint) -> anyhow::Result<Self> {
+        Self::bind_with(endpoint, UnixSocketOptions::default()).await
+    }
+
+    /// Binds the endpoint. A Unix socket replaces a stale socket file (one no
+    /// process listens on) and gets the mode and group of `unix`; a live one
+    /// is an error, as is any other kind of file at that path.
+    pub async fn bind_with(
+        endpoint: &EventsEndpoint,
+        unix: UnixSocketOptions,
+    ) -> anyhow::Result<Self> {
         match endpoint {
             EventsEndpoint::Tcp(addr) => {
                 let listener = TcpListener::bind(addr)
@@ -195,7 +232,7 @@ impl EventsListener {
                 })
             }
             EventsEndpoint::Unix(path) => {
-                let (listener, file) = bind_unix(path)
+                let (listener, file) = bind_unix(path, unix)
                     .await
                     .with_context(|| format!("binding the OOM events API on {endpoint}"))?;
                 Ok(Self {
@@ -234,7 +271,10 @@ impl Drop for SocketFile {
     }
 }
 
-async fn bind_unix(path: &Path) -> anyhow::Result<(UnixListener, SocketFile)> {
+async fn bind_unix(
+    path: &Path,
+    options: UnixSocketOptions,
+) -> anyhow::Result<(UnixListener, SocketFile)> {
     let file_name = path
         .file_name()
         .with_context(|| format!("{} names no file", path.display()))?
@@ -281,8 +321,14 @@ async fn bind_unix(path: &Path) -> anyhow::Result<(UnixListener, SocketFile)> {
     }
     let listener = UnixListener::bind(&temporary)
         .with_context(|| format!("binding {}", temporary.display()))?;
-    let placed = std::fs::set_permissions(&temporary, std::fs::Permissions::from_mode(SOCKET_MODE))
-        .with_context(|| format!("setting mode {SOCKET_MODE:o} on {}", temporary.display()))
+    let mode = options.mode;
+    let placed = std::fs::set_permissions(&temporary, std::fs::Permissions::from_mode(mode))
+        .with_context(|| format!("setting mode {mode:o} on {}", temporary.display()))
+        .and_then(|()| match options.group {
+            Some(gid) => std::os::unix::fs::chown(&temporary, None, Some(gid))
+                .with_context(|| format!("setting group {gid} on {}", temporary.display())),
+            None => Ok(()),
+        })
         .and_then(|()| {
             std::fs::rename(&temporary, path)
                 .with_context(|| format!("renaming {} to {}", temporary.display(), path.display()))
@@ -311,9 +357,28 @@ pub async fn serve(
     hub: OomEventHub,
     shutdown: CancellationToken,
 ) -> anyhow::Result<JoinHandle<()>> {
+    serve_with(endpoint, ServeOptions::default(), hub, shutdown).await
+}
+
+/// [`serve`] with a Unix socket's mode and group, or TLS on TCP.
+pub async fn serve_with(
+    endpoint: &str,
+    options: ServeOptions,
+    hub: OomEventHub,
+    shutdown: CancellationToken,
+) -> anyhow::Result<JoinHandle<()>> {
     let endpoint: EventsEndpoint = endpoint.parse().map_err(anyhow::Error::msg)?;
-    let listener = EventsListener::bind(&endpoint).await?;
-    Ok(serve_listener(listener, hub, shutdown))
+    if options.tls.is_some() && matches!(endpoint, EventsEndpoint::Unix(_)) {
+        bail!("TLS applies to a TCP endpoint; a Unix socket is guarded by its mode and group");
+    }
+    let listener = EventsListener::bind_with(&endpoint, options.unix_socket).await?;
+    Ok(serve_with_limits(
+        listener,
+        hub,
+        shutdown,
+        CONNECTION_LIMITS,
+        options.tls,
+    ))
 }
 
 /// Serves the API on an already bound listener (see [`serve`]).
@@ -322,7 +387,7 @@ pub fn serve_listener(
     hub: OomEventHub,
     shutdown: CancellationToken,
 ) -> JoinHandle<()> {
-    serve_with_limits(listener, hub, shutdown, CONNECTION_LIMITS)
+    serve_with_limits(listener, hub, shutdown, CONNECTION_LIMITS, None)
 }
 
 /// Serves through the shared acceptor (`crate::server`): connection cap,
@@ -333,6 +398,7 @@ fn serve_with_limits(
     hub: OomEventHub,
     shutdown: CancellationToken,
     limits: ConnectionLimits,
+    tls: Option<Arc<ServerTls>>,
 ) -> JoinHandle<()> {
     let EventsListener { socket, endpoint } = listener;
     let service = EventsService {
@@ -350,10 +416,23 @@ fn serve_with_limits(
         tracing::info!(%endpoint, "OOM events API listening");
         let result = match socket {
             BoundSocket::Tcp(listener) => {
-                let incoming = Acceptor::new(listener, limits, shutdown.clone()).into_stream();
-                router
-                    .serve_with_incoming_shutdown(incoming, shutdown.cancelled_owned())
-                    .await
+                let acceptor = Acceptor::new(listener, limits, shutdown.clone());
+                match tls {
+                    Some(tls) => {
+                        let incoming = tls_incoming(acceptor, tls, limits.first_bytes_timeout);
+                        router
+                            .serve_with_incoming_shutdown(incoming, shutdown.cancelled_owned())
+                            .await
+                    }
+                    None => {
+                        router
+                            .serve_with_incoming_shutdown(
+                                acceptor.into_stream(),
+                                shutdown.cancelled_owned(),
+                            )
+                            .await
+                    }
+                }
             }
             BoundSocket::Unix { listener, file } => {
                 let incoming = Acceptor::new(listener, limits, shutdown.clone()).into_stream();
@@ -475,15 +554,30 @@ impl Subscription {
 pub async fn connect(
     endpoint: &EventsEndpoint,
 ) -> Result<OomEventsClient<Channel>, tonic::transport::Error> {
+    connect_with(endpoint, None).await
+}
+
+/// [`connect`], over TLS when `tls` is given (TCP endpoints only; a Unix
+/// endpoint ignores it).
+pub async fn connect_with(
+    endpoint: &EventsEndpoint,
+    tls: Option<&TlsDialer>,
+) -> Result<OomEventsClient<Channel>, tonic::transport::Error> {
     const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-    let channel = match endpoint {
-        EventsEndpoint::Tcp(addr) => {
+    let channel = match (endpoint, tls) {
+        (EventsEndpoint::Tcp(addr), Some(tls)) => {
+            Endpoint::from_shared(format!("http://{addr}"))?
+                .connect_timeout(CONNECT_TIMEOUT)
+                .connect_with_connector(tls.connector())
+                .await?
+        }
+        (EventsEndpoint::Tcp(addr), None) => {
             Endpoint::from_shared(format!("http://{addr}"))?
                 .connect_timeout(CONNECT_TIMEOUT)
                 .connect()
                 .await?
         }
-        EventsEndpoint::Unix(path) => {
+        (EventsEndpoint::Unix(path), _) => {
             let path = path.clone();
             // The URI is required by the API but unused: the connector
             // ignores it and dials the socket.
@@ -618,7 +712,7 @@ pub(crate) mod tests {
             first_bytes_timeout: TIMEOUT,
             idle_timeout: Duration::from_millis(300),
         };
-        let _server = serve_with_limits(listener, hub.clone(), shutdown.clone(), limits);
+        let _server = serve_with_limits(listener, hub.clone(), shutdown.clone(), limits, None);
         let subscribe = || async {
             let mut client = connect(&endpoint).await.ok()?;
             let stream = client

@@ -7,8 +7,9 @@ use std::time::Duration;
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
+use crate::api::events::connect_with;
 use crate::api::v1::{OomKill, SubscribeRequest};
-use crate::api::{connect, EventsEndpoint};
+use crate::api::EventsEndpoint;
 
 /// First pause before reconnecting; doubled per failure up to [`MAX_BACKOFF`].
 const INITIAL_BACKOFF: Duration = Duration::from_millis(100);
@@ -22,6 +23,8 @@ pub struct EventsOptions {
     pub json: bool,
     /// Only kills whose victim cgroup starts with this ("" = all).
     pub cgroup_prefix: String,
+    /// TLS to a TCP endpoint.
+    pub tls: Option<crate::tls::TlsDialer>,
 }
 
 /// Follows the stream at `endpoint` and writes every kill to `out` until
@@ -39,7 +42,9 @@ pub async fn run<W: Write + Send>(
     let mut header_written = false;
     loop {
         let attempt = async {
-            let mut client = connect(endpoint).await.map_err(|e| error_chain(&e))?;
+            let mut client = connect_with(endpoint, options.tls.as_ref())
+                .await
+                .map_err(|e| error_chain(&e))?;
             client
                 .subscribe(SubscribeRequest {
                     cgroup_prefix: options.cgroup_prefix.clone(),
@@ -409,6 +414,7 @@ mod tests {
                 let options = EventsOptions {
                     json: true,
                     cgroup_prefix: "/kubepods".into(),
+                    tls: None,
                 };
                 run(&endpoint, &options, &mut out, stop).await
             }

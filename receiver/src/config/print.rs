@@ -21,6 +21,8 @@ const SECRET_KEYS: &[&str] = &[
     "credential",
     "private_key",
     "authorization",
+    // tls::key_pem: an inline private key.
+    "key_pem",
 ];
 
 /// `node` as block YAML that parses back to the same tree. With `redact`,
@@ -219,5 +221,20 @@ extensions:
         assert!(printed.contains("endpoint: collector:4317"), "{printed}");
         assert!(printed.contains("username: u"), "{printed}");
         assert!(to_yaml(&node, false).contains("hunter2"));
+    }
+
+    #[test]
+    fn inline_tls_keys_are_masked() {
+        let text = "\
+receivers:
+  otlp:
+    protocols:
+      http:
+        tls: {cert_pem: CERTTEXT, key_pem: KEYTEXT}
+";
+        let node = parse("t.yaml", text).expect("valid");
+        let printed = to_yaml(&node, true);
+        assert!(!printed.contains("KEYTEXT"), "{printed}");
+        assert!(printed.contains("CERTTEXT"), "{printed}");
     }
 }

@@ -11,7 +11,8 @@ pub mod otlp_http;
 // Public for the fuzz targets' JSON round trip (`fuzz/`).
 #[doc(hidden)]
 pub mod otlp_json;
-pub mod tls;
+/// TLS moved to `crate::tls`, shared with the receivers.
+pub use crate::tls;
 
 #[cfg(test)]
 mod tests {

@@ -26,7 +26,7 @@ use tokio::task::JoinHandle;
 use tonic::client::Grpc;
 use tonic::codec::{Codec, CompressionEncoding, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::metadata::{AsciiMetadataKey, AsciiMetadataValue, MetadataMap};
-use tonic::transport::{Channel, ClientTlsConfig, Endpoint, Identity};
+use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Status};
 use tonic_types::StatusExt;
 
@@ -320,7 +320,14 @@ impl OtlpGrpcClient {
         let metadata = grpc_metadata(&c.headers).map_err(anyhow::Error::msg)?;
         let timeout = c.timeout_opt();
 
-        let mut endpoint = Endpoint::from_shared(target.uri.clone())
+        // With TLS, our own connector does the handshake (the versions,
+        // suites and reloaded client certificate of `tls`); tonic dials a
+        // plain `http://` endpoint through it.
+        let plain_uri = match target.uri.strip_prefix("https://") {
+            Some(authority) => format!("http://{authority}"),
+            None => target.uri.clone(),
+        };
+        let mut endpoint = Endpoint::from_shared(plain_uri)
             .map_err(|e| anyhow::anyhow!("endpoint {:?}: {e}", c.endpoint))?
             .connect_timeout(timeout.unwrap_or(DEFAULT_CONNECT_TIMEOUT))
             .tcp_nodelay(true);
@@ -332,21 +339,18 @@ impl OtlpGrpcClient {
                     .keep_alive_while_idle(k.permit_without_stream);
             }
         }
-        if target.tls {
-            let tls = c.tls.load()?;
-            let mut tonic_tls = ClientTlsConfig::new();
-            if let Some(name) = &tls.server_name {
-                tonic_tls = tonic_tls.domain_name(name.clone());
-            }
-            if let Some(id) = &tls.identity {
-                tonic_tls =
-                    tonic_tls.identity(Identity::from_pem(id.cert_pem.clone(), id.key_pem.clone()));
-            }
-            endpoint = endpoint
-                .tls_config_with_verifier(tonic_tls, tls.verifier.clone())
-                .map_err(|e| anyhow::anyhow!("tls: {e}"))?;
-        }
-        let channel = endpoint.connect_lazy();
+        let channel = if target.tls {
+            // Requests still say `https` (`:scheme`), as the server expects.
+            let origin = target
+                .uri
+                .parse::<http::Uri>()
+                .map_err(|e| anyhow::anyhow!("endpoint {:?}: {e}", c.endpoint))?;
+            endpoint
+                .origin(origin)
+                .connect_with_connector_lazy(c.tls.load()?.dialer()?.connector())
+        } else {
+            endpoint.connect_lazy()
+        };
 
         let mut grpc = Grpc::new(channel)
             .max_encoding_message_size(MAX_REQUEST_BYTES)
@@ -619,7 +623,7 @@ mod tests {
         metric, number_data_point, Gauge, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics,
     };
     use tokio_util::sync::CancellationToken;
-    use tonic::transport::{Certificate, Server, ServerTlsConfig};
+    use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
     use tonic_types::ErrorDetails;
 
     use super::*;

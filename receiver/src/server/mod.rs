@@ -17,6 +17,6 @@ mod conn;
 mod listener;
 mod track;
 
-pub(crate) use conn::{ConnInfo, RequestGuard};
-pub(crate) use listener::{Acceptor, ConnectionLimits};
+pub(crate) use conn::{AcceptedSocket, ConnInfo, LimitedConn, RequestGuard};
+pub(crate) use listener::{AcceptSource, Acceptor, ConnectionLimits};
 pub(crate) use track::TrackRequestsLayer;

@@ -48,7 +48,7 @@ use crate::clock::{unix_now_nanos, Clock};
 use crate::component::{
     BuildContext, ComponentConfig, Factory, ReceiverConfig, ReceiverFactory, Stability, StartFuture,
 };
-use crate::config::{from_node, ConfigError, GoDuration, Node, ValidationError};
+use crate::config::{from_node, ComponentId, ConfigError, GoDuration, Node, ValidationError};
 use crate::ebpf::loader::{
     load_mark_victim_with, ExecHookStatus, LoadOptions, MarkVictimProbe, ProbeEvent,
 };
@@ -144,14 +144,133 @@ pub struct OomReceiverConfig {
 pub struct EventsConfig {
     /// `127.0.0.1:PORT` or `unix:/path/to.sock`.
     pub endpoint: String,
+    /// Unix endpoint: permission bits of the socket, octal ("0660").
+    pub unix_socket_mode: Option<String>,
+    /// Unix endpoint: group of the socket (name or number).
+    pub unix_socket_group: Option<String>,
+    /// TCP endpoint: serve TLS (the collector's server `tls` keys).
+    pub tls: Option<crate::tls::TlsServerConfig>,
 }
 
 impl Default for EventsConfig {
     fn default() -> Self {
         EventsConfig {
             endpoint: crate::api::events::DEFAULT_ENDPOINT.to_string(),
+            unix_socket_mode: None,
+            unix_socket_group: None,
+            tls: None,
         }
     }
+}
+
+impl EventsConfig {
+    fn validate(&self) -> Result<(), ValidationError> {
+        let endpoint = self
+            .endpoint
+            .parse::<crate::api::EventsEndpoint>()
+            .map_err(|err| ValidationError::at("endpoint", err.to_string()))?;
+        let unix = matches!(endpoint, crate::api::EventsEndpoint::Unix(_));
+        if let Some(mode) = &self.unix_socket_mode {
+            parse_socket_mode(mode).map_err(|e| ValidationError::at("unix_socket_mode", e))?;
+        }
+        for (key, set) in [
+            ("unix_socket_mode", self.unix_socket_mode.is_some()),
+            ("unix_socket_group", self.unix_socket_group.is_some()),
+        ] {
+            if set && !unix {
+                return Err(ValidationError::at(
+                    key,
+                    "applies to a Unix socket endpoint (unix:/path) only",
+                ));
+            }
+        }
+        if let Some(tls) = &self.tls {
+            if unix {
+                return Err(ValidationError::at(
+                    "tls",
+                    "applies to a TCP endpoint; a Unix socket is guarded by unix_socket_mode and unix_socket_group",
+                ));
+            }
+            tls.validate().map_err(|e| e.within("tls"))?;
+        }
+        Ok(())
+    }
+
+    /// The serving options, with the group looked up and the TLS files read.
+    fn serve_options(&self, id: &ComponentId) -> anyhow::Result<crate::api::events::ServeOptions> {
+        let mut unix = crate::api::events::UnixSocketOptions::default();
+        if let Some(mode) = &self.unix_socket_mode {
+            unix.mode = parse_socket_mode(mode)
+                .map_err(|e| anyhow::anyhow!("events::unix_socket_mode: {e}"))?;
+        }
+        if let Some(group) = &self.unix_socket_group {
+            unix.group = Some(
+                group_id(group).map_err(|e| anyhow::anyhow!("events::unix_socket_group: {e}"))?,
+            );
+        }
+        let tls = match &self.tls {
+            Some(tls) => Some(crate::tls::ServerTls::load(
+                tls,
+                &[b"h2"],
+                format!("receiver {id}, events::tls"),
+            )?),
+            None => None,
+        };
+        Ok(crate::api::events::ServeOptions {
+            unix_socket: unix,
+            tls,
+        })
+    }
+}
+
+/// `"0660"` (octal, with or without the leading 0) as permission bits.
+fn parse_socket_mode(text: &str) -> Result<u32, String> {
+    let digits = text.trim();
+    let mode = u32::from_str_radix(digits, 8)
+        .map_err(|_| format!("{text:?} is not an octal mode such as \"0660\""))?;
+    if mode > 0o777 {
+        return Err(format!("{text:?} is above 0777"));
+    }
+    if mode & 0o600 != 0o600 {
+        return Err(format!(
+            "{text:?} must let the owner (the agent) read and write the socket (0600)"
+        ));
+    }
+    Ok(mode)
+}
+
+/// A group name or number as a gid.
+fn group_id(group: &str) -> Result<u32, String> {
+    if let Ok(gid) = group.trim().parse::<u32>() {
+        return Ok(gid);
+    }
+    let name = std::ffi::CString::new(group.trim())
+        .map_err(|_| format!("{group:?} is not a valid group name"))?;
+    // SAFETY: `group` is plain data (integers and pointers); all zeroes is
+    // a valid value, which getgrnam_r overwrites.
+    let mut entry: libc::group = unsafe { std::mem::zeroed() };
+    let mut buffer = vec![0 as libc::c_char; 16 * 1024];
+    let mut found: *mut libc::group = std::ptr::null_mut();
+    // SAFETY: every pointer is valid for the call; the buffer outlives it.
+    let rc = unsafe {
+        libc::getgrnam_r(
+            name.as_ptr(),
+            &mut entry,
+            buffer.as_mut_ptr(),
+            buffer.len(),
+            &mut found,
+        )
+    };
+    if rc != 0 {
+        return Err(format!(
+            "cannot look up group {group:?}: {}",
+            std::io::Error::from_raw_os_error(rc)
+        ));
+    }
+    if found.is_null() {
+        return Err(format!("no group named {group:?} on this host"));
+    }
+    Ok(entry.gr_gid)
 }
 
 impl Default for OomReceiverConfig {
@@ -189,9 +308,7 @@ impl ComponentConfig for OomReceiverConfig {
             ));
         }
         if let Some(e) = &self.events {
-            e.endpoint
-                .parse::<crate::api::EventsEndpoint>()
-                .map_err(|err| ValidationError::at("events::endpoint", err.to_string()))?;
+            e.validate().map_err(|err| err.within("events"))?;
         }
         self.cgroups.validate().map_err(|e| e.within("cgroups"))?;
         self.workload.validate().map_err(|e| e.within("workload"))?;
@@ -322,9 +439,17 @@ pub async fn start(
     let hub = match &cfg.events {
         Some(events) => {
             let hub = OomEventHub::new(crate::api::events::HUB_CAPACITY);
-            crate::api::events::serve(&events.endpoint, hub.clone(), ctx.shutdown.clone())
-                .await
+            let options = events
+                .serve_options(&ctx.id)
                 .map_err(|e| e.context(format!("receiver {}: live events API", ctx.id)))?;
+            crate::api::events::serve_with(
+                &events.endpoint,
+                options,
+                hub.clone(),
+                ctx.shutdown.clone(),
+            )
+            .await
+            .map_err(|e| e.context(format!("receiver {}: live events API", ctx.id)))?;
             tracing::info!(receiver = %ctx.id, endpoint = %events.endpoint, "serving live OOM events (oomscope events)");
             Some(hub)
         }
@@ -1265,6 +1390,46 @@ async fn deliver(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The events API's socket mode and group, and where TLS applies.
+    #[test]
+    #[allow(clippy::unwrap_used)]
+    fn events_socket_mode_group_and_tls_are_checked() {
+        assert_eq!(parse_socket_mode("0660"), Ok(0o660));
+        assert_eq!(parse_socket_mode("600"), Ok(0o600));
+        assert!(parse_socket_mode("0860").is_err());
+        assert!(parse_socket_mode("01777").is_err());
+        assert!(parse_socket_mode("0060").unwrap_err().contains("owner"));
+        assert_eq!(group_id("root"), Ok(0));
+        assert_eq!(group_id("1234"), Ok(1234));
+        assert!(group_id("no-such-group-oomscope")
+            .unwrap_err()
+            .contains("no group"));
+        let tcp_with_mode = EventsConfig {
+            unix_socket_mode: Some("0600".into()),
+            ..EventsConfig::default()
+        };
+        let e = tcp_with_mode.validate().unwrap_err().to_string();
+        assert!(e.contains("unix_socket_mode"), "{e}");
+        let unix_with_tls = EventsConfig {
+            endpoint: "unix:/run/oomscope.sock".into(),
+            tls: Some(crate::tls::TlsServerConfig {
+                cert_file: Some("/c.pem".into()),
+                key_file: Some("/k.pem".into()),
+                ..Default::default()
+            }),
+            ..EventsConfig::default()
+        };
+        let e = unix_with_tls.validate().unwrap_err().to_string();
+        assert!(e.contains("tls"), "{e}");
+        let unix = EventsConfig {
+            endpoint: "unix:/run/oomscope.sock".into(),
+            unix_socket_mode: Some("0600".into()),
+            unix_socket_group: Some("root".into()),
+            tls: None,
+        };
+        unix.validate().unwrap();
+    }
     use crate::kernel_log::KilledProcess;
     use opentelemetry_proto::tonic::metrics::v1::{metric, number_data_point};
 
@@ -1676,6 +1841,7 @@ mod tests {
         let bad = OomReceiverConfig {
             events: Some(EventsConfig {
                 endpoint: "nowhere".into(),
+                ..EventsConfig::default()
             }),
             ..OomReceiverConfig::default()
         };

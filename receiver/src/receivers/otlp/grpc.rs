@@ -13,7 +13,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context as _;
+use futures::FutureExt as _;
 use opentelemetry_proto::tonic::collector::logs::v1::logs_service_server::{
     LogsService, LogsServiceServer,
 };
@@ -31,13 +31,13 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tonic::codec::CompressionEncoding;
-use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
+use tonic::transport::Server;
 use tonic::{Code, Request, Response, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
 use super::sanitize::Dropped;
 use super::{
-    GrpcKeepaliveServerParameters, GrpcServerConfig, Intake, Rejection, TlsServerConfig,
+    GrpcKeepaliveServerParameters, GrpcServerConfig, Intake, Rejection,
     DEFAULT_MAX_CONCURRENT_STREAMS, DEFAULT_RETRY_DELAY, HTTP2_KEEPALIVE_TIME,
     HTTP2_KEEPALIVE_TIMEOUT, SHUTDOWN_GRACE,
 };
@@ -45,6 +45,8 @@ use crate::extensions::auth::{GrpcServerAuth, ServerAuth};
 use crate::pipeline::Payload;
 use crate::server::{Acceptor, ConnectionLimits, TrackRequestsLayer};
 use crate::telemetry::ReceiverMetrics;
+use crate::tls::incoming::tls_incoming;
+use crate::tls::ServerTls;
 
 /// Longest a single call may take (reading, decoding, waiting for the
 /// pipeline), so stalled streams do not hold resources forever.
@@ -87,6 +89,14 @@ pub(super) async fn server(
 ) -> anyhow::Result<impl Future<Output = ()> + Send + 'static> {
     let max_message_size = cfg.max_recv_msg_size();
     let inflight_budget = cfg.max_inflight_bytes();
+    let tls = match &cfg.tls {
+        Some(tls) => Some(ServerTls::load(
+            tls,
+            &[b"h2"],
+            format!("receiver {}, protocols::grpc::tls", intake.id),
+        )?),
+        None => None,
+    };
     let handler = Arc::new(Handler {
         intake,
         metrics,
@@ -126,11 +136,6 @@ pub(super) async fn server(
     if let Some(grace) = keepalive.max_connection_age_grace {
         server = server.max_connection_age_grace(grace);
     }
-    if let Some(tls) = &cfg.tls {
-        // An unfinished handshake must not hold a connection slot.
-        let tls = load_tls(tls).await?.timeout(limits.first_bytes_timeout);
-        server = server.tls_config(tls).context("invalid TLS settings")?;
-    }
     let router = server
         .layer(TrackRequestsLayer)
         .layer(tower::util::MapResponseLayer::new(
@@ -139,8 +144,19 @@ pub(super) async fn server(
         .add_service(GrpcServerAuth::new(logs, auth.clone()))
         .add_service(GrpcServerAuth::new(metrics_service, auth));
 
-    let incoming = Acceptor::new(listener, limits, stop.clone()).into_stream();
-    let serve = router.serve_with_incoming_shutdown(incoming, stop.clone().cancelled_owned());
+    let acceptor = Acceptor::new(listener, limits, stop.clone());
+    let serve = match tls {
+        // An unfinished handshake must not hold a connection slot.
+        Some(tls) => {
+            let incoming = tls_incoming(acceptor, tls, limits.first_bytes_timeout);
+            router
+                .serve_with_incoming_shutdown(incoming, stop.clone().cancelled_owned())
+                .boxed()
+        }
+        None => router
+            .serve_with_incoming_shutdown(acceptor.into_stream(), stop.clone().cancelled_owned())
+            .boxed(),
+    };
     Ok(async move {
         tokio::pin!(serve);
         let result = tokio::select! {
@@ -157,24 +173,6 @@ pub(super) async fn server(
             tracing::error!(error = %e, "OTLP gRPC server failed");
         }
     })
-}
-
-async fn load_tls(tls: &TlsServerConfig) -> anyhow::Result<ServerTlsConfig> {
-    async fn read(path: Option<&std::path::Path>, what: &str) -> anyhow::Result<Vec<u8>> {
-        let path = path.with_context(|| format!("tls: {what} is not set"))?;
-        tokio::fs::read(path)
-            .await
-            .with_context(|| format!("tls: cannot read {what} {}", path.display()))
-    }
-    let cert = read(tls.cert_file.as_deref(), "cert_file").await?;
-    let key = read(tls.key_file.as_deref(), "key_file").await?;
-    let mut config = ServerTlsConfig::new().identity(Identity::from_pem(cert, key));
-    if let Some(ca) = &tls.client_ca_file {
-        config = config.client_ca_root(Certificate::from_pem(
-            read(Some(ca), "client_ca_file").await?,
-        ));
-    }
-    Ok(config)
 }
 
 /// Rewrites tonic's OUT_OF_RANGE for an oversized message into

@@ -29,6 +29,8 @@ use crate::extensions::auth::ServerAuth;
 use crate::pipeline::{Payload, Signal};
 use crate::server::Acceptor;
 use crate::telemetry::ReceiverMetrics;
+use crate::tls::incoming::handshake;
+use crate::tls::ServerTls;
 
 /// Time a client has to send a request's headers (also bounds idle
 /// keep-alive connections, since hyper waits for the next head under it).
@@ -62,10 +64,12 @@ pub(super) fn server(
     cfg: &HttpServerConfig,
     listener: TcpListener,
     limits: ServerLimits,
+    tls: Option<Arc<ServerTls>>,
     intake: Arc<Intake>,
     (metrics, auth): (ReceiverMetrics, Option<ServerAuth>),
     stop: CancellationToken,
 ) -> impl Future<Output = ()> + Send + 'static {
+    let handshake_timeout = limits.connections.first_bytes_timeout;
     let inflight_budget = cfg.max_inflight_bytes();
     let state = Arc::new(State {
         routes: Routes {
@@ -103,6 +107,7 @@ pub(super) fn server(
             let state = Arc::clone(&state);
             let stop = stop.clone();
             let activity = conn.activity();
+            let tls = tls.clone();
             connections.spawn(async move {
                 let service = service_fn(move |req| {
                     let state = Arc::clone(&state);
@@ -115,17 +120,14 @@ pub(super) fn server(
                         Ok::<_, Infallible>(response)
                     }
                 });
-                let connection = builder.serve_connection(TokioIo::new(conn), service);
-                tokio::pin!(connection);
-                let result = tokio::select! {
-                    result = connection.as_mut() => result,
-                    _ = stop.cancelled() => {
-                        connection.as_mut().graceful_shutdown();
-                        connection.await
+                match tls {
+                    Some(tls) => {
+                        // Its own task: a slow handshake holds up no one else.
+                        if let Some(conn) = handshake(conn, &tls, handshake_timeout).await {
+                            serve_connection(&builder, conn, service, &stop).await;
+                        }
                     }
-                };
-                if let Err(e) = result {
-                    tracing::debug!(error = %e, "OTLP/HTTP connection ended with an error");
+                    None => serve_connection(&builder, conn, service, &stop).await,
                 }
             });
         }
@@ -143,6 +145,37 @@ pub(super) fn server(
             );
             connections.shutdown().await;
         }
+    }
+}
+
+/// Serves one connection until it closes; on `stop`, lets its open requests
+/// finish (graceful shutdown).
+async fn serve_connection<IO, S>(
+    builder: &auto::Builder<TokioExecutor>,
+    io: IO,
+    service: S,
+    stop: &CancellationToken,
+) where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    S: hyper::service::Service<
+            Request<Incoming>,
+            Response = Response<ResponseBody>,
+            Error = Infallible,
+        > + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
+    let connection = builder.serve_connection(TokioIo::new(io), service);
+    tokio::pin!(connection);
+    let result = tokio::select! {
+        result = connection.as_mut() => result,
+        _ = stop.cancelled() => {
+            connection.as_mut().graceful_shutdown();
+            connection.await
+        }
+    };
+    if let Err(e) = result {
+        tracing::debug!(error = %e, "OTLP/HTTP connection ended with an error");
     }
 }
 

@@ -11,7 +11,6 @@ mod grpc;
 mod http;
 mod sanitize;
 
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -214,18 +213,7 @@ pub struct GrpcKeepaliveServerParameters {
     pub max_connection_age_grace: Option<GoDuration>,
 }
 
-/// `tls` of a server.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct TlsServerConfig {
-    /// PEM certificate chain of the server.
-    pub cert_file: Option<PathBuf>,
-    /// PEM private key of the server.
-    pub key_file: Option<PathBuf>,
-    /// PEM CA certificates; when set, clients must present a certificate
-    /// signed by one of them (mutual TLS).
-    pub client_ca_file: Option<PathBuf>,
-}
+pub use crate::tls::TlsServerConfig;
 
 /// `protocols.http`.
 #[derive(Debug, Clone, Deserialize)]
@@ -249,6 +237,8 @@ pub struct HttpServerConfig {
     pub traces_url_path: String,
     /// `authenticator`: the extension that checks each request's credentials.
     pub auth: Option<AuthConfig>,
+    /// Serve TLS (HTTPS) instead of plaintext.
+    pub tls: Option<TlsServerConfig>,
 }
 
 impl Default for HttpServerConfig {
@@ -261,6 +251,7 @@ impl Default for HttpServerConfig {
             metrics_url_path: "/v1/metrics".to_string(),
             traces_url_path: "/v1/traces".to_string(),
             auth: None,
+            tls: None,
         }
     }
 }
@@ -344,18 +335,18 @@ impl ComponentConfig for OtlpReceiverConfig {
                 ));
             }
             if let Some(tls) = &g.tls {
-                if tls.cert_file.is_none() || tls.key_file.is_none() {
-                    return Err(ValidationError::at(
-                        format!("{KEY}::tls"),
-                        "cert_file and key_file must both be set",
-                    ));
-                }
+                tls.validate()
+                    .map_err(|e| e.within(&format!("{KEY}::tls")))?;
             }
         }
         if let Some(h) = http {
             const KEY: &str = "protocols::http";
             validate_endpoint(KEY, &h.endpoint)?;
             validate_inflight(KEY, h.max_inflight_bytes)?;
+            if let Some(tls) = &h.tls {
+                tls.validate()
+                    .map_err(|e| e.within(&format!("{KEY}::tls")))?;
+            }
             let paths = [
                 ("logs_url_path", normalize_path(&h.logs_url_path)),
                 ("metrics_url_path", normalize_path(&h.metrics_url_path)),
@@ -539,10 +530,28 @@ async fn start_on(
         }
     }
     if let (Some(cfg), Some(listener)) = (&c.protocols.http, listeners.http) {
+        let tls = match &cfg.tls {
+            Some(tls) => match crate::tls::ServerTls::load(
+                tls,
+                &[b"h2", b"http/1.1"],
+                format!("receiver {}, protocols::http::tls", ctx.id),
+            ) {
+                Ok(tls) => Some(tls),
+                Err(e) => {
+                    stop.cancel();
+                    intake.close();
+                    return Err(
+                        e.context(format!("receiver {}: cannot start the HTTP server", ctx.id))
+                    );
+                }
+            },
+            None => None,
+        };
         servers.spawn(http::server(
             cfg,
             listener,
             listeners.limits,
+            tls,
             Arc::clone(&intake),
             (http_metrics, http_auth),
             stop.clone(),

@@ -1067,7 +1067,7 @@ async fn missing_tls_files_fail_start_naming_the_file() {
         g.tls = Some(TlsServerConfig {
             cert_file: Some("/nonexistent/server.crt".into()),
             key_file: Some("/nonexistent/server.key".into()),
-            client_ca_file: None,
+            ..Default::default()
         });
     }
     let outputs = ReceiverOutputs {
@@ -1427,7 +1427,7 @@ async fn grpc_call_in_flight_is_not_cut_by_the_idle_timeout() {
 /// the TLS layer too.
 #[tokio::test]
 async fn grpc_call_in_flight_over_tls_is_not_cut_by_the_idle_timeout() {
-    let pki = crate::exporters::tls::testing::make_pki();
+    let pki = crate::tls::testing::make_pki();
     let cert_file = pki._dir.path().join("server.crt");
     let key_file = pki._dir.path().join("server.key");
     std::fs::write(&cert_file, &pki.server_cert_pem).expect("write cert");
@@ -1437,7 +1437,7 @@ async fn grpc_call_in_flight_over_tls_is_not_cut_by_the_idle_timeout() {
         g.tls = Some(TlsServerConfig {
             cert_file: Some(cert_file),
             key_file: Some(key_file),
-            client_ca_file: None,
+            ..Default::default()
         });
     }
     let (entered_tx, mut entered) = tokio::sync::mpsc::unbounded_channel();
