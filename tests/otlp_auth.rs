@@ -39,14 +39,6 @@ fn bodies(tag: &str, n: usize) -> Vec<String> {
     (0..n).map(|i| format!("{tag} record {i}")).collect()
 }
 
-/// sdk_send.py with `OTEL_EXPORTER_OTLP_HEADERS` set from its first argument
-/// (the SDK's own way of configuring headers; values are URL-encoded).
-fn sdk_send_with_headers() -> String {
-    format!(
-        "import os, sys\nos.environ['OTEL_EXPORTER_OTLP_HEADERS'] = sys.argv.pop(1)\n{SDK_SEND}"
-    )
-}
-
 /// The refusals counted for `receiver`'s `transport`.
 fn refusals(metrics: u16, receiver: &str, transport: &str) -> f64 {
     own_metric(
@@ -169,7 +161,7 @@ async fn python_sdk_and_otelcol_need_the_bearer_token() {
     agent.wait_ready(addr(http), TIMEOUT);
     agent.wait_ready(addr(metrics), TIMEOUT);
 
-    let script = sdk_send_with_headers();
+    let script = common::python::with_otlp_headers_argument(SDK_SEND);
     let good = "authorization=Bearer%20sdk-token-1";
     let grpc_endpoint = format!("127.0.0.1:{grpc}");
     let http_endpoint = format!("http://127.0.0.1:{http}");

@@ -296,6 +296,146 @@ service:
     assert!(clean && status.success(), "{}", agent.output());
 }
 
+/// TLS and a bearer token together, as a backend behind a bank's proxy
+/// would be set up: the Python SDK (gRPC and HTTP) and otelcol-contrib's
+/// otlphttp exporter (that build has no auth extensions: the header is
+/// configured) are accepted with the token over TLS, and the SDK without
+/// it is refused.
+#[tokio::test(flavor = "multi_thread")]
+async fn sdk_and_otelcol_send_over_tls_with_a_bearer_token() {
+    const TOKEN: &str = "s3cr3t-0f-the-t3st";
+    let pki = Pki::new();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("out.jsonl");
+    let (grpc, http) = (free_port(), free_port());
+    let config = format!(
+        r#"
+extensions:
+  bearertokenauth: {{ token: "{TOKEN}" }}
+receivers:
+  otlp:
+    protocols:
+      grpc: {{ endpoint: "127.0.0.1:{grpc}", tls: {tls}, auth: {{ authenticator: bearertokenauth }} }}
+      http: {{ endpoint: "127.0.0.1:{http}", tls: {tls}, auth: {{ authenticator: bearertokenauth }} }}
+exporters:
+  file: {{ path: "{out}", flush_interval: 100ms }}
+service:
+  extensions: [bearertokenauth]
+  telemetry: {{ metrics: {{ address: "" }} }}
+  oom_score_adj: null
+  pipelines:
+    logs: {{ receivers: [otlp], exporters: [file] }}
+    metrics: {{ receivers: [otlp], exporters: [file] }}
+"#,
+        tls = tls(&pki.server, ""),
+        out = out.display()
+    );
+    let mut agent = Oomscope::start(&config, &[]);
+    agent.wait_ready(addr(grpc), TIMEOUT);
+    agent.wait_ready(addr(http), TIMEOUT);
+
+    const N: usize = 10;
+    let n = N.to_string();
+    let ca = p(&pki.ca);
+    let script = common::python::with_otlp_headers_argument(SDK_SEND);
+    let grpc_endpoint = format!("127.0.0.1:{grpc}");
+    let http_endpoint = format!("https://127.0.0.1:{http}");
+    let with_token = format!("authorization=Bearer%20{TOKEN}");
+    for (protocol, endpoint, tag) in [
+        ("grpc", &grpc_endpoint, "tls-token-grpc"),
+        ("http", &http_endpoint, "tls-token-http"),
+    ] {
+        let sent = run_python(
+            &script,
+            &[&with_token, protocol, endpoint, &n, tag, &ca],
+            TIMEOUT,
+        )
+        .await;
+        assert!(
+            sent.status.success(),
+            "the SDK over {protocol} with the token failed:\n{}\n{}\nagent:\n{}",
+            String::from_utf8_lossy(&sent.stdout),
+            String::from_utf8_lossy(&sent.stderr),
+            agent.output()
+        );
+        let refused = run_python(
+            &script,
+            &[
+                "authorization=Bearer%20wrong",
+                protocol,
+                endpoint,
+                "1",
+                "tls-no-token",
+                &ca,
+            ],
+            TIMEOUT,
+        )
+        .await;
+        assert!(
+            !refused.status.success(),
+            "the SDK over {protocol} with a wrong token was accepted"
+        );
+    }
+
+    let log = dir.path().join("app.log");
+    let lines: Vec<String> = (0..N)
+        .map(|i| format!("otelcol tls token line {i} java.lang.OutOfMemoryError: Java heap space"))
+        .collect();
+    std::fs::write(&log, lines.join("\n") + "\n").expect("write log");
+    let otel_config = dir.path().join("otelcol.yaml");
+    std::fs::write(
+        &otel_config,
+        format!(
+            r#"
+receivers:
+  filelog:
+    include: ["{log}"]
+    start_at: beginning
+exporters:
+  otlphttp:
+    endpoint: "https://127.0.0.1:{http}"
+    headers: {{ Authorization: "Bearer {TOKEN}" }}
+    tls: {{ ca_file: "{ca}" }}
+service:
+  telemetry:
+    metrics: {{ level: none }}
+  pipelines:
+    logs: {{ receivers: [filelog], exporters: [otlphttp] }}
+"#,
+            log = log.display()
+        ),
+    )
+    .expect("write otelcol config");
+    let otelcol_out = std::fs::File::create(dir.path().join("otelcol.out")).expect("output");
+    let mut otelcol = tokio::process::Command::new(otelcol_contrib_bin())
+        .arg("--config")
+        .arg(&otel_config)
+        .stdout(otelcol_out.try_clone().expect("clone"))
+        .stderr(otelcol_out)
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start otelcol-contrib");
+    let got = FileContents::wait_for(&out, TIMEOUT, |c| {
+        let count = |prefix: &str| {
+            c.log_bodies
+                .iter()
+                .filter(|b| b.starts_with(prefix))
+                .count()
+        };
+        count("interop tls-token-grpc record ") >= N
+            && count("interop tls-token-http record ") >= N
+            && count("otelcol tls token line ") >= N
+    });
+    let _ = otelcol.kill().await;
+    assert!(
+        !got.log_bodies.iter().any(|b| b.contains("tls-no-token")),
+        "a record sent with a wrong token arrived"
+    );
+    assert!(!agent.output().contains(TOKEN), "the token is never logged");
+    let (status, clean) = agent.stop(TIMEOUT);
+    assert!(clean && status.success(), "{}", agent.output());
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn wrong_certificates_and_old_versions_are_refused() {
     let pki = Pki::new();

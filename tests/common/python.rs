@@ -31,3 +31,10 @@ pub async fn run_python_ok(script: &str, args: &[&str], timeout: Duration) -> Ou
     );
     output
 }
+
+/// `script` (a Python program) with `OTEL_EXPORTER_OTLP_HEADERS` set from
+/// its first argument, which is taken off `sys.argv` (the SDK's own way of
+/// configuring headers; values are URL-encoded).
+pub fn with_otlp_headers_argument(script: &str) -> String {
+    format!("import os, sys\nos.environ['OTEL_EXPORTER_OTLP_HEADERS'] = sys.argv.pop(1)\n{script}")
+}
