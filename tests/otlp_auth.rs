@@ -20,10 +20,10 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use common::free_port;
 use common::oomscope::{own_metric, wait_for_own_metric, Oomscope};
 use common::otlp::{logs_request, send_logs_grpc, FileContents};
 use common::python::{run_python, run_python_ok};
-use common::{free_port, otelcol_contrib_bin};
 use opentelemetry_proto::tonic::collector::logs::v1::logs_service_client::LogsServiceClient;
 
 /// Only there so a broken peer fails the test instead of hanging it.
@@ -235,43 +235,15 @@ async fn python_sdk_and_otelcol_need_the_bearer_token() {
     // a static header), with the right token, then with a wrong one.
     let lines: Vec<String> = (0..30).map(|i| format!("otelcol auth line {i}")).collect();
     for (token, tag) in [("sdk-token-1", "right"), ("not-the-token", "wrong")] {
-        let log = dir.path().join(format!("{tag}.log"));
-        std::fs::write(&log, lines.join("\n") + "\n").expect("write log");
-        let config = dir.path().join(format!("otelcol-{tag}.yaml"));
-        std::fs::write(
-            &config,
-            format!(
-                r#"
-receivers:
-  filelog:
-    include: ["{log}"]
-    start_at: beginning
-exporters:
-  otlphttp:
-    endpoint: "http://127.0.0.1:{http}"
-    headers: {{ Authorization: "Bearer {token}" }}
-    retry_on_failure: {{ enabled: false }}
-service:
-  telemetry:
-    metrics: {{ level: none }}
-  pipelines:
-    logs: {{ receivers: [filelog], exporters: [otlphttp] }}
-"#,
-                log = log.display()
-            ),
-        )
-        .expect("write otelcol config");
-        let output = dir.path().join(format!("otelcol-{tag}.out"));
-        let output_file = std::fs::File::create(&output).expect("otelcol output");
+        let endpoint = format!("endpoint: \"http://127.0.0.1:{http}\"");
+        let header = format!("headers: {{ Authorization: \"Bearer {token}\" }}");
         let before = refusals(metrics, "otlp", "http");
-        let mut otelcol = tokio::process::Command::new(otelcol_contrib_bin())
-            .arg("--config")
-            .arg(&config)
-            .stdout(output_file.try_clone().expect("clone"))
-            .stderr(output_file)
-            .kill_on_drop(true)
-            .spawn()
-            .expect("start otelcol-contrib");
+        let (mut otelcol, output) = common::start_otelcol_filelog_to_otlphttp(
+            dir.path(),
+            tag,
+            &lines,
+            &[&endpoint, &header, "retry_on_failure: { enabled: false }"],
+        );
         if tag == "right" {
             let got = FileContents::wait_for(&out, TIMEOUT, |c| {
                 c.log_bodies

@@ -17,7 +17,7 @@ use common::oomscope::Oomscope;
 use common::otlp::{json_attr, point_int, send_logs_grpc, FileContents};
 use common::python::run_python_ok;
 use common::rotel::Rotel;
-use common::{free_port, otelcol_contrib_bin, wait_for_port};
+use common::{free_port, wait_for_port};
 
 /// Only there so a broken peer fails the test instead of hanging it.
 const TIMEOUT: Duration = Duration::from_secs(60);
@@ -125,45 +125,12 @@ async fn otelcol_filelog_sends_to_our_http_receiver() {
     agent.wait_ready(addr(http), TIMEOUT);
 
     const N: usize = 500;
-    let log = dir.path().join("app.log");
     let lines: Vec<String> = (0..N)
         .map(|i| format!("otelcol line {i} java.lang.OutOfMemoryError: Java heap space"))
         .collect();
-    std::fs::write(&log, lines.join("\n") + "\n").expect("write log");
-    let otel_config = dir.path().join("otelcol.yaml");
-    std::fs::write(
-        &otel_config,
-        format!(
-            r#"
-receivers:
-  filelog:
-    include: ["{log}"]
-    start_at: beginning
-processors:
-  batch: {{ timeout: 100ms }}
-exporters:
-  otlphttp:
-    endpoint: "http://127.0.0.1:{http}"
-service:
-  telemetry:
-    metrics: {{ level: none }}
-  pipelines:
-    logs: {{ receivers: [filelog], processors: [batch], exporters: [otlphttp] }}
-"#,
-            log = log.display()
-        ),
-    )
-    .expect("write otelcol config");
-    let otelcol_out =
-        std::fs::File::create(dir.path().join("otelcol.out")).expect("otelcol output");
-    let mut otelcol = tokio::process::Command::new(otelcol_contrib_bin())
-        .arg("--config")
-        .arg(&otel_config)
-        .stdout(otelcol_out.try_clone().expect("clone"))
-        .stderr(otelcol_out)
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start otelcol-contrib");
+    let endpoint = format!("endpoint: \"http://127.0.0.1:{http}\"");
+    let (mut otelcol, otelcol_out) =
+        common::start_otelcol_filelog_to_otlphttp(dir.path(), "app", &lines, &[&endpoint]);
 
     let got = FileContents::wait_for(&out, TIMEOUT, |c| c.log_bodies.len() >= N);
     let _ = otelcol.kill().await;
@@ -173,7 +140,7 @@ service:
         received,
         lines,
         "otelcol -> oomscope lost or changed lines; otelcol said:\n{}",
-        std::fs::read_to_string(dir.path().join("otelcol.out")).unwrap_or_default()
+        std::fs::read_to_string(&otelcol_out).unwrap_or_default()
     );
     let (status, clean) = agent.stop(TIMEOUT);
     assert!(clean && status.success(), "{}", agent.output());

@@ -21,10 +21,10 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use common::free_port;
 use common::oomscope::Oomscope;
 use common::otlp::FileContents;
 use common::python::{run_python, run_python_ok};
-use common::{free_port, otelcol_contrib_bin};
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
     KeyUsagePurpose,
@@ -229,47 +229,15 @@ async fn sdk_and_otelcol_send_over_mutual_tls() {
     }
 
     // otelcol-contrib: filelog -> otlphttp over mutual TLS.
-    let log = dir.path().join("app.log");
     let lines: Vec<String> = (0..N)
         .map(|i| format!("otelcol tls line {i} java.lang.OutOfMemoryError: Java heap space"))
         .collect();
-    std::fs::write(&log, lines.join("\n") + "\n").expect("write log");
-    let otel_config = dir.path().join("otelcol.yaml");
-    std::fs::write(
-        &otel_config,
-        format!(
-            r#"
-receivers:
-  filelog:
-    include: ["{log}"]
-    start_at: beginning
-exporters:
-  otlphttp:
-    endpoint: "https://127.0.0.1:{http}"
-    tls:
-      ca_file: "{ca}"
-      cert_file: "{cert}"
-      key_file: "{key}"
-      min_version: "1.3"
-service:
-  telemetry:
-    metrics: {{ level: none }}
-  pipelines:
-    logs: {{ receivers: [filelog], exporters: [otlphttp] }}
-"#,
-            log = log.display()
-        ),
-    )
-    .expect("write otelcol config");
-    let otelcol_out = std::fs::File::create(dir.path().join("otelcol.out")).expect("output");
-    let mut otelcol = tokio::process::Command::new(otelcol_contrib_bin())
-        .arg("--config")
-        .arg(&otel_config)
-        .stdout(otelcol_out.try_clone().expect("clone"))
-        .stderr(otelcol_out)
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start otelcol-contrib");
+    let endpoint = format!("endpoint: \"https://127.0.0.1:{http}\"");
+    let tls = format!(
+        "tls: {{ ca_file: \"{ca}\", cert_file: \"{cert}\", key_file: \"{key}\", min_version: \"1.3\" }}"
+    );
+    let (mut otelcol, _) =
+        common::start_otelcol_filelog_to_otlphttp(dir.path(), "app", &lines, &[&endpoint, &tls]);
 
     let got = FileContents::wait_for(&out, TIMEOUT, |c| {
         let count = |prefix: &str| {
@@ -377,44 +345,18 @@ service:
         );
     }
 
-    let log = dir.path().join("app.log");
     let lines: Vec<String> = (0..N)
         .map(|i| format!("otelcol tls token line {i} java.lang.OutOfMemoryError: Java heap space"))
         .collect();
-    std::fs::write(&log, lines.join("\n") + "\n").expect("write log");
-    let otel_config = dir.path().join("otelcol.yaml");
-    std::fs::write(
-        &otel_config,
-        format!(
-            r#"
-receivers:
-  filelog:
-    include: ["{log}"]
-    start_at: beginning
-exporters:
-  otlphttp:
-    endpoint: "https://127.0.0.1:{http}"
-    headers: {{ Authorization: "Bearer {TOKEN}" }}
-    tls: {{ ca_file: "{ca}" }}
-service:
-  telemetry:
-    metrics: {{ level: none }}
-  pipelines:
-    logs: {{ receivers: [filelog], exporters: [otlphttp] }}
-"#,
-            log = log.display()
-        ),
-    )
-    .expect("write otelcol config");
-    let otelcol_out = std::fs::File::create(dir.path().join("otelcol.out")).expect("output");
-    let mut otelcol = tokio::process::Command::new(otelcol_contrib_bin())
-        .arg("--config")
-        .arg(&otel_config)
-        .stdout(otelcol_out.try_clone().expect("clone"))
-        .stderr(otelcol_out)
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start otelcol-contrib");
+    let endpoint = format!("endpoint: \"https://127.0.0.1:{http}\"");
+    let header = format!("headers: {{ Authorization: \"Bearer {TOKEN}\" }}");
+    let tls = format!("tls: {{ ca_file: \"{ca}\" }}");
+    let (mut otelcol, _) = common::start_otelcol_filelog_to_otlphttp(
+        dir.path(),
+        "app",
+        &lines,
+        &[&endpoint, &header, &tls],
+    );
     let got = FileContents::wait_for(&out, TIMEOUT, |c| {
         let count = |prefix: &str| {
             c.log_bodies

@@ -29,7 +29,7 @@ pub mod rotel;
 
 use std::{
     net::{SocketAddr, TcpListener, TcpStream},
-    path::PathBuf,
+    path::{Path, PathBuf},
     process::Command,
     time::{Duration, Instant},
 };
@@ -76,6 +76,55 @@ pub fn rotel_agent_bin() -> PathBuf {
     let bin = python_package_dir("rotel").join("rotel-agent");
     assert!(bin.is_file(), "{} not found", bin.display());
     bin
+}
+
+/// otelcol-contrib (killed on drop) reading `lines`, written to
+/// `<dir>/<tag>.log`, with its `filelog` receiver and sending them with its
+/// `otlphttp` exporter configured by `exporter` (YAML lines at the
+/// exporter's indentation); its output goes to `<dir>/otelcol-<tag>.out`.
+pub fn start_otelcol_filelog_to_otlphttp(
+    dir: &Path,
+    tag: &str,
+    lines: &[String],
+    exporter: &[&str],
+) -> (tokio::process::Child, PathBuf) {
+    let log = dir.join(format!("{tag}.log"));
+    std::fs::write(&log, lines.join("\n") + "\n").expect("write log");
+    let exporter: String = exporter.iter().map(|l| format!("    {l}\n")).collect();
+    let config = dir.join(format!("otelcol-{tag}.yaml"));
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+receivers:
+  filelog:
+    include: ["{log}"]
+    start_at: beginning
+processors:
+  batch: {{ timeout: 100ms }}
+exporters:
+  otlphttp:
+{exporter}service:
+  telemetry:
+    metrics: {{ level: none }}
+  pipelines:
+    logs: {{ receivers: [filelog], processors: [batch], exporters: [otlphttp] }}
+"#,
+            log = log.display()
+        ),
+    )
+    .expect("write otelcol config");
+    let output = dir.join(format!("otelcol-{tag}.out"));
+    let output_file = std::fs::File::create(&output).expect("otelcol output");
+    let child = tokio::process::Command::new(otelcol_contrib_bin())
+        .arg("--config")
+        .arg(&config)
+        .stdout(output_file.try_clone().expect("clone"))
+        .stderr(output_file)
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start otelcol-contrib");
+    (child, output)
 }
 
 /// The otelcol-contrib binary from the `otel_collector` Python package.
