@@ -227,6 +227,9 @@ impl ClientTls {
     }
 }
 
+/// A TLS connection as tonic's connector hands it over.
+pub type TlsIo = hyper_util::rt::TokioIo<tokio_rustls::client::TlsStream<tokio::net::TcpStream>>;
+
 /// A ready TLS client config and the name to verify the server as.
 #[derive(Clone, Debug)]
 pub struct TlsDialer {
@@ -240,13 +243,9 @@ impl TlsDialer {
         &self,
     ) -> impl tower::Service<
         http::Uri,
-        Response = hyper_util::rt::TokioIo<tokio_rustls::client::TlsStream<tokio::net::TcpStream>>,
+        Response = TlsIo,
         Error = std::io::Error,
-        Future = impl std::future::Future<
-            Output = std::io::Result<
-                hyper_util::rt::TokioIo<tokio_rustls::client::TlsStream<tokio::net::TcpStream>>,
-            >,
-        > + Send,
+        Future = impl std::future::Future<Output = std::io::Result<TlsIo>> + Send,
     > + Clone
            + Send
            + 'static {
@@ -263,13 +262,9 @@ fn tcp_connector(
     server_name: Option<String>,
 ) -> impl tower::Service<
     http::Uri,
-    Response = hyper_util::rt::TokioIo<tokio_rustls::client::TlsStream<tokio::net::TcpStream>>,
+    Response = TlsIo,
     Error = std::io::Error,
-    Future = impl std::future::Future<
-        Output = std::io::Result<
-            hyper_util::rt::TokioIo<tokio_rustls::client::TlsStream<tokio::net::TcpStream>>,
-        >,
-    > + Send,
+    Future = impl std::future::Future<Output = std::io::Result<TlsIo>> + Send,
 > + Clone
        + Send
        + 'static {
