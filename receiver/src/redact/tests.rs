@@ -277,3 +277,38 @@ fn log_text_is_masked() {
     assert!(masked.contains("https://user:***@collector:4318/v1/logs"), "{masked}");
     assert!(matches!(redact_text("nothing to see"), Cow::Borrowed(_)));
 }
+
+/// No code opens another process's environment (`/proc/PID/environ`, or
+/// procfs's `Process::environ`): secrets in environment variables stay
+/// where they are. This file, which names them, is not scanned.
+#[test]
+fn no_code_reads_another_process_environment() {
+    let forbidden = [
+        format!("/{}", "environ"),
+        format!(".{}(", "environ"),
+        format!("\"{}\"", "environ"),
+    ];
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut pending = vec![root];
+    let mut scanned = 0;
+    let mut found = Vec::new();
+    while let Some(dir) = pending.pop() {
+        for entry in std::fs::read_dir(&dir).expect("read_dir") {
+            let path = entry.expect("entry").path();
+            if path.is_dir() {
+                pending.push(path);
+            } else if path.extension().is_some_and(|e| e == "rs") && !path.ends_with("redact/tests.rs")
+            {
+                let text = std::fs::read_to_string(&path).expect("read");
+                scanned += 1;
+                for (n, line) in text.lines().enumerate() {
+                    if forbidden.iter().any(|f| line.contains(f.as_str())) {
+                        found.push(format!("{}:{}: {line}", path.display(), n + 1));
+                    }
+                }
+            }
+        }
+    }
+    assert!(scanned > 100, "scanned only {scanned} files");
+    assert!(found.is_empty(), "{}", found.join("\n"));
+}
