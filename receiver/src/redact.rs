@@ -58,9 +58,7 @@ fn is_secret_env_name(name: &str) -> bool {
         .bytes()
         .next()
         .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_');
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
     if !is_env_name {
         return false;
     }
@@ -76,8 +74,24 @@ fn is_secret_env_name(name: &str) -> bool {
 fn names_a_reference(name: &str) -> bool {
     let lower = name.to_ascii_lowercase();
     [
-        "file", "stdin", "path", "env", "command", "cmd", "database", "source", "mechanism",
-        "method", "type", "mode", "url", "uri", "host", "port", "user", "username",
+        "file",
+        "stdin",
+        "path",
+        "env",
+        "command",
+        "cmd",
+        "database",
+        "source",
+        "mechanism",
+        "method",
+        "type",
+        "mode",
+        "url",
+        "uri",
+        "host",
+        "port",
+        "user",
+        "username",
     ]
     .iter()
     .any(|suffix| lower.ends_with(suffix))

@@ -97,7 +97,14 @@ fn value_after_key(
         }
         NodeValue::Map(entries) if !entries.is_empty() => {
             out.push('\n');
-            map(entries, indent + 2, redact, secret || masks_children, Some(key), out);
+            map(
+                entries,
+                indent + 2,
+                redact,
+                secret || masks_children,
+                Some(key),
+                out,
+            );
         }
         NodeValue::Seq(items) if !items.is_empty() => {
             out.push('\n');
@@ -263,7 +270,14 @@ receivers:
         let node = parse("t.yaml", text).expect("valid");
         let printed = to_yaml(&node, true);
         for secret in [
-            "abc", "t1", "hunter2", "s3cr3t", "pw2", "BEGIN", "tok-a", "alice:$apr1",
+            "abc",
+            "t1",
+            "hunter2",
+            "s3cr3t",
+            "pw2",
+            "BEGIN",
+            "tok-a",
+            "alice:$apr1",
         ] {
             assert!(!printed.contains(secret), "{secret} in {printed}");
         }

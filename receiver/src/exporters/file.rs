@@ -877,7 +877,10 @@ mod tests {
         w.write_line(b"{\"a\":1}\n").expect("write");
         // The failed write: a part of the line reached the file, the rest
         // still sits in the buffer.
-        let mut raw = std::fs::OpenOptions::new().append(true).open(&path).expect("open");
+        let mut raw = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .expect("open");
         raw.write_all(b"{\"frag").expect("write");
         w.file
             .as_mut()
@@ -925,7 +928,11 @@ mod tests {
         assert_eq!(mode(&dir.path().join("new")), 0o700);
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).expect("chmod");
         w.write_line(b"{\"b\":2}\n").expect("write (rotates)");
-        assert_eq!(mode(&path), 0o640, "the operator's mode is kept across rotation");
+        assert_eq!(
+            mode(&path),
+            0o640,
+            "the operator's mode is kept across rotation"
+        );
     }
 
     /// A symbolic link planted at the output path is not written through:
@@ -942,7 +949,11 @@ mod tests {
             .export(&std::sync::Arc::new(logs(1, "a")))
             .await
             .expect_err("refused");
-        assert!(err.message.contains("is a symbolic link"), "{}", err.message);
+        assert!(
+            err.message.contains("is a symbolic link"),
+            "{}",
+            err.message
+        );
         assert_eq!(
             std::fs::read_to_string(&outside).expect("read"),
             "precious\n"

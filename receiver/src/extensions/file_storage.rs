@@ -114,8 +114,8 @@ pub const DEFAULT_DIRECTORY_PERMISSIONS: &str = "0700";
 impl FileStorageConfig {
     /// `directory_permissions` as a mode (validated).
     fn directory_mode(&self) -> anyhow::Result<u32> {
-        let mode = secure_fs::parse_octal_mode(&self.directory_permissions)
-            .map_err(anyhow::Error::msg)?;
+        let mode =
+            secure_fs::parse_octal_mode(&self.directory_permissions).map_err(anyhow::Error::msg)?;
         if mode & 0o700 != 0o700 {
             anyhow::bail!(
                 "{:?} leaves the owner without read, write or search permission; \
@@ -419,17 +419,15 @@ impl FileStorage {
             secure_fs::ensure_own_dir(d, self.dir_mode)
                 .with_context(|| format!("{}: cannot use {}", self.id, d.display()))?;
         }
-        if !existed {
-            if self.fsync {
-                // Make the new entries durable, so a checkpoint written next
-                // does not vanish with its directory on power loss.
-                for d in [dir.parent(), Some(self.directory.as_path())]
-                    .into_iter()
-                    .flatten()
-                {
-                    sync_dir(d)
-                        .with_context(|| format!("{}: cannot fsync {}", self.id, d.display()))?;
-                }
+        if !existed && self.fsync {
+            // Make the new entries durable, so a checkpoint written next
+            // does not vanish with its directory on power loss.
+            for d in [dir.parent(), Some(self.directory.as_path())]
+                .into_iter()
+                .flatten()
+            {
+                sync_dir(d)
+                    .with_context(|| format!("{}: cannot fsync {}", self.id, d.display()))?;
             }
         }
         Ok(dir)
@@ -627,9 +625,8 @@ impl PersistentQueue {
         health: Arc<WriteHealth>,
     ) -> anyhow::Result<PersistentQueue> {
         if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
-            secure_fs::create_dir_all(parent, dir_mode).with_context(|| {
-                format!("cannot create queue directory {}", parent.display())
-            })?;
+            secure_fs::create_dir_all(parent, dir_mode)
+                .with_context(|| format!("cannot create queue directory {}", parent.display()))?;
         }
         secure_fs::ensure_own_dir(&dir, dir_mode)
             .with_context(|| format!("cannot use queue directory {}", dir.display()))?;
@@ -1072,7 +1069,10 @@ mod tests {
         let ns = top.join("receiver_kmsg_");
         assert_eq!(mode_of(&ns), 0o700);
         assert_eq!(mode_of(&ns.join("kv")), 0o700);
-        assert_eq!(mode_of(&kv.path("seq").unwrap_or_else(|e| panic!("{e}"))), 0o600);
+        assert_eq!(
+            mode_of(&kv.path("seq").unwrap_or_else(|e| panic!("{e}"))),
+            0o600
+        );
         let q = s
             .queue("exporter", &id("otlp"))
             .unwrap_or_else(|e| panic!("{e:#}"));
@@ -1091,7 +1091,10 @@ mod tests {
             .unwrap_or_else(|e| panic!("{e:#}"));
         assert_eq!(mode_of(&tmp.path().join("group")), 0o750);
         assert_eq!(mode_of(&group.directory), 0o750);
-        assert_eq!(mode_of(&group.directory.join("receiver_filelog_/kv")), 0o750);
+        assert_eq!(
+            mode_of(&group.directory.join("receiver_filelog_/kv")),
+            0o750
+        );
     }
 
     #[test]
@@ -1106,9 +1109,15 @@ mod tests {
                 directory_permissions: bad.into(),
                 ..FileStorageConfig::default()
             };
-            let err = cfg.validate().err().unwrap_or_else(|| panic!("{bad} accepted"));
+            let err = cfg
+                .validate()
+                .err()
+                .unwrap_or_else(|| panic!("{bad} accepted"));
             let text = format!("{err:?}");
-            assert!(text.contains("directory_permissions") && text.contains(says), "{text}");
+            assert!(
+                text.contains("directory_permissions") && text.contains(says),
+                "{text}"
+            );
         }
         let cfg: FileStorageConfig = serde_json::from_value(
             serde_json::json!({"directory": "/x", "directory_permissions": "0750", "create_directory": false}),
@@ -1155,7 +1164,10 @@ mod tests {
             .unwrap_or_else(|e| panic!("{e:#}"));
         symlink(&victim, qdir.join(format!(".{:020}.tmp", 6))).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(q.push(b"mine").unwrap_or_else(|e| panic!("{e:#}")), 6);
-        assert!(matches!(q.pop(), Some(Popped::Skipped)), "the linked item is skipped");
+        assert!(
+            matches!(q.pop(), Some(Popped::Skipped)),
+            "the linked item is skipped"
+        );
         match q.pop() {
             Some(Popped::Item(item)) => assert_eq!(&item.data[..], b"mine"),
             other => panic!("{other:?}"),
@@ -1171,9 +1183,15 @@ mod tests {
                 .err()
                 .unwrap_or_else(|| panic!("must fail"))
         );
-        assert!(err.contains("receiver_kmsg_") && err.contains("symbolic link"), "{err}");
+        assert!(
+            err.contains("receiver_kmsg_") && err.contains("symbolic link"),
+            "{err}"
+        );
 
-        assert_eq!(fs::read(&victim).unwrap_or_else(|e| panic!("{e}")), b"precious");
+        assert_eq!(
+            fs::read(&victim).unwrap_or_else(|e| panic!("{e}")),
+            b"precious"
+        );
         let names: Vec<_> = fs::read_dir(&outside)
             .unwrap_or_else(|e| panic!("{e}"))
             .map(|e| e.map(|e| e.file_name()))

@@ -273,8 +273,14 @@ fn log_text_is_masked() {
     let message = "error sending request for url (https://user:hunter2@collector:4318/v1/logs): \
                    Authorization: Bearer abc123 refused";
     let masked = redact_text(message);
-    assert!(!masked.contains("hunter2") && !masked.contains("abc123"), "{masked}");
-    assert!(masked.contains("https://user:***@collector:4318/v1/logs"), "{masked}");
+    assert!(
+        !masked.contains("hunter2") && !masked.contains("abc123"),
+        "{masked}"
+    );
+    assert!(
+        masked.contains("https://user:***@collector:4318/v1/logs"),
+        "{masked}"
+    );
     assert!(matches!(redact_text("nothing to see"), Cow::Borrowed(_)));
 }
 
@@ -297,7 +303,8 @@ fn no_code_reads_another_process_environment() {
             let path = entry.expect("entry").path();
             if path.is_dir() {
                 pending.push(path);
-            } else if path.extension().is_some_and(|e| e == "rs") && !path.ends_with("redact/tests.rs")
+            } else if path.extension().is_some_and(|e| e == "rs")
+                && !path.ends_with("redact/tests.rs")
             {
                 let text = std::fs::read_to_string(&path).expect("read");
                 scanned += 1;
