@@ -9,7 +9,8 @@ pub const MASKED: &str = "[REDACTED]";
 /// Keys whose values are secrets (case-insensitive substring), and `headers`,
 /// whose values often carry credentials (the collector's `configopaque`):
 /// `password` (basicauth `client_auth`), `token`/`tokens`
-/// (bearertokenauth), `key_pem` (configtls's inline private key),
+/// (bearertokenauth), `*_pem` (configtls's inline `key_pem`, `cert_pem`,
+/// `ca_pem`, all opaque in the collector too),
 /// `Authorization`/`Cookie` anywhere. Not the command-line list of
 /// `crate::redact`: its `auth` and `pwd` would mask config keys such as
 /// `authenticator` that name no secret.
@@ -24,7 +25,7 @@ const SECRET_KEYS: &[&str] = &[
     "credential",
     "private_key",
     "authorization",
-    "key_pem",
+    "_pem",
     "cookie",
 ];
 
@@ -256,7 +257,7 @@ exporters:
     headers: {x-api-key: abc, X-Tenant: t1}
   otlphttp:
     endpoint: https://user:pw2@collector:4318
-    tls: {key_pem: \"-----BEGIN PRIVATE KEY-----\", cert_file: /etc/c.pem}
+    tls: {key_pem: \"-----BEGIN PRIVATE KEY-----\", ca_pem: \"-----BEGIN CERTIFICATE-----\", cert_file: /etc/c.pem}
 extensions:
   basicauth:
     client_auth: {username: u, password: hunter2}
