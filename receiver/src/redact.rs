@@ -19,7 +19,7 @@
 use std::borrow::Cow;
 use std::sync::LazyLock;
 
-use regex::Regex;
+use regex::{Regex, RegexSet};
 
 /// Keys whose values are secrets when they appear in an argument name
 /// (case-insensitive substring match): `--password=x`, `-api-key x`,
@@ -270,7 +270,14 @@ fn apply(taken: Taken, value: &str) -> String {
 }
 
 /// Value shapes that are secrets wherever they appear.
-static SHAPES: LazyLock<Vec<(Regex, &'static str)>> = LazyLock::new(|| {
+/// The shapes, and all of them in one set: one pass over an argument tells
+/// which (usually none) need a replacement pass.
+struct Shapes {
+    each: Vec<(Regex, &'static str)>,
+    any: RegexSet,
+}
+
+static SHAPES: LazyLock<Shapes> = LazyLock::new(|| {
     let shapes: &[(&str, &str)] = &[
         // PEM private keys (`-----BEGIN RSA PRIVATE KEY-----`), to their END
         // line or to the end of a cut command line.
@@ -316,7 +323,7 @@ static SHAPES: LazyLock<Vec<(Regex, &'static str)>> = LazyLock::new(|| {
             REDACTED,
         ),
     ];
-    shapes
+    let each: Vec<(Regex, &'static str)> = shapes
         .iter()
         .filter_map(|(pattern, replacement)| match Regex::new(pattern) {
             Ok(re) => Some((re, *replacement)),
@@ -326,15 +333,27 @@ static SHAPES: LazyLock<Vec<(Regex, &'static str)>> = LazyLock::new(|| {
                 None
             }
         })
-        .collect()
+        .collect();
+    // The same patterns compiled once already; a set of them compiles too.
+    let any = RegexSet::new(each.iter().map(|(re, _)| re.as_str())).unwrap_or_else(|e| {
+        tracing::error!(error = %e, "redaction patterns do not compile as a set");
+        RegexSet::empty()
+    });
+    Shapes { each, any }
 });
 
 /// `text` with every secret value shape replaced (see the module doc). For
 /// command-line arguments and for messages the agent logs (export errors
 /// may name an endpoint with credentials).
 pub fn redact_text(text: &str) -> Cow<'_, str> {
+    let shapes = &*SHAPES;
     let mut out = Cow::Borrowed(text);
-    for (re, replacement) in SHAPES.iter() {
+    for (re, replacement) in shapes
+        .any
+        .matches(text)
+        .iter()
+        .filter_map(|i| shapes.each.get(i))
+    {
         let replaced = match re.replace_all(&out, *replacement) {
             Cow::Owned(replaced) => Some(replaced),
             Cow::Borrowed(_) => None,

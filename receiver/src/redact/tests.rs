@@ -248,7 +248,8 @@ fn leaves_ordinary_command_lines_alone() {
 
 #[test]
 fn every_shape_compiles() {
-    assert_eq!(SHAPES.len(), 12);
+    assert_eq!(SHAPES.each.len(), 12);
+    assert_eq!(SHAPES.any.len(), 12);
 }
 
 #[test]
