@@ -76,7 +76,7 @@ if [ "$1" = configure ]; then
         adduser --system --group --home /var/lib/oomscope --no-create-home \
             --shell /usr/sbin/nologin --gecos "oomscope agent" oomscope
     fi
-    install -d -o oomscope -g oomscope -m 0750 /var/lib/oomscope
+    install -d -o oomscope -g oomscope -m 0700 /var/lib/oomscope
     if [ -d /run/systemd/system ]; then
         systemctl daemon-reload
         systemctl enable oomscope.service

@@ -799,7 +799,7 @@ fn deb_package_installs_checks_out_and_purges() {
     let state = std::fs::metadata("/var/lib/oomscope").expect("/var/lib/oomscope");
     assert_eq!(
         (state.uid(), state.permissions().mode() & 0o7777),
-        (uid, 0o750)
+        (uid, 0o700)
     );
 
     let version = run_ok(Command::new("/usr/bin/oomscope").arg("--version"));

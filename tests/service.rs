@@ -1,6 +1,7 @@
 //! The running service as a whole: drain on SIGTERM, one receiver feeding
 //! several pipelines, the agent's own telemetry (Prometheus and OTLP push),
-//! self-protection, and hostile clients that must not disturb it.
+//! self-protection, hostile clients that must not disturb it, and
+//! configured secrets kept out of its log.
 
 mod common;
 
@@ -429,6 +430,87 @@ service:
     let bodies = got.log_bodies();
     for b in &accepted {
         assert!(bodies.contains(b), "accepted {b:?} never arrived");
+    }
+    let (status, clean) = agent.stop(TIMEOUT);
+    assert!(clean && status.success(), "{}", agent.output());
+}
+
+/// Credentials in the configuration stay out of the agent's log: an
+/// `otlphttp` endpoint with a password and an `Authorization` header, sent
+/// to a backend that refuses every request, gives a logged export error
+/// that names the endpoint without the password and never the header.
+#[tokio::test(flavor = "multi_thread")]
+async fn configured_secrets_are_masked_in_the_log() {
+    // A backend that answers every request 400 (a permanent error).
+    let backend = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let backend_port = backend.local_addr().expect("addr").port();
+    std::thread::spawn(move || {
+        for stream in backend.incoming().take(16) {
+            let Ok(mut s) = stream else { continue };
+            let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+            let mut head = Vec::new();
+            let mut byte = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") && head.len() < 64 * 1024 {
+                match s.read(&mut byte) {
+                    Ok(1) => head.push(byte[0]),
+                    _ => break,
+                }
+            }
+            let _ = s.write_all(
+                b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+            );
+        }
+    });
+    let grpc = free_port();
+    let config = format!(
+        r#"
+receivers:
+  otlp:
+    protocols:
+      grpc: {{ endpoint: "127.0.0.1:{grpc}" }}
+exporters:
+  otlphttp:
+    endpoint: "http://exporter-user:hunter2-pass@127.0.0.1:{backend_port}"
+    headers: {{ Authorization: "Bearer tok-not-for-logs" }}
+    retry_on_failure: {{ enabled: false }}
+    sending_queue: {{ enabled: false }}
+service:
+  telemetry: {{ metrics: {{ address: "" }} }}
+  oom_score_adj: null
+  pipelines:
+    logs: {{ receivers: [otlp], exporters: [otlphttp] }}
+"#
+    );
+    let mut agent = Oomscope::start(&config, &[]);
+    agent.wait_ready(addr(grpc), TIMEOUT);
+    let mut client = common::faults::logs_client(grpc, TIMEOUT);
+    // Refused, since the export fails permanently and the queue is off.
+    let _ = client
+        .export(common::otlp::logs_request(&bodies("secret-test", 1)))
+        .await;
+    let output = agent.wait_for_output("HTTP status 400", TIMEOUT);
+    assert!(
+        output.contains("exporter-user:***@127.0.0.1"),
+        "the endpoint is named, masked: {output}"
+    );
+    for secret in ["hunter2-pass", "tok-not-for-logs"] {
+        assert!(!output.contains(secret), "{secret} logged: {output}");
+    }
+
+    // print-config masks both too.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("config.yaml");
+    std::fs::write(&path, &config).expect("write");
+    let printed = std::process::Command::new(env!("CARGO_BIN_EXE_oomscope"))
+        .arg("--config")
+        .arg(&path)
+        .arg("print-config")
+        .output()
+        .expect("print-config");
+    let printed = String::from_utf8_lossy(&printed.stdout);
+    assert!(printed.contains("exporter-user:***@"), "{printed}");
+    for secret in ["hunter2-pass", "tok-not-for-logs"] {
+        assert!(!printed.contains(secret), "{secret} printed: {printed}");
     }
     let (status, clean) = agent.stop(TIMEOUT);
     assert!(clean && status.success(), "{}", agent.output());

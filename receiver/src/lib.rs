@@ -19,6 +19,7 @@ pub mod process_table;
 pub mod processors;
 pub mod receivers;
 pub mod redact;
+pub mod secure_fs;
 pub mod self_protection;
 pub(crate) mod server;
 pub mod service;

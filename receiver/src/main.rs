@@ -201,7 +201,10 @@ fn print_config(cli: &Cli, mode: PrintMode) -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(errors) => {
-            eprintln!("oomscope: invalid configuration:\n{errors}");
+            eprintln!(
+                "oomscope: invalid configuration:\n{}",
+                oomscope::redact::redact_text(&errors.to_string())
+            );
             ExitCode::from(1)
         }
     }
@@ -305,7 +308,10 @@ fn main() -> ExitCode {
     let config = match with_bootstrap_logging(|| load(&cli)) {
         Ok(c) => c,
         Err(errors) => {
-            eprintln!("oomscope: invalid configuration:\n{errors}");
+            eprintln!(
+                "oomscope: invalid configuration:\n{}",
+                oomscope::redact::redact_text(&errors.to_string())
+            );
             return ExitCode::from(1);
         }
     };
@@ -329,8 +335,11 @@ fn main() -> ExitCode {
     match runtime.block_on(oomscope::service::run(config, shutdown_signal())) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            tracing::error!("{e:#}");
-            eprintln!("oomscope: {e:#}");
+            // An error may quote configuration (an endpoint with credentials).
+            let message = format!("{e:#}");
+            let message = oomscope::redact::redact_text(&message);
+            tracing::error!("{message}");
+            eprintln!("oomscope: {message}");
             ExitCode::from(1)
         }
     }

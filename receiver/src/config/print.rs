@@ -7,9 +7,13 @@ use super::{Node, NodeValue};
 pub const MASKED: &str = "[REDACTED]";
 
 /// Keys whose values are secrets (case-insensitive substring), and `headers`,
-/// whose values often carry credentials (the collector's `configopaque`).
-/// Not the command-line list of `crate::redact`: its `auth` and `pwd` would
-/// mask config keys such as `authenticator` that name no secret.
+/// whose values often carry credentials (the collector's `configopaque`):
+/// `password` (basicauth `client_auth`), `token`/`tokens`
+/// (bearertokenauth), `*_pem` (configtls's inline `key_pem`, `cert_pem`,
+/// `ca_pem`, all opaque in the collector too),
+/// `Authorization`/`Cookie` anywhere. Not the command-line list of
+/// `crate::redact`: its `auth` and `pwd` would mask config keys such as
+/// `authenticator` that name no secret.
 const SECRET_KEYS: &[&str] = &[
     "password",
     "passwd",
@@ -21,17 +25,34 @@ const SECRET_KEYS: &[&str] = &[
     "credential",
     "private_key",
     "authorization",
-    // tls::key_pem: an inline private key.
-    "key_pem",
+    "_pem",
+    "cookie",
 ];
+
+/// Keys that match [`SECRET_KEYS`] but hold no secret: the list of
+/// command-line argument names to redact, paths to files, and basicauth's
+/// `htpasswd` section (its `file` is a path; its `inline` is masked).
+fn names_no_secret(key: &str) -> bool {
+    key == "secret_keys" || key == "htpasswd" || key.ends_with("_file") || key.ends_with("_path")
+}
+
+/// Whether the value of `key` is masked: a secret-looking key, or basicauth's
+/// `htpasswd::inline` (`user:password` lines).
+fn is_secret(key: &str, parent: Option<&str>) -> bool {
+    (crate::redact::is_secret_key(key, SECRET_KEYS) && !names_no_secret(key))
+        || (key == "inline" && parent == Some("htpasswd"))
+}
 
 /// `node` as block YAML that parses back to the same tree. With `redact`,
 /// the values of secret-looking keys and of every `headers` entry are
-/// replaced by [`MASKED`].
+/// replaced by [`MASKED`], and secret shapes in other values (a URL's
+/// password, a token) by `***` (`crate::redact::redact_text`).
 pub fn to_yaml(node: &Node, redact: bool) -> String {
     let mut out = String::new();
     match &node.value {
-        NodeValue::Map(entries) if !entries.is_empty() => map(entries, 0, redact, false, &mut out),
+        NodeValue::Map(entries) if !entries.is_empty() => {
+            map(entries, 0, redact, false, None, &mut out)
+        }
         _ => {
             out.push_str(&scalar(node));
             out.push('\n');
@@ -40,15 +61,22 @@ pub fn to_yaml(node: &Node, redact: bool) -> String {
     out
 }
 
-fn map(entries: &[(Node, Node)], indent: usize, redact: bool, mask_all: bool, out: &mut String) {
+fn map(
+    entries: &[(Node, Node)],
+    indent: usize,
+    redact: bool,
+    mask_all: bool,
+    parent: Option<&str>,
+    out: &mut String,
+) {
     for (key, value) in entries {
         let key_text = key.as_str().unwrap_or_default();
         out.push_str(&" ".repeat(indent));
         out.push_str(&scalar(key));
         out.push(':');
-        let secret = redact && (mask_all || crate::redact::is_secret_key(key_text, SECRET_KEYS));
+        let secret = redact && (mask_all || is_secret(key_text, parent));
         let masks_children = redact && key_text == "headers";
-        value_after_key(value, indent, redact, secret, masks_children, out);
+        value_after_key(value, indent, redact, secret, masks_children, key_text, out);
     }
 }
 
@@ -59,6 +87,7 @@ fn value_after_key(
     redact: bool,
     secret: bool,
     masks_children: bool,
+    key: &str,
     out: &mut String,
 ) {
     match &value.value {
@@ -69,7 +98,14 @@ fn value_after_key(
         }
         NodeValue::Map(entries) if !entries.is_empty() => {
             out.push('\n');
-            map(entries, indent + 2, redact, secret || masks_children, out);
+            map(
+                entries,
+                indent + 2,
+                redact,
+                secret || masks_children,
+                Some(key),
+                out,
+            );
         }
         NodeValue::Seq(items) if !items.is_empty() => {
             out.push('\n');
@@ -79,10 +115,22 @@ fn value_after_key(
         NodeValue::Null => out.push('\n'),
         _ => {
             out.push(' ');
-            out.push_str(&scalar(value));
+            out.push_str(&value_scalar(value, redact));
             out.push('\n');
         }
     }
+}
+
+/// A scalar value, with secret shapes inside it masked under `redact`.
+fn value_scalar(node: &Node, redact: bool) -> String {
+    if let NodeValue::Scalar { text, .. } = &node.value {
+        if redact {
+            if let std::borrow::Cow::Owned(masked) = crate::redact::redact_text(text) {
+                return serde_json::to_string(&masked).unwrap_or_else(|_| "\"\"".to_string());
+            }
+        }
+    }
+    scalar(node)
 }
 
 fn seq(items: &[Node], indent: usize, redact: bool, secret: bool, out: &mut String) {
@@ -92,7 +140,7 @@ fn seq(items: &[Node], indent: usize, redact: bool, secret: bool, out: &mut Stri
         match &item.value {
             NodeValue::Map(entries) if !entries.is_empty() => {
                 out.push('\n');
-                map(entries, indent + 2, redact, secret, out);
+                map(entries, indent + 2, redact, secret, None, out);
             }
             NodeValue::Seq(inner) if !inner.is_empty() => {
                 out.push('\n');
@@ -105,7 +153,7 @@ fn seq(items: &[Node], indent: usize, redact: bool, secret: bool, out: &mut Stri
             }
             _ => {
                 out.push(' ');
-                out.push_str(&scalar(item));
+                out.push_str(&value_scalar(item, redact));
                 out.push('\n');
             }
         }
@@ -208,22 +256,47 @@ exporters:
   otlp:
     endpoint: collector:4317
     headers: {x-api-key: abc, X-Tenant: t1}
+  otlphttp:
+    endpoint: https://user:pw2@collector:4318
+    tls: {key_pem: \"-----BEGIN PRIVATE KEY-----\", ca_pem: \"-----BEGIN CERTIFICATE-----\", cert_file: /etc/c.pem}
 extensions:
   basicauth:
     client_auth: {username: u, password: hunter2}
-  bearertokenauth: {token: s3cr3t}
+  basicauth/server:
+    htpasswd: {inline: \"alice:$apr1$x\", file: /etc/htpasswd}
+  bearertokenauth: {token: s3cr3t, tokens: [tok-a]}
+receivers:
+  oom: {secret_keys: [password, pin]}
+  filelog: {include: [/var/log/a.log]}
 ";
         let node = parse("t.yaml", text).expect("valid");
         let printed = to_yaml(&node, true);
-        for secret in ["abc", "t1", "hunter2", "s3cr3t"] {
+        for secret in [
+            "abc",
+            "t1",
+            "hunter2",
+            "s3cr3t",
+            "pw2",
+            "BEGIN",
+            "tok-a",
+            "alice:$apr1",
+        ] {
             assert!(!printed.contains(secret), "{secret} in {printed}");
         }
         assert!(printed.contains("endpoint: collector:4317"), "{printed}");
         assert!(printed.contains("username: u"), "{printed}");
+        assert!(printed.contains("user:***@collector"), "{printed}");
+        assert!(printed.contains("cert_file: /etc/c.pem"), "{printed}");
+        assert!(printed.contains("file: /etc/htpasswd"), "{printed}");
+        assert!(printed.contains("- pin"), "{printed}");
+        let again = parse("printed.yaml", &printed).expect("masked YAML parses");
+        assert!(matches!(again.value, NodeValue::Map(_)));
         assert!(to_yaml(&node, false).contains("hunter2"));
     }
 
     #[test]
+    /// Every inline PEM is masked, as the collector's configtls makes
+    /// `cert_pem`, `key_pem` and `ca_pem` `configopaque` strings.
     fn inline_tls_keys_are_masked() {
         let text = "\
 receivers:
@@ -235,6 +308,6 @@ receivers:
         let node = parse("t.yaml", text).expect("valid");
         let printed = to_yaml(&node, true);
         assert!(!printed.contains("KEYTEXT"), "{printed}");
-        assert!(printed.contains("CERTTEXT"), "{printed}");
+        assert!(!printed.contains("CERTTEXT"), "{printed}");
     }
 }

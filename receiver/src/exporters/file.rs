@@ -18,7 +18,7 @@
 //! The JSON comes from opentelemetry-proto's serde support with fix-ups for
 //! the OTLP/JSON rules it does not follow (see [`super::otlp_json`]).
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -39,6 +39,7 @@ use crate::component::{
 };
 use crate::config::{from_node, ConfigError, GoDuration, Node, ValidationError};
 use crate::pipeline::{DynConsumer, Payload};
+use crate::secure_fs;
 
 const MIB: u64 = 1024 * 1024;
 
@@ -278,6 +279,10 @@ struct FileWriter {
     /// After a failed write: the file to cut back to its last complete line
     /// when it is opened again.
     truncate: Option<Truncate>,
+    /// Mode of the next file created: 0600, or the mode of the file a
+    /// rotation moved away (lumberjack's rule, so a mode the operator set
+    /// survives rotation).
+    create_mode: u32,
 }
 
 /// A file left with part of a line by a failed write (ENOSPC mid-line).
@@ -297,6 +302,7 @@ impl FileWriter {
             file: None,
             size: 0,
             truncate: None,
+            create_mode: secure_fs::FILE_MODE,
         }
     }
 
@@ -312,17 +318,16 @@ impl FileWriter {
             return Ok(());
         }
         if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| {
+            secure_fs::create_dir_all(dir, secure_fs::DIR_MODE).map_err(|e| {
                 ExportError::retryable(format!(
                     "file exporter: cannot create directory {}: {e}",
                     dir.display()
                 ))
             })?;
         }
-        let file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.path)
+        // Never through a symbolic link at `path` (it could point anywhere
+        // the agent may write).
+        let file = secure_fs::open_append(&self.path, self.create_mode)
             .map_err(|e| self.io_error("open", e))?;
         let metadata = file.metadata().map_err(|e| self.io_error("stat", e))?;
         self.size = metadata.len();
@@ -390,6 +395,9 @@ impl FileWriter {
     fn rotate(&mut self) -> Result<(), ExportError> {
         self.flush()?;
         self.file = None;
+        if let Ok(m) = std::fs::symlink_metadata(&self.path) {
+            self.create_mode = m.mode() & 0o777;
+        }
         let backup = backup_path(&self.path, SystemTime::now(), self.rotation.localtime);
         std::fs::rename(&self.path, &backup).map_err(|e| {
             ExportError::retryable(format!(
@@ -869,7 +877,10 @@ mod tests {
         w.write_line(b"{\"a\":1}\n").expect("write");
         // The failed write: a part of the line reached the file, the rest
         // still sits in the buffer.
-        let mut raw = OpenOptions::new().append(true).open(&path).expect("open");
+        let mut raw = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .expect("open");
         raw.write_all(b"{\"frag").expect("write");
         w.file
             .as_mut()
@@ -893,10 +904,7 @@ mod tests {
     /// retryable error, also on the next attempt.
     #[tokio::test]
     async fn a_full_disk_is_a_retryable_error() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("full.json");
-        std::os::unix::fs::symlink("/dev/full", &path).expect("symlink");
-        let client = FileClient::new(path, rotation(MIB, 1));
+        let client = FileClient::new(PathBuf::from("/dev/full"), rotation(MIB, 1));
         for _ in 0..2 {
             let err = client
                 .export(&std::sync::Arc::new(logs(1, "a")))
@@ -904,6 +912,52 @@ mod tests {
                 .expect_err("fails");
             assert_eq!(err.kind, super::super::helper::ExportErrorKind::Retryable);
         }
+    }
+
+    /// The output is created 0600 in a directory created 0700, whatever the
+    /// umask; a rotation gives the new file the old one's mode.
+    #[test]
+    fn output_files_are_private_and_rotation_keeps_the_mode() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("new/out.json");
+        let mut w = FileWriter::new(path.clone(), rotation(1, 0));
+        w.write_line(b"{\"a\":1}\n").expect("write");
+        let mode = |p: &Path| std::fs::metadata(p).expect("stat").mode() & 0o777;
+        assert_eq!(mode(&path), 0o600);
+        assert_eq!(mode(&dir.path().join("new")), 0o700);
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).expect("chmod");
+        w.write_line(b"{\"b\":2}\n").expect("write (rotates)");
+        assert_eq!(
+            mode(&path),
+            0o640,
+            "the operator's mode is kept across rotation"
+        );
+    }
+
+    /// A symbolic link planted at the output path is not written through:
+    /// the export fails naming it, and what it points to is unchanged.
+    #[tokio::test]
+    async fn a_link_at_the_output_path_is_not_followed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let outside = dir.path().join("outside");
+        std::fs::write(&outside, "precious\n").expect("write");
+        let path = dir.path().join("out.json");
+        std::os::unix::fs::symlink(&outside, &path).expect("symlink");
+        let client = FileClient::new(path, rotation(MIB, 1));
+        let err = client
+            .export(&std::sync::Arc::new(logs(1, "a")))
+            .await
+            .expect_err("refused");
+        assert!(
+            err.message.contains("is a symbolic link"),
+            "{}",
+            err.message
+        );
+        assert_eq!(
+            std::fs::read_to_string(&outside).expect("read"),
+            "precious\n"
+        );
     }
 
     /// `sending_queue.storage` works for the file exporter too.

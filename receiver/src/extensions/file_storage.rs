@@ -42,7 +42,7 @@
 use std::collections::BTreeSet;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -57,6 +57,7 @@ use crate::component::{
 };
 use crate::config::{from_node, ComponentId, ConfigError, GoDuration, Node, ValidationError};
 use crate::extensions::Extensions;
+use crate::secure_fs;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -76,12 +77,18 @@ pub struct FileStorageConfig {
     /// (and the CRC frame then makes sure a torn file is skipped, not read).
     /// Turn it on when the host itself may die (contrib#50102).
     pub fsync: bool,
-    /// Create `directory` (mode 0750, with its parents) when missing. Our
-    /// default is true (the collector's is false) because the agent is
-    /// installed as a single binary with a default config whose storage
-    /// directory a package may not have created; failing to start over a
-    /// missing state directory would help nobody.
+    /// Create `directory` (with its parents, mode `directory_permissions`)
+    /// when missing. Our default is true (the collector's is false) because
+    /// the agent is installed as a single binary with a default config whose
+    /// storage directory a package may not have created; failing to start
+    /// over a missing state directory would help nobody.
     pub create_directory: bool,
+    /// Mode of the directories this extension creates, octal digits as in
+    /// the collector. Ours is `"0700"` (the collector's is `"0750"`): the
+    /// state holds queued telemetry, which may carry command lines and log
+    /// text, so no group reads it by default. Applied exactly (not minus
+    /// the umask, unlike the collector); existing directories keep theirs.
+    pub directory_permissions: String,
     /// The collector's bbolt compaction settings. Accepted so that collector
     /// configs load; there is no database file to compact here (items are
     /// files that are deleted once delivered), so they have no effect.
@@ -95,8 +102,28 @@ impl Default for FileStorageConfig {
             timeout: GoDuration::from_secs(1),
             fsync: false,
             create_directory: true,
+            directory_permissions: DEFAULT_DIRECTORY_PERMISSIONS.to_string(),
             compaction: CompactionConfig::default(),
         }
+    }
+}
+
+/// The default of `directory_permissions` (stricter than the collector's 0750).
+pub const DEFAULT_DIRECTORY_PERMISSIONS: &str = "0700";
+
+impl FileStorageConfig {
+    /// `directory_permissions` as a mode (validated).
+    fn directory_mode(&self) -> anyhow::Result<u32> {
+        let mode =
+            secure_fs::parse_octal_mode(&self.directory_permissions).map_err(anyhow::Error::msg)?;
+        if mode & 0o700 != 0o700 {
+            anyhow::bail!(
+                "{:?} leaves the owner without read, write or search permission; \
+                 the agent could not use the directory",
+                self.directory_permissions
+            );
+        }
+        Ok(mode)
     }
 }
 
@@ -104,6 +131,12 @@ impl ComponentConfig for FileStorageConfig {
     fn validate(&self) -> Result<(), ValidationError> {
         if self.directory.as_os_str().is_empty() {
             return Err(ValidationError::at("directory", "must not be empty"));
+        }
+        if let Err(e) = self.directory_mode() {
+            return Err(ValidationError::at(
+                "directory_permissions",
+                format!("{e:#}"),
+            ));
         }
         Ok(())
     }
@@ -189,6 +222,8 @@ impl Default for CompactionConfig {
 pub struct FileStorage {
     id: ComponentId,
     directory: PathBuf,
+    /// Mode of the directories it creates (`directory_permissions`).
+    dir_mode: u32,
     fsync: bool,
     /// Tells this run's temp files from those a crashed run left behind.
     nonce: u64,
@@ -294,6 +329,11 @@ impl FileStorage {
     /// Checks (or creates) the directory and that it is writable.
     pub fn open(cfg: &FileStorageConfig, id: &ComponentId) -> anyhow::Result<Arc<FileStorage>> {
         let dir = &cfg.directory;
+        let dir_mode = cfg
+            .directory_mode()
+            .with_context(|| format!("{id}: directory_permissions"))?;
+        // The configured directory itself may be a symbolic link (that is
+        // configuration); nothing inside it is followed.
         match fs::metadata(dir) {
             Ok(m) if m.is_dir() => {}
             Ok(_) => anyhow::bail!(
@@ -301,10 +341,7 @@ impl FileStorage {
                 dir.display()
             ),
             Err(e) if e.kind() == io::ErrorKind::NotFound && cfg.create_directory => {
-                fs::DirBuilder::new()
-                    .recursive(true)
-                    .mode(0o750)
-                    .create(dir)
+                secure_fs::create_dir_all(dir, dir_mode)
                     .with_context(|| format!("{id}: cannot create directory {}", dir.display()))?;
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => anyhow::bail!(
@@ -318,12 +355,13 @@ impl FileStorage {
         }
         let nonce = rand::random::<u64>();
         let probe = dir.join(format!(".probe.{nonce:016x}.tmp"));
-        File::create(&probe)
+        secure_fs::create_new_file(&probe, secure_fs::FILE_MODE)
             .and_then(|_| fs::remove_file(&probe))
             .with_context(|| format!("{id}: directory {} is not writable", dir.display()))?;
         Ok(Arc::new(FileStorage {
             id: id.clone(),
             directory: dir.clone(),
+            dir_mode,
             fsync: cfg.fsync,
             nonce,
             health: WriteHealth::new(id.to_string(), dir.clone()),
@@ -363,36 +401,33 @@ impl FileStorage {
     /// of one queue would send and delete each other's items.
     pub fn queue(&self, owner_kind: &str, owner: &ComponentId) -> anyhow::Result<PersistentQueue> {
         let dir = self.component_dir(owner_kind, owner, "queue")?;
-        PersistentQueue::open_with(dir, self.fsync, Arc::clone(&self.health))
+        PersistentQueue::open_with(dir, self.fsync, self.dir_mode, Arc::clone(&self.health))
     }
 
-    /// `<directory>/<namespace>/<service>`, created if needed.
+    /// `<directory>/<namespace>/<service>`, created if needed. A symbolic
+    /// link at either level is refused, not followed.
     fn component_dir(
         &self,
         owner_kind: &str,
         owner: &ComponentId,
         service: &str,
     ) -> anyhow::Result<PathBuf> {
-        let dir = self
-            .directory
-            .join(namespace(owner_kind, owner))
-            .join(service);
-        if !dir.is_dir() {
-            fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o750)
-                .create(&dir)
-                .with_context(|| format!("{}: cannot create {}", self.id, dir.display()))?;
-            if self.fsync {
-                // Make the new entries durable, so a checkpoint written next
-                // does not vanish with its directory on power loss.
-                for d in [dir.parent(), Some(self.directory.as_path())]
-                    .into_iter()
-                    .flatten()
-                {
-                    sync_dir(d)
-                        .with_context(|| format!("{}: cannot fsync {}", self.id, d.display()))?;
-                }
+        let ns_dir = self.directory.join(namespace(owner_kind, owner));
+        let dir = ns_dir.join(service);
+        let existed = fs::symlink_metadata(&dir).is_ok_and(|m| m.is_dir());
+        for d in [&ns_dir, &dir] {
+            secure_fs::ensure_own_dir(d, self.dir_mode)
+                .with_context(|| format!("{}: cannot use {}", self.id, d.display()))?;
+        }
+        if !existed && self.fsync {
+            // Make the new entries durable, so a checkpoint written next
+            // does not vanish with its directory on power loss.
+            for d in [dir.parent(), Some(self.directory.as_path())]
+                .into_iter()
+                .flatten()
+            {
+                sync_dir(d)
+                    .with_context(|| format!("{}: cannot fsync {}", self.id, d.display()))?;
             }
         }
         Ok(dir)
@@ -455,9 +490,14 @@ impl KvStore {
     /// corrupt (torn by a power loss), which is logged.
     pub fn get(&self, key: &str) -> anyhow::Result<Option<Vec<u8>>> {
         let path = self.path(key)?;
-        let bytes = match fs::read(&path) {
+        let bytes = match secure_fs::read_no_follow(&path) {
             Ok(b) => b,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) if secure_fs::is_symlink_error(&e) => {
+                // The next `set` renames over the link itself.
+                tracing::warn!(file = %path.display(), "a stored value is a symbolic link (not written by oomscope); ignoring it without following it, its owner starts as if nothing was stored");
+                return Ok(None);
+            }
             Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
         };
         match unframe(&bytes) {
@@ -575,26 +615,23 @@ impl PersistentQueue {
     /// Opens (or creates) the queue in `dir` and resumes the items found there.
     pub fn open(dir: PathBuf, fsync: bool) -> anyhow::Result<PersistentQueue> {
         let health = WriteHealth::new("persistent queue".into(), dir.clone());
-        Self::open_with(dir, fsync, health)
+        Self::open_with(dir, fsync, secure_fs::DIR_MODE, health)
     }
 
     fn open_with(
         dir: PathBuf,
         fsync: bool,
+        dir_mode: u32,
         health: Arc<WriteHealth>,
     ) -> anyhow::Result<PersistentQueue> {
-        fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o750)
-            .create(&dir)
-            .with_context(|| format!("cannot create queue directory {}", dir.display()))?;
+        if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+            secure_fs::create_dir_all(parent, dir_mode)
+                .with_context(|| format!("cannot create queue directory {}", parent.display()))?;
+        }
+        secure_fs::ensure_own_dir(&dir, dir_mode)
+            .with_context(|| format!("cannot use queue directory {}", dir.display()))?;
         let lock_path = dir.join(".lock");
-        let lock = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .mode(0o640)
-            .open(&lock_path)
+        let lock = open_lock_file(&lock_path)
             .with_context(|| format!("cannot open {}", lock_path.display()))?;
         match lock.try_lock() {
             Ok(()) => {}
@@ -696,8 +733,15 @@ impl PersistentQueue {
             seq
         };
         let path = self.dir.join(item_name(seq));
-        let bytes = match fs::read(&path) {
+        let bytes = match secure_fs::read_no_follow(&path) {
             Ok(b) => b,
+            Err(e) if secure_fs::is_symlink_error(&e) => {
+                tracing::warn!(file = %path.display(), "a queue item is a symbolic link (not written by oomscope); removing the link without following it");
+                if let Err(e) = self.remove(seq) {
+                    tracing::warn!(error = %format!("{e:#}"), "cannot remove a symbolic link from the persistent queue");
+                }
+                return Some(Popped::Skipped);
+            }
             Err(e) => {
                 self.state().in_flight.remove(&seq);
                 if e.kind() == io::ErrorKind::NotFound {
@@ -817,12 +861,9 @@ fn write_atomic(
 ) -> io::Result<()> {
     let tmp = dir.join(tmp_name);
     let result = (|| {
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o640)
-            .open(&tmp)?;
+        // A new file, never one found there (not a link planted under the
+        // temp name); the rename replaces a link at the final name itself.
+        let mut f = secure_fs::create_new_file(&tmp, secure_fs::FILE_MODE)?;
         for part in parts {
             f.write_all(part)?;
         }
@@ -840,6 +881,30 @@ fn write_atomic(
         let _ = fs::remove_file(&tmp);
     }
     result
+}
+
+/// The queue's lock file, mode 0600; a symbolic link in its place is
+/// removed, not followed.
+fn open_lock_file(path: &Path) -> io::Result<File> {
+    let open = || {
+        OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(secure_fs::FILE_MODE)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(path)
+    };
+    let file = match open() {
+        Err(e) if secure_fs::is_symlink_error(&e) => {
+            tracing::warn!(file = %path.display(), "the queue's lock file is a symbolic link (not made by oomscope); replacing the link without following it");
+            fs::remove_file(path)?;
+            open()?
+        }
+        other => other?,
+    };
+    file.set_permissions(std::fs::Permissions::from_mode(secure_fs::FILE_MODE))?;
+    Ok(file)
 }
 
 fn sync_dir(dir: &Path) -> io::Result<()> {
@@ -979,6 +1044,160 @@ mod tests {
                 .unwrap_or_else(|| panic!("must fail"))
         );
         assert!(err.contains("not a directory"), "{err}");
+    }
+
+    fn mode_of(path: &Path) -> u32 {
+        use std::os::unix::fs::MetadataExt;
+        fs::symlink_metadata(path)
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+            .mode()
+            & 0o7777
+    }
+
+    /// Directories 0700 (or `directory_permissions`), checkpoint, queue and
+    /// lock files 0600, whatever the umask.
+    #[test]
+    fn state_is_created_with_private_modes() {
+        let tmp = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let top = tmp.path().join("state");
+        let s = storage(&top, false);
+        assert_eq!(mode_of(&top), 0o700);
+        let kv = s
+            .kv("receiver", &id("kmsg"))
+            .unwrap_or_else(|e| panic!("{e:#}"));
+        kv.set("seq", b"42").unwrap_or_else(|e| panic!("{e:#}"));
+        let ns = top.join("receiver_kmsg_");
+        assert_eq!(mode_of(&ns), 0o700);
+        assert_eq!(mode_of(&ns.join("kv")), 0o700);
+        assert_eq!(
+            mode_of(&kv.path("seq").unwrap_or_else(|e| panic!("{e}"))),
+            0o600
+        );
+        let q = s
+            .queue("exporter", &id("otlp"))
+            .unwrap_or_else(|e| panic!("{e:#}"));
+        let seq = q.push(b"item").unwrap_or_else(|e| panic!("{e:#}"));
+        assert_eq!(mode_of(q.directory()), 0o700);
+        assert_eq!(mode_of(&q.item_path(seq)), 0o600);
+        assert_eq!(mode_of(&q.directory().join(".lock")), 0o600);
+
+        let group = FileStorageConfig {
+            directory: tmp.path().join("group/state"),
+            directory_permissions: "0750".into(),
+            ..FileStorageConfig::default()
+        };
+        let s = FileStorage::open(&group, &id("file_storage")).unwrap_or_else(|e| panic!("{e:#}"));
+        s.kv("receiver", &id("filelog"))
+            .unwrap_or_else(|e| panic!("{e:#}"));
+        assert_eq!(mode_of(&tmp.path().join("group")), 0o750);
+        assert_eq!(mode_of(&group.directory), 0o750);
+        assert_eq!(
+            mode_of(&group.directory.join("receiver_filelog_/kv")),
+            0o750
+        );
+    }
+
+    #[test]
+    fn directory_permissions_are_checked() {
+        for (bad, says) in [
+            ("0x1ed", "octal"),
+            ("9", "octal"),
+            ("0500", "owner"),
+            ("77777", "at most"),
+        ] {
+            let cfg = FileStorageConfig {
+                directory_permissions: bad.into(),
+                ..FileStorageConfig::default()
+            };
+            let err = cfg
+                .validate()
+                .err()
+                .unwrap_or_else(|| panic!("{bad} accepted"));
+            let text = format!("{err:?}");
+            assert!(
+                text.contains("directory_permissions") && text.contains(says),
+                "{text}"
+            );
+        }
+        let cfg: FileStorageConfig = serde_json::from_value(
+            serde_json::json!({"directory": "/x", "directory_permissions": "0750", "create_directory": false}),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert!(cfg.validate().is_ok());
+        assert_eq!(FileStorageConfig::default().directory_permissions, "0700");
+    }
+
+    /// Symbolic links planted where checkpoints and queue items go are never
+    /// followed: what they point to outside stays as it was.
+    #[test]
+    fn planted_links_are_not_followed() {
+        use std::os::unix::fs::symlink;
+        let tmp = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let outside = tmp.path().join("outside");
+        fs::create_dir(&outside).unwrap_or_else(|e| panic!("{e}"));
+        let victim = outside.join("victim");
+        fs::write(&victim, b"precious").unwrap_or_else(|e| panic!("{e}"));
+        let top = tmp.path().join("state");
+        let s = storage(&top, false);
+
+        // A checkpoint file replaced by a link: not read, then replaced.
+        let kv = s
+            .kv("receiver", &id("filelog"))
+            .unwrap_or_else(|e| panic!("{e:#}"));
+        let key_file = kv.path("offset").unwrap_or_else(|e| panic!("{e}"));
+        symlink(&victim, &key_file).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(kv.get("offset").ok().flatten(), None);
+        kv.set("offset", b"7").unwrap_or_else(|e| panic!("{e:#}"));
+        assert_eq!(kv.get("offset").ok().flatten(), Some(b"7".to_vec()));
+        assert!(!fs::symlink_metadata(&key_file)
+            .unwrap_or_else(|e| panic!("{e}"))
+            .file_type()
+            .is_symlink());
+
+        // The queue's lock, its next temp file and an item replaced by links.
+        let qdir = top.join("exporter_otlp_").join("queue");
+        fs::create_dir_all(&qdir).unwrap_or_else(|e| panic!("{e}"));
+        symlink(&victim, qdir.join(".lock")).unwrap_or_else(|e| panic!("{e}"));
+        symlink(&victim, qdir.join("00000000000000000005.item")).unwrap_or_else(|e| panic!("{e}"));
+        let q = s
+            .queue("exporter", &id("otlp"))
+            .unwrap_or_else(|e| panic!("{e:#}"));
+        symlink(&victim, qdir.join(format!(".{:020}.tmp", 6))).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(q.push(b"mine").unwrap_or_else(|e| panic!("{e:#}")), 6);
+        assert!(
+            matches!(q.pop(), Some(Popped::Skipped)),
+            "the linked item is skipped"
+        );
+        match q.pop() {
+            Some(Popped::Item(item)) => assert_eq!(&item.data[..], b"mine"),
+            other => panic!("{other:?}"),
+        }
+        assert!(!qdir.join("00000000000000000005.item").exists());
+        drop(q);
+
+        // A component directory replaced by a link: refused, with the path.
+        symlink(&outside, top.join("receiver_kmsg_")).unwrap_or_else(|e| panic!("{e}"));
+        let err = format!(
+            "{:#}",
+            s.kv("receiver", &id("kmsg"))
+                .err()
+                .unwrap_or_else(|| panic!("must fail"))
+        );
+        assert!(
+            err.contains("receiver_kmsg_") && err.contains("symbolic link"),
+            "{err}"
+        );
+
+        assert_eq!(
+            fs::read(&victim).unwrap_or_else(|e| panic!("{e}")),
+            b"precious"
+        );
+        let names: Vec<_> = fs::read_dir(&outside)
+            .unwrap_or_else(|e| panic!("{e}"))
+            .map(|e| e.map(|e| e.file_name()))
+            .collect::<Result<_, _>>()
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(names, ["victim"], "nothing was created outside");
     }
 
     #[test]

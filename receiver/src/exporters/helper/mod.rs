@@ -78,6 +78,20 @@ pub struct ExportError {
 }
 
 impl ExportError {
+    /// The message without credentials (an endpoint URL's password, an
+    /// Authorization header), since it is logged and counted: errors of
+    /// HTTP clients quote the URL they failed on.
+    pub fn with_secrets_masked(mut self) -> Self {
+        let masked = match crate::redact::redact_text(&self.message) {
+            std::borrow::Cow::Owned(masked) => Some(masked),
+            std::borrow::Cow::Borrowed(_) => None,
+        };
+        if let Some(masked) = masked {
+            self.message = masked;
+        }
+        self
+    }
+
     pub fn retryable(message: impl Into<String>) -> Self {
         ExportError {
             kind: ExportErrorKind::Retryable,
@@ -275,6 +289,15 @@ impl Outcome {
 
 impl Core {
     async fn attempt(&self, payload: &Arc<Payload>) -> Result<ExportResponse, ExportError> {
+        self.attempt_unmasked(payload)
+            .await
+            .map_err(ExportError::with_secrets_masked)
+    }
+
+    async fn attempt_unmasked(
+        &self,
+        payload: &Arc<Payload>,
+    ) -> Result<ExportResponse, ExportError> {
         match self.timeout {
             Some(limit) => match tokio::time::timeout(limit, self.client.export(payload)).await {
                 Ok(result) => result,
