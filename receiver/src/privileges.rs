@@ -112,6 +112,12 @@ pub const NEEDS: &[Need] = &[
         why: "read the container runtimes' state (root-only) to name the containers of memory cgroups",
     },
     Need {
+        part: "memory",
+        cap: CAP_SYS_RESOURCE,
+        phase: Phase::Start,
+        why: "register a PSI trigger whose window is not a multiple of 2 s (it is rounded up otherwise)",
+    },
+    Need {
         part: "service",
         cap: CAP_SYS_RESOURCE,
         phase: Phase::Start,
