@@ -277,6 +277,8 @@ struct Shapes {
     any: RegexSet,
 }
 
+// Word boundaries are ASCII (`(?-u:\b)`): the shapes are ASCII, and
+// Unicode boundaries made the set several times slower to build.
 static SHAPES: LazyLock<Shapes> = LazyLock::new(|| {
     let shapes: &[(&str, &str)] = &[
         // PEM private keys (`-----BEGIN RSA PRIVATE KEY-----`), to their END
@@ -287,12 +289,12 @@ static SHAPES: LazyLock<Shapes> = LazyLock::new(|| {
         ),
         // Credentials in a URL: scheme://user:password@host (RFC 3986 userinfo).
         (
-            r"(?P<keep>\b[A-Za-z][A-Za-z0-9+.-]*://[^/\s:@]*:)[^/\s@]+@",
+            r"(?P<keep>(?-u:\b)[A-Za-z][A-Za-z0-9+.-]*://[^/\s:@]*:)[^/\s@]+@",
             "${keep}***@",
         ),
         // HTTP credentials: `Authorization: Bearer x`, `Proxy-Authorization: Basic x`.
         (
-            r"(?i)(?P<keep>\b(?:proxy-)?authorization\s*:\s*(?:(?:bearer|basic|digest|negotiate|token|apikey|ntlm|aws4-hmac-sha256)\s+)?)[^\s'\x22]+",
+            r"(?i)(?P<keep>(?-u:\b)(?:proxy-)?authorization\s*:\s*(?:(?:bearer|basic|digest|negotiate|token|apikey|ntlm|aws4-hmac-sha256)\s+)?)[^\s'\x22]+",
             "${keep}***",
         ),
         // `key=value` pairs of connection strings (libpq keyword/value,
@@ -308,18 +310,21 @@ static SHAPES: LazyLock<Shapes> = LazyLock::new(|| {
             r#"${keep}"***""#,
         ),
         // AWS access key ids (AKIA: long-term, ASIA: temporary).
-        (r"\b(?:AKIA|ASIA|ABIA|ACCA)[0-9A-Z]{16}\b", REDACTED),
+        (
+            r"(?-u:\b)(?:AKIA|ASIA|ABIA|ACCA)[0-9A-Z]{16}(?-u:\b)",
+            REDACTED,
+        ),
         // Google API keys.
-        (r"\bAIza[0-9A-Za-z_-]{35}", REDACTED),
+        (r"(?-u:\b)AIza[0-9A-Za-z_-]{35}", REDACTED),
         // GitHub tokens (ghp_, gho_, ghu_, ghs_, ghr_, github_pat_), GitLab
         // personal access tokens, Slack tokens.
-        (r"\bgh[pousr]_[A-Za-z0-9]{36,}", REDACTED),
-        (r"\bgithub_pat_[A-Za-z0-9_]{22,}", REDACTED),
-        (r"\bglpat-[A-Za-z0-9_-]{20,}", REDACTED),
-        (r"\bxox[abposr]-[A-Za-z0-9-]{10,}", REDACTED),
+        (r"(?-u:\b)gh[pousr]_[A-Za-z0-9]{36,}", REDACTED),
+        (r"(?-u:\b)github_pat_[A-Za-z0-9_]{22,}", REDACTED),
+        (r"(?-u:\b)glpat-[A-Za-z0-9_-]{20,}", REDACTED),
+        (r"(?-u:\b)xox[abposr]-[A-Za-z0-9-]{10,}", REDACTED),
         // JWTs: base64url JSON header and payload (`eyJ` is `{"`), signature.
         (
-            r"\beyJ[A-Za-z0-9_-]{5,}\.eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*",
+            r"(?-u:\b)eyJ[A-Za-z0-9_-]{5,}\.eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*",
             REDACTED,
         ),
     ];
@@ -341,6 +346,13 @@ static SHAPES: LazyLock<Shapes> = LazyLock::new(|| {
     });
     Shapes { each, any }
 });
+
+/// Compiles the redaction patterns now rather than at the first command
+/// line: a process read 5 ms after its exec must not wait for them (in a
+/// debug build under emulation that took longer than a victim lived).
+pub fn prepare() {
+    LazyLock::force(&SHAPES);
+}
 
 /// `text` with every secret value shape replaced (see the module doc). For
 /// command-line arguments and for messages the agent logs (export errors

@@ -218,6 +218,7 @@ pub struct ProcReader {
 
 impl ProcReader {
     pub fn new(proc_path: &Path, secret_keys: &[String]) -> Self {
+        crate::redact::prepare();
         ProcReader {
             proc_path: proc_path.to_path_buf(),
             boot_unix_nano: crate::clock::boot_unix_nanos(),

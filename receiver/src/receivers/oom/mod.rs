@@ -374,6 +374,8 @@ pub async fn start(
     outputs: ReceiverOutputs,
 ) -> anyhow::Result<JoinHandle<()>> {
     let cfg = cfg.clone();
+    // Command lines are redacted on the kill path: patterns ready before it.
+    crate::redact::prepare();
     CgroupFilter::new(&cfg.cgroups.include, &cfg.cgroups.exclude)
         .map_err(|e| anyhow::anyhow!("receiver {}: {e}", ctx.id))?;
     let options = LoadOptions {
