@@ -135,6 +135,7 @@ fn telemetry_readers_and_resource_decode_as_the_collector_writes_them() {
               prometheus:
                 host: '0.0.0.0'
                 port: 8888
+                without_units: true
         - periodic:
             interval: 5000
             exporter:
@@ -220,6 +221,7 @@ fn telemetry_readers_and_resource_decode_as_the_collector_writes_them() {
         ("metrics: {readers: []}", "metrics::readers"),
         ("metrics: {readers: [{pull: {exporter: {prometheus: {port: 1}}}, periodic: {exporter: {otlp: {endpoint: x}}}}]}", "metrics::readers"),
         ("metrics: {readers: [{push: {}}]}", "metrics::readers"),
+        ("metrics: {readers: [{pull: {exporter: {prometheus: {port: 1, without_type_suffix: false}}}}]}", "metrics::readers::0::pull::exporter::prometheus::without_type_suffix"),
         ("metrics: {readers: [{periodic: {exporter: {otlp: {protocol: http/protobuf, endpoint: x}}}}]}", "metrics::readers::0::periodic::exporter::otlp::protocol"),
         ("metrics: {readers: [{periodic: {interval: 0, exporter: {otlp: {endpoint: x}}}}]}", "metrics::readers"),
     ] {

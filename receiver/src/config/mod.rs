@@ -291,6 +291,10 @@ impl TelemetryMetricsConfig {
                         prometheus: PrometheusReaderExporter {
                             host: DEFAULT_TELEMETRY_PROMETHEUS.0.to_string(),
                             port: DEFAULT_TELEMETRY_PROMETHEUS.1,
+                            without_units: None,
+                            without_type_suffix: None,
+                            without_scope_info: None,
+                            address: None,
                         },
                     },
                 },
@@ -322,6 +326,21 @@ impl TelemetryMetricsConfig {
     /// key and why, so that it is refused rather than ignored.
     pub fn unsupported(&self) -> Option<(String, String)> {
         for (i, reader) in self.readers.iter().flatten().enumerate() {
+            if let MetricReader::Pull { pull } = reader {
+                let p = &pull.exporter.prometheus;
+                for (key, value) in [
+                    ("without_units", p.without_units),
+                    ("without_type_suffix", p.without_type_suffix),
+                    ("without_scope_info", p.without_scope_info),
+                ] {
+                    if value == Some(false) {
+                        return Some((
+                            format!("readers::{i}::pull::exporter::prometheus::{key}"),
+                            "only true (the collector's default) is supported: oomscope serves its own metrics as the collector's default reader does".to_string(),
+                        ));
+                    }
+                }
+            }
             if let MetricReader::Periodic { periodic } = reader {
                 if periodic.exporter.otlp.protocol != OtlpProtocol::Grpc {
                     return Some((
@@ -382,6 +401,17 @@ pub struct PrometheusReaderExporter {
     #[serde(default = "PrometheusReaderExporter::default_host")]
     pub host: String,
     pub port: u16,
+    /// The collector's defaults, `true`, are what oomscope serves; `false`
+    /// is refused ([`TelemetryMetricsConfig::unsupported`]).
+    #[serde(default)]
+    pub without_units: Option<bool>,
+    #[serde(default)]
+    pub without_type_suffix: Option<bool>,
+    #[serde(default)]
+    pub without_scope_info: Option<bool>,
+    /// The deprecated `metrics.address` this reader stands for.
+    #[serde(skip)]
+    pub address: Option<String>,
 }
 
 impl PrometheusReaderExporter {
@@ -389,26 +419,24 @@ impl PrometheusReaderExporter {
         DEFAULT_TELEMETRY_PROMETHEUS.0.to_string()
     }
 
-    /// From the deprecated `address` (`host:port`, `[v6]:port`, `:port`).
+    /// From the deprecated `address`, bound as written (a bad one is a
+    /// warning when binding, as before).
     fn from_address(address: &str) -> Self {
-        match address.rsplit_once(':') {
-            Some((host, port)) => PrometheusReaderExporter {
-                host: host
-                    .trim_start_matches('[')
-                    .trim_end_matches(']')
-                    .to_string(),
-                // A port that does not parse is reported when binding.
-                port: port.parse().unwrap_or(0),
-            },
-            None => PrometheusReaderExporter {
-                host: address.to_string(),
-                port: 0,
-            },
+        PrometheusReaderExporter {
+            host: String::new(),
+            port: 0,
+            without_units: None,
+            without_type_suffix: None,
+            without_scope_info: None,
+            address: Some(address.to_string()),
         }
     }
 
     /// `host:port` for binding (`[v6]:port` for an IPv6 host).
     pub fn bind_address(&self) -> String {
+        if let Some(address) = &self.address {
+            return address.clone();
+        }
         let host = if self.host.is_empty() {
             "0.0.0.0"
         } else {
