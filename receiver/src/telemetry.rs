@@ -506,7 +506,7 @@ mod tests {
     fn names(level: MetricsLevel) -> Vec<String> {
         families(level)
             .iter()
-            .map(|f| f.get_name().to_string())
+            .map(|f| f.name().to_string())
             .collect()
     }
 
@@ -550,7 +550,7 @@ mod tests {
         let family = |name: &str| {
             families
                 .iter()
-                .find(|f| f.get_name() == name)
+                .find(|f| f.name() == name)
                 .unwrap_or_else(|| panic!("{name} missing"))
         };
         let rss = family("otelcol_process_memory_rss");
@@ -562,7 +562,7 @@ mod tests {
         let labels: Vec<(String, String)> = incoming.get_metric()[0]
             .get_label()
             .iter()
-            .map(|l| (l.get_name().to_string(), l.get_value().to_string()))
+            .map(|l| (l.name().to_string(), l.value().to_string()))
             .collect();
         assert!(
             labels.contains(&("otel_signal".to_string(), "logs".to_string())),

@@ -381,7 +381,7 @@ fn decode_service_settings(node: &Node, config: &mut ServiceConfig, errors: &mut
             Ok(t) => match t.metrics.unsupported() {
                 Some((key, message)) => errors.push(ConfigError::new(
                     Some(telemetry.mark.clone()),
-                    &format!("service::telemetry::metrics::{key}"),
+                    format!("service::telemetry::metrics::{key}"),
                     message,
                 )),
                 None => config.telemetry = t,
