@@ -118,9 +118,20 @@ async fn start_telemetry(
     cfg: &TelemetryConfig,
     background: &CancellationToken,
 ) -> anyhow::Result<Arc<Telemetry>> {
-    if cfg.metrics.address.is_some() && cfg.metrics.readers.is_none() {
+    if cfg.metrics.address.is_some() {
+        if cfg.metrics.readers.is_some() {
+            tracing::warn!(
+                "service::telemetry::metrics::address is deprecated and ignored here: readers is set (as in the collector)"
+            );
+        } else {
+            tracing::warn!(
+                "service::telemetry::metrics::address is deprecated (as in the collector); use service::telemetry::metrics::readers with a pull prometheus exporter (host, port)"
+            );
+        }
+    }
+    if cfg.metrics.otlp.is_some() && cfg.metrics.readers.is_some() {
         tracing::warn!(
-            "service::telemetry::metrics::address is deprecated (as in the collector); use service::telemetry::metrics::readers with a pull prometheus exporter (host, port)"
+            "service::telemetry::metrics::otlp is ignored: readers is set (push with a periodic reader instead)"
         );
     }
     if cfg.metrics.level == MetricsLevel::None {
