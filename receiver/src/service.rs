@@ -10,13 +10,13 @@ use hyper::body::Bytes;
 use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use opentelemetry_otlp::WithExportConfig as _;
+use opentelemetry_otlp::{WithExportConfig as _, WithTonicConfig as _};
 use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider};
 use tokio::net::TcpListener;
 use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{Config, MetricsLevel, TelemetryConfig};
+use crate::config::{Config, MetricReader, MetricsLevel, TelemetryConfig};
 use crate::extensions::Extensions;
 use crate::pipeline::topology::Topology;
 use crate::self_protection;
@@ -110,45 +110,134 @@ async fn drop_start_up_capabilities(config: &Config) {
     }
 }
 
-/// The agent's own metrics: a Prometheus endpoint (a port already taken is a
-/// warning, not fatal) and an optional OTLP push.
+/// The agent's own metrics: one SDK meter provider whose readers are
+/// `service.telemetry.metrics.readers` (a `pull` reader is a Prometheus
+/// endpoint, where a port already taken is a warning, not fatal; a
+/// `periodic` reader pushes OTLP), with the service resource.
 async fn start_telemetry(
     cfg: &TelemetryConfig,
     background: &CancellationToken,
 ) -> anyhow::Result<Arc<Telemetry>> {
-    if cfg.metrics.level == MetricsLevel::None {
-        return Ok(Telemetry::noop());
+    if cfg.metrics.address.is_some() {
+        if cfg.metrics.readers.is_some() {
+            tracing::warn!(
+                "service::telemetry::metrics::address is deprecated and ignored here: readers is set (as in the collector)"
+            );
+        } else {
+            tracing::warn!(
+                "service::telemetry::metrics::address is deprecated (as in the collector); use service::telemetry::metrics::readers with a pull prometheus exporter (host, port)"
+            );
+        }
     }
-    let mut builder = SdkMeterProvider::builder();
-    let mut registry = None;
-    if !cfg.metrics.address.is_empty() {
-        let reg = prometheus::Registry::new();
-        let exporter = opentelemetry_prometheus::exporter()
-            .with_registry(reg.clone())
-            .without_target_info()
-            .scope_info_enabled(false)
-            .build()
-            .context("building the Prometheus exporter")?;
-        builder = builder.with_reader(exporter);
-        registry = Some(reg);
-    }
-    if let Some(otlp) = &cfg.metrics.otlp {
-        let exporter = opentelemetry_otlp::MetricExporter::builder()
-            .with_tonic()
-            .with_endpoint(otlp.endpoint.clone())
-            .build()
-            .context("building the OTLP exporter of own metrics")?;
-        builder = builder.with_reader(
-            PeriodicReader::builder(exporter)
-                .with_interval(otlp.interval.get())
-                .build(),
+    if cfg.metrics.otlp.is_some() && cfg.metrics.readers.is_some() {
+        tracing::warn!(
+            "service::telemetry::metrics::otlp is ignored: readers is set (push with a periodic reader instead)"
         );
     }
-    let telemetry = Telemetry::new(builder.build(), registry.clone());
-    if let Some(reg) = registry {
-        serve_prometheus(&cfg.metrics.address, reg, background.clone()).await;
+    if cfg.metrics.level == MetricsLevel::None {
+        tracing::info!(
+            "internal metrics telemetry disabled (service::telemetry::metrics::level: none)"
+        );
+        return Ok(Telemetry::noop());
+    }
+    let mut builder = SdkMeterProvider::builder().with_resource(service_resource(&cfg.resource));
+    let mut endpoints = Vec::new();
+    for reader in cfg.metrics.effective_readers() {
+        match reader {
+            MetricReader::Pull { pull } => {
+                let registry = prometheus::Registry::new();
+                let exporter = crate::telemetry::prometheus_reader(registry.clone())
+                    .context("building the Prometheus exporter")?;
+                builder = builder.with_reader(exporter);
+                endpoints.push((pull.exporter.prometheus.bind_address(), registry));
+            }
+            MetricReader::Periodic { periodic } => {
+                builder = builder.with_reader(periodic_reader(&periodic)?);
+            }
+        }
+    }
+    let telemetry = Telemetry::new(builder.build(), cfg.metrics.level);
+    for (address, registry) in endpoints {
+        serve_prometheus(&address, registry, background.clone()).await;
     }
     Ok(telemetry)
+}
+
+/// An OTLP push every `interval` (gRPC; other protocols are refused when the
+/// configuration loads).
+fn periodic_reader(
+    periodic: &crate::config::PeriodicReader,
+) -> anyhow::Result<opentelemetry_sdk::metrics::PeriodicReader<opentelemetry_otlp::MetricExporter>>
+{
+    let otlp = &periodic.exporter.otlp;
+    let mut metadata = tonic::metadata::MetadataMap::new();
+    for header in &otlp.headers {
+        let name =
+            tonic::metadata::MetadataKey::from_bytes(header.name.to_ascii_lowercase().as_bytes())
+                .with_context(|| format!("header name {:?}", header.name))?;
+        let value = header
+            .value
+            .parse()
+            .with_context(|| format!("value of header {:?}", header.name))?;
+        metadata.insert(name, value);
+    }
+    let mut exporter = opentelemetry_otlp::MetricExporter::builder()
+        .with_tonic()
+        .with_endpoint(otlp.endpoint_url())
+        .with_metadata(metadata);
+    if let Some(timeout) = otlp.timeout {
+        exporter = exporter.with_timeout(timeout.0.get());
+    }
+    let exporter = exporter
+        .build()
+        .context("building the OTLP exporter of own metrics")?;
+    Ok(PeriodicReader::builder(exporter)
+        .with_interval(periodic.interval.0.get())
+        .build())
+}
+
+/// The resource of the own metrics, as the collector builds it:
+/// `service.name`, `service.version` and a random `service.instance.id`
+/// (each removed by a `null` in `telemetry.resource`), then the configured
+/// attributes.
+fn service_resource(configured: &crate::config::TelemetryResource) -> opentelemetry_sdk::Resource {
+    let mut attributes: std::collections::BTreeMap<String, String> = [
+        ("service.name", "oomscope".to_string()),
+        ("service.version", env!("CARGO_PKG_VERSION").to_string()),
+        ("service.instance.id", random_instance_id()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    for (key, value) in &configured.0 {
+        match value {
+            Some(v) => attributes.insert(key.clone(), v.clone()),
+            None => attributes.remove(key),
+        };
+    }
+    opentelemetry_sdk::Resource::builder_empty()
+        .with_attributes(
+            attributes
+                .into_iter()
+                .map(|(k, v)| opentelemetry::KeyValue::new(k, v)),
+        )
+        .build()
+}
+
+/// A random UUID (v4) from the kernel, as the collector's default instance
+/// id; a time-and-pid id when the kernel's is unreadable.
+fn random_instance_id() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/random/uuid")
+        .map(|s| s.trim().to_string())
+        .ok()
+        .filter(|s| s.len() == 36)
+        .unwrap_or_else(|| {
+            let nanos = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos())
+                .unwrap_or(0);
+            format!("{:x}-{}", nanos, std::process::id())
+        })
 }
 
 async fn serve_prometheus(address: &str, registry: prometheus::Registry, stop: CancellationToken) {

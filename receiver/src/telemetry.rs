@@ -4,8 +4,10 @@
 //! Prometheus endpoint and optionally pushed over OTLP.
 //!
 //! Metric names follow the collector's (`otelcol_receiver_accepted_log_records`,
-//! `otelcol_exporter_sent_metric_points`, `otelcol_exporter_queue_size`, ...)
-//! so that existing dashboards work.
+//! `otelcol_exporter_sent_metric_points`, `otelcol_exporter_queue_size`,
+//! `otelcol_process_uptime`, ...) so that existing dashboards work. Which
+//! instruments exist depends on `service.telemetry.metrics.level`: an
+//! instrument above the level is never created, so it costs nothing.
 
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
@@ -15,15 +17,16 @@ use opentelemetry::metrics::{Counter, Histogram, Meter, MeterProvider as _};
 use opentelemetry::KeyValue;
 use opentelemetry_sdk::metrics::SdkMeterProvider;
 
-use crate::config::ComponentId;
+use crate::config::{ComponentId, MetricsLevel};
 use crate::pipeline::Signal;
 
 /// Handles to create per-component instruments from.
 pub struct Telemetry {
     meter: Meter,
     provider: Option<SdkMeterProvider>,
-    /// Prometheus registry the `/metrics` endpoint serves (when enabled).
-    pub registry: Option<prometheus::Registry>,
+    level: MetricsLevel,
+    /// Keeps the process metrics' callbacks registered.
+    _process: Option<ProcessMetrics>,
 }
 
 impl Telemetry {
@@ -33,17 +36,27 @@ impl Telemetry {
         Arc::new(Telemetry {
             meter: provider.meter("oomscope"),
             provider: Some(provider),
-            registry: None,
+            level: MetricsLevel::None,
+            _process: None,
         })
     }
 
-    /// Telemetry recorded by `provider`; `registry` is what Prometheus serves.
-    pub fn new(provider: SdkMeterProvider, registry: Option<prometheus::Registry>) -> Arc<Self> {
+    /// Telemetry recorded by `provider` at `level`, with the process
+    /// metrics (`otelcol_process_*`).
+    pub fn new(provider: SdkMeterProvider, level: MetricsLevel) -> Arc<Self> {
+        let meter = provider.meter("oomscope");
+        let process = (level >= MetricsLevel::Basic).then(|| ProcessMetrics::register(&meter));
         Arc::new(Telemetry {
-            meter: provider.meter("oomscope"),
+            meter,
             provider: Some(provider),
-            registry,
+            level,
+            _process: process,
         })
+    }
+
+    /// The configured `metrics.level`.
+    pub fn level(&self) -> MetricsLevel {
+        self.level
     }
 
     pub fn meter(&self) -> &Meter {
@@ -73,14 +86,20 @@ impl Telemetry {
                 "otelcol_receiver_refused",
                 "refused by the pipeline (returned to the sender as an error)",
             ),
-            unauthenticated: self
-                .meter
-                .u64_counter("oomscope_receiver_unauthenticated_requests")
-                .with_unit("{request}")
-                .with_description(
-                    "Number of requests refused by the receiver's authenticator (HTTP 401, gRPC UNAUTHENTICATED), by reason",
-                )
-                .build(),
+            failed: SignalCounters::new(
+                &self.meter,
+                "otelcol_receiver_failed",
+                "that failed to be processed by the receiver due to internal errors",
+            ),
+            unauthenticated: (self.level >= MetricsLevel::Normal).then(|| {
+                self.meter
+                    .u64_counter("oomscope_receiver_unauthenticated_requests")
+                    .with_unit("{request}")
+                    .with_description(
+                        "Number of requests refused by the receiver's authenticator (HTTP 401, gRPC UNAUTHENTICATED), by reason",
+                    )
+                    .build()
+            }),
             attrs,
         }
     }
@@ -99,6 +118,62 @@ impl Telemetry {
             ),
             attrs: Arc::new([KeyValue::new("processor", id.to_string())]),
         }
+    }
+
+    /// `otelcol_processor_incoming_items` and `_outgoing_items` of processor
+    /// `id` in a pipeline of `signal`, as the collector's processorhelper
+    /// counts them: items handed to the processor, and items it handed on.
+    pub fn processor_items(&self, id: &ComponentId, signal: Signal) -> (ItemCounter, ItemCounter) {
+        let attrs: Arc<[KeyValue]> = Arc::new([
+            KeyValue::new("processor", id.to_string()),
+            KeyValue::new("otel_signal", signal.as_str()),
+        ]);
+        let make = |name: &'static str, what: &'static str| ItemCounter {
+            counter: self
+                .meter
+                .u64_counter(name)
+                .with_unit("{item}")
+                .with_description(what)
+                .build(),
+            attrs: Arc::clone(&attrs),
+        };
+        (
+            make(
+                "otelcol_processor_incoming_items",
+                "Number of items passed to the processor.",
+            ),
+            make(
+                "otelcol_processor_outgoing_items",
+                "Number of items emitted from the processor.",
+            ),
+        )
+    }
+
+    /// A gauge of `processor`'s state at `level` and above: `observe` is
+    /// read at each collection (the memory limiter's refusing state).
+    pub fn processor_gauge(
+        &self,
+        id: &ComponentId,
+        signal: Signal,
+        level: MetricsLevel,
+        name: &'static str,
+        description: &'static str,
+        observe: impl Fn() -> i64 + Send + Sync + 'static,
+    ) -> Option<opentelemetry::metrics::ObservableGauge<i64>> {
+        if self.level < level {
+            return None;
+        }
+        let attrs = [
+            KeyValue::new("processor", id.to_string()),
+            KeyValue::new("otel_signal", signal.as_str()),
+        ];
+        Some(
+            self.meter
+                .i64_observable_gauge(name)
+                .with_description(description)
+                .with_callback(move |obs| obs.observe(observe(), &attrs))
+                .build(),
+        )
     }
 
     /// Exporter instruments; `queue_capacity` is reported as a gauge.
@@ -143,16 +218,19 @@ impl Telemetry {
                 "otelcol_exporter_enqueue_failed",
                 "that failed to be added to the sending queue",
             ),
-            latency: self
-                .meter
-                .f64_histogram("oomscope_exporter_export_duration")
-                .with_unit("s")
-                .with_description("Duration of one export request, retries included")
-                .with_boundaries(vec![
-                    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
-                    30.0,
-                ])
-                .build(),
+            // A histogram per exporter is the costly kind: `detailed` only,
+            // as the collector keeps its duration histograms there.
+            latency: (self.level >= MetricsLevel::Detailed).then(|| {
+                self.meter
+                    .f64_histogram("oomscope_exporter_export_duration")
+                    .with_unit("s")
+                    .with_description("Duration of one export request, retries included")
+                    .with_boundaries(vec![
+                        0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                        10.0, 30.0,
+                    ])
+                    .build()
+            }),
             queue_size,
             attrs,
             _gauges: Arc::new((gauge, capacity_gauge)),
@@ -200,7 +278,8 @@ impl SignalCounters {
 pub struct ReceiverMetrics {
     accepted: SignalCounters,
     refused: SignalCounters,
-    unauthenticated: Counter<u64>,
+    failed: SignalCounters,
+    unauthenticated: Option<Counter<u64>>,
     attrs: Arc<[KeyValue; 2]>,
 }
 
@@ -211,10 +290,32 @@ impl ReceiverMetrics {
     pub fn refused(&self, signal: Signal, items: usize) {
         self.refused.add(signal, items, &self.attrs[..]);
     }
+    /// Items the pipeline did not take: refused by it (back-pressure, a
+    /// rejection: the collector's `refused`), or lost to the agent itself
+    /// shutting down under them (the collector's `failed`, an internal error).
+    pub fn not_accepted(
+        &self,
+        signal: Signal,
+        items: usize,
+        error: &crate::pipeline::ConsumeError,
+    ) {
+        match error {
+            crate::pipeline::ConsumeError::Shutdown => self.failed(signal, items),
+            _ => self.refused(signal, items),
+        }
+    }
+    /// Items the receiver read but could not hand on because of its own
+    /// failure.
+    pub fn failed(&self, signal: Signal, items: usize) {
+        self.failed.add(signal, items, &self.attrs[..]);
+    }
     /// A request refused by the authenticator, before its items were read.
     pub fn unauthenticated(&self, reason: &'static str) {
+        let Some(unauthenticated) = &self.unauthenticated else {
+            return;
+        };
         let [receiver, transport] = &*self.attrs;
-        self.unauthenticated.add(
+        unauthenticated.add(
             1,
             &[
                 receiver.clone(),
@@ -246,7 +347,7 @@ pub struct ExporterMetrics {
     sent: SignalCounters,
     send_failed: SignalCounters,
     enqueue_failed: SignalCounters,
-    latency: Histogram<f64>,
+    latency: Option<Histogram<f64>>,
     queue_size: Arc<AtomicI64>,
     attrs: Arc<[KeyValue]>,
     _gauges: Arc<(
@@ -266,11 +367,210 @@ impl ExporterMetrics {
         self.enqueue_failed.add(signal, items, &self.attrs);
     }
     pub fn export_latency(&self, d: Duration) {
-        self.latency.record(d.as_secs_f64(), &self.attrs);
+        if let Some(latency) = &self.latency {
+            latency.record(d.as_secs_f64(), &self.attrs);
+        }
     }
     /// The sending queue's current length, in requests.
     pub fn set_queue_size(&self, n: usize) {
         self.queue_size
             .store(i64::try_from(n).unwrap_or(i64::MAX), Ordering::Relaxed);
+    }
+}
+
+/// One item counter with its attributes (processor incoming/outgoing).
+#[derive(Clone)]
+pub struct ItemCounter {
+    counter: Counter<u64>,
+    attrs: Arc<[KeyValue]>,
+}
+
+impl ItemCounter {
+    pub fn add(&self, items: usize) {
+        if items > 0 {
+            self.counter.add(items as u64, &self.attrs);
+        }
+    }
+}
+
+/// The collector's process metrics (`service/internal/proctelemetry`), read
+/// from the kernel at each collection: nothing runs between collections.
+struct ProcessMetrics {
+    _instruments: (
+        opentelemetry::metrics::ObservableCounter<f64>,
+        opentelemetry::metrics::ObservableCounter<f64>,
+        opentelemetry::metrics::ObservableGauge<i64>,
+    ),
+}
+
+impl ProcessMetrics {
+    fn register(meter: &Meter) -> Self {
+        let started = std::time::Instant::now();
+        let uptime = meter
+            .f64_observable_counter("otelcol_process_uptime")
+            .with_unit("s")
+            .with_description("Uptime of the process")
+            .with_callback(move |obs| obs.observe(started.elapsed().as_secs_f64(), &[]))
+            .build();
+        let cpu = meter
+            .f64_observable_counter("otelcol_process_cpu_seconds")
+            .with_unit("s")
+            .with_description("Total CPU user and system time in seconds")
+            .with_callback(|obs| {
+                if let Some(seconds) = process_cpu_seconds() {
+                    obs.observe(seconds, &[]);
+                }
+            })
+            .build();
+        let rss = meter
+            .i64_observable_gauge("otelcol_process_memory_rss")
+            .with_unit("By")
+            .with_description("Total physical memory (resident set size)")
+            .with_callback(|obs| {
+                if let Some(bytes) = process_rss_bytes() {
+                    obs.observe(i64::try_from(bytes).unwrap_or(i64::MAX), &[]);
+                }
+            })
+            .build();
+        ProcessMetrics {
+            _instruments: (uptime, cpu, rss),
+        }
+    }
+}
+
+/// User plus system CPU time of the whole process (every thread).
+fn process_cpu_seconds() -> Option<f64> {
+    let mut usage = std::mem::MaybeUninit::<libc::rusage>::uninit();
+    // SAFETY: getrusage fills the struct it is given; checked before use.
+    let usage = unsafe {
+        if libc::getrusage(libc::RUSAGE_SELF, usage.as_mut_ptr()) != 0 {
+            return None;
+        }
+        usage.assume_init()
+    };
+    let seconds = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    Some(seconds(usage.ru_utime) + seconds(usage.ru_stime))
+}
+
+/// Resident set size: `/proc/self/statm`'s second field, in pages.
+fn process_rss_bytes() -> Option<u64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    // SAFETY: sysconf has no preconditions.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    Some(pages.saturating_mul(u64::try_from(page).ok().filter(|&p| p > 0)?))
+}
+
+/// A Prometheus reader into `registry`, shaped as the collector's default
+/// pull reader: no scope labels, no unit suffixes (`without_units`,
+/// `without_scope_info`), the resource as `target_info`. Counters keep their
+/// `_total` suffix, which is what a Prometheus server stores for the
+/// collector's counters (it scrapes OpenMetrics, where `_total` is added).
+pub fn prometheus_reader(
+    registry: prometheus::Registry,
+) -> Result<opentelemetry_prometheus::PrometheusExporter, opentelemetry_sdk::error::OTelSdkError> {
+    opentelemetry_prometheus::exporter()
+        .with_registry(registry)
+        .without_units()
+        .scope_info_enabled(false)
+        .build()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The Prometheus families `level` creates, after recording one of each
+    /// instrument.
+    fn families(level: MetricsLevel) -> Vec<prometheus::proto::MetricFamily> {
+        let registry = prometheus::Registry::new();
+        let provider = SdkMeterProvider::builder()
+            .with_reader(prometheus_reader(registry.clone()).expect("reader"))
+            .build();
+        let telemetry = Telemetry::new(provider, level);
+        let id: ComponentId = "otlp".parse().expect("id");
+        let receiver = telemetry.receiver(&id, "grpc");
+        receiver.accepted(Signal::Logs, 1);
+        receiver.failed(Signal::Logs, 1);
+        receiver.unauthenticated("missing");
+        let (incoming, outgoing) = telemetry.processor_items(&id, Signal::Logs);
+        incoming.add(2);
+        outgoing.add(1);
+        let exporter_metrics = telemetry.exporter(&id, 10);
+        exporter_metrics.export_latency(Duration::from_millis(1));
+        let _gauge =
+            telemetry.processor_gauge(&id, Signal::Logs, MetricsLevel::Normal, "g", "g", || 1);
+        registry.gather()
+    }
+
+    fn names(level: MetricsLevel) -> Vec<String> {
+        families(level)
+            .iter()
+            .map(|f| f.name().to_string())
+            .collect()
+    }
+
+    #[test]
+    fn levels_create_more_metrics_from_basic_to_detailed() {
+        let basic = names(MetricsLevel::Basic);
+        let normal = names(MetricsLevel::Normal);
+        let detailed = names(MetricsLevel::Detailed);
+        for name in [
+            "otelcol_process_uptime_total",
+            "otelcol_process_cpu_seconds_total",
+            "otelcol_process_memory_rss",
+            "otelcol_receiver_accepted_log_records_total",
+            "otelcol_receiver_failed_log_records_total",
+            "otelcol_processor_incoming_items_total",
+            "otelcol_processor_outgoing_items_total",
+            "otelcol_exporter_queue_size",
+            "target_info",
+        ] {
+            assert!(
+                basic.iter().any(|n| n == name),
+                "{name} in basic: {basic:?}"
+            );
+        }
+        let unauthenticated = "oomscope_receiver_unauthenticated_requests_total";
+        assert!(!basic.iter().any(|n| n == unauthenticated), "{basic:?}");
+        assert!(!basic.iter().any(|n| n == "g"), "{basic:?}");
+        assert!(normal.iter().any(|n| n == unauthenticated), "{normal:?}");
+        assert!(normal.iter().any(|n| n == "g"));
+        let duration = "oomscope_exporter_export_duration";
+        assert!(!normal.iter().any(|n| n == duration), "{normal:?}");
+        assert!(detailed.iter().any(|n| n == duration), "{detailed:?}");
+        assert!(basic.len() < normal.len() && normal.len() < detailed.len());
+    }
+
+    #[test]
+    fn processor_items_carry_the_signal_and_process_metrics_read_the_kernel() {
+        assert!(process_cpu_seconds().is_some_and(|s| s >= 0.0));
+        assert!(process_rss_bytes().is_some_and(|b| b > 0));
+        let families = families(MetricsLevel::Basic);
+        let family = |name: &str| {
+            families
+                .iter()
+                .find(|f| f.name() == name)
+                .unwrap_or_else(|| panic!("{name} missing"))
+        };
+        let rss = family("otelcol_process_memory_rss");
+        assert!(rss
+            .get_metric()
+            .iter()
+            .any(|m| m.get_gauge().get_value() > 0.0));
+        let incoming = family("otelcol_processor_incoming_items_total");
+        let labels: Vec<(String, String)> = incoming.get_metric()[0]
+            .get_label()
+            .iter()
+            .map(|l| (l.name().to_string(), l.value().to_string()))
+            .collect();
+        assert!(
+            labels.contains(&("otel_signal".to_string(), "logs".to_string())),
+            "{labels:?}"
+        );
+        assert!(
+            labels.contains(&("processor".to_string(), "otlp".to_string())),
+            "{labels:?}"
+        );
     }
 }

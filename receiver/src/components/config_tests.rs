@@ -115,6 +115,130 @@ fn loads_a_valid_config_with_defaults() {
     assert_eq!(config.service.telemetry, TelemetryConfig::default());
 }
 
+/// `service.telemetry` as the collector's documentation writes it
+/// (https://opentelemetry.io/docs/collector/internal-telemetry/ and
+/// opentelemetry-collector docs/observability.md).
+#[test]
+fn telemetry_readers_and_resource_decode_as_the_collector_writes_them() {
+    use crate::config::{MetricReader, MetricsLevel, OtlpProtocol};
+    let with = |extra: &str| format!("{VALID}  {extra}\n");
+    let config = load(&with(
+        "telemetry:
+    resource:
+      deployment.environment.name: test
+      service.instance.id: null
+    metrics:
+      level: detailed
+      readers:
+        - pull:
+            exporter:
+              prometheus:
+                host: '0.0.0.0'
+                port: 8888
+                without_units: true
+        - periodic:
+            interval: 5000
+            exporter:
+              otlp:
+                protocol: grpc
+                endpoint: https://backend:4317",
+    ))
+    .expect("valid");
+    let telemetry = &config.service.telemetry;
+    assert_eq!(telemetry.metrics.level, MetricsLevel::Detailed);
+    assert_eq!(
+        telemetry.resource.0.get("deployment.environment.name"),
+        Some(&Some("test".to_string()))
+    );
+    assert_eq!(telemetry.resource.0.get("service.instance.id"), Some(&None));
+    let readers = telemetry.metrics.effective_readers();
+    assert_eq!(readers.len(), 2);
+    let MetricReader::Pull { pull } = &readers[0] else {
+        panic!("pull first: {readers:?}");
+    };
+    assert_eq!(pull.exporter.prometheus.bind_address(), "0.0.0.0:8888");
+    let MetricReader::Periodic { periodic } = &readers[1] else {
+        panic!("periodic second: {readers:?}");
+    };
+    assert_eq!(periodic.interval.0, GoDuration::from_millis(5000));
+    assert_eq!(periodic.exporter.otlp.protocol, OtlpProtocol::Grpc);
+    assert_eq!(
+        periodic.exporter.otlp.endpoint_url(),
+        "https://backend:4317"
+    );
+
+    // The declarative form of the resource; an endpoint without a scheme
+    // is https unless insecure, as the collector normalizes it.
+    let config = load(&with(
+        "telemetry: {resource: {attributes: [{name: a, value: b}]}, metrics: {readers: [{periodic: {exporter: {otlp: {endpoint: 'localhost:4317', insecure: true}}}}]}}",
+    ))
+    .expect("valid");
+    assert_eq!(
+        config.service.telemetry.resource.0.get("a"),
+        Some(&Some("b".to_string()))
+    );
+    let readers = config.service.telemetry.metrics.effective_readers();
+    let MetricReader::Periodic { periodic } = &readers[0] else {
+        panic!("{readers:?}");
+    };
+    assert_eq!(
+        periodic.exporter.otlp.endpoint_url(),
+        "http://localhost:4317"
+    );
+    assert_eq!(periodic.interval.0, GoDuration::from_secs(60));
+
+    // Defaults: one pull reader on 127.0.0.1:8888; the deprecated address
+    // replaces it; level none has no reader.
+    let readers = load(VALID)
+        .expect("valid")
+        .service
+        .telemetry
+        .metrics
+        .effective_readers();
+    let [MetricReader::Pull { pull }] = readers.as_slice() else {
+        panic!("{readers:?}");
+    };
+    assert_eq!(pull.exporter.prometheus.bind_address(), "127.0.0.1:8888");
+    let readers = load(&with("telemetry: {metrics: {address: 'localhost:6666'}}"))
+        .expect("valid")
+        .service
+        .telemetry
+        .metrics
+        .effective_readers();
+    let [MetricReader::Pull { pull }] = readers.as_slice() else {
+        panic!("{readers:?}");
+    };
+    assert_eq!(pull.exporter.prometheus.bind_address(), "localhost:6666");
+    let none = load(&with("telemetry: {metrics: {level: none}}")).expect("valid");
+    assert!(none
+        .service
+        .telemetry
+        .metrics
+        .effective_readers()
+        .is_empty());
+
+    for (bad, key) in [
+        ("metrics: {readers: []}", "metrics::readers"),
+        ("metrics: {readers: [{pull: {exporter: {prometheus: {port: 1}}}, periodic: {exporter: {otlp: {endpoint: x}}}}]}", "metrics::readers"),
+        ("metrics: {readers: [{push: {}}]}", "metrics::readers"),
+        ("metrics: {readers: [{pull: {exporter: {prometheus: {port: 1, without_type_suffix: false}}}}]}", "metrics::readers::0::pull::exporter::prometheus::without_type_suffix"),
+        ("metrics: {readers: [{periodic: {exporter: {otlp: {protocol: http/protobuf, endpoint: x}}}}]}", "metrics::readers::0::periodic::exporter::otlp::protocol"),
+        ("metrics: {readers: [{periodic: {interval: 0, exporter: {otlp: {endpoint: x}}}}]}", "metrics::readers"),
+    ] {
+        let e = errors(&with(&format!("telemetry: {{{bad}}}")));
+        assert_eq!(e.len(), 1, "{bad}: {e:?}");
+        assert!(
+            e[0].contains(&format!("'service::telemetry::{key}")),
+            "{bad}: {e:?}"
+        );
+    }
+    let e = errors(&with("telemetry: {resource: {a: [1]}}"));
+    assert!(
+        e.len() == 1 && e[0].contains("expected attribute: value pairs (a string or null each)"),
+        "{e:?}"
+    );
+}
+
 #[test]
 fn service_settings_decode() {
     let with = |extra: &str| format!("{VALID}  {extra}\n");
@@ -136,7 +260,16 @@ fn service_settings_decode() {
         config.service.telemetry.logs.encoding,
         crate::config::LogEncoding::Console
     );
-    assert_eq!(config.service.telemetry.metrics.address, "");
+    assert_eq!(
+        config.service.telemetry.metrics.address.as_deref(),
+        Some("")
+    );
+    assert!(config
+        .service
+        .telemetry
+        .metrics
+        .effective_readers()
+        .is_empty());
 
     assert_eq!(
         errors(&with("oom_score_adj: 2000")),

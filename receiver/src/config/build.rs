@@ -367,7 +367,25 @@ fn decode_pipelines(
 fn decode_service_settings(node: &Node, config: &mut ServiceConfig, errors: &mut Vec<ConfigError>) {
     if let Some(telemetry) = node.get("telemetry") {
         match from_node::<TelemetryConfig>(telemetry) {
-            Ok(t) => config.telemetry = t,
+            // As the collector: metrics on with no reader is a mistake.
+            Ok(t)
+                if t.metrics.readers.as_ref().is_some_and(Vec::is_empty)
+                    && t.metrics.level != crate::config::MetricsLevel::None =>
+            {
+                errors.push(ConfigError::new(
+                    Some(telemetry.mark.clone()),
+                    "service::telemetry::metrics::readers",
+                    "must not be empty when metrics::level is not none".to_string(),
+                ))
+            }
+            Ok(t) => match t.metrics.unsupported() {
+                Some((key, message)) => errors.push(ConfigError::new(
+                    Some(telemetry.mark.clone()),
+                    format!("service::telemetry::metrics::{key}"),
+                    message,
+                )),
+                None => config.telemetry = t,
+            },
             Err(e) => errors.push(prefixed(e, "service::telemetry")),
         }
     }

@@ -167,12 +167,17 @@ pub struct PipelineConfig {
     pub exporters: Vec<ComponentId>,
 }
 
-/// `service.telemetry`: the agent's own logs and metrics.
+/// `service.telemetry`: the agent's own logs and metrics, with the
+/// collector's keys (`service/telemetry/otelconftelemetry`: the
+/// OpenTelemetry declarative configuration's `readers`, and `resource`).
 #[derive(Clone, Debug, Default, PartialEq, serde::Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TelemetryConfig {
     pub logs: TelemetryLogsConfig,
     pub metrics: TelemetryMetricsConfig,
+    /// Resource attributes of the own metrics; `null` removes one the agent
+    /// sets itself (`service.name`, `service.instance.id`, `service.version`).
+    pub resource: TelemetryResource,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, serde::Deserialize)]
@@ -218,11 +223,12 @@ pub enum LogEncoding {
     Json,
 }
 
-/// `service.telemetry.metrics.level`.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize)]
+/// `service.telemetry.metrics.level`: which own metrics exist (see
+/// docs/configuration.md for the list per level).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum MetricsLevel {
-    /// The agent's own metrics are off.
+    /// The agent's own metrics are off: no reader serves or pushes anything.
     None,
     Basic,
     #[default]
@@ -233,12 +239,14 @@ pub enum MetricsLevel {
 #[derive(Clone, Debug, PartialEq, serde::Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TelemetryMetricsConfig {
-    /// `none` turns the agent's own metrics off; `basic`, `normal`
-    /// (default), `detailed` keep them.
     pub level: MetricsLevel,
-    /// Prometheus scrape endpoint (`host:port`); empty disables it.
-    pub address: String,
-    /// Optional OTLP push of the agent's own metrics.
+    /// Where the own metrics go. `None` (the key absent): the default pull
+    /// reader on 127.0.0.1:8888, unless the deprecated `address` is given.
+    pub readers: Option<Vec<MetricReader>>,
+    /// Deprecated (the collector's pre-`readers` key): a Prometheus scrape
+    /// endpoint `host:port`; empty disables it.
+    pub address: Option<String>,
+    /// oomscope's older OTLP push (gRPC); a `periodic` reader does the same.
     pub otlp: Option<TelemetryOtlpConfig>,
 }
 
@@ -246,8 +254,340 @@ impl Default for TelemetryMetricsConfig {
     fn default() -> Self {
         TelemetryMetricsConfig {
             level: MetricsLevel::Normal,
-            address: "127.0.0.1:8888".to_string(),
+            readers: None,
+            address: None,
             otlp: None,
+        }
+    }
+}
+
+/// The collector's default own-metrics endpoint.
+pub const DEFAULT_TELEMETRY_PROMETHEUS: (&str, u16) = ("127.0.0.1", 8888);
+
+impl TelemetryMetricsConfig {
+    /// The readers in effect: `readers` as written; else the deprecated
+    /// `address` (and the older `otlp`) as readers; else the default pull
+    /// reader. Nothing at `level: none`.
+    pub fn effective_readers(&self) -> Vec<MetricReader> {
+        if self.level == MetricsLevel::None {
+            return Vec::new();
+        }
+        if let Some(readers) = &self.readers {
+            return readers.clone();
+        }
+        let mut readers = Vec::new();
+        match self.address.as_deref() {
+            Some("") => {}
+            Some(address) => readers.push(MetricReader::Pull {
+                pull: PullReader {
+                    exporter: PullExporter {
+                        prometheus: PrometheusReaderExporter::from_address(address),
+                    },
+                },
+            }),
+            None => readers.push(MetricReader::Pull {
+                pull: PullReader {
+                    exporter: PullExporter {
+                        prometheus: PrometheusReaderExporter {
+                            host: DEFAULT_TELEMETRY_PROMETHEUS.0.to_string(),
+                            port: DEFAULT_TELEMETRY_PROMETHEUS.1,
+                            without_units: None,
+                            without_type_suffix: None,
+                            without_scope_info: None,
+                            address: None,
+                        },
+                    },
+                },
+            }),
+        }
+        if let Some(otlp) = &self.otlp {
+            readers.push(MetricReader::Periodic {
+                periodic: PeriodicReader {
+                    interval: ReaderInterval(otlp.interval),
+                    timeout: None,
+                    exporter: PushExporter {
+                        otlp: OtlpReaderExporter {
+                            protocol: OtlpProtocol::Grpc,
+                            endpoint: otlp.endpoint.clone(),
+                            insecure: None,
+                            timeout: None,
+                            headers: Vec::new(),
+                        },
+                    },
+                },
+            });
+        }
+        readers
+    }
+}
+
+impl TelemetryMetricsConfig {
+    /// What the collector accepts here and oomscope does not do (yet): the
+    /// key and why, so that it is refused rather than ignored.
+    pub fn unsupported(&self) -> Option<(String, String)> {
+        for (i, reader) in self.readers.iter().flatten().enumerate() {
+            if let MetricReader::Pull { pull } = reader {
+                let p = &pull.exporter.prometheus;
+                for (key, value) in [
+                    ("without_units", p.without_units),
+                    ("without_type_suffix", p.without_type_suffix),
+                    ("without_scope_info", p.without_scope_info),
+                ] {
+                    if value == Some(false) {
+                        return Some((
+                            format!("readers::{i}::pull::exporter::prometheus::{key}"),
+                            "only true (the collector's default) is supported: oomscope serves its own metrics as the collector's default reader does".to_string(),
+                        ));
+                    }
+                }
+            }
+            if let MetricReader::Periodic { periodic } = reader {
+                if periodic.exporter.otlp.protocol != OtlpProtocol::Grpc {
+                    return Some((
+                        format!("readers::{i}::periodic::exporter::otlp::protocol"),
+                        "oomscope pushes its own metrics over OTLP/gRPC only (protocol: grpc); http/protobuf and http/json are not supported yet".to_string(),
+                    ));
+                }
+            }
+        }
+        None
+    }
+}
+
+/// One entry of `service.telemetry.metrics.readers`.
+#[derive(Clone, Debug, PartialEq, serde::Deserialize)]
+#[serde(try_from = "RawMetricReader")]
+pub enum MetricReader {
+    Pull { pull: PullReader },
+    Periodic { periodic: PeriodicReader },
+}
+
+/// A reader as written: exactly one of `pull` and `periodic`.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMetricReader {
+    pull: Option<PullReader>,
+    periodic: Option<PeriodicReader>,
+}
+
+impl TryFrom<RawMetricReader> for MetricReader {
+    type Error = &'static str;
+
+    fn try_from(raw: RawMetricReader) -> Result<Self, Self::Error> {
+        match (raw.pull, raw.periodic) {
+            (Some(pull), None) => Ok(MetricReader::Pull { pull }),
+            (None, Some(periodic)) => Ok(MetricReader::Periodic { periodic }),
+            _ => Err("a reader has exactly one of pull and periodic"),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PullReader {
+    pub exporter: PullExporter,
+}
+
+#[derive(Clone, Debug, PartialEq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PullExporter {
+    pub prometheus: PrometheusReaderExporter,
+}
+
+/// `pull.exporter.prometheus`: the scrape endpoint, served at `/metrics`.
+#[derive(Clone, Debug, PartialEq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PrometheusReaderExporter {
+    #[serde(default = "PrometheusReaderExporter::default_host")]
+    pub host: String,
+    pub port: u16,
+    /// The collector's defaults, `true`, are what oomscope serves; `false`
+    /// is refused ([`TelemetryMetricsConfig::unsupported`]).
+    #[serde(default)]
+    pub without_units: Option<bool>,
+    #[serde(default)]
+    pub without_type_suffix: Option<bool>,
+    #[serde(default)]
+    pub without_scope_info: Option<bool>,
+    /// The deprecated `metrics.address` this reader stands for.
+    #[serde(skip)]
+    pub address: Option<String>,
+}
+
+impl PrometheusReaderExporter {
+    fn default_host() -> String {
+        DEFAULT_TELEMETRY_PROMETHEUS.0.to_string()
+    }
+
+    /// From the deprecated `address`, bound as written (a bad one is a
+    /// warning when binding, as before).
+    fn from_address(address: &str) -> Self {
+        PrometheusReaderExporter {
+            host: String::new(),
+            port: 0,
+            without_units: None,
+            without_type_suffix: None,
+            without_scope_info: None,
+            address: Some(address.to_string()),
+        }
+    }
+
+    /// `host:port` for binding (`[v6]:port` for an IPv6 host).
+    pub fn bind_address(&self) -> String {
+        if let Some(address) = &self.address {
+            return address.clone();
+        }
+        let host = if self.host.is_empty() {
+            "0.0.0.0"
+        } else {
+            &self.host
+        };
+        if host.contains(':') {
+            format!("[{host}]:{}", self.port)
+        } else {
+            format!("{host}:{}", self.port)
+        }
+    }
+}
+
+/// `periodic`: pushes the own metrics every `interval`.
+#[derive(Clone, Debug, PartialEq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PeriodicReader {
+    /// Milliseconds (the declarative configuration's unit) or a duration
+    /// string; default 60 s as there.
+    #[serde(default)]
+    pub interval: ReaderInterval,
+    /// Milliseconds or a duration string: the time one export may take.
+    #[serde(default)]
+    pub timeout: Option<ReaderInterval>,
+    pub exporter: PushExporter,
+}
+
+/// A period in the declarative configuration: an integer of milliseconds,
+/// or (oomscope's convenience) a duration such as `10s`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ReaderInterval(pub GoDuration);
+
+impl Default for ReaderInterval {
+    fn default() -> Self {
+        ReaderInterval(GoDuration::from_secs(60))
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for ReaderInterval {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(serde::Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Millis(u64),
+            Text(GoDuration),
+        }
+        match Raw::deserialize(d) {
+            Ok(Raw::Millis(0)) => Err(serde::de::Error::custom("must be greater than zero")),
+            Ok(Raw::Millis(ms)) => Ok(ReaderInterval(GoDuration(
+                std::time::Duration::from_millis(ms),
+            ))),
+            Ok(Raw::Text(d)) if d.get().is_zero() => {
+                Err(serde::de::Error::custom("must be greater than zero"))
+            }
+            Ok(Raw::Text(d)) => Ok(ReaderInterval(d)),
+            Err(_) => Err(serde::de::Error::custom(
+                "expected milliseconds (an integer) or a duration such as 10s",
+            )),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PushExporter {
+    pub otlp: OtlpReaderExporter,
+}
+
+/// `periodic.exporter.otlp`.
+#[derive(Clone, Debug, PartialEq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OtlpReaderExporter {
+    #[serde(default)]
+    pub protocol: OtlpProtocol,
+    pub endpoint: String,
+    /// As in the collector: an endpoint without a scheme is `https://`
+    /// unless `insecure: true`.
+    #[serde(default)]
+    pub insecure: Option<bool>,
+    #[serde(default)]
+    pub timeout: Option<ReaderInterval>,
+    /// `[{name, value}]`, sent with every export.
+    #[serde(default)]
+    pub headers: Vec<NameValue>,
+}
+
+impl OtlpReaderExporter {
+    /// The endpoint with a scheme, as the collector normalizes it.
+    pub fn endpoint_url(&self) -> String {
+        if self.endpoint.starts_with("http://") || self.endpoint.starts_with("https://") {
+            self.endpoint.clone()
+        } else if self.insecure == Some(true) {
+            format!("http://{}", self.endpoint)
+        } else {
+            format!("https://{}", self.endpoint)
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NameValue {
+    pub name: String,
+    pub value: String,
+}
+
+/// `periodic.exporter.otlp.protocol`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize)]
+pub enum OtlpProtocol {
+    #[default]
+    #[serde(rename = "grpc")]
+    Grpc,
+    #[serde(rename = "http/protobuf")]
+    HttpProtobuf,
+    #[serde(rename = "http/json")]
+    HttpJson,
+}
+
+/// `service.telemetry.resource`: the inline map the collector documents
+/// (`key: value`, `key: null` to remove), or the declarative configuration's
+/// `attributes: [{name, value}]`.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct TelemetryResource(pub std::collections::BTreeMap<String, Option<String>>);
+
+impl<'de> serde::Deserialize<'de> for TelemetryResource {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Declarative {
+            attributes: Vec<NameValue>,
+            #[serde(default)]
+            #[allow(dead_code)]
+            schema_url: Option<String>,
+        }
+        #[derive(serde::Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Declarative(Declarative),
+            Inline(std::collections::BTreeMap<String, Option<String>>),
+        }
+        match Raw::deserialize(d) {
+            Ok(Raw::Declarative(decl)) => Ok(TelemetryResource(
+                decl.attributes
+                    .into_iter()
+                    .map(|a| (a.name, Some(a.value)))
+                    .collect(),
+            )),
+            Ok(Raw::Inline(map)) => Ok(TelemetryResource(map)),
+            Err(_) => Err(serde::de::Error::custom(
+                "expected attribute: value pairs (a string or null each), or attributes: [{name, value}]",
+            )),
         }
     }
 }

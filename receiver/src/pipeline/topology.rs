@@ -21,6 +21,25 @@ use crate::pipeline::{DynConsumer, Fanout, Signal};
 use crate::telemetry::Telemetry;
 use std::sync::Arc;
 
+/// Counts the items of each batch offered to `inner` (whether taken or
+/// not, as the collector's `otelcol_processor_incoming_items` and
+/// `_outgoing_items` do).
+struct CountingConsumer {
+    inner: DynConsumer,
+    items: crate::telemetry::ItemCounter,
+}
+
+#[async_trait::async_trait]
+impl crate::pipeline::Consumer for CountingConsumer {
+    async fn consume(
+        &self,
+        batch: crate::pipeline::Batch,
+    ) -> Result<(), crate::pipeline::ConsumeError> {
+        self.items.add(batch.item_count());
+        self.inner.consume(batch).await
+    }
+}
+
 /// A running set of pipelines.
 pub struct Topology {
     receivers: Vec<(ComponentId, JoinHandle<()>)>,
@@ -107,12 +126,22 @@ impl Topology {
                     topology.abort().await;
                     anyhow::bail!("processor {id} is not configured");
                 };
+                // Counted around the processor, as the collector's
+                // processorhelper does: what it was handed, what it handed on.
+                let (incoming, outgoing) = telemetry.processor_items(id, pid.signal);
+                let counted: DynConsumer = Arc::new(CountingConsumer {
+                    inner: next,
+                    items: outgoing,
+                });
                 let built = cfg
-                    .build(&ctx(id, &pipelines_shutdown), pid.signal, next)
+                    .build(&ctx(id, &pipelines_shutdown), pid.signal, counted)
                     .with_context(|| format!("failed to build processor {id} in pipeline {pid}"));
                 match built {
                     Ok((consumer, handle)) => {
-                        next = consumer;
+                        next = Arc::new(CountingConsumer {
+                            inner: consumer,
+                            items: incoming,
+                        });
                         if let Some(h) = handle {
                             topology.processors.push((id.clone(), h));
                         }

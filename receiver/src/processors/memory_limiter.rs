@@ -231,7 +231,17 @@ fn build_with(
         refusing,
         stop.clone(),
     ));
+    let observed = Arc::clone(&state);
+    let refusing_gauge = ctx.telemetry.processor_gauge(
+        &ctx.id,
+        s,
+        crate::config::MetricsLevel::Normal,
+        "oomscope_processor_memory_limiter_refusing",
+        "1 while the memory limiter refuses data (usage above its soft limit), else 0",
+        move || i64::from(observed.refusing.load(Ordering::Relaxed)),
+    );
     let consumer = MemoryLimiter {
+        _refusing_gauge: refusing_gauge,
         state,
         sampler,
         retry_after: c.check_interval.get(),
@@ -363,6 +373,8 @@ struct MemoryLimiter {
     next: DynConsumer,
     /// Stops the sampling task when the consumer is dropped.
     _stop_sampling: DropGuard,
+    /// Keeps the state gauge's callback registered while the limiter runs.
+    _refusing_gauge: Option<opentelemetry::metrics::ObservableGauge<i64>>,
 }
 
 #[async_trait]

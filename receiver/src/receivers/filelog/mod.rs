@@ -880,7 +880,7 @@ impl Tailer {
                     if !matches!(e, ConsumeError::Refused { .. }) {
                         tracing::error!(error = %e, "pipeline rejected file log records; they are read again after a restart");
                     }
-                    metrics.refused(Signal::Logs, items);
+                    metrics.not_accepted(Signal::Logs, items, &e);
                     None
                 }
             }

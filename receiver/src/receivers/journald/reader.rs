@@ -207,7 +207,7 @@ async fn report_counters(
             Err(e) => {
                 // Cumulative: the next report carries the counts.
                 tracing::debug!(error = %e, "the pipeline did not take the journald counters");
-                telemetry.refused(Signal::Metrics, items);
+                telemetry.not_accepted(Signal::Metrics, items, &e);
             }
         }
         if stop {
@@ -903,7 +903,7 @@ impl Reader {
             }
             Err(err) => {
                 tracing::warn!(receiver = %self.id, error = %err, records = items, "the pipeline did not take journal records");
-                self.telemetry.refused(Signal::Logs, items);
+                self.telemetry.not_accepted(Signal::Logs, items, &err);
                 if let Some(entry) = entry {
                     let outcome = match err {
                         ConsumeError::Permanent(_) => DeliveryStatus::Rejected,

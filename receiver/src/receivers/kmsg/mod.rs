@@ -598,7 +598,7 @@ impl KmsgReceiver {
             }
             Err(err) => {
                 tracing::warn!(error = %err, records = items, "the pipeline did not take kernel log records");
-                self.telemetry.refused(Signal::Logs, items);
+                self.telemetry.not_accepted(Signal::Logs, items, &err);
                 if let Some(entry) = entry {
                     let outcome = match err {
                         ConsumeError::Permanent(_) => DeliveryStatus::Rejected,
@@ -650,7 +650,7 @@ impl KmsgReceiver {
             Err(err) => {
                 // Cumulative: the next report carries the counts.
                 tracing::debug!(error = %err, "the pipeline did not take the kmsg counters");
-                self.telemetry.refused(Signal::Metrics, items);
+                self.telemetry.not_accepted(Signal::Metrics, items, &err);
             }
         }
     }

@@ -638,7 +638,7 @@ async fn deliver(to: &DynConsumer, out: Vec<ResourceMetrics>, telemetry: &Receiv
         Ok(()) => telemetry.accepted(signal, items),
         Err(e) => {
             tracing::debug!(error = %e, "the pipeline refused a memory scrape; it is dropped");
-            telemetry.refused(signal, items);
+            telemetry.not_accepted(signal, items, &e);
         }
     }
 }

@@ -1384,7 +1384,7 @@ async fn deliver(
         Ok(_) => metrics.accepted(signal, items),
         Err(e) => {
             tracing::error!(error = %e, "pipeline did not take an OOM record");
-            metrics.refused(signal, items);
+            metrics.not_accepted(signal, items, &e);
         }
     }
 }
