@@ -60,6 +60,16 @@ pub struct AttributeAction {
     /// `value`; nothing happens when it is absent.
     #[serde(default)]
     pub from_attribute: Option<String>,
+    /// `extract`: a regular expression with named groups; each group that
+    /// matches the attribute's string value is upserted under its name.
+    #[serde(default)]
+    pub pattern: Option<String>,
+    /// `convert`: `int`, `double` or `string`.
+    #[serde(default)]
+    pub converted_type: Option<String>,
+    /// The collector's request-metadata source; refused (see `validate`).
+    #[serde(default)]
+    pub from_context: Option<String>,
     pub action: Action,
 }
 
@@ -75,6 +85,12 @@ pub enum Action {
     Upsert,
     /// Remove.
     Delete,
+    /// Replace the value by the hex SHA-256 of it, as the collector does.
+    Hash,
+    /// Upsert the named groups of `pattern` matched on the value.
+    Extract,
+    /// Change the value's type to `converted_type`.
+    Convert,
 }
 
 /// A configured attribute value.
@@ -114,6 +130,52 @@ impl AttributeAction {
     fn validate(&self) -> Result<(), String> {
         if self.key.is_empty() {
             return Err("missing required field \"key\"".to_string());
+        }
+        if self.from_context.is_some() {
+            return Err(format!(
+                "(key {:?}): \"from_context\" is not supported: this agent keeps no request \
+                 metadata (its otlp receiver refuses include_metadata: true); set the value \
+                 with \"value\" or copy it with \"from_attribute\"",
+                self.key
+            ));
+        }
+        let takes_value = matches!(
+            self.action,
+            Action::Insert | Action::Update | Action::Upsert
+        );
+        if !takes_value && (self.value.is_some() || self.from_attribute.is_some()) {
+            return Err(format!(
+                "(key {:?}): action {:?} takes neither \"value\" nor \"from_attribute\"",
+                self.key,
+                self.action.as_str()
+            ));
+        }
+        if self.pattern.is_some() != (self.action == Action::Extract) {
+            return Err(format!(
+                "(key {:?}): \"pattern\" is required by action \"extract\" and taken by no other",
+                self.key
+            ));
+        }
+        if self.converted_type.is_some() != (self.action == Action::Convert) {
+            return Err(format!(
+                "(key {:?}): \"converted_type\" is required by action \"convert\" and taken by no other",
+                self.key
+            ));
+        }
+        match self.action {
+            Action::Hash => return Ok(()),
+            Action::Extract => return self.extract_regex().map(|_| ()),
+            Action::Convert => {
+                return match self.converted_type.as_deref() {
+                    Some("int" | "double" | "string") => Ok(()),
+                    other => Err(format!(
+                        "(key {:?}): converted_type {:?} is not one of int, double, string",
+                        self.key,
+                        other.unwrap_or_default()
+                    )),
+                }
+            }
+            _ => {}
         }
         match (self.action, &self.value, &self.from_attribute) {
             (Action::Delete, None, None) => Ok(()),
@@ -176,7 +238,28 @@ impl Action {
             Action::Update => "update",
             Action::Upsert => "upsert",
             Action::Delete => "delete",
+            Action::Hash => "hash",
+            Action::Extract => "extract",
+            Action::Convert => "convert",
         }
+    }
+}
+
+impl AttributeAction {
+    /// `pattern` compiled; it must name at least one group (the collector's rule).
+    fn extract_regex(&self) -> Result<regex::Regex, String> {
+        let pattern = self.pattern.as_deref().unwrap_or_default();
+        let re = regex::RegexBuilder::new(pattern)
+            .size_limit(1 << 20)
+            .build()
+            .map_err(|e| format!("(key {:?}): invalid pattern: {e}", self.key))?;
+        if re.capture_names().flatten().next().is_none() {
+            return Err(format!(
+                "(key {:?}): pattern {pattern:?} has no named group such as (?P<name>...)",
+                self.key
+            ));
+        }
+        Ok(re)
     }
 }
 
@@ -193,10 +276,18 @@ pub fn build(
         // Nothing to do: no processor in the way.
         return Ok((next, None));
     }
+    let mut actions = Vec::with_capacity(c.attributes.len());
+    for a in &c.attributes {
+        let regex = match a.action {
+            Action::Extract => Some(a.extract_regex().map_err(|e| anyhow::anyhow!("{}: {e}", ctx.id))?),
+            _ => None,
+        };
+        actions.push((a.clone(), regex));
+    }
     Ok((
         Arc::new(ResourceProcessor {
             detected,
-            actions: c.attributes.clone(),
+            actions,
             next,
         }),
         None,
@@ -205,7 +296,8 @@ pub fn build(
 
 struct ResourceProcessor {
     detected: Vec<KeyValue>,
-    actions: Vec<AttributeAction>,
+    /// Each action with its compiled `pattern` (extract only).
+    actions: Vec<(AttributeAction, Option<regex::Regex>)>,
     next: DynConsumer,
 }
 
@@ -232,8 +324,15 @@ impl ResourceProcessor {
                 attrs.push(kv.clone());
             }
         }
-        for a in &self.actions {
-            apply_action(attrs, a);
+        for (a, regex) in &self.actions {
+            match (a.action, regex) {
+                (Action::Hash, _) => hash_value(attrs, &a.key),
+                (Action::Convert, _) => {
+                    convert_value(attrs, &a.key, a.converted_type.as_deref().unwrap_or_default())
+                }
+                (Action::Extract, Some(re)) => extract_value(attrs, &a.key, re),
+                _ => apply_action(attrs, a),
+            }
         }
     }
 }
@@ -271,6 +370,91 @@ fn apply_action(attrs: &mut Vec<KeyValue>, a: &AttributeAction) {
             value: Some(value),
             ..Default::default()
         }),
+    }
+}
+
+/// `hash`: the value becomes the hex SHA-256 of its bytes, as the collector's
+/// `sha2Hasher` computes them (strings as UTF-8, bools as one byte, ints and
+/// doubles as 8 little-endian bytes); other types become "".
+fn hash_value(attrs: &mut [KeyValue], key: &str) {
+    for kv in attrs.iter_mut().filter(|kv| kv.key == key) {
+        let bytes: Vec<u8> = match kv.value.as_ref().and_then(|v| v.value.as_ref()) {
+            Some(any_value::Value::StringValue(s)) => s.as_bytes().to_vec(),
+            Some(any_value::Value::BoolValue(b)) => vec![u8::from(*b)],
+            Some(any_value::Value::IntValue(i)) => i.to_le_bytes().to_vec(),
+            Some(any_value::Value::DoubleValue(d)) => d.to_bits().to_le_bytes().to_vec(),
+            _ => Vec::new(),
+        };
+        let hashed = if bytes.is_empty() {
+            String::new()
+        } else {
+            ring::digest::digest(&ring::digest::SHA256, &bytes)
+                .as_ref()
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect()
+        };
+        kv.value = Some(AnyValue {
+            value: Some(any_value::Value::StringValue(hashed)),
+        });
+    }
+}
+
+/// `convert`, by the collector's rules: a value that cannot be converted
+/// (a string that is no number, an array) is left as it is.
+fn convert_value(attrs: &mut [KeyValue], key: &str, to: &str) {
+    use any_value::Value as V;
+    for kv in attrs.iter_mut().filter(|kv| kv.key == key) {
+        let Some(current) = kv.value.as_ref().and_then(|v| v.value.as_ref()) else {
+            continue;
+        };
+        let converted = match (to, current) {
+            ("string", V::StringValue(_)) => None,
+            ("string", V::BoolValue(b)) => Some(V::StringValue(b.to_string())),
+            ("string", V::IntValue(i)) => Some(V::StringValue(i.to_string())),
+            ("string", V::DoubleValue(d)) => Some(V::StringValue(d.to_string())),
+            ("int", V::DoubleValue(d)) => Some(V::IntValue(*d as i64)),
+            ("int", V::BoolValue(b)) => Some(V::IntValue(i64::from(*b))),
+            ("int", V::StringValue(s)) => s.parse::<i64>().ok().map(V::IntValue),
+            ("double", V::IntValue(i)) => Some(V::DoubleValue(*i as f64)),
+            ("double", V::BoolValue(b)) => Some(V::DoubleValue(f64::from(u8::from(*b)))),
+            ("double", V::StringValue(s)) => s.parse::<f64>().ok().map(V::DoubleValue),
+            _ => None,
+        };
+        if let Some(v) = converted {
+            kv.value = Some(AnyValue { value: Some(v) });
+        }
+    }
+}
+
+/// `extract`: on a string value that matches, each named group that took
+/// part in the match is upserted under its name.
+fn extract_value(attrs: &mut Vec<KeyValue>, key: &str, re: &regex::Regex) {
+    let Some(text) = attrs.iter().find(|kv| kv.key == key).and_then(|kv| {
+        match kv.value.as_ref().and_then(|v| v.value.as_ref()) {
+            Some(any_value::Value::StringValue(s)) => Some(s.clone()),
+            _ => None,
+        }
+    }) else {
+        return;
+    };
+    let Some(caps) = re.captures(&text) else {
+        return;
+    };
+    for name in re.capture_names().flatten() {
+        if let Some(m) = caps.name(name) {
+            let value = Some(AnyValue {
+                value: Some(any_value::Value::StringValue(m.as_str().to_string())),
+            });
+            match position(attrs, name) {
+                Some(i) => attrs[i].value = value,
+                None => attrs.push(KeyValue {
+                    key: name.to_string(),
+                    value,
+                    ..Default::default()
+                }),
+            }
+        }
     }
 }
 
@@ -544,7 +728,7 @@ mod tests {
             "{err}"
         );
         assert!(serde_json::from_value::<AttributeAction>(
-            serde_json::json!({"key": "a", "action": "hash"})
+            serde_json::json!({"key": "a", "action": "rename"})
         )
         .is_err());
         let parsed: ResourceConfig =
@@ -615,5 +799,69 @@ mod tests {
             Some("a \"b")
         );
         assert_eq!(os_release_value(content, "VERSION"), None);
+    }
+
+    fn int_of(attrs: &[KeyValue], key: &str) -> Option<i64> {
+        attrs
+            .iter()
+            .find(|kv| kv.key == key)
+            .and_then(|kv| match kv.value.as_ref()?.value.as_ref()? {
+                any_value::Value::IntValue(i) => Some(*i),
+                _ => None,
+            })
+    }
+
+    /// hash, convert and extract as the collector's attraction package does
+    /// them; the SHA-256 of "abc" is the FIPS 180-2 test vector.
+    #[tokio::test]
+    async fn hash_convert_and_extract() {
+        let cfg = ResourceConfig {
+            detect: false,
+            attributes: vec![
+                action(serde_json::json!({"key": "secret", "action": "hash"})),
+                action(serde_json::json!({"key": "port", "action": "convert", "converted_type": "int"})),
+                action(serde_json::json!({"key": "bad", "action": "convert", "converted_type": "int"})),
+                action(serde_json::json!({"key": "url", "action": "extract",
+                    "pattern": "^(?P<http_protocol>.*)://(?P<http_domain>[^/]*)/"})),
+            ],
+        };
+        cfg.validate().expect("valid");
+        let input = logs_with(vec![
+            kv_str("secret", "abc"),
+            kv_str("port", "4317"),
+            kv_str("bad", "x"),
+            kv_str("url", "https://example.com/path"),
+        ]);
+        let attrs = resource_attrs(&run(cfg, input).await);
+        assert_eq!(
+            str_of(&attrs, "secret").as_deref(),
+            Some("ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
+        );
+        assert_eq!(int_of(&attrs, "port"), Some(4317));
+        assert_eq!(str_of(&attrs, "bad").as_deref(), Some("x"));
+        assert_eq!(str_of(&attrs, "http_protocol").as_deref(), Some("https"));
+        assert_eq!(str_of(&attrs, "http_domain").as_deref(), Some("example.com"));
+    }
+
+    #[test]
+    fn new_actions_are_checked() {
+        let err = |json: serde_json::Value| {
+            ResourceConfig {
+                detect: false,
+                attributes: vec![action(json)],
+            }
+            .validate()
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default()
+        };
+        assert!(err(serde_json::json!({"key": "a", "action": "extract", "pattern": "(.*)"}))
+            .contains("no named group"));
+        assert!(err(serde_json::json!({"key": "a", "action": "convert", "converted_type": "bool"}))
+            .contains("not one of int, double, string"));
+        assert!(err(serde_json::json!({"key": "a", "action": "hash", "value": "x"}))
+            .contains("takes neither"));
+        assert!(err(serde_json::json!({"key": "a", "action": "upsert", "from_context": "x-tenant"}))
+            .contains("\"from_context\" is not supported"));
     }
 }
