@@ -117,7 +117,8 @@ impl ComponentConfig for OtlpHttpExporterConfig {
         self.sending_queue
             .validate()
             .map_err(|e| e.within("sending_queue"))?;
-        self.proxy().map_err(|e| ValidationError::at("proxy_url", e))?;
+        self.proxy()
+            .map_err(|e| ValidationError::at("proxy_url", e))?;
         Ok(())
     }
 
@@ -1052,7 +1053,11 @@ mod tests {
             proxy_url: "socks5://127.0.0.1:1080".to_string(),
             ..config("http://x".to_string())
         };
-        let err = bad.validate().err().map(|e| e.to_string()).unwrap_or_default();
+        let err = bad
+            .validate()
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
         assert!(err.contains("only http:// and https:// proxies"), "{err}");
     }
 

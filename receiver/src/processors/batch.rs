@@ -655,8 +655,15 @@ mod tests {
             "metadata_keys": ["X-Tenant-Id"], "metadata_cardinality_limit": 10
         }))
         .expect("parses");
-        let err = c.validate().err().map(|e| e.to_string()).unwrap_or_default();
-        assert!(err.contains("metadata_keys") && err.contains("include_metadata"), "{err}");
+        let err = c
+            .validate()
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            err.contains("metadata_keys") && err.contains("include_metadata"),
+            "{err}"
+        );
         let limit_only: BatchConfig =
             serde_json::from_value(serde_json::json!({"metadata_cardinality_limit": 10}))
                 .expect("parses");

@@ -51,7 +51,9 @@ impl Default for ResourceConfig {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AttributeAction {
-    /// The attribute acted on.
+    /// The attribute acted on (may be left out by `delete` and `hash` with
+    /// a `pattern`).
+    #[serde(default)]
     pub key: String,
     /// The value to set (string, int, float or bool); for insert, update and upsert.
     #[serde(default)]
@@ -62,6 +64,7 @@ pub struct AttributeAction {
     pub from_attribute: Option<String>,
     /// `extract`: a regular expression with named groups; each group that
     /// matches the attribute's string value is upserted under its name.
+    /// `delete`, `hash`: also act on every attribute whose name matches.
     #[serde(default)]
     pub pattern: Option<String>,
     /// `convert`: `int`, `double` or `string`.
@@ -128,7 +131,9 @@ impl ComponentConfig for ResourceConfig {
 impl AttributeAction {
     /// The collector's rules for one action.
     fn validate(&self) -> Result<(), String> {
-        if self.key.is_empty() {
+        let by_pattern =
+            matches!(self.action, Action::Delete | Action::Hash) && self.pattern.is_some();
+        if self.key.is_empty() && !by_pattern {
             return Err("missing required field \"key\"".to_string());
         }
         if self.from_context.is_some() {
@@ -150,11 +155,24 @@ impl AttributeAction {
                 self.action.as_str()
             ));
         }
-        if self.pattern.is_some() != (self.action == Action::Extract) {
-            return Err(format!(
-                "(key {:?}): \"pattern\" is required by action \"extract\" and taken by no other",
-                self.key
-            ));
+        match (self.action, &self.pattern) {
+            (Action::Extract, None) => {
+                return Err(format!(
+                    "(key {:?}): missing required field \"pattern\" for action \"extract\"",
+                    self.key
+                ))
+            }
+            (Action::Delete | Action::Hash, Some(_)) => {
+                self.pattern_regex()?;
+            }
+            (Action::Insert | Action::Update | Action::Upsert | Action::Convert, Some(_)) => {
+                return Err(format!(
+                    "(key {:?}): action {:?} does not take \"pattern\"",
+                    self.key,
+                    self.action.as_str()
+                ))
+            }
+            _ => {}
         }
         if self.converted_type.is_some() != (self.action == Action::Convert) {
             return Err(format!(
@@ -246,16 +264,30 @@ impl Action {
 }
 
 impl AttributeAction {
-    /// `pattern` compiled; it must name at least one group (the collector's rule).
-    fn extract_regex(&self) -> Result<regex::Regex, String> {
+    /// `pattern` compiled (bounded in size).
+    fn pattern_regex(&self) -> Result<regex::Regex, String> {
         let pattern = self.pattern.as_deref().unwrap_or_default();
-        let re = regex::RegexBuilder::new(pattern)
+        regex::RegexBuilder::new(pattern)
             .size_limit(1 << 20)
             .build()
-            .map_err(|e| format!("(key {:?}): invalid pattern: {e}", self.key))?;
-        if re.capture_names().flatten().next().is_none() {
+            .map_err(|e| format!("(key {:?}): invalid pattern: {e}", self.key))
+    }
+
+    /// `pattern` of `extract`: every group must be named, and one at least
+    /// (the collector's rules).
+    fn extract_regex(&self) -> Result<regex::Regex, String> {
+        let re = self.pattern_regex()?;
+        let pattern = self.pattern.as_deref().unwrap_or_default();
+        let names: Vec<Option<&str>> = re.capture_names().skip(1).collect();
+        if names.is_empty() {
             return Err(format!(
                 "(key {:?}): pattern {pattern:?} has no named group such as (?P<name>...)",
+                self.key
+            ));
+        }
+        if names.iter().any(Option::is_none) {
+            return Err(format!(
+                "(key {:?}): pattern {pattern:?} has an unnamed group; name every group (?P<name>...) or use (?:...)",
                 self.key
             ));
         }
@@ -278,10 +310,14 @@ pub fn build(
     }
     let mut actions = Vec::with_capacity(c.attributes.len());
     for a in &c.attributes {
-        let regex = match a.action {
-            Action::Extract => Some(a.extract_regex().map_err(|e| anyhow::anyhow!("{}: {e}", ctx.id))?),
+        let regex = match (a.action, &a.pattern) {
+            (Action::Extract, _) => Some(a.extract_regex()),
+            (Action::Delete | Action::Hash, Some(_)) => Some(a.pattern_regex()),
             _ => None,
         };
+        let regex = regex
+            .transpose()
+            .map_err(|e| anyhow::anyhow!("{}: {e}", ctx.id))?;
         actions.push((a.clone(), regex));
     }
     Ok((
@@ -296,7 +332,8 @@ pub fn build(
 
 struct ResourceProcessor {
     detected: Vec<KeyValue>,
-    /// Each action with its compiled `pattern` (extract only).
+    /// Each action with its compiled `pattern` (extract; delete and hash
+    /// by attribute name).
     actions: Vec<(AttributeAction, Option<regex::Regex>)>,
     next: DynConsumer,
 }
@@ -326,10 +363,22 @@ impl ResourceProcessor {
         }
         for (a, regex) in &self.actions {
             match (a.action, regex) {
-                (Action::Hash, _) => hash_value(attrs, &a.key),
-                (Action::Convert, _) => {
-                    convert_value(attrs, &a.key, a.converted_type.as_deref().unwrap_or_default())
+                (Action::Hash, names) => {
+                    hash_value(attrs, &a.key);
+                    if let Some(re) = names {
+                        for key in matching_keys(attrs, re) {
+                            hash_value(attrs, &key);
+                        }
+                    }
                 }
+                (Action::Delete, Some(re)) => {
+                    attrs.retain(|kv| kv.key != a.key && !re.is_match(&kv.key));
+                }
+                (Action::Convert, _) => convert_value(
+                    attrs,
+                    &a.key,
+                    a.converted_type.as_deref().unwrap_or_default(),
+                ),
                 (Action::Extract, Some(re)) => extract_value(attrs, &a.key, re),
                 _ => apply_action(attrs, a),
             }
@@ -427,8 +476,20 @@ fn convert_value(attrs: &mut [KeyValue], key: &str, to: &str) {
     }
 }
 
-/// `extract`: on a string value that matches, each named group that took
-/// part in the match is upserted under its name.
+/// Keys matching `re` (deduplicated), for `delete` and `hash` by pattern.
+fn matching_keys(attrs: &[KeyValue], re: &regex::Regex) -> Vec<String> {
+    let mut keys: Vec<String> = attrs
+        .iter()
+        .filter(|kv| re.is_match(&kv.key))
+        .map(|kv| kv.key.clone())
+        .collect();
+    keys.sort();
+    keys.dedup();
+    keys
+}
+
+/// `extract`: on a string value that matches, each named group is upserted
+/// under its name (`""` for a group that took no part, as in the collector).
 fn extract_value(attrs: &mut Vec<KeyValue>, key: &str, re: &regex::Regex) {
     let Some(text) = attrs.iter().find(|kv| kv.key == key).and_then(|kv| {
         match kv.value.as_ref().and_then(|v| v.value.as_ref()) {
@@ -442,18 +503,17 @@ fn extract_value(attrs: &mut Vec<KeyValue>, key: &str, re: &regex::Regex) {
         return;
     };
     for name in re.capture_names().flatten() {
-        if let Some(m) = caps.name(name) {
-            let value = Some(AnyValue {
-                value: Some(any_value::Value::StringValue(m.as_str().to_string())),
-            });
-            match position(attrs, name) {
-                Some(i) => attrs[i].value = value,
-                None => attrs.push(KeyValue {
-                    key: name.to_string(),
-                    value,
-                    ..Default::default()
-                }),
-            }
+        let text = caps.name(name).map_or("", |m| m.as_str());
+        let value = Some(AnyValue {
+            value: Some(any_value::Value::StringValue(text.to_string())),
+        });
+        match position(attrs, name) {
+            Some(i) => attrs[i].value = value,
+            None => attrs.push(KeyValue {
+                key: name.to_string(),
+                value,
+                ..Default::default()
+            }),
         }
     }
 }
@@ -802,13 +862,12 @@ mod tests {
     }
 
     fn int_of(attrs: &[KeyValue], key: &str) -> Option<i64> {
-        attrs
-            .iter()
-            .find(|kv| kv.key == key)
-            .and_then(|kv| match kv.value.as_ref()?.value.as_ref()? {
+        attrs.iter().find(|kv| kv.key == key).and_then(|kv| {
+            match kv.value.as_ref()?.value.as_ref()? {
                 any_value::Value::IntValue(i) => Some(*i),
                 _ => None,
-            })
+            }
+        })
     }
 
     /// hash, convert and extract as the collector's attraction package does
@@ -819,10 +878,16 @@ mod tests {
             detect: false,
             attributes: vec![
                 action(serde_json::json!({"key": "secret", "action": "hash"})),
-                action(serde_json::json!({"key": "port", "action": "convert", "converted_type": "int"})),
-                action(serde_json::json!({"key": "bad", "action": "convert", "converted_type": "int"})),
+                action(
+                    serde_json::json!({"key": "port", "action": "convert", "converted_type": "int"}),
+                ),
+                action(
+                    serde_json::json!({"key": "bad", "action": "convert", "converted_type": "int"}),
+                ),
                 action(serde_json::json!({"key": "url", "action": "extract",
-                    "pattern": "^(?P<http_protocol>.*)://(?P<http_domain>[^/]*)/"})),
+                    "pattern": "^(?P<http_protocol>.*)://(?P<http_domain>[^/]*)/(?P<never>x)?"})),
+                action(serde_json::json!({"action": "delete", "pattern": "^tmp\\."})),
+                action(serde_json::json!({"key": "none", "action": "hash", "pattern": "^pii\\."})),
             ],
         };
         cfg.validate().expect("valid");
@@ -831,6 +896,9 @@ mod tests {
             kv_str("port", "4317"),
             kv_str("bad", "x"),
             kv_str("url", "https://example.com/path"),
+            kv_str("tmp.a", "1"),
+            kv_str("tmp.b", "2"),
+            kv_str("pii.email", "abc"),
         ]);
         let attrs = resource_attrs(&run(cfg, input).await);
         assert_eq!(
@@ -840,7 +908,13 @@ mod tests {
         assert_eq!(int_of(&attrs, "port"), Some(4317));
         assert_eq!(str_of(&attrs, "bad").as_deref(), Some("x"));
         assert_eq!(str_of(&attrs, "http_protocol").as_deref(), Some("https"));
-        assert_eq!(str_of(&attrs, "http_domain").as_deref(), Some("example.com"));
+        assert_eq!(
+            str_of(&attrs, "http_domain").as_deref(),
+            Some("example.com")
+        );
+        assert_eq!(str_of(&attrs, "never").as_deref(), Some(""));
+        assert!(!attrs.iter().any(|kv| kv.key.starts_with("tmp.")));
+        assert_eq!(str_of(&attrs, "pii.email"), str_of(&attrs, "secret"));
     }
 
     #[test]
@@ -855,13 +929,30 @@ mod tests {
             .map(|e| e.to_string())
             .unwrap_or_default()
         };
-        assert!(err(serde_json::json!({"key": "a", "action": "extract", "pattern": "(.*)"}))
-            .contains("no named group"));
-        assert!(err(serde_json::json!({"key": "a", "action": "convert", "converted_type": "bool"}))
-            .contains("not one of int, double, string"));
-        assert!(err(serde_json::json!({"key": "a", "action": "hash", "value": "x"}))
-            .contains("takes neither"));
-        assert!(err(serde_json::json!({"key": "a", "action": "upsert", "from_context": "x-tenant"}))
-            .contains("\"from_context\" is not supported"));
+        assert!(
+            err(serde_json::json!({"key": "a", "action": "extract", "pattern": "a.*"}))
+                .contains("no named group")
+        );
+        assert!(err(
+            serde_json::json!({"key": "a", "action": "extract", "pattern": "(?P<x>a)(.*)"})
+        )
+        .contains("unnamed group"));
+        assert!(err(
+            serde_json::json!({"key": "a", "action": "upsert", "value": 1, "pattern": "x"})
+        )
+        .contains("does not take \"pattern\""));
+        assert!(err(serde_json::json!({"action": "delete", "pattern": "^secret\\."})).is_empty());
+        assert!(err(
+            serde_json::json!({"key": "a", "action": "convert", "converted_type": "bool"})
+        )
+        .contains("not one of int, double, string"));
+        assert!(
+            err(serde_json::json!({"key": "a", "action": "hash", "value": "x"}))
+                .contains("takes neither")
+        );
+        assert!(err(
+            serde_json::json!({"key": "a", "action": "upsert", "from_context": "x-tenant"})
+        )
+        .contains("\"from_context\" is not supported"));
     }
 }

@@ -10,8 +10,8 @@ use serde::{Deserialize, Deserializer};
 
 use crate::component::{ComponentConfig, Reference};
 use crate::config::{ComponentId, GoDuration, ValidationError};
-use crate::pipeline::data::kv_str;
 use crate::patterns::UserPattern;
+use crate::pipeline::data::kv_str;
 
 /// Where a file first seen is read from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
@@ -238,7 +238,10 @@ pub const MAX_MAX_LOG_SIZE: u64 = 64 * 1024 * 1024;
 impl ComponentConfig for FilelogReceiverConfig {
     /// The collector's checks plus the pattern library's.
     fn validate(&self) -> Result<(), ValidationError> {
-        for (field, map) in [("attributes", &self.attributes), ("resource", &self.resource)] {
+        for (field, map) in [
+            ("attributes", &self.attributes),
+            ("resource", &self.resource),
+        ] {
             for (key, value) in map {
                 if matches!(value, StaticValue::Text(t) if t.trim_start().starts_with("EXPR(")) {
                     return Err(ValidationError::at(

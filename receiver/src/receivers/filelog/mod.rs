@@ -856,7 +856,11 @@ impl Tailer {
         }
         if !self.cfg.attributes.is_empty() {
             let extra = config::static_attributes(&self.cfg.attributes);
-            for record in logs.scope_logs.iter_mut().flat_map(|s| s.log_records.iter_mut()) {
+            for record in logs
+                .scope_logs
+                .iter_mut()
+                .flat_map(|s| s.log_records.iter_mut())
+            {
                 for kv in &extra {
                     if !record.attributes.iter().any(|a| a.key == kv.key) {
                         record.attributes.push(kv.clone());
@@ -884,10 +888,10 @@ impl Tailer {
         };
         let shutdown = self.ctx.shutdown.clone();
         let sem = Arc::clone(&self.in_flight);
-        let payload = Arc::new(Payload::Logs(vec![self.with_static_attributes(scoped_logs(
-            line_records::SCOPE_NAME,
-            records,
-        ))]));
+        let payload =
+            Arc::new(Payload::Logs(vec![self.with_static_attributes(
+                scoped_logs(line_records::SCOPE_NAME, records),
+            )]));
         let items = payload.item_count();
         let metrics = &self.metrics;
         let sent = handle.block_on(async {

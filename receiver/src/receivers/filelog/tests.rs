@@ -1034,11 +1034,17 @@ async fn static_attributes_and_resource() {
     let cfg = FilelogReceiverConfig {
         attributes: [
             ("team".to_string(), StaticValue::Text("db".into())),
-            ("log.file.name".to_string(), StaticValue::Text("not this".into())),
+            (
+                "log.file.name".to_string(),
+                StaticValue::Text("not this".into()),
+            ),
         ]
         .into(),
         resource: [
-            ("service.name".to_string(), StaticValue::Text("billing".into())),
+            (
+                "service.name".to_string(),
+                StaticValue::Text("billing".into()),
+            ),
             ("tier".to_string(), StaticValue::Int(2)),
         ]
         .into(),
@@ -1061,19 +1067,34 @@ async fn static_attributes_and_resource() {
             }
         })
     };
-    let resource = rl[0].resource.as_ref().expect("resource").attributes.as_slice();
+    let resource = rl[0]
+        .resource
+        .as_ref()
+        .expect("resource")
+        .attributes
+        .as_slice();
     assert_eq!(text(resource, "service.name").as_deref(), Some("billing"));
     assert_eq!(text(resource, "tier").as_deref(), Some("2"));
     let rec = &rl[0].scope_logs[0].log_records[0];
     assert_eq!(text(&rec.attributes, "team").as_deref(), Some("db"));
     // The file's own attribute wins over a static one of the same key.
-    assert_eq!(text(&rec.attributes, "log.file.name").as_deref(), Some("app.log"));
+    assert_eq!(
+        text(&rec.attributes, "log.file.name").as_deref(),
+        Some("app.log")
+    );
     r.stop().await;
 
     let expr = FilelogReceiverConfig {
         attributes: [("x".to_string(), StaticValue::Text("EXPR(body)".into()))].into(),
         ..config(dir.path(), "*.log")
     };
-    let err = expr.validate().err().map(|e| e.to_string()).unwrap_or_default();
-    assert!(err.contains("EXPR(...) expressions are not supported"), "{err}");
+    let err = expr
+        .validate()
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(
+        err.contains("EXPR(...) expressions are not supported"),
+        "{err}"
+    );
 }

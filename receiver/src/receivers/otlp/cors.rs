@@ -133,7 +133,11 @@ impl Cors {
     /// `Access-Control-Request-Method`), or `None` for any other request.
     /// A preflight that is not allowed gets 204 without CORS headers, so
     /// the browser refuses the real request (as rs/cors answers).
-    pub fn preflight<B: Default>(&self, method: &Method, headers: &HeaderMap) -> Option<Response<B>> {
+    pub fn preflight<B: Default>(
+        &self,
+        method: &Method,
+        headers: &HeaderMap,
+    ) -> Option<Response<B>> {
         if method != Method::OPTIONS || !headers.contains_key(header::ACCESS_CONTROL_REQUEST_METHOD)
         {
             return None;
@@ -173,7 +177,10 @@ impl Cors {
         if !(origin_ok && method_ok && headers_ok) {
             return Some(response);
         }
-        out.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, self.allow_origin_value(origin));
+        out.insert(
+            header::ACCESS_CONTROL_ALLOW_ORIGIN,
+            self.allow_origin_value(origin),
+        );
         out.insert(
             header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
             HeaderValue::from_static("true"),
@@ -188,7 +195,10 @@ impl Cors {
             }
         }
         if self.max_age > 0 {
-            out.insert(header::ACCESS_CONTROL_MAX_AGE, HeaderValue::from(self.max_age));
+            out.insert(
+                header::ACCESS_CONTROL_MAX_AGE,
+                HeaderValue::from(self.max_age),
+            );
         }
         Some(response)
     }
@@ -202,7 +212,10 @@ impl Cors {
         let out = response.headers_mut();
         out.append(header::VARY, HeaderValue::from_static("Origin"));
         if origin.to_str().is_ok_and(|o| self.origin_allowed(o)) {
-            out.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, self.allow_origin_value(origin));
+            out.insert(
+                header::ACCESS_CONTROL_ALLOW_ORIGIN,
+                self.allow_origin_value(origin),
+            );
             out.insert(
                 header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
                 HeaderValue::from_static("true"),
@@ -231,15 +244,18 @@ mod tests {
 
     fn preflight(c: &Cors, origin: &str, method: &str, req_headers: &str) -> Response<()> {
         let mut h = HeaderMap::new();
-        h.insert(header::ORIGIN, HeaderValue::from_str(origin).unwrap());
+        h.insert(
+            header::ORIGIN,
+            HeaderValue::from_str(origin).expect("origin"),
+        );
         h.insert(
             header::ACCESS_CONTROL_REQUEST_METHOD,
-            HeaderValue::from_str(method).unwrap(),
+            HeaderValue::from_str(method).expect("method"),
         );
         if !req_headers.is_empty() {
             h.insert(
                 header::ACCESS_CONTROL_REQUEST_HEADERS,
-                HeaderValue::from_str(req_headers).unwrap(),
+                HeaderValue::from_str(req_headers).expect("headers"),
             );
         }
         c.preflight(&Method::OPTIONS, &h).expect("a preflight")
@@ -252,12 +268,23 @@ mod tests {
             "allowed_headers": ["X-Custom-Header"],
             "max_age": 7200
         }));
-        let ok = preflight(&c, "https://app.example.com", "POST", "Content-Type, x-custom-header");
+        let ok = preflight(
+            &c,
+            "https://app.example.com",
+            "POST",
+            "Content-Type, x-custom-header",
+        );
         assert_eq!(ok.status(), StatusCode::NO_CONTENT);
         let h = ok.headers();
-        assert_eq!(h[header::ACCESS_CONTROL_ALLOW_ORIGIN], "https://app.example.com");
+        assert_eq!(
+            h[header::ACCESS_CONTROL_ALLOW_ORIGIN],
+            "https://app.example.com"
+        );
         assert_eq!(h[header::ACCESS_CONTROL_ALLOW_METHODS], "POST");
-        assert_eq!(h[header::ACCESS_CONTROL_ALLOW_HEADERS], "content-type, x-custom-header");
+        assert_eq!(
+            h[header::ACCESS_CONTROL_ALLOW_HEADERS],
+            "content-type, x-custom-header"
+        );
         assert_eq!(h[header::ACCESS_CONTROL_MAX_AGE], "7200");
         assert_eq!(h[header::ACCESS_CONTROL_ALLOW_CREDENTIALS], "true");
         // A header neither safelisted nor in allowed_headers.
@@ -274,7 +301,9 @@ mod tests {
             .get(header::ACCESS_CONTROL_ALLOW_ORIGIN)
             .is_none());
         // A plain OPTIONS (no Access-Control-Request-Method) is no preflight.
-        assert!(c.preflight::<()>(&Method::OPTIONS, &HeaderMap::new()).is_none());
+        assert!(c
+            .preflight::<()>(&Method::OPTIONS, &HeaderMap::new())
+            .is_none());
     }
 
     #[test]
@@ -294,9 +323,11 @@ mod tests {
     fn config_is_checked() {
         let bad: CorsConfig =
             serde_json::from_value(serde_json::json!({"allowed_origins": ["https://*.*.x"]}))
-                .unwrap();
+                .expect("parses");
         assert!(bad.validate().is_err());
-        assert!(serde_json::from_value::<CorsConfig>(serde_json::json!({"allow_origins": []})).is_err());
+        assert!(
+            serde_json::from_value::<CorsConfig>(serde_json::json!({"allow_origins": []})).is_err()
+        );
         assert!(Cors::new(&CorsConfig::default()).is_none());
     }
 }

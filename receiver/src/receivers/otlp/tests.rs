@@ -1506,7 +1506,12 @@ async fn http_cors_preflight_and_export() {
             .header("access-control-request-headers", headers)
             .send()
     };
-    let ok = match tokio::time::timeout(TEST_TIMEOUT, preflight("https://app.test.com", "content-type,example-header")).await {
+    let ok = match tokio::time::timeout(
+        TEST_TIMEOUT,
+        preflight("https://app.test.com", "content-type,example-header"),
+    )
+    .await
+    {
         Ok(Ok(r)) => r,
         other => panic!("preflight: {other:?}"),
     };
@@ -1514,13 +1519,24 @@ async fn http_cors_preflight_and_export() {
     let h = ok.headers();
     assert_eq!(h["access-control-allow-origin"], "https://app.test.com");
     assert_eq!(h["access-control-allow-methods"], "POST");
-    assert_eq!(h["access-control-allow-headers"], "content-type, example-header");
+    assert_eq!(
+        h["access-control-allow-headers"],
+        "content-type, example-header"
+    );
     assert_eq!(h["access-control-max-age"], "7200");
-    let refused = match tokio::time::timeout(TEST_TIMEOUT, preflight("https://evil.example", "content-type")).await {
+    let refused = match tokio::time::timeout(
+        TEST_TIMEOUT,
+        preflight("https://evil.example", "content-type"),
+    )
+    .await
+    {
         Ok(Ok(r)) => r,
         other => panic!("preflight: {other:?}"),
     };
-    assert!(refused.headers().get("access-control-allow-origin").is_none());
+    assert!(refused
+        .headers()
+        .get("access-control-allow-origin")
+        .is_none());
 
     let request = logs_request(1, "from a browser");
     let resp = match tokio::time::timeout(
@@ -1538,7 +1554,10 @@ async fn http_cors_preflight_and_export() {
         other => panic!("POST: {other:?}"),
     };
     assert_eq!(resp.status(), 200);
-    assert_eq!(resp.headers()["access-control-allow-origin"], "https://foo.bar.com");
+    assert_eq!(
+        resp.headers()["access-control-allow-origin"],
+        "https://foo.bar.com"
+    );
     assert_eq!(resp.headers()["access-control-allow-credentials"], "true");
     assert_eq!(
         *next_batch(&mut logs_rx).await.payload,
@@ -1550,11 +1569,18 @@ async fn http_cors_preflight_and_export() {
 #[test]
 fn include_metadata_true_is_refused_false_is_accepted() {
     for proto in ["grpc", "http"] {
-        let on = from_yaml(&format!("{{protocols: {{{proto}: {{include_metadata: true}}}}}}"));
+        let on = from_yaml(&format!(
+            "{{protocols: {{{proto}: {{include_metadata: true}}}}}}"
+        ));
         let err = on.map(|c| c.validate()).map_err(|e| e.to_string());
         let message = format!("{err:?}");
-        assert!(message.contains("include_metadata: true is not supported"), "{message}");
-        let off = from_yaml(&format!("{{protocols: {{{proto}: {{include_metadata: false}}}}}}"));
+        assert!(
+            message.contains("include_metadata: true is not supported"),
+            "{message}"
+        );
+        let off = from_yaml(&format!(
+            "{{protocols: {{{proto}: {{include_metadata: false}}}}}}"
+        ));
         assert!(matches!(off.map(|c| c.validate()), Ok(Ok(()))));
     }
 }
