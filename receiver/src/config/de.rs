@@ -180,9 +180,15 @@ fn parse_bool(text: &str) -> Option<bool> {
     }
 }
 
-/// `[-+]?[0-9]+`, `0o[0-7]+`, `0x[0-9a-fA-F]+`. `None` when not an integer
-/// or too large for 128 bits.
+/// `[-+]?[0-9]+`, `0o[0-7]+`, `0x[0-9a-fA-F]+`, with `_` anywhere ignored
+/// as the collector's YAML parser (yaml.v3) does (`65_536`, as the
+/// file_storage README writes it). `None` when not an integer or too large
+/// for 128 bits.
 fn parse_int(text: &str) -> Option<i128> {
+    if text.contains('_') {
+        return parse_int(&text.replace('_', ""))
+            .filter(|_| text.bytes().any(|b| b.is_ascii_digit()));
+    }
     if let Some(hex) = text.strip_prefix("0x") {
         return (!hex.is_empty() && hex.bytes().all(|b| b.is_ascii_hexdigit()))
             .then(|| i128::from_str_radix(hex, 16).ok())
@@ -849,6 +855,12 @@ mod tests {
             "r.yaml:1:7: 'port' expected an integer between 0 and 65535, got -1"
         );
         assert_eq!(decode::<Server>("port: 0x10\n").expect("hex").port, 16);
+        assert_eq!(
+            decode::<Server>("port: 65_535\n")
+                .expect("underscores")
+                .port,
+            65535
+        );
         assert_eq!(
             decode::<Server>("ratio: 2\n").expect("int as float").ratio,
             2.0

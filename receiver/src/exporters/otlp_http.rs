@@ -27,7 +27,6 @@ use super::helper::{
     ExportClient, ExportError, ExportErrorKind, ExportResponse, ExporterSettings, QueueConfig,
     RetryConfig,
 };
-use super::otlp_grpc::Compression;
 use super::tls::TlsClientConfig;
 use crate::component::{
     BuildContext, ComponentConfig, ExporterConfig, ExporterFactory, Factory, Reference, Stability,
@@ -53,6 +52,55 @@ pub enum Encoding {
     Json,
 }
 
+/// `compression` of the HTTP exporter: what confighttp offers, less the
+/// snappy and lz4 encodings. `zlib` and `deflate` are both the zlib format
+/// (RFC 1950), sent with that name as `Content-Encoding`, as confighttp does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(try_from = "String")]
+pub enum Compression {
+    #[default]
+    Gzip,
+    Zstd,
+    Zlib,
+    Deflate,
+    None,
+}
+
+impl TryFrom<String> for Compression {
+    type Error = String;
+
+    fn try_from(s: String) -> Result<Self, String> {
+        match s.as_str() {
+            "gzip" => Ok(Compression::Gzip),
+            "zstd" => Ok(Compression::Zstd),
+            "zlib" => Ok(Compression::Zlib),
+            "deflate" => Ok(Compression::Deflate),
+            // The collector treats an empty value as no compression.
+            "none" | "" => Ok(Compression::None),
+            "snappy" | "x-snappy-framed" | "lz4" => Err(format!(
+                "compression {s:?} is not supported by this agent \
+                 (supported: gzip, zstd, zlib, deflate, none)"
+            )),
+            _ => Err(format!(
+                "unknown compression {s:?} (valid values: gzip, zstd, zlib, deflate, none)"
+            )),
+        }
+    }
+}
+
+impl Compression {
+    /// The `Content-Encoding` it is sent with.
+    fn content_encoding(self) -> Option<&'static str> {
+        match self {
+            Compression::Gzip => Some("gzip"),
+            Compression::Zstd => Some("zstd"),
+            Compression::Zlib => Some("zlib"),
+            Compression::Deflate => Some("deflate"),
+            Compression::None => None,
+        }
+    }
+}
+
 /// `otlp_http` / `otlphttp`.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -66,7 +114,7 @@ pub struct OtlpHttpExporterConfig {
     pub metrics_endpoint: Option<String>,
     /// `proto` (default) or `json`.
     pub encoding: Encoding,
-    /// `gzip` (default), `zstd` or `none`.
+    /// `gzip` (default), `zstd`, `zlib`, `deflate` or `none`.
     pub compression: Compression,
     /// Sent with every request (for example an API key).
     pub headers: BTreeMap<String, String>,
@@ -80,6 +128,10 @@ pub struct OtlpHttpExporterConfig {
     pub sending_queue: QueueConfig,
     /// `authenticator`: the extension that adds credentials to each request.
     pub auth: Option<AuthConfig>,
+    /// An HTTP proxy (`http://host:port`, optionally with `user:password@`)
+    /// every request goes through (CONNECT for `https://` endpoints); empty:
+    /// the `HTTP_PROXY`/`HTTPS_PROXY`/`NO_PROXY` environment, as in Go.
+    pub proxy_url: String,
 }
 
 impl Default for OtlpHttpExporterConfig {
@@ -96,6 +148,7 @@ impl Default for OtlpHttpExporterConfig {
             retry_on_failure: RetryConfig::default(),
             sending_queue: QueueConfig::default(),
             auth: None,
+            proxy_url: String::new(),
         }
     }
 }
@@ -112,6 +165,8 @@ impl ComponentConfig for OtlpHttpExporterConfig {
         self.sending_queue
             .validate()
             .map_err(|e| e.within("sending_queue"))?;
+        self.proxy()
+            .map_err(|e| ValidationError::at("proxy_url", e))?;
         Ok(())
     }
 
@@ -119,6 +174,26 @@ impl ComponentConfig for OtlpHttpExporterConfig {
         let mut refs = self.sending_queue.references();
         refs.extend(self.auth.as_ref().map(AuthConfig::client_reference));
         refs
+    }
+}
+
+impl OtlpHttpExporterConfig {
+    /// `proxy_url` as a proxy for every request, `None` when empty.
+    fn proxy(&self) -> Result<Option<reqwest::Proxy>, String> {
+        if self.proxy_url.is_empty() {
+            return Ok(None);
+        }
+        // The value is not quoted back: it may hold a password.
+        let url = Url::parse(&self.proxy_url).map_err(|e| format!("not a URL: {e}"))?;
+        if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+            return Err(format!(
+                "scheme {:?}: only http:// and https:// proxies are supported (host required)",
+                url.scheme()
+            ));
+        }
+        reqwest::Proxy::all(url)
+            .map(Some)
+            .map_err(|e| format!("invalid proxy: {}", error_chain(&e)))
     }
 }
 
@@ -259,14 +334,11 @@ impl OtlpHttpClient {
             Encoding::Json => JSON,
         };
         headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
-        match c.compression {
-            Compression::Gzip => {
-                headers.insert(CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+        match c.compression.content_encoding() {
+            Some(name) => {
+                headers.insert(CONTENT_ENCODING, HeaderValue::from_static(name));
             }
-            Compression::Zstd => {
-                headers.insert(CONTENT_ENCODING, HeaderValue::from_static("zstd"));
-            }
-            Compression::None => {
+            None => {
                 headers.remove(CONTENT_ENCODING);
             }
         }
@@ -277,6 +349,9 @@ impl OtlpHttpClient {
             .tcp_nodelay(true);
         if let Some(timeout) = timeout {
             builder = builder.connect_timeout(timeout);
+        }
+        if let Some(proxy) = c.proxy().map_err(anyhow::Error::msg)? {
+            builder = builder.proxy(proxy);
         }
         if logs_url.scheme() == "https" || metrics_url.scheme() == "https" {
             let tls = c.tls.load()?;
@@ -386,6 +461,14 @@ fn compress(compression: Compression, body: Vec<u8>) -> std::io::Result<Vec<u8>>
             encoder.finish()
         }
         Compression::Zstd => zstd::bulk::compress(&body, zstd::DEFAULT_COMPRESSION_LEVEL),
+        Compression::Zlib | Compression::Deflate => {
+            let mut encoder = flate2::write::ZlibEncoder::new(
+                Vec::with_capacity(body.len() / 4 + 64),
+                flate2::Compression::default(),
+            );
+            encoder.write_all(&body)?;
+            encoder.finish()
+        }
     }
 }
 
@@ -743,6 +826,13 @@ mod tests {
                 out
             }
             Some("zstd") => zstd::decode_all(&raw[..]).unwrap(),
+            Some("zlib" | "deflate") => {
+                let mut out = Vec::new();
+                flate2::read::ZlibDecoder::new(&raw[..])
+                    .read_to_end(&mut out)
+                    .unwrap();
+                out
+            }
             Some(other) => panic!("unexpected encoding {other}"),
             None => raw.to_vec(),
         };
@@ -999,6 +1089,74 @@ mod tests {
         assert_eq!(logs.resource_logs, log_records());
         let metrics = ExportMetricsServiceRequest::decode(&seen[1].body[..]).unwrap();
         assert_eq!(metrics.resource_metrics, metric_data());
+    }
+
+    /// `proxy_url`: the request reaches the proxy (here the test server) in
+    /// absolute form for a host that does not resolve, so it went nowhere else.
+    #[tokio::test]
+    async fn requests_go_through_proxy_url() {
+        let server = start_server(None).await;
+        let c = OtlpHttpExporterConfig {
+            proxy_url: server.url(),
+            ..config("http://backend.invalid:4318".to_string())
+        };
+        assert!(c.validate().is_ok());
+        let client = OtlpHttpClient::new(&c).unwrap();
+        client
+            .export(&std::sync::Arc::new(Payload::Metrics(metric_data())))
+            .await
+            .unwrap();
+        let seen = server.state.seen.lock().unwrap();
+        assert_eq!(seen[0].path, "/v1/metrics");
+        assert_eq!(seen[0].headers["host"], "backend.invalid:4318");
+        let bad = OtlpHttpExporterConfig {
+            proxy_url: "socks5://127.0.0.1:1080".to_string(),
+            ..config("http://x".to_string())
+        };
+        let err = bad
+            .validate()
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(err.contains("only http:// and https:// proxies"), "{err}");
+    }
+
+    /// `zlib` and `deflate` as confighttp sends them: the zlib format under
+    /// the configured name; snappy and lz4 are refused by name.
+    #[tokio::test]
+    async fn zlib_and_deflate_bodies() {
+        for (name, compression) in [
+            ("zlib", Compression::Zlib),
+            ("deflate", Compression::Deflate),
+        ] {
+            let server = start_server(None).await;
+            let c: OtlpHttpExporterConfig = serde_json::from_value(serde_json::json!({
+                "endpoint": server.url(), "compression": name
+            }))
+            .expect("parses");
+            assert_eq!(c.compression, compression);
+            let client = OtlpHttpClient::new(&c).expect("client");
+            client
+                .export(&std::sync::Arc::new(Payload::Metrics(metric_data())))
+                .await
+                .expect("exported");
+            let seen = server.state.seen.lock().expect("lock");
+            assert_eq!(seen[0].headers["content-encoding"], name);
+            let metrics = ExportMetricsServiceRequest::decode(&seen[0].body[..]).expect("decodes");
+            assert_eq!(metrics.resource_metrics, metric_data());
+        }
+        for refused in ["snappy", "lz4"] {
+            let err = serde_json::from_value::<OtlpHttpExporterConfig>(serde_json::json!({
+                "endpoint": "http://x", "compression": refused
+            }))
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+            assert!(
+                err.contains("supported: gzip, zstd, zlib, deflate, none"),
+                "{err}"
+            );
+        }
     }
 
     #[tokio::test]

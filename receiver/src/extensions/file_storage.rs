@@ -91,7 +91,8 @@ pub struct FileStorageConfig {
     pub directory_permissions: String,
     /// The collector's bbolt compaction settings. Accepted so that collector
     /// configs load; there is no database file to compact here (items are
-    /// files that are deleted once delivered), so they have no effect.
+    /// files that are deleted once delivered), so they have no effect, and
+    /// a warning says so at start when any is set.
     pub compaction: CompactionConfig,
 }
 
@@ -173,6 +174,17 @@ impl ExtensionConfig for FileStorageConfig {
         _shutdown: CancellationToken,
     ) -> StartFuture<'a, Option<JoinHandle<()>>> {
         Box::pin(async move {
+            if self.compaction != CompactionConfig::default() {
+                // Accepted so collector configs load, but said out loud: there
+                // is nothing to compact (each item is a file deleted once
+                // delivered, so space is given back at once).
+                tracing::warn!(
+                    extension = %id,
+                    "compaction has no effect in this agent: queued items are files deleted \
+                     as soon as they are delivered, so there is no database to compact; \
+                     remove the compaction section"
+                );
+            }
             let storage = FileStorage::open(self, id)?;
             host.storages.insert(id.clone(), storage);
             Ok(None)

@@ -61,6 +61,12 @@ pub struct BatchConfig {
     /// regardless of its size. 0 sends every batch at once (then only
     /// `send_batch_max_size` applies).
     pub timeout: GoDuration,
+    /// The collector's batching by request metadata; only empty here, since
+    /// no receiver keeps request metadata (`include_metadata` is refused).
+    pub metadata_keys: Vec<String>,
+    /// The collector's limit on distinct `metadata_keys` values (default
+    /// 1000); without `metadata_keys` it has no effect, there as here.
+    pub metadata_cardinality_limit: u32,
 }
 
 impl Default for BatchConfig {
@@ -69,6 +75,8 @@ impl Default for BatchConfig {
             send_batch_size: 8192,
             send_batch_max_size: 0,
             timeout: GoDuration::from_millis(200),
+            metadata_keys: Vec::new(),
+            metadata_cardinality_limit: 1000,
         }
     }
 }
@@ -79,6 +87,14 @@ impl ComponentConfig for BatchConfig {
             return Err(ValidationError::at(
                 "send_batch_max_size",
                 "must be greater or equal to send_batch_size",
+            ));
+        }
+        if !self.metadata_keys.is_empty() {
+            return Err(ValidationError::at(
+                "metadata_keys",
+                "batching by request metadata is not supported: no receiver of this agent \
+                 keeps request metadata (the otlp receiver refuses include_metadata: true), \
+                 so every batch would have the same empty key; remove metadata_keys",
             ));
         }
         Ok(())
@@ -629,7 +645,29 @@ mod tests {
             send_batch_size: size,
             send_batch_max_size: max,
             timeout: GoDuration(timeout),
+            ..BatchConfig::default()
         }
+    }
+
+    #[test]
+    fn metadata_keys_are_refused_with_the_reason() {
+        let c: BatchConfig = serde_json::from_value(serde_json::json!({
+            "metadata_keys": ["X-Tenant-Id"], "metadata_cardinality_limit": 10
+        }))
+        .expect("parses");
+        let err = c
+            .validate()
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            err.contains("metadata_keys") && err.contains("include_metadata"),
+            "{err}"
+        );
+        let limit_only: BatchConfig =
+            serde_json::from_value(serde_json::json!({"metadata_cardinality_limit": 10}))
+                .expect("parses");
+        assert!(limit_only.validate().is_ok());
     }
 
     #[test]

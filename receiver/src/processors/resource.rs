@@ -51,7 +51,9 @@ impl Default for ResourceConfig {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AttributeAction {
-    /// The attribute acted on.
+    /// The attribute acted on (may be left out by `delete` and `hash` with
+    /// a `pattern`).
+    #[serde(default)]
     pub key: String,
     /// The value to set (string, int, float or bool); for insert, update and upsert.
     #[serde(default)]
@@ -60,6 +62,17 @@ pub struct AttributeAction {
     /// `value`; nothing happens when it is absent.
     #[serde(default)]
     pub from_attribute: Option<String>,
+    /// `extract`: a regular expression with named groups; each group that
+    /// matches the attribute's string value is upserted under its name.
+    /// `delete`, `hash`: also act on every attribute whose name matches.
+    #[serde(default)]
+    pub pattern: Option<String>,
+    /// `convert`: `int`, `double` or `string`.
+    #[serde(default)]
+    pub converted_type: Option<String>,
+    /// The collector's request-metadata source; refused (see `validate`).
+    #[serde(default)]
+    pub from_context: Option<String>,
     pub action: Action,
 }
 
@@ -75,6 +88,12 @@ pub enum Action {
     Upsert,
     /// Remove.
     Delete,
+    /// Replace the value by the hex SHA-256 of it, as the collector does.
+    Hash,
+    /// Upsert the named groups of `pattern` matched on the value.
+    Extract,
+    /// Change the value's type to `converted_type`.
+    Convert,
 }
 
 /// A configured attribute value.
@@ -112,8 +131,69 @@ impl ComponentConfig for ResourceConfig {
 impl AttributeAction {
     /// The collector's rules for one action.
     fn validate(&self) -> Result<(), String> {
-        if self.key.is_empty() {
+        let by_pattern =
+            matches!(self.action, Action::Delete | Action::Hash) && self.pattern.is_some();
+        if self.key.is_empty() && !by_pattern {
             return Err("missing required field \"key\"".to_string());
+        }
+        if self.from_context.is_some() {
+            return Err(format!(
+                "(key {:?}): \"from_context\" is not supported: this agent keeps no request \
+                 metadata (its otlp receiver refuses include_metadata: true); set the value \
+                 with \"value\" or copy it with \"from_attribute\"",
+                self.key
+            ));
+        }
+        let takes_value = matches!(
+            self.action,
+            Action::Insert | Action::Update | Action::Upsert
+        );
+        if !takes_value && (self.value.is_some() || self.from_attribute.is_some()) {
+            return Err(format!(
+                "(key {:?}): action {:?} takes neither \"value\" nor \"from_attribute\"",
+                self.key,
+                self.action.as_str()
+            ));
+        }
+        match (self.action, &self.pattern) {
+            (Action::Extract, None) => {
+                return Err(format!(
+                    "(key {:?}): missing required field \"pattern\" for action \"extract\"",
+                    self.key
+                ))
+            }
+            (Action::Delete | Action::Hash, Some(_)) => {
+                self.pattern_regex()?;
+            }
+            (Action::Insert | Action::Update | Action::Upsert | Action::Convert, Some(_)) => {
+                return Err(format!(
+                    "(key {:?}): action {:?} does not take \"pattern\"",
+                    self.key,
+                    self.action.as_str()
+                ))
+            }
+            _ => {}
+        }
+        if self.converted_type.is_some() != (self.action == Action::Convert) {
+            return Err(format!(
+                "(key {:?}): \"converted_type\" is required by action \"convert\" and taken by no other",
+                self.key
+            ));
+        }
+        match self.action {
+            Action::Hash => return Ok(()),
+            Action::Extract => return self.extract_regex().map(|_| ()),
+            Action::Convert => {
+                return match self.converted_type.as_deref() {
+                    Some("int" | "double" | "string") => Ok(()),
+                    other => Err(format!(
+                        "(key {:?}): converted_type {:?} is not one of int, double, string",
+                        self.key,
+                        other.unwrap_or_default()
+                    )),
+                }
+            }
+            _ => {}
         }
         match (self.action, &self.value, &self.from_attribute) {
             (Action::Delete, None, None) => Ok(()),
@@ -176,7 +256,42 @@ impl Action {
             Action::Update => "update",
             Action::Upsert => "upsert",
             Action::Delete => "delete",
+            Action::Hash => "hash",
+            Action::Extract => "extract",
+            Action::Convert => "convert",
         }
+    }
+}
+
+impl AttributeAction {
+    /// `pattern` compiled (bounded in size).
+    fn pattern_regex(&self) -> Result<regex::Regex, String> {
+        let pattern = self.pattern.as_deref().unwrap_or_default();
+        regex::RegexBuilder::new(pattern)
+            .size_limit(1 << 20)
+            .build()
+            .map_err(|e| format!("(key {:?}): invalid pattern: {e}", self.key))
+    }
+
+    /// `pattern` of `extract`: every group must be named, and one at least
+    /// (the collector's rules).
+    fn extract_regex(&self) -> Result<regex::Regex, String> {
+        let re = self.pattern_regex()?;
+        let pattern = self.pattern.as_deref().unwrap_or_default();
+        let names: Vec<Option<&str>> = re.capture_names().skip(1).collect();
+        if names.is_empty() {
+            return Err(format!(
+                "(key {:?}): pattern {pattern:?} has no named group such as (?P<name>...)",
+                self.key
+            ));
+        }
+        if names.iter().any(Option::is_none) {
+            return Err(format!(
+                "(key {:?}): pattern {pattern:?} has an unnamed group; name every group (?P<name>...) or use (?:...)",
+                self.key
+            ));
+        }
+        Ok(re)
     }
 }
 
@@ -193,10 +308,22 @@ pub fn build(
         // Nothing to do: no processor in the way.
         return Ok((next, None));
     }
+    let mut actions = Vec::with_capacity(c.attributes.len());
+    for a in &c.attributes {
+        let regex = match (a.action, &a.pattern) {
+            (Action::Extract, _) => Some(a.extract_regex()),
+            (Action::Delete | Action::Hash, Some(_)) => Some(a.pattern_regex()),
+            _ => None,
+        };
+        let regex = regex
+            .transpose()
+            .map_err(|e| anyhow::anyhow!("{}: {e}", ctx.id))?;
+        actions.push((a.clone(), regex));
+    }
     Ok((
         Arc::new(ResourceProcessor {
             detected,
-            actions: c.attributes.clone(),
+            actions,
             next,
         }),
         None,
@@ -205,7 +332,9 @@ pub fn build(
 
 struct ResourceProcessor {
     detected: Vec<KeyValue>,
-    actions: Vec<AttributeAction>,
+    /// Each action with its compiled `pattern` (extract; delete and hash
+    /// by attribute name).
+    actions: Vec<(AttributeAction, Option<regex::Regex>)>,
     next: DynConsumer,
 }
 
@@ -232,8 +361,27 @@ impl ResourceProcessor {
                 attrs.push(kv.clone());
             }
         }
-        for a in &self.actions {
-            apply_action(attrs, a);
+        for (a, regex) in &self.actions {
+            match (a.action, regex) {
+                (Action::Hash, names) => {
+                    hash_value(attrs, &a.key);
+                    if let Some(re) = names {
+                        for key in matching_keys(attrs, re) {
+                            hash_value(attrs, &key);
+                        }
+                    }
+                }
+                (Action::Delete, Some(re)) => {
+                    attrs.retain(|kv| kv.key != a.key && !re.is_match(&kv.key));
+                }
+                (Action::Convert, _) => convert_value(
+                    attrs,
+                    &a.key,
+                    a.converted_type.as_deref().unwrap_or_default(),
+                ),
+                (Action::Extract, Some(re)) => extract_value(attrs, &a.key, re),
+                _ => apply_action(attrs, a),
+            }
         }
     }
 }
@@ -271,6 +419,102 @@ fn apply_action(attrs: &mut Vec<KeyValue>, a: &AttributeAction) {
             value: Some(value),
             ..Default::default()
         }),
+    }
+}
+
+/// `hash`: the value becomes the hex SHA-256 of its bytes, as the collector's
+/// `sha2Hasher` computes them (strings as UTF-8, bools as one byte, ints and
+/// doubles as 8 little-endian bytes); other types become "".
+fn hash_value(attrs: &mut [KeyValue], key: &str) {
+    for kv in attrs.iter_mut().filter(|kv| kv.key == key) {
+        let bytes: Vec<u8> = match kv.value.as_ref().and_then(|v| v.value.as_ref()) {
+            Some(any_value::Value::StringValue(s)) => s.as_bytes().to_vec(),
+            Some(any_value::Value::BoolValue(b)) => vec![u8::from(*b)],
+            Some(any_value::Value::IntValue(i)) => i.to_le_bytes().to_vec(),
+            Some(any_value::Value::DoubleValue(d)) => d.to_bits().to_le_bytes().to_vec(),
+            _ => Vec::new(),
+        };
+        let hashed = if bytes.is_empty() {
+            String::new()
+        } else {
+            ring::digest::digest(&ring::digest::SHA256, &bytes)
+                .as_ref()
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect()
+        };
+        kv.value = Some(AnyValue {
+            value: Some(any_value::Value::StringValue(hashed)),
+        });
+    }
+}
+
+/// `convert`, by the collector's rules: a value that cannot be converted
+/// (a string that is no number, an array) is left as it is.
+fn convert_value(attrs: &mut [KeyValue], key: &str, to: &str) {
+    use any_value::Value as V;
+    for kv in attrs.iter_mut().filter(|kv| kv.key == key) {
+        let Some(current) = kv.value.as_ref().and_then(|v| v.value.as_ref()) else {
+            continue;
+        };
+        let converted = match (to, current) {
+            ("string", V::StringValue(_)) => None,
+            ("string", V::BoolValue(b)) => Some(V::StringValue(b.to_string())),
+            ("string", V::IntValue(i)) => Some(V::StringValue(i.to_string())),
+            ("string", V::DoubleValue(d)) => Some(V::StringValue(d.to_string())),
+            ("int", V::DoubleValue(d)) => Some(V::IntValue(*d as i64)),
+            ("int", V::BoolValue(b)) => Some(V::IntValue(i64::from(*b))),
+            ("int", V::StringValue(s)) => s.parse::<i64>().ok().map(V::IntValue),
+            ("double", V::IntValue(i)) => Some(V::DoubleValue(*i as f64)),
+            ("double", V::BoolValue(b)) => Some(V::DoubleValue(f64::from(u8::from(*b)))),
+            ("double", V::StringValue(s)) => s.parse::<f64>().ok().map(V::DoubleValue),
+            _ => None,
+        };
+        if let Some(v) = converted {
+            kv.value = Some(AnyValue { value: Some(v) });
+        }
+    }
+}
+
+/// Keys matching `re` (deduplicated), for `delete` and `hash` by pattern.
+fn matching_keys(attrs: &[KeyValue], re: &regex::Regex) -> Vec<String> {
+    let mut keys: Vec<String> = attrs
+        .iter()
+        .filter(|kv| re.is_match(&kv.key))
+        .map(|kv| kv.key.clone())
+        .collect();
+    keys.sort();
+    keys.dedup();
+    keys
+}
+
+/// `extract`: on a string value that matches, each named group is upserted
+/// under its name (`""` for a group that took no part, as in the collector).
+fn extract_value(attrs: &mut Vec<KeyValue>, key: &str, re: &regex::Regex) {
+    let Some(text) = attrs.iter().find(|kv| kv.key == key).and_then(|kv| {
+        match kv.value.as_ref().and_then(|v| v.value.as_ref()) {
+            Some(any_value::Value::StringValue(s)) => Some(s.clone()),
+            _ => None,
+        }
+    }) else {
+        return;
+    };
+    let Some(caps) = re.captures(&text) else {
+        return;
+    };
+    for name in re.capture_names().flatten() {
+        let text = caps.name(name).map_or("", |m| m.as_str());
+        let value = Some(AnyValue {
+            value: Some(any_value::Value::StringValue(text.to_string())),
+        });
+        match position(attrs, name) {
+            Some(i) => attrs[i].value = value,
+            None => attrs.push(KeyValue {
+                key: name.to_string(),
+                value,
+                ..Default::default()
+            }),
+        }
     }
 }
 
@@ -544,7 +788,7 @@ mod tests {
             "{err}"
         );
         assert!(serde_json::from_value::<AttributeAction>(
-            serde_json::json!({"key": "a", "action": "hash"})
+            serde_json::json!({"key": "a", "action": "rename"})
         )
         .is_err());
         let parsed: ResourceConfig =
@@ -615,5 +859,100 @@ mod tests {
             Some("a \"b")
         );
         assert_eq!(os_release_value(content, "VERSION"), None);
+    }
+
+    fn int_of(attrs: &[KeyValue], key: &str) -> Option<i64> {
+        attrs.iter().find(|kv| kv.key == key).and_then(|kv| {
+            match kv.value.as_ref()?.value.as_ref()? {
+                any_value::Value::IntValue(i) => Some(*i),
+                _ => None,
+            }
+        })
+    }
+
+    /// hash, convert and extract as the collector's attraction package does
+    /// them; the SHA-256 of "abc" is the FIPS 180-2 test vector.
+    #[tokio::test]
+    async fn hash_convert_and_extract() {
+        let cfg = ResourceConfig {
+            detect: false,
+            attributes: vec![
+                action(serde_json::json!({"key": "secret", "action": "hash"})),
+                action(
+                    serde_json::json!({"key": "port", "action": "convert", "converted_type": "int"}),
+                ),
+                action(
+                    serde_json::json!({"key": "bad", "action": "convert", "converted_type": "int"}),
+                ),
+                action(serde_json::json!({"key": "url", "action": "extract",
+                    "pattern": "^(?P<http_protocol>.*)://(?P<http_domain>[^/]*)/(?P<never>x)?"})),
+                action(serde_json::json!({"action": "delete", "pattern": "^tmp\\."})),
+                action(serde_json::json!({"key": "none", "action": "hash", "pattern": "^pii\\."})),
+            ],
+        };
+        cfg.validate().expect("valid");
+        let input = logs_with(vec![
+            kv_str("secret", "abc"),
+            kv_str("port", "4317"),
+            kv_str("bad", "x"),
+            kv_str("url", "https://example.com/path"),
+            kv_str("tmp.a", "1"),
+            kv_str("tmp.b", "2"),
+            kv_str("pii.email", "abc"),
+        ]);
+        let attrs = resource_attrs(&run(cfg, input).await);
+        assert_eq!(
+            str_of(&attrs, "secret").as_deref(),
+            Some("ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
+        );
+        assert_eq!(int_of(&attrs, "port"), Some(4317));
+        assert_eq!(str_of(&attrs, "bad").as_deref(), Some("x"));
+        assert_eq!(str_of(&attrs, "http_protocol").as_deref(), Some("https"));
+        assert_eq!(
+            str_of(&attrs, "http_domain").as_deref(),
+            Some("example.com")
+        );
+        assert_eq!(str_of(&attrs, "never").as_deref(), Some(""));
+        assert!(!attrs.iter().any(|kv| kv.key.starts_with("tmp.")));
+        assert_eq!(str_of(&attrs, "pii.email"), str_of(&attrs, "secret"));
+    }
+
+    #[test]
+    fn new_actions_are_checked() {
+        let err = |json: serde_json::Value| {
+            ResourceConfig {
+                detect: false,
+                attributes: vec![action(json)],
+            }
+            .validate()
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default()
+        };
+        assert!(
+            err(serde_json::json!({"key": "a", "action": "extract", "pattern": "a.*"}))
+                .contains("no named group")
+        );
+        assert!(err(
+            serde_json::json!({"key": "a", "action": "extract", "pattern": "(?P<x>a)(.*)"})
+        )
+        .contains("unnamed group"));
+        assert!(err(
+            serde_json::json!({"key": "a", "action": "upsert", "value": 1, "pattern": "x"})
+        )
+        .contains("does not take \"pattern\""));
+        assert!(err(serde_json::json!({"action": "delete", "pattern": "^secret\\."})).is_empty());
+        assert!(err(
+            serde_json::json!({"key": "a", "action": "convert", "converted_type": "bool"})
+        )
+        .contains("not one of int, double, string"));
+        assert!(
+            err(serde_json::json!({"key": "a", "action": "hash", "value": "x"}))
+                .contains("takes neither")
+        );
+        assert!(err(
+            serde_json::json!({"key": "a", "action": "upsert", "from_context": "x-tenant"})
+        )
+        .contains("\"from_context\" is not supported"));
     }
 }

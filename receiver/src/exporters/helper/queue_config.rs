@@ -22,6 +22,35 @@ pub struct QueueConfig {
     pub block_on_overflow: bool,
     /// `file_storage[/name]`: a persistent queue that survives kill -9.
     pub storage: Option<ComponentId>,
+    /// The unit of `queue_size`: only `requests` (see [`Sizer`]).
+    pub sizer: Sizer,
+}
+
+/// `sending_queue.sizer`. The collector also counts `items` (log records,
+/// data points) or `bytes`; here the queue holds whole requests, and
+/// counting another unit would need a different queue, so those are
+/// refused rather than read as a number of requests.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub enum Sizer {
+    #[default]
+    Requests,
+}
+
+impl TryFrom<String> for Sizer {
+    type Error = String;
+
+    fn try_from(s: String) -> Result<Self, String> {
+        match s.as_str() {
+            "requests" => Ok(Sizer::Requests),
+            "items" | "bytes" => Err(format!(
+                "sizer {s:?} is not supported: this agent's queue counts whole requests; \
+                 use sizer: requests and give queue_size as a number of requests \
+                 (the batch processor's send_batch_max_size bounds the items of each)"
+            )),
+            _ => Err(format!("unknown sizer {s:?} (valid value: requests)")),
+        }
+    }
 }
 
 impl Default for QueueConfig {
@@ -32,6 +61,7 @@ impl Default for QueueConfig {
             queue_size: 1000,
             block_on_overflow: true,
             storage: None,
+            sizer: Sizer::Requests,
         }
     }
 }
@@ -92,5 +122,20 @@ mod tests {
             ..memory_queue(0, 0)
         };
         assert!(disabled.validate().is_ok());
+    }
+
+    #[test]
+    fn sizer_requests_only() {
+        let q: QueueConfig =
+            serde_json::from_value(serde_json::json!({"sizer": "requests", "queue_size": 5}))
+                .expect("requests");
+        assert_eq!((q.sizer, q.queue_size), (Sizer::Requests, 5));
+        for other in ["items", "bytes"] {
+            let err = serde_json::from_value::<QueueConfig>(serde_json::json!({"sizer": other}))
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default();
+            assert!(err.contains("use sizer: requests"), "{err}");
+        }
     }
 }

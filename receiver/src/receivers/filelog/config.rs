@@ -1,13 +1,17 @@
 //! `filelog` receiver configuration: the collector's keys and defaults
 //! (contrib `receiver/filelogreceiver`), plus the pattern library's keys.
 
+use std::collections::BTreeMap;
 use std::fmt;
+
+use opentelemetry_proto::tonic::common::v1::KeyValue;
 
 use serde::{Deserialize, Deserializer};
 
 use crate::component::{ComponentConfig, Reference};
 use crate::config::{ComponentId, GoDuration, ValidationError};
 use crate::patterns::UserPattern;
+use crate::pipeline::data::kv_str;
 
 /// Where a file first seen is read from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
@@ -162,6 +166,38 @@ pub struct FilelogReceiverConfig {
     pub format: LogFormat,
     /// How often the `oom.log.matches` counter is reported.
     pub metrics_interval: GoDuration,
+    /// Static attributes added to every record, as stanza's `attributes`
+    /// (values are strings; `EXPR(...)` is refused).
+    pub attributes: BTreeMap<String, StaticValue>,
+    /// Static attributes of the records' resource, as stanza's `resource`.
+    pub resource: BTreeMap<String, StaticValue>,
+}
+
+/// A value of `attributes`/`resource`: stanza reads them as strings, so a
+/// YAML number or bool is kept as its text.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(untagged)]
+pub enum StaticValue {
+    Text(String),
+    Int(i64),
+    Float(f64),
+    Bool(bool),
+}
+
+impl StaticValue {
+    pub fn text(&self) -> String {
+        match self {
+            StaticValue::Text(s) => s.clone(),
+            StaticValue::Int(i) => i.to_string(),
+            StaticValue::Float(f) => f.to_string(),
+            StaticValue::Bool(b) => b.to_string(),
+        }
+    }
+}
+
+/// `attributes`/`resource` as string attributes, in key order.
+pub fn static_attributes(map: &BTreeMap<String, StaticValue>) -> Vec<KeyValue> {
+    map.iter().map(|(k, v)| kv_str(k, &v.text())).collect()
 }
 
 impl Default for FilelogReceiverConfig {
@@ -187,6 +223,8 @@ impl Default for FilelogReceiverConfig {
             encoding: "utf-8".to_string(),
             format: LogFormat::Auto,
             metrics_interval: GoDuration::from_secs(10),
+            attributes: BTreeMap::new(),
+            resource: BTreeMap::new(),
         }
     }
 }
@@ -200,6 +238,20 @@ pub const MAX_MAX_LOG_SIZE: u64 = 64 * 1024 * 1024;
 impl ComponentConfig for FilelogReceiverConfig {
     /// The collector's checks plus the pattern library's.
     fn validate(&self) -> Result<(), ValidationError> {
+        for (field, map) in [
+            ("attributes", &self.attributes),
+            ("resource", &self.resource),
+        ] {
+            for (key, value) in map {
+                if matches!(value, StaticValue::Text(t) if t.trim_start().starts_with("EXPR(")) {
+                    return Err(ValidationError::at(
+                        format!("{field}::{key}"),
+                        "EXPR(...) expressions are not supported: give a literal value \
+                         (or set it with the resource processor)",
+                    ));
+                }
+            }
+        }
         if self.include.is_empty() {
             return Err(ValidationError::at(
                 "include",

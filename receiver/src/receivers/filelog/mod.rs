@@ -35,7 +35,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use aho_corasick::AhoCorasick;
-use opentelemetry_proto::tonic::logs::v1::LogRecord;
+use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs};
+use opentelemetry_proto::tonic::resource::v1::Resource;
 use regex::Regex;
 use tokio::runtime::Handle;
 use tokio::sync::{mpsc, Semaphore};
@@ -843,6 +844,33 @@ impl Tailer {
         }
     }
 
+    /// `attributes` on every record and `resource` on their resource; a
+    /// key the record already has (from the file or a pattern) keeps its
+    /// value, as the configured ones are static defaults.
+    fn with_static_attributes(&self, mut logs: ResourceLogs) -> ResourceLogs {
+        if !self.cfg.resource.is_empty() {
+            logs.resource = Some(Resource {
+                attributes: config::static_attributes(&self.cfg.resource),
+                ..Default::default()
+            });
+        }
+        if !self.cfg.attributes.is_empty() {
+            let extra = config::static_attributes(&self.cfg.attributes);
+            for record in logs
+                .scope_logs
+                .iter_mut()
+                .flat_map(|s| s.log_records.iter_mut())
+            {
+                for kv in &extra {
+                    if !record.attributes.iter().any(|a| a.key == kv.key) {
+                        record.attributes.push(kv.clone());
+                    }
+                }
+            }
+        }
+        logs
+    }
+
     /// Sends the records gathered so far and registers their offsets.
     fn send(&mut self, handle: &Handle) {
         let records = std::mem::take(&mut self.records);
@@ -860,10 +888,10 @@ impl Tailer {
         };
         let shutdown = self.ctx.shutdown.clone();
         let sem = Arc::clone(&self.in_flight);
-        let payload = Arc::new(Payload::Logs(vec![scoped_logs(
-            line_records::SCOPE_NAME,
-            records,
-        )]));
+        let payload =
+            Arc::new(Payload::Logs(vec![self.with_static_attributes(
+                scoped_logs(line_records::SCOPE_NAME, records),
+            )]));
         let items = payload.item_count();
         let metrics = &self.metrics;
         let sent = handle.block_on(async {

@@ -1021,3 +1021,80 @@ async fn a_restart_in_the_middle_of_a_report_reads_it_whole() {
     assert!(attr(report, "oom.tasks.count").is_some(), "{report:#?}");
     r.stop().await;
 }
+
+/// stanza's `attributes` and `resource`: static values on every record and
+/// on the records' resource (YAML numbers kept as text, as stanza does).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn static_attributes_and_resource() {
+    use crate::component::ComponentConfig;
+    use config::StaticValue;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("app.log");
+    append(&path, b"one line\n");
+    let cfg = FilelogReceiverConfig {
+        attributes: [
+            ("team".to_string(), StaticValue::Text("db".into())),
+            (
+                "log.file.name".to_string(),
+                StaticValue::Text("not this".into()),
+            ),
+        ]
+        .into(),
+        resource: [
+            (
+                "service.name".to_string(),
+                StaticValue::Text("billing".into()),
+            ),
+            ("tier".to_string(), StaticValue::Int(2)),
+        ]
+        .into(),
+        ..config(dir.path(), "*.log")
+    };
+    assert!(cfg.validate().is_ok());
+    let mut r = run(&cfg, Some(DeliveryStatus::Delivered), None).await;
+    let b = tokio::time::timeout(WAIT, r.rx.recv())
+        .await
+        .expect("batch")
+        .expect("open");
+    let Payload::Logs(rl) = b.payload.as_ref() else {
+        panic!("logs")
+    };
+    let text = |attrs: &[opentelemetry_proto::tonic::common::v1::KeyValue], key: &str| {
+        attrs.iter().find(|kv| kv.key == key).and_then(|kv| {
+            match kv.value.as_ref()?.value.as_ref()? {
+                any_value::Value::StringValue(s) => Some(s.clone()),
+                _ => None,
+            }
+        })
+    };
+    let resource = rl[0]
+        .resource
+        .as_ref()
+        .expect("resource")
+        .attributes
+        .as_slice();
+    assert_eq!(text(resource, "service.name").as_deref(), Some("billing"));
+    assert_eq!(text(resource, "tier").as_deref(), Some("2"));
+    let rec = &rl[0].scope_logs[0].log_records[0];
+    assert_eq!(text(&rec.attributes, "team").as_deref(), Some("db"));
+    // The file's own attribute wins over a static one of the same key.
+    assert_eq!(
+        text(&rec.attributes, "log.file.name").as_deref(),
+        Some("app.log")
+    );
+    r.stop().await;
+
+    let expr = FilelogReceiverConfig {
+        attributes: [("x".to_string(), StaticValue::Text("EXPR(body)".into()))].into(),
+        ..config(dir.path(), "*.log")
+    };
+    let err = expr
+        .validate()
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(
+        err.contains("EXPR(...) expressions are not supported"),
+        "{err}"
+    );
+}

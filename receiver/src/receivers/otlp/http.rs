@@ -55,6 +55,8 @@ struct State {
     body_read_timeout: Duration,
     /// Checks each request's credentials before anything else.
     auth: Option<ServerAuth>,
+    /// Answers preflights (before `auth`) and marks allowed origins.
+    cors: Option<super::cors::Cors>,
 }
 
 /// A future that serves `listener` until `stop`, then lets open requests
@@ -84,6 +86,7 @@ pub(super) fn server(
         inflight_budget,
         body_read_timeout: limits.body_read_timeout,
         auth,
+        cors: cfg.cors.as_ref().and_then(super::cors::Cors::new),
     });
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
@@ -204,6 +207,21 @@ fn error_response(
 
 /// Answers one request: the export's response, or why it was refused.
 async fn handle(state: &State, req: Request<Incoming>) -> Response<ResponseBody> {
+    let Some(cors) = &state.cors else {
+        return answer(state, req).await;
+    };
+    // A browser's preflight carries no credentials: answered before auth.
+    if let Some(preflight) = cors.preflight(req.method(), req.headers()) {
+        return preflight;
+    }
+    let request_headers = req.headers().clone();
+    let mut response = answer(state, req).await;
+    cors.decorate(&request_headers, &mut response);
+    response
+}
+
+/// Checks credentials, then the export.
+async fn answer(state: &State, req: Request<Incoming>) -> Response<ResponseBody> {
     if let Some(auth) = &state.auth {
         if let Err(unauthorized) = auth.check_http(req.headers()).await {
             return unauthorized;

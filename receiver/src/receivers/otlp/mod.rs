@@ -6,6 +6,7 @@
 //! pipeline reaches the sender as a retryable error with a retry hint
 //! (gRPC UNAVAILABLE with `google.rpc.RetryInfo`, HTTP 503 with `Retry-After`).
 
+pub mod cors;
 mod decode;
 mod grpc;
 mod http;
@@ -146,7 +147,15 @@ pub struct GrpcServerConfig {
     pub tls: Option<TlsServerConfig>,
     /// `authenticator`: the extension that checks each call's credentials.
     pub auth: Option<AuthConfig>,
+    /// The collector's request-metadata propagation; only `false` (see
+    /// [`INCLUDE_METADATA_ERROR`]).
+    pub include_metadata: bool,
 }
+
+/// Why `include_metadata: true` is refused.
+pub const INCLUDE_METADATA_ERROR: &str = "include_metadata: true is not supported: this agent \
+    keeps no request metadata after the receiver (no processor here reads it: batch \
+    metadata_keys and resource from_context are refused too); remove the key or set it to false";
 
 impl Default for GrpcServerConfig {
     fn default() -> Self {
@@ -158,6 +167,7 @@ impl Default for GrpcServerConfig {
             keepalive: None,
             tls: None,
             auth: None,
+            include_metadata: false,
         }
     }
 }
@@ -239,6 +249,11 @@ pub struct HttpServerConfig {
     pub auth: Option<AuthConfig>,
     /// Serve TLS (HTTPS) instead of plaintext.
     pub tls: Option<TlsServerConfig>,
+    /// Only `false` (see [`INCLUDE_METADATA_ERROR`]).
+    pub include_metadata: bool,
+    /// Cross-origin requests from browsers (off unless `allowed_origins`
+    /// names one).
+    pub cors: Option<cors::CorsConfig>,
 }
 
 impl Default for HttpServerConfig {
@@ -252,6 +267,8 @@ impl Default for HttpServerConfig {
             traces_url_path: "/v1/traces".to_string(),
             auth: None,
             tls: None,
+            include_metadata: false,
+            cors: None,
         }
     }
 }
@@ -338,6 +355,12 @@ impl ComponentConfig for OtlpReceiverConfig {
                 tls.validate()
                     .map_err(|e| e.within(&format!("{KEY}::tls")))?;
             }
+            if g.include_metadata {
+                return Err(ValidationError::at(
+                    format!("{KEY}::include_metadata"),
+                    INCLUDE_METADATA_ERROR,
+                ));
+            }
         }
         if let Some(h) = http {
             const KEY: &str = "protocols::http";
@@ -346,6 +369,16 @@ impl ComponentConfig for OtlpReceiverConfig {
             if let Some(tls) = &h.tls {
                 tls.validate()
                     .map_err(|e| e.within(&format!("{KEY}::tls")))?;
+            }
+            if h.include_metadata {
+                return Err(ValidationError::at(
+                    format!("{KEY}::include_metadata"),
+                    INCLUDE_METADATA_ERROR,
+                ));
+            }
+            if let Some(cors) = &h.cors {
+                cors.validate()
+                    .map_err(|e| e.within(&format!("{KEY}::cors")))?;
             }
             let paths = [
                 ("logs_url_path", normalize_path(&h.logs_url_path)),

@@ -1479,3 +1479,108 @@ async fn grpc_call_in_flight_over_tls_is_not_cut_by_the_idle_timeout() {
     assert!(matches!(done, Ok(Ok(Ok(_)))), "{done:?}");
     rx.stop().await;
 }
+
+/// `cors` as confighttp's README shows it: a browser's preflight is answered
+/// on the real socket (before authentication would run), and the export
+/// that follows carries `Access-Control-Allow-Origin`.
+#[tokio::test]
+async fn http_cors_preflight_and_export() {
+    let config = match from_yaml(
+        "{protocols: {http: {cors: {allowed_origins: [\"https://foo.bar.com\", \"https://*.test.com\"], \
+         allowed_headers: [Example-Header], max_age: 7200}}}}",
+    ) {
+        Ok(c) => c,
+        Err(e) => panic!("config: {e}"),
+    };
+    let mut config = config;
+    config.protocols.grpc = Some(GrpcServerConfig::default());
+    let (logs, mut logs_rx) = collect();
+    let rx = run(config, Some(logs), None).await;
+    let url = rx.http_url("/v1/logs");
+    let client = reqwest::Client::new();
+    let preflight = |origin: &'static str, headers: &'static str| {
+        client
+            .request(reqwest::Method::OPTIONS, &url)
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .header("access-control-request-headers", headers)
+            .send()
+    };
+    let ok = match tokio::time::timeout(
+        TEST_TIMEOUT,
+        preflight("https://app.test.com", "content-type,example-header"),
+    )
+    .await
+    {
+        Ok(Ok(r)) => r,
+        other => panic!("preflight: {other:?}"),
+    };
+    assert_eq!(ok.status(), 204);
+    let h = ok.headers();
+    assert_eq!(h["access-control-allow-origin"], "https://app.test.com");
+    assert_eq!(h["access-control-allow-methods"], "POST");
+    assert_eq!(
+        h["access-control-allow-headers"],
+        "content-type, example-header"
+    );
+    assert_eq!(h["access-control-max-age"], "7200");
+    let refused = match tokio::time::timeout(
+        TEST_TIMEOUT,
+        preflight("https://evil.example", "content-type"),
+    )
+    .await
+    {
+        Ok(Ok(r)) => r,
+        other => panic!("preflight: {other:?}"),
+    };
+    assert!(refused
+        .headers()
+        .get("access-control-allow-origin")
+        .is_none());
+
+    let request = logs_request(1, "from a browser");
+    let resp = match tokio::time::timeout(
+        TEST_TIMEOUT,
+        client
+            .post(&url)
+            .header("origin", "https://foo.bar.com")
+            .header("content-type", "application/x-protobuf")
+            .body(request.encode_to_vec())
+            .send(),
+    )
+    .await
+    {
+        Ok(Ok(r)) => r,
+        other => panic!("POST: {other:?}"),
+    };
+    assert_eq!(resp.status(), 200);
+    assert_eq!(
+        resp.headers()["access-control-allow-origin"],
+        "https://foo.bar.com"
+    );
+    assert_eq!(resp.headers()["access-control-allow-credentials"], "true");
+    assert_eq!(
+        *next_batch(&mut logs_rx).await.payload,
+        Payload::Logs(request.resource_logs)
+    );
+    rx.stop().await;
+}
+
+#[test]
+fn include_metadata_true_is_refused_false_is_accepted() {
+    for proto in ["grpc", "http"] {
+        let on = from_yaml(&format!(
+            "{{protocols: {{{proto}: {{include_metadata: true}}}}}}"
+        ));
+        let err = on.map(|c| c.validate()).map_err(|e| e.to_string());
+        let message = format!("{err:?}");
+        assert!(
+            message.contains("include_metadata: true is not supported"),
+            "{message}"
+        );
+        let off = from_yaml(&format!(
+            "{{protocols: {{{proto}: {{include_metadata: false}}}}}}"
+        ));
+        assert!(matches!(off.map(|c| c.validate()), Ok(Ok(()))));
+    }
+}
