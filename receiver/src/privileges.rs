@@ -14,8 +14,8 @@ use std::sync::atomic::{AtomicI32, AtomicU32, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::ebpf::access::{
-    has_cap, CAP_BPF, CAP_DAC_READ_SEARCH, CAP_PERFMON, CAP_SYSLOG, CAP_SYS_ADMIN, CAP_SYS_PTRACE,
-    CAP_SYS_RESOURCE,
+    has_cap, CAP_BPF, CAP_DAC_READ_SEARCH, CAP_NET_ADMIN, CAP_PERFMON, CAP_SYSLOG, CAP_SYS_ADMIN,
+    CAP_SYS_PTRACE, CAP_SYS_RESOURCE,
 };
 
 /// When a receiver needs a capability.
@@ -80,6 +80,12 @@ pub const NEEDS: &[Need] = &[
         cap: CAP_SYS_ADMIN,
         phase: Phase::Start,
         why: "mount tracefs when nothing mounted it (not needed where it is mounted)",
+    },
+    Need {
+        part: "oom",
+        cap: CAP_NET_ADMIN,
+        phase: Phase::Start,
+        why: "subscribe to the kernel's process events (process_tracking: netlink, or auto without the exec hook)",
     },
     Need {
         part: "kmsg",
@@ -171,6 +177,7 @@ pub fn capability_name(cap: u32) -> String {
         CAP_SYS_PTRACE => "CAP_SYS_PTRACE".to_owned(),
         CAP_SYS_ADMIN => "CAP_SYS_ADMIN".to_owned(),
         CAP_SYS_RESOURCE => "CAP_SYS_RESOURCE".to_owned(),
+        CAP_NET_ADMIN => "CAP_NET_ADMIN".to_owned(),
         other => format!("capability {other}"),
     }
 }

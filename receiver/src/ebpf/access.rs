@@ -18,6 +18,8 @@ pub const CAP_SYS_ADMIN: u32 = 21;
 /// Reads any file and searches any directory (other users' log and
 /// journal files).
 pub const CAP_DAC_READ_SEARCH: u32 = 2;
+/// Subscribes to the kernel's process events (netlink process connector).
+pub const CAP_NET_ADMIN: u32 = 12;
 /// Reads other users' `/proc/PID/exe`, `cwd` and `smaps_rollup`.
 pub const CAP_SYS_PTRACE: u32 = 19;
 /// Needed to lower the agent's own `oom_score_adj`.
