@@ -153,6 +153,22 @@ fn file_resource(resource: &serde_json::Value) -> ResourceKey {
         .collect()
 }
 
+/// [`first_export`] of `out` once there is one; panics with `why()` after
+/// [`TIMEOUT`].
+fn wait_for_first_export(
+    out: &Path,
+    why: impl Fn() -> String,
+) -> (BTreeSet<MetricKey>, BTreeSet<ResourceKey>) {
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        if let Some(first) = first_export(out) {
+            return first;
+        }
+        assert!(Instant::now() < deadline, "{}", why());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// What the first line of the file exporter holds: each (metric, unit), and
 /// each resource.
 fn first_export(out: &Path) -> Option<(BTreeSet<MetricKey>, BTreeSet<ResourceKey>)> {
@@ -214,19 +230,13 @@ service:
     let mut agent = Oomscope::start(&config, &[]);
     agent.wait_healthy(health, TIMEOUT);
 
-    let deadline = Instant::now() + TIMEOUT;
-    let (metrics, resources) = loop {
-        if let Some(first) = first_export(&out) {
-            break first;
-        }
-        assert!(
-            Instant::now() < deadline,
+    let (metrics, resources) = wait_for_first_export(&out, || {
+        format!(
             "no export in {}; agent output:\n{}",
             out.display(),
             agent.output()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
+        )
+    });
     assert!(
         metrics
             .iter()
@@ -320,19 +330,13 @@ service:
         );
         let mut sender = Oomscope::start(&sender_config, &[]);
         sender.wait_healthy(sender_health, TIMEOUT);
-        let deadline = Instant::now() + TIMEOUT;
-        let metrics = loop {
-            if let Some((metrics, _)) = first_export(&out) {
-                break metrics;
-            }
-            assert!(
-                Instant::now() < deadline,
+        let (metrics, _) = wait_for_first_export(&out, || {
+            format!(
                 "{compression}: nothing received; sender:\n{}\nreceiver:\n{}",
                 sender.output(),
                 receiver.output()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        };
+            )
+        });
         assert!(
             metrics
                 .iter()
