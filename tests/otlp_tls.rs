@@ -141,6 +141,30 @@ fn tls(server: &Pair, extra: &str) -> String {
     )
 }
 
+/// An agent whose OTLP receiver serves both protocols with `server`'s
+/// certificate (`extra`: more `tls` keys) into the file `out`; ready, with
+/// its gRPC and HTTP ports.
+fn start_tls_receiver(server: &Pair, extra: &str, out: &Path) -> (Oomscope, u16, u16) {
+    let (grpc, http) = (free_port(), free_port());
+    let config = common::otlp::otlp_to_file_config(
+        &[
+            format!(
+                r#"grpc: {{ endpoint: "127.0.0.1:{grpc}", tls: {} }}"#,
+                tls(server, extra)
+            ),
+            format!(
+                r#"http: {{ endpoint: "127.0.0.1:{http}", tls: {} }}"#,
+                tls(server, extra)
+            ),
+        ],
+        out,
+    );
+    let mut agent = Oomscope::start(&config, &[]);
+    agent.wait_ready(addr(grpc), TIMEOUT);
+    agent.wait_ready(addr(http), TIMEOUT);
+    (agent, grpc, http)
+}
+
 /// What `tls_probe.py` saw.
 #[derive(Debug)]
 struct Probe {
@@ -185,24 +209,8 @@ async fn sdk_and_otelcol_send_over_mutual_tls() {
     let pki = Pki::new();
     let dir = tempfile::tempdir().expect("tempdir");
     let out = dir.path().join("out.jsonl");
-    let (grpc, http) = (free_port(), free_port());
     let mtls = format!(r#", client_ca_file: "{}""#, p(&pki.ca));
-    let config = common::otlp::otlp_to_file_config(
-        &[
-            format!(
-                r#"grpc: {{ endpoint: "127.0.0.1:{grpc}", tls: {} }}"#,
-                tls(&pki.server, &mtls)
-            ),
-            format!(
-                r#"http: {{ endpoint: "127.0.0.1:{http}", tls: {} }}"#,
-                tls(&pki.server, &mtls)
-            ),
-        ],
-        &out,
-    );
-    let mut agent = Oomscope::start(&config, &[]);
-    agent.wait_ready(addr(grpc), TIMEOUT);
-    agent.wait_ready(addr(http), TIMEOUT);
+    let (mut agent, grpc, http) = start_tls_receiver(&pki.server, &mtls, &out);
 
     const N: usize = 20;
     let n = N.to_string();
@@ -728,24 +736,8 @@ async fn exporters_send_over_mutual_tls_and_respect_versions() {
     let pki = Pki::new();
     let dir = tempfile::tempdir().expect("tempdir");
     let out = dir.path().join("backend.jsonl");
-    let (b_grpc, b_http) = (free_port(), free_port());
     let mtls = format!(r#", client_ca_file: "{}", min_version: "1.3""#, p(&pki.ca));
-    let backend_config = common::otlp::otlp_to_file_config(
-        &[
-            format!(
-                r#"grpc: {{ endpoint: "127.0.0.1:{b_grpc}", tls: {} }}"#,
-                tls(&pki.server, &mtls)
-            ),
-            format!(
-                r#"http: {{ endpoint: "127.0.0.1:{b_http}", tls: {} }}"#,
-                tls(&pki.server, &mtls)
-            ),
-        ],
-        &out,
-    );
-    let mut backend = Oomscope::start(&backend_config, &[]);
-    backend.wait_ready(addr(b_grpc), TIMEOUT);
-    backend.wait_ready(addr(b_http), TIMEOUT);
+    let (mut backend, b_grpc, b_http) = start_tls_receiver(&pki.server, &mtls, &out);
 
     let (a_good, a_old) = (free_port(), free_port());
     let client_tls = |extra: &str| {
