@@ -9,7 +9,11 @@
 //!   (its file exporter, the same payloads), so nothing on the wire renames
 //!   or drops them;
 //! - the otlphttp exporter's `zlib` and `deflate` compression reach an
-//!   OTLP/HTTP receiver.
+//!   OTLP/HTTP receiver;
+//! - a host dashboard's queries (hostmetrics' `system.memory.usage` by
+//!   state, the paging metrics by their attributes) work on the `memory`
+//!   receiver's data with the registry's values (the container one is in
+//!   tests/containers.rs, which needs podman).
 
 mod common;
 
@@ -273,6 +277,112 @@ service:
         .resource
         .value("conformance.run")
         .is_some_and(|v| v.kind == "Int" && v.text == "7")));
+    agent.stop(TIMEOUT);
+}
+
+/// A host memory dashboard's queries on the `memory` receiver's data:
+/// `sum by (system.memory.state) (system.memory.usage)` gives the
+/// registry's four states, `used` is the limit less
+/// `system.memory.linux.available` (the registry's definition) at each
+/// scrape, `system.memory.utilization{state=used}` is used / limit, slab is
+/// its own metric, and every paging operation has both its fault type and
+/// its direction.
+#[test]
+fn host_memory_dashboard_queries_work() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("out.jsonl");
+    let health = free_port();
+    let config = format!(
+        r#"
+receivers:
+  memory:
+    collection_interval: 1s
+    initial_delay: 0s
+    pressure: {{ enabled: false }}
+    processes: {{ enabled: false }}
+    cgroups: {{ enabled: false }}
+exporters:
+  file: {{ path: "{out}" }}
+extensions:
+  health_check: {{ endpoint: "127.0.0.1:{health}" }}
+service:
+  extensions: [health_check]
+  telemetry: {{ metrics: {{ level: none }} }}
+  oom_score_adj: null
+  pipelines:
+    metrics: {{ receivers: [memory], exporters: [file] }}
+"#,
+        out = out.display(),
+    );
+    let mut agent = Oomscope::start(&config, &[]);
+    agent.wait_healthy(health, TIMEOUT);
+    let got = common::otlp::FileContents::wait_for(&out, TIMEOUT, |c| {
+        c.points.iter().any(|(n, _)| n == "system.memory.usage")
+    });
+    let value = |p: &serde_json::Value| -> f64 {
+        common::otlp::point_int(p)
+            .map(|i| i as f64)
+            .or_else(|| p["asDouble"].as_f64())
+            .expect("a number")
+    };
+    let attr = |p: &serde_json::Value, key: &str| -> Option<String> {
+        common::otlp::json_attr(&p["attributes"], key)
+            .and_then(|v| v["stringValue"].as_str())
+            .map(str::to_string)
+    };
+    // Points of `metric` by scrape time, then by the value of `key`.
+    let by = |metric: &str, key: &str| -> BTreeMap<String, BTreeMap<String, f64>> {
+        let mut out: BTreeMap<String, BTreeMap<String, f64>> = BTreeMap::new();
+        for (_, p) in got.points.iter().filter(|(n, _)| n == metric) {
+            let time = p["timeUnixNano"].as_str().unwrap_or_default().to_string();
+            let group = attr(p, key).unwrap_or_default();
+            *out.entry(time).or_default().entry(group).or_default() += value(p);
+        }
+        out
+    };
+    let usage = by("system.memory.usage", "system.memory.state");
+    let limit = by("system.memory.limit", "");
+    let available = by("system.memory.linux.available", "");
+    let utilization = by("system.memory.utilization", "system.memory.state");
+    assert!(
+        !usage.is_empty(),
+        "no system.memory.usage: {}",
+        agent.output()
+    );
+    for (time, states) in &usage {
+        let keys: Vec<&str> = states.keys().map(String::as_str).collect();
+        assert_eq!(keys, ["buffers", "cached", "free", "used"], "at {time}");
+        let total = limit[time][""];
+        assert_eq!(
+            states["used"],
+            total - available[time][""],
+            "used = limit - available at {time}"
+        );
+        let fraction = utilization[time]["used"];
+        assert!((fraction - states["used"] / total).abs() < 1e-9);
+    }
+    let slab = by(
+        "system.memory.linux.slab.usage",
+        "system.memory.linux.slab.state",
+    );
+    for states in slab.values() {
+        let keys: Vec<&str> = states.keys().map(String::as_str).collect();
+        assert_eq!(keys, ["reclaimable", "unreclaimable"]);
+    }
+    assert!(!slab.is_empty(), "no system.memory.linux.slab.usage");
+    let paging: Vec<_> = got
+        .points
+        .iter()
+        .filter(|(n, _)| n == "system.paging.operations")
+        .collect();
+    assert!(!paging.is_empty(), "no system.paging.operations");
+    for (_, p) in paging {
+        assert!(
+            attr(p, "system.paging.fault.type").is_some()
+                && attr(p, "system.paging.direction").is_some(),
+            "{p}"
+        );
+    }
     agent.stop(TIMEOUT);
 }
 

@@ -178,7 +178,11 @@ fn a_container_oom_kill_names_the_container_on_the_resource() {
 }
 
 /// The cgroup metrics of a running named container: their resource is the
-/// container (name, image), its points carry only the cgroup path.
+/// container (name, image), its points carry only the cgroup path; the
+/// figures the registry names for containers have those names, so a
+/// dashboard's "container memory by `container.id`" query
+/// (`sum by (container.id) (container.memory.usage)`, kubeletstats' and
+/// cAdvisor's shape) finds the container.
 #[test]
 fn a_running_container_is_the_resource_of_its_cgroup_metrics() {
     if let Some(why) = common::podman::unavailable() {
@@ -202,26 +206,28 @@ fn a_running_container_is_the_resource_of_its_cgroup_metrics() {
         "  memory:\n    collection_interval: 1s\n    initial_delay: 0s\n    system: { enabled: false }\n    pressure: { enabled: false }\n    processes: { enabled: false }\n    cgroups: { include: [\"/libpod_parent/**\", \"/machine.slice/**\"] }\n",
         "    metrics: { receivers: [memory], processors: [batch], exporters: [file] }",
     );
+    let of_container = |e: &Exported,
+                        metric: &str|
+     -> Vec<(serde_json::Value, serde_json::Value)> {
+        e.points
+            .iter()
+            .filter(|(r, name, _)| {
+                name == metric && resource_str(r, "container.id").as_deref() == Some(id.as_str())
+            })
+            .map(|(r, _, p)| (r.clone(), p.clone()))
+            .collect()
+    };
     let got = wait_exported(&out, |e| {
-        e.points.iter().any(|(r, name, _)| {
-            name == "cgroup.memory.limit"
-                && resource_str(r, "container.id").as_deref() == Some(id.as_str())
-        })
+        !of_container(e, "oomscope.cgroup.memory.limit").is_empty()
+            && !of_container(e, "container.memory.available").is_empty()
     });
-    let limit = got
-        .points
-        .iter()
-        .find(|(r, name, _)| {
-            name == "cgroup.memory.limit"
-                && resource_str(r, "container.id").as_deref() == Some(id.as_str())
-        })
-        .unwrap_or_else(|| {
-            panic!(
-                "no cgroup.memory.limit with the container's resource; the agent said:\n{}",
-                agent.output()
-            )
-        });
-    let (resource, _, point) = limit;
+    let limit = of_container(&got, "oomscope.cgroup.memory.limit");
+    let Some((resource, point)) = limit.first() else {
+        panic!(
+            "no oomscope.cgroup.memory.limit with the container's resource; the agent said:\n{}",
+            agent.output()
+        )
+    };
     assert_alloc_container_resource(resource, &container.name, &id);
     assert_eq!(
         common::otlp::point_int(point),
@@ -229,6 +235,48 @@ fn a_running_container_is_the_resource_of_its_cgroup_metrics() {
         "the container's limit"
     );
     assert_eq!(json_attr(&point["attributes"], "container.id"), None);
+
+    // The dashboard query: container.memory.usage grouped by the resource's
+    // container.id has this container, under its limit; the registry's
+    // working set and available agree with each other at each scrape.
+    let usage = of_container(&got, "container.memory.usage");
+    assert!(!usage.is_empty(), "no container.memory.usage for {id}");
+    for (_, p) in &usage {
+        let v = common::otlp::point_int(p).expect("int usage");
+        assert!(v > 0 && v <= 64 << 20, "usage {v}");
+    }
+    assert!(
+        of_container(&got, "oomscope.cgroup.memory.usage").is_empty(),
+        "one name per figure: the container's usage is container.memory.usage"
+    );
+    let at = |metric: &str| -> std::collections::BTreeMap<String, i64> {
+        of_container(&got, metric)
+            .iter()
+            .filter_map(|(_, p)| {
+                Some((
+                    p["timeUnixNano"].as_str()?.to_string(),
+                    common::otlp::point_int(p)?,
+                ))
+            })
+            .collect()
+    };
+    let working_set = at("container.memory.working_set");
+    let available = at("container.memory.available");
+    assert!(!available.is_empty(), "no container.memory.available");
+    for (time, a) in &available {
+        let ws = working_set
+            .get(time)
+            .unwrap_or_else(|| panic!("no working set at {time}"));
+        assert_eq!(
+            *a,
+            (64 << 20) - ws,
+            "available = limit - working set at {time}"
+        );
+    }
+    assert!(
+        !at("container.memory.rss").is_empty(),
+        "no container.memory.rss"
+    );
     let (status, clean) = agent.stop(Duration::from_secs(10));
     assert!(clean && status.success(), "{status:?}\n{}", agent.output());
     drop(container);

@@ -261,7 +261,7 @@ fn fleet_of_agents_through_a_gateway_loses_and_duplicates_nothing() {
         let steady = cgroups.steady_cgroup(i);
         let reported = arrived.points.iter().any(|p| {
             p.host.as_deref() == Some(node_name(i).as_str())
-                && common::otlp::json_attr(&p.point["attributes"], "cgroup.path")
+                && common::otlp::json_attr(&p.point["attributes"], "oomscope.cgroup.path")
                     .and_then(|v| v["stringValue"].as_str())
                     == Some(steady.as_str())
         });

@@ -924,27 +924,29 @@ fn check_live_samples(
     let points = metric_points(guest.block("records v2-live"));
     let mut missing = Vec::new();
     let series = |metric: &str, cgroup: &str| points.series(metric, cgroup, "");
-    let usage = series("cgroup.memory.usage", live);
+    let usage = series("oomscope.cgroup.memory.usage", live);
     if usage.len() < 3 {
         missing.push(format!("{} usage samples of {live}", usage.len()));
     }
-    if series("cgroup.memory.limit", live)
+    if series("oomscope.cgroup.memory.limit", live)
         .iter()
         .any(|(_, v)| *v != limit)
     {
-        missing.push("cgroup.memory.limit is not memory.max".into());
+        missing.push("oomscope.cgroup.memory.limit is not memory.max".into());
     }
-    let high = series("cgroup.memory.high", live);
+    let high = series("oomscope.cgroup.memory.high", live);
     if high.is_empty() || high.iter().any(|(_, v)| *v != HIGH) {
-        missing.push(format!("cgroup.memory.high is not memory.high: {high:?}"));
+        missing.push(format!(
+            "oomscope.cgroup.memory.high is not memory.high: {high:?}"
+        ));
     }
     if !usage.iter().any(|(_, v)| *v > HIGH) {
         missing.push("no sample saw the usage above memory.high".into());
     }
     // Headroom is the limit less the usage (the root has no limit); the
     // working set is at most the usage.
-    let headroom = series("cgroup.memory.headroom", live);
-    let working_set = series("cgroup.memory.working_set", live);
+    let headroom = series("oomscope.cgroup.memory.headroom", live);
+    let working_set = series("oomscope.cgroup.memory.working_set", live);
     for (at, used) in usage {
         match headroom.iter().find(|(t, _)| t == at) {
             Some((_, h)) if *h == limit - used => {}
@@ -955,13 +957,14 @@ fn check_live_samples(
             other => missing.push(format!("working set {other:?} at usage {used}")),
         }
     }
-    if !series("cgroup.memory.time_to_limit", live)
+    if !series("oomscope.cgroup.memory.time_to_limit", live)
         .iter()
         .any(|(_, v)| *v > 0.0)
     {
-        missing.push("no cgroup.memory.time_to_limit while the usage grew".into());
+        missing.push("no oomscope.cgroup.memory.time_to_limit while the usage grew".into());
     }
-    let event = |cgroup: &str, name: &str| points.last("cgroup.memory.events", cgroup, name);
+    let event =
+        |cgroup: &str, name: &str| points.last("oomscope.cgroup.memory.events", cgroup, name);
     for (cgroup, name, want) in [
         (live, "oom_kill", Some(1.0)),
         (live, "oom_group_kill", Some(0.0)),
@@ -985,7 +988,7 @@ fn check_live_samples(
         }
     }
     if !points
-        .last("cgroup.memory.psi.stall_time", live, "some")
+        .last("oomscope.cgroup.memory.psi.stall_time", live, "some")
         .is_some_and(|v| v > 0.0)
     {
         missing.push(format!("no memory.pressure stall of {live}"));
@@ -1009,7 +1012,7 @@ fn check_live_samples(
     row
 }
 
-/// Metric points of a file exporter's output by (metric, `cgroup.path`,
+/// Metric points of a file exporter's output by (metric, `oomscope.cgroup.path`,
 /// the other attributes' values in key order joined by `,`), in time order.
 struct Points(HashMap<(String, String, String), Vec<(u64, f64)>>);
 
@@ -1057,12 +1060,12 @@ fn metric_points(jsonl: &str) -> Points {
                         attrs.sort();
                         let cgroup = attrs
                             .iter()
-                            .find(|(k, _)| k == "cgroup.path")
+                            .find(|(k, _)| k == "oomscope.cgroup.path")
                             .map(|(_, v)| v.clone())
                             .unwrap_or_default();
                         let others = attrs
                             .iter()
-                            .filter(|(k, _)| k != "cgroup.path")
+                            .filter(|(k, _)| k != "oomscope.cgroup.path")
                             .map(|(_, v)| v.as_str())
                             .collect::<Vec<_>>()
                             .join(",");

@@ -187,7 +187,7 @@ impl Drop for Sleeper {
     }
 }
 
-/// System states sum to MemTotal; a 64 MiB child's RSS equals its VmRSS and
+/// System memory states as the registry defines them (used = MemTotal - MemAvailable); a 64 MiB child's RSS equals its VmRSS and
 /// its command line is redacted; its cgroup reports the limit set here, its
 /// usage and headroom; a contained OOM kill in a second cgroup shows as that
 /// cgroup's `oom_kill` event and in the system's OOM kill counter.
@@ -227,26 +227,55 @@ async fn system_process_and_cgroup_figures_match_the_kernel() {
 
     // Wait for a scrape with the child and both cgroups.
     let c = FileContents::wait_for(&out, TIMEOUT, |c| {
-        !points(c, "cgroup.memory.limit", &[("cgroup.path", &oom_path)]).is_empty()
-            && !points(c, "cgroup.memory.usage", &[("cgroup.path", &home_path)]).is_empty()
+        !points(
+            c,
+            "oomscope.cgroup.memory.limit",
+            &[("oomscope.cgroup.path", &oom_path)],
+        )
+        .is_empty()
+            && !points(
+                c,
+                "oomscope.cgroup.memory.usage",
+                &[("oomscope.cgroup.path", &home_path)],
+            )
+            .is_empty()
             && c.points.iter().any(|(n, _)| n == "process.memory.usage")
     });
     assert!(
-        !points(&c, "cgroup.memory.limit", &[("cgroup.path", &oom_path)]).is_empty(),
+        !points(
+            &c,
+            "oomscope.cgroup.memory.limit",
+            &[("oomscope.cgroup.path", &oom_path)]
+        )
+        .is_empty(),
         "no cgroup points; the agent said:\n{}",
         agent.output()
     );
 
-    // System: one scrape's states sum to MemTotal exactly.
+    // System: one scrape has the registry's four states, and `used` is
+    // MemTotal - MemAvailable of that same read.
     let usage = points(&c, "system.memory.usage", &[]);
     let first_time = usage[0]["timeUnixNano"].clone();
     let one_scrape: Vec<_> = usage
         .iter()
         .filter(|p| p["timeUnixNano"] == first_time)
         .collect();
-    assert_eq!(one_scrape.len(), 6);
-    let sum: f64 = one_scrape.iter().map(|p| value(p)).sum();
-    assert_eq!(sum as u64, mem_total_bytes());
+    assert_eq!(one_scrape.len(), 4);
+    let used = points(
+        &c,
+        "system.memory.usage",
+        &[("system.memory.state", "used")],
+    )
+    .into_iter()
+    .find(|p| p["timeUnixNano"] == first_time)
+    .map(|p| value(p) as u64)
+    .expect("used");
+    let available = points(&c, "system.memory.linux.available", &[])
+        .into_iter()
+        .find(|p| p["timeUnixNano"] == first_time)
+        .map(|p| value(p) as u64)
+        .expect("available");
+    assert_eq!(used + available, mem_total_bytes());
     assert_eq!(
         value(points(&c, "system.memory.limit", &[])[0]) as u64,
         mem_total_bytes()
@@ -287,15 +316,15 @@ async fn system_process_and_cgroup_figures_match_the_kernel() {
         .trim()
         .parse()
         .expect("number");
-    let home_attr = [("cgroup.path", home_path.as_str())];
-    let limits = points(&c, "cgroup.memory.limit", &home_attr);
+    let home_attr = [("oomscope.cgroup.path", home_path.as_str())];
+    let limits = points(&c, "oomscope.cgroup.memory.limit", &home_attr);
     assert_eq!(value(limits[0]) as u64, limit);
     assert_eq!(limit, 256 * MIB);
-    let usage = points(&c, "cgroup.memory.usage", &home_attr);
+    let usage = points(&c, "oomscope.cgroup.memory.usage", &home_attr);
     let last = usage.last().expect("usage");
     let used = value(last) as u64;
     assert!(used >= 64 * MIB && used <= limit, "{used}");
-    let headroom = points(&c, "cgroup.memory.headroom", &home_attr)
+    let headroom = points(&c, "oomscope.cgroup.memory.headroom", &home_attr)
         .into_iter()
         .find(|p| p["timeUnixNano"] == last["timeUnixNano"])
         .expect("headroom of the same scrape");
@@ -303,12 +332,12 @@ async fn system_process_and_cgroup_figures_match_the_kernel() {
 
     // A contained OOM kill in the other cgroup.
     let oom_attr = [
-        ("cgroup.path", oom_path.as_str()),
-        ("cgroup.memory.event", "oom_kill"),
+        ("oomscope.cgroup.path", oom_path.as_str()),
+        ("oomscope.cgroup.memory.event", "oom_kill"),
     ];
-    let before = points(&c, "cgroup.memory.events", &oom_attr);
+    let before = points(&c, "oomscope.cgroup.memory.events", &oom_attr);
     assert_eq!(value(before[0]), 0.0, "no kill yet");
-    let system_kills_before = value(points(&c, "system.memory.linux.oom_kills", &[])[0]);
+    let system_kills_before = value(points(&c, "oomscope.system.memory.oom_kills", &[])[0]);
     let mut child = oom_cgroup.spawn_allocator().expect("spawn the allocator");
     let status = child.wait().expect("wait");
     assert_eq!(
@@ -317,11 +346,11 @@ async fn system_process_and_cgroup_figures_match_the_kernel() {
         "the allocator was OOM-killed"
     );
     let c = FileContents::wait_for(&out, TIMEOUT, |c| {
-        points(c, "cgroup.memory.events", &oom_attr)
+        points(c, "oomscope.cgroup.memory.events", &oom_attr)
             .iter()
             .any(|p| value(p) >= 1.0)
     });
-    let kills = points(&c, "cgroup.memory.events", &oom_attr);
+    let kills = points(&c, "oomscope.cgroup.memory.events", &oom_attr);
     assert_eq!(
         value(kills.last().expect("events")),
         1.0,
@@ -329,7 +358,7 @@ async fn system_process_and_cgroup_figures_match_the_kernel() {
         agent.output()
     );
     let system_kills_after = value(
-        points(&c, "system.memory.linux.oom_kills", &[])
+        points(&c, "oomscope.system.memory.oom_kills", &[])
             .last()
             .expect("oom_kills"),
     );
@@ -489,21 +518,26 @@ async fn root_path_reads_a_recorded_cgroup2_host() {
         ),
     );
     let c = FileContents::wait_for(&out, TIMEOUT, |c| {
-        !points(c, "cgroup.memory.limit", &[]).is_empty()
+        !points(c, "oomscope.cgroup.memory.limit", &[]).is_empty()
     });
     assert_eq!(
         value(points(&c, "system.memory.limit", &[])[0]) as u64,
         8039204 * 1024
     );
     let ctr = "/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod5d1c2b3a_4e5f_4a6b_8c7d_9e0f1a2b3c4d.slice/cri-containerd-8a3f9d2c4b1e6f70a9b8c7d6e5f40312a1b2c3d4e5f60718293a4b5c6d7e8f90.scope";
-    let limit = points(&c, "cgroup.memory.limit", &[("cgroup.path", ctr)]);
+    let limit = points(
+        &c,
+        "oomscope.cgroup.memory.limit",
+        &[("oomscope.cgroup.path", ctr)],
+    );
     assert_eq!(value(limit[0]) as u64, 268435456);
     // The container is the resource of its cgroup's points, named from the
     // recorded kubelet log links.
     let ctr_resource = resource_points(&out)
         .into_iter()
         .find(|(_, name, p)| {
-            name == "cgroup.memory.limit" && attr(p, "cgroup.path").as_deref() == Some(ctr)
+            name == "oomscope.cgroup.memory.limit"
+                && attr(p, "oomscope.cgroup.path").as_deref() == Some(ctr)
         })
         .map(|(r, _, _)| r)
         .expect("the container's limit");

@@ -217,7 +217,7 @@ async fn one_contained_kill_is_one_complete_record() {
         "{r:#}"
     );
     assert_eq!(attr_str(r, "oom.order").as_deref(), Some("0"));
-    assert_eq!(attr_str(r, "user.id").as_deref(), Some("0"));
+    assert_eq!(attr_str(r, "process.real_user.id").as_deref(), Some("0"));
     assert_memory_matches_kernel(r, pid);
 
     // A real backend got the same record.
@@ -483,7 +483,7 @@ async fn kmsg_fallback_gives_the_same_facts() {
     );
     assert_eq!(attr_str(r, "oom.trigger.comm").as_deref(), Some("python3"));
     assert_eq!(attr_str(r, "oom.trigger.pid"), Some(pid.to_string()));
-    assert_eq!(attr_str(r, "user.id").as_deref(), Some("0"));
+    assert_eq!(attr_str(r, "process.real_user.id").as_deref(), Some("0"));
     assert_memory_matches_kernel(r, pid);
     let (status, clean) = agent.stop(TIMEOUT);
     assert!(clean && status.success(), "{}", agent.output());

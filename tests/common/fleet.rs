@@ -610,7 +610,7 @@ impl Tally {
     }
 }
 
-/// Every metric point that names a cgroup (`cgroup.path`, or the OOM
+/// Every metric point that names a cgroup (`oomscope.cgroup.path`, or the OOM
 /// counters' `oom.victim.cgroup` / `oom.memcg`) outside the subtree of the
 /// node whose `host.name` it carries, described.
 pub fn foreign_cgroup_points(arrived: &Arrived) -> Vec<String> {
@@ -618,7 +618,7 @@ pub fn foreign_cgroup_points(arrived: &Arrived) -> Vec<String> {
     for p in &arrived.points {
         let host = p.host.as_deref().unwrap_or("<none>");
         let own = format!("/{FLEET_CGROUP}/{host}");
-        for key in ["cgroup.path", "oom.victim.cgroup", "oom.memcg"] {
+        for key in ["oomscope.cgroup.path", "oom.victim.cgroup", "oom.memcg"] {
             let Some(path) =
                 json_attr(&p.point["attributes"], key).and_then(|v| v["stringValue"].as_str())
             else {

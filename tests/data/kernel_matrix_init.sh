@@ -162,9 +162,9 @@ dir=/sys/fs/cgroup/matrix-$name
 mkdir "$dir" && echo $LIMIT >"$dir/memory.max" && echo $HIGH >"$dir/memory.high"
 echo 0 >"$dir/memory.swap.max" 2>/dev/null
 start_agent "$name" auto memory
-# Scrapes exported so far: each has one cgroup.memory.high (only this
+# Scrapes exported so far: each has one oomscope.cgroup.memory.high (only this
 # cgroup has one).
-scrapes() { grep -o '"cgroup.memory.high"' "/tmp/$name.jsonl" 2>/dev/null | wc -l; }
+scrapes() { grep -o '"oomscope.cgroup.memory.high"' "/tmp/$name.jsonl" 2>/dev/null | wc -l; }
 scraped() { test "$(scrapes)" -ge "$1"; }
 # Samples of the cgroup before anything runs in it.
 poll 1800 scraped 2

@@ -95,7 +95,7 @@ pub fn report_attributes(report: &OomReport, mut attributes: Vec<KeyValue>) -> V
             }
         }
         if let Some(uid) = killed.uid {
-            attributes.push(kv("user.id", int(i64::from(uid))));
+            attributes.push(kv("process.real_user.id", int(i64::from(uid))));
         }
         if let Some(adj) = killed.oom_score_adj {
             attributes.push(kv("oom.victim.oom_score_adj", int(i64::from(adj))));

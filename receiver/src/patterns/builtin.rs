@@ -67,7 +67,7 @@ pub(crate) enum Conversion {
 /// `oom` receiver's record (a unit test checks both).
 pub(crate) const TYPED_ATTRIBUTES: &[(&str, Conversion)] = &[
     ("process.pid", Conversion::Int),
-    ("user.id", Conversion::Int),
+    ("process.real_user.id", Conversion::Int),
     ("oom.order", Conversion::Int),
     ("oom.trigger.oom_score_adj", Conversion::Int),
     ("oom.victim.oom_score_adj", Conversion::Int),
@@ -133,7 +133,7 @@ macro_rules! comm {
 /// (shmem-rss ~4.9, UID ~5.2, pgtables and oom_score_adj ~5.5 are optional).
 macro_rules! killed_tail {
     () => {
-        r"Killed process (?P<process.pid>\d+) \((?P<oom.victim.comm>.*)\) total-vm:(?P<oom.victim.total_vm>\d+)kB, anon-rss:(?P<oom.victim.anon_rss>\d+)kB, file-rss:(?P<oom.victim.file_rss>\d+)kB(?:, shmem-rss:(?P<oom.victim.shmem_rss>\d+)kB)?(?:,? UID:(?P<user.id>\d+))?(?: pgtables:(?P<oom.victim.pgtables>\d+)kB)?(?: oom_score_adj:(?P<oom.victim.oom_score_adj>-?\d+))?"
+        r"Killed process (?P<process.pid>\d+) \((?P<oom.victim.comm>.*)\) total-vm:(?P<oom.victim.total_vm>\d+)kB, anon-rss:(?P<oom.victim.anon_rss>\d+)kB, file-rss:(?P<oom.victim.file_rss>\d+)kB(?:, shmem-rss:(?P<oom.victim.shmem_rss>\d+)kB)?(?:,? UID:(?P<process.real_user.id>\d+))?(?: pgtables:(?P<oom.victim.pgtables>\d+)kB)?(?: oom_score_adj:(?P<oom.victim.oom_score_adj>-?\d+))?"
     };
 }
 
@@ -177,7 +177,7 @@ pub(crate) static BUILTINS: &[Builtin] = &[
         name: "kernel.oom_kill_summary",
         runtime: Runtime::Kernel,
         severity: INFO,
-        regex: r"oom-kill:constraint=(?P<oom.constraint>[^,]+),nodemask=(?P<oom.nodemask>.*?)(?:,cpuset=(?P<oom.cpuset>.*?),mems_allowed=(?P<oom.mems_allowed>.*?))?(?:,oom_memcg=(?P<oom.memcg>.*?)|,(?P<global_oom>global_oom))(?:,task_memcg=(?P<oom.victim.cgroup>.*?))?,task=(?P<oom.victim.comm>.*),pid=(?P<process.pid>\d+),uid=(?P<user.id>\d+)",
+        regex: r"oom-kill:constraint=(?P<oom.constraint>[^,]+),nodemask=(?P<oom.nodemask>.*?)(?:,cpuset=(?P<oom.cpuset>.*?),mems_allowed=(?P<oom.mems_allowed>.*?))?(?:,oom_memcg=(?P<oom.memcg>.*?)|,(?P<global_oom>global_oom))(?:,task_memcg=(?P<oom.victim.cgroup>.*?))?,task=(?P<oom.victim.comm>.*),pid=(?P<process.pid>\d+),uid=(?P<process.real_user.id>\d+)",
         conversions: &[
             ("oom.memcg", Conversion::AlsoSet("oom.trigger_type", "cgroup")),
             ("global_oom", Conversion::Flag("oom.trigger_type", "system")),

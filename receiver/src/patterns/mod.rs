@@ -36,7 +36,7 @@
 //! # Attribute types
 //! An attribute is an [`AttrValue`]: text, or an integer where the `oom`
 //! receiver's record has the same attribute as an integer (`process.pid`,
-//! `user.id`, byte counts, ...; see `builtin::TYPED_ATTRIBUTES`). A capture
+//! `process.real_user.id`, byte counts, ...; see `builtin::TYPED_ATTRIBUTES`). A capture
 //! that should be an integer but is not one (out of the 64-bit range) is
 //! left out; the rest of the match is kept. Byte counts saturate at
 //! `i64::MAX` instead, as the receivers' own byte counts do.

@@ -134,7 +134,7 @@ fn expected_example_attributes() -> BTreeMap<&'static str, Vec<(String, AttrValu
                 ("oom.victim.cgroup", S("/oomtest")),
                 ("oom.victim.comm", S("python3")),
                 ("process.pid", I(11976)),
-                ("user.id", I(0)),
+                ("process.real_user.id", I(0)),
             ]),
         ),
         (
@@ -147,7 +147,7 @@ fn expected_example_attributes() -> BTreeMap<&'static str, Vec<(String, AttrValu
                 5263360,
                 Some(0),
                 &[
-                    ("user.id", I(0)),
+                    ("process.real_user.id", I(0)),
                     ("oom.victim.pgtables", I(159744)),
                     ("oom.victim.oom_score_adj", I(0)),
                     ("oom.trigger_type", S("cgroup")),
@@ -164,7 +164,7 @@ fn expected_example_attributes() -> BTreeMap<&'static str, Vec<(String, AttrValu
                 4096,
                 Some(36864),
                 &[
-                    ("user.id", I(0)),
+                    ("process.real_user.id", I(0)),
                     ("oom.victim.pgtables", I(28860416)),
                     ("oom.victim.oom_score_adj", I(1000)),
                     ("oom.trigger_type", S("system")),
@@ -564,7 +564,7 @@ fn global_summary_line_sets_trigger_type_system() {
             ("oom.victim.cgroup", S("/system.slice/firewalld.service")),
             ("oom.victim.comm", S("firewalld")),
             ("process.pid", I(5096)),
-            ("user.id", I(0)),
+            ("process.real_user.id", I(0)),
         ]))
     );
 }
@@ -1224,7 +1224,7 @@ fn a_number_out_of_range_leaves_the_rest_of_the_match() {
                 ("oom.victim.anon_rss", I(4096)),
                 ("oom.victim.file_rss", I(0)),
                 ("oom.victim.shmem_rss", I(0)),
-                ("user.id", I(0)),
+                ("process.real_user.id", I(0)),
                 ("oom.victim.pgtables", I(8192)),
                 ("oom.trigger_type", S("system")),
             ])

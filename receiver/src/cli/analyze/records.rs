@@ -80,7 +80,10 @@ pub fn runtime_record(message: &RuntimeMessage) -> LogRecord {
     }
     attributes.extend(line_attributes(message.first_line, message.last_line));
     if message.truncated {
-        attributes.push(kv("log.truncated", any_value::Value::BoolValue(true)));
+        attributes.push(kv(
+            "oomscope.log.truncated",
+            any_value::Value::BoolValue(true),
+        ));
     }
     LogRecord {
         time_unix_nano: message.time_unix_nano.unwrap_or(0),

@@ -59,7 +59,7 @@ pub fn log_record(
     }
     if a.truncated {
         attributes.push(KeyValue {
-            key: "log.truncated".to_string(),
+            key: "oomscope.log.truncated".to_string(),
             value: Some(AnyValue {
                 value: Some(any_value::Value::BoolValue(true)),
             }),

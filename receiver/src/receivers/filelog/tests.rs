@@ -586,7 +586,7 @@ async fn matched_attributes_have_the_oom_receivers_types() {
         Some(&string("kernel.memcg_oom_kill"))
     );
     assert_eq!(attr(kill, "process.pid"), Some(&int(4242)));
-    assert_eq!(attr(kill, "user.id"), Some(&int(1000)));
+    assert_eq!(attr(kill, "process.real_user.id"), Some(&int(1000)));
     assert_eq!(attr(kill, "oom.victim.oom_score_adj"), Some(&int(-998)));
     assert_eq!(
         attr(kill, "oom.victim.anon_rss"),

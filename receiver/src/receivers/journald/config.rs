@@ -165,7 +165,7 @@ pub struct JournaldReceiverConfig {
     pub patterns: Vec<UserPattern>,
     /// Built-in patterns turned off, by name (`*` wildcards).
     pub disable_patterns: Vec<String>,
-    /// Longest record body; longer messages are cut (`log.truncated`).
+    /// Longest record body; longer messages are cut (`oomscope.log.truncated`).
     pub max_log_size: ByteSize,
     /// How long a stack trace waits for its next entry before it is sent.
     pub force_flush_period: GoDuration,

@@ -223,7 +223,10 @@ pub fn log_record(a: Assembled, facts: &EntryFacts) -> LogRecord {
     }
     facts.attributes(&mut attributes);
     if a.truncated {
-        attributes.push(kv("log.truncated", any_value::Value::BoolValue(true)));
+        attributes.push(kv(
+            "oomscope.log.truncated",
+            any_value::Value::BoolValue(true),
+        ));
     }
     LogRecord {
         time_unix_nano: facts.realtime_usec.saturating_mul(1000),

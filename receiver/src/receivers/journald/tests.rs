@@ -1089,7 +1089,7 @@ async fn a_huge_and_a_binary_message_are_cut_and_decoded() {
         first.len()
     );
     assert_eq!(
-        attr(&of(5).attributes, "log.truncated"),
+        attr(&of(5).attributes, "oomscope.log.truncated"),
         Some(any_value::Value::BoolValue(true))
     );
     let second = body(&of(6));

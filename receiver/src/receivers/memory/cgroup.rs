@@ -24,7 +24,7 @@ use super::metrics as m;
 use super::psi;
 use super::system::parse_u64;
 use super::{read_file, vanished, CgroupsConfig, Starts, WarnOnce};
-use crate::metric_catalog::{int, MetricsBuilder};
+use crate::metric_catalog::{int, MetricDef, MetricsBuilder};
 use opentelemetry_proto::tonic::metrics::v1::ResourceMetrics;
 use opentelemetry_proto::tonic::resource::v1::Resource;
 
@@ -78,8 +78,8 @@ pub fn parse_flat_keyed(text: &[u8]) -> impl Iterator<Item = (&[u8], u64)> {
     })
 }
 
-/// memory.stat figures reported as `cgroup.memory.breakdown`, by the
-/// `cgroup.memory.type` value, with their v2 and v1 (hierarchical) keys.
+/// memory.stat figures reported as `oomscope.cgroup.memory.breakdown`, by the
+/// `oomscope.cgroup.memory.type` value, with their v2 and v1 (hierarchical) keys.
 const BREAKDOWN: &[(&str, &str, &str)] = &[
     ("anon", "anon", "total_rss"),
     ("file", "file", "total_cache"),
@@ -216,7 +216,7 @@ struct Tracked {
     ino: u64,
     /// Start of its cumulative counters.
     start_unix_nano: u64,
-    /// `cgroup.path`, built once.
+    /// `oomscope.cgroup.path`, built once.
     attributes: Vec<KeyValue>,
     /// (seconds since the scraper started, usage bytes).
     samples: VecDeque<(f64, f64)>,
@@ -378,6 +378,11 @@ impl CgroupScraper {
                     .map(|_| MetricsBuilder::new(b.time_unix_nano()));
                 let into = own.as_mut().unwrap_or(&mut *b);
                 let mark = into.mark();
+                let kind = match &workload {
+                    Some(w) if w.container_id.is_some() => Owner::Container,
+                    Some(w) if w.pod_uid.is_some() => Owner::Pod,
+                    _ => Owner::Cgroup,
+                };
                 let cgroup = Cgroup {
                     dir: &dir,
                     path: &path,
@@ -385,6 +390,7 @@ impl CgroupScraper {
                     limit,
                     usage,
                     headroom,
+                    owner: kind,
                 };
                 let scraped = self.scrape_one(into, &cgroup, now_secs, new_series_start, warn);
                 if let Err(e) = &scraped {
@@ -508,6 +514,7 @@ impl CgroupScraper {
             limit,
             usage,
             headroom,
+            owner: _,
         } = *cgroup;
         if limit.is_none() && !self.holds_processes(dir)? {
             return Ok(false);
@@ -544,7 +551,7 @@ impl CgroupScraper {
 
         record_levels(b, &series, cgroup, growth);
         if let Some(stat) = &stat {
-            record_memory_stat(b, &series, stat, usage);
+            record_memory_stat(b, &series, stat, cgroup);
         }
         match version {
             Version::V2 => self.scrape_v2_files(b, dir, &series, warn)?,
@@ -618,7 +625,7 @@ impl CgroupScraper {
                     &m::CGROUP_MEMORY_EVENTS,
                     start,
                     int(v),
-                    series.attrs_with("cgroup.memory.event", &event),
+                    series.attrs_with("oomscope.cgroup.memory.event", &event),
                 );
             }
         }
@@ -666,7 +673,7 @@ impl CgroupScraper {
                     &m::CGROUP_MEMORY_EVENTS,
                     start,
                     int(k),
-                    series.attrs_with("cgroup.memory.event", "oom_kill"),
+                    series.attrs_with("oomscope.cgroup.memory.event", "oom_kill"),
                 );
             }
             if let Some(u) = under {
@@ -681,7 +688,7 @@ impl CgroupScraper {
                     &m::CGROUP_MEMORY_EVENTS,
                     series_start,
                     int(v),
-                    series.attrs_with("cgroup.memory.event", "max"),
+                    series.attrs_with("oomscope.cgroup.memory.event", "max"),
                 );
             }
         }
@@ -694,7 +701,7 @@ impl CgroupScraper {
                     &m::CGROUP_MEMORY_BREAKDOWN,
                     start,
                     int(v),
-                    series.attrs_with("cgroup.memory.type", "kernel"),
+                    series.attrs_with("oomscope.cgroup.memory.type", "kernel"),
                 );
             }
         }
@@ -763,6 +770,52 @@ struct Cgroup<'a> {
     usage: Option<u64>,
     /// The tightest (limit - usage) of it and its ancestors.
     headroom: Option<Headroom>,
+    owner: Owner,
+}
+
+/// What a memory cgroup is: a container's and a pod's get the registry's
+/// `container.*` and `k8s.pod.*` names for the figures the registry has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Owner {
+    Cgroup,
+    Container,
+    Pod,
+}
+
+impl Owner {
+    fn usage(self) -> &'static MetricDef {
+        match self {
+            Owner::Cgroup => &m::CGROUP_MEMORY_USAGE,
+            Owner::Container => &m::CONTAINER_MEMORY_USAGE,
+            Owner::Pod => &m::POD_MEMORY_USAGE,
+        }
+    }
+
+    fn working_set(self) -> &'static MetricDef {
+        match self {
+            Owner::Cgroup => &m::CGROUP_MEMORY_WORKING_SET,
+            Owner::Container => &m::CONTAINER_MEMORY_WORKING_SET,
+            Owner::Pod => &m::POD_MEMORY_WORKING_SET,
+        }
+    }
+
+    fn paging_faults(self) -> &'static MetricDef {
+        match self {
+            Owner::Cgroup => &m::CGROUP_PAGING_FAULTS,
+            Owner::Container => &m::CONTAINER_PAGING_FAULTS,
+            Owner::Pod => &m::POD_PAGING_FAULTS,
+        }
+    }
+
+    /// `available` (limit - working set) and `rss` (anon): only the
+    /// registry has them, for containers and pods.
+    fn available_and_rss(self) -> Option<(&'static MetricDef, &'static MetricDef)> {
+        match self {
+            Owner::Cgroup => None,
+            Owner::Container => Some((&m::CONTAINER_MEMORY_AVAILABLE, &m::CONTAINER_MEMORY_RSS)),
+            Owner::Pod => Some((&m::POD_MEMORY_AVAILABLE, &m::POD_MEMORY_RSS)),
+        }
+    }
 }
 
 /// Where one cgroup's points go: the start of its series and its
@@ -795,7 +848,7 @@ fn record_levels(
 ) {
     let start = series.start;
     if let Some(u) = cgroup.usage {
-        b.int(&m::CGROUP_MEMORY_USAGE, start, int(u), series.attrs());
+        b.int(cgroup.owner.usage(), start, int(u), series.attrs());
     }
     if let Some(l) = cgroup.limit {
         b.int(&m::CGROUP_MEMORY_LIMIT, start, int(l), series.attrs());
@@ -815,31 +868,39 @@ fn record_memory_stat(
     b: &mut MetricsBuilder,
     series: &Series,
     stat: &MemoryStat,
-    usage: Option<u64>,
+    cgroup: &Cgroup<'_>,
 ) {
-    let start = series.start;
+    let (start, usage, owner) = (series.start, cgroup.usage, cgroup.owner);
     for (i, (name, _, _)) in BREAKDOWN.iter().enumerate() {
         if let Some(v) = stat.breakdown[i] {
             b.int(
                 &m::CGROUP_MEMORY_BREAKDOWN,
                 start,
                 int(v),
-                series.attrs_with("cgroup.memory.type", name),
+                series.attrs_with("oomscope.cgroup.memory.type", name),
             );
         }
     }
     if let (Some(u), Some(inactive)) = (usage, stat.inactive_file()) {
-        b.int(
-            &m::CGROUP_MEMORY_WORKING_SET,
-            start,
-            int(u.saturating_sub(inactive)),
-            series.attrs(),
-        );
+        let working_set = u.saturating_sub(inactive);
+        b.int(owner.working_set(), start, int(working_set), series.attrs());
+        if let (Some((available, _)), Some(limit)) = (owner.available_and_rss(), cgroup.limit) {
+            b.int(
+                available,
+                start,
+                int(limit.saturating_sub(working_set)),
+                series.attrs(),
+            );
+        }
+    }
+    // BREAKDOWN[0]: anon (v1 total_rss).
+    if let (Some((_, rss)), Some(anon)) = (owner.available_and_rss(), stat.breakdown[0]) {
+        b.int(rss, start, int(anon), series.attrs());
     }
     if let (Some(all), Some(major)) = (stat.pgfault, stat.pgmajfault) {
         for (kind, v) in [("major", major), ("minor", all.saturating_sub(major))] {
             b.int(
-                &m::CGROUP_PAGING_FAULTS,
+                owner.paging_faults(),
                 start,
                 int(v),
                 series.attrs_with("system.paging.fault.type", kind),
@@ -869,7 +930,7 @@ fn child_cgroups(dir: &Path, rel: &str) -> io::Result<Vec<String>> {
 
 fn new_tracked(path: &str, ino: u64, start_unix_nano: u64) -> Tracked {
     // Container and pod identity is the resource, not a point attribute.
-    let attributes = vec![kv_str("cgroup.path", path)];
+    let attributes = vec![kv_str("oomscope.cgroup.path", path)];
     Tracked {
         ino,
         start_unix_nano,

@@ -6,14 +6,14 @@ use crate::metric_catalog::{MetricDef, MetricKind};
 /// What every cgroup point carries: the cgroup. The container and pod it
 /// belongs to are its resource (one ResourceMetrics per container or pod
 /// cgroup), not point attributes.
-const CGROUP: &[&str] = &["cgroup.path"];
+const CGROUP: &[&str] = &["oomscope.cgroup.path"];
 
 // System: /proc/meminfo, /proc/vmstat.
 pub const SYSTEM_MEMORY_USAGE: MetricDef = MetricDef::new(
     "system.memory.usage",
     "By",
     MetricKind::UpDownCounter,
-    "Memory by state; the states sum to MemTotal",
+    "Memory by state (used = MemTotal - MemAvailable; the states overlap)",
 )
 .with_attributes(&["system.memory.state"]);
 pub const SYSTEM_MEMORY_LIMIT: MetricDef = MetricDef::new(
@@ -29,6 +29,19 @@ pub const SYSTEM_MEMORY_UTILIZATION: MetricDef = MetricDef::new(
     "Fraction of MemTotal by state",
 )
 .with_attributes(&["system.memory.state"]);
+pub const SYSTEM_MEMORY_SLAB_USAGE: MetricDef = MetricDef::new(
+    "system.memory.linux.slab.usage",
+    "By",
+    MetricKind::UpDownCounter,
+    "Kernel slab memory by state (SReclaimable, SUnreclaim)",
+)
+.with_attributes(&["system.memory.linux.slab.state"]);
+pub const SYSTEM_MEMORY_SHARED: MetricDef = MetricDef::new(
+    "system.memory.linux.shared",
+    "By",
+    MetricKind::UpDownCounter,
+    "Shared memory, mostly tmpfs (Shmem)",
+);
 pub const SYSTEM_MEMORY_AVAILABLE: MetricDef = MetricDef::new(
     "system.memory.linux.available",
     "By",
@@ -39,16 +52,16 @@ pub const SYSTEM_PAGING_USAGE: MetricDef = MetricDef::new(
     "system.paging.usage",
     "By",
     MetricKind::UpDownCounter,
-    "Swap space used and free",
+    "Swap space used and free, by swap area",
 )
-.with_attributes(&["system.paging.state"]);
+.with_attributes(&["system.paging.state", "system.device"]);
 pub const SYSTEM_PAGING_UTILIZATION: MetricDef = MetricDef::new(
     "system.paging.utilization",
     "1",
     MetricKind::Gauge,
-    "Fraction of swap space used and free",
+    "Fraction of swap space used and free, by swap area",
 )
-.with_attributes(&["system.paging.state"]);
+.with_attributes(&["system.paging.state", "system.device"]);
 pub const SYSTEM_PAGING_FAULTS: MetricDef = MetricDef::new(
     "system.paging.faults",
     "{fault}",
@@ -60,35 +73,35 @@ pub const SYSTEM_PAGING_OPERATIONS: MetricDef = MetricDef::new(
     "system.paging.operations",
     "{operation}",
     MetricKind::Counter,
-    "Pages swapped in and out since boot",
+    "Pages swapped (major) and paged from/to block devices (minor) since boot",
 )
-.with_attributes(&["system.paging.direction"]);
+.with_attributes(&["system.paging.fault.type", "system.paging.direction"]);
 pub const SYSTEM_OOM_KILLS: MetricDef = MetricDef::new(
-    "system.memory.linux.oom_kills",
+    "oomscope.system.memory.oom_kills",
     "{kill}",
     MetricKind::Counter,
     "OOM kills since boot, system-wide and in cgroups",
 );
 pub const SYSTEM_ALLOCATION_STALLS: MetricDef = MetricDef::new(
-    "system.memory.linux.allocation_stalls",
+    "oomscope.system.memory.allocation_stalls",
     "{stall}",
     MetricKind::Counter,
     "Allocations that entered direct reclaim since boot (all zones)",
 );
 pub const SYSTEM_RECLAIM_SCANNED: MetricDef = MetricDef::new(
-    "system.memory.linux.reclaim.scanned",
+    "oomscope.system.memory.reclaim.scanned",
     "{page}",
     MetricKind::Counter,
     "Pages scanned by reclaim since boot",
 )
-.with_attributes(&["system.memory.linux.reclaimer"]);
+.with_attributes(&["oomscope.system.memory.reclaimer"]);
 pub const SYSTEM_RECLAIM_RECLAIMED: MetricDef = MetricDef::new(
-    "system.memory.linux.reclaim.reclaimed",
+    "oomscope.system.memory.reclaim.reclaimed",
     "{page}",
     MetricKind::Counter,
     "Pages reclaimed since boot",
 )
-.with_attributes(&["system.memory.linux.reclaimer"]);
+.with_attributes(&["oomscope.system.memory.reclaimer"]);
 
 // PSI: /proc/pressure/memory.
 pub const SYSTEM_PSI_AVG: MetricDef = MetricDef::new(
@@ -120,7 +133,7 @@ pub const PROCESS_MEMORY_VIRTUAL: MetricDef = MetricDef::new(
     "Virtual memory size",
 );
 pub const PROCESS_MEMORY_SWAP: MetricDef = MetricDef::new(
-    "process.memory.swap",
+    "oomscope.process.memory.swap",
     "By",
     MetricKind::UpDownCounter,
     "Anonymous memory swapped out (VmSwap)",
@@ -133,13 +146,13 @@ pub const PROCESS_PAGING_FAULTS: MetricDef = MetricDef::new(
 )
 .with_attributes(&["system.paging.fault.type"]);
 pub const PROCESS_OOM_SCORE: MetricDef = MetricDef::new(
-    "process.linux.oom_score",
+    "oomscope.process.oom_score",
     "1",
     MetricKind::Gauge,
     "The OOM killer's badness score (0-2000; the highest is killed first)",
 );
 pub const PROCESS_OOM_SCORE_ADJ: MetricDef = MetricDef::new(
-    "process.linux.oom_score_adj",
+    "oomscope.process.oom_score_adj",
     "1",
     MetricKind::Gauge,
     "The OOM score adjustment (-1000 never kill .. 1000)",
@@ -147,103 +160,177 @@ pub const PROCESS_OOM_SCORE_ADJ: MetricDef = MetricDef::new(
 
 // Cgroups: the memory controller's files.
 pub const CGROUP_MEMORY_USAGE: MetricDef = MetricDef::new(
-    "cgroup.memory.usage",
+    "oomscope.cgroup.memory.usage",
     "By",
     MetricKind::UpDownCounter,
     "Memory charged to the cgroup and its descendants",
 )
 .with_attributes(CGROUP);
 pub const CGROUP_MEMORY_LIMIT: MetricDef = MetricDef::new(
-    "cgroup.memory.limit",
+    "oomscope.cgroup.memory.limit",
     "By",
     MetricKind::UpDownCounter,
     "The hard limit; absent when unlimited",
 )
 .with_attributes(CGROUP);
 pub const CGROUP_MEMORY_HIGH: MetricDef = MetricDef::new(
-    "cgroup.memory.high",
+    "oomscope.cgroup.memory.high",
     "By",
     MetricKind::UpDownCounter,
     "The throttling threshold (v2 memory.high); absent when unlimited",
 )
 .with_attributes(CGROUP);
 pub const CGROUP_MEMORY_HEADROOM: MetricDef = MetricDef::new(
-    "cgroup.memory.headroom",
+    "oomscope.cgroup.memory.headroom",
     "By",
     MetricKind::Gauge,
     "limit - usage; negative when the limit was lowered below usage",
 )
 .with_attributes(CGROUP);
 pub const CGROUP_MEMORY_TIME_TO_LIMIT: MetricDef = MetricDef::new(
-    "cgroup.memory.time_to_limit",
+    "oomscope.cgroup.memory.time_to_limit",
     "s",
     MetricKind::Gauge,
     "Seconds until usage reaches the limit at the recent growth rate; absent when not growing",
 )
 .with_attributes(CGROUP);
 pub const CGROUP_MEMORY_WORKING_SET: MetricDef = MetricDef::new(
-    "cgroup.memory.working_set",
+    "oomscope.cgroup.memory.working_set",
     "By",
     MetricKind::UpDownCounter,
     "usage - inactive_file, as the kubelet computes it",
 )
 .with_attributes(CGROUP);
 pub const CGROUP_MEMORY_SWAP_USAGE: MetricDef = MetricDef::new(
-    "cgroup.memory.swap.usage",
+    "oomscope.cgroup.memory.swap.usage",
     "By",
     MetricKind::UpDownCounter,
     "Swap used by the cgroup",
 )
 .with_attributes(CGROUP);
 pub const CGROUP_MEMORY_SWAP_LIMIT: MetricDef = MetricDef::new(
-    "cgroup.memory.swap.limit",
+    "oomscope.cgroup.memory.swap.limit",
     "By",
     MetricKind::UpDownCounter,
     "The swap limit (v2 memory.swap.max); absent when unlimited",
 )
 .with_attributes(CGROUP);
 pub const CGROUP_MEMORY_EVENTS: MetricDef = MetricDef::new(
-    "cgroup.memory.events",
+    "oomscope.cgroup.memory.events",
     "{event}",
     MetricKind::Counter,
     "Memory events of the cgroup and its descendants since it was created",
 )
-.with_attributes(&["cgroup.path", "cgroup.memory.event"]);
+.with_attributes(&["oomscope.cgroup.path", "oomscope.cgroup.memory.event"]);
 pub const CGROUP_MEMORY_UNDER_OOM: MetricDef = MetricDef::new(
-    "cgroup.memory.under_oom",
+    "oomscope.cgroup.memory.under_oom",
     "1",
     MetricKind::Gauge,
     "1 while the cgroup is under OOM with the OOM killer disabled (v1)",
 )
 .with_attributes(CGROUP);
 pub const CGROUP_MEMORY_BREAKDOWN: MetricDef = MetricDef::new(
-    "cgroup.memory.breakdown",
+    "oomscope.cgroup.memory.breakdown",
     "By",
     MetricKind::UpDownCounter,
     "Key memory.stat figures by type (overlapping: do not sum)",
 )
-.with_attributes(&["cgroup.path", "cgroup.memory.type"]);
+.with_attributes(&["oomscope.cgroup.path", "oomscope.cgroup.memory.type"]);
 pub const CGROUP_PAGING_FAULTS: MetricDef = MetricDef::new(
-    "cgroup.paging.faults",
+    "oomscope.cgroup.paging.faults",
     "{fault}",
     MetricKind::Counter,
     "Page faults in the cgroup since it was created",
 )
-.with_attributes(&["cgroup.path", "system.paging.fault.type"]);
+.with_attributes(&["oomscope.cgroup.path", "system.paging.fault.type"]);
 pub const CGROUP_PSI_AVG: MetricDef = MetricDef::new(
-    "cgroup.memory.psi.avg",
+    "oomscope.cgroup.memory.psi.avg",
     "1",
     MetricKind::Gauge,
     "Fraction of wall time in which the cgroup's tasks stalled on memory (v2)",
 )
-.with_attributes(&["cgroup.path", "psi.type", "psi.window"]);
+.with_attributes(&["oomscope.cgroup.path", "psi.type", "psi.window"]);
 pub const CGROUP_PSI_STALL_TIME: MetricDef = MetricDef::new(
-    "cgroup.memory.psi.stall_time",
+    "oomscope.cgroup.memory.psi.stall_time",
     "s",
     MetricKind::Counter,
     "Total time the cgroup's tasks stalled on memory (v2)",
 )
-.with_attributes(&["cgroup.path", "psi.type"]);
+.with_attributes(&["oomscope.cgroup.path", "psi.type"]);
+
+// Containers and pods: their memory cgroup under the registry's names
+// (model/container/metrics.yaml, model/k8s/metrics.yaml); the container or
+// pod is the resource.
+pub const CONTAINER_MEMORY_USAGE: MetricDef = MetricDef::new(
+    "container.memory.usage",
+    "By",
+    MetricKind::UpDownCounter,
+    "Memory charged to the container's cgroup",
+)
+.with_attributes(CGROUP);
+pub const CONTAINER_MEMORY_WORKING_SET: MetricDef = MetricDef::new(
+    "container.memory.working_set",
+    "By",
+    MetricKind::UpDownCounter,
+    "usage - inactive_file, as the kubelet and cAdvisor compute it",
+)
+.with_attributes(CGROUP);
+pub const CONTAINER_MEMORY_AVAILABLE: MetricDef = MetricDef::new(
+    "container.memory.available",
+    "By",
+    MetricKind::UpDownCounter,
+    "limit - working set; absent without a limit",
+)
+.with_attributes(CGROUP);
+pub const CONTAINER_MEMORY_RSS: MetricDef = MetricDef::new(
+    "container.memory.rss",
+    "By",
+    MetricKind::UpDownCounter,
+    "Anonymous memory of the container's cgroup (cAdvisor's rss)",
+)
+.with_attributes(CGROUP);
+pub const CONTAINER_PAGING_FAULTS: MetricDef = MetricDef::new(
+    "container.paging.faults",
+    "{fault}",
+    MetricKind::Counter,
+    "Page faults in the container's cgroup",
+)
+.with_attributes(&["oomscope.cgroup.path", "system.paging.fault.type"]);
+pub const POD_MEMORY_USAGE: MetricDef = MetricDef::new(
+    "k8s.pod.memory.usage",
+    "By",
+    MetricKind::UpDownCounter,
+    "Memory charged to the pod's cgroup",
+)
+.with_attributes(CGROUP);
+pub const POD_MEMORY_WORKING_SET: MetricDef = MetricDef::new(
+    "k8s.pod.memory.working_set",
+    "By",
+    MetricKind::UpDownCounter,
+    "usage - inactive_file, as the kubelet computes it",
+)
+.with_attributes(CGROUP);
+pub const POD_MEMORY_AVAILABLE: MetricDef = MetricDef::new(
+    "k8s.pod.memory.available",
+    "By",
+    MetricKind::UpDownCounter,
+    "limit - working set; absent without a limit",
+)
+.with_attributes(CGROUP);
+pub const POD_MEMORY_RSS: MetricDef = MetricDef::new(
+    "k8s.pod.memory.rss",
+    "By",
+    MetricKind::UpDownCounter,
+    "Anonymous memory of the pod's cgroup",
+)
+.with_attributes(CGROUP);
+pub const POD_PAGING_FAULTS: MetricDef = MetricDef::new(
+    "k8s.pod.paging.faults",
+    "{fault}",
+    MetricKind::Counter,
+    "Page faults in the pod's cgroup",
+)
+.with_attributes(&["oomscope.cgroup.path", "system.paging.fault.type"]);
 
 /// The whole catalog, in docs order.
 pub const ALL: &[MetricDef] = &[
@@ -251,6 +338,8 @@ pub const ALL: &[MetricDef] = &[
     SYSTEM_MEMORY_LIMIT,
     SYSTEM_MEMORY_UTILIZATION,
     SYSTEM_MEMORY_AVAILABLE,
+    SYSTEM_MEMORY_SLAB_USAGE,
+    SYSTEM_MEMORY_SHARED,
     SYSTEM_PAGING_USAGE,
     SYSTEM_PAGING_UTILIZATION,
     SYSTEM_PAGING_FAULTS,
@@ -281,4 +370,14 @@ pub const ALL: &[MetricDef] = &[
     CGROUP_PAGING_FAULTS,
     CGROUP_PSI_AVG,
     CGROUP_PSI_STALL_TIME,
+    CONTAINER_MEMORY_USAGE,
+    CONTAINER_MEMORY_WORKING_SET,
+    CONTAINER_MEMORY_AVAILABLE,
+    CONTAINER_MEMORY_RSS,
+    CONTAINER_PAGING_FAULTS,
+    POD_MEMORY_USAGE,
+    POD_MEMORY_WORKING_SET,
+    POD_MEMORY_AVAILABLE,
+    POD_MEMORY_RSS,
+    POD_PAGING_FAULTS,
 ];

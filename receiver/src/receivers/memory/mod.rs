@@ -207,7 +207,7 @@ pub struct CgroupsConfig {
     pub include: Vec<String>,
     /// Cgroup path globs never reported.
     pub exclude: Vec<String>,
-    /// Samples of this recent past feed `cgroup.memory.time_to_limit`.
+    /// Samples of this recent past feed `oomscope.cgroup.memory.time_to_limit`.
     pub growth_window: GoDuration,
 }
 
@@ -423,10 +423,10 @@ impl Scraper {
         Ok(Scraper {
             starts,
             warn: WarnOnce::default(),
-            system: cfg
-                .system
-                .enabled
-                .then(|| system::SystemScraper::new(&proc_path)),
+            system: cfg.system.enabled.then(|| {
+                let page_size = process::sysconf(libc::_SC_PAGESIZE).unwrap_or(4096);
+                system::SystemScraper::new(&proc_path, page_size)
+            }),
             pressure: cfg
                 .pressure
                 .enabled

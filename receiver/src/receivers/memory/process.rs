@@ -707,7 +707,7 @@ fn note_error(warn: &mut WarnOnce, file: &str, e: &io::Error) {
     );
 }
 
-fn sysconf(name: libc::c_int) -> Option<u64> {
+pub(super) fn sysconf(name: libc::c_int) -> Option<u64> {
     // SAFETY: sysconf has no preconditions.
     let v = unsafe { libc::sysconf(name) };
     u64::try_from(v).ok().filter(|v| *v > 0)

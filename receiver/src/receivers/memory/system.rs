@@ -1,6 +1,6 @@
-//! System memory: `/proc/meminfo` (states, limit, available, swap) and
-//! `/proc/vmstat` (page faults, swapping, OOM kills, allocation stalls,
-//! reclaim).
+//! System memory: `/proc/meminfo` (states, limit, available, slab, shared,
+//! swap), `/proc/swaps` (swap by device) and `/proc/vmstat` (page faults,
+//! paging, OOM kills, allocation stalls, reclaim).
 
 use std::path::{Path, PathBuf};
 
@@ -22,6 +22,7 @@ pub struct MemInfo {
     pub swap_free: Option<u64>,
     pub slab_reclaimable: Option<u64>,
     pub slab_unreclaimable: Option<u64>,
+    pub shmem: Option<u64>,
 }
 
 /// Parses /proc/meminfo (`Key:   value kB` lines; values without a unit
@@ -31,7 +32,7 @@ pub struct MemInfo {
 /// there (Inactive, Dirty, Mapped, Committed_AS, Vmalloc*, ...), none of
 /// which is used here; gVisor's meminfo, for one, has no Slab or Vmalloc*
 /// lines, so the host would lose every system memory metric. This reads the
-/// nine lines used, whichever are there.
+/// ten lines used, whichever are there.
 pub fn parse_meminfo(text: &[u8]) -> MemInfo {
     let mut info = MemInfo::default();
     for line in text.split(|b| *b == b'\n') {
@@ -49,6 +50,7 @@ pub fn parse_meminfo(text: &[u8]) -> MemInfo {
             b"SwapFree" => &mut info.swap_free,
             b"SReclaimable" => &mut info.slab_reclaimable,
             b"SUnreclaim" => &mut info.slab_unreclaimable,
+            b"Shmem" => &mut info.shmem,
             _ => continue,
         };
         let mut fields = rest
@@ -90,44 +92,95 @@ pub fn parse_i64(s: &[u8]) -> Option<i64> {
     }
 }
 
-/// `system.memory.state` values, in the order they are reported.
-pub const STATES: [&str; 6] = [
-    "used",
-    "free",
-    "buffers",
-    "cached",
-    "slab_reclaimable",
-    "slab_unreclaimable",
-];
+/// `system.memory.state` values, in the order they are reported (the
+/// registry's members less the deprecated `shared`).
+pub const STATES: [&str; 4] = ["used", "free", "buffers", "cached"];
 
-/// MemTotal split into states that sum to it exactly (the hostmetrics
-/// states: free, buffers, cached (page cache; includes shmem), slab
-/// reclaimable and unreclaimable; used is the rest: anonymous memory, kernel
-/// stacks, page tables, ...). The kernel samples these counters one after
-/// another, so their sum can exceed MemTotal by a page or two while memory
-/// moves; then the parts are clamped in the order listed so the sum stays
-/// exact and `used` is 0.
-pub fn memory_states(info: &MemInfo) -> Option<[u64; 6]> {
+/// The `system.memory.state` figures as the semantic-conventions registry
+/// defines them (model/system/registry.yaml): `used` is MemTotal -
+/// MemAvailable ("memory in active use by applications"), falling back to
+/// MemTotal - MemFree - Buffers - Cached - SReclaimable on kernels without
+/// MemAvailable (before 3.14), as the registry allows; `free`, `buffers` and
+/// `cached` are MemFree, Buffers and Cached. They overlap (`used` already
+/// leaves out the reclaimable cache), so they do not sum to MemTotal.
+pub fn memory_states(info: &MemInfo) -> Option<[u64; 4]> {
     let total = info.total?;
-    let mut remaining = total;
-    let mut take = |v: Option<u64>| {
-        let v = v.unwrap_or(0).min(remaining);
-        remaining -= v;
-        v
+    let free = info.free.unwrap_or(0);
+    let buffers = info.buffers.unwrap_or(0);
+    let cached = info.cached.unwrap_or(0);
+    let used = match info.available {
+        Some(available) => total.saturating_sub(available),
+        None => total
+            .saturating_sub(free)
+            .saturating_sub(buffers)
+            .saturating_sub(cached)
+            .saturating_sub(info.slab_reclaimable.unwrap_or(0)),
     };
-    let free = take(info.free);
-    let buffers = take(info.buffers);
-    let cached = take(info.cached);
-    let slab_reclaimable = take(info.slab_reclaimable);
-    let slab_unreclaimable = take(info.slab_unreclaimable);
-    Some([
-        remaining,
-        free,
-        buffers,
-        cached,
-        slab_reclaimable,
-        slab_unreclaimable,
-    ])
+    Some([used, free.min(total), buffers.min(total), cached.min(total)])
+}
+
+/// One swap area of /proc/swaps, sizes in bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SwapDevice {
+    /// The file or block device, as /proc/swaps names it (the
+    /// `system.device` attribute).
+    pub device: String,
+    pub size: u64,
+    pub used: u64,
+}
+
+/// Parses /proc/swaps (`Filename Type Size Used Priority`, sizes in KiB; the
+/// kernel writes a space, tab, newline or backslash in a file name as an
+/// octal escape such as `\040`). Lines that do not parse are skipped.
+pub fn parse_swaps(text: &[u8]) -> Vec<SwapDevice> {
+    let mut devices = Vec::new();
+    for line in text.split(|b| *b == b'\n').skip(1) {
+        let mut fields = line
+            .split(|b| *b == b' ' || *b == b'\t')
+            .filter(|f| !f.is_empty());
+        let (Some(name), Some(_kind), Some(size), Some(used)) =
+            (fields.next(), fields.next(), fields.next(), fields.next())
+        else {
+            continue;
+        };
+        let (Some(size), Some(used)) = (parse_u64(size), parse_u64(used)) else {
+            continue;
+        };
+        devices.push(SwapDevice {
+            device: unescape_octal(name),
+            size: size.saturating_mul(1024),
+            used: used.min(size).saturating_mul(1024),
+        });
+        // A host has a handful of swap areas; the kernel allows at most 32.
+        if devices.len() == 64 {
+            break;
+        }
+    }
+    devices
+}
+
+/// Undoes the kernel's `\ooo` escapes in /proc/swaps file names.
+fn unescape_octal(raw: &[u8]) -> String {
+    let mut out = Vec::with_capacity(raw.len());
+    let mut i = 0;
+    while i < raw.len() {
+        if raw[i] == b'\\' && i + 3 < raw.len() {
+            let digits = &raw[i + 1..i + 4];
+            if digits.iter().all(|d| (b'0'..=b'7').contains(d)) {
+                let v = digits
+                    .iter()
+                    .fold(0u16, |acc, d| acc * 8 + u16::from(d - b'0'));
+                if let Ok(byte) = u8::try_from(v) {
+                    out.push(byte);
+                    i += 4;
+                    continue;
+                }
+            }
+        }
+        out.push(raw[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// The /proc/vmstat counters used.
@@ -137,6 +190,9 @@ pub struct VmStat {
     pub pgmajfault: Option<u64>,
     pub pswpin: Option<u64>,
     pub pswpout: Option<u64>,
+    /// KiB read from and written to block devices (`pgpgin`, `pgpgout`).
+    pub pgpgin_kib: Option<u64>,
+    pub pgpgout_kib: Option<u64>,
     pub oom_kill: Option<u64>,
     /// `allocstall_<zone>` summed (`allocstall` before 4.8).
     pub allocstall: Option<u64>,
@@ -147,7 +203,7 @@ pub struct VmStat {
 }
 
 /// Reclaimers in /proc/vmstat's `pgscan_*` / `pgsteal_*` (the
-/// `system.memory.linux.reclaimer` attribute).
+/// `oomscope.system.memory.reclaimer` attribute).
 pub const RECLAIMERS: [&str; 4] = ["kswapd", "direct", "khugepaged", "proactive"];
 
 fn add(slot: &mut Option<u64>, v: u64) {
@@ -174,6 +230,8 @@ pub fn parse_vmstat(text: &[u8]) -> VmStat {
             b"pgmajfault" => vm.pgmajfault = Some(value),
             b"pswpin" => vm.pswpin = Some(value),
             b"pswpout" => vm.pswpout = Some(value),
+            b"pgpgin" => vm.pgpgin_kib = Some(value),
+            b"pgpgout" => vm.pgpgout_kib = Some(value),
             b"oom_kill" => vm.oom_kill = Some(value),
             b"allocstall" => add(&mut vm.allocstall, value),
             _ => {
@@ -198,25 +256,34 @@ pub fn parse_vmstat(text: &[u8]) -> VmStat {
 /// KiB).
 const MAX_FILE: usize = 64 * 1024;
 
-/// Reads /proc/meminfo and /proc/vmstat each scrape.
+/// Reads /proc/meminfo, /proc/swaps and /proc/vmstat each scrape.
 pub struct SystemScraper {
     meminfo: PathBuf,
+    swaps: PathBuf,
     vmstat: PathBuf,
+    page_size: u64,
     buf: Vec<u8>,
 }
 
 impl SystemScraper {
-    pub fn new(proc_path: &Path) -> Self {
+    pub fn new(proc_path: &Path, page_size: u64) -> Self {
         SystemScraper {
             meminfo: proc_path.join("meminfo"),
+            swaps: proc_path.join("swaps"),
             vmstat: proc_path.join("vmstat"),
+            page_size: page_size.max(1),
             buf: Vec::with_capacity(8192),
         }
     }
 
     pub fn scrape(&mut self, b: &mut MetricsBuilder, starts: &Starts, warn: &mut WarnOnce) {
+        // Swap by device; where /proc/swaps cannot be read (a sandbox's
+        // procfs), the totals of /proc/meminfo without a device.
+        let swaps = read_file(&self.swaps, &mut self.buf, MAX_FILE)
+            .ok()
+            .map(|()| parse_swaps(&self.buf));
         match read_file(&self.meminfo, &mut self.buf, MAX_FILE) {
-            Ok(()) => record_meminfo(b, &parse_meminfo(&self.buf), starts),
+            Ok(()) => record_meminfo(b, &parse_meminfo(&self.buf), swaps.as_deref(), starts),
             Err(e) => warn.warn(
                 &self.meminfo.to_string_lossy(),
                 format_args!(
@@ -226,7 +293,7 @@ impl SystemScraper {
             ),
         }
         match read_file(&self.vmstat, &mut self.buf, MAX_FILE) {
-            Ok(()) => record_vmstat(b, &parse_vmstat(&self.buf), starts),
+            Ok(()) => record_vmstat(b, &parse_vmstat(&self.buf), self.page_size, starts),
             Err(e) => warn.warn(
                 &self.vmstat.to_string_lossy(),
                 format_args!(
@@ -238,7 +305,14 @@ impl SystemScraper {
     }
 }
 
-pub fn record_meminfo(b: &mut MetricsBuilder, info: &MemInfo, starts: &Starts) {
+/// `swaps`: the swap areas of /proc/swaps, or `None` when it could not be
+/// read.
+pub fn record_meminfo(
+    b: &mut MetricsBuilder,
+    info: &MemInfo,
+    swaps: Option<&[SwapDevice]>,
+    starts: &Starts,
+) {
     let start = starts.receiver_unix_nano;
     if let (Some(states), Some(total)) = (memory_states(info), info.total) {
         for (state, value) in STATES.iter().zip(states) {
@@ -263,24 +337,60 @@ pub fn record_meminfo(b: &mut MetricsBuilder, info: &MemInfo, starts: &Starts) {
             Vec::new(),
         );
     }
-    if let (Some(total), Some(free)) = (info.swap_total, info.swap_free) {
-        let free = free.min(total);
-        for (state, value) in [("used", total - free), ("free", free)] {
-            let attrs = vec![kv_str("system.paging.state", state)];
-            b.int(&m::SYSTEM_PAGING_USAGE, start, int(value), attrs.clone());
-            if total > 0 {
-                b.double(
-                    &m::SYSTEM_PAGING_UTILIZATION,
-                    start,
-                    value as f64 / total as f64,
-                    attrs,
-                );
+    for (state, value) in [
+        ("reclaimable", info.slab_reclaimable),
+        ("unreclaimable", info.slab_unreclaimable),
+    ] {
+        if let Some(v) = value {
+            b.int(
+                &m::SYSTEM_MEMORY_SLAB_USAGE,
+                start,
+                int(v),
+                vec![kv_str("system.memory.linux.slab.state", state)],
+            );
+        }
+    }
+    if let Some(shmem) = info.shmem {
+        b.int(&m::SYSTEM_MEMORY_SHARED, start, int(shmem), Vec::new());
+    }
+    match swaps {
+        Some(devices) => {
+            for d in devices {
+                record_swap(b, start, d.size, d.used, Some(&d.device));
+            }
+        }
+        None => {
+            if let (Some(total), Some(free)) = (info.swap_total, info.swap_free) {
+                if total > 0 {
+                    record_swap(b, start, total, total - free.min(total), None);
+                }
             }
         }
     }
 }
 
-pub fn record_vmstat(b: &mut MetricsBuilder, vm: &VmStat, starts: &Starts) {
+/// `system.paging.usage` and `utilization` of one swap area (`device`), or
+/// of all of them.
+fn record_swap(b: &mut MetricsBuilder, start: u64, size: u64, used: u64, device: Option<&str>) {
+    let used = used.min(size);
+    for (state, value) in [("used", used), ("free", size - used)] {
+        let mut attrs = vec![kv_str("system.paging.state", state)];
+        if let Some(device) = device {
+            attrs.push(kv_str("system.device", device));
+        }
+        b.int(&m::SYSTEM_PAGING_USAGE, start, int(value), attrs.clone());
+        if size > 0 {
+            b.double(
+                &m::SYSTEM_PAGING_UTILIZATION,
+                start,
+                value as f64 / size as f64,
+                attrs,
+            );
+        }
+    }
+}
+
+pub fn record_vmstat(b: &mut MetricsBuilder, vm: &VmStat, page_size: u64, starts: &Starts) {
     let boot = starts.boot_unix_nano;
     if let (Some(all), Some(major)) = (vm.pgfault, vm.pgmajfault) {
         // pgfault counts every fault, major ones included.
@@ -293,13 +403,26 @@ pub fn record_vmstat(b: &mut MetricsBuilder, vm: &VmStat, starts: &Starts) {
             );
         }
     }
-    for (direction, value) in [("in", vm.pswpin), ("out", vm.pswpout)] {
+    // As the collector's hostmetrics receiver pairs them: `major` are pages
+    // swapped in and out (pswpin, pswpout), `minor` pages read from and
+    // written to block devices (pgpgin, pgpgout, which the kernel counts in
+    // KiB; reported here in pages).
+    let kib_to_pages = |kib: Option<u64>| kib.map(|k| k.saturating_mul(1024) / page_size.max(1));
+    for (kind, direction, value) in [
+        ("major", "in", vm.pswpin),
+        ("major", "out", vm.pswpout),
+        ("minor", "in", kib_to_pages(vm.pgpgin_kib)),
+        ("minor", "out", kib_to_pages(vm.pgpgout_kib)),
+    ] {
         if let Some(v) = value {
             b.int(
                 &m::SYSTEM_PAGING_OPERATIONS,
                 boot,
                 int(v),
-                vec![kv_str("system.paging.direction", direction)],
+                vec![
+                    kv_str("system.paging.fault.type", kind),
+                    kv_str("system.paging.direction", direction),
+                ],
             );
         }
     }
@@ -319,7 +442,7 @@ pub fn record_vmstat(b: &mut MetricsBuilder, vm: &VmStat, starts: &Starts) {
                     def,
                     boot,
                     int(*v),
-                    vec![kv_str("system.memory.linux.reclaimer", reclaimer)],
+                    vec![kv_str("oomscope.system.memory.reclaimer", reclaimer)],
                 );
             }
         }
@@ -364,35 +487,46 @@ Hugepagesize:       2048 kB
     }
 
     #[test]
-    fn states_sum_to_total_exactly() {
+    fn states_as_the_registry_defines_them() {
         let info = parse_meminfo(MEMINFO.as_bytes());
         let states = memory_states(&info).expect("states");
-        assert_eq!(states.iter().sum::<u64>(), info.total.expect("total"));
-        let used = 24684084 - 13458380 - 77408 - 10116824 - 825148 - 93324;
-        assert_eq!(states[0], used * 1024);
-        // Counters sampled mid-change may add up to more than MemTotal.
-        let over = MemInfo {
+        // used = MemTotal - MemAvailable (model/system/registry.yaml).
+        assert_eq!(
+            states,
+            [
+                (24684084 - 24067608) * 1024,
+                13458380 * 1024,
+                77408 * 1024,
+                10116824 * 1024
+            ]
+        );
+        assert_eq!(info.shmem, Some(8872 * 1024));
+        // Before 3.14 there is no MemAvailable: the older formula.
+        let old = MemInfo {
             total: Some(100),
-            free: Some(60),
+            free: Some(20),
             buffers: Some(10),
-            cached: Some(40),
+            cached: Some(30),
             slab_reclaimable: Some(5),
-            slab_unreclaimable: Some(5),
             ..MemInfo::default()
         };
-        let states = memory_states(&over).expect("states");
-        assert_eq!(states.iter().sum::<u64>(), 100);
-        assert_eq!(states, [0, 60, 10, 30, 0, 0]);
+        assert_eq!(memory_states(&old), Some([35, 20, 10, 30]));
+        // Counters sampled mid-change never give a negative or oversized state.
+        let odd = MemInfo {
+            total: Some(100),
+            available: Some(120),
+            free: Some(130),
+            ..MemInfo::default()
+        };
+        assert_eq!(memory_states(&odd), Some([0, 100, 0, 0]));
         assert_eq!(memory_states(&MemInfo::default()), None);
     }
 
     #[test]
-    fn the_live_meminfo_sums_too() {
+    fn the_live_meminfo() {
         let text = std::fs::read("/proc/meminfo").expect("/proc/meminfo");
         let info = parse_meminfo(&text);
         let states = memory_states(&info).expect("states");
-        // A live system is consistent: every state is its meminfo field
-        // (nothing clamped), and used is what remains of MemTotal.
         let field = |name: &str| -> u64 {
             let text = String::from_utf8_lossy(&text);
             text.lines()
@@ -402,22 +536,57 @@ Hugepagesize:       2048 kB
                 .expect(name)
                 * 1024
         };
-        let others = [
-            field("MemFree:"),
-            field("Buffers:"),
-            field("Cached:"),
-            field("SReclaimable:"),
-            field("SUnreclaim:"),
-        ];
-        assert_eq!(states[1..], others);
-        assert_eq!(states[0], field("MemTotal:") - others.iter().sum::<u64>());
+        assert_eq!(
+            states,
+            [
+                field("MemTotal:") - field("MemAvailable:"),
+                field("MemFree:"),
+                field("Buffers:"),
+                field("Cached:")
+            ]
+        );
         assert!(states[0] > 0, "something is used: {states:?}");
+    }
+
+    #[test]
+    fn swaps_by_device() {
+        let text = b"Filename\t\t\t\tType\t\tSize\t\tUsed\t\tPriority
+/dev/dm-1                               partition\t2097148\t\t1024\t\t-2
+/var/swap\\040file                       file\t\t1048572\t\t0\t\t-3
+garbage line
+/dev/zram0 partition 100 200 5
+";
+        let devices = parse_swaps(text);
+        assert_eq!(
+            devices,
+            vec![
+                SwapDevice {
+                    device: "/dev/dm-1".into(),
+                    size: 2097148 * 1024,
+                    used: 1024 * 1024
+                },
+                SwapDevice {
+                    device: "/var/swap file".into(),
+                    size: 1048572 * 1024,
+                    used: 0
+                },
+                // Used above size (read mid-change) is clamped.
+                SwapDevice {
+                    device: "/dev/zram0".into(),
+                    size: 100 * 1024,
+                    used: 100 * 1024
+                },
+            ]
+        );
+        assert!(parse_swaps(b"Filename Type Size Used Priority\n").is_empty());
+        assert_eq!(unescape_octal(b"a\\134b\\12"), "a\\b\\12");
     }
 
     #[test]
     fn vmstat_counters() {
         let text = b"nr_free_pages 3364595
 pgpgin 1000
+pgpgout 2000
 pswpin 7
 pswpout 9
 pgfault 123456
@@ -441,6 +610,8 @@ garbage
         assert_eq!(vm.pgmajfault, Some(456));
         assert_eq!(vm.pswpin, Some(7));
         assert_eq!(vm.pswpout, Some(9));
+        assert_eq!(vm.pgpgin_kib, Some(1000));
+        assert_eq!(vm.pgpgout_kib, Some(2000));
         assert_eq!(vm.oom_kill, Some(3));
         assert_eq!(vm.allocstall, Some(37));
         assert_eq!(vm.pgscan, [Some(100), Some(20), Some(0), None]);

@@ -118,6 +118,8 @@ fn fixture_config() -> MemoryReceiverConfig {
 }
 
 const KIB: f64 = 1024.0;
+/// `pgpgin` of the fixture's /proc/vmstat (KiB).
+const PGPGIN_KIB: f64 = 48213388.0;
 const CONTAINER_ID: &str = "8a3f9d2c4b1e6f70a9b8c7d6e5f40312a1b2c3d4e5f60718293a4b5c6d7e8f90";
 const POD_UID: &str = "5d1c2b3a-4e5f-4a6b-8c7d-9e0f1a2b3c4d";
 
@@ -147,42 +149,36 @@ fn fixture_system_memory_and_pressure() {
         .collect();
 
     let total = 8039204.0 * KIB;
+    // The registry's states and meanings (model/system/registry.yaml):
+    // used = MemTotal - MemAvailable; slab and shmem have metrics of their own.
     let usage = find(&host, "system.memory.usage", &[]);
-    assert_eq!(usage.len(), 6);
-    assert_eq!(
-        usage.iter().map(|p| p.value).sum::<f64>(),
-        total,
-        "states sum to MemTotal"
-    );
-    assert_eq!(
-        one(
-            &host,
-            "system.memory.usage",
-            &[("system.memory.state", "used")]
-        ),
-        (8039204.0 - 611424.0 - 120112.0 - 3021500.0 - 298804.0 - 159736.0) * KIB
-    );
-    assert_eq!(
-        one(
-            &host,
-            "system.memory.usage",
-            &[("system.memory.state", "cached")]
-        ),
-        3021500.0 * KIB
-    );
-    assert_eq!(
-        one(
-            &host,
-            "system.memory.usage",
-            &[("system.memory.state", "slab_unreclaimable")]
-        ),
-        159736.0 * KIB
-    );
-    let utilization: f64 = find(&host, "system.memory.utilization", &[])
+    let states: Vec<&str> = usage
         .iter()
-        .map(|p| p.value)
-        .sum();
-    assert!((utilization - 1.0).abs() < 1e-9);
+        .map(|p| p.attrs["system.memory.state"].as_str())
+        .collect();
+    assert_eq!(states, ["used", "free", "buffers", "cached"]);
+    let state = |s: &str| one(&host, "system.memory.usage", &[("system.memory.state", s)]);
+    assert_eq!(state("used"), (8039204.0 - 3811208.0) * KIB);
+    assert_eq!(state("free"), 611424.0 * KIB);
+    assert_eq!(state("buffers"), 120112.0 * KIB);
+    assert_eq!(state("cached"), 3021500.0 * KIB);
+    let used_fraction = one(
+        &host,
+        "system.memory.utilization",
+        &[("system.memory.state", "used")],
+    );
+    assert!((used_fraction - (8039204.0 - 3811208.0) / 8039204.0).abs() < 1e-12);
+    for (slab, kib) in [("reclaimable", 298804.0), ("unreclaimable", 159736.0)] {
+        assert_eq!(
+            one(
+                &host,
+                "system.memory.linux.slab.usage",
+                &[("system.memory.linux.slab.state", slab)]
+            ),
+            kib * KIB
+        );
+    }
+    assert_eq!(one(&host, "system.memory.linux.shared", &[]), 92316.0 * KIB);
     assert_eq!(one(&host, "system.memory.limit", &[]), total);
     assert_eq!(
         one(&host, "system.memory.linux.available", &[]),
@@ -192,9 +188,23 @@ fn fixture_system_memory_and_pressure() {
         one(
             &host,
             "system.paging.usage",
-            &[("system.paging.state", "used")]
+            &[
+                ("system.paging.state", "used"),
+                ("system.device", "/dev/dm-1")
+            ]
         ),
-        (2097148.0 - 1835004.0) * KIB
+        262144.0 * KIB
+    );
+    assert_eq!(
+        one(
+            &host,
+            "system.paging.utilization",
+            &[
+                ("system.paging.state", "free"),
+                ("system.device", "/dev/dm-1")
+            ]
+        ),
+        (2097148.0 - 262144.0) / 2097148.0
     );
     assert_eq!(
         one(
@@ -216,28 +226,43 @@ fn fixture_system_memory_and_pressure() {
         one(
             &host,
             "system.paging.operations",
-            &[("system.paging.direction", "out")]
+            &[
+                ("system.paging.direction", "out"),
+                ("system.paging.fault.type", "major")
+            ]
         ),
         66821.0
     );
-    assert_eq!(one(&host, "system.memory.linux.oom_kills", &[]), 7.0);
+    // pgpgin is in KiB: pages of the machine's size.
     assert_eq!(
-        one(&host, "system.memory.linux.allocation_stalls", &[]),
+        one(
+            &host,
+            "system.paging.operations",
+            &[
+                ("system.paging.direction", "in"),
+                ("system.paging.fault.type", "minor")
+            ]
+        ),
+        (PGPGIN_KIB * KIB / page_size()).floor()
+    );
+    assert_eq!(one(&host, "oomscope.system.memory.oom_kills", &[]), 7.0);
+    assert_eq!(
+        one(&host, "oomscope.system.memory.allocation_stalls", &[]),
         252.0
     );
     assert_eq!(
         one(
             &host,
-            "system.memory.linux.reclaim.scanned",
-            &[("system.memory.linux.reclaimer", "direct")]
+            "oomscope.system.memory.reclaim.scanned",
+            &[("oomscope.system.memory.reclaimer", "direct")]
         ),
         30112.0
     );
     assert_eq!(
         one(
             &host,
-            "system.memory.linux.reclaim.reclaimed",
-            &[("system.memory.linux.reclaimer", "kswapd")]
+            "oomscope.system.memory.reclaim.reclaimed",
+            &[("oomscope.system.memory.reclaimer", "kswapd")]
         ),
         4812231.0
     );
@@ -256,7 +281,7 @@ fn fixture_system_memory_and_pressure() {
     assert_eq!(find(&host, "system.memory.psi.avg", &[]).len(), 6);
 
     // Kernel counters start at boot, levels at the receiver's start.
-    let boot = find(&host, "system.memory.linux.oom_kills", &[])[0].start;
+    let boot = find(&host, "oomscope.system.memory.oom_kills", &[])[0].start;
     let started = find(&host, "system.memory.limit", &[])[0].start;
     assert!(boot > 0 && boot < started, "{boot} {started}");
     assert_eq!(find(&host, "system.memory.utilization", &[])[0].start, 0);
@@ -275,7 +300,7 @@ fn fixture_cgroup_v2_tree() {
     // Reported: the root and every cgroup with a limit or processes.
     let reported: BTreeSet<&str> = pts
         .iter()
-        .filter_map(|p| p.attrs.get("cgroup.path").map(String::as_str))
+        .filter_map(|p| p.attrs.get("oomscope.cgroup.path").map(String::as_str))
         .collect();
     let expected: BTreeSet<&str> = [
         "/",
@@ -288,28 +313,43 @@ fn fixture_cgroup_v2_tree() {
     .into();
     assert_eq!(reported, expected);
 
-    let c = [("cgroup.path", ctr.as_str())];
-    assert_eq!(one(&pts, "cgroup.memory.usage", &c), 251658240.0);
-    assert_eq!(one(&pts, "cgroup.memory.limit", &c), 268435456.0);
+    let c = [("oomscope.cgroup.path", ctr.as_str())];
+    // A container's cgroup: the registry's container.* names where it has
+    // them (model/container/metrics.yaml), oomscope.cgroup.* for the rest.
+    assert_eq!(one(&pts, "container.memory.usage", &c), 251658240.0);
+    assert!(find(&pts, "oomscope.cgroup.memory.usage", &c).is_empty());
     assert_eq!(
-        one(&pts, "cgroup.memory.headroom", &c),
+        one(&pts, "container.memory.available", &c),
+        268435456.0 - (251658240.0 - 8500000.0),
+        "limit - working set"
+    );
+    assert_eq!(one(&pts, "container.memory.rss", &c), 230686720.0);
+    assert_eq!(one(&pts, "oomscope.cgroup.memory.limit", &c), 268435456.0);
+    assert_eq!(
+        one(&pts, "oomscope.cgroup.memory.headroom", &c),
         268435456.0 - 251658240.0
     );
-    assert_eq!(one(&pts, "cgroup.memory.high", &c), 201326592.0);
-    assert_eq!(one(&pts, "cgroup.memory.swap.usage", &c), 12582912.0);
+    assert_eq!(one(&pts, "oomscope.cgroup.memory.high", &c), 201326592.0);
+    assert_eq!(
+        one(&pts, "oomscope.cgroup.memory.swap.usage", &c),
+        12582912.0
+    );
     assert!(
-        find(&pts, "cgroup.memory.swap.limit", &c).is_empty(),
+        find(&pts, "oomscope.cgroup.memory.swap.limit", &c).is_empty(),
         "max = no limit"
     );
     assert_eq!(
-        one(&pts, "cgroup.memory.working_set", &c),
+        one(&pts, "container.memory.working_set", &c),
         251658240.0 - 8500000.0
     );
     let ev = |e: &str| {
         one(
             &pts,
-            "cgroup.memory.events",
-            &[("cgroup.path", ctr.as_str()), ("cgroup.memory.event", e)],
+            "oomscope.cgroup.memory.events",
+            &[
+                ("oomscope.cgroup.path", ctr.as_str()),
+                ("oomscope.cgroup.memory.event", e),
+            ],
         )
     };
     assert_eq!(ev("oom_kill"), 1.0);
@@ -320,10 +360,10 @@ fn fixture_cgroup_v2_tree() {
     assert_eq!(
         one(
             &pts,
-            "cgroup.memory.breakdown",
+            "oomscope.cgroup.memory.breakdown",
             &[
-                ("cgroup.path", ctr.as_str()),
-                ("cgroup.memory.type", "anon")
+                ("oomscope.cgroup.path", ctr.as_str()),
+                ("oomscope.cgroup.memory.type", "anon")
             ]
         ),
         230686720.0
@@ -331,9 +371,9 @@ fn fixture_cgroup_v2_tree() {
     assert_eq!(
         one(
             &pts,
-            "cgroup.paging.faults",
+            "container.paging.faults",
             &[
-                ("cgroup.path", ctr.as_str()),
+                ("oomscope.cgroup.path", ctr.as_str()),
                 ("system.paging.fault.type", "major")
             ]
         ),
@@ -341,9 +381,9 @@ fn fixture_cgroup_v2_tree() {
     );
     let psi = one(
         &pts,
-        "cgroup.memory.psi.avg",
+        "oomscope.cgroup.memory.psi.avg",
         &[
-            ("cgroup.path", ctr.as_str()),
+            ("oomscope.cgroup.path", ctr.as_str()),
             ("psi.type", "full"),
             ("psi.window", "60s"),
         ],
@@ -351,7 +391,7 @@ fn fixture_cgroup_v2_tree() {
     assert!((psi - 0.009).abs() < 1e-12, "{psi}");
     // Container and pod are the resource: ids from the path, names from
     // the recorded kubelet log directories (var/log/pods, var/log/containers).
-    let usage = find(&pts, "cgroup.memory.usage", &c)[0];
+    let usage = find(&pts, "container.memory.usage", &c)[0];
     assert_eq!(
         usage.attrs.get("container.id"),
         None,
@@ -363,10 +403,11 @@ fn fixture_cgroup_v2_tree() {
     assert_eq!(r("k8s.pod.name"), Some("cart-7d9f"));
     assert_eq!(r("k8s.namespace.name"), Some("shop"));
     assert_eq!(r("k8s.container.name"), Some("app"));
+    // A pod's cgroup: k8s.pod.* (model/k8s/metrics.yaml).
     let pod_usage = find(
         &pts,
-        "cgroup.memory.usage",
-        &[("cgroup.path", pod.as_str())],
+        "k8s.pod.memory.usage",
+        &[("oomscope.cgroup.path", pod.as_str())],
     )[0];
     assert_eq!(pod_usage.resource.get("container.id"), None);
     assert_eq!(
@@ -380,28 +421,31 @@ fn fixture_cgroup_v2_tree() {
     // A cgroup of no container or pod stays on the host's resource.
     let svc = find(
         &pts,
-        "cgroup.memory.usage",
-        &[("cgroup.path", "/system.slice/containerd.service")],
+        "oomscope.cgroup.memory.usage",
+        &[("oomscope.cgroup.path", "/system.slice/containerd.service")],
     )[0];
     assert!(svc.resource.is_empty(), "{:?}", svc.resource);
 
     // No limit: no limit, headroom or estimate; the v2 root has no usage.
-    let svc = [("cgroup.path", "/system.slice/containerd.service")];
-    assert_eq!(one(&pts, "cgroup.memory.usage", &svc), 98304000.0);
-    assert!(find(&pts, "cgroup.memory.limit", &svc).is_empty());
-    assert!(find(&pts, "cgroup.memory.headroom", &svc).is_empty());
-    let root = [("cgroup.path", "/")];
-    assert!(find(&pts, "cgroup.memory.usage", &root).is_empty());
+    let svc = [("oomscope.cgroup.path", "/system.slice/containerd.service")];
+    assert_eq!(one(&pts, "oomscope.cgroup.memory.usage", &svc), 98304000.0);
+    assert!(find(&pts, "oomscope.cgroup.memory.limit", &svc).is_empty());
+    assert!(find(&pts, "oomscope.cgroup.memory.headroom", &svc).is_empty());
+    let root = [("oomscope.cgroup.path", "/")];
+    assert!(find(&pts, "oomscope.cgroup.memory.usage", &root).is_empty());
     assert_eq!(
         one(
             &pts,
-            "cgroup.memory.breakdown",
-            &[("cgroup.path", "/"), ("cgroup.memory.type", "file")]
+            "oomscope.cgroup.memory.breakdown",
+            &[
+                ("oomscope.cgroup.path", "/"),
+                ("oomscope.cgroup.memory.type", "file")
+            ]
         ),
         3216793600.0
     );
     assert!(
-        find(&pts, "cgroup.memory.time_to_limit", &[]).is_empty(),
+        find(&pts, "oomscope.cgroup.memory.time_to_limit", &[]).is_empty(),
         "one sample only"
     );
     assert_eq!(s.warnings(), 0, "{:?}", s.warned());
@@ -415,7 +459,7 @@ fn cgroup_include_exclude_and_max() {
     let pts = flatten(&Scraper::new(&cfg).expect("scraper").scrape());
     let reported: BTreeSet<&str> = pts
         .iter()
-        .filter_map(|p| p.attrs.get("cgroup.path").map(String::as_str))
+        .filter_map(|p| p.attrs.get("oomscope.cgroup.path").map(String::as_str))
         .collect();
     let pod = pod_cgroup();
     assert_eq!(reported, [pod.as_str()].into());
@@ -426,7 +470,7 @@ fn cgroup_include_exclude_and_max() {
     let pts = flatten(&s.scrape());
     let reported: BTreeSet<&str> = pts
         .iter()
-        .filter_map(|p| p.attrs.get("cgroup.path").map(String::as_str))
+        .filter_map(|p| p.attrs.get("oomscope.cgroup.path").map(String::as_str))
         .collect();
     assert_eq!(reported, ["/", "/init.scope"].into(), "depth first, sorted");
     assert_eq!(s.warnings(), 1, "the cut is reported");
@@ -467,25 +511,25 @@ fn headroom_follows_the_tightest_ancestor_limit() {
     };
     let mut s = Scraper::new(&cfg).expect("scraper");
     let pts = flatten(&s.scrape());
-    let c = [("cgroup.path", ctr.as_str())];
-    assert!(find(&pts, "cgroup.memory.limit", &c).is_empty());
+    let c = [("oomscope.cgroup.path", ctr.as_str())];
+    assert!(find(&pts, "oomscope.cgroup.memory.limit", &c).is_empty());
     // The pod: 536870912 - 253755392; kubepods.slice has far more room.
     assert_eq!(
-        one(&pts, "cgroup.memory.headroom", &c),
+        one(&pts, "oomscope.cgroup.memory.headroom", &c),
         536870912.0 - 253755392.0
     );
     // With a limit of its own that is looser than the pod's room, the pod's
     // room still binds.
     std::fs::write(cgroup_file(dir.path(), &ctr, "memory.max"), "1073741824\n").expect("write");
     let pts = flatten(&s.scrape());
-    assert_eq!(one(&pts, "cgroup.memory.limit", &c), 1073741824.0);
+    assert_eq!(one(&pts, "oomscope.cgroup.memory.limit", &c), 1073741824.0);
     assert_eq!(
-        one(&pts, "cgroup.memory.headroom", &c),
+        one(&pts, "oomscope.cgroup.memory.headroom", &c),
         536870912.0 - 253755392.0
     );
     // A cgroup with neither an own nor an ancestor limit has no headroom.
-    let svc = [("cgroup.path", "/system.slice/containerd.service")];
-    assert!(find(&pts, "cgroup.memory.headroom", &svc).is_empty());
+    let svc = [("oomscope.cgroup.path", "/system.slice/containerd.service")];
+    assert!(find(&pts, "oomscope.cgroup.memory.headroom", &svc).is_empty());
 }
 
 /// Counter start times: cgroups of the first scrape count from boot; one
@@ -504,8 +548,11 @@ fn cgroup_series_start_times() {
     let events_start = |pts: &[Pt], path: &str| -> (u64, u64) {
         let found = find(
             pts,
-            "cgroup.memory.events",
-            &[("cgroup.path", path), ("cgroup.memory.event", "oom_kill")],
+            "oomscope.cgroup.memory.events",
+            &[
+                ("oomscope.cgroup.path", path),
+                ("oomscope.cgroup.memory.event", "oom_kill"),
+            ],
         );
         assert_eq!(found.len(), 1, "{path}: {found:#?}");
         (found[0].start, found[0].time)
@@ -540,7 +587,12 @@ fn cgroup_series_start_times() {
     // It loses its processes (not reported), then gets one back.
     std::fs::write(late_dir.join("cgroup.procs"), "").expect("write");
     let pts = flatten(&s.scrape());
-    assert!(find(&pts, "cgroup.memory.usage", &[("cgroup.path", late)]).is_empty());
+    assert!(find(
+        &pts,
+        "oomscope.cgroup.memory.usage",
+        &[("oomscope.cgroup.path", late)]
+    )
+    .is_empty());
     std::fs::write(late_dir.join("cgroup.procs"), "4242\n").expect("write");
     let pts = flatten(&s.scrape());
     let (again, time_again) = events_start(&pts, late);
@@ -567,8 +619,8 @@ fn time_to_limit_follows_growth() {
         last = flatten(&s.scrape());
         std::thread::sleep(Duration::from_millis(20));
     }
-    let c = [("cgroup.path", ctr.as_str())];
-    let t = one(&last, "cgroup.memory.time_to_limit", &c);
+    let c = [("oomscope.cgroup.path", ctr.as_str())];
+    let t = one(&last, "oomscope.cgroup.memory.time_to_limit", &c);
     // 38.4 MB to go at 10 MB per scrape interval: about 3.84 intervals,
     // whatever this machine's speed (bounded by the whole run, generously).
     let elapsed = started.elapsed().as_secs_f64();
@@ -576,8 +628,8 @@ fn time_to_limit_follows_growth() {
     // The flat cgroups have none.
     assert!(find(
         &last,
-        "cgroup.memory.time_to_limit",
-        &[("cgroup.path", "/kubepods.slice")]
+        "oomscope.cgroup.memory.time_to_limit",
+        &[("oomscope.cgroup.path", "/kubepods.slice")]
     )
     .is_empty());
 }
@@ -611,13 +663,13 @@ fn growing_page_cache_is_not_a_coming_oom() {
         last = flatten(&s.scrape());
         std::thread::sleep(Duration::from_millis(20));
     }
-    let c = [("cgroup.path", ctr.as_str())];
+    let c = [("oomscope.cgroup.path", ctr.as_str())];
     assert_eq!(
-        one(&last, "cgroup.memory.usage", &c),
+        one(&last, "container.memory.usage", &c),
         209_000_000.0,
         "usage did grow"
     );
-    assert!(find(&last, "cgroup.memory.time_to_limit", &c).is_empty());
+    assert!(find(&last, "oomscope.cgroup.memory.time_to_limit", &c).is_empty());
 }
 
 #[test]
@@ -666,9 +718,12 @@ fn fixture_processes() {
         one(&java, "process.memory.virtual", &[]),
         1212416.0 * page_size()
     );
-    assert_eq!(one(&java, "process.memory.swap", &[]), 12288.0 * KIB);
-    assert_eq!(one(&java, "process.linux.oom_score", &[]), 1021.0);
-    assert_eq!(one(&java, "process.linux.oom_score_adj", &[]), 969.0);
+    assert_eq!(
+        one(&java, "oomscope.process.memory.swap", &[]),
+        12288.0 * KIB
+    );
+    assert_eq!(one(&java, "oomscope.process.oom_score", &[]), 1021.0);
+    assert_eq!(one(&java, "oomscope.process.oom_score_adj", &[]), 969.0);
     assert_eq!(
         one(
             &java,
@@ -763,7 +818,8 @@ fn sections_can_be_turned_off() {
     cfg.cgroups.enabled = false;
     let pts = flatten(&Scraper::new(&cfg).expect("scraper").scrape());
     assert!(
-        pts.iter().all(|p| p.metric.starts_with("process.")),
+        pts.iter()
+            .all(|p| p.metric.starts_with("process.") || p.metric.starts_with("oomscope.process.")),
         "{pts:#?}"
     );
     cfg.processes.enabled = false;
@@ -1133,24 +1189,36 @@ fn vanishing_processes_are_skipped_silently() {
     assert_eq!(after, before, "a vanished process is not a problem");
 }
 
-/// This machine's system figures: the states sum to the MemTotal read here.
+/// This machine's system figures: `used` is MemTotal - MemAvailable as read
+/// here (give or take what changed between the two reads).
 #[test]
-fn live_system_states_sum_to_memtotal() {
-    let meminfo = std::fs::read_to_string("/proc/meminfo").expect("meminfo");
-    let total: f64 = meminfo
-        .lines()
-        .find_map(|l| l.strip_prefix("MemTotal:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .expect("MemTotal");
+fn live_system_used_is_total_less_available() {
+    let field = |meminfo: &str, name: &str| -> f64 {
+        meminfo
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse::<f64>().ok())
+            .expect(name)
+            * KIB
+    };
+    let before = std::fs::read_to_string("/proc/meminfo").expect("meminfo");
     let mut cfg = live_config("^none$", 1);
     cfg.processes.enabled = false;
     let pts = flatten(&Scraper::new(&cfg).expect("scraper").scrape());
-    let sum: f64 = find(&pts, "system.memory.usage", &[])
-        .iter()
-        .map(|p| p.value)
-        .sum();
-    assert_eq!(sum, total * KIB);
+    let after = std::fs::read_to_string("/proc/meminfo").expect("meminfo");
+    let used = one(
+        &pts,
+        "system.memory.usage",
+        &[("system.memory.state", "used")],
+    );
+    let [a, b] = [&before, &after].map(|m| field(m, "MemTotal:") - field(m, "MemAvailable:"));
+    // Other tests allocate meanwhile: a margin of 5% of the machine.
+    let margin = 0.05 * field(&after, "MemTotal:");
+    assert!(
+        used >= a.min(b) - margin && used <= a.max(b) + margin,
+        "used {used} vs MemTotal - MemAvailable {a} .. {b}"
+    );
     if Path::new("/proc/pressure/memory").exists() {
         assert_eq!(find(&pts, "system.memory.psi.avg", &[]).len(), 6);
     }

@@ -184,7 +184,7 @@ impl OomKill {
         opt_s("oom.memcg", &self.scope.memcg);
         opt_s("oom.group", &self.scope.group);
         if let Some(uid) = v.uid {
-            a.push(kv("user.id", i(i64::from(uid))));
+            a.push(kv("process.real_user.id", i(i64::from(uid))));
         }
         if let Some(ppid) = v.parent_pid {
             a.push(kv("process.parent_pid", i(i64::from(ppid))));
