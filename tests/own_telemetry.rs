@@ -130,6 +130,9 @@ async fn readers_serve_and_push_the_collectors_names_with_the_service_resource()
         "otelcol_process_uptime_total",
         "otelcol_process_cpu_seconds_total",
         "otelcol_process_memory_rss",
+        "otelcol_process_runtime_heap_alloc_bytes",
+        "otelcol_process_runtime_total_alloc_bytes_total",
+        "otelcol_process_runtime_total_sys_memory_bytes",
         "otelcol_receiver_accepted_log_records_total",
         "otelcol_processor_incoming_items_total",
         "otelcol_processor_outgoing_items_total",
@@ -159,6 +162,22 @@ async fn readers_serve_and_push_the_collectors_names_with_the_service_resource()
             );
         }
     }
+    // The Go runtime's MemStats equivalents, from the counting allocator:
+    // a live heap, more allocated than live since start, and the
+    // allocator's memory from the OS, which is at most the resident set's
+    // ceiling of the whole process plus what is committed but not touched.
+    let sample = |name: &str| -> f64 {
+        text.lines()
+            .find(|l| l.starts_with(&format!("{name}{{")) || l.starts_with(&format!("{name} ")))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {name} sample:\n{text}"))
+    };
+    let live = sample("otelcol_process_runtime_heap_alloc_bytes");
+    let total = sample("otelcol_process_runtime_total_alloc_bytes_total");
+    let sys = sample("otelcol_process_runtime_total_sys_memory_bytes");
+    assert!(live > 0.0 && total > live, "live {live}, total {total}");
+    assert!(sys >= live, "the allocator holds its live heap: sys {sys}, live {live}");
     assert_eq!(
         label(
             &text,

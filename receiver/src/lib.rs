@@ -10,6 +10,7 @@ pub mod config;
 pub mod ebpf;
 pub mod exporters;
 pub mod extensions;
+pub mod heap_stats;
 pub mod kernel_log;
 pub mod metric_catalog;
 pub mod patterns;

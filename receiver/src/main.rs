@@ -17,8 +17,9 @@ use tokio_util::sync::CancellationToken;
 
 /// OTLP decoding and encoding allocate per record; mimalloc is markedly
 /// cheaper than glibc malloc for that pattern (see bench/otlp_passthrough.sh).
+/// Counted, for the `otelcol_process_runtime_*` own metrics.
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: oomscope::heap_stats::CountingMiMalloc = oomscope::heap_stats::CountingMiMalloc;
 
 /// Large blocks of glibc's malloc (which the C libraries use: zstd's
 /// windows) are mapped and unmapped when freed. By default glibc raises its
@@ -245,6 +246,7 @@ fn init_logging(level: LogLevel, encoding: LogEncoding) {
 }
 
 fn main() -> ExitCode {
+    GLOBAL.activate();
     return_freed_memory_promptly();
     let cli = Cli::parse();
     match cli.command {

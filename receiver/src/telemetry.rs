@@ -401,6 +401,11 @@ struct ProcessMetrics {
         opentelemetry::metrics::ObservableCounter<f64>,
         opentelemetry::metrics::ObservableGauge<i64>,
     ),
+    _runtime: (
+        opentelemetry::metrics::ObservableGauge<i64>,
+        opentelemetry::metrics::ObservableCounter<u64>,
+        opentelemetry::metrics::ObservableGauge<i64>,
+    ),
 }
 
 impl ProcessMetrics {
@@ -432,8 +437,41 @@ impl ProcessMetrics {
                 }
             })
             .build();
+        // Go's runtime.MemStats equivalents, from the counting allocator
+        // (`heap_stats`); absent where it is not the global allocator.
+        let heap_alloc = meter
+            .i64_observable_gauge("otelcol_process_runtime_heap_alloc_bytes")
+            .with_unit("By")
+            .with_description("Bytes of allocated heap objects (allocated and not yet freed)")
+            .with_callback(|obs| {
+                if let Some(h) = crate::heap_stats::heap_stats() {
+                    obs.observe(i64::try_from(h.live).unwrap_or(i64::MAX), &[]);
+                }
+            })
+            .build();
+        let total_alloc = meter
+            .u64_observable_counter("otelcol_process_runtime_total_alloc_bytes")
+            .with_unit("By")
+            .with_description("Cumulative bytes allocated for heap objects")
+            .with_callback(|obs| {
+                if let Some(h) = crate::heap_stats::heap_stats() {
+                    obs.observe(h.total_allocated, &[]);
+                }
+            })
+            .build();
+        let sys = meter
+            .i64_observable_gauge("otelcol_process_runtime_total_sys_memory_bytes")
+            .with_unit("By")
+            .with_description("Total bytes of memory obtained from the OS (the allocator's committed memory)")
+            .with_callback(|obs| {
+                if let Some(bytes) = crate::heap_stats::allocator_committed_bytes() {
+                    obs.observe(i64::try_from(bytes).unwrap_or(i64::MAX), &[]);
+                }
+            })
+            .build();
         ProcessMetrics {
             _instruments: (uptime, cpu, rss),
+            _runtime: (heap_alloc, total_alloc, sys),
         }
     }
 }
