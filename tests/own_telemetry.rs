@@ -2,8 +2,9 @@
 //! (`service.telemetry.metrics.readers`, `level`, `resource`): the
 //! Prometheus endpoint serves the collector's names and labels and a
 //! `target_info` with the service resource, a periodic OTLP reader pushes to
-//! a real collector (rotel) with the configured resource, `level: none`
-//! serves nothing and `basic` has fewer metrics than `detailed`.
+//! a real collector (rotel) with the configured resource (and over OTLP/HTTP
+//! with protobuf and JSON bodies), `level: none` serves nothing and `basic`
+//! has fewer metrics than `detailed`.
 
 mod common;
 
@@ -177,7 +178,10 @@ async fn readers_serve_and_push_the_collectors_names_with_the_service_resource()
     let total = sample("otelcol_process_runtime_total_alloc_bytes_total");
     let sys = sample("otelcol_process_runtime_total_sys_memory_bytes");
     assert!(live > 0.0 && total > live, "live {live}, total {total}");
-    assert!(sys >= live, "the allocator holds its live heap: sys {sys}, live {live}");
+    assert!(
+        sys >= live,
+        "the allocator holds its live heap: sys {sys}, live {live}"
+    );
     assert_eq!(
         label(
             &text,
@@ -324,4 +328,85 @@ async fn deprecated_address_still_serves_with_a_warning() {
         "{}",
         agent.output()
     );
+}
+
+/// The periodic reader over OTLP/HTTP, with protobuf and with JSON bodies
+/// (the collector's `protocol: http/protobuf` and `http/json`), into
+/// another oomscope's OTLP/HTTP receiver: an endpoint without a path gets
+/// `/v1/metrics`, one with a path is used as it is.
+#[tokio::test(flavor = "multi_thread")]
+async fn periodic_reader_pushes_over_http_protobuf_and_json() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("backend.jsonl");
+    let http = free_port();
+    let mut backend = Oomscope::start(
+        &common::otlp::otlp_to_file_config(
+            &[format!("http: {{ endpoint: \"127.0.0.1:{http}\" }}")],
+            &out,
+        ),
+        &[],
+    );
+    backend.wait_ready(addr(http), TIMEOUT);
+    let mut agents = Vec::new();
+    for (protocol, endpoint) in [
+        ("http/protobuf", format!("http://127.0.0.1:{http}")),
+        ("http/json", format!("http://127.0.0.1:{http}/v1/metrics")),
+    ] {
+        let agent_dir = dir.path().join(protocol.replace('/', "-"));
+        std::fs::create_dir_all(&agent_dir).expect("agent dir");
+        let telemetry = format!(
+            r#"    resource:
+      own.protocol: {protocol}
+    metrics:
+      readers:
+        - periodic:
+            interval: 200
+            exporter:
+              otlp:
+                protocol: {protocol}
+                endpoint: {endpoint}"#
+        );
+        agents.push(start_agent(&telemetry, &agent_dir).0);
+    }
+    // Whether the backend holds own metrics whose resource names `protocol`.
+    let pushed_over = |protocol: &str| -> bool {
+        std::fs::read_to_string(&out)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .flat_map(|v| v["resourceMetrics"].as_array().cloned().unwrap_or_default())
+            .any(|rm| {
+                let resource = &rm["resource"]["attributes"];
+                let names_it = common::otlp::json_attr(resource, "own.protocol")
+                    .and_then(|v| v["stringValue"].as_str())
+                    == Some(protocol);
+                let uptime = rm["scopeMetrics"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .flat_map(|sm| sm["metrics"].as_array().cloned().unwrap_or_default())
+                    .any(|m| m["name"] == "otelcol_process_uptime");
+                names_it && uptime
+            })
+    };
+    common::otlp::FileContents::wait_for(&out, TIMEOUT, |_| {
+        pushed_over("http/protobuf") && pushed_over("http/json")
+    });
+    for protocol in ["http/protobuf", "http/json"] {
+        assert!(
+            pushed_over(protocol),
+            "no own metrics pushed over {protocol}; backend:\n{}\nagents:\n{}",
+            backend.output(),
+            agents
+                .iter()
+                .map(|a| a.output())
+                .collect::<Vec<_>>()
+                .join("\n---\n")
+        );
+    }
+    for mut agent in agents {
+        let (status, clean) = agent.stop(TIMEOUT);
+        assert!(clean && status.success(), "{}", agent.output());
+    }
+    backend.stop(TIMEOUT);
 }

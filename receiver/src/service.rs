@@ -10,7 +10,7 @@ use hyper::body::Bytes;
 use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use opentelemetry_otlp::{WithExportConfig as _, WithTonicConfig as _};
+use opentelemetry_otlp::{WithExportConfig as _, WithHttpConfig as _, WithTonicConfig as _};
 use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider};
 use tokio::net::TcpListener;
 use tokio::task::{JoinHandle, JoinSet};
@@ -163,34 +163,61 @@ async fn start_telemetry(
     Ok(telemetry)
 }
 
-/// An OTLP push every `interval` (gRPC; other protocols are refused when the
-/// configuration loads).
+/// An OTLP push every `interval`, over gRPC, or HTTP with protobuf or JSON
+/// bodies (opentelemetry-otlp's exporters; the HTTP one's blocking client
+/// runs on the reader's own thread).
 fn periodic_reader(
     periodic: &crate::config::PeriodicReader,
 ) -> anyhow::Result<opentelemetry_sdk::metrics::PeriodicReader<opentelemetry_otlp::MetricExporter>>
 {
+    use crate::config::OtlpProtocol;
     let otlp = &periodic.exporter.otlp;
-    let mut metadata = tonic::metadata::MetadataMap::new();
-    for header in &otlp.headers {
-        let name =
-            tonic::metadata::MetadataKey::from_bytes(header.name.to_ascii_lowercase().as_bytes())
+    let exporter = match otlp.protocol {
+        OtlpProtocol::Grpc => {
+            let mut metadata = tonic::metadata::MetadataMap::new();
+            for header in &otlp.headers {
+                let name = tonic::metadata::MetadataKey::from_bytes(
+                    header.name.to_ascii_lowercase().as_bytes(),
+                )
                 .with_context(|| format!("header name {:?}", header.name))?;
-        let value = header
-            .value
-            .parse()
-            .with_context(|| format!("value of header {:?}", header.name))?;
-        metadata.insert(name, value);
+                let value = header
+                    .value
+                    .parse()
+                    .with_context(|| format!("value of header {:?}", header.name))?;
+                metadata.insert(name, value);
+            }
+            let mut exporter = opentelemetry_otlp::MetricExporter::builder()
+                .with_tonic()
+                .with_endpoint(otlp.endpoint_url())
+                .with_metadata(metadata);
+            if let Some(timeout) = otlp.timeout {
+                exporter = exporter.with_timeout(timeout.0.get());
+            }
+            exporter.build()
+        }
+        OtlpProtocol::HttpProtobuf | OtlpProtocol::HttpJson => {
+            let protocol = if otlp.protocol == OtlpProtocol::HttpJson {
+                opentelemetry_otlp::Protocol::HttpJson
+            } else {
+                opentelemetry_otlp::Protocol::HttpBinary
+            };
+            let headers = otlp
+                .headers
+                .iter()
+                .map(|h| (h.name.clone(), h.value.clone()))
+                .collect();
+            let mut exporter = opentelemetry_otlp::MetricExporter::builder()
+                .with_http()
+                .with_protocol(protocol)
+                .with_endpoint(otlp.http_metrics_url())
+                .with_headers(headers);
+            if let Some(timeout) = otlp.timeout {
+                exporter = exporter.with_timeout(timeout.0.get());
+            }
+            exporter.build()
+        }
     }
-    let mut exporter = opentelemetry_otlp::MetricExporter::builder()
-        .with_tonic()
-        .with_endpoint(otlp.endpoint_url())
-        .with_metadata(metadata);
-    if let Some(timeout) = otlp.timeout {
-        exporter = exporter.with_timeout(timeout.0.get());
-    }
-    let exporter = exporter
-        .build()
-        .context("building the OTLP exporter of own metrics")?;
+    .context("building the OTLP exporter of own metrics")?;
     Ok(PeriodicReader::builder(exporter)
         .with_interval(periodic.interval.0.get())
         .build())

@@ -462,7 +462,9 @@ impl ProcessMetrics {
         let sys = meter
             .i64_observable_gauge("otelcol_process_runtime_total_sys_memory_bytes")
             .with_unit("By")
-            .with_description("Total bytes of memory obtained from the OS (the allocator's committed memory)")
+            .with_description(
+                "Total bytes of memory obtained from the OS (the allocator's committed memory)",
+            )
             .with_callback(|obs| {
                 if let Some(bytes) = crate::heap_stats::allocator_committed_bytes() {
                     obs.observe(i64::try_from(bytes).unwrap_or(i64::MAX), &[]);

@@ -341,14 +341,6 @@ impl TelemetryMetricsConfig {
                     }
                 }
             }
-            if let MetricReader::Periodic { periodic } = reader {
-                if periodic.exporter.otlp.protocol != OtlpProtocol::Grpc {
-                    return Some((
-                        format!("readers::{i}::periodic::exporter::otlp::protocol"),
-                        "oomscope pushes its own metrics over OTLP/gRPC only (protocol: grpc); http/protobuf and http/json are not supported yet".to_string(),
-                    ));
-                }
-            }
         }
         None
     }
@@ -532,6 +524,21 @@ impl OtlpReaderExporter {
             format!("http://{}", self.endpoint)
         } else {
             format!("https://{}", self.endpoint)
+        }
+    }
+
+    /// The URL an `http/*` push goes to: the endpoint, with `/v1/metrics`
+    /// when it has no path (as the collector's otelconf does: a path given
+    /// is used as it is).
+    pub fn http_metrics_url(&self) -> String {
+        let url = self.endpoint_url();
+        let after_scheme = url.find("://").map_or(0, |i| i + 3);
+        let path = url[after_scheme..]
+            .find('/')
+            .map(|i| &url[after_scheme + i..]);
+        match path {
+            None | Some("/") => format!("{}/v1/metrics", url.trim_end_matches('/')),
+            Some(_) => url,
         }
     }
 }
