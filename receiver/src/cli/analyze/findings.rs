@@ -17,7 +17,7 @@ use crate::kernel_log::report_record::KERNEL_RUNTIME;
 use crate::kernel_log::text::{split_prefix, unfold_rsyslog, PrefixForm, TextLine, TimeContext};
 use crate::kernel_log::text_reports::{TextEvent, TextReport, TextReports};
 use crate::kernel_log::Reaped;
-use crate::patterns::Library;
+use crate::patterns::{AttrValue, Library, EXCEPTION_STACKTRACE};
 use crate::receivers::filelog::multiline::{Assembled, Assembler, PYTHON_TRACEBACK};
 use crate::receivers::filelog::reader::Line;
 
@@ -259,6 +259,13 @@ impl<'l> InputAnalysis<'l> {
                 assembled.end_offset
             };
             let (text, total_lines, cut) = first_lines(&assembled.text);
+            let mut attributes = matched.attributes;
+            // The stack trace within this command's bounds, as `text`.
+            for (key, value) in &mut attributes {
+                if let (EXCEPTION_STACKTRACE, AttrValue::Str(trace)) = (key.as_str(), value) {
+                    *trace = first_lines(trace).0;
+                }
+            }
             if self.recent.len() >= MAX_RECENT_MESSAGES {
                 self.recent.pop_front();
             }
@@ -269,7 +276,7 @@ impl<'l> InputAnalysis<'l> {
                 runtime: matched.runtime,
                 severity_number: matched.severity_number,
                 severity_text: matched.severity_text,
-                attributes: matched.attributes,
+                attributes,
                 first_line,
                 last_line: assembled.end_offset,
                 time_unix_nano: (assembled.time_unix_nano != 0).then_some(assembled.time_unix_nano),
