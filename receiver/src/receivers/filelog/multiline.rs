@@ -571,6 +571,28 @@ mod tests {
     }
 
     #[test]
+    fn dotnet_trace_starts_at_the_exception_type() {
+        // Constructed in the format .NET prints an unhandled exception
+        // (no .NET runtime here to capture a real one).
+        let out = assemble(&[
+            "Unhandled exception. System.OutOfMemoryException: Exception of type 'System.OutOfMemoryException' was thrown.",
+            "   at Program.Main(String[] args) in /app/Program.cs:line 5",
+            "next entry",
+        ]);
+        assert_eq!(out.len(), 2, "{out:#?}");
+        assert_eq!(
+            exception(&out[0]),
+            [
+                Some("System.OutOfMemoryException"),
+                Some("Exception of type 'System.OutOfMemoryException' was thrown."),
+                Some(
+                    "System.OutOfMemoryException: Exception of type 'System.OutOfMemoryException' was thrown.\n   at Program.Main(String[] args) in /app/Program.cs:line 5"
+                ),
+            ]
+        );
+    }
+
+    #[test]
     fn a_single_line_has_no_stack_trace_and_a_cut_trace_is_the_cut_text() {
         let first = JAVA.lines().next().unwrap_or_default();
         let out = assemble(&[first, "next entry"]);
