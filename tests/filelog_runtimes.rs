@@ -3,7 +3,9 @@
 //! (a JVM/V8 heap cap or `ulimit -v`) so it fails by itself, quickly, with its
 //! stderr and stdout in a log file the agent tails. The file exporter's
 //! output must hold one record for the failure, with the runtime and pattern
-//! of the pattern library, and the runtime's stack trace in the same body.
+//! of the pattern library, and the runtime's stack trace in the same body,
+//! with the semantic conventions' `exception.type`, `exception.message` and
+//! `exception.stacktrace` where the runtime prints them.
 //! A missing tool skips its test with a printed reason.
 
 mod common;
@@ -190,6 +192,15 @@ fn body(record: &serde_json::Value) -> &str {
     record["body"]["stringValue"].as_str().unwrap_or_default()
 }
 
+/// (`exception.type`, `exception.message`, `exception.stacktrace`) as exported.
+fn exception(record: &serde_json::Value) -> [Option<String>; 3] {
+    [
+        attr_str(record, "exception.type"),
+        attr_str(record, "exception.message"),
+        attr_str(record, "exception.stacktrace"),
+    ]
+}
+
 fn write_source(dir: &Path, name: &str, text: &str) -> PathBuf {
     let path = dir.join(name);
     std::fs::write(&path, text).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
@@ -281,6 +292,20 @@ public class Grow {
     // Every frame the JVM printed is in the record.
     let frames = written.lines().filter(|l| l.starts_with("\tat ")).count();
     assert_eq!(text.matches("\n\tat ").count(), frames, "{text}");
+    // The trace as the JVM printed it (its whole output here).
+    assert_eq!(
+        exception(&record),
+        [
+            Some("java.lang.OutOfMemoryError".to_owned()),
+            Some("Java heap space".to_owned()),
+            Some(written.trim_end().to_owned()),
+        ],
+        "{record:#}"
+    );
+    assert_eq!(
+        attr_str(&record, "oom.java.error").as_deref(),
+        Some("Java heap space")
+    );
 }
 
 #[test]
@@ -323,6 +348,16 @@ fn node_heap_out_of_memory_is_one_record_with_its_native_stack() {
         text.contains(last_frame.trim()),
         "last frame {last_frame:?} missing: {text}"
     );
+    // V8 prints no type; the message follows `FATAL ERROR: `.
+    let [kind, message, trace] = exception(&record);
+    assert_eq!(kind, None, "{record:#}");
+    assert!(
+        message
+            .as_deref()
+            .is_some_and(|m| m.ends_with("Allocation failed - JavaScript heap out of memory")),
+        "{record:#}"
+    );
+    assert_eq!(trace.as_deref(), Some(text), "{record:#}");
 }
 
 #[test]
@@ -355,6 +390,13 @@ fn python_memory_error_is_one_record_with_its_traceback() {
     );
     assert!(text.contains("in grow\n"), "frames missing: {text}");
     assert!(text.ends_with("\nMemoryError"), "{text}");
+    // A bare `MemoryError` has a type and no message; the traceback as
+    // `traceback.format_exc()` gives it.
+    assert_eq!(
+        exception(&record),
+        [Some("MemoryError".to_owned()), None, Some(text.to_owned())],
+        "{record:#}"
+    );
 }
 
 #[test]
@@ -405,6 +447,17 @@ int main() {
     );
     // libstdc++'s `what()` line follows, indented: the same record.
     assert!(text.contains("\n  what():  std::bad_alloc"), "{text}");
+    // The type from the first line, the message from `what()`; libstdc++
+    // prints no frames.
+    assert_eq!(
+        exception(&record),
+        [
+            Some("std::bad_alloc".to_owned()),
+            Some("std::bad_alloc".to_owned()),
+            None
+        ],
+        "{record:#}"
+    );
 }
 
 #[test]
@@ -449,6 +502,16 @@ fn rust_allocation_failure_is_one_record() {
     assert_eq!(
         attr_int(&record, "oom.requested_bytes"),
         Some(1099511627776),
+        "{record:#}"
+    );
+    // No type printed; no backtrace without RUST_BACKTRACE.
+    assert_eq!(
+        exception(&record),
+        [
+            None,
+            Some("memory allocation of 1099511627776 bytes failed".to_owned()),
+            None
+        ],
         "{record:#}"
     );
 }
@@ -506,4 +569,32 @@ func main() {
         "no go record; the program wrote:\n{written}\nrecords: {:#?}",
         contents.logs
     );
+    // The throw: Go prints no type; its message and the goroutine dump.
+    let contents = FileContents::wait_for(&out, TIMEOUT, |c| {
+        c.logs
+            .iter()
+            .any(|r| attr_str(r, "oom.pattern").as_deref() == Some("go.fatal_out_of_memory"))
+    });
+    let fatal = contents
+        .logs
+        .iter()
+        .find(|r| attr_str(r, "oom.pattern").as_deref() == Some("go.fatal_out_of_memory"))
+        .unwrap_or_else(|| {
+            panic!(
+                "no go.fatal_out_of_memory record; the program wrote:\n{written}\nrecords: {:#?}",
+                contents.logs
+            )
+        });
+    let [kind, message, trace] = exception(fatal);
+    assert_eq!(kind, None, "{fatal:#}");
+    assert!(
+        message
+            .as_deref()
+            .is_some_and(|m| m.ends_with("out of memory")),
+        "{fatal:#}"
+    );
+    let trace = trace.unwrap_or_default();
+    assert!(trace.starts_with("fatal error: "), "{fatal:#}");
+    assert!(trace.contains("\ngoroutine 1 [running]:\n"), "{fatal:#}");
+    assert_eq!(trace, body(fatal), "{fatal:#}");
 }

@@ -62,6 +62,8 @@ fuzz_target!(|data: &[u8]| {
         if let Some(m) = matched {
             assert!(m.severity_number > 0);
             assert!(m.attributes.iter().all(|(key, _)| !key.is_empty()));
+            // Where the runtime's text starts: within the line.
+            assert!(m.start <= line.len());
         }
     }
 });

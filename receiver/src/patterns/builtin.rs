@@ -146,12 +146,14 @@ const KILLED_KIB: &[(&str, Conversion)] = &[
 ];
 
 /// `java.lang.OutOfMemoryError: <detail>`, optionally after the JVM's
-/// `Exception in thread "<name>" `.
+/// `Exception in thread "<name>" `; the detail is the exception's message
+/// (as `Throwable.toString` prints `<class>: <message>`).
 macro_rules! java_oome {
     ($detail:literal) => {
         concat!(
-            r#"(?:Exception in thread "(?P<thread.name>[^"]*)" )?java\.lang\.OutOfMemoryError: "#,
-            $detail
+            r#"(?:Exception in thread "(?P<thread.name>[^"]*)" )?(?P<exception.type>java\.lang\.OutOfMemoryError): (?P<exception.message>"#,
+            $detail,
+            ")"
         )
     };
 }
@@ -294,7 +296,8 @@ pub(crate) static BUILTINS: &[Builtin] = &[
         name: "go.fatal_out_of_memory",
         runtime: Runtime::Go,
         severity: FATAL,
-        regex: r"fatal error: (?P<oom.go.error>(?:runtime: |pageAlloc: )?out of memory(?: allocating (?:heap arena metadata|heap arena map|allArenas))?)",
+        // Go prints no type: the throw's text is the message.
+        regex: r"fatal error: (?P<exception.message>(?P<oom.go.error>(?:runtime: |pageAlloc: )?out of memory(?: allocating (?:heap arena metadata|heap arena map|allArenas))?))",
         conversions: &[],
         constants: &[],
         expects_stack_trace: true,
@@ -378,7 +381,7 @@ pub(crate) static BUILTINS: &[Builtin] = &[
         name: "java.out_of_memory_error",
         runtime: Runtime::Java,
         severity: ERROR,
-        regex: r#"(?:Exception in thread "(?P<thread.name>[^"]*)" )?java\.lang\.OutOfMemoryError\b(?:: (?P<oom.java.error>.+))?"#,
+        regex: r#"(?:Exception in thread "(?P<thread.name>[^"]*)" )?(?P<exception.type>java\.lang\.OutOfMemoryError)\b(?:: (?P<exception.message>(?P<oom.java.error>.+)))?"#,
         conversions: &[],
         constants: &[],
         expects_stack_trace: true,
@@ -419,7 +422,7 @@ pub(crate) static BUILTINS: &[Builtin] = &[
         name: "python.numpy_array_memory_error",
         runtime: Runtime::Python,
         severity: ERROR,
-        regex: r"_ArrayMemoryError: Unable to allocate (?P<oom.requested_bytes>\d+(?:\.\d+)? (?:bytes|[KMGTPE]iB)) for an array with shape (?P<oom.python.array_shape>\([^)]*\)) and data type (?P<oom.python.array_dtype>\S+)",
+        regex: r"(?P<exception.type>(?:[A-Za-z_]\w*\.)*_ArrayMemoryError): (?P<exception.message>Unable to allocate (?P<oom.requested_bytes>\d+(?:\.\d+)? (?:bytes|[KMGTPE]iB)) for an array with shape (?P<oom.python.array_shape>\([^)]*\)) and data type (?P<oom.python.array_dtype>\S+))",
         conversions: &[("oom.requested_bytes", Conversion::SizeToBytes)],
         constants: &[],
         expects_stack_trace: false,
@@ -442,7 +445,8 @@ pub(crate) static BUILTINS: &[Builtin] = &[
         name: "node.heap_out_of_memory",
         runtime: Runtime::Node,
         severity: FATAL,
-        regex: r"FATAL ERROR: (?:(?P<oom.node.reason>.*?) )?Allocation failed - (?P<oom.node.error>JavaScript heap out of memory|process out of memory)",
+        // Node prints no type: what follows `FATAL ERROR: ` is the message.
+        regex: r"FATAL ERROR: (?P<exception.message>(?:(?P<oom.node.reason>.*?) )?Allocation failed - (?P<oom.node.error>JavaScript heap out of memory|process out of memory))",
         conversions: &[],
         constants: &[],
         expects_stack_trace: true,
@@ -453,7 +457,7 @@ pub(crate) static BUILTINS: &[Builtin] = &[
         name: "node.v8_fatal_out_of_memory",
         runtime: Runtime::Node,
         severity: FATAL,
-        regex: r"Fatal (?:JavaScript|javascript|process) out of memory: (?P<oom.node.reason>.+)",
+        regex: r"(?P<exception.message>Fatal (?:JavaScript|javascript|process) out of memory: (?P<oom.node.reason>.+))",
         conversions: &[],
         constants: &[],
         expects_stack_trace: true,
@@ -463,7 +467,9 @@ pub(crate) static BUILTINS: &[Builtin] = &[
         name: "node.worker_out_of_memory",
         runtime: Runtime::Node,
         severity: ERROR,
-        regex: r"Worker terminated due to reaching memory limit: (?P<oom.node.error>JS heap out of memory)",
+        // Node prints `Error [<code>]: <message>`; the type is the code, as
+        // OpenTelemetry JS's `recordException` takes `code` before `name`.
+        regex: r"(?:Error \[(?P<exception.type>ERR_WORKER_OUT_OF_MEMORY)\]: )?(?P<exception.message>Worker terminated due to reaching memory limit: (?P<oom.node.error>JS heap out of memory))",
         conversions: &[],
         constants: &[],
         expects_stack_trace: true,
@@ -474,7 +480,8 @@ pub(crate) static BUILTINS: &[Builtin] = &[
         name: "cpp.bad_alloc",
         runtime: Runtime::Cpp,
         severity: FATAL,
-        regex: r"terminate called after throwing an instance of 'std::bad_alloc'",
+        // The message (`what()`) is on the next line: see multiline.rs.
+        regex: r"terminate called after throwing an instance of '(?P<exception.type>std::bad_alloc)'",
         conversions: &[],
         constants: &[],
         expects_stack_trace: true,
@@ -484,7 +491,7 @@ pub(crate) static BUILTINS: &[Builtin] = &[
         name: "cpp.libcxx_bad_alloc",
         runtime: Runtime::Cpp,
         severity: FATAL,
-        regex: r"libc\+\+abi(?:\.dylib)?: terminating (?:with|due to)(?: an)? uncaught exception of type std::bad_alloc",
+        regex: r"libc\+\+abi(?:\.dylib)?: terminating (?:with|due to)(?: an)? uncaught exception of type (?P<exception.type>std::bad_alloc)(?:: (?P<exception.message>.+))?",
         conversions: &[],
         constants: &[],
         expects_stack_trace: false,
@@ -495,10 +502,12 @@ pub(crate) static BUILTINS: &[Builtin] = &[
         name: "rust.alloc_failed",
         runtime: Runtime::Rust,
         severity: FATAL,
-        regex: r"memory allocation of (?P<oom.requested_bytes>\d+) bytes failed",
+        // Rust prints no type: the line is the message.
+        regex: r"(?P<exception.message>memory allocation of (?P<oom.requested_bytes>\d+) bytes failed)",
         conversions: &[],
         constants: &[],
-        expects_stack_trace: false,
+        // `stack backtrace:` and its frames, when RUST_BACKTRACE is set.
+        expects_stack_trace: true,
         example: "memory allocation of 1048576 bytes failed",
     },
     // ------------------------------------------------------------------ .NET
@@ -506,7 +515,7 @@ pub(crate) static BUILTINS: &[Builtin] = &[
         name: "dotnet.out_of_memory_exception",
         runtime: Runtime::Dotnet,
         severity: ERROR,
-        regex: r"System\.OutOfMemoryException(?:: (?P<exception.message>.+))?",
+        regex: r"(?P<exception.type>System\.OutOfMemoryException)(?:: (?P<exception.message>.+))?",
         conversions: &[],
         constants: &[],
         expects_stack_trace: true,
@@ -527,7 +536,9 @@ pub(crate) static BUILTINS: &[Builtin] = &[
         name: "php.memory_limit_exhausted",
         runtime: Runtime::Php,
         severity: FATAL,
-        regex: r"Allowed memory size of (?P<oom.limit_bytes>\d+) bytes exhausted(?: at \S+)? \(tried to allocate (?P<oom.requested_bytes>\d+) bytes\)(?: in (?P<code.file.path>.+?) on line (?P<code.line.number>\d+))?",
+        // PHP prints an error level (`Fatal error`), not a type; the message
+        // is what `error_get_last()` gives, without ` in <file> on line <n>`.
+        regex: r"(?P<exception.message>Allowed memory size of (?P<oom.limit_bytes>\d+) bytes exhausted(?: at \S+)? \(tried to allocate (?P<oom.requested_bytes>\d+) bytes\))(?: in (?P<code.file.path>.+?) on line (?P<code.line.number>\d+))?",
         conversions: &[],
         constants: &[],
         expects_stack_trace: false,
@@ -537,7 +548,7 @@ pub(crate) static BUILTINS: &[Builtin] = &[
         name: "php.out_of_memory",
         runtime: Runtime::Php,
         severity: FATAL,
-        regex: r"Out of memory \(allocated (?P<oom.in_use_bytes>\d+)(?: bytes)?\)(?: at \S+)? \(tried to allocate (?P<oom.requested_bytes>\d+) bytes\)",
+        regex: r"(?P<exception.message>Out of memory \(allocated (?P<oom.in_use_bytes>\d+)(?: bytes)?\)(?: at \S+)? \(tried to allocate (?P<oom.requested_bytes>\d+) bytes\))",
         conversions: &[],
         constants: &[],
         expects_stack_trace: false,

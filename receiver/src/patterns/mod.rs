@@ -169,7 +169,18 @@ pub struct Match<'a> {
     pub attributes: Vec<(String, AttrValue)>,
     /// The runtime's stack trace follows this line (multiline grouping hint).
     pub expects_stack_trace: bool,
+    /// Byte offset in the line where the match begins (0 for a Docker JSON
+    /// line, whose decoded text was matched): where the runtime's own text
+    /// starts after a logger's prefix.
+    pub start: usize,
 }
+
+/// The semantic conventions' exception attributes (registry
+/// `model/exceptions/registry.yaml`), which runtime patterns capture.
+pub const EXCEPTION_TYPE: &str = "exception.type";
+pub const EXCEPTION_MESSAGE: &str = "exception.message";
+/// Set on grouped records (see `receivers::filelog::multiline`), not by a pattern.
+pub const EXCEPTION_STACKTRACE: &str = "exception.stacktrace";
 
 /// The shortest required literal a pattern may have: shorter ones would
 /// make the prefilter fire on too many ordinary lines.
@@ -388,6 +399,10 @@ impl Library {
         }
         let pattern = &self.patterns[best?];
         let caps = pattern.regex.captures(&text)?;
+        let start = match &text {
+            Cow::Borrowed(_) => caps.get(0).map_or(0, |m| m.start()),
+            Cow::Owned(_) => 0,
+        };
         let mut attributes = Vec::with_capacity(pattern.groups.len() + pattern.constants.len());
         for group in &pattern.groups {
             let Some(value) = caps.get(group.index).map(|m| m.as_str()) else {
@@ -414,6 +429,7 @@ impl Library {
             severity_text: &pattern.severity_text,
             attributes,
             expects_stack_trace: pattern.expects_stack_trace,
+            start,
         })
     }
 }

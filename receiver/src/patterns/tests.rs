@@ -223,27 +223,53 @@ fn expected_example_attributes() -> BTreeMap<&'static str, Vec<(String, AttrValu
         ),
         (
             "go.fatal_out_of_memory",
-            attrs(&[("oom.go.error", S("runtime: out of memory"))]),
+            attrs(&[
+                ("exception.message", S("runtime: out of memory")),
+                ("oom.go.error", S("runtime: out of memory")),
+            ]),
         ),
         (
             "java.heap_space",
-            attrs(&[("thread.name", S("main")), ("oom.java.error", S("Java heap space"))]),
+            attrs(&[
+                ("thread.name", S("main")),
+                ("exception.type", S("java.lang.OutOfMemoryError")),
+                ("exception.message", S("Java heap space")),
+                ("oom.java.error", S("Java heap space")),
+            ]),
         ),
         (
             "java.gc_overhead_limit",
             attrs(&[
                 ("thread.name", S("http-nio-8080-exec-3")),
+                ("exception.type", S("java.lang.OutOfMemoryError")),
+                ("exception.message", S("GC overhead limit exceeded")),
                 ("oom.java.error", S("GC overhead limit exceeded")),
             ]),
         ),
-        ("java.metaspace", attrs(&[("oom.java.error", S("Metaspace"))])),
+        (
+            "java.metaspace",
+            attrs(&[
+                ("exception.type", S("java.lang.OutOfMemoryError")),
+                ("exception.message", S("Metaspace")),
+                ("oom.java.error", S("Metaspace")),
+            ]),
+        ),
         (
             "java.compressed_class_space",
-            attrs(&[("oom.java.error", S("Compressed class space"))]),
+            attrs(&[
+                ("exception.type", S("java.lang.OutOfMemoryError")),
+                ("exception.message", S("Compressed class space")),
+                ("oom.java.error", S("Compressed class space")),
+            ]),
         ),
         (
             "java.direct_buffer_memory",
             attrs(&[
+                ("exception.type", S("java.lang.OutOfMemoryError")),
+                (
+                    "exception.message",
+                    S("Cannot reserve 1048576 bytes of direct buffer memory (allocated: 267386880, limit: 268435456)"),
+                ),
                 (
                     "oom.java.error",
                     S("Cannot reserve 1048576 bytes of direct buffer memory (allocated: 267386880, limit: 268435456)"),
@@ -257,6 +283,11 @@ fn expected_example_attributes() -> BTreeMap<&'static str, Vec<(String, AttrValu
             "java.native_thread",
             attrs(&[
                 ("thread.name", S("pool-1-thread-7")),
+                ("exception.type", S("java.lang.OutOfMemoryError")),
+                (
+                    "exception.message",
+                    S("unable to create native thread: possibly out of memory or process/resource limits reached"),
+                ),
                 (
                     "oom.java.error",
                     S("unable to create native thread: possibly out of memory or process/resource limits reached"),
@@ -265,11 +296,19 @@ fn expected_example_attributes() -> BTreeMap<&'static str, Vec<(String, AttrValu
         ),
         (
             "java.array_size_limit",
-            attrs(&[("oom.java.error", S("Requested array size exceeds VM limit"))]),
+            attrs(&[
+                ("exception.type", S("java.lang.OutOfMemoryError")),
+                ("exception.message", S("Requested array size exceeds VM limit")),
+                ("oom.java.error", S("Requested array size exceeds VM limit")),
+            ]),
         ),
         (
             "java.out_of_memory_error",
-            attrs(&[("oom.java.error", S("Map failed"))]),
+            attrs(&[
+                ("exception.type", S("java.lang.OutOfMemoryError")),
+                ("exception.message", S("Map failed")),
+                ("oom.java.error", S("Map failed")),
+            ]),
         ),
         ("java.insufficient_memory", vec![]),
         (
@@ -291,6 +330,11 @@ fn expected_example_attributes() -> BTreeMap<&'static str, Vec<(String, AttrValu
         (
             "python.numpy_array_memory_error",
             attrs(&[
+                ("exception.type", S("numpy.core._exceptions._ArrayMemoryError")),
+                (
+                    "exception.message",
+                    S("Unable to allocate 7.45 GiB for an array with shape (1000000000,) and data type float64"),
+                ),
                 ("oom.requested_bytes", I(7999376589)),
                 ("oom.python.array_shape", S("(1000000000,)")),
                 ("oom.python.array_dtype", S("float64")),
@@ -303,30 +347,59 @@ fn expected_example_attributes() -> BTreeMap<&'static str, Vec<(String, AttrValu
         (
             "node.heap_out_of_memory",
             attrs(&[
+                (
+                    "exception.message",
+                    S("Reached heap limit Allocation failed - JavaScript heap out of memory"),
+                ),
                 ("oom.node.reason", S("Reached heap limit")),
                 ("oom.node.error", S("JavaScript heap out of memory")),
             ]),
         ),
         (
             "node.v8_fatal_out_of_memory",
-            attrs(&[("oom.node.reason", S("Reached heap limit"))]),
+            attrs(&[
+                ("exception.message", S("Fatal JavaScript out of memory: Reached heap limit")),
+                ("oom.node.reason", S("Reached heap limit")),
+            ]),
         ),
         (
             "node.worker_out_of_memory",
-            attrs(&[("oom.node.error", S("JS heap out of memory"))]),
+            attrs(&[
+                ("exception.type", S("ERR_WORKER_OUT_OF_MEMORY")),
+                (
+                    "exception.message",
+                    S("Worker terminated due to reaching memory limit: JS heap out of memory"),
+                ),
+                ("oom.node.error", S("JS heap out of memory")),
+            ]),
         ),
-        ("cpp.bad_alloc", vec![]),
-        ("cpp.libcxx_bad_alloc", vec![]),
+        (
+            "cpp.bad_alloc",
+            attrs(&[("exception.type", S("std::bad_alloc"))]),
+        ),
+        (
+            "cpp.libcxx_bad_alloc",
+            attrs(&[
+                ("exception.type", S("std::bad_alloc")),
+                ("exception.message", S("std::bad_alloc")),
+            ]),
+        ),
         (
             "rust.alloc_failed",
-            attrs(&[("oom.requested_bytes", I(1048576))]),
+            attrs(&[
+                ("exception.message", S("memory allocation of 1048576 bytes failed")),
+                ("oom.requested_bytes", I(1048576)),
+            ]),
         ),
         (
             "dotnet.out_of_memory_exception",
-            attrs(&[(
-                "exception.message",
-                S("Exception of type 'System.OutOfMemoryException' was thrown."),
-            )]),
+            attrs(&[
+                ("exception.type", S("System.OutOfMemoryException")),
+                (
+                    "exception.message",
+                    S("Exception of type 'System.OutOfMemoryException' was thrown."),
+                ),
+            ]),
         ),
         (
             "dotnet.gc_heap_init_failed",
@@ -335,6 +408,10 @@ fn expected_example_attributes() -> BTreeMap<&'static str, Vec<(String, AttrValu
         (
             "php.memory_limit_exhausted",
             attrs(&[
+                (
+                    "exception.message",
+                    S("Allowed memory size of 134217728 bytes exhausted (tried to allocate 20480 bytes)"),
+                ),
                 ("oom.limit_bytes", I(134217728)),
                 ("oom.requested_bytes", I(20480)),
                 ("code.file.path", S("/var/www/html/index.php")),
@@ -344,6 +421,10 @@ fn expected_example_attributes() -> BTreeMap<&'static str, Vec<(String, AttrValu
         (
             "php.out_of_memory",
             attrs(&[
+                (
+                    "exception.message",
+                    S("Out of memory (allocated 2097152) (tried to allocate 4096 bytes)"),
+                ),
                 ("oom.in_use_bytes", I(2097152)),
                 ("oom.requested_bytes", I(4096)),
             ]),
@@ -506,6 +587,8 @@ fn real_java_heap_sample_matches_with_thread_and_error() {
             "java.heap_space",
             attrs(&[
                 ("thread.name", S("main")),
+                ("exception.type", S("java.lang.OutOfMemoryError")),
+                ("exception.message", S("Java heap space")),
                 ("oom.java.error", S("Java heap space"))
             ]),
             true
@@ -578,19 +661,36 @@ fn runtime_variants_and_docker_escapes() {
         (
             r#"Exception in thread "main" java.lang.OutOfMemoryError: unable to create new native thread"#,
             "java.native_thread",
-            &[("thread.name", S("main")), ("oom.java.error", S("unable to create new native thread"))],
+            &[
+                ("thread.name", S("main")),
+                ("exception.type", S("java.lang.OutOfMemoryError")),
+                ("exception.message", S("unable to create new native thread")),
+                ("oom.java.error", S("unable to create new native thread")),
+            ],
         ),
         (
             "Terminating due to java.lang.OutOfMemoryError: Java heap space",
             "java.heap_space",
-            &[("oom.java.error", S("Java heap space"))],
+            &[
+                ("exception.type", S("java.lang.OutOfMemoryError")),
+                ("exception.message", S("Java heap space")),
+                ("oom.java.error", S("Java heap space")),
+            ],
         ),
         (
             "java.lang.OutOfMemoryError: Direct buffer memory",
             "java.direct_buffer_memory",
-            &[("oom.java.error", S("Direct buffer memory"))],
+            &[
+                ("exception.type", S("java.lang.OutOfMemoryError")),
+                ("exception.message", S("Direct buffer memory")),
+                ("oom.java.error", S("Direct buffer memory")),
+            ],
         ),
-        ("java.lang.OutOfMemoryError", "java.out_of_memory_error", &[]),
+        (
+            "java.lang.OutOfMemoryError",
+            "java.out_of_memory_error",
+            &[("exception.type", S("java.lang.OutOfMemoryError"))],
+        ),
         (
             "# Native memory allocation (malloc) failed to allocate 32744 bytes for ChunkPool::allocate",
             "java.native_allocation_failed",
@@ -608,17 +708,27 @@ fn runtime_variants_and_docker_escapes() {
         (
             "fatal error: out of memory",
             "go.fatal_out_of_memory",
-            &[("oom.go.error", S("out of memory"))],
+            &[
+                ("exception.message", S("out of memory")),
+                ("oom.go.error", S("out of memory")),
+            ],
         ),
         (
             "fatal error: out of memory allocating heap arena metadata",
             "go.fatal_out_of_memory",
-            &[("oom.go.error", S("out of memory allocating heap arena metadata"))],
+            &[
+                ("exception.message", S("out of memory allocating heap arena metadata")),
+                ("oom.go.error", S("out of memory allocating heap arena metadata")),
+            ],
         ),
         (
             "FATAL ERROR: Ineffective mark-compacts near heap limit Allocation failed - JavaScript heap out of memory",
             "node.heap_out_of_memory",
             &[
+                (
+                    "exception.message",
+                    S("Ineffective mark-compacts near heap limit Allocation failed - JavaScript heap out of memory"),
+                ),
                 ("oom.node.reason", S("Ineffective mark-compacts near heap limit")),
                 ("oom.node.error", S("JavaScript heap out of memory")),
             ],
@@ -627,6 +737,7 @@ fn runtime_variants_and_docker_escapes() {
             "FATAL ERROR: CALL_AND_RETRY_LAST Allocation failed - process out of memory",
             "node.heap_out_of_memory",
             &[
+                ("exception.message", S("CALL_AND_RETRY_LAST Allocation failed - process out of memory")),
                 ("oom.node.reason", S("CALL_AND_RETRY_LAST")),
                 ("oom.node.error", S("process out of memory")),
             ],
@@ -634,7 +745,10 @@ fn runtime_variants_and_docker_escapes() {
         (
             "libc++abi.dylib: terminating with uncaught exception of type std::bad_alloc: std::bad_alloc",
             "cpp.libcxx_bad_alloc",
-            &[],
+            &[
+                ("exception.type", S("std::bad_alloc")),
+                ("exception.message", S("std::bad_alloc")),
+            ],
         ),
         (
             "MemoryError: Unable to allocate array",
@@ -645,6 +759,11 @@ fn runtime_variants_and_docker_escapes() {
             "numpy.core._exceptions._ArrayMemoryError: Unable to allocate 512 bytes for an array with shape (64,) and data type int64",
             "python.numpy_array_memory_error",
             &[
+                ("exception.type", S("numpy.core._exceptions._ArrayMemoryError")),
+                (
+                    "exception.message",
+                    S("Unable to allocate 512 bytes for an array with shape (64,) and data type int64"),
+                ),
                 ("oom.requested_bytes", I(512)),
                 ("oom.python.array_shape", S("(64,)")),
                 ("oom.python.array_dtype", S("int64")),
@@ -653,12 +772,26 @@ fn runtime_variants_and_docker_escapes() {
         (
             "PHP Fatal error:  Allowed memory size of 134217728 bytes exhausted (tried to allocate 20480 bytes)",
             "php.memory_limit_exhausted",
-            &[("oom.limit_bytes", I(134217728)), ("oom.requested_bytes", I(20480))],
+            &[
+                (
+                    "exception.message",
+                    S("Allowed memory size of 134217728 bytes exhausted (tried to allocate 20480 bytes)"),
+                ),
+                ("oom.limit_bytes", I(134217728)),
+                ("oom.requested_bytes", I(20480)),
+            ],
         ),
         (
             "Fatal error: Out of memory (allocated 2097152 bytes) (tried to allocate 4096 bytes)",
             "php.out_of_memory",
-            &[("oom.in_use_bytes", I(2097152)), ("oom.requested_bytes", I(4096))],
+            &[
+                (
+                    "exception.message",
+                    S("Out of memory (allocated 2097152 bytes) (tried to allocate 4096 bytes)"),
+                ),
+                ("oom.in_use_bytes", I(2097152)),
+                ("oom.requested_bytes", I(4096)),
+            ],
         ),
         (
             r#"{"reason":"OOMKilled","exitCode":137}"#,
@@ -714,6 +847,8 @@ fn runtime_variants_and_docker_escapes() {
         m.map(|m| m.attributes),
         Some(attrs(&[
             ("thread.name", S("worker\t<7>")),
+            ("exception.type", S("java.lang.OutOfMemoryError")),
+            ("exception.message", S("Java heap space")),
             ("oom.java.error", S("Java heap space"))
         ]))
     );
@@ -816,6 +951,7 @@ fn user_patterns_compile_into_the_same_pass_and_win_over_builtins() {
             severity_text: "WARN",
             attributes: attrs(&[("myapp.cache.bytes", S("4096")), ("team", S("storage"))]),
             expects_stack_trace: false,
+            start: "Nov 27 05:01:02 host cache[9]: ".len(),
         })
     );
     let m = library.match_line("worker 3: memory allocation of 64 bytes failed");

@@ -17,7 +17,7 @@ use crate::kernel_log::report_record::KERNEL_RUNTIME;
 use crate::kernel_log::text::{split_prefix, unfold_rsyslog, PrefixForm, TextLine, TimeContext};
 use crate::kernel_log::text_reports::{TextEvent, TextReport, TextReports};
 use crate::kernel_log::Reaped;
-use crate::patterns::Library;
+use crate::patterns::{AttrValue, Library, EXCEPTION_STACKTRACE};
 use crate::receivers::filelog::multiline::{Assembled, Assembler, PYTHON_TRACEBACK};
 use crate::receivers::filelog::reader::Line;
 
@@ -259,6 +259,13 @@ impl<'l> InputAnalysis<'l> {
                 assembled.end_offset
             };
             let (text, total_lines, cut) = first_lines(&assembled.text);
+            let mut attributes = matched.attributes;
+            // The stack trace within this command's bounds, as `text`.
+            for (key, value) in &mut attributes {
+                if let (EXCEPTION_STACKTRACE, AttrValue::Str(trace)) = (key.as_str(), value) {
+                    *trace = first_lines(trace).0;
+                }
+            }
             if self.recent.len() >= MAX_RECENT_MESSAGES {
                 self.recent.pop_front();
             }
@@ -269,7 +276,7 @@ impl<'l> InputAnalysis<'l> {
                 runtime: matched.runtime,
                 severity_number: matched.severity_number,
                 severity_text: matched.severity_text,
-                attributes: matched.attributes,
+                attributes,
                 first_line,
                 last_line: assembled.end_offset,
                 time_unix_nano: (assembled.time_unix_nano != 0).then_some(assembled.time_unix_nano),
@@ -473,6 +480,55 @@ Mar  2 03:09:05 web1 sshd[1]: much later
         assert_eq!((message.first_line, message.last_line), (1, 3));
         assert_eq!(message.text.lines().count(), 3);
         assert!(message.text.contains("\tat Grow.main"), "{}", message.text);
+        // The exception attributes, the stack trace without the syslog
+        // prefixes, as the record and `--json` carry them.
+        let attribute = |key: &str| {
+            message.attributes.iter().find_map(|(k, v)| match v {
+                AttrValue::Str(s) if k == key => Some(s.as_str()),
+                _ => None,
+            })
+        };
+        assert_eq!(
+            attribute("exception.type"),
+            Some("java.lang.OutOfMemoryError")
+        );
+        assert_eq!(attribute("exception.message"), Some("Java heap space"));
+        assert_eq!(
+            attribute("exception.stacktrace"),
+            Some(message.text.as_str())
+        );
+        let record = super::super::records::runtime_record(message);
+        let exported = super::super::records::flatten(&record.attributes);
+        assert_eq!(
+            exported.get("exception.stacktrace"),
+            Some(&serde_json::Value::from(message.text.as_str()))
+        );
+        assert_eq!(
+            exported.get("oom.java.error"),
+            Some(&serde_json::Value::from("Java heap space"))
+        );
+    }
+
+    #[test]
+    fn a_nearby_stack_trace_is_cut_as_its_text_is() {
+        let mut text = String::from(
+            "Exception in thread \"main\" java.lang.OutOfMemoryError: Java heap space\n",
+        );
+        for i in 0..30 {
+            text.push_str(&format!("\tat Frame{i}.run(Frame.java:{i})\n"));
+        }
+        text.push_str("[  518.050900] Out of memory: Killed process 42 (x) total-vm:1kB, anon-rss:1kB, file-rss:0kB, shmem-rss:0kB\n");
+        let findings = analyse(&text);
+        assert_eq!(findings.len(), 1);
+        let message = &findings[0].nearby[0];
+        assert!(message.truncated);
+        let trace = message
+            .attributes
+            .iter()
+            .find(|(k, _)| k == EXCEPTION_STACKTRACE)
+            .map(|(_, v)| v.to_string());
+        assert_eq!(trace.as_deref(), Some(message.text.as_str()));
+        assert_eq!(message.text.lines().count(), MAX_MESSAGE_LINES);
     }
 
     #[test]

@@ -150,3 +150,37 @@ fn gzip_from_a_trickling_pipe_is_decompressed() {
         ("one\ntwo\n", input::Compression::Gzip)
     );
 }
+
+/// The real JVM output (tests/data/runtime-oom/) before this machine's real
+/// kernel report: `--json` gives the nearby message its exception attributes.
+#[test]
+fn json_nearby_messages_carry_the_exception_attributes() {
+    let data = |name: &str| {
+        std::fs::read_to_string(format!(
+            "{}/../tests/data/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .unwrap()
+    };
+    let java = data("runtime-oom/java-heap-space.txt");
+    let text = format!("{java}{}", data("kmsg-memcg-oom.txt"));
+    let (code, out, err) = run_on(&[("mixed.log", text.as_bytes())], true);
+    assert_eq!(code, EXIT_OK, "{err}");
+    let records = json_lines(&out);
+    // The sample's kill (and the start of the next report, cut short).
+    assert_eq!(records[0]["kind"], "kill", "{out}");
+    let nearby = &records[0]["nearby"][0];
+    assert_eq!(nearby["pattern"], "java.heap_space", "{out}");
+    let attributes = &nearby["attributes"];
+    assert_eq!(attributes["exception.type"], "java.lang.OutOfMemoryError");
+    assert_eq!(attributes["exception.message"], "Java heap space");
+    assert_eq!(attributes["exception.stacktrace"], java.trim_end());
+    assert_eq!(attributes["oom.java.error"], "Java heap space");
+    // The human block shows the trace as before.
+    let (_, human, _) = run_on(&[("mixed.log", text.as_bytes())], false);
+    assert!(
+        human.contains("| \tat java.base/java.lang.reflect.Method.invoke")
+            || human.contains("java.lang.reflect.Method.invoke(Method.java:569)"),
+        "{human}"
+    );
+}

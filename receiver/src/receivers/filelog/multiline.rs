@@ -1,5 +1,11 @@
 //! Groups lines into records: `multiline.line_start_pattern` blocks, and the
 //! stack trace that follows a line the pattern library says expects one.
+//!
+//! A grouped record whose match is a runtime's exception (the pattern gave
+//! `exception.type` or `exception.message`) also gets `exception.stacktrace`:
+//! the block as the runtime printed it, from where its exception text
+//! starts (after a logger's prefix; Python's `Traceback` header, which
+//! comes before its exception line), when it has lines beyond that one.
 
 use std::time::{Duration, Instant};
 
@@ -7,7 +13,9 @@ use regex::Regex;
 
 use super::container::Stream;
 use super::reader::Line;
-use crate::patterns::{AttrValue, Library};
+use crate::patterns::{
+    AttrValue, Library, EXCEPTION_MESSAGE, EXCEPTION_STACKTRACE, EXCEPTION_TYPE,
+};
 
 /// A pattern library match, owned (it outlives the line).
 #[derive(Debug, Clone, PartialEq)]
@@ -17,6 +25,8 @@ pub struct OwnedMatch {
     pub severity_number: i32,
     pub severity_text: String,
     pub attributes: Vec<(String, AttrValue)>,
+    /// Byte offset in the record's text where the match begins.
+    pub text_start: usize,
 }
 
 /// One record, or lines consumed without a record.
@@ -60,7 +70,7 @@ pub struct Assembler {
 /// exception line the pattern library matches.
 pub const PYTHON_TRACEBACK: &str = "Traceback (most recent call last):";
 
-/// Lines that continue a stack trace (Java, Python, Go, Node, .NET).
+/// Lines that continue a stack trace (Java, Python, Go, Node, .NET, Rust).
 fn is_trace_line(line: &str, go_trace: bool) -> bool {
     line.is_empty()
         || line.starts_with([' ', '\t'])
@@ -72,6 +82,7 @@ fn is_trace_line(line: &str, go_trace: bool) -> bool {
         || line.starts_with("File \"")
         || line.starts_with("goroutine ")
         || line == "runtime stack:"
+        || line == "stack backtrace:"
         || (go_trace && (line.ends_with(')') || line.starts_with("created by ")))
 }
 
@@ -82,7 +93,8 @@ fn is_numbered_frame(line: &str) -> bool {
     rest.len() < line.len() && rest.starts_with(": 0x")
 }
 
-fn owned(library: &Library, line: &str) -> Option<(OwnedMatch, bool)> {
+/// The match of `line`, which starts at byte `line_start` of its record.
+fn owned(library: &Library, line: &str, line_start: usize) -> Option<(OwnedMatch, bool)> {
     library.match_line(line).map(|m| {
         (
             OwnedMatch {
@@ -91,10 +103,57 @@ fn owned(library: &Library, line: &str) -> Option<(OwnedMatch, bool)> {
                 severity_number: m.severity_number,
                 severity_text: m.severity_text.to_string(),
                 attributes: m.attributes,
+                text_start: line_start.saturating_add(m.start),
             },
             m.expects_stack_trace,
         )
     })
+}
+
+/// libstdc++'s verbose terminate handler prints the exception's `what()`
+/// on the line after `terminate called after throwing an instance of ...`.
+const CXX_WHAT: &str = "  what():  ";
+
+/// Adds the exception details only a grouped record has: the stack trace
+/// and, for C++, the message on its `what()` line.
+fn complete_exception(matched: &mut OwnedMatch, text: &str) {
+    let has = |key: &str| matched.attributes.iter().any(|(k, _)| k == key);
+    let mut has_message = has(EXCEPTION_MESSAGE);
+    if !(has(EXCEPTION_TYPE) || has_message) || has(EXCEPTION_STACKTRACE) {
+        return;
+    }
+    // The match's line was cut off the record (size limit): no trace.
+    let Some(matched_at) = text.get(matched.text_start..).map(|_| matched.text_start) else {
+        return;
+    };
+    // Python prints its traceback before the exception line.
+    let line_start = text[..matched_at].rfind('\n').map_or(0, |i| i + 1);
+    let start = text[..line_start]
+        .rmatch_indices(PYTHON_TRACEBACK)
+        .map(|(i, _)| i)
+        .find(|&i| i == 0 || text[..i].ends_with('\n'))
+        .unwrap_or(matched_at);
+    let trace = text[start..].trim_end();
+    let mut frames = false;
+    for line in trace.lines().skip(1) {
+        if let Some(what) = line.strip_prefix(CXX_WHAT) {
+            if !has_message && !what.is_empty() {
+                matched.attributes.push((
+                    EXCEPTION_MESSAGE.to_owned(),
+                    AttrValue::Str(what.to_owned()),
+                ));
+                has_message = true;
+            }
+        } else if !line.trim().is_empty() {
+            frames = true;
+        }
+    }
+    if frames {
+        matched.attributes.push((
+            EXCEPTION_STACKTRACE.to_owned(),
+            AttrValue::Str(trace.to_owned()),
+        ));
+    }
 }
 
 impl Assembler {
@@ -115,7 +174,8 @@ impl Assembler {
             if held.python_traceback && !continues && self.line_start.is_none() {
                 // The exception line: it belongs to the traceback and ends it.
                 if held.rec.matched.is_none() {
-                    held.rec.matched = owned(library, &line.text).map(|(m, _)| m);
+                    held.rec.matched =
+                        owned(library, &line.text, held.rec.text.len() + 1).map(|(m, _)| m);
                 }
                 append_bounded(&mut held.rec, &line, self.max_size);
                 self.flush(out);
@@ -126,14 +186,15 @@ impl Assembler {
                     held.go_trace = true;
                 }
                 if held.rec.matched.is_none() {
-                    held.rec.matched = owned(library, &line.text).map(|(m, _)| m);
+                    held.rec.matched =
+                        owned(library, &line.text, held.rec.text.len() + 1).map(|(m, _)| m);
                 }
                 append_bounded(&mut held.rec, &line, self.max_size);
                 return;
             }
         }
         self.flush(out);
-        let matched = owned(library, &line.text);
+        let matched = owned(library, &line.text, 0);
         let expects_trace = matched.as_ref().is_some_and(|(_, t)| *t);
         let rec = Assembled {
             text: line.text,
@@ -177,6 +238,9 @@ impl Assembler {
         if let Some(mut h) = self.held.take() {
             let trimmed = h.rec.text.trim_end_matches('\n').len();
             h.rec.text.truncate(trimmed);
+            if let Some(matched) = &mut h.rec.matched {
+                complete_exception(matched, &h.rec.text);
+            }
             out.push(h.rec);
         }
     }
@@ -333,6 +397,239 @@ mod tests {
         assert_eq!(out.len(), 2, "{out:?}");
         assert!(out[0].text.ends_with("/tmp/grow.go:9 +0x45"), "{out:?}");
         assert_eq!(out[1].text, "next entry");
+    }
+
+    /// (`exception.type`, `exception.message`, `exception.stacktrace`) of a record.
+    fn exception(a: &Assembled) -> [Option<&str>; 3] {
+        let get = |key: &str| {
+            a.matched.as_ref().and_then(|m| {
+                m.attributes.iter().find_map(|(k, v)| match v {
+                    AttrValue::Str(s) if k == key => Some(s.as_str()),
+                    _ => None,
+                })
+            })
+        };
+        [
+            get(EXCEPTION_TYPE),
+            get(EXCEPTION_MESSAGE),
+            get(EXCEPTION_STACKTRACE),
+        ]
+    }
+
+    /// The records of a real sample (tests/data/runtime-oom/) with a match.
+    fn matched_records(sample: &str) -> Vec<Assembled> {
+        let lines: Vec<&str> = sample.lines().collect();
+        assemble(&lines)
+            .into_iter()
+            .filter(|a| a.matched.is_some())
+            .collect()
+    }
+
+    fn pattern(a: &Assembled) -> &str {
+        a.matched.as_ref().map_or("", |m| m.pattern.as_str())
+    }
+
+    const JAVA: &str = include_str!("../../../../tests/data/runtime-oom/java-heap-space.txt");
+
+    #[test]
+    fn java_heap_space_sample_has_type_message_and_its_printed_trace() {
+        let out = matched_records(JAVA);
+        assert_eq!(out.len(), 1, "{out:#?}");
+        assert_eq!(pattern(&out[0]), "java.heap_space");
+        assert_eq!(
+            exception(&out[0]),
+            [
+                Some("java.lang.OutOfMemoryError"),
+                Some("Java heap space"),
+                Some(JAVA.trim_end()),
+            ]
+        );
+        // The pattern's own attributes are kept.
+        let m = out[0].matched.as_ref().map(|m| &m.attributes);
+        assert!(
+            m.is_some_and(|a| a.contains(&(
+                "oom.java.error".to_owned(),
+                AttrValue::Str("Java heap space".to_owned())
+            ))),
+            "{m:?}"
+        );
+    }
+
+    #[test]
+    fn a_loggers_prefix_is_not_part_of_the_stack_trace() {
+        // The real sample after a logging framework's prefix.
+        let prefixed = format!("2026-12-06 00:00:00.000 ERROR [main] {JAVA}");
+        let out = matched_records(&prefixed);
+        assert_eq!(out.len(), 1, "{out:#?}");
+        assert_eq!(exception(&out[0])[2], Some(JAVA.trim_end()));
+        // The body keeps the whole text.
+        assert_eq!(out[0].text, prefixed.trim_end());
+    }
+
+    #[test]
+    fn python_sample_has_its_whole_traceback() {
+        let sample = include_str!("../../../../tests/data/runtime-oom/python-memory-error.txt");
+        let out = matched_records(sample);
+        assert_eq!(out.len(), 1, "{out:#?}");
+        assert_eq!(pattern(&out[0]), "python.memory_error");
+        // A bare `MemoryError` has no message.
+        assert_eq!(
+            exception(&out[0]),
+            [Some("MemoryError"), None, Some(sample.trim_end())]
+        );
+    }
+
+    #[test]
+    fn node_heap_limit_sample_has_a_message_and_the_native_stack() {
+        let sample = include_str!("../../../../tests/data/runtime-oom/node-heap-limit.txt");
+        let out = matched_records(sample);
+        assert_eq!(out.len(), 1, "{out:#?}");
+        assert_eq!(pattern(&out[0]), "node.heap_out_of_memory");
+        let start = sample.find("FATAL ERROR: ").unwrap_or_default();
+        assert_eq!(
+            exception(&out[0]),
+            [
+                None,
+                Some("Reached heap limit Allocation failed - JavaScript heap out of memory"),
+                Some(sample[start..].trim_end()),
+            ]
+        );
+    }
+
+    #[test]
+    fn node_worker_sample_has_its_code_as_type_and_its_js_stack() {
+        let sample =
+            include_str!("../../../../tests/data/runtime-oom/node-worker-memory-limit.txt");
+        let out = matched_records(sample);
+        assert_eq!(out.len(), 1, "{out:#?}");
+        assert_eq!(pattern(&out[0]), "node.worker_out_of_memory");
+        let trace: Vec<&str> = sample
+            .lines()
+            .skip_while(|l| !l.starts_with("Error ["))
+            .take(3)
+            .collect();
+        assert!(trace[2].starts_with("    at "), "{trace:?}");
+        assert_eq!(
+            exception(&out[0]),
+            [
+                Some("ERR_WORKER_OUT_OF_MEMORY"),
+                Some("Worker terminated due to reaching memory limit: JS heap out of memory"),
+                Some(trace.join("\n").as_str()),
+            ]
+        );
+    }
+
+    #[test]
+    fn go_sample_has_the_throw_as_message_and_the_goroutines_as_trace() {
+        let sample = include_str!("../../../../tests/data/runtime-oom/go-cannot-allocate.txt");
+        let out = matched_records(sample);
+        assert_eq!(out.len(), 2, "{out:#?}");
+        // The allocator's line before the throw is no exception of its own.
+        assert_eq!(pattern(&out[0]), "go.cannot_allocate");
+        assert_eq!(exception(&out[0]), [None, None, None]);
+        assert_eq!(pattern(&out[1]), "go.fatal_out_of_memory");
+        let start = sample.find("fatal error: ").unwrap_or_default();
+        assert_eq!(
+            exception(&out[1]),
+            [
+                None,
+                Some("out of memory"),
+                Some(sample[start..].trim_end())
+            ]
+        );
+    }
+
+    #[test]
+    fn cpp_sample_has_type_and_what_but_no_stack_trace() {
+        let sample = include_str!("../../../../tests/data/runtime-oom/cpp-bad-alloc.txt");
+        let out = matched_records(sample);
+        assert_eq!(out.len(), 1, "{out:#?}");
+        assert_eq!(pattern(&out[0]), "cpp.bad_alloc");
+        // libstdc++ prints no frames: the `what()` line is the message.
+        assert_eq!(
+            exception(&out[0]),
+            [Some("std::bad_alloc"), Some("std::bad_alloc"), None]
+        );
+    }
+
+    #[test]
+    fn rust_sample_has_its_backtrace() {
+        let sample =
+            include_str!("../../../../tests/data/runtime-oom/rust-alloc-failed-backtrace.txt");
+        let out = matched_records(sample);
+        assert_eq!(out.len(), 1, "{out:#?}");
+        assert_eq!(pattern(&out[0]), "rust.alloc_failed");
+        let end = sample.find("\nnote: ").unwrap_or(sample.len());
+        assert_eq!(
+            exception(&out[0]),
+            [
+                None,
+                Some("memory allocation of 1099511627776 bytes failed"),
+                Some(&sample[..end]),
+            ]
+        );
+    }
+
+    #[test]
+    fn dotnet_trace_starts_at_the_exception_type() {
+        // Constructed in the format .NET prints an unhandled exception
+        // (no .NET runtime here to capture a real one).
+        let out = assemble(&[
+            "Unhandled exception. System.OutOfMemoryException: Exception of type 'System.OutOfMemoryException' was thrown.",
+            "   at Program.Main(String[] args) in /app/Program.cs:line 5",
+            "next entry",
+        ]);
+        assert_eq!(out.len(), 2, "{out:#?}");
+        assert_eq!(
+            exception(&out[0]),
+            [
+                Some("System.OutOfMemoryException"),
+                Some("Exception of type 'System.OutOfMemoryException' was thrown."),
+                Some(
+                    "System.OutOfMemoryException: Exception of type 'System.OutOfMemoryException' was thrown.\n   at Program.Main(String[] args) in /app/Program.cs:line 5"
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_single_line_has_no_stack_trace_and_a_cut_trace_is_the_cut_text() {
+        let first = JAVA.lines().next().unwrap_or_default();
+        let out = assemble(&[first, "next entry"]);
+        assert_eq!(
+            exception(&out[0]),
+            [
+                Some("java.lang.OutOfMemoryError"),
+                Some("Java heap space"),
+                None
+            ]
+        );
+        // The record's size limit bounds the trace as it bounds the body.
+        let lib = Library::builtin();
+        let mut a = Assembler::new(None, 100);
+        let mut out = Vec::new();
+        for (i, l) in JAVA.lines().enumerate() {
+            a.push(&lib, line(l, i as u64 + 1), &mut out);
+        }
+        a.flush(&mut out);
+        assert_eq!(out.len(), 1, "{out:#?}");
+        assert!(out[0].truncated);
+        assert_eq!(exception(&out[0])[2], Some(out[0].text.as_str()));
+        // A match whose line was cut off entirely gives no trace.
+        let mut a = Assembler::new(Regex::new("^S").ok(), 10);
+        let mut out = Vec::new();
+        a.push(&lib, line("S 12345678", 1), &mut out);
+        a.push(&lib, line(first, 2), &mut out);
+        a.push(&lib, line(" at x", 3), &mut out);
+        a.flush(&mut out);
+        assert_eq!(
+            exception(&out[0]),
+            [
+                Some("java.lang.OutOfMemoryError"),
+                Some("Java heap space"),
+                None
+            ]
+        );
     }
 
     #[test]

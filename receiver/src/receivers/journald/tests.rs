@@ -420,6 +420,20 @@ async fn a_java_trace_from_a_units_stdout_is_one_record_amid_other_units() {
     assert_eq!(text.lines().count(), 31, "{text}");
     assert!(text.ends_with("(Grow.java:39)"), "{text}");
     assert_eq!(attr(&record.attributes, "oom.runtime"), s("java"));
+    // The semantic conventions' exception attributes, the trace as grouped.
+    assert_eq!(
+        attr(&record.attributes, "exception.type"),
+        s("java.lang.OutOfMemoryError")
+    );
+    assert_eq!(
+        attr(&record.attributes, "exception.message"),
+        s("Java heap space")
+    );
+    assert_eq!(attr(&record.attributes, "exception.stacktrace"), s(&text));
+    assert_eq!(
+        attr(&record.attributes, "oom.java.error"),
+        s("Java heap space")
+    );
     assert_eq!(
         attr(&record.attributes, "journald._SYSTEMD_UNIT"),
         s("web.service")
