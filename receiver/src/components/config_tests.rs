@@ -222,7 +222,7 @@ fn telemetry_readers_and_resource_decode_as_the_collector_writes_them() {
         ("metrics: {readers: [{pull: {exporter: {prometheus: {port: 1}}}, periodic: {exporter: {otlp: {endpoint: x}}}}]}", "metrics::readers"),
         ("metrics: {readers: [{push: {}}]}", "metrics::readers"),
         ("metrics: {readers: [{pull: {exporter: {prometheus: {port: 1, without_type_suffix: false}}}}]}", "metrics::readers::0::pull::exporter::prometheus::without_type_suffix"),
-        ("metrics: {readers: [{periodic: {exporter: {otlp: {protocol: http/protobuf, endpoint: x}}}}]}", "metrics::readers::0::periodic::exporter::otlp::protocol"),
+        ("metrics: {readers: [{periodic: {exporter: {otlp: {protocol: http/xml, endpoint: x}}}}]}", "metrics::readers"),
         ("metrics: {readers: [{periodic: {interval: 0, exporter: {otlp: {endpoint: x}}}}]}", "metrics::readers"),
     ] {
         let e = errors(&with(&format!("telemetry: {{{bad}}}")));
@@ -232,6 +232,20 @@ fn telemetry_readers_and_resource_decode_as_the_collector_writes_them() {
             "{bad}: {e:?}"
         );
     }
+    // http/* pushes go to the endpoint's path, else /v1/metrics.
+    let url = |protocol: &str, endpoint: &str| {
+        let config = load(&with(&format!(
+            "telemetry: {{metrics: {{readers: [{{periodic: {{exporter: {{otlp: {{protocol: {protocol}, endpoint: '{endpoint}', insecure: true}}}}}}}}]}}}}"
+        )))
+        .expect("valid");
+        match &config.service.telemetry.metrics.effective_readers()[0] {
+            MetricReader::Periodic { periodic } => periodic.exporter.otlp.http_metrics_url(),
+            other => panic!("{other:?}"),
+        }
+    };
+    assert_eq!(url("http/protobuf", "collector:4318"), "http://collector:4318/v1/metrics");
+    assert_eq!(url("http/json", "https://c:4318/"), "https://c:4318/v1/metrics");
+    assert_eq!(url("http/json", "https://c:4318/custom/path"), "https://c:4318/custom/path");
     let e = errors(&with("telemetry: {resource: {a: [1]}}"));
     assert!(
         e.len() == 1 && e[0].contains("expected attribute: value pairs (a string or null each)"),
