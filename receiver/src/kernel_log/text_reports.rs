@@ -196,6 +196,27 @@ impl TextReports {
         in_report
     }
 
+    /// One kernel message that has no prefix to take off (a journal entry's
+    /// `MESSAGE`, which carries its times in fields): `time_unix_nano` when
+    /// it was logged, `kernel_time_us` the time since boot. True when the
+    /// message is part of a report.
+    pub fn push_kernel_message(
+        &mut self,
+        message: &str,
+        time_unix_nano: Option<u64>,
+        kernel_time_us: Option<u64>,
+        out: &mut Vec<TextEvent>,
+    ) -> bool {
+        self.line += 1;
+        self.seq += 1;
+        let meta = Meta {
+            host: None,
+            kernel_time_us,
+            time_unix_nano,
+        };
+        self.push_message(&meta, message.trim(), out)
+    }
+
     fn push_held(&mut self, held: Held, out: &mut Vec<TextEvent>) -> bool {
         let meta = Meta {
             host: held.host.as_deref(),
