@@ -323,6 +323,71 @@ fn bad_input_is_read_without_panic() {
     assert!(text(&output.stderr).contains("/nonexistent/oomscope-analyze.log: No such file"));
 }
 
+/// A 5 GB file (sparse: a real report at its start, middle and end, NUL
+/// bytes between, which are one 2.5 GB "line" each) is read to its end in
+/// bounded memory: the three kills, and the child's peak RSS far below the
+/// file.
+#[test]
+fn a_five_gigabyte_file_is_read_in_bounded_memory() {
+    use std::io::{Seek as _, SeekFrom};
+    const SIZE: u64 = 5_000_000_000;
+    /// Far above what analyze holds (lines cut at 1 MiB, bodies at 256
+    /// KiB, 64 held reports) and far below the file.
+    const MAX_RSS_KIB: i64 = 256 * 1024;
+    let (sample, want) = &samples()[0];
+    let report = std::fs::read(sample).expect("read sample");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("big.log");
+    let mut file = std::fs::File::create(&path).expect("create");
+    for offset in [0, SIZE / 2, SIZE - report.len() as u64] {
+        file.seek(SeekFrom::Start(offset)).expect("seek");
+        file.write_all(b"\n").expect("write");
+        file.write_all(&report).expect("write");
+    }
+    drop(file);
+    assert!(std::fs::metadata(&path).expect("stat").len() >= SIZE);
+    let child = Command::new(env!("CARGO_BIN_EXE_oomscope"))
+        .args(["analyze", "--json", &path.display().to_string()])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn oomscope analyze");
+    let pid = i32::try_from(child.id()).expect("pid");
+    let (mut stdout, mut stderr) = (child.stdout.expect("stdout"), child.stderr.expect("stderr"));
+    let err = std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        let _ = std::io::Read::read_to_end(&mut stderr, &mut buf);
+        buf
+    });
+    let mut out = Vec::new();
+    std::io::Read::read_to_end(&mut stdout, &mut out).expect("read stdout");
+    // wait4 for this child's own peak RSS (other tests' children run too).
+    let mut status = 0;
+    // SAFETY: plain syscall writing into locals.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let waited = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    assert_eq!(waited, pid, "wait4: {}", std::io::Error::last_os_error());
+    let err = text(&err.join().expect("stderr reader"));
+    assert!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "status {status}: {err}"
+    );
+    let records: Vec<Value> = text(&out)
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}")))
+        .collect();
+    let mut three = want.clone();
+    three.extend(want.iter().cloned());
+    three.extend(want.iter().cloned());
+    assert_eq!(kills(&records), three, "{err}");
+    assert!(
+        usage.ru_maxrss < MAX_RSS_KIB,
+        "peak RSS {} KiB for a {SIZE}-byte file",
+        usage.ru_maxrss
+    );
+}
+
 /// No root needed: as `nobody` (uid 65534, no groups), analyze reads a
 /// directory of gzip'd and plain samples and gives every kill; a file only
 /// root may read is named with its error and the others are still read.
