@@ -328,6 +328,8 @@ fn bad_input_is_read_without_panic() {
 /// bounded memory: the three kills, and the child's peak RSS far below the
 /// file.
 #[test]
+// Reaped with wait4, which gives this child's own rusage.
+#[allow(clippy::zombie_processes)]
 fn a_five_gigabyte_file_is_read_in_bounded_memory() {
     use std::io::{Seek as _, SeekFrom};
     const SIZE: u64 = 5_000_000_000;
@@ -450,7 +452,10 @@ fn colour_only_when_stdout_is_a_terminal() {
     let piped = analyze(&[&file.display().to_string()], None);
     assert_eq!(piped.status.code(), Some(0));
     assert!(text(&piped.stdout).contains("OOM kill"));
-    assert!(!text(&piped.stdout).contains('\x1b'), "no colour into a pipe");
+    assert!(
+        !text(&piped.stdout).contains('\x1b'),
+        "no colour into a pipe"
+    );
 
     let (mut master, mut slave) = (-1, -1);
     // SAFETY: openpty writes the two descriptors; the other arguments may

@@ -1452,7 +1452,10 @@ Out of memory: Killed process 4242 (stress) total-vm:2000000kB, anon-rss:1919600
         let reports = assemble(&messages(1, &text));
         assert_eq!(reports.len(), 1, "{reports:#?}");
         // The same as `dmesg` and syslog print it.
-        for prefix in ["[  123.456789] ", "Mar  2 03:04:05 host kernel: [  123.456789] "] {
+        for prefix in [
+            "[  123.456789] ",
+            "Mar  2 03:04:05 host kernel: [  123.456789] ",
+        ] {
             let mut text_reports = super::super::text_reports::TextReports::new(
                 super::super::text::TimeContext::utc(2024),
             );
@@ -1495,7 +1498,10 @@ Out of memory: Killed process 4242 (stress) total-vm:2000000kB, anon-rss:1919600
             (27019, "[x] y:z (w)")
         );
         let selected = r.selected.as_ref().expect("the selected task");
-        assert_eq!((selected.pid, selected.comm.as_str()), (26794, "a [b]: c (d)"));
+        assert_eq!(
+            (selected.pid, selected.comm.as_str()),
+            (26794, "a [b]: c (d)")
+        );
     }
 
     #[test]

@@ -1129,11 +1129,7 @@ async fn a_report_from_a_file_has_the_kmsg_receivers_attributes() {
             .find(|r| attr(r, "oom.pattern") == Some(&string("kernel.oom_report")))
             .unwrap_or_else(|| panic!("{name}: {got:#?}"));
         let own = |k: &str| k.starts_with("log.") || k == "hostname";
-        let attributes: Vec<_> = report
-            .attributes
-            .iter()
-            .filter(|a| !own(&a.key))
-            .collect();
+        let attributes: Vec<_> = report.attributes.iter().filter(|a| !own(&a.key)).collect();
         assert_eq!(attributes, want.iter().collect::<Vec<_>>(), "{name}");
         assert_eq!(
             attr(report, "process.pid"),

@@ -320,9 +320,10 @@ impl Reader {
         shutdown: CancellationToken,
     ) -> Reader {
         let reports_on = !skip_kernel
-            && !cfg.disable_patterns.iter().any(|d| {
-                glob::Pattern::new(d).is_ok_and(|g| g.matches(OOM_REPORT_PATTERN))
-            });
+            && !cfg
+                .disable_patterns
+                .iter()
+                .any(|d| glob::Pattern::new(d).is_ok_and(|g| g.matches(OOM_REPORT_PATTERN)));
         let finder = if cfg.include_all {
             None
         } else {
@@ -704,8 +705,8 @@ impl Reader {
             return false;
         };
         let realtime_us = journal.timestamp_usec().ok();
-        let kernel_time_us = field_int(journal, "_SOURCE_MONOTONIC_TIMESTAMP\0")
-            .and_then(|t| u64::try_from(t).ok());
+        let kernel_time_us =
+            field_int(journal, "_SOURCE_MONOTONIC_TIMESTAMP\0").and_then(|t| u64::try_from(t).ok());
         let was_pending = reports.is_pending();
         let mut events = Vec::new();
         let mut in_report = false;

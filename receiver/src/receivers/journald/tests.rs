@@ -1406,10 +1406,7 @@ async fn a_kernel_oom_report_is_one_record_with_the_kmsg_receivers_attributes() 
     kmsg.truncate(killed + 1);
     // Another program's OOM message in the middle of the report (its
     // lines arrive between the kernel's), and one after it.
-    entries.insert(
-        entries.len() / 2,
-        Entry::unit("web.service", 5, JAVA_HEAD),
-    );
+    entries.insert(entries.len() / 2, Entry::unit("web.service", 5, JAVA_HEAD));
     entries.push(Entry::unit("web.service", 5, "next"));
     let dir = tempfile::tempdir().unwrap();
     write_journal(&remote, &dir.path().join("remote.journal"), &entries);
@@ -1417,7 +1414,12 @@ async fn a_kernel_oom_report_is_one_record_with_the_kmsg_receivers_attributes() 
     r.until(2).await;
     r.quiet().await;
     let got = r.stop().await;
-    assert_eq!(got.len(), 2, "{:#?}", got.iter().map(|(_, r)| body(r)).collect::<Vec<_>>());
+    assert_eq!(
+        got.len(),
+        2,
+        "{:#?}",
+        got.iter().map(|(_, r)| body(r)).collect::<Vec<_>>()
+    );
     let kernel = |r: &LogRecord| attr(&r.attributes, "oom.runtime") == s("kernel");
     let (reports, others): (Vec<_>, Vec<_>) = got.iter().map(|(_, r)| r).partition(|r| kernel(r));
     let (java, report) = (others[0], reports[0]);
@@ -1430,22 +1432,19 @@ async fn a_kernel_oom_report_is_one_record_with_the_kmsg_receivers_attributes() 
         .expect("the kmsg sample is a complete report");
     let want = crate::kernel_log::report_record::report_attributes(&from_kmsg, Vec::new());
     let own = |k: &str| k.starts_with("journald.") || k.starts_with("syslog.");
-    let got_attributes: Vec<&KeyValue> = report
-        .attributes
-        .iter()
-        .filter(|a| !own(&a.key))
-        .collect();
+    let got_attributes: Vec<&KeyValue> =
+        report.attributes.iter().filter(|a| !own(&a.key)).collect();
     assert_eq!(
         got_attributes,
         want.iter().collect::<Vec<_>>(),
         "the kmsg receiver's report attributes"
     );
     assert_eq!(attr(&report.attributes, "process.pid"), i(11976));
-    assert_eq!(attr(&report.attributes, "oom.pattern"), s("kernel.oom_report"));
     assert_eq!(
-        attr(&report.attributes, "journald._TRANSPORT"),
-        s("kernel")
+        attr(&report.attributes, "oom.pattern"),
+        s("kernel.oom_report")
     );
+    assert_eq!(attr(&report.attributes, "journald._TRANSPORT"), s("kernel"));
     assert_eq!(report.severity_text, "ERROR");
     let text = body(report);
     assert!(text.starts_with("python3 invoked oom-killer: "), "{text}");
@@ -1472,11 +1471,18 @@ async fn a_kernel_report_cut_short_in_the_journal_is_sent_with_a_note() {
     let report = &got[0].1;
     assert_eq!(report.severity_text, "WARN");
     assert!(
-        matches!(attr(&report.attributes, "oom.report.incomplete"), Some(any_value::Value::StringValue(_))),
+        matches!(
+            attr(&report.attributes, "oom.report.incomplete"),
+            Some(any_value::Value::StringValue(_))
+        ),
         "{report:#?}"
     );
     assert_eq!(attr(&report.attributes, "oom.trigger.comm"), s("python3"));
-    assert_eq!(attr(&report.attributes, "process.pid"), None, "no victim known");
+    assert_eq!(
+        attr(&report.attributes, "process.pid"),
+        None,
+        "no victim known"
+    );
     r.quiet().await;
     assert_eq!(r.stop().await.len(), 1);
 }
