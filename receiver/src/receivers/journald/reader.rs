@@ -2,6 +2,7 @@
 //! and its factory: built with the `journald` feature, which links
 //! libsystemd.
 
+use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -99,6 +100,9 @@ const SHUTDOWN_SEND_WAIT: Duration = Duration::from_secs(5);
 /// while no kernel entry comes (as `filelog`'s `oom_report_wait` default):
 /// the kernel writes a report at once, so then the rest is not coming.
 const REPORT_WAIT: Duration = Duration::from_secs(5);
+/// Report entry positions remembered at most (far more than a report has
+/// entries; reset when full).
+const MAX_REPORT_POSITIONS: usize = 64 * 1024;
 
 /// Checks the config, loads the checkpoint and spawns the reading thread.
 /// A journal that does not exist yet is not an error: it is looked for
@@ -262,6 +266,9 @@ struct Reader {
     report_start: Option<Arc<Start>>,
     /// When the last kernel entry went into the report being assembled.
     report_fed: Option<Instant>,
+    /// With `include_all`: positions of entries that are part of a report,
+    /// whose own records are sent but not counted again (the report is).
+    report_positions: HashSet<u64>,
     max_log_size: usize,
     /// Where reading starts while no entry was read (a stored checkpoint,
     /// else `start_at`).
@@ -370,6 +377,7 @@ impl Reader {
             }),
             report_start: None,
             report_fed: None,
+            report_positions: HashSet::new(),
             max_log_size,
             initial_start,
             storing,
@@ -648,9 +656,15 @@ impl Reader {
         }
         // Before the priority filter: a report's lines have several levels
         // and the report is one record.
-        if kernel && self.feed_report(journal, &text) && !self.cfg.include_all {
-            // Sent within the report's record.
-            return;
+        if kernel && self.feed_report(journal, &text) {
+            if !self.cfg.include_all {
+                // Sent within the report's record.
+                return;
+            }
+            if self.report_positions.len() >= MAX_REPORT_POSITIONS {
+                self.report_positions.clear();
+            }
+            self.report_positions.insert(self.pos);
         }
         // journalctl's --priority: entries without a priority are left out
         // unless every level is wanted.
@@ -798,9 +812,13 @@ impl Reader {
             return;
         }
         for o in out {
+            let in_report = self.report_positions.remove(&o.assembled.first_end_offset);
             if let Some(m) = &o.assembled.matched {
-                let (pattern, runtime) = (m.pattern.clone(), m.runtime.clone());
-                self.count(|c| c.matches.count(&pattern, &runtime));
+                // A report's line: counted within the report's record.
+                if !(in_report && m.runtime == KERNEL_RUNTIME) {
+                    let (pattern, runtime) = (m.pattern.clone(), m.runtime.clone());
+                    self.count(|c| c.matches.count(&pattern, &runtime));
+                }
             }
             let resource: Vec<KeyValue> = o.start.resource.clone();
             let record = records::log_record(o.assembled, &o.start.facts);

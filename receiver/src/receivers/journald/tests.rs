@@ -1486,3 +1486,83 @@ async fn a_kernel_report_cut_short_in_the_journal_is_sent_with_a_note() {
     r.quiet().await;
     assert_eq!(r.stop().await.len(), 1);
 }
+
+/// With `include_all` a report's entries are sent on their own too, but
+/// `oom.log.matches` counts the kill once (as `kernel.oom_report`), not
+/// again for each of its lines a kernel pattern matches.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn include_all_sends_a_reports_entries_but_counts_the_kill_once() {
+    let Some(remote) = tool("include_all_sends_a_reports_entries_but_counts_the_kill_once") else {
+        return;
+    };
+    let (mut entries, kmsg) = kernel_report_entries();
+    let killed = kmsg
+        .iter()
+        .position(|r| r.message.contains("Killed process"))
+        .unwrap();
+    entries.truncate(killed + 1);
+    let dir = tempfile::tempdir().unwrap();
+    write_journal(&remote, &dir.path().join("remote.journal"), &entries);
+    let mut cfg = config(dir.path());
+    cfg.include_all = true;
+    cfg.priority = PriorityRange { min: 0, max: 7 };
+    let mut r = run(&cfg, None).await;
+    // The report's record, and the Killed line's own record.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let have = |p: &str| {
+            r.received
+                .iter()
+                .any(|(_, rec)| attr(&rec.attributes, "oom.pattern") == s(p))
+        };
+        let killed_line = r
+            .received
+            .iter()
+            .any(|(_, rec)| body(rec).starts_with("Memory cgroup out of memory: Killed process"));
+        if have("kernel.oom_report") && killed_line {
+            break;
+        }
+        let n = r.received.len() + 1;
+        assert!(tokio::time::Instant::now() < deadline, "{:#?}", r.bodies());
+        r.until(n).await;
+    }
+    // The counters once they hold the report: only it among the kernel's.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let kernel_points = loop {
+        let batch = tokio::time::timeout_at(deadline, r.metrics.recv())
+            .await
+            .expect("the report counted within WAIT")
+            .expect("metrics");
+        let Payload::Metrics(rm) = batch.payload.as_ref() else {
+            continue;
+        };
+        let points: Vec<(String, i64)> = rm
+            .iter()
+            .flat_map(|r| &r.scope_metrics)
+            .flat_map(|s| &s.metrics)
+            .filter(|m| m.name == "oom.log.matches")
+            .filter_map(|m| match &m.data {
+                Some(metric::Data::Sum(sum)) => Some(sum.data_points.clone()),
+                _ => None,
+            })
+            .flatten()
+            .filter(|p| attr(&p.attributes, "oom.runtime") == s("kernel"))
+            .map(|p| {
+                let pattern = match attr(&p.attributes, "oom.pattern") {
+                    Some(any_value::Value::StringValue(v)) => v,
+                    _ => String::new(),
+                };
+                let value = match p.value {
+                    Some(number_data_point::Value::AsInt(v)) => v,
+                    _ => 0,
+                };
+                (pattern, value)
+            })
+            .collect();
+        if points.iter().any(|(p, _)| p == "kernel.oom_report") {
+            break points;
+        }
+    };
+    assert_eq!(kernel_points, [("kernel.oom_report".to_owned(), 1)]);
+    r.stop().await;
+}
