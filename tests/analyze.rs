@@ -323,6 +323,179 @@ fn bad_input_is_read_without_panic() {
     assert!(text(&output.stderr).contains("/nonexistent/oomscope-analyze.log: No such file"));
 }
 
+/// A 5 GB file (sparse: a real report at its start, middle and end, NUL
+/// bytes between, which are one 2.5 GB "line" each) is read to its end in
+/// bounded memory: the three kills, and the child's peak RSS far below the
+/// file.
+#[test]
+// Reaped with wait4, which gives this child's own rusage.
+#[allow(clippy::zombie_processes)]
+fn a_five_gigabyte_file_is_read_in_bounded_memory() {
+    use std::io::{Seek as _, SeekFrom};
+    const SIZE: u64 = 5_000_000_000;
+    /// Far above what analyze holds (lines cut at 1 MiB, bodies at 256
+    /// KiB, 64 held reports) and far below the file.
+    const MAX_RSS_KIB: i64 = 256 * 1024;
+    let (sample, want) = &samples()[0];
+    let report = std::fs::read(sample).expect("read sample");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("big.log");
+    let mut file = std::fs::File::create(&path).expect("create");
+    for offset in [0, SIZE / 2, SIZE - report.len() as u64] {
+        file.seek(SeekFrom::Start(offset)).expect("seek");
+        file.write_all(b"\n").expect("write");
+        file.write_all(&report).expect("write");
+    }
+    drop(file);
+    assert!(std::fs::metadata(&path).expect("stat").len() >= SIZE);
+    let child = Command::new(env!("CARGO_BIN_EXE_oomscope"))
+        .args(["analyze", "--json", &path.display().to_string()])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn oomscope analyze");
+    let pid = i32::try_from(child.id()).expect("pid");
+    let (mut stdout, mut stderr) = (child.stdout.expect("stdout"), child.stderr.expect("stderr"));
+    let err = std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        let _ = std::io::Read::read_to_end(&mut stderr, &mut buf);
+        buf
+    });
+    let mut out = Vec::new();
+    std::io::Read::read_to_end(&mut stdout, &mut out).expect("read stdout");
+    // wait4 for this child's own peak RSS (other tests' children run too).
+    let mut status = 0;
+    // SAFETY: plain syscall writing into locals.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let waited = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    assert_eq!(waited, pid, "wait4: {}", std::io::Error::last_os_error());
+    let err = text(&err.join().expect("stderr reader"));
+    assert!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "status {status}: {err}"
+    );
+    let records: Vec<Value> = text(&out)
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}")))
+        .collect();
+    let mut three = want.clone();
+    three.extend(want.iter().cloned());
+    three.extend(want.iter().cloned());
+    assert_eq!(kills(&records), three, "{err}");
+    assert!(
+        usage.ru_maxrss < MAX_RSS_KIB,
+        "peak RSS {} KiB for a {SIZE}-byte file",
+        usage.ru_maxrss
+    );
+}
+
+/// No root needed: as `nobody` (uid 65534, no groups), analyze reads a
+/// directory of gzip'd and plain samples and gives every kill; a file only
+/// root may read is named with its error and the others are still read.
+#[test]
+fn analyze_runs_as_an_unprivileged_user() {
+    use std::os::unix::fs::PermissionsExt as _;
+    use std::os::unix::process::CommandExt as _;
+    const NOBODY: u32 = 65534;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let samples = samples();
+    let (first, want_first) = &samples[0];
+    let (second, want_second) = &samples[1];
+    let data = std::fs::read(first).expect("read sample");
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    encoder.write_all(&data).expect("gzip");
+    std::fs::write(dir.path().join("a.log.gz"), encoder.finish().expect("gzip")).expect("write");
+    std::fs::copy(second, dir.path().join("b.log")).expect("copy");
+    let private = dir.path().join("private.log");
+    std::fs::copy(first, &private).expect("copy");
+    std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let mut command = Command::new(env!("CARGO_BIN_EXE_oomscope"));
+    command
+        .args(["analyze", "--json", &dir.path().display().to_string()])
+        .stdin(Stdio::null());
+    if is_root() {
+        // std drops the supplementary groups when it sets the uid as root.
+        command.uid(NOBODY).gid(NOBODY);
+    }
+    let output = command.output().expect("run oomscope analyze");
+    let err = text(&output.stderr);
+    // 1: read in part (the private file), as documented.
+    let code = if is_root() { 1 } else { 0 };
+    assert_eq!(output.status.code(), Some(code), "{err}");
+    let mut want = want_first.clone();
+    want.extend(want_second.iter().cloned());
+    let records: Vec<Value> = text(&output.stdout)
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}")))
+        .collect();
+    let mut got = kills(&records);
+    got.sort();
+    want.sort();
+    assert_eq!(got, want, "{err}");
+    if is_root() {
+        assert!(
+            err.contains("private.log") && err.contains("Permission denied"),
+            "{err}"
+        );
+    }
+}
+
+/// Colour when stdout is a terminal (a pseudo-terminal here), none when it
+/// is a pipe, with the default `--color auto`.
+#[test]
+fn colour_only_when_stdout_is_a_terminal() {
+    use std::io::Read as _;
+    use std::os::fd::{FromRawFd as _, OwnedFd};
+    let file = samples_dir().join("old/lkml-3.12-systemd-bash-sacrifice-child-sudo-dmesg.txt");
+    let piped = analyze(&[&file.display().to_string()], None);
+    assert_eq!(piped.status.code(), Some(0));
+    assert!(text(&piped.stdout).contains("OOM kill"));
+    assert!(
+        !text(&piped.stdout).contains('\x1b'),
+        "no colour into a pipe"
+    );
+
+    let (mut master, mut slave) = (-1, -1);
+    // SAFETY: openpty writes the two descriptors; the other arguments may
+    // be null.
+    let rc = unsafe {
+        libc::openpty(
+            &mut master,
+            &mut slave,
+            std::ptr::null_mut(),
+            std::ptr::null(),
+            std::ptr::null(),
+        )
+    };
+    assert_eq!(rc, 0, "openpty: {}", std::io::Error::last_os_error());
+    // SAFETY: both descriptors were just opened and are owned here only.
+    let (master, slave) = unsafe { (OwnedFd::from_raw_fd(master), OwnedFd::from_raw_fd(slave)) };
+    let mut child = Command::new(env!("CARGO_BIN_EXE_oomscope"))
+        .args(["analyze", &file.display().to_string()])
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(slave))
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn oomscope analyze");
+    // The child holds the only slave descriptor: reading ends (EIO) when it
+    // exits.
+    let mut master = std::fs::File::from(master);
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match master.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+        }
+    }
+    let status = child.wait().expect("wait");
+    assert!(status.success(), "{status}");
+    let out = text(&out);
+    assert!(out.contains("\x1b[1;31mOOM kill\x1b[0m"), "{out}");
+}
+
 /// The records `--otlp` (gRPC) and `--otlp-http` sent arrive at the agent's
 /// OTLP receiver, with the report record's attribute types.
 #[test]

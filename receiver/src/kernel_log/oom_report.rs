@@ -1429,6 +1429,81 @@ Out of memory: Killed process 4242 (stress) total-vm:2000000kB, anon-rss:1919600
         }
     }
 
+    /// comm names with spaces, parentheses, brackets and colons, cut at 15
+    /// characters by the kernel (no collected real report has brackets in
+    /// a victim's name; these lines follow the kernels' format strings:
+    /// 3.x "Kill process ... or sacrifice child" and a 6.x table).
+    #[test]
+    fn comm_names_with_brackets_colons_parentheses_and_spaces() {
+        // At most 15 characters, as TASK_COMM_LEN cuts them.
+        let victim = "[w:1] (x) y: z";
+        let trigger = "kworker/u17:0 [";
+        assert_eq!((victim.len(), trigger.len()), (14, 15));
+        let text = format!(
+            "{trigger} invoked oom-killer: gfp_mask=0xcc0(GFP_KERNEL), order=0, oom_score_adj=0\n\
+             CPU: 1 UID: 0 PID: 74 Comm: {trigger} Not tainted 6.18.0 #1\n\
+             Tasks state (memory values in pages):\n\
+             [  pid  ]   uid  tgid total_vm      rss rss_anon rss_file rss_shmem pgtables_bytes swapents oom_score_adj name\n\
+             [     74]     0    74     1000      900      800      100         0    16384        0             0 {trigger}\n\
+             [    500]  1000   500    90000    50000    49000     1000         0   409600        0           100 {victim}\n\
+             oom-kill:constraint=CONSTRAINT_NONE,nodemask=(null),cpuset=/,mems_allowed=0,global_oom,task_memcg=/a,task={victim},pid=500,uid=1000\n\
+             Out of memory: Killed process 500 ({victim}) total-vm:360000kB, anon-rss:196000kB, file-rss:4000kB, shmem-rss:0kB, UID:1000 pgtables:400kB oom_score_adj:100"
+        );
+        let reports = assemble(&messages(1, &text));
+        assert_eq!(reports.len(), 1, "{reports:#?}");
+        // The same as `dmesg` and syslog print it.
+        for prefix in [
+            "[  123.456789] ",
+            "Mar  2 03:04:05 host kernel: [  123.456789] ",
+        ] {
+            let mut text_reports = super::super::text_reports::TextReports::new(
+                super::super::text::TimeContext::utc(2024),
+            );
+            let mut events = Vec::new();
+            for line in text.lines() {
+                text_reports.push_line(&format!("{prefix}{line}"), &mut events);
+            }
+            text_reports.finish(&mut events);
+            let kills: Vec<_> = events
+                .iter()
+                .filter_map(|e| match e {
+                    super::super::text_reports::TextEvent::Report(t) => Some(&t.report),
+                    _ => None,
+                })
+                .collect();
+            assert_eq!(kills.len(), 1, "{prefix}: {kills:#?}");
+            let mut from_text = kills[0].clone();
+            // The only difference: the time the prefix gives.
+            assert_eq!(from_text.monotonic_us, 123_456_789, "{prefix}");
+            from_text.monotonic_us = reports[0].monotonic_us;
+            assert_eq!(from_text, reports[0], "{prefix}");
+        }
+        let r = &reports[0];
+        assert_eq!((r.killed.pid, r.killed.comm.as_str()), (500, victim));
+        assert_eq!(r.killed.anon_rss_kb, Some(196000));
+        assert_eq!(r.trigger_comm.as_deref(), Some(trigger));
+        assert_eq!(r.trigger_pid, Some(74));
+        let names: Vec<(i32, &str)> = r.tasks.iter().map(|t| (t.pid, t.name.as_str())).collect();
+        assert_eq!(names, [(500, victim), (74, trigger)]);
+        // The 3.x form: the selected task and its child, both odd names.
+        let reports = assemble(&messages(
+            1,
+            "Out of memory: Kill process 26794 (a [b]: c (d)) score 0 or sacrifice child\n\
+             Killed process 27019 ([x] y:z (w)) total-vm:187104kB, anon-rss:612kB, file-rss:1988kB",
+        ));
+        assert_eq!(reports.len(), 1, "{reports:#?}");
+        let r = &reports[0];
+        assert_eq!(
+            (r.killed.pid, r.killed.comm.as_str()),
+            (27019, "[x] y:z (w)")
+        );
+        let selected = r.selected.as_ref().expect("the selected task");
+        assert_eq!(
+            (selected.pid, selected.comm.as_str()),
+            (26794, "a [b]: c (d)")
+        );
+    }
+
     #[test]
     fn interleaved_lines_do_not_break_a_report() {
         let mut lines: Vec<&str> = SAMPLE.lines().collect();

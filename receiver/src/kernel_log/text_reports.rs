@@ -196,6 +196,27 @@ impl TextReports {
         in_report
     }
 
+    /// One kernel message that has no prefix to take off (a journal entry's
+    /// `MESSAGE`, which carries its times in fields): `time_unix_nano` when
+    /// it was logged, `kernel_time_us` the time since boot. True when the
+    /// message is part of a report.
+    pub fn push_kernel_message(
+        &mut self,
+        message: &str,
+        time_unix_nano: Option<u64>,
+        kernel_time_us: Option<u64>,
+        out: &mut Vec<TextEvent>,
+    ) -> bool {
+        self.line += 1;
+        self.seq += 1;
+        let meta = Meta {
+            host: None,
+            kernel_time_us,
+            time_unix_nano,
+        };
+        self.push_message(&meta, message.trim(), out)
+    }
+
     fn push_held(&mut self, held: Held, out: &mut Vec<TextEvent>) -> bool {
         let meta = Meta {
             host: held.host.as_deref(),
@@ -521,6 +542,59 @@ mod tests {
             let alone = &kills(&alone)[0].report;
             assert_eq!(r.task_count, alone.task_count);
             assert_eq!(r.memcg_usage_bytes, alone.memcg_usage_bytes);
+        }
+    }
+
+    /// Another CPU's kernel lines (an allocation failure warning with its
+    /// own header, trace and Mem-Info, and driver chatter) interleaved
+    /// with every line of a real report (this machine's, as `dmesg` printed
+    /// it): the same report with the same facts.
+    #[test]
+    fn another_cpus_lines_interleaved_leave_the_report_whole() {
+        let text = include_str!("../../../tests/data/log-prefixes/dmesg.txt");
+        let other_cpu = [
+            "kworker/1:1: page allocation failure: order:4, mode:0x40cc0(GFP_KERNEL|__GFP_COMP), nodemask=(null),cpuset=/,mems_allowed=0",
+            "CPU: 1 UID: 0 PID: 77 Comm: kworker/1:1 Not tainted 6.18.44-fc-v1252 #1 PREEMPT(none)",
+            "Call Trace:",
+            " <TASK>",
+            " warn_alloc+0x13e/0x160",
+            " </TASK>",
+            "Mem-Info:",
+            "active_anon:5 inactive_anon:12711 isolated_anon:0",
+            "e1000e: eth0 NIC Link is Up 1000 Mbps Full Duplex",
+        ];
+        let mut mixed = String::new();
+        for (i, line) in text.lines().enumerate() {
+            mixed.push_str(line);
+            mixed.push('\n');
+            let stamp = line.split(']').next().unwrap_or("[ 0.0");
+            mixed.push_str(&format!("{stamp}] {}\n", other_cpu[i % other_cpu.len()]));
+        }
+        let (alone, mixed_events) = (events(text), events(&mixed));
+        let (alone, got) = (kills(&alone), kills(&mixed_events));
+        assert_eq!((alone.len(), got.len()), (1, 1), "{mixed_events:#?}");
+        let (a, b) = (&alone[0].report, &got[0].report);
+        assert_eq!(b.killed, a.killed);
+        assert_eq!(b.selected, a.selected);
+        assert_eq!(
+            (&b.trigger_comm, b.trigger_pid, &b.gfp_mask, b.order),
+            (&a.trigger_comm, a.trigger_pid, &a.gfp_mask, a.order)
+        );
+        assert_eq!(
+            (&b.constraint, &b.oom_memcg, &b.task_memcg),
+            (&a.constraint, &a.oom_memcg, &a.task_memcg)
+        );
+        assert_eq!(
+            (b.memcg_usage_bytes, b.memcg_limit_bytes, b.task_count),
+            (a.memcg_usage_bytes, a.memcg_limit_bytes, a.task_count)
+        );
+        assert_eq!(b.tasks, a.tasks);
+        // The body keeps every line of the report (without a caller id the
+        // other CPU's kernel lines cannot be told from the report's, so
+        // they stay in it too, as they do from /dev/kmsg).
+        let mut body = got[0].body.lines();
+        for line in alone[0].body.lines() {
+            assert!(body.any(|l| l == line), "{line} missing or out of order");
         }
     }
 

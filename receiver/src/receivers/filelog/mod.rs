@@ -79,7 +79,7 @@ const SCAN_CHUNK: usize = 256 * 1024;
 const CLOSE_AFTER_UNMATCHED_POLLS: u32 = 3;
 /// Text that starts a kernel OOM report (or what is left of one whose
 /// header the kernel's rate limit dropped).
-const REPORT_LITERALS: &[&str] = &[
+pub(crate) const REPORT_LITERALS: &[&str] = &[
     " invoked oom-killer: ",
     "oom-kill:constraint=",
     "Killed process ",

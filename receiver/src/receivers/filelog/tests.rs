@@ -1098,3 +1098,45 @@ async fn static_attributes_and_resource() {
         "{err}"
     );
 }
+
+/// Issue 13 item 3: one real kill on this project's machine as `dmesg -T`
+/// and rsyslog's kern.log wrote it (tests/data/log-prefixes) gives, from a
+/// file, the attributes (names, values, types) of the `kmsg` receiver's
+/// report record for the same kill read from /dev/kmsg, plus the file's own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_report_from_a_file_has_the_kmsg_receivers_attributes() {
+    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/data/log-prefixes");
+    let kmsg = std::fs::read_to_string(data.join("kmsg.txt")).expect("kmsg.txt");
+    let mut assembler = crate::kernel_log::OomReportAssembler::new();
+    let from_kmsg = kmsg
+        .lines()
+        .map(|l| crate::kernel_log::KmsgRecord::parse(l.as_bytes()).expect("kmsg record"))
+        .find_map(|r| assembler.push(&r))
+        .expect("a complete report");
+    let want = crate::kernel_log::report_record::report_attributes(&from_kmsg, Vec::new());
+    for name in ["dmesg-T.txt", "rsyslog-traditional-berlin.txt"] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::copy(data.join(name), dir.path().join("kern.log")).expect("copy");
+        let cfg = FilelogReceiverConfig {
+            include_all: false,
+            ..config(dir.path(), "kern.log")
+        };
+        let running = run(&cfg, None, None).await;
+        let mut rx = running.rx;
+        let got = records(&mut rx, 1).await;
+        let report = got
+            .iter()
+            .find(|r| attr(r, "oom.pattern") == Some(&string("kernel.oom_report")))
+            .unwrap_or_else(|| panic!("{name}: {got:#?}"));
+        let own = |k: &str| k.starts_with("log.") || k == "hostname";
+        let attributes: Vec<_> = report.attributes.iter().filter(|a| !own(&a.key)).collect();
+        assert_eq!(attributes, want.iter().collect::<Vec<_>>(), "{name}");
+        assert_eq!(
+            attr(report, "process.pid"),
+            Some(&any_value::Value::IntValue(28526)),
+            "{name}"
+        );
+        assert_eq!(attr(report, "log.file.name"), Some(&string("kern.log")));
+        assert_ne!(report.time_unix_nano, 0, "{name}: the prefix's time");
+    }
+}

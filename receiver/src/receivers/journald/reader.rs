@@ -2,6 +2,7 @@
 //! and its factory: built with the `journald` feature, which links
 //! libsystemd.
 
+use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -29,11 +30,14 @@ use crate::component::{
     BuildContext, Factory, ReceiverConfig, ReceiverFactory, Stability, StartFuture,
 };
 use crate::config::{from_node, ComponentId, ConfigError, Node};
+use crate::kernel_log::report_record::{self, KERNEL_RUNTIME, OOM_REPORT_PATTERN};
+use crate::kernel_log::text_reports::{TextEvent, TextReports};
 use crate::patterns::Library;
 use crate::pipeline::{
     consume_retrying, Batch, ConsumeError, DeliveryStatus, DynConsumer, Payload, Signal,
 };
 use crate::receivers::filelog::multiline::PYTHON_TRACEBACK;
+use crate::receivers::filelog::REPORT_LITERALS;
 use crate::receivers::ReceiverOutputs;
 use crate::telemetry::ReceiverMetrics;
 
@@ -92,6 +96,13 @@ const FILE_CHECK_INTERVAL: Duration = Duration::from_secs(10);
 /// At shutdown, how long the last batch waits for room among the
 /// unacknowledged ones before it is left for the next start to read again.
 const SHUTDOWN_SEND_WAIT: Duration = Duration::from_secs(5);
+/// How long a kernel OOM report waits for its "Killed process" entry
+/// while no kernel entry comes (as `filelog`'s `oom_report_wait` default):
+/// the kernel writes a report at once, so then the rest is not coming.
+const REPORT_WAIT: Duration = Duration::from_secs(5);
+/// Report entry positions remembered at most (far more than a report has
+/// entries; reset when full).
+const MAX_REPORT_POSITIONS: usize = 64 * 1024;
 
 /// Checks the config, loads the checkpoint and spawns the reading thread.
 /// A journal that does not exist yet is not an error: it is looked for
@@ -246,6 +257,18 @@ struct Reader {
     finder: Option<AhoCorasick>,
     location: Location,
     skip_kernel: bool,
+    /// The kernel's OOM reports in kernel-transport entries, assembled into
+    /// one record per kill (`None`: kernel entries skipped, or
+    /// `disable_patterns` covers `kernel.oom_report`).
+    reports: Option<TextReports>,
+    /// The first entry of the report being assembled: the checkpoint stays
+    /// before it, so a restart reads the report whole.
+    report_start: Option<Arc<Start>>,
+    /// When the last kernel entry went into the report being assembled.
+    report_fed: Option<Instant>,
+    /// With `include_all`: positions of entries that are part of a report,
+    /// whose own records are sent but not counted again (the report is).
+    report_positions: HashSet<u64>,
     max_log_size: usize,
     /// Where reading starts while no entry was read (a stored checkpoint,
     /// else `start_at`).
@@ -303,11 +326,21 @@ impl Reader {
         telemetry: ReceiverMetrics,
         shutdown: CancellationToken,
     ) -> Reader {
+        let reports_on = !skip_kernel
+            && !cfg
+                .disable_patterns
+                .iter()
+                .any(|d| glob::Pattern::new(d).is_ok_and(|g| g.matches(OOM_REPORT_PATTERN)));
         let finder = if cfg.include_all {
             None
         } else {
             let mut literals = library.literals().to_vec();
             literals.push(PYTHON_TRACEBACK.as_bytes().to_vec());
+            if reports_on {
+                // A report's first lines, even when their patterns are
+                // disabled; while it is assembled every entry is looked at.
+                literals.extend(REPORT_LITERALS.iter().map(|l| l.as_bytes().to_vec()));
+            }
             match AhoCorasick::builder()
                 .match_kind(aho_corasick::MatchKind::LeftmostFirst)
                 .build(&literals)
@@ -337,6 +370,14 @@ impl Reader {
             finder,
             location,
             skip_kernel,
+            reports: reports_on.then(|| {
+                TextReports::new(crate::clock::text_time_context(
+                    crate::clock::unix_now_seconds(),
+                ))
+            }),
+            report_start: None,
+            report_fed: None,
+            report_positions: HashSet::new(),
             max_log_size,
             initial_start,
             storing,
@@ -405,6 +446,7 @@ impl Reader {
         let mut out = Vec::new();
         self.groups.flush_all(&mut out);
         self.take_outputs(out);
+        self.finish_report();
         let journal = open.as_mut().map(|o| &mut o.journal);
         self.flush(journal, handle);
     }
@@ -586,10 +628,14 @@ impl Reader {
                 }
             };
             let hit = self.finder.as_ref().is_none_or(|f| f.is_match(message));
-            if !hit && self.groups.is_empty() {
+            let report_pending = self.reports.as_ref().is_some_and(TextReports::is_pending);
+            if !hit && self.groups.is_empty() && !report_pending {
                 return;
             }
-            if !hit {
+            if !hit && report_pending {
+                // Every entry may continue the report: read on below.
+                lossy_bounded(message, self.max_log_size)
+            } else if !hit {
                 // Only a continuation of an open group matters: the pid first.
                 match field_int(journal, "_PID\0") {
                     Some(pid) if self.groups.holds_pid(pid) => {}
@@ -604,8 +650,21 @@ impl Reader {
                 lossy_bounded(message, self.max_log_size)
             }
         };
-        if self.skip_kernel && field_opt(journal, "_TRANSPORT\0") == Some(b"kernel".as_slice()) {
+        let kernel = field_opt(journal, "_TRANSPORT\0") == Some(b"kernel".as_slice());
+        if kernel && self.skip_kernel {
             return;
+        }
+        // Before the priority filter: a report's lines have several levels
+        // and the report is one record.
+        if kernel && self.feed_report(journal, &text) {
+            if !self.cfg.include_all {
+                // Sent within the report's record.
+                return;
+            }
+            if self.report_positions.len() >= MAX_REPORT_POSITIONS {
+                self.report_positions.clear();
+            }
+            self.report_positions.insert(self.pos);
         }
         // journalctl's --priority: entries without a priority are left out
         // unless every level is wanted.
@@ -653,15 +712,113 @@ impl Reader {
         self.take_outputs(out);
     }
 
+    /// A kernel entry's lines into the report assembler. True when the
+    /// entry is part of a report.
+    fn feed_report(&mut self, journal: &mut Journal, text: &str) -> bool {
+        let Some(reports) = self.reports.as_mut() else {
+            return false;
+        };
+        let realtime_us = journal.timestamp_usec().ok();
+        let kernel_time_us =
+            field_int(journal, "_SOURCE_MONOTONIC_TIMESTAMP\0").and_then(|t| u64::try_from(t).ok());
+        let was_pending = reports.is_pending();
+        let mut events = Vec::new();
+        let mut in_report = false;
+        for line in text.split('\n') {
+            in_report |= reports.push_kernel_message(
+                line,
+                realtime_us.map(|t| t.saturating_mul(1000)),
+                kernel_time_us,
+                &mut events,
+            );
+        }
+        let pending = reports.is_pending();
+        let reports_ended = events.iter().any(|e| matches!(e, TextEvent::Report(_)));
+        if !in_report && events.is_empty() && !pending {
+            return false;
+        }
+        let facts = EntryFacts::read(journal);
+        let resource = facts.resource_attributes(&self.cfg.secret_keys);
+        let here = Arc::new(Start {
+            pos: self.pos,
+            facts,
+            cursor: journal.cursor().ok(),
+            resource,
+        });
+        // The facts of the report's first entry for one without an ending
+        // entry (ended by the next report, or cut off).
+        let first = self.report_start.clone();
+        self.take_report_events(events, &here, first.as_ref());
+        if !pending {
+            self.report_start = None;
+            self.report_fed = None;
+        } else {
+            if !was_pending || reports_ended {
+                self.report_start = Some(here);
+            }
+            self.report_fed = Some(Instant::now());
+        }
+        in_report
+    }
+
+    /// A report still waiting for its "Killed process" entry is sent with
+    /// what it has (the journal has no more of it, or the receiver stops).
+    fn finish_report(&mut self) {
+        let Some(reports) = self.reports.as_mut() else {
+            return;
+        };
+        let mut events = Vec::new();
+        reports.finish(&mut events);
+        self.report_fed = None;
+        if let Some(first) = self.report_start.take() {
+            self.take_report_events(events, &Arc::clone(&first), Some(&first));
+        }
+    }
+
+    /// Report records into the batch: the journal facts of `ending` (the
+    /// entry that completed it) or, for a report without one, of `first`.
+    fn take_report_events(
+        &mut self,
+        events: Vec<TextEvent>,
+        ending: &Arc<Start>,
+        first: Option<&Arc<Start>>,
+    ) {
+        for event in events {
+            let TextEvent::Report(text) = event else {
+                continue;
+            };
+            let entry = match first {
+                Some(first) if text.report.unfinished.is_some() => first,
+                _ => ending,
+            };
+            let mut extra = Vec::new();
+            entry.facts.attributes(&mut extra);
+            let time = text
+                .time_unix_nano
+                .unwrap_or_else(|| entry.facts.realtime_usec.saturating_mul(1000));
+            self.count(|c| c.matches.count(OOM_REPORT_PATTERN, KERNEL_RUNTIME));
+            let record = report_record::report_log(&text.report, text.body, time, extra);
+            self.batch.push(entry.resource.clone(), record);
+        }
+        if !self.batch.is_empty() {
+            self.deadline
+                .get_or_insert_with(|| Instant::now() + self.cfg.batch_wait.get());
+        }
+    }
+
     /// Records of assembled outputs into the batch.
     fn take_outputs(&mut self, out: Vec<Output>) {
         if out.is_empty() {
             return;
         }
         for o in out {
+            let in_report = self.report_positions.remove(&o.assembled.first_end_offset);
             if let Some(m) = &o.assembled.matched {
-                let (pattern, runtime) = (m.pattern.clone(), m.runtime.clone());
-                self.count(|c| c.matches.count(&pattern, &runtime));
+                // A report's line: counted within the report's record.
+                if !(in_report && m.runtime == KERNEL_RUNTIME) {
+                    let (pattern, runtime) = (m.pattern.clone(), m.runtime.clone());
+                    self.count(|c| c.matches.count(&pattern, &runtime));
+                }
             }
             let resource: Vec<KeyValue> = o.start.resource.clone();
             let record = records::log_record(o.assembled, &o.start.facts);
@@ -682,6 +839,9 @@ impl Reader {
         self.groups
             .flush_due(self.cfg.force_flush_period.get(), &mut out);
         self.take_outputs(out);
+        if self.report_fed.is_some_and(|t| t.elapsed() >= REPORT_WAIT) {
+            self.finish_report();
+        }
         if self.deadline.is_some_and(|d| Instant::now() >= d) {
             self.flush(journal, handle);
         }
@@ -757,6 +917,9 @@ impl Reader {
         if !self.groups.is_empty() {
             wait = wait.min(self.cfg.force_flush_period.get());
         }
+        if let Some(fed) = self.report_fed {
+            wait = wait.min(REPORT_WAIT.saturating_sub(fed.elapsed()));
+        }
         wait.max(Duration::from_millis(1))
     }
 
@@ -804,16 +967,24 @@ impl Reader {
     /// The position up to which everything read was handled: the last
     /// entry, or just before the entry that started the oldest open group.
     fn checkpoint_position(&self) -> u64 {
-        match self.groups.oldest() {
+        match self.oldest_held() {
             Some(start) => start.pos.saturating_sub(1),
             None => self.pos,
         }
     }
 
+    /// The first entry of the oldest open group or report.
+    fn oldest_held(&self) -> Option<&Arc<Start>> {
+        [self.groups.oldest(), self.report_start.as_ref()]
+            .into_iter()
+            .flatten()
+            .min_by_key(|s| s.pos)
+    }
+
     /// Where a restart resumes once everything up to
     /// [`Reader::checkpoint_position`] is delivered.
     fn checkpoint_value(&mut self, journal: Option<&mut Journal>) -> Option<Checkpoint> {
-        if let Some(start) = self.groups.oldest() {
+        if let Some(start) = self.oldest_held() {
             return start.cursor.clone().map(|cursor| Checkpoint {
                 cursor,
                 resume: Resume::At,

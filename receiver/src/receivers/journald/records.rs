@@ -148,7 +148,7 @@ impl EntryFacts {
     }
 
     /// The record's own attributes.
-    fn attributes(&self, out: &mut Vec<KeyValue>) {
+    pub(crate) fn attributes(&self, out: &mut Vec<KeyValue>) {
         if let Some(id) = &self.identifier {
             out.push(kv_str("syslog.identifier", id));
         }

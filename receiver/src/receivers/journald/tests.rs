@@ -1374,3 +1374,209 @@ fn config_errors_name_the_key() {
     .unwrap_err();
     assert_eq!(err.key.as_deref(), Some("files"));
 }
+
+/// The kernel's OOM report on this project's machine (tests/data, as read
+/// from /dev/kmsg) as journald stores it: one kernel-transport entry per
+/// record, with the record's level and kernel time.
+fn kernel_report_entries() -> (Vec<Entry>, Vec<crate::kernel_log::KmsgRecord>) {
+    let sample = include_str!("../../../../tests/data/kmsg-memcg-oom.txt");
+    let kmsg: Vec<_> = sample
+        .lines()
+        .map(|l| crate::kernel_log::KmsgRecord::parse(l.as_bytes()).unwrap())
+        .collect();
+    let entries = kmsg
+        .iter()
+        .map(|r| {
+            Entry::bare(&r.message)
+                .with("_TRANSPORT", "kernel")
+                .with("SYSLOG_IDENTIFIER", "kernel")
+                .with("SYSLOG_FACILITY", "0")
+                .with("PRIORITY", &r.level.to_string())
+                .with("_SOURCE_MONOTONIC_TIMESTAMP", &r.monotonic_us.to_string())
+        })
+        .collect();
+    (entries, kmsg)
+}
+
+/// Issue 13 item 3: a kernel OOM report read from the journal is one record
+/// per kill, by default, with the attributes (names, values and types) of
+/// the `kmsg` receiver's report record for the same report; its lines are
+/// not sent again on their own, and other programs' entries between them
+/// neither break it nor are lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kernel_oom_report_is_one_record_with_the_kmsg_receivers_attributes() {
+    let Some(remote) = tool("a_kernel_oom_report_is_one_record_with_the_kmsg_receivers_attributes")
+    else {
+        return;
+    };
+    let (mut entries, mut kmsg) = kernel_report_entries();
+    // The first report, through its "Killed process" line (the sample goes
+    // on with the start of the next one).
+    let killed = kmsg
+        .iter()
+        .position(|r| r.message.contains("Killed process"))
+        .unwrap();
+    entries.truncate(killed + 1);
+    kmsg.truncate(killed + 1);
+    // Another program's OOM message in the middle of the report (its
+    // lines arrive between the kernel's), and one after it.
+    entries.insert(entries.len() / 2, Entry::unit("web.service", 5, JAVA_HEAD));
+    entries.push(Entry::unit("web.service", 5, "next"));
+    let dir = tempfile::tempdir().unwrap();
+    write_journal(&remote, &dir.path().join("remote.journal"), &entries);
+    let mut r = run(&config(dir.path()), None).await;
+    r.until(2).await;
+    r.quiet().await;
+    let got = r.stop().await;
+    assert_eq!(
+        got.len(),
+        2,
+        "{:#?}",
+        got.iter().map(|(_, r)| body(r)).collect::<Vec<_>>()
+    );
+    let kernel = |r: &LogRecord| attr(&r.attributes, "oom.runtime") == s("kernel");
+    let (reports, others): (Vec<_>, Vec<_>) = got.iter().map(|(_, r)| r).partition(|r| kernel(r));
+    let (java, report) = (others[0], reports[0]);
+    assert_eq!(attr(&java.attributes, "oom.runtime"), s("java"));
+    // What the kmsg receiver assembles from the same records.
+    let mut assembler = crate::kernel_log::OomReportAssembler::new();
+    let from_kmsg = kmsg
+        .iter()
+        .find_map(|r| assembler.push(r))
+        .expect("the kmsg sample is a complete report");
+    let want = crate::kernel_log::report_record::report_attributes(&from_kmsg, Vec::new());
+    let own = |k: &str| k.starts_with("journald.") || k.starts_with("syslog.");
+    let got_attributes: Vec<&KeyValue> =
+        report.attributes.iter().filter(|a| !own(&a.key)).collect();
+    assert_eq!(
+        got_attributes,
+        want.iter().collect::<Vec<_>>(),
+        "the kmsg receiver's report attributes"
+    );
+    assert_eq!(attr(&report.attributes, "process.pid"), i(11976));
+    assert_eq!(
+        attr(&report.attributes, "oom.pattern"),
+        s("kernel.oom_report")
+    );
+    assert_eq!(attr(&report.attributes, "journald._TRANSPORT"), s("kernel"));
+    assert_eq!(report.severity_text, "ERROR");
+    let text = body(report);
+    assert!(text.starts_with("python3 invoked oom-killer: "), "{text}");
+    assert!(text.contains("Killed process 11976 (python3)"), "{text}");
+    assert!(!text.contains("OutOfMemoryError"), "{text}");
+    // The time is the journal's of the entry that completed the report.
+    assert_ne!(report.time_unix_nano, 0);
+}
+
+/// A report the journal holds only the start of is sent with what it has
+/// (WARN, with the note) once no kernel entry came for a while.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kernel_report_cut_short_in_the_journal_is_sent_with_a_note() {
+    let Some(remote) = tool("a_kernel_report_cut_short_in_the_journal_is_sent_with_a_note") else {
+        return;
+    };
+    let (mut entries, _) = kernel_report_entries();
+    entries.truncate(40);
+    let dir = tempfile::tempdir().unwrap();
+    write_journal(&remote, &dir.path().join("remote.journal"), &entries);
+    let mut r = run(&config(dir.path()), None).await;
+    // Not at shutdown: while the receiver runs.
+    let got = r.until(1).await.to_vec();
+    let report = &got[0].1;
+    assert_eq!(report.severity_text, "WARN");
+    assert!(
+        matches!(
+            attr(&report.attributes, "oom.report.incomplete"),
+            Some(any_value::Value::StringValue(_))
+        ),
+        "{report:#?}"
+    );
+    assert_eq!(attr(&report.attributes, "oom.trigger.comm"), s("python3"));
+    assert_eq!(
+        attr(&report.attributes, "process.pid"),
+        None,
+        "no victim known"
+    );
+    r.quiet().await;
+    assert_eq!(r.stop().await.len(), 1);
+}
+
+/// With `include_all` a report's entries are sent on their own too, but
+/// `oom.log.matches` counts the kill once (as `kernel.oom_report`), not
+/// again for each of its lines a kernel pattern matches.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn include_all_sends_a_reports_entries_but_counts_the_kill_once() {
+    let Some(remote) = tool("include_all_sends_a_reports_entries_but_counts_the_kill_once") else {
+        return;
+    };
+    let (mut entries, kmsg) = kernel_report_entries();
+    let killed = kmsg
+        .iter()
+        .position(|r| r.message.contains("Killed process"))
+        .unwrap();
+    entries.truncate(killed + 1);
+    let dir = tempfile::tempdir().unwrap();
+    write_journal(&remote, &dir.path().join("remote.journal"), &entries);
+    let mut cfg = config(dir.path());
+    cfg.include_all = true;
+    cfg.priority = PriorityRange { min: 0, max: 7 };
+    let mut r = run(&cfg, None).await;
+    // The report's record, and the Killed line's own record.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let have = |p: &str| {
+            r.received
+                .iter()
+                .any(|(_, rec)| attr(&rec.attributes, "oom.pattern") == s(p))
+        };
+        let killed_line = r
+            .received
+            .iter()
+            .any(|(_, rec)| body(rec).starts_with("Memory cgroup out of memory: Killed process"));
+        if have("kernel.oom_report") && killed_line {
+            break;
+        }
+        let n = r.received.len() + 1;
+        assert!(tokio::time::Instant::now() < deadline, "{:#?}", r.bodies());
+        r.until(n).await;
+    }
+    // The counters once they hold the report: only it among the kernel's.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let kernel_points = loop {
+        let batch = tokio::time::timeout_at(deadline, r.metrics.recv())
+            .await
+            .expect("the report counted within WAIT")
+            .expect("metrics");
+        let Payload::Metrics(rm) = batch.payload.as_ref() else {
+            continue;
+        };
+        let points: Vec<(String, i64)> = rm
+            .iter()
+            .flat_map(|r| &r.scope_metrics)
+            .flat_map(|s| &s.metrics)
+            .filter(|m| m.name == "oom.log.matches")
+            .filter_map(|m| match &m.data {
+                Some(metric::Data::Sum(sum)) => Some(sum.data_points.clone()),
+                _ => None,
+            })
+            .flatten()
+            .filter(|p| attr(&p.attributes, "oom.runtime") == s("kernel"))
+            .map(|p| {
+                let pattern = match attr(&p.attributes, "oom.pattern") {
+                    Some(any_value::Value::StringValue(v)) => v,
+                    _ => String::new(),
+                };
+                let value = match p.value {
+                    Some(number_data_point::Value::AsInt(v)) => v,
+                    _ => 0,
+                };
+                (pattern, value)
+            })
+            .collect();
+        if points.iter().any(|(p, _)| p == "kernel.oom_report") {
+            break points;
+        }
+    };
+    assert_eq!(kernel_points, [("kernel.oom_report".to_owned(), 1)]);
+    r.stop().await;
+}
