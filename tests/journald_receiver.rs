@@ -572,31 +572,35 @@ fn a_vacuumed_checkpoint_gives_the_exact_gap_and_keeps_the_first_entry_left() {
         });
     assert_eq!(gap["severityText"], "WARN");
     assert_eq!(
-        attr_str(gap, "journald.gap.entries_max"),
+        attr_str(gap, "oomscope.journald.gap.entries_max"),
         Some(lost.to_string()),
         "{gap:#}"
     );
-    assert_eq!(attr_str(gap, "journald.gap.from_cursor"), Some(cursor));
+    assert_eq!(
+        attr_str(gap, "oomscope.journald.gap.from_cursor"),
+        Some(cursor)
+    );
     assert!(
         !contents.log_bodies.iter().any(|b| b.contains(" lost ")),
         "vacuumed entries cannot be read"
     );
     let counted = FileContents::wait_for(&agent.out, TIMEOUT, |c| {
         c.points.iter().any(|(name, p)| {
-            name == "journald.entries.lost" && common::otlp::point_int(p) == Some(lost as i64)
+            name == "oomscope.journald.entries.lost"
+                && common::otlp::point_int(p) == Some(lost as i64)
         })
     });
     assert!(
         counted
             .points
             .iter()
-            .any(|(name, p)| name == "journald.entries.lost"
+            .any(|(name, p)| name == "oomscope.journald.entries.lost"
                 && common::otlp::point_int(p) == Some(lost as i64)),
-        "journald.entries.lost: {:?}",
+        "oomscope.journald.entries.lost: {:?}",
         counted
             .points
             .iter()
-            .filter(|(n, _)| n == "journald.entries.lost")
+            .filter(|(n, _)| n == "oomscope.journald.entries.lost")
             .collect::<Vec<_>>()
     );
     agent.agent.stop(Duration::from_secs(10));

@@ -70,7 +70,7 @@ fn tokens_seen(received: &Received, tokens: &[String]) -> (BTreeMap<String, usiz
             // record line by line, and the last one may still be half out.
             let seq = record
                 .attributes
-                .get("kmsg.sequence")
+                .get("oomscope.kmsg.sequence")
                 .and_then(|seq| seq.parse::<u64>().ok());
             if body.text.ends_with(token.as_str()) && seq.is_some() {
                 *counts.entry(token.clone()).or_default() += 1;
@@ -108,7 +108,7 @@ fn kill_9_while_the_backend_is_down_delivers_every_record_once() {
             .all(|&n| n >= 1)
     });
     let (_, first_half_seq) = tokens_seen(&received, &tokens[..TOKENS]);
-    let first_half_seq = first_half_seq.expect("kmsg.sequence on the records");
+    let first_half_seq = first_half_seq.expect("oomscope.kmsg.sequence on the records");
     let deadline = Instant::now() + TIMEOUT;
     while common::kmsg_checkpoint(state.path()).is_none_or(|seq| seq < first_half_seq) {
         assert!(
@@ -164,7 +164,7 @@ fn kill_9_while_the_backend_is_down_delivers_every_record_once() {
 
 /// The kernel ring buffer is overrun while the agent is stopped: the records
 /// after its checkpoint are gone, and on restart the receiver reports the gap
-/// (a WARN record with `kmsg.gap.missed`) and goes on reading.
+/// (a WARN record with `oomscope.kmsg.gap.missed`) and goes on reading.
 #[test]
 fn records_overwritten_while_stopped_are_reported_as_a_gap() {
     const TEST: &str = "records_overwritten_while_stopped_are_reported_as_a_gap";
@@ -220,9 +220,9 @@ service:
                 .as_str()
                 .is_some_and(|b| b.contains(&token))
         })
-        .and_then(|r| common::otlp::attr_str(r, "kmsg.sequence"))
+        .and_then(|r| common::otlp::attr_str(r, "oomscope.kmsg.sequence"))
         .and_then(|s| s.parse().ok())
-        .expect("kmsg.sequence on the record");
+        .expect("oomscope.kmsg.sequence on the record");
     let deadline = Instant::now() + TIMEOUT;
     while common::kmsg_checkpoint(&state).is_none_or(|seq| seq < token_seq) {
         assert!(
@@ -259,7 +259,7 @@ service:
         if let Some(r) = c
             .logs
             .iter()
-            .find(|r| common::otlp::attr_str(r, "kmsg.gap.missed").is_some())
+            .find(|r| common::otlp::attr_str(r, "oomscope.kmsg.gap.missed").is_some())
         {
             break r.clone();
         }
@@ -271,9 +271,9 @@ service:
         std::thread::sleep(Duration::from_millis(100));
     };
     assert_eq!(gap["severityText"], "WARN", "{gap:#}");
-    let missed: u64 = common::otlp::attr_str(&gap, "kmsg.gap.missed")
+    let missed: u64 = common::otlp::attr_str(&gap, "oomscope.kmsg.gap.missed")
         .and_then(|m| m.parse().ok())
-        .expect("kmsg.gap.missed is a number");
+        .expect("oomscope.kmsg.gap.missed is a number");
     assert!(missed > 0, "{gap:#}");
     let (status, clean) = agent.stop(TIMEOUT);
     assert!(clean && status.success(), "{}", agent.output());

@@ -243,9 +243,18 @@ fn telemetry_readers_and_resource_decode_as_the_collector_writes_them() {
             other => panic!("{other:?}"),
         }
     };
-    assert_eq!(url("http/protobuf", "collector:4318"), "http://collector:4318/v1/metrics");
-    assert_eq!(url("http/json", "https://c:4318/"), "https://c:4318/v1/metrics");
-    assert_eq!(url("http/json", "https://c:4318/custom/path"), "https://c:4318/custom/path");
+    assert_eq!(
+        url("http/protobuf", "collector:4318"),
+        "http://collector:4318/v1/metrics"
+    );
+    assert_eq!(
+        url("http/json", "https://c:4318/"),
+        "https://c:4318/v1/metrics"
+    );
+    assert_eq!(
+        url("http/json", "https://c:4318/custom/path"),
+        "https://c:4318/custom/path"
+    );
     let e = errors(&with("telemetry: {resource: {a: [1]}}"));
     assert!(
         e.len() == 1 && e[0].contains("expected attribute: value pairs (a string or null each)"),

@@ -11,14 +11,14 @@ pub use crate::patterns::match_counts::OOM_LOG_MATCHES;
 use crate::pipeline::data::scoped_metrics;
 
 pub const JOURNALD_ENTRIES_LOST: MetricDef = MetricDef::new(
-    "journald.entries.lost",
+    "oomscope.journald.entries.lost",
     "{entry}",
     MetricKind::Counter,
     "Journal entries removed (vacuumed) before they were read",
 );
 
 pub const JOURNALD_FILES_FAILED: MetricDef = MetricDef::new(
-    "journald.files.failed",
+    "oomscope.journald.files.failed",
     "{file}",
     MetricKind::Counter,
     "Journal files found unreadable: corrupt or truncated headers, files truncated while read",

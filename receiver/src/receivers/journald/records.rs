@@ -303,18 +303,18 @@ pub fn gap_record(gap: &super::journal::Gap) -> LogRecord {
         body.push_str(&format!(": at most {n} entries"));
     }
     let mut attributes = vec![
-        kv_str("journald.gap.from_cursor", &gap.from_cursor),
-        kv_str("journald.gap.to_cursor", &gap.to_cursor),
+        kv_str("oomscope.journald.gap.from_cursor", &gap.from_cursor),
+        kv_str("oomscope.journald.gap.to_cursor", &gap.to_cursor),
     ];
     if let Some(n) = gap.at_most {
         attributes.push(kv_int(
-            "journald.gap.entries_max",
+            "oomscope.journald.gap.entries_max",
             i64::try_from(n).unwrap_or(i64::MAX),
         ));
     }
     for (key, usec) in [
-        ("journald.gap.from_time", gap.from_usec),
-        ("journald.gap.to_time", gap.to_usec),
+        ("oomscope.journald.gap.from_time", gap.from_usec),
+        ("oomscope.journald.gap.to_time", gap.to_usec),
     ] {
         if let Some(usec) = usec {
             attributes.push(kv_str(key, &rfc3339(usec)));

@@ -878,7 +878,9 @@ async fn a_vacuumed_checkpoint_gives_a_warning_record() {
     std::fs::remove_file(&old).unwrap();
     let mut r = run(&cfg, Some(&state)).await;
     r.until(2).await;
-    let lost = r.counter_at_least("journald.entries.lost", 1).await;
+    let lost = r
+        .counter_at_least("oomscope.journald.entries.lost", 1)
+        .await;
     r.quiet().await;
     let got = r.stop().await;
     assert_eq!(got.len(), 2, "{got:#?}");
@@ -887,7 +889,7 @@ async fn a_vacuumed_checkpoint_gives_a_warning_record() {
         "{got:#?}"
     );
     assert_eq!(got[0].1.severity_text, "WARN");
-    assert!(attr(&got[0].1.attributes, "journald.gap.from_cursor").is_some());
+    assert!(attr(&got[0].1.attributes, "oomscope.journald.gap.from_cursor").is_some());
     assert_eq!(
         body(&got[1].1),
         "java.lang.OutOfMemoryError: Java heap space #1"
@@ -1185,7 +1187,9 @@ async fn damaged_files_are_reported_and_the_others_read() {
             _ => panic!("the good file was not read: {:?}", r.bodies()),
         }
     }
-    let failed = r.counter_at_least("journald.files.failed", 2).await;
+    let failed = r
+        .counter_at_least("oomscope.journald.files.failed", 2)
+        .await;
     r.quiet().await;
     let got = r.stop().await;
     assert!(failed >= 2, "the truncated and the garbage file: {failed}");
@@ -1259,7 +1263,9 @@ async fn a_file_truncated_while_read_does_not_kill_the_agent() {
         .set_len(64 * 1024)
         .unwrap();
     permits.add_permits(100_000);
-    let failed = r.counter_at_least("journald.files.failed", 1).await;
+    let failed = r
+        .counter_at_least("oomscope.journald.files.failed", 1)
+        .await;
     assert!(failed >= 1);
     assert!(sigbus::faults() > faults_before, "no SIGBUS was repaired");
     // Still reading: a new file's entry arrives.

@@ -34,21 +34,27 @@ pub fn severity(level: u8) -> (SeverityNumber, &'static str) {
     }
 }
 
-/// `kmsg.*` attributes of one record, dictionary lines included
-/// (`SUBSYSTEM=memory` as `kmsg.subsystem`).
+/// `oomscope.kmsg.*` attributes of one record, dictionary lines included
+/// (`SUBSYSTEM=memory` as `oomscope.kmsg.subsystem`).
 fn kmsg_attributes(record: &KmsgRecord) -> Vec<KeyValue> {
     let mut attributes = vec![
-        kv("kmsg.sequence", uint(record.seq)),
-        kv("kmsg.priority", int(i64::from(record.level))),
-        kv("kmsg.facility", int(i64::from(record.facility))),
-        kv("kmsg.timestamp_monotonic_us", uint(record.monotonic_us)),
+        kv("oomscope.kmsg.sequence", uint(record.seq)),
+        kv("oomscope.kmsg.priority", int(i64::from(record.level))),
+        kv("oomscope.kmsg.facility", int(i64::from(record.facility))),
+        kv(
+            "oomscope.kmsg.timestamp_monotonic_us",
+            uint(record.monotonic_us),
+        ),
     ];
     if record.continuation {
-        attributes.push(kv("kmsg.continuation", any_value::Value::BoolValue(true)));
+        attributes.push(kv(
+            "oomscope.kmsg.continuation",
+            any_value::Value::BoolValue(true),
+        ));
     }
     for (key, value) in &record.dict {
         attributes.push(kv(
-            &format!("kmsg.{}", key.to_ascii_lowercase()),
+            &format!("oomscope.kmsg.{}", key.to_ascii_lowercase()),
             string(value),
         ));
     }
@@ -93,7 +99,7 @@ pub fn oom_report_log(
     clock: Clock,
 ) -> LogRecord {
     let mut attributes = kmsg_attributes(last);
-    attributes.push(kv("kmsg.sequence.first", uint(report.first_seq)));
+    attributes.push(kv("oomscope.kmsg.sequence.first", uint(report.first_seq)));
     report_record::report_log(
         report,
         body,
@@ -111,7 +117,7 @@ pub fn gap_log(missed: Option<u64>) -> LogRecord {
     };
     let mut attributes = Vec::new();
     if let Some(n) = missed {
-        attributes.push(kv("kmsg.gap.missed", uint(n)));
+        attributes.push(kv("oomscope.kmsg.gap.missed", uint(n)));
     }
     LogRecord {
         time_unix_nano: now,
@@ -140,7 +146,7 @@ impl Counters {
         self.matches.count(pattern, runtime);
     }
 
-    /// `kmsg.records.lost` and `oom.log.matches` (cumulative since
+    /// `oomscope.kmsg.records.lost` and `oom.log.matches` (cumulative since
     /// `start_unix_nano`).
     pub fn metrics(&self, start_unix_nano: u64) -> ResourceMetrics {
         let mut b = MetricsBuilder::new(unix_now_nanos());

@@ -6,7 +6,7 @@ use crate::metric_catalog::{MetricDef, MetricKind};
 pub use crate::patterns::match_counts::OOM_LOG_MATCHES;
 
 pub const KMSG_RECORDS_LOST: MetricDef = MetricDef::new(
-    "kmsg.records.lost",
+    "oomscope.kmsg.records.lost",
     "{record}",
     MetricKind::Counter,
     "Kernel log records overwritten in the ring buffer before they were read",

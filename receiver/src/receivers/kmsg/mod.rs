@@ -4,7 +4,7 @@
 //! sent: the kernel's OOM report grouped into one record (as soon as its
 //! "Killed process" line arrives), and records a pattern of the library
 //! matches. `include_all` sends every record. Records lost to ring-buffer
-//! overwrites are reported as a record, a warning and `kmsg.records.lost`.
+//! overwrites are reported as a record, a warning and `oomscope.kmsg.records.lost`.
 //!
 //! Delivery is at-least-once across restarts: with `storage`, the sequence
 //! number of the last record whose batch was acknowledged (`Delivered`, or
@@ -88,7 +88,7 @@ pub struct KmsgReceiverConfig {
     pub max_batch_records: usize,
     /// Batches sent but not yet acknowledged, at most; reading waits beyond.
     pub max_unacknowledged_batches: usize,
-    /// How often `kmsg.records.lost` and `oom.log.matches` are reported.
+    /// How often `oomscope.kmsg.records.lost` and `oom.log.matches` are reported.
     pub metrics_interval: GoDuration,
 }
 

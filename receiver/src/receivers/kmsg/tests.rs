@@ -172,7 +172,7 @@ impl Until {
         match self {
             Until::Seq(seq) => records
                 .iter()
-                .any(|r| int_attr(r, "kmsg.sequence") == Some(seq as i64)),
+                .any(|r| int_attr(r, "oomscope.kmsg.sequence") == Some(seq as i64)),
             Until::Records(n) => records.len() >= n,
             Until::Body(text) => records.iter().any(|r| body(r).contains(text)),
         }
@@ -231,7 +231,7 @@ fn seqs(records: &[LogRecord]) -> Vec<u64> {
     records
         .iter()
         .filter(|r| str_attr(r, "oom.pattern").is_none())
-        .filter_map(|r| int_attr(r, "kmsg.sequence"))
+        .filter_map(|r| int_attr(r, "oomscope.kmsg.sequence"))
         .map(|seq| seq as u64)
         .collect()
 }
@@ -301,12 +301,12 @@ async fn the_oom_report_is_one_record_with_its_fields() {
     assert_eq!(str_attr(report, "oom.pattern"), Some("kernel.oom_report"));
     assert_eq!(str_attr(report, "oom.runtime"), Some("kernel"));
     assert_eq!(report.severity_text, "ERROR");
-    assert_eq!(int_attr(report, "kmsg.sequence"), Some(418));
-    assert_eq!(int_attr(report, "kmsg.sequence.first"), Some(341));
-    assert_eq!(int_attr(report, "kmsg.priority"), Some(3));
-    assert_eq!(int_attr(report, "kmsg.facility"), Some(0));
+    assert_eq!(int_attr(report, "oomscope.kmsg.sequence"), Some(418));
+    assert_eq!(int_attr(report, "oomscope.kmsg.sequence.first"), Some(341));
+    assert_eq!(int_attr(report, "oomscope.kmsg.priority"), Some(3));
+    assert_eq!(int_attr(report, "oomscope.kmsg.facility"), Some(0));
     assert_eq!(
-        int_attr(report, "kmsg.timestamp_monotonic_us"),
+        int_attr(report, "oomscope.kmsg.timestamp_monotonic_us"),
         Some(391799786)
     );
     assert_eq!(str_attr(report, "oom.trigger.comm"), Some("python3"));
@@ -357,7 +357,10 @@ async fn the_oom_report_is_one_record_with_its_fields() {
         counter(&metrics, "oom.log.matches", Some("kernel.oom_report")),
         Some(1)
     );
-    assert_eq!(counter(&metrics, "kmsg.records.lost", None), Some(0));
+    assert_eq!(
+        counter(&metrics, "oomscope.kmsg.records.lost", None),
+        Some(0)
+    );
 }
 
 /// `oom_reports: false` (an `oom` receiver reports kills): neither the
@@ -433,19 +436,26 @@ async fn every_record_with_include_all_and_gaps_are_reported() {
     assert_eq!(records.len(), 4, "{records:#?}");
     assert_eq!(body(&records[0]), "first");
     assert_eq!(records[0].severity_text, "WARN");
-    assert_eq!(int_attr(&records[0], "kmsg.priority"), Some(4));
-    assert_eq!(str_attr(&records[0], "kmsg.subsystem"), Some("net"));
-    assert_eq!(str_attr(&records[0], "kmsg.device"), Some("n2"));
+    assert_eq!(int_attr(&records[0], "oomscope.kmsg.priority"), Some(4));
+    assert_eq!(
+        str_attr(&records[0], "oomscope.kmsg.subsystem"),
+        Some("net")
+    );
+    assert_eq!(str_attr(&records[0], "oomscope.kmsg.device"), Some("n2"));
     assert_eq!(records[1].severity_text, "INFO");
     assert_eq!(
-        attr(&records[1].attributes, "kmsg.continuation"),
+        attr(&records[1].attributes, "oomscope.kmsg.continuation"),
         Some(&any_value::Value::BoolValue(true))
     );
     assert_eq!(records[2].severity_text, "WARN");
-    assert_eq!(int_attr(&records[2], "kmsg.gap.missed"), Some(3));
+    assert_eq!(int_attr(&records[2], "oomscope.kmsg.gap.missed"), Some(3));
     assert_eq!(body(&records[3]), "after the gap");
     assert_eq!(
-        counter(&metrics.expect("metrics"), "kmsg.records.lost", None),
+        counter(
+            &metrics.expect("metrics"),
+            "oomscope.kmsg.records.lost",
+            None
+        ),
         Some(3)
     );
 }
@@ -538,7 +548,10 @@ async fn the_checkpoint_waits_for_an_oom_report_still_being_assembled() {
         .run(&cfg, DeliveryStatus::Delivered, Until::Records(1))
         .await;
     assert_eq!(records.len(), 1, "{records:#?}");
-    assert_eq!(int_attr(&records[0], "kmsg.sequence.first"), Some(419));
+    assert_eq!(
+        int_attr(&records[0], "oomscope.kmsg.sequence.first"),
+        Some(419)
+    );
     assert_eq!(int_attr(&records[0], "oom.trigger.pid"), Some(12574));
     assert_eq!(harness.stored(), Some(496));
 }
@@ -667,7 +680,7 @@ async fn dev_kmsg_records_arrive_with_their_kmsg_fields() {
                 break 'arrived (token, record);
             }
             let gap = log_records(&batch).iter().any(|r| {
-                int_attr(r, "kmsg.sequence").is_none()
+                int_attr(r, "oomscope.kmsg.sequence").is_none()
                     && body(r).ends_with("were overwritten before they were read")
             });
             if gap {
@@ -684,9 +697,9 @@ async fn dev_kmsg_records_arrive_with_their_kmsg_fields() {
         body(&record),
         format!("oomscope-kmsg-recv-test {token} page allocation failure: order:4, mode:0x40cc0")
     );
-    assert_eq!(int_attr(&record, "kmsg.priority"), Some(3));
+    assert_eq!(int_attr(&record, "oomscope.kmsg.priority"), Some(3));
     // Written from user space: LOG_USER.
-    assert_eq!(int_attr(&record, "kmsg.facility"), Some(1));
+    assert_eq!(int_attr(&record, "oomscope.kmsg.facility"), Some(1));
     // The pattern library recognises the page allocation failure: its
     // severity (WARN) wins over the record's level.
     assert_eq!(record.severity_text, "WARN");
@@ -700,8 +713,8 @@ async fn dev_kmsg_records_arrive_with_their_kmsg_fields() {
                 )),
         "{record:?}"
     );
-    assert!(int_attr(&record, "kmsg.sequence").is_some());
-    let monotonic_us = int_attr(&record, "kmsg.timestamp_monotonic_us").unwrap();
+    assert!(int_attr(&record, "oomscope.kmsg.sequence").is_some());
+    let monotonic_us = int_attr(&record, "oomscope.kmsg.timestamp_monotonic_us").unwrap();
     assert_close(
         record.time_unix_nano,
         Clock::now().unix_nano(monotonic_us as u64),
