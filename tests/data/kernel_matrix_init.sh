@@ -7,7 +7,7 @@
 # Steps: `oomscope doctor --json`; under cgroup v2 an agent in `mode: auto`
 # and a contained OOM kill, then an agent in `mode: kmsg` and a kill; then,
 # where the kernel still has the v1 memory controller, the memory controller
-# moved to a v1 hierarchy, an agent in `mode: auto` and a kill there.
+# moved to a v1 hierarchy and a kill there with an agent in each mode.
 #
 # Every kill is of /alloc, which allocates only under a memory limit of at
 # most 256 MiB (the guest has 1 GiB). Waits poll for a condition with a
@@ -233,13 +233,15 @@ poll 100 mount_v1
 if [ $v1 = yes ]; then
     fact "v1 mounted"
     doctor v1
-    name=v1-auto
-    dir=/sys/fs/cgroup/memory/matrix-$name
-    mkdir "$dir" && echo $LIMIT >"$dir/memory.limit_in_bytes"
-    start_agent "$name" auto
-    kill_in "$name" "$dir"
-    stop_agent "$name"
-    rmdir "$dir"
+    for mode in auto kmsg; do
+        name=v1-$mode
+        dir=/sys/fs/cgroup/memory/matrix-$name
+        mkdir "$dir" && echo $LIMIT >"$dir/memory.limit_in_bytes"
+        start_agent "$name" $mode
+        kill_in "$name" "$dir"
+        stop_agent "$name"
+        rmdir "$dir"
+    done
 else
     fact "v1 unavailable: $(cat /tmp/v1.err)"
 fi
