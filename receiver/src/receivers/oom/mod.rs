@@ -398,6 +398,10 @@ pub async fn start(
         },
     };
     if let Some(probe) = &probe {
+        let absent = crate::ebpf::format::absent_fields(&probe.layout());
+        if !absent.is_empty() {
+            tracing::warn!(receiver = %ctx.id, absent = %absent.join(", "), "this kernel's oom/mark_victim tracepoint lacks fields: a kill's record takes them from the kernel's OOM report (/dev/kmsg) instead, without it they are left out (`oomscope doctor`: tracepoint)");
+        }
         match probe.exec_hooks() {
             ExecHookStatus::Unavailable(why) => {
                 tracing::warn!(receiver = %ctx.id, reason = %why, "the exec hook is off: a victim that exits before /proc is read gets no process.command_line");
@@ -597,6 +601,10 @@ enum Emit {
 struct PendingEvent {
     kill: OomKill,
     deadline: Instant,
+    /// The exec hook's entries for the victim's pid, kept when the event
+    /// had no comm to match them with (a tracepoint without `comm`): its
+    /// report names the victim.
+    unmatched: Vec<ExecArgs>,
 }
 
 struct PendingReport {
@@ -757,7 +765,7 @@ impl Correlator {
     }
 
     async fn on_event(&mut self, ev: &OomVictimEvent) {
-        let kill = self.kill_from_event(ev);
+        let (kill, unmatched) = self.kill_from_event(ev);
         let pid = kill.victim.pid;
         if let Some(pending) = self.reports.remove(&pid) {
             let merged = self.merge(kill, &pending.report);
@@ -773,7 +781,12 @@ impl Correlator {
             self.expire_oldest_event().await;
         }
         let deadline = Instant::now() + self.cfg.report_wait.get();
-        if let Some(previous) = self.events.insert(pid, PendingEvent { kill, deadline }) {
+        let pending = PendingEvent {
+            kill,
+            deadline,
+            unmatched,
+        };
+        if let Some(previous) = self.events.insert(pid, pending) {
             // The same pid marked twice within the wait (pid reuse is
             // implausibly fast; an exiting victim re-marked is not): keep both.
             self.emit_unreported(previous.kill).await;
@@ -792,7 +805,12 @@ impl Correlator {
         }
         let pid = report.killed.pid;
         if let Some(pending) = self.events.remove(&pid) {
-            let merged = self.merge(pending.kill, &report);
+            let mut merged = self.merge(pending.kill, &report);
+            if !pending.unmatched.is_empty() {
+                // The report named the victim: its exec entry can be matched now.
+                let ktime = merged.kernel_time_ns;
+                self.fill_recorded(&mut merged.victim, &pending.unmatched, ktime);
+            }
             self.emit(merged).await;
             return;
         }
@@ -959,15 +977,14 @@ impl Correlator {
             .unwrap_or_default()
     }
 
-    /// /proc's facts; what /proc no longer has (the victim has exited its
-    /// memory, or was reaped) from the exec hook's `recorded` entries.
-    fn enrich(&self, victim: &mut Victim, recorded: &[ExecArgs], kill_ktime_ns: Option<u64>) {
-        let facts = enrich::read_process(&self.cfg.proc_path, victim.pid, &self.cfg.secret_keys);
-        victim.executable_name = facts.executable_name;
-        victim.executable_path = facts.executable_path;
-        victim.parent_pid = facts.parent_pid;
-        victim.start_unix_nano = facts.start_unix_nano;
-        victim.command_line = facts.command_line;
+    /// The exec hook's facts from `recorded`, matched by the victim's comm
+    /// (known only from its report where the tracepoint has no `comm`).
+    fn fill_recorded(
+        &self,
+        victim: &mut Victim,
+        recorded: &[ExecArgs],
+        kill_ktime_ns: Option<u64>,
+    ) {
         if let Some(exec) = enrich::recorded_facts(
             recorded,
             &victim.comm,
@@ -977,6 +994,18 @@ impl Correlator {
         ) {
             fill_from_exec(victim, exec);
         }
+    }
+
+    /// /proc's facts; what /proc no longer has (the victim has exited its
+    /// memory, or was reaped) from the exec hook's `recorded` entries.
+    fn enrich(&self, victim: &mut Victim, recorded: &[ExecArgs], kill_ktime_ns: Option<u64>) {
+        let facts = enrich::read_process(&self.cfg.proc_path, victim.pid, &self.cfg.secret_keys);
+        victim.executable_name = facts.executable_name;
+        victim.executable_path = facts.executable_path;
+        victim.parent_pid = facts.parent_pid;
+        victim.start_unix_nano = facts.start_unix_nano;
+        victim.command_line = facts.command_line;
+        self.fill_recorded(victim, recorded, kill_ktime_ns);
         if victim.cgroup.is_none() {
             victim.cgroup = facts.cgroup;
         }
@@ -999,11 +1028,20 @@ impl Correlator {
         }
     }
 
-    fn kill_from_event(&mut self, ev: &OomVictimEvent) -> OomKill {
+    /// The kill an event describes, and the exec hook's entries for its
+    /// pid when they could not be matched for want of the victim's comm.
+    fn kill_from_event(&mut self, ev: &OomVictimEvent) -> (OomKill, Vec<ExecArgs>) {
         let kb = |flag: u32, v: u64| ev.has(flag).then(|| v.saturating_mul(1024));
+        let mut comm = comm_str(&ev.comm);
+        if comm.is_empty() {
+            // A tracepoint without `comm`: a report already here names it.
+            if let Some(pending) = self.reports.get(&ev.pid) {
+                comm.clone_from(&pending.report.killed.comm);
+            }
+        }
         let mut victim = Victim {
             pid: ev.pid,
-            comm: comm_str(&ev.comm),
+            comm,
             uid: ev.has(flags::UID).then_some(ev.uid),
             total_vm: kb(flags::TOTAL_VM, ev.total_vm_kb),
             anon_rss: kb(flags::ANON_RSS, ev.anon_rss_kb),
@@ -1018,6 +1056,11 @@ impl Correlator {
         // Read now: the victim is dying.
         let recorded = self.recorded_args(ev.pid);
         self.enrich(&mut victim, &recorded, Some(ev.ktime_ns));
+        let unmatched = if victim.comm.is_empty() && !victim.command_line_from_exec {
+            recorded
+        } else {
+            Vec::new()
+        };
         let trigger_comm = comm_str(&ev.trigger_comm);
         let mut kill = OomKill {
             time_unix_nano: Clock::now().unix_nano_from_ns(ev.ktime_ns),
@@ -1036,7 +1079,7 @@ impl Correlator {
         if let Some((scope, _)) = self.scopes.remove(&ev.pid) {
             apply_scope(&mut kill, &scope);
         }
-        kill
+        (kill, unmatched)
     }
 
     fn kill_from_report(&self, r: &OomReport) -> OomKill {
