@@ -1109,3 +1109,66 @@ service:
     assert!(warnings[0].contains(absent), "{output}");
     assert!(!output.contains("panicked"), "{output}");
 }
+
+/// A victim started before the agent (no exec for the hook to see): the
+/// agent's one /proc scan at start put it in the exec hook's map. The agent
+/// is stopped (SIGSTOP) until the victim was killed and reaped; on SIGCONT
+/// its record has the exact command line, the executable (as /proc's `exe`
+/// names it: links resolved), the parent and the start.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_victim_started_before_the_agent_still_gives_its_command_line() {
+    const TEST: &str = "a_victim_started_before_the_agent_still_gives_its_command_line";
+    if !is_root() {
+        return skip(TEST, "needs root (eBPF, /dev/kmsg, memory cgroups)");
+    }
+    let _slot = common::oom::oom_test_slot().await;
+    let Some(cgroup) = MemoryCgroup::create(OOM_LIMIT_BYTES).expect("create the test cgroup")
+    else {
+        return skip(TEST, "no memory cgroup controller to contain an OOM kill");
+    };
+    let spawned = std::time::SystemTime::now();
+    let (mut victim, argv) = cgroup
+        .spawn_gated_allocator(&marker_args(3))
+        .expect("spawn the allocator");
+    let pid = victim.child.pid();
+    victim
+        .wait_until_gated()
+        .expect("the allocator at its gate");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("out.jsonl");
+    let (mut agent, _) = start_agent_configured(&out, "ebpf", None, free_port(), "");
+    signal(agent.pid(), libc::SIGSTOP);
+    victim.release().expect("release the allocator");
+    let status = victim.child.wait().expect("wait");
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&status),
+        Some(libc::SIGKILL),
+        "the allocator was OOM-killed"
+    );
+    assert!(
+        !Path::new(&format!("/proc/{pid}")).exists(),
+        "the victim is reaped before the agent runs again"
+    );
+    signal(agent.pid(), libc::SIGCONT);
+    let records = oom_records(&out, 1, &agent);
+    let record = record_for(&records, pid);
+    assert_eq!(
+        attr_str(record, "oom.source").as_deref(),
+        Some("ebpf"),
+        "{record:#}"
+    );
+    assert_eq!(
+        attr_str(record, "process.command_line"),
+        Some(argv.join(" ")),
+        "{record:#}"
+    );
+    let exe = std::fs::canonicalize(&argv[0]).expect("the interpreter's path");
+    assert_eq!(
+        attr_str(record, "process.executable.path").as_deref(),
+        exe.to_str(),
+        "{record:#}"
+    );
+    assert_parent_and_start(record, spawned);
+    let (status, clean) = agent.stop(TIMEOUT);
+    assert!(clean && status.success(), "{}", agent.output());
+}

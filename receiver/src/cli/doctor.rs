@@ -1622,7 +1622,7 @@ impl Findings {
                 "exec_hook",
                 Status::Ok,
                 format!(
-                    "{what}: the command line of a process started after the agent survives its exit"
+                    "{what}: the command line of a process (exec'd after the agent started, or running at its start) survives its exit"
                 ),
             ),
             Err(why) => {

@@ -381,7 +381,7 @@ pub async fn start(
     let options = LoadOptions {
         scope_hook: cfg.scope_hook,
     };
-    let probe = match cfg.mode {
+    let mut probe = match cfg.mode {
         Mode::Kmsg => None,
         Mode::Ebpf => Some(load_mark_victim_with(options).map_err(|e| {
             anyhow::anyhow!(
@@ -413,6 +413,17 @@ pub async fn start(
                 }
             }
         }
+    }
+    if let Some(probe) = probe
+        .as_mut()
+        .filter(|p| matches!(p.exec_hooks(), ExecHookStatus::Attached { .. }))
+    {
+        // Processes exec'd before the hook was attached: one /proc scan,
+        // so that they too are known once gone from /proc.
+        let seeded = probe.seed_exec_args(proc_exec_entries(&cfg.proc_path));
+        tracing::debug!(receiver = %ctx.id, seeded, "the exec hook knows the processes running at start");
+    }
+    if let Some(probe) = &probe {
         match probe.scope_hook() {
             ScopeHookStatus::Unavailable(why) if cfg.scope_hook != ScopeHookChoice::Off => {
                 tracing::info!(receiver = %ctx.id, reason = %why, "no hook on oom_kill_process: the constraint and memcg of a kill come from the kernel log (rate-limited)");
@@ -483,12 +494,36 @@ pub async fn start(
     }))
 }
 
+/// The exec hook's entries of the processes under `proc_path` now (pid,
+/// entry), in pid order; kernel threads and processes gone meanwhile left
+/// out.
+fn proc_exec_entries(proc_path: &std::path::Path) -> impl Iterator<Item = (u32, ExecArgs)> {
+    // SAFETY: sysconf has no preconditions.
+    let hz = u64::try_from(unsafe { libc::sysconf(libc::_SC_CLK_TCK) })
+        .ok()
+        .filter(|hz| *hz > 0)
+        .unwrap_or(100);
+    let mut pids: Vec<u32> = std::fs::read_dir(proc_path)
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .collect();
+    pids.sort_unstable();
+    let proc_path = proc_path.to_path_buf();
+    pids.into_iter().filter_map(move |pid| {
+        crate::ebpf::exec_args::entry_from_proc(&proc_path.join(pid.to_string()), hz)
+            .map(|entry| (pid, entry))
+    })
+}
+
 /// What /proc did not give, from the exec hook's entry.
 fn fill_from_exec(victim: &mut Victim, exec: enrich::RecordedFacts) {
     // argv as exec'd wins over /proc's: read at the kill, the victim's
     // stack may be half torn down or reaped (the oom_reaper unmaps a slow
     // victim's memory), and a partial command line reads as a whole one.
-    if exec.command_line.is_some() {
+    // One read from /proc at the agent's start only fills in: the process
+    // may have set a title since.
+    if exec.command_line.is_some() && !(exec.from_proc && victim.command_line.is_some()) {
         victim.command_line = exec.command_line;
         victim.command_line_from_exec = true;
     }
