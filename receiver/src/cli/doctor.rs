@@ -33,6 +33,12 @@ const CAP_NAMES: [(u32, &str); 5] = [
 
 const BTF_PATH: &str = "/sys/kernel/btf/vmlinux";
 const LOCKDOWN_PATH: &str = "/sys/kernel/security/lockdown";
+/// Lockdown is only ever raised while the kernel runs: what lowers it.
+const LOCKDOWN_FIX: &str = "lockdown cannot be lowered while the kernel runs: boot with \
+    `lockdown=integrity` (tracepoints) or without lockdown (every hook): drop `lockdown=` from \
+    the kernel command line, and where Secure Boot enforces it (distribution kernels with \
+    CONFIG_LOCK_DOWN_IN_EFI_SECURE_BOOT) disable Secure Boot or `mokutil --disable-validation`; \
+    meanwhile the agent reads the kernel log";
 const UNPRIVILEGED_BPF_PATH: &str = "/proc/sys/kernel/unprivileged_bpf_disabled";
 const PSI_MEMORY_PATH: &str = "/proc/pressure/memory";
 const KMSG_PATH: &str = "/dev/kmsg";
@@ -1275,11 +1281,13 @@ impl Findings {
                 "integrity: tracepoint programs load; fentry/kprobe-style hooks may be refused"
                     .into(),
             ),
-            Ok(Some(Lockdown::Confidentiality)) => self.check(
+            Ok(Some(Lockdown::Confidentiality)) => self.check_with(
                 "lockdown",
                 Status::Limited,
                 "confidentiality: eBPF reads of kernel memory are refused; the program may fail to load"
                     .into(),
+                Vec::new(),
+                Some(LOCKDOWN_FIX.to_owned()),
             ),
             Err(e) => self.check("lockdown", Status::Limited, e.clone()),
         }
@@ -1652,10 +1660,12 @@ impl Findings {
         lockdown: &Result<Option<Lockdown>, String>,
     ) {
         let mut causes = Vec::new();
+        let mut fix = None;
         if let (Err(why), Ok(Some(mode @ (Lockdown::Integrity | Lockdown::Confidentiality)))) =
             (scope_hook, lockdown)
         {
             if why.contains("fentry: loading") {
+                fix = Some(LOCKDOWN_FIX.to_owned());
                 causes.push(format!(
                     "lockdown={} refuses fentry programs (tracepoints still load)",
                     if *mode == Lockdown::Integrity {
@@ -1690,12 +1700,14 @@ impl Findings {
                     "{hook}: constraint, memcg with usage and limit, and trigger read at the kill"
                 ),
             ),
-            Err(why) => self.check(
+            Err(why) => self.check_with(
                 "scope_hook",
                 Status::Limited,
                 format!(
                     "no hook on oom_kill_process ({why}): constraint, memcg and limit come from the kernel log, whose report headers are rate-limited (10 per 5 s)"
                 ),
+                Vec::new(),
+                fix,
             ),
         }
     }
@@ -2773,6 +2785,20 @@ cgroup2 /sys/fs/cgroup cgroup2 rw,nosuid,nodev,noexec,relatime 0 0
             "{reason}"
         );
         assert!(reason.contains("no CONFIG_KPROBES"), "{reason}");
+        // The fix: lockdown is lowered only at boot.
+        let fix = check_named(&report, "scope_hook")
+            .fix
+            .as_deref()
+            .unwrap_or("");
+        assert!(
+            fix.contains("boot with") && fix.contains("lockdown="),
+            "{fix}"
+        );
+        facts.lockdown = Ok(Some(Lockdown::Confidentiality));
+        let report = assess(&facts);
+        let lockdown = check_named(&report, "lockdown");
+        assert_eq!(lockdown.status, Status::Limited);
+        assert_eq!(lockdown.fix.as_deref(), Some(LOCKDOWN_FIX));
     }
 
     #[test]

@@ -28,7 +28,7 @@ pub mod enrich;
 pub mod kill;
 pub mod metrics;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -657,6 +657,11 @@ struct Correlator {
     tx: mpsc::Sender<Emit>,
     /// `/proc/vmstat` `oom_kill` at start; `None` where the kernel lacks it.
     vmstat_base: Option<u64>,
+    /// The gaps between the kernel's count and the kills accounted for, at
+    /// each stats tick within the last [`Correlator::missed_grace`] (and the
+    /// newest before it): a kill is in flight from the kernel's count until
+    /// its event or report is read, so only a lasting gap is missed.
+    gaps: VecDeque<(Instant, u64)>,
     /// Real kills (not exiting victims) handed to the emitter.
     kills_emitted: u64,
     /// Real kills left out by `cgroups` (not missed: seen and dropped).
@@ -711,6 +716,7 @@ impl Correlator {
             reports: HashMap::new(),
             tx,
             vmstat_base,
+            gaps: VecDeque::new(),
             kills_emitted: 0,
             missed: 0,
             ebpf_active,
@@ -978,7 +984,21 @@ impl Correlator {
         }
     }
 
+    /// How long a gap between the kernel's count and the kills accounted
+    /// for must last to be missed: longer than a kill's event or report
+    /// takes to be read on a loaded host (a memory.oom.group's repeated
+    /// kill is counted by the kernel before its report says so).
+    fn missed_grace(&self) -> Duration {
+        self.cfg.report_wait.get() + Duration::from_secs(2)
+    }
+
     async fn send_stats(&mut self) {
+        self.send_stats_at(Instant::now()).await;
+    }
+
+    async fn send_stats_at(&mut self, at: Instant) {
+        /// Stats ticks kept at most (a tick is at least 1 ms apart).
+        const MAX_GAPS: usize = 4096;
         if let (Some(base), Some(now)) =
             (self.vmstat_base, read_vmstat_oom_kill(&self.cfg.proc_path))
         {
@@ -987,10 +1007,21 @@ impl Correlator {
                 + self.kills_filtered
                 + self.kills_repeated
                 + (self.events.len() + self.reports.len()) as u64;
-            let missed = now.saturating_sub(base).saturating_sub(accounted);
-            // A counter: never goes down (a pending kill resolving later
-            // does not un-miss an earlier one).
-            self.missed = self.missed.max(missed);
+            let gap = now.saturating_sub(base).saturating_sub(accounted);
+            let grace = self.missed_grace();
+            self.gaps.push_back((at, gap));
+            while self.gaps.len() > MAX_GAPS
+                || (self.gaps.len() > 1 && at.saturating_duration_since(self.gaps[1].0) >= grace)
+            {
+                self.gaps.pop_front();
+            }
+            // Missed: the least gap over the grace. A counter: never goes
+            // down (a pending kill resolving later does not un-miss an
+            // earlier one).
+            if at.saturating_duration_since(self.gaps[0].0) >= grace {
+                let lasting = self.gaps.iter().map(|(_, g)| *g).min().unwrap_or(0);
+                self.missed = self.missed.max(lasting);
+            }
         }
         let dropped = self.probe.as_ref().and_then(|p| p.drops().ok());
         let _ = self
@@ -1725,21 +1756,48 @@ mod tests {
         let (mut c, mut rx, _f) = correlator(false, dir.path());
         c.on_event(&event(47, 1)).await;
         let _ = kill(rx.recv().await);
-        std::fs::write(dir.path().join("vmstat"), "pgfault 1\noom_kill 9\n").expect("vmstat");
-        c.send_stats().await;
-        match rx.recv().await {
-            Some(Emit::Stats { missed, .. }) => {
-                assert_eq!(missed, 3, "4 kills counted, 1 recorded")
-            }
+        let missed = |msg: Option<Emit>| match msg {
+            Some(Emit::Stats { missed, .. }) => missed,
             _ => panic!("expected stats"),
-        }
+        };
+        let start = Instant::now();
+        let grace = c.missed_grace();
+        std::fs::write(dir.path().join("vmstat"), "pgfault 1\noom_kill 9\n").expect("vmstat");
+        c.send_stats_at(start).await;
+        assert_eq!(missed(rx.recv().await), 0, "in flight, for all one knows");
+        c.send_stats_at(start + grace / 2).await;
+        assert_eq!(missed(rx.recv().await), 0, "still within the grace");
+        c.send_stats_at(start + grace).await;
+        assert_eq!(missed(rx.recv().await), 3, "4 kills counted, 1 recorded");
         // A counter: it does not go down.
         std::fs::write(dir.path().join("vmstat"), "oom_kill 5\n").expect("vmstat");
-        c.send_stats().await;
-        match rx.recv().await {
-            Some(Emit::Stats { missed, .. }) => assert_eq!(missed, 3),
-            _ => panic!("expected stats"),
+        c.send_stats_at(start + grace * 3).await;
+        assert_eq!(missed(rx.recv().await), 3);
+    }
+
+    /// A kill the kernel counted before its record's halves were read (a
+    /// memory.oom.group's repeated kill, counted before its report says it
+    /// repeats) is not missed once it is accounted for within the grace.
+    #[tokio::test]
+    async fn a_kill_accounted_for_within_the_grace_is_not_missed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("vmstat"), "oom_kill 0\n").expect("vmstat");
+        let (mut c, mut rx, _f) = correlator(false, dir.path());
+        let start = Instant::now();
+        let grace = c.missed_grace();
+        std::fs::write(dir.path().join("vmstat"), "oom_kill 1\n").expect("vmstat");
+        c.send_stats_at(start).await;
+        c.send_stats_at(start + grace / 2).await;
+        c.on_event(&event(49, 1)).await;
+        c.send_stats_at(start + grace).await;
+        c.send_stats_at(start + grace * 2).await;
+        let mut missed = Vec::new();
+        while let Ok(msg) = rx.try_recv() {
+            if let Emit::Stats { missed: m, .. } = msg {
+                missed.push(m);
+            }
         }
+        assert_eq!(missed, [0, 0, 0, 0]);
     }
 
     /// The counters are shaped as the catalog says, and kills past the cap
