@@ -193,8 +193,10 @@ all_recorded() {
         has_record "/tmp/$name.jsonl" "$member2"
 }
 if poll 1800 all_recorded; then fact "group_records_seen"; else fact "group_records_missing"; fi
-# Two more samples: the second began after the kills.
-after=$(($(scrapes) + 2))
+# More samples: the first began after the kills, and the last is more than
+# the agent's grace for a missed kill later (report_wait 250 ms + 2 s: 15
+# scrapes of 200 ms), so that a kill left unrecorded shows as missed.
+after=$(($(scrapes) + 15))
 poll 1800 scraped "$after"
 fact "live_scrapes $(scrapes)"
 stop_agent "$name"
