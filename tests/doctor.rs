@@ -442,3 +442,53 @@ fn without_btf_the_offset_based_parts_are_off_and_said_so() {
         "{scope}"
     );
 }
+
+/// Without CAP_PERFMON and CAP_SYS_ADMIN (dropped from every set by
+/// setpriv, tracefs mounted beforehand): doctor names each missing
+/// capability with the exact grant, says it is what blocks eBPF, and
+/// chooses the kernel log.
+#[test]
+fn missing_capabilities_are_named_with_the_exact_grant() {
+    if let Some(reason) = namespace_skip_reason() {
+        println!("SKIPPED: {reason}");
+        return;
+    }
+    let output = in_mount_namespace(
+        r#"set -e
+mountpoint -q /sys/kernel/tracing || mount -t tracefs nodev /sys/kernel/tracing
+bin=$1; shift
+exec setpriv --inh-caps=-perfmon,-sys_admin --bounding-set=-perfmon,-sys_admin -- "$bin" "$@"
+"#,
+        &["doctor", "--json"],
+    )
+    .output()
+    .expect("run unshare");
+    let report = json_of(&output);
+    let caps = check(&report, "capabilities");
+    assert_eq!(caps["status"], "LIMITED", "{caps}");
+    let reason = caps["reason"].as_str().unwrap_or("");
+    assert!(
+        reason.contains("CAP_PERFMON-") && reason.contains("CAP_SYS_ADMIN-"),
+        "{caps}"
+    );
+    let fix = caps["fix"].as_str().unwrap_or("");
+    assert!(
+        fix.starts_with("grant CAP_PERFMON, CAP_SYS_ADMIN")
+            && fix.contains("`--cap-add=PERFMON,SYS_ADMIN")
+            && fix.contains("`securityContext.capabilities.add: [PERFMON, SYS_ADMIN")
+            && fix.contains("`AmbientCapabilities=CAP_PERFMON CAP_SYS_ADMIN")
+            && fix.contains("`setcap cap_perfmon,cap_sys_admin"),
+        "{fix}"
+    );
+    // What blocks eBPF, with its own grant.
+    let probe = check(&report, "ebpf_probe");
+    assert_eq!(probe["status"], "MISSING", "{probe}");
+    let why = probe["reason"].as_str().unwrap_or("");
+    assert!(
+        why.contains("eBPF is blocked: the capability CAP_PERFMON is missing")
+            && why.contains("`--cap-add=PERFMON`"),
+        "{probe}"
+    );
+    assert_eq!(report["source"], "kmsg", "{report:#}");
+    assert_eq!(output.status.code(), Some(1));
+}

@@ -10,15 +10,17 @@
 //! One boot per kernel does every step: `oomscope doctor --json`; under
 //! cgroup v2 a contained OOM kill with the agent in `mode: auto`, then one
 //! with the agent in `mode: kmsg`; where the kernel has the v1 memory
-//! controller (`CONFIG_MEMCG_V1`, gone from Debian's 6.12) a kill under v1.
+//! controller (`CONFIG_MEMCG_V1`, gone from Debian's 6.12) a kill under v1
+//! in each mode.
 //! The guest prints the agent's records and the kernel log on the serial
 //! console; here each record must equal the kernel's "Killed process" line
 //! and carry the trigger, constraint, memcg, its limit and the victim's
 //! command line, from eBPF in `auto` mode (where doctor says it loads) and
 //! from the kernel log in `kmsg` mode.
 //!
-//! This host's own kernel (cgroup v1 memory) is covered natively by
-//! tests/oom_receiver.rs; its row in the table shows doctor's verdict here.
+//! This host's own kernel runs natively, in its own memory hierarchy (v1
+//! here): a contained kill of the same allocator with an agent in `mode:
+//! auto`, then in `mode: kmsg`, each checked like the guests' kills.
 //!
 //! Ignored by a plain `cargo test` (it takes minutes); `scripts/test.sh`
 //! runs it (`--include-ignored`), and scripts/setup.sh installs qemu.
@@ -39,8 +41,13 @@ use common::otlp::attr_str;
 /// test with its console rather than hanging CI.
 const BOOT_TIMEOUT: Duration = Duration::from_secs(600);
 
-/// The limit of the guest's test cgroups (`LIMIT` in the init script).
+/// The limit of the test cgroups (`LIMIT` in the guest's init script; the
+/// host's kills use the same).
 const GUEST_LIMIT_BYTES: u64 = 32 * 1024 * 1024;
+
+/// A bound on the host's waits (agent ready, its record): only there so a
+/// broken agent fails the test instead of hanging it.
+const HOST_TIMEOUT: Duration = Duration::from_secs(120);
 
 const INIT_SCRIPT: &str = include_str!("data/kernel_matrix_init.sh");
 
@@ -70,25 +77,39 @@ const SERIES: [Series; 2] = [
 fn kernel_matrix() {
     const TEST: &str = "kernel_matrix";
     let started = Instant::now();
-    if let Err(why) = qemu_available() {
-        return common::skip(TEST, why);
+    let work = tempfile::tempdir().expect("tempdir");
+    let alloc = work.path().join("alloc");
+    common::alloc::build_static(&alloc);
+
+    // This host first: it needs no qemu.
+    let mut failures = String::new();
+    let (mut rows, host_problems) = host_kills(&alloc);
+    if !host_problems.is_empty() {
+        let _ = writeln!(
+            failures,
+            "this host (native):\n  {}",
+            host_problems.join("\n  ")
+        );
     }
     let mut kernels = Vec::new();
-    for series in &SERIES {
-        match fetch_kernel(series) {
-            Ok(kernel) => kernels.push(kernel),
-            Err(why) => common::skip(&format!("{TEST} ({})", series.label), why),
+    match qemu_available() {
+        Err(why) => common::skip(TEST, why),
+        Ok(()) => {
+            for series in &SERIES {
+                match fetch_kernel(series) {
+                    Ok(kernel) => kernels.push(kernel),
+                    Err(why) => common::skip(&format!("{TEST} ({})", series.label), why),
+                }
+            }
+            if kernels.is_empty() {
+                common::skip(TEST, "no kernel package could be had (see above)");
+            }
         }
     }
-    if kernels.is_empty() {
-        return common::skip(TEST, "no kernel package could be had (see above)");
-    }
-    let work = tempfile::tempdir().expect("tempdir");
     let initramfs = work.path().join("initramfs.cpio");
-    build_initramfs(&initramfs, work.path());
-
-    let mut rows = vec![host_row()];
-    let mut failures = String::new();
+    if !kernels.is_empty() {
+        build_initramfs(&initramfs, work.path(), &alloc);
+    }
     for kernel in &kernels {
         let boot_started = Instant::now();
         let console = match boot(kernel, &initramfs) {
@@ -361,13 +382,11 @@ impl Cpio {
 
 /// The guest's initramfs: /init, busybox, /alloc, /bin/oomscope (debug info
 /// stripped) and the libraries it links.
-fn build_initramfs(path: &Path, work: &Path) {
+fn build_initramfs(path: &Path, work: &Path, alloc: &Path) {
     let busybox = ["/bin/busybox", "/usr/bin/busybox"]
         .into_iter()
         .find(|p| Path::new(p).is_file())
         .expect("busybox-static (scripts/setup.sh installs it)");
-    let alloc = work.join("alloc");
-    common::alloc::build_static(&alloc);
     let oomscope = work.join("oomscope");
     let status = Command::new("objcopy")
         .arg("--strip-debug")
@@ -401,7 +420,7 @@ fn build_initramfs(path: &Path, work: &Path) {
     cpio.entry("dev/console", 0o020600, (5, 1), &[]);
     cpio.file("init", 0o755, INIT_SCRIPT.as_bytes());
     cpio.file("bin/busybox", 0o755, &read(Path::new(busybox)));
-    cpio.file("alloc", 0o755, &read(&alloc));
+    cpio.file("alloc", 0o755, &read(alloc));
     cpio.file("bin/oomscope", 0o755, &read(&oomscope));
     for (guest_path, host_path) in &libraries {
         cpio.file(guest_path.trim_start_matches('/'), 0o755, &read(host_path));
@@ -577,7 +596,8 @@ struct KilledLine {
 
 fn killed_line(dmesg: &str, pid: u32) -> Option<KilledLine> {
     let needle = format!("Killed process {pid} (");
-    let line = dmesg.lines().find(|l| l.contains(&needle))?;
+    // The last: on a long-running host the pid may have been killed before.
+    let line = dmesg.lines().rev().find(|l| l.contains(&needle))?;
     let after = &line[line.find(&needle)? + needle.len()..];
     let comm = after.split(')').next()?.to_owned();
     let field = |key: &str| -> Option<u64> {
@@ -654,35 +674,174 @@ fn doctor_check_ok(report: &serde_json::Value, name: &str) -> bool {
         .any(|c| c["name"] == name && c["status"] == "OK")
 }
 
-/// Doctor's view of this host's own kernel; the kills on it are checked by
-/// tests/oom_receiver.rs (and the other root tests).
-fn host_row() -> Row {
+/// This host's own kernel, natively: doctor, then in its memory hierarchy
+/// (v1 here, v2 elsewhere) a contained kill of `alloc` with an agent in
+/// `mode: auto` and one in `mode: kmsg`, each record checked as a guest's.
+/// The table's rows and the problems.
+fn host_kills(alloc: &Path) -> (Vec<Row>, Vec<String>) {
+    const TEST: &str = "kernel_matrix (this host)";
     let release = std::fs::read_to_string("/proc/sys/kernel/osrelease")
         .unwrap_or_default()
         .trim()
         .to_owned();
-    let cgroup = if Path::new("/sys/fs/cgroup/memory/memory.limit_in_bytes").is_file() {
-        "v1"
-    } else {
-        "v2"
-    };
+    let label = format!("{release} (this host, native)");
     let doctor = Command::new(env!("CARGO_BIN_EXE_oomscope"))
         .args(["doctor", "--json"])
         .output()
         .ok()
-        .and_then(|out| serde_json::from_slice::<serde_json::Value>(&out.stdout).ok());
-    let (hooks, verdict) = match &doctor {
-        Some(report) => (hooks_of(report, "ebpf", None, true), doctor_verdict(report)),
-        None => ("?".into(), "doctor printed no JSON".into()),
-    };
-    Row {
-        kernel: format!("{release} (this host, native)"),
-        cgroup: cgroup.into(),
-        mode: "auto, ebpf, kmsg".into(),
-        hooks,
-        doctor: verdict,
-        complete: "checked by tests/oom_receiver.rs".into(),
+        .and_then(|out| serde_json::from_slice::<serde_json::Value>(&out.stdout).ok())
+        .unwrap_or(serde_json::Value::Null);
+    let mut problems = Vec::new();
+    if doctor.is_null() {
+        problems.push("doctor --json printed no JSON".to_owned());
     }
+    let skipped = |why: String| -> (Vec<Row>, Vec<String>) {
+        common::skip(TEST, &why);
+        let row = Row {
+            kernel: label.clone(),
+            cgroup: "-".into(),
+            mode: "-".into(),
+            hooks: "-".into(),
+            doctor: doctor_verdict(&doctor),
+            complete: format!("skipped: {why}"),
+        };
+        (vec![row], Vec::new())
+    };
+    if !common::is_root() {
+        return skipped("needs root (eBPF, /dev/kmsg, memory cgroups)".into());
+    }
+    let Some((_, version)) = common::oom::find_memory_hierarchy() else {
+        return skipped("no memory cgroup controller to contain an OOM kill".into());
+    };
+    let cgroup_version = match version {
+        common::oom::CgroupVersion::V1 => "v1",
+        common::oom::CgroupVersion::V2 => "v2",
+    };
+    // The hook a kill in `auto` mode must name: the richest doctor found.
+    let scope = doctor["checks"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|c| c["name"] == "scope_hook");
+    let auto_hook = match scope.and_then(|c| c["reason"].as_str()) {
+        Some(r) if doctor_check_ok(&doctor, "scope_hook") && r.starts_with("fentry") => "fentry",
+        Some(r) if doctor_check_ok(&doctor, "scope_hook") && r.starts_with("kprobe") => "kprobe",
+        _ => "tracepoint",
+    };
+    let alloc = std::fs::canonicalize(alloc).expect("the allocator's path");
+    let alloc = alloc.to_str().expect("a UTF-8 temp path");
+    let dmesg = |pid: i32| {
+        // Waits for the kill's line; the whole log as the guests print it.
+        common::kernel_log::killed_line(pid, HOST_TIMEOUT);
+        common::kernel_log::kernel_messages().join("\n")
+    };
+    let mut rows = Vec::new();
+    for mode in ["auto", "kmsg"] {
+        let name = format!("host-{cgroup_version}-{mode}");
+        let _slot = common::oom::oom_test_slot_blocking();
+        let cgroup = match common::oom::MemoryCgroup::create_at(
+            &format!("oomscope-matrix-{}-{name}", std::process::id()),
+            Some(GUEST_LIMIT_BYTES),
+        ) {
+            Ok(Some(cgroup)) => cgroup,
+            other => {
+                problems.push(format!("{name}: cannot create the test cgroup: {other:?}"));
+                continue;
+            }
+        };
+        let out_dir = tempfile::tempdir().expect("tempdir");
+        let out = out_dir.path().join("records.jsonl");
+        let health = common::free_port();
+        let config = format!(
+            r#"
+receivers:
+  oom: {{ mode: {mode}, events: null }}
+processors:
+  batch: {{ timeout: 100ms }}
+exporters:
+  file: {{ path: "{out}", flush_interval: 100ms }}
+extensions:
+  health_check: {{ endpoint: "127.0.0.1:{health}" }}
+service:
+  extensions: [health_check]
+  telemetry: {{ metrics: {{ address: "" }} }}
+  oom_score_adj: null
+  pipelines:
+    logs: {{ receivers: [oom], processors: [batch], exporters: [file] }}
+"#,
+            out = out.display()
+        );
+        let mut agent = common::oomscope::Oomscope::start(&config, &[]);
+        agent.wait_healthy(health, HOST_TIMEOUT);
+        let mut facts = vec![format!("agent_ready {name}")];
+        let procs = cgroup.path().join("cgroup.procs");
+        // `set -e`: never exec the allocator outside its cgroup.
+        let mut victim = Command::new("sh")
+            .arg("-c")
+            .arg(r#"set -e; echo $$ > "$1"; shift; exec "$@""#)
+            .arg("sh")
+            .arg(&procs)
+            .arg(alloc)
+            .arg(format!("--matrix-kill={name}"))
+            .spawn()
+            .expect("spawn the allocator");
+        let pid = i32::try_from(victim.id()).expect("a pid");
+        let status = victim.wait().expect("wait for the allocator");
+        let status = std::os::unix::process::ExitStatusExt::signal(&status)
+            .map_or_else(|| format!("exit {status}"), |sig| (128 + sig).to_string());
+        facts.push(format!(
+            "kill {name} pid={pid} status={status} cgroup={}",
+            cgroup.cgroup_path()
+        ));
+        let needle = format!("\"intValue\":\"{pid}\"");
+        let deadline = Instant::now() + HOST_TIMEOUT;
+        let records = loop {
+            let text = std::fs::read_to_string(&out).unwrap_or_default();
+            if (text.contains("\"linux.oom.kill\"") && text.contains(&needle))
+                || Instant::now() >= deadline
+            {
+                break text;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let dmesg = dmesg(pid);
+        let (_, clean) = agent.stop(HOST_TIMEOUT);
+        if !clean {
+            problems.push(format!("{name}: the agent did not stop cleanly"));
+        }
+        let host = Guest {
+            facts,
+            blocks: HashMap::from([
+                (format!("records {name}"), records),
+                (format!("agent_log {name}"), agent.output()),
+            ]),
+        };
+        let mut missing = Vec::new();
+        let victim = Victim {
+            command: alloc,
+            executable: alloc,
+            auto_hook,
+            ebpf_loads: doctor["source"] == "ebpf",
+        };
+        let source = check_kill(&host, &dmesg, &name, mode, &victim, &mut missing);
+        rows.push(Row {
+            kernel: label.clone(),
+            cgroup: cgroup_version.into(),
+            mode: mode.into(),
+            hooks: source.as_ref().map_or_else(
+                || "?".into(),
+                |(s, hook)| hooks_of(&doctor, s, hook.as_deref(), true),
+            ),
+            doctor: doctor_verdict(&doctor),
+            complete: if missing.is_empty() {
+                "yes".into()
+            } else {
+                format!("no: {}", missing.join("; "))
+            },
+        });
+        problems.extend(missing.into_iter().map(|m| format!("{name}: {m}")));
+    }
+    (rows, problems)
 }
 
 /// The hooks a kill was caught with, given the record's `oom.source`.
@@ -746,7 +905,7 @@ fn check_guest(kernel: &Kernel, guest: &Guest, seconds: f64) -> (Vec<Row>, Vec<S
         ("v2-kprobe", "v2"),
     ];
     match guest.fact("v1 ") {
-        Some("mounted") => kills.push(("v1-auto", "v1")),
+        Some("mounted") => kills.extend([("v1-auto", "v1"), ("v1-kmsg", "v1")]),
         other if kernel.memcg_v1 => problems.push(format!(
             "the kernel has CONFIG_MEMCG_V1 but the guest could not mount it: {other:?}"
         )),
@@ -771,7 +930,14 @@ fn check_guest(kernel: &Kernel, guest: &Guest, seconds: f64) -> (Vec<Row>, Vec<S
         let mut missing = Vec::new();
         // Agents that do not read the kernel log: the hook alone.
         let hook_only = matches!(name, "v2-fentry" | "v2-kprobe");
-        let source = check_kill(guest, dmesg, name, mode, ebpf_loads, &mut missing);
+        // Debian's kernels allow fentry on oom_kill_process.
+        let victim = Victim {
+            command: "/alloc",
+            executable: "/alloc",
+            auto_hook: "fentry",
+            ebpf_loads,
+        };
+        let source = check_kill(guest, dmesg, name, mode, &victim, &mut missing);
         rows.push(Row {
             kernel: format!("{label}, {seconds:.0} s boot"),
             cgroup: cgroup.into(),
@@ -1096,6 +1262,19 @@ fn metric_points(jsonl: &str) -> Points {
     Points(points)
 }
 
+/// What a kill's record must name beyond the kernel's line.
+struct Victim<'a> {
+    /// The allocator's path as exec'd: the command line's first word.
+    command: &'a str,
+    /// Its executable as the process table reads it (`/proc/PID/exe`).
+    executable: &'a str,
+    /// The hook an eBPF record must name (`oom.hook`): the richest the
+    /// kernel allows.
+    auto_hook: &'a str,
+    /// Whether doctor said eBPF loads (else every record is from kmsg).
+    ebpf_loads: bool,
+}
+
 /// Checks the kill `name`: its record against the kernel's line and the
 /// attributes every record must carry. Returns the record's `oom.source`.
 fn check_kill(
@@ -1103,7 +1282,7 @@ fn check_kill(
     dmesg: &str,
     name: &str,
     mode: &str,
-    ebpf_loads: bool,
+    victim: &Victim<'_>,
     missing: &mut Vec<String>,
 ) -> Option<(String, Option<String>)> {
     let Some(kill) = guest.fact(&format!("kill {name} ")) else {
@@ -1173,24 +1352,24 @@ fn check_kill(
     // the exec hook (eBPF) or the process table (kmsg mode) kept it.
     expect(
         "process.command_line",
-        Some(format!("/alloc --matrix-kill={name}")),
+        Some(format!("{} --matrix-kill={name}", victim.command)),
     );
     if mode == "kmsg" {
         // The process table also kept its executable.
-        expect("process.executable.path", Some("/alloc".into()));
+        expect("process.executable.path", Some(victim.executable.into()));
     }
-    let want_source = if mode == "kmsg" || !ebpf_loads {
+    let want_source = if mode == "kmsg" || !victim.ebpf_loads {
         "kmsg"
     } else {
         "ebpf"
     };
     expect("oom.source", Some(want_source.into()));
-    // The richest hook: Debian's kernels allow fentry on oom_kill_process;
-    // the kprobe kill asks for a kprobe.
+    // The richest hook the kernel allows (the kprobe kill asks for a
+    // kprobe).
     let want_hook = match (name, want_source) {
         (_, "kmsg") => None,
         ("v2-kprobe", _) => Some("kprobe"),
-        _ => Some("fentry"),
+        _ => Some(victim.auto_hook),
     };
     expect("oom.hook", want_hook.map(str::to_owned));
     if matches!(name, "v2-fentry" | "v2-kprobe") {
@@ -1219,7 +1398,7 @@ fn check_kill(
 /// The hex gfp mask of the last "invoked oom-killer" line before `killed`
 /// in the kernel log (`gfp_mask=0xcc0(GFP_KERNEL)` gives `0xcc0`).
 fn gfp_mask_before(dmesg: &str, killed: &str) -> Option<String> {
-    let end = dmesg.find(killed)?;
+    let end = dmesg.rfind(killed)?;
     let line = dmesg[..end]
         .lines()
         .rev()

@@ -928,3 +928,247 @@ async fn a_stopped_agent_still_gives_the_command_line_of_a_victim_gone_meanwhile
     let (status, clean) = agent.stop(TIMEOUT);
     assert!(clean && status.success(), "{}", agent.output());
 }
+
+/// The `oom/mark_victim` format of kernels before 5.18 (and of some
+/// backports): `pid` alone.
+const PID_ONLY_FORMAT: &str = "name: mark_victim
+ID: 412
+format:
+\tfield:unsigned short common_type;\toffset:0;\tsize:2;\tsigned:0;
+\tfield:unsigned char common_flags;\toffset:2;\tsize:1;\tsigned:0;
+\tfield:unsigned char common_preempt_count;\toffset:3;\tsize:1;\tsigned:0;
+\tfield:int common_pid;\toffset:4;\tsize:4;\tsigned:1;
+
+\tfield:int pid;\toffset:8;\tsize:4;\tsigned:1;
+
+print fmt: \"pid=%d\", REC->pid
+";
+
+/// Runs the binary (`$2`) in a private mount namespace where this kernel's
+/// `oom/mark_victim` format file reads as the file `$1` (a bind mount over
+/// it): a kernel whose tracepoint lacks fields.
+const FORMAT_BOUND_OVER: &str = r#"set -e
+mountpoint -q /sys/kernel/tracing || mount -t tracefs nodev /sys/kernel/tracing
+mount --bind "$1" /sys/kernel/tracing/events/oom/mark_victim/format
+if grep -q total_vm /sys/kernel/tracing/events/oom/mark_victim/format; then
+    echo "the format still has total_vm" >&2; exit 3
+fi
+bin=$2; shift 2
+exec "$bin" "$@"
+"#;
+
+/// A kernel whose tracepoint has only `pid` (its format file replaced in a
+/// private mount namespace): doctor names the absent fields, the agent
+/// warns once and still loads eBPF, and a contained kill of a victim gone
+/// from /proc before the agent reads it is one complete record: its figures
+/// from the kernel's report, equal to its line, its command line from the
+/// exec hook, matched once the report named the victim.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_tracepoint_without_fields_degrades_to_the_kernel_report() {
+    const TEST: &str = "a_tracepoint_without_fields_degrades_to_the_kernel_report";
+    if !is_root() {
+        return skip(TEST, "needs root (eBPF, mount namespaces, memory cgroups)");
+    }
+    let unshare_works = Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "true"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !unshare_works {
+        return skip(TEST, "unshare --mount (util-linux) is missing or refused");
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let format = dir.path().join("format");
+    std::fs::write(&format, PID_ONLY_FORMAT).expect("write the format");
+    let format_arg = format.to_str().expect("a UTF-8 temp path");
+    let wrapper = [
+        "unshare",
+        "--mount",
+        "--propagation",
+        "private",
+        "--",
+        "sh",
+        "-c",
+        FORMAT_BOUND_OVER,
+        "sh",
+        format_arg,
+    ];
+
+    let doctor = Command::new(wrapper[0])
+        .args(&wrapper[1..])
+        .arg(env!("CARGO_BIN_EXE_oomscope"))
+        .args(["doctor", "--json"])
+        .output()
+        .expect("run doctor");
+    let report: serde_json::Value = serde_json::from_slice(&doctor.stdout).unwrap_or_else(|e| {
+        panic!(
+            "doctor printed no JSON ({e}): {}",
+            String::from_utf8_lossy(&doctor.stderr)
+        )
+    });
+    let absent = "comm, total_vm, anon_rss, file_rss, shmem_rss, uid, pgtables, oom_score_adj";
+    let tracepoint = report["checks"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["name"] == "tracepoint"))
+        .expect("the tracepoint check");
+    assert_eq!(tracepoint["status"], "LIMITED", "{report:#}");
+    assert!(
+        tracepoint["reason"]
+            .as_str()
+            .is_some_and(|r| r.ends_with(&format!("absent fields: {absent}"))),
+        "{tracepoint}"
+    );
+    assert_eq!(report["source"], "ebpf", "{report:#}");
+    assert!(
+        report["missing_for_full_data"][0]
+            .as_str()
+            .is_some_and(|m| m.starts_with(&format!("tracepoint fields {absent}"))),
+        "{report:#}"
+    );
+
+    let _slot = common::oom::oom_test_slot().await;
+    let Some(cgroup) = MemoryCgroup::create(OOM_LIMIT_BYTES).expect("create the test cgroup")
+    else {
+        return skip(TEST, "no memory cgroup controller to contain an OOM kill");
+    };
+    let out = dir.path().join("out.jsonl");
+    let health = free_port();
+    let config = format!(
+        r#"
+receivers:
+  oom: {{ mode: auto, events: null }}
+processors:
+  batch: {{ timeout: 200ms }}
+exporters:
+  file: {{ path: "{out}" }}
+extensions:
+  health_check: {{ endpoint: "127.0.0.1:{health}" }}
+service:
+  extensions: [health_check]
+  telemetry: {{ metrics: {{ address: "" }} }}
+  oom_score_adj: null
+  pipelines:
+    logs: {{ receivers: [oom], processors: [batch], exporters: [file] }}
+"#,
+        out = out.display()
+    );
+    let mut agent = Oomscope::start_wrapped(&wrapper, &config);
+    agent.wait_healthy(health, TIMEOUT);
+
+    // The agent stopped from after the exec until the victim was reaped:
+    // /proc has nothing of it, and the event has no comm to match the exec
+    // hook's entry with; the report names it.
+    let (mut victim, argv) = cgroup
+        .spawn_gated_allocator(&marker_args(2))
+        .expect("spawn the allocator");
+    let pid = victim.child.pid();
+    victim
+        .wait_until_gated()
+        .expect("the allocator at its gate");
+    signal(agent.pid(), libc::SIGSTOP);
+    victim.release().expect("release the allocator");
+    let status = victim.child.wait().expect("wait");
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&status),
+        Some(libc::SIGKILL),
+        "the allocator was OOM-killed"
+    );
+    assert!(
+        !Path::new(&format!("/proc/{pid}")).exists(),
+        "the victim is reaped before the agent runs again"
+    );
+    signal(agent.pid(), libc::SIGCONT);
+    let records = oom_records(&out, 1, &agent);
+    let r = record_for(&records, pid);
+    assert_eq!(attr_str(r, "oom.source").as_deref(), Some("ebpf"), "{r:#}");
+    assert_memory_matches_kernel(r, pid);
+    assert_eq!(attr_str(r, "user.id").as_deref(), Some("0"), "{r:#}");
+    assert!(attr_str(r, "oom.victim.oom_score_adj").is_some(), "{r:#}");
+    assert_eq!(
+        attr_str(r, "oom.constraint").as_deref(),
+        Some("CONSTRAINT_MEMCG")
+    );
+    assert_eq!(attr_str(r, "oom.memcg"), Some(cgroup.cgroup_path()));
+    assert_eq!(
+        attr_str(r, "oom.memcg.limit"),
+        Some(OOM_LIMIT_BYTES.to_string())
+    );
+    assert_eq!(attr_str(r, "oom.trigger.pid"), Some(pid.to_string()));
+    assert_eq!(
+        attr_str(r, "process.command_line"),
+        Some(argv.join(" ")),
+        "{r:#}"
+    );
+    let (status, clean) = agent.stop(TIMEOUT);
+    let output = agent.output();
+    assert!(clean && status.success(), "{output}");
+    let warnings: Vec<&str> = output
+        .lines()
+        .filter(|l| l.contains("WARN") && l.contains("tracepoint lacks fields"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "{output}");
+    assert!(warnings[0].contains(absent), "{output}");
+    assert!(!output.contains("panicked"), "{output}");
+}
+
+/// A victim started before the agent (no exec for the hook to see): the
+/// agent's one /proc scan at start put it in the exec hook's map. The agent
+/// is stopped (SIGSTOP) until the victim was killed and reaped; on SIGCONT
+/// its record has the exact command line, the executable (as /proc's `exe`
+/// names it: links resolved), the parent and the start.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_victim_started_before_the_agent_still_gives_its_command_line() {
+    const TEST: &str = "a_victim_started_before_the_agent_still_gives_its_command_line";
+    if !is_root() {
+        return skip(TEST, "needs root (eBPF, /dev/kmsg, memory cgroups)");
+    }
+    let _slot = common::oom::oom_test_slot().await;
+    let Some(cgroup) = MemoryCgroup::create(OOM_LIMIT_BYTES).expect("create the test cgroup")
+    else {
+        return skip(TEST, "no memory cgroup controller to contain an OOM kill");
+    };
+    let spawned = std::time::SystemTime::now();
+    let (mut victim, argv) = cgroup
+        .spawn_gated_allocator(&marker_args(3))
+        .expect("spawn the allocator");
+    let pid = victim.child.pid();
+    victim
+        .wait_until_gated()
+        .expect("the allocator at its gate");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("out.jsonl");
+    let (mut agent, _) = start_agent_configured(&out, "ebpf", None, free_port(), "");
+    signal(agent.pid(), libc::SIGSTOP);
+    victim.release().expect("release the allocator");
+    let status = victim.child.wait().expect("wait");
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&status),
+        Some(libc::SIGKILL),
+        "the allocator was OOM-killed"
+    );
+    assert!(
+        !Path::new(&format!("/proc/{pid}")).exists(),
+        "the victim is reaped before the agent runs again"
+    );
+    signal(agent.pid(), libc::SIGCONT);
+    let records = oom_records(&out, 1, &agent);
+    let record = record_for(&records, pid);
+    assert_eq!(
+        attr_str(record, "oom.source").as_deref(),
+        Some("ebpf"),
+        "{record:#}"
+    );
+    assert_eq!(
+        attr_str(record, "process.command_line"),
+        Some(argv.join(" ")),
+        "{record:#}"
+    );
+    let exe = std::fs::canonicalize(&argv[0]).expect("the interpreter's path");
+    assert_eq!(
+        attr_str(record, "process.executable.path").as_deref(),
+        exe.to_str(),
+        "{record:#}"
+    );
+    assert_parent_and_start(record, spawned);
+    let (status, clean) = agent.stop(TIMEOUT);
+    assert!(clean && status.success(), "{}", agent.output());
+}

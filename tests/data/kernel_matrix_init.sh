@@ -7,7 +7,7 @@
 # Steps: `oomscope doctor --json`; under cgroup v2 an agent in `mode: auto`
 # and a contained OOM kill, then an agent in `mode: kmsg` and a kill; then,
 # where the kernel still has the v1 memory controller, the memory controller
-# moved to a v1 hierarchy, an agent in `mode: auto` and a kill there.
+# moved to a v1 hierarchy and a kill there with an agent in each mode.
 #
 # Every kill is of /alloc, which allocates only under a memory limit of at
 # most 256 MiB (the guest has 1 GiB). Waits poll for a condition with a
@@ -193,8 +193,10 @@ all_recorded() {
         has_record "/tmp/$name.jsonl" "$member2"
 }
 if poll 1800 all_recorded; then fact "group_records_seen"; else fact "group_records_missing"; fi
-# Two more samples: the second began after the kills.
-after=$(($(scrapes) + 2))
+# More samples: the first began after the kills, and the last is more than
+# the agent's grace for a missed kill later (report_wait 250 ms + 2 s: 15
+# scrapes of 200 ms), so that a kill left unrecorded shows as missed.
+after=$(($(scrapes) + 15))
 poll 1800 scraped "$after"
 fact "live_scrapes $(scrapes)"
 stop_agent "$name"
@@ -233,13 +235,15 @@ poll 100 mount_v1
 if [ $v1 = yes ]; then
     fact "v1 mounted"
     doctor v1
-    name=v1-auto
-    dir=/sys/fs/cgroup/memory/matrix-$name
-    mkdir "$dir" && echo $LIMIT >"$dir/memory.limit_in_bytes"
-    start_agent "$name" auto
-    kill_in "$name" "$dir"
-    stop_agent "$name"
-    rmdir "$dir"
+    for mode in auto kmsg; do
+        name=v1-$mode
+        dir=/sys/fs/cgroup/memory/matrix-$name
+        mkdir "$dir" && echo $LIMIT >"$dir/memory.limit_in_bytes"
+        start_agent "$name" $mode
+        kill_in "$name" "$dir"
+        stop_agent "$name"
+        rmdir "$dir"
+    done
 else
     fact "v1 unavailable: $(cat /tmp/v1.err)"
 fi

@@ -12,7 +12,7 @@ use procfs::FromRead;
 use serde::Serialize;
 
 use crate::ebpf::scope_hook::ScopeHookStatus;
-use crate::ebpf::{parse_mark_victim_format, ExecHookStatus, MarkVictimLayout, FIELD_ABSENT};
+use crate::ebpf::{parse_mark_victim_format, ExecHookStatus, MarkVictimLayout};
 
 use crate::ebpf::access::{can_load_bpf, CallOutcome, EbpfAccess};
 pub use crate::ebpf::access::{
@@ -33,6 +33,12 @@ const CAP_NAMES: [(u32, &str); 5] = [
 
 const BTF_PATH: &str = "/sys/kernel/btf/vmlinux";
 const LOCKDOWN_PATH: &str = "/sys/kernel/security/lockdown";
+/// Lockdown is only ever raised while the kernel runs: what lowers it.
+const LOCKDOWN_FIX: &str = "lockdown cannot be lowered while the kernel runs: boot with \
+    `lockdown=integrity` (tracepoints) or without lockdown (every hook): drop `lockdown=` from \
+    the kernel command line, and where Secure Boot enforces it (distribution kernels with \
+    CONFIG_LOCK_DOWN_IN_EFI_SECURE_BOOT) disable Secure Boot or `mokutil --disable-validation`; \
+    meanwhile the agent reads the kernel log";
 const UNPRIVILEGED_BPF_PATH: &str = "/proc/sys/kernel/unprivileged_bpf_disabled";
 const PSI_MEMORY_PATH: &str = "/proc/pressure/memory";
 const KMSG_PATH: &str = "/dev/kmsg";
@@ -456,24 +462,7 @@ pub fn parse_lockdown(text: &str) -> Result<Lockdown, String> {
     }
 }
 
-/// The optional `mark_victim` fields this layout lacks.
-#[must_use]
-pub fn absent_fields(layout: &MarkVictimLayout) -> Vec<&'static str> {
-    [
-        ("comm", layout.comm),
-        ("total_vm", layout.total_vm),
-        ("anon_rss", layout.anon_rss),
-        ("file_rss", layout.file_rss),
-        ("shmem_rss", layout.shmem_rss),
-        ("uid", layout.uid),
-        ("pgtables", layout.pgtables),
-        ("oom_score_adj", layout.oom_score_adj),
-    ]
-    .into_iter()
-    .filter(|&(_, offset)| offset == FIELD_ABSENT)
-    .map(|(name, _)| name)
-    .collect()
-}
+pub use crate::ebpf::format::absent_fields;
 
 /// (mount point, type, options) of each line of /proc/self/mounts.
 fn mounts(text: &str) -> impl Iterator<Item = (&str, &str, &str)> {
@@ -976,6 +965,39 @@ fn capabilities_by_part(mask: u64) -> Vec<String> {
         .collect()
 }
 
+/// The exact grant of every capability a receiver needs that `mask`
+/// lacks, in each way the agent is commonly run; `None` when none is
+/// lacking.
+fn capabilities_fix(mask: u64) -> Option<String> {
+    use crate::privileges::{capability_name, NEEDS};
+    let mut lacking: Vec<String> = Vec::new();
+    for need in NEEDS {
+        let name = capability_name(need.cap);
+        if !has_cap(mask, need.cap) && !lacking.contains(&name) {
+            lacking.push(name);
+        }
+    }
+    if lacking.is_empty() {
+        return None;
+    }
+    let bare: Vec<&str> = lacking
+        .iter()
+        .map(|c| c.strip_prefix("CAP_").unwrap_or(c))
+        .collect();
+    let lower: Vec<String> = lacking.iter().map(|c| c.to_ascii_lowercase()).collect();
+    Some(format!(
+        "grant {all} (each receiver's own are above; one it does not run can be left out): \
+         systemd `AmbientCapabilities={spaced}` (and in `CapabilityBoundingSet=`); \
+         podman/docker `--cap-add={comma}`; Kubernetes \
+         `securityContext.capabilities.add: [{list}]`; or `setcap {setcap}+ep <path to oomscope>`",
+        all = lacking.join(", "),
+        spaced = lacking.join(" "),
+        comma = bare.join(","),
+        list = bare.join(", "),
+        setcap = lower.join(","),
+    ))
+}
+
 /// What [`assess`] collects: the checks, in report order, and what is
 /// missing for full data.
 #[derive(Default)]
@@ -1183,7 +1205,8 @@ impl Findings {
             .collect::<Vec<_>>()
             .join(" ");
         let details = capabilities_by_part(*mask);
-        if lacking.is_empty() {
+        let fix = capabilities_fix(*mask);
+        if lacking.is_empty() && fix.is_none() {
             self.check_with(
                 "capabilities",
                 Status::Ok,
@@ -1198,7 +1221,7 @@ impl Findings {
                     "; without CAP_SYS_RESOURCE the agent cannot lower its own oom_score_adj",
                 );
             }
-            self.check_with("capabilities", Status::Limited, reason, details, None);
+            self.check_with("capabilities", Status::Limited, reason, details, fix);
         }
     }
 
@@ -1258,11 +1281,13 @@ impl Findings {
                 "integrity: tracepoint programs load; fentry/kprobe-style hooks may be refused"
                     .into(),
             ),
-            Ok(Some(Lockdown::Confidentiality)) => self.check(
+            Ok(Some(Lockdown::Confidentiality)) => self.check_with(
                 "lockdown",
                 Status::Limited,
                 "confidentiality: eBPF reads of kernel memory are refused; the program may fail to load"
                     .into(),
+                Vec::new(),
+                Some(LOCKDOWN_FIX.to_owned()),
             ),
             Err(e) => self.check("lockdown", Status::Limited, e.clone()),
         }
@@ -1605,7 +1630,7 @@ impl Findings {
                 "exec_hook",
                 Status::Ok,
                 format!(
-                    "{what}: the command line of a process started after the agent survives its exit"
+                    "{what}: the command line of a process (exec'd after the agent started, or running at its start) survives its exit"
                 ),
             ),
             Err(why) => {
@@ -1635,10 +1660,12 @@ impl Findings {
         lockdown: &Result<Option<Lockdown>, String>,
     ) {
         let mut causes = Vec::new();
+        let mut fix = None;
         if let (Err(why), Ok(Some(mode @ (Lockdown::Integrity | Lockdown::Confidentiality)))) =
             (scope_hook, lockdown)
         {
             if why.contains("fentry: loading") {
+                fix = Some(LOCKDOWN_FIX.to_owned());
                 causes.push(format!(
                     "lockdown={} refuses fentry programs (tracepoints still load)",
                     if *mode == Lockdown::Integrity {
@@ -1673,12 +1700,14 @@ impl Findings {
                     "{hook}: constraint, memcg with usage and limit, and trigger read at the kill"
                 ),
             ),
-            Err(why) => self.check(
+            Err(why) => self.check_with(
                 "scope_hook",
                 Status::Limited,
                 format!(
                     "no hook on oom_kill_process ({why}): constraint, memcg and limit come from the kernel log, whose report headers are rate-limited (10 per 5 s)"
                 ),
+                Vec::new(),
+                fix,
             ),
         }
     }
@@ -2756,6 +2785,20 @@ cgroup2 /sys/fs/cgroup cgroup2 rw,nosuid,nodev,noexec,relatime 0 0
             "{reason}"
         );
         assert!(reason.contains("no CONFIG_KPROBES"), "{reason}");
+        // The fix: lockdown is lowered only at boot.
+        let fix = check_named(&report, "scope_hook")
+            .fix
+            .as_deref()
+            .unwrap_or("");
+        assert!(
+            fix.contains("boot with") && fix.contains("lockdown="),
+            "{fix}"
+        );
+        facts.lockdown = Ok(Some(Lockdown::Confidentiality));
+        let report = assess(&facts);
+        let lockdown = check_named(&report, "lockdown");
+        assert_eq!(lockdown.status, Status::Limited);
+        assert_eq!(lockdown.fix.as_deref(), Some(LOCKDOWN_FIX));
     }
 
     #[test]
@@ -2813,6 +2856,30 @@ cgroup2 /sys/fs/cgroup cgroup2 rw,nosuid,nodev,noexec,relatime 0 0
         facts.cap_eff =
             Ok(1 << CAP_BPF | 1 << CAP_PERFMON | 1 << CAP_SYSLOG | 1 << CAP_SYS_RESOURCE);
         assert_eq!(assess(&facts).source, Source::Ebpf);
+    }
+
+    #[test]
+    fn missing_capabilities_get_the_exact_grant() {
+        let mut facts = healthy();
+        // Everything but CAP_PERFMON and CAP_SYS_PTRACE.
+        facts.cap_eff =
+            Ok(0x1ff_ffff_ffff & !(1 << CAP_PERFMON) & !(1 << crate::ebpf::access::CAP_SYS_PTRACE));
+        let report = assess(&facts);
+        let check = check_named(&report, "capabilities");
+        assert_eq!(check.status, Status::Limited);
+        let fix = check.fix.as_deref().expect("a fix");
+        for exact in [
+            "grant CAP_PERFMON, CAP_SYS_PTRACE",
+            "`AmbientCapabilities=CAP_PERFMON CAP_SYS_PTRACE`",
+            "`--cap-add=PERFMON,SYS_PTRACE`",
+            "`securityContext.capabilities.add: [PERFMON, SYS_PTRACE]`",
+            "`setcap cap_perfmon,cap_sys_ptrace+ep <path to oomscope>`",
+        ] {
+            assert!(fix.contains(exact), "{exact} not in {fix}");
+        }
+        // Every capability a receiver needs: no fix.
+        let report = assess(&healthy());
+        assert_eq!(check_named(&report, "capabilities").fix, None);
     }
 
     #[test]

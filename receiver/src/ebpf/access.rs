@@ -194,11 +194,19 @@ impl EbpfAccess {
             } else {
                 ("capabilities", "are")
             };
+            let bare: Vec<&str> = caps
+                .iter()
+                .map(|c| c.strip_prefix("CAP_").unwrap_or(c))
+                .collect();
             parts.push(format!(
                 "the {noun} {} {verb} missing (grant {}, or CAP_SYS_ADMIN: \
-                 --cap-add / securityContext.capabilities.add / AmbientCapabilities)",
+                 `--cap-add={}`, `securityContext.capabilities.add: [{}]` or \
+                 `AmbientCapabilities={}`)",
                 caps.join(" and "),
                 if caps.len() == 1 { "it" } else { "them" },
+                bare.join(","),
+                bare.join(", "),
+                caps.join(" "),
             ));
         }
         if self.perf_event_open == CallOutcome::Refused(libc::EACCES) {
@@ -320,6 +328,14 @@ mod tests {
         );
         assert!(!why.contains("CAP_BPF and"), "{why}");
         assert!(!why.contains("seccomp"), "{why}");
+        // The exact grant, in each way the agent is commonly run.
+        for exact in [
+            "`--cap-add=PERFMON`",
+            "`securityContext.capabilities.add: [PERFMON]`",
+            "`AmbientCapabilities=CAP_PERFMON`",
+        ] {
+            assert!(why.contains(exact), "{exact} not in {why}");
+        }
     }
 
     #[test]

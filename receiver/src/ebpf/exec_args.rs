@@ -79,6 +79,9 @@ pub struct RecordedExec {
     pub parent_pid: Option<i32>,
     /// The process's start, ns since boot (CLOCK_BOOTTIME).
     pub start_boottime_ns: Option<u64>,
+    /// Read from /proc when the agent started ([`entry_from_proc`]), not at
+    /// an exec: a process may have rewritten its argv since (its title).
+    pub from_proc: bool,
 }
 
 /// What `entry` recorded of the victim, when `entry` is the victim's: its
@@ -110,6 +113,7 @@ pub fn victim_exec(
             .flatten(),
         start_boottime_ns: (entry.flags & exec_flags::START != 0)
             .then_some(entry.start_boottime_ns),
+        from_proc: entry.flags & FROM_PROC != 0,
     };
     if recorded == RecordedExec::default() {
         return Err(Mismatch::Empty);
@@ -141,10 +145,143 @@ fn same_comm(recorded: &[u8; TASK_COMM_LEN], comm: &str) -> bool {
     recorded_len > 0 && &recorded[..recorded_len] == comm
 }
 
+/// A bit of [`ExecArgs::flags`] the kernel programs never set: the entry
+/// was built from /proc by [`entry_from_proc`].
+pub const FROM_PROC: u32 = 1 << 31;
+
+/// The entry the hook would have recorded for a process exec'd before it
+/// was attached, from its /proc directory (`dir` = /proc/PID): argv from
+/// `cmdline` (cut at [`EXEC_ARGS_BYTES`] and flagged as the hook does), the
+/// executable from the `exe` link (resolved, where the hook has the path as
+/// spelled), the comm, and the parent and start from `stat`
+/// (`ticks_per_second` turns its start into ns after boot). `ktime_ns` is 0:
+/// before any kill. `None` for a kernel thread (no argv) or a process gone.
+#[must_use]
+pub fn entry_from_proc(dir: &std::path::Path, ticks_per_second: u64) -> Option<ExecArgs> {
+    use std::io::Read as _;
+    let read = |name: &str, max: usize| -> Option<Vec<u8>> {
+        let mut buf = Vec::new();
+        std::fs::File::open(dir.join(name))
+            .ok()?
+            .take(max as u64)
+            .read_to_end(&mut buf)
+            .ok()?;
+        Some(buf)
+    };
+    let cmdline = read("cmdline", EXEC_ARGS_BYTES + 1)?;
+    if cmdline.is_empty() {
+        return None;
+    }
+    let stat = read("stat", 1024)?;
+    // "pid (comm) state ppid ... starttime(22nd) ...": the comm may hold
+    // spaces and parentheses, so the fields start after the last ')'.
+    let close = stat.iter().rposition(|b| *b == b')')?;
+    let fields: Vec<&[u8]> = stat[close + 1..]
+        .split(u8::is_ascii_whitespace)
+        .filter(|f| !f.is_empty())
+        .collect();
+    let number =
+        |i: usize| -> Option<u64> { std::str::from_utf8(fields.get(i)?).ok()?.parse().ok() };
+    let mut entry = ExecArgs::ZERO;
+    entry.flags = FROM_PROC;
+    if let Some(ppid) = number(1).and_then(|p| u32::try_from(p).ok()) {
+        entry.parent_tgid = ppid;
+        entry.flags |= exec_flags::PARENT;
+    }
+    if let Some(ticks) = number(19).filter(|_| ticks_per_second > 0) {
+        let ns = u128::from(ticks) * 1_000_000_000 / u128::from(ticks_per_second);
+        entry.start_boottime_ns = u64::try_from(ns).unwrap_or(u64::MAX);
+        entry.flags |= exec_flags::START;
+    }
+    let kept = cmdline.len().min(EXEC_ARGS_BYTES);
+    if cmdline.len() > EXEC_ARGS_BYTES {
+        entry.flags |= exec_flags::TRUNCATED;
+    }
+    entry.args[..kept].copy_from_slice(&cmdline[..kept]);
+    entry.args_len = u32::try_from(kept).unwrap_or(0);
+    entry.argc = u32::try_from(
+        cmdline[..kept]
+            .split(|b| *b == 0)
+            .filter(|a| !a.is_empty())
+            .count(),
+    )
+    .unwrap_or(0);
+    let comm = read("comm", TASK_COMM_LEN)?;
+    let comm = comm.strip_suffix(b"\n").unwrap_or(&comm);
+    let comm_len = comm.len().min(TASK_COMM_LEN - 1);
+    entry.comm[..comm_len].copy_from_slice(&comm[..comm_len]);
+    if let Ok(exe) = std::fs::read_link(dir.join("exe")) {
+        use std::os::unix::ffi::OsStrExt as _;
+        let exe = exe.as_os_str().as_bytes();
+        let exe = exe.strip_suffix(b" (deleted)").unwrap_or(exe);
+        if exe.len() < EXEC_PATH_BYTES {
+            entry.path[..exe.len()].copy_from_slice(exe);
+            entry.path_len = u32::try_from(exe.len()).unwrap_or(0);
+        } else {
+            entry.path[..EXEC_PATH_BYTES - 1].copy_from_slice(&exe[..EXEC_PATH_BYTES - 1]);
+            entry.path_len = u32::try_from(EXEC_PATH_BYTES - 1).unwrap_or(0);
+            entry.flags |= exec_flags::PATH_TRUNCATED;
+        }
+    }
+    Some(entry)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use receiver_common::exec::exec_flags;
+
+    /// A /proc/PID directory as the kernel shows it: this process's gives
+    /// its own argv, comm, parent and start; a made-up one with a long argv
+    /// is cut and flagged as the hook cuts it; a kernel thread has none.
+    #[test]
+    fn an_entry_from_proc_is_what_the_hook_records() {
+        let entry = entry_from_proc(std::path::Path::new("/proc/self"), 100).expect("an entry");
+        let comm = std::fs::read_to_string("/proc/self/comm").expect("comm");
+        let exec = victim_exec(&entry, comm.trim_end(), Some(1)).expect("the victim's");
+        let argv: Vec<String> = std::env::args().collect();
+        if argv.join("\0").len() < EXEC_ARGS_BYTES {
+            assert_eq!(exec.args, argv);
+        }
+        // SAFETY: getppid has no preconditions.
+        let ppid = unsafe { libc::getppid() };
+        assert_eq!(exec.parent_pid, Some(ppid));
+        assert!(exec.start_boottime_ns.is_some_and(|ns| ns > 0));
+        let exe = std::fs::read_link("/proc/self/exe").expect("exe");
+        if exe.as_os_str().len() < EXEC_PATH_BYTES {
+            assert_eq!(exec.executable_path.as_deref(), exe.to_str());
+        }
+
+        let dir = tempfile::tempdir().expect("tempdir");
+        let long: Vec<u8> = (0..100)
+            .flat_map(|i| {
+                format!("--argument-{i}")
+                    .into_bytes()
+                    .into_iter()
+                    .chain([0])
+            })
+            .collect();
+        std::fs::write(dir.path().join("cmdline"), &long).expect("write");
+        std::fs::write(dir.path().join("comm"), "java\n").expect("write");
+        std::fs::write(
+            dir.path().join("stat"),
+            "42 (a (weird) name) S 7 42 42 0 -1 4194560 0 0 0 0 0 0 0 0 20 0 1 0 250 0 0",
+        )
+        .expect("write");
+        let entry = entry_from_proc(dir.path(), 100).expect("an entry");
+        assert_eq!(entry.args_len as usize, EXEC_ARGS_BYTES);
+        assert_eq!(&entry.args[..], &long[..EXEC_ARGS_BYTES]);
+        assert_ne!(entry.flags & exec_flags::TRUNCATED, 0);
+        assert_eq!(entry.parent_tgid, 7);
+        assert_eq!(entry.start_boottime_ns, 2_500_000_000);
+        assert_eq!(&entry.comm[..5], b"java\0");
+        assert_eq!(entry.path_len, 0, "no exe link");
+        assert_eq!(entry.ktime_ns, 0, "before any kill");
+        assert!(victim_exec(&entry, "java", Some(1)).is_ok_and(|e| e.from_proc));
+
+        std::fs::write(dir.path().join("cmdline"), "").expect("write");
+        assert_eq!(entry_from_proc(dir.path(), 100), None, "a kernel thread");
+    }
 
     /// `events/syscalls/sys_enter_execve/format` of Linux 6.18.
     const EXECVE_6_18: &str = "name: sys_enter_execve
@@ -289,6 +426,7 @@ print fmt: \"filename=%s pid=%d old_pid=%d\", __get_str(filename), REC->pid, REC
                 executable_path: Some("/usr/local/bin/python3".into()),
                 parent_pid: Some(4242),
                 start_boottime_ns: Some(12_345_678_901),
+                from_proc: false,
             }
         );
         // Without their flags (no BTF), parent and start are absent.

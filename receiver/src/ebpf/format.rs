@@ -88,6 +88,25 @@ pub fn parse_fields(text: &str) -> Result<Vec<FormatField>, FormatError> {
     Ok(fields)
 }
 
+/// The optional `mark_victim` fields this layout lacks.
+#[must_use]
+pub fn absent_fields(layout: &MarkVictimLayout) -> Vec<&'static str> {
+    [
+        ("comm", layout.comm),
+        ("total_vm", layout.total_vm),
+        ("anon_rss", layout.anon_rss),
+        ("file_rss", layout.file_rss),
+        ("shmem_rss", layout.shmem_rss),
+        ("uid", layout.uid),
+        ("pgtables", layout.pgtables),
+        ("oom_score_adj", layout.oom_score_adj),
+    ]
+    .into_iter()
+    .filter(|&(_, offset)| offset == FIELD_ABSENT)
+    .map(|(name, _)| name)
+    .collect()
+}
+
 /// Turns the text of `events/oom/mark_victim/format` into the layout the
 /// program reads. A field that is missing, or whose size is not the one the
 /// program reads (e.g. a 4-byte `unsigned long` on a 32-bit kernel), is marked

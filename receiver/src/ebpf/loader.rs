@@ -21,8 +21,9 @@ use aya::{
     Ebpf, EbpfError, EbpfLoader,
 };
 use receiver_common::exec::{
-    ExecArgs, ExecLayout, EXECVEAT_PROGRAM, EXECVE_PROGRAM, EXEC_ARGS_MAP, EXEC_LAYOUT_GLOBAL,
-    EXITED_ARGS_MAP, PENDING_ARGS_MAP, PROCESS_EXEC_PROGRAM, PROCESS_EXIT_PROGRAM,
+    ExecArgs, ExecLayout, EXECVEAT_PROGRAM, EXECVE_PROGRAM, EXEC_ARGS_ENTRIES, EXEC_ARGS_MAP,
+    EXEC_LAYOUT_GLOBAL, EXITED_ARGS_MAP, PENDING_ARGS_MAP, PROCESS_EXEC_PROGRAM,
+    PROCESS_EXIT_PROGRAM,
 };
 use receiver_common::oom::{
     MarkVictimLayout, OomVictimEvent, DROPS_MAP, FIELD_ABSENT, MARK_VICTIM_LAYOUT_GLOBAL,
@@ -344,6 +345,24 @@ impl MarkVictimProbe {
             .into_iter()
             .filter_map(|map| map.get(&key, 0).ok())
             .collect()
+    }
+
+    /// Seeds the exec hook's map of live processes with `entries` (pid,
+    /// entry) of processes exec'd before it was attached (built from /proc,
+    /// [`super::exec_args::entry_from_proc`]); an entry the hook recorded
+    /// meanwhile is kept (`BPF_NOEXIST`). At most the map's size. The number
+    /// seeded.
+    pub fn seed_exec_args(&mut self, entries: impl IntoIterator<Item = (u32, ExecArgs)>) -> usize {
+        /// bpf(2)'s `BPF_NOEXIST`: insert only where the key is absent.
+        const BPF_NOEXIST: u64 = 1;
+        let Some(maps) = &mut self.exec_args else {
+            return 0;
+        };
+        entries
+            .into_iter()
+            .take(EXEC_ARGS_ENTRIES as usize)
+            .filter(|(pid, entry)| maps.live.insert(pid, entry, BPF_NOEXIST).is_ok())
+            .count()
     }
 
     /// Events dropped so far because the ring buffer was full, summed over CPUs.

@@ -600,6 +600,90 @@ fn cgroup_series_start_times() {
     assert!(time_again > start);
 }
 
+/// A cgroup removed while it is read: its `memory.stat` is a FIFO, which
+/// holds the scraper inside that cgroup until the test has removed the
+/// cgroup's directory and then fed the FIFO. None of the cgroup is reported
+/// (not half of it), nothing is warned about (cgroups come and go), every
+/// other cgroup is reported as from an untouched tree, and the next scrape
+/// goes on without it.
+#[test]
+fn a_cgroup_removed_mid_read_is_left_out_whole_without_a_warning() {
+    use std::io::Write as _;
+    use std::os::unix::ffi::OsStrExt as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+
+    let untouched = flatten(&Scraper::new(&fixture_config()).expect("scraper").scrape());
+    let dir = fixture_copy();
+    let ctr = container_cgroup();
+    let ctr_dir = cgroup_file(dir.path(), &ctr, "");
+    let stat = ctr_dir.join("memory.stat");
+    let stat_text = std::fs::read(&stat).expect("read memory.stat");
+    std::fs::remove_file(&stat).expect("remove memory.stat");
+    let fifo = std::ffi::CString::new(stat.as_os_str().as_bytes()).expect("a path");
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0, "mkfifo");
+
+    let scraped = Arc::new(AtomicBool::new(false));
+    let remover = {
+        let scraped = Arc::clone(&scraped);
+        std::thread::spawn(move || -> bool {
+            // A non-blocking open for writing succeeds once the scraper has
+            // the FIFO open for reading (ENXIO before).
+            let mut writer = loop {
+                match std::fs::OpenOptions::new()
+                    .write(true)
+                    .custom_flags(libc::O_NONBLOCK)
+                    .open(&stat)
+                {
+                    Ok(w) => break w,
+                    Err(_) if scraped.load(Ordering::SeqCst) => return false,
+                    Err(_) => std::thread::sleep(Duration::from_millis(1)),
+                }
+            };
+            std::fs::remove_dir_all(&ctr_dir).expect("remove the cgroup");
+            writer.write_all(&stat_text).expect("feed memory.stat");
+            true
+        })
+    };
+    let cfg = MemoryReceiverConfig {
+        root_path: dir.path().to_path_buf(),
+        ..MemoryReceiverConfig::default()
+    };
+    let mut s = Scraper::new(&cfg).expect("scraper");
+    let pts = flatten(&s.scrape());
+    scraped.store(true, Ordering::SeqCst);
+    assert!(
+        remover.join().expect("the remover"),
+        "the scraper never read the cgroup's memory.stat"
+    );
+
+    let of = |pts: &[Pt], path: &str| -> BTreeSet<(String, String)> {
+        pts.iter()
+            .filter(|p| p.attrs.get("cgroup.path").map(String::as_str) == Some(path))
+            .map(|p| (p.metric.clone(), format!("{:?}", p.attrs)))
+            .collect()
+    };
+    assert!(of(&pts, &ctr).is_empty(), "{:#?}", of(&pts, &ctr));
+    assert_eq!(s.warnings(), 0, "{:?}", s.warned());
+    let paths = |pts: &[Pt]| -> BTreeSet<String> {
+        pts.iter()
+            .filter_map(|p| p.attrs.get("cgroup.path").cloned())
+            .collect()
+    };
+    let mut others = paths(&untouched);
+    assert!(
+        others.remove(&ctr),
+        "the untouched tree reports the container"
+    );
+    assert_eq!(paths(&pts), others);
+    for path in &others {
+        assert_eq!(of(&pts, path), of(&untouched, path), "{path}");
+    }
+    let pts = flatten(&s.scrape());
+    assert_eq!(paths(&pts), others);
+    assert_eq!(s.warnings(), 0, "{:?}", s.warned());
+}
+
 /// A copy of the fixture whose container's usage grows between scrapes:
 /// `time_to_limit` appears and is what the growth implies; flat usage has none.
 #[test]

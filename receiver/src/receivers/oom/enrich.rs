@@ -105,6 +105,8 @@ pub struct RecordedFacts {
     pub parent_pid: Option<i32>,
     /// Start of the process, Unix ns.
     pub start_unix_nano: Option<u64>,
+    /// Read from /proc at the agent's start rather than at an exec.
+    pub from_proc: bool,
 }
 
 /// The facts from the first of `recorded` (entries of the exec hook, see
@@ -130,6 +132,7 @@ pub fn recorded_facts(
                 start_unix_nano: exec
                     .start_boottime_ns
                     .map(|ns| boot_unix_nano.saturating_add(ns)),
+                from_proc: exec.from_proc,
             }),
             Err(why) => {
                 tracing::debug!(
@@ -429,6 +432,7 @@ mod tests {
                 executable_path: Some("/usr/sbin/mysqld".into()),
                 parent_pid: Some(1),
                 start_unix_nano: Some(boot + 5_000_000_000),
+                from_proc: false,
             })
         );
         // Not the victim's: nothing.

@@ -28,7 +28,7 @@ pub mod enrich;
 pub mod kill;
 pub mod metrics;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -381,7 +381,7 @@ pub async fn start(
     let options = LoadOptions {
         scope_hook: cfg.scope_hook,
     };
-    let probe = match cfg.mode {
+    let mut probe = match cfg.mode {
         Mode::Kmsg => None,
         Mode::Ebpf => Some(load_mark_victim_with(options).map_err(|e| {
             anyhow::anyhow!(
@@ -398,6 +398,10 @@ pub async fn start(
         },
     };
     if let Some(probe) = &probe {
+        let absent = crate::ebpf::format::absent_fields(&probe.layout());
+        if !absent.is_empty() {
+            tracing::warn!(receiver = %ctx.id, absent = %absent.join(", "), "this kernel's oom/mark_victim tracepoint lacks fields: a kill's record takes them from the kernel's OOM report (/dev/kmsg) instead, without it they are left out (`oomscope doctor`: tracepoint)");
+        }
         match probe.exec_hooks() {
             ExecHookStatus::Unavailable(why) => {
                 tracing::warn!(receiver = %ctx.id, reason = %why, "the exec hook is off: a victim that exits before /proc is read gets no process.command_line");
@@ -409,6 +413,17 @@ pub async fn start(
                 }
             }
         }
+    }
+    if let Some(probe) = probe
+        .as_mut()
+        .filter(|p| matches!(p.exec_hooks(), ExecHookStatus::Attached { .. }))
+    {
+        // Processes exec'd before the hook was attached: one /proc scan,
+        // so that they too are known once gone from /proc.
+        let seeded = probe.seed_exec_args(proc_exec_entries(&cfg.proc_path));
+        tracing::debug!(receiver = %ctx.id, seeded, "the exec hook knows the processes running at start");
+    }
+    if let Some(probe) = &probe {
         match probe.scope_hook() {
             ScopeHookStatus::Unavailable(why) if cfg.scope_hook != ScopeHookChoice::Off => {
                 tracing::info!(receiver = %ctx.id, reason = %why, "no hook on oom_kill_process: the constraint and memcg of a kill come from the kernel log (rate-limited)");
@@ -479,12 +494,36 @@ pub async fn start(
     }))
 }
 
+/// The exec hook's entries of the processes under `proc_path` now (pid,
+/// entry), in pid order; kernel threads and processes gone meanwhile left
+/// out.
+fn proc_exec_entries(proc_path: &std::path::Path) -> impl Iterator<Item = (u32, ExecArgs)> {
+    // SAFETY: sysconf has no preconditions.
+    let hz = u64::try_from(unsafe { libc::sysconf(libc::_SC_CLK_TCK) })
+        .ok()
+        .filter(|hz| *hz > 0)
+        .unwrap_or(100);
+    let mut pids: Vec<u32> = std::fs::read_dir(proc_path)
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .collect();
+    pids.sort_unstable();
+    let proc_path = proc_path.to_path_buf();
+    pids.into_iter().filter_map(move |pid| {
+        crate::ebpf::exec_args::entry_from_proc(&proc_path.join(pid.to_string()), hz)
+            .map(|entry| (pid, entry))
+    })
+}
+
 /// What /proc did not give, from the exec hook's entry.
 fn fill_from_exec(victim: &mut Victim, exec: enrich::RecordedFacts) {
     // argv as exec'd wins over /proc's: read at the kill, the victim's
     // stack may be half torn down or reaped (the oom_reaper unmaps a slow
     // victim's memory), and a partial command line reads as a whole one.
-    if exec.command_line.is_some() {
+    // One read from /proc at the agent's start only fills in: the process
+    // may have set a title since.
+    if exec.command_line.is_some() && !(exec.from_proc && victim.command_line.is_some()) {
         victim.command_line = exec.command_line;
         victim.command_line_from_exec = true;
     }
@@ -597,6 +636,10 @@ enum Emit {
 struct PendingEvent {
     kill: OomKill,
     deadline: Instant,
+    /// The exec hook's entries for the victim's pid, kept when the event
+    /// had no comm to match them with (a tracepoint without `comm`): its
+    /// report names the victim.
+    unmatched: Vec<ExecArgs>,
 }
 
 struct PendingReport {
@@ -614,6 +657,11 @@ struct Correlator {
     tx: mpsc::Sender<Emit>,
     /// `/proc/vmstat` `oom_kill` at start; `None` where the kernel lacks it.
     vmstat_base: Option<u64>,
+    /// The gaps between the kernel's count and the kills accounted for, at
+    /// each stats tick within the last [`Correlator::missed_grace`] (and the
+    /// newest before it): a kill is in flight from the kernel's count until
+    /// its event or report is read, so only a lasting gap is missed.
+    gaps: VecDeque<(Instant, u64)>,
     /// Real kills (not exiting victims) handed to the emitter.
     kills_emitted: u64,
     /// Real kills left out by `cgroups` (not missed: seen and dropped).
@@ -668,6 +716,7 @@ impl Correlator {
             reports: HashMap::new(),
             tx,
             vmstat_base,
+            gaps: VecDeque::new(),
             kills_emitted: 0,
             missed: 0,
             ebpf_active,
@@ -757,7 +806,7 @@ impl Correlator {
     }
 
     async fn on_event(&mut self, ev: &OomVictimEvent) {
-        let kill = self.kill_from_event(ev);
+        let (kill, unmatched) = self.kill_from_event(ev);
         let pid = kill.victim.pid;
         if let Some(pending) = self.reports.remove(&pid) {
             let merged = self.merge(kill, &pending.report);
@@ -773,7 +822,12 @@ impl Correlator {
             self.expire_oldest_event().await;
         }
         let deadline = Instant::now() + self.cfg.report_wait.get();
-        if let Some(previous) = self.events.insert(pid, PendingEvent { kill, deadline }) {
+        let pending = PendingEvent {
+            kill,
+            deadline,
+            unmatched,
+        };
+        if let Some(previous) = self.events.insert(pid, pending) {
             // The same pid marked twice within the wait (pid reuse is
             // implausibly fast; an exiting victim re-marked is not): keep both.
             self.emit_unreported(previous.kill).await;
@@ -792,7 +846,12 @@ impl Correlator {
         }
         let pid = report.killed.pid;
         if let Some(pending) = self.events.remove(&pid) {
-            let merged = self.merge(pending.kill, &report);
+            let mut merged = self.merge(pending.kill, &report);
+            if !pending.unmatched.is_empty() {
+                // The report named the victim: its exec entry can be matched now.
+                let ktime = merged.kernel_time_ns;
+                self.fill_recorded(&mut merged.victim, &pending.unmatched, ktime);
+            }
             self.emit(merged).await;
             return;
         }
@@ -925,7 +984,21 @@ impl Correlator {
         }
     }
 
+    /// How long a gap between the kernel's count and the kills accounted
+    /// for must last to be missed: longer than a kill's event or report
+    /// takes to be read on a loaded host (a memory.oom.group's repeated
+    /// kill is counted by the kernel before its report says so).
+    fn missed_grace(&self) -> Duration {
+        self.cfg.report_wait.get() + Duration::from_secs(2)
+    }
+
     async fn send_stats(&mut self) {
+        self.send_stats_at(Instant::now()).await;
+    }
+
+    async fn send_stats_at(&mut self, at: Instant) {
+        /// Stats ticks kept at most (a tick is at least 1 ms apart).
+        const MAX_GAPS: usize = 4096;
         if let (Some(base), Some(now)) =
             (self.vmstat_base, read_vmstat_oom_kill(&self.cfg.proc_path))
         {
@@ -934,10 +1007,21 @@ impl Correlator {
                 + self.kills_filtered
                 + self.kills_repeated
                 + (self.events.len() + self.reports.len()) as u64;
-            let missed = now.saturating_sub(base).saturating_sub(accounted);
-            // A counter: never goes down (a pending kill resolving later
-            // does not un-miss an earlier one).
-            self.missed = self.missed.max(missed);
+            let gap = now.saturating_sub(base).saturating_sub(accounted);
+            let grace = self.missed_grace();
+            self.gaps.push_back((at, gap));
+            while self.gaps.len() > MAX_GAPS
+                || (self.gaps.len() > 1 && at.saturating_duration_since(self.gaps[1].0) >= grace)
+            {
+                self.gaps.pop_front();
+            }
+            // Missed: the least gap over the grace. A counter: never goes
+            // down (a pending kill resolving later does not un-miss an
+            // earlier one).
+            if at.saturating_duration_since(self.gaps[0].0) >= grace {
+                let lasting = self.gaps.iter().map(|(_, g)| *g).min().unwrap_or(0);
+                self.missed = self.missed.max(lasting);
+            }
         }
         let dropped = self.probe.as_ref().and_then(|p| p.drops().ok());
         let _ = self
@@ -959,15 +1043,14 @@ impl Correlator {
             .unwrap_or_default()
     }
 
-    /// /proc's facts; what /proc no longer has (the victim has exited its
-    /// memory, or was reaped) from the exec hook's `recorded` entries.
-    fn enrich(&self, victim: &mut Victim, recorded: &[ExecArgs], kill_ktime_ns: Option<u64>) {
-        let facts = enrich::read_process(&self.cfg.proc_path, victim.pid, &self.cfg.secret_keys);
-        victim.executable_name = facts.executable_name;
-        victim.executable_path = facts.executable_path;
-        victim.parent_pid = facts.parent_pid;
-        victim.start_unix_nano = facts.start_unix_nano;
-        victim.command_line = facts.command_line;
+    /// The exec hook's facts from `recorded`, matched by the victim's comm
+    /// (known only from its report where the tracepoint has no `comm`).
+    fn fill_recorded(
+        &self,
+        victim: &mut Victim,
+        recorded: &[ExecArgs],
+        kill_ktime_ns: Option<u64>,
+    ) {
         if let Some(exec) = enrich::recorded_facts(
             recorded,
             &victim.comm,
@@ -977,6 +1060,18 @@ impl Correlator {
         ) {
             fill_from_exec(victim, exec);
         }
+    }
+
+    /// /proc's facts; what /proc no longer has (the victim has exited its
+    /// memory, or was reaped) from the exec hook's `recorded` entries.
+    fn enrich(&self, victim: &mut Victim, recorded: &[ExecArgs], kill_ktime_ns: Option<u64>) {
+        let facts = enrich::read_process(&self.cfg.proc_path, victim.pid, &self.cfg.secret_keys);
+        victim.executable_name = facts.executable_name;
+        victim.executable_path = facts.executable_path;
+        victim.parent_pid = facts.parent_pid;
+        victim.start_unix_nano = facts.start_unix_nano;
+        victim.command_line = facts.command_line;
+        self.fill_recorded(victim, recorded, kill_ktime_ns);
         if victim.cgroup.is_none() {
             victim.cgroup = facts.cgroup;
         }
@@ -999,11 +1094,20 @@ impl Correlator {
         }
     }
 
-    fn kill_from_event(&mut self, ev: &OomVictimEvent) -> OomKill {
+    /// The kill an event describes, and the exec hook's entries for its
+    /// pid when they could not be matched for want of the victim's comm.
+    fn kill_from_event(&mut self, ev: &OomVictimEvent) -> (OomKill, Vec<ExecArgs>) {
         let kb = |flag: u32, v: u64| ev.has(flag).then(|| v.saturating_mul(1024));
+        let mut comm = comm_str(&ev.comm);
+        if comm.is_empty() {
+            // A tracepoint without `comm`: a report already here names it.
+            if let Some(pending) = self.reports.get(&ev.pid) {
+                comm.clone_from(&pending.report.killed.comm);
+            }
+        }
         let mut victim = Victim {
             pid: ev.pid,
-            comm: comm_str(&ev.comm),
+            comm,
             uid: ev.has(flags::UID).then_some(ev.uid),
             total_vm: kb(flags::TOTAL_VM, ev.total_vm_kb),
             anon_rss: kb(flags::ANON_RSS, ev.anon_rss_kb),
@@ -1018,6 +1122,11 @@ impl Correlator {
         // Read now: the victim is dying.
         let recorded = self.recorded_args(ev.pid);
         self.enrich(&mut victim, &recorded, Some(ev.ktime_ns));
+        let unmatched = if victim.comm.is_empty() && !victim.command_line_from_exec {
+            recorded
+        } else {
+            Vec::new()
+        };
         let trigger_comm = comm_str(&ev.trigger_comm);
         let mut kill = OomKill {
             time_unix_nano: Clock::now().unix_nano_from_ns(ev.ktime_ns),
@@ -1036,7 +1145,7 @@ impl Correlator {
         if let Some((scope, _)) = self.scopes.remove(&ev.pid) {
             apply_scope(&mut kill, &scope);
         }
-        kill
+        (kill, unmatched)
     }
 
     fn kill_from_report(&self, r: &OomReport) -> OomKill {
@@ -1647,21 +1756,48 @@ mod tests {
         let (mut c, mut rx, _f) = correlator(false, dir.path());
         c.on_event(&event(47, 1)).await;
         let _ = kill(rx.recv().await);
-        std::fs::write(dir.path().join("vmstat"), "pgfault 1\noom_kill 9\n").expect("vmstat");
-        c.send_stats().await;
-        match rx.recv().await {
-            Some(Emit::Stats { missed, .. }) => {
-                assert_eq!(missed, 3, "4 kills counted, 1 recorded")
-            }
+        let missed = |msg: Option<Emit>| match msg {
+            Some(Emit::Stats { missed, .. }) => missed,
             _ => panic!("expected stats"),
-        }
+        };
+        let start = Instant::now();
+        let grace = c.missed_grace();
+        std::fs::write(dir.path().join("vmstat"), "pgfault 1\noom_kill 9\n").expect("vmstat");
+        c.send_stats_at(start).await;
+        assert_eq!(missed(rx.recv().await), 0, "in flight, for all one knows");
+        c.send_stats_at(start + grace / 2).await;
+        assert_eq!(missed(rx.recv().await), 0, "still within the grace");
+        c.send_stats_at(start + grace).await;
+        assert_eq!(missed(rx.recv().await), 3, "4 kills counted, 1 recorded");
         // A counter: it does not go down.
         std::fs::write(dir.path().join("vmstat"), "oom_kill 5\n").expect("vmstat");
-        c.send_stats().await;
-        match rx.recv().await {
-            Some(Emit::Stats { missed, .. }) => assert_eq!(missed, 3),
-            _ => panic!("expected stats"),
+        c.send_stats_at(start + grace * 3).await;
+        assert_eq!(missed(rx.recv().await), 3);
+    }
+
+    /// A kill the kernel counted before its record's halves were read (a
+    /// memory.oom.group's repeated kill, counted before its report says it
+    /// repeats) is not missed once it is accounted for within the grace.
+    #[tokio::test]
+    async fn a_kill_accounted_for_within_the_grace_is_not_missed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("vmstat"), "oom_kill 0\n").expect("vmstat");
+        let (mut c, mut rx, _f) = correlator(false, dir.path());
+        let start = Instant::now();
+        let grace = c.missed_grace();
+        std::fs::write(dir.path().join("vmstat"), "oom_kill 1\n").expect("vmstat");
+        c.send_stats_at(start).await;
+        c.send_stats_at(start + grace / 2).await;
+        c.on_event(&event(49, 1)).await;
+        c.send_stats_at(start + grace).await;
+        c.send_stats_at(start + grace * 2).await;
+        let mut missed = Vec::new();
+        while let Ok(msg) = rx.try_recv() {
+            if let Emit::Stats { missed: m, .. } = msg {
+                missed.push(m);
+            }
         }
+        assert_eq!(missed, [0, 0, 0, 0]);
     }
 
     /// The counters are shaped as the catalog says, and kills past the cap
