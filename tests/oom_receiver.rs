@@ -1081,7 +1081,11 @@ service:
     let r = record_for(&records, pid);
     assert_eq!(attr_str(r, "oom.source").as_deref(), Some("ebpf"), "{r:#}");
     assert_memory_matches_kernel(r, pid);
-    assert_eq!(attr_str(r, "user.id").as_deref(), Some("0"), "{r:#}");
+    assert_eq!(
+        attr_str(r, "process.real_user.id").as_deref(),
+        Some("0"),
+        "{r:#}"
+    );
     assert!(attr_str(r, "oom.victim.oom_score_adj").is_some(), "{r:#}");
     assert_eq!(
         attr_str(r, "oom.constraint").as_deref(),

@@ -394,9 +394,12 @@ impl CgroupScraper {
                 };
                 let scraped = self.scrape_one(into, &cgroup, now_secs, new_series_start, warn);
                 if let Err(e) = &scraped {
-                    // Gone half read: none of it is reported.
+                    // Gone half read: none of it is reported. A container
+                    // ending is routine, so only a debug line says so.
                     into.rollback(mark);
-                    if !vanished(e) {
+                    if vanished(e) {
+                        tracing::debug!(cgroup = %path, "memory receiver: the cgroup vanished while it was read; left out of this scrape");
+                    } else {
                         note(warn, &dir, e);
                     }
                 }

@@ -659,7 +659,7 @@ fn a_cgroup_removed_mid_read_is_left_out_whole_without_a_warning() {
 
     let of = |pts: &[Pt], path: &str| -> BTreeSet<(String, String)> {
         pts.iter()
-            .filter(|p| p.attrs.get("cgroup.path").map(String::as_str) == Some(path))
+            .filter(|p| p.attrs.get("oomscope.cgroup.path").map(String::as_str) == Some(path))
             .map(|p| (p.metric.clone(), format!("{:?}", p.attrs)))
             .collect()
     };
@@ -667,7 +667,7 @@ fn a_cgroup_removed_mid_read_is_left_out_whole_without_a_warning() {
     assert_eq!(s.warnings(), 0, "{:?}", s.warned());
     let paths = |pts: &[Pt]| -> BTreeSet<String> {
         pts.iter()
-            .filter_map(|p| p.attrs.get("cgroup.path").cloned())
+            .filter_map(|p| p.attrs.get("oomscope.cgroup.path").cloned())
             .collect()
     };
     let mut others = paths(&untouched);
