@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use common::free_port;
 use common::kernel_log::killed_line;
-use common::oom::{MemoryCgroup, OOM_LIMIT_BYTES};
+use common::oom::{GatedAllocator, MemoryCgroup, OOM_LIMIT_BYTES};
 use common::oomscope::Oomscope;
 use common::otlp::{attr_str, FileContents};
 use common::rotel::Rotel;
@@ -103,6 +103,25 @@ fn oom_records(out: &Path, n: usize, agent: &Oomscope) -> Vec<serde_json::Value>
         agent.output()
     );
     records
+}
+
+/// Stops the agent (SIGSTOP), lets the gated `victim` allocate into its
+/// limit, waits until it was OOM-killed and reaped, then lets the agent run
+/// on (SIGCONT): the agent reads nothing of the victim while it lived.
+fn killed_while_the_agent_is_stopped(agent: &Oomscope, victim: &mut GatedAllocator, pid: i32) {
+    signal(agent.pid(), libc::SIGSTOP);
+    victim.release().expect("release the allocator");
+    let status = victim.child.wait().expect("wait");
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&status),
+        Some(libc::SIGKILL),
+        "the allocator was OOM-killed"
+    );
+    assert!(
+        !Path::new(&format!("/proc/{pid}")).exists(),
+        "the victim is reaped before the agent runs again"
+    );
+    signal(agent.pid(), libc::SIGCONT);
 }
 
 fn record_for(records: &[serde_json::Value], pid: i32) -> &serde_json::Value {
@@ -525,19 +544,7 @@ async fn kmsg_mode_records_who_a_victim_gone_meanwhile_was() {
         .wait_until_gated()
         .expect("the allocator at its gate");
     wait_for_process_events_read(agent.pid());
-    signal(agent.pid(), libc::SIGSTOP);
-    victim.release().expect("release the allocator");
-    let status = victim.child.wait().expect("wait");
-    assert_eq!(
-        std::os::unix::process::ExitStatusExt::signal(&status),
-        Some(libc::SIGKILL),
-        "the allocator was OOM-killed"
-    );
-    assert!(
-        !Path::new(&format!("/proc/{pid}")).exists(),
-        "the victim is reaped before the agent runs again"
-    );
-    signal(agent.pid(), libc::SIGCONT);
+    killed_while_the_agent_is_stopped(&agent, &mut victim, pid);
 
     let records = oom_records(&out, 1, &agent);
     let r = record_for(&records, pid);
@@ -894,19 +901,7 @@ async fn a_stopped_agent_still_gives_the_command_line_of_a_victim_gone_meanwhile
         .spawn_gated_allocator(&marker_args(3))
         .expect("spawn the allocator");
     let pid = victim.child.pid();
-    signal(agent.pid(), libc::SIGSTOP);
-    victim.release().expect("release the allocator");
-    let status = victim.child.wait().expect("wait");
-    assert_eq!(
-        std::os::unix::process::ExitStatusExt::signal(&status),
-        Some(libc::SIGKILL),
-        "the allocator was OOM-killed"
-    );
-    assert!(
-        !Path::new(&format!("/proc/{pid}")).exists(),
-        "the victim is reaped before the agent runs again"
-    );
-    signal(agent.pid(), libc::SIGCONT);
+    killed_while_the_agent_is_stopped(&agent, &mut victim, pid);
     let records = oom_records(&out, 1, &agent);
     let record = record_for(&records, pid);
     assert_eq!(
@@ -1064,19 +1059,7 @@ service:
     victim
         .wait_until_gated()
         .expect("the allocator at its gate");
-    signal(agent.pid(), libc::SIGSTOP);
-    victim.release().expect("release the allocator");
-    let status = victim.child.wait().expect("wait");
-    assert_eq!(
-        std::os::unix::process::ExitStatusExt::signal(&status),
-        Some(libc::SIGKILL),
-        "the allocator was OOM-killed"
-    );
-    assert!(
-        !Path::new(&format!("/proc/{pid}")).exists(),
-        "the victim is reaped before the agent runs again"
-    );
-    signal(agent.pid(), libc::SIGCONT);
+    killed_while_the_agent_is_stopped(&agent, &mut victim, pid);
     let records = oom_records(&out, 1, &agent);
     let r = record_for(&records, pid);
     assert_eq!(attr_str(r, "oom.source").as_deref(), Some("ebpf"), "{r:#}");
@@ -1141,19 +1124,7 @@ async fn a_victim_started_before_the_agent_still_gives_its_command_line() {
     let dir = tempfile::tempdir().expect("tempdir");
     let out = dir.path().join("out.jsonl");
     let (mut agent, _) = start_agent_configured(&out, "ebpf", None, free_port(), "");
-    signal(agent.pid(), libc::SIGSTOP);
-    victim.release().expect("release the allocator");
-    let status = victim.child.wait().expect("wait");
-    assert_eq!(
-        std::os::unix::process::ExitStatusExt::signal(&status),
-        Some(libc::SIGKILL),
-        "the allocator was OOM-killed"
-    );
-    assert!(
-        !Path::new(&format!("/proc/{pid}")).exists(),
-        "the victim is reaped before the agent runs again"
-    );
-    signal(agent.pid(), libc::SIGCONT);
+    killed_while_the_agent_is_stopped(&agent, &mut victim, pid);
     let records = oom_records(&out, 1, &agent);
     let record = record_for(&records, pid);
     assert_eq!(
