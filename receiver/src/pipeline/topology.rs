@@ -89,6 +89,15 @@ impl Topology {
                 topology.abort().await;
                 anyhow::bail!("exporter {id} is not configured");
             };
+            // Its queue gauges have one series per signal it serves.
+            let signals: Vec<_> = config
+                .service
+                .pipelines
+                .iter()
+                .filter(|(_, p)| p.exporters.contains(id))
+                .map(|(pid, _)| pid.signal)
+                .collect();
+            telemetry.set_exporter_signals(id, &signals);
             match cfg.build(&ctx(id, &pipelines_shutdown)).await {
                 Ok((consumer, handle)) => {
                     exporters.insert(id, consumer);

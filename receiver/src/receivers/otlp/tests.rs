@@ -767,13 +767,7 @@ async fn http_protocol_errors() {
         415
     );
 
-    let resp = post(
-        &url,
-        "application/x-protobuf",
-        Some("snappy"),
-        b"x".to_vec(),
-    )
-    .await;
+    let resp = post(&url, "application/x-protobuf", Some("br"), b"x".to_vec()).await;
     assert_eq!(resp.status(), 400);
 
     // Undecodable protobuf: 400 with a google.rpc.Status in protobuf.
