@@ -51,6 +51,16 @@ impl RequestSize {
         }
     }
 
+    /// The size of `payload` in `sizer`'s unit, computing only that one
+    /// (the byte size walks the whole request).
+    pub fn of_in_unit(payload: &Payload, sizer: Sizer) -> u64 {
+        match sizer {
+            Sizer::Requests => 1,
+            Sizer::Items => u64::try_from(payload.item_count()).unwrap_or(u64::MAX),
+            Sizer::Bytes => RequestSize::of(payload).bytes,
+        }
+    }
+
     /// The size in `sizer`'s unit.
     pub fn in_unit(&self, sizer: Sizer) -> u64 {
         match sizer {

@@ -40,7 +40,7 @@ impl Consumer for MemoryQueueConsumer {
             batch.finalizers.settle(DeliveryStatus::Delivered);
             return Ok(());
         }
-        let size = RequestSize::of(&batch.payload).in_unit(self.core.sizer);
+        let size = RequestSize::of_in_unit(&batch.payload, self.core.sizer);
         let capacity = self.capacity;
         let fits = u32::try_from(size)
             .ok()

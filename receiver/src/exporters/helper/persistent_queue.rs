@@ -183,7 +183,7 @@ impl Consumer for PersistentQueueConsumer {
             return Ok(());
         }
         let capacity = self.shared.capacity;
-        let size = RequestSize::of(&batch.payload).in_unit(self.core.sizer);
+        let size = RequestSize::of_in_unit(&batch.payload, self.core.sizer);
         let fits = u32::try_from(size)
             .ok()
             .filter(|s| usize::try_from(*s).is_ok_and(|s| s <= capacity));
