@@ -405,13 +405,11 @@ mod tests {
     /// of the pipelines it is in.
     #[tokio::test]
     async fn queue_gauges_follow_the_signals_of_each_exporter() {
-        let yaml = format!(
-            "receivers: {{otlp: {{protocols: {{http: {{endpoint: \"127.0.0.1:0\"}}}}}}}}\n\
-             exporters: {{debug/logs: {{}}, debug/both: {{}}}}\n\
-             service: {{pipelines: {{logs: {{receivers: [otlp], exporters: [debug/logs, debug/both]}}, \
-             metrics: {{receivers: [otlp], exporters: [debug/both]}}}}}}\n"
-        );
-        let config = match load_str(crate::components::registry(), "t.yaml", &yaml) {
+        let yaml = "receivers: {otlp: {protocols: {http: {endpoint: \"127.0.0.1:0\"}}}}\n\
+             exporters: {debug/logs: {}, debug/both: {}}\n\
+             service: {pipelines: {logs: {receivers: [otlp], exporters: [debug/logs, debug/both]}, \
+             metrics: {receivers: [otlp], exporters: [debug/both]}}}\n";
+        let config = match load_str(crate::components::registry(), "t.yaml", yaml) {
             Ok(c) => c,
             Err(e) => panic!("config: {e}"),
         };
