@@ -9,8 +9,9 @@
 //! instruments exist depends on `service.telemetry.metrics.level`: an
 //! instrument above the level is never created, so it costs nothing.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use opentelemetry::metrics::{Counter, Histogram, Meter, MeterProvider as _};
@@ -27,6 +28,9 @@ pub struct Telemetry {
     level: MetricsLevel,
     /// Keeps the process metrics' callbacks registered.
     _process: Option<ProcessMetrics>,
+    /// The signals of the pipelines each exporter is in (by exporter id),
+    /// set by the topology before it builds them: one queue series each.
+    exporter_signals: Mutex<HashMap<String, Vec<Signal>>>,
 }
 
 impl Telemetry {
@@ -38,6 +42,7 @@ impl Telemetry {
             provider: Some(provider),
             level: MetricsLevel::None,
             _process: None,
+            exporter_signals: Mutex::default(),
         })
     }
 
@@ -51,6 +56,7 @@ impl Telemetry {
             provider: Some(provider),
             level,
             _process: process,
+            exporter_signals: Mutex::default(),
         })
     }
 
@@ -176,30 +182,73 @@ impl Telemetry {
         )
     }
 
-    /// Exporter instruments; `queue_capacity` is reported as a gauge.
+    /// Records the signals of the pipelines exporter `id` is in, for its
+    /// queue gauges' `data_type` series (call before [`Telemetry::exporter`]).
+    pub fn set_exporter_signals(&self, id: &ComponentId, signals: &[Signal]) {
+        let mut known = self
+            .exporter_signals
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut signals = signals.to_vec();
+        signals.sort_by_key(|s| s.as_str());
+        signals.dedup();
+        known.insert(id.to_string(), signals);
+    }
+
+    /// Exporter instruments. The queue gauges have one series per signal
+    /// the exporter is in a pipeline of (`data_type`, as in the collector,
+    /// whose exporters have one queue per signal): the size is that signal's
+    /// share of the one queue, the capacity the whole queue's (either signal
+    /// may fill it). Both are in the unit of `sending_queue::sizer`.
     pub fn exporter(&self, id: &ComponentId, queue_capacity: usize) -> ExporterMetrics {
         let attrs: Arc<[KeyValue]> = Arc::new([KeyValue::new("exporter", id.to_string())]);
-        let queue_size = Arc::new(AtomicI64::new(0));
+        let signals = self
+            .exporter_signals
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .get(&id.to_string())
+            .cloned()
+            // Not built by a topology (tests): both signals.
+            .unwrap_or_else(|| vec![Signal::Logs, Signal::Metrics]);
+        let series: Arc<[(Signal, [KeyValue; 2])]> = signals
+            .iter()
+            .map(|&signal| {
+                (
+                    signal,
+                    [
+                        KeyValue::new("exporter", id.to_string()),
+                        KeyValue::new("data_type", signal.as_str()),
+                    ],
+                )
+            })
+            .collect();
+        let queue_size: Arc<[AtomicI64; 2]> = Arc::new([AtomicI64::new(0), AtomicI64::new(0)]);
         let size_for_cb = Arc::clone(&queue_size);
-        let attrs_for_cb = Arc::clone(&attrs);
+        let series_for_cb = Arc::clone(&series);
         let gauge = self
             .meter
             .i64_observable_gauge("otelcol_exporter_queue_size")
-            .with_description("Current size of the sending queue, in requests")
+            .with_description(
+                "Current size of the sending queue, in the unit of sending_queue::sizer",
+            )
             .with_callback(move |obs| {
-                obs.observe(size_for_cb.load(Ordering::Relaxed), &attrs_for_cb)
+                for (signal, attrs) in series_for_cb.iter() {
+                    obs.observe(
+                        size_for_cb[signal_index(*signal)].load(Ordering::Relaxed),
+                        attrs,
+                    );
+                }
             })
             .build();
-        let attrs_for_cap = Arc::clone(&attrs);
+        let series_for_cap = Arc::clone(&series);
         let capacity_gauge = self
             .meter
             .i64_observable_gauge("otelcol_exporter_queue_capacity")
-            .with_description("Capacity of the sending queue, in requests")
+            .with_description("Capacity of the sending queue, in the unit of sending_queue::sizer")
             .with_callback(move |obs| {
-                obs.observe(
-                    i64::try_from(queue_capacity).unwrap_or(i64::MAX),
-                    &attrs_for_cap,
-                )
+                for (_, attrs) in series_for_cap.iter() {
+                    obs.observe(i64::try_from(queue_capacity).unwrap_or(i64::MAX), attrs);
+                }
             })
             .build();
         ExporterMetrics {
@@ -348,7 +397,8 @@ pub struct ExporterMetrics {
     send_failed: SignalCounters,
     enqueue_failed: SignalCounters,
     latency: Option<Histogram<f64>>,
-    queue_size: Arc<AtomicI64>,
+    /// Per signal ([`signal_index`]), in the sizer's unit.
+    queue_size: Arc<[AtomicI64; 2]>,
     attrs: Arc<[KeyValue]>,
     _gauges: Arc<(
         opentelemetry::metrics::ObservableGauge<i64>,
@@ -371,10 +421,17 @@ impl ExporterMetrics {
             latency.record(d.as_secs_f64(), &self.attrs);
         }
     }
-    /// The sending queue's current length, in requests.
-    pub fn set_queue_size(&self, n: usize) {
-        self.queue_size
+    /// `signal`'s share of the sending queue, in the sizer's unit.
+    pub fn set_queue_size(&self, signal: Signal, n: u64) {
+        self.queue_size[signal_index(signal)]
             .store(i64::try_from(n).unwrap_or(i64::MAX), Ordering::Relaxed);
+    }
+}
+
+fn signal_index(signal: Signal) -> usize {
+    match signal {
+        Signal::Logs => 0,
+        Signal::Metrics => 1,
     }
 }
 
@@ -611,6 +668,70 @@ mod tests {
         assert!(
             labels.contains(&("processor".to_string(), "otlp".to_string())),
             "{labels:?}"
+        );
+    }
+
+    /// One queue series per signal the exporter is in a pipeline of, with
+    /// the collector's `data_type` label; the size is that signal's share.
+    #[test]
+    fn queue_gauges_carry_the_data_type() {
+        let registry = prometheus::Registry::new();
+        let provider = SdkMeterProvider::builder()
+            .with_reader(prometheus_reader(registry.clone()).expect("reader"))
+            .build();
+        let telemetry = Telemetry::new(provider, MetricsLevel::Basic);
+        let both: ComponentId = "otlp".parse().expect("id");
+        let logs_only: ComponentId = "otlp/logs".parse().expect("id");
+        telemetry.set_exporter_signals(&both, &[Signal::Metrics, Signal::Logs, Signal::Logs]);
+        telemetry.set_exporter_signals(&logs_only, &[Signal::Logs]);
+        let m = telemetry.exporter(&both, 100);
+        m.set_queue_size(Signal::Logs, 7);
+        m.set_queue_size(Signal::Metrics, 3);
+        let l = telemetry.exporter(&logs_only, 50);
+        l.set_queue_size(Signal::Logs, 2);
+        let families = registry.gather();
+        let series = |name: &str| -> Vec<(String, String, i64)> {
+            let family = families
+                .iter()
+                .find(|f| f.name() == name)
+                .unwrap_or_else(|| panic!("{name} missing"));
+            let mut out: Vec<(String, String, i64)> = family
+                .get_metric()
+                .iter()
+                .map(|m| {
+                    let label = |k: &str| {
+                        m.get_label()
+                            .iter()
+                            .find(|l| l.name() == k)
+                            .map(|l| l.value().to_string())
+                            .unwrap_or_default()
+                    };
+                    (
+                        label("exporter"),
+                        label("data_type"),
+                        m.get_gauge().get_value() as i64,
+                    )
+                })
+                .collect();
+            out.sort();
+            out
+        };
+        let s = |e: &str, d: &str, v: i64| (e.to_string(), d.to_string(), v);
+        assert_eq!(
+            series("otelcol_exporter_queue_size"),
+            [
+                s("otlp", "logs", 7),
+                s("otlp", "metrics", 3),
+                s("otlp/logs", "logs", 2)
+            ]
+        );
+        assert_eq!(
+            series("otelcol_exporter_queue_capacity"),
+            [
+                s("otlp", "logs", 100),
+                s("otlp", "metrics", 100),
+                s("otlp/logs", "logs", 50)
+            ]
         );
     }
 }

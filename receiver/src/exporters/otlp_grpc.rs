@@ -70,8 +70,19 @@ impl TryFrom<String> for Compression {
             "zstd" => Ok(Compression::Zstd),
             // The collector treats an empty value as no compression.
             "none" | "" => Ok(Compression::None),
-            "snappy" | "zlib" | "deflate" | "lz4" => Err(format!(
-                "compression {s:?} is not supported by this agent (supported: gzip, zstd, none)"
+            // configgrpc offers snappy, but tonic (the gRPC library) has a
+            // closed set of message encodings (gzip, deflate, zstd) with no
+            // way to register another.
+            "snappy" => Err(
+                "compression \"snappy\" is not supported by the otlp (gRPC) exporter: its gRPC \
+                 library (tonic) can only compress messages with gzip or zstd; use zstd or gzip, \
+                 or the otlphttp exporter, which sends snappy"
+                    .to_string(),
+            ),
+            // Refused by the collector's configgrpc too.
+            "zlib" | "deflate" | "lz4" | "x-snappy-framed" => Err(format!(
+                "compression {s:?} is not supported by gRPC exporters \
+                 (supported: gzip, zstd, none; the otlphttp exporter sends {s})"
             )),
             _ => Err(format!(
                 "unknown compression {s:?} (valid values: gzip, zstd, none)"
@@ -871,7 +882,13 @@ mod tests {
         )
         .unwrap_err()
         .to_string();
-        assert!(err.contains("not supported"), "{err}");
+        assert!(err.contains("use zstd or gzip"), "{err}");
+        let err = serde_json::from_value::<OtlpGrpcExporterConfig>(
+            serde_json::json!({"endpoint": "x:1", "compression": "lz4"}),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("otlphttp exporter sends lz4"), "{err}");
     }
 
     #[tokio::test]

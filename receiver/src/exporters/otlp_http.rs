@@ -52,9 +52,11 @@ pub enum Encoding {
     Json,
 }
 
-/// `compression` of the HTTP exporter: what confighttp offers, less the
-/// snappy and lz4 encodings. `zlib` and `deflate` are both the zlib format
-/// (RFC 1950), sent with that name as `Content-Encoding`, as confighttp does.
+/// `compression` of the HTTP exporter: what confighttp offers
+/// (`config/confighttp/compressor.go`). `zlib` and `deflate` are both the
+/// zlib format (RFC 1950), sent with that name as `Content-Encoding`;
+/// `snappy` is the snappy block format, `x-snappy-framed` the snappy framing
+/// format, `lz4` the LZ4 frame format, as confighttp writes them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(try_from = "String")]
 pub enum Compression {
@@ -63,6 +65,9 @@ pub enum Compression {
     Zstd,
     Zlib,
     Deflate,
+    Snappy,
+    SnappyFramed,
+    Lz4,
     None,
 }
 
@@ -76,13 +81,13 @@ impl TryFrom<String> for Compression {
             "zlib" => Ok(Compression::Zlib),
             "deflate" => Ok(Compression::Deflate),
             // The collector treats an empty value as no compression.
+            "snappy" => Ok(Compression::Snappy),
+            "x-snappy-framed" => Ok(Compression::SnappyFramed),
+            "lz4" => Ok(Compression::Lz4),
             "none" | "" => Ok(Compression::None),
-            "snappy" | "x-snappy-framed" | "lz4" => Err(format!(
-                "compression {s:?} is not supported by this agent \
-                 (supported: gzip, zstd, zlib, deflate, none)"
-            )),
             _ => Err(format!(
-                "unknown compression {s:?} (valid values: gzip, zstd, zlib, deflate, none)"
+                "unknown compression {s:?} (valid values: gzip, zstd, zlib, deflate, snappy, \
+                 x-snappy-framed, lz4, none)"
             )),
         }
     }
@@ -96,6 +101,9 @@ impl Compression {
             Compression::Zstd => Some("zstd"),
             Compression::Zlib => Some("zlib"),
             Compression::Deflate => Some("deflate"),
+            Compression::Snappy => Some("snappy"),
+            Compression::SnappyFramed => Some("x-snappy-framed"),
+            Compression::Lz4 => Some("lz4"),
             Compression::None => None,
         }
     }
@@ -114,7 +122,8 @@ pub struct OtlpHttpExporterConfig {
     pub metrics_endpoint: Option<String>,
     /// `proto` (default) or `json`.
     pub encoding: Encoding,
-    /// `gzip` (default), `zstd`, `zlib`, `deflate` or `none`.
+    /// `gzip` (default), `zstd`, `zlib`, `deflate`, `snappy`,
+    /// `x-snappy-framed`, `lz4` or `none`.
     pub compression: Compression,
     /// Sent with every request (for example an API key).
     pub headers: BTreeMap<String, String>,
@@ -468,6 +477,21 @@ fn compress(compression: Compression, body: Vec<u8>) -> std::io::Result<Vec<u8>>
             );
             encoder.write_all(&body)?;
             encoder.finish()
+        }
+        Compression::Snappy => snap::raw::Encoder::new()
+            .compress_vec(&body)
+            .map_err(std::io::Error::other),
+        Compression::SnappyFramed => {
+            let mut encoder =
+                snap::write::FrameEncoder::new(Vec::with_capacity(body.len() / 2 + 64));
+            encoder.write_all(&body)?;
+            encoder.into_inner().map_err(|e| e.into_error())
+        }
+        Compression::Lz4 => {
+            let mut encoder =
+                lz4_flex::frame::FrameEncoder::new(Vec::with_capacity(body.len() / 2 + 64));
+            encoder.write_all(&body)?;
+            encoder.finish().map_err(std::io::Error::other)
         }
     }
 }
@@ -826,6 +850,21 @@ mod tests {
                 out
             }
             Some("zstd") => zstd::decode_all(&raw[..]).unwrap(),
+            Some("snappy") => snap::raw::Decoder::new().decompress_vec(&raw).unwrap(),
+            Some("x-snappy-framed") => {
+                let mut out = Vec::new();
+                snap::read::FrameDecoder::new(&raw[..])
+                    .read_to_end(&mut out)
+                    .unwrap();
+                out
+            }
+            Some("lz4") => {
+                let mut out = Vec::new();
+                lz4_flex::frame::FrameDecoder::new(&raw[..])
+                    .read_to_end(&mut out)
+                    .unwrap();
+                out
+            }
             Some("zlib" | "deflate") => {
                 let mut out = Vec::new();
                 flate2::read::ZlibDecoder::new(&raw[..])
@@ -1121,13 +1160,16 @@ mod tests {
         assert!(err.contains("only http:// and https:// proxies"), "{err}");
     }
 
-    /// `zlib` and `deflate` as confighttp sends them: the zlib format under
-    /// the configured name; snappy and lz4 are refused by name.
+    /// `zlib`, `deflate`, `snappy`, `x-snappy-framed` and `lz4` as
+    /// confighttp sends them, under the configured name.
     #[tokio::test]
-    async fn zlib_and_deflate_bodies() {
+    async fn zlib_deflate_snappy_and_lz4_bodies() {
         for (name, compression) in [
             ("zlib", Compression::Zlib),
             ("deflate", Compression::Deflate),
+            ("snappy", Compression::Snappy),
+            ("x-snappy-framed", Compression::SnappyFramed),
+            ("lz4", Compression::Lz4),
         ] {
             let server = start_server(None).await;
             let c: OtlpHttpExporterConfig = serde_json::from_value(serde_json::json!({
@@ -1145,18 +1187,13 @@ mod tests {
             let metrics = ExportMetricsServiceRequest::decode(&seen[0].body[..]).expect("decodes");
             assert_eq!(metrics.resource_metrics, metric_data());
         }
-        for refused in ["snappy", "lz4"] {
-            let err = serde_json::from_value::<OtlpHttpExporterConfig>(serde_json::json!({
-                "endpoint": "http://x", "compression": refused
-            }))
-            .err()
-            .map(|e| e.to_string())
-            .unwrap_or_default();
-            assert!(
-                err.contains("supported: gzip, zstd, zlib, deflate, none"),
-                "{err}"
-            );
-        }
+        let err = serde_json::from_value::<OtlpHttpExporterConfig>(serde_json::json!({
+            "endpoint": "http://x", "compression": "br"
+        }))
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+        assert!(err.contains("snappy, x-snappy-framed, lz4, none"), "{err}");
     }
 
     #[tokio::test]

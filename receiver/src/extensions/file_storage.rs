@@ -588,9 +588,22 @@ pub struct QueueItem {
 #[derive(Debug)]
 pub enum Popped {
     Item(QueueItem),
-    /// The head item could not be read; it was logged and removed (corrupt)
-    /// or left on disk for the next run (I/O error). Counts as taken.
-    Skipped,
+    /// The head item (`seq`) could not be read; it was logged and removed
+    /// (corrupt) or left on disk for the next run (I/O error). Counts as
+    /// taken.
+    Skipped {
+        seq: u64,
+    },
+}
+
+/// The start of a waiting item, read by [`PersistentQueue::pending_heads`].
+#[derive(Debug)]
+pub struct ItemHead {
+    pub seq: u64,
+    /// Up to the number of bytes asked for, from the start of the data.
+    pub head: Vec<u8>,
+    /// The length of the whole data (as its frame says).
+    pub len: usize,
 }
 
 /// A crash-safe FIFO of byte items, one file per item. Methods do blocking
@@ -752,7 +765,7 @@ impl PersistentQueue {
                 if let Err(e) = self.remove(seq) {
                     tracing::warn!(error = %format!("{e:#}"), "cannot remove a symbolic link from the persistent queue");
                 }
-                return Some(Popped::Skipped);
+                return Some(Popped::Skipped { seq });
             }
             Err(e) => {
                 self.state().in_flight.remove(&seq);
@@ -761,7 +774,7 @@ impl PersistentQueue {
                 } else {
                     tracing::error!(file = %path.display(), error = %e, "cannot read queue item; leaving it for the next run");
                 }
-                return Some(Popped::Skipped);
+                return Some(Popped::Skipped { seq });
             }
         };
         match unframe(&bytes) {
@@ -775,9 +788,56 @@ impl PersistentQueue {
                 if let Err(e) = self.remove(seq) {
                     tracing::warn!(error = %format!("{e:#}"), "cannot remove a corrupt queue item");
                 }
-                Some(Popped::Skipped)
+                Some(Popped::Skipped { seq })
             }
         }
+    }
+
+    /// The first `head` bytes of every waiting item, oldest first, with the
+    /// length of its data, so that the queue's owner can recount what it
+    /// holds after a restart without reading whole items. An item whose
+    /// head cannot be read is left out (its `pop` then skips it).
+    pub fn pending_heads(&self, head: usize) -> Vec<ItemHead> {
+        use std::io::Read as _;
+        use std::os::unix::fs::OpenOptionsExt as _;
+        let seqs: Vec<u64> = self.state().pending.iter().copied().collect();
+        let mut heads = Vec::with_capacity(seqs.len());
+        for seq in seqs {
+            let path = self.dir.join(item_name(seq));
+            let read = (|| -> io::Result<Vec<u8>> {
+                let file = fs::OpenOptions::new()
+                    .read(true)
+                    .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+                    .open(&path)?;
+                let mut bytes = Vec::with_capacity(FRAME_HEADER + head);
+                file.take(u64::try_from(FRAME_HEADER + head).unwrap_or(u64::MAX))
+                    .read_to_end(&mut bytes)?;
+                Ok(bytes)
+            })();
+            let bytes = match read {
+                Ok(bytes) if bytes.len() >= FRAME_HEADER && &bytes[..4] == FRAME_MAGIC => bytes,
+                Ok(_) => continue,
+                Err(e) => {
+                    tracing::debug!(file = %path.display(), error = %e, "cannot read the head of a queue item");
+                    continue;
+                }
+            };
+            let len = u32::from_le_bytes([bytes[4], bytes[5], bytes[6], bytes[7]]) as usize;
+            heads.push(ItemHead {
+                seq,
+                head: bytes[FRAME_HEADER..].to_vec(),
+                len,
+            });
+        }
+        heads
+    }
+
+    /// The whole data of waiting item `seq`, checked, without taking it
+    /// (for recounting an item whose head does not say its size).
+    pub fn read_pending(&self, seq: u64) -> Result<Vec<u8>, String> {
+        let path = self.dir.join(item_name(seq));
+        let bytes = secure_fs::read_no_follow(&path).map_err(|e| e.to_string())?;
+        unframe(&bytes).map(<[u8]>::to_vec)
     }
 
     /// Deletes a taken item (delivered, or given up).
@@ -1177,7 +1237,7 @@ mod tests {
         symlink(&victim, qdir.join(format!(".{:020}.tmp", 6))).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(q.push(b"mine").unwrap_or_else(|e| panic!("{e:#}")), 6);
         assert!(
-            matches!(q.pop(), Some(Popped::Skipped)),
+            matches!(q.pop(), Some(Popped::Skipped { .. })),
             "the linked item is skipped"
         );
         match q.pop() {
@@ -1300,7 +1360,7 @@ mod tests {
         loop {
             match q.pop()? {
                 Popped::Item(item) => return Some(item),
-                Popped::Skipped => continue,
+                Popped::Skipped { .. } => continue,
             }
         }
     }
@@ -1392,7 +1452,7 @@ mod tests {
         while let Some(p) = q.pop() {
             popped.push(match p {
                 Popped::Item(item) => Some(item.data[0]),
-                Popped::Skipped => None,
+                Popped::Skipped { .. } => None,
             });
         }
         assert_eq!(popped, vec![None, Some(1), None, None]);

@@ -89,6 +89,15 @@ impl Topology {
                 topology.abort().await;
                 anyhow::bail!("exporter {id} is not configured");
             };
+            // Its queue gauges have one series per signal it serves.
+            let signals: Vec<_> = config
+                .service
+                .pipelines
+                .iter()
+                .filter(|(_, p)| p.exporters.contains(id))
+                .map(|(pid, _)| pid.signal)
+                .collect();
+            telemetry.set_exporter_signals(id, &signals);
             match cfg.build(&ctx(id, &pipelines_shutdown)).await {
                 Ok((consumer, handle)) => {
                     exporters.insert(id, consumer);
@@ -392,6 +401,60 @@ mod tests {
     /// A client stuck in a request must not cost data accepted before
     /// shutdown: the receiver gets only its share of the budget, then lets go
     /// of the pipeline, and the batch processor still flushes into the file.
+    /// Each exporter's queue gauges have one `data_type` series per signal
+    /// of the pipelines it is in.
+    #[tokio::test]
+    async fn queue_gauges_follow_the_signals_of_each_exporter() {
+        let yaml = "receivers: {otlp: {protocols: {http: {endpoint: \"127.0.0.1:0\"}}}}\n\
+             exporters: {debug/logs: {}, debug/both: {}}\n\
+             service: {pipelines: {logs: {receivers: [otlp], exporters: [debug/logs, debug/both]}, \
+             metrics: {receivers: [otlp], exporters: [debug/both]}}}\n";
+        let config = match load_str(crate::components::registry(), "t.yaml", yaml) {
+            Ok(c) => c,
+            Err(e) => panic!("config: {e}"),
+        };
+        let registry = prometheus::Registry::new();
+        let provider = opentelemetry_sdk::metrics::SdkMeterProvider::builder()
+            .with_reader(crate::telemetry::prometheus_reader(registry.clone()).expect("reader"))
+            .build();
+        let telemetry = Telemetry::new(provider, crate::config::MetricsLevel::Basic);
+        // Kept: the meter provider stops collecting once dropped.
+        let topology = Topology::start(
+            &config,
+            Arc::clone(&telemetry),
+            Arc::new(Extensions::default()),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("starts: {e:#}"));
+        let families = registry.gather();
+        let mut series: Vec<(String, String)> = families
+            .iter()
+            .filter(|f| f.name() == "otelcol_exporter_queue_capacity")
+            .flat_map(|f| f.get_metric().iter())
+            .map(|m| {
+                let label = |k: &str| {
+                    m.get_label()
+                        .iter()
+                        .find(|l| l.name() == k)
+                        .map(|l| l.value().to_string())
+                        .unwrap_or_default()
+                };
+                (label("exporter"), label("data_type"))
+            })
+            .collect();
+        series.sort();
+        let s = |e: &str, d: &str| (e.to_string(), d.to_string());
+        assert_eq!(
+            series,
+            [
+                s("debug/both", "logs"),
+                s("debug/both", "metrics"),
+                s("debug/logs", "logs")
+            ]
+        );
+        topology.shutdown(Duration::from_secs(10)).await;
+    }
+
     #[tokio::test]
     async fn accepted_data_is_flushed_despite_a_client_stuck_in_a_request() {
         use prost::Message as _;

@@ -5,49 +5,157 @@ use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use prost::Message as _;
 
-use crate::pipeline::Payload;
+use super::queue_config::Sizer;
+use crate::pipeline::{Payload, Signal};
 
 /// Tag byte of a queued request, followed by the signal's OTLP
-/// `Export*ServiceRequest` in protobuf.
+/// `Export*ServiceRequest` in protobuf (written by earlier versions; still
+/// read).
 const TAG_LOGS: u8 = 1;
 const TAG_METRICS: u8 = 2;
+/// Tag byte, then the request's item count (u64 LE), then the protobuf: the
+/// count lets a restarted queue recount its items (`sizer: items`) from the
+/// head of each file without decoding it.
+const TAG_LOGS_COUNTED: u8 = 3;
+const TAG_METRICS_COUNTED: u8 = 4;
+
+/// Bytes before the protobuf in the counted form.
+pub const COUNTED_HEAD: usize = 9;
+
+/// What one queued request counts for, in each of the sizer's units.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RequestSize {
+    pub signal: Signal,
+    /// Log records or metric data points.
+    pub items: u64,
+    /// The serialized `Export*ServiceRequest` protobuf.
+    pub bytes: u64,
+}
+
+impl RequestSize {
+    pub fn of(payload: &Payload) -> RequestSize {
+        fn len_all<M: prost::Message>(resources: &[M]) -> usize {
+            resources
+                .iter()
+                .map(|r| prost::encoding::message::encoded_len(1, r))
+                .sum()
+        }
+        let bytes = match payload {
+            Payload::Logs(rl) => len_all(rl),
+            Payload::Metrics(rm) => len_all(rm),
+        };
+        RequestSize {
+            signal: payload.signal(),
+            items: u64::try_from(payload.item_count()).unwrap_or(u64::MAX),
+            bytes: u64::try_from(bytes).unwrap_or(u64::MAX),
+        }
+    }
+
+    /// The size of `payload` in `sizer`'s unit, computing only that one
+    /// (the byte size walks the whole request).
+    pub fn of_in_unit(payload: &Payload, sizer: Sizer) -> u64 {
+        match sizer {
+            Sizer::Requests => 1,
+            Sizer::Items => u64::try_from(payload.item_count()).unwrap_or(u64::MAX),
+            Sizer::Bytes => RequestSize::of(payload).bytes,
+        }
+    }
+
+    /// The size in `sizer`'s unit.
+    pub fn in_unit(&self, sizer: Sizer) -> u64 {
+        match sizer {
+            Sizer::Requests => 1,
+            Sizer::Items => self.items,
+            Sizer::Bytes => self.bytes,
+        }
+    }
+}
 
 /// The on-disk form of a request (public for the fuzz targets, `fuzz/`).
 #[doc(hidden)]
 pub fn encode_request(payload: &Payload) -> Vec<u8> {
     // Encoded as the repeated field 1 of the service request, without first
     // copying the resources into one.
-    fn encode_all<M: prost::Message>(tag: u8, resources: &[M]) -> Vec<u8> {
+    fn encode_all<M: prost::Message>(tag: u8, items: usize, resources: &[M]) -> Vec<u8> {
         let len: usize = resources
             .iter()
             .map(|r| prost::encoding::message::encoded_len(1, r))
             .sum();
-        let mut buf = Vec::with_capacity(1 + len);
+        let mut buf = Vec::with_capacity(COUNTED_HEAD + len);
         buf.push(tag);
+        buf.extend_from_slice(&u64::try_from(items).unwrap_or(u64::MAX).to_le_bytes());
         for r in resources {
             prost::encoding::message::encode(1, r, &mut buf);
         }
         buf
     }
+    let items = payload.item_count();
     match payload {
-        Payload::Logs(rl) => encode_all(TAG_LOGS, rl),
-        Payload::Metrics(rm) => encode_all(TAG_METRICS, rm),
+        Payload::Logs(rl) => encode_all(TAG_LOGS_COUNTED, items, rl),
+        Payload::Metrics(rm) => encode_all(TAG_METRICS_COUNTED, items, rm),
+    }
+}
+
+/// Splits an item into its signal tag (normalised to the uncounted one),
+/// the stored item count if any, and the protobuf.
+fn split(bytes: &[u8]) -> Result<(u8, Option<u64>, &[u8]), String> {
+    let (tag, body) = bytes.split_first().ok_or("empty item")?;
+    match *tag {
+        TAG_LOGS | TAG_METRICS => Ok((*tag, None, body)),
+        TAG_LOGS_COUNTED | TAG_METRICS_COUNTED => {
+            let (count, body) = body
+                .split_first_chunk::<8>()
+                .ok_or("item too short for its item count")?;
+            Ok((*tag - 2, Some(u64::from_le_bytes(*count)), body))
+        }
+        other => Err(format!("unknown signal tag {other}")),
     }
 }
 
 /// A request from its on-disk form (public for the fuzz targets, `fuzz/`).
 #[doc(hidden)]
 pub fn decode_request(bytes: &[u8]) -> Result<Payload, String> {
-    let (tag, body) = bytes.split_first().ok_or("empty item")?;
-    match *tag {
-        TAG_LOGS => ExportLogsServiceRequest::decode(body)
+    let (tag, _count, body) = split(bytes)?;
+    if tag == TAG_LOGS {
+        ExportLogsServiceRequest::decode(body)
             .map(|r| Payload::Logs(r.resource_logs))
-            .map_err(|e| format!("invalid logs request: {e}")),
-        TAG_METRICS => ExportMetricsServiceRequest::decode(body)
+            .map_err(|e| format!("invalid logs request: {e}"))
+    } else {
+        ExportMetricsServiceRequest::decode(body)
             .map(|r| Payload::Metrics(r.resource_metrics))
-            .map_err(|e| format!("invalid metrics request: {e}")),
-        other => Err(format!("unknown signal tag {other}")),
+            .map_err(|e| format!("invalid metrics request: {e}"))
     }
+}
+
+/// The size of a stored request from the first [`COUNTED_HEAD`] bytes of
+/// its on-disk form (`head`) and that form's whole length: `Ok(None)` when
+/// the item is of the older, uncounted form (decode it whole to count it).
+pub fn size_from_head(head: &[u8], stored_len: usize) -> Result<Option<RequestSize>, String> {
+    let (tag, count, _) = split(head)?;
+    let signal = if tag == TAG_LOGS {
+        Signal::Logs
+    } else {
+        Signal::Metrics
+    };
+    let Some(items) = count else {
+        return Ok(None);
+    };
+    let bytes = stored_len
+        .checked_sub(COUNTED_HEAD)
+        .ok_or("item shorter than its head")?;
+    Ok(Some(RequestSize {
+        signal,
+        items,
+        bytes: u64::try_from(bytes).unwrap_or(u64::MAX),
+    }))
+}
+
+/// The size of a stored request in either form, decoding it when needed.
+pub fn size_of_stored(stored: &[u8]) -> Result<RequestSize, String> {
+    if let Some(size) = size_from_head(stored, stored.len())? {
+        return Ok(size);
+    }
+    decode_request(stored).map(|payload| RequestSize::of(&payload))
 }
 
 #[cfg(test)]
@@ -63,7 +171,9 @@ mod tests {
     fn requests_round_trip_through_their_disk_form() {
         let logs = log_payload("x");
         let encoded = encode_request(&logs);
-        assert_eq!(encoded[0], TAG_LOGS);
+        assert_eq!(encoded[0], TAG_LOGS_COUNTED);
+        // log_payload holds two records.
+        assert_eq!(encoded[1..COUNTED_HEAD], 2u64.to_le_bytes());
         let expected = ExportLogsServiceRequest {
             resource_logs: match &logs {
                 Payload::Logs(rl) => rl.clone(),
@@ -71,8 +181,33 @@ mod tests {
             },
         }
         .encode_to_vec();
-        assert_eq!(&encoded[1..], &expected[..]);
-        assert_eq!(decode_request(&encoded), Ok(logs));
+        assert_eq!(&encoded[COUNTED_HEAD..], &expected[..]);
+        assert_eq!(decode_request(&encoded), Ok(logs.clone()));
+        let size = RequestSize {
+            signal: Signal::Logs,
+            items: 2,
+            bytes: expected.len() as u64,
+        };
+        assert_eq!(RequestSize::of(&logs), size);
+        assert_eq!(
+            size_from_head(&encoded[..COUNTED_HEAD], encoded.len()),
+            Ok(Some(size))
+        );
+        assert_eq!(size_of_stored(&encoded), Ok(size));
+        // The older form (no count) still decodes and is counted by decoding.
+        let mut old = vec![TAG_LOGS];
+        old.extend_from_slice(&expected);
+        assert_eq!(decode_request(&old), Ok(logs));
+        assert_eq!(size_from_head(&old[..COUNTED_HEAD], old.len()), Ok(None));
+        assert_eq!(size_of_stored(&old), Ok(size));
+        assert_eq!(
+            (
+                size.in_unit(Sizer::Requests),
+                size.in_unit(Sizer::Items),
+                size.in_unit(Sizer::Bytes)
+            ),
+            (1, 2, expected.len() as u64)
+        );
 
         let metrics = Payload::Metrics(vec![ResourceMetrics {
             scope_metrics: vec![ScopeMetrics {
@@ -91,5 +226,6 @@ mod tests {
         assert!(decode_request(&[]).is_err());
         assert!(decode_request(&[9, 1, 2]).is_err());
         assert!(decode_request(&[TAG_LOGS, 0xff, 0xff]).is_err());
+        assert!(decode_request(&[TAG_LOGS_COUNTED, 1, 0]).is_err());
     }
 }

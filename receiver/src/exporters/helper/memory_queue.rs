@@ -6,24 +6,29 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use tokio::sync::{Semaphore, TryAcquireError};
 use tokio::time::Instant;
 
-use super::{wait_for_room, Core};
+use super::{wait_for_room, Core, RequestSize};
 use crate::pipeline::{Batch, ConsumeError, Consumer, DeliveryStatus, Finalizers, Payload};
 
 /// A request in the in-memory queue.
 pub(super) struct Request {
     pub(super) payload: Arc<Payload>,
     pub(super) finalizers: Finalizers,
+    /// What it holds of the queue, in the sizer's unit.
+    pub(super) size: u32,
 }
 
-/// In-memory queue: a bounded MPMC channel of `queue_size` requests (requests
-/// being exported do not count, like the collector's), read by
-/// `num_consumers` workers. The channel closes when this consumer is dropped;
-/// the workers then drain what is left and end.
+/// In-memory queue: a channel bounded by `room`, `queue_size` places in the
+/// sizer's unit (requests being exported do not count), read by
+/// `num_consumers` workers. The channel closes when this consumer is
+/// dropped; the workers then drain what is left and end.
 pub(super) struct MemoryQueueConsumer {
     pub(super) core: Arc<Core>,
     pub(super) tx: async_channel::Sender<Request>,
+    pub(super) room: Arc<Semaphore>,
+    pub(super) capacity: usize,
     pub(super) block_on_overflow: bool,
 }
 
@@ -35,48 +40,72 @@ impl Consumer for MemoryQueueConsumer {
             batch.finalizers.settle(DeliveryStatus::Delivered);
             return Ok(());
         }
+        let size = RequestSize::of_in_unit(&batch.payload, self.core.sizer);
+        let capacity = self.capacity;
+        let fits = u32::try_from(size)
+            .ok()
+            .filter(|s| usize::try_from(*s).is_ok_and(|s| s <= capacity));
+        let Some(size) = fits else {
+            return Err(self
+                .core
+                .too_large(signal, items, batch.finalizers, size, capacity));
+        };
+        let places = match self.room.try_acquire_many(size) {
+            Ok(places) => places,
+            Err(TryAcquireError::Closed) => {
+                batch.finalizers.settle(DeliveryStatus::Failed);
+                return Err(ConsumeError::Shutdown);
+            }
+            Err(TryAcquireError::NoPermits) if !self.block_on_overflow => {
+                return Err(self
+                    .core
+                    .queue_full(signal, items, batch.finalizers, capacity))
+            }
+            Err(TryAcquireError::NoPermits) => {
+                // If the wait is abandoned, the batch is dropped with this
+                // future: its unsettled finalizers report it as failed.
+                match wait_for_room(&self.core.shutdown, self.room.acquire_many(size)).await {
+                    Some(Ok(places)) => places,
+                    Some(Err(_closed)) => {
+                        batch.finalizers.settle(DeliveryStatus::Failed);
+                        return Err(ConsumeError::Shutdown);
+                    }
+                    None => {
+                        return Err(self
+                            .core
+                            .queue_full(signal, items, batch.finalizers, capacity))
+                    }
+                }
+            }
+        };
         let request = Request {
             payload: batch.payload,
             finalizers: batch.finalizers,
+            size,
         };
-        let request = match self.tx.try_send(request) {
+        match self.tx.try_send(request) {
             Ok(()) => {
-                self.core.metrics.set_queue_size(self.tx.len());
-                return Ok(());
-            }
-            Err(async_channel::TrySendError::Full(r)) => r,
-            Err(async_channel::TrySendError::Closed(r)) => {
-                r.finalizers.settle(DeliveryStatus::Failed);
-                return Err(ConsumeError::Shutdown);
-            }
-        };
-        let capacity = self.tx.capacity().unwrap_or(0);
-        if !self.block_on_overflow {
-            return Err(self
-                .core
-                .queue_full(signal, items, request.finalizers, capacity));
-        }
-        // If the wait is abandoned, the request is dropped inside the send
-        // future: its unsettled finalizers report it as failed.
-        match wait_for_room(&self.core.shutdown, self.tx.send(request)).await {
-            Some(Ok(())) => {
-                self.core.metrics.set_queue_size(self.tx.len());
+                // The worker gives the places back when it takes the request.
+                places.forget();
+                self.core.queue_grew(signal, u64::from(size));
                 Ok(())
             }
-            Some(Err(async_channel::SendError(r))) => {
+            Err(async_channel::TrySendError::Full(r) | async_channel::TrySendError::Closed(r)) => {
                 r.finalizers.settle(DeliveryStatus::Failed);
                 Err(ConsumeError::Shutdown)
             }
-            None => Err(self
-                .core
-                .queue_full(signal, items, Finalizers::default(), capacity)),
         }
     }
 }
 
-pub(super) async fn memory_worker(core: Arc<Core>, rx: async_channel::Receiver<Request>) {
+pub(super) async fn memory_worker(
+    core: Arc<Core>,
+    rx: async_channel::Receiver<Request>,
+    room: Arc<Semaphore>,
+) {
     while let Ok(request) = rx.recv().await {
-        core.metrics.set_queue_size(rx.len());
+        room.add_permits(request.size as usize);
+        core.queue_shrank(request.payload.signal(), u64::from(request.size));
         if core.shutdown.is_cancelled() && core.drain_failed.load(Ordering::Relaxed) {
             core.drop_in_drain(&request.payload, request.finalizers);
             continue;
@@ -101,10 +130,10 @@ mod tests {
 
     use crate::config::GoDuration;
     use crate::exporters::helper::tests::{
-        batch, consume, context, memory_queue, settings, start, status, stop, untimed,
-        ScriptedClient, HANG,
+        batch, consume, context, log_request_bytes, memory_queue, metered_context, queue_gauge,
+        settings, start, status, stop, untimed, ScriptedClient, HANG,
     };
-    use crate::exporters::helper::{ExportError, QueueConfig};
+    use crate::exporters::helper::{ExportError, QueueConfig, Sizer};
     use crate::pipeline::{ConsumeError, DeliveryStatus};
 
     /// One worker, `queue_size` 2: the first request is taken by the worker
@@ -275,5 +304,94 @@ mod tests {
         stop(consumer, handle).await;
         assert_eq!(status(first).await, DeliveryStatus::Delivered);
         assert_eq!(status(second).await, DeliveryStatus::Delivered);
+    }
+
+    /// `sizer: items`: each request counts its log records (2 here); the
+    /// gauge reports them with `data_type: logs`; one that does not fit
+    /// waits or is refused; one larger than the whole queue is rejected at
+    /// once even when blocking.
+    #[tokio::test(start_paused = true)]
+    async fn items_sizer_counts_records() {
+        let (ctx, registry) = metered_context(None);
+        let gate = Arc::new(Semaphore::new(0));
+        let client = ScriptedClient::new(Vec::new(), None, Some(Arc::clone(&gate)));
+        let queue = QueueConfig {
+            sizer: Sizer::Items,
+            block_on_overflow: false,
+            ..memory_queue(1, 5)
+        };
+        let (consumer, handle) = start(&ctx, untimed(queue), &client).await;
+        let first = consume(&consumer, "1").await;
+        client.wait_calls(1).await;
+        let queued = [consume(&consumer, "2").await, consume(&consumer, "3").await];
+        let size = |t| queue_gauge(&registry, "otelcol_exporter_queue_size", t);
+        assert_eq!((size("logs"), size("metrics")), (4, 0));
+        assert_eq!(
+            queue_gauge(&registry, "otelcol_exporter_queue_capacity", "logs"),
+            5
+        );
+        let (b, fourth) = batch("4");
+        let refused = consumer.consume(b).await;
+        assert!(
+            matches!(refused, Err(ConsumeError::Refused { .. })),
+            "{refused:?}"
+        );
+        assert_eq!(status(fourth).await, DeliveryStatus::Failed);
+        gate.add_permits(100);
+        assert_eq!(status(first).await, DeliveryStatus::Delivered);
+        for rx in queued {
+            assert_eq!(status(rx).await, DeliveryStatus::Delivered);
+        }
+        assert_eq!(size("logs"), 0);
+        stop(consumer, handle).await;
+        assert_eq!(client.markers(), ["1", "2", "3"]);
+
+        let queue = QueueConfig {
+            sizer: Sizer::Items,
+            ..memory_queue(1, 1)
+        };
+        let (consumer, handle) = start(&ctx, untimed(queue), &client).await;
+        let (b, rx) = batch("too large");
+        let refused = tokio::time::timeout(HANG, consumer.consume(b)).await;
+        assert!(
+            matches!(&refused, Ok(Err(ConsumeError::Permanent(m))) if m.contains("element size too large")),
+            "{refused:?}"
+        );
+        assert_eq!(status(rx).await, DeliveryStatus::Rejected);
+        stop(consumer, handle).await;
+    }
+
+    /// `sizer: bytes`: room for exactly two serialized requests.
+    #[tokio::test(start_paused = true)]
+    async fn bytes_sizer_counts_serialized_size() {
+        let (ctx, registry) = metered_context(None);
+        let gate = Arc::new(Semaphore::new(0));
+        let client = ScriptedClient::new(Vec::new(), None, Some(Arc::clone(&gate)));
+        let one = log_request_bytes();
+        let queue = QueueConfig {
+            sizer: Sizer::Bytes,
+            block_on_overflow: false,
+            ..memory_queue(1, 2 * one + 1)
+        };
+        let (consumer, handle) = start(&ctx, untimed(queue), &client).await;
+        let first = consume(&consumer, "1").await;
+        client.wait_calls(1).await;
+        let queued = [consume(&consumer, "2").await, consume(&consumer, "3").await];
+        assert_eq!(
+            queue_gauge(&registry, "otelcol_exporter_queue_size", "logs"),
+            i64::try_from(2 * one).unwrap_or(i64::MAX)
+        );
+        let (b, fourth) = batch("4");
+        assert!(matches!(
+            consumer.consume(b).await,
+            Err(ConsumeError::Refused { .. })
+        ));
+        assert_eq!(status(fourth).await, DeliveryStatus::Failed);
+        gate.add_permits(100);
+        assert_eq!(status(first).await, DeliveryStatus::Delivered);
+        for rx in queued {
+            assert_eq!(status(rx).await, DeliveryStatus::Delivered);
+        }
+        stop(consumer, handle).await;
     }
 }

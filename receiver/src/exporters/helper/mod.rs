@@ -29,8 +29,8 @@ mod retry;
 #[cfg(test)]
 mod tests;
 
-pub use disk_codec::{decode_request, encode_request};
-pub use queue_config::{QueueConfig, MAX_MEMORY_QUEUE_SIZE};
+pub use disk_codec::{decode_request, encode_request, RequestSize};
+pub use queue_config::{QueueConfig, Sizer, MAX_MEMORY_QUEUE_SIZE, MAX_QUEUE_SIZE};
 pub use retry::RetryConfig;
 
 use std::collections::HashMap;
@@ -193,6 +193,8 @@ pub async fn spawn(
         drain_failed: AtomicBool::new(false),
         drain_dropped_requests: AtomicU64::new(0),
         drain_dropped_items: AtomicU64::new(0),
+        sizer: queue.sizer,
+        queued: Default::default(),
     });
 
     if !queue.enabled {
@@ -211,23 +213,38 @@ pub async fn spawn(
     if let Some(storage_id) = &queue.storage {
         let storage = ctx.extensions.storage(storage_id, id)?;
         let owner = id.clone();
-        // Opening scans the directory: blocking I/O.
-        let disk = tokio::task::spawn_blocking(move || storage.queue("exporter", &owner))
-            .await
-            .map_err(|e| anyhow::anyhow!("{id}: opening the persistent queue failed: {e}"))?
-            .map_err(|e| anyhow::anyhow!("{id}: sending_queue::storage {storage_id}: {e:#}"))?;
-        return Ok(spawn_persistent(core, client, &queue, disk));
+        // Opening scans the directory and recounts what is there.
+        let (disk, resumed) = tokio::task::spawn_blocking(move || {
+            storage.queue("exporter", &owner).map(|disk| {
+                let resumed = persistent_queue::recount(&disk);
+                (disk, resumed)
+            })
+        })
+        .await
+        .map_err(|e| anyhow::anyhow!("{id}: opening the persistent queue failed: {e}"))?
+        .map_err(|e| anyhow::anyhow!("{id}: sending_queue::storage {storage_id}: {e:#}"))?;
+        return Ok(spawn_persistent(core, client, &queue, disk, resumed));
     }
 
-    let (tx, rx) = async_channel::bounded::<Request>(queue.queue_size);
+    // Unbounded channel, bounded by `room` (in the sizer's unit): every
+    // request counts at least 1, so the channel never holds more than
+    // `queue_size` requests.
+    let (tx, rx) = async_channel::unbounded::<Request>();
+    let room = Arc::new(tokio::sync::Semaphore::new(queue.queue_size));
     let mut workers = JoinSet::new();
     for _ in 0..queue.num_consumers {
-        workers.spawn(memory_worker(Arc::clone(&core), rx.clone()));
+        workers.spawn(memory_worker(
+            Arc::clone(&core),
+            rx.clone(),
+            Arc::clone(&room),
+        ));
     }
     drop(rx);
     let consumer = MemoryQueueConsumer {
         core: Arc::clone(&core),
         tx,
+        room,
+        capacity: queue.queue_size,
         block_on_overflow: queue.block_on_overflow,
     };
     let handle = tokio::spawn(async move {
@@ -257,6 +274,18 @@ struct Core {
     /// Requests and items failed fast during the drain, for one summary.
     drain_dropped_requests: AtomicU64,
     drain_dropped_items: AtomicU64,
+    /// The unit of the queue's size and capacity.
+    sizer: Sizer,
+    /// Each signal's share of the queue, in the sizer's unit (by
+    /// [`signal_index`]), mirrored to the queue size gauges.
+    queued: [AtomicU64; 2],
+}
+
+fn signal_index(signal: Signal) -> usize {
+    match signal {
+        Signal::Logs => 0,
+        Signal::Metrics => 1,
+    }
 }
 
 /// How one request ended.
@@ -480,6 +509,57 @@ impl Core {
                 "Exporting failed during shutdown. Dropping the rest of the sending queue without further attempts."
             );
         }
+    }
+
+    /// `n` (in the sizer's unit) of `signal` entered the queue.
+    fn queue_grew(&self, signal: Signal, n: u64) {
+        let now = self.queued[signal_index(signal)]
+            .fetch_add(n, Ordering::AcqRel)
+            .saturating_add(n);
+        self.metrics.set_queue_size(signal, now);
+    }
+
+    /// `n` (in the sizer's unit) of `signal` left the queue.
+    fn queue_shrank(&self, signal: Signal, n: u64) {
+        let before = self.queued[signal_index(signal)]
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |q| {
+                Some(q.saturating_sub(n))
+            })
+            .unwrap_or(0);
+        self.metrics
+            .set_queue_size(signal, before.saturating_sub(n));
+    }
+
+    /// A request larger than the whole queue can never be queued: refused at
+    /// once, whatever `block_on_overflow` says, as the collector's memory
+    /// queue does (`errSizeTooLarge`), and counted as failing to enqueue.
+    fn too_large(
+        &self,
+        signal: Signal,
+        items: usize,
+        finalizers: Finalizers,
+        size: u64,
+        capacity: usize,
+    ) -> ConsumeError {
+        self.metrics.enqueue_failed(signal, items);
+        let sizer = self.sizer.as_str();
+        if let Some(suppressed) = self.log.allow("too_large") {
+            tracing::error!(
+                exporter = %self.id,
+                %signal,
+                dropped_items = items,
+                size,
+                sizer,
+                queue_size = capacity,
+                suppressed,
+                "Request is larger than the whole sending queue. Dropping data."
+            );
+        }
+        finalizers.settle(DeliveryStatus::Rejected);
+        ConsumeError::Permanent(format!(
+            "request of {size} {sizer} is larger than the sending queue of exporter {} ({capacity} {sizer}): element size too large",
+            self.id
+        ))
     }
 
     /// A full queue in non-blocking mode (or still full after the drain

@@ -2,8 +2,9 @@
 //! extension's crash-safe FIFO before `consume` returns, so that they survive
 //! kill -9, and the workers that send and delete them.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -13,9 +14,10 @@ use tokio::time::Instant;
 use tokio_util::sync::{CancellationToken, DropGuard};
 
 use super::backoff::requeue_pause;
+use super::disk_codec::{size_from_head, size_of_stored, COUNTED_HEAD};
 use super::{
     decode_request, encode_request, join_workers, wait_for_room, Core, ExportClient, Outcome,
-    QueueConfig, DRAIN_ENQUEUE_WAIT,
+    QueueConfig, RequestSize, DRAIN_ENQUEUE_WAIT,
 };
 use crate::extensions::file_storage::{PersistentQueue, Popped};
 use crate::pipeline::{
@@ -31,28 +33,78 @@ const STORAGE_RETRY_MAX: Duration = Duration::from_secs(2);
 /// The persistent queue's state shared by the consumer and the workers.
 struct PersistentShared {
     disk: PersistentQueue,
-    /// Free places: a push takes one; it comes back when the item leaves
-    /// the queue (sent, rejected, skipped), not when a worker takes it, so
-    /// the items on disk, taken or waiting, never exceed the capacity.
+    /// Free places, in the sizer's unit: a push takes its size; they come
+    /// back when the item leaves the queue (sent, rejected, skipped), not
+    /// when a worker takes it, so what is on disk, taken or waiting, never
+    /// exceeds the capacity.
     room: Semaphore,
-    /// Items found on disk beyond `queue_size` (the last run had a larger
-    /// one): their places are not given back, so the bound is restored.
-    debt: AtomicUsize,
+    /// What was found on disk beyond `queue_size` (the last run had a larger
+    /// one, or another sizer): that many places are not given back, so the
+    /// bound is restored.
+    debt: AtomicU64,
     /// One permit per item waiting on disk.
     ready: Semaphore,
     capacity: usize,
+    /// Each item on disk (waiting or taken) by sequence number: its signal
+    /// and its size in the sizer's unit, to give back when it leaves.
+    sizes: Mutex<HashMap<u64, (Signal, u32)>>,
 }
 
 impl PersistentShared {
-    fn give_back_room(&self) {
-        let paid_debt = self
+    fn give_back_room(&self, n: u64) {
+        let mut paid = 0;
+        let _ = self
             .debt
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |d| d.checked_sub(1))
-            .is_ok();
-        if !paid_debt {
-            self.room.add_permits(1);
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |d| {
+                paid = d.min(n);
+                Some(d - paid)
+            });
+        let rest = usize::try_from(n - paid).unwrap_or(usize::MAX);
+        if rest > 0 {
+            self.room.add_permits(rest);
         }
     }
+
+    fn sizes(&self) -> std::sync::MutexGuard<'_, HashMap<u64, (Signal, u32)>> {
+        self.sizes
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Item `seq` left the queue: its places and its share come back.
+    fn item_left(&self, core: &Core, seq: u64) {
+        let entry = self.sizes().remove(&seq);
+        if let Some((signal, size)) = entry {
+            self.give_back_room(u64::from(size));
+            core.queue_shrank(signal, u64::from(size));
+        }
+    }
+}
+
+/// What each item found on disk holds, for a restarted queue's accounting:
+/// read from the count stored ahead of each request, or (items written by
+/// an earlier version) by decoding it. Blocking I/O. An item that cannot be
+/// read is left out: its `pop` skips it.
+pub(super) fn recount(disk: &PersistentQueue) -> Vec<(u64, RequestSize)> {
+    disk.pending_heads(COUNTED_HEAD)
+        .into_iter()
+        .filter_map(|item| {
+            let size = match size_from_head(&item.head, item.len) {
+                Ok(Some(size)) => Ok(size),
+                Ok(None) => disk
+                    .read_pending(item.seq)
+                    .and_then(|data| size_of_stored(&data)),
+                Err(e) => Err(e),
+            };
+            match size {
+                Ok(size) => Some((item.seq, size)),
+                Err(reason) => {
+                    tracing::debug!(seq = item.seq, %reason, "cannot count a persistent queue item; it is skipped when taken");
+                    None
+                }
+            }
+        })
+        .collect()
 }
 
 pub(super) fn spawn_persistent(
@@ -60,16 +112,28 @@ pub(super) fn spawn_persistent(
     client: Arc<dyn ExportClient>,
     queue: &QueueConfig,
     disk: PersistentQueue,
+    resumed: Vec<(u64, RequestSize)>,
 ) -> (DynConsumer, JoinHandle<()>) {
-    let resumed = disk.len();
     let capacity = queue.queue_size.min(Semaphore::MAX_PERMITS);
-    core.metrics.set_queue_size(resumed);
+    let mut sizes = HashMap::with_capacity(resumed.len());
+    let mut total: u64 = 0;
+    for (seq, size) in &resumed {
+        // A stored size beyond u32 cannot come from this queue (items are
+        // smaller than 4 GiB): it counts as the largest.
+        let units = u32::try_from(size.in_unit(core.sizer)).unwrap_or(u32::MAX);
+        sizes.insert(*seq, (size.signal, units));
+        total = total.saturating_add(u64::from(units));
+        core.queue_grew(size.signal, u64::from(units));
+    }
+    let capacity_units = u64::try_from(capacity).unwrap_or(u64::MAX);
+    let free = usize::try_from(capacity_units.saturating_sub(total)).unwrap_or(capacity);
     let shared = Arc::new(PersistentShared {
+        room: Semaphore::new(free),
+        debt: AtomicU64::new(total.saturating_sub(capacity_units)),
+        ready: Semaphore::new(disk.len().min(Semaphore::MAX_PERMITS)),
         disk,
-        room: Semaphore::new(capacity.saturating_sub(resumed)),
-        debt: AtomicUsize::new(resumed.saturating_sub(capacity)),
-        ready: Semaphore::new(resumed.min(Semaphore::MAX_PERMITS)),
         capacity,
+        sizes: Mutex::new(sizes),
     });
     // Workers stop at shutdown or when the consumer is dropped.
     let stop = core.shutdown.child_token();
@@ -119,8 +183,17 @@ impl Consumer for PersistentQueueConsumer {
             return Ok(());
         }
         let capacity = self.shared.capacity;
-        match self.shared.room.try_acquire() {
-            Ok(place) => place.forget(),
+        let size = RequestSize::of_in_unit(&batch.payload, self.core.sizer);
+        let fits = u32::try_from(size)
+            .ok()
+            .filter(|s| usize::try_from(*s).is_ok_and(|s| s <= capacity));
+        let Some(size) = fits else {
+            return Err(self
+                .core
+                .too_large(signal, items, batch.finalizers, size, capacity));
+        };
+        match self.shared.room.try_acquire_many(size) {
+            Ok(places) => places.forget(),
             Err(TryAcquireError::Closed) => return Err(ConsumeError::Shutdown),
             Err(TryAcquireError::NoPermits) if !self.block_on_overflow => {
                 return Err(self
@@ -128,8 +201,9 @@ impl Consumer for PersistentQueueConsumer {
                     .queue_full(signal, items, batch.finalizers, capacity))
             }
             Err(TryAcquireError::NoPermits) => {
-                match wait_for_room(&self.core.shutdown, self.shared.room.acquire()).await {
-                    Some(Ok(place)) => place.forget(),
+                match wait_for_room(&self.core.shutdown, self.shared.room.acquire_many(size)).await
+                {
+                    Some(Ok(places)) => places.forget(),
                     Some(Err(_closed)) => return Err(ConsumeError::Shutdown),
                     None => {
                         return Err(self
@@ -139,9 +213,10 @@ impl Consumer for PersistentQueueConsumer {
                 }
             }
         }
-        // Holds the place taken above; gives it back unless the write worked.
+        // Holds the places taken above; gives them back unless the write worked.
         let mut place = Place {
             shared: Some(Arc::clone(&self.shared)),
+            size,
         };
         let data = batch.payload;
         let mut finalizers = batch.finalizers;
@@ -153,11 +228,15 @@ impl Consumer for PersistentQueueConsumer {
             // write failed, its finalizers and place are dropped with the
             // result: reported as failed, place given back).
             let shared = Arc::clone(&self.shared);
+            let core = Arc::clone(&self.core);
             let payload = Arc::clone(&data);
             let written = tokio::task::spawn_blocking(move || {
                 match shared.disk.push(&encode_request(&payload)) {
                     Ok(seq) => {
                         place.keep();
+                        // Counted before a worker can take it.
+                        shared.sizes().insert(seq, (signal, size));
+                        core.queue_grew(signal, u64::from(size));
                         shared.ready.add_permits(1);
                         finalizers.settle(DeliveryStatus::Delivered);
                         Ok(seq)
@@ -166,7 +245,6 @@ impl Consumer for PersistentQueueConsumer {
                 }
             })
             .await;
-            self.core.metrics.set_queue_size(self.shared.disk.len());
             let (error, returned, kept) = match written {
                 Ok(Ok(_seq)) => return Ok(()),
                 Ok(Err(failed)) => failed,
@@ -223,10 +301,11 @@ impl Consumer for PersistentQueueConsumer {
     }
 }
 
-/// A place in the persistent queue's capacity, given back when dropped
+/// Places in the persistent queue's capacity, given back when dropped
 /// unless [`Place::keep`] was called (the item was written).
 struct Place {
     shared: Option<Arc<PersistentShared>>,
+    size: u32,
 }
 
 impl Place {
@@ -238,7 +317,7 @@ impl Place {
 impl Drop for Place {
     fn drop(&mut self) {
         if let Some(shared) = self.shared.take() {
-            shared.give_back_room();
+            shared.give_back_room(u64::from(self.size));
         }
     }
 }
@@ -262,14 +341,13 @@ async fn persistent_worker(
         let Some(popped) = take_item(&core, &shared, PersistentQueue::pop).await else {
             continue;
         };
-        core.metrics.set_queue_size(shared.disk.len());
         // A taken item keeps its place until it leaves the queue, so that an
         // item put back after a failed export does not push the queue past
         // its capacity.
         let item = match popped {
             Popped::Item(item) => item,
-            Popped::Skipped => {
-                shared.give_back_room();
+            Popped::Skipped { seq } => {
+                shared.item_left(&core, seq);
                 continue;
             }
         };
@@ -347,7 +425,7 @@ async fn take_item(
 async fn remove_item(core: &Core, shared: &Arc<PersistentShared>, seq: u64) {
     let removing = Arc::clone(shared);
     let removed = tokio::task::spawn_blocking(move || removing.disk.remove(seq)).await;
-    shared.give_back_room();
+    shared.item_left(core, seq);
     let error = match removed {
         Ok(Ok(())) => return,
         Ok(Err(e)) => format!("{e:#}"),
@@ -385,10 +463,11 @@ mod tests {
     use super::*;
     use crate::config::GoDuration;
     use crate::exporters::helper::tests::{
-        batch, consume, context, log_payload, persistent_queue, settings, start, status, stop,
-        untimed, ScriptedClient, Step, HANG,
+        batch, consume, context, log_payload, log_request_bytes, metered_context, persistent_queue,
+        queue_gauge, settings, start, status, stop, untimed, ScriptedClient, Step, HANG,
     };
-    use crate::exporters::helper::{ExportError, ExportResponse, LogLimiter, RetryConfig};
+    use crate::exporters::helper::{ExportError, ExportResponse, LogLimiter, RetryConfig, Sizer};
+    use crate::pipeline::DeliveryStatus;
 
     fn queue_files(dir: &Path) -> Vec<String> {
         let q = dir.join("exporter_otlp_backend/queue");
@@ -505,9 +584,10 @@ mod tests {
         let shared = Arc::new(PersistentShared {
             disk,
             room: Semaphore::new(1),
-            debt: AtomicUsize::new(0),
+            debt: AtomicU64::new(0),
             ready: Semaphore::new(0),
             capacity: 1,
+            sizes: Mutex::default(),
         });
         let ctx = context(None);
         let client: Arc<dyn ExportClient> = ScriptedClient::ok();
@@ -523,6 +603,8 @@ mod tests {
             drain_failed: AtomicBool::new(false),
             drain_dropped_requests: AtomicU64::new(0),
             drain_dropped_items: AtomicU64::new(0),
+            sizer: crate::exporters::helper::Sizer::Requests,
+            queued: Default::default(),
         };
         let popped = take_item(&core, &shared, |_| panic!("simulated read failure")).await;
         assert!(popped.is_none());
@@ -679,6 +761,100 @@ mod tests {
             ));
             assert_eq!(status(rx).await, DeliveryStatus::Failed);
             stop(consumer, handle).await;
+        })
+        .await;
+    }
+
+    /// `sizer: items` and `bytes` on disk: items being exported still
+    /// count; after a restart the queue recounts what it holds (from the
+    /// count stored ahead of each request, or by decoding an item an
+    /// earlier version wrote), per signal, in whichever unit is configured.
+    #[tokio::test]
+    async fn persistent_queue_recounts_items_and_bytes_after_a_restart() {
+        bounded(async {
+            let tmp = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+            let items_queue = QueueConfig {
+                sizer: Sizer::Items,
+                block_on_overflow: false,
+                ..persistent_queue(1, 5)
+            };
+            let down = ScriptedClient::new(Vec::new(), Some(ExportError::retryable("down")), None);
+            let refuses = |consumer: DynConsumer, marker: &'static str| async move {
+                let (b, rx) = batch(marker);
+                let refused = consumer.consume(b).await;
+                assert!(
+                    matches!(refused, Err(ConsumeError::Refused { .. })),
+                    "{marker}: {refused:?}"
+                );
+                assert_eq!(status(rx).await, DeliveryStatus::Failed);
+            };
+
+            let (ctx, registry) = metered_context(Some(tmp.path()));
+            let (consumer, handle) = start(&ctx, settings(items_queue.clone()), &down).await;
+            drop(consume(&consumer, "a").await);
+            down.wait_calls(1).await;
+            drop(consume(&consumer, "b").await);
+            let size =
+                |r: &prometheus::Registry, t| queue_gauge(r, "otelcol_exporter_queue_size", t);
+            assert_eq!(
+                (size(&registry, "logs"), size(&registry, "metrics")),
+                (4, 0)
+            );
+            // "a" being exported still holds its 2 items: 4 of 5 are taken.
+            refuses(Arc::clone(&consumer), "c").await;
+            ctx.shutdown.cancel();
+            stop(consumer, handle).await;
+            drop(ctx);
+            assert_eq!(queue_files(tmp.path()).len(), 2);
+
+            // An item written by an earlier version (no stored count).
+            {
+                let dir = tmp.path().join("exporter_otlp_backend/queue");
+                let disk = PersistentQueue::open(dir, false).unwrap_or_else(|e| panic!("{e:#}"));
+                let mut old = vec![1u8];
+                old.extend_from_slice(&encode_request(&log_payload("z"))[COUNTED_HEAD..]);
+                disk.push(&old).unwrap_or_else(|e| panic!("{e:#}"));
+            }
+            let on_disk = 3;
+
+            // Restarted with the backend down: the share is recounted.
+            for (sizer, unit) in [
+                (Sizer::Items, 2),
+                (
+                    Sizer::Bytes,
+                    i64::try_from(log_request_bytes()).unwrap_or(i64::MAX),
+                ),
+                (Sizer::Requests, 1),
+            ] {
+                let (ctx, registry) = metered_context(Some(tmp.path()));
+                let queue = QueueConfig {
+                    sizer,
+                    queue_size: 1000,
+                    ..items_queue.clone()
+                };
+                let (consumer, handle) = start(&ctx, settings(queue), &down).await;
+                assert_eq!(size(&registry, "logs"), on_disk * unit, "{sizer:?}");
+                assert_eq!(size(&registry, "metrics"), 0, "{sizer:?}");
+                ctx.shutdown.cancel();
+                stop(consumer, handle).await;
+            }
+
+            // Back to 5 items: the 6 on disk are over the bound, so nothing
+            // fits until they are sent; nothing was lost.
+            let (ctx, _registry) = metered_context(Some(tmp.path()));
+            let (consumer, handle) = start(&ctx, settings(items_queue.clone()), &down).await;
+            refuses(Arc::clone(&consumer), "d").await;
+            ctx.shutdown.cancel();
+            stop(consumer, handle).await;
+            assert_eq!(queue_files(tmp.path()).len(), 3);
+            let up = ScriptedClient::ok();
+            let ctx = context(Some(tmp.path()));
+            let (consumer, handle) = start(&ctx, settings(items_queue), &up).await;
+            up.wait_calls(3).await;
+            stop(consumer, handle).await;
+            let mut markers = up.markers();
+            markers.sort();
+            assert_eq!(markers, ["a", "b", "z"]);
         })
         .await;
     }

@@ -6,8 +6,13 @@ use serde::Deserialize;
 use crate::component::Reference;
 use crate::config::{ComponentId, ValidationError};
 
-/// Largest in-memory `queue_size`: the channel allocates its slots up front.
+/// Largest in-memory `queue_size` with `sizer: requests`: each queued request
+/// may hold a whole batch, so a larger count bounds memory too loosely.
 pub const MAX_MEMORY_QUEUE_SIZE: usize = 100_000;
+
+/// Largest `queue_size` in any unit: the queue's room is a semaphore of
+/// this many permits at most.
+pub const MAX_QUEUE_SIZE: usize = tokio::sync::Semaphore::MAX_PERMITS;
 
 /// `sending_queue`, with the collector's defaults (sizer: requests).
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -22,19 +27,31 @@ pub struct QueueConfig {
     pub block_on_overflow: bool,
     /// `file_storage[/name]`: a persistent queue that survives kill -9.
     pub storage: Option<ComponentId>,
-    /// The unit of `queue_size`: only `requests` (see [`Sizer`]).
+    /// The unit of `queue_size` (see [`Sizer`]).
     pub sizer: Sizer,
 }
 
-/// `sending_queue.sizer`. The collector also counts `items` (log records,
-/// data points) or `bytes`; here the queue holds whole requests, and
-/// counting another unit would need a different queue, so those are
-/// refused rather than read as a number of requests.
+/// `sending_queue.sizer`: the unit of `queue_size`, as the collector's
+/// exporterhelper defines it (`request/sizer.go`): `requests` counts each
+/// request as 1, `items` its log records or metric data points, `bytes` the
+/// size of its serialized OTLP `Export*ServiceRequest` protobuf.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(try_from = "String")]
 pub enum Sizer {
     #[default]
     Requests,
+    Items,
+    Bytes,
+}
+
+impl Sizer {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Sizer::Requests => "requests",
+            Sizer::Items => "items",
+            Sizer::Bytes => "bytes",
+        }
+    }
 }
 
 impl TryFrom<String> for Sizer {
@@ -43,12 +60,11 @@ impl TryFrom<String> for Sizer {
     fn try_from(s: String) -> Result<Self, String> {
         match s.as_str() {
             "requests" => Ok(Sizer::Requests),
-            "items" | "bytes" => Err(format!(
-                "sizer {s:?} is not supported: this agent's queue counts whole requests; \
-                 use sizer: requests and give queue_size as a number of requests \
-                 (the batch processor's send_batch_max_size bounds the items of each)"
+            "items" => Ok(Sizer::Items),
+            "bytes" => Ok(Sizer::Bytes),
+            _ => Err(format!(
+                "invalid sizer {s:?} (valid values: requests, items, bytes)"
             )),
-            _ => Err(format!("unknown sizer {s:?} (valid value: requests)")),
         }
     }
 }
@@ -75,12 +91,23 @@ impl QueueConfig {
         if self.enabled && self.num_consumers == 0 {
             return Err(ValidationError::at("num_consumers", "must be positive"));
         }
-        if self.enabled && self.storage.is_none() && self.queue_size > MAX_MEMORY_QUEUE_SIZE {
+        if self.enabled && self.queue_size > MAX_QUEUE_SIZE {
+            return Err(ValidationError::at(
+                "queue_size",
+                format!("must be at most {MAX_QUEUE_SIZE}"),
+            ));
+        }
+        if self.enabled
+            && self.sizer == Sizer::Requests
+            && self.storage.is_none()
+            && self.queue_size > MAX_MEMORY_QUEUE_SIZE
+        {
             return Err(ValidationError::at(
                 "queue_size",
                 format!(
-                    "must be at most {MAX_MEMORY_QUEUE_SIZE} for an in-memory queue \
-                     (its slots are allocated up front); set sending_queue::storage for a larger, persistent queue"
+                    "must be at most {MAX_MEMORY_QUEUE_SIZE} requests for an in-memory queue \
+                     (each may hold a whole batch); set sending_queue::storage for a larger, persistent queue, \
+                     or bound it in items or bytes (sizer: items or bytes)"
                 ),
             ));
         }
@@ -125,17 +152,31 @@ mod tests {
     }
 
     #[test]
-    fn sizer_requests_only() {
-        let q: QueueConfig =
-            serde_json::from_value(serde_json::json!({"sizer": "requests", "queue_size": 5}))
-                .expect("requests");
-        assert_eq!((q.sizer, q.queue_size), (Sizer::Requests, 5));
-        for other in ["items", "bytes"] {
-            let err = serde_json::from_value::<QueueConfig>(serde_json::json!({"sizer": other}))
-                .err()
-                .map(|e| e.to_string())
-                .unwrap_or_default();
-            assert!(err.contains("use sizer: requests"), "{err}");
+    fn sizers_as_the_collector_names_them() {
+        for (name, sizer) in [
+            ("requests", Sizer::Requests),
+            ("items", Sizer::Items),
+            ("bytes", Sizer::Bytes),
+        ] {
+            let q: QueueConfig =
+                serde_json::from_value(serde_json::json!({"sizer": name, "queue_size": 5}))
+                    .unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert_eq!((q.sizer, q.queue_size), (sizer, 5));
+            assert_eq!(sizer.as_str(), name);
         }
+        let err = serde_json::from_value::<QueueConfig>(serde_json::json!({"sizer": "batches"}))
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            err.contains("valid values: requests, items, bytes"),
+            "{err}"
+        );
+        // The in-memory request bound does not apply to items and bytes.
+        let items = QueueConfig {
+            sizer: Sizer::Items,
+            ..memory_queue(1, MAX_MEMORY_QUEUE_SIZE + 1)
+        };
+        assert!(items.validate().is_ok());
     }
 }

@@ -184,6 +184,44 @@ pub(super) fn context(storage_dir: Option<&Path>) -> BuildContext {
     }
 }
 
+/// [`context`] with its own metrics gathered in the returned registry.
+pub(super) fn metered_context(storage_dir: Option<&Path>) -> (BuildContext, prometheus::Registry) {
+    let registry = prometheus::Registry::new();
+    let provider = opentelemetry_sdk::metrics::SdkMeterProvider::builder()
+        .with_reader(
+            crate::telemetry::prometheus_reader(registry.clone()).unwrap_or_else(|e| panic!("{e}")),
+        )
+        .build();
+    let ctx = BuildContext {
+        telemetry: Telemetry::new(provider, crate::config::MetricsLevel::Basic),
+        ..context(storage_dir)
+    };
+    (ctx, registry)
+}
+
+/// `otelcol_exporter_queue_size` (or `_capacity`) of `data_type`.
+pub(super) fn queue_gauge(registry: &prometheus::Registry, name: &str, data_type: &str) -> i64 {
+    let families = registry.gather();
+    let family = families
+        .iter()
+        .find(|f| f.name() == name)
+        .unwrap_or_else(|| panic!("{name} missing"));
+    let series = family.get_metric().iter().find(|m| {
+        m.get_label()
+            .iter()
+            .any(|l| l.name() == "data_type" && l.value() == data_type)
+    });
+    series.map_or_else(
+        || panic!("{name} has no data_type {data_type}"),
+        |m| m.get_gauge().get_value() as i64,
+    )
+}
+
+/// The serialized size of one [`log_payload`] request (the `bytes` sizer).
+pub(super) fn log_request_bytes() -> usize {
+    usize::try_from(RequestSize::of(&log_payload("1")).bytes).unwrap_or(usize::MAX)
+}
+
 pub(super) fn settings(queue: QueueConfig) -> ExporterSettings {
     ExporterSettings {
         timeout: Some(Duration::from_secs(5)),

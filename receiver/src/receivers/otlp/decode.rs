@@ -64,7 +64,18 @@ pub(super) enum Compression {
     Zstd,
     /// `deflate` and `zlib`: zlib-wrapped deflate, as the collector reads both.
     Zlib,
+    /// `snappy`: the block format, or the framing format when the body
+    /// starts with its stream identifier (the collector's confighttp detects
+    /// it the same way: its clients once sent framed bodies under this name).
+    Snappy,
+    /// `x-snappy-framed`: the snappy framing format.
+    SnappyFramed,
+    /// `lz4`: the LZ4 frame format.
+    Lz4,
 }
+
+/// The first chunk of every snappy framed stream (the stream identifier).
+const SNAPPY_FRAMING_HEADER: &[u8] = b"\xff\x06\x00\x00sNaPpY";
 
 impl Compression {
     pub(super) fn from_content_encoding(value: Option<&str>) -> Result<Self, String> {
@@ -74,8 +85,12 @@ impl Compression {
             "gzip" | "x-gzip" => Ok(Compression::Gzip),
             "zstd" => Ok(Compression::Zstd),
             "deflate" | "zlib" => Ok(Compression::Zlib),
+            "snappy" => Ok(Compression::Snappy),
+            "x-snappy-framed" => Ok(Compression::SnappyFramed),
+            "lz4" => Ok(Compression::Lz4),
             _ => Err(format!(
-                "unsupported Content-Encoding {value:?} (supported: gzip, zstd, deflate, zlib, identity)"
+                "unsupported Content-Encoding {value:?} (supported: gzip, zstd, deflate, zlib, \
+                 snappy, x-snappy-framed, lz4, identity)"
             )),
         }
     }
@@ -118,6 +133,37 @@ pub(super) fn decompress(
             read_bounded(flate2::read::ZlibDecoder::new(&body[..]), limit, reserve)
                 .map(Inflated::into_bytes)
         }
+        Compression::Snappy if body.starts_with(SNAPPY_FRAMING_HEADER) => {
+            read_bounded(snap::read::FrameDecoder::new(&body[..]), limit, reserve)
+                .map(Inflated::into_bytes)
+        }
+        Compression::Snappy => {
+            // A block says its decoded length up front: checked against the
+            // limit (and reserved) before anything is inflated.
+            let len = snap::raw::decompress_len(&body).map_err(|e| {
+                DecompressError::Corrupt(format!("cannot decompress the body: {e}"))
+            })?;
+            if len > limit {
+                return Err(DecompressError::TooLarge);
+            }
+            if !reserve(len) {
+                return Err(DecompressError::Busy);
+            }
+            snap::raw::Decoder::new()
+                .decompress_vec(&body)
+                .map(Bytes::from)
+                .map_err(|e| DecompressError::Corrupt(format!("cannot decompress the body: {e}")))
+        }
+        Compression::SnappyFramed => {
+            read_bounded(snap::read::FrameDecoder::new(&body[..]), limit, reserve)
+                .map(Inflated::into_bytes)
+        }
+        Compression::Lz4 => read_bounded(
+            lz4_flex::frame::FrameDecoder::new(&body[..]),
+            limit,
+            reserve,
+        )
+        .map(Inflated::into_bytes),
         Compression::Zstd => {
             let mut decoder =
                 zstd::stream::read::Decoder::with_buffer(&body[..]).map_err(corrupt)?;
@@ -636,7 +682,113 @@ mod tests {
             Compression::from_content_encoding(Some("deflate")),
             Ok(Compression::Zlib)
         );
-        assert!(Compression::from_content_encoding(Some("snappy")).is_err());
+        assert_eq!(
+            Compression::from_content_encoding(Some("snappy")),
+            Ok(Compression::Snappy)
+        );
+        assert_eq!(
+            Compression::from_content_encoding(Some("x-snappy-framed")),
+            Ok(Compression::SnappyFramed)
+        );
+        assert_eq!(
+            Compression::from_content_encoding(Some("lz4")),
+            Ok(Compression::Lz4)
+        );
+        assert!(Compression::from_content_encoding(Some("br")).is_err());
+    }
+
+    /// snappy (block and framed) and lz4 inflate within the limit, and a
+    /// bomb (a few KiB that would inflate far past it) is refused, not
+    /// inflated: the block format by its stated length before decoding,
+    /// the streamed formats one step past the limit.
+    #[test]
+    fn snappy_and_lz4_are_bounded() {
+        use std::io::Write as _;
+        let data = vec![b'a'; 10_000];
+        let block = snap::raw::Encoder::new()
+            .compress_vec(&data)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let framed = {
+            let mut w = snap::write::FrameEncoder::new(Vec::new());
+            w.write_all(&data).unwrap_or_else(|e| panic!("{e}"));
+            w.into_inner().unwrap_or_else(|e| panic!("{e}"))
+        };
+        let lz4 = {
+            let mut w = lz4_flex::frame::FrameEncoder::new(Vec::new());
+            w.write_all(&data).unwrap_or_else(|e| panic!("{e}"));
+            w.finish().unwrap_or_else(|e| panic!("{e}"))
+        };
+        for (compression, body) in [
+            (Compression::Snappy, &block),
+            (Compression::Snappy, &framed),
+            (Compression::SnappyFramed, &framed),
+            (Compression::Lz4, &lz4),
+        ] {
+            let body = Bytes::from(body.clone());
+            assert_eq!(
+                decompress(compression, body.clone(), 10_000, &mut unbounded).map(|b| b.to_vec()),
+                Ok(data.clone()),
+                "{compression:?}"
+            );
+            assert_eq!(
+                decompress(compression, body, 9_999, &mut unbounded).map(|b| b.len()),
+                Err(DecompressError::TooLarge),
+                "{compression:?}"
+            );
+        }
+
+        // Bombs: 64 MiB of zeros against a 1 MiB limit; the output never
+        // grows past the limit (what `reserve` was asked for says so).
+        let zeros = vec![0u8; 64 << 20];
+        let limit = 1 << 20;
+        let bombs = [
+            (
+                Compression::Snappy,
+                snap::raw::Encoder::new()
+                    .compress_vec(&zeros)
+                    .unwrap_or_else(|e| panic!("{e}")),
+            ),
+            (Compression::SnappyFramed, {
+                let mut w = snap::write::FrameEncoder::new(Vec::new());
+                w.write_all(&zeros).unwrap_or_else(|e| panic!("{e}"));
+                w.into_inner().unwrap_or_else(|e| panic!("{e}"))
+            }),
+            (Compression::Lz4, {
+                let mut w = lz4_flex::frame::FrameEncoder::new(Vec::new());
+                w.write_all(&zeros).unwrap_or_else(|e| panic!("{e}"));
+                w.finish().unwrap_or_else(|e| panic!("{e}"))
+            }),
+        ];
+        drop(zeros);
+        for (compression, bomb) in bombs {
+            assert!(bomb.len() < 4 << 20, "{compression:?}: {}", bomb.len());
+            let mut most = 0;
+            let result = decompress(compression, Bytes::from(bomb), limit, &mut |n| {
+                most = most.max(n);
+                true
+            });
+            assert_eq!(
+                result.map(|b| b.len()),
+                Err(DecompressError::TooLarge),
+                "{compression:?}"
+            );
+            assert!(most <= limit + 1, "{compression:?} reserved {most}");
+        }
+        // A block that claims more than the limit is refused before decoding.
+        let mut claims = Vec::new();
+        let mut n = 1u64 << 40;
+        while n >= 0x80 {
+            claims.push((n as u8) | 0x80);
+            n >>= 7;
+        }
+        claims.push(n as u8);
+        let mut asked = false;
+        let refused = decompress(Compression::Snappy, Bytes::from(claims), limit, &mut |_| {
+            asked = true;
+            true
+        });
+        assert!(refused.is_err());
+        assert!(!asked, "nothing reserved for a block over the limit");
     }
 
     fn unbounded(_: usize) -> bool {

@@ -767,13 +767,7 @@ async fn http_protocol_errors() {
         415
     );
 
-    let resp = post(
-        &url,
-        "application/x-protobuf",
-        Some("snappy"),
-        b"x".to_vec(),
-    )
-    .await;
+    let resp = post(&url, "application/x-protobuf", Some("br"), b"x".to_vec()).await;
     assert_eq!(resp.status(), 400);
 
     // Undecodable protobuf: 400 with a google.rpc.Status in protobuf.
@@ -830,6 +824,72 @@ async fn http_protocol_errors() {
         )
         .await;
         assert_eq!(resp.status(), 404, "{path}");
+    }
+    rx.stop().await;
+}
+
+/// Our otlphttp exporter's `snappy`, `x-snappy-framed` and `lz4` bodies
+/// arrive through our receiver unchanged; bombs of each are refused (413)
+/// by the decompressed-size limit, not inflated.
+#[tokio::test]
+async fn http_snappy_and_lz4_from_our_exporter_and_their_bombs() {
+    use crate::exporters::helper::ExportClient as _;
+    use crate::exporters::otlp_http::{OtlpHttpClient, OtlpHttpExporterConfig};
+    let (logs, mut logs_rx) = collect();
+    let mut config = both_protocols();
+    let limit = 64 * 1024;
+    if let Some(h) = config.protocols.http.as_mut() {
+        h.max_request_body_size = limit as u64;
+    }
+    let rx = run(config, Some(logs), None).await;
+    let request = logs_request(5, &"compressible ".repeat(50));
+    for compression in ["snappy", "x-snappy-framed", "lz4"] {
+        let exporter: OtlpHttpExporterConfig = serde_json::from_value(serde_json::json!({
+            "endpoint": rx.http_url(""),
+            "compression": compression,
+        }))
+        .unwrap_or_else(|e| panic!("{compression}: {e}"));
+        let client = OtlpHttpClient::new(&exporter).unwrap_or_else(|e| panic!("{e:#}"));
+        let sent = client
+            .export(&Arc::new(Payload::Logs(request.resource_logs.clone())))
+            .await;
+        assert!(sent.is_ok(), "{compression}: {sent:?}");
+        assert_eq!(
+            *next_batch(&mut logs_rx).await.payload,
+            Payload::Logs(request.resource_logs.clone()),
+            "{compression}"
+        );
+    }
+
+    let url = rx.http_url("/v1/logs");
+    // 1 MiB, 16 times the limit: snappy (at most about 21:1) still packs
+    // it under the limit as sent.
+    let inflated = logs_request(1, &"a".repeat(1024 * 1024)).encode_to_vec();
+    let snappy_block = snap::raw::Encoder::new()
+        .compress_vec(&inflated)
+        .unwrap_or_default();
+    let snappy_framed = {
+        let mut w = snap::write::FrameEncoder::new(Vec::new());
+        assert!(w.write_all(&inflated).is_ok());
+        w.into_inner().unwrap_or_default()
+    };
+    let lz4 = {
+        let mut w = lz4_flex::frame::FrameEncoder::new(Vec::new());
+        assert!(w.write_all(&inflated).is_ok());
+        w.finish().unwrap_or_default()
+    };
+    for (encoding, bomb) in [
+        ("snappy", snappy_block),
+        ("snappy", snappy_framed.clone()),
+        ("x-snappy-framed", snappy_framed),
+        ("lz4", lz4),
+    ] {
+        // Under the limit as sent: refused for what it inflates to.
+        assert!(bomb.len() < limit, "{encoding}: {}", bomb.len());
+        let status = post(&url, "application/x-protobuf", Some(encoding), bomb)
+            .await
+            .status();
+        assert_eq!(status, 413, "{encoding}");
     }
     rx.stop().await;
 }
