@@ -411,7 +411,7 @@ pub(crate) static BUILTINS: &[Builtin] = &[
         name: "java.commit_memory_failed",
         runtime: Runtime::Java,
         severity: ERROR,
-        regex: r"os::commit_memory\(0x[0-9a-fA-F]+, (?P<oom.requested_bytes>\d+), \d+\) failed; error='(?P<error.message>[^']*)' \(errno=(?P<oom.errno>\d+)\)",
+        regex: r"os::commit_memory\(0x[0-9a-fA-F]+, (?P<oom.requested_bytes>\d+), \d+\) failed; error='(?P<oom.error.message>[^']*)' \(errno=(?P<oom.errno>\d+)\)",
         conversions: &[],
         constants: &[],
         expects_stack_trace: false,

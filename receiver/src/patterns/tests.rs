@@ -323,7 +323,7 @@ fn expected_example_attributes() -> BTreeMap<&'static str, Vec<(String, AttrValu
             "java.commit_memory_failed",
             attrs(&[
                 ("oom.requested_bytes", I(715849728)),
-                ("error.message", S("Cannot allocate memory")),
+                ("oom.error.message", S("Cannot allocate memory")),
                 ("oom.errno", I(12)),
             ]),
         ),
