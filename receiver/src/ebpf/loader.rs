@@ -594,6 +594,13 @@ fn attach_mark_victim(
     // The raw BTF and its index are not needed past the offsets.
     drop(btf);
     let mut loader = EbpfLoader::new();
+    // No BTF relocations: the programs carry no CO-RE relocations (every
+    // kernel offset they use comes from the globals set here, read from the
+    // kernel's BTF by `super::btf`). aya's own parse of the kernel BTF (a
+    // 5 MB vmlinux takes about 24 MiB parsed) is then made only for the
+    // fentry hook, and let go before the agent runs.
+    loader.btf(None);
+    crate::heap_stats::return_freed_pages();
     loader
         .override_global(MARK_VICTIM_LAYOUT_GLOBAL, &layout, true)
         .override_global(EXEC_LAYOUT_GLOBAL, &exec_layout, true)
@@ -658,6 +665,8 @@ fn attach_mark_victim(
         Ok(_) => attach_scope_hook(&mut ebpf, options.scope_hook),
         Err(why) => (None, ScopeHookStatus::Unavailable(why)),
     };
+    // What the BTF parses and the object's ELF took is free now.
+    crate::heap_stats::return_freed_pages();
 
     Ok(MarkVictimProbe {
         events,
