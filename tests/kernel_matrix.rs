@@ -930,11 +930,12 @@ fn check_guest(kernel: &Kernel, guest: &Guest, seconds: f64) -> (Vec<Row>, Vec<S
         let mut missing = Vec::new();
         // Agents that do not read the kernel log: the hook alone.
         let hook_only = matches!(name, "v2-fentry" | "v2-kprobe");
-        // Debian's kernels allow fentry on oom_kill_process.
+        // Debian's kernels have kprobes, which `auto` tries first (fentry
+        // is forced in its own mode).
         let victim = Victim {
             command: "/alloc",
             executable: "/alloc",
-            auto_hook: "fentry",
+            auto_hook: "kprobe",
             ebpf_loads,
         };
         let source = check_kill(guest, dmesg, name, mode, &victim, &mut missing);

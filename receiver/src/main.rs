@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 /// OTLP decoding and encoding allocate per record; mimalloc is markedly
 /// cheaper than glibc malloc for that pattern (see bench/otlp_passthrough.sh).
 /// Counted, for the `otelcol_process_runtime_*` own metrics.
+#[cfg(not(feature = "system-allocator"))]
 #[global_allocator]
 static GLOBAL: oomscope::heap_stats::CountingMiMalloc = oomscope::heap_stats::CountingMiMalloc;
 
@@ -246,6 +247,7 @@ fn init_logging(level: LogLevel, encoding: LogEncoding) {
 }
 
 fn main() -> ExitCode {
+    #[cfg(not(feature = "system-allocator"))]
     GLOBAL.activate();
     return_freed_memory_promptly();
     let cli = Cli::parse();

@@ -140,7 +140,9 @@ async fn start_telemetry(
         );
         return Ok(Telemetry::noop());
     }
-    let mut builder = SdkMeterProvider::builder().with_resource(service_resource(&cfg.resource));
+    let mut builder = SdkMeterProvider::builder()
+        .with_resource(service_resource(&cfg.resource))
+        .with_view(crate::telemetry::own_series_limit);
     let mut endpoints = Vec::new();
     for reader in cfg.metrics.effective_readers() {
         match reader {

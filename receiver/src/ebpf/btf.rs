@@ -236,6 +236,17 @@ impl Btf {
         })
     }
 
+    /// The id of the function named `name` (what an fentry program's
+    /// `attach_btf_id` names).
+    #[must_use]
+    pub fn func_id(&self, name: &str) -> Option<u32> {
+        (1..=self.starts.len()).find_map(|id| {
+            let id = u32::try_from(id).ok()?;
+            let t = self.header(id)?;
+            (t.kind == KIND_FUNC && self.name(t.name_off) == Some(name)).then_some(id)
+        })
+    }
+
     /// The member `name` of struct `struct_name`, looked for also inside its
     /// anonymous structs and unions; `None` when absent, a bitfield or not
     /// on a byte boundary.
@@ -641,6 +652,39 @@ mod tests {
     fn a_missing_file_is_an_error() {
         let err = TaskOffsets::read(Path::new("/nonexistent/btf/vmlinux")).expect_err("no file");
         assert!(matches!(err, BtfError::Read { .. }), "{err}");
+    }
+
+    #[test]
+    fn finds_functions_by_name_and_kind() {
+        let mut b = Builder::new();
+        let int = b.int("int", 4);
+        // A struct of the same name first: only a FUNC counts.
+        b.record(KIND_STRUCT, "oom_kill_process", 4, &[("x", int, 0, 0)]);
+        let proto = b.push("", KIND_FUNC_PROTO, 0, false, int);
+        let func = b.push("oom_kill_process", KIND_FUNC, 0, false, proto);
+        let btf = Btf::parse(b.build()).expect("valid BTF");
+        assert_eq!(btf.func_id("oom_kill_process"), Some(func));
+        assert_eq!(btf.func_id("mark_oom_victim"), None);
+    }
+
+    /// The running kernel's `oom_kill_process` has the id aya's full parse
+    /// gives it (the id the fentry hook's probe load names).
+    #[test]
+    fn the_running_kernels_function_ids_match_ayas() {
+        let path = Path::new(VMLINUX_BTF);
+        if !path.exists() {
+            println!("SKIPPED: the_running_kernels_function_ids_match_ayas: no {VMLINUX_BTF} (kernel without CONFIG_DEBUG_INFO_BTF)");
+            return;
+        }
+        let ours = Btf::read(path).expect("the kernel's BTF parses");
+        let aya = aya::Btf::from_sys_fs().expect("aya parses the kernel's BTF");
+        for name in ["oom_kill_process", "mark_oom_victim", "__x64_sys_execve"] {
+            let theirs = aya
+                .id_by_type_name_kind(name, aya_obj::btf::BtfKind::Func)
+                .ok();
+            assert_eq!(ours.func_id(name), theirs, "{name}");
+        }
+        assert!(ours.func_id("oom_kill_process").is_some());
     }
 
     /// This machine's kernel: every offset found, and where the kernel's

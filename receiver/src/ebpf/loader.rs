@@ -591,6 +591,11 @@ fn attach_mark_victim(
         ScopeHookChoice::Off => Err("scope_hook: off".to_owned()),
         _ => scope_layout(&btf),
     };
+    // The fentry hook names its function by BTF id.
+    let fentry_target = btf
+        .as_ref()
+        .ok()
+        .and_then(|btf| btf.func_id(OOM_KILL_FUNCTION));
     // The raw BTF and its index are not needed past the offsets.
     drop(btf);
     let mut loader = EbpfLoader::new();
@@ -662,7 +667,7 @@ fn attach_mark_victim(
         Err(why) => (None, ExecHookStatus::Unavailable(why)),
     };
     let (scope_events, scope_hook) = match scope_layout {
-        Ok(_) => attach_scope_hook(&mut ebpf, options.scope_hook),
+        Ok(_) => attach_scope_hook(&mut ebpf, options.scope_hook, fentry_target),
         Err(why) => (None, ScopeHookStatus::Unavailable(why)),
     };
     // What the BTF parses and the object's ELF took is free now.
@@ -692,24 +697,32 @@ fn scope_layout(btf: &Result<Btf, String>) -> Result<OomControlLayout, String> {
     })
 }
 
-/// Attaches the `oom_kill_process` hook as `choice` allows (fentry first)
+/// Attaches the `oom_kill_process` hook as `choice` allows (kprobe first)
 /// and opens its ring buffer; any failure leaves it off and says why.
+///
+/// `auto` tries the kprobe first: the hook runs once per OOM kill, so
+/// fentry's lower cost per call buys nothing, while loading an fentry
+/// program through aya takes aya's parse of the whole kernel BTF (about
+/// 19 MB of heap for a 5 MB vmlinux, let go after the load but counted in
+/// the agent's peak RSS). fentry stays the fallback for kernels without
+/// kprobes.
 fn attach_scope_hook(
     ebpf: &mut Ebpf,
     choice: ScopeHookChoice,
+    fentry_target: Option<u32>,
 ) -> (Option<AsyncFd<RingBuf<MapData>>>, ScopeHookStatus) {
     let mut refused = Vec::new();
     let mut hook = None;
-    if matches!(choice, ScopeHookChoice::Auto | ScopeHookChoice::Fentry) {
-        match attach_fentry(ebpf) {
-            Ok(()) => hook = Some(ScopeHookStatus::Fentry),
-            Err(why) => refused.push(format!("fentry: {why}")),
-        }
-    }
-    if hook.is_none() && matches!(choice, ScopeHookChoice::Auto | ScopeHookChoice::Kprobe) {
+    if matches!(choice, ScopeHookChoice::Auto | ScopeHookChoice::Kprobe) {
         match attach_kprobe(ebpf) {
             Ok(()) => hook = Some(ScopeHookStatus::Kprobe),
             Err(why) => refused.push(format!("kprobe: {why}")),
+        }
+    }
+    if hook.is_none() && matches!(choice, ScopeHookChoice::Auto | ScopeHookChoice::Fentry) {
+        match attach_fentry(ebpf, fentry_target) {
+            Ok(()) => hook = Some(ScopeHookStatus::Fentry),
+            Err(why) => refused.push(format!("fentry: {why}")),
         }
     }
     let unavailable = |why: String| {
@@ -740,7 +753,16 @@ fn attach_scope_hook(
     }
 }
 
-fn attach_fentry(ebpf: &mut Ebpf) -> Result<(), String> {
+/// `target`: `oom_kill_process`'s id in the kernel's BTF (from
+/// `super::btf`), `None` when the BTF lacks it or could not be read.
+fn attach_fentry(ebpf: &mut Ebpf, target: Option<u32>) -> Result<(), String> {
+    let target = target
+        .ok_or_else(|| format!("kernel BTF: no function {OOM_KILL_FUNCTION} in {VMLINUX_BTF}"))?;
+    // A kernel that refuses fentry programs (lockdown, no trampolines for
+    // the function) refuses this two-instruction one too: find out before
+    // paying for aya's parse of the kernel BTF.
+    probe_fentry_load(target)
+        .map_err(|e| format!("loading: the BPF_PROG_LOAD syscall returned {e}"))?;
     let btf = aya::Btf::from_sys_fs().map_err(|e| format!("kernel BTF: {e}"))?;
     let program: &mut FEntry = ebpf
         .program_mut(SCOPE_FENTRY_PROGRAM)
@@ -754,6 +776,45 @@ fn attach_fentry(ebpf: &mut Ebpf) -> Result<(), String> {
         .attach()
         .map(|_| ())
         .map_err(|e| format!("attaching to {OOM_KILL_FUNCTION}: {e:#}"))
+}
+
+/// Loads (and closes) an fentry program that returns 0, on the function
+/// with BTF id `target`: whether the kernel accepts fentry programs there.
+fn probe_fentry_load(target: u32) -> io::Result<()> {
+    use aya_obj::generated::{bpf_attach_type, bpf_attr, bpf_cmd, bpf_prog_type};
+    use std::os::fd::{FromRawFd as _, OwnedFd};
+    // `r0 = 0; exit`: opcode bytes only (registers, offset and immediate
+    // are zero), the same in either byte order.
+    const PROGRAM: [[u8; 8]; 2] = [[0xb7, 0, 0, 0, 0, 0, 0, 0], [0x95, 0, 0, 0, 0, 0, 0, 0]];
+    // fentry programs must be GPL-compatible (ours are).
+    const LICENSE: &std::ffi::CStr = c"GPL";
+    // SAFETY: bpf_attr is plain data; all zeroes is its documented default.
+    let mut attr: bpf_attr = unsafe { std::mem::zeroed() };
+    // SAFETY: writing the BPF_PROG_LOAD member of the zeroed union.
+    let load = unsafe { &mut attr.__bindgen_anon_3 };
+    load.prog_type = bpf_prog_type::BPF_PROG_TYPE_TRACING as u32;
+    load.expected_attach_type = bpf_attach_type::BPF_TRACE_FENTRY as u32;
+    load.insn_cnt = PROGRAM.len() as u32;
+    load.insns = PROGRAM.as_ptr() as u64;
+    load.license = LICENSE.as_ptr() as u64;
+    load.attach_btf_id = target;
+    // SAFETY: `attr` and the buffers it points to outlive the call; the
+    // kernel reads at most `size_of::<bpf_attr>()` bytes of it.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            bpf_cmd::BPF_PROG_LOAD as libc::c_long,
+            &raw mut attr,
+            std::mem::size_of::<bpf_attr>(),
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let fd = i32::try_from(fd).map_err(|_| io::Error::other("file descriptor out of range"))?;
+    // SAFETY: BPF_PROG_LOAD returned a new descriptor that nothing else owns.
+    drop(unsafe { OwnedFd::from_raw_fd(fd) });
+    Ok(())
 }
 
 fn attach_kprobe(ebpf: &mut Ebpf) -> Result<(), String> {

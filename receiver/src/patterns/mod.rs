@@ -51,8 +51,9 @@ mod tests;
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::OnceLock;
 
-use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
+use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, MatchKind};
 use opentelemetry_proto::tonic::common::v1::any_value;
 use regex::Regex;
 use regex_syntax::hir::{Hir, HirKind};
@@ -203,7 +204,7 @@ struct Pattern {
     runtime: String,
     severity_number: i32,
     severity_text: String,
-    regex: Regex,
+    regex: LazyRegex,
     groups: Vec<GroupOutput>,
     constants: Vec<(String, AttrValue)>,
     expects_stack_trace: bool,
@@ -313,12 +314,11 @@ impl Library {
                 }
             }
         }
-        let prefilter = AhoCorasickBuilder::new()
-            .match_kind(MatchKind::LeftmostFirst)
-            .build(&distinct)
+        let prefilter = literal_finder(&distinct)
             .map_err(|e| format!("building the pattern prefilter: {e}"))?;
         let candidates = AhoCorasickBuilder::new()
             .match_kind(MatchKind::Standard)
+            .kind(Some(AhoCorasickKind::ContiguousNFA))
             .build(&distinct)
             .map_err(|e| format!("building the pattern prefilter: {e}"))?;
         Ok(Library {
@@ -365,7 +365,7 @@ impl Library {
         };
         self.patterns
             .iter()
-            .find(|pattern| pattern.regex.is_match(&text))
+            .find(|pattern| pattern.regex.get().is_some_and(|r| r.is_match(&text)))
             .map(|pattern| pattern.name.as_str())
     }
 
@@ -391,14 +391,18 @@ impl Library {
                     }
                     *word |= bit;
                 }
-                if self.patterns[index].regex.is_match(&text) {
+                if self.patterns[index]
+                    .regex
+                    .get()
+                    .is_some_and(|r| r.is_match(&text))
+                {
                     best = Some(index);
                     break;
                 }
             }
         }
         let pattern = &self.patterns[best?];
-        let caps = pattern.regex.captures(&text)?;
+        let caps = pattern.regex.get()?.captures(&text)?;
         let start = match &text {
             Cow::Borrowed(_) => caps.get(0).map_or(0, |m| m.start()),
             Cow::Owned(_) => 0,
@@ -451,7 +455,7 @@ fn compile_builtin(b: &Builtin) -> Result<(Pattern, Vec<Vec<u8>>), String> {
         runtime: b.runtime.as_str().to_string(),
         severity_number: b.severity.number,
         severity_text: b.severity.text.to_string(),
-        regex,
+        regex: LazyRegex::new(b.name, b.regex),
         groups,
         constants: b
             .constants
@@ -511,7 +515,7 @@ fn compile_user(u: &UserPattern) -> Result<(Pattern, Vec<Vec<u8>>), String> {
         runtime: u.runtime.clone(),
         severity_number,
         severity_text,
-        regex,
+        regex: LazyRegex::new(&u.name, &u.regex),
         groups,
         constants: u
             .attributes
@@ -521,6 +525,66 @@ fn compile_user(u: &UserPattern) -> Result<(Pattern, Vec<Vec<u8>>), String> {
         expects_stack_trace: false,
     };
     Ok((pattern, literals))
+}
+
+/// The automaton that finds any of `literals` (leftmost-first), for the
+/// library's prefilter and the readers' skipping scans. A contiguous NFA:
+/// the default choice for a few dozen literals is a DFA of about 440 KB,
+/// held for the agent's life by each reader; the NFA is a few KB. Searches
+/// run in the SIMD prefilter (Teddy) either way; the automaton only
+/// confirms the rare literal it finds.
+pub fn literal_finder<I, P>(literals: I) -> Result<AhoCorasick, aho_corasick::BuildError>
+where
+    I: IntoIterator<Item = P>,
+    P: AsRef<[u8]>,
+{
+    AhoCorasickBuilder::new()
+        .match_kind(MatchKind::LeftmostFirst)
+        .kind(Some(AhoCorasickKind::ContiguousNFA))
+        .build(literals)
+}
+
+/// A pattern's regex, compiled at its first use. Most patterns never see
+/// a line with their literal on a given host (a PHP pattern on a Go
+/// shop's nodes), and compiled regexes are the largest part of a
+/// library (about 2 MB for the built-in table): compiling on demand keeps
+/// that off an idle agent. The source was compiled once when the library
+/// was built (which rejects a bad one), so compiling it again cannot fail
+/// short of running out of memory; then the pattern matches nothing and
+/// says so once.
+#[derive(Debug)]
+struct LazyRegex {
+    name: Box<str>,
+    source: Box<str>,
+    compiled: OnceLock<Option<Regex>>,
+}
+
+impl LazyRegex {
+    fn new(name: &str, source: &str) -> Self {
+        LazyRegex {
+            name: name.into(),
+            source: source.into(),
+            compiled: OnceLock::new(),
+        }
+    }
+
+    fn get(&self) -> Option<&Regex> {
+        self.compiled
+            .get_or_init(|| match Regex::new(&self.source) {
+                Ok(regex) => Some(regex),
+                Err(e) => {
+                    tracing::error!(pattern = %self.name, error = %e, "cannot compile the pattern's regex; it matches nothing");
+                    None
+                }
+            })
+            .as_ref()
+    }
+
+    /// Whether the regex has been compiled (tests).
+    #[cfg(test)]
+    fn is_compiled(&self) -> bool {
+        self.compiled.get().is_some()
+    }
 }
 
 /// Compiles `regex` and extracts its required literals.

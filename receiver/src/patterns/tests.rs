@@ -1385,3 +1385,46 @@ fn built_in_patterns_can_be_disabled_by_name() {
     let err = Library::new(&[], &["kernel.killed_proces".to_string()]).expect_err("typo");
     assert!(err.contains("names no built-in pattern"), "{err}");
 }
+
+#[test]
+fn regexes_are_compiled_only_for_lines_that_carry_their_literal() {
+    let lib = Library::builtin();
+    assert!(
+        lib.patterns.iter().all(|p| !p.regex.is_compiled()),
+        "a new library holds no compiled regex"
+    );
+    assert!(lib.match_line("an ordinary line about nothing").is_none());
+    assert!(lib.patterns.iter().all(|p| !p.regex.is_compiled()));
+
+    let m = lib
+        .match_line("fatal error: runtime: out of memory")
+        .expect("the Go pattern matches");
+    let compiled: Vec<&str> = lib
+        .patterns
+        .iter()
+        .filter(|p| p.regex.is_compiled())
+        .map(|p| p.name.as_str())
+        .collect();
+    assert!(compiled.contains(&m.pattern), "{compiled:?}");
+    assert!(
+        compiled.len() < lib.patterns.len() / 2,
+        "only the candidates of that line were compiled: {compiled:?}"
+    );
+    // The same match again, from the compiled regex.
+    let again = lib.match_line("fatal error: runtime: out of memory");
+    assert_eq!(again.map(|m| m.pattern), Some(m.pattern));
+}
+
+#[test]
+fn a_bad_regex_is_still_refused_when_the_library_is_built() {
+    let user = UserPattern {
+        name: "mine".into(),
+        runtime: "custom".into(),
+        severity: "ERROR".into(),
+        regex: "out of memory (".into(),
+        types: Default::default(),
+        attributes: Default::default(),
+    };
+    let err = Library::with_user_patterns(&[user]).expect_err("unbalanced group");
+    assert!(err.contains("invalid regex"), "{err}");
+}

@@ -297,10 +297,7 @@ impl Tailer {
                 // by line until the report ends.
                 literals.extend(REPORT_LITERALS.iter().map(|l| l.as_bytes().to_vec()));
             }
-            match AhoCorasick::builder()
-                .match_kind(aho_corasick::MatchKind::LeftmostFirst)
-                .build(&literals)
-            {
+            match crate::patterns::literal_finder(&literals) {
                 Ok(f) => Some(f),
                 Err(e) => {
                     // Only slower: every line is then split and matched.

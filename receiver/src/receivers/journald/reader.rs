@@ -341,10 +341,7 @@ impl Reader {
                 // disabled; while it is assembled every entry is looked at.
                 literals.extend(REPORT_LITERALS.iter().map(|l| l.as_bytes().to_vec()));
             }
-            match AhoCorasick::builder()
-                .match_kind(aho_corasick::MatchKind::LeftmostFirst)
-                .build(&literals)
-            {
+            match crate::patterns::literal_finder(&literals) {
                 Ok(f) => Some(f),
                 Err(e) => {
                     // Only slower: every message is then matched.
