@@ -1365,11 +1365,11 @@ fn check_kill(
         "ebpf"
     };
     expect("oom.source", Some(want_source.into()));
-    // The richest hook the kernel allows (the kprobe kill asks for a
-    // kprobe).
+    // The hook `auto` picks on this kernel, or the one a mode forces.
     let want_hook = match (name, want_source) {
         (_, "kmsg") => None,
         ("v2-kprobe", _) => Some("kprobe"),
+        ("v2-fentry", _) => Some("fentry"),
         _ => Some(victim.auto_hook),
     };
     expect("oom.hook", want_hook.map(str::to_owned));

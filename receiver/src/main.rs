@@ -328,6 +328,7 @@ fn main() -> ExitCode {
 
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        .on_thread_park(oomscope::heap_stats::on_worker_park)
         .build()
     {
         Ok(r) => r,

@@ -435,7 +435,7 @@ impl Reader {
                 Err(e) => {
                     tracing::warn!(receiver = %self.id, error = %e, "reading the journal failed; opening it again");
                     self.close(open.take(), handle);
-                    self.sleep(REOPEN_BACKOFF);
+                    self.sleep(handle, REOPEN_BACKOFF);
                 }
             }
         }
@@ -869,12 +869,12 @@ impl Reader {
                         tracing::warn!(receiver = %self.id, error = %e, "cannot watch the journal for changes; polling it every poll_interval");
                         self.wait_warned = true;
                     }
-                    self.sleep(wait.min(self.cfg.poll_interval.get()));
+                    self.sleep(handle, wait.min(self.cfg.poll_interval.get()));
                     false
                 }
             }
         } else {
-            self.sleep(wait.min(self.cfg.poll_interval.get()));
+            self.sleep(handle, wait.min(self.cfg.poll_interval.get()));
             false
         };
         if changed {
@@ -901,7 +901,7 @@ impl Reader {
         if !self.batch.is_empty() {
             self.flush(None, handle);
         }
-        self.sleep(wait);
+        self.sleep(handle, wait);
     }
 
     /// How long an idle wait may last: until the batch is due or the
@@ -920,16 +920,14 @@ impl Reader {
         wait.max(Duration::from_millis(1))
     }
 
-    /// Sleeps, waking up for shutdown.
-    fn sleep(&self, d: Duration) {
-        let deadline = Instant::now() + d;
-        while !self.shutdown.is_cancelled() {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return;
-            }
-            std::thread::sleep(left.min(Duration::from_millis(50)));
-        }
+    /// Sleeps `d`, or until shutdown. One wait on the runtime's timer (this
+    /// is a blocking-pool thread, where `block_on` is allowed): an idle
+    /// reader wakes once per wait, not every few milliseconds to look at
+    /// the shutdown token.
+    fn sleep(&self, handle: &Handle, d: Duration) {
+        handle.block_on(async {
+            let _ = tokio::time::timeout(d, self.shutdown.cancelled()).await;
+        });
     }
 
     /// Looks at the headers of the journal files (rate-limited unless `now`).
