@@ -132,10 +132,7 @@ fn main() -> std::io::Result<()> {
                 }
                 std::fs::write(path(&dir, f), text)?;
             }
-            println!(
-                "lines={} oom_lines={oom_lines} seconds=0",
-                files * per_file
-            );
+            println!("lines={} oom_lines={oom_lines} seconds=0", files * per_file);
         }
         "write" => {
             let rate: f64 = arg(&args, 4, "LINES_PER_SECOND_PER_FILE");
@@ -146,7 +143,12 @@ fn main() -> std::io::Result<()> {
                 100
             };
             let mut handles: Vec<File> = (0..files)
-                .map(|f| OpenOptions::new().append(true).create(true).open(path(&dir, f)))
+                .map(|f| {
+                    OpenOptions::new()
+                        .append(true)
+                        .create(true)
+                        .open(path(&dir, f))
+                })
                 .collect::<Result<_, _>>()?;
             let total_rate = rate * files as f64;
             let start = Instant::now();
