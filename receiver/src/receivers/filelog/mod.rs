@@ -281,7 +281,10 @@ struct Tailer {
     counts: SharedMatchCounts,
     ack_tx: mpsc::Sender<InFlight>,
     in_flight: Arc<Semaphore>,
-    files: Vec<Known>,
+    /// Boxed: a `Known` is about 1 KiB and most of them sit idle, so a
+    /// vector of them (with its spare capacity) would cost more than the
+    /// files it tracks.
+    files: Vec<Box<Known>>,
     next_id: u64,
     poll: u64,
     warned: HashSet<PathBuf>,
@@ -384,7 +387,7 @@ impl Tailer {
         let id = self.next_id;
         self.next_id += 1;
         self.checkpoints.register(id, fingerprint.clone(), offset);
-        self.files.push(Known {
+        self.files.push(Box::new(Known {
             id,
             fingerprint,
             offset,
@@ -408,7 +411,7 @@ impl Tailer {
             quiet: None,
             parked: None,
             last_read_poll: self.poll,
-        });
+        }));
         self.files.len() - 1
     }
 
