@@ -246,20 +246,18 @@ struct Known {
     /// read to its end at this metadata: not opened again while the path's
     /// metadata is the same.
     parked: Option<FileStat>,
-    /// The last poll that read lines from it: the open file idle longest
-    /// is the first closed to make room.
+    /// The last poll that read lines from it: among open files, the least
+    /// recently read is the first closed to make room.
     last_read_poll: u64,
 }
 
 impl Known {
-    /// Open, read to its end as of its latest metadata, and holding
-    /// nothing: closing it loses nothing, and `parked` tells when to open
-    /// it again.
-    fn is_idle_open(&self) -> bool {
+    /// Open and holding nothing (no part of a line, no record being
+    /// grouped): closing it loses nothing, as it is opened again at its
+    /// offset.
+    fn can_close(&self) -> bool {
         let Some(r) = &self.reader else { return false };
-        self.quiet.is_some()
-            && self.stat == self.quiet
-            && r.is_between_lines()
+        r.is_between_lines()
             && self.offset == r.offset
             && !self.decoder.is_holding()
             && !self.assembler.is_holding()
@@ -491,17 +489,21 @@ impl Tailer {
         self.files.iter().filter(|k| k.reader.is_some()).count()
     }
 
-    /// Open files that can be closed to make room, the one idle longest
-    /// last.
-    fn idle_open_files(&self) -> Vec<usize> {
-        let mut idle: Vec<usize> = (0..self.files.len())
-            .filter(|&i| self.files[i].is_idle_open())
+    /// Open files that can be closed to make room, the first to close
+    /// last: files unchanged since they were read to their end before
+    /// files written to since, and among those the least recently read
+    /// (so that with more busy files than `max_concurrent_files` they take
+    /// turns).
+    fn closable_open_files(&self) -> Vec<usize> {
+        let mut closable: Vec<usize> = (0..self.files.len())
+            .filter(|&i| self.files[i].can_close())
             .collect();
-        idle.sort_unstable_by_key(|&i| {
+        closable.sort_unstable_by_key(|&i| {
             let k = &self.files[i];
-            std::cmp::Reverse((k.last_read_poll, k.id))
+            let unchanged = k.quiet.is_some() && k.stat == k.quiet;
+            (unchanged, std::cmp::Reverse((k.last_read_poll, k.id)))
         });
-        idle
+        closable
     }
 
     /// The known file whose fingerprint starts `fp` (longest first).
@@ -531,7 +533,7 @@ impl Tailer {
         }
         let mut open = self.open_readers();
         // Open files that may be closed to make room, found when first needed.
-        let mut idle: Option<Vec<usize>> = None;
+        let mut closable: Option<Vec<usize>> = None;
         for path in self.expand() {
             let meta = match std::fs::metadata(&path) {
                 Ok(m) => m,
@@ -560,13 +562,18 @@ impl Tailer {
                 reopen = Some(i);
             }
             if open >= self.cfg.max_concurrent_files {
-                // Make room: close the open file idle longest (read to its
-                // end, holding nothing); it is opened again once written to.
-                let Some(j) = idle.get_or_insert_with(|| self.idle_open_files()).pop() else {
-                    // Every open file is busy: this one waits for a poll
-                    // that has room.
+                // Make room: close an open file holding nothing, idle ones
+                // first; it is opened again at its offset once written to.
+                let Some(j) = closable
+                    .get_or_insert_with(|| self.closable_open_files())
+                    .pop()
+                else {
+                    // Every open file holds part of a record: this one
+                    // waits for a poll that has room.
                     continue;
                 };
+                // Read to its end at that metadata (when set): opened
+                // again only once the metadata changes.
                 let parked = self.files[j].quiet;
                 self.close(j, handle);
                 self.files[j].parked = parked;
