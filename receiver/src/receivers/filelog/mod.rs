@@ -282,6 +282,7 @@ struct Tailer {
     /// Boxed: a `Known` is about 1 KiB and most of them sit idle, so a
     /// vector of them (with its spare capacity) would cost more than the
     /// files it tracks.
+    #[allow(clippy::vec_box)]
     files: Vec<Box<Known>>,
     next_id: u64,
     poll: u64,
