@@ -74,7 +74,10 @@ struct Host {
 pub struct TextReports {
     ctx: TimeContext,
     page_size: Option<u64>,
-    hosts: HashMap<String, Host>,
+    /// Boxed: a `Host` is a few KiB (reports inline), and a map's table
+    /// holds room for more entries than it has (one file reader per file
+    /// keeps one of these maps).
+    hosts: HashMap<String, Box<Host>>,
     /// Kernel messages seen (the assembler's sequence numbers).
     seq: u64,
     /// Input lines seen.
@@ -241,7 +244,7 @@ impl TextReports {
         if let Some(held) = self.held.take() {
             self.push_held(held, out);
         }
-        let mut hosts: Vec<(String, Host)> = self.hosts.drain().collect();
+        let mut hosts: Vec<(String, Box<Host>)> = self.hosts.drain().collect();
         hosts.sort_by_key(|(_, host)| host.last_seen);
         for (name, mut host) in hosts {
             host.assembler.finish();
@@ -260,13 +263,15 @@ impl TextReports {
             self.forget_oldest_host(out);
         }
         let page_size = self.page_size;
-        let host = self.hosts.entry(name.to_owned()).or_insert_with(|| Host {
-            assembler: page_size
-                .map_or_else(OomReportAssembler::new, OomReportAssembler::with_page_size)
-                .headerless_reports(),
-            lines: VecDeque::new(),
-            bytes: 0,
-            last_seen: 0,
+        let host = self.hosts.entry(name.to_owned()).or_insert_with(|| {
+            Box::new(Host {
+                assembler: page_size
+                    .map_or_else(OomReportAssembler::new, OomReportAssembler::with_page_size)
+                    .headerless_reports(),
+                lines: VecDeque::new(),
+                bytes: 0,
+                last_seen: 0,
+            })
         });
         host.last_seen = self.seq;
         let host_name = line.host.map(str::to_owned);

@@ -143,6 +143,11 @@ impl Decoder {
         self.kind.is_some()
     }
 
+    /// An unfinished (partial) container line is held.
+    pub fn is_holding(&self) -> bool {
+        self.pending.iter().any(Option::is_some)
+    }
+
     /// `k8s.*` and `container.id` attributes from the file's path.
     pub fn identity(&self) -> &[KeyValue] {
         &self.identity

@@ -27,9 +27,8 @@ pub mod metrics;
 pub mod multiline;
 pub mod reader;
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::fs::File;
-use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -58,7 +57,7 @@ use checkpoint::{Checkpoints, InFlight, Resumed};
 pub use config::{ByteSize, FilelogReceiverConfig, LogFormat, MultilineConfig, StartAt};
 use container::Decoder;
 use multiline::{Assembled, Assembler};
-use reader::{fingerprint, FileReader, ReadOutcome};
+use reader::{fingerprint, FileReader, FileStat, ReadOutcome};
 
 /// Batches sent and not yet acknowledged, per receiver.
 const MAX_IN_FLIGHT: usize = 64;
@@ -94,6 +93,10 @@ const REPORT_HOSTS: usize = 4;
 const MAX_REPORT_LINE_OFFSETS: usize = 64 * 1024;
 /// Paths taken from the globs per poll.
 const MAX_PATHS: usize = 100_000;
+/// Files no longer matching `include` whose offsets are remembered (for a
+/// copy or a rename back), at least; files still matching are all
+/// remembered (at most `MAX_PATHS`).
+const MIN_REMEMBERED_GONE: usize = 4096;
 /// Paths remembered for warn-once messages.
 const MAX_WARNED: usize = 10_000;
 
@@ -232,6 +235,34 @@ struct Known {
     report_wait_since: Option<std::time::Instant>,
     last_seen_poll: u64,
     unmatched_polls: u32,
+    /// The path's metadata, as `discover` saw it in poll `stat_poll`.
+    stat: Option<FileStat>,
+    stat_poll: u64,
+    /// The metadata at which the open file was last read to its end:
+    /// while the path's metadata is the same, nothing was written, and the
+    /// poll reads nothing (no fingerprint check, no read).
+    quiet: Option<FileStat>,
+    /// Closed to make room for another file (`max_concurrent_files`) when
+    /// read to its end at this metadata: not opened again while the path's
+    /// metadata is the same.
+    parked: Option<FileStat>,
+    /// The last poll that read lines from it: among open files, the least
+    /// recently read is the first closed to make room.
+    last_read_poll: u64,
+}
+
+impl Known {
+    /// Open and holding nothing (no part of a line, no record being
+    /// grouped): closing it loses nothing, as it is opened again at its
+    /// offset.
+    fn can_close(&self) -> bool {
+        let Some(r) = &self.reader else { return false };
+        r.is_between_lines()
+            && self.offset == r.offset
+            && !self.decoder.is_holding()
+            && !self.assembler.is_holding()
+            && !self.reports.as_ref().is_some_and(TextReports::is_pending)
+    }
 }
 
 struct Tailer {
@@ -248,7 +279,11 @@ struct Tailer {
     counts: SharedMatchCounts,
     ack_tx: mpsc::Sender<InFlight>,
     in_flight: Arc<Semaphore>,
-    files: Vec<Known>,
+    /// Boxed: a `Known` is about 1 KiB and most of them sit idle, so a
+    /// vector of them (with its spare capacity) would cost more than the
+    /// files it tracks.
+    #[allow(clippy::vec_box)]
+    files: Vec<Box<Known>>,
     next_id: u64,
     poll: u64,
     warned: HashSet<PathBuf>,
@@ -348,7 +383,7 @@ impl Tailer {
         let id = self.next_id;
         self.next_id += 1;
         self.checkpoints.register(id, fingerprint.clone(), offset);
-        self.files.push(Known {
+        self.files.push(Box::new(Known {
             id,
             fingerprint,
             offset,
@@ -367,7 +402,12 @@ impl Tailer {
             last_line_end: offset,
             last_seen_poll: self.poll,
             unmatched_polls: 0,
-        });
+            stat: None,
+            stat_poll: 0,
+            quiet: None,
+            parked: None,
+            last_read_poll: self.poll,
+        }));
         self.files.len() - 1
     }
 
@@ -403,8 +443,10 @@ impl Tailer {
         }
     }
 
-    fn expand(&mut self) -> BTreeSet<PathBuf> {
-        let mut paths = BTreeSet::new();
+    /// The paths `include` matches and `exclude` does not, sorted and
+    /// without duplicates.
+    fn expand(&mut self) -> Vec<PathBuf> {
+        let mut paths = Vec::new();
         for pattern in self.cfg.include.clone() {
             let entries = match glob::glob(&pattern) {
                 Ok(e) => e,
@@ -417,7 +459,7 @@ impl Tailer {
                 match entry {
                     Ok(p) => {
                         if !self.exclude.iter().any(|x| x.matches_path(&p)) {
-                            paths.insert(p);
+                            paths.push(p);
                         }
                     }
                     Err(e) => {
@@ -427,15 +469,39 @@ impl Tailer {
                 }
                 if paths.len() >= MAX_PATHS {
                     tracing::warn!(receiver = %self.ctx.id, "include matches more than {MAX_PATHS} paths; the rest are ignored");
-                    return paths;
+                    break;
                 }
             }
+            if paths.len() >= MAX_PATHS {
+                break;
+            }
         }
+        // By their bytes: a BTreeSet of paths compares them component by
+        // component, which was the largest cost of a poll over 1,000 files.
+        paths.sort_unstable_by(|a, b| a.as_os_str().cmp(b.as_os_str()));
+        paths.dedup();
         paths
     }
 
     fn open_readers(&self) -> usize {
         self.files.iter().filter(|k| k.reader.is_some()).count()
+    }
+
+    /// Open files that can be closed to make room, the first to close
+    /// last: files unchanged since they were read to their end before
+    /// files written to since, and among those the least recently read
+    /// (so that with more busy files than `max_concurrent_files` they take
+    /// turns).
+    fn closable_open_files(&self) -> Vec<usize> {
+        let mut closable: Vec<usize> = (0..self.files.len())
+            .filter(|&i| self.files[i].can_close())
+            .collect();
+        closable.sort_unstable_by_key(|&i| {
+            let k = &self.files[i];
+            let unchanged = k.quiet.is_some() && k.stat == k.quiet;
+            (unchanged, std::cmp::Reverse((k.last_read_poll, k.id)))
+        });
+        closable
     }
 
     /// The known file whose fingerprint starts `fp` (longest first).
@@ -448,8 +514,24 @@ impl Tailer {
             .map(|(i, _)| i)
     }
 
-    fn discover(&mut self, first_poll: bool) {
+    fn discover(&mut self, first_poll: bool, handle: &Handle) {
         let fp_size = usize::try_from(self.cfg.fingerprint_size.get()).unwrap_or(usize::MAX);
+        // Known files by (device, inode): the open ones, and the ones closed
+        // to make room (an open file wins over a parked one).
+        let mut by_inode: HashMap<(u64, u64), usize> = HashMap::with_capacity(self.files.len());
+        for (i, k) in self.files.iter().enumerate() {
+            if let (None, Some(p)) = (&k.reader, &k.parked) {
+                by_inode.insert(p.dev_ino, i);
+            }
+        }
+        for (i, k) in self.files.iter().enumerate() {
+            if let Some(r) = &k.reader {
+                by_inode.insert(r.dev_ino, i);
+            }
+        }
+        let mut open = self.open_readers();
+        // Open files that may be closed to make room, found when first needed.
+        let mut closable: Option<Vec<usize>> = None;
         for path in self.expand() {
             let meta = match std::fs::metadata(&path) {
                 Ok(m) => m,
@@ -462,18 +544,38 @@ impl Tailer {
                 self.warn_once(&path, "not a regular file; skipped", &"include matched it");
                 continue;
             }
-            let dev_ino = (meta.dev(), meta.ino());
+            let stat = FileStat::of(&meta);
+            let dev_ino = stat.dev_ino;
             let poll = self.poll;
-            if let Some(k) = self
-                .files
-                .iter_mut()
-                .find(|k| k.reader.as_ref().is_some_and(|r| r.dev_ino == dev_ino))
-            {
-                k.last_seen_poll = poll;
-                continue;
+            // A parked file whose metadata changed: opened again below.
+            let mut reopen = None;
+            if let Some(&i) = by_inode.get(&dev_ino) {
+                let k = &mut self.files[i];
+                if k.reader.is_some() || k.parked == Some(stat) {
+                    k.last_seen_poll = poll;
+                    k.stat = Some(stat);
+                    k.stat_poll = poll;
+                    continue;
+                }
+                reopen = Some(i);
             }
-            if self.open_readers() >= self.cfg.max_concurrent_files {
-                continue;
+            if open >= self.cfg.max_concurrent_files {
+                // Make room: close an open file holding nothing, idle ones
+                // first; it is opened again at its offset once written to.
+                let Some(j) = closable
+                    .get_or_insert_with(|| self.closable_open_files())
+                    .pop()
+                else {
+                    // Every open file holds part of a record: this one
+                    // waits for a poll that has room.
+                    continue;
+                };
+                // Read to its end at that metadata (when set): opened
+                // again only once the metadata changes.
+                let parked = self.files[j].quiet;
+                self.close(j, handle);
+                self.files[j].parked = parked;
+                open -= 1;
             }
             let file = match File::open(&path) {
                 Ok(f) => f,
@@ -489,6 +591,18 @@ impl Tailer {
                     continue;
                 }
             };
+            if let Some(i) = reopen {
+                let k = &mut self.files[i];
+                k.parked = None;
+                if !k.fingerprint.is_empty() && fp.starts_with(&k.fingerprint) {
+                    // The parked file, grown: on from where it was left.
+                    if self.attach(i, file, &path, &fp, stat) {
+                        open += 1;
+                    }
+                    continue;
+                }
+                // Other content under that inode: found by its fingerprint below.
+            }
             if fp.is_empty() {
                 // Nothing to identify it by yet.
                 continue;
@@ -503,7 +617,6 @@ impl Tailer {
                 // is complete instead of reading it as a new file.
                 continue;
             }
-            let max = self.max_log_size();
             let idx = match self.find_known(&fp) {
                 Some(idx) if self.files[idx].reader.is_some() => {
                     // Another name for an open file (a copy): read once.
@@ -526,24 +639,49 @@ impl Tailer {
                     idx
                 }
             };
-            let k = &mut self.files[idx];
-            if fp.len() > k.fingerprint.len() {
-                k.fingerprint.clone_from(&fp);
-                self.checkpoints.update_fingerprint(k.id, fp);
+            if self.attach(idx, file, &path, &fp, stat) {
+                open += 1;
             }
-            let mut offset = k.offset;
-            if meta.len() < offset {
-                tracing::warn!(path = %path.display(), offset, len = meta.len(), "file is shorter than its offset; reading it from its start");
-                offset = 0;
+        }
+    }
+
+    /// Opens known file `idx` as `file` at its offset; false when it
+    /// cannot be read.
+    fn attach(
+        &mut self,
+        idx: usize,
+        file: File,
+        path: &std::path::Path,
+        fp: &[u8],
+        stat: FileStat,
+    ) -> bool {
+        let max = self.max_log_size();
+        let poll = self.poll;
+        let k = &mut self.files[idx];
+        if fp.len() > k.fingerprint.len() {
+            k.fingerprint = fp.to_vec();
+            self.checkpoints.update_fingerprint(k.id, fp.to_vec());
+        }
+        let mut offset = k.offset;
+        if stat.len < offset {
+            tracing::warn!(path = %path.display(), offset, len = stat.len, "file is shorter than its offset; reading it from its start");
+            offset = 0;
+        }
+        match FileReader::new(file, path.to_path_buf(), offset, max) {
+            Ok(r) => {
+                k.decoder.attach(path, offset);
+                k.reader = Some(r);
+                k.last_seen_poll = poll;
+                k.unmatched_polls = 0;
+                k.stat = Some(stat);
+                k.stat_poll = poll;
+                k.quiet = None;
+                k.parked = None;
+                true
             }
-            match FileReader::new(file, path.clone(), offset, max) {
-                Ok(r) => {
-                    k.decoder.attach(&path, offset);
-                    k.reader = Some(r);
-                    k.last_seen_poll = poll;
-                    k.unmatched_polls = 0;
-                }
-                Err(e) => self.warn_once(&path, "cannot read file metadata", &e),
+            Err(e) => {
+                self.warn_once(path, "cannot read file metadata", &e);
+                false
             }
         }
     }
@@ -552,14 +690,66 @@ impl Tailer {
     fn poll_once(&mut self, handle: &Handle) -> bool {
         self.poll += 1;
         let first_poll = self.poll == 1;
-        self.discover(first_poll);
+        self.discover(first_poll, handle);
         let flush_period = self.cfg.force_flush_period.get();
-        let fp_size = usize::try_from(self.cfg.fingerprint_size.get()).unwrap_or(usize::MAX);
         let mut more_waiting = false;
         for i in 0..self.files.len() {
             let Some(start_offset) = self.files[i].reader.as_ref().map(|r| r.offset) else {
                 continue;
             };
+            let k = &mut self.files[i];
+            if k.stat_poll == self.poll && k.stat.is_some() && k.stat == k.quiet {
+                // Nothing written since it was read to its end: no
+                // fingerprint check, no read; only an unfinished line may
+                // be due.
+                let mut lines = Vec::new();
+                if let Some(r) = k.reader.as_mut() {
+                    r.flush_partial(flush_period, &mut lines);
+                }
+                self.take_lines(i, lines, handle);
+            } else {
+                k.quiet = None;
+                self.read_file(i, start_offset, handle, &mut more_waiting);
+            }
+            if self.files[i]
+                .reader
+                .as_ref()
+                .is_some_and(|r| r.offset != start_offset)
+            {
+                self.files[i].last_read_poll = self.poll;
+            }
+            self.finish_stalled_report(i, start_offset);
+            let mut lines = Vec::new();
+            self.files[i].decoder.flush_due(flush_period, &mut lines);
+            self.assemble(i, lines, handle);
+            let mut out = Vec::new();
+            self.files[i].assembler.flush_due(flush_period, &mut out);
+            self.take_assembled(i, out, handle);
+        }
+        // Close files that left `include` (renamed away, deleted) once read.
+        for i in 0..self.files.len() {
+            let k = &mut self.files[i];
+            let Some(r) = &k.reader else { continue };
+            if k.last_seen_poll == self.poll {
+                k.unmatched_polls = 0;
+                continue;
+            }
+            k.unmatched_polls += 1;
+            if r.is_deleted() || k.unmatched_polls >= CLOSE_AFTER_UNMATCHED_POLLS {
+                self.close(i, handle);
+            }
+        }
+        self.evict();
+        self.send(handle);
+        more_waiting
+    }
+
+    /// Reads open file `i` (from `start_offset` at this poll's start) to its
+    /// end or its per-poll budget; sets `more_waiting` at the budget.
+    fn read_file(&mut self, i: usize, start_offset: u64, handle: &Handle, more_waiting: &mut bool) {
+        let flush_period = self.cfg.force_flush_period.get();
+        let fp_size = usize::try_from(self.cfg.fingerprint_size.get()).unwrap_or(usize::MAX);
+        {
             loop {
                 let mut lines = Vec::new();
                 let mut skipped_to = None;
@@ -599,13 +789,23 @@ impl Tailer {
                     Ok(ReadOutcome::Budget | ReadOutcome::Hit) => {
                         self.take_lines(i, lines, handle);
                         if read >= MAX_READ_PER_FILE_POLL as u64 {
-                            more_waiting = true;
+                            *more_waiting = true;
                             break;
                         }
                     }
                     Ok(ReadOutcome::Eof) => {
-                        if let Some(r) = self.files[i].reader.as_mut() {
+                        let poll = self.poll;
+                        let k = &mut self.files[i];
+                        if let Some(r) = k.reader.as_mut() {
                             r.flush_partial(flush_period, &mut lines);
+                            // Read to the end this poll's metadata gave:
+                            // the next polls skip it while that holds.
+                            if k.stat_poll == poll
+                                && k.stat
+                                    .is_some_and(|s| s.len == r.offset && s.dev_ino == r.dev_ino)
+                            {
+                                k.quiet = k.stat;
+                            }
                         }
                         self.take_lines(i, lines, handle);
                         break;
@@ -627,30 +827,7 @@ impl Tailer {
                     }
                 }
             }
-            self.finish_stalled_report(i, start_offset);
-            let mut lines = Vec::new();
-            self.files[i].decoder.flush_due(flush_period, &mut lines);
-            self.assemble(i, lines, handle);
-            let mut out = Vec::new();
-            self.files[i].assembler.flush_due(flush_period, &mut out);
-            self.take_assembled(i, out, handle);
         }
-        // Close files that left `include` (renamed away, deleted) once read.
-        for i in 0..self.files.len() {
-            let k = &mut self.files[i];
-            let Some(r) = &k.reader else { continue };
-            if k.last_seen_poll == self.poll {
-                k.unmatched_polls = 0;
-                continue;
-            }
-            k.unmatched_polls += 1;
-            if r.is_deleted() || k.unmatched_polls >= CLOSE_AFTER_UNMATCHED_POLLS {
-                self.close(i, handle);
-            }
-        }
-        self.evict();
-        self.send(handle);
-        more_waiting
     }
 
     /// Closes file `i`'s handle after handing on what it holds.
@@ -675,21 +852,29 @@ impl Tailer {
         self.files[i].reader = None;
     }
 
-    /// Forgets closed files beyond the bound, least recently seen first.
+    /// Forgets closed files that no longer match `include` beyond the
+    /// bound, least recently seen first. Files still matching are all
+    /// remembered (`MAX_PATHS` bounds them): forgetting one would read it
+    /// again from its start.
     fn evict(&mut self) {
-        let cap = self.cfg.max_concurrent_files.saturating_mul(4).max(4096);
-        if self.files.len() <= cap {
-            return;
-        }
-        let mut closed: Vec<(u64, u64)> = self
+        let cap = self
+            .cfg
+            .max_concurrent_files
+            .saturating_mul(4)
+            .max(MIN_REMEMBERED_GONE);
+        let poll = self.poll;
+        let mut gone: Vec<(u64, u64)> = self
             .files
             .iter()
-            .filter(|k| k.reader.is_none())
+            .filter(|k| k.reader.is_none() && k.last_seen_poll != poll)
             .map(|k| (k.last_seen_poll, k.id))
             .collect();
-        closed.sort_unstable();
-        let excess = self.files.len() - cap;
-        let gone: HashSet<u64> = closed.iter().take(excess).map(|(_, id)| *id).collect();
+        if gone.len() <= cap {
+            return;
+        }
+        gone.sort_unstable();
+        let excess = gone.len() - cap;
+        let gone: HashSet<u64> = gone.iter().take(excess).map(|(_, id)| *id).collect();
         for id in &gone {
             self.checkpoints.forget(*id);
         }

@@ -11,6 +11,28 @@ use aho_corasick::AhoCorasick;
 /// Bytes read from a file per read call.
 const CHUNK: usize = 64 * 1024;
 
+/// What a file's metadata says about its content: the same file (device,
+/// inode), its length and its modification time. Equal twice means nothing
+/// was written in between (a rewrite to the same length within one
+/// timestamp tick aside).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileStat {
+    pub dev_ino: (u64, u64),
+    pub len: u64,
+    pub mtime: (i64, i64),
+}
+
+impl FileStat {
+    pub fn of(meta: &std::fs::Metadata) -> Self {
+        use std::os::unix::fs::MetadataExt;
+        FileStat {
+            dev_ino: (meta.dev(), meta.ino()),
+            len: meta.len(),
+            mtime: (meta.mtime(), meta.mtime_nsec()),
+        }
+    }
+}
+
 /// The first `size` bytes of a file (fewer when it is shorter): its identity.
 pub fn fingerprint(file: &File, size: usize) -> io::Result<Vec<u8>> {
     let mut buf = vec![0u8; size];
@@ -95,6 +117,12 @@ impl FileReader {
     /// handed out as lines.
     pub fn line_offset(&self) -> u64 {
         self.offset - self.partial.len() as u64
+    }
+
+    /// Nothing of a line is held: every byte read went out in a line (or
+    /// was skipped).
+    pub fn is_between_lines(&self) -> bool {
+        self.partial.is_empty() && !self.skipping
     }
 
     pub fn file_len(&self) -> io::Result<u64> {
@@ -190,6 +218,12 @@ impl FileReader {
             let Some(found) = finder.find(complete) else {
                 // The unfinished rest (if any) is read again next time.
                 self.offset += complete_end as u64;
+                if n < buf.len() && complete_end == n {
+                    // A short read of a regular file ends at its end, and
+                    // it ended with a line: the read that would return 0
+                    // is saved (one syscall per file and poll).
+                    return Ok((ReadOutcome::Eof, self.line_offset()));
+                }
                 continue;
             };
             let line_start =

@@ -234,6 +234,65 @@ async fn long_lines_on_the_skipping_path() {
 
 /// Line `i` as the rotation tests write it; with `oom_every`, every
 /// `oom_every`-th line is a kernel OOM line (the others match no pattern).
+/// Open descriptors of this process on files in `dir`.
+fn open_in(dir: &Path) -> usize {
+    let Ok(dir) = std::fs::canonicalize(dir) else {
+        return 0;
+    };
+    std::fs::read_dir("/proc/self/fd")
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .filter_map(|e| std::fs::read_link(e.path()).ok())
+                .filter(|target| target.starts_with(&dir))
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+/// More files than `max_concurrent_files`: every one is read, and followed
+/// as it grows, with at most that many open at once (files read to their
+/// end are closed to make room and opened again when written to). Before,
+/// the first 1,024 files stayed open forever and the others were never
+/// read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn more_files_than_max_concurrent_files_are_all_read_and_followed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut cfg = config(dir.path(), "*.log");
+    cfg.max_concurrent_files = 3;
+    let n = 12;
+    let path = |f: usize| dir.path().join(format!("f{f:02}.log"));
+    for f in 0..n {
+        append(
+            &path(f),
+            format!("file {f} line 0\nfile {f} line 1\n").as_bytes(),
+        );
+    }
+    let mut r = run(&cfg, Some(DeliveryStatus::Delivered), None).await;
+    let want: Vec<String> = (0..n)
+        .flat_map(|f| (0..2).map(move |l| format!("file {f} line {l}")))
+        .collect();
+    let got = lines(&mut r.rx, want.len()).await;
+    assert_exactly_once(got, want);
+    assert!(open_in(dir.path()) <= 3, "more than 3 files open");
+    // Each file grows, the ones closed to make room too.
+    for f in 0..n {
+        append(&path(f), format!("file {f} line 2\n").as_bytes());
+    }
+    let want: Vec<String> = (0..n).map(|f| format!("file {f} line 2")).collect();
+    let got = lines(&mut r.rx, want.len()).await;
+    assert_exactly_once(got, want);
+    // A file rewritten with other content of the same length while
+    // closed: read from its start.
+    std::fs::write(path(0), "FILE 0 LINE 0\nFILE 0 LINE 1\nFILE 0 LINE 2\n").expect("rewrite");
+    let got = lines(&mut r.rx, 3).await;
+    assert_eq!(got, ["FILE 0 LINE 0", "FILE 0 LINE 1", "FILE 0 LINE 2"]);
+    // Nothing is read twice while nothing is written.
+    assert_eq!(quiet(&mut r.rx).await, Vec::<String>::new());
+    assert!(open_in(dir.path()) <= 3, "more than 3 files open");
+    r.stop().await;
+}
+
 fn line_text(i: usize, oom_every: Option<usize>) -> String {
     match oom_every {
         Some(k) if i.is_multiple_of(k) => format!(
