@@ -19,7 +19,8 @@
 # baseline. The load generator's per-request latency (its export call to the
 # agent) is split into the same two windows.
 # Needs root. Prints one summary line (KEEP=1 keeps the work directory:
-# kills has one line per kill record, "pid kernel_ns acked_ns" in unix time).
+# kills has one line per kill record, "pid kernel_ns received_ns acked_ns",
+# unix time: the kernel's timestamp, the proxy got it, rotel acknowledged).
 set -euo pipefail
 
 KILLS=${KILLS:-200}

@@ -55,8 +55,9 @@ const RECORD_WAIT: Duration = Duration::from_secs(10);
 struct Seen {
     /// Kill records by victim pid: each one's latency (ns), in arrival order.
     kills: HashMap<i64, Vec<u64>>,
-    /// Every kill record: (pid, kernel time, acknowledged at), unix ns.
-    log: Vec<(i64, u64, u64)>,
+    /// Every kill record: (pid, kernel time, received at, acknowledged at),
+    /// unix ns.
+    log: Vec<(i64, u64, u64, u64)>,
 }
 
 struct Proxy {
@@ -75,7 +76,8 @@ fn unix_nanos() -> u64 {
 }
 
 fn lock(seen: &Mutex<Seen>) -> std::sync::MutexGuard<'_, Seen> {
-    seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    seen.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 #[tonic::async_trait]
@@ -84,6 +86,7 @@ impl LogsService for Proxy {
         &self,
         request: Request<ExportLogsServiceRequest>,
     ) -> Result<Response<ExportLogsServiceResponse>, Status> {
+        let received = unix_nanos();
         let req = request.into_inner();
         let mut others = 0u64;
         let mut kills: Vec<(i64, u64)> = Vec::new();
@@ -113,7 +116,7 @@ impl LogsService for Proxy {
         if !kills.is_empty() {
             let mut seen = lock(&self.seen);
             for (pid, kernel_time) in kills {
-                seen.log.push((pid, kernel_time, acked));
+                seen.log.push((pid, kernel_time, received, acked));
                 seen.kills
                     .entry(pid)
                     .or_default()
@@ -177,11 +180,17 @@ fn alloc(dir: &Path) -> ! {
         .any(|l| {
             let mut f = l.splitn(3, ':');
             let (_, controllers, path) = (f.next(), f.next(), f.next());
-            let memory = controllers.is_some_and(|c| c.is_empty() || c.split(',').any(|c| c == "memory"));
-            memory && path.is_some_and(|p| Some(p.rsplit('/').next().unwrap_or("").to_string()) == name)
+            let memory =
+                controllers.is_some_and(|c| c.is_empty() || c.split(',').any(|c| c == "memory"));
+            memory
+                && path
+                    .is_some_and(|p| Some(p.rsplit('/').next().unwrap_or("").to_string()) == name)
         });
     if joined.is_err() || !inside {
-        eprintln!("oom_latency --alloc: not in {}; refusing to allocate", dir.display());
+        eprintln!(
+            "oom_latency --alloc: not in {}; refusing to allocate",
+            dir.display()
+        );
         std::process::exit(3);
     }
     let mut chunks: Vec<Vec<u8>> = Vec::new();
@@ -267,7 +276,13 @@ fn parse_args() -> Result<Args, String> {
     let num = |v: String, flag: &str| {
         v.parse::<usize>()
             .map_err(|e| format!("{flag}: {e}"))
-            .and_then(|n| if n == 0 { Err(format!("{flag} must be positive")) } else { Ok(n) })
+            .and_then(|n| {
+                if n == 0 {
+                    Err(format!("{flag} must be positive"))
+                } else {
+                    Ok(n)
+                }
+            })
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -408,7 +423,11 @@ async fn sequential(args: &Args, root: &Path, limit_file: &str, seen: &Mutex<See
             missing += 1;
         }
     }
-    let mut v: Vec<u64> = lock(seen).kills.values().filter_map(|l| l.first().copied()).collect();
+    let mut v: Vec<u64> = lock(seen)
+        .kills
+        .values()
+        .filter_map(|l| l.first().copied())
+        .collect();
     v.sort_unstable();
     let ms = |ns: u64| ns as f64 / 1e6;
     println!(
@@ -465,7 +484,13 @@ async fn storm(
     news: &Notify,
 ) {
     let cgroups: Vec<PathBuf> = match (0..args.cgroups)
-        .map(|g| limited_cgroup(root, limit_file, &format!("oomscope-storm-{}-{g}", std::process::id())))
+        .map(|g| {
+            limited_cgroup(
+                root,
+                limit_file,
+                &format!("oomscope-storm-{}-{g}", std::process::id()),
+            )
+        })
         .collect::<std::io::Result<_>>()
     {
         Ok(c) => c,
@@ -530,7 +555,7 @@ async fn storm(
         let lines: String = seen
             .log
             .iter()
-            .map(|(pid, k, a)| format!("{pid} {k} {a}\n"))
+            .map(|(pid, k, r, a)| format!("{pid} {k} {r} {a}\n"))
             .collect();
         if let Err(e) = std::fs::write(path, lines) {
             eprintln!("oom_latency: cannot write {}: {e}", path.display());

@@ -63,7 +63,8 @@ fn parse_args() -> Result<Args, String> {
             "--rate" => a.rate = value()?.parse().map_err(|e| format!("--rate: {e}"))?,
             "--duration" => {
                 let secs: f64 = value()?.parse().map_err(|e| format!("--duration: {e}"))?;
-                a.duration = Duration::try_from_secs_f64(secs).map_err(|e| format!("--duration: {e}"))?;
+                a.duration =
+                    Duration::try_from_secs_f64(secs).map_err(|e| format!("--duration: {e}"))?;
             }
             "--log" => a.log = Some(value()?.into()),
             other => return Err(format!("unknown flag {other}")),
