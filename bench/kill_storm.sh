@@ -62,7 +62,7 @@ service:
   pipelines:
     logs: { receivers: [oom, otlp], processors: [batch], exporters: [otlp] }
 YAML
-"$ROOT/target/release/oomscope" --config "$WORK/oomscope.yaml" >"$WORK/oomscope.log" 2>&1 &
+"${OOMSCOPE:-$ROOT/target/release/oomscope}" --config "$WORK/oomscope.yaml" >"$WORK/oomscope.log" 2>&1 &
 AGENT=$!; PIDS+=($AGENT)
 
 mkfifo "$WORK/go"
