@@ -117,6 +117,7 @@ echo "kills_kernel=$(field kills_kernel) kills_reported=$(field kills_reported)"
     "duplicates=$(field duplicates) missed=$(field missed) p50_ms=$(field p50_ms)" \
     "p99_ms=$(field p99_ms) max_ms=$(field max_ms) otlp_rate_baseline=$(field otlp_rate_baseline)" \
     "otlp_rate_storm=$(field otlp_rate_storm) slowdown_pct=$(field slowdown_pct)" \
-    "kills_caused=$(field kills_caused) foreign=$(field foreign) storm_seconds=$(field storm_seconds)" \
+    "kills_caused=$(field kills_caused) foreign=$(field foreign) foreign_outside=$(field foreign_outside)" \
+    "storm_seconds=$(field storm_seconds)" \
     "agent_cpu_pct_baseline=$(field agent_cpu_pct_baseline) agent_cpu_pct_storm=$(field agent_cpu_pct_storm)" \
     "$requests"

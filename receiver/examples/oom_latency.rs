@@ -20,7 +20,9 @@
 //! spread evenly over SECS; every record is then checked by pid (missed,
 //! duplicated) against the kills caused and the kernel's own count
 //! (`/proc/vmstat` `oom_kill`), and the delivered OTLP rate of the storm is
-//! compared with the baseline's.
+//! compared with the baseline's. Records of other processes' kills (another
+//! job on the host) count as `foreign` where the kernel's count covers them
+//! (killed between its two reads), else as `foreign_outside`.
 //!
 //! Usage: oom_latency --listen 127.0.0.1:P --rotel http://127.0.0.1:Q --kills 50
 //!        oom_latency ... --kills 200 --storm 9 --at-once 4 --cgroups 8
@@ -546,6 +548,7 @@ async fn storm(
     // look for late duplicates (and for records of kills that were late).
     tokio::time::sleep(Duration::from_secs(1)).await;
     let vmstat_after = read_vmstat_oom_kill();
+    let counted_until = unix_nanos();
     for dir in &cgroups {
         remove_cgroup(dir);
     }
@@ -561,14 +564,39 @@ async fn storm(
             eprintln!("oom_latency: cannot write {}: {e}", path.display());
         }
     }
-    let records: usize = seen.kills.values().map(Vec::len).sum();
-    let duplicates: usize = seen.kills.values().map(|l| l.len().saturating_sub(1)).sum();
+    // Kills of other processes on the host (not ours) count where the
+    // kernel's count covers them: killed between the two vmstat reads.
+    let counted = |kernel_ns: u64| (s0.unix_ns..counted_until).contains(&kernel_ns);
+    let foreign_pids: std::collections::HashSet<i64> = seen
+        .log
+        .iter()
+        .filter(|(pid, k, ..)| !caused.contains(pid) && counted(*k))
+        .map(|(pid, ..)| *pid)
+        .collect();
+    let foreign_outside = seen
+        .kills
+        .keys()
+        .filter(|p| !caused.contains(p) && !foreign_pids.contains(p))
+        .count();
+    let ours = |p: &i64| caused.contains(p) || foreign_pids.contains(p);
+    let records: usize = seen
+        .kills
+        .iter()
+        .filter(|(p, _)| ours(p))
+        .map(|(_, l)| l.len())
+        .sum();
+    let duplicates: usize = seen
+        .kills
+        .iter()
+        .filter(|(p, _)| ours(p))
+        .map(|(_, l)| l.len().saturating_sub(1))
+        .sum();
     let missed: Vec<i64> = caused
         .iter()
         .copied()
         .filter(|p| !seen.kills.contains_key(p))
         .collect();
-    let foreign = seen.kills.keys().filter(|p| !caused.contains(p)).count();
+    let foreign = foreign_pids.len();
     let mut v: Vec<u64> = caused
         .iter()
         .filter_map(|p| seen.kills.get(p)?.first().copied())
@@ -588,7 +616,7 @@ async fn storm(
     let slowdown = (1.0 - storm_rate / base_rate.max(1e-9)) * 100.0;
     let pct = |c: Option<f64>| c.map_or("unknown".to_string(), |c| format!("{c:.1}"));
     println!(
-        "kills_caused={} kills_failed={failed} kills_kernel={kernel} kills_reported={records} duplicates={duplicates} missed={} foreign={foreign} storm_seconds={storm_secs:.2} p50_ms={:.2} p99_ms={:.2} max_ms={:.2} otlp_rate_baseline={base_rate:.0} otlp_rate_storm={storm_rate:.0} slowdown_pct={slowdown:.1} agent_cpu_pct_baseline={} agent_cpu_pct_storm={} phases={},{},{},{}",
+        "kills_caused={} kills_failed={failed} kills_kernel={kernel} kills_reported={records} duplicates={duplicates} missed={} foreign={foreign} foreign_outside={foreign_outside} storm_seconds={storm_secs:.2} p50_ms={:.2} p99_ms={:.2} max_ms={:.2} otlp_rate_baseline={base_rate:.0} otlp_rate_storm={storm_rate:.0} slowdown_pct={slowdown:.1} agent_cpu_pct_baseline={} agent_cpu_pct_storm={} phases={},{},{},{}",
         caused.len(),
         missed.len(),
         ms(percentile(&v, 50.0)),
