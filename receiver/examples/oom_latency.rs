@@ -1,19 +1,38 @@
-//! OOM latency benchmark (bench/oom_latency.sh): the time from the kernel's
-//! timestamp of an OOM kill to the moment a real backend (rotel)
-//! acknowledged the export carrying its record.
+//! OOM latency benchmarks (bench/oom_latency.sh, bench/kill_storm.sh): the
+//! time from the kernel's timestamp of an OOM kill to the moment a real
+//! backend (rotel) acknowledged the export carrying its record.
 //!
 //! This program sits between oomscope and rotel as a transparent OTLP/gRPC
 //! logs proxy: it forwards every export to rotel and, when rotel's answer
 //! comes back, notes the time against each `linux.oom.kill` record's
 //! timestamp (the kernel's `bpf_ktime_get_ns`, converted to wall time by the
-//! agent). It also causes the kills: `--kills N` contained OOM kills, one
-//! after another, each in its own memory cgroup with a 32 MiB limit (never an
-//! unbounded allocation). Needs root.
+//! agent), and counts the other log records rotel acknowledged (the agent's
+//! delivered OTLP traffic). It also causes the kills: `--kills N` contained
+//! OOM kills in memory cgroups with a 32 MiB limit (never an unbounded
+//! allocation: the victim is this program re-executed with `--alloc`, which
+//! joins its cgroup, checks it is in it, and allocates at most twice the
+//! limit). Needs root.
+//!
+//! Sequential mode (default): one kill after another, each waiting for its
+//! record. Storm mode (`--storm SECS`): after `--baseline SECS` of OTLP
+//! traffic alone, the kills come in waves of `--at-once C` simultaneous
+//! kills, each of a wave in another of `--cgroups G` cgroups, the waves
+//! spread evenly over SECS; every record is then checked by pid (missed,
+//! duplicated) against the kills caused and the kernel's own count
+//! (`/proc/vmstat` `oom_kill`), and the delivered OTLP rate of the storm is
+//! compared with the baseline's. Records of other processes' kills (another
+//! job on the host) count as `foreign` where the kernel's count covers them
+//! (killed between its two reads), else as `foreign_outside`.
 //!
 //! Usage: oom_latency --listen 127.0.0.1:P --rotel http://127.0.0.1:Q --kills 50
+//!        oom_latency ... --kills 200 --storm 9 --at-once 4 --cgroups 8
+//!                    --baseline 10 --watch-pid AGENT_PID
 
 use std::collections::HashMap;
+use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use opentelemetry_proto::tonic::collector::logs::v1::logs_service_client::LogsServiceClient;
@@ -24,17 +43,31 @@ use opentelemetry_proto::tonic::collector::logs::v1::{
     ExportLogsServiceRequest, ExportLogsServiceResponse,
 };
 use opentelemetry_proto::tonic::common::v1::any_value;
-use tokio::sync::mpsc;
+use tokio::sync::Notify;
 use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 
 const LIMIT: u64 = 32 << 20;
-const ALLOCATOR: &str =
-    "a = []\nfor _ in range(40):\n    a.append(b'x' * (4 << 20))\nraise SystemExit('not killed')\n";
+const CHUNK: usize = 1 << 20;
+/// How long a kill's record may take before it counts as missed.
+const RECORD_WAIT: Duration = Duration::from_secs(10);
+
+/// What rotel acknowledged.
+#[derive(Default)]
+struct Seen {
+    /// Kill records by victim pid: each one's latency (ns), in arrival order.
+    kills: HashMap<i64, Vec<u64>>,
+    /// Every kill record: (pid, kernel time, received at, acknowledged at),
+    /// unix ns.
+    log: Vec<(i64, u64, u64, u64)>,
+}
 
 struct Proxy {
     rotel: LogsServiceClient<Channel>,
-    seen: mpsc::UnboundedSender<(i64, u64)>,
+    seen: Arc<Mutex<Seen>>,
+    /// Log records other than kills that rotel acknowledged.
+    others: Arc<AtomicU64>,
+    news: Arc<Notify>,
 }
 
 fn unix_nanos() -> u64 {
@@ -44,32 +77,55 @@ fn unix_nanos() -> u64 {
         .unwrap_or(0)
 }
 
+fn lock(seen: &Mutex<Seen>) -> std::sync::MutexGuard<'_, Seen> {
+    seen.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 #[tonic::async_trait]
 impl LogsService for Proxy {
     async fn export(
         &self,
         request: Request<ExportLogsServiceRequest>,
     ) -> Result<Response<ExportLogsServiceResponse>, Status> {
+        let received = unix_nanos();
         let req = request.into_inner();
-        let kills: Vec<(i64, u64)> = req
+        let mut others = 0u64;
+        let mut kills: Vec<(i64, u64)> = Vec::new();
+        for r in req
             .resource_logs
             .iter()
             .flat_map(|rl| &rl.scope_logs)
             .flat_map(|sl| &sl.log_records)
-            .filter(|r| r.event_name == "linux.oom.kill")
-            .filter_map(|r| {
-                let pid = r.attributes.iter().find(|kv| kv.key == "process.pid")?;
-                match pid.value.as_ref()?.value.as_ref()? {
-                    any_value::Value::IntValue(p) => Some((*p, r.time_unix_nano)),
-                    _ => None,
-                }
-            })
-            .collect();
+        {
+            if r.event_name != "linux.oom.kill" {
+                others += 1;
+                continue;
+            }
+            let pid = r
+                .attributes
+                .iter()
+                .find(|kv| kv.key == "process.pid")
+                .and_then(|kv| kv.value.as_ref()?.value.as_ref());
+            if let Some(any_value::Value::IntValue(p)) = pid {
+                kills.push((*p, r.time_unix_nano));
+            }
+        }
         let answer = self.rotel.clone().export(req).await?;
         // rotel has acknowledged: this is the moment that counts.
         let acked = unix_nanos();
-        for (pid, kernel_time) in kills {
-            let _ = self.seen.send((pid, acked.saturating_sub(kernel_time)));
+        self.others.fetch_add(others, Ordering::Relaxed);
+        if !kills.is_empty() {
+            let mut seen = lock(&self.seen);
+            for (pid, kernel_time) in kills {
+                seen.log.push((pid, kernel_time, received, acked));
+                seen.kills
+                    .entry(pid)
+                    .or_default()
+                    .push(acked.saturating_sub(kernel_time));
+            }
+            drop(seen);
+            self.news.notify_waiters();
         }
         Ok(answer)
     }
@@ -89,9 +145,9 @@ fn memory_root() -> Option<(PathBuf, &'static str)> {
         .then(|| (v1.to_path_buf(), "memory.limit_in_bytes"))
 }
 
-/// One contained kill; returns the victim's pid.
-fn contained_kill(root: &Path, limit_file: &str, i: usize) -> std::io::Result<i32> {
-    let dir = root.join(format!("oomscope-latency-{}-{i}", std::process::id()));
+/// A memory cgroup with a 32 MiB limit, checked to have taken.
+fn limited_cgroup(root: &Path, limit_file: &str, name: &str) -> std::io::Result<PathBuf> {
+    let dir = root.join(name);
     std::fs::create_dir(&dir)?;
     std::fs::write(dir.join(limit_file), LIMIT.to_string())?;
     let read_back: u64 = std::fs::read_to_string(dir.join(limit_file))?
@@ -104,18 +160,63 @@ fn contained_kill(root: &Path, limit_file: &str, i: usize) -> std::io::Result<i3
             "the cgroup limit did not take; refusing to allocate",
         ));
     }
-    let mut child = std::process::Command::new("sh")
-        .arg("-c")
-        .arg(r#"set -e; echo $$ > "$1"; exec python3 -c "$2""#)
-        .arg("sh")
-        .arg(dir.join("cgroup.procs"))
-        .arg(ALLOCATOR)
+    Ok(dir)
+}
+
+/// Removes a cgroup once its killed processes are gone.
+fn remove_cgroup(dir: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::fs::remove_dir(dir).is_err() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The victim (`--alloc DIR`): joins the cgroup DIR, checks that it is in
+/// it, then allocates until the kernel kills it, at most twice the limit.
+fn alloc(dir: &Path) -> ! {
+    let name = dir.file_name().map(|n| n.to_string_lossy().into_owned());
+    let joined = std::fs::write(dir.join("cgroup.procs"), std::process::id().to_string());
+    let inside = std::fs::read_to_string("/proc/self/cgroup")
+        .unwrap_or_default()
+        .lines()
+        .any(|l| {
+            let mut f = l.splitn(3, ':');
+            let (_, controllers, path) = (f.next(), f.next(), f.next());
+            let memory =
+                controllers.is_some_and(|c| c.is_empty() || c.split(',').any(|c| c == "memory"));
+            memory
+                && path
+                    .is_some_and(|p| Some(p.rsplit('/').next().unwrap_or("").to_string()) == name)
+        });
+    if joined.is_err() || !inside {
+        eprintln!(
+            "oom_latency --alloc: not in {}; refusing to allocate",
+            dir.display()
+        );
+        std::process::exit(3);
+    }
+    let mut chunks: Vec<Vec<u8>> = Vec::new();
+    for i in 0..(2 * LIMIT as usize / CHUNK) {
+        chunks.push(vec![(i % 251) as u8 + 1; CHUNK]);
+        std::hint::black_box(&chunks);
+    }
+    eprintln!("oom_latency --alloc: not killed");
+    std::process::exit(4);
+}
+
+/// One contained kill in `dir`: the victim's pid once the kernel killed it.
+fn kill_in(dir: &Path) -> std::io::Result<i32> {
+    let exe = std::env::current_exe()?;
+    let mut child = std::process::Command::new(exe)
+        .arg("--alloc")
+        .arg(dir)
         .spawn()?;
     let pid = child.id() as i32;
-    child.wait()?;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::fs::remove_dir(&dir).is_err() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(20));
+    let status = child.wait()?;
+    if status.signal() != Some(libc::SIGKILL) {
+        return Err(std::io::Error::other(format!(
+            "victim {pid} was not OOM-killed: {status}"
+        )));
     }
     Ok(pid)
 }
@@ -128,43 +229,151 @@ fn percentile(sorted: &[u64], p: f64) -> u64 {
     sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
-#[tokio::main]
-async fn main() {
-    let mut listen = "127.0.0.1:24999".to_string();
-    let mut rotel = String::new();
-    let mut kills = 50usize;
-    let mut args = std::env::args().skip(1);
-    while let Some(a) = args.next() {
-        match (a.as_str(), args.next()) {
-            ("--listen", Some(v)) => listen = v,
-            ("--rotel", Some(v)) => rotel = v,
-            ("--kills", Some(v)) => kills = v.parse().unwrap_or(50),
-            _ => {
-                eprintln!("usage: oom_latency --listen H:P --rotel http://H:P [--kills N]");
-                std::process::exit(2);
+fn read_vmstat_oom_kill() -> Option<u64> {
+    std::fs::read_to_string("/proc/vmstat")
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("oom_kill "))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// A process's CPU time (user + system), in clock ticks.
+fn cpu_ticks(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = stat.rsplit_once(')')?.1;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
+}
+
+struct Args {
+    listen: String,
+    rotel: String,
+    kills: usize,
+    storm: Option<Duration>,
+    at_once: usize,
+    cgroups: usize,
+    baseline: Duration,
+    watch_pid: Option<u32>,
+    dump: Option<PathBuf>,
+}
+
+fn parse_args() -> Result<Args, String> {
+    let mut a = Args {
+        listen: "127.0.0.1:24999".to_string(),
+        rotel: String::new(),
+        kills: 50,
+        storm: None,
+        at_once: 1,
+        cgroups: 1,
+        baseline: Duration::from_secs(10),
+        watch_pid: None,
+        dump: None,
+    };
+    let secs = |v: String, flag: &str| {
+        v.parse::<f64>()
+            .ok()
+            .and_then(|s| Duration::try_from_secs_f64(s).ok())
+            .ok_or_else(|| format!("{flag}: seconds expected, not {v}"))
+    };
+    let num = |v: String, flag: &str| {
+        v.parse::<usize>()
+            .map_err(|e| format!("{flag}: {e}"))
+            .and_then(|n| {
+                if n == 0 {
+                    Err(format!("{flag} must be positive"))
+                } else {
+                    Ok(n)
+                }
+            })
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let value = it.next().ok_or_else(|| format!("{flag} needs a value"))?;
+        match flag.as_str() {
+            "--listen" => a.listen = value,
+            "--rotel" => a.rotel = value,
+            "--kills" => a.kills = num(value, "--kills")?,
+            "--storm" => a.storm = Some(secs(value, "--storm")?),
+            "--at-once" => a.at_once = num(value, "--at-once")?,
+            "--cgroups" => a.cgroups = num(value, "--cgroups")?,
+            "--baseline" => a.baseline = secs(value, "--baseline")?,
+            "--watch-pid" => {
+                a.watch_pid = Some(value.parse().map_err(|e| format!("--watch-pid: {e}"))?)
             }
+            "--dump" => a.dump = Some(value.into()),
+            other => return Err(format!("unknown flag {other}")),
         }
     }
+    Ok(a)
+}
+
+/// Waits until every pid in `pids` has a record, or `deadline`.
+async fn wait_for_records(seen: &Mutex<Seen>, news: &Notify, pids: &[i64], deadline: Instant) {
+    loop {
+        let notified = news.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        if pids.iter().all(|p| lock(seen).kills.contains_key(p)) {
+            return;
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() || tokio::time::timeout(left, notified).await.is_err() {
+            return;
+        }
+    }
+}
+
+fn main() {
+    let mut argv = std::env::args().skip(1);
+    if argv.next().as_deref() == Some("--alloc") {
+        match argv.next() {
+            Some(dir) => alloc(Path::new(&dir)),
+            None => std::process::exit(2),
+        }
+    }
+    let args = match parse_args() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("oom_latency: {e}");
+            eprintln!("usage: oom_latency --listen H:P --rotel http://H:P [--kills N] [--storm SECS --at-once C --cgroups G --baseline SECS --watch-pid PID]");
+            std::process::exit(2);
+        }
+    };
+    let rt = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("oom_latency: {e}");
+            std::process::exit(1);
+        }
+    };
+    rt.block_on(run(args));
+}
+
+async fn run(args: Args) {
     let Some((root, limit_file)) = memory_root() else {
         eprintln!("oom_latency: no memory cgroup controller");
         std::process::exit(1);
     };
-    let channel = match Channel::from_shared(rotel.clone()) {
+    let channel = match Channel::from_shared(args.rotel.clone()) {
         Ok(c) => c.connect_lazy(),
         Err(e) => {
-            eprintln!("oom_latency: bad --rotel {rotel}: {e}");
+            eprintln!("oom_latency: bad --rotel {}: {e}", args.rotel);
             std::process::exit(2);
         }
     };
-    let (tx, mut rx) = mpsc::unbounded_channel();
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let others = Arc::new(AtomicU64::new(0));
+    let news = Arc::new(Notify::new());
     let proxy = Proxy {
-        rotel: LogsServiceClient::new(channel),
-        seen: tx,
+        rotel: LogsServiceClient::new(channel).max_decoding_message_size(64 << 20),
+        seen: Arc::clone(&seen),
+        others: Arc::clone(&others),
+        news: Arc::clone(&news),
     };
-    let addr = match listen.parse() {
+    let addr = match args.listen.parse() {
         Ok(a) => a,
         Err(e) => {
-            eprintln!("oom_latency: bad --listen {listen}: {e}");
+            eprintln!("oom_latency: bad --listen {}: {e}", args.listen);
             std::process::exit(2);
         }
     };
@@ -173,7 +382,8 @@ async fn main() {
             .add_service(
                 LogsServiceServer::new(proxy)
                     .accept_compressed(tonic::codec::CompressionEncoding::Gzip)
-                    .send_compressed(tonic::codec::CompressionEncoding::Gzip),
+                    .send_compressed(tonic::codec::CompressionEncoding::Gzip)
+                    .max_decoding_message_size(64 << 20),
             )
             .serve(addr),
     );
@@ -182,12 +392,24 @@ async fn main() {
     let mut line = String::new();
     let _ = std::io::stdin().read_line(&mut line);
 
-    let mut latencies: HashMap<i64, u64> = HashMap::new();
+    match args.storm {
+        None => sequential(&args, &root, limit_file, &seen, &news).await,
+        Some(spread) => storm(&args, spread, &root, limit_file, &seen, &others, &news).await,
+    }
+}
+
+async fn sequential(args: &Args, root: &Path, limit_file: &str, seen: &Mutex<Seen>, news: &Notify) {
     let mut missing = 0;
-    for i in 0..kills {
+    for i in 0..args.kills {
+        let name = format!("oomscope-latency-{}-{i}", std::process::id());
         let pid = match tokio::task::spawn_blocking({
-            let root = root.clone();
-            move || contained_kill(&root, limit_file, i)
+            let (root, limit_file) = (root.to_path_buf(), limit_file.to_string());
+            move || {
+                let dir = limited_cgroup(&root, &limit_file, &name)?;
+                let pid = kill_in(&dir);
+                remove_cgroup(&dir);
+                pid
+            }
         })
         .await
         {
@@ -197,28 +419,214 @@ async fn main() {
                 std::process::exit(1);
             }
         };
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-        while !latencies.contains_key(&pid) {
-            match tokio::time::timeout_at(deadline, rx.recv()).await {
-                Ok(Some((p, l))) => {
-                    latencies.insert(p, l);
-                }
-                _ => {
-                    eprintln!("oom_latency: no record for pid {pid} within 10 s");
-                    missing += 1;
-                    break;
-                }
-            }
+        wait_for_records(seen, news, &[pid], Instant::now() + RECORD_WAIT).await;
+        if !lock(seen).kills.contains_key(&pid) {
+            eprintln!("oom_latency: no record for pid {pid} within 10 s");
+            missing += 1;
         }
     }
-    let mut v: Vec<u64> = latencies.values().copied().collect();
+    let mut v: Vec<u64> = lock(seen)
+        .kills
+        .values()
+        .filter_map(|l| l.first().copied())
+        .collect();
     v.sort_unstable();
     let ms = |ns: u64| ns as f64 / 1e6;
     println!(
-        "kills={kills} records={} missing={missing} p50_ms={:.2} p99_ms={:.2} max_ms={:.2}",
+        "kills={} records={} missing={missing} p50_ms={:.2} p99_ms={:.2} max_ms={:.2}",
+        args.kills,
         v.len(),
         ms(percentile(&v, 50.0)),
         ms(percentile(&v, 99.0)),
         ms(v.last().copied().unwrap_or(0)),
+    );
+}
+
+/// A point in time of the OTLP traffic: when, records acknowledged so
+/// far, the agent's CPU ticks so far.
+#[derive(Clone, Copy)]
+struct Mark {
+    at: Instant,
+    unix_ns: u64,
+    acked: u64,
+    ticks: Option<u64>,
+}
+
+impl Mark {
+    fn now(others: &AtomicU64, pid: Option<u32>) -> Mark {
+        Mark {
+            at: Instant::now(),
+            unix_ns: unix_nanos(),
+            acked: others.load(Ordering::Relaxed),
+            ticks: pid.and_then(cpu_ticks),
+        }
+    }
+}
+
+/// Records per second and the agent's CPU (percent of one core) between two marks.
+fn between(a: Mark, b: Mark) -> (f64, Option<f64>) {
+    let secs = b.at.saturating_duration_since(a.at).as_secs_f64().max(1e-9);
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    let cpu = match (a.ticks, b.ticks) {
+        (Some(x), Some(y)) => Some(y.saturating_sub(x) as f64 / hz / secs * 100.0),
+        _ => None,
+    };
+    (b.acked.saturating_sub(a.acked) as f64 / secs, cpu)
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn storm(
+    args: &Args,
+    spread: Duration,
+    root: &Path,
+    limit_file: &str,
+    seen: &Mutex<Seen>,
+    others: &AtomicU64,
+    news: &Notify,
+) {
+    let cgroups: Vec<PathBuf> = match (0..args.cgroups)
+        .map(|g| {
+            limited_cgroup(
+                root,
+                limit_file,
+                &format!("oomscope-storm-{}-{g}", std::process::id()),
+            )
+        })
+        .collect::<std::io::Result<_>>()
+    {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("oom_latency: cannot make the cgroups: {e}");
+            std::process::exit(1);
+        }
+    };
+    // The OTLP traffic flows: a warm-up, then the baseline.
+    let flowing = Instant::now() + Duration::from_secs(30);
+    while others.load(Ordering::Relaxed) == 0 && Instant::now() < flowing {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    if others.load(Ordering::Relaxed) == 0 {
+        eprintln!("oom_latency: no OTLP traffic came through within 30 s");
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let b0 = Mark::now(others, args.watch_pid);
+    tokio::time::sleep(args.baseline).await;
+    let b1 = Mark::now(others, args.watch_pid);
+
+    // The storm: waves of `at_once` simultaneous kills, spread over `spread`.
+    let vmstat_before = read_vmstat_oom_kill();
+    let waves = args.kills.div_ceil(args.at_once);
+    let interval = spread / waves.max(1) as u32;
+    let s0 = Mark::now(others, args.watch_pid);
+    let mut caused: Vec<i64> = Vec::with_capacity(args.kills);
+    let mut failed = 0usize;
+    let mut k = 0usize;
+    for w in 0..waves {
+        tokio::time::sleep_until((s0.at + interval * w as u32).into()).await;
+        let wave: Vec<_> = (0..args.at_once.min(args.kills - k))
+            .map(|j| {
+                let dir = cgroups[(k + j) % cgroups.len()].clone();
+                tokio::task::spawn_blocking(move || kill_in(&dir))
+            })
+            .collect();
+        k += wave.len();
+        for t in wave {
+            match t.await {
+                Ok(Ok(pid)) => caused.push(i64::from(pid)),
+                other => {
+                    failed += 1;
+                    eprintln!("oom_latency: a kill failed: {other:?}");
+                }
+            }
+        }
+    }
+    let s1 = Mark::now(others, args.watch_pid);
+    let storm_secs = s1.at.saturating_duration_since(s0.at).as_secs_f64();
+    wait_for_records(seen, news, &caused, Instant::now() + RECORD_WAIT).await;
+    // A record counted twice would come right after the first: a short
+    // look for late duplicates (and for records of kills that were late).
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let vmstat_after = read_vmstat_oom_kill();
+    let counted_until = unix_nanos();
+    for dir in &cgroups {
+        remove_cgroup(dir);
+    }
+
+    let seen = lock(seen);
+    if let Some(path) = &args.dump {
+        let lines: String = seen
+            .log
+            .iter()
+            .map(|(pid, k, r, a)| format!("{pid} {k} {r} {a}\n"))
+            .collect();
+        if let Err(e) = std::fs::write(path, lines) {
+            eprintln!("oom_latency: cannot write {}: {e}", path.display());
+        }
+    }
+    // Kills of other processes on the host (not ours) count where the
+    // kernel's count covers them: killed between the two vmstat reads.
+    let counted = |kernel_ns: u64| (s0.unix_ns..counted_until).contains(&kernel_ns);
+    let foreign_pids: std::collections::HashSet<i64> = seen
+        .log
+        .iter()
+        .filter(|(pid, k, ..)| !caused.contains(pid) && counted(*k))
+        .map(|(pid, ..)| *pid)
+        .collect();
+    let foreign_outside = seen
+        .kills
+        .keys()
+        .filter(|p| !caused.contains(p) && !foreign_pids.contains(p))
+        .count();
+    let ours = |p: &i64| caused.contains(p) || foreign_pids.contains(p);
+    let records: usize = seen
+        .kills
+        .iter()
+        .filter(|(p, _)| ours(p))
+        .map(|(_, l)| l.len())
+        .sum();
+    let duplicates: usize = seen
+        .kills
+        .iter()
+        .filter(|(p, _)| ours(p))
+        .map(|(_, l)| l.len().saturating_sub(1))
+        .sum();
+    let missed: Vec<i64> = caused
+        .iter()
+        .copied()
+        .filter(|p| !seen.kills.contains_key(p))
+        .collect();
+    let foreign = foreign_pids.len();
+    let mut v: Vec<u64> = caused
+        .iter()
+        .filter_map(|p| seen.kills.get(p)?.first().copied())
+        .collect();
+    v.sort_unstable();
+    drop(seen);
+    if !missed.is_empty() {
+        eprintln!("oom_latency: no record for pids {missed:?}");
+    }
+    let kernel = match (vmstat_before, vmstat_after) {
+        (Some(a), Some(b)) => (b.saturating_sub(a)).to_string(),
+        _ => "unknown".to_string(),
+    };
+    let ms = |ns: u64| ns as f64 / 1e6;
+    let (base_rate, base_cpu) = between(b0, b1);
+    let (storm_rate, storm_cpu) = between(s0, s1);
+    let slowdown = (1.0 - storm_rate / base_rate.max(1e-9)) * 100.0;
+    let pct = |c: Option<f64>| c.map_or("unknown".to_string(), |c| format!("{c:.1}"));
+    println!(
+        "kills_caused={} kills_failed={failed} kills_kernel={kernel} kills_reported={records} duplicates={duplicates} missed={} foreign={foreign} foreign_outside={foreign_outside} storm_seconds={storm_secs:.2} p50_ms={:.2} p99_ms={:.2} max_ms={:.2} otlp_rate_baseline={base_rate:.0} otlp_rate_storm={storm_rate:.0} slowdown_pct={slowdown:.1} agent_cpu_pct_baseline={} agent_cpu_pct_storm={} phases={},{},{},{}",
+        caused.len(),
+        missed.len(),
+        ms(percentile(&v, 50.0)),
+        ms(percentile(&v, 99.0)),
+        ms(v.last().copied().unwrap_or(0)),
+        pct(base_cpu),
+        pct(storm_cpu),
+        b0.unix_ns,
+        b1.unix_ns,
+        s0.unix_ns,
+        s1.unix_ns,
     );
 }

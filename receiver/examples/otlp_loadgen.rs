@@ -3,7 +3,15 @@
 //! `--batch` records over `--concurrency` parallel streams, as fast as the
 //! server accepts them, and reports what was accepted.
 //!
+//! With `--rate R` (bench/kill_storm.sh) it offers a fixed load instead: one
+//! request of `--batch` records every `batch / R` seconds, at most
+//! `--concurrency` in flight (a tick that finds them all busy is lost, so a
+//! slow server shows as a lower achieved rate), until SIGTERM or
+//! `--duration` seconds; `--log FILE` gets one line per request:
+//! `<unix ns sent> <latency ns> <ok 1|0>`.
+//!
 //! Usage: otlp_loadgen --endpoint http://127.0.0.1:4317 --records 1000000
+//!        otlp_loadgen --endpoint http://127.0.0.1:4317 --rate 50000 --log F
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -21,6 +29,11 @@ struct Args {
     batch: u64,
     concurrency: usize,
     gzip: bool,
+    /// Records per second offered (fixed-rate mode); 0: as fast as accepted.
+    rate: u64,
+    /// Fixed-rate mode: stop after this long (or at SIGTERM).
+    duration: Duration,
+    log: Option<std::path::PathBuf>,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -30,6 +43,9 @@ fn parse_args() -> Result<Args, String> {
         batch: 1000,
         concurrency: 8,
         gzip: false,
+        rate: 0,
+        duration: Duration::from_secs(3600),
+        log: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -44,6 +60,13 @@ fn parse_args() -> Result<Args, String> {
                     .map_err(|e| format!("--concurrency: {e}"))?
             }
             "--gzip" => a.gzip = true,
+            "--rate" => a.rate = value()?.parse().map_err(|e| format!("--rate: {e}"))?,
+            "--duration" => {
+                let secs: f64 = value()?.parse().map_err(|e| format!("--duration: {e}"))?;
+                a.duration =
+                    Duration::try_from_secs_f64(secs).map_err(|e| format!("--duration: {e}"))?;
+            }
+            "--log" => a.log = Some(value()?.into()),
             other => return Err(format!("unknown flag {other}")),
         }
     }
@@ -139,6 +162,10 @@ async fn main() {
             std::process::exit(1);
         }
     };
+    if args.rate > 0 {
+        fixed_rate(&args, channel).await;
+        return;
+    }
     let template = Arc::new(request(args.batch));
     let requests = args.records.div_ceil(args.batch);
     let next = Arc::new(AtomicU64::new(0));
@@ -189,5 +216,94 @@ async fn main() {
         "records_accepted={n} seconds={secs:.3} records_per_second={:.0} retried_requests={}",
         n as f64 / secs,
         retried.load(Ordering::Relaxed)
+    );
+}
+
+fn unix_nanos() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
+}
+
+/// `--rate`: a fixed offered load until SIGTERM or `--duration`.
+async fn fixed_rate(args: &Args, channel: tonic::transport::Channel) {
+    use tokio::sync::{mpsc, Semaphore};
+    let period = Duration::from_secs_f64(args.batch as f64 / args.rate as f64);
+    let template = Arc::new(request(args.batch));
+    let permits = Arc::new(Semaphore::new(args.concurrency));
+    // (sent at, latency, accepted): bounded, one per request in flight at most.
+    let (tx, mut rx) = mpsc::channel::<(u64, u64, bool)>(args.concurrency.max(1) * 4);
+    let log_path = args.log.clone();
+    let writer = tokio::task::spawn_blocking(move || {
+        use std::io::Write;
+        let mut out = log_path
+            .and_then(|p| std::fs::File::create(p).ok())
+            .map(std::io::BufWriter::new);
+        let (mut ok, mut failed) = (0u64, 0u64);
+        while let Some((at, latency, accepted)) = rx.blocking_recv() {
+            if accepted {
+                ok += 1;
+            } else {
+                failed += 1;
+            }
+            if let Some(out) = out.as_mut() {
+                let _ = writeln!(out, "{at} {latency} {}", u8::from(accepted));
+            }
+        }
+        if let Some(mut out) = out {
+            let _ = out.flush();
+        }
+        (ok, failed)
+    });
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("otlp_loadgen: cannot handle SIGTERM: {e}");
+            std::process::exit(1);
+        }
+    };
+    let mut ticks = tokio::time::interval(period);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let start = Instant::now();
+    let end = tokio::time::Instant::now() + args.duration;
+    let (mut offered, mut skipped) = (0u64, 0u64);
+    loop {
+        tokio::select! {
+            _ = term.recv() => break,
+            () = tokio::time::sleep_until(end) => break,
+            _ = ticks.tick() => {
+                offered += 1;
+                // All streams busy: this request is not sent (the server is behind).
+                let Ok(permit) = Arc::clone(&permits).try_acquire_owned() else {
+                    skipped += 1;
+                    continue;
+                };
+                let mut client =
+                    LogsServiceClient::new(channel.clone()).max_encoding_message_size(64 << 20);
+                if args.gzip {
+                    client = client.send_compressed(tonic::codec::CompressionEncoding::Gzip);
+                }
+                let (template, tx) = (Arc::clone(&template), tx.clone());
+                tokio::spawn(async move {
+                    let at = unix_nanos();
+                    let t = Instant::now();
+                    let accepted = client.export((*template).clone()).await.is_ok();
+                    let _ = tx.send((at, t.elapsed().as_nanos() as u64, accepted)).await;
+                    drop(permit);
+                });
+            }
+        }
+    }
+    // Wait for the requests in flight.
+    let _ = permits.acquire_many(args.concurrency as u32).await;
+    let secs = start.elapsed().as_secs_f64();
+    drop(tx);
+    let (ok, failed) = writer.await.unwrap_or((0, 0));
+    let n = ok * args.batch;
+    println!(
+        "offered_records_per_second={} records_accepted={n} seconds={secs:.3} records_per_second={:.0} requests_offered={offered} requests_skipped={skipped} requests_failed={failed}",
+        args.rate,
+        n as f64 / secs,
     );
 }

@@ -6,7 +6,8 @@
 //! flushes to the next consumer when
 //! - the buffered item count reaches `send_batch_size`,
 //! - `timeout` has passed since the first item was buffered,
-//! - an urgent batch (an OOM kill) arrives: everything buffered goes at once,
+//! - an urgent batch (an OOM kill) arrives: it goes at once, in a request of
+//!   its own, and everything buffered goes right after it,
 //! - the consumer is dropped (shutdown): what is buffered is flushed, then the
 //!   task ends and drops `next`.
 //!
@@ -224,6 +225,15 @@ impl Batcher {
         loop {
             tokio::select! {
                 received = rx.recv() => match received {
+                    Some(batch) if batch.urgent => {
+                        // Alone and first: appended to what is buffered (up to
+                        // `send_batch_size` records of ordinary traffic), the
+                        // OOM record's export would take as long as theirs.
+                        let urgent = self.buffered(batch);
+                        self.send_all(urgent, Flush::All).await;
+                        self.flush(Flush::All).await;
+                        deadline = None;
+                    }
                     Some(batch) => {
                         let urgent = batch.urgent;
                         if self.buffer.is_none() {
@@ -258,19 +268,25 @@ impl Batcher {
         }
     }
 
-    fn add(&mut self, batch: Batch) {
+    /// `batch` as data to send.
+    fn buffered(&self, batch: Batch) -> Buffered {
         let items = batch.item_count();
         let payload = Arc::try_unwrap(batch.payload).unwrap_or_else(|shared| (*shared).clone());
+        Buffered {
+            payload,
+            finalizers: batch.finalizers,
+            items,
+            urgent: batch.urgent,
+        }
+    }
+
+    fn add(&mut self, batch: Batch) {
         match &mut self.buffer {
-            None => {
-                self.buffer = Some(Buffered {
-                    payload,
-                    finalizers: batch.finalizers,
-                    items,
-                    urgent: batch.urgent,
-                })
-            }
+            None => self.buffer = Some(self.buffered(batch)),
             Some(buf) => {
+                let items = batch.item_count();
+                let payload =
+                    Arc::try_unwrap(batch.payload).unwrap_or_else(|shared| (*shared).clone());
                 if let Err(mismatched) = buf.payload.append(payload) {
                     // A pipeline carries one signal, so this is a wiring bug;
                     // the data is not silently lost: its sender learns it failed.
@@ -293,6 +309,12 @@ impl Batcher {
         let Some(buf) = self.buffer.take() else {
             return;
         };
+        self.send_all(buf, why).await;
+    }
+
+    /// Sends `buf`, split at `send_batch_max_size`; with `Flush::Size`, a
+    /// short remainder goes back to the buffer.
+    async fn send_all(&mut self, buf: Buffered, why: Flush) {
         if self.send_batch_max_size == 0 || buf.items <= self.send_batch_max_size {
             if why == Flush::Size && buf.items < self.send_batch_size {
                 self.buffer = Some(buf);
@@ -640,6 +662,21 @@ mod tests {
         }])
     }
 
+    /// The `host.name` of a batch's first resource (logs).
+    fn host(batch: &Batch) -> String {
+        let Payload::Logs(rl) = &*batch.payload else {
+            return String::new();
+        };
+        rl.first()
+            .and_then(|r| r.resource.as_ref())
+            .and_then(|r| r.attributes.iter().find(|kv| kv.key == "host.name"))
+            .and_then(|kv| match kv.value.as_ref()?.value.as_ref()? {
+                any_value::Value::StringValue(s) => Some(s.clone()),
+                _ => None,
+            })
+            .unwrap_or_default()
+    }
+
     fn config(size: usize, max: usize, timeout: Duration) -> BatchConfig {
         BatchConfig {
             send_batch_size: size,
@@ -758,7 +795,7 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn urgent_batch_flushes_everything_at_once() {
+    async fn urgent_batch_goes_alone_then_everything_buffered() {
         let (collect, mut out) = Collect::new(None);
         let (consumer, _task) = build(
             &config(1000, 0, Duration::from_secs(3600)),
@@ -780,10 +817,58 @@ mod tests {
         assert_eq!(start.elapsed(), Duration::ZERO);
         assert_eq!(
             got.item_count(),
-            3,
-            "what was buffered goes with the urgent data"
+            1,
+            "the urgent data goes first, in a request of its own"
         );
         assert!(got.urgent);
+        assert_eq!(host(&got), "oom");
+        let got = out.recv().await.expect("batch");
+        assert_eq!(start.elapsed(), Duration::ZERO);
+        assert_eq!(got.item_count(), 2, "what was buffered goes right after");
+        assert_eq!(host(&got), "a");
+    }
+
+    /// An urgent batch does not wait behind a full buffer of ordinary
+    /// traffic, nor travel with it; what is buffered still goes at once,
+    /// split as `send_batch_max_size` says, and the timer starts afresh.
+    #[tokio::test(start_paused = true)]
+    async fn urgent_batch_is_not_bundled_with_bulk_traffic() {
+        let (collect, mut out) = Collect::new(None);
+        let (consumer, _task) = build(
+            &config(10_000, 10_000, Duration::from_millis(200)),
+            &ctx(),
+            Signal::Logs,
+            collect,
+        )
+        .expect("build");
+        for _ in 0..9 {
+            consumer
+                .consume(Batch::new(logs("bulk", &[1000])))
+                .await
+                .expect("consume");
+        }
+        consumer
+            .consume(Batch::new(logs("oom", &[1])).urgent())
+            .await
+            .expect("consume");
+        let first = out.recv().await.expect("batch");
+        assert_eq!((host(&first), first.item_count()), ("oom".to_string(), 1));
+        assert!(first.urgent);
+        let second = out.recv().await.expect("batch");
+        assert_eq!(
+            (host(&second), second.item_count()),
+            ("bulk".to_string(), 9000)
+        );
+        assert!(!second.urgent);
+        // The buffer is empty: the next item waits a full timeout.
+        let start = Instant::now();
+        consumer
+            .consume(Batch::new(logs("bulk", &[1])))
+            .await
+            .expect("consume");
+        let third = out.recv().await.expect("batch");
+        assert_eq!(third.item_count(), 1);
+        assert_eq!(start.elapsed(), Duration::from_millis(200));
     }
 
     #[tokio::test(start_paused = true)]
