@@ -11,6 +11,7 @@ pub mod ebpf;
 pub mod exporters;
 pub mod extensions;
 pub mod heap_stats;
+pub mod incidents;
 pub mod kernel_log;
 pub mod metric_catalog;
 pub mod patterns;

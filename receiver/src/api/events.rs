@@ -36,7 +36,11 @@ use tonic::{Request, Response, Status};
 
 use super::v1::oom_events_client::OomEventsClient;
 use super::v1::oom_events_server::{OomEvents, OomEventsServer};
-use super::v1::{OomKill, SubscribeRequest};
+use super::v1::{
+    HostSnapshot, ListIncidentsRequest, ListIncidentsResponse, OomKill, SnapshotRequest,
+    SubscribeRequest,
+};
+use crate::incidents::IncidentHub;
 use crate::server::{Acceptor, ConnInfo, ConnectionLimits, RequestGuard, TrackRequestsLayer};
 use crate::tls::incoming::tls_incoming;
 use crate::tls::{ServerTls, TlsDialer};
@@ -67,6 +71,8 @@ const MAX_STREAMS_PER_CONNECTION: u32 = 8;
 #[derive(Clone, Debug)]
 pub struct OomEventHub {
     sender: broadcast::Sender<Arc<OomKill>>,
+    /// What `ListIncidents` and `Snapshot` read.
+    incidents: Arc<IncidentHub>,
 }
 
 impl Default for OomEventHub {
@@ -80,7 +86,18 @@ impl OomEventHub {
     #[must_use]
     pub fn new(capacity: usize) -> Self {
         let (sender, _) = broadcast::channel(capacity.max(1));
-        Self { sender }
+        Self {
+            sender,
+            incidents: Arc::new(IncidentHub::default()),
+        }
+    }
+
+    /// The same hub, answering `ListIncidents` and `Snapshot` from
+    /// `incidents`.
+    #[must_use]
+    pub fn with_incidents(mut self, incidents: Arc<IncidentHub>) -> Self {
+        self.incidents = incidents;
+        self
     }
 
     /// Hands a kill to every current subscriber and returns how many there
@@ -462,6 +479,26 @@ type KillStream = Pin<Box<dyn Stream<Item = Result<OomKill, Status>> + Send>>;
 impl OomEvents for EventsService {
     type SubscribeStream = KillStream;
 
+    async fn list_incidents(
+        &self,
+        request: Request<ListIncidentsRequest>,
+    ) -> Result<Response<ListIncidentsResponse>, Status> {
+        Ok(Response::new(super::incidents::list(
+            &self.hub.incidents,
+            request.get_ref(),
+        )))
+    }
+
+    async fn snapshot(
+        &self,
+        request: Request<SnapshotRequest>,
+    ) -> Result<Response<HostSnapshot>, Status> {
+        Ok(Response::new(super::incidents::snapshot(
+            &self.hub.incidents,
+            request.get_ref(),
+        )))
+    }
+
     async fn subscribe(
         &self,
         request: Request<SubscribeRequest>,
@@ -624,6 +661,7 @@ pub(crate) mod tests {
                 trigger_type: "cgroup".into(),
                 ..Scope::default()
             }),
+            ..OomKill::default()
         }
     }
 

@@ -1,5 +1,6 @@
 //! oomscope's own gRPC API, `oomscope.v1` (`proto/oomscope/v1/events.proto`):
-//! a live stream of OOM kills for local tools such as `oomscope events`.
+//! a live stream of OOM kills, the recent incidents and a snapshot of the
+//! host's memory, for local tools (`oomscope events`, `oomscope top`).
 //!
 //! The Rust code for the schema is generated once and committed
 //! (`oomscope.v1.rs`), like opentelemetry-proto does: builds need neither
@@ -9,6 +10,7 @@
 //! it is stale, so a changed `.proto` cannot go unnoticed.
 
 pub mod events;
+pub mod incidents;
 
 /// The generated messages, client (`oom_events_client`) and server
 /// (`oom_events_server`) of `oomscope.v1`.

@@ -5,7 +5,7 @@ pub struct SubscribeRequest {
     #[prost(string, tag = "1")]
     pub cgroup_prefix: ::prost::alloc::string::String,
 }
-#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+#[derive(Clone, PartialEq, ::prost::Message)]
 pub struct OomKill {
     /// When the kernel marked the victim (Unix epoch, nanoseconds).
     #[prost(fixed64, tag = "1")]
@@ -22,6 +22,13 @@ pub struct OomKill {
     pub trigger: ::core::option::Option<Trigger>,
     #[prost(message, optional, tag = "6")]
     pub scope: ::core::option::Option<Scope>,
+    /// `oom.incident.id`: shared with the runtime OOM messages of the same
+    /// process or container around the kill ("" with incidents off).
+    #[prost(string, tag = "7")]
+    pub incident_id: ::prost::alloc::string::String,
+    /// How the victim's cgroup got there (absent with incidents off).
+    #[prost(message, optional, tag = "8")]
+    pub lead_up: ::core::option::Option<LeadUp>,
 }
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct Victim {
@@ -83,6 +90,239 @@ pub struct Scope {
     /// "cgroup" or "system".
     #[prost(string, tag = "4")]
     pub trigger_type: ::prost::alloc::string::String,
+}
+/// A kill's lead-up: the `oom.leadup.*` and `oom.tasks.*` attributes.
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct LeadUp {
+    /// The cgroup the samples and counters are of: the victim's, or its
+    /// nearest ancestor the `memory` receiver sampled.
+    #[prost(string, tag = "1")]
+    pub cgroup: ::prost::alloc::string::String,
+    /// The samples of the last 60 s before the kill, oldest first.
+    #[prost(message, repeated, tag = "2")]
+    pub samples: ::prost::alloc::vec::Vec<CgroupSample>,
+    /// Working set growth before the last sample, bytes per second.
+    #[prost(double, optional, tag = "3")]
+    pub growth_rate_10s: ::core::option::Option<f64>,
+    #[prost(double, optional, tag = "4")]
+    pub growth_rate_60s: ::core::option::Option<f64>,
+    /// Read right after the kill.
+    #[prost(uint64, optional, tag = "5")]
+    pub limit_bytes: ::core::option::Option<u64>,
+    #[prost(uint64, optional, tag = "6")]
+    pub usage_at_kill_bytes: ::core::option::Option<u64>,
+    /// cgroup v2 `memory.events`.
+    #[prost(message, optional, tag = "7")]
+    pub events: ::core::option::Option<MemoryEvents>,
+    /// cgroup v1 `memory.failcnt`.
+    #[prost(uint64, optional, tag = "8")]
+    pub failcnt: ::core::option::Option<u64>,
+    /// The cgroup's (v2 `memory.pressure`) and the system's memory pressure.
+    #[prost(message, optional, tag = "9")]
+    pub cgroup_pressure: ::core::option::Option<Pressure>,
+    #[prost(message, optional, tag = "10")]
+    pub system_pressure: ::core::option::Option<Pressure>,
+    /// The kernel's task table: its largest rows by rss, and its row count.
+    #[prost(message, repeated, tag = "11")]
+    pub tasks: ::prost::alloc::vec::Vec<Task>,
+    #[prost(uint32, tag = "12")]
+    pub task_count: u32,
+}
+#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct CgroupSample {
+    #[prost(fixed64, tag = "1")]
+    pub time_unix_nano: u64,
+    #[prost(uint64, tag = "2")]
+    pub usage_bytes: u64,
+    /// Usage less the inactive page cache.
+    #[prost(uint64, tag = "3")]
+    pub working_set_bytes: u64,
+}
+#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct MemoryEvents {
+    #[prost(uint64, optional, tag = "1")]
+    pub low: ::core::option::Option<u64>,
+    #[prost(uint64, optional, tag = "2")]
+    pub high: ::core::option::Option<u64>,
+    #[prost(uint64, optional, tag = "3")]
+    pub max: ::core::option::Option<u64>,
+    #[prost(uint64, optional, tag = "4")]
+    pub oom: ::core::option::Option<u64>,
+    #[prost(uint64, optional, tag = "5")]
+    pub oom_kill: ::core::option::Option<u64>,
+    #[prost(uint64, optional, tag = "6")]
+    pub oom_group_kill: ::core::option::Option<u64>,
+}
+/// Memory pressure, percent of wall time stalled over the last 10 s.
+#[derive(Clone, Copy, PartialEq, ::prost::Message)]
+pub struct Pressure {
+    #[prost(double, optional, tag = "1")]
+    pub some_avg10: ::core::option::Option<f64>,
+    #[prost(double, optional, tag = "2")]
+    pub full_avg10: ::core::option::Option<f64>,
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct Task {
+    #[prost(int32, tag = "1")]
+    pub pid: i32,
+    #[prost(string, tag = "2")]
+    pub name: ::prost::alloc::string::String,
+    #[prost(uint64, tag = "3")]
+    pub rss_bytes: u64,
+    #[prost(int32, tag = "4")]
+    pub oom_score_adj: i32,
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct ListIncidentsRequest {
+    /// At most this many (0: all kept).
+    #[prost(uint32, tag = "1")]
+    pub limit: u32,
+    /// Only the incident with this id ("": all).
+    #[prost(string, tag = "2")]
+    pub id: ::prost::alloc::string::String,
+}
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct ListIncidentsResponse {
+    #[prost(message, repeated, tag = "1")]
+    pub incidents: ::prost::alloc::vec::Vec<Incident>,
+}
+/// One kill with its runtime messages, or runtime messages no kill has
+/// joined (yet).
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct Incident {
+    #[prost(string, tag = "1")]
+    pub id: ::prost::alloc::string::String,
+    /// Its kill, or its first message if that came first.
+    #[prost(fixed64, tag = "2")]
+    pub start_time_unix_nano: u64,
+    /// Absent while no kill joined it.
+    #[prost(message, optional, tag = "3")]
+    pub kill: ::core::option::Option<OomKill>,
+    #[prost(message, repeated, tag = "4")]
+    pub messages: ::prost::alloc::vec::Vec<RuntimeMessage>,
+    /// Messages beyond the 8 kept.
+    #[prost(uint64, tag = "5")]
+    pub messages_dropped: u64,
+    /// Whom it is about: the processes, container and cgroup joined.
+    #[prost(int32, repeated, tag = "6")]
+    pub pids: ::prost::alloc::vec::Vec<i32>,
+    #[prost(string, tag = "7")]
+    pub container_id: ::prost::alloc::string::String,
+    #[prost(string, tag = "8")]
+    pub cgroup: ::prost::alloc::string::String,
+}
+/// A runtime's own OOM message (`oom.runtime` other than kernel and
+/// kubelet), as the `filelog` or `journald` receiver read it.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct RuntimeMessage {
+    #[prost(fixed64, tag = "1")]
+    pub time_unix_nano: u64,
+    /// `oom.runtime`: java, go, python, ...
+    #[prost(string, tag = "2")]
+    pub runtime: ::prost::alloc::string::String,
+    /// `oom.pattern`.
+    #[prost(string, tag = "3")]
+    pub pattern: ::prost::alloc::string::String,
+    /// A file path, or `journal:<identifier>`.
+    #[prost(string, tag = "4")]
+    pub source: ::prost::alloc::string::String,
+    /// The writer, when one process was found (0: unknown).
+    #[prost(int32, tag = "5")]
+    pub pid: i32,
+    /// The first 4 KiB of the message (with its stack trace).
+    #[prost(string, tag = "6")]
+    pub text: ::prost::alloc::string::String,
+}
+#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct SnapshotRequest {
+    /// Include the system's memory and pressure over the last hour.
+    #[prost(bool, tag = "1")]
+    pub include_history: bool,
+    /// Include each listed cgroup's recent samples.
+    #[prost(bool, tag = "2")]
+    pub include_cgroup_samples: bool,
+}
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct HostSnapshot {
+    /// When the `memory` receiver sampled (0: no sample yet, or no `memory`
+    /// receiver in the configuration).
+    #[prost(fixed64, tag = "1")]
+    pub time_unix_nano: u64,
+    #[prost(message, optional, tag = "2")]
+    pub system: ::core::option::Option<SystemMemory>,
+    /// The cgroups nearest their limits first (at most 20).
+    #[prost(message, repeated, tag = "3")]
+    pub cgroups: ::prost::alloc::vec::Vec<CgroupState>,
+    /// The largest processes first (at most 20).
+    #[prost(message, repeated, tag = "4")]
+    pub processes: ::prost::alloc::vec::Vec<ProcessState>,
+    /// With `include_history`: one sample per 5 s or more, oldest first.
+    #[prost(message, repeated, tag = "5")]
+    pub history: ::prost::alloc::vec::Vec<SystemSample>,
+}
+#[derive(Clone, Copy, PartialEq, ::prost::Message)]
+pub struct SystemMemory {
+    #[prost(uint64, optional, tag = "1")]
+    pub total_bytes: ::core::option::Option<u64>,
+    #[prost(uint64, optional, tag = "2")]
+    pub available_bytes: ::core::option::Option<u64>,
+    #[prost(message, optional, tag = "3")]
+    pub pressure: ::core::option::Option<Pressure>,
+    #[prost(double, optional, tag = "4")]
+    pub psi_some_avg60: ::core::option::Option<f64>,
+    #[prost(double, optional, tag = "5")]
+    pub psi_full_avg60: ::core::option::Option<f64>,
+}
+#[derive(Clone, Copy, PartialEq, ::prost::Message)]
+pub struct SystemSample {
+    #[prost(fixed64, tag = "1")]
+    pub time_unix_nano: u64,
+    #[prost(uint64, optional, tag = "2")]
+    pub total_bytes: ::core::option::Option<u64>,
+    #[prost(uint64, optional, tag = "3")]
+    pub available_bytes: ::core::option::Option<u64>,
+    #[prost(double, optional, tag = "4")]
+    pub psi_some_avg10: ::core::option::Option<f64>,
+    #[prost(double, optional, tag = "5")]
+    pub psi_full_avg10: ::core::option::Option<f64>,
+}
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct CgroupState {
+    #[prost(string, tag = "1")]
+    pub path: ::prost::alloc::string::String,
+    #[prost(uint64, optional, tag = "2")]
+    pub usage_bytes: ::core::option::Option<u64>,
+    #[prost(uint64, optional, tag = "3")]
+    pub working_set_bytes: ::core::option::Option<u64>,
+    /// Its own limit (absent: none).
+    #[prost(uint64, optional, tag = "4")]
+    pub limit_bytes: ::core::option::Option<u64>,
+    /// What it can still grow by, under its own limit and its ancestors'.
+    #[prost(int64, optional, tag = "5")]
+    pub headroom_bytes: ::core::option::Option<i64>,
+    /// Seconds until the limit at the working set's current growth.
+    #[prost(double, optional, tag = "6")]
+    pub time_to_limit_seconds: ::core::option::Option<f64>,
+    #[prost(string, tag = "7")]
+    pub container_id: ::prost::alloc::string::String,
+    #[prost(string, tag = "8")]
+    pub container_name: ::prost::alloc::string::String,
+    #[prost(string, tag = "9")]
+    pub pod_name: ::prost::alloc::string::String,
+    /// With `include_cgroup_samples`: oldest first.
+    #[prost(message, repeated, tag = "10")]
+    pub samples: ::prost::alloc::vec::Vec<CgroupSample>,
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct ProcessState {
+    #[prost(int32, tag = "1")]
+    pub pid: i32,
+    #[prost(string, tag = "2")]
+    pub name: ::prost::alloc::string::String,
+    #[prost(uint64, tag = "3")]
+    pub rss_bytes: u64,
+    #[prost(string, tag = "4")]
+    pub cgroup: ::prost::alloc::string::String,
 }
 /// Generated client implementations.
 pub mod oom_events_client {
@@ -200,6 +440,53 @@ pub mod oom_events_client {
                 .insert(GrpcMethod::new("oomscope.v1.OomEvents", "Subscribe"));
             self.inner.server_streaming(req, path, codec).await
         }
+        /// The incidents the agent keeps (the latest 256), newest first.
+        pub async fn list_incidents(
+            &mut self,
+            request: impl tonic::IntoRequest<super::ListIncidentsRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::ListIncidentsResponse>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/oomscope.v1.OomEvents/ListIncidents",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(GrpcMethod::new("oomscope.v1.OomEvents", "ListIncidents"));
+            self.inner.unary(req, path, codec).await
+        }
+        /// The host's memory as the `memory` receiver last sampled it.
+        pub async fn snapshot(
+            &mut self,
+            request: impl tonic::IntoRequest<super::SnapshotRequest>,
+        ) -> std::result::Result<tonic::Response<super::HostSnapshot>, tonic::Status> {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/oomscope.v1.OomEvents/Snapshot",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(GrpcMethod::new("oomscope.v1.OomEvents", "Snapshot"));
+            self.inner.unary(req, path, codec).await
+        }
     }
 }
 /// Generated server implementations.
@@ -226,6 +513,19 @@ pub mod oom_events_server {
             &self,
             request: tonic::Request<super::SubscribeRequest>,
         ) -> std::result::Result<tonic::Response<Self::SubscribeStream>, tonic::Status>;
+        /// The incidents the agent keeps (the latest 256), newest first.
+        async fn list_incidents(
+            &self,
+            request: tonic::Request<super::ListIncidentsRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::ListIncidentsResponse>,
+            tonic::Status,
+        >;
+        /// The host's memory as the `memory` receiver last sampled it.
+        async fn snapshot(
+            &self,
+            request: tonic::Request<super::SnapshotRequest>,
+        ) -> std::result::Result<tonic::Response<super::HostSnapshot>, tonic::Status>;
     }
     #[derive(Debug)]
     pub struct OomEventsServer<T> {
@@ -345,6 +645,96 @@ pub mod oom_events_server {
                                 max_encoding_message_size,
                             );
                         let res = grpc.server_streaming(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/oomscope.v1.OomEvents/ListIncidents" => {
+                    #[allow(non_camel_case_types)]
+                    struct ListIncidentsSvc<T: OomEvents>(pub Arc<T>);
+                    impl<
+                        T: OomEvents,
+                    > tonic::server::UnaryService<super::ListIncidentsRequest>
+                    for ListIncidentsSvc<T> {
+                        type Response = super::ListIncidentsResponse;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::ListIncidentsRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as OomEvents>::list_incidents(&inner, request).await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = ListIncidentsSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/oomscope.v1.OomEvents/Snapshot" => {
+                    #[allow(non_camel_case_types)]
+                    struct SnapshotSvc<T: OomEvents>(pub Arc<T>);
+                    impl<
+                        T: OomEvents,
+                    > tonic::server::UnaryService<super::SnapshotRequest>
+                    for SnapshotSvc<T> {
+                        type Response = super::HostSnapshot;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::SnapshotRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as OomEvents>::snapshot(&inner, request).await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = SnapshotSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
                         Ok(res)
                     };
                     Box::pin(fut)

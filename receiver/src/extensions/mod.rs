@@ -18,6 +18,9 @@ pub struct Extensions {
     pub health: health_check::HealthState,
     /// Started authenticators (`bearertokenauth`, `basicauth`, `headers_setter`).
     pub auth: auth::Authenticators,
+    /// The agent's incidents and the memory history they draw on (fed by
+    /// the `memory`, `oom`, `filelog` and `journald` receivers).
+    pub incidents: Arc<crate::incidents::IncidentHub>,
 }
 
 impl Extensions {

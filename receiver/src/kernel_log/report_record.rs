@@ -6,7 +6,7 @@
 use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, ArrayValue, KeyValue};
 use opentelemetry_proto::tonic::logs::v1::{LogRecord, SeverityNumber};
 
-use super::OomReport;
+use super::{OomReport, OomTask};
 use crate::clock::unix_now_nanos;
 use crate::pipeline::data::kv;
 
@@ -117,30 +117,32 @@ pub fn report_attributes(report: &OomReport, mut attributes: Vec<KeyValue>) -> V
             "oom.tasks.count",
             uint(u64::try_from(report.task_count).unwrap_or(u64::MAX)),
         ));
-        let rows = report
-            .tasks
-            .iter()
-            .map(|task| AnyValue {
-                value: Some(string(&format!(
-                    "pid={} uid={} tgid={} total_vm={} rss={} pgtables={} swapents={} oom_score_adj={} name={}",
-                    task.pid,
-                    task.uid,
-                    task.tgid,
-                    task.total_vm_bytes,
-                    task.rss_bytes,
-                    task.pgtables_bytes,
-                    task.swapents,
-                    task.oom_score_adj,
-                    task.name
-                ))),
-            })
-            .collect();
-        attributes.push(kv(
-            "oom.tasks.largest",
-            any_value::Value::ArrayValue(ArrayValue { values: rows }),
-        ));
+        attributes.push(kv("oom.tasks.largest", task_rows(&report.tasks)));
     }
     attributes
+}
+
+/// `oom.tasks.largest`: one string per task table row, as the kernel
+/// printed it (bytes where it printed pages).
+pub fn task_rows(tasks: &[OomTask]) -> any_value::Value {
+    let rows = tasks
+        .iter()
+        .map(|task| AnyValue {
+            value: Some(string(&format!(
+                "pid={} uid={} tgid={} total_vm={} rss={} pgtables={} swapents={} oom_score_adj={} name={}",
+                task.pid,
+                task.uid,
+                task.tgid,
+                task.total_vm_bytes,
+                task.rss_bytes,
+                task.pgtables_bytes,
+                task.swapents,
+                task.oom_score_adj,
+                task.name
+            ))),
+        })
+        .collect();
+    any_value::Value::ArrayValue(ArrayValue { values: rows })
 }
 
 /// The report as a LogRecord: `body` is its text block, `time_unix_nano`

@@ -1284,6 +1284,8 @@ fn builtin_attributes_have_the_oom_receivers_types() {
             memcg_usage: Some(1),
             memcg_id: Some(1),
             hook: None,
+            tasks: Vec::new(),
+            task_count: 0,
         },
     };
     let oom: BTreeMap<String, &str> = kill

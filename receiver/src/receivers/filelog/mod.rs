@@ -29,7 +29,7 @@ pub mod reader;
 
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -46,6 +46,7 @@ use crate::component::{
     BuildContext, Factory, ReceiverConfig, ReceiverFactory, Stability, StartFuture,
 };
 use crate::config::{from_node, ConfigError, Node};
+use crate::incidents::{self, runtime::WriterFinder};
 use crate::kernel_log::report_record::{self, KERNEL_RUNTIME};
 use crate::kernel_log::text_reports::{TextEvent, TextReports};
 use crate::patterns::match_counts::MatchCounts;
@@ -300,6 +301,9 @@ struct Tailer {
     /// `oom_reports`, unless `disable_patterns` covers `kernel.oom_report`
     /// (`kernel.*`: kernel lines come from the `kmsg` or `oom` receiver).
     reports_on: bool,
+    /// Who writes a file a runtime OOM message came from (its incident's
+    /// process and cgroup).
+    writers: WriterFinder,
 }
 
 impl Tailer {
@@ -347,6 +351,7 @@ impl Tailer {
             Vec::new()
         };
         let mut t = Tailer {
+            writers: WriterFinder::new(Path::new("/proc")),
             cfg,
             ctx,
             library,
@@ -1011,12 +1016,18 @@ impl Tailer {
             }
             if self.cfg.include_all || a.matched.is_some() {
                 let path = k.reader.as_ref().map(|r| r.path.as_path());
-                self.records.push(line_records::log_record(
-                    &self.cfg,
-                    path,
-                    k.decoder.identity(),
-                    a.clone(),
-                ));
+                let mut record =
+                    line_records::log_record(&self.cfg, path, k.decoder.identity(), a.clone());
+                let runtime_oom = a
+                    .matched
+                    .as_ref()
+                    .is_some_and(|m| incidents::runtime::about_its_writer(&m.runtime));
+                if runtime_oom && self.ctx.extensions.incidents.enabled() {
+                    let path = path.map(Path::to_path_buf);
+                    let container = incidents::runtime::container_id(k.decoder.identity());
+                    self.join_incident(&mut record, path.as_deref(), container);
+                }
+                self.records.push(record);
             }
             let e = self.offsets.entry(id).or_insert(0);
             *e = (*e).max(end);
@@ -1024,6 +1035,29 @@ impl Tailer {
                 self.send(handle);
             }
         }
+    }
+
+    /// Gives a runtime OOM record its incident: by its container (a
+    /// container's log), else by the processes writing its file.
+    fn join_incident(
+        &mut self,
+        record: &mut LogRecord,
+        path: Option<&Path>,
+        container: Option<String>,
+    ) {
+        let writers = match (&container, path) {
+            (None, Some(path)) => self.writers.writers(path),
+            _ => Vec::new(),
+        };
+        let (identity, pid) = incidents::runtime::writers_identity(&writers, container);
+        let source = path.map_or_else(String::new, |p| p.to_string_lossy().into_owned());
+        incidents::runtime::register(
+            &self.ctx.extensions.incidents,
+            record,
+            identity,
+            &source,
+            pid,
+        );
     }
 
     /// `attributes` on every record and `resource` on their resource; a

@@ -164,7 +164,7 @@ pub async fn start(
         kernel_entries = if skip_kernel { "skipped" } else { "read" },
         "reading the systemd journal"
     );
-    let reader = Reader::new(
+    let mut reader = Reader::new(
         cfg,
         id,
         library,
@@ -178,6 +178,7 @@ pub async fn start(
         ctx.telemetry.receiver(&ctx.id, "journald"),
         ctx.shutdown.clone(),
     );
+    reader.incidents = Some(Arc::clone(&ctx.extensions.incidents));
     let handle = Handle::current();
     let blocking = tokio::task::spawn_blocking(move || reader.run(&handle));
     Ok(tokio::spawn(async move {
@@ -297,6 +298,8 @@ struct Reader {
     counters: Arc<Mutex<Counters>>,
     telemetry: ReceiverMetrics,
     shutdown: CancellationToken,
+    /// Where runtime OOM messages find their incident.
+    incidents: Option<Arc<crate::incidents::IncidentHub>>,
     /// Headers of the journal files, checked once per change.
     file_checks: files::FileChecks,
     last_file_check: Option<Instant>,
@@ -390,6 +393,7 @@ impl Reader {
             counters,
             telemetry,
             shutdown,
+            incidents: None,
             file_checks: files::FileChecks::default(),
             last_file_check: None,
             missing_warned: false,
@@ -818,7 +822,10 @@ impl Reader {
                 }
             }
             let resource: Vec<KeyValue> = o.start.resource.clone();
-            let record = records::log_record(o.assembled, &o.start.facts);
+            let mut record = records::log_record(o.assembled, &o.start.facts);
+            if let Some(hub) = self.incidents.as_deref().filter(|h| h.enabled()) {
+                join_incident(hub, &mut record, &o.start.facts);
+            }
             self.batch.push(resource, record);
         }
         self.deadline
@@ -1097,4 +1104,25 @@ impl Reader {
             }
         }
     }
+}
+
+/// Gives a runtime OOM entry its incident: by the entry's process, its
+/// container and its cgroup, as journald recorded them.
+fn join_incident(
+    hub: &crate::incidents::IncidentHub,
+    record: &mut opentelemetry_proto::tonic::logs::v1::LogRecord,
+    facts: &EntryFacts,
+) {
+    let pid = facts.pid.and_then(|p| i32::try_from(p).ok());
+    let identity = crate::incidents::Identity {
+        pids: pid.into_iter().collect(),
+        container_id: facts.container_id.clone(),
+        cgroup: facts.cgroup.clone(),
+    };
+    let source = facts
+        .identifier
+        .as_deref()
+        .or(facts.comm.as_deref())
+        .unwrap_or("journal");
+    crate::incidents::runtime::register(hub, record, identity, &format!("journal:{source}"), pid);
 }

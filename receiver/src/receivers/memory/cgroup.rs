@@ -24,6 +24,7 @@ use super::metrics as m;
 use super::psi;
 use super::system::parse_u64;
 use super::{read_file, vanished, CgroupsConfig, Starts, WarnOnce};
+use crate::incidents::CgroupState;
 use crate::metric_catalog::{int, MetricDef, MetricsBuilder};
 use opentelemetry_proto::tonic::metrics::v1::ResourceMetrics;
 use opentelemetry_proto::tonic::resource::v1::Resource;
@@ -256,6 +257,8 @@ pub struct CgroupScraper {
     /// its series starts with a true reset point (start time = the time of
     /// its first point), as the OpenTelemetry data model prescribes.
     scraped_before: bool,
+    /// The cgroups the last scrape reported (for incidents and the views).
+    pub states: Vec<CgroupState>,
 }
 
 /// The tightest memory limit over a cgroup and its ancestors: a cgroup is
@@ -290,6 +293,7 @@ impl CgroupScraper {
             epoch: Instant::now(),
             seq: 0,
             scraped_before: false,
+            states: Vec::new(),
         })
     }
 
@@ -313,6 +317,7 @@ impl CgroupScraper {
             return;
         };
         self.seq += 1;
+        self.states.clear();
         let now_secs = self.epoch.elapsed().as_secs_f64();
         let new_series_start = if self.scraped_before {
             b.time_unix_nano()
@@ -416,6 +421,12 @@ impl CgroupScraper {
                     }
                 }
                 if let Ok(true) = scraped {
+                    if let (Some(state), Some(w)) = (self.states.last_mut(), &workload) {
+                        state.container_id.clone_from(&w.container_id);
+                        state.container_name =
+                            w.container_name.clone().or_else(|| w.k8s_container_name.clone());
+                        state.pod_name.clone_from(&w.pod_name);
+                    }
                     reported += 1;
                     if reported >= self.max_cgroups {
                         if !stack.is_empty() || !children.is_empty() {
@@ -560,6 +571,17 @@ impl CgroupScraper {
             Version::V2 => self.scrape_v2_files(b, dir, &series, warn)?,
             Version::V1 => self.scrape_v1_files(b, cgroup, &series, warn)?,
         }
+        self.states.push(CgroupState {
+            path: path.to_owned(),
+            usage,
+            working_set,
+            limit,
+            headroom: headroom.map(|Headroom(h)| i64::try_from(h).unwrap_or(i64::MAX)),
+            time_to_limit: growth,
+            container_id: None,
+            container_name: None,
+            pod_name: None,
+        });
         Ok(true)
     }
 

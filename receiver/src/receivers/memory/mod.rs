@@ -26,6 +26,7 @@ pub mod system;
 use std::collections::HashSet;
 use std::io::{self, Read as _};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use opentelemetry_proto::tonic::metrics::v1::ResourceMetrics;
@@ -39,6 +40,7 @@ use crate::component::{
     BuildContext, ComponentConfig, Factory, ReceiverConfig, ReceiverFactory, Stability, StartFuture,
 };
 use crate::config::{from_node, ConfigError, GoDuration, Node, ValidationError};
+use crate::incidents::{self, IncidentHub};
 use crate::metric_catalog::MetricsBuilder;
 use crate::pipeline::data::scoped_metrics;
 use crate::pipeline::{Batch, DynConsumer, Payload, Signal};
@@ -409,6 +411,8 @@ pub struct Scraper {
     processes: Option<process::ProcessScraper>,
     cgroups: Option<cgroup::CgroupScraper>,
     workloads: Resolver,
+    /// Where each scrape's summary goes (incidents' lead-up, the views).
+    incidents: Option<Arc<IncidentHub>>,
 }
 
 impl Scraper {
@@ -450,7 +454,13 @@ impl Scraper {
                 None
             },
             workloads: Resolver::new(&cfg.workload, &proc_path, &cfg.root_path),
+            incidents: None,
         })
+    }
+
+    /// Hands each scrape's summary to `hub` from now on.
+    pub fn share_with(&mut self, hub: Arc<IncidentHub>) {
+        self.incidents = Some(hub);
     }
 
     /// One scrape: the host's metrics (system, pressure, cgroups of no
@@ -488,7 +498,39 @@ impl Scraper {
         if let Some(p) = &mut self.processes {
             p.scrape(time, &mut self.warn, &mut self.workloads, &mut out);
         }
+        if let Some(hub) = self.incidents.clone() {
+            hub.record_scrape(self.summary(time));
+        }
         out
+    }
+
+    /// What this scrape saw, for incidents and the views.
+    fn summary(&mut self, at_unix_nano: u64) -> incidents::Scrape {
+        let pressure = self.pressure.as_mut().and_then(|p| p.last.take());
+        let system = self.system.as_mut().and_then(|s| s.last.take());
+        let system = (system.is_some() || pressure.is_some()).then(|| incidents::SystemSample {
+            at_unix_nano,
+            total: system.and_then(|(total, _)| total),
+            available: system.and_then(|(_, available)| available),
+            psi_some_avg10: pressure.and_then(|p| p.some).map(|l| l.avg10),
+            psi_full_avg10: pressure.and_then(|p| p.full).map(|l| l.avg10),
+        });
+        incidents::Scrape {
+            at_unix_nano,
+            system,
+            psi_some_avg60: pressure.and_then(|p| p.some).map(|l| l.avg60),
+            psi_full_avg60: pressure.and_then(|p| p.full).map(|l| l.avg60),
+            cgroups: self
+                .cgroups
+                .as_mut()
+                .map(|c| std::mem::take(&mut c.states))
+                .unwrap_or_default(),
+            processes: self
+                .processes
+                .as_mut()
+                .map(|p| std::mem::take(&mut p.states))
+                .unwrap_or_default(),
+        }
     }
 
     /// Distinct problems reported so far (unreadable files and the like).
@@ -510,7 +552,9 @@ pub async fn start(
     outputs: ReceiverOutputs,
 ) -> anyhow::Result<JoinHandle<()>> {
     let cfg = cfg.clone();
-    let scraper = Scraper::new(&cfg).map_err(|e| anyhow::anyhow!("receiver {}: {e}", ctx.id))?;
+    let mut scraper =
+        Scraper::new(&cfg).map_err(|e| anyhow::anyhow!("receiver {}: {e}", ctx.id))?;
+    scraper.share_with(Arc::clone(&ctx.extensions.incidents));
     let trigger = match (&cfg.pressure.trigger, cfg.pressure.enabled) {
         (Some(t), true) => {
             let path = cfg.proc_path().join("pressure/memory");

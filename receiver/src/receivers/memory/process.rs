@@ -34,6 +34,7 @@ use super::metrics as m;
 use super::system::{parse_i64, parse_u64};
 use super::{read_file, WarnOnce};
 use super::{vanished, MatchType, NameMatchConfig, ProcessesConfig};
+use crate::incidents::ProcessState;
 use crate::metric_catalog::{int, MetricsBuilder};
 use crate::pipeline::data::scoped_metrics;
 use crate::pipeline::data::{kv_int, kv_str};
@@ -280,6 +281,9 @@ pub struct ProcessScraper {
     cache: HashMap<(i32, u64, String), StaticFacts>,
     users: Users,
     scrape_seq: u64,
+    /// The processes the last scrape reported, largest first (for
+    /// incidents and the views).
+    pub states: Vec<ProcessState>,
 }
 
 impl ProcessScraper {
@@ -320,6 +324,7 @@ impl ProcessScraper {
             path_buf: Vec::with_capacity(64),
             heap: BinaryHeap::with_capacity(cfg.top + 1),
             cache: HashMap::new(),
+            states: Vec::new(),
             users: Users::new(root_path.join("etc/passwd")),
             scrape_seq: 0,
         })
@@ -335,6 +340,7 @@ impl ProcessScraper {
         out: &mut Vec<ResourceMetrics>,
     ) {
         self.scrape_seq += 1;
+        self.states.clear();
         let dir = match rustix::fs::open(
             &self.proc_path,
             OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
@@ -525,6 +531,12 @@ impl ProcessScraper {
             .filter(|n| !n.is_empty())
             .unwrap_or(&comm);
         attributes.push(kv_str("process.executable.name", exe_name));
+        let state = ProcessState {
+            pid: c.pid,
+            name: exe_name.to_owned(),
+            rss: c.resident_pages.saturating_mul(self.page_size),
+            cgroup: cgroup.clone(),
+        };
         if let Some(path) = &facts.executable_path {
             attributes.push(kv_str("process.executable.path", path));
         }
@@ -572,6 +584,7 @@ impl ProcessScraper {
         if let Some(v) = oom_score_adj {
             b.int(&m::PROCESS_OOM_SCORE_ADJ, start, v, Vec::new());
         }
+        self.states.push(state);
         Some(scoped_metrics(
             super::SCOPE_NAME,
             Some(Resource {

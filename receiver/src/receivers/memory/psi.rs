@@ -117,6 +117,8 @@ pub fn record(
 pub struct PressureScraper {
     path: PathBuf,
     buf: Vec<u8>,
+    /// The last scrape's pressure (for incidents and the views).
+    pub last: Option<Pressure>,
 }
 
 impl PressureScraper {
@@ -124,6 +126,7 @@ impl PressureScraper {
         PressureScraper {
             path: proc_path.join("pressure/memory"),
             buf: Vec::with_capacity(256),
+            last: None,
         }
     }
 
@@ -131,6 +134,7 @@ impl PressureScraper {
         match read_file(&self.path, &mut self.buf, 4096) {
             Ok(()) => {
                 let p = parse_pressure(&self.buf);
+                self.last = Some(p);
                 record(
                     b,
                     &m::SYSTEM_PSI_AVG,

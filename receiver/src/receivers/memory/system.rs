@@ -263,6 +263,9 @@ pub struct SystemScraper {
     vmstat: PathBuf,
     page_size: u64,
     buf: Vec<u8>,
+    /// `MemTotal` and `MemAvailable` of the last scrape (for incidents and
+    /// the views).
+    pub last: Option<(Option<u64>, Option<u64>)>,
 }
 
 impl SystemScraper {
@@ -273,6 +276,7 @@ impl SystemScraper {
             vmstat: proc_path.join("vmstat"),
             page_size: page_size.max(1),
             buf: Vec::with_capacity(8192),
+            last: None,
         }
     }
 
@@ -283,7 +287,11 @@ impl SystemScraper {
             .ok()
             .map(|()| parse_swaps(&self.buf));
         match read_file(&self.meminfo, &mut self.buf, MAX_FILE) {
-            Ok(()) => record_meminfo(b, &parse_meminfo(&self.buf), swaps.as_deref(), starts),
+            Ok(()) => {
+                let info = parse_meminfo(&self.buf);
+                self.last = Some((info.total, info.available));
+                record_meminfo(b, &info, swaps.as_deref(), starts);
+            }
             Err(e) => warn.warn(
                 &self.meminfo.to_string_lossy(),
                 format_args!(

@@ -84,6 +84,10 @@ pub struct Scope {
     /// The hook that gave the scope at the moment of the kill (`fentry`,
     /// `kprobe`); `None` when only the tracepoint and the report did.
     pub hook: Option<&'static str>,
+    /// The kernel's task table (its report): the largest rows, by rss, and
+    /// how many rows it had.
+    pub tasks: Vec<crate::kernel_log::oom_report::OomTask>,
+    pub task_count: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -300,6 +304,9 @@ impl OomKill {
                 memcg_limit_bytes: self.scope.memcg_limit.unwrap_or(0),
                 trigger_type: self.scope.trigger_type.unwrap_or_default().to_string(),
             }),
+            // Set by the emitter, which registers the incident.
+            incident_id: String::new(),
+            lead_up: None,
         }
     }
 }

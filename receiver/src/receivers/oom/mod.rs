@@ -53,6 +53,7 @@ use crate::ebpf::loader::{
     load_mark_victim_with, ExecHookStatus, LoadOptions, MarkVictimProbe, ProbeEvent,
 };
 use crate::ebpf::scope_hook::{MemcgPaths, ScopeHookChoice, ScopeHookStatus};
+use crate::incidents::{self, IncidentHub, LeadUp};
 use crate::kernel_log::{KmsgEvent, KmsgReader, OomReport, OomReportAssembler, StartAt};
 use crate::metric_catalog::{int, MetricsBuilder, OVERFLOW_VALUE};
 use crate::pipeline::data::{kv_str, scoped_logs, scoped_metrics};
@@ -136,6 +137,43 @@ pub struct OomReceiverConfig {
     /// The live events API (`oomscope.v1.OomEvents/Subscribe`, used by
     /// `oomscope events`); `null` turns it off.
     pub events: Option<EventsConfig>,
+    /// Incidents: each kill's lead-up, and the runtime OOM messages of the
+    /// same process or container around it, joined by `oom.incident.id`.
+    pub incidents: IncidentsConfig,
+}
+
+/// `incidents`: joining kills with their lead-up and runtime messages.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IncidentsConfig {
+    pub enabled: bool,
+    /// How long before a kill a runtime message of the same process or
+    /// container joins it.
+    pub before: GoDuration,
+    /// How long after a kill a runtime message joins it.
+    pub after: GoDuration,
+}
+
+impl Default for IncidentsConfig {
+    fn default() -> Self {
+        IncidentsConfig {
+            enabled: true,
+            before: GoDuration::from_secs(60),
+            after: GoDuration::from_secs(10),
+        }
+    }
+}
+
+impl IncidentsConfig {
+    fn validate(&self) -> Result<(), ValidationError> {
+        // Messages are kept for the window: bounded, so is it.
+        for (key, d) in [("before", self.before.get()), ("after", self.after.get())] {
+            if d > Duration::from_secs(3600) {
+                return Err(ValidationError::at(key, "must be at most 1h"));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// `events`: where the live events API listens.
@@ -289,6 +327,7 @@ impl Default for OomReceiverConfig {
             scope_hook: ScopeHookChoice::Auto,
             metrics_interval: GoDuration::from_secs(10),
             events: Some(EventsConfig::default()),
+            incidents: IncidentsConfig::default(),
         }
     }
 }
@@ -312,6 +351,9 @@ impl ComponentConfig for OomReceiverConfig {
         }
         self.cgroups.validate().map_err(|e| e.within("cgroups"))?;
         self.workload.validate().map_err(|e| e.within("workload"))?;
+        self.incidents
+            .validate()
+            .map_err(|e| e.within("incidents"))?;
         Ok(())
     }
 }
@@ -455,7 +497,8 @@ pub async fn start(
     );
     let hub = match &cfg.events {
         Some(events) => {
-            let hub = OomEventHub::new(crate::api::events::HUB_CAPACITY);
+            let hub = OomEventHub::new(crate::api::events::HUB_CAPACITY)
+                .with_incidents(Arc::clone(&ctx.extensions.incidents));
             let options = events
                 .serve_options(&ctx.id)
                 .map_err(|e| e.context(format!("receiver {}: live events API", ctx.id)))?;
@@ -473,7 +516,16 @@ pub async fn start(
         None => None,
     };
     let (tx, rx) = mpsc::channel(EMIT_QUEUE);
-    let emitter = Emitter::new(ctx.clone(), outputs, probe.is_some(), hub);
+    let mut emitter = Emitter::new(ctx.clone(), outputs, probe.is_some(), hub);
+    if cfg.incidents.enabled {
+        let hub = Arc::clone(&ctx.extensions.incidents);
+        hub.enable(cfg.incidents.before.get(), cfg.incidents.after.get());
+        emitter.incidents = Some(IncidentSources {
+            hub,
+            cgroup_roots: cfg.cgroup_roots(),
+            proc_path: cfg.proc_path.clone(),
+        });
+    }
     let emit_task = tokio::spawn(emitter.run(rx, ctx.shutdown.clone()));
     let refresh = cfg.workload.refresh_interval.get();
     let mut correlator = Correlator::new(cfg, probe, kmsg, tx);
@@ -1203,6 +1255,10 @@ impl Correlator {
         t.order = r.order;
         let s = &mut kill.scope;
         s.group = r.oom_group.clone();
+        if r.task_count > 0 {
+            s.tasks.clone_from(&r.tasks);
+            s.task_count = r.task_count;
+        }
         if r.constraint.is_some() || r.oom_memcg.is_some() || r.global_oom {
             s.constraint = r.constraint.clone();
             s.memcg = r.oom_memcg.clone();
@@ -1361,6 +1417,37 @@ struct Emitter {
     kills: BTreeMap<SeriesKey, u64>,
     ebpf: bool,
     hub: Option<OomEventHub>,
+    /// Where kills register as incidents, and the files their lead-up is
+    /// read from; `None` with `incidents.enabled: false`.
+    incidents: Option<IncidentSources>,
+}
+
+struct IncidentSources {
+    hub: Arc<IncidentHub>,
+    cgroup_roots: Vec<std::path::PathBuf>,
+    proc_path: std::path::PathBuf,
+}
+
+impl IncidentSources {
+    /// The kill's lead-up (its cgroup's ring, and its cgroup's files and
+    /// the system's pressure read now, right after it), registered with
+    /// the kill; returns the incident id and the lead-up.
+    fn register(&self, kill: &OomKill) -> (String, Arc<LeadUp>) {
+        let mut lead_up = self
+            .hub
+            .lead_up(kill.victim.cgroup.as_deref(), kill.time_unix_nano);
+        if let Some(cgroup) = kill.victim.cgroup.clone().or_else(|| lead_up.cgroup.clone()) {
+            lead_up.read_cgroup_files(&self.cgroup_roots, &cgroup);
+        }
+        lead_up.read_system_pressure(&self.proc_path);
+        lead_up.tasks.clone_from(&kill.scope.tasks);
+        lead_up.task_count = kill.scope.task_count;
+        let lead_up = Arc::new(lead_up);
+        let id = self
+            .hub
+            .kill(Arc::new(kill.clone()), Some(Arc::clone(&lead_up)));
+        (id, lead_up)
+    }
 }
 
 impl Emitter {
@@ -1378,6 +1465,7 @@ impl Emitter {
             kills: BTreeMap::new(),
             ebpf,
             hub,
+            incidents: None,
         }
     }
 
@@ -1387,14 +1475,24 @@ impl Emitter {
             match msg {
                 Emit::Kill(kill) => {
                     tracing::warn!(receiver = %self.ctx.id, "{}", kill.summary());
+                    let incident = self.incidents.as_ref().map(|s| s.register(&kill));
                     // Live subscribers first: they never wait on a pipeline.
                     if let Some(hub) = &self.hub {
-                        hub.publish(kill.to_api());
+                        let mut api = kill.to_api();
+                        if let Some((id, lead_up)) = &incident {
+                            api.incident_id.clone_from(id);
+                            api.lead_up = Some(lead_up.to_api());
+                        }
+                        hub.publish(api);
                     }
                     let key = self.count(&kill);
                     if let Some(logs) = self.logs.clone() {
-                        let mut resource_logs =
-                            scoped_logs(kill::SCOPE_NAME, vec![kill.log_record(unix_now_nanos())]);
+                        let mut record = kill.log_record(unix_now_nanos());
+                        if let Some((id, lead_up)) = &incident {
+                            record.attributes.push(kv_str(incidents::INCIDENT_ID, id));
+                            record.attributes.extend(lead_up.attributes());
+                        }
+                        let mut resource_logs = scoped_logs(kill::SCOPE_NAME, vec![record]);
                         resource_logs.resource = kill.resource();
                         let payload = Payload::Logs(vec![resource_logs]);
                         deliver(&logs, payload, &shutdown, &metrics).await;

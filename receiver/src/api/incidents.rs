@@ -1,0 +1,183 @@
+//! `ListIncidents` and `Snapshot`: the incident hub in its `oomscope.v1`
+//! form.
+
+use super::v1;
+use crate::incidents::leadup::{MemoryEvents, PressureAt};
+use crate::incidents::{
+    CgroupSample, CgroupState, Incident, IncidentHub, LeadUp, ProcessState, RuntimeMessage,
+    SystemSample,
+};
+
+fn sample(s: &CgroupSample) -> v1::CgroupSample {
+    v1::CgroupSample {
+        time_unix_nano: s.at_unix_nano,
+        usage_bytes: s.usage,
+        working_set_bytes: s.working_set,
+    }
+}
+
+fn pressure(p: &PressureAt) -> v1::Pressure {
+    v1::Pressure {
+        some_avg10: p.some_avg10,
+        full_avg10: p.full_avg10,
+    }
+}
+
+fn events(e: &MemoryEvents) -> v1::MemoryEvents {
+    v1::MemoryEvents {
+        low: e.low,
+        high: e.high,
+        max: e.max,
+        oom: e.oom,
+        oom_kill: e.oom_kill,
+        oom_group_kill: e.oom_group_kill,
+    }
+}
+
+impl LeadUp {
+    pub fn to_api(&self) -> v1::LeadUp {
+        v1::LeadUp {
+            cgroup: self.cgroup.clone().unwrap_or_default(),
+            samples: self.samples.iter().map(sample).collect(),
+            growth_rate_10s: self.growth_10s,
+            growth_rate_60s: self.growth_60s,
+            limit_bytes: self.limit,
+            usage_at_kill_bytes: self.usage_at_kill,
+            events: self.events.as_ref().map(events),
+            failcnt: self.failcnt,
+            cgroup_pressure: self.cgroup_pressure.as_ref().map(pressure),
+            system_pressure: self.system_pressure.as_ref().map(pressure),
+            tasks: self
+                .tasks
+                .iter()
+                .map(|t| v1::Task {
+                    pid: t.pid,
+                    name: t.name.clone(),
+                    rss_bytes: t.rss_bytes,
+                    oom_score_adj: t.oom_score_adj,
+                })
+                .collect(),
+            task_count: u32::try_from(self.task_count).unwrap_or(u32::MAX),
+        }
+    }
+}
+
+fn message(m: &RuntimeMessage) -> v1::RuntimeMessage {
+    v1::RuntimeMessage {
+        time_unix_nano: m.time_unix_nano,
+        runtime: m.runtime.clone(),
+        pattern: m.pattern.clone(),
+        source: m.source.clone(),
+        pid: m.pid.unwrap_or(0),
+        text: m.text.clone(),
+    }
+}
+
+/// An incident in its API form.
+pub fn incident(i: &Incident) -> v1::Incident {
+    v1::Incident {
+        id: i.id.clone(),
+        start_time_unix_nano: i.start_unix_nano,
+        kill: i.kill.as_ref().map(|k| {
+            let mut kill = k.to_api();
+            kill.incident_id.clone_from(&i.id);
+            kill.lead_up = i.lead_up.as_ref().map(|l| l.to_api());
+            kill
+        }),
+        messages: i.messages.iter().map(message).collect(),
+        messages_dropped: i.messages_dropped,
+        pids: i.identity.pids.clone(),
+        container_id: i.identity.container_id.clone().unwrap_or_default(),
+        cgroup: i.identity.cgroup.clone().unwrap_or_default(),
+    }
+}
+
+/// `ListIncidents`.
+pub fn list(hub: &IncidentHub, request: &v1::ListIncidentsRequest) -> v1::ListIncidentsResponse {
+    let incidents = if request.id.is_empty() {
+        let limit = match request.limit {
+            0 => usize::MAX,
+            n => usize::try_from(n).unwrap_or(usize::MAX),
+        };
+        hub.recent(limit)
+    } else {
+        hub.incident(&request.id).into_iter().collect()
+    };
+    v1::ListIncidentsResponse {
+        incidents: incidents.iter().map(incident).collect(),
+    }
+}
+
+fn system_sample(s: &SystemSample) -> v1::SystemSample {
+    v1::SystemSample {
+        time_unix_nano: s.at_unix_nano,
+        total_bytes: s.total,
+        available_bytes: s.available,
+        psi_some_avg10: s.psi_some_avg10,
+        psi_full_avg10: s.psi_full_avg10,
+    }
+}
+
+fn cgroup(c: &CgroupState, samples: Vec<v1::CgroupSample>) -> v1::CgroupState {
+    v1::CgroupState {
+        path: c.path.clone(),
+        usage_bytes: c.usage,
+        working_set_bytes: c.working_set,
+        limit_bytes: c.limit,
+        headroom_bytes: c.headroom,
+        time_to_limit_seconds: c.time_to_limit,
+        container_id: c.container_id.clone().unwrap_or_default(),
+        container_name: c.container_name.clone().unwrap_or_default(),
+        pod_name: c.pod_name.clone().unwrap_or_default(),
+        samples,
+    }
+}
+
+fn process(p: &ProcessState) -> v1::ProcessState {
+    v1::ProcessState {
+        pid: p.pid,
+        name: p.name.clone(),
+        rss_bytes: p.rss,
+        cgroup: p.cgroup.clone().unwrap_or_default(),
+    }
+}
+
+/// `Snapshot`.
+pub fn snapshot(hub: &IncidentHub, request: &v1::SnapshotRequest) -> v1::HostSnapshot {
+    let (latest, history) = hub.snapshot();
+    let Some(latest) = latest else {
+        return v1::HostSnapshot::default();
+    };
+    let system = latest.system.map(|s| v1::SystemMemory {
+        total_bytes: s.total,
+        available_bytes: s.available,
+        pressure: Some(v1::Pressure {
+            some_avg10: s.psi_some_avg10,
+            full_avg10: s.psi_full_avg10,
+        }),
+        psi_some_avg60: latest.psi_some_avg60,
+        psi_full_avg60: latest.psi_full_avg60,
+    });
+    v1::HostSnapshot {
+        time_unix_nano: latest.at_unix_nano,
+        system,
+        cgroups: latest
+            .cgroups
+            .iter()
+            .map(|c| {
+                let samples = if request.include_cgroup_samples {
+                    hub.cgroup_samples(&c.path).iter().map(sample).collect()
+                } else {
+                    Vec::new()
+                };
+                cgroup(c, samples)
+            })
+            .collect(),
+        processes: latest.processes.iter().map(process).collect(),
+        history: if request.include_history {
+            history.iter().map(system_sample).collect()
+        } else {
+            Vec::new()
+        },
+    }
+}
