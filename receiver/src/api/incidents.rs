@@ -92,12 +92,16 @@ pub fn incident(i: &Incident) -> v1::Incident {
     }
 }
 
+/// Incidents one `ListIncidents` answer holds at most: each can hold 32 KiB
+/// of messages and its samples, and an answer is built whole in memory.
+pub const MAX_LISTED: usize = 64;
+
 /// `ListIncidents`.
 pub fn list(hub: &IncidentHub, request: &v1::ListIncidentsRequest) -> v1::ListIncidentsResponse {
     let incidents = if request.id.is_empty() {
         let limit = match request.limit {
-            0 => usize::MAX,
-            n => usize::try_from(n).unwrap_or(usize::MAX),
+            0 => MAX_LISTED,
+            n => usize::try_from(n).unwrap_or(MAX_LISTED).min(MAX_LISTED),
         };
         hub.recent(limit)
     } else {

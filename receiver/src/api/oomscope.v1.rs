@@ -174,7 +174,7 @@ pub struct Task {
 }
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct ListIncidentsRequest {
-    /// At most this many (0: all kept).
+    /// At most this many (0, or more than 64: 64).
     #[prost(uint32, tag = "1")]
     pub limit: u32,
     /// Only the incident with this id ("": all).
@@ -440,7 +440,8 @@ pub mod oom_events_client {
                 .insert(GrpcMethod::new("oomscope.v1.OomEvents", "Subscribe"));
             self.inner.server_streaming(req, path, codec).await
         }
-        /// The incidents the agent keeps (the latest 256), newest first.
+        /// The incidents the agent keeps (the latest 256), newest first, at most
+        /// 64 per answer.
         pub async fn list_incidents(
             &mut self,
             request: impl tonic::IntoRequest<super::ListIncidentsRequest>,
@@ -513,7 +514,8 @@ pub mod oom_events_server {
             &self,
             request: tonic::Request<super::SubscribeRequest>,
         ) -> std::result::Result<tonic::Response<Self::SubscribeStream>, tonic::Status>;
-        /// The incidents the agent keeps (the latest 256), newest first.
+        /// The incidents the agent keeps (the latest 256), newest first, at most
+        /// 64 per answer.
         async fn list_incidents(
             &self,
             request: tonic::Request<super::ListIncidentsRequest>,

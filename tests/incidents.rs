@@ -1,0 +1,329 @@
+//! Incidents end to end: a real Java program in a memory cgroup prints
+//! `OutOfMemoryError` (read by `filelog`), then the kernel OOM-kills it
+//! (the `oom` receiver); the `memory` receiver samples its cgroup
+//! meanwhile. Both records carry one `oom.incident.id`, the kill record its
+//! lead-up, and `ListIncidents` shows the incident with both. Needs root
+//! and java; skips with a printed reason where the host lacks either.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::free_port;
+use common::oom::{oom_test_slot, MemoryCgroup};
+use common::oomscope::Oomscope;
+use common::otlp::{attr_int, attr_str, json_attr, FileContents};
+use common::{is_root, skip};
+
+use oomscope::api::v1::{ListIncidentsRequest, SnapshotRequest};
+use oomscope::api::EventsEndpoint;
+
+const TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Room for the JVM (a 32 MiB heap and the JVM itself) but not for the
+/// direct buffers it allocates after its `OutOfMemoryError`.
+const JAVA_LIMIT_BYTES: u64 = 192 * 1024 * 1024;
+
+/// Fills its heap until `OutOfMemoryError`, prints it, lets the heap go,
+/// waits for the file named by its argument (the test creates it once the
+/// message reached the agent's output), then touches direct buffers
+/// until the kernel kills it (bounded: 2 GiB at most, far above the
+/// cgroup's limit).
+const JAVA_SOURCE: &str = r#"import java.nio.ByteBuffer;
+import java.nio.file.Files;
+import java.nio.file.Paths;
+import java.util.ArrayList;
+import java.util.List;
+
+public class HeapThenNative {
+    public static void main(String[] args) throws Exception {
+        List<long[]> heap = new ArrayList<>();
+        try {
+            while (true) {
+                heap.add(new long[1 << 16]);
+            }
+        } catch (OutOfMemoryError e) {
+            heap = null;
+            e.printStackTrace();
+            System.err.flush();
+        }
+        while (!Files.exists(Paths.get(args[0]))) {
+            Thread.sleep(20);
+        }
+        List<ByteBuffer> direct = new ArrayList<>();
+        for (int i = 0; i < 2048; i++) {
+            ByteBuffer b = ByteBuffer.allocateDirect(1 << 20);
+            for (int j = 0; j < b.capacity(); j += 4096) {
+                b.put(j, (byte) 1);
+            }
+            direct.add(b);
+        }
+        System.exit(3);
+    }
+}
+"#;
+
+fn java_usable(test: &str) -> bool {
+    for tool in ["java", "javac"] {
+        match Command::new(tool)
+            .arg("-version")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+        {
+            Ok(s) if s.success() => {}
+            Ok(s) => {
+                skip(test, format!("`{tool} -version` failed: {s}"));
+                return false;
+            }
+            Err(e) => {
+                skip(test, format!("{tool} is not usable: {e}"));
+                return false;
+            }
+        }
+    }
+    true
+}
+
+/// Compiles the program (outside the cgroup: javac needs more memory than
+/// the program may use).
+fn compile(dir: &Path) -> PathBuf {
+    let classes = dir.join("classes");
+    std::fs::create_dir_all(&classes).expect("classes dir");
+    let source = dir.join("HeapThenNative.java");
+    std::fs::write(&source, JAVA_SOURCE).expect("write the source");
+    let status = Command::new("javac")
+        .arg("-d")
+        .arg(&classes)
+        .arg(&source)
+        .status()
+        .expect("run javac");
+    assert!(status.success(), "javac failed: {status}");
+    classes
+}
+
+/// Starts the program inside `cgroup`, its stderr appended to `log` (the
+/// JVM holds the file open: its writer).
+fn spawn_java(cgroup: &MemoryCgroup, classes: &Path, log: &Path, go: &Path) -> Child {
+    let procs = cgroup.path().join("cgroup.procs");
+    // `set -e`: if joining the cgroup fails, never exec the program.
+    Command::new("sh")
+        .arg("-c")
+        .arg(r#"set -e; echo $$ > "$1"; exec java -Xmx32m -XX:MaxDirectMemorySize=4g -XX:-UsePerfData -cp "$2" HeapThenNative "$3" 2>>"$4""#)
+        .arg("sh")
+        .arg(&procs)
+        .arg(classes)
+        .arg(go)
+        .arg(log)
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("spawn java")
+}
+
+fn config(dir: &Path, out: &Path, events: u16, health: u16, cgroup: &str) -> String {
+    format!(
+        r#"
+receivers:
+  oom:
+    events: {{ endpoint: "127.0.0.1:{events}" }}
+  filelog:
+    include: ["{logs}/*.log"]
+    start_at: beginning
+    poll_interval: 100ms
+  memory:
+    collection_interval: 1s
+    initial_delay: 0s
+    processes: {{ enabled: false }}
+    cgroups: {{ include: ["{cgroup}"] }}
+processors:
+  batch: {{ timeout: 200ms }}
+exporters:
+  file: {{ path: "{out}" }}
+extensions:
+  health_check: {{ endpoint: "127.0.0.1:{health}" }}
+service:
+  extensions: [health_check]
+  telemetry: {{ metrics: {{ address: "" }} }}
+  oom_score_adj: null
+  pipelines:
+    logs: {{ receivers: [oom, filelog], processors: [batch], exporters: [file] }}
+    metrics: {{ receivers: [memory], processors: [batch], exporters: [file] }}
+"#,
+        logs = dir.join("logs").display(),
+        out = out.display(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_java_out_of_memory_error_and_its_kill_are_one_incident() {
+    const TEST: &str = "a_java_out_of_memory_error_and_its_kill_are_one_incident";
+    if !is_root() {
+        return skip(TEST, "needs root (eBPF, /dev/kmsg, memory cgroups)");
+    }
+    if !java_usable(TEST) {
+        return;
+    }
+    let _slot = oom_test_slot().await;
+    let Some(cgroup) = MemoryCgroup::create(JAVA_LIMIT_BYTES).expect("create the test cgroup")
+    else {
+        return skip(TEST, "no memory cgroup controller to contain an OOM kill");
+    };
+    let dir = tempfile::tempdir().expect("temp dir");
+    let classes = compile(dir.path());
+    std::fs::create_dir_all(dir.path().join("logs")).expect("logs dir");
+    let log = dir.path().join("logs/java.log");
+    let go = dir.path().join("go");
+    let out = dir.path().join("out.jsonl");
+    let (events, health) = (free_port(), free_port());
+    let mut agent = Oomscope::start(
+        &config(dir.path(), &out, events, health, &cgroup.cgroup_path()),
+        &[],
+    );
+    agent.wait_healthy(health, TIMEOUT);
+
+    let mut java = spawn_java(&cgroup, &classes, &log, &go);
+    let java_pid = i32::try_from(java.id()).expect("pid");
+
+    // The runtime's message first: it goes out at once, with an id.
+    let got = FileContents::wait_for(&out, TIMEOUT, |c| {
+        c.logs
+            .iter()
+            .any(|r| attr_str(r, "oom.runtime").as_deref() == Some("java"))
+    });
+    let message = got
+        .logs
+        .iter()
+        .find(|r| attr_str(r, "oom.runtime").as_deref() == Some("java"))
+        .unwrap_or_else(|| {
+            let _ = java.kill();
+            panic!(
+                "no java record; the log has:\n{}\nthe agent said:\n{}",
+                std::fs::read_to_string(&log).unwrap_or_default(),
+                agent.output()
+            )
+        })
+        .clone();
+    let message_id = attr_str(&message, "oom.incident.id")
+        .unwrap_or_else(|| panic!("the java record has no oom.incident.id: {message:#}"));
+    assert_eq!(message_id.len(), 32, "{message_id}");
+
+    // Then the kill.
+    std::fs::write(&go, b"go").expect("write the go file");
+    let status = java.wait().expect("wait for java");
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&status),
+        Some(libc::SIGKILL),
+        "java was not OOM-killed: {status}; its log:\n{}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+    let is_kill = |r: &serde_json::Value| {
+        r["eventName"] == "linux.oom.kill" && attr_int(r, "process.pid") == Some(i64::from(java_pid))
+    };
+    let got = FileContents::wait_for(&out, TIMEOUT, |c| c.logs.iter().any(is_kill));
+    let kill = got
+        .logs
+        .iter()
+        .find(|r| is_kill(r))
+        .unwrap_or_else(|| panic!("no kill record for pid {java_pid}; the agent said:\n{}", agent.output()))
+        .clone();
+
+    // One incident.
+    assert_eq!(
+        attr_str(&kill, "oom.incident.id").as_deref(),
+        Some(message_id.as_str()),
+        "kill: {kill:#}\nmessage: {message:#}"
+    );
+    // Its lead-up: the cgroup was sampled before the kill.
+    assert_eq!(
+        attr_str(&kill, "oom.leadup.cgroup"),
+        Some(cgroup.cgroup_path()),
+        "{kill:#}"
+    );
+    let usage = attr_int(&kill, "oom.leadup.usage").expect("oom.leadup.usage");
+    assert!(usage > 0 && usage <= JAVA_LIMIT_BYTES as i64, "{usage}");
+    assert!(attr_int(&kill, "oom.leadup.working_set").is_some(), "{kill:#}");
+    assert!(attr_int(&kill, "oom.leadup.samples").is_some_and(|n| n >= 1), "{kill:#}");
+    assert!(
+        json_attr(&kill["attributes"], "oom.leadup.sample_age").is_some(),
+        "{kill:#}"
+    );
+    // Its limit and counters, read at the kill.
+    assert_eq!(
+        attr_int(&kill, "oom.leadup.limit"),
+        Some(JAVA_LIMIT_BYTES as i64),
+        "{kill:#}"
+    );
+    if cgroup.version() == common::oom::CgroupVersion::V2 {
+        assert!(
+            attr_int(&kill, "oom.leadup.events.oom_kill").is_some_and(|n| n >= 1),
+            "{kill:#}"
+        );
+        assert!(attr_int(&kill, "oom.leadup.events.max").is_some_and(|n| n >= 1), "{kill:#}");
+    } else {
+        assert!(attr_int(&kill, "oom.leadup.failcnt").is_some_and(|n| n >= 1), "{kill:#}");
+    }
+    if Path::new("/proc/pressure/memory").exists() {
+        assert!(
+            json_attr(&kill["attributes"], "oom.leadup.psi.some.avg10").is_some(),
+            "{kill:#}"
+        );
+    }
+    // The kernel's task table names the JVM.
+    let tasks = json_attr(&kill["attributes"], "oom.tasks.largest")
+        .and_then(|v| v["arrayValue"]["values"].as_array().cloned())
+        .unwrap_or_else(|| panic!("no oom.tasks.largest: {kill:#}"));
+    assert!(
+        tasks.iter().any(|t| t["stringValue"]
+            .as_str()
+            .is_some_and(|s| s.contains(&format!("pid={java_pid} ")))),
+        "{tasks:?}"
+    );
+
+    // The API shows the one incident with both.
+    let endpoint: EventsEndpoint = format!("127.0.0.1:{events}").parse().expect("endpoint");
+    let mut client = oomscope::api::connect(&endpoint).await.expect("connect");
+    let listed = client
+        .list_incidents(ListIncidentsRequest {
+            limit: 0,
+            id: message_id.clone(),
+        })
+        .await
+        .expect("ListIncidents")
+        .into_inner();
+    assert_eq!(listed.incidents.len(), 1, "{listed:?}");
+    let incident = &listed.incidents[0];
+    let api_kill = incident.kill.as_ref().expect("the incident's kill");
+    assert_eq!(api_kill.victim.as_ref().map(|v| v.pid), Some(java_pid));
+    assert_eq!(api_kill.incident_id, message_id);
+    let lead_up = api_kill.lead_up.as_ref().expect("lead-up");
+    assert!(!lead_up.samples.is_empty(), "{lead_up:?}");
+    assert_eq!(incident.messages.len(), 1, "{incident:?}");
+    let m = &incident.messages[0];
+    assert_eq!(m.runtime, "java");
+    assert_eq!(m.pid, java_pid, "the writer of the log is the JVM");
+    assert!(m.text.contains("java.lang.OutOfMemoryError: Java heap space"), "{}", m.text);
+    assert!(incident.pids.contains(&java_pid));
+
+    // And the snapshot lists the cgroup.
+    let snapshot = client
+        .snapshot(SnapshotRequest {
+            include_history: true,
+            include_cgroup_samples: true,
+        })
+        .await
+        .expect("Snapshot")
+        .into_inner();
+    assert!(snapshot.time_unix_nano > 0);
+    assert!(snapshot.system.is_some_and(|s| s.total_bytes.is_some_and(|t| t > 0)));
+    assert!(!snapshot.history.is_empty());
+    assert!(
+        snapshot.cgroups.iter().any(|c| c.path == cgroup.cgroup_path()
+            && c.limit_bytes == Some(JAVA_LIMIT_BYTES)
+            && !c.samples.is_empty()),
+        "{:?}",
+        snapshot.cgroups
+    );
+    let _ = agent.stop(Duration::from_secs(30));
+}
