@@ -7,11 +7,11 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::time::Duration;
 
 use common::free_port;
+use common::java::{java_usable, JavaIncident, JAVA_LIMIT_BYTES};
 use common::oom::{oom_test_slot, MemoryCgroup};
 use common::oomscope::Oomscope;
 use common::otlp::{attr_int, attr_str, json_attr, FileContents};
@@ -21,106 +21,6 @@ use oomscope::api::v1::{ListIncidentsRequest, SnapshotRequest};
 use oomscope::api::EventsEndpoint;
 
 const TIMEOUT: Duration = Duration::from_secs(120);
-
-/// Room for the JVM (a 32 MiB heap and the JVM itself) but not for the
-/// direct buffers it allocates after its `OutOfMemoryError`.
-const JAVA_LIMIT_BYTES: u64 = 192 * 1024 * 1024;
-
-/// Fills its heap until `OutOfMemoryError`, prints it, lets the heap go,
-/// waits for the file named by its argument (the test creates it once the
-/// message reached the agent's output), then touches direct buffers
-/// until the kernel kills it (bounded: 2 GiB at most, far above the
-/// cgroup's limit).
-const JAVA_SOURCE: &str = r#"import java.nio.ByteBuffer;
-import java.nio.file.Files;
-import java.nio.file.Paths;
-import java.util.ArrayList;
-import java.util.List;
-
-public class HeapThenNative {
-    public static void main(String[] args) throws Exception {
-        List<long[]> heap = new ArrayList<>();
-        try {
-            while (true) {
-                heap.add(new long[1 << 16]);
-            }
-        } catch (OutOfMemoryError e) {
-            heap = null;
-            e.printStackTrace();
-            System.err.flush();
-        }
-        while (!Files.exists(Paths.get(args[0]))) {
-            Thread.sleep(20);
-        }
-        List<ByteBuffer> direct = new ArrayList<>();
-        for (int i = 0; i < 2048; i++) {
-            ByteBuffer b = ByteBuffer.allocateDirect(1 << 20);
-            for (int j = 0; j < b.capacity(); j += 4096) {
-                b.put(j, (byte) 1);
-            }
-            direct.add(b);
-        }
-        System.exit(3);
-    }
-}
-"#;
-
-fn java_usable(test: &str) -> bool {
-    for tool in ["java", "javac"] {
-        match Command::new(tool)
-            .arg("-version")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-        {
-            Ok(s) if s.success() => {}
-            Ok(s) => {
-                skip(test, format!("`{tool} -version` failed: {s}"));
-                return false;
-            }
-            Err(e) => {
-                skip(test, format!("{tool} is not usable: {e}"));
-                return false;
-            }
-        }
-    }
-    true
-}
-
-/// Compiles the program (outside the cgroup: javac needs more memory than
-/// the program may use).
-fn compile(dir: &Path) -> PathBuf {
-    let classes = dir.join("classes");
-    std::fs::create_dir_all(&classes).expect("classes dir");
-    let source = dir.join("HeapThenNative.java");
-    std::fs::write(&source, JAVA_SOURCE).expect("write the source");
-    let status = Command::new("javac")
-        .arg("-d")
-        .arg(&classes)
-        .arg(&source)
-        .status()
-        .expect("run javac");
-    assert!(status.success(), "javac failed: {status}");
-    classes
-}
-
-/// Starts the program inside `cgroup`, its stderr appended to `log` (the
-/// JVM holds the file open: its writer).
-fn spawn_java(cgroup: &MemoryCgroup, classes: &Path, log: &Path, go: &Path) -> Child {
-    let procs = cgroup.path().join("cgroup.procs");
-    // `set -e`: if joining the cgroup fails, never exec the program.
-    Command::new("sh")
-        .arg("-c")
-        .arg(r#"set -e; echo $$ > "$1"; exec java -Xmx32m -XX:MaxDirectMemorySize=4g -XX:-UsePerfData -cp "$2" HeapThenNative "$3" 2>>"$4""#)
-        .arg("sh")
-        .arg(&procs)
-        .arg(classes)
-        .arg(go)
-        .arg(log)
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("spawn java")
-}
 
 fn config(dir: &Path, out: &Path, events: u16, health: u16, cgroup: &str) -> String {
     format!(
@@ -171,10 +71,6 @@ async fn a_java_out_of_memory_error_and_its_kill_are_one_incident() {
         return skip(TEST, "no memory cgroup controller to contain an OOM kill");
     };
     let dir = tempfile::tempdir().expect("temp dir");
-    let classes = compile(dir.path());
-    std::fs::create_dir_all(dir.path().join("logs")).expect("logs dir");
-    let log = dir.path().join("logs/java.log");
-    let go = dir.path().join("go");
     let out = dir.path().join("out.jsonl");
     let (events, health) = (free_port(), free_port());
     let mut agent = Oomscope::start(
@@ -183,8 +79,8 @@ async fn a_java_out_of_memory_error_and_its_kill_are_one_incident() {
     );
     agent.wait_healthy(health, TIMEOUT);
 
-    let mut java = spawn_java(&cgroup, &classes, &log, &go);
-    let java_pid = i32::try_from(java.id()).expect("pid");
+    let mut java = JavaIncident::start(dir.path(), &cgroup);
+    let java_pid = java.pid;
 
     // The runtime's message first: it goes out at once, with an id.
     let got = FileContents::wait_for(&out, TIMEOUT, |c| {
@@ -197,10 +93,9 @@ async fn a_java_out_of_memory_error_and_its_kill_are_one_incident() {
         .iter()
         .find(|r| attr_str(r, "oom.runtime").as_deref() == Some("java"))
         .unwrap_or_else(|| {
-            let _ = java.kill();
             panic!(
                 "no java record; the log has:\n{}\nthe agent said:\n{}",
-                std::fs::read_to_string(&log).unwrap_or_default(),
+                java.log_text(),
                 agent.output()
             )
         })
@@ -210,23 +105,23 @@ async fn a_java_out_of_memory_error_and_its_kill_are_one_incident() {
     assert_eq!(message_id.len(), 32, "{message_id}");
 
     // Then the kill.
-    std::fs::write(&go, b"go").expect("write the go file");
-    let status = java.wait().expect("wait for java");
-    assert_eq!(
-        std::os::unix::process::ExitStatusExt::signal(&status),
-        Some(libc::SIGKILL),
-        "java was not OOM-killed: {status}; its log:\n{}",
-        std::fs::read_to_string(&log).unwrap_or_default()
-    );
+    java.release();
+    java.wait_killed();
     let is_kill = |r: &serde_json::Value| {
-        r["eventName"] == "linux.oom.kill" && attr_int(r, "process.pid") == Some(i64::from(java_pid))
+        r["eventName"] == "linux.oom.kill"
+            && attr_int(r, "process.pid") == Some(i64::from(java_pid))
     };
     let got = FileContents::wait_for(&out, TIMEOUT, |c| c.logs.iter().any(is_kill));
     let kill = got
         .logs
         .iter()
         .find(|r| is_kill(r))
-        .unwrap_or_else(|| panic!("no kill record for pid {java_pid}; the agent said:\n{}", agent.output()))
+        .unwrap_or_else(|| {
+            panic!(
+                "no kill record for pid {java_pid}; the agent said:\n{}",
+                agent.output()
+            )
+        })
         .clone();
 
     // One incident.
@@ -243,8 +138,14 @@ async fn a_java_out_of_memory_error_and_its_kill_are_one_incident() {
     );
     let usage = attr_int(&kill, "oom.leadup.usage").expect("oom.leadup.usage");
     assert!(usage > 0 && usage <= JAVA_LIMIT_BYTES as i64, "{usage}");
-    assert!(attr_int(&kill, "oom.leadup.working_set").is_some(), "{kill:#}");
-    assert!(attr_int(&kill, "oom.leadup.samples").is_some_and(|n| n >= 1), "{kill:#}");
+    assert!(
+        attr_int(&kill, "oom.leadup.working_set").is_some(),
+        "{kill:#}"
+    );
+    assert!(
+        attr_int(&kill, "oom.leadup.samples").is_some_and(|n| n >= 1),
+        "{kill:#}"
+    );
     assert!(
         json_attr(&kill["attributes"], "oom.leadup.sample_age").is_some(),
         "{kill:#}"
@@ -260,9 +161,15 @@ async fn a_java_out_of_memory_error_and_its_kill_are_one_incident() {
             attr_int(&kill, "oom.leadup.events.oom_kill").is_some_and(|n| n >= 1),
             "{kill:#}"
         );
-        assert!(attr_int(&kill, "oom.leadup.events.max").is_some_and(|n| n >= 1), "{kill:#}");
+        assert!(
+            attr_int(&kill, "oom.leadup.events.max").is_some_and(|n| n >= 1),
+            "{kill:#}"
+        );
     } else {
-        assert!(attr_int(&kill, "oom.leadup.failcnt").is_some_and(|n| n >= 1), "{kill:#}");
+        assert!(
+            attr_int(&kill, "oom.leadup.failcnt").is_some_and(|n| n >= 1),
+            "{kill:#}"
+        );
     }
     if Path::new("/proc/pressure/memory").exists() {
         assert!(
@@ -303,7 +210,12 @@ async fn a_java_out_of_memory_error_and_its_kill_are_one_incident() {
     let m = &incident.messages[0];
     assert_eq!(m.runtime, "java");
     assert_eq!(m.pid, java_pid, "the writer of the log is the JVM");
-    assert!(m.text.contains("java.lang.OutOfMemoryError: Java heap space"), "{}", m.text);
+    assert!(
+        m.text
+            .contains("java.lang.OutOfMemoryError: Java heap space"),
+        "{}",
+        m.text
+    );
     assert!(incident.pids.contains(&java_pid));
 
     // And the snapshot lists the cgroup.
@@ -316,12 +228,17 @@ async fn a_java_out_of_memory_error_and_its_kill_are_one_incident() {
         .expect("Snapshot")
         .into_inner();
     assert!(snapshot.time_unix_nano > 0);
-    assert!(snapshot.system.is_some_and(|s| s.total_bytes.is_some_and(|t| t > 0)));
+    assert!(snapshot
+        .system
+        .is_some_and(|s| s.total_bytes.is_some_and(|t| t > 0)));
     assert!(!snapshot.history.is_empty());
     assert!(
-        snapshot.cgroups.iter().any(|c| c.path == cgroup.cgroup_path()
-            && c.limit_bytes == Some(JAVA_LIMIT_BYTES)
-            && !c.samples.is_empty()),
+        snapshot
+            .cgroups
+            .iter()
+            .any(|c| c.path == cgroup.cgroup_path()
+                && c.limit_bytes == Some(JAVA_LIMIT_BYTES)
+                && !c.samples.is_empty()),
         "{:?}",
         snapshot.cgroups
     );

@@ -18,6 +18,7 @@ pub mod adversarial;
 pub mod alloc;
 pub mod faults;
 pub mod fleet;
+pub mod java;
 pub mod journald;
 pub mod kernel_log;
 pub mod oom;

@@ -144,7 +144,11 @@ impl History {
         // read after the kill, when a container's cgroup may be gone.
         let oldest = at.saturating_sub(CGROUP_MAX_AGE);
         self.cgroups.retain(|_, ring| {
-            while ring.samples.front().is_some_and(|s| s.at_unix_nano < oldest) {
+            while ring
+                .samples
+                .front()
+                .is_some_and(|s| s.at_unix_nano < oldest)
+            {
                 ring.samples.pop_front();
             }
             !ring.samples.is_empty()

@@ -109,14 +109,18 @@ impl LeadUp {
         if let Some(text) = read_small(&dir.join("memory.max")) {
             // v2
             self.limit = parse_limit(&text);
-            self.usage_at_kill = read_small(&dir.join("memory.current")).and_then(|t| t.trim().parse().ok());
+            self.usage_at_kill =
+                read_small(&dir.join("memory.current")).and_then(|t| t.trim().parse().ok());
             self.events = read_small(&dir.join("memory.events")).map(|t| parse_events(&t));
-            self.cgroup_pressure = read_small(&dir.join("memory.pressure")).map(|t| parse_pressure(&t));
+            self.cgroup_pressure =
+                read_small(&dir.join("memory.pressure")).map(|t| parse_pressure(&t));
         } else {
-            self.limit = read_small(&dir.join("memory.limit_in_bytes")).and_then(|t| parse_limit(&t));
+            self.limit =
+                read_small(&dir.join("memory.limit_in_bytes")).and_then(|t| parse_limit(&t));
             self.usage_at_kill =
                 read_small(&dir.join("memory.usage_in_bytes")).and_then(|t| t.trim().parse().ok());
-            self.failcnt = read_small(&dir.join("memory.failcnt")).and_then(|t| t.trim().parse().ok());
+            self.failcnt =
+                read_small(&dir.join("memory.failcnt")).and_then(|t| t.trim().parse().ok());
         }
     }
 
@@ -133,7 +137,10 @@ impl LeadUp {
         let int = |v: u64| any_value::Value::IntValue(i64::try_from(v).unwrap_or(i64::MAX));
         let double = any_value::Value::DoubleValue;
         if let Some(cg) = &self.cgroup {
-            a.push(kv("oom.leadup.cgroup", any_value::Value::StringValue(cg.clone())));
+            a.push(kv(
+                "oom.leadup.cgroup",
+                any_value::Value::StringValue(cg.clone()),
+            ));
         }
         if let Some(last) = self.last() {
             a.push(kv("oom.leadup.usage", int(last.usage)));
@@ -281,9 +288,18 @@ mod tests {
         assert_eq!(l.growth_10s, Some(10.0));
         assert_eq!(l.growth_60s, Some(10.0));
         let a = l.attributes();
-        assert_eq!(attr(&a, "oom.leadup.working_set"), Some(&any_value::Value::IntValue(1700)));
-        assert_eq!(attr(&a, "oom.leadup.usage"), Some(&any_value::Value::IntValue(2200)));
-        assert_eq!(attr(&a, "oom.leadup.sample_age"), Some(&any_value::Value::DoubleValue(3.0)));
+        assert_eq!(
+            attr(&a, "oom.leadup.working_set"),
+            Some(&any_value::Value::IntValue(1700))
+        );
+        assert_eq!(
+            attr(&a, "oom.leadup.usage"),
+            Some(&any_value::Value::IntValue(2200))
+        );
+        assert_eq!(
+            attr(&a, "oom.leadup.sample_age"),
+            Some(&any_value::Value::DoubleValue(3.0))
+        );
         assert_eq!(
             attr(&a, "oom.leadup.growth_rate.10s"),
             Some(&any_value::Value::DoubleValue(10.0))
@@ -292,7 +308,9 @@ mod tests {
 
     #[test]
     fn memory_events_and_pressure_parse_and_skip_what_they_do_not_know() {
-        let e = parse_events("low 0\nhigh 3\nmax 12\noom 1\noom_kill 1\noom_group_kill 0\nbogus x\nnew_key 5\n");
+        let e = parse_events(
+            "low 0\nhigh 3\nmax 12\noom 1\noom_kill 1\noom_group_kill 0\nbogus x\nnew_key 5\n",
+        );
         assert_eq!(e.max, Some(12));
         assert_eq!(e.oom_kill, Some(1));
         assert_eq!(e.oom_group_kill, Some(0));
@@ -311,14 +329,21 @@ mod tests {
         std::fs::create_dir_all(&v2).unwrap();
         std::fs::write(v2.join("memory.max"), "104857600\n").unwrap();
         std::fs::write(v2.join("memory.current"), "104000000\n").unwrap();
-        std::fs::write(v2.join("memory.events"), "low 0\nhigh 0\nmax 40\noom 2\noom_kill 2\n").unwrap();
+        std::fs::write(
+            v2.join("memory.events"),
+            "low 0\nhigh 0\nmax 40\noom 2\noom_kill 2\n",
+        )
+        .unwrap();
         std::fs::write(
             v2.join("memory.pressure"),
             "some avg10=80.00 avg60=20.00 avg300=5.00 total=1\nfull avg10=70.00 avg60=10.00 avg300=2.00 total=1\n",
         )
         .unwrap();
         let mut l = LeadUp::default();
-        l.read_cgroup_files(&[dir.path().join("v1"), dir.path().join("v2")], "/kubepods/pod1");
+        l.read_cgroup_files(
+            &[dir.path().join("v1"), dir.path().join("v2")],
+            "/kubepods/pod1",
+        );
         assert_eq!(l.limit, Some(104857600));
         assert_eq!(l.usage_at_kill, Some(104000000));
         assert_eq!(l.events.and_then(|e| e.max), Some(40));
@@ -330,7 +355,10 @@ mod tests {
         std::fs::write(v1.join("memory.usage_in_bytes"), "5000\n").unwrap();
         std::fs::write(v1.join("memory.failcnt"), "77\n").unwrap();
         let mut l = LeadUp::default();
-        l.read_cgroup_files(&[dir.path().join("v1"), dir.path().join("v2")], "/docker/abc");
+        l.read_cgroup_files(
+            &[dir.path().join("v1"), dir.path().join("v2")],
+            "/docker/abc",
+        );
         assert_eq!(l.limit, None, "v1's unlimited is no limit");
         assert_eq!(l.usage_at_kill, Some(5000));
         assert_eq!(l.failcnt, Some(77));

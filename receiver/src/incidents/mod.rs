@@ -147,7 +147,10 @@ impl IncidentHub {
     /// The latest scrape and the system ring (oldest first).
     pub fn snapshot(&self) -> (Option<Scrape>, Vec<SystemSample>) {
         let history = lock(&self.history);
-        (history.latest().cloned(), history.system().copied().collect())
+        (
+            history.latest().cloned(),
+            history.system().copied().collect(),
+        )
     }
 
     /// The ring of one cgroup (oldest first).

@@ -190,12 +190,13 @@ impl Registry {
         let found = by_kill.or_else(|| {
             self.incidents.iter().rposition(|i| {
                 let joins = i.identity.joins(&identity)
-                    || (identity.is_empty() && i.messages.iter().any(|m| m.source == message.source));
+                    || (identity.is_empty()
+                        && i.messages.iter().any(|m| m.source == message.source));
                 joins
                     && i.kill.is_none()
-                    && i
-                        .last_message_time()
-                        .is_some_and(|t| at.saturating_sub(t) <= before && t <= at.saturating_add(before))
+                    && i.last_message_time().is_some_and(|t| {
+                        at.saturating_sub(t) <= before && t <= at.saturating_add(before)
+                    })
             })
         });
         if let Some(index) = found {

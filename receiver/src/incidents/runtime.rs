@@ -213,7 +213,10 @@ fn fdinfo_flags(text: &str) -> Option<u32> {
 /// The identity of a record written by `writers` (and of `container_id`,
 /// when its file is a container's log), and the writer's pid when there is
 /// exactly one.
-pub fn writers_identity(writers: &[Writer], container_id: Option<String>) -> (Identity, Option<i32>) {
+pub fn writers_identity(
+    writers: &[Writer],
+    container_id: Option<String>,
+) -> (Identity, Option<i32>) {
     let pid = match writers {
         [one] => Some(one.pid),
         _ => None,
@@ -246,7 +249,10 @@ mod tests {
         std::fs::write(&path, "").unwrap();
         // A child that holds the file open for writing (its stdout), and
         // one that only reads it.
-        let out = std::fs::OpenOptions::new().append(true).open(&path).unwrap();
+        let out = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap();
         let mut writer = std::process::Command::new("sleep")
             .arg("600")
             .stdout(out)
@@ -276,7 +282,10 @@ mod tests {
     fn a_file_nobody_writes_has_no_writers_and_a_missing_one_is_no_error() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("quiet.log");
-        std::fs::File::create(&path).unwrap().write_all(b"x").unwrap();
+        std::fs::File::create(&path)
+            .unwrap()
+            .write_all(b"x")
+            .unwrap();
         let mut finder = WriterFinder::new(Path::new("/proc"));
         assert!(finder.writers(&path).is_empty());
         assert!(finder.writers(&dir.path().join("missing.log")).is_empty());
@@ -284,7 +293,10 @@ mod tests {
 
     #[test]
     fn fdinfo_flags_are_octal() {
-        assert_eq!(fdinfo_flags("pos:\t0\nflags:\t0102001\nmnt_id:\t25\n"), Some(0o102001));
+        assert_eq!(
+            fdinfo_flags("pos:\t0\nflags:\t0102001\nmnt_id:\t25\n"),
+            Some(0o102001)
+        );
         assert_eq!(fdinfo_flags("pos: 0\n"), None);
     }
 

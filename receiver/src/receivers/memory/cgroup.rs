@@ -423,8 +423,10 @@ impl CgroupScraper {
                 if let Ok(true) = scraped {
                     if let (Some(state), Some(w)) = (self.states.last_mut(), &workload) {
                         state.container_id.clone_from(&w.container_id);
-                        state.container_name =
-                            w.container_name.clone().or_else(|| w.k8s_container_name.clone());
+                        state.container_name = w
+                            .container_name
+                            .clone()
+                            .or_else(|| w.k8s_container_name.clone());
                         state.pod_name.clone_from(&w.pod_name);
                     }
                     reported += 1;

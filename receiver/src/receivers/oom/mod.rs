@@ -1436,7 +1436,12 @@ impl IncidentSources {
         let mut lead_up = self
             .hub
             .lead_up(kill.victim.cgroup.as_deref(), kill.time_unix_nano);
-        if let Some(cgroup) = kill.victim.cgroup.clone().or_else(|| lead_up.cgroup.clone()) {
+        if let Some(cgroup) = kill
+            .victim
+            .cgroup
+            .clone()
+            .or_else(|| lead_up.cgroup.clone())
+        {
             lead_up.read_cgroup_files(&self.cgroup_roots, &cgroup);
         }
         lead_up.read_system_pressure(&self.proc_path);
