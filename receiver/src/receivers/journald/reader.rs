@@ -1126,3 +1126,96 @@ fn join_incident(
         .unwrap_or("journal");
     crate::incidents::runtime::register(hub, record, identity, &format!("journal:{source}"), pid);
 }
+
+#[cfg(test)]
+mod incident_tests {
+    use std::sync::Arc;
+
+    use opentelemetry_proto::tonic::common::v1::any_value;
+    use opentelemetry_proto::tonic::logs::v1::LogRecord;
+
+    use super::*;
+    use crate::incidents::{IncidentHub, INCIDENT_ID};
+    use crate::pipeline::data::kv_str;
+    use crate::receivers::oom::kill::{OomKill, Scope, Source, Trigger, Victim};
+
+    fn runtime_record(runtime: &str) -> LogRecord {
+        LogRecord {
+            time_unix_nano: 101_000_000_000,
+            attributes: vec![
+                kv_str("oom.runtime", runtime),
+                kv_str("oom.pattern", "go.fatal_out_of_memory"),
+            ],
+            ..LogRecord::default()
+        }
+    }
+
+    fn id(record: &LogRecord) -> Option<String> {
+        record
+            .attributes
+            .iter()
+            .find(|kv| kv.key == INCIDENT_ID)
+            .and_then(|kv| kv.value.as_ref())
+            .and_then(|v| match &v.value {
+                Some(any_value::Value::StringValue(s)) => Some(s.clone()),
+                _ => None,
+            })
+    }
+
+    #[test]
+    fn an_entry_joins_the_kill_of_its_process_or_of_its_service() {
+        let hub = IncidentHub::default();
+        hub.enable(
+            crate::incidents::DEFAULT_BEFORE,
+            crate::incidents::DEFAULT_AFTER,
+        );
+        let kill = |pid, cgroup: &str| {
+            Arc::new(OomKill {
+                time_unix_nano: 100_000_000_000,
+                kernel_time_ns: None,
+                source: Source::Kmsg,
+                victim: Victim {
+                    pid,
+                    cgroup: Some(cgroup.to_owned()),
+                    ..Victim::default()
+                },
+                trigger: Trigger::default(),
+                scope: Scope::default(),
+            })
+        };
+        let by_pid = hub.kill(kill(42, "/system.slice/a.service"), None);
+        let by_unit = hub.kill(kill(7, "/system.slice/b.service"), None);
+
+        let mut record = runtime_record("go");
+        let facts = EntryFacts {
+            pid: Some(42),
+            cgroup: Some("/system.slice/a.service".into()),
+            ..EntryFacts::default()
+        };
+        join_incident(&hub, &mut record, &facts);
+        assert_eq!(id(&record).as_ref(), Some(&by_pid));
+
+        // A restarted service: another pid, the same unit cgroup.
+        let mut record = runtime_record("go");
+        let facts = EntryFacts {
+            pid: Some(99),
+            cgroup: Some("/system.slice/b.service".into()),
+            ..EntryFacts::default()
+        };
+        join_incident(&hub, &mut record, &facts);
+        assert_eq!(id(&record).as_ref(), Some(&by_unit));
+
+        // Another process elsewhere: an incident of its own.
+        let mut record = runtime_record("go");
+        let facts = EntryFacts {
+            pid: Some(5),
+            cgroup: Some("/user.slice".into()),
+            ..EntryFacts::default()
+        };
+        join_incident(&hub, &mut record, &facts);
+        let own = id(&record).expect("an id");
+        assert_ne!(own, by_pid);
+        assert_ne!(own, by_unit);
+        assert_eq!(hub.recent(10).len(), 3);
+    }
+}

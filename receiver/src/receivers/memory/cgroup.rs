@@ -257,8 +257,10 @@ pub struct CgroupScraper {
     /// its series starts with a true reset point (start time = the time of
     /// its first point), as the OpenTelemetry data model prescribes.
     scraped_before: bool,
-    /// The cgroups the last scrape reported (for incidents and the views).
+    /// The cgroups the last scrape reported (for incidents and the views),
+    /// kept only while `keep_states` is set.
     pub states: Vec<CgroupState>,
+    pub keep_states: bool,
 }
 
 /// The tightest memory limit over a cgroup and its ancestors: a cgroup is
@@ -294,6 +296,7 @@ impl CgroupScraper {
             seq: 0,
             scraped_before: false,
             states: Vec::new(),
+            keep_states: false,
         })
     }
 
@@ -421,7 +424,9 @@ impl CgroupScraper {
                     }
                 }
                 if let Ok(true) = scraped {
-                    if let (Some(state), Some(w)) = (self.states.last_mut(), &workload) {
+                    if let (Some(state), Some(w)) =
+                        (self.states.last_mut().filter(|s| s.path == path), &workload)
+                    {
                         state.container_id.clone_from(&w.container_id);
                         state.container_name = w
                             .container_name
@@ -573,17 +578,19 @@ impl CgroupScraper {
             Version::V2 => self.scrape_v2_files(b, dir, &series, warn)?,
             Version::V1 => self.scrape_v1_files(b, cgroup, &series, warn)?,
         }
-        self.states.push(CgroupState {
-            path: path.to_owned(),
-            usage,
-            working_set,
-            limit,
-            headroom: headroom.map(|Headroom(h)| i64::try_from(h).unwrap_or(i64::MAX)),
-            time_to_limit: growth,
-            container_id: None,
-            container_name: None,
-            pod_name: None,
-        });
+        if self.keep_states {
+            self.states.push(CgroupState {
+                path: path.to_owned(),
+                usage,
+                working_set,
+                limit,
+                headroom: headroom.map(|Headroom(h)| i64::try_from(h).unwrap_or(i64::MAX)),
+                time_to_limit: growth,
+                container_id: None,
+                container_name: None,
+                pod_name: None,
+            });
+        }
         Ok(true)
     }
 

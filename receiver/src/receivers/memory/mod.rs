@@ -460,6 +460,12 @@ impl Scraper {
 
     /// Hands each scrape's summary to `hub` from now on.
     pub fn share_with(&mut self, hub: Arc<IncidentHub>) {
+        if let Some(c) = &mut self.cgroups {
+            c.keep_states = true;
+        }
+        if let Some(p) = &mut self.processes {
+            p.keep_states = true;
+        }
         self.incidents = Some(hub);
     }
 

@@ -282,8 +282,9 @@ pub struct ProcessScraper {
     users: Users,
     scrape_seq: u64,
     /// The processes the last scrape reported, largest first (for
-    /// incidents and the views).
+    /// incidents and the views), kept only while `keep_states` is set.
     pub states: Vec<ProcessState>,
+    pub keep_states: bool,
 }
 
 impl ProcessScraper {
@@ -325,6 +326,7 @@ impl ProcessScraper {
             heap: BinaryHeap::with_capacity(cfg.top + 1),
             cache: HashMap::new(),
             states: Vec::new(),
+            keep_states: false,
             users: Users::new(root_path.join("etc/passwd")),
             scrape_seq: 0,
         })
@@ -584,7 +586,9 @@ impl ProcessScraper {
         if let Some(v) = oom_score_adj {
             b.int(&m::PROCESS_OOM_SCORE_ADJ, start, v, Vec::new());
         }
-        self.states.push(state);
+        if self.keep_states {
+            self.states.push(state);
+        }
         Some(scoped_metrics(
             super::SCOPE_NAME,
             Some(Resource {
