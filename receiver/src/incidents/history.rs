@@ -156,7 +156,7 @@ impl History {
         if let Some(system) = scrape.system {
             push_system(&mut self.system, system);
         }
-        scrape.cgroups.sort_by(|a, b| nearest_first(a, b));
+        scrape.cgroups.sort_by(nearest_first);
         scrape.cgroups.truncate(SNAPSHOT_ROWS);
         scrape.processes.truncate(SNAPSHOT_ROWS);
         self.latest = Some(scrape);
@@ -282,7 +282,9 @@ mod tests {
             path: path.to_owned(),
             usage: Some(usage),
             working_set: Some(usage),
-            limit: headroom.map(|h| u64::try_from(i64::try_from(usage).unwrap() + h).unwrap_or(0)),
+            limit: headroom.map(|h| {
+                u64::try_from(i64::try_from(usage).expect("test fixture") + h).unwrap_or(0)
+            }),
             headroom,
             time_to_limit: None,
             container_id: None,
@@ -308,10 +310,10 @@ mod tests {
         }
         let samples = h.cgroup_samples("/a", u64::MAX);
         assert!(samples.len() <= CGROUP_SAMPLES);
-        let span = samples.last().unwrap().at_unix_nano - samples[0].at_unix_nano;
+        let span = samples.last().expect("test fixture").at_unix_nano - samples[0].at_unix_nano;
         assert!(span >= 80 * S, "{span}");
         // The newest sample is always the latest value.
-        assert_eq!(samples.last().unwrap().usage, 2999);
+        assert_eq!(samples.last().expect("test fixture").usage, 2999);
     }
 
     #[test]
@@ -352,7 +354,7 @@ mod tests {
         ));
         let order: Vec<_> = h
             .latest()
-            .unwrap()
+            .expect("test fixture")
             .cgroups
             .iter()
             .map(|c| c.path.as_str())
@@ -392,7 +394,7 @@ mod tests {
         }
         let ring: Vec<_> = h.system().collect();
         assert_eq!(ring.len(), SYSTEM_SAMPLES);
-        let span = ring.last().unwrap().at_unix_nano - ring[0].at_unix_nano;
+        let span = ring.last().expect("test fixture").at_unix_nano - ring[0].at_unix_nano;
         assert!(span >= 3595 * S, "{span}");
     }
 }

@@ -324,21 +324,21 @@ mod tests {
 
     #[test]
     fn cgroup_files_are_read_for_v2_and_v1() {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = tempfile::tempdir().expect("test fixture");
         let v2 = dir.path().join("v2/kubepods/pod1");
-        std::fs::create_dir_all(&v2).unwrap();
-        std::fs::write(v2.join("memory.max"), "104857600\n").unwrap();
-        std::fs::write(v2.join("memory.current"), "104000000\n").unwrap();
+        std::fs::create_dir_all(&v2).expect("test fixture");
+        std::fs::write(v2.join("memory.max"), "104857600\n").expect("test fixture");
+        std::fs::write(v2.join("memory.current"), "104000000\n").expect("test fixture");
         std::fs::write(
             v2.join("memory.events"),
             "low 0\nhigh 0\nmax 40\noom 2\noom_kill 2\n",
         )
-        .unwrap();
+        .expect("test fixture");
         std::fs::write(
             v2.join("memory.pressure"),
             "some avg10=80.00 avg60=20.00 avg300=5.00 total=1\nfull avg10=70.00 avg60=10.00 avg300=2.00 total=1\n",
         )
-        .unwrap();
+        .expect("test fixture");
         let mut l = LeadUp::default();
         l.read_cgroup_files(
             &[dir.path().join("v1"), dir.path().join("v2")],
@@ -350,10 +350,11 @@ mod tests {
         assert_eq!(l.cgroup_pressure.and_then(|p| p.full_avg10), Some(70.0));
 
         let v1 = dir.path().join("v1/docker/abc");
-        std::fs::create_dir_all(&v1).unwrap();
-        std::fs::write(v1.join("memory.limit_in_bytes"), "9223372036854771712\n").unwrap();
-        std::fs::write(v1.join("memory.usage_in_bytes"), "5000\n").unwrap();
-        std::fs::write(v1.join("memory.failcnt"), "77\n").unwrap();
+        std::fs::create_dir_all(&v1).expect("test fixture");
+        std::fs::write(v1.join("memory.limit_in_bytes"), "9223372036854771712\n")
+            .expect("test fixture");
+        std::fs::write(v1.join("memory.usage_in_bytes"), "5000\n").expect("test fixture");
+        std::fs::write(v1.join("memory.failcnt"), "77\n").expect("test fixture");
         let mut l = LeadUp::default();
         l.read_cgroup_files(
             &[dir.path().join("v1"), dir.path().join("v2")],

@@ -220,8 +220,8 @@ mod tests {
         hub.enable(DEFAULT_BEFORE, DEFAULT_AFTER);
         let mut watch = hub.watch();
         watch.mark_unchanged();
-        let id = hub.message(identity, message).unwrap();
-        assert!(watch.has_changed().unwrap());
+        let id = hub.message(identity, message).expect("test fixture");
+        assert!(watch.has_changed().expect("test fixture"));
         let kill = Arc::new(OomKill {
             time_unix_nano: 2 * S,
             kernel_time_ns: None,

@@ -329,7 +329,7 @@ mod tests {
         let k = r.kill(kill(42, None, "/app", 130 * S), None);
         assert_eq!(m, k);
         assert_eq!(r.len(), 1);
-        let i = r.get(&k).unwrap();
+        let i = r.get(&k).expect("test fixture");
         assert!(i.kill.is_some());
         assert_eq!(i.messages.len(), 1);
         assert_eq!(i.start_unix_nano, 100 * S);
@@ -391,7 +391,7 @@ mod tests {
         for i in 0..20 {
             assert_eq!(r.message(pid(9), msg((101 + i) * S, "a.log")), first);
         }
-        let i = r.get(&first).unwrap();
+        let i = r.get(&first).expect("test fixture");
         assert_eq!(i.messages.len(), MAX_MESSAGES);
         assert_eq!(i.messages_dropped, 20 + 1 - MAX_MESSAGES as u64);
         // Messages of an unknown writer group by where they were read.
@@ -410,7 +410,7 @@ mod tests {
         let mut long = msg(100 * S, "z.log");
         long.text = "é".repeat(MAX_MESSAGE_BYTES);
         let id = r.message(pid(999_999), long);
-        let text = &r.get(&id).unwrap().messages[0].text;
+        let text = &r.get(&id).expect("test fixture").messages[0].text;
         assert!(text.len() <= MAX_MESSAGE_BYTES);
         assert!(text.chars().all(|c| c == 'é'));
     }

@@ -244,26 +244,26 @@ mod tests {
 
     #[test]
     fn the_writer_of_a_file_is_found_and_a_reader_is_not() {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = tempfile::tempdir().expect("test fixture");
         let path = dir.path().join("app.log");
-        std::fs::write(&path, "").unwrap();
+        std::fs::write(&path, "").expect("test fixture");
         // A child that holds the file open for writing (its stdout), and
         // one that only reads it.
         let out = std::fs::OpenOptions::new()
             .append(true)
             .open(&path)
-            .unwrap();
+            .expect("test fixture");
         let mut writer = std::process::Command::new("sleep")
             .arg("600")
             .stdout(out)
             .spawn()
-            .unwrap();
-        let input = std::fs::File::open(&path).unwrap();
+            .expect("test fixture");
+        let input = std::fs::File::open(&path).expect("test fixture");
         let mut reader = std::process::Command::new("sleep")
             .arg("600")
             .stdin(input)
             .spawn()
-            .unwrap();
+            .expect("test fixture");
         let mut finder = WriterFinder::new(Path::new("/proc"));
         let writers = finder.writers(&path);
         let _ = writer.kill();
@@ -280,12 +280,12 @@ mod tests {
 
     #[test]
     fn a_file_nobody_writes_has_no_writers_and_a_missing_one_is_no_error() {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = tempfile::tempdir().expect("test fixture");
         let path = dir.path().join("quiet.log");
         std::fs::File::create(&path)
-            .unwrap()
+            .expect("test fixture")
             .write_all(b"x")
-            .unwrap();
+            .expect("test fixture");
         let mut finder = WriterFinder::new(Path::new("/proc"));
         assert!(finder.writers(&path).is_empty());
         assert!(finder.writers(&dir.path().join("missing.log")).is_empty());
