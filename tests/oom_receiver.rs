@@ -682,6 +682,13 @@ async fn oomscope_events_streams_a_real_kill() {
     assert_eq!(kill["scope"]["constraint"], "CONSTRAINT_MEMCG");
     assert_eq!(kill["scope"]["memcg"], cgroup.cgroup_path());
     assert!(kill["kernel_time_ns"].as_u64().is_some_and(|t| t > 0));
+    // Its incident, with the lead-up read right after the kill.
+    assert_eq!(
+        kill["incident_id"].as_str().map(str::len),
+        Some(32),
+        "{kill:#}"
+    );
+    assert_eq!(kill["lead_up"]["cgroup"], cgroup.cgroup_path(), "{kill:#}");
     let line = killed_line(pid, TIMEOUT);
     assert_eq!(kill["victim"]["anon_rss_bytes"], line.anon_rss_kb * 1024);
     let _ = events.kill().await;

@@ -157,8 +157,8 @@ fn write_or_closed<W: Write>(
 
 fn table_header() -> String {
     format!(
-        "{:<23}  {:>8}  {:<15}  {:>10}  {:<32}  {:<24}  {:<10}  SOURCE",
-        "TIME (UTC)", "PID", "COMM", "ANON-RSS", "MEMCG", "TRIGGER", "CONSTRAINT"
+        "{:<23}  {:>8}  {:<15}  {:>10}  {:<32}  {:<24}  {:<10}  {:<6}  INCIDENT",
+        "TIME (UTC)", "PID", "COMM", "ANON-RSS", "MEMCG", "TRIGGER", "CONSTRAINT", "SOURCE"
     )
 }
 
@@ -189,8 +189,11 @@ fn table_row(kill: &OomKill) -> String {
     if victim.exiting {
         comm.push_str(" (exiting)");
     }
+    // The id's first 8 digits: enough to tell incidents apart on a host,
+    // and to find it in `oomscope top` and the status page.
+    let incident: String = kill.incident_id.chars().take(8).collect();
     format!(
-        "{:<23}  {:>8}  {:<15}  {:>10}  {:<32}  {:<24}  {:<10}  {}",
+        "{:<23}  {:>8}  {:<15}  {:>10}  {:<32}  {:<24}  {:<10}  {:<6}  {}",
         table_time(kill.time_unix_nano),
         victim.pid,
         comm,
@@ -199,6 +202,7 @@ fn table_row(kill: &OomKill) -> String {
         trigger,
         or_dash(&printable(constraint)),
         or_dash(&printable(&kill.source)),
+        or_dash(&printable(&incident)),
     )
 }
 
@@ -258,6 +262,26 @@ pub struct KillRecord {
     pub trigger: Option<TriggerRecord>,
     /// Which limit was hit.
     pub scope: Option<ScopeRecord>,
+    /// `oom.incident.id` ("" with incidents off).
+    pub incident_id: String,
+    /// How the victim's cgroup got there.
+    pub lead_up: Option<LeadUpRecord>,
+}
+
+/// The figures of [`crate::api::v1::LeadUp`], for JSON (its samples and
+/// task table are left to `ListIncidents`).
+#[derive(Debug, Serialize)]
+#[allow(missing_docs)]
+pub struct LeadUpRecord {
+    pub cgroup: String,
+    /// At the last sample before the kill.
+    pub usage_bytes: Option<u64>,
+    pub working_set_bytes: Option<u64>,
+    pub samples: usize,
+    pub growth_rate_10s: Option<f64>,
+    pub growth_rate_60s: Option<f64>,
+    pub limit_bytes: Option<u64>,
+    pub usage_at_kill_bytes: Option<u64>,
 }
 
 /// [`crate::api::v1::Victim`], for JSON.
@@ -341,6 +365,17 @@ impl From<&OomKill> for KillRecord {
                 memcg: s.memcg.clone(),
                 memcg_limit_bytes: s.memcg_limit_bytes,
                 trigger_type: s.trigger_type.clone(),
+            }),
+            incident_id: kill.incident_id.clone(),
+            lead_up: kill.lead_up.as_ref().map(|l| LeadUpRecord {
+                cgroup: l.cgroup.clone(),
+                usage_bytes: l.samples.last().map(|s| s.usage_bytes),
+                working_set_bytes: l.samples.last().map(|s| s.working_set_bytes),
+                samples: l.samples.len(),
+                growth_rate_10s: l.growth_rate_10s,
+                growth_rate_60s: l.growth_rate_60s,
+                limit_bytes: l.limit_bytes,
+                usage_at_kill_bytes: l.usage_at_kill_bytes,
             }),
         }
     }
