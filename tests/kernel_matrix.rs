@@ -16,7 +16,9 @@
 //! console; here each record must equal the kernel's "Killed process" line
 //! and carry the trigger, constraint, memcg, its limit and the victim's
 //! command line, from eBPF in `auto` mode (where doctor says it loads) and
-//! from the kernel log in `kmsg` mode.
+//! from the kernel log in `kmsg` mode, and its incident: an id, and the
+//! cgroup's limit and counters (v2 `memory.events`, v1 `memory.failcnt`)
+//! read right after the kill.
 //!
 //! This host's own kernel runs natively, in its own memory hierarchy (v1
 //! here): a contained kill of the same allocator with an agent in `mode:
@@ -1389,6 +1391,22 @@ fn check_kill(
         missing.push(format!(
             "oom.memcg.usage is {usage:?}, expected within 1 MiB below the limit"
         ));
+    }
+    // Its incident, and the cgroup's limit and counters read right after
+    // the kill (v2 `memory.events`, v1 `memory.failcnt`).
+    if attr_str(record, "oom.incident.id").map(|id| id.len()) != Some(32) {
+        missing.push("no 32-digit oom.incident.id".into());
+    }
+    expect("oom.leadup.limit", Some(GUEST_LIMIT_BYTES.to_string()));
+    let v2 = name.starts_with("v2-") || name.starts_with("host-v2-");
+    let counter = if v2 {
+        "oom.leadup.events.oom_kill"
+    } else {
+        "oom.leadup.failcnt"
+    };
+    let count = attr_str(record, counter).and_then(|n| n.parse::<u64>().ok());
+    if !count.is_some_and(|n| n >= 1) {
+        missing.push(format!("{counter} is {count:?}, expected at least 1"));
     }
     if !missing.is_empty() {
         missing.push(format!("kernel: {}", line.line));

@@ -627,6 +627,41 @@ mod tests {
     }
 
     #[test]
+    fn an_instrument_keeps_its_series_limit_and_folds_the_rest_into_overflow() {
+        let registry = prometheus::Registry::new();
+        let provider = SdkMeterProvider::builder()
+            .with_reader(prometheus_reader(registry.clone()).expect("reader"))
+            .with_view(own_series_limit)
+            .build();
+        let telemetry = Telemetry::new(provider, MetricsLevel::Normal);
+        let receivers = OWN_SERIES_LIMIT + 50;
+        for n in 0..receivers {
+            let id: ComponentId = format!("otlp/r{n}").parse().expect("id");
+            telemetry.receiver(&id, "grpc").accepted(Signal::Logs, 1);
+        }
+        let families = registry.gather();
+        let accepted = families
+            .iter()
+            .find(|f| f.name() == "otelcol_receiver_accepted_log_records_total")
+            .expect("the accepted family");
+        let series = accepted.get_metric();
+        // The limit's series and the overflow one.
+        assert_eq!(series.len(), OWN_SERIES_LIMIT + 1);
+        let overflow: Vec<_> = series
+            .iter()
+            .filter(|m| {
+                m.get_label()
+                    .iter()
+                    .any(|l| l.name() == "otel_metric_overflow" && l.value() == "true")
+            })
+            .collect();
+        assert_eq!(overflow.len(), 1, "one overflow series");
+        // Nothing is lost: the overflow series counts the rest.
+        let total: f64 = series.iter().map(|m| m.get_counter().get_value()).sum();
+        assert_eq!(total, receivers as f64);
+    }
+
+    #[test]
     fn levels_create_more_metrics_from_basic_to_detailed() {
         let basic = names(MetricsLevel::Basic);
         let normal = names(MetricsLevel::Normal);
