@@ -1397,7 +1397,12 @@ fn check_kill(
     if attr_str(record, "oom.incident.id").map(|id| id.len()) != Some(32) {
         missing.push("no 32-digit oom.incident.id".into());
     }
-    expect("oom.leadup.limit", Some(GUEST_LIMIT_BYTES.to_string()));
+    let limit = attr_str(record, "oom.leadup.limit");
+    if limit != Some(GUEST_LIMIT_BYTES.to_string()) {
+        missing.push(format!(
+            "oom.leadup.limit is {limit:?}, expected {GUEST_LIMIT_BYTES}"
+        ));
+    }
     let v2 = name.starts_with("v2-") || name.starts_with("host-v2-");
     let counter = if v2 {
         "oom.leadup.events.oom_kill"
