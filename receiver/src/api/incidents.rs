@@ -92,9 +92,12 @@ pub fn incident(i: &Incident) -> v1::Incident {
     }
 }
 
-/// Incidents one `ListIncidents` answer holds at most: each can hold 32 KiB
-/// of messages and its samples, and an answer is built whole in memory.
+/// Incidents one `ListIncidents` answer holds at most.
 pub const MAX_LISTED: usize = 64;
+/// Bytes one `ListIncidents` answer holds at most (encoded; one incident
+/// always fits): an answer is built and sent whole, and a client that does
+/// not read it keeps it in the agent's memory until the connection goes.
+pub const MAX_ANSWER_BYTES: usize = 256 * 1024;
 
 /// `ListIncidents`.
 pub fn list(hub: &IncidentHub, request: &v1::ListIncidentsRequest) -> v1::ListIncidentsResponse {
@@ -107,9 +110,17 @@ pub fn list(hub: &IncidentHub, request: &v1::ListIncidentsRequest) -> v1::ListIn
     } else {
         hub.incident(&request.id).into_iter().collect()
     };
-    v1::ListIncidentsResponse {
-        incidents: incidents.iter().map(incident).collect(),
+    let mut listed = Vec::new();
+    let mut bytes = 0usize;
+    for i in &incidents {
+        let one = incident(i);
+        bytes += prost::Message::encoded_len(&one);
+        if bytes > MAX_ANSWER_BYTES && !listed.is_empty() {
+            break;
+        }
+        listed.push(one);
     }
+    v1::ListIncidentsResponse { incidents: listed }
 }
 
 fn system_sample(s: &SystemSample) -> v1::SystemSample {
@@ -183,5 +194,70 @@ pub fn snapshot(hub: &IncidentHub, request: &v1::SnapshotRequest) -> v1::HostSna
         } else {
             Vec::new()
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::incidents::Identity;
+
+    #[test]
+    fn an_answer_is_bounded_in_count_and_bytes_and_one_incident_is_found_by_id() {
+        let hub = IncidentHub::default();
+        hub.enable(
+            crate::incidents::DEFAULT_BEFORE,
+            crate::incidents::DEFAULT_AFTER,
+        );
+        let mut ids = Vec::new();
+        for pid in 1..=200 {
+            for n in 0..8u64 {
+                let id = hub.message(
+                    Identity {
+                        pids: vec![pid],
+                        ..Identity::default()
+                    },
+                    RuntimeMessage {
+                        time_unix_nano: 1_000_000_000 + n,
+                        runtime: "java".into(),
+                        pattern: "java.heap_space".into(),
+                        source: "a.log".into(),
+                        pid: Some(pid),
+                        text: "x".repeat(4096),
+                    },
+                );
+                ids.push(id.expect("incidents are on"));
+            }
+        }
+        let all = list(&hub, &v1::ListIncidentsRequest::default());
+        assert!(!all.incidents.is_empty() && all.incidents.len() <= MAX_LISTED);
+        let size = prost::Message::encoded_len(&all);
+        assert!(size <= MAX_ANSWER_BYTES + 64, "{size}");
+        // Newest first.
+        assert_eq!(all.incidents[0].pids, vec![200]);
+        let one = list(
+            &hub,
+            &v1::ListIncidentsRequest {
+                limit: 0,
+                id: ids[ids.len() - 1].clone(),
+            },
+        );
+        assert_eq!(one.incidents.len(), 1);
+        assert_eq!(one.incidents[0].messages.len(), 8);
+        let none = list(
+            &hub,
+            &v1::ListIncidentsRequest {
+                limit: 0,
+                id: "0".repeat(32),
+            },
+        );
+        assert!(none.incidents.is_empty());
+    }
+
+    #[test]
+    fn a_snapshot_without_a_memory_receiver_is_empty() {
+        let hub = IncidentHub::default();
+        let s = snapshot(&hub, &v1::SnapshotRequest::default());
+        assert_eq!(s, v1::HostSnapshot::default());
     }
 }

@@ -441,7 +441,7 @@ pub mod oom_events_client {
             self.inner.server_streaming(req, path, codec).await
         }
         /// The incidents the agent keeps (the latest 256), newest first, at most
-        /// 64 per answer.
+        /// 64 and 256 KiB per answer (at least one).
         pub async fn list_incidents(
             &mut self,
             request: impl tonic::IntoRequest<super::ListIncidentsRequest>,
@@ -515,7 +515,7 @@ pub mod oom_events_server {
             request: tonic::Request<super::SubscribeRequest>,
         ) -> std::result::Result<tonic::Response<Self::SubscribeStream>, tonic::Status>;
         /// The incidents the agent keeps (the latest 256), newest first, at most
-        /// 64 per answer.
+        /// 64 and 256 KiB per answer (at least one).
         async fn list_incidents(
             &self,
             request: tonic::Request<super::ListIncidentsRequest>,
