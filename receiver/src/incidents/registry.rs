@@ -32,6 +32,9 @@ pub struct Identity {
     pub container_id: Option<String>,
     /// A cgroup path (`/system.slice/app.service`); the root joins nothing.
     pub cgroup: Option<String>,
+    /// A Kubernetes container as its pod's uid and the container's name
+    /// (what a kubelet log path, `/var/log/pods/NS_POD_UID/NAME/`, names).
+    pub pod_container: Option<(String, String)>,
 }
 
 impl Identity {
@@ -43,6 +46,11 @@ impl Identity {
         }
         if let (Some(a), Some(b)) = (&self.container_id, &other.container_id) {
             if !a.is_empty() && a == b {
+                return true;
+            }
+        }
+        if let (Some(a), Some(b)) = (&self.pod_container, &other.pod_container) {
+            if a == b && !a.0.is_empty() && !a.1.is_empty() {
                 return true;
             }
         }
@@ -62,10 +70,16 @@ impl Identity {
         if self.cgroup.is_none() {
             self.cgroup.clone_from(&other.cgroup);
         }
+        if self.pod_container.is_none() {
+            self.pod_container.clone_from(&other.pod_container);
+        }
     }
 
     pub fn is_empty(&self) -> bool {
-        self.pids.is_empty() && self.container_id.is_none() && self.cgroup.is_none()
+        self.pids.is_empty()
+            && self.container_id.is_none()
+            && self.cgroup.is_none()
+            && self.pod_container.is_none()
     }
 }
 
@@ -249,10 +263,19 @@ impl Registry {
 /// The process, container and cgroup a kill is of.
 pub fn kill_identity(kill: &OomKill) -> Identity {
     let v = &kill.victim;
+    let workload = v.workload.as_deref();
+    let pod_uid = workload
+        .and_then(|w| w.pod_uid.clone())
+        .or_else(|| v.pod_uid.clone());
+    let container_name = workload.and_then(|w| w.k8s_container_name.clone());
     Identity {
         pids: if v.pid > 0 { vec![v.pid] } else { Vec::new() },
-        container_id: v.container_id.clone(),
+        container_id: v
+            .container_id
+            .clone()
+            .or_else(|| workload.and_then(|w| w.container_id.clone())),
         cgroup: v.cgroup.clone(),
+        pod_container: pod_uid.zip(container_name),
     }
 }
 
@@ -370,6 +393,27 @@ mod tests {
             ..Identity::default()
         };
         assert_ne!(r.message(other, msg(101 * S, "y.log")), k);
+    }
+
+    #[test]
+    fn a_kubelet_log_joins_by_pod_uid_and_container_name() {
+        let mut r = registry();
+        let mut k = (*kill(42, None, "/kubepods/burstable/pod0b5c/abc", 100 * S)).clone();
+        k.victim.workload = Some(Arc::new(crate::workload::Workload {
+            pod_uid: Some("0b5c".into()),
+            k8s_container_name: Some("app".into()),
+            ..crate::workload::Workload::default()
+        }));
+        let id = r.kill(Arc::new(k), None);
+        let log = |name: &str| Identity {
+            pod_container: Some(("0b5c".into(), name.into())),
+            ..Identity::default()
+        };
+        assert_eq!(r.message(log("app"), msg(101 * S, "/var/log/pods/a")), id);
+        assert_ne!(
+            r.message(log("sidecar"), msg(101 * S, "/var/log/pods/b")),
+            id
+        );
     }
 
     #[test]

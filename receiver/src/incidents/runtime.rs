@@ -32,11 +32,19 @@ fn string_attr<'a>(attributes: &'a [KeyValue], key: &str) -> Option<&'a str> {
         })
 }
 
-/// `container.id` among `attributes`.
-pub fn container_id(attributes: &[KeyValue]) -> Option<String> {
-    string_attr(attributes, "container.id")
-        .filter(|s| !s.is_empty())
-        .map(str::to_owned)
+/// The container a file's identity attributes name: `container.id`, and
+/// `k8s.pod.uid` with `k8s.container.name` (a kubelet log path).
+pub fn container_identity(attributes: &[KeyValue]) -> Identity {
+    let s = |key| {
+        string_attr(attributes, key)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+    };
+    Identity {
+        container_id: s("container.id"),
+        pod_container: s("k8s.pod.uid").zip(s("k8s.container.name")),
+        ..Identity::default()
+    }
 }
 
 /// Registers `record` (a matched runtime OOM record) with the hub and adds
@@ -210,13 +218,10 @@ fn fdinfo_flags(text: &str) -> Option<u32> {
         .and_then(|v| u32::from_str_radix(v.trim(), 8).ok())
 }
 
-/// The identity of a record written by `writers` (and of `container_id`,
-/// when its file is a container's log), and the writer's pid when there is
+/// The identity of a record written by `writers` (and of `container`, when
+/// its file is a container's log), and the writer's pid when there is
 /// exactly one.
-pub fn writers_identity(
-    writers: &[Writer],
-    container_id: Option<String>,
-) -> (Identity, Option<i32>) {
+pub fn writers_identity(writers: &[Writer], container: Identity) -> (Identity, Option<i32>) {
     let pid = match writers {
         [one] => Some(one.pid),
         _ => None,
@@ -230,8 +235,8 @@ pub fn writers_identity(
     (
         Identity {
             pids: writers.iter().map(|w| w.pid).collect(),
-            container_id,
             cgroup,
+            ..container
         },
         pid,
     )
@@ -273,7 +278,7 @@ mod tests {
         let pids: Vec<i32> = writers.iter().map(|w| w.pid).collect();
         assert_eq!(pids, vec![writer.id() as i32]);
         assert!(writers[0].cgroup.is_some());
-        let (identity, pid) = writers_identity(&writers, None);
+        let (identity, pid) = writers_identity(&writers, Identity::default());
         assert_eq!(pid, Some(writer.id() as i32));
         assert_eq!(identity.cgroup, writers[0].cgroup);
     }

@@ -46,7 +46,7 @@ use crate::component::{
     BuildContext, Factory, ReceiverConfig, ReceiverFactory, Stability, StartFuture,
 };
 use crate::config::{from_node, ConfigError, Node};
-use crate::incidents::{self, runtime::WriterFinder};
+use crate::incidents::{self, runtime::WriterFinder, Identity};
 use crate::kernel_log::report_record::{self, KERNEL_RUNTIME};
 use crate::kernel_log::text_reports::{TextEvent, TextReports};
 use crate::patterns::match_counts::MatchCounts;
@@ -1024,7 +1024,7 @@ impl Tailer {
                     .is_some_and(|m| incidents::runtime::about_its_writer(&m.runtime));
                 if runtime_oom && self.ctx.extensions.incidents.enabled() {
                     let path = path.map(Path::to_path_buf);
-                    let container = incidents::runtime::container_id(k.decoder.identity());
+                    let container = incidents::runtime::container_identity(k.decoder.identity());
                     self.join_incident(&mut record, path.as_deref(), container);
                 }
                 self.records.push(record);
@@ -1039,14 +1039,10 @@ impl Tailer {
 
     /// Gives a runtime OOM record its incident: by its container (a
     /// container's log), else by the processes writing its file.
-    fn join_incident(
-        &mut self,
-        record: &mut LogRecord,
-        path: Option<&Path>,
-        container: Option<String>,
-    ) {
-        let writers = match (&container, path) {
-            (None, Some(path)) => self.writers.writers(path),
+    fn join_incident(&mut self, record: &mut LogRecord, path: Option<&Path>, container: Identity) {
+        // A container's log is written by its runtime, not by the process.
+        let writers = match path {
+            Some(path) if container.is_empty() => self.writers.writers(path),
             _ => Vec::new(),
         };
         let (identity, pid) = incidents::runtime::writers_identity(&writers, container);

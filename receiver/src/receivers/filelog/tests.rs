@@ -53,7 +53,15 @@ async fn run(
     settle: Option<DeliveryStatus>,
     storage: Option<&Path>,
 ) -> Running {
-    let mut extensions = Extensions::default();
+    run_in(cfg, settle, storage, Extensions::default()).await
+}
+
+async fn run_in(
+    cfg: &FilelogReceiverConfig,
+    settle: Option<DeliveryStatus>,
+    storage: Option<&Path>,
+    mut extensions: Extensions,
+) -> Running {
     if let Some(dir) = storage {
         let id = ComponentId::new("file_storage", None);
         let storage_cfg = FileStorageConfig {
@@ -726,6 +734,68 @@ async fn cri_files_are_reassembled_with_pod_identity_and_java_trace() {
     assert_eq!(attr(side, "k8s.container.name"), Some(&string("side-car")));
     assert_eq!(attr(side, "k8s.namespace.name"), Some(&string("shop")));
     assert_eq!(attr(side, "container.id"), Some(&string(&id)));
+}
+
+/// A runtime OOM message in a kubelet log joins the kill of its container
+/// (by pod uid and container name); another container's does not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_containers_oom_message_joins_the_kill_of_that_container() {
+    use crate::incidents::INCIDENT_ID;
+    use crate::receivers::oom::kill::{OomKill, Scope, Source, Trigger, Victim};
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    // (Different times: files that start alike are one file to filelog.)
+    for (container, at) in [("app", "01.5"), ("side", "01.6")] {
+        let pod_dir = dir
+            .path()
+            .join(format!("var/log/pods/shop_cart-7d9f_uid-1/{container}"));
+        std::fs::create_dir_all(&pod_dir).expect("mkdir");
+        append(
+            &pod_dir.join("0.log"),
+            format!(
+                "2024-05-01T10:00:{at}Z stderr F java.lang.OutOfMemoryError: Java heap space\n"
+            )
+            .as_bytes(),
+        );
+    }
+    let extensions = Extensions::default();
+    let hub = Arc::clone(&extensions.incidents);
+    hub.enable(
+        crate::incidents::DEFAULT_BEFORE,
+        crate::incidents::DEFAULT_AFTER,
+    );
+    let kill = OomKill {
+        // 3.5 s after the message was written.
+        time_unix_nano: 1_714_557_605_000_000_000,
+        kernel_time_ns: None,
+        source: Source::Kmsg,
+        victim: Victim {
+            pid: 4242,
+            comm: "java".into(),
+            workload: Some(Arc::new(crate::workload::Workload {
+                pod_uid: Some("uid-1".into()),
+                k8s_container_name: Some("app".into()),
+                ..crate::workload::Workload::default()
+            })),
+            ..Victim::default()
+        },
+        trigger: Trigger::default(),
+        scope: Scope::default(),
+    };
+    let kill_id = hub.kill(Arc::new(kill), None);
+    let cfg = config(dir.path(), "var/log/pods/*/*/*.log");
+    let mut r = run_in(&cfg, Some(DeliveryStatus::Delivered), None, extensions).await;
+    let got = records(&mut r.rx, 2).await;
+    r.stop().await;
+    let id_of = |container: &str| {
+        got.iter()
+            .find(|r| attr(r, "k8s.container.name") == Some(&string(container)))
+            .and_then(|r| attr(r, INCIDENT_ID).cloned())
+    };
+    assert_eq!(id_of("app"), Some(string(&kill_id)));
+    let side = id_of("side").expect("the sidecar's message has an incident of its own");
+    assert_ne!(side, string(&kill_id));
+    assert_eq!(hub.recent(10).len(), 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1118,6 +1118,7 @@ fn join_incident(
         pids: pid.into_iter().collect(),
         container_id: facts.container_id.clone(),
         cgroup: facts.cgroup.clone(),
+        pod_container: None,
     };
     let source = facts
         .identifier
