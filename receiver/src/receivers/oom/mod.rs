@@ -1433,15 +1433,15 @@ impl IncidentSources {
     /// the system's pressure read now, right after it), registered with
     /// the kill; returns the incident id and the lead-up.
     fn register(&self, kill: &OomKill) -> (String, Arc<LeadUp>) {
-        let mut lead_up = self
-            .hub
-            .lead_up(kill.victim.cgroup.as_deref(), kill.time_unix_nano);
-        if let Some(cgroup) = kill
+        // The victim's cgroup; where it was gone before /proc was read and
+        // no report named it, the memcg whose limit was hit (the hook's).
+        let cgroup = kill
             .victim
             .cgroup
-            .clone()
-            .or_else(|| lead_up.cgroup.clone())
-        {
+            .as_deref()
+            .or(kill.scope.memcg.as_deref());
+        let mut lead_up = self.hub.lead_up(cgroup, kill.time_unix_nano);
+        if let Some(cgroup) = cgroup.map(str::to_owned).or_else(|| lead_up.cgroup.clone()) {
             lead_up.read_cgroup_files(&self.cgroup_roots, &cgroup);
         }
         lead_up.read_system_pressure(&self.proc_path);
