@@ -110,6 +110,10 @@ const MAX_CACHED_FILES: usize = 64;
 /// Open files looked at per search at most: a host with millions of open
 /// files gets an incomplete answer, never a long stall.
 const MAX_FDS_SCANNED: usize = 200_000;
+/// Least time between two searches: a burst of OOM messages in many files
+/// costs at most two searches a second (the rest get no writer, and join by
+/// where they were read).
+const MIN_SCAN_INTERVAL: Duration = Duration::from_millis(500);
 
 /// Finds who writes a log file: the processes that have it open for
 /// writing, from `/proc/PID/fd` and `fdinfo`. Only asked when a runtime OOM
@@ -120,6 +124,7 @@ pub struct WriterFinder {
     proc_path: PathBuf,
     own_pid: i32,
     cache: HashMap<(u64, u64), (Instant, Vec<Writer>)>,
+    last_scan: Option<Instant>,
 }
 
 impl WriterFinder {
@@ -128,6 +133,7 @@ impl WriterFinder {
             proc_path: proc_path.to_path_buf(),
             own_pid: i32::try_from(std::process::id()).unwrap_or(0),
             cache: HashMap::new(),
+            last_scan: None,
         }
     }
 
@@ -144,6 +150,13 @@ impl WriterFinder {
                 return writers.clone();
             }
         }
+        if self
+            .last_scan
+            .is_some_and(|at| now.duration_since(at) < MIN_SCAN_INTERVAL)
+        {
+            return Vec::new();
+        }
+        self.last_scan = Some(now);
         let writers = self.scan(key);
         if self.cache.len() >= MAX_CACHED_FILES {
             self.cache
@@ -281,6 +294,19 @@ mod tests {
         let (identity, pid) = writers_identity(&writers, Identity::default());
         assert_eq!(pid, Some(writer.id() as i32));
         assert_eq!(identity.cgroup, writers[0].cgroup);
+    }
+
+    #[test]
+    fn searches_are_spaced_however_many_files_ask() {
+        let dir = tempfile::tempdir().expect("test fixture");
+        let mut finder = WriterFinder::new(Path::new("/proc"));
+        for i in 0..100 {
+            let path = dir.path().join(format!("{i}.log"));
+            std::fs::write(&path, "x").expect("test fixture");
+            finder.writers(&path);
+        }
+        // One search ran; the other 99 files were answered without one.
+        assert_eq!(finder.cache.len(), 1);
     }
 
     #[test]
