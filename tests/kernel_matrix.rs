@@ -1410,7 +1410,7 @@ fn check_kill(
         "oom.leadup.failcnt"
     };
     let count = attr_str(record, counter).and_then(|n| n.parse::<u64>().ok());
-    if !count.is_some_and(|n| n >= 1) {
+    if count.is_none_or(|n| n < 1) {
         missing.push(format!("{counter} is {count:?}, expected at least 1"));
     }
     if !missing.is_empty() {
