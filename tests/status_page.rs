@@ -5,8 +5,10 @@
 //! and its message); headless Chromium (Debian's `chromium`) loads the
 //! page: its DOM has the victim, the incident id, the lead-up values and
 //! the message, and its screenshot is kept as
-//! `target/test-artifacts/status-page.png`. Needs root, java and
-//! chromium; skips with a printed reason where the host lacks one.
+//! `target/test-artifacts/status-page.png`. Cgroups named
+//! `<script>alert(1)</script>` and with terminal escapes show as text.
+//! Needs root, java and chromium; skips with a printed reason where the
+//! host lacks one.
 
 mod common;
 
@@ -23,7 +25,14 @@ use common::{is_root, skip};
 
 const TIMEOUT: Duration = Duration::from_secs(120);
 
-fn config(dir: &Path, out: &Path, events: u16, health: u16, status: u16, cgroup: &str) -> String {
+fn config(
+    dir: &Path,
+    out: &Path,
+    ports: (u16, u16, u16),
+    cgroup: &str,
+    hostile_parent: &str,
+) -> String {
+    let (events, health, status) = ports;
     format!(
         r#"
 receivers:
@@ -36,7 +45,7 @@ receivers:
   memory:
     collection_interval: 1s
     initial_delay: 0s
-    cgroups: {{ include: ["{cgroup}"] }}
+    cgroups: {{ include: ["{cgroup}", "{hostile_parent}/**"] }}
 processors:
   batch: {{ timeout: 200ms }}
 exporters:
@@ -74,25 +83,23 @@ fn get(port: u16, path: &str) -> Option<(u16, String)> {
     Some((code, body.to_string()))
 }
 
-/// Waits until `/api/status.json` has an incident for which `pred` holds;
-/// returns that incident.
-fn wait_for_incident(
+/// Waits until `/api/status.json` gives `Some` through `find`; returns it.
+fn wait_for_status(
     agent: &mut Oomscope,
     port: u16,
     what: &str,
-    pred: impl Fn(&serde_json::Value) -> bool,
+    find: impl Fn(&serde_json::Value) -> Option<serde_json::Value>,
 ) -> serde_json::Value {
     let deadline = Instant::now() + TIMEOUT;
     let mut last = String::new();
     loop {
         if let Some((200, body)) = get(port, "/api/status.json") {
-            if let Ok(v) = serde_json::from_str::<serde_json::Value>(&body) {
-                if let Some(found) = v["incidents"]
-                    .as_array()
-                    .and_then(|all| all.iter().find(|i| pred(i)))
-                {
-                    return found.clone();
-                }
+            if let Some(found) = serde_json::from_str::<serde_json::Value>(&body)
+                .ok()
+                .as_ref()
+                .and_then(&find)
+            {
+                return found;
             }
             last = body;
         }
@@ -101,11 +108,26 @@ fn wait_for_incident(
         }
         assert!(
             Instant::now() < deadline,
-            "no incident with {what} within {TIMEOUT:?}; status.json:\n{last}\nthe agent said:\n{}",
+            "status.json had no {what} within {TIMEOUT:?}:\n{last}\nthe agent said:\n{}",
             agent.output()
         );
         std::thread::sleep(Duration::from_millis(200));
     }
+}
+
+/// Waits until `/api/status.json` has an incident for which `pred` holds;
+/// returns that incident.
+fn wait_for_incident(
+    agent: &mut Oomscope,
+    port: u16,
+    what: &str,
+    pred: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    wait_for_status(agent, port, what, |v| {
+        v["incidents"]
+            .as_array()
+            .and_then(|all| all.iter().find(|i| pred(i)).cloned())
+    })
 }
 
 fn chromium_usable(test: &str) -> bool {
@@ -205,6 +227,28 @@ async fn the_status_page_shows_a_real_java_incident_in_headless_chromium() {
     else {
         return skip(TEST, "no memory cgroup controller to contain an OOM kill");
     };
+    // Cgroups named to attack the page: HTML, and terminal escapes. Made
+    // after the parent (dropped, so removed, before it).
+    let parent_name = format!("oomscope-test-status-{}", std::process::id());
+    let hostile_parent = MemoryCgroup::create_at(&parent_name, None)
+        .expect("create the parent of the hostile cgroups")
+        .expect("a memory controller");
+    let _html_group = MemoryCgroup::create_at(&format!("{parent_name}/<script>alert(1)<"), None)
+        .expect("create a cgroup named <script>alert(1)<")
+        .expect("a memory controller");
+    let html_cgroup = MemoryCgroup::create_at(
+        &format!("{parent_name}/<script>alert(1)</script>"),
+        Some(64 << 20),
+    )
+    .expect("create a cgroup named <script>alert(1)</script>")
+    .expect("a memory controller");
+    let terminal_cgroup = MemoryCgroup::create_at(
+        &format!("{parent_name}/\x1b[31mred\x1b]0;pwned\x07"),
+        Some(64 << 20),
+    )
+    .expect("create a cgroup named with terminal escapes")
+    .expect("a memory controller");
+
     let dir = tempfile::tempdir().expect("temp dir");
     let out = dir.path().join("out.jsonl");
     let (events, health, status) = (free_port(), free_port(), free_port());
@@ -212,14 +256,21 @@ async fn the_status_page_shows_a_real_java_incident_in_headless_chromium() {
         &config(
             dir.path(),
             &out,
-            events,
-            health,
-            status,
+            (events, health, status),
             &cgroup.cgroup_path(),
+            &hostile_parent.cgroup_path(),
         ),
         &[],
     );
     agent.wait_healthy(health, TIMEOUT);
+    let hostile = [html_cgroup.cgroup_path(), terminal_cgroup.cgroup_path()];
+    wait_for_status(&mut agent, status, "hostile cgroups", |v| {
+        let cgroups = v["cgroups"].as_array()?;
+        hostile
+            .iter()
+            .all(|h| cgroups.iter().any(|c| c["path"] == h.as_str()))
+            .then(|| v.clone())
+    });
 
     let mut java = JavaIncident::start(dir.path(), &cgroup);
     let pid = java.pid;
@@ -294,6 +345,22 @@ async fn the_status_page_shows_a_real_java_incident_in_headless_chromium() {
     ] {
         assert!(dom.contains(&needle), "the DOM lacks {needle}:\n{dom}");
     }
+    // The hostile names are text, never markup or escapes: the only script
+    // is the page's own, and the terminal escapes are spelled out.
+    assert!(
+        dom.contains("/&lt;script&gt;alert(1)&lt;/script&gt;"),
+        "the DOM lacks the escaped cgroup name:\n{dom}"
+    );
+    assert!(!dom.contains("<script>alert"), "{dom}");
+    assert_eq!(dom.matches("<script").count(), 1, "{dom}");
+    assert!(
+        dom.contains("/\\x1b[31mred\\x1b]0;pwned\\x07"),
+        "the DOM lacks the spelled-out escapes:\n{dom}"
+    );
+    assert!(
+        !dom.contains('\x1b') && !dom.contains('\x07'),
+        "a raw escape reached the DOM"
+    );
 
     let png = artifacts_dir().join("status-page.png");
     let _ = std::fs::remove_file(&png);
