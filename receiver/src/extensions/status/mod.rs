@@ -135,9 +135,10 @@ pub async fn start(
         .map_err(|e| anyhow::anyhow!("status: cannot listen on {}: {e}", cfg.endpoint))?;
     let local = listener.local_addr().ok();
     tracing::info!(endpoint = ?local, "status page listening");
+    let loopback = local.is_some_and(|a| a.ip().is_loopback());
     Ok(tokio::spawn(serve(
         listener,
-        Arc::new(Pages::new(hub)),
+        Arc::new(Pages::new(hub, loopback)),
         shutdown,
         CONNECTION_LIMITS,
         CONNECTION_LIFETIME,
@@ -155,13 +156,17 @@ struct Built {
 struct Pages {
     hub: Arc<IncidentHub>,
     cache: Mutex<Option<Arc<Built>>>,
+    /// Bound to loopback: only requests for `localhost` or an IP address
+    /// are answered (see [`host_allowed`]).
+    loopback: bool,
 }
 
 impl Pages {
-    fn new(hub: Arc<IncidentHub>) -> Self {
+    fn new(hub: Arc<IncidentHub>, loopback: bool) -> Self {
         Pages {
             hub,
             cache: Mutex::new(None),
+            loopback,
         }
     }
 
@@ -290,7 +295,39 @@ async fn serve(
     }
 }
 
+/// Whether a request naming `host` (its `Host` header) is answered. On a
+/// loopback binding only `localhost` and IP addresses are: a web page the
+/// user visits cannot then read the status through a name of its own that
+/// it re-points at 127.0.0.1 (DNS rebinding). Elsewhere any name is.
+fn host_allowed(host: Option<&HeaderValue>, loopback: bool) -> bool {
+    if !loopback {
+        return true;
+    }
+    let Some(host) = host else {
+        // HTTP/1.0 without Host: no browser sends that.
+        return true;
+    };
+    let Ok(host) = host.to_str() else {
+        return false;
+    };
+    // Without its port: `name:port`, `[v6]:port`, `[v6]`, `name`.
+    let name = if let Some(rest) = host.strip_prefix('[') {
+        rest.split_once(']').map_or(rest, |(ip, _)| ip)
+    } else {
+        host.rsplit_once(':').map_or(host, |(name, _)| name)
+    };
+    name.eq_ignore_ascii_case("localhost")
+        || name.eq_ignore_ascii_case("localhost.")
+        || name.parse::<std::net::IpAddr>().is_ok()
+}
+
 async fn respond<B>(req: &Request<B>, pages: &Arc<Pages>) -> Response<Full<Bytes>> {
+    if !host_allowed(req.headers().get(header::HOST), pages.loopback) {
+        return plain(
+            StatusCode::MISDIRECTED_REQUEST,
+            "on a loopback address the status page answers only for localhost or an IP address\n",
+        );
+    }
     let path = req.uri().path();
     let json = match path {
         "/" | "/index.html" => false,

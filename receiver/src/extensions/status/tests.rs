@@ -448,8 +448,12 @@ fn config_defaults_decode_and_unknown_keys() {
 
 /// One HTTP/1.1 request over a fresh connection: (head, body).
 async fn request(addr: SocketAddr, method: &str, path: &str) -> (String, String) {
+    request_for(addr, "localhost", method, path).await
+}
+
+async fn request_for(addr: SocketAddr, host: &str, method: &str, path: &str) -> (String, String) {
     let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    let req = format!("{method} {path} HTTP/1.1\r\nHost: localhost\r\n\r\n");
+    let req = format!("{method} {path} HTTP/1.1\r\nHost: {host}\r\n\r\n");
     s.write_all(req.as_bytes()).await.expect("write");
     let mut buf = Vec::new();
     tokio::time::timeout(crate::test_support::WAIT, s.read_to_end(&mut buf))
@@ -471,7 +475,7 @@ async fn server(
     let shutdown = CancellationToken::new();
     let task = tokio::spawn(serve(
         listener,
-        Arc::new(Pages::new(hub)),
+        Arc::new(Pages::new(hub, true)),
         shutdown.clone(),
         limits,
         lifetime,
@@ -526,6 +530,18 @@ async fn serves_the_page_and_the_json() {
         .expect("join");
 }
 
+#[test]
+fn host_names_on_loopback() {
+    let h = |s: &'static str| Some(HeaderValue::from_static(s));
+    assert!(host_allowed(h("127.0.0.1:55679").as_ref(), true));
+    assert!(host_allowed(h("localhost").as_ref(), true));
+    assert!(host_allowed(h("[::1]:80").as_ref(), true));
+    assert!(host_allowed(None, true));
+    assert!(!host_allowed(h("rebind.example:55679").as_ref(), true));
+    assert!(!host_allowed(h("localhost.example").as_ref(), true));
+    assert!(host_allowed(h("node-1.cluster:55679").as_ref(), false));
+}
+
 /// The page's inline style and script are the ones the policy allows.
 #[test]
 fn the_policy_allows_exactly_the_inline_style_and_script() {
@@ -560,7 +576,7 @@ async fn a_client_that_never_reads_blocks_nothing() {
     socket.set_recv_buffer_size(4096).expect("rcvbuf");
     let mut stuck = socket.connect(addr).await.expect("connect");
     stuck
-        .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        .write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
         .await
         .expect("write");
 
@@ -568,7 +584,7 @@ async fn a_client_that_never_reads_blocks_nothing() {
         loop {
             if let Ok(mut s) = tokio::net::TcpStream::connect(addr).await {
                 let mut buf = Vec::new();
-                if s.write_all(b"GET /api/status.json HTTP/1.1\r\nHost: x\r\n\r\n")
+                if s.write_all(b"GET /api/status.json HTTP/1.1\r\nHost: localhost\r\n\r\n")
                     .await
                     .is_ok()
                     && s.read_to_end(&mut buf).await.is_ok()
