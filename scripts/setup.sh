@@ -5,6 +5,7 @@
 #   - nightly rust-src (for -Z build-std=core on bpfel-unknown-none)
 #   - bpf-linker 0.13.0 built against the nightly's own LLVM (versions must match)
 #   - the Python peers used by the interop tests and benchmarks (in a venv)
+#   - with --with-peers, root and apt-get: Go, podman, qemu, chromium (tests)
 # Idempotent: each step is skipped when its result is already present.
 # Usage: scripts/setup.sh [--with-peers]
 set -euo pipefail
@@ -174,6 +175,16 @@ if [ "$with_peers" = 1 ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 
         (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $container_pkgs) >&2 \
             || log "could not install$container_pkgs; the container tests will be skipped or fail"
     fi
+fi
+# status page: chromium
+# tests/status_page.rs loads the `status` extension's page in headless
+# Chromium (Debian's chromium: --dump-dom and --screenshot). Best effort:
+# without it that test says SKIPPED.
+if [ "$with_peers" = 1 ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 \
+    && ! command -v chromium >/dev/null 2>&1; then
+    log "installing chromium"
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) >&2 \
+        || log "could not install chromium; the status page test will be skipped"
 fi
 # kernel matrix: qemu-system-x86
 # tests/kernel_matrix.rs boots Debian's 6.1 and 6.12 cloud kernels under qemu

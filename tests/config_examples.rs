@@ -466,6 +466,7 @@ fn components_lists_every_kind_and_type() {
                 "file_storage",
                 "headers_setter",
                 "health_check",
+                "status",
             ][..],
         ),
     ] {

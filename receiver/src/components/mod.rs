@@ -31,6 +31,7 @@ static REGISTRY: Registry = Registry {
         &extensions::file_storage::FileStorageExtensionFactory,
         &extensions::auth::headers_setter::HeadersSetterExtensionFactory,
         &extensions::health_check::HealthCheckExtensionFactory,
+        &extensions::status::StatusExtensionFactory,
     ],
     retired: &[Retired {
         kind: Kind::Exporter,

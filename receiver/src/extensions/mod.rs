@@ -4,6 +4,7 @@
 pub mod auth;
 pub mod file_storage;
 pub mod health_check;
+pub mod status;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

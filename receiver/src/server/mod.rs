@@ -1,5 +1,5 @@
 //! Plumbing shared by the agent's servers (the OTLP receiver, the own-metrics
-//! endpoint, `health_check`, the OOM events API): accepting connections with
+//! endpoint, `health_check`, `status`, the OOM events API): accepting connections with
 //! a cap on how many are open at once (beyond it, new ones are closed at
 //! once rather than left in the listen backlog), backoff on accept errors,
 //! TCP keepalive so connections to vanished peers do not pile up, and
