@@ -1,6 +1,7 @@
 //! `oomscope`: run the agent, validate or print a config, list the
-//! components, follow live OOM kills (`events`), check what the host allows
-//! (`doctor`), explain OOM kills from log text (`analyze`).
+//! components, follow live OOM kills (`events`), watch the host's memory and
+//! incidents (`top`), check what the host allows (`doctor`), explain OOM
+//! kills from log text (`analyze`).
 
 use std::process::ExitCode;
 
@@ -80,28 +81,24 @@ enum Command {
     Components,
     /// Follows the agent's live stream of OOM kills (Ctrl-C to stop).
     Events {
-        /// The agent's events API: IP:PORT or unix:/path/to.sock.
-        #[arg(long, default_value = oomscope::api::events::DEFAULT_ENDPOINT)]
-        endpoint: String,
+        #[command(flatten)]
+        api: AgentApi,
         /// One JSON object per line instead of a table.
         #[arg(long)]
         json: bool,
         /// Only kills whose victim cgroup path starts with PREFIX.
         #[arg(long = "cgroup", value_name = "PREFIX", default_value = "")]
         cgroup_prefix: String,
-        /// TLS: the CA certificates (PEM) that verify the agent. Any --tls-*
-        /// option, or an https:// endpoint, turns TLS on.
-        #[arg(long, value_name = "FILE")]
-        tls_ca_file: Option<std::path::PathBuf>,
-        /// TLS: the client certificate (PEM) for an agent that requires one.
-        #[arg(long, value_name = "FILE", requires = "tls_key_file")]
-        tls_cert_file: Option<std::path::PathBuf>,
-        /// TLS: the key of --tls-cert-file (PEM).
-        #[arg(long, value_name = "FILE", requires = "tls_cert_file")]
-        tls_key_file: Option<std::path::PathBuf>,
-        /// TLS: the name to verify the agent's certificate against.
-        #[arg(long, value_name = "NAME")]
-        tls_server_name_override: Option<String>,
+    },
+    /// A live terminal view of a running agent: memory, cgroups, incidents.
+    ///
+    /// System memory and pressure, the cgroups nearest their limits, the
+    /// largest processes and the latest OOM incidents, refreshed every
+    /// second. Keys: q quit, s sort the cgroups, Tab next table, arrows or
+    /// j/k select, Enter open the selected incident, Esc back.
+    Top {
+        #[command(flatten)]
+        api: AgentApi,
     },
     /// Reports what this host allows the agent to see. Exit 0: full data;
     /// 1: degraded; 2: OOM kills cannot be reported.
@@ -246,6 +243,67 @@ fn init_logging(level: LogLevel, encoding: LogEncoding) {
     }
 }
 
+/// How `events` and `top` reach the agent's API.
+#[derive(clap::Args, Debug)]
+struct AgentApi {
+    /// The agent's events API: IP:PORT, https://IP:PORT or unix:/path/to.sock.
+    #[arg(long, default_value = oomscope::api::events::DEFAULT_ENDPOINT)]
+    endpoint: String,
+    /// TLS: the CA certificates (PEM) that verify the agent. Any --tls-*
+    /// option, or an https:// endpoint, turns TLS on.
+    #[arg(long, value_name = "FILE")]
+    tls_ca_file: Option<std::path::PathBuf>,
+    /// TLS: the client certificate (PEM) for an agent that requires one.
+    #[arg(long, value_name = "FILE", requires = "tls_key_file")]
+    tls_cert_file: Option<std::path::PathBuf>,
+    /// TLS: the key of --tls-cert-file (PEM).
+    #[arg(long, value_name = "FILE", requires = "tls_cert_file")]
+    tls_key_file: Option<std::path::PathBuf>,
+    /// TLS: the name to verify the agent's certificate against.
+    #[arg(long, value_name = "NAME")]
+    tls_server_name_override: Option<String>,
+}
+
+impl AgentApi {
+    /// The endpoint and, when asked for, the TLS dialer; on error, the
+    /// message to print (exit 2: bad arguments).
+    fn resolve(
+        self,
+        command: &str,
+    ) -> Result<(EventsEndpoint, Option<oomscope::tls::TlsDialer>), String> {
+        let tls = oomscope::tls::TlsClientConfig {
+            ca_file: self.tls_ca_file,
+            cert_file: self.tls_cert_file,
+            key_file: self.tls_key_file,
+            server_name_override: self.tls_server_name_override,
+            ..Default::default()
+        };
+        let (endpoint, https) = match self.endpoint.trim().strip_prefix("https://") {
+            Some(rest) => (rest.trim_end_matches('/'), true),
+            None => (self.endpoint.as_str(), false),
+        };
+        let use_tls = https || tls != oomscope::tls::TlsClientConfig::default();
+        let tls = if use_tls {
+            Some(
+                tls.load()
+                    .and_then(|tls| tls.dialer())
+                    .map_err(|e| format!("oomscope {command}: {e:#}"))?,
+            )
+        } else {
+            None
+        };
+        let endpoint: EventsEndpoint = endpoint
+            .parse()
+            .map_err(|e| format!("oomscope {command}: {e}"))?;
+        if tls.is_some() && matches!(endpoint, EventsEndpoint::Unix(_)) {
+            return Err(format!(
+                "oomscope {command}: TLS applies to a TCP endpoint, not to {endpoint}"
+            ));
+        }
+        Ok((endpoint, tls))
+    }
+}
+
 fn main() -> ExitCode {
     #[cfg(not(feature = "system-allocator"))]
     GLOBAL.activate();
@@ -253,23 +311,11 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Some(Command::Events {
-            endpoint,
+            api,
             json,
             cgroup_prefix,
-            tls_ca_file,
-            tls_cert_file,
-            tls_key_file,
-            tls_server_name_override,
-        }) => {
-            let tls = oomscope::tls::TlsClientConfig {
-                ca_file: tls_ca_file,
-                cert_file: tls_cert_file,
-                key_file: tls_key_file,
-                server_name_override: tls_server_name_override,
-                ..Default::default()
-            };
-            return events(&endpoint, json, cgroup_prefix, tls);
-        }
+        }) => return events(api, json, cgroup_prefix),
+        Some(Command::Top { api }) => return top(api),
         Some(Command::Doctor {
             json,
             probe,
@@ -350,50 +396,30 @@ fn main() -> ExitCode {
     }
 }
 
+/// A runtime for a client subcommand, or the exit code after saying why not.
+fn client_runtime(command: &str) -> Result<tokio::runtime::Runtime, ExitCode> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            eprintln!("oomscope {command}: cannot start the async runtime: {e}");
+            ExitCode::from(1)
+        })
+}
+
 /// `oomscope events`: prints kills until Ctrl-C (exit 0).
-fn events(
-    endpoint: &str,
-    json: bool,
-    cgroup_prefix: String,
-    tls: oomscope::tls::TlsClientConfig,
-) -> ExitCode {
-    let (endpoint, https) = match endpoint.trim().strip_prefix("https://") {
-        Some(rest) => (rest.trim_end_matches('/'), true),
-        None => (endpoint, false),
-    };
-    let use_tls = https || tls != oomscope::tls::TlsClientConfig::default();
-    let tls = if use_tls {
-        match tls.load().and_then(|tls| tls.dialer()) {
-            Ok(dialer) => Some(dialer),
-            Err(e) => {
-                eprintln!("oomscope events: {e:#}");
-                return ExitCode::from(2);
-            }
-        }
-    } else {
-        None
-    };
-    let endpoint: EventsEndpoint = match endpoint.parse() {
-        Ok(endpoint) => endpoint,
-        Err(e) => {
-            eprintln!("oomscope events: {e}");
+fn events(api: AgentApi, json: bool, cgroup_prefix: String) -> ExitCode {
+    let (endpoint, tls) = match api.resolve("events") {
+        Ok(resolved) => resolved,
+        Err(message) => {
+            eprintln!("{message}");
             return ExitCode::from(2);
         }
     };
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match client_runtime("events") {
         Ok(r) => r,
-        Err(e) => {
-            eprintln!("oomscope events: cannot start the async runtime: {e}");
-            return ExitCode::from(1);
-        }
+        Err(code) => return code,
     };
-    if tls.is_some() && matches!(endpoint, EventsEndpoint::Unix(_)) {
-        eprintln!("oomscope events: TLS applies to a TCP endpoint, not to {endpoint}");
-        return ExitCode::from(2);
-    }
     let options = EventsOptions {
         json,
         cgroup_prefix,
@@ -413,6 +439,41 @@ fn events(
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("oomscope events: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// `oomscope top`: the terminal view until `q` (exit 0).
+fn top(api: AgentApi) -> ExitCode {
+    let shown = api.endpoint.trim().to_owned();
+    let (endpoint, tls) = match api.resolve("top") {
+        Ok(resolved) => resolved,
+        Err(message) => {
+            eprintln!("{message}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match client_runtime("top") {
+        Ok(r) => r,
+        Err(code) => return code,
+    };
+    let result = runtime.block_on(async {
+        let stop = CancellationToken::new();
+        let on_signal = stop.clone();
+        // SIGTERM (and SIGINT from outside: in raw mode Ctrl-C is a key).
+        tokio::spawn(async move {
+            shutdown_signal().await;
+            on_signal.cancel();
+        });
+        oomscope::cli::top::run(&endpoint, &shown, tls, stop).await
+    });
+    // The keyboard thread may sit in a read for a moment; do not wait for it.
+    runtime.shutdown_background();
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("oomscope top: {e:#}");
             ExitCode::from(1)
         }
     }
