@@ -196,4 +196,13 @@ if [ "$with_peers" = 1 ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 
     (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends qemu-system-x86) >&2 \
         || log "could not install qemu-system-x86; the kernel matrix will be skipped"
 fi
+# `oomscope top`: tmux
+# tests/top.rs runs the view in a tmux pane (send-keys, capture-pane). Best
+# effort: without tmux that test says SKIPPED.
+if [ "$with_peers" = 1 ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 \
+    && ! command -v tmux >/dev/null 2>&1; then
+    log "installing tmux"
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends tmux) >&2 \
+        || log "could not install tmux; tests/top.rs will be skipped"
+fi
 log "tools ready in $TOOLS_DIR"
