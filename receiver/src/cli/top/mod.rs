@@ -72,6 +72,7 @@ pub async fn run(
     let poller = tokio::spawn(poll_agent(
         endpoint.clone(),
         tls,
+        REFRESH,
         updates_tx,
         stop.child_token(),
     ));
@@ -168,18 +169,20 @@ fn read_keys(keys: &mpsc::Sender<Input>) {
     }
 }
 
-/// Asks the agent every [`REFRESH`] (and at once after a kill on the
+/// Asks the agent every `refresh` (and at once after a kill on the
 /// `Subscribe` stream) and sends each answer, or why there was none, to
 /// `updates`. Reconnects for as long as the view runs.
 pub async fn poll_agent(
     endpoint: EventsEndpoint,
     tls: Option<TlsDialer>,
+    refresh: Duration,
     updates: mpsc::Sender<Update>,
     stop: CancellationToken,
 ) {
     let mut client: Option<OomEventsClient<Channel>> = None;
     let mut kills: Option<tonic::Streaming<crate::api::v1::OomKill>> = None;
-    let mut ticks = tokio::time::interval(REFRESH);
+    // The first answer is asked for at once, not at a first tick.
+    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + refresh, refresh);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let update = match client.as_mut() {
@@ -311,7 +314,13 @@ mod tests {
         let endpoint = EventsEndpoint::Unix(dir.path().join("events.sock"));
         let (tx, mut rx) = mpsc::channel(4);
         let stop = CancellationToken::new();
-        let poller = tokio::spawn(poll_agent(endpoint.clone(), None, tx, stop.clone()));
+        let poller = tokio::spawn(poll_agent(
+            endpoint.clone(),
+            None,
+            REFRESH,
+            tx,
+            stop.clone(),
+        ));
         let wait = crate::test_support::WAIT;
         let first = tokio::time::timeout(wait, rx.recv())
             .await
@@ -340,6 +349,49 @@ mod tests {
         // No memory receiver feeds this hub: the snapshot says so by time 0.
         assert_eq!(data.0.time_unix_nano, 0);
         assert!(data.1.is_empty());
+        stop.cancel();
+        tokio::time::timeout(wait, poller)
+            .await
+            .expect("poller stops")
+            .expect("poller task");
+        shutdown.cancel();
+    }
+
+    /// A kill on the `Subscribe` stream asks again at once: with a refresh
+    /// period far beyond the test's, the second answer can only come from
+    /// the kill.
+    #[tokio::test]
+    async fn a_kill_refreshes_at_once() {
+        use crate::api::events::tests::{kill, wait_for_subscribers};
+        let hub = OomEventHub::default();
+        let shutdown = CancellationToken::new();
+        let listener = EventsListener::bind(&"127.0.0.1:0".parse().expect("endpoint"))
+            .await
+            .expect("bind");
+        let endpoint = listener.local_endpoint().clone();
+        let _server = serve_listener(listener, hub.clone(), shutdown.clone());
+        let (tx, mut rx) = mpsc::channel(4);
+        let stop = CancellationToken::new();
+        let poller = tokio::spawn(poll_agent(
+            endpoint,
+            None,
+            Duration::from_secs(24 * 3600),
+            tx,
+            stop.clone(),
+        ));
+        let wait = crate::test_support::WAIT;
+        let first = tokio::time::timeout(wait, rx.recv())
+            .await
+            .expect("the first answer in time")
+            .expect("update");
+        assert!(matches!(first, Update::Data { .. }), "{first:?}");
+        wait_for_subscribers(&hub, 1).await;
+        hub.publish(kill(4242, "/kubepods/pod-a"));
+        let second = tokio::time::timeout(wait, rx.recv())
+            .await
+            .expect("an answer after the kill")
+            .expect("update");
+        assert!(matches!(second, Update::Data { .. }), "{second:?}");
         stop.cancel();
         tokio::time::timeout(wait, poller)
             .await
