@@ -5,7 +5,7 @@
 #   - nightly rust-src (for -Z build-std=core on bpfel-unknown-none)
 #   - bpf-linker 0.13.0 built against the nightly's own LLVM (versions must match)
 #   - the Python peers used by the interop tests and benchmarks (in a venv)
-#   - with --with-peers, root and apt-get: Go, podman, qemu, chromium (tests)
+#   - with --with-peers, root and apt-get: Go, podman, qemu, a JDK, chromium, tmux (tests)
 # Idempotent: each step is skipped when its result is already present.
 # Usage: scripts/setup.sh [--with-peers]
 set -euo pipefail
@@ -175,6 +175,16 @@ if [ "$with_peers" = 1 ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 
         (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $container_pkgs) >&2 \
             || log "could not install$container_pkgs; the container tests will be skipped or fail"
     fi
+fi
+# incidents: a JDK
+# tests/incidents.rs, top.rs and status_page.rs compile and run a real Java
+# program that is OOM-killed (javac, java). Best effort: without them those
+# tests say SKIPPED.
+if [ "$with_peers" = 1 ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 \
+    && ! command -v javac >/dev/null 2>&1; then
+    log "installing default-jdk-headless"
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq default-jdk-headless) >&2 \
+        || log "could not install default-jdk-headless; the incident tests will be skipped"
 fi
 # status page: chromium
 # tests/status_page.rs loads the `status` extension's page in headless
