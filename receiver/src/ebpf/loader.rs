@@ -601,10 +601,11 @@ fn attach_mark_victim(
     let mut loader = EbpfLoader::new();
     // No BTF relocations: the programs carry no CO-RE relocations (every
     // kernel offset they use comes from the globals set here, read from the
-    // kernel's BTF by `super::btf`). aya's own parse of the kernel BTF (a
-    // 5 MB vmlinux takes about 24 MiB parsed) is then made only for the
-    // fentry hook, and let go before the agent runs.
+    // kernel's BTF by `super::btf`). With the patched aya (vendor/aya) the
+    // loader then never parses the kernel BTF (a 5 MB vmlinux takes about
+    // 19 MB parsed); only the fentry fallback does.
     loader.btf(None);
+    // What our own BTF read took is free now.
     crate::heap_stats::return_freed_pages();
     loader
         .override_global(MARK_VICTIM_LAYOUT_GLOBAL, &layout, true)

@@ -22,6 +22,7 @@
 pub mod checkpoint;
 pub mod config;
 pub mod container;
+mod glob_cache;
 mod line_records;
 pub mod metrics;
 pub mod multiline;
@@ -272,6 +273,8 @@ struct Tailer {
     library: Arc<Library>,
     line_start: Option<Regex>,
     exclude: Vec<glob::Pattern>,
+    /// Directory listings kept between polls (see [`glob_cache`]).
+    globs: glob_cache::GlobCache,
     checkpoints: Arc<Checkpoints>,
     /// Files of an earlier run; `Some` also means that files unknown at the
     /// first poll appeared while the agent was down.
@@ -357,6 +360,7 @@ impl Tailer {
             library,
             line_start,
             exclude,
+            globs: glob_cache::GlobCache::default(),
             checkpoints,
             resumed: None,
             logs,
@@ -452,7 +456,28 @@ impl Tailer {
     /// without duplicates.
     fn expand(&mut self) -> Vec<PathBuf> {
         let mut paths = Vec::new();
+        let mut errors = Vec::new();
+        let exclude = &self.exclude;
+        self.globs.expand(
+            &self.cfg.include,
+            |p| !exclude.iter().any(|x| x.matches_path(p)),
+            MAX_PATHS,
+            &mut paths,
+            &mut errors,
+        );
+        for e in errors {
+            self.warn_once(&e.path, "cannot list", &e.error);
+        }
+        if paths.len() >= MAX_PATHS {
+            tracing::warn!(receiver = %self.ctx.id, "include matches more than {MAX_PATHS} paths; the rest are ignored");
+        }
         for pattern in self.cfg.include.clone() {
+            if paths.len() >= MAX_PATHS {
+                break;
+            }
+            if glob_cache::GlobCache::handles(&pattern) {
+                continue;
+            }
             let entries = match glob::glob(&pattern) {
                 Ok(e) => e,
                 Err(e) => {

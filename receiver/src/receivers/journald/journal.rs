@@ -6,11 +6,16 @@
 //! A [`Journal`] is not `Send`: everything here runs on the receiver's
 //! reading thread.
 
+use std::os::fd::{AsRawFd, RawFd};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use systemd::journal::{JournalWaitResult, OpenDirectoryOptions, OpenFilesOptions, OpenOptions};
 use systemd::Journal;
+use tokio::io::unix::AsyncFd;
+use tokio::io::Interest;
+use tokio::runtime::Handle;
+use tokio_util::sync::CancellationToken;
 
 use super::checkpoint::{Checkpoint, CursorFields, Resume};
 use super::config::JournaldReceiverConfig;
@@ -477,8 +482,64 @@ fn gap(checkpoint: &Checkpoint, to: &str) -> Gap {
     }
 }
 
-/// Waits for the journal to change, at most `timeout`. `None` when this
-/// journal cannot be waited on (`files`: followed by polling).
-pub fn wait(journal: &mut Journal, timeout: Duration) -> Result<JournalWaitResult, systemd::Error> {
-    journal.wait(Some(timeout))
+/// The journal's change notification fd (`sd_journal_get_fd`: inotify),
+/// registered with the runtime's reactor so that a wait for it can also
+/// end at shutdown. Owned by the journal: a `Watch` must be dropped before
+/// its journal.
+pub struct Watch(AsyncFd<JournalFd>);
+
+pub struct JournalFd(RawFd);
+
+impl AsRawFd for JournalFd {
+    fn as_raw_fd(&self) -> RawFd {
+        self.0
+    }
+}
+
+impl Watch {
+    /// Starts watching `journal` (in `handle`'s reactor). Also what the first
+    /// `sd_journal_wait` does besides: drops files vacuumed since the
+    /// journal was opened. Returns the change since it was opened as well.
+    pub fn new(
+        journal: &mut Journal,
+        handle: &Handle,
+    ) -> Result<(Self, JournalWaitResult), String> {
+        // A zero wait on a journal not yet watched creates its inotify fd,
+        // forgets deleted files and returns at once.
+        let changed = journal
+            .wait(Some(Duration::ZERO))
+            .map_err(|e| e.to_string())?;
+        let fd = journal.fd().map_err(|e| e.to_string())?;
+        let _entered = handle.enter();
+        // SAFETY: the fd is the journal's and stays open and unchanged as
+        // long as the journal lives, which outlives the `Watch` (see above).
+        let fd = unsafe { AsyncFd::register_with_interest(JournalFd(fd), Interest::READABLE) }
+            .map_err(|e| format!("registering the journal's fd: {}", e.into_parts().1))?;
+        Ok((Self(fd), changed))
+    }
+
+    /// Waits until the journal's fd is readable, `timeout` passes or
+    /// `shutdown`, then has sd-journal take in what changed.
+    pub fn wait(
+        &self,
+        journal: &mut Journal,
+        timeout: Duration,
+        shutdown: &CancellationToken,
+        handle: &Handle,
+    ) -> Result<JournalWaitResult, systemd::Error> {
+        handle.block_on(async {
+            tokio::select! {
+                ready = self.0.readable() => {
+                    // Cleared before sd_journal_process drains the fd: an
+                    // event that comes after the drain sets it again.
+                    if let Ok(mut ready) = ready {
+                        ready.clear_ready();
+                    }
+                }
+                () = shutdown.cancelled() => {}
+                () = tokio::time::sleep(timeout) => {}
+            }
+        });
+        journal.process()
+    }
 }

@@ -86,8 +86,11 @@ impl ReceiverConfig for JournaldReceiverConfig {
 /// Entries read between looks at the clock, the batch and shutdown.
 const READ_STEP: usize = 4096;
 /// Longest idle wait for the journal to change (the batch deadline and
-/// open groups shorten it).
-const MAX_IDLE_WAIT: Duration = Duration::from_millis(250);
+/// open groups shorten it). New entries end the wait at once (inotify);
+/// this bounds how late a journal directory that appears, or a change on
+/// a file system without inotify (sd-journal's own recheck for those is
+/// 2 s too), is noticed.
+const MAX_IDLE_WAIT: Duration = Duration::from_secs(2);
 /// After a read error, how long before the journal is opened again.
 const REOPEN_BACKOFF: Duration = Duration::from_secs(1);
 /// How often the journal files' headers are looked at while reading (and
@@ -238,6 +241,10 @@ enum Step {
 
 /// The journal as open, and what is known of its directories.
 struct Open {
+    /// The journal's inotify fd in the runtime's reactor, once it was first
+    /// waited on. Declared before `journal`: dropped before the journal
+    /// closes the fd.
+    watch: Option<journal::Watch>,
     journal: Journal,
     /// Directories of the location that did not exist when it was opened:
     /// one appearing later makes the journal be opened again.
@@ -544,6 +551,7 @@ impl Reader {
             self.deadline.get_or_insert_with(Instant::now);
         }
         let mut open = Open {
+            watch: None,
             journal,
             missing_dirs,
             files: opened_files,
@@ -865,7 +873,7 @@ impl Reader {
         }
         let wait = self.idle_wait();
         let changed = if self.location.is_watched() {
-            match journal::wait(&mut open.journal, wait) {
+            match self.wait_for_change(open, wait, handle) {
                 Ok(JournalWaitResult::Invalidate) => true,
                 Ok(_) => false,
                 Err(e) => {
@@ -898,6 +906,28 @@ impl Reader {
             return true;
         }
         false
+    }
+
+    /// Waits for the journal to change, at most `wait` or until shutdown:
+    /// on its inotify fd in the runtime's reactor, so that an idle reader
+    /// wakes for new entries, its deadlines and every [`MAX_IDLE_WAIT`],
+    /// not every few hundred milliseconds to look at the shutdown token.
+    fn wait_for_change(
+        &self,
+        open: &mut Open,
+        wait: Duration,
+        handle: &Handle,
+    ) -> Result<JournalWaitResult, String> {
+        match &open.watch {
+            Some(watch) => watch
+                .wait(&mut open.journal, wait, &self.shutdown, handle)
+                .map_err(|e| e.to_string()),
+            None => {
+                let (watch, changed) = journal::Watch::new(&mut open.journal, handle)?;
+                open.watch = Some(watch);
+                Ok(changed)
+            }
+        }
     }
 
     /// The journal could not be opened: waits `wait` (sending what is due).
