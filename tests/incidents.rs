@@ -11,7 +11,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use common::free_port;
-use common::java::{java_usable, JavaIncident, JAVA_LIMIT_BYTES};
+use common::java::{agent_config, java_usable, AgentPorts, JavaIncident, JAVA_LIMIT_BYTES};
 use common::oom::{oom_test_slot, MemoryCgroup};
 use common::oomscope::Oomscope;
 use common::otlp::{attr_int, attr_str, json_attr, FileContents};
@@ -21,40 +21,6 @@ use oomscope::api::v1::{ListIncidentsRequest, SnapshotRequest};
 use oomscope::api::EventsEndpoint;
 
 const TIMEOUT: Duration = Duration::from_secs(120);
-
-fn config(dir: &Path, out: &Path, events: u16, health: u16, cgroup: &str) -> String {
-    format!(
-        r#"
-receivers:
-  oom:
-    events: {{ endpoint: "127.0.0.1:{events}" }}
-  filelog:
-    include: ["{logs}/*.log"]
-    start_at: beginning
-    poll_interval: 100ms
-  memory:
-    collection_interval: 1s
-    initial_delay: 0s
-    processes: {{ enabled: false }}
-    cgroups: {{ include: ["{cgroup}"] }}
-processors:
-  batch: {{ timeout: 200ms }}
-exporters:
-  file: {{ path: "{out}" }}
-extensions:
-  health_check: {{ endpoint: "127.0.0.1:{health}" }}
-service:
-  extensions: [health_check]
-  telemetry: {{ metrics: {{ address: "" }} }}
-  oom_score_adj: null
-  pipelines:
-    logs: {{ receivers: [oom, filelog], processors: [batch], exporters: [file] }}
-    metrics: {{ receivers: [memory], processors: [batch], exporters: [file] }}
-"#,
-        logs = dir.join("logs").display(),
-        out = out.display(),
-    )
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_java_out_of_memory_error_and_its_kill_are_one_incident() {
@@ -74,7 +40,17 @@ async fn a_java_out_of_memory_error_and_its_kill_are_one_incident() {
     let out = dir.path().join("out.jsonl");
     let (events, health) = (free_port(), free_port());
     let mut agent = Oomscope::start(
-        &config(dir.path(), &out, events, health, &cgroup.cgroup_path()),
+        &agent_config(
+            dir.path(),
+            &out,
+            &AgentPorts {
+                events,
+                health,
+                status: None,
+            },
+            &[cgroup.cgroup_path()],
+            false,
+        ),
         &[],
     );
     agent.wait_healthy(health, TIMEOUT);

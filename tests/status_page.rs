@@ -18,53 +18,12 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use common::free_port;
-use common::java::{java_usable, JavaIncident, JAVA_LIMIT_BYTES};
+use common::java::{agent_config, java_usable, AgentPorts, JavaIncident, JAVA_LIMIT_BYTES};
 use common::oom::{oom_test_slot, MemoryCgroup};
 use common::oomscope::Oomscope;
 use common::{is_root, skip};
 
 const TIMEOUT: Duration = Duration::from_secs(120);
-
-fn config(
-    dir: &Path,
-    out: &Path,
-    ports: (u16, u16, u16),
-    cgroup: &str,
-    hostile_parent: &str,
-) -> String {
-    let (events, health, status) = ports;
-    format!(
-        r#"
-receivers:
-  oom:
-    events: {{ endpoint: "127.0.0.1:{events}" }}
-  filelog:
-    include: ["{logs}/*.log"]
-    start_at: beginning
-    poll_interval: 100ms
-  memory:
-    collection_interval: 1s
-    initial_delay: 0s
-    cgroups: {{ include: ["{cgroup}", "{hostile_parent}/**"] }}
-processors:
-  batch: {{ timeout: 200ms }}
-exporters:
-  file: {{ path: "{out}" }}
-extensions:
-  health_check: {{ endpoint: "127.0.0.1:{health}" }}
-  status: {{ endpoint: "127.0.0.1:{status}" }}
-service:
-  extensions: [health_check, status]
-  telemetry: {{ metrics: {{ address: "" }} }}
-  oom_score_adj: null
-  pipelines:
-    logs: {{ receivers: [oom, filelog], processors: [batch], exporters: [file] }}
-    metrics: {{ receivers: [memory], processors: [batch], exporters: [file] }}
-"#,
-        logs = dir.join("logs").display(),
-        out = out.display(),
-    )
-}
 
 /// `GET path` on the status port: (status code, body); `None` when the
 /// server does not answer.
@@ -253,12 +212,19 @@ async fn the_status_page_shows_a_real_java_incident_in_headless_chromium() {
     let out = dir.path().join("out.jsonl");
     let (events, health, status) = (free_port(), free_port(), free_port());
     let mut agent = Oomscope::start(
-        &config(
+        &agent_config(
             dir.path(),
             &out,
-            (events, health, status),
-            &cgroup.cgroup_path(),
-            &hostile_parent.cgroup_path(),
+            &AgentPorts {
+                events,
+                health,
+                status: Some(status),
+            },
+            &[
+                cgroup.cgroup_path(),
+                format!("{}/**", hostile_parent.cgroup_path()),
+            ],
+            true,
         ),
         &[],
     );

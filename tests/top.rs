@@ -7,12 +7,12 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use common::free_port;
-use common::java::{java_usable, JavaIncident, JAVA_LIMIT_BYTES};
+use common::java::{agent_config, java_usable, AgentPorts, JavaIncident, JAVA_LIMIT_BYTES};
 use common::oom::{oom_test_slot, MemoryCgroup};
 use common::oomscope::Oomscope;
 use common::otlp::{attr_str, FileContents};
@@ -22,40 +22,6 @@ use common::{is_root, skip};
 const TIMEOUT: Duration = Duration::from_secs(120);
 /// Between two looks at the pane (a poll, not a wait for something).
 const POLL: Duration = Duration::from_millis(200);
-
-fn config(dir: &Path, out: &Path, events: u16, health: u16, cgroup: &str) -> String {
-    format!(
-        r#"
-receivers:
-  oom:
-    events: {{ endpoint: "127.0.0.1:{events}" }}
-  filelog:
-    include: ["{logs}/*.log"]
-    start_at: beginning
-    poll_interval: 100ms
-  memory:
-    collection_interval: 1s
-    initial_delay: 0s
-    processes: {{ enabled: true }}
-    cgroups: {{ include: ["{cgroup}"] }}
-processors:
-  batch: {{ timeout: 200ms }}
-exporters:
-  file: {{ path: "{out}" }}
-extensions:
-  health_check: {{ endpoint: "127.0.0.1:{health}" }}
-service:
-  extensions: [health_check]
-  telemetry: {{ metrics: {{ address: "" }} }}
-  oom_score_adj: null
-  pipelines:
-    logs: {{ receivers: [oom, filelog], processors: [batch], exporters: [file] }}
-    metrics: {{ receivers: [memory], processors: [batch], exporters: [file] }}
-"#,
-        logs = dir.join("logs").display(),
-        out = out.display(),
-    )
-}
 
 /// A tmux server of the test's own (its socket in the test's directory),
 /// killed with everything in it however the test ends.
@@ -194,7 +160,17 @@ async fn top_shows_a_real_java_incident_and_opens_it() {
     let out = dir.path().join("out.jsonl");
     let (events, health) = (free_port(), free_port());
     let mut agent = Oomscope::start(
-        &config(dir.path(), &out, events, health, &cgroup.cgroup_path()),
+        &agent_config(
+            dir.path(),
+            &out,
+            &AgentPorts {
+                events,
+                health,
+                status: None,
+            },
+            &[cgroup.cgroup_path()],
+            true,
+        ),
         &[],
     );
     agent.wait_healthy(health, TIMEOUT);

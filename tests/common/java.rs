@@ -163,3 +163,69 @@ impl Drop for JavaIncident {
         let _ = self.child.wait();
     }
 }
+
+/// Where the incident tests' agent listens and what it samples.
+pub struct AgentPorts {
+    pub events: u16,
+    pub health: u16,
+    /// The `status` extension's port, when it runs.
+    pub status: Option<u16>,
+}
+
+/// The agent of the incident tests: `oom` (events API on `ports.events`),
+/// `filelog` on `<dir>/logs/*.log` and `memory` sampling every second the
+/// cgroups matching `cgroups` (YAML glob strings, already quoted as needed),
+/// with its processes when `processes`; records into `out`.
+pub fn agent_config(
+    dir: &Path,
+    out: &Path,
+    ports: &AgentPorts,
+    cgroups: &[String],
+    processes: bool,
+) -> String {
+    let (status_extension, status_name) = match ports.status {
+        Some(port) => (
+            format!("  status: {{ endpoint: \"127.0.0.1:{port}\" }}\n"),
+            ", status",
+        ),
+        None => (String::new(), ""),
+    };
+    let include = cgroups
+        .iter()
+        .map(|c| format!("{c:?}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        r#"
+receivers:
+  oom:
+    events: {{ endpoint: "127.0.0.1:{events}" }}
+  filelog:
+    include: ["{logs}/*.log"]
+    start_at: beginning
+    poll_interval: 100ms
+  memory:
+    collection_interval: 1s
+    initial_delay: 0s
+    processes: {{ enabled: {processes} }}
+    cgroups: {{ include: [{include}] }}
+processors:
+  batch: {{ timeout: 200ms }}
+exporters:
+  file: {{ path: "{out}" }}
+extensions:
+  health_check: {{ endpoint: "127.0.0.1:{health}" }}
+{status_extension}service:
+  extensions: [health_check{status_name}]
+  telemetry: {{ metrics: {{ address: "" }} }}
+  oom_score_adj: null
+  pipelines:
+    logs: {{ receivers: [oom, filelog], processors: [batch], exporters: [file] }}
+    metrics: {{ receivers: [memory], processors: [batch], exporters: [file] }}
+"#,
+        events = ports.events,
+        health = ports.health,
+        logs = dir.join("logs").display(),
+        out = out.display(),
+    )
+}
