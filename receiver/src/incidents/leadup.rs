@@ -4,7 +4,6 @@
 //! pressure at the kill, and the kernel's task table. Its OTLP form is the
 //! `oom.leadup.*` and `oom.tasks.*` attributes of the kill record.
 
-use std::io::Read as _;
 use std::path::{Path, PathBuf};
 
 use opentelemetry_proto::tonic::common::v1::{any_value, KeyValue};
@@ -12,11 +11,14 @@ use opentelemetry_proto::tonic::common::v1::{any_value, KeyValue};
 use super::history::{growth_rate, CgroupSample};
 use crate::kernel_log::oom_report::OomTask;
 use crate::pipeline::data::kv;
+use crate::receivers::memory::cgroup::{parse_flat_keyed, parse_limit};
+use crate::receivers::memory::read_file;
+use crate::receivers::memory::system::parse_u64;
 
 /// Lead-up samples a kill keeps: those of the last [`LEADUP_WINDOW_NS`].
 pub const LEADUP_WINDOW_NS: u64 = 60 * 1_000_000_000;
 /// Bound on one cgroup file read at the kill.
-const MAX_FILE: u64 = 4096;
+const MAX_FILE: usize = 4096;
 
 /// `memory.events` (cgroup v2): how often the cgroup hit each boundary.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -96,38 +98,38 @@ impl LeadUp {
 
     /// Reads what the cgroup's files say now (right after the kill):
     /// limit, usage, events, failcnt, pressure. `roots` are the cgroup
-    /// hierarchies to look in (v1 memory controller, v2).
+    /// hierarchies to look in (v1 memory controller, v2); the first where
+    /// the cgroup has a limit file is its hierarchy.
     pub fn read_cgroup_files(&mut self, roots: &[PathBuf], path: &str) {
         let rel = path.trim_start_matches('/');
-        let Some(dir) = roots
-            .iter()
-            .map(|r| r.join(rel))
-            .find(|d| d.join("memory.max").is_file() || d.join("memory.limit_in_bytes").is_file())
-        else {
-            return;
-        };
-        if let Some(text) = read_small(&dir.join("memory.max")) {
-            // v2
-            self.limit = parse_limit(&text);
-            self.usage_at_kill =
-                read_small(&dir.join("memory.current")).and_then(|t| t.trim().parse().ok());
-            self.events = read_small(&dir.join("memory.events")).map(|t| parse_events(&t));
-            self.cgroup_pressure =
-                read_small(&dir.join("memory.pressure")).map(|t| parse_pressure(&t));
-        } else {
-            self.limit =
-                read_small(&dir.join("memory.limit_in_bytes")).and_then(|t| parse_limit(&t));
-            self.usage_at_kill =
-                read_small(&dir.join("memory.usage_in_bytes")).and_then(|t| t.trim().parse().ok());
-            self.failcnt =
-                read_small(&dir.join("memory.failcnt")).and_then(|t| t.trim().parse().ok());
+        let mut buf = Vec::new();
+        for dir in roots.iter().map(|r| r.join(rel)) {
+            if read(&dir.join("memory.max"), &mut buf) {
+                self.limit = parse_limit(&buf);
+                self.usage_at_kill = read_u64(&dir.join("memory.current"), &mut buf);
+                if read(&dir.join("memory.events"), &mut buf) {
+                    self.events = Some(parse_events(&buf));
+                }
+                if read(&dir.join("memory.pressure"), &mut buf) {
+                    self.cgroup_pressure = Some(parse_pressure(&buf));
+                }
+                return;
+            }
+            if read(&dir.join("memory.limit_in_bytes"), &mut buf) {
+                self.limit = parse_limit(&buf);
+                self.usage_at_kill = read_u64(&dir.join("memory.usage_in_bytes"), &mut buf);
+                self.failcnt = read_u64(&dir.join("memory.failcnt"), &mut buf);
+                return;
+            }
         }
     }
 
     /// Reads the system's memory pressure now.
     pub fn read_system_pressure(&mut self, proc_path: &Path) {
-        self.system_pressure =
-            read_small(&proc_path.join("pressure/memory")).map(|t| parse_pressure(&t));
+        let mut buf = Vec::new();
+        if read(&proc_path.join("pressure/memory"), &mut buf) {
+            self.system_pressure = Some(parse_pressure(&buf));
+        }
     }
 
     /// The kill record's `oom.leadup.*` and `oom.tasks.*` attributes, only
@@ -208,50 +210,39 @@ impl LeadUp {
     }
 }
 
-fn read_small(path: &Path) -> Option<String> {
-    let f = std::fs::File::open(path).ok()?;
-    let mut text = String::new();
-    f.take(MAX_FILE).read_to_string(&mut text).ok()?;
-    Some(text)
+/// Reads a small file into `buf`; `false` when it cannot be read (a
+/// cgroup gone with its last process, a kernel without the file).
+fn read(path: &Path, buf: &mut Vec<u8>) -> bool {
+    read_file(path, buf, MAX_FILE).is_ok()
 }
 
-/// `max` or a number of bytes; v1's "unlimited" is a huge page-aligned
-/// number.
-fn parse_limit(text: &str) -> Option<u64> {
-    let text = text.trim();
-    if text == "max" {
-        return None;
-    }
-    text.parse::<u64>().ok().filter(|v| *v < (1u64 << 62))
+fn read_u64(path: &Path, buf: &mut Vec<u8>) -> Option<u64> {
+    read(path, buf)
+        .then(|| parse_u64(buf.trim_ascii()))
+        .flatten()
 }
 
 /// `memory.events`: `low 0\nhigh 0\nmax 12\noom 1\noom_kill 1\n...`.
-pub fn parse_events(text: &str) -> MemoryEvents {
+pub fn parse_events(text: &[u8]) -> MemoryEvents {
     let mut e = MemoryEvents::default();
-    for line in text.lines() {
-        let mut parts = line.split_ascii_whitespace();
-        let (Some(key), Some(value)) = (parts.next(), parts.next()) else {
-            continue;
+    for (key, value) in parse_flat_keyed(text) {
+        let slot = match key {
+            b"low" => &mut e.low,
+            b"high" => &mut e.high,
+            b"max" => &mut e.max,
+            b"oom" => &mut e.oom,
+            b"oom_kill" => &mut e.oom_kill,
+            b"oom_group_kill" => &mut e.oom_group_kill,
+            _ => continue,
         };
-        let Ok(value) = value.parse::<u64>() else {
-            continue;
-        };
-        match key {
-            "low" => e.low = Some(value),
-            "high" => e.high = Some(value),
-            "max" => e.max = Some(value),
-            "oom" => e.oom = Some(value),
-            "oom_kill" => e.oom_kill = Some(value),
-            "oom_group_kill" => e.oom_group_kill = Some(value),
-            _ => {}
-        }
+        *slot = Some(value);
     }
     e
 }
 
 /// The avg10 of a pressure file's `some` and `full` lines.
-pub fn parse_pressure(text: &str) -> PressureAt {
-    let p = crate::receivers::memory::psi::parse_pressure(text.as_bytes());
+pub fn parse_pressure(text: &[u8]) -> PressureAt {
+    let p = crate::receivers::memory::psi::parse_pressure(text);
     PressureAt {
         some_avg10: p.some.map(|l| l.avg10),
         full_avg10: p.full.map(|l| l.avg10),
@@ -309,17 +300,17 @@ mod tests {
     #[test]
     fn memory_events_and_pressure_parse_and_skip_what_they_do_not_know() {
         let e = parse_events(
-            "low 0\nhigh 3\nmax 12\noom 1\noom_kill 1\noom_group_kill 0\nbogus x\nnew_key 5\n",
+            b"low 0\nhigh 3\nmax 12\noom 1\noom_kill 1\noom_group_kill 0\nbogus x\nnew_key 5\n",
         );
         assert_eq!(e.max, Some(12));
         assert_eq!(e.oom_kill, Some(1));
         assert_eq!(e.oom_group_kill, Some(0));
         let p = parse_pressure(
-            "some avg10=12.34 avg60=1.00 avg300=0.00 total=123\nfull avg10=5.00 avg60=0.00 avg300=0.00 total=45\n",
+            b"some avg10=12.34 avg60=1.00 avg300=0.00 total=123\nfull avg10=5.00 avg60=0.00 avg300=0.00 total=45\n",
         );
         assert_eq!(p.some_avg10, Some(12.34));
         assert_eq!(p.full_avg10, Some(5.0));
-        assert_eq!(parse_pressure("garbage"), PressureAt::default());
+        assert_eq!(parse_pressure(b"garbage"), PressureAt::default());
     }
 
     #[test]

@@ -2,7 +2,6 @@
 //! wrote them, and their `oom.incident.id`.
 
 use std::collections::HashMap;
-use std::io::Read as _;
 use std::os::unix::fs::MetadataExt as _;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -218,10 +217,9 @@ impl WriterFinder {
 }
 
 fn read_small(path: &Path) -> Option<String> {
-    let f = std::fs::File::open(path).ok()?;
-    let mut text = String::new();
-    f.take(64 * 1024).read_to_string(&mut text).ok()?;
-    Some(text)
+    let mut buf = Vec::new();
+    crate::receivers::memory::read_file(path, &mut buf, 64 * 1024).ok()?;
+    String::from_utf8(buf).ok()
 }
 
 /// The `flags:` of an fdinfo file (octal).
