@@ -11,11 +11,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use common::free_port;
-use common::java::{agent_config, java_usable, AgentPorts, JavaIncident, JAVA_LIMIT_BYTES};
-use common::oom::{oom_test_slot, MemoryCgroup};
+use common::java::{agent_config, incident_setup, AgentPorts, JavaIncident, JAVA_LIMIT_BYTES};
 use common::oomscope::Oomscope;
 use common::otlp::{attr_int, attr_str, json_attr, FileContents};
-use common::{is_root, skip};
 
 use oomscope::api::v1::{ListIncidentsRequest, SnapshotRequest};
 use oomscope::api::EventsEndpoint;
@@ -25,18 +23,10 @@ const TIMEOUT: Duration = Duration::from_secs(120);
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_java_out_of_memory_error_and_its_kill_are_one_incident() {
     const TEST: &str = "a_java_out_of_memory_error_and_its_kill_are_one_incident";
-    if !is_root() {
-        return skip(TEST, "needs root (eBPF, /dev/kmsg, memory cgroups)");
-    }
-    if !java_usable(TEST) {
+    let Some(setup) = incident_setup(TEST, |_| true).await else {
         return;
-    }
-    let _slot = oom_test_slot().await;
-    let Some(cgroup) = MemoryCgroup::create(JAVA_LIMIT_BYTES).expect("create the test cgroup")
-    else {
-        return skip(TEST, "no memory cgroup controller to contain an OOM kill");
     };
-    let dir = tempfile::tempdir().expect("temp dir");
+    let (dir, cgroup) = (&setup.dir, &setup.cgroup);
     let out = dir.path().join("out.jsonl");
     let (events, health) = (free_port(), free_port());
     let mut agent = Oomscope::start(
@@ -55,7 +45,7 @@ async fn a_java_out_of_memory_error_and_its_kill_are_one_incident() {
     );
     agent.wait_healthy(health, TIMEOUT);
 
-    let mut java = JavaIncident::start(dir.path(), &cgroup);
+    let mut java = JavaIncident::start(dir.path(), cgroup);
     let java_pid = java.pid;
 
     // The runtime's message first: it goes out at once, with an id.

@@ -18,10 +18,10 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use common::free_port;
-use common::java::{agent_config, java_usable, AgentPorts, JavaIncident, JAVA_LIMIT_BYTES};
-use common::oom::{oom_test_slot, MemoryCgroup};
+use common::java::{agent_config, incident_setup, AgentPorts, JavaIncident, JAVA_LIMIT_BYTES};
+use common::oom::MemoryCgroup;
 use common::oomscope::Oomscope;
-use common::{is_root, skip};
+use common::skip;
 
 const TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -175,17 +175,10 @@ fn artifacts_dir() -> PathBuf {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_status_page_shows_a_real_java_incident_in_headless_chromium() {
     const TEST: &str = "the_status_page_shows_a_real_java_incident_in_headless_chromium";
-    if !is_root() {
-        return skip(TEST, "needs root (eBPF, /dev/kmsg, memory cgroups)");
-    }
-    if !java_usable(TEST) || !chromium_usable(TEST) {
+    let Some(setup) = incident_setup(TEST, chromium_usable).await else {
         return;
-    }
-    let _slot = oom_test_slot().await;
-    let Some(cgroup) = MemoryCgroup::create(JAVA_LIMIT_BYTES).expect("create the test cgroup")
-    else {
-        return skip(TEST, "no memory cgroup controller to contain an OOM kill");
     };
+    let (dir, cgroup) = (&setup.dir, &setup.cgroup);
     // Cgroups named to attack the page: HTML, and terminal escapes. Made
     // after the parent (dropped, so removed, before it).
     let parent_name = format!("oomscope-test-status-{}", std::process::id());
@@ -208,7 +201,6 @@ async fn the_status_page_shows_a_real_java_incident_in_headless_chromium() {
     .expect("create a cgroup named with terminal escapes")
     .expect("a memory controller");
 
-    let dir = tempfile::tempdir().expect("temp dir");
     let out = dir.path().join("out.jsonl");
     let (events, health, status) = (free_port(), free_port(), free_port());
     let mut agent = Oomscope::start(
@@ -238,7 +230,7 @@ async fn the_status_page_shows_a_real_java_incident_in_headless_chromium() {
             .then(|| v.clone())
     });
 
-    let mut java = JavaIncident::start(dir.path(), &cgroup);
+    let mut java = JavaIncident::start(dir.path(), cgroup);
     let pid = java.pid;
     let has_java_message = |i: &serde_json::Value| {
         i["messages"].as_array().is_some_and(|m| {

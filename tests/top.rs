@@ -12,11 +12,10 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use common::free_port;
-use common::java::{agent_config, java_usable, AgentPorts, JavaIncident, JAVA_LIMIT_BYTES};
-use common::oom::{oom_test_slot, MemoryCgroup};
+use common::java::{agent_config, incident_setup, AgentPorts, JavaIncident, JAVA_LIMIT_BYTES};
 use common::oomscope::Oomscope;
 use common::otlp::{attr_str, FileContents};
-use common::{is_root, skip};
+use common::skip;
 
 /// Generous: a loaded machine compiles and runs a JVM meanwhile.
 const TIMEOUT: Duration = Duration::from_secs(120);
@@ -145,18 +144,10 @@ fn selected_row(pane: &str) -> Option<&str> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn top_shows_a_real_java_incident_and_opens_it() {
     const TEST: &str = "top_shows_a_real_java_incident_and_opens_it";
-    if !is_root() {
-        return skip(TEST, "needs root (eBPF, /dev/kmsg, memory cgroups)");
-    }
-    if !tmux_usable(TEST) || !java_usable(TEST) {
+    let Some(setup) = incident_setup(TEST, tmux_usable).await else {
         return;
-    }
-    let _slot = oom_test_slot().await;
-    let Some(cgroup) = MemoryCgroup::create(JAVA_LIMIT_BYTES).expect("create the test cgroup")
-    else {
-        return skip(TEST, "no memory cgroup controller to contain an OOM kill");
     };
-    let dir = tempfile::tempdir().expect("temp dir");
+    let (dir, cgroup) = (&setup.dir, &setup.cgroup);
     let out = dir.path().join("out.jsonl");
     let (events, health) = (free_port(), free_port());
     let mut agent = Oomscope::start(
@@ -194,7 +185,7 @@ async fn top_shows_a_real_java_incident_and_opens_it() {
         pane.contains("oomscope top") && pane.contains("sampled ") && pane.contains("memory total")
     });
 
-    let mut java = JavaIncident::start(dir.path(), &cgroup);
+    let mut java = JavaIncident::start(dir.path(), cgroup);
     let java_pid = java.pid;
     // The runtime's message reached the agent: then the kill.
     let got = FileContents::wait_for(&out, TIMEOUT, |c| {

@@ -7,8 +7,8 @@
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
-use super::oom::MemoryCgroup;
-use super::skip;
+use super::oom::{oom_test_slot, MemoryCgroup, OomSlot};
+use super::{is_root, skip};
 
 /// Room for the JVM (a 32 MiB heap and the JVM itself) but not for the
 /// direct buffers it allocates after its `OutOfMemoryError`.
@@ -228,4 +228,39 @@ extensions:
         logs = dir.join("logs").display(),
         out = out.display(),
     )
+}
+
+/// What every Java incident test needs, taken in this order (each missing
+/// facility is a skip with its reason): root, java and the test's own
+/// tools (`tools_usable`), the machine's OOM slot, a cgroup limited to
+/// [`JAVA_LIMIT_BYTES`], a work directory. Dropped in reverse: the
+/// directory, the cgroup, then the slot.
+pub struct IncidentSetup {
+    pub dir: tempfile::TempDir,
+    pub cgroup: MemoryCgroup,
+    _slot: OomSlot,
+}
+
+pub async fn incident_setup(
+    test: &str,
+    tools_usable: impl FnOnce(&str) -> bool,
+) -> Option<IncidentSetup> {
+    if !is_root() {
+        skip(test, "needs root (eBPF, /dev/kmsg, memory cgroups)");
+        return None;
+    }
+    if !java_usable(test) || !tools_usable(test) {
+        return None;
+    }
+    let slot = oom_test_slot().await;
+    let Some(cgroup) = MemoryCgroup::create(JAVA_LIMIT_BYTES).expect("create the test cgroup")
+    else {
+        skip(test, "no memory cgroup controller to contain an OOM kill");
+        return None;
+    };
+    Some(IncidentSetup {
+        dir: tempfile::tempdir().expect("temp dir"),
+        cgroup,
+        _slot: slot,
+    })
 }
