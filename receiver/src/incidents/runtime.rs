@@ -139,11 +139,15 @@ impl WriterFinder {
     /// The processes that have `path` open for writing (at most
     /// [`MAX_PIDS`]); empty when none, or when /proc cannot tell.
     pub fn writers(&mut self, path: &Path) -> Vec<Writer> {
+        self.writers_at(path, Instant::now())
+    }
+
+    /// [`Self::writers`] as of `now` (tests pass their own clock).
+    fn writers_at(&mut self, path: &Path, now: Instant) -> Vec<Writer> {
         let Ok(meta) = std::fs::metadata(path) else {
             return Vec::new();
         };
         let key = (meta.dev(), meta.ino());
-        let now = Instant::now();
         if let Some((at, writers)) = self.cache.get(&key) {
             if now.duration_since(*at) < WRITERS_TTL {
                 return writers.clone();
@@ -298,10 +302,12 @@ mod tests {
     fn searches_are_spaced_however_many_files_ask() {
         let dir = tempfile::tempdir().expect("test fixture");
         let mut finder = WriterFinder::new(Path::new("/proc"));
+        // All at one instant: however slow the machine, it is one moment.
+        let now = Instant::now();
         for i in 0..100 {
             let path = dir.path().join(format!("{i}.log"));
             std::fs::write(&path, "x").expect("test fixture");
-            finder.writers(&path);
+            finder.writers_at(&path, now);
         }
         // One search ran; the other 99 files were answered without one.
         assert_eq!(finder.cache.len(), 1);
