@@ -223,7 +223,7 @@ async fn the_status_page_shows_a_real_java_incident_in_headless_chromium() {
     agent.wait_healthy(health, TIMEOUT);
     let hostile = [html_cgroup.cgroup_path(), terminal_cgroup.cgroup_path()];
     wait_for_status(&mut agent, status, "hostile cgroups", |v| {
-        let cgroups = v["cgroups"].as_array()?;
+        let cgroups = v["snapshot"]["cgroups"].as_array()?;
         hostile
             .iter()
             .all(|h| cgroups.iter().any(|c| c["path"] == h.as_str()))
@@ -260,7 +260,15 @@ async fn the_status_page_shows_a_real_java_incident_in_headless_chromium() {
     );
     assert!(has_java_message(&incident), "{incident:#}");
     assert_eq!(incident["kill"]["victim"]["comm"], "java", "{incident:#}");
-    let lead_up = &incident["lead_up"];
+    // The JSON is `ListIncidents`' answer: the kill as `oomscope.v1` has it.
+    assert_eq!(incident["kill"]["incident_id"], id.as_str(), "{incident:#}");
+    assert!(
+        incident["kill"]["victim"]["executable_path"]
+            .as_str()
+            .is_some_and(|p| p.ends_with("/java")),
+        "{incident:#}"
+    );
+    let lead_up = &incident["kill"]["lead_up"];
     assert_eq!(
         lead_up["cgroup"],
         cgroup.cgroup_path().as_str(),

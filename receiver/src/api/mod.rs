@@ -40,6 +40,8 @@ mod tests {
         tonic_prost_build::configure()
             .build_client(true)
             .build_server(true)
+            // The status page serves these messages as its JSON.
+            .type_attribute(".oomscope.v1", "#[derive(serde::Serialize)]")
             .out_dir(out_dir.path())
             .compile_fds(descriptors)
             .expect("generating Rust code for oomscope.v1");

@@ -244,89 +244,19 @@ fn table_time(time_unix_nano: u64) -> String {
     )
 }
 
-/// One kill as printed by `oomscope events --json`: the message's fields,
+/// One kill as printed by `oomscope events --json`: the `oomscope.v1`
+/// message as it came (field names as in the `.proto`, lead-up included),
 /// plus `time` in RFC 3339.
 #[derive(Debug, Serialize)]
-pub struct KillRecord {
+pub struct KillRecord<'a> {
     /// RFC 3339, UTC.
     pub time: String,
-    /// Unix epoch nanoseconds.
-    pub time_unix_nano: u64,
-    /// CLOCK_MONOTONIC of the kernel event.
-    pub kernel_time_ns: u64,
-    /// `ebpf` or `kmsg`.
-    pub source: String,
-    /// The killed process.
-    pub victim: Option<VictimRecord>,
-    /// The process whose allocation failed.
-    pub trigger: Option<TriggerRecord>,
-    /// Which limit was hit.
-    pub scope: Option<ScopeRecord>,
-    /// `oom.incident.id` ("" with incidents off).
-    pub incident_id: String,
-    /// How the victim's cgroup got there.
-    pub lead_up: Option<LeadUpRecord>,
+    #[serde(flatten)]
+    pub kill: &'a OomKill,
 }
 
-/// The figures of [`crate::api::v1::LeadUp`], for JSON (its samples and
-/// task table are left to `ListIncidents`).
-#[derive(Debug, Serialize)]
-#[allow(missing_docs)]
-pub struct LeadUpRecord {
-    pub cgroup: String,
-    /// At the last sample before the kill.
-    pub usage_bytes: Option<u64>,
-    pub working_set_bytes: Option<u64>,
-    pub samples: usize,
-    pub growth_rate_10s: Option<f64>,
-    pub growth_rate_60s: Option<f64>,
-    pub limit_bytes: Option<u64>,
-    pub usage_at_kill_bytes: Option<u64>,
-}
-
-/// [`crate::api::v1::Victim`], for JSON.
-#[derive(Debug, Serialize)]
-#[allow(missing_docs)]
-pub struct VictimRecord {
-    pub pid: i32,
-    pub comm: String,
-    pub executable_name: String,
-    pub command_line: String,
-    pub uid: u32,
-    pub total_vm_bytes: u64,
-    pub anon_rss_bytes: u64,
-    pub file_rss_bytes: u64,
-    pub shmem_rss_bytes: u64,
-    pub pgtables_bytes: u64,
-    pub oom_score_adj: i32,
-    pub cgroup: String,
-    pub container_id: String,
-    pub k8s_pod_uid: String,
-    pub exiting: bool,
-}
-
-/// [`crate::api::v1::Trigger`], for JSON.
-#[derive(Debug, Serialize)]
-#[allow(missing_docs)]
-pub struct TriggerRecord {
-    pub pid: i32,
-    pub comm: String,
-    pub gfp_mask: String,
-    pub order: i32,
-}
-
-/// [`crate::api::v1::Scope`], for JSON.
-#[derive(Debug, Serialize)]
-#[allow(missing_docs)]
-pub struct ScopeRecord {
-    pub constraint: String,
-    pub memcg: String,
-    pub memcg_limit_bytes: u64,
-    pub trigger_type: String,
-}
-
-impl From<&OomKill> for KillRecord {
-    fn from(kill: &OomKill) -> Self {
+impl<'a> From<&'a OomKill> for KillRecord<'a> {
+    fn from(kill: &'a OomKill) -> Self {
         Self {
             time: datetime(kill.time_unix_nano)
                 .and_then(|t| {
@@ -334,49 +264,7 @@ impl From<&OomKill> for KillRecord {
                         .ok()
                 })
                 .unwrap_or_default(),
-            time_unix_nano: kill.time_unix_nano,
-            kernel_time_ns: kill.kernel_time_ns,
-            source: kill.source.clone(),
-            victim: kill.victim.as_ref().map(|v| VictimRecord {
-                pid: v.pid,
-                comm: v.comm.clone(),
-                executable_name: v.executable_name.clone(),
-                command_line: v.command_line.clone(),
-                uid: v.uid,
-                total_vm_bytes: v.total_vm_bytes,
-                anon_rss_bytes: v.anon_rss_bytes,
-                file_rss_bytes: v.file_rss_bytes,
-                shmem_rss_bytes: v.shmem_rss_bytes,
-                pgtables_bytes: v.pgtables_bytes,
-                oom_score_adj: v.oom_score_adj,
-                cgroup: v.cgroup.clone(),
-                container_id: v.container_id.clone(),
-                k8s_pod_uid: v.k8s_pod_uid.clone(),
-                exiting: v.exiting,
-            }),
-            trigger: kill.trigger.as_ref().map(|t| TriggerRecord {
-                pid: t.pid,
-                comm: t.comm.clone(),
-                gfp_mask: t.gfp_mask.clone(),
-                order: t.order,
-            }),
-            scope: kill.scope.as_ref().map(|s| ScopeRecord {
-                constraint: s.constraint.clone(),
-                memcg: s.memcg.clone(),
-                memcg_limit_bytes: s.memcg_limit_bytes,
-                trigger_type: s.trigger_type.clone(),
-            }),
-            incident_id: kill.incident_id.clone(),
-            lead_up: kill.lead_up.as_ref().map(|l| LeadUpRecord {
-                cgroup: l.cgroup.clone(),
-                usage_bytes: l.samples.last().map(|s| s.usage_bytes),
-                working_set_bytes: l.samples.last().map(|s| s.working_set_bytes),
-                samples: l.samples.len(),
-                growth_rate_10s: l.growth_rate_10s,
-                growth_rate_60s: l.growth_rate_60s,
-                limit_bytes: l.limit_bytes,
-                usage_at_kill_bytes: l.usage_at_kill_bytes,
-            }),
+            kill,
         }
     }
 }
@@ -468,6 +356,7 @@ mod tests {
         assert_eq!(value["scope"]["constraint"], "CONSTRAINT_MEMCG");
         assert_eq!(value["source"], "ebpf");
         assert_eq!(value["time"], "2026-05-17T06:40:00.123Z");
+        assert!(value["time_unix_nano"].is_u64(), "{value:#}");
 
         stop.cancel();
         tokio::time::timeout(TIMEOUT, client)

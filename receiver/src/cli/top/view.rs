@@ -721,8 +721,29 @@ fn kill_lines(kill: &OomKill, lines: &mut Vec<Line<'static>>) {
             ),
         ));
         lines.push(field("victim cgroup", or_dash(printable(&v.cgroup))));
-        if !v.container_id.is_empty() {
-            lines.push(field("container", printable(&v.container_id)));
+        if !v.executable_path.is_empty() {
+            lines.push(field("executable", printable(&v.executable_path)));
+        }
+        if !v.container_id.is_empty() || !v.container_name.is_empty() {
+            let name = if v.container_name.is_empty() {
+                String::new()
+            } else {
+                format!("{}  ", printable(&v.container_name))
+            };
+            lines.push(field(
+                "container",
+                format!("{name}{}", printable(&v.container_id)),
+            ));
+        }
+        if !v.k8s_pod_name.is_empty() {
+            lines.push(field(
+                "pod",
+                format!(
+                    "{}/{}",
+                    printable(&v.k8s_namespace_name),
+                    printable(&v.k8s_pod_name)
+                ),
+            ));
         }
         if !v.k8s_pod_uid.is_empty() {
             lines.push(field("pod uid", printable(&v.k8s_pod_uid)));

@@ -10,8 +10,9 @@
 //! - `GET /api/status.json`: the same data as JSON (see
 //!   `docs/status-page.md`).
 //!
-//! Both are built from one copy of the incident hub (each of its locks is
-//! held only to copy its part), off the async threads, and kept for
+//! Both are built from the gRPC API's `Snapshot` and `ListIncidents`
+//! answers (`model`), taken in process from the incident hub (each of its
+//! locks is held only to copy its part), off the async threads, and kept for
 //! [`CACHE_FOR`] so that many clients cost one build. HTTP/1 only, one
 //! request per connection, at most 64 connections, each closed after
 //! [`CONNECTION_LIFETIME`] whatever it does: a client that never reads

@@ -2,16 +2,24 @@
 //! SVG charts drawn here, a few lines of inline script that refresh it),
 //! complete without script.
 //!
+//! It draws the `oomscope.v1` messages of [`Status`] as they are: an empty
+//! string or a zero the `.proto` calls unknown is shown as unknown.
+//!
 //! Every string from outside (cgroup paths, process names, command lines,
 //! runtime messages) goes through [`esc`]: HTML's special characters become
 //! entities, and control characters (terminal escapes) and bidirectional
 //! overrides are shown as `\xNN` / `\u{NNNN}` instead of being passed on.
+//! The page shows at most [`MAX_TEXT`] bytes of each (the JSON has it
+//! whole).
 
 use std::fmt::Write as _;
 
-use super::model::{
-    Cgroup, IncidentView, LeadUpView, MessageView, Process, Sample, Status, SystemPoint,
-};
+use super::model::Status;
+use crate::api::v1;
+
+/// Bytes shown of any one string from outside (a cgroup path, a command
+/// line); runtime messages are shown by lines, below.
+pub const MAX_TEXT: usize = 1024;
 
 /// Lines of a runtime message shown on the page, and bytes of each (the
 /// JSON has its whole text).
@@ -85,6 +93,37 @@ pub fn esc(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + s.len() / 8);
     push_esc(&mut out, s);
     out
+}
+
+/// `s` cut to at most `max` bytes at a character boundary (an ellipsis
+/// marks the cut).
+pub fn clip(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_string();
+    }
+    let mut end = max.saturating_sub('…'.len_utf8());
+    while end > 0 && !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    let mut out = String::with_capacity(end + '…'.len_utf8());
+    out.push_str(&s[..end]);
+    out.push('…');
+    out
+}
+
+/// [`esc`] of the first [`MAX_TEXT`] bytes of `s`.
+fn text(s: &str) -> String {
+    esc(&clip(s, MAX_TEXT))
+}
+
+/// `None` for the empty string, proto3's "not known".
+fn known(s: &str) -> Option<&str> {
+    (!s.is_empty()).then_some(s)
+}
+
+/// `None` for 0, where the `.proto` says 0 is not known.
+fn nonzero<T: Default + PartialEq>(v: T) -> Option<T> {
+    (v != T::default()).then_some(v)
 }
 
 fn push_esc(out: &mut String, s: &str) {
@@ -330,7 +369,7 @@ fn render_main(out: &mut String, st: &Status) {
     render_system(out, st);
     render_incidents(out, st);
     render_cgroups(out, st);
-    render_processes(out, &st.processes);
+    render_processes(out, &st.snapshot.processes);
     out.push_str("</main>");
 }
 
@@ -346,7 +385,8 @@ fn card(out: &mut String, id: &str, label: &str, value: &str, detail: &str) {
 
 fn render_system(out: &mut String, st: &Status) {
     out.push_str("<section id=\"system\"><h2>System memory</h2>");
-    match &st.system {
+    let snapshot = &st.snapshot;
+    match &snapshot.system {
         None => out.push_str(
             "<p class=\"mut\">No sample yet (the <code>memory</code> receiver samples the system).</p>",
         ),
@@ -366,27 +406,27 @@ fn render_system(out: &mut String, st: &Status) {
                 out,
                 "sys-psi-some",
                 "PSI some avg10",
-                &pct(s.psi_some_avg10),
+                &pct(s.pressure.as_ref().and_then(|p| p.some_avg10)),
                 &format!("avg60 {}", pct(s.psi_some_avg60)),
             );
             card(
                 out,
                 "sys-psi-full",
                 "PSI full avg10",
-                &pct(s.psi_full_avg10),
+                &pct(s.pressure.as_ref().and_then(|p| p.full_avg10)),
                 &format!("avg60 {}", pct(s.psi_full_avg60)),
             );
-            if let Some(at) = st.scrape_time_unix_nano {
+            if let Some(at) = nonzero(snapshot.time_unix_nano) {
                 card(out, "sys-sampled", "Sampled", &ago(st.time_unix_nano, at), &time(at));
             }
             out.push_str("</div>");
         }
     }
-    render_history(out, st.time_unix_nano, &st.history);
+    render_history(out, st.time_unix_nano, &snapshot.history);
     out.push_str("</section>");
 }
 
-fn render_history(out: &mut String, now: u64, history: &[SystemPoint]) {
+fn render_history(out: &mut String, now: u64, history: &[v1::SystemSample]) {
     if history.is_empty() {
         return;
     }
@@ -494,25 +534,38 @@ fn dl_row(out: &mut String, key: &str, field: &str, value: &str) {
         out,
         "<dt>{}</dt><dd data-field=\"{field}\">{}</dd>",
         esc(key),
-        esc(value)
+        text(value)
     );
 }
 
-fn render_incident(out: &mut String, now: u64, i: &IncidentView) {
+fn render_incident(out: &mut String, now: u64, i: &v1::Incident) {
     let id = esc(&i.id);
     let _ = write!(
         out,
         "<article class=\"incident\" id=\"incident-{id}\" data-incident-id=\"{id}\">"
     );
     out.push_str("<div class=\"head\">");
-    match &i.kill {
-        Some(k) => {
+    let (no_victim, no_trigger, no_scope) = (
+        v1::Victim::default(),
+        v1::Trigger::default(),
+        v1::Scope::default(),
+    );
+    let kill = i.kill.as_ref().map(|k| {
+        (
+            k,
+            k.victim.as_ref().unwrap_or(&no_victim),
+            k.trigger.as_ref().unwrap_or(&no_trigger),
+            k.scope.as_ref().unwrap_or(&no_scope),
+        )
+    });
+    match kill {
+        Some((_, v, _, _)) => {
             let _ = write!(
                 out,
                 "<h3>Killed <span class=\"victim\" data-field=\"victim-comm\">{}</span> \
                  (pid <span data-field=\"victim-pid\">{}</span>)</h3>",
-                esc(&k.victim.comm),
-                k.victim.pid
+                text(&v.comm),
+                v.pid
             );
         }
         None => {
@@ -520,7 +573,7 @@ fn render_incident(out: &mut String, now: u64, i: &IncidentView) {
             let _ = write!(
                 out,
                 "<h3>Runtime out of memory, no kill seen (pid {})</h3>",
-                esc(&pids.join(", "))
+                text(&pids.join(", "))
             );
         }
     }
@@ -536,75 +589,80 @@ fn render_incident(out: &mut String, now: u64, i: &IncidentView) {
         ago(now, when)
     );
     out.push_str("<div class=\"grid\"><div><dl>");
-    if let Some(k) = &i.kill {
-        let v = &k.victim;
-        let cgroup = v.cgroup.as_deref().or(i.cgroup.as_deref()).unwrap_or("—");
-        dl_row(out, "cgroup", "victim-cgroup", cgroup);
-        if let Some(name) = &v.container_name {
-            dl_row(out, "container", "victim-container", name);
-        } else if let Some(cid) = v.container_id.as_ref().or(i.container_id.as_ref()) {
-            dl_row(out, "container", "victim-container", cid);
+    match kill {
+        Some((k, v, t, s)) => {
+            let cgroup = known(&v.cgroup).or(known(&i.cgroup)).unwrap_or("—");
+            dl_row(out, "cgroup", "victim-cgroup", cgroup);
+            let container = known(&v.container_name)
+                .or(known(&v.container_id))
+                .or(known(&i.container_id));
+            if let Some(container) = container {
+                dl_row(out, "container", "victim-container", container);
+            }
+            if let Some(pod) = known(&v.k8s_pod_name) {
+                let ns = &v.k8s_namespace_name;
+                dl_row(out, "pod", "victim-pod", &format!("{ns}/{pod}"));
+            }
+            if let Some(exe) = known(&v.executable_path) {
+                dl_row(out, "executable", "victim-executable", exe);
+            }
+            if let Some(cmd) = known(&v.command_line) {
+                dl_row(out, "command", "victim-command-line", cmd);
+            }
+            dl_row(out, "anon rss", "victim-anon-rss", &bytes(v.anon_rss_bytes));
+            let scope = match (known(&s.trigger_type), known(&s.constraint)) {
+                (Some(t), Some(c)) => format!("{t} ({c})"),
+                (Some(t), None) => t.to_string(),
+                (None, Some(c)) => c.to_string(),
+                (None, None) => "—".to_string(),
+            };
+            dl_row(out, "scope", "scope", &scope);
+            if let Some(memcg) = known(&s.memcg) {
+                dl_row(out, "memcg", "scope-memcg", memcg);
+            }
+            if let Some(comm) = known(&t.comm) {
+                let pid = nonzero(t.pid).map_or_else(String::new, |p| format!(" (pid {p})"));
+                dl_row(out, "triggered by", "trigger", &format!("{comm}{pid}"));
+            }
+            dl_row(out, "seen by", "source", &k.source);
         }
-        if let Some(pod) = &v.pod_name {
-            let ns = v.namespace.as_deref().unwrap_or("");
-            dl_row(out, "pod", "victim-pod", &format!("{ns}/{pod}"));
-        }
-        if let Some(cmd) = &v.command_line {
-            dl_row(out, "command", "victim-command-line", cmd);
-        }
-        dl_row(
-            out,
-            "anon rss",
-            "victim-anon-rss",
-            &opt_bytes(v.anon_rss_bytes),
-        );
-        let scope = match (k.scope.trigger_type, &k.scope.constraint) {
-            (Some(t), Some(c)) => format!("{t} ({c})"),
-            (Some(t), None) => t.to_string(),
-            (None, Some(c)) => c.clone(),
-            (None, None) => "—".to_string(),
-        };
-        dl_row(out, "scope", "scope", &scope);
-        if let Some(memcg) = &k.scope.memcg {
-            dl_row(out, "memcg", "scope-memcg", memcg);
-        }
-        if let Some(comm) = &k.trigger.comm {
-            let pid = k
-                .trigger
-                .pid
-                .map_or_else(String::new, |p| format!(" (pid {p})"));
-            dl_row(out, "triggered by", "trigger", &format!("{comm}{pid}"));
-        }
-        dl_row(out, "seen by", "source", k.source);
-    } else {
-        if let Some(c) = &i.cgroup {
-            dl_row(out, "cgroup", "cgroup", c);
-        }
-        if let Some(c) = &i.container_id {
-            dl_row(out, "container", "container", c);
+        None => {
+            if let Some(c) = known(&i.cgroup) {
+                dl_row(out, "cgroup", "cgroup", c);
+            }
+            if let Some(c) = known(&i.container_id) {
+                dl_row(out, "container", "container", c);
+            }
         }
     }
-    if let Some(l) = &i.lead_up {
-        render_lead_up_facts(
-            out,
-            l,
-            i.kill.as_ref().and_then(|k| k.scope.memcg_limit_bytes),
-        );
+    let lead_up = kill.and_then(|(k, _, _, s)| {
+        let memcg_limit = nonzero(s.memcg_limit_bytes);
+        k.lead_up
+            .as_ref()
+            .map(|l| (k.time_unix_nano, l, memcg_limit))
+    });
+    if let Some((kill_time, l, memcg_limit)) = lead_up {
+        render_lead_up_facts(out, l, memcg_limit, kill_time);
     }
     out.push_str("</dl></div><div>");
-    if let Some(l) = &i.lead_up {
-        render_lead_up_chart(out, i, l);
+    if let Some((kill_time, l, memcg_limit)) = lead_up {
+        render_lead_up_chart(out, &i.id, kill_time, l, memcg_limit);
     }
     out.push_str("</div></div>");
-    if let Some(l) = &i.lead_up {
+    if let Some((_, l, _)) = lead_up {
         render_tasks(out, &i.id, l);
     }
     render_messages(out, &i.messages, i.messages_dropped);
     out.push_str("</article>");
 }
 
-fn render_lead_up_facts(out: &mut String, l: &LeadUpView, memcg_limit: Option<u64>) {
-    if let Some(c) = &l.cgroup {
+fn render_lead_up_facts(
+    out: &mut String,
+    l: &v1::LeadUp,
+    memcg_limit: Option<u64>,
+    kill_time: u64,
+) {
+    if let Some(c) = known(&l.cgroup) {
         dl_row(out, "lead-up of", "leadup-cgroup", c);
     }
     let limit = l.limit_bytes.or(memcg_limit);
@@ -614,7 +672,7 @@ fn render_lead_up_facts(out: &mut String, l: &LeadUpView, memcg_limit: Option<u6
         limit.map_or_else(String::new, |v| v.to_string()),
         esc(&opt_bytes(limit))
     );
-    match l.last() {
+    match l.samples.last() {
         Some(s) => {
             let _ = write!(
                 out,
@@ -624,7 +682,7 @@ fn render_lead_up_facts(out: &mut String, l: &LeadUpView, memcg_limit: Option<u6
                 s.working_set_bytes,
                 esc(&bytes(s.usage_bytes)),
                 esc(&bytes(s.working_set_bytes)),
-                esc(&duration(before_kill(l, s)))
+                esc(&duration(before_kill(kill_time, s)))
             );
         }
         None => dl_row(out, "last sample", "leadup-last", "none before the kill"),
@@ -646,27 +704,12 @@ fn render_lead_up_facts(out: &mut String, l: &LeadUpView, memcg_limit: Option<u6
             rate(l.growth_rate_60s)
         ),
     );
-    let psi = |p: Option<&super::model::Pressure>| {
-        p.map_or_else(
-            || "—".to_string(),
-            |p| format!("some {} · full {}", pct(p.some_avg10), pct(p.full_avg10)),
-        )
-    };
-    if l.cgroup_pressure.is_some() {
-        dl_row(
-            out,
-            "cgroup PSI avg10",
-            "leadup-cgroup-psi",
-            &psi(l.cgroup_pressure.as_ref()),
-        );
+    let psi = |p: &v1::Pressure| format!("some {} · full {}", pct(p.some_avg10), pct(p.full_avg10));
+    if let Some(p) = &l.cgroup_pressure {
+        dl_row(out, "cgroup PSI avg10", "leadup-cgroup-psi", &psi(p));
     }
-    if l.system_pressure.is_some() {
-        dl_row(
-            out,
-            "system PSI avg10",
-            "leadup-system-psi",
-            &psi(l.system_pressure.as_ref()),
-        );
+    if let Some(p) = &l.system_pressure {
+        dl_row(out, "system PSI avg10", "leadup-system-psi", &psi(p));
     }
     if let Some(e) = &l.events {
         let n = |v: Option<u64>| v.map_or_else(|| "—".to_string(), |v| v.to_string());
@@ -689,14 +732,18 @@ fn render_lead_up_facts(out: &mut String, l: &LeadUpView, memcg_limit: Option<u6
 }
 
 /// Seconds from the sample `s` to the kill.
-fn before_kill(l: &LeadUpView, s: &Sample) -> f64 {
-    l.kill_time_unix_nano.saturating_sub(s.time_unix_nano) as f64 / 1e9
+fn before_kill(kill_time: u64, s: &v1::CgroupSample) -> f64 {
+    kill_time.saturating_sub(s.time_unix_nano) as f64 / 1e9
 }
 
-fn render_lead_up_chart(out: &mut String, i: &IncidentView, l: &LeadUpView) {
-    let limit = l
-        .limit_bytes
-        .or_else(|| i.kill.as_ref().and_then(|k| k.scope.memcg_limit_bytes));
+fn render_lead_up_chart(
+    out: &mut String,
+    id: &str,
+    kill_time: u64,
+    l: &v1::LeadUp,
+    memcg_limit: Option<u64>,
+) {
+    let limit = l.limit_bytes.or(memcg_limit);
     if l.samples.is_empty() {
         out.push_str("<p class=\"mut\">No sample of the cgroup before the kill.</p>");
         return;
@@ -709,14 +756,14 @@ fn render_lead_up_chart(out: &mut String, i: &IncidentView, l: &LeadUpView) {
         .max()
         .unwrap_or(0);
     let y_max = limit.map_or(peak, |v| v.max(peak)) as f64 * 1.05;
-    let x = |s: &Sample| -before_kill(l, s);
+    let x = |s: &v1::CgroupSample| -before_kill(kill_time, s);
     let x0 = l.samples.first().map_or(-60.0, x).min(-10.0);
     let _ = write!(
         out,
         "<figure class=\"leadup\" id=\"leadup-{}\"><figcaption>Lead-up: \
          <span class=\"key0\">■ usage</span> <span class=\"key1\">■ working set</span> \
          <span class=\"keyl\">┄ limit</span> (seconds before the kill)</figcaption>",
-        esc(&i.id)
+        esc(id)
     );
     Chart {
         width: 560,
@@ -751,7 +798,7 @@ fn render_lead_up_chart(out: &mut String, i: &IncidentView, l: &LeadUpView) {
     out.push_str("</figure>");
 }
 
-fn render_tasks(out: &mut String, id: &str, l: &LeadUpView) {
+fn render_tasks(out: &mut String, id: &str, l: &v1::LeadUp) {
     if l.tasks.is_empty() {
         return;
     }
@@ -769,7 +816,7 @@ fn render_tasks(out: &mut String, id: &str, l: &LeadUpView) {
             out,
             "<tr><td class=\"n\">{}</td><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td></tr>",
             t.pid,
-            esc(&t.name),
+            text(&t.name),
             esc(&bytes(t.rss_bytes)),
             t.oom_score_adj
         );
@@ -777,22 +824,22 @@ fn render_tasks(out: &mut String, id: &str, l: &LeadUpView) {
     out.push_str("</tbody></table></details>");
 }
 
-fn render_messages(out: &mut String, messages: &[MessageView], dropped: u64) {
+fn render_messages(out: &mut String, messages: &[v1::RuntimeMessage], dropped: u64) {
     for m in messages {
-        let pid = m.pid.map_or_else(String::new, |p| format!(", pid {p}"));
+        let pid = nonzero(m.pid).map_or_else(String::new, |p| format!(", pid {p}"));
         let _ = write!(
             out,
             "<div class=\"message\" data-runtime=\"{}\"><h3>{} message <span class=\"mut\">{} · {}{} · {}</span></h3><pre>",
-            esc(&m.runtime),
-            esc(&m.runtime),
-            esc(&m.pattern),
-            esc(&m.source),
+            text(&m.runtime),
+            text(&m.runtime),
+            text(&m.pattern),
+            text(&m.source),
             esc(&pid),
             time(m.time_unix_nano)
         );
         let lines: Vec<&str> = m.text.lines().collect();
         for line in lines.iter().take(MESSAGE_LINES) {
-            push_esc(out, &super::model::clip(line, MESSAGE_LINE_BYTES));
+            push_esc(out, &clip(line, MESSAGE_LINE_BYTES));
             out.push('\n');
         }
         if lines.len() > MESSAGE_LINES {
@@ -810,7 +857,8 @@ fn render_messages(out: &mut String, messages: &[MessageView], dropped: u64) {
 
 fn render_cgroups(out: &mut String, st: &Status) {
     out.push_str("<section id=\"cgroups\"><h2>Cgroups nearest their limits</h2>");
-    if st.cgroups.is_empty() {
+    let cgroups = &st.snapshot.cgroups;
+    if cgroups.is_empty() {
         out.push_str("<p class=\"mut\">None sampled.</p></section>");
         return;
     }
@@ -818,20 +866,20 @@ fn render_cgroups(out: &mut String, st: &Status) {
         "<table><thead><tr><th>cgroup</th><th class=\"n\">working set</th><th class=\"n\">limit</th>\
          <th class=\"n\">headroom</th><th class=\"n\">time to limit</th><th>last 90 s</th></tr></thead><tbody>",
     );
-    for c in &st.cgroups {
+    for c in cgroups {
         render_cgroup(out, c);
     }
     out.push_str("</tbody></table></section>");
 }
 
-fn render_cgroup(out: &mut String, c: &Cgroup) {
+fn render_cgroup(out: &mut String, c: &v1::CgroupState) {
     let _ = write!(
         out,
         "<tr class=\"cgroup\" data-path=\"{}\"><td class=\"path\">{}",
         esc(&c.path),
-        esc(&c.path)
+        text(&c.path)
     );
-    let who: Vec<&str> = [c.pod_name.as_deref(), c.container_name.as_deref()]
+    let who: Vec<&str> = [known(&c.pod_name), known(&c.container_name)]
         .into_iter()
         .flatten()
         .collect();
@@ -839,7 +887,7 @@ fn render_cgroup(out: &mut String, c: &Cgroup) {
         let _ = write!(
             out,
             "<br><span class=\"mut\">{}</span>",
-            esc(&who.join(" / "))
+            text(&who.join(" / "))
         );
     }
     out.push_str("</td>");
@@ -914,7 +962,7 @@ fn render_cgroup(out: &mut String, c: &Cgroup) {
     out.push_str("</td></tr>");
 }
 
-fn render_processes(out: &mut String, processes: &[Process]) {
+fn render_processes(out: &mut String, processes: &[v1::ProcessState]) {
     out.push_str("<section id=\"processes\"><h2>Largest processes</h2>");
     if processes.is_empty() {
         out.push_str("<p class=\"mut\">None sampled.</p></section>");
@@ -929,9 +977,9 @@ fn render_processes(out: &mut String, processes: &[Process]) {
             out,
             "<tr><td class=\"n\">{}</td><td>{}</td><td class=\"n\">{}</td><td class=\"path\">{}</td></tr>",
             p.pid,
-            esc(&p.name),
+            text(&p.name),
             esc(&bytes(p.rss_bytes)),
-            esc(p.cgroup.as_deref().unwrap_or("—"))
+            text(known(&p.cgroup).unwrap_or("—"))
         );
     }
     out.push_str("</tbody></table></section>");

@@ -6,8 +6,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use super::model::{clip, Status, MAX_INCIDENTS, MAX_TEXT};
-use super::page::{bytes, esc, render};
+use super::model::{Status, MAX_INCIDENTS};
+use super::page::{bytes, clip, esc, render, MAX_TEXT};
 use super::*;
 use crate::incidents::{
     CgroupState, Identity, IncidentHub, ProcessState, RuntimeMessage, Scrape, SystemSample,
@@ -119,8 +119,15 @@ fn hub_with_incident() -> (Arc<IncidentHub>, String, u64) {
             command_line: Some(
                 "java -Xmx32m HeapThenNative </pre><script>x()</script>".to_string(),
             ),
+            executable_path: Some("/usr/lib/jvm/bin/java".to_string()),
             cgroup: Some(JAVA_CGROUP.to_string()),
             anon_rss: Some(150 << 20),
+            workload: Some(Arc::new(crate::workload::Workload {
+                container_name: Some("api".to_string()),
+                pod_name: Some("api-7d9f".to_string()),
+                namespace: Some("shop".to_string()),
+                ..crate::workload::Workload::default()
+            })),
             ..Victim::default()
         },
         trigger: Trigger::default(),
@@ -129,6 +136,7 @@ fn hub_with_incident() -> (Arc<IncidentHub>, String, u64) {
             constraint: Some("CONSTRAINT_MEMCG".to_string()),
             memcg: Some(JAVA_CGROUP.to_string()),
             memcg_limit: Some(LIMIT),
+            memcg_usage: Some(LIMIT - 4096),
             ..Scope::default()
         },
     };
@@ -158,9 +166,10 @@ fn the_page_shows_system_history_incident_lead_up_and_messages() {
         "data-field=\"leadup-limit\" data-bytes=\"{LIMIT}\""
     )));
     let last = status.incidents[0]
-        .lead_up
+        .kill
         .as_ref()
-        .and_then(|l| l.last().copied())
+        .and_then(|k| k.lead_up.as_ref())
+        .and_then(|l| l.samples.last().copied())
         .expect("a last sample");
     assert_eq!(last.working_set_bytes, 176 << 20);
     assert!(html.contains(&format!(
@@ -181,6 +190,10 @@ fn the_page_shows_system_history_incident_lead_up_and_messages() {
     assert!(html.contains("java.lang.OutOfMemoryError: Java heap space"));
     assert!(html.contains("\tat HeapThenNative.main(HeapThenNative.java:12)"));
     assert!(html.contains("CONSTRAINT_MEMCG"));
+    // Who it was: the container and pod the kill record names.
+    assert!(html.contains("<dd data-field=\"victim-container\">api</dd>"));
+    assert!(html.contains("<dd data-field=\"victim-pod\">shop/api-7d9f</dd>"));
+    assert!(html.contains("<dd data-field=\"victim-executable\">/usr/lib/jvm/bin/java</dd>"));
     // Cgroups and processes.
     assert!(html.contains(&format!("data-path=\"{JAVA_CGROUP}\"")));
     assert!(html.contains("<td class=\"n\">4242</td><td>java</td>"));
@@ -233,13 +246,16 @@ fn the_json_has_the_same_data() {
     let status = Status::collect(&hub, now + S);
     let v: serde_json::Value =
         serde_json::from_str(&serde_json::to_string(&status).expect("json")).expect("parse");
-    assert_eq!(v["version"], 1);
+    assert_eq!(v["version"], 2);
     assert_eq!(v["incidents_enabled"], true);
-    assert_eq!(v["scrape_time_unix_nano"], now);
-    assert_eq!(v["system"]["total_bytes"], 8u64 << 30);
-    assert_eq!(v["system"]["psi_some_avg60"], 1.5);
-    assert_eq!(v["history"].as_array().map(Vec::len), Some(20));
-    let cgroups = v["cgroups"].as_array().expect("cgroups");
+    // `Snapshot`, with the history and the cgroups' samples.
+    let snapshot = &v["snapshot"];
+    assert_eq!(snapshot["time_unix_nano"], now);
+    assert_eq!(snapshot["system"]["total_bytes"], 8u64 << 30);
+    assert_eq!(snapshot["system"]["psi_some_avg60"], 1.5);
+    assert_eq!(snapshot["system"]["pressure"]["some_avg10"], 9.5);
+    assert_eq!(snapshot["history"].as_array().map(Vec::len), Some(20));
+    let cgroups = snapshot["cgroups"].as_array().expect("cgroups");
     assert_eq!(cgroups.len(), 3);
     // Nearest its limit first.
     assert_eq!(cgroups[0]["path"], JAVA_CGROUP);
@@ -249,15 +265,25 @@ fn the_json_has_the_same_data() {
     // Data as it is (JSON escapes what it must).
     assert!(cgroups.iter().any(|c| c["path"] == TERMINAL_NAME));
     assert!(cgroups.iter().any(|c| c["path"] == SCRIPT_NAME));
+    assert_eq!(snapshot["processes"][0]["pid"], 4242);
+    // `ListIncidents`' incidents.
     let incident = &v["incidents"][0];
     assert_eq!(incident["id"], id.as_str());
-    assert_eq!(incident["kill"]["victim"]["pid"], 4242);
-    assert_eq!(incident["kill"]["victim"]["comm"], "java");
-    assert_eq!(incident["kill"]["scope"]["trigger_type"], "cgroup");
-    assert_eq!(incident["lead_up"]["limit_bytes"], LIMIT);
-    assert_eq!(incident["lead_up"]["usage_at_kill_bytes"], LIMIT - 4096);
-    assert_eq!(incident["lead_up"]["task_count"], 3);
-    let samples = incident["lead_up"]["samples"].as_array().expect("samples");
+    let kill = &incident["kill"];
+    assert_eq!(kill["incident_id"], id.as_str());
+    assert_eq!(kill["victim"]["pid"], 4242);
+    assert_eq!(kill["victim"]["comm"], "java");
+    assert_eq!(kill["victim"]["executable_path"], "/usr/lib/jvm/bin/java");
+    assert_eq!(kill["victim"]["container_name"], "api");
+    assert_eq!(kill["victim"]["k8s_pod_name"], "api-7d9f");
+    assert_eq!(kill["victim"]["k8s_namespace_name"], "shop");
+    assert_eq!(kill["scope"]["trigger_type"], "cgroup");
+    assert_eq!(kill["scope"]["memcg_usage_bytes"], LIMIT - 4096);
+    let lead_up = &kill["lead_up"];
+    assert_eq!(lead_up["limit_bytes"], LIMIT);
+    assert_eq!(lead_up["usage_at_kill_bytes"], LIMIT - 4096);
+    assert_eq!(lead_up["task_count"], 3);
+    let samples = lead_up["samples"].as_array().expect("samples");
     // The last 60 s before the kill: 5 s apart.
     assert_eq!(samples.len(), 12, "{samples:?}");
     assert_eq!(
@@ -278,15 +304,15 @@ fn an_empty_hub_renders() {
     assert!(html.contains("No <code>oom</code> receiver runs"));
     assert!(html.contains("<h2>Latest incidents <span class=\"mut\">(0)</span></h2>"));
     let json = serde_json::to_value(&status).expect("json");
-    assert_eq!(json["system"], serde_json::Value::Null);
+    assert_eq!(json["snapshot"]["system"], serde_json::Value::Null);
     assert_eq!(json["incidents"], serde_json::json!([]));
 }
 
 /// The largest answer the bounds allow: a full hour of system samples,
-/// 20 cgroups with long names and full rings, 20 processes, and the
-/// incidents shown each with 8 messages of 4 KiB, 60 samples and a full
-/// task table, messages of control characters (6 bytes each in JSON);
-/// both forms stay below [`MAX_BODY`].
+/// 20 cgroups with long names and full rings, 20 processes, and as many
+/// incidents as one `ListIncidents` answer holds, each with 8 messages of
+/// 4 KiB, 60 samples and a full task table, messages of control
+/// characters (6 bytes each in JSON); both forms stay below [`MAX_BODY`].
 #[test]
 fn the_largest_answer_is_bounded() {
     let hub = IncidentHub::default();
@@ -352,8 +378,9 @@ fn the_largest_answer_is_bounded() {
                 victim: Victim {
                     pid: n + 1000,
                     comm: "<".repeat(5000),
-                    command_line: Some("<".repeat(100_000)),
-                    executable_path: Some("<".repeat(100_000)),
+                    // The most the oom receiver reads of a command line.
+                    command_line: Some("<".repeat(32 * 1024)),
+                    executable_path: Some("<".repeat(4096)),
                     cgroup: Some(long(1)),
                     ..Victim::default()
                 },
@@ -367,9 +394,23 @@ fn the_largest_answer_is_bounded() {
         );
     }
     let status = Status::collect(&hub, now);
-    assert_eq!(status.incidents.len(), MAX_INCIDENTS);
-    assert!(status.cgroups.iter().all(|c| c.path.len() <= MAX_TEXT));
+    // As many incidents as `ListIncidents` puts in one answer (at least one).
+    let listed: usize = status
+        .incidents
+        .iter()
+        .map(prost::Message::encoded_len)
+        .sum();
+    assert!(
+        (1..=MAX_INCIDENTS).contains(&status.incidents.len())
+            && (status.incidents.len() == 1 || listed <= crate::api::incidents::MAX_ANSWER_BYTES),
+        "{} incidents, {listed} bytes",
+        status.incidents.len()
+    );
     let (html, json) = render_bounded(status, MAX_BODY);
+    // The page shows the first MAX_TEXT bytes of each string from outside.
+    let shown = format!("{}…", "&lt;".repeat(MAX_TEXT / 3 - 1));
+    assert!(html.contains(&shown));
+    assert!(!html.contains(&"&lt;".repeat(MAX_TEXT)));
     println!(
         "largest page {} bytes, JSON {} bytes",
         html.len(),

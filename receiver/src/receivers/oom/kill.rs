@@ -271,6 +271,9 @@ impl OomKill {
     pub fn to_api(&self) -> crate::api::v1::OomKill {
         use crate::api::v1;
         let v = &self.victim;
+        let workload = v.workload.as_deref();
+        let name =
+            |f: fn(&Workload) -> Option<&String>| workload.and_then(f).cloned().unwrap_or_default();
         v1::OomKill {
             time_unix_nano: self.time_unix_nano,
             kernel_time_ns: self.kernel_time_ns.unwrap_or(0),
@@ -291,6 +294,10 @@ impl OomKill {
                 container_id: v.container_id.clone().unwrap_or_default(),
                 k8s_pod_uid: v.pod_uid.clone().unwrap_or_default(),
                 exiting: v.exiting,
+                executable_path: v.executable_path.clone().unwrap_or_default(),
+                container_name: name(|w| w.container_name.as_ref()),
+                k8s_pod_name: name(|w| w.pod_name.as_ref()),
+                k8s_namespace_name: name(|w| w.namespace.as_ref()),
             }),
             trigger: Some(v1::Trigger {
                 pid: self.trigger.pid.unwrap_or(0),
@@ -303,6 +310,7 @@ impl OomKill {
                 memcg: self.scope.memcg.clone().unwrap_or_default(),
                 memcg_limit_bytes: self.scope.memcg_limit.unwrap_or(0),
                 trigger_type: self.scope.trigger_type.unwrap_or_default().to_string(),
+                memcg_usage_bytes: self.scope.memcg_usage,
             }),
             // Set by the emitter, which registers the incident.
             incident_id: String::new(),

@@ -97,6 +97,9 @@ fn incident() -> Incident {
             anon_rss_bytes: 170 * MIB_U,
             total_vm_bytes: 2048 * MIB_U,
             cgroup: "/system.slice/java-app.service".into(),
+            container_name: "java-app".into(),
+            k8s_pod_name: "java-app-5c7d".into(),
+            k8s_namespace_name: "shop".into(),
             ..Default::default()
         }),
         trigger: Some(Trigger {
@@ -110,6 +113,7 @@ fn incident() -> Incident {
             memcg: "/system.slice/java-app.service".into(),
             memcg_limit_bytes: 192 * MIB_U,
             trigger_type: "cgroup".into(),
+            memcg_usage_bytes: Some(192 * MIB_U),
         }),
         incident_id: "0123456789abcdef0123456789abcdef".into(),
         lead_up: Some(LeadUp {
@@ -355,6 +359,8 @@ fn enter_opens_the_selected_incident_and_esc_goes_back() {
         "victim                pid 4242  java",
         "java -Xmx1g Leak",
         "anon-rss 170.0 MiB",
+        "container             java-app",
+        "pod                   shop/java-app-5c7d",
         "trigger               pid 4243  GC Thread#0  gfp GFP_KERNEL",
         "cgroup  CONSTRAINT_MEMCG  memcg /system.slice/java-app.service  limit 192.0 MiB",
         "Lead-up of /system.slice/java-app.service",
