@@ -17,6 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use bytes::Bytes;
 use http::uri::PathAndQuery;
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceResponse;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceResponse;
@@ -31,8 +32,8 @@ use tonic::{Code, Status};
 use tonic_types::StatusExt;
 
 use super::helper::{
-    ExportClient, ExportError, ExportErrorKind, ExportResponse, ExporterSettings, QueueConfig,
-    RetryConfig,
+    EncodedRequest, ExportClient, ExportError, ExportErrorKind, ExportResponse, ExporterSettings,
+    QueueConfig, RetryConfig,
 };
 use super::tls::TlsClientConfig;
 use crate::component::{
@@ -41,7 +42,7 @@ use crate::component::{
 };
 use crate::config::{from_node, ConfigError, GoDuration, Node, ValidationError};
 use crate::extensions::auth::{self, AuthConfig, ClientAuthenticator};
-use crate::pipeline::{DynConsumer, Payload};
+use crate::pipeline::{DynConsumer, Payload, Signal};
 
 /// The largest request we send: a bigger one is refused before it goes out
 /// (permanently: resending cannot make it smaller). Servers usually accept 4 MiB.
@@ -312,7 +313,8 @@ pub async fn build(
 /// after failures) with a client per signal.
 pub struct OtlpGrpcClient {
     /// One channel for both signals; requests are encoded by
-    /// [`SharedPayloadCodec`] straight from the shared payload.
+    /// [`RequestCodec`] straight from the shared payload, or copied from the
+    /// sending queue's encoding.
     grpc: Grpc<Channel>,
     metadata: MetadataMap,
     timeout: Option<Duration>,
@@ -385,8 +387,8 @@ impl OtlpGrpcClient {
         })
     }
 
-    fn request(&self, payload: &Arc<Payload>) -> Result<tonic::Request<SharedPayload>, Status> {
-        let mut request = tonic::Request::new(SharedPayload(Arc::clone(payload)));
+    fn request(&self, body: RequestBody) -> Result<tonic::Request<RequestBody>, Status> {
+        let mut request = tonic::Request::new(body);
         *request.metadata_mut() = match &self.auth {
             None => self.metadata.clone(),
             Some(auth) => {
@@ -408,12 +410,12 @@ impl OtlpGrpcClient {
     async fn unary<R>(
         &self,
         path: &'static str,
-        payload: &Arc<Payload>,
+        body: RequestBody,
     ) -> Result<tonic::Response<R>, Status>
     where
         R: Message + Default + Send + 'static,
     {
-        let request = self.request(payload)?;
+        let request = self.request(body)?;
         let mut grpc = self.grpc.clone();
         grpc.ready()
             .await
@@ -421,7 +423,7 @@ impl OtlpGrpcClient {
         grpc.unary(
             request,
             PathAndQuery::from_static(path),
-            SharedPayloadCodec::<R>::default(),
+            RequestCodec::<R>::default(),
         )
         .await
     }
@@ -450,17 +452,47 @@ impl ExportClient for OtlpGrpcClient {
                 "request of {size} bytes is larger than the {MAX_REQUEST_BYTES}-byte limit; not sent"
             )));
         }
-        match payload.as_ref() {
-            Payload::Logs(_) => {
-                let call = self.unary::<ExportLogsServiceResponse>(LOGS_EXPORT_PATH, payload);
+        self.send(payload.signal(), RequestBody::Shared(Arc::clone(payload)))
+            .await
+    }
+
+    fn sends_protobuf(&self) -> bool {
+        true
+    }
+
+    async fn export_encoded(
+        &self,
+        request: &EncodedRequest,
+    ) -> Result<ExportResponse, ExportError> {
+        if request.item_count() == 0 {
+            return Ok(ExportResponse::default());
+        }
+        let body = request.body();
+        if body.len() > MAX_REQUEST_BYTES {
+            return Err(ExportError::permanent(format!(
+                "request of {} bytes is larger than the {MAX_REQUEST_BYTES}-byte limit; not sent",
+                body.len()
+            )));
+        }
+        self.send(request.signal(), RequestBody::Encoded(body))
+            .await
+    }
+}
+
+impl OtlpGrpcClient {
+    /// One `Export` call of `signal`'s service.
+    async fn send(&self, signal: Signal, body: RequestBody) -> Result<ExportResponse, ExportError> {
+        match signal {
+            Signal::Logs => {
+                let call = self.unary::<ExportLogsServiceResponse>(LOGS_EXPORT_PATH, body);
                 let response = self.call("logs", call).await?;
                 Ok(match response.partial_success {
                     Some(p) => partial(p.rejected_log_records, p.error_message),
                     None => ExportResponse::default(),
                 })
             }
-            Payload::Metrics(_) => {
-                let call = self.unary::<ExportMetricsServiceResponse>(METRICS_EXPORT_PATH, payload);
+            Signal::Metrics => {
+                let call = self.unary::<ExportMetricsServiceResponse>(METRICS_EXPORT_PATH, body);
                 let response = self.call("metrics", call).await?;
                 Ok(match response.partial_success {
                     Some(p) => partial(p.rejected_data_points, p.error_message),
@@ -478,7 +510,12 @@ const METRICS_EXPORT_PATH: &str = "/opentelemetry.proto.collector.metrics.v1.Met
 /// `Export{Logs,Metrics}ServiceRequest` without copying the data first (the
 /// generated client would need an owned request, that is a deep copy of
 /// every record, on every attempt).
-struct SharedPayload(Arc<Payload>);
+enum RequestBody {
+    Shared(Arc<Payload>),
+    /// The request's protobuf, encoded once by the sending queue
+    /// ([`EncodedRequest`]): copied into the call as it is.
+    Encoded(Bytes),
+}
 
 /// Field 1 of both `ExportLogsServiceRequest` (`resource_logs`) and
 /// `ExportMetricsServiceRequest` (`resource_metrics`).
@@ -498,23 +535,23 @@ fn encoded_len(payload: &Payload) -> usize {
     }
 }
 
-/// Encodes [`SharedPayload`] requests, decodes `R` responses with prost.
-struct SharedPayloadCodec<R>(PhantomData<fn() -> R>);
+/// Encodes [`RequestBody`] requests, decodes `R` responses with prost.
+struct RequestCodec<R>(PhantomData<fn() -> R>);
 
-impl<R> Default for SharedPayloadCodec<R> {
+impl<R> Default for RequestCodec<R> {
     fn default() -> Self {
-        SharedPayloadCodec(PhantomData)
+        RequestCodec(PhantomData)
     }
 }
 
-impl<R: Message + Default + Send + 'static> Codec for SharedPayloadCodec<R> {
-    type Encode = SharedPayload;
+impl<R: Message + Default + Send + 'static> Codec for RequestCodec<R> {
+    type Encode = RequestBody;
     type Decode = R;
-    type Encoder = SharedPayloadEncoder;
+    type Encoder = RequestEncoder;
     type Decoder = ResponseDecoder<R>;
 
     fn encoder(&mut self) -> Self::Encoder {
-        SharedPayloadEncoder
+        RequestEncoder
     }
 
     fn decoder(&mut self) -> Self::Decoder {
@@ -522,21 +559,25 @@ impl<R: Message + Default + Send + 'static> Codec for SharedPayloadCodec<R> {
     }
 }
 
-struct SharedPayloadEncoder;
+struct RequestEncoder;
 
-impl Encoder for SharedPayloadEncoder {
-    type Item = SharedPayload;
+impl Encoder for RequestEncoder {
+    type Item = RequestBody;
     type Error = Status;
 
-    fn encode(&mut self, item: SharedPayload, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
+    fn encode(&mut self, item: RequestBody, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
+        use bytes::BufMut as _;
         use prost::encoding::message;
-        match item.0.as_ref() {
-            Payload::Logs(rl) => rl
-                .iter()
-                .for_each(|r| message::encode(RESOURCES_FIELD, r, dst)),
-            Payload::Metrics(rm) => rm
-                .iter()
-                .for_each(|r| message::encode(RESOURCES_FIELD, r, dst)),
+        match item {
+            RequestBody::Shared(payload) => match payload.as_ref() {
+                Payload::Logs(rl) => rl
+                    .iter()
+                    .for_each(|r| message::encode(RESOURCES_FIELD, r, dst)),
+                Payload::Metrics(rm) => rm
+                    .iter()
+                    .for_each(|r| message::encode(RESOURCES_FIELD, r, dst)),
+            },
+            RequestBody::Encoded(body) => dst.put_slice(&body),
         }
         Ok(())
     }

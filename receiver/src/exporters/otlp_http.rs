@@ -24,8 +24,8 @@ use serde::Deserialize;
 use tokio::task::JoinHandle;
 
 use super::helper::{
-    ExportClient, ExportError, ExportErrorKind, ExportResponse, ExporterSettings, QueueConfig,
-    RetryConfig,
+    EncodedRequest, ExportClient, ExportError, ExportErrorKind, ExportResponse, ExporterSettings,
+    QueueConfig, RetryConfig,
 };
 use super::tls::TlsClientConfig;
 use crate::component::{
@@ -392,9 +392,12 @@ impl OtlpHttpClient {
             (Encoding::Json, _) => super::otlp_json::encode(payload)
                 .map_err(|e| ExportError::permanent(format!("cannot encode as OTLP JSON: {e}")))?,
         };
-        compress(self.compression, encoded)
-            .map(Bytes::from)
-            .map_err(|e| ExportError::permanent(format!("cannot compress the request: {e}")))
+        match self.compression {
+            Compression::None => Ok(encoded),
+            compression => compress(compression, &encoded),
+        }
+        .map(Bytes::from)
+        .map_err(|e| ExportError::permanent(format!("cannot compress the request: {e}")))
     }
 }
 
@@ -458,39 +461,39 @@ fn encode_repeated_field<M: Message>(items: &[M]) -> Vec<u8> {
     buf
 }
 
-fn compress(compression: Compression, body: Vec<u8>) -> std::io::Result<Vec<u8>> {
+fn compress(compression: Compression, body: &[u8]) -> std::io::Result<Vec<u8>> {
     match compression {
-        Compression::None => Ok(body),
+        Compression::None => Ok(body.to_vec()),
         Compression::Gzip => {
             let mut encoder = flate2::write::GzEncoder::new(
                 Vec::with_capacity(body.len() / 4 + 64),
                 flate2::Compression::default(),
             );
-            encoder.write_all(&body)?;
+            encoder.write_all(body)?;
             encoder.finish()
         }
-        Compression::Zstd => zstd::bulk::compress(&body, zstd::DEFAULT_COMPRESSION_LEVEL),
+        Compression::Zstd => zstd::bulk::compress(body, zstd::DEFAULT_COMPRESSION_LEVEL),
         Compression::Zlib | Compression::Deflate => {
             let mut encoder = flate2::write::ZlibEncoder::new(
                 Vec::with_capacity(body.len() / 4 + 64),
                 flate2::Compression::default(),
             );
-            encoder.write_all(&body)?;
+            encoder.write_all(body)?;
             encoder.finish()
         }
         Compression::Snappy => snap::raw::Encoder::new()
-            .compress_vec(&body)
+            .compress_vec(body)
             .map_err(std::io::Error::other),
         Compression::SnappyFramed => {
             let mut encoder =
                 snap::write::FrameEncoder::new(Vec::with_capacity(body.len() / 2 + 64));
-            encoder.write_all(&body)?;
+            encoder.write_all(body)?;
             encoder.into_inner().map_err(|e| e.into_error())
         }
         Compression::Lz4 => {
             let mut encoder =
                 lz4_flex::frame::FrameEncoder::new(Vec::with_capacity(body.len() / 2 + 64));
-            encoder.write_all(&body)?;
+            encoder.write_all(body)?;
             encoder.finish().map_err(std::io::Error::other)
         }
     }
@@ -513,6 +516,32 @@ impl ExportClient for OtlpHttpClient {
             _ => self.cache.forget(payload),
         }
         result
+    }
+
+    fn sends_protobuf(&self) -> bool {
+        self.encoding == Encoding::Proto
+    }
+
+    /// The queue's encoding is the body; compressed on each attempt (a
+    /// retry is rare, and the queue keeps holding the smaller encoding).
+    async fn export_encoded(
+        &self,
+        request: &EncodedRequest,
+    ) -> Result<ExportResponse, ExportError> {
+        if request.item_count() == 0 {
+            return Ok(ExportResponse::default());
+        }
+        if self.encoding != Encoding::Proto {
+            let payload = request.decode().map_err(ExportError::permanent)?;
+            return self.export(&Arc::new(payload)).await;
+        }
+        let body = match self.compression {
+            Compression::None => request.body(),
+            compression => compress(compression, &request.body())
+                .map(Bytes::from)
+                .map_err(|e| ExportError::permanent(format!("cannot compress the request: {e}")))?,
+        };
+        self.send(request.signal(), body).await
     }
 }
 

@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use tokio::time::Instant;
 use tokio_util::sync::DropGuard;
 
-use super::{Core, Outcome};
+use super::{Core, Outcome, QueuedData};
 use crate::pipeline::{Batch, ConsumeError, Consumer, DeliveryStatus};
 
 /// Queue disabled: export inside `consume`.
@@ -25,9 +25,11 @@ impl Consumer for DirectConsumer {
             return Ok(());
         }
         let started = Instant::now();
+        let counted = (batch.signal(), batch.item_count());
+        let data = QueuedData::Payload(batch.payload);
         let outcome = self
             .core
-            .export_with_retry(&batch.payload, &self.core.shutdown)
+            .export_with_retry(&data, &self.core.shutdown)
             .await
             .stopped_gives_up();
         let result = match &outcome {
@@ -39,7 +41,7 @@ impl Consumer for DirectConsumer {
             }),
         };
         self.core
-            .finish(&batch.payload, batch.finalizers, &outcome, started);
+            .finish(counted, batch.finalizers, &outcome, started);
         result
     }
 }

@@ -1,6 +1,9 @@
-//! The persistent queue's on-disk form of a request. Apart from the queue
-//! because the fuzz targets (`fuzz/`) decode and encode it on their own.
+//! The encoded form of a request: what the persistent queue writes to disk,
+//! and what the in-memory queue holds for a client that sends protobuf
+//! ([`EncodedRequest`]). Apart from the queues because the fuzz targets
+//! (`fuzz/`) decode and encode it on their own.
 
+use bytes::Bytes;
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use prost::Message as _;
@@ -93,6 +96,55 @@ pub fn encode_request(payload: &Payload) -> Vec<u8> {
     match payload {
         Payload::Logs(rl) => encode_all(TAG_LOGS_COUNTED, items, rl),
         Payload::Metrics(rm) => encode_all(TAG_METRICS_COUNTED, items, rm),
+    }
+}
+
+/// A request encoded once, in its on-disk form (the counted head, then the
+/// `Export*ServiceRequest` protobuf). The in-memory queue holds this instead
+/// of the decoded payload for a client that sends protobuf: a third or less
+/// of the memory (the decoded records are many small allocations), and a
+/// retry sends the same bytes without encoding them again.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EncodedRequest {
+    size: RequestSize,
+    data: Bytes,
+}
+
+impl EncodedRequest {
+    pub fn encode(payload: &Payload) -> EncodedRequest {
+        let data = Bytes::from(encode_request(payload));
+        let bytes = data.len().saturating_sub(COUNTED_HEAD);
+        EncodedRequest {
+            size: RequestSize {
+                signal: payload.signal(),
+                items: u64::try_from(payload.item_count()).unwrap_or(u64::MAX),
+                bytes: u64::try_from(bytes).unwrap_or(u64::MAX),
+            },
+            data,
+        }
+    }
+
+    pub fn size(&self) -> RequestSize {
+        self.size
+    }
+
+    pub fn signal(&self) -> Signal {
+        self.size.signal
+    }
+
+    /// Log records or metric data points.
+    pub fn item_count(&self) -> usize {
+        usize::try_from(self.size.items).unwrap_or(usize::MAX)
+    }
+
+    /// The `Export*ServiceRequest` protobuf (shares the buffer).
+    pub fn body(&self) -> Bytes {
+        self.data.slice(COUNTED_HEAD.min(self.data.len())..)
+    }
+
+    /// The payload again (for a client that cannot send the encoding).
+    pub fn decode(&self) -> Result<Payload, String> {
+        decode_request(&self.data)
     }
 }
 
@@ -222,7 +274,25 @@ mod tests {
             }],
             ..Default::default()
         }]);
-        assert_eq!(decode_request(&encode_request(&metrics)), Ok(metrics));
+        assert_eq!(
+            decode_request(&encode_request(&metrics)),
+            Ok(metrics.clone())
+        );
+        let encoded = EncodedRequest::encode(&metrics);
+        assert_eq!(encoded.signal(), Signal::Metrics);
+        assert_eq!(encoded.item_count(), 1);
+        assert_eq!(encoded.size(), RequestSize::of(&metrics));
+        assert_eq!(
+            encoded.body(),
+            ExportMetricsServiceRequest {
+                resource_metrics: match &metrics {
+                    Payload::Metrics(rm) => rm.clone(),
+                    Payload::Logs(_) => Vec::new(),
+                },
+            }
+            .encode_to_vec()
+        );
+        assert_eq!(encoded.decode(), Ok(metrics));
         assert!(decode_request(&[]).is_err());
         assert!(decode_request(&[9, 1, 2]).is_err());
         assert!(decode_request(&[TAG_LOGS, 0xff, 0xff]).is_err());

@@ -9,12 +9,12 @@ use async_trait::async_trait;
 use tokio::sync::{Semaphore, TryAcquireError};
 use tokio::time::Instant;
 
-use super::{wait_for_room, Core, RequestSize};
-use crate::pipeline::{Batch, ConsumeError, Consumer, DeliveryStatus, Finalizers, Payload};
+use super::{wait_for_room, Core, EncodedRequest, QueuedData, RequestSize};
+use crate::pipeline::{Batch, ConsumeError, Consumer, DeliveryStatus, Finalizers};
 
 /// A request in the in-memory queue.
 pub(super) struct Request {
-    pub(super) payload: Arc<Payload>,
+    pub(super) data: QueuedData,
     pub(super) finalizers: Finalizers,
     /// What it holds of the queue, in the sizer's unit.
     pub(super) size: u32,
@@ -40,7 +40,18 @@ impl Consumer for MemoryQueueConsumer {
             batch.finalizers.settle(DeliveryStatus::Delivered);
             return Ok(());
         }
-        let size = RequestSize::of_in_unit(&batch.payload, self.core.sizer);
+        // A client that sends protobuf gets the request encoded now: the
+        // queue (and the worker, while it sends) holds the encoding, not the
+        // decoded records, which go as soon as this batch does.
+        let finalizers = batch.finalizers;
+        let (data, size) = if self.core.client.sends_protobuf() {
+            let encoded = EncodedRequest::encode(&batch.payload);
+            let size = encoded.size().in_unit(self.core.sizer);
+            (QueuedData::Encoded(encoded), size)
+        } else {
+            let size = RequestSize::of_in_unit(&batch.payload, self.core.sizer);
+            (QueuedData::Payload(batch.payload), size)
+        };
         let capacity = self.capacity;
         let fits = u32::try_from(size)
             .ok()
@@ -48,18 +59,16 @@ impl Consumer for MemoryQueueConsumer {
         let Some(size) = fits else {
             return Err(self
                 .core
-                .too_large(signal, items, batch.finalizers, size, capacity));
+                .too_large(signal, items, finalizers, size, capacity));
         };
         let places = match self.room.try_acquire_many(size) {
             Ok(places) => places,
             Err(TryAcquireError::Closed) => {
-                batch.finalizers.settle(DeliveryStatus::Failed);
+                finalizers.settle(DeliveryStatus::Failed);
                 return Err(ConsumeError::Shutdown);
             }
             Err(TryAcquireError::NoPermits) if !self.block_on_overflow => {
-                return Err(self
-                    .core
-                    .queue_full(signal, items, batch.finalizers, capacity))
+                return Err(self.core.queue_full(signal, items, finalizers, capacity))
             }
             Err(TryAcquireError::NoPermits) => {
                 // If the wait is abandoned, the batch is dropped with this
@@ -67,20 +76,16 @@ impl Consumer for MemoryQueueConsumer {
                 match wait_for_room(&self.core.shutdown, self.room.acquire_many(size)).await {
                     Some(Ok(places)) => places,
                     Some(Err(_closed)) => {
-                        batch.finalizers.settle(DeliveryStatus::Failed);
+                        finalizers.settle(DeliveryStatus::Failed);
                         return Err(ConsumeError::Shutdown);
                     }
-                    None => {
-                        return Err(self
-                            .core
-                            .queue_full(signal, items, batch.finalizers, capacity))
-                    }
+                    None => return Err(self.core.queue_full(signal, items, finalizers, capacity)),
                 }
             }
         };
         let request = Request {
-            payload: batch.payload,
-            finalizers: batch.finalizers,
+            data,
+            finalizers,
             size,
         };
         match self.tx.try_send(request) {
@@ -105,17 +110,19 @@ pub(super) async fn memory_worker(
 ) {
     while let Ok(request) = rx.recv().await {
         room.add_permits(request.size as usize);
-        core.queue_shrank(request.payload.signal(), u64::from(request.size));
+        let counted = (request.data.signal(), request.data.item_count());
+        core.queue_shrank(counted.0, u64::from(request.size));
         if core.shutdown.is_cancelled() && core.drain_failed.load(Ordering::Relaxed) {
-            core.drop_in_drain(&request.payload, request.finalizers);
+            core.drop_in_drain(counted, request.finalizers);
             continue;
         }
         let started = Instant::now();
         let outcome = core
-            .export_with_retry(&request.payload, &core.shutdown)
+            .export_with_retry(&request.data, &core.shutdown)
             .await
             .stopped_gives_up();
-        core.finish(&request.payload, request.finalizers, &outcome, started);
+        drop(request.data);
+        core.finish(counted, request.finalizers, &outcome, started);
     }
 }
 
@@ -129,12 +136,58 @@ mod tests {
     use tokio::time::Instant;
 
     use crate::config::GoDuration;
+    use crate::exporters::helper::disk_codec::COUNTED_HEAD;
+    use crate::exporters::helper::tests::Step;
     use crate::exporters::helper::tests::{
         batch, consume, context, log_request_bytes, memory_queue, metered_context, queue_gauge,
         settings, start, status, stop, untimed, ScriptedClient, HANG,
     };
-    use crate::exporters::helper::{ExportError, QueueConfig, Sizer};
+    use crate::exporters::helper::{
+        encode_request, ExportError, ExportResponse, QueueConfig, Sizer,
+    };
     use crate::pipeline::{ConsumeError, DeliveryStatus};
+
+    /// A client that sends protobuf: each request is encoded once, as it is
+    /// queued; from then on neither the queue nor the worker holds the
+    /// decoded records, and a retry sends the same bytes.
+    #[tokio::test(start_paused = true)]
+    async fn a_protobuf_client_gets_requests_encoded_once_and_no_records_are_held() {
+        let ctx = context(None);
+        let gate = Arc::new(Semaphore::new(0));
+        let client = ScriptedClient::new(
+            vec![
+                Step::Reply(Err(ExportError::retryable("blip"))),
+                Step::Reply(Ok(ExportResponse::default())),
+            ],
+            None,
+            Some(Arc::clone(&gate)),
+        );
+        client.protobuf.store(true, Ordering::SeqCst);
+        let (consumer, handle) = start(&ctx, untimed(memory_queue(1, 4)), &client).await;
+        let (first, first_status) = batch("a");
+        let (second, second_status) = batch("b");
+        let (held_first, held_second) = (
+            Arc::downgrade(&first.payload),
+            Arc::downgrade(&second.payload),
+        );
+        let expected = encode_request(&first.payload);
+        assert_eq!(consumer.consume(first).await, Ok(()));
+        assert_eq!(consumer.consume(second).await, Ok(()));
+        // The worker is in its first attempt (blocked), the second request
+        // waits in the queue: both only as their encoding.
+        client.wait_calls(1).await;
+        assert_eq!(held_first.strong_count(), 0, "the worker holds records");
+        assert_eq!(held_second.strong_count(), 0, "the queue holds records");
+        gate.add_permits(3);
+        assert_eq!(status(first_status).await, DeliveryStatus::Delivered);
+        assert_eq!(status(second_status).await, DeliveryStatus::Delivered);
+        let bodies = client.encoded_bodies();
+        assert_eq!(bodies.len(), 3, "a failed attempt, its retry, the second");
+        assert_eq!(&bodies[0][..], &expected[COUNTED_HEAD..]);
+        assert_eq!(bodies[0], bodies[1], "the retry sends the same bytes");
+        assert_eq!(client.markers(), ["a", "a", "b"]);
+        stop(consumer, handle).await;
+    }
 
     /// One worker, `queue_size` 2: the first request is taken by the worker
     /// (in flight requests do not count, as in the collector), two wait in

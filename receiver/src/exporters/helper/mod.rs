@@ -29,7 +29,7 @@ mod retry;
 #[cfg(test)]
 mod tests;
 
-pub use disk_codec::{decode_request, encode_request, RequestSize};
+pub use disk_codec::{decode_request, encode_request, EncodedRequest, RequestSize};
 pub use queue_config::{QueueConfig, Sizer, MAX_MEMORY_QUEUE_SIZE, MAX_QUEUE_SIZE};
 pub use retry::RetryConfig;
 
@@ -116,8 +116,49 @@ pub trait ExportClient: Send + Sync + 'static {
     /// it to a transport, without copying the data.
     async fn export(&self, payload: &Arc<Payload>) -> Result<ExportResponse, ExportError>;
 
+    /// Whether this client sends the OTLP protobuf encoding: then the
+    /// in-memory queue encodes each request once, as it is queued, holds
+    /// that ([`EncodedRequest`], a fraction of the decoded records' memory)
+    /// and hands it to [`ExportClient::export_encoded`].
+    fn sends_protobuf(&self) -> bool {
+        false
+    }
+
+    /// One attempt at sending a request encoded by the queue. The default
+    /// decodes it again and calls [`ExportClient::export`].
+    async fn export_encoded(
+        &self,
+        request: &EncodedRequest,
+    ) -> Result<ExportResponse, ExportError> {
+        let payload = request.decode().map_err(ExportError::permanent)?;
+        self.export(&Arc::new(payload)).await
+    }
+
     /// Called once after the queue has drained (flush files, close connections).
     async fn shutdown(&self) {}
+}
+
+/// A request as a worker sends it: the pipeline's payload, or its encoding
+/// (see [`ExportClient::sends_protobuf`]).
+pub(crate) enum QueuedData {
+    Payload(Arc<Payload>),
+    Encoded(EncodedRequest),
+}
+
+impl QueuedData {
+    fn signal(&self) -> Signal {
+        match self {
+            QueuedData::Payload(p) => p.signal(),
+            QueuedData::Encoded(e) => e.signal(),
+        }
+    }
+
+    fn item_count(&self) -> usize {
+        match self {
+            QueuedData::Payload(p) => p.item_count(),
+            QueuedData::Encoded(e) => e.item_count(),
+        }
+    }
 }
 
 /// What [`spawn`] needs besides the client.
@@ -317,35 +358,38 @@ impl Outcome {
 }
 
 impl Core {
-    async fn attempt(&self, payload: &Arc<Payload>) -> Result<ExportResponse, ExportError> {
-        self.attempt_unmasked(payload)
+    async fn attempt(&self, data: &QueuedData) -> Result<ExportResponse, ExportError> {
+        self.attempt_unmasked(data)
             .await
             .map_err(ExportError::with_secrets_masked)
     }
 
-    async fn attempt_unmasked(
-        &self,
-        payload: &Arc<Payload>,
-    ) -> Result<ExportResponse, ExportError> {
+    async fn attempt_unmasked(&self, data: &QueuedData) -> Result<ExportResponse, ExportError> {
+        let export = async {
+            match data {
+                QueuedData::Payload(payload) => self.client.export(payload).await,
+                QueuedData::Encoded(request) => self.client.export_encoded(request).await,
+            }
+        };
         match self.timeout {
-            Some(limit) => match tokio::time::timeout(limit, self.client.export(payload)).await {
+            Some(limit) => match tokio::time::timeout(limit, export).await {
                 Ok(result) => result,
                 Err(_) => Err(ExportError::retryable(format!(
                     "export timed out after {limit:?}"
                 ))),
             },
-            None => self.client.export(payload).await,
+            None => export.await,
         }
     }
 
     /// Attempts until success, a permanent error, the end of the retry budget,
     /// or `stop` (checked only between attempts: every request gets at least
     /// one attempt, and an attempt in progress is not cut short).
-    async fn export_with_retry(&self, payload: &Arc<Payload>, stop: &CancellationToken) -> Outcome {
+    async fn export_with_retry(&self, data: &QueuedData, stop: &CancellationToken) -> Outcome {
         let started = Instant::now();
         let mut backoff = Backoff::new(&self.retry);
         loop {
-            let error = match self.attempt(payload).await {
+            let error = match self.attempt(data).await {
                 Ok(response) => return Outcome::Sent(response),
                 Err(e) if e.kind == ExportErrorKind::Permanent => return Outcome::Rejected(e),
                 Err(e) => e,
@@ -414,14 +458,12 @@ impl Core {
     /// dealt with by the caller.
     fn finish(
         &self,
-        payload: &Payload,
+        (signal, items): (Signal, usize),
         finalizers: Finalizers,
         outcome: &Outcome,
         started: Instant,
     ) {
         self.metrics.export_latency(started.elapsed());
-        let signal = payload.signal();
-        let items = payload.item_count();
         match outcome {
             Outcome::Sent(response) => {
                 let failed = self.failed_attempts.swap(0, Ordering::Relaxed);
@@ -489,9 +531,8 @@ impl Core {
     /// failed without an attempt, so that the drain ends well inside the
     /// shutdown deadline instead of being aborted with the rest uncounted.
     /// Logged once for all of them by [`Core::log_drain_drops`].
-    fn drop_in_drain(&self, payload: &Payload, finalizers: Finalizers) {
-        let items = payload.item_count();
-        self.metrics.send_failed(payload.signal(), items);
+    fn drop_in_drain(&self, (signal, items): (Signal, usize), finalizers: Finalizers) {
+        self.metrics.send_failed(signal, items);
         self.drain_dropped_requests.fetch_add(1, Ordering::Relaxed);
         self.drain_dropped_items
             .fetch_add(u64::try_from(items).unwrap_or(u64::MAX), Ordering::Relaxed);

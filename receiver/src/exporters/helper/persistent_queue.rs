@@ -17,7 +17,7 @@ use super::backoff::requeue_pause;
 use super::disk_codec::{size_from_head, size_of_stored, COUNTED_HEAD};
 use super::{
     decode_request, encode_request, join_workers, wait_for_room, Core, ExportClient, Outcome,
-    QueueConfig, RequestSize, DRAIN_ENQUEUE_WAIT,
+    QueueConfig, QueuedData, RequestSize, DRAIN_ENQUEUE_WAIT,
 };
 use crate::extensions::file_storage::{PersistentQueue, Popped};
 use crate::pipeline::{
@@ -359,9 +359,10 @@ async fn persistent_worker(
                 continue;
             }
         };
-        let payload = Arc::new(payload);
+        let counted = (payload.signal(), payload.item_count());
+        let data = QueuedData::Payload(Arc::new(payload));
         let started = Instant::now();
-        let outcome = core.export_with_retry(&payload, &stop).await;
+        let outcome = core.export_with_retry(&data, &stop).await;
         if let Outcome::Stopped(error) = &outcome {
             tracing::debug!(exporter = %core.id, seq = item.seq, error = %error.message, "export interrupted by shutdown; the item stays queued");
             shared.disk.release(item.seq);
@@ -395,7 +396,7 @@ async fn persistent_worker(
             continue;
         }
         // Acknowledged when it was written; what is left is accounting.
-        core.finish(&payload, Finalizers::default(), &outcome, started);
+        core.finish(counted, Finalizers::default(), &outcome, started);
         remove_item(&core, &shared, item.seq).await;
     }
 }

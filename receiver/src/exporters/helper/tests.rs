@@ -35,6 +35,10 @@ pub(super) struct ScriptedClient {
     calls: Mutex<Vec<(Instant, Payload)>>,
     call_count: watch::Sender<usize>,
     pub(super) shut_down: AtomicBool,
+    /// Claims to send protobuf ([`ExportClient::sends_protobuf`]).
+    pub(super) protobuf: AtomicBool,
+    /// The bodies [`ExportClient::export_encoded`] was given.
+    encoded_bodies: Mutex<Vec<bytes::Bytes>>,
 }
 
 impl ScriptedClient {
@@ -50,6 +54,8 @@ impl ScriptedClient {
             calls: Mutex::new(Vec::new()),
             call_count: watch::Sender::new(0),
             shut_down: AtomicBool::new(false),
+            protobuf: AtomicBool::new(false),
+            encoded_bodies: Mutex::new(Vec::new()),
         })
     }
 
@@ -108,8 +114,34 @@ impl ExportClient for ScriptedClient {
         }
     }
 
+    fn sends_protobuf(&self) -> bool {
+        self.protobuf.load(Ordering::SeqCst)
+    }
+
+    /// Keeps the body, then plays the script as `export` does.
+    async fn export_encoded(
+        &self,
+        request: &EncodedRequest,
+    ) -> Result<ExportResponse, ExportError> {
+        self.encoded_bodies
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(request.body());
+        let payload = request.decode().map_err(ExportError::permanent)?;
+        self.export(&Arc::new(payload)).await
+    }
+
     async fn shutdown(&self) {
         self.shut_down.store(true, Ordering::SeqCst);
+    }
+}
+
+impl ScriptedClient {
+    pub(super) fn encoded_bodies(&self) -> Vec<bytes::Bytes> {
+        self.encoded_bodies
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 }
 
