@@ -31,6 +31,7 @@ pub mod reader;
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -309,6 +310,20 @@ struct Tailer {
     writers: WriterFinder,
 }
 
+/// Sets `stop` and unparks `thread` when dropped: the tailer's wait ends
+/// when its watcher task finishes or the runtime drops it.
+struct UnparkOnDrop {
+    thread: std::thread::Thread,
+    stop: Arc<AtomicBool>,
+}
+
+impl Drop for UnparkOnDrop {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Release);
+        self.thread.unpark();
+    }
+}
+
 impl Tailer {
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -427,18 +442,33 @@ impl Tailer {
     fn run(mut self, handle: &Handle) {
         let shutdown = self.ctx.shutdown.clone();
         let interval = self.cfg.poll_interval.get();
-        while !shutdown.is_cancelled() {
+        // Between polls this thread sleeps in its own park, woken by the
+        // kernel once a poll: a wait through tokio's timer from this
+        // (blocking) thread also wakes a runtime worker to fire the timer
+        // and hand the wake-up over, several wake-ups a poll while idle.
+        // A task unparks it at shutdown, or when the runtime drops the task
+        // (the runtime is going: nothing could be sent any more); an early
+        // unpark only polls early.
+        let runtime_gone = Arc::new(AtomicBool::new(false));
+        let watcher = handle.spawn({
+            let wake = UnparkOnDrop {
+                thread: std::thread::current(),
+                stop: Arc::clone(&runtime_gone),
+            };
+            let shutdown = shutdown.clone();
+            async move {
+                let _wake = wake;
+                shutdown.cancelled().await;
+            }
+        });
+        while !shutdown.is_cancelled() && !runtime_gone.load(Ordering::Acquire) {
             if self.poll_once(handle) {
                 // A file stopped at its per-poll budget: more is waiting.
                 continue;
             }
-            handle.block_on(async {
-                tokio::select! {
-                    () = shutdown.cancelled() => {}
-                    () = tokio::time::sleep(interval) => {}
-                }
-            });
+            std::thread::park_timeout(interval);
         }
+        watcher.abort();
         // Records held for multiline grouping are not sent: their offsets
         // were not committed, so a restart with storage reads them again.
     }
