@@ -127,8 +127,8 @@ pub async fn run<W: Write + Send>(
 }
 
 /// An error with its causes (tonic's transport error alone says only
-/// "transport error").
-fn error_chain(error: &dyn std::error::Error) -> String {
+/// "transport error"). Also `oomscope top`'s.
+pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {

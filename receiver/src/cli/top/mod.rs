@@ -193,7 +193,7 @@ pub async fn poll_agent(
                     client = Some(c);
                     answer
                 }
-                Err(e) => Update::Unreachable(error_chain(&e)),
+                Err(e) => Update::Unreachable(super::events::error_chain(&e)),
             },
         };
         if matches!(update, Update::Unreachable(_)) {
@@ -283,22 +283,6 @@ fn status_text(call: &str, status: &tonic::Status) -> String {
     } else {
         format!("{call}: {message}")
     }
-}
-
-/// An error with its causes (tonic's transport error alone says only
-/// "transport error").
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.ends_with(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
 }
 
 #[cfg(test)]
