@@ -9,9 +9,13 @@
 # receiver/examples/many_files_writer.rs (one write(2) per line, its CPU not
 # counted). Each file starts with one line before the agents start.
 # Part 2 (idle): IDLE_FILES (10,000) files of 5 lines each (the last an OOM
-# line), read once; then nothing is written for IDLE_WINDOW (60) s, and what
-# each poll costs is that window's CPU over the polls it holds at the poll
-# interval (200 ms for both, the collector's default).
+# line), read once; then nothing is written for IDLE_WINDOW (60) s. Three
+# agents: otelcol-contrib, oomscope as configured by default (idle, its
+# tailer waits on inotify, with a poll every 5 s) and oomscope with
+# `inotify: false` (it polls like the collector). What each poll costs is
+# the window's CPU over the polls it holds at the poll interval (200 ms, the
+# collector's default), for the two that poll; for all three the share of a
+# core.
 #
 # Both agents: filelog with the same include glob, start_at beginning,
 # poll_interval 200ms, max_concurrent_files 1024 (both defaults), batch,
@@ -61,8 +65,9 @@ PIDS+=($!)
 wait_port "$SINK_HTTP"
 
 # Starts both agents on the files matching $1; sets OTEL_PID, OURS_PID,
-# OTEL_METRICS, OURS_METRICS.
-start_agents() { # name glob
+# OTEL_METRICS, OURS_METRICS. With a third argument, also oomscope with the
+# filelog key `inotify` set to it: POLLING_PID, POLLING_METRICS.
+start_agents() { # name glob [inotify]
     local name=$1 glob=$2
     OTEL_METRICS=$(free_port)
     cat >"$WORK/otelcol-$name.yaml" <<YAML
@@ -115,11 +120,22 @@ YAML
     PIDS+=($OURS_PID)
     wait_port "$OTEL_METRICS"
     wait_port "$OURS_METRICS"
+    POLLING_PID=
+    if [ -n "${3:-}" ]; then
+        POLLING_METRICS=$(free_port)
+        sed -e "s/^    max_concurrent_files: 1024$/    max_concurrent_files: 1024\n    inotify: $3/" \
+            -e "s/127.0.0.1:$OURS_METRICS/127.0.0.1:$POLLING_METRICS/" \
+            "$WORK/oomscope-$name.yaml" >"$WORK/oomscope-$name-inotify-$3.yaml"
+        "$OOMSCOPE" --config "$WORK/oomscope-$name-inotify-$3.yaml" >"$WORK/oomscope-$name-inotify-$3.out" 2>&1 &
+        POLLING_PID=$!
+        PIDS+=($POLLING_PID)
+        wait_port "$POLLING_METRICS"
+    fi
 }
 
 stop_agents() {
-    kill "$OTEL_PID" "$OURS_PID" 2>/dev/null || true
-    wait "$OTEL_PID" "$OURS_PID" 2>/dev/null || true
+    kill "$OTEL_PID" "$OURS_PID" $POLLING_PID 2>/dev/null || true
+    wait "$OTEL_PID" "$OURS_PID" $POLLING_PID 2>/dev/null || true
 }
 
 # Waits until both agents have exported $1 records (at most $2 s); sets
@@ -129,8 +145,10 @@ wait_sent() { # expected timeout_s
     while :; do
         OTEL_SENT=$(counter "$OTEL_METRICS" otelcol_exporter_sent_log_records)
         OURS_SENT=$(counter "$OURS_METRICS" otelcol_exporter_sent_log_records)
-        [ "$OTEL_SENT" -ge "$1" ] && [ "$OURS_SENT" -ge "$1" ] && return 0
-        for p in "$OTEL_PID" "$OURS_PID"; do
+        POLLING_SENT=$1
+        [ -z "$POLLING_PID" ] || POLLING_SENT=$(counter "$POLLING_METRICS" otelcol_exporter_sent_log_records)
+        [ "$OTEL_SENT" -ge "$1" ] && [ "$OURS_SENT" -ge "$1" ] && [ "$POLLING_SENT" -ge "$1" ] && return 0
+        for p in "$OTEL_PID" "$OURS_PID" $POLLING_PID; do
             kill -0 "$p" 2>/dev/null || { echo "an agent exited; see $WORK (KEEP=1)" >&2; return 1; }
         done
         if [ "$(date +%s)" -ge "$deadline" ]; then
@@ -176,23 +194,24 @@ if [[ " $PARTS " == *" idle "* ]]; then
     mkdir -p "$DIR"
     OUT=$("$WRITER" create "$DIR" "$IDLE_FILES" 5 1)
     OOM=$(field oom_lines "$OUT")
-    start_agents idle "$DIR/*.log"
-    # Every file was found and read once both exported its OOM line.
+    start_agents idle "$DIR/*.log" false
+    # Every file was found and read once each agent exported its OOM line.
     wait_sent "$OOM" 600
-    OTEL_T0=$(ticks "$OTEL_PID"); OURS_T0=$(ticks "$OURS_PID")
+    OTEL_T0=$(ticks "$OTEL_PID"); OURS_T0=$(ticks "$OURS_PID"); POLLING_T0=$(ticks "$POLLING_PID")
     sleep "$IDLE_WINDOW"
-    OTEL_T1=$(ticks "$OTEL_PID"); OURS_T1=$(ticks "$OURS_PID")
-    OTEL_RSS=$(mib "$OTEL_PID" VmRSS); OURS_RSS=$(mib "$OURS_PID" VmRSS)
-    OTEL_HWM=$(mib "$OTEL_PID" VmHWM); OURS_HWM=$(mib "$OURS_PID" VmHWM)
+    OTEL_T1=$(ticks "$OTEL_PID"); OURS_T1=$(ticks "$OURS_PID"); POLLING_T1=$(ticks "$POLLING_PID")
+    OTEL_RSS=$(mib "$OTEL_PID" VmRSS); OURS_RSS=$(mib "$OURS_PID" VmRSS); POLLING_RSS=$(mib "$POLLING_PID" VmRSS)
+    OTEL_HWM=$(mib "$OTEL_PID" VmHWM); OURS_HWM=$(mib "$OURS_PID" VmHWM); POLLING_HWM=$(mib "$POLLING_PID" VmHWM)
     stop_agents
     awk -v t="$CLK_TCK" -v w="$IDLE_WINDOW" -v files="$IDLE_FILES" -v poll="$POLL_MS" \
-        -v oa="$OTEL_T0" -v ob="$OTEL_T1" -v ua="$OURS_T0" -v ub="$OURS_T1" \
-        -v orss="$OTEL_RSS" -v ohwm="$OTEL_HWM" -v urss="$OURS_RSS" -v uhwm="$OURS_HWM" 'BEGIN {
+        -v oa="$OTEL_T0" -v ob="$OTEL_T1" -v ua="$OURS_T0" -v ub="$OURS_T1" -v pa="$POLLING_T0" -v pb="$POLLING_T1" \
+        -v orss="$OTEL_RSS" -v ohwm="$OTEL_HWM" -v urss="$OURS_RSS" -v uhwm="$OURS_HWM" -v prss="$POLLING_RSS" -v phwm="$POLLING_HWM" 'BEGIN {
         polls = w * 1000 / poll
-        oc = (ob - oa) / t; uc = (ub - ua) / t
-        printf "idle: %d files, none written for %d s; poll_interval %d ms for both: %d polls\n", files, w, poll, polls
-        printf "otelcol-contrib filelog: %.2f CPU-s, %.2f ms per poll (%.2f us per file), %.2f%% of a core, RSS %.1f MiB, peak %.1f MiB\n", oc, 1000 * oc / polls, 1e6 * oc / polls / files, 100 * oc / w, orss, ohwm
-        printf "oomscope filelog:        %.2f CPU-s, %.2f ms per poll (%.2f us per file), %.2f%% of a core, RSS %.1f MiB, peak %.1f MiB\n", uc, 1000 * uc / polls, 1e6 * uc / polls / files, 100 * uc / w, urss, uhwm
-        printf "idle ratio oomscope / otelcol-contrib: CPU per poll %.3f, RSS %.2f, peak RSS %.2f\n", (oc > 0 ? uc / oc : 0), urss / orss, uhwm / ohwm
+        oc = (ob - oa) / t; uc = (ub - ua) / t; pc = (pb - pa) / t
+        printf "idle: %d files, none written for %d s; poll_interval %d ms: %d polls for the two that poll\n", files, w, poll, polls
+        printf "otelcol-contrib filelog:            %.2f CPU-s, %.2f ms per poll (%.2f us per file), %.3f%% of a core, RSS %.1f MiB, peak %.1f MiB\n", oc, 1000 * oc / polls, 1e6 * oc / polls / files, 100 * oc / w, orss, ohwm
+        printf "oomscope filelog, inotify: false:   %.2f CPU-s, %.2f ms per poll (%.2f us per file), %.3f%% of a core, RSS %.1f MiB, peak %.1f MiB\n", pc, 1000 * pc / polls, 1e6 * pc / polls / files, 100 * pc / w, prss, phwm
+        printf "oomscope filelog, default (inotify): %.2f CPU-s, %.3f%% of a core, RSS %.1f MiB, peak %.1f MiB\n", uc, 100 * uc / w, urss, uhwm
+        printf "idle ratio oomscope / otelcol-contrib: CPU per poll %.3f (inotify: false), CPU %.3f (default), RSS %.2f, peak RSS %.2f\n", (oc > 0 ? pc / oc : 0), (oc > 0 ? uc / oc : 0), urss / orss, uhwm / ohwm
     }'
 fi

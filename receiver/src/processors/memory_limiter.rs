@@ -26,9 +26,12 @@
 //! `check_interval` lets the sampler see usage grow (at tens of MB/s a
 //! second's intake is more than a spike allowance, and usage went from below
 //! the soft limit to above the hard one between two samples), so `consume`
-//! reads the usage again when the last reading is older. The sampler still
-//! reads every `check_interval` (usage falls while nothing is offered) and
-//! logs the changes.
+//! reads the usage again when the last reading is older. The sampler reads
+//! every `check_interval` while data is offered or while it refuses (usage
+//! falls while nothing is offered) and logs the changes. Idle and accepting,
+//! it stops until data is offered again: with nothing to decide on it would
+//! only wake the agent every interval, and the first batch is checked
+//! against a fresh reading anyway.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -37,6 +40,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use serde::Deserialize;
+use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::{CancellationToken, DropGuard};
@@ -209,6 +213,8 @@ fn build_with(
         hard,
         soft,
         refusing: AtomicBool::new(false),
+        offered: AtomicBool::new(false),
+        data_offered: Notify::new(),
         last_usage: AtomicU64::new(0),
         epoch: Instant::now(),
         read_at: AtomicU64::new(0),
@@ -258,6 +264,10 @@ struct LimiterState {
     hard: u64,
     soft: u64,
     refusing: AtomicBool,
+    /// Data was offered since the sampler last looked.
+    offered: AtomicBool,
+    /// Wakes a sampler that stopped while idle.
+    data_offered: Notify,
     last_usage: AtomicU64,
     /// `read_at` counts nanoseconds from here.
     epoch: Instant,
@@ -269,6 +279,16 @@ struct LimiterState {
 }
 
 impl LimiterState {
+    /// Notes that data is offered; wakes the sampler when it had stopped.
+    /// A load first: under load the flag is already set and nothing is
+    /// written.
+    fn note_offer(&self) {
+        if !self.offered.load(Ordering::Relaxed) {
+            self.offered.store(true, Ordering::Release);
+            self.data_offered.notify_one();
+        }
+    }
+
     fn nanos_now(&self) -> u64 {
         u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX)
     }
@@ -361,6 +381,17 @@ async fn sample_loop(
             () = stop.cancelled() => return,
             _ = ticker.tick() => state.check(&sampler, &mut refusing),
         }
+        // Accepting and nothing offered for an interval: stop until data
+        // comes. `note_offer` sets the flag before it notifies, so an offer
+        // after this swap leaves a permit and the wait ends at once.
+        if !refusing && !state.offered.swap(false, Ordering::AcqRel) {
+            tokio::select! {
+                () = stop.cancelled() => return,
+                () = state.data_offered.notified() => {}
+            }
+            // The next sample an interval after the data came.
+            ticker.reset();
+        }
     }
 }
 
@@ -380,6 +411,7 @@ struct MemoryLimiter {
 #[async_trait]
 impl Consumer for MemoryLimiter {
     async fn consume(&self, batch: Batch) -> Result<(), ConsumeError> {
+        self.state.note_offer();
         self.state.refresh(&self.sampler);
         if self.state.refusing.load(Ordering::Acquire) {
             self.metrics.refused(self.signal, batch.item_count());
@@ -823,6 +855,83 @@ mod tests {
             .expect("fresh reading is low");
     }
 
+    /// Idle and accepting, the sampler stops (no wake-up each interval);
+    /// data offered starts it again, and while it refuses it keeps reading
+    /// (usage falls with nothing offered).
+    #[tokio::test(start_paused = true)]
+    async fn the_sampler_stops_while_idle_and_starts_again_when_data_comes() {
+        let reads = Arc::new(AtomicU64::new(0));
+        let usage = Arc::new(AtomicU64::new(50 * MIB));
+        let sampler: UsageSampler = {
+            let reads = Arc::clone(&reads);
+            let usage = Arc::clone(&usage);
+            Arc::new(move || {
+                reads.fetch_add(1, Ordering::Relaxed);
+                Ok(usage.load(Ordering::Relaxed))
+            })
+        };
+        let (collect, mut out) = Collect::new(None);
+        let (consumer, _task) =
+            build_with(&cfg(100), &ctx(), Signal::Logs, collect, sampler, || false).expect("build");
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        let idle = reads.load(Ordering::Relaxed);
+        assert!(
+            idle <= 2,
+            "{idle} readings in 30 idle intervals: the build's and at most one tick's"
+        );
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        assert_eq!(reads.load(Ordering::Relaxed), idle, "no reading while idle");
+
+        // Data comes: a fresh reading, and the sampler runs again.
+        consumer
+            .consume(Batch::new(Payload::Logs(Vec::new())))
+            .await
+            .expect("below the soft limit");
+        assert!(out.recv().await.is_some());
+        assert_eq!(
+            reads.load(Ordering::Relaxed),
+            idle + 1,
+            "the consume's reading"
+        );
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        assert_eq!(
+            reads.load(Ordering::Relaxed),
+            idle + 2,
+            "the sampler's next tick"
+        );
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        let after = reads.load(Ordering::Relaxed);
+        assert!(after <= idle + 3, "stopped again: {after} readings");
+
+        // Refusing: it keeps reading with nothing offered, and sees usage fall.
+        usage.store(90 * MIB, Ordering::Relaxed);
+        tokio::time::sleep(MAX_READING_AGE).await;
+        assert!(consumer
+            .consume(Batch::new(Payload::Logs(Vec::new())))
+            .await
+            .is_err());
+        let refusing_from = reads.load(Ordering::Relaxed);
+        tokio::time::sleep(Duration::from_millis(5500)).await;
+        assert!(
+            reads.load(Ordering::Relaxed) >= refusing_from + 5,
+            "sampled every interval while refusing"
+        );
+        // Usage falls: it stops again once it accepts and nothing comes.
+        usage.store(50 * MIB, Ordering::Relaxed);
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        let stopped = reads.load(Ordering::Relaxed);
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        assert_eq!(
+            reads.load(Ordering::Relaxed),
+            stopped,
+            "stopped after refusing ended"
+        );
+        consumer
+            .consume(Batch::new(Payload::Logs(Vec::new())))
+            .await
+            .expect("accepting again");
+    }
+
     /// Above the soft limit the allocators give freed memory back before
     /// data is refused: usage that was only freed memory refuses nothing.
     #[tokio::test(start_paused = true)]
@@ -871,7 +980,6 @@ mod tests {
         assert!(out.recv().await.is_some());
     }
 
-    /// The real release runs (mimalloc and glibc calls) without harm, and
     #[test]
     fn journal_mappings_are_summed_from_smaps() {
         let smaps = "\
@@ -893,6 +1001,7 @@ Rss:                  50 kB
         assert_eq!(mapped_journal_resident(""), 0);
     }
 
+    /// The real release runs (mimalloc and glibc calls) without harm, and
     /// at most once an interval.
     #[test]
     fn release_freed_memory_runs_at_most_once_an_interval() {

@@ -125,6 +125,12 @@ pub struct FilelogReceiverConfig {
     pub start_at: StartAt,
     /// How often the globs are expanded and files are read.
     pub poll_interval: GoDuration,
+    /// While a poll finds nothing to do, wait for a change reported by
+    /// inotify (at most 5 s) instead of polling every `poll_interval`; only
+    /// where inotify sees every change (local file systems, no symbolic
+    /// links among the files, at most 1,024 directories). `false`: always
+    /// poll, as the collector does.
+    pub inotify: bool,
     /// How many leading bytes identify a file (across renames and restarts).
     pub fingerprint_size: ByteSize,
     /// Longest record; longer entries are truncated to this size and the rest
@@ -207,6 +213,7 @@ impl Default for FilelogReceiverConfig {
             exclude: Vec::new(),
             start_at: StartAt::End,
             poll_interval: GoDuration::from_millis(200),
+            inotify: true,
             fingerprint_size: ByteSize(1000),
             max_log_size: ByteSize(1024 * 1024),
             max_concurrent_files: 1024,
@@ -339,6 +346,7 @@ mod tests {
                 .expect("decodes");
         assert_eq!(c.start_at, StartAt::End);
         assert_eq!(c.poll_interval, GoDuration::from_millis(200));
+        assert!(c.inotify);
         assert_eq!(c.fingerprint_size, ByteSize(1000));
         assert_eq!(c.max_log_size, ByteSize(1 << 20));
         assert_eq!(c.max_concurrent_files, 1024);

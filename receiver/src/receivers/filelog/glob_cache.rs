@@ -86,6 +86,12 @@ pub struct ListError {
 #[derive(Debug, Default)]
 pub struct GlobCache {
     listings: HashMap<PathBuf, Listing>,
+    /// Paths the last expansion looked for and did not find (or found not
+    /// to be directories where it had to list them): where something may
+    /// appear.
+    missing: Vec<PathBuf>,
+    /// The last expansion reached more directories than are kept.
+    overflowed: bool,
     /// Directories listed (read) since the start: for tests.
     pub lists: u64,
 }
@@ -135,13 +141,17 @@ impl GlobCache {
         errors: &mut Vec<ListError>,
     ) {
         let mut reached: HashMap<PathBuf, Listing> = HashMap::new();
+        self.missing.clear();
+        self.overflowed = false;
         for pattern in patterns {
             let Some(split) = split(pattern) else {
                 continue;
             };
             if split.parts.is_empty() {
                 // No pattern at all: the path, when it exists.
-                if out.len() < max && keep(&split.base) && std::fs::metadata(&split.base).is_ok() {
+                if std::fs::metadata(&split.base).is_err() {
+                    self.note_missing(split.base);
+                } else if out.len() < max && keep(&split.base) {
                     out.push(split.base);
                 }
                 continue;
@@ -158,6 +168,8 @@ impl GlobCache {
                                 // As the `glob` crate: links followed.
                                 if std::fs::metadata(&path).is_ok() {
                                     next.push(path);
+                                } else {
+                                    self.note_missing(path);
                                 }
                             } else {
                                 // Whether it is a directory shows when it is
@@ -206,8 +218,12 @@ impl GlobCache {
         }
         let meta = match std::fs::metadata(dir) {
             Ok(m) if m.is_dir() => m,
-            Ok(_) => return None,
+            Ok(_) => {
+                self.note_missing(dir.to_path_buf());
+                return None;
+            }
             Err(e) => {
+                self.note_missing(dir.to_path_buf());
                 if e.kind() != std::io::ErrorKind::NotFound {
                     errors.push(ListError {
                         path: dir.to_path_buf(),
@@ -251,8 +267,36 @@ impl GlobCache {
         if reached.len() >= MAX_DIRS {
             // Not kept: listed again next poll.
             reached.clear();
+            self.overflowed = true;
         }
         Some(reached.entry(dir.to_path_buf()).or_insert(listing))
+    }
+
+    fn note_missing(&mut self, path: PathBuf) {
+        // Bounded like the listings; past the bound the caller polls.
+        if self.missing.len() <= MAX_DIRS {
+            self.missing.push(path);
+        }
+    }
+
+    /// Whether every listing kept may be reused (none is within
+    /// [`RACY_WINDOW`] of its directory's last change): until then a
+    /// change may be in a directory's listing but not in its mtime, and
+    /// only the next poll sees it.
+    pub fn settled(&self) -> bool {
+        self.listings.values().all(|l| l.settled)
+    }
+
+    /// The directories the last expansion listed; `None` when it reached
+    /// more than are kept.
+    pub fn listed(&self) -> Option<impl Iterator<Item = &Path>> {
+        (!self.overflowed).then(|| self.listings.keys().map(PathBuf::as_path))
+    }
+
+    /// What the last expansion looked for and did not find; `None` past
+    /// the bound.
+    pub fn missing(&self) -> Option<&[PathBuf]> {
+        (self.missing.len() <= MAX_DIRS).then_some(self.missing.as_slice())
     }
 
     fn read(&mut self, dir: &Path) -> std::io::Result<Vec<(OsString, bool)>> {

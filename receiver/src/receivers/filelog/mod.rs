@@ -27,8 +27,9 @@ mod line_records;
 pub mod metrics;
 pub mod multiline;
 pub mod reader;
+mod watch;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -308,18 +309,36 @@ struct Tailer {
     /// Who writes a file a runtime OOM message came from (its incident's
     /// process and cgroup).
     writers: WriterFinder,
+    /// Whether this poll changed anything (opened, read, closed, sent,
+    /// forgot a file, or left one for a later poll): a poll that did not is
+    /// a fixed point, and the next waits for a change on disk.
+    poll_did_work: bool,
+    /// The directories of the files `include` matched this poll.
+    matched_dirs: BTreeSet<PathBuf>,
+    /// A path `include` matched this poll is a symbolic link: a write to
+    /// its target shows in another directory (see [`watch`]).
+    matched_link: bool,
+    /// The inotify watches that end an idle wait (see [`watch`]).
+    watches: watch::Watches,
+    /// Longest wait while watching.
+    idle_poll: Duration,
 }
 
-/// Sets `stop` and unparks `thread` when dropped: the tailer's wait ends
-/// when its watcher task finishes or the runtime drops it.
-struct UnparkOnDrop {
+/// Sets `stop` and wakes the tailer (its thread park, or its eventfd)
+/// when dropped: the tailer's wait ends when its watcher task finishes or
+/// the runtime drops it.
+struct WakeOnDrop {
     thread: std::thread::Thread,
+    wake_fd: Option<Arc<std::os::fd::OwnedFd>>,
     stop: Arc<AtomicBool>,
 }
 
-impl Drop for UnparkOnDrop {
+impl Drop for WakeOnDrop {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Release);
+        if let Some(fd) = &self.wake_fd {
+            watch::wake(fd);
+        }
         self.thread.unpark();
     }
 }
@@ -392,6 +411,17 @@ impl Tailer {
             finder,
             scan_buf,
             reports_on,
+            poll_did_work: false,
+            matched_dirs: BTreeSet::new(),
+            matched_link: false,
+            watches: watch::Watches::default(),
+            // Tests wait an hour: a change inotify missed then fails them
+            // instead of passing a poll later.
+            idle_poll: if cfg!(test) {
+                Duration::from_secs(3600)
+            } else {
+                watch::IDLE_POLL
+            },
         };
         if let Some(saved) = &resumed {
             for r in saved {
@@ -442,17 +472,27 @@ impl Tailer {
     fn run(mut self, handle: &Handle) {
         let shutdown = self.ctx.shutdown.clone();
         let interval = self.cfg.poll_interval.get();
-        // Between polls this thread sleeps in its own park, woken by the
+        // Between polls this thread sleeps on its own (an eventfd, with the
+        // inotify watches while idle; else its thread park), woken by the
         // kernel once a poll: a wait through tokio's timer from this
         // (blocking) thread also wakes a runtime worker to fire the timer
         // and hand the wake-up over, several wake-ups a poll while idle.
-        // A task unparks it at shutdown, or when the runtime drops the task
+        // A task wakes it at shutdown, or when the runtime drops the task
         // (the runtime is going: nothing could be sent any more); an early
-        // unpark only polls early.
+        // wake-up only polls early.
+        let wake_fd = match watch::wake_fd() {
+            Ok(fd) => Some(Arc::new(fd)),
+            Err(e) => {
+                tracing::debug!(receiver = %self.ctx.id, error = %e, "no eventfd; polling every poll_interval");
+                None
+            }
+        };
+        let waiter = wake_fd.clone().map(watch::Waiter::new);
         let runtime_gone = Arc::new(AtomicBool::new(false));
         let watcher = handle.spawn({
-            let wake = UnparkOnDrop {
+            let wake = WakeOnDrop {
                 thread: std::thread::current(),
+                wake_fd,
                 stop: Arc::clone(&runtime_gone),
             };
             let shutdown = shutdown.clone();
@@ -462,15 +502,87 @@ impl Tailer {
             }
         });
         while !shutdown.is_cancelled() && !runtime_gone.load(Ordering::Acquire) {
+            let began = std::time::Instant::now();
+            // The events so far are the poll's to see; one after this
+            // point ends the next wait.
+            self.watches.drain();
             if self.poll_once(handle) {
                 // A file stopped at its per-poll budget: more is waiting.
                 continue;
             }
-            std::thread::park_timeout(interval);
+            let Some(waiter) = &waiter else {
+                std::thread::park_timeout(interval);
+                continue;
+            };
+            let armed = match self.idle_watch_set() {
+                Some(wanted) => self.watches.watch(wanted),
+                None => {
+                    self.watches.unwatch();
+                    watch::Armed::No
+                }
+            };
+            if armed == watch::Armed::Already {
+                // Watched since before this poll began: whatever changed
+                // after it looked is an event.
+                waiter.wait(self.idle_poll, Some(&self.watches), began + interval);
+            } else {
+                waiter.wait(interval, None, began);
+            }
         }
         watcher.abort();
         // Records held for multiline grouping are not sent: their offsets
         // were not committed, so a restart with storage reads them again.
+    }
+
+    /// The directories to watch (see [`watch`]) when this poll left a
+    /// fixed point that inotify can watch exactly; `None` to poll on.
+    fn idle_watch_set(&self) -> Option<BTreeMap<PathBuf, watch::WatchFlags>> {
+        if !self.cfg.inotify
+            || self.poll_did_work
+            || self.matched_link
+            || !self.globs.settled()
+            || !self
+                .cfg
+                .include
+                .iter()
+                .all(|p| glob_cache::GlobCache::handles(p))
+        {
+            return None;
+        }
+        // Nothing held that a later poll flushes on time, nothing waiting
+        // for more polls to be closed.
+        let waits_on_time = self.files.iter().any(|k| {
+            k.reader.as_ref().is_some_and(|r| {
+                !k.can_close()
+                    || r.is_deleted()
+                    || k.last_seen_poll != self.poll
+                    || k.stat.is_none()
+                    || k.stat != k.quiet
+            })
+        });
+        if waits_on_time {
+            return None;
+        }
+        let mut wanted = BTreeMap::new();
+        for dir in self
+            .globs
+            .listed()?
+            .chain(self.matched_dirs.iter().map(PathBuf::as_path))
+        {
+            wanted.insert(dir.to_path_buf(), watch::contents());
+            if wanted.len() > watch::watch_budget() {
+                return None;
+            }
+        }
+        for path in self.globs.missing()? {
+            let ancestor = watch::existing_ancestor(path)?;
+            let flags = wanted.entry(ancestor).or_insert_with(watch::arrivals);
+            *flags |= watch::arrivals();
+            if wanted.len() > watch::watch_budget() {
+                return None;
+            }
+        }
+        Some(wanted)
     }
 
     fn warn_once(&mut self, path: &std::path::Path, what: &str, error: &dyn std::fmt::Display) {
@@ -592,14 +704,30 @@ impl Tailer {
         let mut open = self.open_readers();
         // Open files that may be closed to make room, found when first needed.
         let mut closable: Option<Vec<usize>> = None;
+        self.matched_dirs.clear();
+        self.matched_link = false;
         for path in self.expand() {
-            let meta = match std::fs::metadata(&path) {
+            // lstat first: the same one call for a file, a second for a link.
+            let meta = match std::fs::symlink_metadata(&path) {
+                Ok(m) if m.file_type().is_symlink() => {
+                    self.matched_link = true;
+                    std::fs::metadata(&path)
+                }
+                other => other,
+            };
+            let meta = match meta {
                 Ok(m) => m,
                 Err(e) => {
                     self.warn_once(&path, "cannot read file metadata", &e);
                     continue;
                 }
             };
+            if let Some(dir) = path.parent() {
+                // Sorted paths: a directory's files come together.
+                if self.matched_dirs.last().map(PathBuf::as_path) != Some(dir) {
+                    self.matched_dirs.insert(dir.to_path_buf());
+                }
+            }
             if !meta.is_file() {
                 self.warn_once(&path, "not a regular file; skipped", &"include matched it");
                 continue;
@@ -628,6 +756,7 @@ impl Tailer {
                 else {
                     // Every open file holds part of a record: this one
                     // waits for a poll that has room.
+                    self.poll_did_work = true;
                     continue;
                 };
                 // Read to its end at that metadata (when set): opened
@@ -729,6 +858,7 @@ impl Tailer {
         }
         match FileReader::new(file, path.to_path_buf(), offset, max) {
             Ok(r) => {
+                self.poll_did_work = true;
                 k.decoder.attach(path, offset);
                 k.reader = Some(r);
                 k.last_seen_poll = poll;
@@ -749,6 +879,7 @@ impl Tailer {
     /// One poll over all files; true when a file has more to read now.
     fn poll_once(&mut self, handle: &Handle) -> bool {
         self.poll += 1;
+        self.poll_did_work = false;
         let first_poll = self.poll == 1;
         self.discover(first_poll, handle);
         let flush_period = self.cfg.force_flush_period.get();
@@ -777,6 +908,7 @@ impl Tailer {
                 .is_some_and(|r| r.offset != start_offset)
             {
                 self.files[i].last_read_poll = self.poll;
+                self.poll_did_work = true;
             }
             self.finish_stalled_report(i, start_offset);
             let mut lines = Vec::new();
@@ -892,6 +1024,7 @@ impl Tailer {
 
     /// Closes file `i`'s handle after handing on what it holds.
     fn close(&mut self, i: usize, handle: &Handle) {
+        self.poll_did_work = true;
         let mut lines = Vec::new();
         if let Some(r) = self.files[i].reader.as_mut() {
             r.flush_partial(Duration::ZERO, &mut lines);
@@ -934,6 +1067,7 @@ impl Tailer {
         }
         gone.sort_unstable();
         let excess = gone.len() - cap;
+        self.poll_did_work = true;
         let gone: HashSet<u64> = gone.iter().take(excess).map(|(_, id)| *id).collect();
         for id in &gone {
             self.checkpoints.forget(*id);
@@ -1145,6 +1279,7 @@ impl Tailer {
         if records.is_empty() && offsets.is_empty() {
             return;
         }
+        self.poll_did_work = true;
         let Some(logs) = self.logs.clone().filter(|_| !records.is_empty()) else {
             let _ = self.ack_tx.blocking_send(InFlight {
                 offsets,

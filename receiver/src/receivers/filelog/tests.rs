@@ -1269,3 +1269,146 @@ async fn a_report_from_a_file_has_the_kmsg_receivers_attributes() {
         assert_ne!(report.time_unix_nano, 0, "{name}: the prefix's time");
     }
 }
+
+/// A tailer over `cfg` driven poll by poll (no run loop), sending to
+/// `logs`; the receiver keeps the tailer's acknowledgements.
+fn tailer(cfg: FilelogReceiverConfig, logs: DynConsumer) -> (Tailer, mpsc::Receiver<InFlight>) {
+    let library =
+        Arc::new(Library::new(&cfg.patterns, &cfg.disable_patterns).expect("pattern library"));
+    let (checkpoints, resumed) = Checkpoints::load(None).expect("checkpoints");
+    let (ack_tx, ack_rx) = mpsc::channel(MAX_IN_FLIGHT + 1);
+    let ctx = BuildContext {
+        id: ComponentId::new("filelog", None),
+        telemetry: Telemetry::noop(),
+        extensions: Arc::new(Extensions::default()),
+        shutdown: CancellationToken::new(),
+    };
+    let t = Tailer::new(
+        cfg,
+        ctx,
+        library,
+        None,
+        Vec::new(),
+        checkpoints,
+        resumed,
+        Some(logs),
+        Arc::default(),
+        ack_tx,
+    );
+    (t, ack_rx)
+}
+
+/// Sets `dir`'s mtime an hour back: its listing is trusted at once.
+fn age(dir: &Path) {
+    let old = std::time::SystemTime::now() - Duration::from_secs(3600);
+    File::open(dir)
+        .and_then(|f| f.set_modified(old))
+        .expect("setting the directory's mtime");
+}
+
+/// A poll that changes nothing is a fixed point: the tailer then waits on
+/// inotify watches on the directories the globs reach (and on the nearest
+/// existing ancestor of what they miss) instead of polling; anything that
+/// waits on time, or a match inotify cannot follow, keeps it polling.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_poll_that_changes_nothing_watches_the_directories_for_a_change() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let logs = dir.path().join("logs");
+    std::fs::create_dir(&logs).expect("mkdir");
+    let path = logs.join("a.log");
+    append(&path, b"one\n");
+    age(&logs);
+    let mut cfg = config(&logs, "*.log");
+    cfg.include.push(
+        dir.path()
+            .join("later/*.log")
+            .to_string_lossy()
+            .into_owned(),
+    );
+    // A partial line is held for an hour: no flush between two polls.
+    cfg.force_flush_period = GoDuration::from_secs(3600);
+    let (collect, mut rx) = Collect::new(None);
+    let (mut t, _acks) = tailer(cfg, collect);
+    let handle = Handle::current();
+    let dir_path = dir.path().to_path_buf();
+    let checked = tokio::task::spawn_blocking(move || {
+        t.poll_once(&handle);
+        assert!(t.poll_did_work, "the first poll opens and reads");
+        assert!(t.idle_watch_set().is_none());
+        t.poll_once(&handle);
+        assert!(!t.poll_did_work, "nothing changed");
+        let wanted = t.idle_watch_set().expect("a fixed point");
+        assert_eq!(wanted.get(&logs), Some(&watch::contents()));
+        assert_eq!(
+            wanted.get(&dir_path),
+            Some(&watch::arrivals()),
+            "where later/ would appear: {wanted:?}"
+        );
+        assert_eq!(wanted.len(), 2, "{wanted:?}");
+        t.cfg.inotify = false;
+        assert!(t.idle_watch_set().is_none(), "inotify: false polls");
+        t.cfg.inotify = true;
+        if !watch::is_local(&logs) {
+            eprintln!("SKIP (watch part): the temporary directory is not on a local file system");
+            return;
+        }
+        assert_eq!(t.watches.watch(wanted.clone()), watch::Armed::Now);
+        assert_eq!(t.watches.watch(wanted), watch::Armed::Already);
+
+        // A write is an event, and the poll after it reads the line.
+        append(&path, b"two\n");
+        assert!(t.watches.drain(), "a write to a watched file");
+        t.poll_once(&handle);
+        assert!(t.poll_did_work);
+        t.poll_once(&handle);
+        assert!(t.idle_watch_set().is_some(), "read to its end again");
+
+        // A partial line waits on time (force_flush_period): no watching.
+        append(&path, b"thr");
+        assert!(t.watches.drain());
+        t.poll_once(&handle);
+        t.poll_once(&handle);
+        assert!(!t.poll_did_work);
+        assert!(
+            t.idle_watch_set().is_none(),
+            "a partial line is flushed on time"
+        );
+        append(&path, b"ee\n");
+        t.poll_once(&handle);
+        t.poll_once(&handle);
+        assert!(t.idle_watch_set().is_some());
+
+        // What the globs missed appears: an event in its ancestor.
+        let later = dir_path.join("later");
+        std::fs::create_dir(&later).expect("mkdir");
+        assert!(
+            t.watches.drain(),
+            "a directory created where one is looked for"
+        );
+        append(&later.join("b.log"), b"four\n");
+        t.poll_once(&handle);
+        assert!(t.poll_did_work, "the new file is read");
+        assert!(t.idle_watch_set().is_none());
+
+        // A symbolic link to a file elsewhere: its writes would show in
+        // another directory, so the tailer polls.
+        let elsewhere = dir_path.join("elsewhere");
+        std::fs::create_dir(&elsewhere).expect("mkdir");
+        append(&elsewhere.join("target"), b"five\n");
+        std::os::unix::fs::symlink(elsewhere.join("target"), logs.join("link.log"))
+            .expect("symlink");
+        age(&logs);
+        age(&later);
+        t.poll_once(&handle);
+        t.poll_once(&handle);
+        assert!(!t.poll_did_work);
+        assert!(t.matched_link);
+        assert!(
+            t.idle_watch_set().is_none(),
+            "a link is followed by polling"
+        );
+    });
+    checked.await.expect("checks pass");
+    let got = lines(&mut rx, 5).await;
+    assert_eq!(got, ["one", "two", "three", "four", "five"]);
+}
