@@ -4,6 +4,7 @@
 pub mod api;
 pub mod cli;
 pub mod clock;
+pub mod code_pages;
 pub mod component;
 pub mod components;
 pub mod config;

@@ -67,6 +67,17 @@ pub async fn run(
         pipelines = config.service.pipelines.len(),
         "everything is ready; begin running and processing data"
     );
+    let code_pages = tokio::spawn({
+        let background = background.clone();
+        async move {
+            release_start_up_code();
+            // Again once the first scrapes, exports and reads have run.
+            tokio::select! {
+                () = background.cancelled() => {}
+                () = tokio::time::sleep(crate::code_pages::RELEASE_AGAIN_AFTER) => release_start_up_code(),
+            }
+        }
+    });
 
     stop.await;
     tracing::info!("received shutdown request; draining pipelines");
@@ -75,12 +86,28 @@ pub async fn run(
         .shutdown(config.service.shutdown_timeout.get())
         .await;
     background.cancel();
+    code_pages.abort();
     for t in extension_tasks {
         let _ = tokio::time::timeout(Duration::from_secs(2), t).await;
     }
     telemetry.shutdown();
     tracing::info!("shutdown complete");
     Ok(())
+}
+
+/// See [`crate::code_pages`] (a read of `/proc/self/maps`, `pagemap` and
+/// `smaps` of the agent itself: about a millisecond).
+fn release_start_up_code() {
+    match crate::code_pages::release_start_up_code() {
+        Ok(r) => tracing::debug!(
+            resident_before_kib = r.resident_before / 1024,
+            resident_after_kib = r.resident_after / 1024,
+            "gave back the page mappings of start-up code and data"
+        ),
+        Err(e) => {
+            tracing::debug!(error = %e, "could not give back the page mappings of start-up code")
+        }
+    }
 }
 
 /// Gives up every capability the configured receivers do not need while
