@@ -34,6 +34,8 @@ static GLOBAL: oomscope::heap_stats::CountingMiMalloc = oomscope::heap_stats::Co
 /// the Rust side, large decompressed bodies live in mappings of their own
 /// (`receivers::otlp::decode`), unmapped when freed.
 fn return_freed_memory_promptly() {
+    #[cfg(not(feature = "system-allocator"))]
+    oomscope::heap_stats::set_purge_delay();
     #[cfg(target_env = "gnu")]
     // SAFETY: sets a tunable of glibc's allocator.
     unsafe {

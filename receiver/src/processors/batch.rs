@@ -40,9 +40,17 @@ use crate::pipeline::{
 };
 use crate::telemetry::ProcessorMetrics;
 
-/// Batches waiting in the channel between the consumer and the batching task.
-/// Small on purpose: when the task is blocked on a slow `next`, senders wait.
-const CHANNEL_CAPACITY: usize = 16;
+/// Batches waiting in the channel between the consumer and the batching
+/// task: as many as CPUs, as the collector's `batchprocessor`
+/// (`runtime.NumCPU()`), at least 2 and at most 16. Small on purpose: when
+/// the task is blocked on a slow `next`, senders wait; each waiting batch is
+/// a decoded request (about 1 MB for 1,000 log records), and an urgent one
+/// (an OOM kill) waits behind them.
+fn channel_capacity() -> usize {
+    std::thread::available_parallelism()
+        .map_or(2, std::num::NonZeroUsize::get)
+        .clamp(2, 16)
+}
 
 /// At most one "dropped" log line per this interval.
 const DROP_LOG_INTERVAL: Duration = Duration::from_secs(10);
@@ -144,7 +152,7 @@ pub fn build(
 ) -> anyhow::Result<(DynConsumer, Option<JoinHandle<()>>)> {
     c.validate()
         .map_err(|e| anyhow::anyhow!("{}: {e}", ctx.id))?;
-    let (tx, rx) = mpsc::channel(CHANNEL_CAPACITY);
+    let (tx, rx) = mpsc::channel(channel_capacity());
     let batcher = Batcher {
         id: ctx.id.to_string(),
         signal: s,
