@@ -277,15 +277,24 @@ mod tests {
         BTreeMap::from([(dir.to_path_buf(), flags)])
     }
 
-    #[test]
-    fn a_set_is_armed_once_and_a_change_in_it_is_an_event() {
+    /// A temporary directory, watched for its contents; `None` (skipped)
+    /// where it is not on a local file system.
+    fn watched_tempdir() -> Option<(tempfile::TempDir, Watches)> {
         let dir = tempfile::tempdir().expect("tempdir");
         if !is_local(dir.path()) {
             eprintln!("SKIP: the temporary directory is not on a local file system");
-            return;
+            return None;
         }
         let mut w = Watches::default();
         assert_eq!(w.watch(one(dir.path(), contents())), Armed::Now);
+        Some((dir, w))
+    }
+
+    #[test]
+    fn a_set_is_armed_once_and_a_change_in_it_is_an_event() {
+        let Some((dir, mut w)) = watched_tempdir() else {
+            return;
+        };
         assert_eq!(w.watch(one(dir.path(), contents())), Armed::Already);
         assert!(!w.drain(), "nothing happened yet");
         std::fs::write(dir.path().join("a.log"), b"x\n").expect("write");
@@ -321,13 +330,9 @@ mod tests {
 
     #[test]
     fn a_wait_ends_on_a_change_no_sooner_than_asked_or_when_woken() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        if !is_local(dir.path()) {
-            eprintln!("SKIP: the temporary directory is not on a local file system");
+        let Some((dir, w)) = watched_tempdir() else {
             return;
-        }
-        let mut w = Watches::default();
-        assert_eq!(w.watch(one(dir.path(), contents())), Armed::Now);
+        };
         let fd = std::sync::Arc::new(wake_fd().expect("eventfd"));
         let waiter = Waiter::new(std::sync::Arc::clone(&fd));
         // A change before the wait ends it at once, but not before `not_before`.
