@@ -67,60 +67,43 @@ fn code_mappings(maps: &str, exe_inode: u64) -> Vec<(usize, usize)> {
         .collect()
 }
 
-/// Resident bytes of `mappings`, summed from `/proc/self/smaps`.
-fn resident(mappings: &[(usize, usize)]) -> u64 {
-    let Ok(smaps) = std::fs::read_to_string("/proc/self/smaps") else {
-        return 0;
-    };
-    let mut total = 0;
-    let mut inside = false;
-    for line in smaps.lines() {
-        if let Some((range, _)) = line.split_once(' ') {
-            if let Some((start, _)) = range.split_once('-') {
-                if let Ok(start) = usize::from_str_radix(start, 16) {
-                    inside = mappings.iter().any(|&(s, _)| s == start);
-                    continue;
-                }
-            }
-        }
-        if inside {
-            if let Some(kb) = line
-                .strip_prefix("Rss:")
-                .and_then(|v| v.trim().strip_suffix("kB"))
-                .and_then(|v| v.trim().parse::<u64>().ok())
-            {
-                total += kb * 1024;
-            }
-        }
-    }
-    total
-}
-
-const PAGE: usize = 4096;
 /// `/proc/self/pagemap`: the page is present; it is a file page (or
 /// shared anonymous memory).
 const PM_PRESENT: u64 = 1 << 63;
 const PM_FILE: u64 = 1 << 61;
 
-/// Whether a page of the mapping at `start` (`len` bytes) is anonymous: a
-/// private page that was written. An unreadable pagemap counts as written.
-fn has_written_pages(start: usize, len: usize) -> bool {
+/// The pages of the mapping at `start` (`len` bytes), from
+/// `/proc/self/pagemap`: how many are resident, and whether one is
+/// anonymous (a private page that was written). `None` when the pagemap
+/// cannot be read.
+fn pages(start: usize, len: usize) -> Option<(u64, bool)> {
     use std::io::{Read, Seek, SeekFrom};
-    let pages = len / PAGE;
-    let mut entries = vec![0u8; pages * 8];
-    let read = std::fs::File::open("/proc/self/pagemap").and_then(|mut f| {
-        f.seek(SeekFrom::Start((start / PAGE * 8) as u64))?;
-        f.read_exact(&mut entries)
-    });
-    if read.is_err() {
-        return true;
-    }
-    entries.chunks_exact(8).any(|e| {
+    let page = usize::try_from(crate::processors::memory_limiter::page_size()).ok()?;
+    let mut entries = vec![0u8; len / page * 8];
+    let mut f = std::fs::File::open("/proc/self/pagemap").ok()?;
+    f.seek(SeekFrom::Start((start / page * 8) as u64)).ok()?;
+    f.read_exact(&mut entries).ok()?;
+    let mut resident = 0;
+    let mut written = false;
+    for e in entries.chunks_exact(8) {
         let mut word = [0u8; 8];
         word.copy_from_slice(e);
         let entry = u64::from_ne_bytes(word);
-        entry & PM_PRESENT != 0 && entry & PM_FILE == 0
-    })
+        if entry & PM_PRESENT != 0 {
+            resident += page as u64;
+            written |= entry & PM_FILE == 0;
+        }
+    }
+    Some((resident, written))
+}
+
+/// Resident bytes of `mappings`.
+fn resident(mappings: &[(usize, usize)]) -> u64 {
+    mappings
+        .iter()
+        .filter_map(|&(start, len)| pages(start, len))
+        .map(|(resident, _)| resident)
+        .sum()
 }
 
 /// Drops this process's page mappings of its binary's code and read-only
@@ -128,16 +111,20 @@ fn has_written_pages(start: usize, len: usize) -> bool {
 pub fn release_start_up_code() -> std::io::Result<Released> {
     let exe_inode = std::fs::metadata("/proc/self/exe")?.ino();
     let maps = std::fs::read_to_string("/proc/self/maps")?;
-    let mappings: Vec<(usize, usize)> = code_mappings(&maps, exe_inode)
-        .into_iter()
-        .filter(|&(start, len)| !has_written_pages(start, len))
-        .collect();
+    // An unreadable pagemap counts as written: nothing is dropped.
+    let mut resident_before = 0;
+    let mut mappings = Vec::new();
+    for (start, len) in code_mappings(&maps, exe_inode) {
+        if let Some((resident, false)) = pages(start, len) {
+            resident_before += resident;
+            mappings.push((start, len));
+        }
+    }
     if mappings.is_empty() {
         return Err(std::io::Error::other(
             "no read-only mapping of the binary that was never written in /proc/self/maps",
         ));
     }
-    let resident_before = resident(&mappings);
     let mut mapped = 0;
     for &(start, len) in &mappings {
         // SAFETY: the range is a whole private, read-only file mapping of
@@ -202,11 +189,12 @@ mod tests {
         assert!(text.starts_with("[2, 4"));
 
         // A private page that was written is anonymous: seen as written.
-        let mut page = vec![0u8; 4 * PAGE];
-        let start = (page.as_ptr() as usize).div_ceil(PAGE) * PAGE;
+        let size = crate::processors::memory_limiter::page_size() as usize;
+        let mut page = vec![0u8; 4 * size];
+        let start = (page.as_ptr() as usize).div_ceil(size) * size;
         let offset = start - page.as_ptr() as usize;
         page[offset] = 1;
-        assert!(has_written_pages(start, PAGE));
+        assert_eq!(pages(start, size), Some((size as u64, true)));
         std::hint::black_box(&page);
     }
 }

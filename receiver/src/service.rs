@@ -95,8 +95,8 @@ pub async fn run(
     Ok(())
 }
 
-/// See [`crate::code_pages`] (a read of `/proc/self/maps`, `pagemap` and
-/// `smaps` of the agent itself: about a millisecond).
+/// See [`crate::code_pages`] (reads of the agent's own `/proc/self/maps`
+/// and `pagemap`: under a millisecond).
 fn release_start_up_code() {
     match crate::code_pages::release_start_up_code() {
         Ok(r) => tracing::debug!(

@@ -534,7 +534,7 @@ fn mapped_journal_resident(smaps: &str) -> u64 {
     kib.saturating_mul(1024)
 }
 
-fn page_size() -> u64 {
+pub(crate) fn page_size() -> u64 {
     // SAFETY: sysconf has no preconditions.
     let n = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
     u64::try_from(n).ok().filter(|&n| n > 0).unwrap_or(4096)
