@@ -19,8 +19,10 @@
 # baseline. The load generator's per-request latency (its export call to the
 # agent) is split into the same two windows.
 # Needs root. Prints one summary line (KEEP=1 keeps the work directory:
-# kills has one line per kill record, "pid kernel_ns received_ns acked_ns",
-# unix time: the kernel's timestamp, the proxy got it, rotel acknowledged).
+# kills has one line per kill record, "pid kernel_ns observed_ns received_ns
+# acked_ns", unix time: the kernel's timestamp, the agent built the record,
+# the proxy got it, rotel acknowledged). built_*, delivery_* and backend_*
+# split the latency into those three stages.
 set -euo pipefail
 
 KILLS=${KILLS:-200}
@@ -119,5 +121,8 @@ echo "kills_kernel=$(field kills_kernel) kills_reported=$(field kills_reported)"
     "otlp_rate_storm=$(field otlp_rate_storm) slowdown_pct=$(field slowdown_pct)" \
     "kills_caused=$(field kills_caused) foreign=$(field foreign) foreign_outside=$(field foreign_outside)" \
     "storm_seconds=$(field storm_seconds)" \
+    "built_p50_ms=$(field built_p50_ms) built_p99_ms=$(field built_p99_ms)" \
+    "delivery_p50_ms=$(field delivery_p50_ms) delivery_p99_ms=$(field delivery_p99_ms)" \
+    "backend_p50_ms=$(field backend_p50_ms) backend_p99_ms=$(field backend_p99_ms)" \
     "agent_cpu_pct_baseline=$(field agent_cpu_pct_baseline) agent_cpu_pct_storm=$(field agent_cpu_pct_storm)" \
     "$requests"

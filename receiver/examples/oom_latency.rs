@@ -57,9 +57,20 @@ const RECORD_WAIT: Duration = Duration::from_secs(10);
 struct Seen {
     /// Kill records by victim pid: each one's latency (ns), in arrival order.
     kills: HashMap<i64, Vec<u64>>,
-    /// Every kill record: (pid, kernel time, received at, acknowledged at),
-    /// unix ns.
-    log: Vec<(i64, u64, u64, u64)>,
+    /// Every kill record, in arrival order.
+    log: Vec<KillSeen>,
+}
+
+/// One kill record's times, unix ns: the kernel's timestamp, the agent's
+/// (its `observed_time_unix_nano`: the record was built), this proxy got
+/// the export, rotel acknowledged it.
+#[derive(Clone, Copy)]
+struct KillSeen {
+    pid: i64,
+    kernel: u64,
+    observed: u64,
+    received: u64,
+    acked: u64,
 }
 
 struct Proxy {
@@ -91,7 +102,7 @@ impl LogsService for Proxy {
         let received = unix_nanos();
         let req = request.into_inner();
         let mut others = 0u64;
-        let mut kills: Vec<(i64, u64)> = Vec::new();
+        let mut kills: Vec<(i64, u64, u64)> = Vec::new();
         for r in req
             .resource_logs
             .iter()
@@ -108,7 +119,7 @@ impl LogsService for Proxy {
                 .find(|kv| kv.key == "process.pid")
                 .and_then(|kv| kv.value.as_ref()?.value.as_ref());
             if let Some(any_value::Value::IntValue(p)) = pid {
-                kills.push((*p, r.time_unix_nano));
+                kills.push((*p, r.time_unix_nano, r.observed_time_unix_nano));
             }
         }
         let answer = self.rotel.clone().export(req).await?;
@@ -117,12 +128,18 @@ impl LogsService for Proxy {
         self.others.fetch_add(others, Ordering::Relaxed);
         if !kills.is_empty() {
             let mut seen = lock(&self.seen);
-            for (pid, kernel_time) in kills {
-                seen.log.push((pid, kernel_time, received, acked));
+            for (pid, kernel, observed) in kills {
+                seen.log.push(KillSeen {
+                    pid,
+                    kernel,
+                    observed,
+                    received,
+                    acked,
+                });
                 seen.kills
                     .entry(pid)
                     .or_default()
-                    .push(acked.saturating_sub(kernel_time));
+                    .push(acked.saturating_sub(kernel));
             }
             drop(seen);
             self.news.notify_waiters();
@@ -558,7 +575,12 @@ async fn storm(
         let lines: String = seen
             .log
             .iter()
-            .map(|(pid, k, r, a)| format!("{pid} {k} {r} {a}\n"))
+            .map(|k| {
+                format!(
+                    "{} {} {} {} {}\n",
+                    k.pid, k.kernel, k.observed, k.received, k.acked
+                )
+            })
             .collect();
         if let Err(e) = std::fs::write(path, lines) {
             eprintln!("oom_latency: cannot write {}: {e}", path.display());
@@ -570,8 +592,8 @@ async fn storm(
     let foreign_pids: std::collections::HashSet<i64> = seen
         .log
         .iter()
-        .filter(|(pid, k, ..)| !caused.contains(pid) && counted(*k))
-        .map(|(pid, ..)| *pid)
+        .filter(|k| !caused.contains(&k.pid) && counted(k.kernel))
+        .map(|k| k.pid)
         .collect();
     let foreign_outside = seen
         .kills
@@ -602,6 +624,20 @@ async fn storm(
         .filter_map(|p| seen.kills.get(p)?.first().copied())
         .collect();
     v.sort_unstable();
+    // Where the time goes, for the first record of each kill caused: in the
+    // agent until its record was built, from there to this proxy, rotel.
+    let mut first: HashMap<i64, KillSeen> = HashMap::new();
+    for k in seen.log.iter().filter(|k| caused.contains(&k.pid)) {
+        first.entry(k.pid).or_insert(*k);
+    }
+    let stage = |f: fn(&KillSeen) -> u64| {
+        let mut d: Vec<u64> = first.values().map(f).collect();
+        d.sort_unstable();
+        d
+    };
+    let agent = stage(|k| k.observed.saturating_sub(k.kernel));
+    let delivery = stage(|k| k.received.saturating_sub(k.observed));
+    let backend = stage(|k| k.acked.saturating_sub(k.received));
     drop(seen);
     if !missed.is_empty() {
         eprintln!("oom_latency: no record for pids {missed:?}");
@@ -616,7 +652,7 @@ async fn storm(
     let slowdown = (1.0 - storm_rate / base_rate.max(1e-9)) * 100.0;
     let pct = |c: Option<f64>| c.map_or("unknown".to_string(), |c| format!("{c:.1}"));
     println!(
-        "kills_caused={} kills_failed={failed} kills_kernel={kernel} kills_reported={records} duplicates={duplicates} missed={} foreign={foreign} foreign_outside={foreign_outside} storm_seconds={storm_secs:.2} p50_ms={:.2} p99_ms={:.2} max_ms={:.2} otlp_rate_baseline={base_rate:.0} otlp_rate_storm={storm_rate:.0} slowdown_pct={slowdown:.1} agent_cpu_pct_baseline={} agent_cpu_pct_storm={} phases={},{},{},{}",
+        "kills_caused={} kills_failed={failed} kills_kernel={kernel} kills_reported={records} duplicates={duplicates} missed={} foreign={foreign} foreign_outside={foreign_outside} storm_seconds={storm_secs:.2} p50_ms={:.2} p99_ms={:.2} max_ms={:.2} otlp_rate_baseline={base_rate:.0} otlp_rate_storm={storm_rate:.0} slowdown_pct={slowdown:.1} agent_cpu_pct_baseline={} agent_cpu_pct_storm={} built_p50_ms={:.2} built_p99_ms={:.2} delivery_p50_ms={:.2} delivery_p99_ms={:.2} backend_p50_ms={:.2} backend_p99_ms={:.2} phases={},{},{},{}",
         caused.len(),
         missed.len(),
         ms(percentile(&v, 50.0)),
@@ -624,6 +660,12 @@ async fn storm(
         ms(v.last().copied().unwrap_or(0)),
         pct(base_cpu),
         pct(storm_cpu),
+        ms(percentile(&agent, 50.0)),
+        ms(percentile(&agent, 99.0)),
+        ms(percentile(&delivery, 50.0)),
+        ms(percentile(&delivery, 99.0)),
+        ms(percentile(&backend, 50.0)),
+        ms(percentile(&backend, 99.0)),
         b0.unix_ns,
         b1.unix_ns,
         s0.unix_ns,
