@@ -27,7 +27,7 @@ use std::path::{Path, PathBuf};
 use tokio::io::unix::AsyncFd;
 use tokio::io::{AsyncBufReadExt, BufReader, Interest};
 
-use super::kmsg_record::KmsgRecord;
+use super::kmsg_record::{KmsgRecord, RecordError};
 
 /// The read buffer for one record.
 pub const RECORD_BUFFER_BYTES: usize = 8 * 1024;
@@ -195,60 +195,124 @@ impl KmsgReader {
     /// Malformed records are skipped with a warning. On a regular file, the
     /// end of the file is `Err(ErrorKind::UnexpectedEof)`.
     pub async fn next(&mut self) -> io::Result<KmsgEvent> {
-        if let Some(record) = self.pending.take() {
-            self.last_seq = Some(record.seq);
-            return Ok(KmsgEvent::Record(record));
+        if let Some(event) = self.take_pending() {
+            return Ok(event);
         }
         loop {
-            let raw = match self.read_raw().await {
-                Ok(raw) => raw,
-                Err(ReadError::Overwritten) => {
-                    // The kernel moved us to the oldest record it still has;
-                    // how far that is, it does not say.
-                    self.last_seq = None;
-                    if self.skip_through.is_some() {
-                        // We were still skipping: the records we skip to
-                        // were overwritten, which the seq check reports.
-                        continue;
-                    }
-                    return Ok(KmsgEvent::Gap { missed: None });
-                }
-                Err(ReadError::Io(err)) => return Err(err),
-            };
-            let record = match KmsgRecord::parse(raw) {
-                Ok(record) => record,
-                Err(err) => {
-                    tracing::warn!(path = %self.path.display(), error = %err, "skipping a kernel log record");
-                    continue;
-                }
-            };
-
-            if let Some(saved) = self.skip_through {
-                if record.seq <= saved {
-                    self.highest_skipped = Some(record.seq);
-                    continue;
-                }
-                self.skip_through = None;
-                self.highest_skipped = None;
-                if record.seq > saved + 1 {
-                    let missed = record.seq - saved - 1;
-                    self.pending = Some(record);
-                    return Ok(KmsgEvent::Gap {
-                        missed: Some(missed),
-                    });
-                }
-            } else if let Some(last) = self.last_seq {
-                if record.seq > last.saturating_add(1) {
-                    let missed = record.seq - last - 1;
-                    self.pending = Some(record);
-                    return Ok(KmsgEvent::Gap {
-                        missed: Some(missed),
-                    });
-                }
+            let read = self.read_raw().await.map(KmsgRecord::parse);
+            if let Some(event) = self.accept(read)? {
+                return Ok(event);
             }
-            self.last_seq = Some(record.seq);
-            return Ok(KmsgEvent::Record(record));
         }
+    }
+
+    /// The next record or gap the kernel holds now, without waiting for
+    /// `/dev/kmsg` to signal it: `None` when there is none yet, and always
+    /// for a regular file.
+    ///
+    /// The kernel wakes `/dev/kmsg` readers only after it has printed a
+    /// record on its consoles (a serial console takes milliseconds a line),
+    /// but the record is readable as soon as it is stored. A caller that
+    /// knows a record is due (the OOM killer's eBPF event came) reads it
+    /// here without that wait. The wake-up still comes; [`Self::next`]
+    /// then finds the records already read gone and waits again.
+    pub fn try_next(&mut self) -> io::Result<Option<KmsgEvent>> {
+        if let Some(event) = self.take_pending() {
+            return Ok(Some(event));
+        }
+        loop {
+            let read = match &mut self.source {
+                Source::Device { fd, buffer } => {
+                    match read_record(fd.get_ref(), buffer, &self.path) {
+                        Ok(Some(n)) => Ok(KmsgRecord::parse(&buffer[..n])),
+                        Ok(None) => {
+                            drained(
+                                &self.path,
+                                fd.get_ref(),
+                                &mut self.skip_through,
+                                &mut self.highest_skipped,
+                            )
+                            .map_err(ReadError::into_io)?;
+                            return Ok(None);
+                        }
+                        Err(e) => Err(e),
+                    }
+                }
+                Source::File { .. } => return Ok(None),
+            };
+            if let Some(event) = self.accept(read)? {
+                return Ok(Some(event));
+            }
+        }
+    }
+
+    /// Whether this reads a kernel log device (records come as the kernel
+    /// stores them), not a saved file.
+    #[must_use]
+    pub fn is_device(&self) -> bool {
+        matches!(self.source, Source::Device { .. })
+    }
+
+    fn take_pending(&mut self) -> Option<KmsgEvent> {
+        let record = self.pending.take()?;
+        self.last_seq = Some(record.seq);
+        Some(KmsgEvent::Record(record))
+    }
+
+    /// What a read gives: a record or gap to hand out, or `None` to read on
+    /// (a record skipped, malformed or before the checkpoint).
+    fn accept(
+        &mut self,
+        read: Result<Result<KmsgRecord, RecordError>, ReadError>,
+    ) -> io::Result<Option<KmsgEvent>> {
+        let parsed = match read {
+            Ok(parsed) => parsed,
+            Err(ReadError::Overwritten) => {
+                // The kernel moved us to the oldest record it still has;
+                // how far that is, it does not say.
+                self.last_seq = None;
+                if self.skip_through.is_some() {
+                    // We were still skipping: the records we skip to
+                    // were overwritten, which the seq check reports.
+                    return Ok(None);
+                }
+                return Ok(Some(KmsgEvent::Gap { missed: None }));
+            }
+            Err(ReadError::Io(err)) => return Err(err),
+        };
+        let record = match parsed {
+            Ok(record) => record,
+            Err(err) => {
+                tracing::warn!(path = %self.path.display(), error = %err, "skipping a kernel log record");
+                return Ok(None);
+            }
+        };
+
+        if let Some(saved) = self.skip_through {
+            if record.seq <= saved {
+                self.highest_skipped = Some(record.seq);
+                return Ok(None);
+            }
+            self.skip_through = None;
+            self.highest_skipped = None;
+            if record.seq > saved + 1 {
+                let missed = record.seq - saved - 1;
+                self.pending = Some(record);
+                return Ok(Some(KmsgEvent::Gap {
+                    missed: Some(missed),
+                }));
+            }
+        } else if let Some(last) = self.last_seq {
+            if record.seq > last.saturating_add(1) {
+                let missed = record.seq - last - 1;
+                self.pending = Some(record);
+                return Ok(Some(KmsgEvent::Gap {
+                    missed: Some(missed),
+                }));
+            }
+        }
+        self.last_seq = Some(record.seq);
+        Ok(Some(KmsgEvent::Record(record)))
     }
 
     /// The raw bytes of the next record.
@@ -256,68 +320,17 @@ impl KmsgReader {
         match &mut self.source {
             Source::Device { fd, buffer } => loop {
                 let mut guard = fd.readable().await.map_err(ReadError::Io)?;
-                let result = guard.try_io(|inner| {
-                    // SAFETY: `buffer` is valid for writes of its length.
-                    let n = unsafe {
-                        libc::read(inner.as_raw_fd(), buffer.as_mut_ptr().cast(), buffer.len())
-                    };
-                    if n < 0 {
-                        Err(io::Error::last_os_error())
-                    } else {
-                        Ok(n as usize)
-                    }
-                });
-                match result {
-                    Ok(Ok(0)) => {
-                        return Err(ReadError::Io(io::Error::new(
-                            ErrorKind::UnexpectedEof,
-                            format!("end of {}", self.path.display()),
-                        )));
-                    }
-                    Ok(Ok(n)) => return Ok(&buffer[..n]),
-                    Ok(Err(err)) => match err.raw_os_error() {
-                        Some(libc::EPIPE) => return Err(ReadError::Overwritten),
-                        Some(libc::EINTR) => continue,
-                        Some(libc::EINVAL) if buffer.len() < MAX_RECORD_BUFFER_BYTES => {
-                            let grown = (buffer.len() * 2).min(MAX_RECORD_BUFFER_BYTES);
-                            tracing::warn!(
-                                path = %self.path.display(),
-                                buffer_bytes = grown,
-                                "a kernel log record did not fit the read buffer; retrying with a larger one"
-                            );
-                            buffer.resize(grown, 0);
-                            continue;
-                        }
-                        _ => {
-                            return Err(ReadError::Io(io::Error::new(
-                                err.kind(),
-                                format!("cannot read {}: {err}", self.path.display()),
-                            )));
-                        }
-                    },
-                    // Not ready after all (EAGAIN): readiness was cleared.
-                    Err(_would_block) => {
-                        if let (Some(saved), Some(highest)) =
-                            (self.skip_through, self.highest_skipped)
-                        {
-                            if highest < saved {
-                                // Every record left is older than the
-                                // checkpoint: the checkpoint is from another
-                                // boot. Start over from the oldest record.
-                                tracing::warn!(
-                                    path = %self.path.display(),
-                                    checkpoint_seq = saved,
-                                    newest_seq = highest,
-                                    "kernel log sequence numbers are behind the checkpoint (reboot?); reading from the beginning"
-                                );
-                                seek(fd.get_ref(), libc::SEEK_SET).map_err(ReadError::Io)?;
-                                self.skip_through = None;
-                                self.highest_skipped = None;
-                            }
-                        }
-                        continue;
-                    }
+                if let Some(n) = read_record(fd.get_ref(), buffer, &self.path)? {
+                    return Ok(&buffer[..n]);
                 }
+                // Not ready after all (EAGAIN): the readiness was stale.
+                guard.clear_ready();
+                drained(
+                    &self.path,
+                    fd.get_ref(),
+                    &mut self.skip_through,
+                    &mut self.highest_skipped,
+                )?;
             },
             Source::File { reader, record } => {
                 record.clear();
@@ -360,6 +373,87 @@ enum ReadError {
     /// EPIPE: records were overwritten before we read them.
     Overwritten,
     Io(io::Error),
+}
+
+impl ReadError {
+    fn into_io(self) -> io::Error {
+        match self {
+            ReadError::Io(err) => err,
+            ReadError::Overwritten => io::Error::from_raw_os_error(libc::EPIPE),
+        }
+    }
+}
+
+/// The device has no record left to read now. If every record was older
+/// than the checkpoint, the checkpoint is from another boot: reading starts
+/// over from the oldest record.
+fn drained(
+    path: &Path,
+    file: &std::fs::File,
+    skip_through: &mut Option<u64>,
+    highest_skipped: &mut Option<u64>,
+) -> Result<(), ReadError> {
+    let (Some(saved), Some(highest)) = (*skip_through, *highest_skipped) else {
+        return Ok(());
+    };
+    if highest >= saved {
+        return Ok(());
+    }
+    tracing::warn!(
+        path = %path.display(),
+        checkpoint_seq = saved,
+        newest_seq = highest,
+        "kernel log sequence numbers are behind the checkpoint (reboot?); reading from the beginning"
+    );
+    seek(file, libc::SEEK_SET).map_err(ReadError::Io)?;
+    *skip_through = None;
+    *highest_skipped = None;
+    Ok(())
+}
+
+/// One `read(2)` of one record: its length, `None` when there is none now
+/// (`EAGAIN`). Retries `EINTR`, and grows `buffer` (bounded) after `EINVAL`,
+/// which the kernel returns for a record larger than the buffer without
+/// moving past it.
+fn read_record(
+    file: &std::fs::File,
+    buffer: &mut Vec<u8>,
+    path: &Path,
+) -> Result<Option<usize>, ReadError> {
+    loop {
+        // SAFETY: `buffer` is valid for writes of its length.
+        let n = unsafe { libc::read(file.as_raw_fd(), buffer.as_mut_ptr().cast(), buffer.len()) };
+        if n == 0 {
+            return Err(ReadError::Io(io::Error::new(
+                ErrorKind::UnexpectedEof,
+                format!("end of {}", path.display()),
+            )));
+        }
+        if n > 0 {
+            return Ok(Some(n as usize));
+        }
+        let err = io::Error::last_os_error();
+        match err.raw_os_error() {
+            Some(libc::EAGAIN) => return Ok(None),
+            Some(libc::EPIPE) => return Err(ReadError::Overwritten),
+            Some(libc::EINTR) => {}
+            Some(libc::EINVAL) if buffer.len() < MAX_RECORD_BUFFER_BYTES => {
+                let grown = (buffer.len() * 2).min(MAX_RECORD_BUFFER_BYTES);
+                tracing::warn!(
+                    path = %path.display(),
+                    buffer_bytes = grown,
+                    "a kernel log record did not fit the read buffer; retrying with a larger one"
+                );
+                buffer.resize(grown, 0);
+            }
+            _ => {
+                return Err(ReadError::Io(io::Error::new(
+                    err.kind(),
+                    format!("cannot read {}: {err}", path.display()),
+                )));
+            }
+        }
+    }
 }
 
 fn seek(file: &std::fs::File, whence: libc::c_int) -> io::Result<()> {
@@ -625,6 +719,65 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// A record written is read at once by `try_next`, without waiting for
+    /// the device's wake-up; after `None` (nothing more now), `next` goes on
+    /// with what comes later, nothing read twice or skipped.
+    #[tokio::test]
+    async fn dev_kmsg_try_next_reads_a_stored_record_without_waiting() {
+        if !dev_kmsg_usable("dev_kmsg_try_next_reads_a_stored_record_without_waiting") {
+            return;
+        }
+        let deadline = attempts_until();
+        let (first, second, seen) = loop {
+            assert!(std::time::Instant::now() < deadline, "{DISTURBED}");
+            let mut reader = KmsgReader::open(Path::new("/dev/kmsg"), StartAt::End).unwrap();
+            let first = unique_token("eager");
+            // write(2) on /dev/kmsg returns once the record is stored.
+            inject(&format!("<6>oomscope-kmsg-test {first}\n"));
+            let mut seen = Vec::new();
+            let mut disturbed = false;
+            // Other writers may add records meanwhile: read until none is left.
+            while let Some(event) = reader.try_next().unwrap() {
+                disturbed |= matches!(event, KmsgEvent::Gap { .. });
+                seen.push(event);
+            }
+            let second = unique_token("later");
+            inject(&format!("<6>oomscope-kmsg-test {second}\n"));
+            let later = read_until(&mut reader, &second, &mut seen).await;
+            if !disturbed && later.is_some() {
+                break (first, second, seen);
+            }
+        };
+        let messages: Vec<&str> = seen
+            .iter()
+            .filter_map(|event| match event {
+                KmsgEvent::Record(record) => Some(record.message.as_str()),
+                KmsgEvent::Gap { .. } => None,
+            })
+            .filter(|message| message.starts_with("oomscope-kmsg-test "))
+            .collect();
+        assert!(
+            messages.contains(&format!("oomscope-kmsg-test {first}").as_str()),
+            "try_next did not read the stored record: {messages:?}"
+        );
+        let count = |token: &str| messages.iter().filter(|m| m.ends_with(token)).count();
+        assert_eq!((count(&first), count(&second)), (1, 1), "{messages:?}");
+        let seqs: Vec<u64> = seqs(&seen);
+        assert!(
+            seqs.windows(2).all(|w| w[1] == w[0] + 1),
+            "records skipped or read twice: {seqs:?}"
+        );
+    }
+
+    /// A regular file has no records "now": `try_next` leaves it to `next`.
+    #[tokio::test]
+    async fn try_next_on_a_file_reads_nothing() {
+        let file = write_temp(SAMPLE.as_bytes());
+        let mut reader = KmsgReader::open(file.path(), StartAt::Beginning).unwrap();
+        assert_eq!(reader.try_next().unwrap(), None);
+        assert!(matches!(reader.next().await.unwrap(), KmsgEvent::Record(_)));
     }
 
     #[tokio::test]
