@@ -83,6 +83,23 @@ service:
     (agent, health)
 }
 
+/// The nice value of `pid`'s thread named `name` (`/proc/PID/task/*/stat`,
+/// field 19), `None` without such a thread.
+fn thread_nice(pid: u32, name: &str) -> Option<i64> {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).ok()?;
+    for task in tasks.flatten() {
+        let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+        if comm.trim_end() != name {
+            continue;
+        }
+        let stat = std::fs::read_to_string(task.path().join("stat")).ok()?;
+        // Fields after the command (in parentheses): state is field 3.
+        let after = &stat[stat.rfind(')')? + 2..];
+        return after.split(' ').nth(19 - 3)?.parse().ok();
+    }
+    None
+}
+
 fn oom_records(out: &Path, n: usize, agent: &Oomscope) -> Vec<serde_json::Value> {
     let got = FileContents::wait_for(out, TIMEOUT, |c| {
         c.logs
@@ -194,6 +211,13 @@ async fn one_contained_kill_is_one_complete_record() {
     let out = dir.path().join("out.jsonl");
     let backend = Rotel::start();
     let (mut agent, _) = start_agent(&out, "auto", Some(&backend));
+    // The receiver reads kills on its own thread, ahead of bulk work (root
+    // may raise its priority).
+    assert_eq!(
+        thread_nice(agent.pid(), "oom-kills"),
+        Some(-10),
+        "the oom-kills thread at nice -10"
+    );
 
     let mut child = cgroup.spawn_allocator().expect("spawn the allocator");
     let pid = child.pid();

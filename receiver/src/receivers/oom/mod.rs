@@ -29,6 +29,7 @@ pub mod kill;
 pub mod metrics;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::ops::ControlFlow;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -407,6 +408,14 @@ const MAX_PENDING: usize = 4096;
 const SCOPE_TTL: Duration = Duration::from_secs(10);
 /// Kills between the correlator and the emitter.
 const EMIT_QUEUE: usize = 1024;
+/// Kernel log records read at most at once after a victim event, without
+/// waiting for the log's wake-up (a report of a host with many tasks is
+/// longer; the rest is read as it comes).
+const EAGER_KMSG_RECORDS: usize = 1024;
+/// The first pause before looking again for a victim's report; each next
+/// one is twice as long, `EAGER_RETRIES` in all (50 µs to 800 µs).
+const EAGER_RETRY_FIRST: Duration = Duration::from_micros(50);
+const EAGER_RETRIES: u32 = 5;
 
 /// Starts the receiver: decides the sources (failing here when none can be
 /// used), then runs until shutdown.
@@ -423,6 +432,17 @@ pub async fn start(
     let options = LoadOptions {
         scope_hook: cfg.scope_hook,
     };
+    // Kills are read and delivered on a thread of their own: on the shared
+    // runtime, the ring buffer's and the kernel log's wake-ups wait while its
+    // workers encode and compress bulk traffic (milliseconds a request).
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| anyhow::anyhow!("receiver {}: cannot start its thread: {e}", ctx.id))?;
+    let kill_handle = runtime.handle().clone();
+    let kill_runtime = KillRuntime(Some(runtime));
+    // The ring buffers and the kernel log are registered with its reactor.
+    let on_kill_thread = kill_handle.enter();
     let mut probe = match cfg.mode {
         Mode::Kmsg => None,
         Mode::Ebpf => Some(load_mark_victim_with(options).map_err(|e| {
@@ -475,7 +495,6 @@ pub async fn start(
             }
         }
     }
-    let processes = track_processes(&cfg, &ctx, probe.as_ref())?;
     let kmsg = match KmsgReader::open(&cfg.kmsg_path, StartAt::End) {
         Ok(r) => Some(r),
         Err(e) if probe.is_some() => {
@@ -488,6 +507,8 @@ pub async fn start(
             cfg.kmsg_path.display()
         ),
     };
+    drop(on_kill_thread);
+    let processes = track_processes(&cfg, &ctx, probe.as_ref())?;
     tracing::info!(
         receiver = %ctx.id,
         ebpf = probe.is_some(),
@@ -526,7 +547,6 @@ pub async fn start(
             proc_path: cfg.proc_path.clone(),
         });
     }
-    let emit_task = tokio::spawn(emitter.run(rx, ctx.shutdown.clone()));
     let refresh = cfg.workload.refresh_interval.get();
     let mut correlator = Correlator::new(cfg, probe, kmsg, tx);
     correlator.processes = processes;
@@ -538,12 +558,70 @@ pub async fn start(
         ));
     }
     let shutdown = ctx.shutdown.clone();
+    let (done, finished) = tokio::sync::oneshot::channel::<()>();
+    let (running, started) = tokio::sync::oneshot::channel::<()>();
+    std::thread::Builder::new()
+        .name("oom-kills".to_string())
+        .spawn(move || {
+            raise_kill_thread_priority();
+            let _ = running.send(());
+            let mut kill_runtime = kill_runtime;
+            let Some(runtime) = kill_runtime.0.take() else {
+                return;
+            };
+            runtime.block_on(async move {
+                let emit_task = tokio::spawn(emitter.run(rx, shutdown.clone()));
+                correlator.run(shutdown).await;
+                // The correlator dropped its sender: the emitter delivers
+                // what is queued, then ends.
+                let _ = emit_task.await;
+            });
+            let _ = done.send(());
+        })
+        .map_err(|e| anyhow::anyhow!("receiver {}: cannot start its thread: {e}", ctx.id))?;
+    // Started means running at its priority.
+    let _ = started.await;
     Ok(tokio::spawn(async move {
-        correlator.run(shutdown).await;
-        // The correlator dropped its sender: the emitter delivers what is
-        // queued, then ends.
-        let _ = emit_task.await;
+        let _ = finished.await;
     }))
+}
+
+/// The kill thread's nice value: ahead of the agent's bulk work and of
+/// ordinary processes when it wakes, so that a kill is read while the CPUs
+/// are busy (they are, around an OOM kill). It sleeps between kills.
+const KILL_THREAD_NICE: i32 = -10;
+
+/// Raises the calling thread's priority to [`KILL_THREAD_NICE`]; without
+/// `CAP_SYS_NICE` it stays at the agent's.
+fn raise_kill_thread_priority() {
+    // SAFETY: gettid has no preconditions.
+    let tid = unsafe { libc::gettid() };
+    let Ok(tid) = libc::id_t::try_from(tid) else {
+        return;
+    };
+    // SAFETY: setpriority has no memory preconditions; on Linux,
+    // PRIO_PROCESS with a thread id sets that thread's nice value alone.
+    let rc = unsafe { libc::setpriority(libc::PRIO_PROCESS, tid, KILL_THREAD_NICE) };
+    if rc != 0 {
+        tracing::debug!(
+            error = %std::io::Error::last_os_error(),
+            nice = KILL_THREAD_NICE,
+            "the OOM kill thread keeps the agent's priority (raising it needs CAP_SYS_NICE)"
+        );
+    }
+}
+
+/// The kill thread's runtime until the thread takes it. Should `start` fail
+/// first, it is shut down without waiting: a runtime dropped on one of the
+/// shared runtime's workers would block it (which tokio forbids).
+struct KillRuntime(Option<tokio::runtime::Runtime>);
+
+impl Drop for KillRuntime {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.0.take() {
+            runtime.shutdown_background();
+        }
+    }
 }
 
 /// The exec hook's entries of the processes under `proc_path` now (pid,
@@ -791,31 +869,22 @@ impl Correlator {
                 () = shutdown.cancelled() => break,
                 event = next_event(&mut self.probe) => match event {
                     Ok(ProbeEvent::Scope(ev)) => self.on_scope(ev),
-                    Ok(ProbeEvent::Victim(ev)) => self.on_event(&ev).await,
+                    Ok(ProbeEvent::Victim(ev)) => {
+                        if let Some(pid) = self.on_event(&ev).await {
+                            self.read_report_now(pid).await;
+                        }
+                    }
                     Err(e) => {
                         tracing::error!(error = %e, "reading the eBPF ring buffer failed; going on with the kernel log alone");
                         self.probe = None;
                         self.ebpf_active = false;
                     }
                 },
-                record = next_kmsg(&mut self.kmsg) => match record {
-                    Ok(KmsgEvent::Record(rec)) => {
-                        if let Some(report) = self.assembler.push(&rec) {
-                            self.on_report(report).await;
-                        }
+                record = next_kmsg(&mut self.kmsg) => {
+                    if self.on_kmsg(record).await.is_break() {
+                        break;
                     }
-                    Ok(KmsgEvent::Gap { missed }) => {
-                        tracing::warn!(?missed, "kernel log records were overwritten before they were read; an OOM report may be incomplete");
-                    }
-                    Err(e) => {
-                        tracing::error!(error = %e, "reading the kernel log failed; OOM records will lack the kernel's report");
-                        self.kmsg = None;
-                        if self.probe.is_none() {
-                            tracing::error!("no source of OOM kills is left; the oom receiver stops");
-                            break;
-                        }
-                    }
-                },
+                }
                 () = sleep_until(deadline) => self.expire(Instant::now()).await,
                 _ = stats.tick() => self.send_stats().await,
             }
@@ -824,6 +893,76 @@ impl Correlator {
         self.expire(Instant::now() + Duration::from_secs(3600))
             .await;
         self.send_stats().await;
+    }
+
+    /// A record (or gap) of the kernel log, or its failure; `Break` when no
+    /// source of kills is left.
+    async fn on_kmsg(&mut self, record: std::io::Result<KmsgEvent>) -> ControlFlow<()> {
+        match record {
+            Ok(KmsgEvent::Record(rec)) => {
+                if let Some(report) = self.assembler.push(&rec) {
+                    self.on_report(report).await;
+                }
+            }
+            Ok(KmsgEvent::Gap { missed }) => {
+                tracing::warn!(?missed, "kernel log records were overwritten before they were read; an OOM report may be incomplete");
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "reading the kernel log failed; OOM records will lack the kernel's report");
+                self.kmsg = None;
+                if self.probe.is_none() {
+                    tracing::error!("no source of OOM kills is left; the oom receiver stops");
+                    return ControlFlow::Break(());
+                }
+            }
+        }
+        ControlFlow::Continue(())
+    }
+
+    /// Reads the report of `pid`'s kill from the kernel log now (see
+    /// [`Self::read_kernel_log_now`]). Its last line is stored microseconds
+    /// after the victim event, unless reading the event took the CPU from
+    /// the task that stores it: then this looks again, briefly and a few
+    /// times (1.55 ms in all, on the receiver's own thread), before leaving
+    /// it to the log's wake-up.
+    async fn read_report_now(&mut self, pid: i32) {
+        if !self.kmsg.as_ref().is_some_and(KmsgReader::is_device) {
+            return;
+        }
+        let mut pause = EAGER_RETRY_FIRST;
+        for attempt in 0..=EAGER_RETRIES {
+            if attempt > 0 {
+                // A blocking pause: far shorter than the runtime's timer tick.
+                std::thread::sleep(pause);
+                pause *= 2;
+            }
+            self.read_kernel_log_now().await;
+            if !self.events.contains_key(&pid) || self.kmsg.is_none() {
+                return;
+            }
+        }
+    }
+
+    /// Reads what the kernel log holds now, without waiting for it to signal
+    /// readers: a victim event waits for its report. The kernel stores the
+    /// report's last line ("Killed process") right after the event, but wakes
+    /// `/dev/kmsg` readers only once its consoles have printed it, which on a
+    /// serial console takes milliseconds a line, and longer while several
+    /// kills queue for the console. Bounded: the rest is read as it comes.
+    async fn read_kernel_log_now(&mut self) {
+        for _ in 0..EAGER_KMSG_RECORDS {
+            let Some(kmsg) = self.kmsg.as_mut() else {
+                return;
+            };
+            let record = match kmsg.try_next() {
+                Ok(None) => return,
+                Ok(Some(event)) => Ok(event),
+                Err(e) => Err(e),
+            };
+            if self.on_kmsg(record).await.is_break() {
+                return;
+            }
+        }
     }
 
     fn next_deadline(&self) -> Option<Instant> {
@@ -857,18 +996,19 @@ impl Correlator {
         self.scopes.insert(ev.victim_tgid, (ev, Instant::now()));
     }
 
-    async fn on_event(&mut self, ev: &OomVictimEvent) {
+    /// The victim's pid when its record waits for the kernel's report.
+    async fn on_event(&mut self, ev: &OomVictimEvent) -> Option<i32> {
         let (kill, unmatched) = self.kill_from_event(ev);
         let pid = kill.victim.pid;
         if let Some(pending) = self.reports.remove(&pid) {
             let merged = self.merge(kill, &pending.report);
             self.emit(merged).await;
-            return;
+            return None;
         }
         if self.kmsg.is_none() {
             // Nothing to wait for.
             self.emit(kill).await;
-            return;
+            return None;
         }
         if self.events.len() >= MAX_PENDING {
             self.expire_oldest_event().await;
@@ -884,6 +1024,7 @@ impl Correlator {
             // implausibly fast; an exiting victim re-marked is not): keep both.
             self.emit_unreported(previous.kill).await;
         }
+        Some(pid)
     }
 
     async fn on_report(&mut self, report: OomReport) {
