@@ -7,7 +7,7 @@
 //! - the buffered item count reaches `send_batch_size`,
 //! - `timeout` has passed since the first item was buffered,
 //! - an urgent batch (an OOM kill) arrives: it goes at once, in a request of
-//!   its own, and everything buffered goes right after it,
+//!   its own, and everything offered before it goes right after it,
 //! - the consumer is dropped (shutdown): what is buffered is flushed, then the
 //!   task ends and drops `next`.
 //!
@@ -26,7 +26,7 @@ use opentelemetry_proto::tonic::metrics::v1::{
     Sum, Summary,
 };
 use serde::Deserialize;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Notify};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
@@ -44,8 +44,8 @@ use crate::telemetry::ProcessorMetrics;
 /// task: as many as CPUs, as the collector's `batchprocessor`
 /// (`runtime.NumCPU()`), at least 2 and at most 16. Small on purpose: when
 /// the task is blocked on a slow `next`, senders wait; each waiting batch is
-/// a decoded request (about 1 MB for 1,000 log records), and an urgent one
-/// (an OOM kill) waits behind them.
+/// a decoded request (about 1 MB for 1,000 log records). An urgent one (an
+/// OOM kill) does not wait behind them: it goes past the channel.
 fn channel_capacity() -> usize {
     std::thread::available_parallelism()
         .map_or(2, std::num::NonZeroUsize::get)
@@ -153,25 +153,73 @@ pub fn build(
     c.validate()
         .map_err(|e| anyhow::anyhow!("{}: {e}", ctx.id))?;
     let (tx, rx) = mpsc::channel(channel_capacity());
+    let flush_now = Arc::new(Notify::new());
     let batcher = Batcher {
         id: ctx.id.to_string(),
         signal: s,
         send_batch_size: c.send_batch_size,
         send_batch_max_size: c.send_batch_max_size,
         timeout: c.timeout.get(),
-        next,
+        next: Arc::clone(&next),
         metrics: ctx.telemetry.processor(&ctx.id),
         buffer: None,
         dropped_log: DropLog::default(),
     };
-    let task = tokio::spawn(batcher.run(rx));
-    Ok((Arc::new(BatchConsumer { tx, signal: s }), Some(task)))
+    let task = tokio::spawn(batcher.run(rx, Arc::clone(&flush_now)));
+    let consumer = BatchConsumer {
+        tx,
+        signal: s,
+        next,
+        send_batch_max_size: c.send_batch_max_size,
+        flush_now,
+    };
+    Ok((Arc::new(consumer), Some(task)))
 }
 
-/// What the pipeline feeds: hands batches to the batching task.
+/// What the pipeline feeds: hands batches to the batching task; sends
+/// urgent ones on itself.
 struct BatchConsumer {
     tx: mpsc::Sender<Batch>,
     signal: Signal,
+    next: DynConsumer,
+    send_batch_max_size: usize,
+    /// Tells the batching task to send everything offered so far.
+    flush_now: Arc<Notify>,
+}
+
+impl BatchConsumer {
+    /// An urgent batch (an OOM kill) goes to `next` from here, in requests
+    /// of its own (split at `send_batch_max_size`): through the channel it
+    /// would wait behind the bulk batches queued there and the one the task
+    /// is sending (encoding 8,192 records takes milliseconds). Then the task
+    /// sends everything offered before it. The caller gets `next`'s answer.
+    async fn send_urgent(&self, batch: Batch) -> Result<(), ConsumeError> {
+        let result = if self.send_batch_max_size == 0
+            || batch.item_count() <= self.send_batch_max_size
+        {
+            self.next.consume(batch).await
+        } else {
+            let payload = Arc::try_unwrap(batch.payload).unwrap_or_else(|shared| (*shared).clone());
+            let pieces = split_payload(payload, self.send_batch_max_size);
+            let shares = batch.finalizers.split(pieces.len());
+            let mut result = Ok(());
+            for (piece, finalizers) in pieces.into_iter().zip(shares) {
+                let piece = Batch {
+                    payload: Arc::new(piece),
+                    finalizers,
+                    urgent: true,
+                };
+                // Every piece is offered; the first refusal is the answer.
+                let sent = self.next.consume(piece).await;
+                if result.is_ok() {
+                    result = sent;
+                }
+            }
+            result
+        };
+        self.flush_now.notify_one();
+        result
+    }
 }
 
 #[async_trait]
@@ -183,6 +231,9 @@ impl Consumer for BatchConsumer {
                 self.signal,
                 batch.signal()
             )));
+        }
+        if batch.urgent {
+            return self.send_urgent(batch).await;
         }
         self.tx
             .send(batch)
@@ -196,7 +247,6 @@ struct Buffered {
     payload: Payload,
     finalizers: Finalizers,
     items: usize,
-    urgent: bool,
 }
 
 /// Why a flush happens.
@@ -204,7 +254,7 @@ struct Buffered {
 enum Flush {
     /// `send_batch_size` reached: full pieces go, a short remainder stays.
     Size,
-    /// Timeout, urgent data, shutdown: everything goes.
+    /// Timeout, an urgent batch sent, shutdown: everything goes.
     All,
 }
 
@@ -227,28 +277,28 @@ struct Batcher {
 }
 
 impl Batcher {
-    async fn run(mut self, mut rx: mpsc::Receiver<Batch>) {
+    async fn run(mut self, mut rx: mpsc::Receiver<Batch>, flush_now: Arc<Notify>) {
         // Set when the buffer goes from empty to non-empty.
         let mut deadline: Option<Instant> = None;
         loop {
             tokio::select! {
-                received = rx.recv() => match received {
-                    Some(batch) if batch.urgent => {
-                        // Alone and first: appended to what is buffered (up to
-                        // `send_batch_size` records of ordinary traffic), the
-                        // OOM record's export would take as long as theirs.
-                        let urgent = self.buffered(batch);
-                        self.send_all(urgent, Flush::All).await;
-                        self.flush(Flush::All).await;
-                        deadline = None;
+                biased;
+                () = flush_now.notified() => {
+                    // An urgent batch went past the channel: what was offered
+                    // before it goes now, whether buffered or still queued.
+                    while let Ok(batch) = rx.try_recv() {
+                        self.add(batch);
                     }
+                    self.flush(Flush::All).await;
+                    deadline = None;
+                }
+                received = rx.recv() => match received {
                     Some(batch) => {
-                        let urgent = batch.urgent;
                         if self.buffer.is_none() {
                             deadline = Some(Instant::now() + self.timeout);
                         }
                         self.add(batch);
-                        if urgent || self.timeout.is_zero() {
+                        if self.timeout.is_zero() {
                             self.flush(Flush::All).await;
                         } else if self.send_batch_size > 0
                             && self.buffer.as_ref().is_some_and(|b| b.items >= self.send_batch_size)
@@ -284,7 +334,6 @@ impl Batcher {
             payload,
             finalizers: batch.finalizers,
             items,
-            urgent: batch.urgent,
         }
     }
 
@@ -308,7 +357,6 @@ impl Batcher {
                 }
                 buf.finalizers.merge(batch.finalizers);
                 buf.items += items;
-                buf.urgent |= batch.urgent;
             }
         }
     }
@@ -328,8 +376,7 @@ impl Batcher {
                 self.buffer = Some(buf);
                 return;
             }
-            self.send(buf.payload, buf.finalizers, buf.items, buf.urgent)
-                .await;
+            self.send(buf.payload, buf.finalizers, buf.items).await;
             return;
         }
         let pieces = split_payload(buf.payload, self.send_batch_max_size);
@@ -342,19 +389,18 @@ impl Batcher {
                     payload: piece,
                     finalizers,
                     items,
-                    urgent: buf.urgent,
                 });
                 return;
             }
-            self.send(piece, finalizers, items, buf.urgent).await;
+            self.send(piece, finalizers, items).await;
         }
     }
 
-    async fn send(&mut self, payload: Payload, finalizers: Finalizers, items: usize, urgent: bool) {
+    async fn send(&mut self, payload: Payload, finalizers: Finalizers, items: usize) {
         let batch = Batch {
             payload: Arc::new(payload),
             finalizers,
-            urgent,
+            urgent: false,
         };
         // On error the batch (and its unsettled finalizers) is dropped:
         // receivers waiting for acknowledgement see it as failed.
@@ -834,6 +880,78 @@ mod tests {
         assert_eq!(start.elapsed(), Duration::ZERO);
         assert_eq!(got.item_count(), 2, "what was buffered goes right after");
         assert_eq!(host(&got), "a");
+    }
+
+    /// Holds every ordinary batch until released; urgent ones pass.
+    struct GateBulk {
+        entered: Arc<Notify>,
+        release: Arc<tokio::sync::Semaphore>,
+        next: DynConsumer,
+    }
+
+    #[async_trait]
+    impl Consumer for GateBulk {
+        async fn consume(&self, batch: Batch) -> Result<(), ConsumeError> {
+            if !batch.urgent {
+                self.entered.notify_one();
+                let _open = self.release.acquire().await;
+            }
+            self.next.consume(batch).await
+        }
+    }
+
+    /// An urgent batch goes past the task: neither behind the send the task
+    /// is stuck in (a slow `next`) nor behind the batches queued in the
+    /// channel. Once that send is done, everything offered before the urgent
+    /// batch goes at once, without waiting for the timeout.
+    #[tokio::test(start_paused = true)]
+    async fn urgent_batch_goes_past_a_blocked_send_and_the_queued_batches() {
+        let (collect, mut out) = Collect::new(None);
+        let entered = Arc::new(Notify::new());
+        let release = Arc::new(tokio::sync::Semaphore::new(0));
+        let gate: DynConsumer = Arc::new(GateBulk {
+            entered: Arc::clone(&entered),
+            release: Arc::clone(&release),
+            next: collect,
+        });
+        let (consumer, _task) = build(
+            &config(1000, 0, Duration::from_secs(3600)),
+            &ctx(),
+            Signal::Logs,
+            gate,
+        )
+        .expect("build");
+        let start = Instant::now();
+        consumer
+            .consume(Batch::new(logs("bulk", &[1000])))
+            .await
+            .expect("consume");
+        entered.notified().await;
+        // The task is stuck sending; the channel fills behind it.
+        for _ in 0..channel_capacity() {
+            consumer
+                .consume(Batch::new(logs("queued", &[1])))
+                .await
+                .expect("consume");
+        }
+        consumer
+            .consume(Batch::new(logs("oom", &[1])).urgent())
+            .await
+            .expect("the urgent batch is not held back");
+        let first = out.recv().await.expect("batch");
+        assert_eq!((host(&first), first.item_count()), ("oom".to_string(), 1));
+        assert!(first.urgent);
+        release.add_permits(1000);
+        let bulk = out.recv().await.expect("batch");
+        assert_eq!((host(&bulk), bulk.item_count()), ("bulk".to_string(), 1000));
+        let queued = out.recv().await.expect("batch");
+        assert_eq!(
+            (host(&queued), queued.item_count()),
+            ("queued".to_string(), channel_capacity()),
+            "what was queued before the urgent batch goes right after"
+        );
+        assert!(!queued.urgent);
+        assert_eq!(start.elapsed(), Duration::ZERO, "no timeout was waited for");
     }
 
     /// An urgent batch does not wait behind a full buffer of ordinary
