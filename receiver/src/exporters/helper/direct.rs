@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use tokio::time::Instant;
 use tokio_util::sync::DropGuard;
 
-use super::{Core, Outcome, QueuedData};
+use super::{Core, EncodedRequest, Outcome, QueuedData};
 use crate::pipeline::{Batch, ConsumeError, Consumer, DeliveryStatus};
 
 /// Queue disabled: export inside `consume`.
@@ -26,7 +26,13 @@ impl Consumer for DirectConsumer {
         }
         let started = Instant::now();
         let counted = (batch.signal(), batch.item_count());
-        let data = QueuedData::Payload(batch.payload);
+        // An urgent batch is encoded here, as the queue would: the client
+        // learns from the encoding that it goes apart from bulk traffic.
+        let data = if batch.urgent && self.core.client.sends_protobuf() {
+            QueuedData::Encoded(EncodedRequest::encode(&batch.payload).marked_urgent(true))
+        } else {
+            QueuedData::Payload(batch.payload)
+        };
         let outcome = self
             .core
             .export_with_retry(&data, &self.core.shutdown)
@@ -82,5 +88,27 @@ mod tests {
         assert_eq!(status(rejected).await, DeliveryStatus::Rejected);
         stop(consumer, handle).await;
         assert!(client.shut_down.load(Ordering::SeqCst));
+    }
+
+    /// Without a queue too, a client that sends protobuf gets an urgent
+    /// batch encoded and marked so; an ordinary one as the payload.
+    #[tokio::test(start_paused = true)]
+    async fn queue_disabled_marks_urgent_requests() {
+        let ctx = context(None);
+        let client = ScriptedClient::new(Vec::new(), None, None);
+        client.protobuf.store(true, Ordering::SeqCst);
+        let queue = QueueConfig {
+            enabled: false,
+            ..QueueConfig::default()
+        };
+        let (consumer, handle) = start(&ctx, settings(queue), &client).await;
+        let (b, _) = batch("bulk");
+        assert_eq!(consumer.consume(b).await, Ok(()));
+        let (b, ok) = batch("oom");
+        assert_eq!(consumer.consume(b.urgent()).await, Ok(()));
+        assert_eq!(status(ok).await, DeliveryStatus::Delivered);
+        assert_eq!(client.markers(), ["bulk", "oom"]);
+        assert_eq!(client.encoded_urgent(), [true], "only the urgent one");
+        stop(consumer, handle).await;
     }
 }

@@ -108,6 +108,9 @@ pub fn encode_request(payload: &Payload) -> Vec<u8> {
 pub struct EncodedRequest {
     size: RequestSize,
     data: Bytes,
+    /// It carries an OOM kill (see [`crate::pipeline::Batch::urgent`]); not
+    /// kept on disk.
+    urgent: bool,
 }
 
 impl EncodedRequest {
@@ -121,7 +124,21 @@ impl EncodedRequest {
                 bytes: u64::try_from(bytes).unwrap_or(u64::MAX),
             },
             data,
+            urgent: false,
         }
+    }
+
+    /// Marks the request as urgent (or not): a client may send it ahead of
+    /// others (see [`Self::is_urgent`]).
+    #[must_use]
+    pub fn marked_urgent(mut self, urgent: bool) -> EncodedRequest {
+        self.urgent = urgent;
+        self
+    }
+
+    /// Whether it carries an OOM kill, to be sent apart from bulk traffic.
+    pub fn is_urgent(&self) -> bool {
+        self.urgent
     }
 
     pub fn size(&self) -> RequestSize {

@@ -45,7 +45,7 @@ impl Consumer for MemoryQueueConsumer {
         // decoded records, which go as soon as this batch does.
         let finalizers = batch.finalizers;
         let (data, size) = if self.core.client.sends_protobuf() {
-            let encoded = EncodedRequest::encode(&batch.payload);
+            let encoded = EncodedRequest::encode(&batch.payload).marked_urgent(batch.urgent);
             let size = encoded.size().in_unit(self.core.sizer);
             (QueuedData::Encoded(encoded), size)
         } else {
@@ -186,6 +186,25 @@ mod tests {
         assert_eq!(&bodies[0][..], &expected[COUNTED_HEAD..]);
         assert_eq!(bodies[0], bodies[1], "the retry sends the same bytes");
         assert_eq!(client.markers(), ["a", "a", "b"]);
+        stop(consumer, handle).await;
+    }
+
+    /// An urgent batch's encoding tells the client so (it may send it apart
+    /// from bulk traffic); an ordinary one's does not.
+    #[tokio::test(start_paused = true)]
+    async fn the_client_learns_which_requests_are_urgent() {
+        let ctx = context(None);
+        let client = ScriptedClient::new(Vec::new(), None, None);
+        client.protobuf.store(true, Ordering::SeqCst);
+        let (consumer, handle) = start(&ctx, untimed(memory_queue(1, 4)), &client).await;
+        let (bulk, bulk_status) = batch("bulk");
+        let (urgent, urgent_status) = batch("oom");
+        assert_eq!(consumer.consume(bulk).await, Ok(()));
+        assert_eq!(status(bulk_status).await, DeliveryStatus::Delivered);
+        assert_eq!(consumer.consume(urgent.urgent()).await, Ok(()));
+        assert_eq!(status(urgent_status).await, DeliveryStatus::Delivered);
+        assert_eq!(client.markers(), ["bulk", "oom"]);
+        assert_eq!(client.encoded_urgent(), [false, true]);
         stop(consumer, handle).await;
     }
 

@@ -39,6 +39,8 @@ pub(super) struct ScriptedClient {
     pub(super) protobuf: AtomicBool,
     /// The bodies [`ExportClient::export_encoded`] was given.
     encoded_bodies: Mutex<Vec<bytes::Bytes>>,
+    /// Whether each of those was marked urgent.
+    encoded_urgent: Mutex<Vec<bool>>,
 }
 
 impl ScriptedClient {
@@ -56,6 +58,7 @@ impl ScriptedClient {
             shut_down: AtomicBool::new(false),
             protobuf: AtomicBool::new(false),
             encoded_bodies: Mutex::new(Vec::new()),
+            encoded_urgent: Mutex::new(Vec::new()),
         })
     }
 
@@ -127,6 +130,10 @@ impl ExportClient for ScriptedClient {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .push(request.body());
+        self.encoded_urgent
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(request.is_urgent());
         let payload = request.decode().map_err(ExportError::permanent)?;
         self.export(&Arc::new(payload)).await
     }
@@ -137,6 +144,13 @@ impl ExportClient for ScriptedClient {
 }
 
 impl ScriptedClient {
+    pub(super) fn encoded_urgent(&self) -> Vec<bool> {
+        self.encoded_urgent
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
     pub(super) fn encoded_bodies(&self) -> Vec<bytes::Bytes> {
         self.encoded_bodies
             .lock()
