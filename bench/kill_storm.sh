@@ -22,7 +22,8 @@
 # kills has one line per kill record, "pid kernel_ns observed_ns received_ns
 # acked_ns", unix time: the kernel's timestamp, the agent built the record,
 # the proxy got it, rotel acknowledged). built_*, delivery_* and backend_*
-# split the latency into those three stages.
+# split the latency into those three stages; reached_* is the first two
+# together: the kernel's timestamp until the record reached the proxy.
 set -euo pipefail
 
 KILLS=${KILLS:-200}
@@ -124,5 +125,6 @@ echo "kills_kernel=$(field kills_kernel) kills_reported=$(field kills_reported)"
     "built_p50_ms=$(field built_p50_ms) built_p99_ms=$(field built_p99_ms)" \
     "delivery_p50_ms=$(field delivery_p50_ms) delivery_p99_ms=$(field delivery_p99_ms)" \
     "backend_p50_ms=$(field backend_p50_ms) backend_p99_ms=$(field backend_p99_ms)" \
+    "reached_p50_ms=$(field reached_p50_ms) reached_p99_ms=$(field reached_p99_ms)" \
     "agent_cpu_pct_baseline=$(field agent_cpu_pct_baseline) agent_cpu_pct_storm=$(field agent_cpu_pct_storm)" \
     "$requests"

@@ -3,7 +3,9 @@
 //! backend (rotel) acknowledged the export carrying its record.
 //!
 //! This program sits between oomscope and rotel as a transparent OTLP/gRPC
-//! logs proxy: it forwards every export to rotel and, when rotel's answer
+//! logs proxy (one connection to rotel for each connection from the agent,
+//! as the agent's own connections would be): it forwards every export to
+//! rotel and, when rotel's answer
 //! comes back, notes the time against each `linux.oom.kill` record's
 //! timestamp (the kernel's `bpf_ktime_get_ns`, converted to wall time by the
 //! agent), and counts the other log records rotel acknowledged (the agent's
@@ -44,7 +46,7 @@ use opentelemetry_proto::tonic::collector::logs::v1::{
 };
 use opentelemetry_proto::tonic::common::v1::any_value;
 use tokio::sync::Notify;
-use tonic::transport::Channel;
+use tonic::transport::{Channel, Endpoint};
 use tonic::{Request, Response, Status};
 
 const LIMIT: u64 = 32 << 20;
@@ -74,7 +76,12 @@ struct KillSeen {
 }
 
 struct Proxy {
-    rotel: LogsServiceClient<Channel>,
+    /// rotel's endpoint.
+    rotel: Endpoint,
+    /// One connection to rotel per connection from the agent, so that the
+    /// agent's connections (bulk traffic, urgent records) reach rotel as
+    /// they are instead of sharing one.
+    upstream: Mutex<HashMap<Option<std::net::SocketAddr>, LogsServiceClient<Channel>>>,
     seen: Arc<Mutex<Seen>>,
     /// Log records other than kills that rotel acknowledged.
     others: Arc<AtomicU64>,
@@ -100,6 +107,7 @@ impl LogsService for Proxy {
         request: Request<ExportLogsServiceRequest>,
     ) -> Result<Response<ExportLogsServiceResponse>, Status> {
         let received = unix_nanos();
+        let peer = request.remote_addr();
         let req = request.into_inner();
         let mut others = 0u64;
         let mut kills: Vec<(i64, u64, u64)> = Vec::new();
@@ -122,7 +130,20 @@ impl LogsService for Proxy {
                 kills.push((*p, r.time_unix_nano, r.observed_time_unix_nano));
             }
         }
-        let answer = self.rotel.clone().export(req).await?;
+        let mut rotel = {
+            let mut upstream = self
+                .upstream
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            upstream
+                .entry(peer)
+                .or_insert_with(|| {
+                    LogsServiceClient::new(self.rotel.connect_lazy())
+                        .max_decoding_message_size(64 << 20)
+                })
+                .clone()
+        };
+        let answer = rotel.export(req).await?;
         // rotel has acknowledged: this is the moment that counts.
         let acked = unix_nanos();
         self.others.fetch_add(others, Ordering::Relaxed);
@@ -371,8 +392,8 @@ async fn run(args: Args) {
         eprintln!("oom_latency: no memory cgroup controller");
         std::process::exit(1);
     };
-    let channel = match Channel::from_shared(args.rotel.clone()) {
-        Ok(c) => c.connect_lazy(),
+    let rotel = match Endpoint::from_shared(args.rotel.clone()) {
+        Ok(e) => e,
         Err(e) => {
             eprintln!("oom_latency: bad --rotel {}: {e}", args.rotel);
             std::process::exit(2);
@@ -382,7 +403,8 @@ async fn run(args: Args) {
     let others = Arc::new(AtomicU64::new(0));
     let news = Arc::new(Notify::new());
     let proxy = Proxy {
-        rotel: LogsServiceClient::new(channel).max_decoding_message_size(64 << 20),
+        rotel,
+        upstream: Mutex::new(HashMap::new()),
         seen: Arc::clone(&seen),
         others: Arc::clone(&others),
         news: Arc::clone(&news),
@@ -638,6 +660,8 @@ async fn storm(
     let agent = stage(|k| k.observed.saturating_sub(k.kernel));
     let delivery = stage(|k| k.received.saturating_sub(k.observed));
     let backend = stage(|k| k.acked.saturating_sub(k.received));
+    // The agent's part: from the kernel until the record reached the proxy.
+    let reached = stage(|k| k.received.saturating_sub(k.kernel));
     drop(seen);
     if !missed.is_empty() {
         eprintln!("oom_latency: no record for pids {missed:?}");
@@ -652,7 +676,7 @@ async fn storm(
     let slowdown = (1.0 - storm_rate / base_rate.max(1e-9)) * 100.0;
     let pct = |c: Option<f64>| c.map_or("unknown".to_string(), |c| format!("{c:.1}"));
     println!(
-        "kills_caused={} kills_failed={failed} kills_kernel={kernel} kills_reported={records} duplicates={duplicates} missed={} foreign={foreign} foreign_outside={foreign_outside} storm_seconds={storm_secs:.2} p50_ms={:.2} p99_ms={:.2} max_ms={:.2} otlp_rate_baseline={base_rate:.0} otlp_rate_storm={storm_rate:.0} slowdown_pct={slowdown:.1} agent_cpu_pct_baseline={} agent_cpu_pct_storm={} built_p50_ms={:.2} built_p99_ms={:.2} delivery_p50_ms={:.2} delivery_p99_ms={:.2} backend_p50_ms={:.2} backend_p99_ms={:.2} phases={},{},{},{}",
+        "kills_caused={} kills_failed={failed} kills_kernel={kernel} kills_reported={records} duplicates={duplicates} missed={} foreign={foreign} foreign_outside={foreign_outside} storm_seconds={storm_secs:.2} p50_ms={:.2} p99_ms={:.2} max_ms={:.2} otlp_rate_baseline={base_rate:.0} otlp_rate_storm={storm_rate:.0} slowdown_pct={slowdown:.1} agent_cpu_pct_baseline={} agent_cpu_pct_storm={} built_p50_ms={:.2} built_p99_ms={:.2} delivery_p50_ms={:.2} delivery_p99_ms={:.2} backend_p50_ms={:.2} backend_p99_ms={:.2} reached_p50_ms={:.2} reached_p99_ms={:.2} phases={},{},{},{}",
         caused.len(),
         missed.len(),
         ms(percentile(&v, 50.0)),
@@ -666,6 +690,8 @@ async fn storm(
         ms(percentile(&delivery, 99.0)),
         ms(percentile(&backend, 50.0)),
         ms(percentile(&backend, 99.0)),
+        ms(percentile(&reached, 50.0)),
+        ms(percentile(&reached, 99.0)),
         b0.unix_ns,
         b1.unix_ns,
         s0.unix_ns,
