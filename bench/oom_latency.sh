@@ -5,7 +5,8 @@
 # record) <- oomscope (oom receiver -> batch 5s -> otlp exporter). The proxy
 # also causes KILLS contained OOM kills (memory cgroups, 32 MiB limit). The
 # batch processor's 5 s timeout is there on purpose: OOM records must bypass it.
-# Needs root. Prints kills, p50, p99 and max in milliseconds.
+# Needs root. Prints kills, p50, p99 and max in milliseconds (KEEP=1 keeps
+# the work directory: kills has one line per kill record, as kill_storm.sh's).
 set -euo pipefail
 
 KILLS=${KILLS:-50}
@@ -24,7 +25,7 @@ wait_port "$R_GRPC"
 
 mkfifo "$WORK/go"
 "$ROOT/target/release/examples/oom_latency" --listen "127.0.0.1:$PROXY" \
-    --rotel "http://127.0.0.1:$R_GRPC" --kills "$KILLS" <"$WORK/go" >"$WORK/result" &
+    --rotel "http://127.0.0.1:$R_GRPC" --kills "$KILLS" --dump "$WORK/kills" <"$WORK/go" >"$WORK/result" &
 PIDS+=($!)
 exec 3>"$WORK/go"
 wait_port "$PROXY"

@@ -169,6 +169,23 @@ impl LogsService for Proxy {
     }
 }
 
+/// Writes one line per kill record: "pid kernel observed received acked"
+/// (unix ns).
+fn dump(path: &Path, log: &[KillSeen]) {
+    let lines: String = log
+        .iter()
+        .map(|k| {
+            format!(
+                "{} {} {} {} {}\n",
+                k.pid, k.kernel, k.observed, k.received, k.acked
+            )
+        })
+        .collect();
+    if let Err(e) = std::fs::write(path, lines) {
+        eprintln!("oom_latency: cannot write {}: {e}", path.display());
+    }
+}
+
 fn memory_root() -> Option<(PathBuf, &'static str)> {
     for root in ["/sys/fs/cgroup", "/sys/fs/cgroup/unified"] {
         let c =
@@ -464,6 +481,9 @@ async fn sequential(args: &Args, root: &Path, limit_file: &str, seen: &Mutex<See
             missing += 1;
         }
     }
+    if let Some(path) = &args.dump {
+        dump(path, &lock(seen).log);
+    }
     let mut v: Vec<u64> = lock(seen)
         .kills
         .values()
@@ -594,19 +614,7 @@ async fn storm(
 
     let seen = lock(seen);
     if let Some(path) = &args.dump {
-        let lines: String = seen
-            .log
-            .iter()
-            .map(|k| {
-                format!(
-                    "{} {} {} {} {}\n",
-                    k.pid, k.kernel, k.observed, k.received, k.acked
-                )
-            })
-            .collect();
-        if let Err(e) = std::fs::write(path, lines) {
-            eprintln!("oom_latency: cannot write {}: {e}", path.display());
-        }
+        dump(path, &seen.log);
     }
     // Kills of other processes on the host (not ours) count where the
     // kernel's count covers them: killed between the two vmstat reads.
