@@ -154,16 +154,19 @@ pub fn build(
         .map_err(|e| anyhow::anyhow!("{}: {e}", ctx.id))?;
     let (tx, rx) = mpsc::channel(channel_capacity());
     let flush_now = Arc::new(Notify::new());
-    let batcher = Batcher {
+    let drops = Arc::new(Drops {
         id: ctx.id.to_string(),
         signal: s,
+        metrics: ctx.telemetry.processor(&ctx.id),
+        log: std::sync::Mutex::new(DropLog::default()),
+    });
+    let batcher = Batcher {
         send_batch_size: c.send_batch_size,
         send_batch_max_size: c.send_batch_max_size,
         timeout: c.timeout.get(),
         next: Arc::clone(&next),
-        metrics: ctx.telemetry.processor(&ctx.id),
         buffer: None,
-        dropped_log: DropLog::default(),
+        drops: Arc::clone(&drops),
     };
     let task = tokio::spawn(batcher.run(rx, Arc::clone(&flush_now)));
     let consumer = BatchConsumer {
@@ -172,6 +175,7 @@ pub fn build(
         next,
         send_batch_max_size: c.send_batch_max_size,
         flush_now,
+        drops,
     };
     Ok((Arc::new(consumer), Some(task)))
 }
@@ -185,6 +189,7 @@ struct BatchConsumer {
     send_batch_max_size: usize,
     /// Tells the batching task to send everything offered so far.
     flush_now: Arc<Notify>,
+    drops: Arc<Drops>,
 }
 
 impl BatchConsumer {
@@ -192,33 +197,33 @@ impl BatchConsumer {
     /// of its own (split at `send_batch_max_size`): through the channel it
     /// would wait behind the bulk batches queued there and the one the task
     /// is sending (encoding 8,192 records takes milliseconds). Then the task
-    /// sends everything offered before it. The caller gets `next`'s answer.
-    async fn send_urgent(&self, batch: Batch) -> Result<(), ConsumeError> {
-        let result = if self.send_batch_max_size == 0
-            || batch.item_count() <= self.send_batch_max_size
-        {
-            self.next.consume(batch).await
+    /// sends everything offered before it. A refusal is what the task does
+    /// with its own batches: counted as dropped, logged, the piece's
+    /// acknowledgement failed; the caller is not asked to offer it again
+    /// (pieces already taken would go twice).
+    async fn send_urgent(&self, batch: Batch) {
+        let items = batch.item_count();
+        if self.send_batch_max_size == 0 || items <= self.send_batch_max_size {
+            if let Err(e) = self.next.consume(batch).await {
+                self.drops.dropped(items, &e);
+            }
         } else {
             let payload = Arc::try_unwrap(batch.payload).unwrap_or_else(|shared| (*shared).clone());
             let pieces = split_payload(payload, self.send_batch_max_size);
             let shares = batch.finalizers.split(pieces.len());
-            let mut result = Ok(());
             for (piece, finalizers) in pieces.into_iter().zip(shares) {
+                let items = piece.item_count();
                 let piece = Batch {
                     payload: Arc::new(piece),
                     finalizers,
                     urgent: true,
                 };
-                // Every piece is offered; the first refusal is the answer.
-                let sent = self.next.consume(piece).await;
-                if result.is_ok() {
-                    result = sent;
+                if let Err(e) = self.next.consume(piece).await {
+                    self.drops.dropped(items, &e);
                 }
             }
-            result
-        };
+        }
         self.flush_now.notify_one();
-        result
     }
 }
 
@@ -233,7 +238,8 @@ impl Consumer for BatchConsumer {
             )));
         }
         if batch.urgent {
-            return self.send_urgent(batch).await;
+            self.send_urgent(batch).await;
+            return Ok(());
         }
         self.tx
             .send(batch)
@@ -264,16 +270,51 @@ struct DropLog {
     suppressed_batches: u64,
 }
 
-struct Batcher {
+/// Batches the next consumer refused: counted, and logged at most once per
+/// [`DROP_LOG_INTERVAL`] (from the task and from urgent sends alike).
+struct Drops {
     id: String,
     signal: Signal,
+    metrics: ProcessorMetrics,
+    log: std::sync::Mutex<DropLog>,
+}
+
+impl Drops {
+    fn dropped(&self, items: usize, error: &ConsumeError) {
+        self.metrics.dropped(self.signal, items);
+        let now = Instant::now();
+        let mut log = self
+            .log
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if log
+            .last
+            .is_none_or(|last| now.duration_since(last) >= DROP_LOG_INTERVAL)
+        {
+            tracing::warn!(
+                processor = %self.id,
+                items,
+                suppressed_batches = log.suppressed_batches,
+                error = %error,
+                "batch dropped: the next component refused it"
+            );
+            *log = DropLog {
+                last: Some(now),
+                suppressed_batches: 0,
+            };
+        } else {
+            log.suppressed_batches += 1;
+        }
+    }
+}
+
+struct Batcher {
     send_batch_size: usize,
     send_batch_max_size: usize,
     timeout: Duration,
     next: DynConsumer,
-    metrics: ProcessorMetrics,
     buffer: Option<Buffered>,
-    dropped_log: DropLog,
+    drops: Arc<Drops>,
 }
 
 impl Batcher {
@@ -405,27 +446,7 @@ impl Batcher {
         // On error the batch (and its unsettled finalizers) is dropped:
         // receivers waiting for acknowledgement see it as failed.
         if let Err(e) = self.next.consume(batch).await {
-            self.metrics.dropped(self.signal, items);
-            let now = Instant::now();
-            let log_now = self
-                .dropped_log
-                .last
-                .is_none_or(|last| now.duration_since(last) >= DROP_LOG_INTERVAL);
-            if log_now {
-                tracing::warn!(
-                    processor = %self.id,
-                    items,
-                    suppressed_batches = self.dropped_log.suppressed_batches,
-                    error = %e,
-                    "batch dropped: the next component refused it"
-                );
-                self.dropped_log = DropLog {
-                    last: Some(now),
-                    suppressed_batches: 0,
-                };
-            } else {
-                self.dropped_log.suppressed_batches += 1;
-            }
+            self.drops.dropped(items, &e);
         }
     }
 }
@@ -880,6 +901,39 @@ mod tests {
         assert_eq!(start.elapsed(), Duration::ZERO);
         assert_eq!(got.item_count(), 2, "what was buffered goes right after");
         assert_eq!(host(&got), "a");
+    }
+
+    /// Refuses everything.
+    struct RefuseAll;
+
+    #[async_trait]
+    impl Consumer for RefuseAll {
+        async fn consume(&self, _batch: Batch) -> Result<(), ConsumeError> {
+            Err(ConsumeError::Refused {
+                reason: "full".to_string(),
+                retry_after: None,
+            })
+        }
+    }
+
+    /// An urgent batch the next component refuses is dropped as the task's
+    /// own batches are (its acknowledgement fails); the caller is not asked
+    /// to offer it again.
+    #[tokio::test(start_paused = true)]
+    async fn a_refused_urgent_batch_is_dropped_not_handed_back() {
+        let (consumer, _task) = build(
+            &config(1000, 0, Duration::from_secs(1)),
+            &ctx(),
+            Signal::Logs,
+            Arc::new(RefuseAll),
+        )
+        .expect("build");
+        let (finalizer, status) = BatchNotifier::new_pair();
+        let batch = Batch::new(logs("oom", &[1]))
+            .urgent()
+            .with_finalizers(Finalizers::new(finalizer));
+        assert_eq!(consumer.consume(batch).await, Ok(()));
+        assert_eq!(status.await.ok(), Some(DeliveryStatus::Failed));
     }
 
     /// Holds every ordinary batch until released; urgent ones pass.

@@ -412,10 +412,6 @@ const EMIT_QUEUE: usize = 1024;
 /// waiting for the log's wake-up (a report of a host with many tasks is
 /// longer; the rest is read as it comes).
 const EAGER_KMSG_RECORDS: usize = 1024;
-/// The first pause before looking again for a victim's report; each next
-/// one is twice as long, `EAGER_RETRIES` in all (50 µs to 800 µs).
-const EAGER_RETRY_FIRST: Duration = Duration::from_micros(50);
-const EAGER_RETRIES: u32 = 5;
 
 /// Starts the receiver: decides the sources (failing here when none can be
 /// used), then runs until shutdown.
@@ -560,6 +556,10 @@ pub async fn start(
     let shutdown = ctx.shutdown.clone();
     let (done, finished) = tokio::sync::oneshot::channel::<()>();
     let (running, started) = tokio::sync::oneshot::channel::<()>();
+    // Dropped with the task `start` returns (at its end, or when the
+    // service aborts a receiver that outlived its grace): the thread then
+    // drops its work, and with it the pipeline heads it holds.
+    let (keep_running, stop) = tokio::sync::oneshot::channel::<()>();
     std::thread::Builder::new()
         .name("oom-kills".to_string())
         .spawn(move || {
@@ -570,19 +570,31 @@ pub async fn start(
                 return;
             };
             runtime.block_on(async move {
-                let emit_task = tokio::spawn(emitter.run(rx, shutdown.clone()));
-                correlator.run(shutdown).await;
-                // The correlator dropped its sender: the emitter delivers
-                // what is queued, then ends.
-                let _ = emit_task.await;
+                let work = async {
+                    let emit_task = tokio::spawn(emitter.run(rx, shutdown.clone()));
+                    correlator.run(shutdown).await;
+                    // The correlator dropped its sender: the emitter
+                    // delivers what is queued, then ends.
+                    let _ = emit_task.await;
+                };
+                tokio::select! {
+                    () = work => {}
+                    _ = stop => {}
+                }
             });
+            // Tasks still on the runtime (an emitter cut short) go with it.
+            drop(runtime);
             let _ = done.send(());
         })
         .map_err(|e| anyhow::anyhow!("receiver {}: cannot start its thread: {e}", ctx.id))?;
     // Started means running at its priority.
     let _ = started.await;
+    let id = ctx.id.clone();
     Ok(tokio::spawn(async move {
-        let _ = finished.await;
+        let _keep_running = keep_running;
+        if finished.await.is_err() {
+            tracing::error!(receiver = %id, "the OOM kill thread ended abnormally (a panic); kills are no longer reported");
+        }
     }))
 }
 
@@ -870,8 +882,8 @@ impl Correlator {
                 event = next_event(&mut self.probe) => match event {
                     Ok(ProbeEvent::Scope(ev)) => self.on_scope(ev),
                     Ok(ProbeEvent::Victim(ev)) => {
-                        if let Some(pid) = self.on_event(&ev).await {
-                            self.read_report_now(pid).await;
+                        if self.on_event(&ev).await {
+                            self.read_kernel_log_now().await;
                         }
                     }
                     Err(e) => {
@@ -917,30 +929,6 @@ impl Correlator {
             }
         }
         ControlFlow::Continue(())
-    }
-
-    /// Reads the report of `pid`'s kill from the kernel log now (see
-    /// [`Self::read_kernel_log_now`]). Its last line is stored microseconds
-    /// after the victim event, unless reading the event took the CPU from
-    /// the task that stores it: then this looks again, briefly and a few
-    /// times (1.55 ms in all, on the receiver's own thread), before leaving
-    /// it to the log's wake-up.
-    async fn read_report_now(&mut self, pid: i32) {
-        if !self.kmsg.as_ref().is_some_and(KmsgReader::is_device) {
-            return;
-        }
-        let mut pause = EAGER_RETRY_FIRST;
-        for attempt in 0..=EAGER_RETRIES {
-            if attempt > 0 {
-                // A blocking pause: far shorter than the runtime's timer tick.
-                std::thread::sleep(pause);
-                pause *= 2;
-            }
-            self.read_kernel_log_now().await;
-            if !self.events.contains_key(&pid) || self.kmsg.is_none() {
-                return;
-            }
-        }
     }
 
     /// Reads what the kernel log holds now, without waiting for it to signal
@@ -996,19 +984,19 @@ impl Correlator {
         self.scopes.insert(ev.victim_tgid, (ev, Instant::now()));
     }
 
-    /// The victim's pid when its record waits for the kernel's report.
-    async fn on_event(&mut self, ev: &OomVictimEvent) -> Option<i32> {
+    /// Whether its record waits for the kernel's report.
+    async fn on_event(&mut self, ev: &OomVictimEvent) -> bool {
         let (kill, unmatched) = self.kill_from_event(ev);
         let pid = kill.victim.pid;
         if let Some(pending) = self.reports.remove(&pid) {
             let merged = self.merge(kill, &pending.report);
             self.emit(merged).await;
-            return None;
+            return false;
         }
         if self.kmsg.is_none() {
             // Nothing to wait for.
             self.emit(kill).await;
-            return None;
+            return false;
         }
         if self.events.len() >= MAX_PENDING {
             self.expire_oldest_event().await;
@@ -1024,7 +1012,7 @@ impl Correlator {
             // implausibly fast; an exiting victim re-marked is not): keep both.
             self.emit_unreported(previous.kill).await;
         }
-        Some(pid)
+        true
     }
 
     async fn on_report(&mut self, report: OomReport) {
@@ -1745,6 +1733,53 @@ async fn deliver(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Aborting the task `start` returns (the service aborts a receiver
+    /// that outlived its shutdown grace) ends the kill thread's work, which
+    /// lets go of the pipeline heads so that the pipelines can drain.
+    #[tokio::test]
+    async fn aborting_the_receiver_releases_its_pipeline_heads() {
+        const TEST: &str = "aborting_the_receiver_releases_its_pipeline_heads";
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 || std::fs::File::open("/dev/kmsg").is_err() {
+            eprintln!("SKIPPED {TEST}: needs root and a readable /dev/kmsg");
+            return;
+        }
+        let cfg = OomReceiverConfig {
+            mode: Mode::Kmsg,
+            process_tracking: ProcessTracking::Ebpf,
+            events: None,
+            ..OomReceiverConfig::default()
+        };
+        let (collect, _records) = crate::pipeline::consumer::testing::Collect::new(None);
+        let head: DynConsumer = collect;
+        let held = Arc::downgrade(&head);
+        let ctx = BuildContext {
+            id: crate::config::ComponentId::new("oom", None),
+            telemetry: crate::telemetry::Telemetry::noop(),
+            extensions: Arc::default(),
+            shutdown: CancellationToken::new(),
+        };
+        let outputs = ReceiverOutputs {
+            logs: Some(head),
+            metrics: None,
+        };
+        let task = start(&cfg, ctx, outputs).await.expect("start");
+        assert!(
+            held.upgrade().is_some(),
+            "the running receiver holds its head"
+        );
+        task.abort();
+        // Bounds a hang only; the thread lets go as soon as it sees the abort.
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while held.upgrade().is_some() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the kill thread still holds the pipeline head after the abort"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
 
     /// The events API's socket mode and group, and where TLS applies.
     #[test]
