@@ -449,7 +449,8 @@ fn install_handler() -> Result<(), String> {
     Ok(())
 }
 
-fn gettid() -> libc::pid_t {
+/// The calling thread's id.
+pub(crate) fn gettid() -> libc::pid_t {
     // SAFETY: gettid has no preconditions.
     unsafe { libc::gettid() }
 }

@@ -359,19 +359,23 @@ impl OtlpGrpcClient {
                     .keep_alive_while_idle(k.permit_without_stream);
             }
         }
-        let connect = || -> anyhow::Result<Channel> {
-            if !target.tls {
-                return Ok(endpoint.clone().connect_lazy());
-            }
+        // The TLS files are read once; both channels dial with the result.
+        let tls = if target.tls {
             // Requests still say `https` (`:scheme`), as the server expects.
             let origin = target
                 .uri
                 .parse::<http::Uri>()
                 .map_err(|e| anyhow::anyhow!("endpoint {:?}: {e}", c.endpoint))?;
-            Ok(endpoint
+            Some((origin, c.tls.load()?.dialer()?))
+        } else {
+            None
+        };
+        let connect = || match &tls {
+            None => endpoint.clone().connect_lazy(),
+            Some((origin, dialer)) => endpoint
                 .clone()
-                .origin(origin)
-                .connect_with_connector_lazy(c.tls.load()?.dialer()?.connector()))
+                .origin(origin.clone())
+                .connect_with_connector_lazy(dialer.connector()),
         };
         let encoding = match c.compression {
             Compression::Gzip => Some(CompressionEncoding::Gzip),
@@ -390,8 +394,8 @@ impl OtlpGrpcClient {
             }
         };
         Ok(OtlpGrpcClient {
-            grpc: client(connect()?),
-            urgent: client(connect()?),
+            grpc: client(connect()),
+            urgent: client(connect()),
             metadata,
             timeout,
             uri: target.uri,

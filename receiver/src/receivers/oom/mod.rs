@@ -606,9 +606,7 @@ const KILL_THREAD_NICE: i32 = -10;
 /// Raises the calling thread's priority to [`KILL_THREAD_NICE`]; without
 /// `CAP_SYS_NICE` it stays at the agent's.
 fn raise_kill_thread_priority() {
-    // SAFETY: gettid has no preconditions.
-    let tid = unsafe { libc::gettid() };
-    let Ok(tid) = libc::id_t::try_from(tid) else {
+    let Ok(tid) = libc::id_t::try_from(crate::privileges::gettid()) else {
         return;
     };
     // SAFETY: setpriority has no memory preconditions; on Linux,
@@ -942,10 +940,8 @@ impl Correlator {
             let Some(kmsg) = self.kmsg.as_mut() else {
                 return;
             };
-            let record = match kmsg.try_next() {
-                Ok(None) => return,
-                Ok(Some(event)) => Ok(event),
-                Err(e) => Err(e),
+            let Some(record) = kmsg.try_next().transpose() else {
+                return;
             };
             if self.on_kmsg(record).await.is_break() {
                 return;
@@ -1734,6 +1730,15 @@ async fn deliver(
 mod tests {
     use super::*;
 
+    fn ctx() -> BuildContext {
+        BuildContext {
+            id: crate::config::ComponentId::new("oom", None),
+            telemetry: crate::telemetry::Telemetry::noop(),
+            extensions: Arc::default(),
+            shutdown: CancellationToken::new(),
+        }
+    }
+
     /// Aborting the task `start` returns (the service aborts a receiver
     /// that outlived its shutdown grace) ends the kill thread's work, which
     /// lets go of the pipeline heads so that the pipelines can drain.
@@ -1754,17 +1759,11 @@ mod tests {
         let (collect, _records) = crate::pipeline::consumer::testing::Collect::new(None);
         let head: DynConsumer = collect;
         let held = Arc::downgrade(&head);
-        let ctx = BuildContext {
-            id: crate::config::ComponentId::new("oom", None),
-            telemetry: crate::telemetry::Telemetry::noop(),
-            extensions: Arc::default(),
-            shutdown: CancellationToken::new(),
-        };
         let outputs = ReceiverOutputs {
             logs: Some(head),
             metrics: None,
         };
-        let task = start(&cfg, ctx, outputs).await.expect("start");
+        let task = start(&cfg, ctx(), outputs).await.expect("start");
         assert!(
             held.upgrade().is_some(),
             "the running receiver holds its head"
@@ -2083,17 +2082,11 @@ mod tests {
     /// share the overflow series of their trigger type.
     #[test]
     fn kill_metrics_follow_the_catalog_and_the_cap() {
-        let ctx = BuildContext {
-            id: crate::config::ComponentId::new("oom", None),
-            telemetry: crate::telemetry::Telemetry::noop(),
-            extensions: Arc::default(),
-            shutdown: CancellationToken::new(),
-        };
         let outputs = ReceiverOutputs {
             logs: None,
             metrics: None,
         };
-        let mut emitter = Emitter::new(ctx, outputs, true, None);
+        let mut emitter = Emitter::new(ctx(), outputs, true, None);
         let mut kill = OomKill {
             time_unix_nano: 1,
             kernel_time_ns: None,
