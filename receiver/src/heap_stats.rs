@@ -207,19 +207,22 @@ pub fn return_freed_pages() {
 const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 
 /// How long mimalloc keeps a freed page's memory before giving it back to
-/// the OS: 100 ms instead of mimalloc 3's 1 s.
+/// the OS: 25 ms instead of mimalloc 3's 1 s.
 ///
 /// Under the OTLP pass-through benchmark (1M records, 8 streams) the live
-/// heap peaked at 20-33 MB while RSS peaked at 87 MiB: requests decoded,
-/// batched, encoded and freed faster than the freed pages were purged. The
-/// same benchmark, one run or two each (2026-12-06): peak RSS 69.6 MiB at
-/// 1 s (the default), 75.1 and 68.6 at 250 ms, 57.5, 60.3 and 56.7 at
-/// 100 ms, 60.9 and 53.6 at 50 ms, 41.6 and 43.8 at 10 ms, 33.9 and 32.5 at
-/// 0; the agent's CPU for the million records 1.41-1.43 s at 1 s, 1.44-1.49
-/// at 100 ms, 1.49-1.50 at 50 ms, 1.64-1.72 at 10 ms, 1.95-1.97 at 0 (each
-/// purge is a `madvise` and a later fault). 100 ms buys most of the memory
-/// for about 3% more CPU under full load, and nothing while idle.
-pub const PURGE_DELAY_MS: i64 = 100;
+/// heap peaked at 15-29 MB while RSS reached 64-74 MiB at a 100 ms delay
+/// (87 MiB at the default 1 s): requests are decoded, batched, encoded and
+/// freed faster than freed pages are purged.
+/// Each purge is a `madvise` and a later page fault, so a shorter delay
+/// trades CPU for memory. The same benchmark, agent's CPU for the million
+/// records and peak RSS, against rotel's peak in the same run (2026-12-06,
+/// after the receive and encode paths lost a third of their cost): 100 ms
+/// 1.27-1.31 s, 66.5-81.9 MiB (rotel 67.7-72.3, above it in 2 of 3 runs);
+/// 50 ms 1.35-1.36 s, 54.0-73.1 MiB (1 of 2 above); 25 ms 1.35-1.55 s,
+/// 57.0-67.2 MiB (rotel 73.9-80.3, never above in 5 runs); 10 ms 1.47-1.61
+/// s, 46.1-54.2 MiB. 25 ms holds the peak under rotel's for about 8% more
+/// CPU under full load, and nothing while idle.
+pub const PURGE_DELAY_MS: i64 = 25;
 
 /// Sets [`PURGE_DELAY_MS`], unless `MIMALLOC_PURGE_DELAY` is set (mimalloc
 /// reads it; the user's choice stands). Call before other threads start.

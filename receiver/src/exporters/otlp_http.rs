@@ -387,7 +387,7 @@ impl OtlpHttpClient {
     fn body(&self, payload: &Payload) -> Result<Bytes, ExportError> {
         self.bodies_encoded.fetch_add(1, Ordering::Relaxed);
         let encoded = match (self.encoding, payload) {
-            (Encoding::Proto, Payload::Logs(rl)) => encode_repeated_field(rl),
+            (Encoding::Proto, Payload::Logs(rl)) => super::helper::encode_resource_logs(&[], rl),
             (Encoding::Proto, Payload::Metrics(rm)) => encode_repeated_field(rm),
             (Encoding::Json, _) => super::otlp_json::encode(payload)
                 .map_err(|e| ExportError::permanent(format!("cannot encode as OTLP JSON: {e}")))?,

@@ -94,7 +94,11 @@ pub fn encode_request(payload: &Payload) -> Vec<u8> {
     }
     let items = payload.item_count();
     match payload {
-        Payload::Logs(rl) => encode_all(TAG_LOGS_COUNTED, items, rl),
+        Payload::Logs(rl) => {
+            let mut head = [TAG_LOGS_COUNTED; COUNTED_HEAD];
+            head[1..].copy_from_slice(&u64::try_from(items).unwrap_or(u64::MAX).to_le_bytes());
+            super::logs_encoding::encode_resource_logs(&head, rl)
+        }
         Payload::Metrics(rm) => encode_all(TAG_METRICS_COUNTED, items, rm),
     }
 }

@@ -22,6 +22,7 @@
 mod backoff;
 mod direct;
 mod disk_codec;
+mod logs_encoding;
 mod memory_queue;
 mod persistent_queue;
 mod queue_config;
@@ -30,6 +31,7 @@ mod retry;
 mod tests;
 
 pub use disk_codec::{decode_request, encode_request, EncodedRequest, RequestSize};
+pub use logs_encoding::encode_resource_logs;
 pub use queue_config::{QueueConfig, Sizer, MAX_MEMORY_QUEUE_SIZE, MAX_QUEUE_SIZE};
 pub use retry::RetryConfig;
 

@@ -1,5 +1,5 @@
 //! OTLP/gRPC: the `LogsService` and `MetricsService` of opentelemetry-proto
-//! served by tonic.
+//! served by tonic, with our own codec ([`super::export_service`]).
 //!
 //! Size limits: tonic checks the frame's declared length against
 //! `max_decoding_message_size` before reading it, and decompresses into a
@@ -14,27 +14,20 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::FutureExt as _;
-use opentelemetry_proto::tonic::collector::logs::v1::logs_service_server::{
-    LogsService, LogsServiceServer,
-};
 use opentelemetry_proto::tonic::collector::logs::v1::{
     ExportLogsPartialSuccess, ExportLogsServiceRequest, ExportLogsServiceResponse,
-};
-use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_server::{
-    MetricsService, MetricsServiceServer,
 };
 use opentelemetry_proto::tonic::collector::metrics::v1::{
     ExportMetricsPartialSuccess, ExportMetricsServiceRequest, ExportMetricsServiceResponse,
 };
-use prost::Message as _;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
-use tonic::codec::CompressionEncoding;
 use tonic::transport::Server;
-use tonic::{Code, Request, Response, Status};
+use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
+use super::export_service::{Decoded, ExportHandler, ExportServer, Logs, Metrics};
 use super::sanitize::Dropped;
 use super::{
     GrpcKeepaliveServerParameters, GrpcServerConfig, Intake, Rejection,
@@ -103,18 +96,8 @@ pub(super) async fn server(
         inflight: Arc::new(Semaphore::new(inflight_budget as usize)),
         inflight_budget,
     });
-    let logs = LogsServiceServer::from_arc(Arc::clone(&handler))
-        .accept_compressed(CompressionEncoding::Gzip)
-        .accept_compressed(CompressionEncoding::Zstd)
-        .send_compressed(CompressionEncoding::Gzip)
-        .send_compressed(CompressionEncoding::Zstd)
-        .max_decoding_message_size(max_message_size);
-    let metrics_service = MetricsServiceServer::from_arc(handler)
-        .accept_compressed(CompressionEncoding::Gzip)
-        .accept_compressed(CompressionEncoding::Zstd)
-        .send_compressed(CompressionEncoding::Gzip)
-        .send_compressed(CompressionEncoding::Zstd)
-        .max_decoding_message_size(max_message_size);
+    let logs = ExportServer::<Logs, _>::new(Arc::clone(&handler), max_message_size);
+    let metrics_service = ExportServer::<Metrics, _>::new(handler, max_message_size);
 
     let keepalive = Keepalive::from_config(
         cfg.keepalive
@@ -247,43 +230,37 @@ fn to_status(rejection: &Rejection, id: &crate::config::ComponentId) -> Status {
     }
 }
 
-#[tonic::async_trait]
-impl LogsService for Handler {
-    async fn export(
+impl ExportHandler for Handler {
+    async fn export_logs(
         &self,
-        request: Request<ExportLogsServiceRequest>,
-    ) -> Result<Response<ExportLogsServiceResponse>, Status> {
-        let request = request.into_inner();
-        let size = request.encoded_len();
+        request: Decoded<ExportLogsServiceRequest>,
+    ) -> Result<ExportLogsServiceResponse, Status> {
+        let resource_logs = request.message.resource_logs;
         let dropped = self
-            .submit(Payload::Logs(request.resource_logs), size)
+            .submit(Payload::Logs(resource_logs), request.encoded_len)
             .await?;
-        Ok(Response::new(ExportLogsServiceResponse {
+        Ok(ExportLogsServiceResponse {
             partial_success: dropped.map(|d| ExportLogsPartialSuccess {
                 rejected_log_records: i64::try_from(d.items).unwrap_or(i64::MAX),
                 error_message: d.message,
             }),
-        }))
+        })
     }
-}
 
-#[tonic::async_trait]
-impl MetricsService for Handler {
-    async fn export(
+    async fn export_metrics(
         &self,
-        request: Request<ExportMetricsServiceRequest>,
-    ) -> Result<Response<ExportMetricsServiceResponse>, Status> {
-        let request = request.into_inner();
-        let size = request.encoded_len();
+        request: Decoded<ExportMetricsServiceRequest>,
+    ) -> Result<ExportMetricsServiceResponse, Status> {
+        let resource_metrics = request.message.resource_metrics;
         let dropped = self
-            .submit(Payload::Metrics(request.resource_metrics), size)
+            .submit(Payload::Metrics(resource_metrics), request.encoded_len)
             .await?;
-        Ok(Response::new(ExportMetricsServiceResponse {
+        Ok(ExportMetricsServiceResponse {
             partial_success: dropped.map(|d| ExportMetricsPartialSuccess {
                 rejected_data_points: i64::try_from(d.items).unwrap_or(i64::MAX),
                 error_message: d.message,
             }),
-        }))
+        })
     }
 }
 

@@ -8,6 +8,7 @@
 
 pub mod cors;
 mod decode;
+mod export_service;
 mod grpc;
 mod http;
 mod sanitize;

@@ -439,6 +439,40 @@ async fn grpc_signal_without_pipeline_is_unimplemented() {
     rx.stop().await;
 }
 
+/// The services answer their `Export` method only; another method of the
+/// same service is UNIMPLEMENTED, as from the generated servers.
+#[tokio::test]
+async fn grpc_unknown_method_is_unimplemented() {
+    let (logs, _logs_rx) = collect();
+    let rx = run(both_protocols(), Some(logs), None).await;
+    let channel = match tonic::transport::Endpoint::from_shared(format!("http://{}", rx.grpc)) {
+        Ok(endpoint) => endpoint.connect().await,
+        Err(e) => panic!("endpoint: {e}"),
+    };
+    let Ok(channel) = channel else {
+        panic!("connect to {}: {channel:?}", rx.grpc)
+    };
+    let mut grpc = tonic::client::Grpc::new(channel);
+    let ready = grpc.ready().await;
+    assert!(ready.is_ok(), "{ready:?}");
+    let status = grpc
+        .unary::<_, ExportLogsServiceResponse, _>(
+            tonic::Request::new(logs_request(1, "x")),
+            ::http::uri::PathAndQuery::from_static(
+                "/opentelemetry.proto.collector.logs.v1.LogsService/Import",
+            ),
+            tonic_prost::ProstCodec::default(),
+        )
+        .await
+        .err();
+    assert_eq!(
+        status.as_ref().map(|s| s.code()),
+        Some(Code::Unimplemented),
+        "{status:?}"
+    );
+    rx.stop().await;
+}
+
 #[tokio::test]
 async fn grpc_push_back_carries_retry_info() {
     let refuse: DynConsumer = Arc::new(Refuse(ConsumeError::Refused {
