@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use crate::ebpf::access::{
     has_cap, CAP_BPF, CAP_DAC_READ_SEARCH, CAP_NET_ADMIN, CAP_PERFMON, CAP_SYSLOG, CAP_SYS_ADMIN,
-    CAP_SYS_PTRACE, CAP_SYS_RESOURCE,
+    CAP_SYS_NICE, CAP_SYS_PTRACE, CAP_SYS_RESOURCE,
 };
 
 /// When a receiver needs a capability.
@@ -131,6 +131,16 @@ pub const NEEDS: &[Need] = &[
     },
 ];
 
+/// Capabilities a part uses where it holds them and does without
+/// otherwise: not in [`NEEDS`], so neither kept after start nor asked for
+/// by `oomscope doctor`, nor in the packaged set (SECURITY.md).
+pub const OPTIONAL: &[Need] = &[Need {
+    part: "oom",
+    cap: CAP_SYS_NICE,
+    phase: Phase::Start,
+    why: "raise the OOM kill thread to nice -10, so that kills are read ahead of bulk work on a busy host (it keeps the agent's priority otherwise)",
+}];
+
 /// [`NEEDS`] grouped by part, in table order.
 #[must_use]
 pub fn needs_by_part() -> Vec<(&'static str, Vec<&'static Need>)> {
@@ -177,6 +187,7 @@ pub fn capability_name(cap: u32) -> String {
         CAP_SYS_PTRACE => "CAP_SYS_PTRACE".to_owned(),
         CAP_SYS_ADMIN => "CAP_SYS_ADMIN".to_owned(),
         CAP_SYS_RESOURCE => "CAP_SYS_RESOURCE".to_owned(),
+        CAP_SYS_NICE => "CAP_SYS_NICE".to_owned(),
         CAP_NET_ADMIN => "CAP_NET_ADMIN".to_owned(),
         other => format!("capability {other}"),
     }

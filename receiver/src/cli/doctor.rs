@@ -962,6 +962,17 @@ fn capabilities_by_part(mask: u64) -> Vec<String> {
                 format!("{part}: {listing}; {}", missing.join("; "))
             }
         })
+        .chain(crate::privileges::OPTIONAL.iter().map(|n| {
+            let name = capability_name(n.cap);
+            if has_cap(mask, n.cap) {
+                format!("{} (optional): {name}+, used to {}", n.part, n.why)
+            } else {
+                format!(
+                    "{} (optional): {name}-, not needed; with it the agent would {}",
+                    n.part, n.why
+                )
+            }
+        }))
         .collect()
 }
 
@@ -2880,6 +2891,38 @@ cgroup2 /sys/fs/cgroup cgroup2 rw,nosuid,nodev,noexec,relatime 0 0
         // Every capability a receiver needs: no fix.
         let report = assess(&healthy());
         assert_eq!(check_named(&report, "capabilities").fix, None);
+    }
+
+    /// CAP_SYS_NICE is listed, held or not, but never asked for: without it
+    /// the kill thread keeps the agent's priority.
+    #[test]
+    fn an_optional_capability_is_listed_but_not_asked_for() {
+        let nice = crate::ebpf::access::CAP_SYS_NICE;
+        let mut facts = healthy();
+        facts.cap_eff = facts.cap_eff.map(|mask| mask & !(1 << nice));
+        let report = assess(&facts);
+        let check = check_named(&report, "capabilities");
+        assert_eq!(check.status, Status::Ok, "{check:?}");
+        assert_eq!(check.fix, None);
+        assert!(
+            check
+                .details
+                .iter()
+                .any(|d| d.starts_with("oom (optional): CAP_SYS_NICE-, not needed")),
+            "{:?}",
+            check.details
+        );
+        facts.cap_eff = facts.cap_eff.map(|mask| mask | 1 << nice);
+        let report = assess(&facts);
+        let check = check_named(&report, "capabilities");
+        assert!(
+            check
+                .details
+                .iter()
+                .any(|d| d.starts_with("oom (optional): CAP_SYS_NICE+, used to raise")),
+            "{:?}",
+            check.details
+        );
     }
 
     #[test]

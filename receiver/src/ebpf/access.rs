@@ -22,6 +22,8 @@ pub const CAP_DAC_READ_SEARCH: u32 = 2;
 pub const CAP_NET_ADMIN: u32 = 12;
 /// Reads other users' `/proc/PID/exe`, `cwd` and `smaps_rollup`.
 pub const CAP_SYS_PTRACE: u32 = 19;
+/// Raises a thread's priority (the `oom` receiver's kill thread).
+pub const CAP_SYS_NICE: u32 = 23;
 /// Needed to lower the agent's own `oom_score_adj`.
 pub const CAP_SYS_RESOURCE: u32 = 24;
 /// Needed to read /dev/kmsg when `kernel.dmesg_restrict` = 1.
