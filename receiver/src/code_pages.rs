@@ -78,7 +78,7 @@ const PM_FILE: u64 = 1 << 61;
 /// cannot be read.
 fn pages(start: usize, len: usize) -> Option<(u64, bool)> {
     use std::io::{Read, Seek, SeekFrom};
-    let page = usize::try_from(crate::processors::memory_limiter::page_size()).ok()?;
+    let page = usize::try_from(crate::sysconf::page_size()).ok()?;
     let mut entries = vec![0u8; len / page * 8];
     let mut f = std::fs::File::open("/proc/self/pagemap").ok()?;
     f.seek(SeekFrom::Start((start / page * 8) as u64)).ok()?;
@@ -189,7 +189,7 @@ mod tests {
         assert!(text.starts_with("[2, 4"));
 
         // A private page that was written is anonymous: seen as written.
-        let size = crate::processors::memory_limiter::page_size() as usize;
+        let size = crate::sysconf::page_size() as usize;
         let mut page = vec![0u8; 4 * size];
         let start = (page.as_ptr() as usize).div_ceil(size) * size;
         let offset = start - page.as_ptr() as usize;

@@ -26,6 +26,7 @@ pub mod secure_fs;
 pub mod self_protection;
 pub(crate) mod server;
 pub mod service;
+pub mod sysconf;
 pub mod telemetry;
 #[cfg(test)]
 pub(crate) mod test_support;

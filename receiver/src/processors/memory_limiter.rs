@@ -486,7 +486,7 @@ fn read_rss() -> std::io::Result<u64> {
             format!("/proc/self/statm: unexpected content {statm:?}"),
         ));
     };
-    let page = page_size();
+    let page = crate::sysconf::page_size();
     let resident = resident.saturating_mul(page);
     if shared.saturating_mul(page) < FILE_PAGES_LOOKED_INTO {
         return Ok(resident);
@@ -532,12 +532,6 @@ fn mapped_journal_resident(smaps: &str) -> u64 {
         }
     }
     kib.saturating_mul(1024)
-}
-
-pub(crate) fn page_size() -> u64 {
-    // SAFETY: sysconf has no preconditions.
-    let n = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    u64::try_from(n).ok().filter(|&n| n > 0).unwrap_or(4096)
 }
 
 /// Memory available to the agent: its cgroup's limit when lower than the

@@ -428,7 +428,7 @@ impl Scraper {
             starts,
             warn: WarnOnce::default(),
             system: cfg.system.enabled.then(|| {
-                let page_size = process::sysconf(libc::_SC_PAGESIZE).unwrap_or(4096);
+                let page_size = crate::sysconf::page_size();
                 system::SystemScraper::new(&proc_path, page_size)
             }),
             pressure: cfg

@@ -317,8 +317,8 @@ impl ProcessScraper {
                 .iter()
                 .map(|k| k.to_ascii_lowercase())
                 .collect(),
-            page_size: sysconf(libc::_SC_PAGESIZE).unwrap_or(4096),
-            ticks_per_second: sysconf(libc::_SC_CLK_TCK).unwrap_or(100),
+            page_size: crate::sysconf::page_size(),
+            ticks_per_second: crate::sysconf::clock_ticks_per_second(),
             boot_unix_nano,
             buf: vec![0; 4096],
             dir_buf: vec![MaybeUninit::uninit(); 64 * 1024],
@@ -722,12 +722,6 @@ fn note_error(warn: &mut WarnOnce, file: &str, e: &io::Error) {
             "memory receiver: cannot read /proc/PID/{file} of some processes: {e} (reported once)"
         ),
     );
-}
-
-pub(super) fn sysconf(name: libc::c_int) -> Option<u64> {
-    // SAFETY: sysconf has no preconditions.
-    let v = unsafe { libc::sysconf(name) };
-    u64::try_from(v).ok().filter(|v| *v > 0)
 }
 
 #[cfg(test)]

@@ -134,8 +134,7 @@ fn pod_cgroup() -> String {
 }
 
 fn page_size() -> f64 {
-    // SAFETY: no preconditions.
-    unsafe { libc::sysconf(libc::_SC_PAGESIZE) as f64 }
+    crate::sysconf::page_size() as f64
 }
 
 #[test]

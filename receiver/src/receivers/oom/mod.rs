@@ -638,11 +638,7 @@ impl Drop for KillRuntime {
 /// entry), in pid order; kernel threads and processes gone meanwhile left
 /// out.
 fn proc_exec_entries(proc_path: &std::path::Path) -> impl Iterator<Item = (u32, ExecArgs)> {
-    // SAFETY: sysconf has no preconditions.
-    let hz = u64::try_from(unsafe { libc::sysconf(libc::_SC_CLK_TCK) })
-        .ok()
-        .filter(|hz| *hz > 0)
-        .unwrap_or(100);
+    let hz = crate::sysconf::clock_ticks_per_second();
     let mut pids: Vec<u32> = std::fs::read_dir(proc_path)
         .into_iter()
         .flatten()
@@ -1454,7 +1450,7 @@ fn apply_scope(kill: &mut OomKill, ev: &OomScopeEvent) {
     }
     if ev.has(scope_flags::MEMCG) {
         s.trigger_type = Some("cgroup");
-        let page = page_size();
+        let page = crate::sysconf::page_size();
         if ev.has(scope_flags::MEMCG_MAX) && ev.memcg_max_pages < (i64::MAX as u64) / page {
             s.memcg_limit = Some(ev.memcg_max_pages.saturating_mul(page));
         }
@@ -1481,12 +1477,6 @@ fn apply_scope(kill: &mut OomKill, ev: &OomScopeEvent) {
     if t.order.is_none() && ev.has(scope_flags::ORDER) {
         t.order = Some(ev.order);
     }
-}
-
-fn page_size() -> u64 {
-    // SAFETY: sysconf has no preconditions.
-    let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    u64::try_from(size).ok().filter(|s| *s > 0).unwrap_or(4096)
 }
 
 async fn next_event(probe: &mut Option<MarkVictimProbe>) -> std::io::Result<ProbeEvent> {
