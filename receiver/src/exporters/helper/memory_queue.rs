@@ -42,9 +42,14 @@ impl Consumer for MemoryQueueConsumer {
         }
         // A client that sends protobuf gets the request encoded now: the
         // queue (and the worker, while it sends) holds the encoding, not the
-        // decoded records, which go as soon as this batch does.
+        // decoded records, which go as soon as this batch does. Another
+        // client gets it encoded when requests already wait (every worker
+        // is busy): a backlog is held as its encoding, a third or less of
+        // the decoded records' memory, and decoded again when its turn
+        // comes; without a backlog nothing is encoded for it.
         let finalizers = batch.finalizers;
-        let (data, size) = if self.core.client.sends_protobuf() {
+        let encode = self.core.client.sends_protobuf() || !self.tx.is_empty();
+        let (data, size) = if encode {
             let encoded = EncodedRequest::encode(&batch.payload).marked_urgent(batch.urgent);
             let size = encoded.size().in_unit(self.core.sizer);
             (QueuedData::Encoded(encoded), size)
@@ -186,6 +191,42 @@ mod tests {
         assert_eq!(&bodies[0][..], &expected[COUNTED_HEAD..]);
         assert_eq!(bodies[0], bodies[1], "the retry sends the same bytes");
         assert_eq!(client.markers(), ["a", "a", "b"]);
+        stop(consumer, handle).await;
+    }
+
+    /// A client that does not send protobuf gets its requests as the
+    /// pipeline's records while the queue is empty; once requests wait,
+    /// the next ones are held encoded (not as records) and decoded again
+    /// for it, to the same records.
+    #[tokio::test(start_paused = true)]
+    async fn a_backlog_is_held_encoded_for_any_client() {
+        let ctx = context(None);
+        let gate = Arc::new(Semaphore::new(0));
+        let client = ScriptedClient::new(Vec::new(), None, Some(Arc::clone(&gate)));
+        let (consumer, handle) = start(&ctx, untimed(memory_queue(1, 4)), &client).await;
+        let (first, first_status) = batch("a");
+        let (second, second_status) = batch("b");
+        let (third, third_status) = batch("c");
+        let (third_records, held_third) =
+            ((*third.payload).clone(), Arc::downgrade(&third.payload));
+        assert_eq!(consumer.consume(first).await, Ok(()));
+        // The worker takes the first and blocks in the client: the queue is
+        // empty when the second comes, not when the third does.
+        client.wait_calls(1).await;
+        assert_eq!(consumer.consume(second).await, Ok(()));
+        assert_eq!(consumer.consume(third).await, Ok(()));
+        assert_eq!(held_third.strong_count(), 0, "the queue holds the records");
+        gate.add_permits(3);
+        for s in [first_status, second_status, third_status] {
+            assert_eq!(status(s).await, DeliveryStatus::Delivered);
+        }
+        assert_eq!(client.markers(), ["a", "b", "c"]);
+        assert_eq!(
+            client.encoded_bodies().len(),
+            1,
+            "only the third waited behind another"
+        );
+        assert_eq!(client.calls().last().map(|(_, p)| p), Some(&third_records));
         stop(consumer, handle).await;
     }
 
