@@ -23,3 +23,10 @@ wait_port() {
     return 1
 }
 CLK_TCK=$(getconf CLK_TCK)
+# CPU time of a process so far, in clock ticks (utime + stime, all threads).
+ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+# The sum of a Prometheus counter's series: metrics port, metric name.
+counter() {
+    { curl -s "http://127.0.0.1:$1/metrics" 2>/dev/null || true; } |
+        awk -v name="$2" 'index($0, name) == 1 { s += $NF } END { printf "%d", s }'
+}

@@ -34,10 +34,6 @@ OOMSCOPE="$ROOT/target/release/oomscope"
 cpu_seconds() { awk -v t="$CLK_TCK" '{printf "%.3f", ($14 + $15) / t}' "/proc/$1/stat"; }
 now() { date +%s.%N; }
 # Sum of a Prometheus counter family on an endpoint (0 when absent).
-counter() {
-    { curl -s "http://127.0.0.1:$1/metrics" 2>/dev/null || true; } |
-        awk -v name="$2" 'index($0, name) == 1 { s += $NF } END { printf "%d", s }'
-}
 
 LOG="$WORK/syslog.log"
 "$PY" - "$LOG" "$LINES" "$OOM_LINES" <<'PY'

@@ -30,7 +30,6 @@ scripts/setup.sh --with-peers >&2
 OOMSCOPE="$ROOT/target/release/oomscope"
 LOADGEN="$ROOT/target/release/examples/otlp_loadgen"
 
-ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 status_kib() { awk -v k="$2:" '$1 == k {print $2}' "/proc/$1/status"; }
 mib() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
 

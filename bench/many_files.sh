@@ -48,14 +48,9 @@ OOMSCOPE="$ROOT/target/release/oomscope"
 WRITER="$ROOT/target/release/examples/many_files_writer"
 PATTERN='Killed process|out of memory|OutOfMemoryError'
 
-ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 # VmRSS or VmHWM of a process, in MiB.
 mib() { awk -v k="$2:" '$1 == k { printf "%.1f", $2 / 1024 }' "/proc/$1/status"; }
 # Sum of a Prometheus counter family on an endpoint (0 when absent).
-counter() {
-    { curl -s "http://127.0.0.1:$1/metrics" 2>/dev/null || true; } |
-        awk -v name="$2" 'index($0, name) == 1 { s += $NF } END { printf "%d", s }'
-}
 field() { sed -n "s/.*\\b$1=\\([0-9.]*\\).*/\\1/p" <<<"$2"; }
 
 SINK_GRPC=$(free_port); SINK_HTTP=$(free_port)

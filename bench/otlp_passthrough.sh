@@ -21,7 +21,6 @@ cargo build --release -q -p oomscope --bin oomscope --example otlp_loadgen
 . bench/common.sh
 OOMSCOPE="$ROOT/target/release/oomscope"
 LOADGEN="$ROOT/target/release/examples/otlp_loadgen"
-ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 
 # Waits until the process's CPU time has not grown for 1 s (it has forwarded everything).
 wait_idle() {
