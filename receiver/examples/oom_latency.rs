@@ -4,8 +4,10 @@
 //!
 //! This program sits between oomscope and rotel as a transparent OTLP/gRPC
 //! logs proxy (one connection to rotel for each connection from the agent,
-//! as the agent's own connections would be): it forwards every export to
-//! rotel and, when rotel's answer
+//! as the agent's own connections would be; the one whose first request
+//! carries kills, the agent's connection of urgent requests, acknowledges
+//! rotel's answers at once, as the agent does on that connection): it
+//! forwards every export to rotel and, when rotel's answer
 //! comes back, notes the time against each `linux.oom.kill` record's
 //! timestamp (the kernel's `bpf_ktime_get_ns`, converted to wall time by the
 //! agent), and counts the other log records rotel acknowledged (the agent's
@@ -80,7 +82,12 @@ struct Proxy {
     rotel: Endpoint,
     /// One connection to rotel per connection from the agent, so that the
     /// agent's connections (bulk traffic, urgent records) reach rotel as
-    /// they are instead of sharing one.
+    /// they are instead of sharing one. The connection of urgent records
+    /// (its first request carries kills) acknowledges what rotel sends at
+    /// once, as the agent's own connection of urgent requests does
+    /// (`oomscope::tls::tcp`): the proxy stands in for the network between
+    /// the two, it must not add the delayed acknowledgement the agent
+    /// avoids.
     upstream: Mutex<HashMap<Option<std::net::SocketAddr>, LogsServiceClient<Channel>>>,
     seen: Arc<Mutex<Seen>>,
     /// Log records other than kills that rotel acknowledged.
@@ -138,8 +145,13 @@ impl LogsService for Proxy {
             upstream
                 .entry(peer)
                 .or_insert_with(|| {
-                    LogsServiceClient::new(self.rotel.connect_lazy())
-                        .max_decoding_message_size(64 << 20)
+                    let channel = if kills.is_empty() {
+                        self.rotel.connect_lazy()
+                    } else {
+                        self.rotel
+                            .connect_with_connector_lazy(oomscope::tls::tcp::connector(true))
+                    };
+                    LogsServiceClient::new(channel).max_decoding_message_size(64 << 20)
                 })
                 .clone()
         };

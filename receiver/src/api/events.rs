@@ -605,7 +605,7 @@ pub async fn connect_with(
         (EventsEndpoint::Tcp(addr), Some(tls)) => {
             Endpoint::from_shared(format!("http://{addr}"))?
                 .connect_timeout(CONNECT_TIMEOUT)
-                .connect_with_connector(tls.connector())
+                .connect_with_connector(tls.connector(false))
                 .await?
         }
         (EventsEndpoint::Tcp(addr), None) => {

@@ -370,12 +370,19 @@ impl OtlpGrpcClient {
         } else {
             None
         };
-        let connect = || match &tls {
+        // The connection of urgent requests acknowledges what it receives
+        // at once: a server that writes its answer in pieces without
+        // TCP_NODELAY would otherwise hold an OOM record's answer for up
+        // to 40 ms (`tls::tcp`).
+        let connect = |urgent: bool| match &tls {
+            None if urgent => endpoint
+                .clone()
+                .connect_with_connector_lazy(crate::tls::tcp::connector(true)),
             None => endpoint.clone().connect_lazy(),
             Some((origin, dialer)) => endpoint
                 .clone()
                 .origin(origin.clone())
-                .connect_with_connector_lazy(dialer.connector()),
+                .connect_with_connector_lazy(dialer.connector(urgent)),
         };
         let encoding = match c.compression {
             Compression::Gzip => Some(CompressionEncoding::Gzip),
@@ -394,8 +401,8 @@ impl OtlpGrpcClient {
             }
         };
         Ok(OtlpGrpcClient {
-            grpc: client(connect()),
-            urgent: client(connect()),
+            grpc: client(connect(false)),
+            urgent: client(connect(true)),
             metadata,
             timeout,
             uri: target.uri,

@@ -228,7 +228,7 @@ impl ClientTls {
 }
 
 /// A TLS connection as tonic's connector hands it over.
-pub type TlsIo = hyper_util::rt::TokioIo<tokio_rustls::client::TlsStream<tokio::net::TcpStream>>;
+pub type TlsIo = hyper_util::rt::TokioIo<tokio_rustls::client::TlsStream<super::tcp::TcpStream>>;
 
 /// A ready TLS client config and the name to verify the server as.
 #[derive(Clone, Debug)]
@@ -238,9 +238,12 @@ pub struct TlsDialer {
 }
 
 impl TlsDialer {
-    /// A connector for tonic's `Endpoint::connect_with_connector`.
+    /// A connector for tonic's `Endpoint::connect_with_connector`; with
+    /// `quick_ack`, its connections acknowledge each read at once (see
+    /// [`super::tcp`]).
     pub fn connector(
         &self,
+        quick_ack: bool,
     ) -> impl tower::Service<
         http::Uri,
         Response = TlsIo,
@@ -249,7 +252,11 @@ impl TlsDialer {
     > + Clone
            + Send
            + 'static {
-        tcp_connector(Arc::clone(&self.config), self.server_name.clone())
+        tcp_connector(
+            Arc::clone(&self.config),
+            self.server_name.clone(),
+            quick_ack,
+        )
     }
 }
 
@@ -260,6 +267,7 @@ impl TlsDialer {
 fn tcp_connector(
     config: Arc<rustls::ClientConfig>,
     server_name: Option<String>,
+    quick_ack: bool,
 ) -> impl tower::Service<
     http::Uri,
     Response = TlsIo,
@@ -275,16 +283,13 @@ fn tcp_connector(
         async move {
             let invalid =
                 |what: String| std::io::Error::new(std::io::ErrorKind::InvalidInput, what);
-            let host = uri
-                .host()
-                .ok_or_else(|| invalid(format!("{uri} has no host")))?
-                .trim_start_matches('[')
-                .trim_end_matches(']')
-                .to_owned();
-            let port = uri.port_u16().unwrap_or(443);
-            let tcp = tokio::net::TcpStream::connect((host.as_str(), port)).await?;
-            let _ = tcp.set_nodelay(true);
-            let name = server_name.unwrap_or(host);
+            let tcp = super::tcp::TcpStream::connect(&uri, 443, quick_ack).await?;
+            let host = uri.host().unwrap_or_default();
+            let name = server_name.unwrap_or_else(|| {
+                host.trim_start_matches('[')
+                    .trim_end_matches(']')
+                    .to_owned()
+            });
             let name = rustls::pki_types::ServerName::try_from(name.clone())
                 .map_err(|e| invalid(format!("TLS server name {name:?}: {e}")))?;
             let tls = connector.connect(name, tcp).await?;

@@ -13,11 +13,14 @@
 //!   `insecure_skip_verify`, `server_name_override`, a reloaded client
 //!   certificate);
 //! - `incoming`: TLS handshakes of accepted connections, each in its own
-//!   task and bounded in time, for tonic and hyper.
+//!   task and bounded in time, for tonic and hyper;
+//! - `tcp`: the TCP connections the gRPC clients dial, plain or under TLS
+//!   (with an acknowledge-at-once option for urgent requests).
 
 pub mod client;
 pub(crate) mod incoming;
 pub mod server;
+pub mod tcp;
 #[cfg(test)]
 pub(crate) mod testing;
 
