@@ -19,27 +19,17 @@
 //! The same goes for the binary's read-only data (constant tables, unwind
 //! information, symbol names: 1.8 of 3.9 MiB resident).
 //!
-//! The shared libraries the agent links (libc, libm, libsystemd and its
-//! compression and crypto libraries) are file mappings of the same kind,
-//! and start-up faults in their pages the same way (2.3 MiB of them in an
-//! idle agent, of which the idle agent uses a fraction); they are released
-//! with the binary.
-//!
-//! Only private read-only file mappings are touched, and only those none
-//! of whose pages were ever written: a private page that was written (the
-//! relocated read-only data, a debugger's breakpoint) is anonymous memory,
-//! which `MADV_DONTNEED` would throw away; such a mapping (seen in
-//! `/proc/self/pagemap`) is left as it is. Shared mappings (the journal
-//! files sd-journal maps) are not touched. For a clean file page,
-//! dropping the mapping is what reclaim does to it at any time; the one
-//! case it is not is a library with text relocations being loaded at that
-//! moment (written between the pagemap read and the `madvise`), which
-//! x86-64 and arm64 toolchains do not produce.
+//! Only the read-only mappings of the agent's own binary are touched, and
+//! only those none of whose pages were ever written: a private page that
+//! was written (the relocated read-only data, a debugger's breakpoint) is
+//! anonymous memory, which `MADV_DONTNEED` would throw away; such a
+//! mapping (seen in `/proc/self/pagemap`) is left as it is.
 //!
 //! The agent does this once everything has started and again a minute
 //! later, when the code of the first scrapes, exports and reads (which
 //! also run once) has run.
 
+use std::os::unix::fs::MetadataExt as _;
 use std::time::Duration;
 
 /// When the release is done again after start-up.
@@ -55,9 +45,9 @@ pub struct Released {
     pub resident_after: u64,
 }
 
-/// The private read-only file mappings (code and data of the binary and
-/// of the libraries it links): start address and length.
-fn code_mappings(maps: &str) -> Vec<(usize, usize)> {
+/// The read-only mappings (code and data) of the binary: start address and
+/// length.
+fn code_mappings(maps: &str, exe_inode: u64) -> Vec<(usize, usize)> {
     maps.lines()
         .filter_map(|line| {
             let mut fields = line.split_ascii_whitespace();
@@ -66,8 +56,7 @@ fn code_mappings(maps: &str) -> Vec<(usize, usize)> {
             let _offset = fields.next()?;
             let _dev = fields.next()?;
             let inode: u64 = fields.next()?.parse().ok()?;
-            let path = fields.next()?;
-            if !matches!(perms, "r-xp" | "r--p") || inode == 0 || !path.starts_with('/') {
+            if !matches!(perms, "r-xp" | "r--p") || inode != exe_inode || inode == 0 {
                 return None;
             }
             let (start, end) = range.split_once('-')?;
@@ -117,15 +106,15 @@ fn resident(mappings: &[(usize, usize)]) -> u64 {
         .sum()
 }
 
-/// Drops this process's page mappings of its binary's and libraries' code
-/// and read-only data (see the module's comment); call once start-up is
-/// over.
+/// Drops this process's page mappings of its binary's code and read-only
+/// data (see the module's comment); call once start-up is over.
 pub fn release_start_up_code() -> std::io::Result<Released> {
+    let exe_inode = std::fs::metadata("/proc/self/exe")?.ino();
     let maps = std::fs::read_to_string("/proc/self/maps")?;
     // An unreadable pagemap counts as written: nothing is dropped.
     let mut resident_before = 0;
     let mut mappings = Vec::new();
-    for (start, len) in code_mappings(&maps) {
+    for (start, len) in code_mappings(&maps, exe_inode) {
         if let Some((resident, false)) = pages(start, len) {
             resident_before += resident;
             mappings.push((start, len));
@@ -133,14 +122,14 @@ pub fn release_start_up_code() -> std::io::Result<Released> {
     }
     if mappings.is_empty() {
         return Err(std::io::Error::other(
-            "no read-only file mapping that was never written in /proc/self/maps",
+            "no read-only mapping of the binary that was never written in /proc/self/maps",
         ));
     }
     let mut mapped = 0;
     for &(start, len) in &mappings {
-        // SAFETY: the range is a whole private, read-only file mapping
-        // none of whose pages was written (nothing can write it without
-        // mprotect); MADV_DONTNEED only drops page table
+        // SAFETY: the range is a whole private, read-only file mapping of
+        // this binary none of whose pages was written (nothing can write
+        // it without mprotect); MADV_DONTNEED only drops page table
         // entries, and the next access to a page maps it again from the
         // file (the page cache).
         let rc = unsafe { libc::madvise(start as *mut libc::c_void, len, libc::MADV_DONTNEED) };
@@ -161,7 +150,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn only_private_read_only_file_mappings_are_chosen() {
+    fn only_the_binarys_executable_mappings_are_chosen() {
         let maps = "\
 55d0c0a00000-55d0c0b00000 r--p 00000000 fe:00 1234 /usr/bin/oomscope
 55d0c0b00000-55d0c1b00000 r-xp 00100000 fe:00 1234 /usr/bin/oomscope
@@ -169,20 +158,20 @@ mod tests {
 55d0c1c00000-55d0c1d00000 rw-p 01200000 fe:00 1234 /usr/bin/oomscope
 7f0000000000-7f0000100000 r-xp 00000000 fe:00 99 /usr/lib/libc.so.6
 7f0000100000-7f0000200000 r-xp 00000000 00:00 0
-7f0000200000-7f0000300000 r--s 00000000 fe:00 77 /var/log/journal/x/system.journal
-7f0000300000-7f0000301000 r-xp 00000000 00:00 0 [vdso]
-7f0000400000-7f0000401000 r--p 00000000 00:0f 55 anon_inode:bpf-map
 ";
         assert_eq!(
-            code_mappings(maps),
+            code_mappings(maps, 1234),
             [
                 (0x55d0c0a00000, 0x100000),
                 (0x55d0c0b00000, 0x1000000),
-                (0x55d0c1b00000, 0x100000),
-                (0x7f0000000000, 0x100000),
+                (0x55d0c1b00000, 0x100000)
             ]
         );
-        assert!(code_mappings("garbage\n\n1-2 r-xp").is_empty());
+        assert!(
+            code_mappings(maps, 0).is_empty(),
+            "anonymous mappings never"
+        );
+        assert!(code_mappings("garbage\n\n1-2 r-xp", 1234).is_empty());
     }
 
     /// The test binary's code pages: dropped, and the code still runs (it
