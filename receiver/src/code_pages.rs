@@ -67,10 +67,20 @@ fn code_mappings(maps: &str, exe_inode: u64) -> Vec<(usize, usize)> {
         .collect()
 }
 
-/// `/proc/self/pagemap`: the page is present; it is a file page (or
-/// shared anonymous memory).
+/// `/proc/self/pagemap`: the page is present; it is swapped out (or being
+/// migrated); it is a file page (or shared anonymous memory).
 const PM_PRESENT: u64 = 1 << 63;
+const PM_SWAP: u64 = 1 << 62;
 const PM_FILE: u64 = 1 << 61;
+
+/// Whether a pagemap entry of a private file mapping shows a page that was
+/// written: a present anonymous page, or one swapped out (only anonymous
+/// pages are; a written page under memory pressure is one). A swap-type
+/// entry of a file page being migrated counts too: the mapping is left
+/// alone that time.
+fn written_entry(entry: u64) -> bool {
+    entry & PM_SWAP != 0 || (entry & PM_PRESENT != 0 && entry & PM_FILE == 0)
+}
 
 /// The pages of the mapping at `start` (`len` bytes), from
 /// `/proc/self/pagemap`: how many are resident, and whether one is
@@ -91,8 +101,8 @@ fn pages(start: usize, len: usize) -> Option<(u64, bool)> {
         let entry = u64::from_ne_bytes(word);
         if entry & PM_PRESENT != 0 {
             resident += page as u64;
-            written |= entry & PM_FILE == 0;
         }
+        written |= written_entry(entry);
     }
     Some((resident, written))
 }
@@ -172,6 +182,15 @@ mod tests {
             "anonymous mappings never"
         );
         assert!(code_mappings("garbage\n\n1-2 r-xp", 1234).is_empty());
+    }
+
+    #[test]
+    fn swapped_and_anonymous_pages_count_as_written() {
+        assert!(!written_entry(0), "never touched");
+        assert!(!written_entry(PM_PRESENT | PM_FILE | 0x1234), "a file page");
+        assert!(written_entry(PM_PRESENT | 0x1234), "anonymous, present");
+        assert!(written_entry(PM_SWAP | 0x42), "anonymous, swapped out");
+        assert!(written_entry(PM_SWAP | PM_FILE), "migrating");
     }
 
     /// The test binary's code pages: dropped, and the code still runs (it

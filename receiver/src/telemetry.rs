@@ -572,9 +572,7 @@ fn process_cpu_seconds() -> Option<f64> {
 fn process_rss_bytes() -> Option<u64> {
     let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
     let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
-    // SAFETY: sysconf has no preconditions.
-    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    Some(pages.saturating_mul(u64::try_from(page).ok().filter(|&p| p > 0)?))
+    Some(pages.saturating_mul(crate::sysconf::page_size()))
 }
 
 /// A Prometheus reader into `registry`, shaped as the collector's default

@@ -968,7 +968,7 @@ fn capabilities_by_part(mask: u64) -> Vec<String> {
                 format!("{} (optional): {name}+, used to {}", n.part, n.why)
             } else {
                 format!(
-                    "{} (optional): {name}-, not needed; with it the agent would {}",
+                    "{} (optional): {name}-, not needed; with it (or a high RLIMIT_NICE) the agent would {}",
                     n.part, n.why
                 )
             }

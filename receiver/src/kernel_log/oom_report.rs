@@ -256,14 +256,7 @@ impl Default for OomReportAssembler {
 impl OomReportAssembler {
     /// An assembler converting task-table pages with this host's page size.
     pub fn new() -> Self {
-        // SAFETY: sysconf has no preconditions.
-        let page_size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-        Self::with_page_size(
-            u64::try_from(page_size)
-                .ok()
-                .filter(|&size| size > 0)
-                .unwrap_or(4096),
-        )
+        Self::with_page_size(crate::sysconf::page_size())
     }
 
     /// An assembler for reports from a host with `page_size`-byte pages.

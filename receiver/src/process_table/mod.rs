@@ -222,7 +222,7 @@ impl ProcReader {
         ProcReader {
             proc_path: proc_path.to_path_buf(),
             boot_unix_nano: crate::clock::boot_unix_nanos(),
-            ticks_per_second: ticks_per_second(),
+            ticks_per_second: crate::sysconf::clock_ticks_per_second(),
             secret_keys: secret_keys.to_vec(),
         }
     }
@@ -287,13 +287,11 @@ impl ProcReader {
 
 /// A start time from /proc/PID/stat (clock ticks after boot) as Unix ns.
 pub fn start_unix_nano(ticks: u64) -> u64 {
-    ticks_to_unix_nano(crate::clock::boot_unix_nanos(), ticks_per_second(), ticks)
-}
-
-fn ticks_per_second() -> u64 {
-    // SAFETY: sysconf has no preconditions.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    u64::try_from(hz).ok().filter(|v| *v > 0).unwrap_or(100)
+    ticks_to_unix_nano(
+        crate::clock::boot_unix_nanos(),
+        crate::sysconf::clock_ticks_per_second(),
+        ticks,
+    )
 }
 
 /// Clock ticks after boot (`/proc/PID/stat` start) as Unix ns, given the

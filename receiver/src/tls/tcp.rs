@@ -29,19 +29,26 @@ pub struct TcpStream {
 
 impl TcpStream {
     /// Connects to `uri`'s host and port (`default_port` when it names
-    /// none), with `TCP_NODELAY` (requests go out whole at once).
+    /// none) as tonic's own connections do: through hyper's connector, which
+    /// races a name's IPv6 and IPv4 addresses (happy eyeballs), with
+    /// `TCP_NODELAY` (requests go out whole at once).
     pub async fn connect(uri: &http::Uri, default_port: u16, quick_ack: bool) -> io::Result<Self> {
-        let host = uri
-            .host()
-            .ok_or_else(|| {
-                io::Error::new(io::ErrorKind::InvalidInput, format!("{uri} has no host"))
-            })?
-            .trim_start_matches('[')
-            .trim_end_matches(']');
+        use tower::Service as _;
+        let host = uri.host().ok_or_else(|| {
+            io::Error::new(io::ErrorKind::InvalidInput, format!("{uri} has no host"))
+        })?;
         let port = uri.port_u16().unwrap_or(default_port);
-        let inner = tokio::net::TcpStream::connect((host, port)).await?;
-        let _ = inner.set_nodelay(true);
-        Ok(TcpStream { inner, quick_ack })
+        // `host` keeps an IPv6 address's brackets.
+        let target: http::Uri = format!("http://{host}:{port}")
+            .parse()
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, format!("{uri}: {e}")))?;
+        let mut connector = hyper_util::client::legacy::connect::HttpConnector::new();
+        connector.set_nodelay(true);
+        let io = connector.call(target).await.map_err(io::Error::other)?;
+        Ok(TcpStream {
+            inner: io.into_inner(),
+            quick_ack,
+        })
     }
 
     /// Asks the kernel to acknowledge received data now. A failure only
@@ -190,6 +197,32 @@ mod tests {
         );
         let quick = modes_after_reads(true).await;
         assert!(quick.iter().all(|m| *m), "{quick:?}");
+    }
+
+    /// A name is resolved, and an IPv6 address in brackets is dialed.
+    #[tokio::test]
+    async fn names_and_ipv6_addresses_connect() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let uri: http::Uri = format!("http://localhost:{port}").parse().expect("uri");
+        let accept = tokio::spawn(async move { listener.accept().await.map(|_| ()) });
+        TcpStream::connect(&uri, 80, false)
+            .await
+            .expect("connect by name");
+        accept.await.expect("accept task").expect("accepted");
+        let Ok(listener) = tokio::net::TcpListener::bind("[::1]:0").await else {
+            eprintln!("SKIP: no IPv6 loopback on this host");
+            return;
+        };
+        let port = listener.local_addr().expect("addr").port();
+        let uri: http::Uri = format!("http://[::1]:{port}").parse().expect("uri");
+        let accept = tokio::spawn(async move { listener.accept().await.map(|_| ()) });
+        TcpStream::connect(&uri, 80, true)
+            .await
+            .expect("connect to [::1]");
+        accept.await.expect("accept task").expect("accepted");
     }
 
     #[tokio::test]
