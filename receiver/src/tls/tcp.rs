@@ -199,30 +199,29 @@ mod tests {
         assert!(quick.iter().all(|m| *m), "{quick:?}");
     }
 
+    /// Dials `listener` as `host` and checks that it accepted.
+    async fn dial(listener: tokio::net::TcpListener, host: &str, quick_ack: bool) {
+        let port = listener.local_addr().expect("addr").port();
+        let uri: http::Uri = format!("http://{host}:{port}").parse().expect("uri");
+        let accept = tokio::spawn(async move { listener.accept().await.map(|_| ()) });
+        TcpStream::connect(&uri, 80, quick_ack)
+            .await
+            .unwrap_or_else(|e| panic!("connect to {uri}: {e}"));
+        accept.await.expect("accept task").expect("accepted");
+    }
+
     /// A name is resolved, and an IPv6 address in brackets is dialed.
     #[tokio::test]
     async fn names_and_ipv6_addresses_connect() {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
-        let port = listener.local_addr().expect("addr").port();
-        let uri: http::Uri = format!("http://localhost:{port}").parse().expect("uri");
-        let accept = tokio::spawn(async move { listener.accept().await.map(|_| ()) });
-        TcpStream::connect(&uri, 80, false)
-            .await
-            .expect("connect by name");
-        accept.await.expect("accept task").expect("accepted");
+        dial(listener, "localhost", false).await;
         let Ok(listener) = tokio::net::TcpListener::bind("[::1]:0").await else {
             eprintln!("SKIP: no IPv6 loopback on this host");
             return;
         };
-        let port = listener.local_addr().expect("addr").port();
-        let uri: http::Uri = format!("http://[::1]:{port}").parse().expect("uri");
-        let accept = tokio::spawn(async move { listener.accept().await.map(|_| ()) });
-        TcpStream::connect(&uri, 80, true)
-            .await
-            .expect("connect to [::1]");
-        accept.await.expect("accept task").expect("accepted");
+        dial(listener, "[::1]", true).await;
     }
 
     #[tokio::test]

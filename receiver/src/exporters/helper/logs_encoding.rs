@@ -60,8 +60,12 @@ fn put_schema_url(url: &str, buf: &mut Vec<u8>) {
 
 /// The sizes of every `ResourceLogs`, `ScopeLogs` and `LogRecord` of a
 /// request, in the order they are written: each `ResourceLogs`, then for
-/// each of its `ScopeLogs` the scope and then its records.
-struct Sizes(Vec<usize>);
+/// each of its `ScopeLogs` the scope and then its records; and the bytes of
+/// field 1 of the service request holding them all.
+struct Sizes {
+    each: Vec<usize>,
+    request_len: usize,
+}
 
 impl Sizes {
     fn of(resources: &[ResourceLogs]) -> Sizes {
@@ -70,33 +74,20 @@ impl Sizes {
             .flat_map(|r| &r.scope_logs)
             .map(|s| s.log_records.len() + 1)
             .sum();
-        let mut sizes = Vec::with_capacity(resources.len() + records);
+        let mut each = Vec::with_capacity(resources.len() + records);
+        let mut request_len = 0;
         for resource in resources {
-            let at = sizes.len();
-            sizes.push(0);
+            let at = each.len();
+            each.push(0);
             let mut len =
                 optional_len(resource.resource.as_ref()) + schema_url_len(&resource.schema_url);
             for scope in &resource.scope_logs {
-                len += field_len(CHILDREN, scope_size(scope, &mut sizes));
+                len += field_len(CHILDREN, scope_size(scope, &mut each));
             }
-            sizes[at] = len;
+            each[at] = len;
+            request_len += field_len(1, len);
         }
-        Sizes(sizes)
-    }
-
-    /// The bytes of field 1 of the service request holding `resources`.
-    fn request_len(&self, resources: &[ResourceLogs]) -> usize {
-        let mut sizes = self.0.iter();
-        let mut total = 0;
-        for resource in resources {
-            let len = sizes.next().copied().unwrap_or_default();
-            total += field_len(1, len);
-            // Skip this resource's scopes and records.
-            for scope in &resource.scope_logs {
-                sizes.nth(scope.log_records.len());
-            }
-        }
-        total
+        Sizes { each, request_len }
     }
 }
 
@@ -119,9 +110,9 @@ fn scope_size(scope: &ScopeLogs, sizes: &mut Vec<usize>) -> usize {
 /// `message::encode(1, r, buf)` for each, in a buffer of the exact size.
 pub fn encode_resource_logs(head: &[u8], resources: &[ResourceLogs]) -> Vec<u8> {
     let sizes = Sizes::of(resources);
-    let mut buf = Vec::with_capacity(head.len() + sizes.request_len(resources));
+    let mut buf = Vec::with_capacity(head.len() + sizes.request_len);
     buf.extend_from_slice(head);
-    let mut sizes = sizes.0.into_iter();
+    let mut sizes = sizes.each.into_iter();
     let mut next = || sizes.next().unwrap_or_default();
     for resource in resources {
         put_head(1, next(), &mut buf);
@@ -240,7 +231,7 @@ mod tests {
             let resource_logs = resources(&mut rng);
             let sizes = Sizes::of(&resource_logs);
             let ours = encode_resource_logs(b"head", &resource_logs);
-            assert_eq!(4 + sizes.request_len(&resource_logs), ours.len());
+            assert_eq!(4 + sizes.request_len, ours.len());
             assert_eq!(ours.capacity(), ours.len());
             assert!(ours.starts_with(b"head"));
         }
