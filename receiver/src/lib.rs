@@ -31,4 +31,5 @@ pub mod telemetry;
 #[cfg(test)]
 pub(crate) mod test_support;
 pub mod tls;
+pub mod urgent_lane;
 pub mod workload;

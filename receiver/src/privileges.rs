@@ -138,7 +138,7 @@ pub const OPTIONAL: &[Need] = &[Need {
     part: "oom",
     cap: CAP_SYS_NICE,
     phase: Phase::Start,
-    why: "raise the OOM kill thread to nice -10, so that kills are read ahead of bulk work on a busy host (it keeps the agent's priority otherwise)",
+    why: "raise the OOM kill thread and the urgent export thread to nice -10, so that kills are read and sent ahead of bulk work on a busy host (they keep the agent's priority otherwise)",
 }];
 
 /// [`NEEDS`] grouped by part, in table order.
@@ -458,6 +458,26 @@ fn install_handler() -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// Sets the calling thread's nice value to `nice` (a raise: lower than the
+/// agent's needs `CAP_SYS_NICE` or `RLIMIT_NICE`); without the right it
+/// keeps the agent's priority, which is logged at debug level.
+pub(crate) fn raise_thread_priority(nice: i32, thread: &str) {
+    let Ok(tid) = libc::id_t::try_from(gettid()) else {
+        return;
+    };
+    // SAFETY: setpriority has no memory preconditions; on Linux,
+    // PRIO_PROCESS with a thread id sets that thread's nice value alone.
+    let rc = unsafe { libc::setpriority(libc::PRIO_PROCESS, tid, nice) };
+    if rc != 0 {
+        tracing::debug!(
+            error = %std::io::Error::last_os_error(),
+            nice,
+            thread,
+            "the thread keeps the agent's priority (raising it needs CAP_SYS_NICE)"
+        );
+    }
 }
 
 /// The calling thread's id.

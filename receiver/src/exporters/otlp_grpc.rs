@@ -374,15 +374,23 @@ impl OtlpGrpcClient {
         // at once: a server that writes its answer in pieces without
         // TCP_NODELAY would otherwise hold an OOM record's answer for up
         // to 40 ms (`tls::tcp`).
-        let connect = |urgent: bool| match &tls {
-            None if urgent => endpoint
-                .clone()
-                .connect_with_connector_lazy(crate::tls::tcp::connector(true)),
-            None => endpoint.clone().connect_lazy(),
-            Some((origin, dialer)) => endpoint
-                .clone()
-                .origin(origin.clone())
-                .connect_with_connector_lazy(dialer.connector(urgent)),
+        // Its tasks (dial, connection, request bodies) run on the urgent
+        // lane, where the urgent exports themselves run (`urgent_lane`).
+        let connect = |urgent: bool| {
+            let endpoint = if urgent {
+                endpoint.clone().executor(crate::urgent_lane::LaneExecutor)
+            } else {
+                endpoint.clone()
+            };
+            match &tls {
+                None if urgent => {
+                    endpoint.connect_with_connector_lazy(crate::tls::tcp::connector(true))
+                }
+                None => endpoint.connect_lazy(),
+                Some((origin, dialer)) => endpoint
+                    .origin(origin.clone())
+                    .connect_with_connector_lazy(dialer.connector(urgent)),
+            }
         };
         let encoding = match c.compression {
             Compression::Gzip => Some(CompressionEncoding::Gzip),
@@ -1004,6 +1012,39 @@ mod tests {
             assert_eq!(md.get("x-api-key").unwrap(), "secret");
             assert_eq!(md.get("grpc-encoding").unwrap(), "gzip");
         }
+    }
+
+    /// The urgent connection's tasks live on the urgent lane, not on the
+    /// runtime that built the client: with that runtime gone, urgent
+    /// requests still go (and bulk ones, whose tasks went with it, do not:
+    /// the control that shows where each connection's tasks ran).
+    #[tokio::test]
+    async fn the_urgent_connection_runs_on_the_urgent_lane() {
+        let running = start_server(None).await;
+        let c = plain_config(running.addr);
+        let client = std::thread::spawn(move || {
+            let builder = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            // Both channels spawn their buffer workers here, at creation.
+            let client = builder.block_on(async { OtlpGrpcClient::new(&c).unwrap() });
+            drop(builder);
+            client
+        })
+        .join()
+        .unwrap();
+        let urgent = EncodedRequest::encode(&logs()).marked_urgent(true);
+        assert_eq!(
+            client.export_encoded(&urgent).await.unwrap(),
+            ExportResponse::default()
+        );
+        let bulk = EncodedRequest::encode(&logs());
+        assert!(
+            client.export_encoded(&bulk).await.is_err(),
+            "bulk requests went with the builder's runtime"
+        );
+        assert_eq!(running.server.seen.lock().unwrap().peers.len(), 1);
     }
 
     #[tokio::test]

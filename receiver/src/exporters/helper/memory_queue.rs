@@ -6,8 +6,10 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use tokio::runtime::Handle;
 use tokio::sync::{Semaphore, TryAcquireError};
 use tokio::time::Instant;
+use tokio_util::task::TaskTracker;
 
 use super::{wait_for_room, Core, EncodedRequest, QueuedData, RequestSize};
 use crate::pipeline::{Batch, ConsumeError, Consumer, DeliveryStatus, Finalizers};
@@ -30,6 +32,62 @@ pub(super) struct MemoryQueueConsumer {
     pub(super) room: Arc<Semaphore>,
     pub(super) capacity: usize,
     pub(super) block_on_overflow: bool,
+    /// Where urgent requests go past the queue; `None` without the lane.
+    pub(super) urgent: Option<UrgentLane>,
+}
+
+/// At most this many urgent requests of one exporter are exported on the
+/// urgent lane at a time (a kill storm's wave, a backend that makes them
+/// retry); the next ones take the queue, as ordinary requests do.
+pub(super) const URGENT_IN_FLIGHT: usize = 16;
+
+/// Urgent requests' way past the queue: each is exported at once in a task
+/// of its own on the urgent lane ([`crate::urgent_lane`]), not behind the
+/// queued requests and not on the shared runtime's busy workers.
+pub(super) struct UrgentLane {
+    pub(super) handle: &'static Handle,
+    /// [`URGENT_IN_FLIGHT`] permits.
+    pub(super) slots: Arc<Semaphore>,
+    /// The exporter's task waits for these at its end, as for its workers.
+    pub(super) tasks: TaskTracker,
+}
+
+impl UrgentLane {
+    pub(super) fn new() -> Option<UrgentLane> {
+        crate::urgent_lane::handle().map(|handle| UrgentLane {
+            handle,
+            slots: Arc::new(Semaphore::new(URGENT_IN_FLIGHT)),
+            tasks: TaskTracker::new(),
+        })
+    }
+
+    /// Exports `data` on the lane if a slot is free; hands it back if not.
+    fn try_export(
+        &self,
+        core: &Arc<Core>,
+        data: QueuedData,
+        finalizers: Finalizers,
+    ) -> Result<(), (QueuedData, Finalizers)> {
+        let Ok(slot) = Arc::clone(&self.slots).try_acquire_owned() else {
+            return Err((data, finalizers));
+        };
+        let core = Arc::clone(core);
+        self.tasks.spawn_on(
+            async move {
+                let _slot = slot;
+                let counted = (data.signal(), data.item_count());
+                let started = Instant::now();
+                let outcome = core
+                    .export_with_retry(&data, &core.shutdown)
+                    .await
+                    .stopped_gives_up();
+                drop(data);
+                core.finish(counted, finalizers, &outcome, started);
+            },
+            self.handle,
+        );
+        Ok(())
+    }
 }
 
 #[async_trait]
@@ -47,7 +105,7 @@ impl Consumer for MemoryQueueConsumer {
         // is busy): a backlog is held as its encoding, a third or less of
         // the decoded records' memory, and decoded again when its turn
         // comes; without a backlog nothing is encoded for it.
-        let finalizers = batch.finalizers;
+        let (finalizers, urgent) = (batch.finalizers, batch.urgent);
         let encode = self.core.client.sends_protobuf() || !self.tx.is_empty();
         let (data, size) = if encode {
             let encoded = EncodedRequest::encode(&batch.payload).marked_urgent(batch.urgent);
@@ -65,6 +123,16 @@ impl Consumer for MemoryQueueConsumer {
             return Err(self
                 .core
                 .too_large(signal, items, finalizers, size, capacity));
+        };
+        // Once shutdown has begun, urgent requests drain with the rest.
+        let (data, finalizers) = match &self.urgent {
+            Some(lane) if urgent && !self.core.shutdown.is_cancelled() => {
+                match lane.try_export(&self.core, data, finalizers) {
+                    Ok(()) => return Ok(()),
+                    Err(back) => back,
+                }
+            }
+            _ => (data, finalizers),
         };
         let places = match self.room.try_acquire_many(size) {
             Ok(places) => places,
@@ -140,6 +208,7 @@ mod tests {
     use tokio::sync::Semaphore;
     use tokio::time::Instant;
 
+    use super::URGENT_IN_FLIGHT;
     use crate::config::GoDuration;
     use crate::exporters::helper::disk_codec::COUNTED_HEAD;
     use crate::exporters::helper::tests::Step;
@@ -231,8 +300,10 @@ mod tests {
     }
 
     /// An urgent batch's encoding tells the client so (it may send it apart
-    /// from bulk traffic); an ordinary one's does not.
-    #[tokio::test(start_paused = true)]
+    /// from bulk traffic); an ordinary one's does not. (Real time: the
+    /// urgent export runs on the lane's runtime, which a paused clock here
+    /// would not wait for.)
+    #[tokio::test]
     async fn the_client_learns_which_requests_are_urgent() {
         let ctx = context(None);
         let client = ScriptedClient::new(Vec::new(), None, None);
@@ -247,6 +318,63 @@ mod tests {
         assert_eq!(client.markers(), ["bulk", "oom"]);
         assert_eq!(client.encoded_urgent(), [false, true]);
         stop(consumer, handle).await;
+    }
+
+    /// An urgent request is exported at once on the urgent lane: while the
+    /// only worker is stuck in a call and a request waits in the queue.
+    #[tokio::test]
+    async fn an_urgent_request_goes_past_the_queue_on_the_lane() {
+        let ctx = context(None);
+        let gate = Arc::new(Semaphore::new(0));
+        let client = ScriptedClient::new(Vec::new(), None, Some(Arc::clone(&gate)));
+        client.protobuf.store(true, Ordering::SeqCst);
+        let (consumer, handle) = start(&ctx, untimed(memory_queue(1, 4)), &client).await;
+        let (stuck, stuck_status) = batch("stuck");
+        let (queued, queued_status) = batch("queued");
+        let (urgent, urgent_status) = batch("oom");
+        assert_eq!(consumer.consume(stuck).await, Ok(()));
+        client.wait_calls(1).await;
+        assert_eq!(consumer.consume(queued).await, Ok(()));
+        assert_eq!(consumer.consume(urgent.urgent()).await, Ok(()));
+        client.wait_calls(2).await;
+        assert_eq!(client.markers(), ["stuck", "oom"], "the urgent one is next");
+        assert_eq!(client.calls_on_the_lane(), 1, "and it ran on the lane");
+        gate.add_permits(3);
+        for s in [stuck_status, queued_status, urgent_status] {
+            assert_eq!(status(s).await, DeliveryStatus::Delivered);
+        }
+        assert_eq!(client.markers(), ["stuck", "oom", "queued"]);
+        stop(consumer, handle).await;
+    }
+
+    /// With every lane slot taken by urgent exports still in progress, the
+    /// next urgent request takes the queue like any other; all are
+    /// delivered, and the exporter's task ends only after the lane's.
+    #[tokio::test]
+    async fn urgent_requests_past_the_lane_slots_take_the_queue() {
+        let ctx = context(None);
+        let gate = Arc::new(Semaphore::new(0));
+        let client = ScriptedClient::new(Vec::new(), None, Some(Arc::clone(&gate)));
+        let (consumer, handle) = start(&ctx, untimed(memory_queue(1, 4)), &client).await;
+        let mut statuses = Vec::new();
+        for i in 0..=URGENT_IN_FLIGHT {
+            let (urgent, status) = batch(&format!("oom{i}"));
+            assert_eq!(consumer.consume(urgent.urgent()).await, Ok(()));
+            statuses.push(status);
+        }
+        client.wait_calls(URGENT_IN_FLIGHT + 1).await;
+        assert_eq!(client.calls_on_the_lane(), URGENT_IN_FLIGHT);
+        drop(consumer);
+        gate.add_permits(URGENT_IN_FLIGHT + 1);
+        let joined = tokio::time::timeout(HANG, handle).await;
+        assert!(
+            matches!(joined, Ok(Ok(()))),
+            "the exporter ends: {joined:?}"
+        );
+        for s in statuses {
+            // Settled before the exporter's task ended.
+            assert_eq!(s.await, Ok(DeliveryStatus::Delivered));
+        }
     }
 
     /// One worker, `queue_size` 2: the first request is taken by the worker

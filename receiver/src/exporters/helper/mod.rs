@@ -51,7 +51,7 @@ use crate::pipeline::{ConsumeError, DeliveryStatus, DynConsumer, Finalizers, Pay
 use crate::telemetry::ExporterMetrics;
 use backoff::Backoff;
 use direct::DirectConsumer;
-use memory_queue::{memory_worker, MemoryQueueConsumer, Request};
+use memory_queue::{memory_worker, MemoryQueueConsumer, Request, UrgentLane};
 use persistent_queue::spawn_persistent;
 
 /// A successful answer; `rejected` > 0 is an OTLP partial success (logged,
@@ -283,15 +283,24 @@ pub async fn spawn(
         ));
     }
     drop(rx);
+    let urgent = UrgentLane::new();
+    let urgent_tasks = urgent.as_ref().map(|lane| lane.tasks.clone());
     let consumer = MemoryQueueConsumer {
         core: Arc::clone(&core),
         tx,
         room,
         capacity: queue.queue_size,
         block_on_overflow: queue.block_on_overflow,
+        urgent,
     };
     let handle = tokio::spawn(async move {
         join_workers(&core.id, workers).await;
+        // The workers end once the consumer is gone: no urgent export
+        // starts after this.
+        if let Some(tasks) = urgent_tasks {
+            tasks.close();
+            tasks.wait().await;
+        }
         core.log_drain_drops();
         client.shutdown().await;
         tracing::debug!(exporter = %core.id, "sending queue drained; exporter stopped");

@@ -41,6 +41,8 @@ pub(super) struct ScriptedClient {
     encoded_bodies: Mutex<Vec<bytes::Bytes>>,
     /// Whether each of those was marked urgent.
     encoded_urgent: Mutex<Vec<bool>>,
+    /// The thread each call ran on, by name.
+    threads: Mutex<Vec<Option<String>>>,
 }
 
 impl ScriptedClient {
@@ -59,6 +61,7 @@ impl ScriptedClient {
             protobuf: AtomicBool::new(false),
             encoded_bodies: Mutex::new(Vec::new()),
             encoded_urgent: Mutex::new(Vec::new()),
+            threads: Mutex::new(Vec::new()),
         })
     }
 
@@ -93,6 +96,10 @@ impl ExportClient for ScriptedClient {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .push((Instant::now(), payload.clone()));
+        self.threads
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(std::thread::current().name().map(str::to_owned));
         self.call_count.send_modify(|c| *c += 1);
         if let Some(gate) = &self.gate {
             if let Ok(permit) = gate.acquire().await {
@@ -149,6 +156,15 @@ impl ScriptedClient {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
+    }
+
+    /// How many calls ran on the urgent lane's thread.
+    pub(super) fn calls_on_the_lane(&self) -> usize {
+        let threads = self.threads.lock().unwrap_or_else(|p| p.into_inner());
+        threads
+            .iter()
+            .filter(|t| t.as_deref() == Some(crate::urgent_lane::THREAD_NAME))
+            .count()
     }
 
     pub(super) fn encoded_bodies(&self) -> Vec<bytes::Bytes> {

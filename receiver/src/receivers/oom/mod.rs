@@ -563,7 +563,7 @@ pub async fn start(
     std::thread::Builder::new()
         .name("oom-kills".to_string())
         .spawn(move || {
-            raise_kill_thread_priority();
+            crate::privileges::raise_thread_priority(KILL_THREAD_NICE, "oom-kills");
             let _ = running.send(());
             let mut kill_runtime = kill_runtime;
             let Some(runtime) = kill_runtime.0.take() else {
@@ -601,25 +601,7 @@ pub async fn start(
 /// The kill thread's nice value: ahead of the agent's bulk work and of
 /// ordinary processes when it wakes, so that a kill is read while the CPUs
 /// are busy (they are, around an OOM kill). It sleeps between kills.
-const KILL_THREAD_NICE: i32 = -10;
-
-/// Raises the calling thread's priority to [`KILL_THREAD_NICE`]; without
-/// `CAP_SYS_NICE` it stays at the agent's.
-fn raise_kill_thread_priority() {
-    let Ok(tid) = libc::id_t::try_from(crate::privileges::gettid()) else {
-        return;
-    };
-    // SAFETY: setpriority has no memory preconditions; on Linux,
-    // PRIO_PROCESS with a thread id sets that thread's nice value alone.
-    let rc = unsafe { libc::setpriority(libc::PRIO_PROCESS, tid, KILL_THREAD_NICE) };
-    if rc != 0 {
-        tracing::debug!(
-            error = %std::io::Error::last_os_error(),
-            nice = KILL_THREAD_NICE,
-            "the OOM kill thread keeps the agent's priority (raising it needs CAP_SYS_NICE)"
-        );
-    }
-}
+const KILL_THREAD_NICE: i32 = crate::urgent_lane::URGENT_NICE;
 
 /// The kill thread's runtime until the thread takes it. Should `start` fail
 /// first, it is shut down without waiting: a runtime dropped on one of the
