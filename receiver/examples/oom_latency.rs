@@ -378,6 +378,21 @@ impl Encoder for BytesEncoder {
 /// The proxy's nice value (the agent's OOM path runs at -10 too).
 const PROXY_NICE: i32 = -10;
 
+/// The nice value the proxy was started with, for its victims.
+static STARTED_NICE: std::sync::OnceLock<i32> = std::sync::OnceLock::new();
+
+/// The calling thread's nice value.
+fn thread_nice() -> i32 {
+    std::fs::read_to_string("/proc/thread-self/stat")
+        .ok()
+        .and_then(|stat| {
+            // Field 19, counted after the command's closing parenthesis.
+            let rest = &stat[stat.rfind(')')? + 2..];
+            rest.split(' ').nth(16)?.parse().ok()
+        })
+        .unwrap_or(0)
+}
+
 /// Sets the calling thread's nice value, where allowed.
 fn set_thread_nice(nice: i32) {
     // SAFETY: setpriority has no memory preconditions; on Linux, who 0
@@ -442,11 +457,13 @@ fn remove_cgroup(dir: &Path) {
     }
 }
 
-/// The victim (`--alloc DIR`): joins the cgroup DIR, checks that it is in
+/// The victim (`--alloc DIR NICE`): takes the nice value NICE, joins the
+/// cgroup DIR, checks that it is in
 /// it, then allocates until the kernel kills it, at most twice the limit.
-fn alloc(dir: &Path) -> ! {
-    // A victim runs at the ordinary priority, not at the proxy's.
-    set_thread_nice(0);
+fn alloc(dir: &Path, nice: i32) -> ! {
+    // A victim runs at the priority the proxy was started with, not at the
+    // one it raised itself to.
+    set_thread_nice(nice);
     let name = dir.file_name().map(|n| n.to_string_lossy().into_owned());
     let joined = std::fs::write(dir.join("cgroup.procs"), std::process::id().to_string());
     let inside = std::fs::read_to_string("/proc/self/cgroup")
@@ -483,6 +500,7 @@ fn kill_in(dir: &Path) -> std::io::Result<i32> {
     let mut child = std::process::Command::new(exe)
         .arg("--alloc")
         .arg(dir)
+        .arg(STARTED_NICE.get().copied().unwrap_or(0).to_string())
         .spawn()?;
     let pid = child.id() as i32;
     let status = child.wait()?;
@@ -600,7 +618,10 @@ fn main() {
     let mut argv = std::env::args().skip(1);
     if argv.next().as_deref() == Some("--alloc") {
         match argv.next() {
-            Some(dir) => alloc(Path::new(&dir)),
+            Some(dir) => alloc(
+                Path::new(&dir),
+                argv.next().and_then(|n| n.parse().ok()).unwrap_or(0),
+            ),
             None => std::process::exit(2),
         }
     }
@@ -609,6 +630,7 @@ fn main() {
     // inherit this one's priority) so that its own waits for a CPU, on the
     // CPUs it shares with them, add as little as it can to what it
     // measures. Without the right it stays at the ordinary priority.
+    let _ = STARTED_NICE.set(thread_nice());
     set_thread_nice(PROXY_NICE);
     let args = match parse_args() {
         Ok(a) => a,
@@ -983,6 +1005,54 @@ mod tests {
             }
         }
         assert_eq!(count_log_records(&[0x0a, 0x05, 0x00]), None, "truncated");
+    }
+
+    /// Unknown fields of every wire type, at every level the walk goes
+    /// through, are skipped as prost skips them; a group (wire type 3) is
+    /// not taken for well formed, and the request is decoded instead.
+    #[test]
+    fn unknown_fields_are_skipped() {
+        // Field 15 varint, 14 fixed64, 13 fixed32, 12 bytes.
+        let unknown: &[u8] = &[
+            0x78, 0x96, 0x01, 0x71, 1, 2, 3, 4, 5, 6, 7, 8, 0x6d, 1, 2, 3, 4, 0x62, 2, b'x', b'y',
+        ];
+        let framed = |field: u8, body: &[u8]| {
+            let mut out = vec![field << 3 | 2];
+            prost::encoding::encode_varint(body.len() as u64, &mut out);
+            out.extend_from_slice(body);
+            out
+        };
+        let scope = |records: usize| {
+            let mut bytes = unknown.to_vec();
+            bytes.extend(
+                ScopeLogs {
+                    log_records: (0..records).map(|i| record(i, "")).collect(),
+                    ..Default::default()
+                }
+                .encode_to_vec(),
+            );
+            bytes.extend_from_slice(unknown);
+            bytes
+        };
+        let mut resource = unknown.to_vec();
+        resource.extend(framed(2, &scope(3)));
+        resource.extend_from_slice(unknown);
+        resource.extend(framed(2, &scope(4)));
+        let mut request = unknown.to_vec();
+        request.extend(framed(1, &resource));
+        request.extend_from_slice(unknown);
+        request.extend(framed(1, &resource));
+        let decoded = ExportLogsServiceRequest::decode(request.as_slice()).expect("prost reads it");
+        let records: usize = decoded
+            .resource_logs
+            .iter()
+            .flat_map(|r| &r.scope_logs)
+            .map(|s| s.log_records.len())
+            .sum();
+        assert_eq!(records, 14);
+        assert_eq!(count_log_records(&request), Some(14));
+        // A start-group key (field 9, wire type 3).
+        assert_eq!(count_log_records(&[0x4b, 0x4c]), None);
     }
 
     /// A request with kills is decoded: each kill with its times, the rest

@@ -30,6 +30,9 @@ pub const URGENT_NICE: i32 = -10;
 /// The lane thread's name.
 pub const THREAD_NAME: &str = "urgent-export";
 
+/// Its blocking threads' name.
+const BLOCKING_THREAD_NAME: &str = "urgent-export-blocking";
+
 static LANE: OnceLock<Option<Handle>> = OnceLock::new();
 
 /// The lane's runtime, started at the first call; `None` if its thread
@@ -41,6 +44,9 @@ pub fn handle() -> Option<&'static Handle> {
 fn start() -> Option<Handle> {
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
+        // Its blocking pool's (DNS lookups, file writes of urgent
+        // requests), which inherit the lane's priority.
+        .thread_name(BLOCKING_THREAD_NAME)
         .build()
     {
         Ok(runtime) => runtime,
@@ -51,10 +57,12 @@ fn start() -> Option<Handle> {
     };
     let handle = runtime.handle().clone();
     let runtime = BackgroundShutdown(Some(runtime));
+    let (raised, wait_raised) = std::sync::mpsc::channel::<()>();
     let started = std::thread::Builder::new()
         .name(THREAD_NAME.to_string())
         .spawn(move || {
             crate::privileges::raise_thread_priority(URGENT_NICE, THREAD_NAME);
+            let _ = raised.send(());
             let mut runtime = runtime;
             if let Some(runtime) = runtime.0.take() {
                 // Parks between urgent requests; never returns.
@@ -62,7 +70,13 @@ fn start() -> Option<Handle> {
             }
         });
     match started {
-        Ok(_) => Some(handle),
+        Ok(_) => {
+            // Started means running at its priority: the service drops
+            // CAP_SYS_NICE once everything has started. A thread start, once
+            // per process.
+            let _ = wait_raised.recv();
+            Some(handle)
+        }
         Err(e) => {
             tracing::warn!(error = %e, "no urgent export lane (thread); urgent requests share the workers");
             None

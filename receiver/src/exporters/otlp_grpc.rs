@@ -500,6 +500,11 @@ impl ExportClient for OtlpGrpcClient {
         true
     }
 
+    /// Its urgent connection's tasks run on the lane.
+    fn uses_urgent_lane(&self) -> bool {
+        true
+    }
+
     async fn export_encoded(
         &self,
         request: &EncodedRequest,

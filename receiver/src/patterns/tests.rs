@@ -1430,3 +1430,55 @@ fn a_bad_regex_is_still_refused_when_the_library_is_built() {
     let err = Library::with_user_patterns(&[user]).expect_err("unbalanced group");
     assert!(err.contains("invalid regex"), "{err}");
 }
+
+// ---------------------------------------------------------------- literal finder
+
+#[test]
+fn minimal_literals_drop_duplicates_and_literals_containing_another() {
+    let got = minimal_literals([
+        "out of memory:",
+        "Killed",
+        "out of memory",
+        "Killed",
+        "xKilledx",
+        "abc",
+    ]);
+    let got: Vec<&str> = got
+        .iter()
+        .map(|l| std::str::from_utf8(l).expect("utf-8"))
+        .collect();
+    assert_eq!(got, ["Killed", "out of memory", "abc"]);
+}
+
+/// The finder over the minimal set says "holds a literal" of exactly the
+/// texts that hold one of all the literals, and finds each on its line.
+#[test]
+fn the_literal_finder_answers_as_the_whole_set() {
+    let library = Library::builtin();
+    let all = library.literals();
+    assert!(
+        minimal_literals(all).len() < all.len(),
+        "the built-in set has literals inside others (else this test proves nothing)"
+    );
+    let finder = literal_finder(all).expect("builds");
+    let mut texts: Vec<Vec<u8>> = vec![b"nothing here".to_vec(), Vec::new()];
+    for literal in all {
+        texts.push(literal.clone());
+        let mut framed = b"prefix ".to_vec();
+        framed.extend_from_slice(literal);
+        framed.extend_from_slice(b" suffix");
+        texts.push(framed);
+        // Every literal with one byte cut off: mostly no match.
+        texts.push(literal[1..].to_vec());
+        texts.push(literal[..literal.len() - 1].to_vec());
+    }
+    for text in &texts {
+        let expected = all.iter().any(|l| memchr::memmem::find(text, l).is_some());
+        assert_eq!(
+            finder.is_match(text.as_slice()),
+            expected,
+            "{:?}",
+            String::from_utf8_lossy(text)
+        );
+    }
+}

@@ -5,10 +5,14 @@
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
+use std::panic::AssertUnwindSafe;
+
 use async_trait::async_trait;
+use futures::FutureExt as _;
 use tokio::runtime::Handle;
 use tokio::sync::{Semaphore, TryAcquireError};
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::{wait_for_room, Core, EncodedRequest, QueuedData, RequestSize};
@@ -50,6 +54,9 @@ pub(super) struct UrgentLane {
     pub(super) slots: Arc<Semaphore>,
     /// The exporter's task waits for these at its end, as for its workers.
     pub(super) tasks: TaskTracker,
+    /// Cancelled when the exporter's task is dropped unfinished (aborted):
+    /// the exports still running end with it.
+    pub(super) abort: CancellationToken,
 }
 
 impl UrgentLane {
@@ -58,6 +65,7 @@ impl UrgentLane {
             handle,
             slots: Arc::new(Semaphore::new(URGENT_IN_FLIGHT)),
             tasks: TaskTracker::new(),
+            abort: CancellationToken::new(),
         })
     }
 
@@ -72,17 +80,29 @@ impl UrgentLane {
             return Err((data, finalizers));
         };
         let core = Arc::clone(core);
+        let abort = self.abort.clone();
         self.tasks.spawn_on(
             async move {
                 let _slot = slot;
                 let counted = (data.signal(), data.item_count());
                 let started = Instant::now();
-                let outcome = core
-                    .export_with_retry(&data, &core.shutdown)
-                    .await
-                    .stopped_gives_up();
+                let export = AssertUnwindSafe(core.export_with_retry(&data, &core.shutdown));
+                // Either way out but the last leaves `finalizers` unsettled:
+                // the request is reported failed when they drop.
+                let outcome = tokio::select! {
+                    outcome = export.catch_unwind() => outcome,
+                    () = abort.cancelled() => return,
+                };
                 drop(data);
-                core.finish(counted, finalizers, &outcome, started);
+                match outcome {
+                    Ok(outcome) => {
+                        core.finish(counted, finalizers, &outcome.stopped_gives_up(), started)
+                    }
+                    Err(_panic) => {
+                        tracing::error!(exporter = %core.id, "an urgent export panicked; its request is reported as failed");
+                        core.metrics.send_failed(counted.0, counted.1);
+                    }
+                }
             },
             self.handle,
         );
@@ -214,7 +234,7 @@ mod tests {
     use crate::exporters::helper::tests::Step;
     use crate::exporters::helper::tests::{
         batch, consume, context, log_request_bytes, memory_queue, metered_context, queue_gauge,
-        settings, start, status, stop, untimed, ScriptedClient, HANG,
+        settings, start, status, stop, untimed, ScriptedClient, HANG, REAL_HANG,
     };
     use crate::exporters::helper::{
         encode_request, ExportError, ExportResponse, QueueConfig, Sizer,
@@ -308,6 +328,7 @@ mod tests {
         let ctx = context(None);
         let client = ScriptedClient::new(Vec::new(), None, None);
         client.protobuf.store(true, Ordering::SeqCst);
+        client.urgent_lane.store(true, Ordering::SeqCst);
         let (consumer, handle) = start(&ctx, untimed(memory_queue(1, 4)), &client).await;
         let (bulk, bulk_status) = batch("bulk");
         let (urgent, urgent_status) = batch("oom");
@@ -328,15 +349,16 @@ mod tests {
         let gate = Arc::new(Semaphore::new(0));
         let client = ScriptedClient::new(Vec::new(), None, Some(Arc::clone(&gate)));
         client.protobuf.store(true, Ordering::SeqCst);
+        client.urgent_lane.store(true, Ordering::SeqCst);
         let (consumer, handle) = start(&ctx, untimed(memory_queue(1, 4)), &client).await;
         let (stuck, stuck_status) = batch("stuck");
         let (queued, queued_status) = batch("queued");
         let (urgent, urgent_status) = batch("oom");
         assert_eq!(consumer.consume(stuck).await, Ok(()));
-        client.wait_calls(1).await;
+        client.wait_calls_for(1, REAL_HANG).await;
         assert_eq!(consumer.consume(queued).await, Ok(()));
         assert_eq!(consumer.consume(urgent.urgent()).await, Ok(()));
-        client.wait_calls(2).await;
+        client.wait_calls_for(2, REAL_HANG).await;
         assert_eq!(client.markers(), ["stuck", "oom"], "the urgent one is next");
         assert_eq!(client.calls_on_the_lane(), 1, "and it ran on the lane");
         gate.add_permits(3);
@@ -355,6 +377,7 @@ mod tests {
         let ctx = context(None);
         let gate = Arc::new(Semaphore::new(0));
         let client = ScriptedClient::new(Vec::new(), None, Some(Arc::clone(&gate)));
+        client.urgent_lane.store(true, Ordering::SeqCst);
         let (consumer, handle) = start(&ctx, untimed(memory_queue(1, 4)), &client).await;
         let mut statuses = Vec::new();
         for i in 0..=URGENT_IN_FLIGHT {
@@ -362,19 +385,62 @@ mod tests {
             assert_eq!(consumer.consume(urgent.urgent()).await, Ok(()));
             statuses.push(status);
         }
-        client.wait_calls(URGENT_IN_FLIGHT + 1).await;
+        client.wait_calls_for(URGENT_IN_FLIGHT + 1, REAL_HANG).await;
         assert_eq!(client.calls_on_the_lane(), URGENT_IN_FLIGHT);
         drop(consumer);
         gate.add_permits(URGENT_IN_FLIGHT + 1);
-        let joined = tokio::time::timeout(HANG, handle).await;
+        let joined = tokio::time::timeout(REAL_HANG, handle).await;
         assert!(
             matches!(joined, Ok(Ok(()))),
             "the exporter ends: {joined:?}"
         );
-        for s in statuses {
+        for mut s in statuses {
             // Settled before the exporter's task ended.
-            assert_eq!(s.await, Ok(DeliveryStatus::Delivered));
+            assert_eq!(s.try_recv(), Ok(DeliveryStatus::Delivered));
         }
+    }
+
+    /// Once shutdown has begun, an urgent request drains with the queue
+    /// instead of starting on the lane.
+    #[tokio::test]
+    async fn after_shutdown_an_urgent_request_takes_the_queue() {
+        let ctx = context(None);
+        let client = ScriptedClient::ok();
+        client.protobuf.store(true, Ordering::SeqCst);
+        client.urgent_lane.store(true, Ordering::SeqCst);
+        let (consumer, handle) = start(&ctx, untimed(memory_queue(1, 4)), &client).await;
+        ctx.shutdown.cancel();
+        let (urgent, urgent_status) = batch("oom");
+        assert_eq!(consumer.consume(urgent.urgent()).await, Ok(()));
+        assert_eq!(
+            tokio::time::timeout(REAL_HANG, urgent_status).await,
+            Ok(Ok(DeliveryStatus::Delivered))
+        );
+        assert_eq!(client.calls_on_the_lane(), 0);
+        stop(consumer, handle).await;
+    }
+
+    /// An exporter whose task is aborted (the service's shutdown deadline)
+    /// ends its urgent exports still running: their requests are reported
+    /// failed.
+    #[tokio::test]
+    async fn aborting_the_exporter_ends_its_urgent_exports() {
+        let ctx = context(None);
+        let gate = Arc::new(Semaphore::new(0));
+        let client = ScriptedClient::new(Vec::new(), None, Some(Arc::clone(&gate)));
+        client.protobuf.store(true, Ordering::SeqCst);
+        client.urgent_lane.store(true, Ordering::SeqCst);
+        let (consumer, handle) = start(&ctx, untimed(memory_queue(1, 4)), &client).await;
+        let (urgent, urgent_status) = batch("oom");
+        assert_eq!(consumer.consume(urgent.urgent()).await, Ok(()));
+        client.wait_calls_for(1, REAL_HANG).await;
+        handle.abort();
+        let _ = handle.await;
+        assert_eq!(
+            tokio::time::timeout(REAL_HANG, urgent_status).await,
+            Ok(Ok(DeliveryStatus::Failed))
+        );
+        drop(consumer);
     }
 
     /// One worker, `queue_size` 2: the first request is taken by the worker

@@ -126,6 +126,15 @@ pub trait ExportClient: Send + Sync + 'static {
         false
     }
 
+    /// Whether urgent requests (OOM kills) are exported on the urgent lane
+    /// ([`crate::urgent_lane`]), past the queue. Only for a client whose
+    /// urgent requests go on a connection whose tasks run there too: a
+    /// connection opened from the lane on a pool shared with bulk traffic
+    /// would carry bulk requests on the lane's thread.
+    fn uses_urgent_lane(&self) -> bool {
+        false
+    }
+
     /// One attempt at sending a request encoded by the queue. The default
     /// decodes it again and calls [`ExportClient::export`].
     async fn export_encoded(
@@ -283,8 +292,16 @@ pub async fn spawn(
         ));
     }
     drop(rx);
-    let urgent = UrgentLane::new();
+    let urgent = if client.uses_urgent_lane() {
+        UrgentLane::new()
+    } else {
+        None
+    };
     let urgent_tasks = urgent.as_ref().map(|lane| lane.tasks.clone());
+    // Aborted (the service's shutdown deadline passed), the exporter's task
+    // ends the urgent exports still running with it, as it does its
+    // workers': their requests are then reported failed.
+    let abort_urgent = urgent.as_ref().map(|lane| lane.abort.clone().drop_guard());
     let consumer = MemoryQueueConsumer {
         core: Arc::clone(&core),
         tx,
@@ -294,6 +311,7 @@ pub async fn spawn(
         urgent,
     };
     let handle = tokio::spawn(async move {
+        let _abort_urgent = abort_urgent;
         join_workers(&core.id, workers).await;
         // The workers end once the consumer is gone: no urgent export
         // starts after this.

@@ -20,6 +20,9 @@ use crate::telemetry::Telemetry;
 /// paused time it costs nothing.
 pub(super) const HANG: Duration = Duration::from_secs(600);
 
+/// The same for tests in real time.
+pub(super) const REAL_HANG: Duration = Duration::from_secs(60);
+
 pub(super) enum Step {
     Reply(Result<ExportResponse, ExportError>),
     /// Takes this long, then succeeds.
@@ -37,6 +40,8 @@ pub(super) struct ScriptedClient {
     pub(super) shut_down: AtomicBool,
     /// Claims to send protobuf ([`ExportClient::sends_protobuf`]).
     pub(super) protobuf: AtomicBool,
+    /// Takes the urgent lane ([`ExportClient::uses_urgent_lane`]).
+    pub(super) urgent_lane: AtomicBool,
     /// The bodies [`ExportClient::export_encoded`] was given.
     encoded_bodies: Mutex<Vec<bytes::Bytes>>,
     /// Whether each of those was marked urgent.
@@ -59,6 +64,7 @@ impl ScriptedClient {
             call_count: watch::Sender::new(0),
             shut_down: AtomicBool::new(false),
             protobuf: AtomicBool::new(false),
+            urgent_lane: AtomicBool::new(false),
             encoded_bodies: Mutex::new(Vec::new()),
             encoded_urgent: Mutex::new(Vec::new()),
             threads: Mutex::new(Vec::new()),
@@ -78,8 +84,14 @@ impl ScriptedClient {
     }
 
     pub(super) async fn wait_calls(&self, n: usize) {
+        self.wait_calls_for(n, HANG).await;
+    }
+
+    /// [`Self::wait_calls`] in real time (where the calls run on another
+    /// runtime, the urgent lane): a shorter bound.
+    pub(super) async fn wait_calls_for(&self, n: usize, bound: Duration) {
         let mut rx = self.call_count.subscribe();
-        let reached = tokio::time::timeout(HANG, rx.wait_for(|c| *c >= n)).await;
+        let reached = tokio::time::timeout(bound, rx.wait_for(|c| *c >= n)).await;
         assert!(
             matches!(reached, Ok(Ok(_))),
             "expected {n} export calls, got {}",
@@ -126,6 +138,10 @@ impl ExportClient for ScriptedClient {
 
     fn sends_protobuf(&self) -> bool {
         self.protobuf.load(Ordering::SeqCst)
+    }
+
+    fn uses_urgent_lane(&self) -> bool {
+        self.urgent_lane.load(Ordering::SeqCst)
     }
 
     /// Keeps the body, then plays the script as `export` does.

@@ -88,6 +88,20 @@ pub(crate) const REPORT_LITERALS: &[&str] = &[
     "Killed process ",
     "ill process ",
 ];
+/// What a log reader's finder looks for (filelog and journald): the
+/// library's literals, a Python traceback's first line (the record of a
+/// `MemoryError` starts there), and with kernel reports on, a report's
+/// first lines, which stop the fast read even when their patterns are
+/// disabled (the rest is then read line by line until the report ends).
+pub(crate) fn finder_literals(library: &Library, reports_on: bool) -> Vec<&[u8]> {
+    let mut literals: Vec<&[u8]> = library.literals().iter().map(Vec::as_slice).collect();
+    literals.push(multiline::PYTHON_TRACEBACK.as_bytes());
+    if reports_on {
+        literals.extend(REPORT_LITERALS.iter().map(|l| l.as_bytes()));
+    }
+    literals
+}
+
 /// Hosts whose reports one file's lines are assembled for at once (a
 /// central syslog interleaves hosts): with a report's text (at most 256
 /// KiB) each, about as much as the largest record a file holds.
@@ -365,15 +379,7 @@ impl Tailer {
         let finder = if cfg.include_all || line_start.is_some() {
             None
         } else {
-            let mut literals = library.literals().to_vec();
-            literals.push(multiline::PYTHON_TRACEBACK.as_bytes().to_vec());
-            if reports_on {
-                // A report's first lines stop the fast read even when
-                // their patterns are disabled; the rest is then read line
-                // by line until the report ends.
-                literals.extend(REPORT_LITERALS.iter().map(|l| l.as_bytes().to_vec()));
-            }
-            match crate::patterns::literal_finder(&literals) {
+            match crate::patterns::literal_finder(finder_literals(&library, reports_on)) {
                 Ok(f) => Some(f),
                 Err(e) => {
                     // Only slower: every line is then split and matched.

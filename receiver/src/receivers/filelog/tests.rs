@@ -1412,3 +1412,20 @@ async fn a_poll_that_changes_nothing_watches_the_directories_for_a_change() {
     let got = lines(&mut rx, 5).await;
     assert_eq!(got, ["one", "two", "three", "four", "five"]);
 }
+
+/// The line finder stays within Slim Teddy's literal count: past it,
+/// aho-corasick scans with Fat Teddy at half the bytes a step, and the
+/// whole receiver's CPU for a large file nearly doubles.
+#[test]
+fn the_line_finder_keeps_to_slim_teddy() {
+    let library = Library::builtin();
+    for reports_on in [false, true] {
+        let literals = finder_literals(&library, reports_on);
+        let searched = crate::patterns::minimal_literals(&literals).len();
+        assert!(
+            searched <= crate::patterns::SLIM_TEDDY_LITERALS,
+            "{searched} literals (of {}) with reports {reports_on}",
+            literals.len()
+        );
+    }
+}

@@ -36,8 +36,6 @@ use crate::patterns::Library;
 use crate::pipeline::{
     consume_retrying, Batch, ConsumeError, DeliveryStatus, DynConsumer, Payload, Signal,
 };
-use crate::receivers::filelog::multiline::PYTHON_TRACEBACK;
-use crate::receivers::filelog::REPORT_LITERALS;
 use crate::receivers::ReceiverOutputs;
 use crate::telemetry::ReceiverMetrics;
 
@@ -344,14 +342,8 @@ impl Reader {
         let finder = if cfg.include_all {
             None
         } else {
-            let mut literals = library.literals().to_vec();
-            literals.push(PYTHON_TRACEBACK.as_bytes().to_vec());
-            if reports_on {
-                // A report's first lines, even when their patterns are
-                // disabled; while it is assembled every entry is looked at.
-                literals.extend(REPORT_LITERALS.iter().map(|l| l.as_bytes().to_vec()));
-            }
-            match crate::patterns::literal_finder(&literals) {
+            let literals = crate::receivers::filelog::finder_literals(&library, reports_on);
+            match crate::patterns::literal_finder(literals) {
                 Ok(f) => Some(f),
                 Err(e) => {
                     // Only slower: every message is then matched.
