@@ -341,16 +341,31 @@ mod tests {
         stop(consumer, handle).await;
     }
 
+    /// A client of the urgent lane that sends protobuf (the gRPC
+    /// exporter's kind), held at `gate` when given, behind a started
+    /// one-worker queue of 4.
+    async fn lane_exporter(
+        ctx: &crate::component::BuildContext,
+        gate: Option<Arc<Semaphore>>,
+    ) -> (
+        Arc<ScriptedClient>,
+        crate::pipeline::DynConsumer,
+        tokio::task::JoinHandle<()>,
+    ) {
+        let client = ScriptedClient::new(Vec::new(), None, gate);
+        client.protobuf.store(true, Ordering::SeqCst);
+        client.urgent_lane.store(true, Ordering::SeqCst);
+        let (consumer, handle) = start(ctx, untimed(memory_queue(1, 4)), &client).await;
+        (client, consumer, handle)
+    }
+
     /// An urgent request is exported at once on the urgent lane: while the
     /// only worker is stuck in a call and a request waits in the queue.
     #[tokio::test]
     async fn an_urgent_request_goes_past_the_queue_on_the_lane() {
         let ctx = context(None);
         let gate = Arc::new(Semaphore::new(0));
-        let client = ScriptedClient::new(Vec::new(), None, Some(Arc::clone(&gate)));
-        client.protobuf.store(true, Ordering::SeqCst);
-        client.urgent_lane.store(true, Ordering::SeqCst);
-        let (consumer, handle) = start(&ctx, untimed(memory_queue(1, 4)), &client).await;
+        let (client, consumer, handle) = lane_exporter(&ctx, Some(Arc::clone(&gate))).await;
         let (stuck, stuck_status) = batch("stuck");
         let (queued, queued_status) = batch("queued");
         let (urgent, urgent_status) = batch("oom");
@@ -376,9 +391,7 @@ mod tests {
     async fn urgent_requests_past_the_lane_slots_take_the_queue() {
         let ctx = context(None);
         let gate = Arc::new(Semaphore::new(0));
-        let client = ScriptedClient::new(Vec::new(), None, Some(Arc::clone(&gate)));
-        client.urgent_lane.store(true, Ordering::SeqCst);
-        let (consumer, handle) = start(&ctx, untimed(memory_queue(1, 4)), &client).await;
+        let (client, consumer, handle) = lane_exporter(&ctx, Some(Arc::clone(&gate))).await;
         let mut statuses = Vec::new();
         for i in 0..=URGENT_IN_FLIGHT {
             let (urgent, status) = batch(&format!("oom{i}"));
@@ -405,10 +418,7 @@ mod tests {
     #[tokio::test]
     async fn after_shutdown_an_urgent_request_takes_the_queue() {
         let ctx = context(None);
-        let client = ScriptedClient::ok();
-        client.protobuf.store(true, Ordering::SeqCst);
-        client.urgent_lane.store(true, Ordering::SeqCst);
-        let (consumer, handle) = start(&ctx, untimed(memory_queue(1, 4)), &client).await;
+        let (client, consumer, handle) = lane_exporter(&ctx, None).await;
         ctx.shutdown.cancel();
         let (urgent, urgent_status) = batch("oom");
         assert_eq!(consumer.consume(urgent.urgent()).await, Ok(()));
@@ -427,10 +437,7 @@ mod tests {
     async fn aborting_the_exporter_ends_its_urgent_exports() {
         let ctx = context(None);
         let gate = Arc::new(Semaphore::new(0));
-        let client = ScriptedClient::new(Vec::new(), None, Some(Arc::clone(&gate)));
-        client.protobuf.store(true, Ordering::SeqCst);
-        client.urgent_lane.store(true, Ordering::SeqCst);
-        let (consumer, handle) = start(&ctx, untimed(memory_queue(1, 4)), &client).await;
+        let (client, consumer, handle) = lane_exporter(&ctx, Some(Arc::clone(&gate))).await;
         let (urgent, urgent_status) = batch("oom");
         assert_eq!(consumer.consume(urgent.urgent()).await, Ok(()));
         client.wait_calls_for(1, REAL_HANG).await;
