@@ -12,7 +12,8 @@
 //! the urgent export waited behind. Here it waits for nothing but the lane's
 //! other urgent work.
 //!
-//! The lane is started by the first exporter built (before the service
+//! The lane is started by the first gRPC exporter client made (its urgent
+//! channel is created on the lane; exporters are built before the service
 //! drops its start-up capabilities, so the raise can take effect) and lives
 //! as long as the process: parked, it costs a thread and no CPU. Should the
 //! thread fail to start, [`handle`] is `None` and urgent requests take the
@@ -31,7 +32,7 @@ pub const URGENT_NICE: i32 = -10;
 pub const THREAD_NAME: &str = "urgent-export";
 
 /// Its blocking threads' name.
-const BLOCKING_THREAD_NAME: &str = "urgent-export-blocking";
+const BLOCKING_THREAD_NAME: &str = "urgent-blocking";
 
 static LANE: OnceLock<Option<Handle>> = OnceLock::new();
 
@@ -44,8 +45,8 @@ pub fn handle() -> Option<&'static Handle> {
 fn start() -> Option<Handle> {
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
-        // Its blocking pool's (DNS lookups, file writes of urgent
-        // requests), which inherit the lane's priority.
+        // Its blocking pool's (DNS lookups of the urgent connection), which
+        // inherit the lane's priority. At most 15 bytes show (`comm`).
         .thread_name(BLOCKING_THREAD_NAME)
         .build()
     {
@@ -74,7 +75,13 @@ fn start() -> Option<Handle> {
             // Started means running at its priority: the service drops
             // CAP_SYS_NICE once everything has started. A thread start, once
             // per process.
-            let _ = wait_raised.recv();
+            if wait_raised.recv().is_err() {
+                // The thread ended first (a panic): its runtime is gone.
+                tracing::warn!(
+                    "no urgent export lane (its thread ended); urgent requests share the workers"
+                );
+                return None;
+            }
             Some(handle)
         }
         Err(e) => {

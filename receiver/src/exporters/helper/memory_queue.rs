@@ -76,6 +76,12 @@ impl UrgentLane {
         data: QueuedData,
         finalizers: Finalizers,
     ) -> Result<(), (QueuedData, Finalizers)> {
+        // Only an encoded request says it is urgent to the client (which
+        // sends it on its urgent connection); and none once the exporter's
+        // task has ended.
+        if !matches!(data, QueuedData::Encoded(_)) || self.abort.is_cancelled() {
+            return Err((data, finalizers));
+        }
         let Ok(slot) = Arc::clone(&self.slots).try_acquire_owned() else {
             return Err((data, finalizers));
         };

@@ -127,10 +127,11 @@ pub trait ExportClient: Send + Sync + 'static {
     }
 
     /// Whether urgent requests (OOM kills) are exported on the urgent lane
-    /// ([`crate::urgent_lane`]), past the queue. Only for a client whose
-    /// urgent requests go on a connection whose tasks run there too: a
-    /// connection opened from the lane on a pool shared with bulk traffic
-    /// would carry bulk requests on the lane's thread.
+    /// ([`crate::urgent_lane`]), past the in-memory queue. Only for a client
+    /// that sends protobuf (the request then reaches it encoded, marked
+    /// urgent) and sends urgent requests on a connection whose tasks run on
+    /// the lane too: a connection opened from the lane on a pool shared with
+    /// bulk traffic would carry bulk requests on the lane's thread.
     fn uses_urgent_lane(&self) -> bool {
         false
     }

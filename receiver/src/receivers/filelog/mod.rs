@@ -93,7 +93,7 @@ pub(crate) const REPORT_LITERALS: &[&str] = &[
 /// `MemoryError` starts there), and with kernel reports on, a report's
 /// first lines, which stop the fast read even when their patterns are
 /// disabled (the rest is then read line by line until the report ends).
-pub(crate) fn finder_literals(library: &Library, reports_on: bool) -> Vec<&[u8]> {
+pub fn finder_literals(library: &Library, reports_on: bool) -> Vec<&[u8]> {
     let mut literals: Vec<&[u8]> = library.literals().iter().map(Vec::as_slice).collect();
     literals.push(multiline::PYTHON_TRACEBACK.as_bytes());
     if reports_on {
