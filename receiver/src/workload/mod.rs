@@ -47,7 +47,7 @@ pub mod storage;
 #[cfg(test)]
 mod tests;
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::io::Read as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -263,7 +263,19 @@ pub struct Resolver {
     kubelet: kubelet::KubeletIndex,
     last_refresh: Option<Instant>,
     last_scan: Option<Instant>,
+    /// Pids the last scan found not to be runtime processes: the next
+    /// scans skip them (a runtime process's pid is read every scan). Most
+    /// of a host's processes are not runtimes, and the scan runs every
+    /// `refresh_interval` on an idle agent (a tenth of its idle CPU).
+    not_runtime: HashSet<i32>,
+    /// Scans since the start.
+    scans: u32,
 }
+
+/// Every this many scans, every process is read again: a pid known not to
+/// be a runtime process may since have been reused by one (a kill finds
+/// its runtime through the victim's parents meanwhile).
+const FULL_SCAN_EVERY: u32 = 6;
 
 impl Resolver {
     /// `proc_path`: where the host's /proc is; `root`: where the host's
@@ -291,6 +303,8 @@ impl Resolver {
             kubelet: kubelet::KubeletIndex::default(),
             last_refresh: None,
             last_scan: None,
+            not_runtime: HashSet::new(),
+            scans: 0,
         }
     }
 
@@ -457,9 +471,16 @@ impl Resolver {
     /// Every runtime process in /proc, learned.
     fn scan(&mut self) {
         self.last_scan = Some(Instant::now());
-        for proc in procs::scan(&self.proc_path) {
+        if self.scans.is_multiple_of(FULL_SCAN_EVERY) {
+            self.not_runtime.clear();
+        }
+        self.scans = self.scans.wrapping_add(1);
+        let known_not = std::mem::take(&mut self.not_runtime);
+        let mut not = HashSet::with_capacity(known_not.len());
+        for proc in procs::scan(&self.proc_path, &known_not, &mut not) {
             self.learn(&proc);
         }
+        self.not_runtime = not;
     }
 
     /// Caches the container(s) a runtime process stands for, and remembers

@@ -13,6 +13,7 @@
 //! the shim runs in its bundle directory
 //! `<state>/io.containerd.runtime.v2.task/<namespace>/<id>`.
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 use super::read_bounded;
@@ -168,8 +169,15 @@ pub fn read_runtime(proc_path: &Path, pid: i32) -> Option<RuntimeProcess> {
     parse_runtime(pid, &argv, cwd)
 }
 
-/// Every runtime process in /proc (at most [`MAX_PROCESSES`] pids looked at).
-pub fn scan(proc_path: &Path) -> Vec<RuntimeProcess> {
+/// Every runtime process in /proc (at most [`MAX_PROCESSES`] pids looked
+/// at), but for the pids in `known_not` (found not to be runtime processes
+/// before; not read again). Every pid looked at that is not a runtime
+/// process, read or skipped, goes into `not`.
+pub fn scan(
+    proc_path: &Path,
+    known_not: &HashSet<i32>,
+    not: &mut HashSet<i32>,
+) -> Vec<RuntimeProcess> {
     let Ok(entries) = std::fs::read_dir(proc_path) else {
         return Vec::new();
     };
@@ -177,7 +185,17 @@ pub fn scan(proc_path: &Path) -> Vec<RuntimeProcess> {
         .filter_map(Result::ok)
         .take(MAX_PROCESSES)
         .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
-        .filter_map(|pid| read_runtime(proc_path, pid))
+        .filter_map(|pid| {
+            let found = if known_not.contains(&pid) {
+                None
+            } else {
+                read_runtime(proc_path, pid)
+            };
+            if found.is_none() {
+                not.insert(pid);
+            }
+            found
+        })
         .collect()
 }
 

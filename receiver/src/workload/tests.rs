@@ -704,3 +704,44 @@ fn config_checks() {
         assert!(cfg.validate().is_err(), "{cfg:?}");
     }
 }
+
+/// A scan reads each process's name once: pids found not to be runtime
+/// processes are skipped by the next scans, but for every
+/// `FULL_SCAN_EVERY`-th, which reads them all again (a pid reused by a
+/// runtime process is learned then). New pids are read at once.
+#[test]
+fn scans_skip_processes_known_not_to_be_runtimes() {
+    let node = Node::new();
+    node.process(100, 1, "bash", &["bash"], None);
+    let mut r = node.resolver(cfg_with_node("node-1"));
+    r.refresh();
+    assert!(r.not_runtime.contains(&100));
+    // Pid 100 reused by a shim: not seen while it is skipped.
+    let shim = "/run/containerd/io.containerd.runtime.v2.task/k8s.io";
+    std::fs::remove_dir_all(node.proc().join("100")).expect("rm");
+    node.process(
+        100,
+        1,
+        "containerd-shim",
+        &[
+            "/usr/bin/containerd-shim-runc-v2",
+            "-namespace",
+            "k8s.io",
+            "-id",
+            APP_ID,
+            "-address",
+            "/run/containerd/containerd.sock",
+        ],
+        Some(&format!("{shim}/{APP_ID}")),
+    );
+    // A new process is read at its first scan.
+    node.process(101, 1, "sleep", &["sleep"], None);
+    for _ in 1..FULL_SCAN_EVERY {
+        r.scan();
+        assert!(r.not_runtime.contains(&100), "a skipped pid is not read");
+        assert!(r.not_runtime.contains(&101));
+    }
+    r.scan();
+    assert!(!r.not_runtime.contains(&100), "read again: a runtime now");
+    assert!(r.not_runtime.contains(&101));
+}

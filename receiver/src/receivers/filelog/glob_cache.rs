@@ -92,6 +92,9 @@ pub struct GlobCache {
     missing: Vec<PathBuf>,
     /// The last expansion reached more directories than are kept.
     overflowed: bool,
+    /// The patterns of the last expansion, taken apart (the same every
+    /// poll: parsed once).
+    splits: Vec<(String, Option<Split>)>,
     /// Directories listed (read) since the start: for tests.
     pub lists: u64,
 }
@@ -143,20 +146,24 @@ impl GlobCache {
         let mut reached: HashMap<PathBuf, Listing> = HashMap::new();
         self.missing.clear();
         self.overflowed = false;
-        for pattern in patterns {
-            let Some(split) = split(pattern) else {
+        let mut splits = std::mem::take(&mut self.splits);
+        if splits.len() != patterns.len() || splits.iter().zip(patterns).any(|((p, _), q)| p != q) {
+            splits = patterns.iter().map(|p| (p.clone(), split(p))).collect();
+        }
+        for (_, split) in &splits {
+            let Some(split) = split else {
                 continue;
             };
             if split.parts.is_empty() {
                 // No pattern at all: the path, when it exists.
                 if std::fs::metadata(&split.base).is_err() {
-                    self.note_missing(split.base);
+                    self.note_missing(split.base.clone());
                 } else if out.len() < max && keep(&split.base) {
-                    out.push(split.base);
+                    out.push(split.base.clone());
                 }
                 continue;
             }
-            let mut dirs = vec![split.base];
+            let mut dirs = vec![split.base.clone()];
             for (i, part) in split.parts.iter().enumerate() {
                 let last = i + 1 == split.parts.len();
                 let mut next = Vec::new();
@@ -203,6 +210,7 @@ impl GlobCache {
         }
         // Only the directories reached this poll are kept.
         self.listings = reached;
+        self.splits = splits;
     }
 
     /// The listing of `dir`, kept or read again; `None` when `dir` is not a
