@@ -91,10 +91,11 @@ fn start() -> Option<Handle> {
     }
 }
 
-/// A runtime that, dropped unused (its thread failed to start, on a worker
-/// of the shared runtime), shuts down without blocking, which tokio
-/// requires there.
-struct BackgroundShutdown(Option<Runtime>);
+/// The runtime of a thread of its own (the lane, the OOM kill thread) until
+/// the thread takes it. Dropped unused (the thread failed to start, on a
+/// worker of the shared runtime), it shuts down without blocking: a runtime
+/// dropped there would block the worker, which tokio forbids.
+pub(crate) struct BackgroundShutdown(pub(crate) Option<Runtime>);
 
 impl Drop for BackgroundShutdown {
     fn drop(&mut self) {

@@ -436,7 +436,9 @@ pub async fn start(
         .build()
         .map_err(|e| anyhow::anyhow!("receiver {}: cannot start its thread: {e}", ctx.id))?;
     let kill_handle = runtime.handle().clone();
-    let kill_runtime = KillRuntime(Some(runtime));
+    // Should `start` fail before the thread takes it, shut down without
+    // waiting.
+    let kill_runtime = crate::urgent_lane::BackgroundShutdown(Some(runtime));
     // The ring buffers and the kernel log are registered with its reactor.
     let on_kill_thread = kill_handle.enter();
     let mut probe = match cfg.mode {
@@ -602,19 +604,6 @@ pub async fn start(
 /// ordinary processes when it wakes, so that a kill is read while the CPUs
 /// are busy (they are, around an OOM kill). It sleeps between kills.
 const KILL_THREAD_NICE: i32 = crate::urgent_lane::URGENT_NICE;
-
-/// The kill thread's runtime until the thread takes it. Should `start` fail
-/// first, it is shut down without waiting: a runtime dropped on one of the
-/// shared runtime's workers would block it (which tokio forbids).
-struct KillRuntime(Option<tokio::runtime::Runtime>);
-
-impl Drop for KillRuntime {
-    fn drop(&mut self) {
-        if let Some(runtime) = self.0.take() {
-            runtime.shutdown_background();
-        }
-    }
-}
 
 /// The exec hook's entries of the processes under `proc_path` now (pid,
 /// entry), in pid order; kernel threads and processes gone meanwhile left
