@@ -1,10 +1,59 @@
-//! Time conversions shared by the kernel-facing receivers.
+//! Time conversions shared by the kernel-facing receivers, and the grid
+//! periodic work is timed on.
 //!
 //! The kernel stamps its events with CLOCK_MONOTONIC (`bpf_ktime_get_ns`,
 //! /dev/kmsg's microseconds); OTLP wants Unix time. Log text states civil
 //! times without zone or year: [`text_time_context`] says how to read them.
 
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use tokio::time::{Instant, Interval, MissedTickBehavior};
+
 use crate::kernel_log::text::TimeContext;
+
+/// The origin of the grid: the first time any component asked for it.
+static GRID_ORIGIN: OnceLock<Instant> = OnceLock::new();
+
+/// The point of the process-wide grid of `period` nearest to `at`, but not
+/// before now: periodic work of the same period (the memory scrape, the
+/// receivers' own counters) then runs at the same instants, in one wake-up
+/// of the runtime, and reaches the `batch` processor together, so an idle
+/// agent makes one export a period, not one per component.
+pub fn on_grid(at: Instant, period: Duration) -> Instant {
+    let origin = *GRID_ORIGIN.get_or_init(Instant::now);
+    let period_ns = period.as_nanos();
+    if period_ns == 0 {
+        return at;
+    }
+    let Some(offset) = at.checked_duration_since(origin) else {
+        return at;
+    };
+    let periods = (offset.as_nanos() + period_ns / 2) / period_ns;
+    let step = |n: u128| {
+        u64::try_from(n.saturating_mul(period_ns))
+            .ok()
+            .and_then(|ns| origin.checked_add(Duration::from_nanos(ns)))
+    };
+    let now = Instant::now();
+    match step(periods) {
+        Some(point) if point >= now => point,
+        _ => match step(periods + 1) {
+            Some(point) if point >= now => point,
+            _ => at.max(now),
+        },
+    }
+}
+
+/// A ticker every `period` on the grid (see [`on_grid`]), first about one
+/// period from now, never at once; a tick missed by a busy runtime is
+/// skipped, so the ticks stay on the grid.
+pub fn grid_interval(period: Duration) -> Interval {
+    let period = period.max(Duration::from_millis(1));
+    let mut interval = tokio::time::interval_at(on_grid(Instant::now() + period, period), period);
+    interval.set_missed_tick_behavior(MissedTickBehavior::Skip);
+    interval
+}
 
 /// Converts CLOCK_MONOTONIC times to Unix nanoseconds through the current
 /// offset between the two clocks.
@@ -107,6 +156,59 @@ mod tests {
         let now = unix_now_nanos();
         assert!(now.abs_diff(unix) < 5_000_000_000, "{unix} vs {now}");
         assert_eq!(clock.unix_nano(7), clock.unix_nano_from_ns(7000));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn periodic_work_started_apart_ticks_at_the_same_instants() {
+        let period = Duration::from_secs(10);
+        let started_a = Instant::now();
+        let mut a = grid_interval(period);
+        tokio::time::sleep(Duration::from_millis(3_700)).await;
+        let started_b = Instant::now();
+        let mut b = grid_interval(period);
+        let mut ticks_a = Vec::new();
+        let mut ticks_b = Vec::new();
+        for _ in 0..4 {
+            ticks_a.push(a.tick().await);
+            ticks_b.push(b.tick().await);
+        }
+        // Each first tick is about a period after its start, never at once.
+        for (first, started) in [(ticks_a[0], started_a), (ticks_b[0], started_b)] {
+            let after = first.duration_since(started);
+            assert!(after >= period / 2 && after <= period * 3 / 2, "{after:?}");
+        }
+        // From then on both tick at the same instants, a period apart.
+        let shared: Vec<_> = ticks_a.iter().filter(|t| ticks_b.contains(t)).collect();
+        assert!(shared.len() >= 3, "{ticks_a:?} {ticks_b:?}");
+        for pair in ticks_a.windows(2) {
+            assert_eq!(pair[1] - pair[0], period);
+        }
+        // The other period's grid is the same grid: every 10 s point is a
+        // 1 s point.
+        let fine = grid_interval(Duration::from_secs(1)).tick().await;
+        let since = fine.duration_since(ticks_b[0]);
+        assert_eq!(since.as_nanos() % 1_000_000_000, 0, "{since:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_point_is_moved_to_the_nearest_grid_point_not_before_now() {
+        let period = Duration::from_secs(10);
+        let origin = on_grid(Instant::now() + period, period);
+        assert_eq!(
+            on_grid(origin + Duration::from_millis(4_900), period),
+            origin
+        );
+        assert_eq!(
+            on_grid(origin + Duration::from_millis(5_100), period),
+            origin + period
+        );
+        assert_eq!(on_grid(origin - Duration::from_millis(300), period), origin);
+        // Never in the past: the next point after now instead.
+        tokio::time::sleep_until(origin + Duration::from_millis(2_000)).await;
+        assert_eq!(on_grid(origin, period), origin + period);
+        // A zero period leaves the point as it is.
+        let at = Instant::now() + Duration::from_millis(123);
+        assert_eq!(on_grid(at, Duration::ZERO), at);
     }
 
     #[test]

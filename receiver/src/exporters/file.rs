@@ -15,8 +15,7 @@
 //! - Existing files are appended to (never truncated), so a restart loses nothing.
 //! - IO errors are retryable export errors naming the path.
 //!
-//! The JSON comes from opentelemetry-proto's serde support with fix-ups for
-//! the OTLP/JSON rules it does not follow (see [`super::otlp_json`]).
+//! The JSON is written by [`super::otlp_json`].
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
@@ -255,9 +254,7 @@ impl FileClient {
 impl ExportClient for FileClient {
     async fn export(&self, payload: &Arc<Payload>) -> Result<ExportResponse, ExportError> {
         let payload: &Payload = payload;
-        let mut line = otlp_json::encode(payload).map_err(|e| {
-            ExportError::permanent(format!("file exporter: cannot encode OTLP/JSON: {e}"))
-        })?;
+        let mut line = otlp_json::encode(payload);
         line.push(b'\n');
         self.with_writer(move |w| w.write_line(&line)).await?;
         Ok(ExportResponse::default())
@@ -646,7 +643,7 @@ mod tests {
 
     #[test]
     fn logs_json_follows_the_otlp_rules() {
-        let line = otlp_json::encode(&logs(1, "hello")).expect("encode");
+        let line = otlp_json::encode(&logs(1, "hello"));
         let v: serde_json::Value = serde_json::from_slice(&line).expect("json");
         let expected = json!({"resourceLogs": [{
             "resource": {"attributes": [{"key": "host.name", "value": {"stringValue": "box"}}]},
@@ -729,7 +726,7 @@ mod tests {
             }],
             ..Default::default()
         }]);
-        let line = otlp_json::encode(&payload).expect("encode");
+        let line = otlp_json::encode(&payload);
         let v: serde_json::Value = serde_json::from_slice(&line).expect("json");
         let expected = json!({"resourceMetrics": [{"scopeMetrics": [{"metrics": [
             {"name": "g", "gauge": {"dataPoints": [
@@ -800,7 +797,7 @@ mod tests {
     async fn rotates_at_the_size_limit_and_prunes_backups() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("oom.log");
-        let one_line = otlp_json::encode(&logs(1, "x")).expect("encode").len() as u64 + 1;
+        let one_line = otlp_json::encode(&logs(1, "x")).len() as u64 + 1;
         // Room for exactly two lines per file.
         let client = FileClient::new(path.clone(), rotation(one_line * 2, 2));
         for _ in 0..2 {

@@ -389,8 +389,7 @@ impl OtlpHttpClient {
         let encoded = match (self.encoding, payload) {
             (Encoding::Proto, Payload::Logs(rl)) => super::helper::encode_resource_logs(&[], rl),
             (Encoding::Proto, Payload::Metrics(rm)) => encode_repeated_field(rm),
-            (Encoding::Json, _) => super::otlp_json::encode(payload)
-                .map_err(|e| ExportError::permanent(format!("cannot encode as OTLP JSON: {e}")))?,
+            (Encoding::Json, _) => super::otlp_json::encode(payload),
         };
         match self.compression {
             Compression::None => Ok(encoded),

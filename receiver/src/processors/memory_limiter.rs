@@ -389,7 +389,11 @@ async fn sample_loop(
                 () = stop.cancelled() => return,
                 () = state.data_offered.notified() => {}
             }
-            // The next sample an interval after the data came.
+            // The next sample an interval after the data came; it goes on
+            // sampling only if more data came by then (the offer that woke
+            // it is taken: otherwise an idle agent's periodic data would
+            // cost two samples each, not one).
+            state.offered.store(false, Ordering::Release);
             ticker.reset();
         }
     }
@@ -894,8 +898,11 @@ mod tests {
             "the sampler's next tick"
         );
         tokio::time::sleep(Duration::from_secs(30)).await;
-        let after = reads.load(Ordering::Relaxed);
-        assert!(after <= idle + 3, "stopped again: {after} readings");
+        assert_eq!(
+            reads.load(Ordering::Relaxed),
+            idle + 2,
+            "one sample after the data came, then stopped again"
+        );
 
         // Refusing: it keeps reading with nothing offered, and sees usage fall.
         usage.store(90 * MIB, Ordering::Relaxed);

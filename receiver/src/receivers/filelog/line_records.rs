@@ -101,9 +101,8 @@ pub async fn report_matches(
     shutdown: CancellationToken,
 ) {
     let start = unix_now_nanos();
-    let mut tick = tokio::time::interval(interval);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    tick.tick().await;
+    // On the shared grid: reported with the other periodic data.
+    let mut tick = crate::clock::grid_interval(interval);
     loop {
         let stop = tokio::select! {
             () = shutdown.cancelled() => true,

@@ -27,7 +27,7 @@ mod line_records;
 pub mod metrics;
 pub mod multiline;
 pub mod reader;
-mod watch;
+pub(crate) mod watch;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fs::File;

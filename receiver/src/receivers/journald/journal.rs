@@ -6,7 +6,7 @@
 //! A [`Journal`] is not `Send`: everything here runs on the receiver's
 //! reading thread.
 
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -518,16 +518,26 @@ impl Watch {
         Ok((Self(fd), changed))
     }
 
-    /// Waits until the journal's fd is readable, `timeout` passes or
-    /// `shutdown`, then has sd-journal take in what changed.
+    /// Waits until the journal's fd is readable, `arrivals` reports
+    /// something, `timeout` passes or `shutdown`, then has sd-journal take
+    /// in what changed. Also returns whether `arrivals` reported.
     pub fn wait(
         &self,
         journal: &mut Journal,
         timeout: Duration,
         shutdown: &CancellationToken,
+        arrivals: Option<&Arrivals>,
         handle: &Handle,
-    ) -> Result<JournalWaitResult, systemd::Error> {
-        handle.block_on(async {
+    ) -> Result<(JournalWaitResult, bool), systemd::Error> {
+        let arrived = handle.block_on(async {
+            let arrival = async {
+                match arrivals {
+                    Some(a) => {
+                        let _ = a.0.readable().await;
+                    }
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 ready = self.0.readable() => {
                     // Cleared before sd_journal_process drains the fd: an
@@ -535,11 +545,61 @@ impl Watch {
                     if let Ok(mut ready) = ready {
                         ready.clear_ready();
                     }
+                    false
                 }
-                () = shutdown.cancelled() => {}
-                () = tokio::time::sleep(timeout) => {}
+                () = arrival => true,
+                () = shutdown.cancelled() => false,
+                () = tokio::time::sleep(timeout) => false,
             }
         });
-        journal.process()
+        Ok((journal.process()?, arrived))
+    }
+}
+
+/// The journal directories that do not exist yet, watched for their
+/// arrival: inotify on the nearest existing ancestor of each (entries
+/// created in it or renamed into it), so that an idle reader need not look
+/// for them every few seconds. Any event ends the wait; the reader then
+/// looks for the directories and watches again (the nearest ancestor may
+/// have changed: `/run/log` made on the way to `/run/log/journal`). The
+/// events themselves are never read: the instance is dropped after one.
+pub struct Arrivals(AsyncFd<OwnedFd>);
+
+impl Arrivals {
+    /// `None` when one of `missing` cannot be watched exactly: its nearest
+    /// ancestor is not on a local file system (another host's changes make
+    /// no event) or inotify refuses (`max_user_watches`).
+    pub fn new(missing: &[PathBuf], handle: &Handle) -> Option<Self> {
+        use crate::receivers::filelog::watch;
+        use rustix::fs::inotify;
+        let fd =
+            inotify::init(inotify::CreateFlags::CLOEXEC | inotify::CreateFlags::NONBLOCK).ok()?;
+        for dir in missing {
+            let ancestor = watch::existing_ancestor(dir)?;
+            if !watch::is_local(&ancestor) {
+                return None;
+            }
+            inotify::add_watch(
+                &fd,
+                &ancestor,
+                watch::arrivals() | inotify::WatchFlags::ONLYDIR,
+            )
+            .ok()?;
+        }
+        let _entered = handle.enter();
+        // SAFETY: the `AsyncFd` owns the fd, which so stays open for as
+        // long as it is registered.
+        unsafe { AsyncFd::register_with_interest(fd, Interest::READABLE) }
+            .ok()
+            .map(Self)
+    }
+
+    /// Whether an event came within `timeout`.
+    #[cfg(test)]
+    pub fn reported_within(&self, timeout: Duration) -> bool {
+        use rustix::event::{poll, PollFd, PollFlags, Timespec};
+        let timeout = Timespec::try_from(timeout).expect("a short timeout");
+        let mut fds = [PollFd::new(self.0.get_ref(), PollFlags::IN)];
+        poll(&mut fds, Some(&timeout)).expect("poll") > 0
     }
 }

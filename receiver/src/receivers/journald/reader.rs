@@ -89,6 +89,12 @@ const READ_STEP: usize = 4096;
 /// a file system without inotify (sd-journal's own recheck for those is
 /// 2 s too), is noticed.
 const MAX_IDLE_WAIT: Duration = Duration::from_secs(2);
+/// The same when inotify sees every change: the journal's directories are
+/// on local file systems and each missing one's arrival is watched
+/// ([`journal::Arrivals`]). Then the wait is only a backstop, and an idle
+/// reader wakes every 10 s (to look at the files' headers, see
+/// [`FILE_CHECK_INTERVAL`]) instead of every 2 s.
+const WATCHED_IDLE_WAIT: Duration = Duration::from_secs(10);
 /// After a read error, how long before the journal is opened again.
 const REOPEN_BACKOFF: Duration = Duration::from_secs(1);
 /// How often the journal files' headers are looked at while reading (and
@@ -201,9 +207,8 @@ async fn report_counters(
     telemetry: ReceiverMetrics,
 ) {
     let start = crate::clock::unix_now_nanos();
-    let mut tick = tokio::time::interval(interval);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    tick.tick().await;
+    // On the shared grid: reported with the other periodic data.
+    let mut tick = crate::clock::grid_interval(interval);
     loop {
         let stop = tokio::select! {
             () = shutdown.cancelled() => true,
@@ -247,6 +252,13 @@ struct Open {
     /// Directories of the location that did not exist when it was opened:
     /// one appearing later makes the journal be opened again.
     missing_dirs: Vec<PathBuf>,
+    /// The arrival of `missing_dirs`, watched once tried (see
+    /// [`journal::Arrivals`]); tried again after it reported.
+    arrivals: Option<journal::Arrivals>,
+    arrivals_tried: bool,
+    /// Whether the directories that exist are all on local file systems,
+    /// where inotify reports every change.
+    dirs_local: bool,
     /// `files`: the files opened (the globs are expanded again each poll).
     files: Vec<PathBuf>,
     /// SIGBUS repairs counted when it was opened.
@@ -542,10 +554,17 @@ impl Reader {
             self.batch.push(Vec::new(), records::gap_record(&gap));
             self.deadline.get_or_insert_with(Instant::now);
         }
+        let dirs_local = dirs
+            .iter()
+            .filter(|d| d.is_dir())
+            .all(|d| crate::receivers::filelog::watch::is_local(d));
         let mut open = Open {
             watch: None,
             journal,
             missing_dirs,
+            arrivals: None,
+            arrivals_tried: false,
+            dirs_local,
             files: opened_files,
             faults_at_open: sigbus::faults(),
         };
@@ -863,7 +882,18 @@ impl Reader {
         {
             self.flush(Some(&mut open.journal), handle);
         }
-        let wait = self.idle_wait();
+        if !open.missing_dirs.is_empty() && !std::mem::replace(&mut open.arrivals_tried, true) {
+            open.arrivals = journal::Arrivals::new(&open.missing_dirs, handle);
+            // One that came before the watch makes no event.
+            if open.missing_dirs.iter().any(|d| d.is_dir()) {
+                tracing::info!(receiver = %self.id, "a journal directory appeared; opening the journal again");
+                return true;
+            }
+        }
+        let watched_exactly = self.location.is_watched()
+            && open.dirs_local
+            && (open.missing_dirs.is_empty() || open.arrivals.is_some());
+        let wait = self.idle_wait(watched_exactly);
         let changed = if self.location.is_watched() {
             match self.wait_for_change(open, wait, handle) {
                 Ok(JournalWaitResult::Invalidate) => true,
@@ -911,9 +941,23 @@ impl Reader {
         handle: &Handle,
     ) -> Result<JournalWaitResult, String> {
         match &open.watch {
-            Some(watch) => watch
-                .wait(&mut open.journal, wait, &self.shutdown, handle)
-                .map_err(|e| e.to_string()),
+            Some(watch) => {
+                let (changed, arrived) = watch
+                    .wait(
+                        &mut open.journal,
+                        wait,
+                        &self.shutdown,
+                        open.arrivals.as_ref(),
+                        handle,
+                    )
+                    .map_err(|e| e.to_string())?;
+                if arrived {
+                    // Looked for below; watched anew at the next wait.
+                    open.arrivals = None;
+                    open.arrivals_tried = false;
+                }
+                Ok(changed)
+            }
             None => {
                 let (watch, changed) = journal::Watch::new(&mut open.journal, handle)?;
                 open.watch = Some(watch);
@@ -934,9 +978,14 @@ impl Reader {
     }
 
     /// How long an idle wait may last: until the batch is due or the
-    /// oldest group may be flushed, at most [`MAX_IDLE_WAIT`].
-    fn idle_wait(&self) -> Duration {
-        let mut wait = MAX_IDLE_WAIT;
+    /// oldest group may be flushed, at most [`MAX_IDLE_WAIT`]
+    /// ([`WATCHED_IDLE_WAIT`] when inotify sees every change).
+    fn idle_wait(&self, watched_exactly: bool) -> Duration {
+        let mut wait = if watched_exactly {
+            WATCHED_IDLE_WAIT
+        } else {
+            MAX_IDLE_WAIT
+        };
         if let Some(d) = self.deadline {
             wait = wait.min(d.saturating_duration_since(Instant::now()));
         }

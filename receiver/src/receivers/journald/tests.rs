@@ -1586,3 +1586,41 @@ async fn include_all_sends_a_reports_entries_but_counts_the_kill_once() {
     assert_eq!(kernel_points, [("kernel.oom_report".to_owned(), 1)]);
     r.stop().await;
 }
+
+/// A missing journal directory's arrival is watched on its nearest existing
+/// ancestor, one level at a time, as journald makes `/run/log/journal`.
+#[test]
+fn the_arrival_of_a_missing_journal_directory_is_reported() {
+    let root = tempfile::tempdir().unwrap();
+    if !crate::receivers::filelog::watch::is_local(root.path()) {
+        eprintln!("skipped: the temporary directory is not on a local file system");
+        return;
+    }
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let missing = vec![
+        root.path().join("run/log/journal"),
+        root.path().join("var/log/journal"),
+    ];
+    for level in ["run", "run/log", "run/log/journal"] {
+        let arrivals = journal::Arrivals::new(&missing, rt.handle()).expect("watched");
+        assert!(
+            !arrivals.reported_within(Duration::ZERO),
+            "{level}: nothing came yet"
+        );
+        std::fs::create_dir(root.path().join(level)).unwrap();
+        assert!(
+            arrivals.reported_within(WAIT),
+            "{level}: its creation was not reported"
+        );
+    }
+    // Not on a local file system: not watched (the reader then polls).
+    if std::path::Path::new("/proc/self").is_dir() {
+        assert!(
+            journal::Arrivals::new(&[PathBuf::from("/proc/self/nope/journal")], rt.handle())
+                .is_none()
+        );
+    }
+}

@@ -382,10 +382,9 @@ struct KmsgReceiver {
 
 impl KmsgReceiver {
     async fn run(mut self, mut events: mpsc::Receiver<std::io::Result<KmsgEvent>>) {
-        let mut metrics_tick = tokio::time::interval(self.cfg.metrics_interval.get());
-        metrics_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        // The first tick is immediate: skip it, counters are all zero.
-        metrics_tick.tick().await;
+        // On the shared grid: reported with the other periodic data. Not
+        // at once: the counters are all zero.
+        let mut metrics_tick = crate::clock::grid_interval(self.cfg.metrics_interval.get());
         let mut reading = true;
         loop {
             tokio::select! {

@@ -664,7 +664,9 @@ async fn run(
             }
             None => normal,
         };
-        next = (started + interval).max(now);
+        // On the shared grid: the scrape and the receivers' own counters
+        // reach the batch processor together.
+        next = crate::clock::on_grid(started + interval, interval);
     }
 }
 

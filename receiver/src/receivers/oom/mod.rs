@@ -708,12 +708,16 @@ async fn refresh_workloads(
     interval: Duration,
     shutdown: CancellationToken,
 ) {
-    let mut tick = tokio::time::interval(interval);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // At once, then on the shared grid (one wake-up with the other
+    // periodic work).
+    let mut tick = crate::clock::grid_interval(interval);
+    let mut first = true;
     loop {
-        tokio::select! {
-            () = shutdown.cancelled() => break,
-            _ = tick.tick() => {}
+        if !std::mem::take(&mut first) {
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                _ = tick.tick() => {}
+            }
         }
         let r = resolver.clone();
         let _ = tokio::task::spawn_blocking(move || {
@@ -831,8 +835,11 @@ impl Correlator {
     }
 
     async fn run(mut self, shutdown: CancellationToken) {
-        let mut stats = tokio::time::interval(self.cfg.metrics_interval.get());
-        stats.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // At once, then on the shared grid: reported with the other
+        // periodic data.
+        let period = self.cfg.metrics_interval.get();
+        let mut stats = tokio::time::interval(period);
+        let mut stats_on_grid = false;
         loop {
             let deadline = self.next_deadline();
             // Biased, sources before the deadline: a half whose partner is
@@ -863,7 +870,12 @@ impl Correlator {
                     }
                 }
                 () = sleep_until(deadline) => self.expire(Instant::now()).await,
-                _ = stats.tick() => self.send_stats().await,
+                _ = stats.tick() => {
+                    self.send_stats().await;
+                    if !std::mem::replace(&mut stats_on_grid, true) {
+                        stats = crate::clock::grid_interval(period);
+                    }
+                }
             }
         }
         // Shutdown: emit what is waiting, as it is.
@@ -1586,19 +1598,21 @@ impl Emitter {
                         let mut resource_logs = scoped_logs(kill::SCOPE_NAME, vec![record]);
                         resource_logs.resource = kill.resource();
                         let payload = Payload::Logs(vec![resource_logs]);
-                        deliver(&logs, payload, &shutdown, &metrics).await;
+                        deliver(&logs, payload, true, &shutdown, &metrics).await;
                     }
                     if let Some(m) = self.metrics.clone() {
                         let payload =
                             Payload::Metrics(vec![self.kill_metrics(Some(&key), None, None)]);
-                        deliver(&m, payload, &shutdown, &metrics).await;
+                        deliver(&m, payload, true, &shutdown, &metrics).await;
                     }
                 }
                 Emit::Stats { missed, dropped } => {
                     if let Some(m) = self.metrics.clone() {
                         let payload =
                             Payload::Metrics(vec![self.kill_metrics(None, Some(missed), dropped)]);
-                        deliver(&m, payload, &shutdown, &metrics).await;
+                        // Periodic counters: batched with the other
+                        // periodic data, not sent alone like a kill.
+                        deliver(&m, payload, false, &shutdown, &metrics).await;
                     }
                 }
             }
@@ -1664,11 +1678,13 @@ impl Emitter {
     }
 }
 
-/// Hands one payload to a pipeline, urgent (no batching delay). While the
-/// pipeline refuses (memory limiter), retries until shutdown.
+/// Hands one payload to a pipeline, `urgent` (a kill: no batching delay)
+/// or not. While the pipeline refuses (memory limiter), retries until
+/// shutdown.
 async fn deliver(
     to: &DynConsumer,
     payload: Payload,
+    urgent: bool,
     shutdown: &CancellationToken,
     metrics: &crate::telemetry::ReceiverMetrics,
 ) {
@@ -1678,7 +1694,7 @@ async fn deliver(
     if items == 0 {
         return;
     }
-    match consume_retrying(to.as_ref(), &payload, true, false, shutdown).await {
+    match consume_retrying(to.as_ref(), &payload, urgent, false, shutdown).await {
         Ok(_) => metrics.accepted(signal, items),
         Err(e) => {
             tracing::error!(error = %e, "pipeline did not take an OOM record");
