@@ -27,7 +27,7 @@ pub fn on_grid(at: Instant, period: Duration) -> Instant {
         return at;
     }
     let Some(offset) = at.checked_duration_since(origin) else {
-        return at;
+        return at.max(Instant::now());
     };
     let periods = (offset.as_nanos() + period_ns / 2) / period_ns;
     let step = |n: u128| {

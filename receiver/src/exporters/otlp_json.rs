@@ -596,12 +596,19 @@ mod tests {
         Resource {
             attributes: vec![kv("host.name", string_value("node-1"))],
             dropped_attributes_count: 2,
-            entity_refs: vec![EntityRef {
-                schema_url: "https://opentelemetry.io/schemas/1.30.0".into(),
-                r#type: "host".into(),
-                id_keys: vec!["host.name".into()],
-                description_keys: vec![],
-            }],
+            entity_refs: vec![
+                EntityRef {
+                    schema_url: "https://opentelemetry.io/schemas/1.30.0".into(),
+                    r#type: "host".into(),
+                    id_keys: vec!["host.name".into()],
+                    description_keys: vec![],
+                },
+                // Every field at its default but one: left out, and read back.
+                EntityRef {
+                    description_keys: vec!["os.type".into()],
+                    ..Default::default()
+                },
+            ],
         }
     }
 
@@ -723,6 +730,12 @@ mod tests {
                 name: "eh".into(),
                 data: Some(Data::ExponentialHistogram(ExponentialHistogram {
                     data_points: vec![ExponentialHistogramDataPoint {
+                        attributes: vec![kv("eh", string_value("x"))],
+                        start_time_unix_nano: 3,
+                        time_unix_nano: 4,
+                        flags: 1,
+                        min: Some(-1.0),
+                        max: Some(7.0),
                         count: 4,
                         sum: Some(10.0),
                         scale: -3,
@@ -747,6 +760,10 @@ mod tests {
                 name: "s".into(),
                 data: Some(Data::Summary(Summary {
                     data_points: vec![SummaryDataPoint {
+                        attributes: vec![kv("s", string_value("y"))],
+                        start_time_unix_nano: 5,
+                        time_unix_nano: 6,
+                        flags: 1,
                         count: 10,
                         sum: 55.5,
                         quantile_values: vec![

@@ -520,7 +520,8 @@ impl Watch {
 
     /// Waits until the journal's fd is readable, `arrivals` reports
     /// something, `timeout` passes or `shutdown`, then has sd-journal take
-    /// in what changed. Also returns whether `arrivals` reported.
+    /// in what changed. Also returns whether `arrivals` reported (whether
+    /// sd-journal's processing failed or not).
     pub fn wait(
         &self,
         journal: &mut Journal,
@@ -528,7 +529,7 @@ impl Watch {
         shutdown: &CancellationToken,
         arrivals: Option<&Arrivals>,
         handle: &Handle,
-    ) -> Result<(JournalWaitResult, bool), systemd::Error> {
+    ) -> (Result<JournalWaitResult, systemd::Error>, bool) {
         let arrived = handle.block_on(async {
             let arrival = async {
                 match arrivals {
@@ -552,7 +553,7 @@ impl Watch {
                 () = tokio::time::sleep(timeout) => false,
             }
         });
-        Ok((journal.process()?, arrived))
+        (journal.process(), arrived)
     }
 }
 
@@ -575,16 +576,22 @@ impl Arrivals {
         let fd =
             inotify::init(inotify::CreateFlags::CLOEXEC | inotify::CreateFlags::NONBLOCK).ok()?;
         for dir in missing {
-            let ancestor = watch::existing_ancestor(dir)?;
-            if !watch::is_local(&ancestor) {
-                return None;
+            // The nearest ancestor again once its watch is added: a level
+            // made in between (`mkdir -p`) would make no event, so the new
+            // nearest ancestor is watched too.
+            let mut watched = None;
+            for _ in 0..dir.components().count() {
+                let ancestor = watch::existing_ancestor(dir)?;
+                if watched.as_ref() == Some(&ancestor) {
+                    break;
+                }
+                if !watch::is_local(&ancestor) {
+                    return None;
+                }
+                let flags = watch::arrivals() | inotify::WatchFlags::ONLYDIR;
+                inotify::add_watch(&fd, &ancestor, flags).ok()?;
+                watched = Some(ancestor);
             }
-            inotify::add_watch(
-                &fd,
-                &ancestor,
-                watch::arrivals() | inotify::WatchFlags::ONLYDIR,
-            )
-            .ok()?;
         }
         let _entered = handle.enter();
         // SAFETY: the `AsyncFd` owns the fd, which so stays open for as

@@ -942,21 +942,19 @@ impl Reader {
     ) -> Result<JournalWaitResult, String> {
         match &open.watch {
             Some(watch) => {
-                let (changed, arrived) = watch
-                    .wait(
-                        &mut open.journal,
-                        wait,
-                        &self.shutdown,
-                        open.arrivals.as_ref(),
-                        handle,
-                    )
-                    .map_err(|e| e.to_string())?;
+                let (changed, arrived) = watch.wait(
+                    &mut open.journal,
+                    wait,
+                    &self.shutdown,
+                    open.arrivals.as_ref(),
+                    handle,
+                );
                 if arrived {
                     // Looked for below; watched anew at the next wait.
                     open.arrivals = None;
                     open.arrivals_tried = false;
                 }
-                Ok(changed)
+                changed.map_err(|e| e.to_string())
             }
             None => {
                 let (watch, changed) = journal::Watch::new(&mut open.journal, handle)?;

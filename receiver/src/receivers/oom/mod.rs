@@ -1603,7 +1603,12 @@ impl Emitter {
                     if let Some(m) = self.metrics.clone() {
                         let payload =
                             Payload::Metrics(vec![self.kill_metrics(Some(&key), None, None)]);
-                        deliver(&m, payload, true, &shutdown, &metrics).await;
+                        // Not urgent: the periodic counters below (not
+                        // urgent) carry the same cumulative series, and an
+                        // urgent payload would overtake one held in `batch`
+                        // (a backend takes a count older than the last as
+                        // out of order). The kill's record above is urgent.
+                        deliver(&m, payload, false, &shutdown, &metrics).await;
                     }
                 }
                 Emit::Stats { missed, dropped } => {
@@ -1611,7 +1616,7 @@ impl Emitter {
                         let payload =
                             Payload::Metrics(vec![self.kill_metrics(None, Some(missed), dropped)]);
                         // Periodic counters: batched with the other
-                        // periodic data, not sent alone like a kill.
+                        // periodic data, not sent alone like a kill record.
                         deliver(&m, payload, false, &shutdown, &metrics).await;
                     }
                 }

@@ -507,8 +507,10 @@ fn fill_required_defaults(value: &mut serde_json::Value, key: Option<&str>) {
                                 .or_insert_with(|| Value::String(String::new()));
                         }
                         Some("entityRefs") => {
-                            map.entry("schemaUrl")
-                                .or_insert_with(|| Value::String(String::new()));
+                            for text in ["schemaUrl", "type"] {
+                                map.entry(text)
+                                    .or_insert_with(|| Value::String(String::new()));
+                            }
                             for list in ["idKeys", "descriptionKeys"] {
                                 map.entry(list).or_insert_with(|| Value::Array(Vec::new()));
                             }

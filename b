@@ -1,9 +1,0 @@
-oomscope 129019084
-tokio-rt-worker 118572100
-tokio-rt-worker 141172891
-tokio-rt-worker 34459717
-tokio-rt-worker 23866037
-tokio-rt-worker 59354359
-oom-kills 50074530
-tokio-rt-worker 35772176
-tokio-rt-worker 41517012
