@@ -750,7 +750,6 @@ mod tests {
                         }),
                         zero_threshold: 1e-9,
                         exemplars: exemplars(),
-                        ..Default::default()
                     }],
                     aggregation_temporality: 2,
                 })),
@@ -776,7 +775,6 @@ mod tests {
                                 value: 9.5,
                             },
                         ],
-                        ..Default::default()
                     }],
                 })),
                 ..Default::default()
