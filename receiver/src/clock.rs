@@ -55,6 +55,31 @@ pub fn grid_interval(period: Duration) -> Interval {
     interval
 }
 
+/// A ticker whose first tick is at once, then every `period` on the grid
+/// (see [`grid_interval`]): for work that must also run at start.
+pub struct GridTicker {
+    first: bool,
+    interval: Interval,
+}
+
+impl GridTicker {
+    pub fn starting_now(period: Duration) -> Self {
+        Self {
+            first: true,
+            interval: grid_interval(period),
+        }
+    }
+
+    /// The next tick. Cancel-safe: the first tick is taken only when it
+    /// completes, on its first poll.
+    pub async fn tick(&mut self) -> Instant {
+        if std::mem::take(&mut self.first) {
+            return Instant::now();
+        }
+        self.interval.tick().await
+    }
+}
+
 /// Converts CLOCK_MONOTONIC times to Unix nanoseconds through the current
 /// offset between the two clocks.
 #[derive(Debug, Clone, Copy)]
@@ -188,6 +213,18 @@ mod tests {
         let fine = grid_interval(Duration::from_secs(1)).tick().await;
         let since = fine.duration_since(ticks_b[0]);
         assert_eq!(since.as_nanos() % 1_000_000_000, 0, "{since:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_ticker_starting_now_ticks_at_once_then_on_the_grid() {
+        let period = Duration::from_secs(10);
+        let started = Instant::now();
+        let mut ticker = GridTicker::starting_now(period);
+        assert_eq!(ticker.tick().await, started, "the first tick is at once");
+        let mut grid = grid_interval(period);
+        let second = ticker.tick().await;
+        assert_eq!(second, grid.tick().await, "then on the grid");
+        assert_eq!(ticker.tick().await, second + period);
     }
 
     #[tokio::test(start_paused = true)]

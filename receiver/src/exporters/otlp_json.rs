@@ -146,8 +146,8 @@ impl<'a> Object<'a> {
         self.out.push(b']');
     }
 
-    /// A repeated scalar field, written by `value`.
-    fn scalars<T: Copy>(&mut self, key: &str, items: &[T], value: fn(&mut Vec<u8>, T)) {
+    /// A repeated scalar field, each element written by `value`.
+    fn scalars<T>(&mut self, key: &str, items: &[T], value: fn(&mut Vec<u8>, &T)) {
         if items.is_empty() {
             return;
         }
@@ -157,24 +157,16 @@ impl<'a> Object<'a> {
             if i > 0 {
                 self.out.push(b',');
             }
-            value(self.out, *it);
+            value(self.out, it);
         }
         self.out.push(b']');
     }
 
-    fn strings(&mut self, key: &str, items: &[String]) {
-        if items.is_empty() {
-            return;
-        }
+    /// A 64-bit integer whose presence matters (a oneof member): a
+    /// decimal string, even at 0.
+    fn quoted_present(&mut self, key: &str, n: i64) {
         self.key(key);
-        self.out.push(b'[');
-        for (i, it) in items.iter().enumerate() {
-            if i > 0 {
-                self.out.push(b',');
-            }
-            string(self.out, it);
-        }
-        self.out.push(b']');
+        quoted_int(self.out, n);
     }
 
     /// A message field: left out, key and all, when it writes no field.
@@ -200,10 +192,11 @@ impl<'a> Object<'a> {
     }
 }
 
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
 /// A JSON string: `"`, `\` and control characters escaped as serde_json
 /// does; everything else (UTF-8 included) as it is.
 fn string(out: &mut Vec<u8>, s: &str) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
     out.push(b'"');
     let bytes = s.as_bytes();
     let mut run = 0;
@@ -255,7 +248,6 @@ fn double(out: &mut Vec<u8>, d: f64) {
 }
 
 fn hex(out: &mut Vec<u8>, bytes: &[u8]) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
     out.push(b'"');
     for b in bytes {
         out.push(HEX[usize::from(b >> 4)]);
@@ -288,8 +280,7 @@ fn any_value(o: &mut Object<'_>, v: &AnyValue) {
             o.out.extend_from_slice(if *b { b"true" } else { b"false" });
         }
         Some(Value::IntValue(i)) => {
-            o.key("intValue");
-            quoted_int(o.out, *i);
+            o.quoted_present("intValue", *i);
         }
         Some(Value::DoubleValue(d)) => o.double_present("doubleValue", *d),
         Some(Value::ArrayValue(a)) => {
@@ -316,8 +307,10 @@ fn resource(o: &mut Object<'_>, r: &Resource) {
 fn entity_ref(o: &mut Object<'_>, e: &EntityRef) {
     o.str("schemaUrl", &e.schema_url);
     o.str("type", &e.r#type);
-    o.strings("idKeys", &e.id_keys);
-    o.strings("descriptionKeys", &e.description_keys);
+    o.scalars("idKeys", &e.id_keys, |out, s| string(out, s));
+    o.scalars("descriptionKeys", &e.description_keys, |out, s| {
+        string(out, s)
+    });
 }
 
 fn scope(o: &mut Object<'_>, s: &InstrumentationScope) {
@@ -409,8 +402,7 @@ fn number(o: &mut Object<'_>, p: &NumberDataPoint) {
     match p.value {
         Some(number_data_point::Value::AsDouble(d)) => o.double_present("asDouble", d),
         Some(number_data_point::Value::AsInt(i)) => {
-            o.key("asInt");
-            quoted_int(o.out, i);
+            o.quoted_present("asInt", i);
         }
         None => {}
     }
@@ -430,8 +422,12 @@ fn histogram(o: &mut Object<'_>, p: &HistogramDataPoint) {
     o.u64("timeUnixNano", p.time_unix_nano);
     o.u64("count", p.count);
     optional_double(o, "sum", p.sum);
-    o.scalars("bucketCounts", &p.bucket_counts, quoted_int);
-    o.scalars("explicitBounds", &p.explicit_bounds, double);
+    o.scalars("bucketCounts", &p.bucket_counts, |out, n| {
+        quoted_int(out, *n)
+    });
+    o.scalars("explicitBounds", &p.explicit_bounds, |out, d| {
+        double(out, *d)
+    });
     o.array("exemplars", &p.exemplars, exemplar);
     o.int("flags", p.flags);
     optional_double(o, "min", p.min);
@@ -441,7 +437,9 @@ fn histogram(o: &mut Object<'_>, p: &HistogramDataPoint) {
 fn exponential_histogram(o: &mut Object<'_>, p: &ExponentialHistogramDataPoint) {
     fn buckets(o: &mut Object<'_>, b: &Buckets) {
         o.int("offset", b.offset);
-        o.scalars("bucketCounts", &b.bucket_counts, quoted_int);
+        o.scalars("bucketCounts", &b.bucket_counts, |out, n| {
+            quoted_int(out, *n)
+        });
     }
     attributes(o, "attributes", &p.attributes);
     o.u64("startTimeUnixNano", p.start_time_unix_nano);
@@ -483,8 +481,7 @@ fn exemplar(o: &mut Object<'_>, e: &Exemplar) {
     match e.value {
         Some(exemplar::Value::AsDouble(d)) => o.double_present("asDouble", d),
         Some(exemplar::Value::AsInt(i)) => {
-            o.key("asInt");
-            quoted_int(o.out, i);
+            o.quoted_present("asInt", i);
         }
         None => {}
     }

@@ -252,10 +252,8 @@ struct Open {
     /// Directories of the location that did not exist when it was opened:
     /// one appearing later makes the journal be opened again.
     missing_dirs: Vec<PathBuf>,
-    /// The arrival of `missing_dirs`, watched once tried (see
-    /// [`journal::Arrivals`]); tried again after it reported.
-    arrivals: Option<journal::Arrivals>,
-    arrivals_tried: bool,
+    /// The arrival of `missing_dirs` (see [`journal::Arrivals`]).
+    arrivals: ArrivalWatch,
     /// Whether the directories that exist are all on local file systems,
     /// where inotify reports every change.
     dirs_local: bool,
@@ -263,6 +261,15 @@ struct Open {
     files: Vec<PathBuf>,
     /// SIGBUS repairs counted when it was opened.
     faults_at_open: u64,
+}
+
+/// Where the watch on the missing directories' arrival stands.
+enum ArrivalWatch {
+    /// To be set up at the next idle wait (at first, and after it reported).
+    Untried,
+    Watching(journal::Arrivals),
+    /// Cannot be watched exactly: the idle wait stays short.
+    Unavailable,
 }
 
 struct Reader {
@@ -562,8 +569,7 @@ impl Reader {
             watch: None,
             journal,
             missing_dirs,
-            arrivals: None,
-            arrivals_tried: false,
+            arrivals: ArrivalWatch::Untried,
             dirs_local,
             files: opened_files,
             faults_at_open: sigbus::faults(),
@@ -882,17 +888,19 @@ impl Reader {
         {
             self.flush(Some(&mut open.journal), handle);
         }
-        if !open.missing_dirs.is_empty() && !std::mem::replace(&mut open.arrivals_tried, true) {
-            open.arrivals = journal::Arrivals::new(&open.missing_dirs, handle);
+        if !open.missing_dirs.is_empty() && matches!(open.arrivals, ArrivalWatch::Untried) {
+            open.arrivals = match journal::Arrivals::new(&open.missing_dirs, handle) {
+                Some(arrivals) => ArrivalWatch::Watching(arrivals),
+                None => ArrivalWatch::Unavailable,
+            };
             // One that came before the watch makes no event.
-            if open.missing_dirs.iter().any(|d| d.is_dir()) {
-                tracing::info!(receiver = %self.id, "a journal directory appeared; opening the journal again");
+            if self.a_missing_dir_appeared(open) {
                 return true;
             }
         }
         let watched_exactly = self.location.is_watched()
             && open.dirs_local
-            && (open.missing_dirs.is_empty() || open.arrivals.is_some());
+            && (open.missing_dirs.is_empty() || matches!(open.arrivals, ArrivalWatch::Watching(_)));
         let wait = self.idle_wait(watched_exactly);
         let changed = if self.location.is_watched() {
             match self.wait_for_change(open, wait, handle) {
@@ -920,14 +928,23 @@ impl Reader {
         }
         self.check_files(open, false);
         // A directory that appeared, or other `files`: open again.
-        if open.missing_dirs.iter().any(|d| d.is_dir()) {
-            tracing::info!(receiver = %self.id, "a journal directory appeared; opening the journal again");
+        if self.a_missing_dir_appeared(open) {
             return true;
         }
         if !self.location.is_watched() && self.location.expand_files() != open.files {
             return true;
         }
         false
+    }
+
+    /// Whether a directory missing at open exists now (then the journal is
+    /// opened again).
+    fn a_missing_dir_appeared(&self, open: &Open) -> bool {
+        let appeared = open.missing_dirs.iter().any(|d| d.is_dir());
+        if appeared {
+            tracing::info!(receiver = %self.id, "a journal directory appeared; opening the journal again");
+        }
+        appeared
     }
 
     /// Waits for the journal to change, at most `wait` or until shutdown:
@@ -942,17 +959,15 @@ impl Reader {
     ) -> Result<JournalWaitResult, String> {
         match &open.watch {
             Some(watch) => {
-                let (changed, arrived) = watch.wait(
-                    &mut open.journal,
-                    wait,
-                    &self.shutdown,
-                    open.arrivals.as_ref(),
-                    handle,
-                );
+                let arrivals = match &open.arrivals {
+                    ArrivalWatch::Watching(arrivals) => Some(arrivals),
+                    _ => None,
+                };
+                let (changed, arrived) =
+                    watch.wait(&mut open.journal, wait, &self.shutdown, arrivals, handle);
                 if arrived {
                     // Looked for below; watched anew at the next wait.
-                    open.arrivals = None;
-                    open.arrivals_tried = false;
+                    open.arrivals = ArrivalWatch::Untried;
                 }
                 changed.map_err(|e| e.to_string())
             }

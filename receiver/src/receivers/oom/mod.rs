@@ -710,14 +710,11 @@ async fn refresh_workloads(
 ) {
     // At once, then on the shared grid (one wake-up with the other
     // periodic work).
-    let mut tick = crate::clock::grid_interval(interval);
-    let mut first = true;
+    let mut tick = crate::clock::GridTicker::starting_now(interval);
     loop {
-        if !std::mem::take(&mut first) {
-            tokio::select! {
-                () = shutdown.cancelled() => break,
-                _ = tick.tick() => {}
-            }
+        tokio::select! {
+            () = shutdown.cancelled() => break,
+            _ = tick.tick() => {}
         }
         let r = resolver.clone();
         let _ = tokio::task::spawn_blocking(move || {
@@ -837,9 +834,7 @@ impl Correlator {
     async fn run(mut self, shutdown: CancellationToken) {
         // At once, then on the shared grid: reported with the other
         // periodic data.
-        let period = self.cfg.metrics_interval.get();
-        let mut stats = tokio::time::interval(period);
-        let mut stats_on_grid = false;
+        let mut stats = crate::clock::GridTicker::starting_now(self.cfg.metrics_interval.get());
         loop {
             let deadline = self.next_deadline();
             // Biased, sources before the deadline: a half whose partner is
@@ -870,12 +865,7 @@ impl Correlator {
                     }
                 }
                 () = sleep_until(deadline) => self.expire(Instant::now()).await,
-                _ = stats.tick() => {
-                    self.send_stats().await;
-                    if !std::mem::replace(&mut stats_on_grid, true) {
-                        stats = crate::clock::grid_interval(period);
-                    }
-                }
+                _ = stats.tick() => self.send_stats().await,
             }
         }
         // Shutdown: emit what is waiting, as it is.
