@@ -29,9 +29,11 @@
 //! reads the usage again when the last reading is older. The sampler reads
 //! every `check_interval` while data is offered or while it refuses (usage
 //! falls while nothing is offered) and logs the changes. Idle and accepting,
-//! it stops until data is offered again: with nothing to decide on it would
-//! only wake the agent every interval, and the first batch is checked
-//! against a fresh reading anyway.
+//! it stops until data flows again: with nothing to decide on it would only
+//! wake the agent every interval, and each batch is checked against a fresh
+//! reading anyway. While stopped it looks at each offer on the reading
+//! `consume` took (no timer of its own), and starts again when a second
+//! offer comes within an interval or the data is refused.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -328,6 +330,52 @@ impl LimiterState {
         }
     }
 
+    /// The stopped sampler's wait: each offer is looked at when it comes,
+    /// on the reading `consume` has just taken, and the wait goes on until
+    /// data flows (a second offer within `every` of the last) or is refused.
+    /// An idle agent's periodic data (one batch every few seconds) then
+    /// costs no timer wake-up of its own (the woken task usually runs on
+    /// the worker that offered the data). `Break` when stopped.
+    async fn wait_for_flowing_data(
+        &self,
+        sampler: &UsageSampler,
+        every: Duration,
+        refusing: &mut bool,
+        stop: &CancellationToken,
+    ) -> std::ops::ControlFlow<()> {
+        let mut last_offer: Option<Instant> = None;
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => return std::ops::ControlFlow::Break(()),
+                () = self.data_offered.notified() => {}
+            }
+            // Taken: the next offer notifies again.
+            self.offered.store(false, Ordering::Release);
+            self.check_on_offer(sampler, refusing);
+            let now = Instant::now();
+            // `consume`'s own decision counts too (a reading it was still
+            // taking is not in `last_usage` yet).
+            let refused = *refusing || self.refusing.load(Ordering::Acquire);
+            if refused || last_offer.is_some_and(|at| now.duration_since(at) < every) {
+                return std::ops::ControlFlow::Continue(());
+            }
+            last_offer = Some(now);
+        }
+    }
+
+    /// [`Self::check`] on the reading `consume` took when it is fresh (the
+    /// offer came with one), else on a new one.
+    fn check_on_offer(&self, sampler: &UsageSampler, was_refusing: &mut bool) {
+        let age = self
+            .nanos_now()
+            .saturating_sub(self.read_at.load(Ordering::Acquire));
+        if age < MAX_READING_AGE.as_nanos() as u64 {
+            self.log_change(self.last_usage.load(Ordering::Relaxed), was_refusing);
+        } else {
+            self.check(sampler, was_refusing);
+        }
+    }
+
     /// The sampler's reading. Logs when refusing starts or stops (as seen
     /// every `check_interval`, so that readings at consume time near the
     /// soft limit do not flood the log).
@@ -339,6 +387,11 @@ impl LimiterState {
                 return;
             }
         };
+        self.log_change(usage, was_refusing);
+    }
+
+    /// Logs when refusing starts or stops, as seen by the sampler.
+    fn log_change(&self, usage: u64, was_refusing: &mut bool) {
         let refuse = usage > self.soft;
         match (*was_refusing, refuse) {
             (false, true) => tracing::warn!(
@@ -385,15 +438,13 @@ async fn sample_loop(
         // comes. `note_offer` sets the flag before it notifies, so an offer
         // after this swap leaves a permit and the wait ends at once.
         if !refusing && !state.offered.swap(false, Ordering::AcqRel) {
-            tokio::select! {
-                () = stop.cancelled() => return,
-                () = state.data_offered.notified() => {}
+            if state
+                .wait_for_flowing_data(&sampler, every, &mut refusing, &stop)
+                .await
+                .is_break()
+            {
+                return;
             }
-            // The next sample an interval after the data came; it goes on
-            // sampling only if more data came by then (the offer that woke
-            // it is taken: otherwise an idle agent's periodic data would
-            // cost two samples each, not one).
-            state.offered.store(false, Ordering::Release);
             ticker.reset();
         }
     }
@@ -854,8 +905,9 @@ mod tests {
     }
 
     /// Idle and accepting, the sampler stops (no wake-up each interval);
-    /// data offered starts it again, and while it refuses it keeps reading
-    /// (usage falls with nothing offered).
+    /// an offer alone is looked at on the consume's reading, data flowing
+    /// starts it again, and while it refuses it keeps reading (usage falls
+    /// with nothing offered).
     #[tokio::test(start_paused = true)]
     async fn the_sampler_stops_while_idle_and_starts_again_when_data_comes() {
         let reads = Arc::new(AtomicU64::new(0));
@@ -880,28 +932,43 @@ mod tests {
         tokio::time::sleep(Duration::from_secs(30)).await;
         assert_eq!(reads.load(Ordering::Relaxed), idle, "no reading while idle");
 
-        // Data comes: a fresh reading, and the sampler runs again.
-        consumer
-            .consume(Batch::new(Payload::Logs(Vec::new())))
-            .await
-            .expect("below the soft limit");
+        // Data comes: a fresh reading, looked at by the sampler without a
+        // wake-up (or a reading) of its own.
+        let offer = || consumer.consume(Batch::new(Payload::Logs(Vec::new())));
+        offer().await.expect("below the soft limit");
         assert!(out.recv().await.is_some());
         assert_eq!(
             reads.load(Ordering::Relaxed),
             idle + 1,
             "the consume's reading"
         );
-        tokio::time::sleep(Duration::from_millis(1500)).await;
+        tokio::time::sleep(Duration::from_secs(30)).await;
         assert_eq!(
             reads.load(Ordering::Relaxed),
-            idle + 2,
-            "the sampler's next tick"
+            idle + 1,
+            "no sample for an offer that came alone"
+        );
+
+        // Data flowing (a second offer within an interval): it samples
+        // every interval again, then stops when the data does.
+        offer().await.expect("below the soft limit");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        offer().await.expect("below the soft limit");
+        assert!(out.recv().await.is_some());
+        assert!(out.recv().await.is_some());
+        let flowing_from = reads.load(Ordering::Relaxed);
+        assert_eq!(flowing_from, idle + 3, "the two consumes' readings");
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        assert_eq!(
+            reads.load(Ordering::Relaxed),
+            flowing_from + 1,
+            "the sampler's tick an interval after the data began to flow"
         );
         tokio::time::sleep(Duration::from_secs(30)).await;
         assert_eq!(
             reads.load(Ordering::Relaxed),
-            idle + 2,
-            "one sample after the data came, then stopped again"
+            flowing_from + 1,
+            "stopped at that tick: nothing came since"
         );
 
         // Refusing: it keeps reading with nothing offered, and sees usage fall.

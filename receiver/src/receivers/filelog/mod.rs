@@ -530,7 +530,7 @@ impl Tailer {
             if armed == watch::Armed::Already {
                 // Watched since before this poll began: whatever changed
                 // after it looked is an event.
-                waiter.wait(self.idle_poll, Some(&self.watches), began + interval);
+                waiter.wait(self.idle_wait(), Some(&self.watches), began + interval);
             } else {
                 waiter.wait(interval, None, began);
             }
@@ -538,6 +538,17 @@ impl Tailer {
         watcher.abort();
         // Records held for multiline grouping are not sent: their offsets
         // were not committed, so a restart with storage reads them again.
+    }
+
+    /// Longest wait while watching: a file matched may change unseen (a
+    /// write through a shared mapping makes no event), a glob that matched
+    /// nothing only by a mount.
+    fn idle_wait(&self) -> Duration {
+        if self.files.is_empty() {
+            self.idle_poll.max(watch::IDLE_POLL_NOTHING_MATCHED)
+        } else {
+            self.idle_poll
+        }
     }
 
     /// The directories to watch (see [`watch`]) when this poll left a

@@ -1306,6 +1306,28 @@ fn age(dir: &Path) {
         .expect("setting the directory's mtime");
 }
 
+/// While no file matched, nothing changes unseen by the watches (but a
+/// mount), and the idle wait is the long one; a file matched may change
+/// unseen (a write through a shared mapping) and brings the short one back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_idle_wait_is_long_only_while_no_file_matched() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (collect, _rx) = Collect::new(None);
+    let (mut t, _acks) = tailer(config(dir.path(), "*.log"), collect);
+    t.idle_poll = watch::IDLE_POLL;
+    let handle = Handle::current();
+    let path = dir.path().join("a.log");
+    tokio::task::spawn_blocking(move || {
+        t.poll_once(&handle);
+        assert_eq!(t.idle_wait(), watch::IDLE_POLL_NOTHING_MATCHED);
+        append(&path, b"one\n");
+        t.poll_once(&handle);
+        assert_eq!(t.idle_wait(), watch::IDLE_POLL, "a.log matched");
+    })
+    .await
+    .expect("the checks");
+}
+
 /// A poll that changes nothing is a fixed point: the tailer then waits on
 /// inotify watches on the directories the globs reach (and on the nearest
 /// existing ancestor of what they miss) instead of polling; anything that

@@ -9,7 +9,8 @@
 //! then waits on inotify watches on the directories the globs reach (which
 //! report writes to, creations in and renames out of the files in them) and
 //! on the nearest existing ancestor of each path the globs miss (which
-//! reports its creation), with a poll every [`IDLE_POLL`] regardless.
+//! reports its creation), with a poll every [`IDLE_POLL`] regardless
+//! ([`IDLE_POLL_NOTHING_MATCHED`] while no file matched).
 //!
 //! inotify is used only where it sees every change: local file systems
 //! ([`LOCAL_FILE_SYSTEMS`]; on NFS or FUSE another host's writes make no
@@ -35,6 +36,12 @@ pub use rustix::fs::inotify::WatchFlags;
 /// Longest wait while watching: a change inotify did not report (a write
 /// through a shared mapping makes no event) is seen at most this late.
 pub const IDLE_POLL: Duration = Duration::from_secs(5);
+/// Longest wait while watching with no file matched: nothing can change
+/// unseen then but a file system mounted over a watched directory (a mount
+/// makes no event). The shipped globs (Kubernetes' and Docker's logs)
+/// match nothing on most hosts, where the shorter wait was most of the
+/// tailer's idle cost.
+pub const IDLE_POLL_NOTHING_MATCHED: Duration = Duration::from_secs(60);
 /// Most directories watched; with more the tailer polls. Watches count
 /// against the user's `fs.inotify.max_user_watches`, shared with every
 /// process of that user (8192 on kernels before 5.11): at most a quarter
