@@ -5,10 +5,17 @@
 //! /dev/kmsg's microseconds); OTLP wants Unix time. Log text states civil
 //! times without zone or year: [`text_time_context`] says how to read them.
 
+use std::os::fd::OwnedFd;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use tokio::time::{Instant, Interval, MissedTickBehavior};
+use rustix::time::{
+    timerfd_create, timerfd_settime, Itimerspec, TimerfdClockId, TimerfdFlags, TimerfdTimerFlags,
+    Timespec,
+};
+use tokio::io::unix::AsyncFd;
+use tokio::io::Interest;
+use tokio::time::Instant;
 
 use crate::kernel_log::text::TimeContext;
 
@@ -16,50 +23,176 @@ use crate::kernel_log::text::TimeContext;
 static GRID_ORIGIN: OnceLock<Instant> = OnceLock::new();
 
 /// The point of the process-wide grid of `period` nearest to `at`, but not
-/// before now: periodic work of the same period (the memory scrape, the
-/// receivers' own counters) then runs at the same instants, in one wake-up
-/// of the runtime, and reaches the `batch` processor together, so an idle
-/// agent makes one export a period, not one per component.
+/// before now (then the first point after now): periodic work of the same
+/// period (the memory scrape, the receivers' own counters) then runs at the
+/// same instants, in one wake-up of the runtime, and reaches the `batch`
+/// processor together, so an idle agent makes one export a period, not one
+/// per component.
 pub fn on_grid(at: Instant, period: Duration) -> Instant {
     let origin = *GRID_ORIGIN.get_or_init(Instant::now);
     let period_ns = period.as_nanos();
     if period_ns == 0 {
         return at;
     }
+    let now = Instant::now();
     let Some(offset) = at.checked_duration_since(origin) else {
-        return at.max(Instant::now());
+        return at.max(now);
     };
-    let periods = (offset.as_nanos() + period_ns / 2) / period_ns;
-    let step = |n: u128| {
+    let point = |n: u128| {
         u64::try_from(n.saturating_mul(period_ns))
             .ok()
             .and_then(|ns| origin.checked_add(Duration::from_nanos(ns)))
     };
-    let now = Instant::now();
-    match step(periods) {
-        Some(point) if point >= now => point,
-        _ => match step(periods + 1) {
-            Some(point) if point >= now => point,
-            _ => at.max(now),
-        },
+    match point((offset.as_nanos() + period_ns / 2) / period_ns) {
+        Some(p) if p >= now => p,
+        _ => {
+            let since = now.saturating_duration_since(origin).as_nanos();
+            point(since.div_ceil(period_ns)).unwrap_or(now)
+        }
     }
 }
 
-/// A ticker every `period` on the grid (see [`on_grid`]), first about one
-/// period from now, never at once; a tick missed by a busy runtime is
-/// skipped, so the ticks stay on the grid.
-pub fn grid_interval(period: Duration) -> Interval {
+/// Sleeps until an instant on a timer of the kernel's (a timerfd in the
+/// runtime's reactor) instead of tokio's. tokio's timer wheel wakes its
+/// driver at the start of each coarser slot a far timer sits in to move it
+/// down a level: a timer 10 s away costs three wake-ups (at the start of
+/// its 4 s slot, of its 64 ms slot, then its own), in each runtime that has
+/// one. The kernel's timer wakes once. Where no timerfd can be had, tokio's
+/// timer is used.
+pub struct KernelTimer {
+    fd: Option<AsyncFd<OwnedFd>>,
+    /// The instant the timerfd is set to, until it fired.
+    armed: Option<Instant>,
+}
+
+impl KernelTimer {
+    /// Must be called inside the runtime that will poll it (the timerfd
+    /// registers with its reactor).
+    pub fn new() -> Self {
+        let fd = timerfd_create(
+            TimerfdClockId::Monotonic,
+            TimerfdFlags::NONBLOCK | TimerfdFlags::CLOEXEC,
+        )
+        .map_err(std::io::Error::from)
+        // SAFETY: the `AsyncFd` owns the fd, which so stays open for as
+        // long as it is registered.
+        .and_then(|fd| {
+            unsafe { AsyncFd::register_with_interest(fd, Interest::READABLE) }
+                .map_err(std::io::Error::from)
+        });
+        let fd = match fd {
+            Ok(fd) => Some(fd),
+            Err(e) => {
+                tracing::debug!(error = %e, "no timerfd; periodic work uses the runtime's timer");
+                None
+            }
+        };
+        Self { fd, armed: None }
+    }
+
+    /// Returns at `at` (at once when it passed). Cancel-safe: a sleep cut
+    /// short leaves the timer set, and the next call for the same instant
+    /// goes on waiting for it.
+    pub async fn sleep_until(&mut self, at: Instant) {
+        let Some(fd) = &self.fd else {
+            return tokio::time::sleep_until(at).await;
+        };
+        if self.armed != Some(at) {
+            if let Err(e) = arm(fd.get_ref(), at) {
+                tracing::debug!(error = %e, "cannot set the timerfd; using the runtime's timer");
+                self.fd = None;
+                return tokio::time::sleep_until(at).await;
+            }
+            self.armed = Some(at);
+        }
+        loop {
+            let Ok(mut ready) = fd.readable().await else {
+                break;
+            };
+            let mut expirations = [0u8; 8];
+            match rustix::io::read(fd.get_ref(), &mut expirations) {
+                Ok(_) => {
+                    self.armed = None;
+                    return;
+                }
+                Err(rustix::io::Errno::AGAIN) => ready.clear_ready(),
+                Err(rustix::io::Errno::INTR) => {}
+                Err(_) => break,
+            }
+        }
+        // The reactor or the read failed: the runtime's timer from now on.
+        self.fd = None;
+        self.armed = None;
+        tokio::time::sleep_until(at).await;
+    }
+}
+
+impl Default for KernelTimer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Sets the timerfd to fire once at `at`, as an absolute CLOCK_MONOTONIC
+/// time (tokio's `Instant` is the same clock, read a moment apart).
+fn arm(fd: &OwnedFd, at: Instant) -> rustix::io::Result<()> {
+    let ahead = at.saturating_duration_since(Instant::now());
+    let target = Duration::from_nanos(clock_ns(libc::CLOCK_MONOTONIC)).saturating_add(ahead);
+    let value = Timespec {
+        tv_sec: i64::try_from(target.as_secs()).unwrap_or(i64::MAX),
+        tv_nsec: i64::from(target.subsec_nanos()),
+    };
+    let zero = Timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // A zero value would disarm it; the monotonic clock is never at 0.
+    timerfd_settime(
+        fd,
+        TimerfdTimerFlags::ABSTIME,
+        &Itimerspec {
+            it_interval: zero,
+            it_value: value,
+        },
+    )
+    .map(drop)
+}
+
+/// A ticker every `period` on the grid (see [`on_grid`]), on a
+/// [`KernelTimer`]; first about one period from now, never at once. A point
+/// missed by a busy runtime is skipped, so the ticks stay on the grid.
+pub struct GridInterval {
+    period: Duration,
+    next: Instant,
+    timer: KernelTimer,
+}
+
+/// A [`GridInterval`] of `period` (at least 1 ms). Inside the runtime that
+/// polls it.
+pub fn grid_interval(period: Duration) -> GridInterval {
     let period = period.max(Duration::from_millis(1));
-    let mut interval = tokio::time::interval_at(on_grid(Instant::now() + period, period), period);
-    interval.set_missed_tick_behavior(MissedTickBehavior::Skip);
-    interval
+    GridInterval {
+        period,
+        next: on_grid(Instant::now() + period, period),
+        timer: KernelTimer::new(),
+    }
+}
+
+impl GridInterval {
+    /// The next point, once reached. Cancel-safe.
+    pub async fn tick(&mut self) -> Instant {
+        let at = self.next;
+        self.timer.sleep_until(at).await;
+        self.next = on_grid(at + self.period, self.period);
+        at
+    }
 }
 
 /// A ticker whose first tick is at once, then every `period` on the grid
 /// (see [`grid_interval`]): for work that must also run at start.
 pub struct GridTicker {
     first: bool,
-    interval: Interval,
+    interval: GridInterval,
 }
 
 impl GridTicker {
@@ -183,51 +316,70 @@ mod tests {
         assert_eq!(clock.unix_nano(7), clock.unix_nano_from_ns(7000));
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn periodic_work_started_apart_ticks_at_the_same_instants() {
-        let period = Duration::from_secs(10);
+    /// `t` is a point of the grid of `period` (whole periods from the
+    /// shared origin), and was reached.
+    fn assert_reached_grid_point(t: Instant, period: Duration) {
+        assert!(is_grid_point(t, period));
+        assert!(Instant::now() >= t, "a tick before its point");
+    }
+
+    fn is_grid_point(t: Instant, period: Duration) -> bool {
+        let origin = *GRID_ORIGIN.get().expect("the grid has its origin");
+        t.duration_since(origin)
+            .as_nanos()
+            .is_multiple_of(period.as_nanos())
+    }
+
+    // Real time (the ticks are the kernel's): no bound on how late a tick
+    // may come, and skipped points are allowed; the points themselves are
+    // exact.
+    #[tokio::test]
+    async fn periodic_work_started_apart_ticks_on_the_same_grid() {
+        let period = Duration::from_millis(100);
         let started_a = Instant::now();
         let mut a = grid_interval(period);
-        tokio::time::sleep(Duration::from_millis(3_700)).await;
+        tokio::time::sleep(Duration::from_millis(37)).await;
         let started_b = Instant::now();
         let mut b = grid_interval(period);
-        let mut ticks_a = Vec::new();
-        let mut ticks_b = Vec::new();
+        let mut last: Option<(Instant, Instant)> = None;
         for _ in 0..4 {
-            ticks_a.push(a.tick().await);
-            ticks_b.push(b.tick().await);
+            let (ta, tb) = (a.tick().await, b.tick().await);
+            assert_reached_grid_point(ta, period);
+            assert_reached_grid_point(tb, period);
+            match last {
+                Some((la, lb)) => assert!(ta > la && tb > lb, "ticks move on"),
+                // Each first tick is about a period after its start, never
+                // at once.
+                None => {
+                    assert!(ta >= started_a + period / 2, "{:?}", ta - started_a);
+                    assert!(tb >= started_b + period / 2, "{:?}", tb - started_b);
+                }
+            }
+            last = Some((ta, tb));
         }
-        // Each first tick is about a period after its start, never at once.
-        for (first, started) in [(ticks_a[0], started_a), (ticks_b[0], started_b)] {
-            let after = first.duration_since(started);
-            assert!(after >= period / 2 && after <= period * 3 / 2, "{after:?}");
-        }
-        // From then on both tick at the same instants, a period apart.
-        let shared: Vec<_> = ticks_a.iter().filter(|t| ticks_b.contains(t)).collect();
-        assert!(shared.len() >= 3, "{ticks_a:?} {ticks_b:?}");
-        for pair in ticks_a.windows(2) {
-            assert_eq!(pair[1] - pair[0], period);
-        }
-        // The other period's grid is the same grid: every 10 s point is a
-        // 1 s point.
-        let fine = grid_interval(Duration::from_secs(1)).tick().await;
-        let since = fine.duration_since(ticks_b[0]);
-        assert_eq!(since.as_nanos() % 1_000_000_000, 0, "{since:?}");
+        // Another period's grid has the same origin: every 100 ms point is
+        // a 10 ms point.
+        assert_reached_grid_point(
+            grid_interval(Duration::from_millis(10)).tick().await,
+            Duration::from_millis(10),
+        );
     }
 
-    #[tokio::test(start_paused = true)]
+    #[tokio::test]
     async fn a_ticker_starting_now_ticks_at_once_then_on_the_grid() {
-        let period = Duration::from_secs(10);
+        let period = Duration::from_millis(50);
         let started = Instant::now();
         let mut ticker = GridTicker::starting_now(period);
-        assert_eq!(ticker.tick().await, started, "the first tick is at once");
-        let mut grid = grid_interval(period);
+        let first = ticker.tick().await;
+        assert!(first >= started && first - started < period / 2, "at once");
         let second = ticker.tick().await;
-        assert_eq!(second, grid.tick().await, "then on the grid");
-        assert_eq!(ticker.tick().await, second + period);
+        assert_reached_grid_point(second, period);
+        let third = ticker.tick().await;
+        assert_reached_grid_point(third, period);
+        assert!(third > second);
     }
 
-    #[tokio::test(start_paused = true)]
+    #[tokio::test]
     async fn a_point_is_moved_to_the_nearest_grid_point_not_before_now() {
         let period = Duration::from_secs(10);
         let origin = on_grid(Instant::now() + period, period);
@@ -240,12 +392,42 @@ mod tests {
             origin + period
         );
         assert_eq!(on_grid(origin - Duration::from_millis(300), period), origin);
-        // Never in the past: the next point after now instead.
-        tokio::time::sleep_until(origin + Duration::from_millis(2_000)).await;
-        assert_eq!(on_grid(origin, period), origin + period);
+        // Never in the past: the first point after now instead, however far
+        // behind.
+        let short = Duration::from_millis(20);
+        let behind = on_grid(Instant::now(), short);
+        tokio::time::sleep_until(behind + short * 3 + short / 2).await;
+        let next = on_grid(behind, short);
+        assert!(is_grid_point(next, short));
+        assert!(next >= behind + short * 4, "not before now");
+        assert!(next - short < Instant::now(), "the first point after now");
         // A zero period leaves the point as it is.
         let at = Instant::now() + Duration::from_millis(123);
         assert_eq!(on_grid(at, Duration::ZERO), at);
+    }
+
+    /// The timer is the kernel's here (Linux has timerfd since 2.6.25), it
+    /// does not return early, and a sleep cut short goes on at the next call.
+    #[tokio::test]
+    async fn the_kernel_timer_fires_at_its_instant_and_survives_cancellation() {
+        let mut timer = KernelTimer::new();
+        assert!(timer.fd.is_some(), "a timerfd");
+        let at = Instant::now() + Duration::from_millis(200);
+        // Biased: both ready at the first poll (a descheduled test) is no
+        // early firing.
+        tokio::select! {
+            biased;
+            () = tokio::time::sleep(Duration::from_millis(1)) => {}
+            () = timer.sleep_until(at) => panic!("fired before its instant"),
+        }
+        timer.sleep_until(at).await;
+        assert!(Instant::now() >= at);
+        // Set again to another instant; one already passed returns at once.
+        let later = Instant::now() + Duration::from_millis(20);
+        timer.sleep_until(later).await;
+        assert!(Instant::now() >= later);
+        timer.sleep_until(later - Duration::from_millis(5)).await;
+        assert!(timer.fd.is_some(), "still the kernel's timer");
     }
 
     #[test]

@@ -26,14 +26,15 @@
 //! `check_interval` lets the sampler see usage grow (at tens of MB/s a
 //! second's intake is more than a spike allowance, and usage went from below
 //! the soft limit to above the hard one between two samples), so `consume`
-//! reads the usage again when the last reading is older. The sampler reads
-//! every `check_interval` while data is offered or while it refuses (usage
-//! falls while nothing is offered) and logs the changes. Idle and accepting,
-//! it stops until data flows again: with nothing to decide on it would only
-//! wake the agent every interval, and each batch is checked against a fresh
-//! reading anyway. While stopped it looks at each offer on the reading
-//! `consume` took (no timer of its own), and starts again when a second
-//! offer comes within an interval or the data is refused.
+//! reads the usage again when the last reading is older. Those readings
+//! decide; the background sampler runs only while data is refused: it reads
+//! every `check_interval` (usage falls while nothing is offered, and the
+//! refusal must end without data to look at), and logs when refusing starts
+//! and stops, at most once an interval (a usage near the soft limit flips
+//! the readings at consume time often). Accepting, it waits for a reading
+//! that refuses: a sampler that read every interval would wake an idle
+//! agent for nothing, and one that ran while data flows would only repeat
+//! the readings data takes anyway.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -215,8 +216,7 @@ fn build_with(
         hard,
         soft,
         refusing: AtomicBool::new(false),
-        offered: AtomicBool::new(false),
-        data_offered: Notify::new(),
+        refusal_began: Notify::new(),
         last_usage: AtomicU64::new(0),
         epoch: Instant::now(),
         read_at: AtomicU64::new(0),
@@ -266,10 +266,8 @@ struct LimiterState {
     hard: u64,
     soft: u64,
     refusing: AtomicBool,
-    /// Data was offered since the sampler last looked.
-    offered: AtomicBool,
-    /// Wakes a sampler that stopped while idle.
-    data_offered: Notify,
+    /// A reading at consume time began to refuse: wakes the sampler.
+    refusal_began: Notify,
     last_usage: AtomicU64,
     /// `read_at` counts nanoseconds from here.
     epoch: Instant,
@@ -281,16 +279,6 @@ struct LimiterState {
 }
 
 impl LimiterState {
-    /// Notes that data is offered; wakes the sampler when it had stopped.
-    /// A load first: under load the flag is already set and nothing is
-    /// written.
-    fn note_offer(&self) {
-        if !self.offered.load(Ordering::Relaxed) {
-            self.offered.store(true, Ordering::Release);
-            self.data_offered.notify_one();
-        }
-    }
-
     fn nanos_now(&self) -> u64 {
         u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX)
     }
@@ -325,54 +313,11 @@ impl LimiterState {
             .compare_exchange(last, now, Ordering::AcqRel, Ordering::Relaxed)
             .is_ok()
         {
-            // Errors are the sampler's to report, every check_interval.
-            let _ = self.read(sampler);
-        }
-    }
-
-    /// The stopped sampler's wait: each offer is looked at when it comes,
-    /// on the reading `consume` has just taken, and the wait goes on until
-    /// data flows (a second offer within `every` of the last) or is refused.
-    /// An idle agent's periodic data (one batch every few seconds) then
-    /// costs no timer wake-up of its own (the woken task usually runs on
-    /// the worker that offered the data). `Break` when stopped.
-    async fn wait_for_flowing_data(
-        &self,
-        sampler: &UsageSampler,
-        every: Duration,
-        refusing: &mut bool,
-        stop: &CancellationToken,
-    ) -> std::ops::ControlFlow<()> {
-        let mut last_offer: Option<Instant> = None;
-        loop {
-            tokio::select! {
-                () = stop.cancelled() => return std::ops::ControlFlow::Break(()),
-                () = self.data_offered.notified() => {}
+            // Errors are the sampler's to report, while it runs.
+            let was_refusing = self.refusing.load(Ordering::Acquire);
+            if self.read(sampler).is_ok_and(|usage| usage > self.soft) && !was_refusing {
+                self.refusal_began.notify_one();
             }
-            // Taken: the next offer notifies again.
-            self.offered.store(false, Ordering::Release);
-            self.check_on_offer(sampler, refusing);
-            let now = Instant::now();
-            // `consume`'s own decision counts too (a reading it was still
-            // taking is not in `last_usage` yet).
-            let refused = *refusing || self.refusing.load(Ordering::Acquire);
-            if refused || last_offer.is_some_and(|at| now.duration_since(at) < every) {
-                return std::ops::ControlFlow::Continue(());
-            }
-            last_offer = Some(now);
-        }
-    }
-
-    /// [`Self::check`] on the reading `consume` took when it is fresh (the
-    /// offer came with one), else on a new one.
-    fn check_on_offer(&self, sampler: &UsageSampler, was_refusing: &mut bool) {
-        let age = self
-            .nanos_now()
-            .saturating_sub(self.read_at.load(Ordering::Acquire));
-        if age < MAX_READING_AGE.as_nanos() as u64 {
-            self.log_change(self.last_usage.load(Ordering::Relaxed), was_refusing);
-        } else {
-            self.check(sampler, was_refusing);
         }
     }
 
@@ -387,11 +332,6 @@ impl LimiterState {
                 return;
             }
         };
-        self.log_change(usage, was_refusing);
-    }
-
-    /// Logs when refusing starts or stops, as seen by the sampler.
-    fn log_change(&self, usage: u64, was_refusing: &mut bool) {
         let refuse = usage > self.soft;
         match (*was_refusing, refuse) {
             (false, true) => tracing::warn!(
@@ -426,27 +366,23 @@ async fn sample_loop(
     mut refusing: bool,
     stop: CancellationToken,
 ) {
-    let mut ticker = tokio::time::interval(every);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    ticker.tick().await; // the first tick is immediate; build() already sampled
+    // build() has just sampled.
+    let mut last_look = Instant::now();
     loop {
+        if !refusing {
+            // A permit left by a refusal the sampler already saw costs one
+            // look below, no more.
+            tokio::select! {
+                () = stop.cancelled() => return,
+                () = state.refusal_began.notified() => {}
+            }
+        }
         tokio::select! {
             () = stop.cancelled() => return,
-            _ = ticker.tick() => state.check(&sampler, &mut refusing),
+            () = tokio::time::sleep_until(last_look + every) => {}
         }
-        // Accepting and nothing offered for an interval: stop until data
-        // comes. `note_offer` sets the flag before it notifies, so an offer
-        // after this swap leaves a permit and the wait ends at once.
-        if !refusing && !state.offered.swap(false, Ordering::AcqRel) {
-            if state
-                .wait_for_flowing_data(&sampler, every, &mut refusing, &stop)
-                .await
-                .is_break()
-            {
-                return;
-            }
-            ticker.reset();
-        }
+        state.check(&sampler, &mut refusing);
+        last_look = Instant::now();
     }
 }
 
@@ -466,7 +402,6 @@ struct MemoryLimiter {
 #[async_trait]
 impl Consumer for MemoryLimiter {
     async fn consume(&self, batch: Batch) -> Result<(), ConsumeError> {
-        self.state.note_offer();
         self.state.refresh(&self.sampler);
         if self.state.refusing.load(Ordering::Acquire) {
             self.metrics.refused(self.signal, batch.item_count());
@@ -904,12 +839,12 @@ mod tests {
             .expect("fresh reading is low");
     }
 
-    /// Idle and accepting, the sampler stops (no wake-up each interval);
-    /// an offer alone is looked at on the consume's reading, data flowing
-    /// starts it again, and while it refuses it keeps reading (usage falls
-    /// with nothing offered).
+    /// Accepting, the sampler does not run: an idle agent is not woken, and
+    /// data flowing is checked on the readings it takes. A refusal starts
+    /// it: it reads every interval while nothing is offered, sees usage
+    /// fall, and stops again.
     #[tokio::test(start_paused = true)]
-    async fn the_sampler_stops_while_idle_and_starts_again_when_data_comes() {
+    async fn the_sampler_runs_only_while_data_is_refused() {
         let reads = Arc::new(AtomicU64::new(0));
         let usage = Arc::new(AtomicU64::new(50 * MIB));
         let sampler: UsageSampler = {
@@ -923,70 +858,42 @@ mod tests {
         let (collect, mut out) = Collect::new(None);
         let (consumer, _task) =
             build_with(&cfg(100), &ctx(), Signal::Logs, collect, sampler, || false).expect("build");
-        tokio::time::sleep(Duration::from_secs(30)).await;
-        let idle = reads.load(Ordering::Relaxed);
-        assert!(
-            idle <= 2,
-            "{idle} readings in 30 idle intervals: the build's and at most one tick's"
-        );
-        tokio::time::sleep(Duration::from_secs(30)).await;
-        assert_eq!(reads.load(Ordering::Relaxed), idle, "no reading while idle");
-
-        // Data comes: a fresh reading, looked at by the sampler without a
-        // wake-up (or a reading) of its own.
         let offer = || consumer.consume(Batch::new(Payload::Logs(Vec::new())));
-        offer().await.expect("below the soft limit");
-        assert!(out.recv().await.is_some());
-        assert_eq!(
-            reads.load(Ordering::Relaxed),
-            idle + 1,
-            "the consume's reading"
-        );
         tokio::time::sleep(Duration::from_secs(30)).await;
         assert_eq!(
             reads.load(Ordering::Relaxed),
-            idle + 1,
-            "no sample for an offer that came alone"
+            1,
+            "the build's reading alone"
         );
 
-        // Data flowing (a second offer within an interval): it samples
-        // every interval again, then stops when the data does.
+        // Data offered alone, then flowing (20 offers 100 ms apart): the
+        // consumes' readings, none of the sampler's.
         offer().await.expect("below the soft limit");
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        offer().await.expect("below the soft limit");
-        assert!(out.recv().await.is_some());
-        assert!(out.recv().await.is_some());
-        let flowing_from = reads.load(Ordering::Relaxed);
-        assert_eq!(flowing_from, idle + 3, "the two consumes' readings");
-        tokio::time::sleep(Duration::from_millis(1100)).await;
-        assert_eq!(
-            reads.load(Ordering::Relaxed),
-            flowing_from + 1,
-            "the sampler's tick an interval after the data began to flow"
-        );
         tokio::time::sleep(Duration::from_secs(30)).await;
-        assert_eq!(
-            reads.load(Ordering::Relaxed),
-            flowing_from + 1,
-            "stopped at that tick: nothing came since"
-        );
+        assert_eq!(reads.load(Ordering::Relaxed), 2, "the consume's reading");
+        for _ in 0..20 {
+            offer().await.expect("below the soft limit");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        assert_eq!(reads.load(Ordering::Relaxed), 22, "one reading per consume");
+        for _ in 0..21 {
+            assert!(out.recv().await.is_some());
+        }
 
-        // Refusing: it keeps reading with nothing offered, and sees usage fall.
+        // Refused: the sampler reads every interval with nothing offered.
         usage.store(90 * MIB, Ordering::Relaxed);
-        tokio::time::sleep(MAX_READING_AGE).await;
-        assert!(consumer
-            .consume(Batch::new(Payload::Logs(Vec::new())))
-            .await
-            .is_err());
-        let refusing_from = reads.load(Ordering::Relaxed);
+        assert!(offer().await.is_err());
+        let refused_at = reads.load(Ordering::Relaxed);
         tokio::time::sleep(Duration::from_millis(5500)).await;
+        let sampled = reads.load(Ordering::Relaxed) - refused_at;
         assert!(
-            reads.load(Ordering::Relaxed) >= refusing_from + 5,
-            "sampled every interval while refusing"
+            (5..=6).contains(&sampled),
+            "{sampled} readings in 5.5 intervals while refusing"
         );
-        // Usage falls: it stops again once it accepts and nothing comes.
+        // Usage falls: the next look sees it, and the sampler stops.
         usage.store(50 * MIB, Ordering::Relaxed);
-        tokio::time::sleep(Duration::from_secs(30)).await;
+        tokio::time::sleep(Duration::from_millis(1000)).await;
         let stopped = reads.load(Ordering::Relaxed);
         tokio::time::sleep(Duration::from_secs(30)).await;
         assert_eq!(
@@ -994,10 +901,8 @@ mod tests {
             stopped,
             "stopped after refusing ended"
         );
-        consumer
-            .consume(Batch::new(Payload::Logs(Vec::new())))
-            .await
-            .expect("accepting again");
+        offer().await.expect("accepting again");
+        assert_eq!(reads.load(Ordering::Relaxed), stopped + 1);
     }
 
     /// Above the soft limit the allocators give freed memory back before

@@ -612,10 +612,12 @@ async fn run(
     let mut scraper = Some(scraper);
     let mut next = Instant::now() + cfg.initial_delay.get();
     let mut fast_until: Option<Instant> = None;
+    // The kernel's timer: one wake-up a scrape (see `KernelTimer`).
+    let mut timer = crate::clock::KernelTimer::new();
     loop {
         tokio::select! {
             () = ctx.shutdown.cancelled() => break,
-            () = tokio::time::sleep_until(next) => {}
+            () = timer.sleep_until(next) => {}
             fired = triggered(&trigger) => {
                 match fired {
                     Ok(()) => {
