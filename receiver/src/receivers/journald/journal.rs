@@ -486,7 +486,12 @@ fn gap(checkpoint: &Checkpoint, to: &str) -> Gap {
 /// registered with the runtime's reactor so that a wait for it can also
 /// end at shutdown. Owned by the journal: a `Watch` must be dropped before
 /// its journal.
-pub struct Watch(AsyncFd<JournalFd>);
+pub struct Watch {
+    fd: AsyncFd<JournalFd>,
+    /// The wait's timeout: the kernel's timer, which wakes the runtime once
+    /// (see `clock::KernelTimer`).
+    timer: crate::clock::KernelTimer,
+}
 
 pub struct JournalFd(RawFd);
 
@@ -515,7 +520,8 @@ impl Watch {
         // long as the journal lives, which outlives the `Watch` (see above).
         let fd = unsafe { AsyncFd::register_with_interest(JournalFd(fd), Interest::READABLE) }
             .map_err(|e| format!("registering the journal's fd: {}", e.into_parts().1))?;
-        Ok((Self(fd), changed))
+        let timer = crate::clock::KernelTimer::new();
+        Ok((Self { fd, timer }, changed))
     }
 
     /// Waits until the journal's fd is readable, `arrivals` reports
@@ -523,13 +529,14 @@ impl Watch {
     /// in what changed. Also returns whether `arrivals` reported (whether
     /// sd-journal's processing failed or not).
     pub fn wait(
-        &self,
+        &mut self,
         journal: &mut Journal,
         timeout: Duration,
         shutdown: &CancellationToken,
         arrivals: Option<&Arrivals>,
         handle: &Handle,
     ) -> (Result<JournalWaitResult, systemd::Error>, bool) {
+        let deadline = tokio::time::Instant::now() + timeout;
         let arrived = handle.block_on(async {
             let arrival = async {
                 match arrivals {
@@ -540,7 +547,7 @@ impl Watch {
                 }
             };
             tokio::select! {
-                ready = self.0.readable() => {
+                ready = self.fd.readable() => {
                     // Cleared before sd_journal_process drains the fd: an
                     // event that comes after the drain sets it again.
                     if let Ok(mut ready) = ready {
@@ -550,7 +557,7 @@ impl Watch {
                 }
                 () = arrival => true,
                 () = shutdown.cancelled() => false,
-                () = tokio::time::sleep(timeout) => false,
+                () = self.timer.sleep_until(deadline) => false,
             }
         });
         (journal.process(), arrived)

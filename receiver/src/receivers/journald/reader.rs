@@ -93,7 +93,8 @@ const MAX_IDLE_WAIT: Duration = Duration::from_secs(2);
 /// on local file systems and each missing one's arrival is watched
 /// ([`journal::Arrivals`]). Then the wait is only a backstop, and an idle
 /// reader wakes every 10 s (to look at the files' headers, see
-/// [`FILE_CHECK_INTERVAL`]) instead of every 2 s.
+/// [`FILE_CHECK_INTERVAL`]) instead of every 2 s, at the points of the
+/// shared grid (5 to 15 s after the wait began).
 const WATCHED_IDLE_WAIT: Duration = Duration::from_secs(10);
 /// After a read error, how long before the journal is opened again.
 const REOPEN_BACKOFF: Duration = Duration::from_secs(1);
@@ -957,7 +958,7 @@ impl Reader {
         wait: Duration,
         handle: &Handle,
     ) -> Result<JournalWaitResult, String> {
-        match &open.watch {
+        match &mut open.watch {
             Some(watch) => {
                 let arrivals = match &open.arrivals {
                     ArrivalWatch::Watching(arrivals) => Some(arrivals),
@@ -995,7 +996,11 @@ impl Reader {
     /// ([`WATCHED_IDLE_WAIT`] when inotify sees every change).
     fn idle_wait(&self, watched_exactly: bool) -> Duration {
         let mut wait = if watched_exactly {
-            WATCHED_IDLE_WAIT
+            // Ends on the shared grid: the wake-up that wakes the periodic
+            // work wakes this reader too.
+            let now = tokio::time::Instant::now();
+            crate::clock::on_grid(now + WATCHED_IDLE_WAIT, WATCHED_IDLE_WAIT)
+                .saturating_duration_since(now)
         } else {
             MAX_IDLE_WAIT
         };
