@@ -29,15 +29,14 @@ static GRID_ORIGIN: OnceLock<Instant> = OnceLock::new();
 /// processor together, so an idle agent makes one export a period, not one
 /// per component.
 pub fn on_grid(at: Instant, period: Duration) -> Instant {
-    let origin = *GRID_ORIGIN.get_or_init(Instant::now);
+    let origin = grid_origin();
     let period_ns = period.as_nanos();
     if period_ns == 0 {
         return at;
     }
     let now = Instant::now();
-    let Some(offset) = at.checked_duration_since(origin) else {
-        return at.max(now);
-    };
+    // Before the origin: its first point.
+    let offset = at.saturating_duration_since(origin);
     let point = |n: u128| {
         u64::try_from(n.saturating_mul(period_ns))
             .ok()
@@ -50,6 +49,10 @@ pub fn on_grid(at: Instant, period: Duration) -> Instant {
             point(since.div_ceil(period_ns)).unwrap_or(now)
         }
     }
+}
+
+fn grid_origin() -> Instant {
+    *GRID_ORIGIN.get_or_init(Instant::now)
 }
 
 /// Sleeps until an instant on a timer of the kernel's (a timerfd in the
@@ -67,8 +70,14 @@ pub struct KernelTimer {
 
 impl KernelTimer {
     /// Must be called inside the runtime that will poll it (the timerfd
-    /// registers with its reactor).
+    /// registers with its reactor); outside any, tokio's timer is used.
     pub fn new() -> Self {
+        if tokio::runtime::Handle::try_current().is_err() {
+            return Self {
+                fd: None,
+                armed: None,
+            };
+        }
         let fd = timerfd_create(
             TimerfdClockId::Monotonic,
             TimerfdFlags::NONBLOCK | TimerfdFlags::CLOEXEC,
@@ -112,6 +121,8 @@ impl KernelTimer {
             let mut expirations = [0u8; 8];
             match rustix::io::read(fd.get_ref(), &mut expirations) {
                 Ok(_) => {
+                    // It fires once: nothing more to read until set again.
+                    ready.clear_ready();
                     self.armed = None;
                     return;
                 }
@@ -170,6 +181,8 @@ pub struct GridInterval {
 /// A [`GridInterval`] of `period` (at least 1 ms). Inside the runtime that
 /// polls it.
 pub fn grid_interval(period: Duration) -> GridInterval {
+    // The origin first: the first point is then never before it.
+    grid_origin();
     let period = period.max(Duration::from_millis(1));
     GridInterval {
         period,
@@ -370,8 +383,8 @@ mod tests {
         let period = Duration::from_millis(50);
         let started = Instant::now();
         let mut ticker = GridTicker::starting_now(period);
-        let first = ticker.tick().await;
-        assert!(first >= started && first - started < period / 2, "at once");
+        let first = futures::FutureExt::now_or_never(ticker.tick()).expect("at once");
+        assert!(first >= started);
         let second = ticker.tick().await;
         assert_reached_grid_point(second, period);
         let third = ticker.tick().await;

@@ -266,7 +266,7 @@ struct LimiterState {
     hard: u64,
     soft: u64,
     refusing: AtomicBool,
-    /// A reading at consume time began to refuse: wakes the sampler.
+    /// A reading began to refuse: wakes the sampler.
     refusal_began: Notify,
     last_usage: AtomicU64,
     /// `read_at` counts nanoseconds from here.
@@ -288,7 +288,10 @@ impl LimiterState {
     /// collector forces a garbage collection) and the usage is read again,
     /// so that memory the agent no longer uses refuses no data. An
     /// unreadable /proc keeps the previous decision: it is no reason to start
-    /// or stop refusing.
+    /// or stop refusing. A decision that begins to refuse wakes the sampler,
+    /// whoever read: a consume's reading stored after the sampler's (which
+    /// saw usage fall and went to sleep) must not leave it asleep while
+    /// data is refused.
     fn read(&self, sampler: &UsageSampler) -> std::io::Result<u64> {
         self.read_at.store(self.nanos_now(), Ordering::Release);
         let mut usage = sampler()?;
@@ -296,7 +299,13 @@ impl LimiterState {
             usage = sampler()?;
         }
         self.last_usage.store(usage, Ordering::Relaxed);
-        self.refusing.store(usage > self.soft, Ordering::Release);
+        if usage > self.soft {
+            if !self.refusing.swap(true, Ordering::AcqRel) {
+                self.refusal_began.notify_one();
+            }
+        } else {
+            self.refusing.store(false, Ordering::Release);
+        }
         Ok(usage)
     }
 
@@ -314,10 +323,7 @@ impl LimiterState {
             .is_ok()
         {
             // Errors are the sampler's to report, while it runs.
-            let was_refusing = self.refusing.load(Ordering::Acquire);
-            if self.read(sampler).is_ok_and(|usage| usage > self.soft) && !was_refusing {
-                self.refusal_began.notify_one();
-            }
+            let _ = self.read(sampler);
         }
     }
 
@@ -370,8 +376,8 @@ async fn sample_loop(
     let mut last_look = Instant::now();
     loop {
         if !refusing {
-            // A permit left by a refusal the sampler already saw costs one
-            // look below, no more.
+            // A permit left by a refusal the sampler already saw (its own
+            // reading, or a consume's) costs one look below, no more.
             tokio::select! {
                 () = stop.cancelled() => return,
                 () = state.refusal_began.notified() => {}

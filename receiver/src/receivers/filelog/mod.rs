@@ -542,7 +542,9 @@ impl Tailer {
 
     /// Longest wait while watching: a file matched may change unseen (a
     /// write through a shared mapping makes no event), a glob that matched
-    /// nothing only by a mount.
+    /// nothing only by a mount. Files known once stay known for a while
+    /// (parked or forgotten later), so this is the short wait after any
+    /// file matched.
     fn idle_wait(&self) -> Duration {
         if self.files.is_empty() {
             self.idle_poll.max(watch::IDLE_POLL_NOTHING_MATCHED)

@@ -10,7 +10,7 @@
 //! report writes to, creations in and renames out of the files in them) and
 //! on the nearest existing ancestor of each path the globs miss (which
 //! reports its creation), with a poll every [`IDLE_POLL`] regardless
-//! ([`IDLE_POLL_NOTHING_MATCHED`] while no file matched).
+//! ([`IDLE_POLL_NOTHING_MATCHED`] while the tailer knows of no file).
 //!
 //! inotify is used only where it sees every change: local file systems
 //! ([`LOCAL_FILE_SYSTEMS`]; on NFS or FUSE another host's writes make no
@@ -36,7 +36,8 @@ pub use rustix::fs::inotify::WatchFlags;
 /// Longest wait while watching: a change inotify did not report (a write
 /// through a shared mapping makes no event) is seen at most this late.
 pub const IDLE_POLL: Duration = Duration::from_secs(5);
-/// Longest wait while watching with no file matched: nothing can change
+/// Longest wait while watching before any file matched (the tailer keeps
+/// the files it knew of for a while after): nothing can change
 /// unseen then but a file system mounted over a watched directory (a mount
 /// makes no event). The shipped globs (Kubernetes' and Docker's logs)
 /// match nothing on most hosts, where the shorter wait was most of the

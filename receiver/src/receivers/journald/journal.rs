@@ -525,18 +525,17 @@ impl Watch {
     }
 
     /// Waits until the journal's fd is readable, `arrivals` reports
-    /// something, `timeout` passes or `shutdown`, then has sd-journal take
+    /// something, `deadline` comes or `shutdown`, then has sd-journal take
     /// in what changed. Also returns whether `arrivals` reported (whether
     /// sd-journal's processing failed or not).
     pub fn wait(
         &mut self,
         journal: &mut Journal,
-        timeout: Duration,
+        deadline: tokio::time::Instant,
         shutdown: &CancellationToken,
         arrivals: Option<&Arrivals>,
         handle: &Handle,
     ) -> (Result<JournalWaitResult, systemd::Error>, bool) {
-        let deadline = tokio::time::Instant::now() + timeout;
         let arrived = handle.block_on(async {
             let arrival = async {
                 match arrivals {

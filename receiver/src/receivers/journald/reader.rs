@@ -902,9 +902,10 @@ impl Reader {
         let watched_exactly = self.location.is_watched()
             && open.dirs_local
             && (open.missing_dirs.is_empty() || matches!(open.arrivals, ArrivalWatch::Watching(_)));
-        let wait = self.idle_wait(watched_exactly);
+        let now = tokio::time::Instant::now();
+        let wait = self.idle_wait(watched_exactly, now);
         let changed = if self.location.is_watched() {
-            match self.wait_for_change(open, wait, handle) {
+            match self.wait_for_change(open, now + wait, handle) {
                 Ok(JournalWaitResult::Invalidate) => true,
                 Ok(_) => false,
                 Err(e) => {
@@ -955,7 +956,7 @@ impl Reader {
     fn wait_for_change(
         &self,
         open: &mut Open,
-        wait: Duration,
+        deadline: tokio::time::Instant,
         handle: &Handle,
     ) -> Result<JournalWaitResult, String> {
         match &mut open.watch {
@@ -964,8 +965,13 @@ impl Reader {
                     ArrivalWatch::Watching(arrivals) => Some(arrivals),
                     _ => None,
                 };
-                let (changed, arrived) =
-                    watch.wait(&mut open.journal, wait, &self.shutdown, arrivals, handle);
+                let (changed, arrived) = watch.wait(
+                    &mut open.journal,
+                    deadline,
+                    &self.shutdown,
+                    arrivals,
+                    handle,
+                );
                 if arrived {
                     // Looked for below; watched anew at the next wait.
                     open.arrivals = ArrivalWatch::Untried;
@@ -994,11 +1000,11 @@ impl Reader {
     /// How long an idle wait may last: until the batch is due or the
     /// oldest group may be flushed, at most [`MAX_IDLE_WAIT`]
     /// ([`WATCHED_IDLE_WAIT`] when inotify sees every change).
-    fn idle_wait(&self, watched_exactly: bool) -> Duration {
+    fn idle_wait(&self, watched_exactly: bool, now: tokio::time::Instant) -> Duration {
         let mut wait = if watched_exactly {
-            // Ends on the shared grid: the wake-up that wakes the periodic
-            // work wakes this reader too.
-            let now = tokio::time::Instant::now();
+            // Ends on the shared grid (from `now`, where the caller's
+            // deadline starts): the wake-up that wakes the periodic work
+            // wakes this reader too.
             crate::clock::on_grid(now + WATCHED_IDLE_WAIT, WATCHED_IDLE_WAIT)
                 .saturating_duration_since(now)
         } else {
@@ -1031,7 +1037,9 @@ impl Reader {
         if !now
             && self
                 .last_file_check
-                .is_some_and(|t| t.elapsed() < FILE_CHECK_INTERVAL)
+                // A second of slack: idle wake-ups come on the 10 s grid,
+                // each a little late.
+                .is_some_and(|t| t.elapsed() + Duration::from_secs(1) < FILE_CHECK_INTERVAL)
         {
             return;
         }
