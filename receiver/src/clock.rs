@@ -103,38 +103,44 @@ impl KernelTimer {
     /// short leaves the timer set, and the next call for the same instant
     /// goes on waiting for it.
     pub async fn sleep_until(&mut self, at: Instant) {
+        if self.fd.is_some() {
+            match self.kernel_sleep_until(at).await {
+                Ok(()) => return,
+                Err(e) => {
+                    tracing::debug!(error = %e, "the timerfd failed; using the runtime's timer");
+                    self.fd = None;
+                    self.armed = None;
+                }
+            }
+        }
+        tokio::time::sleep_until(at).await;
+    }
+
+    /// [`Self::sleep_until`] on the timerfd; an error when it cannot be set,
+    /// polled or read.
+    async fn kernel_sleep_until(&mut self, at: Instant) -> std::io::Result<()> {
         let Some(fd) = &self.fd else {
-            return tokio::time::sleep_until(at).await;
+            return Err(std::io::ErrorKind::Unsupported.into());
         };
         if self.armed != Some(at) {
-            if let Err(e) = arm(fd.get_ref(), at) {
-                tracing::debug!(error = %e, "cannot set the timerfd; using the runtime's timer");
-                self.fd = None;
-                return tokio::time::sleep_until(at).await;
-            }
+            arm(fd.get_ref(), at)?;
             self.armed = Some(at);
         }
         loop {
-            let Ok(mut ready) = fd.readable().await else {
-                break;
-            };
+            let mut ready = fd.readable().await?;
             let mut expirations = [0u8; 8];
             match rustix::io::read(fd.get_ref(), &mut expirations) {
                 Ok(_) => {
                     // It fires once: nothing more to read until set again.
                     ready.clear_ready();
                     self.armed = None;
-                    return;
+                    return Ok(());
                 }
                 Err(rustix::io::Errno::AGAIN) => ready.clear_ready(),
                 Err(rustix::io::Errno::INTR) => {}
-                Err(_) => break,
+                Err(e) => return Err(e.into()),
             }
         }
-        // The reactor or the read failed: the runtime's timer from now on.
-        self.fd = None;
-        self.armed = None;
-        tokio::time::sleep_until(at).await;
     }
 }
 

@@ -949,7 +949,7 @@ impl Reader {
         appeared
     }
 
-    /// Waits for the journal to change, at most `wait` or until shutdown:
+    /// Waits for the journal to change, until `deadline` or shutdown:
     /// on its inotify fd in the runtime's reactor, so that an idle reader
     /// wakes for new entries, its deadlines and every [`MAX_IDLE_WAIT`],
     /// not every few hundred milliseconds to look at the shutdown token.
