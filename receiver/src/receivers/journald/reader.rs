@@ -1002,11 +1002,7 @@ impl Reader {
     /// ([`WATCHED_IDLE_WAIT`] when inotify sees every change).
     fn idle_wait(&self, watched_exactly: bool, now: tokio::time::Instant) -> Duration {
         let mut wait = if watched_exactly {
-            // Ends on the shared grid (from `now`, where the caller's
-            // deadline starts): the wake-up that wakes the periodic work
-            // wakes this reader too.
-            crate::clock::on_grid(now + WATCHED_IDLE_WAIT, WATCHED_IDLE_WAIT)
-                .saturating_duration_since(now)
+            watched_idle_wait(now)
         } else {
             MAX_IDLE_WAIT
         };
@@ -1034,13 +1030,7 @@ impl Reader {
 
     /// Looks at the headers of the journal files (rate-limited unless `now`).
     fn check_files(&mut self, open: &mut Open, now: bool) {
-        if !now
-            && self
-                .last_file_check
-                // A second of slack: idle wake-ups come on the 10 s grid,
-                // each a little late.
-                .is_some_and(|t| t.elapsed() + Duration::from_secs(1) < FILE_CHECK_INTERVAL)
-        {
+        if !now && !file_check_due(self.last_file_check, Instant::now()) {
             return;
         }
         self.last_file_check = Some(Instant::now());
@@ -1223,6 +1213,70 @@ fn join_incident(
         .or(facts.comm.as_deref())
         .unwrap_or("journal");
     crate::incidents::runtime::register(hub, record, identity, &format!("journal:{source}"), pid);
+}
+
+/// An idle wait where inotify sees every change: about
+/// [`WATCHED_IDLE_WAIT`], ending on the shared grid (from `now`, where the
+/// caller's deadline starts), so the wake-up that wakes the periodic work
+/// wakes this reader too.
+fn watched_idle_wait(now: tokio::time::Instant) -> Duration {
+    crate::clock::on_grid(now + WATCHED_IDLE_WAIT, WATCHED_IDLE_WAIT).saturating_duration_since(now)
+}
+
+/// Whether the journal files' headers are due for a look, the last look
+/// having been at `last`. A second of slack: idle wake-ups come on the 10 s
+/// grid, each a little late, and a look taken late must not make the next
+/// one wait a period more.
+fn file_check_due(last: Option<Instant>, now: Instant) -> bool {
+    last.is_none_or(|t| {
+        now.saturating_duration_since(t) + Duration::from_secs(1) >= FILE_CHECK_INTERVAL
+    })
+}
+
+#[cfg(test)]
+mod idle_tests {
+    use super::*;
+
+    /// Every idle wait ends on a point of the shared 10 s grid (where the
+    /// memory scrape and the receivers' counters wake the runtime anyway),
+    /// about 10 s away, from whatever instant it starts.
+    #[test]
+    fn a_watched_idle_wait_ends_on_the_shared_grid() {
+        let start = tokio::time::Instant::now();
+        for offset_ms in [0, 1, 2_500, 4_999, 5_001, 7_300, 9_999, 10_000, 23_456] {
+            let now = start + Duration::from_millis(offset_ms);
+            let wait = watched_idle_wait(now);
+            let end = now + wait;
+            assert_eq!(
+                crate::clock::on_grid(end, WATCHED_IDLE_WAIT),
+                end,
+                "from +{offset_ms} ms the wait ends off the grid"
+            );
+            assert!(
+                wait >= WATCHED_IDLE_WAIT / 2 && wait <= WATCHED_IDLE_WAIT * 3 / 2,
+                "from +{offset_ms} ms: {wait:?}"
+            );
+        }
+    }
+
+    /// A look at the headers taken late on one grid point is not skipped
+    /// on the next (it would wait a whole period more); one taken a few
+    /// seconds ago is.
+    #[test]
+    fn the_header_check_keeps_to_the_grid_when_a_look_was_late() {
+        let last = Instant::now();
+        assert!(file_check_due(None, last), "never looked: due");
+        assert!(!file_check_due(Some(last), last + Duration::from_secs(5)));
+        assert!(
+            file_check_due(Some(last), last + Duration::from_millis(9_950)),
+            "the next grid point, the last look 50 ms late on its own"
+        );
+        assert!(file_check_due(Some(last), last + FILE_CHECK_INTERVAL));
+        assert!(!file_check_due(
+            Some(last),
+            last + Duration::from_millis(8_900)
+        ));
+    }
 }
 
 #[cfg(test)]
