@@ -24,6 +24,10 @@
 # the proxy got it, rotel acknowledged). built_*, delivery_* and backend_*
 # split the latency into those three stages; reached_* is the first two
 # together: the kernel's timestamp until the record reached the proxy.
+# backend_slow counts rotel's answers over 5 ms; backend_slow_amid_kills_pct
+# is the share of them given while another kill was under way (its kernel
+# timestamp from 4 ms before the proxy got the record until the answer),
+# backend_fast_amid_kills_pct the same share of the faster answers.
 set -euo pipefail
 
 KILLS=${KILLS:-200}
@@ -126,5 +130,7 @@ echo "kills_kernel=$(field kills_kernel) kills_reported=$(field kills_reported)"
     "delivery_p50_ms=$(field delivery_p50_ms) delivery_p99_ms=$(field delivery_p99_ms)" \
     "backend_p50_ms=$(field backend_p50_ms) backend_p99_ms=$(field backend_p99_ms)" \
     "reached_p50_ms=$(field reached_p50_ms) reached_p99_ms=$(field reached_p99_ms)" \
+    "backend_slow=$(field backend_slow) backend_slow_amid_kills_pct=$(field backend_slow_amid_kills_pct)" \
+    "backend_fast_amid_kills_pct=$(field backend_fast_amid_kills_pct)" \
     "agent_cpu_pct_baseline=$(field agent_cpu_pct_baseline) agent_cpu_pct_storm=$(field agent_cpu_pct_storm)" \
     "$requests"
