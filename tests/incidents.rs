@@ -70,7 +70,9 @@ async fn a_java_out_of_memory_error_and_its_kill_are_one_incident() {
         .unwrap_or_else(|| panic!("the java record has no oom.incident.id: {message:#}"));
     assert_eq!(message_id.len(), 32, "{message_id}");
 
-    // Then the kill.
+    // Then the kill, once the agent has sampled the JVM's cgroup (the
+    // lead-up's last sample).
+    java.wait_sampled(events, &cgroup.cgroup_path()).await;
     java.release();
     java.wait_killed();
     let is_kill = |r: &serde_json::Value| {

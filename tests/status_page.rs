@@ -246,6 +246,7 @@ async fn the_status_page_shows_a_real_java_incident_in_headless_chromium() {
     // The runtime's message first (an incident without a kill yet), then
     // the kill joins it.
     let first = wait_for_incident(&mut agent, status, "the JVM's message", has_java_message);
+    java.wait_sampled(events, &cgroup.cgroup_path()).await;
     java.release();
     java.wait_killed();
     let incident = wait_for_incident(&mut agent, status, "the JVM's kill", |i| {

@@ -201,6 +201,7 @@ async fn top_shows_a_real_java_incident_and_opens_it() {
         java.log_text(),
         agent.output()
     );
+    java.wait_sampled(events, &cgroup.cgroup_path()).await;
     java.release();
     java.wait_killed();
 

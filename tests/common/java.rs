@@ -14,6 +14,8 @@ use super::{is_root, skip};
 /// direct buffers it allocates after its `OutOfMemoryError`.
 pub const JAVA_LIMIT_BYTES: u64 = 192 * 1024 * 1024;
 
+const SAMPLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
+
 /// Fills its heap until `OutOfMemoryError`, prints it, lets the heap go,
 /// waits for the file named by its argument (the test creates it once the
 /// message reached the agent's output), then touches direct buffers
@@ -150,6 +152,45 @@ impl JavaIncident {
             "java was not OOM-killed: {status}; its log:\n{}",
             self.log_text()
         );
+    }
+
+    /// Waits until the agent (its events API on `events`) has sampled the
+    /// JVM's cgroup with the JVM in it: a sample with usage above zero. The
+    /// lead-up of the kill can only hold such a sample if one was taken
+    /// before the test releases the JVM; on a fast host the JVM reaches its
+    /// `OutOfMemoryError` within one scrape interval of starting.
+    pub async fn wait_sampled(&self, events: u16, cgroup_path: &str) {
+        let endpoint: oomscope::api::EventsEndpoint =
+            format!("127.0.0.1:{events}").parse().expect("endpoint");
+        let mut client = oomscope::api::connect(&endpoint)
+            .await
+            .expect("connect to the events API");
+        let deadline = std::time::Instant::now() + SAMPLE_TIMEOUT;
+        loop {
+            let snapshot = client
+                .snapshot(oomscope::api::v1::SnapshotRequest {
+                    include_history: false,
+                    include_cgroup_samples: true,
+                })
+                .await
+                .expect("Snapshot")
+                .into_inner();
+            let sampled = snapshot
+                .cgroups
+                .iter()
+                .find(|c| c.path == cgroup_path)
+                .is_some_and(|c| c.samples.iter().any(|s| s.usage_bytes > 0));
+            if sampled {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the agent did not sample {cgroup_path} with the JVM in it within \
+                 {SAMPLE_TIMEOUT:?}; its cgroups: {:?}",
+                snapshot.cgroups
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
     }
 
     pub fn log_text(&self) -> String {
