@@ -505,7 +505,10 @@ impl Scraper {
             p.scrape(time, &mut self.warn, &mut self.workloads, &mut out);
         }
         if let Some(hub) = self.incidents.clone() {
-            hub.record_scrape(self.summary(time));
+            // Stamped when the reads are done, not when they began: a
+            // sample stamped before a kill was then read before it, so a
+            // kill's lead-up never shows the cgroup already emptied by it.
+            hub.record_scrape(self.summary(unix_now_nanos()));
         }
         out
     }
