@@ -49,7 +49,11 @@ pub struct Assembled {
 #[derive(Debug)]
 struct Held {
     rec: Assembled,
+    /// When its first line came.
     since: Instant,
+    /// When its last line came: `force_flush_period` runs from here, so a
+    /// trace written slowly, line by line, stays whole.
+    last: Instant,
     /// Grouping by the runtime's stack trace (not by line_start_pattern).
     trace: bool,
     /// A Go trace: function lines are not indented.
@@ -65,6 +69,11 @@ pub struct Assembler {
     max_size: usize,
     held: Option<Held>,
 }
+
+/// The longest a record that keeps taking lines is held (unless
+/// `force_flush_period` is longer): an OOM record must not wait behind an
+/// endless stream of indented lines.
+const HOLD_LIMIT: Duration = Duration::from_secs(5);
 
 /// Python's traceback header: it comes before the frames and the
 /// exception line the pattern library matches.
@@ -166,6 +175,10 @@ impl Assembler {
     }
 
     pub fn push(&mut self, library: &Library, line: Line, out: &mut Vec<Assembled>) {
+        self.push_at(library, line, Instant::now(), out);
+    }
+
+    fn push_at(&mut self, library: &Library, line: Line, now: Instant, out: &mut Vec<Assembled>) {
         if let Some(held) = &mut self.held {
             let continues = match &self.line_start {
                 Some(start) => !start.is_match(&line.text),
@@ -190,6 +203,7 @@ impl Assembler {
                         owned(library, &line.text, held.rec.text.len() + 1).map(|(m, _)| m);
                 }
                 append_bounded(&mut held.rec, &line, self.max_size);
+                held.last = now;
                 return;
             }
         }
@@ -213,7 +227,8 @@ impl Assembler {
         if starts_block || (self.line_start.is_none() && expects_trace) || python_traceback {
             self.held = Some(Held {
                 rec,
-                since: Instant::now(),
+                since: now,
+                last: now,
                 trace: !starts_block,
                 go_trace: false,
                 python_traceback,
@@ -223,13 +238,18 @@ impl Assembler {
         }
     }
 
-    /// Emits a held record that has waited `period`.
+    /// Emits a held record once `period` has passed without a line for
+    /// it, or once it has been held for [`HOLD_LIMIT`] (or `period`, if
+    /// longer) however many lines keep coming.
     pub fn flush_due(&mut self, period: Duration, out: &mut Vec<Assembled>) {
-        if self
-            .held
-            .as_ref()
-            .is_some_and(|h| h.since.elapsed() >= period)
-        {
+        self.flush_due_at(period, Instant::now(), out);
+    }
+
+    fn flush_due_at(&mut self, period: Duration, now: Instant, out: &mut Vec<Assembled>) {
+        if self.held.as_ref().is_some_and(|h| {
+            now.saturating_duration_since(h.last) >= period
+                || now.saturating_duration_since(h.since) >= period.max(HOLD_LIMIT)
+        }) {
             self.flush(out);
         }
     }
@@ -308,6 +328,81 @@ mod tests {
         assert!(a.is_holding());
         a.flush_due(Duration::ZERO, &mut out);
         assert_eq!(out[2].text, "2024-01 b");
+    }
+
+    /// `force_flush_period` runs from the last line: a trace written slowly
+    /// stays whole; a pause as long as the period ends it; one that never
+    /// ends goes after `HOLD_LIMIT`.
+    #[test]
+    fn the_flush_period_runs_from_the_last_line_up_to_the_hold_limit() {
+        let lib = Library::builtin();
+        let period = Duration::from_millis(500);
+        let ms = Duration::from_millis;
+        let t0 = Instant::now();
+        let mut a = Assembler::new(None, 100_000);
+        let mut out = Vec::new();
+        a.push_at(
+            &lib,
+            line("java.lang.OutOfMemoryError: Java heap space", 1),
+            t0,
+            &mut out,
+        );
+        // One frame every 400 ms: 2 s in all, each gap under the period.
+        for i in 1..=5u32 {
+            let at = t0 + ms(400) * i;
+            a.flush_due_at(period, at, &mut out);
+            assert!(out.is_empty(), "split at frame {i}");
+            a.push_at(
+                &lib,
+                line(&format!("\tat A.f{i}(A.java:{i})"), u64::from(i) + 1),
+                at,
+                &mut out,
+            );
+        }
+        let last = t0 + ms(2000);
+        a.flush_due_at(period, last + ms(499), &mut out);
+        assert!(
+            out.is_empty(),
+            "held until the period passed after the last frame"
+        );
+        a.flush_due_at(period, last + ms(500), &mut out);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].text.lines().count(), 6, "{}", out[0].text);
+        assert!(out[0].matched.is_some());
+
+        // Frames that never stop: out at the hold limit, not later.
+        let mut a = Assembler::new(None, 1000);
+        let mut out = Vec::new();
+        a.push_at(
+            &lib,
+            line("java.lang.OutOfMemoryError: Java heap space", 1),
+            t0,
+            &mut out,
+        );
+        let mut at = t0;
+        while out.is_empty() {
+            at += ms(100);
+            assert!(at <= t0 + HOLD_LIMIT, "still held at {:?}", at - t0);
+            a.flush_due_at(period, at, &mut out);
+            a.push_at(&lib, line("\tat A.f(A.java:1)", 2), at, &mut out);
+        }
+        assert_eq!(at - t0, HOLD_LIMIT);
+        assert!(out[0].matched.is_some());
+
+        // A period longer than the limit is kept.
+        let mut a = Assembler::new(None, 1000);
+        let mut out = Vec::new();
+        a.push_at(
+            &lib,
+            line("java.lang.OutOfMemoryError: Java heap space", 1),
+            t0,
+            &mut out,
+        );
+        a.push_at(&lib, line("\tat A.f(A.java:1)", 2), t0 + ms(9000), &mut out);
+        a.flush_due_at(ms(10_000), t0 + ms(9999), &mut out);
+        assert!(out.is_empty());
+        a.flush_due_at(ms(10_000), t0 + ms(10_000), &mut out);
+        assert_eq!(out.len(), 1);
     }
 
     #[test]
