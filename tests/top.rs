@@ -247,11 +247,7 @@ async fn top_shows_a_real_java_incident_and_opens_it() {
         JAVA_LIMIT_BYTES as f64 / 1048576.0
     );
     let cgroup_path = cgroup.cgroup_path();
-    let detail = tmux.wait_for("the incident's detail", &top_stderr, |pane| {
-        pane.contains("Lead-up of") && pane.contains("at the last sample")
-    });
-    println!("the detail:\n{detail}");
-    for expected in [
+    let expected = [
         format!("victim                pid {pid}  java"),
         format!("Lead-up of {cgroup_path}"),
         "usage at the kill".to_owned(),
@@ -260,9 +256,15 @@ async fn top_shows_a_real_java_incident_and_opens_it() {
         "PSI (avg10)".to_owned(),
         "Kernel task table".to_owned(),
         "Runtime messages (1)".to_owned(),
-    ] {
+    ];
+    // The whole view, not a capture taken while its frame is half drawn.
+    let detail = tmux.wait_for("the incident's detail", &top_stderr, |pane| {
+        pane.contains("at the last sample") && expected.iter().all(|e| pane.contains(e.as_str()))
+    });
+    println!("the detail:\n{detail}");
+    for expected in &expected {
         assert!(
-            detail.contains(&expected),
+            detail.contains(expected.as_str()),
             "{expected:?} not in the detail:\n{detail}"
         );
     }
