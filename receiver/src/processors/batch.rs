@@ -7,7 +7,8 @@
 //! - the buffered item count reaches `send_batch_size`,
 //! - `timeout` has passed since the first item was buffered,
 //! - an urgent batch (an OOM kill) arrives: it goes at once, in a request of
-//!   its own, and everything offered before it goes right after it,
+//!   its own, and everything the channel took before it goes right after it
+//!   (a sender still waiting for room goes with the next flush),
 //! - the consumer is dropped (shutdown): what is buffered is flushed, then the
 //!   task ends and drops `next`.
 //!
@@ -197,8 +198,8 @@ impl BatchConsumer {
     /// of its own (split at `send_batch_max_size`): through the channel it
     /// would wait behind the bulk batches queued there and the one the task
     /// is sending (encoding 8,192 records takes milliseconds). Then the task
-    /// sends everything offered before it. A refusal is what the task does
-    /// with its own batches: counted as dropped, logged, the piece's
+    /// sends everything the channel took before it. A refusal is what the
+    /// task does with its own batches: counted as dropped, logged, the piece's
     /// acknowledgement failed; the caller is not asked to offer it again
     /// (pieces already taken would go twice).
     async fn send_urgent(&self, batch: Batch) {
