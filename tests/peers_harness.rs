@@ -176,6 +176,22 @@ fn parser_reads_captured_rotel_output() {
     assert_eq!(lat[0].attributes.get("a"), Some("b"));
 }
 
+/// rotel writes a record line by line: a read that ends inside the last
+/// one (before its `Flags:` line) does not count it yet, whatever line it
+/// ends on.
+#[test]
+fn parser_leaves_a_record_still_being_written_for_the_next_read() {
+    let last = CAPTURED.rfind("LogRecord #").expect("a log record");
+    let flags = last + CAPTURED[last..].find("Flags:").expect("its Flags line");
+    let whole = parse_debug_output(CAPTURED).logs.len();
+    for (end, _) in CAPTURED[last..flags].char_indices() {
+        let cut = parse_debug_output(&CAPTURED[..last + end]);
+        assert_eq!(cut.logs.len(), whole - 1, "cut at {}", last + end);
+    }
+    let through_flags = &CAPTURED[..flags + CAPTURED[flags..].find('\n').unwrap_or(0)];
+    assert_eq!(parse_debug_output(through_flags).logs.len(), whole);
+}
+
 #[test]
 fn parser_ignores_noise_and_ansi_colours() {
     assert_eq!(parse_debug_output(""), Received::default());

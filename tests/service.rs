@@ -184,10 +184,14 @@ service:
         TIMEOUT,
     )
     .await;
+    // Both series: the exporter counts `sent` after the receiver counted
+    // `accepted` (through the file exporter's queue), so one push can carry
+    // the first without the second.
     let got = backend.wait_for(TIMEOUT, |r| {
         r.points_of("otelcol_receiver_accepted_log_records")
             .iter()
             .any(|p| p.value.as_deref() == Some("7"))
+            && !r.points_of("otelcol_exporter_sent_log_records").is_empty()
     });
     let points = got.points_of("otelcol_receiver_accepted_log_records");
     assert!(

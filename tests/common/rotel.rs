@@ -518,6 +518,9 @@ struct Parser {
     metric: DataPoint,
     in_log: bool,
     in_point: bool,
+    /// The last log record's `Flags:` line, its last, was read: rotel
+    /// writes line by line, so a read can end inside a record.
+    last_log_complete: bool,
     /// A value that may continue on the next lines, with its key and text so far.
     pending: Pending,
     pending_key: String,
@@ -534,6 +537,7 @@ impl Default for Parser {
             metric: DataPoint::default(),
             in_log: false,
             in_point: false,
+            last_log_complete: true,
             pending: Pending::None,
             pending_key: String::new(),
             pending_text: String::new(),
@@ -668,6 +672,10 @@ impl Parser {
             if let Some(point) = self.current_point() {
                 point.count = rest.parse().ok();
             }
+        } else if line.starts_with("Flags:") {
+            if self.in_log {
+                self.last_log_complete = true;
+            }
         } else if let Some(rest) = field("Sum:") {
             if let Some(point) = self.current_point() {
                 point.sum = Some(rest.to_owned());
@@ -695,6 +703,7 @@ impl Parser {
                     ..LogRecord::default()
                 });
                 self.in_log = true;
+                self.last_log_complete = false;
             }
             "Metric" => {
                 self.metric = DataPoint {
@@ -716,8 +725,13 @@ impl Parser {
         }
     }
 
+    /// What was read; a log record still being written (no `Flags:` yet)
+    /// is left for the next read.
     fn finish(mut self) -> Received {
         self.flush();
+        if !self.last_log_complete {
+            self.received.logs.pop();
+        }
         self.received
     }
 }
