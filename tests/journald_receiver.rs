@@ -528,6 +528,8 @@ fn a_vacuumed_checkpoint_gives_the_exact_gap_and_keeps_the_first_entry_left() {
     for k in 0..7 {
         journald.send(&[("MESSAGE", &oom(&format!("lost {k}"))), ("PRIORITY", "3")]);
     }
+    // In the file before it is rotated away.
+    journald.wait_written(&oom("lost 6"));
     // How many entries follow the checkpoint's in its file (journald's own
     // ones too): what will be lost.
     let after = Command::new("journalctl")
@@ -538,9 +540,14 @@ fn a_vacuumed_checkpoint_gives_the_exact_gap_and_keeps_the_first_entry_left() {
         .output()
         .expect("journalctl");
     let lost = String::from_utf8_lossy(&after.stdout).lines().count();
-    assert!(lost >= 7);
+    assert!(
+        lost >= 7,
+        "journalctl after {cursor}: {}",
+        String::from_utf8_lossy(&after.stderr)
+    );
     journald.rotate();
     journald.send(&[("MESSAGE", &oom("first left")), ("PRIORITY", "3")]);
+    journald.wait_written(&oom("first left"));
     let vacuum = Command::new("journalctl")
         .arg("-D")
         .arg(journald.journal_dir())

@@ -173,6 +173,22 @@ impl Journald {
             .unwrap_or_else(|e| panic!("send to journald: {e}"));
     }
 
+    /// Waits until journald has written `message` (and so every entry sent
+    /// before it: one socket, read in order). `send` only queues a
+    /// datagram, and journald may take a signal (a rotation) before the
+    /// datagrams queued ahead of it.
+    pub fn wait_written(&self, message: &str) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !self.messages().iter().any(|m| m == message) {
+            assert!(
+                Instant::now() < deadline,
+                "journald did not write {message:?}: {}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     /// Rotates the journal (SIGUSR2, as `journalctl --rotate`) and waits
     /// until an archived file more than before is there.
     pub fn rotate(&self) {
