@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Assembles the container image's root filesystem from a built oomscope binary:
 # the binary, exactly the shared libraries `ldd` lists (and the dynamic
-# loader), the container config (config/container.yaml) as
+# loader) and libsystemd with its own (loaded by the journald receiver), the container config (config/container.yaml) as
 # /etc/oomscope/config.yaml, the system's CA bundle (the OTLP exporters'
 # TLS uses the native store), a root-only /etc/passwd and /etc/group, and the
 # state volume's mount point /var/lib/oomscope. Nothing else: no shell.
@@ -31,6 +31,17 @@ install -m 0755 "$binary" "$out"/usr/bin/oomscope
 # Every library ldd resolves ("name => /path (addr)") and the loader ("/path (addr)");
 # the vDSO has no file. A library that does not resolve is an error, not a broken image.
 ldd_out=$(ldd "$binary")
+# The journald receiver loads libsystemd.so.0 when it starts (dlopen, so ldd
+# does not list it): it and its libraries go in too, when the binary has the
+# receiver.
+if grep -q 'libsystemd\.so\.0' "$binary"; then
+    libsystemd=$(ldconfig -p | awk '$1 == "libsystemd.so.0" && $NF ~ /^\// { print $NF; exit }')
+    if [ -z "$libsystemd" ]; then
+        echo "$0: the binary has the journald receiver but this host has no libsystemd.so.0 to put in the image" >&2
+        exit 1
+    fi
+    ldd_out=$(printf '%s\n\tlibsystemd.so.0 => %s (0)\n%s\n' "$ldd_out" "$libsystemd" "$(ldd "$libsystemd")")
+fi
 if grep -q 'not found' <<<"$ldd_out"; then
     echo "$0: unresolved libraries:" >&2
     grep 'not found' <<<"$ldd_out" >&2

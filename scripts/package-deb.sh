@@ -41,10 +41,11 @@ install -m 0644 "$repo"/config/default.yaml "$root"/etc/oomscope/config.yaml
 install -m 0644 "$repo"/README.md "$root"/usr/share/doc/oomscope/README.md
 
 depends=$(dpkg-shlibdeps -O -e"$root"/usr/bin/oomscope 2>/dev/null | sed -n 's/^shlibs:Depends=//p' || true)
-# dpkg-shlibdeps needs debian/control; without it, the libraries ldd lists come from libc6,
-# libgcc-s1 and libsystemd0 (the journald receiver's sd-journal).
+# dpkg-shlibdeps needs debian/control; without it, the libraries ldd lists come from libc6
+# and libgcc-s1. The journald receiver loads libsystemd0's sd-journal when it starts
+# (dlopen: not in ldd's list).
 [ -n "$depends" ] || depends="libc6 (>= 2.34), libgcc-s1"
-if ldd "$binary" | grep -q 'libsystemd\.so\.0' && ! grep -q 'libsystemd0' <<<"$depends"; then
+if grep -q 'libsystemd\.so\.0' "$binary" && ! grep -q 'libsystemd0' <<<"$depends"; then
     depends="$depends, libsystemd0"
 fi
 size=$(du -sk --exclude=DEBIAN "$root" | cut -f1)

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what building and testing oomscope needs and is missing:
-#   - libsystemd-dev and pkg-config (the journald receiver links libsystemd);
-#     with --with-peers also systemd-journal-remote and systemd (its tests)
+#   - libsystemd0 (the journald receiver loads it when it starts); with
+#     --with-peers also systemd-journal-remote and systemd (its tests)
 #   - nightly rust-src (for -Z build-std=core on bpfel-unknown-none)
 #   - bpf-linker 0.13.0 built against the nightly's own LLVM (versions must match)
 #   - the Python peers used by the interop tests and benchmarks (in a venv)
@@ -35,17 +35,17 @@ for toolchain in stable nightly; do
     }
 done
 
-# 0b. libsystemd: the journald receiver reads journal files through it
-# (libsystemd-dev and pkg-config to build; libsystemd0, which every systemd
-# distribution has, to run). With --with-peers also systemd-journal-remote
+# 0b. libsystemd: the journald receiver reads journal files through it,
+# loaded when the receiver starts (nothing to build against; libsystemd0,
+# which every systemd distribution has, to run and test it). With
+# --with-peers also systemd-journal-remote
 # (its tests write real journal files with it) and systemd (journalctl and
 # systemd-journald, which its tests start in private namespaces). Installing
 # systemd-journal-remote may upgrade systemd and libsystemd0 to the same
 # version (an exact dependency).
 journal_pkgs=""
-if ! pkg-config --exists libsystemd 2>/dev/null; then
-    command -v pkg-config >/dev/null 2>&1 || journal_pkgs="$journal_pkgs pkg-config"
-    journal_pkgs="$journal_pkgs libsystemd-dev"
+if ! ldconfig -p 2>/dev/null | grep -q 'libsystemd\.so\.0 '; then
+    journal_pkgs="$journal_pkgs libsystemd0"
 fi
 if [ "$with_peers" = 1 ]; then
     [ -x /lib/systemd/systemd-journal-remote ] || [ -x /usr/lib/systemd/systemd-journal-remote ] \

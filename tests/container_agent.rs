@@ -205,12 +205,15 @@ fn without_the_seccomp_profile_or_a_capability_doctor_and_the_agent_say_which() 
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
 
-    // As the DaemonSet is written: eBPF works.
+    // As the DaemonSet is written: eBPF works, and the journald receiver
+    // finds libsystemd in the image (it loads it when it starts: ldd does
+    // not list it).
     let report = doctor(SeccompChoice::Profile);
     assert!(
         report.contains("OK       seccomp") && report.contains("OK       ebpf_probe"),
         "{report}"
     );
+    assert!(!report.contains("cannot load libsystemd"), "{report}");
     // The runtime's default seccomp profile: it denies bpf and
     // perf_event_open to a container without CAP_SYS_ADMIN.
     let report = doctor(SeccompChoice::RuntimeDefault);

@@ -353,8 +353,11 @@ pub struct Facts {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct JournalFact {
     /// Whether this binary has the `journald` receiver (cargo feature
-    /// `journald`, which links libsystemd).
+    /// `journald`).
     pub receiver_built: bool,
+    /// Whether libsystemd.so.0, which the receiver loads when it starts,
+    /// can be loaded here; why not.
+    pub libsystemd: Result<(), String>,
     /// Each system journal directory looked at.
     pub dirs: Vec<JournalDir>,
 }
@@ -842,8 +845,19 @@ fn gather_journal() -> JournalFact {
     }
     JournalFact {
         receiver_built: cfg!(feature = "journald"),
+        libsystemd: libsystemd_loads(),
         dirs: paths.into_iter().map(journal_dir).collect(),
     }
+}
+
+#[cfg(feature = "journald")]
+fn libsystemd_loads() -> Result<(), String> {
+    crate::receivers::journald::sd_journal::available()
+}
+
+#[cfg(not(feature = "journald"))]
+fn libsystemd_loads() -> Result<(), String> {
+    Err("not looked for: no journald receiver in this build".to_owned())
 }
 
 fn journal_dir(path: PathBuf) -> JournalDir {
@@ -1501,6 +1515,17 @@ impl Findings {
     /// Runtime and service OOM messages in the systemd journal. Not part of
     /// the verdict, which is about OOM kills.
     fn check_journal(&mut self, journal: &JournalFact, caps: Option<u64>) {
+        if let (true, Err(why)) = (journal.receiver_built, &journal.libsystemd) {
+            // Whatever the journal holds, now or later: nothing reads it.
+            self.check_with(
+                "journal",
+                Status::Missing,
+                format!("the journald receiver cannot read any journal: {why}"),
+                Vec::new(),
+                Some("install libsystemd (Debian and Ubuntu: libsystemd0; Fedora and RHEL: systemd-libs); the container image has it".to_owned()),
+            );
+            return;
+        }
         let present: Vec<&JournalDir> = journal.dirs.iter().filter(|d| d.files > 0).collect();
         let where_looked = journal
             .dirs
@@ -1550,7 +1575,7 @@ impl Findings {
                 Status::Missing,
                 format!("{files} journal files in {dirs}, but this oomscope was built without the journald receiver (cargo feature `journald`)"),
                 details,
-                Some("build with the default features (libsystemd-dev installed), or use the release binary".to_owned()),
+                Some("build with the default features, or use the release binary".to_owned()),
             );
             return;
         }
@@ -1981,6 +2006,7 @@ mod tests {
             scope_hook: Ok("fentry on oom_kill_process attached, then detached".into()),
             journal: JournalFact {
                 receiver_built: true,
+                libsystemd: Ok(()),
                 dirs: vec![
                     JournalDir {
                         path: "/var/log/journal".into(),
@@ -2083,6 +2109,33 @@ mod tests {
         let fix = journal.fix.as_deref().unwrap_or_default();
         assert!(fix.starts_with("CAP_DAC_READ_SEARCH is missing"), "{fix}");
         assert!(fix.contains("systemd-journal group"), "{fix}");
+    }
+
+    #[test]
+    fn a_host_without_libsystemd_is_said() {
+        let mut facts = healthy();
+        facts.journal.libsystemd = Err(
+            "cannot load libsystemd.so.0 (the journald receiver needs libsystemd): not found"
+                .into(),
+        );
+        let report = assess(&facts);
+        let journal = check_named(&report, "journal");
+        assert_eq!(journal.status, Status::Missing);
+        assert!(
+            journal
+                .reason
+                .contains("cannot read any journal: cannot load libsystemd.so.0"),
+            "{}",
+            journal.reason
+        );
+        assert!(
+            journal
+                .fix
+                .as_deref()
+                .is_some_and(|f| f.contains("libsystemd0")),
+            "{:?}",
+            journal.fix
+        );
     }
 
     #[test]

@@ -1,5 +1,5 @@
-//! Opening the journal (libsystemd's sd-journal through the `systemd`
-//! crate), its filters with journalctl's semantics, and where reading
+//! Opening the journal (libsystemd's sd-journal, see [`super::sd_journal`]),
+//! its filters with journalctl's semantics, and where reading
 //! starts: a checkpoint's cursor (telling whether its entry still exists),
 //! the head or the tail.
 //!
@@ -10,8 +10,7 @@ use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use systemd::journal::{JournalWaitResult, OpenDirectoryOptions, OpenFilesOptions, OpenOptions};
-use systemd::Journal;
+pub use super::sd_journal::{Error, Journal, WaitResult};
 use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
 use tokio::runtime::Handle;
@@ -22,23 +21,10 @@ use super::config::JournaldReceiverConfig;
 
 /// A field of the current entry: its value (after `NAME=`), borrowed from
 /// libsystemd until the next call on the journal.
-pub fn field<'a>(
-    journal: &'a mut Journal,
-    name_nul: &str,
-) -> Result<Option<&'a [u8]>, systemd::Error> {
-    let Some(data) = journal.get_data(name_nul)? else {
-        return Ok(None);
-    };
-    let Some(value) = data.value() else {
-        return Ok(Some(&[]));
-    };
-    // SAFETY: the bytes are libsystemd's (in the file's mapping or its
-    // decompression buffer) and stay valid until the next call on the
-    // journal, which the `&'a mut` borrow rules out for 'a; the crate's
-    // accessor only ties them to its wrapper.
-    Ok(Some(unsafe {
-        std::slice::from_raw_parts(value.as_ptr(), value.len())
-    }))
+pub fn field<'a>(journal: &'a mut Journal, name_nul: &str) -> Result<Option<&'a [u8]>, Error> {
+    Ok(journal
+        .get_data(name_nul)?
+        .map(|data| data.value().unwrap_or_default()))
 }
 
 /// [`field`], an unreadable one (a corrupt object) taken as absent.
@@ -149,13 +135,17 @@ const MAX_FILES: usize = 4096;
 pub enum OpenError {
     /// The directory, or every file, is missing: looked for again later.
     Missing(String),
+    /// libsystemd cannot be loaded: it will not be later either.
+    Unavailable(String),
     Failed(String),
 }
 
 impl std::fmt::Display for OpenError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            OpenError::Missing(m) | OpenError::Failed(m) => f.write_str(m),
+            OpenError::Missing(m) | OpenError::Unavailable(m) | OpenError::Failed(m) => {
+                f.write_str(m)
+            }
         }
     }
 }
@@ -166,13 +156,13 @@ pub fn open(
     location: &Location,
     data_threshold: usize,
 ) -> Result<(Journal, Vec<PathBuf>), OpenError> {
-    let failed = |what: &str, err: systemd::Error| OpenError::Failed(format!("{what}: {err}"));
+    let failed = |what: &str, err: Error| match err {
+        Error::Unavailable(why) => OpenError::Unavailable(why),
+        err => OpenError::Failed(format!("{what}: {err}")),
+    };
     let (mut journal, files) = match location {
         Location::System => (
-            OpenOptions::default()
-                .local_only(true)
-                .open()
-                .map_err(|e| failed("opening the system journal", e))?,
+            Journal::open_local().map_err(|e| failed("opening the system journal", e))?,
             Vec::new(),
         ),
         Location::OsRoot(root) => {
@@ -182,9 +172,7 @@ pub fn open(
                     root.display()
                 )));
             }
-            let journal = OpenDirectoryOptions::default()
-                .os_root(true)
-                .open_directory(path_str(root)?)
+            let journal = Journal::open_directory(path_str(root)?, true)
                 .map_err(|e| failed(&format!("opening the journal under {}", root.display()), e))?;
             (journal, Vec::new())
         }
@@ -195,8 +183,7 @@ pub fn open(
                     dir.display()
                 )));
             }
-            let journal = OpenDirectoryOptions::default()
-                .open_directory(path_str(dir)?)
+            let journal = Journal::open_directory(path_str(dir)?, false)
                 .map_err(|e| failed(&format!("opening {}", dir.display()), e))?;
             (journal, Vec::new())
         }
@@ -211,9 +198,8 @@ pub fn open(
                 .iter()
                 .map(|p| path_str(p).map(str::to_owned))
                 .collect::<Result<Vec<_>, _>>()?;
-            let journal = OpenFilesOptions::default()
-                .open_files(names.iter().map(String::as_str))
-                .map_err(|e| failed("opening the journal files", e))?;
+            let journal =
+                Journal::open_files(&names).map_err(|e| failed("opening the journal files", e))?;
             (journal, files)
         }
     };
@@ -236,14 +222,14 @@ fn path_str(p: &Path) -> Result<&str, OpenError> {
 /// far less than a match on every entry (`--priority` AND'ed with the rest
 /// selects the same entries).
 pub fn add_filters(journal: &mut Journal, cfg: &JournaldReceiverConfig) -> Result<(), String> {
-    let err = |e: systemd::Error| format!("adding a journal match: {e}");
+    let err = |e: Error| format!("adding a journal match: {e}");
     // Units first: a glob is expanded over the units the journal has now.
     let units = expand_units(journal, &cfg.units);
     if !cfg.units.is_empty() {
         if units.is_empty() {
             // No unit matched a glob: match nothing rather than everything.
             journal
-                .match_add("_SYSTEMD_UNIT", "\u{1}oomscope-no-unit")
+                .match_add("_SYSTEMD_UNIT", "\u{1}oomscope-no-unit".as_bytes())
                 .map_err(err)?;
         }
         for unit in &units {
@@ -278,21 +264,22 @@ pub fn has_filters(cfg: &JournaldReceiverConfig) -> bool {
 
 /// journalctl's `add_matches_for_unit`: the unit's own entries, its
 /// coredumps, systemd's messages about it and those of trusted daemons.
-fn add_matches_for_unit(journal: &mut Journal, unit: &str) -> Result<(), systemd::Error> {
-    journal.match_add("_SYSTEMD_UNIT", unit)?;
+fn add_matches_for_unit(journal: &mut Journal, unit: &str) -> Result<(), Error> {
+    let unit_bytes = unit.as_bytes();
+    journal.match_add("_SYSTEMD_UNIT", unit_bytes)?;
     journal.match_or()?;
-    journal.match_add("MESSAGE_ID", "fc2e22bc6ee647b6b90729ab34a250b1")?;
-    journal.match_add("_UID", "0")?;
-    journal.match_add("COREDUMP_UNIT", unit)?;
+    journal.match_add("MESSAGE_ID", b"fc2e22bc6ee647b6b90729ab34a250b1")?;
+    journal.match_add("_UID", b"0")?;
+    journal.match_add("COREDUMP_UNIT", unit_bytes)?;
     journal.match_or()?;
-    journal.match_add("_PID", "1")?;
-    journal.match_add("UNIT", unit)?;
+    journal.match_add("_PID", b"1")?;
+    journal.match_add("UNIT", unit_bytes)?;
     journal.match_or()?;
-    journal.match_add("_UID", "0")?;
-    journal.match_add("OBJECT_SYSTEMD_UNIT", unit)?;
+    journal.match_add("_UID", b"0")?;
+    journal.match_add("OBJECT_SYSTEMD_UNIT", unit_bytes)?;
     if unit.ends_with(".slice") {
         journal.match_or()?;
-        journal.match_add("_SYSTEMD_SLICE", unit)?;
+        journal.match_add("_SYSTEMD_SLICE", unit_bytes)?;
     }
     Ok(())
 }
@@ -405,7 +392,7 @@ pub fn position(
     cfg: &JournaldReceiverConfig,
     start: &StartPosition,
 ) -> Result<Positioned, String> {
-    let err = |what: &str, e: systemd::Error| format!("{what}: {e}");
+    let err = |what: &str, e: Error| format!("{what}: {e}");
     let mut out = Positioned::default();
     let filtered = has_filters(cfg);
     match start {
@@ -505,10 +492,7 @@ impl Watch {
     /// Starts watching `journal` (in `handle`'s reactor). Also what the first
     /// `sd_journal_wait` does besides: drops files vacuumed since the
     /// journal was opened. Returns the change since it was opened as well.
-    pub fn new(
-        journal: &mut Journal,
-        handle: &Handle,
-    ) -> Result<(Self, JournalWaitResult), String> {
+    pub fn new(journal: &mut Journal, handle: &Handle) -> Result<(Self, WaitResult), String> {
         // A zero wait on a journal not yet watched creates its inotify fd,
         // forgets deleted files and returns at once.
         let changed = journal
@@ -535,7 +519,7 @@ impl Watch {
         shutdown: &CancellationToken,
         arrivals: Option<&Arrivals>,
         handle: &Handle,
-    ) -> (Result<JournalWaitResult, systemd::Error>, bool) {
+    ) -> (Result<WaitResult, Error>, bool) {
         let arrived = handle.block_on(async {
             let arrival = async {
                 match arrivals {

@@ -1,6 +1,6 @@
 //! The `journald` receiver: runtime and service OOM messages from the
 //! systemd journal, read from the journal files through libsystemd
-//! (sd-journal).
+//! (sd-journal, loaded when the receiver starts: [`sd_journal`]).
 //!
 //! One blocking thread owns the journal (`sd_journal` is not thread-safe),
 //! follows new entries (inotify through `sd_journal_wait`; `files` are
@@ -31,6 +31,8 @@ pub mod metrics;
 mod reader;
 #[cfg(feature = "journald")]
 pub mod records;
+#[cfg(feature = "journald")]
+pub mod sd_journal;
 pub mod sigbus;
 
 pub use config::{JournaldReceiverConfig, KernelTransport, PriorityRange, StartAt};

@@ -7,10 +7,9 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use super::journal::{Journal, WaitResult};
 use aho_corasick::AhoCorasick;
 use opentelemetry_proto::tonic::common::v1::KeyValue;
-use systemd::journal::JournalWaitResult;
-use systemd::Journal;
 use tokio::runtime::Handle;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
@@ -98,6 +97,9 @@ const MAX_IDLE_WAIT: Duration = Duration::from_secs(2);
 const WATCHED_IDLE_WAIT: Duration = Duration::from_secs(10);
 /// After a read error, how long before the journal is opened again.
 const REOPEN_BACKOFF: Duration = Duration::from_secs(1);
+/// Without libsystemd, how long the reader sleeps between looks (its load
+/// failed for good; the wait only bounds the sleep, and shutdown ends it).
+const UNAVAILABLE_WAIT: Duration = Duration::from_secs(3600);
 /// How often the journal files' headers are looked at while reading (and
 /// after the journal reports a change in its files).
 const FILE_CHECK_INTERVAL: Duration = Duration::from_secs(10);
@@ -330,6 +332,8 @@ struct Reader {
     last_file_check: Option<Instant>,
     /// The location was missing (warned once until it appears).
     missing_warned: bool,
+    /// That libsystemd cannot be loaded was logged.
+    unavailable_said: bool,
     /// The location was missing at some point: what appears later is all new.
     was_missing: bool,
     /// A warning about unreadable entries was given (once per open).
@@ -416,6 +420,7 @@ impl Reader {
             file_checks: files::FileChecks::default(),
             last_file_check: None,
             missing_warned: false,
+            unavailable_said: false,
             was_missing: false,
             entry_error_warned: false,
             wait_warned: false,
@@ -488,6 +493,15 @@ impl Reader {
             Err(OpenError::Failed(what)) => {
                 tracing::warn!(receiver = %self.id, "cannot open the journal: {what}; trying again");
                 return Err(REOPEN_BACKOFF.max(self.cfg.poll_interval.get()));
+            }
+            Err(OpenError::Unavailable(why)) => {
+                // A host without libsystemd: said once; the agent's other
+                // receivers go on (the default pipeline has this one).
+                if !self.unavailable_said {
+                    tracing::error!(receiver = %self.id, "{why}; this receiver reads no journal");
+                    self.unavailable_said = true;
+                }
+                return Err(UNAVAILABLE_WAIT);
             }
         };
         let dirs = self.location.directories();
@@ -617,7 +631,7 @@ impl Reader {
         &mut self,
         journal: &mut Journal,
         handle: &Handle,
-    ) -> Result<Step, systemd::Error> {
+    ) -> Result<Step, super::journal::Error> {
         for _ in 0..READ_STEP {
             if self.on_unread_entry {
                 self.on_unread_entry = false;
@@ -906,7 +920,7 @@ impl Reader {
         let wait = self.idle_wait(watched_exactly, now);
         let changed = if self.location.is_watched() {
             match self.wait_for_change(open, now + wait, handle) {
-                Ok(JournalWaitResult::Invalidate) => true,
+                Ok(WaitResult::Invalidate) => true,
                 Ok(_) => false,
                 Err(e) => {
                     // No inotify (its limits reached): polled instead; new
@@ -958,7 +972,7 @@ impl Reader {
         open: &mut Open,
         deadline: tokio::time::Instant,
         handle: &Handle,
-    ) -> Result<JournalWaitResult, String> {
+    ) -> Result<WaitResult, String> {
         match &mut open.watch {
             Some(watch) => {
                 let arrivals = match &open.arrivals {

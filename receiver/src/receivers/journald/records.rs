@@ -5,10 +5,10 @@
 //! one (`process.*`, `container.*`), else the collector's proposal for its
 //! journald receiver (`syslog.identifier`, `journald.<FIELD>`).
 
+use super::journal::Journal;
 use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
 use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
 use opentelemetry_proto::tonic::resource::v1::Resource;
-use systemd::Journal;
 
 use super::journal::{field_int, field_string};
 use crate::clock::unix_now_nanos;
