@@ -330,6 +330,20 @@ mod tests {
         assert_eq!(out[2].text, "2024-01 b");
     }
 
+    /// An assembler holding a Java OOM line that came at `t0`.
+    fn holding_an_oom_line(lib: &Library, t0: Instant) -> (Assembler, Vec<Assembled>) {
+        let mut a = Assembler::new(None, 100_000);
+        let mut out = Vec::new();
+        a.push_at(
+            lib,
+            line("java.lang.OutOfMemoryError: Java heap space", 1),
+            t0,
+            &mut out,
+        );
+        assert!(out.is_empty() && a.is_holding());
+        (a, out)
+    }
+
     /// `force_flush_period` runs from the last line: a trace written slowly
     /// stays whole; a pause as long as the period ends it; one that never
     /// ends goes after `HOLD_LIMIT`.
@@ -339,14 +353,7 @@ mod tests {
         let period = Duration::from_millis(500);
         let ms = Duration::from_millis;
         let t0 = Instant::now();
-        let mut a = Assembler::new(None, 100_000);
-        let mut out = Vec::new();
-        a.push_at(
-            &lib,
-            line("java.lang.OutOfMemoryError: Java heap space", 1),
-            t0,
-            &mut out,
-        );
+        let (mut a, mut out) = holding_an_oom_line(&lib, t0);
         // One frame every 400 ms: 2 s in all, each gap under the period.
         for i in 1..=5u32 {
             let at = t0 + ms(400) * i;
@@ -371,14 +378,7 @@ mod tests {
         assert!(out[0].matched.is_some());
 
         // Frames that never stop: out at the hold limit, not later.
-        let mut a = Assembler::new(None, 1000);
-        let mut out = Vec::new();
-        a.push_at(
-            &lib,
-            line("java.lang.OutOfMemoryError: Java heap space", 1),
-            t0,
-            &mut out,
-        );
+        let (mut a, mut out) = holding_an_oom_line(&lib, t0);
         let mut at = t0;
         while out.is_empty() {
             at += ms(100);
@@ -390,14 +390,7 @@ mod tests {
         assert!(out[0].matched.is_some());
 
         // A period longer than the limit is kept.
-        let mut a = Assembler::new(None, 1000);
-        let mut out = Vec::new();
-        a.push_at(
-            &lib,
-            line("java.lang.OutOfMemoryError: Java heap space", 1),
-            t0,
-            &mut out,
-        );
+        let (mut a, mut out) = holding_an_oom_line(&lib, t0);
         a.push_at(&lib, line("\tat A.f(A.java:1)", 2), t0 + ms(9000), &mut out);
         a.flush_due_at(ms(10_000), t0 + ms(9999), &mut out);
         assert!(out.is_empty());
