@@ -35,7 +35,9 @@ ldd_out=$(ldd "$binary")
 # does not list it): it and its libraries go in too, when the binary has the
 # receiver.
 if grep -q 'libsystemd\.so\.0' "$binary"; then
-    libsystemd=$(ldconfig -p | awk '$1 == "libsystemd.so.0" && $NF ~ /^\// { print $NF; exit }')
+    # awk reads to the end: an early exit would end ldconfig with SIGPIPE,
+    # which pipefail makes this script's exit status.
+    libsystemd=$(ldconfig -p | awk '$1 == "libsystemd.so.0" && $NF ~ /^\// && !found { print $NF; found = 1 }')
     if [ -z "$libsystemd" ]; then
         echo "$0: the binary has the journald receiver but this host has no libsystemd.so.0 to put in the image" >&2
         exit 1
