@@ -13,7 +13,8 @@
 //! prints no `oom_reaper` line, so nothing waits for one). A victim marked
 //! while already exiting gets no "Killed process" line: when the kernel log
 //! is being read and no report came within the wait, the record says
-//! `oom.victim.exiting: true`. Without eBPF (no CAP_BPF, no tracepoint,
+//! `oom.victim.exiting: true`; a report read later still is counted as the
+//! kill it was, not recorded again. Without eBPF (no CAP_BPF, no tracepoint,
 //! lockdown) the receiver says why once and builds the same records from
 //! the report alone (`oom.source: kmsg`). Kills are reported from the
 //! receiver's start on: the kernel log is read from its end.
@@ -406,6 +407,12 @@ impl OomReceiverConfig {
 const MAX_PENDING: usize = 4096;
 /// How long an `oom_kill_process` event waits for its victim's event.
 const SCOPE_TTL: Duration = Duration::from_secs(10);
+/// How long a record sent without its report is remembered, for a report
+/// that comes past `report_wait` (a killer stalled between the event and
+/// its "Killed process" line: a CPU-throttled cgroup, a host in an OOM
+/// storm). A pid is not reused within it but on a host that cycles pids
+/// very fast, and the comm must match too.
+const LATE_REPORT_TTL: Duration = Duration::from_secs(60);
 /// Kills between the correlator and the emitter.
 const EMIT_QUEUE: usize = 1024;
 /// Kernel log records read at most at once after a victim event, without
@@ -733,6 +740,9 @@ fn lock(r: &Mutex<Resolver>) -> std::sync::MutexGuard<'_, Resolver> {
 /// Messages from the correlator to the emitter.
 enum Emit {
     Kill(Box<OomKill>),
+    /// A kill whose record went out without its report, marked exiting:
+    /// the report came later. Counted as a kill; no second record.
+    LateReport(Box<OomKill>),
     /// Periodic counters: kills the kernel counted that produced no record,
     /// and events the ring buffer dropped.
     Stats {
@@ -755,6 +765,15 @@ struct PendingReport {
     deadline: Instant,
 }
 
+/// A record sent without its report and so marked exiting, kept to
+/// recognise a report that comes later.
+struct SentUnreported {
+    pid: i32,
+    /// Empty where the tracepoint has no `comm`.
+    comm: String,
+    at: Instant,
+}
+
 struct Correlator {
     cfg: OomReceiverConfig,
     probe: Option<MarkVictimProbe>,
@@ -762,6 +781,9 @@ struct Correlator {
     assembler: OomReportAssembler,
     events: HashMap<i32, PendingEvent>,
     reports: HashMap<i32, PendingReport>,
+    /// Records sent marked exiting, oldest first (bounded by
+    /// [`MAX_PENDING`] and [`LATE_REPORT_TTL`]).
+    sent_unreported: VecDeque<SentUnreported>,
     tx: mpsc::Sender<Emit>,
     /// `/proc/vmstat` `oom_kill` at start; `None` where the kernel lacks it.
     vmstat_base: Option<u64>,
@@ -822,6 +844,7 @@ impl Correlator {
             assembler: OomReportAssembler::new(),
             events: HashMap::new(),
             reports: HashMap::new(),
+            sent_unreported: VecDeque::new(),
             tx,
             vmstat_base,
             gaps: VecDeque::new(),
@@ -1001,6 +1024,19 @@ impl Correlator {
             self.emit(merged).await;
             return;
         }
+        if self.take_sent_unreported(pid, &report.killed.comm, Instant::now()) {
+            let kill = self.kill_from_report(&report);
+            tracing::warn!(
+                pid,
+                comm = %report.killed.comm,
+                report_wait = ?self.cfg.report_wait.get(),
+                "the kernel's report of an OOM kill came after report_wait: its record went \
+                 out marked as an exiting victim; the kill is counted, with no second record \
+                 (raise report_wait if this recurs)"
+            );
+            self.emit_late(kill).await;
+            return;
+        }
         if !self.ebpf_active {
             let kill = self.kill_from_report(&report);
             self.emit(kill).await;
@@ -1078,7 +1114,56 @@ impl Correlator {
     async fn emit_unreported(&mut self, mut kill: OomKill) {
         // oom_kill_process saw it (the hook): killed, not exiting.
         kill.victim.exiting = self.kmsg.is_some() && kill.scope.hook.is_none();
+        if kill.victim.exiting {
+            self.remember_sent_unreported(&kill, Instant::now());
+        }
         self.emit(kill).await;
+    }
+
+    fn remember_sent_unreported(&mut self, kill: &OomKill, at: Instant) {
+        while self.sent_unreported.len() >= MAX_PENDING
+            || self
+                .sent_unreported
+                .front()
+                .is_some_and(|s| at.saturating_duration_since(s.at) >= LATE_REPORT_TTL)
+        {
+            self.sent_unreported.pop_front();
+        }
+        self.sent_unreported.push_back(SentUnreported {
+            pid: kill.victim.pid,
+            comm: kill.victim.comm.clone(),
+            at,
+        });
+    }
+
+    /// Whether a report is the late one of a record already sent marked
+    /// exiting (then forgotten: a second report is a new kill).
+    fn take_sent_unreported(&mut self, pid: i32, comm: &str, now: Instant) -> bool {
+        let found = self.sent_unreported.iter().rposition(|s| {
+            s.pid == pid
+                && (s.comm.is_empty() || s.comm == comm)
+                && now.saturating_duration_since(s.at) < LATE_REPORT_TTL
+        });
+        match found {
+            Some(i) => {
+                self.sent_unreported.remove(i);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// A late report's kill: counted (its record went out marked exiting,
+    /// which the counters left out), not recorded again.
+    async fn emit_late(&mut self, kill: OomKill) {
+        if !self.selected(&kill) {
+            self.kills_filtered += 1;
+            return;
+        }
+        self.kills_emitted += 1;
+        if self.tx.send(Emit::LateReport(Box::new(kill))).await.is_err() {
+            tracing::debug!("OOM emitter is gone; a late kill was not counted");
+        }
     }
 
     /// Whether `cgroups` lets the kill through: by the victim's cgroup, or
@@ -1601,6 +1686,14 @@ impl Emitter {
                         deliver(&m, payload, false, &shutdown, &metrics).await;
                     }
                 }
+                Emit::LateReport(kill) => {
+                    let key = self.count(&kill);
+                    if let Some(m) = self.metrics.clone() {
+                        let payload =
+                            Payload::Metrics(vec![self.kill_metrics(Some(&key), None, None)]);
+                        deliver(&m, payload, false, &shutdown, &metrics).await;
+                    }
+                }
                 Emit::Stats { missed, dropped } => {
                     if let Some(m) = self.metrics.clone() {
                         let payload =
@@ -1975,6 +2068,62 @@ mod tests {
         );
     }
 
+    /// A report read after its event's record went out (marked exiting)
+    /// makes no second record: the kill is counted, and only once.
+    #[tokio::test]
+    async fn a_report_past_the_wait_is_counted_not_recorded_again() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (mut c, mut rx, _f) = correlator(true, dir.path());
+        c.ebpf_active = true;
+        c.on_event(&event(50, 1)).await;
+        c.expire(Instant::now() + Duration::from_secs(1)).await;
+        assert!(kill(rx.recv().await).victim.exiting);
+        assert_eq!(c.kills_emitted, 0, "an exiting victim is not a kill");
+
+        c.on_report(report(50)).await;
+        match rx.try_recv() {
+            Ok(Emit::LateReport(k)) => {
+                assert_eq!(k.victim.pid, 50);
+                assert!(!k.victim.exiting);
+            }
+            _ => panic!("expected the late report's count"),
+        }
+        assert_eq!(c.kills_emitted, 1, "the kill is accounted for");
+        c.expire(Instant::now() + Duration::from_secs(60)).await;
+        assert!(rx.try_recv().is_err(), "one kill, one record");
+
+        // Another report of that pid is another kill: it waits for its
+        // event, and goes out alone when none comes.
+        c.on_report(report(50)).await;
+        assert!(rx.try_recv().is_err());
+        c.expire(Instant::now() + Duration::from_secs(1)).await;
+        assert_eq!(kill(rx.recv().await).source, Source::Kmsg);
+    }
+
+    /// Only a report of the same process is late: another comm under a
+    /// reused pid is a kill of its own.
+    #[tokio::test]
+    async fn a_late_report_must_name_the_same_process() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (mut c, mut rx, _f) = correlator(true, dir.path());
+        c.on_event(&event(51, 1)).await;
+        c.expire(Instant::now() + Duration::from_secs(1)).await;
+        assert!(kill(rx.recv().await).victim.exiting);
+        let mut other = report(51);
+        other.killed.comm = "other".into();
+        c.on_report(other).await;
+        let k = kill(rx.recv().await);
+        assert_eq!(k.victim.comm, "other");
+        assert!(!k.victim.exiting);
+
+        // Remembered within its time only.
+        let sent = Instant::now();
+        let (old, _) = c.kill_from_event(&event(52, 1));
+        c.remember_sent_unreported(&old, sent);
+        assert!(!c.take_sent_unreported(52, "test", sent + LATE_REPORT_TTL));
+        assert!(c.take_sent_unreported(52, "test", sent + LATE_REPORT_TTL / 2));
+    }
+
     #[tokio::test]
     async fn without_the_kernel_log_events_go_out_at_once_and_are_not_called_exiting() {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -2144,6 +2293,7 @@ mod tests {
                 match msg {
                     Emit::Kill(_) => kills += 1,
                     Emit::Stats { missed: m, .. } => missed = Some(m),
+                    Emit::LateReport(_) => panic!("no record went out before"),
                 }
             }
             assert_eq!(kills, usize::from(kept), "{include:?} {exclude:?}");
