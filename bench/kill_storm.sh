@@ -28,6 +28,9 @@
 # is the share of them given while another kill was under way (its kernel
 # timestamp from 4 ms before the proxy got the record until the answer),
 # backend_fast_amid_kills_pct the same share of the faster answers.
+# probe_*: rotel's answers to small exports the proxy sends it directly every
+# 10 ms (not through the agent), sent in the baseline and in the storm: the
+# backend's own time while the kills take the CPUs (PROBE_MS=0: none).
 set -euo pipefail
 
 KILLS=${KILLS:-200}
@@ -75,7 +78,7 @@ AGENT=$!; PIDS+=($AGENT)
 mkfifo "$WORK/go"
 "$ROOT/target/release/examples/oom_latency" --listen "127.0.0.1:$PROXY" \
     --rotel "http://127.0.0.1:$R_GRPC" --kills "$KILLS" --storm "$SPREAD" --at-once "$AT_ONCE" \
-    --cgroups "$CGROUPS" --baseline "$BASELINE" --watch-pid "$AGENT" --dump "$WORK/kills" <"$WORK/go" >"$WORK/result" &
+    --cgroups "$CGROUPS" --baseline "$BASELINE" --probe-ms "${PROBE_MS:-10}" --watch-pid "$AGENT" --dump "$WORK/kills" <"$WORK/go" >"$WORK/result" &
 PROXY_PID=$!; PIDS+=($PROXY_PID)
 exec 3>"$WORK/go"
 wait_port "$PROXY"
@@ -132,5 +135,8 @@ echo "kills_kernel=$(field kills_kernel) kills_reported=$(field kills_reported)"
     "reached_p50_ms=$(field reached_p50_ms) reached_p99_ms=$(field reached_p99_ms)" \
     "backend_slow=$(field backend_slow) backend_slow_amid_kills_pct=$(field backend_slow_amid_kills_pct)" \
     "backend_fast_amid_kills_pct=$(field backend_fast_amid_kills_pct)" \
+    "probe_p50_ms_baseline=$(field probe_p50_ms_baseline) probe_p99_ms_baseline=$(field probe_p99_ms_baseline)" \
+    "probe_p50_ms_storm=$(field probe_p50_ms_storm) probe_p99_ms_storm=$(field probe_p99_ms_storm)" \
+    "probes_storm=$(field probes_storm) probes_failed=$(field probes_failed)" \
     "agent_cpu_pct_baseline=$(field agent_cpu_pct_baseline) agent_cpu_pct_storm=$(field agent_cpu_pct_storm)" \
     "$requests"

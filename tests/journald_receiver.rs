@@ -619,3 +619,52 @@ fn a_vacuumed_checkpoint_gives_the_exact_gap_and_keeps_the_first_entry_left() {
     );
     agent.agent.stop(Duration::from_secs(10));
 }
+
+/// Whether the agent has libsystemd mapped.
+fn maps_libsystemd(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/maps"))
+        .expect("the agent's maps")
+        .contains("libsystemd")
+}
+
+/// On a host with no journal (no journald, or not yet started), the
+/// receiver leaves libsystemd and its libraries unloaded, and reads the
+/// journal, from its start, once journald writes one.
+#[test]
+fn libsystemd_is_loaded_only_once_a_journal_exists() {
+    const TEST: &str = "libsystemd_is_loaded_only_once_a_journal_exists";
+    let Some(journald) = journald(TEST, "") else {
+        return;
+    };
+    let work = tempfile::tempdir().expect("tempdir");
+    let journal = work.path().join("journal");
+    std::fs::create_dir(&journal).expect("mkdir");
+    let mut agent = start_agent(&journal, work.path(), "");
+    agent
+        .agent
+        .wait_for_output("no journal to read yet", TIMEOUT);
+    assert!(
+        !maps_libsystemd(agent.agent.pid()),
+        "libsystemd loaded with no journal to read"
+    );
+
+    // journald's archived file, moved in whole with its machine-id
+    // directory, as a journald starting up would make it.
+    let run = format!("{:08x}", rand::random::<u32>());
+    let oom = format!("java.lang.OutOfMemoryError: Java heap space {run}");
+    journald.send(&[("MESSAGE", &oom), ("PRIORITY", "3")]);
+    journald.wait_written(&oom);
+    journald.rotate();
+    let staged = work.path().join("staging/0123456789abcdef0123456789abcdef");
+    std::fs::create_dir_all(&staged).expect("mkdir");
+    for file in journald.archived_files() {
+        let name = file.file_name().expect("a file name");
+        std::fs::copy(&file, staged.join(name)).expect("copy the journal file");
+    }
+    std::fs::rename(&staged, journal.join("0123456789abcdef0123456789abcdef"))
+        .expect("move the machine-id directory in");
+
+    FileContents::wait_for(&agent.out, TIMEOUT, |c| c.log_bodies.contains(&oom));
+    assert!(maps_libsystemd(agent.agent.pid()));
+    agent.agent.stop(Duration::from_secs(10));
+}

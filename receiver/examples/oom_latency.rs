@@ -31,6 +31,13 @@
 //! job on the host) count as `foreign` where the kernel's count covers them
 //! (killed between its two reads), else as `foreign_outside`.
 //!
+//! The backend's own share, without the agent: in storm mode the proxy also
+//! sends rotel a small export of its own every `--probe-ms` (10 ms; 0: off),
+//! on a connection that acknowledges at once, as the kill records' does,
+//! and reports rotel's answers to these in the baseline and in the storm.
+//! They say how long rotel alone takes to answer while the kills take the
+//! CPUs, whatever the agent does.
+//!
 //! Usage: oom_latency --listen 127.0.0.1:P --rotel http://127.0.0.1:Q --kills 50
 //!        oom_latency ... --kills 200 --storm 9 --at-once 4 --cgroups 8
 //!                    --baseline 10 --watch-pid AGENT_PID
@@ -546,6 +553,8 @@ struct Args {
     baseline: Duration,
     watch_pid: Option<u32>,
     dump: Option<PathBuf>,
+    /// How often the backend probe sends (storm mode); `None`: not at all.
+    probe_every: Option<Duration>,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -559,6 +568,7 @@ fn parse_args() -> Result<Args, String> {
         baseline: Duration::from_secs(10),
         watch_pid: None,
         dump: None,
+        probe_every: Some(Duration::from_millis(10)),
     };
     let secs = |v: String, flag: &str| {
         v.parse::<f64>()
@@ -592,6 +602,10 @@ fn parse_args() -> Result<Args, String> {
                 a.watch_pid = Some(value.parse().map_err(|e| format!("--watch-pid: {e}"))?)
             }
             "--dump" => a.dump = Some(value.into()),
+            "--probe-ms" => {
+                let ms: u64 = value.parse().map_err(|e| format!("--probe-ms: {e}"))?;
+                a.probe_every = (ms > 0).then(|| Duration::from_millis(ms));
+            }
             other => return Err(format!("unknown flag {other}")),
         }
     }
@@ -665,6 +679,10 @@ async fn run(args: Args) {
     let seen = Arc::new(Mutex::new(Seen::default()));
     let others = Arc::new(AtomicU64::new(0));
     let news = Arc::new(Notify::new());
+    let probe = args
+        .storm
+        .and(args.probe_every)
+        .map(|every| BackendProbe::start(&rotel, every));
     let proxy = Proxy {
         rotel,
         upstream: Mutex::new(HashMap::new()),
@@ -691,7 +709,144 @@ async fn run(args: Args) {
 
     match args.storm {
         None => sequential(&args, &root, limit_file, &seen, &news).await,
-        Some(spread) => storm(&args, spread, &root, limit_file, &seen, &others, &news).await,
+        Some(spread) => {
+            storm(
+                &args,
+                spread,
+                &root,
+                limit_file,
+                &seen,
+                &others,
+                &news,
+                probe.as_ref(),
+            )
+            .await
+        }
+    }
+}
+
+/// Probes rotel directly: one small export every interval (open loop, a
+/// few in flight at most), each answer's time noted by when it was sent.
+struct BackendProbe {
+    /// (sent, unix ns; answered in, ns) per answered probe.
+    answers: Arc<Mutex<Vec<(u64, u64)>>>,
+    failed: Arc<AtomicU64>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// Probes in flight at most: a stalled rotel is measured, not piled up.
+const PROBES_IN_FLIGHT: usize = 4;
+
+impl BackendProbe {
+    fn start(rotel: &Endpoint, every: Duration) -> BackendProbe {
+        let channel = rotel.connect_with_connector_lazy(oomscope::tls::tcp::connector(true));
+        let client = tonic::client::Grpc::new(channel);
+        let body = Bytes::from(probe_request().encode_to_vec());
+        let answers = Arc::new(Mutex::new(Vec::new()));
+        let failed = Arc::new(AtomicU64::new(0));
+        let slots = Arc::new(tokio::sync::Semaphore::new(PROBES_IN_FLIGHT));
+        let task = tokio::spawn({
+            let (answers, failed) = (Arc::clone(&answers), Arc::clone(&failed));
+            async move {
+                let mut tick = tokio::time::interval(every);
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+                loop {
+                    tick.tick().await;
+                    let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
+                        continue;
+                    };
+                    let (mut client, body) = (client.clone(), body.clone());
+                    let (answers, failed) = (Arc::clone(&answers), Arc::clone(&failed));
+                    tokio::spawn(async move {
+                        let sent = unix_nanos();
+                        let started = Instant::now();
+                        let answer = match client.ready().await {
+                            Ok(()) => client
+                                .unary(
+                                    Request::new(body),
+                                    PathAndQuery::from_static(LOGS_EXPORT_PATH),
+                                    ForwardCodec,
+                                )
+                                .await
+                                .map(drop)
+                                .map_err(|e| e.to_string()),
+                            Err(e) => Err(e.to_string()),
+                        };
+                        let took = started.elapsed().as_nanos() as u64;
+                        match answer {
+                            Ok(()) => answers
+                                .lock()
+                                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                                .push((sent, took)),
+                            Err(_) => {
+                                failed.fetch_add(1, Ordering::Relaxed);
+                            }
+                        }
+                        drop(slot);
+                    });
+                }
+            }
+        });
+        BackendProbe {
+            answers,
+            failed,
+            task,
+        }
+    }
+
+    /// Answer times (ns, sorted) of the probes sent within `[from, to)`.
+    fn answered_within(&self, from: u64, to: u64) -> Vec<u64> {
+        let mut v: Vec<u64> = self
+            .answers
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+            .filter(|(sent, _)| (from..to).contains(sent))
+            .map(|(_, took)| *took)
+            .collect();
+        v.sort_unstable();
+        v
+    }
+}
+
+impl Drop for BackendProbe {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// The probe's export: one log record about the size of a kill's (its
+/// attributes and body, about 1.5 KB encoded), not a kill event.
+fn probe_request() -> ExportLogsServiceRequest {
+    use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue};
+    use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
+    let text = |s: String| {
+        Some(AnyValue {
+            value: Some(any_value::Value::StringValue(s)),
+        })
+    };
+    let record = LogRecord {
+        time_unix_nano: unix_nanos(),
+        severity_number: 17,
+        event_name: "oom_latency.probe".into(),
+        body: text("x".repeat(200)),
+        attributes: (0..40)
+            .map(|i| KeyValue {
+                key: format!("probe.attribute.{i}"),
+                value: text(format!("value {i}")),
+                ..Default::default()
+            })
+            .collect(),
+        ..Default::default()
+    };
+    ExportLogsServiceRequest {
+        resource_logs: vec![ResourceLogs {
+            scope_logs: vec![ScopeLogs {
+                log_records: vec![record],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
     }
 }
 
@@ -784,6 +939,7 @@ async fn storm(
     seen: &Mutex<Seen>,
     others: &AtomicU64,
     news: &Notify,
+    probe: Option<&BackendProbe>,
 ) {
     let cgroups: Vec<PathBuf> = match (0..args.cgroups)
         .map(|g| {
@@ -926,6 +1082,20 @@ async fn storm(
     let (storm_rate, storm_cpu) = between(s0, s1);
     let slowdown = (1.0 - storm_rate / base_rate.max(1e-9)) * 100.0;
     let pct = |c: Option<f64>| c.map_or("unknown".to_string(), |c| format!("{c:.1}"));
+    if let Some(probe) = probe {
+        let base = probe.answered_within(b0.unix_ns, b1.unix_ns);
+        let during = probe.answered_within(s0.unix_ns, s1.unix_ns);
+        print!(
+            "probes_baseline={} probe_p50_ms_baseline={:.2} probe_p99_ms_baseline={:.2} probes_storm={} probe_p50_ms_storm={:.2} probe_p99_ms_storm={:.2} probes_failed={} ",
+            base.len(),
+            ms(percentile(&base, 50.0)),
+            ms(percentile(&base, 99.0)),
+            during.len(),
+            ms(percentile(&during, 50.0)),
+            ms(percentile(&during, 99.0)),
+            probe.failed.load(Ordering::Relaxed),
+        );
+    }
     println!(
         "kills_caused={} kills_failed={failed} kills_kernel={kernel} kills_reported={records} duplicates={duplicates} missed={} foreign={foreign} foreign_outside={foreign_outside} storm_seconds={storm_secs:.2} p50_ms={:.2} p99_ms={:.2} max_ms={:.2} otlp_rate_baseline={base_rate:.0} otlp_rate_storm={storm_rate:.0} slowdown_pct={slowdown:.1} agent_cpu_pct_baseline={} agent_cpu_pct_storm={} built_p50_ms={:.2} built_p99_ms={:.2} delivery_p50_ms={:.2} delivery_p99_ms={:.2} backend_p50_ms={:.2} backend_p99_ms={:.2} reached_p50_ms={:.2} reached_p99_ms={:.2} backend_slow={} backend_slow_amid_kills_pct={:.0} backend_fast_amid_kills_pct={:.0} phases={},{},{},{}",
         caused.len(),

@@ -135,6 +135,9 @@ const MAX_FILES: usize = 4096;
 pub enum OpenError {
     /// The directory, or every file, is missing: looked for again later.
     Missing(String),
+    /// The directories are there but hold no journal file yet (no journald
+    /// on this host, or not yet started): libsystemd is not loaded for it.
+    NoJournalYet(String),
     /// libsystemd cannot be loaded: it will not be later either.
     Unavailable(String),
     Failed(String),
@@ -143,9 +146,10 @@ pub enum OpenError {
 impl std::fmt::Display for OpenError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            OpenError::Missing(m) | OpenError::Unavailable(m) | OpenError::Failed(m) => {
-                f.write_str(m)
-            }
+            OpenError::Missing(m)
+            | OpenError::NoJournalYet(m)
+            | OpenError::Unavailable(m)
+            | OpenError::Failed(m) => f.write_str(m),
         }
     }
 }
@@ -161,10 +165,13 @@ pub fn open(
         err => OpenError::Failed(format!("{what}: {err}")),
     };
     let (mut journal, files) = match location {
-        Location::System => (
-            Journal::open_local().map_err(|e| failed("opening the system journal", e))?,
-            Vec::new(),
-        ),
+        Location::System => {
+            journal_file_exists(location)?;
+            (
+                Journal::open_local().map_err(|e| failed("opening the system journal", e))?,
+                Vec::new(),
+            )
+        }
         Location::OsRoot(root) => {
             if !root.is_dir() {
                 return Err(OpenError::Missing(format!(
@@ -172,6 +179,7 @@ pub fn open(
                     root.display()
                 )));
             }
+            journal_file_exists(location)?;
             let journal = Journal::open_directory(path_str(root)?, true)
                 .map_err(|e| failed(&format!("opening the journal under {}", root.display()), e))?;
             (journal, Vec::new())
@@ -183,6 +191,7 @@ pub fn open(
                     dir.display()
                 )));
             }
+            journal_file_exists(location)?;
             let journal = Journal::open_directory(path_str(dir)?, false)
                 .map_err(|e| failed(&format!("opening {}", dir.display()), e))?;
             (journal, Vec::new())
@@ -207,6 +216,69 @@ pub fn open(
         .set_data_threshold(data_threshold)
         .map_err(|e| failed("setting the data threshold", e))?;
     Ok((journal, files))
+}
+
+/// `NoJournalYet` unless one of the location's directories holds a journal
+/// file: until then, libsystemd and the six libraries it needs (about
+/// 1.2 MiB of RSS) stay out of the agent.
+fn journal_file_exists(location: &Location) -> Result<(), OpenError> {
+    let dirs = location.directories();
+    if any_journal_file(&dirs) {
+        Ok(())
+    } else {
+        Err(OpenError::NoJournalYet(format!(
+            "no journal file in {dirs:?} or their subdirectories"
+        )))
+    }
+}
+
+/// Whether one of `dirs`, or a subdirectory of one (journald writes into
+/// `<machine-id>/`), holds a journal file (`*.journal`, or `*.journal~`
+/// for one journald set aside). A directory that cannot be read, or holds
+/// more entries than are worth listing, counts as holding one: libsystemd
+/// then opens it and says what is wrong.
+pub fn any_journal_file(dirs: &[PathBuf]) -> bool {
+    /// Entries listed at most before giving up and opening.
+    const MAX_ENTRIES: usize = 4096;
+    fn is_journal(name: &std::ffi::OsStr) -> bool {
+        use std::os::unix::ffi::OsStrExt as _;
+        let name = name.as_bytes();
+        name.ends_with(b".journal") || name.ends_with(b".journal~")
+    }
+    let mut listed = 0usize;
+    let mut list = |dir: &Path, subdirs: Option<&mut Vec<PathBuf>>| -> Option<bool> {
+        let entries = match std::fs::read_dir(dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Some(false),
+            Err(_) => return Some(true),
+        };
+        let mut subdirs = subdirs;
+        for entry in entries {
+            listed += 1;
+            let Ok(entry) = entry else { return Some(true) };
+            if listed > MAX_ENTRIES || is_journal(&entry.file_name()) {
+                return Some(true);
+            }
+            if let Some(subdirs) = subdirs.as_deref_mut() {
+                if entry.path().is_dir() {
+                    subdirs.push(entry.path());
+                }
+            }
+        }
+        None
+    };
+    for dir in dirs {
+        let mut subdirs = Vec::new();
+        if list(dir, Some(&mut subdirs)) == Some(true) {
+            return true;
+        }
+        for sub in &subdirs {
+            if list(sub, None) == Some(true) {
+                return true;
+            }
+        }
+    }
+    false
 }
 
 fn path_str(p: &Path) -> Result<&str, OpenError> {
@@ -561,10 +633,57 @@ impl Arrivals {
     /// ancestor is not on a local file system (another host's changes make
     /// no event) or inotify refuses (`max_user_watches`).
     pub fn new(missing: &[PathBuf], handle: &Handle) -> Option<Self> {
-        use crate::receivers::filelog::watch;
         use rustix::fs::inotify;
         let fd =
             inotify::init(inotify::CreateFlags::CLOEXEC | inotify::CreateFlags::NONBLOCK).ok()?;
+        Self::watch_ancestors(&fd, missing)?;
+        Self::register(fd, handle)
+    }
+
+    /// Watches for a first journal file in `dirs`: entries made in each
+    /// directory that exists and in its subdirectories (journald's
+    /// `<machine-id>/`), and the arrival of each that does not. `None` as
+    /// for [`Arrivals::new`].
+    pub fn of_journal_files(dirs: &[PathBuf], handle: &Handle) -> Option<Self> {
+        use crate::receivers::filelog::watch;
+        use rustix::fs::inotify;
+        /// Subdirectories watched at most per directory.
+        const MAX_SUBDIRS: usize = 64;
+        let fd =
+            inotify::init(inotify::CreateFlags::CLOEXEC | inotify::CreateFlags::NONBLOCK).ok()?;
+        let flags = watch::arrivals() | inotify::WatchFlags::ONLYDIR;
+        let mut missing = Vec::new();
+        for dir in dirs {
+            if !dir.is_dir() {
+                missing.push(dir.clone());
+                continue;
+            }
+            if !watch::is_local(dir) {
+                return None;
+            }
+            inotify::add_watch(&fd, dir, flags).ok()?;
+            let subdirs = std::fs::read_dir(dir)
+                .ok()?
+                .filter_map(Result::ok)
+                .map(|e| e.path())
+                .filter(|p| p.is_dir())
+                .take(MAX_SUBDIRS);
+            for sub in subdirs {
+                inotify::add_watch(&fd, &sub, flags).ok()?;
+            }
+        }
+        Self::watch_ancestors(&fd, &missing)?;
+        Self::register(fd, handle)
+    }
+
+    /// Resolves once an event came.
+    pub async fn arrived(&self) {
+        let _ = self.0.readable().await;
+    }
+
+    fn watch_ancestors(fd: &OwnedFd, missing: &[PathBuf]) -> Option<()> {
+        use crate::receivers::filelog::watch;
+        use rustix::fs::inotify;
         for dir in missing {
             // The nearest ancestor again once its watch is added: a level
             // made in between (`mkdir -p`) would make no event, so the new
@@ -579,10 +698,14 @@ impl Arrivals {
                     return None;
                 }
                 let flags = watch::arrivals() | inotify::WatchFlags::ONLYDIR;
-                inotify::add_watch(&fd, &ancestor, flags).ok()?;
+                inotify::add_watch(fd, &ancestor, flags).ok()?;
                 watched = Some(ancestor);
             }
         }
+        Some(())
+    }
+
+    fn register(fd: OwnedFd, handle: &Handle) -> Option<Self> {
         let _entered = handle.enter();
         // SAFETY: the `AsyncFd` owns the fd, which so stays open for as
         // long as it is registered.
@@ -598,5 +721,78 @@ impl Arrivals {
         let timeout = Timespec::try_from(timeout).expect("a short timeout");
         let mut fds = [PollFd::new(self.0.get_ref(), PollFlags::IN)];
         poll(&mut fds, Some(&timeout)).expect("poll") > 0
+    }
+}
+
+#[cfg(test)]
+mod journal_file_tests {
+    use super::*;
+
+    /// A journal file is looked for in the directories and one level
+    /// below (journald's `<machine-id>/`), never deeper.
+    #[test]
+    fn journal_files_are_found_where_journald_writes_them() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let var = root.path().join("var-log-journal");
+        let run = root.path().join("run-log-journal");
+        std::fs::create_dir(&var).expect("mkdir");
+        let dirs = [var.clone(), run.clone()];
+        assert!(!any_journal_file(&dirs), "empty, and missing");
+
+        let machine = var.join("0123456789abcdef0123456789abcdef");
+        std::fs::create_dir(&machine).expect("mkdir");
+        std::fs::write(machine.join("notes.txt"), "").expect("write");
+        assert!(!any_journal_file(&dirs), "no journal file");
+
+        let deeper = machine.join("deeper");
+        std::fs::create_dir(&deeper).expect("mkdir");
+        std::fs::write(deeper.join("system.journal"), "").expect("write");
+        assert!(!any_journal_file(&dirs), "two levels down is not read");
+
+        std::fs::write(machine.join("user-1000@0005.journal~"), "").expect("write");
+        assert!(any_journal_file(&dirs), "one journald set aside");
+        std::fs::remove_file(machine.join("user-1000@0005.journal~")).expect("rm");
+
+        std::fs::create_dir(&run).expect("mkdir");
+        std::fs::write(run.join("system.journal"), "").expect("write");
+        assert!(any_journal_file(&dirs), "directly in a directory");
+    }
+
+    /// The wait for a first journal file ends on a file made in a
+    /// machine-id subdirectory, and on a directory that appears.
+    #[tokio::test]
+    async fn a_first_journal_file_ends_the_wait() {
+        let handle = Handle::current();
+        let root = tempfile::tempdir().expect("tempdir");
+        let var = root.path().join("var/log/journal");
+        let machine = var.join("0123456789abcdef0123456789abcdef");
+        std::fs::create_dir_all(&machine).expect("mkdir");
+        let run = root.path().join("run/log/journal");
+        let dirs = [var.clone(), run.clone()];
+
+        let arrivals = Arrivals::of_journal_files(&dirs, &handle).expect("watchable");
+        std::fs::write(machine.join("system.journal"), "").expect("write");
+        assert!(arrivals.reported_within(Duration::from_secs(30)));
+        arrivals.arrived().await;
+
+        std::fs::remove_file(machine.join("system.journal")).expect("rm");
+        let arrivals = Arrivals::of_journal_files(&dirs, &handle).expect("watchable");
+        std::fs::create_dir_all(&run).expect("mkdir");
+        assert!(arrivals.reported_within(Duration::from_secs(30)));
+    }
+
+    /// Until a file is there, opening says so and loads nothing.
+    #[test]
+    fn an_empty_directory_is_no_journal_yet() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let location = Location::Directory(dir.path().to_path_buf());
+        match open(&location, 1 << 16) {
+            Err(OpenError::NoJournalYet(why)) => {
+                assert!(why.contains(&dir.path().display().to_string()), "{why}");
+            }
+            other => panic!("expected NoJournalYet, got {:?}", other.map(|_| ())),
+        }
+        let gone = Location::Directory(dir.path().join("absent"));
+        assert!(matches!(open(&gone, 1 << 16), Err(OpenError::Missing(_))));
     }
 }

@@ -336,6 +336,8 @@ struct Reader {
     unavailable_said: bool,
     /// The location was missing at some point: what appears later is all new.
     was_missing: bool,
+    /// The last open found the directories without a journal file.
+    no_journal_yet: bool,
     /// A warning about unreadable entries was given (once per open).
     entry_error_warned: bool,
     /// A warning that the journal cannot be watched was given.
@@ -422,6 +424,7 @@ impl Reader {
             missing_warned: false,
             unavailable_said: false,
             was_missing: false,
+            no_journal_yet: false,
             entry_error_warned: false,
             wait_warned: false,
         }
@@ -480,6 +483,7 @@ impl Reader {
     /// before the next try.
     fn open(&mut self) -> Result<Open, Duration> {
         let threshold = self.max_log_size.max(1);
+        self.no_journal_yet = false;
         let (mut journal, opened_files) = match journal::open(&self.location, threshold) {
             Ok(opened) => opened,
             Err(OpenError::Missing(what)) => {
@@ -489,6 +493,20 @@ impl Reader {
                 }
                 self.was_missing = true;
                 return Err(self.cfg.poll_interval.get());
+            }
+            Err(OpenError::NoJournalYet(what)) => {
+                // No journald here (yet): libsystemd stays unloaded until
+                // inotify sees a file or directory made in the journal's
+                // directories (`idle_closed`), or, where they cannot be
+                // watched, until the shared 10 s grid. A journal that
+                // appears is read from its start (`was_missing`).
+                if !self.missing_warned {
+                    tracing::warn!(receiver = %self.id, "no journal to read yet: {what}; reading it once journald writes one");
+                    self.missing_warned = true;
+                }
+                self.was_missing = true;
+                self.no_journal_yet = true;
+                return Err(watched_idle_wait(tokio::time::Instant::now()));
             }
             Err(OpenError::Failed(what)) => {
                 tracing::warn!(receiver = %self.id, "cannot open the journal: {what}; trying again");
@@ -1007,6 +1025,25 @@ impl Reader {
         self.take_outputs(out);
         if !self.batch.is_empty() {
             self.flush(None, handle);
+        }
+        if self.no_journal_yet {
+            let dirs = self.location.directories();
+            // Watched first, then looked at: a file made in between is
+            // either seen now or makes an event.
+            let arrivals = journal::Arrivals::of_journal_files(&dirs, handle);
+            if journal::any_journal_file(&dirs) {
+                return;
+            }
+            if let Some(arrivals) = arrivals {
+                handle.block_on(async {
+                    tokio::select! {
+                        () = arrivals.arrived() => {}
+                        () = tokio::time::sleep(wait) => {}
+                        () = self.shutdown.cancelled() => {}
+                    }
+                });
+                return;
+            }
         }
         self.sleep(handle, wait);
     }
