@@ -30,7 +30,9 @@
 # backend_fast_amid_kills_pct the same share of the faster answers.
 # probe_*: rotel's answers to small exports the proxy sends it directly every
 # 10 ms (not through the agent), sent in the baseline and in the storm: the
-# backend's own time while the kills take the CPUs (PROBE_MS=0: none).
+# backend's own time while the kills take the CPUs (PROBE_MS=0: none);
+# probe_*_after_kills: those sent within 10 ms after a kill's kernel
+# timestamp, when the kills' own records reach rotel.
 set -euo pipefail
 
 KILLS=${KILLS:-200}
@@ -137,6 +139,7 @@ echo "kills_kernel=$(field kills_kernel) kills_reported=$(field kills_reported)"
     "backend_fast_amid_kills_pct=$(field backend_fast_amid_kills_pct)" \
     "probe_p50_ms_baseline=$(field probe_p50_ms_baseline) probe_p99_ms_baseline=$(field probe_p99_ms_baseline)" \
     "probe_p50_ms_storm=$(field probe_p50_ms_storm) probe_p99_ms_storm=$(field probe_p99_ms_storm)" \
-    "probes_storm=$(field probes_storm) probes_failed=$(field probes_failed)" \
+    "probe_p50_ms_after_kills=$(field probe_p50_ms_after_kills) probe_p99_ms_after_kills=$(field probe_p99_ms_after_kills)" \
+    "probes_storm=$(field probes_storm) probes_after_kills=$(field probes_after_kills) probes_failed=$(field probes_failed)" \
     "agent_cpu_pct_baseline=$(field agent_cpu_pct_baseline) agent_cpu_pct_storm=$(field agent_cpu_pct_storm)" \
     "$requests"

@@ -794,18 +794,12 @@ impl BackendProbe {
         }
     }
 
-    /// Answer times (ns, sorted) of the probes sent within `[from, to)`.
-    fn answered_within(&self, from: u64, to: u64) -> Vec<u64> {
-        let mut v: Vec<u64> = self
+    fn answered_within(&self, from: u64, to: u64, kills: Option<&[u64]>) -> Vec<u64> {
+        let answers = self
             .answers
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .iter()
-            .filter(|(sent, _)| (from..to).contains(sent))
-            .map(|(_, took)| *took)
-            .collect();
-        v.sort_unstable();
-        v
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        probes_within(&answers, from, to, kills)
     }
 }
 
@@ -813,6 +807,33 @@ impl Drop for BackendProbe {
     fn drop(&mut self) {
         self.task.abort();
     }
+}
+
+/// A probe counts as sent after a kill when it was sent at most this long
+/// after the kill's kernel timestamp: when the kill's own record reaches
+/// rotel (the agent's part is about 5 ms at p50, 12 ms at p99). A window
+/// that does not depend on the answer's own length, which would favour
+/// slow answers.
+const AFTER_KILL_NS: u64 = 10_000_000;
+
+/// Answer times (ns, sorted) of the probes (sent, unix ns; answered in,
+/// ns) sent within `[from, to)`; with `kills` (kernel timestamps, sorted),
+/// only of those sent within [`AFTER_KILL_NS`] after a kill.
+fn probes_within(answers: &[(u64, u64)], from: u64, to: u64, kills: Option<&[u64]>) -> Vec<u64> {
+    let after_kill = |sent: u64| {
+        kills.is_none_or(|kernel| {
+            let lo = kernel.partition_point(|&t| t < sent.saturating_sub(AFTER_KILL_NS));
+            let hi = kernel.partition_point(|&t| t <= sent);
+            hi > lo
+        })
+    };
+    let mut v: Vec<u64> = answers
+        .iter()
+        .filter(|(sent, _)| (from..to).contains(sent) && after_kill(*sent))
+        .map(|(_, took)| *took)
+        .collect();
+    v.sort_unstable();
+    v
 }
 
 /// The probe's export: one log record about the size of a kill's (its
@@ -1069,6 +1090,8 @@ async fn storm(
     let reached = stage(|k| k.received.saturating_sub(k.kernel));
     let firsts: Vec<KillSeen> = first.values().copied().collect();
     let amid = answers_amid_kills(&firsts);
+    let mut kernel_times: Vec<u64> = firsts.iter().map(|k| k.kernel).collect();
+    kernel_times.sort_unstable();
     drop(seen);
     if !missed.is_empty() {
         eprintln!("oom_latency: no record for pids {missed:?}");
@@ -1083,16 +1106,20 @@ async fn storm(
     let slowdown = (1.0 - storm_rate / base_rate.max(1e-9)) * 100.0;
     let pct = |c: Option<f64>| c.map_or("unknown".to_string(), |c| format!("{c:.1}"));
     if let Some(probe) = probe {
-        let base = probe.answered_within(b0.unix_ns, b1.unix_ns);
-        let during = probe.answered_within(s0.unix_ns, s1.unix_ns);
+        let base = probe.answered_within(b0.unix_ns, b1.unix_ns, None);
+        let during = probe.answered_within(s0.unix_ns, s1.unix_ns, None);
+        let after_kills = probe.answered_within(s0.unix_ns, s1.unix_ns, Some(&kernel_times));
         print!(
-            "probes_baseline={} probe_p50_ms_baseline={:.2} probe_p99_ms_baseline={:.2} probes_storm={} probe_p50_ms_storm={:.2} probe_p99_ms_storm={:.2} probes_failed={} ",
+            "probes_baseline={} probe_p50_ms_baseline={:.2} probe_p99_ms_baseline={:.2} probes_storm={} probe_p50_ms_storm={:.2} probe_p99_ms_storm={:.2} probes_after_kills={} probe_p50_ms_after_kills={:.2} probe_p99_ms_after_kills={:.2} probes_failed={} ",
             base.len(),
             ms(percentile(&base, 50.0)),
             ms(percentile(&base, 99.0)),
             during.len(),
             ms(percentile(&during, 50.0)),
             ms(percentile(&during, 99.0)),
+            after_kills.len(),
+            ms(percentile(&after_kills, 50.0)),
+            ms(percentile(&after_kills, 99.0)),
             probe.failed.load(Ordering::Relaxed),
         );
     }
@@ -1214,6 +1241,31 @@ mod tests {
         // Kill 2's window (102-107 ms) holds kill 3 (103): amid. Kill 4's
         // holds none.
         assert_eq!(got.fast_amid_pct, 50.0);
+    }
+
+    /// Probes are taken by when they were sent: within the window, and
+    /// after a kill only when sent within 10 ms of its timestamp, however
+    /// long their answer took.
+    #[test]
+    fn probes_are_chosen_by_when_they_were_sent() {
+        const MS: u64 = 1_000_000;
+        let answers = [
+            (10 * MS, 3 * MS),
+            (20 * MS, 2 * MS),
+            (30 * MS, MS),
+            (40 * MS, 30 * MS),
+        ];
+        assert_eq!(
+            probes_within(&answers, 20 * MS, 40 * MS, None),
+            [MS, 2 * MS]
+        );
+        let kills = [MS, 19 * MS, 45 * MS];
+        assert_eq!(
+            probes_within(&answers, 0, 50 * MS, Some(&kills)),
+            [2 * MS, 3 * MS],
+            "10 ms: 9 ms after the first kill; 20 ms: 1 ms after the second; \
+             30 ms: 11 ms after; 40 ms: before the next kill, though answered after it"
+        );
     }
 
     fn record(i: usize, event: &str) -> LogRecord {
