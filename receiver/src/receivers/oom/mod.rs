@@ -1161,7 +1161,12 @@ impl Correlator {
             return;
         }
         self.kills_emitted += 1;
-        if self.tx.send(Emit::LateReport(Box::new(kill))).await.is_err() {
+        if self
+            .tx
+            .send(Emit::LateReport(Box::new(kill)))
+            .await
+            .is_err()
+        {
             tracing::debug!("OOM emitter is gone; a late kill was not counted");
         }
     }
