@@ -34,9 +34,10 @@
 //! The backend's own share, without the agent: in storm mode the proxy also
 //! sends rotel a small export of its own every `--probe-ms` (10 ms; 0: off),
 //! on a connection that acknowledges at once, as the kill records' does,
-//! and reports rotel's answers to these in the baseline and in the storm.
-//! They say how long rotel alone takes to answer while the kills take the
-//! CPUs, whatever the agent does.
+//! and reports rotel's answers to these in the baseline, in the storm, and
+//! for those sent within 10 ms after a kill's timestamp (when the kills'
+//! own records reach rotel). They say how long rotel alone takes to answer
+//! while the kills take the CPUs, whatever the agent does.
 //!
 //! Usage: oom_latency --listen 127.0.0.1:P --rotel http://127.0.0.1:Q --kills 50
 //!        oom_latency ... --kills 200 --storm 9 --at-once 4 --cgroups 8

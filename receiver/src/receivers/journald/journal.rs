@@ -245,40 +245,34 @@ pub fn any_journal_file(dirs: &[PathBuf]) -> bool {
         let name = name.as_bytes();
         name.ends_with(b".journal") || name.ends_with(b".journal~")
     }
-    let mut listed = 0usize;
-    let mut list = |dir: &Path, subdirs: Option<&mut Vec<PathBuf>>| -> Option<bool> {
+    /// Whether `dir` holds one (or cannot be told); its subdirectories
+    /// into `subdirs`, when given.
+    fn holds_one(dir: &Path, listed: &mut usize, mut subdirs: Option<&mut Vec<PathBuf>>) -> bool {
         let entries = match std::fs::read_dir(dir) {
             Ok(entries) => entries,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Some(false),
-            Err(_) => return Some(true),
+            Err(e) => return e.kind() != std::io::ErrorKind::NotFound,
         };
-        let mut subdirs = subdirs;
         for entry in entries {
-            listed += 1;
-            let Ok(entry) = entry else { return Some(true) };
-            if listed > MAX_ENTRIES || is_journal(&entry.file_name()) {
-                return Some(true);
+            *listed += 1;
+            let Ok(entry) = entry else { return true };
+            if *listed > MAX_ENTRIES || is_journal(&entry.file_name()) {
+                return true;
             }
             if let Some(subdirs) = subdirs.as_deref_mut() {
-                if entry.path().is_dir() {
-                    subdirs.push(entry.path());
+                let path = entry.path();
+                if path.is_dir() {
+                    subdirs.push(path);
                 }
             }
         }
-        None
-    };
-    for dir in dirs {
-        let mut subdirs = Vec::new();
-        if list(dir, Some(&mut subdirs)) == Some(true) {
-            return true;
-        }
-        for sub in &subdirs {
-            if list(sub, None) == Some(true) {
-                return true;
-            }
-        }
+        false
     }
-    false
+    let mut listed = 0usize;
+    dirs.iter().any(|dir| {
+        let mut subdirs = Vec::new();
+        holds_one(dir, &mut listed, Some(&mut subdirs))
+            || subdirs.iter().any(|sub| holds_one(sub, &mut listed, None))
+    })
 }
 
 fn path_str(p: &Path) -> Result<&str, OpenError> {
@@ -633,9 +627,7 @@ impl Arrivals {
     /// ancestor is not on a local file system (another host's changes make
     /// no event) or inotify refuses (`max_user_watches`).
     pub fn new(missing: &[PathBuf], handle: &Handle) -> Option<Self> {
-        use rustix::fs::inotify;
-        let fd =
-            inotify::init(inotify::CreateFlags::CLOEXEC | inotify::CreateFlags::NONBLOCK).ok()?;
+        let fd = Self::init()?;
         Self::watch_ancestors(&fd, missing)?;
         Self::register(fd, handle)
     }
@@ -649,8 +641,7 @@ impl Arrivals {
         use rustix::fs::inotify;
         /// Subdirectories watched at most per directory.
         const MAX_SUBDIRS: usize = 64;
-        let fd =
-            inotify::init(inotify::CreateFlags::CLOEXEC | inotify::CreateFlags::NONBLOCK).ok()?;
+        let fd = Self::init()?;
         let flags = watch::arrivals() | inotify::WatchFlags::ONLYDIR;
         let mut missing = Vec::new();
         for dir in dirs {
@@ -679,6 +670,11 @@ impl Arrivals {
     /// Resolves once an event came.
     pub async fn arrived(&self) {
         let _ = self.0.readable().await;
+    }
+
+    fn init() -> Option<OwnedFd> {
+        use rustix::fs::inotify;
+        inotify::init(inotify::CreateFlags::CLOEXEC | inotify::CreateFlags::NONBLOCK).ok()
     }
 
     fn watch_ancestors(fd: &OwnedFd, missing: &[PathBuf]) -> Option<()> {

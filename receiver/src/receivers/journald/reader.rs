@@ -336,8 +336,6 @@ struct Reader {
     unavailable_said: bool,
     /// The location was missing at some point: what appears later is all new.
     was_missing: bool,
-    /// The last open found the directories without a journal file.
-    no_journal_yet: bool,
     /// A warning about unreadable entries was given (once per open).
     entry_error_warned: bool,
     /// A warning that the journal cannot be watched was given.
@@ -424,7 +422,6 @@ impl Reader {
             missing_warned: false,
             unavailable_said: false,
             was_missing: false,
-            no_journal_yet: false,
             entry_error_warned: false,
             wait_warned: false,
         }
@@ -440,7 +437,7 @@ impl Reader {
             let Some(current) = open.as_mut() else {
                 match self.open() {
                     Ok(o) => open = Some(o),
-                    Err(wait) => self.idle_closed(handle, wait),
+                    Err(retry) => self.idle_closed(handle, retry),
                 }
                 continue;
             };
@@ -479,11 +476,9 @@ impl Reader {
         self.flush(journal, handle);
     }
 
-    /// Opens the journal and positions it. On failure, how long to wait
-    /// before the next try.
-    fn open(&mut self) -> Result<Open, Duration> {
+    /// Opens the journal and positions it. On failure, when to try again.
+    fn open(&mut self) -> Result<Open, Retry> {
         let threshold = self.max_log_size.max(1);
-        self.no_journal_yet = false;
         let (mut journal, opened_files) = match journal::open(&self.location, threshold) {
             Ok(opened) => opened,
             Err(OpenError::Missing(what)) => {
@@ -492,25 +487,24 @@ impl Reader {
                     self.missing_warned = true;
                 }
                 self.was_missing = true;
-                return Err(self.cfg.poll_interval.get());
+                return Err(Retry::After(self.cfg.poll_interval.get()));
             }
             Err(OpenError::NoJournalYet(what)) => {
-                // No journald here (yet): libsystemd stays unloaded until
-                // inotify sees a file or directory made in the journal's
-                // directories (`idle_closed`), or, where they cannot be
-                // watched, until the shared 10 s grid. A journal that
+                // No journald here (yet): libsystemd stays unloaded until a
+                // journal file appears (`idle_closed`). A journal that
                 // appears is read from its start (`was_missing`).
                 if !self.missing_warned {
                     tracing::warn!(receiver = %self.id, "no journal to read yet: {what}; reading it once journald writes one");
                     self.missing_warned = true;
                 }
                 self.was_missing = true;
-                self.no_journal_yet = true;
-                return Err(watched_idle_wait(tokio::time::Instant::now()));
+                return Err(Retry::OnceJournalFile);
             }
             Err(OpenError::Failed(what)) => {
                 tracing::warn!(receiver = %self.id, "cannot open the journal: {what}; trying again");
-                return Err(REOPEN_BACKOFF.max(self.cfg.poll_interval.get()));
+                return Err(Retry::After(
+                    REOPEN_BACKOFF.max(self.cfg.poll_interval.get()),
+                ));
             }
             Err(OpenError::Unavailable(why)) => {
                 // A host without libsystemd: said once; the agent's other
@@ -519,7 +513,7 @@ impl Reader {
                     tracing::error!(receiver = %self.id, "{why}; this receiver reads no journal");
                     self.unavailable_said = true;
                 }
-                return Err(UNAVAILABLE_WAIT);
+                return Err(Retry::After(UNAVAILABLE_WAIT));
             }
         };
         let dirs = self.location.directories();
@@ -551,7 +545,7 @@ impl Reader {
             Ok(p) => p,
             Err(e) => {
                 tracing::warn!(receiver = %self.id, "cannot position the journal: {e}; trying again");
-                return Err(REOPEN_BACKOFF);
+                return Err(Retry::After(REOPEN_BACKOFF));
             }
         };
         if self.missing_warned && !none_yet {
@@ -1018,33 +1012,42 @@ impl Reader {
         }
     }
 
-    /// The journal could not be opened: waits `wait` (sending what is due).
-    fn idle_closed(&mut self, handle: &Handle, wait: Duration) {
+    /// The journal could not be opened: waits as `retry` says (sending
+    /// what is due).
+    fn idle_closed(&mut self, handle: &Handle, retry: Retry) {
         let mut out = Vec::new();
         self.groups.flush_due(Duration::ZERO, &mut out);
         self.take_outputs(out);
         if !self.batch.is_empty() {
             self.flush(None, handle);
         }
-        if self.no_journal_yet {
-            let dirs = self.location.directories();
-            // Watched first, then looked at: a file made in between is
-            // either seen now or makes an event.
-            let arrivals = journal::Arrivals::of_journal_files(&dirs, handle);
-            if journal::any_journal_file(&dirs) {
-                return;
+        let wait = match retry {
+            Retry::After(wait) => wait,
+            Retry::OnceJournalFile => {
+                // Until inotify sees a file or directory made in the
+                // journal's directories, or, where they cannot be watched,
+                // the shared 10 s grid.
+                let wait = watched_idle_wait(tokio::time::Instant::now());
+                let dirs = self.location.directories();
+                // Watched first, then looked at: a file made in between is
+                // either seen now or makes an event.
+                let arrivals = journal::Arrivals::of_journal_files(&dirs, handle);
+                if journal::any_journal_file(&dirs) {
+                    return;
+                }
+                if let Some(arrivals) = arrivals {
+                    handle.block_on(async {
+                        tokio::select! {
+                            () = arrivals.arrived() => {}
+                            () = tokio::time::sleep(wait) => {}
+                            () = self.shutdown.cancelled() => {}
+                        }
+                    });
+                    return;
+                }
+                wait
             }
-            if let Some(arrivals) = arrivals {
-                handle.block_on(async {
-                    tokio::select! {
-                        () = arrivals.arrived() => {}
-                        () = tokio::time::sleep(wait) => {}
-                        () = self.shutdown.cancelled() => {}
-                    }
-                });
-                return;
-            }
-        }
+        };
         self.sleep(handle, wait);
     }
 
@@ -1264,6 +1267,13 @@ fn join_incident(
         .or(facts.comm.as_deref())
         .unwrap_or("journal");
     crate::incidents::runtime::register(hub, record, identity, &format!("journal:{source}"), pid);
+}
+
+/// When to try opening the journal again.
+enum Retry {
+    After(Duration),
+    /// Once a journal file appears in the location's directories.
+    OnceJournalFile,
 }
 
 /// An idle wait where inotify sees every change: about

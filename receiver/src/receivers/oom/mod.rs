@@ -1156,19 +1156,7 @@ impl Correlator {
     /// A late report's kill: counted (its record went out marked exiting,
     /// which the counters left out), not recorded again.
     async fn emit_late(&mut self, kill: OomKill) {
-        if !self.selected(&kill) {
-            self.kills_filtered += 1;
-            return;
-        }
-        self.kills_emitted += 1;
-        if self
-            .tx
-            .send(Emit::LateReport(Box::new(kill)))
-            .await
-            .is_err()
-        {
-            tracing::debug!("OOM emitter is gone; a late kill was not counted");
-        }
+        self.hand_over(kill, Emit::LateReport).await;
     }
 
     /// Whether `cgroups` lets the kill through: by the victim's cgroup, or
@@ -1189,7 +1177,13 @@ impl Correlator {
         }
     }
 
-    async fn emit(&mut self, mut kill: OomKill) {
+    async fn emit(&mut self, kill: OomKill) {
+        self.hand_over(kill, Emit::Kill).await;
+    }
+
+    /// Completes a kill, drops it when `cgroups` leaves it out, counts it,
+    /// and hands it to the emitter as `message` says.
+    async fn hand_over(&mut self, mut kill: OomKill, message: fn(Box<OomKill>) -> Emit) {
         if let (None, Some(id)) = (&kill.scope.memcg, kill.scope.memcg_id) {
             // No report named it: the hook's kernfs id does.
             kill.scope.memcg = self.memcg_paths.path(id);
@@ -1215,8 +1209,8 @@ impl Correlator {
         if !kill.victim.exiting {
             self.kills_emitted += 1;
         }
-        if self.tx.send(Emit::Kill(Box::new(kill))).await.is_err() {
-            tracing::debug!("OOM emitter is gone; a record was not delivered");
+        if self.tx.send(message(Box::new(kill))).await.is_err() {
+            tracing::debug!("OOM emitter is gone; a kill was not delivered");
         }
     }
 
@@ -1680,24 +1674,11 @@ impl Emitter {
                         let payload = Payload::Logs(vec![resource_logs]);
                         deliver(&logs, payload, true, &shutdown, &metrics).await;
                     }
-                    if let Some(m) = self.metrics.clone() {
-                        let payload =
-                            Payload::Metrics(vec![self.kill_metrics(Some(&key), None, None)]);
-                        // Not urgent: the periodic counters below (not
-                        // urgent) carry the same cumulative series, and an
-                        // urgent payload would overtake one held in `batch`
-                        // (a backend takes a count older than the last as
-                        // out of order). The kill's record above is urgent.
-                        deliver(&m, payload, false, &shutdown, &metrics).await;
-                    }
+                    self.deliver_count(&key, &shutdown, &metrics).await;
                 }
                 Emit::LateReport(kill) => {
                     let key = self.count(&kill);
-                    if let Some(m) = self.metrics.clone() {
-                        let payload =
-                            Payload::Metrics(vec![self.kill_metrics(Some(&key), None, None)]);
-                        deliver(&m, payload, false, &shutdown, &metrics).await;
-                    }
+                    self.deliver_count(&key, &shutdown, &metrics).await;
                 }
                 Emit::Stats { missed, dropped } => {
                     if let Some(m) = self.metrics.clone() {
@@ -1709,6 +1690,23 @@ impl Emitter {
                     }
                 }
             }
+        }
+    }
+
+    /// The kill's series of `linux.oom.kills`, as it stands now. Not
+    /// urgent: the periodic counters (not urgent) carry the same cumulative
+    /// series, and an urgent payload would overtake one held in `batch` (a
+    /// backend takes a count older than the last as out of order). The
+    /// kill's record is the urgent part.
+    async fn deliver_count(
+        &self,
+        key: &SeriesKey,
+        shutdown: &CancellationToken,
+        metrics: &crate::telemetry::ReceiverMetrics,
+    ) {
+        if let Some(m) = &self.metrics {
+            let payload = Payload::Metrics(vec![self.kill_metrics(Some(key), None, None)]);
+            deliver(m, payload, false, shutdown, metrics).await;
         }
     }
 
